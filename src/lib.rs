@@ -2,16 +2,58 @@
 //!
 //! A Vulkan device-memory allocator built on [`ash`].
 //!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo(instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice, device: &ash::Device)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use ash::vk;
+//! use ash_memory::{AllocationCreateInfo, MemoryAllocator, MemoryUsage, StandardMemoryAllocator};
+//!
+//! // SAFETY: the handles are valid and outlive the allocator; no extension is claimed.
+//! let device = unsafe {
+//!     ash_memory::Device::new(instance, physical_device, device.clone(), Default::default())?
+//! };
+//! let allocator = StandardMemoryAllocator::new_default(device.clone());
+//! let buffer_info = vk::BufferCreateInfo::default()
+//!     .size(1024)
+//!     .usage(vk::BufferUsageFlags::VERTEX_BUFFER);
+//! let info = AllocationCreateInfo { usage: MemoryUsage::Upload, ..Default::default() };
+//! // SAFETY: `buffer_info` is a valid create info.
+//! let (buffer, mut alloc) = unsafe { allocator.create_buffer(&buffer_info, &info)? };
+//! alloc.write(0, &[1, 2, 3, 4])?;
+//! // ... use the buffer, then destroy it before dropping `alloc`.
+//! unsafe { device.ash().destroy_buffer(buffer, None) };
+//! # Ok(()) }
+//! ```
+//!
 //! The crate is layered, each layer usable on its own:
 //!
 //! - [`layout`]: sizes and power-of-two alignments with checked arithmetic;
 //! - [`suballocator`]: pure offset allocators over a region (free list, buddy, pool, bump),
-//!   with no Vulkan calls, usable as "virtual blocks".
-#![warn(missing_docs)]
+//!   with no Vulkan calls, usable as "virtual blocks";
+//! - [`Device`] and [`DeviceMemory`]: the user's `ash` handles with the facts the allocator
+//!   needs, and one owned `VkDeviceMemory`;
+//! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
+//!   blocks per memory type;
+//! - [`MemoryAlloc`]: what the user holds, binds and maps.
 
+pub mod allocation;
+pub mod allocator;
+pub mod budget;
+pub mod device;
+pub mod device_memory;
 pub mod layout;
 pub mod suballocator;
 
+pub use allocation::MemoryAlloc;
+pub use allocator::{
+    AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
+    GenericMemoryAllocatorCreateInfo, MemoryAccessError, MemoryAllocatePreference, MemoryAllocator,
+    MemoryProperties, MemoryRequirements, MemoryTypeFilter, MemoryUsage, StandardMemoryAllocator,
+};
+pub use budget::HeapBudget;
+pub use device::{Device, DeviceError, EnabledMemoryFeatures};
+pub use device_memory::{DedicatedAllocation, DeviceMemory};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,

@@ -50,8 +50,7 @@ mod pool;
 pub(crate) mod testing;
 
 pub use self::{
-    buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator,
-    pool::PoolAllocator,
+    buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator, pool::PoolAllocator,
 };
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 

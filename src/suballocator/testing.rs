@@ -137,7 +137,11 @@ impl<S: Suballocator> Checker<S> {
             Err(SuballocatorError::BlockSizeExceeded) => {}
         }
         if result.is_err() {
-            assert_eq!(self.sub.free_size(), free_before, "a failed allocation changed the free size");
+            assert_eq!(
+                self.sub.free_size(),
+                free_before,
+                "a failed allocation changed the free size"
+            );
         }
         self.check();
         result

@@ -1,0 +1,270 @@
+//! [`MemoryAlloc`]: what the user holds, and gives back by dropping it.
+//!
+//! An allocation is a range `[offset, offset + size)` of a `VkDeviceMemory` object, either a
+//! block shared with other allocations or a dedicated object of its own. When the memory is
+//! host-visible the range is reachable through the block's persistent mapping, and
+//! [`write`](MemoryAlloc::write) / [`read`](MemoryAlloc::read) copy through it with bounds
+//! checks, flushing or invalidating the touched bytes when the memory is not host-coherent
+//! (widened to `nonCoherentAtomSize`, clamped to the memory object).
+//!
+//! Dropping a `MemoryAlloc` returns its range to its block (from any thread) or frees its
+//! dedicated memory object.
+
+use crate::allocator::MemoryAccessError;
+use crate::device_memory::{DeviceMemory, SyncDirection};
+use crate::layout::DeviceSize;
+use crate::suballocator::{AllocationType, Suballocation};
+use ash::vk;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// The block side of an allocation: where its range goes back to.
+pub(crate) trait BlockOwner: Send + Sync {
+    /// The block's memory.
+    fn memory(&self) -> &DeviceMemory;
+    /// Returns `suballocation` to the block.
+    ///
+    /// # Safety
+    ///
+    /// `suballocation` came from this block and is returned once.
+    unsafe fn free(&self, suballocation: Suballocation);
+}
+
+pub(crate) enum Owner {
+    Dedicated(DeviceMemory),
+    Block {
+        block: Arc<dyn BlockOwner>,
+        suballocation: Suballocation,
+    },
+}
+
+/// A range of device memory owned by the user. Dropping it frees the range.
+pub struct MemoryAlloc {
+    owner: Owner,
+    offset: DeviceSize,
+    size: DeviceSize,
+    allocation_type: AllocationType,
+    name: Option<Arc<str>>,
+}
+
+// SAFETY: the only non-`Send` part is the mapping pointer inside `DeviceMemory`, which is
+// itself `Send + Sync`; the range belongs to this allocation alone.
+unsafe impl Send for MemoryAlloc {}
+// SAFETY: through `&self` the mapping is only read (`read` copies out); writing requires
+// `&mut self`.
+unsafe impl Sync for MemoryAlloc {}
+
+impl std::fmt::Debug for MemoryAlloc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryAlloc")
+            .field("memory", &self.memory())
+            .field("offset", &self.offset)
+            .field("size", &self.size)
+            .field("memory_type_index", &self.memory_type_index())
+            .field("dedicated", &self.is_dedicated())
+            .field("allocation_type", &self.allocation_type)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl MemoryAlloc {
+    pub(crate) fn new(
+        owner: Owner,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        name: Option<Arc<str>>,
+    ) -> Self {
+        let offset = match &owner {
+            Owner::Dedicated(_) => 0,
+            Owner::Block { suballocation, .. } => suballocation.offset,
+        };
+        Self {
+            owner,
+            offset,
+            size,
+            allocation_type,
+            name,
+        }
+    }
+
+    fn device_memory(&self) -> &DeviceMemory {
+        match &self.owner {
+            Owner::Dedicated(memory) => memory,
+            Owner::Block { block, .. } => block.memory(),
+        }
+    }
+
+    /// The `VkDeviceMemory` the range lives in.
+    pub fn memory(&self) -> vk::DeviceMemory {
+        self.device_memory().handle()
+    }
+
+    /// The offset of the range in [`memory`](Self::memory).
+    pub fn offset(&self) -> DeviceSize {
+        self.offset
+    }
+
+    /// The size of the range, as requested.
+    pub fn size(&self) -> DeviceSize {
+        self.size
+    }
+
+    /// The memory type the range was allocated from.
+    pub fn memory_type_index(&self) -> u32 {
+        self.device_memory().memory_type_index()
+    }
+
+    /// The property flags of that memory type.
+    pub fn memory_property_flags(&self) -> vk::MemoryPropertyFlags {
+        self.device_memory().property_flags()
+    }
+
+    /// Whether the allocation has a memory object of its own.
+    pub fn is_dedicated(&self) -> bool {
+        matches!(self.owner, Owner::Dedicated(_))
+    }
+
+    /// The resource kind the range was requested for.
+    pub fn allocation_type(&self) -> AllocationType {
+        self.allocation_type
+    }
+
+    /// The name given in `AllocationCreateInfo`, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// A pointer to the start of the range in host address space, when the memory is
+    /// host-visible. Writing through it is `unsafe` and up to the caller; prefer
+    /// [`write`](Self::write) and [`read`](Self::read), which check bounds and flush.
+    pub fn mapped_ptr(&self) -> Option<NonNull<u8>> {
+        let base = self.device_memory().mapped_ptr()?;
+        // SAFETY: the mapping covers the whole memory object and the range lies inside it.
+        Some(unsafe { base.add(self.offset as usize) })
+    }
+
+    fn checked_range(
+        &self,
+        offset: DeviceSize,
+        len: usize,
+    ) -> Result<NonNull<u8>, MemoryAccessError> {
+        let len64 = len as DeviceSize;
+        if offset.checked_add(len64).is_none_or(|end| end > self.size) {
+            return Err(MemoryAccessError::OutOfBounds {
+                offset,
+                len: len64,
+                size: self.size,
+            });
+        }
+        let base = self.mapped_ptr().ok_or(MemoryAccessError::NotHostVisible {
+            memory_type_index: self.memory_type_index(),
+        })?;
+        // SAFETY: `offset + len <= size`, so the pointer stays inside the range.
+        Ok(unsafe { base.add(offset as usize) })
+    }
+
+    /// Copies `data` into the range at `offset` through the mapping, then flushes the written
+    /// bytes if the memory is not host-coherent.
+    ///
+    /// The GPU must not be accessing these bytes meanwhile (synchronize as for any host write).
+    pub fn write(&mut self, offset: DeviceSize, data: &[u8]) -> Result<(), MemoryAccessError> {
+        let dst = self.checked_range(offset, data.len())?;
+        // SAFETY: `dst .. dst + len` lies inside this allocation's mapped range, which no other
+        // allocation overlaps, and `&mut self` excludes concurrent host access to it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_ptr(), data.len()) };
+        self.flush(offset, data.len() as DeviceSize)
+    }
+
+    /// Invalidates the bytes if the memory is not host-coherent, then copies them from the
+    /// range at `offset` into `out`.
+    pub fn read(&self, offset: DeviceSize, out: &mut [u8]) -> Result<(), MemoryAccessError> {
+        let src = self.checked_range(offset, out.len())?;
+        self.invalidate(offset, out.len() as DeviceSize)?;
+        // SAFETY: `src .. src + len` lies inside this allocation's mapped range; host writes to
+        // it need `&mut self`, which cannot coexist with this `&self`.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    fn sync(
+        &self,
+        offset: DeviceSize,
+        len: DeviceSize,
+        direction: SyncDirection,
+    ) -> Result<(), MemoryAccessError> {
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(MemoryAccessError::OutOfBounds {
+                offset,
+                len,
+                size: self.size,
+            });
+        }
+        self.device_memory()
+            .sync_range(self.offset + offset, len, direction)
+            .map_err(MemoryAccessError::Vulkan)
+    }
+
+    /// Makes host writes to `[offset, offset + len)` of the range visible to the device. A
+    /// no-op for host-coherent memory.
+    pub fn flush(&self, offset: DeviceSize, len: DeviceSize) -> Result<(), MemoryAccessError> {
+        self.sync(offset, len, SyncDirection::Flush)
+    }
+
+    /// Makes device writes to `[offset, offset + len)` of the range visible to the host. A
+    /// no-op for host-coherent memory.
+    pub fn invalidate(&self, offset: DeviceSize, len: DeviceSize) -> Result<(), MemoryAccessError> {
+        self.sync(offset, len, SyncDirection::Invalidate)
+    }
+
+    /// Binds `buffer` to this range (`vkBindBufferMemory`).
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is a valid buffer of the allocator's device with no memory bound, whose
+    /// memory requirements this allocation was made for; it must be destroyed before this
+    /// allocation is dropped (or not used afterwards).
+    pub unsafe fn bind_buffer(&self, buffer: vk::Buffer) -> Result<(), MemoryAccessError> {
+        let memory = self.device_memory();
+        // SAFETY: the caller's contract; the range satisfies the buffer's requirements.
+        unsafe {
+            memory
+                .device()
+                .ash()
+                .bind_buffer_memory(buffer, memory.handle(), self.offset)
+        }
+        .map_err(MemoryAccessError::Vulkan)
+    }
+
+    /// Binds `image` to this range (`vkBindImageMemory`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`bind_buffer`](Self::bind_buffer), for an image.
+    pub unsafe fn bind_image(&self, image: vk::Image) -> Result<(), MemoryAccessError> {
+        let memory = self.device_memory();
+        // SAFETY: the caller's contract; the range satisfies the image's requirements.
+        unsafe {
+            memory
+                .device()
+                .ash()
+                .bind_image_memory(image, memory.handle(), self.offset)
+        }
+        .map_err(MemoryAccessError::Vulkan)
+    }
+}
+
+impl Drop for MemoryAlloc {
+    fn drop(&mut self) {
+        if let Owner::Block {
+            block,
+            suballocation,
+        } = &self.owner
+        {
+            // SAFETY: the suballocation came from this block and this is the only place that
+            // returns it, once, when the allocation dies.
+            unsafe { block.free(*suballocation) };
+        }
+        // A dedicated `DeviceMemory` frees itself when `owner` is dropped.
+    }
+}

@@ -1,0 +1,357 @@
+//! Choosing a memory type, as pure functions over a snapshot of the device's memory properties.
+//!
+//! # Memory types and heaps
+//!
+//! A Vulkan device exposes up to 16 *heaps* (physical pools of memory: VRAM, system RAM, the
+//! PCIe BAR window into VRAM) and up to 32 *memory types*. Each type lives in one heap and has
+//! property flags: `DEVICE_LOCAL` (fast for the GPU), `HOST_VISIBLE` (mappable by the CPU),
+//! `HOST_COHERENT` (CPU writes visible without flushing), `HOST_CACHED` (fast CPU reads), and
+//! rarer ones (`LAZILY_ALLOCATED`, `PROTECTED`, AMD's `DEVICE_COHERENT`/`DEVICE_UNCACHED`,
+//! NVIDIA's `RDMA_CAPABLE`). A resource reports which types it can live in as a bit mask,
+//! `memoryTypeBits`; the allocator picks one of those.
+//!
+//! # The choice
+//!
+//! A [`MemoryTypeFilter`] names flags that are *required*, *preferred* and *not preferred*.
+//! Among the allowed types that have every required flag, the one missing the fewest preferred
+//! flags and having the fewest not-preferred flags wins; ties go to the lowest index, because
+//! the specification orders types by the driver's own preference. [`MemoryUsage`] gives the
+//! filters that fit the three common cases, the same ones VMA picks for its GPU-only,
+//! CPU-to-GPU and GPU-to-CPU usages.
+//!
+//! Special types are never chosen by accident: `PROTECTED`, `LAZILY_ALLOCATED` and
+//! `RDMA_CAPABLE` types only when the filter requires that flag (and, for `PROTECTED`, the
+//! feature is enabled); AMD's device-coherent and uncached types only when the
+//! `deviceCoherentMemory` feature is enabled. Lazily allocated memory is only ever given out
+//! as dedicated allocations, since carving a block of it up would commit it all.
+
+use crate::device::EnabledMemoryFeatures;
+use crate::layout::DeviceSize;
+use ash::vk;
+use smallvec::SmallVec;
+
+/// A plain copy of a device's memory types and heaps.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryProperties {
+    /// The memory types, indexed by memory type index.
+    pub memory_types: SmallVec<[vk::MemoryType; 8]>,
+    /// The memory heaps, indexed by heap index.
+    pub memory_heaps: SmallVec<[vk::MemoryHeap; 4]>,
+}
+
+/// Why a set of memory properties was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryPropertiesError {
+    /// More types or heaps than Vulkan allows (32 and 16).
+    #[error("{types} memory types and {heaps} heaps exceed Vulkan's limits of 32 and 16")]
+    TooMany {
+        /// The reported type count.
+        types: u32,
+        /// The reported heap count.
+        heaps: u32,
+    },
+    /// A memory type names a heap that does not exist.
+    #[error("memory type {memory_type} names heap {heap}, but there are only {heap_count} heaps")]
+    HeapOutOfRange {
+        /// The memory type index.
+        memory_type: u32,
+        /// The heap it names.
+        heap: u32,
+        /// The number of heaps.
+        heap_count: u32,
+    },
+}
+
+impl MemoryProperties {
+    /// Copies and checks the properties Vulkan reported.
+    pub fn from_vk(p: &vk::PhysicalDeviceMemoryProperties) -> Result<Self, MemoryPropertiesError> {
+        if p.memory_type_count as usize > vk::MAX_MEMORY_TYPES
+            || p.memory_heap_count as usize > vk::MAX_MEMORY_HEAPS
+        {
+            return Err(MemoryPropertiesError::TooMany {
+                types: p.memory_type_count,
+                heaps: p.memory_heap_count,
+            });
+        }
+        let props = Self {
+            memory_types: p.memory_types[..p.memory_type_count as usize].into(),
+            memory_heaps: p.memory_heaps[..p.memory_heap_count as usize].into(),
+        };
+        for (i, t) in props.memory_types.iter().enumerate() {
+            if t.heap_index >= p.memory_heap_count {
+                return Err(MemoryPropertiesError::HeapOutOfRange {
+                    memory_type: i as u32,
+                    heap: t.heap_index,
+                    heap_count: p.memory_heap_count,
+                });
+            }
+        }
+        Ok(props)
+    }
+
+    /// A mask with one bit per existing memory type.
+    pub fn all_types_mask(&self) -> u32 {
+        mask_of_count(self.memory_types.len())
+    }
+
+    /// The size of the heap that memory type `index` lives in.
+    pub fn heap_size_of_type(&self, index: u32) -> DeviceSize {
+        self.memory_heaps[self.memory_types[index as usize].heap_index as usize].size
+    }
+}
+
+pub(crate) fn mask_of_count(count: usize) -> u32 {
+    if count >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << count) - 1
+    }
+}
+
+/// Which memory property flags a memory type must, should and should not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryTypeFilter {
+    /// Flags the type must have.
+    pub required_flags: vk::MemoryPropertyFlags,
+    /// Flags the type should have, each missing one counts against it.
+    pub preferred_flags: vk::MemoryPropertyFlags,
+    /// Flags the type should not have, each present one counts against it.
+    pub not_preferred_flags: vk::MemoryPropertyFlags,
+}
+
+/// The common intents, each mapped to a [`MemoryTypeFilter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryUsage {
+    /// Only the GPU touches the memory: prefer `DEVICE_LOCAL`, avoid `HOST_VISIBLE` so that
+    /// the small mappable window of VRAM is left for uploads. The default.
+    #[default]
+    DeviceOnly,
+    /// The CPU writes (sequentially) and the GPU reads: requires `HOST_VISIBLE`, prefers
+    /// `DEVICE_LOCAL` (a BAR or unified-memory type where there is one), avoids `HOST_CACHED`
+    /// (write-combined memory is faster for sequential writes).
+    Upload,
+    /// The GPU writes and the CPU reads: requires `HOST_VISIBLE`, prefers `HOST_CACHED` so that
+    /// reads are fast.
+    Download,
+    /// A filter of your own.
+    Custom(MemoryTypeFilter),
+}
+
+impl From<MemoryUsage> for MemoryTypeFilter {
+    fn from(usage: MemoryUsage) -> Self {
+        use vk::MemoryPropertyFlags as F;
+        match usage {
+            MemoryUsage::DeviceOnly => Self {
+                required_flags: F::empty(),
+                preferred_flags: F::DEVICE_LOCAL,
+                not_preferred_flags: F::HOST_VISIBLE,
+            },
+            MemoryUsage::Upload => Self {
+                required_flags: F::HOST_VISIBLE,
+                preferred_flags: F::DEVICE_LOCAL,
+                not_preferred_flags: F::HOST_CACHED,
+            },
+            MemoryUsage::Download => Self {
+                required_flags: F::HOST_VISIBLE,
+                preferred_flags: F::HOST_CACHED,
+                not_preferred_flags: F::empty(),
+            },
+            MemoryUsage::Custom(filter) => filter,
+        }
+    }
+}
+
+/// Flags that make a memory type special: never chosen unless asked for.
+const OPT_IN_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
+    vk::MemoryPropertyFlags::PROTECTED.as_raw()
+        | vk::MemoryPropertyFlags::LAZILY_ALLOCATED.as_raw()
+        | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV.as_raw(),
+);
+/// AMD's flags that need the `deviceCoherentMemory` feature.
+const DEVICE_COHERENT_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
+    vk::MemoryPropertyFlags::DEVICE_COHERENT_AMD.as_raw()
+        | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD.as_raw(),
+);
+
+/// Whether memory type flags `flags` may be used for a request with `filter` on a device with
+/// `features`.
+pub fn is_type_allowed(
+    flags: vk::MemoryPropertyFlags,
+    filter: &MemoryTypeFilter,
+    features: &EnabledMemoryFeatures,
+) -> bool {
+    let opt_in = flags & OPT_IN_FLAGS;
+    if !filter.required_flags.contains(opt_in) {
+        return false;
+    }
+    if flags.contains(vk::MemoryPropertyFlags::PROTECTED) && !features.protected_memory {
+        return false;
+    }
+    if flags.intersects(DEVICE_COHERENT_FLAGS) && !features.device_coherent_memory {
+        return false;
+    }
+    true
+}
+
+/// Whether memory of a type with `flags` may be carved into blocks; otherwise it is only given
+/// out as dedicated allocations.
+pub fn is_suballocatable(flags: vk::MemoryPropertyFlags) -> bool {
+    !flags.intersects(
+        vk::MemoryPropertyFlags::LAZILY_ALLOCATED | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV,
+    )
+}
+
+/// The best memory type among those in `memory_type_bits` for `filter`, or `None`.
+pub fn find_memory_type_index(
+    props: &MemoryProperties,
+    features: &EnabledMemoryFeatures,
+    memory_type_bits: u32,
+    filter: &MemoryTypeFilter,
+) -> Option<u32> {
+    let mut best: Option<(u32, u32)> = None;
+    for (index, t) in props.memory_types.iter().enumerate() {
+        let flags = t.property_flags;
+        if memory_type_bits & (1 << index) == 0
+            || !flags.contains(filter.required_flags)
+            || !is_type_allowed(flags, filter, features)
+        {
+            continue;
+        }
+        let cost = (filter.preferred_flags & !flags).as_raw().count_ones()
+            + (filter.not_preferred_flags & flags).as_raw().count_ones();
+        if best.is_none_or(|(_, c)| cost < c) {
+            best = Some((index as u32, cost));
+        }
+    }
+    best.map(|(index, _)| index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vk::MemoryPropertyFlags as F;
+
+    fn props(types: &[(F, u32)], heaps: &[(u64, bool)]) -> MemoryProperties {
+        MemoryProperties {
+            memory_types: types
+                .iter()
+                .map(|&(property_flags, heap_index)| vk::MemoryType {
+                    property_flags,
+                    heap_index,
+                })
+                .collect(),
+            memory_heaps: heaps
+                .iter()
+                .map(|&(size, local)| vk::MemoryHeap {
+                    size,
+                    flags: if local {
+                        vk::MemoryHeapFlags::DEVICE_LOCAL
+                    } else {
+                        vk::MemoryHeapFlags::empty()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn pick(p: &MemoryProperties, usage: MemoryUsage) -> Option<u32> {
+        let f = EnabledMemoryFeatures::default();
+        find_memory_type_index(p, &f, u32::MAX, &usage.into())
+    }
+
+    #[test]
+    fn discrete_nvidia_like() {
+        let p = props(
+            &[
+                (F::DEVICE_LOCAL, 0),
+                (F::HOST_VISIBLE | F::HOST_COHERENT, 1),
+                (F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED, 1),
+            ],
+            &[(8 << 30, true), (16 << 30, false)],
+        );
+        assert_eq!(pick(&p, MemoryUsage::DeviceOnly), Some(0));
+        assert_eq!(pick(&p, MemoryUsage::Upload), Some(1));
+        assert_eq!(pick(&p, MemoryUsage::Download), Some(2));
+    }
+
+    #[test]
+    fn bar_and_unified_memory() {
+        let p = props(
+            &[
+                (F::DEVICE_LOCAL, 0),
+                (F::HOST_VISIBLE | F::HOST_COHERENT, 1),
+                (F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT, 2),
+            ],
+            &[(8 << 30, true), (16 << 30, false), (256 << 20, true)],
+        );
+        assert_eq!(pick(&p, MemoryUsage::DeviceOnly), Some(0));
+        assert_eq!(pick(&p, MemoryUsage::Upload), Some(2));
+        assert_eq!(pick(&p, MemoryUsage::Download), Some(1));
+        // Without the BAR type in the mask, uploads fall back to host memory.
+        let f = EnabledMemoryFeatures::default();
+        assert_eq!(
+            find_memory_type_index(&p, &f, 0b011, &MemoryUsage::Upload.into()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn special_types_need_opt_in() {
+        let p = props(
+            &[
+                (F::DEVICE_LOCAL | F::LAZILY_ALLOCATED, 0),
+                (F::DEVICE_LOCAL | F::PROTECTED, 0),
+                (F::DEVICE_LOCAL | F::DEVICE_COHERENT_AMD, 0),
+                (F::DEVICE_LOCAL, 0),
+            ],
+            &[(1 << 30, true)],
+        );
+        assert_eq!(pick(&p, MemoryUsage::DeviceOnly), Some(3));
+        let lazy = MemoryTypeFilter {
+            required_flags: F::LAZILY_ALLOCATED,
+            ..Default::default()
+        };
+        assert_eq!(pick(&p, MemoryUsage::Custom(lazy)), Some(0));
+        let protected = MemoryTypeFilter {
+            required_flags: F::PROTECTED,
+            ..Default::default()
+        };
+        assert_eq!(pick(&p, MemoryUsage::Custom(protected)), None);
+        let enabled = EnabledMemoryFeatures {
+            protected_memory: true,
+            device_coherent_memory: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            find_memory_type_index(&p, &enabled, u32::MAX, &protected),
+            Some(1)
+        );
+        assert_eq!(
+            find_memory_type_index(&p, &enabled, 0b0100, &MemoryUsage::DeviceOnly.into()),
+            Some(2)
+        );
+        assert!(!is_suballocatable(F::DEVICE_LOCAL | F::LAZILY_ALLOCATED));
+        assert!(is_suballocatable(F::DEVICE_LOCAL));
+    }
+
+    #[test]
+    fn rejects_bad_properties() {
+        let mut raw = vk::PhysicalDeviceMemoryProperties {
+            memory_type_count: 1,
+            memory_heap_count: 1,
+            ..Default::default()
+        };
+        raw.memory_types[0].heap_index = 3;
+        assert!(matches!(
+            MemoryProperties::from_vk(&raw),
+            Err(MemoryPropertiesError::HeapOutOfRange { heap: 3, .. })
+        ));
+        raw.memory_type_count = 40;
+        assert!(matches!(
+            MemoryProperties::from_vk(&raw),
+            Err(MemoryPropertiesError::TooMany { .. })
+        ));
+        assert_eq!(mask_of_count(32), u32::MAX);
+        assert_eq!(mask_of_count(3), 0b111);
+    }
+}

@@ -1,0 +1,270 @@
+//! Shared test harness: a Vulkan instance with the Khronos validation layer, a device on the
+//! first physical device, a queue, and helpers to record and submit commands.
+//!
+//! Every validation message of severity WARNING or ERROR is collected, and dropping the
+//! [`TestContext`] fails the test if there was any. A missing Vulkan loader, driver or
+//! validation layer is a test failure with a message naming the packages to install, never a
+//! silent skip.
+#![allow(dead_code)]
+
+use ash::vk;
+use std::ffi::{c_void, CStr};
+use std::sync::{Arc, Mutex};
+
+pub const INSTALL_HINT: &str = "install a Vulkan driver and the validation layer; on Debian or \
+Ubuntu without a GPU: apt-get install mesa-vulkan-drivers libvulkan1 vulkan-validationlayers";
+
+const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
+
+/// Validation messages collected by the debug messenger.
+pub type Messages = Mutex<Vec<String>>;
+
+unsafe extern "system" fn debug_callback(
+    severity: vk::DebugUtilsMessageSeverityFlagsEXT,
+    _types: vk::DebugUtilsMessageTypeFlagsEXT,
+    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
+    user: *mut c_void,
+) -> vk::Bool32 {
+    // SAFETY: the loader passes a valid callback data pointer for the duration of the call,
+    // and `user` is the `Messages` boxed in the `TestContext`, which outlives the messenger.
+    let (messages, text) = unsafe {
+        let messages = &*(user as *const Messages);
+        let data = &*data;
+        let text = if data.p_message.is_null() {
+            String::from("(no message)")
+        } else {
+            CStr::from_ptr(data.p_message)
+                .to_string_lossy()
+                .into_owned()
+        };
+        (messages, text)
+    };
+    if severity.intersects(
+        vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
+            | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
+    ) {
+        eprintln!("validation {severity:?}: {text}");
+        messages
+            .lock()
+            .unwrap()
+            .push(format!("{severity:?}: {text}"));
+    }
+    vk::FALSE
+}
+
+/// A Vulkan instance and device for tests.
+pub struct TestContext {
+    pub entry: ash::Entry,
+    pub instance: ash::Instance,
+    pub physical_device: vk::PhysicalDevice,
+    pub device: ash::Device,
+    pub queue_family: u32,
+    pub queue: vk::Queue,
+    pub command_pool: vk::CommandPool,
+    debug_utils: ash::ext::debug_utils::Instance,
+    messenger: vk::DebugUtilsMessengerEXT,
+    messages: Box<Messages>,
+}
+
+impl TestContext {
+    /// Creates the context, panicking with an installation hint if Vulkan is unavailable.
+    pub fn new() -> Self {
+        // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
+        let entry = unsafe { ash::Entry::load() }.unwrap_or_else(|e| {
+            panic!("the Vulkan loader could not be loaded ({e}): {INSTALL_HINT}")
+        });
+        // SAFETY: a plain query on a loaded entry.
+        let layers = unsafe { entry.enumerate_instance_layer_properties() }
+            .expect("vkEnumerateInstanceLayerProperties failed");
+        assert!(
+            layers
+                .iter()
+                .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER)),
+            "the Khronos validation layer is not installed: {INSTALL_HINT}"
+        );
+        let messages: Box<Messages> = Box::default();
+        let mut messenger_info = vk::DebugUtilsMessengerCreateInfoEXT::default()
+            .message_severity(
+                vk::DebugUtilsMessageSeverityFlagsEXT::ERROR
+                    | vk::DebugUtilsMessageSeverityFlagsEXT::WARNING,
+            )
+            .message_type(
+                vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
+                    | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+                    | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+            )
+            .pfn_user_callback(Some(debug_callback))
+            .user_data(&*messages as *const Messages as *mut c_void);
+        let app = vk::ApplicationInfo::default()
+            .application_name(c"ash-memory tests")
+            .api_version(vk::API_VERSION_1_2);
+        let layer_names = [VALIDATION_LAYER.as_ptr()];
+        let extension_names = [ash::ext::debug_utils::NAME.as_ptr()];
+        let instance_info = vk::InstanceCreateInfo::default()
+            .application_info(&app)
+            .enabled_layer_names(&layer_names)
+            .enabled_extension_names(&extension_names)
+            .push_next(&mut messenger_info);
+        // SAFETY: the create info and everything it points to live until the call returns.
+        let instance = unsafe { entry.create_instance(&instance_info, None) }
+            .unwrap_or_else(|e| panic!("vkCreateInstance failed ({e}): {INSTALL_HINT}"));
+        let debug_utils = ash::ext::debug_utils::Instance::new(&entry, &instance);
+        // SAFETY: the messenger's user data (`messages`) is boxed and outlives the messenger.
+        let messenger = unsafe { debug_utils.create_debug_utils_messenger(&messenger_info, None) }
+            .expect("vkCreateDebugUtilsMessengerEXT failed");
+        // SAFETY: plain queries on a valid instance.
+        let physical_device = unsafe { instance.enumerate_physical_devices() }
+            .expect("vkEnumeratePhysicalDevices failed")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no Vulkan physical device found: {INSTALL_HINT}"));
+        // SAFETY: as above.
+        let families =
+            unsafe { instance.get_physical_device_queue_family_properties(physical_device) };
+        let queue_family = families
+            .iter()
+            .position(|f| {
+                f.queue_flags
+                    .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+            })
+            .expect("no graphics or compute queue family") as u32;
+        let priorities = [1.0];
+        let queue_info = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(queue_family)
+            .queue_priorities(&priorities)];
+        let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+        // SAFETY: the create info is valid and lives until the call returns.
+        let device = unsafe { instance.create_device(physical_device, &device_info, None) }
+            .expect("vkCreateDevice failed");
+        // SAFETY: queue 0 of a family we created one queue in.
+        let queue = unsafe { device.get_device_queue(queue_family, 0) };
+        let pool_info = vk::CommandPoolCreateInfo::default()
+            .queue_family_index(queue_family)
+            .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
+        // SAFETY: valid create info for this device.
+        let command_pool = unsafe { device.create_command_pool(&pool_info, None) }
+            .expect("vkCreateCommandPool failed");
+        Self {
+            entry,
+            instance,
+            physical_device,
+            device,
+            queue_family,
+            queue,
+            command_pool,
+            debug_utils,
+            messenger,
+            messages,
+        }
+    }
+
+    /// The allocator's view of the device, with no optional features claimed.
+    pub fn memory_device(&self) -> Arc<ash_memory::Device> {
+        self.memory_device_with(ash_memory::EnabledMemoryFeatures::default())
+    }
+
+    /// The allocator's view of the device with the given features claimed.
+    pub fn memory_device_with(
+        &self,
+        features: ash_memory::EnabledMemoryFeatures,
+    ) -> Arc<ash_memory::Device> {
+        // SAFETY: the handles are valid and outlive every allocator of a test (tests drop
+        // their allocators before the context); the claimed features are only those the
+        // test enabled.
+        unsafe {
+            ash_memory::Device::new(
+                &self.instance,
+                self.physical_device,
+                self.device.clone(),
+                features,
+            )
+        }
+        .expect("ash_memory::Device::new failed")
+    }
+
+    /// The validation messages so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Records commands with `record`, submits them and waits for completion.
+    pub fn submit(&self, record: impl FnOnce(&ash::Device, vk::CommandBuffer)) {
+        let d = &self.device;
+        let alloc_info = vk::CommandBufferAllocateInfo::default()
+            .command_pool(self.command_pool)
+            .level(vk::CommandBufferLevel::PRIMARY)
+            .command_buffer_count(1);
+        // SAFETY: the pool belongs to this device; commands are recorded and submitted from
+        // this thread only and waited for before the buffer is freed.
+        unsafe {
+            let cmd = d
+                .allocate_command_buffers(&alloc_info)
+                .expect("allocate command buffer")[0];
+            d.begin_command_buffer(
+                cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+            .expect("begin command buffer");
+            record(d, cmd);
+            d.end_command_buffer(cmd).expect("end command buffer");
+            let fence = d
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+                .expect("create fence");
+            let cmds = [cmd];
+            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+            d.queue_submit(self.queue, &submit, fence)
+                .expect("queue submit");
+            d.wait_for_fences(&[fence], true, u64::MAX)
+                .expect("wait for fence");
+            d.destroy_fence(fence, None);
+            d.free_command_buffers(self.command_pool, &cmds);
+        }
+    }
+
+    /// A full memory barrier between transfer writes and transfer/host reads.
+    pub fn transfer_barrier(d: &ash::Device, cmd: vk::CommandBuffer) {
+        let barrier = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(
+                vk::AccessFlags::TRANSFER_READ
+                    | vk::AccessFlags::TRANSFER_WRITE
+                    | vk::AccessFlags::HOST_READ,
+            );
+        // SAFETY: `cmd` is in the recording state (called from inside `submit`).
+        unsafe {
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::TRANSFER | vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[barrier],
+                &[],
+                &[],
+            )
+        };
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        // SAFETY: every object below was created by this context; tests have dropped their
+        // allocators and resources, and the device is idle before it is destroyed.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_command_pool(self.command_pool, None);
+            self.device.destroy_device(None);
+            self.debug_utils
+                .destroy_debug_utils_messenger(self.messenger, None);
+            self.instance.destroy_instance(None);
+        }
+        let messages = self.messages();
+        if !messages.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} validation message(s):\n{}",
+                messages.len(),
+                messages.join("\n")
+            );
+        }
+    }
+}
