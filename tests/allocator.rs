@@ -164,7 +164,7 @@ fn checked_paths_with_dedicated_allocation() {
     ] {
         let size = if dedicated && pref == MemoryAllocatePreference::Unknown {
             // Larger than half a block: the allocator makes it dedicated by itself.
-            40 * MIB
+            allocator.block_size(0).unwrap() / 2 + 4 * KIB
         } else {
             64 * KIB
         };
