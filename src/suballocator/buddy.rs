@@ -71,8 +71,25 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Number of orders: blocks of 2^0 ..= 2^63 bytes.
 const ORDERS: usize = 64;
 
-/// A buddy allocator over a region of any size. See [the module documentation](self) for the
-/// algorithm, its cost, and how it pads allocations.
+/// A buddy allocator over a region of any size.
+///
+/// Each allocation holds a block of 2<sup>k</sup> bytes aligned to its size, with k the
+/// smallest order that covers the request's size, its alignment and, when
+/// `buffer_image_granularity` is above 1, the granularity (so that every allocation owns whole
+/// pages and no two can conflict). Larger free blocks are split in halves to get there, and a
+/// freed block merges with its buddy whenever both halves are free. `allocate` and
+/// `deallocate` cost O(log region_size) expected time.
+///
+/// A region whose size is not a power of two is cut into one *root* block per set bit of its
+/// size (96 bytes: 64 at offset 0, then 32 at offset 64). Roots never merge, so the largest
+/// request the allocator can serve is its largest root.
+///
+/// The rounding up to a power of two is held by the allocation:
+/// [`free_size`](Suballocator::free_size) is the region minus the live blocks, and
+/// [`largest_free_range`](Suballocator::largest_free_range) is exactly the largest free
+/// block. Errors: [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) when fewer bytes
+/// are free than requested, [`FragmentedRegion`](SuballocatorError::FragmentedRegion) when no
+/// free block is large enough.
 #[derive(Debug)]
 pub struct BuddyAllocator {
     region_size: DeviceSize,

@@ -53,9 +53,20 @@
 use super::*;
 use crate::layout::{align_down, padding_needed};
 
-/// A pool of `BLOCK_SIZE`-byte slots. See [the module documentation](self) for how requests
-/// are placed inside slots and what happens to the end of a region that is not a whole number
-/// of slots.
+/// A pool of `BLOCK_SIZE`-byte slots with O(1) `allocate` and `deallocate`.
+///
+/// The region holds `region_size / BLOCK_SIZE` slots; the rest past the last whole slot is
+/// ignored, and [`region_size`](Suballocator::region_size) reports the slots only. A
+/// `BLOCK_SIZE` of 0 makes a pool with no slots. Each allocation takes a whole slot, so
+/// [`free_size`](Suballocator::free_size) is the free slots times `BLOCK_SIZE`, and a full
+/// pool answers [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory).
+///
+/// An allocation starts at the first offset of its slot aligned as requested. When
+/// `BLOCK_SIZE` is not a multiple of `buffer_image_granularity`, it also starts on a page
+/// boundary and must own every page it touches, inside its slot. Whether a request fits is
+/// decided against the worst-case padding over all slots, so the answer does not depend on
+/// which slot is free: see [`max_request_size`](Self::max_request_size). A request above it
+/// fails with [`BlockSizeExceeded`](SuballocatorError::BlockSizeExceeded).
 #[derive(Debug)]
 pub struct PoolAllocator<const BLOCK_SIZE: u64> {
     slot_count: u64,
@@ -81,8 +92,12 @@ impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
     }
 
     /// The largest request size with `alignment` that fits in whichever slot it gets, under
-    /// `buffer_image_granularity` (see [the module documentation](self)); 0 when no request
-    /// with that alignment fits.
+    /// `buffer_image_granularity`; 0 when no request with that alignment fits.
+    ///
+    /// Slot starts are multiples of `slot_align`, the largest power of two dividing
+    /// `BLOCK_SIZE`, so an alignment above it costs up to `alignment − slot_align` bytes of
+    /// padding. When the granularity is above `slot_align` too, the allocation is aligned to
+    /// the granularity as well and its size is rounded up to whole pages.
     pub fn max_request_size(
         alignment: DeviceAlignment,
         buffer_image_granularity: DeviceAlignment,
