@@ -556,5 +556,16 @@ mod tests {
             // Fully merged: one free range per root.
             prop_assert_eq!(ranges(&c.sub).len(), region.count_ones() as usize);
         }
+
+        #[test]
+        fn small_odd_regions_fill_up_and_merge_back(
+            region in 1u64..4096,
+            ops in testing::op_sequence(512, 200..1000),
+        ) {
+            let mut c = Checker::new(BuddyAllocator::new(region), DeviceAlignment::MIN);
+            c.run(&ops);
+            c.free_all_and_reuse(1 << (63 - region.leading_zeros()));
+            prop_assert_eq!(ranges(&c.sub).len(), region.count_ones() as usize);
+        }
     }
 }
