@@ -1,44 +1,377 @@
-//! Placeholder, replaced by the real implementation.
-use super::*;
+//! The bump allocator: a cursor that only moves forward until everything is freed.
+//!
+//! # Algorithm
+//!
+//! Everything before the cursor is used, everything after it is free. An allocation starts at
+//! the cursor rounded up to its alignment (and, if needed, to the next granularity page, see
+//! below), and the cursor moves to its end. Freeing an allocation only decrements the count of
+//! live allocations; when the count reaches zero the cursor returns to 0 and the whole region
+//! is available again. [`reset`](Suballocator::reset) does the same at once. This suits
+//! transient data with one lifetime, such as everything written for one frame.
+//!
+//! # Cost
+//!
+//! `allocate` and `deallocate` are O(1) and a handful of instructions, and the allocator
+//! holds no memory beyond its own few fields.
+//!
+//! # Padding and granularity
+//!
+//! Padding skipped to satisfy an alignment or a page boundary lies before the cursor and is
+//! held, like the allocations themselves, until the region empties: so is every freed
+//! allocation. [`free_size`](Suballocator::free_size) and
+//! [`largest_free_range`](Suballocator::largest_free_range) are both `region_size − cursor`,
+//! exact.
+//!
+//! Only the previous allocation can share a page with a new one: the new one starts at or after
+//! the cursor, and nothing lies beyond. When `buffer_image_granularity` is larger than 1, the
+//! previous allocation's type [conflicts](AllocationType::conflicts_with) with the new one's,
+//! and its last byte lies on the page where the new one would start, the start moves to the
+//! next page boundary. Checking the previous allocation alone is enough: an older allocation
+//! that reaches the same page shares it with the previous one too, so it has a type that does
+//! not conflict with the previous one, that is the same non-`Unknown` type, which the new one
+//! does not conflict with either. The previous allocation is remembered even once freed, which
+//! is only ever more cautious.
+//!
+//! # Tracking
+//!
+//! The allocator does not remember individual ranges, so
+//! [`for_each_range`](Suballocator::for_each_range) reports `[0, cursor)` as one range of
+//! [`AllocationType::Unknown`] followed by the free rest of the region.
+//!
+//! # Errors
+//!
+//! [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) when fewer than `size` bytes
+//! lie after the cursor; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) when they
+//! would be enough but the padding pushes the end past the region.
 
-/// Placeholder.
+use super::*;
+use crate::layout::{align_down, align_up};
+
+/// A linear allocator, reusable once all its allocations are freed.
+///
+/// Each allocation starts at the cursor, rounded up to its alignment and, when the previous
+/// allocation has a conflicting type and ends on that page, to the next
+/// `buffer_image_granularity` page; the cursor moves to its end. Freeing only counts down:
+/// when no allocation is left (or on [`reset`](Suballocator::reset)) the cursor returns to 0.
+/// Both calls are O(1).
+///
+/// Padding and freed allocations stay held until then, so
+/// [`free_size`](Suballocator::free_size) and
+/// [`largest_free_range`](Suballocator::largest_free_range) are `region_size − cursor`, and
+/// [`for_each_range`](Suballocator::for_each_range) reports `[0, cursor)` as one range of
+/// [`AllocationType::Unknown`]: individual ranges are not tracked. Errors:
+/// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) when fewer than `size` bytes
+/// lie after the cursor, [`FragmentedRegion`](SuballocatorError::FragmentedRegion) when the
+/// padding pushes the end past the region.
 #[derive(Debug)]
 pub struct BumpAllocator {
     region_size: DeviceSize,
+    cursor: DeviceSize,
+    allocation_count: usize,
+    /// End and type of the last allocation made since the cursor was last at 0.
+    previous: Option<(DeviceSize, AllocationType)>,
+    /// Incremented each time the cursor returns to 0, and stored in each handle, so that debug
+    /// builds catch a suballocation freed after the region was reused.
+    epoch: u64,
+}
+
+impl BumpAllocator {
+    fn rewind(&mut self) {
+        self.cursor = 0;
+        self.allocation_count = 0;
+        self.previous = None;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
 }
 
 impl Suballocator for BumpAllocator {
     fn new(region_size: DeviceSize) -> Self {
-        Self { region_size }
+        Self {
+            region_size,
+            cursor: 0,
+            allocation_count: 0,
+            previous: None,
+            epoch: 0,
+        }
     }
+
+    #[inline]
     fn region_size(&self) -> DeviceSize {
         self.region_size
     }
+
     fn allocate(
         &mut self,
-        _layout: DeviceLayout,
-        _allocation_type: AllocationType,
-        _buffer_image_granularity: DeviceAlignment,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        buffer_image_granularity: DeviceAlignment,
     ) -> Result<Suballocation, SuballocatorError> {
-        todo!()
+        let size = layout.size();
+        if self.free_size() < size {
+            return Err(SuballocatorError::OutOfRegionMemory);
+        }
+        let mut start = align_up(self.cursor, layout.alignment());
+        if let (Some(candidate), Some((previous_end, previous_type))) = (start, self.previous) {
+            let g = buffer_image_granularity;
+            // `previous_end` is not 0: allocations are never empty.
+            if g != DeviceAlignment::MIN
+                && previous_type.conflicts_with(allocation_type)
+                && align_down(previous_end - 1, g) == align_down(candidate, g)
+            {
+                start = align_up(candidate, g);
+            }
+        }
+        let (offset, end) = start
+            .and_then(|offset| Some((offset, offset.checked_add(size)?)))
+            .filter(|&(_, end)| end <= self.region_size)
+            .ok_or(SuballocatorError::FragmentedRegion)?;
+        self.cursor = end;
+        self.previous = Some((end, allocation_type));
+        self.allocation_count += 1;
+        Ok(Suballocation {
+            offset,
+            size,
+            allocation_type,
+            handle: SuballocationHandle::new(self.epoch),
+        })
     }
+
     #[allow(unsafe_code)] // The trait's contract; nothing unsafe happens inside.
-    unsafe fn deallocate(&mut self, _suballocation: Suballocation) {
-        todo!()
+    unsafe fn deallocate(&mut self, suballocation: Suballocation) {
+        debug_assert!(
+            self.allocation_count > 0 && suballocation.handle.get() == self.epoch,
+            "{suballocation:?} is not a live allocation of this allocator"
+        );
+        self.allocation_count -= 1;
+        if self.allocation_count == 0 {
+            self.rewind();
+        }
     }
+
+    #[inline]
     fn free_size(&self) -> DeviceSize {
-        todo!()
+        self.region_size - self.cursor
     }
+
+    #[inline]
     fn largest_free_range(&self) -> DeviceSize {
-        todo!()
+        self.region_size - self.cursor
     }
+
+    #[inline]
     fn allocation_count(&self) -> usize {
-        todo!()
+        self.allocation_count
     }
+
     fn reset(&mut self) {
-        todo!()
+        self.rewind();
     }
-    fn for_each_range(&self, _f: &mut dyn FnMut(RangeInfo)) {
-        todo!()
+
+    fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
+        if self.cursor > 0 {
+            f(RangeInfo {
+                offset: 0,
+                size: self.cursor,
+                kind: RangeKind::Allocated(AllocationType::Unknown),
+            });
+        }
+        if self.cursor < self.region_size {
+            f(RangeInfo {
+                offset: self.cursor,
+                size: self.region_size - self.cursor,
+                kind: RangeKind::Free,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suballocator::testing::{self, Checker};
+    use proptest::prelude::*;
+    use AllocationType::{Linear, NonLinear, Unknown};
+
+    const G1: DeviceAlignment = DeviceAlignment::MIN;
+
+    fn layout(size: DeviceSize, alignment: DeviceSize) -> DeviceLayout {
+        DeviceLayout::from_size_alignment(size, alignment).unwrap()
+    }
+
+    fn alloc(
+        c: &mut Checker<BumpAllocator>,
+        size: DeviceSize,
+        alignment: DeviceSize,
+        ty: AllocationType,
+    ) -> Result<DeviceSize, SuballocatorError> {
+        c.allocate(layout(size, alignment), ty).map(|s| s.offset)
+    }
+
+    fn ranges(sub: &BumpAllocator) -> Vec<RangeInfo> {
+        let mut out = Vec::new();
+        sub.for_each_range(&mut |r| out.push(r));
+        out
+    }
+
+    #[test]
+    fn allocations_follow_each_other_with_alignment_padding() {
+        let mut c = Checker::new(BumpAllocator::new(1000), G1);
+        assert_eq!(alloc(&mut c, 10, 1, Linear), Ok(0));
+        assert_eq!(alloc(&mut c, 1, 16, Linear), Ok(16));
+        assert_eq!(alloc(&mut c, 5, 1, NonLinear), Ok(17));
+        // The 6 bytes of padding before 16 stay held.
+        assert_eq!(c.sub.free_size(), 1000 - 22);
+        assert_eq!(c.sub.largest_free_range(), 1000 - 22);
+        assert_eq!(
+            ranges(&c.sub),
+            [
+                RangeInfo {
+                    offset: 0,
+                    size: 22,
+                    kind: RangeKind::Allocated(Unknown)
+                },
+                RangeInfo {
+                    offset: 22,
+                    size: 978,
+                    kind: RangeKind::Free
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn granularity_moves_only_past_a_conflicting_previous_page() {
+        let g = DeviceAlignment::new(64).unwrap();
+        let mut c = Checker::new(BumpAllocator::new(1024), g);
+        assert_eq!(alloc(&mut c, 10, 1, Linear), Ok(0));
+        assert_eq!(alloc(&mut c, 10, 1, Linear), Ok(10));
+        assert_eq!(alloc(&mut c, 10, 1, NonLinear), Ok(64));
+        assert_eq!(alloc(&mut c, 10, 1, NonLinear), Ok(74));
+        assert_eq!(alloc(&mut c, 10, 1, Unknown), Ok(128));
+        assert_eq!(alloc(&mut c, 10, 1, Unknown), Ok(192));
+        // A previous range that ends on a page boundary leaves the next page untouched.
+        assert_eq!(alloc(&mut c, 64, 1, Unknown), Ok(256));
+        assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(320));
+        // Alignment first, then the page check on the aligned start.
+        assert_eq!(alloc(&mut c, 1, 32, NonLinear), Ok(384));
+        assert_eq!(c.sub.free_size(), 1024 - 385);
+    }
+
+    #[test]
+    fn region_is_reused_once_every_allocation_is_freed() {
+        let mut c = Checker::new(BumpAllocator::new(100), G1);
+        for expected in [0, 30, 60] {
+            assert_eq!(alloc(&mut c, 30, 1, Linear), Ok(expected));
+        }
+        c.free(0);
+        c.free(1);
+        // One allocation is still live: the cursor stays where it is.
+        assert_eq!(c.sub.free_size(), 10);
+        assert_eq!(
+            alloc(&mut c, 30, 1, Linear),
+            Err(SuballocatorError::OutOfRegionMemory)
+        );
+        c.free(0);
+        assert_eq!(c.sub.free_size(), 100);
+        assert_eq!(alloc(&mut c, 100, 1, Linear), Ok(0));
+    }
+
+    #[test]
+    fn reset_rewinds_the_cursor() {
+        let g = DeviceAlignment::new(16).unwrap();
+        let mut c = Checker::new(BumpAllocator::new(64), g);
+        alloc(&mut c, 7, 1, Linear).unwrap();
+        alloc(&mut c, 7, 1, NonLinear).unwrap();
+        let mut sub = c.sub;
+        sub.reset();
+        assert_eq!((sub.allocation_count(), sub.free_size()), (0, 64));
+        assert_eq!(
+            ranges(&sub),
+            [RangeInfo {
+                offset: 0,
+                size: 64,
+                kind: RangeKind::Free
+            }]
+        );
+        // The type of the allocation before the reset no longer matters.
+        let mut c = Checker::new(sub, g);
+        assert_eq!(alloc(&mut c, 7, 1, Linear), Ok(0));
+    }
+
+    #[test]
+    fn error_kinds_and_tiny_regions() {
+        let mut c = Checker::new(BumpAllocator::new(0), G1);
+        assert!(ranges(&c.sub).is_empty());
+        assert_eq!(
+            alloc(&mut c, 1, 1, Linear),
+            Err(SuballocatorError::OutOfRegionMemory)
+        );
+        let mut c = Checker::new(BumpAllocator::new(1), G1);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(0));
+        assert_eq!(
+            alloc(&mut c, 1, 1, Linear),
+            Err(SuballocatorError::OutOfRegionMemory)
+        );
+        let mut c = Checker::new(BumpAllocator::new(101), G1);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(0));
+        // 100 bytes are free, but alignment skips one of them.
+        assert_eq!(
+            alloc(&mut c, 100, 2, Linear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
+        assert_eq!(
+            alloc(&mut c, 101, 1, Linear),
+            Err(SuballocatorError::OutOfRegionMemory)
+        );
+        // Or a page boundary does.
+        let g = DeviceAlignment::new(4).unwrap();
+        let mut c = Checker::new(BumpAllocator::new(11), g);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(0));
+        assert_eq!(
+            alloc(&mut c, 10, 1, NonLinear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
+        assert_eq!(alloc(&mut c, 7, 1, NonLinear), Ok(4));
+        assert_eq!(c.sub.free_size(), 0);
+    }
+
+    #[test]
+    fn rounding_near_the_end_of_the_address_space_does_not_overflow() {
+        let mut c = Checker::new(BumpAllocator::new(u64::MAX), DeviceAlignment::MAX);
+        let max = DeviceLayout::MAX_SIZE;
+        assert_eq!(alloc(&mut c, max, 1, Linear), Ok(0));
+        assert_eq!(alloc(&mut c, max - 5, 1, Linear), Ok(max));
+        assert_eq!(c.sub.free_size(), 6);
+        // Rounding the cursor up to a multiple of 2^62 would wrap around.
+        assert_eq!(
+            alloc(&mut c, 1, 1 << 62, Linear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
+        // So would moving past the conflicting previous page.
+        assert_eq!(
+            alloc(&mut c, 1, 1, NonLinear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
+        // Same type: no page to skip, the allocation fits right after.
+        assert_eq!(alloc(&mut c, 6, 1, Linear), Ok(u64::MAX - 6));
+        c.free_all_and_reuse(max);
+        assert_eq!(alloc(&mut c, 1, 1, Unknown), Ok(0));
+        // The next page starts at 2^63, and that fits.
+        assert_eq!(alloc(&mut c, 1, 1, Unknown), Ok(1 << 63));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_sequences_keep_the_invariants(
+            region in testing::log_uniform_size(1 << 22),
+            granularity in testing::granularity(),
+            ops in testing::op_sequence(1 << 12, 200..2000),
+        ) {
+            let mut c = Checker::new(BumpAllocator::new(region), granularity);
+            c.run(&ops);
+            c.free_all_and_reuse(region);
+        }
     }
 }
