@@ -1,0 +1,245 @@
+//! One adapter per allocator: allocate from raw memory requirements, free a handle.
+
+use crate::trace::{Request, Usage};
+use crate::vulkan::Vulkan;
+use std::sync::Mutex;
+
+/// What the replay loop needs from an allocator. `&self`: shared by all replay threads.
+pub trait Backend: Sync {
+    type Handle: Send;
+    fn allocate(&self, req: &Request) -> Self::Handle;
+    fn free(&self, handle: Self::Handle);
+}
+
+// ---------------------------------------------------------------- VMA (vk-mem 0.5)
+
+/// AMD VMA 3.x through vk-mem 0.5. Internally synchronized: shared without a lock.
+pub struct Vma {
+    allocator: vk_mem::Allocator,
+}
+
+impl Vma {
+    pub fn new(vk: &Vulkan) -> Self {
+        let mut info = vk_mem::AllocatorCreateInfo::new(&vk.instance, &vk.device, vk.physical_device);
+        info.vulkan_api_version = vk.api_version;
+        // SAFETY: instance/device outlive the allocator (dropped before `Vulkan`).
+        let allocator = unsafe { vk_mem::Allocator::new(info) }.expect("vmaCreateAllocator");
+        Vma { allocator }
+    }
+}
+
+impl Backend for Vma {
+    type Handle = vk_mem::Allocation;
+    #[allow(deprecated)] // GpuOnly/CpuToGpu/GpuToCpu: the usages that work without a buffer/image create info
+    fn allocate(&self, req: &Request) -> Self::Handle {
+        use vk_mem::Alloc;
+        let info = vk_mem::AllocationCreateInfo {
+            usage: match req.usage {
+                Usage::DeviceLocal => vk_mem::MemoryUsage::GpuOnly,
+                Usage::Upload => vk_mem::MemoryUsage::CpuToGpu,
+                Usage::Download => vk_mem::MemoryUsage::GpuToCpu,
+            },
+            ..Default::default()
+        };
+        // SAFETY: valid requirements; freed through `free` below.
+        unsafe { self.allocator.allocate_memory(&req.vk(), &info) }.expect("vmaAllocateMemory")
+    }
+    fn free(&self, mut handle: Self::Handle) {
+        // SAFETY: allocated by this allocator, freed once.
+        unsafe { self.allocator.free_memory(&mut handle) }
+    }
+}
+
+// ---------------------------------------------------------------- gpu-allocator 0.28
+
+/// gpu-allocator needs `&mut self`: users wrap it in a `Mutex`, and so do we.
+pub struct GpuAllocator {
+    allocator: Mutex<gpu_allocator::vulkan::Allocator>,
+}
+
+impl GpuAllocator {
+    pub fn new(vk: &Vulkan) -> Self {
+        let allocator = gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
+            instance: vk.instance.clone(),
+            device: vk.device.clone(),
+            physical_device: vk.physical_device,
+            debug_settings: Default::default(),
+            buffer_device_address: false,
+            allocation_sizes: Default::default(),
+        })
+        .expect("gpu_allocator::vulkan::Allocator::new");
+        GpuAllocator { allocator: Mutex::new(allocator) }
+    }
+}
+
+impl Backend for GpuAllocator {
+    type Handle = gpu_allocator::vulkan::Allocation;
+    fn allocate(&self, req: &Request) -> Self::Handle {
+        let desc = gpu_allocator::vulkan::AllocationCreateDesc {
+            name: "bench",
+            requirements: req.vk(),
+            location: match req.usage {
+                Usage::DeviceLocal => gpu_allocator::MemoryLocation::GpuOnly,
+                Usage::Upload => gpu_allocator::MemoryLocation::CpuToGpu,
+                Usage::Download => gpu_allocator::MemoryLocation::GpuToCpu,
+            },
+            linear: req.linear,
+            allocation_scheme: gpu_allocator::vulkan::AllocationScheme::GpuAllocatorManaged,
+        };
+        self.allocator.lock().unwrap().allocate(&desc).expect("gpu-allocator allocate")
+    }
+    fn free(&self, handle: Self::Handle) {
+        self.allocator.lock().unwrap().free(handle).expect("gpu-allocator free")
+    }
+}
+
+// ---------------------------------------------------------------- ash-memory
+
+/// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
+pub struct AshMemory {
+    allocator: ash_memory::StandardMemoryAllocator,
+}
+
+impl AshMemory {
+    pub fn new(vk: &Vulkan) -> Self {
+        // SAFETY: the device comes from this physical device and instance, outlives the
+        // allocator, and no optional feature is claimed.
+        let device = unsafe {
+            ash_memory::Device::new(
+                &vk.instance,
+                vk.physical_device,
+                vk.device.clone(),
+                ash_memory::EnabledMemoryFeatures::default(),
+            )
+        }
+        .expect("ash_memory::Device::new");
+        AshMemory { allocator: ash_memory::StandardMemoryAllocator::new_default(device) }
+    }
+}
+
+impl Backend for AshMemory {
+    type Handle = ash_memory::MemoryAlloc;
+    fn allocate(&self, req: &Request) -> Self::Handle {
+        use ash_memory::MemoryAllocator;
+        let requirements = ash_memory::MemoryRequirements::from_vk(req.vk()).expect("requirements");
+        let create_info = ash_memory::AllocationCreateInfo {
+            usage: match req.usage {
+                Usage::DeviceLocal => ash_memory::MemoryUsage::DeviceOnly,
+                Usage::Upload => ash_memory::MemoryUsage::Upload,
+                Usage::Download => ash_memory::MemoryUsage::Download,
+            },
+            ..Default::default()
+        };
+        let ty = if req.linear {
+            ash_memory::AllocationType::Linear
+        } else {
+            ash_memory::AllocationType::NonLinear
+        };
+        self.allocator.allocate(requirements, ty, &create_info, None).expect("ash-memory allocate")
+    }
+    fn free(&self, handle: Self::Handle) {
+        drop(handle)
+    }
+}
+
+// ---------------------------------------------------------------- vulkano 0.35
+
+/// A vulkano `Loader` whose lookups hand out the counting `vkAllocateMemory`/`vkFreeMemory`.
+struct CountingLoader;
+
+// SAFETY: returns valid function pointers for the whole process lifetime.
+unsafe impl vulkano::library::Loader for CountingLoader {
+    unsafe fn get_instance_proc_addr(
+        &self,
+        instance: ash::vk::Instance,
+        name: *const std::ffi::c_char,
+    ) -> ash::vk::PFN_vkVoidFunction {
+        // SAFETY: forwarded to the counting/real loader entry point.
+        unsafe { crate::vulkan::counting_get_instance_proc_addr(instance, name) }
+    }
+}
+
+/// vulkano's view of the bench's own instance and device (wrapped with `from_handle`; never
+/// dropped, so vulkano never destroys the handles the rest of the bench owns).
+pub struct VulkanoDevice(std::sync::Arc<vulkano::device::Device>);
+
+impl VulkanoDevice {
+    pub fn new(vk: &Vulkan) -> Self {
+        use vulkano::device::{Device, DeviceCreateInfo, QueueCreateInfo};
+        use vulkano::instance::{Instance, InstanceCreateInfo};
+        use vulkano::VulkanObject;
+        let library = vulkano::VulkanLibrary::with_loader(CountingLoader).expect("vulkano library");
+        // SAFETY: the handles were created from the same loader with matching create infos
+        // (API 1.3, no layers or extensions; one queue of family 0, no features).
+        unsafe {
+            let instance = Instance::from_handle(
+                library,
+                vk.instance.handle(),
+                InstanceCreateInfo {
+                    max_api_version: Some(vulkano::Version::V1_3),
+                    ..Default::default()
+                },
+            );
+            let physical = instance
+                .enumerate_physical_devices()
+                .expect("vulkano: enumerate physical devices")
+                .find(|p| ash::vk::Handle::as_raw(p.handle()) == ash::vk::Handle::as_raw(vk.physical_device))
+                .expect("vulkano: physical device");
+            let (device, queues) = Device::from_handle(
+                physical,
+                vk.device.handle(),
+                DeviceCreateInfo {
+                    queue_create_infos: vec![QueueCreateInfo { queue_family_index: 0, ..Default::default() }],
+                    ..Default::default()
+                },
+            );
+            std::mem::forget(queues.collect::<Vec<_>>());
+            std::mem::forget(instance);
+            // Keep one reference forever: vulkano must not destroy the bench's device.
+            std::mem::forget(device.clone());
+            VulkanoDevice(device)
+        }
+    }
+}
+
+pub struct Vulkano {
+    allocator: vulkano::memory::allocator::StandardMemoryAllocator,
+}
+
+impl Vulkano {
+    pub fn new(device: &VulkanoDevice) -> Self {
+        Vulkano {
+            allocator: vulkano::memory::allocator::StandardMemoryAllocator::new_default(device.0.clone()),
+        }
+    }
+}
+
+impl Backend for Vulkano {
+    type Handle = vulkano::memory::allocator::MemoryAlloc;
+    fn allocate(&self, req: &Request) -> Self::Handle {
+        use vulkano::memory::allocator::{
+            AllocationCreateInfo, AllocationType, DeviceLayout, MemoryAllocator, MemoryTypeFilter,
+        };
+        let requirements = vulkano::memory::MemoryRequirements {
+            layout: DeviceLayout::from_size_alignment(req.size, req.alignment).expect("layout"),
+            memory_type_bits: req.memory_type_bits,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let create_info = AllocationCreateInfo {
+            memory_type_filter: match req.usage {
+                Usage::DeviceLocal => MemoryTypeFilter::PREFER_DEVICE,
+                Usage::Upload => MemoryTypeFilter::PREFER_DEVICE | MemoryTypeFilter::HOST_SEQUENTIAL_WRITE,
+                Usage::Download => MemoryTypeFilter::PREFER_HOST | MemoryTypeFilter::HOST_RANDOM_ACCESS,
+            },
+            ..Default::default()
+        };
+        let ty = if req.linear { AllocationType::Linear } else { AllocationType::NonLinear };
+        self.allocator.allocate(requirements, ty, create_info, None).expect("vulkano allocate")
+    }
+    fn free(&self, handle: Self::Handle) {
+        use vulkano::memory::allocator::MemoryAllocator;
+        // SAFETY: allocated by this allocator, freed once.
+        unsafe { self.allocator.deallocate(handle) }
+    }
+}

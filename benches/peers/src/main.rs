@@ -1,0 +1,523 @@
+//! Peer benchmark for ash-memory: identical seeded traces replayed through ash-memory,
+//! AMD VMA (vk-mem 0.5) and gpu-allocator 0.28 on one Vulkan device, in one process.
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
+//!     [--runs N] [--workloads churn,burst,frame,mixed] [--allocators ash-memory,vma,gpu-allocator]
+//!     [--seed S]
+//! ```
+
+mod backends;
+mod trace;
+mod vulkan;
+
+use backends::Backend;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+use trace::{ImageShape, Op, Trace, TraceParams, Workload};
+use vulkan::Vulkan;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    AshMemory,
+    Vma,
+    GpuAllocator,
+    Vulkano,
+}
+
+impl Peer {
+    const ALL: [Peer; 4] = [Peer::AshMemory, Peer::Vma, Peer::GpuAllocator, Peer::Vulkano];
+    fn name(self) -> &'static str {
+        match self {
+            Peer::AshMemory => "ash-memory",
+            Peer::Vma => "VMA (vk-mem 0.5)",
+            Peer::GpuAllocator => "gpu-allocator 0.28",
+            Peer::Vulkano => "vulkano 0.35",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Peer::AshMemory => "ash-memory",
+            Peer::Vma => "vma",
+            Peer::GpuAllocator => "gpu-allocator",
+            Peer::Vulkano => "vulkano",
+        }
+    }
+    /// One measured replay of `traces` (one per thread) on a freshly created allocator.
+    fn run_once(self, vk: &Vulkan, vulkano: &OnceLock<backends::VulkanoDevice>, traces: &[Trace]) -> RunResult {
+        match self {
+            Peer::AshMemory => run_once(backends::AshMemory::new(vk), traces),
+            Peer::Vma => run_once(backends::Vma::new(vk), traces),
+            Peer::GpuAllocator => run_once(backends::GpuAllocator::new(vk), traces),
+            Peer::Vulkano => {
+                let device = vulkano.get_or_init(|| backends::VulkanoDevice::new(vk));
+                run_once(backends::Vulkano::new(device), traces)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RunResult {
+    wall: Duration,
+    /// CPU time of the replay threads, summed.
+    cpu: Duration,
+    /// Peak of live requested bytes summed over threads (exact for 1 thread; sampled every
+    /// 16 allocations per thread otherwise).
+    peak_live: u64,
+    allocate_calls: u64,
+    peak_reserved: u64,
+    leaked_reserved: u64,
+}
+
+/// Per-thread live-byte counters (one cache line each) for the multi-thread peak-live sample.
+#[repr(align(128))]
+struct LiveCounter(AtomicU64);
+
+struct LiveTracker {
+    threads: Vec<LiveCounter>,
+    peak: AtomicU64,
+}
+
+fn replay<B: Backend>(b: &B, t: &Trace, tracker: Option<(&LiveTracker, usize)>) {
+    let mut slots: Vec<Option<B::Handle>> = (0..t.slots).map(|_| None).collect();
+    let Some((tracker, me)) = tracker else {
+        for op in &t.ops {
+            match *op {
+                Op::Alloc { slot, req } => slots[slot as usize] = Some(b.allocate(&req)),
+                Op::Free { slot } => b.free(slots[slot as usize].take().expect("free of empty slot")),
+            }
+        }
+        return;
+    };
+    let mut sizes = vec![0u64; t.slots];
+    let mut live = 0u64;
+    let mut n = 0u32;
+    for op in &t.ops {
+        match *op {
+            Op::Alloc { slot, req } => {
+                slots[slot as usize] = Some(b.allocate(&req));
+                sizes[slot as usize] = req.size;
+                live += req.size;
+                tracker.threads[me].0.store(live, Relaxed);
+                n += 1;
+                if n % 16 == 0 {
+                    let sum = tracker.threads.iter().map(|c| c.0.load(Relaxed)).sum();
+                    tracker.peak.fetch_max(sum, Relaxed);
+                }
+            }
+            Op::Free { slot } => {
+                b.free(slots[slot as usize].take().expect("free of empty slot"));
+                live -= sizes[slot as usize];
+                tracker.threads[me].0.store(live, Relaxed);
+            }
+        }
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
+    let before = vulkan::counters();
+    vulkan::reset_peak();
+    let barrier = Barrier::new(traces.len());
+    let tracker = LiveTracker {
+        threads: traces.iter().map(|_| LiveCounter(AtomicU64::new(0))).collect(),
+        peak: AtomicU64::new(0),
+    };
+    let multi = traces.len() > 1;
+    let spans: Vec<(Instant, Instant, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = traces
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (b, barrier, tracker) = (&backend, &barrier, &tracker);
+                s.spawn(move || {
+                    barrier.wait();
+                    let cpu0 = thread_cpu_time();
+                    let start = Instant::now();
+                    replay(b, t, multi.then_some((tracker, i)));
+                    let end = Instant::now();
+                    (start, end, thread_cpu_time() - cpu0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("replay thread panicked")).collect()
+    });
+    let start = spans.iter().map(|s| s.0).min().unwrap();
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    let after = vulkan::counters();
+    let peak_reserved = vulkan::peak_reserved() - before.reserved;
+    drop(backend);
+    let leaked_reserved = vulkan::counters().reserved.saturating_sub(before.reserved);
+    RunResult {
+        wall: end - start,
+        cpu: spans.iter().map(|s| s.2).sum(),
+        peak_live: if multi { tracker.peak.load(Relaxed) } else { traces[0].peak_live },
+        allocate_calls: after.allocate_calls - before.allocate_calls,
+        peak_reserved,
+        leaked_reserved,
+    }
+}
+
+struct Cell {
+    workload: Workload,
+    threads: usize,
+    peer: Peer,
+    ns_per_op: f64,
+    cpu_ns_per_op: f64,
+    best_ns_per_op: f64,
+    runs: usize,
+    allocate_calls: u64,
+    peak_reserved: u64,
+    peak_live: u64,
+    /// Median over runs of peak reserved / peak live.
+    waste: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn median_u64(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+struct Args {
+    threads: Vec<usize>,
+    quick: bool,
+    runs: usize,
+    workloads: Vec<Workload>,
+    peers: Vec<Peer>,
+    seed: u64,
+    /// Stop repeating a slow allocator once its runs for one cell took this long.
+    cell_budget: Duration,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        threads: vec![1, 2],
+        quick: false,
+        runs: 0,
+        workloads: Workload::ALL.to_vec(),
+        peers: Peer::ALL.to_vec(),
+        seed: 0x5EED_A11C,
+        cell_budget: Duration::from_secs(12),
+    };
+    let mut it = std::env::args().skip(1);
+    let usage = "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
+                 [--allocators ash-memory,vma,gpu-allocator] [--seed S]";
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{arg} needs a value\n{usage}"));
+        match arg.as_str() {
+            "--threads" => {
+                a.threads = val().split(',').map(|s| s.parse().expect("--threads N[,M]")).collect()
+            }
+            "--quick" => a.quick = true,
+            "--runs" => a.runs = val().parse().expect("--runs N"),
+            "--seed" => a.seed = val().parse().expect("--seed S"),
+            "--workloads" => {
+                a.workloads = val()
+                    .split(',')
+                    .map(|s| Workload::parse(s).unwrap_or_else(|| panic!("unknown workload {s}")))
+                    .collect()
+            }
+            "--allocators" => {
+                a.peers = val()
+                    .split(',')
+                    .map(|s| {
+                        Peer::ALL
+                            .into_iter()
+                            .find(|p| p.key() == s)
+                            .unwrap_or_else(|| panic!("unknown allocator {s}"))
+                    })
+                    .collect()
+            }
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            _ => panic!("unknown argument {arg}\n{usage}"),
+        }
+    }
+    if a.runs == 0 {
+        a.runs = if a.quick { 1 } else { 5 };
+    }
+    if a.quick {
+        a.cell_budget = Duration::from_secs(3);
+    }
+    a
+}
+
+fn image_shapes(vk: &Vulkan) -> Vec<ImageShape> {
+    use ash::vk::{Format, ImageUsageFlags as U};
+    let kinds = [
+        (Format::R8G8B8A8_UNORM, U::SAMPLED | U::TRANSFER_DST, true),
+        (Format::R16G16B16A16_SFLOAT, U::SAMPLED | U::COLOR_ATTACHMENT, false),
+        (Format::D32_SFLOAT, U::SAMPLED | U::DEPTH_STENCIL_ATTACHMENT, false),
+        (Format::R32_SFLOAT, U::SAMPLED | U::STORAGE, false),
+    ];
+    let mut shapes = Vec::new();
+    for (format, usage, mipped) in kinds {
+        for k in 0..8u32 {
+            let extent = 16u32 << k; // 16 .. 2048
+            let mips = if mipped { 32 - extent.leading_zeros() } else { 1 };
+            shapes.push(ImageShape {
+                reqs: vk.image_requirements(format, extent, mips, usage),
+                // Small images are common, big ones rare: weight halves per doubling.
+                weight: 1.0 / f64::from(1u32 << k),
+            });
+        }
+    }
+    shapes
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+fn main() {
+    let args = parse_args();
+    let vk = Vulkan::new();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let buffer_bits = vk.buffer_memory_type_bits();
+    let images = image_shapes(&vk);
+    println!(
+        "# ash-memory peer benchmark\n\ndevice: {} (Vulkan {}.{}.{}), {} memory type(s), {} heap(s); {} CPU core(s); runs: {}{}\n",
+        vk.device_name,
+        ash::vk::api_version_major(vk.properties.api_version),
+        ash::vk::api_version_minor(vk.properties.api_version),
+        ash::vk::api_version_patch(vk.properties.api_version),
+        vk.memory_properties.memory_type_count,
+        vk.memory_properties.memory_heap_count,
+        cores,
+        args.runs,
+        if args.quick { " (--quick: counts / 4)" } else { "" },
+    );
+    let base_divisor = if args.quick { 4 } else { 1 };
+    let mut cells: Vec<Cell> = Vec::new();
+    let vulkano = OnceLock::new();
+    for &w in &args.workloads {
+        // N threads share the workload: each replays its own seeded trace with every count
+        // divided by N, so the total work and live footprint match the 1-thread run.
+        let traces: Vec<Vec<Trace>> = args
+            .threads
+            .iter()
+            .map(|&threads| {
+                let params = TraceParams {
+                    buffer_bits,
+                    images: &images,
+                    divisor: base_divisor * threads as u64,
+                };
+                (0..threads)
+                    .map(|i| trace::generate(w, args.seed.wrapping_add(i as u64 * 7919), &params))
+                    .collect()
+            })
+            .collect();
+        let cells_here = args.threads.len() * args.peers.len();
+        let mut results: Vec<Vec<RunResult>> = vec![Vec::new(); cells_here];
+        let mut spent = vec![Duration::ZERO; cells_here];
+        // Round-robin over thread counts and allocators so that machine noise (other
+        // processes on the shared cores) hits all of them alike.
+        for _run in 0..args.runs {
+            for (ti, &threads) in args.threads.iter().enumerate() {
+                for (pi, &peer) in args.peers.iter().enumerate() {
+                    let k = ti * args.peers.len() + pi;
+                    if !results[k].is_empty() && spent[k] > args.cell_budget {
+                        continue;
+                    }
+                    let r = peer.run_once(&vk, &vulkano, &traces[ti]);
+                    if r.leaked_reserved != 0 {
+                        eprintln!(
+                            "warning: {} kept {} bytes reserved after being dropped ({} {}t)",
+                            peer.name(),
+                            r.leaked_reserved,
+                            w.name(),
+                            threads
+                        );
+                    }
+                    spent[k] += r.wall;
+                    results[k].push(r);
+                }
+            }
+        }
+        for (ti, &threads) in args.threads.iter().enumerate() {
+            let allocs: u64 = traces[ti].iter().map(|t| t.allocs).sum();
+            for (pi, &peer) in args.peers.iter().enumerate() {
+                let rs = &results[ti * args.peers.len() + pi];
+                let per_op = |d: Duration| d.as_nanos() as f64 / allocs as f64;
+                let cell = Cell {
+                    workload: w,
+                    threads,
+                    peer,
+                    ns_per_op: median(&mut rs.iter().map(|r| per_op(r.wall)).collect::<Vec<_>>()),
+                    cpu_ns_per_op: median(&mut rs.iter().map(|r| per_op(r.cpu)).collect::<Vec<_>>()),
+                    best_ns_per_op: rs.iter().map(|r| per_op(r.wall)).fold(f64::INFINITY, f64::min),
+                    runs: rs.len(),
+                    allocate_calls: median_u64(&mut rs.iter().map(|r| r.allocate_calls).collect::<Vec<_>>()),
+                    peak_reserved: median_u64(&mut rs.iter().map(|r| r.peak_reserved).collect::<Vec<_>>()),
+                    peak_live: median_u64(&mut rs.iter().map(|r| r.peak_live).collect::<Vec<_>>()),
+                    waste: median(
+                        &mut rs
+                            .iter()
+                            .map(|r| r.peak_reserved as f64 / r.peak_live as f64)
+                            .collect::<Vec<_>>(),
+                    ),
+                };
+                eprintln!(
+                    "{:>5} {}t {:<20} {:>9.1} ns (best {:>9.1}, cpu {:>9.1})  {:>4} vkAllocateMemory  {:>7.1} MiB reserved / {:>7.1} MiB live  ({} runs)",
+                    w.name(),
+                    threads,
+                    peer.name(),
+                    cell.ns_per_op,
+                    cell.best_ns_per_op,
+                    cell.cpu_ns_per_op,
+                    cell.allocate_calls,
+                    mib(cell.peak_reserved),
+                    mib(cell.peak_live),
+                    cell.runs
+                );
+                cells.push(cell);
+            }
+        }
+    }
+    report(&args, &cells);
+}
+
+fn find<'a>(cells: &'a [Cell], w: Workload, threads: usize, p: Peer) -> Option<&'a Cell> {
+    cells.iter().find(|c| c.workload == w && c.threads == threads && c.peer == p)
+}
+
+fn report(args: &Args, cells: &[Cell]) {
+    for &threads in &args.threads {
+        println!("\n## {threads} thread(s)\n");
+        println!(
+            "| workload | allocator | ns / alloc+free (median) | time vs ash-memory | CPU ns / alloc+free | vkAllocateMemory | peak reserved MiB | peak live MiB | reserved / live | reserved/live vs ash-memory | runs |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &w in &args.workloads {
+            let base = find(cells, w, threads, Peer::AshMemory);
+            for &p in &args.peers {
+                let Some(c) = find(cells, w, threads, p) else { continue };
+                let waste = c.waste;
+                let (tr, wr) = match base {
+                    Some(b) => (
+                        format!("{:.2}x", c.ns_per_op / b.ns_per_op),
+                        format!(
+                            "{:.2}x",
+                            waste / b.waste
+                        ),
+                    ),
+                    None => ("-".into(), "-".into()),
+                };
+                println!(
+                    "| {} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {} | {} |",
+                    w.name(),
+                    p.name(),
+                    c.ns_per_op,
+                    tr,
+                    c.cpu_ns_per_op,
+                    c.allocate_calls,
+                    mib(c.peak_reserved),
+                    mib(c.peak_live),
+                    waste,
+                    wr,
+                    c.runs
+                );
+            }
+        }
+    }
+    // Thread scaling: throughput at N threads over throughput at the first thread count.
+    if args.threads.len() > 1 {
+        let t0 = args.threads[0];
+        println!("\n## Throughput scaling (vs {t0} thread(s); same total work)\n");
+        print!("| workload |");
+        for &p in &args.peers {
+            for &t in &args.threads[1..] {
+                print!(" {} {t}t |", p.name());
+            }
+        }
+        println!();
+        print!("|---|");
+        for _ in 0..args.peers.len() * (args.threads.len() - 1) {
+            print!("---:|");
+        }
+        println!();
+        for &w in &args.workloads {
+            print!("| {} |", w.name());
+            for &p in &args.peers {
+                for &t in &args.threads[1..] {
+                    match (find(cells, w, t0, p), find(cells, w, t, p)) {
+                        (Some(a), Some(b)) => print!(" {:.2}x |", a.ns_per_op / b.ns_per_op),
+                        _ => print!(" - |"),
+                    }
+                }
+            }
+            println!();
+        }
+    }
+    // The issue's targets, where ash-memory and the peer were both measured.
+    if args.peers.contains(&Peer::AshMemory) {
+        println!("\n## Targets\n");
+        for &threads in &args.threads {
+            for &w in &args.workloads {
+                let Some(a) = find(cells, w, threads, Peer::AshMemory) else { continue };
+                let aw = a.waste;
+                if matches!(w, Workload::Churn | Workload::Burst) {
+                    for (p, limit) in [(Peer::Vma, 0.5), (Peer::GpuAllocator, 0.2)] {
+                        if let Some(c) = find(cells, w, threads, p) {
+                            let r = a.ns_per_op / c.ns_per_op;
+                            println!(
+                                "- {} {}t: ash-memory time = {:.2}x {} (target <= {limit}x): {}",
+                                w.name(),
+                                threads,
+                                r,
+                                p.name(),
+                                if r <= limit { "MET" } else { "NOT MET" }
+                            );
+                        }
+                    }
+                }
+                if let Some(v) = find(cells, w, threads, Peer::Vma) {
+                    let vw = v.waste;
+                    println!(
+                        "- {} {}t: reserved/live ash-memory {:.3} vs VMA {:.3} (target <= VMA): {}",
+                        w.name(),
+                        threads,
+                        aw,
+                        vw,
+                        if aw <= vw { "MET" } else { "NOT MET" }
+                    );
+                }
+            }
+        }
+        if let (Some(&t0), Some(&t1)) = (args.threads.first(), args.threads.get(1)) {
+            for &w in &args.workloads {
+                if let (Some(a), Some(b)) =
+                    (find(cells, w, t0, Peer::AshMemory), find(cells, w, t1, Peer::AshMemory))
+                {
+                    let s = a.ns_per_op / b.ns_per_op;
+                    println!(
+                        "- {} ash-memory {t1}-thread throughput = {:.2}x {t0}-thread (target >= 1.6x): {}",
+                        w.name(),
+                        s,
+                        if s >= 1.6 { "MET" } else { "NOT MET" }
+                    );
+                }
+            }
+        }
+    }
+}
