@@ -215,7 +215,7 @@ fn parse_args() -> Args {
         workloads: Workload::ALL.to_vec(),
         peers: Peer::ALL.to_vec(),
         seed: 0x5EED_A11C,
-        cell_budget: Duration::from_secs(12),
+        cell_budget: Duration::from_secs(25),
     };
     let mut it = std::env::args().skip(1);
     let usage = "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
@@ -285,6 +285,37 @@ fn image_shapes(vk: &Vulkan) -> Vec<ImageShape> {
     shapes
 }
 
+/// How much faster 2 threads finish 2 units of pure CPU work than 1 thread finishes 1: about
+/// 2.0 on an idle 2-core machine, about 1.0 when other processes leave only one core.
+fn parallelism_probe() -> f64 {
+    fn work() -> u64 {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..30_000_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        x
+    }
+    let t = Instant::now();
+    std::hint::black_box(work());
+    let one = t.elapsed();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let a = s.spawn(work);
+        let b = s.spawn(work);
+        std::hint::black_box((a.join().unwrap(), b.join().unwrap()));
+    });
+    let two = t.elapsed();
+    2.0 * one.as_secs_f64() / two.as_secs_f64()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
@@ -306,6 +337,11 @@ fn main() {
         cores,
         args.runs,
         if args.quick { " (--quick: counts / 4)" } else { "" },
+    );
+    println!(
+        "before the run: load average {}, 2-thread parallelism probe {:.2}x (2.0 = two free cores)",
+        load_average(),
+        parallelism_probe()
     );
     let base_divisor = if args.quick { 4 } else { 1 };
     let mut cells: Vec<Cell> = Vec::new();
@@ -394,6 +430,11 @@ fn main() {
             }
         }
     }
+    println!(
+        "\nafter the run: load average {}, 2-thread parallelism probe {:.2}x (2.0 = two free cores)",
+        load_average(),
+        parallelism_probe()
+    );
     report(&args, &cells);
 }
 
