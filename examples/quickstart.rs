@@ -140,8 +140,9 @@ fn run(
             .usage(usage)
             .sharing_mode(vk::SharingMode::EXCLUSIVE)
     };
-    // SAFETY (all `create_*` calls below): valid create infos for any Vulkan device; every
+    // Every `create_*` call below gets a valid create info for any Vulkan device, and every
     // resource is destroyed at the end of this function, before its allocation is dropped.
+    // SAFETY: see above.
     let (vertex_buffer, mut vertex_alloc) = unsafe {
         allocator.create_buffer(
             &buffer_info(
