@@ -89,7 +89,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
 
     // SAFETY: the handles are valid and destroyed only after the allocator and every
-    // allocation are dropped (end of `run`); no optional extension is claimed.
+    // allocation are dropped (end of `run`); the instance was created for Vulkan 1.2 and no
+    // optional extension is claimed.
     let memory_device = unsafe {
         ash_memory::Device::new(
             &instance,
