@@ -1,1 +1,2 @@
+//! Suballocator benchmarks (being written).
 fn main() {}

@@ -89,7 +89,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
 
     // SAFETY: the handles are valid and destroyed only after the allocator and every
-    // allocation are dropped (end of `run`); no optional extension is claimed.
+    // allocation are dropped (end of `run`); the instance was created for Vulkan 1.2 and no
+    // optional extension is claimed.
     let memory_device = unsafe {
         ash_memory::Device::new(
             &instance,
@@ -140,8 +141,9 @@ fn run(
             .usage(usage)
             .sharing_mode(vk::SharingMode::EXCLUSIVE)
     };
-    // SAFETY (all `create_*` calls below): valid create infos for any Vulkan device; every
+    // Every `create_*` call below gets a valid create info for any Vulkan device, and every
     // resource is destroyed at the end of this function, before its allocation is dropped.
+    // SAFETY: see above.
     let (vertex_buffer, mut vertex_alloc) = unsafe {
         allocator.create_buffer(
             &buffer_info(

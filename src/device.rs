@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// enabled (or is core in the device's API version): the allocator then uses it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnabledMemoryFeatures {
+    /// The `apiVersion` the instance was created with (`VkApplicationInfo::apiVersion`). The
+    /// device's functions of a Vulkan version are only used when both this and the physical
+    /// device's version reach it. The default value is 0, which counts as Vulkan 1.0.
+    pub instance_api_version: u32,
     /// `VK_KHR_dedicated_allocation` (core in Vulkan 1.1). Implied by an API version of 1.1 or
     /// more.
     pub dedicated_allocation: bool,
@@ -122,7 +126,7 @@ impl Device {
         let buffer_image_granularity =
             limit("bufferImageGranularity", limits.buffer_image_granularity)?;
         let non_coherent_atom_size = limit("nonCoherentAtomSize", limits.non_coherent_atom_size)?;
-        let api_version = properties.api_version;
+        let api_version = properties.api_version.min(features.instance_api_version);
         let core_1_1 =
             vk::api_version_major(api_version) > 1 || vk::api_version_minor(api_version) >= 1;
         let mut features = features;
@@ -166,7 +170,8 @@ impl Device {
         &self.device
     }
 
-    /// The device's API version (`VkPhysicalDeviceProperties::apiVersion`).
+    /// The API version the allocator uses: the smaller of the physical device's and
+    /// [`EnabledMemoryFeatures::instance_api_version`].
     pub fn api_version(&self) -> u32 {
         self.api_version
     }

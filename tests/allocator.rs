@@ -476,3 +476,35 @@ fn bad_input_returns_errors() {
 }
 
 const GIB: u64 = 1 << 30;
+
+/// Compile-time check: the allocator and its allocations cross threads.
+#[test]
+fn allocator_and_allocations_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<StandardMemoryAllocator>();
+    assert_send_sync::<GenericMemoryAllocator<BuddyAllocator>>();
+    assert_send_sync::<GenericMemoryAllocator<PoolAllocator<4096>>>();
+    assert_send_sync::<GenericMemoryAllocator<BumpAllocator>>();
+    assert_send_sync::<MemoryAlloc>();
+    assert_send_sync::<Device>();
+    let ctx = TestContext::new();
+    let allocator = std::sync::Arc::new(StandardMemoryAllocator::new_default(ctx.memory_device()));
+    let layout = DeviceLayout::from_size_alignment(4096, 64).unwrap();
+    let from_other_thread = std::thread::scope(|s| {
+        s.spawn(|| {
+            allocator
+                .allocate_from_type(
+                    0,
+                    layout,
+                    AllocationType::Linear,
+                    &AllocationCreateInfo::default(),
+                )
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    });
+    // Freed on this thread, allocated on the other.
+    drop(from_other_thread);
+    drop(allocator);
+}

@@ -805,7 +805,7 @@ mod tests {
                     };
                 }
                 let r = xorshift(&mut rng);
-                let l = layout(1 + r % 100_000, 1 << (r >> 32) % 13);
+                let l = layout(1 + r % 100_000, 1 << ((r >> 32) % 13));
                 live.push(s.allocate(l, Linear, al(1)).unwrap());
                 // Free ranges are never neighbours, so there are at most 2n + 1 ranges, and a
                 // node is only pushed when none is recycled.

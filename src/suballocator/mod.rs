@@ -42,10 +42,10 @@
 
 #![deny(unsafe_code)]
 
-mod buddy;
-mod bump;
-mod free_list;
-mod pool;
+pub mod buddy;
+pub mod bump;
+pub mod free_list;
+pub mod pool;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 pub const INSTALL_HINT: &str = "install a Vulkan driver and the validation layer; on Debian or \
 Ubuntu without a GPU: apt-get install mesa-vulkan-drivers libvulkan1 vulkan-validationlayers";
 
+/// The Vulkan version the test instance asks for.
+pub const API_VERSION: u32 = vk::API_VERSION_1_2;
+
 const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
 
 /// Validation messages collected by the debug messenger.
@@ -97,7 +100,7 @@ impl TestContext {
             .user_data(&*messages as *const Messages as *mut c_void);
         let app = vk::ApplicationInfo::default()
             .application_name(c"ash-memory tests")
-            .api_version(vk::API_VERSION_1_2);
+            .api_version(API_VERSION);
         let layer_names = [VALIDATION_LAYER.as_ptr()];
         let extension_names = [ash::ext::debug_utils::NAME.as_ptr()];
         let instance_info = vk::InstanceCreateInfo::default()
@@ -160,7 +163,10 @@ impl TestContext {
 
     /// The allocator's view of the device, with no optional features claimed.
     pub fn memory_device(&self) -> Arc<ash_memory::Device> {
-        self.memory_device_with(ash_memory::EnabledMemoryFeatures::default())
+        self.memory_device_with(ash_memory::EnabledMemoryFeatures {
+            instance_api_version: API_VERSION,
+            ..Default::default()
+        })
     }
 
     /// The allocator's view of the device with the given features claimed.
