@@ -177,7 +177,7 @@ struct Cell {
     allocate_calls: u64,
     peak_reserved: u64,
     peak_live: u64,
-    /// Median over runs of peak reserved / peak live.
+    /// Median over runs of peak reserved / peak live (the cell's `peak_live`).
     waste: f64,
 }
 
@@ -254,7 +254,7 @@ fn parse_args() -> Args {
         }
     }
     if a.runs == 0 {
-        a.runs = if a.quick { 1 } else { 5 };
+        a.runs = if a.quick { 3 } else { 5 };
     }
     if a.quick {
         a.cell_budget = Duration::from_secs(3);
@@ -338,10 +338,11 @@ fn main() {
         args.runs,
         if args.quick { " (--quick: counts / 4)" } else { "" },
     );
+    let probe_before = parallelism_probe();
     println!(
         "before the run: load average {}, 2-thread parallelism probe {:.2}x (2.0 = two free cores)",
         load_average(),
-        parallelism_probe()
+        probe_before
     );
     let base_divisor = if args.quick { 4 } else { 1 };
     let mut cells: Vec<Cell> = Vec::new();
@@ -392,6 +393,14 @@ fn main() {
         }
         for (ti, &threads) in args.threads.iter().enumerate() {
             let allocs: u64 = traces[ti].iter().map(|t| t.allocs).sum();
+            // Peak live bytes: exact for 1 thread. With N threads it depends on how the threads
+            // happened to interleave, so every allocator is divided by the same number: the
+            // median of the sampled concurrent peaks over all runs of all allocators.
+            let common_live = median_u64(
+                &mut (0..args.peers.len())
+                    .flat_map(|pi| results[ti * args.peers.len() + pi].iter().map(|r| r.peak_live))
+                    .collect::<Vec<_>>(),
+            );
             for (pi, &peer) in args.peers.iter().enumerate() {
                 let rs = &results[ti * args.peers.len() + pi];
                 let per_op = |d: Duration| d.as_nanos() as f64 / allocs as f64;
@@ -405,11 +414,11 @@ fn main() {
                     runs: rs.len(),
                     allocate_calls: median_u64(&mut rs.iter().map(|r| r.allocate_calls).collect::<Vec<_>>()),
                     peak_reserved: median_u64(&mut rs.iter().map(|r| r.peak_reserved).collect::<Vec<_>>()),
-                    peak_live: median_u64(&mut rs.iter().map(|r| r.peak_live).collect::<Vec<_>>()),
+                    peak_live: common_live,
                     waste: median(
                         &mut rs
                             .iter()
-                            .map(|r| r.peak_reserved as f64 / r.peak_live as f64)
+                            .map(|r| r.peak_reserved as f64 / common_live as f64)
                             .collect::<Vec<_>>(),
                     ),
                 };
@@ -430,21 +439,27 @@ fn main() {
             }
         }
     }
+    let probe_after = parallelism_probe();
     println!(
         "\nafter the run: load average {}, 2-thread parallelism probe {:.2}x (2.0 = two free cores)",
         load_average(),
-        parallelism_probe()
+        probe_after
     );
-    report(&args, &cells);
+    report(&args, &cells, (probe_before + probe_after) / 2.0);
 }
 
 fn find<'a>(cells: &'a [Cell], w: Workload, threads: usize, p: Peer) -> Option<&'a Cell> {
     cells.iter().find(|c| c.workload == w && c.threads == threads && c.peer == p)
 }
 
-fn report(args: &Args, cells: &[Cell]) {
+fn report(args: &Args, cells: &[Cell], probe: f64) {
     for &threads in &args.threads {
         println!("\n## {threads} thread(s)\n");
+        if threads > 1 {
+            println!(
+                "Peak live with several threads: median of the sampled concurrent peaks over all runs of all allocators (the same divisor for every allocator).\n"
+            );
+        }
         println!(
             "| workload | allocator | ns / alloc+free (median) | time vs ash-memory | CPU ns / alloc+free | vkAllocateMemory | peak reserved MiB | peak live MiB | reserved / live | reserved/live vs ash-memory | runs |"
         );
@@ -485,6 +500,9 @@ fn report(args: &Args, cells: &[Cell]) {
     if args.threads.len() > 1 {
         let t0 = args.threads[0];
         println!("\n## Throughput scaling (vs {t0} thread(s); same total work)\n");
+        println!(
+            "The machine's own ceiling during this run (pure CPU work, 2 threads vs 1): {probe:.2}x.\n"
+        );
         print!("| workload |");
         for &p in &args.peers {
             for &t in &args.threads[1..] {
@@ -552,7 +570,7 @@ fn report(args: &Args, cells: &[Cell]) {
                 {
                     let s = a.ns_per_op / b.ns_per_op;
                     println!(
-                        "- {} ash-memory {t1}-thread throughput = {:.2}x {t0}-thread (target >= 1.6x): {}",
+                        "- {} ash-memory {t1}-thread throughput = {:.2}x {t0}-thread (target >= 1.6x): {} (machine ceiling this run: {probe:.2}x)",
                         w.name(),
                         s,
                         if s >= 1.6 { "MET" } else { "NOT MET" }
