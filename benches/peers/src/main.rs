@@ -496,6 +496,39 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
             }
         }
     }
+    // Compact summary for the README: everything relative to ash-memory.
+    if args.peers.contains(&Peer::AshMemory) {
+        let others: Vec<Peer> = args.peers.iter().copied().filter(|&p| p != Peer::AshMemory).collect();
+        println!("\n## Summary: peers relative to ash-memory (time = peer ns / ash-memory ns; waste = reserved/live)\n");
+        print!("| workload | threads | ash-memory ns | ash-memory waste |");
+        for p in &others {
+            print!(" {} time | {} waste |", p.name(), p.name());
+        }
+        println!();
+        print!("|---|---:|---:|---:|");
+        for _ in &others {
+            print!("---:|---:|");
+        }
+        println!();
+        for &threads in &args.threads {
+            for &w in &args.workloads {
+                let Some(a) = find(cells, w, threads, Peer::AshMemory) else { continue };
+                print!("| {} | {} | {:.0} | {:.2} |", w.name(), threads, a.ns_per_op, a.waste);
+                for &p in &others {
+                    match find(cells, w, threads, p) {
+                        Some(c) => print!(
+                            " {:.2}x | {:.2} ({:.2}x) |",
+                            c.ns_per_op / a.ns_per_op,
+                            c.waste,
+                            c.waste / a.waste
+                        ),
+                        None => print!(" - | - |"),
+                    }
+                }
+                println!();
+            }
+        }
+    }
     // Thread scaling: throughput at N threads over throughput at the first thread count.
     if args.threads.len() > 1 {
         let t0 = args.threads[0];
