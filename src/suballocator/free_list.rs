@@ -91,8 +91,19 @@ impl Node {
     }
 }
 
-/// A two-level segregated fit allocator with O(1) allocation and deallocation; see the
-/// [module documentation](self) for the algorithm and its guarantees.
+/// A two-level segregated fit (TLSF) allocator with O(1) allocation and deallocation.
+///
+/// Free ranges are filed into size classes (one per power of two, each cut into 16 slices)
+/// with a bitmap of non-empty classes, so a range that surely fits is found with two
+/// `trailing_zeros`, and a freed range is merged with free neighbours at once. The search is a
+/// good fit, not a best fit: it may split a larger range where a snug one exists. Allocation
+/// and deallocation never scan the free ranges, and once the number of ranges has peaked they
+/// never allocate heap memory either.
+///
+/// Buffer-image granularity is checked against both neighbours of the candidate range.
+/// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) means fewer free bytes than
+/// requested; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means none of the (at
+/// most 17) candidate ranges fit.
 ///
 /// Alignment padding of fewer than 64 bytes in front of an allocation is held by it (counted
 /// as used by [`free_size`](Suballocator::free_size)); larger padding stays free.
@@ -805,7 +816,7 @@ mod tests {
                     };
                 }
                 let r = xorshift(&mut rng);
-                let l = layout(1 + r % 100_000, 1 << (r >> 32) % 13);
+                let l = layout(1 + r % 100_000, 1 << ((r >> 32) % 13));
                 live.push(s.allocate(l, Linear, al(1)).unwrap());
                 // Free ranges are never neighbours, so there are at most 2n + 1 ranges, and a
                 // node is only pushed when none is recycled.
