@@ -146,7 +146,7 @@ impl FreeListAllocator {
     }
 
     /// Where an allocation of `size` bytes could start in the free node `idx`, if anywhere.
-    #[inline]
+    #[inline(always)]
     fn fit(
         &self,
         idx: u32,
