@@ -91,8 +91,19 @@ impl Node {
     }
 }
 
-/// A two-level segregated fit allocator with O(1) allocation and deallocation; see the
-/// [module documentation](self) for the algorithm and its guarantees.
+/// A two-level segregated fit (TLSF) allocator with O(1) allocation and deallocation.
+///
+/// Free ranges are filed into size classes (one per power of two, each cut into 16 slices)
+/// with a bitmap of non-empty classes, so a range that surely fits is found with two
+/// `trailing_zeros`, and a freed range is merged with free neighbours at once. The search is a
+/// good fit, not a best fit: it may split a larger range where a snug one exists. Allocation
+/// and deallocation never scan the free ranges, and once the number of ranges has peaked they
+/// never allocate heap memory either.
+///
+/// Buffer-image granularity is checked against both neighbours of the candidate range.
+/// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) means fewer free bytes than
+/// requested; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means none of the (at
+/// most 17) candidate ranges fit.
 ///
 /// Alignment padding of fewer than 64 bytes in front of an allocation is held by it (counted
 /// as used by [`free_size`](Suballocator::free_size)); larger padding stays free.
@@ -135,7 +146,7 @@ impl FreeListAllocator {
     }
 
     /// Where an allocation of `size` bytes could start in the free node `idx`, if anywhere.
-    #[inline]
+    #[inline(always)]
     fn fit(
         &self,
         idx: u32,

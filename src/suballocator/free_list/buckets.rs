@@ -127,7 +127,7 @@ impl Buckets {
     }
 
     /// Pushes the free node `idx` onto the list of the bucket its size belongs to.
-    #[inline]
+    #[inline(always)]
     pub(super) fn insert(&mut self, nodes: &mut [Node], idx: u32) {
         let bucket = Bucket::containing(nodes[idx as usize].size);
         let head = self.heads[bucket.index()];
@@ -145,7 +145,7 @@ impl Buckets {
 
     /// Unlinks the free node `idx` from its bucket's list. Its size must not have changed since
     /// it was inserted.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, nodes: &mut [Node], idx: u32) {
         let Node {
             size,
