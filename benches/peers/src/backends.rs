@@ -11,6 +11,19 @@ pub trait Backend: Sync {
     fn free(&self, handle: Self::Handle);
 }
 
+/// Not an allocator: measures the replay harness itself (`--allocators null`).
+pub struct Null;
+
+impl Backend for Null {
+    type Handle = u64;
+    fn allocate(&self, req: &Request) -> u64 {
+        std::hint::black_box(req.size)
+    }
+    fn free(&self, handle: u64) {
+        std::hint::black_box(handle);
+    }
+}
+
 // ---------------------------------------------------------------- VMA (vk-mem 0.5)
 
 /// AMD VMA 3.x through vk-mem 0.5. Internally synchronized: shared without a lock.

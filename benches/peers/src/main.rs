@@ -24,6 +24,8 @@ enum Peer {
     Vma,
     GpuAllocator,
     Vulkano,
+    /// No allocator at all: the harness's own cost and its thread-scaling ceiling.
+    Null,
 }
 
 impl Peer {
@@ -34,6 +36,7 @@ impl Peer {
             Peer::Vma => "VMA (vk-mem 0.5)",
             Peer::GpuAllocator => "gpu-allocator 0.28",
             Peer::Vulkano => "vulkano 0.35",
+            Peer::Null => "null (harness only)",
         }
     }
     fn key(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Peer {
             Peer::Vma => "vma",
             Peer::GpuAllocator => "gpu-allocator",
             Peer::Vulkano => "vulkano",
+            Peer::Null => "null",
         }
     }
     /// One measured replay of `traces` (one per thread) on a freshly created allocator.
@@ -54,6 +58,7 @@ impl Peer {
                 let device = vulkano.get_or_init(|| backends::VulkanoDevice::new(vk));
                 run_once(backends::Vulkano::new(device), traces)
             }
+            Peer::Null => run_once(backends::Null, traces),
         }
     }
 }
@@ -241,6 +246,7 @@ fn parse_args() -> Args {
                     .map(|s| {
                         Peer::ALL
                             .into_iter()
+                            .chain([Peer::Null])
                             .find(|p| p.key() == s)
                             .unwrap_or_else(|| panic!("unknown allocator {s}"))
                     })
@@ -398,6 +404,7 @@ fn main() {
             // median of the sampled concurrent peaks over all runs of all allocators.
             let common_live = median_u64(
                 &mut (0..args.peers.len())
+                    .filter(|&pi| args.peers[pi] != Peer::Null)
                     .flat_map(|pi| results[ti * args.peers.len() + pi].iter().map(|r| r.peak_live))
                     .collect::<Vec<_>>(),
             );
