@@ -129,3 +129,62 @@ fn write_statistics(out: &mut impl Write, s: &Statistics) -> fmt::Result {
     write_sizes(out, &s.free_ranges)?;
     out.write_char('}')
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::stats::sample;
+    use serde_json::Value;
+
+    #[test]
+    fn dump_parses_and_round_trips() {
+        let snap = sample::snapshot();
+        let json = snap.to_json();
+        let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}\n{json}"));
+        assert_eq!(v["version"], 1);
+        let total = &v["total"];
+        let t = &snap.statistics.total;
+        assert_eq!(total["blocks"], t.block_count);
+        assert_eq!(total["dedicated_allocations"], 1);
+        assert_eq!(total["allocations"], 4);
+        assert_eq!(total["reserved_bytes"], 3 << 20);
+        assert_eq!(total["allocated_bytes"], t.allocated_bytes());
+        assert_eq!(total["free_ranges"], 2);
+        assert_eq!(total["largest_free_range"], t.largest_free_range());
+        assert_eq!(total["allocation_sizes"]["min"], 256);
+        assert_eq!(
+            total["allocation_sizes"]["avg"].as_f64(),
+            Some(t.allocations.average())
+        );
+        assert_eq!(v["heaps"][0]["flags"][0], "DEVICE_LOCAL");
+        assert_eq!(v["heaps"][0]["budget"]["budget"], (1u64 << 30) / 10 * 8);
+        assert_eq!(v["heaps"][1]["statistics"]["dedicated_allocations"], 1);
+        assert_eq!(v["memory_types"][1]["flags"][1], "HOST_COHERENT");
+        let blocks = v["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0]["memory"], "0xdeadbeef");
+        assert_eq!(blocks[1]["memory"], "0xffffffffffffffff");
+        assert_eq!(blocks[1]["dedicated"], true);
+        for (b, sb) in blocks.iter().zip(&snap.blocks) {
+            let ranges = b["ranges"].as_array().unwrap();
+            assert_eq!(ranges.len(), sb.ranges.len());
+            for (r, sr) in ranges.iter().zip(&sb.ranges) {
+                assert_eq!(r["offset"], sr.offset);
+                assert_eq!(r["size"], sr.size);
+                assert_eq!(r["name"].as_str(), sr.name.as_deref());
+            }
+        }
+        assert_eq!(blocks[0]["ranges"][0]["kind"], "linear");
+        assert_eq!(blocks[0]["ranges"][1]["kind"], "free");
+        assert_eq!(blocks[0]["ranges"][2]["kind"], "non_linear");
+        assert_eq!(blocks[0]["ranges"][3]["kind"], "unknown");
+        assert_eq!(blocks[0]["ranges"][1]["name"], Value::Null);
+    }
+
+    #[test]
+    fn empty_snapshot_is_valid_json() {
+        let json = crate::stats::MemorySnapshot::default().to_json();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["blocks"].as_array().map(Vec::len), Some(0));
+        assert_eq!(v["total"]["allocation_sizes"]["avg"], 0.0);
+    }
+}

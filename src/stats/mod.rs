@@ -97,3 +97,90 @@ impl MemorySnapshot {
         leaks::leaks_in(&self.blocks)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+    use crate::budget::HeapBudget;
+    use crate::suballocator::{AllocationType, RangeKind};
+    use ash::vk;
+    use std::sync::Arc;
+
+    /// Two heaps, three memory types, a block with a nastily named buffer, an image, holes,
+    /// and a dedicated allocation.
+    pub(crate) fn snapshot() -> MemorySnapshot {
+        let range = |offset, size, kind, name: Option<&str>| RangeSnapshot {
+            offset,
+            size,
+            kind,
+            name: name.map(Arc::from),
+        };
+        let linear = RangeKind::Allocated(AllocationType::Linear);
+        let image = RangeKind::Allocated(AllocationType::NonLinear);
+        let heaps = (0..2)
+            .map(|index| HeapStatistics {
+                index,
+                flags: if index == 0 {
+                    vk::MemoryHeapFlags::DEVICE_LOCAL
+                } else {
+                    vk::MemoryHeapFlags::empty()
+                },
+                budget: HeapBudget {
+                    heap_size: 1 << 30,
+                    usage: 3 << 20,
+                    budget: (1 << 30) / 10 * 8,
+                    crate_usage: 3 << 20,
+                    from_extension: false,
+                },
+                statistics: Statistics::default(),
+            })
+            .collect();
+        let types = vec![
+            MemoryTypeStatistics {
+                index: 0,
+                heap_index: 0,
+                property_flags: vk::MemoryPropertyFlags::DEVICE_LOCAL,
+                statistics: Statistics::default(),
+            },
+            MemoryTypeStatistics {
+                index: 1,
+                heap_index: 1,
+                property_flags: vk::MemoryPropertyFlags::HOST_VISIBLE
+                    | vk::MemoryPropertyFlags::HOST_COHERENT,
+                statistics: Statistics::default(),
+            },
+        ];
+        let blocks = vec![
+            BlockSnapshot {
+                memory_type_index: 0,
+                heap_index: 0,
+                memory: 0xdead_beef,
+                size: 1 << 20,
+                dedicated: false,
+                allocation_count: 3,
+                ranges: vec![
+                    range(0, 4096, linear, Some("vertices \"<&>\" \\ \n\u{1} ünï")),
+                    range(4096, 4096, RangeKind::Free, None),
+                    range(8192, 65536, image, Some("albedo")),
+                    range(
+                        73728,
+                        256,
+                        RangeKind::Allocated(AllocationType::Unknown),
+                        None,
+                    ),
+                    range(73984, (1 << 20) - 73984, RangeKind::Free, None),
+                ],
+            },
+            BlockSnapshot {
+                memory_type_index: 1,
+                heap_index: 1,
+                memory: u64::MAX,
+                size: 2 << 20,
+                dedicated: true,
+                allocation_count: 1,
+                ranges: vec![range(0, 2 << 20, linear, Some("staging"))],
+            },
+        ];
+        MemorySnapshot::new(heaps, types, blocks)
+    }
+}

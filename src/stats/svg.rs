@@ -238,3 +238,36 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot, y: f64) -> fmt::Result {
         b.size
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::stats::sample;
+
+    #[test]
+    fn one_rect_per_range_and_names_escaped() {
+        let snap = sample::snapshot();
+        let svg = snap.to_svg();
+        let ranges: usize = snap.blocks.iter().map(|b| b.ranges.len()).sum();
+        assert_eq!(svg.matches("<rect class=\"range ").count(), ranges);
+        assert_eq!(svg.matches("<rect class=\"range free\"").count(), 2);
+        assert_eq!(svg.matches("<rect class=\"range non_linear\"").count(), 1);
+        assert_eq!(svg.matches("<rect class=\"outline dedicated\"").count(), 2); // legend + row
+        assert!(svg.contains("vertices &quot;&lt;&amp;&gt;&quot; \\ \n\u{fffd} ünï"));
+        assert!(!svg.contains("\"<&>\""));
+        assert!(svg.contains("Heap 0 (DEVICE_LOCAL)"));
+        assert!(svg.contains("Heap 1 (no flags)"));
+        assert!(svg.contains("DEDICATED"));
+        assert!(svg.starts_with("<?xml"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn blocks_of_unknown_heaps_are_still_drawn() {
+        let mut snap = sample::snapshot();
+        snap.statistics.heaps.truncate(1);
+        let svg = snap.to_svg();
+        assert!(svg.contains("Other heaps"));
+        let ranges: usize = snap.blocks.iter().map(|b| b.ranges.len()).sum();
+        assert_eq!(svg.matches("<rect class=\"range ").count(), ranges);
+    }
+}
