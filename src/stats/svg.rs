@@ -179,21 +179,19 @@ impl MemorySnapshot {
 
 fn write_block(out: &mut impl Write, b: &BlockSnapshot, y: f64) -> fmt::Result {
     let bar_y = y + (ROW - BAR_HEIGHT) / 2.0;
-    write!(
-        out,
-        "<g class=\"block\">\n<text x=\"{:.1}\" y=\"{:.1}\">type {} · {} · {} alloc(s)</text>",
-        MARGIN + 10.0,
-        y + 16.0,
-        b.memory_type_index,
-        human_bytes(b.size),
-        b.allocation_count
-    )?;
+    out.write_str("<g class=\"block\">\n")?;
+    let (x, y_text) = (MARGIN + 10.0, y + 16.0);
+    let type_size = format!("type {} · {}", b.memory_type_index, human_bytes(b.size));
     if b.dedicated {
         write!(
             out,
-            "<text class=\"tag\" x=\"{:.1}\" y=\"{:.1}\">DEDICATED</text>",
-            MARGIN + LABEL_WIDTH - 78.0,
-            y + 16.0
+            "<text x=\"{x:.1}\" y=\"{y_text:.1}\">{type_size} · <tspan class=\"tag\">DEDICATED</tspan></text>"
+        )?;
+    } else {
+        write!(
+            out,
+            "<text x=\"{x:.1}\" y=\"{y_text:.1}\">{type_size} · {} alloc(s)</text>",
+            b.allocation_count
         )?;
     }
     out.write_char('\n')?;
