@@ -54,12 +54,12 @@ impl MemorySnapshot {
             .count();
         let rows = 4 + 2 * heading_rows + empty_heaps + self.blocks.len();
         let height = MARGIN * 2.0 + ROW * rows as f64;
-        write!(
+        writeln!(
             out,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
              <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
              viewBox=\"0 0 {WIDTH} {height}\">\n<style>\n{STYLE}</style>\n\
-             <rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{height}\" fill=\"#fff\"/>\n"
+             <rect x=\"0\" y=\"0\" width=\"{WIDTH}\" height=\"{height}\" fill=\"#fff\"/>"
         )?;
         let mut y = MARGIN;
         self.write_header(out, &mut y)?;
@@ -67,10 +67,10 @@ impl MemorySnapshot {
             y += ROW * 0.5;
             let b = &h.budget;
             let flags = heap_flag_names(h.flags).join(" | ");
-            write!(
+            writeln!(
                 out,
                 "<text class=\"heap\" x=\"{MARGIN}\" y=\"{:.1}\">Heap {} ({}) — {}; budget {} ({}), \
-                 process usage {}; this allocator: {} in {} block(s) + {} dedicated</text>\n",
+                 process usage {}; this allocator: {} in {} block(s) + {} dedicated</text>",
                 y + 14.0,
                 h.index,
                 if flags.is_empty() { "no flags" } else { &flags },
@@ -94,9 +94,9 @@ impl MemorySnapshot {
                 any = true;
             }
             if !any {
-                write!(
+                writeln!(
                     out,
-                    "<text class=\"note\" x=\"{:.1}\" y=\"{:.1}\">no memory from this allocator</text>\n",
+                    "<text class=\"note\" x=\"{:.1}\" y=\"{:.1}\">no memory from this allocator</text>",
                     MARGIN + 10.0,
                     y + 14.0
                 )?;
@@ -105,9 +105,9 @@ impl MemorySnapshot {
         }
         if orphans > 0 {
             y += ROW * 0.5;
-            write!(
+            writeln!(
                 out,
-                "<text class=\"heap\" x=\"{MARGIN}\" y=\"{:.1}\">Other heaps</text>\n",
+                "<text class=\"heap\" x=\"{MARGIN}\" y=\"{:.1}\">Other heaps</text>",
                 y + 14.0
             )?;
             y += ROW * 1.5;
@@ -125,16 +125,16 @@ impl MemorySnapshot {
 
     fn write_header(&self, out: &mut impl Write, y: &mut f64) -> fmt::Result {
         let t = &self.statistics.total;
-        write!(
+        writeln!(
             out,
-            "<text class=\"title\" x=\"{MARGIN}\" y=\"{:.1}\">ash-memory memory map</text>\n",
+            "<text class=\"title\" x=\"{MARGIN}\" y=\"{:.1}\">ash-memory memory map</text>",
             *y + 16.0
         )?;
         *y += ROW;
-        write!(
+        writeln!(
             out,
             "<text x=\"{MARGIN}\" y=\"{:.1}\">{} block(s), {} dedicated allocation(s), {} live \
-             allocation(s); reserved {}, allocated {}, free {} in {} range(s), largest free range {}</text>\n",
+             allocation(s); reserved {}, allocated {}, free {} in {} range(s), largest free range {}</text>",
             *y + 14.0,
             t.block_count,
             t.dedicated_count,
@@ -154,20 +154,20 @@ impl MemorySnapshot {
             ("unknown", "unknown"),
             ("free", "free"),
         ] {
-            write!(
+            writeln!(
                 out,
                 "<rect class=\"legend {class}\" x=\"{x:.1}\" y=\"{:.1}\" width=\"14\" height=\"14\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\">{label}</text>\n",
+                 <text x=\"{:.1}\" y=\"{:.1}\">{label}</text>",
                 *y + 3.0,
                 x + 19.0,
                 *y + 14.0
             )?;
             x += 150.0;
         }
-        write!(
+        writeln!(
             out,
             "<rect class=\"outline dedicated\" x=\"{x:.1}\" y=\"{:.1}\" width=\"26\" height=\"14\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\">dedicated allocation</text>\n",
+             <text x=\"{:.1}\" y=\"{:.1}\">dedicated allocation</text>",
             *y + 3.0,
             x + 31.0,
             *y + 14.0
@@ -219,9 +219,9 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot, y: f64) -> fmt::Result {
             xml_escape(out, name)?;
             out.write_str("”")?;
         }
-        write!(
+        writeln!(
             out,
-            ": offset {}, size {} ({} bytes)</title></rect>\n",
+            ": offset {}, size {} ({} bytes)</title></rect>",
             r.offset,
             human_bytes(r.size),
             r.size
