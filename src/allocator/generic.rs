@@ -194,7 +194,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     }
 
     /// Runs `f` for each block: memory type index, the block's memory, its suballocator.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(u32, &DeviceMemory, &S)) {
         for pool in &self.pools {
             pool.for_each_block(|b| {

@@ -37,13 +37,11 @@ pub(crate) struct Block<S> {
 }
 
 impl<S: Suballocator + Send + 'static> Block<S> {
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn memory(&self) -> &DeviceMemory {
         &self.memory
     }
 
     /// Runs `f` on the suballocator under its lock.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn with_suballocator<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         f(&self.suballocator.lock())
     }
@@ -104,7 +102,6 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
 
 /// The blocks of one memory type.
 pub(crate) struct Pool<S> {
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) memory_type_index: u32,
     blocks: RwLock<Vec<Arc<Block<S>>>>,
 }
@@ -128,7 +125,6 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     }
 
     /// Runs `f` for every block under the pool's read lock.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(&Block<S>)) {
         for block in self.blocks.read().iter() {
             f(block);
