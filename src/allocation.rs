@@ -10,6 +10,7 @@
 //! Dropping a `MemoryAlloc` returns its range to its block (from any thread) or frees its
 //! dedicated memory object.
 
+use crate::allocator::dedicated::DedicatedTicket;
 use crate::allocator::MemoryAccessError;
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
@@ -28,6 +29,9 @@ pub(crate) trait BlockOwner: Send + Sync {
     ///
     /// `suballocation` came from this block and is returned once.
     unsafe fn free(&self, suballocation: Suballocation);
+    /// Forgets the name of the allocation at `offset` (called before `free` for named
+    /// allocations only).
+    fn forget_name(&self, _offset: DeviceSize) {}
 }
 
 pub(crate) enum Owner {
@@ -45,6 +49,8 @@ pub struct MemoryAlloc {
     size: DeviceSize,
     allocation_type: AllocationType,
     name: Option<Arc<str>>,
+    /// Registration of a dedicated allocation with its allocator, for statistics.
+    dedicated_ticket: Option<DedicatedTicket>,
 }
 
 // SAFETY: the only non-`Send` part is the mapping pointer inside `DeviceMemory`, which is
@@ -85,7 +91,14 @@ impl MemoryAlloc {
             size,
             allocation_type,
             name,
+            dedicated_ticket: None,
         }
+    }
+
+    /// Attaches the registration of a dedicated allocation with its allocator.
+    pub(crate) fn with_ticket(mut self, ticket: DedicatedTicket) -> Self {
+        self.dedicated_ticket = Some(ticket);
+        self
     }
 
     fn device_memory(&self) -> &DeviceMemory {
@@ -261,6 +274,9 @@ impl Drop for MemoryAlloc {
             suballocation,
         } = &self.owner
         {
+            if self.name.is_some() {
+                block.forget_name(suballocation.offset);
+            }
             // SAFETY: the suballocation came from this block and this is the only place that
             // returns it, once, when the allocation dies.
             unsafe { block.free(*suballocation) };

@@ -35,7 +35,8 @@
 //!   needs, and one owned `VkDeviceMemory`;
 //! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
 //!   blocks per memory type;
-//! - [`MemoryAlloc`]: what the user holds, binds and maps.
+//! - [`MemoryAlloc`]: what the user holds, binds and maps;
+//! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report.
 
 pub mod allocation;
 pub mod allocator;
@@ -43,6 +44,7 @@ pub mod budget;
 pub mod device;
 pub mod device_memory;
 pub mod layout;
+pub mod stats;
 pub mod suballocator;
 
 pub use allocation::MemoryAlloc;
@@ -55,6 +57,7 @@ pub use budget::HeapBudget;
 pub use device::{Device, DeviceError, EnabledMemoryFeatures};
 pub use device_memory::{DedicatedAllocation, DeviceMemory};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
+pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
     RangeKind, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,

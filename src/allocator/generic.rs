@@ -16,6 +16,8 @@ use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use ash::vk;
 use std::sync::Arc;
 
+pub(super) mod observe;
+
 const MIB: DeviceSize = 1 << 20;
 const GIB: DeviceSize = 1 << 30;
 
@@ -70,6 +72,8 @@ pub struct GenericMemoryAllocator<S> {
     create_info: GenericMemoryAllocatorCreateInfo,
     /// Above this many live memory objects, small allocations are not made dedicated.
     dedicated_soft_limit: u32,
+    /// Dedicated-allocation register and leak report on drop.
+    observer: observe::Observer,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -154,14 +158,16 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .iter()
             .map(|h| block_size_for_heap(&create_info.block_sizes, h.size))
             .collect();
-        let pools = (0..type_count as u32).map(Pool::new).collect();
+        let pools: Vec<_> = (0..type_count as u32).map(Pool::new).collect();
         let dedicated_soft_limit = device.max_memory_allocation_count() / 4 * 3;
+        let observer = observe::Observer::new(&device, &pools);
         Ok(Self {
             device,
             pools,
             block_sizes,
             create_info,
             dedicated_soft_limit,
+            observer,
         })
     }
 
@@ -188,7 +194,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     }
 
     /// Runs `f` for each block: memory type index, the block's memory, its suballocator.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(u32, &DeviceMemory, &S)) {
         for pool in &self.pools {
             pool.for_each_block(|b| {
@@ -314,12 +319,16 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .or(Some(self.create_info.block_priority));
         let memory =
             self.allocate_memory(memory_type_index, size, dedicated, priority, create_info)?;
+        let ticket =
+            self.observer
+                .register_dedicated(&memory, allocation_type, create_info.name.clone());
         Ok(MemoryAlloc::new(
             Owner::Dedicated(memory),
             size,
             allocation_type,
             create_info.name.clone(),
-        ))
+        )
+        .with_ticket(ticket))
     }
 
     /// Allocates from one memory type, following the preference and the dedicated policy.
@@ -432,6 +441,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
 impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocator<S> {
     fn device(&self) -> &Arc<Device> {
         &self.device
+    }
+
+    fn statistics(&self) -> crate::stats::AllocatorStatistics {
+        GenericMemoryAllocator::statistics(self)
+    }
+
+    fn snapshot(&self) -> crate::stats::MemorySnapshot {
+        GenericMemoryAllocator::snapshot(self)
     }
 
     fn find_memory_type_index(

@@ -26,6 +26,7 @@
 //! allocation, then the next-best memory type that the requirements allow. Only when all of
 //! that fails is an error returned, and it says what failed.
 
+pub(crate) mod dedicated;
 mod error;
 mod generic;
 pub mod memory_type;
@@ -41,6 +42,7 @@ use crate::allocation::MemoryAlloc;
 use crate::device::Device;
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
+use crate::stats::{AllocatorStatistics, MemorySnapshot};
 use crate::suballocator::AllocationType;
 use ash::vk;
 use std::sync::Arc;
@@ -192,6 +194,23 @@ pub trait MemoryAllocator: Send + Sync {
         dedicated: Option<DedicatedAllocation>,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError>;
+
+    /// Statistics of the allocator's memory (see [`stats`](crate::stats)). The default
+    /// computes them from [`snapshot`](Self::snapshot).
+    fn statistics(&self) -> AllocatorStatistics {
+        self.snapshot().statistics
+    }
+
+    /// The full state of the allocator's memory (see [`stats`](crate::stats)). The default,
+    /// for allocators that do not track their memory, lists the device's heaps (with their
+    /// budgets) and memory types, and no memory objects.
+    fn snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot::new(
+            generic::observe::heap_entries(self.device()),
+            generic::observe::memory_type_entries(self.device()),
+            Vec::new(),
+        )
+    }
 
     /// Creates a buffer, allocates memory for it and binds it. On any failure the buffer is
     /// destroyed again and the error returned. The caller destroys the buffer (before dropping

@@ -22,6 +22,7 @@ use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, Suballocator, SuballocatorError};
 use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -31,18 +32,27 @@ pub(crate) struct Block<S> {
     suballocator: Mutex<S>,
     largest_free: AtomicU64,
     pool: Weak<Pool<S>>,
+    /// Names of the named allocations, by offset (unnamed ones are not in it).
+    names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
 }
 
 impl<S: Suballocator + Send + 'static> Block<S> {
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn memory(&self) -> &DeviceMemory {
         &self.memory
     }
 
     /// Runs `f` on the suballocator under its lock.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn with_suballocator<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         f(&self.suballocator.lock())
+    }
+
+    /// Runs `f` on the suballocator and the names of the named allocations, under both locks.
+    pub(crate) fn with_names<R>(
+        &self,
+        f: impl FnOnce(&S, &BTreeMap<DeviceSize, Arc<str>>) -> R,
+    ) -> R {
+        let s = self.suballocator.lock();
+        f(&s, &self.names.lock())
     }
 
     fn try_allocate(
@@ -68,6 +78,10 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
         &self.memory
     }
 
+    fn forget_name(&self, offset: DeviceSize) {
+        self.names.lock().remove(&offset);
+    }
+
     unsafe fn free(&self, suballocation: Suballocation) {
         let now_empty = {
             let mut s = self.suballocator.lock();
@@ -88,7 +102,6 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
 
 /// The blocks of one memory type.
 pub(crate) struct Pool<S> {
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) memory_type_index: u32,
     blocks: RwLock<Vec<Arc<Block<S>>>>,
 }
@@ -112,7 +125,6 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     }
 
     /// Runs `f` for every block under the pool's read lock.
-    #[allow(dead_code)] // For the statistics layer.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(&Block<S>)) {
         for block in self.blocks.read().iter() {
             f(block);
@@ -122,6 +134,9 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     fn wrap(block: &Arc<Block<S>>, s: Suballocation, name: Option<Arc<str>>) -> MemoryAlloc {
         let size = s.size;
         let allocation_type = s.allocation_type;
+        if let Some(name) = &name {
+            block.names.lock().insert(s.offset, name.clone());
+        }
         MemoryAlloc::new(
             Owner::Block {
                 block: block.clone() as Arc<dyn BlockOwner>,
@@ -209,6 +224,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             suballocator: Mutex::new(S::new(memory.size())),
             memory,
             pool: Arc::downgrade(self),
+            names: Mutex::default(),
         });
         let result = block.try_allocate(layout, allocation_type, granularity);
         match result {

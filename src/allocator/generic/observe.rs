@@ -1,0 +1,197 @@
+//! Statistics, snapshots and the leak report of a [`GenericMemoryAllocator`].
+//!
+//! Blocks are walked through their pools; dedicated allocations through the allocator's
+//! [`DedicatedRegistry`]. Each block is read under its own lock, so a snapshot taken while
+//! other threads allocate is consistent per block.
+
+use super::GenericMemoryAllocator;
+use crate::allocator::dedicated::{DedicatedRegistry, DedicatedTicket};
+use crate::allocator::pool::Pool;
+use crate::device::Device;
+use crate::device_memory::DeviceMemory;
+use crate::stats::{
+    leaks_in, log_leaks, AllocatorStatistics, BlockSnapshot, BlockStatistics, HeapStatistics,
+    LeakedAllocation, MemorySnapshot, MemoryTypeStatistics, Statistics, LOG_TARGET,
+};
+use crate::suballocator::{AllocationType, Suballocator};
+use ash::vk::Handle;
+use std::sync::Arc;
+
+type CollectLeaks = Box<dyn Fn() -> Vec<LeakedAllocation> + Send + Sync>;
+
+/// What a [`GenericMemoryAllocator`] keeps for observability.
+pub(crate) struct Observer {
+    dedicated: Arc<DedicatedRegistry>,
+    /// Lists the live allocations; run when the allocator is dropped.
+    collect_leaks: CollectLeaks,
+}
+
+impl Observer {
+    pub(super) fn new<S: Suballocator + Send + 'static>(
+        device: &Arc<Device>,
+        pools: &[Arc<Pool<S>>],
+    ) -> Self {
+        let dedicated = Arc::<DedicatedRegistry>::default();
+        let (device, pools, registry) = (device.clone(), pools.to_vec(), dedicated.clone());
+        let collect_leaks: CollectLeaks = Box::new(move || {
+            let mut blocks = block_snapshots(&device, &pools);
+            blocks.extend(registry.snapshot());
+            leaks_in(&blocks)
+        });
+        Self {
+            dedicated,
+            collect_leaks,
+        }
+    }
+
+    /// Registers a new dedicated allocation of `memory`.
+    pub(super) fn register_dedicated(
+        &self,
+        memory: &DeviceMemory,
+        allocation_type: AllocationType,
+        name: Option<Arc<str>>,
+    ) -> DedicatedTicket {
+        let heap = heap_of(memory.device(), memory.memory_type_index());
+        self.dedicated.register(memory, heap, allocation_type, name)
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        if !log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {
+            return;
+        }
+        let leaks = (self.collect_leaks)();
+        log_leaks(
+            &leaks,
+            log::Level::Warn,
+            "GenericMemoryAllocator dropped while allocations are alive (their memory is freed \
+             when they are dropped)",
+        );
+    }
+}
+
+fn heap_of(device: &Device, memory_type_index: u32) -> u32 {
+    device
+        .memory_properties()
+        .memory_types
+        .get(memory_type_index as usize)
+        .map_or(u32::MAX, |t| t.heap_index)
+}
+
+/// One entry per heap of `device`, with its budget and empty statistics.
+pub(crate) fn heap_entries(device: &Device) -> Vec<HeapStatistics> {
+    let budgets = device.heap_budgets();
+    device
+        .memory_properties()
+        .memory_heaps
+        .iter()
+        .zip(budgets)
+        .enumerate()
+        .map(|(index, (heap, budget))| HeapStatistics {
+            index: index as u32,
+            flags: heap.flags,
+            budget,
+            statistics: Statistics::default(),
+        })
+        .collect()
+}
+
+/// One entry per memory type of `device`, with empty statistics.
+pub(crate) fn memory_type_entries(device: &Device) -> Vec<MemoryTypeStatistics> {
+    device
+        .memory_properties()
+        .memory_types
+        .iter()
+        .enumerate()
+        .map(|(index, t)| MemoryTypeStatistics {
+            index: index as u32,
+            heap_index: t.heap_index,
+            property_flags: t.property_flags,
+            statistics: Statistics::default(),
+        })
+        .collect()
+}
+
+fn block_snapshots<S: Suballocator + Send + 'static>(
+    device: &Device,
+    pools: &[Arc<Pool<S>>],
+) -> Vec<BlockSnapshot> {
+    let mut out = Vec::new();
+    for pool in pools {
+        let heap_index = heap_of(device, pool.memory_type_index);
+        pool.for_each_block(|b| {
+            let memory = b.memory();
+            out.push(b.with_names(|s, names| BlockSnapshot {
+                memory_type_index: pool.memory_type_index,
+                heap_index,
+                memory: memory.handle().as_raw(),
+                size: memory.size(),
+                dedicated: false,
+                allocation_count: s.allocation_count() as u64,
+                ranges: BlockSnapshot::ranges_of(s, names),
+            }));
+        });
+    }
+    out
+}
+
+impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
+    /// Statistics of the allocator's memory: in total, per heap (with the heap's budget), per
+    /// memory type, and per block and dedicated allocation. Walks every range of every block
+    /// (see [`stats`](crate::stats)).
+    pub fn statistics(&self) -> AllocatorStatistics {
+        let mut blocks = Vec::new();
+        self.for_each_block(|memory_type_index, memory, s| {
+            let mut statistics = Statistics::of_suballocator(s);
+            statistics.reserved_bytes = memory.size();
+            blocks.push(BlockStatistics {
+                memory_type_index,
+                heap_index: heap_of(&self.device, memory_type_index),
+                memory: memory.handle().as_raw(),
+                size: memory.size(),
+                dedicated: false,
+                statistics,
+            });
+        });
+        self.observer
+            .dedicated
+            .for_each(|memory_type_index, heap_index, memory, size| {
+                blocks.push(BlockStatistics {
+                    memory_type_index,
+                    heap_index,
+                    memory,
+                    size,
+                    dedicated: true,
+                    statistics: Statistics::of_dedicated(size),
+                });
+            });
+        AllocatorStatistics::new(
+            heap_entries(&self.device),
+            memory_type_entries(&self.device),
+            blocks,
+        )
+    }
+
+    /// The full state: statistics and every range of every block and dedicated allocation,
+    /// with the names of named allocations. Render it with
+    /// [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let mut blocks = block_snapshots(&self.device, &self.pools);
+        blocks.extend(self.observer.dedicated.snapshot());
+        MemorySnapshot::new(
+            heap_entries(&self.device),
+            memory_type_entries(&self.device),
+            blocks,
+        )
+    }
+
+    /// Lists every allocation still alive and logs each one through the `log` facade at the
+    /// `warn` level (target [`LOG_TARGET`](crate::stats::LOG_TARGET)). The same report is
+    /// logged when the allocator is dropped while allocations are alive.
+    pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
+        let leaks = (self.observer.collect_leaks)();
+        log_leaks(&leaks, log::Level::Warn, "report_leaks");
+        leaks
+    }
+}
