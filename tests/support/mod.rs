@@ -45,8 +45,10 @@ pub const GIB: u64 = 1024 * MIB;
 /// Which calls fail, counted from 1 since the last [`SimState::reset_counters`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
-    /// Fail the N-th `vkAllocateMemory` with this result.
+    /// Fail the N-th `vkAllocateMemory` with this result...
     pub allocate_at: Option<(u64, vk::Result)>,
+    /// ... and as many calls after it as this says (a driver that stays out of memory).
+    pub allocate_more: u64,
     /// Fail the N-th `vkMapMemory` with `ERROR_MEMORY_MAP_FAILED`.
     pub map_at: Option<u64>,
 }

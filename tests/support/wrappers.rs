@@ -165,7 +165,10 @@ unsafe extern "system" fn allocate_memory(
         )
         .is_null()
     };
-    let fault = state.faults.lock().unwrap().allocate_at;
+    let faults = *state.faults.lock().unwrap();
+    let fault = faults
+        .allocate_at
+        .filter(|&(at, _)| index >= at && index <= at + faults.allocate_more);
     let layout = &state.layout;
     let mut inner = state.inner();
     let result = if memory_type >= layout.type_count() {
@@ -174,7 +177,7 @@ unsafe extern "system" fn allocate_memory(
             layout.type_count()
         ));
         vk::Result::ERROR_UNKNOWN
-    } else if let Some((_, r)) = fault.filter(|&(at, _)| at == index) {
+    } else if let Some((_, r)) = fault {
         r
     } else if size == 0 {
         inner
