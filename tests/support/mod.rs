@@ -232,17 +232,22 @@ impl Sim {
         }
     }
 
-    /// The crate's view of the simulated device, with no optional feature claimed.
+    /// The crate's view of the simulated device: the instance's Vulkan 1.2 (so the
+    /// `vkGet*MemoryRequirements2` paths and dedicated allocation info are used), no optional
+    /// extension claimed.
     pub fn memory_device(&self) -> Arc<ash_memory::Device> {
         // SAFETY: the wrapped handles forward to the context's real instance and device,
-        // which outlive every allocator of a test (tests drop them before the `Sim`); no
-        // optional feature is claimed.
+        // which outlive every allocator of a test (tests drop them before the `Sim`); the
+        // instance was created for `common::API_VERSION`; no optional extension is claimed.
         unsafe {
             ash_memory::Device::new(
                 &self.instance,
                 self.ctx.physical_device,
                 self.device.clone(),
-                ash_memory::EnabledMemoryFeatures::default(),
+                ash_memory::EnabledMemoryFeatures {
+                    instance_api_version: crate::common::API_VERSION,
+                    ..Default::default()
+                },
             )
         }
         .expect("ash_memory::Device::new on the simulated device")
