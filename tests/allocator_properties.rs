@@ -36,12 +36,16 @@ fn ops() -> u64 {
     }
 }
 
-fn random_run(layout: GpuLayout, seed: u64, create_info: GenericMemoryAllocatorCreateInfo) {
+fn random_run<S: Suballocator + Send + 'static>(
+    layout: GpuLayout,
+    seed: u64,
+    create_info: GenericMemoryAllocatorCreateInfo,
+) {
     let name = layout.name;
     let granularity = layout.buffer_image_granularity;
     let sim = Sim::new(layout);
     let device = sim.memory_device();
-    let allocator = StandardMemoryAllocator::new(device.clone(), create_info).unwrap();
+    let allocator = GenericMemoryAllocator::<S>::new(device.clone(), create_info).unwrap();
     let mut rng = Rng(seed);
     let mut live: Vec<Live> = Vec::new();
     let formats = [
@@ -178,7 +182,7 @@ fn random_run(layout: GpuLayout, seed: u64, create_info: GenericMemoryAllocatorC
 #[test]
 fn random_buffers_and_images_on_every_layout() {
     for (i, layout) in GpuLayout::all().into_iter().enumerate() {
-        random_run(
+        random_run::<FreeListAllocator>(
             layout,
             0xA11C + i as u64,
             GenericMemoryAllocatorCreateInfo::default(),
@@ -197,6 +201,25 @@ fn random_buffers_and_images_in_small_blocks() {
             block_sizes: vec![(0, 2 * MIB)],
             ..Default::default()
         };
-        random_run(layout, 0xB10C + i as u64, create_info);
+        random_run::<FreeListAllocator>(layout, 0xB10C + i as u64, create_info);
+    }
+}
+
+#[test]
+fn random_buffers_and_images_with_every_suballocator() {
+    // The same invariants hold whichever suballocator carves the blocks; requests a pool
+    // slot cannot hold become dedicated allocations.
+    for (i, layout) in [GpuLayout::nvidia_discrete(), GpuLayout::large_granularity()]
+        .into_iter()
+        .enumerate()
+    {
+        let seed = 0x5B + i as u64;
+        let create_info = || GenericMemoryAllocatorCreateInfo {
+            block_sizes: vec![(0, 8 * MIB)],
+            ..Default::default()
+        };
+        random_run::<BuddyAllocator>(layout.clone(), seed, create_info());
+        random_run::<PoolAllocator<{ 256 * KIB }>>(layout.clone(), seed, create_info());
+        random_run::<BumpAllocator>(layout, seed, create_info());
     }
 }
