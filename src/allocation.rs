@@ -53,12 +53,9 @@ pub struct MemoryAlloc {
     dedicated_ticket: Option<DedicatedTicket>,
 }
 
-// SAFETY: the only non-`Send` part is the mapping pointer inside `DeviceMemory`, which is
-// itself `Send + Sync`; the range belongs to this allocation alone.
-unsafe impl Send for MemoryAlloc {}
-// SAFETY: through `&self` the mapping is only read (`read` copies out); writing requires
-// `&mut self`.
-unsafe impl Sync for MemoryAlloc {}
+// `MemoryAlloc` is `Send + Sync` through its fields: `DeviceMemory` (which carries the only
+// `unsafe impl`s, for its mapping pointer) and `Arc<dyn BlockOwner>` (`BlockOwner: Send +
+// Sync`). Through `&self` the mapping is only read; writing requires `&mut self`.
 
 impl std::fmt::Debug for MemoryAlloc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -137,7 +137,13 @@ impl DeviceMemory {
             Ok(handle) => handle,
             Err(e) => {
                 device.release_memory_object();
-                return Err(AllocationError::from_vk(e));
+                return Err(match AllocationError::from_vk(e) {
+                    // The driver's own limit: report the device's real maximum, not 0.
+                    AllocationError::TooManyObjects { .. } => AllocationError::TooManyObjects {
+                        max: device.max_memory_allocation_count(),
+                    },
+                    other => other,
+                });
             }
         };
         device.record_memory_allocated(memory_type.heap_index, info.size);

@@ -88,7 +88,9 @@ pub enum AllocationError {
         /// The block size of the memory type's heap.
         block_size: DeviceSize,
     },
-    /// The suballocator is a `PoolAllocator` whose slots are smaller than the request.
+    /// The suballocator is a `PoolAllocator` whose slots are smaller than the request (with
+    /// the [`Unknown`](crate::MemoryAllocatePreference::Unknown) preference the allocator
+    /// falls back to a dedicated allocation first).
     #[error("the request does not fit the pool suballocator's slot size")]
     SuballocatorBlockSizeExceeded,
     /// Size or alignment are invalid.
@@ -133,6 +135,7 @@ impl AllocationError {
                 | Self::SizeExceedsHeap { .. }
                 | Self::OutOfPoolMemory
                 | Self::BlockSizeExceeded { .. }
+                | Self::SuballocatorBlockSizeExceeded
                 | Self::BudgetExceeded { .. }
                 | Self::MemoryTypeNotUsable { .. }
         )
