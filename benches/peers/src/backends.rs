@@ -33,7 +33,8 @@ pub struct Vma {
 
 impl Vma {
     pub fn new(vk: &Vulkan) -> Self {
-        let mut info = vk_mem::AllocatorCreateInfo::new(&vk.instance, &vk.device, vk.physical_device);
+        let mut info =
+            vk_mem::AllocatorCreateInfo::new(&vk.instance, &vk.device, vk.physical_device);
         info.vulkan_api_version = vk.api_version;
         // SAFETY: instance/device outlive the allocator (dropped before `Vulkan`).
         let allocator = unsafe { vk_mem::Allocator::new(info) }.expect("vmaCreateAllocator");
@@ -72,16 +73,19 @@ pub struct GpuAllocator {
 
 impl GpuAllocator {
     pub fn new(vk: &Vulkan) -> Self {
-        let allocator = gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
-            instance: vk.instance.clone(),
-            device: vk.device.clone(),
-            physical_device: vk.physical_device,
-            debug_settings: Default::default(),
-            buffer_device_address: false,
-            allocation_sizes: Default::default(),
-        })
-        .expect("gpu_allocator::vulkan::Allocator::new");
-        GpuAllocator { allocator: Mutex::new(allocator) }
+        let allocator =
+            gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
+                instance: vk.instance.clone(),
+                device: vk.device.clone(),
+                physical_device: vk.physical_device,
+                debug_settings: Default::default(),
+                buffer_device_address: false,
+                allocation_sizes: Default::default(),
+            })
+            .expect("gpu_allocator::vulkan::Allocator::new");
+        GpuAllocator {
+            allocator: Mutex::new(allocator),
+        }
     }
 }
 
@@ -99,10 +103,18 @@ impl Backend for GpuAllocator {
             linear: req.linear,
             allocation_scheme: gpu_allocator::vulkan::AllocationScheme::GpuAllocatorManaged,
         };
-        self.allocator.lock().unwrap().allocate(&desc).expect("gpu-allocator allocate")
+        self.allocator
+            .lock()
+            .unwrap()
+            .allocate(&desc)
+            .expect("gpu-allocator allocate")
     }
     fn free(&self, handle: Self::Handle) {
-        self.allocator.lock().unwrap().free(handle).expect("gpu-allocator free")
+        self.allocator
+            .lock()
+            .unwrap()
+            .free(handle)
+            .expect("gpu-allocator free")
     }
 }
 
@@ -126,7 +138,9 @@ impl AshMemory {
             )
         }
         .expect("ash_memory::Device::new");
-        AshMemory { allocator: ash_memory::StandardMemoryAllocator::new_default(device) }
+        AshMemory {
+            allocator: ash_memory::StandardMemoryAllocator::new_default(device),
+        }
     }
 }
 
@@ -148,7 +162,9 @@ impl Backend for AshMemory {
         } else {
             ash_memory::AllocationType::NonLinear
         };
-        self.allocator.allocate(requirements, ty, &create_info, None).expect("ash-memory allocate")
+        self.allocator
+            .allocate(requirements, ty, &create_info, None)
+            .expect("ash-memory allocate")
     }
     fn free(&self, handle: Self::Handle) {
         drop(handle)
@@ -196,13 +212,19 @@ impl VulkanoDevice {
             let physical = instance
                 .enumerate_physical_devices()
                 .expect("vulkano: enumerate physical devices")
-                .find(|p| ash::vk::Handle::as_raw(p.handle()) == ash::vk::Handle::as_raw(vk.physical_device))
+                .find(|p| {
+                    ash::vk::Handle::as_raw(p.handle())
+                        == ash::vk::Handle::as_raw(vk.physical_device)
+                })
                 .expect("vulkano: physical device");
             let (device, queues) = Device::from_handle(
                 physical,
                 vk.device.handle(),
                 DeviceCreateInfo {
-                    queue_create_infos: vec![QueueCreateInfo { queue_family_index: 0, ..Default::default() }],
+                    queue_create_infos: vec![QueueCreateInfo {
+                        queue_family_index: 0,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 },
             );
@@ -222,7 +244,9 @@ pub struct Vulkano {
 impl Vulkano {
     pub fn new(device: &VulkanoDevice) -> Self {
         Vulkano {
-            allocator: vulkano::memory::allocator::StandardMemoryAllocator::new_default(device.0.clone()),
+            allocator: vulkano::memory::allocator::StandardMemoryAllocator::new_default(
+                device.0.clone(),
+            ),
         }
     }
 }
@@ -242,13 +266,23 @@ impl Backend for Vulkano {
         let create_info = AllocationCreateInfo {
             memory_type_filter: match req.usage {
                 Usage::DeviceLocal => MemoryTypeFilter::PREFER_DEVICE,
-                Usage::Upload => MemoryTypeFilter::PREFER_DEVICE | MemoryTypeFilter::HOST_SEQUENTIAL_WRITE,
-                Usage::Download => MemoryTypeFilter::PREFER_HOST | MemoryTypeFilter::HOST_RANDOM_ACCESS,
+                Usage::Upload => {
+                    MemoryTypeFilter::PREFER_DEVICE | MemoryTypeFilter::HOST_SEQUENTIAL_WRITE
+                }
+                Usage::Download => {
+                    MemoryTypeFilter::PREFER_HOST | MemoryTypeFilter::HOST_RANDOM_ACCESS
+                }
             },
             ..Default::default()
         };
-        let ty = if req.linear { AllocationType::Linear } else { AllocationType::NonLinear };
-        self.allocator.allocate(requirements, ty, create_info, None).expect("vulkano allocate")
+        let ty = if req.linear {
+            AllocationType::Linear
+        } else {
+            AllocationType::NonLinear
+        };
+        self.allocator
+            .allocate(requirements, ty, create_info, None)
+            .expect("vulkano allocate")
     }
     fn free(&self, handle: Self::Handle) {
         use vulkano::memory::allocator::MemoryAllocator;

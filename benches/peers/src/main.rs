@@ -29,7 +29,12 @@ enum Peer {
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [Peer::AshMemory, Peer::Vma, Peer::GpuAllocator, Peer::Vulkano];
+    const ALL: [Peer; 4] = [
+        Peer::AshMemory,
+        Peer::Vma,
+        Peer::GpuAllocator,
+        Peer::Vulkano,
+    ];
     fn name(self) -> &'static str {
         match self {
             Peer::AshMemory => "ash-memory",
@@ -49,7 +54,12 @@ impl Peer {
         }
     }
     /// One measured replay of `traces` (one per thread) on a freshly created allocator.
-    fn run_once(self, vk: &Vulkan, vulkano: &OnceLock<backends::VulkanoDevice>, traces: &[Trace]) -> RunResult {
+    fn run_once(
+        self,
+        vk: &Vulkan,
+        vulkano: &OnceLock<backends::VulkanoDevice>,
+        traces: &[Trace],
+    ) -> RunResult {
         match self {
             Peer::AshMemory => run_once(backends::AshMemory::new(vk), traces),
             Peer::Vma => run_once(backends::Vma::new(vk), traces),
@@ -91,7 +101,9 @@ fn replay<B: Backend>(b: &B, t: &Trace, tracker: Option<(&LiveTracker, usize)>) 
         for op in &t.ops {
             match *op {
                 Op::Alloc { slot, req } => slots[slot as usize] = Some(b.allocate(&req)),
-                Op::Free { slot } => b.free(slots[slot as usize].take().expect("free of empty slot")),
+                Op::Free { slot } => {
+                    b.free(slots[slot as usize].take().expect("free of empty slot"))
+                }
             }
         }
         return;
@@ -122,7 +134,10 @@ fn replay<B: Backend>(b: &B, t: &Trace, tracker: Option<(&LiveTracker, usize)>) 
 }
 
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -133,7 +148,10 @@ fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
     vulkan::reset_peak();
     let barrier = Barrier::new(traces.len());
     let tracker = LiveTracker {
-        threads: traces.iter().map(|_| LiveCounter(AtomicU64::new(0))).collect(),
+        threads: traces
+            .iter()
+            .map(|_| LiveCounter(AtomicU64::new(0)))
+            .collect(),
         peak: AtomicU64::new(0),
     };
     let multi = traces.len() > 1;
@@ -153,7 +171,10 @@ fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("replay thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("replay thread panicked"))
+            .collect()
     });
     let start = spans.iter().map(|s| s.0).min().unwrap();
     let end = spans.iter().map(|s| s.1).max().unwrap();
@@ -164,7 +185,11 @@ fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
     RunResult {
         wall: end - start,
         cpu: spans.iter().map(|s| s.2).sum(),
-        peak_live: if multi { tracker.peak.load(Relaxed) } else { traces[0].peak_live },
+        peak_live: if multi {
+            tracker.peak.load(Relaxed)
+        } else {
+            traces[0].peak_live
+        },
         allocate_calls: after.allocate_calls - before.allocate_calls,
         peak_reserved,
         leaked_reserved,
@@ -223,13 +248,20 @@ fn parse_args() -> Args {
         cell_budget: Duration::from_secs(25),
     };
     let mut it = std::env::args().skip(1);
-    let usage = "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
+    let usage =
+        "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
                  [--allocators ash-memory,vma,gpu-allocator] [--seed S]";
     while let Some(arg) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{arg} needs a value\n{usage}"));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{arg} needs a value\n{usage}"))
+        };
         match arg.as_str() {
             "--threads" => {
-                a.threads = val().split(',').map(|s| s.parse().expect("--threads N[,M]")).collect()
+                a.threads = val()
+                    .split(',')
+                    .map(|s| s.parse().expect("--threads N[,M]"))
+                    .collect()
             }
             "--quick" => a.quick = true,
             "--runs" => a.runs = val().parse().expect("--runs N"),
@@ -272,15 +304,27 @@ fn image_shapes(vk: &Vulkan) -> Vec<ImageShape> {
     use ash::vk::{Format, ImageUsageFlags as U};
     let kinds = [
         (Format::R8G8B8A8_UNORM, U::SAMPLED | U::TRANSFER_DST, true),
-        (Format::R16G16B16A16_SFLOAT, U::SAMPLED | U::COLOR_ATTACHMENT, false),
-        (Format::D32_SFLOAT, U::SAMPLED | U::DEPTH_STENCIL_ATTACHMENT, false),
+        (
+            Format::R16G16B16A16_SFLOAT,
+            U::SAMPLED | U::COLOR_ATTACHMENT,
+            false,
+        ),
+        (
+            Format::D32_SFLOAT,
+            U::SAMPLED | U::DEPTH_STENCIL_ATTACHMENT,
+            false,
+        ),
         (Format::R32_SFLOAT, U::SAMPLED | U::STORAGE, false),
     ];
     let mut shapes = Vec::new();
     for (format, usage, mipped) in kinds {
         for k in 0..8u32 {
             let extent = 16u32 << k; // 16 .. 2048
-            let mips = if mipped { 32 - extent.leading_zeros() } else { 1 };
+            let mips = if mipped {
+                32 - extent.leading_zeros()
+            } else {
+                1
+            };
             shapes.push(ImageShape {
                 reqs: vk.image_requirements(format, extent, mips, usage),
                 // Small images are common, big ones rare: weight halves per doubling.
@@ -329,7 +373,9 @@ fn mib(b: u64) -> f64 {
 fn main() {
     let args = parse_args();
     let vk = Vulkan::new();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let buffer_bits = vk.buffer_memory_type_bits();
     let images = image_shapes(&vk);
     println!(
@@ -405,7 +451,11 @@ fn main() {
             let common_live = median_u64(
                 &mut (0..args.peers.len())
                     .filter(|&pi| args.peers[pi] != Peer::Null)
-                    .flat_map(|pi| results[ti * args.peers.len() + pi].iter().map(|r| r.peak_live))
+                    .flat_map(|pi| {
+                        results[ti * args.peers.len() + pi]
+                            .iter()
+                            .map(|r| r.peak_live)
+                    })
                     .collect::<Vec<_>>(),
             );
             for (pi, &peer) in args.peers.iter().enumerate() {
@@ -416,11 +466,20 @@ fn main() {
                     threads,
                     peer,
                     ns_per_op: median(&mut rs.iter().map(|r| per_op(r.wall)).collect::<Vec<_>>()),
-                    cpu_ns_per_op: median(&mut rs.iter().map(|r| per_op(r.cpu)).collect::<Vec<_>>()),
-                    best_ns_per_op: rs.iter().map(|r| per_op(r.wall)).fold(f64::INFINITY, f64::min),
+                    cpu_ns_per_op: median(
+                        &mut rs.iter().map(|r| per_op(r.cpu)).collect::<Vec<_>>(),
+                    ),
+                    best_ns_per_op: rs
+                        .iter()
+                        .map(|r| per_op(r.wall))
+                        .fold(f64::INFINITY, f64::min),
                     runs: rs.len(),
-                    allocate_calls: median_u64(&mut rs.iter().map(|r| r.allocate_calls).collect::<Vec<_>>()),
-                    peak_reserved: median_u64(&mut rs.iter().map(|r| r.peak_reserved).collect::<Vec<_>>()),
+                    allocate_calls: median_u64(
+                        &mut rs.iter().map(|r| r.allocate_calls).collect::<Vec<_>>(),
+                    ),
+                    peak_reserved: median_u64(
+                        &mut rs.iter().map(|r| r.peak_reserved).collect::<Vec<_>>(),
+                    ),
                     peak_live: common_live,
                     waste: median(
                         &mut rs
@@ -456,7 +515,9 @@ fn main() {
 }
 
 fn find<'a>(cells: &'a [Cell], w: Workload, threads: usize, p: Peer) -> Option<&'a Cell> {
-    cells.iter().find(|c| c.workload == w && c.threads == threads && c.peer == p)
+    cells
+        .iter()
+        .find(|c| c.workload == w && c.threads == threads && c.peer == p)
 }
 
 fn report(args: &Args, cells: &[Cell], probe: f64) {
@@ -474,15 +535,14 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         for &w in &args.workloads {
             let base = find(cells, w, threads, Peer::AshMemory);
             for &p in &args.peers {
-                let Some(c) = find(cells, w, threads, p) else { continue };
+                let Some(c) = find(cells, w, threads, p) else {
+                    continue;
+                };
                 let waste = c.waste;
                 let (tr, wr) = match base {
                     Some(b) => (
                         format!("{:.2}x", c.ns_per_op / b.ns_per_op),
-                        format!(
-                            "{:.2}x",
-                            waste / b.waste
-                        ),
+                        format!("{:.2}x", waste / b.waste),
                     ),
                     None => ("-".into(), "-".into()),
                 };
@@ -505,7 +565,12 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
     }
     // Compact summary for the README: everything relative to ash-memory.
     if args.peers.contains(&Peer::AshMemory) {
-        let others: Vec<Peer> = args.peers.iter().copied().filter(|&p| p != Peer::AshMemory).collect();
+        let others: Vec<Peer> = args
+            .peers
+            .iter()
+            .copied()
+            .filter(|&p| p != Peer::AshMemory)
+            .collect();
         println!("\n## Summary: peers relative to ash-memory (time = peer ns / ash-memory ns; waste = reserved/live)\n");
         print!("| workload | threads | ash-memory ns | ash-memory waste |");
         for p in &others {
@@ -519,8 +584,16 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         println!();
         for &threads in &args.threads {
             for &w in &args.workloads {
-                let Some(a) = find(cells, w, threads, Peer::AshMemory) else { continue };
-                print!("| {} | {} | {:.0} | {:.2} |", w.name(), threads, a.ns_per_op, a.waste);
+                let Some(a) = find(cells, w, threads, Peer::AshMemory) else {
+                    continue;
+                };
+                print!(
+                    "| {} | {} | {:.0} | {:.2} |",
+                    w.name(),
+                    threads,
+                    a.ns_per_op,
+                    a.waste
+                );
                 for &p in &others {
                     match find(cells, w, threads, p) {
                         Some(c) => print!(
@@ -573,7 +646,9 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         println!("\n## Targets\n");
         for &threads in &args.threads {
             for &w in &args.workloads {
-                let Some(a) = find(cells, w, threads, Peer::AshMemory) else { continue };
+                let Some(a) = find(cells, w, threads, Peer::AshMemory) else {
+                    continue;
+                };
                 let aw = a.waste;
                 if matches!(w, Workload::Churn | Workload::Burst) {
                     for (p, limit) in [(Peer::Vma, 0.5), (Peer::GpuAllocator, 0.2)] {
@@ -605,9 +680,10 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         }
         if let (Some(&t0), Some(&t1)) = (args.threads.first(), args.threads.get(1)) {
             for &w in &args.workloads {
-                if let (Some(a), Some(b)) =
-                    (find(cells, w, t0, Peer::AshMemory), find(cells, w, t1, Peer::AshMemory))
-                {
+                if let (Some(a), Some(b)) = (
+                    find(cells, w, t0, Peer::AshMemory),
+                    find(cells, w, t1, Peer::AshMemory),
+                ) {
                     let s = a.ns_per_op / b.ns_per_op;
                     println!(
                         "- {} ash-memory {t1}-thread throughput = {:.2}x {t0}-thread (target >= 1.6x): {} (machine ceiling this run: {probe:.2}x)",

@@ -86,7 +86,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [Workload::Churn, Workload::Burst, Workload::Frame, Workload::Mixed];
+    pub const ALL: [Workload; 4] = [
+        Workload::Churn,
+        Workload::Burst,
+        Workload::Frame,
+        Workload::Mixed,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Workload::Churn => "churn",
@@ -123,11 +128,20 @@ struct Builder {
 
 impl Builder {
     fn new(slots: usize) -> Self {
-        Builder { ops: Vec::new(), sizes: vec![0; slots], live: 0, peak: 0, allocs: 0 }
+        Builder {
+            ops: Vec::new(),
+            sizes: vec![0; slots],
+            live: 0,
+            peak: 0,
+            allocs: 0,
+        }
     }
     fn alloc(&mut self, slot: usize, req: Request) {
         debug_assert_eq!(self.sizes[slot], 0);
-        self.ops.push(Op::Alloc { slot: slot as u32, req });
+        self.ops.push(Op::Alloc {
+            slot: slot as u32,
+            req,
+        });
         self.sizes[slot] = req.size;
         self.live += req.size;
         self.peak = self.peak.max(self.live);
@@ -140,7 +154,12 @@ impl Builder {
     }
     fn finish(self) -> Trace {
         assert_eq!(self.live, 0, "trace must end with everything freed");
-        Trace { slots: self.sizes.len(), ops: self.ops, allocs: self.allocs, peak_live: self.peak }
+        Trace {
+            slots: self.sizes.len(),
+            ops: self.ops,
+            allocs: self.allocs,
+            peak_live: self.peak,
+        }
     }
 }
 
@@ -168,7 +187,11 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
             let steps = 200_000 / d;
             let mut b = Builder::new(live);
             let req = |rng: &mut Rng| {
-                buffer(rng.log_uniform(256, 1 << 20), rng.pow2(16, 4096), Usage::DeviceLocal)
+                buffer(
+                    rng.log_uniform(256, 1 << 20),
+                    rng.pow2(16, 4096),
+                    Usage::DeviceLocal,
+                )
             };
             for slot in 0..live {
                 let r = req(&mut rng);
@@ -191,7 +214,11 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
             let n = (100_000 / d) as usize;
             let mut b = Builder::new(n);
             for slot in 0..n {
-                let r = buffer(rng.log_uniform(64, 64 << 10), rng.pow2(16, 256), Usage::DeviceLocal);
+                let r = buffer(
+                    rng.log_uniform(64, 64 << 10),
+                    rng.pow2(16, 256),
+                    Usage::DeviceLocal,
+                );
                 b.alloc(slot, r);
             }
             let mut order: Vec<usize> = (0..n).collect();
@@ -208,8 +235,11 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
             let mut b = Builder::new(per_frame);
             for _ in 0..2_000 {
                 for slot in 0..per_frame {
-                    let usage =
-                        if rng.below(10) < 8 { Usage::Upload } else { Usage::DeviceLocal };
+                    let usage = if rng.below(10) < 8 {
+                        Usage::Upload
+                    } else {
+                        Usage::DeviceLocal
+                    };
                     let r = buffer(rng.log_uniform(64, 256 << 10), rng.pow2(16, 256), usage);
                     b.alloc(slot, r);
                 }

@@ -81,19 +81,24 @@ pub unsafe extern "system" fn counting_get_device_proc_addr(
     // real types by the loader's caller.
     unsafe {
         if name == c"vkAllocateMemory" {
-            Some(std::mem::transmute::<vk::PFN_vkAllocateMemory, unsafe extern "system" fn()>(
-                counting_allocate_memory,
-            ))
+            Some(std::mem::transmute::<
+                vk::PFN_vkAllocateMemory,
+                unsafe extern "system" fn(),
+            >(counting_allocate_memory))
         } else if name == c"vkFreeMemory" {
-            Some(std::mem::transmute::<vk::PFN_vkFreeMemory, unsafe extern "system" fn()>(
-                counting_free_memory,
-            ))
+            Some(std::mem::transmute::<
+                vk::PFN_vkFreeMemory,
+                unsafe extern "system" fn(),
+            >(counting_free_memory))
         } else if name == c"vkGetDeviceProcAddr" {
-            Some(std::mem::transmute::<vk::PFN_vkGetDeviceProcAddr, unsafe extern "system" fn()>(
-                counting_get_device_proc_addr,
-            ))
+            Some(std::mem::transmute::<
+                vk::PFN_vkGetDeviceProcAddr,
+                unsafe extern "system" fn(),
+            >(counting_get_device_proc_addr))
         } else {
-            (REAL_GET_DEVICE_PROC_ADDR.get().expect("real vkGetDeviceProcAddr"))(device, p_name)
+            (REAL_GET_DEVICE_PROC_ADDR
+                .get()
+                .expect("real vkGetDeviceProcAddr"))(device, p_name)
         }
     }
 }
@@ -111,7 +116,9 @@ pub unsafe extern "system" fn counting_get_instance_proc_addr(
     } else {
         // SAFETY: forwarded verbatim.
         unsafe {
-            (REAL_GET_INSTANCE_PROC_ADDR.get().expect("real vkGetInstanceProcAddr"))(instance, p_name)
+            (REAL_GET_INSTANCE_PROC_ADDR
+                .get()
+                .expect("real vkGetInstanceProcAddr"))(instance, p_name)
         }
     }
 }
@@ -165,7 +172,10 @@ impl Vulkan {
                 .application_name(c"ash-memory-peers")
                 .api_version(vk::API_VERSION_1_3);
             let instance = entry
-                .create_instance(&vk::InstanceCreateInfo::default().application_info(&app), None)
+                .create_instance(
+                    &vk::InstanceCreateInfo::default().application_info(&app),
+                    None,
+                )
                 .expect("vkCreateInstance");
             let physical_device = *instance
                 .enumerate_physical_devices()
@@ -236,7 +246,10 @@ impl Vulkan {
                     | vk::BufferUsageFlags::VERTEX_BUFFER
                     | vk::BufferUsageFlags::INDEX_BUFFER,
             );
-            let buffer = self.device.create_buffer(&info, None).expect("vkCreateBuffer");
+            let buffer = self
+                .device
+                .create_buffer(&info, None)
+                .expect("vkCreateBuffer");
             let reqs = self.device.get_buffer_memory_requirements(buffer);
             self.device.destroy_buffer(buffer, None);
             reqs.memory_type_bits
@@ -256,7 +269,11 @@ impl Vulkan {
             let info = vk::ImageCreateInfo::default()
                 .image_type(vk::ImageType::TYPE_2D)
                 .format(format)
-                .extent(vk::Extent3D { width: extent, height: extent, depth: 1 })
+                .extent(vk::Extent3D {
+                    width: extent,
+                    height: extent,
+                    depth: 1,
+                })
                 .mip_levels(mips)
                 .array_layers(1)
                 .samples(vk::SampleCountFlags::TYPE_1)
@@ -264,7 +281,10 @@ impl Vulkan {
                 .usage(usage)
                 .sharing_mode(vk::SharingMode::EXCLUSIVE)
                 .initial_layout(vk::ImageLayout::UNDEFINED);
-            let image = self.device.create_image(&info, None).expect("vkCreateImage");
+            let image = self
+                .device
+                .create_image(&info, None)
+                .expect("vkCreateImage");
             let reqs = self.device.get_image_memory_requirements(image);
             self.device.destroy_image(image, None);
             reqs
