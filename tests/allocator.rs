@@ -4,26 +4,11 @@ mod common;
 
 use ash::vk;
 use ash_memory::*;
-use common::TestContext;
+use common::{buffer_info, image_info, Rng, TestContext};
 use std::collections::HashMap;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// Checks that the live `(memory, offset, size)` ranges never overlap.
 fn assert_disjoint(allocs: &[&MemoryAlloc]) {
@@ -40,34 +25,6 @@ fn assert_disjoint(allocs: &[&MemoryAlloc]) {
             assert!(w[0].1 <= w[1].0, "ranges {:?} and {:?} overlap", w[0], w[1]);
         }
     }
-}
-
-fn buffer_info(size: u64, usage: vk::BufferUsageFlags) -> vk::BufferCreateInfo<'static> {
-    vk::BufferCreateInfo::default()
-        .size(size)
-        .usage(usage)
-        .sharing_mode(vk::SharingMode::EXCLUSIVE)
-}
-
-fn image_info(
-    extent: u32,
-    format: vk::Format,
-    tiling: vk::ImageTiling,
-) -> vk::ImageCreateInfo<'static> {
-    vk::ImageCreateInfo::default()
-        .image_type(vk::ImageType::TYPE_2D)
-        .format(format)
-        .extent(vk::Extent3D {
-            width: extent,
-            height: extent,
-            depth: 1,
-        })
-        .mip_levels(1)
-        .array_layers(1)
-        .samples(vk::SampleCountFlags::TYPE_1)
-        .tiling(tiling)
-        .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED)
-        .initial_layout(vk::ImageLayout::UNDEFINED)
 }
 
 #[test]

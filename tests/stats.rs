@@ -4,27 +4,12 @@ mod common;
 
 use ash_memory::stats::LOG_TARGET;
 use ash_memory::*;
-use common::TestContext;
+use common::{Rng, TestContext};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const KIB: u64 = 1024;
 const GIB: u64 = 1 << 30;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn all_types(device: &Device) -> u32 {
     let n = device.memory_properties().memory_types.len();

@@ -213,6 +213,23 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             })
     }
 
+    /// A memory type named by the caller: it must exist and its special flags must be
+    /// usable on this device.
+    fn check_explicit_type(&self, index: u32) -> Result<vk::MemoryType, AllocationError> {
+        let t = self.check_type(index)?;
+        let filter = MemoryTypeFilter {
+            required_flags: t.property_flags,
+            ..Default::default()
+        };
+        if !is_type_allowed(t.property_flags, &filter, self.device.features()) {
+            return Err(AllocationError::MemoryTypeNotUsable {
+                index,
+                reason: "it needs a device feature that is not enabled",
+            });
+        }
+        Ok(t)
+    }
+
     fn check_heap(&self, t: vk::MemoryType, size: DeviceSize) -> Result<(), AllocationError> {
         let heap_size = self.device.memory_properties().memory_heaps[t.heap_index as usize].size;
         if size > heap_size {
@@ -471,17 +488,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         allocation_type: AllocationType,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
-        let t = self.check_type(memory_type_index)?;
-        let filter = MemoryTypeFilter {
-            required_flags: t.property_flags,
-            ..Default::default()
-        };
-        if !is_type_allowed(t.property_flags, &filter, self.device.features()) {
-            return Err(AllocationError::MemoryTypeNotUsable {
-                index: memory_type_index,
-                reason: "it needs a device feature that is not enabled",
-            });
-        }
+        let _ = self.check_explicit_type(memory_type_index)?;
         self.allocate_in_type(
             memory_type_index,
             layout,
@@ -537,18 +544,8 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
         let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
-        let t = self.check_type(memory_type_index)?;
+        let t = self.check_explicit_type(memory_type_index)?;
         self.check_heap(t, layout.size())?;
-        let filter = MemoryTypeFilter {
-            required_flags: t.property_flags,
-            ..Default::default()
-        };
-        if !is_type_allowed(t.property_flags, &filter, self.device.features()) {
-            return Err(AllocationError::MemoryTypeNotUsable {
-                index: memory_type_index,
-                reason: "it needs a device feature that is not enabled",
-            });
-        }
         self.dedicated(
             memory_type_index,
             size,

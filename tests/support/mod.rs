@@ -31,6 +31,8 @@ pub mod layouts;
 mod wrappers;
 
 use crate::common::TestContext;
+#[allow(unused_imports)] // Not every test file uses every helper.
+pub use crate::common::{buffer_info, image_info, Rng};
 use ash::vk;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -285,27 +287,6 @@ impl Drop for Sim {
 }
 
 /// A small deterministic PRNG (splitmix64).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `lo..hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64) as usize]
-    }
-}
-
 /// A byte pattern determined by `seed`, `len` bytes long.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = Rng(seed);
@@ -334,34 +315,6 @@ pub fn verify(alloc: &ash_memory::MemoryAlloc, seed: u64, len: u64, what: &str) 
         alloc.memory(),
         alloc.offset()
     );
-}
-
-pub fn buffer_info(size: u64, usage: vk::BufferUsageFlags) -> vk::BufferCreateInfo<'static> {
-    vk::BufferCreateInfo::default()
-        .size(size)
-        .usage(usage)
-        .sharing_mode(vk::SharingMode::EXCLUSIVE)
-}
-
-pub fn image_info(
-    extent: u32,
-    format: vk::Format,
-    tiling: vk::ImageTiling,
-) -> vk::ImageCreateInfo<'static> {
-    vk::ImageCreateInfo::default()
-        .image_type(vk::ImageType::TYPE_2D)
-        .format(format)
-        .extent(vk::Extent3D {
-            width: extent,
-            height: extent,
-            depth: 1,
-        })
-        .mip_levels(1)
-        .array_layers(1)
-        .samples(vk::SampleCountFlags::TYPE_1)
-        .tiling(tiling)
-        .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED)
-        .initial_layout(vk::ImageLayout::UNDEFINED)
 }
 
 /// Checks the invariants of live allocations on their real `(memory, offset, size)` triples:
