@@ -14,7 +14,7 @@ use crate::allocator::dedicated::DedicatedTicket;
 use crate::allocator::MemoryAccessError;
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
-use crate::suballocator::{AllocationType, Suballocation};
+use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 use ash::vk;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -34,12 +34,39 @@ pub(crate) trait BlockOwner: Send + Sync {
     fn forget_name(&self, _offset: DeviceSize) {}
 }
 
+/// A memory object of its own, with its registration for statistics.
+pub(crate) struct Dedicated {
+    memory: DeviceMemory,
+    /// Registration with the allocator that made it, for statistics; held for its `Drop`,
+    /// which removes the entry.
+    _registration: DedicatedTicket,
+}
+
+/// Where an allocation's memory comes from. Kept small (three words): `MemoryAlloc`s are
+/// stored by the user, often many of them, and moved on every allocation.
 pub(crate) enum Owner {
-    Dedicated(DeviceMemory),
+    /// A memory object of its own (boxed: dedicated allocations are rare and large).
+    Dedicated(Box<Dedicated>),
+    /// A range of a shared block; the rest of the suballocation is in the `MemoryAlloc`.
     Block {
         block: Arc<dyn BlockOwner>,
-        suballocation: Suballocation,
+        handle: SuballocationHandle,
     },
+}
+
+impl Owner {
+    /// A block range.
+    pub(crate) fn block(block: Arc<dyn BlockOwner>, handle: SuballocationHandle) -> Self {
+        Self::Block { block, handle }
+    }
+
+    /// A dedicated memory object, registered with its allocator.
+    pub(crate) fn dedicated(memory: DeviceMemory, registration: DedicatedTicket) -> Self {
+        Self::Dedicated(Box::new(Dedicated {
+            memory,
+            _registration: registration,
+        }))
+    }
 }
 
 /// A range of device memory owned by the user. Dropping it frees the range.
@@ -47,10 +74,8 @@ pub struct MemoryAlloc {
     owner: Owner,
     offset: DeviceSize,
     size: DeviceSize,
-    allocation_type: AllocationType,
     name: Option<Arc<str>>,
-    /// Registration of a dedicated allocation with its allocator, for statistics.
-    dedicated_ticket: Option<DedicatedTicket>,
+    allocation_type: AllocationType,
 }
 
 // `MemoryAlloc` is `Send + Sync` through its fields: `DeviceMemory` (which carries the only
@@ -72,35 +97,27 @@ impl std::fmt::Debug for MemoryAlloc {
 }
 
 impl MemoryAlloc {
+    /// An allocation of `size` bytes at `offset` of the owner's memory (0 for a dedicated
+    /// one).
     pub(crate) fn new(
         owner: Owner,
+        offset: DeviceSize,
         size: DeviceSize,
         allocation_type: AllocationType,
         name: Option<Arc<str>>,
     ) -> Self {
-        let offset = match &owner {
-            Owner::Dedicated(_) => 0,
-            Owner::Block { suballocation, .. } => suballocation.offset,
-        };
         Self {
             owner,
             offset,
             size,
-            allocation_type,
             name,
-            dedicated_ticket: None,
+            allocation_type,
         }
-    }
-
-    /// Attaches the registration of a dedicated allocation with its allocator.
-    pub(crate) fn with_ticket(mut self, ticket: DedicatedTicket) -> Self {
-        self.dedicated_ticket = Some(ticket);
-        self
     }
 
     fn device_memory(&self) -> &DeviceMemory {
         match &self.owner {
-            Owner::Dedicated(memory) => memory,
+            Owner::Dedicated(d) => &d.memory,
             Owner::Block { block, .. } => block.memory(),
         }
     }
@@ -266,17 +283,20 @@ impl MemoryAlloc {
 
 impl Drop for MemoryAlloc {
     fn drop(&mut self) {
-        if let Owner::Block {
-            block,
-            suballocation,
-        } = &self.owner
-        {
+        if let Owner::Block { block, handle } = &self.owner {
             if self.name.is_some() {
-                block.forget_name(suballocation.offset);
+                block.forget_name(self.offset);
             }
-            // SAFETY: the suballocation came from this block and this is the only place that
-            // returns it, once, when the allocation dies.
-            unsafe { block.free(*suballocation) };
+            let suballocation = Suballocation {
+                offset: self.offset,
+                size: self.size,
+                allocation_type: self.allocation_type,
+                handle: *handle,
+            };
+            // SAFETY: these are the fields of the suballocation this block handed out for
+            // this allocation, unchanged, and this is the only place that returns it, once,
+            // when the allocation dies.
+            unsafe { block.free(suballocation) };
         }
         // A dedicated `DeviceMemory` frees itself when `owner` is dropped.
     }

@@ -74,6 +74,48 @@ pub struct GenericMemoryAllocator<S> {
     dedicated_soft_limit: u32,
     /// Dedicated-allocation register and leak report on drop.
     observer: observe::Observer,
+    /// Per memory type: the largest request that is suballocated without further policy
+    /// checks (half the block size), or 0 for types that are never suballocated.
+    fast_path_limit: Vec<DeviceSize>,
+    /// The memory type chosen for the last `memory_type_bits` of each standard usage.
+    type_cache: TypeCache,
+}
+
+/// Remembers the memory type picked for the most recent `memory_type_bits` of each of the
+/// three standard [`MemoryUsage`](super::MemoryUsage)s. The choice is a pure function of the
+/// bits, the usage and the device, so a stale or racing entry is never wrong, only missed.
+#[derive(Default)]
+struct TypeCache([std::sync::atomic::AtomicU64; 3]);
+
+impl TypeCache {
+    fn slot(usage: super::MemoryUsage) -> Option<usize> {
+        match usage {
+            super::MemoryUsage::DeviceOnly => Some(0),
+            super::MemoryUsage::Upload => Some(1),
+            super::MemoryUsage::Download => Some(2),
+            super::MemoryUsage::Custom(_) => None,
+        }
+    }
+
+    #[inline]
+    fn get_or(
+        &self,
+        bits: u32,
+        usage: super::MemoryUsage,
+        find: impl FnOnce() -> Option<u32>,
+    ) -> Option<u32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(slot) = Self::slot(usage) else {
+            return find();
+        };
+        let entry = self.0[slot].load(Relaxed);
+        if entry != 0 && entry as u32 == bits {
+            return Some((entry >> 32) as u32 - 1);
+        }
+        let index = find()?;
+        self.0[slot].store(bits as u64 | (index as u64 + 1) << 32, Relaxed);
+        Some(index)
+    }
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -153,7 +195,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 create_info.block_priority
             )));
         }
-        let block_sizes = props
+        let block_sizes: Vec<DeviceSize> = props
             .memory_heaps
             .iter()
             .map(|h| block_size_for_heap(&create_info.block_sizes, h.size))
@@ -161,6 +203,17 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let pools: Vec<_> = (0..type_count as u32).map(Pool::new).collect();
         let dedicated_soft_limit = device.max_memory_allocation_count() / 4 * 3;
         let observer = observe::Observer::new(&device, &pools);
+        let fast_path_limit = props
+            .memory_types
+            .iter()
+            .map(|t| {
+                if is_suballocatable(t.property_flags) {
+                    block_sizes[t.heap_index as usize] / 2
+                } else {
+                    0
+                }
+            })
+            .collect();
         Ok(Self {
             device,
             pools,
@@ -168,6 +221,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             create_info,
             dedicated_soft_limit,
             observer,
+            fast_path_limit,
+            type_cache: TypeCache::default(),
         })
     }
 
@@ -340,12 +395,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             self.observer
                 .register_dedicated(&memory, allocation_type, create_info.name.clone());
         Ok(MemoryAlloc::new(
-            Owner::Dedicated(memory),
+            Owner::dedicated(memory, ticket),
+            0,
             size,
             allocation_type,
             create_info.name.clone(),
-        )
-        .with_ticket(ticket))
+        ))
     }
 
     /// Allocates from one memory type, following the preference and the dedicated policy.
@@ -509,6 +564,28 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         let filter: MemoryTypeFilter = create_info.usage.into();
+        // The common case first: a small request that fits an existing block of the first
+        // memory type the policy would choose. Anything else takes the full path below, which
+        // makes the same choices.
+        let first = self.type_cache.get_or(bits, create_info.usage, || {
+            self.find_memory_type_index(bits, filter)
+        });
+        if let Some(index) = first {
+            if create_info.allocate_preference == MemoryAllocatePreference::Unknown
+                && !requirements.prefers_dedicated_allocation
+                && !requirements.requires_dedicated_allocation
+                && requirements.layout.size() <= self.fast_path_limit[index as usize]
+            {
+                if let Some(alloc) = self.pools[index as usize].allocate_existing(
+                    requirements.layout,
+                    allocation_type,
+                    self.device.buffer_image_granularity(),
+                    &create_info.name,
+                ) {
+                    return Ok(alloc);
+                }
+            }
+        }
         let mut last_error = None;
         loop {
             let Some(index) = self.find_memory_type_index(bits, filter) else {
@@ -559,6 +636,53 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MemoryUsage;
+    use std::cell::Cell;
+
+    #[test]
+    fn type_cache_remembers_per_usage_and_bits() {
+        let cache = TypeCache::default();
+        let calls = Cell::new(0);
+        let find = |answer| {
+            calls.set(calls.get() + 1);
+            Some(answer)
+        };
+        assert_eq!(
+            cache.get_or(0b101, MemoryUsage::DeviceOnly, || find(2)),
+            Some(2)
+        );
+        assert_eq!(
+            cache.get_or(0b101, MemoryUsage::DeviceOnly, || find(7)),
+            Some(2)
+        );
+        assert_eq!(calls.get(), 1, "a hit must not search");
+        // Other bits or another usage search again.
+        assert_eq!(
+            cache.get_or(0b111, MemoryUsage::DeviceOnly, || find(1)),
+            Some(1)
+        );
+        assert_eq!(
+            cache.get_or(0b111, MemoryUsage::Upload, || find(0)),
+            Some(0)
+        );
+        assert_eq!(calls.get(), 3);
+        // Custom filters are never cached, and a failed search is not remembered.
+        let custom = MemoryUsage::Custom(MemoryTypeFilter::default());
+        assert_eq!(cache.get_or(0b1, custom, || find(0)), Some(0));
+        assert_eq!(cache.get_or(0b1, custom, || find(0)), Some(0));
+        assert_eq!(calls.get(), 5);
+        assert_eq!(cache.get_or(0b10, MemoryUsage::Download, || None), None);
+        assert_eq!(
+            cache.get_or(0b10, MemoryUsage::Download, || find(1)),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn an_allocation_fits_one_cache_line() {
+        // Users keep many of them; each allocation moves one.
+        assert!(std::mem::size_of::<MemoryAlloc>() <= 64);
+    }
 
     #[test]
     fn block_size_table() {

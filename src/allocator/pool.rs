@@ -132,18 +132,14 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     }
 
     fn wrap(block: &Arc<Block<S>>, s: Suballocation, name: Option<Arc<str>>) -> MemoryAlloc {
-        let size = s.size;
-        let allocation_type = s.allocation_type;
         if let Some(name) = &name {
             block.names.lock().insert(s.offset, name.clone());
         }
         MemoryAlloc::new(
-            Owner::Block {
-                block: block.clone() as Arc<dyn BlockOwner>,
-                suballocation: s,
-            },
-            size,
-            allocation_type,
+            Owner::block(block.clone() as Arc<dyn BlockOwner>, s.handle),
+            s.offset,
+            s.size,
+            s.allocation_type,
             name,
         )
     }
@@ -168,6 +164,22 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             }
         }
         Ok(None)
+    }
+
+    /// The hot path: suballocates from an existing block under the read lock, or returns
+    /// `None` (the caller then takes the full path, which also reports errors).
+    #[inline]
+    pub(crate) fn allocate_existing(
+        &self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        granularity: DeviceAlignment,
+        name: &Option<Arc<str>>,
+    ) -> Option<MemoryAlloc> {
+        let blocks = self.blocks.read();
+        Self::search(&blocks, layout, allocation_type, granularity, name)
+            .ok()
+            .flatten()
     }
 
     /// Suballocates from an existing block, or (unless `never_allocate`) from a new one.
