@@ -26,6 +26,7 @@
 //! allocation, then the next-best memory type that the requirements allow. Only when all of
 //! that fails is an error returned, and it says what failed.
 
+mod block_list;
 pub(crate) mod dedicated;
 mod error;
 mod generic;

@@ -2,12 +2,15 @@
 //!
 //! # Locking
 //!
-//! A pool keeps its blocks in a `RwLock<Vec<Arc<Block>>>`. Allocating takes the read lock
-//! and walks the blocks; each block's suballocator sits behind its own `Mutex`, so threads
-//! allocating from different blocks, or freeing, do not wait for each other. Each block also
-//! publishes its suballocator's `largest_free_range` in an atomic, so the walk skips blocks
-//! that cannot fit the request without locking them. The write lock is taken only to add a
-//! block or to release an empty one.
+//! A pool keeps its blocks in a [`BlockList`]: one copy of the list per thread shard, each
+//! behind its own reader-writer lock, so that allocating threads do not fight over one lock
+//! word. Allocating takes the read lock of its shard and walks the blocks; each block's
+//! suballocator sits behind its own `Mutex`. The walk first skips blocks another thread holds
+//! at that moment and only waits for them if no free block fits, so concurrent threads
+//! spread over blocks. Each block publishes its suballocator's `largest_free_range`, and the
+//! smallest request that failed in it since its last free, in atomics, so the walk skips
+//! blocks that cannot fit the request without locking them. All copies are write-locked
+//! only to add a block or to release an empty one.
 //!
 //! # Growing and shrinking
 //!
@@ -17,11 +20,12 @@
 //! and the pool already holds another empty block, the smaller of the two is released: at most
 //! one empty block stays around, so memory goes back to the driver without thrashing.
 
+use super::block_list::BlockList;
 use crate::allocation::{BlockOwner, MemoryAlloc, Owner};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, Suballocator, SuballocatorError};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -70,8 +74,11 @@ impl FailedRequest {
     }
 
     /// Called under the block's lock after a free.
+    #[inline]
     fn clear(&self) {
-        self.0.store(Self::NONE, Ordering::Relaxed);
+        if self.0.load(Ordering::Relaxed) != Self::NONE {
+            self.0.store(Self::NONE, Ordering::Relaxed);
+        }
     }
 
     /// Whether the request must fail in this block, given the recorded failure.
@@ -119,16 +126,33 @@ impl<S: Suballocator + Send + 'static> Block<S> {
         f(&s, &self.names.lock())
     }
 
+    /// Allocates under the suballocator's lock; when `wait` is false and another thread holds
+    /// the lock, returns `None` at once.
     fn try_allocate(
         &self,
         layout: DeviceLayout,
         allocation_type: AllocationType,
         granularity: DeviceAlignment,
+        wait: bool,
+    ) -> Option<Result<Suballocation, SuballocatorError>> {
+        let mut s = if wait {
+            self.suballocator.lock()
+        } else {
+            self.suballocator.try_lock()?
+        };
+        Some(self.allocate_locked(&mut s, layout, allocation_type, granularity))
+    }
+
+    /// Allocates from the locked suballocator `s` and updates the block's hints.
+    fn allocate_locked(
+        &self,
+        s: &mut S,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        granularity: DeviceAlignment,
     ) -> Result<Suballocation, SuballocatorError> {
-        let mut s = self.suballocator.lock();
         let result = s.allocate(layout, allocation_type, granularity);
-        self.largest_free
-            .store(s.largest_free_range(), Ordering::Relaxed);
+        self.publish_largest_free(s);
         if matches!(
             result,
             Err(SuballocatorError::FragmentedRegion | SuballocatorError::OutOfRegionMemory)
@@ -138,6 +162,16 @@ impl<S: Suballocator + Send + 'static> Block<S> {
             self.failed.record(layout, allocation_type);
         }
         result
+    }
+
+    /// Publishes the suballocator's bound for lock-free reads, writing only on change so
+    /// that threads do not steal the cache line from each other needlessly.
+    #[inline]
+    fn publish_largest_free(&self, s: &S) {
+        let largest = s.largest_free_range();
+        if self.largest_free.load(Ordering::Relaxed) != largest {
+            self.largest_free.store(largest, Ordering::Relaxed);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -161,8 +195,7 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
             // suballocator and is returned once.
             unsafe { s.deallocate(suballocation) };
             self.failed.clear();
-            self.largest_free
-                .store(s.largest_free_range(), Ordering::Relaxed);
+            self.publish_largest_free(&s);
             s.allocation_count() == 0
         };
         if now_empty {
@@ -176,7 +209,7 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
 /// The blocks of one memory type.
 pub(crate) struct Pool<S> {
     pub(crate) memory_type_index: u32,
-    blocks: RwLock<Vec<Arc<Block<S>>>>,
+    blocks: BlockList<Arc<Block<S>>>,
 }
 
 /// How a new block should be made, decided by the allocator.
@@ -193,7 +226,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     pub(crate) fn new(memory_type_index: u32) -> Arc<Self> {
         Arc::new(Self {
             memory_type_index,
-            blocks: RwLock::new(Vec::new()),
+            blocks: BlockList::new(),
         })
     }
 
@@ -224,18 +257,29 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         granularity: DeviceAlignment,
         name: &Option<Arc<str>>,
     ) -> Result<Option<MemoryAlloc>, crate::AllocationError> {
-        for block in blocks {
-            if block.largest_free.load(Ordering::Relaxed) < layout.size()
-                || block.failed.implies_failure(layout, allocation_type)
-            {
-                continue;
-            }
-            match block.try_allocate(layout, allocation_type, granularity) {
-                Ok(s) => return Ok(Some(Self::wrap(block, s, name.clone()))),
-                Err(SuballocatorError::BlockSizeExceeded) => {
-                    return Err(crate::AllocationError::SuballocatorBlockSizeExceeded)
+        // First pass: skip blocks another thread holds right now, so that threads allocating
+        // at the same time spread over blocks instead of queueing on one. A single thread
+        // never finds a block busy, so its packing is that of a plain first fit. Second pass,
+        // only if some block was busy: wait for those.
+        let mut busy = false;
+        for wait in [false, true] {
+            for block in blocks {
+                if block.largest_free.load(Ordering::Relaxed) < layout.size()
+                    || block.failed.implies_failure(layout, allocation_type)
+                {
+                    continue;
                 }
-                Err(_) => {}
+                match block.try_allocate(layout, allocation_type, granularity, wait) {
+                    None => busy = true,
+                    Some(Ok(s)) => return Ok(Some(Self::wrap(block, s, name.clone()))),
+                    Some(Err(SuballocatorError::BlockSizeExceeded)) => {
+                        return Err(crate::AllocationError::SuballocatorBlockSizeExceeded)
+                    }
+                    Some(Err(_)) => {}
+                }
+            }
+            if !busy {
+                break;
             }
         }
         Ok(None)
@@ -279,15 +323,17 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         }
         let mut blocks = self.blocks.write();
         // Another thread may have added (or released) blocks meanwhile: look again.
-        if blocks.len() != seen {
-            if let Some(a) = Self::search(&blocks, layout, allocation_type, granularity, name)? {
+        if blocks.items().len() != seen {
+            if let Some(a) =
+                Self::search(blocks.items(), layout, allocation_type, granularity, name)?
+            {
                 return Ok(a);
             }
         }
         let size = layout.size();
         let mut block_size = new_block.preferred_size;
         if new_block.grow {
-            let shift = 3usize.saturating_sub(blocks.len()) as u32;
+            let shift = 3usize.saturating_sub(blocks.items().len()) as u32;
             block_size = (block_size >> shift)
                 .max(size.saturating_mul(2))
                 .min(block_size);
@@ -314,7 +360,12 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             pool: Arc::downgrade(self),
             names: Mutex::default(),
         });
-        let result = block.try_allocate(layout, allocation_type, granularity);
+        let result = block.allocate_locked(
+            &mut block.suballocator.lock(),
+            layout,
+            allocation_type,
+            granularity,
+        );
         match result {
             Ok(s) => {
                 let alloc = Self::wrap(&block, s, name.clone());
@@ -333,6 +384,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     fn release_empty_blocks(&self) {
         let mut blocks = self.blocks.write();
         let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
+            .items()
             .iter()
             .enumerate()
             .filter(|(_, b)| b.is_empty())
@@ -342,7 +394,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             return;
         }
         // Keep the largest empty block, release the others.
-        empty.sort_by_key(|&i| std::cmp::Reverse(blocks[i].memory.size()));
+        empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory.size()));
         let mut release = empty[1..].to_vec();
         release.sort_unstable_by(|a, b| b.cmp(a));
         for i in release {

@@ -1,0 +1,123 @@
+//! A list read on every allocation and changed rarely: a "big-reader" lock.
+//!
+//! Every allocation walks its pool's list of blocks, while the list only changes when a block
+//! is added or released. A plain reader-writer lock makes every reader write to the lock's
+//! one shared word, so threads allocating at the same time keep stealing that cache line from
+//! each other even though none of them waits. Here the list is kept in several copies, each
+//! behind its own lock on its own cache line: a reader locks only the copy of its thread's
+//! shard, and a writer locks every copy (always in the same order) and changes all of them.
+//! Reading stays one uncontended lock; writing costs a few more, which is fine for an
+//! operation that also calls `vkAllocateMemory` or `vkFreeMemory`.
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The number of copies. More than the cores of most machines that share one allocator;
+/// threads beyond it share copies, which is correct, only slower.
+const SHARDS: usize = 8;
+
+/// Keeps each copy's lock on its own cache line (128 bytes covers adjacent-line prefetch).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// A small number per thread, handed out in the order threads first use a list.
+#[inline]
+fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        // Const-initialized: no lazy-initialization check on every access.
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| match s.get() {
+        usize::MAX => {
+            let shard = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(shard);
+            shard
+        }
+        shard => shard,
+    })
+}
+
+/// A `Vec<T>` kept in [`SHARDS`] identical copies.
+pub(crate) struct BlockList<T> {
+    copies: Box<[Padded<RwLock<Vec<T>>>]>,
+}
+
+impl<T: Clone> BlockList<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            copies: (0..SHARDS)
+                .map(|_| Padded(RwLock::new(Vec::new())))
+                .collect(),
+        }
+    }
+
+    /// Read access to the calling thread's copy.
+    #[inline]
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+        self.copies[thread_shard()].0.read()
+    }
+
+    /// Exclusive access to all copies.
+    pub(crate) fn write(&self) -> BlockListWrite<'_, T> {
+        BlockListWrite {
+            guards: self.copies.iter().map(|c| c.0.write()).collect(),
+        }
+    }
+}
+
+/// All copies, locked for writing; changes apply to every copy.
+pub(crate) struct BlockListWrite<'a, T> {
+    guards: Vec<RwLockWriteGuard<'a, Vec<T>>>,
+}
+
+impl<T: Clone> BlockListWrite<'_, T> {
+    /// The list (every copy is the same).
+    pub(crate) fn items(&self) -> &[T] {
+        &self.guards[0]
+    }
+
+    /// Appends `item` to every copy.
+    pub(crate) fn push(&mut self, item: T) {
+        for g in &mut self.guards {
+            g.push(item.clone());
+        }
+    }
+
+    /// Removes the item at `index` from every copy.
+    pub(crate) fn remove(&mut self, index: usize) {
+        for g in &mut self.guards {
+            g.remove(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stay_identical_and_every_thread_sees_the_writes() {
+        let list = BlockList::new();
+        {
+            let mut w = list.write();
+            for i in 0..5 {
+                w.push(i);
+            }
+            w.remove(1);
+            assert_eq!(w.items(), &[0, 2, 3, 4]);
+        }
+        for copy in list.copies.iter() {
+            assert_eq!(*copy.0.read(), vec![0, 2, 3, 4]);
+        }
+        let seen: Vec<Vec<i32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..(2 * SHARDS))
+                .map(|_| s.spawn(|| list.read().clone()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(seen.iter().all(|v| v == &[0, 2, 3, 4]));
+        assert_eq!(std::mem::align_of::<Padded<RwLock<Vec<i32>>>>(), 128);
+    }
+}
