@@ -36,6 +36,8 @@
 //! is at most [`DeviceLayout::MAX_SIZE`] (2<sup>63</sup> − 1) *after* being padded to its own
 //! alignment; no real device gets close to that.
 
+#![deny(unsafe_code)]
+
 use std::num::NonZeroU64;
 
 /// A size or offset in device memory, in bytes (Vulkan's `VkDeviceSize`).

@@ -9,6 +9,8 @@
 //! Reading stays one uncontended lock; writing costs a few more, which is fine for an
 //! operation that also calls `vkAllocateMemory` or `vkFreeMemory`.
 
+#![deny(unsafe_code)]
+
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

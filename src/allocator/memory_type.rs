@@ -25,6 +25,8 @@
 //! `deviceCoherentMemory` feature is enabled. Lazily allocated memory is only ever given out
 //! as dedicated allocations, since carving a block of it up would commit it all.
 
+#![deny(unsafe_code)]
+
 use crate::device::EnabledMemoryFeatures;
 use crate::layout::DeviceSize;
 use ash::vk;
