@@ -18,49 +18,9 @@ use std::sync::Arc;
 
 pub(super) mod observe;
 
-const MIB: DeviceSize = 1 << 20;
-const GIB: DeviceSize = 1 << 30;
-
-/// `(heap size threshold, block size)` pairs: a heap uses the block size of the largest
-/// threshold not above its size. Sorted by threshold, without duplicates, starting at 0.
-pub type BlockSizeThresholds = Vec<(DeviceSize, DeviceSize)>;
-
-/// How a [`GenericMemoryAllocator`] is set up.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenericMemoryAllocatorCreateInfo {
-    /// Block size per heap, by heap-size threshold. The default value is
-    /// `[(0, 64 MiB), (1 GiB, 256 MiB)]`. A block is never larger than its heap.
-    pub block_sizes: BlockSizeThresholds,
-    /// Pass `VkMemoryDedicatedAllocateInfo` for allocations the allocator decides to make
-    /// dedicated (large or driver-preferred ones). Allocations the driver *requires* to be
-    /// dedicated always get it when the device supports it. The default value is `true`.
-    pub dedicated_allocation: bool,
-    /// External memory handle types to export, one entry per memory type, or empty for none.
-    /// The default value is empty.
-    pub export_handle_types: Vec<vk::ExternalMemoryHandleTypeFlags>,
-    /// Allocate memory with `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` when the
-    /// `bufferDeviceAddress` feature is enabled. The default value is `true`.
-    pub device_address: bool,
-    /// Start pools with blocks of 1/8, 1/4 and 1/2 of the block size before using full-size
-    /// blocks. The default value is `true`.
-    pub grow_blocks: bool,
-    /// Priority of blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0. The default
-    /// value is 0.5, the specification's default.
-    pub block_priority: f32,
-}
-
-impl Default for GenericMemoryAllocatorCreateInfo {
-    fn default() -> Self {
-        Self {
-            block_sizes: vec![(0, 64 * MIB), (GIB, 256 * MIB)],
-            dedicated_allocation: true,
-            export_handle_types: Vec::new(),
-            device_address: true,
-            grow_blocks: true,
-            block_priority: 0.5,
-        }
-    }
-}
+use super::config::{block_size_for_heap, validate_block_sizes};
+pub use super::config::{BlockSizeThresholds, GenericMemoryAllocatorCreateInfo};
+use super::type_cache::TypeCache;
 
 /// A memory allocator with one pool of `VkDeviceMemory` blocks per memory type, each block
 /// carved by a suballocator `S`. See the [module docs](super) for its policy.
@@ -79,43 +39,6 @@ pub struct GenericMemoryAllocator<S> {
     fast_path_limit: Vec<DeviceSize>,
     /// The memory type chosen for the last `memory_type_bits` of each standard usage.
     type_cache: TypeCache,
-}
-
-/// Remembers the memory type picked for the most recent `memory_type_bits` of each of the
-/// three standard [`MemoryUsage`](super::MemoryUsage)s. The choice is a pure function of the
-/// bits, the usage and the device, so a stale or racing entry is never wrong, only missed.
-#[derive(Default)]
-struct TypeCache([std::sync::atomic::AtomicU64; 3]);
-
-impl TypeCache {
-    fn slot(usage: super::MemoryUsage) -> Option<usize> {
-        match usage {
-            super::MemoryUsage::DeviceOnly => Some(0),
-            super::MemoryUsage::Upload => Some(1),
-            super::MemoryUsage::Download => Some(2),
-            super::MemoryUsage::Custom(_) => None,
-        }
-    }
-
-    #[inline]
-    fn get_or(
-        &self,
-        bits: u32,
-        usage: super::MemoryUsage,
-        find: impl FnOnce() -> Option<u32>,
-    ) -> Option<u32> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let Some(slot) = Self::slot(usage) else {
-            return find();
-        };
-        let entry = self.0[slot].load(Relaxed);
-        if entry != 0 && entry as u32 == bits {
-            return Some((entry >> 32) as u32 - 1);
-        }
-        let index = find()?;
-        self.0[slot].store(bits as u64 | (index as u64 + 1) << 32, Relaxed);
-        Some(index)
-    }
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -140,35 +63,6 @@ impl<S> std::fmt::Debug for GenericMemoryAllocator<S> {
             .field("create_info", &self.create_info)
             .finish_non_exhaustive()
     }
-}
-
-/// Checks a block-size table: sorted, no duplicate thresholds, a threshold of 0, no zero
-/// block size.
-pub(crate) fn validate_block_sizes(table: &[(DeviceSize, DeviceSize)]) -> Result<(), String> {
-    if table.first().map(|&(t, _)| t) != Some(0) {
-        return Err("block_sizes must start with a threshold of 0".into());
-    }
-    if let Some(w) = table.windows(2).find(|w| w[0].0 >= w[1].0) {
-        return Err(format!(
-            "block_sizes must be sorted by threshold without duplicates ({} then {})",
-            w[0].0, w[1].0
-        ));
-    }
-    if table.iter().any(|&(_, size)| size == 0) {
-        return Err("block sizes must not be zero".into());
-    }
-    Ok(())
-}
-
-/// The block size for a heap of `heap_size` bytes, never above the heap size.
-pub(crate) fn block_size_for_heap(
-    table: &[(DeviceSize, DeviceSize)],
-    heap_size: DeviceSize,
-) -> DeviceSize {
-    let i = table
-        .partition_point(|&(t, _)| t <= heap_size)
-        .saturating_sub(1);
-    table[i].1.min(heap_size.max(1))
 }
 
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
@@ -636,66 +530,10 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryUsage;
-    use std::cell::Cell;
-
-    #[test]
-    fn type_cache_remembers_per_usage_and_bits() {
-        let cache = TypeCache::default();
-        let calls = Cell::new(0);
-        let find = |answer| {
-            calls.set(calls.get() + 1);
-            Some(answer)
-        };
-        assert_eq!(
-            cache.get_or(0b101, MemoryUsage::DeviceOnly, || find(2)),
-            Some(2)
-        );
-        assert_eq!(
-            cache.get_or(0b101, MemoryUsage::DeviceOnly, || find(7)),
-            Some(2)
-        );
-        assert_eq!(calls.get(), 1, "a hit must not search");
-        // Other bits or another usage search again.
-        assert_eq!(
-            cache.get_or(0b111, MemoryUsage::DeviceOnly, || find(1)),
-            Some(1)
-        );
-        assert_eq!(
-            cache.get_or(0b111, MemoryUsage::Upload, || find(0)),
-            Some(0)
-        );
-        assert_eq!(calls.get(), 3);
-        // Custom filters are never cached, and a failed search is not remembered.
-        let custom = MemoryUsage::Custom(MemoryTypeFilter::default());
-        assert_eq!(cache.get_or(0b1, custom, || find(0)), Some(0));
-        assert_eq!(cache.get_or(0b1, custom, || find(0)), Some(0));
-        assert_eq!(calls.get(), 5);
-        assert_eq!(cache.get_or(0b10, MemoryUsage::Download, || None), None);
-        assert_eq!(
-            cache.get_or(0b10, MemoryUsage::Download, || find(1)),
-            Some(1)
-        );
-    }
 
     #[test]
     fn an_allocation_fits_one_cache_line() {
         // Users keep many of them; each allocation moves one.
         assert!(std::mem::size_of::<MemoryAlloc>() <= 64);
-    }
-
-    #[test]
-    fn block_size_table() {
-        let t = GenericMemoryAllocatorCreateInfo::default().block_sizes;
-        assert!(validate_block_sizes(&t).is_ok());
-        assert_eq!(block_size_for_heap(&t, 512 * MIB), 64 * MIB);
-        assert_eq!(block_size_for_heap(&t, GIB), 256 * MIB);
-        assert_eq!(block_size_for_heap(&t, 16 * GIB), 256 * MIB);
-        assert_eq!(block_size_for_heap(&t, 32 * MIB), 32 * MIB);
-        assert!(validate_block_sizes(&[]).is_err());
-        assert!(validate_block_sizes(&[(1, 4)]).is_err());
-        assert!(validate_block_sizes(&[(0, 4), (8, 4), (8, 16)]).is_err());
-        assert!(validate_block_sizes(&[(0, 4), (8, 4), (4, 16)]).is_err());
-        assert!(validate_block_sizes(&[(0, 0)]).is_err());
     }
 }

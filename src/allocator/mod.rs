@@ -27,11 +27,13 @@
 //! that fails is an error returned, and it says what failed.
 
 mod block_list;
+mod config;
 pub(crate) mod dedicated;
 mod error;
 mod generic;
 pub mod memory_type;
 mod pool;
+mod type_cache;
 
 pub use self::error::{AllocationError, MemoryAccessError};
 pub use self::generic::{

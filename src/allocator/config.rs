@@ -1,0 +1,98 @@
+//! How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up: its create info
+//! and the block-size table.
+
+use crate::layout::DeviceSize;
+use ash::vk;
+
+const MIB: DeviceSize = 1 << 20;
+const GIB: DeviceSize = 1 << 30;
+
+/// `(heap size threshold, block size)` pairs: a heap uses the block size of the largest
+/// threshold not above its size. Sorted by threshold, without duplicates, starting at 0.
+pub type BlockSizeThresholds = Vec<(DeviceSize, DeviceSize)>;
+
+/// How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenericMemoryAllocatorCreateInfo {
+    /// Block size per heap, by heap-size threshold. The default value is
+    /// `[(0, 64 MiB), (1 GiB, 256 MiB)]`. A block is never larger than its heap.
+    pub block_sizes: BlockSizeThresholds,
+    /// Pass `VkMemoryDedicatedAllocateInfo` for allocations the allocator decides to make
+    /// dedicated (large or driver-preferred ones). Allocations the driver *requires* to be
+    /// dedicated always get it when the device supports it. The default value is `true`.
+    pub dedicated_allocation: bool,
+    /// External memory handle types to export, one entry per memory type, or empty for none.
+    /// The default value is empty.
+    pub export_handle_types: Vec<vk::ExternalMemoryHandleTypeFlags>,
+    /// Allocate memory with `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` when the
+    /// `bufferDeviceAddress` feature is enabled. The default value is `true`.
+    pub device_address: bool,
+    /// Start pools with blocks of 1/8, 1/4 and 1/2 of the block size before using full-size
+    /// blocks. The default value is `true`.
+    pub grow_blocks: bool,
+    /// Priority of blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0. The default
+    /// value is 0.5, the specification's default.
+    pub block_priority: f32,
+}
+
+impl Default for GenericMemoryAllocatorCreateInfo {
+    fn default() -> Self {
+        Self {
+            block_sizes: vec![(0, 64 * MIB), (GIB, 256 * MIB)],
+            dedicated_allocation: true,
+            export_handle_types: Vec::new(),
+            device_address: true,
+            grow_blocks: true,
+            block_priority: 0.5,
+        }
+    }
+}
+
+/// Checks a block-size table: sorted, no duplicate thresholds, a threshold of 0, no zero
+/// block size.
+pub(crate) fn validate_block_sizes(table: &[(DeviceSize, DeviceSize)]) -> Result<(), String> {
+    if table.first().map(|&(t, _)| t) != Some(0) {
+        return Err("block_sizes must start with a threshold of 0".into());
+    }
+    if let Some(w) = table.windows(2).find(|w| w[0].0 >= w[1].0) {
+        return Err(format!(
+            "block_sizes must be sorted by threshold without duplicates ({} then {})",
+            w[0].0, w[1].0
+        ));
+    }
+    if table.iter().any(|&(_, size)| size == 0) {
+        return Err("block sizes must not be zero".into());
+    }
+    Ok(())
+}
+
+/// The block size for a heap of `heap_size` bytes, never above the heap size.
+pub(crate) fn block_size_for_heap(
+    table: &[(DeviceSize, DeviceSize)],
+    heap_size: DeviceSize,
+) -> DeviceSize {
+    let i = table
+        .partition_point(|&(t, _)| t <= heap_size)
+        .saturating_sub(1);
+    table[i].1.min(heap_size.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_table() {
+        let t = GenericMemoryAllocatorCreateInfo::default().block_sizes;
+        assert!(validate_block_sizes(&t).is_ok());
+        assert_eq!(block_size_for_heap(&t, 512 * MIB), 64 * MIB);
+        assert_eq!(block_size_for_heap(&t, GIB), 256 * MIB);
+        assert_eq!(block_size_for_heap(&t, 16 * GIB), 256 * MIB);
+        assert_eq!(block_size_for_heap(&t, 32 * MIB), 32 * MIB);
+        assert!(validate_block_sizes(&[]).is_err());
+        assert!(validate_block_sizes(&[(1, 4)]).is_err());
+        assert!(validate_block_sizes(&[(0, 4), (8, 4), (8, 16)]).is_err());
+        assert!(validate_block_sizes(&[(0, 4), (8, 4), (4, 16)]).is_err());
+        assert!(validate_block_sizes(&[(0, 0)]).is_err());
+    }
+}
