@@ -4,8 +4,8 @@ use super::MemoryUsage;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Remembers the memory type picked for the most recent `memory_type_bits` of each of the
-/// three standard [`MemoryUsage`]s. The choice is a pure function of the
-/// bits, the usage and the device, so a stale or racing entry is never wrong, only missed.
+/// three standard [`MemoryUsage`]s. The choice is a pure function of the bits, the usage and
+/// the device, so a stale or racing entry is never wrong, only missed.
 #[derive(Default)]
 pub(crate) struct TypeCache([AtomicU64; 3]);
 
@@ -23,7 +23,7 @@ impl TypeCache {
     pub(crate) fn get_or(
         &self,
         bits: u32,
-        usage: super::MemoryUsage,
+        usage: MemoryUsage,
         find: impl FnOnce() -> Option<u32>,
     ) -> Option<u32> {
         let Some(slot) = Self::slot(usage) else {
