@@ -250,67 +250,63 @@ impl Device {
             .map_or(0, |u| u.load(Ordering::Relaxed))
     }
 
-    /// Queries a buffer's memory requirements, with the dedicated-allocation preference when
-    /// `vkGetBufferMemoryRequirements2` is available.
+    /// Queries a buffer's or image's memory requirements, with the dedicated-allocation
+    /// preference when `vkGet*MemoryRequirements2` is available.
     ///
     /// # Safety
     ///
-    /// `buffer` is a valid buffer created from this device.
-    pub(crate) unsafe fn raw_buffer_requirements(
+    /// The resource is a valid buffer or non-disjoint image created from this device.
+    pub(crate) unsafe fn raw_requirements(
         &self,
-        buffer: vk::Buffer,
+        resource: Resource,
     ) -> (
         vk::MemoryRequirements,
         vk::MemoryDedicatedRequirements<'static>,
     ) {
-        let mut dedicated = vk::MemoryDedicatedRequirements::default();
-        let info = vk::BufferMemoryRequirementsInfo2::default().buffer(buffer);
-        let mut out = vk::MemoryRequirements2::default().push_next(&mut dedicated);
+        let ash = &self.device;
         if !self.features.get_memory_requirements2 {
-            // SAFETY: the caller guarantees `buffer` is valid and from this device.
-            let reqs = unsafe { self.device.get_buffer_memory_requirements(buffer) };
+            // SAFETY: the caller guarantees the resource is valid and from this device.
+            let reqs = unsafe {
+                match resource {
+                    Resource::Buffer(b) => ash.get_buffer_memory_requirements(b),
+                    Resource::Image(i) => ash.get_image_memory_requirements(i),
+                }
+            };
             return (reqs, vk::MemoryDedicatedRequirements::default());
         }
-        match &self.get_memory_requirements2_khr {
-            // SAFETY: as above; the extension was enabled (the `Device::new` contract).
-            Some(khr) => unsafe { khr.get_buffer_memory_requirements2(&info, &mut out) },
-            // SAFETY: as above; the function is core in the device's API version.
-            None => unsafe { self.device.get_buffer_memory_requirements2(&info, &mut out) },
+        let mut dedicated = vk::MemoryDedicatedRequirements::default();
+        let mut out = vk::MemoryRequirements2::default().push_next(&mut dedicated);
+        let khr = self.get_memory_requirements2_khr.as_ref();
+        // SAFETY: as above; the functions are core in the device's API version, or the
+        // extension was enabled (the `Device::new` contract) when `khr` is set.
+        unsafe {
+            match resource {
+                Resource::Buffer(buffer) => {
+                    let info = vk::BufferMemoryRequirementsInfo2::default().buffer(buffer);
+                    match khr {
+                        Some(khr) => khr.get_buffer_memory_requirements2(&info, &mut out),
+                        None => ash.get_buffer_memory_requirements2(&info, &mut out),
+                    }
+                }
+                Resource::Image(image) => {
+                    let info = vk::ImageMemoryRequirementsInfo2::default().image(image);
+                    match khr {
+                        Some(khr) => khr.get_image_memory_requirements2(&info, &mut out),
+                        None => ash.get_image_memory_requirements2(&info, &mut out),
+                    }
+                }
+            }
         }
         let reqs = out.memory_requirements;
         (reqs, strip(dedicated))
     }
+}
 
-    /// Like [`raw_buffer_requirements`](Self::raw_buffer_requirements), for a
-    /// single-plane image.
-    ///
-    /// # Safety
-    ///
-    /// `image` is a valid, non-disjoint image created from this device.
-    pub(crate) unsafe fn raw_image_requirements(
-        &self,
-        image: vk::Image,
-    ) -> (
-        vk::MemoryRequirements,
-        vk::MemoryDedicatedRequirements<'static>,
-    ) {
-        let mut dedicated = vk::MemoryDedicatedRequirements::default();
-        let info = vk::ImageMemoryRequirementsInfo2::default().image(image);
-        let mut out = vk::MemoryRequirements2::default().push_next(&mut dedicated);
-        if !self.features.get_memory_requirements2 {
-            // SAFETY: the caller guarantees `image` is valid and from this device.
-            let reqs = unsafe { self.device.get_image_memory_requirements(image) };
-            return (reqs, vk::MemoryDedicatedRequirements::default());
-        }
-        match &self.get_memory_requirements2_khr {
-            // SAFETY: as above; the extension was enabled (the `Device::new` contract).
-            Some(khr) => unsafe { khr.get_image_memory_requirements2(&info, &mut out) },
-            // SAFETY: as above; the function is core in the device's API version.
-            None => unsafe { self.device.get_image_memory_requirements2(&info, &mut out) },
-        }
-        let reqs = out.memory_requirements;
-        (reqs, strip(dedicated))
-    }
+/// A resource whose memory requirements are queried.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resource {
+    Buffer(vk::Buffer),
+    Image(vk::Image),
 }
 
 /// Detaches a returned `VkMemoryDedicatedRequirements` from the chain it was filled through.

@@ -42,7 +42,7 @@ pub use self::generic::{
 };
 pub use self::memory_type::{MemoryProperties, MemoryTypeFilter, MemoryUsage};
 use crate::allocation::MemoryAlloc;
-use crate::device::Device;
+use crate::device::{Device, Resource};
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, MemorySnapshot};
@@ -125,7 +125,7 @@ impl MemoryRequirements {
     /// `buffer` is a valid buffer created from `device`.
     pub unsafe fn for_buffer(device: &Device, buffer: vk::Buffer) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
-        let (reqs, dedicated) = unsafe { device.raw_buffer_requirements(buffer) };
+        let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Buffer(buffer)) };
         Self::with_hints(reqs, dedicated)
     }
 
@@ -137,7 +137,7 @@ impl MemoryRequirements {
     /// `image` is a valid, non-disjoint image created from `device`.
     pub unsafe fn for_image(device: &Device, image: vk::Image) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
-        let (reqs, dedicated) = unsafe { device.raw_image_requirements(image) };
+        let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Image(image)) };
         Self::with_hints(reqs, dedicated)
     }
 
@@ -245,10 +245,7 @@ pub trait MemoryAllocator: Send + Sync {
                 Some(dedicated),
             )?;
             // SAFETY: the allocation was made for this buffer's requirements; it is unbound.
-            unsafe { alloc.bind_buffer(buffer) }.map_err(|e| match e {
-                MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
-                other => AllocationError::InvalidConfiguration(other.to_string()),
-            })?;
+            unsafe { alloc.bind_buffer(buffer) }.map_err(bind_error)?;
             Ok(alloc)
         })();
         match result {
@@ -293,10 +290,7 @@ pub trait MemoryAllocator: Send + Sync {
             let alloc =
                 self.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
             // SAFETY: the allocation was made for this image's requirements; it is unbound.
-            unsafe { alloc.bind_image(image) }.map_err(|e| match e {
-                MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
-                other => AllocationError::InvalidConfiguration(other.to_string()),
-            })?;
+            unsafe { alloc.bind_image(image) }.map_err(bind_error)?;
             Ok(alloc)
         })();
         match result {
@@ -307,5 +301,14 @@ pub trait MemoryAllocator: Send + Sync {
                 Err(e)
             }
         }
+    }
+}
+
+/// The error of a failed bind inside `create_buffer` / `create_image`.
+fn bind_error(e: MemoryAccessError) -> AllocationError {
+    match e {
+        MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
+        // Binding only fails in Vulkan; keep the message if that ever changes.
+        other => AllocationError::InvalidConfiguration(other.to_string()),
     }
 }
