@@ -194,10 +194,50 @@ impl FreeListAllocator {
         size: DeviceSize,
         ty: AllocationType,
     ) -> Suballocation {
-        self.buckets.remove(&mut self.nodes, idx);
         let Node {
-            offset, prev, next, ..
+            offset,
+            size: free_len,
+            prev,
+            next,
+            ..
         } = self.nodes[idx as usize];
+        let end = start + size;
+        // The common case of carving the front of a large range: when the allocation starts
+        // at the range (no padding to split off) and the rest stays in the same size class,
+        // the free node keeps its place in its bucket list and just shrinks to the tail; only
+        // the allocation gets a new node. That saves unlinking and relinking the free node.
+        if start - offset < MIN_SPLIT_PADDING
+            && end < offset + free_len
+            && Bucket::containing(offset + free_len - end) == Bucket::containing(free_len)
+        {
+            let used = self.new_node(Node {
+                offset,
+                size: end - offset,
+                prev,
+                next: idx,
+                prev_free: NONE,
+                next_free: NONE,
+                state: State::Used(ty),
+            });
+            if prev != NONE {
+                self.nodes[prev as usize].next = used;
+            } else {
+                self.first = used;
+            }
+            let tail = &mut self.nodes[idx as usize];
+            tail.prev = used;
+            tail.offset = end;
+            tail.size = offset + free_len - end;
+            self.free_size -= end - offset;
+            self.allocation_count += 1;
+            return Suballocation {
+                offset: start,
+                size,
+                allocation_type: ty,
+                handle: SuballocationHandle::new(u64::from(used)),
+            };
+        }
+        self.buckets.remove(&mut self.nodes, idx);
         let range_end = self.nodes[idx as usize].end();
         let mut node_start = offset;
         if start - offset >= MIN_SPLIT_PADDING {
@@ -219,7 +259,6 @@ impl FreeListAllocator {
             self.buckets.insert(&mut self.nodes, pad);
             node_start = start;
         }
-        let end = start + size;
         if end < range_end {
             let tail = self.new_node(Node {
                 offset: end,
