@@ -169,6 +169,30 @@ fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
     }
 }
 
+/// Fills `live` slots, then replaces a random one `steps` times, then frees everything.
+fn steady_state(
+    rng: &mut Rng,
+    live: usize,
+    steps: u64,
+    mut req: impl FnMut(&mut Rng) -> Request,
+) -> Trace {
+    let mut b = Builder::new(live);
+    for slot in 0..live {
+        let r = req(rng);
+        b.alloc(slot, r);
+    }
+    for _ in 0..steps {
+        let slot = rng.below(live as u64) as usize;
+        b.free(slot);
+        let r = req(rng);
+        b.alloc(slot, r);
+    }
+    for slot in 0..live {
+        b.free(slot);
+    }
+    b.finish()
+}
+
 pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
     let mut rng = Rng::new(seed ^ (w as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
     let d = p.divisor.max(1);
@@ -185,7 +209,6 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
         Workload::Churn => {
             let live = (10_000 / d) as usize;
             let steps = 200_000 / d;
-            let mut b = Builder::new(live);
             let req = |rng: &mut Rng| {
                 buffer(
                     rng.log_uniform(256, 1 << 20),
@@ -193,20 +216,7 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
                     Usage::DeviceLocal,
                 )
             };
-            for slot in 0..live {
-                let r = req(&mut rng);
-                b.alloc(slot, r);
-            }
-            for _ in 0..steps {
-                let slot = rng.below(live as u64) as usize;
-                b.free(slot);
-                let r = req(&mut rng);
-                b.alloc(slot, r);
-            }
-            for slot in 0..live {
-                b.free(slot);
-            }
-            b.finish()
+            steady_state(&mut rng, live, steps, req)
         }
         // 100,000 allocations of 64 B .. 64 KiB (log-uniform, alignments 16 .. 256),
         // then all freed in random order.
@@ -256,7 +266,6 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
             let live = (4_000 / d) as usize;
             let steps = 100_000 / d;
             let total_weight: f64 = p.images.iter().map(|s| s.weight).sum();
-            let mut b = Builder::new(live);
             let req = |rng: &mut Rng| {
                 let k = rng.below(100);
                 if k < 40 {
@@ -285,20 +294,7 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
                     buffer(rng.log_uniform(256, 2 << 20), rng.pow2(16, 256), usage)
                 }
             };
-            for slot in 0..live {
-                let r = req(&mut rng);
-                b.alloc(slot, r);
-            }
-            for _ in 0..steps {
-                let slot = rng.below(live as u64) as usize;
-                b.free(slot);
-                let r = req(&mut rng);
-                b.alloc(slot, r);
-            }
-            for slot in 0..live {
-                b.free(slot);
-            }
-            b.finish()
+            steady_state(&mut rng, live, steps, req)
         }
     }
 }
