@@ -25,7 +25,7 @@ struct Padded<T>(T);
 
 /// A small number per thread, handed out in the order threads first use a list.
 #[inline]
-fn thread_shard() -> usize {
+pub(crate) fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         // Const-initialized: no lazy-initialization check on every access.

@@ -33,7 +33,20 @@ pub struct GenericMemoryAllocatorCreateInfo {
     /// Priority of blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0. The default
     /// value is 0.5, the specification's default.
     pub block_priority: f32,
+    /// How many arenas a block is cut into at most, so that threads allocating at the same
+    /// time do not queue on one lock (see [`GenericMemoryAllocator`](super::GenericMemoryAllocator)'s
+    /// module docs on arenas). `None`, the default, takes the number of CPUs the process may
+    /// use, at most [`MAX_AUTO_BLOCK_ARENAS`]; `Some(1)` keeps blocks whole, which packs
+    /// best for single-threaded use. Arenas are only cut when each is at least 16 MiB.
+    /// `Some(0)` and values above [`MAX_BLOCK_ARENAS`] are rejected.
+    pub block_arenas: Option<usize>,
 }
+
+/// The most arenas per block that `block_arenas: None` picks.
+pub const MAX_AUTO_BLOCK_ARENAS: usize = 4;
+
+/// The most arenas per block that `block_arenas` accepts.
+pub const MAX_BLOCK_ARENAS: usize = 64;
 
 impl Default for GenericMemoryAllocatorCreateInfo {
     fn default() -> Self {
@@ -44,6 +57,7 @@ impl Default for GenericMemoryAllocatorCreateInfo {
             device_address: true,
             grow_blocks: true,
             block_priority: 0.5,
+            block_arenas: None,
         }
     }
 }
@@ -64,6 +78,19 @@ pub(crate) fn validate_block_sizes(table: &[(DeviceSize, DeviceSize)]) -> Result
         return Err("block sizes must not be zero".into());
     }
     Ok(())
+}
+
+/// The number of arenas per block that `block_arenas` asks for, or why it is invalid.
+pub(crate) fn arenas_per_block(block_arenas: Option<usize>) -> Result<usize, String> {
+    match block_arenas {
+        None => Ok(std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_AUTO_BLOCK_ARENAS)),
+        Some(n @ 1..=MAX_BLOCK_ARENAS) => Ok(n),
+        Some(n) => Err(format!(
+            "block_arenas must be between 1 and {MAX_BLOCK_ARENAS}, not {n}"
+        )),
+    }
 }
 
 /// The block size for a heap of `heap_size` bytes, never above the heap size.
@@ -94,5 +121,18 @@ mod tests {
         assert!(validate_block_sizes(&[(0, 4), (8, 4), (8, 16)]).is_err());
         assert!(validate_block_sizes(&[(0, 4), (8, 4), (4, 16)]).is_err());
         assert!(validate_block_sizes(&[(0, 0)]).is_err());
+    }
+
+    #[test]
+    fn block_arenas() {
+        let auto = arenas_per_block(None).unwrap();
+        assert!((1..=MAX_AUTO_BLOCK_ARENAS).contains(&auto));
+        assert_eq!(arenas_per_block(Some(1)), Ok(1));
+        assert_eq!(
+            arenas_per_block(Some(MAX_BLOCK_ARENAS)),
+            Ok(MAX_BLOCK_ARENAS)
+        );
+        assert!(arenas_per_block(Some(0)).is_err());
+        assert!(arenas_per_block(Some(MAX_BLOCK_ARENAS + 1)).is_err());
     }
 }

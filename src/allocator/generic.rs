@@ -3,7 +3,7 @@
 use super::memory_type::{
     find_memory_type_index, is_suballocatable, is_type_allowed, mask_of_count,
 };
-use super::pool::{NewBlock, Pool};
+use super::pool::{Block, NewBlock, Pool};
 use super::{
     AllocationCreateInfo, AllocationError, MemoryAllocatePreference, MemoryAllocator,
     MemoryRequirements, MemoryTypeFilter,
@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 pub(super) mod observe;
 
-use super::config::{block_size_for_heap, validate_block_sizes};
-pub use super::config::{BlockSizeThresholds, GenericMemoryAllocatorCreateInfo};
+use super::config::{arenas_per_block, block_size_for_heap, validate_block_sizes};
+pub use super::config::{
+    BlockSizeThresholds, GenericMemoryAllocatorCreateInfo, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+};
 use super::type_cache::TypeCache;
 
 /// A memory allocator with one pool of `VkDeviceMemory` blocks per memory type, each block
@@ -39,6 +41,8 @@ pub struct GenericMemoryAllocator<S> {
     fast_path_limit: Vec<DeviceSize>,
     /// The memory type chosen for the last `memory_type_bits` of each standard usage.
     type_cache: TypeCache,
+    /// How many arenas a new block is cut into at most.
+    arenas_per_block: usize,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -72,6 +76,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         create_info: GenericMemoryAllocatorCreateInfo,
     ) -> Result<Self, AllocationError> {
         validate_block_sizes(&create_info.block_sizes)
+            .map_err(AllocationError::InvalidConfiguration)?;
+        let arenas_per_block = arenas_per_block(create_info.block_arenas)
             .map_err(AllocationError::InvalidConfiguration)?;
         let props = device.memory_properties();
         let type_count = props.memory_types.len();
@@ -117,6 +123,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             observer,
             fast_path_limit,
             type_cache: TypeCache::default(),
+            arenas_per_block,
         })
     }
 
@@ -142,12 +149,10 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .map_or(0, |p| p.block_count())
     }
 
-    /// Runs `f` for each block: memory type index, the block's memory, its suballocator.
-    pub(crate) fn for_each_block(&self, mut f: impl FnMut(u32, &DeviceMemory, &S)) {
+    /// Runs `f` for each block, with its memory type index.
+    pub(crate) fn for_each_block(&self, mut f: impl FnMut(u32, &Block<S>)) {
         for pool in &self.pools {
-            pool.for_each_block(|b| {
-                b.with_suballocator(|s| f(pool.memory_type_index, b.memory(), s))
-            });
+            pool.for_each_block(|b| f(pool.memory_type_index, b));
         }
     }
 
@@ -234,6 +239,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let new_block = NewBlock {
             preferred_size: block_size,
             grow: self.create_info.grow_blocks,
+            arenas: self.arenas_per_block,
             allocate_memory: &allocate_memory,
         };
         let granularity: DeviceAlignment = self.device.buffer_image_granularity();

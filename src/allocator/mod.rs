@@ -38,7 +38,7 @@ mod type_cache;
 pub use self::error::{AllocationError, MemoryAccessError};
 pub use self::generic::{
     BlockSizeThresholds, GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo,
-    StandardMemoryAllocator,
+    StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
 };
 pub use self::memory_type::{MemoryProperties, MemoryTypeFilter, MemoryUsage};
 use crate::allocation::MemoryAlloc;

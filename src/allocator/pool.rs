@@ -1,16 +1,17 @@
-//! One memory type's pool of blocks, and the blocks themselves.
+//! One memory type's pool of blocks.
 //!
 //! # Locking
 //!
 //! A pool keeps its blocks in a [`BlockList`]: one copy of the list per thread shard, each
 //! behind its own reader-writer lock, so that allocating threads do not fight over one lock
-//! word. Allocating takes the read lock of its shard and walks the blocks; each block's
-//! suballocator sits behind its own `Mutex`. The walk first skips blocks another thread holds
-//! at that moment and only waits for them if no free block fits, so concurrent threads
-//! spread over blocks. Each block publishes its suballocator's `largest_free_range`, and the
+//! word. Allocating takes the read lock of its shard and walks the blocks. Each block is cut
+//! into arenas (see [`block`]), and each arena's suballocator sits behind its own `Mutex`.
+//! The walk tries the thread's home arena of every block first, then the other arenas,
+//! skipping arenas another thread holds at that moment; only if nothing free fits does it
+//! wait for those. Each arena publishes its suballocator's `largest_free_range`, and the
 //! smallest request that failed in it since its last free, in atomics, so the walk skips
-//! blocks that cannot fit the request without locking them. All copies are write-locked
-//! only to add a block or to release an empty one.
+//! arenas that cannot fit the request without locking them. All copies of the list are
+//! write-locked only to add a block or to release an empty one.
 //!
 //! # Growing and shrinking
 //!
@@ -20,191 +21,17 @@
 //! and the pool already holds another empty block, the smaller of the two is released: at most
 //! one empty block stays around, so memory goes back to the driver without thrashing.
 
-use super::block_list::BlockList;
+mod block;
+mod failed_request;
+
+pub(crate) use self::block::Block;
+use self::block::{Arena, ArenaLayout};
+use super::block_list::{thread_shard, BlockList};
 use crate::allocation::{BlockOwner, MemoryAlloc, Owner};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, Suballocator, SuballocatorError};
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-
-/// The smallest request that failed in a block since the block's last free, packed in one
-/// atomic so the block search can read it without the block's lock.
-///
-/// Without a free in between, a block that could not fit `size` bytes aligned to `a` for a
-/// resource of type `t` cannot fit any request of type `t` that is at least as large and at
-/// least as strictly aligned either (an offset aligned to the larger power of two is aligned
-/// to the smaller one), so the search skips it instead of locking and searching it again.
-/// The hint only ever skips blocks that would fail; a stale read costs a wasted try, never a
-/// wrong result.
-struct FailedRequest(AtomicU64);
-
-impl Default for FailedRequest {
-    fn default() -> Self {
-        Self(AtomicU64::new(Self::NONE))
-    }
-}
-
-impl FailedRequest {
-    const NONE: u64 = u64::MAX;
-
-    /// Packs size (56 bits), alignment exponent (6 bits) and type (2 bits); sizes too large
-    /// to pack are not recorded.
-    fn pack(layout: DeviceLayout, allocation_type: AllocationType) -> Option<u64> {
-        let size = layout.size();
-        let ty = match allocation_type {
-            AllocationType::Unknown => 0,
-            AllocationType::Linear => 1,
-            AllocationType::NonLinear => 2,
-        };
-        (size < 1 << 56).then(|| size << 8 | (layout.alignment().log2() as u64) << 2 | ty)
-    }
-
-    /// Called under the block's lock after a failed allocation.
-    fn record(&self, layout: DeviceLayout, allocation_type: AllocationType) {
-        let Some(packed) = Self::pack(layout, allocation_type) else {
-            return;
-        };
-        let old = self.0.load(Ordering::Relaxed);
-        if old == Self::NONE || packed >> 8 < old >> 8 {
-            self.0.store(packed, Ordering::Relaxed);
-        }
-    }
-
-    /// Called under the block's lock after a free.
-    #[inline]
-    fn clear(&self) {
-        if self.0.load(Ordering::Relaxed) != Self::NONE {
-            self.0.store(Self::NONE, Ordering::Relaxed);
-        }
-    }
-
-    /// Whether the request must fail in this block, given the recorded failure.
-    #[inline]
-    fn implies_failure(&self, layout: DeviceLayout, allocation_type: AllocationType) -> bool {
-        let old = self.0.load(Ordering::Relaxed);
-        if old == Self::NONE {
-            return false;
-        }
-        let Some(new) = Self::pack(layout, allocation_type) else {
-            return false;
-        };
-        new & 3 == old & 3 && new >> 8 >= old >> 8 && (new >> 2) & 63 >= (old >> 2) & 63
-    }
-}
-
-/// A `VkDeviceMemory` block and the suballocator carving it.
-pub(crate) struct Block<S> {
-    memory: DeviceMemory,
-    suballocator: Mutex<S>,
-    largest_free: AtomicU64,
-    /// The smallest request that failed in this block since its last free.
-    failed: FailedRequest,
-    pool: Weak<Pool<S>>,
-    /// Names of the named allocations, by offset (unnamed ones are not in it).
-    names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
-}
-
-impl<S: Suballocator + Send + 'static> Block<S> {
-    pub(crate) fn memory(&self) -> &DeviceMemory {
-        &self.memory
-    }
-
-    /// Runs `f` on the suballocator under its lock.
-    pub(crate) fn with_suballocator<R>(&self, f: impl FnOnce(&S) -> R) -> R {
-        f(&self.suballocator.lock())
-    }
-
-    /// Runs `f` on the suballocator and the names of the named allocations, under both locks.
-    pub(crate) fn with_names<R>(
-        &self,
-        f: impl FnOnce(&S, &BTreeMap<DeviceSize, Arc<str>>) -> R,
-    ) -> R {
-        let s = self.suballocator.lock();
-        f(&s, &self.names.lock())
-    }
-
-    /// Allocates under the suballocator's lock; when `wait` is false and another thread holds
-    /// the lock, returns `None` at once.
-    fn try_allocate(
-        &self,
-        layout: DeviceLayout,
-        allocation_type: AllocationType,
-        granularity: DeviceAlignment,
-        wait: bool,
-    ) -> Option<Result<Suballocation, SuballocatorError>> {
-        let mut s = if wait {
-            self.suballocator.lock()
-        } else {
-            self.suballocator.try_lock()?
-        };
-        Some(self.allocate_locked(&mut s, layout, allocation_type, granularity))
-    }
-
-    /// Allocates from the locked suballocator `s` and updates the block's hints.
-    fn allocate_locked(
-        &self,
-        s: &mut S,
-        layout: DeviceLayout,
-        allocation_type: AllocationType,
-        granularity: DeviceAlignment,
-    ) -> Result<Suballocation, SuballocatorError> {
-        let result = s.allocate(layout, allocation_type, granularity);
-        self.publish_largest_free(s);
-        if matches!(
-            result,
-            Err(SuballocatorError::FragmentedRegion | SuballocatorError::OutOfRegionMemory)
-        ) {
-            // Recorded under the suballocator's lock, so a concurrent free (which clears it
-            // under the same lock) cannot be overwritten by a stale failure.
-            self.failed.record(layout, allocation_type);
-        }
-        result
-    }
-
-    /// Publishes the suballocator's bound for lock-free reads, writing only on change so
-    /// that threads do not steal the cache line from each other needlessly.
-    #[inline]
-    fn publish_largest_free(&self, s: &S) {
-        let largest = s.largest_free_range();
-        if self.largest_free.load(Ordering::Relaxed) != largest {
-            self.largest_free.store(largest, Ordering::Relaxed);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.suballocator.lock().allocation_count() == 0
-    }
-}
-
-impl<S: Suballocator + Send + 'static> BlockOwner for Block<S> {
-    fn memory(&self) -> &DeviceMemory {
-        &self.memory
-    }
-
-    fn forget_name(&self, offset: DeviceSize) {
-        self.names.lock().remove(&offset);
-    }
-
-    unsafe fn free(&self, suballocation: Suballocation) {
-        let now_empty = {
-            let mut s = self.suballocator.lock();
-            // SAFETY: forwarded from the caller: the suballocation came from this block's
-            // suballocator and is returned once.
-            unsafe { s.deallocate(suballocation) };
-            self.failed.clear();
-            self.publish_largest_free(&s);
-            s.allocation_count() == 0
-        };
-        if now_empty {
-            if let Some(pool) = self.pool.upgrade() {
-                pool.release_empty_blocks();
-            }
-        }
-    }
-}
+use std::sync::Arc;
 
 /// The blocks of one memory type.
 pub(crate) struct Pool<S> {
@@ -218,6 +45,8 @@ pub(crate) struct NewBlock<'a> {
     pub preferred_size: DeviceSize,
     /// Whether the first blocks start smaller.
     pub grow: bool,
+    /// How many arenas a block is cut into at most.
+    pub arenas: usize,
     /// Makes the memory of the given size, or fails.
     pub allocate_memory: &'a dyn Fn(DeviceSize) -> Result<DeviceMemory, crate::AllocationError>,
 }
@@ -237,17 +66,28 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         }
     }
 
-    fn wrap(block: &Arc<Block<S>>, s: Suballocation, name: Option<Arc<str>>) -> MemoryAlloc {
+    fn wrap(arena: &Arc<Arena<S>>, s: Suballocation, name: Option<Arc<str>>) -> MemoryAlloc {
         if let Some(name) = &name {
-            block.names.lock().insert(s.offset, name.clone());
+            arena.set_name(s.offset, name.clone());
         }
         MemoryAlloc::new(
-            Owner::block(block.clone() as Arc<dyn BlockOwner>, s.handle),
+            Owner::block(arena.clone() as Arc<dyn BlockOwner>, s.handle),
             s.offset,
             s.size,
             s.allocation_type,
             name,
         )
+    }
+
+    /// Why an arena did not fit: only a request its suballocator can never serve is an
+    /// error; a full or fragmented arena is not.
+    fn no_fit(e: SuballocatorError) -> Result<(), crate::AllocationError> {
+        match e {
+            SuballocatorError::BlockSizeExceeded => {
+                Err(crate::AllocationError::SuballocatorBlockSizeExceeded)
+            }
+            SuballocatorError::OutOfRegionMemory | SuballocatorError::FragmentedRegion => Ok(()),
+        }
     }
 
     fn search(
@@ -257,29 +97,46 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         granularity: DeviceAlignment,
         name: &Option<Arc<str>>,
     ) -> Result<Option<MemoryAlloc>, crate::AllocationError> {
-        // First pass: skip blocks another thread holds right now, so that threads allocating
-        // at the same time spread over blocks instead of queueing on one. A single thread
-        // never finds a block busy, so its packing is that of a plain first fit. Second pass,
-        // only if some block was busy: wait for those.
+        // First pass: the thread's home arena of each block; second pass: the other arenas.
+        // Both skip arenas another thread holds right now, so that threads allocating at the
+        // same time spread over arenas instead of queueing on one. A single thread never
+        // finds an arena busy. Third pass, only if some arena was busy: wait for those.
+        // Arena counts are powers of two, so the home arena is a mask away. The hints are
+        // checked here, inline: most arenas the walk passes are skipped on them.
+        let home = thread_shard();
         let mut busy = false;
-        for wait in [false, true] {
-            for block in blocks {
-                if block.largest_free.load(Ordering::Relaxed) < layout.size()
-                    || block.failed.implies_failure(layout, allocation_type)
-                {
-                    continue;
-                }
-                match block.try_allocate(layout, allocation_type, granularity, wait) {
-                    None => busy = true,
-                    Some(Ok(s)) => return Ok(Some(Self::wrap(block, s, name.clone()))),
-                    Some(Err(SuballocatorError::BlockSizeExceeded)) => {
-                        return Err(crate::AllocationError::SuballocatorBlockSizeExceeded)
+        let mut split = false;
+        macro_rules! try_arena {
+            ($arena:expr, wait: $wait:expr, on_busy: $on_busy:expr) => {
+                let arena = $arena;
+                if arena.may_fit(layout, allocation_type) {
+                    match arena.try_allocate(layout, allocation_type, granularity, $wait) {
+                        None => $on_busy,
+                        Some(Ok(s)) => return Ok(Some(Self::wrap(arena, s, name.clone()))),
+                        Some(Err(e)) => Self::no_fit(e)?,
                     }
-                    Some(Err(_)) => {}
+                }
+            };
+        }
+        for block in blocks {
+            let arenas = block.arenas();
+            split |= arenas.len() > 1;
+            try_arena!(&arenas[home & (arenas.len() - 1)], wait: false, on_busy: busy = true);
+        }
+        if split {
+            for block in blocks {
+                let arenas = block.arenas();
+                let own = home & (arenas.len() - 1);
+                for (i, arena) in arenas.iter().enumerate() {
+                    if i != own {
+                        try_arena!(arena, wait: false, on_busy: busy = true);
+                    }
                 }
             }
-            if !busy {
-                break;
+        }
+        if busy {
+            for arena in blocks.iter().flat_map(|b| b.arenas()) {
+                try_arena!(arena, wait: true, on_busy: ());
             }
         }
         Ok(None)
@@ -352,36 +209,41 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
                 }
             }
         };
-        let block = Arc::new(Block {
-            largest_free: AtomicU64::new(memory.size()),
-            failed: FailedRequest::default(),
-            suballocator: Mutex::new(S::new(memory.size())),
-            memory,
-            pool: Arc::downgrade(self),
-            names: Mutex::default(),
-        });
-        let result = block.allocate_locked(
-            &mut block.suballocator.lock(),
-            layout,
-            allocation_type,
-            granularity,
-        );
-        match result {
-            Ok(s) => {
-                let alloc = Self::wrap(&block, s, name.clone());
-                blocks.push(block);
-                Ok(alloc)
+        let arenas = ArenaLayout::choose(memory.size(), size, granularity, new_block.arenas);
+        let block = Arc::new(Block::new(memory, arenas, Arc::downgrade(self)));
+        // The home arena first, then the others (one of them is large enough unless the
+        // request's alignment or granularity needs more than the block can give).
+        let own = thread_shard() % block.arenas().len();
+        let order = block.arenas()[own..].iter().chain(&block.arenas()[..own]);
+        for arena in order.filter(|a| a.may_fit(layout, allocation_type)) {
+            match arena.try_allocate(layout, allocation_type, granularity, true) {
+                Some(Ok(s)) => {
+                    let alloc = Self::wrap(arena, s, name.clone());
+                    blocks.push(block);
+                    return Ok(alloc);
+                }
+                // On error the fresh block is dropped here, which frees its memory.
+                Some(Err(e)) => Self::no_fit(e)?,
+                None => {}
             }
-            // The fresh block is dropped here, which frees its memory.
-            Err(SuballocatorError::BlockSizeExceeded) => {
-                Err(crate::AllocationError::SuballocatorBlockSizeExceeded)
-            }
-            Err(_) => Err(crate::AllocationError::OutOfDeviceMemory),
         }
+        Err(crate::AllocationError::OutOfDeviceMemory)
     }
 
     /// Keeps at most one empty block: releases the smaller ones.
     fn release_empty_blocks(&self) {
+        // A first look under the read lock, which allocating threads share: most calls find
+        // at most one empty block and need not stop them.
+        if self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.is_empty())
+            .nth(1)
+            .is_none()
+        {
+            return;
+        }
         let mut blocks = self.blocks.write();
         let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
             .items()
@@ -394,7 +256,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             return;
         }
         // Keep the largest empty block, release the others.
-        empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory.size()));
+        empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory().size()));
         let mut release = empty[1..].to_vec();
         release.sort_unstable_by(|a, b| b.cmp(a));
         for i in release {
@@ -408,44 +270,5 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     /// Number of blocks.
     pub(crate) fn block_count(&self) -> usize {
         self.blocks.read().len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layout(size: u64, alignment: u64) -> DeviceLayout {
-        DeviceLayout::from_size_alignment(size, alignment).unwrap()
-    }
-
-    #[test]
-    fn a_failure_implies_only_larger_stricter_requests_of_the_same_type() {
-        use AllocationType::*;
-        let f = FailedRequest::default();
-        assert!(!f.implies_failure(layout(1 << 40, 1 << 20), Linear));
-        f.record(layout(4096, 256), Linear);
-        assert!(f.implies_failure(layout(4096, 256), Linear));
-        assert!(f.implies_failure(layout(8192, 4096), Linear));
-        assert!(!f.implies_failure(layout(4095, 256), Linear), "smaller");
-        assert!(
-            !f.implies_failure(layout(8192, 128), Linear),
-            "looser alignment"
-        );
-        assert!(
-            !f.implies_failure(layout(8192, 256), NonLinear),
-            "other type"
-        );
-        // A larger failure does not replace a smaller one; a smaller one does.
-        f.record(layout(1 << 20, 1), Linear);
-        assert!(f.implies_failure(layout(4096, 256), Linear));
-        f.record(layout(1024, 512), Linear);
-        assert!(f.implies_failure(layout(1024, 512), Linear));
-        assert!(!f.implies_failure(layout(4096, 256), Linear));
-        f.clear();
-        assert!(!f.implies_failure(layout(1 << 30, 1 << 12), Linear));
-        // Sizes too large to pack are never recorded nor implied.
-        f.record(layout(1 << 57, 1), Unknown);
-        assert!(!f.implies_failure(layout(1 << 58, 1), Unknown));
     }
 }

@@ -4,7 +4,7 @@
 use super::summary::Statistics;
 use crate::budget::HeapBudget;
 use crate::layout::DeviceSize;
-use crate::suballocator::{RangeKind, Suballocator};
+use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
 use ash::vk;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -143,8 +143,16 @@ impl BlockSnapshot {
         suballocator: &S,
         names: &BTreeMap<DeviceSize, Arc<str>>,
     ) -> Vec<RangeSnapshot> {
+        Self::ranges_from(|f| suballocator.for_each_range(f), names)
+    }
+
+    /// The ranges that `walk` reports, each named from `names`.
+    pub(crate) fn ranges_from(
+        walk: impl FnOnce(&mut dyn FnMut(RangeInfo)),
+        names: &BTreeMap<DeviceSize, Arc<str>>,
+    ) -> Vec<RangeSnapshot> {
         let mut ranges = Vec::new();
-        suballocator.for_each_range(&mut |r| {
+        walk(&mut |r| {
             let name = match r.kind {
                 RangeKind::Free => None,
                 RangeKind::Allocated(_) => name_in(names, r.offset, r.size),

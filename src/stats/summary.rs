@@ -84,13 +84,27 @@ impl Statistics {
     /// [`region_size`](Suballocator::region_size) bytes. Walks every range: meant for
     /// statistics and debugging, not the hot path.
     pub fn of_suballocator<S: Suballocator + ?Sized>(suballocator: &S) -> Self {
+        Self::of_block(
+            suballocator.region_size(),
+            suballocator.allocation_count(),
+            |f| suballocator.for_each_range(f),
+        )
+    }
+
+    /// The statistics of one block of `size` bytes holding `allocation_count` allocations,
+    /// whose ranges `walk` reports.
+    pub(crate) fn of_block(
+        size: DeviceSize,
+        allocation_count: usize,
+        walk: impl FnOnce(&mut dyn FnMut(RangeInfo)),
+    ) -> Self {
         let mut stats = Self {
             block_count: 1,
-            allocation_count: suballocator.allocation_count() as u64,
-            reserved_bytes: suballocator.region_size(),
+            allocation_count: allocation_count as u64,
+            reserved_bytes: size,
             ..Self::default()
         };
-        suballocator.for_each_range(&mut |r| stats.add_range(r));
+        walk(&mut |r| stats.add_range(r));
         stats
     }
 

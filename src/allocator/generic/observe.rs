@@ -122,15 +122,16 @@ fn block_snapshots<S: Suballocator + Send + 'static>(
         let heap_index = heap_of(device, pool.memory_type_index);
         pool.for_each_block(|b| {
             let memory = b.memory();
-            out.push(b.with_names(|s, names| BlockSnapshot {
+            out.push(BlockSnapshot {
                 memory_type_index: pool.memory_type_index,
                 heap_index,
                 memory: memory.handle().as_raw(),
                 size: memory.size(),
                 dedicated: false,
-                allocation_count: s.allocation_count() as u64,
-                ranges: BlockSnapshot::ranges_of(s, names),
-            }));
+                allocation_count: b.allocation_count() as u64,
+                ranges: b
+                    .with_names(|names| BlockSnapshot::ranges_from(|f| b.for_each_range(f), names)),
+            });
         });
     }
     out
@@ -142,9 +143,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// (see [`stats`](crate::stats)).
     pub fn statistics(&self) -> AllocatorStatistics {
         let mut blocks = Vec::new();
-        self.for_each_block(|memory_type_index, memory, s| {
-            let mut statistics = Statistics::of_suballocator(s);
-            statistics.reserved_bytes = memory.size();
+        self.for_each_block(|memory_type_index, block| {
+            let memory = block.memory();
+            let statistics = Statistics::of_block(memory.size(), block.allocation_count(), |f| {
+                block.for_each_range(f)
+            });
             blocks.push(BlockStatistics {
                 memory_type_index,
                 heap_index: heap_of(&self.device, memory_type_index),

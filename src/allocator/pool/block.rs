@@ -1,0 +1,384 @@
+//! A `VkDeviceMemory` block, split into arenas that threads allocate from side by side.
+//!
+//! # Arenas
+//!
+//! Two threads that allocate from the same suballocator take turns on its lock and pass the
+//! cache lines of its bookkeeping back and forth, however little work each allocation does.
+//! So a block is cut into a few *arenas*: equal, contiguous parts of its memory, each with
+//! a suballocator, a lock and search hints of its own, each on its own cache lines and behind
+//! its own reference count. A thread tries its *home* arena of each block first (chosen from
+//! its thread number), so threads working at the same time mostly touch different arenas,
+//! yet they share the blocks: no thread reserves memory of its own, and a thread whose home
+//! arenas are full uses the others before a new block is made.
+//!
+//! The cost is that a range cannot straddle two arenas. Arenas are therefore only cut when
+//! each is at least [`MIN_ARENA_SIZE`] and at least twice the request that made the block, a
+//! block's first request always fits, and a request too large for the arenas of the existing
+//! blocks gets a new block with fewer, larger arenas. Arena offsets are multiples of a power
+//! of two at least as large as the granularity, so resources in neighbouring arenas never
+//! share a granularity page, and any alignment up to that power of two carries over from the
+//! arena's offsets to the block's. Setting
+//! [`block_arenas`](crate::GenericMemoryAllocatorCreateInfo::block_arenas) to 1 keeps every
+//! block in one piece.
+
+use super::failed_request::FailedRequest;
+use super::Pool;
+use crate::allocation::BlockOwner;
+use crate::device_memory::DeviceMemory;
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::{
+    AllocationType, RangeInfo, Suballocation, Suballocator, SuballocatorError,
+};
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// The smallest arena a block is cut into.
+pub(crate) const MIN_ARENA_SIZE: DeviceSize = 16 << 20;
+
+/// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ArenaLayout {
+    pub count: usize,
+    pub size: DeviceSize,
+}
+
+impl ArenaLayout {
+    /// The most arenas, a power of two up to `wanted`, that a block of `block_size` bytes can
+    /// be cut into such that each holds at least `MIN_ARENA_SIZE` and twice `request` bytes
+    /// and starts on a multiple of `granularity`. One arena (the whole block) when no cut
+    /// qualifies. (A power of two, so that a thread finds its home arena with a mask.)
+    pub(crate) fn choose(
+        block_size: DeviceSize,
+        request: DeviceSize,
+        granularity: DeviceAlignment,
+        wanted: usize,
+    ) -> Self {
+        let floor = MIN_ARENA_SIZE
+            .max(request.saturating_mul(2))
+            .max(granularity.as_devicesize());
+        let mut count = if wanted == 0 { 1 } else { 1 << wanted.ilog2() };
+        while count > 1 {
+            // A power of two: offsets that are multiples of it keep every power-of-two
+            // alignment up to it, and granularity (a power of two) when it is at least that.
+            let quotient = block_size / count as DeviceSize;
+            if quotient > 0 {
+                let size = 1 << quotient.ilog2();
+                if size >= floor {
+                    return Self { count, size };
+                }
+            }
+            count /= 2;
+        }
+        Self {
+            count: 1,
+            size: block_size,
+        }
+    }
+
+    /// Offset and size of arena `i` in a block of `block_size` bytes.
+    fn range(self, i: usize, block_size: DeviceSize) -> (DeviceSize, DeviceSize) {
+        let base = i as DeviceSize * self.size;
+        let end = if i + 1 == self.count {
+            block_size
+        } else {
+            base + self.size
+        };
+        (base, end - base)
+    }
+}
+
+/// What the arenas of a block share: the memory, the pool to report empty blocks to, and
+/// the names of named allocations.
+struct BlockShared<S> {
+    memory: DeviceMemory,
+    pool: Weak<Pool<S>>,
+    /// Names of the named allocations, by offset in the block (unnamed ones are not in it).
+    names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
+}
+
+/// One independently locked part of a block, allocated on its own behind the reference
+/// count that its allocations hold.
+///
+/// Not over-aligned: that would put the reference count (which `Arc` keeps in front of the
+/// value) on a cache line of its own, one more line for every allocation and free. Instead
+/// the arena ends in padding, so that the next heap object (often the block's next arena)
+/// starts at least 128 bytes (adjacent-line prefetch included) after its last field.
+pub(crate) struct Arena<S> {
+    suballocator: Mutex<S>,
+    /// The suballocator's `largest_free_range`, readable without the lock.
+    largest_free: AtomicU64,
+    /// The smallest request that failed here since the last free.
+    failed: FailedRequest,
+    /// Where the arena starts in the block's memory.
+    base: DeviceSize,
+    shared: Arc<BlockShared<S>>,
+    _tail: [u8; 128],
+}
+
+impl<S: Suballocator + Send + 'static> Arena<S> {
+    /// Whether the request may fit, judged from the hints without locking: the arena has a
+    /// free range as large, no smaller request failed since the last free, and its offset
+    /// keeps the alignment.
+    #[inline]
+    pub(super) fn may_fit(&self, layout: DeviceLayout, allocation_type: AllocationType) -> bool {
+        self.largest_free.load(Ordering::Relaxed) >= layout.size()
+            && layout.alignment().is_aligned(self.base)
+            && !self.failed.implies_failure(layout, allocation_type)
+    }
+
+    /// Allocates under the arena's lock; when `wait` is false and another thread holds the
+    /// lock, returns `None` at once. The returned offset is the block's, not the arena's.
+    #[inline]
+    pub(super) fn try_allocate(
+        &self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        granularity: DeviceAlignment,
+        wait: bool,
+    ) -> Option<Result<Suballocation, SuballocatorError>> {
+        let mut s = if wait {
+            self.suballocator.lock()
+        } else {
+            self.suballocator.try_lock()?
+        };
+        let result = s.allocate(layout, allocation_type, granularity);
+        self.publish_largest_free(&s);
+        match result {
+            Ok(mut suballocation) => {
+                suballocation.offset += self.base;
+                Some(Ok(suballocation))
+            }
+            Err(e) => {
+                if matches!(
+                    e,
+                    SuballocatorError::FragmentedRegion | SuballocatorError::OutOfRegionMemory
+                ) {
+                    // Recorded under the lock, so a concurrent free (which clears it under the
+                    // same lock) cannot be overwritten by a stale failure.
+                    self.failed.record(layout, allocation_type);
+                }
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Remembers the name of the allocation at block offset `offset`.
+    pub(super) fn set_name(&self, offset: DeviceSize, name: Arc<str>) {
+        self.shared.names.lock().insert(offset, name);
+    }
+
+    /// Publishes the suballocator's bound for lock-free reads, writing only on change so
+    /// that threads do not steal the cache line from each other needlessly.
+    #[inline]
+    fn publish_largest_free(&self, s: &S) {
+        let largest = s.largest_free_range();
+        if self.largest_free.load(Ordering::Relaxed) != largest {
+            self.largest_free.store(largest, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
+    fn memory(&self) -> &DeviceMemory {
+        &self.shared.memory
+    }
+
+    fn forget_name(&self, offset: DeviceSize) {
+        self.shared.names.lock().remove(&offset);
+    }
+
+    unsafe fn free(&self, mut suballocation: Suballocation) {
+        suballocation.offset -= self.base;
+        let now_empty = {
+            let mut s = self.suballocator.lock();
+            // SAFETY: forwarded from the caller: the suballocation came from this arena (its
+            // offset moved back from the block's to the arena's, as `try_allocate` moved it)
+            // and is returned once.
+            unsafe { s.deallocate(suballocation) };
+            self.failed.clear();
+            self.publish_largest_free(&s);
+            s.allocation_count() == 0
+        };
+        if now_empty {
+            if let Some(pool) = self.shared.pool.upgrade() {
+                pool.release_empty_blocks();
+            }
+        }
+    }
+}
+
+/// A `VkDeviceMemory` block and its arenas.
+pub(crate) struct Block<S> {
+    shared: Arc<BlockShared<S>>,
+    /// Inline for the usual few: the search reads them for every block it passes.
+    arenas: SmallVec<[Arc<Arena<S>>; 4]>,
+}
+
+impl<S: Suballocator + Send + 'static> Block<S> {
+    /// A block over `memory`, cut as `layout` says, whose arenas report to `pool`.
+    pub(super) fn new(memory: DeviceMemory, layout: ArenaLayout, pool: Weak<Pool<S>>) -> Self {
+        let block_size = memory.size();
+        let shared = Arc::new(BlockShared {
+            memory,
+            pool,
+            names: Mutex::default(),
+        });
+        let arenas = (0..layout.count)
+            .map(|i| {
+                let (base, size) = layout.range(i, block_size);
+                Arc::new(Arena {
+                    suballocator: Mutex::new(S::new(size)),
+                    largest_free: AtomicU64::new(size),
+                    failed: FailedRequest::default(),
+                    base,
+                    shared: shared.clone(),
+                    _tail: [0; 128],
+                })
+            })
+            .collect();
+        Self { shared, arenas }
+    }
+
+    /// The block's memory.
+    pub(crate) fn memory(&self) -> &DeviceMemory {
+        &self.shared.memory
+    }
+
+    /// The arenas in offset order.
+    pub(super) fn arenas(&self) -> &[Arc<Arena<S>>] {
+        &self.arenas
+    }
+
+    /// The number of live allocations, over all arenas.
+    pub(crate) fn allocation_count(&self) -> usize {
+        self.arenas
+            .iter()
+            .map(|a| a.suballocator.lock().allocation_count())
+            .sum()
+    }
+
+    /// Calls `f` for every range of the block in offset order (arena by arena, offsets in
+    /// the block), each arena under its lock. Neighbouring arenas' free ranges are reported
+    /// separately: no allocation can span them.
+    pub(crate) fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
+        for arena in self.arenas.iter() {
+            arena.suballocator.lock().for_each_range(&mut |r| {
+                f(RangeInfo {
+                    offset: r.offset + arena.base,
+                    ..r
+                })
+            });
+        }
+    }
+
+    /// Runs `f` with the names of the named allocations, by offset in the block.
+    pub(crate) fn with_names<R>(&self, f: impl FnOnce(&BTreeMap<DeviceSize, Arc<str>>) -> R) -> R {
+        f(&self.shared.names.lock())
+    }
+
+    /// Whether no allocation lives in the block, waiting for each arena's lock.
+    pub(super) fn is_empty(&self) -> bool {
+        self.arenas
+            .iter()
+            .all(|a| a.suballocator.lock().allocation_count() == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: DeviceSize = 1 << 20;
+
+    fn choose(
+        block: DeviceSize,
+        request: DeviceSize,
+        granularity: u64,
+        wanted: usize,
+    ) -> ArenaLayout {
+        ArenaLayout::choose(
+            block,
+            request,
+            DeviceAlignment::new(granularity).unwrap(),
+            wanted,
+        )
+    }
+
+    #[test]
+    fn arenas_are_cut_only_when_each_is_large_enough() {
+        assert_eq!(
+            choose(256 * MIB, 4096, 1, 4),
+            ArenaLayout {
+                count: 4,
+                size: 64 * MIB
+            }
+        );
+        assert_eq!(
+            choose(32 * MIB, 4096, 1, 4),
+            ArenaLayout {
+                count: 2,
+                size: 16 * MIB
+            }
+        );
+        assert_eq!(
+            choose(16 * MIB, 4096, 1, 4).count,
+            1,
+            "below the minimum arena"
+        );
+        assert_eq!(
+            choose(256 * MIB, 100 * MIB, 1, 4).count,
+            1,
+            "twice the request"
+        );
+        assert_eq!(
+            choose(256 * MIB, 40 * MIB, 1, 4),
+            ArenaLayout {
+                count: 2,
+                size: 128 * MIB
+            }
+        );
+        assert_eq!(choose(256 * MIB, 4096, 1, 1).count, 1, "one wanted");
+        assert_eq!(choose(256 * MIB, 4096, 1, 0).count, 1, "none wanted");
+        assert_eq!(
+            choose(256 * MIB, 4096, 128 * MIB, 4).count,
+            2,
+            "granularity"
+        );
+    }
+
+    #[test]
+    fn arenas_tile_the_block_on_power_of_two_offsets() {
+        // 100 MiB in 4: arenas of 16 MiB at 0, 16 and 32 MiB; the last one takes the other 52.
+        let layout = choose(100 * MIB, 1, 1, 4);
+        assert_eq!(
+            layout,
+            ArenaLayout {
+                count: 4,
+                size: 16 * MIB
+            }
+        );
+        let ranges: Vec<_> = (0..4).map(|i| layout.range(i, 100 * MIB)).collect();
+        assert_eq!(
+            ranges,
+            [
+                (0, 16 * MIB),
+                (16 * MIB, 16 * MIB),
+                (32 * MIB, 16 * MIB),
+                (48 * MIB, 52 * MIB)
+            ]
+        );
+        // Counts are powers of two: 3 wanted gives 2.
+        assert_eq!(
+            choose(100 * MIB, 1, 1, 3),
+            ArenaLayout {
+                count: 2,
+                size: 32 * MIB
+            }
+        );
+        let whole = choose(100 * MIB, 60 * MIB, 1, 3);
+        assert_eq!(whole.range(0, 100 * MIB), (0, 100 * MIB));
+    }
+}
