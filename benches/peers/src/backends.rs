@@ -2,7 +2,7 @@
 
 use crate::trace::{Request, Usage};
 use crate::vulkan::Vulkan;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// What the replay loop needs from an allocator. `&self`: shared by all replay threads.
 pub trait Backend: Sync {
@@ -121,6 +121,9 @@ impl Backend for GpuAllocator {
 // ---------------------------------------------------------------- ash-memory
 
 /// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
+/// `--ash-block-arenas N`: ash-memory's `block_arenas` (unset: its default).
+pub static ASH_BLOCK_ARENAS: OnceLock<usize> = OnceLock::new();
+
 pub struct AshMemory {
     allocator: ash_memory::StandardMemoryAllocator,
 }
@@ -139,7 +142,17 @@ impl AshMemory {
         }
         .expect("ash_memory::Device::new");
         AshMemory {
-            allocator: ash_memory::StandardMemoryAllocator::new_default(device),
+            allocator: match ASH_BLOCK_ARENAS.get() {
+                None => ash_memory::StandardMemoryAllocator::new_default(device),
+                Some(&n) => ash_memory::StandardMemoryAllocator::new(
+                    device,
+                    ash_memory::GenericMemoryAllocatorCreateInfo {
+                        block_arenas: Some(n),
+                        ..Default::default()
+                    },
+                )
+                .expect("--ash-block-arenas"),
+            },
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
 //!     [--runs N] [--workloads churn,burst,frame,mixed] [--allocators ash-memory,vma,gpu-allocator]
-//!     [--seed S]
+//!     [--seed S] [--ash-block-arenas N]
 //! ```
 
 mod backends;
@@ -12,8 +12,9 @@ mod trace;
 mod vulkan;
 
 use backends::Backend;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Barrier, OnceLock};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use trace::{ImageShape, Op, Trace, TraceParams, Workload};
 use vulkan::Vulkan;
@@ -78,57 +79,17 @@ struct RunResult {
     wall: Duration,
     /// CPU time of the replay threads, summed.
     cpu: Duration,
-    /// Peak of live requested bytes summed over threads (exact for 1 thread; sampled every
-    /// 16 allocations per thread otherwise).
-    peak_live: u64,
     allocate_calls: u64,
     peak_reserved: u64,
     leaked_reserved: u64,
 }
 
-/// Per-thread live-byte counters (one cache line each) for the multi-thread peak-live sample.
-#[repr(align(128))]
-struct LiveCounter(AtomicU64);
-
-struct LiveTracker {
-    threads: Vec<LiveCounter>,
-    peak: AtomicU64,
-}
-
-fn replay<B: Backend>(b: &B, t: &Trace, tracker: Option<(&LiveTracker, usize)>) {
+fn replay<B: Backend>(b: &B, t: &Trace) {
     let mut slots: Vec<Option<B::Handle>> = (0..t.slots).map(|_| None).collect();
-    let Some((tracker, me)) = tracker else {
-        for op in &t.ops {
-            match *op {
-                Op::Alloc { slot, req } => slots[slot as usize] = Some(b.allocate(&req)),
-                Op::Free { slot } => {
-                    b.free(slots[slot as usize].take().expect("free of empty slot"))
-                }
-            }
-        }
-        return;
-    };
-    let mut sizes = vec![0u64; t.slots];
-    let mut live = 0u64;
-    let mut n = 0u32;
     for op in &t.ops {
         match *op {
-            Op::Alloc { slot, req } => {
-                slots[slot as usize] = Some(b.allocate(&req));
-                sizes[slot as usize] = req.size;
-                live += req.size;
-                tracker.threads[me].0.store(live, Relaxed);
-                n += 1;
-                if n % 16 == 0 {
-                    let sum = tracker.threads.iter().map(|c| c.0.load(Relaxed)).sum();
-                    tracker.peak.fetch_max(sum, Relaxed);
-                }
-            }
-            Op::Free { slot } => {
-                b.free(slots[slot as usize].take().expect("free of empty slot"));
-                live -= sizes[slot as usize];
-                tracker.threads[me].0.store(live, Relaxed);
-            }
+            Op::Alloc { slot, req } => slots[slot as usize] = Some(b.allocate(&req)),
+            Op::Free { slot } => b.free(slots[slot as usize].take().expect("free of empty slot")),
         }
     }
 }
@@ -143,29 +104,66 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// Pins the calling thread to CPU `i` (modulo the CPUs this process may use), so that replay
+/// threads run on different cores from their first operation. Left to itself, the kernel
+/// starts new threads next to their parent and moves them apart only at its next load
+/// balance, milliseconds later: long enough, in runs of 10 to 30 ms, to serialize a good part
+/// of a multi-thread run whatever the allocator.
+fn pin_to_cpu(i: usize) {
+    // SAFETY: plain libc calls on a zeroed `cpu_set_t` owned here; failure is ignored (the
+    // thread then runs wherever the kernel puts it).
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[i % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
+}
+
+/// A barrier that spins: the threads leave it at the same moment, each already running on
+/// its core, instead of waking one by one from a futex.
+struct SpinBarrier {
+    arrived: AtomicUsize,
+    count: usize,
+}
+
+impl SpinBarrier {
+    fn wait(&self) {
+        self.arrived.fetch_add(1, Relaxed);
+        while self.arrived.load(Acquire) < self.count {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
     let before = vulkan::counters();
     vulkan::reset_peak();
-    let barrier = Barrier::new(traces.len());
-    let tracker = LiveTracker {
-        threads: traces
-            .iter()
-            .map(|_| LiveCounter(AtomicU64::new(0)))
-            .collect(),
-        peak: AtomicU64::new(0),
+    let barrier = SpinBarrier {
+        arrived: AtomicUsize::new(0),
+        count: traces.len(),
     };
-    let multi = traces.len() > 1;
     let spans: Vec<(Instant, Instant, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = traces
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let (b, barrier, tracker) = (&backend, &barrier, &tracker);
+                let (b, barrier) = (&backend, &barrier);
                 s.spawn(move || {
+                    pin_to_cpu(i);
                     barrier.wait();
                     let cpu0 = thread_cpu_time();
                     let start = Instant::now();
-                    replay(b, t, multi.then_some((tracker, i)));
+                    replay(b, t);
                     let end = Instant::now();
                     (start, end, thread_cpu_time() - cpu0)
                 })
@@ -185,11 +183,6 @@ fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
     RunResult {
         wall: end - start,
         cpu: spans.iter().map(|s| s.2).sum(),
-        peak_live: if multi {
-            tracker.peak.load(Relaxed)
-        } else {
-            traces[0].peak_live
-        },
         allocate_calls: after.allocate_calls - before.allocate_calls,
         peak_reserved,
         leaked_reserved,
@@ -250,7 +243,7 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
-                 [--allocators ash-memory,vma,gpu-allocator] [--seed S]";
+                 [--allocators ash-memory,vma,gpu-allocator] [--seed S] [--ash-block-arenas N]";
     while let Some(arg) = it.next() {
         let mut val = || {
             it.next()
@@ -264,6 +257,9 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--quick" => a.quick = true,
+            "--ash-block-arenas" => backends::ASH_BLOCK_ARENAS
+                .set(val().parse().expect("--ash-block-arenas N"))
+                .expect("--ash-block-arenas given twice"),
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--seed" => a.seed = val().parse().expect("--seed S"),
             "--workloads" => {
@@ -445,19 +441,11 @@ fn main() {
         }
         for (ti, &threads) in args.threads.iter().enumerate() {
             let allocs: u64 = traces[ti].iter().map(|t| t.allocs).sum();
-            // Peak live bytes: exact for 1 thread. With N threads it depends on how the threads
-            // happened to interleave, so every allocator is divided by the same number: the
-            // median of the sampled concurrent peaks over all runs of all allocators.
-            let common_live = median_u64(
-                &mut (0..args.peers.len())
-                    .filter(|&pi| args.peers[pi] != Peer::Null)
-                    .flat_map(|pi| {
-                        results[ti * args.peers.len() + pi]
-                            .iter()
-                            .map(|r| r.peak_live)
-                    })
-                    .collect::<Vec<_>>(),
-            );
+            // Peak live bytes, from the traces alone, so every allocator is divided by the same
+            // number and the replay threads share nothing but the allocator: exact for 1
+            // thread; with N threads, the peak of the summed live bytes with the threads in
+            // lockstep (after each one's k-th operation).
+            let common_live = trace::lockstep_peak_live(&traces[ti]);
             for (pi, &peer) in args.peers.iter().enumerate() {
                 let rs = &results[ti * args.peers.len() + pi];
                 let per_op = |d: Duration| d.as_nanos() as f64 / allocs as f64;
@@ -514,7 +502,7 @@ fn main() {
     report(&args, &cells, (probe_before + probe_after) / 2.0);
 }
 
-fn find<'a>(cells: &'a [Cell], w: Workload, threads: usize, p: Peer) -> Option<&'a Cell> {
+fn find(cells: &[Cell], w: Workload, threads: usize, p: Peer) -> Option<&Cell> {
     cells
         .iter()
         .find(|c| c.workload == w && c.threads == threads && c.peer == p)
@@ -525,7 +513,7 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         println!("\n## {threads} thread(s)\n");
         if threads > 1 {
             println!(
-                "Peak live with several threads: median of the sampled concurrent peaks over all runs of all allocators (the same divisor for every allocator).\n"
+                "Peak live with several threads: the peak of the summed live bytes with the threads in lockstep (after each one's k-th operation), the same divisor for every allocator.\n"
             );
         }
         println!(

@@ -40,8 +40,29 @@ pub struct Trace {
     pub ops: Vec<Op>,
     pub slots: usize,
     pub allocs: u64,
-    /// Peak of the sum of requested sizes of live allocations.
-    pub peak_live: u64,
+}
+
+/// The peak of the live bytes summed over `traces` replayed in lockstep: after the k-th
+/// operation of each (a finished trace keeps its final live bytes). For one trace, its peak.
+pub fn lockstep_peak_live(traces: &[Trace]) -> u64 {
+    let mut sizes: Vec<Vec<u64>> = traces.iter().map(|t| vec![0; t.slots]).collect();
+    let mut live = vec![0u64; traces.len()];
+    let longest = traces.iter().map(|t| t.ops.len()).max().unwrap_or(0);
+    let mut peak = 0;
+    for k in 0..longest {
+        for (i, t) in traces.iter().enumerate() {
+            match t.ops.get(k) {
+                Some(&Op::Alloc { slot, req }) => {
+                    sizes[i][slot as usize] = req.size;
+                    live[i] += req.size;
+                }
+                Some(&Op::Free { slot }) => live[i] -= sizes[i][slot as usize],
+                None => {}
+            }
+        }
+        peak = peak.max(live.iter().sum());
+    }
+    peak
 }
 
 /// splitmix64: tiny, seedable, good enough for traces.
@@ -122,7 +143,6 @@ struct Builder {
     ops: Vec<Op>,
     sizes: Vec<u64>,
     live: u64,
-    peak: u64,
     allocs: u64,
 }
 
@@ -132,7 +152,6 @@ impl Builder {
             ops: Vec::new(),
             sizes: vec![0; slots],
             live: 0,
-            peak: 0,
             allocs: 0,
         }
     }
@@ -144,7 +163,6 @@ impl Builder {
         });
         self.sizes[slot] = req.size;
         self.live += req.size;
-        self.peak = self.peak.max(self.live);
         self.allocs += 1;
     }
     fn free(&mut self, slot: usize) {
@@ -158,7 +176,6 @@ impl Builder {
             slots: self.sizes.len(),
             ops: self.ops,
             allocs: self.allocs,
-            peak_live: self.peak,
         }
     }
 }
