@@ -52,6 +52,7 @@ pub use allocator::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
     GenericMemoryAllocatorCreateInfo, MemoryAccessError, MemoryAllocatePreference, MemoryAllocator,
     MemoryProperties, MemoryRequirements, MemoryTypeFilter, MemoryUsage, StandardMemoryAllocator,
+    MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
 };
 pub use budget::HeapBudget;
 pub use device::{Device, DeviceError, EnabledMemoryFeatures};

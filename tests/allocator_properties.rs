@@ -223,3 +223,26 @@ fn random_buffers_and_images_with_every_suballocator() {
         random_run::<BumpAllocator>(layout, seed, create_info());
     }
 }
+
+#[test]
+fn random_buffers_and_images_in_arenas() {
+    // Blocks cut into four arenas: the same invariants, whichever thread count the machine
+    // has, across arena boundaries too.
+    for (i, layout) in GpuLayout::all().into_iter().enumerate() {
+        let create_info = GenericMemoryAllocatorCreateInfo {
+            block_sizes: vec![(0, 64 * MIB)],
+            block_arenas: Some(4),
+            ..Default::default()
+        };
+        random_run::<FreeListAllocator>(layout, 0xA4E4A + i as u64, create_info);
+    }
+    let layout = GpuLayout::large_granularity();
+    let create_info = || GenericMemoryAllocatorCreateInfo {
+        block_sizes: vec![(0, 64 * MIB)],
+        block_arenas: Some(4),
+        ..Default::default()
+    };
+    random_run::<BuddyAllocator>(layout.clone(), 0xA4E4B, create_info());
+    random_run::<PoolAllocator<{ 256 * KIB }>>(layout.clone(), 0xA4E4B, create_info());
+    random_run::<BumpAllocator>(layout, 0xA4E4B, create_info());
+}

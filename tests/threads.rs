@@ -105,7 +105,18 @@ fn worker(allocator: &StandardMemoryAllocator, seed: u64, ops: u64) -> Vec<Live>
 fn run_threads(threads: u64) {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
-    let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+    // Four arenas per block whatever the machine's CPU count, so that threads share blocks
+    // but mostly not arenas, and allocations are freed in other threads' arenas below.
+    let allocator = Arc::new(
+        StandardMemoryAllocator::new(
+            device.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                block_arenas: Some(4),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     let barrier = Arc::new(Barrier::new(threads as usize));
     let ops = 4000 / threads * soak();
     let handles: Vec<_> = (0..threads)

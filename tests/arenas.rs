@@ -1,0 +1,162 @@
+//! Blocks cut into arenas (`block_arenas`): threads get their own arena of a shared block,
+//! spill into the other arenas before a new block is made, large or strictly aligned
+//! requests still fit, statistics see the whole block, and empty blocks are still released.
+//!
+//! One test function on purpose: a thread's home arena follows the order in which threads
+//! first use an allocator in the process, so no other test may start threads alongside.
+
+mod common;
+mod support;
+
+use ash_memory::*;
+use support::{GpuLayout, Sim, MIB};
+
+fn allocator(sim: &Sim, block_size: u64, arenas: usize) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        sim.memory_device(),
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: vec![(0, block_size)],
+            grow_blocks: false,
+            block_arenas: Some(arenas),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn allocate(allocator: &StandardMemoryAllocator, size: u64, alignment: u64) -> MemoryAlloc {
+    let requirements = MemoryRequirements {
+        layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+        memory_type_bits: u32::MAX
+            >> (32 - allocator.device().memory_properties().memory_types.len()),
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    };
+    let info = AllocationCreateInfo {
+        usage: MemoryUsage::DeviceOnly,
+        ..Default::default()
+    };
+    allocator
+        .allocate(requirements, AllocationType::Linear, &info, None)
+        .unwrap_or_else(|e| panic!("{size} bytes aligned to {alignment}: {e}"))
+}
+
+fn in_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("thread panicked"))
+}
+
+/// Two threads, one after the other: each lands in its own half of the same block, and a
+/// thread whose half is full fills the other half before a second block is made.
+fn threads_get_their_own_arena_of_one_block(sim: &Sim) {
+    let allocator = allocator(sim, 64 * MIB, 2);
+    let ty = allocator
+        .find_memory_type_index(u32::MAX, MemoryUsage::DeviceOnly.into())
+        .unwrap();
+    let a = in_thread(|| allocate(&allocator, MIB, 256));
+    let b = in_thread(|| allocate(&allocator, MIB, 256));
+    assert_eq!(a.memory(), b.memory(), "one block for both threads");
+    assert_eq!(allocator.block_count(ty), 1);
+    let half = |x: &MemoryAlloc| x.offset() / (32 * MIB);
+    assert_ne!(half(&a), half(&b), "each thread in its own arena");
+
+    // One thread alone: its own half first, then the other one, then a new block. Its home
+    // arena already holds `a` or `b`, so 31 allocations of 1 MiB fill it.
+    let (filled, spilled) = in_thread(|| {
+        let filled: Vec<_> = (0..31).map(|_| allocate(&allocator, MIB, 256)).collect();
+        let spilled: Vec<_> = (0..31).map(|_| allocate(&allocator, MIB, 256)).collect();
+        (filled, spilled)
+    });
+    let home = half(&filled[0]);
+    assert!(filled
+        .iter()
+        .all(|x| x.memory() == a.memory() && half(x) == home));
+    assert!(spilled
+        .iter()
+        .all(|x| x.memory() == a.memory() && half(x) != home));
+    assert_eq!(
+        allocator.block_count(ty),
+        1,
+        "no new block while an arena has room"
+    );
+    let extra = allocate(&allocator, MIB, 256);
+    assert_ne!(extra.memory(), a.memory());
+    assert_eq!(allocator.block_count(ty), 2);
+
+    // The statistics see whole blocks: every range of every arena, tiling the block.
+    let stats = allocator.statistics();
+    assert_eq!(stats.total.allocation_count, 2 + 31 + 31 + 1);
+    assert_eq!(stats.total.block_count, 2);
+    assert_eq!(stats.total.reserved_bytes, 128 * MIB);
+    let snapshot = allocator.snapshot();
+    for block in snapshot.blocks.iter().filter(|b| !b.dedicated) {
+        let mut end = 0;
+        for r in &block.ranges {
+            assert_eq!(r.offset, end, "ranges tile the block");
+            end += r.size;
+        }
+        assert_eq!(end, block.size);
+    }
+    let leaked = allocator.report_leaks();
+    assert_eq!(leaked.len(), 65);
+
+    // Freeing everything releases the second block again; one empty block stays.
+    drop((a, b, filled, spilled, extra));
+    assert_eq!(allocator.block_count(ty), 1);
+    assert_eq!(allocator.statistics().total.allocation_count, 0);
+}
+
+/// A request larger than an arena gets a block with fewer, larger arenas; a request aligned
+/// more strictly than an arena's offset only goes where the alignment holds.
+fn large_and_strictly_aligned_requests(sim: &Sim) {
+    let allocator = allocator(sim, 128 * MIB, 4);
+    let ty = allocator
+        .find_memory_type_index(u32::MAX, MemoryUsage::DeviceOnly.into())
+        .unwrap();
+    // Arenas of 32 MiB; 48 MiB fits none of them, yet is not large enough to be dedicated.
+    let small = allocate(&allocator, MIB, 1);
+    let large = allocate(&allocator, 48 * MIB, 1);
+    assert!(!large.is_dedicated());
+    assert_ne!(large.memory(), small.memory());
+    assert_eq!(allocator.block_count(ty), 2);
+    // A second one shares the whole-block arena of the first.
+    let large2 = allocate(&allocator, 48 * MIB, 1);
+    assert_eq!(large2.memory(), large.memory());
+    drop((large, large2));
+
+    // 64 MiB alignment: only the arenas at offsets 0 and 64 MiB of a 128 MiB block keep it.
+    let aligned: Vec<_> = (0..4)
+        .map(|_| allocate(&allocator, MIB, 64 * MIB))
+        .collect();
+    for x in &aligned {
+        assert_eq!(x.offset() % (64 * MIB), 0, "offset {}", x.offset());
+    }
+    let mut places: Vec<_> = aligned.iter().map(|x| (x.memory(), x.offset())).collect();
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), aligned.len(), "no two at the same place");
+}
+
+fn invalid_arena_counts_are_rejected(sim: &Sim) {
+    for arenas in [0, MAX_BLOCK_ARENAS + 1] {
+        let result = StandardMemoryAllocator::new(
+            sim.memory_device(),
+            GenericMemoryAllocatorCreateInfo {
+                block_arenas: Some(arenas),
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(result, Err(AllocationError::InvalidConfiguration(_))),
+            "{arenas} arenas"
+        );
+    }
+}
+
+#[test]
+fn arenas() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    threads_get_their_own_arena_of_one_block(&sim);
+    large_and_strictly_aligned_requests(&sim);
+    invalid_arena_counts_are_rejected(&sim);
+    sim.assert_nothing_allocated();
+}
