@@ -19,6 +19,16 @@
 //! preference is [`AlwaysAllocate`](MemoryAllocatePreference::AlwaysAllocate). Such
 //! allocations carry `VkMemoryDedicatedAllocateInfo` when the resource is known.
 //!
+//! # Threads
+//!
+//! An allocator is `Send + Sync` and meant to be shared: allocating and freeing take `&self`.
+//! Threads that allocate at the same time would queue on a block's lock, so each block is
+//! cut into a few arenas (up to
+//! [`block_arenas`](GenericMemoryAllocatorCreateInfo::block_arenas), by default one per CPU,
+//! at most four, none smaller than 16 MiB) with a lock each. A thread tries its own arena of
+//! every block first and the others before a new block is made: threads share the blocks,
+//! and no memory is set aside per thread.
+//!
 //! # Running out
 //!
 //! When `vkAllocateMemory` fails for a new block, the allocator retries with half, a quarter
