@@ -36,7 +36,9 @@ use std::sync::Arc;
 /// The blocks of one memory type.
 pub(crate) struct Pool<S> {
     pub(crate) memory_type_index: u32,
-    blocks: BlockList<Arc<Block<S>>>,
+    /// Blocks are handles (reference-counted parts): each copy of the list holds them
+    /// inline, so the search reads a block's arenas straight from the list.
+    blocks: BlockList<Block<S>>,
 }
 
 /// How a new block should be made, decided by the allocator.
@@ -91,7 +93,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     }
 
     fn search(
-        blocks: &[Arc<Block<S>>],
+        blocks: &[Block<S>],
         layout: DeviceLayout,
         allocation_type: AllocationType,
         granularity: DeviceAlignment,
@@ -210,7 +212,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
             }
         };
         let arenas = ArenaLayout::choose(memory.size(), size, granularity, new_block.arenas);
-        let block = Arc::new(Block::new(memory, arenas, Arc::downgrade(self)));
+        let block = Block::new(memory, arenas, Arc::downgrade(self));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
         let own = thread_shard() % block.arenas().len();

@@ -210,11 +210,22 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
     }
 }
 
-/// A `VkDeviceMemory` block and its arenas.
+/// A `VkDeviceMemory` block and its arenas: a handle, cheap to clone (the pool's list keeps
+/// one per copy). The memory is freed when the last handle and the last allocation in it
+/// are gone.
 pub(crate) struct Block<S> {
     shared: Arc<BlockShared<S>>,
     /// Inline for the usual few: the search reads them for every block it passes.
     arenas: SmallVec<[Arc<Arena<S>>; 4]>,
+}
+
+impl<S> Clone for Block<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            arenas: self.arenas.clone(),
+        }
+    }
 }
 
 impl<S: Suballocator + Send + 'static> Block<S> {
