@@ -44,7 +44,7 @@
 //! # Efficiency
 //!
 //! Allocation and deallocation take constant time: a few bitmap operations, at most 17 range
-//! checks, and a constant number of list updates. Memory use is one 40-byte node per range
+//! checks, and a constant number of list updates. Memory use is one 32-byte node per range
 //! (free or allocated) plus a fixed 4 KiB table of bucket heads. Internal fragmentation is
 //! at most 63 bytes of absorbed padding per allocation. Because the search takes the first
 //! range of a bucket that is sure to fit rather than the smallest range that fits, large
@@ -58,6 +58,13 @@ use crate::layout::{align_down, align_up};
 
 /// "No node": the end of a list.
 const NONE: u32 = u32::MAX;
+/// The state of a node that is not free, kept where a free node keeps its `prev_free` link
+/// (see [`Node`]): node indices stay below `FIRST_TAG`.
+const TAG_RECYCLED: u32 = u32::MAX - 1;
+const TAG_USED_UNKNOWN: u32 = u32::MAX - 2;
+const TAG_USED_LINEAR: u32 = u32::MAX - 3;
+const TAG_USED_NON_LINEAR: u32 = u32::MAX - 4;
+const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
 /// Padding before an allocation shorter than this is absorbed into it rather than split off.
 const MIN_SPLIT_PADDING: DeviceSize = 64;
 /// Fallback candidates tried once the sure-fit bucket search found nothing.
@@ -71,6 +78,22 @@ enum State {
     Recycled,
 }
 
+impl State {
+    /// What `Node::prev_free` holds for a node in this state (a free node not yet in a
+    /// bucket list: `NONE`).
+    #[inline]
+    fn tag(self) -> u32 {
+        match self {
+            State::Free => NONE,
+            State::Recycled => TAG_RECYCLED,
+            State::Used(AllocationType::Unknown) => TAG_USED_UNKNOWN,
+            State::Used(AllocationType::Linear) => TAG_USED_LINEAR,
+            State::Used(AllocationType::NonLinear) => TAG_USED_NON_LINEAR,
+        }
+    }
+}
+
+/// One range of the region, 32 bytes: two nodes per cache line, none straddling two.
 #[derive(Clone, Copy, Debug)]
 struct Node {
     offset: DeviceSize,
@@ -78,16 +101,35 @@ struct Node {
     /// Physical neighbours.
     prev: u32,
     next: u32,
-    /// Bucket list links of a free node; `next_free` also links recycled nodes.
+    /// A free node's previous node in its bucket list (or `NONE`); for any other node, its
+    /// state as a tag (`TAG_*`), which no node index reaches. Only free nodes need the link,
+    /// so the state costs no room of its own.
     prev_free: u32,
+    /// A free node's next node in its bucket list; a recycled node's next recycled node.
     next_free: u32,
-    state: State,
 }
 
 impl Node {
     #[inline]
     fn end(&self) -> DeviceSize {
         self.offset + self.size
+    }
+
+    #[inline]
+    fn state(&self) -> State {
+        match self.prev_free {
+            TAG_RECYCLED => State::Recycled,
+            TAG_USED_UNKNOWN => State::Used(AllocationType::Unknown),
+            TAG_USED_LINEAR => State::Used(AllocationType::Linear),
+            TAG_USED_NON_LINEAR => State::Used(AllocationType::NonLinear),
+            _ => State::Free,
+        }
+    }
+
+    /// Sets the state; a node made free is unlinked until it is inserted into a bucket.
+    #[inline]
+    fn set_state(&mut self, state: State) {
+        self.prev_free = state.tag();
     }
 }
 
@@ -140,7 +182,7 @@ impl FreeListAllocator {
 
     fn recycle(&mut self, idx: u32) {
         let node = &mut self.nodes[idx as usize];
-        node.state = State::Recycled;
+        node.set_state(State::Recycled);
         node.next_free = self.recycled;
         self.recycled = idx;
     }
@@ -160,7 +202,7 @@ impl FreeListAllocator {
         let check_pages = granularity != DeviceAlignment::MIN;
         if check_pages && node.prev != NONE {
             // The previous node ends at `node.offset`, so its last byte is `node.offset - 1`.
-            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state {
+            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
                 if prev_ty.conflicts_with(ty)
                     && align_down(node.offset - 1, granularity) == align_down(start, granularity)
                 {
@@ -174,7 +216,7 @@ impl FreeListAllocator {
         }
         if check_pages && node.next != NONE {
             // The next node starts at `node.end()`.
-            if let State::Used(next_ty) = self.nodes[node.next as usize].state {
+            if let State::Used(next_ty) = self.nodes[node.next as usize].state() {
                 if next_ty.conflicts_with(ty)
                     && align_down(end - 1, granularity) == align_down(node.end(), granularity)
                 {
@@ -215,9 +257,8 @@ impl FreeListAllocator {
                 size: end - offset,
                 prev,
                 next: idx,
-                prev_free: NONE,
+                prev_free: State::Used(ty).tag(),
                 next_free: NONE,
-                state: State::Used(ty),
             });
             if prev != NONE {
                 self.nodes[prev as usize].next = used;
@@ -246,9 +287,8 @@ impl FreeListAllocator {
                 size: start - offset,
                 prev,
                 next: idx,
-                prev_free: NONE,
+                prev_free: State::Free.tag(),
                 next_free: NONE,
-                state: State::Free,
             });
             if prev != NONE {
                 self.nodes[prev as usize].next = pad;
@@ -265,9 +305,8 @@ impl FreeListAllocator {
                 size: range_end - end,
                 prev: idx,
                 next,
-                prev_free: NONE,
+                prev_free: State::Free.tag(),
                 next_free: NONE,
-                state: State::Free,
             });
             if next != NONE {
                 self.nodes[next as usize].prev = tail;
@@ -278,7 +317,7 @@ impl FreeListAllocator {
         let node = &mut self.nodes[idx as usize];
         node.offset = node_start;
         node.size = end - node_start;
-        node.state = State::Used(ty);
+        node.set_state(State::Used(ty));
         self.free_size -= node.size;
         self.allocation_count += 1;
         Suballocation {
@@ -320,8 +359,8 @@ impl Suballocator for FreeListAllocator {
         if size > self.free_size {
             return Err(SuballocatorError::OutOfRegionMemory);
         }
-        // An allocation adds at most two nodes; keep every index below `NONE`.
-        if self.recycled == NONE && self.nodes.len() >= (NONE - 2) as usize {
+        // An allocation adds at most two nodes; keep every index below the state tags.
+        if self.recycled == NONE && self.nodes.len() >= (FIRST_TAG - 2) as usize {
             return Err(SuballocatorError::FragmentedRegion);
         }
         let alignment = layout.alignment();
@@ -362,15 +401,15 @@ impl Suballocator for FreeListAllocator {
         let mut idx = suballocation.handle.get() as u32;
         let node = self.nodes[idx as usize];
         assert!(
-            matches!(node.state, State::Used(_))
+            matches!(node.state(), State::Used(_))
                 && node.offset <= suballocation.offset
                 && suballocation.offset - node.offset + suballocation.size <= node.size,
             "{suballocation:?} is not a live allocation of this FreeListAllocator",
         );
         self.free_size += node.size;
         self.allocation_count -= 1;
-        self.nodes[idx as usize].state = State::Free;
-        if node.next != NONE && self.nodes[node.next as usize].state == State::Free {
+        self.nodes[idx as usize].set_state(State::Free);
+        if node.next != NONE && self.nodes[node.next as usize].state() == State::Free {
             let next = node.next;
             self.buckets.remove(&mut self.nodes, next);
             let Node {
@@ -383,7 +422,7 @@ impl Suballocator for FreeListAllocator {
             }
             self.recycle(next);
         }
-        if node.prev != NONE && self.nodes[node.prev as usize].state == State::Free {
+        if node.prev != NONE && self.nodes[node.prev as usize].state() == State::Free {
             let prev = node.prev;
             self.buckets.remove(&mut self.nodes, prev);
             let Node {
@@ -430,9 +469,8 @@ impl Suballocator for FreeListAllocator {
                 size: self.region_size,
                 prev: NONE,
                 next: NONE,
-                prev_free: NONE,
+                prev_free: State::Free.tag(),
                 next_free: NONE,
-                state: State::Free,
             });
             self.buckets.insert(&mut self.nodes, self.first);
         }
@@ -442,7 +480,7 @@ impl Suballocator for FreeListAllocator {
         let mut idx = self.first;
         while idx != NONE {
             let node = &self.nodes[idx as usize];
-            let kind = match node.state {
+            let kind = match node.state() {
                 State::Free => RangeKind::Free,
                 State::Used(ty) => RangeKind::Allocated(ty),
                 State::Recycled => unreachable!("a recycled node is linked into the region"),
@@ -508,6 +546,41 @@ mod tests {
         out
     }
 
+    #[test]
+    fn a_node_is_half_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Node>(), 32);
+        for state in [
+            State::Free,
+            State::Recycled,
+            State::Used(Unknown),
+            State::Used(Linear),
+            State::Used(NonLinear),
+        ] {
+            let mut node = Node {
+                offset: 0,
+                size: 1,
+                prev: NONE,
+                next: NONE,
+                prev_free: 7,
+                next_free: NONE,
+            };
+            node.set_state(state);
+            assert_eq!(node.state(), state);
+        }
+        // A free node's link, whatever its value below the tags, reads as free.
+        for link in [0, 1, FIRST_TAG - 1, NONE] {
+            let node = Node {
+                offset: 0,
+                size: 1,
+                prev: NONE,
+                next: NONE,
+                prev_free: link,
+                next_free: NONE,
+            };
+            assert_eq!(node.state(), State::Free);
+        }
+    }
+
     /// Internal invariants the public checker cannot see: free ranges are coalesced, every
     /// free node is in the list of the bucket its size belongs to, the bitmaps agree with the
     /// lists, and the physical list links both ways.
@@ -518,15 +591,15 @@ mod tests {
         while idx != NONE {
             let node = &s.nodes[idx as usize];
             assert_eq!(node.prev, prev, "physical back link of node {idx}");
-            if node.state == State::Free {
+            if node.state() == State::Free {
                 free_nodes += 1;
                 assert!(
-                    prev == NONE || s.nodes[prev as usize].state != State::Free,
+                    prev == NONE || s.nodes[prev as usize].state() != State::Free,
                     "two free neighbours at {}",
                     node.offset
                 );
             }
-            assert_ne!(node.state, State::Recycled);
+            assert_ne!(node.state(), State::Recycled);
             prev = idx;
             idx = node.next;
         }
@@ -539,7 +612,7 @@ mod tests {
             let mut idx = head;
             while idx != NONE {
                 let node = &s.nodes[idx as usize];
-                assert_eq!(node.state, State::Free);
+                assert_eq!(node.state(), State::Free);
                 assert_eq!(Bucket::containing(node.size), b);
                 assert_eq!(node.prev_free, prev_free);
                 listed += 1;
@@ -552,7 +625,7 @@ mod tests {
         let mut recycled = 0;
         let mut idx = s.recycled;
         while idx != NONE {
-            assert_eq!(s.nodes[idx as usize].state, State::Recycled);
+            assert_eq!(s.nodes[idx as usize].state(), State::Recycled);
             recycled += 1;
             idx = s.nodes[idx as usize].next_free;
         }

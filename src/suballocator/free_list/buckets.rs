@@ -132,7 +132,7 @@ impl Buckets {
         let bucket = Bucket::containing(nodes[idx as usize].size);
         let head = self.heads[bucket.index()];
         let node = &mut nodes[idx as usize];
-        debug_assert_eq!(node.state, State::Free);
+        debug_assert_eq!(node.state(), State::Free);
         node.prev_free = NONE;
         node.next_free = head;
         if head != NONE {
