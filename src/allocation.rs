@@ -20,18 +20,80 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 /// The block side of an allocation: where its range goes back to.
+///
+/// Implemented by a type that lives in an `Arc` and counts its live allocations itself, under
+/// its own lock: see [`BlockRef`] for how the allocations keep it alive.
 pub(crate) trait BlockOwner: Send + Sync {
     /// The block's memory.
     fn memory(&self) -> &DeviceMemory;
-    /// Returns `suballocation` to the block.
+    /// Returns `suballocation` to the block, and says whether that was the last live
+    /// allocation of this owner (the caller then calls [`BlockRef::release`]).
     ///
     /// # Safety
     ///
     /// `suballocation` came from this block and is returned once.
-    unsafe fn free(&self, suballocation: Suballocation);
+    unsafe fn free(&self, suballocation: Suballocation) -> bool;
     /// Forgets the name of the allocation at `offset` (called before `free` for named
     /// allocations only).
     fn forget_name(&self, _offset: DeviceSize) {}
+}
+
+/// An allocation's pointer to its block owner, which costs no reference count per
+/// allocation.
+///
+/// The live allocations of an owner together hold *one* strong reference to its `Arc`: the
+/// allocation that makes the owner's count of live allocations go from 0 to 1 is created with
+/// [`first`](Self::first), which leaks a clone of the `Arc` into the pointer; the others
+/// with [`another`](Self::another), which only copies the pointer. The free that brings the
+/// count back to 0 (the owner's [`free`](BlockOwner::free) returns `true`) gives that
+/// reference back with [`release`](Self::release). The count is kept by the owner under its
+/// lock, so while any allocation of the owner lives the reference is held and the pointer is
+/// valid. Saving the atomic increment and decrement of every allocation matters on the hot
+/// path (about 10 ns per allocate and free).
+pub(crate) struct BlockRef(NonNull<dyn BlockOwner>);
+
+// SAFETY: a `BlockRef` is used as a shared reference to a `dyn BlockOwner`, kept valid by the
+// protocol above; `BlockOwner: Send + Sync`, so sharing and sending it across threads is as
+// safe as for `&dyn BlockOwner` (the `Arc` it stands for is `Send + Sync` too).
+unsafe impl Send for BlockRef {}
+// SAFETY: as above.
+unsafe impl Sync for BlockRef {}
+
+impl BlockRef {
+    /// The pointer of the allocation that makes `owner`'s live count go from 0 to 1: takes
+    /// the allocations' shared strong reference.
+    pub(crate) fn first<T: BlockOwner + 'static>(owner: &Arc<T>) -> Self {
+        let raw: *const dyn BlockOwner = Arc::into_raw(owner.clone() as Arc<dyn BlockOwner>);
+        // SAFETY: `Arc::into_raw` never returns null.
+        Self(unsafe { NonNull::new_unchecked(raw.cast_mut()) })
+    }
+
+    /// The pointer of any other allocation of `owner`, made while its live count is above 0.
+    pub(crate) fn another<T: BlockOwner + 'static>(owner: &Arc<T>) -> Self {
+        let raw: *const dyn BlockOwner = Arc::as_ptr(owner) as *const dyn BlockOwner;
+        // SAFETY: `Arc::as_ptr` never returns null.
+        Self(unsafe { NonNull::new_unchecked(raw.cast_mut()) })
+    }
+
+    #[inline]
+    fn get(&self) -> &dyn BlockOwner {
+        // SAFETY: the owner is alive while any of its allocations is (see the type's docs),
+        // and `self` belongs to a live allocation.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Gives back the allocations' shared strong reference.
+    ///
+    /// # Safety
+    ///
+    /// The owner's `free` just returned `true` for this allocation, which is dead now: the
+    /// pointer must not be used afterwards.
+    unsafe fn release(&self) {
+        // SAFETY: the reference was leaked by `first` through `Arc::into_raw` of an
+        // `Arc<dyn BlockOwner>` with this very pointer, and by the caller's contract it is
+        // given back once.
+        drop(unsafe { Arc::from_raw(self.0.as_ptr().cast_const()) });
+    }
 }
 
 /// A memory object of its own, with its registration for statistics.
@@ -49,14 +111,14 @@ pub(crate) enum Owner {
     Dedicated(Box<Dedicated>),
     /// A range of a shared block; the rest of the suballocation is in the `MemoryAlloc`.
     Block {
-        block: Arc<dyn BlockOwner>,
+        block: BlockRef,
         handle: SuballocationHandle,
     },
 }
 
 impl Owner {
     /// A block range.
-    pub(crate) fn block(block: Arc<dyn BlockOwner>, handle: SuballocationHandle) -> Self {
+    pub(crate) fn block(block: BlockRef, handle: SuballocationHandle) -> Self {
         Self::Block { block, handle }
     }
 
@@ -78,9 +140,9 @@ pub struct MemoryAlloc {
     allocation_type: AllocationType,
 }
 
-// `MemoryAlloc` is `Send + Sync` through its fields: `DeviceMemory` (which carries the only
-// `unsafe impl`s, for its mapping pointer) and `Arc<dyn BlockOwner>` (`BlockOwner: Send +
-// Sync`). Through `&self` the mapping is only read; writing requires `&mut self`.
+// `MemoryAlloc` is `Send + Sync` through its fields: `DeviceMemory` (`unsafe impl`s for its
+// mapping pointer) and `BlockRef` (`unsafe impl`s, as a shared reference to a `BlockOwner:
+// Send + Sync`). Through `&self` the mapping is only read; writing requires `&mut self`.
 
 impl std::fmt::Debug for MemoryAlloc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,7 +180,7 @@ impl MemoryAlloc {
     fn device_memory(&self) -> &DeviceMemory {
         match &self.owner {
             Owner::Dedicated(d) => &d.memory,
-            Owner::Block { block, .. } => block.memory(),
+            Owner::Block { block, .. } => block.get().memory(),
         }
     }
 
@@ -284,8 +346,9 @@ impl MemoryAlloc {
 impl Drop for MemoryAlloc {
     fn drop(&mut self) {
         if let Owner::Block { block, handle } = &self.owner {
+            let owner = block.get();
             if self.name.is_some() {
-                block.forget_name(self.offset);
+                owner.forget_name(self.offset);
             }
             let suballocation = Suballocation {
                 offset: self.offset,
@@ -296,7 +359,11 @@ impl Drop for MemoryAlloc {
             // SAFETY: these are the fields of the suballocation this block handed out for
             // this allocation, unchanged, and this is the only place that returns it, once,
             // when the allocation dies.
-            unsafe { block.free(suballocation) };
+            if unsafe { owner.free(suballocation) } {
+                // SAFETY: that was the owner's last live allocation, and this one is dead:
+                // neither `owner` nor `block` is used again.
+                unsafe { block.release() };
+            }
         }
         // A dedicated `DeviceMemory` frees itself when `owner` is dropped.
     }

@@ -465,3 +465,85 @@ fn allocator_and_allocations_are_send_and_sync() {
     drop(from_other_thread);
     drop(allocator);
 }
+
+/// A suballocator that places ranges correctly but always reports no live allocations: a
+/// `Suballocator` is a safe trait users may implement, so a miscount must not let the
+/// allocator free a block that still has allocations.
+struct Miscounting(FreeListAllocator);
+
+impl Suballocator for Miscounting {
+    fn new(region_size: DeviceSize) -> Self {
+        Self(FreeListAllocator::new(region_size))
+    }
+    fn region_size(&self) -> DeviceSize {
+        self.0.region_size()
+    }
+    fn allocate(
+        &mut self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Result<Suballocation, SuballocatorError> {
+        self.0.allocate(layout, allocation_type, granularity)
+    }
+    unsafe fn deallocate(&mut self, suballocation: Suballocation) {
+        // SAFETY: forwarded contract.
+        unsafe { self.0.deallocate(suballocation) }
+    }
+    fn free_size(&self) -> DeviceSize {
+        self.0.free_size()
+    }
+    fn largest_free_range(&self) -> DeviceSize {
+        self.0.largest_free_range()
+    }
+    fn allocation_count(&self) -> usize {
+        0
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
+        self.0.for_each_range(f)
+    }
+}
+
+#[test]
+fn allocations_keep_their_block_alive_whatever_the_suballocator_counts() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator =
+        GenericMemoryAllocator::<Miscounting>::new(device.clone(), Default::default()).unwrap();
+    let info = AllocationCreateInfo {
+        usage: MemoryUsage::Upload,
+        ..Default::default()
+    };
+    let layout = DeviceLayout::from_size_alignment(4 * KIB, 64).unwrap();
+    let ty = allocator
+        .find_memory_type_index(u32::MAX, MemoryUsage::Upload.into())
+        .unwrap();
+    let mut a = allocator
+        .allocate_from_type(ty, layout, AllocationType::Linear, &info)
+        .unwrap();
+    let mut b = allocator
+        .allocate_from_type(ty, layout, AllocationType::Linear, &info)
+        .unwrap();
+    assert_eq!(a.memory(), b.memory());
+    // Freeing one of two must not release the block, nor must dropping the allocator.
+    let c = allocator
+        .allocate_from_type(ty, layout, AllocationType::Linear, &info)
+        .unwrap();
+    drop(c);
+    assert_eq!(allocator.block_count(ty), 1);
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 1);
+    for (alloc, byte) in [(&mut a, 0xA5u8), (&mut b, 0x5A)] {
+        alloc.write(0, &[byte; 256]).unwrap();
+    }
+    drop(a);
+    assert_eq!(device.live_memory_objects(), 1, "b still lives in the block");
+    let mut back = [0u8; 256];
+    b.read(0, &mut back).unwrap();
+    assert_eq!(back, [0x5A; 256]);
+    drop(b);
+    assert_eq!(device.live_memory_objects(), 0);
+}

@@ -27,7 +27,7 @@ mod failed_request;
 pub(crate) use self::block::Block;
 use self::block::{Arena, ArenaLayout};
 use super::block_list::{thread_shard, BlockList};
-use crate::allocation::{BlockOwner, MemoryAlloc, Owner};
+use crate::allocation::{BlockRef, MemoryAlloc, Owner};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, Suballocator, SuballocatorError};
@@ -68,12 +68,16 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         }
     }
 
-    fn wrap(arena: &Arc<Arena<S>>, s: Suballocation, name: Option<Arc<str>>) -> MemoryAlloc {
+    fn wrap(
+        arena: &Arena<S>,
+        (s, block): (Suballocation, BlockRef),
+        name: Option<Arc<str>>,
+    ) -> MemoryAlloc {
         if let Some(name) = &name {
             arena.set_name(s.offset, name.clone());
         }
         MemoryAlloc::new(
-            Owner::block(arena.clone() as Arc<dyn BlockOwner>, s.handle),
+            Owner::block(block, s.handle),
             s.offset,
             s.size,
             s.allocation_type,

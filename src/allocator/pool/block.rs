@@ -23,7 +23,7 @@
 
 use super::failed_request::FailedRequest;
 use super::Pool;
-use crate::allocation::BlockOwner;
+use crate::allocation::{BlockOwner, BlockRef};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{
@@ -99,6 +99,16 @@ struct BlockShared<S> {
     names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
 }
 
+/// What an arena's lock guards: the suballocator and the arena's own count of live
+/// allocations. The count, not the suballocator's `allocation_count` (a trait users may
+/// implement), decides when the allocations' shared reference to the arena is taken and
+/// given back (see [`BlockRef`]), so a suballocator that miscounts cannot free an arena
+/// that is still in use.
+struct Guarded<S> {
+    sub: S,
+    live: usize,
+}
+
 /// One independently locked part of a block, allocated on its own behind the reference
 /// count that its allocations hold.
 ///
@@ -107,7 +117,7 @@ struct BlockShared<S> {
 /// the arena ends in padding, so that the next heap object (often the block's next arena)
 /// starts at least 128 bytes (adjacent-line prefetch included) after its last field.
 pub(crate) struct Arena<S> {
-    suballocator: Mutex<S>,
+    suballocator: Mutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
     /// The smallest request that failed here since the last free.
@@ -130,26 +140,36 @@ impl<S: Suballocator + Send + 'static> Arena<S> {
     }
 
     /// Allocates under the arena's lock; when `wait` is false and another thread holds the
-    /// lock, returns `None` at once. The returned offset is the block's, not the arena's.
+    /// lock, returns `None` at once. The returned offset is the block's, not the arena's;
+    /// the returned [`BlockRef`] is the allocation's pointer to the arena.
     #[inline]
     pub(super) fn try_allocate(
-        &self,
+        self: &Arc<Self>,
         layout: DeviceLayout,
         allocation_type: AllocationType,
         granularity: DeviceAlignment,
         wait: bool,
-    ) -> Option<Result<Suballocation, SuballocatorError>> {
-        let mut s = if wait {
+    ) -> Option<Result<(Suballocation, BlockRef), SuballocatorError>> {
+        let mut guard = if wait {
             self.suballocator.lock()
         } else {
             self.suballocator.try_lock()?
         };
-        let result = s.allocate(layout, allocation_type, granularity);
-        self.publish_largest_free(&s);
+        let g = &mut *guard;
+        let result = g.sub.allocate(layout, allocation_type, granularity);
+        self.publish_largest_free(&g.sub);
         match result {
             Ok(mut suballocation) => {
                 suballocation.offset += self.base;
-                Some(Ok(suballocation))
+                g.live += 1;
+                // Taken under the lock, so that the free that brings the count back to 0
+                // cannot give the reference back before it is taken.
+                let block = if g.live == 1 {
+                    BlockRef::first(self)
+                } else {
+                    BlockRef::another(self)
+                };
+                Some(Ok((suballocation, block)))
             }
             Err(e) => {
                 if matches!(
@@ -190,23 +210,28 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
         self.shared.names.lock().remove(&offset);
     }
 
-    unsafe fn free(&self, mut suballocation: Suballocation) {
+    unsafe fn free(&self, mut suballocation: Suballocation) -> bool {
         suballocation.offset -= self.base;
         let now_empty = {
-            let mut s = self.suballocator.lock();
+            let mut guard = self.suballocator.lock();
+            let g = &mut *guard;
             // SAFETY: forwarded from the caller: the suballocation came from this arena (its
             // offset moved back from the block's to the arena's, as `try_allocate` moved it)
             // and is returned once.
-            unsafe { s.deallocate(suballocation) };
+            unsafe { g.sub.deallocate(suballocation) };
+            g.live -= 1;
             self.failed.clear();
-            self.publish_largest_free(&s);
-            s.allocation_count() == 0
+            self.publish_largest_free(&g.sub);
+            g.live == 0
         };
         if now_empty {
+            // Still alive here: the caller holds the allocations' reference until this
+            // returns.
             if let Some(pool) = self.shared.pool.upgrade() {
                 pool.release_empty_blocks();
             }
         }
+        now_empty
     }
 }
 
@@ -241,7 +266,10 @@ impl<S: Suballocator + Send + 'static> Block<S> {
             .map(|i| {
                 let (base, size) = layout.range(i, block_size);
                 Arc::new(Arena {
-                    suballocator: Mutex::new(S::new(size)),
+                    suballocator: Mutex::new(Guarded {
+                        sub: S::new(size),
+                        live: 0,
+                    }),
                     largest_free: AtomicU64::new(size),
                     failed: FailedRequest::default(),
                     base,
@@ -265,10 +293,7 @@ impl<S: Suballocator + Send + 'static> Block<S> {
 
     /// The number of live allocations, over all arenas.
     pub(crate) fn allocation_count(&self) -> usize {
-        self.arenas
-            .iter()
-            .map(|a| a.suballocator.lock().allocation_count())
-            .sum()
+        self.arenas.iter().map(|a| a.suballocator.lock().live).sum()
     }
 
     /// Calls `f` for every range of the block in offset order (arena by arena, offsets in
@@ -276,7 +301,7 @@ impl<S: Suballocator + Send + 'static> Block<S> {
     /// separately: no allocation can span them.
     pub(crate) fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
         for arena in self.arenas.iter() {
-            arena.suballocator.lock().for_each_range(&mut |r| {
+            arena.suballocator.lock().sub.for_each_range(&mut |r| {
                 f(RangeInfo {
                     offset: r.offset + arena.base,
                     ..r
@@ -292,9 +317,7 @@ impl<S: Suballocator + Send + 'static> Block<S> {
 
     /// Whether no allocation lives in the block, waiting for each arena's lock.
     pub(super) fn is_empty(&self) -> bool {
-        self.arenas
-            .iter()
-            .all(|a| a.suballocator.lock().allocation_count() == 0)
+        self.arenas.iter().all(|a| a.suballocator.lock().live == 0)
     }
 }
 
