@@ -540,7 +540,11 @@ fn allocations_keep_their_block_alive_whatever_the_suballocator_counts() {
         alloc.write(0, &[byte; 256]).unwrap();
     }
     drop(a);
-    assert_eq!(device.live_memory_objects(), 1, "b still lives in the block");
+    assert_eq!(
+        device.live_memory_objects(),
+        1,
+        "b still lives in the block"
+    );
     let mut back = [0u8; 256];
     b.read(0, &mut back).unwrap();
     assert_eq!(back, [0x5A; 256]);

@@ -12,7 +12,7 @@
 //! bytes reserved from the driver, bytes in live allocations, and the count, sum, minimum,
 //! maximum and average of the allocated and of the free ranges. [`AllocatorStatistics`] has
 //! one per memory object, memory type and heap (with the heap's [budget](crate::budget)), and
-//! the total. Computing them walks every range of every block under that block's lock: cheap
+//! the total. Computing them walks every range of every block under its arenas' locks: cheap
 //! enough for a debug overlay once a frame, but not free.
 //!
 //! # Snapshot
@@ -20,8 +20,10 @@
 //! [`MemorySnapshot`] adds every range of every memory object, with its kind and the name of
 //! the allocation in it (from [`AllocationCreateInfo::name`](crate::AllocationCreateInfo::name)).
 //! Blocks remember names only for allocations that have one, so unnamed allocations cost
-//! nothing. A snapshot taken while other threads allocate is consistent per block, not across
-//! blocks.
+//! nothing. A snapshot taken while other threads allocate is consistent per block arena, not
+//! across arenas or blocks. A block cut into arenas (see
+//! [`block_arenas`](crate::GenericMemoryAllocatorCreateInfo::block_arenas)) shows free space
+//! that meets at an arena boundary as two free ranges, because no allocation can span it.
 //!
 //! # JSON dump
 //!

@@ -1,8 +1,8 @@
 //! Statistics, snapshots and the leak report of a [`GenericMemoryAllocator`].
 //!
 //! Blocks are walked through their pools; dedicated allocations through the allocator's
-//! [`DedicatedRegistry`]. Each block is read under its own lock, so a snapshot taken while
-//! other threads allocate is consistent per block.
+//! [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot
+//! taken while other threads allocate is consistent per arena.
 
 use super::GenericMemoryAllocator;
 use crate::allocator::dedicated::{DedicatedRegistry, DedicatedTicket};
