@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// threads beyond it share copies, which is correct, only slower.
 const SHARDS: usize = 8;
 
+// A thread's home arena is its shard modulo the arena count: every arena can be a home.
+const _: () = assert!(SHARDS >= super::config::MAX_BLOCK_ARENAS);
+
 /// Keeps each copy's lock on its own cache line (128 bytes covers adjacent-line prefetch).
 #[repr(align(128))]
 struct Padded<T>(T);
