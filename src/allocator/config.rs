@@ -82,13 +82,17 @@ pub(crate) fn validate_block_sizes(table: &[(DeviceSize, DeviceSize)]) -> Result
     Ok(())
 }
 
-/// The number of arenas per block that `block_arenas` asks for, or why it is invalid.
+/// The number of arenas per block that `block_arenas` asks for, rounded down to a power of
+/// two, or why it is invalid.
 pub(crate) fn arenas_per_block(block_arenas: Option<usize>) -> Result<usize, String> {
+    let floor_pow2 = |n: usize| 1 << n.ilog2();
     match block_arenas {
-        None => Ok(std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(MAX_AUTO_BLOCK_ARENAS)),
-        Some(n @ 1..=MAX_BLOCK_ARENAS) => Ok(n),
+        None => Ok(floor_pow2(
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_AUTO_BLOCK_ARENAS),
+        )),
+        Some(n @ 1..=MAX_BLOCK_ARENAS) => Ok(floor_pow2(n)),
         Some(n) => Err(format!(
             "block_arenas must be between 1 and {MAX_BLOCK_ARENAS}, not {n}"
         )),
@@ -129,7 +133,10 @@ mod tests {
     fn block_arenas() {
         let auto = arenas_per_block(None).unwrap();
         assert!((1..=MAX_AUTO_BLOCK_ARENAS).contains(&auto));
+        assert!(auto.is_power_of_two());
         assert_eq!(arenas_per_block(Some(1)), Ok(1));
+        assert_eq!(arenas_per_block(Some(3)), Ok(2));
+        assert_eq!(arenas_per_block(Some(7)), Ok(4));
         assert_eq!(
             arenas_per_block(Some(MAX_BLOCK_ARENAS)),
             Ok(MAX_BLOCK_ARENAS)

@@ -41,8 +41,6 @@ pub struct GenericMemoryAllocator<S> {
     fast_path_limit: Vec<DeviceSize>,
     /// The memory type chosen for the last `memory_type_bits` of each standard usage.
     type_cache: TypeCache,
-    /// How many arenas a new block is cut into at most.
-    arenas_per_block: usize,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -100,7 +98,9 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .iter()
             .map(|h| block_size_for_heap(&create_info.block_sizes, h.size))
             .collect();
-        let pools: Vec<_> = (0..type_count as u32).map(Pool::new).collect();
+        let pools: Vec<_> = (0..type_count as u32)
+            .map(|i| Pool::new(i, arenas_per_block))
+            .collect();
         let dedicated_soft_limit = device.max_memory_allocation_count() / 4 * 3;
         let observer = observe::Observer::new(&device, &pools);
         let fast_path_limit = props
@@ -123,7 +123,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             observer,
             fast_path_limit,
             type_cache: TypeCache::default(),
-            arenas_per_block,
         })
     }
 
@@ -239,7 +238,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let new_block = NewBlock {
             preferred_size: block_size,
             grow: self.create_info.grow_blocks,
-            arenas: self.arenas_per_block,
             allocate_memory: &allocate_memory,
         };
         let granularity: DeviceAlignment = self.device.buffer_image_granularity();

@@ -31,6 +31,7 @@ use crate::allocation::{BlockRef, MemoryAlloc, Owner};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, Suballocator, SuballocatorError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The blocks of one memory type.
@@ -39,6 +40,14 @@ pub(crate) struct Pool<S> {
     /// Blocks are handles (reference-counted parts): each copy of the list holds them
     /// inline, so the search reads a block's arenas straight from the list.
     blocks: BlockList<Block<S>>,
+    /// The most arenas per block, a power of two. Each thread has one of this many home
+    /// slots, and every slot has one home arena in each fully cut block; blocks cut into
+    /// fewer arenas (or none) take turns serving the slots, so threads do not share homes
+    /// there either.
+    home_slots: usize,
+    /// Blocks cut into fewer than `home_slots` arenas made so far: decides which slots the
+    /// next such block serves, so that they take turns.
+    partial_blocks_made: AtomicUsize,
 }
 
 /// How a new block should be made, decided by the allocator.
@@ -47,18 +56,26 @@ pub(crate) struct NewBlock<'a> {
     pub preferred_size: DeviceSize,
     /// Whether the first blocks start smaller.
     pub grow: bool,
-    /// How many arenas a block is cut into at most.
-    pub arenas: usize,
     /// Makes the memory of the given size, or fails.
     pub allocate_memory: &'a dyn Fn(DeviceSize) -> Result<DeviceMemory, crate::AllocationError>,
 }
 
 impl<S: Suballocator + Send + 'static> Pool<S> {
-    pub(crate) fn new(memory_type_index: u32) -> Arc<Self> {
+    /// A pool whose blocks are cut into at most `home_slots` arenas (a power of two).
+    pub(crate) fn new(memory_type_index: u32, home_slots: usize) -> Arc<Self> {
+        debug_assert!(home_slots.is_power_of_two());
         Arc::new(Self {
             memory_type_index,
             blocks: BlockList::new(),
+            home_slots,
+            partial_blocks_made: AtomicUsize::new(0),
         })
+    }
+
+    /// The calling thread's home slot.
+    #[inline]
+    fn home_slot(&self) -> usize {
+        thread_shard() & (self.home_slots - 1)
     }
 
     /// Runs `f` for every block under the pool's read lock.
@@ -97,6 +114,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     }
 
     fn search(
+        &self,
         blocks: &[Block<S>],
         layout: DeviceLayout,
         allocation_type: AllocationType,
@@ -109,7 +127,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         // finds an arena busy. Third pass, only if some arena was busy: wait for those.
         // Arena counts are powers of two, so the home arena is a mask away. The hints are
         // checked here, inline: most arenas the walk passes are skipped on them.
-        let home = thread_shard();
+        let slot = self.home_slot();
         let mut busy = false;
         let mut split = false;
         macro_rules! try_arena {
@@ -126,15 +144,19 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         }
         for block in blocks {
             let arenas = block.arenas();
-            split |= arenas.len() > 1;
-            try_arena!(&arenas[home & (arenas.len() - 1)], wait: false, on_busy: busy = true);
+            match block.home_index(slot, self.home_slots) {
+                Some(i) => {
+                    split |= arenas.len() > 1;
+                    try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                }
+                None => split = true,
+            }
         }
         if split {
             for block in blocks {
-                let arenas = block.arenas();
-                let own = home & (arenas.len() - 1);
-                for (i, arena) in arenas.iter().enumerate() {
-                    if i != own {
+                let own = block.home_index(slot, self.home_slots);
+                for (i, arena) in block.arenas().iter().enumerate() {
+                    if Some(i) != own {
                         try_arena!(arena, wait: false, on_busy: busy = true);
                     }
                 }
@@ -159,7 +181,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         name: &Option<Arc<str>>,
     ) -> Option<MemoryAlloc> {
         let blocks = self.blocks.read();
-        Self::search(&blocks, layout, allocation_type, granularity, name)
+        self.search(&blocks, layout, allocation_type, granularity, name)
             .ok()
             .flatten()
     }
@@ -176,7 +198,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
     ) -> Result<MemoryAlloc, crate::AllocationError> {
         let seen = {
             let blocks = self.blocks.read();
-            if let Some(a) = Self::search(&blocks, layout, allocation_type, granularity, name)? {
+            if let Some(a) = self.search(&blocks, layout, allocation_type, granularity, name)? {
                 return Ok(a);
             }
             blocks.len()
@@ -188,7 +210,7 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
         // Another thread may have added (or released) blocks meanwhile: look again.
         if blocks.items().len() != seen {
             if let Some(a) =
-                Self::search(blocks.items(), layout, allocation_type, granularity, name)?
+                self.search(blocks.items(), layout, allocation_type, granularity, name)?
             {
                 return Ok(a);
             }
@@ -215,11 +237,24 @@ impl<S: Suballocator + Send + 'static> Pool<S> {
                 }
             }
         };
-        let arenas = ArenaLayout::choose(memory.size(), size, granularity, new_block.arenas);
-        let block = Block::new(memory, arenas, Arc::downgrade(self));
+        let arenas = ArenaLayout::choose(memory.size(), size, granularity, self.home_slots);
+        let serial = if arenas.count < self.home_slots {
+            self.partial_blocks_made.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let block = Block::new(
+            memory,
+            arenas,
+            serial,
+            self.home_slots,
+            Arc::downgrade(self),
+        );
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
-        let own = thread_shard() % block.arenas().len();
+        let own = block
+            .home_index(self.home_slot(), self.home_slots)
+            .unwrap_or(0);
         let order = block.arenas()[own..].iter().chain(&block.arenas()[..own]);
         for arena in order.filter(|a| a.may_fit(layout, allocation_type)) {
             match arena.try_allocate(layout, allocation_type, granularity, true) {

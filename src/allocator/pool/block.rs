@@ -90,6 +90,24 @@ impl ArenaLayout {
     }
 }
 
+/// The home slot that arena 0 of a block serves, when the block has `count` arenas, is the
+/// `serial`-th such block of its pool, and the pool has `home_slots` (both powers of two,
+/// `count <= home_slots`).
+fn home_base(serial: usize, count: usize, home_slots: usize) -> usize {
+    serial.wrapping_mul(count) & (home_slots - 1)
+}
+
+/// Which arena of a block (`count` arenas, arena 0 serving slot `base`) is home to threads of
+/// home slot `slot`, out of `home_slots`. Arena `i` serves slot `base + i` only: a block cut
+/// into all `home_slots` arenas has a home for every slot, and blocks cut into fewer serve
+/// `count` consecutive slots, moving on with every block made ([`home_base`]), so that
+/// threads share no home there either.
+#[inline]
+fn home_arena(slot: usize, base: usize, count: usize, home_slots: usize) -> Option<usize> {
+    let i = slot.wrapping_sub(base) & (home_slots - 1);
+    (i < count).then_some(i)
+}
+
 /// What the arenas of a block share: the memory, the pool to report empty blocks to, and
 /// the names of named allocations.
 struct BlockShared<S> {
@@ -239,6 +257,8 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
 /// one per copy). The memory is freed when the last handle and the last allocation in it
 /// are gone.
 pub(crate) struct Block<S> {
+    /// The home slot that arena 0 serves (see [`home_index`](Self::home_index)).
+    home_base: usize,
     shared: Arc<BlockShared<S>>,
     /// Inline for the usual few: the search reads them for every block it passes.
     arenas: SmallVec<[Arc<Arena<S>>; 4]>,
@@ -247,6 +267,7 @@ pub(crate) struct Block<S> {
 impl<S> Clone for Block<S> {
     fn clone(&self) -> Self {
         Self {
+            home_base: self.home_base,
             shared: self.shared.clone(),
             arenas: self.arenas.clone(),
         }
@@ -254,8 +275,16 @@ impl<S> Clone for Block<S> {
 }
 
 impl<S: Suballocator + Send + 'static> Block<S> {
-    /// A block over `memory`, cut as `layout` says, whose arenas report to `pool`.
-    pub(super) fn new(memory: DeviceMemory, layout: ArenaLayout, pool: Weak<Pool<S>>) -> Self {
+    /// A block over `memory`, cut as `layout` says, whose arenas report to `pool`; `serial`
+    /// counts the pool's blocks cut into fewer than `home_slots` arenas (see
+    /// [`home_index`](Self::home_index)).
+    pub(super) fn new(
+        memory: DeviceMemory,
+        layout: ArenaLayout,
+        serial: usize,
+        home_slots: usize,
+        pool: Weak<Pool<S>>,
+    ) -> Self {
         let block_size = memory.size();
         let shared = Arc::new(BlockShared {
             memory,
@@ -278,7 +307,18 @@ impl<S: Suballocator + Send + 'static> Block<S> {
                 })
             })
             .collect();
-        Self { shared, arenas }
+        Self {
+            home_base: home_base(serial, layout.count, home_slots),
+            shared,
+            arenas,
+        }
+    }
+
+    /// The index of the arena that is home to threads of home slot `slot` (see
+    /// [`home_arena`]), or `None` when this block serves other slots.
+    #[inline]
+    pub(super) fn home_index(&self, slot: usize, home_slots: usize) -> Option<usize> {
+        home_arena(slot, self.home_base, self.arenas.len(), home_slots)
     }
 
     /// The block's memory.
@@ -381,6 +421,50 @@ mod tests {
             2,
             "granularity"
         );
+    }
+
+    #[test]
+    fn every_slot_has_one_home_per_round_of_blocks() {
+        for home_slots in [1, 2, 4, 8] {
+            let mut count = 1;
+            while count <= home_slots {
+                // Consecutive blocks with `count` arenas, one round of `home_slots / count`:
+                // every slot has exactly one home arena in the round, and no arena is home
+                // to two slots.
+                let round = home_slots / count;
+                for first in 0..3 * round {
+                    let mut homes = vec![0; home_slots];
+                    for serial in first..first + round {
+                        let base = home_base(serial, count, home_slots);
+                        let mut served = vec![false; count];
+                        for (slot, homes) in homes.iter_mut().enumerate() {
+                            if let Some(i) = home_arena(slot, base, count, home_slots) {
+                                assert!(i < count);
+                                assert!(!served[i], "arena {i} home to two slots");
+                                served[i] = true;
+                                *homes += 1;
+                            }
+                        }
+                        assert!(served.iter().all(|&s| s), "an arena is nobody's home");
+                    }
+                    assert!(
+                        homes.iter().all(|&h| h == 1),
+                        "{home_slots} slots, {count} arenas: {homes:?}"
+                    );
+                }
+                count *= 2;
+            }
+        }
+        // A fully cut block is home to every slot at the same index, whatever its serial.
+        for serial in 0..5 {
+            let base = home_base(serial, 4, 4);
+            assert_eq!(
+                (0..4)
+                    .map(|s| home_arena(s, base, 4, 4))
+                    .collect::<Vec<_>>(),
+                [Some(0), Some(1), Some(2), Some(3)]
+            );
+        }
     }
 
     #[test]
