@@ -9,7 +9,10 @@
 //! its own reference count. A thread tries its *home* arena of each block first (chosen from
 //! its thread number), so threads working at the same time mostly touch different arenas,
 //! yet they share the blocks: no thread reserves memory of its own, and a thread whose home
-//! arenas are full uses the others before a new block is made.
+//! arenas are full uses the others before a new block is made. A block cut into fewer
+//! arenas than the pool's maximum (a small block, or one made for a large request) is home
+//! to only as many threads' slots as it has arenas, and successive such blocks take turns,
+//! so that no arena is every thread's home.
 //!
 //! The cost is that a range cannot straddle two arenas. Arenas are therefore only cut when
 //! each is at least [`MIN_ARENA_SIZE`] and at least twice the request that made the block, a
