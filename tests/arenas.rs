@@ -118,10 +118,17 @@ fn large_and_strictly_aligned_requests(sim: &Sim) {
     assert!(!large.is_dedicated());
     assert_ne!(large.memory(), small.memory());
     assert_eq!(allocator.block_count(ty), 2);
-    // A second one shares the whole-block arena of the first.
+    // That block is cut in two arenas of 64 MiB: a second one goes to the other arena, a
+    // third needs a third block.
     let large2 = allocate(&allocator, 48 * MIB, 1);
     assert_eq!(large2.memory(), large.memory());
-    drop((large, large2));
+    assert_ne!(large2.offset() / (64 * MIB), large.offset() / (64 * MIB));
+    let large3 = allocate(&allocator, 48 * MIB, 1);
+    assert_ne!(large3.memory(), large.memory());
+    assert_eq!(allocator.block_count(ty), 3);
+    // The emptied blocks go back to the driver, but for one.
+    drop((large, large2, large3));
+    assert_eq!(allocator.block_count(ty), 2);
 
     // 64 MiB alignment: only the arenas at offsets 0 and 64 MiB of a 128 MiB block keep it.
     let aligned: Vec<_> = (0..4)

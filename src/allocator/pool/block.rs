@@ -15,9 +15,12 @@
 //! so that no arena is every thread's home.
 //!
 //! The cost is that a range cannot straddle two arenas. Arenas are therefore only cut when
-//! each is at least [`MIN_ARENA_SIZE`] and at least twice the request that made the block, a
-//! block's first request always fits, and a request too large for the arenas of the existing
-//! blocks gets a new block with fewer, larger arenas. Arena offsets are multiples of a power
+//! each is at least [`MIN_ARENA_SIZE`] and at least as large as the request that made the
+//! block (which then fits in its fresh arena; arena 0 starts at offset 0, so any alignment
+//! holds there), and a request too large for the arenas of the existing blocks gets a new
+//! block with fewer, larger arenas. A whole block would be home to one thread's slot only
+//! (see above), so cutting even the block of a large request keeps threads' home space
+//! even. Arena offsets are multiples of a power
 //! of two at least as large as the granularity, so resources in neighbouring arenas never
 //! share a granularity page, and any alignment up to that power of two carries over from the
 //! arena's offsets to the block's. Setting
@@ -50,8 +53,8 @@ pub(crate) struct ArenaLayout {
 
 impl ArenaLayout {
     /// The most arenas, a power of two up to `wanted`, that a block of `block_size` bytes can
-    /// be cut into such that each holds at least `MIN_ARENA_SIZE` and twice `request` bytes
-    /// and starts on a multiple of `granularity`. One arena (the whole block) when no cut
+    /// be cut into such that each holds at least `MIN_ARENA_SIZE` and `request` bytes and
+    /// starts on a multiple of `granularity`. One arena (the whole block) when no cut
     /// qualifies. (A power of two, so that a thread finds its home arena with a mask.)
     pub(crate) fn choose(
         block_size: DeviceSize,
@@ -59,9 +62,7 @@ impl ArenaLayout {
         granularity: DeviceAlignment,
         wanted: usize,
     ) -> Self {
-        let floor = MIN_ARENA_SIZE
-            .max(request.saturating_mul(2))
-            .max(granularity.as_devicesize());
+        let floor = MIN_ARENA_SIZE.max(request).max(granularity.as_devicesize());
         let mut count = if wanted == 0 { 1 } else { 1 << wanted.ilog2() };
         while count > 1 {
             // A power of two: offsets that are multiples of it keep every power-of-two
@@ -406,12 +407,16 @@ mod tests {
             "below the minimum arena"
         );
         assert_eq!(
-            choose(256 * MIB, 100 * MIB, 1, 4).count,
-            1,
-            "twice the request"
+            choose(256 * MIB, 100 * MIB, 1, 4),
+            ArenaLayout {
+                count: 2,
+                size: 128 * MIB
+            },
+            "as large as the request"
         );
+        assert_eq!(choose(256 * MIB, 200 * MIB, 1, 4).count, 1);
         assert_eq!(
-            choose(256 * MIB, 40 * MIB, 1, 4),
+            choose(256 * MIB, 80 * MIB, 1, 4),
             ArenaLayout {
                 count: 2,
                 size: 128 * MIB
