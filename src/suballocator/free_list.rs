@@ -329,7 +329,11 @@ impl FreeListAllocator {
     }
 }
 
-impl Suballocator for FreeListAllocator {
+#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
+                      // SAFETY: ranges are carved from free nodes that tile the region, checked for alignment and
+                      // for granularity against both neighbours (`fit`); the shared property tests (`testing`)
+                      // check every guarantee after every operation.
+unsafe impl Suballocator for FreeListAllocator {
     fn new(region_size: DeviceSize) -> Self {
         let mut this = Self {
             region_size,
@@ -396,7 +400,6 @@ impl Suballocator for FreeListAllocator {
     /// # Panics
     ///
     /// May panic if the contract is broken (a handle that names no live allocation).
-    #[allow(unsafe_code)] // The trait's contract; nothing unsafe happens inside.
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         let mut idx = suballocation.handle.get() as u32;
         let node = self.nodes[idx as usize];

@@ -166,7 +166,18 @@ pub struct RangeInfo {
 /// - [`free_size`](Self::free_size) drops by exactly the bytes the allocation holds (its size
 ///   plus the padding the implementation documents), and rises by the same amount when it is
 ///   freed.
-pub trait Suballocator {
+///
+/// # Safety
+///
+/// The first three guarantees are relied on for memory safety: a
+/// [`GenericMemoryAllocator`](crate::GenericMemoryAllocator) turns the ranges into pointers
+/// into mapped memory ([`MemoryAlloc::write`](crate::MemoryAlloc::write) and friends) and
+/// hands the same bytes to no two allocations. An implementation must uphold them for every
+/// sequence of calls the safe methods allow. The others (`free_size`,
+/// `largest_free_range`, `allocation_count`) may be wrong without harm to memory safety: the
+/// allocator only uses them as hints.
+#[allow(unsafe_code)] // A contract on implementations (above).
+pub unsafe trait Suballocator {
     /// Creates a suballocator managing `[0, region_size)`, all of it free.
     fn new(region_size: DeviceSize) -> Self
     where
