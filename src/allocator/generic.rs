@@ -333,19 +333,23 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 create_info,
             )
         };
+        // `never_allocate`: existing blocks only.
+        let suballocate = |never_allocate| {
+            self.suballocate(
+                memory_type_index,
+                t,
+                layout,
+                allocation_type,
+                create_info,
+                never_allocate,
+            )
+        };
         match create_info.allocate_preference {
             MemoryAllocatePreference::NeverAllocate => {
                 if requires_dedicated {
                     return Err(AllocationError::DedicatedAllocationRequired);
                 }
-                self.suballocate(
-                    memory_type_index,
-                    t,
-                    layout,
-                    allocation_type,
-                    create_info,
-                    true,
-                )
+                suballocate(true)
             }
             MemoryAllocatePreference::AlwaysAllocate => make_dedicated(),
             MemoryAllocatePreference::Unknown => {
@@ -358,29 +362,13 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 if prefer {
                     make_dedicated().or_else(|err| {
                         if size <= block_size && err.is_recoverable() {
-                            self.suballocate(
-                                memory_type_index,
-                                t,
-                                layout,
-                                allocation_type,
-                                create_info,
-                                true,
-                            )
-                            .map_err(|_| err)
+                            suballocate(true).map_err(|_| err)
                         } else {
                             Err(err)
                         }
                     })
                 } else {
-                    self.suballocate(
-                        memory_type_index,
-                        t,
-                        layout,
-                        allocation_type,
-                        create_info,
-                        false,
-                    )
-                    .or_else(|err| {
+                    suballocate(false).or_else(|err| {
                         if err.is_recoverable() {
                             // A smaller dedicated object may still fit where a block did not.
                             make_dedicated().map_err(|_| err)
