@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
-//!     [--runs N] [--workloads churn,burst,frame,mixed] [--allocators ash-memory,vma,gpu-allocator]
+//!     [--runs N] [--workloads churn,burst,frame,mixed,large] [--allocators ash-memory,vma,gpu-allocator]
 //!     [--seed S] [--ash-block-arenas N]
 //! ```
 
@@ -242,7 +242,7 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     let usage =
-        "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed] \
+        "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large] \
                  [--allocators ash-memory,vma,gpu-allocator] [--seed S] [--ash-block-arenas N]";
     while let Some(arg) = it.next() {
         let mut val = || {

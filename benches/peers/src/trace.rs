@@ -104,14 +104,16 @@ pub enum Workload {
     Burst,
     Frame,
     Mixed,
+    Large,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Churn,
         Workload::Burst,
         Workload::Frame,
         Workload::Mixed,
+        Workload::Large,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -119,6 +121,7 @@ impl Workload {
             Workload::Burst => "burst",
             Workload::Frame => "frame",
             Workload::Mixed => "mixed",
+            Workload::Large => "large",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -310,6 +313,21 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
                     };
                     buffer(rng.log_uniform(256, 2 << 20), rng.pow2(16, 256), usage)
                 }
+            };
+            steady_state(&mut rng, live, steps, req)
+        }
+        // 40 live device-local resources of 1 MiB .. a third of a 256 MiB block (85 MiB),
+        // log-uniform, alignments 4 KiB .. 64 KiB; 20,000 random free+allocate steps. Large
+        // textures, meshes and streaming buffers: where block and arena boundaries cost memory.
+        Workload::Large => {
+            let live = (40 / d).max(1) as usize;
+            let steps = 20_000 / d;
+            let req = |rng: &mut Rng| {
+                buffer(
+                    rng.log_uniform(1 << 20, 85 << 20),
+                    rng.pow2(4096, 65536),
+                    Usage::DeviceLocal,
+                )
             };
             steady_state(&mut rng, live, steps, req)
         }
