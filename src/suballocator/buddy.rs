@@ -204,6 +204,13 @@ impl BuddyAllocator {
                       // size (at least the alignment) and padded to whole granularity pages; the shared property
                       // tests (`testing`) check every guarantee after every operation.
 unsafe impl Suballocator for BuddyAllocator {
+    /// A request fails exactly when fewer than `size` bytes are free or no free block has the
+    /// order `max(⌈log2 size⌉, log2 alignment, log2 granularity)` or more; both conditions only
+    /// get stronger with a larger size or alignment. In between, an allocation only takes free
+    /// bytes away, and it splits a block into smaller ones, so no free block of a higher order
+    /// than the largest one left appears before a free.
+    const FAILS_MONOTONICALLY: bool = true;
+
     fn new(region_size: DeviceSize) -> Self {
         let mut allocator = Self {
             region_size,

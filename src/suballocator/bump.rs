@@ -89,6 +89,15 @@ impl BumpAllocator {
                       // to a new granularity page after a conflicting type, and never beyond the region; the
                       // shared property tests (`testing`) check every guarantee after every operation.
 unsafe impl Suballocator for BumpAllocator {
+    /// A request of type `t` starts at the cursor rounded up to its alignment, moved to the
+    /// next page after a conflicting previous allocation on the same page. That start is no
+    /// earlier for a stricter alignment, and no earlier after any allocation in between: the
+    /// cursor only moves forward, and an allocation that stays on the conflicting page has
+    /// the previous allocation's type, which `t` conflicts with as well. A larger request
+    /// from a start no earlier ends no earlier, so it runs past the region too. Freeing all
+    /// allocations rewinds the cursor, but that is a `deallocate`.
+    const FAILS_MONOTONICALLY: bool = true;
+
     fn new(region_size: DeviceSize) -> Self {
         Self {
             region_size,

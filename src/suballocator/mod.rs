@@ -183,6 +183,27 @@ pub unsafe trait Suballocator {
     where
         Self: Sized;
 
+    /// Whether failure is monotone in the request, a property callers may use as a hint.
+    ///
+    /// `true` promises: after [`allocate`](Self::allocate) with a layout of size `s` and
+    /// alignment `a`, type `t` and granularity `g` fails with
+    /// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) or
+    /// [`FragmentedRegion`](SuballocatorError::FragmentedRegion), every `allocate` of type `t`
+    /// and granularity `g` whose layout has a size `s' >= s` and an alignment `a' >= a` fails
+    /// as well (with any error) until the next [`deallocate`](Self::deallocate) or
+    /// [`reset`](Self::reset), whatever other `allocate` calls, of any type, successful or
+    /// not, come in between. A search that gives up early (after a bounded number of
+    /// candidates, say) usually breaks it: a small request can then fail where a larger or
+    /// more strictly aligned one, searched from elsewhere, succeeds.
+    ///
+    /// Callers rely on it only when it is `true`: the
+    /// [`GenericMemoryAllocator`](crate::GenericMemoryAllocator)'s failed-request hint, which
+    /// skips an arena for a request implied by one that failed there since its last free
+    /// without locking it. It is not part of the safety contract: a wrong `true` makes a
+    /// caller skip room that was there (and perhaps create a block or fail a request), never
+    /// hand out overlapping memory. `false`, the default, promises nothing.
+    const FAILS_MONOTONICALLY: bool = false;
+
     /// The size of the managed region.
     fn region_size(&self) -> DeviceSize;
 

@@ -6,6 +6,10 @@
 //! against *every* live range that shares a page (not only the adjacent ones), exact free-size
 //! accounting through [`Suballocator::for_each_range`], and consistent error kinds.
 //! [`op_sequence`] is the proptest strategy that drives it with long random sequences.
+//!
+//! [`Checker::run_checking_monotone_failure`] checks [`Suballocator::FAILS_MONOTONICALLY`]
+//! on top: after a failure, no request of the same type that is at least as large and as
+//! strictly aligned succeeds before the next free.
 
 use super::*;
 use crate::layout::align_down;
@@ -204,6 +208,68 @@ impl<S: Suballocator> Checker<S> {
         }
     }
 
+    /// Runs `ops` like [`run`](Self::run) and checks
+    /// [`Suballocator::FAILS_MONOTONICALLY`] on the way: it remembers every request that
+    /// failed with `OutOfRegionMemory` or `FragmentedRegion` since the last free, and after
+    /// every allocation, successful or not, tries [`MONOTONE_PROBES`] requests of the same type
+    /// that are at least as large and at least as strictly aligned as a remembered failure
+    /// (picked at random, from `seed`). Each must fail; one that succeeds is freed again and
+    /// reported.
+    pub(crate) fn run_checking_monotone_failure(&mut self, ops: &[Op], seed: u64) {
+        let mut rng = seed | 1;
+        let mut failed: Vec<(DeviceLayout, AllocationType)> = Vec::new();
+        for op in ops {
+            match *op {
+                Op::Alloc {
+                    size,
+                    align_log,
+                    ty,
+                } => {
+                    let alignment = DeviceAlignment::from_log2(align_log).unwrap();
+                    let Ok(layout) = DeviceLayout::new(size, alignment) else {
+                        continue;
+                    };
+                    if let Err(
+                        SuballocatorError::OutOfRegionMemory | SuballocatorError::FragmentedRegion,
+                    ) = self.allocate(layout, ty)
+                    {
+                        failed.push((layout, ty));
+                    }
+                    if failed.is_empty() {
+                        continue;
+                    }
+                    for _ in 0..MONOTONE_PROBES {
+                        let (layout, ty) =
+                            failed[(xorshift(&mut rng) % failed.len() as u64) as usize];
+                        if let Some(probe) = larger_or_stricter(&mut rng, layout) {
+                            self.probe_must_fail(probe, ty, layout);
+                        }
+                    }
+                }
+                Op::Free(i) => {
+                    if !self.live.is_empty() {
+                        self.free(i);
+                        failed.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Allocates `probe`, which an earlier failure of `failed` implies must fail; frees it and
+    /// panics if it succeeds.
+    fn probe_must_fail(&mut self, probe: DeviceLayout, ty: AllocationType, failed: DeviceLayout) {
+        if let Ok(s) = self.allocate(probe, ty) {
+            let rank = self.live.range(..s.offset).count();
+            self.free(rank);
+            panic!(
+                "{probe:?} of type {ty:?} succeeded at {} after {failed:?} of the same type \
+                 failed, with no free in between",
+                s.offset
+            );
+        }
+    }
+
     fn check_no_overlap(&self, s: &Suballocation) {
         let end = s.offset + s.size;
         if let Some((_, prev)) = self.live.range(..=s.offset).next_back() {
@@ -295,5 +361,85 @@ impl<S: Suballocator> Checker<S> {
             );
         }
         assert!(region - self.sub.free_size() >= live_bytes);
+    }
+}
+
+/// Requests tried after each allocation by [`Checker::run_checking_monotone_failure`].
+pub(crate) const MONOTONE_PROBES: usize = 4;
+
+/// A tiny deterministic generator for the probes.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A random layout at least as large and at least as strictly aligned as `layout`: the same
+/// one a quarter of the time, otherwise a little or a lot larger, or more strictly aligned, or
+/// both. `None` when the result is not a valid layout.
+fn larger_or_stricter(rng: &mut u64, layout: DeviceLayout) -> Option<DeviceLayout> {
+    let r = xorshift(rng);
+    let bits = r >> 8;
+    let extra = match r % 4 {
+        0 => 0,
+        1 => bits % 16,
+        2 => bits % layout.size(),
+        _ => bits % layout.size().saturating_mul(16),
+    };
+    let raise = [0, 0, 1, 4][(r >> 4) as usize % 4];
+    let align_log = (layout.alignment().log2() + raise).min(DeviceAlignment::MAX.log2());
+    let alignment = DeviceAlignment::from_log2(align_log)?;
+    DeviceLayout::new(layout.size().saturating_add(extra), alignment).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    //! [`Suballocator::FAILS_MONOTONICALLY`] for every suballocator that claims it.
+
+    use super::*;
+
+    /// Region sizes log-uniform in [1 B, 4 MiB), with requests up to the region or up to a
+    /// 256th of it, so that both full and fragmented regions are common.
+    fn region_and_ops() -> impl Strategy<Value = (DeviceSize, Vec<Op>)> {
+        (log_uniform_size(1 << 22), 0..=8u32).prop_flat_map(|(region, shift)| {
+            (
+                Just(region),
+                op_sequence((region >> shift).max(1), 100..600),
+            )
+        })
+    }
+
+    fn check_monotone<S: Suballocator>(
+        region: DeviceSize,
+        granularity: DeviceAlignment,
+        ops: &[Op],
+        seed: u64,
+    ) {
+        assert!(S::FAILS_MONOTONICALLY);
+        let mut c = Checker::new(S::new(region), granularity);
+        c.run_checking_monotone_failure(ops, seed);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn buddy_fails_monotonically(
+            (region, ops) in region_and_ops(),
+            granularity in granularity(),
+            seed in any::<u64>(),
+        ) {
+            check_monotone::<BuddyAllocator>(region, granularity, &ops, seed);
+        }
+
+        #[test]
+        fn bump_fails_monotonically(
+            (region, ops) in region_and_ops(),
+            granularity in granularity(),
+            seed in any::<u64>(),
+        ) {
+            check_monotone::<BumpAllocator>(region, granularity, &ops, seed);
+        }
     }
 }
