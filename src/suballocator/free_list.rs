@@ -32,14 +32,18 @@
 //! The allocation starts at the first offset of the chosen range that is aligned and that is
 //! not on the last granularity page of a [conflicting](AllocationType::conflicts_with)
 //! allocated neighbour before it; it is rejected if its last byte would be on the first page
-//! of a conflicting allocated neighbour after it. Checking the two neighbours is enough:
-//! any other range on one of those pages lies beyond the neighbour and, as it shares a page
-//! with the neighbour, cannot conflict with the neighbour's type, hence not with ours.
+//! of a conflicting allocated neighbour after it, that is on the page where the neighbour's
+//! *allocation* starts, past any padding its node absorbed (see below). Checking the two
+//! neighbours is enough: any other range on one of those pages lies beyond the neighbour and,
+//! as it shares a page with the neighbour, cannot conflict with the neighbour's type, hence
+//! not with ours.
 //!
 //! The bytes skipped before the start (alignment and granularity padding) become a free range
 //! of their own when there are at least 64 of them; fewer are *absorbed* into the
 //! allocation's node, held by it, counted as used by [`free_size`](Suballocator::free_size),
-//! and freed with it. The bytes after the end always become a free range.
+//! and freed with it. The node remembers how many, so the check against a following
+//! neighbour sees where its allocation really starts. The bytes after the end always become a
+//! free range.
 //!
 //! # Efficiency
 //!
@@ -105,7 +109,9 @@ struct Node {
     /// state as a tag (`TAG_*`), which no node index reaches. Only free nodes need the link,
     /// so the state costs no room of its own.
     prev_free: u32,
-    /// A free node's next node in its bucket list; a recycled node's next recycled node.
+    /// A free node's next node in its bucket list; a recycled node's next recycled node; an
+    /// allocated node's absorbed padding, the bytes before its allocation starts (below
+    /// [`MIN_SPLIT_PADDING`]).
     next_free: u32,
 }
 
@@ -113,6 +119,13 @@ impl Node {
     #[inline]
     fn end(&self) -> DeviceSize {
         self.offset + self.size
+    }
+
+    /// Where the allocation of an allocated node starts (after its absorbed padding).
+    #[inline]
+    fn allocation_start(&self) -> DeviceSize {
+        debug_assert!(matches!(self.state(), State::Used(_)));
+        self.offset + DeviceSize::from(self.next_free)
     }
 
     #[inline]
@@ -215,10 +228,13 @@ impl FreeListAllocator {
             return None;
         }
         if check_pages && node.next != NONE {
-            // The next node starts at `node.end()`.
-            if let State::Used(next_ty) = self.nodes[node.next as usize].state() {
+            // The next node starts at `node.end()`, its allocation after its absorbed padding,
+            // possibly on a later page.
+            let next = &self.nodes[node.next as usize];
+            if let State::Used(next_ty) = next.state() {
                 if next_ty.conflicts_with(ty)
-                    && align_down(end - 1, granularity) == align_down(node.end(), granularity)
+                    && align_down(end - 1, granularity)
+                        == align_down(next.allocation_start(), granularity)
                 {
                     return None;
                 }
@@ -258,7 +274,8 @@ impl FreeListAllocator {
                 prev,
                 next: idx,
                 prev_free: State::Used(ty).tag(),
-                next_free: NONE,
+                // Below `MIN_SPLIT_PADDING`.
+                next_free: (start - offset) as u32,
             });
             if prev != NONE {
                 self.nodes[prev as usize].next = used;
@@ -318,6 +335,8 @@ impl FreeListAllocator {
         node.offset = node_start;
         node.size = end - node_start;
         node.set_state(State::Used(ty));
+        // Below `MIN_SPLIT_PADDING`, or 0 once the padding was split off.
+        node.next_free = (start - node_start) as u32;
         self.free_size -= node.size;
         self.allocation_count += 1;
         Suballocation {
@@ -330,9 +349,10 @@ impl FreeListAllocator {
 }
 
 #[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: ranges are carved from free nodes that tile the region, checked for alignment and
-                      // for granularity against both neighbours (`fit`); the shared property tests (`testing`)
-                      // check every guarantee after every operation.
+                      // SAFETY: ranges are carved from free nodes that tile the region, checked by `fit` for
+                      // alignment and for granularity against the allocations of both neighbours (a node records
+                      // the padding it absorbed, so the next allocation's start is known exactly); the shared
+                      // property tests (`testing`) check every guarantee after every operation.
 unsafe impl Suballocator for FreeListAllocator {
     fn new(region_size: DeviceSize) -> Self {
         let mut this = Self {
@@ -405,8 +425,8 @@ unsafe impl Suballocator for FreeListAllocator {
         let node = self.nodes[idx as usize];
         assert!(
             matches!(node.state(), State::Used(_))
-                && node.offset <= suballocation.offset
-                && suballocation.offset - node.offset + suballocation.size <= node.size,
+                && node.allocation_start() == suballocation.offset
+                && node.end() - suballocation.offset == suballocation.size,
             "{suballocation:?} is not a live allocation of this FreeListAllocator",
         );
         self.free_size += node.size;
@@ -603,6 +623,13 @@ mod tests {
                 );
             }
             assert_ne!(node.state(), State::Recycled);
+            if let State::Used(_) = node.state() {
+                assert!(
+                    DeviceSize::from(node.next_free) < MIN_SPLIT_PADDING.min(node.size),
+                    "absorbed padding {} of node {idx}",
+                    node.next_free
+                );
+            }
             prev = idx;
             idx = node.next;
         }
@@ -794,6 +821,20 @@ mod tests {
         assert_eq!(alloc(&mut c, 1000, 1, NonLinear), 3000);
         free_at(&mut c, 0);
         assert_eq!(alloc(&mut c, 2100, 1, Linear), 0);
+    }
+
+    #[test]
+    fn granularity_looks_past_the_next_neighbours_absorbed_padding() {
+        let mut c = checker(2048, 1024);
+        assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
+        // Moved to the next page; the 24 bytes skipped are absorbed into its node.
+        assert_eq!(alloc(&mut c, 10, 1, NonLinear), 1024);
+        assert_eq!(ranges(&c.sub)[1], (1000, 34, Some(NonLinear)));
+        free_at(&mut c, 0);
+        // [0, 1000) is free and its next node starts on page 0, but the non-linear bytes
+        // start on page 1024: a linear range may end on page 0.
+        assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
+        check_internal(&c.sub);
     }
 
     #[test]
