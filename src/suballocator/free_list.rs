@@ -12,16 +12,29 @@
 //! non-empty first levels, find the first non-empty bucket at or above any bucket with two
 //! `trailing_zeros`, whatever the number of free ranges.
 //!
-//! To allocate `size` bytes at alignment `a` with granularity `g`, the allocator computes the
-//! worst-case footprint `size + (max(a, g) - 1) + (g - 1)` (the last term only when `g > 1`),
-//! rounds it up to a bucket boundary, and takes the first range of the first non-empty bucket
-//! from there: every range in it is large enough whatever its offset and neighbours. If there
-//! is no such bucket, it tries the first range of the bucket holding `size` itself and of a
-//! few non-empty buckets above it (at most 16 candidates), because a range smaller than the
-//! worst case often fits anyway, for example one that happens to be aligned. Only then does it
-//! report [`FragmentedRegion`](SuballocatorError::FragmentedRegion); it reports
+//! To allocate `size` bytes at alignment `a` with granularity `g`, the allocator searches in
+//! three steps, each only when the one before found nothing:
+//!
+//! 1. It computes the worst-case footprint `size + (max(a, g) - 1) + (g - 1)` (the last term
+//!    only when `g > 1`), rounds it up to a bucket boundary, and takes the first range of the
+//!    first non-empty bucket from there: every range in it is large enough whatever its offset
+//!    and neighbours.
+//! 2. It tries the first range of the bucket holding `size` itself and of a few non-empty
+//!    buckets above it (at most 16 candidates), because a range smaller than the worst case
+//!    often fits anyway, for example one that happens to be aligned.
+//! 3. It walks every range of every non-empty bucket from the one holding `size` upwards (the
+//!    buckets below hold only smaller ranges) and takes the first that fits. Each range is
+//!    checked exactly (see below), so this finds a place whenever one exists.
+//!
+//! The first two steps are the fast path, O(1); the third makes the search complete, so
+//! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
+//! the request with its alignment and granularity, and failure is monotone: a request fails
+//! only if every request at least as large and as strictly aligned, of the same type, fails
+//! as well ([`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY)). It reports
 //! [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) exactly when fewer than `size`
-//! bytes are free in total.
+//! bytes are free in total. (One more failure exists in theory: a region cut into about four
+//! billion ranges runs out of node indices and answers `FragmentedRegion` to every request
+//! until a free.)
 //!
 //! Nodes live in one `Vec`; a node that a merge frees goes onto a list of recycled nodes and
 //! is reused by the next split, so once the number of ranges has peaked, allocating and
@@ -36,7 +49,8 @@
 //! *allocation* starts, past any padding its node absorbed (see below). Checking the two
 //! neighbours is enough: any other range on one of those pages lies beyond the neighbour and,
 //! as it shares a page with the neighbour, cannot conflict with the neighbour's type, hence
-//! not with ours.
+//! not with ours. No later start in the range does better (it only ends later), so a range
+//! that fails this check cannot hold the request anywhere.
 //!
 //! The bytes skipped before the start (alignment and granularity padding) become a free range
 //! of their own when there are at least 64 of them; fewer are *absorbed* into the
@@ -47,12 +61,22 @@
 //!
 //! # Efficiency
 //!
-//! Allocation and deallocation take constant time: a few bitmap operations, at most 17 range
-//! checks, and a constant number of list updates. Memory use is one 32-byte node per range
-//! (free or allocated) plus a fixed 4 KiB table of bucket heads. Internal fragmentation is
-//! at most 63 bytes of absorbed padding per allocation. Because the search takes the first
-//! range of a bucket that is sure to fit rather than the smallest range that fits, large
-//! ranges are occasionally split where a snug one exists (good fit, not best fit).
+//! Deallocation takes constant time. Allocation takes constant time whenever the fast path
+//! finds a range: a few bitmap operations, at most 17 range checks, and a constant number of
+//! list updates. That covers almost every request in practice: any request whose worst-case
+//! footprint, rounded up to a size class, is no larger than the largest free range succeeds
+//! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
+//! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
+//! a failing request checks every free range at least `size` bytes long. (An allocator over
+//! many regions need not pay that again and again: with
+//! [`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY) it may skip a region for
+//! requests implied by one that failed there since its last free.)
+//!
+//! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
+//! bucket heads. Internal fragmentation is at most 63 bytes of absorbed padding per
+//! allocation. Because the search takes the first range of a bucket that is sure to fit
+//! rather than the smallest range that fits, large ranges are occasionally split where a snug
+//! one exists (good fit, not best fit).
 
 mod buckets;
 
@@ -71,7 +95,8 @@ const TAG_USED_NON_LINEAR: u32 = u32::MAX - 4;
 const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
 /// Padding before an allocation shorter than this is absorbed into it rather than split off.
 const MIN_SPLIT_PADDING: DeviceSize = 64;
-/// Fallback candidates tried once the sure-fit bucket search found nothing.
+/// Quick fallback candidates (bucket heads) tried once the sure-fit bucket search found nothing,
+/// before the complete search.
 const MAX_FALLBACK_CANDIDATES: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,19 +171,23 @@ impl Node {
     }
 }
 
-/// A two-level segregated fit (TLSF) allocator with O(1) allocation and deallocation.
+/// A two-level segregated fit (TLSF) allocator with O(1) deallocation, and O(1) allocation
+/// unless the request is about to fail.
 ///
 /// Free ranges are filed into size classes (one per power of two, each cut into 16 slices)
 /// with a bitmap of non-empty classes, so a range that surely fits is found with two
 /// `trailing_zeros`, and a freed range is merged with free neighbours at once. The search is a
-/// good fit, not a best fit: it may split a larger range where a snug one exists. Allocation
-/// and deallocation never scan the free ranges, and once the number of ranges has peaked they
-/// never allocate heap memory either.
+/// good fit, not a best fit: it may split a larger range where a snug one exists. When neither
+/// a range that surely fits nor one of 16 quick candidates does, allocation falls back to
+/// checking every free range large enough, O(free ranges), so that it fails only when no free
+/// range can hold the request. Once the number of ranges has peaked, allocation and
+/// deallocation never allocate heap memory.
 ///
 /// Buffer-image granularity is checked against both neighbours of the candidate range.
 /// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) means fewer free bytes than
-/// requested; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means none of the (at
-/// most 17) candidate ranges fit.
+/// requested; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free
+/// range can hold the request with its alignment and granularity. Failure is therefore
+/// monotone ([`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY) is `true`).
 ///
 /// Alignment padding of fewer than 64 bytes in front of an allocation is held by it (counted
 /// as used by [`free_size`](Suballocator::free_size)); larger padding stays free.
@@ -241,6 +270,38 @@ impl FreeListAllocator {
             }
         }
         Some(start)
+    }
+
+    /// The complete search, for when the quick one found nothing: every free node of every
+    /// bucket that may hold `size` bytes, in increasing bucket order, until one fits. `None`
+    /// means that no free range can hold the request at all.
+    ///
+    /// Kept out of line: it runs only for requests that are about to fail or nearly so.
+    #[cold]
+    #[inline(never)]
+    fn search_all(
+        &self,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<(u32, DeviceSize)> {
+        // Buckets below the one containing `size` hold only smaller ranges.
+        let mut from = Some(Bucket::containing(size));
+        while let Some(bucket) = from.and_then(|b| self.buckets.first_non_empty_from(b)) {
+            let mut idx = self.buckets.head(bucket);
+            while idx != NONE {
+                let node = &self.nodes[idx as usize];
+                if node.size >= size {
+                    if let Some(start) = self.fit(idx, size, alignment, ty, granularity) {
+                        return Some((idx, start));
+                    }
+                }
+                idx = node.next_free;
+            }
+            from = bucket.next();
+        }
+        None
     }
 
     /// Turns `[start, start + size)` of the free node `idx` into an allocation, splitting off
@@ -349,11 +410,20 @@ impl FreeListAllocator {
 }
 
 #[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: ranges are carved from free nodes that tile the region, checked by `fit` for
-                      // alignment and for granularity against the allocations of both neighbours (a node records
-                      // the padding it absorbed, so the next allocation's start is known exactly); the shared
-                      // property tests (`testing`) check every guarantee after every operation.
+                      // SAFETY: ranges are carved from free nodes that tile the region, each candidate (from any of
+                      // the three search steps) checked by `fit` for alignment and for granularity against the
+                      // allocations of both neighbours (a node records the padding it absorbed, so the next
+                      // allocation's start is known exactly); the shared property tests (`testing`) check every
+                      // guarantee after every operation.
 unsafe impl Suballocator for FreeListAllocator {
+    /// The search is complete: it fails only when no free range can hold the request (or, in a
+    /// region of some four billion ranges, when node indices run out, for every request alike
+    /// until a free). A range that holds `s' >= s` bytes at an offset aligned to `a' >= a`
+    /// holds `s` bytes aligned to `a` at the same offset, on no page it did not touch already;
+    /// and an allocation in between only takes free bytes away and adds live ranges to
+    /// conflict with, so the failure stays.
+    const FAILS_MONOTONICALLY: bool = true;
+
     fn new(region_size: DeviceSize) -> Self {
         let mut this = Self {
             region_size,
@@ -412,7 +482,10 @@ unsafe impl Suballocator for FreeListAllocator {
             }
             from = bucket.next();
         }
-        Err(SuballocatorError::FragmentedRegion)
+        match self.search_all(size, alignment, allocation_type, granularity) {
+            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+            None => Err(SuballocatorError::FragmentedRegion),
+        }
     }
 
     /// Frees the node named by the handle and merges it with free neighbours.
@@ -840,12 +913,12 @@ mod tests {
     #[test]
     fn error_kinds() {
         let mut c = checker(1000, 1);
-        for (size, offset) in [(300, 0), (100, 300), (300, 400), (300, 700)] {
+        for (size, offset) in [(50, 0), (300, 50), (100, 350), (300, 450), (250, 750)] {
             assert_eq!(alloc(&mut c, size, 1, Linear), offset);
         }
-        free_at(&mut c, 0);
-        free_at(&mut c, 400);
-        // 600 bytes free, in two ranges of 300.
+        free_at(&mut c, 50);
+        free_at(&mut c, 450);
+        // 600 bytes free, in two ranges of 300: [50, 350) and [450, 750).
         assert_eq!(
             c.allocate(layout(500, 1), Linear),
             Err(SuballocatorError::FragmentedRegion)
@@ -854,14 +927,17 @@ mod tests {
             c.allocate(layout(601, 1), Linear),
             Err(SuballocatorError::OutOfRegionMemory)
         );
-        // Fits in size, not with its alignment.
+        // Fits in size, not with its alignment: no multiple of 256 leaves 250 bytes in either.
         assert_eq!(
-            c.allocate(layout(200, 512), Linear),
+            c.allocate(layout(250, 256), Linear),
             Err(SuballocatorError::FragmentedRegion)
         );
+        // A smaller one does, at 512.
+        assert_eq!(alloc(&mut c, 200, 256, Linear), 512);
+        free_at(&mut c, 512);
         // Both ranges are in one size class; it is a LIFO list.
-        assert_eq!(alloc(&mut c, 300, 1, Linear), 400);
-        assert_eq!(alloc(&mut c, 300, 1, Linear), 0);
+        assert_eq!(alloc(&mut c, 300, 1, Linear), 450);
+        assert_eq!(alloc(&mut c, 300, 1, Linear), 50);
         check_internal(&c.sub);
     }
 
@@ -882,6 +958,56 @@ mod tests {
         assert_eq!(alloc(&mut c, 896 * KIB, 1, Linear), 128 * KIB);
         free_at(&mut c, 64 * KIB);
         assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 64 * KIB);
+        check_internal(&c.sub);
+    }
+
+    #[test]
+    fn a_legal_range_behind_a_failing_bucket_head_is_found() {
+        // Page 0: linear ranges around a free [1, 101); page 1: non-linear ranges around a
+        // free [1025, 1125), freed last, so it heads the list of the size class of both.
+        let mut c = checker(2048, 1024);
+        for (size, ty, offset) in [
+            (1, Linear, 0),
+            (100, Linear, 1),
+            (923, Linear, 101),
+            (1, NonLinear, 1024),
+            (100, NonLinear, 1025),
+            (923, NonLinear, 1125),
+        ] {
+            assert_eq!(alloc(&mut c, size, 1, ty), offset);
+        }
+        free_at(&mut c, 1);
+        free_at(&mut c, 1025);
+        // A linear byte cannot go into [1025, 1125) (its page holds non-linear ranges), but
+        // offset 1 is free and shares its page with linear ranges only.
+        assert_eq!(alloc(&mut c, 1, 1, Linear), 1);
+        // And a non-linear one goes into the other range.
+        assert_eq!(alloc(&mut c, 1, 1, NonLinear), 1025);
+        check_internal(&c.sub);
+    }
+
+    #[test]
+    fn a_small_strictly_aligned_request_fits_where_a_larger_one_does() {
+        // 16 free ranges of 16 ..= 31 bytes (one size class each) in the first 64 KiB, none
+        // holding a multiple of 64 KiB, and a free 4 KiB range at 64 KiB.
+        let mut c = checker(64 * KIB + 4 * KIB, 1);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+        let mut smalls = Vec::new();
+        for size in 16..32 {
+            smalls.push(alloc(&mut c, size, 1, Linear));
+            alloc(&mut c, 1, 1, Linear);
+        }
+        let used = 1 + (16..32).sum::<u64>() + 16;
+        alloc(&mut c, 64 * KIB - used, 1, Linear);
+        assert_eq!(alloc(&mut c, 4 * KIB, 1, Linear), 64 * KIB);
+        for offset in smalls {
+            free_at(&mut c, offset);
+        }
+        free_at(&mut c, 64 * KIB);
+        assert_eq!(alloc(&mut c, 4 * KIB, 64 * KIB, Linear), 64 * KIB);
+        free_at(&mut c, 64 * KIB);
+        // The 16 small ranges come first in size order; the search must not stop there.
+        assert_eq!(alloc(&mut c, 16, 64 * KIB, Linear), 64 * KIB);
         check_internal(&c.sub);
     }
 
@@ -987,6 +1113,11 @@ mod tests {
         check_internal(&s);
     }
 
+    /// A granularity between 1 B and 4 KiB.
+    fn small_granularity() -> impl Strategy<Value = DeviceAlignment> {
+        (0..=12u32).prop_map(|log| DeviceAlignment::from_log2(log).unwrap())
+    }
+
     /// Region sizes log-uniform in [1 KiB, 1 GiB).
     fn region_size() -> impl Strategy<Value = u64> {
         (10..30u32, any::<u64>()).prop_map(|(log, bits)| (1 << log) + bits % (1 << log))
@@ -1020,6 +1151,23 @@ mod tests {
         ) {
             let mut c = Checker::new(FreeListAllocator::new(region), granularity);
             for chunk in ops.chunks(64) {
+                c.run(chunk);
+                check_internal(&c.sub);
+            }
+            c.free_all_and_reuse(region);
+        }
+
+        /// Small regions, all three types, granularities up to 4 KiB: every failure is checked
+        /// against the brute-force oracle, which tries every aligned offset.
+        #[test]
+        fn fails_only_when_no_offset_is_legal(
+            (region, ops) in (1..=16 * KIB, 0..=6u32).prop_flat_map(|(r, shift)| {
+                (Just(r), testing::op_sequence((r >> shift).max(1), 100..1000))
+            }),
+            granularity in small_granularity(),
+        ) {
+            let mut c = Checker::new(FreeListAllocator::new(region), granularity).complete();
+            for chunk in ops.chunks(16) {
                 c.run(chunk);
                 check_internal(&c.sub);
             }

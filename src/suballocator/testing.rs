@@ -7,9 +7,14 @@
 //! accounting through [`Suballocator::for_each_range`], and consistent error kinds.
 //! [`op_sequence`] is the proptest strategy that drives it with long random sequences.
 //!
-//! [`Checker::run_checking_monotone_failure`] checks [`Suballocator::FAILS_MONOTONICALLY`]
-//! on top: after a failure, no request of the same type that is at least as large and as
-//! strictly aligned succeeds before the next free.
+//! Two stronger checks are opt-in, for the suballocators that promise them:
+//! - [`Checker::complete`] turns on a brute-force oracle on small regions: every
+//!   `OutOfRegionMemory` or `FragmentedRegion` is checked against every aligned offset
+//!   ([`Checker::assert_no_legal_offset`]), for suballocators whose search finds a range
+//!   whenever one exists;
+//! - [`Checker::run_checking_monotone_failure`] checks
+//!   [`Suballocator::FAILS_MONOTONICALLY`]: after a failure, no request of the same type that
+//!   is at least as large and as strictly aligned succeeds before the next free.
 
 use super::*;
 use crate::layout::align_down;
@@ -77,7 +82,13 @@ pub(crate) struct Checker<S> {
     pub(crate) sub: S,
     granularity: DeviceAlignment,
     live: BTreeMap<DeviceSize, Live>,
+    /// Whether failed allocations go through [`assert_no_legal_offset`](Self::assert_no_legal_offset).
+    complete: bool,
 }
+
+/// The largest region [`Checker::assert_no_legal_offset`] scans (it builds tables of one entry
+/// per byte).
+pub(crate) const ORACLE_MAX_REGION: DeviceSize = 1 << 20;
 
 impl<S: Suballocator> Checker<S> {
     pub(crate) fn new(sub: S, granularity: DeviceAlignment) -> Self {
@@ -85,9 +96,22 @@ impl<S: Suballocator> Checker<S> {
             sub,
             granularity,
             live: BTreeMap::new(),
+            complete: false,
         };
         checker.check();
         checker
+    }
+
+    /// Checks every later `OutOfRegionMemory` and `FragmentedRegion` with
+    /// [`assert_no_legal_offset`](Self::assert_no_legal_offset): for suballocators whose search
+    /// is complete, on regions of at most [`ORACLE_MAX_REGION`] bytes.
+    pub(crate) fn complete(mut self) -> Self {
+        assert!(
+            self.sub.region_size() <= ORACLE_MAX_REGION,
+            "the oracle scans at most {ORACLE_MAX_REGION} bytes"
+        );
+        self.complete = true;
+        self
     }
 
     pub(crate) fn live_count(&self) -> usize {
@@ -139,6 +163,14 @@ impl<S: Suballocator> Checker<S> {
                 layout.size()
             ),
             Err(SuballocatorError::BlockSizeExceeded) => {}
+        }
+        if self.complete
+            && matches!(
+                result,
+                Err(SuballocatorError::OutOfRegionMemory | SuballocatorError::FragmentedRegion)
+            )
+        {
+            self.assert_no_legal_offset(layout, ty);
         }
         if result.is_err() {
             assert_eq!(
@@ -205,6 +237,72 @@ impl<S: Suballocator> Checker<S> {
             self.allocate(layout, AllocationType::Unknown)
                 .expect("whole region not reusable after freeing everything");
             self.free(0);
+        }
+    }
+
+    /// The brute-force oracle: panics if some offset could hold `layout` for `ty`. An offset
+    /// `o` aligned to the layout is *legal* when `[o, o + size)` lies inside the region,
+    /// overlaps no range the suballocator reports as allocated (so padding it holds counts as
+    /// taken), and touches no granularity page on which a live allocation of a
+    /// [conflicting](AllocationType::conflicts_with) type has a byte. Every aligned offset is
+    /// tried, against tables built from scratch, so the answer does not depend on any
+    /// reasoning about neighbours. Regions of at most [`ORACLE_MAX_REGION`] bytes.
+    pub(crate) fn assert_no_legal_offset(&self, layout: DeviceLayout, ty: AllocationType) {
+        let region = self.sub.region_size();
+        assert!(
+            region <= ORACLE_MAX_REGION,
+            "region too large for the oracle"
+        );
+        let region = region as usize;
+        let size = layout.size() as usize;
+        if size > region {
+            return;
+        }
+        // `taken[i]`: bytes of `[0, i)` inside ranges reported as allocated.
+        let mut taken = vec![0usize; region + 1];
+        self.sub.for_each_range(&mut |r| {
+            if let RangeKind::Allocated(_) = r.kind {
+                for byte in r.offset..r.offset + r.size {
+                    taken[byte as usize + 1] = 1;
+                }
+            }
+        });
+        for i in 0..region {
+            taken[i + 1] += taken[i];
+        }
+        // `bad[p]`: pages among the first `p` where a conflicting live allocation has a byte.
+        let g = self.granularity.as_devicesize() as usize;
+        let pages = region.div_ceil(g);
+        let mut bad = vec![0usize; pages + 1];
+        for live in self.live.values() {
+            let s = live.suballocation;
+            if ty.conflicts_with(s.allocation_type) {
+                let (first, last) = (s.offset as usize, (s.offset + s.size) as usize - 1);
+                for page in first / g..=last / g {
+                    bad[page + 1] = 1;
+                }
+            }
+        }
+        for p in 0..pages {
+            bad[p + 1] += bad[p];
+        }
+        let step = layout.alignment().as_devicesize();
+        let mut o = 0usize;
+        while o + size <= region {
+            let end = o + size;
+            let free = taken[end] == taken[o];
+            let pages_ok = bad[(end - 1) / g + 1] == bad[o / g];
+            assert!(
+                !(free && pages_ok),
+                "{layout:?} of type {ty:?} failed, but offset {o} is legal (granularity {g})"
+            );
+            match usize::try_from(step)
+                .ok()
+                .and_then(|step| o.checked_add(step))
+            {
+                Some(next) => o = next,
+                None => break,
+            }
         }
     }
 
@@ -423,6 +521,15 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn free_list_fails_monotonically(
+            (region, ops) in region_and_ops(),
+            granularity in granularity(),
+            seed in any::<u64>(),
+        ) {
+            check_monotone::<FreeListAllocator>(region, granularity, &ops, seed);
+        }
 
         #[test]
         fn buddy_fails_monotonically(
