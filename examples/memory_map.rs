@@ -61,7 +61,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         )
     }?;
 
-    let result = build_scene(&instance, physical_device, &device, &svg_path, &json_path);
+    let result = build_scene(
+        &entry,
+        &instance,
+        physical_device,
+        &device,
+        &svg_path,
+        &json_path,
+    );
 
     // SAFETY: every allocation, buffer, image and the allocator were dropped in `build_scene`.
     unsafe {
@@ -72,6 +79,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 fn build_scene(
+    entry: &ash::Entry,
     instance: &ash::Instance,
     physical_device: vk::PhysicalDevice,
     device: &ash::Device,
@@ -79,12 +87,15 @@ fn build_scene(
     json_path: &str,
 ) -> Result<(), Box<dyn Error>> {
     // SAFETY: the handles are valid and outlive the allocator and every allocation (all are
-    // dropped before this function returns); no optional feature is claimed.
+    // dropped before this function returns); the instance was created from `entry` for Vulkan
+    // 1.2; no optional feature is claimed.
     let memory_device = unsafe {
         ash_memory::Device::new(
+            entry,
             instance,
             physical_device,
             device.clone(),
+            vk::API_VERSION_1_2,
             Default::default(),
         )
     }?;

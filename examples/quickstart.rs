@@ -89,13 +89,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
 
     // SAFETY: the handles are valid and destroyed only after the allocator and every
-    // allocation are dropped (end of `run`); the instance was created for Vulkan 1.2 and no
+    // allocation are dropped (end of `run`); the instance was created from `entry` for Vulkan 1.2 and no
     // optional extension is claimed.
     let memory_device = unsafe {
         ash_memory::Device::new(
+            &entry,
             &instance,
             physical_device,
             device.clone(),
+            vk::API_VERSION_1_2,
             Default::default(),
         )?
     };

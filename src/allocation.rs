@@ -10,8 +10,6 @@
 //! Dropping a `MemoryAlloc` returns its range to its block (from any thread) or frees its
 //! dedicated memory object.
 
-use crate::allocator::dedicated::DedicatedTicket;
-use crate::allocator::MemoryAccessError;
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
@@ -96,12 +94,56 @@ impl BlockRef {
     }
 }
 
+/// Whoever keeps a register of dedicated allocations (for statistics and leak reports): told
+/// when one is gone.
+pub(crate) trait DedicatedRegister: Send + Sync {
+    /// The dedicated allocation registered as `id` is being dropped.
+    fn forget(&self, id: u64);
+}
+
+/// A dedicated allocation's entry in a [`DedicatedRegister`].
+pub(crate) struct Registration {
+    pub(crate) register: Arc<dyn DedicatedRegister>,
+    pub(crate) id: u64,
+}
+
 /// A memory object of its own, with its registration for statistics.
 pub(crate) struct Dedicated {
     memory: DeviceMemory,
-    /// Registration with the allocator that made it, for statistics; held for its `Drop`,
-    /// which removes the entry.
-    _registration: DedicatedTicket,
+    registration: Registration,
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.registration.register.forget(self.registration.id);
+    }
+}
+
+/// Why reading, writing, flushing or binding an allocation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryAccessError {
+    /// The allocation's memory type is not `HOST_VISIBLE`, so it has no mapping.
+    #[error(
+        "memory type {memory_type_index} is not host-visible: the allocation cannot be mapped"
+    )]
+    NotHostVisible {
+        /// The allocation's memory type.
+        memory_type_index: u32,
+    },
+    /// The range lies (partly) outside the allocation.
+    #[error("range at offset {offset} of {len} bytes is outside the allocation of {size} bytes")]
+    OutOfBounds {
+        /// Offset within the allocation.
+        offset: DeviceSize,
+        /// Length of the range.
+        len: DeviceSize,
+        /// Size of the allocation.
+        size: DeviceSize,
+    },
+    /// A Vulkan call failed.
+    #[error("Vulkan error: {0}")]
+    Vulkan(vk::Result),
 }
 
 /// Where an allocation's memory comes from. Kept small (three words): `MemoryAlloc`s are
@@ -123,10 +165,10 @@ impl Owner {
     }
 
     /// A dedicated memory object, registered with its allocator.
-    pub(crate) fn dedicated(memory: DeviceMemory, registration: DedicatedTicket) -> Self {
+    pub(crate) fn dedicated(memory: DeviceMemory, registration: Registration) -> Self {
         Self::Dedicated(Box::new(Dedicated {
             memory,
-            _registration: registration,
+            registration,
         }))
     }
 }

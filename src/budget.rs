@@ -7,14 +7,23 @@
 //! usage per heap. Without it, the estimate follows VMA: usage is what this crate allocated
 //! on the heap, and the budget is 80 % of the heap's size.
 //!
-//! [`AllocationCreateInfo::within_budget`](crate::AllocationCreateInfo::within_budget) makes an
-//! allocation fail with [`AllocationError::BudgetExceeded`] instead of creating a memory
-//! object that would take its heap past the budget (VMA's `WITHIN_BUDGET` flag).
+//! # Staying within the budget
+//!
+//! [`AllocationCreateInfo::within_budget`](crate::AllocationCreateInfo::within_budget) (and
+//! [`DeviceMemoryCreateInfo::within_budget`](crate::device_memory::DeviceMemoryCreateInfo))
+//! makes an allocation fail with [`BudgetError`] instead of creating a memory object that
+//! would take its heap past the budget (VMA's `WITHIN_BUDGET` flag). Checking first and
+//! allocating afterwards would let threads pass the check together and then the budget, so
+//! every memory object's bytes are *reserved* on its heap before the driver is called, in one
+//! atomic step with the check, and given back if the call fails: the sum of what is live and
+//! in flight never exceeds the budget. With the extension, the usage it reports (which already
+//! counts this crate's live memory objects) is corrected by the bytes reserved since: the
+//! estimate is `usage + reserved now - this crate's usage at the query`.
 
-use crate::allocator::AllocationError;
 use crate::device::Device;
 use crate::layout::DeviceSize;
 use ash::vk;
+use std::sync::atomic::Ordering;
 
 /// Usage and budget of one heap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,34 +41,45 @@ pub struct HeapBudget {
     pub from_extension: bool,
 }
 
+/// A memory object would take its heap past the heap's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "heap {heap} would exceed its budget: {usage} bytes used + {size} requested > {budget} budget"
+)]
+pub struct BudgetError {
+    /// The heap index.
+    pub heap: u32,
+    /// The heap's usage (live and reserved) before the request.
+    pub usage: DeviceSize,
+    /// The requested size.
+    pub size: DeviceSize,
+    /// The heap's budget.
+    pub budget: DeviceSize,
+}
+
+/// The budget every heap gets without the extension: 80 % of its size.
+fn estimated_budget(heap_size: DeviceSize) -> DeviceSize {
+    heap_size / 10 * 8
+}
+
 impl Device {
     /// The usage and budget of every heap.
     pub fn heap_budgets(&self) -> Vec<HeapBudget> {
         let heaps = &self.memory_properties().memory_heaps;
-        let estimated = |i: usize, h: &vk::MemoryHeap| HeapBudget {
-            heap_size: h.size,
-            usage: self.heap_usage_by_crate(i as u32),
-            budget: h.size / 10 * 8,
-            crate_usage: self.heap_usage_by_crate(i as u32),
-            from_extension: false,
-        };
         if !self.features().memory_budget {
             return heaps
                 .iter()
                 .enumerate()
-                .map(|(i, h)| estimated(i, h))
+                .map(|(i, h)| HeapBudget {
+                    heap_size: h.size,
+                    usage: self.heap_usage_by_crate(i as u32),
+                    budget: estimated_budget(h.size),
+                    crate_usage: self.heap_usage_by_crate(i as u32),
+                    from_extension: false,
+                })
                 .collect();
         }
-        let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
-        let mut props = vk::PhysicalDeviceMemoryProperties2::default().push_next(&mut budget);
-        // SAFETY: the physical device belongs to the instance (`Device::new` contract) and
-        // `VK_EXT_memory_budget` is enabled, so the chained structure is allowed; the function
-        // is core in Vulkan 1.1, which the extension requires.
-        unsafe {
-            self.instance()
-                .get_physical_device_memory_properties2(self.physical_device(), &mut props)
-        };
-        let _ = props;
+        let budget = self.query_budget();
         heaps
             .iter()
             .enumerate()
@@ -72,24 +92,67 @@ impl Device {
             })
             .collect()
     }
+
+    /// `VkPhysicalDeviceMemoryBudgetPropertiesEXT`, through the core or the KHR entry point.
+    fn query_budget(&self) -> vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'static> {
+        let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
+        let mut props = vk::PhysicalDeviceMemoryProperties2::default().push_next(&mut budget);
+        // SAFETY: `VK_EXT_memory_budget` is enabled (the caller checked the claimed feature,
+        // `Device::new` contract), so the chained structure is allowed.
+        unsafe { self.memory_properties2(&mut props) };
+        let _ = props;
+        vk::PhysicalDeviceMemoryBudgetPropertiesEXT {
+            heap_budget: budget.heap_budget,
+            heap_usage: budget.heap_usage,
+            ..Default::default()
+        }
+    }
 }
 
-/// Fails if a new memory object of `size` bytes in `memory_type_index` would take its heap past
-/// its budget.
-pub(crate) fn check_within_budget(
+/// Reserves `size` bytes of `heap` for a memory object about to be allocated; with `check`,
+/// fails instead if live plus reserved bytes would pass the heap's budget. The check and the
+/// reservation are one atomic step.
+pub(crate) fn reserve(
     device: &Device,
-    memory_type_index: u32,
+    heap: u32,
     size: DeviceSize,
-) -> Result<(), AllocationError> {
-    let heap = device.memory_properties().memory_types[memory_type_index as usize].heap_index;
-    let b = device.heap_budgets()[heap as usize];
-    if b.usage.saturating_add(size) > b.budget {
-        return Err(AllocationError::BudgetExceeded {
-            heap,
-            usage: b.usage,
-            size,
-            budget: b.budget,
-        });
+    check: bool,
+) -> Result<(), BudgetError> {
+    let reserved = device.heap_reserved(heap);
+    if !check {
+        reserved.fetch_add(size, Ordering::AcqRel);
+        return Ok(());
     }
-    Ok(())
+    let heap_size = device
+        .memory_properties()
+        .memory_heaps
+        .get(heap as usize)
+        .map_or(0, |h| h.size);
+    // What the process uses besides this crate's reservations, and the budget.
+    let (others, budget) = if device.features().memory_budget {
+        let b = device.query_budget();
+        let crate_usage = device.heap_usage_by_crate(heap);
+        let usage = b.heap_usage.get(heap as usize).copied().unwrap_or(0);
+        let budget = b.heap_budget.get(heap as usize).copied().unwrap_or(0);
+        (usage.saturating_sub(crate_usage), budget)
+    } else {
+        (0, estimated_budget(heap_size))
+    };
+    reserved
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+            let after = others.saturating_add(r).saturating_add(size);
+            (after <= budget).then_some(r + size)
+        })
+        .map(|_| ())
+        .map_err(|r| BudgetError {
+            heap,
+            usage: others.saturating_add(r),
+            size,
+            budget,
+        })
+}
+
+/// Gives back a reservation of [`reserve`] whose memory object was not made.
+pub(crate) fn release(device: &Device, heap: u32, size: DeviceSize) {
+    device.heap_reserved(heap).fetch_sub(size, Ordering::AcqRel);
 }

@@ -1,51 +1,156 @@
 //! The device the allocator works for: the user's `ash` handles plus the facts it needs.
 //!
-//! Vulkan cannot be asked which extensions and features an `ash::Device` was created with, so
-//! the user states the memory-related ones in [`EnabledMemoryFeatures`]. Everything else the
-//! allocator needs (memory types and heaps, `bufferImageGranularity`, `nonCoherentAtomSize`,
-//! `maxMemoryAllocationCount`, the API version) is queried once, in [`Device::new`], and cached.
+//! Vulkan cannot be asked which API version an instance was created for, nor which
+//! extensions and features an `ash::Device` was created with, so the user states them:
+//! the instance's `apiVersion` is a required argument of [`Device::new`] (forgetting it
+//! would silently turn off the Vulkan 1.1 paths, among them the driver's "this resource
+//! requires a memory object of its own"), and the memory-related extensions and features go
+//! in [`EnabledMemoryFeatures`]. Everything else the allocator needs (memory types and heaps,
+//! `bufferImageGranularity`, `nonCoherentAtomSize`, `maxMemoryAllocationCount`) is queried
+//! once, in [`Device::new`], and cached in plain data ([`MemoryProperties`]) that the pure
+//! policy layers read.
 //!
 //! [`Device`] also counts the `VkDeviceMemory` objects alive on it, because the driver's
-//! `maxMemoryAllocationCount` is a hard limit shared by every allocator of the device.
+//! `maxMemoryAllocationCount` is a hard limit shared by every allocator of the device, and
+//! the bytes each heap holds, for the [budget](crate::budget).
 
-use crate::allocator::memory_type::{MemoryProperties, MemoryPropertiesError};
 use crate::layout::{DeviceAlignment, DeviceSize};
 use ash::vk;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Memory-related extensions and features the user enabled on the `ash::Device`.
 ///
 /// Every field defaults to `false`. Set a field only when the extension or feature really was
-/// enabled (or is core in the device's API version): the allocator then uses it.
+/// enabled (or is core in the API version given to [`Device::new`]): the allocator then uses
+/// it. New fields may be added; build the value with `..Default::default()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnabledMemoryFeatures {
-    /// The `apiVersion` the instance was created with (`VkApplicationInfo::apiVersion`). The
-    /// device's functions of a Vulkan version are only used when both this and the physical
-    /// device's version reach it. The default value is 0, which counts as Vulkan 1.0.
-    pub instance_api_version: u32,
     /// `VK_KHR_dedicated_allocation` (core in Vulkan 1.1). Implied by an API version of 1.1 or
-    /// more.
+    /// more. The default value is `false`.
     pub dedicated_allocation: bool,
     /// `VK_KHR_get_memory_requirements2` (core in 1.1). Implied by an API version of 1.1 or
-    /// more.
+    /// more. The default value is `false`.
     pub get_memory_requirements2: bool,
-    /// `VK_EXT_memory_budget`: per-heap usage and budget.
+    /// `VK_EXT_memory_budget`: per-heap usage and budget. On a Vulkan 1.0 instance it needs
+    /// `VK_KHR_get_physical_device_properties2`, whose entry point is then used. The default
+    /// value is `false`.
     pub memory_budget: bool,
-    /// `VK_EXT_memory_priority` with its `memoryPriority` feature.
+    /// `VK_EXT_memory_priority` with its `memoryPriority` feature. The default value is
+    /// `false`.
     pub memory_priority: bool,
     /// The `bufferDeviceAddress` feature (core in 1.2, or `VK_KHR_buffer_device_address`).
+    /// The default value is `false`.
     pub buffer_device_address: bool,
-    /// `VK_KHR_external_memory` (core in 1.1). Implied by an API version of 1.1 or more.
+    /// `VK_KHR_external_memory` (core in 1.1). Implied by an API version of 1.1 or more. The
+    /// default value is `false`.
     pub external_memory: bool,
-    /// The `protectedMemory` feature.
+    /// The `protectedMemory` feature. The default value is `false`.
     pub protected_memory: bool,
-    /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature.
+    /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature. The default
+    /// value is `false`.
     pub device_coherent_memory: bool,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+/// A plain copy of a device's memory types and heaps.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryProperties {
+    /// The memory types, indexed by memory type index.
+    pub memory_types: SmallVec<[vk::MemoryType; 8]>,
+    /// The memory heaps, indexed by heap index.
+    pub memory_heaps: SmallVec<[vk::MemoryHeap; 4]>,
+}
+
+/// Why a set of memory properties was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryPropertiesError {
+    /// More types or heaps than Vulkan allows (32 and 16).
+    #[error("{types} memory types and {heaps} heaps exceed Vulkan's limits of 32 and 16")]
+    TooMany {
+        /// The reported type count.
+        types: u32,
+        /// The reported heap count.
+        heaps: u32,
+    },
+    /// A memory type names a heap that does not exist.
+    #[error("memory type {memory_type} names heap {heap}, but there are only {heap_count} heaps")]
+    HeapOutOfRange {
+        /// The memory type index.
+        memory_type: u32,
+        /// The heap it names.
+        heap: u32,
+        /// The number of heaps.
+        heap_count: u32,
+    },
+}
+
+impl MemoryProperties {
+    /// Copies and checks the properties Vulkan reported.
+    pub fn from_vk(p: &vk::PhysicalDeviceMemoryProperties) -> Result<Self, MemoryPropertiesError> {
+        if p.memory_type_count as usize > vk::MAX_MEMORY_TYPES
+            || p.memory_heap_count as usize > vk::MAX_MEMORY_HEAPS
+        {
+            return Err(MemoryPropertiesError::TooMany {
+                types: p.memory_type_count,
+                heaps: p.memory_heap_count,
+            });
+        }
+        let props = Self {
+            memory_types: p.memory_types[..p.memory_type_count as usize].into(),
+            memory_heaps: p.memory_heaps[..p.memory_heap_count as usize].into(),
+        };
+        for (i, t) in props.memory_types.iter().enumerate() {
+            if t.heap_index >= p.memory_heap_count {
+                return Err(MemoryPropertiesError::HeapOutOfRange {
+                    memory_type: i as u32,
+                    heap: t.heap_index,
+                    heap_count: p.memory_heap_count,
+                });
+            }
+        }
+        Ok(props)
+    }
+
+    /// A mask with one bit per existing memory type.
+    pub fn all_types_mask(&self) -> u32 {
+        mask_of_count(self.memory_types.len())
+    }
+
+    /// Memory type `index`, or `None` when there is no such type.
+    pub fn memory_type(&self, index: u32) -> Option<vk::MemoryType> {
+        self.memory_types.get(index as usize).copied()
+    }
+
+    /// The heap that memory type `index` lives in, or `None` when there is no such type (or
+    /// its heap index is out of range, which [`from_vk`](Self::from_vk) rules out).
+    pub fn heap_of_type(&self, index: u32) -> Option<vk::MemoryHeap> {
+        let t = self.memory_type(index)?;
+        self.memory_heaps.get(t.heap_index as usize).copied()
+    }
+
+    /// The size of the heap that memory type `index` lives in, or `None` when there is no
+    /// such type.
+    pub fn heap_size_of_type(&self, index: u32) -> Option<DeviceSize> {
+        self.heap_of_type(index).map(|h| h.size)
+    }
+}
+
+/// A mask with the lowest `count` bits set (all 32 from 32 on).
+pub(crate) fn mask_of_count(count: usize) -> u32 {
+    if count >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << count) - 1
+    }
 }
 
 /// Why a [`Device`] could not be created.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeviceError {
     /// The memory properties the driver reported are inconsistent.
     #[error("invalid memory properties: {0}")]
@@ -58,6 +163,9 @@ pub enum DeviceError {
         /// The reported value.
         value: u64,
     },
+    /// A function that a claimed extension provides could not be loaded.
+    #[error("{0} could not be loaded, although the extension that provides it was claimed")]
+    MissingFunction(&'static str),
 }
 
 /// The device the allocator works for. Cheap to share as `Arc<Device>`.
@@ -72,9 +180,16 @@ pub struct Device {
     max_memory_allocation_count: u32,
     features: EnabledMemoryFeatures,
     get_memory_requirements2_khr: Option<ash::khr::get_memory_requirements2::Device>,
+    /// `vkGetPhysicalDeviceMemoryProperties2KHR`, on a Vulkan 1.0 instance with
+    /// `VK_EXT_memory_budget` (which requires `VK_KHR_get_physical_device_properties2`).
+    memory_properties2_khr: Option<vk::PFN_vkGetPhysicalDeviceMemoryProperties2>,
     live_memory_objects: AtomicU32,
     memory_allocation_calls: AtomicU64,
     live_memory_bytes: AtomicU64,
+    /// Per heap: bytes of live memory objects made through this crate plus bytes reserved by
+    /// `vkAllocateMemory` calls in flight (see [`crate::budget`]).
+    heap_reserved: [AtomicU64; vk::MAX_MEMORY_HEAPS],
+    /// Per heap: bytes of live memory objects made through this crate.
     heap_usage: [AtomicU64; vk::MAX_MEMORY_HEAPS],
 }
 
@@ -96,22 +211,36 @@ impl std::fmt::Debug for Device {
     }
 }
 
+/// Whether `version` is Vulkan 1.1 or later (0 counts as 1.0, as in `VkApplicationInfo`).
+fn is_1_1(version: u32) -> bool {
+    vk::api_version_major(version) > 1 || vk::api_version_minor(version) >= 1
+}
+
 impl Device {
     /// Wraps the user's handles and queries the facts the allocator needs.
     ///
-    /// The handles are cloned, never destroyed: the user keeps ownership.
+    /// `instance_api_version` is the `apiVersion` the instance was created with
+    /// (`VkApplicationInfo::apiVersion`, 0 meaning 1.0): the device's functions of a Vulkan
+    /// version are only used when both it and the physical device's version reach that
+    /// version. `entry` is the loader the instance came from; it is only used to load
+    /// `vkGetPhysicalDeviceMemoryProperties2KHR` when `memory_budget` is claimed on a
+    /// Vulkan 1.0 instance. The handles are cloned, never destroyed: the user keeps ownership.
     ///
     /// # Safety
     ///
-    /// - `device` was created from `physical_device`, which belongs to `instance`;
+    /// - `instance` was created from `entry` with `instance_api_version`; `device` was
+    ///   created from `physical_device`, which belongs to `instance`;
     /// - both handles stay valid (not destroyed) until this `Device` and every allocation made
     ///   through it have been dropped;
     /// - every field set in `features` names an extension or feature that was really enabled
-    ///   on `device` (or is core in its API version).
+    ///   (or is core in the API version); `memory_budget` on a 1.0 instance also means that
+    ///   `VK_KHR_get_physical_device_properties2` was enabled on the instance.
     pub unsafe fn new(
+        entry: &ash::Entry,
         instance: &ash::Instance,
         physical_device: vk::PhysicalDevice,
         device: ash::Device,
+        instance_api_version: u32,
         features: EnabledMemoryFeatures,
     ) -> Result<Arc<Self>, DeviceError> {
         // SAFETY: the caller guarantees that `physical_device` belongs to `instance`.
@@ -126,9 +255,9 @@ impl Device {
         let buffer_image_granularity =
             limit("bufferImageGranularity", limits.buffer_image_granularity)?;
         let non_coherent_atom_size = limit("nonCoherentAtomSize", limits.non_coherent_atom_size)?;
-        let api_version = properties.api_version.min(features.instance_api_version);
-        let core_1_1 =
-            vk::api_version_major(api_version) > 1 || vk::api_version_minor(api_version) >= 1;
+        let instance_api_version = instance_api_version.max(vk::API_VERSION_1_0);
+        let api_version = properties.api_version.min(instance_api_version);
+        let core_1_1 = is_1_1(api_version);
         let mut features = features;
         if core_1_1 {
             features.dedicated_allocation = true;
@@ -137,6 +266,26 @@ impl Device {
         }
         let get_memory_requirements2_khr = (!core_1_1 && features.get_memory_requirements2)
             .then(|| ash::khr::get_memory_requirements2::Device::new(instance, &device));
+        let memory_properties2_khr = if features.memory_budget && !is_1_1(instance_api_version) {
+            const NAME: &std::ffi::CStr = c"vkGetPhysicalDeviceMemoryProperties2KHR";
+            // SAFETY: `instance` was created from `entry` (the caller's contract); the name is
+            // a valid C string.
+            let f = unsafe { entry.get_instance_proc_addr(instance.handle(), NAME.as_ptr()) };
+            let f = f.ok_or(DeviceError::MissingFunction(
+                "vkGetPhysicalDeviceMemoryProperties2KHR",
+            ))?;
+            // SAFETY: the loader returned the entry point of that name, whose signature is
+            // that of `vkGetPhysicalDeviceMemoryProperties2` (the KHR function was promoted
+            // unchanged).
+            Some(unsafe {
+                std::mem::transmute::<
+                    unsafe extern "system" fn(),
+                    vk::PFN_vkGetPhysicalDeviceMemoryProperties2,
+                >(f)
+            })
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
             instance: instance.clone(),
             physical_device,
@@ -148,9 +297,11 @@ impl Device {
             max_memory_allocation_count: limits.max_memory_allocation_count,
             features,
             get_memory_requirements2_khr,
+            memory_properties2_khr,
             live_memory_objects: AtomicU32::new(0),
             memory_allocation_calls: AtomicU64::new(0),
             live_memory_bytes: AtomicU64::new(0),
+            heap_reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             heap_usage: std::array::from_fn(|_| AtomicU64::new(0)),
         }))
     }
@@ -170,8 +321,8 @@ impl Device {
         &self.device
     }
 
-    /// The API version the allocator uses: the smaller of the physical device's and
-    /// [`EnabledMemoryFeatures::instance_api_version`].
+    /// The API version the allocator uses: the smaller of the physical device's and the
+    /// instance's (given to [`Device::new`]).
     pub fn api_version(&self) -> u32 {
         self.api_version
     }
@@ -216,6 +367,14 @@ impl Device {
         self.live_memory_bytes.load(Ordering::Relaxed)
     }
 
+    /// The bytes of live `VkDeviceMemory` objects made through this crate in heap `heap`
+    /// (0 for a heap that does not exist).
+    pub fn heap_usage_by_crate(&self, heap: u32) -> DeviceSize {
+        self.heap_usage
+            .get(heap as usize)
+            .map_or(0, |u| u.load(Ordering::Relaxed))
+    }
+
     /// Reserves one slot of `maxMemoryAllocationCount`, or returns `false` when all are used.
     pub(crate) fn reserve_memory_object(&self) -> bool {
         let max = self.max_memory_allocation_count;
@@ -231,23 +390,47 @@ impl Device {
         self.live_memory_objects.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// The bytes of heap `heap` held or reserved through this crate.
+    pub(crate) fn heap_reserved(&self, heap: u32) -> &AtomicU64 {
+        &self.heap_reserved[heap as usize]
+    }
+
+    /// Records a memory object of `size` bytes in `heap` whose bytes were reserved.
     pub(crate) fn record_memory_allocated(&self, heap: u32, size: DeviceSize) {
         self.memory_allocation_calls.fetch_add(1, Ordering::Relaxed);
         self.live_memory_bytes.fetch_add(size, Ordering::Relaxed);
         self.heap_usage[heap as usize].fetch_add(size, Ordering::Relaxed);
     }
 
+    /// Records that a memory object of `size` bytes in `heap` was freed, and gives back its
+    /// reservation.
     pub(crate) fn record_memory_freed(&self, heap: u32, size: DeviceSize) {
         self.live_memory_bytes.fetch_sub(size, Ordering::Relaxed);
         self.heap_usage[heap as usize].fetch_sub(size, Ordering::Relaxed);
+        self.heap_reserved[heap as usize].fetch_sub(size, Ordering::AcqRel);
     }
 
-    /// The bytes of live `VkDeviceMemory` objects made through this crate in heap `heap`
-    /// (0 for a heap that does not exist).
-    pub fn heap_usage_by_crate(&self, heap: u32) -> DeviceSize {
-        self.heap_usage
-            .get(heap as usize)
-            .map_or(0, |u| u.load(Ordering::Relaxed))
+    /// Fills `props` (and its chain) through `vkGetPhysicalDeviceMemoryProperties2`, or its
+    /// KHR alias on a Vulkan 1.0 instance.
+    ///
+    /// # Safety
+    ///
+    /// Every structure chained to `props` is allowed by an extension the user claimed.
+    pub(crate) unsafe fn memory_properties2(
+        &self,
+        props: &mut vk::PhysicalDeviceMemoryProperties2<'_>,
+    ) {
+        match self.memory_properties2_khr {
+            // SAFETY: loaded for this instance in `new`; the physical device belongs to it;
+            // the chain is the caller's.
+            Some(f) => unsafe { f(self.physical_device, props) },
+            // SAFETY: the instance is Vulkan 1.1 or later (otherwise the KHR pointer would be
+            // set whenever this is called, see `crate::budget`); the rest as above.
+            None => unsafe {
+                self.instance
+                    .get_physical_device_memory_properties2(self.physical_device, props)
+            },
+        }
     }
 
     /// Queries a buffer's or image's memory requirements, with the dedicated-allocation
@@ -314,4 +497,46 @@ fn strip(d: vk::MemoryDedicatedRequirements<'_>) -> vk::MemoryDedicatedRequireme
     vk::MemoryDedicatedRequirements::default()
         .prefers_dedicated_allocation(d.prefers_dedicated_allocation != 0)
         .requires_dedicated_allocation(d.requires_dedicated_allocation != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_properties_lookups_never_panic() {
+        let mut raw = vk::PhysicalDeviceMemoryProperties {
+            memory_type_count: 1,
+            memory_heap_count: 1,
+            ..Default::default()
+        };
+        raw.memory_heaps[0].size = 1 << 30;
+        let p = MemoryProperties::from_vk(&raw).unwrap();
+        assert_eq!(p.heap_size_of_type(0), Some(1 << 30));
+        assert_eq!(p.heap_size_of_type(1), None);
+        assert_eq!(p.heap_size_of_type(u32::MAX), None);
+        assert_eq!(p.all_types_mask(), 1);
+        raw.memory_types[0].heap_index = 3;
+        assert!(matches!(
+            MemoryProperties::from_vk(&raw),
+            Err(MemoryPropertiesError::HeapOutOfRange { heap: 3, .. })
+        ));
+        raw.memory_type_count = 40;
+        assert!(matches!(
+            MemoryProperties::from_vk(&raw),
+            Err(MemoryPropertiesError::TooMany { .. })
+        ));
+        assert_eq!(mask_of_count(32), u32::MAX);
+        assert_eq!(mask_of_count(3), 0b111);
+        assert_eq!(mask_of_count(0), 0);
+    }
+
+    #[test]
+    fn api_versions() {
+        assert!(!is_1_1(0));
+        assert!(!is_1_1(vk::API_VERSION_1_0));
+        assert!(is_1_1(vk::API_VERSION_1_1));
+        assert!(is_1_1(vk::API_VERSION_1_3));
+        assert!(is_1_1(vk::make_api_version(0, 2, 0, 0)));
+    }
 }

@@ -5,8 +5,12 @@
 //! allows only one mapping per object at a time. Blocks are therefore mapped once, whole, when
 //! they are created, and every allocation inside shares that mapping: there is never a second
 //! map of the same object, so there is nothing to unmap twice either.
+//!
+//! [`DeviceMemory::allocate`] is usable on its own, for a memory object the allocator does not
+//! manage: it checks its arguments, respects `maxMemoryAllocationCount` and the heap budget
+//! like the allocator does, and counts the object in the [`Device`]'s totals.
 
-use crate::allocator::AllocationError;
+use crate::budget::BudgetError;
 use crate::device::Device;
 use crate::layout::DeviceSize;
 use ash::vk;
@@ -48,15 +52,151 @@ impl DedicatedAllocation {
     }
 }
 
+/// External memory handle types to export a memory object as (`VkExportMemoryAllocateInfo`).
+///
+/// Building one is `unsafe`: Vulkan requires the handle types to be supported and compatible
+/// for every resource bound to the memory, which only the application can know (from
+/// `vkGetPhysicalDeviceExternalBufferProperties` / `...ImageFormatProperties2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportHandleTypes(vk::ExternalMemoryHandleTypeFlags);
+
+impl ExportHandleTypes {
+    /// No export: the default.
+    pub const NONE: Self = Self(vk::ExternalMemoryHandleTypeFlags::empty());
+
+    /// Exports as `handle_types`.
+    ///
+    /// # Safety
+    ///
+    /// `VK_KHR_external_memory` (or Vulkan 1.1) is enabled, and the handle types are
+    /// supported and compatible, as reported by `VkExternalBufferProperties` or
+    /// `VkExternalImageFormatProperties`, for every buffer and image that will be bound to
+    /// memory allocated with them.
+    pub const unsafe fn new(handle_types: vk::ExternalMemoryHandleTypeFlags) -> Self {
+        Self(handle_types)
+    }
+
+    /// The handle types.
+    pub const fn flags(self) -> vk::ExternalMemoryHandleTypeFlags {
+        self.0
+    }
+
+    /// Whether no handle type is set.
+    pub const fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// What to put in one `vkAllocateMemory` call.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MemoryAllocateInfo {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceMemoryCreateInfo {
+    /// The size in bytes; not zero, not above the heap's size. The default value is 0, which
+    /// is rejected: set it.
     pub size: DeviceSize,
+    /// The memory type index. The default value is 0.
     pub memory_type_index: u32,
+    /// The resource of a dedicated allocation (`VkMemoryDedicatedAllocateInfo`), passed when
+    /// `VK_KHR_dedicated_allocation` (or Vulkan 1.1) is available. The default value is `None`.
     pub dedicated: Option<DedicatedAllocation>,
-    pub export_handle_types: vk::ExternalMemoryHandleTypeFlags,
+    /// Export handle types, passed when external memory is available. The default value is
+    /// none.
+    pub export_handle_types: ExportHandleTypes,
+    /// Set `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` when the `bufferDeviceAddress` feature is
+    /// enabled. The default value is `false`.
     pub device_address: bool,
+    /// `VK_EXT_memory_priority` priority, 0.0 ..= 1.0 (anything else, NaN included, is
+    /// rejected), passed when the extension is enabled. The default value is `None` (the
+    /// driver's default, 0.5).
     pub priority: Option<f32>,
+    /// Fail with [`DeviceMemoryError::Budget`] instead of taking the heap past its
+    /// [budget](crate::budget). The check and the reservation of the bytes are one atomic
+    /// step, so threads cannot pass the budget together. The default value is `false`.
+    pub within_budget: bool,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+impl Default for DeviceMemoryCreateInfo {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            memory_type_index: 0,
+            dedicated: None,
+            export_handle_types: ExportHandleTypes::NONE,
+            device_address: false,
+            priority: None,
+            within_budget: false,
+            _ne: crate::NonExhaustive(()),
+        }
+    }
+}
+
+/// Whether `priority` is a valid memory priority: finite and within 0.0 ..= 1.0.
+pub(crate) fn is_valid_priority(priority: f32) -> bool {
+    (0.0..=1.0).contains(&priority)
+}
+
+/// Why a memory object could not be allocated or mapped.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceMemoryError {
+    /// The driver is out of device memory (`VK_ERROR_OUT_OF_DEVICE_MEMORY`).
+    #[error("out of device memory")]
+    OutOfDeviceMemory,
+    /// The driver is out of host memory (`VK_ERROR_OUT_OF_HOST_MEMORY`).
+    #[error("out of host memory")]
+    OutOfHostMemory,
+    /// `maxMemoryAllocationCount` memory objects are alive, or the driver said
+    /// `VK_ERROR_TOO_MANY_OBJECTS`.
+    #[error("too many device memory objects (the device allows {max})")]
+    TooManyObjects {
+        /// The device's `maxMemoryAllocationCount`.
+        max: u32,
+    },
+    /// The heap would pass its budget, and the request asked to stay within it.
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+    /// Mapping the host-visible memory failed (the memory was freed again).
+    #[error("vkMapMemory failed: {0}")]
+    MapFailed(vk::Result),
+    /// Another Vulkan error.
+    #[error("Vulkan error: {0}")]
+    Vulkan(vk::Result),
+    /// A memory type index that does not exist.
+    #[error("memory type index {index} is out of range (the device has {count} memory types)")]
+    MemoryTypeIndexOutOfRange {
+        /// The index given.
+        index: u32,
+        /// The number of memory types.
+        count: u32,
+    },
+    /// The size is zero or larger than the heap.
+    #[error("invalid memory object size {size} (heap {heap} has {heap_size} bytes)")]
+    InvalidSize {
+        /// The size given.
+        size: DeviceSize,
+        /// The heap of the memory type.
+        heap: u32,
+        /// The heap's size.
+        heap_size: DeviceSize,
+    },
+    /// A priority that is NaN or outside 0.0 ..= 1.0.
+    #[error("memory priority {0} is not within 0.0 ..= 1.0")]
+    InvalidPriority(f32),
+}
+
+impl DeviceMemoryError {
+    fn from_vk(result: vk::Result, device: &Device) -> Self {
+        match result {
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => Self::OutOfDeviceMemory,
+            vk::Result::ERROR_OUT_OF_HOST_MEMORY => Self::OutOfHostMemory,
+            // The driver's own limit: report the device's real maximum.
+            vk::Result::ERROR_TOO_MANY_OBJECTS => Self::TooManyObjects {
+                max: device.max_memory_allocation_count(),
+            },
+            other => Self::Vulkan(other),
+        }
+    }
 }
 
 /// An owned `VkDeviceMemory`.
@@ -90,22 +230,67 @@ impl std::fmt::Debug for DeviceMemory {
     }
 }
 
+/// Gives back the memory-object slot and the heap bytes of a failed allocation.
+struct Reservation<'a> {
+    device: &'a Device,
+    heap: u32,
+    size: DeviceSize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        crate::budget::release(self.device, self.heap, self.size);
+        self.device.release_memory_object();
+    }
+}
+
 impl DeviceMemory {
-    /// Allocates and, for host-visible types, maps the memory.
+    /// Allocates and, for host-visible types, maps a memory object.
     ///
-    /// The caller has checked that `memory_type_index` exists and that `size` is not zero.
-    pub(crate) fn allocate(
+    /// Checks the arguments first (the memory type exists, the size is not zero and fits the
+    /// heap, the priority is valid), then reserves one of the device's
+    /// `maxMemoryAllocationCount` objects and the bytes of the heap (checking the budget when
+    /// `within_budget` is set), and only then calls the driver; on any failure everything is
+    /// given back.
+    pub fn allocate(
         device: Arc<Device>,
-        info: MemoryAllocateInfo,
-    ) -> Result<Self, AllocationError> {
-        let memory_type = device.memory_properties().memory_types[info.memory_type_index as usize];
+        info: &DeviceMemoryCreateInfo,
+    ) -> Result<Self, DeviceMemoryError> {
+        let props = device.memory_properties();
+        let memory_type = props.memory_type(info.memory_type_index).ok_or(
+            DeviceMemoryError::MemoryTypeIndexOutOfRange {
+                index: info.memory_type_index,
+                count: props.memory_types.len() as u32,
+            },
+        )?;
+        let heap = memory_type.heap_index;
+        let heap_size = props.heap_size_of_type(info.memory_type_index).unwrap_or(0);
+        if info.size == 0 || info.size > heap_size {
+            return Err(DeviceMemoryError::InvalidSize {
+                size: info.size,
+                heap,
+                heap_size,
+            });
+        }
+        if let Some(p) = info.priority.filter(|&p| !is_valid_priority(p)) {
+            return Err(DeviceMemoryError::InvalidPriority(p));
+        }
         let property_flags = memory_type.property_flags;
         let features = *device.features();
         if !device.reserve_memory_object() {
-            return Err(AllocationError::TooManyObjects {
+            return Err(DeviceMemoryError::TooManyObjects {
                 max: device.max_memory_allocation_count(),
             });
         }
+        if let Err(e) = crate::budget::reserve(&device, heap, info.size, info.within_budget) {
+            device.release_memory_object();
+            return Err(e.into());
+        }
+        let reservation = Reservation {
+            device: &device,
+            heap,
+            size: info.size,
+        };
         let mut dedicated_info = vk::MemoryDedicatedAllocateInfo::default();
         let mut export_info = vk::ExportMemoryAllocateInfo::default();
         let mut flags_info = vk::MemoryAllocateFlagsInfo::default();
@@ -113,12 +298,13 @@ impl DeviceMemory {
         let mut allocate_info = vk::MemoryAllocateInfo::default()
             .allocation_size(info.size)
             .memory_type_index(info.memory_type_index);
-        if let (Some(d), true) = (info.dedicated, features.dedicated_allocation) {
+        let dedicated = info.dedicated.filter(|_| features.dedicated_allocation);
+        if let Some(d) = dedicated {
             dedicated_info = dedicated_info.buffer(d.buffer).image(d.image);
             allocate_info = allocate_info.push_next(&mut dedicated_info);
         }
         if !info.export_handle_types.is_empty() && features.external_memory {
-            export_info = export_info.handle_types(info.export_handle_types);
+            export_info = export_info.handle_types(info.export_handle_types.flags());
             allocate_info = allocate_info.push_next(&mut export_info);
         }
         if info.device_address && features.buffer_device_address {
@@ -126,36 +312,28 @@ impl DeviceMemory {
             allocate_info = allocate_info.push_next(&mut flags_info);
         }
         if let (Some(p), true) = (info.priority, features.memory_priority) {
-            priority_info = priority_info.priority(p.clamp(0.0, 1.0));
+            priority_info = priority_info.priority(p);
             allocate_info = allocate_info.push_next(&mut priority_info);
         }
         let ash = device.ash();
         // SAFETY: the chain above only holds structures whose extensions or features the user
-        // declared enabled (`Device::new` contract); the memory type exists (checked by the
-        // caller); a dedicated resource is valid (`DedicatedAllocation` contract).
-        let handle = match unsafe { ash.allocate_memory(&allocate_info, None) } {
-            Ok(handle) => handle,
-            Err(e) => {
-                device.release_memory_object();
-                return Err(match AllocationError::from_vk(e) {
-                    // The driver's own limit: report the device's real maximum, not 0.
-                    AllocationError::TooManyObjects { .. } => AllocationError::TooManyObjects {
-                        max: device.max_memory_allocation_count(),
-                    },
-                    other => other,
-                });
-            }
-        };
-        device.record_memory_allocated(memory_type.heap_index, info.size);
+        // declared enabled (`Device::new` contract) with valid values (a priority in range,
+        // export types vouched for by `ExportHandleTypes::new`'s contract, a valid dedicated
+        // resource by `DedicatedAllocation`'s); the memory type exists and the size is
+        // within its heap (checked above).
+        let handle = unsafe { ash.allocate_memory(&allocate_info, None) }
+            .map_err(|e| DeviceMemoryError::from_vk(e, &device))?;
+        std::mem::forget(reservation);
+        device.record_memory_allocated(heap, info.size);
         let mut memory = Self {
             device,
             handle,
             size: info.size,
             memory_type_index: info.memory_type_index,
             property_flags,
-            heap_index: memory_type.heap_index,
+            heap_index: heap,
             mapped: None,
-            dedicated: info.dedicated.is_some(),
+            dedicated: dedicated.is_some(),
         };
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
@@ -167,7 +345,7 @@ impl DeviceMemory {
                     vk::MemoryMapFlags::empty(),
                 )
             }
-            .map_err(AllocationError::from_vk)?;
+            .map_err(DeviceMemoryError::MapFailed)?;
             // On failure `memory` is dropped here, which frees it.
             memory.mapped = NonNull::new(ptr.cast());
         }
@@ -194,12 +372,18 @@ impl DeviceMemory {
         self.memory_type_index
     }
 
+    /// The heap the memory type lives in.
+    pub fn heap_index(&self) -> u32 {
+        self.heap_index
+    }
+
     /// The memory type's property flags.
     pub fn property_flags(&self) -> vk::MemoryPropertyFlags {
         self.property_flags
     }
 
-    /// Whether this object was allocated for one resource.
+    /// Whether this object was allocated for one resource with
+    /// `VkMemoryDedicatedAllocateInfo`.
     pub fn is_dedicated(&self) -> bool {
         self.dedicated
     }
@@ -219,6 +403,9 @@ impl DeviceMemory {
 
     /// Flushes (or invalidates) `[offset, offset + size)` of this object, widened to
     /// `nonCoherentAtomSize` and clamped to the object, when the memory is not host-coherent.
+    ///
+    /// The allocator lays out non-coherent memory so that the widened range of an
+    /// allocation never leaves it (see [`crate::allocator#non-coherent-memory`]).
     pub(crate) fn sync_range(
         &self,
         offset: DeviceSize,
@@ -228,10 +415,12 @@ impl DeviceMemory {
         if !self.needs_flush() || size == 0 {
             return Ok(());
         }
-        let atom = self.device.non_coherent_atom_size();
-        let start = crate::layout::align_down(offset, atom);
-        let end = offset.saturating_add(size).min(self.size);
-        let end = crate::layout::align_up(end, atom).map_or(self.size, |e| e.min(self.size));
+        let (start, end) = crate::layout::atom_range(
+            offset,
+            size,
+            self.device.non_coherent_atom_size(),
+            self.size,
+        );
         let range = vk::MappedMemoryRange::default()
             .memory(self.handle)
             .offset(start)
@@ -260,8 +449,8 @@ pub(crate) enum SyncDirection {
 impl Drop for DeviceMemory {
     fn drop(&mut self) {
         let ash = self.device.ash();
-        // SAFETY: we own the handle; every allocation inside it holds an `Arc` to its block
-        // (or owns this object), so none is alive. Freeing also unmaps.
+        // SAFETY: we own the handle; every allocation inside it holds a reference to its
+        // block (or owns this object), so none is alive. Freeing also unmaps.
         unsafe { ash.free_memory(self.handle, None) };
         self.device.record_memory_freed(self.heap_index, self.size);
         self.device.release_memory_object();

@@ -204,6 +204,37 @@ pub const fn padding_needed(value: DeviceSize, alignment: DeviceAlignment) -> De
     value.wrapping_neg() & (alignment.as_devicesize() - 1)
 }
 
+/// Whether the bytes at offsets `a` and `b` lie on the same page of `page_size` bytes: the
+/// buffer-image granularity test (see [pages](self#pages-and-buffer-image-granularity)). To
+/// ask whether a range ending at `end` (exclusive) shares a page with one starting at
+/// `start`, pass `end - 1` and `start`.
+#[inline]
+pub const fn on_same_page(a: DeviceSize, b: DeviceSize, page_size: DeviceAlignment) -> bool {
+    align_down(a, page_size) == align_down(b, page_size)
+}
+
+/// The range `[offset, offset + size)` widened to whole atoms of `atom` bytes and clamped to
+/// an object of `object_size` bytes, as `(start, end)`: what `vkFlushMappedMemoryRanges` and
+/// `vkInvalidateMappedMemoryRanges` accept for non-coherent memory (`nonCoherentAtomSize`).
+/// `start` is a multiple of `atom`; `end` is a multiple of it or `object_size`.
+#[inline]
+pub const fn atom_range(
+    offset: DeviceSize,
+    size: DeviceSize,
+    atom: DeviceAlignment,
+    object_size: DeviceSize,
+) -> (DeviceSize, DeviceSize) {
+    let start = align_down(offset, atom);
+    let end = offset.saturating_add(size);
+    let end = if end > object_size { object_size } else { end };
+    let end = match align_up(end, atom) {
+        Some(e) if e < object_size => e,
+        _ => object_size,
+    };
+    let start = if start > end { end } else { start };
+    (start, end)
+}
+
 /// The size and alignment of a range of device memory: a non-zero size that, padded to its
 /// alignment, is at most [`DeviceLayout::MAX_SIZE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

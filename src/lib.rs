@@ -4,14 +4,22 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn demo(instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice, device: &ash::Device)
-//! # -> Result<(), Box<dyn std::error::Error>> {
+//! # fn demo(entry: &ash::Entry, instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice,
+//! #     device: &ash::Device) -> Result<(), Box<dyn std::error::Error>> {
 //! use ash::vk;
 //! use ash_memory::{AllocationCreateInfo, MemoryAllocator, MemoryUsage, StandardMemoryAllocator};
 //!
-//! // SAFETY: the handles are valid and outlive the allocator; no extension is claimed.
+//! // SAFETY: the handles are valid and outlive the allocator; the instance was created from
+//! // `entry` for Vulkan 1.2; no extension is claimed.
 //! let device = unsafe {
-//!     ash_memory::Device::new(instance, physical_device, device.clone(), Default::default())?
+//!     ash_memory::Device::new(
+//!         entry,
+//!         instance,
+//!         physical_device,
+//!         device.clone(),
+//!         vk::API_VERSION_1_2,
+//!         Default::default(),
+//!     )?
 //! };
 //! let allocator = StandardMemoryAllocator::new_default(device.clone());
 //! let buffer_info = vk::BufferCreateInfo::default()
@@ -47,18 +55,29 @@ pub mod layout;
 pub mod stats;
 pub mod suballocator;
 
-pub use allocation::MemoryAlloc;
+pub use allocation::{MemoryAccessError, MemoryAlloc};
 pub use allocator::{
-    AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
-    GenericMemoryAllocatorCreateInfo, MemoryAccessError, MemoryAllocatePreference, MemoryAllocator,
-    MemoryProperties, MemoryRequirements, MemoryTypeFilter, MemoryUsage, StandardMemoryAllocator,
+    AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError,
+    GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,
+    MemoryAllocator, MemoryRequirements, MemoryTypeFilter, MemoryUsage, StandardMemoryAllocator,
     MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
 };
-pub use budget::HeapBudget;
-pub use device::{Device, DeviceError, EnabledMemoryFeatures};
-pub use device_memory::{DedicatedAllocation, DeviceMemory};
+pub use budget::{BudgetError, HeapBudget};
+pub use device::{
+    Device, DeviceError, EnabledMemoryFeatures, MemoryProperties, MemoryPropertiesError,
+};
+pub use device_memory::{
+    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
+};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
+/// A field that keeps a public struct open to new fields: it cannot be named or built outside
+/// this crate, so a struct literal of a create info must end in `..Default::default()`, and
+/// adding a field later breaks no one.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NonExhaustive(pub(crate) ());
+
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
     RangeKind, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,

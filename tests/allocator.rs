@@ -116,10 +116,10 @@ fn checked_paths_with_dedicated_allocation() {
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     for (pref, dedicated) in [
         (MemoryAllocatePreference::AlwaysAllocate, true),
-        (MemoryAllocatePreference::Unknown, false),
-        (MemoryAllocatePreference::Unknown, true),
+        (MemoryAllocatePreference::Auto, false),
+        (MemoryAllocatePreference::Auto, true),
     ] {
-        let size = if dedicated && pref == MemoryAllocatePreference::Unknown {
+        let size = if dedicated && pref == MemoryAllocatePreference::Auto {
             // Larger than half a block: the allocator makes it dedicated by itself.
             allocator.block_size(0).unwrap() / 2 + 4 * KIB
         } else {
@@ -244,7 +244,7 @@ fn empty_blocks_are_released_and_nothing_leaks() {
     let ctx = TestContext::new();
     let device = ctx.memory_device();
     let create_info = GenericMemoryAllocatorCreateInfo {
-        block_sizes: vec![(0, 4 * MIB)],
+        block_sizes: ash_memory::BlockSizeThresholds::uniform(4 * MIB).unwrap(),
         grow_blocks: false,
         ..Default::default()
     };
@@ -397,18 +397,8 @@ fn bad_input_returns_errors() {
         vec![(0, MIB), (0, 2 * MIB)],
         vec![(0, MIB), (GIB, MIB), (MIB, MIB)],
     ] {
-        let err = StandardMemoryAllocator::new(
-            device.clone(),
-            GenericMemoryAllocatorCreateInfo {
-                block_sizes: table,
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, AllocationError::InvalidConfiguration(_)),
-            "{err}"
-        );
+        let err = BlockSizeThresholds::new(table).unwrap_err();
+        assert!(matches!(err, ConfigError::BlockSizes(_)), "{err}");
     }
     // Reads and writes outside the allocation.
     let upload = AllocationCreateInfo {

@@ -80,7 +80,7 @@ fn random_run<S: Suballocator + Send + 'static>(
             let allocate_preference = if rng.range(0, 12) == 0 {
                 MemoryAllocatePreference::AlwaysAllocate
             } else {
-                MemoryAllocatePreference::Unknown
+                MemoryAllocatePreference::Auto
             };
             let info = AllocationCreateInfo {
                 usage,
@@ -198,7 +198,7 @@ fn random_buffers_and_images_in_small_blocks() {
         .enumerate()
     {
         let create_info = GenericMemoryAllocatorCreateInfo {
-            block_sizes: vec![(0, 2 * MIB)],
+            block_sizes: ash_memory::BlockSizeThresholds::uniform(2 * MIB).unwrap(),
             ..Default::default()
         };
         random_run::<FreeListAllocator>(layout, 0xB10C + i as u64, create_info);
@@ -215,7 +215,7 @@ fn random_buffers_and_images_with_every_suballocator() {
     {
         let seed = 0x5B + i as u64;
         let create_info = || GenericMemoryAllocatorCreateInfo {
-            block_sizes: vec![(0, 8 * MIB)],
+            block_sizes: ash_memory::BlockSizeThresholds::uniform(8 * MIB).unwrap(),
             ..Default::default()
         };
         random_run::<BuddyAllocator>(layout.clone(), seed, create_info());
@@ -230,7 +230,7 @@ fn random_buffers_and_images_in_arenas() {
     // has, across arena boundaries too.
     for (i, layout) in GpuLayout::all().into_iter().enumerate() {
         let create_info = GenericMemoryAllocatorCreateInfo {
-            block_sizes: vec![(0, 64 * MIB)],
+            block_sizes: ash_memory::BlockSizeThresholds::uniform(64 * MIB).unwrap(),
             block_arenas: Some(4),
             ..Default::default()
         };
@@ -238,7 +238,7 @@ fn random_buffers_and_images_in_arenas() {
     }
     let layout = GpuLayout::large_granularity();
     let create_info = || GenericMemoryAllocatorCreateInfo {
-        block_sizes: vec![(0, 64 * MIB)],
+        block_sizes: ash_memory::BlockSizeThresholds::uniform(64 * MIB).unwrap(),
         block_arenas: Some(4),
         ..Default::default()
     };

@@ -15,7 +15,7 @@ fn allocator(sim: &Sim, block_size: u64, arenas: usize) -> StandardMemoryAllocat
     StandardMemoryAllocator::new(
         sim.memory_device(),
         GenericMemoryAllocatorCreateInfo {
-            block_sizes: vec![(0, block_size)],
+            block_sizes: ash_memory::BlockSizeThresholds::uniform(block_size).unwrap(),
             grow_blocks: false,
             block_arenas: Some(arenas),
             ..Default::default()
@@ -153,7 +153,7 @@ fn invalid_arena_counts_are_rejected(sim: &Sim) {
             },
         );
         assert!(
-            matches!(result, Err(AllocationError::InvalidConfiguration(_))),
+            matches!(result, Err(AllocationError::Config(_))),
             "{arenas} arenas"
         );
     }

@@ -151,34 +151,49 @@ fn allocator_configuration() {
     run_cases(vec![
         (
             "empty block-size table",
-            Box::new(|| with(&|i| i.block_sizes = vec![])),
+            Box::new(|| err(BlockSizeThresholds::new(vec![]))),
             &["threshold of 0"],
         ),
         (
             "block-size table without threshold 0",
-            Box::new(|| with(&|i| i.block_sizes = vec![(MIB, 64 * MIB)])),
+            Box::new(|| err(BlockSizeThresholds::new(vec![(MIB, 64 * MIB)]))),
             &["threshold of 0"],
         ),
         (
             "unsorted block-size table",
-            Box::new(|| with(&|i| i.block_sizes = vec![(0, MIB), (GIB, MIB), (MIB, MIB)])),
+            Box::new(|| {
+                err(BlockSizeThresholds::new(vec![
+                    (0, MIB),
+                    (GIB, MIB),
+                    (MIB, MIB),
+                ]))
+            }),
             &["sorted"],
         ),
         (
             "duplicated threshold",
-            Box::new(|| with(&|i| i.block_sizes = vec![(0, MIB), (GIB, MIB), (GIB, 2 * MIB)])),
-            &["duplicates"],
+            Box::new(|| {
+                err(BlockSizeThresholds::new(vec![
+                    (0, MIB),
+                    (GIB, MIB),
+                    (GIB, 2 * MIB),
+                ]))
+            }),
+            &["distinct"],
         ),
         (
             "block size 0",
-            Box::new(|| with(&|i| i.block_sizes = vec![(0, 0)])),
+            Box::new(|| err(BlockSizeThresholds::new(vec![(0, 0)]))),
+            &["must not be zero"],
+        ),
+        (
+            "uniform block size 0",
+            Box::new(|| err(BlockSizeThresholds::uniform(0))),
             &["must not be zero"],
         ),
         (
             "export types for the wrong number of memory types",
-            Box::new(|| {
-                with(&|i| i.export_handle_types = vec![vk::ExternalMemoryHandleTypeFlags::empty()])
-            }),
+            Box::new(|| with(&|i| i.export_handle_types = vec![ExportHandleTypes::NONE])),
             &["1 entries", "3 memory types"],
         ),
         (
@@ -395,9 +410,11 @@ fn devices_reporting_invalid_properties() {
         // SAFETY: the wrapped handles forward to a live instance and device.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe {
             Device::new(
+                &sim.ctx.entry,
                 &sim.instance,
                 sim.ctx.physical_device,
                 sim.device.clone(),
+                vk::API_VERSION_1_2,
                 EnabledMemoryFeatures::default(),
             )
         }));

@@ -355,7 +355,7 @@ fn flush_and_invalidate_ranges_are_atom_aligned_on_non_coherent_memory() {
         let pref = if i % 4 == 0 {
             MemoryAllocatePreference::AlwaysAllocate
         } else {
-            MemoryAllocatePreference::Unknown
+            MemoryAllocatePreference::Auto
         };
         let info = AllocationCreateInfo {
             usage: MemoryUsage::Download,

@@ -57,7 +57,7 @@ fn worker(allocator: &StandardMemoryAllocator, seed: u64, ops: u64) -> Vec<Live>
                 let pref = if rng.range(0, 10) == 0 {
                     MemoryAllocatePreference::AlwaysAllocate
                 } else {
-                    MemoryAllocatePreference::Unknown
+                    MemoryAllocatePreference::Auto
                 };
                 let info = AllocationCreateInfo {
                     usage,

@@ -1,21 +1,107 @@
-//! How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up: its create info
-//! and the block-size table.
+//! How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up: its create info,
+//! the block-size table and the configuration errors.
 
+use crate::device_memory::ExportHandleTypes;
 use crate::layout::DeviceSize;
-use ash::vk;
 
 const MIB: DeviceSize = 1 << 20;
 const GIB: DeviceSize = 1 << 30;
 
-/// `(heap size threshold, block size)` pairs: a heap uses the block size of the largest
-/// threshold not above its size. Sorted by threshold, without duplicates, starting at 0.
-pub type BlockSizeThresholds = Vec<(DeviceSize, DeviceSize)>;
+/// Block sizes by heap size: a heap uses the block size of the largest threshold not above
+/// its size (and never a block larger than the heap).
+///
+/// A checked table: built by [`new`](Self::new) from `(heap size threshold, block size)`
+/// pairs, which must start at a threshold of 0, be sorted by threshold without duplicates,
+/// and have no zero block size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSizeThresholds(Vec<(DeviceSize, DeviceSize)>);
+
+impl Default for BlockSizeThresholds {
+    /// `[(0, 64 MiB), (1 GiB, 256 MiB)]`: 64 MiB blocks on heaps smaller than 1 GiB (a BAR
+    /// window, a small integrated heap), 256 MiB blocks on the others.
+    fn default() -> Self {
+        Self(vec![(0, 64 * MIB), (GIB, 256 * MIB)])
+    }
+}
+
+impl BlockSizeThresholds {
+    /// Checks and wraps a table of `(heap size threshold, block size)` pairs.
+    pub fn new(table: Vec<(DeviceSize, DeviceSize)>) -> Result<Self, ConfigError> {
+        if table.first().map(|&(t, _)| t) != Some(0) {
+            return Err(ConfigError::BlockSizes(
+                "the table must start with a threshold of 0",
+            ));
+        }
+        if table.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(ConfigError::BlockSizes(
+                "thresholds must be sorted and distinct",
+            ));
+        }
+        if table.iter().any(|&(_, size)| size == 0) {
+            return Err(ConfigError::BlockSizes("block sizes must not be zero"));
+        }
+        Ok(Self(table))
+    }
+
+    /// One block size for every heap (never larger than the heap), or an error for 0.
+    pub fn uniform(block_size: DeviceSize) -> Result<Self, ConfigError> {
+        Self::new(vec![(0, block_size)])
+    }
+
+    /// The pairs.
+    pub fn as_slice(&self) -> &[(DeviceSize, DeviceSize)] {
+        &self.0
+    }
+
+    /// The block size for a heap of `heap_size` bytes, never above the heap size.
+    pub fn block_size_for_heap(&self, heap_size: DeviceSize) -> DeviceSize {
+        let i = self
+            .0
+            .partition_point(|&(t, _)| t <= heap_size)
+            .saturating_sub(1);
+        self.0
+            .get(i)
+            .map_or(heap_size, |&(_, size)| size)
+            .min(heap_size.max(1))
+    }
+}
+
+/// Why an allocator (or pool) configuration was rejected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The block-size table is invalid.
+    #[error("invalid block_sizes: {0}")]
+    BlockSizes(&'static str),
+    /// `block_arenas` is 0 or above [`MAX_BLOCK_ARENAS`].
+    #[error("block_arenas must be between 1 and {MAX_BLOCK_ARENAS}, not {0}")]
+    BlockArenas(usize),
+    /// The per-type export table does not have one entry per memory type.
+    #[error("export_handle_types has {given} entries, the device has {types} memory types")]
+    ExportHandleTypes {
+        /// Entries given.
+        given: usize,
+        /// Memory types of the device.
+        types: usize,
+    },
+    /// A priority that is NaN or outside 0.0 ..= 1.0.
+    #[error("priority {0} is not within 0.0 ..= 1.0")]
+    Priority(f32),
+    /// A custom pool's block counts or size are inconsistent.
+    #[error("invalid pool configuration: {0}")]
+    Pool(&'static str),
+    /// The debug options are invalid.
+    #[error("invalid debug options: {0}")]
+    Debug(&'static str),
+}
 
 /// How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up.
+///
+/// Build it with `..Default::default()`: new fields may be added.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenericMemoryAllocatorCreateInfo {
     /// Block size per heap, by heap-size threshold. The default value is
-    /// `[(0, 64 MiB), (1 GiB, 256 MiB)]`. A block is never larger than its heap.
+    /// [`BlockSizeThresholds::default`]: 64 MiB blocks, 256 MiB on heaps of 1 GiB or more.
     pub block_sizes: BlockSizeThresholds,
     /// Pass `VkMemoryDedicatedAllocateInfo` for allocations the allocator decides to make
     /// dedicated (large or driver-preferred ones). Allocations the driver *requires* to be
@@ -23,24 +109,28 @@ pub struct GenericMemoryAllocatorCreateInfo {
     pub dedicated_allocation: bool,
     /// External memory handle types to export, one entry per memory type, or empty for none.
     /// The default value is empty.
-    pub export_handle_types: Vec<vk::ExternalMemoryHandleTypeFlags>,
+    pub export_handle_types: Vec<ExportHandleTypes>,
     /// Allocate memory with `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` when the
     /// `bufferDeviceAddress` feature is enabled. The default value is `true`.
     pub device_address: bool,
-    /// Start pools with blocks of 1/8, 1/4 and 1/2 of the block size before using full-size
+    /// Start pools with smaller blocks (see
+    /// [block sizes](crate::allocator::placement#block-sizes)) before using full-size
     /// blocks. The default value is `true`.
     pub grow_blocks: bool,
-    /// Priority of blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0. The default
-    /// value is 0.5, the specification's default.
+    /// Priority of blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0 (anything else,
+    /// NaN included, is rejected). The default value is 0.5, the specification's default.
     pub block_priority: f32,
     /// How many arenas a block is cut into at most, so that threads allocating at the same
     /// time do not queue on one lock (see [threads](crate::allocator#threads)). `None`, the
     /// default, takes the number of CPUs the process may use, at most
     /// [`MAX_AUTO_BLOCK_ARENAS`]; `Some(1)` keeps blocks whole, which is a little faster
     /// (single-digit percent) when only one thread allocates. Counts are rounded down to a
-    /// power of two, and arenas are only cut when each is at least 16 MiB. `Some(0)` and
-    /// values above [`MAX_BLOCK_ARENAS`] are rejected.
+    /// power of two, and arenas are only cut when each is at least
+    /// [`MIN_ARENA_SIZE`](crate::allocator::placement::MIN_ARENA_SIZE). `Some(0)` and values
+    /// above [`MAX_BLOCK_ARENAS`] are rejected. The default value is `None`.
     pub block_arenas: Option<usize>,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
 }
 
 /// The most arenas per block that `block_arenas: None` picks.
@@ -53,38 +143,21 @@ pub const MAX_BLOCK_ARENAS: usize = 8;
 impl Default for GenericMemoryAllocatorCreateInfo {
     fn default() -> Self {
         Self {
-            block_sizes: vec![(0, 64 * MIB), (GIB, 256 * MIB)],
+            block_sizes: BlockSizeThresholds::default(),
             dedicated_allocation: true,
             export_handle_types: Vec::new(),
             device_address: true,
             grow_blocks: true,
             block_priority: 0.5,
             block_arenas: None,
+            _ne: crate::NonExhaustive(()),
         }
     }
 }
 
-/// Checks a block-size table: sorted, no duplicate thresholds, a threshold of 0, no zero
-/// block size.
-pub(crate) fn validate_block_sizes(table: &[(DeviceSize, DeviceSize)]) -> Result<(), String> {
-    if table.first().map(|&(t, _)| t) != Some(0) {
-        return Err("block_sizes must start with a threshold of 0".into());
-    }
-    if let Some(w) = table.windows(2).find(|w| w[0].0 >= w[1].0) {
-        return Err(format!(
-            "block_sizes must be sorted by threshold without duplicates ({} then {})",
-            w[0].0, w[1].0
-        ));
-    }
-    if table.iter().any(|&(_, size)| size == 0) {
-        return Err("block sizes must not be zero".into());
-    }
-    Ok(())
-}
-
 /// The number of arenas per block that `block_arenas` asks for, rounded down to a power of
 /// two, or why it is invalid.
-pub(crate) fn arenas_per_block(block_arenas: Option<usize>) -> Result<usize, String> {
+pub(crate) fn arenas_per_block(block_arenas: Option<usize>) -> Result<usize, ConfigError> {
     let floor_pow2 = |n: usize| 1 << n.ilog2();
     match block_arenas {
         None => Ok(floor_pow2(
@@ -93,21 +166,17 @@ pub(crate) fn arenas_per_block(block_arenas: Option<usize>) -> Result<usize, Str
                 .min(MAX_AUTO_BLOCK_ARENAS),
         )),
         Some(n @ 1..=MAX_BLOCK_ARENAS) => Ok(floor_pow2(n)),
-        Some(n) => Err(format!(
-            "block_arenas must be between 1 and {MAX_BLOCK_ARENAS}, not {n}"
-        )),
+        Some(n) => Err(ConfigError::BlockArenas(n)),
     }
 }
 
-/// The block size for a heap of `heap_size` bytes, never above the heap size.
-pub(crate) fn block_size_for_heap(
-    table: &[(DeviceSize, DeviceSize)],
-    heap_size: DeviceSize,
-) -> DeviceSize {
-    let i = table
-        .partition_point(|&(t, _)| t <= heap_size)
-        .saturating_sub(1);
-    table[i].1.min(heap_size.max(1))
+/// Checks a priority: finite and within 0.0 ..= 1.0.
+pub(crate) fn check_priority(priority: f32) -> Result<f32, ConfigError> {
+    if crate::device_memory::is_valid_priority(priority) {
+        Ok(priority)
+    } else {
+        Err(ConfigError::Priority(priority))
+    }
 }
 
 #[cfg(test)]
@@ -116,17 +185,25 @@ mod tests {
 
     #[test]
     fn block_size_table() {
-        let t = GenericMemoryAllocatorCreateInfo::default().block_sizes;
-        assert!(validate_block_sizes(&t).is_ok());
-        assert_eq!(block_size_for_heap(&t, 512 * MIB), 64 * MIB);
-        assert_eq!(block_size_for_heap(&t, GIB), 256 * MIB);
-        assert_eq!(block_size_for_heap(&t, 16 * GIB), 256 * MIB);
-        assert_eq!(block_size_for_heap(&t, 32 * MIB), 32 * MIB);
-        assert!(validate_block_sizes(&[]).is_err());
-        assert!(validate_block_sizes(&[(1, 4)]).is_err());
-        assert!(validate_block_sizes(&[(0, 4), (8, 4), (8, 16)]).is_err());
-        assert!(validate_block_sizes(&[(0, 4), (8, 4), (4, 16)]).is_err());
-        assert!(validate_block_sizes(&[(0, 0)]).is_err());
+        let t = BlockSizeThresholds::default();
+        assert_eq!(t.block_size_for_heap(512 * MIB), 64 * MIB);
+        assert_eq!(t.block_size_for_heap(GIB - 1), 64 * MIB);
+        assert_eq!(t.block_size_for_heap(GIB), 256 * MIB);
+        assert_eq!(t.block_size_for_heap(16 * GIB), 256 * MIB);
+        assert_eq!(t.block_size_for_heap(32 * MIB), 32 * MIB);
+        assert_eq!(t.block_size_for_heap(0), 1);
+        assert!(BlockSizeThresholds::new(vec![]).is_err());
+        assert!(BlockSizeThresholds::new(vec![(1, 4)]).is_err());
+        assert!(BlockSizeThresholds::new(vec![(0, 4), (8, 4), (8, 16)]).is_err());
+        assert!(BlockSizeThresholds::new(vec![(0, 4), (8, 4), (4, 16)]).is_err());
+        assert!(BlockSizeThresholds::new(vec![(0, 0)]).is_err());
+        assert!(BlockSizeThresholds::uniform(0).is_err());
+        assert_eq!(
+            BlockSizeThresholds::uniform(MIB)
+                .unwrap()
+                .block_size_for_heap(GIB),
+            MIB
+        );
     }
 
     #[test]
@@ -141,7 +218,17 @@ mod tests {
             arenas_per_block(Some(MAX_BLOCK_ARENAS)),
             Ok(MAX_BLOCK_ARENAS)
         );
-        assert!(arenas_per_block(Some(0)).is_err());
+        assert_eq!(arenas_per_block(Some(0)), Err(ConfigError::BlockArenas(0)));
         assert!(arenas_per_block(Some(MAX_BLOCK_ARENAS + 1)).is_err());
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(check_priority(0.0), Ok(0.0));
+        assert_eq!(check_priority(1.0), Ok(1.0));
+        assert!(check_priority(f32::NAN).is_err());
+        assert!(check_priority(-0.1).is_err());
+        assert!(check_priority(1.1).is_err());
+        assert!(check_priority(f32::INFINITY).is_err());
     }
 }

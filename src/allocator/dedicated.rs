@@ -1,11 +1,12 @@
 //! The register of an allocator's live dedicated allocations, for statistics and leak reports.
 //!
 //! A dedicated [`MemoryAlloc`](crate::MemoryAlloc) owns its memory object, so the allocator
-//! would not know about it otherwise. Each one holds a [`DedicatedTicket`] that takes its entry
+//! would not know about it otherwise. Each one holds a [`Registration`] that takes its entry
 //! out of the register when the allocation is dropped. Dedicated allocations are rare and
 //! expensive anyway (a `vkAllocateMemory` call each), so one mutex around the register costs
 //! nothing noticeable; suballocations never touch it.
 
+use crate::allocation::{DedicatedRegister, Registration};
 use crate::device_memory::DeviceMemory;
 use crate::layout::DeviceSize;
 use crate::stats::{BlockSnapshot, RangeSnapshot};
@@ -32,16 +33,9 @@ pub(crate) struct DedicatedRegistry {
     entries: Mutex<(u64, BTreeMap<u64, Entry>)>,
 }
 
-/// Proof of registration, held by the allocation: dropping it removes the entry.
-#[derive(Debug)]
-pub(crate) struct DedicatedTicket {
-    registry: Arc<DedicatedRegistry>,
-    id: u64,
-}
-
-impl Drop for DedicatedTicket {
-    fn drop(&mut self) {
-        self.registry.entries.lock().1.remove(&self.id);
+impl DedicatedRegister for DedicatedRegistry {
+    fn forget(&self, id: u64) {
+        self.entries.lock().1.remove(&id);
     }
 }
 
@@ -50,13 +44,12 @@ impl DedicatedRegistry {
     pub(crate) fn register(
         self: &Arc<Self>,
         memory: &DeviceMemory,
-        heap_index: u32,
         allocation_type: AllocationType,
         name: Option<Arc<str>>,
-    ) -> DedicatedTicket {
+    ) -> Registration {
         let entry = Entry {
             memory_type_index: memory.memory_type_index(),
-            heap_index,
+            heap_index: memory.heap_index(),
             memory: memory.handle().as_raw(),
             size: memory.size(),
             allocation_type,
@@ -67,8 +60,8 @@ impl DedicatedRegistry {
         let id = *next;
         *next = next.wrapping_add(1);
         entries.insert(id, entry);
-        DedicatedTicket {
-            registry: self.clone(),
+        Registration {
+            register: self.clone(),
             id,
         }
     }

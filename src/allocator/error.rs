@@ -1,9 +1,13 @@
 //! The errors of the allocator layer.
 
+use super::config::ConfigError;
+use super::placement::{Failure, PlacementError};
+use crate::budget::BudgetError;
+use crate::device_memory::DeviceMemoryError;
 use crate::layout::{DeviceSize, LayoutError};
 use ash::vk;
 
-/// Why an allocation (or an allocator) could not be made.
+/// Why an allocation (or an allocator, or a pool) could not be made.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AllocationError {
@@ -21,6 +25,9 @@ pub enum AllocationError {
         /// The device's `maxMemoryAllocationCount`.
         max: u32,
     },
+    /// Mapping a new host-visible memory object failed.
+    #[error("vkMapMemory failed: {0}")]
+    MapFailed(vk::Result),
     /// Another Vulkan error.
     #[error("Vulkan error: {0}")]
     Vulkan(vk::Result),
@@ -85,86 +92,121 @@ pub enum AllocationError {
     BlockSizeExceeded {
         /// The requested size.
         size: DeviceSize,
-        /// The block size of the memory type's heap.
+        /// The block size of the memory type's heap (or of the custom pool).
         block_size: DeviceSize,
     },
-    /// The suballocator is a `PoolAllocator` whose slots are smaller than the request (with
-    /// the [`Unknown`](crate::MemoryAllocatePreference::Unknown) preference the allocator
-    /// falls back to a dedicated allocation first).
-    #[error("the request does not fit the pool suballocator's slot size")]
+    /// The blocks' suballocator can never serve the request (a `PoolAllocator` whose slots
+    /// are smaller than it); with the [`Auto`](crate::MemoryAllocatePreference::Auto)
+    /// preference the allocator falls back to a dedicated allocation first.
+    #[error("the request does not fit the suballocator of the blocks (e.g. a pool slot)")]
     SuballocatorBlockSizeExceeded,
+    /// A custom pool already holds its maximum number of blocks and none has room.
+    #[error("the pool holds its maximum of {max_blocks} blocks and none has room")]
+    PoolFull {
+        /// The pool's `max_block_count`.
+        max_blocks: usize,
+    },
     /// Size or alignment are invalid.
     #[error("invalid memory layout: {0}")]
     Layout(#[from] LayoutError),
-    /// The allocator's creation parameters are invalid.
-    #[error("invalid allocator configuration: {0}")]
-    InvalidConfiguration(String),
+    /// The allocator's or pool's configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A memory priority that is NaN or outside 0.0 ..= 1.0.
+    #[error("memory priority {0} is not within 0.0 ..= 1.0")]
+    InvalidPriority(f32),
     /// Allocating would take the heap's usage past its budget, and the request asked to stay
     /// within it.
-    #[error("heap {heap} would exceed its budget: {usage} bytes used + {size} requested > {budget} budget")]
-    BudgetExceeded {
-        /// The heap index.
-        heap: u32,
-        /// The heap's usage before the request.
-        usage: DeviceSize,
-        /// The requested size.
-        size: DeviceSize,
-        /// The heap's budget.
-        budget: DeviceSize,
-    },
+    #[error(transparent)]
+    BudgetExceeded(#[from] BudgetError),
+}
+
+impl From<DeviceMemoryError> for AllocationError {
+    fn from(e: DeviceMemoryError) -> Self {
+        match e {
+            DeviceMemoryError::OutOfDeviceMemory => Self::OutOfDeviceMemory,
+            DeviceMemoryError::OutOfHostMemory => Self::OutOfHostMemory,
+            DeviceMemoryError::TooManyObjects { max } => Self::TooManyObjects { max },
+            DeviceMemoryError::Budget(b) => Self::BudgetExceeded(b),
+            DeviceMemoryError::MapFailed(r) => Self::MapFailed(r),
+            DeviceMemoryError::Vulkan(r) => Self::Vulkan(r),
+            DeviceMemoryError::MemoryTypeIndexOutOfRange { index, count } => {
+                Self::MemoryTypeIndexOutOfRange { index, count }
+            }
+            DeviceMemoryError::InvalidSize {
+                size,
+                heap,
+                heap_size,
+            } => Self::SizeExceedsHeap {
+                size,
+                heap,
+                heap_size,
+            },
+            DeviceMemoryError::InvalidPriority(p) => Self::InvalidPriority(p),
+            // `DeviceMemoryError` is non-exhaustive for users, not for this crate.
+        }
+    }
 }
 
 impl AllocationError {
+    /// The error of a Vulkan call.
     pub(crate) fn from_vk(result: vk::Result) -> Self {
         match result {
             vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => Self::OutOfDeviceMemory,
             vk::Result::ERROR_OUT_OF_HOST_MEMORY => Self::OutOfHostMemory,
-            vk::Result::ERROR_TOO_MANY_OBJECTS => Self::TooManyObjects { max: 0 },
             other => Self::Vulkan(other),
         }
     }
 
-    /// Whether another memory type, a smaller block or a dedicated allocation might still
-    /// succeed after this error.
-    pub(crate) fn is_recoverable(&self) -> bool {
-        matches!(
-            self,
-            Self::OutOfDeviceMemory
-                | Self::OutOfHostMemory
-                | Self::TooManyObjects { .. }
-                | Self::SizeExceedsHeap { .. }
-                | Self::OutOfPoolMemory
-                | Self::BlockSizeExceeded { .. }
-                | Self::SuballocatorBlockSizeExceeded
-                | Self::BudgetExceeded { .. }
-                | Self::MemoryTypeNotUsable { .. }
-        )
-    }
-}
-
-/// Why reading, writing, flushing or binding an allocation failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MemoryAccessError {
-    /// The allocation's memory type is not `HOST_VISIBLE`, so it has no mapping.
-    #[error(
-        "memory type {memory_type_index} is not host-visible: the allocation cannot be mapped"
-    )]
-    NotHostVisible {
-        /// The allocation's memory type.
+    /// The error for a plan that cannot be made for `size` bytes in a memory type.
+    pub(crate) fn from_placement(
+        e: PlacementError,
         memory_type_index: u32,
-    },
-    /// The range lies (partly) outside the allocation.
-    #[error("range at offset {offset} of {len} bytes is outside the allocation of {size} bytes")]
-    OutOfBounds {
-        /// Offset within the allocation.
-        offset: DeviceSize,
-        /// Length of the range.
-        len: DeviceSize,
-        /// Size of the allocation.
         size: DeviceSize,
-    },
-    /// A Vulkan call failed.
-    #[error("Vulkan error: {0}")]
-    Vulkan(vk::Result),
+        heap: u32,
+        heap_size: DeviceSize,
+        block_size: DeviceSize,
+    ) -> Self {
+        match e {
+            PlacementError::SizeExceedsHeap => Self::SizeExceedsHeap {
+                size,
+                heap,
+                heap_size,
+            },
+            PlacementError::DedicatedRequired => Self::DedicatedAllocationRequired,
+            PlacementError::NotSuballocatable => Self::MemoryTypeNotUsable {
+                index: memory_type_index,
+                reason: "lazily allocated and RDMA memory is only given out as dedicated \
+                         allocations",
+            },
+            PlacementError::LargerThanBlock => Self::BlockSizeExceeded { size, block_size },
+        }
+    }
+
+    /// What this error means for the [fallback ladder](super::placement#the-fallback-ladder)
+    /// and the search over memory types.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            Self::OutOfDeviceMemory
+            | Self::OutOfHostMemory
+            | Self::BudgetExceeded(_)
+            | Self::MapFailed(_) => Failure::OutOfMemory,
+            Self::TooManyObjects { .. } | Self::PoolFull { .. } => Failure::NoMoreObjects,
+            Self::OutOfPoolMemory => Failure::NoRoom,
+            Self::SuballocatorBlockSizeExceeded => Failure::DoesNotFitBlocks,
+            // Another memory type (another heap, larger blocks, other flags) may serve it.
+            Self::SizeExceedsHeap { .. }
+            | Self::MemoryTypeNotUsable { .. }
+            | Self::BlockSizeExceeded { .. } => Failure::DoesNotFitBlocks,
+            Self::Vulkan(_)
+            | Self::NoMemoryTypeBits
+            | Self::MemoryTypeBitsOutOfRange { .. }
+            | Self::MemoryTypeIndexOutOfRange { .. }
+            | Self::NoSuitableMemoryType { .. }
+            | Self::DedicatedAllocationRequired
+            | Self::Layout(_)
+            | Self::Config(_)
+            | Self::InvalidPriority(_) => Failure::Fatal,
+        }
+    }
 }

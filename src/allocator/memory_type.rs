@@ -27,88 +27,8 @@
 
 #![deny(unsafe_code)]
 
-use crate::device::EnabledMemoryFeatures;
-use crate::layout::DeviceSize;
+use crate::device::{EnabledMemoryFeatures, MemoryProperties};
 use ash::vk;
-use smallvec::SmallVec;
-
-/// A plain copy of a device's memory types and heaps.
-#[derive(Clone, Debug, Default)]
-pub struct MemoryProperties {
-    /// The memory types, indexed by memory type index.
-    pub memory_types: SmallVec<[vk::MemoryType; 8]>,
-    /// The memory heaps, indexed by heap index.
-    pub memory_heaps: SmallVec<[vk::MemoryHeap; 4]>,
-}
-
-/// Why a set of memory properties was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MemoryPropertiesError {
-    /// More types or heaps than Vulkan allows (32 and 16).
-    #[error("{types} memory types and {heaps} heaps exceed Vulkan's limits of 32 and 16")]
-    TooMany {
-        /// The reported type count.
-        types: u32,
-        /// The reported heap count.
-        heaps: u32,
-    },
-    /// A memory type names a heap that does not exist.
-    #[error("memory type {memory_type} names heap {heap}, but there are only {heap_count} heaps")]
-    HeapOutOfRange {
-        /// The memory type index.
-        memory_type: u32,
-        /// The heap it names.
-        heap: u32,
-        /// The number of heaps.
-        heap_count: u32,
-    },
-}
-
-impl MemoryProperties {
-    /// Copies and checks the properties Vulkan reported.
-    pub fn from_vk(p: &vk::PhysicalDeviceMemoryProperties) -> Result<Self, MemoryPropertiesError> {
-        if p.memory_type_count as usize > vk::MAX_MEMORY_TYPES
-            || p.memory_heap_count as usize > vk::MAX_MEMORY_HEAPS
-        {
-            return Err(MemoryPropertiesError::TooMany {
-                types: p.memory_type_count,
-                heaps: p.memory_heap_count,
-            });
-        }
-        let props = Self {
-            memory_types: p.memory_types[..p.memory_type_count as usize].into(),
-            memory_heaps: p.memory_heaps[..p.memory_heap_count as usize].into(),
-        };
-        for (i, t) in props.memory_types.iter().enumerate() {
-            if t.heap_index >= p.memory_heap_count {
-                return Err(MemoryPropertiesError::HeapOutOfRange {
-                    memory_type: i as u32,
-                    heap: t.heap_index,
-                    heap_count: p.memory_heap_count,
-                });
-            }
-        }
-        Ok(props)
-    }
-
-    /// A mask with one bit per existing memory type.
-    pub fn all_types_mask(&self) -> u32 {
-        mask_of_count(self.memory_types.len())
-    }
-
-    /// The size of the heap that memory type `index` lives in.
-    pub fn heap_size_of_type(&self, index: u32) -> DeviceSize {
-        self.memory_heaps[self.memory_types[index as usize].heap_index as usize].size
-    }
-}
-
-pub(crate) fn mask_of_count(count: usize) -> u32 {
-    if count >= 32 {
-        u32::MAX
-    } else {
-        (1u32 << count) - 1
-    }
-}
 
 /// Which memory property flags a memory type must, should and should not have.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -334,26 +254,5 @@ mod tests {
         );
         assert!(!is_suballocatable(F::DEVICE_LOCAL | F::LAZILY_ALLOCATED));
         assert!(is_suballocatable(F::DEVICE_LOCAL));
-    }
-
-    #[test]
-    fn rejects_bad_properties() {
-        let mut raw = vk::PhysicalDeviceMemoryProperties {
-            memory_type_count: 1,
-            memory_heap_count: 1,
-            ..Default::default()
-        };
-        raw.memory_types[0].heap_index = 3;
-        assert!(matches!(
-            MemoryProperties::from_vk(&raw),
-            Err(MemoryPropertiesError::HeapOutOfRange { heap: 3, .. })
-        ));
-        raw.memory_type_count = 40;
-        assert!(matches!(
-            MemoryProperties::from_vk(&raw),
-            Err(MemoryPropertiesError::TooMany { .. })
-        ));
-        assert_eq!(mask_of_count(32), u32::MAX);
-        assert_eq!(mask_of_count(3), 0b111);
     }
 }

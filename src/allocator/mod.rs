@@ -11,13 +11,26 @@
 //! type, [`MemoryAllocatePreference`] governs dedicated allocations, and an optional name shows
 //! up in leak reports.
 //!
-//! # Dedicated allocations
+//! # Where an allocation goes
 //!
-//! Most allocations are ranges of a shared block. An allocation gets a memory object of its
-//! own when the driver requires it, when the driver prefers it or the request is larger than
-//! half a block (unless the device is close to its `maxMemoryAllocationCount`), or when the
-//! preference is [`AlwaysAllocate`](MemoryAllocatePreference::AlwaysAllocate). Such
-//! allocations carry `VkMemoryDedicatedAllocateInfo` when the resource is known.
+//! Most allocations are ranges of a shared block; some get a memory object of their own (a
+//! *dedicated* allocation): when the driver requires or prefers it, when the request is
+//! large, or when the preference says so. When the driver runs out of memory, the allocator
+//! retries with smaller blocks, then a dedicated allocation, then the next-best memory type.
+//! All of these rules, and their thresholds, are in one place: the
+//! [placement policy](placement). Dedicated allocations carry
+//! `VkMemoryDedicatedAllocateInfo` when the resource is known.
+//!
+//! # Non-coherent memory
+//!
+//! In memory that is host-visible but not host-coherent, writes by the host must be flushed
+//! and writes by the device invalidated, in whole `nonCoherentAtomSize` atoms. Every
+//! suballocation in such memory therefore starts and ends on an atom boundary
+//! ([placement](placement#non-coherent-memory)), so that the widened flush or invalidate of
+//! one allocation ([`MemoryAlloc::write`], [`MemoryAlloc::read`], [`MemoryAlloc::flush`],
+//! [`MemoryAlloc::invalidate`]) never touches the bytes of another, which the GPU or another
+//! thread may be writing at that moment. The allocation's [`size`](MemoryAlloc::size) is
+//! then the padded size. (VMA does the same.)
 //!
 //! # Threads
 //!
@@ -25,33 +38,28 @@
 //! Threads that allocate at the same time would queue on a block's lock, so each block is
 //! cut into a few arenas (up to
 //! [`block_arenas`](GenericMemoryAllocatorCreateInfo::block_arenas), by default one per CPU,
-//! at most four, none smaller than 16 MiB) with a lock each. A thread tries its own arena of
-//! every block first and the others before a new block is made: threads share the blocks,
-//! and no memory is set aside per thread.
-//!
-//! # Running out
-//!
-//! When `vkAllocateMemory` fails for a new block, the allocator retries with half, a quarter
-//! and an eighth of the block size (as long as the request still fits), then tries a dedicated
-//! allocation, then the next-best memory type that the requirements allow. Only when all of
-//! that fails is an error returned, and it says what failed.
+//! at most four, none smaller than [`placement::MIN_ARENA_SIZE`]) with a lock each. A thread
+//! tries its own arena of every block first and the others before a new block is made:
+//! threads share the blocks, and no memory is set aside per thread.
 
-mod block_list;
+mod block_vec;
 mod config;
-pub(crate) mod dedicated;
+mod dedicated;
 mod error;
 mod generic;
 pub mod memory_type;
-mod pool;
+pub mod placement;
 mod type_cache;
 
-pub use self::error::{AllocationError, MemoryAccessError};
-pub use self::generic::{
-    BlockSizeThresholds, GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo,
-    StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+pub use self::config::{
+    BlockSizeThresholds, ConfigError, GenericMemoryAllocatorCreateInfo, MAX_AUTO_BLOCK_ARENAS,
+    MAX_BLOCK_ARENAS,
 };
-pub use self::memory_type::{MemoryProperties, MemoryTypeFilter, MemoryUsage};
-use crate::allocation::MemoryAlloc;
+pub use self::error::AllocationError;
+pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
+pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
+pub use self::placement::MemoryAllocatePreference;
+use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::device::{Device, Resource};
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
@@ -60,45 +68,38 @@ use crate::suballocator::AllocationType;
 use ash::vk;
 use std::sync::Arc;
 
-/// Whether an allocation may, must or must not get a memory object of its own.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MemoryAllocatePreference {
-    /// The allocator decides (see the [module docs](self#dedicated-allocations)). The default.
-    #[default]
-    Unknown,
-    /// Never call `vkAllocateMemory`: use existing blocks only, fail otherwise.
-    NeverAllocate,
-    /// Always make a dedicated allocation.
-    AlwaysAllocate,
-}
-
 /// What the user intends with an allocation.
+///
+/// Build it with `..Default::default()`: new fields may be added.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AllocationCreateInfo {
     /// Which kind of memory type to choose. The default value is [`MemoryUsage::DeviceOnly`].
     pub usage: MemoryUsage,
-    /// Dedicated-allocation policy. The default value is
-    /// [`MemoryAllocatePreference::Unknown`].
+    /// Dedicated-allocation policy. The default value is [`MemoryAllocatePreference::Auto`].
     pub allocate_preference: MemoryAllocatePreference,
     /// A name for statistics and leak reports. The default value is `None`.
     pub name: Option<Arc<str>>,
-    /// Priority of a dedicated allocation's memory, 0.0 ..= 1.0, passed to
-    /// `VK_EXT_memory_priority` when it is enabled. The default value is `None` (the
-    /// allocator's pool priority).
+    /// Priority of a dedicated allocation's memory, 0.0 ..= 1.0 (anything else, NaN
+    /// included, is an [`InvalidPriority`](AllocationError::InvalidPriority) error), passed
+    /// to `VK_EXT_memory_priority` when it is enabled. The default value is `None` (the
+    /// allocator's block priority).
     pub priority: Option<f32>,
     /// Refuse to allocate a new memory object that would take its heap past the heap's budget
-    /// (VMA's `WITHIN_BUDGET`). The default value is `false`.
+    /// (VMA's `WITHIN_BUDGET`; see [`budget`](crate::budget)). The default value is `false`.
     pub within_budget: bool,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
 }
 
 impl Default for AllocationCreateInfo {
     fn default() -> Self {
         Self {
             usage: MemoryUsage::DeviceOnly,
-            allocate_preference: MemoryAllocatePreference::Unknown,
+            allocate_preference: MemoryAllocatePreference::Auto,
             name: None,
             priority: None,
             within_budget: false,
+            _ne: crate::NonExhaustive(()),
         }
     }
 }
@@ -218,11 +219,7 @@ pub trait MemoryAllocator: Send + Sync {
     /// for allocators that do not track their memory, lists the device's heaps (with their
     /// budgets) and memory types, and no memory objects.
     fn snapshot(&self) -> MemorySnapshot {
-        MemorySnapshot::new(
-            generic::observe::heap_entries(self.device()),
-            generic::observe::memory_type_entries(self.device()),
-            Vec::new(),
-        )
+        MemorySnapshot::of_device(self.device(), Vec::new())
     }
 
     /// Creates a buffer, allocates memory for it and binds it. On any failure the buffer is
@@ -238,35 +235,20 @@ pub trait MemoryAllocator: Send + Sync {
         buffer_info: &vk::BufferCreateInfo<'_>,
         create_info: &AllocationCreateInfo,
     ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
-        let device = self.device();
-        let ash = device.ash();
+        let ash = self.device().ash();
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
             unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
-        let result = (|| {
-            // SAFETY: `buffer` was just created from this device.
-            let requirements = unsafe { MemoryRequirements::for_buffer(device, buffer) }?;
-            // SAFETY: `buffer` is valid, unbound, and this allocation is made for it.
-            let dedicated = unsafe { DedicatedAllocation::buffer(buffer) };
-            let alloc = self.allocate(
-                requirements,
+        // SAFETY: `buffer` was just created from this device and is unbound.
+        unsafe {
+            allocate_and_bind(
+                self,
+                Resource::Buffer(buffer),
                 AllocationType::Linear,
                 create_info,
-                Some(dedicated),
-            )?;
-            // SAFETY: the allocation was made for this buffer's requirements; it is unbound.
-            unsafe { alloc.bind_buffer(buffer) }.map_err(bind_error)?;
-            Ok(alloc)
-        })();
-        match result {
-            Ok(alloc) => Ok((buffer, alloc)),
-            Err(e) => {
-                // SAFETY: the buffer is ours, unused, and destroyed before its memory (if any)
-                // is dropped at the end of the closure above.
-                unsafe { ash.destroy_buffer(buffer, None) };
-                Err(e)
-            }
+            )
         }
+        .map(|alloc| (buffer, alloc))
     }
 
     /// Creates an image, allocates memory for it and binds it, like
@@ -282,8 +264,7 @@ pub trait MemoryAllocator: Send + Sync {
         image_info: &vk::ImageCreateInfo<'_>,
         create_info: &AllocationCreateInfo,
     ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
-        let device = self.device();
-        let ash = device.ash();
+        let ash = self.device().ash();
         let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
             AllocationType::Linear
         } else {
@@ -292,33 +273,70 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: the caller guarantees `image_info` is valid for this device.
         let image =
             unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
-        let result = (|| {
-            // SAFETY: `image` was just created from this device and is not disjoint.
-            let requirements = unsafe { MemoryRequirements::for_image(device, image) }?;
-            // SAFETY: `image` is valid, unbound, and this allocation is made for it.
-            let dedicated = unsafe { DedicatedAllocation::image(image) };
-            let alloc =
-                self.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
-            // SAFETY: the allocation was made for this image's requirements; it is unbound.
-            unsafe { alloc.bind_image(image) }.map_err(bind_error)?;
-            Ok(alloc)
-        })();
-        match result {
-            Ok(alloc) => Ok((image, alloc)),
-            Err(e) => {
-                // SAFETY: the image is ours and unused.
-                unsafe { ash.destroy_image(image, None) };
-                Err(e)
+        // SAFETY: `image` was just created from this device, is unbound and not disjoint.
+        unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, create_info) }
+            .map(|alloc| (image, alloc))
+    }
+}
+
+/// Allocates memory for a freshly created resource and binds it; on any failure destroys the
+/// resource (and frees what was allocated) and returns the error. The one place that
+/// creates, allocates, binds and cleans up for [`MemoryAllocator::create_buffer`] and
+/// [`MemoryAllocator::create_image`].
+///
+/// # Safety
+///
+/// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device,
+/// owned by the caller, and not used by anything else until this returns.
+pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
+    allocator: &A,
+    resource: Resource,
+    allocation_type: AllocationType,
+    create_info: &AllocationCreateInfo,
+) -> Result<MemoryAlloc, AllocationError> {
+    let device = allocator.device();
+    let result = (|| {
+        // SAFETY: the caller's contract: the resource is valid and from this device.
+        let (reqs, dedicated_reqs) = unsafe { device.raw_requirements(resource) };
+        let requirements = MemoryRequirements::with_hints(reqs, dedicated_reqs)?;
+        // SAFETY: the resource is valid and unbound, and this allocation is made for it.
+        let dedicated = unsafe {
+            match resource {
+                Resource::Buffer(b) => DedicatedAllocation::buffer(b),
+                Resource::Image(i) => DedicatedAllocation::image(i),
+            }
+        };
+        let alloc =
+            allocator.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
+        // SAFETY: the allocation was made for this resource's requirements; it is unbound.
+        unsafe {
+            match resource {
+                Resource::Buffer(b) => alloc.bind_buffer(b),
+                Resource::Image(i) => alloc.bind_image(i),
+            }
+        }
+        .map_err(bind_error)?;
+        Ok(alloc)
+    })();
+    if result.is_err() {
+        let ash = device.ash();
+        // SAFETY: the resource is ours and unused; memory allocated for it (if any) was
+        // dropped inside the closure, after which nothing refers to it.
+        unsafe {
+            match resource {
+                Resource::Buffer(b) => ash.destroy_buffer(b, None),
+                Resource::Image(i) => ash.destroy_image(i, None),
             }
         }
     }
+    result
 }
 
 /// The error of a failed bind inside `create_buffer` / `create_image`.
 fn bind_error(e: MemoryAccessError) -> AllocationError {
     match e {
         MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
-        // Binding only fails in Vulkan; keep the message if that ever changes.
-        other => AllocationError::InvalidConfiguration(other.to_string()),
+        // Binding fails only in Vulkan; an unexpected kind is reported as a Vulkan error.
+        _ => AllocationError::Vulkan(vk::Result::ERROR_UNKNOWN),
     }
 }

@@ -3,6 +3,7 @@
 
 use super::summary::Statistics;
 use crate::budget::HeapBudget;
+use crate::device::Device;
 use crate::layout::DeviceSize;
 use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
 use ash::vk;
@@ -101,6 +102,45 @@ impl AllocatorStatistics {
             blocks,
         }
     }
+
+    /// Rolls `blocks` up into the heaps (with their budgets) and memory types of `device`.
+    pub fn of_device(device: &Device, blocks: Vec<BlockStatistics>) -> Self {
+        Self::new(heap_entries(device), memory_type_entries(device), blocks)
+    }
+}
+
+/// One entry per heap of `device`, with its budget and empty statistics.
+fn heap_entries(device: &Device) -> Vec<HeapStatistics> {
+    let budgets = device.heap_budgets();
+    device
+        .memory_properties()
+        .memory_heaps
+        .iter()
+        .zip(budgets)
+        .enumerate()
+        .map(|(index, (heap, budget))| HeapStatistics {
+            index: index as u32,
+            flags: heap.flags,
+            budget,
+            statistics: Statistics::default(),
+        })
+        .collect()
+}
+
+/// One entry per memory type of `device`, with empty statistics.
+fn memory_type_entries(device: &Device) -> Vec<MemoryTypeStatistics> {
+    device
+        .memory_properties()
+        .memory_types
+        .iter()
+        .enumerate()
+        .map(|(index, t)| MemoryTypeStatistics {
+            index: index as u32,
+            heap_index: t.heap_index,
+            property_flags: t.property_flags,
+            statistics: Statistics::default(),
+        })
+        .collect()
 }
 
 /// One range of a block in a [`MemorySnapshot`].
@@ -239,6 +279,11 @@ impl MemorySnapshot {
             statistics: AllocatorStatistics::new(heaps, memory_types, block_stats),
             blocks,
         }
+    }
+
+    /// A snapshot of `blocks` on `device`: its heaps (with their budgets) and memory types.
+    pub fn of_device(device: &Device, blocks: Vec<BlockSnapshot>) -> Self {
+        Self::new(heap_entries(device), memory_type_entries(device), blocks)
     }
 }
 

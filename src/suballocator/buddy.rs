@@ -209,7 +209,10 @@ unsafe impl Suballocator for BuddyAllocator {
     /// get stronger with a larger size or alignment. In between, an allocation only takes free
     /// bytes away, and it splits a block into smaller ones, so no free block of a higher order
     /// than the largest one left appears before a free.
-    const FAILS_MONOTONICALLY: bool = true;
+    #[inline]
+    fn fails_monotonically() -> bool {
+        true
+    }
 
     fn new(region_size: DeviceSize) -> Self {
         let mut allocator = Self {

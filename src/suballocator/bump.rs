@@ -96,7 +96,10 @@ unsafe impl Suballocator for BumpAllocator {
     /// the previous allocation's type, which `t` conflicts with as well. A larger request
     /// from a start no earlier ends no earlier, so it runs past the region too. Freeing all
     /// allocations rewinds the cursor, but that is a `deallocate`.
-    const FAILS_MONOTONICALLY: bool = true;
+    #[inline]
+    fn fails_monotonically() -> bool {
+        true
+    }
 
     fn new(region_size: DeviceSize) -> Self {
         Self {

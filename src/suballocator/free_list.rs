@@ -30,7 +30,7 @@
 //! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
 //! the request with its alignment and granularity, and failure is monotone: a request fails
 //! only if every request at least as large and as strictly aligned, of the same type, fails
-//! as well ([`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY)). It reports
+//! as well ([`fails_monotonically`](Suballocator::fails_monotonically)). It reports
 //! [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) exactly when fewer than `size`
 //! bytes are free in total. (One more failure exists in theory: a region cut into about four
 //! billion ranges runs out of node indices and answers `FragmentedRegion` to every request
@@ -69,7 +69,7 @@
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
 //! a failing request checks every free range at least `size` bytes long. (An allocator over
 //! many regions need not pay that again and again: with
-//! [`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY) it may skip a region for
+//! [`fails_monotonically`](Suballocator::fails_monotonically) it may skip a region for
 //! requests implied by one that failed there since its last free.)
 //!
 //! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
@@ -187,7 +187,7 @@ impl Node {
 /// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) means fewer free bytes than
 /// requested; [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free
 /// range can hold the request with its alignment and granularity. Failure is therefore
-/// monotone ([`FAILS_MONOTONICALLY`](Suballocator::FAILS_MONOTONICALLY) is `true`).
+/// monotone ([`fails_monotonically`](Suballocator::fails_monotonically) is `true`).
 ///
 /// Alignment padding of fewer than 64 bytes in front of an allocation is held by it (counted
 /// as used by [`free_size`](Suballocator::free_size)); larger padding stays free.
@@ -422,7 +422,10 @@ unsafe impl Suballocator for FreeListAllocator {
     /// holds `s` bytes aligned to `a` at the same offset, on no page it did not touch already;
     /// and an allocation in between only takes free bytes away and adds live ranges to
     /// conflict with, so the failure stays.
-    const FAILS_MONOTONICALLY: bool = true;
+    #[inline]
+    fn fails_monotonically() -> bool {
+        true
+    }
 
     fn new(region_size: DeviceSize) -> Self {
         let mut this = Self {

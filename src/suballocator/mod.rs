@@ -17,7 +17,7 @@
 //!
 //! | suballocator | allocate / free | fragmentation | use it for |
 //! |---|---|---|---|
-//! | [`FreeListAllocator`] | O(1) (two-level segregated fit) | low | everything: the default |
+//! | [`FreeListAllocator`] | O(1) (two-level segregated fit); O(free ranges) when a request barely fits or fails | low | everything: the default |
 //! | [`BuddyAllocator`] | O(log n) | internal: sizes round up to a power of two | many similar sizes, fast merge |
 //! | [`PoolAllocator`] | O(1) | none inside a slot class | many allocations of one size |
 //! | [`BumpAllocator`] | O(1) | none until reset | per-frame transient data |
@@ -201,8 +201,34 @@ pub unsafe trait Suballocator {
     /// skips an arena for a request implied by one that failed there since its last free
     /// without locking it. It is not part of the safety contract: a wrong `true` makes a
     /// caller skip room that was there (and perhaps create a block or fail a request), never
-    /// hand out overlapping memory. `false`, the default, promises nothing.
-    const FAILS_MONOTONICALLY: bool = false;
+    /// hand out overlapping memory. `false`, the default, promises nothing. (A function, not
+    /// an associated constant, so that the trait stays usable as `dyn Suballocator`.)
+    #[inline]
+    fn fails_monotonically() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// The smallest region in which a fresh suballocator (as [`new`](Self::new) makes it)
+    /// can serve `layout` of `allocation_type` under `buffer_image_granularity`, or `None`
+    /// when no region can (a [`PoolAllocator`] request larger than its slot). An allocator
+    /// sizes new blocks (and their arenas) with it. The default, `layout.size()`, is right
+    /// for any suballocator that places the first allocation of a fresh region at offset 0;
+    /// a wrong answer costs a refused block, never memory safety.
+    #[inline]
+    fn region_size_for(
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        buffer_image_granularity: DeviceAlignment,
+    ) -> Option<DeviceSize>
+    where
+        Self: Sized,
+    {
+        let _ = (allocation_type, buffer_image_granularity);
+        Some(layout.size())
+    }
 
     /// The size of the managed region.
     fn region_size(&self) -> DeviceSize;

@@ -13,7 +13,7 @@
 //!   ([`Checker::assert_no_legal_offset`]), for suballocators whose search finds a range
 //!   whenever one exists;
 //! - [`Checker::run_checking_monotone_failure`] checks
-//!   [`Suballocator::FAILS_MONOTONICALLY`]: after a failure, no request of the same type that
+//!   [`Suballocator::fails_monotonically`]: after a failure, no request of the same type that
 //!   is at least as large and as strictly aligned succeeds before the next free.
 
 use super::*;
@@ -307,7 +307,7 @@ impl<S: Suballocator> Checker<S> {
     }
 
     /// Runs `ops` like [`run`](Self::run) and checks
-    /// [`Suballocator::FAILS_MONOTONICALLY`] on the way: it remembers every request that
+    /// [`Suballocator::fails_monotonically`] on the way: it remembers every request that
     /// failed with `OutOfRegionMemory` or `FragmentedRegion` since the last free, and after
     /// every allocation, successful or not, tries [`MONOTONE_PROBES`] requests of the same type
     /// that are at least as large and at least as strictly aligned as a remembered failure
@@ -493,7 +493,7 @@ fn larger_or_stricter(rng: &mut u64, layout: DeviceLayout) -> Option<DeviceLayou
 
 #[cfg(test)]
 mod tests {
-    //! [`Suballocator::FAILS_MONOTONICALLY`] for every suballocator that claims it.
+    //! [`Suballocator::fails_monotonically`] for every suballocator that claims it.
 
     use super::*;
 
@@ -514,7 +514,7 @@ mod tests {
         ops: &[Op],
         seed: u64,
     ) {
-        assert!(S::FAILS_MONOTONICALLY);
+        assert!(S::fails_monotonically());
         let mut c = Checker::new(S::new(region), granularity);
         c.run_checking_monotone_failure(ops, seed);
     }

@@ -163,10 +163,7 @@ impl TestContext {
 
     /// The allocator's view of the device, with no optional features claimed.
     pub fn memory_device(&self) -> Arc<ash_memory::Device> {
-        self.memory_device_with(ash_memory::EnabledMemoryFeatures {
-            instance_api_version: API_VERSION,
-            ..Default::default()
-        })
+        self.memory_device_with(ash_memory::EnabledMemoryFeatures::default())
     }
 
     /// The allocator's view of the device with the given features claimed.
@@ -179,9 +176,11 @@ impl TestContext {
         // test enabled.
         unsafe {
             ash_memory::Device::new(
+                &self.entry,
                 &self.instance,
                 self.physical_device,
                 self.device.clone(),
+                API_VERSION,
                 features,
             )
         }

@@ -3,9 +3,16 @@
 //! allocate a few hundred MiB of them, except where a small heap (the 256 MiB BAR window) is
 //! the point of the test and is filled for real.
 
-use super::{GIB, MIB};
+//!
+//! The file is self-contained (it is also compiled into the crate's own unit tests, which
+//! check the placement policy on these layouts without a driver).
+#![allow(dead_code)]
+
 use ash::vk;
 use ash::vk::MemoryPropertyFlags as F;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
 
 /// A GPU's memory types, heaps and limits.
 #[derive(Clone, Debug)]

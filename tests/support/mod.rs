@@ -243,13 +243,12 @@ impl Sim {
         // instance was created for `common::API_VERSION`; no optional extension is claimed.
         unsafe {
             ash_memory::Device::new(
+                &self.ctx.entry,
                 &self.instance,
                 self.ctx.physical_device,
                 self.device.clone(),
-                ash_memory::EnabledMemoryFeatures {
-                    instance_api_version: crate::common::API_VERSION,
-                    ..Default::default()
-                },
+                crate::common::API_VERSION,
+                ash_memory::EnabledMemoryFeatures::default(),
             )
         }
         .expect("ash_memory::Device::new on the simulated device")

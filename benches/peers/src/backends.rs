@@ -131,12 +131,15 @@ pub struct AshMemory {
 impl AshMemory {
     pub fn new(vk: &Vulkan) -> Self {
         // SAFETY: the device comes from this physical device and instance, outlives the
-        // allocator, and no optional feature is claimed.
+        // allocator; the instance was created from `entry` for `vk.api_version`; no optional
+        // feature is claimed.
         let device = unsafe {
             ash_memory::Device::new(
+                &vk.entry,
                 &vk.instance,
                 vk.physical_device,
                 vk.device.clone(),
+                vk.api_version,
                 ash_memory::EnabledMemoryFeatures::default(),
             )
         }

@@ -150,8 +150,7 @@ pub fn peak_reserved() -> u64 {
 }
 
 pub struct Vulkan {
-    /// Keeps the Vulkan loader library loaded.
-    #[allow(dead_code)]
+    /// The Vulkan loader (also keeps its library loaded).
     pub entry: ash::Entry,
     pub instance: ash::Instance,
     pub physical_device: vk::PhysicalDevice,

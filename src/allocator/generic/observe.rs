@@ -1,17 +1,17 @@
 //! Statistics, snapshots and the leak report of a [`GenericMemoryAllocator`].
 //!
-//! Blocks are walked through their pools; dedicated allocations through the allocator's
-//! [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot
+//! Blocks are walked through their block vectors; dedicated allocations through the
+//! allocator's [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot
 //! taken while other threads allocate is consistent per arena.
 
-use super::GenericMemoryAllocator;
-use crate::allocator::dedicated::{DedicatedRegistry, DedicatedTicket};
-use crate::allocator::pool::Pool;
+use super::{GenericMemoryAllocator, TypeBlocks};
+use crate::allocation::Registration;
+use crate::allocator::dedicated::DedicatedRegistry;
 use crate::device::Device;
 use crate::device_memory::DeviceMemory;
 use crate::stats::{
-    leaks_in, log_leaks, AllocatorStatistics, BlockSnapshot, BlockStatistics, HeapStatistics,
-    LeakedAllocation, MemorySnapshot, MemoryTypeStatistics, Statistics, LOG_TARGET,
+    leaks_in, log_leaks, AllocatorStatistics, BlockSnapshot, BlockStatistics, LeakedAllocation,
+    MemorySnapshot, Statistics, LOG_TARGET,
 };
 use crate::suballocator::{AllocationType, Suballocator};
 use ash::vk::Handle;
@@ -29,7 +29,7 @@ pub(crate) struct Observer {
 impl Observer {
     pub(super) fn new<S: Suballocator + Send + 'static>(
         device: &Arc<Device>,
-        pools: &[Arc<Pool<S>>],
+        pools: &[Arc<TypeBlocks<S>>],
     ) -> Self {
         let dedicated = Arc::<DedicatedRegistry>::default();
         let (device, pools, registry) = (device.clone(), pools.to_vec(), dedicated.clone());
@@ -50,9 +50,8 @@ impl Observer {
         memory: &DeviceMemory,
         allocation_type: AllocationType,
         name: Option<Arc<str>>,
-    ) -> DedicatedTicket {
-        let heap = heap_of(memory.device(), memory.memory_type_index());
-        self.dedicated.register(memory, heap, allocation_type, name)
+    ) -> Registration {
+        self.dedicated.register(memory, allocation_type, name)
     }
 }
 
@@ -79,51 +78,18 @@ fn heap_of(device: &Device, memory_type_index: u32) -> u32 {
         .map_or(u32::MAX, |t| t.heap_index)
 }
 
-/// One entry per heap of `device`, with its budget and empty statistics.
-pub(crate) fn heap_entries(device: &Device) -> Vec<HeapStatistics> {
-    let budgets = device.heap_budgets();
-    device
-        .memory_properties()
-        .memory_heaps
-        .iter()
-        .zip(budgets)
-        .enumerate()
-        .map(|(index, (heap, budget))| HeapStatistics {
-            index: index as u32,
-            flags: heap.flags,
-            budget,
-            statistics: Statistics::default(),
-        })
-        .collect()
-}
-
-/// One entry per memory type of `device`, with empty statistics.
-pub(crate) fn memory_type_entries(device: &Device) -> Vec<MemoryTypeStatistics> {
-    device
-        .memory_properties()
-        .memory_types
-        .iter()
-        .enumerate()
-        .map(|(index, t)| MemoryTypeStatistics {
-            index: index as u32,
-            heap_index: t.heap_index,
-            property_flags: t.property_flags,
-            statistics: Statistics::default(),
-        })
-        .collect()
-}
-
 fn block_snapshots<S: Suballocator + Send + 'static>(
     device: &Device,
-    pools: &[Arc<Pool<S>>],
+    vecs: &[Arc<TypeBlocks<S>>],
 ) -> Vec<BlockSnapshot> {
     let mut out = Vec::new();
-    for pool in pools {
-        let heap_index = heap_of(device, pool.memory_type_index);
-        pool.for_each_block(|b| {
+    for (memory_type_index, vec) in vecs.iter().enumerate() {
+        let memory_type_index = memory_type_index as u32;
+        let heap_index = heap_of(device, memory_type_index);
+        vec.for_each_block(|b| {
             let memory = b.memory();
             out.push(BlockSnapshot {
-                memory_type_index: pool.memory_type_index,
+                memory_type_index,
                 heap_index,
                 memory: memory.handle().as_raw(),
                 size: memory.size(),
@@ -143,20 +109,24 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// (see [`stats`](crate::stats)).
     pub fn statistics(&self) -> AllocatorStatistics {
         let mut blocks = Vec::new();
-        self.for_each_block(|memory_type_index, block| {
-            let memory = block.memory();
-            let statistics = Statistics::of_block(memory.size(), block.allocation_count(), |f| {
-                block.for_each_range(f)
+        for (memory_type_index, vec) in self.block_vecs().iter().enumerate() {
+            let memory_type_index = memory_type_index as u32;
+            vec.for_each_block(|block| {
+                let memory = block.memory();
+                let statistics =
+                    Statistics::of_block(memory.size(), block.allocation_count(), |f| {
+                        block.for_each_range(f)
+                    });
+                blocks.push(BlockStatistics {
+                    memory_type_index,
+                    heap_index: heap_of(&self.device, memory_type_index),
+                    memory: memory.handle().as_raw(),
+                    size: memory.size(),
+                    dedicated: false,
+                    statistics,
+                });
             });
-            blocks.push(BlockStatistics {
-                memory_type_index,
-                heap_index: heap_of(&self.device, memory_type_index),
-                memory: memory.handle().as_raw(),
-                size: memory.size(),
-                dedicated: false,
-                statistics,
-            });
-        });
+        }
         self.observer
             .dedicated
             .for_each(|memory_type_index, heap_index, memory, size| {
@@ -169,24 +139,16 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                     statistics: Statistics::of_dedicated(size),
                 });
             });
-        AllocatorStatistics::new(
-            heap_entries(&self.device),
-            memory_type_entries(&self.device),
-            blocks,
-        )
+        AllocatorStatistics::of_device(&self.device, blocks)
     }
 
     /// The full state: statistics and every range of every block and dedicated allocation,
     /// with the names of named allocations. Render it with
     /// [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
     pub fn snapshot(&self) -> MemorySnapshot {
-        let mut blocks = block_snapshots(&self.device, &self.pools);
+        let mut blocks = block_snapshots(&self.device, self.block_vecs());
         blocks.extend(self.observer.dedicated.snapshot());
-        MemorySnapshot::new(
-            heap_entries(&self.device),
-            memory_type_entries(&self.device),
-            blocks,
-        )
+        MemorySnapshot::of_device(&self.device, blocks)
     }
 
     /// Lists every allocation still alive and logs each one through the `log` facade at the

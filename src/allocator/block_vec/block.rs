@@ -10,12 +10,12 @@
 //! its thread number), so threads working at the same time mostly touch different arenas,
 //! yet they share the blocks: no thread reserves memory of its own, and a thread whose home
 //! arenas are full uses the others before a new block is made. A block cut into fewer
-//! arenas than the pool's maximum (a small block, or one made for a large request) is home
+//! arenas than the block vector's maximum (a small block, or one made for a large request) is home
 //! to only as many threads' slots as it has arenas, and successive such blocks take turns,
 //! so that no arena is every thread's home.
 //!
 //! The cost is that a range cannot straddle two arenas. Arenas are therefore only cut when
-//! each is at least [`MIN_ARENA_SIZE`] and at least as large as the request that made the
+//! each is at least [`MIN_ARENA_SIZE`](crate::allocator::placement::MIN_ARENA_SIZE) and at least as large as the request that made the
 //! block (which then fits in its fresh arena; arena 0 starts at offset 0, so any alignment
 //! holds there), and a request too large for the arenas of the existing blocks gets a new
 //! block with fewer, larger arenas. A whole block would be home to one thread's slot only
@@ -28,8 +28,9 @@
 //! block in one piece.
 
 use super::failed_request::FailedRequest;
-use super::Pool;
+use super::BlockVec;
 use crate::allocation::{BlockOwner, BlockRef};
+use crate::allocator::placement::ArenaLayout;
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{
@@ -41,63 +42,24 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-/// The smallest arena a block is cut into.
-pub(crate) const MIN_ARENA_SIZE: DeviceSize = 16 << 20;
-
-/// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ArenaLayout {
-    pub count: usize,
-    pub size: DeviceSize,
+/// The memory a block is made of: a `VkDeviceMemory` ([`DeviceMemory`]) in the allocator, a
+/// plain stand-in in the block vector's own tests. Dropping it frees it.
+pub(crate) trait BlockMemory: Send + Sync + 'static {
+    /// The size in bytes.
+    fn size(&self) -> DeviceSize;
 }
 
-impl ArenaLayout {
-    /// The most arenas, a power of two up to `wanted`, that a block of `block_size` bytes can
-    /// be cut into such that each holds at least `MIN_ARENA_SIZE` and `request` bytes and
-    /// starts on a multiple of `granularity`. One arena (the whole block) when no cut
-    /// qualifies. (A power of two, so that a thread finds its home arena with a mask.)
-    pub(crate) fn choose(
-        block_size: DeviceSize,
-        request: DeviceSize,
-        granularity: DeviceAlignment,
-        wanted: usize,
-    ) -> Self {
-        let floor = MIN_ARENA_SIZE.max(request).max(granularity.as_devicesize());
-        let mut count = if wanted == 0 { 1 } else { 1 << wanted.ilog2() };
-        while count > 1 {
-            // A power of two: offsets that are multiples of it keep every power-of-two
-            // alignment up to it, and granularity (a power of two) when it is at least that.
-            let quotient = block_size / count as DeviceSize;
-            if quotient > 0 {
-                let size = 1 << quotient.ilog2();
-                if size >= floor {
-                    return Self { count, size };
-                }
-            }
-            count /= 2;
-        }
-        Self {
-            count: 1,
-            size: block_size,
-        }
-    }
-
-    /// Offset and size of arena `i` in a block of `block_size` bytes.
-    fn range(self, i: usize, block_size: DeviceSize) -> (DeviceSize, DeviceSize) {
-        let base = i as DeviceSize * self.size;
-        let end = if i + 1 == self.count {
-            block_size
-        } else {
-            base + self.size
-        };
-        (base, end - base)
+impl BlockMemory for DeviceMemory {
+    #[inline]
+    fn size(&self) -> DeviceSize {
+        DeviceMemory::size(self)
     }
 }
 
 /// The home slot that arena 0 of a block serves, when the block has `count` arenas, is the
-/// `serial`-th such block of its pool, and the pool has `home_slots` (both powers of two,
+/// `serial`-th such block of its vector, and the vector has `home_slots` (both powers of two,
 /// `count <= home_slots`).
-fn home_base(serial: usize, count: usize, home_slots: usize) -> usize {
+pub(super) fn home_base(serial: usize, count: usize, home_slots: usize) -> usize {
     serial.wrapping_mul(count) & (home_slots - 1)
 }
 
@@ -107,16 +69,21 @@ fn home_base(serial: usize, count: usize, home_slots: usize) -> usize {
 /// `count` consecutive slots, moving on with every block made ([`home_base`]), so that
 /// threads share no home there either.
 #[inline]
-fn home_arena(slot: usize, base: usize, count: usize, home_slots: usize) -> Option<usize> {
+pub(super) fn home_arena(
+    slot: usize,
+    base: usize,
+    count: usize,
+    home_slots: usize,
+) -> Option<usize> {
     let i = slot.wrapping_sub(base) & (home_slots - 1);
     (i < count).then_some(i)
 }
 
-/// What the arenas of a block share: the memory, the pool to report empty blocks to, and
+/// What the arenas of a block share: the memory, the vector to report empty blocks to, and
 /// the names of named allocations.
-struct BlockShared<S> {
-    memory: DeviceMemory,
-    pool: Weak<Pool<S>>,
+struct BlockShared<S, M> {
+    memory: M,
+    vec: Weak<BlockVec<S, M>>,
     /// Names of the named allocations, by offset in the block (unnamed ones are not in it).
     names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
 }
@@ -138,7 +105,7 @@ struct Guarded<S> {
 /// value) on a cache line of its own, one more line for every allocation and free. Instead
 /// the arena ends in padding, so that the next heap object (often the block's next arena)
 /// starts at least 128 bytes (adjacent-line prefetch included) after its last field.
-pub(crate) struct Arena<S> {
+pub(crate) struct Arena<S, M> {
     suballocator: Mutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
@@ -146,11 +113,19 @@ pub(crate) struct Arena<S> {
     failed: FailedRequest,
     /// Where the arena starts in the block's memory.
     base: DeviceSize,
-    shared: Arc<BlockShared<S>>,
+    shared: Arc<BlockShared<S, M>>,
     _tail: [u8; 128],
 }
 
-impl<S: Suballocator + Send + 'static> Arena<S> {
+/// A suballocation made in an arena: its range (offsets in the block) and whether it is the
+/// arena's only live allocation (then the allocation takes the live allocations' shared
+/// reference to the arena, see [`BlockRef::first`]).
+pub(crate) struct Placed {
+    pub suballocation: Suballocation,
+    pub first: bool,
+}
+
+impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     /// Whether the request may fit, judged from the hints without locking: the arena has a
     /// free range as large, no smaller request failed since the last free, and its offset
     /// keeps the alignment.
@@ -162,16 +137,15 @@ impl<S: Suballocator + Send + 'static> Arena<S> {
     }
 
     /// Allocates under the arena's lock; when `wait` is false and another thread holds the
-    /// lock, returns `None` at once. The returned offset is the block's, not the arena's;
-    /// the returned [`BlockRef`] is the allocation's pointer to the arena.
+    /// lock, returns `None` at once. The returned offset is the block's, not the arena's.
     #[inline]
     pub(super) fn try_allocate(
-        self: &Arc<Self>,
+        &self,
         layout: DeviceLayout,
         allocation_type: AllocationType,
         granularity: DeviceAlignment,
         wait: bool,
-    ) -> Option<Result<(Suballocation, BlockRef), SuballocatorError>> {
+    ) -> Option<Result<Placed, SuballocatorError>> {
         let mut guard = if wait {
             self.suballocator.lock()
         } else {
@@ -184,20 +158,13 @@ impl<S: Suballocator + Send + 'static> Arena<S> {
             Ok(mut suballocation) => {
                 suballocation.offset += self.base;
                 g.live += 1;
-                // Taken under the lock, so that the free that brings the count back to 0
-                // cannot give the reference back before it is taken.
-                let block = if g.live == 1 {
-                    BlockRef::first(self)
-                } else {
-                    BlockRef::another(self)
-                };
-                Some(Ok((suballocation, block)))
+                Some(Ok(Placed {
+                    suballocation,
+                    first: g.live == 1,
+                }))
             }
             Err(e) => {
-                if matches!(
-                    e,
-                    SuballocatorError::FragmentedRegion | SuballocatorError::OutOfRegionMemory
-                ) {
+                if FailedRequest::records::<S>(e) {
                     // Recorded under the lock, so a concurrent free (which clears it under the
                     // same lock) cannot be overwritten by a stale failure.
                     self.failed.record(layout, allocation_type);
@@ -207,32 +174,30 @@ impl<S: Suballocator + Send + 'static> Arena<S> {
         }
     }
 
-    /// Remembers the name of the allocation at block offset `offset`.
-    pub(super) fn set_name(&self, offset: DeviceSize, name: Arc<str>) {
-        self.shared.names.lock().insert(offset, name);
-    }
-
-    /// Publishes the suballocator's bound for lock-free reads, writing only on change so
-    /// that threads do not steal the cache line from each other needlessly.
-    #[inline]
-    fn publish_largest_free(&self, s: &S) {
-        let largest = s.largest_free_range();
-        if self.largest_free.load(Ordering::Relaxed) != largest {
-            self.largest_free.store(largest, Ordering::Relaxed);
-        }
-    }
-}
-
-impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
-    fn memory(&self) -> &DeviceMemory {
+    /// The block's memory.
+    #[cfg(test)]
+    pub(crate) fn memory(&self) -> &M {
         &self.shared.memory
     }
 
-    fn forget_name(&self, offset: DeviceSize) {
+    /// Remembers the name of the allocation at block offset `offset`.
+    pub(crate) fn set_name(&self, offset: DeviceSize, name: Arc<str>) {
+        self.shared.names.lock().insert(offset, name);
+    }
+
+    /// Forgets the name of the allocation at block offset `offset`.
+    pub(crate) fn forget_name(&self, offset: DeviceSize) {
         self.shared.names.lock().remove(&offset);
     }
 
-    unsafe fn free(&self, mut suballocation: Suballocation) -> bool {
+    /// Returns `suballocation` (offsets in the block) to the arena; says whether that was
+    /// the arena's last live allocation. Releases empty blocks of the vector as its rule says.
+    ///
+    /// # Safety
+    ///
+    /// `suballocation` came from this arena's [`try_allocate`](Self::try_allocate),
+    /// unchanged, and is returned once.
+    pub(crate) unsafe fn free(&self, mut suballocation: Suballocation) -> bool {
         suballocation.offset -= self.base;
         let now_empty = {
             let mut guard = self.suballocator.lock();
@@ -249,26 +214,93 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S> {
         if now_empty {
             // Still alive here: the caller holds the allocations' reference until this
             // returns.
-            if let Some(pool) = self.shared.pool.upgrade() {
-                pool.release_empty_blocks();
+            if let Some(vec) = self.shared.vec.upgrade() {
+                vec.release_empty_blocks();
             }
         }
         now_empty
     }
+
+    /// Publishes the suballocator's bound for lock-free reads, writing only on change so
+    /// that threads do not steal the cache line from each other needlessly.
+    #[inline]
+    fn publish_largest_free(&self, s: &S) {
+        let largest = s.largest_free_range();
+        if self.largest_free.load(Ordering::Relaxed) != largest {
+            self.largest_free.store(largest, Ordering::Relaxed);
+        }
+    }
+
+    /// The number of live allocations, under the lock.
+    pub(crate) fn live(&self) -> usize {
+        self.suballocator.lock().live
+    }
+
+    /// Where the arena starts in the block.
+    #[cfg(test)]
+    pub(super) fn base(&self) -> DeviceSize {
+        self.base
+    }
+
+    /// Whether the suballocator could serve `fit` right now, asked directly (no hint); a
+    /// success is undone at once, and no hint is recorded or cleared.
+    #[cfg(test)]
+    pub(super) fn try_without_hints(&self, fit: &super::Fit) -> bool {
+        let mut g = self.suballocator.lock();
+        match g
+            .sub
+            .allocate(fit.layout, fit.allocation_type, fit.granularity)
+        {
+            Ok(s) => {
+                // SAFETY: just allocated by this suballocator, freed once.
+                unsafe { g.sub.deallocate(s) };
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
-/// A `VkDeviceMemory` block and its arenas: a handle, cheap to clone (the pool's list keeps
-/// one per copy). The memory is freed when the last handle and the last allocation in it
-/// are gone.
-pub(crate) struct Block<S> {
+impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
+    fn memory(&self) -> &DeviceMemory {
+        &self.shared.memory
+    }
+
+    fn forget_name(&self, offset: DeviceSize) {
+        Arena::forget_name(self, offset);
+    }
+
+    unsafe fn free(&self, suballocation: Suballocation) -> bool {
+        // SAFETY: forwarded from the caller (the `BlockOwner::free` contract is the same).
+        unsafe { Arena::free(self, suballocation) }
+    }
+}
+
+/// Creates the pointer an allocation keeps to its arena: the shared strong reference when the
+/// allocation is the arena's only live one (see [`BlockRef`]).
+#[inline]
+pub(crate) fn block_ref<S: Suballocator + Send + 'static>(
+    arena: &Arc<Arena<S, DeviceMemory>>,
+    first: bool,
+) -> BlockRef {
+    if first {
+        BlockRef::first(arena)
+    } else {
+        BlockRef::another(arena)
+    }
+}
+
+/// A memory block and its arenas: a handle, cheap to clone (the vector's list keeps one per
+/// copy). The memory is freed when the last handle and the last allocation in it are gone.
+pub(crate) struct Block<S, M> {
     /// The home slot that arena 0 serves (see [`home_index`](Self::home_index)).
     home_base: usize,
-    shared: Arc<BlockShared<S>>,
+    shared: Arc<BlockShared<S, M>>,
     /// Inline for the usual few: the search reads them for every block it passes.
-    arenas: SmallVec<[Arc<Arena<S>>; 4]>,
+    arenas: SmallVec<[Arc<Arena<S, M>>; 4]>,
 }
 
-impl<S> Clone for Block<S> {
+impl<S, M> Clone for Block<S, M> {
     fn clone(&self) -> Self {
         Self {
             home_base: self.home_base,
@@ -278,21 +310,21 @@ impl<S> Clone for Block<S> {
     }
 }
 
-impl<S: Suballocator + Send + 'static> Block<S> {
-    /// A block over `memory`, cut as `layout` says, whose arenas report to `pool`; `serial`
-    /// counts the pool's blocks cut into fewer than `home_slots` arenas (see
+impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
+    /// A block over `memory`, cut as `layout` says, whose arenas report to `vec`; `serial`
+    /// counts the vector's blocks cut into fewer than `home_slots` arenas (see
     /// [`home_index`](Self::home_index)).
     pub(super) fn new(
-        memory: DeviceMemory,
+        memory: M,
         layout: ArenaLayout,
         serial: usize,
         home_slots: usize,
-        pool: Weak<Pool<S>>,
+        vec: Weak<BlockVec<S, M>>,
     ) -> Self {
         let block_size = memory.size();
         let shared = Arc::new(BlockShared {
             memory,
-            pool,
+            vec,
             names: Mutex::default(),
         });
         let arenas = (0..layout.count)
@@ -326,18 +358,18 @@ impl<S: Suballocator + Send + 'static> Block<S> {
     }
 
     /// The block's memory.
-    pub(crate) fn memory(&self) -> &DeviceMemory {
+    pub(crate) fn memory(&self) -> &M {
         &self.shared.memory
     }
 
     /// The arenas in offset order.
-    pub(super) fn arenas(&self) -> &[Arc<Arena<S>>] {
+    pub(crate) fn arenas(&self) -> &[Arc<Arena<S, M>>] {
         &self.arenas
     }
 
     /// The number of live allocations, over all arenas.
     pub(crate) fn allocation_count(&self) -> usize {
-        self.arenas.iter().map(|a| a.suballocator.lock().live).sum()
+        self.arenas.iter().map(|a| a.live()).sum()
     }
 
     /// Calls `f` for every range of the block in offset order (arena by arena, offsets in
@@ -360,76 +392,14 @@ impl<S: Suballocator + Send + 'static> Block<S> {
     }
 
     /// Whether no allocation lives in the block, waiting for each arena's lock.
-    pub(super) fn is_empty(&self) -> bool {
-        self.arenas.iter().all(|a| a.suballocator.lock().live == 0)
+    pub(crate) fn is_empty(&self) -> bool {
+        self.arenas.iter().all(|a| a.live() == 0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MIB: DeviceSize = 1 << 20;
-
-    fn choose(
-        block: DeviceSize,
-        request: DeviceSize,
-        granularity: u64,
-        wanted: usize,
-    ) -> ArenaLayout {
-        ArenaLayout::choose(
-            block,
-            request,
-            DeviceAlignment::new(granularity).unwrap(),
-            wanted,
-        )
-    }
-
-    #[test]
-    fn arenas_are_cut_only_when_each_is_large_enough() {
-        assert_eq!(
-            choose(256 * MIB, 4096, 1, 4),
-            ArenaLayout {
-                count: 4,
-                size: 64 * MIB
-            }
-        );
-        assert_eq!(
-            choose(32 * MIB, 4096, 1, 4),
-            ArenaLayout {
-                count: 2,
-                size: 16 * MIB
-            }
-        );
-        assert_eq!(
-            choose(16 * MIB, 4096, 1, 4).count,
-            1,
-            "below the minimum arena"
-        );
-        assert_eq!(
-            choose(256 * MIB, 100 * MIB, 1, 4),
-            ArenaLayout {
-                count: 2,
-                size: 128 * MIB
-            },
-            "as large as the request"
-        );
-        assert_eq!(choose(256 * MIB, 200 * MIB, 1, 4).count, 1);
-        assert_eq!(
-            choose(256 * MIB, 80 * MIB, 1, 4),
-            ArenaLayout {
-                count: 2,
-                size: 128 * MIB
-            }
-        );
-        assert_eq!(choose(256 * MIB, 4096, 1, 1).count, 1, "one wanted");
-        assert_eq!(choose(256 * MIB, 4096, 1, 0).count, 1, "none wanted");
-        assert_eq!(
-            choose(256 * MIB, 4096, 128 * MIB, 4).count,
-            2,
-            "granularity"
-        );
-    }
 
     #[test]
     fn every_slot_has_one_home_per_round_of_blocks() {
@@ -473,38 +443,5 @@ mod tests {
                 [Some(0), Some(1), Some(2), Some(3)]
             );
         }
-    }
-
-    #[test]
-    fn arenas_tile_the_block_on_power_of_two_offsets() {
-        // 100 MiB in 4: arenas of 16 MiB at 0, 16 and 32 MiB; the last one takes the other 52.
-        let layout = choose(100 * MIB, 1, 1, 4);
-        assert_eq!(
-            layout,
-            ArenaLayout {
-                count: 4,
-                size: 16 * MIB
-            }
-        );
-        let ranges: Vec<_> = (0..4).map(|i| layout.range(i, 100 * MIB)).collect();
-        assert_eq!(
-            ranges,
-            [
-                (0, 16 * MIB),
-                (16 * MIB, 16 * MIB),
-                (32 * MIB, 16 * MIB),
-                (48 * MIB, 52 * MIB)
-            ]
-        );
-        // Counts are powers of two: 3 wanted gives 2.
-        assert_eq!(
-            choose(100 * MIB, 1, 1, 3),
-            ArenaLayout {
-                count: 2,
-                size: 32 * MIB
-            }
-        );
-        let whole = choose(100 * MIB, 60 * MIB, 1, 3);
-        assert_eq!(whole.range(0, 100 * MIB), (0, 100 * MIB));
     }
 }

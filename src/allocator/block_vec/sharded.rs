@@ -1,6 +1,6 @@
-//! A list read on every allocation and changed rarely: a "big-reader" lock.
+//! A list read on every allocation and changed rarely: a sharded ("big-reader") lock.
 //!
-//! Every allocation walks its pool's list of blocks, while the list only changes when a block
+//! Every allocation walks its block vector's list of blocks, while the list only changes when a block
 //! is added or released. A plain reader-writer lock makes every reader write to the lock's
 //! one shared word, so threads allocating at the same time keep stealing that cache line from
 //! each other even though none of them waits. Here the list is kept in several copies, each
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const SHARDS: usize = 8;
 
 // A thread's home arena is its shard modulo the arena count: every arena can be a home.
-const _: () = assert!(SHARDS >= super::config::MAX_BLOCK_ARENAS);
+const _: () = assert!(SHARDS >= crate::allocator::MAX_BLOCK_ARENAS);
 
 /// Keeps each copy's lock on its own cache line (128 bytes covers adjacent-line prefetch).
 #[repr(align(128))]
@@ -45,11 +45,11 @@ pub(crate) fn thread_shard() -> usize {
 }
 
 /// A `Vec<T>` kept in [`SHARDS`] identical copies.
-pub(crate) struct BlockList<T> {
+pub(crate) struct ShardedList<T> {
     copies: Box<[Padded<RwLock<Vec<T>>>]>,
 }
 
-impl<T: Clone> BlockList<T> {
+impl<T: Clone> ShardedList<T> {
     pub(crate) fn new() -> Self {
         Self {
             copies: (0..SHARDS)
@@ -65,19 +65,19 @@ impl<T: Clone> BlockList<T> {
     }
 
     /// Exclusive access to all copies.
-    pub(crate) fn write(&self) -> BlockListWrite<'_, T> {
-        BlockListWrite {
+    pub(crate) fn write(&self) -> ShardedWrite<'_, T> {
+        ShardedWrite {
             guards: self.copies.iter().map(|c| c.0.write()).collect(),
         }
     }
 }
 
 /// All copies, locked for writing; changes apply to every copy.
-pub(crate) struct BlockListWrite<'a, T> {
+pub(crate) struct ShardedWrite<'a, T> {
     guards: Vec<RwLockWriteGuard<'a, Vec<T>>>,
 }
 
-impl<T: Clone> BlockListWrite<'_, T> {
+impl<T: Clone> ShardedWrite<'_, T> {
     /// The list (every copy is the same).
     pub(crate) fn items(&self) -> &[T] {
         &self.guards[0]
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn copies_stay_identical_and_every_thread_sees_the_writes() {
-        let list = BlockList::new();
+        let list = ShardedList::new();
         {
             let mut w = list.write();
             for i in 0..5 {

@@ -2,18 +2,21 @@
 //! skip arenas that must fail without locking them.
 
 use crate::layout::DeviceLayout;
-use crate::suballocator::AllocationType;
+use crate::suballocator::{AllocationType, Suballocator, SuballocatorError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The smallest request that failed in an arena since the arena's last free, packed in one
 /// atomic so the block search can read it without the arena's lock.
 ///
-/// Without a free in between, an arena that could not fit `size` bytes aligned to `a` for a
-/// resource of type `t` cannot fit any request of type `t` that is at least as large and at
-/// least as strictly aligned either (an offset aligned to the larger power of two is aligned
-/// to the smaller one), so the search skips it instead of locking and searching it again.
-/// The hint only ever skips arenas that would fail; a stale read costs a wasted try, never a
-/// wrong result.
+/// The hint relies on failure being *monotone*: without a free in between, an arena that
+/// could not fit `size` bytes aligned to `a` for a resource of type `t` cannot fit any
+/// request of type `t` that is at least as large and at least as strictly aligned either,
+/// so the search skips it instead of locking and searching it again. That holds for every
+/// suballocator when the failure was [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory)
+/// (fewer free bytes than the smaller request), and for
+/// [`FragmentedRegion`](SuballocatorError::FragmentedRegion) only where the suballocator
+/// promises it ([`Suballocator::fails_monotonically`], see [`records`](Self::records)). The hint thus only ever skips arenas that would
+/// fail; a stale read costs a wasted try, never a wrong result.
 pub(super) struct FailedRequest(AtomicU64);
 
 impl Default for FailedRequest {
@@ -37,7 +40,19 @@ impl FailedRequest {
         (size < 1 << 56).then(|| size << 8 | (layout.alignment().log2() as u64) << 2 | ty)
     }
 
-    /// Called under the arena's lock after a failed allocation.
+    /// Whether a failure `e` of suballocator `S` may be recorded: only failures that every
+    /// larger, at least as strictly aligned request of the same type must share.
+    #[inline]
+    pub(super) fn records<S: Suballocator>(e: SuballocatorError) -> bool {
+        match e {
+            SuballocatorError::OutOfRegionMemory => true,
+            SuballocatorError::FragmentedRegion => S::fails_monotonically(),
+            SuballocatorError::BlockSizeExceeded => false,
+        }
+    }
+
+    /// Called under the arena's lock after a failed allocation that
+    /// [`records`](Self::records) accepts.
     pub(super) fn record(&self, layout: DeviceLayout, allocation_type: AllocationType) {
         let Some(packed) = Self::pack(layout, allocation_type) else {
             return;

@@ -1,0 +1,347 @@
+//! Block vectors: the blocks of one memory type (or of one custom pool), searched, grown and
+//! released.
+//!
+//! A block vector knows nothing of Vulkan: it holds blocks of some [`BlockMemory`] (a
+//! `VkDeviceMemory` in the allocator, a plain stand-in in its tests) and suballocates in
+//! them. New memory comes from a closure the caller passes, the *memory seam*, so search,
+//! growth, arena choice and release are tested without a driver (see the tests of this
+//! module). How large a new block is and how it is cut into arenas is the
+//! [placement policy](super::placement)'s decision.
+//!
+//! # Locking
+//!
+//! The blocks are kept in a [`ShardedList`]: one copy of the list per thread shard, each
+//! behind its own reader-writer lock, so that allocating threads do not fight over one lock
+//! word. Allocating takes the read lock of its shard and walks the blocks. Each block is cut
+//! into arenas (see [`block`]), and each arena's suballocator sits behind its own `Mutex`.
+//! The walk tries the thread's home arena of every block first, then the other arenas,
+//! skipping arenas another thread holds at that moment; only if nothing free fits does it
+//! wait for those. Each arena publishes its suballocator's `largest_free_range`, and the
+//! smallest request that failed in it since its last free, in atomics, so the walk skips
+//! arenas that cannot fit the request without locking them. All copies of the list are
+//! write-locked only to add a block or to release an empty one; a new block is made under
+//! that lock, after one more search, so two threads never both make a block for want of one.
+//!
+//! # Releasing
+//!
+//! When a block becomes empty and the vector holds another empty block, the smaller of the
+//! two is released: at most one empty block stays around, so memory goes back to the driver
+//! without thrashing. A vector never goes below its minimum block count (custom pools keep
+//! their first blocks for good).
+
+mod block;
+mod failed_request;
+mod sharded;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use self::block::{block_ref, Arena, Block, BlockMemory, Placed};
+pub(crate) use self::sharded::thread_shard;
+use self::sharded::ShardedList;
+use super::placement::ArenaLayout;
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::{AllocationType, Suballocator, SuballocatorError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One request to suballocate.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fit {
+    /// The layout in the block (already adjusted for the memory type).
+    pub layout: DeviceLayout,
+    pub allocation_type: AllocationType,
+    pub granularity: DeviceAlignment,
+}
+
+/// The blocks' suballocator can never serve the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DoesNotFit;
+
+/// Why no new block served a request.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NewBlockError<E> {
+    /// The memory seam failed.
+    Memory(E),
+    /// No block size is left to try (see [`new_block_size`](super::placement::new_block_size)).
+    NoSize,
+    /// The vector holds its maximum number of blocks.
+    Full { max_blocks: usize },
+    /// The fresh block's suballocator refused the request.
+    DoesNotFit,
+}
+
+/// How many blocks a vector keeps at least and holds at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockLimits {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl BlockLimits {
+    /// No minimum, no maximum: the default pools.
+    pub(crate) const NONE: Self = Self {
+        min: 0,
+        max: usize::MAX,
+    };
+}
+
+/// The blocks of one memory type or custom pool.
+pub(crate) struct BlockVec<S, M> {
+    /// Blocks are handles (reference-counted parts): each copy of the list holds them
+    /// inline, so the search reads a block's arenas straight from the list.
+    blocks: ShardedList<Block<S, M>>,
+    /// The most arenas per block, a power of two. Each thread has one of this many home
+    /// slots, and every slot has one home arena in each fully cut block; blocks cut into
+    /// fewer arenas (or none) take turns serving the slots, so threads do not share homes
+    /// there either.
+    home_slots: usize,
+    /// Blocks cut into fewer than `home_slots` arenas made so far: decides which slots the
+    /// next such block serves, so that they take turns.
+    partial_blocks_made: AtomicUsize,
+    limits: BlockLimits,
+}
+
+impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
+    /// A vector whose blocks are cut into at most `home_slots` arenas (a power of two).
+    pub(crate) fn new(home_slots: usize, limits: BlockLimits) -> Arc<Self> {
+        debug_assert!(home_slots.is_power_of_two());
+        Arc::new(Self {
+            blocks: ShardedList::new(),
+            home_slots,
+            partial_blocks_made: AtomicUsize::new(0),
+            limits,
+        })
+    }
+
+    /// The most arenas a block is cut into.
+    pub(crate) fn home_slots(&self) -> usize {
+        self.home_slots
+    }
+
+    /// The calling thread's home slot.
+    #[inline]
+    fn home_slot(&self) -> usize {
+        thread_shard() & (self.home_slots - 1)
+    }
+
+    /// Runs `f` for every block under the read lock.
+    pub(crate) fn for_each_block(&self, mut f: impl FnMut(&Block<S, M>)) {
+        for block in self.blocks.read().iter() {
+            f(block);
+        }
+    }
+
+    /// Number of blocks.
+    pub(crate) fn block_count(&self) -> usize {
+        self.blocks.read().len()
+    }
+
+    /// Why an arena did not fit: only a request its suballocator can never serve is an
+    /// error; a full or fragmented arena is not.
+    #[inline]
+    fn no_fit(e: SuballocatorError) -> Result<(), DoesNotFit> {
+        match e {
+            SuballocatorError::BlockSizeExceeded => Err(DoesNotFit),
+            SuballocatorError::OutOfRegionMemory | SuballocatorError::FragmentedRegion => Ok(()),
+        }
+    }
+
+    #[inline]
+    fn search<T>(
+        &self,
+        blocks: &[Block<S, M>],
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<Option<T>, DoesNotFit> {
+        // First pass: the thread's home arena of each block; second pass: the other arenas.
+        // Both skip arenas another thread holds right now, so that threads allocating at the
+        // same time spread over arenas instead of queueing on one. A single thread never
+        // finds an arena busy. Third pass, only if some arena was busy: wait for those.
+        // Arena counts are powers of two, so the home arena is a mask away. The hints are
+        // checked here, inline: most arenas the walk passes are skipped on them.
+        let Fit {
+            layout,
+            allocation_type,
+            granularity,
+        } = *fit;
+        let slot = self.home_slot();
+        let mut busy = false;
+        let mut split = false;
+        macro_rules! try_arena {
+            ($arena:expr, wait: $wait:expr, on_busy: $on_busy:expr) => {
+                let arena = $arena;
+                if arena.may_fit(layout, allocation_type) {
+                    match arena.try_allocate(layout, allocation_type, granularity, $wait) {
+                        None => $on_busy,
+                        Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                        Some(Err(e)) => Self::no_fit(e)?,
+                    }
+                }
+            };
+        }
+        for block in blocks {
+            let arenas = block.arenas();
+            match block.home_index(slot, self.home_slots) {
+                Some(i) => {
+                    split |= arenas.len() > 1;
+                    try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                }
+                None => split = true,
+            }
+        }
+        if split {
+            for block in blocks {
+                let own = block.home_index(slot, self.home_slots);
+                for (i, arena) in block.arenas().iter().enumerate() {
+                    if Some(i) != own {
+                        try_arena!(arena, wait: false, on_busy: busy = true);
+                    }
+                }
+            }
+        }
+        if busy {
+            for arena in blocks.iter().flat_map(|b| b.arenas()) {
+                try_arena!(arena, wait: true, on_busy: ());
+            }
+        }
+        Ok(None)
+    }
+
+    /// Suballocates in an existing block under the read lock; `Ok(None)` when none has room.
+    /// `wrap` turns the arena and the suballocation into what the caller keeps.
+    #[inline]
+    pub(crate) fn allocate_existing<T>(
+        &self,
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<Option<T>, DoesNotFit> {
+        let blocks = self.blocks.read();
+        self.search(&blocks, fit, wrap)
+    }
+
+    /// Suballocates in a new block, under the write lock: first searches the existing blocks
+    /// again (another thread may have added one or freed room meanwhile), then asks
+    /// `block_size` for the size of the new block given the number of blocks held (`None`:
+    /// no size left to try), `arenas` how to cut it, and `make` for its memory.
+    pub(crate) fn allocate_in_new_block<T, E>(
+        self: &Arc<Self>,
+        fit: &Fit,
+        block_size: impl FnOnce(usize) -> Option<DeviceSize>,
+        arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
+        make: impl FnOnce(DeviceSize) -> Result<M, E>,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<T, NewBlockError<E>> {
+        let mut blocks = self.blocks.write();
+        match self.search(blocks.items(), fit, wrap) {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(DoesNotFit) => return Err(NewBlockError::DoesNotFit),
+        }
+        let held = blocks.items().len();
+        if held >= self.limits.max {
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let memory = make(size).map_err(NewBlockError::Memory)?;
+        let block = self.new_block(memory, arenas);
+        // The home arena first, then the others (one of them is large enough unless the
+        // request's alignment or granularity needs more than the block can give).
+        let own = block
+            .home_index(self.home_slot(), self.home_slots)
+            .unwrap_or(0);
+        let order = block.arenas()[own..].iter().chain(&block.arenas()[..own]);
+        for arena in order.filter(|a| a.may_fit(fit.layout, fit.allocation_type)) {
+            match arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, true) {
+                Some(Ok(placed)) => {
+                    let found = wrap(arena, placed);
+                    blocks.push(block);
+                    return Ok(found);
+                }
+                // On error the fresh block is dropped here, which frees its memory.
+                Some(Err(e)) => {
+                    Self::no_fit(e).map_err(|DoesNotFit| NewBlockError::DoesNotFit)?;
+                }
+                None => {}
+            }
+        }
+        Err(NewBlockError::DoesNotFit)
+    }
+
+    /// Makes and adds an empty block (custom pools' minimum blocks), under the write lock.
+    #[allow(dead_code)] // Custom pools' minimum blocks use it (next change).
+    pub(crate) fn add_empty_block<E>(
+        self: &Arc<Self>,
+        size: DeviceSize,
+        arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
+        make: impl FnOnce(DeviceSize) -> Result<M, E>,
+    ) -> Result<(), NewBlockError<E>> {
+        let mut blocks = self.blocks.write();
+        if blocks.items().len() >= self.limits.max {
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        let memory = make(size).map_err(NewBlockError::Memory)?;
+        blocks.push(self.new_block(memory, arenas));
+        Ok(())
+    }
+
+    fn new_block(
+        self: &Arc<Self>,
+        memory: M,
+        arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
+    ) -> Block<S, M> {
+        let layout = arenas(memory.size());
+        let serial = if layout.count < self.home_slots {
+            self.partial_blocks_made.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        Block::new(
+            memory,
+            layout,
+            serial,
+            self.home_slots,
+            Arc::downgrade(self),
+        )
+    }
+
+    /// Keeps at most one empty block beyond the minimum block count: releases the smaller
+    /// ones.
+    pub(crate) fn release_empty_blocks(&self) {
+        // A first look under the read lock, which allocating threads share: most calls find
+        // at most one empty block and need not stop them.
+        {
+            let blocks = self.blocks.read();
+            if blocks.len() <= self.limits.min
+                || blocks.iter().filter(|b| b.is_empty()).nth(1).is_none()
+            {
+                return;
+            }
+        }
+        let mut blocks = self.blocks.write();
+        let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        if empty.len() <= 1 {
+            return;
+        }
+        // Keep the largest empty block, release the others (as long as the minimum stays).
+        empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory().size()));
+        let mut release = empty[1..].to_vec();
+        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
+        release.sort_unstable_by(|a, b| b.cmp(a));
+        for i in release {
+            // Blocks are only referenced by the vector and by live allocations; an empty
+            // block has none, so removing it here drops it (and frees its memory) once any
+            // in-flight `free` on it returns.
+            blocks.remove(i);
+        }
+    }
+}

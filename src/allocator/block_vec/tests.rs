@@ -1,0 +1,553 @@
+//! Block vectors without a driver: a stand-in memory behind the memory seam, unit tests of
+//! growth, limits and release, and property tests against a shadow model.
+
+use super::*;
+use crate::allocator::placement::{new_block_size, ArenaLayout};
+use crate::suballocator::{FreeListAllocator, PoolAllocator, RangeKind, Suballocation};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+
+const KIB: DeviceSize = 1 << 10;
+const MIB: DeviceSize = 1 << 20;
+
+/// Memory that counts how many of its kind are alive.
+struct Mock {
+    size: DeviceSize,
+    id: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl BlockMemory for Mock {
+    fn size(&self) -> DeviceSize {
+        self.size
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A live suballocation: the arena it came from and its range.
+struct Live<S> {
+    arena: Arc<Arena<S, Mock>>,
+    block: usize,
+    suballocation: Suballocation,
+}
+
+/// A block vector with a memory seam that hands out [`Mock`]s, fails on request, and counts.
+struct Harness<S> {
+    vec: Arc<BlockVec<S, Mock>>,
+    live_memory: Arc<AtomicUsize>,
+    next_id: AtomicUsize,
+    preferred: DeviceSize,
+    granularity: DeviceAlignment,
+    fail_next_memory: std::sync::atomic::AtomicBool,
+}
+
+impl<S: Suballocator + Send + 'static> Harness<S> {
+    fn new(arenas: usize, limits: BlockLimits, preferred: DeviceSize, granularity: u64) -> Self {
+        Self {
+            vec: BlockVec::new(arenas, limits),
+            live_memory: Arc::default(),
+            next_id: AtomicUsize::new(0),
+            preferred,
+            granularity: DeviceAlignment::new(granularity).unwrap(),
+            fail_next_memory: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn fit(&self, size: DeviceSize, alignment: DeviceSize, ty: AllocationType) -> Fit {
+        Fit {
+            layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+            allocation_type: ty,
+            granularity: self.granularity,
+        }
+    }
+
+    fn make(&self, size: DeviceSize) -> Result<Mock, &'static str> {
+        if self.fail_next_memory.swap(false, Ordering::SeqCst) {
+            return Err("out of memory");
+        }
+        self.live_memory.fetch_add(1, Ordering::SeqCst);
+        Ok(Mock {
+            size,
+            id: self.next_id.fetch_add(1, Ordering::SeqCst),
+            live: self.live_memory.clone(),
+        })
+    }
+
+    /// Existing blocks, then a new block: the suballocation half of the fallback ladder.
+    fn allocate(&self, fit: &Fit) -> Result<Live<S>, NewBlockError<&'static str>> {
+        let wrap = |arena: &Arc<Arena<S, Mock>>, placed: Placed| Live {
+            arena: arena.clone(),
+            block: arena.memory().id,
+            suballocation: placed.suballocation,
+        };
+        if let Some(live) = self
+            .vec
+            .allocate_existing(fit, &wrap)
+            .map_err(|DoesNotFit| NewBlockError::DoesNotFit)?
+        {
+            return Ok(live);
+        }
+        let min = fit.layout.size();
+        let home_slots = self.vec.home_slots();
+        self.vec.allocate_in_new_block(
+            fit,
+            |held| new_block_size(self.preferred, true, held, 0, min),
+            |size| ArenaLayout::choose(size, min, self.granularity, home_slots),
+            |size| self.make(size),
+            &wrap,
+        )
+    }
+
+    fn free(&self, live: Live<S>) {
+        // SAFETY: the suballocation came from this arena and is freed once (moved in).
+        unsafe { live.arena.free(live.suballocation) };
+    }
+
+    fn empty_blocks(&self) -> usize {
+        let mut n = 0;
+        self.vec.for_each_block(|b| n += usize::from(b.is_empty()));
+        n
+    }
+
+    fn block_sizes(&self) -> Vec<DeviceSize> {
+        let mut out = Vec::new();
+        self.vec.for_each_block(|b| out.push(b.memory().size()));
+        out
+    }
+}
+
+#[test]
+fn blocks_grow_and_at_most_one_empty_block_stays() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    // 1/8, 1/4, 1/2 of the preferred size, then the preferred size.
+    let mut live = Vec::new();
+    for _ in 0..6 {
+        live.push(
+            h.allocate(&h.fit(4 * MIB, 256, AllocationType::Linear))
+                .unwrap(),
+        );
+    }
+    assert_eq!(h.block_sizes(), [8 * MIB, 16 * MIB]);
+    for _ in 0..9 {
+        live.push(
+            h.allocate(&h.fit(4 * MIB, 256, AllocationType::Linear))
+                .unwrap(),
+        );
+    }
+    assert_eq!(h.block_sizes(), [8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB]);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 4);
+    // Empty the first three blocks: only the largest of them stays.
+    let (first, rest): (Vec<_>, Vec<_>) = live.into_iter().partition(|l| l.block < 3);
+    for l in first {
+        h.free(l);
+        assert!(h.empty_blocks() <= 1);
+    }
+    assert_eq!(h.block_sizes(), [32 * MIB, 64 * MIB]);
+    for l in rest {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), [64 * MIB], "the largest empty block stays");
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
+    drop(h);
+}
+
+#[test]
+fn limits_hold_and_failed_memory_leaves_nothing_behind() {
+    let limits = BlockLimits { min: 2, max: 3 };
+    let h = Harness::<FreeListAllocator>::new(1, limits, 4 * MIB, 1);
+    for _ in 0..2 {
+        h.vec
+            .add_empty_block(
+                4 * MIB,
+                |s| ArenaLayout::choose(s, 1, h.granularity, 1),
+                |s| h.make(s),
+            )
+            .unwrap();
+    }
+    assert_eq!(h.vec.block_count(), 2, "minimum blocks exist up front");
+    assert_eq!(h.empty_blocks(), 2, "and are kept although empty");
+    let fit = h.fit(3 * MIB, 1, AllocationType::Linear);
+    let a = h.allocate(&fit).unwrap();
+    let b = h.allocate(&fit).unwrap();
+    h.fail_next_memory.store(true, Ordering::SeqCst);
+    assert_eq!(
+        h.allocate(&fit).err(),
+        Some(NewBlockError::Memory("out of memory"))
+    );
+    assert_eq!(h.vec.block_count(), 2, "no block for failed memory");
+    let c = h.allocate(&fit).unwrap();
+    assert_eq!(h.vec.block_count(), 3);
+    assert_eq!(
+        h.allocate(&fit).err(),
+        Some(NewBlockError::Full { max_blocks: 3 })
+    );
+    let calls = h.next_id.load(Ordering::SeqCst);
+    assert_eq!(
+        h.allocate(&fit).err(),
+        Some(NewBlockError::Full { max_blocks: 3 })
+    );
+    assert_eq!(
+        h.next_id.load(Ordering::SeqCst),
+        calls,
+        "no memory asked for when full"
+    );
+    for l in [a, b, c] {
+        h.free(l);
+    }
+    assert_eq!(h.vec.block_count(), 2, "down to the minimum, not below");
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 2);
+    drop(h);
+}
+
+#[test]
+fn a_fresh_block_that_cannot_serve_the_request_is_dropped() {
+    // Slots of 1 MiB cannot hold 2 MiB: the new block refuses and is freed again.
+    let h = Harness::<PoolAllocator<{ 1 << 20 }>>::new(1, BlockLimits::NONE, 8 * MIB, 1);
+    let fit = h.fit(2 * MIB, 1, AllocationType::Linear);
+    assert_eq!(h.allocate(&fit).err(), Some(NewBlockError::DoesNotFit));
+    assert_eq!(h.vec.block_count(), 0);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 0);
+    // With a block, existing blocks report that the suballocator can never serve it.
+    let small = h.allocate(&h.fit(KIB, 1, AllocationType::Linear)).unwrap();
+    assert_eq!(h.allocate(&fit).err(), Some(NewBlockError::DoesNotFit));
+    h.free(small);
+}
+
+#[test]
+fn threads_fill_their_home_arenas_of_one_block() {
+    let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    // The first block (1/8 of 64 MiB = 8 MiB, too small to cut) takes turns; make a large
+    // one directly so that it is cut into two arenas of 32 MiB.
+    h.vec
+        .add_empty_block(
+            64 * MIB,
+            |s| ArenaLayout::choose(s, MIB, h.granularity, 2),
+            |s| h.make(s),
+        )
+        .unwrap();
+    let arena_of = |l: &Live<FreeListAllocator>| l.suballocation.offset / (32 * MIB);
+    let homes: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let ls: Vec<_> = (0..8).map(|_| h.allocate(&fit).unwrap()).collect();
+                    let arenas: Vec<_> = ls.iter().map(arena_of).collect();
+                    for l in ls {
+                        h.free(l);
+                    }
+                    arenas
+                })
+            })
+            .collect();
+        handles.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for arenas in &homes {
+        assert!(
+            arenas.iter().all(|&a| a == arenas[0]),
+            "a thread stays in its home arena: {arenas:?}"
+        );
+    }
+    assert_eq!(h.vec.block_count(), 1);
+}
+
+/// One step of a random sequence.
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc {
+        size: DeviceSize,
+        align_log: u32,
+        ty: AllocationType,
+    },
+    Free(usize),
+    FailNextMemory,
+}
+
+fn ops(max: DeviceSize, len: usize) -> impl Strategy<Value = Vec<Op>> {
+    let ty = prop_oneof![
+        Just(AllocationType::Linear),
+        Just(AllocationType::NonLinear),
+        Just(AllocationType::Unknown)
+    ];
+    let op = prop_oneof![
+        6 => (crate::suballocator::testing::log_uniform_size(max), 0..=16u32, ty)
+            .prop_map(|(size, align_log, ty)| Op::Alloc { size, align_log, ty }),
+        4 => any::<usize>().prop_map(Op::Free),
+        1 => Just(Op::FailNextMemory),
+    ];
+    proptest::collection::vec(op, 1..len)
+}
+
+/// Checks the vector against the shadow model of live ranges (by block id and offset).
+fn check_model<S: Suballocator + Send + 'static>(
+    h: &Harness<S>,
+    model: &BTreeMap<(usize, DeviceSize), DeviceSize>,
+    limits: BlockLimits,
+) {
+    let mut ids = Vec::new();
+    h.vec.for_each_block(|b| {
+        let id = b.memory().id;
+        ids.push(id);
+        // Ranges tile the block; every live range of the model lies in one allocated range;
+        // the live count matches.
+        let mut cursor = 0;
+        let mut allocated = Vec::new();
+        b.for_each_range(&mut |r| {
+            assert_eq!(r.offset, cursor, "ranges tile the block");
+            cursor += r.size;
+            if matches!(r.kind, RangeKind::Allocated(_)) {
+                allocated.push((r.offset, r.offset + r.size));
+            }
+        });
+        assert_eq!(cursor, b.memory().size());
+        let live: Vec<_> = model.range((id, 0)..(id + 1, 0)).collect();
+        assert_eq!(b.allocation_count(), live.len(), "live count of block {id}");
+        for &(&(_, offset), &size) in &live {
+            assert!(
+                allocated
+                    .iter()
+                    .any(|&(s, e)| s <= offset && offset + size <= e),
+                "live range {offset}+{size} is not allocated in block {id}"
+            );
+        }
+    });
+    // Live ranges never overlap (the model is keyed by block and offset).
+    let mut prev: Option<(usize, DeviceSize)> = None;
+    for (&(id, offset), &size) in model {
+        if let Some((pid, pend)) = prev {
+            assert!(
+                pid != id || pend <= offset,
+                "overlap in block {id} at {offset}"
+            );
+        }
+        prev = Some((id, offset + size));
+        assert!(ids.contains(&id), "a live range in a released block");
+    }
+    // Every memory object is a block of the vector, and at most one empty block is kept
+    // beyond the minimum.
+    assert_eq!(
+        h.live_memory.load(Ordering::SeqCst),
+        ids.len(),
+        "memory leaked"
+    );
+    assert!(
+        h.empty_blocks() <= 1 || ids.len() <= limits.min,
+        "{} empty blocks of {}",
+        h.empty_blocks(),
+        ids.len()
+    );
+    assert!(ids.len() <= limits.max);
+}
+
+fn random_run<S: Suballocator + Send + 'static>(
+    ops: &[Op],
+    arenas: usize,
+    limits: BlockLimits,
+    granularity: u64,
+) {
+    let h = Harness::<S>::new(arenas, limits, 32 * MIB, granularity);
+    let mut live: Vec<Live<S>> = Vec::new();
+    let mut model = BTreeMap::new();
+    for op in ops {
+        match *op {
+            Op::Alloc {
+                size,
+                align_log,
+                ty,
+            } => {
+                let fit = h.fit(size, 1 << align_log, ty);
+                match h.allocate(&fit) {
+                    Ok(l) => {
+                        let s = l.suballocation;
+                        assert!(fit.layout.alignment().is_aligned(s.offset));
+                        assert_eq!(s.size, size);
+                        assert!(
+                            model.insert((l.block, s.offset), s.size).is_none(),
+                            "two live allocations at one offset"
+                        );
+                        live.push(l);
+                    }
+                    Err(NewBlockError::Memory(_) | NewBlockError::Full { .. }) => {}
+                    Err(NewBlockError::DoesNotFit | NewBlockError::NoSize) => {
+                        // A fresh block of at least twice the request always holds it,
+                        // unless it is too large for one or strictly aligned beyond it.
+                        assert!(
+                            size > 16 * MIB || (1 << align_log) > size,
+                            "a fresh block refused {size} bytes at {}",
+                            1u64 << align_log
+                        );
+                    }
+                }
+            }
+            Op::Free(i) if !live.is_empty() => {
+                let l = live.swap_remove(i % live.len());
+                model.remove(&(l.block, l.suballocation.offset));
+                h.free(l);
+            }
+            Op::Free(_) => {}
+            Op::FailNextMemory => h.fail_next_memory.store(true, Ordering::SeqCst),
+        }
+        check_model(&h, &model, limits);
+    }
+    for l in live.drain(..) {
+        model.remove(&(l.block, l.suballocation.offset));
+        h.free(l);
+    }
+    check_model(&h, &model, limits);
+    assert!(h.vec.block_count() <= limits.min.max(1));
+    let vec = h.vec.clone();
+    let counter = h.live_memory.clone();
+    drop(h);
+    drop(vec);
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        0,
+        "memory left after dropping"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_sequences_keep_the_block_vector_consistent(
+        ops in ops(24 * MIB, 300),
+        arenas in prop_oneof![Just(1usize), Just(2), Just(4)],
+        granularity in prop_oneof![Just(1u64), Just(1024), Just(65536)],
+    ) {
+        random_run::<FreeListAllocator>(&ops, arenas, BlockLimits::NONE, granularity);
+    }
+
+    #[test]
+    fn limits_hold_on_random_sequences(
+        ops in ops(4 * MIB, 200),
+        min in 0usize..3,
+        extra in 1usize..4,
+    ) {
+        random_run::<FreeListAllocator>(&ops, 1, BlockLimits { min, max: min + extra }, 1);
+    }
+}
+
+/// Whether any arena of the vector could serve `fit`, asked of every suballocator directly
+/// (no hint, no skipping); a success is undone at once.
+fn any_arena_fits<S: Suballocator + Send + 'static>(h: &Harness<S>, fit: &Fit) -> bool {
+    let mut found = false;
+    h.vec.for_each_block(|b| {
+        for arena in b.arenas() {
+            if !found && fit.layout.alignment().is_aligned(arena.base()) {
+                found = arena.try_without_hints(fit);
+            }
+        }
+    });
+    found
+}
+
+/// The review's case: a 16-byte request at 64 KiB alignment fails where a 4 KiB request at
+/// the same alignment fits (a bounded search tries only the first range of each size class),
+/// so a hint that recorded the first failure would skip an arena where the second fits.
+#[test]
+fn a_failure_of_a_smaller_request_does_not_hide_a_fitting_larger_one() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 128 * KIB, 1);
+    h.vec
+        .add_empty_block(
+            128 * KIB,
+            |s| ArenaLayout::choose(s, 1, h.granularity, 1),
+            |s| h.make(s),
+        )
+        .unwrap();
+    let take = |size| h.allocate(&h.fit(size, 1, AllocationType::Linear)).unwrap();
+    // Sixteen holes of 17 ..= 32 bytes (sixteen size classes) between spacers, far from any
+    // 64 KiB boundary; a 4 KiB hole at 64 KiB; everything else allocated.
+    let mut holes = Vec::new();
+    let mut keep = vec![take(100)];
+    let mut cursor = 100;
+    for i in 0..16 {
+        holes.push(take(17 + i));
+        keep.push(take(100));
+        cursor += 117 + i;
+    }
+    keep.push(take(64 * KIB - cursor));
+    holes.push(take(4 * KIB));
+    keep.push(take(64 * KIB - 4 * KIB));
+    assert_eq!(holes.last().unwrap().suballocation.offset, 64 * KIB);
+    assert_eq!(h.vec.block_count(), 1);
+    for l in holes {
+        h.free(l);
+    }
+    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
+        arena: arena.clone(),
+        block: arena.memory().id,
+        suballocation: placed.suballocation,
+    };
+    for size in [16, 4 * KIB] {
+        let fit = h.fit(size, 64 * KIB, AllocationType::Linear);
+        let fits = any_arena_fits(&h, &fit);
+        let found = h.vec.allocate_existing(&fit, &wrap).unwrap();
+        assert_eq!(found.is_some(), fits, "{size} bytes at 64 KiB");
+        if let Some(l) = found {
+            h.free(l);
+        }
+    }
+    for l in keep {
+        h.free(l);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The failed-request hint may save work, never change an outcome: whenever the hinted
+    /// search of the existing blocks finds no room, asking every arena's suballocator
+    /// directly finds none either.
+    #[test]
+    fn the_failed_request_hint_never_changes_an_outcome(
+        ops in ops(2 * MIB, 400),
+        granularity in prop_oneof![Just(1u64), Just(1024)],
+    ) {
+        let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 32 * MIB, granularity);
+        let mut live = Vec::new();
+        for op in &ops {
+            match *op {
+                Op::Alloc { size, align_log, ty } => {
+                    let fit = h.fit(size, 1 << align_log, ty);
+                    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
+                        arena: arena.clone(),
+                        block: arena.memory().id,
+                        suballocation: placed.suballocation,
+                    };
+                    match h.vec.allocate_existing(&fit, &wrap) {
+                        Ok(Some(l)) => live.push(l),
+                        Ok(None) => {
+                            prop_assert!(
+                                !any_arena_fits(&h, &fit),
+                                "the hint skipped an arena that fits {size} bytes at {}",
+                                1u64 << align_log
+                            );
+                            // Grow now and then, so that there are blocks to search.
+                            if live.len() % 3 == 0 {
+                                if let Ok(l) = h.allocate(&fit) {
+                                    live.push(l);
+                                }
+                            }
+                        }
+                        Err(DoesNotFit) => {}
+                    }
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let l = live.swap_remove(i % live.len());
+                    h.free(l);
+                }
+                _ => {}
+            }
+        }
+        for l in live {
+            h.free(l);
+        }
+    }
+}

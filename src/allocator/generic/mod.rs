@@ -1,0 +1,556 @@
+//! [`GenericMemoryAllocator`]: one block vector per memory type, suballocated by `S`, placed
+//! by the [placement policy](super::placement).
+
+pub(super) mod observe;
+
+use super::block_vec::{block_ref, Arena, BlockLimits, BlockVec, Fit, NewBlockError, Placed};
+use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::memory_type::{find_memory_type_index, is_type_allowed};
+use super::placement::{
+    self, ArenaLayout, Failure, Ladder, ObjectCount, Plan, Request, Step, TypeFacts,
+};
+use super::type_cache::TypeCache;
+use super::{
+    AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
+    MemoryRequirements, MemoryTypeFilter,
+};
+use crate::allocation::{MemoryAlloc, Owner};
+use crate::device::{mask_of_count, Device};
+use crate::device_memory::{
+    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
+};
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
+use std::sync::Arc;
+
+/// The block vector of one memory type.
+pub(crate) type TypeBlocks<S> = BlockVec<S, DeviceMemory>;
+
+/// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
+/// block carved by a suballocator `S`. See the [module docs](super) for its policy.
+pub struct GenericMemoryAllocator<S> {
+    device: Arc<Device>,
+    block_vecs: Vec<Arc<TypeBlocks<S>>>,
+    /// What the placement knows of each memory type.
+    types: Vec<TypeFacts>,
+    create_info: GenericMemoryAllocatorCreateInfo,
+    /// Dedicated-allocation register and leak report on drop.
+    observer: observe::Observer,
+    /// The memory type chosen for the last `memory_type_bits` of each standard usage.
+    type_cache: TypeCache,
+}
+
+/// The allocator most applications want: [`FreeListAllocator`] blocks.
+pub type StandardMemoryAllocator = GenericMemoryAllocator<FreeListAllocator>;
+
+impl StandardMemoryAllocator {
+    /// An allocator with the default configuration.
+    pub fn new_default(device: Arc<Device>) -> Self {
+        match Self::new(device, GenericMemoryAllocatorCreateInfo::default()) {
+            Ok(a) => a,
+            // The default configuration is valid by construction (tested).
+            Err(e) => unreachable!("default allocator configuration rejected: {e}"),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for GenericMemoryAllocator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericMemoryAllocator")
+            .field("device", &self.device)
+            .field("types", &self.types)
+            .field("create_info", &self.create_info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps a suballocation made in `arena` into what the user holds.
+#[inline]
+fn wrap_block<S: Suballocator + Send + 'static>(
+    arena: &Arc<Arena<S, DeviceMemory>>,
+    placed: Placed,
+    name: &Option<Arc<str>>,
+) -> MemoryAlloc {
+    let s = placed.suballocation;
+    if let Some(name) = name {
+        arena.set_name(s.offset, name.clone());
+    }
+    MemoryAlloc::new(
+        Owner::block(block_ref(arena, placed.first), s.handle),
+        s.offset,
+        s.size,
+        s.allocation_type,
+        name.clone(),
+    )
+}
+
+impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
+    /// Creates an allocator; no memory is allocated until it is needed.
+    pub fn new(
+        device: Arc<Device>,
+        create_info: GenericMemoryAllocatorCreateInfo,
+    ) -> Result<Self, AllocationError> {
+        let arenas_per_block = arenas_per_block(create_info.block_arenas)?;
+        let props = device.memory_properties();
+        let type_count = props.memory_types.len();
+        if !create_info.export_handle_types.is_empty()
+            && create_info.export_handle_types.len() != type_count
+        {
+            return Err(ConfigError::ExportHandleTypes {
+                given: create_info.export_handle_types.len(),
+                types: type_count,
+            }
+            .into());
+        }
+        check_priority(create_info.block_priority)?;
+        let atom = device.non_coherent_atom_size();
+        let types: Vec<TypeFacts> = (0..type_count as u32)
+            .map(|i| {
+                let heap = props.heap_size_of_type(i).unwrap_or(0);
+                let block_size = create_info.block_sizes.block_size_for_heap(heap);
+                // Every type has a heap (`MemoryProperties::from_vk` checks it).
+                TypeFacts::of_type(props, i, block_size, atom).unwrap_or(TypeFacts {
+                    suballocatable: false,
+                    block_size,
+                    heap_size: 0,
+                    atom: None,
+                })
+            })
+            .collect();
+        let block_vecs: Vec<_> = (0..type_count)
+            .map(|_| BlockVec::new(arenas_per_block, BlockLimits::NONE))
+            .collect();
+        let observer = observe::Observer::new(&device, &block_vecs);
+        Ok(Self {
+            device,
+            block_vecs,
+            types,
+            create_info,
+            observer,
+            type_cache: TypeCache::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn create_info(&self) -> &GenericMemoryAllocatorCreateInfo {
+        &self.create_info
+    }
+
+    /// The preferred block size of memory type `memory_type_index`'s heap.
+    pub fn block_size(&self, memory_type_index: u32) -> Option<DeviceSize> {
+        self.types
+            .get(memory_type_index as usize)
+            .map(|t| t.block_size)
+    }
+
+    /// The number of blocks currently held for memory type `memory_type_index`.
+    pub fn block_count(&self, memory_type_index: u32) -> usize {
+        self.block_vecs
+            .get(memory_type_index as usize)
+            .map_or(0, |p| p.block_count())
+    }
+
+    /// The block vectors, by memory type index.
+    pub(crate) fn block_vecs(&self) -> &[Arc<TypeBlocks<S>>] {
+        &self.block_vecs
+    }
+
+    fn check_type(&self, index: u32) -> Result<(), AllocationError> {
+        if (index as usize) < self.types.len() {
+            Ok(())
+        } else {
+            Err(AllocationError::MemoryTypeIndexOutOfRange {
+                index,
+                count: self.types.len() as u32,
+            })
+        }
+    }
+
+    /// A memory type named by the caller: it must exist and its special flags must be
+    /// usable on this device.
+    fn check_explicit_type(&self, index: u32) -> Result<(), AllocationError> {
+        self.check_type(index)?;
+        let flags = self
+            .device
+            .memory_properties()
+            .memory_type(index)
+            .map(|t| t.property_flags)
+            .unwrap_or_default();
+        let filter = MemoryTypeFilter {
+            required_flags: flags,
+            ..Default::default()
+        };
+        if !is_type_allowed(flags, &filter, self.device.features()) {
+            return Err(AllocationError::MemoryTypeNotUsable {
+                index,
+                reason: "it needs a device feature that is not enabled",
+            });
+        }
+        Ok(())
+    }
+
+    fn export_types(&self, memory_type_index: u32) -> ExportHandleTypes {
+        self.create_info
+            .export_handle_types
+            .get(memory_type_index as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn objects(&self) -> ObjectCount {
+        ObjectCount {
+            live: self.device.live_memory_objects(),
+            max: self.device.max_memory_allocation_count(),
+        }
+    }
+
+    /// One `vkAllocateMemory`.
+    fn allocate_memory(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+        dedicated: Option<DedicatedAllocation>,
+        priority: f32,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<DeviceMemory, AllocationError> {
+        let info = DeviceMemoryCreateInfo {
+            size,
+            memory_type_index,
+            dedicated,
+            export_handle_types: self.export_types(memory_type_index),
+            device_address: self.create_info.device_address,
+            priority: Some(priority),
+            within_budget: create_info.within_budget,
+            ..Default::default()
+        };
+        Ok(DeviceMemory::allocate(self.device.clone(), &info)?)
+    }
+
+    fn dedicated(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let priority = create_info
+            .priority
+            .unwrap_or(self.create_info.block_priority);
+        let memory =
+            self.allocate_memory(memory_type_index, size, dedicated, priority, create_info)?;
+        let registration =
+            self.observer
+                .register_dedicated(&memory, allocation_type, create_info.name.clone());
+        Ok(MemoryAlloc::new(
+            Owner::dedicated(memory, registration),
+            0,
+            size,
+            allocation_type,
+            create_info.name.clone(),
+        ))
+    }
+
+    /// Allocates from one memory type, following the plan and its fallback ladder.
+    fn allocate_in_type(
+        &self,
+        memory_type_index: u32,
+        request: &Request,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        self.check_type(memory_type_index)?;
+        let index = memory_type_index as usize;
+        let facts = self.types[index];
+        let size = request.layout.size();
+        let plan = placement::plan(request, &facts, self.objects()).map_err(|e| {
+            let props = self.device.memory_properties();
+            AllocationError::from_placement(
+                e,
+                memory_type_index,
+                size,
+                props
+                    .memory_type(memory_type_index)
+                    .map_or(0, |t| t.heap_index),
+                facts.heap_size,
+                facts.block_size,
+            )
+        })?;
+        let (layout, grow) = match plan {
+            Plan::Suballocate { layout, grow, .. } => (layout, grow),
+            Plan::Dedicated { layout, .. } => (layout, false),
+        };
+        let grow = grow && self.create_info.grow_blocks;
+        // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
+        // it, or when the configuration allows it for the allocator's own choices.
+        let hinted = if request.requires_dedicated || self.create_info.dedicated_allocation {
+            dedicated
+        } else {
+            None
+        };
+        let granularity: DeviceAlignment = self.device.buffer_image_granularity();
+        let fit = Fit {
+            layout,
+            allocation_type,
+            granularity,
+        };
+        let vec = &self.block_vecs[index];
+        let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
+            wrap_block(arena, placed, &create_info.name)
+        };
+        // The smallest region that holds the request: new blocks and their arenas are at
+        // least this large (a pool slot, say); `None` when no block could ever hold it.
+        let min_region = S::region_size_for(layout, allocation_type, granularity);
+        let mut ladder = Ladder::new(plan);
+        let mut failure = None;
+        let mut error: Option<AllocationError> = None;
+        while let Some(step) = ladder.next(failure) {
+            let result = match step {
+                Step::ExistingBlocks => match vec.allocate_existing(&fit, &wrap) {
+                    Ok(Some(a)) => Ok(a),
+                    Ok(None) => Err(AllocationError::OutOfPoolMemory),
+                    Err(_) => Err(AllocationError::SuballocatorBlockSizeExceeded),
+                },
+                Step::NewBlock { .. } if min_region.is_none() => {
+                    Err(AllocationError::SuballocatorBlockSizeExceeded)
+                }
+                Step::NewBlock { attempt } => vec
+                    .allocate_in_new_block(
+                        &fit,
+                        |held| {
+                            placement::new_block_size(
+                                facts.block_size,
+                                grow,
+                                held,
+                                attempt,
+                                min_region.unwrap_or(DeviceSize::MAX),
+                            )
+                        },
+                        |block| {
+                            let min_region = min_region.unwrap_or(block);
+                            ArenaLayout::choose(block, min_region, granularity, vec.home_slots())
+                        },
+                        |block| {
+                            self.allocate_memory(
+                                memory_type_index,
+                                block,
+                                None,
+                                self.create_info.block_priority,
+                                create_info,
+                            )
+                        },
+                        &wrap,
+                    )
+                    .map_err(|e| match e {
+                        NewBlockError::Memory(e) => e,
+                        // No smaller block left: the previous attempt's error stands.
+                        NewBlockError::NoSize => {
+                            error.clone().unwrap_or(AllocationError::OutOfDeviceMemory)
+                        }
+                        NewBlockError::Full { max_blocks } => {
+                            AllocationError::PoolFull { max_blocks }
+                        }
+                        NewBlockError::DoesNotFit => AllocationError::SuballocatorBlockSizeExceeded,
+                    }),
+                Step::Dedicated => self.dedicated(
+                    memory_type_index,
+                    size,
+                    allocation_type,
+                    hinted,
+                    create_info,
+                ),
+            };
+            match result {
+                Ok(a) => return Ok(a),
+                Err(e) => {
+                    let f = e.failure();
+                    failure = Some(f);
+                    // "No room in existing blocks" is the least telling error: report any
+                    // other one the ladder met.
+                    if error.is_none() || f != Failure::NoRoom {
+                        error = Some(e);
+                    }
+                }
+            }
+        }
+        Err(error.unwrap_or(AllocationError::OutOfPoolMemory))
+    }
+
+    fn usable_bits(&self, memory_type_bits: u32) -> Result<u32, AllocationError> {
+        let count = self.types.len() as u32;
+        if memory_type_bits == 0 {
+            return Err(AllocationError::NoMemoryTypeBits);
+        }
+        if memory_type_bits & !mask_of_count(count as usize) != 0 {
+            return Err(AllocationError::MemoryTypeBitsOutOfRange {
+                bits: memory_type_bits,
+                count,
+            });
+        }
+        Ok(memory_type_bits)
+    }
+}
+
+/// Checks the parts of a create info that no memory type can cure.
+fn check_create_info(create_info: &AllocationCreateInfo) -> Result<(), AllocationError> {
+    match create_info.priority {
+        Some(p) if check_priority(p).is_err() => Err(AllocationError::InvalidPriority(p)),
+        _ => Ok(()),
+    }
+}
+
+impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocator<S> {
+    fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    fn statistics(&self) -> crate::stats::AllocatorStatistics {
+        GenericMemoryAllocator::statistics(self)
+    }
+
+    fn snapshot(&self) -> crate::stats::MemorySnapshot {
+        GenericMemoryAllocator::snapshot(self)
+    }
+
+    fn find_memory_type_index(
+        &self,
+        memory_type_bits: u32,
+        filter: MemoryTypeFilter,
+    ) -> Option<u32> {
+        find_memory_type_index(
+            self.device.memory_properties(),
+            self.device.features(),
+            memory_type_bits,
+            &filter,
+        )
+    }
+
+    fn allocate_from_type(
+        &self,
+        memory_type_index: u32,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        self.check_explicit_type(memory_type_index)?;
+        let request = Request {
+            layout,
+            preference: create_info.allocate_preference,
+            prefers_dedicated: false,
+            requires_dedicated: false,
+        };
+        self.allocate_in_type(
+            memory_type_index,
+            &request,
+            allocation_type,
+            create_info,
+            None,
+        )
+    }
+
+    fn allocate(
+        &self,
+        requirements: MemoryRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let mut bits = self.usable_bits(requirements.memory_type_bits)?;
+        check_create_info(create_info)?;
+        let filter: MemoryTypeFilter = create_info.usage.into();
+        let request = Request {
+            layout: requirements.layout,
+            preference: create_info.allocate_preference,
+            prefers_dedicated: requirements.prefers_dedicated_allocation,
+            requires_dedicated: requirements.requires_dedicated_allocation,
+        };
+        // The common case first: the plan of the first memory type the policy would choose
+        // says "suballocate", and an existing block has room. Anything else takes the full
+        // path below, which follows the same plan.
+        let first = self.type_cache.get_or(bits, create_info.usage, || {
+            self.find_memory_type_index(bits, filter)
+        });
+        if let Some(index) = first {
+            let facts = &self.types[index as usize];
+            if let Ok(Plan::Suballocate { layout, .. }) =
+                placement::plan(&request, facts, self.objects())
+            {
+                let fit = Fit {
+                    layout,
+                    allocation_type,
+                    granularity: self.device.buffer_image_granularity(),
+                };
+                let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
+                    wrap_block(arena, placed, &create_info.name)
+                };
+                if let Ok(Some(alloc)) =
+                    self.block_vecs[index as usize].allocate_existing(&fit, &wrap)
+                {
+                    return Ok(alloc);
+                }
+            }
+        }
+        let mut last_error = None;
+        loop {
+            let Some(index) = self.find_memory_type_index(bits, filter) else {
+                return Err(last_error.unwrap_or(AllocationError::NoSuitableMemoryType {
+                    bits: requirements.memory_type_bits,
+                    required: filter.required_flags,
+                }));
+            };
+            match self.allocate_in_type(index, &request, allocation_type, create_info, dedicated) {
+                Ok(a) => return Ok(a),
+                Err(e) if e.failure().tries_next_type() => {
+                    bits &= !(1 << index);
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn allocate_dedicated(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
+        self.check_explicit_type(memory_type_index)?;
+        let facts = self.types[memory_type_index as usize];
+        if layout.size() > facts.heap_size {
+            let heap = self
+                .device
+                .memory_properties()
+                .memory_type(memory_type_index)
+                .map_or(0, |t| t.heap_index);
+            return Err(AllocationError::SizeExceedsHeap {
+                size,
+                heap,
+                heap_size: facts.heap_size,
+            });
+        }
+        self.dedicated(
+            memory_type_index,
+            size,
+            AllocationType::Unknown,
+            dedicated,
+            create_info,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allocation_fits_one_cache_line() {
+        // Users keep many of them; each allocation moves one.
+        assert!(std::mem::size_of::<MemoryAlloc>() <= 64);
+    }
+}

@@ -1,0 +1,457 @@
+//! Placement: where a request goes, decided by pure functions over plain data.
+//!
+//! Every allocation of a [`GenericMemoryAllocator`](crate::GenericMemoryAllocator) (and of a
+//! custom pool) is placed by the rules of this module, in this order, and by nothing else:
+//! the allocator's fast path and its full path both ask the same function for the plan, so
+//! they cannot disagree.
+//!
+//! # Per memory type: the plan
+//!
+//! A request names its size and alignment, the driver's dedicated-allocation hints and the
+//! user's [`MemoryAllocatePreference`]. For one memory type the plan is:
+//!
+//! - **error** when the request is larger than the type's heap, or the preference forbids
+//!   what the request needs (`NeverAllocate` for a resource that requires a dedicated
+//!   allocation, or for memory that cannot be suballocated, or for a request larger than a
+//!   block);
+//! - **dedicated**, with no fallback, when the driver requires it, the preference is
+//!   `AlwaysAllocate`, or the memory type cannot be suballocated (lazily allocated and RDMA
+//!   memory: see [`memory_type::is_suballocatable`](super::memory_type::is_suballocatable));
+//! - **dedicated, then existing blocks**, when the driver prefers it or the request is
+//!   *large* (more than 1/[`LARGE_REQUEST_DIVISOR`] of the block size), unless the device is
+//!   *crowded* (more than [`CROWDED_NUMERATOR`]/[`CROWDED_DENOMINATOR`] of
+//!   `maxMemoryAllocationCount` memory objects live) and the request fits a block;
+//! - otherwise **suballocate**: existing blocks, then a new block, then a dedicated
+//!   allocation (or only existing blocks with `NeverAllocate`).
+//!
+//! # The fallback ladder
+//!
+//! A plan unfolds into steps, and what failed decides the next one:
+//!
+//! | step | failure | next step |
+//! |---|---|---|
+//! | existing blocks | no room | a new block (attempt 0), or a dedicated allocation when no block may be made |
+//! | new block, attempt *k* | out of memory or over budget | a new block, attempt *k* + 1, up to [`SMALLER_BLOCK_RETRIES`]; then a dedicated allocation |
+//! | new block | no more memory objects | none: the memory type is exhausted |
+//! | existing or new block | the suballocator can never serve it (e.g. larger than a pool slot) | a dedicated allocation |
+//! | dedicated (large or preferred) | out of memory, over budget, no more objects | existing blocks |
+//!
+//! Attempt *k* of a new block halves the block size *k* times as long as
+//! the request still fits. When a memory type's ladder runs out, the allocator tries the
+//! next-best memory type the requirements allow; only an error that no other type can cure
+//! (an invalid argument, an unexpected Vulkan error) ends the search at once.
+//!
+//! # Block sizes
+//!
+//! The first blocks of a pool are smaller than the preferred size: while it holds fewer than
+//! [`GROW_STEPS`] blocks, a new block is the preferred size divided by 2 for each block it
+//! lacks (1/8, 1/4, 1/2 with three steps), but at least twice the smallest region that holds
+//! the request, so a small application does not reserve 256 MiB up front.
+//!
+//! # Arenas
+//!
+//! A new block is cut into arenas for threads: a power of two
+//! of them, each at least [`MIN_ARENA_SIZE`] and large enough for the request that made the
+//! block.
+//!
+//! # Non-coherent memory
+//!
+//! In memory types that are `HOST_VISIBLE` but not `HOST_COHERENT`, the range of every
+//! suballocation starts and ends on a multiple of `nonCoherentAtomSize`
+//! (the layout is padded before it reaches the suballocator): a flush or invalidate of one allocation, widened to whole
+//! atoms as Vulkan requires, then never touches a byte of another allocation.
+
+#![deny(unsafe_code)]
+
+use super::memory_type::is_suballocatable;
+use crate::device::MemoryProperties;
+use crate::layout::{align_up, DeviceAlignment, DeviceLayout, DeviceSize};
+use ash::vk;
+
+/// A request is *large* when it is more than `block size / LARGE_REQUEST_DIVISOR` bytes: it
+/// prefers a dedicated allocation (VMA uses the same half-block rule).
+pub const LARGE_REQUEST_DIVISOR: DeviceSize = 2;
+
+/// The device is *crowded* when more than `maxMemoryAllocationCount * CROWDED_NUMERATOR /
+/// CROWDED_DENOMINATOR` memory objects live: requests that fit a block are then suballocated
+/// even when they are large or the driver prefers a dedicated allocation, to keep objects for
+/// what needs them.
+pub const CROWDED_NUMERATOR: u32 = 3;
+/// See [`CROWDED_NUMERATOR`].
+pub const CROWDED_DENOMINATOR: u32 = 4;
+
+/// While a pool holds fewer than this many blocks, new blocks start smaller (halved once per
+/// missing block), if the allocator's `grow_blocks` is on.
+pub const GROW_STEPS: u32 = 3;
+
+/// How many times a new block is retried at half the size after the driver runs out of
+/// memory (or the budget refuses it).
+pub const SMALLER_BLOCK_RETRIES: u32 = 3;
+
+/// The smallest arena a block is cut into.
+pub const MIN_ARENA_SIZE: DeviceSize = 16 << 20;
+
+/// Whether an allocation may, must or must not get a memory object of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MemoryAllocatePreference {
+    /// The allocator decides, by the rules of [the plan](self#per-memory-type-the-plan). The
+    /// default.
+    #[default]
+    Auto,
+    /// Never call `vkAllocateMemory`: use existing blocks only, fail otherwise.
+    NeverAllocate,
+    /// Always make a dedicated allocation.
+    AlwaysAllocate,
+}
+
+/// What the placement knows about one memory type: plain data, computed once per allocator
+/// (or pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TypeFacts {
+    /// Whether blocks of this type may be carved up.
+    pub suballocatable: bool,
+    /// The preferred block size.
+    pub block_size: DeviceSize,
+    /// The size of the type's heap.
+    pub heap_size: DeviceSize,
+    /// `nonCoherentAtomSize` when the type is host-visible and not host-coherent.
+    pub atom: Option<DeviceAlignment>,
+}
+
+impl TypeFacts {
+    /// The facts of memory type `index` of `props`, with `block_size` for its heap and the
+    /// device's `atom`.
+    pub(crate) fn of_type(
+        props: &MemoryProperties,
+        index: u32,
+        block_size: DeviceSize,
+        atom: DeviceAlignment,
+    ) -> Option<Self> {
+        let t = props.memory_type(index)?;
+        let flags = t.property_flags;
+        let non_coherent = flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+            && !flags.contains(vk::MemoryPropertyFlags::HOST_COHERENT);
+        Some(Self {
+            suballocatable: is_suballocatable(flags),
+            block_size,
+            heap_size: props.heap_size_of_type(index)?,
+            atom: non_coherent.then_some(atom),
+        })
+    }
+
+    /// The layout a suballocation of `layout` takes in a block of this type: in non-coherent
+    /// memory, aligned to the atom and padded to a whole number of atoms (see
+    /// [non-coherent memory](self#non-coherent-memory)); `None` when that overflows.
+    #[inline]
+    pub(crate) fn block_layout(&self, layout: DeviceLayout) -> Option<DeviceLayout> {
+        match self.atom {
+            None => Some(layout),
+            Some(atom) => {
+                let size = align_up(layout.size(), atom)?;
+                DeviceLayout::new(size, layout.alignment().max(atom)).ok()
+            }
+        }
+    }
+
+    /// The request size above which a request is large.
+    #[inline]
+    pub(crate) fn large_request_threshold(&self) -> DeviceSize {
+        self.block_size / LARGE_REQUEST_DIVISOR
+    }
+}
+
+/// One request, as the placement sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Request {
+    /// Size and alignment, as asked.
+    pub layout: DeviceLayout,
+    /// The user's preference.
+    pub preference: MemoryAllocatePreference,
+    /// The driver would rather give the resource a memory object of its own.
+    pub prefers_dedicated: bool,
+    /// The driver insists on it.
+    pub requires_dedicated: bool,
+}
+
+/// The device's memory-object count, when the plan is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ObjectCount {
+    /// Memory objects alive now.
+    pub live: u32,
+    /// `maxMemoryAllocationCount`.
+    pub max: u32,
+}
+
+impl ObjectCount {
+    /// Whether more than [`CROWDED_NUMERATOR`]/[`CROWDED_DENOMINATOR`] of the memory objects
+    /// the device allows are alive.
+    #[inline]
+    pub(crate) fn is_crowded(self) -> bool {
+        u64::from(self.live) * u64::from(CROWDED_DENOMINATOR)
+            > u64::from(self.max) * u64::from(CROWDED_NUMERATOR)
+    }
+}
+
+/// What to do with a request in one memory type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Suballocate `layout` (the request's, adjusted for the memory type: see
+    /// [`TypeFacts::block_layout`]) in existing blocks; then, if `grow`, in a new block; then,
+    /// if `dedicated_fallback`, in a dedicated memory object.
+    Suballocate {
+        layout: DeviceLayout,
+        grow: bool,
+        dedicated_fallback: bool,
+    },
+    /// A dedicated memory object; then, if `blocks_fallback`, suballocate `layout` in
+    /// existing blocks.
+    Dedicated {
+        layout: DeviceLayout,
+        blocks_fallback: bool,
+    },
+}
+
+/// Why a request cannot be served by a memory type at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlacementError {
+    /// Larger than the type's heap.
+    SizeExceedsHeap,
+    /// `NeverAllocate`, and the driver requires a dedicated allocation.
+    DedicatedRequired,
+    /// `NeverAllocate`, and the type is only given out as dedicated allocations.
+    NotSuballocatable,
+    /// `NeverAllocate`, and the request is larger than a block.
+    LargerThanBlock,
+}
+
+/// The plan for `request` in a memory type with `facts`, with `objects` memory objects alive
+/// (see the [module docs](self)).
+#[inline]
+pub(crate) fn plan(
+    request: &Request,
+    facts: &TypeFacts,
+    objects: ObjectCount,
+) -> Result<Plan, PlacementError> {
+    let size = request.layout.size();
+    if size > facts.heap_size {
+        return Err(PlacementError::SizeExceedsHeap);
+    }
+    // In-block layout; a request whose padded size overflows cannot be suballocated.
+    let block_layout = facts.block_layout(request.layout);
+    let fits_block = block_layout.is_some_and(|l| l.size() <= facts.block_size);
+    let layout = block_layout.unwrap_or(request.layout);
+    match request.preference {
+        MemoryAllocatePreference::NeverAllocate => {
+            if request.requires_dedicated {
+                Err(PlacementError::DedicatedRequired)
+            } else if !facts.suballocatable {
+                Err(PlacementError::NotSuballocatable)
+            } else if !fits_block {
+                Err(PlacementError::LargerThanBlock)
+            } else {
+                Ok(Plan::Suballocate {
+                    layout,
+                    grow: false,
+                    dedicated_fallback: false,
+                })
+            }
+        }
+        MemoryAllocatePreference::AlwaysAllocate => Ok(Plan::Dedicated {
+            layout,
+            blocks_fallback: false,
+        }),
+        MemoryAllocatePreference::Auto => {
+            if request.requires_dedicated || !facts.suballocatable || !fits_block {
+                return Ok(Plan::Dedicated {
+                    layout,
+                    blocks_fallback: false,
+                });
+            }
+            let large = size > facts.large_request_threshold();
+            if (request.prefers_dedicated || large) && !objects.is_crowded() {
+                Ok(Plan::Dedicated {
+                    layout,
+                    blocks_fallback: true,
+                })
+            } else {
+                Ok(Plan::Suballocate {
+                    layout,
+                    grow: true,
+                    dedicated_fallback: true,
+                })
+            }
+        }
+    }
+}
+
+/// One thing to try for a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Suballocate in an existing block.
+    ExistingBlocks,
+    /// Make a new block and suballocate in it; attempt `k` halves the size `k` times (see
+    /// [`new_block_size`]).
+    NewBlock { attempt: u32 },
+    /// Make a dedicated memory object.
+    Dedicated,
+}
+
+/// How a step failed, as far as the ladder cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No existing block has room.
+    NoRoom,
+    /// The driver is out of memory, or the budget refused: something smaller may succeed.
+    OutOfMemory,
+    /// No memory object may be made (`maxMemoryAllocationCount`, a pool's block limit).
+    NoMoreObjects,
+    /// The blocks' suballocator can never serve the request (e.g. a pool slot too small).
+    DoesNotFitBlocks,
+    /// Anything else: stop.
+    Fatal,
+}
+
+impl Failure {
+    /// Whether another memory type may still succeed after a ladder ended in this failure.
+    pub(crate) fn tries_next_type(self) -> bool {
+        !matches!(self, Failure::Fatal)
+    }
+}
+
+/// The steps of a plan, unfolded one at a time according to what failed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ladder {
+    plan: Plan,
+    last: Option<Step>,
+}
+
+impl Ladder {
+    /// The ladder of `plan`.
+    pub(crate) fn new(plan: Plan) -> Self {
+        Self { plan, last: None }
+    }
+
+    /// The next step after the last one failed with `failure` (`None` before the first
+    /// step), or `None` when the memory type has nothing left to try.
+    pub(crate) fn next(&mut self, failure: Option<Failure>) -> Option<Step> {
+        use Failure::*;
+        let next = match (self.plan, self.last, failure) {
+            (Plan::Suballocate { .. }, None, _) => Some(Step::ExistingBlocks),
+            (Plan::Dedicated { .. }, None, _) => Some(Step::Dedicated),
+            (_, Some(_), None | Some(Fatal)) => None,
+            (
+                Plan::Suballocate {
+                    grow,
+                    dedicated_fallback,
+                    ..
+                },
+                Some(last),
+                Some(f),
+            ) => match (last, f) {
+                (Step::ExistingBlocks, NoRoom) if grow => Some(Step::NewBlock { attempt: 0 }),
+                (Step::ExistingBlocks, NoRoom | DoesNotFitBlocks) => {
+                    dedicated_fallback.then_some(Step::Dedicated)
+                }
+                (Step::NewBlock { attempt }, OutOfMemory) if attempt < SMALLER_BLOCK_RETRIES => {
+                    Some(Step::NewBlock {
+                        attempt: attempt + 1,
+                    })
+                }
+                (Step::NewBlock { .. }, OutOfMemory | DoesNotFitBlocks) => {
+                    dedicated_fallback.then_some(Step::Dedicated)
+                }
+                _ => None,
+            },
+            (
+                Plan::Dedicated {
+                    blocks_fallback, ..
+                },
+                Some(Step::Dedicated),
+                Some(OutOfMemory | NoMoreObjects),
+            ) => blocks_fallback.then_some(Step::ExistingBlocks),
+            (Plan::Dedicated { .. }, Some(_), Some(_)) => None,
+        };
+        self.last = next;
+        next
+    }
+}
+
+/// The size of a new block: attempt `attempt` (see [`Step::NewBlock`]) for a pool that holds
+/// `held` blocks, with `preferred` bytes as its block size, growing when `grow` is set; the
+/// block must be at least `min_size` bytes (the smallest region that holds the request).
+/// `None` when halving would go below `min_size`.
+pub(crate) fn new_block_size(
+    preferred: DeviceSize,
+    grow: bool,
+    held: usize,
+    attempt: u32,
+    min_size: DeviceSize,
+) -> Option<DeviceSize> {
+    let mut size = preferred.max(min_size);
+    if grow {
+        let shift = (GROW_STEPS as usize).saturating_sub(held) as u32;
+        size = (preferred >> shift)
+            .max(min_size.saturating_mul(2))
+            .min(size);
+    }
+    let size = size.checked_shr(attempt).unwrap_or(0);
+    (size >= min_size && size > 0).then_some(size)
+}
+
+/// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ArenaLayout {
+    /// A power of two.
+    pub count: usize,
+    /// A power of two, unless `count` is 1 (then the block size).
+    pub size: DeviceSize,
+}
+
+impl ArenaLayout {
+    /// The most arenas, a power of two up to `wanted`, that a block of `block_size` bytes can
+    /// be cut into such that each holds at least [`MIN_ARENA_SIZE`] and `min_region` bytes
+    /// (the smallest region that holds the request that made the block) and starts on a
+    /// multiple of `granularity`. One arena (the whole block) when no cut qualifies. A power
+    /// of two, so that a thread finds its home arena with a mask; arena sizes are powers of
+    /// two too, so that offsets that are multiples of them keep every power-of-two alignment
+    /// up to them, and the granularity when they are at least that.
+    pub(crate) fn choose(
+        block_size: DeviceSize,
+        min_region: DeviceSize,
+        granularity: DeviceAlignment,
+        wanted: usize,
+    ) -> Self {
+        let floor = MIN_ARENA_SIZE
+            .max(min_region)
+            .max(granularity.as_devicesize());
+        let mut count = if wanted == 0 { 1 } else { 1 << wanted.ilog2() };
+        while count > 1 {
+            let quotient = block_size / count as DeviceSize;
+            if quotient > 0 {
+                let size = 1 << quotient.ilog2();
+                if size >= floor {
+                    return Self { count, size };
+                }
+            }
+            count /= 2;
+        }
+        Self {
+            count: 1,
+            size: block_size,
+        }
+    }
+
+    /// Offset and size of arena `i` in a block of `block_size` bytes.
+    pub(crate) fn range(self, i: usize, block_size: DeviceSize) -> (DeviceSize, DeviceSize) {
+        let base = i as DeviceSize * self.size;
+        let end = if i + 1 == self.count {
+            block_size
+        } else {
+            base + self.size
+        };
+        (base, end - base)
+    }
+}
+
+#[cfg(test)]
+mod tests;

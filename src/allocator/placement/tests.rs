@@ -1,0 +1,380 @@
+//! Table-driven tests of the placement policy on the memory layouts of real GPUs (the same
+//! layouts the driver tests simulate), with no driver at all.
+
+use super::*;
+use crate::allocator::config::BlockSizeThresholds;
+use crate::device::MemoryProperties;
+use MemoryAllocatePreference::{AlwaysAllocate, Auto, NeverAllocate};
+
+#[path = "../../../tests/support/layouts.rs"]
+mod layouts;
+use layouts::GpuLayout;
+
+const KIB: DeviceSize = 1 << 10;
+const MIB: DeviceSize = 1 << 20;
+
+fn props(layout: &GpuLayout) -> MemoryProperties {
+    MemoryProperties::from_vk(&layout.to_vk()).unwrap()
+}
+
+/// The facts of every memory type of `layout` with the default block sizes.
+fn facts(layout: &GpuLayout) -> Vec<TypeFacts> {
+    let p = props(layout);
+    let table = BlockSizeThresholds::default();
+    let atom = DeviceAlignment::new(layout.non_coherent_atom_size).unwrap();
+    (0..layout.type_count())
+        .map(|i| {
+            let heap = p.heap_size_of_type(i).unwrap();
+            TypeFacts::of_type(&p, i, table.block_size_for_heap(heap), atom).unwrap()
+        })
+        .collect()
+}
+
+fn request(size: DeviceSize, alignment: DeviceSize) -> Request {
+    Request {
+        layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+        preference: Auto,
+        prefers_dedicated: false,
+        requires_dedicated: false,
+    }
+}
+
+const ROOMY: ObjectCount = ObjectCount { live: 0, max: 4096 };
+
+/// Which kind of plan, without the details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sub {
+        grow: bool,
+        dedicated_fallback: bool,
+    },
+    Ded {
+        blocks_fallback: bool,
+    },
+    Err(PlacementError),
+}
+
+fn kind(r: Result<Plan, PlacementError>) -> Kind {
+    match r {
+        Ok(Plan::Suballocate {
+            grow,
+            dedicated_fallback,
+            ..
+        }) => Kind::Sub {
+            grow,
+            dedicated_fallback,
+        },
+        Ok(Plan::Dedicated {
+            blocks_fallback, ..
+        }) => Kind::Ded { blocks_fallback },
+        Err(e) => Kind::Err(e),
+    }
+}
+
+const SUB: Kind = Kind::Sub {
+    grow: true,
+    dedicated_fallback: true,
+};
+const DED_THEN_BLOCKS: Kind = Kind::Ded {
+    blocks_fallback: true,
+};
+const DED_ONLY: Kind = Kind::Ded {
+    blocks_fallback: false,
+};
+
+#[test]
+fn every_boundary_of_the_plan_on_every_layout() {
+    for layout in GpuLayout::all().into_iter().chain([GpuLayout::lavapipe()]) {
+        for (index, f) in facts(&layout).iter().enumerate() {
+            let ctx = format!("{} type {index}", layout.name);
+            let half = f.block_size / 2;
+            let crowded_at = ObjectCount {
+                live: 3072,
+                max: 4096,
+            };
+            let crowded = ObjectCount {
+                live: 3073,
+                max: 4096,
+            };
+            assert!(!crowded_at.is_crowded() && crowded.is_crowded());
+            let with = |r: Request| r;
+            let mut prefers = request(4 * KIB, 256);
+            prefers.prefers_dedicated = true;
+            let mut requires = request(4 * KIB, 256);
+            requires.requires_dedicated = true;
+            let mut never = request(4 * KIB, 256);
+            never.preference = NeverAllocate;
+            let mut never_requires = requires;
+            never_requires.preference = NeverAllocate;
+            let mut never_large = request(f.block_size + 1, 1);
+            never_large.preference = NeverAllocate;
+            let mut always = request(4 * KIB, 256);
+            always.preference = AlwaysAllocate;
+            // (request, object count, expected on a suballocatable type)
+            let table: Vec<(Request, ObjectCount, Kind)> = vec![
+                (request(1, 1), ROOMY, SUB),
+                (request(half, 1), ROOMY, SUB),
+                (request(half + 1, 1), ROOMY, DED_THEN_BLOCKS),
+                (request(half + 1, 1), crowded_at, DED_THEN_BLOCKS),
+                (request(half + 1, 1), crowded, SUB),
+                (request(f.block_size, 1), crowded, SUB),
+                (request(f.block_size + 1, 1), crowded, DED_ONLY),
+                (request(f.block_size + 1, 1), ROOMY, DED_ONLY),
+                (with(prefers), ROOMY, DED_THEN_BLOCKS),
+                (with(prefers), crowded_at, DED_THEN_BLOCKS),
+                (with(prefers), crowded, SUB),
+                (with(requires), crowded, DED_ONLY),
+                (with(always), ROOMY, DED_ONLY),
+                (
+                    with(never),
+                    crowded,
+                    Kind::Sub {
+                        grow: false,
+                        dedicated_fallback: false,
+                    },
+                ),
+                (
+                    with(never_requires),
+                    ROOMY,
+                    Kind::Err(PlacementError::DedicatedRequired),
+                ),
+                (
+                    with(never_large),
+                    ROOMY,
+                    Kind::Err(PlacementError::LargerThanBlock),
+                ),
+                (
+                    request(f.heap_size + 1, 1),
+                    ROOMY,
+                    Kind::Err(PlacementError::SizeExceedsHeap),
+                ),
+            ];
+            for (req, objects, expected) in table {
+                let got = kind(plan(&req, f, objects));
+                let expected = if f.suballocatable {
+                    expected
+                } else {
+                    // Lazily allocated memory: dedicated only, whatever the request.
+                    match expected {
+                        Kind::Err(PlacementError::SizeExceedsHeap) => expected,
+                        Kind::Err(PlacementError::DedicatedRequired) => expected,
+                        _ if req.preference == NeverAllocate => {
+                            Kind::Err(PlacementError::NotSuballocatable)
+                        }
+                        _ => DED_ONLY,
+                    }
+                };
+                assert_eq!(got, expected, "{ctx}: {req:?} with {objects:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn non_coherent_types_pad_every_suballocation_to_whole_atoms() {
+    let layout = GpuLayout::mobile();
+    let f = facts(&layout);
+    // Type 1 is host-visible and cached, not coherent; atom 128.
+    assert_eq!(f[1].atom, DeviceAlignment::new(128));
+    assert_eq!(f[0].atom, None, "coherent");
+    assert_eq!(f[2].atom, None, "not host-visible");
+    for (size, alignment, want_size, want_alignment) in [
+        (1, 1, 128, 128),
+        (64, 64, 128, 128),
+        (128, 16, 128, 128),
+        (129, 4, 256, 128),
+        (300, 1024, 384, 1024),
+    ] {
+        let Ok(Plan::Suballocate { layout, .. }) = plan(&request(size, alignment), &f[1], ROOMY)
+        else {
+            panic!("small requests are suballocated");
+        };
+        assert_eq!(
+            (layout.size(), layout.alignment().as_devicesize()),
+            (want_size, want_alignment),
+            "{size} bytes at {alignment}"
+        );
+        // The coherent type keeps the request as it is.
+        let Ok(Plan::Suballocate { layout, .. }) = plan(&request(size, alignment), &f[0], ROOMY)
+        else {
+            panic!("small requests are suballocated");
+        };
+        assert_eq!(layout.size(), size);
+    }
+    // Padding that makes a request larger than a block makes it dedicated.
+    let b = f[1].block_size;
+    assert_eq!(
+        kind(plan(&request(b - 1, 1), &f[1], ROOMY)),
+        DED_THEN_BLOCKS,
+        "large"
+    );
+    let mut crowded = request(b - 1, 1);
+    crowded.prefers_dedicated = true;
+    let c = ObjectCount {
+        live: 4000,
+        max: 4096,
+    };
+    assert_eq!(kind(plan(&crowded, &f[1], c)), SUB, "fits the block padded");
+}
+
+/// Runs a ladder where every step fails with the failure the table gives for it.
+fn unfold(p: Plan, fail: impl Fn(Step) -> Failure) -> Vec<Step> {
+    let mut ladder = Ladder::new(p);
+    let mut steps = Vec::new();
+    let mut failure = None;
+    while let Some(step) = ladder.next(failure) {
+        steps.push(step);
+        failure = Some(fail(step));
+        assert!(steps.len() < 20, "the ladder does not end");
+    }
+    steps
+}
+
+fn sub(grow: bool, dedicated_fallback: bool) -> Plan {
+    Plan::Suballocate {
+        layout: DeviceLayout::from_size_alignment(1, 1).unwrap(),
+        grow,
+        dedicated_fallback,
+    }
+}
+
+fn ded(blocks_fallback: bool) -> Plan {
+    Plan::Dedicated {
+        layout: DeviceLayout::from_size_alignment(1, 1).unwrap(),
+        blocks_fallback,
+    }
+}
+
+#[test]
+fn the_fallback_ladder_step_by_step() {
+    use Failure::*;
+    use Step::*;
+    let nb = |attempt| NewBlock { attempt };
+    let oom = |s: Step| match s {
+        ExistingBlocks => NoRoom,
+        _ => OutOfMemory,
+    };
+    assert_eq!(
+        unfold(sub(true, true), oom),
+        [ExistingBlocks, nb(0), nb(1), nb(2), nb(3), Dedicated]
+    );
+    assert_eq!(
+        unfold(sub(true, false), oom),
+        [ExistingBlocks, nb(0), nb(1), nb(2), nb(3)]
+    );
+    assert_eq!(unfold(sub(false, false), oom), [ExistingBlocks]);
+    assert_eq!(unfold(sub(false, true), oom), [ExistingBlocks, Dedicated]);
+    // No more memory objects: neither a smaller block nor a dedicated allocation helps.
+    let objects = |s: Step| match s {
+        ExistingBlocks => NoRoom,
+        _ => NoMoreObjects,
+    };
+    assert_eq!(unfold(sub(true, true), objects), [ExistingBlocks, nb(0)]);
+    // The suballocator can never serve it: dedicated at once.
+    assert_eq!(
+        unfold(sub(true, true), |_| DoesNotFitBlocks),
+        [ExistingBlocks, Dedicated]
+    );
+    let new_block_refuses = |s: Step| match s {
+        ExistingBlocks => NoRoom,
+        _ => DoesNotFitBlocks,
+    };
+    assert_eq!(
+        unfold(sub(true, true), new_block_refuses),
+        [ExistingBlocks, nb(0), Dedicated]
+    );
+    // A fatal error stops everything, at any step.
+    assert_eq!(unfold(sub(true, true), |_| Fatal), [ExistingBlocks]);
+    let fatal_block = |s: Step| match s {
+        ExistingBlocks => NoRoom,
+        _ => Fatal,
+    };
+    assert_eq!(
+        unfold(sub(true, true), fatal_block),
+        [ExistingBlocks, nb(0)]
+    );
+    // Dedicated first: existing blocks only after running out.
+    assert_eq!(unfold(ded(true), oom), [Dedicated, ExistingBlocks]);
+    assert_eq!(unfold(ded(true), objects), [Dedicated, ExistingBlocks]);
+    assert_eq!(unfold(ded(false), oom), [Dedicated]);
+    assert_eq!(unfold(ded(true), |_| Fatal), [Dedicated]);
+    assert!(Failure::OutOfMemory.tries_next_type());
+    assert!(Failure::NoRoom.tries_next_type());
+    assert!(Failure::NoMoreObjects.tries_next_type());
+    assert!(Failure::DoesNotFitBlocks.tries_next_type());
+    assert!(!Failure::Fatal.tries_next_type());
+}
+
+#[test]
+fn new_blocks_grow_then_halve_on_retries() {
+    let p = 256 * MIB;
+    // Growing: 1/8, 1/4, 1/2, then the preferred size.
+    let sizes: Vec<_> = (0..5)
+        .map(|held| new_block_size(p, true, held, 0, 4 * KIB).unwrap())
+        .collect();
+    assert_eq!(sizes, [32 * MIB, 64 * MIB, 128 * MIB, p, p]);
+    // Not growing: always the preferred size.
+    assert_eq!(new_block_size(p, false, 0, 0, 4 * KIB), Some(p));
+    // At least twice the request while growing, never above the preferred size.
+    assert_eq!(new_block_size(p, true, 0, 0, 20 * MIB), Some(40 * MIB));
+    assert_eq!(new_block_size(p, true, 0, 0, 200 * MIB), Some(p));
+    // Larger than the preferred size when the request needs it (a pool slot).
+    assert_eq!(new_block_size(p, false, 0, 0, 300 * MIB), Some(300 * MIB));
+    assert_eq!(new_block_size(p, true, 0, 0, 300 * MIB), Some(300 * MIB));
+    // Retries halve, while the request still fits.
+    assert_eq!(new_block_size(p, false, 5, 1, MIB), Some(128 * MIB));
+    assert_eq!(new_block_size(p, false, 5, 3, MIB), Some(32 * MIB));
+    assert_eq!(new_block_size(p, false, 5, 1, 128 * MIB), Some(128 * MIB));
+    assert_eq!(new_block_size(p, false, 5, 1, 128 * MIB + 1), None);
+    assert_eq!(new_block_size(p, false, 5, 64, 1), None);
+    assert_eq!(new_block_size(1, false, 0, 0, 1), Some(1));
+}
+
+#[test]
+fn arenas_are_cut_only_when_each_is_large_enough() {
+    let choose = |block, request, granularity, wanted| {
+        ArenaLayout::choose(
+            block,
+            request,
+            DeviceAlignment::new(granularity).unwrap(),
+            wanted,
+        )
+    };
+    let l = |count, size| ArenaLayout { count, size };
+    assert_eq!(choose(256 * MIB, 4096, 1, 4), l(4, 64 * MIB));
+    assert_eq!(choose(32 * MIB, 4096, 1, 4), l(2, 16 * MIB));
+    assert_eq!(choose(16 * MIB, 4096, 1, 4).count, 1, "below the minimum");
+    assert_eq!(
+        choose(256 * MIB, 100 * MIB, 1, 4),
+        l(2, 128 * MIB),
+        "as large as the request"
+    );
+    assert_eq!(choose(256 * MIB, 200 * MIB, 1, 4).count, 1);
+    assert_eq!(choose(256 * MIB, 4096, 1, 1).count, 1, "one wanted");
+    assert_eq!(choose(256 * MIB, 4096, 1, 0).count, 1, "none wanted");
+    assert_eq!(
+        choose(256 * MIB, 4096, 128 * MIB, 4).count,
+        2,
+        "granularity"
+    );
+    // 100 MiB in 4: arenas of 16 MiB at 0, 16 and 32 MiB; the last one takes the other 52.
+    let layout = choose(100 * MIB, 1, 1, 4);
+    assert_eq!(layout, l(4, 16 * MIB));
+    let ranges: Vec<_> = (0..4).map(|i| layout.range(i, 100 * MIB)).collect();
+    assert_eq!(
+        ranges,
+        [
+            (0, 16 * MIB),
+            (16 * MIB, 16 * MIB),
+            (32 * MIB, 16 * MIB),
+            (48 * MIB, 52 * MIB)
+        ]
+    );
+    assert_eq!(
+        choose(100 * MIB, 1, 1, 3),
+        l(2, 32 * MIB),
+        "3 wanted gives 2"
+    );
+    let whole = choose(100 * MIB, 60 * MIB, 1, 3);
+    assert_eq!(whole.range(0, 100 * MIB), (0, 100 * MIB));
+}
