@@ -223,6 +223,20 @@ fn allocate_paths() {
         allocate_preference: MemoryAllocatePreference::NeverAllocate,
         ..Default::default()
     };
+    let nan = &AllocationCreateInfo {
+        priority: Some(f32::NAN),
+        ..Default::default()
+    };
+    let high = &AllocationCreateInfo {
+        priority: Some(1.5),
+        ..Default::default()
+    };
+    let memory = |memory_type_index, size, priority| DeviceMemoryCreateInfo {
+        size,
+        memory_type_index,
+        priority,
+        ..Default::default()
+    };
     let lin = AllocationType::Linear;
     let small = DeviceLayout::from_size_alignment(256, 16).unwrap();
     let vram = 8 * GIB;
@@ -309,6 +323,71 @@ fn allocate_paths() {
             "allocate_dedicated: past the largest layout",
             Box::new(|| err(a.allocate_dedicated(0, u64::MAX, None, info))),
             &["exceeds"],
+        ),
+        (
+            "allocate: NaN priority",
+            Box::new(|| err(a.allocate(reqs(256, 0b111), lin, nan, None))),
+            &["priority", "NaN"],
+        ),
+        (
+            "allocate: priority above 1",
+            Box::new(|| err(a.allocate(reqs(256, 0b111), lin, high, None))),
+            &["priority", "1.5"],
+        ),
+        (
+            "allocate_from_type: NaN priority",
+            Box::new(|| err(a.allocate_from_type(0, small, lin, nan))),
+            &["priority"],
+        ),
+        (
+            "allocate_dedicated: NaN priority",
+            Box::new(|| err(a.allocate_dedicated(0, 256, None, nan))),
+            &["priority"],
+        ),
+        (
+            "DeviceMemory::allocate: size 0",
+            Box::new(|| err(DeviceMemory::allocate(device.clone(), &memory(0, 0, None)))),
+            &["size 0"],
+        ),
+        (
+            "DeviceMemory::allocate: type out of range",
+            Box::new(|| {
+                err(DeviceMemory::allocate(
+                    device.clone(),
+                    &memory(3, 256, None),
+                ))
+            }),
+            &["3", "out of range"],
+        ),
+        (
+            "DeviceMemory::allocate: larger than the heap",
+            Box::new(|| {
+                err(DeviceMemory::allocate(
+                    device.clone(),
+                    &memory(0, vram + 1, None),
+                ))
+            }),
+            &["heap 0"],
+        ),
+        (
+            "DeviceMemory::allocate: NaN priority",
+            Box::new(|| {
+                err(DeviceMemory::allocate(
+                    device.clone(),
+                    &memory(0, 256, Some(f32::NAN)),
+                ))
+            }),
+            &["priority"],
+        ),
+        (
+            "DeviceMemory::allocate: negative priority",
+            Box::new(|| {
+                err(DeviceMemory::allocate(
+                    device.clone(),
+                    &memory(0, 256, Some(-0.5)),
+                ))
+            }),
+            &["priority", "-0.5"],
         ),
     ]);
     // Nothing was allocated by any of them.
@@ -423,4 +502,39 @@ fn devices_reporting_invalid_properties() {
             .expect_err("Device::new accepted invalid properties");
         assert!(e.to_string().contains(words), "{e}");
     }
+}
+
+#[test]
+fn hand_built_memory_properties() {
+    // Public plain data can be anything: lookups and the type choice answer, never panic.
+    let t = vk::MemoryType {
+        property_flags: vk::MemoryPropertyFlags::DEVICE_LOCAL,
+        heap_index: 9,
+    };
+    let props = MemoryProperties {
+        memory_types: std::iter::repeat_n(t, 40).collect(),
+        memory_heaps: Default::default(),
+    };
+    let features = EnabledMemoryFeatures::default();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        (
+            props.heap_size_of_type(0),
+            props.heap_size_of_type(u32::MAX),
+            props.memory_type(39).is_some(),
+            props.memory_type(40).is_none(),
+            props.all_types_mask(),
+            allocator::memory_type::find_memory_type_index(
+                &props,
+                &features,
+                u32::MAX,
+                &MemoryUsage::DeviceOnly.into(),
+            ),
+        )
+    }))
+    .expect("a lookup panicked");
+    assert_eq!(
+        result,
+        (None, None, true, true, u32::MAX, Some(0)),
+        "heap 9 does not exist; type 39 does"
+    );
 }

@@ -131,7 +131,9 @@ pub fn find_memory_type_index(
     filter: &MemoryTypeFilter,
 ) -> Option<u32> {
     let mut best: Option<(u32, u32)> = None;
-    for (index, t) in props.memory_types.iter().enumerate() {
+    // At most 32 types: `memory_type_bits` has no bit for more (a hand-built
+    // `MemoryProperties` may list more; they are never chosen).
+    for (index, t) in props.memory_types.iter().enumerate().take(32) {
         let flags = t.property_flags;
         if memory_type_bits & (1 << index) == 0
             || !flags.contains(filter.required_flags)

@@ -27,6 +27,7 @@
 //! valid, and the simulated atom sizes are multiples of lavapipe's).
 #![allow(dead_code)]
 
+pub mod coherence;
 pub mod layouts;
 mod wrappers;
 
@@ -113,6 +114,8 @@ pub struct SimState {
     /// Report `prefersDedicatedAllocation` for every buffer and image.
     pub prefers_dedicated: AtomicBool,
     pub(crate) inner: Mutex<Inner>,
+    /// Device copies of mapped non-coherent memory (see [`coherence`]).
+    pub(crate) coherence: coherence::Coherence,
 }
 
 impl SimState {
@@ -218,6 +221,7 @@ impl Sim {
             allocate_calls: AtomicU64::new(0),
             map_calls: AtomicU64::new(0),
             prefers_dedicated: AtomicBool::new(false),
+            coherence: Default::default(),
         });
         {
             let mut r = registry();

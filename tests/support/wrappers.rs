@@ -241,6 +241,7 @@ unsafe extern "system" fn free_memory(
     let state = device_state(device);
     {
         let mut inner = state.inner();
+        state.coherence.unmapped(memory);
         match inner.live.remove(&memory) {
             Some(m) => inner.heap_used[m.heap as usize] -= m.size,
             None if memory != vk::DeviceMemory::null() => inner
@@ -304,6 +305,21 @@ unsafe extern "system" fn map_memory(
         if let Some(m) = inner.live.get_mut(&memory) {
             m.mapped = true;
         }
+        let flags = state.layout.flags(live.memory_type);
+        if !flags.contains(vk::MemoryPropertyFlags::HOST_COHERENT) {
+            // SAFETY: on success the driver wrote the mapping of `[offset, size)` (or to the
+            // end) to `pp_data`; it stays valid until unmapped or freed, when the shadow goes.
+            unsafe {
+                let end = if size == vk::WHOLE_SIZE {
+                    live.size
+                } else {
+                    offset + size
+                };
+                state
+                    .coherence
+                    .mapped(memory, (*pp_data).cast(), offset, end);
+            }
+        }
         let mapped = inner.live.values().filter(|m| m.mapped).count() as u32;
         inner.max_mapped = inner.max_mapped.max(mapped);
     }
@@ -314,6 +330,7 @@ unsafe extern "system" fn unmap_memory(device: vk::Device, memory: vk::DeviceMem
     let state = device_state(device);
     {
         let mut inner = state.inner();
+        state.coherence.unmapped(memory);
         match inner.live.get_mut(&memory) {
             Some(m) if m.mapped => m.mapped = false,
             _ => inner
@@ -367,6 +384,7 @@ unsafe fn check_ranges(
             ));
         }
         inner.syncs.push((r.memory, r.offset, size, flush));
+        state.coherence.sync(r.memory, r.offset, size, flush);
     }
 }
 
