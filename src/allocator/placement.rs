@@ -48,11 +48,21 @@
 //! lacks (1/8, 1/4, 1/2 with three steps), but at least twice the smallest region that holds
 //! the request, so a small application does not reserve 256 MiB up front.
 //!
+//! # Which block
+//!
+//! Requests up to 1/[`BEST_FIT_DIVISOR`] of the block size (the vast majority) take
+//! the first block with room: the thread's home arena of each block, then the other arenas.
+//! Larger requests are few and are what fragments memory, so they look at every arena and
+//! take the one whose largest free range is the smallest that holds them (best fit), so that
+//! the large free ranges stay whole for the next large request.
+//!
 //! # Arenas
 //!
-//! A new block is cut into arenas for threads: a power of two
-//! of them, each at least [`MIN_ARENA_SIZE`] and large enough for the request that made the
-//! block.
+//! A new block is cut into arenas for threads: a power of two of them, each at least
+//! [`MIN_ARENA_SIZE`], large enough for the request that made the block, and at least
+//! [`ARENA_REQUEST_FACTOR`] times the largest request the block vector has seen (blocks of a
+//! vector that serves large resources stay whole: arena boundaries would cut their free
+//! space into pieces too small for them).
 //!
 //! # Non-coherent memory
 //!
@@ -90,6 +100,15 @@ pub const SMALLER_BLOCK_RETRIES: u32 = 3;
 
 /// The smallest arena a block is cut into.
 pub const MIN_ARENA_SIZE: DeviceSize = 16 << 20;
+
+/// An arena is at least this many times as large as the largest request its block vector has
+/// seen, so that free space split at arena boundaries still holds typical requests.
+pub const ARENA_REQUEST_FACTOR: DeviceSize = 4;
+
+/// Requests of more than `block size / BEST_FIT_DIVISOR` bytes search every arena of every
+/// block and take the one whose largest free range is the smallest that fits (best fit),
+/// keeping large free ranges for large requests; smaller ones take the first fit.
+pub const BEST_FIT_DIVISOR: DeviceSize = 64;
 
 /// Whether an allocation may, must or must not get a memory object of its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -151,6 +170,13 @@ impl TypeFacts {
                 DeviceLayout::new(size, layout.alignment().max(atom)).ok()
             }
         }
+    }
+
+    /// Whether a suballocation of `size` bytes searches for the best fit (see
+    /// [which block](self#which-block)).
+    #[inline]
+    pub(crate) fn best_fit(&self, size: DeviceSize) -> bool {
+        size > self.block_size / BEST_FIT_DIVISOR
     }
 
     /// The request size above which a request is large.
@@ -409,20 +435,23 @@ pub(crate) struct ArenaLayout {
 
 impl ArenaLayout {
     /// The most arenas, a power of two up to `wanted`, that a block of `block_size` bytes can
-    /// be cut into such that each holds at least [`MIN_ARENA_SIZE`] and `min_region` bytes
-    /// (the smallest region that holds the request that made the block) and starts on a
-    /// multiple of `granularity`. One arena (the whole block) when no cut qualifies. A power
+    /// be cut into such that each holds at least [`MIN_ARENA_SIZE`], `min_region` bytes (the
+    /// smallest region that holds the request that made the block) and
+    /// [`ARENA_REQUEST_FACTOR`] times `largest_request` (the largest request the vector has
+    /// seen), and starts on a multiple of `granularity`. One arena (the whole block) when no cut qualifies. A power
     /// of two, so that a thread finds its home arena with a mask; arena sizes are powers of
     /// two too, so that offsets that are multiples of them keep every power-of-two alignment
     /// up to them, and the granularity when they are at least that.
     pub(crate) fn choose(
         block_size: DeviceSize,
         min_region: DeviceSize,
+        largest_request: DeviceSize,
         granularity: DeviceAlignment,
         wanted: usize,
     ) -> Self {
         let floor = MIN_ARENA_SIZE
             .max(min_region)
+            .max(largest_request.saturating_mul(ARENA_REQUEST_FACTOR))
             .max(granularity.as_devicesize());
         let mut count = if wanted == 0 { 1 } else { 1 << wanted.ilog2() };
         while count > 1 {

@@ -231,6 +231,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         }
     }
 
+    /// The published `largest_free_range` of the suballocator (a hint, read without the
+    /// lock).
+    #[inline]
+    pub(crate) fn largest_free_hint(&self) -> DeviceSize {
+        self.largest_free.load(Ordering::Relaxed)
+    }
+
     /// The number of live allocations, under the lock.
     pub(crate) fn live(&self) -> usize {
         self.suballocator.lock().live

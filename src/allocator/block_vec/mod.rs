@@ -41,7 +41,7 @@ use self::sharded::ShardedList;
 use super::placement::ArenaLayout;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocator, SuballocatorError};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One request to suballocate.
@@ -51,6 +51,9 @@ pub(crate) struct Fit {
     pub layout: DeviceLayout,
     pub allocation_type: AllocationType,
     pub granularity: DeviceAlignment,
+    /// Search every arena for the tightest fit instead of taking the first (see
+    /// [which block](super::placement#which-block)).
+    pub best_fit: bool,
 }
 
 /// The blocks' suballocator can never serve the request.
@@ -98,6 +101,8 @@ pub(crate) struct BlockVec<S, M> {
     /// Blocks cut into fewer than `home_slots` arenas made so far: decides which slots the
     /// next such block serves, so that they take turns.
     partial_blocks_made: AtomicUsize,
+    /// The largest request that asked for a new block (arenas are cut in proportion to it).
+    largest_request: AtomicU64,
     limits: BlockLimits,
 }
 
@@ -109,6 +114,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             blocks: ShardedList::new(),
             home_slots,
             partial_blocks_made: AtomicUsize::new(0),
+            largest_request: AtomicU64::new(0),
             limits,
         })
     }
@@ -163,7 +169,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             layout,
             allocation_type,
             granularity,
+            best_fit,
         } = *fit;
+        if best_fit {
+            return self.search_best_fit(blocks, fit, wrap);
+        }
         let slot = self.home_slot();
         let mut busy = false;
         let mut split = false;
@@ -207,6 +217,41 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         Ok(None)
     }
 
+    /// The best-fit search of large requests: every arena that may fit, tried in the order of
+    /// their largest free range, smallest first.
+    #[cold]
+    fn search_best_fit<T>(
+        &self,
+        blocks: &[Block<S, M>],
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<Option<T>, DoesNotFit> {
+        type Candidate<'a, S, M> = (DeviceSize, &'a Arc<Arena<S, M>>);
+        let mut candidates: smallvec::SmallVec<[Candidate<'_, S, M>; 16]> = blocks
+            .iter()
+            .flat_map(|b| b.arenas())
+            .filter(|a| a.may_fit(fit.layout, fit.allocation_type))
+            .map(|a| (a.largest_free_hint(), a))
+            .collect();
+        candidates.sort_by_key(|&(largest, _)| largest);
+        // Arenas another thread holds are passed over first, as in the first-fit search, and
+        // waited for only when no other arena fits.
+        let mut busy = false;
+        for wait in [false, true] {
+            for &(_, arena) in &candidates {
+                match arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, wait) {
+                    Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                    Some(Err(e)) => Self::no_fit(e)?,
+                    None => busy = true,
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// Suballocates in an existing block under the read lock; `Ok(None)` when none has room.
     /// `wrap` turns the arena and the suballocation into what the caller keeps.
     #[inline]
@@ -222,12 +267,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates in a new block, under the write lock: first searches the existing blocks
     /// again (another thread may have added one or freed room meanwhile), then asks
     /// `block_size` for the size of the new block given the number of blocks held (`None`:
-    /// no size left to try), `arenas` how to cut it, and `make` for its memory.
+    /// no size left to try), `arenas` how to cut it (given its size and the largest request
+    /// that asked for a block so far, this one included), and `make` for its memory.
     pub(crate) fn allocate_in_new_block<T, E>(
         self: &Arc<Self>,
         fit: &Fit,
         block_size: impl FnOnce(usize) -> Option<DeviceSize>,
-        arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
+        arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
         make: impl FnOnce(DeviceSize) -> Result<M, E>,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<T, NewBlockError<E>> {
@@ -244,8 +290,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             });
         }
         let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let largest = self
+            .largest_request
+            .fetch_max(fit.layout.size(), Ordering::Relaxed)
+            .max(fit.layout.size());
         let memory = make(size).map_err(NewBlockError::Memory)?;
-        let block = self.new_block(memory, arenas);
+        let block = self.new_block(memory, |size| arenas(size, largest));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
         let own = block
@@ -274,7 +324,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     pub(crate) fn add_empty_block<E>(
         self: &Arc<Self>,
         size: DeviceSize,
-        arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
+        arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
         make: impl FnOnce(DeviceSize) -> Result<M, E>,
     ) -> Result<(), NewBlockError<E>> {
         let mut blocks = self.blocks.write();
@@ -284,7 +334,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             });
         }
         let memory = make(size).map_err(NewBlockError::Memory)?;
-        blocks.push(self.new_block(memory, arenas));
+        let largest = self.largest_request.load(Ordering::Relaxed);
+        blocks.push(self.new_block(memory, |size| arenas(size, largest)));
         Ok(())
     }
 

@@ -64,6 +64,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
             allocation_type: ty,
             granularity: self.granularity,
+            best_fit: size > self.preferred / crate::allocator::placement::BEST_FIT_DIVISOR,
         }
     }
 
@@ -98,7 +99,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         self.vec.allocate_in_new_block(
             fit,
             |held| new_block_size(self.preferred, true, held, 0, min),
-            |size| ArenaLayout::choose(size, min, self.granularity, home_slots),
+            |size, largest| ArenaLayout::choose(size, min, largest, self.granularity, home_slots),
             |size| self.make(size),
             &wrap,
         )
@@ -165,7 +166,7 @@ fn limits_hold_and_failed_memory_leaves_nothing_behind() {
         h.vec
             .add_empty_block(
                 4 * MIB,
-                |s| ArenaLayout::choose(s, 1, h.granularity, 1),
+                |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
                 |s| h.make(s),
             )
             .unwrap();
@@ -220,6 +221,41 @@ fn a_fresh_block_that_cannot_serve_the_request_is_dropped() {
 }
 
 #[test]
+fn large_requests_take_the_tightest_arena_small_ones_the_first() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    for size in [64 * MIB, 24 * MIB, 32 * MIB] {
+        h.vec
+            .add_empty_block(
+                size,
+                |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
+                |s| h.make(s),
+            )
+            .unwrap();
+    }
+    let block_size = |l: &Live<FreeListAllocator>| l.arena.memory().size;
+    // Large (more than 1/64 of the preferred 64 MiB): the smallest block that holds it.
+    let a = h
+        .allocate(&h.fit(20 * MIB, 1, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(block_size(&a), 24 * MIB);
+    let b = h
+        .allocate(&h.fit(28 * MIB, 1, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(block_size(&b), 32 * MIB, "the 64 MiB range stays whole");
+    let c = h
+        .allocate(&h.fit(60 * MIB, 1, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(block_size(&c), 64 * MIB);
+    for l in [a, b, c] {
+        h.free(l);
+    }
+    // Small: the first block with room.
+    let d = h.allocate(&h.fit(KIB, 1, AllocationType::Linear)).unwrap();
+    assert_eq!(block_size(&d), 64 * MIB);
+    h.free(d);
+}
+
+#[test]
 fn threads_fill_their_home_arenas_of_one_block() {
     let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
     let fit = h.fit(MIB, 1, AllocationType::Linear);
@@ -228,7 +264,7 @@ fn threads_fill_their_home_arenas_of_one_block() {
     h.vec
         .add_empty_block(
             64 * MIB,
-            |s| ArenaLayout::choose(s, MIB, h.granularity, 2),
+            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 2),
             |s| h.make(s),
         )
         .unwrap();
@@ -457,7 +493,7 @@ fn a_failure_of_a_smaller_request_does_not_hide_a_fitting_larger_one() {
     h.vec
         .add_empty_block(
             128 * KIB,
-            |s| ArenaLayout::choose(s, 1, h.granularity, 1),
+            |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
             |s| h.make(s),
         )
         .unwrap();

@@ -294,6 +294,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             layout,
             allocation_type,
             granularity,
+            best_fit: facts.best_fit(layout.size()),
         };
         let vec = &self.block_vecs[index];
         let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
@@ -327,9 +328,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                                 min_region.unwrap_or(DeviceSize::MAX),
                             )
                         },
-                        |block| {
+                        |block, largest| {
                             let min_region = min_region.unwrap_or(block);
-                            ArenaLayout::choose(block, min_region, granularity, vec.home_slots())
+                            ArenaLayout::choose(
+                                block,
+                                min_region,
+                                largest,
+                                granularity,
+                                vec.home_slots(),
+                            )
                         },
                         |block| {
                             self.allocate_memory(
@@ -481,6 +488,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                     layout,
                     allocation_type,
                     granularity: self.device.buffer_image_granularity(),
+                    best_fit: facts.best_fit(layout.size()),
                 };
                 let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
                     wrap_block(arena, placed, &create_info.name)

@@ -336,6 +336,7 @@ fn arenas_are_cut_only_when_each_is_large_enough() {
         ArenaLayout::choose(
             block,
             request,
+            0,
             DeviceAlignment::new(granularity).unwrap(),
             wanted,
         )
@@ -377,4 +378,25 @@ fn arenas_are_cut_only_when_each_is_large_enough() {
     );
     let whole = choose(100 * MIB, 60 * MIB, 1, 3);
     assert_eq!(whole.range(0, 100 * MIB), (0, 100 * MIB));
+    // Arenas are at least ARENA_REQUEST_FACTOR times the largest request seen.
+    let g = DeviceAlignment::MIN;
+    let seen = |largest| ArenaLayout::choose(256 * MIB, 4096, largest, g, 4);
+    assert_eq!(seen(4 * MIB), l(4, 64 * MIB));
+    assert_eq!(seen(16 * MIB), l(4, 64 * MIB), "exactly 4 times");
+    assert_eq!(seen(16 * MIB + 1), l(2, 128 * MIB));
+    assert_eq!(seen(32 * MIB), l(2, 128 * MIB));
+    assert_eq!(seen(32 * MIB + 1).count, 1, "large resources: whole blocks");
+}
+
+#[test]
+fn large_requests_look_for_the_best_fit() {
+    let f = TypeFacts {
+        suballocatable: true,
+        block_size: 256 * MIB,
+        heap_size: 1 << 40,
+        atom: None,
+    };
+    assert!(!f.best_fit(4 * MIB));
+    assert!(f.best_fit(4 * MIB + 1));
+    assert!(f.best_fit(100 * MIB));
 }
