@@ -46,6 +46,7 @@ mod block_vec;
 mod config;
 mod dedicated;
 mod error;
+mod execute;
 mod generic;
 pub mod memory_type;
 pub mod placement;

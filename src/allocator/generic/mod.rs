@@ -3,12 +3,11 @@
 
 pub(super) mod observe;
 
-use super::block_vec::{block_ref, Arena, BlockLimits, BlockVec, Fit, NewBlockError, Placed};
+use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::execute::{self, Target, TypeBlocks};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
-use super::placement::{
-    self, ArenaLayout, Failure, Ladder, ObjectCount, Plan, Request, Step, TypeFacts,
-};
+use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
@@ -22,9 +21,6 @@ use crate::device_memory::{
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
-
-/// The block vector of one memory type.
-pub(crate) type TypeBlocks<S> = BlockVec<S, DeviceMemory>;
 
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
@@ -62,26 +58,6 @@ impl<S> std::fmt::Debug for GenericMemoryAllocator<S> {
             .field("create_info", &self.create_info)
             .finish_non_exhaustive()
     }
-}
-
-/// Wraps a suballocation made in `arena` into what the user holds.
-#[inline]
-fn wrap_block<S: Suballocator + Send + 'static>(
-    arena: &Arc<Arena<S, DeviceMemory>>,
-    placed: Placed,
-    name: &Option<Arc<str>>,
-) -> MemoryAlloc {
-    let s = placed.suballocation;
-    if let Some(name) = name {
-        arena.set_name(s.offset, name.clone());
-    }
-    MemoryAlloc::new(
-        Owner::block(block_ref(arena, placed.first), s.handle),
-        s.offset,
-        s.size,
-        s.allocation_type,
-        name.clone(),
-    )
 }
 
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
@@ -264,24 +240,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let index = memory_type_index as usize;
         let facts = self.types[index];
         let size = request.layout.size();
-        let plan = placement::plan(request, &facts, self.objects()).map_err(|e| {
-            let props = self.device.memory_properties();
-            AllocationError::from_placement(
-                e,
-                memory_type_index,
-                size,
-                props
-                    .memory_type(memory_type_index)
-                    .map_or(0, |t| t.heap_index),
-                facts.heap_size,
-                facts.block_size,
-            )
-        })?;
-        let (layout, grow) = match plan {
-            Plan::Suballocate { layout, grow, .. } => (layout, grow),
-            Plan::Dedicated { layout, .. } => (layout, false),
-        };
-        let grow = grow && self.create_info.grow_blocks;
+        let plan = placement::plan(request, &facts, self.objects())
+            .map_err(|e| self.placement_error(e, memory_type_index, size))?;
         // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
         // it, or when the configuration allows it for the allocator's own choices.
         let hinted = if request.requires_dedicated || self.create_info.dedicated_allocation {
@@ -289,99 +249,54 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         } else {
             None
         };
-        let granularity: DeviceAlignment = self.device.buffer_image_granularity();
-        let fit = Fit {
-            layout,
-            allocation_type,
-            granularity,
-            best_fit: facts.best_fit(layout.size()),
-        };
-        let vec = &self.block_vecs[index];
-        let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
-            wrap_block(arena, placed, &create_info.name)
-        };
-        // The smallest region that holds the request: new blocks and their arenas are at
-        // least this large (a pool slot, say); `None` when no block could ever hold it.
-        let min_region = S::region_size_for(layout, allocation_type, granularity);
-        let mut ladder = Ladder::new(plan);
-        let mut failure = None;
-        let mut error: Option<AllocationError> = None;
-        while let Some(step) = ladder.next(failure) {
-            let result = match step {
-                Step::ExistingBlocks => match vec.allocate_existing(&fit, &wrap) {
-                    Ok(Some(a)) => Ok(a),
-                    Ok(None) => Err(AllocationError::OutOfPoolMemory),
-                    Err(_) => Err(AllocationError::SuballocatorBlockSizeExceeded),
-                },
-                Step::NewBlock { .. } if min_region.is_none() => {
-                    Err(AllocationError::SuballocatorBlockSizeExceeded)
-                }
-                Step::NewBlock { attempt } => vec
-                    .allocate_in_new_block(
-                        &fit,
-                        |held| {
-                            placement::new_block_size(
-                                facts.block_size,
-                                grow,
-                                held,
-                                attempt,
-                                min_region.unwrap_or(DeviceSize::MAX),
-                            )
-                        },
-                        |block, largest| {
-                            let min_region = min_region.unwrap_or(block);
-                            ArenaLayout::choose(
-                                block,
-                                min_region,
-                                largest,
-                                granularity,
-                                vec.home_slots(),
-                            )
-                        },
-                        |block| {
-                            self.allocate_memory(
-                                memory_type_index,
-                                block,
-                                None,
-                                self.create_info.block_priority,
-                                create_info,
-                            )
-                        },
-                        &wrap,
-                    )
-                    .map_err(|e| match e {
-                        NewBlockError::Memory(e) => e,
-                        // No smaller block left: the previous attempt's error stands.
-                        NewBlockError::NoSize => {
-                            error.clone().unwrap_or(AllocationError::OutOfDeviceMemory)
-                        }
-                        NewBlockError::Full { max_blocks } => {
-                            AllocationError::PoolFull { max_blocks }
-                        }
-                        NewBlockError::DoesNotFit => AllocationError::SuballocatorBlockSizeExceeded,
-                    }),
-                Step::Dedicated => self.dedicated(
+        let target = Target {
+            facts,
+            blocks: &self.block_vecs[index],
+            grow: self.create_info.grow_blocks,
+            granularity: self.device.buffer_image_granularity(),
+            block_memory: &|block| {
+                self.allocate_memory(
+                    memory_type_index,
+                    block,
+                    None,
+                    self.create_info.block_priority,
+                    create_info,
+                )
+            },
+            dedicated: &|| {
+                self.dedicated(
                     memory_type_index,
                     size,
                     allocation_type,
                     hinted,
                     create_info,
-                ),
-            };
-            match result {
-                Ok(a) => return Ok(a),
-                Err(e) => {
-                    let f = e.failure();
-                    failure = Some(f);
-                    // "No room in existing blocks" is the least telling error: report any
-                    // other one the ladder met.
-                    if error.is_none() || f != Failure::NoRoom {
-                        error = Some(e);
-                    }
-                }
-            }
-        }
-        Err(error.unwrap_or(AllocationError::OutOfPoolMemory))
+                )
+            },
+        };
+        execute::run(&target, plan, allocation_type, &create_info.name)
+    }
+
+    /// The error of a plan that cannot be made in memory type `memory_type_index`.
+    fn placement_error(
+        &self,
+        e: placement::PlacementError,
+        memory_type_index: u32,
+        size: DeviceSize,
+    ) -> AllocationError {
+        let facts = self.types[memory_type_index as usize];
+        let heap = self
+            .device
+            .memory_properties()
+            .memory_type(memory_type_index)
+            .map_or(0, |t| t.heap_index);
+        AllocationError::from_placement(
+            e,
+            memory_type_index,
+            size,
+            heap,
+            facts.heap_size,
+            facts.block_size,
+        )
     }
 
     fn usable_bits(&self, memory_type_bits: u32) -> Result<u32, AllocationError> {
@@ -481,21 +396,13 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         });
         if let Some(index) = first {
             let facts = &self.types[index as usize];
-            if let Ok(Plan::Suballocate { layout, .. }) =
+            if let Ok(plan @ Plan::Suballocate { .. }) =
                 placement::plan(&request, facts, self.objects())
             {
-                let fit = Fit {
-                    layout,
-                    allocation_type,
-                    granularity: self.device.buffer_image_granularity(),
-                    best_fit: facts.best_fit(layout.size()),
-                };
-                let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| {
-                    wrap_block(arena, placed, &create_info.name)
-                };
-                if let Ok(Some(alloc)) =
-                    self.block_vecs[index as usize].allocate_existing(&fit, &wrap)
-                {
+                let g = self.device.buffer_image_granularity();
+                let fit = execute::fit_of(&plan, facts, allocation_type, g);
+                let blocks = &self.block_vecs[index as usize];
+                if let Some(alloc) = execute::try_existing(blocks, &fit, &create_info.name) {
                     return Ok(alloc);
                 }
             }

@@ -4,9 +4,10 @@
 //! allocator's [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot
 //! taken while other threads allocate is consistent per arena.
 
-use super::{GenericMemoryAllocator, TypeBlocks};
+use super::GenericMemoryAllocator;
 use crate::allocation::Registration;
 use crate::allocator::dedicated::DedicatedRegistry;
+use crate::allocator::execute::TypeBlocks;
 use crate::device::Device;
 use crate::device_memory::DeviceMemory;
 use crate::stats::{
