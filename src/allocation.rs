@@ -9,13 +9,79 @@
 //!
 //! Dropping a `MemoryAlloc` returns its range to its block (from any thread) or frees its
 //! dedicated memory object.
+//!
+//! # Names and user data
+//!
+//! An allocation can carry a name ([`AllocationCreateInfo::name`](crate::AllocationCreateInfo::name),
+//! [`MemoryAlloc::set_name`]), user data of the user's choosing (any `Debug + Send + Sync`
+//! value: [`MemoryAlloc::set_user_data`]) and, when the allocator captures them, the
+//! backtrace of where it was made. They live in one shared record that the allocation and
+//! its block both point to, so that statistics snapshots, the JSON dump, the SVG memory map
+//! and the leak report show them; an allocation that has none of them costs nothing extra.
 
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 use ash::vk;
+use std::any::Any;
+use std::backtrace::Backtrace;
+use std::fmt::Debug;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+/// Data of the user's choosing attached to an allocation (see [`MemoryAlloc::set_user_data`]).
+/// Implemented for every `Debug + Send + Sync + 'static` type; its `Debug` text is what
+/// snapshots, the JSON dump, the SVG memory map and the leak report show.
+pub trait UserData: Any + Debug + Send + Sync {
+    /// The value as [`Any`], to downcast it (see [`MemoryAlloc::user_data_as`]).
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any + Debug + Send + Sync> UserData for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// What an allocation carries besides its range: name, user data, backtrace. Shared by the
+/// allocation and its block (or dedicated-allocation register), for statistics and leak
+/// reports. Only allocations with at least one of them have one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AllocationMeta {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) user_data: Option<Arc<dyn UserData>>,
+    pub(crate) backtrace: Option<Arc<Backtrace>>,
+}
+
+impl AllocationMeta {
+    /// The shared record for these parts, or `None` when there is nothing to keep.
+    pub(crate) fn of(
+        name: Option<Arc<str>>,
+        user_data: Option<Arc<dyn UserData>>,
+        backtrace: Option<Arc<Backtrace>>,
+    ) -> Option<Arc<Self>> {
+        (name.is_some() || user_data.is_some() || backtrace.is_some()).then(|| {
+            Arc::new(Self {
+                name,
+                user_data,
+                backtrace,
+            })
+        })
+    }
+
+    /// The user data's `Debug` text.
+    pub(crate) fn user_data_text(&self) -> Option<Arc<str>> {
+        self.user_data.as_ref().map(|d| format!("{d:?}").into())
+    }
+
+    /// The backtrace's text.
+    pub(crate) fn backtrace_text(&self) -> Option<Arc<str>> {
+        self.backtrace.as_ref().map(|b| b.to_string().into())
+    }
+}
+
+/// The metadata records of a block's allocations, by offset in the block.
+pub(crate) type MetaMap = std::collections::BTreeMap<DeviceSize, Arc<AllocationMeta>>;
 
 /// The block side of an allocation: where its range goes back to.
 ///
@@ -31,9 +97,9 @@ pub(crate) trait BlockOwner: Send + Sync {
     ///
     /// `suballocation` came from this block and is returned once.
     unsafe fn free(&self, suballocation: Suballocation) -> bool;
-    /// Forgets the name of the allocation at `offset` (called before `free` for named
-    /// allocations only).
-    fn forget_name(&self, _offset: DeviceSize) {}
+    /// Sets (`Some`) or forgets (`None`) the metadata record of the allocation at `offset`
+    /// (called only for allocations that have or had one).
+    fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>);
 }
 
 /// An allocation's pointer to its block owner, which costs no reference count per
@@ -99,6 +165,8 @@ impl BlockRef {
 pub(crate) trait DedicatedRegister: Send + Sync {
     /// The dedicated allocation registered as `id` is being dropped.
     fn forget(&self, id: u64);
+    /// The dedicated allocation registered as `id` has new metadata.
+    fn set_meta(&self, id: u64, meta: Option<Arc<AllocationMeta>>);
 }
 
 /// A dedicated allocation's entry in a [`DedicatedRegister`].
@@ -178,7 +246,7 @@ pub struct MemoryAlloc {
     owner: Owner,
     offset: DeviceSize,
     size: DeviceSize,
-    name: Option<Arc<str>>,
+    meta: Option<Arc<AllocationMeta>>,
     allocation_type: AllocationType,
 }
 
@@ -195,7 +263,8 @@ impl std::fmt::Debug for MemoryAlloc {
             .field("memory_type_index", &self.memory_type_index())
             .field("dedicated", &self.is_dedicated())
             .field("allocation_type", &self.allocation_type)
-            .field("name", &self.name)
+            .field("name", &self.name())
+            .field("user_data", &self.user_data())
             .finish()
     }
 }
@@ -208,13 +277,13 @@ impl MemoryAlloc {
         offset: DeviceSize,
         size: DeviceSize,
         allocation_type: AllocationType,
-        name: Option<Arc<str>>,
+        meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
         Self {
             owner,
             offset,
             size,
-            name,
+            meta,
             allocation_type,
         }
     }
@@ -261,9 +330,65 @@ impl MemoryAlloc {
         self.allocation_type
     }
 
-    /// The name given in `AllocationCreateInfo`, if any.
+    /// The allocation's name (from `AllocationCreateInfo::name` or [`set_name`](Self::set_name)),
+    /// if any.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.meta.as_ref()?.name.as_deref()
+    }
+
+    /// The user data (from `AllocationCreateInfo::user_data` or
+    /// [`set_user_data`](Self::set_user_data)), if any.
+    pub fn user_data(&self) -> Option<&Arc<dyn UserData>> {
+        self.meta.as_ref()?.user_data.as_ref()
+    }
+
+    /// The user data, if there is some of type `T`.
+    pub fn user_data_as<T: Any>(&self) -> Option<&T> {
+        // Through the `dyn UserData` itself: the `Arc` is `UserData` too.
+        let data: &dyn UserData = &**self.user_data()?;
+        data.as_any().downcast_ref()
+    }
+
+    /// Where the allocation was made, when the allocator captures backtraces.
+    pub fn backtrace(&self) -> Option<&Backtrace> {
+        self.meta.as_ref()?.backtrace.as_deref()
+    }
+
+    /// Renames the allocation (`None` removes the name); statistics, dumps and leak reports
+    /// show the new name.
+    pub fn set_name(&mut self, name: Option<Arc<str>>) {
+        let old = self.meta.clone().unwrap_or_default();
+        self.replace_meta(AllocationMeta::of(
+            name,
+            old.user_data.clone(),
+            old.backtrace.clone(),
+        ));
+    }
+
+    /// Attaches user data (`None` removes it); statistics, dumps and leak reports show its
+    /// `Debug` text.
+    pub fn set_user_data(&mut self, user_data: Option<Arc<dyn UserData>>) {
+        let old = self.meta.clone().unwrap_or_default();
+        self.replace_meta(AllocationMeta::of(
+            old.name.clone(),
+            user_data,
+            old.backtrace.clone(),
+        ));
+    }
+
+    /// Installs new metadata here and where the block (or register) keeps it.
+    fn replace_meta(&mut self, meta: Option<Arc<AllocationMeta>>) {
+        if self.meta.is_none() && meta.is_none() {
+            return;
+        }
+        match &self.owner {
+            Owner::Block { block, .. } => block.get().set_meta(self.offset, meta.clone()),
+            Owner::Dedicated(d) => d
+                .registration
+                .register
+                .set_meta(d.registration.id, meta.clone()),
+        }
+        self.meta = meta;
     }
 
     /// A pointer to the start of the range in host address space, when the memory is
@@ -389,8 +514,8 @@ impl Drop for MemoryAlloc {
     fn drop(&mut self) {
         if let Owner::Block { block, handle } = &self.owner {
             let owner = block.get();
-            if self.name.is_some() {
-                owner.forget_name(self.offset);
+            if self.meta.is_some() {
+                owner.set_meta(self.offset, None);
             }
             let suballocation = Suballocation {
                 offset: self.offset,

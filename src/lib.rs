@@ -55,7 +55,7 @@ pub mod layout;
 pub mod stats;
 pub mod suballocator;
 
-pub use allocation::{MemoryAccessError, MemoryAlloc};
+pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
     AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError,
     GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,

@@ -6,10 +6,10 @@
 //! expensive anyway (a `vkAllocateMemory` call each), so one mutex around the register costs
 //! nothing noticeable; suballocations never touch it.
 
-use crate::allocation::{DedicatedRegister, Registration};
+use crate::allocation::{AllocationMeta, DedicatedRegister, Registration};
 use crate::device_memory::DeviceMemory;
 use crate::layout::DeviceSize;
-use crate::stats::{BlockSnapshot, RangeSnapshot};
+use crate::stats::{BlockSnapshot, BlockStatistics, RangeSnapshot, Statistics};
 use crate::suballocator::{AllocationType, RangeKind};
 use ash::vk::Handle;
 use parking_lot::Mutex;
@@ -24,18 +24,26 @@ struct Entry {
     memory: u64,
     size: DeviceSize,
     allocation_type: AllocationType,
-    name: Option<Arc<str>>,
+    meta: Option<Arc<AllocationMeta>>,
 }
 
-/// The live dedicated allocations of one allocator, by registration order.
+/// The live dedicated allocations of one allocator (or custom pool), by registration order.
 #[derive(Debug, Default)]
 pub(crate) struct DedicatedRegistry {
+    /// The custom pool's name, for the snapshots of a pool's register.
+    pool: Option<Arc<str>>,
     entries: Mutex<(u64, BTreeMap<u64, Entry>)>,
 }
 
 impl DedicatedRegister for DedicatedRegistry {
     fn forget(&self, id: u64) {
         self.entries.lock().1.remove(&id);
+    }
+
+    fn set_meta(&self, id: u64, meta: Option<Arc<AllocationMeta>>) {
+        if let Some(e) = self.entries.lock().1.get_mut(&id) {
+            e.meta = meta;
+        }
     }
 }
 
@@ -45,7 +53,7 @@ impl DedicatedRegistry {
         self: &Arc<Self>,
         memory: &DeviceMemory,
         allocation_type: AllocationType,
-        name: Option<Arc<str>>,
+        meta: Option<Arc<AllocationMeta>>,
     ) -> Registration {
         let entry = Entry {
             memory_type_index: memory.memory_type_index(),
@@ -53,7 +61,7 @@ impl DedicatedRegistry {
             memory: memory.handle().as_raw(),
             size: memory.size(),
             allocation_type,
-            name,
+            meta,
         };
         let mut guard = self.entries.lock();
         let (next, entries) = &mut *guard;
@@ -72,27 +80,39 @@ impl DedicatedRegistry {
             .lock()
             .1
             .values()
-            .map(|e| BlockSnapshot {
+            .map(|e| {
+                let mut range =
+                    RangeSnapshot::new(0, e.size, RangeKind::Allocated(e.allocation_type));
+                range.describe(e.meta.as_deref().into_iter());
+                BlockSnapshot {
+                    memory_type_index: e.memory_type_index,
+                    heap_index: e.heap_index,
+                    memory: e.memory,
+                    size: e.size,
+                    dedicated: true,
+                    pool: self.pool.clone(),
+                    allocation_count: 1,
+                    ranges: vec![range],
+                }
+            })
+            .collect()
+    }
+
+    /// The statistics of each live dedicated allocation.
+    pub(crate) fn statistics(&self) -> Vec<BlockStatistics> {
+        self.entries
+            .lock()
+            .1
+            .values()
+            .map(|e| BlockStatistics {
                 memory_type_index: e.memory_type_index,
                 heap_index: e.heap_index,
                 memory: e.memory,
                 size: e.size,
                 dedicated: true,
-                allocation_count: 1,
-                ranges: vec![RangeSnapshot {
-                    offset: 0,
-                    size: e.size,
-                    kind: RangeKind::Allocated(e.allocation_type),
-                    name: e.name.clone(),
-                }],
+                pool: self.pool.clone(),
+                statistics: Statistics::of_dedicated(e.size),
             })
             .collect()
-    }
-
-    /// `(memory type, heap, memory, size)` of each live dedicated allocation.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(u32, u32, u64, DeviceSize)) {
-        for e in self.entries.lock().1.values() {
-            f(e.memory_type_index, e.heap_index, e.memory, e.size);
-        }
     }
 }

@@ -2,13 +2,13 @@
 //! block vector, the memory objects it may make, and a dedicated allocation.
 //!
 //! The default pools of a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) and custom
-//! [`MemoryPool`](super::MemoryPool)s differ only in their plan and in how they make memory;
+//! `MemoryPool`s differ only in their plan and in how they make memory;
 //! both run their plans here.
 
 use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};
 use super::placement::{self, ArenaLayout, Failure, Ladder, Plan, Step, TypeFacts};
 use super::AllocationError;
-use crate::allocation::{MemoryAlloc, Owner};
+use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocator};
@@ -37,18 +37,18 @@ pub(crate) struct Target<'a, S> {
 pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
     arena: &Arc<Arena<S, DeviceMemory>>,
     placed: Placed,
-    name: &Option<Arc<str>>,
+    meta: &Option<Arc<AllocationMeta>>,
 ) -> MemoryAlloc {
     let s = placed.suballocation;
-    if let Some(name) = name {
-        arena.set_name(s.offset, name.clone());
+    if meta.is_some() {
+        arena.set_meta(s.offset, meta.clone());
     }
     MemoryAlloc::new(
         Owner::block(block_ref(arena, placed.first), s.handle),
         s.offset,
         s.size,
         s.allocation_type,
-        name.clone(),
+        meta.clone(),
     )
 }
 
@@ -76,9 +76,9 @@ pub(crate) fn fit_of(
 pub(crate) fn try_existing<S: Suballocator + Send + 'static>(
     blocks: &TypeBlocks<S>,
     fit: &Fit,
-    name: &Option<Arc<str>>,
+    meta: &Option<Arc<AllocationMeta>>,
 ) -> Option<MemoryAlloc> {
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, name);
+    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, meta);
     blocks.allocate_existing(fit, &wrap).ok().flatten()
 }
 
@@ -88,13 +88,13 @@ pub(crate) fn run<S: Suballocator + Send + 'static>(
     target: &Target<'_, S>,
     plan: Plan,
     allocation_type: AllocationType,
-    name: &Option<Arc<str>>,
+    meta: &Option<Arc<AllocationMeta>>,
 ) -> Result<MemoryAlloc, AllocationError> {
     let facts = target.facts;
     let grow = target.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
     let fit = fit_of(&plan, &facts, allocation_type, target.granularity);
     let vec = target.blocks;
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, name);
+    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, meta);
     // The smallest region that holds the request: new blocks and their arenas are at least
     // this large (a pool slot, say); `None` when no block could ever hold it.
     let min_region = S::region_size_for(fit.layout, allocation_type, target.granularity);

@@ -49,6 +49,7 @@ mod error;
 mod execute;
 mod generic;
 pub mod memory_type;
+mod observe;
 pub mod placement;
 mod type_cache;
 
@@ -60,7 +61,7 @@ pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
-use crate::allocation::{MemoryAccessError, MemoryAlloc};
+use crate::allocation::{MemoryAccessError, MemoryAlloc, UserData};
 use crate::device::{Device, Resource};
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
@@ -72,7 +73,7 @@ use std::sync::Arc;
 /// What the user intends with an allocation.
 ///
 /// Build it with `..Default::default()`: new fields may be added.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct AllocationCreateInfo {
     /// Which kind of memory type to choose. The default value is [`MemoryUsage::DeviceOnly`].
     pub usage: MemoryUsage,
@@ -88,8 +89,28 @@ pub struct AllocationCreateInfo {
     /// Refuse to allocate a new memory object that would take its heap past the heap's budget
     /// (VMA's `WITHIN_BUDGET`; see [`budget`](crate::budget)). The default value is `false`.
     pub within_budget: bool,
+    /// Data of your choosing, shown (by its `Debug` text) in statistics snapshots, the JSON
+    /// dump, the SVG memory map and the leak report, and readable from the allocation
+    /// ([`MemoryAlloc::user_data`]). The default value is `None`.
+    pub user_data: Option<Arc<dyn UserData>>,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
+}
+
+impl PartialEq for AllocationCreateInfo {
+    /// User data compares by identity (the same `Arc`).
+    fn eq(&self, other: &Self) -> bool {
+        self.usage == other.usage
+            && self.allocate_preference == other.allocate_preference
+            && self.name == other.name
+            && self.priority == other.priority
+            && self.within_budget == other.within_budget
+            && match (&self.user_data, &other.user_data) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
 }
 
 impl Default for AllocationCreateInfo {
@@ -100,6 +121,7 @@ impl Default for AllocationCreateInfo {
             name: None,
             priority: None,
             within_budget: false,
+            user_data: None,
             _ne: crate::NonExhaustive(()),
         }
     }

@@ -6,7 +6,7 @@ use super::summary::{SizeStats, Statistics};
 use std::fmt::{self, Write};
 
 /// The `"version"` of the dump's schema.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+pub const JSON_SCHEMA_VERSION: u32 = 2;
 
 impl MemorySnapshot {
     /// The snapshot as JSON (schema in the [module docs](super#json-dump)).
@@ -50,6 +50,19 @@ impl MemorySnapshot {
             write_statistics(out, &t.statistics)?;
             out.write_char('}')?;
         }
+        out.write_str("\n],\n\"pools\": [")?;
+        for (i, p) in s.pools.iter().enumerate() {
+            out.write_str(if i == 0 { "\n  " } else { ",\n  " })?;
+            out.write_str("{\"name\": ")?;
+            json_string(out, &p.name)?;
+            write!(
+                out,
+                ", \"memory_type_index\": {}, \"statistics\": ",
+                p.memory_type_index
+            )?;
+            write_statistics(out, &p.statistics)?;
+            out.write_char('}')?;
+        }
         out.write_str("\n],\n\"blocks\": [")?;
         for (i, b) in self.blocks.iter().enumerate() {
             out.write_str(if i == 0 { "\n  " } else { ",\n  " })?;
@@ -63,8 +76,14 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot) -> fmt::Result {
     write!(
         out,
         "{{\"memory_type_index\": {}, \"heap_index\": {}, \"memory\": \"{:#x}\", \
-         \"size\": {}, \"dedicated\": {}, \"allocation_count\": {}, \"statistics\": ",
-        b.memory_type_index, b.heap_index, b.memory, b.size, b.dedicated, b.allocation_count
+         \"size\": {}, \"dedicated\": {}, \"pool\": ",
+        b.memory_type_index, b.heap_index, b.memory, b.size, b.dedicated
+    )?;
+    write_optional(out, &b.pool)?;
+    write!(
+        out,
+        ", \"allocation_count\": {}, \"statistics\": ",
+        b.allocation_count
     )?;
     write_statistics(out, &b.statistics().statistics)?;
     out.write_str(",\n   \"ranges\": [")?;
@@ -77,13 +96,22 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot) -> fmt::Result {
             r.size,
             kind_name(r.kind)
         )?;
-        match &r.name {
-            Some(name) => json_string(out, name)?,
-            None => out.write_str("null")?,
-        }
+        write_optional(out, &r.name)?;
+        out.write_str(", \"user_data\": ")?;
+        write_optional(out, &r.user_data)?;
+        out.write_str(", \"backtrace\": ")?;
+        write_optional(out, &r.backtrace)?;
         out.write_char('}')?;
     }
     out.write_str("]}")
+}
+
+/// A JSON string, or `null`.
+fn write_optional(out: &mut impl Write, text: &Option<std::sync::Arc<str>>) -> fmt::Result {
+    match text {
+        Some(t) => json_string(out, t),
+        None => out.write_str("null"),
+    }
 }
 
 fn write_names(out: &mut impl Write, names: &[String]) -> fmt::Result {
@@ -140,7 +168,7 @@ mod tests {
         let snap = sample::snapshot();
         let json = snap.to_json();
         let v: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}\n{json}"));
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], 2);
         let total = &v["total"];
         let t = &snap.statistics.total;
         assert_eq!(total["blocks"], t.block_count);
@@ -178,6 +206,17 @@ mod tests {
         assert_eq!(blocks[0]["ranges"][2]["kind"], "non_linear");
         assert_eq!(blocks[0]["ranges"][3]["kind"], "unknown");
         assert_eq!(blocks[0]["ranges"][1]["name"], Value::Null);
+        assert_eq!(blocks[0]["pool"], Value::Null);
+        assert_eq!(blocks[1]["pool"], "staging \"pool\"");
+        let staging = &blocks[1]["ranges"][0];
+        assert_eq!(staging["user_data"], "Frame { index: 3 }");
+        assert_eq!(staging["backtrace"], "at main.rs:1");
+        assert_eq!(blocks[0]["ranges"][0]["user_data"], Value::Null);
+        let pools = v["pools"].as_array().unwrap();
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0]["name"], "staging \"pool\"");
+        assert_eq!(pools[0]["memory_type_index"], 1);
+        assert_eq!(pools[0]["statistics"]["dedicated_allocations"], 1);
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub struct LeakedAllocation {
     pub dedicated: bool,
     /// The resource kind it was made for.
     pub allocation_type: AllocationType,
+    /// The custom pool it was made in, if any.
+    pub pool: Option<Arc<str>>,
+    /// The `Debug` text of its user data, if any.
+    pub user_data: Option<Arc<str>>,
+    /// Where it was made, when the allocator captures backtraces.
+    pub backtrace: Option<Arc<str>>,
 }
 
 impl fmt::Display for LeakedAllocation {
@@ -52,7 +58,17 @@ impl fmt::Display for LeakedAllocation {
             },
             self.memory,
             self.offset
-        )
+        )?;
+        if let Some(pool) = &self.pool {
+            write!(f, ", pool {pool:?}")?;
+        }
+        if let Some(data) = &self.user_data {
+            write!(f, ", user data {data}")?;
+        }
+        if let Some(backtrace) = &self.backtrace {
+            write!(f, ", allocated at:\n{backtrace}")?;
+        }
+        Ok(())
     }
 }
 
@@ -71,6 +87,9 @@ pub fn leaks_in(blocks: &[BlockSnapshot]) -> Vec<LeakedAllocation> {
                     memory: b.memory,
                     dedicated: b.dedicated,
                     allocation_type,
+                    pool: b.pool.clone(),
+                    user_data: r.user_data.clone(),
+                    backtrace: r.backtrace.clone(),
                 });
             }
         }
@@ -112,26 +131,17 @@ mod tests {
             memory: 0xabc,
             size: 300,
             dedicated: false,
+            pool: Some("meshes".into()),
             allocation_count: 2,
             ranges: vec![
                 RangeSnapshot {
-                    offset: 0,
-                    size: 100,
-                    kind: RangeKind::Allocated(AllocationType::Linear),
                     name: Some("vertices".into()),
+                    user_data: Some("Mesh(7)".into()),
+                    backtrace: Some("0: main".into()),
+                    ..RangeSnapshot::new(0, 100, RangeKind::Allocated(AllocationType::Linear))
                 },
-                RangeSnapshot {
-                    offset: 100,
-                    size: 100,
-                    kind: RangeKind::Free,
-                    name: None,
-                },
-                RangeSnapshot {
-                    offset: 200,
-                    size: 100,
-                    kind: RangeKind::Allocated(AllocationType::NonLinear),
-                    name: None,
-                },
+                RangeSnapshot::new(100, 100, RangeKind::Free),
+                RangeSnapshot::new(200, 100, RangeKind::Allocated(AllocationType::NonLinear)),
             ],
         };
         let leaks = leaks_in(&[block]);
@@ -142,6 +152,10 @@ mod tests {
         assert!(text.contains("\"vertices\""), "{text}");
         assert!(text.contains("100 bytes"), "{text}");
         assert!(text.contains("memory type 2"), "{text}");
+        assert!(text.contains("pool \"meshes\""), "{text}");
+        assert!(text.contains("user data Mesh(7)"), "{text}");
+        assert!(text.contains("allocated at:\n0: main"), "{text}");
         assert!(leaks[1].to_string().starts_with("unnamed allocation"));
+        assert!(!leaks[1].to_string().contains("user data"));
     }
 }

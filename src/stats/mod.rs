@@ -89,7 +89,7 @@ pub(crate) use self::leaks::{leaks_in, log_leaks};
 pub use self::leaks::{LeakedAllocation, LOG_TARGET};
 pub use self::snapshot::{
     AllocatorStatistics, BlockSnapshot, BlockStatistics, HeapStatistics, MemorySnapshot,
-    MemoryTypeStatistics, RangeSnapshot,
+    MemoryTypeStatistics, PoolStatistics, RangeSnapshot,
 };
 pub use self::summary::{SizeStats, Statistics};
 
@@ -112,10 +112,8 @@ pub(crate) mod sample {
     /// and a dedicated allocation.
     pub(crate) fn snapshot() -> MemorySnapshot {
         let range = |offset, size, kind, name: Option<&str>| RangeSnapshot {
-            offset,
-            size,
-            kind,
             name: name.map(Arc::from),
+            ..RangeSnapshot::new(offset, size, kind)
         };
         let linear = RangeKind::Allocated(AllocationType::Linear);
         let image = RangeKind::Allocated(AllocationType::NonLinear);
@@ -159,6 +157,7 @@ pub(crate) mod sample {
                 memory: 0xdead_beef,
                 size: 1 << 20,
                 dedicated: false,
+                pool: None,
                 allocation_count: 3,
                 ranges: vec![
                     range(0, 4096, linear, Some("vertices \"<&>\" \\ \n\u{1} ünï")),
@@ -179,8 +178,13 @@ pub(crate) mod sample {
                 memory: u64::MAX,
                 size: 2 << 20,
                 dedicated: true,
+                pool: Some(Arc::from("staging \"pool\"")),
                 allocation_count: 1,
-                ranges: vec![range(0, 2 << 20, linear, Some("staging"))],
+                ranges: vec![RangeSnapshot {
+                    user_data: Some(Arc::from("Frame { index: 3 }")),
+                    backtrace: Some(Arc::from("at main.rs:1")),
+                    ..range(0, 2 << 20, linear, Some("staging"))
+                }],
             },
         ];
         MemorySnapshot::new(heaps, types, blocks)

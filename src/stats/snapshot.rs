@@ -2,6 +2,7 @@
 //! [`MemorySnapshot`] (every range of every block, for dumps and pictures).
 
 use super::summary::Statistics;
+use crate::allocation::{AllocationMeta, MetaMap};
 use crate::budget::HeapBudget;
 use crate::device::Device;
 use crate::layout::DeviceSize;
@@ -38,7 +39,7 @@ pub struct MemoryTypeStatistics {
 }
 
 /// One memory object: a block, or a dedicated allocation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockStatistics {
     /// The memory type of the object.
     pub memory_type_index: u32,
@@ -50,7 +51,21 @@ pub struct BlockStatistics {
     pub size: DeviceSize,
     /// Whether this is a dedicated allocation rather than a shared block.
     pub dedicated: bool,
+    /// The name of the custom pool the object belongs to (see
+    /// `MemoryPool`), or `None` for the allocator's default pools.
+    pub pool: Option<Arc<str>>,
     /// The object's statistics: one block (or one dedicated allocation) and its ranges.
+    pub statistics: Statistics,
+}
+
+/// The memory of one custom pool (see `MemoryPool`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolStatistics {
+    /// The pool's name (pools of the same name are summed up together).
+    pub name: Arc<str>,
+    /// The pool's memory type.
+    pub memory_type_index: u32,
+    /// The pool's blocks and dedicated allocations.
     pub statistics: Statistics,
 }
 
@@ -63,14 +78,16 @@ pub struct AllocatorStatistics {
     pub heaps: Vec<HeapStatistics>,
     /// One entry per memory type of the device, in index order.
     pub memory_types: Vec<MemoryTypeStatistics>,
+    /// One entry per custom pool, by name.
+    pub pools: Vec<PoolStatistics>,
     /// One entry per block and per dedicated allocation.
     pub blocks: Vec<BlockStatistics>,
 }
 
 impl AllocatorStatistics {
-    /// Rolls `blocks` up into their memory types, heaps and the total. The `statistics` given
-    /// in `heaps` and `memory_types` are replaced; a block whose memory type or heap is not
-    /// listed only counts in the total.
+    /// Rolls `blocks` up into their memory types, heaps, custom pools and the total. The
+    /// `statistics` given in `heaps` and `memory_types` are replaced; a block whose memory type
+    /// or heap is not listed only counts in the total.
     pub fn new(
         mut heaps: Vec<HeapStatistics>,
         mut memory_types: Vec<MemoryTypeStatistics>,
@@ -83,7 +100,22 @@ impl AllocatorStatistics {
             t.statistics = Statistics::default();
         }
         let mut total = Statistics::default();
+        let mut pools: Vec<PoolStatistics> = Vec::new();
         for b in &blocks {
+            if let Some(name) = &b.pool {
+                let i = match pools.iter().position(|p| &p.name == name) {
+                    Some(i) => i,
+                    None => {
+                        pools.push(PoolStatistics {
+                            name: name.clone(),
+                            memory_type_index: b.memory_type_index,
+                            statistics: Statistics::default(),
+                        });
+                        pools.len() - 1
+                    }
+                };
+                pools[i].statistics.merge(&b.statistics);
+            }
             if let Some(t) = memory_types
                 .iter_mut()
                 .find(|t| t.index == b.memory_type_index)
@@ -99,6 +131,7 @@ impl AllocatorStatistics {
             total,
             heaps,
             memory_types,
+            pools,
             blocks,
         }
     }
@@ -153,8 +186,27 @@ pub struct RangeSnapshot {
     /// Free, or allocated for a buffer (`Linear`), an image (`NonLinear`) or unknown.
     pub kind: RangeKind,
     /// The name of the allocation in the range, if it has one. When a suballocator reports
-    /// several named allocations as one range, their names joined by `", "`.
+    /// several named allocations as one range, their names joined by `", "` (the same for
+    /// the other texts).
     pub name: Option<Arc<str>>,
+    /// The `Debug` text of the allocation's [user data](crate::MemoryAlloc::set_user_data).
+    pub user_data: Option<Arc<str>>,
+    /// Where the allocation was made, when the allocator captures backtraces.
+    pub backtrace: Option<Arc<str>>,
+}
+
+impl RangeSnapshot {
+    /// A range with no name, user data or backtrace.
+    pub fn new(offset: DeviceSize, size: DeviceSize, kind: RangeKind) -> Self {
+        Self {
+            offset,
+            size,
+            kind,
+            name: None,
+            user_data: None,
+            backtrace: None,
+        }
+    }
 }
 
 /// One memory object and all its ranges.
@@ -170,6 +222,9 @@ pub struct BlockSnapshot {
     pub size: DeviceSize,
     /// Whether this is a dedicated allocation (then it has exactly one allocated range).
     pub dedicated: bool,
+    /// The name of the custom pool the object belongs to, or `None` for the allocator's
+    /// default pools.
+    pub pool: Option<Arc<str>>,
     /// The number of live allocations in the object.
     pub allocation_count: u64,
     /// The ranges in increasing offset order, tiling `[0, size)`.
@@ -183,26 +238,31 @@ impl BlockSnapshot {
         suballocator: &S,
         names: &BTreeMap<DeviceSize, Arc<str>>,
     ) -> Vec<RangeSnapshot> {
-        Self::ranges_from(|f| suballocator.for_each_range(f), names)
+        let metas: MetaMap = names
+            .iter()
+            .filter_map(|(&offset, name)| {
+                Some((offset, AllocationMeta::of(Some(name.clone()), None, None)?))
+            })
+            .collect();
+        Self::ranges_from(|f| suballocator.for_each_range(f), &metas)
     }
 
-    /// The ranges that `walk` reports, each named from `names`.
+    /// The ranges that `walk` reports, with the metadata of the allocations in them.
     pub(crate) fn ranges_from(
         walk: impl FnOnce(&mut dyn FnMut(RangeInfo)),
-        names: &BTreeMap<DeviceSize, Arc<str>>,
+        metas: &MetaMap,
     ) -> Vec<RangeSnapshot> {
         let mut ranges = Vec::new();
         walk(&mut |r| {
-            let name = match r.kind {
-                RangeKind::Free => None,
-                RangeKind::Allocated(_) => name_in(names, r.offset, r.size),
-            };
-            ranges.push(RangeSnapshot {
-                offset: r.offset,
-                size: r.size,
-                kind: r.kind,
-                name,
-            });
+            let mut range = RangeSnapshot::new(r.offset, r.size, r.kind);
+            if let RangeKind::Allocated(_) = r.kind {
+                range.describe(
+                    metas
+                        .range(r.offset..r.offset.saturating_add(r.size))
+                        .map(|(_, m)| &**m),
+                );
+            }
+            ranges.push(range);
         });
         ranges
     }
@@ -229,27 +289,33 @@ impl BlockSnapshot {
             memory: self.memory,
             size: self.size,
             dedicated: self.dedicated,
+            pool: self.pool.clone(),
             statistics,
         }
     }
 }
 
-/// The names of the allocations starting in `[offset, offset + size)`.
-fn name_in(
-    names: &BTreeMap<DeviceSize, Arc<str>>,
-    offset: DeviceSize,
-    size: DeviceSize,
-) -> Option<Arc<str>> {
-    let mut found = names.range(offset..offset.saturating_add(size));
-    let first = found.next()?.1;
-    let rest: Vec<&Arc<str>> = found.map(|(_, n)| n).collect();
-    if rest.is_empty() {
-        return Some(first.clone());
+impl RangeSnapshot {
+    /// Fills in the name, user data and backtrace texts of the allocations `metas` (those
+    /// starting in the range), joined by `", "` when there are several.
+    pub(crate) fn describe<'a>(&mut self, metas: impl Iterator<Item = &'a AllocationMeta> + Clone) {
+        self.name = join(metas.clone().filter_map(|m| m.name.clone()));
+        self.user_data = join(metas.clone().filter_map(|m| m.user_data_text()));
+        self.backtrace = join(metas.filter_map(|m| m.backtrace_text()));
     }
-    let mut joined = String::from(&**first);
-    for n in rest {
+}
+
+/// The texts joined by `", "`, or `None` when there are none.
+fn join(mut texts: impl Iterator<Item = Arc<str>>) -> Option<Arc<str>> {
+    let first = texts.next()?;
+    let rest: Vec<Arc<str>> = texts.collect();
+    if rest.is_empty() {
+        return Some(first);
+    }
+    let mut joined = String::from(&*first);
+    for t in rest {
         joined.push_str(", ");
-        joined.push_str(n);
+        joined.push_str(&t);
     }
     Some(joined.into())
 }
@@ -293,25 +359,65 @@ mod tests {
     use crate::suballocator::AllocationType;
 
     fn range(offset: u64, size: u64, kind: RangeKind) -> RangeSnapshot {
-        RangeSnapshot {
-            offset,
-            size,
-            kind,
-            name: None,
-        }
+        RangeSnapshot::new(offset, size, kind)
     }
 
     #[test]
-    fn names_are_found_inside_ranges_and_joined() {
-        let mut names = BTreeMap::new();
-        names.insert(16, Arc::from("a"));
-        names.insert(32, Arc::from("b"));
-        names.insert(100, Arc::from("c"));
-        assert_eq!(name_in(&names, 0, 16), None);
-        assert_eq!(name_in(&names, 0, 17).as_deref(), Some("a"));
-        assert_eq!(name_in(&names, 10, 40).as_deref(), Some("a, b"));
-        assert_eq!(name_in(&names, 100, 1).as_deref(), Some("c"));
-        assert_eq!(name_in(&names, u64::MAX - 1, 5), None);
+    fn names_and_user_data_are_found_inside_ranges_and_joined() {
+        let meta = |name: &str, data: Option<u32>| {
+            AllocationMeta::of(
+                Some(name.into()),
+                data.map(|d| Arc::new(d) as Arc<dyn crate::UserData>),
+                None,
+            )
+            .unwrap()
+        };
+        let mut metas = MetaMap::new();
+        metas.insert(16, meta("a", Some(7)));
+        metas.insert(32, meta("b", None));
+        metas.insert(100, meta("c", Some(9)));
+        let linear = RangeKind::Allocated(AllocationType::Linear);
+        let walk = |ranges: Vec<(u64, u64)>| {
+            BlockSnapshot::ranges_from(
+                |f| {
+                    for (offset, size) in ranges {
+                        f(RangeInfo {
+                            offset,
+                            size,
+                            kind: linear,
+                        })
+                    }
+                },
+                &metas,
+            )
+        };
+        let r = walk(vec![
+            (0, 16),
+            (0, 17),
+            (10, 40),
+            (100, 1),
+            (u64::MAX - 1, 1),
+        ]);
+        assert_eq!(r[0].name, None);
+        assert_eq!(r[1].name.as_deref(), Some("a"));
+        assert_eq!(r[1].user_data.as_deref(), Some("7"));
+        assert_eq!(r[2].name.as_deref(), Some("a, b"));
+        assert_eq!(r[2].user_data.as_deref(), Some("7"));
+        assert_eq!(r[3].name.as_deref(), Some("c"));
+        assert_eq!(r[3].user_data.as_deref(), Some("9"));
+        assert_eq!(r[4].name, None);
+        // Free ranges carry nothing.
+        let free = BlockSnapshot::ranges_from(
+            |f| {
+                f(RangeInfo {
+                    offset: 0,
+                    size: 200,
+                    kind: RangeKind::Free,
+                })
+            },
+            &metas,
+        );
+        assert_eq!(free[0].name, None);
     }
 
     #[test]
@@ -323,6 +429,7 @@ mod tests {
             memory: 1,
             size: ranges.iter().map(|r| r.size).sum(),
             dedicated,
+            pool: (t == 2).then(|| Arc::from("staging pool")),
             allocation_count: ranges.iter().filter(|r| r.kind != RangeKind::Free).count() as u64,
             ranges,
         };
@@ -367,5 +474,9 @@ mod tests {
         assert_eq!(s.heaps[0].statistics.free_bytes(), 90);
         assert_eq!(s.memory_types[2].statistics.reserved_bytes, 70);
         assert_eq!(s.blocks.len(), 4);
+        assert_eq!(s.pools.len(), 1);
+        assert_eq!(&*s.pools[0].name, "staging pool");
+        assert_eq!(s.pools[0].memory_type_index, 2);
+        assert_eq!(s.pools[0].statistics.reserved_bytes, 70);
     }
 }

@@ -24,6 +24,7 @@ const STYLE: &str = "text { font-family: sans-serif; font-size: 12px; fill: #222
 .outline { fill: none; stroke: #555; stroke-width: 1; }
 .outline.dedicated { stroke: #d62728; stroke-width: 2; stroke-dasharray: 5 3; }
 .tag { fill: #d62728; font-weight: bold; }
+.pool { fill: #2c7f4f; font-weight: bold; }
 ";
 
 impl MemorySnapshot {
@@ -182,17 +183,19 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot, y: f64) -> fmt::Result {
     out.write_str("<g class=\"block\">\n")?;
     let (x, y_text) = (MARGIN + 10.0, y + 16.0);
     let type_size = format!("type {} · {}", b.memory_type_index, human_bytes(b.size));
+    write!(out, "<text x=\"{x:.1}\" y=\"{y_text:.1}\">")?;
+    if let Some(pool) = &b.pool {
+        out.write_str("<tspan class=\"pool\">")?;
+        xml_escape(out, pool)?;
+        out.write_str("</tspan> · ")?;
+    }
     if b.dedicated {
         write!(
             out,
-            "<text x=\"{x:.1}\" y=\"{y_text:.1}\">{type_size} · <tspan class=\"tag\">DEDICATED</tspan></text>"
+            "{type_size} · <tspan class=\"tag\">DEDICATED</tspan></text>"
         )?;
     } else {
-        write!(
-            out,
-            "<text x=\"{x:.1}\" y=\"{y_text:.1}\">{type_size} · {} alloc(s)</text>",
-            b.allocation_count
-        )?;
+        write!(out, "{type_size} · {} alloc(s)</text>", b.allocation_count)?;
     }
     out.write_char('\n')?;
     let x0 = MARGIN + LABEL_WIDTH;
@@ -219,13 +222,22 @@ fn write_block(out: &mut impl Write, b: &BlockSnapshot, y: f64) -> fmt::Result {
             xml_escape(out, name)?;
             out.write_str("”")?;
         }
-        writeln!(
+        write!(
             out,
-            ": offset {}, size {} ({} bytes)</title></rect>",
+            ": offset {}, size {} ({} bytes)",
             r.offset,
             human_bytes(r.size),
             r.size
         )?;
+        if let Some(data) = &r.user_data {
+            out.write_str("\nuser data: ")?;
+            xml_escape(out, data)?;
+        }
+        if let Some(backtrace) = &r.backtrace {
+            out.write_str("\nallocated at:\n")?;
+            xml_escape(out, backtrace)?;
+        }
+        out.write_str("</title></rect>\n")?;
     }
     write!(
         out,
@@ -255,6 +267,9 @@ mod tests {
         assert!(svg.contains("Heap 0 (DEVICE_LOCAL)"));
         assert!(svg.contains("Heap 1 (no flags)"));
         assert!(svg.contains("DEDICATED"));
+        assert!(svg.contains("<tspan class=\"pool\">staging &quot;pool&quot;</tspan>"));
+        assert!(svg.contains("\nuser data: Frame { index: 3 }"));
+        assert!(svg.contains("\nallocated at:\nat main.rs:1"));
         assert!(svg.starts_with("<?xml"));
         assert!(svg.trim_end().ends_with("</svg>"));
     }

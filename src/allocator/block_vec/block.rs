@@ -29,7 +29,7 @@
 
 use super::failed_request::FailedRequest;
 use super::BlockVec;
-use crate::allocation::{BlockOwner, BlockRef};
+use crate::allocation::{AllocationMeta, BlockOwner, BlockRef, MetaMap};
 use crate::allocator::placement::ArenaLayout;
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
@@ -38,7 +38,6 @@ use crate::suballocator::{
 };
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -80,12 +79,13 @@ pub(super) fn home_arena(
 }
 
 /// What the arenas of a block share: the memory, the vector to report empty blocks to, and
-/// the names of named allocations.
+/// the metadata of the allocations that have some.
 struct BlockShared<S, M> {
     memory: M,
     vec: Weak<BlockVec<S, M>>,
-    /// Names of the named allocations, by offset in the block (unnamed ones are not in it).
-    names: Mutex<BTreeMap<DeviceSize, Arc<str>>>,
+    /// Names, user data and backtraces, by offset in the block (allocations without any are
+    /// not in it).
+    metas: Mutex<MetaMap>,
 }
 
 /// What an arena's lock guards: the suballocator and the arena's own count of live
@@ -180,14 +180,18 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         &self.shared.memory
     }
 
-    /// Remembers the name of the allocation at block offset `offset`.
-    pub(crate) fn set_name(&self, offset: DeviceSize, name: Arc<str>) {
-        self.shared.names.lock().insert(offset, name);
-    }
-
-    /// Forgets the name of the allocation at block offset `offset`.
-    pub(crate) fn forget_name(&self, offset: DeviceSize) {
-        self.shared.names.lock().remove(&offset);
+    /// Remembers (`Some`) or forgets (`None`) the metadata of the allocation at block offset
+    /// `offset`.
+    pub(crate) fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>) {
+        let mut metas = self.shared.metas.lock();
+        match meta {
+            Some(meta) => {
+                metas.insert(offset, meta);
+            }
+            None => {
+                metas.remove(&offset);
+            }
+        }
     }
 
     /// Returns `suballocation` (offsets in the block) to the arena; says whether that was
@@ -273,8 +277,8 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
         &self.shared.memory
     }
 
-    fn forget_name(&self, offset: DeviceSize) {
-        Arena::forget_name(self, offset);
+    fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>) {
+        Arena::set_meta(self, offset, meta);
     }
 
     unsafe fn free(&self, suballocation: Suballocation) -> bool {
@@ -332,7 +336,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         let shared = Arc::new(BlockShared {
             memory,
             vec,
-            names: Mutex::default(),
+            metas: Mutex::default(),
         });
         let arenas = (0..layout.count)
             .map(|i| {
@@ -393,9 +397,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         }
     }
 
-    /// Runs `f` with the names of the named allocations, by offset in the block.
-    pub(crate) fn with_names<R>(&self, f: impl FnOnce(&BTreeMap<DeviceSize, Arc<str>>) -> R) -> R {
-        f(&self.shared.names.lock())
+    /// Runs `f` with the metadata of the allocations that have some, by offset in the block.
+    pub(crate) fn with_metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
+        f(&self.shared.metas.lock())
     }
 
     /// Whether no allocation lives in the block, waiting for each arena's lock.

@@ -1,24 +1,25 @@
 //! [`GenericMemoryAllocator`]: one block vector per memory type, suballocated by `S`, placed
 //! by the [placement policy](super::placement).
 
-pub(super) mod observe;
-
 use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::dedicated::DedicatedRegistry;
 use super::execute::{self, Target, TypeBlocks};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
+use super::observe::{Held, Observer};
 use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
     MemoryRequirements, MemoryTypeFilter,
 };
-use crate::allocation::{MemoryAlloc, Owner};
+use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::device::{mask_of_count, Device};
 use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
 };
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
 
@@ -30,8 +31,10 @@ pub struct GenericMemoryAllocator<S> {
     /// What the placement knows of each memory type.
     types: Vec<TypeFacts>,
     create_info: GenericMemoryAllocatorCreateInfo,
-    /// Dedicated-allocation register and leak report on drop.
-    observer: observe::Observer,
+    /// Dedicated allocations.
+    dedicated: Arc<DedicatedRegistry>,
+    /// Statistics, snapshots and the leak report on drop, of the default and custom pools.
+    observer: Observer,
     /// The memory type chosen for the last `memory_type_bits` of each standard usage.
     type_cache: TypeCache,
 }
@@ -96,12 +99,24 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let block_vecs: Vec<_> = (0..type_count)
             .map(|_| BlockVec::new(arenas_per_block, BlockLimits::NONE))
             .collect();
-        let observer = observe::Observer::new(&device, &block_vecs);
+        let dedicated = Arc::<DedicatedRegistry>::default();
+        let held = Held {
+            device: device.clone(),
+            vecs: block_vecs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u32, v.clone()))
+                .collect(),
+            dedicated: dedicated.clone(),
+            pool: None,
+        };
+        let observer = Observer::new(Arc::new(held), "GenericMemoryAllocator");
         Ok(Self {
             device,
             block_vecs,
             types,
             create_info,
+            dedicated,
             observer,
             type_cache: TypeCache::default(),
         })
@@ -124,11 +139,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.block_vecs
             .get(memory_type_index as usize)
             .map_or(0, |p| p.block_count())
-    }
-
-    /// The block vectors, by memory type index.
-    pub(crate) fn block_vecs(&self) -> &[Arc<TypeBlocks<S>>] {
-        &self.block_vecs
     }
 
     fn check_type(&self, index: u32) -> Result<(), AllocationError> {
@@ -215,15 +225,16 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .unwrap_or(self.create_info.block_priority);
         let memory =
             self.allocate_memory(memory_type_index, size, dedicated, priority, create_info)?;
-        let registration =
-            self.observer
-                .register_dedicated(&memory, allocation_type, create_info.name.clone());
+        let meta = self.meta(create_info);
+        let registration = self
+            .dedicated
+            .register(&memory, allocation_type, meta.clone());
         Ok(MemoryAlloc::new(
             Owner::dedicated(memory, registration),
             0,
             size,
             allocation_type,
-            create_info.name.clone(),
+            meta,
         ))
     }
 
@@ -273,7 +284,35 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 )
             },
         };
-        execute::run(&target, plan, allocation_type, &create_info.name)
+        execute::run(&target, plan, allocation_type, &self.meta(create_info))
+    }
+
+    /// The metadata record of a new allocation: its name and user data.
+    #[inline]
+    fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>> {
+        meta_of(create_info, false)
+    }
+
+    /// Statistics of the allocator's memory, its custom pools' included: in total, per heap
+    /// (with the heap's budget), per memory type, per pool, and per block and dedicated
+    /// allocation. Walks every range of every block (see [`stats`](crate::stats)).
+    pub fn statistics(&self) -> AllocatorStatistics {
+        AllocatorStatistics::of_device(&self.device, self.observer.all_statistics())
+    }
+
+    /// The full state: statistics and every range of every block and dedicated allocation,
+    /// custom pools' included, with the names and user data of the allocations that have
+    /// them. Render it with [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
+    pub fn snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot::of_device(&self.device, self.observer.all_snapshots())
+    }
+
+    /// Lists every allocation still alive (custom pools' included) and logs each one through
+    /// the `log` facade at the `warn` level (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
+    /// The allocations of the default pools are reported the same way when the allocator is
+    /// dropped while they are alive; a custom pool reports its own when it is dropped.
+    pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
+        self.observer.report_leaks()
     }
 
     /// The error of a plan that cannot be made in memory type `memory_type_index`.
@@ -312,6 +351,23 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         }
         Ok(memory_type_bits)
     }
+}
+
+/// The metadata record of an allocation made with `create_info` (a backtrace captured when
+/// `backtrace` is set), or `None` when it has nothing to record.
+#[inline]
+pub(crate) fn meta_of(
+    create_info: &AllocationCreateInfo,
+    backtrace: bool,
+) -> Option<Arc<AllocationMeta>> {
+    if create_info.name.is_none() && create_info.user_data.is_none() && !backtrace {
+        return None;
+    }
+    AllocationMeta::of(
+        create_info.name.clone(),
+        create_info.user_data.clone(),
+        backtrace.then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
+    )
 }
 
 /// Checks the parts of a create info that no memory type can cure.
@@ -402,7 +458,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                 let g = self.device.buffer_image_granularity();
                 let fit = execute::fit_of(&plan, facts, allocation_type, g);
                 let blocks = &self.block_vecs[index as usize];
-                if let Some(alloc) = execute::try_existing(blocks, &fit, &create_info.name) {
+                if let Some(alloc) = execute::try_existing(blocks, &fit, &self.meta(create_info)) {
                     return Ok(alloc);
                 }
             }

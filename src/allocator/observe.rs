@@ -1,0 +1,157 @@
+//! Statistics, snapshots and leak reports of the memory an allocator or a custom pool holds.
+//!
+//! Blocks are walked through their block vectors; dedicated allocations through a
+//! [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot taken
+//! while other threads allocate is consistent per arena. An allocator also sees the custom
+//! pools made from it, through weak references: a pool that is gone has nothing left to show.
+
+use crate::allocator::dedicated::DedicatedRegistry;
+use crate::allocator::execute::TypeBlocks;
+use crate::device::Device;
+use crate::stats::{
+    leaks_in, log_leaks, BlockSnapshot, BlockStatistics, LeakedAllocation, Statistics, LOG_TARGET,
+};
+use crate::suballocator::Suballocator;
+use ash::vk::Handle;
+use parking_lot::Mutex;
+use std::sync::{Arc, Weak};
+
+/// Memory that can be looked at: the default pools of an allocator, or one custom pool.
+pub(crate) trait Observe: Send + Sync {
+    /// Every block and dedicated allocation, with every range.
+    fn snapshots(&self) -> Vec<BlockSnapshot>;
+    /// The statistics of every block and dedicated allocation.
+    fn statistics(&self) -> Vec<BlockStatistics>;
+}
+
+/// Block vectors by memory type (one for a pool, one per type for an allocator), a register
+/// of dedicated allocations and, for a custom pool, its name.
+pub(crate) struct Held<S> {
+    pub device: Arc<Device>,
+    pub vecs: Vec<(u32, Arc<TypeBlocks<S>>)>,
+    pub dedicated: Arc<DedicatedRegistry>,
+    pub pool: Option<Arc<str>>,
+}
+
+fn heap_of(device: &Device, memory_type_index: u32) -> u32 {
+    device
+        .memory_properties()
+        .memory_type(memory_type_index)
+        .map_or(u32::MAX, |t| t.heap_index)
+}
+
+impl<S: Suballocator + Send + 'static> Observe for Held<S> {
+    fn snapshots(&self) -> Vec<BlockSnapshot> {
+        let mut out = Vec::new();
+        for (memory_type_index, vec) in &self.vecs {
+            let heap_index = heap_of(&self.device, *memory_type_index);
+            vec.for_each_block(|b| {
+                let memory = b.memory();
+                out.push(BlockSnapshot {
+                    memory_type_index: *memory_type_index,
+                    heap_index,
+                    memory: memory.handle().as_raw(),
+                    size: memory.size(),
+                    dedicated: false,
+                    pool: self.pool.clone(),
+                    allocation_count: b.allocation_count() as u64,
+                    ranges: b.with_metas(|metas| {
+                        BlockSnapshot::ranges_from(|f| b.for_each_range(f), metas)
+                    }),
+                });
+            });
+        }
+        out.extend(self.dedicated.snapshot());
+        out
+    }
+
+    fn statistics(&self) -> Vec<BlockStatistics> {
+        let mut out = Vec::new();
+        for (memory_type_index, vec) in &self.vecs {
+            vec.for_each_block(|block| {
+                let memory = block.memory();
+                let statistics =
+                    Statistics::of_block(memory.size(), block.allocation_count(), |f| {
+                        block.for_each_range(f)
+                    });
+                out.push(BlockStatistics {
+                    memory_type_index: *memory_type_index,
+                    heap_index: heap_of(&self.device, *memory_type_index),
+                    memory: memory.handle().as_raw(),
+                    size: memory.size(),
+                    dedicated: false,
+                    pool: self.pool.clone(),
+                    statistics,
+                });
+            });
+        }
+        out.extend(self.dedicated.statistics());
+        out
+    }
+}
+
+/// What an allocator keeps for observability: its own memory and the custom pools made from
+/// it. Dropping it logs the allocations of its own memory that are still alive.
+pub(crate) struct Observer {
+    own: Arc<dyn Observe>,
+    pools: Mutex<Vec<Weak<dyn Observe>>>,
+    /// What the leak report on drop says the dropped thing is.
+    what: &'static str,
+}
+
+impl Observer {
+    pub(crate) fn new(own: Arc<dyn Observe>, what: &'static str) -> Self {
+        Self {
+            own,
+            pools: Mutex::default(),
+            what,
+        }
+    }
+
+    fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
+        self.pools.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Every block and dedicated allocation, the custom pools' included.
+    pub(crate) fn all_snapshots(&self) -> Vec<BlockSnapshot> {
+        let mut out = self.own.snapshots();
+        for p in self.live_pools() {
+            out.extend(p.snapshots());
+        }
+        out
+    }
+
+    /// The statistics of every block and dedicated allocation, the custom pools' included.
+    pub(crate) fn all_statistics(&self) -> Vec<BlockStatistics> {
+        let mut out = self.own.statistics();
+        for p in self.live_pools() {
+            out.extend(p.statistics());
+        }
+        out
+    }
+
+    /// The live allocations, the custom pools' included, logged at the `warn` level.
+    pub(crate) fn report_leaks(&self) -> Vec<LeakedAllocation> {
+        let leaks = leaks_in(&self.all_snapshots());
+        log_leaks(&leaks, log::Level::Warn, "report_leaks");
+        leaks
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        if !log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {
+            return;
+        }
+        let leaks = leaks_in(&self.own.snapshots());
+        log_leaks(
+            &leaks,
+            log::Level::Warn,
+            &format!(
+                "{} dropped while allocations are alive (their memory is freed when they are \
+                 dropped)",
+                self.what
+            ),
+        );
+    }
+}
