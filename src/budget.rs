@@ -18,7 +18,9 @@
 //! atomic step with the check, and given back if the call fails: the sum of what is live and
 //! in flight never exceeds the budget. With the extension, the usage it reports (which already
 //! counts this crate's live memory objects) is corrected by the bytes reserved since: the
-//! estimate is `usage + reserved now - this crate's usage at the query`.
+//! estimate is `usage + reserved now - this crate's usage at the query`, where the crate's
+//! usage is the smaller of its values just before and just after the query (so that an object
+//! made during the query is never taken for another process's memory).
 
 use crate::device::Device;
 use crate::layout::DeviceSize;
@@ -130,8 +132,12 @@ pub(crate) fn reserve(
         .map_or(0, |h| h.size);
     // What the process uses besides this crate's reservations, and the budget.
     let (others, budget) = if device.features().memory_budget {
+        // The crate's usage is read before and after the query, and the smaller one taken:
+        // a memory object made (or freed) around the query may or may not be in the usage
+        // it reports, and taking the smaller figure never counts it as someone else's.
+        let before = device.heap_usage_by_crate(heap);
         let b = device.query_budget();
-        let crate_usage = device.heap_usage_by_crate(heap);
+        let crate_usage = before.min(device.heap_usage_by_crate(heap));
         let usage = b.heap_usage.get(heap as usize).copied().unwrap_or(0);
         let budget = b.heap_budget.get(heap as usize).copied().unwrap_or(0);
         (usage.saturating_sub(crate_usage), budget)

@@ -34,6 +34,7 @@ const HV: F = F::HOST_VISIBLE;
 const HC: F = F::HOST_COHERENT;
 const CACHED: F = F::HOST_CACHED;
 const LAZY: F = F::LAZILY_ALLOCATED;
+const PROT: F = F::PROTECTED;
 
 impl GpuLayout {
     /// NVIDIA discrete (e.g. RTX 3070, 8 GiB): one VRAM heap, host memory in two types
@@ -122,6 +123,28 @@ impl GpuLayout {
         Self {
             name: "granularity-64k",
             buffer_image_granularity: 65536,
+            ..Self::nvidia_discrete()
+        }
+    }
+
+    /// A discrete GPU with a protected VRAM type (`DEVICE_LOCAL | PROTECTED`, as desktop
+    /// drivers with `protectedMemory` report it). It is memory type 0, so that only the opt-in
+    /// rule keeps it from ordinary device-local requests, which would otherwise pick the
+    /// lowest index.
+    pub fn with_protected() -> Self {
+        Self {
+            name: "nvidia-discrete-protected",
+            types: vec![(DL | PROT, 0), (DL, 0), (HV | HC, 1), (HV | HC | CACHED, 1)],
+            ..Self::nvidia_discrete()
+        }
+    }
+
+    /// The NVIDIA-like types on small heaps (VRAM and host memory of the given sizes), for
+    /// tests that fill a heap or its budget for real.
+    pub fn small_heaps(vram: u64, host: u64) -> Self {
+        Self {
+            name: "small-heaps",
+            heaps: vec![(vram, true), (host, false)],
             ..Self::nvidia_discrete()
         }
     }

@@ -13,14 +13,27 @@
 //! - simulated heap sizes and `maxMemoryAllocationCount` are enforced by failing the way a
 //!   driver does (`ERROR_OUT_OF_DEVICE_MEMORY`, `ERROR_TOO_MANY_OBJECTS`);
 //! - the N-th `vkAllocateMemory` or `vkMapMemory` can be made to fail ([`Faults`]);
+//! - optional extensions and features that lavapipe lacks are *claimed* ([`SimFeatures`]):
+//!   `VK_EXT_memory_budget` (budget and usage per heap, set by the test), `VK_EXT_memory_priority`,
+//!   `bufferDeviceAddress`, external memory and `protectedMemory`. The exact `pNext` chain of
+//!   every `vkAllocateMemory` is recorded ([`AllocChain`]) and checked against the claims; the
+//!   real driver only ever gets `VkMemoryDedicatedAllocateInfo`, and the budget structure is
+//!   unlinked from `vkGetPhysicalDeviceMemoryProperties2[KHR]` before it reaches lavapipe;
+//! - `vkGetPhysicalDeviceMemoryProperties2KHR` is handed out by the `vkGetInstanceProcAddr` of
+//!   a custom `ash::Entry` ([`Sim::entry`]), for the Vulkan 1.0 path of the budget;
+//! - `prefersDedicatedAllocation` and `requiresDedicatedAllocation` can be reported for every
+//!   buffer and image;
 //! - live and mapped memory objects are counted, and every call is checked against the rules
 //!   a real driver relies on (double maps, maps of non-host-visible types, flush ranges not
 //!   aligned to the simulated `nonCoherentAtomSize`, binds to a memory type the resource does
-//!   not allow, misaligned or overlapping binds, buffer-image granularity conflicts). A broken
+//!   not allow, misaligned or overlapping binds, buffer-image granularity conflicts, binds
+//!   that break a dedicated allocation, structures of extensions the simulated device does not
+//!   claim, protected memory without the feature). A broken
 //!   rule is recorded as a *violation*; dropping the [`Sim`] fails the test if there was any.
 //!
 //! The wrappers are plain functions, so they find their per-test state in a global registry
-//! keyed by the dispatchable handle they are called with (`VkPhysicalDevice` or `VkDevice`).
+//! keyed by the dispatchable handle they are called with (`VkInstance`, `VkPhysicalDevice` or
+//! `VkDevice`).
 //! Every test builds its own instance and device, so tests running in parallel never share
 //! state. The validation layer sits *below* the wrappers and sees lavapipe's real memory type;
 //! the simulated flags never turn into an invalid real call (flushing coherent memory is
@@ -35,9 +48,10 @@ use crate::common::TestContext;
 #[allow(unused_imports)] // Not every test file uses every helper.
 pub use crate::common::{buffer_info, image_info, Rng};
 use ash::vk;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 pub use layouts::GpuLayout;
 
@@ -56,17 +70,137 @@ pub struct Faults {
     pub map_at: Option<u64>,
 }
 
-/// One `vkAllocateMemory` call as the simulated driver saw it.
+/// The optional extensions and features the simulated device claims to support and have
+/// enabled. lavapipe supports none of them on the test device, so the simulated driver takes
+/// their structures out of every call before it reaches lavapipe, and records a violation when
+/// the crate passes a structure of one that is not claimed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SimFeatures {
+    /// `VK_EXT_memory_budget`: `VkPhysicalDeviceMemoryBudgetPropertiesEXT` is filled from the
+    /// simulated numbers ([`SimState::set_heap_budget`], [`SimState::set_other_usage`]).
+    pub memory_budget: bool,
+    /// `VK_EXT_memory_priority` with `memoryPriority`: `VkMemoryPriorityAllocateInfoEXT`.
+    pub memory_priority: bool,
+    /// `bufferDeviceAddress`: `VkMemoryAllocateFlagsInfo` with `DEVICE_ADDRESS`.
+    pub buffer_device_address: bool,
+    /// External memory, with export of any handle type: `VkExportMemoryAllocateInfo`.
+    pub external_memory: bool,
+    /// `protectedMemory`: memory types with `PROTECTED` may be allocated from.
+    pub protected_memory: bool,
+}
+
+impl SimFeatures {
+    /// Everything claimed.
+    pub fn all() -> Self {
+        Self {
+            memory_budget: true,
+            memory_priority: true,
+            buffer_device_address: true,
+            external_memory: true,
+            protected_memory: true,
+        }
+    }
+
+    /// The crate's features matching these claims.
+    pub fn enabled(self) -> ash_memory::EnabledMemoryFeatures {
+        ash_memory::EnabledMemoryFeatures {
+            memory_budget: self.memory_budget,
+            memory_priority: self.memory_priority,
+            buffer_device_address: self.buffer_device_address,
+            external_memory: self.external_memory,
+            protected_memory: self.protected_memory,
+            ..Default::default()
+        }
+    }
+}
+
+/// The resource named by a `VkMemoryDedicatedAllocateInfo`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DedicatedTo {
+    pub buffer: vk::Buffer,
+    pub image: vk::Image,
+}
+
+impl DedicatedTo {
+    /// The raw handle of the resource (the buffer's, or the image's when the buffer is null).
+    pub fn resource(self) -> u64 {
+        if self.buffer != vk::Buffer::null() {
+            vk::Handle::as_raw(self.buffer)
+        } else {
+            vk::Handle::as_raw(self.image)
+        }
+    }
+}
+
+/// The `pNext` chain of one `vkAllocateMemory` call, as the simulated driver received it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllocChain {
+    /// The `sType` of every chained structure, in chain order (unknown ones included).
+    pub s_types: Vec<vk::StructureType>,
+    /// `VkMemoryDedicatedAllocateInfo`.
+    pub dedicated: Option<DedicatedTo>,
+    /// `VkExportMemoryAllocateInfo::handleTypes`.
+    pub export_handle_types: Option<vk::ExternalMemoryHandleTypeFlags>,
+    /// `VkMemoryAllocateFlagsInfo`: `(flags, deviceMask)`.
+    pub allocate_flags: Option<(vk::MemoryAllocateFlags, u32)>,
+    /// `VkMemoryPriorityAllocateInfoEXT::priority`.
+    pub priority: Option<f32>,
+}
+
+impl AllocChain {
+    /// Whether the chain holds exactly these structures, each once, in any order, and
+    /// nothing else.
+    pub fn is_exactly(&self, s_types: &[vk::StructureType]) -> bool {
+        let mut have = self.s_types.clone();
+        let mut want = s_types.to_vec();
+        have.sort_unstable_by_key(|s| s.as_raw());
+        want.sort_unstable_by_key(|s| s.as_raw());
+        have == want
+    }
+
+    /// Whether a structure of type `s_type` is chained.
+    pub fn has(&self, s_type: vk::StructureType) -> bool {
+        self.s_types.contains(&s_type)
+    }
+}
+
+/// One `vkAllocateMemory` call as the simulated driver saw it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AllocCall {
     /// 1-based index since the last counter reset.
     pub index: u64,
     /// The (simulated) memory type index asked for.
     pub memory_type: u32,
     pub size: u64,
-    /// Whether `VkMemoryDedicatedAllocateInfo` was chained.
-    pub dedicated: bool,
+    /// The `pNext` chain.
+    pub chain: AllocChain,
     pub result: vk::Result,
+    /// The memory object made (null when the call failed).
+    pub memory: vk::DeviceMemory,
+}
+
+impl AllocCall {
+    /// Whether `VkMemoryDedicatedAllocateInfo` was chained.
+    pub fn dedicated(&self) -> bool {
+        self.chain.dedicated.is_some()
+    }
+}
+
+/// Which `vkGetPhysicalDeviceMemoryProperties2` entry point was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryPoint {
+    /// `vkGetPhysicalDeviceMemoryProperties2` (core 1.1).
+    Core,
+    /// `vkGetPhysicalDeviceMemoryProperties2KHR`, as handed out by [`Sim::entry`].
+    Khr,
+}
+
+/// One `vkGetPhysicalDeviceMemoryProperties2[KHR]` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Properties2Call {
+    pub entry: EntryPoint,
+    /// Whether `VkPhysicalDeviceMemoryBudgetPropertiesEXT` was chained.
+    pub budget: bool,
 }
 
 /// A live memory object.
@@ -76,6 +210,8 @@ pub(crate) struct LiveMemory {
     pub heap: u32,
     pub size: u64,
     pub mapped: bool,
+    /// The raw handle of the resource of its `VkMemoryDedicatedAllocateInfo`.
+    pub dedicated_to: Option<u64>,
 }
 
 /// A resource bound to memory, for overlap and granularity checks.
@@ -91,11 +227,23 @@ pub(crate) struct Bound {
 pub(crate) struct Inner {
     pub live: HashMap<vk::DeviceMemory, LiveMemory>,
     pub heap_used: Vec<u64>,
+    /// The most bytes ever live at once per heap, since the last [`SimState::reset_peaks`].
+    pub heap_peak: Vec<u64>,
+    /// `heapBudget` per heap, reported with `VK_EXT_memory_budget`.
+    pub heap_budget: Vec<u64>,
+    /// Bytes of each heap that "other" allocations of the process (outside the crate) use;
+    /// added to the live bytes in the reported `heapUsage`.
+    pub heap_other: Vec<u64>,
     pub max_live: u32,
     pub max_mapped: u32,
     pub calls: Vec<AllocCall>,
+    pub properties2_calls: Vec<Properties2Call>,
+    /// `vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceMemoryProperties2KHR")` lookups.
+    pub khr_lookups: u32,
     /// image -> (tiling, usage)
     pub images: HashMap<vk::Image, (vk::ImageTiling, vk::ImageUsageFlags)>,
+    /// Resources whose requirements said `requiresDedicatedAllocation`.
+    pub dedicated_required: HashSet<u64>,
     pub bound: HashMap<vk::DeviceMemory, Vec<Bound>>,
     pub bound_to: HashMap<u64, vk::DeviceMemory>,
     /// (memory, offset, size, is_flush)
@@ -103,9 +251,15 @@ pub(crate) struct Inner {
     pub violations: Vec<String>,
 }
 
+/// Run by the simulated driver inside a budget query, after the budget numbers were taken and
+/// before the call returns (with no lock of the simulated driver held).
+pub type BudgetHook = Arc<dyn Fn() + Send + Sync>;
+
 /// The state of one simulated device, shared by its wrappers.
 pub struct SimState {
     pub layout: GpuLayout,
+    /// What the simulated device claims.
+    pub features: SimFeatures,
     pub(crate) real_instance: ash::Instance,
     pub(crate) real_device: ash::Device,
     pub(crate) faults: Mutex<Faults>,
@@ -113,6 +267,13 @@ pub struct SimState {
     pub(crate) map_calls: AtomicU64,
     /// Report `prefersDedicatedAllocation` for every buffer and image.
     pub prefers_dedicated: AtomicBool,
+    /// Report `requiresDedicatedAllocation` (and `prefersDedicatedAllocation`) for every
+    /// buffer and image.
+    pub requires_dedicated: AtomicBool,
+    /// Microseconds every `vkAllocateMemory` waits before it takes the driver's lock, to
+    /// widen the window between a caller's budget check and its memory object.
+    pub(crate) allocate_delay_us: AtomicU64,
+    pub(crate) budget_hook: Mutex<Option<BudgetHook>>,
     pub(crate) inner: Mutex<Inner>,
     /// Device copies of mapped non-coherent memory (see [`coherence`]).
     pub(crate) coherence: coherence::Coherence,
@@ -124,7 +285,7 @@ impl SimState {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        *self.faults.lock().unwrap() = faults;
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
     /// Restarts the call counters (for fault indices) and clears the call and sync logs.
@@ -134,6 +295,7 @@ impl SimState {
         let mut inner = self.inner();
         inner.calls.clear();
         inner.syncs.clear();
+        inner.properties2_calls.clear();
     }
 
     /// `vkAllocateMemory` calls since the last reset (failed ones included).
@@ -143,6 +305,16 @@ impl SimState {
 
     pub fn calls(&self) -> Vec<AllocCall> {
         self.inner().calls.clone()
+    }
+
+    /// The call that made `memory` (a live or freed memory object).
+    pub fn call_of(&self, memory: vk::DeviceMemory) -> Option<AllocCall> {
+        self.inner()
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.memory == memory && c.result == vk::Result::SUCCESS)
+            .cloned()
     }
 
     pub fn live_objects(&self) -> u32 {
@@ -160,6 +332,62 @@ impl SimState {
 
     pub fn heap_used(&self, heap: u32) -> u64 {
         self.inner().heap_used[heap as usize]
+    }
+
+    /// The most bytes ever live at once in `heap` since the last [`reset_peaks`].
+    ///
+    /// [`reset_peaks`]: Self::reset_peaks
+    pub fn heap_peak(&self, heap: u32) -> u64 {
+        self.inner().heap_peak[heap as usize]
+    }
+
+    /// Restarts the peaks at the bytes live now.
+    pub fn reset_peaks(&self) {
+        let mut inner = self.inner();
+        inner.heap_peak = inner.heap_used.clone();
+    }
+
+    /// Sets the `heapBudget` that `VK_EXT_memory_budget` reports for `heap` (the heap's size
+    /// until set).
+    pub fn set_heap_budget(&self, heap: u32, budget: u64) {
+        self.inner().heap_budget[heap as usize] = budget;
+    }
+
+    /// Sets the bytes of `heap` that the rest of the process uses, outside the crate: part of
+    /// the reported `heapUsage` (0 until set).
+    pub fn set_other_usage(&self, heap: u32, bytes: u64) {
+        self.inner().heap_other[heap as usize] = bytes;
+    }
+
+    /// `(heapUsage, heapBudget)` of `heap` as `VK_EXT_memory_budget` would report them now.
+    pub fn budget_of(&self, heap: u32) -> (u64, u64) {
+        let inner = self.inner();
+        let h = heap as usize;
+        (
+            inner.heap_used[h].saturating_add(inner.heap_other[h]),
+            inner.heap_budget[h],
+        )
+    }
+
+    /// Every `vkGetPhysicalDeviceMemoryProperties2[KHR]` call since the last reset.
+    pub fn properties2_calls(&self) -> Vec<Properties2Call> {
+        self.inner().properties2_calls.clone()
+    }
+
+    /// How often the KHR entry point was looked up through [`Sim::entry`].
+    pub fn khr_lookups(&self) -> u32 {
+        self.inner().khr_lookups
+    }
+
+    /// Makes every `vkAllocateMemory` wait this long first.
+    pub fn set_allocate_delay(&self, delay: Duration) {
+        self.allocate_delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Sets (or clears) the hook run inside every budget query.
+    pub fn set_budget_hook(&self, hook: Option<BudgetHook>) {
+        *self.budget_hook.lock().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     /// The simulated memory type a live memory object was allocated from.
@@ -184,6 +412,7 @@ impl SimState {
 
 #[derive(Default)]
 pub(crate) struct Registry {
+    pub instances: HashMap<vk::Instance, Arc<SimState>>,
     pub physical_devices: HashMap<vk::PhysicalDevice, Arc<SimState>>,
     pub devices: HashMap<vk::Device, Arc<SimState>>,
 }
@@ -203,18 +432,32 @@ pub struct Sim {
     pub instance: ash::Instance,
     /// The wrapped device: create and destroy resources through it.
     pub device: ash::Device,
+    /// A loader entry whose `vkGetInstanceProcAddr` hands out the simulated
+    /// `vkGetPhysicalDeviceMemoryProperties2KHR` (see [`Sim::entry`]).
+    entry: ash::Entry,
     pub ctx: TestContext,
 }
 
 impl Sim {
+    /// A simulated device that claims no optional extension or feature.
     pub fn new(layout: GpuLayout) -> Self {
+        Self::with_features(layout, SimFeatures::default())
+    }
+
+    /// A simulated device that claims `features`.
+    pub fn with_features(layout: GpuLayout, features: SimFeatures) -> Self {
         let ctx = TestContext::new();
+        let heaps = layout.heaps.len();
         let state = Arc::new(SimState {
             inner: Mutex::new(Inner {
-                heap_used: vec![0; layout.heaps.len()],
+                heap_used: vec![0; heaps],
+                heap_peak: vec![0; heaps],
+                heap_budget: layout.heaps.iter().map(|h| h.0).collect(),
+                heap_other: vec![0; heaps],
                 ..Default::default()
             }),
             layout,
+            features,
             real_instance: ctx.instance.clone(),
             real_device: ctx.device.clone(),
             faults: Mutex::default(),
@@ -222,37 +465,74 @@ impl Sim {
             map_calls: AtomicU64::new(0),
             prefers_dedicated: AtomicBool::new(false),
             coherence: Default::default(),
+            requires_dedicated: AtomicBool::new(false),
+            allocate_delay_us: AtomicU64::new(0),
+            budget_hook: Mutex::new(None),
         });
         {
             let mut r = registry();
+            r.instances.insert(ctx.instance.handle(), state.clone());
             r.physical_devices
                 .insert(ctx.physical_device, state.clone());
             r.devices.insert(ctx.device.handle(), state.clone());
         }
         let (instance, device) = wrappers::wrap(&ctx.instance, &ctx.device);
+        let entry = wrappers::entry();
         Self {
             state,
             instance,
             device,
+            entry,
             ctx,
         }
+    }
+
+    /// The loader entry to give `ash_memory::Device::new`: its `vkGetInstanceProcAddr`
+    /// returns the simulated `vkGetPhysicalDeviceMemoryProperties2KHR` for that name and
+    /// forwards every other name to the real loader.
+    pub fn entry(&self) -> &ash::Entry {
+        &self.entry
     }
 
     /// The crate's view of the simulated device: the instance's Vulkan 1.2 (so the
     /// `vkGet*MemoryRequirements2` paths and dedicated allocation info are used), no optional
     /// extension claimed.
     pub fn memory_device(&self) -> Arc<ash_memory::Device> {
+        self.memory_device_with(
+            crate::common::API_VERSION,
+            ash_memory::EnabledMemoryFeatures::default(),
+        )
+    }
+
+    /// The crate's view of the simulated device at Vulkan 1.2 with every feature the
+    /// simulated device claims.
+    pub fn memory_device_claimed(&self) -> Arc<ash_memory::Device> {
+        self.memory_device_with(crate::common::API_VERSION, self.state.features.enabled())
+    }
+
+    /// The crate's view of the simulated device, told that the instance was created for
+    /// `api_version` and that `features` are enabled. Claim only what the [`SimFeatures`] of
+    /// this `Sim` claim (the simulated driver records a violation for any structure of an
+    /// extension it does not claim).
+    pub fn memory_device_with(
+        &self,
+        api_version: u32,
+        features: ash_memory::EnabledMemoryFeatures,
+    ) -> Arc<ash_memory::Device> {
         // SAFETY: the wrapped handles forward to the context's real instance and device,
         // which outlive every allocator of a test (tests drop them before the `Sim`); the
-        // instance was created for `common::API_VERSION`; no optional extension is claimed.
+        // real instance was created for `common::API_VERSION`, and every version up to it
+        // is served by the same function tables; the features are those the simulated
+        // driver claims (it implements their structures itself), and the KHR entry point of
+        // a Vulkan 1.0 budget comes from `self.entry`, which serves the wrapped instance.
         unsafe {
             ash_memory::Device::new(
-                &self.ctx.entry,
+                &self.entry,
                 &self.instance,
                 self.ctx.physical_device,
                 self.device.clone(),
-                crate::common::API_VERSION,
-                ash_memory::EnabledMemoryFeatures::default(),
+                api_version,
+                features,
             )
         }
         .expect("ash_memory::Device::new on the simulated device")
@@ -273,8 +553,10 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
+        self.state.set_budget_hook(None);
         {
             let mut r = registry();
+            r.instances.remove(&self.ctx.instance.handle());
             r.physical_devices.remove(&self.ctx.physical_device);
             r.devices.remove(&self.ctx.device.handle());
         }
