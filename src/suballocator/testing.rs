@@ -5,7 +5,8 @@
 //! promises: ranges inside the region, no overlaps, alignment, buffer-image granularity
 //! against *every* live range that shares a page (not only the adjacent ones), exact free-size
 //! accounting through [`Suballocator::for_each_range`], and consistent error kinds.
-//! [`op_sequence`] is the proptest strategy that drives it with long random sequences.
+//! [`op_sequence`] is the proptest strategy that drives it with long random sequences, and
+//! [`fifo_op_sequence`] a variant that mostly frees the oldest allocation (as a ring is used).
 
 use super::*;
 use crate::layout::align_down;
@@ -23,6 +24,8 @@ pub(crate) enum Op {
     },
     /// Free the live allocation at this index (modulo the number of live allocations).
     Free(usize),
+    /// Free the oldest live allocation.
+    FreeOldest,
 }
 
 fn allocation_type() -> impl Strategy<Value = AllocationType> {
@@ -57,6 +60,23 @@ pub(crate) fn op_sequence(
     proptest::collection::vec(op, len)
 }
 
+/// Like [`op_sequence`], but a free is of the oldest live allocation `fifo_percent` % of the
+/// time (and of a random one otherwise), as in a ring of transient allocations.
+pub(crate) fn fifo_op_sequence(
+    max_size: DeviceSize,
+    len: std::ops::Range<usize>,
+    fifo_percent: u32,
+) -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        3 => (log_uniform_size(max_size), 0..=16u32, allocation_type())
+            .prop_map(|(size, align_log, ty)| Op::Alloc { size, align_log, ty }),
+        2 => (0..100u32, any::<usize>()).prop_map(move |(p, i)| {
+            if p < fifo_percent { Op::FreeOldest } else { Op::Free(i) }
+        }),
+    ];
+    proptest::collection::vec(op, len)
+}
+
 /// A granularity between 1 B and 64 KiB.
 pub(crate) fn granularity() -> impl Strategy<Value = DeviceAlignment> {
     (0..=16u32).prop_map(|log| DeviceAlignment::from_log2(log).unwrap())
@@ -66,6 +86,8 @@ pub(crate) fn granularity() -> impl Strategy<Value = DeviceAlignment> {
 struct Live {
     suballocation: Suballocation,
     alignment: DeviceAlignment,
+    /// Allocation order, for [`Op::FreeOldest`].
+    seq: u64,
 }
 
 /// A suballocator under test plus a shadow model of what is live.
@@ -73,6 +95,7 @@ pub(crate) struct Checker<S> {
     pub(crate) sub: S,
     granularity: DeviceAlignment,
     live: BTreeMap<DeviceSize, Live>,
+    next_seq: u64,
 }
 
 impl<S: Suballocator> Checker<S> {
@@ -81,6 +104,7 @@ impl<S: Suballocator> Checker<S> {
             sub,
             granularity,
             live: BTreeMap::new(),
+            next_seq: 0,
         };
         checker.check();
         checker
@@ -121,8 +145,10 @@ impl<S: Suballocator> Checker<S> {
                     Live {
                         suballocation: s,
                         alignment: layout.alignment(),
+                        seq: self.next_seq,
                     },
                 );
+                self.next_seq += 1;
             }
             Err(SuballocatorError::OutOfRegionMemory) => assert!(
                 free_before < layout.size(),
@@ -153,6 +179,18 @@ impl<S: Suballocator> Checker<S> {
             return;
         }
         let key = *self.live.keys().nth(index % self.live.len()).unwrap();
+        self.free_at(key);
+    }
+
+    /// Frees the oldest live allocation (the first of those still live to be allocated).
+    pub(crate) fn free_oldest(&mut self) {
+        let oldest = self.live.iter().min_by_key(|(_, l)| l.seq).map(|(&k, _)| k);
+        if let Some(key) = oldest {
+            self.free_at(key);
+        }
+    }
+
+    fn free_at(&mut self, key: DeviceSize) {
         let live = self.live.remove(&key).unwrap();
         let free_before = self.sub.free_size();
         // SAFETY: the suballocation came from `self.sub` and the model removed it, so it is
@@ -183,6 +221,7 @@ impl<S: Suballocator> Checker<S> {
                     }
                 }
                 Op::Free(i) => self.free(i),
+                Op::FreeOldest => self.free_oldest(),
             }
         }
     }
