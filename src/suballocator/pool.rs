@@ -207,6 +207,41 @@ impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
         }
     }
 
+    /// The next free slot without groups: the most recently freed one, or a new one.
+    #[inline]
+    fn take_free(&mut self) -> Result<u64, SuballocatorError> {
+        match self.free_stack.pop() {
+            Some(index) => Ok(index),
+            None if (self.slots.len() as u64) < self.slot_count => {
+                self.slots.push(Slot::Free);
+                Ok(self.slots.len() as u64 - 1)
+            }
+            None => Err(SuballocatorError::OutOfRegionMemory),
+        }
+    }
+
+    /// A slot for a request under a granularity that slots do not divide, or while groups are
+    /// in use. Out of line, so that the common path of `allocate` stays small enough to
+    /// inline (the result then stays in registers).
+    #[inline(never)]
+    fn take_paged(
+        &mut self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        g: DeviceAlignment,
+        rule: PageRule,
+    ) -> Result<u64, SuballocatorError> {
+        if layout.size() > Self::max_request_size(layout.alignment(), g) {
+            return Err(SuballocatorError::BlockSizeExceeded);
+        }
+        // `max_request_size` returned a non-zero size, so `BLOCK_SIZE` is not zero.
+        if rule == PageRule::Groups || self.groups.granularity().is_some() {
+            self.take_grouped(allocation_type, g, layout.size())
+        } else {
+            self.take_free()
+        }
+    }
+
     /// A free slot from a typed group of `g`, laying out the groups if the pool is empty.
     fn take_grouped(
         &mut self,
@@ -256,6 +291,7 @@ unsafe impl<const BLOCK_SIZE: u64> Suballocator for PoolAllocator<BLOCK_SIZE> {
         self.slot_count * BLOCK_SIZE
     }
 
+    #[inline]
     fn allocate(
         &mut self,
         layout: DeviceLayout,
@@ -264,22 +300,16 @@ unsafe impl<const BLOCK_SIZE: u64> Suballocator for PoolAllocator<BLOCK_SIZE> {
     ) -> Result<Suballocation, SuballocatorError> {
         let size = layout.size();
         let g = buffer_image_granularity;
-        if size > Self::max_request_size(layout.alignment(), g) {
-            return Err(SuballocatorError::BlockSizeExceeded);
-        }
-        // `max_request_size` returned a non-zero size, so `BLOCK_SIZE` is not zero.
         let rule = Self::page_rule(g);
-        let index = if rule == PageRule::Groups || self.groups.granularity().is_some() {
-            self.take_grouped(allocation_type, g, size)?
-        } else {
-            match self.free_stack.pop() {
-                Some(index) => index,
-                None if (self.slots.len() as u64) < self.slot_count => {
-                    self.slots.push(Slot::Free);
-                    self.slots.len() as u64 - 1
-                }
-                None => return Err(SuballocatorError::OutOfRegionMemory),
+        let index = if rule == PageRule::WholeSlots && self.groups.granularity().is_none() {
+            // `max_request_size` without granularity, which also rejects every request when
+            // `BLOCK_SIZE` is 0.
+            if size > Self::room(layout.alignment()) {
+                return Err(SuballocatorError::BlockSizeExceeded);
             }
+            self.take_free()?
+        } else {
+            self.take_paged(layout, allocation_type, g, rule)?
         };
         let slot = &mut self.slots[index as usize];
         debug_assert_eq!(*slot, Slot::Free);
@@ -303,16 +333,15 @@ unsafe impl<const BLOCK_SIZE: u64> Suballocator for PoolAllocator<BLOCK_SIZE> {
         })
     }
 
+    #[inline]
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         let index = suballocation.handle.get();
         let slot = usize::try_from(index)
             .ok()
             .and_then(|i| self.slots.get_mut(i))
-            .filter(|slot| {
-                matches!(**slot, Slot::Allocated(_)) && suballocation.offset / BLOCK_SIZE == index
-            });
+            .filter(|slot| matches!(**slot, Slot::Allocated(_)));
         debug_assert!(
-            slot.is_some(),
+            slot.is_some() && suballocation.offset / BLOCK_SIZE == index,
             "{suballocation:?} is not a live allocation of this pool"
         );
         // A bad handle breaks the caller's contract; ignoring it keeps the bookkeeping whole.

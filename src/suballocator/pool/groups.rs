@@ -191,6 +191,7 @@ impl Groups {
     }
 
     /// Gives back the live slot `slot`.
+    #[inline(never)]
     pub(super) fn release(&mut self, slot: u64) {
         let k = slot / self.group_slots;
         let Some(group) = self.groups.get_mut(k as usize) else {
