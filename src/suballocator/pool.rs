@@ -176,9 +176,12 @@ impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
         }
     }
 
-    /// The bytes left in the worst-placed slot after padding to `alignment`.
+    /// The bytes left in the worst-placed slot after padding to `alignment` (0 without slots).
     #[inline]
     fn room(alignment: DeviceAlignment) -> DeviceSize {
+        if BLOCK_SIZE == 0 {
+            return 0;
+        }
         let worst_padding = alignment
             .as_devicesize()
             .saturating_sub(1 << BLOCK_SIZE.trailing_zeros());
