@@ -1,4 +1,4 @@
-//! Suballocator benchmarks: the four suballocators of this crate and, as a baseline, the
+//! Suballocator benchmarks: the five suballocators of this crate and, as a baseline, the
 //! `offset-allocator` crate (a port of Sebastian Aaltonen's TLSF-like OffsetAllocator).
 //!
 //! Every contender runs the same pre-generated request sequences (fixed seeds, SplitMix64):
@@ -11,6 +11,11 @@
 //!   in an 8 GiB region, then all freed in random order; the time is per burst.
 //! - `frame`: 500 transient allocations of 256 B to 64 KiB (alignment 256 B) in a 64 MiB
 //!   region, freed together at the end of the frame; the time is per frame.
+//! - `staging`: a staging ring with two frames in flight. Each frame makes 300 uploads of
+//!   256 B to 256 KiB (log-uniform, alignments 16 B to 256 B, about 11 MiB per frame), and the
+//!   uploads of frame N are freed, oldest first, when frame N + 2 starts (the GPU is done with
+//!   them); the time is per frame (300 frees and 300 allocations). 64 MiB of memory in all.
+//!   64 frames of requests are pre-generated and replayed in a loop.
 //!
 //! Granularity is 1 and every request is `Linear`, except in `churn/free_list_g1024_mixed`,
 //! where the granularity is 1 KiB and requests are randomly `Linear` or `NonLinear`.
@@ -21,7 +26,12 @@
 //! - `BuddyAllocator` rounds sizes up to powers of two; the regions are large enough for it.
 //! - `BumpAllocator` is not in `churn`: it never reuses memory before everything is freed, so
 //!   a steady churn would only measure failing allocations. In `frame` it is `reset` instead of
-//!   freeing each allocation.
+//!   freeing each allocation. In `staging` a single bump region would never empty (a frame is
+//!   always in flight), so it gets one region of 32 MiB per frame in flight, frame N using
+//!   region N mod 2: the region empties (and rewinds) as the frame that used it two frames ago
+//!   is freed, one allocation at a time like the others.
+//! - `RingAllocator` is only in `staging`, its use case, with one 64 MiB region, as is
+//!   `FreeListAllocator`, for comparison.
 //! - `offset_allocator::Allocator` counts in `u32` units and knows no alignment: sizes are
 //!   rounded up to 256-byte units in `churn` and `frame` and to 64-byte units in `burst`
 //!   (so its regions fit in `u32` units), and the alignment of each request is ignored. It
@@ -35,7 +45,7 @@
 
 use ash_memory::{
     AllocationType, BuddyAllocator, BumpAllocator, DeviceAlignment, DeviceLayout,
-    FreeListAllocator, PoolAllocator, Suballocation, Suballocator,
+    FreeListAllocator, PoolAllocator, RingAllocator, Suballocation, Suballocator,
 };
 use criterion::{
     criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion, Throughput,
@@ -87,6 +97,8 @@ trait Target {
     fn allocate(&mut self, request: &Request) -> Option<Self::Handle>;
     fn free(&mut self, handle: Self::Handle);
     fn reset(&mut self);
+    /// Called before each frame's allocations, in workloads made of frames.
+    fn begin_frame(&mut self, _frame: usize) {}
 }
 
 /// A suballocator of this crate, with the granularity to pass it.
@@ -446,11 +458,119 @@ fn bench_frame(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------------------------------
+// staging
+
+const STAGING_REGION: u64 = 64 * MIB;
+const STAGING_UPLOADS: usize = 300;
+const STAGING_FRAMES: usize = 64;
+/// Frames whose uploads are live at once: those of frame N are freed when N + 2 starts.
+const FRAMES_IN_FLIGHT: usize = 2;
+
+fn staging_requests() -> Vec<Request> {
+    let mut rng = Rng(0x0057_a61e);
+    (0..STAGING_UPLOADS * STAGING_FRAMES)
+        .map(|_| Request {
+            layout: DeviceLayout::new(rng.log_uniform(256, 256 * KIB), rng.alignment(16, 256))
+                .unwrap(),
+            ty: AllocationType::Linear,
+        })
+        .collect()
+}
+
+/// One bump region per frame in flight; frame N allocates from region N mod 2.
+struct BumpPerFrame {
+    regions: [Sub<BumpAllocator>; FRAMES_IN_FLIGHT],
+    current: usize,
+}
+
+impl BumpPerFrame {
+    fn new(region: u64) -> Self {
+        Self {
+            regions: std::array::from_fn(|_| Sub::new(region / FRAMES_IN_FLIGHT as u64, 1)),
+            current: 0,
+        }
+    }
+}
+
+impl Target for BumpPerFrame {
+    type Handle = (usize, Suballocation);
+
+    #[inline]
+    fn allocate(&mut self, request: &Request) -> Option<Self::Handle> {
+        let region = self.current;
+        Some((region, self.regions[region].allocate(request)?))
+    }
+
+    #[inline]
+    fn free(&mut self, (region, handle): Self::Handle) {
+        self.regions[region].free(handle);
+    }
+
+    fn reset(&mut self) {
+        self.regions.iter_mut().for_each(Target::reset);
+    }
+
+    fn begin_frame(&mut self, frame: usize) {
+        self.current = frame % FRAMES_IN_FLIGHT;
+    }
+}
+
+fn staging<T: Target>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    requests: &[Request],
+    make: impl Fn() -> T,
+) {
+    // (target, handles of the frames in flight, frame number, failures)
+    let mut state: Option<(T, [Slots<T>; FRAMES_IN_FLIGHT], usize, u64)> = None;
+    group.bench_function(name, |b| {
+        let (target, in_flight, frame, failures) = state.get_or_insert_with(|| {
+            let slots = std::array::from_fn(|_| Vec::with_capacity(STAGING_UPLOADS));
+            (make(), slots, 0, 0)
+        });
+        b.iter(|| {
+            // Frame N - 2 is done on the GPU: free its uploads, oldest first.
+            let handles = &mut in_flight[*frame % FRAMES_IN_FLIGHT];
+            for handle in handles.drain(..).flatten() {
+                target.free(handle);
+            }
+            target.begin_frame(*frame);
+            let start = (*frame % STAGING_FRAMES) * STAGING_UPLOADS;
+            *frame += 1;
+            for request in &requests[start..start + STAGING_UPLOADS] {
+                let handle = target.allocate(request);
+                *failures += u64::from(handle.is_none());
+                handles.push(handle);
+            }
+        });
+    });
+    if let Some((_, _, _, failures)) = state {
+        report_failures(name, failures);
+    }
+}
+
+fn bench_staging(c: &mut Criterion) {
+    let requests = staging_requests();
+    let mut group = c.benchmark_group("staging");
+    group.throughput(Throughput::Elements(STAGING_UPLOADS as u64));
+    staging(&mut group, "ring", &requests, || {
+        Sub::<RingAllocator>::new(STAGING_REGION, 1)
+    });
+    staging(&mut group, "bump_per_frame", &requests, || {
+        BumpPerFrame::new(STAGING_REGION)
+    });
+    staging(&mut group, "free_list", &requests, || {
+        Sub::<FreeListAllocator>::new(STAGING_REGION, 1)
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_churn, bench_burst, bench_frame
+    targets = bench_churn, bench_burst, bench_frame, bench_staging
 }
 criterion_main!(benches);

@@ -37,8 +37,8 @@
 //! The crate is layered, each layer usable on its own:
 //!
 //! - [`layout`]: sizes and power-of-two alignments with checked arithmetic;
-//! - [`suballocator`]: pure offset allocators over a region (free list, buddy, pool, bump),
-//!   with no Vulkan calls, usable as "virtual blocks";
+//! - [`suballocator`]: pure offset allocators over a region (free list, buddy, pool, bump,
+//!   ring), with no Vulkan calls, usable as "virtual blocks";
 //! - [`Device`] and [`DeviceMemory`]: the user's `ash` handles with the facts the allocator
 //!   needs, and one owned `VkDeviceMemory`;
 //! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
@@ -80,5 +80,5 @@ pub struct NonExhaustive(pub(crate) ());
 
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
-    RangeKind, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,
+    RangeKind, RingAllocator, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,
 };

@@ -21,6 +21,7 @@
 //! | [`BuddyAllocator`] | O(log n) | internal: sizes round up to a power of two | many similar sizes, fast merge |
 //! | [`PoolAllocator`] | O(1) | none inside a slot class | many allocations of one size |
 //! | [`BumpAllocator`] | O(1) | none until reset | per-frame transient data |
+//! | [`RingAllocator`] | O(1), amortized O(1) free | none while freed in order | staging rings, frames in flight |
 //!
 //! # Fragmentation
 //!
@@ -46,11 +47,13 @@ pub mod buddy;
 pub mod bump;
 pub mod free_list;
 pub mod pool;
+pub mod ring;
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use self::{
     buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator, pool::PoolAllocator,
+    ring::RingAllocator,
 };
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 

@@ -5,7 +5,8 @@
 //! promises: ranges inside the region, no overlaps, alignment, buffer-image granularity
 //! against *every* live range that shares a page (not only the adjacent ones), exact free-size
 //! accounting through [`Suballocator::for_each_range`], and consistent error kinds.
-//! [`op_sequence`] is the proptest strategy that drives it with long random sequences.
+//! [`op_sequence`] is the proptest strategy that drives it with long random sequences, and
+//! [`fifo_op_sequence`] a variant that mostly frees the oldest allocation (as a ring is used).
 //!
 //! Two stronger checks are opt-in, for the suballocators that promise them:
 //! - [`Checker::complete`] turns on a brute-force oracle on small regions: every
@@ -32,6 +33,8 @@ pub(crate) enum Op {
     },
     /// Free the live allocation at this index (modulo the number of live allocations).
     Free(usize),
+    /// Free the oldest live allocation.
+    FreeOldest,
 }
 
 fn allocation_type() -> impl Strategy<Value = AllocationType> {
@@ -66,6 +69,23 @@ pub(crate) fn op_sequence(
     proptest::collection::vec(op, len)
 }
 
+/// Like [`op_sequence`], but a free is of the oldest live allocation `fifo_percent` % of the
+/// time (and of a random one otherwise), as in a ring of transient allocations.
+pub(crate) fn fifo_op_sequence(
+    max_size: DeviceSize,
+    len: std::ops::Range<usize>,
+    fifo_percent: u32,
+) -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        3 => (log_uniform_size(max_size), 0..=16u32, allocation_type())
+            .prop_map(|(size, align_log, ty)| Op::Alloc { size, align_log, ty }),
+        2 => (0..100u32, any::<usize>()).prop_map(move |(p, i)| {
+            if p < fifo_percent { Op::FreeOldest } else { Op::Free(i) }
+        }),
+    ];
+    proptest::collection::vec(op, len)
+}
+
 /// A granularity between 1 B and 64 KiB.
 pub(crate) fn granularity() -> impl Strategy<Value = DeviceAlignment> {
     (0..=16u32).prop_map(|log| DeviceAlignment::from_log2(log).unwrap())
@@ -75,6 +95,8 @@ pub(crate) fn granularity() -> impl Strategy<Value = DeviceAlignment> {
 struct Live {
     suballocation: Suballocation,
     alignment: DeviceAlignment,
+    /// Allocation order, for [`Op::FreeOldest`].
+    seq: u64,
 }
 
 /// A suballocator under test plus a shadow model of what is live.
@@ -84,6 +106,7 @@ pub(crate) struct Checker<S> {
     live: BTreeMap<DeviceSize, Live>,
     /// Whether failed allocations go through [`assert_no_legal_offset`](Self::assert_no_legal_offset).
     complete: bool,
+    next_seq: u64,
 }
 
 /// The largest region [`Checker::assert_no_legal_offset`] scans (it builds tables of one entry
@@ -97,6 +120,7 @@ impl<S: Suballocator> Checker<S> {
             granularity,
             live: BTreeMap::new(),
             complete: false,
+            next_seq: 0,
         };
         checker.check();
         checker
@@ -149,8 +173,10 @@ impl<S: Suballocator> Checker<S> {
                     Live {
                         suballocation: s,
                         alignment: layout.alignment(),
+                        seq: self.next_seq,
                     },
                 );
+                self.next_seq += 1;
             }
             Err(SuballocatorError::OutOfRegionMemory) => assert!(
                 free_before < layout.size(),
@@ -189,6 +215,18 @@ impl<S: Suballocator> Checker<S> {
             return;
         }
         let key = *self.live.keys().nth(index % self.live.len()).unwrap();
+        self.free_at(key);
+    }
+
+    /// Frees the oldest live allocation (the first of those still live to be allocated).
+    pub(crate) fn free_oldest(&mut self) {
+        let oldest = self.live.iter().min_by_key(|(_, l)| l.seq).map(|(&k, _)| k);
+        if let Some(key) = oldest {
+            self.free_at(key);
+        }
+    }
+
+    fn free_at(&mut self, key: DeviceSize) {
         let live = self.live.remove(&key).unwrap();
         let free_before = self.sub.free_size();
         // SAFETY: the suballocation came from `self.sub` and the model removed it, so it is
@@ -219,6 +257,7 @@ impl<S: Suballocator> Checker<S> {
                     }
                 }
                 Op::Free(i) => self.free(i),
+                Op::FreeOldest => self.free_oldest(),
             }
         }
     }
@@ -347,6 +386,12 @@ impl<S: Suballocator> Checker<S> {
                 Op::Free(i) => {
                     if !self.live.is_empty() {
                         self.free(i);
+                        failed.clear();
+                    }
+                }
+                Op::FreeOldest => {
+                    if !self.live.is_empty() {
+                        self.free_oldest();
                         failed.clear();
                     }
                 }
@@ -547,6 +592,30 @@ mod tests {
             seed in any::<u64>(),
         ) {
             check_monotone::<BumpAllocator>(region, granularity, &ops, seed);
+        }
+
+        #[test]
+        fn ring_fails_monotonically(
+            (region, ops) in (log_uniform_size(1 << 22), 0..=8u32).prop_flat_map(|(region, shift)| {
+                (Just(region), fifo_op_sequence((region >> shift).max(1), 100..600, 70))
+            }),
+            granularity in granularity(),
+            seed in any::<u64>(),
+        ) {
+            check_monotone::<RingAllocator>(region, granularity, &ops, seed);
+        }
+
+        #[test]
+        fn pool_fails_monotonically(
+            (region, ops) in (12..24u32).prop_flat_map(|log| {
+                let region = 1u64 << log;
+                (Just(region), op_sequence(1024, 100..600))
+            }),
+            granularity in granularity(),
+            seed in any::<u64>(),
+        ) {
+            check_monotone::<PoolAllocator<256>>(region, granularity, &ops, seed);
+            check_monotone::<PoolAllocator<1024>>(region, granularity, &ops, seed);
         }
     }
 }
