@@ -59,8 +59,8 @@ pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
     AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError,
     GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,
-    MemoryAllocator, MemoryRequirements, MemoryTypeFilter, MemoryUsage, StandardMemoryAllocator,
-    MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+    MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
+    PoolMemoryType, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{

@@ -48,6 +48,14 @@ impl DedicatedRegister for DedicatedRegistry {
 }
 
 impl DedicatedRegistry {
+    /// The register of a custom pool named `pool`.
+    pub(crate) fn of_pool(pool: Arc<str>) -> Self {
+        Self {
+            pool: Some(pool),
+            entries: Mutex::default(),
+        }
+    }
+
     /// Registers a dedicated allocation of `memory`.
     pub(crate) fn register(
         self: &Arc<Self>,

@@ -100,6 +100,14 @@ pub enum AllocationError {
     /// preference the allocator falls back to a dedicated allocation first.
     #[error("the request does not fit the suballocator of the blocks (e.g. a pool slot)")]
     SuballocatorBlockSizeExceeded,
+    /// A custom pool's memory type is not among the memory types the request allows.
+    #[error("the pool's memory type {memory_type_index} is not among the allowed types {bits:#x}")]
+    PoolMemoryTypeNotAllowed {
+        /// The pool's memory type.
+        memory_type_index: u32,
+        /// The memory types the request allows.
+        bits: u32,
+    },
     /// A custom pool already holds its maximum number of blocks and none has room.
     #[error("the pool holds its maximum of {max_blocks} blocks and none has room")]
     PoolFull {
@@ -206,7 +214,8 @@ impl AllocationError {
             | Self::DedicatedAllocationRequired
             | Self::Layout(_)
             | Self::Config(_)
-            | Self::InvalidPriority(_) => Failure::Fatal,
+            | Self::InvalidPriority(_)
+            | Self::PoolMemoryTypeNotAllowed { .. } => Failure::Fatal,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! block vector, the memory objects it may make, and a dedicated allocation.
 //!
 //! The default pools of a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) and custom
-//! `MemoryPool`s differ only in their plan and in how they make memory;
+//! [`MemoryPool`](super::MemoryPool)s differ only in their plan and in how they make memory;
 //! both run their plans here.
 
 use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};

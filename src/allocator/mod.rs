@@ -48,6 +48,7 @@ mod dedicated;
 mod error;
 mod execute;
 mod generic;
+pub mod memory_pool;
 pub mod memory_type;
 mod observe;
 pub mod placement;
@@ -59,6 +60,7 @@ pub use self::config::{
 };
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
+pub use self::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
 use crate::allocation::{MemoryAccessError, MemoryAlloc, UserData};

@@ -108,6 +108,14 @@ impl Observer {
         }
     }
 
+    /// Adds a custom pool to what [`all_snapshots`](Self::all_snapshots) and
+    /// [`all_statistics`](Self::all_statistics) see.
+    pub(crate) fn add_pool(&self, pool: Weak<dyn Observe>) {
+        let mut pools = self.pools.lock();
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(pool);
+    }
+
     fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
         self.pools.lock().iter().filter_map(Weak::upgrade).collect()
     }

@@ -24,6 +24,16 @@
 //! - otherwise **suballocate**: existing blocks, then a new block, then a dedicated
 //!   allocation (or only existing blocks with `NeverAllocate`).
 //!
+//! # Custom pools
+//!
+//! A [`MemoryPool`](crate::MemoryPool) keeps its memory to itself and its size to what was
+//! asked, so its plan is simpler: a request the driver requires to be dedicated, or asked
+//! with `AlwaysAllocate`, gets a memory object of its own (of the pool's memory type);
+//! everything else is suballocated in the pool's blocks, then in a new block while the pool
+//! holds fewer than its maximum (never with `NeverAllocate`), and never falls back to a
+//! dedicated allocation. A request larger than the pool's blocks is an error, as is one in
+//! memory that cannot be suballocated. All of a pool's blocks have its block size.
+//!
 //! # The fallback ladder
 //!
 //! A plan unfolds into steps, and what failed decides the next one:
@@ -308,6 +318,40 @@ pub(crate) fn plan(
             }
         }
     }
+}
+
+/// The plan for `request` in a custom pool whose blocks have `facts` (see
+/// [custom pools](self#custom-pools)).
+#[inline]
+pub(crate) fn plan_in_pool(request: &Request, facts: &TypeFacts) -> Result<Plan, PlacementError> {
+    if request.layout.size() > facts.heap_size {
+        return Err(PlacementError::SizeExceedsHeap);
+    }
+    let block_layout = facts.block_layout(request.layout);
+    let layout = block_layout.unwrap_or(request.layout);
+    let never = request.preference == MemoryAllocatePreference::NeverAllocate;
+    if request.requires_dedicated || request.preference == MemoryAllocatePreference::AlwaysAllocate
+    {
+        return if never {
+            Err(PlacementError::DedicatedRequired)
+        } else {
+            Ok(Plan::Dedicated {
+                layout,
+                blocks_fallback: false,
+            })
+        };
+    }
+    if !facts.suballocatable {
+        return Err(PlacementError::NotSuballocatable);
+    }
+    if block_layout.is_none_or(|l| l.size() > facts.block_size) {
+        return Err(PlacementError::LargerThanBlock);
+    }
+    Ok(Plan::Suballocate {
+        layout,
+        grow: !never,
+        dedicated_fallback: false,
+    })
 }
 
 /// One thing to try for a request.

@@ -52,13 +52,13 @@ pub struct BlockStatistics {
     /// Whether this is a dedicated allocation rather than a shared block.
     pub dedicated: bool,
     /// The name of the custom pool the object belongs to (see
-    /// `MemoryPool`), or `None` for the allocator's default pools.
+    /// [`MemoryPool`](crate::MemoryPool)), or `None` for the allocator's default pools.
     pub pool: Option<Arc<str>>,
     /// The object's statistics: one block (or one dedicated allocation) and its ranges.
     pub statistics: Statistics,
 }
 
-/// The memory of one custom pool (see `MemoryPool`).
+/// The memory of one custom pool (see [`MemoryPool`](crate::MemoryPool)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolStatistics {
     /// The pool's name (pools of the same name are summed up together).

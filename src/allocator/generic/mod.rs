@@ -287,6 +287,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         execute::run(&target, plan, allocation_type, &self.meta(create_info))
     }
 
+    /// What the allocator shows of its memory and its pools'.
+    pub(crate) fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
     /// The metadata record of a new allocation: its name and user data.
     #[inline]
     fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>> {
@@ -371,7 +376,7 @@ pub(crate) fn meta_of(
 }
 
 /// Checks the parts of a create info that no memory type can cure.
-fn check_create_info(create_info: &AllocationCreateInfo) -> Result<(), AllocationError> {
+pub(crate) fn check_create_info(create_info: &AllocationCreateInfo) -> Result<(), AllocationError> {
     match create_info.priority {
         Some(p) if check_priority(p).is_err() => Err(AllocationError::InvalidPriority(p)),
         _ => Ok(()),

@@ -400,3 +400,51 @@ fn large_requests_look_for_the_best_fit() {
     assert!(f.best_fit(4 * MIB + 1));
     assert!(f.best_fit(100 * MIB));
 }
+
+#[test]
+fn custom_pools_suballocate_or_fail_and_are_dedicated_only_when_required() {
+    let f = TypeFacts {
+        suballocatable: true,
+        block_size: 16 * MIB,
+        heap_size: 1 << 30,
+        atom: None,
+    };
+    let pool = |r: Request| kind(plan_in_pool(&r, &f));
+    let sub = |grow| Kind::Sub {
+        grow,
+        dedicated_fallback: false,
+    };
+    // Large requests stay in the pool's blocks; no dedicated fallback.
+    assert_eq!(pool(request(1, 1)), sub(true));
+    assert_eq!(pool(request(16 * MIB, 1)), sub(true));
+    let mut prefers = request(15 * MIB, 1);
+    prefers.prefers_dedicated = true;
+    assert_eq!(pool(prefers), sub(true));
+    assert_eq!(
+        pool(request(16 * MIB + 1, 1)),
+        Kind::Err(PlacementError::LargerThanBlock)
+    );
+    let mut never = request(4 * KIB, 1);
+    never.preference = NeverAllocate;
+    assert_eq!(pool(never), sub(false));
+    let mut requires = request(4 * KIB, 1);
+    requires.requires_dedicated = true;
+    assert_eq!(pool(requires), DED_ONLY);
+    let mut always = request(4 * KIB, 1);
+    always.preference = AlwaysAllocate;
+    assert_eq!(pool(always), DED_ONLY);
+    requires.preference = NeverAllocate;
+    assert_eq!(pool(requires), Kind::Err(PlacementError::DedicatedRequired));
+    assert_eq!(
+        pool(request((1 << 30) + 1, 1)),
+        Kind::Err(PlacementError::SizeExceedsHeap)
+    );
+    let lazy = TypeFacts {
+        suballocatable: false,
+        ..f
+    };
+    assert_eq!(
+        kind(plan_in_pool(&request(1, 1), &lazy)),
+        Kind::Err(PlacementError::NotSuballocatable)
+    );
+}

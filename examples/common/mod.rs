@@ -1,0 +1,307 @@
+//! Vulkan bring-up shared by the examples: an instance, the first physical device, a device
+//! with one queue, a command pool, one-shot submissions and image layout transitions.
+//! Nothing here is specific to the allocator.
+#![allow(dead_code)] // Each example uses what it needs.
+
+use ash::vk;
+use std::error::Error;
+use std::sync::Arc;
+
+/// The Vulkan version the examples ask for.
+pub const API_VERSION: u32 = vk::API_VERSION_1_2;
+
+/// An instance, a device with one graphics or compute queue, and a command pool.
+pub struct Gpu {
+    pub entry: ash::Entry,
+    pub instance: ash::Instance,
+    pub physical_device: vk::PhysicalDevice,
+    pub device: ash::Device,
+    pub queue_family: u32,
+    pub queue: vk::Queue,
+    pub command_pool: vk::CommandPool,
+}
+
+impl Gpu {
+    /// Brings up the first Vulkan device (lavapipe on a machine without a GPU).
+    pub fn new(application: &std::ffi::CStr) -> Result<Self, Box<dyn Error>> {
+        // SAFETY: loading the system's Vulkan loader.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| {
+            format!(
+                "no Vulkan loader ({e}); on Debian/Ubuntu without a GPU: \
+                 apt-get install mesa-vulkan-drivers libvulkan1"
+            )
+        })?;
+        let app = vk::ApplicationInfo::default()
+            .application_name(application)
+            .api_version(API_VERSION);
+        // SAFETY: a valid create info that lives through the call.
+        let instance = unsafe {
+            entry.create_instance(
+                &vk::InstanceCreateInfo::default().application_info(&app),
+                None,
+            )?
+        };
+        // SAFETY: plain queries on a valid instance.
+        let physical_device = unsafe { instance.enumerate_physical_devices()? }
+            .into_iter()
+            .next()
+            .ok_or("no Vulkan device found; install mesa-vulkan-drivers for a software one")?;
+        // SAFETY: as above.
+        let queue_family =
+            unsafe { instance.get_physical_device_queue_family_properties(physical_device) }
+                .iter()
+                .position(|f| {
+                    f.queue_flags
+                        .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+                })
+                .ok_or("no graphics or compute queue")? as u32;
+        let priorities = [1.0];
+        let queues = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(queue_family)
+            .queue_priorities(&priorities)];
+        // SAFETY: a valid create info.
+        let device = unsafe {
+            instance.create_device(
+                physical_device,
+                &vk::DeviceCreateInfo::default().queue_create_infos(&queues),
+                None,
+            )?
+        };
+        // SAFETY: queue 0 of the family the device was created with one queue of; a valid
+        // create info for the pool.
+        let (queue, command_pool) = unsafe {
+            (
+                device.get_device_queue(queue_family, 0),
+                device.create_command_pool(
+                    &vk::CommandPoolCreateInfo::default().queue_family_index(queue_family),
+                    None,
+                )?,
+            )
+        };
+        Ok(Self {
+            entry,
+            instance,
+            physical_device,
+            device,
+            queue_family,
+            queue,
+            command_pool,
+        })
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> String {
+        // SAFETY: a plain query on a valid physical device.
+        let props = unsafe {
+            self.instance
+                .get_physical_device_properties(self.physical_device)
+        };
+        props
+            .device_name_as_c_str()
+            .unwrap_or(c"?")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The allocator's view of the device: Vulkan 1.2, no optional feature claimed.
+    pub fn memory_device(&self) -> Result<Arc<ash_memory::Device>, Box<dyn Error>> {
+        // SAFETY: the handles are valid, belong together and outlive the allocator and every
+        // allocation (the examples drop them before `Gpu`); the instance was created from
+        // `entry` for `API_VERSION`; no optional extension or feature is claimed.
+        Ok(unsafe {
+            ash_memory::Device::new(
+                &self.entry,
+                &self.instance,
+                self.physical_device,
+                self.device.clone(),
+                API_VERSION,
+                Default::default(),
+            )?
+        })
+    }
+
+    /// Records commands with `record`, submits them and waits until they are done.
+    ///
+    /// # Safety
+    ///
+    /// Every command `record` records is valid, and every object it uses lives until this
+    /// returns.
+    pub unsafe fn submit(
+        &self,
+        record: impl FnOnce(&ash::Device, vk::CommandBuffer),
+    ) -> Result<(), Box<dyn Error>> {
+        let d = &self.device;
+        // SAFETY: the pool belongs to this device and is used from this thread only; the
+        // command buffer is waited for before it is freed; the commands are the caller's.
+        unsafe {
+            let cmd = d.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(self.command_pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(1),
+            )?[0];
+            d.begin_command_buffer(
+                cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )?;
+            record(d, cmd);
+            d.end_command_buffer(cmd)?;
+            let fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
+            let cmds = [cmd];
+            d.queue_submit(
+                self.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                fence,
+            )?;
+            d.wait_for_fences(&[fence], true, u64::MAX)?;
+            d.destroy_fence(fence, None);
+            d.free_command_buffers(self.command_pool, &cmds);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        // SAFETY: the examples drop every allocator, allocation and resource first; the
+        // device is idle before it is destroyed.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_command_pool(self.command_pool, None);
+            self.device.destroy_device(None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// The whole color image, one mip level, one layer.
+pub const COLOR: vk::ImageSubresourceRange = vk::ImageSubresourceRange {
+    aspect_mask: vk::ImageAspectFlags::COLOR,
+    base_mip_level: 0,
+    level_count: 1,
+    base_array_layer: 0,
+    layer_count: 1,
+};
+
+/// Records a layout transition of a whole color image, with a full transfer dependency.
+///
+/// # Safety
+///
+/// `cmd` is recording and `image` is a valid color image of `device` in layout `from`.
+pub unsafe fn transition(
+    device: &ash::Device,
+    cmd: vk::CommandBuffer,
+    image: vk::Image,
+    from: vk::ImageLayout,
+    to: vk::ImageLayout,
+) {
+    let barrier = vk::ImageMemoryBarrier::default()
+        .image(image)
+        .subresource_range(COLOR)
+        .old_layout(from)
+        .new_layout(to)
+        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+        .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE);
+    // SAFETY: the caller's contract.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER | vk::PipelineStageFlags::TOP_OF_PIPE,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            &[],
+            &[],
+            &[barrier],
+        )
+    };
+}
+
+/// Records a barrier that makes transfer writes visible to later transfers and the host.
+///
+/// # Safety
+///
+/// `cmd` is recording.
+pub unsafe fn transfer_to_host(device: &ash::Device, cmd: vk::CommandBuffer) {
+    let barrier = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+        .dst_access_mask(
+            vk::AccessFlags::HOST_READ
+                | vk::AccessFlags::TRANSFER_READ
+                | vk::AccessFlags::TRANSFER_WRITE,
+        );
+    // SAFETY: the caller's contract.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::TRANSFER | vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            &[barrier],
+            &[],
+            &[],
+        )
+    };
+}
+
+/// A buffer create info of `size` bytes.
+pub fn buffer_info(size: u64, usage: vk::BufferUsageFlags) -> vk::BufferCreateInfo<'static> {
+    vk::BufferCreateInfo::default()
+        .size(size)
+        .usage(usage)
+        .sharing_mode(vk::SharingMode::EXCLUSIVE)
+}
+
+/// A 2D RGBA8 optimal-tiling image of `width` x `height`, for transfers and sampling.
+pub fn image_info(width: u32, height: u32) -> vk::ImageCreateInfo<'static> {
+    vk::ImageCreateInfo::default()
+        .image_type(vk::ImageType::TYPE_2D)
+        .format(vk::Format::R8G8B8A8_UNORM)
+        .extent(vk::Extent3D {
+            width,
+            height,
+            depth: 1,
+        })
+        .mip_levels(1)
+        .array_layers(1)
+        .samples(vk::SampleCountFlags::TYPE_1)
+        .tiling(vk::ImageTiling::OPTIMAL)
+        .usage(
+            vk::ImageUsageFlags::TRANSFER_DST
+                | vk::ImageUsageFlags::TRANSFER_SRC
+                | vk::ImageUsageFlags::SAMPLED,
+        )
+        .initial_layout(vk::ImageLayout::UNDEFINED)
+}
+
+/// The copy region of a whole `width` x `height` color image from or to a tightly packed
+/// buffer.
+pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {
+    vk::BufferImageCopy::default()
+        .image_subresource(vk::ImageSubresourceLayers {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            mip_level: 0,
+            base_array_layer: 0,
+            layer_count: 1,
+        })
+        .image_extent(vk::Extent3D {
+            width,
+            height,
+            depth: 1,
+        })
+}
+
+/// A reproducible byte pattern of `len` bytes (SplitMix64 from `seed`).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

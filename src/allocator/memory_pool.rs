@@ -1,0 +1,558 @@
+//! Custom pools: blocks of one memory type set aside for one kind of resource (VMA's
+//! `VmaPool`).
+//!
+//! One shared set of blocks per memory type mixes resources of every lifetime: a long-lived
+//! 1 KiB buffer between freed per-frame ones pins its block. A [`MemoryPool`] keeps its own
+//! blocks, of one memory type and one block size, carved by a suballocator of its own choice
+//! (a [`RingAllocator`](crate::RingAllocator) for per-frame uploads, a
+//! [`PoolAllocator`](crate::PoolAllocator) for same-sized objects, the default
+//! [`FreeListAllocator`] for long-lived textures), between a minimum number of blocks made up
+//! front and never released, and a maximum beyond which allocating fails with
+//! [`AllocationError::PoolFull`] without calling the driver.
+//!
+//! # Allocating from a pool
+//!
+//! A pool is a [`MemoryAllocator`] itself: allocate from it with the same entry points as
+//! from the allocator, [`allocate`](MemoryAllocator::allocate),
+//! [`create_buffer`](MemoryAllocator::create_buffer) and
+//! [`create_image`](MemoryAllocator::create_image), called on the pool. The requirements must
+//! allow the pool's memory type; `AllocationCreateInfo::usage` is not consulted (the pool's
+//! memory type was chosen when it was made). Where a pool's request goes is decided by the
+//! [placement rules for pools](super::placement#custom-pools).
+//!
+//! # Sharing
+//!
+//! A pool is a cheap handle (`Clone`, `Send`, `Sync`): threads allocate from it at the same
+//! time, and its blocks are cut into arenas as the allocator's are
+//! ([`PoolCreateInfo::block_arenas`]). It shares the device's memory-object count, the
+//! `maxMemoryAllocationCount` guard and the heap budget with the allocator's default pools
+//! and with every other pool. The allocator's [statistics](GenericMemoryAllocator::statistics),
+//! [snapshots](GenericMemoryAllocator::snapshot) and leak report show each live pool by name.
+//!
+//! # Dropping a pool
+//!
+//! Dropping the last handle of a pool while allocations from it are alive is memory-safe: the
+//! allocations keep their blocks alive and free them when they are dropped. The drop logs
+//! them, like the allocator's leak report (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
+
+use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
+use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::dedicated::DedicatedRegistry;
+use super::execute::{self, Target, TypeBlocks};
+use super::generic::{check_create_info, meta_of, GenericMemoryAllocator};
+use super::memory_type::{find_memory_type_index, is_type_allowed};
+use super::observe::{Held, Observe, Observer};
+use super::placement::{self, ArenaLayout, Plan, Request, TypeFacts};
+use super::{
+    AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements, MemoryTypeFilter,
+    MemoryUsage,
+};
+use crate::allocation::{MemoryAlloc, Owner};
+use crate::device::Device;
+use crate::device_memory::{
+    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
+};
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
+use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which memory type a pool allocates from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMemoryType {
+    /// This memory type index.
+    Index(u32),
+    /// The best type for `usage` among `memory_type_bits` (from the requirements of an
+    /// example resource), as [`MemoryAllocator::find_memory_type_index`] picks it.
+    Find {
+        /// The memory types the pool's resources allow.
+        memory_type_bits: u32,
+        /// What the memory is for.
+        usage: MemoryUsage,
+    },
+}
+
+/// How a [`MemoryPool`] is set up.
+///
+/// Build it with `..Default::default()`: new fields may be added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolCreateInfo {
+    /// The name statistics, dumps and leak reports show. The default value is `None`: the
+    /// pool is then called `pool N`, N counting the pools of the process.
+    pub name: Option<Arc<str>>,
+    /// The memory type. The default value is the best `DeviceOnly` type of all.
+    pub memory_type: PoolMemoryType,
+    /// The size of every block, at most the heap's size. The default value is 0: the
+    /// allocator's block size for the heap.
+    pub block_size: DeviceSize,
+    /// Blocks made when the pool is made and never released. The default value is 0.
+    pub min_block_count: usize,
+    /// The most blocks the pool holds; past them, allocating fails with
+    /// [`AllocationError::PoolFull`] without calling the driver. At least 1 and at least
+    /// `min_block_count`. The default value is `usize::MAX`.
+    pub max_block_count: usize,
+    /// Priority of the blocks' memory for `VK_EXT_memory_priority`, 0.0 ..= 1.0. The default
+    /// value is 0.5.
+    pub priority: f32,
+    /// External memory handle types of the blocks. The default value is none.
+    pub export_handle_types: ExportHandleTypes,
+    /// How many arenas a block is cut into at most, as
+    /// [`GenericMemoryAllocatorCreateInfo::block_arenas`](super::GenericMemoryAllocatorCreateInfo::block_arenas)
+    /// (`Some(1)` keeps blocks whole, which a ring-buffer pool wants). The default value is
+    /// `None`: the allocator's setting.
+    pub block_arenas: Option<usize>,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+impl Default for PoolCreateInfo {
+    fn default() -> Self {
+        Self {
+            name: None,
+            memory_type: PoolMemoryType::Find {
+                memory_type_bits: u32::MAX,
+                usage: MemoryUsage::DeviceOnly,
+            },
+            block_size: 0,
+            min_block_count: 0,
+            max_block_count: usize::MAX,
+            priority: 0.5,
+            export_handle_types: ExportHandleTypes::NONE,
+            block_arenas: None,
+            _ne: crate::NonExhaustive(()),
+        }
+    }
+}
+
+/// What every handle of one pool shares.
+struct PoolInner<S> {
+    device: Arc<Device>,
+    name: Arc<str>,
+    memory_type_index: u32,
+    facts: TypeFacts,
+    blocks: Arc<TypeBlocks<S>>,
+    min_block_count: usize,
+    max_block_count: usize,
+    priority: f32,
+    export_handle_types: ExportHandleTypes,
+    /// The allocator's `device_address` and `dedicated_allocation` settings.
+    device_address: bool,
+    dedicated_allocation: bool,
+    dedicated: Arc<DedicatedRegistry>,
+    /// The pool's own memory, for its statistics and the leak report on drop.
+    observer: Observer,
+}
+
+/// A custom pool of blocks of one memory type, suballocated by `S` (see the
+/// [module docs](self)). Made by [`GenericMemoryAllocator::create_pool`].
+pub struct MemoryPool<S = FreeListAllocator> {
+    inner: Arc<PoolInner<S>>,
+}
+
+impl<S> Clone for MemoryPool<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for MemoryPool<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryPool")
+            .field("name", &self.inner.name)
+            .field("memory_type_index", &self.inner.memory_type_index)
+            .field("block_size", &self.inner.facts.block_size)
+            .field("min_block_count", &self.inner.min_block_count)
+            .field("max_block_count", &self.inner.max_block_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Names of pools made without one.
+fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    name.clone()
+        .unwrap_or_else(|| format!("pool {}", NEXT.fetch_add(1, Ordering::Relaxed)).into())
+}
+
+impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
+    /// Makes a custom pool whose blocks are carved by `S` (see
+    /// [`memory_pool`](super::memory_pool)), with its minimum blocks.
+    ///
+    /// Fails on an invalid configuration (no such or no usable memory type, memory that
+    /// cannot be suballocated, a block size of more than the heap, block counts that do not
+    /// fit together, an invalid priority) or when the minimum blocks cannot be allocated.
+    pub fn create_pool<S: Suballocator + Send + 'static>(
+        &self,
+        info: &PoolCreateInfo,
+    ) -> Result<MemoryPool<S>, AllocationError> {
+        let device = self.device().clone();
+        let props = device.memory_properties();
+        let memory_type_index = match info.memory_type {
+            PoolMemoryType::Index(i) => i,
+            PoolMemoryType::Find {
+                memory_type_bits,
+                usage,
+            } => self
+                .find_memory_type_index(memory_type_bits, usage.into())
+                .ok_or(AllocationError::NoSuitableMemoryType {
+                    bits: memory_type_bits,
+                    required: MemoryTypeFilter::from(usage).required_flags,
+                })?,
+        };
+        let memory_type = props.memory_type(memory_type_index).ok_or(
+            AllocationError::MemoryTypeIndexOutOfRange {
+                index: memory_type_index,
+                count: props.memory_types.len() as u32,
+            },
+        )?;
+        let flags = memory_type.property_flags;
+        let required = MemoryTypeFilter {
+            required_flags: flags,
+            ..Default::default()
+        };
+        if !is_type_allowed(flags, &required, device.features()) {
+            return Err(AllocationError::MemoryTypeNotUsable {
+                index: memory_type_index,
+                reason: "it needs a device feature that is not enabled",
+            });
+        }
+        let heap_size = props.heap_size_of_type(memory_type_index).unwrap_or(0);
+        let block_size = match info.block_size {
+            0 => self.block_size(memory_type_index).unwrap_or(heap_size),
+            size => size,
+        };
+        if block_size > heap_size {
+            return Err(
+                ConfigError::Pool("block_size is larger than the memory type's heap").into(),
+            );
+        }
+        if info.max_block_count == 0 || info.min_block_count > info.max_block_count {
+            return Err(ConfigError::Pool(
+                "max_block_count must be at least 1 and at least min_block_count",
+            )
+            .into());
+        }
+        check_priority(info.priority)?;
+        let facts = TypeFacts::of_type(
+            props,
+            memory_type_index,
+            block_size,
+            device.non_coherent_atom_size(),
+        )
+        .ok_or(AllocationError::MemoryTypeIndexOutOfRange {
+            index: memory_type_index,
+            count: props.memory_types.len() as u32,
+        })?;
+        if !facts.suballocatable {
+            return Err(AllocationError::MemoryTypeNotUsable {
+                index: memory_type_index,
+                reason: "lazily allocated and RDMA memory cannot back a pool of blocks",
+            });
+        }
+        let arenas = arenas_per_block(info.block_arenas.or(self.create_info().block_arenas))?;
+        let name = pool_name(&info.name);
+        let blocks = BlockVec::new(
+            arenas,
+            BlockLimits {
+                min: info.min_block_count,
+                max: info.max_block_count,
+            },
+        );
+        let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
+        let held: Arc<dyn Observe> = Arc::new(Held {
+            device: device.clone(),
+            vecs: vec![(memory_type_index, blocks.clone())],
+            dedicated: dedicated.clone(),
+            pool: Some(name.clone()),
+        });
+        self.observer().add_pool(Arc::downgrade(&held));
+        let pool = MemoryPool {
+            inner: Arc::new(PoolInner {
+                device,
+                name,
+                memory_type_index,
+                facts,
+                blocks,
+                min_block_count: info.min_block_count,
+                max_block_count: info.max_block_count,
+                priority: info.priority,
+                export_handle_types: info.export_handle_types,
+                device_address: self.create_info().device_address,
+                dedicated_allocation: self.create_info().dedicated_allocation,
+                dedicated,
+                observer: Observer::new(held, "MemoryPool"),
+            }),
+        };
+        let inner = &pool.inner;
+        let g = inner.device.buffer_image_granularity();
+        for _ in 0..info.min_block_count {
+            inner
+                .blocks
+                .add_empty_block(
+                    block_size,
+                    |size, largest| ArenaLayout::choose(size, 1, largest, g, arenas),
+                    |size| inner.block_memory(size, false),
+                )
+                .map_err(|e| match e {
+                    NewBlockError::Memory(e) => e,
+                    NewBlockError::Full { max_blocks } => AllocationError::PoolFull { max_blocks },
+                    NewBlockError::NoSize | NewBlockError::DoesNotFit => {
+                        AllocationError::OutOfDeviceMemory
+                    }
+                })?;
+        }
+        Ok(pool)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> PoolInner<S> {
+    /// The memory of a new block of `size` bytes.
+    fn block_memory(
+        &self,
+        size: DeviceSize,
+        within_budget: bool,
+    ) -> Result<DeviceMemory, AllocationError> {
+        Ok(DeviceMemory::allocate(
+            self.device.clone(),
+            &DeviceMemoryCreateInfo {
+                size,
+                memory_type_index: self.memory_type_index,
+                export_handle_types: self.export_handle_types,
+                device_address: self.device_address,
+                priority: Some(self.priority),
+                within_budget,
+                ..Default::default()
+            },
+        )?)
+    }
+
+    /// A dedicated allocation of the pool's memory type.
+    fn dedicated(
+        &self,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let memory = DeviceMemory::allocate(
+            self.device.clone(),
+            &DeviceMemoryCreateInfo {
+                size,
+                memory_type_index: self.memory_type_index,
+                dedicated,
+                export_handle_types: self.export_handle_types,
+                device_address: self.device_address,
+                priority: Some(create_info.priority.unwrap_or(self.priority)),
+                within_budget: create_info.within_budget,
+                ..Default::default()
+            },
+        )?;
+        let meta = meta_of(create_info, false);
+        let registration = self
+            .dedicated
+            .register(&memory, allocation_type, meta.clone());
+        Ok(MemoryAlloc::new(
+            Owner::dedicated(memory, registration),
+            0,
+            size,
+            allocation_type,
+            meta,
+        ))
+    }
+
+    fn allocate(
+        &self,
+        request: &Request,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        let size = request.layout.size();
+        let plan = placement::plan_in_pool(request, &self.facts).map_err(|e| {
+            let heap = self
+                .device
+                .memory_properties()
+                .memory_type(self.memory_type_index)
+                .map_or(0, |t| t.heap_index);
+            AllocationError::from_placement(
+                e,
+                self.memory_type_index,
+                size,
+                heap,
+                self.facts.heap_size,
+                self.facts.block_size,
+            )
+        })?;
+        let meta = meta_of(create_info, false);
+        let g = self.device.buffer_image_granularity();
+        if let Plan::Suballocate { .. } = plan {
+            let fit = execute::fit_of(&plan, &self.facts, allocation_type, g);
+            if let Some(alloc) = execute::try_existing(&self.blocks, &fit, &meta) {
+                return Ok(alloc);
+            }
+        }
+        let hinted = if request.requires_dedicated || self.dedicated_allocation {
+            dedicated
+        } else {
+            None
+        };
+        let target = Target {
+            facts: self.facts,
+            blocks: &self.blocks,
+            grow: false,
+            granularity: g,
+            block_memory: &|block| self.block_memory(block, create_info.within_budget),
+            dedicated: &|| self.dedicated(size, allocation_type, hinted, create_info),
+        };
+        execute::run(&target, plan, allocation_type, &meta)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> MemoryPool<S> {
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The memory type the pool allocates from.
+    pub fn memory_type_index(&self) -> u32 {
+        self.inner.memory_type_index
+    }
+
+    /// The size of the pool's blocks.
+    pub fn block_size(&self) -> DeviceSize {
+        self.inner.facts.block_size
+    }
+
+    /// The number of blocks the pool holds now.
+    pub fn block_count(&self) -> usize {
+        self.inner.blocks.block_count()
+    }
+
+    /// The pool's least and most blocks.
+    pub fn block_count_limits(&self) -> (usize, usize) {
+        (self.inner.min_block_count, self.inner.max_block_count)
+    }
+
+    /// Lists the allocations of the pool still alive and logs them at the `warn` level, as
+    /// the drop of the pool's last handle does.
+    pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
+        self.inner.observer.report_leaks()
+    }
+
+    fn check_bits(&self, memory_type_bits: u32) -> Result<(), AllocationError> {
+        if memory_type_bits & (1u32.checked_shl(self.inner.memory_type_index).unwrap_or(0)) == 0 {
+            return Err(AllocationError::PoolMemoryTypeNotAllowed {
+                memory_type_index: self.inner.memory_type_index,
+                bits: memory_type_bits,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_index(&self, memory_type_index: u32) -> Result<(), AllocationError> {
+        if memory_type_index != self.inner.memory_type_index {
+            return Err(AllocationError::PoolMemoryTypeNotAllowed {
+                memory_type_index: self.inner.memory_type_index,
+                bits: 1u32.checked_shl(memory_type_index).unwrap_or(0),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<S: Suballocator + Send + 'static> MemoryAllocator for MemoryPool<S> {
+    fn device(&self) -> &Arc<Device> {
+        &self.inner.device
+    }
+
+    /// The pool's memory type, if `memory_type_bits` allows it and it satisfies `filter`.
+    fn find_memory_type_index(
+        &self,
+        memory_type_bits: u32,
+        filter: MemoryTypeFilter,
+    ) -> Option<u32> {
+        let only = 1u32.checked_shl(self.inner.memory_type_index).unwrap_or(0);
+        find_memory_type_index(
+            self.inner.device.memory_properties(),
+            self.inner.device.features(),
+            memory_type_bits & only,
+            &filter,
+        )
+    }
+
+    fn allocate_from_type(
+        &self,
+        memory_type_index: u32,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        self.check_index(memory_type_index)?;
+        let request = Request {
+            layout,
+            preference: create_info.allocate_preference,
+            prefers_dedicated: false,
+            requires_dedicated: false,
+        };
+        self.inner
+            .allocate(&request, allocation_type, create_info, None)
+    }
+
+    fn allocate(
+        &self,
+        requirements: MemoryRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        self.check_bits(requirements.memory_type_bits)?;
+        let request = Request {
+            layout: requirements.layout,
+            preference: create_info.allocate_preference,
+            prefers_dedicated: requirements.prefers_dedicated_allocation,
+            requires_dedicated: requirements.requires_dedicated_allocation,
+        };
+        self.inner
+            .allocate(&request, allocation_type, create_info, dedicated)
+    }
+
+    fn allocate_dedicated(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        self.check_index(memory_type_index)?;
+        let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
+        if layout.size() > self.inner.facts.heap_size {
+            let heap = self
+                .inner
+                .device
+                .memory_properties()
+                .memory_type(memory_type_index)
+                .map_or(0, |t| t.heap_index);
+            return Err(AllocationError::SizeExceedsHeap {
+                size,
+                heap,
+                heap_size: self.inner.facts.heap_size,
+            });
+        }
+        self.inner
+            .dedicated(size, AllocationType::Unknown, dedicated, create_info)
+    }
+
+    fn statistics(&self) -> AllocatorStatistics {
+        AllocatorStatistics::of_device(&self.inner.device, self.inner.observer.all_statistics())
+    }
+
+    fn snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot::of_device(&self.inner.device, self.inner.observer.all_snapshots())
+    }
+}
