@@ -587,3 +587,71 @@ fn every_allocate_call_of_a_pool_scenario_can_fail() {
         }
     }
 }
+
+/// Pools and the default pools share the device's memory-object limit and heap budget.
+#[test]
+fn pools_share_the_object_limit_and_the_budget_with_the_default_pools() {
+    let sim = Sim::new(GpuLayout {
+        max_memory_allocation_count: 3,
+        ..GpuLayout::small_heaps(256 * MIB, 256 * MIB)
+    });
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&pool_info("limited", 0, MIB))
+        .unwrap();
+    let always = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..Default::default()
+    };
+    let a = allocator
+        .allocate(reqs(&device, 4096, 1), LINEAR, &always, None)
+        .unwrap();
+    let b = allocator
+        .allocate(reqs(&device, 4096, 1), LINEAR, &always, None)
+        .unwrap();
+    let c = pool
+        .allocate(reqs(&device, 4096, 1), LINEAR, &Default::default(), None)
+        .unwrap();
+    let calls = sim.state.allocate_calls();
+    let err = pool
+        .allocate(reqs(&device, MIB, 1), LINEAR, &Default::default(), None)
+        .unwrap_err();
+    assert_eq!(err, AllocationError::TooManyObjects { max: 3 });
+    assert_eq!(
+        sim.state.allocate_calls(),
+        calls,
+        "refused before the driver"
+    );
+    drop((a, b, c));
+
+    // The budget (estimated: 80 % of the heap) counts the pool's blocks and the default
+    // pools' memory together.
+    let heap = 0;
+    let budget = device.heap_budgets()[heap].budget;
+    let within = AllocationCreateInfo {
+        within_budget: true,
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..Default::default()
+    };
+    let big_pool = allocator
+        .create_pool::<FreeListAllocator>(&pool_info("big", 0, budget / 2))
+        .unwrap();
+    let in_pool = big_pool
+        .allocate(
+            reqs(&device, 4096, 1),
+            LINEAR,
+            &AllocationCreateInfo {
+                within_budget: true,
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+    let err = allocator
+        .allocate_dedicated(0, budget / 2 + 1, None, &within)
+        .unwrap_err();
+    assert!(matches!(err, AllocationError::BudgetExceeded(_)), "{err:?}");
+    drop((in_pool, big_pool, pool, allocator));
+    sim.assert_nothing_allocated();
+}
