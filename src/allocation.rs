@@ -19,6 +19,7 @@
 //! its block both point to, so that statistics snapshots, the JSON dump, the SVG memory map
 //! and the leak report show them; an allocation that has none of them costs nothing extra.
 
+use crate::corruption::{self, Guard};
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
@@ -43,14 +44,21 @@ impl<T: Any + Debug + Send + Sync> UserData for T {
     }
 }
 
-/// What an allocation carries besides its range: name, user data, backtrace. Shared by the
-/// allocation and its block (or dedicated-allocation register), for statistics and leak
-/// reports. Only allocations with at least one of them have one.
+/// What an allocation carries besides its range: name, user data, backtrace, and the debug
+/// aids it was made with. Shared by the allocation and its block (or dedicated-allocation
+/// register), for statistics, leak reports and corruption checks. Only allocations with at
+/// least one of them have one.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AllocationMeta {
     pub(crate) name: Option<Arc<str>>,
     pub(crate) user_data: Option<Arc<dyn UserData>>,
     pub(crate) backtrace: Option<Arc<Backtrace>>,
+    /// The margins around the allocation (see [`crate::corruption`]).
+    pub(crate) guard: Option<Guard>,
+    /// Fill the allocation with patterns when it is made and freed.
+    pub(crate) fill: bool,
+    /// Log the allocation and its free.
+    pub(crate) log: bool,
 }
 
 impl AllocationMeta {
@@ -60,13 +68,24 @@ impl AllocationMeta {
         user_data: Option<Arc<dyn UserData>>,
         backtrace: Option<Arc<Backtrace>>,
     ) -> Option<Arc<Self>> {
-        (name.is_some() || user_data.is_some() || backtrace.is_some()).then(|| {
-            Arc::new(Self {
-                name,
-                user_data,
-                backtrace,
-            })
-        })
+        Self {
+            name,
+            user_data,
+            backtrace,
+            ..Self::default()
+        }
+        .shared()
+    }
+
+    /// This record shared, or `None` when it holds nothing.
+    pub(crate) fn shared(self) -> Option<Arc<Self>> {
+        let empty = self.name.is_none()
+            && self.user_data.is_none()
+            && self.backtrace.is_none()
+            && self.guard.is_none()
+            && !self.fill
+            && !self.log;
+        (!empty).then(|| Arc::new(self))
     }
 
     /// The user data's `Debug` text.
@@ -78,6 +97,14 @@ impl AllocationMeta {
     pub(crate) fn backtrace_text(&self) -> Option<Arc<str>> {
         self.backtrace.as_ref().map(|b| b.to_string().into())
     }
+}
+
+/// `", name \"..\""` for a named allocation's log lines.
+fn name_suffix(meta: &AllocationMeta) -> String {
+    meta.name
+        .as_deref()
+        .map(|n| format!(", name {n:?}"))
+        .unwrap_or_default()
 }
 
 /// The metadata records of a block's allocations, by offset in the block.
@@ -357,23 +384,104 @@ impl MemoryAlloc {
     /// Renames the allocation (`None` removes the name); statistics, dumps and leak reports
     /// show the new name.
     pub fn set_name(&mut self, name: Option<Arc<str>>) {
-        let old = self.meta.clone().unwrap_or_default();
-        self.replace_meta(AllocationMeta::of(
-            name,
-            old.user_data.clone(),
-            old.backtrace.clone(),
-        ));
+        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        self.replace_meta(AllocationMeta { name, ..old }.shared());
     }
 
     /// Attaches user data (`None` removes it); statistics, dumps and leak reports show its
     /// `Debug` text.
     pub fn set_user_data(&mut self, user_data: Option<Arc<dyn UserData>>) {
-        let old = self.meta.clone().unwrap_or_default();
-        self.replace_meta(AllocationMeta::of(
-            old.name.clone(),
-            user_data,
-            old.backtrace.clone(),
-        ));
+        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        self.replace_meta(AllocationMeta { user_data, ..old }.shared());
+    }
+
+    /// Applies the debug aids of a new allocation: fills its margins with the magic pattern
+    /// and the allocation with the new-memory pattern (host-visible memory only), and logs it.
+    pub(crate) fn arm_debug(&self) {
+        let Some(meta) = &self.meta else {
+            return;
+        };
+        let memory = self.device_memory();
+        if let Some(guard) = meta.guard {
+            for (start, end) in guard.margins(self.offset) {
+                // SAFETY: the margins belong to this new allocation's suballocation, which
+                // nothing else uses.
+                unsafe { memory.write_mapped(start, end - start, corruption::fill_margin) };
+            }
+        }
+        if meta.fill {
+            // SAFETY: the allocation is new and owned by the caller; nothing uses it yet.
+            unsafe {
+                memory.write_mapped(self.offset, self.size, |b| b.fill(corruption::NEW_BYTE))
+            };
+        }
+        if meta.log {
+            log::trace!(
+                target: corruption::ALLOCATIONS_LOG_TARGET,
+                "allocate {} bytes ({}), memory type {}, {} {:#x} at offset {}{}",
+                self.size,
+                self.allocation_type.name(),
+                memory.memory_type_index(),
+                if self.is_dedicated() { "dedicated memory" } else { "block" },
+                ash::vk::Handle::as_raw(memory.handle()),
+                self.offset,
+                name_suffix(meta)
+            );
+        }
+    }
+
+    /// The debug aids of a free: checks the margins (logging damage at the `error` level),
+    /// fills the freed bytes with the freed-memory pattern, logs the free. Returns the
+    /// suballocation's offset and size.
+    fn disarm_debug(&self, meta: &AllocationMeta) -> (DeviceSize, DeviceSize) {
+        let memory = self.device_memory();
+        if meta.log {
+            log::trace!(
+                target: corruption::ALLOCATIONS_LOG_TARGET,
+                "free {} bytes, memory type {}, {:#x} at offset {}{}",
+                self.size,
+                memory.memory_type_index(),
+                ash::vk::Handle::as_raw(memory.handle()),
+                self.offset,
+                name_suffix(meta)
+            );
+        }
+        let Some(guard) = meta.guard else {
+            if meta.fill && !self.is_dedicated() {
+                // SAFETY: the allocation is being dropped by its owner: nothing uses it.
+                unsafe {
+                    memory.write_mapped(self.offset, self.size, |b| b.fill(corruption::FREED_BYTE))
+                };
+            }
+            return (self.offset, self.size);
+        };
+        for (i, (start, end)) in guard.margins(self.offset).into_iter().enumerate() {
+            let damage = memory
+                .read_mapped(start, end - start)
+                .and_then(|bytes| corruption::first_damage(&bytes));
+            if let Some(at) = damage {
+                log::error!(
+                    target: corruption::LOG_TARGET,
+                    "freed {}",
+                    corruption::DamagedMargin {
+                        memory_type_index: memory.memory_type_index(),
+                        memory: ash::vk::Handle::as_raw(memory.handle()),
+                        offset: start + at as DeviceSize,
+                        after: i == 1,
+                        allocation_offset: self.offset,
+                        allocation_size: self.size,
+                        name: meta.name.clone(),
+                        pool: None,
+                    }
+                );
+            }
+        }
+        let start = self.offset - guard.front;
+        if meta.fill {
+            // SAFETY: as above, the whole suballocation.
+            unsafe { memory.write_mapped(start, guard.held, |b| b.fill(corruption::FREED_BYTE)) };
+        }
+        (start, guard.held)
     }
 
     /// Installs new metadata here and where the block (or register) keeps it.
@@ -514,12 +622,16 @@ impl Drop for MemoryAlloc {
     fn drop(&mut self) {
         if let Owner::Block { block, handle } = &self.owner {
             let owner = block.get();
-            if self.meta.is_some() {
-                owner.set_meta(self.offset, None);
-            }
+            let (offset, size) = match &self.meta {
+                None => (self.offset, self.size),
+                Some(meta) => {
+                    owner.set_meta(self.offset, None);
+                    self.disarm_debug(meta)
+                }
+            };
             let suballocation = Suballocation {
-                offset: self.offset,
-                size: self.size,
+                offset,
+                size,
                 allocation_type: self.allocation_type,
                 handle: *handle,
             };
@@ -533,5 +645,8 @@ impl Drop for MemoryAlloc {
             }
         }
         // A dedicated `DeviceMemory` frees itself when `owner` is dropped.
+        else if let Some(meta) = &self.meta {
+            self.disarm_debug(meta);
+        }
     }
 }

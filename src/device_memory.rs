@@ -437,6 +437,59 @@ impl DeviceMemory {
     }
 }
 
+impl DeviceMemory {
+    /// Copies `[offset, offset + len)` out of the mapping, after invalidating it; `None` when
+    /// the memory is not host-visible or the range leaves the object.
+    pub(crate) fn read_mapped(&self, offset: DeviceSize, len: DeviceSize) -> Option<Vec<u8>> {
+        let base = self.mapped?;
+        if offset.checked_add(len)? > self.size {
+            return None;
+        }
+        self.sync_range(offset, len, SyncDirection::Invalidate)
+            .ok()?;
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: the range lies inside the object, which is mapped whole for its lifetime.
+        // The bytes may be written meanwhile (by the GPU, or a misbehaving writer the caller
+        // is looking for); they are copied, never referenced.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.as_ptr().add(offset as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        Some(out)
+    }
+
+    /// Lets `write` fill `[offset, offset + len)` of the mapping, then flushes it; does
+    /// nothing when the memory is not host-visible or the range leaves the object.
+    ///
+    /// # Safety
+    ///
+    /// Nothing else reads or writes these bytes meanwhile (they belong to an allocation the
+    /// caller owns, and the GPU is not using them).
+    pub(crate) unsafe fn write_mapped(
+        &self,
+        offset: DeviceSize,
+        len: DeviceSize,
+        write: impl FnOnce(&mut [u8]),
+    ) {
+        let Some(base) = self.mapped else {
+            return;
+        };
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return;
+        }
+        // SAFETY: the range lies inside the mapped object, and the caller guarantees that
+        // nothing else accesses it while the slice lives.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(base.as_ptr().add(offset as usize), len as usize)
+        };
+        write(bytes);
+        let _ = self.sync_range(offset, len, SyncDirection::Flush);
+    }
+}
+
 /// Which way [`DeviceMemory::sync_range`] makes writes visible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SyncDirection {

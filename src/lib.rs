@@ -49,6 +49,7 @@
 pub mod allocation;
 pub mod allocator;
 pub mod budget;
+pub mod corruption;
 pub mod device;
 pub mod device_memory;
 pub mod layout;
@@ -57,10 +58,11 @@ pub mod suballocator;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
-    AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError,
+    AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
     GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,
     MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
     PoolMemoryType, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+    MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{

@@ -129,8 +129,59 @@ pub struct GenericMemoryAllocatorCreateInfo {
     /// [`MIN_ARENA_SIZE`](crate::allocator::placement::MIN_ARENA_SIZE). `Some(0)` and values
     /// above [`MAX_BLOCK_ARENAS`] are rejected. The default value is `None`.
     pub block_arenas: Option<usize>,
+    /// Debug aids: margins, fill patterns, logging, backtraces (see
+    /// [`corruption`](crate::corruption)). The default value is every option off, which costs
+    /// nothing.
+    pub debug: DebugOptions,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
+}
+
+/// Debug aids, all off by default (see [`corruption`](crate::corruption)). Custom pools use
+/// their allocator's.
+///
+/// Build it with `..Default::default()`: new fields may be added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebugOptions {
+    /// Bytes of margin before and after every suballocation, filled with a magic pattern in
+    /// host-visible memory and checked when the allocation is freed and by
+    /// [`check_corruption`](super::GenericMemoryAllocator::check_corruption). A multiple of 4,
+    /// at most 1 MiB. The default value is 0: no margins.
+    pub margin: DeviceSize,
+    /// Fill new allocations in host-visible memory with
+    /// [`NEW_BYTE`](crate::corruption::NEW_BYTE) and freed ones with
+    /// [`FREED_BYTE`](crate::corruption::FREED_BYTE). The default value is `false`.
+    pub fill_patterns: bool,
+    /// Log every allocation and free at the `trace` level (target
+    /// [`ALLOCATIONS_LOG_TARGET`](crate::corruption::ALLOCATIONS_LOG_TARGET)). The default value
+    /// is `false`.
+    pub log_allocations: bool,
+    /// Capture a backtrace of where each allocation is made, for the leak report (slow: use
+    /// it to hunt a leak). The default value is `false`.
+    pub capture_backtraces: bool,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+/// The largest debug margin accepted.
+pub const MAX_DEBUG_MARGIN: DeviceSize = 1 << 20;
+
+impl DebugOptions {
+    /// Whether any option is on.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.margin != 0 || self.fill_patterns || self.log_allocations || self.capture_backtraces
+    }
+
+    /// Checks the options.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.margin % 4 != 0 || self.margin > MAX_DEBUG_MARGIN {
+            return Err(ConfigError::Debug(
+                "margin must be a multiple of 4 and at most 1 MiB",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The most arenas per block that `block_arenas: None` picks.
@@ -150,6 +201,7 @@ impl Default for GenericMemoryAllocatorCreateInfo {
             grow_blocks: true,
             block_priority: 0.5,
             block_arenas: None,
+            debug: DebugOptions::default(),
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -220,6 +272,21 @@ mod tests {
         );
         assert_eq!(arenas_per_block(Some(0)), Err(ConfigError::BlockArenas(0)));
         assert!(arenas_per_block(Some(MAX_BLOCK_ARENAS + 1)).is_err());
+    }
+
+    #[test]
+    fn debug_options() {
+        assert!(!DebugOptions::default().any());
+        assert!(DebugOptions::default().check().is_ok());
+        let margin = |margin| DebugOptions {
+            margin,
+            ..Default::default()
+        };
+        assert!(margin(16).any());
+        assert!(margin(16).check().is_ok());
+        assert!(margin(MAX_DEBUG_MARGIN).check().is_ok());
+        assert!(margin(6).check().is_err());
+        assert!(margin(MAX_DEBUG_MARGIN + 4).check().is_err());
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! both run their plans here.
 
 use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};
-use super::placement::{self, ArenaLayout, Failure, Ladder, Plan, Step, TypeFacts};
+use super::placement::{self, ArenaLayout, Failure, Ladder, Plan, Request, Step, TypeFacts};
 use super::AllocationError;
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
+use crate::corruption::{self, Guard};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocator};
@@ -32,24 +33,57 @@ pub(crate) struct Target<'a, S> {
     pub dedicated: &'a dyn Fn() -> Result<MemoryAlloc, AllocationError>,
 }
 
-/// Wraps a suballocation made in `arena` into what the user holds.
+/// What a new allocation carries: its metadata record, and with debug margins where the
+/// allocation lies in its suballocation.
+#[derive(Clone, Copy)]
+pub(crate) struct Made<'a> {
+    pub meta: &'a Option<Arc<AllocationMeta>>,
+    /// With margins: the front margin and the size asked for.
+    pub guard: Option<(DeviceSize, DeviceSize)>,
+}
+
+/// Wraps a suballocation made in `arena` into what the user holds (inside its margins, when
+/// it has some), and applies the debug aids.
 #[inline]
 pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
     arena: &Arc<Arena<S, DeviceMemory>>,
     placed: Placed,
-    meta: &Option<Arc<AllocationMeta>>,
+    made: Made<'_>,
 ) -> MemoryAlloc {
     let s = placed.suballocation;
+    let (offset, size, meta) = match made.guard {
+        None => (s.offset, s.size, made.meta.clone()),
+        Some((front, size)) => {
+            let base = made.meta.as_deref().cloned().unwrap_or_default();
+            let guard = Some(Guard {
+                front,
+                size,
+                held: s.size,
+            });
+            (
+                s.offset + front,
+                size,
+                AllocationMeta { guard, ..base }.shared(),
+            )
+        }
+    };
     if meta.is_some() {
-        arena.set_meta(s.offset, meta.clone());
+        arena.set_meta(offset, meta.clone());
     }
-    MemoryAlloc::new(
+    let armed = meta
+        .as_deref()
+        .is_some_and(|m| m.guard.is_some() || m.fill || m.log);
+    let alloc = MemoryAlloc::new(
         Owner::block(block_ref(arena, placed.first), s.handle),
-        s.offset,
-        s.size,
+        offset,
+        size,
         s.allocation_type,
-        meta.clone(),
-    )
+        meta,
+    );
+    if armed {
+        alloc.arm_debug();
+    }
+    alloc
 }
 
 /// The request of a plan's suballocation in `facts`' blocks.
@@ -71,14 +105,34 @@ pub(crate) fn fit_of(
     }
 }
 
+/// The request as blocks see it with debug margins of `margin` bytes (see
+/// [`crate::corruption`]), and where the allocation lies in that: its front margin and its
+/// own size. Without margins (0), the request itself.
+#[inline]
+pub(crate) fn guarded(
+    request: &Request,
+    margin: DeviceSize,
+) -> (Request, Option<(DeviceSize, DeviceSize)>) {
+    if margin == 0 {
+        return (*request, None);
+    }
+    match corruption::guarded_layout(request.layout, margin) {
+        Some((layout, front)) => (
+            Request { layout, ..*request },
+            Some((front, request.layout.size())),
+        ),
+        None => (*request, None),
+    }
+}
+
 /// Suballocates `fit` in an existing block of `blocks`, or `None`: the fast path.
 #[inline]
 pub(crate) fn try_existing<S: Suballocator + Send + 'static>(
     blocks: &TypeBlocks<S>,
     fit: &Fit,
-    meta: &Option<Arc<AllocationMeta>>,
+    made: Made<'_>,
 ) -> Option<MemoryAlloc> {
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, meta);
+    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
     blocks.allocate_existing(fit, &wrap).ok().flatten()
 }
 
@@ -88,13 +142,13 @@ pub(crate) fn run<S: Suballocator + Send + 'static>(
     target: &Target<'_, S>,
     plan: Plan,
     allocation_type: AllocationType,
-    meta: &Option<Arc<AllocationMeta>>,
+    made: Made<'_>,
 ) -> Result<MemoryAlloc, AllocationError> {
     let facts = target.facts;
     let grow = target.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
     let fit = fit_of(&plan, &facts, allocation_type, target.granularity);
     let vec = target.blocks;
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, meta);
+    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
     // The smallest region that holds the request: new blocks and their arenas are at least
     // this large (a pool slot, say); `None` when no block could ever hold it.
     let min_region = S::region_size_for(fit.layout, allocation_type, target.granularity);

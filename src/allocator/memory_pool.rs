@@ -36,9 +36,9 @@
 //! them, like the allocator's leak report (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
 
 use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
-use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
-use super::execute::{self, Target, TypeBlocks};
+use super::execute::{self, Made, Target, TypeBlocks};
 use super::generic::{check_create_info, meta_of, GenericMemoryAllocator};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
@@ -48,6 +48,7 @@ use super::{
     MemoryUsage,
 };
 use crate::allocation::{MemoryAlloc, Owner};
+use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::Device;
 use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
@@ -139,6 +140,8 @@ struct PoolInner<S> {
     /// The allocator's `device_address` and `dedicated_allocation` settings.
     device_address: bool,
     dedicated_allocation: bool,
+    /// The allocator's debug aids.
+    debug: DebugOptions,
     dedicated: Arc<DedicatedRegistry>,
     /// The pool's own memory, for its statistics and the leak report on drop.
     observer: Observer,
@@ -282,6 +285,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 export_handle_types: info.export_handle_types,
                 device_address: self.create_info().device_address,
                 dedicated_allocation: self.create_info().dedicated_allocation,
+                debug: self.create_info().debug,
                 dedicated,
                 observer: Observer::new(held, "MemoryPool"),
             }),
@@ -350,17 +354,19 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 ..Default::default()
             },
         )?;
-        let meta = meta_of(create_info, false);
+        let meta = meta_of(create_info, &self.debug);
         let registration = self
             .dedicated
             .register(&memory, allocation_type, meta.clone());
-        Ok(MemoryAlloc::new(
+        let alloc = MemoryAlloc::new(
             Owner::dedicated(memory, registration),
             0,
             size,
             allocation_type,
             meta,
-        ))
+        );
+        alloc.arm_debug();
+        Ok(alloc)
     }
 
     fn allocate(
@@ -372,7 +378,8 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
         let size = request.layout.size();
-        let plan = placement::plan_in_pool(request, &self.facts).map_err(|e| {
+        let (block_request, guard) = execute::guarded(request, self.debug.margin);
+        let plan = placement::plan_in_pool(&block_request, &self.facts).map_err(|e| {
             let heap = self
                 .device
                 .memory_properties()
@@ -387,11 +394,12 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 self.facts.block_size,
             )
         })?;
-        let meta = meta_of(create_info, false);
+        let meta = meta_of(create_info, &self.debug);
+        let made = Made { meta: &meta, guard };
         let g = self.device.buffer_image_granularity();
         if let Plan::Suballocate { .. } = plan {
             let fit = execute::fit_of(&plan, &self.facts, allocation_type, g);
-            if let Some(alloc) = execute::try_existing(&self.blocks, &fit, &meta) {
+            if let Some(alloc) = execute::try_existing(&self.blocks, &fit, made) {
                 return Ok(alloc);
             }
         }
@@ -408,7 +416,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
             block_memory: &|block| self.block_memory(block, create_info.within_budget),
             dedicated: &|| self.dedicated(size, allocation_type, hinted, create_info),
         };
-        execute::run(&target, plan, allocation_type, &meta)
+        execute::run(&target, plan, allocation_type, made)
     }
 }
 
@@ -442,6 +450,15 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
     /// the drop of the pool's last handle does.
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.inner.observer.report_leaks()
+    }
+
+    /// Checks the [debug margins](crate::corruption#margins) of the pool's live allocations,
+    /// as [`GenericMemoryAllocator::check_corruption`] does for its allocator.
+    pub fn check_corruption(&self) -> Result<CorruptionReport, CorruptionError> {
+        if self.inner.debug.margin == 0 {
+            return Err(CorruptionError::MarginsOff);
+        }
+        self.inner.observer.check_corruption(u32::MAX)
     }
 
     fn check_bits(&self, memory_type_bits: u32) -> Result<(), AllocationError> {

@@ -55,8 +55,8 @@ pub mod placement;
 mod type_cache;
 
 pub use self::config::{
-    BlockSizeThresholds, ConfigError, GenericMemoryAllocatorCreateInfo, MAX_AUTO_BLOCK_ARENAS,
-    MAX_BLOCK_ARENAS,
+    BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo,
+    MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};

@@ -7,6 +7,7 @@
 
 use crate::allocator::dedicated::DedicatedRegistry;
 use crate::allocator::execute::TypeBlocks;
+use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
 use crate::device::Device;
 use crate::stats::{
     leaks_in, log_leaks, BlockSnapshot, BlockStatistics, LeakedAllocation, Statistics, LOG_TARGET,
@@ -22,6 +23,16 @@ pub(crate) trait Observe: Send + Sync {
     fn snapshots(&self) -> Vec<BlockSnapshot>;
     /// The statistics of every block and dedicated allocation.
     fn statistics(&self) -> Vec<BlockStatistics>;
+    /// Reads the margins of every live allocation in the memory types of `memory_type_bits`
+    /// (see [`crate::corruption`]).
+    fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan);
+}
+
+/// What a corruption check found so far.
+#[derive(Default)]
+pub(crate) struct Scan {
+    pub damaged: Vec<DamagedMargin>,
+    pub report: CorruptionReport,
 }
 
 /// Block vectors by memory type (one for a pool, one per type for an allocator), a register
@@ -88,6 +99,57 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
         out.extend(self.dedicated.statistics());
         out
     }
+
+    fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan) {
+        for (memory_type_index, vec) in &self.vecs {
+            if memory_type_bits & 1u32.checked_shl(*memory_type_index).unwrap_or(0) == 0 {
+                continue;
+            }
+            let host_visible = self
+                .device
+                .memory_properties()
+                .memory_type(*memory_type_index)
+                .is_some_and(|t| {
+                    t.property_flags
+                        .contains(ash::vk::MemoryPropertyFlags::HOST_VISIBLE)
+                });
+            if !host_visible {
+                if !scan.report.skipped_memory_types.contains(memory_type_index) {
+                    scan.report.skipped_memory_types.push(*memory_type_index);
+                }
+                continue;
+            }
+            vec.for_each_block(|block| {
+                let memory = block.memory();
+                // Under the block's metadata lock: an allocation in the map is alive (a free
+                // takes its record out first).
+                block.with_metas(|metas| {
+                    for (&offset, meta) in metas {
+                        let Some(guard) = meta.guard else { continue };
+                        scan.report.checked_allocations += 1;
+                        let size = guard.size;
+                        for (i, (start, end)) in guard.margins(offset).into_iter().enumerate() {
+                            let damage = memory
+                                .read_mapped(start, end - start)
+                                .and_then(|bytes| corruption::first_damage(&bytes));
+                            if let Some(at) = damage {
+                                scan.damaged.push(DamagedMargin {
+                                    memory_type_index: *memory_type_index,
+                                    memory: memory.handle().as_raw(),
+                                    offset: start + at as u64,
+                                    after: i == 1,
+                                    allocation_offset: offset,
+                                    allocation_size: size,
+                                    name: meta.name.clone(),
+                                    pool: self.pool.clone(),
+                                });
+                            }
+                        }
+                    }
+                });
+            });
+        }
+    }
 }
 
 /// What an allocator keeps for observability: its own memory and the custom pools made from
@@ -136,6 +198,28 @@ impl Observer {
             out.extend(p.statistics());
         }
         out
+    }
+
+    /// Checks the margins of every live allocation in `memory_type_bits`, the custom pools'
+    /// included.
+    pub(crate) fn check_corruption(
+        &self,
+        memory_type_bits: u32,
+    ) -> Result<CorruptionReport, CorruptionError> {
+        let mut scan = Scan::default();
+        self.own.check_margins(memory_type_bits, &mut scan);
+        for p in self.live_pools() {
+            p.check_margins(memory_type_bits, &mut scan);
+        }
+        scan.report.skipped_memory_types.sort_unstable();
+        if scan.damaged.is_empty() {
+            Ok(scan.report)
+        } else {
+            Err(CorruptionError::Damaged {
+                damaged: scan.damaged,
+                report: scan.report,
+            })
+        }
     }
 
     /// The live allocations, the custom pools' included, logged at the `warn` level.

@@ -2,9 +2,9 @@
 //! by the [placement policy](super::placement).
 
 use super::block_vec::{BlockLimits, BlockVec};
-use super::config::{arenas_per_block, check_priority, ConfigError};
+use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
-use super::execute::{self, Target, TypeBlocks};
+use super::execute::{self, Made, Target, TypeBlocks};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
 use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
@@ -14,6 +14,7 @@ use super::{
     MemoryRequirements, MemoryTypeFilter,
 };
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
+use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::{mask_of_count, Device};
 use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
@@ -82,6 +83,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .into());
         }
         check_priority(create_info.block_priority)?;
+        create_info.debug.check()?;
         let atom = device.non_coherent_atom_size();
         let types: Vec<TypeFacts> = (0..type_count as u32)
             .map(|i| {
@@ -229,13 +231,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let registration = self
             .dedicated
             .register(&memory, allocation_type, meta.clone());
-        Ok(MemoryAlloc::new(
+        let alloc = MemoryAlloc::new(
             Owner::dedicated(memory, registration),
             0,
             size,
             allocation_type,
             meta,
-        ))
+        );
+        alloc.arm_debug();
+        Ok(alloc)
     }
 
     /// Allocates from one memory type, following the plan and its fallback ladder.
@@ -251,7 +255,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let index = memory_type_index as usize;
         let facts = self.types[index];
         let size = request.layout.size();
-        let plan = placement::plan(request, &facts, self.objects())
+        let (block_request, guard) = execute::guarded(request, self.create_info.debug.margin);
+        let plan = placement::plan(&block_request, &facts, self.objects())
             .map_err(|e| self.placement_error(e, memory_type_index, size))?;
         // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
         // it, or when the configuration allows it for the allocator's own choices.
@@ -284,7 +289,9 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 )
             },
         };
-        execute::run(&target, plan, allocation_type, &self.meta(create_info))
+        let meta = self.meta(create_info);
+        let made = Made { meta: &meta, guard };
+        execute::run(&target, plan, allocation_type, made)
     }
 
     /// What the allocator shows of its memory and its pools'.
@@ -295,7 +302,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// The metadata record of a new allocation: its name and user data.
     #[inline]
     fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>> {
-        meta_of(create_info, false)
+        meta_of(create_info, &self.create_info.debug)
     }
 
     /// Statistics of the allocator's memory, its custom pools' included: in total, per heap
@@ -310,6 +317,21 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// them. Render it with [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
     pub fn snapshot(&self) -> MemorySnapshot {
         MemorySnapshot::of_device(&self.device, self.observer.all_snapshots())
+    }
+
+    /// Checks the [debug margins](crate::corruption#margins) of every live allocation in the
+    /// memory types of `memory_type_bits` (custom pools' included): `Ok` with what was looked
+    /// at (and which memory types were skipped for not being host-visible), or an error
+    /// naming every damaged margin's memory type, block, offset and allocation.
+    /// [`MarginsOff`](CorruptionError::MarginsOff) when the allocator has no margins.
+    pub fn check_corruption(
+        &self,
+        memory_type_bits: u32,
+    ) -> Result<CorruptionReport, CorruptionError> {
+        if self.create_info.debug.margin == 0 {
+            return Err(CorruptionError::MarginsOff);
+        }
+        self.observer.check_corruption(memory_type_bits)
     }
 
     /// Lists every allocation still alive (custom pools' included) and logs each one through
@@ -358,21 +380,28 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     }
 }
 
-/// The metadata record of an allocation made with `create_info` (a backtrace captured when
-/// `backtrace` is set), or `None` when it has nothing to record.
+/// The metadata record of an allocation made with `create_info` under the debug options
+/// `debug` (margins come later, with the allocation's place), or `None` when it has nothing
+/// to record.
 #[inline]
 pub(crate) fn meta_of(
     create_info: &AllocationCreateInfo,
-    backtrace: bool,
+    debug: &DebugOptions,
 ) -> Option<Arc<AllocationMeta>> {
-    if create_info.name.is_none() && create_info.user_data.is_none() && !backtrace {
+    if create_info.name.is_none() && create_info.user_data.is_none() && !debug.any() {
         return None;
     }
-    AllocationMeta::of(
-        create_info.name.clone(),
-        create_info.user_data.clone(),
-        backtrace.then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
-    )
+    AllocationMeta {
+        name: create_info.name.clone(),
+        user_data: create_info.user_data.clone(),
+        backtrace: debug
+            .capture_backtraces
+            .then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
+        guard: None,
+        fill: debug.fill_patterns,
+        log: debug.log_allocations,
+    }
+    .shared()
 }
 
 /// Checks the parts of a create info that no memory type can cure.
@@ -457,13 +486,16 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         });
         if let Some(index) = first {
             let facts = &self.types[index as usize];
+            let (block_request, guard) = execute::guarded(&request, self.create_info.debug.margin);
             if let Ok(plan @ Plan::Suballocate { .. }) =
-                placement::plan(&request, facts, self.objects())
+                placement::plan(&block_request, facts, self.objects())
             {
                 let g = self.device.buffer_image_granularity();
                 let fit = execute::fit_of(&plan, facts, allocation_type, g);
                 let blocks = &self.block_vecs[index as usize];
-                if let Some(alloc) = execute::try_existing(blocks, &fit, &self.meta(create_info)) {
+                let meta = self.meta(create_info);
+                let made = Made { meta: &meta, guard };
+                if let Some(alloc) = execute::try_existing(blocks, &fit, made) {
                     return Ok(alloc);
                 }
             }
