@@ -376,6 +376,11 @@ impl MemoryAlloc {
         data.as_any().downcast_ref()
     }
 
+    /// The metadata record, if the allocation has one.
+    pub(crate) fn meta(&self) -> Option<&Arc<AllocationMeta>> {
+        self.meta.as_ref()
+    }
+
     /// Where the allocation was made, when the allocator captures backtraces.
     pub fn backtrace(&self) -> Option<&Backtrace> {
         self.meta.as_ref()?.backtrace.as_deref()

@@ -59,6 +59,7 @@ pub mod suballocator;
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
     AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
+    Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
     GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,
     MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
     PoolMemoryType, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,

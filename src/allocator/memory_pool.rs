@@ -38,6 +38,7 @@
 use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
+use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
 use super::execute::{self, Made, Target, TypeBlocks};
 use super::generic::{check_create_info, meta_of, GenericMemoryAllocator};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
@@ -450,6 +451,17 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
     /// the drop of the pool's last handle does.
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.inner.observer.report_leaks()
+    }
+
+    /// Starts a [defragmentation](super::defrag) of the pool's blocks.
+    pub fn defragmentation(&self, info: &DefragmentationInfo) -> Defragmentation<S> {
+        let target = VecTarget {
+            facts: self.inner.facts,
+            blocks: self.inner.blocks.clone(),
+            granularity: self.inner.device.buffer_image_granularity(),
+            margin: self.inner.debug.margin,
+        };
+        Defragmentation::new(*info, vec![target])
     }
 
     /// Checks the [debug margins](crate::corruption#margins) of the pool's live allocations,

@@ -45,6 +45,7 @@
 mod block_vec;
 mod config;
 mod dedicated;
+pub mod defrag;
 mod error;
 mod execute;
 mod generic;
@@ -57,6 +58,10 @@ mod type_cache;
 pub use self::config::{
     BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo,
     MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
+};
+pub use self::defrag::{
+    Algorithm as DefragmentationAlgorithm, Defragmentation, DefragmentationInfo,
+    DefragmentationPass,
 };
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};

@@ -406,6 +406,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     pub(crate) fn is_empty(&self) -> bool {
         self.arenas.iter().all(|a| a.live() == 0)
     }
+
+    /// Whether `other` is a handle of the same block.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 #[cfg(test)]

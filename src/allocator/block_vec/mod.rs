@@ -104,6 +104,9 @@ pub(crate) struct BlockVec<S, M> {
     /// The largest request that asked for a new block (arenas are cut in proportion to it).
     largest_request: AtomicU64,
     limits: BlockLimits,
+    /// Blocks a defragmentation is emptying: out of the list, so that no search finds them,
+    /// but still counted and walked by statistics (see [`set_aside`](Self::set_aside)).
+    aside: parking_lot::Mutex<Vec<Block<S, M>>>,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -116,6 +119,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             partial_blocks_made: AtomicUsize::new(0),
             largest_request: AtomicU64::new(0),
             limits,
+            aside: parking_lot::Mutex::default(),
         })
     }
 
@@ -130,16 +134,84 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         thread_shard() & (self.home_slots - 1)
     }
 
-    /// Runs `f` for every block under the read lock.
+    /// Runs `f` for every block, the ones set aside included.
     pub(crate) fn for_each_block(&self, mut f: impl FnMut(&Block<S, M>)) {
         for block in self.blocks.read().iter() {
             f(block);
         }
+        for block in self.aside.lock().iter() {
+            f(block);
+        }
     }
 
-    /// Number of blocks.
+    /// Number of blocks, the ones set aside included.
     pub(crate) fn block_count(&self) -> usize {
-        self.blocks.read().len()
+        self.blocks.read().len() + self.aside.lock().len()
+    }
+
+    /// Handles of the blocks a search sees, in search order.
+    pub(crate) fn blocks(&self) -> Vec<Block<S, M>> {
+        self.blocks.read().clone()
+    }
+
+    /// Takes the block `block` out of every search (a defragmentation empties it): new
+    /// allocations never land in it until [`restore_aside`](Self::restore_aside); frees and
+    /// statistics still reach it. `false` when the block is not in the list.
+    pub(crate) fn set_aside(&self, block: &Block<S, M>) -> bool {
+        let mut blocks = self.blocks.write();
+        let Some(i) = blocks.items().iter().position(|b| b.same_as(block)) else {
+            return false;
+        };
+        self.aside.lock().push(block.clone());
+        blocks.remove(i);
+        true
+    }
+
+    /// Puts a block set aside back into the list (a defragmentation gave up emptying it).
+    pub(crate) fn put_back(&self, block: &Block<S, M>) {
+        let mut aside = self.aside.lock();
+        if let Some(i) = aside.iter().position(|b| b.same_as(block)) {
+            let b = aside.swap_remove(i);
+            drop(aside);
+            self.blocks.write().push(b);
+        }
+    }
+
+    /// Ends a defragmentation: releases the blocks set aside that are empty now (as long as
+    /// the minimum block count stays) and puts the others back. Returns how many were
+    /// released.
+    pub(crate) fn restore_aside(&self) -> usize {
+        let aside = std::mem::take(&mut *self.aside.lock());
+        let mut blocks = self.blocks.write();
+        let mut released = 0;
+        for b in aside {
+            if b.is_empty() && blocks.items().len() >= self.limits.min {
+                // Dropping the last handle frees the memory.
+                released += 1;
+            } else {
+                blocks.push(b);
+            }
+        }
+        released
+    }
+
+    /// Suballocates in the given block (waiting for its arenas' locks), or `None`.
+    pub(crate) fn allocate_in<T>(
+        &self,
+        block: &Block<S, M>,
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Option<T> {
+        for arena in block.arenas() {
+            if arena.may_fit(fit.layout, fit.allocation_type) {
+                if let Some(Ok(placed)) =
+                    arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, true)
+                {
+                    return Some(wrap(arena, placed));
+                }
+            }
+        }
+        None
     }
 
     /// Why an arena did not fit: only a request its suballocator can never serve is an

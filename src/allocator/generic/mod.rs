@@ -4,6 +4,7 @@
 use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
+use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
 use super::execute::{self, Made, Target, TypeBlocks};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
@@ -317,6 +318,23 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// them. Render it with [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
     pub fn snapshot(&self) -> MemorySnapshot {
         MemorySnapshot::of_device(&self.device, self.observer.all_snapshots())
+    }
+
+    /// Starts a [defragmentation](super::defrag) of the allocator's default pools (custom
+    /// pools defragment on their own: [`MemoryPool::defragmentation`](super::MemoryPool::defragmentation)).
+    pub fn defragmentation(&self, info: &DefragmentationInfo) -> Defragmentation<S> {
+        let targets = self
+            .block_vecs
+            .iter()
+            .zip(&self.types)
+            .map(|(blocks, &facts)| VecTarget {
+                facts,
+                blocks: blocks.clone(),
+                granularity: self.device.buffer_image_granularity(),
+                margin: self.create_info.debug.margin,
+            })
+            .collect();
+        Defragmentation::new(*info, targets)
     }
 
     /// Checks the [debug margins](crate::corruption#margins) of every live allocation in the

@@ -1,0 +1,622 @@
+//! Defragmentation: moving live allocations so that mostly empty blocks empty out and go back
+//! to the driver, while the application runs.
+//!
+//! Programs that stream free and allocate for hours end up with blocks that are mostly free
+//! but pinned by a few live allocations. A defragmentation moves such allocations into other
+//! blocks, so that those blocks empty and their memory objects are freed.
+//!
+//! # How it goes
+//!
+//! 1. [`GenericMemoryAllocator::defragmentation`](crate::GenericMemoryAllocator::defragmentation) (or [`MemoryPool::defragmentation`](crate::MemoryPool::defragmentation) for a
+//!    custom pool) starts one. The application [`add`](Defragmentation::add)s the
+//!    allocations that may move, and only those: an allocation is never changed behind its
+//!    owner's back, and the allocation hot path pays nothing when no defragmentation runs.
+//! 2. [`next_pass`](Defragmentation::next_pass) plans a pass, bounded by
+//!    [`max_bytes_per_pass`](DefragmentationInfo::max_bytes_per_pass) and
+//!    [`max_moves_per_pass`](DefragmentationInfo::max_moves_per_pass) (see the
+//!    [planner](plan) for the algorithms), and returns its [`Move`]s: for each, where the
+//!    allocation is and a new allocation (the destination) where it should go. The blocks
+//!    the pass empties are out of every search from then on: allocations made meanwhile, by
+//!    any thread, never land in them.
+//! 3. For each move the application creates the new buffer or image, binds it to the
+//!    [destination](Move::destination), and records the copy from the old resource (see
+//!    [`record_buffer_copies`] for buffers; images need layout transitions, shown in
+//!    `examples/defragment.rs`), submits and waits.
+//! 4. It then settles each move: [`complete`](DefragmentationPass::complete) swaps its
+//!    allocation (its `&mut MemoryAlloc`, checked to be the move's source) for the
+//!    destination and frees the source; [`skip`](DefragmentationPass::skip) frees the
+//!    destination and leaves the source as it was (the copy failed, or the resource was
+//!    destroyed instead). [`end`](DefragmentationPass::end) skips the moves left and gives
+//!    the blocks back: those that emptied are released (a defragmentation gives back every
+//!    block it empties, keeping a pool's minimum), the others return to the search.
+//!    Dropping a pass abandons it the same way.
+//! 5. Passes go on until `next_pass` has nothing left to move.
+//!
+//! Destinations are suballocated in existing blocks only: a pass never calls
+//! `vkAllocateMemory`, so it cannot fail for lack of device memory, and it never increases
+//! the memory reserved from the driver.
+//!
+//! # Which suballocators
+//!
+//! All of them: moves use `allocate` and `deallocate` only. A [`BumpAllocator`](crate::BumpAllocator)
+//! or [`RingAllocator`](crate::RingAllocator) block only gets its room back once every
+//! allocation in it is gone, so moving part of its allocations out frees nothing there; with
+//! them, [`Algorithm::Fast`] (whole blocks) is the one that helps.
+
+pub mod plan;
+
+pub use self::plan::Algorithm;
+use self::plan::{BlockState, Candidate, Limits};
+use super::block_vec::{Arena, Block};
+use super::execute::{self, Made, TypeBlocks};
+use super::placement::TypeFacts;
+use crate::allocation::{AllocationMeta, MemoryAlloc};
+use crate::device_memory::DeviceMemory;
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::{AllocationType, RangeKind, Suballocator};
+use ash::vk;
+use std::sync::Arc;
+
+/// How a defragmentation goes.
+///
+/// Build it with `..Default::default()`: new fields may be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefragmentationInfo {
+    /// Which moves to make (see the [planner](plan#algorithms)). The default value is
+    /// [`Algorithm::Fast`].
+    pub algorithm: Algorithm,
+    /// The most bytes one pass moves. The default value is `DeviceSize::MAX`.
+    pub max_bytes_per_pass: DeviceSize,
+    /// The most moves one pass makes. The default value is `usize::MAX`.
+    pub max_moves_per_pass: usize,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+impl Default for DefragmentationInfo {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Fast,
+            max_bytes_per_pass: DeviceSize::MAX,
+            max_moves_per_pass: usize::MAX,
+            _ne: crate::NonExhaustive(()),
+        }
+    }
+}
+
+/// Why an allocation cannot take part, or a move cannot be completed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DefragmentationError {
+    /// Dedicated allocations have a memory object of their own: there is nothing to gain by
+    /// moving them.
+    #[error("a dedicated allocation cannot move")]
+    Dedicated,
+    /// The allocation is not in the blocks this defragmentation works on (another allocator,
+    /// or a custom pool: pools defragment on their own).
+    #[error("the allocation is not in the blocks this defragmentation works on")]
+    NotHere,
+    /// The allocation given to [`complete`](DefragmentationPass::complete) is not the move's
+    /// source.
+    #[error("the allocation is not the source of this move")]
+    NotTheSource,
+    /// A move of this index was settled already, or there is none.
+    #[error("no open move {0}")]
+    NoSuchMove(usize),
+}
+
+/// An allocation added to a defragmentation, in the order of [`add`](Defragmentation::add).
+pub type MoveId = usize;
+
+/// Where a registered allocation is now.
+#[derive(Clone, Debug)]
+struct Registered {
+    vec: usize,
+    memory: vk::DeviceMemory,
+    offset: DeviceSize,
+    layout: DeviceLayout,
+    allocation_type: AllocationType,
+    meta: Option<Arc<AllocationMeta>>,
+}
+
+/// One block vector a defragmentation works on, and how destinations are made in it.
+pub(crate) struct VecTarget<S> {
+    pub facts: TypeFacts,
+    pub blocks: Arc<TypeBlocks<S>>,
+    pub granularity: DeviceAlignment,
+    /// Debug margins of the allocator (0 for none).
+    pub margin: DeviceSize,
+}
+
+/// What a defragmentation has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefragmentationStats {
+    /// Passes run.
+    pub passes: usize,
+    /// Moves completed.
+    pub moves: usize,
+    /// Bytes of the moves completed.
+    pub bytes_moved: DeviceSize,
+    /// Memory objects (blocks) released.
+    pub memory_objects_freed: usize,
+}
+
+/// A defragmentation in progress (see the [module docs](self)). It keeps the blocks it works
+/// on alive until it is dropped (or [`finish`](Self::finish)ed).
+pub struct Defragmentation<S> {
+    info: DefragmentationInfo,
+    vecs: Vec<VecTarget<S>>,
+    registered: Vec<Option<Registered>>,
+    stats: DefragmentationStats,
+}
+
+impl<S> std::fmt::Debug for Defragmentation<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Defragmentation")
+            .field("info", &self.info)
+            .field("registered", &self.registered.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One planned move.
+#[derive(Debug)]
+pub struct Move {
+    id: MoveId,
+    source_memory: vk::DeviceMemory,
+    source_offset: DeviceSize,
+    size: DeviceSize,
+    destination: Option<MemoryAlloc>,
+}
+
+impl Move {
+    /// The allocation moving, as [`add`](Defragmentation::add) numbered it.
+    pub fn id(&self) -> MoveId {
+        self.id
+    }
+
+    /// The memory object the allocation is in now.
+    pub fn source_memory(&self) -> vk::DeviceMemory {
+        self.source_memory
+    }
+
+    /// Its offset there.
+    pub fn source_offset(&self) -> DeviceSize {
+        self.source_offset
+    }
+
+    /// The bytes to copy (the allocation's size).
+    pub fn size(&self) -> DeviceSize {
+        self.size
+    }
+
+    /// Where it goes: bind the new resource here.
+    ///
+    /// # Panics
+    ///
+    /// Never for a move of an open pass (a settled move is gone from the pass).
+    pub fn destination(&self) -> &MemoryAlloc {
+        match &self.destination {
+            Some(d) => d,
+            None => unreachable!("the moves of a pass keep their destinations until settled"),
+        }
+    }
+}
+
+/// One pass of a defragmentation, open until [`end`](Self::end)ed or dropped.
+pub struct DefragmentationPass<'a, S: Suballocator + Send + 'static> {
+    defrag: &'a mut Defragmentation<S>,
+    moves: Vec<Move>,
+    /// `(vec, block)` of the blocks this pass set aside.
+    aside: Vec<(usize, Block<S, DeviceMemory>)>,
+    states: Vec<Settled>,
+    ended: bool,
+}
+
+/// How a move of a pass stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settled {
+    Open,
+    Completed,
+    Skipped,
+}
+
+/// What a pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Moves completed.
+    pub moves: usize,
+    /// Bytes of those moves.
+    pub bytes_moved: DeviceSize,
+    /// Moves skipped (explicitly or left open at the end).
+    pub skipped: usize,
+    /// Blocks released because they emptied.
+    pub memory_objects_freed: usize,
+}
+
+impl<S: Suballocator + Send + 'static> Defragmentation<S> {
+    pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<VecTarget<S>>) -> Self {
+        Self {
+            info,
+            vecs,
+            registered: Vec::new(),
+            stats: DefragmentationStats::default(),
+        }
+    }
+
+    /// Lets `alloc` move, when a pass finds it worth it; `alignment` is what its resource
+    /// requires (from its memory requirements), kept by every destination. Returns the id its
+    /// moves will carry.
+    pub fn add(
+        &mut self,
+        alloc: &MemoryAlloc,
+        alignment: DeviceAlignment,
+    ) -> Result<MoveId, DefragmentationError> {
+        if alloc.is_dedicated() {
+            return Err(DefragmentationError::Dedicated);
+        }
+        let memory = alloc.memory();
+        let vec = self
+            .vecs
+            .iter()
+            .position(|v| {
+                let mut found = false;
+                v.blocks
+                    .for_each_block(|b| found |= b.memory().handle() == memory);
+                found
+            })
+            .ok_or(DefragmentationError::NotHere)?;
+        let layout = DeviceLayout::new(alloc.size(), alignment)
+            .map_err(|_| DefragmentationError::NotHere)?;
+        let meta = alloc.meta().map(|m| {
+            Arc::new(AllocationMeta {
+                guard: None,
+                ..(**m).clone()
+            })
+        });
+        self.registered.push(Some(Registered {
+            vec,
+            memory,
+            offset: alloc.offset(),
+            layout,
+            allocation_type: alloc.allocation_type(),
+            meta,
+        }));
+        Ok(self.registered.len() - 1)
+    }
+
+    /// What the defragmentation has done so far.
+    pub fn stats(&self) -> DefragmentationStats {
+        self.stats
+    }
+
+    /// Plans the next pass and makes its destinations; `None` when there is nothing left
+    /// worth moving.
+    pub fn next_pass(&mut self) -> Option<DefragmentationPass<'_, S>> {
+        let limits = Limits {
+            bytes: self.info.max_bytes_per_pass,
+            moves: self.info.max_moves_per_pass,
+        };
+        let mut moves = Vec::new();
+        let mut aside = Vec::new();
+        let mut budget = limits;
+        for v in 0..self.vecs.len() {
+            if budget.moves == 0 || budget.bytes == 0 {
+                break;
+            }
+            let (m, a) = self.plan_vec(v, budget);
+            let bytes: DeviceSize = m.iter().map(|m: &Move| m.size).sum();
+            budget.moves -= m.len().min(budget.moves);
+            budget.bytes = budget.bytes.saturating_sub(bytes);
+            moves.extend(m);
+            aside.extend(a.into_iter().map(|b| (v, b)));
+        }
+        if moves.is_empty() {
+            for (v, b) in &aside {
+                self.vecs[*v].blocks.put_back(b);
+            }
+            return None;
+        }
+        self.stats.passes += 1;
+        let states = vec![Settled::Open; moves.len()];
+        Some(DefragmentationPass {
+            defrag: self,
+            moves,
+            aside,
+            states,
+            ended: false,
+        })
+    }
+
+    /// Plans the moves of block vector `v` within `limits`: makes the destinations and sets
+    /// aside the blocks being emptied.
+    fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Vec<Block<S, DeviceMemory>>) {
+        let target = &self.vecs[v];
+        let blocks = target.blocks.blocks();
+        // The picture: each block's live bytes, and which allocated ranges hold registered
+        // allocations.
+        let mut states = Vec::with_capacity(blocks.len());
+        let mut candidates = Vec::new();
+        let mut ids = Vec::new();
+        for (bi, block) in blocks.iter().enumerate() {
+            let memory = block.memory().handle();
+            let mine: Vec<(MoveId, DeviceSize)> = self
+                .registered
+                .iter()
+                .enumerate()
+                .filter_map(|(id, r)| {
+                    let r = r.as_ref()?;
+                    (r.vec == v && r.memory == memory).then_some((id, r.offset))
+                })
+                .collect();
+            let mut state = BlockState {
+                size: block.memory().size(),
+                live: 0,
+                all_movable: true,
+                candidates: Vec::new(),
+            };
+            block.for_each_range(&mut |r| {
+                if let RangeKind::Allocated(_) = r.kind {
+                    state.live += r.size;
+                    let inside: Vec<MoveId> = mine
+                        .iter()
+                        .filter(|&&(_, o)| r.offset <= o && o < r.offset + r.size)
+                        .map(|&(id, _)| id)
+                        .collect();
+                    if inside.is_empty() {
+                        state.all_movable = false;
+                    }
+                    for (k, id) in inside.iter().enumerate() {
+                        state.candidates.push(candidates.len());
+                        // A range holding several allocations (a bump block's): its bytes
+                        // are counted once.
+                        let size = if k == 0 { r.size } else { 0 };
+                        candidates.push(Candidate { block: bi, size });
+                        ids.push(*id);
+                    }
+                }
+            });
+            states.push(state);
+        }
+        let registered = &self.registered;
+        let aside = std::cell::RefCell::new(Vec::new());
+        let plan = plan::plan(
+            &states,
+            &candidates,
+            self.info.algorithm,
+            limits,
+            |c, b| {
+                let r = registered[ids[c]].as_ref()?;
+                make_destination(target, &blocks[b], r)
+            },
+            drop,
+            |b, on| {
+                if on {
+                    if target.blocks.set_aside(&blocks[b]) {
+                        aside.borrow_mut().push(blocks[b].clone());
+                    }
+                } else {
+                    target.blocks.put_back(&blocks[b]);
+                    aside.borrow_mut().retain(|x| !x.same_as(&blocks[b]));
+                }
+            },
+        );
+        let moves = plan
+            .moves
+            .into_iter()
+            .filter_map(|(c, _, destination)| {
+                let id = ids[c];
+                let r = registered[id].as_ref()?;
+                Some(Move {
+                    id,
+                    source_memory: r.memory,
+                    source_offset: r.offset,
+                    size: r.layout.size(),
+                    destination: Some(destination),
+                })
+            })
+            .collect();
+        (moves, aside.into_inner())
+    }
+
+    /// Ends the defragmentation: what it did.
+    pub fn finish(self) -> DefragmentationStats {
+        self.stats
+    }
+}
+
+/// A destination for `r` in `block`: allocated like a new allocation (margins and all), with
+/// the source's name and user data.
+fn make_destination<S: Suballocator + Send + 'static>(
+    target: &VecTarget<S>,
+    block: &Block<S, DeviceMemory>,
+    r: &Registered,
+) -> Option<MemoryAlloc> {
+    let request = super::placement::Request {
+        layout: r.layout,
+        preference: super::MemoryAllocatePreference::Auto,
+        prefers_dedicated: false,
+        requires_dedicated: false,
+    };
+    let (request, guard) = execute::guarded(&request, target.margin);
+    let layout = target.facts.block_layout(request.layout)?;
+    let fit = super::block_vec::Fit {
+        layout,
+        allocation_type: r.allocation_type,
+        granularity: target.granularity,
+        best_fit: false,
+    };
+    let made = Made {
+        meta: &r.meta,
+        guard,
+    };
+    let wrap =
+        |arena: &Arc<Arena<S, DeviceMemory>>, placed| execute::wrap_block(arena, placed, made);
+    target.blocks.allocate_in(block, &fit, &wrap)
+}
+
+impl<S: Suballocator + Send + 'static> std::fmt::Debug for DefragmentationPass<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefragmentationPass")
+            .field("moves", &self.moves)
+            .field("blocks_set_aside", &self.aside.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
+    /// The moves of the pass, in the order their destinations were made.
+    pub fn moves(&self) -> &[Move] {
+        &self.moves
+    }
+
+    /// The blocks this pass empties: no allocation lands in them while it is open.
+    pub fn emptying(&self) -> Vec<vk::DeviceMemory> {
+        self.aside
+            .iter()
+            .map(|(_, b)| b.memory().handle())
+            .collect()
+    }
+
+    /// Completes move `index`: `source` (the allocation the move's id stands for, checked by
+    /// its memory and offset) becomes the destination, and the source's memory is freed. The
+    /// resource bound to the source must be done with (destroyed, or no longer used) and the
+    /// data copied.
+    pub fn complete(
+        &mut self,
+        index: usize,
+        source: &mut MemoryAlloc,
+    ) -> Result<(), DefragmentationError> {
+        let m = self.open_move(index)?;
+        if source.memory() != m.source_memory || source.offset() != m.source_offset {
+            return Err(DefragmentationError::NotTheSource);
+        }
+        let id = m.id;
+        let size = m.size;
+        let Some(destination) = self.moves[index].destination.take() else {
+            return Err(DefragmentationError::NoSuchMove(index));
+        };
+        self.states[index] = Settled::Completed;
+        if let Some(Some(r)) = self.defrag.registered.get_mut(id) {
+            r.memory = destination.memory();
+            r.offset = destination.offset();
+        }
+        // The old allocation is dropped here: its range goes back to its block.
+        drop(std::mem::replace(source, destination));
+        self.defrag.stats.moves += 1;
+        self.defrag.stats.bytes_moved += size;
+        Ok(())
+    }
+
+    /// Skips move `index`: its destination is freed and the source stays as it is.
+    pub fn skip(&mut self, index: usize) -> Result<(), DefragmentationError> {
+        self.open_move(index)?;
+        self.states[index] = Settled::Skipped;
+        self.moves[index].destination = None;
+        Ok(())
+    }
+
+    fn open_move(&self, index: usize) -> Result<&Move, DefragmentationError> {
+        match (self.moves.get(index), self.states.get(index)) {
+            (Some(m), Some(Settled::Open)) => Ok(m),
+            _ => Err(DefragmentationError::NoSuchMove(index)),
+        }
+    }
+
+    /// Ends the pass: skips the moves still open, releases the blocks that emptied and puts
+    /// the others back into the search.
+    pub fn end(mut self) -> PassReport {
+        self.settle()
+    }
+
+    fn settle(&mut self) -> PassReport {
+        if self.ended {
+            return PassReport::default();
+        }
+        self.ended = true;
+        let mut report = PassReport::default();
+        for (m, state) in self.moves.iter_mut().zip(&self.states) {
+            match state {
+                Settled::Completed => {
+                    report.moves += 1;
+                    report.bytes_moved += m.size;
+                }
+                Settled::Open | Settled::Skipped => {
+                    // Frees the destination, if still there.
+                    m.destination = None;
+                    report.skipped += 1;
+                }
+            }
+        }
+        let mut vecs: Vec<usize> = self.aside.iter().map(|(v, _)| *v).collect();
+        vecs.sort_unstable();
+        vecs.dedup();
+        self.aside.clear();
+        for v in vecs {
+            report.memory_objects_freed += self.defrag.vecs[v].blocks.restore_aside();
+        }
+        self.defrag.stats.memory_objects_freed += report.memory_objects_freed;
+        report
+    }
+}
+
+impl<S: Suballocator + Send + 'static> Drop for DefragmentationPass<'_, S> {
+    /// Abandons the pass: as [`end`](Self::end).
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// One buffer move for [`record_buffer_copies`]: the old buffer (bound to the move's source)
+/// and the new one (bound to its destination), and how many bytes to copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferMove {
+    /// The buffer bound to the source.
+    pub src: vk::Buffer,
+    /// The buffer bound to the destination.
+    pub dst: vk::Buffer,
+    /// Bytes to copy.
+    pub size: DeviceSize,
+}
+
+/// Records the copies of a pass's buffer moves into `cmd`, followed by a barrier that makes
+/// them visible to every later transfer, shader and host access. Submit it, wait, then
+/// [`complete`](DefragmentationPass::complete) the moves.
+///
+/// # Safety
+///
+/// `cmd` is a command buffer of `device` in the recording state; every buffer is valid,
+/// bound to its move's source or destination, at least `size` bytes long, with
+/// `TRANSFER_SRC` or `TRANSFER_DST` usage; nothing else accesses them until the commands
+/// are done.
+pub unsafe fn record_buffer_copies(
+    device: &ash::Device,
+    cmd: vk::CommandBuffer,
+    moves: &[BufferMove],
+) {
+    for m in moves {
+        let region = vk::BufferCopy {
+            src_offset: 0,
+            dst_offset: 0,
+            size: m.size,
+        };
+        // SAFETY: the caller's contract.
+        unsafe { device.cmd_copy_buffer(cmd, m.src, m.dst, &[region]) };
+    }
+    let barrier = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+        .dst_access_mask(vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE);
+    // SAFETY: the caller's contract.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::ALL_COMMANDS | vk::PipelineStageFlags::HOST,
+            vk::DependencyFlags::empty(),
+            &[barrier],
+            &[],
+            &[],
+        )
+    };
+}

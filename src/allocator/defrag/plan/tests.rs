@@ -1,0 +1,362 @@
+//! The planner against a model: blocks are real [`FreeListAllocator`]s filled at random, and
+//! `place` suballocates in them, so every invariant is checked on real ranges.
+
+use super::*;
+use crate::layout::{DeviceAlignment, DeviceLayout};
+use crate::suballocator::{AllocationType, FreeListAllocator, Suballocation, Suballocator};
+use proptest::prelude::*;
+
+const KIB: DeviceSize = 1 << 10;
+
+/// A block of the model, its live ranges, and which of them may move.
+struct ModelBlock {
+    sub: FreeListAllocator,
+    live: Vec<(Suballocation, DeviceAlignment, bool)>,
+}
+
+struct Model {
+    blocks: Vec<ModelBlock>,
+    granularity: DeviceAlignment,
+}
+
+impl Model {
+    /// Blocks of the given sizes, each filled with allocations of `(size, align_log, movable)`
+    /// until one fails.
+    fn new(sizes: &[DeviceSize], fills: &[Fill], granularity: u64) -> Self {
+        let granularity = DeviceAlignment::new(granularity).unwrap();
+        let blocks = sizes
+            .iter()
+            .zip(fills)
+            .map(|(&size, fill)| {
+                let mut sub = FreeListAllocator::new(size);
+                let mut live = Vec::new();
+                for &(s, align_log, movable) in fill {
+                    let alignment = DeviceAlignment::from_log2(align_log).unwrap();
+                    let layout = DeviceLayout::new(s, alignment).unwrap();
+                    if let Ok(a) = sub.allocate(layout, AllocationType::Linear, granularity) {
+                        live.push((a, alignment, movable));
+                    }
+                }
+                ModelBlock { sub, live }
+            })
+            .collect();
+        Self {
+            blocks,
+            granularity,
+        }
+    }
+
+    /// The planner's picture: blocks, and candidates with their alignment and size.
+    fn picture(
+        &self,
+    ) -> (
+        Vec<BlockState>,
+        Vec<Candidate>,
+        Vec<(DeviceSize, DeviceAlignment)>,
+    ) {
+        let mut blocks = Vec::new();
+        let mut candidates = Vec::new();
+        let mut layouts = Vec::new();
+        for (b, block) in self.blocks.iter().enumerate() {
+            let mut state = BlockState {
+                size: block.sub.region_size(),
+                live: block.sub.region_size() - block.sub.free_size(),
+                all_movable: block.live.iter().all(|l| l.2),
+                candidates: Vec::new(),
+            };
+            for &(s, alignment, movable) in &block.live {
+                if movable {
+                    state.candidates.push(candidates.len());
+                    candidates.push(Candidate {
+                        block: b,
+                        size: s.size,
+                    });
+                    layouts.push((s.size, alignment));
+                }
+            }
+            blocks.push(state);
+        }
+        (blocks, candidates, layouts)
+    }
+}
+
+fn run(
+    model: &mut Model,
+    algorithm: Algorithm,
+    limits: Limits,
+) -> (Plan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
+    let (blocks, candidates, layouts) = model.picture();
+    let before: Vec<usize> = model
+        .blocks
+        .iter()
+        .map(|b| b.sub.allocation_count())
+        .collect();
+    let granularity = model.granularity;
+    let model_blocks = std::cell::RefCell::new(&mut model.blocks);
+    let set_aside = std::cell::RefCell::new(vec![false; blocks.len()]);
+    let plan = plan(
+        &blocks,
+        &candidates,
+        algorithm,
+        limits,
+        |c, b| {
+            assert!(
+                !set_aside.borrow()[b],
+                "a place in block {b}, which is set aside"
+            );
+            let (size, alignment) = layouts[c];
+            let layout = DeviceLayout::new(size, alignment).unwrap();
+            model_blocks.borrow_mut()[b]
+                .sub
+                .allocate(layout, AllocationType::Linear, granularity)
+                .ok()
+                .map(|s| Suballocation {
+                    // Remember the block in the handle's spare bits: the test's own use.
+                    handle: crate::suballocator::SuballocationHandle::new(
+                        s.handle.get() | (b as u64) << 40,
+                    ),
+                    ..s
+                })
+        },
+        |s| {
+            let b = (s.handle.get() >> 40) as usize;
+            let s = Suballocation {
+                handle: crate::suballocator::SuballocationHandle::new(
+                    s.handle.get() & ((1 << 40) - 1),
+                ),
+                ..s
+            };
+            // SAFETY: made by this block's model allocator in `place`, undone once.
+            #[allow(unsafe_code)]
+            unsafe {
+                model_blocks.borrow_mut()[b].sub.deallocate(s)
+            };
+        },
+        |b, on| {
+            let mut aside = set_aside.borrow_mut();
+            assert_ne!(aside[b], on, "block {b} set aside twice or put back unset");
+            aside[b] = on;
+        },
+    );
+    // Exactly the emptied blocks are left set aside.
+    let aside = set_aside.into_inner();
+    for (b, &on) in aside.iter().enumerate() {
+        assert_eq!(on, plan.emptied.contains(&b), "block {b}");
+    }
+    // Every `place` that is not a move was undone.
+    let after: Vec<usize> = model
+        .blocks
+        .iter()
+        .map(|b| b.sub.allocation_count())
+        .collect();
+    let mut received = vec![0; after.len()];
+    for &(_, b, _) in &plan.moves {
+        received[b] += 1;
+    }
+    for b in 0..after.len() {
+        assert_eq!(
+            after[b],
+            before[b] + received[b],
+            "block {b}: undone places"
+        );
+    }
+    (plan, blocks, candidates)
+}
+
+/// The invariants of any plan.
+fn check(
+    model: &Model,
+    plan: &Plan<Suballocation>,
+    blocks: &[BlockState],
+    candidates: &[Candidate],
+    algorithm: Algorithm,
+    limits: Limits,
+) {
+    assert!(plan.moves.len() <= limits.moves, "too many moves");
+    assert!(plan.bytes <= limits.bytes, "too many bytes");
+    let bytes: DeviceSize = plan.moves.iter().map(|&(c, _, _)| candidates[c].size).sum();
+    assert_eq!(bytes, plan.bytes);
+    let mut moved = std::collections::HashSet::new();
+    let (_, _, layouts) = model.picture();
+    for &(c, b, s) in &plan.moves {
+        assert!(moved.insert(c), "candidate {c} moves twice");
+        // Never into a block being emptied, never within its own block.
+        assert!(
+            !plan.emptied.contains(&b),
+            "a destination in an emptied block"
+        );
+        assert_ne!(candidates[c].block, b, "a move within its block");
+        // The destination fits the source: same size, its alignment, inside the block.
+        let (size, alignment) = layouts[c];
+        assert_eq!(s.size, size);
+        assert!(alignment.is_aligned(s.offset));
+        assert!(s.offset + s.size <= blocks[b].size);
+        if algorithm == Algorithm::Fast {
+            assert!(
+                plan.emptied.contains(&candidates[c].block),
+                "Fast moves only out of blocks it empties"
+            );
+        }
+    }
+    // Destinations never overlap each other or what was there (the model allocator would
+    // not hand out such ranges; checked anyway on the ranges of each block).
+    for (b, block) in model.blocks.iter().enumerate() {
+        let mut ranges: Vec<(DeviceSize, DeviceSize)> =
+            block.live.iter().map(|l| (l.0.offset, l.0.size)).collect();
+        ranges.extend(
+            plan.moves
+                .iter()
+                .filter(|m| m.1 == b)
+                .map(|m| (m.2.offset, m.2.size)),
+        );
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "block {b}: {w:?} overlap");
+        }
+    }
+    // An emptied block had only movable allocations, and all of them left.
+    for &e in &plan.emptied {
+        assert!(blocks[e].all_movable);
+        for c in &blocks[e].candidates {
+            assert!(
+                moved.contains(c),
+                "block {e} emptied but candidate {c} stayed"
+            );
+        }
+    }
+    // Reserved memory never grows: no block is ever made, some may be freed.
+    let before: DeviceSize = blocks.iter().map(|b| b.size).sum();
+    let after: DeviceSize = blocks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !plan.emptied.contains(i))
+        .map(|(_, b)| b.size)
+        .sum();
+    assert!(after <= before);
+}
+
+/// What a block of the model is filled with: `(size, alignment exponent, movable)`.
+type Fill = Vec<(DeviceSize, u32, bool)>;
+
+fn fills() -> impl Strategy<Value = (Vec<DeviceSize>, Vec<Fill>)> {
+    proptest::collection::vec(
+        (
+            prop_oneof![Just(64 * KIB), Just(128 * KIB), Just(256 * KIB)],
+            proptest::collection::vec((1..16 * KIB, 0..=10u32, prop::bool::weighted(0.9)), 0..40),
+        ),
+        1..12,
+    )
+    .prop_map(|v| v.into_iter().unzip())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn plans_keep_every_invariant(
+        (sizes, fills) in fills(),
+        full in any::<bool>(),
+        granularity in prop_oneof![Just(1u64), Just(1024)],
+        moves in prop_oneof![Just(usize::MAX), 0..20usize],
+        bytes in prop_oneof![Just(DeviceSize::MAX), 0..256 * KIB],
+    ) {
+        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
+        let limits = Limits { bytes, moves };
+        let mut model = Model::new(&sizes, &fills, granularity);
+        let (plan, blocks, candidates) = run(&mut model, algorithm, limits);
+        check(&model, &plan, &blocks, &candidates, algorithm, limits);
+    }
+}
+
+#[test]
+fn fast_empties_the_sparse_blocks_into_the_full_ones() {
+    // Four blocks of 64 KiB: two a quarter full, two three quarters full.
+    let quarter = vec![(8 * KIB, 4, true); 2];
+    let most = vec![(8 * KIB, 4, true); 6];
+    let sizes = [64 * KIB; 4];
+    let mut model = Model::new(&sizes, &[quarter.clone(), most.clone(), quarter, most], 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Fast,
+        unlimited,
+    );
+    let mut emptied = plan.emptied.clone();
+    emptied.sort_unstable();
+    assert_eq!(emptied, [0, 2], "the sparse blocks");
+    assert_eq!(plan.moves.len(), 4);
+    assert_eq!(plan.bytes, 4 * 8 * KIB);
+}
+
+#[test]
+fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
+    let pinned = vec![(8 * KIB, 4, true), (8 * KIB, 4, false)];
+    let roomy = vec![(8 * KIB, 4, true)];
+    let mut model = Model::new(&[64 * KIB, 64 * KIB], &[pinned, roomy], 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Fast,
+        unlimited,
+    );
+    // Block 1 (one movable allocation, the least occupied) empties into block 0.
+    assert_eq!(plan.emptied, [1]);
+    // Full also gathers the rest: nothing more can go (block 1 is empty, block 0 is pinned).
+    let mut model = Model::new(
+        &[64 * KIB, 64 * KIB],
+        &[
+            vec![(8 * KIB, 4, true), (8 * KIB, 4, false)],
+            vec![(24 * KIB, 4, true), (8 * KIB, 4, false)],
+        ],
+        1,
+    );
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Full, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Full,
+        unlimited,
+    );
+    assert!(plan.emptied.is_empty(), "both blocks are pinned");
+    assert_eq!(
+        plan.moves.len(),
+        1,
+        "the less occupied block's movable part gathers"
+    );
+    assert_eq!(candidates[plan.moves[0].0].block, 0);
+}
+
+#[test]
+fn limits_hold_whole_blocks_together() {
+    let quarter = vec![(8 * KIB, 4, true); 2];
+    let most = vec![(8 * KIB, 4, true); 6];
+    let mut model = Model::new(&[64 * KIB; 3], &[quarter.clone(), quarter, most], 1);
+    let three = Limits {
+        bytes: DeviceSize::MAX,
+        moves: 3,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, three);
+    check(&model, &plan, &blocks, &candidates, Algorithm::Fast, three);
+    assert_eq!(
+        plan.emptied.len(),
+        1,
+        "two moves per block: one block fits three moves"
+    );
+    assert_eq!(plan.moves.len(), 2);
+}
