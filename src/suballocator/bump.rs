@@ -376,7 +376,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
         #[test]
         fn random_sequences_keep_the_invariants(

@@ -1127,7 +1127,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
         /// Requests from 1 byte up to the whole region.
         #[test]

@@ -22,6 +22,15 @@ use crate::layout::align_down;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
+/// `n` property-test cases, or fewer when the environment variable
+/// `ASH_MEMORY_PROPTEST_CASES` says so (mutation testing runs the suite hundreds of times).
+pub(crate) fn cases(n: u32) -> u32 {
+    std::env::var("ASH_MEMORY_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(n, |max: u32| n.min(max.max(1)))
+}
+
 /// One step of a random sequence.
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
@@ -565,7 +574,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
         #[test]
         fn free_list_fails_monotonically(

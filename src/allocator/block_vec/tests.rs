@@ -449,7 +449,7 @@ fn random_run<S: Suballocator + Send + 'static>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(48)))]
 
     #[test]
     fn random_sequences_keep_the_block_vector_consistent(
@@ -536,7 +536,7 @@ fn a_failure_of_a_smaller_request_does_not_hide_a_fitting_larger_one() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
     /// The failed-request hint may save work, never change an outcome: whenever the hinted
     /// search of the existing blocks finds no room, asking every arena's suballocator

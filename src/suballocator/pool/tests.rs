@@ -426,7 +426,7 @@ fn fitting_ops(block: u64) -> impl Strategy<Value = Vec<Op>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
     #[test]
     fn random_sequences_keep_the_invariants(

@@ -434,7 +434,7 @@ fn check_monotone_failures(c: &mut Checker<RingAllocator>, ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
 
     /// Uniformly random frees: the ring mostly waits for its oldest allocation.
     #[test]

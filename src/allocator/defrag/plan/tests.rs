@@ -250,7 +250,7 @@ fn fills() -> impl Strategy<Value = (Vec<DeviceSize>, Vec<Fill>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
 
     #[test]
     fn plans_keep_every_invariant(
