@@ -45,6 +45,7 @@ pub type DeviceSize = u64;
 
 /// Why a [`DeviceAlignment`] or [`DeviceLayout`] could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// The size was zero. Vulkan has no zero-sized allocations.
     #[error("the size of a memory layout must not be zero")]

@@ -187,9 +187,7 @@ impl DebugOptions {
 /// The most arenas per block that `block_arenas: None` picks.
 pub const MAX_AUTO_BLOCK_ARENAS: usize = 4;
 
-/// The most arenas per block that `block_arenas` accepts: threads get their home arena from
-/// one of this many thread shards, so more arenas would never be anyone's home.
-pub const MAX_BLOCK_ARENAS: usize = 8;
+pub use super::placement::MAX_BLOCK_ARENAS;
 
 impl Default for GenericMemoryAllocatorCreateInfo {
     fn default() -> Self {

@@ -45,7 +45,7 @@
 //! would be enough but the padding pushes the end past the region.
 
 use super::*;
-use crate::layout::{align_down, align_up};
+use crate::layout::{align_up, on_same_page};
 
 /// A linear allocator, reusable once all its allocations are freed.
 ///
@@ -132,7 +132,7 @@ unsafe impl Suballocator for BumpAllocator {
             // `previous_end` is not 0: allocations are never empty.
             if g != DeviceAlignment::MIN
                 && previous_type.conflicts_with(allocation_type)
-                && align_down(previous_end - 1, g) == align_down(candidate, g)
+                && on_same_page(previous_end - 1, candidate, g)
             {
                 start = align_up(candidate, g);
             }

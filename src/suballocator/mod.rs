@@ -126,6 +126,7 @@ pub struct Suballocation {
 
 /// Why a [`Suballocator`] could not satisfy a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SuballocatorError {
     /// The free bytes in the region, all together, are fewer than requested.
     #[error("out of region memory: fewer free bytes than requested")]

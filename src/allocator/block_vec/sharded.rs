@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const SHARDS: usize = 8;
 
 // A thread's home arena is its shard modulo the arena count: every arena can be a home.
-const _: () = assert!(SHARDS >= crate::allocator::MAX_BLOCK_ARENAS);
+const _: () = assert!(SHARDS >= crate::allocator::placement::MAX_BLOCK_ARENAS);
 
 /// Keeps each copy's lock on its own cache line (128 bytes covers adjacent-line prefetch).
 #[repr(align(128))]

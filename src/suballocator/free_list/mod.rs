@@ -82,7 +82,7 @@ mod buckets;
 
 use self::buckets::{Bucket, Buckets};
 use super::*;
-use crate::layout::{align_down, align_up};
+use crate::layout::{align_up, on_same_page};
 
 /// "No node": the end of a list.
 const NONE: u32 = u32::MAX;
@@ -245,9 +245,7 @@ impl FreeListAllocator {
         if check_pages && node.prev != NONE {
             // The previous node ends at `node.offset`, so its last byte is `node.offset - 1`.
             if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
-                if prev_ty.conflicts_with(ty)
-                    && align_down(node.offset - 1, granularity) == align_down(start, granularity)
-                {
+                if prev_ty.conflicts_with(ty) && on_same_page(node.offset - 1, start, granularity) {
                     start = align_up(start, alignment.max(granularity))?;
                 }
             }
@@ -262,8 +260,7 @@ impl FreeListAllocator {
             let next = &self.nodes[node.next as usize];
             if let State::Used(next_ty) = next.state() {
                 if next_ty.conflicts_with(ty)
-                    && align_down(end - 1, granularity)
-                        == align_down(next.allocation_start(), granularity)
+                    && on_same_page(end - 1, next.allocation_start(), granularity)
                 {
                     return None;
                 }

@@ -84,7 +84,7 @@
 //! only move the head forward (and may use up the wrap-around).
 
 use super::*;
-use crate::layout::{align_down, align_up};
+use crate::layout::{align_up, on_same_page};
 use std::collections::VecDeque;
 
 /// An allocator for data freed in the order it was allocated, reusing the region as a ring.
@@ -147,7 +147,7 @@ fn fit(
     let mut start = align_up(from, layout.alignment())?;
     let paged = g != DeviceAlignment::MIN;
     if let Some((last, previous_ty)) = previous.filter(|_| paged) {
-        if previous_ty.conflicts_with(ty) && align_down(last, g) == align_down(start, g) {
+        if previous_ty.conflicts_with(ty) && on_same_page(last, start, g) {
             start = align_up(start, g)?;
         }
     }
@@ -157,7 +157,7 @@ fn fit(
     }
     if let Some((first, next_ty)) = next.filter(|_| paged) {
         // `end` is above `start`: layouts are never empty.
-        if next_ty.conflicts_with(ty) && align_down(end - 1, g) == align_down(first, g) {
+        if next_ty.conflicts_with(ty) && on_same_page(end - 1, first, g) {
             return None;
         }
     }

@@ -111,6 +111,11 @@ pub const SMALLER_BLOCK_RETRIES: u32 = 3;
 /// The smallest arena a block is cut into.
 pub const MIN_ARENA_SIZE: DeviceSize = 16 << 20;
 
+/// The most arenas a block is cut into (and the most `block_arenas` accepts): threads get
+/// their home arena from one of this many thread shards, so more arenas would never be
+/// anyone's home.
+pub const MAX_BLOCK_ARENAS: usize = 8;
+
 /// An arena is at least this many times as large as the largest request its block vector has
 /// seen, so that free space split at arena boundaries still holds typical requests.
 pub const ARENA_REQUEST_FACTOR: DeviceSize = 4;
