@@ -1,17 +1,21 @@
-//! Builds a small scene on the first Vulkan device (textures, vertex and index buffers,
-//! uniform buffers, staging buffers, a dedicated render target), frees part of it to leave
-//! holes, and writes the allocator's memory map as `memory_map.svg` and its JSON dump as
-//! `memory_map.json` (or to the paths given as the first and second arguments).
+//! Builds a small scene on the first Vulkan device, brought up by `examples/common` (textures,
+//! vertex and index buffers, uniform buffers, staging buffers, a dedicated render target),
+//! frees part of it to leave holes, and writes the allocator's memory map as `memory_map.svg`
+//! and its JSON dump as `memory_map.json` (or to the paths given as the first and second
+//! arguments).
 //!
 //! ```text
 //! cargo run --example memory_map
 //! ```
+
+mod common;
 
 use ash::vk;
 use ash_memory::{
     AllocationCreateInfo, MemoryAlloc, MemoryAllocatePreference, MemoryAllocator, MemoryUsage,
     StandardMemoryAllocator,
 };
+use common::{buffer_info, Gpu};
 use std::error::Error;
 use std::sync::Arc;
 
@@ -31,74 +35,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     let svg_path = args.next().unwrap_or_else(|| "memory_map.svg".into());
     let json_path = args.next().unwrap_or_else(|| "memory_map.json".into());
 
-    // SAFETY: loading the system's Vulkan loader; nothing else runs meanwhile.
-    let entry = unsafe { ash::Entry::load() }?;
-    let app = vk::ApplicationInfo::default()
-        .application_name(c"ash-memory memory_map")
-        .api_version(vk::API_VERSION_1_2);
-    // SAFETY: a valid create info that lives until the call returns.
-    let instance = unsafe {
-        entry.create_instance(
-            &vk::InstanceCreateInfo::default().application_info(&app),
-            None,
-        )
-    }?;
-    // SAFETY: a plain query on a valid instance.
-    let physical_device = unsafe { instance.enumerate_physical_devices() }?
-        .into_iter()
-        .next()
-        .ok_or("no Vulkan device")?;
-    let priorities = [1.0];
-    let queues = [vk::DeviceQueueCreateInfo::default()
-        .queue_family_index(0)
-        .queue_priorities(&priorities)];
-    // SAFETY: queue family 0 always exists; the create info lives until the call returns.
-    let device = unsafe {
-        instance.create_device(
-            physical_device,
-            &vk::DeviceCreateInfo::default().queue_create_infos(&queues),
-            None,
-        )
-    }?;
-
-    let result = build_scene(
-        &entry,
-        &instance,
-        physical_device,
-        &device,
-        &svg_path,
-        &json_path,
-    );
-
-    // SAFETY: every allocation, buffer, image and the allocator were dropped in `build_scene`.
-    unsafe {
-        device.destroy_device(None);
-        instance.destroy_instance(None);
-    }
-    result
+    let gpu = Gpu::new(c"ash-memory memory_map")?;
+    // The allocator and every allocation are dropped in `build_scene`, before `gpu` drops.
+    build_scene(&gpu, &svg_path, &json_path)
 }
 
-fn build_scene(
-    entry: &ash::Entry,
-    instance: &ash::Instance,
-    physical_device: vk::PhysicalDevice,
-    device: &ash::Device,
-    svg_path: &str,
-    json_path: &str,
-) -> Result<(), Box<dyn Error>> {
-    // SAFETY: the handles are valid and outlive the allocator and every allocation (all are
-    // dropped before this function returns); the instance was created from `entry` for Vulkan
-    // 1.2; no optional feature is claimed.
-    let memory_device = unsafe {
-        ash_memory::Device::new(
-            entry,
-            instance,
-            physical_device,
-            device.clone(),
-            vk::API_VERSION_1_2,
-            Default::default(),
-        )
-    }?;
+fn build_scene(gpu: &Gpu, svg_path: &str, json_path: &str) -> Result<(), Box<dyn Error>> {
+    let device = &gpu.device;
+    let memory_device = gpu.memory_device()?;
     let allocator = StandardMemoryAllocator::new_default(memory_device);
     let mut scene: Vec<(String, Resource)> = Vec::new();
 
@@ -108,9 +52,9 @@ fn build_scene(
         ..Default::default()
     };
     let buffer = |scene: &mut Vec<(String, Resource)>, name: String, size, usage, mem| {
-        let info = vk::BufferCreateInfo::default().size(size).usage(usage);
-        // SAFETY: a valid buffer create info.
-        let (b, a) = unsafe { allocator.create_buffer(&info, &named(&name, mem)) }?;
+        // SAFETY: a valid buffer create info; the buffer is destroyed before its allocation.
+        let (b, a) =
+            unsafe { allocator.create_buffer(&buffer_info(size, usage), &named(&name, mem)) }?;
         scene.push((
             name,
             Resource {
@@ -232,6 +176,8 @@ fn build_scene(
     Ok(())
 }
 
+/// A 2D optimal-tiling image to upload to and sample; unlike `common::image_info`, of any
+/// format and not a transfer source.
 fn image_info(width: u32, height: u32, format: vk::Format) -> vk::ImageCreateInfo<'static> {
     vk::ImageCreateInfo::default()
         .image_type(vk::ImageType::TYPE_2D)

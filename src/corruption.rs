@@ -139,7 +139,7 @@ impl std::fmt::Display for DamagedMargin {
         }
         write!(
             f,
-            " of {} bytes at offset {}: margin {} it overwritten at offset {} of block {:#x} \
+            " of {} bytes at offset {}: margin {} it damaged at offset {} of block {:#x} \
              (memory type {}",
             self.allocation_size,
             self.allocation_offset,

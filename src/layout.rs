@@ -217,7 +217,8 @@ pub const fn on_same_page(a: DeviceSize, b: DeviceSize, page_size: DeviceAlignme
 /// The range `[offset, offset + size)` widened to whole atoms of `atom` bytes and clamped to
 /// an object of `object_size` bytes, as `(start, end)`: what `vkFlushMappedMemoryRanges` and
 /// `vkInvalidateMappedMemoryRanges` accept for non-coherent memory (`nonCoherentAtomSize`).
-/// `start` is a multiple of `atom`; `end` is a multiple of it or `object_size`.
+/// `start` is a multiple of `atom` (or `end`, when no byte of the range is inside the
+/// object); `end` is a multiple of it or `object_size`.
 #[inline]
 pub const fn atom_range(
     offset: DeviceSize,
@@ -226,9 +227,8 @@ pub const fn atom_range(
     object_size: DeviceSize,
 ) -> (DeviceSize, DeviceSize) {
     let start = align_down(offset, atom);
-    let end = offset.saturating_add(size);
-    let end = if end > object_size { object_size } else { end };
-    let end = match align_up(end, atom) {
+    // An end past the object rounds up past it too, and is clamped below.
+    let end = match align_up(offset.saturating_add(size), atom) {
         Some(e) if e < object_size => e,
         _ => object_size,
     };
@@ -438,5 +438,50 @@ mod tests {
         let huge = DeviceLayout::new(1 << 62, a(1)).unwrap();
         assert!(huge.repeat(NonZeroU64::new(4).unwrap()).is_err());
         assert!(huge.extend(huge).is_err());
+    }
+
+    #[test]
+    fn conversions_and_debug() {
+        assert_eq!(DeviceAlignment::try_from(64), Ok(a(64)));
+        assert_eq!(
+            DeviceAlignment::try_from(48),
+            Err(LayoutError::AlignmentNotPowerOfTwo(48))
+        );
+        assert_eq!(DeviceSize::from(a(4096)), 4096);
+        assert_eq!(format!("{:?}", a(256)), "256 (1 << 8)");
+    }
+
+    /// `atom_range` against the definition, byte by byte: the smallest run of whole atoms
+    /// that covers every byte of the range inside the object, clamped to the object.
+    #[test]
+    fn atom_range_matches_its_definition() {
+        for atom in [1u64, 4, 16, 64] {
+            for object_size in 1..=100u64 {
+                for offset in 0..=object_size + 20 {
+                    for size in [0, 1, 2, 5, 16, 63, 64, 65, 200, u64::MAX - offset] {
+                        let (start, end) = atom_range(offset, size, a(atom), object_size);
+                        let last = offset.saturating_add(size).min(object_size);
+                        let (want_start, want_end) = if offset >= last {
+                            // Nothing of the range is inside the object (or it is empty): an
+                            // empty result, no further than the object's end.
+                            let end = ((last + atom - 1) / atom * atom).min(object_size);
+                            ((offset / atom * atom).min(end), end)
+                        } else {
+                            let first_atom = offset / atom;
+                            let end_atom = (last - 1) / atom + 1;
+                            (first_atom * atom, (end_atom * atom).min(object_size))
+                        };
+                        assert_eq!(
+                            (start, end),
+                            (want_start, want_end),
+                            "offset {offset} size {size} atom {atom} object {object_size}"
+                        );
+                        assert!(start <= end && end <= object_size);
+                        assert!(start % atom == 0 || start == end);
+                        assert!(end % atom == 0 || end == object_size);
+                    }
+                }
+            }
+        }
     }
 }

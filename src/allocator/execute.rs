@@ -6,12 +6,14 @@
 //! both run their plans here.
 
 use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};
+use super::dedicated::DedicatedRegistry;
 use super::placement::{self, ArenaLayout, Failure, Ladder, Plan, Request, Step, TypeFacts};
 use super::AllocationError;
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::corruption::{self, Guard};
+use crate::device::Device;
 use crate::device_memory::DeviceMemory;
-use crate::layout::{DeviceAlignment, DeviceSize};
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocator};
 use std::sync::Arc;
 
@@ -84,6 +86,51 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
         alloc.arm_debug();
     }
     alloc
+}
+
+/// Wraps a dedicated allocation's `memory` into what the user holds, registered in
+/// `registry` (for statistics and the leak report), and applies the debug aids.
+pub(crate) fn wrap_dedicated(
+    registry: &Arc<DedicatedRegistry>,
+    memory: DeviceMemory,
+    allocation_type: AllocationType,
+    meta: Option<Arc<AllocationMeta>>,
+) -> MemoryAlloc {
+    let size = memory.size();
+    let registration = registry.register(&memory, allocation_type, meta.clone());
+    let alloc = MemoryAlloc::new(
+        Owner::dedicated(memory, registration),
+        0,
+        size,
+        allocation_type,
+        meta,
+    );
+    alloc.arm_debug();
+    alloc
+}
+
+/// Checks a dedicated allocation of `size` bytes asked for in memory type
+/// `memory_type_index` by the caller (not chosen by a plan): a valid size that fits the
+/// type's heap of `heap_size` bytes.
+pub(crate) fn check_explicit_dedicated(
+    device: &Device,
+    memory_type_index: u32,
+    size: DeviceSize,
+    heap_size: DeviceSize,
+) -> Result<(), AllocationError> {
+    let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
+    if layout.size() > heap_size {
+        let heap = device
+            .memory_properties()
+            .memory_type(memory_type_index)
+            .map_or(0, |t| t.heap_index);
+        return Err(AllocationError::SizeExceedsHeap {
+            size,
+            heap,
+            heap_size,
+        });
+    }
+    Ok(())
 }
 
 /// The request of a plan's suballocation in `facts`' blocks.

@@ -14,13 +14,13 @@ use super::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
     MemoryRequirements, MemoryTypeFilter,
 };
-use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
+use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::{mask_of_count, Device};
 use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
 };
-use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
@@ -228,19 +228,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .unwrap_or(self.create_info.block_priority);
         let memory =
             self.allocate_memory(memory_type_index, size, dedicated, priority, create_info)?;
-        let meta = self.meta(create_info);
-        let registration = self
-            .dedicated
-            .register(&memory, allocation_type, meta.clone());
-        let alloc = MemoryAlloc::new(
-            Owner::dedicated(memory, registration),
-            0,
-            size,
+        Ok(execute::wrap_dedicated(
+            &self.dedicated,
+            memory,
             allocation_type,
-            meta,
-        );
-        alloc.arm_debug();
-        Ok(alloc)
+            self.meta(create_info),
+        ))
     }
 
     /// Allocates from one memory type, following the plan and its fallback ladder.
@@ -545,21 +538,9 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
-        let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
         self.check_explicit_type(memory_type_index)?;
         let facts = self.types[memory_type_index as usize];
-        if layout.size() > facts.heap_size {
-            let heap = self
-                .device
-                .memory_properties()
-                .memory_type(memory_type_index)
-                .map_or(0, |t| t.heap_index);
-            return Err(AllocationError::SizeExceedsHeap {
-                size,
-                heap,
-                heap_size: facts.heap_size,
-            });
-        }
+        execute::check_explicit_dedicated(&self.device, memory_type_index, size, facts.heap_size)?;
         self.dedicated(
             memory_type_index,
             size,

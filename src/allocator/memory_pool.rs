@@ -48,13 +48,13 @@ use super::{
     AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements, MemoryTypeFilter,
     MemoryUsage,
 };
-use crate::allocation::{MemoryAlloc, Owner};
+use crate::allocation::MemoryAlloc;
 use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::Device;
 use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
 };
-use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -355,19 +355,12 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 ..Default::default()
             },
         )?;
-        let meta = meta_of(create_info, &self.debug);
-        let registration = self
-            .dedicated
-            .register(&memory, allocation_type, meta.clone());
-        let alloc = MemoryAlloc::new(
-            Owner::dedicated(memory, registration),
-            0,
-            size,
+        Ok(execute::wrap_dedicated(
+            &self.dedicated,
+            memory,
             allocation_type,
-            meta,
-        );
-        alloc.arm_debug();
-        Ok(alloc)
+            meta_of(create_info, &self.debug),
+        ))
     }
 
     fn allocate(
@@ -559,20 +552,12 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for MemoryPool<S> {
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
         self.check_index(memory_type_index)?;
-        let layout = DeviceLayout::new(size, DeviceAlignment::MIN)?;
-        if layout.size() > self.inner.facts.heap_size {
-            let heap = self
-                .inner
-                .device
-                .memory_properties()
-                .memory_type(memory_type_index)
-                .map_or(0, |t| t.heap_index);
-            return Err(AllocationError::SizeExceedsHeap {
-                size,
-                heap,
-                heap_size: self.inner.facts.heap_size,
-            });
-        }
+        execute::check_explicit_dedicated(
+            &self.inner.device,
+            memory_type_index,
+            size,
+            self.inner.facts.heap_size,
+        )?;
         self.inner
             .dedicated(size, AllocationType::Unknown, dedicated, create_info)
     }

@@ -31,7 +31,7 @@
 //!
 //! ```text
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "total": STATS,
 //!   "heaps": [{"index": 0, "flags": ["DEVICE_LOCAL"], "size": BYTES,
 //!              "budget": {"usage": BYTES, "budget": BYTES, "crate_usage": BYTES,
@@ -39,12 +39,14 @@
 //!              "statistics": STATS}, ...],
 //!   "memory_types": [{"index": 0, "heap_index": 0,
 //!                     "flags": ["DEVICE_LOCAL", "HOST_VISIBLE"], "statistics": STATS}, ...],
+//!   "pools": [{"name": "textures", "memory_type_index": 0, "statistics": STATS}, ...],
 //!   "blocks": [{"memory_type_index": 0, "heap_index": 0, "memory": "0x5581f0a0c0",
-//!               "size": BYTES, "dedicated": false, "allocation_count": N,
-//!               "statistics": STATS,
+//!               "size": BYTES, "dedicated": false, "pool": "textures" | null,
+//!               "allocation_count": N, "statistics": STATS,
 //!               "ranges": [{"offset": 0, "size": BYTES,
 //!                           "kind": "free" | "linear" | "non_linear" | "unknown",
-//!                           "name": "vertices" | null}, ...]}, ...]
+//!                           "name": "vertices" | null, "user_data": "..." | null,
+//!                           "backtrace": "..." | null}, ...]}, ...]
 //! }
 //!
 //! STATS = {"blocks": N, "dedicated_allocations": N, "allocations": N,
@@ -61,6 +63,11 @@
 //! one range. `min`, `max` and `avg` are 0 when `count` is 0. Heap budgets count every
 //! allocator of the device; `from_extension` says whether they come from
 //! `VK_EXT_memory_budget` or are estimated (80 % of the heap).
+//! `pools` sums up each [custom pool](crate::MemoryPool) and `pool` names the pool a block
+//! belongs to (`null`: the allocator's default pools); `user_data` is the `Debug` text of an
+//! allocation's [user data](crate::MemoryAlloc::set_user_data) and `backtrace` where it was
+//! made (with [`DebugOptions::capture_backtraces`](crate::DebugOptions::capture_backtraces)).
+//! Version 2 added `pools`, `pool`, `user_data` and `backtrace` to version 1.
 //!
 //! # Memory map
 //!

@@ -199,10 +199,11 @@ impl BuddyAllocator {
     }
 }
 
-#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: every range is a free buddy node of the region, aligned to its own power-of-two
-                      // size (at least the alignment) and padded to whole granularity pages; the shared property
-                      // tests (`testing`) check every guarantee after every operation.
+// The trait is unsafe to implement; nothing unsafe happens inside.
+#[allow(unsafe_code)]
+// SAFETY: every range is a free buddy node of the region, aligned to its own power-of-two size
+// (at least the alignment) and padded to whole granularity pages; the shared property tests
+// (`testing`) check every guarantee after every operation.
 unsafe impl Suballocator for BuddyAllocator {
     /// A request fails exactly when fewer than `size` bytes are free or no free block has the
     /// order `max(⌈log2 size⌉, log2 alignment, log2 granularity)` or more; both conditions only

@@ -84,10 +84,11 @@ impl BumpAllocator {
     }
 }
 
-#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: ranges are handed out in increasing offsets past every live one, aligned and moved
-                      // to a new granularity page after a conflicting type, and never beyond the region; the
-                      // shared property tests (`testing`) check every guarantee after every operation.
+// The trait is unsafe to implement; nothing unsafe happens inside.
+#[allow(unsafe_code)]
+// SAFETY: ranges are handed out in increasing offsets past every live one, aligned and moved
+// to a new granularity page after a conflicting type, and never beyond the region; the shared
+// property tests (`testing`) check every guarantee after every operation.
 unsafe impl Suballocator for BumpAllocator {
     /// A request of type `t` starts at the cursor rounded up to its alignment, moved to the
     /// next page after a conflicting previous allocation on the same page. That start is no

@@ -148,6 +148,8 @@ fn every_boundary_of_the_plan_on_every_layout() {
                     ROOMY,
                     Kind::Err(PlacementError::SizeExceedsHeap),
                 ),
+                // The whole heap is still a valid (dedicated) request.
+                (request(f.heap_size, 1), ROOMY, DED_ONLY),
             ];
             for (req, objects, expected) in table {
                 let got = kind(plan(&req, f, objects));
@@ -328,6 +330,9 @@ fn new_blocks_grow_then_halve_on_retries() {
     assert_eq!(new_block_size(p, false, 5, 1, 128 * MIB + 1), None);
     assert_eq!(new_block_size(p, false, 5, 64, 1), None);
     assert_eq!(new_block_size(1, false, 0, 0, 1), Some(1));
+    // Never a block of zero bytes, even for a request of none.
+    assert_eq!(new_block_size(p, false, 0, 64, 0), None);
+    assert_eq!(new_block_size(0, false, 0, 0, 0), None);
 }
 
 #[test]
@@ -353,6 +358,11 @@ fn arenas_are_cut_only_when_each_is_large_enough() {
     assert_eq!(choose(256 * MIB, 200 * MIB, 1, 4).count, 1);
     assert_eq!(choose(256 * MIB, 4096, 1, 1).count, 1, "one wanted");
     assert_eq!(choose(256 * MIB, 4096, 1, 0).count, 1, "none wanted");
+    assert_eq!(
+        choose(2, 1, 1, 8),
+        l(1, 2),
+        "fewer bytes than arenas wanted"
+    );
     assert_eq!(
         choose(256 * MIB, 4096, 128 * MIB, 4).count,
         2,
@@ -439,6 +449,15 @@ fn custom_pools_suballocate_or_fail_and_are_dedicated_only_when_required() {
         pool(request((1 << 30) + 1, 1)),
         Kind::Err(PlacementError::SizeExceedsHeap)
     );
+    // The whole heap: not an error of the heap, but larger than the pool's blocks (or its
+    // own memory object when the driver requires one).
+    assert_eq!(
+        pool(request(1 << 30, 1)),
+        Kind::Err(PlacementError::LargerThanBlock)
+    );
+    let mut whole_heap = request(1 << 30, 1);
+    whole_heap.requires_dedicated = true;
+    assert_eq!(pool(whole_heap), DED_ONLY);
     let lazy = TypeFacts {
         suballocatable: false,
         ..f

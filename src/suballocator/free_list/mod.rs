@@ -406,12 +406,13 @@ impl FreeListAllocator {
     }
 }
 
-#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: ranges are carved from free nodes that tile the region, each candidate (from any of
-                      // the three search steps) checked by `fit` for alignment and for granularity against the
-                      // allocations of both neighbours (a node records the padding it absorbed, so the next
-                      // allocation's start is known exactly); the shared property tests (`testing`) check every
-                      // guarantee after every operation.
+// The trait is unsafe to implement; nothing unsafe happens inside.
+#[allow(unsafe_code)]
+// SAFETY: ranges are carved from free nodes that tile the region, each candidate (from any of
+// the three search steps) checked by `fit` for alignment and for granularity against the
+// allocations of both neighbours (a node records the padding it absorbed, so the next
+// allocation's start is known exactly); the shared property tests (`testing`) check every
+// guarantee after every operation.
 unsafe impl Suballocator for FreeListAllocator {
     /// The search is complete: it fails only when no free range can hold the request (or, in a
     /// region of some four billion ranges, when node indices run out, for every request alike

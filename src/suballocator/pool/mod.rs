@@ -272,11 +272,12 @@ impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
     }
 }
 
-#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: every range lies in one free slot of the region, at an offset aligned as requested,
-                      // and either on granularity pages of its own or in a group of whole pages whose live slots
-                      // have types that do not conflict with it (see the module docs); the shared property tests
-                      // (`testing`) check every guarantee after every operation.
+// The trait is unsafe to implement; nothing unsafe happens inside.
+#[allow(unsafe_code)]
+// SAFETY: every range lies in one free slot of the region, at an offset aligned as requested,
+// and either on granularity pages of its own or in a group of whole pages whose live slots
+// have types that do not conflict with it (see the module docs); the shared property tests
+// (`testing`) check every guarantee after every operation.
 unsafe impl<const BLOCK_SIZE: u64> Suballocator for PoolAllocator<BLOCK_SIZE> {
     /// `true`: a request fails when no free slot can take it (none at all, or none in a
     /// group its type may use), and a larger or more strictly aligned request of the same

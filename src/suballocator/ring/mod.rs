@@ -221,13 +221,14 @@ impl RingAllocator {
     }
 }
 
-#[allow(unsafe_code)] // Implements the unsafe trait; no unsafe operation inside.
-                      // SAFETY: every range is placed inside a free gap of the run, `[head, end)`, `[0, tail)` or
-                      // `[head, tail)`, which no held range overlaps and which lies in the region (`fit` checks
-                      // the end against the gap's limit, with overflow checks); its start is aligned by `fit`;
-                      // and `fit` checks granularity against the two held neighbours that can share a page with
-                      // it, which is enough (module docs). The shared property tests (`testing`) check every
-                      // guarantee after every operation.
+// The trait is unsafe to implement; nothing unsafe happens inside.
+#[allow(unsafe_code)]
+// SAFETY: every range is placed inside a free gap of the run, `[head, end)`, `[0, tail)` or
+// `[head, tail)`, which no held range overlaps and which lies in the region (`fit` checks the
+// end against the gap's limit, with overflow checks); its start is aligned by `fit`; and `fit`
+// checks granularity against the two held neighbours that can share a page with it, which is
+// enough (module docs). The shared property tests (`testing`) check every guarantee after
+// every operation.
 unsafe impl Suballocator for RingAllocator {
     /// `true`: a stricter alignment only moves each candidate start forward, a larger
     /// request only ends further, and allocations in between only move the head forward or
