@@ -464,7 +464,7 @@ mod tests {
                         let (want_start, want_end) = if offset >= last {
                             // Nothing of the range is inside the object (or it is empty): an
                             // empty result, no further than the object's end.
-                            let end = ((last + atom - 1) / atom * atom).min(object_size);
+                            let end = (last.div_ceil(atom) * atom).min(object_size);
                             ((offset / atom * atom).min(end), end)
                         } else {
                             let first_atom = offset / atom;
