@@ -378,7 +378,16 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
     }
     let stats = defrag.finish();
     let (after, blocks_after) = ratio(allocator);
-    println!("after: {blocks_after} blocks, reserved/live {after:.2}");
+    let empty = allocator
+        .statistics()
+        .blocks
+        .iter()
+        .filter(|b| !b.dedicated && b.statistics.allocation_count == 0)
+        .count();
+    println!(
+        "after: {blocks_after} blocks ({empty} of them empty, kept for the next allocations), \
+         reserved/live {after:.2}"
+    );
 
     // Every byte of every surviving resource.
     let total: u64 = resources.iter().map(|r| r.kind.bytes()).sum();

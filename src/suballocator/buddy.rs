@@ -151,13 +151,6 @@ fn order_for_size(size: DeviceSize) -> u32 {
 }
 
 impl BuddyAllocator {
-    /// The order of the root block that contains `offset` (which must be inside the region).
-    #[inline]
-    fn root_order(&self, offset: DeviceSize) -> u32 {
-        debug_assert!(offset < self.region_size);
-        63 - (offset ^ self.region_size).leading_zeros()
-    }
-
     fn push_free(&mut self, offset: DeviceSize, order: u32) {
         let list = &mut self.free_lists[order as usize];
         self.blocks.insert(
@@ -290,8 +283,10 @@ unsafe impl Suballocator for BuddyAllocator {
         );
         self.free_size += 1 << order;
         self.allocation_count -= 1;
-        let root_order = self.root_order(offset);
-        while order < root_order {
+        // Merging stops at the root: a root's buddy would lie past the region's end, or be a
+        // smaller root (the roots follow the region size's bits from the highest down), so
+        // no free block of the same order is found there.
+        while order < DeviceSize::BITS - 1 {
             let buddy = offset ^ (1 << order);
             match self.blocks.get(&buddy) {
                 Some(&Block {
@@ -379,6 +374,26 @@ mod tests {
     ) -> Suballocation {
         c.allocate(layout(size, align), AllocationType::Linear)
             .unwrap()
+    }
+
+    #[test]
+    fn offsets_hash_by_every_bit() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let build = BuildHasherDefault::<OffsetHasher>::default();
+        // Offsets of large blocks differ only in their high bits; the bucket index comes
+        // from the low bits, which must differ too.
+        let low = |offset: u64| build.hash_one(offset) & 0xFFFF;
+        let buckets: std::collections::HashSet<_> = (0..64u64).map(|i| low(i << 32)).collect();
+        assert!(buckets.len() > 60, "{} distinct low halves", buckets.len());
+        assert_ne!(low(1 << 40), low(2 << 40));
+        // Bytes are hashed in order.
+        let bytes = |b: &[u8]| {
+            let mut h = build.build_hasher();
+            h.write(b);
+            h.finish()
+        };
+        assert_ne!(bytes(&[1, 2]), bytes(&[2, 1]));
+        assert_ne!(bytes(&[1]), bytes(&[1, 0]));
     }
 
     #[test]

@@ -177,22 +177,22 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
     }
 
-    /// Ends a defragmentation: releases the blocks set aside that are empty now (as long as
-    /// the minimum block count stays) and puts the others back. Returns how many were
+    /// Ends a defragmentation: puts the blocks set aside back into the list and releases
+    /// empty blocks by the usual rule ([`release_empty_blocks`](Self::release_empty_blocks)):
+    /// one empty block stays, the others go back to the driver. Returns how many were
     /// released.
     pub(crate) fn restore_aside(&self) -> usize {
         let aside = std::mem::take(&mut *self.aside.lock());
-        let mut blocks = self.blocks.write();
-        let mut released = 0;
-        for b in aside {
-            if b.is_empty() && blocks.items().len() >= self.limits.min {
-                // Dropping the last handle frees the memory.
-                released += 1;
-            } else {
+        if aside.is_empty() {
+            return 0;
+        }
+        {
+            let mut blocks = self.blocks.write();
+            for b in aside {
                 blocks.push(b);
             }
         }
-        released
+        self.release_empty_blocks()
     }
 
     /// Suballocates in the given block (waiting for its arenas' locks), or `None`.
@@ -432,8 +432,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     }
 
     /// Keeps at most one empty block beyond the minimum block count: releases the smaller
-    /// ones.
-    pub(crate) fn release_empty_blocks(&self) {
+    /// ones. Returns how many were released.
+    pub(crate) fn release_empty_blocks(&self) -> usize {
         // A first look under the read lock, which allocating threads share: most calls find
         // at most one empty block and need not stop them.
         {
@@ -441,7 +441,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             if blocks.len() <= self.limits.min
                 || blocks.iter().filter(|b| b.is_empty()).nth(1).is_none()
             {
-                return;
+                return 0;
             }
         }
         let mut blocks = self.blocks.write();
@@ -453,18 +453,20 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             .map(|(i, _)| i)
             .collect();
         if empty.len() <= 1 {
-            return;
+            return 0;
         }
         // Keep the largest empty block, release the others (as long as the minimum stays).
         empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory().size()));
         let mut release = empty[1..].to_vec();
         release.truncate(blocks.items().len().saturating_sub(self.limits.min));
         release.sort_unstable_by(|a, b| b.cmp(a));
+        let released = release.len();
         for i in release {
             // Blocks are only referenced by the vector and by live allocations; an empty
             // block has none, so removing it here drops it (and frees its memory) once any
             // in-flight `free` on it returns.
             blocks.remove(i);
         }
+        released
     }
 }

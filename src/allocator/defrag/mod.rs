@@ -26,9 +26,11 @@
 //!    allocation (its `&mut MemoryAlloc`, checked to be the move's source) for the
 //!    destination and frees the source; [`skip`](DefragmentationPass::skip) frees the
 //!    destination and leaves the source as it was (the copy failed, or the resource was
-//!    destroyed instead). [`end`](DefragmentationPass::end) skips the moves left and gives
-//!    the blocks back: those that emptied are released (a defragmentation gives back every
-//!    block it empties, keeping a pool's minimum), the others return to the search.
+//!    destroyed instead). [`end`](DefragmentationPass::end) skips the moves left and puts
+//!    the blocks back into the search; those that emptied are released by the usual rule of
+//!    the allocation path (one empty block stays, beyond a pool's minimum; the others go
+//!    back to the driver), as VMA does. Planning never moves anything into an empty block,
+//!    so the block kept is not filled again by the next pass.
 //!    Dropping a pass abandons it the same way.
 //! 5. Passes go on until `next_pass` has nothing left to move.
 //!
@@ -231,7 +233,7 @@ pub struct PassReport {
     pub bytes_moved: DeviceSize,
     /// Moves skipped (explicitly or left open at the end).
     pub skipped: usize,
-    /// Blocks released because they emptied.
+    /// Blocks released at the end of the pass (empty blocks beyond the one kept).
     pub memory_objects_freed: usize,
 }
 

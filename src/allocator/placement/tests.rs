@@ -387,6 +387,7 @@ fn arenas_are_cut_only_when_each_is_large_enough() {
         "3 wanted gives 2"
     );
     let whole = choose(100 * MIB, 60 * MIB, 1, 3);
+    assert_eq!(whole, l(1, 100 * MIB), "one arena is the whole block");
     assert_eq!(whole.range(0, 100 * MIB), (0, 100 * MIB));
     // Arenas are at least ARENA_REQUEST_FACTOR times the largest request seen.
     let g = DeviceAlignment::MIN;

@@ -89,9 +89,9 @@ const NONE: u32 = u32::MAX;
 /// The state of a node that is not free, kept where a free node keeps its `prev_free` link
 /// (see [`Node`]): node indices stay below `FIRST_TAG`.
 const TAG_RECYCLED: u32 = u32::MAX - 1;
-const TAG_USED_UNKNOWN: u32 = u32::MAX - 2;
-const TAG_USED_LINEAR: u32 = u32::MAX - 3;
-const TAG_USED_NON_LINEAR: u32 = u32::MAX - 4;
+const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
+const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
+const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
 const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
 /// Padding before an allocation shorter than this is absorbed into it rather than split off.
 const MIN_SPLIT_PADDING: DeviceSize = 64;

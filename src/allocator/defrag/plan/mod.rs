@@ -22,7 +22,9 @@
 //!
 //! Both respect the limits of a pass (bytes and moves); a block that Fast empties is emptied
 //! within one pass or not at all. A block that receives an allocation is never emptied in
-//! the same plan, and a block that is emptied never receives one.
+//! the same plan, a block that is emptied never receives one, and neither does a block that
+//! was empty to begin with (the one empty block the allocator keeps): moving into it would
+//! free nothing, and the next pass would move everything back.
 
 #![deny(unsafe_code)]
 
@@ -106,10 +108,12 @@ pub(crate) fn plan<T>(
         order.sort_by_key(|&b| (live[b], b));
         order
     };
-    // Destinations for a move out of `source`: the other blocks, fullest first.
+    // Destinations for a move out of `source`: the other blocks that hold something, fullest
+    // first. Filling an empty block would only trade one block in use for another (and a
+    // kept empty block would then ping-pong with the one emptied into it, pass after pass).
     let destinations = |live: &[DeviceSize], emptying: &[bool], source: usize| {
         let mut order: Vec<usize> = (0..blocks.len())
-            .filter(|&b| b != source && !emptying[b])
+            .filter(|&b| b != source && !emptying[b] && live[b] > 0)
             .collect();
         order.sort_by_key(|&b| (std::cmp::Reverse(live[b]), b));
         order

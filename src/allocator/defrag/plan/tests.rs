@@ -186,6 +186,7 @@ fn check(
             "a destination in an emptied block"
         );
         assert_ne!(candidates[c].block, b, "a move within its block");
+        assert!(blocks[b].live > 0, "a move into a block that was empty");
         // The destination fits the source: same size, its alignment, inside the block.
         let (size, alignment) = layouts[c];
         assert_eq!(s.size, size);
@@ -293,6 +294,23 @@ fn fast_empties_the_sparse_blocks_into_the_full_ones() {
     assert_eq!(emptied, [0, 2], "the sparse blocks");
     assert_eq!(plan.moves.len(), 4);
     assert_eq!(plan.bytes, 4 * 8 * KIB);
+}
+
+#[test]
+fn an_empty_block_receives_nothing() {
+    // The allocator keeps one empty block; a sparse block next to it stays where it is
+    // (moving it there would free nothing, and the next pass would move it back).
+    let sparse = vec![(8 * KIB, 4, true); 2];
+    let mut model = Model::new(&[64 * KIB; 2], &[Vec::new(), sparse], 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    for algorithm in [Algorithm::Fast, Algorithm::Full] {
+        let (plan, _, _) = run(&mut model, algorithm, unlimited);
+        assert!(plan.moves.is_empty(), "{algorithm:?}: {plan:?}");
+        assert!(plan.emptied.is_empty(), "{algorithm:?}");
+    }
 }
 
 #[test]
