@@ -378,3 +378,86 @@ fn limits_hold_whole_blocks_together() {
     );
     assert_eq!(plan.moves.len(), 2);
 }
+
+#[test]
+fn limits_are_inclusive() {
+    // One sparse block of two 8 KiB moves: exactly two moves, or exactly 16 KiB, is enough.
+    let quarter = vec![(8 * KIB, 4, true); 2];
+    let most = vec![(8 * KIB, 4, true); 6];
+    for limits in [
+        Limits {
+            bytes: DeviceSize::MAX,
+            moves: 2,
+        },
+        Limits {
+            bytes: 16 * KIB,
+            moves: usize::MAX,
+        },
+    ] {
+        let mut model = Model::new(&[64 * KIB; 2], &[quarter.clone(), most.clone()], 1);
+        let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, limits);
+        check(&model, &plan, &blocks, &candidates, Algorithm::Fast, limits);
+        assert_eq!(plan.emptied, [0], "{limits:?}");
+    }
+}
+
+#[test]
+fn a_block_that_fails_to_empty_leaves_no_trace_in_the_choice_of_destinations() {
+    // Block 0 (40 KiB in two moves) is tried first and fails: its first move fits only
+    // block 1, its second nowhere (block 3 has 19 KiB free). Block 3 is emptied next,
+    // fullest destination first: block 2 (46 KiB live), not block 1 (42 KiB, as it is again
+    // once block 0's tentative move is undone).
+    let fills = [
+        vec![(20 * KIB, 4, true); 2],
+        vec![(42 * KIB, 4, false)],
+        vec![(46 * KIB, 4, false)],
+        vec![
+            (16 * KIB, 4, true),
+            (16 * KIB, 4, true),
+            (13 * KIB, 4, true),
+        ],
+    ];
+    let mut model = Model::new(&[64 * KIB; 4], &fills, 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Fast,
+        unlimited,
+    );
+    assert_eq!(plan.emptied, [3]);
+    let first = (0..candidates.len())
+        .find(|&c| candidates[c].block == 3 && candidates[c].size == 16 * KIB)
+        .unwrap();
+    let (_, destination, _) = plan.moves.iter().find(|m| m.0 == first).unwrap();
+    assert_eq!(*destination, 2, "{:?}", plan.moves);
+}
+
+#[test]
+fn full_gathers_into_strictly_fuller_blocks_within_inclusive_limits() {
+    let pinned = |movable_kib: u64| vec![(8 * KIB, 4, false), (movable_kib * KIB, 4, true)];
+    // From a 16 KiB block into a 40 KiB one: the 8 KiB move fits a limit of exactly 8 KiB.
+    let mut model = Model::new(&[64 * KIB; 2], &[pinned(8), pinned(32)], 1);
+    let eight = Limits {
+        bytes: 8 * KIB,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Full, eight);
+    check(&model, &plan, &blocks, &candidates, Algorithm::Full, eight);
+    assert_eq!(plan.moves.len(), 1, "{plan:?}");
+    assert_eq!(plan.moves[0].1, 1, "into the fuller block");
+    // Two blocks equally full: nothing to gather, data would only change places.
+    let mut model = Model::new(&[64 * KIB; 2], &[pinned(8), pinned(8)], 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, _, _) = run(&mut model, Algorithm::Full, unlimited);
+    assert!(plan.moves.is_empty(), "{plan:?}");
+}
