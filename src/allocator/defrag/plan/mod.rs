@@ -176,16 +176,14 @@ pub(crate) fn plan<T>(
     if algorithm == Algorithm::Fast {
         return out;
     }
-    // Then gather: out of the least occupied blocks left, into fuller ones.
-    let moved: std::collections::HashSet<usize> = out.moves.iter().map(|m| m.0).collect();
+    // Then gather: out of the least occupied blocks left, into fuller ones. This never
+    // empties a block the first phase could not: its destinations are a subset of the first
+    // phase's (the fuller ones), with no more room than they had then, under the same limits.
     for source in order_by_live(&live) {
         if emptying[source] || received[source] {
             continue;
         }
         for c in sorted(source) {
-            if moved.contains(&c) {
-                continue;
-            }
             let size = candidates[c].size;
             if out.moves.len() >= limits.moves || out.bytes.saturating_add(size) > limits.bytes {
                 return out;
@@ -202,12 +200,6 @@ pub(crate) fn plan<T>(
                 out.bytes += size;
                 out.moves.push((c, b, t));
             }
-        }
-        if live[source] == 0 && blocks[source].all_movable && !blocks[source].candidates.is_empty()
-        {
-            emptying[source] = true;
-            aside(source, true);
-            out.emptied.push(source);
         }
     }
     out

@@ -225,6 +225,18 @@ fn check(
             );
         }
     }
+    // And a block all of whose allocations leave is one of the emptied (so it is released).
+    for (b, block) in blocks.iter().enumerate() {
+        if block.all_movable
+            && !block.candidates.is_empty()
+            && block.candidates.iter().all(|c| moved.contains(c))
+        {
+            assert!(
+                plan.emptied.contains(&b),
+                "block {b} left empty, not emptied"
+            );
+        }
+    }
     // Reserved memory never grows: no block is ever made, some may be freed.
     let before: DeviceSize = blocks.iter().map(|b| b.size).sum();
     let after: DeviceSize = blocks
@@ -460,4 +472,43 @@ fn full_gathers_into_strictly_fuller_blocks_within_inclusive_limits() {
     };
     let (plan, _, _) = run(&mut model, Algorithm::Full, unlimited);
     assert!(plan.moves.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn gathering_keeps_count_of_what_moved() {
+    // Gathering only goes into blocks that hold more than the source holds at that moment:
+    // block 0 (8 KiB pinned, two 6 KiB moves) sends its first move to block 1 (57 KiB), and
+    // then, holding 14 KiB, its second to block 2 (15 KiB). Block 3 (60 KiB, one 1 KiB move)
+    // then goes into block 1, which holds 63 KiB by then.
+    let fills = [
+        vec![(8 * KIB, 4, false), (6 * KIB, 4, true), (6 * KIB, 4, true)],
+        vec![(57 * KIB, 4, false)],
+        vec![(15 * KIB, 4, false)],
+        vec![(59 * KIB, 4, false), (KIB, 4, true)],
+    ];
+    let mut model = Model::new(&[64 * KIB; 4], &fills, 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Full, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Full,
+        unlimited,
+    );
+    let mut moves: Vec<(usize, DeviceSize, usize)> = plan
+        .moves
+        .iter()
+        .map(|&(c, b, _)| (candidates[c].block, candidates[c].size, b))
+        .collect();
+    moves.sort_unstable();
+    assert_eq!(
+        moves,
+        [(0, 6 * KIB, 1), (0, 6 * KIB, 2), (3, KIB, 1)],
+        "(from, size, to)"
+    );
 }
