@@ -163,8 +163,11 @@ impl Fragmented {
 }
 
 /// What one defragmentation did.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
+    /// The sizes of the memory objects alive before and after (ascending).
+    pub sizes_before: Vec<u64>,
+    pub sizes_after: Vec<u64>,
     pub blocks_before: u64,
     pub reserved_before: u64,
     pub blocks_after: u64,
@@ -249,6 +252,7 @@ pub fn run_ash(
         .collect();
     let mut o = Outcome::default();
     (o.blocks_before, o.reserved_before) = reserved_since(base);
+    o.sizes_before = vulkan::live_object_sizes();
     let before = vulkan::counters();
 
     let t = thread_cpu_time();
@@ -316,6 +320,7 @@ pub fn run_ash(
         );
     }
     (o.blocks_after, o.reserved_after) = reserved_since(base);
+    o.sizes_after = vulkan::live_object_sizes();
     for (alloc, &i) in survivors.iter().zip(&f.survivors) {
         let mut bytes = vec![0; alloc.size() as usize];
         alloc.read(0, &mut bytes).expect("read back");

@@ -35,10 +35,10 @@ struct Row {
 
 impl Row {
     fn new(algo: Algo, rs: &[Outcome]) -> Row {
-        let first = rs[0];
+        let first = rs[0].clone();
         let key = |o: &Outcome| {
             (
-                o.blocks_after,
+                o.reserved_before,
                 o.reserved_after,
                 o.moves,
                 o.bytes_moved,
@@ -148,6 +148,24 @@ pub fn print(a: &DefragArgs, f: &Fragmented, runs: usize, results: &[Vec<Outcome
             us(r.settle),
             us(r.copy),
             r.runs
+        );
+    }
+    println!("\nMemory objects alive before and after, in MiB (ascending):\n");
+    println!("| allocator | algorithm | before | after |");
+    println!("|---|---|---|---|");
+    let list = |v: &[u64]| {
+        v.iter()
+            .map(|&b| format!("{}", mib(b)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.algo.allocator(),
+            r.algo.name(),
+            list(&r.first.sizes_before),
+            list(&r.first.sizes_after)
         );
     }
     targets(&rows, live);

@@ -70,6 +70,7 @@ pub fn run(vk: &Vulkan, f: &Fragmented, flags: u32, a: &DefragArgs) -> Outcome {
         .collect();
     let mut o = Outcome::default();
     (o.blocks_before, o.reserved_before) = reserved_since(base);
+    o.sizes_before = vulkan::live_object_sizes();
     let before = vulkan::counters();
 
     let t = thread_cpu_time();
@@ -170,6 +171,7 @@ pub fn run(vk: &Vulkan, f: &Fragmented, flags: u32, a: &DefragArgs) -> Outcome {
         );
     }
     (o.blocks_after, o.reserved_after) = reserved_since(base);
+    o.sizes_after = vulkan::live_object_sizes();
     for (alloc, &i) in survivors.iter().zip(&f.survivors) {
         let info = allocator.get_allocation_info(alloc);
         assert_eq!(info.user_data, i, "VMA: a buffer's user data changed");
