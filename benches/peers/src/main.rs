@@ -709,7 +709,12 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         }
     }
     // The targets, where ash-memory and the peer were both measured.
-    if args.peers.contains(&Peer::AshMemory) {
+    let any_target = args
+        .peers
+        .iter()
+        .any(|p| matches!(p, Peer::Vma | Peer::GpuAllocator))
+        || args.threads.len() > 1;
+    if args.peers.contains(&Peer::AshMemory) && any_target {
         println!("\n## Targets\n");
         for &threads in &args.threads {
             for &w in &args.workloads {

@@ -209,10 +209,19 @@ fn targets(rows: &[Row], live: u64) {
                 mib(aa - va)
             )
         };
+        let per_freed = |r: &Row| {
+            let freed = r
+                .first
+                .reserved_before
+                .saturating_sub(r.first.reserved_after);
+            r.first.requested_moved as f64 / freed.max(1) as f64
+        };
         println!(
-            "- ash-memory {name} moved {:.2} MiB vs VMA {vname} {:.2} MiB, requested bytes ({same}) (target: ash-memory <= VMA for the same or a better result): {}",
+            "- ash-memory {name} moved {:.2} MiB vs VMA {vname} {:.2} MiB, requested bytes ({same}; per byte freed {:.3} vs {:.3}) (target: ash-memory <= VMA for the same or a better result): {}",
             mib(ab),
             mib(vb),
+            per_freed(ash),
+            per_freed(v),
             met(ab <= vb && aa <= va)
         );
         println!(
