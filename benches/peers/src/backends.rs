@@ -33,12 +33,20 @@ pub struct Vma {
 
 impl Vma {
     pub fn new(vk: &Vulkan) -> Self {
+        Vma {
+            allocator: Self::allocator(vk, 0),
+        }
+    }
+
+    /// A VMA allocator on the bench's device; `block_size` is `preferredLargeHeapBlockSize`
+    /// (0: VMA's default, 256 MiB).
+    pub fn allocator(vk: &Vulkan, block_size: u64) -> vk_mem::Allocator {
         let mut info =
             vk_mem::AllocatorCreateInfo::new(&vk.instance, &vk.device, vk.physical_device);
         info.vulkan_api_version = vk.api_version;
+        info.preferred_large_heap_block_size = block_size;
         // SAFETY: instance/device outlive the allocator (dropped before `Vulkan`).
-        let allocator = unsafe { vk_mem::Allocator::new(info) }.expect("vmaCreateAllocator");
-        Vma { allocator }
+        unsafe { vk_mem::Allocator::new(info) }.expect("vmaCreateAllocator")
     }
 }
 
@@ -120,16 +128,35 @@ impl Backend for GpuAllocator {
 
 // ---------------------------------------------------------------- ash-memory
 
-/// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
 /// `--ash-block-arenas N`: ash-memory's `block_arenas` (unset: its default).
 pub static ASH_BLOCK_ARENAS: OnceLock<usize> = OnceLock::new();
 
+/// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
 pub struct AshMemory {
     allocator: ash_memory::StandardMemoryAllocator,
 }
 
 impl AshMemory {
-    pub fn new(vk: &Vulkan) -> Self {
+    /// ash-memory with `debug` (all off: the plain `ash-memory` row) and
+    /// `--ash-block-arenas`, everything else default.
+    pub fn new(vk: &Vulkan, debug: ash_memory::DebugOptions) -> Self {
+        AshMemory {
+            allocator: Self::allocator(
+                vk,
+                ash_memory::GenericMemoryAllocatorCreateInfo {
+                    block_arenas: ASH_BLOCK_ARENAS.get().copied(),
+                    debug,
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+
+    /// An ash-memory allocator on the bench's device.
+    pub fn allocator(
+        vk: &Vulkan,
+        create_info: ash_memory::GenericMemoryAllocatorCreateInfo,
+    ) -> ash_memory::StandardMemoryAllocator {
         // SAFETY: the device comes from this physical device and instance, outlives the
         // allocator; the instance was created from `entry` for `vk.api_version`; no optional
         // feature is claimed.
@@ -144,18 +171,67 @@ impl AshMemory {
             )
         }
         .expect("ash_memory::Device::new");
-        AshMemory {
-            allocator: match ASH_BLOCK_ARENAS.get() {
-                None => ash_memory::StandardMemoryAllocator::new_default(device),
-                Some(&n) => ash_memory::StandardMemoryAllocator::new(
-                    device,
-                    ash_memory::GenericMemoryAllocatorCreateInfo {
-                        block_arenas: Some(n),
-                        ..Default::default()
-                    },
-                )
-                .expect("--ash-block-arenas"),
-            },
+        ash_memory::StandardMemoryAllocator::new(device, create_info)
+            .expect("ash-memory configuration")
+    }
+}
+
+/// One setting of ash-memory's `DebugOptions` for `--ash-debug`: an extra ash-memory row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebugVariant {
+    /// `margin` bytes before and after every suballocation.
+    Margin(u64),
+    /// `fill_patterns`.
+    Fill,
+    /// `log_allocations`, with no logger installed.
+    Log,
+    /// `capture_backtraces`.
+    Backtrace,
+    /// Every option, with this margin.
+    All(u64),
+}
+
+impl DebugVariant {
+    /// `margin[=N]` (16 bytes by default), `fill`, `log`, `backtrace`, `all[=N]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (key, value) = match s.split_once('=') {
+            Some((k, v)) => (k, Some(v.parse().ok()?)),
+            None => (s, None),
+        };
+        Some(match (key, value) {
+            ("margin" | "margins", v) => DebugVariant::Margin(v.unwrap_or(16)),
+            ("all", v) => DebugVariant::All(v.unwrap_or(16)),
+            ("fill", None) => DebugVariant::Fill,
+            ("log", None) => DebugVariant::Log,
+            ("backtrace" | "backtraces", None) => DebugVariant::Backtrace,
+            _ => return None,
+        })
+    }
+
+    pub fn options(self) -> ash_memory::DebugOptions {
+        let mut o = ash_memory::DebugOptions::default();
+        match self {
+            DebugVariant::Margin(m) => o.margin = m,
+            DebugVariant::Fill => o.fill_patterns = true,
+            DebugVariant::Log => o.log_allocations = true,
+            DebugVariant::Backtrace => o.capture_backtraces = true,
+            DebugVariant::All(m) => {
+                o.margin = m;
+                o.fill_patterns = true;
+                o.log_allocations = true;
+                o.capture_backtraces = true;
+            }
+        }
+        o
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            DebugVariant::Margin(m) => format!("ash-memory (margins {m} B)"),
+            DebugVariant::Fill => "ash-memory (fill patterns)".into(),
+            DebugVariant::Log => "ash-memory (log, no logger)".into(),
+            DebugVariant::Backtrace => "ash-memory (backtraces)".into(),
+            DebugVariant::All(m) => format!("ash-memory (all, margins {m} B)"),
         }
     }
 }

@@ -4,14 +4,31 @@
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
 //!     [--runs N] [--workloads churn,burst,frame,mixed,large] [--allocators ash-memory,vma,gpu-allocator]
-//!     [--seed S] [--ash-block-arenas N]
+//!     [--seed S] [--ash-block-arenas N] [--ash-debug margin=16,fill,log,backtrace,all]
+//! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
+//!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
+//!     [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]
 //! ```
+//!
+//! `--ash-debug` adds one ash-memory row per listed `DebugOptions` setting (`margin[=N]`,
+//! 16 bytes by default; `fill`; `log`; `backtrace`; `all[=N]`), each compared with the plain
+//! ash-memory row of the same run. `log` runs with no logger installed: it measures the
+//! cost of the check and the bookkeeping, not of writing log records.
+//!
+//! `--defrag` replaces the workloads: it fragments ash-memory and VMA with the same trace of
+//! host-visible buffers, runs each defragmentation algorithm on that state with the moves
+//! copied by memcpy, verifies every surviving buffer, and prints the moves, the memory given
+//! back and the planning time (see `defrag.rs`). `--defrag-max-bytes` / `--defrag-max-moves`
+//! bound each pass of both allocators (0, the default: unlimited); `--defrag-block-mib` is
+//! the block size of both (8 by default). `--runs` defaults to 5 there.
 
 mod backends;
+mod debug_cost;
+mod defrag;
 mod trace;
 mod vulkan;
 
-use backends::Backend;
+use backends::{Backend, DebugVariant};
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::OnceLock;
@@ -27,6 +44,8 @@ enum Peer {
     Vulkano,
     /// No allocator at all: the harness's own cost and its thread-scaling ceiling.
     Null,
+    /// ash-memory with one `DebugOptions` setting (`--ash-debug`).
+    AshDebug(DebugVariant),
 }
 
 impl Peer {
@@ -36,13 +55,14 @@ impl Peer {
         Peer::GpuAllocator,
         Peer::Vulkano,
     ];
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            Peer::AshMemory => "ash-memory",
-            Peer::Vma => "VMA (vk-mem 0.5)",
-            Peer::GpuAllocator => "gpu-allocator 0.28",
-            Peer::Vulkano => "vulkano 0.35",
-            Peer::Null => "null (harness only)",
+            Peer::AshMemory => "ash-memory".into(),
+            Peer::Vma => "VMA (vk-mem 0.5)".into(),
+            Peer::GpuAllocator => "gpu-allocator 0.28".into(),
+            Peer::Vulkano => "vulkano 0.35".into(),
+            Peer::Null => "null (harness only)".into(),
+            Peer::AshDebug(v) => v.label(),
         }
     }
     fn key(self) -> &'static str {
@@ -52,6 +72,7 @@ impl Peer {
             Peer::GpuAllocator => "gpu-allocator",
             Peer::Vulkano => "vulkano",
             Peer::Null => "null",
+            Peer::AshDebug(_) => "ash-debug",
         }
     }
     /// One measured replay of `traces` (one per thread) on a freshly created allocator.
@@ -62,7 +83,8 @@ impl Peer {
         traces: &[Trace],
     ) -> RunResult {
         match self {
-            Peer::AshMemory => run_once(backends::AshMemory::new(vk), traces),
+            Peer::AshMemory => run_once(backends::AshMemory::new(vk, Default::default()), traces),
+            Peer::AshDebug(v) => run_once(backends::AshMemory::new(vk, v.options()), traces),
             Peer::Vma => run_once(backends::Vma::new(vk), traces),
             Peer::GpuAllocator => run_once(backends::GpuAllocator::new(vk), traces),
             Peer::Vulkano => {
@@ -228,6 +250,10 @@ struct Args {
     seed: u64,
     /// Stop repeating a slow allocator once its runs for one cell took this long.
     cell_budget: Duration,
+    /// `--ash-debug`: extra ash-memory rows.
+    ash_debug: Vec<DebugVariant>,
+    /// `--defrag`: the defragmentation comparison instead of the workloads.
+    defrag: Option<defrag::DefragArgs>,
 }
 
 fn parse_args() -> Args {
@@ -239,11 +265,18 @@ fn parse_args() -> Args {
         peers: Peer::ALL.to_vec(),
         seed: 0x5EED_A11C,
         cell_budget: Duration::from_secs(25),
+        ash_debug: Vec::new(),
+        defrag: None,
     };
+    let mut defrag = defrag::DefragArgs::default();
     let mut it = std::env::args().skip(1);
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large] \
-                 [--allocators ash-memory,vma,gpu-allocator] [--seed S] [--ash-block-arenas N]";
+                 [--allocators ash-memory,vma,gpu-allocator] [--seed S] [--ash-block-arenas N] \
+                 [--ash-debug margin=16,fill,log,backtrace,all]\n       \
+                 peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
+                 [--defrag-max-bytes B] [--defrag-max-moves N] \
+                 [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
     while let Some(arg) = it.next() {
         let mut val = || {
             it.next()
@@ -280,6 +313,29 @@ fn parse_args() -> Args {
                     })
                     .collect()
             }
+            "--ash-debug" => {
+                a.ash_debug = val()
+                    .split(',')
+                    .map(|s| {
+                        DebugVariant::parse(s).unwrap_or_else(|| panic!("unknown debug option {s}"))
+                    })
+                    .collect()
+            }
+            "--defrag" => a.defrag = Some(defrag::DefragArgs::default()),
+            "--defrag-count" => defrag.count = val().parse().expect("--defrag-count N"),
+            "--defrag-block-mib" => {
+                defrag.block_size = val().parse::<u64>().expect("--defrag-block-mib M") << 20
+            }
+            "--defrag-max-bytes" => defrag.max_bytes = val().parse().expect("--defrag-max-bytes B"),
+            "--defrag-max-moves" => defrag.max_moves = val().parse().expect("--defrag-max-moves N"),
+            "--defrag-algorithms" => {
+                defrag.algorithms = val()
+                    .split(',')
+                    .map(|s| {
+                        defrag::Algo::parse(s).unwrap_or_else(|| panic!("unknown algorithm {s}"))
+                    })
+                    .collect()
+            }
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -289,6 +345,22 @@ fn parse_args() -> Args {
     }
     if a.runs == 0 {
         a.runs = if a.quick { 3 } else { 5 };
+    }
+    if a.defrag.is_some() {
+        a.defrag = Some(defrag);
+    }
+    // The debug rows go right after the plain ash-memory row, their baseline.
+    if !a.ash_debug.is_empty() {
+        let at = match a.peers.iter().position(|&p| p == Peer::AshMemory) {
+            Some(i) => i + 1,
+            None => {
+                a.peers.insert(0, Peer::AshMemory);
+                1
+            }
+        };
+        for (k, &v) in a.ash_debug.iter().enumerate() {
+            a.peers.insert(at + k, Peer::AshDebug(v));
+        }
     }
     if a.quick {
         a.cell_budget = Duration::from_secs(3);
@@ -362,7 +434,7 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "n/a".into())
 }
 
-fn mib(b: u64) -> f64 {
+pub(crate) fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
@@ -386,6 +458,12 @@ fn main() {
         args.runs,
         if args.quick { " (--quick: counts / 4)" } else { "" },
     );
+    if let Some(d) = &args.defrag {
+        println!("load average before: {}", load_average());
+        defrag::main(&vk, d, args.runs, args.seed);
+        println!("\nload average after: {}", load_average());
+        return;
+    }
     let probe_before = parallelism_probe();
     println!(
         "before the run: load average {}, 2-thread parallelism probe {:.2}x (2.0 = two free cores)",
@@ -500,6 +578,7 @@ fn main() {
         probe_after
     );
     report(&args, &cells, (probe_before + probe_after) / 2.0);
+    debug_cost::print(&args, &cells, &vk);
 }
 
 fn find(cells: &[Cell], w: Workload, threads: usize, p: Peer) -> Option<&Cell> {
@@ -557,7 +636,7 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
             .peers
             .iter()
             .copied()
-            .filter(|&p| p != Peer::AshMemory)
+            .filter(|&p| p != Peer::AshMemory && !matches!(p, Peer::AshDebug(_)))
             .collect();
         println!("\n## Summary: peers relative to ash-memory (time = peer ns / ash-memory ns; waste = reserved/live)\n");
         print!("| workload | threads | ash-memory ns | ash-memory waste |");
@@ -630,7 +709,12 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
         }
     }
     // The issue's targets, where ash-memory and the peer were both measured.
-    if args.peers.contains(&Peer::AshMemory) {
+    let any_target = args
+        .peers
+        .iter()
+        .any(|p| matches!(p, Peer::Vma | Peer::GpuAllocator))
+        || args.threads.len() > 1;
+    if args.peers.contains(&Peer::AshMemory) && any_target {
         println!("\n## Targets\n");
         for &threads in &args.threads {
             for &w in &args.workloads {

@@ -140,6 +140,19 @@ pub fn counters() -> Counters {
     }
 }
 
+/// The sizes of the memory objects alive now (allocated through the counting wrapper), in
+/// ascending order.
+pub fn live_object_sizes() -> Vec<u64> {
+    let mut v: Vec<u64> = SIZES
+        .lock()
+        .unwrap()
+        .as_ref()
+        .map(|m| m.values().copied().collect())
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
 /// Restart the peak-reserved high-water mark from the current reservation.
 pub fn reset_peak() {
     PEAK_RESERVED.store(RESERVED.load(Relaxed), Relaxed);
