@@ -15,7 +15,8 @@ mod common;
 
 use ash::vk;
 use ash_memory::{
-    AllocationCreateInfo, MemoryAlloc, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
+    AllocationCreateInfo, HostAccess, MemoryAlloc, MemoryAllocator, MemoryUsage,
+    StandardMemoryAllocator,
 };
 use common::{buffer_info, image_copy, image_info, transfer_to_host, transition, Gpu};
 use std::error::Error;
@@ -74,9 +75,11 @@ fn round_trip(
         .map(|i| (i * 7 % 251) as u8)
         .collect();
 
-    // 1. A vertex buffer in memory the host writes and the GPU reads.
+    // 1. A vertex buffer the host writes and the GPU reads. The automatic usage picks the
+    //    memory type from the buffer's usage flags, the host access and the device's heaps
+    //    (device-local host-visible memory where there is room for it, else host memory).
     let upload = AllocationCreateInfo {
-        usage: MemoryUsage::Upload,
+        usage: MemoryUsage::Auto(HostAccess::SequentialWrite),
         name: Some("vertices".into()),
         ..Default::default()
     };
@@ -87,7 +90,8 @@ fn round_trip(
     };
     vertex_alloc.write(0, &vertices)?;
 
-    // 2. A staging buffer for the pixels, of the same kind.
+    // 2. A staging buffer for the pixels, with the same intent: a transfer-only buffer is
+    //    staging, which the rule keeps in host memory (never in a small BAR heap).
     let staging_info = AllocationCreateInfo {
         name: Some("staging".into()),
         ..upload.clone()
@@ -104,7 +108,7 @@ fn round_trip(
 
     // 3. A device-local image only the GPU touches, and a readback buffer the host reads.
     let texture_info = AllocationCreateInfo {
-        usage: MemoryUsage::DeviceOnly,
+        usage: MemoryUsage::Auto(HostAccess::None),
         name: Some("texture".into()),
         ..Default::default()
     };
@@ -114,7 +118,7 @@ fn round_trip(
 
     let readback_size = pixels.len() + vertices.len();
     let download = AllocationCreateInfo {
-        usage: MemoryUsage::Download,
+        usage: MemoryUsage::Auto(HostAccess::Random),
         name: Some("readback".into()),
         ..Default::default()
     };

@@ -125,25 +125,7 @@ pub(crate) fn reserve(
         reserved.fetch_add(size, Ordering::AcqRel);
         return Ok(());
     }
-    let heap_size = device
-        .memory_properties()
-        .memory_heaps
-        .get(heap as usize)
-        .map_or(0, |h| h.size);
-    // What the process uses besides this crate's reservations, and the budget.
-    let (others, budget) = if device.features().memory_budget {
-        // The crate's usage is read before and after the query, and the smaller one taken:
-        // a memory object made (or freed) around the query may or may not be in the usage
-        // it reports, and taking the smaller figure never counts it as someone else's.
-        let before = device.heap_usage_by_crate(heap);
-        let b = device.query_budget();
-        let crate_usage = before.min(device.heap_usage_by_crate(heap));
-        let usage = b.heap_usage.get(heap as usize).copied().unwrap_or(0);
-        let budget = b.heap_budget.get(heap as usize).copied().unwrap_or(0);
-        (usage.saturating_sub(crate_usage), budget)
-    } else {
-        (0, estimated_budget(heap_size))
-    };
+    let (others, budget) = others_and_budget(device, heap);
     reserved
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
             let after = others.saturating_add(r).saturating_add(size);
@@ -156,6 +138,38 @@ pub(crate) fn reserve(
             size,
             budget,
         })
+}
+
+/// What the process uses of `heap` besides this crate's reservations, and the heap's budget:
+/// from `VK_EXT_memory_budget` when it is enabled (one query), otherwise nothing and 80 % of
+/// the heap's size.
+fn others_and_budget(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
+    let heap_size = device
+        .memory_properties()
+        .memory_heaps
+        .get(heap as usize)
+        .map_or(0, |h| h.size);
+    if device.features().memory_budget {
+        // The crate's usage is read before and after the query, and the smaller one taken:
+        // a memory object made (or freed) around the query may or may not be in the usage
+        // it reports, and taking the smaller figure never counts it as someone else's.
+        let before = device.heap_usage_by_crate(heap);
+        let b = device.query_budget();
+        let crate_usage = before.min(device.heap_usage_by_crate(heap));
+        let usage = b.heap_usage.get(heap as usize).copied().unwrap_or(0);
+        let budget = b.heap_budget.get(heap as usize).copied().unwrap_or(0);
+        (usage.saturating_sub(crate_usage), budget)
+    } else {
+        (0, estimated_budget(heap_size))
+    }
+}
+
+/// The usage of `heap` (the process's other memory and this crate's live and reserved bytes)
+/// and its budget, as [`reserve`] checks them.
+pub(crate) fn heap_load(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
+    let (others, budget) = others_and_budget(device, heap);
+    let reserved = device.heap_reserved(heap).load(Ordering::Acquire);
+    (others.saturating_add(reserved), budget)
 }
 
 /// Gives back a reservation of [`reserve`] whose memory object was not made.

@@ -7,7 +7,9 @@
 //! # fn demo(entry: &ash::Entry, instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice,
 //! #     device: &ash::Device) -> Result<(), Box<dyn std::error::Error>> {
 //! use ash::vk;
-//! use ash_memory::{AllocationCreateInfo, MemoryAllocator, MemoryUsage, StandardMemoryAllocator};
+//! use ash_memory::{
+//!     AllocationCreateInfo, HostAccess, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
+//! };
 //!
 //! // SAFETY: the handles are valid and outlive the allocator; the instance was created from
 //! // `entry` for Vulkan 1.2; no extension is claimed.
@@ -25,7 +27,12 @@
 //! let buffer_info = vk::BufferCreateInfo::default()
 //!     .size(1024)
 //!     .usage(vk::BufferUsageFlags::VERTEX_BUFFER);
-//! let info = AllocationCreateInfo { usage: MemoryUsage::Upload, ..Default::default() };
+//! // A vertex buffer the CPU fills once: the allocator picks the memory type from the
+//! // buffer's usage, the host access and the device's heaps.
+//! let info = AllocationCreateInfo {
+//!     usage: MemoryUsage::Auto(HostAccess::SequentialWrite),
+//!     ..Default::default()
+//! };
 //! // SAFETY: `buffer_info` is a valid create info.
 //! let (buffer, mut alloc) = unsafe { allocator.create_buffer(&buffer_info, &info)? };
 //! alloc.write(0, &[1, 2, 3, 4])?;
@@ -60,10 +67,10 @@ pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
     AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
     Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
-    GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference,
+    GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess, MemoryAllocatePreference,
     MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
-    PoolMemoryType, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
-    MAX_DEBUG_MARGIN,
+    PoolMemoryType, ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS,
+    MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{

@@ -47,7 +47,7 @@ enum Request {
 
 fn scenario() -> Vec<Request> {
     use MemoryAllocatePreference::*;
-    use MemoryUsage::*;
+    use MemoryUsage::{DeviceOnly, Download, Upload};
     let mut r = Vec::new();
     r.extend((0..6).map(|i| Request::Buffer(4 * KIB + 256 * i, Upload)));
     r.extend((0..4).map(|i| Request::Buffer(16 * KIB * (i + 1), DeviceOnly)));

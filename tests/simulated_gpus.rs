@@ -20,7 +20,7 @@ fn vma_legacy_pick(layout: &GpuLayout, bits: u32, usage: MemoryUsage) -> Option<
         MemoryUsage::DeviceOnly => (F::empty(), F::DEVICE_LOCAL),
         MemoryUsage::Upload => (F::HOST_VISIBLE, F::DEVICE_LOCAL),
         MemoryUsage::Download => (F::HOST_VISIBLE, F::HOST_CACHED),
-        MemoryUsage::Custom(_) => unreachable!(),
+        _ => unreachable!("not a legacy usage"),
     };
     (0..layout.type_count())
         .filter(|&i| bits & (1 << i) != 0 && layout.flags(i).contains(required))

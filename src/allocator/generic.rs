@@ -6,6 +6,7 @@ use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions}
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
 use super::execute::{self, Made, Target, TypeBlocks};
+use super::intent::{self, HeapFacts, Resolved};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
 use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
@@ -37,8 +38,10 @@ pub struct GenericMemoryAllocator<S> {
     dedicated: Arc<DedicatedRegistry>,
     /// Statistics, snapshots and the leak report on drop, of the default and custom pools.
     observer: Observer,
-    /// The memory type chosen for the last `memory_type_bits` of each standard usage.
+    /// The memory type chosen for the last `memory_type_bits` of each intent class.
     type_cache: TypeCache,
+    /// The shape of the device's heaps, for the automatic usages.
+    heap_facts: HeapFacts,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -114,6 +117,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             pool: None,
         };
         let observer = Observer::new(Arc::new(held), "GenericMemoryAllocator");
+        let heap_facts = HeapFacts::of(props);
         Ok(Self {
             device,
             block_vecs,
@@ -122,12 +126,101 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated,
             observer,
             type_cache: TypeCache::default(),
+            heap_facts,
         })
     }
 
     /// The configuration.
     pub fn create_info(&self) -> &GenericMemoryAllocatorCreateInfo {
         &self.create_info
+    }
+
+    /// The memory type [`allocate`](MemoryAllocator::allocate) tries first for a resource
+    /// with `requirements` and `create_info` (its usage, resource usage and, for the
+    /// automatic usages, the size and the heaps' budgets now: see
+    /// [`intent`](super::intent)), or `None` when no type fits.
+    pub fn memory_type_for(
+        &self,
+        requirements: &MemoryRequirements,
+        create_info: &AllocationCreateInfo,
+    ) -> Option<u32> {
+        let bits = self.usable_bits(requirements.memory_type_bits).ok()?;
+        let resolved = self.resolve(create_info);
+        self.first_choice(bits, create_info, &resolved, requirements.layout.size())
+    }
+
+    /// The memory type of a pool made for `usage` among `bits`: the automatic usages are
+    /// resolved for a resource of unknown usage, without rationing (a pool's blocks are the
+    /// application's explicit budget).
+    pub(crate) fn pool_memory_type(&self, bits: u32, usage: super::MemoryUsage) -> Option<u32> {
+        let resolved = intent::resolve(usage, intent::ResourceUsage::Unknown, self.heap_facts);
+        self.choose(bits, &resolved, 0)
+    }
+
+    /// The flags of `create_info`'s usage on this device.
+    #[inline]
+    fn resolve(&self, create_info: &AllocationCreateInfo) -> Resolved {
+        intent::resolve(
+            create_info.usage,
+            create_info.resource_usage,
+            self.heap_facts,
+        )
+    }
+
+    /// The best type among `bits` for `resolved`, with `demoted` types behind the others.
+    fn choose(&self, bits: u32, resolved: &Resolved, demoted: u32) -> Option<u32> {
+        intent::choose(
+            self.device.memory_properties(),
+            self.device.features(),
+            bits,
+            resolved,
+            demoted,
+        )
+    }
+
+    /// The first type to try: the cached choice of the intent's class, unless the small-heap
+    /// ration turns this request away from it ([caching](super::intent#caching-the-choice)).
+    #[inline]
+    fn first_choice(
+        &self,
+        bits: u32,
+        create_info: &AllocationCreateInfo,
+        resolved: &Resolved,
+        size: DeviceSize,
+    ) -> Option<u32> {
+        let class = intent::class_of(create_info.usage, create_info.resource_usage);
+        let first = self
+            .type_cache
+            .get_or(bits, class, || self.choose(bits, resolved, 0))?;
+        if self.rationed_out(1 << first, resolved, size) == 0 {
+            return Some(first);
+        }
+        self.choose(bits, resolved, self.rationed_out(bits, resolved, size))
+    }
+
+    /// The types among `bits` on a small BAR heap that a request of `size` bytes may not take
+    /// now ([rationing](super::intent#rationing-a-small-bar-heap)), as a mask.
+    #[inline]
+    fn rationed_out(&self, bits: u32, resolved: &Resolved, size: DeviceSize) -> u32 {
+        if !resolved.rationed || self.heap_facts.small_heaps == 0 {
+            return 0;
+        }
+        let props = self.device.memory_properties();
+        let mut out = 0;
+        for (i, t) in props.memory_types.iter().enumerate().take(32) {
+            if bits & (1 << i) == 0 || !self.heap_facts.is_small(t.heap_index) {
+                continue;
+            }
+            let heap_size = props
+                .memory_heaps
+                .get(t.heap_index as usize)
+                .map_or(0, |h| h.size);
+            let (used, budget) = crate::budget::heap_load(&self.device, t.heap_index);
+            if !intent::small_heap_admits(size, heap_size, used, budget) {
+                out |= 1 << i;
+            }
+        }
+        out
     }
 
     /// The preferred block size of memory type `memory_type_index`'s heap.
@@ -482,7 +575,8 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
-        let filter: MemoryTypeFilter = create_info.usage.into();
+        let resolved = self.resolve(create_info);
+        let size = requirements.layout.size();
         let request = Request {
             layout: requirements.layout,
             preference: create_info.allocate_preference,
@@ -492,10 +586,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         // The common case first: the plan of the first memory type the policy would choose
         // says "suballocate", and an existing block has room. Anything else takes the full
         // path below, which follows the same plan.
-        let first = self.type_cache.get_or(bits, create_info.usage, || {
-            self.find_memory_type_index(bits, filter)
-        });
-        if let Some(index) = first {
+        if let Some(index) = self.first_choice(bits, create_info, &resolved, size) {
             let facts = &self.types[index as usize];
             let (block_request, guard) = execute::guarded(&request, self.create_info.debug.margin);
             if let Ok(plan @ Plan::Suballocate { .. }) =
@@ -511,12 +602,13 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                 }
             }
         }
+        let demoted = self.rationed_out(bits, &resolved, size);
         let mut last_error = None;
         loop {
-            let Some(index) = self.find_memory_type_index(bits, filter) else {
+            let Some(index) = self.choose(bits, &resolved, demoted) else {
                 return Err(last_error.unwrap_or(AllocationError::NoSuitableMemoryType {
                     bits: requirements.memory_type_bits,
-                    required: filter.required_flags,
+                    required: resolved.filter.required_flags,
                 }));
             };
             match self.allocate_in_type(index, &request, allocation_type, create_info, dedicated) {

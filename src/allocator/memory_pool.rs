@@ -66,7 +66,9 @@ pub enum PoolMemoryType {
     /// This memory type index.
     Index(u32),
     /// The best type for `usage` among `memory_type_bits` (from the requirements of an
-    /// example resource), as [`MemoryAllocator::find_memory_type_index`] picks it.
+    /// example resource), as [`MemoryAllocator::find_memory_type_index`] picks it; an
+    /// automatic usage is resolved for a resource of unknown usage (the GPU uses it in
+    /// place), with the device's heaps in mind, and no small heap is rationed.
     Find {
         /// The memory types the pool's resources allow.
         memory_type_bits: u32,
@@ -199,12 +201,12 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
             PoolMemoryType::Find {
                 memory_type_bits,
                 usage,
-            } => self
-                .find_memory_type_index(memory_type_bits, usage.into())
-                .ok_or(AllocationError::NoSuitableMemoryType {
+            } => self.pool_memory_type(memory_type_bits, usage).ok_or(
+                AllocationError::NoSuitableMemoryType {
                     bits: memory_type_bits,
                     required: MemoryTypeFilter::from(usage).required_flags,
-                })?,
+                },
+            )?,
         };
         let memory_type = props.memory_type(memory_type_index).ok_or(
             AllocationError::MemoryTypeIndexOutOfRange {

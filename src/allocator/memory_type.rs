@@ -17,7 +17,8 @@
 //! flags and having the fewest not-preferred flags wins; ties go to the lowest index, because
 //! the specification orders types by the driver's own preference. [`MemoryUsage`] gives the
 //! filters that fit the three common cases, the same ones VMA picks for its GPU-only,
-//! CPU-to-GPU and GPU-to-CPU usages.
+//! CPU-to-GPU and GPU-to-CPU usages, and the automatic usages that work the filter out from
+//! the resource, the host access and the device's heaps ([`intent`](super::intent)).
 //!
 //! Special types are never chosen by accident: `PROTECTED`, `LAZILY_ALLOCATED` and
 //! `RDMA_CAPABLE` types only when the filter requires that flag (and, for `PROTECTED`, the
@@ -27,6 +28,7 @@
 
 #![deny(unsafe_code)]
 
+use super::intent::HostAccess;
 use crate::device::{EnabledMemoryFeatures, MemoryProperties};
 use ash::vk;
 
@@ -41,8 +43,16 @@ pub struct MemoryTypeFilter {
     pub not_preferred_flags: vk::MemoryPropertyFlags,
 }
 
-/// The common intents, each mapped to a [`MemoryTypeFilter`].
+/// What an allocation is for, which decides its memory type.
+///
+/// The automatic usages ([`Auto`](Self::Auto) and its two preferences, VMA 3's `AUTO*`) are
+/// the ones to reach for: they choose from the resource's usage flags, the host access, the
+/// device's heaps, the size of the request and the heap's budget (the rule and its reasons
+/// are in [`intent`](super::intent)). The simple forms ([`DeviceOnly`](Self::DeviceOnly),
+/// [`Upload`](Self::Upload), [`Download`](Self::Download), VMA 2's `GPU_ONLY`,
+/// `CPU_TO_GPU`, `GPU_TO_CPU`) name fixed flags, whatever the resource and the heaps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MemoryUsage {
     /// Only the GPU touches the memory: prefer `DEVICE_LOCAL`, avoid `HOST_VISIBLE` so that
     /// the small mappable window of VRAM is left for uploads. The default.
@@ -50,35 +60,71 @@ pub enum MemoryUsage {
     DeviceOnly,
     /// The CPU writes (sequentially) and the GPU reads: requires `HOST_VISIBLE`, prefers
     /// `DEVICE_LOCAL` (a BAR or unified-memory type where there is one), avoids `HOST_CACHED`
-    /// (write-combined memory is faster for sequential writes).
+    /// (write-combined memory is faster for sequential writes). Every upload, staging buffers
+    /// included, goes to a BAR heap while it has room: prefer
+    /// `Auto(HostAccess::SequentialWrite)`, which keeps staging buffers out of it.
     Upload,
     /// The GPU writes and the CPU reads: requires `HOST_VISIBLE`, prefers `HOST_CACHED` so that
     /// reads are fast.
     Download,
     /// A filter of your own.
     Custom(MemoryTypeFilter),
+    /// Chosen from the resource and the host access (see [`intent`](super::intent)).
+    Auto(HostAccess),
+    /// As [`Auto`](Self::Auto), leaning to device-local memory where the rule has a choice
+    /// (a staging buffer in the BAR window, random host access in VRAM-backed memory).
+    AutoPreferDevice(HostAccess),
+    /// As [`Auto`](Self::Auto), leaning to host memory where the rule has a choice (a
+    /// buffer the GPU reads in place, but rarely, kept in system RAM).
+    AutoPreferHost(HostAccess),
 }
 
-impl From<MemoryUsage> for MemoryTypeFilter {
-    fn from(usage: MemoryUsage) -> Self {
+impl MemoryUsage {
+    /// The filter of a simple form (an automatic usage yields its filter without knowledge of
+    /// the resource or the heaps).
+    pub(crate) fn simple_filter(self) -> MemoryTypeFilter {
         use vk::MemoryPropertyFlags as F;
-        match usage {
-            MemoryUsage::DeviceOnly => Self {
+        match self {
+            Self::DeviceOnly => MemoryTypeFilter {
                 required_flags: F::empty(),
                 preferred_flags: F::DEVICE_LOCAL,
                 not_preferred_flags: F::HOST_VISIBLE,
             },
-            MemoryUsage::Upload => Self {
+            Self::Upload => MemoryTypeFilter {
                 required_flags: F::HOST_VISIBLE,
                 preferred_flags: F::DEVICE_LOCAL,
                 not_preferred_flags: F::HOST_CACHED,
             },
-            MemoryUsage::Download => Self {
+            Self::Download => MemoryTypeFilter {
                 required_flags: F::HOST_VISIBLE,
                 preferred_flags: F::HOST_CACHED,
                 not_preferred_flags: F::empty(),
             },
-            MemoryUsage::Custom(filter) => filter,
+            Self::Custom(filter) => filter,
+            Self::Auto(_) | Self::AutoPreferDevice(_) | Self::AutoPreferHost(_) => {
+                MemoryTypeFilter::from(self)
+            }
+        }
+    }
+}
+
+impl From<MemoryUsage> for MemoryTypeFilter {
+    /// The filter of a usage. An automatic usage is worked out as for a resource of unknown
+    /// usage on a discrete GPU, with no heap rationed; allocators resolve it with what they
+    /// know of the resource and the device instead.
+    fn from(usage: MemoryUsage) -> Self {
+        match usage {
+            MemoryUsage::Auto(_)
+            | MemoryUsage::AutoPreferDevice(_)
+            | MemoryUsage::AutoPreferHost(_) => {
+                super::intent::resolve(
+                    usage,
+                    super::intent::ResourceUsage::Unknown,
+                    super::intent::HeapFacts::default(),
+                )
+                .filter
+            }
+            simple => simple.simple_filter(),
         }
     }
 }
@@ -130,6 +176,20 @@ pub fn find_memory_type_index(
     memory_type_bits: u32,
     filter: &MemoryTypeFilter,
 ) -> Option<u32> {
+    find_memory_type_index_demoting(props, features, memory_type_bits, filter, 0)
+}
+
+/// [`find_memory_type_index`], with the types in `demoted` (a mask of type indices) behind
+/// every type not in it.
+pub(crate) fn find_memory_type_index_demoting(
+    props: &MemoryProperties,
+    features: &EnabledMemoryFeatures,
+    memory_type_bits: u32,
+    filter: &MemoryTypeFilter,
+    demoted: u32,
+) -> Option<u32> {
+    // Above any cost of flags (at most 32 + 32).
+    const DEMOTED: u32 = 1 << 8;
     let mut best: Option<(u32, u32)> = None;
     // At most 32 types: `memory_type_bits` has no bit for more (a hand-built
     // `MemoryProperties` may list more; they are never chosen).
@@ -142,7 +202,12 @@ pub fn find_memory_type_index(
             continue;
         }
         let cost = (filter.preferred_flags & !flags).as_raw().count_ones()
-            + (filter.not_preferred_flags & flags).as_raw().count_ones();
+            + (filter.not_preferred_flags & flags).as_raw().count_ones()
+            + if demoted & (1 << index) != 0 {
+                DEMOTED
+            } else {
+                0
+            };
         if best.is_none_or(|(_, c)| cost < c) {
             best = Some((index as u32, cost));
         }

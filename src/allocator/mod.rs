@@ -8,8 +8,9 @@
 //! `VkMemoryDedicatedRequirements`). [`AllocationType`] says whether the resource is linear
 //! (buffers, linear images) or not (optimal images), for buffer-image granularity.
 //! [`AllocationCreateInfo`] says what the user intends: [`MemoryUsage`] picks the memory
-//! type, [`MemoryAllocatePreference`] governs dedicated allocations, and an optional name shows
-//! up in leak reports.
+//! type (best as an automatic usage, which takes the resource's usage flags and the host
+//! access into account, see [`intent`]), [`MemoryAllocatePreference`] governs dedicated
+//! allocations, and an optional name shows up in leak reports.
 //!
 //! # Where an allocation goes
 //!
@@ -49,11 +50,18 @@ pub mod defrag;
 mod error;
 mod execute;
 mod generic;
+pub mod intent;
 pub mod memory_pool;
 pub mod memory_type;
 mod observe;
 pub mod placement;
 mod type_cache;
+
+/// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
+/// pure layers (placement, automatic usages).
+#[cfg(test)]
+#[path = "../../tests/support/layouts.rs"]
+pub(crate) mod test_layouts;
 
 pub use self::config::{
     BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo,
@@ -65,6 +73,7 @@ pub use self::defrag::{
 };
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
+pub use self::intent::{HostAccess, ResourceUsage};
 pub use self::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
@@ -82,8 +91,15 @@ use std::sync::Arc;
 /// Build it with `..Default::default()`: new fields may be added.
 #[derive(Clone, Debug)]
 pub struct AllocationCreateInfo {
-    /// Which kind of memory type to choose. The default value is [`MemoryUsage::DeviceOnly`].
+    /// Which kind of memory type to choose. The default value is [`MemoryUsage::DeviceOnly`];
+    /// [`MemoryUsage::Auto`] chooses from the resource and the host access.
     pub usage: MemoryUsage,
+    /// What the memory is for, for the automatic usages (the simple ones ignore it).
+    /// [`MemoryAllocator::create_buffer`] and [`MemoryAllocator::create_image`] fill it in from
+    /// the resource's usage flags when it is left [`ResourceUsage::Unknown`]; give it when
+    /// allocating for a resource with [`MemoryAllocator::allocate`]. The default value is
+    /// `Unknown` (the GPU is assumed to use the memory directly).
+    pub resource_usage: ResourceUsage,
     /// Dedicated-allocation policy. The default value is [`MemoryAllocatePreference::Auto`].
     pub allocate_preference: MemoryAllocatePreference,
     /// A name for statistics and leak reports. The default value is `None`.
@@ -108,6 +124,7 @@ impl PartialEq for AllocationCreateInfo {
     /// User data compares by identity (the same `Arc`).
     fn eq(&self, other: &Self) -> bool {
         self.usage == other.usage
+            && self.resource_usage == other.resource_usage
             && self.allocate_preference == other.allocate_preference
             && self.name == other.name
             && self.priority == other.priority
@@ -124,6 +141,7 @@ impl Default for AllocationCreateInfo {
     fn default() -> Self {
         Self {
             usage: MemoryUsage::DeviceOnly,
+            resource_usage: ResourceUsage::Unknown,
             allocate_preference: MemoryAllocatePreference::Auto,
             name: None,
             priority: None,
@@ -269,13 +287,15 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
             unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
+        let create_info =
+            with_resource_usage(create_info, ResourceUsage::Buffer(buffer_info.usage));
         // SAFETY: `buffer` was just created from this device and is unbound.
         unsafe {
             allocate_and_bind(
                 self,
                 Resource::Buffer(buffer),
                 AllocationType::Linear,
-                create_info,
+                &create_info,
             )
         }
         .map(|alloc| (buffer, alloc))
@@ -303,9 +323,25 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: the caller guarantees `image_info` is valid for this device.
         let image =
             unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
+        let create_info = with_resource_usage(create_info, ResourceUsage::Image(image_info.usage));
         // SAFETY: `image` was just created from this device, is unbound and not disjoint.
-        unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, create_info) }
+        unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, &create_info) }
             .map(|alloc| (image, alloc))
+    }
+}
+
+/// `create_info` with `usage` as its resource usage, unless it already names one.
+fn with_resource_usage(
+    create_info: &AllocationCreateInfo,
+    usage: ResourceUsage,
+) -> std::borrow::Cow<'_, AllocationCreateInfo> {
+    if create_info.resource_usage == ResourceUsage::Unknown {
+        std::borrow::Cow::Owned(AllocationCreateInfo {
+            resource_usage: usage,
+            ..create_info.clone()
+        })
+    } else {
+        std::borrow::Cow::Borrowed(create_info)
     }
 }
 

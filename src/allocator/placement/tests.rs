@@ -6,9 +6,7 @@ use crate::allocator::config::BlockSizeThresholds;
 use crate::device::MemoryProperties;
 use MemoryAllocatePreference::{AlwaysAllocate, Auto, NeverAllocate};
 
-#[path = "../../../tests/support/layouts.rs"]
-mod layouts;
-use layouts::GpuLayout;
+use crate::allocator::test_layouts::GpuLayout;
 
 const KIB: DeviceSize = 1 << 10;
 const MIB: DeviceSize = 1 << 20;
