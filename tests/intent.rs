@@ -322,3 +322,59 @@ fn a_pool_for_an_automatic_usage_takes_the_rules_type() {
         "host-visible VRAM on resizable BAR"
     );
 }
+
+#[test]
+fn the_bar_ration_follows_the_reported_budget_and_other_processes() {
+    let layout = GpuLayout::amd_discrete_bar();
+    let sim = Sim::with_features(
+        layout,
+        support::SimFeatures {
+            memory_budget: true,
+            ..Default::default()
+        },
+    );
+    let bar_heap = 2;
+    // The driver reports a 64 MiB budget on the BAR heap, 20 MiB of it used by another
+    // process: this process may fill it up to 32 MiB in all, 12 MiB of it its own.
+    sim.state.set_heap_budget(bar_heap, 64 * MIB);
+    sim.state.set_other_usage(bar_heap, 20 * MIB);
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device_claimed());
+    let info = AllocationCreateInfo {
+        usage: MemoryUsage::Auto(HostAccess::SequentialWrite),
+        resource_usage: ResourceUsage::Buffer(B::UNIFORM_BUFFER),
+        ..Default::default()
+    };
+    let requirements = MemoryRequirements {
+        layout: DeviceLayout::from_size_alignment(256 * KIB, 256).unwrap(),
+        memory_type_bits: GpuLayout::amd_discrete_bar().buffer_bits(),
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    };
+    let mut live = Vec::new();
+    let mut first_spill = None;
+    for i in 0..200 {
+        let alloc = allocator
+            .allocate(requirements, AllocationType::Linear, &info, None)
+            .unwrap();
+        if alloc.memory_type_index() != 2 && first_spill.is_none() {
+            first_spill = Some(i);
+        }
+        live.push(alloc);
+    }
+    let own = sim.state.heap_used(bar_heap);
+    let block = allocator.block_size(2).unwrap();
+    assert!(
+        first_spill.is_some(),
+        "50 MiB of uniforms cannot fit a 12 MiB share"
+    );
+    assert!(
+        own <= 12 * MIB + block,
+        "this process holds {own} bytes of the BAR heap, past its share + one block"
+    );
+    // When the other process lets go, the ration grows again.
+    sim.state.set_other_usage(bar_heap, 0);
+    let alloc = allocator
+        .allocate(requirements, AllocationType::Linear, &info, None)
+        .unwrap();
+    assert_eq!(alloc.memory_type_index(), 2, "room again in the BAR heap");
+}
