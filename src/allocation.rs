@@ -461,9 +461,7 @@ impl MemoryAlloc {
             return (self.offset, self.size);
         };
         for (i, (start, end)) in guard.margins(self.offset).into_iter().enumerate() {
-            let damage = memory
-                .read_mapped(start, end - start)
-                .and_then(|bytes| corruption::first_damage(&bytes));
+            let damage = memory.scan_mapped(start, end - start, corruption::first_damage);
             if let Some(at) = damage {
                 log::error!(
                     target: corruption::LOG_TARGET,
@@ -471,7 +469,7 @@ impl MemoryAlloc {
                     corruption::DamagedMargin {
                         memory_type_index: memory.memory_type_index(),
                         memory: ash::vk::Handle::as_raw(memory.handle()),
-                        offset: start + at as DeviceSize,
+                        offset: start + at,
                         after: i == 1,
                         allocation_offset: self.offset,
                         allocation_size: self.size,

@@ -92,22 +92,41 @@ pub(crate) fn guarded_layout(
     Some((DeviceLayout::new(size, layout.alignment()).ok()?, front))
 }
 
+/// [`MARGIN_MAGIC`] repeated, little-endian: margins are filled and compared a chunk at a
+/// time (a copy and a `memcmp` rather than a loop over bytes).
+const PATTERN: [u8; 64] = {
+    let word = MARGIN_MAGIC.to_le_bytes();
+    let mut out = [0u8; 64];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = word[i % 4];
+        i += 1;
+    }
+    out
+};
+
+/// How many bytes of a margin are compared at a time; a multiple of 4, so that every chunk
+/// starts at the same phase of the magic word.
+pub(crate) const CHUNK: usize = PATTERN.len();
+
 /// Fills `bytes` (a margin) with [`MARGIN_MAGIC`]; a tail of fewer than 4 bytes gets the
 /// first bytes of the word.
 pub(crate) fn fill_margin(bytes: &mut [u8]) {
-    let magic = MARGIN_MAGIC.to_le_bytes();
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = magic[i % 4];
+    for chunk in bytes.chunks_mut(CHUNK) {
+        chunk.copy_from_slice(&PATTERN[..chunk.len()]);
     }
 }
 
-/// The index of the first byte of `bytes` (a margin) that is not the magic pattern.
+/// The index of the first byte of `bytes` (a margin, or a piece of one that starts at a
+/// multiple of 4 bytes into it) that is not the magic pattern.
 pub(crate) fn first_damage(bytes: &[u8]) -> Option<usize> {
-    let magic = MARGIN_MAGIC.to_le_bytes();
-    bytes
-        .iter()
-        .enumerate()
-        .position(|(i, &b)| b != magic[i % 4])
+    bytes.chunks(CHUNK).enumerate().find_map(|(k, chunk)| {
+        if chunk == &PATTERN[..chunk.len()] {
+            return None;
+        }
+        let i = chunk.iter().zip(PATTERN).position(|(&a, b)| a != b)?;
+        Some(k * CHUNK + i)
+    })
 }
 
 /// One damaged margin.
@@ -189,9 +208,11 @@ mod tests {
 
     #[test]
     fn every_damaged_byte_of_a_margin_is_found() {
-        for len in [1usize, 3, 4, 17, 64] {
+        for len in [1usize, 3, 4, 17, 63, 64, 65, 200] {
             let mut margin = vec![0u8; len];
             fill_margin(&mut margin);
+            let word = MARGIN_MAGIC.to_le_bytes();
+            assert!(margin.iter().enumerate().all(|(i, &b)| b == word[i % 4]));
             assert_eq!(first_damage(&margin), None);
             for i in 0..len {
                 let mut m = margin.clone();

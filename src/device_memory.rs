@@ -438,27 +438,45 @@ impl DeviceMemory {
 }
 
 impl DeviceMemory {
-    /// Copies `[offset, offset + len)` out of the mapping, after invalidating it; `None` when
-    /// the memory is not host-visible or the range leaves the object.
-    pub(crate) fn read_mapped(&self, offset: DeviceSize, len: DeviceSize) -> Option<Vec<u8>> {
+    /// Looks through `[offset, offset + len)` of the mapping, after invalidating it, for the
+    /// first byte `find` picks out: the range is copied onto the stack a piece at a time
+    /// (pieces of [`SCAN_PIECE`] bytes, the last one shorter) and `find` returns the index
+    /// of the byte it wants in a piece, or `None`. Returns that byte's index in the range;
+    /// `None` when nothing is found, the memory is not host-visible or the range leaves the
+    /// object.
+    pub(crate) fn scan_mapped(
+        &self,
+        offset: DeviceSize,
+        len: DeviceSize,
+        mut find: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> Option<DeviceSize> {
         let base = self.mapped?;
         if offset.checked_add(len)? > self.size {
             return None;
         }
         self.sync_range(offset, len, SyncDirection::Invalidate)
             .ok()?;
-        let mut out = vec![0u8; len as usize];
-        // SAFETY: the range lies inside the object, which is mapped whole for its lifetime.
-        // The bytes may be written meanwhile (by the GPU, or a misbehaving writer the caller
-        // is looking for); they are copied, never referenced.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                base.as_ptr().add(offset as usize),
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
-        Some(out)
+        let mut piece = [0u8; SCAN_PIECE];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(SCAN_PIECE as DeviceSize) as usize;
+            // SAFETY: the piece lies inside the object (checked above), which is mapped whole
+            // for its lifetime. The bytes may be written meanwhile (by the GPU, or the
+            // misbehaving writer a margin check is looking for); they are copied, never
+            // referenced.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    base.as_ptr().add((offset + done) as usize),
+                    piece.as_mut_ptr(),
+                    n,
+                )
+            };
+            if let Some(at) = find(&piece[..n]) {
+                return Some(done + at as DeviceSize);
+            }
+            done += n as DeviceSize;
+        }
+        None
     }
 
     /// Lets `write` fill `[offset, offset + len)` of the mapping, then flushes it; does
@@ -489,6 +507,10 @@ impl DeviceMemory {
         let _ = self.sync_range(offset, len, SyncDirection::Flush);
     }
 }
+
+/// The bytes [`DeviceMemory::scan_mapped`] copies at a time: a multiple of the margins'
+/// chunk, so that every piece starts at the same phase of the magic word.
+pub(crate) const SCAN_PIECE: usize = 8 * crate::corruption::CHUNK;
 
 /// Which way [`DeviceMemory::sync_range`] makes writes visible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -72,7 +72,7 @@ fn every_byte_of_every_margin_is_detected_and_named() {
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), debug(16, false)).unwrap();
     let all = device.memory_properties().all_types_mask();
-    for alignment in [1, 4, 256] {
+    for alignment in [1, 4, 256, 1024] {
         let mut victim = allocator
             .allocate(
                 reqs(&device, 100, alignment),

@@ -153,8 +153,10 @@ pub struct DebugOptions {
     /// [`FREED_BYTE`](crate::corruption::FREED_BYTE). The default value is `false`.
     pub fill_patterns: bool,
     /// Log every allocation and free at the `trace` level (target
-    /// [`ALLOCATIONS_LOG_TARGET`](crate::corruption::ALLOCATIONS_LOG_TARGET)). The default value
-    /// is `false`.
+    /// [`ALLOCATIONS_LOG_TARGET`](crate::corruption::ALLOCATIONS_LOG_TARGET)). Whether an
+    /// allocation is logged is decided when it is made: one made while that level is off for
+    /// the target (no logger, or a coarser filter) costs nothing and is not logged, nor is its
+    /// free. The default value is `false`.
     pub log_allocations: bool,
     /// Capture a backtrace of where each allocation is made, for the leak report (slow: use
     /// it to hunt a leak). The default value is `false`.

@@ -495,6 +495,10 @@ pub(crate) fn meta_of(
     if create_info.name.is_none() && create_info.user_data.is_none() && !debug.any() {
         return None;
     }
+    // The allocation log costs a record per allocation only while someone listens: an
+    // allocation made while trace level is off for the target is not logged, nor its free.
+    let log = debug.log_allocations
+        && log::log_enabled!(target: crate::corruption::ALLOCATIONS_LOG_TARGET, log::Level::Trace);
     AllocationMeta {
         name: create_info.name.clone(),
         user_data: create_info.user_data.clone(),
@@ -503,7 +507,7 @@ pub(crate) fn meta_of(
             .then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
         guard: None,
         fill: debug.fill_patterns,
-        log: debug.log_allocations,
+        log,
     }
     .shared()
 }
@@ -646,6 +650,29 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allocation_log_records_nothing_while_no_one_listens() {
+        // No logger in the unit tests: trace level is off for every target.
+        assert!(!log::log_enabled!(log::Level::Trace));
+        let log_only = DebugOptions {
+            log_allocations: true,
+            ..Default::default()
+        };
+        assert!(meta_of(&AllocationCreateInfo::default(), &log_only).is_none());
+        // Other aids still make a record, without the log.
+        let named = AllocationCreateInfo {
+            name: Some("n".into()),
+            ..Default::default()
+        };
+        let meta = meta_of(&named, &log_only).unwrap();
+        assert!(!meta.log);
+        let fill = DebugOptions {
+            fill_patterns: true,
+            ..log_only
+        };
+        assert!(meta_of(&AllocationCreateInfo::default(), &fill).unwrap().fill);
+    }
 
     #[test]
     fn an_allocation_fits_one_cache_line() {

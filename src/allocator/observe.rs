@@ -129,14 +129,13 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
                         scan.report.checked_allocations += 1;
                         let size = guard.size;
                         for (i, (start, end)) in guard.margins(offset).into_iter().enumerate() {
-                            let damage = memory
-                                .read_mapped(start, end - start)
-                                .and_then(|bytes| corruption::first_damage(&bytes));
+                            let damage =
+                                memory.scan_mapped(start, end - start, corruption::first_damage);
                             if let Some(at) = damage {
                                 scan.damaged.push(DamagedMargin {
                                     memory_type_index: *memory_type_index,
                                     memory: memory.handle().as_raw(),
-                                    offset: start + at as u64,
+                                    offset: start + at,
                                     after: i == 1,
                                     allocation_offset: offset,
                                     allocation_size: size,
