@@ -106,34 +106,45 @@ fn threads_get_their_own_arena_of_one_block(sim: &Sim) {
 }
 
 /// A request larger than an arena gets a block with fewer, larger arenas (at least four times
-/// the largest request seen: here the whole block); a request aligned more strictly than an
-/// arena's offset only goes where the alignment holds.
+/// the largest request seen: here the whole block); a sizable request never makes a new
+/// block; a request aligned more strictly than an arena's offset only goes where the
+/// alignment holds.
 fn large_and_strictly_aligned_requests(sim: &Sim) {
-    let allocator = allocator(sim, 128 * MIB, 4);
+    let allocator = allocator(sim, 128 * MIB, 8);
     let ty = allocator
         .find_memory_type_index(u32::MAX, MemoryUsage::DeviceOnly.into())
         .unwrap();
-    // Arenas of 32 MiB; 48 MiB fits none of them, yet is not large enough to be dedicated.
+    // Arenas of 16 MiB; 30 MiB fits none of them, yet is not sizable (more than a quarter
+    // of a block) and so takes a new block.
     let small = allocate(&allocator, MIB, 1);
-    let large = allocate(&allocator, 48 * MIB, 1);
+    let large = allocate(&allocator, 30 * MIB, 1);
     assert!(!large.is_dedicated());
     assert_ne!(large.memory(), small.memory());
     assert_eq!(allocator.block_count(ty), 2);
-    // That block is not cut (arenas of 4 x 48 MiB would not fit it): a second request of
-    // 48 MiB goes right after the first, a third needs a third block.
-    let large2 = allocate(&allocator, 48 * MIB, 1);
-    assert_eq!(large2.memory(), large.memory());
-    assert_eq!(
-        large2.offset(),
-        48 * MIB,
-        "arena boundaries do not split the block"
-    );
-    let large3 = allocate(&allocator, 48 * MIB, 1);
-    assert_ne!(large3.memory(), large.memory());
+    // That block is not cut (arenas of 4 x 30 MiB would not fit it twice): the next
+    // requests of 30 MiB go right after the first, the fifth needs a third block.
+    let mut more: Vec<_> = (1..4).map(|_| allocate(&allocator, 30 * MIB, 1)).collect();
+    for (k, x) in more.iter().enumerate() {
+        assert_eq!(x.memory(), large.memory());
+        assert_eq!(
+            x.offset(),
+            (k as u64 + 1) * 30 * MIB,
+            "arena boundaries do not split the block"
+        );
+    }
+    more.push(allocate(&allocator, 30 * MIB, 1));
+    assert_ne!(more[3].memory(), large.memory());
     assert_eq!(allocator.block_count(ty), 3);
     // The emptied blocks go back to the driver, but for one.
-    drop((large, large2, large3));
+    drop((large, more));
     assert_eq!(allocator.block_count(ty), 2);
+    // A sizable request that no block has room for gets a memory object of its own
+    // instead of a new block.
+    let filler: Vec<_> = (0..4).map(|_| allocate(&allocator, 30 * MIB, 1)).collect();
+    let sizable = allocate(&allocator, 40 * MIB, 1);
+    assert!(filler.iter().all(|x| !x.is_dedicated()) && sizable.is_dedicated());
+    assert_eq!(allocator.block_count(ty), 2);
+    drop((filler, sizable));
 
     // 64 MiB alignment: only the arenas at offsets 0 and 64 MiB of a 128 MiB block keep it.
     let aligned: Vec<_> = (0..4)

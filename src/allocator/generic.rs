@@ -671,7 +671,11 @@ mod tests {
             fill_patterns: true,
             ..log_only
         };
-        assert!(meta_of(&AllocationCreateInfo::default(), &fill).unwrap().fill);
+        assert!(
+            meta_of(&AllocationCreateInfo::default(), &fill)
+                .unwrap()
+                .fill
+        );
     }
 
     #[test]

@@ -21,6 +21,14 @@
 //!   *large* (more than 1/[`LARGE_REQUEST_DIVISOR`] of the block size), unless the device is
 //!   *crowded* (more than [`CROWDED_NUMERATOR`]/[`CROWDED_DENOMINATOR`] of
 //!   `maxMemoryAllocationCount` memory objects live) and the request fits a block;
+//! - **existing blocks, then dedicated** (never a new block) when the request is *sizable*
+//!   (more than 1/[`SIZABLE_REQUEST_DIVISOR`] of the block size) and the device is not
+//!   crowded: a request that no existing block has room for arrives when the type's memory
+//!   is at its fullest, and a new block made for it would reserve up to four times its size
+//!   right then; a memory object of its own reserves only the request. (On the peer
+//!   benchmark's `large` workload this took peak reserved / peak live from 1.37 to 1.27 at
+//!   one thread, against VMA's 1.33, and changed nothing on the others, whose requests are
+//!   all smaller.)
 //! - otherwise **suballocate**: existing blocks, then a new block, then a dedicated
 //!   allocation (or only existing blocks with `NeverAllocate`).
 //!
@@ -87,6 +95,10 @@ use super::memory_type::is_suballocatable;
 use crate::device::MemoryProperties;
 use crate::layout::{align_up, DeviceAlignment, DeviceLayout, DeviceSize};
 use ash::vk;
+
+/// A request is *sizable* when it is more than `block size / SIZABLE_REQUEST_DIVISOR` bytes
+/// (and not large): it never makes a new block (see [the plan](self#per-memory-type-the-plan)).
+pub const SIZABLE_REQUEST_DIVISOR: DeviceSize = 4;
 
 /// A request is *large* when it is more than `block size / LARGE_REQUEST_DIVISOR` bytes: it
 /// prefers a dedicated allocation (VMA uses the same half-block rule).
@@ -192,6 +204,12 @@ impl TypeFacts {
     #[inline]
     pub(crate) fn best_fit(&self, size: DeviceSize) -> bool {
         size > self.block_size / BEST_FIT_DIVISOR
+    }
+
+    /// The request size above which a request is sizable.
+    #[inline]
+    pub(crate) fn sizable_request_threshold(&self) -> DeviceSize {
+        self.block_size / SIZABLE_REQUEST_DIVISOR
     }
 
     /// The request size above which a request is large.
@@ -313,6 +331,12 @@ pub(crate) fn plan(
                 Ok(Plan::Dedicated {
                     layout,
                     blocks_fallback: true,
+                })
+            } else if size > facts.sizable_request_threshold() && !objects.is_crowded() {
+                Ok(Plan::Suballocate {
+                    layout,
+                    grow: false,
+                    dedicated_fallback: true,
                 })
             } else {
                 Ok(Plan::Suballocate {

@@ -73,6 +73,11 @@ const SUB: Kind = Kind::Sub {
     grow: true,
     dedicated_fallback: true,
 };
+/// A sizable request: existing blocks, then a memory object of its own, never a new block.
+const BLOCKS_THEN_DED: Kind = Kind::Sub {
+    grow: false,
+    dedicated_fallback: true,
+};
 const DED_THEN_BLOCKS: Kind = Kind::Ded {
     blocks_fallback: true,
 };
@@ -86,6 +91,7 @@ fn every_boundary_of_the_plan_on_every_layout() {
         for (index, f) in facts(&layout).iter().enumerate() {
             let ctx = format!("{} type {index}", layout.name);
             let half = f.block_size / 2;
+            let quarter = f.block_size / 4;
             let crowded_at = ObjectCount {
                 live: 3072,
                 max: 4096,
@@ -111,7 +117,12 @@ fn every_boundary_of_the_plan_on_every_layout() {
             // (request, object count, expected on a suballocatable type)
             let table: Vec<(Request, ObjectCount, Kind)> = vec![
                 (request(1, 1), ROOMY, SUB),
-                (request(half, 1), ROOMY, SUB),
+                (request(quarter, 1), ROOMY, SUB),
+                (request(quarter + 1, 1), ROOMY, BLOCKS_THEN_DED),
+                (request(quarter + 1, 1), crowded_at, BLOCKS_THEN_DED),
+                (request(quarter + 1, 1), crowded, SUB),
+                (request(half, 1), ROOMY, BLOCKS_THEN_DED),
+                (request(half, 1), crowded, SUB),
                 (request(half + 1, 1), ROOMY, DED_THEN_BLOCKS),
                 (request(half + 1, 1), crowded_at, DED_THEN_BLOCKS),
                 (request(half + 1, 1), crowded, SUB),
