@@ -267,6 +267,35 @@ fn the_heap_shape_is_read_from_the_layout() {
 }
 
 #[test]
+fn a_heap_is_small_below_a_quarter_of_vram_and_only_with_a_host_visible_type() {
+    let layout = |bar: DeviceSize, bar_flags: F| GpuLayout {
+        name: "bar-boundary",
+        types: vec![
+            (F::DEVICE_LOCAL, 0),
+            (F::HOST_VISIBLE | F::HOST_COHERENT, 1),
+            (bar_flags, 2),
+        ],
+        heaps: vec![(1024 * MIB, true), (4096 * MIB, false), (bar, true)],
+        ..GpuLayout::amd_discrete_bar()
+    };
+    let facts = |l: GpuLayout| HeapFacts::of(&props(&l));
+    let bar = F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT;
+    assert_eq!(facts(layout(256 * MIB - 1, bar)).small_heaps, 1 << 2);
+    assert_eq!(
+        facts(layout(256 * MIB, bar)).small_heaps,
+        0,
+        "a quarter is not small"
+    );
+    // A small device-local heap without a host-visible type is not a BAR window.
+    assert_eq!(facts(layout(64 * MIB, F::DEVICE_LOCAL)).small_heaps, 0);
+    // Nor is a small heap whose host-visible type is not device-local.
+    assert_eq!(facts(layout(64 * MIB, F::HOST_VISIBLE)).small_heaps, 0);
+    // Heap indices past the mask are never small (and never overflow it).
+    let f = facts(layout(64 * MIB, bar));
+    assert!(f.is_small(2) && !f.is_small(31) && !f.is_small(32) && !f.is_small(u32::MAX));
+}
+
+#[test]
 fn a_small_heap_admits_small_requests_up_to_half_its_budget() {
     let heap = 256 * MIB;
     let budget = heap / 10 * 8;
