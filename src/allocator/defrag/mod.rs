@@ -73,10 +73,15 @@ use super::placement::TypeFacts;
 use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::{AllocationType, RangeKind, Suballocator};
 use ash::vk;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+
+/// Maps keyed by memory handles (a `u64` each).
+type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
 
 /// How a defragmentation goes.
 ///
@@ -172,10 +177,14 @@ pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<VecTarget<S>>,
     registered: Vec<Option<Registered>>,
+    /// The registered allocations by memory object, `(offset, id)`, sorted by offset unless
+    /// `by_memory_unsorted` (sorted once before a pass is planned, not at every `add`).
+    by_memory: HandleMap<Vec<(DeviceSize, MoveId)>>,
+    by_memory_unsorted: bool,
     stats: DefragmentationStats,
     /// Which vector each block's memory belongs to, as last seen ([`add`](Self::add)'s cache:
     /// a miss looks again).
-    vec_of: HashMap<vk::DeviceMemory, usize>,
+    vec_of: HandleMap<usize>,
     /// `(vec, block)` of the blocks the last pass left draining: set aside until a pass
     /// empties them or the defragmentation ends.
     draining: Vec<(usize, Block<S, DeviceMemory>)>,
@@ -279,8 +288,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             info,
             vecs,
             registered: Vec::new(),
+            by_memory: HandleMap::default(),
+            by_memory_unsorted: false,
             stats: DefragmentationStats::default(),
-            vec_of: HashMap::new(),
+            vec_of: HandleMap::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
             on_drop: Self::end,
@@ -330,6 +341,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 ..(**m).clone()
             })
         });
+        let id = self.registered.len();
         self.registered.push(Some(Registered {
             vec,
             memory,
@@ -338,7 +350,24 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             allocation_type: alloc.allocation_type(),
             meta,
         }));
-        Ok(self.registered.len() - 1)
+        self.index(memory, alloc.offset(), id, true);
+        Ok(id)
+    }
+
+    /// Adds (`on`) or removes allocation `id` at `offset` in `memory` to or from
+    /// [`by_memory`](Self::by_memory).
+    fn index(&mut self, memory: vk::DeviceMemory, offset: DeviceSize, id: MoveId, on: bool) {
+        let list = self.by_memory.entry(memory).or_default();
+        if on {
+            list.push((offset, id));
+            self.by_memory_unsorted = true;
+        } else if let Some(at) = list.iter().position(|&e| e == (offset, id)) {
+            list.swap_remove(at);
+            self.by_memory_unsorted = true;
+            if list.is_empty() {
+                self.by_memory.remove(&memory);
+            }
+        }
     }
 
     /// What the defragmentation has done so far.
@@ -353,22 +382,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             bytes: self.info.max_bytes_per_pass,
             moves: self.info.max_moves_per_pass,
         };
-        // The registered allocations by memory object, by offset.
-        let mut by_memory: HashMap<vk::DeviceMemory, Vec<(DeviceSize, MoveId)>> = HashMap::new();
-        for (id, r) in self.registered.iter().enumerate() {
-            if let Some(r) = r {
-                by_memory.entry(r.memory).or_default().push((r.offset, id));
+        if std::mem::take(&mut self.by_memory_unsorted) {
+            for list in self.by_memory.values_mut() {
+                list.sort_unstable();
             }
-        }
-        for list in by_memory.values_mut() {
-            list.sort_unstable();
         }
         let mut moves = Vec::new();
         let mut aside = Vec::new();
         let mut draining = Vec::new();
         let mut budget = limits;
         for v in 0..self.vecs.len() {
-            let (m, a, d) = self.plan_vec(v, budget, &by_memory);
+            let (m, a, d) = self.plan_vec(v, budget);
             let bytes: DeviceSize = m.iter().map(|m: &Move| m.size).sum();
             budget.moves -= m.len().min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
@@ -400,12 +424,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// Plans the moves of block vector `v` within `limits`: makes the destinations and sets
     /// aside the blocks being emptied or drained. Returns the moves, the blocks set aside
     /// (emptied or draining) and those of them draining.
-    fn plan_vec(
-        &mut self,
-        v: usize,
-        limits: Limits,
-        by_memory: &HashMap<vk::DeviceMemory, Vec<(DeviceSize, MoveId)>>,
-    ) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
+    fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
         let mut blocks = target.blocks.blocks();
         let searched = blocks.len();
@@ -425,7 +444,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         for (bi, block) in blocks.iter().enumerate() {
             let memory = block.memory().handle();
             let mine: &[(DeviceSize, MoveId)] =
-                by_memory.get(&memory).map_or(&[], |l| l.as_slice());
+                self.by_memory.get(&memory).map_or(&[], |l| l.as_slice());
             let mut state = BlockState {
                 size: block.memory().size(),
                 live: 0,
@@ -616,8 +635,12 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         };
         self.states[index] = Settled::Completed;
         if let Some(Some(r)) = self.defrag.registered.get_mut(id) {
+            let (memory, offset) = (r.memory, r.offset);
             r.memory = destination.memory();
             r.offset = destination.offset();
+            self.defrag.index(memory, offset, id, false);
+            self.defrag
+                .index(destination.memory(), destination.offset(), id, true);
         }
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));

@@ -267,6 +267,16 @@ where
             }
             let sizes = block.candidates.iter().map(|&c| self.candidates[c].size);
             let bytes: DeviceSize = sizes.clone().sum();
+            // A quick look first: all of it cannot fit in less free space than it holds
+            // (the destinations' free bytes, counted as the picture counts live bytes).
+            let room: DeviceSize = (0..blocks.len())
+                .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
+                .map(|b| blocks[b].free(self.live[b]))
+                .sum();
+            if room < bytes {
+                self.give_up(source);
+                continue;
+            }
             let whole = block.candidates.len() <= left.moves && bytes <= left.bytes;
             // A drain must be able to end: each allocation fits a pass.
             if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
