@@ -6,7 +6,9 @@ mod common;
 mod support;
 
 use ash::vk;
-use ash_memory::allocator::defrag::{record_buffer_copies, BufferMove, DefragmentationError};
+use ash_memory::allocator::defrag::{
+    record_buffer_copies, BufferMove, DefragmentationError, PassReport,
+};
 use ash_memory::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::{buffer_info, fill, verify, Faults, GpuLayout, Rng, Sim, KIB, MIB};
@@ -76,27 +78,57 @@ fn defragment_with_host_copies(
     defrag: &mut Defragmentation<FreeListAllocator>,
     live: &mut [(MemoryAlloc, u64, u64)],
 ) {
+    defragment_checking_passes(defrag, live, |_, _| {});
+}
+
+/// As [`defragment_with_host_copies`], calling `after_pass` with the blocks each pass emptied
+/// or drained and what it reported, once it ended.
+fn defragment_checking_passes(
+    defrag: &mut Defragmentation<FreeListAllocator>,
+    live: &mut [(MemoryAlloc, u64, u64)],
+    mut after_pass: impl FnMut(&[vk::DeviceMemory], PassReport),
+) {
     let mut passes = 0;
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
         assert!(passes <= 1000, "the passes never end");
-        let n = pass.moves().len();
-        for i in 0..n {
-            let id = pass.moves()[i].id();
-            let (src, _, size) = &live[id];
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            // The destination is new and owned by the pass until completed; writing through
-            // a mapped pointer is how a host copy goes.
-            let dst = pass.moves()[i].destination();
-            let ptr = dst.mapped_ptr().unwrap();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-            dst.flush(0, *size).unwrap();
-            pass.complete(i, &mut live[id].0).unwrap();
-        }
-        pass.end();
+        complete_with_host_copies(&mut pass, live);
+        let emptying = pass.emptying();
+        let report = pass.end();
+        after_pass(&emptying, report);
     }
+}
+
+/// Completes every move of `pass` with a host copy.
+fn complete_with_host_copies(
+    pass: &mut DefragmentationPass<'_, FreeListAllocator>,
+    live: &mut [(MemoryAlloc, u64, u64)],
+) {
+    for i in 0..pass.moves().len() {
+        let id = pass.moves()[i].id();
+        let (src, _, size) = &live[id];
+        let mut bytes = vec![0; *size as usize];
+        src.read(0, &mut bytes).unwrap();
+        // The destination is new and owned by the pass until completed; writing through a
+        // mapped pointer is how a host copy goes.
+        let dst = pass.moves()[i].destination();
+        let ptr = dst.mapped_ptr().unwrap();
+        // SAFETY: `size` bytes inside the destination, which nothing else uses.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        dst.flush(0, *size).unwrap();
+        pass.complete(i, &mut live[id].0).unwrap();
+    }
+}
+
+/// The allocator's blocks (not dedicated allocations): `(memory, size, allocations)`.
+fn blocks(allocator: &StandardMemoryAllocator) -> Vec<(u64, u64, u64)> {
+    allocator
+        .statistics()
+        .blocks
+        .into_iter()
+        .filter(|b| !b.dedicated)
+        .map(|b| (b.memory, b.size, b.statistics.allocation_count))
+        .collect()
 }
 
 /// How many of the allocator's blocks (not dedicated allocations) hold allocations, and how
@@ -116,15 +148,17 @@ fn occupied_and_empty(allocator: &StandardMemoryAllocator) -> (usize, usize) {
 }
 
 #[test]
-fn a_defragmentation_keeps_at_most_one_empty_block_and_terminates() {
-    // Two sparse blocks: emptying one into the other frees nothing (the emptied block is the
-    // one empty block kept), and later passes must not move the data back into it.
+fn a_defragmentation_keeps_at_most_one_empty_block_between_passes_none_after_and_terminates() {
+    // Sparse blocks, ten moves a pass: each pass empties a block or drains one, and the empty
+    // block kept between passes must not be filled again by the next (the passes would then
+    // never end). Once the defragmentation ends, no block it emptied stays.
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
     let mut live = sparse(&allocator, &device, 300);
     let (occupied_before, empty_before) = occupied_and_empty(&allocator);
     assert!(occupied_before >= 2);
+    assert_eq!(empty_before, 0, "the trace leaves no block empty");
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
         algorithm: DefragmentationAlgorithm::Full,
         max_moves_per_pass: 10,
@@ -133,14 +167,190 @@ fn a_defragmentation_keeps_at_most_one_empty_block_and_terminates() {
     for (a, _, _) in &live {
         defrag.add(a, align()).unwrap();
     }
-    defragment_with_host_copies(&mut defrag, &mut live);
+    let mut kept_some = false;
+    defragment_checking_passes(&mut defrag, &mut live, |_, _| {
+        let (_, empty) = occupied_and_empty(&allocator);
+        assert!(empty <= 1, "{empty} empty blocks kept between passes");
+        kept_some |= empty == 1;
+    });
+    assert!(kept_some, "some pass kept an empty block");
     let stats = defrag.finish();
     let (occupied_after, empty_after) = occupied_and_empty(&allocator);
     assert!(occupied_after < occupied_before, "{stats:?}");
-    assert!(empty_after <= 1, "{empty_after} empty blocks kept");
+    assert_eq!(empty_after, 0, "an emptied block stays after the end");
     assert_eq!(
         stats.memory_objects_freed,
-        occupied_before + empty_before - occupied_after - empty_after
+        occupied_before - occupied_after,
+        "{stats:?}"
+    );
+    for (a, seed, size) in &live {
+        verify(a, *seed, *size, "after the moves");
+    }
+}
+
+#[test]
+fn between_passes_the_smallest_empty_block_stays_and_the_end_releases_it() {
+    // Blocks of several sizes (the first ones are smaller): one unlimited pass empties blocks
+    // of different sizes, the smallest of them stays until the defragmentation ends.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let info = GenericMemoryAllocatorCreateInfo {
+        block_sizes: BlockSizeThresholds::uniform(2 * MIB).unwrap(),
+        block_arenas: Some(1),
+        ..Default::default()
+    };
+    let allocator = StandardMemoryAllocator::new(device.clone(), info).unwrap();
+    let mut live = sparse(&allocator, &device, 400);
+    let before = blocks(&allocator);
+    let mut defrag = allocator.defragmentation(&Default::default());
+    for (a, _, _) in &live {
+        defrag.add(a, align()).unwrap();
+    }
+    let mut pass = defrag.next_pass().expect("something to move");
+    complete_with_host_copies(&mut pass, &mut live);
+    let emptying: Vec<u64> = pass
+        .emptying()
+        .iter()
+        .map(|m| vk::Handle::as_raw(*m))
+        .collect();
+    let report = pass.end();
+    let size_of = |m: u64| before.iter().find(|b| b.0 == m).unwrap().1;
+    let mut sizes: Vec<u64> = emptying.iter().map(|&m| size_of(m)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    assert!(sizes.len() >= 2, "blocks of one size emptied: {sizes:?}");
+    let now = blocks(&allocator);
+    let empty: Vec<_> = now.iter().filter(|b| b.2 == 0).collect();
+    assert_eq!(empty.len(), 1, "{now:?}");
+    assert!(emptying.contains(&empty[0].0));
+    assert_eq!(empty[0].1, sizes[0], "the smallest emptied block stays");
+    assert_eq!(report.memory_objects_freed, emptying.len() - 1);
+    while let Some(mut pass) = defrag.next_pass() {
+        complete_with_host_copies(&mut pass, &mut live);
+        pass.end();
+    }
+    // `next_pass` found nothing more: the defragmentation has ended, the kept block is gone.
+    let after = blocks(&allocator);
+    assert!(after.iter().all(|b| b.2 > 0), "{after:?}");
+    let stats = defrag.finish();
+    assert_eq!(stats.memory_objects_freed, before.len() - after.len());
+    for (a, seed, size) in &live {
+        verify(a, *seed, *size, "after the moves");
+    }
+}
+
+#[test]
+fn a_block_larger_than_a_pass_drains_over_several_passes() {
+    // 64 KiB a pass: blocks of 1 MiB, a third full, only empty over several passes. A block
+    // being drained stays out of every search between passes.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live = sparse(&allocator, &device, 300);
+    let before = allocator.statistics().total;
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in &live {
+        defrag.add(a, align()).unwrap();
+    }
+    let mut last: Vec<vk::DeviceMemory> = Vec::new();
+    let mut drained = 0;
+    let mut freed_by_passes = 0;
+    defragment_checking_passes(&mut defrag, &mut live, |emptying, report| {
+        assert!(report.bytes_moved <= 64 * KIB);
+        freed_by_passes += report.memory_objects_freed;
+        // A block still held after the pass was drained, not emptied: nothing may land in it.
+        let now = blocks(&allocator);
+        for m in emptying {
+            let raw = vk::Handle::as_raw(*m);
+            if now.iter().any(|b| b.0 == raw && b.2 > 0) {
+                let probe = allocator
+                    .allocate(
+                        reqs(&device, 256, ALIGN),
+                        AllocationType::Linear,
+                        &upload(),
+                        None,
+                    )
+                    .unwrap();
+                assert_ne!(
+                    probe.memory(),
+                    *m,
+                    "an allocation landed in a block draining"
+                );
+            }
+            if last.contains(m) {
+                drained += 1;
+            }
+        }
+        last = emptying.to_vec();
+    });
+    assert!(drained > 0, "no block drained over several passes");
+    let stats = defrag.finish();
+    let after = allocator.statistics().total;
+    assert!(stats.memory_objects_freed >= freed_by_passes);
+    assert_eq!(
+        before.block_count - after.block_count,
+        stats.memory_objects_freed as u64
+    );
+    assert!(
+        after.block_count * 2 <= before.block_count,
+        "{before:?} -> {after:?}"
+    );
+    for (a, seed, size) in &live {
+        verify(a, *seed, *size, "after the moves");
+    }
+}
+
+#[test]
+fn dropping_a_defragmentation_while_a_block_drains_puts_the_block_back() {
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live = sparse(&allocator, &device, 300);
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in &live {
+        defrag.add(a, align()).unwrap();
+    }
+    // Passes until one leaves a block draining (still holding allocations).
+    let draining = loop {
+        let mut pass = defrag
+            .next_pass()
+            .expect("a block drains before the passes end");
+        complete_with_host_copies(&mut pass, &mut live);
+        let emptying = pass.emptying();
+        pass.end();
+        let now = blocks(&allocator);
+        if let Some(m) = emptying.iter().find(|m| {
+            now.iter()
+                .any(|b| b.0 == vk::Handle::as_raw(**m) && b.2 > 0)
+        }) {
+            break *m;
+        }
+    };
+    let count = allocator.statistics().total.block_count;
+    drop(defrag);
+    // Back in the search: filling the existing blocks, before a new one is made, uses it.
+    let mut filler = Vec::new();
+    while allocator.statistics().total.block_count <= count {
+        filler.push(
+            allocator
+                .allocate(
+                    reqs(&device, 4 * KIB, ALIGN),
+                    AllocationType::Linear,
+                    &upload(),
+                    None,
+                )
+                .unwrap(),
+        );
+    }
+    assert!(
+        filler.iter().any(|a| a.memory() == draining),
+        "the drained block never served an allocation again"
     );
     for (a, seed, size) in &live {
         verify(a, *seed, *size, "after the moves");

@@ -117,12 +117,12 @@ enum BlockState {
     Allocated(AllocationType),
 }
 
-/// Hashes the `u64` offsets used as keys: a multiplication by an odd constant (a bijection)
-/// and a fold of the high half into the low half, so that the bucket index (taken from the
-/// low bits) depends on every bit of the offset, not only on its low bits, which are zero for
-/// large blocks.
+/// Hashes the `u64` offsets used as keys (and other `u64` keys: the defragmentation's memory
+/// handles): a multiplication by an odd constant (a bijection) and a fold of the high half
+/// into the low half, so that the bucket index (taken from the low bits) depends on every bit
+/// of the offset, not only on its low bits, which are zero for large blocks.
 #[derive(Clone, Copy, Debug, Default)]
-struct OffsetHasher(u64);
+pub(crate) struct OffsetHasher(u64);
 
 impl Hasher for OffsetHasher {
     #[inline]

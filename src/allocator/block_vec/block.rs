@@ -219,7 +219,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             // Still alive here: the caller holds the allocations' reference until this
             // returns.
             if let Some(vec) = self.shared.vec.upgrade() {
-                vec.release_empty_blocks();
+                vec.release_empty_blocks(super::Keep::Largest);
             }
         }
         now_empty
@@ -410,6 +410,22 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// Whether `other` is a handle of the same block.
     pub(crate) fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// A handle that does not keep the block (its memory) alive.
+    pub(crate) fn downgrade(&self) -> WeakBlock<S, M> {
+        WeakBlock(Arc::downgrade(&self.shared))
+    }
+}
+
+/// A block's identity, without keeping it alive ([`Block::downgrade`]).
+pub(crate) struct WeakBlock<S, M>(Weak<BlockShared<S, M>>);
+
+impl<S, M> WeakBlock<S, M> {
+    /// Whether `block` is the block this handle was made from (never a later block at the
+    /// same address: the weak count keeps the address taken).
+    pub(crate) fn is(&self, block: &Block<S, M>) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&block.shared))
     }
 }
 

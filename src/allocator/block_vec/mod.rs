@@ -27,7 +27,10 @@
 //! When a block becomes empty and the vector holds another empty block, the smaller of the
 //! two is released: at most one empty block stays around, so memory goes back to the driver
 //! without thrashing. A vector never goes below its minimum block count (custom pools keep
-//! their first blocks for good).
+//! their first blocks for good). A defragmentation keeps the *smallest* empty block between
+//! its passes instead ([`Keep::Smallest`]), and releases the blocks it emptied when it ends
+//! ([`release_empty_among`](BlockVec::release_empty_among)): see
+//! [its docs](super::defrag#how-it-goes).
 
 mod block;
 mod failed_request;
@@ -35,7 +38,7 @@ mod sharded;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::block::{block_ref, Arena, Block, BlockMemory, Placed};
+pub(crate) use self::block::{block_ref, Arena, Block, BlockMemory, Placed, WeakBlock};
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::ArenaLayout;
@@ -71,6 +74,15 @@ pub(crate) enum NewBlockError<E> {
     Full { max_blocks: usize },
     /// The fresh block's suballocator refused the request.
     DoesNotFit,
+}
+
+/// Which empty block [`release_empty_blocks`](BlockVec::release_empty_blocks) keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The largest: the allocation path's rule (the next allocation likely fits it).
+    Largest,
+    /// The smallest: a defragmentation's, between passes (it gives back the most memory).
+    Smallest,
 }
 
 /// How many blocks a vector keeps at least and holds at most.
@@ -177,22 +189,41 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
     }
 
-    /// Ends a defragmentation: puts the blocks set aside back into the list and releases
-    /// empty blocks by the usual rule ([`release_empty_blocks`](Self::release_empty_blocks)):
-    /// one empty block stays, the others go back to the driver. Returns how many were
+    /// Ends a defragmentation's pass: puts the blocks `blocks` back into the list (those of
+    /// them set aside; other blocks set aside stay so) and releases empty blocks, keeping the
+    /// smallest ([`release_empty_blocks`](Self::release_empty_blocks)). Returns how many were
     /// released.
-    pub(crate) fn restore_aside(&self) -> usize {
-        let aside = std::mem::take(&mut *self.aside.lock());
-        if aside.is_empty() {
-            return 0;
-        }
+    pub(crate) fn restore_aside(&self, blocks: &[Block<S, M>]) -> usize {
         {
-            let mut blocks = self.blocks.write();
-            for b in aside {
-                blocks.push(b);
+            // The list's lock first, as `set_aside` takes them.
+            let mut list = self.blocks.write();
+            let mut aside = self.aside.lock();
+            for block in blocks {
+                if let Some(i) = aside.iter().position(|b| b.same_as(block)) {
+                    list.push(aside.swap_remove(i));
+                }
             }
         }
-        self.release_empty_blocks()
+        self.release_empty_blocks(Keep::Smallest)
+    }
+
+    /// Releases the empty blocks in the list that `among` selects, as long as the minimum block
+    /// count stays (a defragmentation gives back the blocks it emptied when it ends). Returns
+    /// how many were released.
+    pub(crate) fn release_empty_among(&self, among: impl Fn(&Block<S, M>) -> bool) -> usize {
+        let mut blocks = self.blocks.write();
+        let mut released = 0;
+        let mut i = blocks.items().len();
+        while i > 0 && blocks.items().len() > self.limits.min {
+            i -= 1;
+            let b = &blocks.items()[i];
+            if among(b) && b.is_empty() {
+                // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+                blocks.remove(i);
+                released += 1;
+            }
+        }
+        released
     }
 
     /// Suballocates in the given block (waiting for its arenas' locks), or `None`.
@@ -431,9 +462,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         )
     }
 
-    /// Keeps at most one empty block beyond the minimum block count: releases the smaller
-    /// ones. Returns how many were released.
-    pub(crate) fn release_empty_blocks(&self) -> usize {
+    /// Keeps at most one empty block beyond the minimum block count, the one `keep` says:
+    /// releases the others. Returns how many were released.
+    pub(crate) fn release_empty_blocks(&self, keep: Keep) -> usize {
         // A first look under the read lock, which allocating threads share: most calls find
         // at most one empty block and need not stop them.
         {
@@ -455,8 +486,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if empty.len() <= 1 {
             return 0;
         }
-        // Keep the largest empty block, release the others (as long as the minimum stays).
-        empty.sort_by_key(|&i| std::cmp::Reverse(blocks.items()[i].memory().size()));
+        // Keep one empty block, release the others (as long as the minimum stays).
+        let size = |i: usize| blocks.items()[i].memory().size();
+        match keep {
+            Keep::Largest => empty.sort_by_key(|&i| std::cmp::Reverse(size(i))),
+            Keep::Smallest => empty.sort_by_key(|&i| size(i)),
+        }
         let mut release = empty[1..].to_vec();
         release.truncate(blocks.items().len().saturating_sub(self.limits.min));
         release.sort_unstable_by(|a, b| b.cmp(a));

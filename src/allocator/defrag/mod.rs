@@ -16,8 +16,8 @@
 //!    [`max_moves_per_pass`](DefragmentationInfo::max_moves_per_pass) (see the
 //!    [planner](plan) for the algorithms), and returns its [`Move`]s: for each, where the
 //!    allocation is and a new allocation (the destination) where it should go. The blocks
-//!    the pass empties are out of every search from then on: allocations made meanwhile, by
-//!    any thread, never land in them.
+//!    the pass empties or drains are out of every search from then on: allocations made
+//!    meanwhile, by any thread, never land in them.
 //! 3. For each move the application creates the new buffer or image, binds it to the
 //!    [destination](Move::destination), and records the copy from the old resource (see
 //!    [`record_buffer_copies`] for buffers; images need layout transitions, shown in
@@ -27,12 +27,30 @@
 //!    destination and frees the source; [`skip`](DefragmentationPass::skip) frees the
 //!    destination and leaves the source as it was (the copy failed, or the resource was
 //!    destroyed instead). [`end`](DefragmentationPass::end) skips the moves left and puts
-//!    the blocks back into the search; those that emptied are released by the usual rule of
-//!    the allocation path (one empty block stays, beyond a pool's minimum; the others go
-//!    back to the driver), as VMA does. Planning never moves anything into an empty block,
-//!    so the block kept is not filled again by the next pass.
-//!    Dropping a pass abandons it the same way.
-//! 5. Passes go on until `next_pass` has nothing left to move.
+//!    the blocks back into the search, except those being [drained](plan#passes-and-draining)
+//!    over several passes, which stay set aside until they empty. Dropping a pass abandons it
+//!    the same way.
+//! 5. Passes go on until `next_pass` has nothing left to move. Then, or when the
+//!    defragmentation is [`finish`](Defragmentation::finish)ed or dropped, it ends: every
+//!    block still set aside goes back into the search, and the blocks it emptied go back to
+//!    the driver.
+//!
+//! # Which empty blocks stay
+//!
+//! Between passes, each block vector keeps at most one empty block beyond its minimum block
+//! count, the *smallest* (the allocation path keeps the largest: the next allocation likely
+//! fits it; a defragmentation wants memory back), so that the application allocating between
+//! passes does not make a block right after one was freed. Planning never moves anything
+//! into an empty block, so the block kept is not filled again by the next pass. When the
+//! defragmentation ends, the blocks it emptied (or drained) that are still empty are
+//! released as well, as long as the minimum block count stays: a defragmentation gives back
+//! every block it emptied. An empty block that was there before it started is the
+//! allocation path's: it stays, unless a pass released it for a smaller one.
+//!
+//! Invariants: no pass allocates device memory; a block being emptied or drained receives
+//! no allocation, neither from a move nor from the application; between passes at most one
+//! empty block stays per vector beyond its minimum (the smallest); after the end no block
+//! that the defragmentation emptied stays empty in it beyond the minimum.
 //!
 //! Destinations are suballocated in existing blocks only: a pass never calls
 //! `vkAllocateMemory`, so it cannot fail for lack of device memory, and it never increases
@@ -49,15 +67,21 @@ pub mod plan;
 
 pub use self::plan::Algorithm;
 use self::plan::{BlockState, Candidate, Limits};
-use super::block_vec::{Arena, Block};
+use super::block_vec::{Arena, Block, WeakBlock};
 use super::execute::{self, Made, TypeBlocks};
 use super::placement::TypeFacts;
 use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::{AllocationType, RangeKind, Suballocator};
 use ash::vk;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
+
+/// Maps keyed by memory handles (a `u64` each).
+type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
 
 /// How a defragmentation goes.
 ///
@@ -107,6 +131,9 @@ pub enum DefragmentationError {
     NoSuchMove(usize),
 }
 
+/// Handles of blocks.
+type Blocks<S> = Vec<Block<S, DeviceMemory>>;
+
 /// An allocation added to a defragmentation, in the order of [`add`](Defragmentation::add).
 pub type MoveId = usize;
 
@@ -139,7 +166,8 @@ pub struct DefragmentationStats {
     pub moves: usize,
     /// Bytes of the moves completed.
     pub bytes_moved: DeviceSize,
-    /// Memory objects (blocks) released.
+    /// Memory objects (blocks) released: at the end of each pass, and of the
+    /// defragmentation.
     pub memory_objects_freed: usize,
 }
 
@@ -149,7 +177,23 @@ pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<VecTarget<S>>,
     registered: Vec<Option<Registered>>,
+    /// The registered allocations by memory object, `(offset, id)`, sorted by offset unless
+    /// `by_memory_unsorted` (sorted once before a pass is planned, not at every `add`).
+    by_memory: HandleMap<Vec<(DeviceSize, MoveId)>>,
+    by_memory_unsorted: bool,
     stats: DefragmentationStats,
+    /// Which vector each block's memory belongs to, as last seen ([`add`](Self::add)'s cache:
+    /// a miss looks again).
+    vec_of: HandleMap<usize>,
+    /// `(vec, block)` of the blocks the last pass left draining: set aside until a pass
+    /// empties them or the defragmentation ends.
+    draining: Vec<(usize, Block<S, DeviceMemory>)>,
+    /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
+    /// started: released at its end if empty.
+    emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
+    /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
+    /// that `Drop` needs no bounds on `S`.
+    on_drop: fn(&mut Self),
 }
 
 impl<S> std::fmt::Debug for Defragmentation<S> {
@@ -233,17 +277,36 @@ pub struct PassReport {
     pub bytes_moved: DeviceSize,
     /// Moves skipped (explicitly or left open at the end).
     pub skipped: usize,
-    /// Blocks released at the end of the pass (empty blocks beyond the one kept).
+    /// Blocks released at the end of the pass (empty blocks beyond the smallest one, which
+    /// stays until the next pass or the end of the defragmentation).
     pub memory_objects_freed: usize,
 }
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<VecTarget<S>>) -> Self {
-        Self {
+        let mut defrag = Self {
             info,
             vecs,
             registered: Vec::new(),
+            by_memory: HandleMap::default(),
+            by_memory_unsorted: false,
             stats: DefragmentationStats::default(),
+            vec_of: HandleMap::default(),
+            draining: Vec::new(),
+            emptied: Vec::new(),
+            on_drop: Self::end,
+        };
+        defrag.index_blocks();
+        defrag
+    }
+
+    /// Rebuilds the map from memory objects to the vectors of their blocks.
+    fn index_blocks(&mut self) {
+        self.vec_of.clear();
+        for (v, target) in self.vecs.iter().enumerate() {
+            target.blocks.for_each_block(|b| {
+                self.vec_of.insert(b.memory().handle(), v);
+            });
         }
     }
 
@@ -259,16 +322,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return Err(DefragmentationError::Dedicated);
         }
         let memory = alloc.memory();
-        let vec = self
-            .vecs
-            .iter()
-            .position(|v| {
-                let mut found = false;
-                v.blocks
-                    .for_each_block(|b| found |= b.memory().handle() == memory);
-                found
-            })
-            .ok_or(DefragmentationError::NotHere)?;
+        let vec = match self.vec_of.get(&memory) {
+            Some(&v) => v,
+            None => {
+                // A block made since the map was built (or not ours: then still a miss).
+                self.index_blocks();
+                *self
+                    .vec_of
+                    .get(&memory)
+                    .ok_or(DefragmentationError::NotHere)?
+            }
+        };
         let layout = DeviceLayout::new(alloc.size(), alignment)
             .map_err(|_| DefragmentationError::NotHere)?;
         let meta = alloc.meta().map(|m| {
@@ -277,6 +341,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 ..(**m).clone()
             })
         });
+        let id = self.registered.len();
         self.registered.push(Some(Registered {
             vec,
             memory,
@@ -285,7 +350,24 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             allocation_type: alloc.allocation_type(),
             meta,
         }));
-        Ok(self.registered.len() - 1)
+        self.index(memory, alloc.offset(), id, true);
+        Ok(id)
+    }
+
+    /// Adds (`on`) or removes allocation `id` at `offset` in `memory` to or from
+    /// [`by_memory`](Self::by_memory).
+    fn index(&mut self, memory: vk::DeviceMemory, offset: DeviceSize, id: MoveId, on: bool) {
+        let list = self.by_memory.entry(memory).or_default();
+        if on {
+            list.push((offset, id));
+            self.by_memory_unsorted = true;
+        } else if let Some(at) = list.iter().position(|&e| e == (offset, id)) {
+            list.swap_remove(at);
+            self.by_memory_unsorted = true;
+            if list.is_empty() {
+                self.by_memory.remove(&memory);
+            }
+        }
     }
 
     /// What the defragmentation has done so far.
@@ -294,30 +376,38 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     }
 
     /// Plans the next pass and makes its destinations; `None` when there is nothing left
-    /// worth moving.
+    /// worth moving (the defragmentation has then ended, see the [module docs](self)).
     pub fn next_pass(&mut self) -> Option<DefragmentationPass<'_, S>> {
         let limits = Limits {
             bytes: self.info.max_bytes_per_pass,
             moves: self.info.max_moves_per_pass,
         };
+        if std::mem::take(&mut self.by_memory_unsorted) {
+            for list in self.by_memory.values_mut() {
+                list.sort_unstable();
+            }
+        }
         let mut moves = Vec::new();
         let mut aside = Vec::new();
+        let mut draining = Vec::new();
         let mut budget = limits;
         for v in 0..self.vecs.len() {
-            if budget.moves == 0 || budget.bytes == 0 {
-                break;
-            }
-            let (m, a) = self.plan_vec(v, budget);
+            let (m, a, d) = self.plan_vec(v, budget);
             let bytes: DeviceSize = m.iter().map(|m: &Move| m.size).sum();
             budget.moves -= m.len().min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
             moves.extend(m);
             aside.extend(a.into_iter().map(|b| (v, b)));
+            draining.extend(d.into_iter().map(|b| (v, b)));
         }
-        if moves.is_empty() {
-            for (v, b) in &aside {
-                self.vecs[*v].blocks.put_back(b);
+        for (v, b) in &aside {
+            if !self.emptied.iter().any(|(w, e)| w == v && e.is(b)) {
+                self.emptied.push((*v, b.downgrade()));
             }
+        }
+        self.draining = draining;
+        if moves.is_empty() {
+            self.end();
             return None;
         }
         self.stats.passes += 1;
@@ -332,57 +422,62 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     }
 
     /// Plans the moves of block vector `v` within `limits`: makes the destinations and sets
-    /// aside the blocks being emptied.
-    fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Vec<Block<S, DeviceMemory>>) {
+    /// aside the blocks being emptied or drained. Returns the moves, the blocks set aside
+    /// (emptied or draining) and those of them draining.
+    fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
-        let blocks = target.blocks.blocks();
+        let mut blocks = target.blocks.blocks();
+        let searched = blocks.len();
+        // The blocks an earlier pass left draining come after those of the search.
+        blocks.extend(
+            self.draining
+                .iter()
+                .filter(|(w, _)| *w == v)
+                .map(|(_, b)| b.clone()),
+        );
         // The picture: each block's live bytes, and which allocated ranges hold registered
         // allocations.
         let mut states = Vec::with_capacity(blocks.len());
         let mut candidates = Vec::new();
         let mut ids = Vec::new();
+        let registered = &self.registered;
         for (bi, block) in blocks.iter().enumerate() {
             let memory = block.memory().handle();
-            let mine: Vec<(MoveId, DeviceSize)> = self
-                .registered
-                .iter()
-                .enumerate()
-                .filter_map(|(id, r)| {
-                    let r = r.as_ref()?;
-                    (r.vec == v && r.memory == memory).then_some((id, r.offset))
-                })
-                .collect();
+            let mine: &[(DeviceSize, MoveId)] =
+                self.by_memory.get(&memory).map_or(&[], |l| l.as_slice());
             let mut state = BlockState {
                 size: block.memory().size(),
                 live: 0,
                 all_movable: true,
                 candidates: Vec::new(),
+                draining: bi >= searched,
             };
             block.for_each_range(&mut |r| {
                 if let RangeKind::Allocated(_) = r.kind {
                     state.live += r.size;
-                    let inside: Vec<MoveId> = mine
-                        .iter()
-                        .filter(|&&(_, o)| r.offset <= o && o < r.offset + r.size)
-                        .map(|&(id, _)| id)
-                        .collect();
-                    if inside.is_empty() {
-                        state.all_movable = false;
-                    }
-                    for (k, id) in inside.iter().enumerate() {
+                    let end = r.offset + r.size;
+                    let from = mine.partition_point(|&(o, _)| o < r.offset);
+                    let inside = mine[from..].iter().take_while(|&&(o, _)| o < end);
+                    let mut any = false;
+                    for &(_, id) in inside {
+                        if registered[id].as_ref().is_none_or(|r| r.vec != v) {
+                            continue;
+                        }
                         state.candidates.push(candidates.len());
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
-                        let size = if k == 0 { r.size } else { 0 };
+                        let size = if any { 0 } else { r.size };
+                        any = true;
                         candidates.push(Candidate { block: bi, size });
-                        ids.push(*id);
+                        ids.push(id);
+                    }
+                    if !any {
+                        state.all_movable = false;
                     }
                 }
             });
             states.push(state);
         }
-        let registered = &self.registered;
-        let aside = std::cell::RefCell::new(Vec::new());
         let plan = plan::plan(
             &states,
             &candidates,
@@ -395,12 +490,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             drop,
             |b, on| {
                 if on {
-                    if target.blocks.set_aside(&blocks[b]) {
-                        aside.borrow_mut().push(blocks[b].clone());
-                    }
+                    target.blocks.set_aside(&blocks[b])
                 } else {
                     target.blocks.put_back(&blocks[b]);
-                    aside.borrow_mut().retain(|x| !x.same_as(&blocks[b]));
+                    true
                 }
             },
         );
@@ -419,12 +512,53 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 })
             })
             .collect();
-        (moves, aside.into_inner())
+        let aside = plan
+            .emptied
+            .iter()
+            .chain(&plan.draining)
+            .map(|&b| blocks[b].clone())
+            .collect();
+        let draining = plan.draining.iter().map(|&b| blocks[b].clone()).collect();
+        (moves, aside, draining)
     }
 
-    /// Ends the defragmentation: what it did.
-    pub fn finish(self) -> DefragmentationStats {
+    /// Ends the defragmentation: what it did (see [`end`](Self::end)).
+    pub fn finish(mut self) -> DefragmentationStats {
+        self.end();
         self.stats
+    }
+
+    /// Ends the defragmentation: puts the blocks still draining back into the search and
+    /// releases the blocks it emptied that are still empty (see the
+    /// [module docs](self#which-empty-blocks-stay)). Nothing to do a second time.
+    fn end(&mut self) {
+        let draining = std::mem::take(&mut self.draining);
+        for (v, target) in self.vecs.iter().enumerate() {
+            let mine: Vec<_> = draining
+                .iter()
+                .filter(|(w, _)| *w == v)
+                .map(|(_, b)| b.clone())
+                .collect();
+            if !mine.is_empty() {
+                self.stats.memory_objects_freed += target.blocks.restore_aside(&mine);
+            }
+        }
+        drop(draining);
+        let emptied = std::mem::take(&mut self.emptied);
+        for (v, target) in self.vecs.iter().enumerate() {
+            if emptied.iter().any(|(w, _)| *w == v) {
+                self.stats.memory_objects_freed += target
+                    .blocks
+                    .release_empty_among(|b| emptied.iter().any(|(w, e)| *w == v && e.is(b)));
+            }
+        }
+    }
+}
+
+impl<S> Drop for Defragmentation<S> {
+    /// Ends the defragmentation, as [`finish`](Self::finish).
+    fn drop(&mut self) {
+        (self.on_drop)(self);
     }
 }
 
@@ -473,7 +607,7 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         &self.moves
     }
 
-    /// The blocks this pass empties: no allocation lands in them while it is open.
+    /// The blocks this pass empties or drains: no allocation lands in them while it is open.
     pub fn emptying(&self) -> Vec<vk::DeviceMemory> {
         self.aside
             .iter()
@@ -501,8 +635,12 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         };
         self.states[index] = Settled::Completed;
         if let Some(Some(r)) = self.defrag.registered.get_mut(id) {
+            let (memory, offset) = (r.memory, r.offset);
             r.memory = destination.memory();
             r.offset = destination.offset();
+            self.defrag.index(memory, offset, id, false);
+            self.defrag
+                .index(destination.memory(), destination.offset(), id, true);
         }
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));
@@ -526,8 +664,8 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
     }
 
-    /// Ends the pass: skips the moves still open, releases the blocks that emptied and puts
-    /// the others back into the search.
+    /// Ends the pass: skips the moves still open, puts the blocks set aside back into the
+    /// search (but those draining) and releases the empty blocks but the smallest.
     pub fn end(mut self) -> PassReport {
         self.settle()
     }
@@ -551,13 +689,27 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
                 }
             }
         }
-        let mut vecs: Vec<usize> = self.aside.iter().map(|(v, _)| *v).collect();
+        // The blocks set aside go back, but those left draining.
+        let aside = std::mem::take(&mut self.aside);
+        let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
         vecs.sort_unstable();
         vecs.dedup();
-        self.aside.clear();
         for v in vecs {
-            report.memory_objects_freed += self.defrag.vecs[v].blocks.restore_aside();
+            let back: Vec<_> = aside
+                .iter()
+                .filter(|(w, b)| {
+                    *w == v
+                        && !self
+                            .defrag
+                            .draining
+                            .iter()
+                            .any(|(x, d)| x == w && d.same_as(b))
+                })
+                .map(|(_, b)| b.clone())
+                .collect();
+            report.memory_objects_freed += self.defrag.vecs[v].blocks.restore_aside(&back);
         }
+        drop(aside);
         self.defrag.stats.memory_objects_freed += report.memory_objects_freed;
         report
     }

@@ -10,21 +10,43 @@
 //!
 //! # Algorithms
 //!
-//! - [`Fast`](Algorithm::Fast) empties whole blocks and nothing else: the least occupied
-//!   blocks first, each only if all its allocations may move and all find room in the other
-//!   blocks (fullest first, so that the room left over stays in few blocks). A block it
-//!   cannot empty entirely is left alone (its tentative destinations are undone), so every
-//!   move it makes frees a memory object.
+//! - [`Fast`](Algorithm::Fast) empties whole blocks and nothing else. It tries the blocks in
+//!   the order of their free bytes (size minus live bytes), most first, ties broken by fewer
+//!   live bytes: the blocks that give back the most room for the bytes they hold, which
+//!   keeps the small, full blocks and empties the large, sparse ones. Each is emptied only if
+//!   all its allocations may move and all find room in the other blocks (the fullest first,
+//!   by the fraction of the block in use, so that the room left over stays in few blocks and
+//!   data does not go into blocks that are still mostly free); otherwise its
+//!   tentative destinations are undone and it is left alone, so every move Fast makes frees
+//!   a memory object.
 //! - [`Full`](Algorithm::Full) does the same, then packs the rest: from the least occupied
 //!   remaining blocks it moves what fits into blocks that hold more, even when the source
 //!   block does not empty, so that live data gathers in as few blocks as it can and the free
 //!   space left joins into larger ranges.
 //!
-//! Both respect the limits of a pass (bytes and moves); a block that Fast empties is emptied
-//! within one pass or not at all. A block that receives an allocation is never emptied in
-//! the same plan, a block that is emptied never receives one, and neither does a block that
-//! was empty to begin with (the one empty block the allocator keeps): moving into it would
-//! free nothing, and the next pass would move everything back.
+//! # Passes and draining
+//!
+//! Both respect the limits of a pass (bytes and moves). A block that fits the limits left is
+//! emptied within the pass. A block that does not, but all of whose allocations find room
+//! elsewhere, is *drained*: the largest of its allocations that fit the limits left move in
+//! this pass (the others' tentative destinations are undone), the block stays set aside
+//! between passes (nothing moves into it, and no allocation lands in it), and the next pass
+//! continues with it before any other block ([`BlockState::draining`]). Once a drain has
+//! moved its part, the plan stops there: nothing else takes the room that the rest of the
+//! drained block was found to need. A drained block whose rest no longer fits (the
+//! application allocated in the meantime) is given up and goes back into the search. A drain
+//! starts only when each of its allocations fits the limits of a pass, so that it can end.
+//!
+//! # Invariants
+//!
+//! - A block that receives an allocation is never emptied or drained in the same plan, a
+//!   block being emptied or drained never receives one, and neither does a block that was
+//!   empty to begin with (the empty block the allocator keeps): moving into it would free
+//!   nothing, and the next pass would move everything back.
+//! - Fast moves allocations only out of blocks it empties or drains; every block all of
+//!   whose allocations leave is among the emptied.
+//! - No plan asks for a new block: reserved memory never grows.
+//! - Exactly the emptied and the draining blocks are set aside when the plan returns.
 
 #![deny(unsafe_code)]
 
@@ -51,6 +73,16 @@ pub(crate) struct BlockState {
     pub all_movable: bool,
     /// The movable allocations in it, as indices into the candidates.
     pub candidates: Vec<usize>,
+    /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
+    /// it is set aside already, and the plan continues with it first.
+    pub draining: bool,
+}
+
+impl BlockState {
+    /// Bytes not held by live allocations.
+    fn free(&self, live: DeviceSize) -> DeviceSize {
+        self.size.saturating_sub(live)
+    }
 }
 
 /// One allocation that may move.
@@ -70,139 +102,325 @@ pub(crate) struct Limits {
 }
 
 /// What a plan decided.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Plan<T> {
     /// The blocks that every live allocation leaves.
     pub emptied: Vec<usize>,
+    /// The blocks being drained: set aside, part of their allocations move now, the rest in
+    /// later passes.
+    pub draining: Vec<usize>,
     /// Each move: the candidate, its destination block, and what `place` returned for it.
     pub moves: Vec<(usize, usize, T)>,
     /// Bytes moved.
     pub bytes: DeviceSize,
 }
 
+/// The blocks in the order destinations are tried: the fullest first, by the fraction of the
+/// block its live bytes take (ties by index), kept in order as allocations are placed and
+/// undone. Filling the fullest blocks leaves the room over in few blocks, and it keeps data
+/// out of the blocks that a later pass would empty (a small block has little free space but
+/// may still be mostly free).
+struct Destinations {
+    order: Vec<usize>,
+}
+
+/// Whether block `a` comes before block `b` as a destination: fuller (live bytes over size,
+/// compared exactly), then lower index.
+fn fuller(blocks: &[BlockState], live: &[DeviceSize], a: usize, b: usize) -> std::cmp::Ordering {
+    let share = |x: usize, y: usize| u128::from(live[x]) * u128::from(blocks[y].size);
+    share(b, a).cmp(&share(a, b)).then(a.cmp(&b))
+}
+
+impl Destinations {
+    fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
+        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        order.sort_unstable_by(|&a, &b| fuller(blocks, live, a, b));
+        Self { order }
+    }
+
+    /// Moves block `b` to its place after its live bytes changed.
+    fn update(&mut self, blocks: &[BlockState], live: &[DeviceSize], b: usize) {
+        if let Some(i) = self.order.iter().position(|&x| x == b) {
+            self.order.remove(i);
+        }
+        let at = self
+            .order
+            .partition_point(|&x| fuller(blocks, live, x, b).is_lt());
+        self.order.insert(at, b);
+    }
+}
+
+/// The planner's working state over one plan.
+struct Planner<'a, T, P, U, A> {
+    blocks: &'a [BlockState],
+    candidates: &'a [Candidate],
+    limits: Limits,
+    place: P,
+    undo: U,
+    aside: A,
+    live: Vec<DeviceSize>,
+    /// Blocks that received an allocation.
+    received: Vec<bool>,
+    /// Blocks set aside: being emptied or drained.
+    set_aside: Vec<bool>,
+    emptied: Vec<bool>,
+    destinations: Destinations,
+    out: Plan<T>,
+}
+
+impl<T, P, U, A> Planner<'_, T, P, U, A>
+where
+    P: FnMut(usize, usize) -> Option<T>,
+    U: FnMut(T),
+    A: FnMut(usize, bool) -> bool,
+{
+    /// The limits left to the plan.
+    fn left(&self) -> Limits {
+        Limits {
+            bytes: self.limits.bytes.saturating_sub(self.out.bytes),
+            moves: self.limits.moves.saturating_sub(self.out.moves.len()),
+        }
+    }
+
+    /// Candidates of a block, largest first (they are the hardest to place).
+    fn sorted(&self, b: usize) -> Vec<usize> {
+        let mut c = self.blocks[b].candidates.clone();
+        c.sort_by_key(|&c| (std::cmp::Reverse(self.candidates[c].size), c));
+        c
+    }
+
+    /// Puts candidate `c` of block `source` in the first destination that takes it, among
+    /// those `eligible` says may: never the source, a block set aside, or an empty block
+    /// (filling an empty block would only trade one block in use for another, and a kept
+    /// empty block would then ping-pong with the one emptied into it, pass after pass).
+    fn place_one(
+        &mut self,
+        c: usize,
+        source: usize,
+        eligible: impl Fn(&[DeviceSize], usize) -> bool,
+    ) -> Option<(usize, T)> {
+        let size = self.candidates[c].size;
+        let found = self.destinations.order.iter().find_map(|&b| {
+            if b == source || self.set_aside[b] || self.live[b] == 0 || !eligible(&self.live, b) {
+                return None;
+            }
+            (self.place)(c, b).map(|t| (b, t))
+        })?;
+        self.live[found.0] += size;
+        self.destinations.update(self.blocks, &self.live, found.0);
+        Some(found)
+    }
+
+    /// Takes back a tentative move of candidate `c` into block `b`.
+    fn unplace(&mut self, c: usize, b: usize, t: T) {
+        self.live[b] -= self.candidates[c].size;
+        self.destinations.update(self.blocks, &self.live, b);
+        (self.undo)(t);
+    }
+
+    fn commit(&mut self, moves: Vec<(usize, usize, T)>) {
+        for (c, b, t) in moves {
+            self.received[b] = true;
+            self.out.bytes += self.candidates[c].size;
+            self.out.moves.push((c, b, t));
+        }
+    }
+
+    /// Stops emptying or draining `source`: back into the search.
+    fn give_up(&mut self, source: usize) {
+        if self.set_aside[source] {
+            self.set_aside[source] = false;
+            (self.aside)(source, false);
+        }
+    }
+
+    /// The first phase, common to both algorithms: empties (or drains) whole blocks. Returns
+    /// whether a block is being drained (then nothing else may take its room).
+    fn empty_blocks(&mut self) -> bool {
+        let blocks = self.blocks;
+        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        // Blocks being drained first, then the most free bytes first, then the fewest live.
+        order.sort_by_key(|&b| {
+            let block = &blocks[b];
+            (
+                !block.draining,
+                std::cmp::Reverse(block.free(block.live)),
+                block.live,
+                b,
+            )
+        });
+        for source in order {
+            let block = &blocks[source];
+            if block.draining && block.live == 0 {
+                // Its allocations left on their own.
+                self.emptied[source] = true;
+                self.out.emptied.push(source);
+                continue;
+            }
+            if !block.all_movable || self.received[source] || block.candidates.is_empty() {
+                self.give_up(source);
+                continue;
+            }
+            let left = self.left();
+            if left.moves == 0 || left.bytes == 0 {
+                break;
+            }
+            let sizes = block.candidates.iter().map(|&c| self.candidates[c].size);
+            let bytes: DeviceSize = sizes.clone().sum();
+            // A quick look first: all of it cannot fit in less free space than it holds
+            // (the destinations' free bytes, counted as the picture counts live bytes).
+            let room: DeviceSize = (0..blocks.len())
+                .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
+                .map(|b| blocks[b].free(self.live[b]))
+                .sum();
+            if room < bytes {
+                self.give_up(source);
+                continue;
+            }
+            let whole = block.candidates.len() <= left.moves && bytes <= left.bytes;
+            // A drain must be able to end: each allocation fits a pass.
+            if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
+                if block.draining {
+                    // The limits shrank since it started: it waits, keeping its room.
+                    return true;
+                }
+                continue;
+            }
+            if !self.set_aside[source] {
+                if !(self.aside)(source, true) {
+                    continue;
+                }
+                self.set_aside[source] = true;
+            }
+            let mut placed = Vec::new();
+            let mut complete = true;
+            for c in self.sorted(source) {
+                match self.place_one(c, source, |_, _| true) {
+                    Some((b, t)) => placed.push((c, b, t)),
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if !complete {
+                for (c, b, t) in placed.into_iter().rev() {
+                    self.unplace(c, b, t);
+                }
+                self.give_up(source);
+                continue;
+            }
+            if whole {
+                self.live[source] = 0;
+                self.emptied[source] = true;
+                self.out.emptied.push(source);
+                self.commit(placed);
+                continue;
+            }
+            // Drain: the largest allocations, in order, while they fit the limits left; the
+            // others' destinations are undone, last placed first.
+            let mut kept = 0;
+            let mut kept_bytes: DeviceSize = 0;
+            for &(c, _, _) in &placed {
+                let size = self.candidates[c].size;
+                if kept == left.moves || kept_bytes + size > left.bytes {
+                    break;
+                }
+                kept += 1;
+                kept_bytes += size;
+            }
+            let rest = placed.split_off(kept);
+            for (c, b, t) in rest.into_iter().rev() {
+                self.unplace(c, b, t);
+            }
+            if placed.is_empty() {
+                if block.draining {
+                    return true;
+                }
+                self.give_up(source);
+                continue;
+            }
+            self.live[source] -= kept_bytes;
+            self.commit(placed);
+            return true;
+        }
+        false
+    }
+
+    /// The second phase of [`Full`](Algorithm::Full): gathers what is left, out of the least
+    /// occupied blocks into fuller ones. This never empties a block the first phase could
+    /// not: its destinations are a subset of the first phase's (the fuller ones), with no
+    /// more room than they had then, under the same limits.
+    fn gather(&mut self) {
+        let mut order: Vec<usize> = (0..self.blocks.len()).collect();
+        order.sort_by_key(|&b| (self.live[b], b));
+        for source in order {
+            if self.set_aside[source] || self.received[source] {
+                continue;
+            }
+            for c in self.sorted(source) {
+                let size = self.candidates[c].size;
+                let left = self.left();
+                if left.moves == 0 || size > left.bytes {
+                    return;
+                }
+                // Only into blocks that hold more than the source: data gathers, never
+                // spreads.
+                let from = self.live[source];
+                if let Some((b, t)) = self.place_one(c, source, |live, b| live[b] > from) {
+                    self.live[source] -= size;
+                    self.destinations.update(self.blocks, &self.live, source);
+                    self.commit(vec![(c, b, t)]);
+                }
+            }
+        }
+    }
+}
+
 /// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `place(c, b)`
 /// puts candidate `c` in block `b` and returns what it made, or `None` when it does not
 /// fit; `undo` takes back what `place` made for a move that is given up; `aside(b, true)` is
 /// called before the planner starts emptying block `b` (so that nothing else lands in it
-/// meanwhile), `aside(b, false)` when it gives up on it.
+/// meanwhile; `false`: it cannot be, and the planner leaves it alone), `aside(b, false)` when
+/// it gives up on it (a block [draining](BlockState::draining) is set aside already: only the
+/// second call can come for it).
 pub(crate) fn plan<T>(
     blocks: &[BlockState],
     candidates: &[Candidate],
     algorithm: Algorithm,
     limits: Limits,
-    mut place: impl FnMut(usize, usize) -> Option<T>,
-    mut undo: impl FnMut(T),
-    mut aside: impl FnMut(usize, bool),
+    place: impl FnMut(usize, usize) -> Option<T>,
+    undo: impl FnMut(T),
+    aside: impl FnMut(usize, bool) -> bool,
 ) -> Plan<T> {
-    let mut out = Plan {
-        emptied: Vec::new(),
-        moves: Vec::new(),
-        bytes: 0,
+    let live: Vec<DeviceSize> = blocks.iter().map(|b| b.live).collect();
+    let mut p = Planner {
+        blocks,
+        candidates,
+        limits,
+        place,
+        undo,
+        aside,
+        destinations: Destinations::new(blocks, &live),
+        received: vec![false; blocks.len()],
+        set_aside: blocks.iter().map(|b| b.draining).collect(),
+        emptied: vec![false; blocks.len()],
+        live,
+        out: Plan {
+            emptied: Vec::new(),
+            draining: Vec::new(),
+            moves: Vec::new(),
+            bytes: 0,
+        },
     };
-    let mut live: Vec<DeviceSize> = blocks.iter().map(|b| b.live).collect();
-    // Blocks that received an allocation, and blocks being emptied.
-    let mut received = vec![false; blocks.len()];
-    let mut emptying = vec![false; blocks.len()];
-    let order_by_live = |live: &[DeviceSize]| {
-        let mut order: Vec<usize> = (0..blocks.len()).collect();
-        order.sort_by_key(|&b| (live[b], b));
-        order
-    };
-    // Destinations for a move out of `source`: the other blocks that hold something, fullest
-    // first. Filling an empty block would only trade one block in use for another (and a
-    // kept empty block would then ping-pong with the one emptied into it, pass after pass).
-    let destinations = |live: &[DeviceSize], emptying: &[bool], source: usize| {
-        let mut order: Vec<usize> = (0..blocks.len())
-            .filter(|&b| b != source && !emptying[b] && live[b] > 0)
-            .collect();
-        order.sort_by_key(|&b| (std::cmp::Reverse(live[b]), b));
-        order
-    };
-    // Candidates of a block, largest first (they are the hardest to place).
-    let sorted = |b: usize| {
-        let mut c = blocks[b].candidates.clone();
-        c.sort_by_key(|&c| (std::cmp::Reverse(candidates[c].size), c));
-        c
-    };
-
-    // Whole blocks, least occupied first.
-    for source in order_by_live(&live) {
-        let block = &blocks[source];
-        if !block.all_movable || received[source] || block.candidates.is_empty() {
-            continue;
-        }
-        let bytes: DeviceSize = block.candidates.iter().map(|&c| candidates[c].size).sum();
-        if out.moves.len() + block.candidates.len() > limits.moves
-            || out.bytes.saturating_add(bytes) > limits.bytes
-        {
-            continue;
-        }
-        emptying[source] = true;
-        aside(source, true);
-        let mut placed = Vec::new();
-        let mut complete = true;
-        for c in sorted(source) {
-            let found = destinations(&live, &emptying, source)
-                .into_iter()
-                .find_map(|b| place(c, b).map(|t| (b, t)));
-            match found {
-                Some((b, t)) => {
-                    live[b] += candidates[c].size;
-                    placed.push((c, b, t));
-                }
-                None => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        if complete {
-            for &(_, b, _) in &placed {
-                received[b] = true;
-            }
-            live[source] = 0;
-            out.bytes += bytes;
-            out.emptied.push(source);
-            out.moves.extend(placed);
-        } else {
-            emptying[source] = false;
-            aside(source, false);
-            for (c, b, t) in placed {
-                live[b] -= candidates[c].size;
-                undo(t);
-            }
-        }
+    let draining = p.empty_blocks();
+    if algorithm == Algorithm::Full && !draining {
+        p.gather();
     }
-    if algorithm == Algorithm::Fast {
-        return out;
-    }
-    // Then gather: out of the least occupied blocks left, into fuller ones. This never
-    // empties a block the first phase could not: its destinations are a subset of the first
-    // phase's (the fuller ones), with no more room than they had then, under the same limits.
-    for source in order_by_live(&live) {
-        if emptying[source] || received[source] {
-            continue;
-        }
-        for c in sorted(source) {
-            let size = candidates[c].size;
-            if out.moves.len() >= limits.moves || out.bytes.saturating_add(size) > limits.bytes {
-                return out;
-            }
-            // Only into blocks that hold more than the source: data gathers, never spreads.
-            let found = destinations(&live, &emptying, source)
-                .into_iter()
-                .filter(|&b| live[b] > live[source])
-                .find_map(|b| place(c, b).map(|t| (b, t)));
-            if let Some((b, t)) = found {
-                live[b] += size;
-                live[source] -= size;
-                received[b] = true;
-                out.bytes += size;
-                out.moves.push((c, b, t));
-            }
-        }
-    }
-    out
+    p.out.draining = (0..blocks.len())
+        .filter(|&b| p.set_aside[b] && !p.emptied[b])
+        .collect();
+    p.out
 }
 
 #[cfg(test)]

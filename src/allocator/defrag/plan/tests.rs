@@ -17,6 +17,8 @@ struct ModelBlock {
 struct Model {
     blocks: Vec<ModelBlock>,
     granularity: DeviceAlignment,
+    /// The blocks an earlier pass left draining.
+    draining: Vec<bool>,
 }
 
 impl Model {
@@ -40,9 +42,11 @@ impl Model {
                 ModelBlock { sub, live }
             })
             .collect();
+        let draining = vec![false; sizes.len()];
         Self {
             blocks,
             granularity,
+            draining,
         }
     }
 
@@ -63,6 +67,7 @@ impl Model {
                 live: block.sub.region_size() - block.sub.free_size(),
                 all_movable: block.live.iter().all(|l| l.2),
                 candidates: Vec::new(),
+                draining: self.draining[b],
             };
             for &(s, alignment, movable) in &block.live {
                 if movable {
@@ -93,7 +98,7 @@ fn run(
         .collect();
     let granularity = model.granularity;
     let model_blocks = std::cell::RefCell::new(&mut model.blocks);
-    let set_aside = std::cell::RefCell::new(vec![false; blocks.len()]);
+    let set_aside = std::cell::RefCell::new(model.draining.clone());
     let plan = plan(
         &blocks,
         &candidates,
@@ -136,12 +141,18 @@ fn run(
             let mut aside = set_aside.borrow_mut();
             assert_ne!(aside[b], on, "block {b} set aside twice or put back unset");
             aside[b] = on;
+            true
         },
     );
-    // Exactly the emptied blocks are left set aside.
+    // Exactly the emptied and the draining blocks are left set aside.
     let aside = set_aside.into_inner();
     for (b, &on) in aside.iter().enumerate() {
-        assert_eq!(on, plan.emptied.contains(&b), "block {b}");
+        let kept = plan.emptied.contains(&b) || plan.draining.contains(&b);
+        assert_eq!(on, kept, "block {b}");
+        assert!(
+            !(plan.emptied.contains(&b) && plan.draining.contains(&b)),
+            "block {b} both emptied and draining"
+        );
     }
     // Every `place` that is not a move was undone.
     let after: Vec<usize> = model
@@ -180,10 +191,15 @@ fn check(
     let (_, _, layouts) = model.picture();
     for &(c, b, s) in &plan.moves {
         assert!(moved.insert(c), "candidate {c} moves twice");
-        // Never into a block being emptied, never within its own block.
+        // Never into a block being emptied or drained (now or by an earlier pass), never
+        // within its own block.
         assert!(
             !plan.emptied.contains(&b),
             "a destination in an emptied block"
+        );
+        assert!(
+            !plan.draining.contains(&b) && !blocks[b].draining,
+            "a destination in a block being drained"
         );
         assert_ne!(candidates[c].block, b, "a move within its block");
         assert!(blocks[b].live > 0, "a move into a block that was empty");
@@ -193,9 +209,10 @@ fn check(
         assert!(alignment.is_aligned(s.offset));
         assert!(s.offset + s.size <= blocks[b].size);
         if algorithm == Algorithm::Fast {
+            let from = candidates[c].block;
             assert!(
-                plan.emptied.contains(&candidates[c].block),
-                "Fast moves only out of blocks it empties"
+                plan.emptied.contains(&from) || plan.draining.contains(&from),
+                "Fast moves only out of blocks it empties or drains over several passes"
             );
         }
     }
@@ -214,6 +231,25 @@ fn check(
         for w in ranges.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "block {b}: {w:?} overlap");
         }
+    }
+    // A drained block had only movable allocations, each within the limits of a pass; some
+    // of them leave, not all (that would be emptying it).
+    for &d in &plan.draining {
+        assert!(
+            blocks[d].all_movable,
+            "block {d} drains but holds what may not move"
+        );
+        assert!(
+            blocks[d]
+                .candidates
+                .iter()
+                .all(|&c| candidates[c].size <= limits.bytes),
+            "block {d} drains with an allocation larger than a pass"
+        );
+        assert!(
+            !blocks[d].candidates.iter().all(|c| moved.contains(c)),
+            "block {d} drains but all of it leaves"
+        );
     }
     // An emptied block had only movable allocations, and all of them left.
     for &e in &plan.emptied {
@@ -248,6 +284,82 @@ fn check(
     assert!(after <= before);
 }
 
+/// Carries a plan out on the model, as a pass whose moves all complete: each source is freed,
+/// each destination stays, and the draining blocks stay set aside for the next pass.
+fn apply(model: &mut Model, plan: Plan<Suballocation>) {
+    // The candidates in the order `picture` numbers them: (block, index in its live list).
+    let mut numbered = Vec::new();
+    for (b, block) in model.blocks.iter().enumerate() {
+        for (i, l) in block.live.iter().enumerate() {
+            if l.2 {
+                numbered.push((b, i));
+            }
+        }
+    }
+    let mut leaving: Vec<(usize, usize)> = Vec::new();
+    for (c, b, s) in plan.moves {
+        let (from, i) = numbered[c];
+        let alignment = model.blocks[from].live[i].1;
+        let s = Suballocation {
+            handle: crate::suballocator::SuballocationHandle::new(s.handle.get() & ((1 << 40) - 1)),
+            ..s
+        };
+        model.blocks[b].live.push((s, alignment, true));
+        leaving.push((from, i));
+    }
+    leaving.sort_unstable_by(|a, b| b.cmp(a));
+    for (from, i) in leaving {
+        let (s, _, _) = model.blocks[from].live.remove(i);
+        // SAFETY: a live allocation of this block's model allocator, freed once (it leaves
+        // the live list here).
+        #[allow(unsafe_code)]
+        unsafe {
+            model.blocks[from].sub.deallocate(s)
+        };
+    }
+    model.draining = (0..model.blocks.len())
+        .map(|b| plan.draining.contains(&b))
+        .collect();
+}
+
+/// Runs passes until one has nothing to move, checking every plan; returns the plans'
+/// emptied and draining blocks, pass by pass.
+fn passes(
+    model: &mut Model,
+    algorithm: Algorithm,
+    limits: Limits,
+) -> Vec<(Vec<usize>, Vec<usize>, usize)> {
+    let mut seen = Vec::new();
+    for _ in 0..10_000 {
+        let (plan, blocks, candidates) = run(model, algorithm, limits);
+        check(model, &plan, &blocks, &candidates, algorithm, limits);
+        // A block draining goes on draining, or empties: with nothing else changing, the
+        // room found for its rest is still there.
+        for (b, block) in blocks.iter().enumerate() {
+            if block.draining {
+                assert!(
+                    plan.emptied.contains(&b) || plan.draining.contains(&b),
+                    "block {b}: a drain given up"
+                );
+            }
+        }
+        if plan.moves.is_empty() {
+            assert!(
+                plan.draining.is_empty(),
+                "a drain waits on a pass with no moves"
+            );
+            return seen;
+        }
+        seen.push((
+            plan.emptied.clone(),
+            plan.draining.clone(),
+            plan.moves.len(),
+        ));
+        apply(model, plan);
+    }
+    panic!("the passes never end");
+}
+
 /// What a block of the model is filled with: `(size, alignment exponent, movable)`.
 type Fill = Vec<(DeviceSize, u32, bool)>;
 
@@ -278,6 +390,29 @@ proptest! {
         let mut model = Model::new(&sizes, &fills, granularity);
         let (plan, blocks, candidates) = run(&mut model, algorithm, limits);
         check(&model, &plan, &blocks, &candidates, algorithm, limits);
+    }
+
+    #[test]
+    fn passes_keep_every_invariant_and_end(
+        (sizes, fills) in fills(),
+        full in any::<bool>(),
+        granularity in prop_oneof![Just(1u64), Just(1024)],
+        moves in prop_oneof![Just(usize::MAX), 1..20usize],
+        bytes in prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB],
+    ) {
+        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
+        let limits = Limits { bytes, moves };
+        let mut model = Model::new(&sizes, &fills, granularity);
+        let seen = passes(&mut model, algorithm, limits);
+        // Every block that drained ends emptied.
+        let drained: std::collections::HashSet<usize> =
+            seen.iter().flat_map(|p| p.1.iter().copied()).collect();
+        let emptied: std::collections::HashSet<usize> =
+            seen.iter().flat_map(|p| p.0.iter().copied()).collect();
+        prop_assert!(drained.is_subset(&emptied), "{seen:?}");
+        for &b in &emptied {
+            prop_assert!(model.blocks[b].live.is_empty(), "block {b} emptied but not empty");
+        }
     }
 }
 
@@ -373,22 +508,99 @@ fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
 }
 
 #[test]
-fn limits_hold_whole_blocks_together() {
+fn a_block_beyond_the_limits_left_drains_and_the_plan_stops_there() {
     let quarter = vec![(8 * KIB, 4, true); 2];
-    let most = vec![(8 * KIB, 4, true); 6];
-    let mut model = Model::new(&[64 * KIB; 3], &[quarter.clone(), quarter, most], 1);
+    let half = vec![(8 * KIB, 4, true); 4];
+    let mut model = Model::new(&[64 * KIB; 3], &[quarter.clone(), quarter, half], 1);
     let three = Limits {
         bytes: DeviceSize::MAX,
         moves: 3,
     };
     let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, three);
     check(&model, &plan, &blocks, &candidates, Algorithm::Fast, three);
+    // Two moves per block, all fitting in the half-full block: the first sparse block empties,
+    // the second starts draining with the one move left.
+    assert_eq!(plan.emptied, [0]);
+    assert_eq!(plan.draining, [1]);
+    assert_eq!(plan.moves.len(), 3);
+    // The next pass finishes it first.
+    apply(&mut model, plan);
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, three);
+    check(&model, &plan, &blocks, &candidates, Algorithm::Fast, three);
+    assert_eq!(plan.emptied, [1]);
+    assert!(plan.draining.is_empty());
+    assert_eq!(plan.moves.len(), 1);
+}
+
+#[test]
+fn a_block_larger_than_a_pass_drains_over_several_passes() {
+    // Block 0 holds 40 KiB in five moves, the passes 16 KiB each: it cannot empty within one
+    // pass, but all of it fits in blocks 1 and 2, so it drains, two moves a pass, and empties
+    // in the third.
+    let fills = [
+        vec![(8 * KIB, 4, true); 5],
+        vec![(16 * KIB, 4, false)],
+        vec![(16 * KIB, 4, false)],
+    ];
+    let limits = Limits {
+        bytes: 16 * KIB,
+        moves: usize::MAX,
+    };
+    let mut model = Model::new(&[64 * KIB; 3], &fills, 1);
+    let seen = passes(&mut model, Algorithm::Fast, limits);
     assert_eq!(
-        plan.emptied.len(),
-        1,
-        "two moves per block: one block fits three moves"
+        seen,
+        [
+            (vec![], vec![0], 2),
+            (vec![], vec![0], 2),
+            (vec![0], vec![], 1)
+        ],
+        "(emptied, draining, moves) per pass"
     );
-    assert_eq!(plan.moves.len(), 2);
+    assert!(model.blocks[0].live.is_empty());
+    // A block with an allocation larger than a pass never starts draining.
+    let fills = [
+        vec![(24 * KIB, 4, true), (8 * KIB, 4, true)],
+        vec![(16 * KIB, 4, false)],
+    ];
+    let mut model = Model::new(&[64 * KIB; 2], &fills, 1);
+    let (plan, _, _) = run(&mut model, Algorithm::Fast, limits);
+    assert!(
+        plan.moves.is_empty() && plan.draining.is_empty(),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_fullest() {
+    // A small block nearly full (40 KiB of 64), a large one nearly empty (48 KiB of 256), and
+    // a large pinned one with 56 KiB free. Fewest live bytes first would empty the small
+    // block into the pinned one and then find no room for the large one (512 KiB stay);
+    // most free bytes first empties the large sparse block (320 KiB stay).
+    let fills = [
+        vec![(8 * KIB, 4, true); 5],
+        vec![(8 * KIB, 4, true); 6],
+        vec![(200 * KIB, 4, false)],
+    ];
+    let mut model = Model::new(&[64 * KIB, 256 * KIB, 256 * KIB], &fills, 1);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
+    check(
+        &model,
+        &plan,
+        &blocks,
+        &candidates,
+        Algorithm::Fast,
+        unlimited,
+    );
+    assert_eq!(plan.emptied, [1]);
+    // Destinations fullest first by fraction: the pinned block (78 % full, 56 KiB free) takes
+    // all six moves before the small one (62 % full, though only 24 KiB free).
+    let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
+    assert_eq!(into, [2; 6]);
 }
 
 #[test]
