@@ -464,3 +464,46 @@ fn every_class_has_its_own_cache_slot() {
     // Every slot is used by some automatic class or simple usage.
     assert_eq!(seen.len(), CLASSES);
 }
+
+#[test]
+fn cached_vram_is_taken_or_avoided_as_the_preference_says() {
+    // A discrete GPU whose VRAM is also mappable and cached (no real layout in the table
+    // has one), where the host types come first.
+    let layout = GpuLayout {
+        name: "cached-vram",
+        types: vec![
+            (F::HOST_VISIBLE | F::HOST_COHERENT, 0),
+            (F::DEVICE_LOCAL, 1),
+            (
+                F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED,
+                1,
+            ),
+            (F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED, 0),
+        ],
+        heaps: vec![(16 * 1024 * MIB, false), (8 * 1024 * MIB, true)],
+        ..GpuLayout::nvidia_discrete()
+    };
+    let storage = buffer(B::STORAGE_BUFFER);
+    for (usage, expected, why) in [
+        (
+            MemoryUsage::Auto(RandomOrTransfer),
+            2,
+            "device-local and cached",
+        ),
+        (
+            MemoryUsage::Auto(Random),
+            2,
+            "cached, the lower index of two",
+        ),
+        (MemoryUsage::AutoPreferHost(Random), 3, "cached host memory"),
+        (MemoryUsage::AutoPreferDevice(Random), 2, "cached VRAM"),
+        (
+            MemoryUsage::AutoPreferHost(SequentialWrite),
+            0,
+            "write-combined host memory",
+        ),
+    ] {
+        let i = intent(why, usage, storage);
+        assert_eq!(pick(&layout, &i, 0), Some(expected), "{usage:?}: {why}");
+    }
+}
