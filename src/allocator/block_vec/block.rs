@@ -109,7 +109,7 @@ pub(crate) struct Arena<S, M> {
     suballocator: Mutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
-    /// The smallest request that failed here since the last free.
+    /// The requests that failed here since the last free.
     failed: FailedRequest,
     /// Where the arena starts in the block's memory.
     base: DeviceSize,
