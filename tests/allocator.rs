@@ -249,14 +249,15 @@ fn empty_blocks_are_released_and_nothing_leaks() {
         ..Default::default()
     };
     let allocator = StandardMemoryAllocator::new(device.clone(), create_info).unwrap();
-    let layout = DeviceLayout::from_size_alignment(MIB, 256).unwrap();
+    // An eighth of a block: the largest request that still makes blocks (not sizable).
+    let layout = DeviceLayout::from_size_alignment(MIB / 2, 256).unwrap();
     let reqs = MemoryRequirements {
         layout,
         memory_type_bits: 1,
         prefers_dedicated_allocation: false,
         requires_dedicated_allocation: false,
     };
-    let allocs: Vec<_> = (0..24)
+    let allocs: Vec<_> = (0..48)
         .map(|_| {
             allocator
                 .allocate(

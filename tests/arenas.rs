@@ -105,45 +105,43 @@ fn threads_get_their_own_arena_of_one_block(sim: &Sim) {
     assert_eq!(allocator.statistics().total.allocation_count, 0);
 }
 
-/// A request larger than an arena gets a block with fewer, larger arenas (at least four times
-/// the largest request seen: here the whole block); a sizable request never makes a new
-/// block; a request aligned more strictly than an arena's offset only goes where the
-/// alignment holds.
+/// A block made for a request is cut into arenas of at least four times the largest request
+/// seen; a sizable request never makes a new block; a request aligned more strictly than an
+/// arena's offset only goes where the alignment holds.
 fn large_and_strictly_aligned_requests(sim: &Sim) {
     let allocator = allocator(sim, 128 * MIB, 8);
     let ty = allocator
         .find_memory_type_index(u32::MAX, MemoryUsage::DeviceOnly.into())
         .unwrap();
-    // Arenas of 16 MiB; 30 MiB fits none of them, yet is not sizable (more than a quarter
-    // of a block) and so takes a new block.
+    // The first block is cut into 8 arenas of 16 MiB; one 12 MiB request fits each.
     let small = allocate(&allocator, MIB, 1);
-    let large = allocate(&allocator, 30 * MIB, 1);
+    let fill: Vec<_> = (0..8).map(|_| allocate(&allocator, 12 * MIB, 1)).collect();
+    assert!(fill.iter().all(|x| x.memory() == small.memory()));
+    assert_eq!(allocator.block_count(ty), 1);
+    // The next one needs a block, cut into arenas of at least 4 x 12 MiB: the one after it
+    // goes right behind it, which 16 MiB arenas would not allow.
+    let large = allocate(&allocator, 12 * MIB, 1);
     assert!(!large.is_dedicated());
     assert_ne!(large.memory(), small.memory());
     assert_eq!(allocator.block_count(ty), 2);
-    // That block is not cut (arenas of 4 x 30 MiB would not fit it twice): the next
-    // requests of 30 MiB go right after the first, the fifth needs a third block.
-    let mut more: Vec<_> = (1..4).map(|_| allocate(&allocator, 30 * MIB, 1)).collect();
-    for (k, x) in more.iter().enumerate() {
-        assert_eq!(x.memory(), large.memory());
-        assert_eq!(
-            x.offset(),
-            (k as u64 + 1) * 30 * MIB,
-            "arena boundaries do not split the block"
-        );
-    }
-    more.push(allocate(&allocator, 30 * MIB, 1));
-    assert_ne!(more[3].memory(), large.memory());
-    assert_eq!(allocator.block_count(ty), 3);
-    // The emptied blocks go back to the driver, but for one.
-    drop((large, more));
+    let large2 = allocate(&allocator, 12 * MIB, 1);
+    assert_eq!(large2.memory(), large.memory());
+    assert_eq!(
+        large2.offset(),
+        large.offset() + 12 * MIB,
+        "arena boundaries do not split the block"
+    );
+    // The emptied block goes back to the driver when another one is empty.
+    drop((large, large2, fill));
     assert_eq!(allocator.block_count(ty), 2);
-    // A sizable request that no block has room for gets a memory object of its own
-    // instead of a new block.
-    let filler: Vec<_> = (0..4).map(|_| allocate(&allocator, 30 * MIB, 1)).collect();
-    let sizable = allocate(&allocator, 40 * MIB, 1);
-    assert!(filler.iter().all(|x| !x.is_dedicated()) && sizable.is_dedicated());
-    assert_eq!(allocator.block_count(ty), 2);
+    // A sizable request (more than an eighth of a block) that no block has room for gets a
+    // memory object of its own instead of a new block.
+    // Seven 16 MiB arenas of the first block and the 2 x 64 MiB of the second.
+    let filler: Vec<_> = (0..15).map(|_| allocate(&allocator, 16 * MIB, 1)).collect();
+    let before = allocator.block_count(ty);
+    let sizable = allocate(&allocator, 20 * MIB, 1);
+    assert!(sizable.is_dedicated());
+    assert_eq!(allocator.block_count(ty), before, "no block made for it");
     drop((filler, sizable));
 
     // 64 MiB alignment: only the arenas at offsets 0 and 64 MiB of a 128 MiB block keep it.

@@ -91,7 +91,7 @@ fn every_boundary_of_the_plan_on_every_layout() {
         for (index, f) in facts(&layout).iter().enumerate() {
             let ctx = format!("{} type {index}", layout.name);
             let half = f.block_size / 2;
-            let quarter = f.block_size / 4;
+            let eighth = f.block_size / 8;
             let crowded_at = ObjectCount {
                 live: 3072,
                 max: 4096,
@@ -117,10 +117,10 @@ fn every_boundary_of_the_plan_on_every_layout() {
             // (request, object count, expected on a suballocatable type)
             let table: Vec<(Request, ObjectCount, Kind)> = vec![
                 (request(1, 1), ROOMY, SUB),
-                (request(quarter, 1), ROOMY, SUB),
-                (request(quarter + 1, 1), ROOMY, BLOCKS_THEN_DED),
-                (request(quarter + 1, 1), crowded_at, BLOCKS_THEN_DED),
-                (request(quarter + 1, 1), crowded, SUB),
+                (request(eighth, 1), ROOMY, SUB),
+                (request(eighth + 1, 1), ROOMY, BLOCKS_THEN_DED),
+                (request(eighth + 1, 1), crowded_at, BLOCKS_THEN_DED),
+                (request(eighth + 1, 1), crowded, SUB),
                 (request(half, 1), ROOMY, BLOCKS_THEN_DED),
                 (request(half, 1), crowded, SUB),
                 (request(half + 1, 1), ROOMY, DED_THEN_BLOCKS),
