@@ -452,11 +452,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 candidates: Vec::new(),
                 draining: bi >= searched,
             };
+            // Ranges come in offset order within an arena, so the registered allocations are
+            // walked alongside them; a range behind the cursor (the next arena) searches.
+            let mut cursor = 0;
             block.for_each_range(&mut |r| {
                 if let RangeKind::Allocated(_) = r.kind {
                     state.live += r.size;
                     let end = r.offset + r.size;
-                    let from = mine.partition_point(|&(o, _)| o < r.offset);
+                    if cursor > 0 && mine[cursor - 1].0 >= r.offset {
+                        cursor = mine.partition_point(|&(o, _)| o < r.offset);
+                    }
+                    while cursor < mine.len() && mine[cursor].0 < r.offset {
+                        cursor += 1;
+                    }
+                    let from = cursor;
                     let inside = mine[from..].iter().take_while(|&&(o, _)| o < end);
                     let mut any = false;
                     for &(_, id) in inside {
