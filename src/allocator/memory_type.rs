@@ -82,6 +82,7 @@ pub enum MemoryUsage {
 impl MemoryUsage {
     /// The filter of a simple form (an automatic usage yields its filter without knowledge of
     /// the resource or the heaps).
+    #[inline]
     pub(crate) fn simple_filter(self) -> MemoryTypeFilter {
         use vk::MemoryPropertyFlags as F;
         match self {

@@ -256,6 +256,7 @@ enum Prefer {
 
 /// The flags of `usage` for a resource of `resource` on a device with `facts` (the
 /// [table](self#the-rule)).
+#[inline]
 pub(crate) fn resolve(usage: MemoryUsage, resource: ResourceUsage, facts: HeapFacts) -> Resolved {
     let (prefer, host) = match usage {
         MemoryUsage::Auto(h) => (Prefer::Neither, h),
@@ -269,6 +270,18 @@ pub(crate) fn resolve(usage: MemoryUsage, resource: ResourceUsage, facts: HeapFa
             }
         }
     };
+    resolve_auto(prefer, host, resource, facts)
+}
+
+/// The [rule](self#the-rule) for an automatic usage (out of line: the simple usages, the
+/// common case of the hot path, stop before it).
+#[inline(never)]
+fn resolve_auto(
+    prefer: Prefer,
+    host: HostAccess,
+    resource: ResourceUsage,
+    facts: HeapFacts,
+) -> Resolved {
     let gpu = resource.device_access();
     let transfer = host.allows_transfer_instead();
     // Staging instead of mapping pays off only where the GPU has memory of its own.
