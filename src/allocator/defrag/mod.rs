@@ -531,7 +531,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         (moves, aside, draining)
     }
 
-    /// Ends the defragmentation: what it did (see [`end`](Self::end)).
+    /// Ends the defragmentation: what it did (see [how it goes](self#how-it-goes), step 5).
     pub fn finish(mut self) -> DefragmentationStats {
         self.end();
         self.stats

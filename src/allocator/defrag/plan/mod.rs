@@ -31,7 +31,7 @@
 //! elsewhere, is *drained*: the largest of its allocations that fit the limits left move in
 //! this pass (the others' tentative destinations are undone), the block stays set aside
 //! between passes (nothing moves into it, and no allocation lands in it), and the next pass
-//! continues with it before any other block ([`BlockState::draining`]). Once a drain has
+//! continues with it before any other block (its `draining` flag). Once a drain has
 //! moved its part, the plan stops there: nothing else takes the room that the rest of the
 //! drained block was found to need. A drained block whose rest no longer fits (the
 //! application allocated in the meantime) is given up and goes back into the search. A drain
