@@ -378,6 +378,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         &self.arenas
     }
 
+    /// The free bytes of the block, over all arenas (each read under its lock).
+    pub(crate) fn free_size(&self) -> DeviceSize {
+        self.arenas
+            .iter()
+            .map(|a| a.suballocator.lock().sub.free_size())
+            .sum()
+    }
+
     /// The number of live allocations, over all arenas.
     pub(crate) fn allocation_count(&self) -> usize {
         self.arenas.iter().map(|a| a.live()).sum()

@@ -441,7 +441,39 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let mut candidates = Vec::new();
         let mut ids = Vec::new();
         let registered = &self.registered;
+        // Fast only moves out of blocks it empties, and the planner tries to empty a block
+        // only when the free bytes of the other non-empty blocks can hold its live bytes.
+        // That room only shrinks as the plan goes on, so a block that fails the test against
+        // the room there is now can never be a source in this pass: its ranges need not be
+        // walked (the bulk of planning), its live bytes are its size less its free bytes.
+        let sizes: Vec<(DeviceSize, DeviceSize)> = blocks
+            .iter()
+            .map(|b| {
+                let size = b.memory().size();
+                (size, size.saturating_sub(b.free_size()))
+            })
+            .collect();
+        let room: DeviceSize = sizes
+            .iter()
+            .filter(|&&(_, live)| live > 0)
+            .map(|&(size, live)| size - live)
+            .sum();
+        let never_a_source = |bi: usize| {
+            let (size, live) = sizes[bi];
+            let others = room - if live > 0 { size - live } else { 0 };
+            self.info.algorithm == plan::Algorithm::Fast && bi < searched && others < live
+        };
         for (bi, block) in blocks.iter().enumerate() {
+            if never_a_source(bi) {
+                states.push(BlockState {
+                    size: sizes[bi].0,
+                    live: sizes[bi].1,
+                    all_movable: false,
+                    candidates: Vec::new(),
+                    draining: false,
+                });
+                continue;
+            }
             let memory = block.memory().handle();
             let mine: &[(DeviceSize, MoveId)] =
                 self.by_memory.get(&memory).map_or(&[], |l| l.as_slice());
@@ -485,6 +517,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     }
                 }
             });
+            debug_assert_eq!(
+                state.live, sizes[bi].1,
+                "live bytes by ranges and by free size disagree"
+            );
             states.push(state);
         }
         let plan = plan::plan(
