@@ -178,7 +178,8 @@ pub struct Defragmentation<S> {
     vecs: Vec<VecTarget<S>>,
     registered: Vec<Option<Registered>>,
     /// The registered allocations by memory object, `(offset, id)`, sorted by offset unless
-    /// `by_memory_unsorted` (sorted once before a pass is planned, not at every `add`).
+    /// `by_memory_unsorted` (true until the first pass is planned: the `add`s before it are
+    /// sorted once, not one at a time).
     by_memory: HandleMap<Vec<(DeviceSize, MoveId)>>,
     by_memory_unsorted: bool,
     stats: DefragmentationStats,
@@ -289,7 +290,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vecs,
             registered: Vec::new(),
             by_memory: HandleMap::default(),
-            by_memory_unsorted: false,
+            by_memory_unsorted: true,
             stats: DefragmentationStats::default(),
             vec_of: HandleMap::default(),
             draining: Vec::new(),
@@ -356,14 +357,22 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
 
     /// Adds (`on`) or removes allocation `id` at `offset` in `memory` to or from
     /// [`by_memory`](Self::by_memory).
+    ///
+    /// While the lists are sorted (after the first pass was planned), an entry goes to its
+    /// place and a removal keeps the order, so that a pass does not sort them all again for
+    /// the few moves the last one completed.
     fn index(&mut self, memory: vk::DeviceMemory, offset: DeviceSize, id: MoveId, on: bool) {
         let list = self.by_memory.entry(memory).or_default();
+        let entry = (offset, id);
         if on {
-            list.push((offset, id));
-            self.by_memory_unsorted = true;
-        } else if let Some(at) = list.iter().position(|&e| e == (offset, id)) {
-            list.swap_remove(at);
-            self.by_memory_unsorted = true;
+            if self.by_memory_unsorted {
+                list.push(entry);
+            } else {
+                let at = list.partition_point(|&e| e < entry);
+                list.insert(at, entry);
+            }
+        } else if let Some(at) = list.iter().position(|&e| e == entry) {
+            list.remove(at);
             if list.is_empty() {
                 self.by_memory.remove(&memory);
             }
@@ -435,61 +444,43 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .filter(|(w, _)| *w == v)
                 .map(|(_, b)| b.clone()),
         );
-        // The picture: each block's live bytes, and which allocated ranges hold registered
-        // allocations.
-        let mut states = Vec::with_capacity(blocks.len());
-        let mut candidates = Vec::new();
-        let mut ids = Vec::new();
         let registered = &self.registered;
-        // Fast only moves out of blocks it empties, and the planner tries to empty a block
-        // only when the free bytes of the other non-empty blocks can hold its live bytes.
-        // That room only shrinks as the plan goes on, so a block that fails the test against
-        // the room there is now can never be a source in this pass: its ranges need not be
-        // walked (the bulk of planning), its live bytes are its size less its free bytes.
-        let sizes: Vec<(DeviceSize, DeviceSize)> = blocks
+        // The picture: each block's size and live bytes (its size less its free bytes) up
+        // front; which of its allocated ranges hold registered allocations only when the
+        // planner first looks at it as a source (`walk`): that walk over its ranges is the
+        // bulk of planning, and most blocks are never tried.
+        let states: Vec<BlockState> = blocks
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(bi, b)| {
                 let size = b.memory().size();
-                (size, size.saturating_sub(b.free_size()))
-            })
-            .collect();
-        let room: DeviceSize = sizes
-            .iter()
-            .filter(|&&(_, live)| live > 0)
-            .map(|&(size, live)| size - live)
-            .sum();
-        let never_a_source = |bi: usize| {
-            let (size, live) = sizes[bi];
-            let others = room - if live > 0 { size - live } else { 0 };
-            self.info.algorithm == plan::Algorithm::Fast && bi < searched && others < live
-        };
-        for (bi, block) in blocks.iter().enumerate() {
-            if never_a_source(bi) {
-                states.push(BlockState {
-                    size: sizes[bi].0,
-                    live: sizes[bi].1,
+                BlockState {
+                    size,
+                    live: size.saturating_sub(b.free_size()),
                     all_movable: false,
                     candidates: Vec::new(),
-                    draining: false,
-                });
-                continue;
-            }
+                    draining: bi >= searched,
+                    walked: false,
+                }
+            })
+            .collect();
+        let ids = std::cell::RefCell::new(Vec::new());
+        let by_memory = &self.by_memory;
+        let walk = |bi: usize, candidates: &mut Vec<Candidate>| {
+            let block = &blocks[bi];
             let memory = block.memory().handle();
             let mine: &[(DeviceSize, MoveId)] =
-                self.by_memory.get(&memory).map_or(&[], |l| l.as_slice());
-            let mut state = BlockState {
-                size: block.memory().size(),
-                live: 0,
-                all_movable: true,
-                candidates: Vec::new(),
-                draining: bi >= searched,
-            };
-            // Ranges come in offset order within an arena, so the registered allocations are
-            // walked alongside them; a range behind the cursor (the next arena) searches.
+                by_memory.get(&memory).map_or(&[], |l| l.as_slice());
+            let mut ids = ids.borrow_mut();
+            let mut all_movable = true;
+            let mut mine_in_block = Vec::new();
+            let mut live = 0;
+            // Ranges come in offset order, so the registered allocations are walked
+            // alongside them; a range behind the cursor searches.
             let mut cursor = 0;
             block.for_each_range(&mut |r| {
                 if let RangeKind::Allocated(_) = r.kind {
-                    state.live += r.size;
+                    live += r.size;
                     let end = r.offset + r.size;
                     if cursor > 0 && mine[cursor - 1].0 >= r.offset {
                         cursor = mine.partition_point(|&(o, _)| o < r.offset);
@@ -497,14 +488,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     while cursor < mine.len() && mine[cursor].0 < r.offset {
                         cursor += 1;
                     }
-                    let from = cursor;
-                    let inside = mine[from..].iter().take_while(|&&(o, _)| o < end);
+                    let inside = mine[cursor..].iter().take_while(|&&(o, _)| o < end);
                     let mut any = false;
                     for &(_, id) in inside {
                         if registered[id].as_ref().is_none_or(|r| r.vec != v) {
                             continue;
                         }
-                        state.candidates.push(candidates.len());
+                        mine_in_block.push(candidates.len());
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
                         let size = if any { 0 } else { r.size };
@@ -513,23 +503,21 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         ids.push(id);
                     }
                     if !any {
-                        state.all_movable = false;
+                        all_movable = false;
                     }
                 }
             });
-            debug_assert_eq!(
-                state.live, sizes[bi].1,
-                "live bytes by ranges and by free size disagree"
-            );
-            states.push(state);
-        }
+            // The block changed since its live bytes were read (an allocation or a free of
+            // another thread): it is not emptied in this pass.
+            (all_movable && live == states[bi].live, mine_in_block)
+        };
         let plan = plan::plan(
             &states,
-            &candidates,
+            &[],
             self.info.algorithm,
             limits,
             |c, b| {
-                let r = registered[ids[c]].as_ref()?;
+                let r = registered[ids.borrow()[c]].as_ref()?;
                 make_destination(target, &blocks[b], r)
             },
             drop,
@@ -541,7 +529,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     true
                 }
             },
+            walk,
         );
+        let ids = ids.into_inner();
         let moves = plan
             .moves
             .into_iter()

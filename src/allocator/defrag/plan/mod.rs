@@ -73,6 +73,10 @@ pub(crate) struct BlockState {
     pub all_movable: bool,
     /// The movable allocations in it, as indices into the candidates.
     pub candidates: Vec<usize>,
+    /// Whether `all_movable` and `candidates` are filled in; otherwise the planner asks its
+    /// `walk` callback for them when it first looks at the block as a source (a picture of
+    /// a block costs a walk over its ranges, and most blocks are never tried).
+    pub walked: bool,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with it first.
     pub draining: bool,
@@ -151,9 +155,12 @@ impl Destinations {
 }
 
 /// The planner's working state over one plan.
-struct Planner<'a, T, P, U, A> {
+struct Planner<'a, T, P, U, A, W> {
     blocks: &'a [BlockState],
-    candidates: &'a [Candidate],
+    candidates: Vec<Candidate>,
+    /// What `walk` said of the blocks not walked up front.
+    walked: Vec<Option<(bool, Vec<usize>)>>,
+    walk: W,
     limits: Limits,
     place: P,
     undo: U,
@@ -168,12 +175,35 @@ struct Planner<'a, T, P, U, A> {
     out: Plan<T>,
 }
 
-impl<T, P, U, A> Planner<'_, T, P, U, A>
+impl<T, P, U, A, W> Planner<'_, T, P, U, A, W>
 where
     P: FnMut(usize, usize) -> Option<T>,
     U: FnMut(T),
     A: FnMut(usize, bool) -> bool,
+    W: FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
 {
+    /// The free bytes of the blocks that may receive from `source`.
+    fn room(&self, source: usize) -> DeviceSize {
+        (0..self.blocks.len())
+            .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
+            .map(|b| self.blocks[b].free(self.live[b]))
+            .sum()
+    }
+
+    /// Whether every live allocation of block `b` may move, and its candidates (walking the
+    /// block the first time it is asked, when it was not walked up front).
+    fn facts(&mut self, b: usize) -> (bool, Vec<usize>) {
+        let block = &self.blocks[b];
+        if block.walked {
+            return (block.all_movable, block.candidates.clone());
+        }
+        if self.walked[b].is_none() {
+            let facts = (self.walk)(b, &mut self.candidates);
+            self.walked[b] = Some(facts);
+        }
+        self.walked[b].clone().unwrap_or_default()
+    }
+
     /// The limits left to the plan.
     fn left(&self) -> Limits {
         Limits {
@@ -183,8 +213,8 @@ where
     }
 
     /// Candidates of a block, largest first (they are the hardest to place).
-    fn sorted(&self, b: usize) -> Vec<usize> {
-        let mut c = self.blocks[b].candidates.clone();
+    fn sorted(&mut self, b: usize) -> Vec<usize> {
+        let mut c = self.facts(b).1;
         c.sort_by_key(|&c| (std::cmp::Reverse(self.candidates[c].size), c));
         c
     }
@@ -257,7 +287,7 @@ where
                 self.out.emptied.push(source);
                 continue;
             }
-            if !block.all_movable || self.received[source] || block.candidates.is_empty() {
+            if self.received[source] {
                 self.give_up(source);
                 continue;
             }
@@ -265,19 +295,26 @@ where
             if left.moves == 0 || left.bytes == 0 {
                 break;
             }
-            let sizes = block.candidates.iter().map(|&c| self.candidates[c].size);
-            let bytes: DeviceSize = sizes.clone().sum();
             // A quick look first: all of it cannot fit in less free space than it holds
-            // (the destinations' free bytes, counted as the picture counts live bytes).
-            let room: DeviceSize = (0..blocks.len())
-                .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
-                .map(|b| blocks[b].free(self.live[b]))
-                .sum();
-            if room < bytes {
+            // (the destinations' free bytes, counted as the picture counts live bytes). Its
+            // movable allocations hold exactly its live bytes when it can be emptied at all,
+            // so the test needs no walk over the block.
+            if self.room(source) < self.live[source] {
                 self.give_up(source);
                 continue;
             }
-            let whole = block.candidates.len() <= left.moves && bytes <= left.bytes;
+            let (all_movable, candidates) = self.facts(source);
+            if !all_movable || candidates.is_empty() {
+                self.give_up(source);
+                continue;
+            }
+            let sizes = candidates.iter().map(|&c| self.candidates[c].size);
+            let bytes: DeviceSize = sizes.clone().sum();
+            if self.room(source) < bytes {
+                self.give_up(source);
+                continue;
+            }
+            let whole = candidates.len() <= left.moves && bytes <= left.bytes;
             // A drain must be able to end: each allocation fits a pass.
             if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
                 if block.draining {
@@ -384,6 +421,7 @@ where
 /// meanwhile; `false`: it cannot be, and the planner leaves it alone), `aside(b, false)` when
 /// it gives up on it (a block [draining](BlockState::draining) is set aside already: only the
 /// second call can come for it).
+#[allow(clippy::too_many_arguments)] // each callback is one seam to the allocator
 pub(crate) fn plan<T>(
     blocks: &[BlockState],
     candidates: &[Candidate],
@@ -392,11 +430,14 @@ pub(crate) fn plan<T>(
     place: impl FnMut(usize, usize) -> Option<T>,
     undo: impl FnMut(T),
     aside: impl FnMut(usize, bool) -> bool,
+    walk: impl FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
 ) -> Plan<T> {
     let live: Vec<DeviceSize> = blocks.iter().map(|b| b.live).collect();
     let mut p = Planner {
         blocks,
-        candidates,
+        candidates: candidates.to_vec(),
+        walked: vec![None; blocks.len()],
+        walk,
         limits,
         place,
         undo,
