@@ -331,7 +331,18 @@ where
             }
             let mut placed = Vec::new();
             let mut complete = true;
+            // A drain that an earlier pass started was checked to fit whole then, and only
+            // its own moves have taken room since: this pass places just its part.
+            let continuing = block.draining && !whole;
+            let mut part: DeviceSize = 0;
             for c in self.sorted(source) {
+                if continuing {
+                    let size = self.candidates[c].size;
+                    if placed.len() == left.moves || part + size > left.bytes {
+                        break;
+                    }
+                    part += size;
+                }
                 match self.place_one(c, source, |_, _| true) {
                     Some((b, t)) => placed.push((c, b, t)),
                     None => {
