@@ -96,6 +96,17 @@ impl Model {
     }
 }
 
+/// [`run`], then [`check`] of every invariant.
+fn run_checked(
+    model: &mut Model,
+    algorithm: Algorithm,
+    limits: Limits,
+) -> (Plan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
+    let (plan, blocks, candidates) = run(model, algorithm, limits);
+    check(model, &plan, &blocks, &candidates, algorithm, limits);
+    (plan, blocks, candidates)
+}
+
 fn run(
     model: &mut Model,
     algorithm: Algorithm,
@@ -468,15 +479,7 @@ fn fast_empties_the_sparse_blocks_into_the_full_ones() {
         bytes: DeviceSize::MAX,
         moves: usize::MAX,
     };
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Fast,
-        unlimited,
-    );
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
     let mut emptied = plan.emptied.clone();
     emptied.sort_unstable();
     assert_eq!(emptied, [0, 2], "the sparse blocks");
@@ -510,15 +513,7 @@ fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
         bytes: DeviceSize::MAX,
         moves: usize::MAX,
     };
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Fast,
-        unlimited,
-    );
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
     // Block 1 (one movable allocation, the least occupied) empties into block 0.
     assert_eq!(plan.emptied, [1]);
     // Full also gathers the rest: nothing more can go (block 1 is empty, block 0 is pinned).
@@ -530,15 +525,7 @@ fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
         ],
         1,
     );
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Full, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Full,
-        unlimited,
-    );
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, unlimited);
     assert!(plan.emptied.is_empty(), "both blocks are pinned");
     assert_eq!(
         plan.moves.len(),
@@ -628,15 +615,7 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_fullest() {
         bytes: DeviceSize::MAX,
         moves: usize::MAX,
     };
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Fast,
-        unlimited,
-    );
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
     assert_eq!(plan.emptied, [1]);
     // Destinations fullest first by fraction: the pinned block (78 % full, 56 KiB free) takes
     // all six moves before the small one (62 % full, though only 24 KiB free).
@@ -687,15 +666,7 @@ fn a_block_that_fails_to_empty_leaves_no_trace_in_the_choice_of_destinations() {
         bytes: DeviceSize::MAX,
         moves: usize::MAX,
     };
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Fast, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Fast,
-        unlimited,
-    );
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Fast, unlimited);
     assert_eq!(plan.emptied, [3]);
     let first = (0..candidates.len())
         .find(|&c| candidates[c].block == 3 && candidates[c].size == 16 * KIB)
@@ -744,15 +715,7 @@ fn gathering_keeps_count_of_what_moved() {
         bytes: DeviceSize::MAX,
         moves: usize::MAX,
     };
-    let (plan, blocks, candidates) = run(&mut model, Algorithm::Full, unlimited);
-    check(
-        &model,
-        &plan,
-        &blocks,
-        &candidates,
-        Algorithm::Full,
-        unlimited,
-    );
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, unlimited);
     let mut moves: Vec<(usize, DeviceSize, usize)> = plan
         .moves
         .iter()
