@@ -18,7 +18,7 @@ mod common;
 
 use ash::vk;
 use ash_memory::*;
-use common::{buffer_info, image_copy, image_info, pattern, transition, Gpu};
+use common::{buffer_info, image_copy, image_info, pattern, upload_to_image, Gpu};
 use std::collections::VecDeque;
 use std::error::Error;
 
@@ -131,27 +131,7 @@ fn run(gpu: &Gpu, allocator: StandardMemoryAllocator) -> Result<usize, Box<dyn E
             // SAFETY: the buffer and image live until the submission is waited for.
             unsafe {
                 gpu.submit(|d, cmd| {
-                    transition(
-                        d,
-                        cmd,
-                        image,
-                        vk::ImageLayout::UNDEFINED,
-                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                    );
-                    d.cmd_copy_buffer_to_image(
-                        cmd,
-                        buffer,
-                        image,
-                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                        &[image_copy(TEXTURE, TEXTURE)],
-                    );
-                    transition(
-                        d,
-                        cmd,
-                        image,
-                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                    );
+                    upload_to_image(d, cmd, buffer, image, image_copy(TEXTURE, TEXTURE));
                 })?;
             }
             staging.push((buffer, alloc));

@@ -167,28 +167,8 @@ fn create(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<Vec<Resource
                         d.cmd_copy_buffer(cmd, staging, buffer, &[region]);
                     }
                     Kind::Image { image, extent } => {
-                        transition(
-                            d,
-                            cmd,
-                            image,
-                            vk::ImageLayout::UNDEFINED,
-                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                        );
                         let region = image_copy(extent, extent).buffer_offset(offset);
-                        d.cmd_copy_buffer_to_image(
-                            cmd,
-                            staging,
-                            image,
-                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                            &[region],
-                        );
-                        transition(
-                            d,
-                            cmd,
-                            image,
-                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                        );
+                        common::upload_to_image(d, cmd, staging, image, region);
                     }
                 }
                 offset += r.kind.bytes();

@@ -18,7 +18,7 @@ use ash_memory::{
     AllocationCreateInfo, HostAccess, MemoryAlloc, MemoryAllocator, MemoryUsage,
     StandardMemoryAllocator,
 };
-use common::{buffer_info, image_copy, image_info, transfer_to_host, transition, Gpu};
+use common::{buffer_info, image_copy, image_info, transfer_to_host, upload_to_image, Gpu};
 use std::error::Error;
 
 const WIDTH: u32 = 64;
@@ -148,27 +148,7 @@ fn round_trip(
     // makes the copies visible to the host read below.
     unsafe {
         gpu.submit(|d, cmd| {
-            transition(
-                d,
-                cmd,
-                image,
-                vk::ImageLayout::UNDEFINED,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-            );
-            d.cmd_copy_buffer_to_image(
-                cmd,
-                staging,
-                image,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                &[image_copy(WIDTH, HEIGHT)],
-            );
-            transition(
-                d,
-                cmd,
-                image,
-                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-            );
+            upload_to_image(d, cmd, staging, image, image_copy(WIDTH, HEIGHT));
             d.cmd_copy_image_to_buffer(
                 cmd,
                 image,

@@ -8,7 +8,6 @@ mod support;
 use ash::vk::{self, Handle};
 use ash_memory::corruption::{CorruptionError, FREED_BYTE, NEW_BYTE};
 use ash_memory::*;
-use std::sync::{Mutex, OnceLock};
 use support::{check_triples, fill, pattern, verify, GpuLayout, Rng, Sim, KIB, MIB};
 
 fn reqs(device: &Device, size: u64, alignment: u64) -> MemoryRequirements {
@@ -321,47 +320,9 @@ fn custom_pools_have_margins_and_are_checked_with_their_allocator() {
     sim.assert_nothing_allocated();
 }
 
-/// A logger that keeps every record of this test binary.
-struct TestLogger(Mutex<Vec<(log::Level, String, String)>>);
-
-impl log::Log for TestLogger {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        self.0.lock().unwrap().push((
-            record.level(),
-            record.target().to_string(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
-fn logger() -> &'static TestLogger {
-    static LOGGER: OnceLock<&'static TestLogger> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static TestLogger = Box::leak(Box::new(TestLogger(Mutex::new(Vec::new()))));
-        log::set_logger(logger).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
-        logger
-    })
-}
-
-fn records(needle: &str) -> Vec<(log::Level, String, String)> {
-    logger()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, _, m)| m.contains(needle))
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn damage_found_at_free_is_logged_and_the_free_goes_on() {
-    logger();
+    common::log_capture::install();
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), debug(16, false)).unwrap();
@@ -376,7 +337,7 @@ fn damage_found_at_free_is_logged_and_the_free_goes_on() {
     // SAFETY: the byte before `a` is its own front margin.
     unsafe { poke(&a, a.offset() - 1, 0) };
     drop(a);
-    let logged = records("overrun at free");
+    let logged = common::log_capture::records_mentioning("overrun at free");
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0].0, log::Level::Error);
     assert_eq!(logged[0].1, corruption::LOG_TARGET);
@@ -392,7 +353,7 @@ fn damage_found_at_free_is_logged_and_the_free_goes_on() {
 
 #[test]
 fn fill_patterns_log_lines_and_backtraces() {
-    logger();
+    common::log_capture::install();
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(
@@ -455,7 +416,7 @@ fn fill_patterns_log_lines_and_backtraces() {
         freed.iter().all(|&b| b == FREED_BYTE),
         "freed memory reads as the pattern"
     );
-    let lines = records("\"logged one\"");
+    let lines = common::log_capture::records_mentioning("\"logged one\"");
     let allocs: Vec<_> = lines
         .iter()
         .filter(|l| l.2.starts_with("allocate "))

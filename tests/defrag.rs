@@ -100,8 +100,8 @@ fn defragment_checking_passes(
 }
 
 /// Completes every move of `pass` with a host copy.
-fn complete_with_host_copies(
-    pass: &mut DefragmentationPass<'_, FreeListAllocator>,
+fn complete_with_host_copies<S: Suballocator + Send + 'static>(
+    pass: &mut DefragmentationPass<'_, S>,
     live: &mut [(MemoryAlloc, u64, u64)],
 ) {
     for i in 0..pass.moves().len() {
@@ -536,23 +536,7 @@ fn other_threads_allocate_and_free_during_a_pass_but_never_in_blocks_being_empti
         }
     });
     // Complete every move with host copies.
-    for i in 0..pass.moves().len() {
-        let id = pass.moves()[i].id();
-        let (src, _, size) = &live[id];
-        let mut bytes = vec![0; *size as usize];
-        src.read(0, &mut bytes).unwrap();
-        let dst = pass.moves()[i].destination();
-        // SAFETY: inside the destination, which nothing else uses.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                dst.mapped_ptr().unwrap().as_ptr(),
-                bytes.len(),
-            )
-        };
-        dst.flush(0, *size).unwrap();
-        pass.complete(i, &mut live[id].0).unwrap();
-    }
+    complete_with_host_copies(&mut pass, &mut live);
     let report = pass.end();
     assert!(report.memory_objects_freed > 0, "{report:?}");
     for (a, seed, size) in &live {
@@ -733,23 +717,7 @@ fn destinations_failing_mid_pass_lose_nothing_and_driver_faults_cannot_reach_a_p
         if let Some(mut pass) = pass {
             // Blocks whose destinations failed were given up whole: every move offered
             // still completes.
-            for i in 0..pass.moves().len() {
-                let id = pass.moves()[i].id();
-                let (src, _, size) = &live[id];
-                let mut bytes = vec![0; *size as usize];
-                src.read(0, &mut bytes).unwrap();
-                let dst = pass.moves()[i].destination();
-                // SAFETY: inside the destination, which nothing else uses.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        bytes.as_ptr(),
-                        dst.mapped_ptr().unwrap().as_ptr(),
-                        bytes.len(),
-                    )
-                };
-                dst.flush(0, *size).unwrap();
-                pass.complete(i, &mut live[id].0).unwrap();
-            }
+            complete_with_host_copies(&mut pass, &mut live);
             pass.end();
         }
         sim.state.set_faults(Faults::default());

@@ -6,7 +6,6 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
-use std::sync::{Mutex, OnceLock};
 use support::{
     buffer_info, check_triples, fill, image_info, pattern, verify, Faults, GpuLayout, Rng, Sim,
     KIB, MIB,
@@ -371,32 +370,9 @@ fn buffers_and_images_through_a_pool_and_required_dedicated_allocations() {
     sim.assert_nothing_allocated();
 }
 
-/// A logger that keeps every record of this test binary.
-struct TestLogger(Mutex<Vec<String>>);
-
-impl log::Log for TestLogger {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        self.0.lock().unwrap().push(record.args().to_string());
-    }
-    fn flush(&self) {}
-}
-
-fn logger() -> &'static TestLogger {
-    static LOGGER: OnceLock<&'static TestLogger> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static TestLogger = Box::leak(Box::new(TestLogger(Mutex::new(Vec::new()))));
-        log::set_logger(logger).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Warn);
-        logger
-    })
-}
-
 #[test]
 fn pools_show_in_dumps_and_a_dropped_pool_reports_and_keeps_its_live_allocations() {
-    let logger = logger();
+    common::log_capture::install();
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new_default(device.clone());
@@ -439,7 +415,10 @@ fn pools_show_in_dumps_and_a_dropped_pool_reports_and_keeps_its_live_allocations
         && l.pool.as_deref() == Some("long-lived \"meshes\"")));
     // Dropping the pool with `a` alive: reported, and `a` keeps its memory.
     drop(pool);
-    let logged = logger.0.lock().unwrap().clone();
+    let logged: Vec<String> = common::log_capture::records_mentioning("")
+        .into_iter()
+        .map(|(_, _, m)| m)
+        .collect();
     assert!(
         logged
             .iter()

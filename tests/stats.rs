@@ -6,7 +6,7 @@ use ash_memory::stats::LOG_TARGET;
 use ash_memory::*;
 use common::{Rng, TestContext};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 const KIB: u64 = 1024;
 const GIB: u64 = 1 << 30;
@@ -372,47 +372,9 @@ fn svg_map_is_well_formed_with_one_element_per_range() {
     );
 }
 
-/// A logger that keeps every record, shared by the tests of this binary.
-struct TestLogger(Mutex<Vec<(log::Level, String, String)>>);
-
-impl log::Log for TestLogger {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        self.0.lock().unwrap().push((
-            record.level(),
-            record.target().to_string(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
-
-fn logger() -> &'static TestLogger {
-    static LOGGER: OnceLock<&'static TestLogger> = OnceLock::new();
-    LOGGER.get_or_init(|| {
-        let logger: &'static TestLogger = Box::leak(Box::new(TestLogger(Mutex::new(Vec::new()))));
-        log::set_logger(logger).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
-        logger
-    })
-}
-
-fn records_mentioning(needle: &str) -> Vec<(log::Level, String, String)> {
-    logger()
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, _, msg)| msg.contains(needle))
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn leaked_allocations_are_logged_by_name() {
-    let logger = logger();
+    common::log_capture::install();
     let ctx = TestContext::new();
     let device = ctx.memory_device();
     let allocator = StandardMemoryAllocator::new_default(device.clone());
@@ -478,7 +440,7 @@ fn leaked_allocations_are_logged_by_name() {
     assert_eq!(dedicated.size, 64 * KIB);
     assert_eq!(dedicated.allocation_type, AllocationType::NonLinear);
     assert!(leaks.iter().any(|l| l.name.is_none()));
-    let on_request = records_mentioning("leak-test: vertex buffer");
+    let on_request = common::log_capture::records_mentioning("leak-test: vertex buffer");
     assert_eq!(on_request.len(), 1);
     assert_eq!(on_request[0].0, log::Level::Warn);
     assert_eq!(on_request[0].1, LOG_TARGET);
@@ -487,21 +449,19 @@ fn leaked_allocations_are_logged_by_name() {
         "{}",
         on_request[0].2
     );
-    assert!(records_mentioning("leak-test: freed in time").is_empty());
+    assert!(common::log_capture::records_mentioning("leak-test: freed in time").is_empty());
 
     // On drop: every live allocation again, the allocations stay usable afterwards.
     drop(allocator);
-    assert_eq!(records_mentioning("leak-test: vertex buffer").len(), 2);
-    let dropped = records_mentioning("leak-test: dedicated texture");
+    assert_eq!(
+        common::log_capture::records_mentioning("leak-test: vertex buffer").len(),
+        2
+    );
+    let dropped = common::log_capture::records_mentioning("leak-test: dedicated texture");
     assert_eq!(dropped.len(), 2);
     assert!(dropped[1].2.contains("dedicated"), "{}", dropped[1].2);
-    assert!(records_mentioning("leak-test: freed in time").is_empty());
-    assert!(logger
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(_, _, m)| m.contains("GenericMemoryAllocator dropped")));
+    assert!(common::log_capture::records_mentioning("leak-test: freed in time").is_empty());
+    assert!(!common::log_capture::records_mentioning("GenericMemoryAllocator dropped").is_empty());
     assert_eq!(dedicated_leak.size(), 64 * KIB);
     drop((block_leak, dedicated_leak));
     assert_eq!(

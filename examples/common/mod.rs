@@ -217,6 +217,47 @@ pub unsafe fn transition(
     };
 }
 
+/// Records the upload of a fresh image: `UNDEFINED` to `TRANSFER_DST_OPTIMAL`, the copy of
+/// `region` from `buffer`, then `TRANSFER_SRC_OPTIMAL` (ready to be copied from, as the
+/// examples do to read it back or move it).
+///
+/// # Safety
+///
+/// `cmd` is recording; `buffer` and `image` are valid resources of `device`, `image` a color
+/// image whose contents may be discarded, and `region` lies inside both.
+pub unsafe fn upload_to_image(
+    device: &ash::Device,
+    cmd: vk::CommandBuffer,
+    buffer: vk::Buffer,
+    image: vk::Image,
+    region: vk::BufferImageCopy,
+) {
+    // SAFETY: the caller's contract; each step leaves the layout the next one names.
+    unsafe {
+        transition(
+            device,
+            cmd,
+            image,
+            vk::ImageLayout::UNDEFINED,
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+        );
+        device.cmd_copy_buffer_to_image(
+            cmd,
+            buffer,
+            image,
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            &[region],
+        );
+        transition(
+            device,
+            cmd,
+            image,
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+        );
+    }
+}
+
 /// Records a barrier that makes transfer writes visible to later transfers and the host.
 ///
 /// # Safety

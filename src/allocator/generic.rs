@@ -146,7 +146,13 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     ) -> Option<u32> {
         let bits = self.usable_bits(requirements.memory_type_bits).ok()?;
         let resolved = self.resolve(create_info);
-        self.first_choice(bits, create_info, &resolved, requirements.layout.size())
+        self.first_choice(
+            bits,
+            create_info,
+            &resolved,
+            requirements.layout.size(),
+            &mut None,
+        )
     }
 
     /// The memory type of a pool made for `usage` among `bits`: the automatic usages are
@@ -180,6 +186,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
 
     /// The first type to try: the cached choice of the intent's class, unless the small-heap
     /// ration turns this request away from it ([caching](super::intent#caching-the-choice)).
+    /// `demoted` caches the rationed-out types for the rest of the request, so that the
+    /// heaps' budgets are read at most once per request.
     #[inline]
     fn first_choice(
         &self,
@@ -187,15 +195,32 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         create_info: &AllocationCreateInfo,
         resolved: &Resolved,
         size: DeviceSize,
+        demoted: &mut Option<u32>,
     ) -> Option<u32> {
         let class = intent::class_of(create_info.usage, create_info.resource_usage);
         let first = self
             .type_cache
             .get_or(bits, class, || self.choose(bits, resolved, 0))?;
-        if self.rationed_out(1 << first, resolved, size) == 0 {
+        if !resolved.rationed || !self.on_small_heap(first) {
             return Some(first);
         }
-        self.choose(bits, resolved, self.rationed_out(bits, resolved, size))
+        let out = *demoted.get_or_insert_with(|| self.rationed_out(bits, resolved, size));
+        if out & (1 << first) == 0 {
+            Some(first)
+        } else {
+            self.choose(bits, resolved, out)
+        }
+    }
+
+    /// Whether memory type `index` lives on a small BAR heap.
+    #[inline]
+    fn on_small_heap(&self, index: u32) -> bool {
+        self.heap_facts.small_heaps != 0
+            && self
+                .device
+                .memory_properties()
+                .memory_type(index)
+                .is_some_and(|t| self.heap_facts.is_small(t.heap_index))
     }
 
     /// The types among `bits` on a small BAR heap that a request of `size` bytes may not take
@@ -590,7 +615,8 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         // The common case first: the plan of the first memory type the policy would choose
         // says "suballocate", and an existing block has room. Anything else takes the full
         // path below, which follows the same plan.
-        if let Some(index) = self.first_choice(bits, create_info, &resolved, size) {
+        let mut demoted = None;
+        if let Some(index) = self.first_choice(bits, create_info, &resolved, size, &mut demoted) {
             let facts = &self.types[index as usize];
             let (block_request, guard) = execute::guarded(&request, self.create_info.debug.margin);
             if let Ok(plan @ Plan::Suballocate { .. }) =
@@ -606,7 +632,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                 }
             }
         }
-        let demoted = self.rationed_out(bits, &resolved, size);
+        let demoted = demoted.unwrap_or_else(|| self.rationed_out(bits, &resolved, size));
         let mut last_error = None;
         loop {
             let Some(index) = self.choose(bits, &resolved, demoted) else {

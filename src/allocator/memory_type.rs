@@ -114,19 +114,12 @@ impl From<MemoryUsage> for MemoryTypeFilter {
     /// usage on a discrete GPU, with no heap rationed; allocators resolve it with what they
     /// know of the resource and the device instead.
     fn from(usage: MemoryUsage) -> Self {
-        match usage {
-            MemoryUsage::Auto(_)
-            | MemoryUsage::AutoPreferDevice(_)
-            | MemoryUsage::AutoPreferHost(_) => {
-                super::intent::resolve(
-                    usage,
-                    super::intent::ResourceUsage::Unknown,
-                    super::intent::HeapFacts::default(),
-                )
-                .filter
-            }
-            simple => simple.simple_filter(),
-        }
+        super::intent::resolve(
+            usage,
+            super::intent::ResourceUsage::Unknown,
+            super::intent::HeapFacts::default(),
+        )
+        .filter
     }
 }
 

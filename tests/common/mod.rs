@@ -7,6 +7,8 @@
 //! silent skip.
 #![allow(dead_code)]
 
+pub mod log_capture;
+
 use ash::vk;
 use std::ffi::{c_void, CStr};
 use std::sync::{Arc, Mutex};

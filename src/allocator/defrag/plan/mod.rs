@@ -310,10 +310,8 @@ where
             }
             let sizes = candidates.iter().map(|&c| self.candidates[c].size);
             let bytes: DeviceSize = sizes.clone().sum();
-            if self.room(source) < bytes {
-                self.give_up(source);
-                continue;
-            }
+            // What the room was checked against above.
+            debug_assert_eq!(bytes, self.live[source], "block {source}'s candidates");
             let whole = candidates.len() <= left.moves && bytes <= left.bytes;
             // A drain must be able to end: each allocation fits a pass.
             if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
