@@ -472,8 +472,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             let mine: &[(DeviceSize, MoveId)] =
                 by_memory.get(&memory).map_or(&[], |l| l.as_slice());
             let mut ids = ids.borrow_mut();
+            // At most one candidate per registered allocation in the block.
+            ids.reserve(mine.len());
+            candidates.reserve(mine.len());
             let mut all_movable = true;
-            let mut mine_in_block = Vec::new();
+            let mut mine_in_block = Vec::with_capacity(mine.len());
             let mut live = 0;
             // Ranges come in offset order, so the registered allocations are walked
             // alongside them; a range behind the cursor searches.

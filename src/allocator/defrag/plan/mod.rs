@@ -215,7 +215,7 @@ where
     /// Candidates of a block, largest first (they are the hardest to place).
     fn sorted(&mut self, b: usize) -> Vec<usize> {
         let mut c = self.facts(b).1;
-        c.sort_by_key(|&c| (std::cmp::Reverse(self.candidates[c].size), c));
+        c.sort_unstable_by_key(|&c| (std::cmp::Reverse(self.candidates[c].size), c));
         c
     }
 
@@ -231,7 +231,14 @@ where
     ) -> Option<(usize, T)> {
         let size = self.candidates[c].size;
         let found = self.destinations.order.iter().find_map(|&b| {
-            if b == source || self.set_aside[b] || self.live[b] == 0 || !eligible(&self.live, b) {
+            // A block with fewer free bytes than the allocation holds cannot take it (the
+            // cheap test first: most tries in the fullest blocks end here).
+            if b == source
+                || self.set_aside[b]
+                || self.live[b] == 0
+                || self.blocks[b].free(self.live[b]) < size
+                || !eligible(&self.live, b)
+            {
                 return None;
             }
             (self.place)(c, b).map(|t| (b, t))
@@ -270,7 +277,7 @@ where
         let blocks = self.blocks;
         let mut order: Vec<usize> = (0..blocks.len()).collect();
         // Blocks being drained first, then the most free bytes first, then the fewest live.
-        order.sort_by_key(|&b| {
+        order.sort_unstable_by_key(|&b| {
             let block = &blocks[b];
             (
                 !block.draining,
@@ -399,7 +406,7 @@ where
     /// more room than they had then, under the same limits.
     fn gather(&mut self) {
         let mut order: Vec<usize> = (0..self.blocks.len()).collect();
-        order.sort_by_key(|&b| (self.live[b], b));
+        order.sort_unstable_by_key(|&b| (self.live[b], b));
         for source in order {
             if self.set_aside[source] || self.received[source] {
                 continue;
