@@ -179,6 +179,11 @@ pub struct Outcome {
     pub bytes_moved: u64,
     /// The requested sizes of the buffers moved, summed (the same measure for both).
     pub requested_moved: u64,
+    /// ash-memory: after each completed move, in order, the requested bytes moved so far and
+    /// the bytes that would stay reserved had the defragmentation stopped there (every block
+    /// all of whose allocations had left counted as freed, as the end of the
+    /// defragmentation frees it): how many bytes it took to reach a given result.
+    pub trajectory: Vec<(u64, u64)>,
     /// `vkFreeMemory` calls during the defragmentation (counted).
     pub objects_freed: u64,
     /// ash-memory: `defragmentation()` and the `add`s; VMA: `vmaBeginDefragmentation`.
@@ -254,6 +259,16 @@ pub fn run_ash(
     (o.blocks_before, o.reserved_before) = reserved_since(base);
     o.sizes_before = vulkan::live_object_sizes();
     let before = vulkan::counters();
+    // Allocations and size of each block, for the trajectory.
+    let mut held: std::collections::HashMap<u64, (u64, u64)> = allocator
+        .statistics()
+        .blocks
+        .iter()
+        .filter(|b| !b.dedicated)
+        .map(|b| (b.memory, (b.statistics.allocation_count, b.size)))
+        .collect();
+    let mut reserved_now = o.reserved_before;
+    let mut moved_now = 0;
 
     let t = thread_cpu_time();
     let info = ash_memory::DefragmentationInfo {
@@ -303,7 +318,23 @@ pub fn run_ash(
         o.copy += thread_cpu_time() - t;
         let t = thread_cpu_time();
         for (k, id) in ids.into_iter().enumerate() {
+            let from = ash::vk::Handle::as_raw(survivors[id].memory());
             pass.complete(k, &mut survivors[id]).expect("complete");
+            let to = ash::vk::Handle::as_raw(survivors[id].memory());
+            if let Some(h) = held.get_mut(&from) {
+                h.0 -= 1;
+                if h.0 == 0 {
+                    reserved_now -= h.1;
+                }
+            }
+            if let Some(h) = held.get_mut(&to) {
+                if h.0 == 0 {
+                    reserved_now += h.1;
+                }
+                h.0 += 1;
+            }
+            moved_now += survivors[id].size();
+            o.trajectory.push((moved_now, reserved_now));
         }
         pass.end();
         o.settle += thread_cpu_time() - t;

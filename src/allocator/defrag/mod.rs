@@ -29,7 +29,12 @@
 //!    destroyed instead). [`end`](DefragmentationPass::end) skips the moves left and puts
 //!    the blocks back into the search, except those being [drained](plan#passes-and-draining)
 //!    over several passes, which stay set aside until they empty. Dropping a pass abandons it
-//!    the same way.
+//!    the same way. A block being drained holds the destinations found for the rest of its
+//!    allocations between passes (its *reservations*: allocations of the defragmentation,
+//!    counted in the [statistics](crate::MemoryAllocator::statistics) like any other), so
+//!    that neither a later pass nor the application takes that room; the pass that moves an
+//!    allocation hands its reservation out as the destination, and a reservation not used
+//!    is freed when its drain ends.
 //! 5. Passes go on until `next_pass` has nothing left to move. Then, or when the
 //!    defragmentation is [`finish`](Defragmentation::finish)ed or dropped, it ends: every
 //!    block still set aside goes back into the search, and the blocks it emptied go back to
@@ -82,6 +87,9 @@ use std::sync::Arc;
 
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
+
+/// Maps keyed by the ids of registered allocations.
+type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
 
 /// How a defragmentation goes.
 ///
@@ -192,6 +200,9 @@ pub struct Defragmentation<S> {
     /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
+    /// The destinations held for the allocations of the blocks draining that later passes
+    /// move (see [draining](plan#passes-and-draining)), by the id of the allocation.
+    reserved: IdMap<MemoryAlloc>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -295,6 +306,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vec_of: HandleMap::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
+            reserved: IdMap::default(),
             on_drop: Self::end,
         };
         defrag.index_blocks();
@@ -444,6 +456,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .filter(|(w, _)| *w == v)
                 .map(|(_, b)| b.clone()),
         );
+        // The reservations of this vector's drains, and the block each one is in.
+        let reserved = std::cell::RefCell::new(std::mem::take(&mut self.reserved));
+        let block_of: HandleMap<usize> = if reserved.borrow().is_empty() {
+            HandleMap::default()
+        } else {
+            (0..blocks.len())
+                .map(|b| (blocks[b].memory().handle(), b))
+                .collect()
+        };
         let registered = &self.registered;
         // The picture: each block's size and live bytes (its size less its free bytes) up
         // front; which of its allocated ranges hold registered allocations only when the
@@ -502,7 +523,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
-                        candidates.push(Candidate { block: bi, size });
+                        let reserved = reserved
+                            .borrow()
+                            .get(&id)
+                            .and_then(|d| block_of.get(&d.memory()).copied());
+                        candidates.push(Candidate {
+                            block: bi,
+                            size,
+                            reserved,
+                        });
                         ids.push(id);
                     }
                     if !any {
@@ -520,7 +549,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             self.info.algorithm,
             limits,
             |c, b| {
-                let r = registered[ids.borrow()[c]].as_ref()?;
+                let id = ids.borrow()[c];
+                // Its reservation when the planner claims it (a reservation elsewhere is
+                // let go: the allocation goes where the planner says).
+                if let Some(d) = reserved.borrow_mut().remove(&id) {
+                    if d.memory() == blocks[b].memory().handle() {
+                        return Some(d);
+                    }
+                }
+                let r = registered[id].as_ref()?;
                 make_destination(target, &blocks[b], r)
             },
             drop,
@@ -535,6 +572,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             walk,
         );
         let ids = ids.into_inner();
+        // The reservations not claimed stay while their blocks drain; the drain this plan
+        // started adds its own.
+        let mut reserved = reserved.into_inner();
+        reserved.retain(|&id, _| {
+            registered[id].as_ref().is_some_and(|r| {
+                r.vec != v
+                    || plan
+                        .draining
+                        .iter()
+                        .any(|&b| blocks[b].memory().handle() == r.memory)
+            })
+        });
+        reserved.extend(plan.reserved.into_iter().map(|(c, _, d)| (ids[c], d)));
+        self.reserved = reserved;
         let moves = plan
             .moves
             .into_iter()
@@ -570,6 +621,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// releases the blocks it emptied that are still empty (see the
     /// [module docs](self#which-empty-blocks-stay)). Nothing to do a second time.
     fn end(&mut self) {
+        // The room held for drains goes back first.
+        self.reserved.clear();
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
             let mine: Vec<_> = draining

@@ -29,13 +29,16 @@
 //! Both respect the limits of a pass (bytes and moves). A block that fits the limits left is
 //! emptied within the pass. A block that does not, but all of whose allocations find room
 //! elsewhere, is *drained*: the largest of its allocations that fit the limits left move in
-//! this pass (the others' tentative destinations are undone), the block stays set aside
-//! between passes (nothing moves into it, and no allocation lands in it), and the next pass
-//! continues with it before any other block (its `draining` flag). Once a drain has
-//! moved its part, the plan stops there: nothing else takes the room that the rest of the
-//! drained block was found to need. A drained block whose rest no longer fits (the
-//! application allocated in the meantime) is given up and goes back into the search. A drain
-//! starts only when each of its allocations fits the limits of a pass, so that it can end.
+//! this pass, and the destinations found for the others are kept as *reservations*
+//! (the plan's `reserved`): they hold the room the rest needs until later passes move it, so
+//! neither the plan nor the application allocating between passes can take it, and each
+//! allocation of a drain is placed once. The block stays set aside between passes (nothing
+//! moves into it, and no allocation lands in it), and the next pass continues with it before
+//! any other block (its `draining` flag), handing out the reservations. Once a drain has
+//! moved its part, the plan stops there. An allocation of a drained block without a
+//! reservation (its move was skipped) is placed again; if it no longer fits, the drain is
+//! given up and the block goes back into the search. A drain starts only when each of its
+//! allocations fits the limits of a pass, so that it can end.
 //!
 //! # Invariants
 //!
@@ -96,6 +99,10 @@ pub(crate) struct Candidate {
     pub block: usize,
     /// The bytes it holds there.
     pub size: DeviceSize,
+    /// The block holding its reserved destination, made by the pass that started draining
+    /// its block (see [draining](self#passes-and-draining)): that room is counted in the
+    /// block's live bytes already, and `place(c, block)` hands it out.
+    pub reserved: Option<usize>,
 }
 
 /// The most a pass may do.
@@ -115,6 +122,10 @@ pub(crate) struct Plan<T> {
     pub draining: Vec<usize>,
     /// Each move: the candidate, its destination block, and what `place` returned for it.
     pub moves: Vec<(usize, usize, T)>,
+    /// The destinations of the rest of a drain started by this plan, as the moves: placed,
+    /// not moving in this pass. The caller keeps them (they hold the room the drain needs)
+    /// and marks them [`reserved`](Candidate::reserved) in the next pictures.
+    pub reserved: Vec<(usize, usize, T)>,
     /// Bytes moved.
     pub bytes: DeviceSize,
 }
@@ -248,14 +259,27 @@ where
         Some(found)
     }
 
+    /// Places candidate `c` of block `source`: in its reserved destination when it has one
+    /// that may still receive, else in the first destination that takes it.
+    fn place_or_claim(&mut self, c: usize, source: usize) -> Option<(usize, T)> {
+        match self.candidates[c].reserved {
+            // Its room is counted in the block's live bytes already.
+            Some(b) if b != source && !self.set_aside[b] => (self.place)(c, b).map(|t| (b, t)),
+            _ => self.place_one(c, source, |_, _| true),
+        }
+    }
+
     /// Takes back a tentative move of candidate `c` into block `b`.
     fn unplace(&mut self, c: usize, b: usize, t: T) {
-        self.live[b] -= self.candidates[c].size;
+        // Saturating: what a candidate holds in its own block is only an estimate of what
+        // its destination holds (the padding differs).
+        self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
         self.destinations.update(self.blocks, &self.live, b);
         (self.undo)(t);
     }
 
     fn commit(&mut self, moves: Vec<(usize, usize, T)>) {
+        self.out.moves.reserve(moves.len());
         for (c, b, t) in moves {
             self.received[b] = true;
             self.out.bytes += self.candidates[c].size;
@@ -305,8 +329,9 @@ where
             // A quick look first: all of it cannot fit in less free space than it holds
             // (the destinations' free bytes, counted as the picture counts live bytes). Its
             // movable allocations hold exactly its live bytes when it can be emptied at all,
-            // so the test needs no walk over the block.
-            if self.room(source) < self.live[source] {
+            // so the test needs no walk over the block. (A drain holds its room in its
+            // reservations, counted as live bytes of their blocks: not for a drain.)
+            if !block.draining && self.room(source) < self.live[source] {
                 self.give_up(source);
                 continue;
             }
@@ -334,10 +359,10 @@ where
                 }
                 self.set_aside[source] = true;
             }
-            let mut placed = Vec::new();
+            let mut placed = Vec::with_capacity(candidates.len());
             let mut complete = true;
-            // A drain that an earlier pass started was checked to fit whole then, and only
-            // its own moves have taken room since: this pass places just its part.
+            // A drain that an earlier pass started holds the room for its rest in its
+            // reservations: this pass places just its part.
             let continuing = block.draining && !whole;
             let mut part: DeviceSize = 0;
             for c in self.sorted(source) {
@@ -348,7 +373,7 @@ where
                     }
                     part += size;
                 }
-                match self.place_one(c, source, |_, _| true) {
+                match self.place_or_claim(c, source) {
                     Some((b, t)) => placed.push((c, b, t)),
                     None => {
                         complete = false;
@@ -371,7 +396,8 @@ where
                 continue;
             }
             // Drain: the largest allocations, in order, while they fit the limits left; the
-            // others' destinations are undone, last placed first.
+            // others' destinations are kept for the passes to come (undone, last placed
+            // first, when none fits now).
             let mut kept = 0;
             let mut kept_bytes: DeviceSize = 0;
             for &(c, _, _) in &placed {
@@ -383,10 +409,10 @@ where
                 kept_bytes += size;
             }
             let rest = placed.split_off(kept);
-            for (c, b, t) in rest.into_iter().rev() {
-                self.unplace(c, b, t);
-            }
             if placed.is_empty() {
+                for (c, b, t) in rest.into_iter().rev() {
+                    self.unplace(c, b, t);
+                }
                 if block.draining {
                     return true;
                 }
@@ -395,6 +421,11 @@ where
             }
             self.live[source] -= kept_bytes;
             self.commit(placed);
+            for &(_, b, _) in &rest {
+                // Not emptied or drained later in this plan either: it holds the drain's room.
+                self.received[b] = true;
+            }
+            self.out.reserved = rest;
             return true;
         }
         false
@@ -467,6 +498,7 @@ pub(crate) fn plan<T>(
             emptied: Vec::new(),
             draining: Vec::new(),
             moves: Vec::new(),
+            reserved: Vec::new(),
             bytes: 0,
         },
     };
