@@ -179,6 +179,10 @@ struct Planner<'a, T, P, U, A, W> {
     live: Vec<DeviceSize>,
     /// Blocks that received an allocation.
     received: Vec<bool>,
+    /// For each block, the smallest allocation `place` could not put in it since room was
+    /// last given back there: room only shrinks meanwhile, so a try at least as large is not
+    /// made (`DeviceSize::MAX`: none failed).
+    refused: Vec<DeviceSize>,
     /// Blocks set aside: being emptied or drained.
     set_aside: Vec<bool>,
     emptied: Vec<bool>,
@@ -248,11 +252,16 @@ where
                 || self.set_aside[b]
                 || self.live[b] == 0
                 || self.blocks[b].free(self.live[b]) < size
+                || size >= self.refused[b]
                 || !eligible(&self.live, b)
             {
                 return None;
             }
-            (self.place)(c, b).map(|t| (b, t))
+            let placed = (self.place)(c, b);
+            if placed.is_none() {
+                self.refused[b] = self.refused[b].min(size);
+            }
+            placed.map(|t| (b, t))
         })?;
         self.live[found.0] += size;
         self.destinations.update(self.blocks, &self.live, found.0);
@@ -276,6 +285,7 @@ where
         self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
         self.destinations.update(self.blocks, &self.live, b);
         (self.undo)(t);
+        self.refused[b] = DeviceSize::MAX;
     }
 
     fn commit(&mut self, moves: Vec<(usize, usize, T)>) {
@@ -349,6 +359,15 @@ where
             if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
                 if block.draining {
                     // The limits shrank since it started: it waits, keeping its room.
+                    return true;
+                }
+                continue;
+            }
+            // A drain moves its largest allocations first: when not even the largest fits
+            // the limits left, this pass would move nothing of it (a drain started now would
+            // only be undone).
+            if !whole && sizes.clone().max().is_some_and(|s| s > left.bytes) {
+                if block.draining {
                     return true;
                 }
                 continue;
@@ -491,6 +510,7 @@ pub(crate) fn plan<T>(
         aside,
         destinations: Destinations::new(blocks, &live),
         received: vec![false; blocks.len()],
+        refused: vec![DeviceSize::MAX; blocks.len()],
         set_aside: blocks.iter().map(|b| b.draining).collect(),
         emptied: vec![false; blocks.len()],
         live,
