@@ -14,9 +14,10 @@
 //!   the order of their free bytes (size minus live bytes), most first, ties broken by fewer
 //!   live bytes: the blocks that give back the most room for the bytes they hold, which
 //!   keeps the small, full blocks and empties the large, sparse ones. Each is emptied only if
-//!   all its allocations may move and all find room in the other blocks (the fullest first,
-//!   by the fraction of the block in use, so that the room left over stays in few blocks and
-//!   data does not go into blocks that are still mostly free); otherwise its
+//!   all its allocations may move and all find room in the other blocks (the tightest
+//!   first: the fewest free bytes, a best fit among blocks, so that the holes of the blocks
+//!   that stay are filled and the room left over stays whole in few blocks for the larger
+//!   allocations still to place); otherwise its
 //!   tentative destinations are undone and it is left alone, so every move Fast makes frees
 //!   a memory object.
 //! - [`Full`](Algorithm::Full) does the same, then packs the rest: from the least occupied
@@ -130,26 +131,28 @@ pub(crate) struct Plan<T> {
     pub bytes: DeviceSize,
 }
 
-/// The blocks in the order destinations are tried: the fullest first, by the fraction of the
-/// block its live bytes take (ties by index), kept in order as allocations are placed and
-/// undone. Filling the fullest blocks leaves the room over in few blocks, and it keeps data
-/// out of the blocks that a later pass would empty (a small block has little free space but
-/// may still be mostly free).
+/// The blocks in the order destinations are tried: the tightest first, by free bytes (ties by
+/// index), kept in order as allocations are placed and undone. This is a best fit among
+/// blocks: the holes of blocks that are nearly full take what fits them, and the room left
+/// over stays whole in the roomiest blocks for the large allocations still to come. (Filling
+/// the blocks fullest by fraction first, as an earlier version did, spread small moves over
+/// large blocks: on the peers trace it ended with 1.177 times the live bytes reserved with
+/// 16 MiB blocks, against 1.030 this way.)
 struct Destinations {
     order: Vec<usize>,
 }
 
-/// Whether block `a` comes before block `b` as a destination: fuller (live bytes over size,
-/// compared exactly), then lower index.
-fn fuller(blocks: &[BlockState], live: &[DeviceSize], a: usize, b: usize) -> std::cmp::Ordering {
-    let share = |x: usize, y: usize| u128::from(live[x]) * u128::from(blocks[y].size);
-    share(b, a).cmp(&share(a, b)).then(a.cmp(&b))
+/// Whether block `a` comes before block `b` as a destination: fewer free bytes, then lower
+/// index.
+fn tighter(blocks: &[BlockState], live: &[DeviceSize], a: usize, b: usize) -> std::cmp::Ordering {
+    let free = |x: usize| blocks[x].free(live[x]);
+    free(a).cmp(&free(b)).then(a.cmp(&b))
 }
 
 impl Destinations {
     fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
         let mut order: Vec<usize> = (0..blocks.len()).collect();
-        order.sort_unstable_by(|&a, &b| fuller(blocks, live, a, b));
+        order.sort_unstable_by(|&a, &b| tighter(blocks, live, a, b));
         Self { order }
     }
 
@@ -160,7 +163,7 @@ impl Destinations {
         }
         let at = self
             .order
-            .partition_point(|&x| fuller(blocks, live, x, b).is_lt());
+            .partition_point(|&x| tighter(blocks, live, x, b).is_lt());
         self.order.insert(at, b);
     }
 }
@@ -247,7 +250,7 @@ where
         let size = self.candidates[c].size;
         let found = self.destinations.order.iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
-            // cheap test first: most tries in the fullest blocks end here).
+            // cheap test first: most tries in the tightest blocks end here).
             if b == source
                 || self.set_aside[b]
                 || self.live[b] == 0

@@ -755,7 +755,7 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
 }
 
 #[test]
-fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_fullest() {
+fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
     // A small block nearly full (40 KiB of 64), a large one nearly empty (48 KiB of 256), and
     // a large pinned one with 56 KiB free. Fewest live bytes first would empty the small
     // block into the pinned one and then find no room for the large one (512 KiB stay);
@@ -772,10 +772,10 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_fullest() {
     };
     let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
     assert_eq!(plan.emptied, [1]);
-    // Destinations fullest first by fraction: the pinned block (78 % full, 56 KiB free) takes
-    // all six moves before the small one (62 % full, though only 24 KiB free).
+    // Destinations tightest first: the small block (24 KiB free) fills up with three moves
+    // before the pinned one (56 KiB free) takes the other three.
     let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
-    assert_eq!(into, [2; 6]);
+    assert_eq!(into, [0, 0, 0, 2, 2, 2]);
 }
 
 #[test]
@@ -804,7 +804,7 @@ fn limits_are_inclusive() {
 fn a_block_that_fails_to_empty_leaves_no_trace_in_the_choice_of_destinations() {
     // Block 0 (40 KiB in two moves) is tried first and fails: its first move fits only
     // block 1, its second nowhere (block 3 has 19 KiB free). Block 3 is emptied next,
-    // fullest destination first: block 2 (46 KiB live), not block 1 (42 KiB, as it is again
+    // tightest destination first: block 2 (46 KiB live), not block 1 (42 KiB, as it is again
     // once block 0's tentative move is undone).
     let fills = [
         vec![(20 * KIB, 4, true); 2],
