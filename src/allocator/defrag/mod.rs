@@ -203,6 +203,9 @@ pub struct Defragmentation<S> {
     /// The destinations held for the allocations of the blocks draining that later passes
     /// move (see [draining](plan#passes-and-draining)), by the id of the allocation.
     reserved: IdMap<MemoryAlloc>,
+    /// For each block an earlier pass walked: its live bytes then and its largest movable
+    /// allocation (the planner's [hint](BlockState::largest)).
+    largest: HandleMap<(DeviceSize, DeviceSize)>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -307,6 +310,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             draining: Vec::new(),
             emptied: Vec::new(),
             reserved: IdMap::default(),
+            largest: HandleMap::default(),
             on_drop: Self::end,
         };
         defrag.index_blocks();
@@ -465,6 +469,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .map(|b| (blocks[b].memory().handle(), b))
                 .collect()
         };
+        let largest = std::cell::RefCell::new(std::mem::take(&mut self.largest));
         let registered = &self.registered;
         // The picture: each block's size and live bytes (its size less its free bytes) up
         // front; which of its allocated ranges hold registered allocations only when the
@@ -475,9 +480,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .enumerate()
             .map(|(bi, b)| {
                 let size = b.memory().size();
+                let live = size.saturating_sub(b.free_size());
                 BlockState {
                     size,
-                    live: size.saturating_sub(b.free_size()),
+                    live,
+                    largest: largest
+                        .borrow()
+                        .get(&b.memory().handle())
+                        .filter(|l| l.0 == live)
+                        .map(|l| l.1),
                     all_movable: false,
                     candidates: Vec::new(),
                     draining: bi >= searched,
@@ -539,6 +550,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     }
                 }
             });
+            if let Some(l) = mine_in_block.iter().map(|&c| candidates[c].size).max() {
+                largest.borrow_mut().insert(memory, (live, l));
+            }
             // The block changed since its live bytes were read (an allocation or a free of
             // another thread): it is not emptied in this pass.
             (all_movable && live == states[bi].live, mine_in_block)
@@ -586,6 +600,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         });
         reserved.extend(plan.reserved.into_iter().map(|(c, _, d)| (ids[c], d)));
         self.reserved = reserved;
+        self.largest = largest.into_inner();
         let moves = plan
             .moves
             .into_iter()
@@ -623,6 +638,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     fn end(&mut self) {
         // The room held for drains goes back first.
         self.reserved.clear();
+        self.largest.clear();
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
             let mine: Vec<_> = draining

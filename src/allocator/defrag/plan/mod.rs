@@ -81,6 +81,10 @@ pub(crate) struct BlockState {
     /// `walk` callback for them when it first looks at the block as a source (a picture of
     /// a block costs a walk over its ranges, and most blocks are never tried).
     pub walked: bool,
+    /// The largest of its movable allocations, when known without a walk (an earlier pass
+    /// walked the block, and its live bytes have not changed since). A hint: it only spares
+    /// the walk of a block that could not start a drain anyway.
+    pub largest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with it first.
     pub draining: bool,
@@ -346,6 +350,15 @@ where
             // reservations, counted as live bytes of their blocks: not for a drain.)
             if !block.draining && self.room(source) < self.live[source] {
                 self.give_up(source);
+                continue;
+            }
+            // A block that cannot empty within the limits left can only start a drain, which
+            // needs its largest allocation to fit them (below): when that is known already,
+            // the block needs no walk to be left alone.
+            if !block.draining
+                && self.live[source] > left.bytes
+                && block.largest.is_some_and(|l| l > left.bytes)
+            {
                 continue;
             }
             let (all_movable, candidates) = self.facts(source);

@@ -94,6 +94,7 @@ impl Model {
                 candidates: Vec::new(),
                 draining: self.draining[b],
                 walked: true,
+                largest: None,
             };
             // As the allocator sees it: a candidate holds its whole range (with the padding
             // its range absorbed), so the candidates of a block that may be emptied hold
@@ -120,6 +121,9 @@ impl Model {
                     });
                 }
             }
+            // The largest known for every block (the allocator knows it for the blocks an
+            // earlier pass walked).
+            state.largest = state.candidates.iter().map(|&c| candidates[c].size).max();
             blocks.push(state);
         }
         (blocks, candidates, layouts)
