@@ -379,6 +379,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     }
 
     /// The free bytes of the block, over all arenas (each read under its lock).
+    /// An upper bound on the largest free range of the block: the largest of its arenas'
+    /// published hints (read without their locks).
+    pub(crate) fn largest_free_hint(&self) -> DeviceSize {
+        self.arenas
+            .iter()
+            .map(|a| a.largest_free_hint())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub(crate) fn free_size(&self) -> DeviceSize {
         self.arenas
             .iter()

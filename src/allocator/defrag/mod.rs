@@ -484,6 +484,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 BlockState {
                     size,
                     live,
+                    largest_free: b.largest_free_hint(),
                     largest: largest
                         .borrow()
                         .get(&b.memory().handle())
@@ -541,6 +542,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         candidates.push(Candidate {
                             block: bi,
                             size,
+                            need: registered[id].as_ref().map_or(0, |r| r.layout.size()),
                             reserved,
                         });
                         ids.push(id);

@@ -73,6 +73,8 @@ pub(crate) struct BlockState {
     pub size: DeviceSize,
     /// Bytes held by live allocations (movable or not).
     pub live: DeviceSize,
+    /// An upper bound on its largest free range: no allocation that needs more fits.
+    pub largest_free: DeviceSize,
     /// Whether every live allocation of the block may move (so that it can be emptied).
     pub all_movable: bool,
     /// The movable allocations in it, as indices into the candidates.
@@ -104,6 +106,9 @@ pub(crate) struct Candidate {
     pub block: usize,
     /// The bytes it holds there.
     pub size: DeviceSize,
+    /// The fewest bytes it needs in one free range of a destination (its size, without the
+    /// padding its range in its own block may hold).
+    pub need: DeviceSize,
     /// The block holding its reserved destination, made by the pass that started draining
     /// its block (see [draining](self#passes-and-draining)): that room is counted in the
     /// block's live bytes already, and `place(c, block)` hands it out.
@@ -190,6 +195,9 @@ struct Planner<'a, T, P, U, A, W> {
     /// last given back there: room only shrinks meanwhile, so a try at least as large is not
     /// made (`DeviceSize::MAX`: none failed).
     refused: Vec<DeviceSize>,
+    /// For each block, an upper bound on its largest free range: the picture's, which
+    /// placing only lowers, and the block's size once a move out of it is undone.
+    largest_free: Vec<DeviceSize>,
     /// Blocks set aside: being emptied or drained.
     set_aside: Vec<bool>,
     emptied: Vec<bool>,
@@ -260,6 +268,7 @@ where
                 || self.live[b] == 0
                 || self.blocks[b].free(self.live[b]) < size
                 || size >= self.refused[b]
+                || self.candidates[c].need > self.largest_free[b]
                 || !eligible(&self.live, b)
             {
                 return None;
@@ -293,6 +302,7 @@ where
         self.destinations.update(self.blocks, &self.live, b);
         (self.undo)(t);
         self.refused[b] = DeviceSize::MAX;
+        self.largest_free[b] = self.blocks[b].size;
     }
 
     fn commit(&mut self, moves: Vec<(usize, usize, T)>) {
@@ -527,6 +537,7 @@ pub(crate) fn plan<T>(
         destinations: Destinations::new(blocks, &live),
         received: vec![false; blocks.len()],
         refused: vec![DeviceSize::MAX; blocks.len()],
+        largest_free: blocks.iter().map(|b| b.largest_free).collect(),
         set_aside: blocks.iter().map(|b| b.draining).collect(),
         emptied: vec![false; blocks.len()],
         live,

@@ -90,6 +90,7 @@ impl Model {
             let mut state = BlockState {
                 size: block.sub.region_size(),
                 live: block.sub.region_size() - block.sub.free_size(),
+                largest_free: block.sub.largest_free_range(),
                 all_movable: block.live.iter().all(|l| l.2) && !holds_reservation,
                 candidates: Vec::new(),
                 draining: self.draining[b],
@@ -112,6 +113,7 @@ impl Model {
                     candidates.push(Candidate {
                         block: b,
                         size: ranges[at].1,
+                        need: s.size,
                         reserved: self.reserved.get(&(b, s.offset)).map(|r| r.0),
                     });
                     layouts.push(Layout {
