@@ -184,6 +184,10 @@ pub struct Outcome {
     /// all of whose allocations had left counted as freed, as the end of the
     /// defragmentation frees it): how many bytes it took to reach a given result.
     pub trajectory: Vec<(u64, u64)>,
+    /// ash-memory: after each pass, the planning time so far (that pass's call included) and
+    /// the bytes that would stay reserved had the defragmentation stopped there, as in
+    /// `trajectory`.
+    pub pass_points: Vec<(Duration, u64)>,
     /// `vkFreeMemory` calls during the defragmentation (counted).
     pub objects_freed: u64,
     /// ash-memory: `defragmentation()` and the `add`s; VMA: `vmaBeginDefragmentation`.
@@ -338,6 +342,7 @@ pub fn run_ash(
         }
         pass.end();
         o.settle += thread_cpu_time() - t;
+        o.pass_points.push((o.planning, reserved_now));
     }
     let stats = defrag.finish();
     (o.passes, o.moves, o.bytes_moved) = (stats.passes, stats.moves, stats.bytes_moved);

@@ -88,9 +88,6 @@ use std::sync::Arc;
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
 
-/// Maps keyed by the ids of registered allocations.
-type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
-
 /// How a defragmentation goes.
 ///
 /// Build it with `..Default::default()`: new fields may be added.
@@ -201,8 +198,9 @@ pub struct Defragmentation<S> {
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
     /// The destinations held for the allocations of the blocks draining that later passes
-    /// move (see [draining](plan#passes-and-draining)), by the id of the allocation.
-    reserved: IdMap<MemoryAlloc>,
+    /// move (see [draining](plan#passes-and-draining)), indexed by the id of the allocation
+    /// (shorter than `registered` when the last ids have none).
+    reserved: Vec<Option<MemoryAlloc>>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
@@ -309,7 +307,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vec_of: HandleMap::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
-            reserved: IdMap::default(),
+            reserved: Vec::new(),
             largest: HandleMap::default(),
             on_drop: Self::end,
         };
@@ -462,7 +460,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         );
         // The reservations of this vector's drains, and the block each one is in.
         let reserved = std::cell::RefCell::new(std::mem::take(&mut self.reserved));
-        let block_of: HandleMap<usize> = if reserved.borrow().is_empty() {
+        let block_of: HandleMap<usize> = if reserved.borrow().iter().all(Option::is_none) {
             HandleMap::default()
         } else {
             (0..blocks.len())
@@ -537,7 +535,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         any = true;
                         let reserved = reserved
                             .borrow()
-                            .get(&id)
+                            .get(id)
+                            .and_then(Option::as_ref)
                             .and_then(|d| block_of.get(&d.memory()).copied());
                         candidates.push(Candidate {
                             block: bi,
@@ -568,7 +567,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 let id = ids.borrow()[c];
                 // Its reservation when the planner claims it (a reservation elsewhere is
                 // let go: the allocation goes where the planner says).
-                if let Some(d) = reserved.borrow_mut().remove(&id) {
+                let held = reserved.borrow_mut().get_mut(id).and_then(Option::take);
+                if let Some(d) = held {
                     if d.memory() == blocks[b].memory().handle() {
                         return Some(d);
                     }
@@ -591,33 +591,42 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // The reservations not claimed stay while their blocks drain; the drain this plan
         // started adds its own.
         let mut reserved = reserved.into_inner();
-        reserved.retain(|&id, _| {
-            registered[id].as_ref().is_some_and(|r| {
-                r.vec != v
-                    || plan
-                        .draining
-                        .iter()
-                        .any(|&b| blocks[b].memory().handle() == r.memory)
-            })
-        });
-        reserved.extend(plan.reserved.into_iter().map(|(c, _, d)| (ids[c], d)));
+        let draining: Vec<vk::DeviceMemory> = plan
+            .draining
+            .iter()
+            .map(|&b| blocks[b].memory().handle())
+            .collect();
+        for (id, slot) in reserved.iter_mut().enumerate() {
+            let keep = slot.is_some()
+                && registered[id]
+                    .as_ref()
+                    .is_some_and(|r| r.vec != v || draining.contains(&r.memory));
+            if !keep {
+                *slot = None;
+            }
+        }
+        for (c, _, d) in plan.reserved {
+            let id = ids[c];
+            if reserved.len() <= id {
+                reserved.resize_with(id + 1, || None);
+            }
+            reserved[id] = Some(d);
+        }
         self.reserved = reserved;
         self.largest = largest.into_inner();
-        let moves = plan
-            .moves
-            .into_iter()
-            .filter_map(|(c, _, destination)| {
-                let id = ids[c];
-                let r = registered[id].as_ref()?;
-                Some(Move {
-                    id,
-                    source_memory: r.memory,
-                    source_offset: r.offset,
-                    size: r.layout.size(),
-                    destination: Some(destination),
-                })
+        // Into a vector of its own size (collecting in place would grow the planner's).
+        let mut moves = Vec::with_capacity(plan.moves.len());
+        moves.extend(plan.moves.into_iter().filter_map(|(c, _, destination)| {
+            let id = ids[c];
+            let r = registered[id].as_ref()?;
+            Some(Move {
+                id,
+                source_memory: r.memory,
+                source_offset: r.offset,
+                size: r.layout.size(),
+                destination: Some(destination),
             })
-            .collect();
+        }));
         let aside = plan
             .emptied
             .iter()

@@ -31,6 +31,8 @@ struct Row {
     settle: Duration,
     copy: Duration,
     runs: usize,
+    /// Every run's outcome, for measures taken against another allocator's result.
+    all: Vec<Outcome>,
 }
 
 impl Row {
@@ -62,7 +64,23 @@ impl Row {
             settle: median_duration(rs, |o| o.settle),
             copy: median_duration(rs, |o| o.copy),
             runs: rs.len(),
+            all: rs.to_vec(),
         }
+    }
+
+    /// The median planning time of the passes it took to hold no more than `reserved` bytes
+    /// (every pass up to the first that leaves that much or less); `None` when it never did.
+    fn planning_to_reach(&self, reserved: u64) -> Option<Duration> {
+        let reach = |o: &Outcome| {
+            o.pass_points
+                .iter()
+                .find(|p| p.1 <= reserved)
+                .map(|p| p.0)
+        };
+        if self.all.iter().any(|o| reach(o).is_none()) {
+            return None;
+        }
+        Some(median_duration(&self.all, |o| reach(o).unwrap_or_default()))
     }
     fn ratio_after(&self, live: u64) -> f64 {
         self.first.reserved_after as f64 / live as f64
@@ -243,11 +261,23 @@ fn targets(rows: &[Row], live: u64) {
             per_freed(v),
             met(aa <= va && (ab <= vb || reach.is_some_and(|r| r <= vb)))
         );
+        // For the same result: the passes ash-memory took to reach VMA's, when it goes
+        // further.
+        let to_reach = if aa < va {
+            ash.planning_to_reach(va)
+        } else {
+            None
+        };
+        let reached = match to_reach {
+            Some(d) => format!("; to reach VMA's result {:.1} µs", us(d)),
+            None => String::new(),
+        };
         println!(
-            "- ash-memory {name} planning {:.1} µs vs VMA {vname} {:.1} µs, all passes (target <= VMA): {}",
+            "- ash-memory {name} planning {:.1} µs vs VMA {vname} {:.1} µs, all passes{reached} (target <= VMA for the same or a better result): {}",
             us(ash.planning),
             us(v.planning),
-            met(ash.planning <= v.planning)
+            met(aa <= va
+                && (ash.planning <= v.planning || to_reach.is_some_and(|d| d <= v.planning)))
         );
     }
 }

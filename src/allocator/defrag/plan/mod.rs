@@ -29,8 +29,8 @@
 //!
 //! Both respect the limits of a pass (bytes and moves). A block that fits the limits left is
 //! emptied within the pass. A block that does not, but all of whose allocations find room
-//! elsewhere, is *drained*: the largest of its allocations that fit the limits left move in
-//! this pass, and the destinations found for the others are kept as *reservations*
+//! elsewhere, is *drained*: its allocations move in this pass largest first, each that still
+//! fits the limits left, and the destinations found for the others are kept as *reservations*
 //! (the plan's `reserved`): they hold the room the rest needs until later passes move it, so
 //! neither the plan nor the application allocating between passes can take it, and each
 //! allocation of a drain is placed once. The block stays set aside between passes (nothing
@@ -245,7 +245,8 @@ where
     /// Candidates of a block, largest first (they are the hardest to place).
     fn sorted(&mut self, b: usize) -> Vec<usize> {
         let mut c = self.facts(b).1;
-        c.sort_unstable_by_key(|&c| (std::cmp::Reverse(self.candidates[c].size), c));
+        // One integer key (largest first, then by index): the sort is on every source tried.
+        c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
         c
     }
 
@@ -413,8 +414,12 @@ where
             for c in self.sorted(source) {
                 if continuing {
                     let size = self.candidates[c].size;
-                    if placed.len() == left.moves || part + size > left.bytes {
+                    if placed.len() == left.moves {
                         break;
+                    }
+                    if part + size > left.bytes {
+                        // A smaller one may still fit what is left.
+                        continue;
                     }
                     part += size;
                 }
@@ -440,20 +445,22 @@ where
                 self.commit(placed);
                 continue;
             }
-            // Drain: the largest allocations, in order, while they fit the limits left; the
-            // others' destinations are kept for the passes to come (undone, last placed
-            // first, when none fits now).
-            let mut kept = 0;
+            // Drain: the allocations largest first, each that still fits the limits left (so
+            // that the pass is used to the full); the others' destinations are kept for the
+            // passes to come (undone, last placed first, when none fits now).
             let mut kept_bytes: DeviceSize = 0;
-            for &(c, _, _) in &placed {
-                let size = self.candidates[c].size;
-                if kept == left.moves || kept_bytes + size > left.bytes {
-                    break;
+            let mut rest = Vec::with_capacity(placed.len());
+            let mut kept = Vec::with_capacity(placed.len());
+            for m in placed {
+                let size = self.candidates[m.0].size;
+                if kept.len() < left.moves && kept_bytes + size <= left.bytes {
+                    kept_bytes += size;
+                    kept.push(m);
+                } else {
+                    rest.push(m);
                 }
-                kept += 1;
-                kept_bytes += size;
             }
-            let rest = placed.split_off(kept);
+            let placed = kept;
             if placed.is_empty() {
                 for (c, b, t) in rest.into_iter().rev() {
                     self.unplace(c, b, t);
