@@ -338,6 +338,75 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
 }
 
 #[test]
+fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
+    // 64 KiB a pass over 1 MiB blocks: blocks drain over several passes. After each pass,
+    // the application frees one allocation still in a block draining: no later move is for
+    // it (the next pass sees the block changed), and the drains still end.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 300)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let before = allocator.statistics().total.block_count;
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in live.iter().flatten() {
+        defrag.add(a, align()).unwrap();
+    }
+    let mut freed = 0;
+    let mut passes = 0;
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes <= 1000, "the passes never end");
+        for i in 0..pass.moves().len() {
+            let id = pass.moves()[i].id();
+            let (src, _, size) = live[id]
+                .as_mut()
+                .expect("a move for an allocation the application freed");
+            let mut bytes = vec![0; *size as usize];
+            src.read(0, &mut bytes).unwrap();
+            let dst = pass.moves()[i].destination();
+            // SAFETY: `size` bytes inside the destination, which nothing else uses.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    dst.mapped_ptr().unwrap().as_ptr(),
+                    bytes.len(),
+                )
+            };
+            dst.flush(0, *size).unwrap();
+            pass.complete(i, src).unwrap();
+        }
+        let emptying = pass.emptying();
+        pass.end();
+        // One allocation left in a block that is still draining, freed by the application.
+        let victim = live
+            .iter()
+            .position(|l| l.as_ref().is_some_and(|l| emptying.contains(&l.0.memory())));
+        if let Some(k) = victim {
+            live[k] = None;
+            freed += 1;
+        }
+    }
+    assert!(freed > 0, "no block drained over several passes");
+    let stats = defrag.finish();
+    let after = allocator.statistics().total;
+    assert_eq!(
+        before - after.block_count,
+        stats.memory_objects_freed as u64
+    );
+    assert_eq!(after.allocation_count, live.iter().flatten().count() as u64);
+    assert!(after.block_count * 2 <= before, "{before} -> {after:?}");
+    for (a, seed, size) in live.iter().flatten() {
+        verify(a, *seed, *size, "after the moves");
+    }
+}
+
+#[test]
 fn dropping_a_defragmentation_while_a_block_drains_puts_the_block_back() {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();

@@ -153,6 +153,19 @@ struct Registered {
     meta: Option<Arc<AllocationMeta>>,
 }
 
+/// What a walk over a block found, kept while the block drains. A block being drained is set
+/// aside: nothing is allocated in it, so its ranges can only go, through the moves completed
+/// (their allocations' registered memory is another block's now) or through the application
+/// freeing. When its live bytes and allocation count are what the record says less what the
+/// completed moves took, the application freed nothing, and the record less the moved
+/// allocations is the block as a walk would find it.
+struct WalkRecord {
+    live: DeviceSize,
+    count: usize,
+    /// The registered allocations in the block, in offset order, and the bytes each holds.
+    entries: Vec<(MoveId, DeviceSize)>,
+}
+
 /// One block vector a defragmentation works on, and how destinations are made in it.
 pub(crate) struct VecTarget<S> {
     pub facts: TypeFacts,
@@ -204,6 +217,10 @@ pub struct Defragmentation<S> {
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
+    /// What the last walk found in each block left draining: the next pass takes its
+    /// candidates from here instead of walking the block again, when the block shows that
+    /// nothing but the moves completed since has left it (see [`WalkRecord`]).
+    walks: HandleMap<WalkRecord>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -309,6 +326,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             emptied: Vec::new(),
             reserved: Vec::new(),
             largest: HandleMap::default(),
+            walks: HandleMap::default(),
             on_drop: Self::end,
         };
         defrag.index_blocks();
@@ -468,6 +486,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .collect()
         };
         let largest = std::cell::RefCell::new(std::mem::take(&mut self.largest));
+        let walks = std::cell::RefCell::new(std::mem::take(&mut self.walks));
         let registered = &self.registered;
         // The picture: each block's size and live bytes (its size less its free bytes) up
         // front; which of its allocated ranges hold registered allocations only when the
@@ -506,8 +525,46 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             // At most one candidate per registered allocation in the block.
             ids.reserve(mine.len());
             candidates.reserve(mine.len());
-            let mut all_movable = true;
             let mut mine_in_block = Vec::with_capacity(mine.len());
+            let reserved_in = |id: MoveId| {
+                reserved
+                    .borrow()
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .and_then(|d| block_of.get(&d.memory()).copied())
+            };
+            let need = |id: MoveId| registered[id].as_ref().map_or(0, |r| r.layout.size());
+            // A block draining since the last pass: from its record, if it still holds.
+            if let Some(record) = walks.borrow().get(&memory).filter(|_| states[bi].draining) {
+                let here = |id: MoveId| {
+                    registered[id]
+                        .as_ref()
+                        .is_some_and(|r| r.vec == v && r.memory == memory)
+                };
+                let (mut gone_bytes, mut gone) = (0, 0);
+                for &(id, size) in &record.entries {
+                    if !here(id) {
+                        gone_bytes += size;
+                        gone += 1;
+                    }
+                }
+                if record.live.checked_sub(gone_bytes) == Some(states[bi].live)
+                    && record.count.checked_sub(gone) == Some(block.allocation_count())
+                {
+                    for &(id, size) in record.entries.iter().filter(|e| here(e.0)) {
+                        mine_in_block.push(candidates.len());
+                        candidates.push(Candidate {
+                            block: bi,
+                            size,
+                            need: need(id),
+                            reserved: reserved_in(id),
+                        });
+                        ids.push(id);
+                    }
+                    return (true, mine_in_block);
+                }
+            }
+            let mut all_movable = true;
             let mut live = 0;
             // Ranges come in offset order, so the registered allocations are walked
             // alongside them; a range behind the cursor searches.
@@ -533,16 +590,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
-                        let reserved = reserved
-                            .borrow()
-                            .get(id)
-                            .and_then(Option::as_ref)
-                            .and_then(|d| block_of.get(&d.memory()).copied());
                         candidates.push(Candidate {
                             block: bi,
                             size,
-                            need: registered[id].as_ref().map_or(0, |r| r.layout.size()),
-                            reserved,
+                            need: need(id),
+                            reserved: reserved_in(id),
                         });
                         ids.push(id);
                     }
@@ -556,7 +608,23 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             }
             // The block changed since its live bytes were read (an allocation or a free of
             // another thread): it is not emptied in this pass.
-            (all_movable && live == states[bi].live, mine_in_block)
+            let all_movable = all_movable && live == states[bi].live;
+            if all_movable {
+                let entries = mine_in_block
+                    .iter()
+                    .map(|&c| (ids[c], candidates[c].size))
+                    .collect();
+                let count = block.allocation_count();
+                walks.borrow_mut().insert(
+                    memory,
+                    WalkRecord {
+                        live,
+                        count,
+                        entries,
+                    },
+                );
+            }
+            (all_movable, mine_in_block)
         };
         let plan = plan::plan(
             &states,
@@ -614,6 +682,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         }
         self.reserved = reserved;
         self.largest = largest.into_inner();
+        // Kept for the blocks left draining only (and those of other vectors).
+        let mut walks = walks.into_inner();
+        walks.retain(|m, _| {
+            draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
+        });
+        self.walks = walks;
         // Into a vector of its own size (collecting in place would grow the planner's).
         let mut moves = Vec::with_capacity(plan.moves.len());
         moves.extend(plan.moves.into_iter().filter_map(|(c, _, destination)| {
@@ -650,6 +724,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // The room held for drains goes back first.
         self.reserved.clear();
         self.largest.clear();
+        self.walks.clear();
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
             let mine: Vec<_> = draining
