@@ -21,6 +21,15 @@ pub const API_VERSION: u32 = vk::API_VERSION_1_2;
 
 const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
 
+/// The Vulkan contexts of one test process take turns: with the loader and validation layer
+/// of Debian 12, a thread creating a device while another calls into a device of its own can
+/// crash in the layer (seen: `vkAllocateMemory` of one test during another test's
+/// `vkCreateDevice`, a segmentation fault about once in 200 runs of a test binary). A test
+/// holds its turn from the creation of its context until the context is destroyed; it is
+/// re-entrant, so one test may hold several contexts. Tests without the driver still run in
+/// parallel.
+static ONE_AT_A_TIME: parking_lot::ReentrantMutex<()> = parking_lot::const_reentrant_mutex(());
+
 /// Validation messages collected by the debug messenger.
 pub type Messages = Mutex<Vec<String>>;
 
@@ -69,11 +78,14 @@ pub struct TestContext {
     debug_utils: ash::ext::debug_utils::Instance,
     messenger: vk::DebugUtilsMessengerEXT,
     messages: Box<Messages>,
+    /// Dropped last, after the device and instance are destroyed (see [`ONE_AT_A_TIME`]).
+    _turn: parking_lot::ReentrantMutexGuard<'static, ()>,
 }
 
 impl TestContext {
     /// Creates the context, panicking with an installation hint if Vulkan is unavailable.
     pub fn new() -> Self {
+        let turn = ONE_AT_A_TIME.lock();
         // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
         let entry = unsafe { ash::Entry::load() }.unwrap_or_else(|e| {
             panic!("the Vulkan loader could not be loaded ({e}): {INSTALL_HINT}")
@@ -160,6 +172,7 @@ impl TestContext {
             debug_utils,
             messenger,
             messages,
+            _turn: turn,
         }
     }
 
