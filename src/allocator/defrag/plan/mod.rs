@@ -289,9 +289,17 @@ where
     /// that may still receive, else in the first destination that takes it.
     fn place_or_claim(&mut self, c: usize, source: usize) -> Option<(usize, T)> {
         match self.candidates[c].reserved {
-            // Its room is counted in the block's live bytes already.
-            Some(b) if b != source && !self.set_aside[b] => (self.place)(c, b).map(|t| (b, t)),
-            _ => self.place_one(c, source, |_, _| true),
+            // Its room is counted in the block's live bytes already. A reservation is never
+            // in its own block, and its block is never set aside: it holds what may not move
+            // (the reservation), so it is neither emptied nor drained.
+            Some(b) => {
+                debug_assert!(
+                    b != source && !self.set_aside[b],
+                    "reservation in block {b}"
+                );
+                (self.place)(c, b).map(|t| (b, t))
+            }
+            None => self.place_one(c, source, |_, _| true),
         }
     }
 

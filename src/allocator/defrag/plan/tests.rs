@@ -24,6 +24,9 @@ struct Model {
     reserved: HashMap<(usize, DeviceSize), (usize, Suballocation)>,
     /// The calls to `place` so far that looked for room (not those claiming a reservation).
     places: usize,
+    /// Whether the pictures carry the hints that spare work (each block's largest
+    /// allocation and largest free range): with or without them, plans are the same.
+    hints: bool,
 }
 
 use std::collections::HashMap;
@@ -75,6 +78,7 @@ impl Model {
             draining,
             reserved: HashMap::new(),
             places: 0,
+            hints: true,
         }
     }
 
@@ -90,7 +94,11 @@ impl Model {
             let mut state = BlockState {
                 size: block.sub.region_size(),
                 live: block.sub.region_size() - block.sub.free_size(),
-                largest_free: block.sub.largest_free_range(),
+                largest_free: if self.hints {
+                    block.sub.largest_free_range()
+                } else {
+                    block.sub.region_size()
+                },
                 all_movable: block.live.iter().all(|l| l.2) && !holds_reservation,
                 candidates: Vec::new(),
                 draining: self.draining[b],
@@ -125,7 +133,9 @@ impl Model {
             }
             // The largest known for every block (the allocator knows it for the blocks an
             // earlier pass walked).
-            state.largest = state.candidates.iter().map(|&c| candidates[c].size).max();
+            if self.hints {
+                state.largest = state.candidates.iter().map(|&c| candidates[c].size).max();
+            }
             blocks.push(state);
         }
         (blocks, candidates, layouts)
@@ -187,6 +197,9 @@ fn run(
     let claimed = std::cell::RefCell::new(vec![0usize; blocks.len()]);
     let places = std::cell::Cell::new(0);
     let set_aside = std::cell::RefCell::new(model.draining.clone());
+    // Blocks that a move out of was undone in: their largest free range may have grown past
+    // the picture's.
+    let undone_in = std::cell::RefCell::new(vec![false; blocks.len()]);
     let plan = plan(
         &blocks,
         &candidates,
@@ -219,6 +232,13 @@ fn run(
                 };
             }
             places.set(places.get() + 1);
+            // Never asked for more than the block's largest free range can hold.
+            assert!(
+                l.size <= blocks[b].largest_free || undone_in.borrow()[b],
+                "block {b} asked for {} bytes, its largest free range is at most {}",
+                l.size,
+                blocks[b].largest_free
+            );
             let layout = DeviceLayout::new(l.size, l.alignment).unwrap();
             model_blocks.borrow_mut()[b]
                 .sub
@@ -228,6 +248,7 @@ fn run(
         },
         |s| {
             let (s, b) = untagged(s);
+            undone_in.borrow_mut()[b] = true;
             // SAFETY: made by this block's model allocator in `place`, undone once.
             #[allow(unsafe_code)]
             unsafe {
@@ -241,6 +262,17 @@ fn run(
             true
         },
         |b, _| {
+            // A block that can neither empty within a pass nor start a drain (its largest
+            // allocation is larger than a pass) is left alone without a walk when its
+            // largest allocation is known (by Fast: Full's gathering walks what it packs).
+            let state = &blocks[b];
+            assert!(
+                algorithm == Algorithm::Full
+                    || state.draining
+                    || state.live <= limits.bytes
+                    || state.largest.is_none_or(|l| l <= limits.bytes),
+                "block {b} walked, though its largest allocation cannot move within a pass"
+            );
             walks.borrow_mut()[b] += 1;
             (walked[b].all_movable, walked[b].candidates.clone())
         },
@@ -585,6 +617,37 @@ proptest! {
     }
 
     #[test]
+    fn the_hints_change_no_plan(
+        (sizes, fills) in fills(),
+        full in any::<bool>(),
+        granularity in prop_oneof![Just(1u64), Just(1024)],
+        moves in prop_oneof![Just(usize::MAX), 1..20usize],
+        bytes in prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB],
+    ) {
+        // The largest allocation and largest free range of each block only spare walks and
+        // tries that would fail: pass after pass, the plans with and without them agree.
+        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
+        let limits = Limits { bytes, moves };
+        let mut with = Model::new(&sizes, &fills, granularity);
+        let mut without = Model::new(&sizes, &fills, granularity);
+        without.hints = false;
+        for _ in 0..50 {
+            let (a, _, _) = run_checked(&mut with, algorithm, limits);
+            let (b, _, _) = run_checked(&mut without, algorithm, limits);
+            let key = |p: &Plan<Suballocation>| {
+                let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
+                (p.emptied.clone(), p.draining.clone(), moves)
+            };
+            prop_assert_eq!(key(&a), key(&b));
+            if a.moves.is_empty() {
+                break;
+            }
+            apply(&mut with, a);
+            apply(&mut without, b);
+        }
+    }
+
+    #[test]
     fn passes_keep_every_invariant_and_end(
         (sizes, fills) in fills(),
         full in any::<bool>(),
@@ -782,6 +845,23 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
     // before the pinned one (56 KiB free) takes the other three.
     let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
     assert_eq!(into, [0, 0, 0, 2, 2, 2]);
+}
+
+#[test]
+fn an_allocation_fills_a_hole_of_exactly_its_size() {
+    // Block 0 holds 56 KiB that may not move and has one hole of 8 KiB at its end, its
+    // largest free range exactly; block 1's only allocation takes 8 KiB. It goes there.
+    let fills = [vec![(56 * KIB, 4, false)], vec![(8 * KIB, 4, true)]];
+    let mut model = Model::new(&[64 * KIB; 2], &fills, 1);
+    assert_eq!(model.blocks[0].sub.largest_free_range(), 8 * KIB);
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    assert_eq!(plan.emptied, [1]);
+    assert_eq!(plan.moves[0].1, 0);
+    assert_eq!(plan.moves[0].2.offset, 56 * KIB);
 }
 
 #[test]
