@@ -43,14 +43,15 @@ fn upload() -> AllocationCreateInfo {
     }
 }
 
-/// `count` host-visible allocations of assorted sizes with patterns; every second one of
-/// three is freed so that blocks are sparse. Returns the survivors with their seeds.
-fn sparse(
+/// `count` host-visible allocations of assorted sizes (from `seed`), each filled with its own
+/// pattern: `(allocation, pattern seed, size)`.
+fn patterned(
     allocator: &dyn MemoryAllocator,
     device: &Device,
     count: u64,
+    seed: u64,
 ) -> Vec<(MemoryAlloc, u64, u64)> {
-    let mut rng = Rng(count);
+    let mut rng = Rng(seed);
     let mut all = Vec::new();
     for i in 0..count {
         let size = 1 + rng.below(60 * KIB);
@@ -65,7 +66,18 @@ fn sparse(
         fill(&mut a, i, size);
         all.push((a, i, size));
     }
-    all.into_iter()
+    all
+}
+
+/// `count` [`patterned`] allocations; every second one of three is freed so that blocks are
+/// sparse. Returns the survivors with their seeds.
+fn sparse(
+    allocator: &dyn MemoryAllocator,
+    device: &Device,
+    count: u64,
+) -> Vec<(MemoryAlloc, u64, u64)> {
+    patterned(allocator, device, count, count)
+        .into_iter()
         .enumerate()
         .filter(|(i, _)| i % 3 == 0)
         .map(|(_, x)| x)
@@ -204,21 +216,7 @@ fn between_passes_the_smallest_empty_block_stays_and_the_end_releases_it() {
     // but a few: the small blocks have the most free bytes and empty first, into the holes
     // of the 2 MiB blocks (the tightest destinations), with the 2 MiB block that the last
     // allocations only began (mostly free) among the emptied.
-    let mut rng = Rng(7);
-    let mut all = Vec::new();
-    for i in 0..400 {
-        let size = 1 + rng.below(60 * KIB);
-        let mut a = allocator
-            .allocate(
-                reqs(&device, size, ALIGN),
-                AllocationType::Linear,
-                &upload(),
-                None,
-            )
-            .unwrap();
-        fill(&mut a, i, size);
-        all.push((a, i, size));
-    }
+    let all = patterned(&allocator, &device, 400, 7);
     let size_now = |m: vk::DeviceMemory| {
         let raw = vk::Handle::as_raw(m);
         blocks(&allocator).iter().find(|b| b.0 == raw).unwrap().1

@@ -533,7 +533,18 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .and_then(Option::as_ref)
                     .and_then(|d| block_of.get(&d.memory()).copied())
             };
-            let need = |id: MoveId| registered[id].as_ref().map_or(0, |r| r.layout.size());
+            // One candidate of block `bi`, holding `size` bytes there; returns its index.
+            let push =
+                |candidates: &mut Vec<Candidate>, ids: &mut Vec<MoveId>, id: MoveId, size| {
+                    candidates.push(Candidate {
+                        block: bi,
+                        size,
+                        need: registered[id].as_ref().map_or(0, |r| r.layout.size()),
+                        reserved: reserved_in(id),
+                    });
+                    ids.push(id);
+                    candidates.len() - 1
+                };
             // A block draining since the last pass: from its record, if it still holds.
             if let Some(record) = walks.borrow().get(&memory).filter(|_| states[bi].draining) {
                 let here = |id: MoveId| {
@@ -552,14 +563,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     && record.count.checked_sub(gone) == Some(block.allocation_count())
                 {
                     for &(id, size) in record.entries.iter().filter(|e| here(e.0)) {
-                        mine_in_block.push(candidates.len());
-                        candidates.push(Candidate {
-                            block: bi,
-                            size,
-                            need: need(id),
-                            reserved: reserved_in(id),
-                        });
-                        ids.push(id);
+                        mine_in_block.push(push(candidates, &mut ids, id, size));
                     }
                     return (true, mine_in_block);
                 }
@@ -585,18 +589,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         if registered[id].as_ref().is_none_or(|r| r.vec != v) {
                             continue;
                         }
-                        mine_in_block.push(candidates.len());
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
-                        candidates.push(Candidate {
-                            block: bi,
-                            size,
-                            need: need(id),
-                            reserved: reserved_in(id),
-                        });
-                        ids.push(id);
+                        mine_in_block.push(push(candidates, &mut ids, id, size));
                     }
                     if !any {
                         all_movable = false;
