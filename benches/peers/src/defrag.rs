@@ -7,6 +7,9 @@
 //! source and destination (no GPU work), and every surviving allocation is checked byte by
 //! byte afterwards. Timings are the thread's CPU time: *planning* is `next_pass()` for
 //! ash-memory and `vmaBeginDefragmentationPass` for VMA, the copies excluded.
+//!
+//! `ASH_DEFRAG_PER_CALL=1` also prints each planning call's median, call by call, and
+//! `ASH_PERF_CTL` lets `perf record` sample ash-memory's planning only (see [`perf_ctl`]).
 
 use crate::thread_cpu_time;
 use crate::trace::Rng;
@@ -197,6 +200,8 @@ pub struct Outcome {
     pub planning_calls: usize,
     /// The longest planning call.
     pub planning_max: Duration,
+    /// Each planning call, in order.
+    pub planning_each: Vec<Duration>,
     /// ash-memory: `complete` + `end`; VMA: `vmaEndDefragmentationPass` (and `vmaEndDefragmentation`).
     pub settle: Duration,
     pub copy: Duration,
@@ -216,6 +221,7 @@ pub(crate) fn note_plan(o: &mut Outcome, d: Duration) {
     o.planning += d;
     o.planning_calls += 1;
     o.planning_max = o.planning_max.max(d);
+    o.planning_each.push(d);
 }
 
 pub fn run_ash(
@@ -297,9 +303,11 @@ pub fn run_ash(
     }
     o.setup = thread_cpu_time() - t;
     loop {
+        perf_ctl(true);
         let t = thread_cpu_time();
         let pass = defrag.next_pass();
         note_plan(&mut o, thread_cpu_time() - t);
+        perf_ctl(false);
         let Some(mut pass) = pass else { break };
         let t = thread_cpu_time();
         let mut ids = Vec::with_capacity(pass.moves().len());
@@ -403,5 +411,58 @@ pub fn main(vk: &Vulkan, a: &DefragArgs, runs: usize, seed: u64) {
             results[k].push(o);
         }
     }
+    if std::env::var_os("ASH_DEFRAG_PER_CALL").is_some() {
+        for (k, algo) in a.algorithms.iter().enumerate() {
+            let calls = results[k]
+                .iter()
+                .map(|o| o.planning_each.len())
+                .max()
+                .unwrap_or(0);
+            let each: Vec<String> = (0..calls)
+                .map(|c| {
+                    let mut v: Vec<f64> = results[k]
+                        .iter()
+                        .filter_map(|o| o.planning_each.get(c))
+                        .map(|d| d.as_secs_f64() * 1e6)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    format!("{:.0}", v[v.len() / 2])
+                })
+                .collect();
+            eprintln!(
+                "per call {} {}: {}",
+                algo.allocator(),
+                algo.name(),
+                each.join(" ")
+            );
+        }
+    }
     report::print(a, &f, runs, &results);
+}
+
+/// Profiling hook: with `ASH_PERF_CTL=<control fifo>,<ack fifo>` (the fifos of `perf record
+/// -D -1 --control fifo:<control>,<ack>`), sampling runs only while ash-memory plans a pass.
+fn perf_ctl(on: bool) {
+    use std::fs::{File, OpenOptions};
+    use std::io::{Read, Write};
+    fn open() -> Option<(File, File)> {
+        let v = std::env::var("ASH_PERF_CTL").ok()?;
+        let (control, ack) = v.split_once(',').expect("ASH_PERF_CTL=<control>,<ack>");
+        let control = OpenOptions::new()
+            .write(true)
+            .open(control)
+            .expect("control fifo");
+        Some((control, File::open(ack).expect("ack fifo")))
+    }
+    thread_local! {
+        static CTL: Option<(File, File)> = open();
+    }
+    CTL.with(|ctl| {
+        if let Some((mut control, mut ack)) = ctl.as_ref().map(|(c, a)| (c, a)) {
+            let command: &[u8] = if on { b"enable\n" } else { b"disable\n" };
+            control.write_all(command).expect("perf control");
+            let mut reply = [0u8; 5];
+            let _ = ack.read(&mut reply);
+        }
+    });
 }

@@ -71,12 +71,7 @@ impl Row {
     /// The median planning time of the passes it took to hold no more than `reserved` bytes
     /// (every pass up to the first that leaves that much or less); `None` when it never did.
     fn planning_to_reach(&self, reserved: u64) -> Option<Duration> {
-        let reach = |o: &Outcome| {
-            o.pass_points
-                .iter()
-                .find(|p| p.1 <= reserved)
-                .map(|p| p.0)
-        };
+        let reach = |o: &Outcome| o.pass_points.iter().find(|p| p.1 <= reserved).map(|p| p.0);
         if self.all.iter().any(|o| reach(o).is_none()) {
             return None;
         }
