@@ -161,9 +161,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.blocks.read().len() + self.aside.lock().len()
     }
 
-    /// Handles of the blocks a search sees, in search order.
-    pub(crate) fn blocks(&self) -> Vec<Block<S, M>> {
-        self.blocks.read().clone()
+    /// Handles of the blocks a search sees, in search order, in a vector with room for
+    /// `extra` more (a defragmentation adds the blocks it set aside).
+    pub(crate) fn blocks_with_room(&self, extra: usize) -> Vec<Block<S, M>> {
+        let blocks = self.blocks.read();
+        let mut out = Vec::with_capacity(blocks.len() + extra);
+        out.extend(blocks.iter().cloned());
+        out
     }
 
     /// Takes the block `block` out of every search (a defragmentation empties it): new

@@ -153,6 +153,11 @@ struct Registered {
     meta: Option<Arc<AllocationMeta>>,
 }
 
+/// A registered allocation in [`by_memory`](Defragmentation::by_memory): its offset, id, and
+/// the bytes it needs (its layout's size: a walk finds all it needs here, without looking up
+/// the allocation).
+type Indexed = (DeviceSize, MoveId, DeviceSize);
+
 /// What a walk over a block found, kept while the block drains. A block being drained is set
 /// aside: nothing is allocated in it, so its ranges can only go, through the moves completed
 /// (their allocations' registered memory is another block's now) or through the application
@@ -162,8 +167,9 @@ struct Registered {
 struct WalkRecord {
     live: DeviceSize,
     count: usize,
-    /// The registered allocations in the block, in offset order, and the bytes each holds.
-    entries: Vec<(MoveId, DeviceSize)>,
+    /// The registered allocations in the block, the bytes each holds and the bytes each
+    /// needs (as a candidate's `size` and `need`), largest first.
+    entries: Vec<(MoveId, DeviceSize, DeviceSize)>,
 }
 
 /// One block vector a defragmentation works on, and how destinations are made in it.
@@ -198,7 +204,7 @@ pub struct Defragmentation<S> {
     /// The registered allocations by memory object, `(offset, id)`, sorted by offset unless
     /// `by_memory_unsorted` (true until the first pass is planned: the `add`s before it are
     /// sorted once, not one at a time).
-    by_memory: HandleMap<Vec<(DeviceSize, MoveId)>>,
+    by_memory: HandleMap<Vec<Indexed>>,
     by_memory_unsorted: bool,
     stats: DefragmentationStats,
     /// Which vector each block's memory belongs to, as last seen ([`add`](Self::add)'s cache:
@@ -212,8 +218,11 @@ pub struct Defragmentation<S> {
     emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
     /// The destinations held for the allocations of the blocks draining that later passes
     /// move (see [draining](plan#passes-and-draining)), indexed by the id of the allocation
-    /// (shorter than `registered` when the last ids have none).
-    reserved: Vec<Option<MemoryAlloc>>,
+    /// (shorter than `registered` when the last ids have none), with the memory each is in.
+    reserved: Vec<Option<(vk::DeviceMemory, MemoryAlloc)>>,
+    /// The ids whose `reserved` slot holds a destination (a pass looks at these, not at every
+    /// slot).
+    reserved_ids: Vec<MoveId>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
@@ -325,6 +334,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             draining: Vec::new(),
             emptied: Vec::new(),
             reserved: Vec::new(),
+            reserved_ids: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -383,19 +393,26 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             allocation_type: alloc.allocation_type(),
             meta,
         }));
-        self.index(memory, alloc.offset(), id, true);
+        self.index(memory, alloc.offset(), id, layout.size(), true);
         Ok(id)
     }
 
-    /// Adds (`on`) or removes allocation `id` at `offset` in `memory` to or from
-    /// [`by_memory`](Self::by_memory).
+    /// Adds (`on`) or removes allocation `id` at `offset` in `memory`, needing `need` bytes,
+    /// to or from [`by_memory`](Self::by_memory).
     ///
     /// While the lists are sorted (after the first pass was planned), an entry goes to its
     /// place and a removal keeps the order, so that a pass does not sort them all again for
     /// the few moves the last one completed.
-    fn index(&mut self, memory: vk::DeviceMemory, offset: DeviceSize, id: MoveId, on: bool) {
+    fn index(
+        &mut self,
+        memory: vk::DeviceMemory,
+        offset: DeviceSize,
+        id: MoveId,
+        need: DeviceSize,
+        on: bool,
+    ) {
         let list = self.by_memory.entry(memory).or_default();
-        let entry = (offset, id);
+        let entry = (offset, id, need);
         if on {
             if self.by_memory_unsorted {
                 list.push(entry);
@@ -467,7 +484,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// (emptied or draining) and those of them draining.
     fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
-        let mut blocks = target.blocks.blocks();
+        let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
+        let mut blocks = target.blocks.blocks_with_room(draining_here);
         let searched = blocks.len();
         // The blocks an earlier pass left draining come after those of the search.
         blocks.extend(
@@ -478,7 +496,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         );
         // The reservations of this vector's drains, and the block each one is in.
         let reserved = std::cell::RefCell::new(std::mem::take(&mut self.reserved));
-        let block_of: HandleMap<usize> = if reserved.borrow().iter().all(Option::is_none) {
+        let reserved_ids = std::mem::take(&mut self.reserved_ids);
+        let block_of: HandleMap<usize> = if reserved_ids.is_empty() {
             HandleMap::default()
         } else {
             (0..blocks.len())
@@ -514,46 +533,70 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             })
             .collect();
-        let ids = std::cell::RefCell::new(Vec::new());
         let by_memory = &self.by_memory;
+        // Room for every registered allocation of the vector's blocks: walks push onto the
+        // candidates, their ids and sizes.
+        let room: usize = blocks
+            .iter()
+            .map(|b| by_memory.get(&b.memory().handle()).map_or(0, Vec::len))
+            .sum();
+        let ids = std::cell::RefCell::new(Vec::with_capacity(room));
+        // The bytes each candidate holds, as `ids`.
+        let sizes = std::cell::RefCell::new(Vec::with_capacity(room));
+        // And the bytes each needs.
+        let needs = std::cell::RefCell::new(Vec::with_capacity(room));
+        // For each block walked afresh and found all movable: its live bytes and allocation
+        // count then, and its candidates (contiguous: a walk pushes them in a row), from
+        // which a block left draining gets its record after the plan.
+        let fresh = std::cell::RefCell::new(Vec::new());
         let walk = |bi: usize, candidates: &mut Vec<Candidate>| {
             let block = &blocks[bi];
             let memory = block.memory().handle();
-            let mine: &[(DeviceSize, MoveId)] =
-                by_memory.get(&memory).map_or(&[], |l| l.as_slice());
+            let mine: &[Indexed] = by_memory.get(&memory).map_or(&[], |l| l.as_slice());
             let mut ids = ids.borrow_mut();
-            // At most one candidate per registered allocation in the block.
+            let mut sizes = sizes.borrow_mut();
+            let mut needs = needs.borrow_mut();
+            // At most one candidate per registered allocation in the block (room made for
+            // all up front).
             ids.reserve(mine.len());
+            sizes.reserve(mine.len());
+            needs.reserve(mine.len());
             candidates.reserve(mine.len());
             let mut mine_in_block = Vec::with_capacity(mine.len());
+            // Only allocations of blocks draining since the last pass hold reservations.
+            let draining = states[bi].draining;
             let reserved_in = |id: MoveId| {
+                if !draining || block_of.is_empty() {
+                    return None;
+                }
                 reserved
                     .borrow()
                     .get(id)
                     .and_then(Option::as_ref)
-                    .and_then(|d| block_of.get(&d.memory()).copied())
+                    .and_then(|(memory, _)| block_of.get(memory).copied())
             };
             // One candidate of block `bi`, holding `size` bytes there; returns its index.
-            let push =
-                |candidates: &mut Vec<Candidate>, ids: &mut Vec<MoveId>, id: MoveId, size| {
-                    candidates.push(Candidate {
-                        block: bi,
-                        size,
-                        need: registered[id].as_ref().map_or(0, |r| r.layout.size()),
-                        reserved: reserved_in(id),
-                    });
-                    ids.push(id);
-                    candidates.len() - 1
-                };
+            let mut push = |candidates: &mut Vec<Candidate>, id: MoveId, size, need| {
+                candidates.push(Candidate {
+                    block: bi,
+                    size,
+                    need,
+                    reserved: reserved_in(id),
+                });
+                ids.push(id);
+                sizes.push(size);
+                needs.push(need);
+                candidates.len() - 1
+            };
             // A block draining since the last pass: from its record, if it still holds.
-            if let Some(record) = walks.borrow().get(&memory).filter(|_| states[bi].draining) {
+            if let Some(record) = walks.borrow().get(&memory).filter(|_| draining) {
                 let here = |id: MoveId| {
                     registered[id]
                         .as_ref()
                         .is_some_and(|r| r.vec == v && r.memory == memory)
                 };
                 let (mut gone_bytes, mut gone) = (0, 0);
-                for &(id, size) in &record.entries {
+                for &(id, size, _) in &record.entries {
                     if !here(id) {
                         gone_bytes += size;
                         gone += 1;
@@ -562,8 +605,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 if record.live.checked_sub(gone_bytes) == Some(states[bi].live)
                     && record.count.checked_sub(gone) == Some(block.allocation_count())
                 {
-                    for &(id, size) in record.entries.iter().filter(|e| here(e.0)) {
-                        mine_in_block.push(push(candidates, &mut ids, id, size));
+                    for &(id, size, need) in record.entries.iter().filter(|e| here(e.0)) {
+                        mine_in_block.push(push(candidates, id, size, need));
                     }
                     return (true, mine_in_block);
                 }
@@ -578,22 +621,21 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     live += r.size;
                     let end = r.offset + r.size;
                     if cursor > 0 && mine[cursor - 1].0 >= r.offset {
-                        cursor = mine.partition_point(|&(o, _)| o < r.offset);
+                        cursor = mine.partition_point(|&(o, _, _)| o < r.offset);
                     }
                     while cursor < mine.len() && mine[cursor].0 < r.offset {
                         cursor += 1;
                     }
-                    let inside = mine[cursor..].iter().take_while(|&&(o, _)| o < end);
+                    // Every entry of the memory's list was added for an allocation of this
+                    // vector (its memory's), and moves stay in their vector.
+                    let inside = mine[cursor..].iter().take_while(|&&(o, _, _)| o < end);
                     let mut any = false;
-                    for &(_, id) in inside {
-                        if registered[id].as_ref().is_none_or(|r| r.vec != v) {
-                            continue;
-                        }
+                    for &(_, id, need) in inside {
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
-                        mine_in_block.push(push(candidates, &mut ids, id, size));
+                        mine_in_block.push(push(candidates, id, size, need));
                     }
                     if !any {
                         all_movable = false;
@@ -606,26 +648,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             // The block changed since its live bytes were read (an allocation or a free of
             // another thread): it is not emptied in this pass.
             let all_movable = all_movable && live == states[bi].live;
-            if all_movable {
-                let entries = mine_in_block
-                    .iter()
-                    .map(|&c| (ids[c], candidates[c].size))
-                    .collect();
+            if let (true, Some(&first)) = (all_movable, mine_in_block.first()) {
                 let count = block.allocation_count();
-                walks.borrow_mut().insert(
-                    memory,
-                    WalkRecord {
-                        live,
-                        count,
-                        entries,
-                    },
-                );
+                fresh
+                    .borrow_mut()
+                    .push((bi, live, count, first..first + mine_in_block.len()));
             }
             (all_movable, mine_in_block)
         };
         let plan = plan::plan(
             &states,
-            &[],
+            Vec::with_capacity(room),
             self.info.algorithm,
             limits,
             |c, b| {
@@ -633,13 +666,16 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 // Its reservation when the planner claims it (a reservation elsewhere is
                 // let go: the allocation goes where the planner says).
                 let held = reserved.borrow_mut().get_mut(id).and_then(Option::take);
-                if let Some(d) = held {
-                    if d.memory() == blocks[b].memory().handle() {
-                        return Some(d);
+                let block = &blocks[b];
+                if let Some((memory, d)) = held {
+                    if memory == block.memory().handle() {
+                        return (Some(d), block.largest_free_hint());
                     }
                 }
-                let r = registered[id].as_ref()?;
-                make_destination(target, &blocks[b], r)
+                let made = registered[id]
+                    .as_ref()
+                    .and_then(|r| make_destination(target, block, r));
+                (made, block.largest_free_hint())
             },
             drop,
             |b, on| {
@@ -661,13 +697,16 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
-        for (id, slot) in reserved.iter_mut().enumerate() {
-            let keep = slot.is_some()
+        let mut kept = Vec::with_capacity(reserved_ids.len() + plan.reserved.len());
+        for id in reserved_ids {
+            let keep = reserved[id].is_some()
                 && registered[id]
                     .as_ref()
                     .is_some_and(|r| r.vec != v || draining.contains(&r.memory));
-            if !keep {
-                *slot = None;
+            if keep {
+                kept.push(id);
+            } else {
+                reserved[id] = None;
             }
         }
         for (c, _, d) in plan.reserved {
@@ -675,15 +714,35 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             if reserved.len() <= id {
                 reserved.resize_with(id + 1, || None);
             }
-            reserved[id] = Some(d);
+            // Placed by this plan: an earlier reservation of it was claimed or let go then.
+            debug_assert!(reserved[id].is_none(), "allocation {id} reserved twice");
+            reserved[id] = Some((d.memory(), d));
+            kept.push(id);
         }
         self.reserved = reserved;
+        self.reserved_ids = kept;
         self.largest = largest.into_inner();
-        // Kept for the blocks left draining only (and those of other vectors).
+        // Kept for the blocks left draining only (and those of other vectors); a block walked
+        // afresh and left draining gets a new one.
         let mut walks = walks.into_inner();
         walks.retain(|m, _| {
             draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
         });
+        let (sizes, needs) = (sizes.into_inner(), needs.into_inner());
+        for (bi, live, count, range) in fresh.into_inner() {
+            if plan.draining.contains(&bi) {
+                let mut entries: Vec<_> = range.map(|c| (ids[c], sizes[c], needs[c])).collect();
+                // Largest first, as the planner takes them: the next pass's sort finds them
+                // in order.
+                entries.sort_unstable_by_key(|&(_, size, _)| std::cmp::Reverse(size));
+                let record = WalkRecord {
+                    live,
+                    count,
+                    entries,
+                };
+                walks.insert(blocks[bi].memory().handle(), record);
+            }
+        }
         self.walks = walks;
         // Into a vector of its own size (collecting in place would grow the planner's).
         let mut moves = Vec::with_capacity(plan.moves.len());
@@ -720,6 +779,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     fn end(&mut self) {
         // The room held for drains goes back first.
         self.reserved.clear();
+        self.reserved_ids.clear();
         self.largest.clear();
         self.walks.clear();
         let draining = std::mem::take(&mut self.draining);
@@ -828,9 +888,10 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
             let (memory, offset) = (r.memory, r.offset);
             r.memory = destination.memory();
             r.offset = destination.offset();
-            self.defrag.index(memory, offset, id, false);
+            let need = r.layout.size();
+            self.defrag.index(memory, offset, id, need, false);
             self.defrag
-                .index(destination.memory(), destination.offset(), id, true);
+                .index(destination.memory(), destination.offset(), id, need, true);
         }
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));

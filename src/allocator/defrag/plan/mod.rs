@@ -149,6 +149,8 @@ pub(crate) struct Plan<T> {
 /// 16 MiB blocks, against 1.030 this way.)
 struct Destinations {
     order: Vec<usize>,
+    /// Where each block is in `order`.
+    at: Vec<usize>,
 }
 
 /// Whether block `a` comes before block `b` as a destination: fewer free bytes, then lower
@@ -162,18 +164,28 @@ impl Destinations {
     fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
         let mut order: Vec<usize> = (0..blocks.len()).collect();
         order.sort_unstable_by(|&a, &b| tighter(blocks, live, a, b));
-        Self { order }
+        let mut at = vec![0; blocks.len()];
+        for (i, &b) in order.iter().enumerate() {
+            at[b] = i;
+        }
+        Self { order, at }
     }
 
-    /// Moves block `b` to its place after its live bytes changed.
+    /// Moves block `b` to its place after its live bytes changed: a step at a time towards
+    /// the front or the back (a placement moves a block by few places).
     fn update(&mut self, blocks: &[BlockState], live: &[DeviceSize], b: usize) {
-        if let Some(i) = self.order.iter().position(|&x| x == b) {
-            self.order.remove(i);
+        let mut i = self.at[b];
+        while i > 0 && tighter(blocks, live, b, self.order[i - 1]).is_lt() {
+            self.order.swap(i, i - 1);
+            self.at[self.order[i]] = i;
+            i -= 1;
         }
-        let at = self
-            .order
-            .partition_point(|&x| tighter(blocks, live, x, b).is_lt());
-        self.order.insert(at, b);
+        while i + 1 < self.order.len() && tighter(blocks, live, self.order[i + 1], b).is_lt() {
+            self.order.swap(i, i + 1);
+            self.at[self.order[i]] = i;
+            i += 1;
+        }
+        self.at[b] = i;
     }
 }
 
@@ -195,8 +207,9 @@ struct Planner<'a, T, P, U, A, W> {
     /// last given back there: room only shrinks meanwhile, so a try at least as large is not
     /// made (`DeviceSize::MAX`: none failed).
     refused: Vec<DeviceSize>,
-    /// For each block, an upper bound on its largest free range: the picture's, which
-    /// placing only lowers, and the block's size once a move out of it is undone.
+    /// For each block, an upper bound on its largest free range: the picture's, then what
+    /// `place` said after each attempt there (placing only lowers it), and the block's size
+    /// once a move out of it is undone.
     largest_free: Vec<DeviceSize>,
     /// Blocks set aside: being emptied or drained.
     set_aside: Vec<bool>,
@@ -207,7 +220,7 @@ struct Planner<'a, T, P, U, A, W> {
 
 impl<T, P, U, A, W> Planner<'_, T, P, U, A, W>
 where
-    P: FnMut(usize, usize) -> Option<T>,
+    P: FnMut(usize, usize) -> (Option<T>, DeviceSize),
     U: FnMut(T),
     A: FnMut(usize, bool) -> bool,
     W: FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
@@ -245,9 +258,14 @@ where
     /// Candidates of a block, largest first (they are the hardest to place).
     fn sorted(&mut self, b: usize) -> Vec<usize> {
         let mut c = self.facts(b).1;
-        // One integer key (largest first, then by index): the sort is on every source tried.
-        c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
+        self.sort(&mut c);
         c
+    }
+
+    /// Sorts candidates largest first, then by index.
+    fn sort(&self, c: &mut [usize]) {
+        // One integer key: the sort is on every source tried.
+        c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
     }
 
     /// Puts candidate `c` of block `source` in the first destination that takes it, among
@@ -274,7 +292,10 @@ where
             {
                 return None;
             }
-            let placed = (self.place)(c, b);
+            let (placed, largest_free) = (self.place)(c, b);
+            // What the block says of itself now (an allocation in it took room, or a failure
+            // showed less than the bound).
+            self.largest_free[b] = largest_free;
             if placed.is_none() {
                 self.refused[b] = self.refused[b].min(size);
             }
@@ -297,7 +318,7 @@ where
                     b != source && !self.set_aside[b],
                     "reservation in block {b}"
                 );
-                (self.place)(c, b).map(|t| (b, t))
+                (self.place)(c, b).0.map(|t| (b, t))
             }
             None => self.place_one(c, source, |_, _| true),
         }
@@ -358,6 +379,10 @@ where
                 self.give_up(source);
                 continue;
             }
+            if !block.draining && self.live[source] == 0 {
+                // Empty to begin with: nothing to move (and not a destination either).
+                continue;
+            }
             let left = self.left();
             if left.moves == 0 || left.bytes == 0 {
                 break;
@@ -380,7 +405,7 @@ where
             {
                 continue;
             }
-            let (all_movable, candidates) = self.facts(source);
+            let (all_movable, mut candidates) = self.facts(source);
             if !all_movable || candidates.is_empty() {
                 self.give_up(source);
                 continue;
@@ -419,7 +444,8 @@ where
             // reservations: this pass places just its part.
             let continuing = block.draining && !whole;
             let mut part: DeviceSize = 0;
-            for c in self.sorted(source) {
+            self.sort(&mut candidates);
+            for c in candidates {
                 if continuing {
                     let size = self.candidates[c].size;
                     if placed.len() == left.moves {
@@ -521,9 +547,12 @@ where
     }
 }
 
-/// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `place(c, b)`
+/// Plans a pass over `blocks` and `candidates` (see the [module docs](self); `walk` pushes
+/// the candidates of the blocks not walked up front onto them, so room reserved there is
+/// used). `place(c, b)`
 /// puts candidate `c` in block `b` and returns what it made, or `None` when it does not
-/// fit; `undo` takes back what `place` made for a move that is given up; `aside(b, true)` is
+/// fit, and an upper bound on the block's largest free range after the attempt (the
+/// planner asks no more of the block until room comes back there); `undo` takes back what `place` made for a move that is given up; `aside(b, true)` is
 /// called before the planner starts emptying block `b` (so that nothing else lands in it
 /// meanwhile; `false`: it cannot be, and the planner leaves it alone), `aside(b, false)` when
 /// it gives up on it (a block [draining](BlockState::draining) is set aside already: only the
@@ -531,10 +560,10 @@ where
 #[allow(clippy::too_many_arguments)] // each callback is one seam to the allocator
 pub(crate) fn plan<T>(
     blocks: &[BlockState],
-    candidates: &[Candidate],
+    candidates: Vec<Candidate>,
     algorithm: Algorithm,
     limits: Limits,
-    place: impl FnMut(usize, usize) -> Option<T>,
+    place: impl FnMut(usize, usize) -> (Option<T>, DeviceSize),
     undo: impl FnMut(T),
     aside: impl FnMut(usize, bool) -> bool,
     walk: impl FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
@@ -542,7 +571,7 @@ pub(crate) fn plan<T>(
     let live: Vec<DeviceSize> = blocks.iter().map(|b| b.live).collect();
     let mut p = Planner {
         blocks,
-        candidates: candidates.to_vec(),
+        candidates,
         walked: vec![None; blocks.len()],
         walk,
         limits,

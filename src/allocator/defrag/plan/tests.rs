@@ -192,6 +192,7 @@ fn run(
         .map(|b| b.sub.allocation_count())
         .collect();
     let granularity = model.granularity;
+    let hints = model.hints;
     let model_blocks = std::cell::RefCell::new(&mut model.blocks);
     let reserved = std::cell::RefCell::new(std::mem::take(&mut model.reserved));
     let claimed = std::cell::RefCell::new(vec![0usize; blocks.len()]);
@@ -200,9 +201,11 @@ fn run(
     // Blocks that a move out of was undone in: their largest free range may have grown past
     // the picture's.
     let undone_in = std::cell::RefCell::new(vec![false; blocks.len()]);
+    // The largest free range each block had at most, as the planner was last told.
+    let bounds = std::cell::RefCell::new(blocks.iter().map(|b| b.largest_free).collect::<Vec<_>>());
     let plan = plan(
         &blocks,
-        &candidates,
+        candidates.clone(),
         algorithm,
         limits,
         |c, b| {
@@ -216,7 +219,8 @@ fn run(
                 assert_eq!(candidates[c].reserved, Some(rb));
                 claimed.borrow_mut()[rb] += 1;
                 if b == rb {
-                    return Some(tagged(r, b));
+                    let largest = model_blocks.borrow()[b].sub.largest_free_range();
+                    return (Some(tagged(r, b)), largest);
                 }
                 // Elsewhere (its drain was given up): the reservation is let go, as the
                 // allocator does.
@@ -232,19 +236,29 @@ fn run(
                 };
             }
             places.set(places.get() + 1);
-            // Never asked for more than the block's largest free range can hold.
+            // Never asked for more than the block's largest free range can hold, as the
+            // picture or the last attempt there said.
+            let bound = bounds.borrow()[b];
             assert!(
-                l.size <= blocks[b].largest_free || undone_in.borrow()[b],
-                "block {b} asked for {} bytes, its largest free range is at most {}",
+                l.size <= bound || undone_in.borrow()[b],
+                "block {b} asked for {} bytes, its largest free range is at most {bound}",
                 l.size,
-                blocks[b].largest_free
             );
             let layout = DeviceLayout::new(l.size, l.alignment).unwrap();
-            model_blocks.borrow_mut()[b]
-                .sub
+            let mut model_blocks = model_blocks.borrow_mut();
+            let sub = &mut model_blocks[b].sub;
+            let made = sub
                 .allocate(layout, AllocationType::Linear, granularity)
                 .ok()
-                .map(|s| tagged(s, b))
+                .map(|s| tagged(s, b));
+            // Without the hints, the bound stays the block's size: plans must not change.
+            let largest = if hints {
+                sub.largest_free_range()
+            } else {
+                sub.region_size()
+            };
+            bounds.borrow_mut()[b] = largest;
+            (made, largest)
         },
         |s| {
             let (s, b) = untagged(s);
