@@ -117,8 +117,8 @@ enum BlockState {
     Allocated(AllocationType),
 }
 
-/// Hashes the `u64` offsets used as keys (and other `u64` keys: the defragmentation's memory
-/// handles): a multiplication by an odd constant (a bijection) and a fold of the high half
+/// Hashes the `u64` offsets used as keys (and other integer keys: the defragmentation's
+/// memory handles and allocation ids): a multiplication by an odd constant (a bijection) and a fold of the high half
 /// into the low half, so that the bucket index (taken from the low bits) depends on every bit
 /// of the offset, not only on its low bits, which are zero for large blocks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,6 +141,11 @@ impl Hasher for OffsetHasher {
     fn write_u64(&mut self, value: u64) {
         let x = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         self.0 = x ^ (x >> 32);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
     }
 }
 

@@ -88,6 +88,9 @@ use std::sync::Arc;
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
 
+/// Maps keyed by the ids of registered allocations.
+type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
+
 /// How a defragmentation goes.
 ///
 /// Build it with `..Default::default()`: new fields may be added.
@@ -219,10 +222,7 @@ pub struct Defragmentation<S> {
     /// The destinations held for the allocations of the blocks draining that later passes
     /// move (see [draining](plan#passes-and-draining)), indexed by the id of the allocation
     /// (shorter than `registered` when the last ids have none), with the memory each is in.
-    reserved: Vec<Option<(vk::DeviceMemory, MemoryAlloc)>>,
-    /// The ids whose `reserved` slot holds a destination (a pass looks at these, not at every
-    /// slot).
-    reserved_ids: Vec<MoveId>,
+    reserved: IdMap<(vk::DeviceMemory, MemoryAlloc)>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
@@ -333,8 +333,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vec_of: HandleMap::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
-            reserved: Vec::new(),
-            reserved_ids: Vec::new(),
+            reserved: IdMap::default(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -496,8 +495,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         );
         // The reservations of this vector's drains, and the block each one is in.
         let reserved = std::cell::RefCell::new(std::mem::take(&mut self.reserved));
-        let reserved_ids = std::mem::take(&mut self.reserved_ids);
-        let block_of: HandleMap<usize> = if reserved_ids.is_empty() {
+        let block_of: HandleMap<usize> = if reserved.borrow().is_empty() {
             HandleMap::default()
         } else {
             (0..blocks.len())
@@ -571,8 +569,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
                 reserved
                     .borrow()
-                    .get(id)
-                    .and_then(Option::as_ref)
+                    .get(&id)
                     .and_then(|(memory, _)| block_of.get(memory).copied())
             };
             // One candidate of block `bi`, holding `size` bytes there; returns its index.
@@ -665,7 +662,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 let id = ids.borrow()[c];
                 // Its reservation when the planner claims it (a reservation elsewhere is
                 // let go: the allocation goes where the planner says).
-                let held = reserved.borrow_mut().get_mut(id).and_then(Option::take);
+                let held = reserved.borrow_mut().remove(&id);
                 let block = &blocks[b];
                 if let Some((memory, d)) = held {
                     if memory == block.memory().handle() {
@@ -697,30 +694,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
-        let mut kept = Vec::with_capacity(reserved_ids.len() + plan.reserved.len());
-        for id in reserved_ids {
-            let keep = reserved[id].is_some()
-                && registered[id]
-                    .as_ref()
-                    .is_some_and(|r| r.vec != v || draining.contains(&r.memory));
-            if keep {
-                kept.push(id);
-            } else {
-                reserved[id] = None;
-            }
-        }
+        reserved.retain(|&id, _| {
+            registered[id]
+                .as_ref()
+                .is_some_and(|r| r.vec != v || draining.contains(&r.memory))
+        });
         for (c, _, d) in plan.reserved {
-            let id = ids[c];
-            if reserved.len() <= id {
-                reserved.resize_with(id + 1, || None);
-            }
             // Placed by this plan: an earlier reservation of it was claimed or let go then.
-            debug_assert!(reserved[id].is_none(), "allocation {id} reserved twice");
-            reserved[id] = Some((d.memory(), d));
-            kept.push(id);
+            let earlier = reserved.insert(ids[c], (d.memory(), d));
+            debug_assert!(earlier.is_none(), "allocation {} reserved twice", ids[c]);
         }
         self.reserved = reserved;
-        self.reserved_ids = kept;
         self.largest = largest.into_inner();
         // Kept for the blocks left draining only (and those of other vectors); a block walked
         // afresh and left draining gets a new one.
@@ -779,7 +763,6 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     fn end(&mut self) {
         // The room held for drains goes back first.
         self.reserved.clear();
-        self.reserved_ids.clear();
         self.largest.clear();
         self.walks.clear();
         let draining = std::mem::take(&mut self.draining);
