@@ -616,6 +616,42 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
 
     #[test]
+    fn destinations_stay_tightest_first(
+        sizes in proptest::collection::vec(1..64u64, 1..16),
+        changes in proptest::collection::vec((0..16usize, 0..64u64), 0..64),
+    ) {
+        // Blocks of the given sizes, empty; then live bytes change one block at a time (up
+        // as placements do, down as undos do), the order kept by `update`.
+        let blocks: Vec<BlockState> = sizes
+            .iter()
+            .map(|&size| BlockState {
+                size,
+                live: 0,
+                largest_free: size,
+                all_movable: true,
+                candidates: Vec::new(),
+                walked: true,
+                largest: None,
+                draining: false,
+            })
+            .collect();
+        let mut live = vec![0; blocks.len()];
+        let mut destinations = Destinations::new(&blocks, &live);
+        for (b, l) in changes {
+            let b = b % blocks.len();
+            live[b] = l.min(blocks[b].size);
+            destinations.update(&blocks, &live, b);
+            // The same order a full sort gives, and every block's place known.
+            let mut sorted: Vec<usize> = (0..blocks.len()).collect();
+            sorted.sort_by(|&x, &y| tighter(&blocks, &live, x, y));
+            prop_assert_eq!(&destinations.order, &sorted);
+            for (i, &x) in destinations.order.iter().enumerate() {
+                prop_assert_eq!(destinations.at[x], i);
+            }
+        }
+    }
+
+    #[test]
     fn plans_keep_every_invariant(
         (sizes, fills) in fills(),
         full in any::<bool>(),
