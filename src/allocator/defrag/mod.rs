@@ -161,6 +161,19 @@ struct Registered {
 /// the allocation).
 type Indexed = (DeviceSize, MoveId, DeviceSize);
 
+/// One registered allocation a walk found in a block: what a candidate stands for, and what its
+/// move says of its source.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    id: MoveId,
+    memory: vk::DeviceMemory,
+    offset: DeviceSize,
+    /// The bytes it holds in the block (its range, padding included: a candidate's `size`).
+    size: DeviceSize,
+    /// Its layout's size (a candidate's `need`, and the bytes its move copies).
+    need: DeviceSize,
+}
+
 /// What a walk over a block found, kept while the block drains. A block being drained is set
 /// aside: nothing is allocated in it, so its ranges can only go, through the moves completed
 /// (their allocations' registered memory is another block's now) or through the application
@@ -170,9 +183,8 @@ type Indexed = (DeviceSize, MoveId, DeviceSize);
 struct WalkRecord {
     live: DeviceSize,
     count: usize,
-    /// The registered allocations in the block, the bytes each holds and the bytes each
-    /// needs (as a candidate's `size` and `need`), largest first.
-    entries: Vec<(MoveId, DeviceSize, DeviceSize)>,
+    /// The registered allocations in the block, largest first.
+    entries: Vec<Found>,
 }
 
 /// One block vector a defragmentation works on, and how destinations are made in it.
@@ -533,16 +545,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .collect();
         let by_memory = &self.by_memory;
         // Room for every registered allocation of the vector's blocks: walks push onto the
-        // candidates, their ids and sizes.
+        // candidates and onto what each stands for (`found`, indexed as the candidates).
         let room: usize = blocks
             .iter()
             .map(|b| by_memory.get(&b.memory().handle()).map_or(0, Vec::len))
             .sum();
-        let ids = std::cell::RefCell::new(Vec::with_capacity(room));
-        // The bytes each candidate holds, as `ids`.
-        let sizes = std::cell::RefCell::new(Vec::with_capacity(room));
-        // And the bytes each needs.
-        let needs = std::cell::RefCell::new(Vec::with_capacity(room));
+        let found = std::cell::RefCell::new(Vec::<Found>::with_capacity(room));
         // For each block walked afresh and found all movable: its live bytes and allocation
         // count then, and its candidates (contiguous: a walk pushes them in a row), from
         // which a block left draining gets its record after the plan.
@@ -551,14 +559,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             let block = &blocks[bi];
             let memory = block.memory().handle();
             let mine: &[Indexed] = by_memory.get(&memory).map_or(&[], |l| l.as_slice());
-            let mut ids = ids.borrow_mut();
-            let mut sizes = sizes.borrow_mut();
-            let mut needs = needs.borrow_mut();
+            let mut found = found.borrow_mut();
             // At most one candidate per registered allocation in the block (room made for
             // all up front).
-            ids.reserve(mine.len());
-            sizes.reserve(mine.len());
-            needs.reserve(mine.len());
+            found.reserve(mine.len());
             candidates.reserve(mine.len());
             let mut mine_in_block = Vec::with_capacity(mine.len());
             // Only allocations of blocks draining since the last pass hold reservations.
@@ -572,17 +576,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .get(&id)
                     .and_then(|(memory, _)| block_of.get(memory).copied())
             };
-            // One candidate of block `bi`, holding `size` bytes there; returns its index.
-            let mut push = |candidates: &mut Vec<Candidate>, id: MoveId, size, need| {
+            // One candidate of block `bi`; returns its index.
+            let mut push = |candidates: &mut Vec<Candidate>, f: Found| {
                 candidates.push(Candidate {
                     block: bi,
-                    size,
-                    need,
-                    reserved: reserved_in(id),
+                    size: f.size,
+                    need: f.need,
+                    reserved: reserved_in(f.id),
                 });
-                ids.push(id);
-                sizes.push(size);
-                needs.push(need);
+                found.push(f);
+                debug_assert_eq!(
+                    found.len(),
+                    candidates.len(),
+                    "found and candidates in step"
+                );
                 candidates.len() - 1
             };
             // A block draining since the last pass: from its record, if it still holds.
@@ -593,17 +600,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                         .is_some_and(|r| r.vec == v && r.memory == memory)
                 };
                 let (mut gone_bytes, mut gone) = (0, 0);
-                for &(id, size, _) in &record.entries {
-                    if !here(id) {
-                        gone_bytes += size;
+                for f in &record.entries {
+                    if !here(f.id) {
+                        gone_bytes += f.size;
                         gone += 1;
                     }
                 }
                 if record.live.checked_sub(gone_bytes) == Some(states[bi].live)
                     && record.count.checked_sub(gone) == Some(block.allocation_count())
                 {
-                    for &(id, size, need) in record.entries.iter().filter(|e| here(e.0)) {
-                        mine_in_block.push(push(candidates, id, size, need));
+                    for &f in record.entries.iter().filter(|f| here(f.id)) {
+                        mine_in_block.push(push(candidates, f));
                     }
                     return (true, mine_in_block);
                 }
@@ -627,12 +634,19 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     // vector (its memory's), and moves stay in their vector.
                     let inside = mine[cursor..].iter().take_while(|&&(o, _, _)| o < end);
                     let mut any = false;
-                    for &(_, id, need) in inside {
+                    for &(offset, id, need) in inside {
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
-                        mine_in_block.push(push(candidates, id, size, need));
+                        let f = Found {
+                            id,
+                            memory,
+                            offset,
+                            size,
+                            need,
+                        };
+                        mine_in_block.push(push(candidates, f));
                     }
                     if !any {
                         all_movable = false;
@@ -659,7 +673,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             self.info.algorithm,
             limits,
             |c, b| {
-                let id = ids.borrow()[c];
+                let id = found.borrow()[c].id;
                 // Its reservation when the planner claims it (a reservation elsewhere is
                 // let go: the allocation goes where the planner says).
                 let held = reserved.borrow_mut().remove(&id);
@@ -685,7 +699,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             },
             walk,
         );
-        let ids = ids.into_inner();
+        let found = found.into_inner();
         // The reservations not claimed stay while their blocks drain; the drain this plan
         // started adds its own.
         let mut reserved = reserved.into_inner();
@@ -699,10 +713,14 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .as_ref()
                 .is_some_and(|r| r.vec != v || draining.contains(&r.memory))
         });
-        for (c, _, d) in plan.reserved {
+        for (c, b, d) in plan.reserved {
             // Placed by this plan: an earlier reservation of it was claimed or let go then.
-            let earlier = reserved.insert(ids[c], (d.memory(), d));
-            debug_assert!(earlier.is_none(), "allocation {} reserved twice", ids[c]);
+            let earlier = reserved.insert(found[c].id, (blocks[b].memory().handle(), d));
+            debug_assert!(
+                earlier.is_none(),
+                "allocation {} reserved twice",
+                found[c].id
+            );
         }
         self.reserved = reserved;
         self.largest = largest.into_inner();
@@ -712,13 +730,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         walks.retain(|m, _| {
             draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
         });
-        let (sizes, needs) = (sizes.into_inner(), needs.into_inner());
         for (bi, live, count, range) in fresh.into_inner() {
             if plan.draining.contains(&bi) {
-                let mut entries: Vec<_> = range.map(|c| (ids[c], sizes[c], needs[c])).collect();
+                let mut entries = found[range].to_vec();
                 // Largest first, as the planner takes them: the next pass's sort finds them
                 // in order.
-                entries.sort_unstable_by_key(|&(_, size, _)| std::cmp::Reverse(size));
+                entries.sort_unstable_by_key(|f| std::cmp::Reverse(f.size));
                 let record = WalkRecord {
                     live,
                     count,
@@ -730,16 +747,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.walks = walks;
         // Into a vector of its own size (collecting in place would grow the planner's).
         let mut moves = Vec::with_capacity(plan.moves.len());
-        moves.extend(plan.moves.into_iter().filter_map(|(c, _, destination)| {
-            let id = ids[c];
-            let r = registered[id].as_ref()?;
-            Some(Move {
-                id,
-                source_memory: r.memory,
-                source_offset: r.offset,
-                size: r.layout.size(),
+        moves.extend(plan.moves.into_iter().map(|(c, _, destination)| {
+            let f = found[c];
+            Move {
+                id: f.id,
+                source_memory: f.memory,
+                source_offset: f.offset,
+                size: f.need,
                 destination: Some(destination),
-            })
+            }
         }));
         let aside = plan
             .emptied
