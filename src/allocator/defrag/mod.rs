@@ -235,11 +235,9 @@ pub struct Defragmentation<S> {
     /// move (see [draining](plan#passes-and-draining)), indexed by the id of the allocation
     /// (shorter than `registered` when the last ids have none), with the memory each is in.
     reserved: IdMap<(vk::DeviceMemory, MemoryAlloc)>,
-    /// For each block an earlier pass walked: its largest movable allocation then and the
-    /// bytes it holds there. While that allocation is still in the block (it did not move;
-    /// the block may have gained others since), its bytes are a lower bound on the block's
-    /// largest (the planner's [hint](BlockState::largest)).
-    largest: HandleMap<(MoveId, DeviceSize)>,
+    /// For each block an earlier pass walked: its live bytes then and its largest movable
+    /// allocation (the planner's [hint](BlockState::largest)).
+    largest: HandleMap<(DeviceSize, DeviceSize)>,
     /// What the last walk found in each block left draining: the next pass takes its
     /// candidates from here instead of walking the block again, when the block shows that
     /// nothing but the moves completed since has left it (see [`WalkRecord`]).
@@ -536,11 +534,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     largest: largest
                         .borrow()
                         .get(&b.memory().handle())
-                        .filter(|&&(id, _)| {
-                            registered[id]
-                                .as_ref()
-                                .is_some_and(|r| r.memory == b.memory().handle())
-                        })
+                        .filter(|l| l.0 == live)
                         .map(|l| l.1),
                     all_movable: false,
                     candidates: Vec::new(),
@@ -659,10 +653,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     }
                 }
             });
-            if let Some(&c) = mine_in_block.iter().max_by_key(|&&c| candidates[c].size) {
-                largest
-                    .borrow_mut()
-                    .insert(memory, (found[c].id, candidates[c].size));
+            if let Some(l) = mine_in_block.iter().map(|&c| candidates[c].size).max() {
+                largest.borrow_mut().insert(memory, (live, l));
             }
             // The block changed since its live bytes were read (an allocation or a free of
             // another thread): it is not emptied in this pass.

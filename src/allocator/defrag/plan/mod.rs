@@ -83,10 +83,9 @@ pub(crate) struct BlockState {
     /// `walk` callback for them when it first looks at the block as a source (a picture of
     /// a block costs a walk over its ranges, and most blocks are never tried).
     pub walked: bool,
-    /// A lower bound on the largest of its movable allocations, when known without a walk
-    /// (an earlier pass walked the block, and the allocation that was its largest is still
-    /// there). A hint: it only spares the walk of a block that could not start a drain
-    /// anyway.
+    /// The largest of its movable allocations, when known without a walk (an earlier pass
+    /// walked the block, and its live bytes have not changed since). A hint: it only spares
+    /// the walk of a block that could not start a drain anyway.
     pub largest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with it first.
