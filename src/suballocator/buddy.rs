@@ -118,9 +118,10 @@ enum BlockState {
 }
 
 /// Hashes the `u64` offsets used as keys (and other integer keys: the defragmentation's
-/// memory handles and allocation ids): a multiplication by an odd constant (a bijection) and a fold of the high half
-/// into the low half, so that the bucket index (taken from the low bits) depends on every bit
-/// of the offset, not only on its low bits, which are zero for large blocks.
+/// memory handles and allocation ids): a multiplication by an odd constant (a bijection) and
+/// a fold of the high half into the low half, so that the bucket index (taken from the low
+/// bits) depends on every bit of the offset, not only on its low bits, which are zero for
+/// large blocks.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct OffsetHasher(u64);
 

@@ -216,7 +216,7 @@ pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<VecTarget<S>>,
     registered: Vec<Option<Registered>>,
-    /// The registered allocations by memory object, `(offset, id)`, sorted by offset unless
+    /// The registered allocations by memory object ([`Indexed`]), sorted by offset unless
     /// `by_memory_unsorted` (true until the first pass is planned: the `add`s before it are
     /// sorted once, not one at a time).
     by_memory: HandleMap<Vec<Indexed>>,
@@ -232,8 +232,8 @@ pub struct Defragmentation<S> {
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
     /// The destinations held for the allocations of the blocks draining that later passes
-    /// move (see [draining](plan#passes-and-draining)), indexed by the id of the allocation
-    /// (shorter than `registered` when the last ids have none), with the memory each is in.
+    /// move (see [draining](plan#passes-and-draining)), by the id of the allocation, with the
+    /// memory each destination is in.
     reserved: IdMap<(vk::DeviceMemory, MemoryAlloc)>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).

@@ -547,16 +547,19 @@ where
     }
 }
 
-/// Plans a pass over `blocks` and `candidates` (see the [module docs](self); `walk` pushes
-/// the candidates of the blocks not walked up front onto them, so room reserved there is
-/// used). `place(c, b)`
-/// puts candidate `c` in block `b` and returns what it made, or `None` when it does not
-/// fit, and an upper bound on the block's largest free range after the attempt (the
-/// planner asks no more of the block until room comes back there); `undo` takes back what `place` made for a move that is given up; `aside(b, true)` is
-/// called before the planner starts emptying block `b` (so that nothing else lands in it
-/// meanwhile; `false`: it cannot be, and the planner leaves it alone), `aside(b, false)` when
-/// it gives up on it (a block [draining](BlockState::draining) is set aside already: only the
-/// second call can come for it).
+/// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `candidates`
+/// grows by what `walk` finds: give it the capacity that needs.
+///
+/// - `place(c, b)` puts candidate `c` in block `b` and returns what it made (`None` when it
+///   does not fit) and an upper bound on the block's largest free range after the attempt:
+///   the planner asks no more of the block until room comes back there.
+/// - `undo` takes back what `place` made for a move that is given up.
+/// - `aside(b, true)` is called before the planner starts emptying block `b`, so that nothing
+///   else lands in it meanwhile (`false`: it cannot be, and the planner leaves it alone);
+///   `aside(b, false)` when it gives up on it (a block [draining](BlockState::draining) is
+///   set aside already: only the second call can come for it).
+/// - `walk(b, candidates)` pushes the candidates of a block not walked up front and returns
+///   whether every live allocation of it may move, with their indices.
 #[allow(clippy::too_many_arguments)] // each callback is one seam to the allocator
 pub(crate) fn plan<T>(
     blocks: &[BlockState],

@@ -612,6 +612,59 @@ fn fills() -> impl Strategy<Value = (Vec<DeviceSize>, Vec<Fill>)> {
     .prop_map(|v| v.into_iter().unzip())
 }
 
+/// One setup of the property tests: the model's blocks, the algorithm and the limits of a
+/// pass.
+#[derive(Clone, Debug)]
+struct Setup {
+    sizes: Vec<DeviceSize>,
+    fills: Vec<Fill>,
+    granularity: u64,
+    algorithm: Algorithm,
+    limits: Limits,
+}
+
+impl Setup {
+    fn model(&self) -> Model {
+        Model::new(&self.sizes, &self.fills, self.granularity)
+    }
+}
+
+fn setups(
+    granularity: impl Strategy<Value = u64>,
+    moves: impl Strategy<Value = usize>,
+    bytes: impl Strategy<Value = DeviceSize>,
+) -> impl Strategy<Value = Setup> {
+    (fills(), granularity, any::<bool>(), moves, bytes).prop_map(
+        |((sizes, fills), granularity, full, moves, bytes)| Setup {
+            sizes,
+            fills,
+            granularity,
+            algorithm: if full {
+                Algorithm::Full
+            } else {
+                Algorithm::Fast
+            },
+            limits: Limits { bytes, moves },
+        },
+    )
+}
+
+/// Either granularity the tests use: none, or 1 KiB pages.
+fn granularities() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(1u64), Just(1024)]
+}
+
+/// Moves a pass may make, for the tests that run passes until they end (at least one).
+fn pass_moves() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(usize::MAX), 1..20usize]
+}
+
+/// Bytes a pass may move, for the tests that run passes until they end (more than any
+/// allocation of the fills, so that each can move).
+fn pass_bytes() -> impl Strategy<Value = DeviceSize> {
+    prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
 
@@ -653,33 +706,27 @@ proptest! {
 
     #[test]
     fn plans_keep_every_invariant(
-        (sizes, fills) in fills(),
-        full in any::<bool>(),
-        granularity in prop_oneof![Just(1u64), Just(1024)],
-        moves in prop_oneof![Just(usize::MAX), 0..20usize],
-        bytes in prop_oneof![Just(DeviceSize::MAX), 0..256 * KIB],
+        setup in setups(
+            granularities(),
+            prop_oneof![Just(usize::MAX), 0..20usize],
+            prop_oneof![Just(DeviceSize::MAX), 0..256 * KIB],
+        ),
     ) {
-        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
-        let limits = Limits { bytes, moves };
-        let mut model = Model::new(&sizes, &fills, granularity);
+        let Setup { algorithm, limits, .. } = setup;
+        let mut model = setup.model();
         let (plan, blocks, candidates) = run(&mut model, algorithm, limits);
         check(&model, &plan, &blocks, &candidates, algorithm, limits);
     }
 
     #[test]
     fn the_hints_change_no_plan(
-        (sizes, fills) in fills(),
-        full in any::<bool>(),
-        granularity in prop_oneof![Just(1u64), Just(1024)],
-        moves in prop_oneof![Just(usize::MAX), 1..20usize],
-        bytes in prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB],
+        setup in setups(granularities(), pass_moves(), pass_bytes()),
     ) {
         // The largest allocation and largest free range of each block only spare walks and
         // tries that would fail: pass after pass, the plans with and without them agree.
-        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
-        let limits = Limits { bytes, moves };
-        let mut with = Model::new(&sizes, &fills, granularity);
-        let mut without = Model::new(&sizes, &fills, granularity);
+        let Setup { algorithm, limits, .. } = setup;
+        let mut with = setup.model();
+        let mut without = setup.model();
         without.hints = false;
         for _ in 0..50 {
             let (a, _, _) = run_checked(&mut with, algorithm, limits);
@@ -699,15 +746,10 @@ proptest! {
 
     #[test]
     fn passes_keep_every_invariant_and_end(
-        (sizes, fills) in fills(),
-        full in any::<bool>(),
-        granularity in prop_oneof![Just(1u64), Just(1024)],
-        moves in prop_oneof![Just(usize::MAX), 1..20usize],
-        bytes in prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB],
+        setup in setups(granularities(), pass_moves(), pass_bytes()),
     ) {
-        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
-        let limits = Limits { bytes, moves };
-        let mut model = Model::new(&sizes, &fills, granularity);
+        let Setup { algorithm, limits, .. } = setup;
+        let mut model = setup.model();
         let seen = passes(&mut model, algorithm, limits);
         // Every block that drained ends emptied.
         let drained: std::collections::HashSet<usize> =
@@ -723,17 +765,13 @@ proptest! {
 
     #[test]
     fn passes_with_skipped_moves_keep_every_invariant_and_end(
-        (sizes, fills) in fills(),
-        full in any::<bool>(),
-        moves in prop_oneof![Just(usize::MAX), 1..20usize],
-        bytes in 16 * KIB..256 * KIB,
+        setup in setups(Just(1), pass_moves(), 16 * KIB..256 * KIB),
         skipping in 1..4usize,
     ) {
         // A skipped move of a drain loses its destination (a reservation it claimed among
         // them): the next pass places it again, or gives the drain up.
-        let algorithm = if full { Algorithm::Full } else { Algorithm::Fast };
-        let limits = Limits { bytes, moves };
-        let mut model = Model::new(&sizes, &fills, 1);
+        let Setup { algorithm, limits, .. } = setup;
+        let mut model = setup.model();
         passes_skipping(&mut model, algorithm, limits, skipping);
         prop_assert!(model.reserved.is_empty(), "reservations outlive the passes");
     }
