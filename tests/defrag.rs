@@ -381,6 +381,19 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
         }
         let emptying = pass.emptying();
         pass.end();
+        // Every allocation left in a block draining has its destination held, also after a
+        // pass that found the block changed by the application and walked it again.
+        let now = blocks(&allocator);
+        let rest: u64 = emptying
+            .iter()
+            .filter_map(|m| now.iter().find(|b| b.0 == vk::Handle::as_raw(*m)))
+            .map(|b| b.2)
+            .sum();
+        assert_eq!(
+            allocator.statistics().total.allocation_count,
+            live.iter().flatten().count() as u64 + rest,
+            "a reservation for each allocation left in the blocks draining (pass {passes})"
+        );
         // One allocation left in a block that is still draining, freed by the application.
         let victim = live
             .iter()

@@ -148,7 +148,6 @@ pub type MoveId = usize;
 /// Where a registered allocation is now.
 #[derive(Clone, Debug)]
 struct Registered {
-    vec: usize,
     memory: vk::DeviceMemory,
     offset: DeviceSize,
     layout: DeviceLayout,
@@ -161,6 +160,17 @@ struct Registered {
 /// the allocation).
 type Indexed = (DeviceSize, MoveId, DeviceSize);
 
+/// The registered allocations of one memory object.
+#[derive(Debug, Default)]
+struct Listed {
+    /// Sorted by offset.
+    entries: Vec<Indexed>,
+    /// The most bytes one of them needs: a lower bound on the largest allocation of the block
+    /// (for the planner's [hint](BlockState::largest), without a walk), while the entries are
+    /// all live.
+    largest_need: DeviceSize,
+}
+
 /// One registered allocation a walk found in a block: what a candidate stands for, and what its
 /// move says of its source.
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +182,24 @@ struct Found {
     size: DeviceSize,
     /// Its layout's size (a candidate's `need`, and the bytes its move copies).
     need: DeviceSize,
+    /// Its entry in its block's [`WalkRecord`], when a record gave it ([`NO_SLOT`]: a walk).
+    slot: u32,
+}
+
+/// [`Found::slot`] of an allocation a walk found.
+const NO_SLOT: u32 = u32::MAX;
+
+/// A destination held for an allocation of a draining block that a later pass moves (see
+/// [draining](plan#passes-and-draining)): the memory it is in, and the allocation.
+type Reservation = (vk::DeviceMemory, MemoryAlloc);
+
+/// One allocation of a [`WalkRecord`].
+struct Entry {
+    found: Found,
+    /// Its move was completed: it is in another block now.
+    gone: bool,
+    /// Its destination, held until a pass moves it.
+    reservation: Option<Reservation>,
 }
 
 /// What a walk over a block found, kept while the block drains. A block being drained is set
@@ -180,11 +208,33 @@ struct Found {
 /// freeing. When its live bytes and allocation count are what the record says less what the
 /// completed moves took, the application freed nothing, and the record less the moved
 /// allocations is the block as a walk would find it.
+///
+/// The record also holds the drain's reservations, each beside its allocation, and learns of
+/// the completed moves from [`complete`](DefragmentationPass::complete): a pass reads it in
+/// one sweep, without looking the allocations up.
 struct WalkRecord {
     live: DeviceSize,
     count: usize,
-    /// The registered allocations in the block, largest first.
-    entries: Vec<Found>,
+    /// The registered allocations in the block, in the order the walk found them.
+    entries: Vec<Entry>,
+    /// Bytes (held in the block) and number of the entries [`gone`](Entry::gone).
+    gone_bytes: DeviceSize,
+    gone: usize,
+}
+
+impl WalkRecord {
+    /// Notes that allocation `id` left the block (its move was completed).
+    fn left(&mut self, id: MoveId) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.found.id == id && !e.gone)
+        {
+            e.gone = true;
+            self.gone_bytes += e.found.size;
+            self.gone += 1;
+        }
+    }
 }
 
 /// One block vector a defragmentation works on, and how destinations are made in it.
@@ -216,11 +266,9 @@ pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<VecTarget<S>>,
     registered: Vec<Option<Registered>>,
-    /// The registered allocations by memory object ([`Indexed`]), sorted by offset unless
-    /// `by_memory_unsorted` (true until the first pass is planned: the `add`s before it are
-    /// sorted once, not one at a time).
-    by_memory: HandleMap<Vec<Indexed>>,
-    by_memory_unsorted: bool,
+    /// The registered allocations by memory object, sorted by offset (kept so by `add` and
+    /// `complete`, so that planning finds them in order).
+    by_memory: HandleMap<Listed>,
     stats: DefragmentationStats,
     /// Which vector each block's memory belongs to, as last seen ([`add`](Self::add)'s cache:
     /// a miss looks again).
@@ -231,17 +279,18 @@ pub struct Defragmentation<S> {
     /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
-    /// The destinations held for the allocations of the blocks draining that later passes
-    /// move (see [draining](plan#passes-and-draining)), by the id of the allocation, with the
-    /// memory each destination is in.
-    reserved: IdMap<(vk::DeviceMemory, MemoryAlloc)>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
-    /// What the last walk found in each block left draining: the next pass takes its
-    /// candidates from here instead of walking the block again, when the block shows that
-    /// nothing but the moves completed since has left it (see [`WalkRecord`]).
+    /// What the last walk found in each block left draining, and the destinations held for
+    /// its allocations that later passes move: the next pass takes its candidates from here
+    /// instead of walking the block again, when the block shows that nothing but the moves
+    /// completed since has left it (see [`WalkRecord`]).
     walks: HandleMap<WalkRecord>,
+    /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
+    /// allocate it anew each time).
+    found_scratch: Vec<Found>,
+    candidate_scratch: Vec<Candidate>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -340,12 +389,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vecs,
             registered: Vec::new(),
             by_memory: HandleMap::default(),
-            by_memory_unsorted: true,
             stats: DefragmentationStats::default(),
             vec_of: HandleMap::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
-            reserved: IdMap::default(),
+            found_scratch: Vec::new(),
+            candidate_scratch: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -376,17 +425,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return Err(DefragmentationError::Dedicated);
         }
         let memory = alloc.memory();
-        let vec = match self.vec_of.get(&memory) {
-            Some(&v) => v,
-            None => {
-                // A block made since the map was built (or not ours: then still a miss).
-                self.index_blocks();
-                *self
-                    .vec_of
-                    .get(&memory)
-                    .ok_or(DefragmentationError::NotHere)?
+        if !self.vec_of.contains_key(&memory) {
+            // A block made since the map was built (or not ours: then still a miss).
+            self.index_blocks();
+            if !self.vec_of.contains_key(&memory) {
+                return Err(DefragmentationError::NotHere);
             }
-        };
+        }
         let layout = DeviceLayout::new(alloc.size(), alignment)
             .map_err(|_| DefragmentationError::NotHere)?;
         let meta = alloc.meta().map(|m| {
@@ -397,7 +442,6 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         });
         let id = self.registered.len();
         self.registered.push(Some(Registered {
-            vec,
             memory,
             offset: alloc.offset(),
             layout,
@@ -409,11 +453,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     }
 
     /// Adds (`on`) or removes allocation `id` at `offset` in `memory`, needing `need` bytes,
-    /// to or from [`by_memory`](Self::by_memory).
-    ///
-    /// While the lists are sorted (after the first pass was planned), an entry goes to its
-    /// place and a removal keeps the order, so that a pass does not sort them all again for
-    /// the few moves the last one completed.
+    /// to or from [`by_memory`](Self::by_memory), keeping its order.
     fn index(
         &mut self,
         memory: vk::DeviceMemory,
@@ -424,17 +464,16 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     ) {
         let list = self.by_memory.entry(memory).or_default();
         let entry = (offset, id, need);
+        let at = list.entries.partition_point(|&e| e < entry);
         if on {
-            if self.by_memory_unsorted {
-                list.push(entry);
-            } else {
-                let at = list.partition_point(|&e| e < entry);
-                list.insert(at, entry);
-            }
-        } else if let Some(at) = list.iter().position(|&e| e == entry) {
-            list.remove(at);
-            if list.is_empty() {
+            list.entries.insert(at, entry);
+            list.largest_need = list.largest_need.max(need);
+        } else if list.entries.get(at) == Some(&entry) {
+            list.entries.remove(at);
+            if list.entries.is_empty() {
                 self.by_memory.remove(&memory);
+            } else if need == list.largest_need {
+                list.largest_need = list.entries.iter().map(|e| e.2).max().unwrap_or(0);
             }
         }
     }
@@ -451,11 +490,6 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             bytes: self.info.max_bytes_per_pass,
             moves: self.info.max_moves_per_pass,
         };
-        if std::mem::take(&mut self.by_memory_unsorted) {
-            for list in self.by_memory.values_mut() {
-                list.sort_unstable();
-            }
-        }
         let mut moves = Vec::new();
         let mut aside = Vec::new();
         let mut draining = Vec::new();
@@ -505,18 +539,22 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .filter(|(w, _)| *w == v)
                 .map(|(_, b)| b.clone()),
         );
-        // The reservations of this vector's drains, and the block each one is in.
-        let reserved = std::cell::RefCell::new(std::mem::take(&mut self.reserved));
-        let block_of: HandleMap<usize> = if reserved.borrow().is_empty() {
+        let largest = std::cell::RefCell::new(std::mem::take(&mut self.largest));
+        let walks = std::cell::RefCell::new(std::mem::take(&mut self.walks));
+        // The block each reservation of this vector's drains is in, by its memory (only
+        // blocks draining have reservations, and only they have records).
+        let block_of: HandleMap<usize> = if walks.borrow().is_empty() {
             HandleMap::default()
         } else {
             (0..blocks.len())
                 .map(|b| (blocks[b].memory().handle(), b))
                 .collect()
         };
-        let largest = std::cell::RefCell::new(std::mem::take(&mut self.largest));
-        let walks = std::cell::RefCell::new(std::mem::take(&mut self.walks));
+        // The reservations of a draining block walked afresh (its record no longer held), by
+        // allocation: claimed by id, and what is left goes into the block's new record.
+        let orphans = std::cell::RefCell::new(IdMap::<Reservation>::default());
         let registered = &self.registered;
+        let by_memory = &self.by_memory;
         // The picture: each block's size and live bytes (its size less its free bytes) up
         // front; which of its allocated ranges hold registered allocations only when the
         // planner first looks at it as a source (`walk`): that walk over its ranges is the
@@ -531,11 +569,21 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     size,
                     live,
                     largest_free: b.largest_free_hint(),
+                    // What an earlier walk found, while it holds; else what the index says
+                    // each allocation needs, when that is within a pass's limits (an
+                    // allocation the application freed without telling would otherwise keep
+                    // the block out of every pass, not only of the rest of one).
                     largest: largest
                         .borrow()
                         .get(&b.memory().handle())
                         .filter(|l| l.0 == live)
-                        .map(|l| l.1),
+                        .map(|l| l.1)
+                        .or_else(|| {
+                            by_memory
+                                .get(&b.memory().handle())
+                                .map(|l| l.largest_need)
+                                .filter(|&l| l <= limits.bytes)
+                        }),
                     all_movable: false,
                     candidates: Vec::new(),
                     draining: bi >= searched,
@@ -543,14 +591,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             })
             .collect();
-        let by_memory = &self.by_memory;
-        // Room for every registered allocation of the vector's blocks: walks push onto the
-        // candidates and onto what each stands for (`found`, indexed as the candidates).
-        let room: usize = blocks
-            .iter()
-            .map(|b| by_memory.get(&b.memory().handle()).map_or(0, Vec::len))
-            .sum();
-        let found = std::cell::RefCell::new(Vec::<Found>::with_capacity(room));
+        // Walks push onto the candidates and onto what each stands for (`found`, indexed as
+        // the candidates), both kept from pass to pass.
+        let mut found = std::mem::take(&mut self.found_scratch);
+        found.clear();
+        let found = std::cell::RefCell::new(found);
+        let mut candidates = std::mem::take(&mut self.candidate_scratch);
+        candidates.clear();
         // For each block walked afresh and found all movable: its live bytes and allocation
         // count then, and its candidates (contiguous: a walk pushes them in a row), from
         // which a block left draining gets its record after the plan.
@@ -558,31 +605,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let walk = |bi: usize, candidates: &mut Vec<Candidate>| {
             let block = &blocks[bi];
             let memory = block.memory().handle();
-            let mine: &[Indexed] = by_memory.get(&memory).map_or(&[], |l| l.as_slice());
+            let mine: &[Indexed] = by_memory.get(&memory).map_or(&[], |l| &l.entries);
             let mut found = found.borrow_mut();
-            // At most one candidate per registered allocation in the block (room made for
-            // all up front).
+            // At most one candidate per registered allocation in the block.
             found.reserve(mine.len());
             candidates.reserve(mine.len());
             let mut mine_in_block = Vec::with_capacity(mine.len());
-            // Only allocations of blocks draining since the last pass hold reservations.
             let draining = states[bi].draining;
-            let reserved_in = |id: MoveId| {
-                if !draining || block_of.is_empty() {
-                    return None;
-                }
-                reserved
-                    .borrow()
-                    .get(&id)
-                    .and_then(|(memory, _)| block_of.get(memory).copied())
-            };
-            // One candidate of block `bi`; returns its index.
-            let mut push = |candidates: &mut Vec<Candidate>, f: Found| {
+            // One candidate of block `bi`, with its reservation's block; returns its index.
+            let mut push = |candidates: &mut Vec<Candidate>, f: Found, held: Option<usize>| {
                 candidates.push(Candidate {
                     block: bi,
                     size: f.size,
                     need: f.need,
-                    reserved: reserved_in(f.id),
+                    reserved: held,
                 });
                 found.push(f);
                 debug_assert_eq!(
@@ -593,28 +629,43 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 candidates.len() - 1
             };
             // A block draining since the last pass: from its record, if it still holds.
-            if let Some(record) = walks.borrow().get(&memory).filter(|_| draining) {
-                let here = |id: MoveId| {
-                    registered[id]
-                        .as_ref()
-                        .is_some_and(|r| r.vec == v && r.memory == memory)
-                };
-                let (mut gone_bytes, mut gone) = (0, 0);
-                for f in &record.entries {
-                    if !here(f.id) {
-                        gone_bytes += f.size;
-                        gone += 1;
+            if draining {
+                let mut walks = walks.borrow_mut();
+                if let Some(record) = walks.get(&memory) {
+                    if record.live.checked_sub(record.gone_bytes) == Some(states[bi].live)
+                        && record.count.checked_sub(record.gone) == Some(block.allocation_count())
+                    {
+                        for (k, e) in record.entries.iter().enumerate() {
+                            if !e.gone {
+                                let held = e.reservation.as_ref().and_then(|r| block_of.get(&r.0));
+                                let f = Found {
+                                    slot: k as u32,
+                                    ..e.found
+                                };
+                                mine_in_block.push(push(candidates, f, held.copied()));
+                            }
+                        }
+                        return (true, mine_in_block);
                     }
                 }
-                if record.live.checked_sub(gone_bytes) == Some(states[bi].live)
-                    && record.count.checked_sub(gone) == Some(block.allocation_count())
-                {
-                    for &f in record.entries.iter().filter(|f| here(f.id)) {
-                        mine_in_block.push(push(candidates, f));
+                // The application freed some of it: walked afresh below, its reservations
+                // kept by allocation.
+                if let Some(record) = walks.remove(&memory) {
+                    let mut orphans = orphans.borrow_mut();
+                    for e in record.entries {
+                        if let (false, Some(r)) = (e.gone, e.reservation) {
+                            orphans.insert(e.found.id, r);
+                        }
                     }
-                    return (true, mine_in_block);
                 }
             }
+            let orphans = orphans.borrow();
+            let reserved_in = |id: MoveId| {
+                if orphans.is_empty() {
+                    return None;
+                }
+                orphans.get(&id).and_then(|r| block_of.get(&r.0).copied())
+            };
             let mut all_movable = true;
             let mut live = 0;
             // Ranges come in offset order, so the registered allocations are walked
@@ -645,8 +696,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                             offset,
                             size,
                             need,
+                            slot: NO_SLOT,
                         };
-                        mine_in_block.push(push(candidates, f));
+                        mine_in_block.push(push(candidates, f, reserved_in(id)));
                     }
                     if !any {
                         all_movable = false;
@@ -669,21 +721,33 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         };
         let plan = plan::plan(
             &states,
-            Vec::with_capacity(room),
+            &mut candidates,
             self.info.algorithm,
             limits,
             |c, b| {
-                let id = found.borrow()[c].id;
+                let f = found.borrow()[c];
                 // Its reservation when the planner claims it (a reservation elsewhere is
                 // let go: the allocation goes where the planner says).
-                let held = reserved.borrow_mut().remove(&id);
+                let held = if f.slot != NO_SLOT {
+                    walks
+                        .borrow_mut()
+                        .get_mut(&f.memory)
+                        .and_then(|r| r.entries[f.slot as usize].reservation.take())
+                } else {
+                    let mut orphans = orphans.borrow_mut();
+                    if orphans.is_empty() {
+                        None
+                    } else {
+                        orphans.remove(&f.id)
+                    }
+                };
                 let block = &blocks[b];
                 if let Some((memory, d)) = held {
                     if memory == block.memory().handle() {
                         return (Some(d), block.largest_free_hint());
                     }
                 }
-                let made = registered[id]
+                let made = registered[f.id]
                     .as_ref()
                     .and_then(|r| make_destination(target, block, r));
                 (made, block.largest_free_hint())
@@ -700,51 +764,58 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             walk,
         );
         let found = found.into_inner();
-        // The reservations not claimed stay while their blocks drain; the drain this plan
-        // started adds its own.
-        let mut reserved = reserved.into_inner();
+        let mut orphans = orphans.into_inner();
         let draining: Vec<vk::DeviceMemory> = plan
             .draining
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
-        reserved.retain(|&id, _| {
-            registered[id]
-                .as_ref()
-                .is_some_and(|r| r.vec != v || draining.contains(&r.memory))
-        });
-        for (c, b, d) in plan.reserved {
-            // Placed by this plan: an earlier reservation of it was claimed or let go then.
-            let earlier = reserved.insert(found[c].id, (blocks[b].memory().handle(), d));
-            debug_assert!(
-                earlier.is_none(),
-                "allocation {} reserved twice",
-                found[c].id
-            );
-        }
-        self.reserved = reserved;
-        self.largest = largest.into_inner();
-        // Kept for the blocks left draining only (and those of other vectors); a block walked
-        // afresh and left draining gets a new one.
+        // Records (and the reservations they hold) are kept for the blocks left draining only
+        // (and those of other vectors); a block walked afresh and left draining gets a new
+        // one, with the reservations this plan made for it and those it kept.
         let mut walks = walks.into_inner();
         walks.retain(|m, _| {
             draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
         });
+        let mut reserved = plan.reserved.into_iter().peekable();
         for (bi, live, count, range) in fresh.into_inner() {
-            if plan.draining.contains(&bi) {
-                let mut entries = found[range].to_vec();
-                // Largest first, as the planner takes them: the next pass's sort finds them
-                // in order.
-                entries.sort_unstable_by_key(|f| std::cmp::Reverse(f.size));
-                let record = WalkRecord {
-                    live,
-                    count,
-                    entries,
-                };
-                walks.insert(blocks[bi].memory().handle(), record);
+            if !plan.draining.contains(&bi) {
+                continue;
             }
+            let start = range.start;
+            let mut entries: Vec<Entry> = found[range]
+                .iter()
+                .map(|&found| Entry {
+                    found,
+                    gone: false,
+                    reservation: if orphans.is_empty() {
+                        None
+                    } else {
+                        orphans.remove(&found.id)
+                    },
+                })
+                .collect();
+            // The reservations are in the order of the candidates they hold room for.
+            while let Some((c, b, d)) =
+                reserved.next_if(|&(c, _, _)| c >= start && c < start + entries.len())
+            {
+                entries[c - start].reservation = Some((blocks[b].memory().handle(), d));
+            }
+            let record = WalkRecord {
+                live,
+                count,
+                entries,
+                gone_bytes: 0,
+                gone: 0,
+            };
+            walks.insert(blocks[bi].memory().handle(), record);
         }
+        debug_assert!(
+            reserved.next().is_none(),
+            "a reservation outside its drain's record"
+        );
         self.walks = walks;
+        self.largest = largest.into_inner();
         // Into a vector of its own size (collecting in place would grow the planner's).
         let mut moves = Vec::with_capacity(plan.moves.len());
         moves.extend(plan.moves.into_iter().map(|(c, _, destination)| {
@@ -757,6 +828,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 destination: Some(destination),
             }
         }));
+        self.found_scratch = found;
+        self.candidate_scratch = candidates;
         let aside = plan
             .emptied
             .iter()
@@ -778,9 +851,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// [module docs](self#which-empty-blocks-stay)). Nothing to do a second time.
     fn end(&mut self) {
         // The room held for drains goes back first.
-        self.reserved.clear();
-        self.largest.clear();
         self.walks.clear();
+        self.largest.clear();
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
             let mine: Vec<_> = draining
@@ -877,12 +949,14 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         if source.memory() != m.source_memory || source.offset() != m.source_offset {
             return Err(DefragmentationError::NotTheSource);
         }
-        let id = m.id;
-        let size = m.size;
+        let (id, size, from) = (m.id, m.size, m.source_memory);
         let Some(destination) = self.moves[index].destination.take() else {
             return Err(DefragmentationError::NoSuchMove(index));
         };
         self.states[index] = Settled::Completed;
+        if let Some(record) = self.defrag.walks.get_mut(&from) {
+            record.left(id);
+        }
         if let Some(Some(r)) = self.defrag.registered.get_mut(id) {
             let (memory, offset) = (r.memory, r.offset);
             r.memory = destination.memory();

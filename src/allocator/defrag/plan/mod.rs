@@ -83,9 +83,10 @@ pub(crate) struct BlockState {
     /// `walk` callback for them when it first looks at the block as a source (a picture of
     /// a block costs a walk over its ranges, and most blocks are never tried).
     pub walked: bool,
-    /// The largest of its movable allocations, when known without a walk (an earlier pass
-    /// walked the block, and its live bytes have not changed since). A hint: it only spares
-    /// the walk of a block that could not start a drain anyway.
+    /// The largest of its movable allocations, or a lower bound on it, when known without a
+    /// walk (an earlier pass walked the block and its live bytes have not changed since, or
+    /// the allocator's index of them). A hint: it only spares the walk of a block that could
+    /// not start a drain anyway.
     pub largest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with it first.
@@ -192,7 +193,7 @@ impl Destinations {
 /// The planner's working state over one plan.
 struct Planner<'a, T, P, U, A, W> {
     blocks: &'a [BlockState],
-    candidates: Vec<Candidate>,
+    candidates: &'a mut Vec<Candidate>,
     /// What `walk` said of the blocks not walked up front.
     walked: Vec<Option<(bool, Vec<usize>)>>,
     walk: W,
@@ -241,7 +242,7 @@ where
             return (block.all_movable, block.candidates.clone());
         }
         if self.walked[b].is_none() {
-            let facts = (self.walk)(b, &mut self.candidates);
+            let facts = (self.walk)(b, self.candidates);
             self.walked[b] = Some(facts);
         }
         self.walked[b].clone().unwrap_or_default()
@@ -264,8 +265,24 @@ where
 
     /// Sorts candidates largest first, then by index.
     fn sort(&self, c: &mut [usize]) {
-        // One integer key: the sort is on every source tried.
-        c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
+        // The sort is on every source tried: it sorts plain integers, the size's complement
+        // above the index, not indices looked up at each comparison; in one `u64` when both
+        // fit (sizes below 2^(64 - the index's bits)), else in a `u128`.
+        let index_bits = usize::BITS - self.candidates.len().leading_zeros();
+        let top = u64::MAX >> index_bits;
+        if c.iter().all(|&c| self.candidates[c].size <= top) {
+            let mut keys: Vec<u64> = c
+                .iter()
+                .map(|&c| ((top - self.candidates[c].size) << index_bits) | c as u64)
+                .collect();
+            keys.sort_unstable();
+            let mask = (1u64 << index_bits) - 1;
+            for (c, k) in c.iter_mut().zip(keys) {
+                *c = (k & mask) as usize;
+            }
+        } else {
+            c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
+        }
     }
 
     /// Puts candidate `c` of block `source` in the first destination that takes it, among
@@ -548,7 +565,7 @@ where
 }
 
 /// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `candidates`
-/// grows by what `walk` finds: give it the capacity that needs.
+/// grows by what `walk` finds (a caller may keep it, and its capacity, for the next plan).
 ///
 /// - `place(c, b)` puts candidate `c` in block `b` and returns what it made (`None` when it
 ///   does not fit) and an upper bound on the block's largest free range after the attempt:
@@ -563,7 +580,7 @@ where
 #[allow(clippy::too_many_arguments)] // each callback is one seam to the allocator
 pub(crate) fn plan<T>(
     blocks: &[BlockState],
-    candidates: Vec<Candidate>,
+    candidates: &mut Vec<Candidate>,
     algorithm: Algorithm,
     limits: Limits,
     place: impl FnMut(usize, usize) -> (Option<T>, DeviceSize),

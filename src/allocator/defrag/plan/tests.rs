@@ -205,7 +205,7 @@ fn run(
     let bounds = std::cell::RefCell::new(blocks.iter().map(|b| b.largest_free).collect::<Vec<_>>());
     let plan = plan(
         &blocks,
-        candidates.clone(),
+        &mut candidates.clone(),
         algorithm,
         limits,
         |c, b| {
