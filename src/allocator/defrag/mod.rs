@@ -215,7 +215,8 @@ struct Entry {
 struct WalkRecord {
     live: DeviceSize,
     count: usize,
-    /// The registered allocations in the block, in the order the walk found them.
+    /// The registered allocations in the block: those with reservations largest first, then
+    /// the others.
     entries: Vec<Entry>,
     /// Bytes (held in the block) and number of the entries [`gone`](Entry::gone).
     gone_bytes: DeviceSize,
@@ -782,10 +783,23 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             if !plan.draining.contains(&bi) {
                 continue;
             }
-            let start = range.start;
-            let mut entries: Vec<Entry> = found[range]
-                .iter()
-                .map(|&found| Entry {
+            let (start, len) = (range.start, range.len());
+            // The reservations first, in the order the plan placed them (largest first, as
+            // the planner sorts a block's candidates: the next pass finds them sorted), then
+            // the rest, as the walk found them.
+            let mut held = vec![false; len];
+            let mut entries: Vec<Entry> = Vec::with_capacity(len);
+            while let Some((c, b, d)) = reserved.next_if(|&(c, _, _)| c >= start && c < start + len)
+            {
+                held[c - start] = true;
+                entries.push(Entry {
+                    found: found[c],
+                    gone: false,
+                    reservation: Some((blocks[b].memory().handle(), d)),
+                });
+            }
+            for (&found, _) in found[range].iter().zip(&held).filter(|(_, &h)| !h) {
+                entries.push(Entry {
                     found,
                     gone: false,
                     reservation: if orphans.is_empty() {
@@ -793,13 +807,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     } else {
                         orphans.remove(&found.id)
                     },
-                })
-                .collect();
-            // The reservations are in the order of the candidates they hold room for.
-            while let Some((c, b, d)) =
-                reserved.next_if(|&(c, _, _)| c >= start && c < start + entries.len())
-            {
-                entries[c - start].reservation = Some((blocks[b].memory().handle(), d));
+                });
             }
             let record = WalkRecord {
                 live,
