@@ -290,11 +290,24 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
     let mut last: Vec<vk::DeviceMemory> = Vec::new();
     let mut drained = 0;
     let mut freed_by_passes = 0;
+    let live_count = live.len() as u64;
     defragment_checking_passes(&mut defrag, &mut live, |emptying, report| {
         assert!(report.bytes_moved <= 64 * KIB);
         freed_by_passes += report.memory_objects_freed;
         // A block still held after the pass was drained, not emptied: nothing may land in it.
         let now = blocks(&allocator);
+        // Every allocation left in it keeps its destination from pass to pass: one
+        // reservation each, held by the defragmentation.
+        let rest: u64 = emptying
+            .iter()
+            .filter_map(|m| now.iter().find(|b| b.0 == vk::Handle::as_raw(*m)))
+            .map(|b| b.2)
+            .sum();
+        assert_eq!(
+            allocator.statistics().total.allocation_count,
+            live_count + rest,
+            "a reservation for each allocation left in the blocks draining"
+        );
         for m in emptying {
             let raw = vk::Handle::as_raw(*m);
             if now.iter().any(|b| b.0 == raw && b.2 > 0) {

@@ -291,6 +291,7 @@ pub struct Defragmentation<S> {
     /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
     /// allocate it anew each time).
     found_scratch: Vec<Found>,
+    held_scratch: Vec<Option<Reservation>>,
     candidate_scratch: Vec<Candidate>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
@@ -395,6 +396,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             draining: Vec::new(),
             emptied: Vec::new(),
             found_scratch: Vec::new(),
+            held_scratch: Vec::new(),
             candidate_scratch: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
@@ -500,7 +502,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             let bytes: DeviceSize = m.iter().map(|m: &Move| m.size).sum();
             budget.moves -= m.len().min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
-            moves.extend(m);
+            if moves.is_empty() {
+                // The usual case, one vector: its moves as they are, not copied.
+                moves = m;
+            } else {
+                moves.extend(m);
+            }
             aside.extend(a.into_iter().map(|b| (v, b)));
             draining.extend(d.into_iter().map(|b| (v, b)));
         }
@@ -552,7 +559,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .collect()
         };
         // The reservations of a draining block walked afresh (its record no longer held), by
-        // allocation: claimed by id, and what is left goes into the block's new record.
+        // allocation, until the walk finds the allocation again.
         let orphans = std::cell::RefCell::new(IdMap::<Reservation>::default());
         let registered = &self.registered;
         let by_memory = &self.by_memory;
@@ -592,13 +599,31 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             })
             .collect();
-        // Walks push onto the candidates and onto what each stands for (`found`, indexed as
-        // the candidates), both kept from pass to pass.
+        // Walks push onto the candidates, onto what each stands for (`found`) and onto the
+        // destination each holds (`held`: its reservation, then what `place` made for it),
+        // all indexed as the candidates and kept from pass to pass. The planner passes
+        // candidate indices around, not destinations.
+        // Room for every registered allocation of the vector's blocks, made once (a walk's
+        // reserve would grow them by copies).
+        let room: usize = blocks
+            .iter()
+            .map(|b| {
+                by_memory
+                    .get(&b.memory().handle())
+                    .map_or(0, |l| l.entries.len())
+            })
+            .sum();
         let mut found = std::mem::take(&mut self.found_scratch);
         found.clear();
+        found.reserve(room);
         let found = std::cell::RefCell::new(found);
+        let mut held = std::mem::take(&mut self.held_scratch);
+        held.clear();
+        held.reserve(room);
+        let held = std::cell::RefCell::new(held);
         let mut candidates = std::mem::take(&mut self.candidate_scratch);
         candidates.clear();
+        candidates.reserve(room);
         // For each block walked afresh and found all movable: its live bytes and allocation
         // count then, and its candidates (contiguous: a walk pushes them in a row), from
         // which a block left draining gets its record after the plan.
@@ -608,20 +633,21 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             let memory = block.memory().handle();
             let mine: &[Indexed] = by_memory.get(&memory).map_or(&[], |l| &l.entries);
             let mut found = found.borrow_mut();
-            // At most one candidate per registered allocation in the block.
-            found.reserve(mine.len());
-            candidates.reserve(mine.len());
+            let mut held = held.borrow_mut();
+            // At most one candidate per registered allocation in the block: room was made
+            // for all of them up front.
             let mut mine_in_block = Vec::with_capacity(mine.len());
             let draining = states[bi].draining;
-            // One candidate of block `bi`, with its reservation's block; returns its index.
-            let mut push = |candidates: &mut Vec<Candidate>, f: Found, held: Option<usize>| {
+            // One candidate of block `bi`, with its reservation; returns its index.
+            let mut push = |candidates: &mut Vec<Candidate>, f: Found, r: Option<Reservation>| {
                 candidates.push(Candidate {
                     block: bi,
                     size: f.size,
                     need: f.need,
-                    reserved: held,
+                    reserved: r.as_ref().and_then(|r| block_of.get(&r.0).copied()),
                 });
                 found.push(f);
+                held.push(r);
                 debug_assert_eq!(
                     found.len(),
                     candidates.len(),
@@ -629,21 +655,21 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 );
                 candidates.len() - 1
             };
-            // A block draining since the last pass: from its record, if it still holds.
+            // A block draining since the last pass: from its record, if it still holds. The
+            // reservations move to `held` for the plan; those it does not use go back.
             if draining {
                 let mut walks = walks.borrow_mut();
-                if let Some(record) = walks.get(&memory) {
+                if let Some(record) = walks.get_mut(&memory) {
                     if record.live.checked_sub(record.gone_bytes) == Some(states[bi].live)
                         && record.count.checked_sub(record.gone) == Some(block.allocation_count())
                     {
-                        for (k, e) in record.entries.iter().enumerate() {
+                        for (k, e) in record.entries.iter_mut().enumerate() {
                             if !e.gone {
-                                let held = e.reservation.as_ref().and_then(|r| block_of.get(&r.0));
                                 let f = Found {
                                     slot: k as u32,
                                     ..e.found
                                 };
-                                mine_in_block.push(push(candidates, f, held.copied()));
+                                mine_in_block.push(push(candidates, f, e.reservation.take()));
                             }
                         }
                         return (true, mine_in_block);
@@ -660,13 +686,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     }
                 }
             }
-            let orphans = orphans.borrow();
-            let reserved_in = |id: MoveId| {
-                if orphans.is_empty() {
-                    return None;
-                }
-                orphans.get(&id).and_then(|r| block_of.get(&r.0).copied())
-            };
+            let mut orphans = orphans.borrow_mut();
             let mut all_movable = true;
             let mut live = 0;
             // Ranges come in offset order, so the registered allocations are walked
@@ -699,7 +719,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                             need,
                             slot: NO_SLOT,
                         };
-                        mine_in_block.push(push(candidates, f, reserved_in(id)));
+                        let r = if orphans.is_empty() {
+                            None
+                        } else {
+                            orphans.remove(&id)
+                        };
+                        mine_in_block.push(push(candidates, f, r));
                     }
                     if !any {
                         all_movable = false;
@@ -726,34 +751,27 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             self.info.algorithm,
             limits,
             |c, b| {
-                let f = found.borrow()[c];
-                // Its reservation when the planner claims it (a reservation elsewhere is
-                // let go: the allocation goes where the planner says).
-                let held = if f.slot != NO_SLOT {
-                    walks
-                        .borrow_mut()
-                        .get_mut(&f.memory)
-                        .and_then(|r| r.entries[f.slot as usize].reservation.take())
-                } else {
-                    let mut orphans = orphans.borrow_mut();
-                    if orphans.is_empty() {
-                        None
-                    } else {
-                        orphans.remove(&f.id)
-                    }
-                };
                 let block = &blocks[b];
-                if let Some((memory, d)) = held {
-                    if memory == block.memory().handle() {
-                        return (Some(d), block.largest_free_hint());
-                    }
+                let memory = block.memory().handle();
+                let mut held = held.borrow_mut();
+                // Its reservation when the planner claims it; a reservation elsewhere is let
+                // go: the allocation goes where the planner says.
+                match &held[c] {
+                    Some(r) if r.0 == memory => return (Some(c), block.largest_free_hint()),
+                    Some(_) => held[c] = None,
+                    None => {}
                 }
-                let made = registered[f.id]
+                let id = found.borrow()[c].id;
+                let made = registered[id]
                     .as_ref()
-                    .and_then(|r| make_destination(target, block, r));
+                    .and_then(|r| make_destination(target, block, r))
+                    .map(|d| {
+                        held[c] = Some((memory, d));
+                        c
+                    });
                 (made, block.largest_free_hint())
             },
-            drop,
+            |c| held.borrow_mut()[c] = None,
             |b, on| {
                 if on {
                     target.blocks.set_aside(&blocks[b])
@@ -765,48 +783,68 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             walk,
         );
         let found = found.into_inner();
-        let mut orphans = orphans.into_inner();
+        let mut held = held.into_inner();
+        drop(orphans);
         let draining: Vec<vk::DeviceMemory> = plan
             .draining
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
+        // Into a vector of its own size (collecting in place would grow the planner's).
+        let mut moves = Vec::with_capacity(plan.moves.len());
+        moves.extend(plan.moves.iter().filter_map(|&(c, _, _)| {
+            let f = found[c];
+            Some(Move {
+                id: f.id,
+                source_memory: f.memory,
+                source_offset: f.offset,
+                size: f.need,
+                destination: Some(held[c].take()?.1),
+            })
+        }));
+        debug_assert_eq!(
+            moves.len(),
+            plan.moves.len(),
+            "a move without a destination"
+        );
         // Records (and the reservations they hold) are kept for the blocks left draining only
         // (and those of other vectors); a block walked afresh and left draining gets a new
-        // one, with the reservations this plan made for it and those it kept.
+        // one, with the reservations it holds now.
         let mut walks = walks.into_inner();
         walks.retain(|m, _| {
             draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
         });
-        let mut reserved = plan.reserved.into_iter().peekable();
+        // The reservations a record lent to this plan and that no move used go back to it.
+        for (c, f) in found.iter().enumerate() {
+            if f.slot != NO_SLOT && held[c].is_some() {
+                if let Some(record) = walks.get_mut(&f.memory) {
+                    record.entries[f.slot as usize].reservation = held[c].take();
+                }
+            }
+        }
         for (bi, live, count, range) in fresh.into_inner() {
             if !plan.draining.contains(&bi) {
                 continue;
             }
             let (start, len) = (range.start, range.len());
-            // The reservations first, in the order the plan placed them (largest first, as
-            // the planner sorts a block's candidates: the next pass finds them sorted), then
-            // the rest, as the walk found them.
-            let mut held = vec![false; len];
+            // The reservations this plan made first, in the order it placed them (largest
+            // first, as the planner sorts a block's candidates: the next pass finds them
+            // sorted), then the rest, as the walk found them.
             let mut entries: Vec<Entry> = Vec::with_capacity(len);
-            while let Some((c, b, d)) = reserved.next_if(|&(c, _, _)| c >= start && c < start + len)
-            {
-                held[c - start] = true;
+            let mut taken = vec![false; len];
+            for &(c, _, _) in plan.reserved.iter().filter(|m| range.contains(&m.0)) {
+                taken[c - start] = true;
                 entries.push(Entry {
                     found: found[c],
                     gone: false,
-                    reservation: Some((blocks[b].memory().handle(), d)),
+                    reservation: held[c].take(),
                 });
             }
-            for (&found, _) in found[range].iter().zip(&held).filter(|(_, &h)| !h) {
+            for c in range.filter(|&c| !taken[c - start]) {
                 entries.push(Entry {
-                    found,
+                    found: found[c],
                     gone: false,
-                    reservation: if orphans.is_empty() {
-                        None
-                    } else {
-                        orphans.remove(&found.id)
-                    },
+                    reservation: held[c].take(),
                 });
             }
             let record = WalkRecord {
@@ -818,24 +856,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             };
             walks.insert(blocks[bi].memory().handle(), record);
         }
-        debug_assert!(
-            reserved.next().is_none(),
-            "a reservation outside its drain's record"
-        );
         self.walks = walks;
         self.largest = largest.into_inner();
-        // Into a vector of its own size (collecting in place would grow the planner's).
-        let mut moves = Vec::with_capacity(plan.moves.len());
-        moves.extend(plan.moves.into_iter().map(|(c, _, destination)| {
-            let f = found[c];
-            Move {
-                id: f.id,
-                source_memory: f.memory,
-                source_offset: f.offset,
-                size: f.need,
-                destination: Some(destination),
-            }
-        }));
+        // What no move, record or reservation took is let go here.
+        held.clear();
+        self.held_scratch = held;
         self.found_scratch = found;
         self.candidate_scratch = candidates;
         let aside = plan
