@@ -268,6 +268,11 @@ where
         // The sort is on every source tried: it sorts plain integers, the size's complement
         // above the index, not indices looked up at each comparison; in one `u64` when both
         // fit (sizes below 2^(64 - the index's bits)), else in a `u128`.
+        let key = |c: usize| (u128::from(!self.candidates[c].size) << 64) | c as u128;
+        // A drain's record hands its candidates over in this order already.
+        if c.windows(2).all(|w| key(w[0]) < key(w[1])) {
+            return;
+        }
         let index_bits = usize::BITS - self.candidates.len().leading_zeros();
         let top = u64::MAX >> index_bits;
         if c.iter().all(|&c| self.candidates[c].size <= top) {
@@ -281,7 +286,7 @@ where
                 *c = (k & mask) as usize;
             }
         } else {
-            c.sort_unstable_by_key(|&c| (u128::from(!self.candidates[c].size) << 64) | c as u128);
+            c.sort_unstable_by_key(|&c| key(c));
         }
     }
 
@@ -462,10 +467,13 @@ where
             let continuing = block.draining && !whole;
             let mut part: DeviceSize = 0;
             self.sort(&mut candidates);
+            // The smallest of them (they are sorted largest first): once less than it is
+            // left of the limits, nothing more of the drain fits this pass.
+            let smallest = candidates.last().map_or(0, |&c| self.candidates[c].size);
             for c in candidates {
                 if continuing {
                     let size = self.candidates[c].size;
-                    if placed.len() == left.moves {
+                    if placed.len() == left.moves || left.bytes - part < smallest {
                         break;
                     }
                     if part + size > left.bytes {
