@@ -404,7 +404,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// Calls `f` for every range of the block in offset order (arena by arena, offsets in
     /// the block), each arena under its lock. Neighbouring arenas' free ranges are reported
     /// separately: no allocation can span them.
-    pub(crate) fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
+    pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
         for arena in self.arenas.iter() {
             arena.suballocator.lock().sub.for_each_range(&mut |r| {
                 f(RangeInfo {

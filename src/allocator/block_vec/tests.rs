@@ -334,7 +334,7 @@ fn check_model<S: Suballocator + Send + 'static>(
         // the live count matches.
         let mut cursor = 0;
         let mut allocated = Vec::new();
-        b.for_each_range(&mut |r| {
+        b.for_each_range(|r: crate::suballocator::RangeInfo| {
             assert_eq!(r.offset, cursor, "ranges tile the block");
             cursor += r.size;
             if matches!(r.kind, RangeKind::Allocated(_)) {

@@ -79,7 +79,7 @@ use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
-use crate::suballocator::{AllocationType, RangeKind, Suballocator};
+use crate::suballocator::{AllocationType, RangeInfo, RangeKind, Suballocator};
 use ash::vk;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -692,7 +692,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             // Ranges come in offset order, so the registered allocations are walked
             // alongside them; a range behind the cursor searches.
             let mut cursor = 0;
-            block.for_each_range(&mut |r| {
+            block.for_each_range(|r: RangeInfo| {
                 if let RangeKind::Allocated(_) = r.kind {
                     live += r.size;
                     let end = r.offset + r.size;

@@ -152,36 +152,38 @@ struct Destinations {
     order: Vec<usize>,
     /// Where each block is in `order`.
     at: Vec<usize>,
-}
-
-/// Whether block `a` comes before block `b` as a destination: fewer free bytes, then lower
-/// index.
-fn tighter(blocks: &[BlockState], live: &[DeviceSize], a: usize, b: usize) -> std::cmp::Ordering {
-    let free = |x: usize| blocks[x].free(live[x]);
-    free(a).cmp(&free(b)).then(a.cmp(&b))
+    /// Each block's free bytes as last updated: the order's key.
+    free: Vec<DeviceSize>,
 }
 
 impl Destinations {
     fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
+        let free: Vec<DeviceSize> = blocks.iter().zip(live).map(|(b, &l)| b.free(l)).collect();
         let mut order: Vec<usize> = (0..blocks.len()).collect();
-        order.sort_unstable_by(|&a, &b| tighter(blocks, live, a, b));
+        order.sort_unstable_by_key(|&b| (free[b], b));
         let mut at = vec![0; blocks.len()];
         for (i, &b) in order.iter().enumerate() {
             at[b] = i;
         }
-        Self { order, at }
+        Self { order, at, free }
+    }
+
+    /// Whether block `a` comes before block `b`: fewer free bytes, then lower index.
+    fn tighter(&self, a: usize, b: usize) -> bool {
+        (self.free[a], a) < (self.free[b], b)
     }
 
     /// Moves block `b` to its place after its live bytes changed: a step at a time towards
     /// the front or the back (a placement moves a block by few places).
     fn update(&mut self, blocks: &[BlockState], live: &[DeviceSize], b: usize) {
+        self.free[b] = blocks[b].free(live[b]);
         let mut i = self.at[b];
-        while i > 0 && tighter(blocks, live, b, self.order[i - 1]).is_lt() {
+        while i > 0 && self.tighter(b, self.order[i - 1]) {
             self.order.swap(i, i - 1);
             self.at[self.order[i]] = i;
             i -= 1;
         }
-        while i + 1 < self.order.len() && tighter(blocks, live, self.order[i + 1], b).is_lt() {
+        while i + 1 < self.order.len() && self.tighter(self.order[i + 1], b) {
             self.order.swap(i, i + 1);
             self.at[self.order[i]] = i;
             i += 1;
@@ -307,7 +309,7 @@ where
             if b == source
                 || self.set_aside[b]
                 || self.live[b] == 0
-                || self.blocks[b].free(self.live[b]) < size
+                || self.destinations.free[b] < size
                 || size >= self.refused[b]
                 || self.candidates[c].need > self.largest_free[b]
                 || !eligible(&self.live, b)

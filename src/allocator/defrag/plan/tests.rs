@@ -696,7 +696,7 @@ proptest! {
             destinations.update(&blocks, &live, b);
             // The same order a full sort gives, and every block's place known.
             let mut sorted: Vec<usize> = (0..blocks.len()).collect();
-            sorted.sort_by(|&x, &y| tighter(&blocks, &live, x, y));
+            sorted.sort_by_key(|&x| (blocks[x].size - live[x], x));
             prop_assert_eq!(&destinations.order, &sorted);
             for (i, &x) in destinations.order.iter().enumerate() {
                 prop_assert_eq!(destinations.at[x], i);
