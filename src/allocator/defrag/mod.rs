@@ -71,7 +71,7 @@
 pub mod plan;
 
 pub use self::plan::Algorithm;
-use self::plan::{BlockState, Candidate, Limits};
+use self::plan::{BlockState, Candidate, DrainPart, Limits};
 use super::block_vec::{Arena, Block, WeakBlock};
 use super::execute::{self, Made, TypeBlocks};
 use super::placement::TypeFacts;
@@ -245,6 +245,18 @@ pub(crate) struct VecTarget<S> {
     pub granularity: DeviceAlignment,
     /// Debug margins of the allocator (0 for none).
     pub margin: DeviceSize,
+}
+
+/// A drain's part handed out without a plan ([`Defragmentation::continue_drain`]).
+struct ContinuedDrain<S> {
+    moves: Vec<Move>,
+    /// The memory object of each move's destination.
+    destinations: Vec<vk::DeviceMemory>,
+    /// Bytes the moves hold in the block (a candidate's size).
+    bytes: DeviceSize,
+    /// Every allocation left moves: the block empties in this pass.
+    ended: bool,
+    block: Block<S, DeviceMemory>,
 }
 
 /// What a defragmentation has done so far.
@@ -535,7 +547,109 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// Plans the moves of block vector `v` within `limits`: makes the destinations and sets
     /// aside the blocks being emptied or drained. Returns the moves, the blocks set aside
     /// (emptied or draining) and those of them draining.
+    ///
+    /// A drain going on hands out its part first, from its record, without a plan (see
+    /// [`continue_drain`](Self::continue_drain)); when that ends the drain, the rest of the
+    /// pass is planned as usual.
     fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
+        let Some(drain) = self.continue_drain(v, limits) else {
+            return self.plan_picture(v, limits, None, &[]);
+        };
+        let block = drain.block;
+        if !drain.ended {
+            // As a plan would: the pass moves the drain's part, and nothing else.
+            return (drain.moves, vec![block.clone()], vec![block]);
+        }
+        let left = Limits {
+            bytes: limits.bytes.saturating_sub(drain.bytes),
+            moves: limits.moves.saturating_sub(drain.moves.len()),
+        };
+        let (moves, mut aside, draining) = if left.bytes == 0 || left.moves == 0 {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else {
+            self.plan_picture(v, left, Some(&block), &drain.destinations)
+        };
+        let mut all = drain.moves;
+        all.extend(moves);
+        aside.push(block);
+        (all, aside, draining)
+    }
+
+    /// The next part of the drain going on in block vector `v`, handed out from the drain's
+    /// [record](WalkRecord) within `limits` by the planner's rule ([`plan::drain_part`]), or
+    /// `None` when a plan must decide: no drain or several, the block changed since its walk
+    /// (the application freed some of it), or an allocation left without its reservation
+    /// (its move was skipped). Each allocation left holds its destination already, in a
+    /// block that cannot be emptied while it does, so nothing but the limits is left to
+    /// decide.
+    fn continue_drain(&mut self, v: usize, limits: Limits) -> Option<ContinuedDrain<S>> {
+        let mut mine = self.draining.iter().filter(|(w, _)| *w == v);
+        let (_, block) = mine.next()?;
+        if mine.next().is_some() {
+            return None;
+        }
+        let memory = block.memory().handle();
+        let record = self.walks.get_mut(&memory)?;
+        let live = block.memory().size().saturating_sub(block.free_size());
+        if record.live.checked_sub(record.gone_bytes) != Some(live)
+            || record.count.checked_sub(record.gone) != Some(block.allocation_count())
+        {
+            return None;
+        }
+        // The allocations left, in the record's order: the reservations largest first.
+        let left: Vec<usize> = (0..record.entries.len())
+            .filter(|&k| !record.entries[k].gone)
+            .collect();
+        let size = |i: usize| record.entries[left[i]].found.size;
+        if left
+            .iter()
+            .any(|&k| record.entries[k].reservation.is_none())
+            || (1..left.len()).any(|i| size(i - 1) < size(i))
+        {
+            return None;
+        }
+        let (part, ended) = match plan::drain_part(left.len(), size, limits) {
+            DrainPart::Whole => ((0..left.len()).collect(), true),
+            DrainPart::Part(part) => (part, false),
+            DrainPart::Waits => (Vec::new(), false),
+        };
+        let mut drain = ContinuedDrain {
+            moves: Vec::with_capacity(part.len()),
+            destinations: Vec::with_capacity(part.len()),
+            bytes: 0,
+            ended,
+            block: block.clone(),
+        };
+        for i in part {
+            let e = &mut record.entries[left[i]];
+            let (destination, alloc) = e.reservation.take()?;
+            drain.bytes += e.found.size;
+            drain.destinations.push(destination);
+            drain.moves.push(Move {
+                id: e.found.id,
+                source_memory: e.found.memory,
+                source_offset: e.found.offset,
+                size: e.found.need,
+                destination: Some(alloc),
+            });
+        }
+        if ended {
+            // Nothing of it is left to hold.
+            self.walks.remove(&memory);
+        }
+        Some(drain)
+    }
+
+    /// Plans the moves of block vector `v` within `limits` from a picture of its blocks (see
+    /// [`plan_vec`](Self::plan_vec)), leaving out the block `skip` (a drain that ended in this
+    /// pass) and counting the blocks in `received` as having received allocations already.
+    fn plan_picture(
+        &mut self,
+        v: usize,
+        limits: Limits,
+        skip: Option<&Block<S, DeviceMemory>>,
+        received: &[vk::DeviceMemory],
+    ) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
         let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
         let mut blocks = target.blocks.blocks_with_room(draining_here);
@@ -544,7 +658,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         blocks.extend(
             self.draining
                 .iter()
-                .filter(|(w, _)| *w == v)
+                .filter(|(w, b)| *w == v && !skip.is_some_and(|s| s.same_as(b)))
                 .map(|(_, b)| b.clone()),
         );
         let largest = std::cell::RefCell::new(std::mem::take(&mut self.largest));
@@ -590,11 +704,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                             by_memory
                                 .get(&b.memory().handle())
                                 .map(|l| l.largest_need)
-                                .filter(|&l| l <= limits.bytes)
+                                .filter(|&l| l <= self.info.max_bytes_per_pass)
                         }),
                     all_movable: false,
                     candidates: Vec::new(),
                     draining: bi >= searched,
+                    received: received.contains(&b.memory().handle()),
                     walked: false,
                 }
             })

@@ -91,6 +91,10 @@ pub(crate) struct BlockState {
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with it first.
     pub draining: bool,
+    /// Whether allocations moved into it earlier in this pass, before the plan (a drain whose
+    /// last part the allocator handed out on its own): like a block the plan moves
+    /// allocations into, it is neither emptied nor drained in the same pass.
+    pub received: bool,
 }
 
 impl BlockState {
@@ -434,56 +438,36 @@ where
                 self.give_up(source);
                 continue;
             }
-            let sizes = candidates.iter().map(|&c| self.candidates[c].size);
-            let bytes: DeviceSize = sizes.clone().sum();
+            self.sort(&mut candidates);
+            let size = |i: usize| self.candidates[candidates[i]].size;
             // What the room was checked against above.
-            debug_assert_eq!(bytes, self.live[source], "block {source}'s candidates");
-            let whole = candidates.len() <= left.moves && bytes <= left.bytes;
-            // A drain must be able to end: each allocation fits a pass.
-            if !whole && sizes.clone().any(|s| s > self.limits.bytes) {
-                if block.draining {
-                    // The limits shrank since it started: it waits, keeping its room.
-                    return true;
-                }
-                continue;
-            }
-            // A drain moves its largest allocations first: when not even the largest fits
-            // the limits left, this pass would move nothing of it (a drain started now would
-            // only be undone).
-            if !whole && sizes.clone().max().is_some_and(|s| s > left.bytes) {
-                if block.draining {
-                    return true;
-                }
-                continue;
-            }
+            debug_assert_eq!(
+                (0..candidates.len()).map(size).sum::<DeviceSize>(),
+                self.live[source],
+                "block {source}'s candidates"
+            );
+            let part = drain_part(candidates.len(), size, left);
+            let part = match part {
+                DrainPart::Waits if block.draining => return true,
+                DrainPart::Waits => continue,
+                DrainPart::Whole => None,
+                DrainPart::Part(part) => Some(part),
+            };
             if !self.set_aside[source] {
                 if !(self.aside)(source, true) {
                     continue;
                 }
                 self.set_aside[source] = true;
             }
+            // A drain that an earlier pass started holds the room for its rest in its
+            // reservations: this pass places just its part. Any other block has all its
+            // allocations placed (a drain started now keeps the destinations of its rest).
+            if let (true, Some(part)) = (block.draining, &part) {
+                candidates = part.iter().map(|&i| candidates[i]).collect();
+            }
             let mut placed = Vec::with_capacity(candidates.len());
             let mut complete = true;
-            // A drain that an earlier pass started holds the room for its rest in its
-            // reservations: this pass places just its part.
-            let continuing = block.draining && !whole;
-            let mut part: DeviceSize = 0;
-            self.sort(&mut candidates);
-            // The smallest of them (they are sorted largest first): once less than it is
-            // left of the limits, nothing more of the drain fits this pass.
-            let smallest = candidates.last().map_or(0, |&c| self.candidates[c].size);
-            for c in candidates {
-                if continuing {
-                    let size = self.candidates[c].size;
-                    if placed.len() == left.moves || left.bytes - part < smallest {
-                        break;
-                    }
-                    if part + size > left.bytes {
-                        // A smaller one may still fit what is left.
-                        continue;
-                    }
-                    part += size;
-                }
+            for &c in &candidates {
                 match self.place_or_claim(c, source) {
                     Some((b, t)) => placed.push((c, b, t)),
                     None => {
@@ -499,41 +483,32 @@ where
                 self.give_up(source);
                 continue;
             }
-            if whole {
+            let Some(part) = part else {
                 self.live[source] = 0;
                 self.emptied[source] = true;
                 self.out.emptied.push(source);
                 self.commit(placed);
                 continue;
-            }
-            // Drain: the allocations largest first, each that still fits the limits left (so
-            // that the pass is used to the full); the others' destinations are kept for the
-            // passes to come (undone, last placed first, when none fits now).
-            let mut kept_bytes: DeviceSize = 0;
-            let mut rest = Vec::with_capacity(placed.len());
-            let mut kept = Vec::with_capacity(placed.len());
-            for m in placed {
-                let size = self.candidates[m.0].size;
-                if kept.len() < left.moves && kept_bytes + size <= left.bytes {
-                    kept_bytes += size;
-                    kept.push(m);
-                } else {
-                    rest.push(m);
+            };
+            // Drain: its part moves now; the destinations of the others are kept for the
+            // passes to come.
+            let (kept, rest) = if block.draining {
+                (placed, Vec::new())
+            } else {
+                let mut in_part = vec![false; placed.len()];
+                for &i in &part {
+                    in_part[i] = true;
                 }
-            }
-            let placed = kept;
-            if placed.is_empty() {
-                for (c, b, t) in rest.into_iter().rev() {
-                    self.unplace(c, b, t);
-                }
-                if block.draining {
-                    return true;
-                }
-                self.give_up(source);
-                continue;
-            }
+                let (kept, rest): (Vec<_>, Vec<_>) =
+                    placed.into_iter().zip(in_part).partition(|(_, kept)| *kept);
+                (
+                    kept.into_iter().map(|(m, _)| m).collect::<Vec<_>>(),
+                    rest.into_iter().map(|(m, _)| m).collect::<Vec<_>>(),
+                )
+            };
+            let kept_bytes: DeviceSize = kept.iter().map(|m| self.candidates[m.0].size).sum();
             self.live[source] -= kept_bytes;
-            self.commit(placed);
+            self.commit(kept);
             for &(_, b, _) in &rest {
                 // Not emptied or drained later in this plan either: it holds the drain's room.
                 self.received[b] = true;
@@ -574,6 +549,50 @@ where
     }
 }
 
+/// What a block that cannot empty within a pass moves in it (see
+/// [draining](self#passes-and-draining)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DrainPart {
+    /// It empties within the limits left: every allocation moves.
+    Whole,
+    /// These of its allocations move (indices into its allocations, largest first): the
+    /// largest first, each that still fits the limits left.
+    Part(Vec<usize>),
+    /// Not even its largest allocation fits the limits left: nothing of it moves in this
+    /// pass (a drain must be able to end, so none starts whose allocations do not each fit
+    /// a whole pass).
+    Waits,
+}
+
+/// What a block (or the rest of a drain) moves in a pass with `left` of its limits: `n`
+/// allocations, `size(i)` bytes the `i`-th, largest first. The one rule for a drain's part,
+/// whether a plan makes it or the allocator hands out a drain's reservations on its own.
+pub(crate) fn drain_part(n: usize, size: impl Fn(usize) -> DeviceSize, left: Limits) -> DrainPart {
+    let total = (0..n).map(&size).fold(0, DeviceSize::saturating_add);
+    if n <= left.moves && total <= left.bytes {
+        return DrainPart::Whole;
+    }
+    // The largest first: when it does not fit, this pass would move nothing (and the limits
+    // left are never more than a pass's, so neither does an allocation larger than a pass).
+    if n == 0 || size(0) > left.bytes {
+        return DrainPart::Waits;
+    }
+    // The smallest: once less than it is left, nothing more fits.
+    let smallest = size(n - 1);
+    let mut part = Vec::new();
+    let mut bytes: DeviceSize = 0;
+    for i in 0..n {
+        if part.len() == left.moves || left.bytes - bytes < smallest {
+            break;
+        }
+        if bytes + size(i) <= left.bytes {
+            bytes += size(i);
+            part.push(i);
+        }
+    }
+    DrainPart::Part(part)
+}
+
 /// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `candidates`
 /// grows by what `walk` finds (a caller may keep it, and its capacity, for the next plan).
 ///
@@ -609,7 +628,7 @@ pub(crate) fn plan<T>(
         undo,
         aside,
         destinations: Destinations::new(blocks, &live),
-        received: vec![false; blocks.len()],
+        received: blocks.iter().map(|b| b.received).collect(),
         refused: vec![DeviceSize::MAX; blocks.len()],
         largest_free: blocks.iter().map(|b| b.largest_free).collect(),
         set_aside: blocks.iter().map(|b| b.draining).collect(),

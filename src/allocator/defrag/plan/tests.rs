@@ -102,6 +102,7 @@ impl Model {
                 all_movable: block.live.iter().all(|l| l.2) && !holds_reservation,
                 candidates: Vec::new(),
                 draining: self.draining[b],
+                received: false,
                 walked: true,
                 largest: None,
             };
@@ -686,6 +687,7 @@ proptest! {
                 walked: true,
                 largest: None,
                 draining: false,
+                received: false,
             })
             .collect();
         let mut live = vec![0; blocks.len()];
