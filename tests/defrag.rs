@@ -929,3 +929,53 @@ fn custom_pools_defragment_on_their_own() {
     drop((live, outside, pool, allocator));
     sim.assert_nothing_allocated();
 }
+
+#[test]
+fn moved_allocations_keep_their_names_and_user_data() {
+    // A destination carries its source's name and user data; allocations without either stay
+    // without (only those with some have their registration read when their destination is
+    // made).
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live = sparse(&allocator, &device, 300);
+    for (k, (a, _, _)) in live.iter_mut().enumerate() {
+        match k % 3 {
+            0 => a.set_name(Some(format!("buffer {k}").into())),
+            1 => a.set_user_data(Some(std::sync::Arc::new(k))),
+            _ => {}
+        }
+    }
+    let before: Vec<(vk::DeviceMemory, u64)> = live
+        .iter()
+        .map(|(a, _, _)| (a.memory(), a.offset()))
+        .collect();
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in &live {
+        defrag.add(a, align()).unwrap();
+    }
+    defragment_with_host_copies(&mut defrag, &mut live);
+    let stats = defrag.finish();
+    assert!(stats.moves > 0);
+    let mut moved = [0; 3];
+    for (k, (a, seed, size)) in live.iter().enumerate() {
+        if (a.memory(), a.offset()) != before[k] {
+            moved[k % 3] += 1;
+        }
+        let name = (k % 3 == 0).then(|| format!("buffer {k}"));
+        assert_eq!(a.name(), name.as_deref(), "allocation {k}'s name");
+        assert_eq!(
+            a.user_data_as::<usize>().copied(),
+            (k % 3 == 1).then_some(k),
+            "allocation {k}'s user data"
+        );
+        verify(a, *seed, *size, "after the moves");
+    }
+    assert!(
+        moved.iter().all(|&m| m > 0),
+        "moves of each kind: {moved:?}"
+    );
+}

@@ -155,10 +155,27 @@ struct Registered {
     meta: Option<Arc<AllocationMeta>>,
 }
 
-/// A registered allocation in [`by_memory`](Defragmentation::by_memory): its offset, id, and
-/// the bytes it needs (its layout's size: a walk finds all it needs here, without looking up
-/// the allocation).
-type Indexed = (DeviceSize, MoveId, DeviceSize);
+/// A registered allocation in [`by_memory`](Defragmentation::by_memory): where it is and what
+/// a destination of it needs, so that planning finds all it needs here, without looking up
+/// the allocation's registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Indexed {
+    offset: DeviceSize,
+    id: MoveId,
+    /// What its resource requires (a destination's layout; its size is a candidate's `need`,
+    /// and the bytes its move copies).
+    layout: DeviceLayout,
+    allocation_type: AllocationType,
+    /// Whether its registration carries a name or user data for its destination.
+    has_meta: bool,
+}
+
+impl Indexed {
+    /// Its place in its memory's list: by offset (then id).
+    fn key(&self) -> (DeviceSize, MoveId) {
+        (self.offset, self.id)
+    }
+}
 
 /// The registered allocations of one memory object.
 #[derive(Debug, Default)]
@@ -175,15 +192,24 @@ struct Listed {
 /// move says of its source.
 #[derive(Clone, Copy, Debug)]
 struct Found {
-    id: MoveId,
+    /// Its entry in the index (offset, id, what a destination needs).
+    indexed: Indexed,
     memory: vk::DeviceMemory,
-    offset: DeviceSize,
     /// The bytes it holds in the block (its range, padding included: a candidate's `size`).
     size: DeviceSize,
-    /// Its layout's size (a candidate's `need`, and the bytes its move copies).
-    need: DeviceSize,
     /// Its entry in its block's [`WalkRecord`], when a record gave it ([`NO_SLOT`]: a walk).
     slot: u32,
+}
+
+impl Found {
+    fn id(&self) -> MoveId {
+        self.indexed.id
+    }
+
+    /// Its layout's size (a candidate's `need`, and the bytes its move copies).
+    fn need(&self) -> DeviceSize {
+        self.indexed.layout.size()
+    }
 }
 
 /// [`Found::slot`] of an allocation a walk found.
@@ -229,7 +255,7 @@ impl WalkRecord {
         if let Some(e) = self
             .entries
             .iter_mut()
-            .find(|e| e.found.id == id && !e.gone)
+            .find(|e| e.found.id() == id && !e.gone)
         {
             e.gone = true;
             self.gone_bytes += e.found.size;
@@ -463,23 +489,25 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             allocation_type: alloc.allocation_type(),
             meta,
         }));
-        self.index(memory, alloc.offset(), id, layout.size(), true);
+        let entry = Indexed {
+            offset: alloc.offset(),
+            id,
+            layout,
+            allocation_type: alloc.allocation_type(),
+            has_meta: self.registered[id]
+                .as_ref()
+                .is_some_and(|r| r.meta.is_some()),
+        };
+        self.index(memory, entry, true);
         Ok(id)
     }
 
-    /// Adds (`on`) or removes allocation `id` at `offset` in `memory`, needing `need` bytes,
-    /// to or from [`by_memory`](Self::by_memory), keeping its order.
-    fn index(
-        &mut self,
-        memory: vk::DeviceMemory,
-        offset: DeviceSize,
-        id: MoveId,
-        need: DeviceSize,
-        on: bool,
-    ) {
+    /// Adds (`on`) or removes `entry` in `memory` to or from [`by_memory`](Self::by_memory),
+    /// keeping its order.
+    fn index(&mut self, memory: vk::DeviceMemory, entry: Indexed, on: bool) {
         let list = self.by_memory.entry(memory).or_default();
-        let entry = (offset, id, need);
-        let at = list.entries.partition_point(|&e| e < entry);
+        let need = entry.layout.size();
+        let at = list.entries.partition_point(|e| e.key() < entry.key());
         if on {
             list.entries.insert(at, entry);
             list.largest_need = list.largest_need.max(need);
@@ -488,7 +516,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             if list.entries.is_empty() {
                 self.by_memory.remove(&memory);
             } else if need == list.largest_need {
-                list.largest_need = list.entries.iter().map(|e| e.2).max().unwrap_or(0);
+                list.largest_need = list
+                    .entries
+                    .iter()
+                    .map(|e| e.layout.size())
+                    .max()
+                    .unwrap_or(0);
             }
         }
     }
@@ -626,10 +659,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             drain.bytes += e.found.size;
             drain.destinations.push(destination);
             drain.moves.push(Move {
-                id: e.found.id,
+                id: e.found.id(),
                 source_memory: e.found.memory,
-                source_offset: e.found.offset,
-                size: e.found.need,
+                source_offset: e.found.indexed.offset,
+                size: e.found.need(),
                 destination: Some(alloc),
             });
         }
@@ -758,7 +791,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 candidates.push(Candidate {
                     block: bi,
                     size: f.size,
-                    need: f.need,
+                    need: f.need(),
                     reserved: r.as_ref().and_then(|r| block_of.get(&r.0).copied()),
                 });
                 found.push(f);
@@ -796,7 +829,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     let mut orphans = orphans.borrow_mut();
                     for e in record.entries {
                         if let (false, Some(r)) = (e.gone, e.reservation) {
-                            orphans.insert(e.found.id, r);
+                            orphans.insert(e.found.id(), r);
                         }
                     }
                 }
@@ -811,33 +844,31 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 if let RangeKind::Allocated(_) = r.kind {
                     live += r.size;
                     let end = r.offset + r.size;
-                    if cursor > 0 && mine[cursor - 1].0 >= r.offset {
-                        cursor = mine.partition_point(|&(o, _, _)| o < r.offset);
+                    if cursor > 0 && mine[cursor - 1].offset >= r.offset {
+                        cursor = mine.partition_point(|e| e.offset < r.offset);
                     }
-                    while cursor < mine.len() && mine[cursor].0 < r.offset {
+                    while cursor < mine.len() && mine[cursor].offset < r.offset {
                         cursor += 1;
                     }
                     // Every entry of the memory's list was added for an allocation of this
                     // vector (its memory's), and moves stay in their vector.
-                    let inside = mine[cursor..].iter().take_while(|&&(o, _, _)| o < end);
+                    let inside = mine[cursor..].iter().take_while(|e| e.offset < end);
                     let mut any = false;
-                    for &(offset, id, need) in inside {
+                    for &indexed in inside {
                         // A range holding several allocations (a bump block's): its bytes
                         // are counted once.
                         let size = if any { 0 } else { r.size };
                         any = true;
                         let f = Found {
-                            id,
+                            indexed,
                             memory,
-                            offset,
                             size,
-                            need,
                             slot: NO_SLOT,
                         };
                         let r = if orphans.is_empty() {
                             None
                         } else {
-                            orphans.remove(&id)
+                            orphans.remove(&indexed.id)
                         };
                         mine_in_block.push(push(candidates, f, r));
                     }
@@ -876,14 +907,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     Some(_) => held[c] = None,
                     None => {}
                 }
-                let id = found.borrow()[c].id;
-                let made = registered[id]
-                    .as_ref()
-                    .and_then(|r| make_destination(target, block, r))
-                    .map(|d| {
-                        held[c] = Some((memory, d));
-                        c
-                    });
+                let indexed = found.borrow()[c].indexed;
+                // Only an allocation with a name or user data has its registration read.
+                let no_meta = None;
+                let meta = match &registered[indexed.id] {
+                    Some(r) if indexed.has_meta => &r.meta,
+                    _ => &no_meta,
+                };
+                let made = make_destination(target, block, &indexed, meta).map(|d| {
+                    held[c] = Some((memory, d));
+                    c
+                });
                 (made, block.largest_free_hint())
             },
             |c| held.borrow_mut()[c] = None,
@@ -910,10 +944,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         moves.extend(plan.moves.iter().filter_map(|&(c, _, _)| {
             let f = found[c];
             Some(Move {
-                id: f.id,
+                id: f.id(),
                 source_memory: f.memory,
-                source_offset: f.offset,
-                size: f.need,
+                source_offset: f.indexed.offset,
+                size: f.need(),
                 destination: Some(held[c].take()?.1),
             })
         }));
@@ -1031,15 +1065,16 @@ impl<S> Drop for Defragmentation<S> {
     }
 }
 
-/// A destination for `r` in `block`: allocated like a new allocation (margins and all), with
-/// the source's name and user data.
+/// A destination in `block` for the allocation `indexed` stands for: allocated like a new
+/// allocation (margins and all), with the source's name and user data (`meta`).
 fn make_destination<S: Suballocator + Send + 'static>(
     target: &VecTarget<S>,
     block: &Block<S, DeviceMemory>,
-    r: &Registered,
+    indexed: &Indexed,
+    meta: &Option<Arc<AllocationMeta>>,
 ) -> Option<MemoryAlloc> {
     let request = super::placement::Request {
-        layout: r.layout,
+        layout: indexed.layout,
         preference: super::MemoryAllocatePreference::Auto,
         prefers_dedicated: false,
         requires_dedicated: false,
@@ -1048,14 +1083,11 @@ fn make_destination<S: Suballocator + Send + 'static>(
     let layout = target.facts.block_layout(request.layout)?;
     let fit = super::block_vec::Fit {
         layout,
-        allocation_type: r.allocation_type,
+        allocation_type: indexed.allocation_type,
         granularity: target.granularity,
         best_fit: false,
     };
-    let made = Made {
-        meta: &r.meta,
-        guard,
-    };
+    let made = Made { meta, guard };
     let wrap =
         |arena: &Arc<Arena<S, DeviceMemory>>, placed| execute::wrap_block(arena, placed, made);
     target.blocks.allocate_in(block, &fit, &wrap)
@@ -1106,13 +1138,22 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
             record.left(id);
         }
         if let Some(Some(r)) = self.defrag.registered.get_mut(id) {
-            let (memory, offset) = (r.memory, r.offset);
+            let memory = r.memory;
+            let entry = Indexed {
+                offset: r.offset,
+                id,
+                layout: r.layout,
+                allocation_type: r.allocation_type,
+                has_meta: r.meta.is_some(),
+            };
             r.memory = destination.memory();
             r.offset = destination.offset();
-            let need = r.layout.size();
-            self.defrag.index(memory, offset, id, need, false);
-            self.defrag
-                .index(destination.memory(), destination.offset(), id, need, true);
+            self.defrag.index(memory, entry, false);
+            let moved = Indexed {
+                offset: destination.offset(),
+                ..entry
+            };
+            self.defrag.index(destination.memory(), moved, true);
         }
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));
