@@ -331,6 +331,10 @@ pub struct Defragmentation<S> {
     found_scratch: Vec<Found>,
     held_scratch: Vec<Option<Reservation>>,
     candidate_scratch: Vec<Candidate>,
+    /// The picture of the blocks and the moves of a pass, kept likewise (the moves come back
+    /// when the pass ends).
+    state_scratch: Vec<BlockState>,
+    move_scratch: Vec<Move>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -436,6 +440,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             found_scratch: Vec::new(),
             held_scratch: Vec::new(),
             candidate_scratch: Vec::new(),
+            state_scratch: Vec::new(),
+            move_scratch: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -647,7 +653,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             DrainPart::Waits => (Vec::new(), false),
         };
         let mut drain = ContinuedDrain {
-            moves: Vec::with_capacity(part.len()),
+            moves: {
+                let mut moves = std::mem::take(&mut self.move_scratch);
+                moves.clear();
+                moves.reserve(part.len());
+                moves
+            },
             destinations: Vec::with_capacity(part.len()),
             bytes: 0,
             ended,
@@ -714,10 +725,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // front; which of its allocated ranges hold registered allocations only when the
         // planner first looks at it as a source (`walk`): that walk over its ranges is the
         // bulk of planning, and most blocks are never tried.
-        let states: Vec<BlockState> = blocks
-            .iter()
-            .enumerate()
-            .map(|(bi, b)| {
+        let mut states = std::mem::take(&mut self.state_scratch);
+        states.clear();
+        states.extend(blocks.iter().enumerate().map(|(bi, b)| {
                 let size = b.memory().size();
                 let live = size.saturating_sub(b.free_size());
                 BlockState {
@@ -745,8 +755,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     received: received.contains(&b.memory().handle()),
                     walked: false,
                 }
-            })
-            .collect();
+            }));
         // Walks push onto the candidates, onto what each stands for (`found`) and onto the
         // destination each holds (`held`: its reservation, then what `place` made for it),
         // all indexed as the candidates and kept from pass to pass. The planner passes
@@ -940,7 +949,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .map(|&b| blocks[b].memory().handle())
             .collect();
         // Into a vector of its own size (collecting in place would grow the planner's).
-        let mut moves = Vec::with_capacity(plan.moves.len());
+        let mut moves = std::mem::take(&mut self.move_scratch);
+        moves.clear();
+        moves.reserve(plan.moves.len());
         moves.extend(plan.moves.iter().filter_map(|&(c, _, _)| {
             let f = found[c];
             Some(Move {
@@ -1012,6 +1023,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.held_scratch = held;
         self.found_scratch = found;
         self.candidate_scratch = candidates;
+        self.state_scratch = states;
         let aside = plan
             .emptied
             .iter()
@@ -1224,6 +1236,10 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
         drop(aside);
         self.defrag.stats.memory_objects_freed += report.memory_objects_freed;
+        // Every destination is settled: the vector serves the next pass.
+        let mut moves = std::mem::take(&mut self.moves);
+        moves.clear();
+        self.defrag.move_scratch = moves;
         report
     }
 }

@@ -495,16 +495,18 @@ where
             let (kept, rest) = if block.draining {
                 (placed, Vec::new())
             } else {
-                let mut in_part = vec![false; placed.len()];
-                for &i in &part {
-                    in_part[i] = true;
+                // `part` is ascending, as `placed` is in the order of the candidates.
+                let mut kept = Vec::with_capacity(part.len());
+                let mut rest = Vec::with_capacity(placed.len() - part.len());
+                let mut next = part.iter().peekable();
+                for (i, m) in placed.into_iter().enumerate() {
+                    if next.next_if(|&&k| k == i).is_some() {
+                        kept.push(m);
+                    } else {
+                        rest.push(m);
+                    }
                 }
-                let (kept, rest): (Vec<_>, Vec<_>) =
-                    placed.into_iter().zip(in_part).partition(|(_, kept)| *kept);
-                (
-                    kept.into_iter().map(|(m, _)| m).collect::<Vec<_>>(),
-                    rest.into_iter().map(|(m, _)| m).collect::<Vec<_>>(),
-                )
+                (kept, rest)
             };
             let kept_bytes: DeviceSize = kept.iter().map(|m| self.candidates[m.0].size).sum();
             self.live[source] -= kept_bytes;
