@@ -335,6 +335,7 @@ pub struct Defragmentation<S> {
     /// when the pass ends).
     state_scratch: Vec<BlockState>,
     move_scratch: Vec<Move>,
+    plan_scratch: plan::Scratch,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -442,6 +443,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             candidate_scratch: Vec::new(),
             state_scratch: Vec::new(),
             move_scratch: Vec::new(),
+            plan_scratch: plan::Scratch::default(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -728,34 +730,34 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
         states.extend(blocks.iter().enumerate().map(|(bi, b)| {
-                let size = b.memory().size();
-                let live = size.saturating_sub(b.free_size());
-                BlockState {
-                    size,
-                    live,
-                    largest_free: b.largest_free_hint(),
-                    // What an earlier walk found, while it holds; else what the index says
-                    // each allocation needs, when that is within a pass's limits (an
-                    // allocation the application freed without telling would otherwise keep
-                    // the block out of every pass, not only of the rest of one).
-                    largest: largest
-                        .borrow()
-                        .get(&b.memory().handle())
-                        .filter(|l| l.0 == live)
-                        .map(|l| l.1)
-                        .or_else(|| {
-                            by_memory
-                                .get(&b.memory().handle())
-                                .map(|l| l.largest_need)
-                                .filter(|&l| l <= self.info.max_bytes_per_pass)
-                        }),
-                    all_movable: false,
-                    candidates: Vec::new(),
-                    draining: bi >= searched,
-                    received: received.contains(&b.memory().handle()),
-                    walked: false,
-                }
-            }));
+            let size = b.memory().size();
+            let live = size.saturating_sub(b.free_size());
+            BlockState {
+                size,
+                live,
+                largest_free: b.largest_free_hint(),
+                // What an earlier walk found, while it holds; else what the index says
+                // each allocation needs, when that is within a pass's limits (an
+                // allocation the application freed without telling would otherwise keep
+                // the block out of every pass, not only of the rest of one).
+                largest: largest
+                    .borrow()
+                    .get(&b.memory().handle())
+                    .filter(|l| l.0 == live)
+                    .map(|l| l.1)
+                    .or_else(|| {
+                        by_memory
+                            .get(&b.memory().handle())
+                            .map(|l| l.largest_need)
+                            .filter(|&l| l <= self.info.max_bytes_per_pass)
+                    }),
+                all_movable: false,
+                candidates: Vec::new(),
+                draining: bi >= searched,
+                received: received.contains(&b.memory().handle()),
+                walked: false,
+            }
+        }));
         // Walks push onto the candidates, onto what each stands for (`found`) and onto the
         // destination each holds (`held`: its reservation, then what `place` made for it),
         // all indexed as the candidates and kept from pass to pass. The planner passes
@@ -900,6 +902,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             }
             (all_movable, mine_in_block)
         };
+        let mut plan_scratch = std::mem::take(&mut self.plan_scratch);
         let plan = plan::plan(
             &states,
             &mut candidates,
@@ -939,7 +942,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             },
             walk,
+            &mut plan_scratch,
         );
+        self.plan_scratch = plan_scratch;
         let found = found.into_inner();
         let mut held = held.into_inner();
         drop(orphans);

@@ -161,11 +161,23 @@ struct Destinations {
 }
 
 impl Destinations {
+    #[cfg(test)]
     fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
-        let free: Vec<DeviceSize> = blocks.iter().zip(live).map(|(b, &l)| b.free(l)).collect();
-        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        Self::in_buffers(blocks, live, Vec::new(), Vec::new(), Vec::new())
+    }
+
+    /// As [`new`](Self::new), in the given vectors (their contents are dropped).
+    fn in_buffers(
+        blocks: &[BlockState],
+        live: &[DeviceSize],
+        mut order: Vec<usize>,
+        mut at: Vec<usize>,
+        mut free: Vec<DeviceSize>,
+    ) -> Self {
+        refill(&mut free, blocks.iter().zip(live).map(|(b, &l)| b.free(l)));
+        refill(&mut order, 0..blocks.len());
         order.sort_unstable_by_key(|&b| (free[b], b));
-        let mut at = vec![0; blocks.len()];
+        refill(&mut at, std::iter::repeat_n(0, blocks.len()));
         for (i, &b) in order.iter().enumerate() {
             at[b] = i;
         }
@@ -196,6 +208,30 @@ impl Destinations {
     }
 }
 
+/// Replaces the contents of `v` with `items`, keeping its capacity.
+fn refill<T>(v: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
+    v.clear();
+    v.extend(items);
+}
+
+/// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
+/// over in tens of microseconds, and fresh heap memory for each of its vectors was a good part
+/// of that.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    walked: Vec<Option<(bool, Vec<usize>)>>,
+    live: Vec<DeviceSize>,
+    received: Vec<bool>,
+    largest_free: Vec<DeviceSize>,
+    set_aside: Vec<bool>,
+    emptied: Vec<bool>,
+    order: Vec<usize>,
+    at: Vec<usize>,
+    free: Vec<DeviceSize>,
+    sources: Vec<usize>,
+    keys: Vec<u64>,
+}
+
 /// The planner's working state over one plan.
 struct Planner<'a, T, P, U, A, W> {
     blocks: &'a [BlockState],
@@ -210,10 +246,6 @@ struct Planner<'a, T, P, U, A, W> {
     live: Vec<DeviceSize>,
     /// Blocks that received an allocation.
     received: Vec<bool>,
-    /// For each block, the smallest allocation `place` could not put in it since room was
-    /// last given back there: room only shrinks meanwhile, so a try at least as large is not
-    /// made (`DeviceSize::MAX`: none failed).
-    refused: Vec<DeviceSize>,
     /// For each block, an upper bound on its largest free range: the picture's, then what
     /// `place` said after each attempt there (placing only lowers it), and the block's size
     /// once a move out of it is undone.
@@ -222,6 +254,10 @@ struct Planner<'a, T, P, U, A, W> {
     set_aside: Vec<bool>,
     emptied: Vec<bool>,
     destinations: Destinations,
+    /// Blocks in the order they are tried as sources (a phase's).
+    sources: Vec<usize>,
+    /// The keys of a sort of candidates.
+    keys: Vec<u64>,
     out: Plan<T>,
 }
 
@@ -270,7 +306,7 @@ where
     }
 
     /// Sorts candidates largest first, then by index.
-    fn sort(&self, c: &mut [usize]) {
+    fn sort(&mut self, c: &mut [usize]) {
         // The sort is on every source tried: it sorts plain integers, the size's complement
         // above the index, not indices looked up at each comparison; in one `u64` when both
         // fit (sizes below 2^(64 - the index's bits)), else in a `u128`.
@@ -282,15 +318,18 @@ where
         let index_bits = usize::BITS - self.candidates.len().leading_zeros();
         let top = u64::MAX >> index_bits;
         if c.iter().all(|&c| self.candidates[c].size <= top) {
-            let mut keys: Vec<u64> = c
-                .iter()
-                .map(|&c| ((top - self.candidates[c].size) << index_bits) | c as u64)
-                .collect();
+            let mut keys = std::mem::take(&mut self.keys);
+            refill(
+                &mut keys,
+                c.iter()
+                    .map(|&c| ((top - self.candidates[c].size) << index_bits) | c as u64),
+            );
             keys.sort_unstable();
             let mask = (1u64 << index_bits) - 1;
-            for (c, k) in c.iter_mut().zip(keys) {
+            for (c, &k) in c.iter_mut().zip(&keys) {
                 *c = (k & mask) as usize;
             }
+            self.keys = keys;
         } else {
             c.sort_unstable_by_key(|&c| key(c));
         }
@@ -314,7 +353,6 @@ where
                 || self.set_aside[b]
                 || self.live[b] == 0
                 || self.destinations.free[b] < size
-                || size >= self.refused[b]
                 || self.candidates[c].need > self.largest_free[b]
                 || !eligible(&self.live, b)
             {
@@ -324,9 +362,6 @@ where
             // What the block says of itself now (an allocation in it took room, or a failure
             // showed less than the bound).
             self.largest_free[b] = largest_free;
-            if placed.is_none() {
-                self.refused[b] = self.refused[b].min(size);
-            }
             placed.map(|t| (b, t))
         })?;
         self.live[found.0] += size;
@@ -359,7 +394,6 @@ where
         self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
         self.destinations.update(self.blocks, &self.live, b);
         (self.undo)(t);
-        self.refused[b] = DeviceSize::MAX;
         self.largest_free[b] = self.blocks[b].size;
     }
 
@@ -384,7 +418,8 @@ where
     /// whether a block is being drained (then nothing else may take its room).
     fn empty_blocks(&mut self) -> bool {
         let blocks = self.blocks;
-        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        let mut order = std::mem::take(&mut self.sources);
+        refill(&mut order, 0..blocks.len());
         // Blocks being drained first, then the most free bytes first, then the fewest live.
         order.sort_unstable_by_key(|&b| {
             let block = &blocks[b];
@@ -395,7 +430,15 @@ where
                 b,
             )
         });
-        for source in order {
+        let draining = self.empty_in_order(&order);
+        self.sources = order;
+        draining
+    }
+
+    /// [`empty_blocks`](Self::empty_blocks) over the blocks in `order`.
+    fn empty_in_order(&mut self, order: &[usize]) -> bool {
+        let blocks = self.blocks;
+        for &source in order {
             let block = &blocks[source];
             if block.draining && block.live == 0 {
                 // Its allocations left on their own.
@@ -526,9 +569,16 @@ where
     /// not: its destinations are a subset of the first phase's (the fuller ones), with no
     /// more room than they had then, under the same limits.
     fn gather(&mut self) {
-        let mut order: Vec<usize> = (0..self.blocks.len()).collect();
+        let mut order = std::mem::take(&mut self.sources);
+        refill(&mut order, 0..self.blocks.len());
         order.sort_unstable_by_key(|&b| (self.live[b], b));
-        for source in order {
+        self.gather_in_order(&order);
+        self.sources = order;
+    }
+
+    /// [`gather`](Self::gather) over the blocks in `order`.
+    fn gather_in_order(&mut self, order: &[usize]) {
+        for &source in order {
             if self.set_aside[source] || self.received[source] {
                 continue;
             }
@@ -618,24 +668,46 @@ pub(crate) fn plan<T>(
     undo: impl FnMut(T),
     aside: impl FnMut(usize, bool) -> bool,
     walk: impl FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
+    scratch: &mut Scratch,
 ) -> Plan<T> {
-    let live: Vec<DeviceSize> = blocks.iter().map(|b| b.live).collect();
+    let n = blocks.len();
+    use std::mem::take;
+    let mut live = take(&mut scratch.live);
+    refill(&mut live, blocks.iter().map(|b| b.live));
+    let mut walked = take(&mut scratch.walked);
+    refill(&mut walked, std::iter::repeat_n(None, n));
+    let mut received = take(&mut scratch.received);
+    refill(&mut received, blocks.iter().map(|b| b.received));
+    let mut largest_free = take(&mut scratch.largest_free);
+    refill(&mut largest_free, blocks.iter().map(|b| b.largest_free));
+    let mut set_aside = take(&mut scratch.set_aside);
+    refill(&mut set_aside, blocks.iter().map(|b| b.draining));
+    let mut emptied = take(&mut scratch.emptied);
+    refill(&mut emptied, std::iter::repeat_n(false, n));
+    let destinations = Destinations::in_buffers(
+        blocks,
+        &live,
+        take(&mut scratch.order),
+        take(&mut scratch.at),
+        take(&mut scratch.free),
+    );
     let mut p = Planner {
         blocks,
         candidates,
-        walked: vec![None; blocks.len()],
+        walked,
         walk,
         limits,
         place,
         undo,
         aside,
-        destinations: Destinations::new(blocks, &live),
-        received: blocks.iter().map(|b| b.received).collect(),
-        refused: vec![DeviceSize::MAX; blocks.len()],
-        largest_free: blocks.iter().map(|b| b.largest_free).collect(),
-        set_aside: blocks.iter().map(|b| b.draining).collect(),
-        emptied: vec![false; blocks.len()],
+        destinations,
+        received,
+        largest_free,
+        set_aside,
+        emptied,
         live,
+        sources: take(&mut scratch.sources),
+        keys: take(&mut scratch.keys),
         out: Plan {
             emptied: Vec::new(),
             draining: Vec::new(),
@@ -651,6 +723,19 @@ pub(crate) fn plan<T>(
     p.out.draining = (0..blocks.len())
         .filter(|&b| p.set_aside[b] && !p.emptied[b])
         .collect();
+    *scratch = Scratch {
+        walked: p.walked,
+        live: p.live,
+        received: p.received,
+        largest_free: p.largest_free,
+        set_aside: p.set_aside,
+        emptied: p.emptied,
+        order: p.destinations.order,
+        at: p.destinations.at,
+        free: p.destinations.free,
+        sources: p.sources,
+        keys: p.keys,
+    };
     p.out
 }
 

@@ -27,6 +27,8 @@ struct Model {
     /// Whether the pictures carry the hints that spare work (each block's largest
     /// allocation and largest free range): with or without them, plans are the same.
     hints: bool,
+    /// The planner's vectors, kept from pass to pass as the allocator keeps them.
+    scratch: Scratch,
 }
 
 use std::collections::HashMap;
@@ -79,6 +81,7 @@ impl Model {
             reserved: HashMap::new(),
             places: 0,
             hints: true,
+            scratch: Scratch::default(),
         }
     }
 
@@ -204,6 +207,7 @@ fn run(
     let undone_in = std::cell::RefCell::new(vec![false; blocks.len()]);
     // The largest free range each block had at most, as the planner was last told.
     let bounds = std::cell::RefCell::new(blocks.iter().map(|b| b.largest_free).collect::<Vec<_>>());
+    let mut scratch = std::mem::take(&mut model.scratch);
     let plan = plan(
         &blocks,
         &mut candidates.clone(),
@@ -291,7 +295,9 @@ fn run(
             walks.borrow_mut()[b] += 1;
             (walked[b].all_movable, walked[b].candidates.clone())
         },
+        &mut scratch,
     );
+    model.scratch = scratch;
     // The planner walks a block at most once, and only one it did not get walked.
     for (b, &n) in walks.borrow().iter().enumerate() {
         assert!(
