@@ -336,6 +336,9 @@ pub struct Defragmentation<S> {
     state_scratch: Vec<BlockState>,
     move_scratch: Vec<Move>,
     plan_scratch: plan::Scratch,
+    /// A drain's allocations left, and the memory of each destination it hands out.
+    left_scratch: Vec<usize>,
+    destination_scratch: Vec<vk::DeviceMemory>,
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
@@ -444,6 +447,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             state_scratch: Vec::new(),
             move_scratch: Vec::new(),
             plan_scratch: plan::Scratch::default(),
+            left_scratch: Vec::new(),
+            destination_scratch: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             on_drop: Self::end,
@@ -596,24 +601,31 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let Some(drain) = self.continue_drain(v, limits) else {
             return self.plan_picture(v, limits, None, &[]);
         };
-        let block = drain.block;
-        if !drain.ended {
+        let ContinuedDrain {
+            mut moves,
+            destinations,
+            bytes,
+            ended,
+            block,
+        } = drain;
+        if !ended {
+            self.destination_scratch = destinations;
             // As a plan would: the pass moves the drain's part, and nothing else.
-            return (drain.moves, vec![block.clone()], vec![block]);
+            return (moves, vec![block.clone()], vec![block]);
         }
         let left = Limits {
-            bytes: limits.bytes.saturating_sub(drain.bytes),
-            moves: limits.moves.saturating_sub(drain.moves.len()),
+            bytes: limits.bytes.saturating_sub(bytes),
+            moves: limits.moves.saturating_sub(moves.len()),
         };
-        let (moves, mut aside, draining) = if left.bytes == 0 || left.moves == 0 {
+        let (more, mut aside, draining) = if left.bytes == 0 || left.moves == 0 {
             (Vec::new(), Vec::new(), Vec::new())
         } else {
-            self.plan_picture(v, left, Some(&block), &drain.destinations)
+            self.plan_picture(v, left, Some(&block), &destinations)
         };
-        let mut all = drain.moves;
-        all.extend(moves);
+        self.destination_scratch = destinations;
+        moves.extend(more);
         aside.push(block);
-        (all, aside, draining)
+        (moves, aside, draining)
     }
 
     /// The next part of the drain going on in block vector `v`, handed out from the drain's
@@ -638,47 +650,57 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return None;
         }
         // The allocations left, in the record's order: the reservations largest first.
-        let left: Vec<usize> = (0..record.entries.len())
-            .filter(|&k| !record.entries[k].gone)
-            .collect();
+        let mut left = std::mem::take(&mut self.left_scratch);
+        left.clear();
+        left.extend((0..record.entries.len()).filter(|&k| !record.entries[k].gone));
         let size = |i: usize| record.entries[left[i]].found.size;
         if left
             .iter()
             .any(|&k| record.entries[k].reservation.is_none())
             || (1..left.len()).any(|i| size(i - 1) < size(i))
         {
+            self.left_scratch = left;
             return None;
         }
-        let (part, ended) = match plan::drain_part(left.len(), size, limits) {
-            DrainPart::Whole => ((0..left.len()).collect(), true),
-            DrainPart::Part(part) => (part, false),
-            DrainPart::Waits => (Vec::new(), false),
+        let part = plan::drain_part(left.len(), size, limits);
+        let mut moves = std::mem::take(&mut self.move_scratch);
+        moves.clear();
+        let mut destinations = std::mem::take(&mut self.destination_scratch);
+        destinations.clear();
+        let mut bytes = 0;
+        let mut hand_out = |k: usize| {
+            let e = &mut record.entries[k];
+            if let Some((destination, alloc)) = e.reservation.take() {
+                bytes += e.found.size;
+                destinations.push(destination);
+                moves.push(Move {
+                    id: e.found.id(),
+                    source_memory: e.found.memory,
+                    source_offset: e.found.indexed.offset,
+                    size: e.found.need(),
+                    destination: Some(alloc),
+                });
+            }
         };
-        let mut drain = ContinuedDrain {
-            moves: {
-                let mut moves = std::mem::take(&mut self.move_scratch);
-                moves.clear();
-                moves.reserve(part.len());
-                moves
-            },
-            destinations: Vec::with_capacity(part.len()),
-            bytes: 0,
+        let ended = match part {
+            DrainPart::Whole => {
+                left.iter().for_each(|&k| hand_out(k));
+                true
+            }
+            DrainPart::Part(part) => {
+                part.iter().for_each(|&i| hand_out(left[i]));
+                false
+            }
+            DrainPart::Waits => false,
+        };
+        self.left_scratch = left;
+        let drain = ContinuedDrain {
+            moves,
+            destinations,
+            bytes,
             ended,
             block: block.clone(),
         };
-        for i in part {
-            let e = &mut record.entries[left[i]];
-            let (destination, alloc) = e.reservation.take()?;
-            drain.bytes += e.found.size;
-            drain.destinations.push(destination);
-            drain.moves.push(Move {
-                id: e.found.id(),
-                source_memory: e.found.memory,
-                source_offset: e.found.indexed.offset,
-                size: e.found.need(),
-                destination: Some(alloc),
-            });
-        }
         if ended {
             // Nothing of it is left to hold.
             self.walks.remove(&memory);
