@@ -944,9 +944,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 let indexed = found.borrow()[c].indexed;
                 // Only an allocation with a name or user data has its registration read.
                 let no_meta = None;
-                let meta = match &registered[indexed.id] {
-                    Some(r) if indexed.has_meta => &r.meta,
-                    _ => &no_meta,
+                let meta = match indexed.has_meta {
+                    true => registered[indexed.id]
+                        .as_ref()
+                        .map_or(&no_meta, |r| &r.meta),
+                    false => &no_meta,
                 };
                 let made = make_destination(target, block, &indexed, meta).map(|d| {
                     held[c] = Some((memory, d));
