@@ -1065,3 +1065,25 @@ fn gathering_keeps_count_of_what_moved() {
         "(from, size, to)"
     );
 }
+
+#[test]
+fn a_drain_part_is_the_largest_first_each_that_still_fits() {
+    let limits = |bytes, moves| Limits { bytes, moves };
+    let part = |sizes: &[DeviceSize], left| drain_part(sizes.len(), |i| sizes[i], left);
+    // All of it fits: it empties.
+    assert_eq!(part(&[40, 30, 20], limits(90, 3)), DrainPart::Whole);
+    // One move too many: the largest first, each that still fits the moves left.
+    assert_eq!(
+        part(&[40, 30, 20], limits(90, 2)),
+        DrainPart::Part(vec![0, 1])
+    );
+    // A larger one that does not fit what is left is passed over for smaller ones.
+    assert_eq!(
+        part(&[50, 40, 30, 10], limits(70, 9)),
+        DrainPart::Part(vec![0, 3])
+    );
+    // Not even the largest fits: nothing of it moves in this pass.
+    assert_eq!(part(&[80, 10], limits(70, 9)), DrainPart::Waits);
+    // Nothing left: it has emptied.
+    assert_eq!(part(&[], limits(0, 0)), DrainPart::Whole);
+}
