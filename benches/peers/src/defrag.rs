@@ -182,6 +182,10 @@ pub struct Outcome {
     pub bytes_moved: u64,
     /// The requested sizes of the buffers moved, summed (the same measure for both).
     pub requested_moved: u64,
+    /// ash-memory: each block's size and the requested bytes of the survivors in it, before
+    /// the defragmentation (for the least any defragmentation of that state could move to
+    /// reach a given result).
+    pub block_live_before: Vec<(u64, u64)>,
     /// ash-memory: after each completed move, in order, the requested bytes moved so far and
     /// the bytes that would stay reserved had the defragmentation stopped there (every block
     /// all of whose allocations had left counted as freed, as the end of the
@@ -276,6 +280,16 @@ pub fn run_ash(
         .iter()
         .filter(|b| !b.dedicated)
         .map(|b| (b.memory, (b.statistics.allocation_count, b.size)))
+        .collect();
+    let mut live_in: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for (alloc, &i) in survivors.iter().zip(&f.survivors) {
+        *live_in
+            .entry(ash::vk::Handle::as_raw(alloc.memory()))
+            .or_default() += f.items[i].0;
+    }
+    o.block_live_before = held
+        .iter()
+        .map(|(m, &(_, size))| (size, live_in.get(m).copied().unwrap_or(0)))
         .collect();
     let mut reserved_now = o.reserved_before;
     let mut moved_now = 0;

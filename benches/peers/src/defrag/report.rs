@@ -240,9 +240,22 @@ fn targets(rows: &[Row], live: u64) {
                 .find(|&&(_, reserved)| reserved <= va)
                 .map(|&(moved, _)| moved)
         };
+        // The least any defragmentation of ash-memory's state could move for VMA's result:
+        // the live bytes of the blocks it would have to empty, chosen at best.
+        let least = least_to_free(
+            &ash.first.block_live_before,
+            ash.first.reserved_before.saturating_sub(va),
+        );
+        let least = match least {
+            Some(l) => format!(
+                ", the least any defragmentation of its state could move for it {:.2} MiB",
+                mib(l)
+            ),
+            None => String::new(),
+        };
         let reached = match reach {
             Some(r) if aa < va => format!(
-                "; VMA's result ({:.1} MiB reserved) reached after {:.2} MiB",
+                "; VMA's result ({:.1} MiB reserved) reached after {:.2} MiB{least}",
                 mib(va),
                 mib(r)
             ),
@@ -275,4 +288,35 @@ fn targets(rows: &[Row], live: u64) {
                 && (ash.planning <= v.planning || to_reach.is_some_and(|d| d <= v.planning)))
         );
     }
+}
+
+/// The fewest live bytes of `blocks` (`(size, live bytes)` each) whose emptying frees at least
+/// `free` bytes of them: a knapsack over the blocks' sizes in units of their greatest common
+/// divisor. `None` when all of them do not free that much.
+fn least_to_free(blocks: &[(u64, u64)], free: u64) -> Option<u64> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    if free == 0 {
+        return Some(0);
+    }
+    let unit = blocks.iter().fold(0, |g, &(s, _)| gcd(g, s)).max(1);
+    let target = free.div_ceil(unit) as usize;
+    // least[w]: the fewest live bytes that free at least `w` units.
+    let mut least = vec![u64::MAX; target + 1];
+    least[0] = 0;
+    for &(size, live) in blocks {
+        let units = (size / unit) as usize;
+        for w in (0..=target).rev() {
+            if least[w] != u64::MAX {
+                let to = (w + units).min(target);
+                least[to] = least[to].min(least[w] + live);
+            }
+        }
+    }
+    (least[target] != u64::MAX).then_some(least[target])
 }
