@@ -81,12 +81,15 @@ use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::{AllocationType, RangeInfo, RangeKind, Suballocator};
 use ash::vk;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
+
+/// Sets of memory handles.
+type HandleSet = HashSet<vk::DeviceMemory, BuildHasherDefault<OffsetHasher>>;
 
 /// Maps keyed by the ids of registered allocations.
 type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
@@ -309,9 +312,9 @@ pub struct Defragmentation<S> {
     /// `complete`, so that planning finds them in order).
     by_memory: HandleMap<Listed>,
     stats: DefragmentationStats,
-    /// Which vector each block's memory belongs to, as last seen ([`add`](Self::add)'s cache:
-    /// a miss looks again).
-    vec_of: HandleMap<usize>,
+    /// The memory of the blocks of the vectors, as last seen ([`add`](Self::add)'s cache: a
+    /// miss looks again).
+    ours: HandleSet,
     /// `(vec, block)` of the blocks the last pass left draining: set aside until a pass
     /// empties them or the defragmentation ends.
     draining: Vec<(usize, Block<S, DeviceMemory>)>,
@@ -438,7 +441,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             registered: Vec::new(),
             by_memory: HandleMap::default(),
             stats: DefragmentationStats::default(),
-            vec_of: HandleMap::default(),
+            ours: HandleSet::default(),
             draining: Vec::new(),
             emptied: Vec::new(),
             found_scratch: Vec::new(),
@@ -457,12 +460,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         defrag
     }
 
-    /// Rebuilds the map from memory objects to the vectors of their blocks.
+    /// Rebuilds the set of the memory objects of the vectors' blocks.
     fn index_blocks(&mut self) {
-        self.vec_of.clear();
-        for (v, target) in self.vecs.iter().enumerate() {
+        self.ours.clear();
+        for target in &self.vecs {
             target.blocks.for_each_block(|b| {
-                self.vec_of.insert(b.memory().handle(), v);
+                self.ours.insert(b.memory().handle());
             });
         }
     }
@@ -479,10 +482,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return Err(DefragmentationError::Dedicated);
         }
         let memory = alloc.memory();
-        if !self.vec_of.contains_key(&memory) {
+        if !self.ours.contains(&memory) {
             // A block made since the map was built (or not ours: then still a miss).
             self.index_blocks();
-            if !self.vec_of.contains_key(&memory) {
+            if !self.ours.contains(&memory) {
                 return Err(DefragmentationError::NotHere);
             }
         }
