@@ -185,10 +185,10 @@ fn create(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<Vec<Resource
 /// # Safety
 ///
 /// `cmd` is recording; every resource of a move is valid and idle.
-unsafe fn record_moves(
+unsafe fn record_moves<'a>(
     d: &ash::Device,
     cmd: vk::CommandBuffer,
-    moves: &[Move],
+    moves: impl Iterator<Item = &'a Move>,
     resources: &[Resource],
 ) -> Result<Vec<Kind>, vk::Result> {
     let mut new = Vec::new();
@@ -312,15 +312,10 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
         max_moves_per_pass: 400,
         ..Default::default()
     });
-    for r in &resources {
-        let id = defrag.add(
-            &r.alloc,
-            DeviceAlignment::new(r.alignment).ok_or("alignment")?,
-        )?;
-        debug_assert_eq!(
-            id,
-            resources.iter().position(|x| std::ptr::eq(x, r)).unwrap()
-        );
+    for (k, r) in resources.iter_mut().enumerate() {
+        let alignment = DeviceAlignment::new(r.alignment).ok_or("alignment")?;
+        let id = defrag.add(&mut r.alloc, alignment)?;
+        debug_assert_eq!(id, k, "ids follow the order of add");
     }
     while let Some(mut pass) = defrag.next_pass() {
         let mut new = Vec::new();
@@ -338,7 +333,7 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
             return Err(e.into());
         }
         for (i, kind) in new.into_iter().enumerate() {
-            let id = pass.moves()[i].id();
+            let id = pass.get(i).ok_or("a move settled early")?.id();
             let r = &mut resources[id];
             // SAFETY: the copy is done; the old resource goes before its memory does.
             unsafe {

@@ -59,6 +59,26 @@ pub(crate) struct AllocationMeta {
     pub(crate) fill: bool,
     /// Log the allocation and its free.
     pub(crate) log: bool,
+    /// Who the allocation is, for whoever refers to it later (a defragmentation's
+    /// registration): set once, kept when the name or user data change and when a
+    /// defragmentation moves the allocation, gone with the allocation.
+    pub(crate) identity: Option<Identity>,
+}
+
+/// An allocation's identity (see [`AllocationMeta::identity`]): unique in the process, never
+/// reused. A place (memory and offset) is not an identity: once an allocation is freed,
+/// another can be made there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Identity(std::num::NonZeroU64);
+
+impl Identity {
+    /// A new identity.
+    fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // 2^64 identities are never handed out: the counter starts at 1 and never wraps.
+        Self(std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN))
+    }
 }
 
 impl AllocationMeta {
@@ -84,7 +104,8 @@ impl AllocationMeta {
             && self.backtrace.is_none()
             && self.guard.is_none()
             && !self.fill
-            && !self.log;
+            && !self.log
+            && self.identity.is_none();
         (!empty).then(|| Arc::new(self))
     }
 
@@ -376,11 +397,6 @@ impl MemoryAlloc {
         data.as_any().downcast_ref()
     }
 
-    /// The metadata record, if the allocation has one.
-    pub(crate) fn meta(&self) -> Option<&Arc<AllocationMeta>> {
-        self.meta.as_ref()
-    }
-
     /// Where the allocation was made, when the allocator captures backtraces.
     pub fn backtrace(&self) -> Option<&Backtrace> {
         self.meta.as_ref()?.backtrace.as_deref()
@@ -398,6 +414,37 @@ impl MemoryAlloc {
     pub fn set_user_data(&mut self, user_data: Option<Arc<dyn UserData>>) {
         let old = self.meta.as_deref().cloned().unwrap_or_default();
         self.replace_meta(AllocationMeta { user_data, ..old }.shared());
+    }
+
+    /// The allocation's [identity](AllocationMeta::identity), given to it now if it has none.
+    pub(crate) fn identity(&mut self) -> Identity {
+        if let Some(identity) = self.meta.as_ref().and_then(|m| m.identity) {
+            return identity;
+        }
+        let identity = Identity::new();
+        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        self.replace_meta(
+            AllocationMeta {
+                identity: Some(identity),
+                ..old
+            }
+            .shared(),
+        );
+        identity
+    }
+
+    /// The allocation's [identity](AllocationMeta::identity), if it was given one.
+    pub(crate) fn identity_if_any(&self) -> Option<Identity> {
+        self.meta.as_ref()?.identity
+    }
+
+    /// Makes this new allocation (a defragmentation's destination) carry what `source`
+    /// carries now (name, user data, backtrace, identity, debug flags), keeping its own
+    /// margins: the allocation `source` stood for goes on here.
+    pub(crate) fn carry_over(&mut self, source: &MemoryAlloc) {
+        let guard = self.meta.as_ref().and_then(|m| m.guard);
+        let carried = source.meta.as_deref().cloned().unwrap_or_default();
+        self.replace_meta(AllocationMeta { guard, ..carried }.shared());
     }
 
     /// Applies the debug aids of a new allocation: fills its margins with the magic pattern

@@ -116,14 +116,15 @@ fn complete_with_host_copies<S: Suballocator + Send + 'static>(
     pass: &mut DefragmentationPass<'_, S>,
     live: &mut [(MemoryAlloc, u64, u64)],
 ) {
-    for i in 0..pass.moves().len() {
-        let id = pass.moves()[i].id();
+    let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+    for i in open {
+        let id = pass.get(i).unwrap().id();
         let (src, _, size) = &live[id];
         let mut bytes = vec![0; *size as usize];
         src.read(0, &mut bytes).unwrap();
         // The destination is new and owned by the pass until completed; writing through a
         // mapped pointer is how a host copy goes.
-        let dst = pass.moves()[i].destination();
+        let dst = pass.get(i).unwrap().destination();
         let ptr = dst.mapped_ptr().unwrap();
         // SAFETY: `size` bytes inside the destination, which nothing else uses.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
@@ -176,7 +177,7 @@ fn a_defragmentation_keeps_at_most_one_empty_block_between_passes_none_after_and
         max_moves_per_pass: 10,
         ..Default::default()
     });
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     let mut kept_some = false;
@@ -235,7 +236,7 @@ fn between_passes_the_smallest_empty_block_stays_and_the_end_releases_it() {
     }
     let before = blocks(&allocator);
     let mut defrag = allocator.defragmentation(&Default::default());
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     let mut pass = defrag.next_pass().expect("something to move");
@@ -284,7 +285,7 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
         max_bytes_per_pass: 64 * KIB,
         ..Default::default()
     });
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     let mut last: Vec<vk::DeviceMemory> = Vec::new();
@@ -365,7 +366,7 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
         max_bytes_per_pass: 64 * KIB,
         ..Default::default()
     });
-    for (a, _, _) in live.iter().flatten() {
+    for (a, _, _) in live.iter_mut().flatten() {
         defrag.add(a, align()).unwrap();
     }
     let mut freed = 0;
@@ -373,14 +374,15 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
         assert!(passes <= 1000, "the passes never end");
-        for i in 0..pass.moves().len() {
-            let id = pass.moves()[i].id();
+        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+        for i in open {
+            let id = pass.get(i).unwrap().id();
             let (src, _, size) = live[id]
                 .as_mut()
                 .expect("a move for an allocation the application freed");
             let mut bytes = vec![0; *size as usize];
             src.read(0, &mut bytes).unwrap();
-            let dst = pass.moves()[i].destination();
+            let dst = pass.get(i).unwrap().destination();
             // SAFETY: `size` bytes inside the destination, which nothing else uses.
             unsafe {
                 std::ptr::copy_nonoverlapping(
@@ -440,7 +442,7 @@ fn dropping_a_defragmentation_while_a_block_drains_puts_the_block_back() {
         max_bytes_per_pass: 64 * KIB,
         ..Default::default()
     });
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     // Passes until one leaves a block draining (still holding allocations).
@@ -515,7 +517,7 @@ fn blocks_empty_out_and_every_byte_survives_host_copies() {
             algorithm,
             ..Default::default()
         });
-        for (a, _, _) in &live {
+        for (a, _, _) in &mut live {
             defrag.add(a, align()).unwrap();
         }
         let calls = sim.state.allocate_calls();
@@ -580,7 +582,7 @@ fn gpu_copies_of_buffers_move_every_byte() {
         max_moves_per_pass: 6,
         ..Default::default()
     });
-    for (buffer, alloc, _, _) in &live {
+    for (buffer, alloc, _, _) in &mut live {
         // SAFETY: a valid buffer.
         let a = unsafe { ctx.device.get_buffer_memory_requirements(*buffer) }.alignment;
         defrag.add(alloc, DeviceAlignment::new(a).unwrap()).unwrap();
@@ -588,7 +590,7 @@ fn gpu_copies_of_buffers_move_every_byte() {
     let mut passes = 0;
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
-        assert!(pass.moves().len() <= 6);
+        assert!(pass.moves().count() <= 6);
         let mut copies = Vec::new();
         for m in pass.moves() {
             let (old, _, _, size) = live[m.id()];
@@ -606,7 +608,7 @@ fn gpu_copies_of_buffers_move_every_byte() {
         // SAFETY: the buffers are bound, idle and live until the submission is done.
         ctx.submit(|d, cmd| unsafe { record_buffer_copies(d, cmd, &copies) });
         for (i, copy) in copies.iter().enumerate() {
-            let id = pass.moves()[i].id();
+            let id = pass.get(i).unwrap().id();
             let entry = &mut live[id];
             // SAFETY: the copy is done; the old buffer goes before its memory.
             unsafe { ctx.device.destroy_buffer(entry.0, None) };
@@ -641,7 +643,7 @@ fn other_threads_allocate_and_free_during_a_pass_but_never_in_blocks_being_empti
     let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(2)).unwrap();
     let mut live = sparse(&allocator, &device, 400);
     let mut defrag = allocator.defragmentation(&Default::default());
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     let mut pass = defrag.next_pass().expect("something to move");
@@ -705,12 +707,12 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
     let count = allocator.statistics().total.allocation_count;
     let blocks = allocator.statistics().total.block_count;
     let mut defrag = allocator.defragmentation(&Default::default());
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     {
         let mut pass = defrag.next_pass().unwrap();
-        let n = pass.moves().len();
+        let n = pass.moves().count();
         assert!(n >= 2);
         // The destinations exist while the pass is open.
         assert_eq!(
@@ -720,7 +722,7 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
         pass.skip(0).unwrap();
         assert_eq!(pass.skip(0), Err(DefragmentationError::NoSuchMove(0)));
         // Completing with the wrong allocation is refused, and changes nothing.
-        let id1 = pass.moves()[1].id();
+        let id1 = pass.get(1).unwrap().id();
         let w = (0..live.len()).find(|&j| j != id1).unwrap();
         assert_eq!(
             pass.complete(1, &mut live[w].0),
@@ -743,7 +745,7 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
         verify(a, *seed, *size, "a skipped or abandoned move's source");
     }
     // What cannot take part.
-    let dedicated = allocator
+    let mut dedicated = allocator
         .allocate(
             reqs(&device, 4096, 16),
             AllocationType::Linear,
@@ -755,11 +757,11 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
         )
         .unwrap();
     assert_eq!(
-        defrag.add(&dedicated, align()),
+        defrag.add(&mut dedicated, align()),
         Err(DefragmentationError::Dedicated)
     );
     let other = StandardMemoryAllocator::new_default(device.clone());
-    let foreign = other
+    let mut foreign = other
         .allocate(
             reqs(&device, 4096, 16),
             AllocationType::Linear,
@@ -768,13 +770,13 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
         )
         .unwrap();
     assert_eq!(
-        defrag.add(&foreign, align()),
+        defrag.add(&mut foreign, align()),
         Err(DefragmentationError::NotHere)
     );
     drop((dedicated, foreign, other, defrag));
     // After all that, a full defragmentation still works.
     let mut defrag = allocator.defragmentation(&Default::default());
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     defragment_with_host_copies(&mut defrag, &mut live);
@@ -843,7 +845,7 @@ fn destinations_failing_mid_pass_lose_nothing_and_driver_faults_cannot_reach_a_p
     let count = allocator.statistics().total.allocation_count;
     for fail_after in [0, 1, 3, 7] {
         let mut defrag = allocator.defragmentation(&Default::default());
-        for (a, _, _) in &live {
+        for (a, _, _) in &mut live {
             defrag.add(a, align()).unwrap();
         }
         // Every vkAllocateMemory would fail: a pass makes none.
@@ -901,11 +903,11 @@ fn custom_pools_defragment_on_their_own() {
         algorithm: DefragmentationAlgorithm::Full,
         ..Default::default()
     });
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     // Allocations of the default pools are not this defragmentation's.
-    let outside = allocator
+    let mut outside = allocator
         .allocate(
             reqs(&device, 100, 16),
             AllocationType::Linear,
@@ -914,7 +916,7 @@ fn custom_pools_defragment_on_their_own() {
         )
         .unwrap();
     assert_eq!(
-        defrag.add(&outside, align()),
+        defrag.add(&mut outside, align()),
         Err(DefragmentationError::NotHere)
     );
     defragment_with_host_copies(&mut defrag, &mut live);
@@ -954,7 +956,7 @@ fn moved_allocations_keep_their_names_and_user_data() {
         max_bytes_per_pass: 64 * KIB,
         ..Default::default()
     });
-    for (a, _, _) in &live {
+    for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     defragment_with_host_copies(&mut defrag, &mut live);

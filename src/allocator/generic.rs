@@ -533,6 +533,7 @@ pub(crate) fn meta_of(
         guard: None,
         fill: debug.fill_patterns,
         log,
+        identity: None,
     }
     .shared()
 }

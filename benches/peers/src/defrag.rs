@@ -310,7 +310,7 @@ pub fn run_ash(
         ..Default::default()
     };
     let mut defrag = allocator.defragmentation(&info);
-    for (k, (alloc, &i)) in survivors.iter().zip(&f.survivors).enumerate() {
+    for (k, (alloc, &i)) in survivors.iter_mut().zip(&f.survivors).enumerate() {
         let alignment = ash_memory::DeviceAlignment::new(f.items[i].1).expect("alignment");
         let id = defrag.add(alloc, alignment).expect("add");
         assert_eq!(id, k, "ids follow the order of add");
@@ -324,7 +324,7 @@ pub fn run_ash(
         perf_ctl(false);
         let Some(mut pass) = pass else { break };
         let t = thread_cpu_time();
-        let mut ids = Vec::with_capacity(pass.moves().len());
+        let mut ids = Vec::new();
         for m in pass.moves() {
             let (src, dst) = (&survivors[m.id()], m.destination());
             let len = m.size() as usize;
@@ -339,11 +339,11 @@ pub fn run_ash(
             // and nothing else touches them (one thread, no GPU work).
             unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), d.as_ptr(), len) };
             dst.flush(0, m.size()).expect("flush");
-            ids.push(m.id());
+            ids.push((m.index(), m.id()));
         }
         o.copy += thread_cpu_time() - t;
         let t = thread_cpu_time();
-        for (k, id) in ids.into_iter().enumerate() {
+        for (k, id) in ids {
             let from = ash::vk::Handle::as_raw(survivors[id].memory());
             pass.complete(k, &mut survivors[id]).expect("complete");
             let to = ash::vk::Handle::as_raw(survivors[id].memory());

@@ -161,6 +161,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.blocks.read().len() + self.aside.lock().len()
     }
 
+    /// The blocks the vector owns, given the `listed` ones under the list's lock: the blocks
+    /// a defragmentation set aside count too, always (against the maximum block count, and
+    /// for the size of the next block).
+    fn owned(&self, listed: usize) -> usize {
+        // The list's lock first, then the set-aside one, as everywhere.
+        listed + self.aside.lock().len()
+    }
+
     /// Handles of the blocks a search sees, in search order, in a vector with room for
     /// `extra` more (a defragmentation adds the blocks it set aside).
     pub(crate) fn blocks_with_room(&self, extra: usize) -> Vec<Block<S, M>> {
@@ -390,7 +398,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             Ok(None) => {}
             Err(DoesNotFit) => return Err(NewBlockError::DoesNotFit),
         }
-        let held = blocks.items().len();
+        let held = self.owned(blocks.items().len());
         if held >= self.limits.max {
             return Err(NewBlockError::Full {
                 max_blocks: self.limits.max,
@@ -435,7 +443,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         make: impl FnOnce(DeviceSize) -> Result<M, E>,
     ) -> Result<(), NewBlockError<E>> {
         let mut blocks = self.blocks.write();
-        if blocks.items().len() >= self.limits.max {
+        if self.owned(blocks.items().len()) >= self.limits.max {
             return Err(NewBlockError::Full {
                 max_blocks: self.limits.max,
             });

@@ -129,7 +129,7 @@ pub(crate) struct Limits {
 
 /// What a plan decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Plan<T> {
+pub(crate) struct MovePlan<T> {
     /// The blocks that every live allocation leaves.
     pub emptied: Vec<usize>,
     /// The blocks being drained: set aside, part of their allocations move now, the rest in
@@ -232,17 +232,39 @@ pub(crate) struct Scratch {
     keys: Vec<u64>,
 }
 
+/// The blocks as the planner works through them: what it asks of the allocator (or of a
+/// test's model) while it plans. The planner decides; a picture only carries out and reports.
+pub(crate) trait Picture {
+    /// What [`place`](Self::place) makes: a destination, held until the plan is over.
+    type Made;
+
+    /// Puts candidate `c` in block `b`: what it made (`None` when it does not fit), and an
+    /// upper bound on the block's largest free range after the attempt (the planner asks no
+    /// more of the block until room comes back there).
+    fn place(&mut self, c: usize, b: usize) -> (Option<Self::Made>, DeviceSize);
+
+    /// Takes back what `place` made, for a move that is given up.
+    fn undo(&mut self, made: Self::Made);
+
+    /// `on`: block `b` is about to be emptied or drained, so nothing else may land in it
+    /// (`false` back: it cannot be, and the planner leaves it alone). `!on`: the planner gives
+    /// up on it (a block [draining](BlockState::draining) is set aside already: only this
+    /// call can come for it).
+    fn set_aside(&mut self, b: usize, on: bool) -> bool;
+
+    /// Pushes the candidates of block `b` (not walked up front) and returns whether every
+    /// live allocation of it may move, with their indices.
+    fn walk(&mut self, b: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>);
+}
+
 /// The planner's working state over one plan.
-struct Planner<'a, T, P, U, A, W> {
+struct Planner<'a, P: Picture> {
     blocks: &'a [BlockState],
     candidates: &'a mut Vec<Candidate>,
     /// What `walk` said of the blocks not walked up front.
     walked: Vec<Option<(bool, Vec<usize>)>>,
-    walk: W,
     limits: Limits,
-    place: P,
-    undo: U,
-    aside: A,
+    picture: &'a mut P,
     live: Vec<DeviceSize>,
     /// Blocks that received an allocation.
     received: Vec<bool>,
@@ -258,16 +280,10 @@ struct Planner<'a, T, P, U, A, W> {
     sources: Vec<usize>,
     /// The keys of a sort of candidates.
     keys: Vec<u64>,
-    out: Plan<T>,
+    out: MovePlan<P::Made>,
 }
 
-impl<T, P, U, A, W> Planner<'_, T, P, U, A, W>
-where
-    P: FnMut(usize, usize) -> (Option<T>, DeviceSize),
-    U: FnMut(T),
-    A: FnMut(usize, bool) -> bool,
-    W: FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
-{
+impl<P: Picture> Planner<'_, P> {
     /// The free bytes of the blocks that may receive from `source`.
     fn room(&self, source: usize) -> DeviceSize {
         (0..self.blocks.len())
@@ -284,7 +300,7 @@ where
             return (block.all_movable, block.candidates.clone());
         }
         if self.walked[b].is_none() {
-            let facts = (self.walk)(b, self.candidates);
+            let facts = self.picture.walk(b, self.candidates);
             self.walked[b] = Some(facts);
         }
         self.walked[b].clone().unwrap_or_default()
@@ -344,7 +360,7 @@ where
         c: usize,
         source: usize,
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
-    ) -> Option<(usize, T)> {
+    ) -> Option<(usize, P::Made)> {
         let size = self.candidates[c].size;
         let found = self.destinations.order.iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
@@ -358,7 +374,7 @@ where
             {
                 return None;
             }
-            let (placed, largest_free) = (self.place)(c, b);
+            let (placed, largest_free) = self.picture.place(c, b);
             // What the block says of itself now (an allocation in it took room, or a failure
             // showed less than the bound).
             self.largest_free[b] = largest_free;
@@ -371,7 +387,7 @@ where
 
     /// Places candidate `c` of block `source`: in its reserved destination when it has one
     /// that may still receive, else in the first destination that takes it.
-    fn place_or_claim(&mut self, c: usize, source: usize) -> Option<(usize, T)> {
+    fn place_or_claim(&mut self, c: usize, source: usize) -> Option<(usize, P::Made)> {
         match self.candidates[c].reserved {
             // Its room is counted in the block's live bytes already. A reservation is never
             // in its own block, and its block is never set aside: it holds what may not move
@@ -381,23 +397,23 @@ where
                     b != source && !self.set_aside[b],
                     "reservation in block {b}"
                 );
-                (self.place)(c, b).0.map(|t| (b, t))
+                self.picture.place(c, b).0.map(|t| (b, t))
             }
             None => self.place_one(c, source, |_, _| true),
         }
     }
 
     /// Takes back a tentative move of candidate `c` into block `b`.
-    fn unplace(&mut self, c: usize, b: usize, t: T) {
+    fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
         // Saturating: what a candidate holds in its own block is only an estimate of what
         // its destination holds (the padding differs).
         self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
         self.destinations.update(self.blocks, &self.live, b);
-        (self.undo)(t);
+        self.picture.undo(t);
         self.largest_free[b] = self.blocks[b].size;
     }
 
-    fn commit(&mut self, moves: Vec<(usize, usize, T)>) {
+    fn commit(&mut self, moves: Vec<(usize, usize, P::Made)>) {
         self.out.moves.reserve(moves.len());
         for (c, b, t) in moves {
             self.received[b] = true;
@@ -410,7 +426,7 @@ where
     fn give_up(&mut self, source: usize) {
         if self.set_aside[source] {
             self.set_aside[source] = false;
-            (self.aside)(source, false);
+            self.picture.set_aside(source, false);
         }
     }
 
@@ -497,7 +513,7 @@ where
                 DrainPart::Part(part) => Some(part),
             };
             if !self.set_aside[source] {
-                if !(self.aside)(source, true) {
+                if !self.picture.set_aside(source, true) {
                     continue;
                 }
                 self.set_aside[source] = true;
@@ -645,31 +661,17 @@ pub(crate) fn drain_part(n: usize, size: impl Fn(usize) -> DeviceSize, left: Lim
     DrainPart::Part(part)
 }
 
-/// Plans a pass over `blocks` and `candidates` (see the [module docs](self)). `candidates`
-/// grows by what `walk` finds (a caller may keep it, and its capacity, for the next plan).
-///
-/// - `place(c, b)` puts candidate `c` in block `b` and returns what it made (`None` when it
-///   does not fit) and an upper bound on the block's largest free range after the attempt:
-///   the planner asks no more of the block until room comes back there.
-/// - `undo` takes back what `place` made for a move that is given up.
-/// - `aside(b, true)` is called before the planner starts emptying block `b`, so that nothing
-///   else lands in it meanwhile (`false`: it cannot be, and the planner leaves it alone);
-///   `aside(b, false)` when it gives up on it (a block [draining](BlockState::draining) is
-///   set aside already: only the second call can come for it).
-/// - `walk(b, candidates)` pushes the candidates of a block not walked up front and returns
-///   whether every live allocation of it may move, with their indices.
-#[allow(clippy::too_many_arguments)] // each callback is one seam to the allocator
-pub(crate) fn plan<T>(
+/// Plans a pass over `blocks` and `candidates` (see the [module docs](self)), asking
+/// `picture` for destinations, walks and blocks set aside. `candidates` grows by what walks
+/// find (a caller may keep it, and its capacity, for the next plan).
+pub(crate) fn plan_moves<P: Picture>(
     blocks: &[BlockState],
     candidates: &mut Vec<Candidate>,
     algorithm: Algorithm,
     limits: Limits,
-    place: impl FnMut(usize, usize) -> (Option<T>, DeviceSize),
-    undo: impl FnMut(T),
-    aside: impl FnMut(usize, bool) -> bool,
-    walk: impl FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
+    picture: &mut P,
     scratch: &mut Scratch,
-) -> Plan<T> {
+) -> MovePlan<P::Made> {
     let n = blocks.len();
     use std::mem::take;
     let mut live = take(&mut scratch.live);
@@ -695,11 +697,8 @@ pub(crate) fn plan<T>(
         blocks,
         candidates,
         walked,
-        walk,
         limits,
-        place,
-        undo,
-        aside,
+        picture,
         destinations,
         received,
         largest_free,
@@ -708,7 +707,7 @@ pub(crate) fn plan<T>(
         live,
         sources: take(&mut scratch.sources),
         keys: take(&mut scratch.keys),
-        out: Plan {
+        out: MovePlan {
             emptied: Vec::new(),
             draining: Vec::new(),
             moves: Vec::new(),

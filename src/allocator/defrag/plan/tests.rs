@@ -33,6 +33,46 @@ struct Model {
 
 use std::collections::HashMap;
 
+/// A picture made of four closures (the model's state shared between them).
+struct Callbacks<P, U, A, W>(P, U, A, W);
+
+/// [`Callbacks`] of these closures (their bounds give the closures their signatures).
+fn callbacks<T, P, U, A, W>(place: P, undo: U, aside: A, walk: W) -> Callbacks<P, U, A, W>
+where
+    P: FnMut(usize, usize) -> (Option<T>, DeviceSize),
+    U: FnMut(T),
+    A: FnMut(usize, bool) -> bool,
+    W: FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
+{
+    Callbacks(place, undo, aside, walk)
+}
+
+impl<T, P, U, A, W> Picture for Callbacks<P, U, A, W>
+where
+    P: FnMut(usize, usize) -> (Option<T>, DeviceSize),
+    U: FnMut(T),
+    A: FnMut(usize, bool) -> bool,
+    W: FnMut(usize, &mut Vec<Candidate>) -> (bool, Vec<usize>),
+{
+    type Made = T;
+
+    fn place(&mut self, c: usize, b: usize) -> (Option<T>, DeviceSize) {
+        (self.0)(c, b)
+    }
+
+    fn undo(&mut self, made: T) {
+        (self.1)(made)
+    }
+
+    fn set_aside(&mut self, b: usize, on: bool) -> bool {
+        (self.2)(b, on)
+    }
+
+    fn walk(&mut self, b: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
+        (self.3)(b, candidates)
+    }
+}
+
 /// A suballocation of block `b` as `place` hands it out: the block in the handle's spare
 /// bits (the test's own use).
 fn tagged(s: Suballocation, b: usize) -> Suballocation {
@@ -159,7 +199,7 @@ fn run_checked(
     model: &mut Model,
     algorithm: Algorithm,
     limits: Limits,
-) -> (Plan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
+) -> (MovePlan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
     let (plan, blocks, candidates) = run(model, algorithm, limits);
     check(model, &plan, &blocks, &candidates, algorithm, limits);
     (plan, blocks, candidates)
@@ -169,7 +209,7 @@ fn run(
     model: &mut Model,
     algorithm: Algorithm,
     limits: Limits,
-) -> (Plan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
+) -> (MovePlan<Suballocation>, Vec<BlockState>, Vec<Candidate>) {
     let (walked, candidates, layouts) = model.picture();
     // Every other block is left for the planner to walk when it looks at it: the plan must
     // be the same either way.
@@ -208,93 +248,95 @@ fn run(
     // The largest free range each block had at most, as the planner was last told.
     let bounds = std::cell::RefCell::new(blocks.iter().map(|b| b.largest_free).collect::<Vec<_>>());
     let mut scratch = std::mem::take(&mut model.scratch);
-    let plan = plan(
+    let plan = plan_moves(
         &blocks,
         &mut candidates.clone(),
         algorithm,
         limits,
-        |c, b| {
-            assert!(
-                !set_aside.borrow()[b],
-                "a place in block {b}, which is set aside"
-            );
-            let l = layouts[c];
-            let held = reserved.borrow_mut().remove(&l.at);
-            if let Some((rb, r)) = held {
-                assert_eq!(candidates[c].reserved, Some(rb));
-                claimed.borrow_mut()[rb] += 1;
-                if b == rb {
-                    let largest = model_blocks.borrow()[b].sub.largest_free_range();
-                    return (Some(tagged(r, b)), largest);
-                }
-                // Elsewhere (its drain was given up): the reservation is let go, as the
-                // allocator does.
+        &mut callbacks(
+            |c, b| {
                 assert!(
-                    !blocks[candidates[c].block].draining
-                        || !set_aside.borrow()[candidates[c].block],
-                    "candidate {c} of a drain going on placed away from its reservation"
+                    !set_aside.borrow()[b],
+                    "a place in block {b}, which is set aside"
                 );
-                // SAFETY: made by this block's model allocator, let go once (it left the map).
+                let l = layouts[c];
+                let held = reserved.borrow_mut().remove(&l.at);
+                if let Some((rb, r)) = held {
+                    assert_eq!(candidates[c].reserved, Some(rb));
+                    claimed.borrow_mut()[rb] += 1;
+                    if b == rb {
+                        let largest = model_blocks.borrow()[b].sub.largest_free_range();
+                        return (Some(tagged(r, b)), largest);
+                    }
+                    // Elsewhere (its drain was given up): the reservation is let go, as the
+                    // allocator does.
+                    assert!(
+                        !blocks[candidates[c].block].draining
+                            || !set_aside.borrow()[candidates[c].block],
+                        "candidate {c} of a drain going on placed away from its reservation"
+                    );
+                    // SAFETY: made by this block's model allocator, let go once (it left the map).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        model_blocks.borrow_mut()[rb].sub.deallocate(r)
+                    };
+                }
+                places.set(places.get() + 1);
+                // Never asked for more than the block's largest free range can hold, as the
+                // picture or the last attempt there said.
+                let bound = bounds.borrow()[b];
+                assert!(
+                    l.size <= bound || undone_in.borrow()[b],
+                    "block {b} asked for {} bytes, its largest free range is at most {bound}",
+                    l.size,
+                );
+                let layout = DeviceLayout::new(l.size, l.alignment).unwrap();
+                let mut model_blocks = model_blocks.borrow_mut();
+                let sub = &mut model_blocks[b].sub;
+                let made = sub
+                    .allocate(layout, AllocationType::Linear, granularity)
+                    .ok()
+                    .map(|s| tagged(s, b));
+                // Without the hints, the bound stays the block's size: plans must not change.
+                let largest = if hints {
+                    sub.largest_free_range()
+                } else {
+                    sub.region_size()
+                };
+                bounds.borrow_mut()[b] = largest;
+                (made, largest)
+            },
+            |s| {
+                let (s, b) = untagged(s);
+                undone_in.borrow_mut()[b] = true;
+                // SAFETY: made by this block's model allocator in `place`, undone once.
                 #[allow(unsafe_code)]
                 unsafe {
-                    model_blocks.borrow_mut()[rb].sub.deallocate(r)
+                    model_blocks.borrow_mut()[b].sub.deallocate(s)
                 };
-            }
-            places.set(places.get() + 1);
-            // Never asked for more than the block's largest free range can hold, as the
-            // picture or the last attempt there said.
-            let bound = bounds.borrow()[b];
-            assert!(
-                l.size <= bound || undone_in.borrow()[b],
-                "block {b} asked for {} bytes, its largest free range is at most {bound}",
-                l.size,
-            );
-            let layout = DeviceLayout::new(l.size, l.alignment).unwrap();
-            let mut model_blocks = model_blocks.borrow_mut();
-            let sub = &mut model_blocks[b].sub;
-            let made = sub
-                .allocate(layout, AllocationType::Linear, granularity)
-                .ok()
-                .map(|s| tagged(s, b));
-            // Without the hints, the bound stays the block's size: plans must not change.
-            let largest = if hints {
-                sub.largest_free_range()
-            } else {
-                sub.region_size()
-            };
-            bounds.borrow_mut()[b] = largest;
-            (made, largest)
-        },
-        |s| {
-            let (s, b) = untagged(s);
-            undone_in.borrow_mut()[b] = true;
-            // SAFETY: made by this block's model allocator in `place`, undone once.
-            #[allow(unsafe_code)]
-            unsafe {
-                model_blocks.borrow_mut()[b].sub.deallocate(s)
-            };
-        },
-        |b, on| {
-            let mut aside = set_aside.borrow_mut();
-            assert_ne!(aside[b], on, "block {b} set aside twice or put back unset");
-            aside[b] = on;
-            true
-        },
-        |b, _| {
-            // A block that can neither empty within a pass nor start a drain (its largest
-            // allocation is larger than a pass) is left alone without a walk when its
-            // largest allocation is known (by Fast: Full's gathering walks what it packs).
-            let state = &blocks[b];
-            assert!(
-                algorithm == Algorithm::Full
-                    || state.draining
-                    || state.live <= limits.bytes
-                    || state.largest.is_none_or(|l| l <= limits.bytes),
-                "block {b} walked, though its largest allocation cannot move within a pass"
-            );
-            walks.borrow_mut()[b] += 1;
-            (walked[b].all_movable, walked[b].candidates.clone())
-        },
+            },
+            |b, on| {
+                let mut aside = set_aside.borrow_mut();
+                assert_ne!(aside[b], on, "block {b} set aside twice or put back unset");
+                aside[b] = on;
+                true
+            },
+            |b, _| {
+                // A block that can neither empty within a pass nor start a drain (its largest
+                // allocation is larger than a pass) is left alone without a walk when its
+                // largest allocation is known (by Fast: Full's gathering walks what it packs).
+                let state = &blocks[b];
+                assert!(
+                    algorithm == Algorithm::Full
+                        || state.draining
+                        || state.live <= limits.bytes
+                        || state.largest.is_none_or(|l| l <= limits.bytes),
+                    "block {b} walked, though its largest allocation cannot move within a pass"
+                );
+                walks.borrow_mut()[b] += 1;
+                (walked[b].all_movable, walked[b].candidates.clone())
+            },
+        ),
         &mut scratch,
     );
     model.scratch = scratch;
@@ -359,7 +401,7 @@ fn run(
 /// The invariants of any plan.
 fn check(
     model: &Model,
-    plan: &Plan<Suballocation>,
+    plan: &MovePlan<Suballocation>,
     blocks: &[BlockState],
     candidates: &[Candidate],
     algorithm: Algorithm,
@@ -501,13 +543,17 @@ fn check(
 
 /// Carries a plan out on the model, as a pass whose moves all complete: each source is freed,
 /// each destination stays, and the draining blocks stay set aside for the next pass.
-fn apply(model: &mut Model, plan: Plan<Suballocation>) {
+fn apply(model: &mut Model, plan: MovePlan<Suballocation>) {
     apply_skipping(model, plan, |_| false);
 }
 
 /// [`apply`], but the moves `skip` says (by their index in the plan) are skipped: their
 /// destinations are freed and their sources stay.
-fn apply_skipping(model: &mut Model, mut plan: Plan<Suballocation>, skip: impl Fn(usize) -> bool) {
+fn apply_skipping(
+    model: &mut Model,
+    mut plan: MovePlan<Suballocation>,
+    skip: impl Fn(usize) -> bool,
+) {
     let moves = std::mem::take(&mut plan.moves);
     for (i, m) in moves.into_iter().enumerate() {
         if skip(i) {
@@ -739,7 +785,7 @@ proptest! {
         for _ in 0..50 {
             let (a, _, _) = run_checked(&mut with, algorithm, limits);
             let (b, _, _) = run_checked(&mut without, algorithm, limits);
-            let key = |p: &Plan<Suballocation>| {
+            let key = |p: &MovePlan<Suballocation>| {
                 let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
                 (p.emptied.clone(), p.draining.clone(), moves)
             };

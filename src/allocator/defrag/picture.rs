@@ -1,0 +1,483 @@
+//! The picture of one block vector's blocks, as the [planner](super::plan) works through it:
+//! each block's size and live bytes up front, which of its ranges hold registered (and live)
+//! allocations only when the planner first looks at it as a source (a *walk*: the bulk of
+//! planning, and most blocks are never tried), and destinations suballocated in the blocks
+//! the planner picks.
+//!
+//! A walk takes a block's candidates from its drain's [record](super::drain::WalkRecord) when
+//! that still holds, and otherwise walks its ranges beside the registrations of its memory,
+//! keeping those whose allocation is still there (see
+//! [identity](super::registry#identity-not-place)) and may still move. Destinations are held
+//! beside the candidates (a reservation lent by its record, or what `place` made): the
+//! planner passes candidate indices around, not destinations.
+
+use super::drain::{Entry, Found, Reservation, WalkRecord, NO_SLOT};
+use super::plan::{self, BlockState, Candidate, Limits, Picture};
+use super::registry::{Indexed, Registry};
+use super::{Blocks, Defragmentation, HandleMap, IdMap, Move, MoveId, VecTarget};
+use crate::allocation::MemoryAlloc;
+use crate::device_memory::DeviceMemory;
+use crate::layout::DeviceSize;
+use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
+use ash::vk;
+use std::ops::Range;
+
+use super::super::block_vec::{Arena, Block};
+use super::super::execute::{self, Made};
+
+/// One block vector's blocks while a plan is made (see the [module docs](self)).
+struct VecPicture<'a, S> {
+    target: &'a VecTarget<S>,
+    blocks: &'a [Block<S, DeviceMemory>],
+    states: &'a [BlockState],
+    registry: &'a Registry,
+    /// The block each reservation of this vector's drains is in, by its memory (only
+    /// blocks draining have reservations, and only they have records).
+    block_of: HandleMap<usize>,
+    walks: &'a mut HandleMap<WalkRecord>,
+    /// For each block walked: its live bytes then and its largest movable allocation.
+    largest: &'a mut HandleMap<(DeviceSize, DeviceSize)>,
+    /// The reservations of a draining block walked afresh (its record no longer held), by
+    /// allocation, until the walk finds the allocation again.
+    orphans: IdMap<Reservation>,
+    /// What each candidate stands for, and the destination it holds (indexed as the
+    /// candidates).
+    found: Vec<Found>,
+    held: Vec<Option<Reservation>>,
+    /// For each block walked afresh and found all movable: its live bytes and allocation
+    /// count then, and its candidates (contiguous: a walk pushes them in a row), from which a
+    /// block left draining gets its record after the plan.
+    fresh: Vec<(usize, DeviceSize, usize, Range<usize>)>,
+    /// Registrations whose allocation a walk found gone: they leave the registry after the
+    /// plan.
+    dead: Vec<MoveId>,
+    /// Whether each registration of the block being walked is live.
+    alive: Vec<bool>,
+}
+
+/// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
+fn push(
+    candidates: &mut Vec<Candidate>,
+    found: &mut Vec<Found>,
+    held: &mut Vec<Option<Reservation>>,
+    block_of: &HandleMap<usize>,
+    bi: usize,
+    f: Found,
+    r: Option<Reservation>,
+) -> usize {
+    candidates.push(Candidate {
+        block: bi,
+        size: f.size,
+        need: f.need(),
+        reserved: r.as_ref().and_then(|r| block_of.get(&r.0).copied()),
+    });
+    found.push(f);
+    held.push(r);
+    debug_assert_eq!(
+        found.len(),
+        candidates.len(),
+        "found and candidates in step"
+    );
+    candidates.len() - 1
+}
+
+impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
+    /// The candidate whose destination [`held`](VecPicture::held) keeps.
+    type Made = usize;
+
+    fn place(&mut self, c: usize, b: usize) -> (Option<usize>, DeviceSize) {
+        let block = &self.blocks[b];
+        let memory = block.memory().handle();
+        // Its reservation when the planner claims it; a reservation elsewhere is let go: the
+        // allocation goes where the planner says.
+        match &self.held[c] {
+            Some(r) if r.0 == memory => return (Some(c), block.largest_free_hint()),
+            Some(_) => self.held[c] = None,
+            None => {}
+        }
+        let made = make_destination(self.target, block, &self.found[c].indexed).map(|d| {
+            self.held[c] = Some((memory, d));
+            c
+        });
+        (made, block.largest_free_hint())
+    }
+
+    fn undo(&mut self, c: usize) {
+        self.held[c] = None;
+    }
+
+    fn set_aside(&mut self, b: usize, on: bool) -> bool {
+        if on {
+            self.target.blocks.set_aside(&self.blocks[b])
+        } else {
+            self.target.blocks.put_back(&self.blocks[b]);
+            true
+        }
+    }
+
+    fn walk(&mut self, bi: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
+        let block = &self.blocks[bi];
+        let memory = block.memory().handle();
+        let registry = self.registry;
+        let mine: &[Indexed] = registry.entries(memory);
+        // At most one candidate per registered allocation in the block: room was made for all
+        // of them up front.
+        let mut mine_in_block = Vec::with_capacity(mine.len());
+        // A block draining since the last pass: from its record, if it still holds and none of
+        // its allocations was pinned since. The reservations move to `held` for the plan;
+        // those it does not use go back.
+        if self.states[bi].draining {
+            if let Some(record) = self.walks.get_mut(&memory) {
+                if record.holds(block, self.states[bi].live)
+                    && !record
+                        .entries
+                        .iter()
+                        .any(|e| !e.gone && registry.is_pinned(e.found.id()))
+                {
+                    for (k, e) in record.entries.iter_mut().enumerate() {
+                        if !e.gone {
+                            let f = Found {
+                                slot: k as u32,
+                                ..e.found
+                            };
+                            let r = e.reservation.take();
+                            mine_in_block.push(push(
+                                candidates,
+                                &mut self.found,
+                                &mut self.held,
+                                &self.block_of,
+                                bi,
+                                f,
+                                r,
+                            ));
+                        }
+                    }
+                    return (true, mine_in_block);
+                }
+            }
+            // The application freed some of it, or an allocation of it may no longer move:
+            // walked afresh below, its reservations kept by allocation.
+            if let Some(record) = self.walks.remove(&memory) {
+                for e in record.entries {
+                    if let (false, Some(r)) = (e.gone, e.reservation) {
+                        self.orphans.insert(e.found.id(), r);
+                    }
+                }
+            }
+        }
+        // Which registrations still hold their allocation (an allocation freed and another
+        // made in its place is not the registered one).
+        let mut alive = std::mem::take(&mut self.alive);
+        block.with_metas(|metas| Registry::live_in(mine, metas, &mut alive));
+        self.dead.extend(
+            mine.iter()
+                .zip(&alive)
+                .filter(|(_, &a)| !a)
+                .map(|(e, _)| e.id),
+        );
+        let mut all_movable = true;
+        let mut live = 0;
+        // Ranges come in offset order, so the registered allocations are walked alongside
+        // them; a range behind the cursor searches.
+        let mut cursor = 0;
+        block.for_each_range(|r: RangeInfo| {
+            if let RangeKind::Allocated(_) = r.kind {
+                live += r.size;
+                let end = r.offset + r.size;
+                if cursor > 0 && mine[cursor - 1].offset >= r.offset {
+                    cursor = mine.partition_point(|e| e.offset < r.offset);
+                }
+                while cursor < mine.len() && mine[cursor].offset < r.offset {
+                    cursor += 1;
+                }
+                // Every entry of the memory's list was added for an allocation of this vector
+                // (its memory's), and moves stay in their vector.
+                let mut any = false;
+                for k in cursor..mine.len() {
+                    let indexed = mine[k];
+                    if indexed.offset >= end {
+                        break;
+                    }
+                    if !alive[k] || indexed.pinned {
+                        continue;
+                    }
+                    // A range holding several allocations (a bump block's): its bytes are
+                    // counted once.
+                    let size = if any { 0 } else { r.size };
+                    any = true;
+                    let f = Found {
+                        indexed,
+                        memory,
+                        size,
+                        slot: NO_SLOT,
+                    };
+                    let r = if self.orphans.is_empty() {
+                        None
+                    } else {
+                        self.orphans.remove(&indexed.id)
+                    };
+                    mine_in_block.push(push(
+                        candidates,
+                        &mut self.found,
+                        &mut self.held,
+                        &self.block_of,
+                        bi,
+                        f,
+                        r,
+                    ));
+                }
+                if !any {
+                    all_movable = false;
+                }
+            }
+        });
+        self.alive = alive;
+        if let Some(l) = mine_in_block.iter().map(|&c| candidates[c].size).max() {
+            self.largest.insert(memory, (live, l));
+        }
+        // The block changed since its live bytes were read (an allocation or a free of another
+        // thread): it is not emptied in this pass.
+        let all_movable = all_movable && live == self.states[bi].live;
+        if let (true, Some(&first)) = (all_movable, mine_in_block.first()) {
+            let count = block.allocation_count();
+            self.fresh
+                .push((bi, live, count, first..first + mine_in_block.len()));
+        }
+        (all_movable, mine_in_block)
+    }
+}
+
+/// A destination in `block` for the allocation `indexed` stands for: allocated like a new
+/// allocation, margins and all. Its name and user data come with the source when the move
+/// completes ([`MemoryAlloc::carry_over`]).
+fn make_destination<S: Suballocator + Send + 'static>(
+    target: &VecTarget<S>,
+    block: &Block<S, DeviceMemory>,
+    indexed: &Indexed,
+) -> Option<MemoryAlloc> {
+    let request = super::super::placement::Request {
+        layout: indexed.layout,
+        preference: super::super::MemoryAllocatePreference::Auto,
+        prefers_dedicated: false,
+        requires_dedicated: false,
+    };
+    let (request, guard) = execute::guarded(&request, target.margin);
+    let layout = target.facts.block_layout(request.layout)?;
+    let fit = super::super::block_vec::Fit {
+        layout,
+        allocation_type: indexed.allocation_type,
+        granularity: target.granularity,
+        best_fit: false,
+    };
+    let made = Made { meta: &None, guard };
+    let wrap = |arena: &std::sync::Arc<Arena<S, DeviceMemory>>, placed| {
+        execute::wrap_block(arena, placed, made)
+    };
+    target.blocks.allocate_in(block, &fit, &wrap)
+}
+
+impl<S: Suballocator + Send + 'static> Defragmentation<S> {
+    /// Plans the moves of block vector `v` within `limits` from a picture of its blocks (see
+    /// [`plan_vec`](Self::plan_vec)), leaving out the block `skip` (a drain that ended in this
+    /// pass) and counting the blocks in `received` as having received allocations already.
+    /// Returns the moves, the blocks set aside (emptied or draining) and those of them
+    /// draining.
+    pub(super) fn plan_picture(
+        &mut self,
+        v: usize,
+        limits: Limits,
+        skip: Option<&Block<S, DeviceMemory>>,
+        received: &[vk::DeviceMemory],
+    ) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
+        let target = &self.vecs[v];
+        let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
+        let mut blocks = target.blocks.blocks_with_room(draining_here);
+        let searched = blocks.len();
+        // The blocks an earlier pass left draining come after those of the search.
+        blocks.extend(
+            self.draining
+                .iter()
+                .filter(|(w, b)| *w == v && !skip.is_some_and(|s| s.same_as(b)))
+                .map(|(_, b)| b.clone()),
+        );
+        let registry = &self.registry;
+        let largest = &self.largest;
+        let max_bytes = self.info.max_bytes_per_pass;
+        let mut states = std::mem::take(&mut self.state_scratch);
+        states.clear();
+        states.extend(blocks.iter().enumerate().map(|(bi, b)| {
+            let memory = b.memory().handle();
+            let size = b.memory().size();
+            let live = size.saturating_sub(b.free_size());
+            BlockState {
+                size,
+                live,
+                largest_free: b.largest_free_hint(),
+                // What an earlier walk found, while it holds; else what the registry says each
+                // allocation needs, when that is within a pass's limits (an allocation the
+                // application freed, not yet found gone by a walk, would otherwise keep the
+                // block out of every pass, not only of the rest of one).
+                largest: largest
+                    .get(&memory)
+                    .filter(|l| l.0 == live)
+                    .map(|l| l.1)
+                    .or_else(|| {
+                        registry
+                            .listed(memory)
+                            .map(|l| l.largest_need)
+                            .filter(|&l| l <= max_bytes)
+                    }),
+                all_movable: false,
+                candidates: Vec::new(),
+                draining: bi >= searched,
+                received: received.contains(&memory),
+                walked: false,
+            }
+        }));
+        // Room for every registered allocation of the vector's blocks, made once (a walk's
+        // pushes would grow the vectors by copies).
+        let room: usize = blocks
+            .iter()
+            .map(|b| registry.entries(b.memory().handle()).len())
+            .sum();
+        let mut found = std::mem::take(&mut self.found_scratch);
+        found.clear();
+        found.reserve(room);
+        let mut held = std::mem::take(&mut self.held_scratch);
+        held.clear();
+        held.reserve(room);
+        let mut candidates = std::mem::take(&mut self.candidate_scratch);
+        candidates.clear();
+        candidates.reserve(room);
+        let block_of: HandleMap<usize> = if self.walks.is_empty() {
+            HandleMap::default()
+        } else {
+            (0..blocks.len())
+                .map(|b| (blocks[b].memory().handle(), b))
+                .collect()
+        };
+        let mut picture = VecPicture {
+            target,
+            blocks: &blocks,
+            states: &states,
+            registry,
+            block_of,
+            walks: &mut self.walks,
+            largest: &mut self.largest,
+            orphans: IdMap::default(),
+            found,
+            held,
+            fresh: Vec::new(),
+            dead: std::mem::take(&mut self.dead_scratch),
+            alive: std::mem::take(&mut self.alive_scratch),
+        };
+        let mut scratch = std::mem::take(&mut self.plan_scratch);
+        let plan = plan::plan_moves(
+            &states,
+            &mut candidates,
+            self.info.algorithm,
+            limits,
+            &mut picture,
+            &mut scratch,
+        );
+        self.plan_scratch = scratch;
+        let VecPicture {
+            found,
+            mut held,
+            fresh,
+            mut dead,
+            alive,
+            ..
+        } = picture;
+        for id in dead.drain(..) {
+            self.registry.remove(id);
+        }
+        self.dead_scratch = dead;
+        self.alive_scratch = alive;
+        let draining: Vec<vk::DeviceMemory> = plan
+            .draining
+            .iter()
+            .map(|&b| blocks[b].memory().handle())
+            .collect();
+        let moves: Vec<Move> = plan
+            .moves
+            .iter()
+            .filter_map(|&(c, _, _)| Some(found[c].to(held[c].take()?.1)))
+            .collect();
+        debug_assert_eq!(
+            moves.len(),
+            plan.moves.len(),
+            "a move without a destination"
+        );
+        // Records (and the reservations they hold) are kept for the blocks left draining only
+        // (and those of other vectors); a block walked afresh and left draining gets a new
+        // one, with the reservations it holds now.
+        self.walks.retain(|m, _| {
+            draining.contains(m) || !blocks.iter().any(|b| b.memory().handle() == *m)
+        });
+        // The reservations a record lent to this plan and that no move used go back to it.
+        for (c, f) in found.iter().enumerate() {
+            if f.slot != NO_SLOT && held[c].is_some() {
+                if let Some(record) = self.walks.get_mut(&f.memory) {
+                    record.entries[f.slot as usize].reservation = held[c].take();
+                }
+            }
+        }
+        for (bi, live, count, range) in fresh {
+            if !plan.draining.contains(&bi) {
+                continue;
+            }
+            let record = new_record(&found, &mut held, &plan.reserved, live, count, range);
+            self.walks.insert(blocks[bi].memory().handle(), record);
+        }
+        // What no move, record or reservation took is let go here.
+        held.clear();
+        self.held_scratch = held;
+        self.found_scratch = found;
+        self.candidate_scratch = candidates;
+        self.state_scratch = states;
+        let aside = plan
+            .emptied
+            .iter()
+            .chain(&plan.draining)
+            .map(|&b| blocks[b].clone())
+            .collect();
+        let draining = plan.draining.iter().map(|&b| blocks[b].clone()).collect();
+        (moves, aside, draining)
+    }
+}
+
+/// The record of a block walked afresh and left draining: the reservations the plan made
+/// first, in the order it placed them (largest first, as the planner sorts a block's
+/// candidates: the next pass finds them sorted), then the rest, as the walk found them.
+fn new_record(
+    found: &[Found],
+    held: &mut [Option<Reservation>],
+    reserved: &[(usize, usize, usize)],
+    live: DeviceSize,
+    count: usize,
+    range: Range<usize>,
+) -> WalkRecord {
+    let (start, len) = (range.start, range.len());
+    let mut entries: Vec<Entry> = Vec::with_capacity(len);
+    let mut taken = vec![false; len];
+    let entry = |c: usize, held: &mut [Option<Reservation>]| Entry {
+        found: found[c],
+        gone: false,
+        reservation: held[c].take(),
+    };
+    for &(c, _, _) in reserved.iter().filter(|m| range.contains(&m.0)) {
+        taken[c - start] = true;
+        entries.push(entry(c, held));
+    }
+    for c in range.filter(|&c| !taken[c - start]) {
+        entries.push(entry(c, held));
+    }
+    WalkRecord {
+        live,
+        count,
+        entries,
+        gone_bytes: 0,
+        gone: 0,
+    }
+}

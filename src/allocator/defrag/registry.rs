@@ -1,0 +1,235 @@
+//! The allocations added to a defragmentation: who each is, where it is now, and whether it
+//! may still move.
+//!
+//! # Identity, not place
+//!
+//! A registration refers to *the allocation* that was [`add`](super::Defragmentation::add)ed,
+//! through its [identity](crate::allocation::Identity), never through its place alone
+//! (memory object and offset): once the application frees it, another allocation can be made
+//! at the same place, and taking that one for it would move the wrong bytes and resize the
+//! wrong allocation. The identity travels with the allocation (its metadata record, which
+//! its block keeps by offset), so a registration is *live* exactly while its block holds an
+//! allocation of that identity at the registered offset. Walks over a block check that
+//! before an entry becomes a candidate ([`Registry::live_in`]); an entry found dead leaves
+//! the registry. [`complete`](super::DefragmentationPass::complete) checks the identity of
+//! the allocation it is given.
+//!
+//! # Termination
+//!
+//! Every move a pass hands out uses up part of its allocation's allowance: a completed move
+//! counts towards [`MAX_MOVES_PER_ALLOCATION`], after which the allocation is *pinned*; a
+//! move skipped, or left open when its pass ends, pins its allocation at once (the
+//! application cannot move it: VMA likewise stops planning an ignored move); a pinned
+//! allocation is never planned again, and a freed one leaves. Each pass hands out at least one
+//! move, each to a different allocation, so whatever the application does between passes
+//! (completing, skipping, freeing, allocating anew), a defragmentation with `R`
+//! registrations hands out at most `(MAX_MOVES_PER_ALLOCATION + 1) × R` passes before
+//! [`next_pass`](super::Defragmentation::next_pass) returns `None`.
+
+use super::{DefragmentationError, HandleMap, MoveId};
+use crate::allocation::Identity;
+use crate::layout::{DeviceLayout, DeviceSize};
+use crate::suballocator::AllocationType;
+use ash::vk;
+
+/// The most moves of one allocation a defragmentation completes; then the allocation stays
+/// where it is (see [termination](self#termination)).
+pub const MAX_MOVES_PER_ALLOCATION: usize = 2;
+
+/// A registered allocation as the index lists it: where it is and what a destination of it
+/// needs, so that planning finds all it needs here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Indexed {
+    pub offset: DeviceSize,
+    pub id: MoveId,
+    /// What its resource requires (a destination's layout; its size is a candidate's `need`,
+    /// and the bytes its move copies).
+    pub layout: DeviceLayout,
+    pub allocation_type: AllocationType,
+    pub identity: Identity,
+    /// It may not move any more (see [termination](self#termination)).
+    pub pinned: bool,
+}
+
+impl Indexed {
+    /// Its place in its memory's list: by offset (then id).
+    fn key(&self) -> (DeviceSize, MoveId) {
+        (self.offset, self.id)
+    }
+}
+
+/// The registered allocations of one memory object.
+#[derive(Debug, Default)]
+pub(super) struct Listed {
+    /// Sorted by offset.
+    pub entries: Vec<Indexed>,
+    /// The most bytes one of them needs: a lower bound on the largest allocation of the block
+    /// (for the planner's [hint](super::plan::BlockState::largest), without a walk), while the
+    /// entries are all live.
+    pub largest_need: DeviceSize,
+}
+
+/// One registration: where its allocation is, and how many of its moves completed.
+#[derive(Clone, Copy, Debug)]
+struct Registered {
+    memory: vk::DeviceMemory,
+    entry: Indexed,
+    moves: usize,
+}
+
+/// The registrations of a defragmentation, by id and by memory object.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    /// By id; `None` once the allocation left (freed).
+    registered: Vec<Option<Registered>>,
+    /// The live registrations by memory object, sorted by offset (kept so by every change, so
+    /// that planning finds them in order).
+    by_memory: HandleMap<Listed>,
+}
+
+impl Registry {
+    /// Registers the allocation `identity` at `offset` of `memory`. An allocation registered
+    /// already keeps its id (adding it twice registers it once).
+    pub fn add(
+        &mut self,
+        memory: vk::DeviceMemory,
+        offset: DeviceSize,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        identity: Identity,
+    ) -> MoveId {
+        if let Some(e) = self
+            .entries(memory)
+            .iter()
+            .find(|e| e.offset == offset && e.identity == identity)
+        {
+            return e.id;
+        }
+        let id = self.registered.len();
+        let entry = Indexed {
+            offset,
+            id,
+            layout,
+            allocation_type,
+            identity,
+            pinned: false,
+        };
+        self.registered.push(Some(Registered {
+            memory,
+            entry,
+            moves: 0,
+        }));
+        self.index(memory, entry);
+        id
+    }
+
+    /// The live registrations in `memory`, by offset.
+    pub fn entries(&self, memory: vk::DeviceMemory) -> &[Indexed] {
+        self.by_memory.get(&memory).map_or(&[], |l| &l.entries)
+    }
+
+    /// The registrations in `memory`.
+    pub fn listed(&self, memory: vk::DeviceMemory) -> Option<&Listed> {
+        self.by_memory.get(&memory)
+    }
+
+    /// The registration `id`, while its allocation is registered: its memory and entry.
+    pub fn get(&self, id: MoveId) -> Option<(vk::DeviceMemory, Indexed)> {
+        let r = self.registered.get(id)?.as_ref()?;
+        Some((r.memory, r.entry))
+    }
+
+    /// Whether registration `id` may no longer move.
+    pub fn is_pinned(&self, id: MoveId) -> bool {
+        self.get(id).is_none_or(|(_, e)| e.pinned)
+    }
+
+    /// Checks that `identity` is registration `id`'s allocation.
+    pub fn check(
+        &self,
+        id: MoveId,
+        identity: Option<Identity>,
+    ) -> Result<(), DefragmentationError> {
+        match self.get(id) {
+            Some((_, e)) if Some(e.identity) == identity => Ok(()),
+            _ => Err(DefragmentationError::NotTheSource),
+        }
+    }
+
+    /// Notes that `id`'s allocation moved to `offset` of `memory` (its move completed); pins
+    /// it once it has moved [`MAX_MOVES_PER_ALLOCATION`] times.
+    pub fn moved(&mut self, id: MoveId, memory: vk::DeviceMemory, offset: DeviceSize) {
+        let Some(r) = self.registered.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let (from, old) = (r.memory, r.entry);
+        r.moves += 1;
+        r.memory = memory;
+        r.entry.offset = offset;
+        r.entry.pinned |= r.moves >= MAX_MOVES_PER_ALLOCATION;
+        let new = r.entry;
+        self.unindex(from, old);
+        self.index(memory, new);
+    }
+
+    /// Pins `id`: it is never planned again (its move was skipped or left open).
+    pub fn pin(&mut self, id: MoveId) {
+        let Some(r) = self.registered.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if r.entry.pinned {
+            return;
+        }
+        let (memory, old) = (r.memory, r.entry);
+        r.entry.pinned = true;
+        let new = r.entry;
+        self.unindex(memory, old);
+        self.index(memory, new);
+    }
+
+    /// Forgets `id`: its allocation is gone.
+    pub fn remove(&mut self, id: MoveId) {
+        if let Some(r) = self.registered.get_mut(id).and_then(Option::take) {
+            self.unindex(r.memory, r.entry);
+        }
+    }
+
+    /// Whether each of `entries` (registrations in `metas`' block) is live: its block holds
+    /// an allocation of its identity at its offset. `metas` is the block's metadata by offset.
+    pub fn live_in(entries: &[Indexed], metas: &crate::allocation::MetaMap, out: &mut Vec<bool>) {
+        out.clear();
+        out.extend(
+            entries
+                .iter()
+                .map(|e| metas.get(&e.offset).and_then(|m| m.identity) == Some(e.identity)),
+        );
+    }
+
+    fn index(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
+        let list = self.by_memory.entry(memory).or_default();
+        let at = list.entries.partition_point(|e| e.key() < entry.key());
+        list.entries.insert(at, entry);
+        list.largest_need = list.largest_need.max(entry.layout.size());
+    }
+
+    fn unindex(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
+        let Some(list) = self.by_memory.get_mut(&memory) else {
+            return;
+        };
+        let at = list.entries.partition_point(|e| e.key() < entry.key());
+        if list.entries.get(at).map(Indexed::key) != Some(entry.key()) {
+            return;
+        }
+        list.entries.remove(at);
+        if list.entries.is_empty() {
+            self.by_memory.remove(&memory);
+        } else if entry.layout.size() == list.largest_need {
+            list.largest_need = list
+                .entries
+                .iter()
+                .map(|e| e.layout.size())
+                .max()
+                .unwrap_or(0);
+        }
+    }
+}
