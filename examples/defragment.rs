@@ -48,6 +48,13 @@ impl Kind {
             Kind::Image { extent, .. } => u64::from(extent * extent * 4),
         }
     }
+
+    /// Its span in the staging and readback buffers: its bytes rounded up to 16, so that
+    /// every resource starts at a multiple of 16 there (a copy to or from an image must start
+    /// at a multiple of its texel size, 4 bytes here).
+    fn span(self) -> u64 {
+        self.bytes().next_multiple_of(16)
+    }
 }
 
 /// SplitMix64.
@@ -135,7 +142,7 @@ fn create(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<Vec<Resource
         }
     }
     // Upload every resource's pattern through one staging buffer.
-    let total: u64 = resources.iter().map(|r| r.kind.bytes()).sum();
+    let total: u64 = resources.iter().map(|r| r.kind.span()).sum();
     let upload = AllocationCreateInfo {
         usage: MemoryUsage::Upload,
         ..Default::default()
@@ -150,7 +157,7 @@ fn create(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<Vec<Resource
     let mut offset = 0;
     for r in &resources {
         staging_alloc.write(offset, &pattern(r.seed, r.kind.bytes() as usize))?;
-        offset += r.kind.bytes();
+        offset += r.kind.span();
     }
     // SAFETY: every resource and the staging buffer live until the submission is done.
     unsafe {
@@ -171,7 +178,7 @@ fn create(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<Vec<Resource
                         common::upload_to_image(d, cmd, staging, image, region);
                     }
                 }
-                offset += r.kind.bytes();
+                offset += r.kind.span();
             }
             common::transfer_to_host(d, cmd);
         })?;
@@ -365,7 +372,7 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
     );
 
     // Every byte of every surviving resource.
-    let total: u64 = resources.iter().map(|r| r.kind.bytes()).sum();
+    let total: u64 = resources.iter().map(|r| r.kind.span()).sum();
     let download = AllocationCreateInfo {
         usage: MemoryUsage::Download,
         ..Default::default()
@@ -402,7 +409,7 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
                         );
                     }
                 }
-                offset += r.kind.bytes();
+                offset += r.kind.span();
             }
             common::transfer_to_host(d, cmd);
         })?;
@@ -415,7 +422,7 @@ fn run(gpu: &Gpu, allocator: &StandardMemoryAllocator) -> Result<String, Box<dyn
         if back[offset..offset + len] != pattern(r.seed, len)[..] {
             return Err("a resource's data changed in the move".into());
         }
-        offset += len;
+        offset += r.kind.span() as usize;
     }
     // SAFETY: the GPU is idle; resources go before their allocations.
     unsafe {
