@@ -7,8 +7,9 @@
 //!
 //! # How it goes
 //!
-//! 1. [`GenericMemoryAllocator::defragmentation`](crate::GenericMemoryAllocator::defragmentation) (or [`MemoryPool::defragmentation`](crate::MemoryPool::defragmentation) for a
-//!    custom pool) starts one. The application [`add`](Defragmentation::add)s the
+//! 1. [`GenericMemoryAllocator::defragmentation`](crate::GenericMemoryAllocator::defragmentation)
+//!    (or [`MemoryPool::defragmentation`](crate::MemoryPool::defragmentation) for a custom
+//!    pool) starts one. The application [`add`](Defragmentation::add)s the
 //!    allocations that may move, and only those: an allocation is never changed behind its
 //!    owner's back, and the allocation hot path pays nothing when no defragmentation runs.
 //! 2. [`next_pass`](Defragmentation::next_pass) plans a pass, bounded by
@@ -39,10 +40,9 @@
 //!    is freed when its drain ends.
 //! 5. Passes go on until `next_pass` has nothing left to move, which comes after a bounded
 //!    number of passes whatever the application does between them (see
-//!    [termination](registry#termination)). Then, or when the
-//!    defragmentation is [`finish`](Defragmentation::finish)ed or dropped, it ends: every
-//!    block still set aside goes back into the search, and the blocks it emptied go back to
-//!    the driver.
+//!    [termination](self#termination)). Then, or when the defragmentation is
+//!    [`finish`](Defragmentation::finish)ed or dropped, it ends: every block still set aside
+//!    goes back into the search, and the blocks it emptied go back to the driver.
 //!
 //! # Which empty blocks stay
 //!
@@ -56,15 +56,44 @@
 //! every block it emptied. An empty block that was there before it started is the
 //! allocation path's: it stays, unless a pass released it for a smaller one.
 //!
+//! # Identity, not place
+//!
+//! A registration refers to *the allocation* that was [`add`](Defragmentation::add)ed,
+//! through an identity it is given then and keeps for life, never through its place alone
+//! (memory object and offset): once the application frees it, another allocation can be made
+//! at the same place, and taking that one for it would move the wrong bytes and resize the
+//! wrong allocation. The identity travels with the allocation (its metadata record, which
+//! its block keeps by offset, and which a completed move carries to the destination), so a
+//! registration is *live* exactly while its block holds an allocation of that identity at
+//! the registered offset. A walk over a block checks that before an entry becomes a
+//! candidate, and an entry found dead leaves the defragmentation;
+//! [`complete`](DefragmentationPass::complete) checks the identity of the allocation it is
+//! given. Adding an allocation twice registers it once.
+//!
+//! # Termination
+//!
+//! Every move a pass hands out uses up part of its allocation's allowance: a completed move
+//! counts towards [`MAX_MOVES_PER_ALLOCATION`], after which the allocation is *pinned*; a
+//! move skipped, or left open when its pass ends, pins its allocation at once (the
+//! application cannot move it: VMA likewise stops planning an ignored move); a pinned
+//! allocation is never planned again, and a freed one leaves. Each pass hands out at least
+//! one move, each to a different allocation, so whatever the application does between passes
+//! (completing, skipping, freeing, allocating anew), a defragmentation with `R`
+//! registrations hands out at most `(MAX_MOVES_PER_ALLOCATION + 1) × R` passes before
+//! [`next_pass`](Defragmentation::next_pass) returns `None`.
+//!
 //! # Invariants
 //!
 //! Each lives in one place, with a test that names it:
 //! - a registration is the allocation itself, not its place; an allocation freed leaves, and
 //!   [`complete`](DefragmentationPass::complete) takes no other allocation
-//!   ([registry](registry#identity-not-place); `tests/defrag_trust.rs`);
+//!   ([identity](self#identity-not-place); `tests/defrag_trust.rs`);
 //! - the passes end within `(MAX_MOVES_PER_ALLOCATION + 1) × registrations`
-//!   ([termination](registry#termination); `passes_end_within_the_bound_whatever_the_application_does`);
-//! - a settled move is gone from its pass ([pass]; `settled_moves_are_gone_from_their_pass`);
+//!   ([termination](self#termination); on the driver
+//!   `passes_end_within_the_bound_whatever_the_application_does`, on the planner's model
+//!   `passes_end_within_the_bound_whatever_the_caller_does`);
+//! - a settled move is gone from its pass ([`DefragmentationPass::moves`];
+//!   `settled_moves_are_gone_from_their_pass`);
 //! - every block a pool owns, set aside or not, counts towards its maximum
 //!   (`a_pool_never_holds_more_than_its_maximum_of_blocks_during_a_defragmentation`);
 //! - the planner's own ([plan#invariants]; its property tests).
@@ -325,7 +354,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
 
     /// Plans the next pass and makes its destinations; `None` when there is nothing left
     /// worth moving (the defragmentation has then ended, see the [module docs](self)). It
-    /// comes within a bounded number of passes (see [termination](registry#termination)).
+    /// comes within a bounded number of passes (see [termination](self#termination)).
     pub fn next_pass(&mut self) -> Option<DefragmentationPass<'_, S>> {
         let limits = Limits {
             bytes: self.info.max_bytes_per_pass,

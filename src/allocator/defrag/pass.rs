@@ -6,7 +6,7 @@
 //! left open when the pass ends (which skips it). A settled move is gone from the pass:
 //! [`moves`](DefragmentationPass::moves) lists the open moves only, and
 //! [`get`](DefragmentationPass::get) finds none at a settled index. A skipped move pins its
-//! allocation (see [termination](super::registry#termination)).
+//! allocation (see [termination](super#termination)).
 
 use super::{Block, Defragmentation, DefragmentationError, MoveId};
 use crate::allocation::MemoryAlloc;

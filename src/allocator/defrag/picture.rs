@@ -7,7 +7,7 @@
 //! A walk takes a block's candidates from its drain's [record](super::drain::WalkRecord) when
 //! that still holds, and otherwise walks its ranges beside the registrations of its memory,
 //! keeping those whose allocation is still there (see
-//! [identity](super::registry#identity-not-place)) and may still move. Destinations are held
+//! [identity](super#identity-not-place)) and may still move. Destinations are held
 //! beside the candidates (a reservation lent by its record, or what `place` made): the
 //! planner passes candidate indices around, not destinations.
 

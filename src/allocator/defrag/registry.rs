@@ -1,30 +1,8 @@
 //! The allocations added to a defragmentation: who each is, where it is now, and whether it
 //! may still move.
 //!
-//! # Identity, not place
-//!
-//! A registration refers to *the allocation* that was [`add`](super::Defragmentation::add)ed,
-//! through its [identity](crate::allocation::Identity), never through its place alone
-//! (memory object and offset): once the application frees it, another allocation can be made
-//! at the same place, and taking that one for it would move the wrong bytes and resize the
-//! wrong allocation. The identity travels with the allocation (its metadata record, which
-//! its block keeps by offset), so a registration is *live* exactly while its block holds an
-//! allocation of that identity at the registered offset. Walks over a block check that
-//! before an entry becomes a candidate ([`Registry::live_in`]); an entry found dead leaves
-//! the registry. [`complete`](super::DefragmentationPass::complete) checks the identity of
-//! the allocation it is given.
-//!
-//! # Termination
-//!
-//! Every move a pass hands out uses up part of its allocation's allowance: a completed move
-//! counts towards [`MAX_MOVES_PER_ALLOCATION`], after which the allocation is *pinned*; a
-//! move skipped, or left open when its pass ends, pins its allocation at once (the
-//! application cannot move it: VMA likewise stops planning an ignored move); a pinned
-//! allocation is never planned again, and a freed one leaves. Each pass hands out at least one
-//! move, each to a different allocation, so whatever the application does between passes
-//! (completing, skipping, freeing, allocating anew), a defragmentation with `R`
-//! registrations hands out at most `(MAX_MOVES_PER_ALLOCATION + 1) × R` passes before
-//! [`next_pass`](super::Defragmentation::next_pass) returns `None`.
+//! The registry is where the two rules of the [module docs](super) live:
+//! [identity, not place](super#identity-not-place) and [termination](super#termination).
 
 use super::{DefragmentationError, HandleMap, MoveId};
 use crate::allocation::Identity;
@@ -33,7 +11,7 @@ use crate::suballocator::AllocationType;
 use ash::vk;
 
 /// The most moves of one allocation a defragmentation completes; then the allocation stays
-/// where it is (see [termination](self#termination)).
+/// where it is (see [termination](super#termination)).
 pub const MAX_MOVES_PER_ALLOCATION: usize = 2;
 
 /// A registered allocation as the index lists it: where it is and what a destination of it
@@ -47,7 +25,7 @@ pub(super) struct Indexed {
     pub layout: DeviceLayout,
     pub allocation_type: AllocationType,
     pub identity: Identity,
-    /// It may not move any more (see [termination](self#termination)).
+    /// It may not move any more (see [termination](super#termination)).
     pub pinned: bool,
 }
 

@@ -1,5 +1,5 @@
 //! The passes end whatever the caller does between them, on the model: the registry's rule
-//! ([termination](crate::allocator::defrag::registry#termination): a skipped or abandoned
+//! ([termination](crate::allocator::defrag#termination): a skipped or abandoned
 //! move pins its allocation, and an allocation moves at most
 //! [`MAX_MOVES_PER_ALLOCATION`] times) applied to the model's allocations, with random
 //! completes, skips, frees and new allocations between passes. The driver test of the same
