@@ -1134,8 +1134,61 @@ fn a_drain_part_is_the_largest_first_each_that_still_fits() {
     );
     // Not even the largest fits: nothing of it moves in this pass.
     assert_eq!(part(&[80, 10], limits(70, 9)), DrainPart::Waits);
+    // The largest exactly fits what is left: the drain starts now (with passes of exactly
+    // its size it would otherwise never start).
+    assert_eq!(part(&[70, 10], limits(70, 9)), DrainPart::Part(vec![0]));
     // Nothing left: it has emptied.
     assert_eq!(part(&[], limits(0, 0)), DrainPart::Whole);
+}
+
+#[test]
+fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and_the_plan_goes_on()
+{
+    // Block 0 has the most free bytes, but holds more than a pass and its largest allocation
+    // (known without a walk) is larger than a pass: it can neither empty nor start a drain,
+    // so it is not walked, and the plan goes on to block 1, which empties into block 2.
+    let state = |size, live, walked, all_movable, candidates: Vec<usize>, largest| BlockState {
+        size,
+        live,
+        largest_free: size - live,
+        all_movable,
+        candidates,
+        walked,
+        largest,
+        draining: false,
+        received: false,
+    };
+    let blocks = [
+        state(256 * KIB, 100 * KIB, false, false, vec![], Some(80 * KIB)),
+        state(128 * KIB, 48 * KIB, true, true, vec![0, 1], None),
+        state(256 * KIB, 200 * KIB, true, false, vec![], None),
+    ];
+    let candidate = |size| Candidate {
+        block: 1,
+        size,
+        need: size,
+        reserved: None,
+    };
+    let mut candidates = vec![candidate(32 * KIB), candidate(16 * KIB)];
+    let limits = Limits {
+        bytes: 64 * KIB,
+        moves: usize::MAX,
+    };
+    let plan = plan_moves(
+        &blocks,
+        &mut candidates,
+        Algorithm::Fast,
+        limits,
+        &mut callbacks(
+            |_, b: usize| (Some(b), 256 * KIB),
+            |_| {},
+            |_, _| true,
+            |b, _| panic!("block {b} walked"),
+        ),
+        &mut Scratch::default(),
+    );
+    assert_eq!(plan.emptied, [1]);
+    assert_eq!(plan.moves.iter().map(|m| m.1).collect::<Vec<_>>(), [2, 2]);
 }
 
 mod termination;
