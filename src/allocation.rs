@@ -236,6 +236,15 @@ pub enum MemoryAccessError {
         /// Size of the allocation.
         size: DeviceSize,
     },
+    /// The allocation's mapped address is not aligned for the type asked for (see
+    /// [`MemoryAlloc::mapped_slice_of`]).
+    #[error("mapped address {address:#x} is not aligned to {alignment} bytes")]
+    Misaligned {
+        /// The address of the allocation's first byte in the mapping.
+        address: usize,
+        /// The alignment the type needs.
+        alignment: usize,
+    },
     /// A Vulkan call failed.
     #[error("Vulkan error: {0}")]
     Vulkan(vk::Result),
@@ -511,7 +520,7 @@ impl MemoryAlloc {
         Some(unsafe { base.add(self.offset as usize) })
     }
 
-    fn checked_range(
+    pub(crate) fn checked_range(
         &self,
         offset: DeviceSize,
         len: usize,

@@ -60,6 +60,7 @@ pub mod corruption;
 pub mod device;
 pub mod device_memory;
 pub mod layout;
+pub mod mapped;
 pub mod stats;
 pub mod suballocator;
 
@@ -80,6 +81,7 @@ pub use device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
 };
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
+pub use mapped::Pod;
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 /// A field that keeps a public struct open to new fields: it cannot be named or built outside
 /// this crate, so a struct literal of a create info must end in `..Default::default()`, and
