@@ -69,9 +69,9 @@ pub use allocator::{
     AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
     Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
     GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess, MemoryAllocatePreference,
-    MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
-    PoolMemoryType, ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS,
-    MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
+    MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, OwnedBuffer,
+    OwnedImage, PoolCreateInfo, PoolMemoryType, ResourceUsage, StandardMemoryAllocator,
+    MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{

@@ -55,6 +55,7 @@ pub mod memory_pool;
 pub mod memory_type;
 mod observe;
 pub mod placement;
+pub mod resources;
 mod type_cache;
 
 /// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
@@ -77,6 +78,7 @@ pub use self::intent::{HostAccess, ResourceUsage};
 pub use self::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
+pub use self::resources::{OwnedBuffer, OwnedImage};
 use crate::allocation::{MemoryAccessError, MemoryAlloc, UserData};
 use crate::device::{Device, Resource};
 use crate::device_memory::DedicatedAllocation;
@@ -327,6 +329,29 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: `image` was just created from this device, is unbound and not disjoint.
         unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, &create_info) }
             .map(|alloc| (image, alloc))
+    }
+
+    /// Destroys `buffer`, then frees `allocation` (VMA's `vmaDestroyBuffer`): the order
+    /// Vulkan needs. A null `buffer` only frees the allocation. See also [`OwnedBuffer`].
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is null or a buffer of this allocator's device that the device no longer
+    /// uses, and is not used afterwards.
+    unsafe fn destroy_buffer(&self, buffer: vk::Buffer, allocation: MemoryAlloc) {
+        // SAFETY: the caller's contract.
+        unsafe { resources::destroy_buffer(self.device(), buffer, allocation) }
+    }
+
+    /// Destroys `image`, then frees `allocation` (VMA's `vmaDestroyImage`). A null `image`
+    /// only frees the allocation. See also [`OwnedImage`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`destroy_buffer`](Self::destroy_buffer), for an image.
+    unsafe fn destroy_image(&self, image: vk::Image, allocation: MemoryAlloc) {
+        // SAFETY: the caller's contract.
+        unsafe { resources::destroy_image(self.device(), image, allocation) }
     }
 }
 
