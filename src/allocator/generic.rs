@@ -116,7 +116,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
-        let observer = Observer::new(Arc::new(held), "GenericMemoryAllocator");
+        let observer = Observer::new(
+            Arc::new(held),
+            "GenericMemoryAllocator",
+            create_info.debug.leak_check,
+        );
         let heap_facts = HeapFacts::of(props);
         Ok(Self {
             device,
@@ -466,7 +470,9 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// Lists every allocation still alive (custom pools' included) and logs each one through
     /// the `log` facade at the `warn` level (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
     /// The allocations of the default pools are reported the same way when the allocator is
-    /// dropped while they are alive; a custom pool reports its own when it is dropped.
+    /// dropped while they are alive; a custom pool reports its own when it is dropped. In
+    /// debug builds that drop also prints the report when no logger takes it, and panics
+    /// (see [`LeakCheck`](crate::LeakCheck)).
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.observer.report_leaks()
     }

@@ -65,7 +65,7 @@ mod type_cache;
 pub(crate) mod test_layouts;
 
 pub use self::config::{
-    BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo,
+    BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo, LeakCheck,
     MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use self::defrag::{

@@ -81,6 +81,8 @@
 //! allocator logs them through the [`log`] facade (target [`LOG_TARGET`]) when it is dropped
 //! with allocations still alive, and on request
 //! ([`GenericMemoryAllocator::report_leaks`](crate::GenericMemoryAllocator::report_leaks)).
+//! In debug builds a leak cannot go unnoticed: without a logger the report is printed to
+//! standard error, and the drop panics; [`LeakCheck`](crate::LeakCheck) says how to opt out.
 
 #![deny(unsafe_code)]
 
