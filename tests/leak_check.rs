@@ -28,16 +28,38 @@ fn panic_text(e: Box<dyn std::any::Any + Send>) -> String {
 
 #[test]
 fn the_default_is_a_panic_in_debug_builds() {
-    assert!(cfg!(debug_assertions), "tests run with debug assertions");
-    assert_eq!(DebugOptions::default().leak_check, LeakCheck::Panic);
-    assert_eq!(LeakCheck::default(), LeakCheck::Panic);
+    let expected = if cfg!(debug_assertions) {
+        LeakCheck::Panic
+    } else {
+        LeakCheck::Log
+    };
+    assert_eq!(DebugOptions::default().leak_check, expected);
+    assert_eq!(
+        GenericMemoryAllocatorCreateInfo::default().debug.leak_check,
+        expected
+    );
+}
+
+/// An allocator with the debug builds' default leak check (also in a release test run).
+fn panicking(device: std::sync::Arc<Device>) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        device,
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                leak_check: LeakCheck::Panic,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 #[test]
 fn dropping_an_allocator_with_live_allocations_panics() {
     let ctx = TestContext::new();
     let device = ctx.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = panicking(device.clone());
     let mut leaked = allocator
         .allocate_from_type(0, layout(), AllocationType::Linear, &named("kept"))
         .unwrap();
@@ -65,7 +87,7 @@ fn no_panic_without_leaks_or_when_opted_out() {
     let ctx = TestContext::new();
     let device = ctx.memory_device();
     // No leak: no panic.
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = panicking(device.clone());
     drop(
         allocator
             .allocate_from_type(0, layout(), AllocationType::Linear, &named("a"))
@@ -97,7 +119,7 @@ fn no_panic_without_leaks_or_when_opted_out() {
 #[test]
 fn dropping_a_pool_with_live_allocations_panics() {
     let ctx = TestContext::new();
-    let allocator = StandardMemoryAllocator::new_default(ctx.memory_device());
+    let allocator = panicking(ctx.memory_device());
     let pool = allocator
         .create_pool::<FreeListAllocator>(&PoolCreateInfo {
             name: Some("terrain".into()),
