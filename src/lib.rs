@@ -66,12 +66,13 @@ pub mod suballocator;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
-    AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
-    Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
-    GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess, LeakCheck,
-    MemoryAllocatePreference, MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter,
-    MemoryUsage, OwnedBuffer, OwnedImage, PoolCreateInfo, PoolMemoryType, ResourceUsage,
-    StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
+    AllocationCreateInfo, AllocationDesc, AllocationError, BlockSizeThresholds, ConfigError,
+    DebugOptions, Defragmentation, DefragmentationAlgorithm, DefragmentationInfo,
+    DefragmentationPass, GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess,
+    LeakCheck, MemoryAllocatePreference, MemoryAllocator, MemoryPool, MemoryRequirements,
+    MemoryTypeFilter, MemoryUsage, OwnedBuffer, OwnedImage, PoolCreateInfo, PoolMemoryType,
+    ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+    MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{

@@ -10,7 +10,9 @@
 //! [`AllocationCreateInfo`] says what the user intends: [`MemoryUsage`] picks the memory
 //! type (best as an automatic usage, which takes the resource's usage flags and the host
 //! access into account, see [`intent`]), [`MemoryAllocatePreference`] governs dedicated
-//! allocations, and an optional name shows up in leak reports.
+//! allocations, and an optional name shows up in leak reports. [`AllocationDesc`] holds all
+//! three (and the resource, for a dedicated allocation) for
+//! [`MemoryAllocator::allocate_desc`].
 //!
 //! # Where an allocation goes
 //!
@@ -47,6 +49,7 @@ mod block_vec;
 mod config;
 mod dedicated;
 pub mod defrag;
+pub mod desc;
 mod error;
 mod execute;
 mod generic;
@@ -72,6 +75,7 @@ pub use self::defrag::{
     Algorithm as DefragmentationAlgorithm, Defragmentation, DefragmentationInfo,
     DefragmentationPass,
 };
+pub use self::desc::AllocationDesc;
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
 pub use self::intent::{HostAccess, ResourceUsage};
@@ -241,7 +245,12 @@ pub trait MemoryAllocator: Send + Sync {
 
     /// Allocates memory for a resource with `requirements`, choosing the memory type and
     /// whether to make a dedicated allocation, with every fallback described in the
-    /// [module docs](self#running-out).
+    /// [module docs](self#where-an-allocation-goes).
+    ///
+    /// The trait's required method, which allocators implement; at call sites,
+    /// [`allocate_desc`](Self::allocate_desc) names the same four arguments. `dedicated`
+    /// alone does not make the allocation dedicated ([see
+    /// why](desc#dedicated-allocations)).
     fn allocate(
         &self,
         requirements: MemoryRequirements,
@@ -249,6 +258,18 @@ pub trait MemoryAllocator: Send + Sync {
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError>;
+
+    /// Allocates memory as `desc` describes it: [`allocate`](Self::allocate) with named
+    /// arguments, in the style of gpu-allocator's `AllocationCreateDesc` (see
+    /// [`AllocationDesc`]).
+    fn allocate_desc(&self, desc: &AllocationDesc) -> Result<MemoryAlloc, AllocationError> {
+        self.allocate(
+            desc.requirements,
+            desc.allocation_type,
+            &desc.create_info,
+            desc.dedicated,
+        )
+    }
 
     /// Allocates a memory object of its own, of exactly `size` bytes, from one memory type.
     fn allocate_dedicated(
