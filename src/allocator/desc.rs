@@ -1,7 +1,7 @@
 //! [`AllocationDesc`]: one value that describes an allocation for
-//! [`MemoryAllocator::allocate_desc`], in the style of gpu-allocator's `AllocationCreateDesc`.
+//! [`MemoryAllocator::allocate_desc`](super::MemoryAllocator::allocate_desc), in the style of gpu-allocator's `AllocationCreateDesc`.
 //!
-//! [`MemoryAllocator::allocate`] takes the same four things as positional arguments (the
+//! [`MemoryAllocator::allocate`](super::MemoryAllocator::allocate) takes the same four things as positional arguments (the
 //! trait's required method, which every allocator implements); `allocate_desc` names them at
 //! the call site:
 //!
