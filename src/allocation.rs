@@ -341,7 +341,14 @@ impl MemoryAlloc {
         self.offset
     }
 
-    /// The size of the range, as requested.
+    /// The size of the range: the bytes the allocation may use, as requested (in memory that
+    /// is not host-coherent, rounded up to whole `nonCoherentAtomSize` atoms, see
+    /// [non-coherent memory](crate::allocator#non-coherent-memory)).
+    ///
+    /// The [statistics](crate::stats) count what the block holds for the allocation, which
+    /// can be more: alignment padding, a buddy order rounded up to a power of two, or a whole
+    /// slot of a [`PoolAllocator`](crate::PoolAllocator) (a 64-byte request in a
+    /// `PoolAllocator<256>` has `size()` 64 and counts 256 in the statistics).
     pub fn size(&self) -> DeviceSize {
         self.size
     }

@@ -3,27 +3,27 @@
 //! A Vulkan device-memory allocator built on [`ash`].
 //!
 //! ```no_run
-//! # use std::sync::Arc;
-//! # fn demo(entry: &ash::Entry, instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice,
-//! #     device: &ash::Device) -> Result<(), Box<dyn std::error::Error>> {
+//! # fn demo(entry: ash::Entry, instance: ash::Instance, physical_device: ash::vk::PhysicalDevice,
+//! #     device: ash::Device) -> Result<(), Box<dyn std::error::Error>> {
 //! use ash::vk;
 //! use ash_memory::{
 //!     AllocationCreateInfo, HostAccess, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 //! };
 //!
-//! // SAFETY: the handles are valid and outlive the allocator; the instance was created from
-//! // `entry` for Vulkan 1.2; no extension is claimed.
-//! let device = unsafe {
+//! // `entry`, `instance`, `physical_device` and `device` are your ash handles.
+//! // SAFETY: the handles are valid, belong together and outlive the allocator; the instance
+//! // was created for Vulkan 1.2; no memory-related extension is claimed.
+//! let memory_device = unsafe {
 //!     ash_memory::Device::new(
-//!         entry,
-//!         instance,
+//!         &entry,
+//!         &instance,
 //!         physical_device,
 //!         device.clone(),
 //!         vk::API_VERSION_1_2,
 //!         Default::default(),
 //!     )?
 //! };
-//! let allocator = StandardMemoryAllocator::new_default(device.clone());
+//! let allocator = StandardMemoryAllocator::new_default(memory_device);
 //! let buffer_info = vk::BufferCreateInfo::default()
 //!     .size(1024)
 //!     .usage(vk::BufferUsageFlags::VERTEX_BUFFER);
@@ -35,9 +35,11 @@
 //! };
 //! // SAFETY: `buffer_info` is a valid create info.
 //! let (buffer, mut alloc) = unsafe { allocator.create_buffer(&buffer_info, &info)? };
-//! alloc.write(0, &[1, 2, 3, 4])?;
-//! // ... use the buffer, then destroy it before dropping `alloc`.
-//! unsafe { device.ash().destroy_buffer(buffer, None) };
+//! alloc.write_slice(0, &[0.0f32, 1.0, 0.5, 1.0])?;
+//! // ... use the buffer, then destroy it and free its memory, in that order.
+//! // SAFETY: the GPU no longer uses the buffer.
+//! unsafe { allocator.destroy_buffer(buffer, alloc) };
+//! // (Or let `ash_memory::OwnedBuffer` do that when it is dropped.)
 //! # Ok(()) }
 //! ```
 //!

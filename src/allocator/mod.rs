@@ -72,8 +72,7 @@ pub use self::config::{
     MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use self::defrag::{
-    Algorithm as DefragmentationAlgorithm, Defragmentation, DefragmentationInfo,
-    DefragmentationPass,
+    Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
 };
 pub use self::desc::AllocationDesc;
 pub use self::error::AllocationError;

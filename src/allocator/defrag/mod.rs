@@ -70,7 +70,7 @@
 
 pub mod plan;
 
-pub use self::plan::Algorithm;
+pub use self::plan::{Algorithm, DefragmentationAlgorithm};
 use self::plan::{BlockState, Candidate, DrainPart, Limits};
 use super::block_vec::{Arena, Block, WeakBlock};
 use super::execute::{self, Made, TypeBlocks};
@@ -101,7 +101,7 @@ type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
 pub struct DefragmentationInfo {
     /// Which moves to make (see the [planner](plan#algorithms)). The default value is
     /// [`Algorithm::Fast`].
-    pub algorithm: Algorithm,
+    pub algorithm: DefragmentationAlgorithm,
     /// The most bytes one pass moves. The default value is `DeviceSize::MAX`.
     pub max_bytes_per_pass: DeviceSize,
     /// The most moves one pass makes. The default value is `usize::MAX`.
