@@ -22,7 +22,7 @@ use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
-use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
+use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
 
@@ -257,6 +257,32 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.types
             .get(memory_type_index as usize)
             .map(|t| t.block_size)
+    }
+
+    /// What VMA's JSON dump says beyond a snapshot: the device's name, type, version and
+    /// limits, and the default pools' block sizes (see [`VmaDumpInfo`]).
+    pub fn vma_dump_info(&self) -> VmaDumpInfo {
+        let properties = self.device.physical_device_properties();
+        VmaDumpInfo {
+            gpu: properties
+                .device_name_as_c_str()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            api_version: properties.api_version,
+            device_type: properties.device_type.as_raw(),
+            max_memory_allocation_count: self.device.max_memory_allocation_count(),
+            buffer_image_granularity: self.device.buffer_image_granularity().as_devicesize(),
+            non_coherent_atom_size: self.device.non_coherent_atom_size().as_devicesize(),
+            preferred_block_sizes: self.types.iter().map(|t| t.block_size).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The allocator's memory, custom pools included, in VMA's JSON dump format (what
+    /// `vmaBuildStatsString` writes with the detailed map), for the tools that read it, such
+    /// as VMA's `GpuMemDumpVis.py`. See [`stats::vma_json`](crate::stats::vma_json).
+    pub fn to_vma_json(&self) -> String {
+        self.snapshot().to_vma_json(&self.vma_dump_info())
     }
 
     /// The number of blocks currently held for memory type `memory_type_index`.
