@@ -38,7 +38,7 @@
 //!   data is a value with a `Debug` text (which the crate's own [JSON dump](super#json-dump)
 //!   carries).
 //! - Allocation sizes are those of the ranges the suballocators hold (see
-//!   [`Statistics`](super::Statistics)), and a custom pool's `"PreferredBlockSize"` is the size
+//!   [`Statistics`]), and a custom pool's `"PreferredBlockSize"` is the size
 //!   of its largest block.
 //! - `"MapRefCount"` is left out (the schema makes it optional): blocks of host-visible memory
 //!   stay mapped for their whole life.
