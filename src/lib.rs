@@ -93,6 +93,15 @@ pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistic
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NonExhaustive(pub(crate) ());
 
+/// The migration guides (`docs/`), included here so that `cargo test` compiles their code.
+#[cfg(doctest)]
+mod migration_guides {
+    #[doc = include_str!("../docs/from-gpu-allocator.md")]
+    mod from_gpu_allocator {}
+    #[doc = include_str!("../docs/migrating-from-vk-mem.md")]
+    mod from_vk_mem {}
+}
+
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
     RangeKind, RingAllocator, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,
