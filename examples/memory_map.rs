@@ -2,10 +2,12 @@
 //! vertex and index buffers, uniform buffers, staging buffers, a dedicated render target),
 //! frees part of it to leave holes, and writes the allocator's memory map as `memory_map.svg`
 //! and its JSON dump as `memory_map.json` (or to the paths given as the first and second
-//! arguments).
+//! arguments). Given a third path, it also writes the dump in VMA's JSON format there
+//! (`vmaBuildStatsString` with the detailed map), which VMA's `GpuMemDumpVis.py` draws.
 //!
 //! ```text
 //! cargo run --example memory_map
+//! cargo run --example memory_map -- a.svg a.json vma.json
 //! ```
 
 mod common;
@@ -34,13 +36,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let svg_path = args.next().unwrap_or_else(|| "memory_map.svg".into());
     let json_path = args.next().unwrap_or_else(|| "memory_map.json".into());
+    let vma_path = args.next();
 
     let gpu = Gpu::new(c"ash-memory memory_map")?;
     // The allocator and every allocation are dropped in `build_scene`, before `gpu` drops.
-    build_scene(&gpu, &svg_path, &json_path)
+    build_scene(&gpu, &svg_path, &json_path, vma_path.as_deref())
 }
 
-fn build_scene(gpu: &Gpu, svg_path: &str, json_path: &str) -> Result<(), Box<dyn Error>> {
+fn build_scene(
+    gpu: &Gpu,
+    svg_path: &str,
+    json_path: &str,
+    vma_path: Option<&str>,
+) -> Result<(), Box<dyn Error>> {
     let device = &gpu.device;
     let memory_device = gpu.memory_device()?;
     let allocator = StandardMemoryAllocator::new_default(memory_device);
@@ -167,6 +175,11 @@ fn build_scene(gpu: &Gpu, svg_path: &str, json_path: &str) -> Result<(), Box<dyn
         t.reserved_bytes
     );
     println!("memory map: {}", absolute(svg_path));
+    if let Some(vma_path) = vma_path {
+        // The same state in VMA's format, for VMA's tools.
+        std::fs::write(vma_path, allocator.to_vma_json())?;
+        println!("VMA-format dump: {}", absolute(vma_path));
+    }
     println!("JSON dump:  {}", absolute(json_path));
 
     for (_, resource) in &scene {

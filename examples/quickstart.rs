@@ -108,7 +108,7 @@ fn round_trip(
 
     // 3. A device-local image only the GPU touches, and a readback buffer the host reads.
     let texture_info = AllocationCreateInfo {
-        usage: MemoryUsage::Auto(HostAccess::None),
+        usage: MemoryUsage::Auto(HostAccess::NoAccess),
         name: Some("texture".into()),
         ..Default::default()
     };

@@ -257,6 +257,15 @@ pub enum MemoryAccessError {
         /// Size of the allocation.
         size: DeviceSize,
     },
+    /// The allocation's mapped address is not aligned for the type asked for (see
+    /// [`MemoryAlloc::mapped_slice_of`]).
+    #[error("mapped address {address:#x} is not aligned to {alignment} bytes")]
+    Misaligned {
+        /// The address of the allocation's first byte in the mapping.
+        address: usize,
+        /// The alignment the type needs.
+        alignment: usize,
+    },
     /// A Vulkan call failed.
     #[error("Vulkan error: {0}")]
     Vulkan(vk::Result),
@@ -353,7 +362,14 @@ impl MemoryAlloc {
         self.offset
     }
 
-    /// The size of the range, as requested.
+    /// The size of the range: the bytes the allocation may use, as requested (in memory that
+    /// is not host-coherent, rounded up to whole `nonCoherentAtomSize` atoms, see
+    /// [non-coherent memory](crate::allocator#non-coherent-memory)).
+    ///
+    /// The [statistics](crate::stats) count what the block holds for the allocation, which
+    /// can be more: alignment padding, a buddy order rounded up to a power of two, or a whole
+    /// slot of a [`PoolAllocator`](crate::PoolAllocator) (a 64-byte request in a
+    /// `PoolAllocator<256>` has `size()` 64 and counts 256 in the statistics).
     pub fn size(&self) -> DeviceSize {
         self.size
     }
@@ -558,7 +574,7 @@ impl MemoryAlloc {
         Some(unsafe { base.add(self.offset as usize) })
     }
 
-    fn checked_range(
+    pub(crate) fn checked_range(
         &self,
         offset: DeviceSize,
         len: usize,

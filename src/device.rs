@@ -316,6 +316,17 @@ impl Device {
         self.physical_device
     }
 
+    /// The physical device's properties (`vkGetPhysicalDeviceProperties`): its name, type,
+    /// version and limits.
+    pub fn physical_device_properties(&self) -> vk::PhysicalDeviceProperties {
+        // SAFETY: `Device::new`'s contract: the instance and physical device are valid while
+        // this `Device` lives.
+        unsafe {
+            self.instance
+                .get_physical_device_properties(self.physical_device)
+        }
+    }
+
     /// The user's `ash::Device`.
     pub fn ash(&self) -> &ash::Device {
         &self.device

@@ -3,27 +3,27 @@
 //! A Vulkan device-memory allocator built on [`ash`].
 //!
 //! ```no_run
-//! # use std::sync::Arc;
-//! # fn demo(entry: &ash::Entry, instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice,
-//! #     device: &ash::Device) -> Result<(), Box<dyn std::error::Error>> {
+//! # fn demo(entry: ash::Entry, instance: ash::Instance, physical_device: ash::vk::PhysicalDevice,
+//! #     device: ash::Device) -> Result<(), Box<dyn std::error::Error>> {
 //! use ash::vk;
 //! use ash_memory::{
 //!     AllocationCreateInfo, HostAccess, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 //! };
 //!
-//! // SAFETY: the handles are valid and outlive the allocator; the instance was created from
-//! // `entry` for Vulkan 1.2; no extension is claimed.
-//! let device = unsafe {
+//! // `entry`, `instance`, `physical_device` and `device` are your ash handles.
+//! // SAFETY: the handles are valid, belong together and outlive the allocator; the instance
+//! // was created for Vulkan 1.2; no memory-related extension is claimed.
+//! let memory_device = unsafe {
 //!     ash_memory::Device::new(
-//!         entry,
-//!         instance,
+//!         &entry,
+//!         &instance,
 //!         physical_device,
 //!         device.clone(),
 //!         vk::API_VERSION_1_2,
 //!         Default::default(),
 //!     )?
 //! };
-//! let allocator = StandardMemoryAllocator::new_default(device.clone());
+//! let allocator = StandardMemoryAllocator::new_default(memory_device);
 //! let buffer_info = vk::BufferCreateInfo::default()
 //!     .size(1024)
 //!     .usage(vk::BufferUsageFlags::VERTEX_BUFFER);
@@ -35,9 +35,11 @@
 //! };
 //! // SAFETY: `buffer_info` is a valid create info.
 //! let (buffer, mut alloc) = unsafe { allocator.create_buffer(&buffer_info, &info)? };
-//! alloc.write(0, &[1, 2, 3, 4])?;
-//! // ... use the buffer, then destroy it before dropping `alloc`.
-//! unsafe { device.ash().destroy_buffer(buffer, None) };
+//! alloc.write_slice(0, &[0.0f32, 1.0, 0.5, 1.0])?;
+//! // ... use the buffer, then destroy it and free its memory, in that order.
+//! // SAFETY: the GPU no longer uses the buffer.
+//! unsafe { allocator.destroy_buffer(buffer, alloc) };
+//! // (Or let `ash_memory::OwnedBuffer` do that when it is dropped.)
 //! # Ok(()) }
 //! ```
 //!
@@ -60,17 +62,19 @@ pub mod corruption;
 pub mod device;
 pub mod device_memory;
 pub mod layout;
+pub mod mapped;
 pub mod stats;
 pub mod suballocator;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
-    AllocationCreateInfo, AllocationError, BlockSizeThresholds, ConfigError, DebugOptions,
-    Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
-    GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess, MemoryAllocatePreference,
-    MemoryAllocator, MemoryPool, MemoryRequirements, MemoryTypeFilter, MemoryUsage, PoolCreateInfo,
-    PoolMemoryType, ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS,
-    MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
+    AllocationCreateInfo, AllocationDesc, AllocationError, BlockSizeThresholds, ConfigError,
+    DebugOptions, Defragmentation, DefragmentationAlgorithm, DefragmentationInfo,
+    DefragmentationPass, GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess,
+    LeakCheck, MemoryAllocatePreference, MemoryAllocator, MemoryPool, MemoryRequirements,
+    MemoryTypeFilter, MemoryUsage, OwnedBuffer, OwnedImage, PoolCreateInfo, PoolMemoryType,
+    ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
+    MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
 pub use device::{
@@ -80,6 +84,7 @@ pub use device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
 };
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
+pub use mapped::Pod;
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 /// A field that keeps a public struct open to new fields: it cannot be named or built outside
 /// this crate, so a struct literal of a create info must end in `..Default::default()`, and
@@ -87,6 +92,15 @@ pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistic
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NonExhaustive(pub(crate) ());
+
+/// The migration guides (`docs/`), included here so that `cargo test` compiles their code.
+#[cfg(doctest)]
+mod migration_guides {
+    #[doc = include_str!("../docs/from-gpu-allocator.md")]
+    mod from_gpu_allocator {}
+    #[doc = include_str!("../docs/migrating-from-vk-mem.md")]
+    mod from_vk_mem {}
+}
 
 pub use suballocator::{
     AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,

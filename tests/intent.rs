@@ -26,7 +26,7 @@ fn cases() -> [(&'static str, Resource, MemoryUsage); 6] {
         (
             "render target",
             Resource::Image(I::COLOR_ATTACHMENT | I::SAMPLED | I::TRANSFER_DST),
-            MemoryUsage::Auto(None),
+            MemoryUsage::Auto(NoAccess),
         ),
         (
             "staging buffer",
@@ -192,7 +192,7 @@ fn transient_attachments_get_lazily_allocated_memory_by_themselves() {
     let sim = Sim::new(GpuLayout::mobile());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
     let info = AllocationCreateInfo {
-        usage: MemoryUsage::Auto(HostAccess::None),
+        usage: MemoryUsage::Auto(HostAccess::NoAccess),
         ..Default::default()
     };
     let transient = image_info(256, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL)
@@ -377,4 +377,18 @@ fn the_bar_ration_follows_the_reported_budget_and_other_processes() {
         .allocate(requirements, AllocationType::Linear, &info, None)
         .unwrap();
     assert_eq!(alloc.memory_type_index(), 2, "room again in the BAR heap");
+}
+
+/// `HostAccess::None` was renamed `NoAccess`; the old name still compiles (deprecated), in
+/// expressions and patterns, and is the same value.
+#[test]
+#[allow(deprecated)]
+fn the_old_name_of_no_host_access_still_works() {
+    assert_eq!(HostAccess::None, HostAccess::NoAccess);
+    assert_eq!(HostAccess::default(), HostAccess::NoAccess);
+    assert!(matches!(HostAccess::NoAccess, HostAccess::None));
+    assert_eq!(
+        MemoryUsage::Auto(HostAccess::None),
+        MemoryUsage::Auto(HostAccess::NoAccess)
+    );
 }

@@ -121,3 +121,34 @@ fn slots_smaller_than_the_granularity_serve_what_may_share_a_page() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// As documented on `MemoryAlloc::size`: a 64-byte request in a `PoolAllocator<256>` is a
+/// 64-byte allocation, and the statistics count the 256-byte slot it holds.
+#[test]
+fn size_is_the_request_and_statistics_count_whole_slots() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator =
+        GenericMemoryAllocator::<PoolAllocator<256>>::new(device.clone(), Default::default())
+            .unwrap();
+    let allocs: Vec<_> = (0..3)
+        .map(|_| {
+            allocator
+                .allocate(
+                    request(64, 16, &device),
+                    AllocationType::Linear,
+                    &AllocationCreateInfo::default(),
+                    None,
+                )
+                .unwrap()
+        })
+        .collect();
+    assert!(allocs.iter().all(|a| a.size() == 64 && !a.is_dedicated()));
+    let total = allocator.statistics().total;
+    assert_eq!(total.allocation_count, 3);
+    assert_eq!(total.allocations.total, 3 * 256, "{total:?}");
+    assert_eq!(total.allocations.min, 256);
+    drop(allocs);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}

@@ -375,7 +375,18 @@ fn pools_show_in_dumps_and_a_dropped_pool_reports_and_keeps_its_live_allocations
     common::log_capture::install();
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            // Allocations outlive the allocator here on purpose: no leak panic.
+            debug: DebugOptions {
+                leak_check: LeakCheck::Log,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pool = allocator
         .create_pool::<FreeListAllocator>(&pool_info("long-lived \"meshes\"", 1, 4 * MIB))
         .unwrap();

@@ -377,7 +377,18 @@ fn leaked_allocations_are_logged_by_name() {
     common::log_capture::install();
     let ctx = TestContext::new();
     let device = ctx.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            // Allocations outlive the allocator here on purpose: no leak panic.
+            debug: DebugOptions {
+                leak_check: LeakCheck::Log,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let info = |name: &str, preference| AllocationCreateInfo {
         usage: MemoryUsage::Upload,
         name: Some(Arc::from(name)),

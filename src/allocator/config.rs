@@ -137,11 +137,11 @@ pub struct GenericMemoryAllocatorCreateInfo {
     pub _ne: crate::NonExhaustive,
 }
 
-/// Debug aids, all off by default (see [`corruption`](crate::corruption)). Custom pools use
-/// their allocator's.
+/// Debug aids, all off by default except the [leak check](LeakCheck) of debug builds (see
+/// [`corruption`](crate::corruption)). Custom pools use their allocator's.
 ///
 /// Build it with `..Default::default()`: new fields may be added.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DebugOptions {
     /// Bytes of margin before and after every suballocation, filled with a magic pattern in
     /// host-visible memory and checked when the allocation is freed and by
@@ -161,8 +161,64 @@ pub struct DebugOptions {
     /// Capture a backtrace of where each allocation is made, for the leak report (slow: use
     /// it to hunt a leak). The default value is `false`.
     pub capture_backtraces: bool,
+    /// What happens when the allocator, or a custom pool, is dropped while allocations of its
+    /// memory are alive. The default value is [`LeakCheck::Panic`] in debug builds (with
+    /// `debug_assertions`, like VMA's assert) and [`LeakCheck::Log`] in release builds.
+    pub leak_check: LeakCheck,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
+}
+
+impl Default for DebugOptions {
+    fn default() -> Self {
+        Self {
+            margin: 0,
+            fill_patterns: false,
+            log_allocations: false,
+            capture_backtraces: false,
+            leak_check: LeakCheck::default(),
+            _ne: crate::NonExhaustive(()),
+        }
+    }
+}
+
+/// What dropping an allocator or a custom pool does about allocations still alive.
+///
+/// Allocations may outlive their allocator: each keeps its memory alive and frees it when
+/// dropped, so nothing is unsound. But an allocation still alive at that point is usually a
+/// leak (a buffer never destroyed, a handle kept in a cache), so in debug builds the default
+/// makes it impossible to miss: the leak report (each allocation's name, size, memory type,
+/// user data and, with [`capture_backtraces`](DebugOptions::capture_backtraces), where it was
+/// made) goes to the `log` facade (target [`ash_memory::leaks`](crate::stats::LOG_TARGET),
+/// level `warn`) or, when no logger takes that target, to standard error, and then the drop
+/// panics (unless the thread is already panicking).
+///
+/// To opt out, for an allocator whose allocations are meant to outlive it, set
+/// `debug: DebugOptions { leak_check: LeakCheck::Log, ..Default::default() }` in its create
+/// info (or [`Off`](Self::Off) for silence). [`report_leaks`](crate::GenericMemoryAllocator::report_leaks)
+/// lists the live allocations at any time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeakCheck {
+    /// Say nothing.
+    Off,
+    /// Log the leak report at the `warn` level, when a logger takes it. The default in
+    /// release builds.
+    Log,
+    /// Log it, or print it to standard error when no logger takes it.
+    Print,
+    /// As [`Print`](Self::Print), then panic. The default in debug builds.
+    Panic,
+}
+
+impl Default for LeakCheck {
+    fn default() -> Self {
+        if cfg!(debug_assertions) {
+            Self::Panic
+        } else {
+            Self::Log
+        }
+    }
 }
 
 /// The largest debug margin accepted.

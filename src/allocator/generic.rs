@@ -22,7 +22,7 @@ use crate::device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
-use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
+use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
 
@@ -116,7 +116,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
-        let observer = Observer::new(Arc::new(held), "GenericMemoryAllocator");
+        let observer = Observer::new(
+            Arc::new(held),
+            "GenericMemoryAllocator",
+            create_info.debug.leak_check,
+        );
         let heap_facts = HeapFacts::of(props);
         Ok(Self {
             device,
@@ -253,6 +257,32 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.types
             .get(memory_type_index as usize)
             .map(|t| t.block_size)
+    }
+
+    /// What VMA's JSON dump says beyond a snapshot: the device's name, type, version and
+    /// limits, and the default pools' block sizes (see [`VmaDumpInfo`]).
+    pub fn vma_dump_info(&self) -> VmaDumpInfo {
+        let properties = self.device.physical_device_properties();
+        VmaDumpInfo {
+            gpu: properties
+                .device_name_as_c_str()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            api_version: properties.api_version,
+            device_type: properties.device_type.as_raw(),
+            max_memory_allocation_count: self.device.max_memory_allocation_count(),
+            buffer_image_granularity: self.device.buffer_image_granularity().as_devicesize(),
+            non_coherent_atom_size: self.device.non_coherent_atom_size().as_devicesize(),
+            preferred_block_sizes: self.types.iter().map(|t| t.block_size).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The allocator's memory, custom pools included, in VMA's JSON dump format (what
+    /// `vmaBuildStatsString` writes with the detailed map), for the tools that read it, such
+    /// as VMA's `GpuMemDumpVis.py`. See [`stats::vma_json`](crate::stats::vma_json).
+    pub fn to_vma_json(&self) -> String {
+        self.snapshot().to_vma_json(&self.vma_dump_info())
     }
 
     /// The number of blocks currently held for memory type `memory_type_index`.
@@ -466,7 +496,9 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// Lists every allocation still alive (custom pools' included) and logs each one through
     /// the `log` facade at the `warn` level (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
     /// The allocations of the default pools are reported the same way when the allocator is
-    /// dropped while they are alive; a custom pool reports its own when it is dropped.
+    /// dropped while they are alive; a custom pool reports its own when it is dropped. In
+    /// debug builds that drop also prints the report when no logger takes it, and panics
+    /// (see [`LeakCheck`](crate::LeakCheck)).
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.observer.report_leaks()
     }

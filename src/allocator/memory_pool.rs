@@ -290,7 +290,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 dedicated_allocation: self.create_info().dedicated_allocation,
                 debug: self.create_info().debug,
                 dedicated,
-                observer: Observer::new(held, "MemoryPool"),
+                observer: Observer::new(held, "MemoryPool", self.create_info().debug.leak_check),
             }),
         };
         let inner = &pool.inner;

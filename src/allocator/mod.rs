@@ -10,7 +10,9 @@
 //! [`AllocationCreateInfo`] says what the user intends: [`MemoryUsage`] picks the memory
 //! type (best as an automatic usage, which takes the resource's usage flags and the host
 //! access into account, see [`intent`]), [`MemoryAllocatePreference`] governs dedicated
-//! allocations, and an optional name shows up in leak reports.
+//! allocations, and an optional name shows up in leak reports. [`AllocationDesc`] holds all
+//! three (and the resource, for a dedicated allocation) for
+//! [`MemoryAllocator::allocate_desc`].
 //!
 //! # Where an allocation goes
 //!
@@ -47,6 +49,7 @@ mod block_vec;
 mod config;
 mod dedicated;
 pub mod defrag;
+pub mod desc;
 mod error;
 mod execute;
 mod generic;
@@ -55,6 +58,7 @@ pub mod memory_pool;
 pub mod memory_type;
 mod observe;
 pub mod placement;
+pub mod resources;
 mod type_cache;
 
 /// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
@@ -64,19 +68,20 @@ mod type_cache;
 pub(crate) mod test_layouts;
 
 pub use self::config::{
-    BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo,
+    BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo, LeakCheck,
     MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use self::defrag::{
-    Algorithm as DefragmentationAlgorithm, Defragmentation, DefragmentationInfo,
-    DefragmentationPass,
+    Defragmentation, DefragmentationAlgorithm, DefragmentationInfo, DefragmentationPass,
 };
+pub use self::desc::AllocationDesc;
 pub use self::error::AllocationError;
 pub use self::generic::{GenericMemoryAllocator, StandardMemoryAllocator};
 pub use self::intent::{HostAccess, ResourceUsage};
 pub use self::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
+pub use self::resources::{OwnedBuffer, OwnedImage};
 use crate::allocation::{MemoryAccessError, MemoryAlloc, UserData};
 use crate::device::{Device, Resource};
 use crate::device_memory::DedicatedAllocation;
@@ -239,7 +244,12 @@ pub trait MemoryAllocator: Send + Sync {
 
     /// Allocates memory for a resource with `requirements`, choosing the memory type and
     /// whether to make a dedicated allocation, with every fallback described in the
-    /// [module docs](self#running-out).
+    /// [module docs](self#where-an-allocation-goes).
+    ///
+    /// The trait's required method, which allocators implement; at call sites,
+    /// [`allocate_desc`](Self::allocate_desc) names the same four arguments. `dedicated`
+    /// alone does not make the allocation dedicated ([see
+    /// why](desc#dedicated-allocations)).
     fn allocate(
         &self,
         requirements: MemoryRequirements,
@@ -247,6 +257,18 @@ pub trait MemoryAllocator: Send + Sync {
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError>;
+
+    /// Allocates memory as `desc` describes it: [`allocate`](Self::allocate) with named
+    /// arguments, in the style of gpu-allocator's `AllocationCreateDesc` (see
+    /// [`AllocationDesc`]).
+    fn allocate_desc(&self, desc: &AllocationDesc) -> Result<MemoryAlloc, AllocationError> {
+        self.allocate(
+            desc.requirements,
+            desc.allocation_type,
+            &desc.create_info,
+            desc.dedicated,
+        )
+    }
 
     /// Allocates a memory object of its own, of exactly `size` bytes, from one memory type.
     fn allocate_dedicated(
@@ -327,6 +349,29 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: `image` was just created from this device, is unbound and not disjoint.
         unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, &create_info) }
             .map(|alloc| (image, alloc))
+    }
+
+    /// Destroys `buffer`, then frees `allocation` (VMA's `vmaDestroyBuffer`): the order
+    /// Vulkan needs. A null `buffer` only frees the allocation. See also [`OwnedBuffer`].
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is null or a buffer of this allocator's device that the device no longer
+    /// uses, and is not used afterwards.
+    unsafe fn destroy_buffer(&self, buffer: vk::Buffer, allocation: MemoryAlloc) {
+        // SAFETY: the caller's contract.
+        unsafe { resources::destroy_buffer(self.device(), buffer, allocation) }
+    }
+
+    /// Destroys `image`, then frees `allocation` (VMA's `vmaDestroyImage`). A null `image`
+    /// only frees the allocation. See also [`OwnedImage`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`destroy_buffer`](Self::destroy_buffer), for an image.
+    unsafe fn destroy_image(&self, image: vk::Image, allocation: MemoryAlloc) {
+        // SAFETY: the caller's contract.
+        unsafe { resources::destroy_image(self.device(), image, allocation) }
     }
 }
 

@@ -5,6 +5,7 @@
 //! while other threads allocate is consistent per arena. An allocator also sees the custom
 //! pools made from it, through weak references: a pool that is gone has nothing left to show.
 
+use crate::allocator::config::LeakCheck;
 use crate::allocator::dedicated::DedicatedRegistry;
 use crate::allocator::execute::TypeBlocks;
 use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
@@ -158,14 +159,17 @@ pub(crate) struct Observer {
     pools: Mutex<Vec<Weak<dyn Observe>>>,
     /// What the leak report on drop says the dropped thing is.
     what: &'static str,
+    /// What the drop does about live allocations.
+    leak_check: LeakCheck,
 }
 
 impl Observer {
-    pub(crate) fn new(own: Arc<dyn Observe>, what: &'static str) -> Self {
+    pub(crate) fn new(own: Arc<dyn Observe>, what: &'static str, leak_check: LeakCheck) -> Self {
         Self {
             own,
             pools: Mutex::default(),
             what,
+            leak_check,
         }
     }
 
@@ -230,19 +234,36 @@ impl Observer {
 }
 
 impl Drop for Observer {
+    /// The leak check (see [`LeakCheck`]).
     fn drop(&mut self) {
-        if !log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {
+        let logged = log::log_enabled!(target: LOG_TARGET, log::Level::Warn);
+        let print = matches!(self.leak_check, LeakCheck::Print | LeakCheck::Panic);
+        if self.leak_check == LeakCheck::Off || !(logged || print) {
             return;
         }
         let leaks = leaks_in(&self.own.snapshots());
-        log_leaks(
-            &leaks,
-            log::Level::Warn,
-            &format!(
-                "{} dropped while allocations are alive (their memory is freed when they are \
-                 dropped)",
-                self.what
-            ),
+        if leaks.is_empty() {
+            return;
+        }
+        let context = format!(
+            "{} dropped while allocations are alive (their memory is freed when they are \
+             dropped)",
+            self.what
         );
+        if logged {
+            log_leaks(&leaks, log::Level::Warn, &context);
+        } else {
+            eprintln!("ash-memory: {context}:");
+            for leak in &leaks {
+                eprintln!("  leaked {leak}");
+            }
+        }
+        if self.leak_check == LeakCheck::Panic && !std::thread::panicking() {
+            panic!(
+                "ash-memory: {context}: {} leaked allocation(s), listed above. Drop them first, \
+                 or opt out with `DebugOptions {{ leak_check: LeakCheck::Log, .. }}`",
+                leaks.len()
+            );
+        }
     }
 }

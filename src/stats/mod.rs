@@ -69,6 +69,13 @@
 //! made (with [`DebugOptions::capture_backtraces`](crate::DebugOptions::capture_backtraces)).
 //! Version 2 added `pools`, `pool`, `user_data` and `backtrace` to version 1.
 //!
+//! # VMA's dump format
+//!
+//! [`MemorySnapshot::to_vma_json`] (or
+//! [`GenericMemoryAllocator::to_vma_json`](crate::GenericMemoryAllocator::to_vma_json)) writes
+//! the same state in the format of VMA's `vmaBuildStatsString` with the detailed map, which
+//! VMA users' tools read (AMD's `GpuMemDumpVis.py` draws it): see [`vma_json`].
+//!
 //! # Memory map
 //!
 //! [`MemorySnapshot::to_svg`] draws the snapshot as a standalone SVG picture: one row per
@@ -81,6 +88,8 @@
 //! allocator logs them through the [`log`] facade (target [`LOG_TARGET`]) when it is dropped
 //! with allocations still alive, and on request
 //! ([`GenericMemoryAllocator::report_leaks`](crate::GenericMemoryAllocator::report_leaks)).
+//! In debug builds a leak cannot go unnoticed: without a logger the report is printed to
+//! standard error, and the drop panics; [`LeakCheck`](crate::LeakCheck) says how to opt out.
 
 #![deny(unsafe_code)]
 
@@ -90,6 +99,7 @@ mod leaks;
 mod snapshot;
 mod summary;
 mod svg;
+pub mod vma_json;
 
 pub use self::json::JSON_SCHEMA_VERSION;
 pub(crate) use self::leaks::{leaks_in, log_leaks};
@@ -99,6 +109,7 @@ pub use self::snapshot::{
     MemoryTypeStatistics, PoolStatistics, RangeSnapshot,
 };
 pub use self::summary::{SizeStats, Statistics};
+pub use self::vma_json::VmaDumpInfo;
 
 impl MemorySnapshot {
     /// Every allocation in the snapshot, as a leak report.

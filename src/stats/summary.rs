@@ -62,7 +62,10 @@ impl SizeStats {
 /// ([`Suballocator::for_each_range`]): they include any padding the suballocator gave an
 /// allocation, and a suballocator may report several allocations as one range (the
 /// [`BumpAllocator`](crate::BumpAllocator) reports its whole used prefix as one). The count of
-/// live allocations therefore comes from [`Suballocator::allocation_count`] instead.
+/// live allocations therefore comes from [`Suballocator::allocation_count`] instead. An
+/// allocation's own [`size`](crate::MemoryAlloc::size) is what was requested, so the
+/// allocated bytes here can exceed the sum of the live allocations' sizes (by a whole slot
+/// per allocation with a [`PoolAllocator`](crate::PoolAllocator)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Statistics {
     /// Memory objects shared by suballocations (blocks).

@@ -124,7 +124,7 @@ mod registry;
 pub use self::copies::{record_buffer_copies, BufferMove};
 use self::drain::{ContinuedDrain, Found, Reservation, WalkRecord};
 pub use self::pass::{DefragmentationPass, Move, PassReport};
-pub use self::plan::Algorithm;
+pub use self::plan::{Algorithm, DefragmentationAlgorithm};
 use self::plan::{BlockState, Candidate, Limits};
 use self::registry::Registry;
 pub use self::registry::MAX_MOVES_PER_ALLOCATION;
@@ -157,7 +157,7 @@ type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
 pub struct DefragmentationInfo {
     /// Which moves to make (see the [planner](plan#algorithms)). The default value is
     /// [`Algorithm::Fast`].
-    pub algorithm: Algorithm,
+    pub algorithm: DefragmentationAlgorithm,
     /// The most bytes one pass moves. The default value is `DeviceSize::MAX`.
     pub max_bytes_per_pass: DeviceSize,
     /// The most moves one pass makes. The default value is `usize::MAX`.

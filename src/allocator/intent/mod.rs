@@ -99,9 +99,10 @@ mod tests;
 /// How the host touches an allocation, part of an automatic [`MemoryUsage`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HostAccess {
-    /// The host never maps the memory.
+    /// The host never maps the memory: only the GPU uses it. (Called `None` before 0.2, a
+    /// name that read like `Option::None`.)
     #[default]
-    None,
+    NoAccess,
     /// The host writes it sequentially (`memcpy`, no reads): write-combined memory is fine.
     SequentialWrite,
     /// The host reads it, or writes it in any order: the memory should be `HOST_CACHED`.
@@ -116,8 +117,13 @@ pub enum HostAccess {
 }
 
 impl HostAccess {
+    /// The old name of [`NoAccess`](Self::NoAccess), kept so that code using it compiles.
+    #[deprecated(since = "0.2.0", note = "renamed to `HostAccess::NoAccess`")]
+    #[allow(non_upper_case_globals)]
+    pub const None: Self = Self::NoAccess;
+
     const ALL: [Self; 5] = [
-        Self::None,
+        Self::NoAccess,
         Self::SequentialWrite,
         Self::Random,
         Self::SequentialWriteOrTransfer,
@@ -297,7 +303,7 @@ fn resolve_auto(
     };
     let mut lazy_first = false;
     match host {
-        HostAccess::None => {
+        HostAccess::NoAccess => {
             if prefer == Prefer::Host {
                 not_preferred |= F::DEVICE_LOCAL;
             } else {

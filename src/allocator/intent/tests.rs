@@ -7,7 +7,7 @@ use crate::device::MemoryProperties;
 use vk::BufferUsageFlags as B;
 use vk::ImageUsageFlags as I;
 use HostAccess::{
-    None as NoHost, Random, RandomOrTransfer, SequentialWrite, SequentialWriteOrTransfer,
+    NoAccess as NoHost, Random, RandomOrTransfer, SequentialWrite, SequentialWriteOrTransfer,
 };
 
 use crate::allocator::test_layouts::GpuLayout;

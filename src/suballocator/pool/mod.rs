@@ -85,6 +85,12 @@
 //! reports [`FragmentedRegion`](SuballocatorError::FragmentedRegion), since any free slot fits
 //! any request that passes the size check; with groups it does when slots are free but none
 //! may be taken by the request's type (and for the refused requests above).
+//!
+//! The suballocation (and the allocator's [`MemoryAlloc::size`](crate::MemoryAlloc::size)) is
+//! the size *requested*, while [`for_each_range`](Suballocator::for_each_range), and with it
+//! the statistics, the JSON dump and the SVG map, reports each allocated slot whole: a 64-byte
+//! request in a `PoolAllocator<256>` is a 64-byte allocation that holds a 256-byte slot. The
+//! difference is the pool's internal fragmentation, the price of O(1) slots.
 
 mod groups;
 

@@ -58,13 +58,16 @@ use crate::layout::DeviceSize;
 
 /// How a defragmentation chooses its moves (see [algorithms](self#algorithms)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Algorithm {
+pub enum DefragmentationAlgorithm {
     /// Empty whole blocks, with as few moves as that takes. The default.
     #[default]
     Fast,
     /// Empty whole blocks, then gather the rest into as few blocks as possible.
     Full,
 }
+
+/// The old name of [`DefragmentationAlgorithm`], kept so that code using it compiles.
+pub type Algorithm = DefragmentationAlgorithm;
 
 /// One block as the planner sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
