@@ -265,6 +265,44 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_margin_says_where_and_which_side() {
+        let mut d = DamagedMargin {
+            memory_type_index: 3,
+            memory: 0xab,
+            offset: 1164,
+            after: true,
+            allocation_offset: 1064,
+            allocation_size: 100,
+            name: Some("vertices".into()),
+            pool: None,
+        };
+        assert_eq!(
+            d.to_string(),
+            "allocation \"vertices\" of 100 bytes at offset 1064: margin after it damaged at \
+             offset 1164 of block 0xab (memory type 3)"
+        );
+        d.after = false;
+        d.offset = 1063;
+        d.name = None;
+        d.pool = Some("staging".into());
+        assert_eq!(
+            d.to_string(),
+            "an unnamed allocation of 100 bytes at offset 1064: margin before it damaged at \
+             offset 1063 of block 0xab (memory type 3, pool \"staging\")"
+        );
+        let error = CorruptionError::Damaged {
+            damaged: vec![d.clone(), d],
+            report: CorruptionReport::default(),
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("corruption detected: 2 damaged margin(s), first: an unnamed"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn guarded_layouts_keep_the_alignment() {
         let l = |size, alignment| DeviceLayout::from_size_alignment(size, alignment).unwrap();
         let (g, front) = guarded_layout(l(100, 1), 16).unwrap();
