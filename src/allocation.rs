@@ -524,7 +524,14 @@ impl MemoryAlloc {
             return (self.offset, self.size);
         };
         for (i, (start, end)) in guard.margins(self.offset).into_iter().enumerate() {
-            let damage = memory.scan_mapped(start, end - start, corruption::first_damage);
+            // The allocation is being freed: every byte of its suballocation's atoms is the
+            // dropper's to lose, so the margins are read after an invalidate of their atoms.
+            let damage = memory.scan_mapped(
+                start,
+                end - start,
+                crate::device_memory::ScanInvalidate::Widened,
+                corruption::first_damage,
+            );
             if let Some(at) = damage {
                 log::error!(
                     target: corruption::LOG_TARGET,

@@ -26,6 +26,37 @@
 //!
 //! Dedicated allocations have no margins: they are memory objects of their own.
 //!
+//! A margin is published for checks (put in its block's record of allocations) only once it
+//! holds its pattern, so a check on another thread never reads a margin that is still being
+//! filled and never reports damage that nobody caused.
+//!
+//! # Non-coherent memory
+//!
+//! In memory that is `HOST_VISIBLE` but not `HOST_COHERENT`, the host and the device may
+//! see different bytes until a flush or an invalidate, and both act on whole atoms of
+//! `nonCoherentAtomSize` bytes. An allocation's margins usually share an atom with the
+//! allocation itself (a 16-byte margin and a 128-byte atom, say), and an invalidate of that
+//! atom would throw away the allocation's host writes that are not flushed yet. A check
+//! never discards a byte the application owns, so it reads each margin
+//!
+//! 1. as the host sees it, with no invalidate: this finds host writes past either end, and
+//!    device writes the application has already invalidated to read them;
+//! 2. then, if that found nothing, after invalidating only the atoms that lie wholly inside
+//!    the margin: this finds device writes there.
+//!
+//! Device writes into an atom shared with the allocation thus show once the application
+//! invalidates its own range (as it must to read what the device wrote), and always when the
+//! allocation is freed: the check at the free invalidates the margins widened to whole
+//! atoms, which then hold no byte anyone still owns (a suballocation in such memory starts
+//! and ends on atoms).
+//!
+//! The other way out, margins of whole atoms, was not taken: it would make every margin at
+//! least an atom (up to 256 bytes on common GPUs) and align every allocation in such memory
+//! to the atom, which changes the layout that the margins are meant to check, and it would
+//! still leave the bytes between the allocation's end and the next atom, where a small
+//! overrun lands, readable only as the host sees them. (VMA avoids the question by checking
+//! margins in host-coherent memory only.)
+//!
 //! # Fill patterns
 //!
 //! With [`fill_patterns`](crate::DebugOptions::fill_patterns), new allocations in host-visible
@@ -231,6 +262,44 @@ mod tests {
             held: 64 + 100 + 70,
         };
         assert_eq!(guard.margins(1064), [(1000, 1064), (1164, 1234)]);
+    }
+
+    #[test]
+    fn a_damaged_margin_says_where_and_which_side() {
+        let mut d = DamagedMargin {
+            memory_type_index: 3,
+            memory: 0xab,
+            offset: 1164,
+            after: true,
+            allocation_offset: 1064,
+            allocation_size: 100,
+            name: Some("vertices".into()),
+            pool: None,
+        };
+        assert_eq!(
+            d.to_string(),
+            "allocation \"vertices\" of 100 bytes at offset 1064: margin after it damaged at \
+             offset 1164 of block 0xab (memory type 3)"
+        );
+        d.after = false;
+        d.offset = 1063;
+        d.name = None;
+        d.pool = Some("staging".into());
+        assert_eq!(
+            d.to_string(),
+            "an unnamed allocation of 100 bytes at offset 1064: margin before it damaged at \
+             offset 1063 of block 0xab (memory type 3, pool \"staging\")"
+        );
+        let error = CorruptionError::Damaged {
+            damaged: vec![d.clone(), d],
+            report: CorruptionReport::default(),
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("corruption detected: 2 damaged margin(s), first: an unnamed"),
+            "{error}"
+        );
     }
 
     #[test]

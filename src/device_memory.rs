@@ -438,45 +438,78 @@ impl DeviceMemory {
 }
 
 impl DeviceMemory {
-    /// Looks through `[offset, offset + len)` of the mapping, after invalidating it, for the
-    /// first byte `find` picks out: the range is copied onto the stack a piece at a time
-    /// (pieces of [`SCAN_PIECE`] bytes, the last one shorter) and `find` returns the index
-    /// of the byte it wants in a piece, or `None`. Returns that byte's index in the range;
-    /// `None` when nothing is found, the memory is not host-visible or the range leaves the
-    /// object.
+    /// Looks through `[offset, offset + len)` of the mapping for the first byte `find` picks
+    /// out: the range is copied onto the stack a piece at a time (pieces of [`SCAN_PIECE`]
+    /// bytes, the last one shorter) and `find` returns the index of the byte it wants in a
+    /// piece, or `None`. Returns that byte's index in the range; `None` when nothing is found,
+    /// the memory is not host-visible or the range leaves the object.
+    ///
+    /// In non-coherent memory the range is read twice: as the host sees it (which shows host
+    /// writes not flushed yet), then, if nothing was found, after invalidating the atoms that
+    /// `invalidate` allows (which shows device writes). [`ScanInvalidate::Inside`] never
+    /// touches a byte outside the range, so a scan of one allocation's margins cannot throw
+    /// away the unflushed writes of the allocation that shares an atom with them.
     pub(crate) fn scan_mapped(
         &self,
         offset: DeviceSize,
         len: DeviceSize,
+        invalidate: ScanInvalidate,
         mut find: impl FnMut(&[u8]) -> Option<usize>,
     ) -> Option<DeviceSize> {
         let base = self.mapped?;
         if offset.checked_add(len)? > self.size {
             return None;
         }
-        self.sync_range(offset, len, SyncDirection::Invalidate)
-            .ok()?;
-        let mut piece = [0u8; SCAN_PIECE];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(SCAN_PIECE as DeviceSize) as usize;
-            // SAFETY: the piece lies inside the object (checked above), which is mapped whole
-            // for its lifetime. The bytes may be written meanwhile (by the GPU, or the
-            // misbehaving writer a margin check is looking for); they are copied, never
-            // referenced.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    base.as_ptr().add((offset + done) as usize),
-                    piece.as_mut_ptr(),
-                    n,
-                )
-            };
-            if let Some(at) = find(&piece[..n]) {
-                return Some(done + at as DeviceSize);
+        let mut scan = || {
+            let mut piece = [0u8; SCAN_PIECE];
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(SCAN_PIECE as DeviceSize) as usize;
+                // SAFETY: the piece lies inside the object (checked above), which is mapped
+                // whole for its lifetime. The bytes may be written meanwhile (by the GPU, or
+                // the misbehaving writer a margin check is looking for); they are copied,
+                // never referenced.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        base.as_ptr().add((offset + done) as usize),
+                        piece.as_mut_ptr(),
+                        n,
+                    )
+                };
+                if let Some(at) = find(&piece[..n]) {
+                    return Some(done + at as DeviceSize);
+                }
+                done += n as DeviceSize;
             }
-            done += n as DeviceSize;
+            None
+        };
+        if let Some(found) = scan() {
+            return Some(found);
         }
-        None
+        if !self.needs_flush() {
+            return None;
+        }
+        let (start, end) = match invalidate {
+            ScanInvalidate::Inside => crate::layout::atoms_inside(
+                offset,
+                len,
+                self.device.non_coherent_atom_size(),
+                self.size,
+            ),
+            ScanInvalidate::Widened => crate::layout::atom_range(
+                offset,
+                len,
+                self.device.non_coherent_atom_size(),
+                self.size,
+            ),
+        };
+        if start == end {
+            return None;
+        }
+        // The range is already on atoms (or ends at the object's end): `sync_range` keeps it.
+        self.sync_range(start, end - start, SyncDirection::Invalidate)
+            .ok()?;
+        scan()
     }
 
     /// Lets `write` fill `[offset, offset + len)` of the mapping, then flushes it; does
@@ -511,6 +544,20 @@ impl DeviceMemory {
 /// The bytes [`DeviceMemory::scan_mapped`] copies at a time: a multiple of the margins'
 /// chunk, so that every piece starts at the same phase of the magic word.
 pub(crate) const SCAN_PIECE: usize = 8 * crate::corruption::CHUNK;
+
+/// Which atoms [`DeviceMemory::scan_mapped`] may invalidate in non-coherent memory before it
+/// reads the range a second time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanInvalidate {
+    /// Only the atoms wholly inside the range: the bytes of an atom it shares with its
+    /// neighbours are read as the host sees them. For ranges next to bytes that someone else
+    /// owns (a live allocation's margins, checked while the application writes it).
+    Inside,
+    /// The range widened to whole atoms. Only when every byte of those atoms is the
+    /// caller's to lose (the margins of an allocation being freed: its suballocation starts
+    /// and ends on atoms).
+    Widened,
+}
 
 /// Which way [`DeviceMemory::sync_range`] makes writes visible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -236,6 +236,35 @@ pub const fn atom_range(
     (start, end)
 }
 
+/// The whole atoms of `atom` bytes inside `[offset, offset + size)`, of an object of
+/// `object_size` bytes, as `(start, end)`: the largest range that
+/// `vkInvalidateMappedMemoryRanges` accepts without touching a byte outside the given one
+/// (the counterpart of [`atom_range`], which widens). A range that reaches the end of the
+/// object may end there, in the middle of an atom. Empty (`start == end`) when no whole atom
+/// fits.
+#[inline]
+pub(crate) const fn atoms_inside(
+    offset: DeviceSize,
+    size: DeviceSize,
+    atom: DeviceAlignment,
+    object_size: DeviceSize,
+) -> (DeviceSize, DeviceSize) {
+    let last = match offset.checked_add(size) {
+        Some(last) if last < object_size => last,
+        _ => object_size,
+    };
+    let end = if last == object_size {
+        object_size
+    } else {
+        align_down(last, atom)
+    };
+    let start = match align_up(offset, atom) {
+        Some(start) if start < end => start,
+        _ => end,
+    };
+    (start, end)
+}
+
 /// The size and alignment of a range of device memory: a non-zero size that, padded to its
 /// alignment, is at most [`DeviceLayout::MAX_SIZE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -453,6 +482,37 @@ mod tests {
 
     /// `atom_range` against the definition, byte by byte: the smallest run of whole atoms
     /// that covers every byte of the range inside the object, clamped to the object.
+    #[test]
+    fn atoms_inside_matches_its_definition() {
+        for atom in [1u64, 4, 16, 64] {
+            for object_size in 1..=100u64 {
+                for offset in 0..=object_size + 2 {
+                    for size in [0, 1, 2, 5, 16, 63, 64, 65, 200, u64::MAX - offset] {
+                        let (start, end) = atoms_inside(offset, size, a(atom), object_size);
+                        // Brute force: the bytes of the range inside the object whose whole
+                        // atom (clamped to the object) lies inside the range.
+                        let last = offset.saturating_add(size).min(object_size);
+                        let inside: Vec<u64> = (offset..last)
+                            .filter(|&b| {
+                                let first = b / atom * atom;
+                                let end = (first + atom).min(object_size);
+                                offset <= first && end <= last
+                            })
+                            .collect();
+                        let got: Vec<u64> = (start..end).collect();
+                        assert_eq!(
+                            got, inside,
+                            "offset {offset} size {size} atom {atom} object {object_size}"
+                        );
+                        assert!(start <= end && end <= object_size);
+                        assert!(start == end || start % atom == 0);
+                        assert!(start == end || end % atom == 0 || end == object_size);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn atom_range_matches_its_definition() {
         for atom in [1u64, 4, 16, 64] {

@@ -447,3 +447,69 @@ fn bad_debug_options_are_rejected() {
     }
     let _ = vk::Result::SUCCESS;
 }
+
+/// A check on one thread never reports damage that nobody caused while another thread
+/// allocates and frees (issue 23, item 2): a new allocation's margins are looked at only once
+/// they hold their pattern. 1 MiB margins make the window between placing an allocation and
+/// filling its margins long; the run is bounded to about two seconds.
+#[test]
+fn a_check_during_allocations_on_another_thread_reports_no_false_damage() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), debug(MIB, false)).unwrap();
+    let all = device.memory_properties().all_types_mask();
+    // One allocation lives throughout, so that the block stays and every check has work.
+    let keep = allocator
+        .allocate(
+            reqs(&device, 256, 16),
+            AllocationType::Linear,
+            &named("kept"),
+            None,
+        )
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let (checks, made) = std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let mut checks = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = allocator.check_corruption(all) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("false damage after {checks} clean checks: {e}");
+                }
+                checks += 1;
+            }
+            checks
+        });
+        let mut made = 0u64;
+        let mut rng = Rng(23);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed)
+            && std::time::Instant::now() < deadline
+        {
+            let size = 1 + rng.below(4 * KIB);
+            let a = allocator
+                .allocate(
+                    reqs(&device, size, 4),
+                    AllocationType::Linear,
+                    &named("churn"),
+                    None,
+                )
+                .unwrap();
+            assert!(!a.is_dedicated());
+            made += 1;
+            drop(a);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (
+            checker.join().expect("the checking thread reported damage"),
+            made,
+        )
+    });
+    assert!(
+        checks > 0 && made > 0,
+        "{checks} checks, {made} allocations"
+    );
+    drop(keep);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}

@@ -287,3 +287,163 @@ fn allocations_in_coherent_memory_keep_their_size() {
         .unwrap();
     assert_eq!(b.size(), 128, "whole atoms in non-coherent memory");
 }
+
+/// Puts `byte` at offset `at` of `alloc`'s block in the device's copy: writes it through the
+/// mapping and flushes the atom that holds it. Unless `host_too`, the old host byte is put
+/// back then, as after a GPU write that a stale cache line does not show yet.
+///
+/// # Safety
+///
+/// The atom holding `at` lies in `alloc`'s margins only, inside the mapped block.
+unsafe fn poke_atom(device: &Device, alloc: &MemoryAlloc, at: u64, byte: u8, host_too: bool) {
+    let atom = device.non_coherent_atom_size().as_devicesize();
+    let base = alloc
+        .mapped_ptr()
+        .unwrap()
+        .as_ptr()
+        .wrapping_sub(alloc.offset() as usize);
+    // SAFETY: the caller's contract: the byte is in the mapped block, in a margin.
+    let host = unsafe { &mut *base.add(at as usize) };
+    let old = std::mem::replace(host, byte);
+    let range = vk::MappedMemoryRange::default()
+        .memory(alloc.memory())
+        .offset(at / atom * atom)
+        .size(atom);
+    // SAFETY: the block is mapped; the range is one whole atom inside it.
+    unsafe { device.ash().flush_mapped_memory_ranges(&[range]).unwrap() };
+    if !host_too {
+        *host = old;
+    }
+}
+
+/// A corruption check never throws away a byte the application owns (issue 23, item 1): in
+/// host-visible, non-coherent memory, bytes written through `mapped_ptr` and not flushed yet
+/// survive `check_corruption`, on every simulated layout with such a type, with margins
+/// smaller than an atom and larger than one. The check still sees a damaged margin: written
+/// by the host (not flushed), or by the device in a margin atom that holds no byte of the
+/// allocation.
+#[test]
+fn a_corruption_check_keeps_unflushed_writes_and_still_finds_damage() {
+    for layout in layouts() {
+        let name = layout.name;
+        let atom = layout.non_coherent_atom_size;
+        let types = non_coherent_types(&layout);
+        let sim = Sim::new(layout);
+        let device = sim.memory_device();
+        let all = device.memory_properties().all_types_mask();
+        for margin in [16, atom + 16] {
+            let allocator = StandardMemoryAllocator::new(
+                device.clone(),
+                GenericMemoryAllocatorCreateInfo {
+                    debug: DebugOptions {
+                        margin,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let what = format!("{name}, margin {margin}");
+            // Neighbours of odd sizes in each non-coherent type, written through their
+            // pointers and not flushed.
+            let mut live = Vec::new();
+            for (i, &t) in types.iter().enumerate() {
+                for (j, size) in [100u64, 1, 300, 4].into_iter().enumerate() {
+                    let layout = DeviceLayout::from_size_alignment(size, 4).unwrap();
+                    let a = allocator
+                        .allocate_from_type(t, layout, AllocationType::Linear, &Default::default())
+                        .unwrap();
+                    let data = pattern((i * 16 + j) as u64 + margin, size as usize);
+                    // SAFETY: `size` bytes inside `a`'s own range; nothing else uses them.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            data.as_ptr(),
+                            a.mapped_ptr().unwrap().as_ptr(),
+                            data.len(),
+                        )
+                    };
+                    live.push((a, data));
+                }
+            }
+            let report = allocator.check_corruption(all).unwrap();
+            assert_eq!(report.checked_allocations, live.len() as u64, "{what}");
+            for (a, data) in &mut live {
+                let mut host = vec![0; data.len()];
+                // SAFETY: the allocation's own bytes, read through its pointer.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        a.mapped_ptr().unwrap().as_ptr(),
+                        host.as_mut_ptr(),
+                        host.len(),
+                    )
+                };
+                assert!(
+                    host == *data,
+                    "{what}: unflushed writes of {a:?} lost by check_corruption"
+                );
+                // And they reach the device once flushed.
+                a.flush(0, a.size()).unwrap();
+                let mut back = vec![0; data.len()];
+                a.read(0, &mut back).unwrap();
+                assert!(back == *data, "{what}: {a:?} after a flush");
+            }
+            // Damage is still found: a host write past the end, not flushed.
+            let (a, _) = &live[0];
+            let past_end = a.offset() + a.size();
+            let base = a.mapped_ptr().unwrap().as_ptr();
+            // SAFETY: the byte after the allocation is in its back margin.
+            unsafe { *base.add(a.size() as usize) ^= 0xff };
+            let damaged = match allocator.check_corruption(all) {
+                Err(corruption::CorruptionError::Damaged { damaged, .. }) => damaged,
+                other => panic!("{what}: host damage not found: {other:?}"),
+            };
+            assert_eq!(damaged.len(), 1, "{what}");
+            assert_eq!((damaged[0].offset, damaged[0].after), (past_end, true));
+            // SAFETY: as above; the margin is whole again.
+            unsafe { *base.add(a.size() as usize) ^= 0xff };
+            allocator.check_corruption(all).unwrap();
+            if margin > atom {
+                // A margin atom that holds no byte of the allocation is invalidated before it
+                // is read: a device write there is found, at either end.
+                let (b, _) = &live[1];
+                let front_start = b.offset() - margin;
+                let back_end = (b.offset() + b.size() + margin).next_multiple_of(atom);
+                let base = b
+                    .mapped_ptr()
+                    .unwrap()
+                    .as_ptr()
+                    .wrapping_sub(b.offset() as usize);
+                for (at, after) in [(front_start, false), (back_end - 1, true)] {
+                    // SAFETY: the atom at `at` lies in `b`'s margins (each is more than an atom).
+                    let pattern_byte = unsafe { *base.add(at as usize) };
+                    // SAFETY: as above.
+                    unsafe { poke_atom(&device, b, at, !pattern_byte, false) };
+                    let damaged = match allocator.check_corruption(all) {
+                        Err(corruption::CorruptionError::Damaged { damaged, .. }) => damaged,
+                        other => panic!("{what}: device damage at {at} not found: {other:?}"),
+                    };
+                    assert_eq!(damaged.len(), 1, "{what}");
+                    assert_eq!((damaged[0].offset, damaged[0].after), (at, after), "{what}");
+                    // SAFETY: as above; the pattern goes back to both copies.
+                    unsafe { poke_atom(&device, b, at, pattern_byte, true) };
+                    allocator.check_corruption(all).unwrap();
+                    // A host write there that is not flushed yet is found too: the margin is
+                    // read as the host sees it before the invalidate discards the write.
+                    // SAFETY: as above.
+                    unsafe { *base.add(at as usize) = !pattern_byte };
+                    let damaged = match allocator.check_corruption(all) {
+                        Err(corruption::CorruptionError::Damaged { damaged, .. }) => damaged,
+                        other => panic!("{what}: host damage at {at} not found: {other:?}"),
+                    };
+                    assert_eq!((damaged[0].offset, damaged[0].after), (at, after), "{what}");
+                    // SAFETY: as above.
+                    unsafe { poke_atom(&device, b, at, pattern_byte, true) };
+                    allocator.check_corruption(all).unwrap();
+                }
+            }
+            drop(live);
+            drop(allocator);
+        }
+        sim.assert_nothing_allocated();
+    }
+}

@@ -69,9 +69,6 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
             )
         }
     };
-    if meta.is_some() {
-        arena.set_meta(offset, meta.clone());
-    }
     let armed = meta
         .as_deref()
         .is_some_and(|m| m.guard.is_some() || m.fill || m.log);
@@ -80,10 +77,16 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
         offset,
         size,
         s.allocation_type,
-        meta,
+        meta.clone(),
     );
     if armed {
         alloc.arm_debug();
+    }
+    // Published only now that its margins hold their pattern: a corruption check on another
+    // thread reads the margins of every published record, and would find an unfilled one
+    // damaged.
+    if meta.is_some() {
+        arena.set_meta(offset, meta);
     }
     alloc
 }

@@ -10,6 +10,7 @@ use crate::allocator::dedicated::DedicatedRegistry;
 use crate::allocator::execute::TypeBlocks;
 use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
 use crate::device::Device;
+use crate::device_memory::ScanInvalidate;
 use crate::stats::{
     leaks_in, log_leaks, BlockSnapshot, BlockStatistics, LeakedAllocation, Statistics, LOG_TARGET,
 };
@@ -130,8 +131,14 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
                         scan.report.checked_allocations += 1;
                         let size = guard.size;
                         for (i, (start, end)) in guard.margins(offset).into_iter().enumerate() {
-                            let damage =
-                                memory.scan_mapped(start, end - start, corruption::first_damage);
+                            // The allocation is live: its unflushed writes share atoms
+                            // with its margins, so only whole margin atoms are invalidated.
+                            let damage = memory.scan_mapped(
+                                start,
+                                end - start,
+                                ScanInvalidate::Inside,
+                                corruption::first_damage,
+                            );
                             if let Some(at) = damage {
                                 scan.damaged.push(DamagedMargin {
                                     memory_type_index: *memory_type_index,

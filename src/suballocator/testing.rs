@@ -115,6 +115,9 @@ pub(crate) struct Checker<S> {
     live: BTreeMap<DeviceSize, Live>,
     /// Whether failed allocations go through [`assert_no_legal_offset`](Self::assert_no_legal_offset).
     complete: bool,
+    /// Whether the suballocator holds no byte beyond its live allocations (see
+    /// [`exact`](Self::exact)).
+    exact: bool,
     next_seq: u64,
 }
 
@@ -129,6 +132,7 @@ impl<S: Suballocator> Checker<S> {
             granularity,
             live: BTreeMap::new(),
             complete: false,
+            exact: false,
             next_seq: 0,
         };
         checker.check();
@@ -144,6 +148,17 @@ impl<S: Suballocator> Checker<S> {
             "the oracle scans at most {ORACLE_MAX_REGION} bytes"
         );
         self.complete = true;
+        self
+    }
+
+    /// Holds the suballocator to keeping every byte that no live allocation covers free (no
+    /// padding held by an allocation): [`check`](Self::check) then requires the allocated
+    /// ranges to be exactly the live allocations, and
+    /// [`assert_no_legal_offset`](Self::assert_no_legal_offset) counts only the live
+    /// allocations' bytes as taken.
+    pub(crate) fn exact(mut self) -> Self {
+        self.exact = true;
+        self.check();
         self
     }
 
@@ -291,7 +306,7 @@ impl<S: Suballocator> Checker<S> {
     /// The brute-force oracle: panics if some offset could hold `layout` for `ty`. An offset
     /// `o` aligned to the layout is *legal* when `[o, o + size)` lies inside the region,
     /// overlaps no range the suballocator reports as allocated (so padding it holds counts as
-    /// taken), and touches no granularity page on which a live allocation of a
+    /// taken; with [`exact`](Self::exact), no live allocation of the model), and touches no granularity page on which a live allocation of a
     /// [conflicting](AllocationType::conflicts_with) type has a byte. Every aligned offset is
     /// tried, against tables built from scratch, so the answer does not depend on any
     /// reasoning about neighbours. Regions of at most [`ORACLE_MAX_REGION`] bytes.
@@ -308,13 +323,22 @@ impl<S: Suballocator> Checker<S> {
         }
         // `taken[i]`: bytes of `[0, i)` inside ranges reported as allocated.
         let mut taken = vec![0usize; region + 1];
-        self.sub.for_each_range(&mut |r| {
-            if let RangeKind::Allocated(_) = r.kind {
-                for byte in r.offset..r.offset + r.size {
-                    taken[byte as usize + 1] = 1;
-                }
+        let mut take = |offset: DeviceSize, size: DeviceSize| {
+            for byte in offset..offset + size {
+                taken[byte as usize + 1] = 1;
             }
-        });
+        };
+        if self.exact {
+            for live in self.live.values() {
+                take(live.suballocation.offset, live.suballocation.size);
+            }
+        } else {
+            self.sub.for_each_range(&mut |r| {
+                if let RangeKind::Allocated(_) = r.kind {
+                    take(r.offset, r.size);
+                }
+            });
+        }
         for i in 0..region {
             taken[i + 1] += taken[i];
         }
@@ -513,6 +537,21 @@ impl<S: Suballocator> Checker<S> {
             );
         }
         assert!(region - self.sub.free_size() >= live_bytes);
+        if self.exact {
+            assert_eq!(
+                region - self.sub.free_size(),
+                live_bytes,
+                "bytes held beyond the live allocations"
+            );
+            let exact = allocated.len() == self.live.len()
+                && allocated.iter().zip(self.live.values()).all(|(r, l)| {
+                    (r.offset, r.size) == (l.suballocation.offset, l.suballocation.size)
+                });
+            assert!(
+                exact,
+                "allocated ranges {allocated:?} are not the live allocations"
+            );
+        }
     }
 }
 

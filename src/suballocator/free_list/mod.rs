@@ -28,9 +28,9 @@
 //!
 //! The first two steps are the fast path, O(1); the third makes the search complete, so
 //! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
-//! the request with its alignment and granularity, and failure is monotone: a request fails
-//! only if every request at least as large and as strictly aligned, of the same type, fails
-//! as well ([`fails_monotonically`](Suballocator::fails_monotonically)). It reports
+//! the request with its alignment and granularity (absorbed padding included, see below), and
+//! failure is monotone: a request fails only if every request at least as large and as
+//! strictly aligned, of the same type, fails as well ([`fails_monotonically`](Suballocator::fails_monotonically)). It reports
 //! [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) exactly when fewer than `size`
 //! bytes are free in total. (One more failure exists in theory: a region cut into about four
 //! billion ranges runs out of node indices and answers `FragmentedRegion` to every request
@@ -46,18 +46,22 @@
 //! not on the last granularity page of a [conflicting](AllocationType::conflicts_with)
 //! allocated neighbour before it; it is rejected if its last byte would be on the first page
 //! of a conflicting allocated neighbour after it, that is on the page where the neighbour's
-//! *allocation* starts, past any padding its node absorbed (see below). Checking the two
+//! *allocation* starts, past any padding its node holds (see below). Checking the two
 //! neighbours is enough: any other range on one of those pages lies beyond the neighbour and,
 //! as it shares a page with the neighbour, cannot conflict with the neighbour's type, hence
 //! not with ours. No later start in the range does better (it only ends later), so a range
 //! that fails this check cannot hold the request anywhere.
 //!
-//! The bytes skipped before the start (alignment and granularity padding) become a free range
-//! of their own when there are at least 64 of them; fewer are *absorbed* into the
-//! allocation's node, held by it, counted as used by [`free_size`](Suballocator::free_size),
-//! and freed with it. The node remembers how many, so the check against a following
-//! neighbour sees where its allocation really starts. The bytes after the end always become a
-//! free range.
+//! The bytes skipped before the start (alignment and granularity padding) stay free, whatever
+//! their number: an allocation never holds a byte it did not ask for. At least 64 of them
+//! become a free node of their own. Fewer are *absorbed* into the allocation's node, which
+//! remembers how many, so that splitting them off costs the fast path nothing; they are free
+//! all the same: [`free_size`](Suballocator::free_size) counts them,
+//! [`for_each_range`](Suballocator::for_each_range) reports them as a free range, and the
+//! complete search (step 3) places a request of fewer than 64 bytes in them when no free node
+//! can hold it. When the range in front of such padding is freed, it takes the padding over,
+//! so that the node after a free node never holds padding and free bytes are never cut in
+//! two. The bytes after the end always become a free node.
 //!
 //! # Efficiency
 //!
@@ -67,16 +71,17 @@
 //! footprint, rounded up to a size class, is no larger than the largest free range succeeds
 //! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
-//! a failing request checks every free range at least `size` bytes long. (An allocator over
-//! many regions need not pay that again and again: with
+//! a failing request checks every free range at least `size` bytes long (and, when it is
+//! shorter than 64 bytes and some allocation holds absorbed padding, every range). (An
+//! allocator over many regions need not pay that again and again: with
 //! [`fails_monotonically`](Suballocator::fails_monotonically) it may skip a region for
 //! requests implied by one that failed there since its last free.)
 //!
 //! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
-//! bucket heads. Internal fragmentation is at most 63 bytes of absorbed padding per
-//! allocation. Because the search takes the first range of a bucket that is sure to fit
-//! rather than the smallest range that fits, large ranges are occasionally split where a snug
-//! one exists (good fit, not best fit).
+//! bucket heads. There is no internal fragmentation: padding stays free (above). Because the
+//! search takes the first range of a bucket that is sure to fit rather than the smallest range
+//! that fits, large ranges are occasionally split where a snug one exists (good fit, not best
+//! fit).
 
 mod buckets;
 
@@ -93,7 +98,8 @@ const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
 const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
 const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
 const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
-/// Padding before an allocation shorter than this is absorbed into it rather than split off.
+/// Padding before an allocation shorter than this is absorbed into its node (still free, see
+/// [padding](self#padding-and-granularity)) rather than split off as a free node.
 const MIN_SPLIT_PADDING: DeviceSize = 64;
 /// Quick fallback candidates (bucket heads) tried once the sure-fit bucket search found nothing,
 /// before the complete search.
@@ -135,8 +141,8 @@ struct Node {
     /// so the state costs no room of its own.
     prev_free: u32,
     /// A free node's next node in its bucket list; a recycled node's next recycled node; an
-    /// allocated node's absorbed padding, the bytes before its allocation starts (below
-    /// [`MIN_SPLIT_PADDING`]).
+    /// allocated node's absorbed padding, the free bytes before its allocation starts (below
+    /// [`MIN_SPLIT_PADDING`]; always 0 in the node after a free node).
     next_free: u32,
 }
 
@@ -189,16 +195,20 @@ impl Node {
 /// range can hold the request with its alignment and granularity. Failure is therefore
 /// monotone ([`fails_monotonically`](Suballocator::fails_monotonically) is `true`).
 ///
-/// Alignment padding of fewer than 64 bytes in front of an allocation is held by it (counted
-/// as used by [`free_size`](Suballocator::free_size)); larger padding stays free.
+/// Alignment and granularity padding in front of an allocation stays free: an allocation holds
+/// exactly the bytes it asked for, [`free_size`](Suballocator::free_size) counts every other
+/// byte, and a request that fits in the padding is placed there when nothing else holds it.
 /// [`largest_free_range`](Suballocator::largest_free_range) is the upper size limit of the
-/// highest non-empty size class (capped by the free size), so it overestimates the largest
-/// free range by less than 1/16 of it.
+/// highest non-empty size class (at least 63 while some padding of fewer than 64 bytes is
+/// kept in an allocation's node, capped by the free size), so it overestimates the largest
+/// free range by less than 1/16 of it when that range is 64 bytes or more.
 #[derive(Debug)]
 pub struct FreeListAllocator {
     region_size: DeviceSize,
     free_size: DeviceSize,
     allocation_count: usize,
+    /// Allocated nodes that hold absorbed padding.
+    padded: usize,
     nodes: Vec<Node>,
     /// Head of the recycled-node list.
     recycled: u32,
@@ -344,8 +354,9 @@ impl FreeListAllocator {
             tail.prev = used;
             tail.offset = end;
             tail.size = offset + free_len - end;
-            self.free_size -= end - offset;
+            self.free_size -= size;
             self.allocation_count += 1;
+            self.padded += usize::from(start > offset);
             return Suballocation {
                 offset: start,
                 size,
@@ -395,7 +406,8 @@ impl FreeListAllocator {
         node.set_state(State::Used(ty));
         // Below `MIN_SPLIT_PADDING`, or 0 once the padding was split off.
         node.next_free = (start - node_start) as u32;
-        self.free_size -= node.size;
+        self.padded += usize::from(start > node_start);
+        self.free_size -= size;
         self.allocation_count += 1;
         Suballocation {
             offset: start,
@@ -406,12 +418,124 @@ impl FreeListAllocator {
     }
 }
 
+impl FreeListAllocator {
+    /// The last resort of the complete search, for requests of fewer than
+    /// [`MIN_SPLIT_PADDING`] bytes: the padding absorbed by allocated nodes, in offset order.
+    /// Returns the node whose padding can hold the request, and where.
+    #[cold]
+    #[inline(never)]
+    fn search_padding(
+        &self,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<(u32, DeviceSize)> {
+        if self.padded == 0 || size >= MIN_SPLIT_PADDING {
+            return None;
+        }
+        let mut idx = self.first;
+        while idx != NONE {
+            let node = &self.nodes[idx as usize];
+            if matches!(node.state(), State::Used(_)) && DeviceSize::from(node.next_free) >= size {
+                if let Some(start) = self.fit_padding(idx, size, alignment, ty, granularity) {
+                    return Some((idx, start));
+                }
+            }
+            idx = node.next;
+        }
+        None
+    }
+
+    /// Where an allocation of `size` bytes could start in the padding absorbed by the
+    /// allocated node `idx`, if anywhere: the same checks as [`fit`](Self::fit), with the
+    /// node's own allocation as the neighbour after.
+    fn fit_padding(
+        &self,
+        idx: u32,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<DeviceSize> {
+        let node = &self.nodes[idx as usize];
+        let State::Used(own_ty) = node.state() else {
+            return None;
+        };
+        let allocation_start = node.allocation_start();
+        let mut start = align_up(node.offset, alignment)?;
+        let check_pages = granularity != DeviceAlignment::MIN;
+        if check_pages && node.prev != NONE {
+            // Never free: the node after a free node holds no padding.
+            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
+                if prev_ty.conflicts_with(ty) && on_same_page(node.offset - 1, start, granularity) {
+                    start = align_up(start, alignment.max(granularity))?;
+                }
+            }
+        }
+        let end = start.checked_add(size)?;
+        if end > allocation_start
+            || (check_pages
+                && own_ty.conflicts_with(ty)
+                && on_same_page(end - 1, allocation_start, granularity))
+        {
+            return None;
+        }
+        Some(start)
+    }
+
+    /// Turns `[start, start + size)` of the padding absorbed by the allocated node `idx` into
+    /// an allocation: a new node in front of `idx` that holds the padding before `start`; `idx`
+    /// keeps the padding after the new allocation.
+    fn take_padding(
+        &mut self,
+        idx: u32,
+        start: DeviceSize,
+        size: DeviceSize,
+        ty: AllocationType,
+    ) -> Suballocation {
+        let Node { offset, prev, .. } = self.nodes[idx as usize];
+        let end = start + size;
+        let used = self.new_node(Node {
+            offset,
+            size: end - offset,
+            prev,
+            next: idx,
+            prev_free: State::Used(ty).tag(),
+            // Below `MIN_SPLIT_PADDING`: a part of the padding.
+            next_free: (start - offset) as u32,
+        });
+        if prev != NONE {
+            self.nodes[prev as usize].next = used;
+        } else {
+            self.first = used;
+        }
+        let host = &mut self.nodes[idx as usize];
+        let allocation_start = host.allocation_start();
+        host.prev = used;
+        host.offset = end;
+        host.size -= end - offset;
+        host.next_free = (allocation_start - end) as u32;
+        // The host's padding was counted; each of the two nodes may hold a part of it now.
+        self.padded -= 1;
+        self.padded += usize::from(start > offset) + usize::from(allocation_start > end);
+        self.free_size -= size;
+        self.allocation_count += 1;
+        Suballocation {
+            offset: start,
+            size,
+            allocation_type: ty,
+            handle: SuballocationHandle::new(u64::from(used)),
+        }
+    }
+}
+
 // The trait is unsafe to implement; nothing unsafe happens inside.
 #[allow(unsafe_code)]
 // SAFETY: ranges are carved from free nodes that tile the region, each candidate (from any of
 // the three search steps) checked by `fit` for alignment and for granularity against the
 // allocations of both neighbours (a node records the padding it absorbed, so the next
-// allocation's start is known exactly); the shared property tests (`testing`) check every
+// allocation's start is known exactly), or by `fit_padding` inside such padding; the shared property tests (`testing`) check every
 // guarantee after every operation.
 unsafe impl Suballocator for FreeListAllocator {
     /// The search is complete: it fails only when no free range can hold the request (or, in a
@@ -430,6 +554,7 @@ unsafe impl Suballocator for FreeListAllocator {
             region_size,
             free_size: 0,
             allocation_count: 0,
+            padded: 0,
             nodes: Vec::new(),
             recycled: NONE,
             first: NONE,
@@ -483,8 +608,11 @@ unsafe impl Suballocator for FreeListAllocator {
             }
             from = bucket.next();
         }
-        match self.search_all(size, alignment, allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+        if let Some((idx, start)) = self.search_all(size, alignment, allocation_type, granularity) {
+            return Ok(self.take(idx, start, size, allocation_type));
+        }
+        match self.search_padding(size, alignment, allocation_type, granularity) {
+            Some((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }
@@ -503,9 +631,23 @@ unsafe impl Suballocator for FreeListAllocator {
                 && node.end() - suballocation.offset == suballocation.size,
             "{suballocation:?} is not a live allocation of this FreeListAllocator",
         );
-        self.free_size += node.size;
+        self.free_size += suballocation.size;
         self.allocation_count -= 1;
+        self.padded -= usize::from(node.next_free != 0);
         self.nodes[idx as usize].set_state(State::Free);
+        // The padding absorbed by the next allocation joins this free range: the node after a
+        // free node holds no padding.
+        if node.next != NONE {
+            let next = &mut self.nodes[node.next as usize];
+            if matches!(next.state(), State::Used(_)) && next.next_free != 0 {
+                let padding = DeviceSize::from(next.next_free);
+                next.offset += padding;
+                next.size -= padding;
+                next.next_free = 0;
+                self.nodes[idx as usize].size += padding;
+                self.padded -= 1;
+            }
+        }
         if node.next != NONE && self.nodes[node.next as usize].state() == State::Free {
             let next = node.next;
             self.buckets.remove(&mut self.nodes, next);
@@ -543,9 +685,13 @@ unsafe impl Suballocator for FreeListAllocator {
 
     #[inline]
     fn largest_free_range(&self) -> DeviceSize {
-        self.buckets
-            .highest_non_empty()
-            .map_or(0, |b| b.max_size().min(self.free_size))
+        let nodes = self.buckets.highest_non_empty().map_or(0, |b| b.max_size());
+        let padding = if self.padded > 0 {
+            MIN_SPLIT_PADDING - 1
+        } else {
+            0
+        };
+        nodes.max(padding).min(self.free_size)
     }
 
     #[inline]
@@ -560,6 +706,7 @@ unsafe impl Suballocator for FreeListAllocator {
         self.first = NONE;
         self.free_size = self.region_size;
         self.allocation_count = 0;
+        self.padded = 0;
         if self.region_size > 0 {
             self.first = self.new_node(Node {
                 offset: 0,
@@ -577,14 +724,25 @@ unsafe impl Suballocator for FreeListAllocator {
         let mut idx = self.first;
         while idx != NONE {
             let node = &self.nodes[idx as usize];
-            let kind = match node.state() {
-                State::Free => RangeKind::Free,
-                State::Used(ty) => RangeKind::Allocated(ty),
+            let (offset, kind) = match node.state() {
+                State::Free => (node.offset, RangeKind::Free),
+                State::Used(ty) => {
+                    // Absorbed padding is free.
+                    let start = node.allocation_start();
+                    if start > node.offset {
+                        f(RangeInfo {
+                            offset: node.offset,
+                            size: start - node.offset,
+                            kind: RangeKind::Free,
+                        });
+                    }
+                    (start, RangeKind::Allocated(ty))
+                }
                 State::Recycled => unreachable!("a recycled node is linked into the region"),
             };
             f(RangeInfo {
-                offset: node.offset,
-                size: node.size,
+                offset,
+                size: node.end() - offset,
                 kind,
             });
             idx = node.next;
@@ -610,7 +768,7 @@ mod tests {
     }
 
     fn checker(region: u64, granularity: u64) -> Checker<FreeListAllocator> {
-        Checker::new(FreeListAllocator::new(region), al(granularity))
+        Checker::new(FreeListAllocator::new(region), al(granularity)).exact()
     }
 
     fn alloc(c: &mut Checker<FreeListAllocator>, size: u64, align: u64, ty: AllocationType) -> u64 {
@@ -683,6 +841,7 @@ mod tests {
     /// lists, and the physical list links both ways.
     fn check_internal(s: &FreeListAllocator) {
         let mut free_nodes = 0;
+        let mut padded = 0;
         let mut prev = NONE;
         let mut idx = s.first;
         while idx != NONE {
@@ -703,6 +862,13 @@ mod tests {
                     "absorbed padding {} of node {idx}",
                     node.next_free
                 );
+                if node.next_free != 0 {
+                    padded += 1;
+                    assert!(
+                        prev == NONE || s.nodes[prev as usize].state() != State::Free,
+                        "node {idx} holds padding behind a free node"
+                    );
+                }
             }
             prev = idx;
             idx = node.next;
@@ -726,6 +892,7 @@ mod tests {
             bucket = b.next();
         }
         assert_eq!(listed, free_nodes, "free nodes missing from the buckets");
+        assert_eq!(padded, s.padded, "count of nodes that hold padding");
         let mut recycled = 0;
         let mut idx = s.recycled;
         while idx != NONE {
@@ -734,7 +901,11 @@ mod tests {
             idx = s.nodes[idx as usize].next_free;
         }
         let mut linked = 0;
-        s.for_each_range(&mut |_| linked += 1);
+        let mut idx = s.first;
+        while idx != NONE {
+            linked += 1;
+            idx = s.nodes[idx as usize].next;
+        }
         assert_eq!(linked + recycled, s.nodes.len(), "nodes leaked");
     }
 
@@ -817,32 +988,87 @@ mod tests {
     }
 
     #[test]
-    fn padding_is_split_off_or_absorbed() {
+    fn alignment_padding_stays_free() {
         let mut c = checker(4096, 1);
         assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
-        // 255 bytes of padding: split off as a free range.
+        // 255 bytes of padding: a free node.
         assert_eq!(alloc(&mut c, 10, 256, Linear), 256);
         assert_eq!(c.sub.free_size(), 4096 - 11);
-        // 15 bytes of padding: absorbed, held by the allocation.
+        // 15 bytes of padding, carved from that node: absorbed into the allocation's node,
+        // and free all the same.
         assert_eq!(alloc(&mut c, 10, 16, Linear), 16);
         assert_eq!(
             ranges(&c.sub),
             [
                 (0, 1, Some(Linear)),
-                (1, 25, Some(Linear)),
+                (1, 15, None),
+                (16, 10, Some(Linear)),
                 (26, 230, None),
                 (256, 10, Some(Linear)),
                 (266, 3830, None),
             ]
         );
-        assert_eq!(c.sub.free_size(), 4096 - 11 - 25);
+        assert_eq!(c.sub.free_size(), 4096 - 21);
         check_internal(&c.sub);
-        // Freeing gives the absorbed padding back.
+        // Once every free node is taken, a request that fits in the padding goes there, and
+        // a request that does not fails as fragmented, not out of memory.
+        assert_eq!(alloc(&mut c, 3830, 1, Linear), 266);
+        assert_eq!(alloc(&mut c, 230, 1, Linear), 26);
+        assert_eq!(c.sub.free_size(), 15);
+        assert!(c.sub.largest_free_range() >= 15);
+        assert_eq!(
+            c.allocate(layout(15, 2), Linear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
+        assert_eq!(alloc(&mut c, 7, 1, Linear), 1);
+        assert_eq!(alloc(&mut c, 8, 8, Linear), 8);
+        assert_eq!(c.sub.free_size(), 0);
+        check_internal(&c.sub);
+        // Freeing in any order gives every byte back.
+        free_at(&mut c, 8);
         free_at(&mut c, 16);
-        assert_eq!(c.sub.free_size(), 4096 - 11);
-        assert_eq!(ranges(&c.sub)[1], (1, 255, None));
+        assert_eq!(ranges(&c.sub)[1..3], [(1, 7, Some(Linear)), (8, 18, None)]);
+        free_at(&mut c, 1);
+        assert_eq!(ranges(&c.sub)[1], (1, 25, None));
         check_internal(&c.sub);
         c.free_all_and_reuse(4096);
+    }
+
+    /// Padding absorbed by an allocation joins the free range in front of it when that range
+    /// is freed, so free bytes are never cut in two.
+    #[test]
+    fn a_freed_range_takes_over_the_padding_behind_it() {
+        let mut c = checker(1024, 1);
+        assert_eq!(alloc(&mut c, 10, 1, Linear), 0);
+        assert_eq!(alloc(&mut c, 10, 32, Linear), 32);
+        assert_eq!(alloc(&mut c, 982, 1, Linear), 42);
+        // [10, 32) is padding held by the node at 32.
+        free_at(&mut c, 0);
+        assert_eq!(ranges(&c.sub)[0], (0, 32, None));
+        // One free range of 32: a 32-byte request fits at 0.
+        assert_eq!(alloc(&mut c, 32, 1, Linear), 0);
+        check_internal(&c.sub);
+        c.free_all_and_reuse(1024);
+    }
+
+    /// Issue 23, item 9: the bytes a granularity page skips stay free, at every granularity,
+    /// so a later request that fits in them lands there instead of failing with
+    /// `FragmentedRegion`.
+    #[test]
+    fn padding_in_front_of_a_page_stays_free() {
+        for g in [64, 1024, 4096] {
+            let mut c = checker(2 * g, g);
+            assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+            assert_eq!(alloc(&mut c, 1, 1, NonLinear), g);
+            assert_eq!(c.sub.free_size(), 2 * g - 2, "granularity {g}");
+            assert_eq!(ranges(&c.sub)[1], (1, g - 1, None), "granularity {g}");
+            // Offset 1 is legal: a linear byte on page 0, away from the non-linear page.
+            assert_eq!(alloc(&mut c, 1, 1, Linear), 1, "granularity {g}");
+            assert_eq!(alloc(&mut c, g - 2, 1, Linear), 2, "granularity {g}");
+            assert_eq!(c.sub.free_size(), g - 1);
+            check_internal(&c.sub);
+            c.free_all_and_reuse(2 * g);
+        }
     }
 
     #[test]
@@ -857,10 +1083,11 @@ mod tests {
         // Unknown conflicts with everything, itself included.
         assert_eq!(alloc(&mut c, 100, 1, Unknown), 2048);
         assert_eq!(alloc(&mut c, 100, 1, Unknown), 3072);
-        // Padding up to the page is absorbed when short.
+        // Padding up to the page stays free, however short.
         assert_eq!(alloc(&mut c, 1000, 1, Unknown), 4096);
         assert_eq!(alloc(&mut c, 100, 1, Linear), 5120);
-        assert!(ranges(&c.sub).contains(&(5096, 124, Some(Linear))));
+        assert!(ranges(&c.sub).contains(&(5096, 24, None)));
+        assert!(ranges(&c.sub).contains(&(5120, 100, Some(Linear))));
         check_internal(&c.sub);
         c.free_all_and_reuse(8192);
     }
@@ -898,16 +1125,21 @@ mod tests {
     }
 
     #[test]
-    fn granularity_looks_past_the_next_neighbours_absorbed_padding() {
+    fn granularity_padding_holds_requests_that_keep_off_the_next_page() {
         let mut c = checker(2048, 1024);
         assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
-        // Moved to the next page; the 24 bytes skipped are absorbed into its node.
+        // Moved to the next page; the 24 bytes skipped stay free.
         assert_eq!(alloc(&mut c, 10, 1, NonLinear), 1024);
-        assert_eq!(ranges(&c.sub)[1], (1000, 34, Some(NonLinear)));
+        assert_eq!(ranges(&c.sub)[1], (1000, 24, None));
         free_at(&mut c, 0);
-        // [0, 1000) is free and its next node starts on page 0, but the non-linear bytes
-        // start on page 1024: a linear range may end on page 0.
+        // [0, 1024) is free, followed by the non-linear page 1024: a linear range may end on
+        // page 0, and fill it.
         assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
+        assert_eq!(alloc(&mut c, 24, 1, Linear), 1000);
+        assert_eq!(
+            c.allocate(layout(1, 1), Linear),
+            Err(SuballocatorError::FragmentedRegion)
+        );
         check_internal(&c.sub);
     }
 
@@ -1044,16 +1276,18 @@ mod tests {
 
         let mut c = checker(u64::MAX, 1);
         assert_eq!(alloc(&mut c, DeviceLayout::MAX_SIZE, 1, Linear), 0);
-        // One byte of padding, absorbed, then up to the last byte of the region.
+        // One byte of padding, which stays free, then up to the last byte of the region.
         assert_eq!(alloc(&mut c, 1 << 62, 1 << 62, Linear), 1 << 63);
         assert_eq!(
             c.allocate(layout(1 << 62, 1 << 62), Linear),
-            Err(SuballocatorError::OutOfRegionMemory)
+            Err(SuballocatorError::FragmentedRegion)
         );
         assert_eq!(
             alloc(&mut c, (1 << 62) - 1, 1, Linear),
             (1 << 63) + (1 << 62)
         );
+        assert_eq!(c.sub.free_size(), 1);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), DeviceLayout::MAX_SIZE);
         assert_eq!(c.sub.free_size(), 0);
         check_internal(&c.sub);
         c.free_all_and_reuse(DeviceLayout::MAX_SIZE);
@@ -1134,7 +1368,7 @@ mod tests {
                 .prop_flat_map(|r| (Just(r), testing::op_sequence(r, 200..2000))),
             granularity in testing::granularity(),
         ) {
-            let mut c = Checker::new(FreeListAllocator::new(region), granularity);
+            let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
             for chunk in ops.chunks(16) {
                 c.run(chunk);
                 check_internal(&c.sub);
@@ -1150,7 +1384,7 @@ mod tests {
                 .prop_flat_map(|r| (Just(r), testing::op_sequence((r / 256).max(1), 200..2000))),
             granularity in testing::granularity(),
         ) {
-            let mut c = Checker::new(FreeListAllocator::new(region), granularity);
+            let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
             for chunk in ops.chunks(64) {
                 c.run(chunk);
                 check_internal(&c.sub);
@@ -1167,7 +1401,9 @@ mod tests {
             }),
             granularity in small_granularity(),
         ) {
-            let mut c = Checker::new(FreeListAllocator::new(region), granularity).complete();
+            let mut c = Checker::new(FreeListAllocator::new(region), granularity)
+                .exact()
+                .complete();
             for chunk in ops.chunks(16) {
                 c.run(chunk);
                 check_internal(&c.sub);

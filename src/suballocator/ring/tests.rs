@@ -385,6 +385,24 @@ fn double_free_is_caught_in_debug_builds() {
     }
 }
 
+/// `reset` keeps the sequence numbers counting: a handle from before it names no allocation
+/// after it, even one at the same offset.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "not a live allocation")]
+fn a_stale_handle_after_reset_is_caught_in_debug_builds() {
+    let mut sub = RingAllocator::new(100);
+    let stale = sub.allocate(layout(10, 1), Linear, G1).unwrap();
+    sub.reset();
+    let fresh = sub.allocate(layout(10, 1), Linear, G1).unwrap();
+    assert_eq!(fresh.offset, stale.offset);
+    #[allow(unsafe_code)]
+    // SAFETY: deliberately breaks the contract; the ring touches no memory.
+    unsafe {
+        sub.deallocate(stale)
+    };
+}
+
 /// Runs `ops`, checking that a failed request implies that every larger, at least as strictly
 /// aligned request of the same type fails too until the next free.
 fn check_monotone_failures(c: &mut Checker<RingAllocator>, ops: &[Op]) {
