@@ -52,6 +52,16 @@ impl DedicatedAllocation {
     }
 }
 
+impl DedicatedAllocation {
+    /// Whether this names `resource`.
+    pub(crate) fn is(self, resource: crate::device::Resource) -> bool {
+        match resource {
+            crate::device::Resource::Buffer(b) => self.buffer == b && b != vk::Buffer::null(),
+            crate::device::Resource::Image(i) => self.image == i && i != vk::Image::null(),
+        }
+    }
+}
+
 /// External memory handle types to export a memory object as (`VkExportMemoryAllocateInfo`).
 ///
 /// Building one is `unsafe`: Vulkan requires the handle types to be supported and compatible
@@ -208,7 +218,8 @@ pub struct DeviceMemory {
     property_flags: vk::MemoryPropertyFlags,
     heap_index: u32,
     mapped: Option<NonNull<u8>>,
-    dedicated: bool,
+    /// The resource of its `VkMemoryDedicatedAllocateInfo`, if one was chained.
+    dedicated: Option<DedicatedAllocation>,
 }
 
 // SAFETY: a `VkDeviceMemory` handle may be used from any thread; the mapping pointer is only
@@ -225,7 +236,7 @@ impl std::fmt::Debug for DeviceMemory {
             .field("size", &self.size)
             .field("memory_type_index", &self.memory_type_index)
             .field("mapped", &self.mapped.is_some())
-            .field("dedicated", &self.dedicated)
+            .field("dedicated", &self.dedicated.is_some())
             .finish()
     }
 }
@@ -333,7 +344,7 @@ impl DeviceMemory {
             property_flags,
             heap_index: heap,
             mapped: None,
-            dedicated: dedicated.is_some(),
+            dedicated,
         };
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
@@ -385,6 +396,11 @@ impl DeviceMemory {
     /// Whether this object was allocated for one resource with
     /// `VkMemoryDedicatedAllocateInfo`.
     pub fn is_dedicated(&self) -> bool {
+        self.dedicated.is_some()
+    }
+
+    /// The resource this object was allocated for with `VkMemoryDedicatedAllocateInfo`.
+    pub(crate) fn dedicated_resource(&self) -> Option<DedicatedAllocation> {
         self.dedicated
     }
 

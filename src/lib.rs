@@ -53,6 +53,7 @@
 //! - [`MemoryAlloc`]: what the user holds, binds and maps;
 //! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report.
 
+pub mod aliasing;
 pub mod allocation;
 pub mod allocator;
 pub mod budget;
