@@ -63,6 +63,7 @@ use crate::device::Resource;
 use crate::layout::DeviceSize;
 use crate::suballocator::AllocationType;
 use ash::vk;
+use std::ffi::c_void;
 
 /// What [`check_alias_bind`] needs to know about the allocation, as plain data.
 #[derive(Clone, Copy, Debug)]
@@ -166,18 +167,7 @@ impl MemoryAlloc {
         local_offset: DeviceSize,
     ) -> Result<(), MemoryAccessError> {
         // SAFETY: the caller's contract.
-        let offset = unsafe { self.check_bind_at(Resource::Buffer(buffer), local_offset) }?;
-        let memory = self.device_memory();
-        // SAFETY: the checks above: the range lies inside this allocation, is aligned, the
-        // memory type is allowed and no dedicated-allocation rule is broken; the buffer is
-        // valid and unbound (the caller's contract).
-        unsafe {
-            memory
-                .device()
-                .ash()
-                .bind_buffer_memory(buffer, memory.handle(), offset)
-        }
-        .map_err(MemoryAccessError::Vulkan)
+        unsafe { self.bind_at(Resource::Buffer(buffer), local_offset, std::ptr::null()) }
     }
 
     /// Binds `image` at `local_offset` bytes into this allocation, like
@@ -193,16 +183,48 @@ impl MemoryAlloc {
         local_offset: DeviceSize,
     ) -> Result<(), MemoryAccessError> {
         // SAFETY: the caller's contract.
-        let offset = unsafe { self.check_bind_at(Resource::Image(image), local_offset) }?;
-        let memory = self.device_memory();
-        // SAFETY: as in `bind_buffer_at`.
-        unsafe {
-            memory
-                .device()
-                .ash()
-                .bind_image_memory(image, memory.handle(), offset)
-        }
-        .map_err(MemoryAccessError::Vulkan)
+        unsafe { self.bind_at(Resource::Image(image), local_offset, std::ptr::null()) }
+    }
+
+    /// Binds `buffer` at `local_offset` like [`bind_buffer_at`](Self::bind_buffer_at), through
+    /// `vkBindBufferMemory2` with the `pNext` chain of `chain` (VMA's `vmaBindBufferMemory2`
+    /// with `pNext`). Build
+    /// `chain` with `vk::BindBufferMemoryInfo::default().push_next(..)`: only its `pNext` is
+    /// read; the buffer, memory and offset are the call's. A chain needs
+    /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2)
+    /// (Vulkan 1.1 implies it), or the call fails with
+    /// [`BindMemory2Unavailable`](MemoryAccessError::BindMemory2Unavailable); an empty chain
+    /// is a plain `vkBindBufferMemory`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`bind_buffer_at`](Self::bind_buffer_at); every structure in the chain is valid
+    /// for this bind and its extension or feature is enabled on the device.
+    pub unsafe fn bind_buffer_at_with_next(
+        &self,
+        buffer: vk::Buffer,
+        local_offset: DeviceSize,
+        chain: &vk::BindBufferMemoryInfo<'_>,
+    ) -> Result<(), MemoryAccessError> {
+        // SAFETY: the caller's contract.
+        unsafe { self.bind_at(Resource::Buffer(buffer), local_offset, chain.p_next) }
+    }
+
+    /// Binds `image` at `local_offset` through `vkBindImageMemory2` with the `pNext` chain
+    /// of `chain`, like [`bind_buffer_at_with_next`](Self::bind_buffer_at_with_next).
+    ///
+    /// # Safety
+    ///
+    /// As for [`bind_image_at`](Self::bind_image_at); every structure in the chain is valid
+    /// for this bind and its extension or feature is enabled on the device.
+    pub unsafe fn bind_image_at_with_next(
+        &self,
+        image: vk::Image,
+        local_offset: DeviceSize,
+        chain: &vk::BindImageMemoryInfo<'_>,
+    ) -> Result<(), MemoryAccessError> {
+        // SAFETY: the caller's contract.
+        unsafe { self.bind_at(Resource::Image(image), local_offset, chain.p_next) }
     }
 
     /// Creates a buffer and binds it at `local_offset` of this allocation, in one call (VMA's
@@ -261,6 +283,59 @@ impl MemoryAlloc {
                 Err(e)
             }
         }
+    }
+
+    /// Checks a bind of `resource` at `local_offset`, then binds it, with `next` as the bind
+    /// info's `pNext` when it is not null.
+    ///
+    /// # Safety
+    ///
+    /// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device;
+    /// `next` is null or a valid chain for its bind info.
+    unsafe fn bind_at(
+        &self,
+        resource: Resource,
+        local_offset: DeviceSize,
+        next: *const c_void,
+    ) -> Result<(), MemoryAccessError> {
+        // SAFETY: the caller's contract.
+        let offset = unsafe { self.check_bind_at(resource, local_offset) }?;
+        // SAFETY: the checks above: the range lies inside this allocation, is aligned, the
+        // memory type is allowed and no dedicated-allocation rule is broken; the resource is
+        // valid and unbound, and the chain valid (the caller's contract).
+        unsafe { self.bind_resource(resource, offset, next) }
+    }
+
+    /// Binds `resource` at `offset` of the memory object: `vkBind*Memory`, or
+    /// `vkBind*Memory2` when `next` is not null.
+    ///
+    /// # Safety
+    ///
+    /// The bind is valid (the resource's requirements hold at `offset`, which lies in this
+    /// allocation); `next` is null or a valid chain for the bind info.
+    pub(crate) unsafe fn bind_resource(
+        &self,
+        resource: Resource,
+        offset: DeviceSize,
+        next: *const c_void,
+    ) -> Result<(), MemoryAccessError> {
+        let memory = self.device_memory();
+        let device = memory.device();
+        if !next.is_null() && !device.has_bind_memory2() {
+            return Err(MemoryAccessError::BindMemory2Unavailable);
+        }
+        let ash = device.ash();
+        let handle = memory.handle();
+        // SAFETY: the caller's contract; `vkBind*Memory2` only with the feature (checked).
+        unsafe {
+            match (resource, next.is_null()) {
+                (Resource::Buffer(b), true) => ash.bind_buffer_memory(b, handle, offset),
+                (Resource::Image(i), true) => ash.bind_image_memory(i, handle, offset),
+                (Resource::Buffer(b), false) => device.bind_buffer_memory2(b, handle, offset, next),
+                (Resource::Image(i), false) => device.bind_image_memory2(i, handle, offset, next),
+            }
+        }
+        .map_err(MemoryAccessError::Vulkan)
     }
 
     /// Queries `resource`'s requirements and checks a bind at `local_offset`; returns the

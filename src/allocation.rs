@@ -291,6 +291,11 @@ pub enum MemoryAccessError {
         /// The type the allocation was made for.
         allocation_type: AllocationType,
     },
+    /// A bind with a `pNext` chain needs `vkBind*Memory2`: Vulkan 1.1, or
+    /// `VK_KHR_bind_memory2` claimed in
+    /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
+    #[error("a bind pNext chain needs Vulkan 1.1 or VK_KHR_bind_memory2 (bind_memory2)")]
+    BindMemory2Unavailable,
 }
 
 /// Where an allocation's memory comes from. Kept small (three words): `MemoryAlloc`s are

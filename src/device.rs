@@ -48,6 +48,10 @@ pub struct EnabledMemoryFeatures {
     pub external_memory: bool,
     /// The `protectedMemory` feature. The default value is `false`.
     pub protected_memory: bool,
+    /// `VK_KHR_bind_memory2` (core in 1.1): binds with a `pNext` chain
+    /// (`vkBindBufferMemory2` / `vkBindImageMemory2`). Implied by an API version of 1.1 or
+    /// more. The default value is `false`.
+    pub bind_memory2: bool,
     /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature. The default
     /// value is `false`.
     pub device_coherent_memory: bool,
@@ -180,6 +184,8 @@ pub struct Device {
     max_memory_allocation_count: u32,
     features: EnabledMemoryFeatures,
     get_memory_requirements2_khr: Option<ash::khr::get_memory_requirements2::Device>,
+    /// `vkBind*Memory2KHR`, when `VK_KHR_bind_memory2` is claimed below Vulkan 1.1.
+    bind_memory2_khr: Option<ash::khr::bind_memory2::Device>,
     /// `vkGetPhysicalDeviceMemoryProperties2KHR`, on a Vulkan 1.0 instance with
     /// `VK_EXT_memory_budget` (which requires `VK_KHR_get_physical_device_properties2`).
     memory_properties2_khr: Option<vk::PFN_vkGetPhysicalDeviceMemoryProperties2>,
@@ -263,7 +269,10 @@ impl Device {
             features.dedicated_allocation = true;
             features.get_memory_requirements2 = true;
             features.external_memory = true;
+            features.bind_memory2 = true;
         }
+        let bind_memory2_khr = (!core_1_1 && features.bind_memory2)
+            .then(|| ash::khr::bind_memory2::Device::new(instance, &device));
         let get_memory_requirements2_khr = (!core_1_1 && features.get_memory_requirements2)
             .then(|| ash::khr::get_memory_requirements2::Device::new(instance, &device));
         let memory_properties2_khr = if features.memory_budget && !is_1_1(instance_api_version) {
@@ -297,6 +306,7 @@ impl Device {
             max_memory_allocation_count: limits.max_memory_allocation_count,
             features,
             get_memory_requirements2_khr,
+            bind_memory2_khr,
             memory_properties2_khr,
             live_memory_objects: AtomicU32::new(0),
             memory_allocation_calls: AtomicU64::new(0),
@@ -304,6 +314,11 @@ impl Device {
             heap_reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             heap_usage: std::array::from_fn(|_| AtomicU64::new(0)),
         }))
+    }
+
+    /// The `VK_KHR_bind_memory2` functions, below Vulkan 1.1.
+    pub(crate) fn bind_memory2_khr(&self) -> Option<&ash::khr::bind_memory2::Device> {
+        self.bind_memory2_khr.as_ref()
     }
 
     /// The user's `ash::Instance`.

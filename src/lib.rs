@@ -59,6 +59,7 @@ pub mod allocator;
 pub mod budget;
 pub mod corruption;
 pub mod device;
+mod device_bind;
 pub mod device_memory;
 pub mod layout;
 pub mod stats;

@@ -127,6 +127,10 @@ pub enum AllocationError {
     /// within it.
     #[error(transparent)]
     BudgetExceeded(#[from] BudgetError),
+    /// Binding the new resource was refused before the driver (for example a bind `pNext`
+    /// chain without `vkBind*Memory2`); the resource was destroyed again.
+    #[error("bind refused: {0}")]
+    Bind(crate::allocation::MemoryAccessError),
 }
 
 impl From<DeviceMemoryError> for AllocationError {
@@ -215,7 +219,8 @@ impl AllocationError {
             | Self::Layout(_)
             | Self::Config(_)
             | Self::InvalidPriority(_)
-            | Self::PoolMemoryTypeNotAllowed { .. } => Failure::Fatal,
+            | Self::PoolMemoryTypeNotAllowed { .. }
+            | Self::Bind(_) => Failure::Fatal,
         }
     }
 }

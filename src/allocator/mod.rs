@@ -43,6 +43,7 @@
 //! tries its own arena of every block first and the others before a new block is made:
 //! threads share the blocks, and no memory is set aside per thread.
 
+mod bind_next;
 mod block_vec;
 mod config;
 mod dedicated;
@@ -296,6 +297,7 @@ pub trait MemoryAllocator: Send + Sync {
                 Resource::Buffer(buffer),
                 AllocationType::Linear,
                 &create_info,
+                std::ptr::null(),
             )
         }
         .map(|alloc| (buffer, alloc))
@@ -325,8 +327,54 @@ pub trait MemoryAllocator: Send + Sync {
             unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
         let create_info = with_resource_usage(create_info, ResourceUsage::Image(image_info.usage));
         // SAFETY: `image` was just created from this device, is unbound and not disjoint.
-        unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, &create_info) }
-            .map(|alloc| (image, alloc))
+        unsafe {
+            allocate_and_bind(
+                self,
+                Resource::Image(image),
+                allocation_type,
+                &create_info,
+                std::ptr::null(),
+            )
+        }
+        .map(|alloc| (image, alloc))
+    }
+
+    /// [`create_buffer`](Self::create_buffer), binding through `vkBindBufferMemory2` with the
+    /// `pNext` chain of `bind_chain` (only its `pNext` is read): see
+    /// [`MemoryAlloc::bind_buffer_at_with_next`]. Without
+    /// [`bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2) a non-empty chain is an
+    /// [`AllocationError::Bind`] error, returned before anything is created.
+    ///
+    /// # Safety
+    ///
+    /// As for `create_buffer`; every structure in the chain is valid for the bind and its
+    /// extension or feature is enabled.
+    unsafe fn create_buffer_with_bind_next(
+        &self,
+        buffer_info: &vk::BufferCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+        bind_chain: &vk::BindBufferMemoryInfo<'_>,
+    ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
+        // SAFETY: the caller's contract.
+        unsafe { bind_next::create_buffer(self, buffer_info, create_info, bind_chain.p_next) }
+    }
+
+    /// [`create_image`](Self::create_image), binding through `vkBindImageMemory2` with the
+    /// `pNext` chain of `bind_chain`, like
+    /// [`create_buffer_with_bind_next`](Self::create_buffer_with_bind_next).
+    ///
+    /// # Safety
+    ///
+    /// As for `create_image`; every structure in the chain is valid for the bind and its
+    /// extension or feature is enabled.
+    unsafe fn create_image_with_bind_next(
+        &self,
+        image_info: &vk::ImageCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+        bind_chain: &vk::BindImageMemoryInfo<'_>,
+    ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
+        // SAFETY: the caller's contract.
+        unsafe { bind_next::create_image(self, image_info, create_info, bind_chain.p_next) }
     }
 }
 
@@ -353,12 +401,14 @@ fn with_resource_usage(
 /// # Safety
 ///
 /// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device,
-/// owned by the caller, and not used by anything else until this returns.
+/// owned by the caller, and not used by anything else until this returns; `bind_next` is null
+/// or a valid `pNext` chain for its bind info (bound through `vkBind*Memory2`).
 pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
     allocator: &A,
     resource: Resource,
     allocation_type: AllocationType,
     create_info: &AllocationCreateInfo,
+    bind_next: *const std::ffi::c_void,
 ) -> Result<MemoryAlloc, AllocationError> {
     let device = allocator.device();
     let result = (|| {
@@ -374,14 +424,9 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
         };
         let alloc =
             allocator.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
-        // SAFETY: the allocation was made for this resource's requirements; it is unbound.
-        unsafe {
-            match resource {
-                Resource::Buffer(b) => alloc.bind_buffer(b),
-                Resource::Image(i) => alloc.bind_image(i),
-            }
-        }
-        .map_err(bind_error)?;
+        // SAFETY: the allocation was made for this resource's requirements; it is unbound;
+        // the chain is valid (the caller's contract).
+        unsafe { alloc.bind_resource(resource, alloc.offset(), bind_next) }.map_err(bind_error)?;
         Ok(alloc)
     })();
     if result.is_err() {
@@ -402,7 +447,6 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
 fn bind_error(e: MemoryAccessError) -> AllocationError {
     match e {
         MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
-        // Binding fails only in Vulkan; an unexpected kind is reported as a Vulkan error.
-        _ => AllocationError::Vulkan(vk::Result::ERROR_UNKNOWN),
+        other => AllocationError::Bind(other),
     }
 }
