@@ -641,6 +641,25 @@ impl MemoryAlloc {
         self.sync(offset, len, SyncDirection::Invalidate)
     }
 
+    /// Exports the allocation's memory object as a file descriptor of `handle_type` (see
+    /// [`external_memory`](crate::external_memory)): the descriptor stands for the whole
+    /// object, in which this allocation starts at [`offset`](Self::offset).
+    #[cfg(unix)]
+    pub fn export_fd(
+        &self,
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+    ) -> Result<crate::ExportedFd, crate::DeviceMemoryError> {
+        let memory = self.device_memory();
+        Ok(crate::ExportedFd {
+            fd: memory.export_fd(handle_type)?,
+            handle_type,
+            memory_size: memory.size(),
+            memory_type_index: memory.memory_type_index(),
+            offset: self.offset,
+            size: self.size,
+        })
+    }
+
     /// Binds `buffer` to this range (`vkBindBufferMemory`).
     ///
     /// # Safety

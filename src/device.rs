@@ -52,6 +52,12 @@ pub struct EnabledMemoryFeatures {
     /// (`vkBindBufferMemory2` / `vkBindImageMemory2`). Implied by an API version of 1.1 or
     /// more. The default value is `false`.
     pub bind_memory2: bool,
+    /// `VK_KHR_external_memory_fd`: export and import of memory as POSIX file descriptors
+    /// (see [`external_memory`](crate::external_memory)). The default value is `false`.
+    pub external_memory_fd: bool,
+    /// `VK_EXT_external_memory_host`: import of host allocations. The default value is
+    /// `false`.
+    pub external_memory_host: bool,
     /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature. The default
     /// value is `false`.
     pub device_coherent_memory: bool,

@@ -61,6 +61,7 @@ pub mod corruption;
 pub mod device;
 mod device_bind;
 pub mod device_memory;
+pub mod external_memory;
 pub mod layout;
 pub mod stats;
 pub mod suballocator;
@@ -81,6 +82,9 @@ pub use device::{
 pub use device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
 };
+#[cfg(unix)]
+pub use external_memory::ExportedFd;
+pub use external_memory::{AllocateNext, ExternalMemoryImport};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 /// A field that keeps a public struct open to new fields: it cannot be named or built outside

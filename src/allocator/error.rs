@@ -131,6 +131,10 @@ pub enum AllocationError {
     /// chain without `vkBind*Memory2`); the resource was destroyed again.
     #[error("bind refused: {0}")]
     Bind(crate::allocation::MemoryAccessError),
+    /// The memory object's import, export or `pNext` chain was refused (see
+    /// [`external_memory`](crate::external_memory)).
+    #[error(transparent)]
+    Memory(DeviceMemoryError),
 }
 
 impl From<DeviceMemoryError> for AllocationError {
@@ -155,6 +159,12 @@ impl From<DeviceMemoryError> for AllocationError {
                 heap_size,
             },
             DeviceMemoryError::InvalidPriority(p) => Self::InvalidPriority(p),
+            e @ (DeviceMemoryError::ExtensionNotEnabled(_)
+            | DeviceMemoryError::ImportMemoryType { .. }
+            | DeviceMemoryError::ImportDedicated
+            | DeviceMemoryError::ImportMisaligned { .. }
+            | DeviceMemoryError::DuplicateChainStructure(_)
+            | DeviceMemoryError::NotExportable { .. }) => Self::Memory(e),
             // `DeviceMemoryError` is non-exhaustive for users, not for this crate.
         }
     }
@@ -220,7 +230,8 @@ impl AllocationError {
             | Self::Config(_)
             | Self::InvalidPriority(_)
             | Self::PoolMemoryTypeNotAllowed { .. }
-            | Self::Bind(_) => Failure::Fatal,
+            | Self::Bind(_)
+            | Self::Memory(_) => Failure::Fatal,
         }
     }
 }

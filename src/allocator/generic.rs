@@ -333,6 +333,34 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         Ok(DeviceMemory::allocate(self.device.clone(), &info)?)
     }
 
+    /// A memory object of its own made from `info` (an import, a user chain) with the
+    /// allocator's device-address, priority and budget settings, registered like the
+    /// allocator's dedicated allocations.
+    pub(super) fn dedicated_from(
+        &self,
+        info: DeviceMemoryCreateInfo,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        let info = DeviceMemoryCreateInfo {
+            device_address: self.create_info.device_address,
+            priority: Some(
+                create_info
+                    .priority
+                    .unwrap_or(self.create_info.block_priority),
+            ),
+            within_budget: create_info.within_budget,
+            ..info
+        };
+        let memory = DeviceMemory::allocate(self.device.clone(), &info)?;
+        Ok(execute::wrap_dedicated(
+            &self.dedicated,
+            memory,
+            AllocationType::Unknown,
+            self.meta(create_info),
+        ))
+    }
+
     fn dedicated(
         &self,
         memory_type_index: u32,

@@ -106,6 +106,11 @@ pub struct PoolCreateInfo {
     /// (`Some(1)` keeps blocks whole, which a ring-buffer pool wants). The default value is
     /// `None`: the allocator's setting.
     pub block_arenas: Option<usize>,
+    /// A `pNext` chain of your own for the `vkAllocateMemory` of every block and dedicated
+    /// allocation of the pool (VMA's `pMemoryAllocateNext`), appended after the crate's
+    /// structures (see [`external_memory`](crate::external_memory)). The default value is
+    /// `None`.
+    pub memory_allocate_next: Option<crate::AllocateNext>,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -124,6 +129,7 @@ impl Default for PoolCreateInfo {
             priority: 0.5,
             export_handle_types: ExportHandleTypes::NONE,
             block_arenas: None,
+            memory_allocate_next: None,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -140,6 +146,8 @@ struct PoolInner<S> {
     max_block_count: usize,
     priority: f32,
     export_handle_types: ExportHandleTypes,
+    /// The user's `vkAllocateMemory` chain.
+    memory_allocate_next: Option<crate::AllocateNext>,
     /// The allocator's `device_address` and `dedicated_allocation` settings.
     device_address: bool,
     dedicated_allocation: bool,
@@ -286,6 +294,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 max_block_count: info.max_block_count,
                 priority: info.priority,
                 export_handle_types: info.export_handle_types,
+                memory_allocate_next: info.memory_allocate_next,
                 device_address: self.create_info().device_address,
                 dedicated_allocation: self.create_info().dedicated_allocation,
                 debug: self.create_info().debug,
@@ -331,6 +340,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 device_address: self.device_address,
                 priority: Some(self.priority),
                 within_budget,
+                next: self.memory_allocate_next,
                 ..Default::default()
             },
         )?)
@@ -354,6 +364,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 device_address: self.device_address,
                 priority: Some(create_info.priority.unwrap_or(self.priority)),
                 within_budget: create_info.within_budget,
+                next: self.memory_allocate_next,
                 ..Default::default()
             },
         )?;

@@ -51,6 +51,7 @@ pub mod defrag;
 mod error;
 mod execute;
 mod generic;
+mod import;
 pub mod intent;
 pub mod memory_pool;
 pub mod memory_type;
