@@ -58,6 +58,9 @@ pub struct EnabledMemoryFeatures {
     /// `VK_EXT_external_memory_host`: import of host allocations. The default value is
     /// `false`.
     pub external_memory_host: bool,
+    /// `VK_KHR_maintenance4` (core in 1.3): memory requirements of a create info, without a
+    /// resource. Implied by an API version of 1.3 or more. The default value is `false`.
+    pub maintenance4: bool,
     /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature. The default
     /// value is `false`.
     pub device_coherent_memory: bool,
@@ -276,6 +279,9 @@ impl Device {
             features.get_memory_requirements2 = true;
             features.external_memory = true;
             features.bind_memory2 = true;
+        }
+        if vk::api_version_major(api_version) > 1 || vk::api_version_minor(api_version) >= 3 {
+            features.maintenance4 = true;
         }
         let bind_memory2_khr = (!core_1_1 && features.bind_memory2)
             .then(|| ash::khr::bind_memory2::Device::new(instance, &device));

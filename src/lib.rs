@@ -61,6 +61,7 @@ pub mod corruption;
 pub mod device;
 mod device_bind;
 pub mod device_memory;
+mod device_requirements;
 pub mod external_memory;
 pub mod layout;
 pub mod stats;

@@ -40,7 +40,10 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
     let buffer =
         unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
-    let create_info = with_resource_usage(create_info, ResourceUsage::Buffer(buffer_info.usage));
+    let create_info = with_resource_usage(
+        create_info,
+        ResourceUsage::Buffer(crate::device_requirements::buffer_usage(buffer_info)),
+    );
     // SAFETY: `buffer` was just created from this device and is unbound; the chain is the
     // caller's.
     unsafe {

@@ -135,6 +135,10 @@ pub enum AllocationError {
     /// [`external_memory`](crate::external_memory)).
     #[error(transparent)]
     Memory(DeviceMemoryError),
+    /// The call needs an extension or API version that was not claimed in
+    /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures).
+    #[error("{0} is needed and was not claimed")]
+    FeatureNotEnabled(&'static str),
 }
 
 impl From<DeviceMemoryError> for AllocationError {
@@ -231,7 +235,8 @@ impl AllocationError {
             | Self::InvalidPriority(_)
             | Self::PoolMemoryTypeNotAllowed { .. }
             | Self::Bind(_)
-            | Self::Memory(_) => Failure::Fatal,
+            | Self::Memory(_)
+            | Self::FeatureNotEnabled(_) => Failure::Fatal,
         }
     }
 }

@@ -163,6 +163,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.choose(bits, &resolved, 0)
     }
 
+    /// The memory type `allocate` would try first for `bits` and `create_info` (no small
+    /// heap rationed).
+    pub(super) fn type_for(&self, bits: u32, create_info: &AllocationCreateInfo) -> Option<u32> {
+        self.choose(bits, &self.resolve(create_info), 0)
+    }
+
     /// The flags of `create_info`'s usage on this device.
     #[inline]
     fn resolve(&self, create_info: &AllocationCreateInfo) -> Resolved {

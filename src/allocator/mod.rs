@@ -57,6 +57,7 @@ pub mod memory_pool;
 pub mod memory_type;
 mod observe;
 pub mod placement;
+mod requirements;
 mod type_cache;
 
 /// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
@@ -289,8 +290,10 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
             unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
-        let create_info =
-            with_resource_usage(create_info, ResourceUsage::Buffer(buffer_info.usage));
+        let create_info = with_resource_usage(
+            create_info,
+            ResourceUsage::Buffer(crate::device_requirements::buffer_usage(buffer_info)),
+        );
         // SAFETY: `buffer` was just created from this device and is unbound.
         unsafe {
             allocate_and_bind(
@@ -338,6 +341,45 @@ pub trait MemoryAllocator: Send + Sync {
             )
         }
         .map(|alloc| (image, alloc))
+    }
+
+    /// Allocates memory for a buffer that `buffer_info` would make, without making it
+    /// (requirements from [`MemoryRequirements::for_buffer_info`]; Vulkan 1.3 or
+    /// `VK_KHR_maintenance4`): create the buffer later and bind it with
+    /// [`MemoryAlloc::bind_buffer_at`]. The buffer's usage (of a
+    /// `VkBufferUsageFlags2CreateInfoKHR` in the chain when there is one) is the resource
+    /// usage when `create_info` leaves it `Unknown`. A buffer the driver says requires a
+    /// dedicated allocation is refused with
+    /// [`DedicatedAllocationRequired`](AllocationError::DedicatedAllocationRequired) (only
+    /// memory dedicated to the buffer itself would do).
+    ///
+    /// # Safety
+    ///
+    /// `buffer_info` is a valid `VkBufferCreateInfo` for this device.
+    unsafe fn allocate_for_buffer_info(
+        &self,
+        buffer_info: &vk::BufferCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let info = crate::device_requirements::CreateInfo::Buffer(buffer_info);
+        // SAFETY: the caller's contract.
+        unsafe { requirements::allocate_for_info(self, info, create_info) }
+    }
+
+    /// Allocates memory for an image that `image_info` would make, without making it, like
+    /// [`allocate_for_buffer_info`](Self::allocate_for_buffer_info).
+    ///
+    /// # Safety
+    ///
+    /// `image_info` is a valid `VkImageCreateInfo` for this device, not `DISJOINT`.
+    unsafe fn allocate_for_image_info(
+        &self,
+        image_info: &vk::ImageCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let info = crate::device_requirements::CreateInfo::Image(image_info);
+        // SAFETY: the caller's contract.
+        unsafe { requirements::allocate_for_info(self, info, create_info) }
     }
 
     /// [`create_buffer`](Self::create_buffer), binding through `vkBindBufferMemory2` with the

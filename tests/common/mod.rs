@@ -91,6 +91,11 @@ impl TestContext {
     /// Creates the context with these device extensions enabled (a missing one fails the
     /// test with the driver's error).
     pub fn with_device_extensions(device_extensions: &[&CStr]) -> Self {
+        Self::with_api_version(API_VERSION, device_extensions)
+    }
+
+    /// Creates the context with an instance for `api_version` and these device extensions.
+    pub fn with_api_version(api_version: u32, device_extensions: &[&CStr]) -> Self {
         let turn = ONE_AT_A_TIME.lock();
         // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
         let entry = unsafe { ash::Entry::load() }.unwrap_or_else(|e| {
@@ -120,7 +125,7 @@ impl TestContext {
             .user_data(&*messages as *const Messages as *mut c_void);
         let app = vk::ApplicationInfo::default()
             .application_name(c"ash-memory tests")
-            .api_version(API_VERSION);
+            .api_version(api_version);
         let layer_names = [VALIDATION_LAYER.as_ptr()];
         let extension_names = [ash::ext::debug_utils::NAME.as_ptr()];
         let instance_info = vk::InstanceCreateInfo::default()
