@@ -615,7 +615,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         check_create_info(create_info)?;
         self.check_explicit_type(memory_type_index)?;
         let request = Request {
-            layout,
+            layout: layout.align_to(create_info.min_alignment)?,
             preference: create_info.allocate_preference,
             prefers_dedicated: false,
             requires_dedicated: false,
@@ -638,6 +638,10 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
+        let requirements = MemoryRequirements {
+            layout: requirements.layout.align_to(create_info.min_alignment)?,
+            ..requirements
+        };
         let resolved = self.resolve(create_info);
         let size = requirements.layout.size();
         let request = Request {

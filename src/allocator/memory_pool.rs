@@ -111,6 +111,10 @@ pub struct PoolCreateInfo {
     /// structures (see [`external_memory`](crate::external_memory)). The default value is
     /// `None`.
     pub memory_allocate_next: Option<crate::AllocateNext>,
+    /// The least alignment of every allocation's offset in the pool (VMA's
+    /// `minAllocationAlignment`), on top of what each resource requires and of
+    /// [`AllocationCreateInfo::min_alignment`]. The default value is 1.
+    pub min_alignment: crate::DeviceAlignment,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -130,6 +134,7 @@ impl Default for PoolCreateInfo {
             export_handle_types: ExportHandleTypes::NONE,
             block_arenas: None,
             memory_allocate_next: None,
+            min_alignment: crate::DeviceAlignment::MIN,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -148,6 +153,8 @@ struct PoolInner<S> {
     export_handle_types: ExportHandleTypes,
     /// The user's `vkAllocateMemory` chain.
     memory_allocate_next: Option<crate::AllocateNext>,
+    /// The pool's least alignment.
+    min_alignment: crate::DeviceAlignment,
     /// The allocator's `device_address` and `dedicated_allocation` settings.
     device_address: bool,
     dedicated_allocation: bool,
@@ -295,6 +302,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 priority: info.priority,
                 export_handle_types: info.export_handle_types,
                 memory_allocate_next: info.memory_allocate_next,
+                min_alignment: info.min_alignment,
                 device_address: self.create_info().device_address,
                 dedicated_allocation: self.create_info().dedicated_allocation,
                 debug: self.create_info().debug,
@@ -384,6 +392,12 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
+        let request = &Request {
+            layout: request
+                .layout
+                .align_to(self.min_alignment.max(create_info.min_alignment))?,
+            ..*request
+        };
         let size = request.layout.size();
         let (block_request, guard) = execute::guarded(request, self.debug.margin);
         let plan = placement::plan_in_pool(&block_request, &self.facts).map_err(|e| {

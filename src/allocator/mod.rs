@@ -119,6 +119,11 @@ pub struct AllocationCreateInfo {
     /// dump, the SVG memory map and the leak report, and readable from the allocation
     /// ([`MemoryAlloc::user_data`]). The default value is `None`.
     pub user_data: Option<Arc<dyn UserData>>,
+    /// The least alignment of the allocation's offset, on top of what the resource requires
+    /// (VMA's `vmaCreateBufferWithAlignment`; a custom pool adds its own
+    /// [`PoolCreateInfo::min_alignment`]). Raises the alignment only, not the size. The
+    /// default value is 1 (the resource's alignment).
+    pub min_alignment: crate::DeviceAlignment,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -132,6 +137,7 @@ impl PartialEq for AllocationCreateInfo {
             && self.name == other.name
             && self.priority == other.priority
             && self.within_budget == other.within_budget
+            && self.min_alignment == other.min_alignment
             && match (&self.user_data, &other.user_data) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -150,6 +156,7 @@ impl Default for AllocationCreateInfo {
             priority: None,
             within_budget: false,
             user_data: None,
+            min_alignment: crate::DeviceAlignment::MIN,
             _ne: crate::NonExhaustive(()),
         }
     }
