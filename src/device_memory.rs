@@ -367,7 +367,11 @@ impl DeviceMemory {
         }
         if let Err(e) = crate::budget::reserve(&device, heap, info.size, info.within_budget) {
             device.release_memory_object();
-            return Err(e.into());
+            return Err(match e {
+                crate::budget::ReserveError::Budget(b) => b.into(),
+                // The user's heap size limit: as a driver out of memory.
+                crate::budget::ReserveError::HeapSizeLimit => DeviceMemoryError::OutOfDeviceMemory,
+            });
         }
         let reservation = Reservation {
             device: &device,
