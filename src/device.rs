@@ -200,6 +200,8 @@ pub struct Device {
     memory_properties: MemoryProperties,
     /// Bit `i` set when heap `i`'s size is a user's limit (a hard cap).
     heap_limited: u32,
+    /// The user's device-memory callbacks.
+    memory_callbacks: crate::memory_callbacks::CallbackSlot,
     buffer_image_granularity: DeviceAlignment,
     non_coherent_atom_size: DeviceAlignment,
     max_memory_allocation_count: u32,
@@ -392,6 +394,7 @@ impl Device {
             api_version,
             memory_properties,
             heap_limited,
+            memory_callbacks: Default::default(),
             buffer_image_granularity,
             non_coherent_atom_size,
             max_memory_allocation_count: limits.max_memory_allocation_count,
@@ -405,6 +408,11 @@ impl Device {
             heap_reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             heap_usage: std::array::from_fn(|_| AtomicU64::new(0)),
         }))
+    }
+
+    /// The device-memory callbacks' slot.
+    pub(crate) fn memory_callbacks(&self) -> &crate::memory_callbacks::CallbackSlot {
+        &self.memory_callbacks
     }
 
     /// Whether heap `heap`'s size is a limit set with

@@ -425,6 +425,7 @@ impl DeviceMemory {
             .map_err(|e| DeviceMemoryError::from_vk(e, &device))?;
         std::mem::forget(reservation);
         device.record_memory_allocated(heap, info.size);
+        device.notify_allocated(info.memory_type_index, handle, info.size);
         let mut memory = Self {
             device,
             handle,
@@ -635,6 +636,8 @@ pub(crate) enum SyncDirection {
 
 impl Drop for DeviceMemory {
     fn drop(&mut self) {
+        self.device
+            .notify_freeing(self.memory_type_index, self.handle, self.size);
         let ash = self.device.ash();
         // SAFETY: we own the handle; every allocation inside it holds a reference to its
         // block (or owns this object), so none is alive. Freeing also unmaps.

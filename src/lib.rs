@@ -64,6 +64,7 @@ pub mod device_memory;
 mod device_requirements;
 pub mod external_memory;
 pub mod layout;
+pub mod memory_callbacks;
 pub mod stats;
 pub mod suballocator;
 
@@ -87,6 +88,7 @@ pub use device_memory::{
 pub use external_memory::ExportedFd;
 pub use external_memory::{AllocateNext, ExternalMemoryImport};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
+pub use memory_callbacks::DeviceMemoryCallbacks;
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 /// A field that keeps a public struct open to new fields: it cannot be named or built outside
 /// this crate, so a struct literal of a create info must end in `..Default::default()`, and
