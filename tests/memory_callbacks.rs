@@ -67,7 +67,11 @@ fn every_memory_object_is_reported_after_its_allocation_and_before_its_free() {
             .unwrap();
         let mut live = Vec::new();
         for i in 0..40u64 {
-            let size = if i % 3 == 0 { MIB } else { (i % 7 + 1) * 3 * MIB };
+            let size = if i % 3 == 0 {
+                MIB
+            } else {
+                (i % 7 + 1) * 3 * MIB
+            };
             let info = buffer_info(size, vk::BufferUsageFlags::STORAGE_BUFFER);
             let made = if i % 3 == 0 {
                 // SAFETY: a valid create info.

@@ -56,6 +56,7 @@ pub mod intent;
 pub mod memory_pool;
 pub mod memory_type;
 mod observe;
+mod pages;
 pub mod placement;
 mod requirements;
 mod type_cache;
@@ -266,6 +267,27 @@ pub trait MemoryAllocator: Send + Sync {
         dedicated: Option<DedicatedAllocation>,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError>;
+
+    /// Allocates `count` allocations with the same requirements, all or nothing (VMA's
+    /// `vmaAllocateMemoryPages`): when one fails, those already made are freed again and
+    /// the error returned. Each page is placed like one [`allocate`](Self::allocate) call
+    /// without a dedicated resource.
+    ///
+    /// For the pages of a sparse resource (created with `SPARSE_BINDING`): each
+    /// `VkSparseMemoryBind` (or `VkSparseImageMemoryBind`) of `vkQueueBindSparse` names one
+    /// page's [`memory`](MemoryAlloc::memory) and [`offset`](MemoryAlloc::offset). Take the
+    /// page layout from the resource's requirements (its alignment is the sparse page size;
+    /// `vkGetImageSparseMemoryRequirements` for images), and keep the pages alive until the
+    /// resource is destroyed or the pages are unbound.
+    fn allocate_pages(
+        &self,
+        requirements: MemoryRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        count: usize,
+    ) -> Result<Vec<MemoryAlloc>, AllocationError> {
+        pages::allocate_pages(self, requirements, allocation_type, create_info, count)
+    }
 
     /// Statistics of the allocator's memory (see [`stats`](crate::stats)). The default
     /// computes them from [`snapshot`](Self::snapshot).
