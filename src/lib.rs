@@ -98,6 +98,7 @@ pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistic
 pub struct NonExhaustive(pub(crate) ());
 
 pub use suballocator::{
-    AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
-    RangeKind, RingAllocator, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,
+    AllocationStrategy, AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator,
+    PoolAllocator, RangeInfo, RangeKind, RingAllocator, Suballocation, SuballocationHandle,
+    Suballocator, SuballocatorError,
 };

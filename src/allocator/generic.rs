@@ -614,6 +614,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
         self.check_explicit_type(memory_type_index)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let request = Request {
             layout: layout.align_to(create_info.min_alignment)?,
             preference: create_info.allocate_preference,
@@ -638,6 +639,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let requirements = MemoryRequirements {
             layout: requirements.layout.align_to(create_info.min_alignment)?,
             ..requirements

@@ -115,6 +115,11 @@ pub struct PoolCreateInfo {
     /// `minAllocationAlignment`), on top of what each resource requires and of
     /// [`AllocationCreateInfo::min_alignment`]. The default value is 1.
     pub min_alignment: crate::DeviceAlignment,
+    /// Which free range the pool's allocations take when several fit (VMA's pool
+    /// algorithm and strategy flags; see [`strategy`](crate::suballocator::strategy)); an
+    /// allocation's own [`AllocationCreateInfo::strategy`] wins. The default value is
+    /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default).
+    pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -135,6 +140,7 @@ impl Default for PoolCreateInfo {
             block_arenas: None,
             memory_allocate_next: None,
             min_alignment: crate::DeviceAlignment::MIN,
+            strategy: crate::AllocationStrategy::Default,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -282,6 +288,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 max: info.max_block_count,
             },
         );
+        blocks.set_strategy(info.strategy);
         let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
         let held: Arc<dyn Observe> = Arc::new(Held {
             device: device.clone(),
@@ -392,6 +399,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let request = &Request {
             layout: request
                 .layout

@@ -59,6 +59,7 @@ mod observe;
 mod pages;
 pub mod placement;
 mod requirements;
+mod strategy_scope;
 mod type_cache;
 
 /// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
@@ -125,6 +126,12 @@ pub struct AllocationCreateInfo {
     /// [`PoolCreateInfo::min_alignment`]). Raises the alignment only, not the size. The
     /// default value is 1 (the resource's alignment).
     pub min_alignment: crate::DeviceAlignment,
+    /// Which free range to take when several fit (VMA's `STRATEGY_MIN_MEMORY` /
+    /// `MIN_TIME` / `MIN_OFFSET` flags; see [`strategy`](crate::suballocator::strategy)). It
+    /// wins over a custom pool's [`PoolCreateInfo::strategy`]. The default value is
+    /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default): the pool's
+    /// strategy, else the allocator's (a quick good fit, a best fit for large requests).
+    pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -139,6 +146,7 @@ impl PartialEq for AllocationCreateInfo {
             && self.priority == other.priority
             && self.within_budget == other.within_budget
             && self.min_alignment == other.min_alignment
+            && self.strategy == other.strategy
             && match (&self.user_data, &other.user_data) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -158,6 +166,7 @@ impl Default for AllocationCreateInfo {
             within_budget: false,
             user_data: None,
             min_alignment: crate::DeviceAlignment::MIN,
+            strategy: crate::AllocationStrategy::Default,
             _ne: crate::NonExhaustive(()),
         }
     }
