@@ -417,3 +417,111 @@ fn memory_type_and_dedicated_rules_are_checked() {
         sim.assert_nothing_allocated();
     }
 }
+
+thread_local! {
+    static REAL_BIND_BUFFER: std::cell::Cell<Option<vk::PFN_vkBindBufferMemory>> =
+        const { std::cell::Cell::new(None) };
+    static REAL_BIND_IMAGE: std::cell::Cell<Option<vk::PFN_vkBindImageMemory>> =
+        const { std::cell::Cell::new(None) };
+    /// The next bind fails with this result instead of reaching the driver.
+    static FAIL_BIND: std::cell::Cell<Option<vk::Result>> = const { std::cell::Cell::new(None) };
+}
+
+unsafe extern "system" fn failing_bind_buffer(
+    device: vk::Device,
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    if let Some(e) = FAIL_BIND.take() {
+        return e;
+    }
+    let real = REAL_BIND_BUFFER.get().expect("real vkBindBufferMemory");
+    // SAFETY: forwarded unchanged.
+    unsafe { real(device, buffer, memory, offset) }
+}
+
+unsafe extern "system" fn failing_bind_image(
+    device: vk::Device,
+    image: vk::Image,
+    memory: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    if let Some(e) = FAIL_BIND.take() {
+        return e;
+    }
+    let real = REAL_BIND_IMAGE.get().expect("real vkBindImageMemory");
+    // SAFETY: forwarded unchanged.
+    unsafe { real(device, image, memory, offset) }
+}
+
+#[test]
+fn a_failing_bind_destroys_the_aliasing_resource() {
+    let ctx = TestContext::new();
+    {
+        let d = &ctx.device;
+        REAL_BIND_BUFFER.set(Some(d.fp_v1_0().bind_buffer_memory));
+        REAL_BIND_IMAGE.set(Some(d.fp_v1_0().bind_image_memory));
+        let mut d0 = d.fp_v1_0().clone();
+        d0.bind_buffer_memory = failing_bind_buffer;
+        d0.bind_image_memory = failing_bind_image;
+        let wrapped = ash::Device::from_parts_1_3(
+            d.handle(),
+            d0,
+            d.fp_v1_1().clone(),
+            d.fp_v1_2().clone(),
+            d.fp_v1_3().clone(),
+        );
+        // SAFETY: the wrapped device forwards to the context's, which outlives the allocator.
+        let device = unsafe {
+            Device::new(
+                &ctx.entry,
+                &ctx.instance,
+                ctx.physical_device,
+                wrapped,
+                common::API_VERSION,
+                Default::default(),
+            )
+        }
+        .unwrap();
+        let allocator = StandardMemoryAllocator::new_default(device);
+        let requirements = MemoryRequirements {
+            layout: DeviceLayout::from_size_alignment(1 << 20, 4096).unwrap(),
+            memory_type_bits: 1,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let alloc = allocator
+            .allocate(
+                requirements,
+                AllocationType::Unknown,
+                &AllocationCreateInfo::default(),
+                None,
+            )
+            .unwrap();
+        let buffer = buffer_info(4096, vk::BufferUsageFlags::TRANSFER_DST);
+        let image = transfer_image(vk::Format::R8G8B8A8_UINT);
+        for fault in [
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+            vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+        ] {
+            FAIL_BIND.set(Some(fault));
+            // SAFETY: a valid create info; the failed resource is destroyed by the call (the
+            // validation layer reports any left at device destruction).
+            let result = unsafe { alloc.create_aliasing_buffer(&buffer, 0) };
+            assert_eq!(result, Err(MemoryAccessError::Vulkan(fault)));
+            FAIL_BIND.set(Some(fault));
+            // SAFETY: as above.
+            let result = unsafe { alloc.create_aliasing_image(&image, 0) };
+            assert_eq!(result, Err(MemoryAccessError::Vulkan(fault)));
+        }
+        // Without a fault both work.
+        // SAFETY: valid create infos; destroyed before `alloc`.
+        unsafe {
+            let b = alloc.create_aliasing_buffer(&buffer, 0).unwrap();
+            let i = alloc.create_aliasing_image(&image, 0).unwrap();
+            ctx.device.destroy_buffer(b, None);
+            ctx.device.destroy_image(i, None);
+        }
+    }
+}
