@@ -119,6 +119,8 @@ pub(crate) struct Checker<S> {
     /// [`exact`](Self::exact)).
     exact: bool,
     next_seq: u64,
+    /// The strategy every allocation uses.
+    strategy: AllocationStrategy,
 }
 
 /// The largest region [`Checker::assert_no_legal_offset`] scans (it builds tables of one entry
@@ -134,6 +136,7 @@ impl<S: Suballocator> Checker<S> {
             complete: false,
             exact: false,
             next_seq: 0,
+            strategy: AllocationStrategy::Default,
         };
         checker.check();
         checker
@@ -162,6 +165,12 @@ impl<S: Suballocator> Checker<S> {
         self
     }
 
+    /// Allocates with `strategy` from now on.
+    pub(crate) fn with_strategy(mut self, strategy: AllocationStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
     pub(crate) fn live_count(&self) -> usize {
         self.live.len()
     }
@@ -173,7 +182,9 @@ impl<S: Suballocator> Checker<S> {
         ty: AllocationType,
     ) -> Result<Suballocation, SuballocatorError> {
         let free_before = self.sub.free_size();
-        let result = self.sub.allocate(layout, ty, self.granularity);
+        let result = self
+            .sub
+            .allocate_with_strategy(layout, ty, self.granularity, self.strategy);
         match result {
             Ok(s) => {
                 assert_eq!(s.size, layout.size(), "size changed");
