@@ -65,7 +65,7 @@ pub struct EnabledMemoryFeatures {
     /// value is `false`.
     pub device_coherent_memory: bool,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 /// A plain copy of a device's memory types and heaps.

@@ -130,7 +130,7 @@ pub struct DeviceMemoryCreateInfo {
     /// [`crate::external_memory`]). The default value is `None`.
     pub next: Option<AllocateNext>,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl Default for DeviceMemoryCreateInfo {
@@ -145,7 +145,7 @@ impl Default for DeviceMemoryCreateInfo {
             within_budget: false,
             import: None,
             next: None,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }

@@ -68,6 +68,9 @@ pub mod external_memory;
 pub mod layout;
 pub mod mapped;
 pub mod memory_callbacks;
+mod non_exhaustive;
+#[cfg(test)]
+mod simulated_layouts;
 pub mod stats;
 pub mod suballocator;
 
@@ -94,13 +97,9 @@ pub use external_memory::{AllocateNext, ExternalMemoryImport};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
 pub use mapped::Pod;
 pub use memory_callbacks::DeviceMemoryCallbacks;
-pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
-/// A field that keeps a public struct open to new fields: it cannot be named or built outside
-/// this crate, so a struct literal of a create info must end in `..Default::default()`, and
-/// adding a field later breaks no one.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct NonExhaustive(pub(crate) ());
+pub use non_exhaustive::NonExhaustive;
+pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 
 /// The migration guides (`docs/`), included here so that `cargo test` compiles their code.
 #[cfg(doctest)]

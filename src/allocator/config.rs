@@ -134,7 +134,7 @@ pub struct GenericMemoryAllocatorCreateInfo {
     /// nothing.
     pub debug: DebugOptions,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 /// Debug aids, all off by default except the [leak check](LeakCheck) of debug builds (see
@@ -166,7 +166,7 @@ pub struct DebugOptions {
     /// `debug_assertions`, like VMA's assert) and [`LeakCheck::Log`] in release builds.
     pub leak_check: LeakCheck,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl Default for DebugOptions {
@@ -177,7 +177,7 @@ impl Default for DebugOptions {
             log_allocations: false,
             capture_backtraces: false,
             leak_check: LeakCheck::default(),
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }
@@ -258,7 +258,7 @@ impl Default for GenericMemoryAllocatorCreateInfo {
             block_priority: 0.5,
             block_arenas: None,
             debug: DebugOptions::default(),
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }

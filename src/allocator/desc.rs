@@ -70,7 +70,7 @@ pub struct AllocationDesc {
     /// default value is `None`.
     pub dedicated: Option<DedicatedAllocation>,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl AllocationDesc {
@@ -81,7 +81,7 @@ impl AllocationDesc {
             allocation_type: AllocationType::Unknown,
             create_info: AllocationCreateInfo::default(),
             dedicated: None,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::corruption::{self, Guard};
 use crate::device::Device;
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
-use crate::suballocator::{AllocationType, Suballocator};
+use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
 use std::sync::Arc;
 
 /// The block vector of one memory type or pool.
@@ -29,6 +29,8 @@ pub(crate) struct Target<'a, S> {
     /// [block sizes](super::placement#block-sizes)).
     pub grow: bool,
     pub granularity: DeviceAlignment,
+    /// How suballocations choose among the free ranges that fit.
+    pub strategy: AllocationStrategy,
     /// Makes the memory of a new block of the given size.
     pub block_memory: &'a dyn Fn(DeviceSize) -> Result<DeviceMemory, AllocationError>,
     /// Makes the dedicated allocation of the request.
@@ -143,6 +145,7 @@ pub(crate) fn fit_of(
     facts: &TypeFacts,
     allocation_type: AllocationType,
     granularity: DeviceAlignment,
+    strategy: AllocationStrategy,
 ) -> Fit {
     let layout = match *plan {
         Plan::Suballocate { layout, .. } | Plan::Dedicated { layout, .. } => layout,
@@ -152,6 +155,7 @@ pub(crate) fn fit_of(
         allocation_type,
         granularity,
         best_fit: facts.best_fit(layout.size()),
+        strategy,
     }
 }
 
@@ -196,7 +200,13 @@ pub(crate) fn run<S: Suballocator + Send + 'static>(
 ) -> Result<MemoryAlloc, AllocationError> {
     let facts = target.facts;
     let grow = target.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
-    let fit = fit_of(&plan, &facts, allocation_type, target.granularity);
+    let fit = fit_of(
+        &plan,
+        &facts,
+        allocation_type,
+        target.granularity,
+        target.strategy,
+    );
     let vec = target.blocks;
     let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
     // The smallest region that holds the request: new blocks and their arenas are at least

@@ -446,6 +446,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             blocks: &self.block_vecs[index],
             grow: self.create_info.grow_blocks,
             granularity: self.device.buffer_image_granularity(),
+            strategy: create_info.strategy,
             block_memory: &|block| {
                 self.allocate_memory(
                     memory_type_index,
@@ -507,6 +508,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 blocks: blocks.clone(),
                 granularity: self.device.buffer_image_granularity(),
                 margin: self.create_info.debug.margin,
+                strategy: crate::AllocationStrategy::Default,
             })
             .collect();
         Defragmentation::new(*info, targets)
@@ -647,7 +649,6 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
         self.check_explicit_type(memory_type_index)?;
-        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let request = Request {
             layout: layout.align_to(create_info.min_alignment)?,
             preference: create_info.allocate_preference,
@@ -672,7 +673,6 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
-        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let requirements = MemoryRequirements {
             layout: requirements.layout.align_to(create_info.min_alignment)?,
             ..requirements
@@ -696,7 +696,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                 placement::plan(&block_request, facts, self.objects())
             {
                 let g = self.device.buffer_image_granularity();
-                let fit = execute::fit_of(&plan, facts, allocation_type, g);
+                let fit = execute::fit_of(&plan, facts, allocation_type, g, create_info.strategy);
                 let blocks = &self.block_vecs[index as usize];
                 let meta = self.meta(create_info);
                 let made = Made { meta: &meta, guard };

@@ -121,7 +121,7 @@ pub struct PoolCreateInfo {
     /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default).
     pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl Default for PoolCreateInfo {
@@ -141,7 +141,7 @@ impl Default for PoolCreateInfo {
             memory_allocate_next: None,
             min_alignment: crate::DeviceAlignment::MIN,
             strategy: crate::AllocationStrategy::Default,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }
@@ -161,6 +161,8 @@ struct PoolInner<S> {
     memory_allocate_next: Option<crate::AllocateNext>,
     /// The pool's least alignment.
     min_alignment: crate::DeviceAlignment,
+    /// How its allocations choose among free ranges, unless they say.
+    strategy: crate::AllocationStrategy,
     /// The allocator's `device_address` and `dedicated_allocation` settings.
     device_address: bool,
     dedicated_allocation: bool,
@@ -288,7 +290,6 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 max: info.max_block_count,
             },
         );
-        blocks.set_strategy(info.strategy);
         let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
         let held: Arc<dyn Observe> = Arc::new(Held {
             device: device.clone(),
@@ -310,6 +311,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 export_handle_types: info.export_handle_types,
                 memory_allocate_next: info.memory_allocate_next,
                 min_alignment: info.min_alignment,
+                strategy: info.strategy,
                 device_address: self.create_info().device_address,
                 dedicated_allocation: self.create_info().dedicated_allocation,
                 debug: self.create_info().debug,
@@ -399,7 +401,11 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
-        let _strategy = super::strategy_scope::enter(create_info.strategy);
+        // The allocation's own strategy wins over the pool's.
+        let strategy = match create_info.strategy {
+            crate::AllocationStrategy::Default => self.strategy,
+            s => s,
+        };
         let request = &Request {
             layout: request
                 .layout
@@ -427,7 +433,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         let made = Made { meta: &meta, guard };
         let g = self.device.buffer_image_granularity();
         if let Plan::Suballocate { .. } = plan {
-            let fit = execute::fit_of(&plan, &self.facts, allocation_type, g);
+            let fit = execute::fit_of(&plan, &self.facts, allocation_type, g, strategy);
             if let Some(alloc) = execute::try_existing(&self.blocks, &fit, made) {
                 return Ok(alloc);
             }
@@ -442,6 +448,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
             blocks: &self.blocks,
             grow: false,
             granularity: g,
+            strategy,
             block_memory: &|block| self.block_memory(block, create_info.within_budget),
             dedicated: &|| self.dedicated(size, allocation_type, hinted, create_info),
         };
@@ -488,6 +495,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
             blocks: self.inner.blocks.clone(),
             granularity: self.inner.device.buffer_image_granularity(),
             margin: self.inner.debug.margin,
+            strategy: self.inner.strategy,
         };
         Defragmentation::new(*info, vec![target])
     }

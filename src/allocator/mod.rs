@@ -63,14 +63,7 @@ mod pages;
 pub mod placement;
 mod requirements;
 pub mod resources;
-mod strategy_scope;
 mod type_cache;
-
-/// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
-/// pure layers (placement, automatic usages).
-#[cfg(test)]
-#[path = "../../tests/support/layouts.rs"]
-pub(crate) mod test_layouts;
 
 pub use self::config::{
     BlockSizeThresholds, ConfigError, DebugOptions, GenericMemoryAllocatorCreateInfo, LeakCheck,
@@ -138,7 +131,7 @@ pub struct AllocationCreateInfo {
     /// strategy, else the allocator's (a quick good fit, a best fit for large requests).
     pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl PartialEq for AllocationCreateInfo {
@@ -172,7 +165,7 @@ impl Default for AllocationCreateInfo {
             user_data: None,
             min_alignment: crate::DeviceAlignment::MIN,
             strategy: crate::AllocationStrategy::Default,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }

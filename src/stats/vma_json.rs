@@ -74,7 +74,7 @@ pub struct VmaDumpInfo {
     /// a type that has none). The default value is empty (all 0).
     pub preferred_block_sizes: Vec<DeviceSize>,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl MemorySnapshot {

@@ -41,6 +41,7 @@
 #![allow(dead_code)]
 
 pub mod coherence;
+#[path = "../../src/simulated_layouts.rs"]
 pub mod layouts;
 mod wrappers;
 

@@ -57,6 +57,8 @@ pub(crate) struct Fit {
     /// Search every arena for the tightest fit instead of taking the first (see
     /// [which block](super::placement#which-block)).
     pub best_fit: bool,
+    /// How to choose among the free ranges that fit (the allocation's, else its pool's).
+    pub strategy: AllocationStrategy,
 }
 
 /// The blocks' suballocator can never serve the request.
@@ -119,9 +121,6 @@ pub(crate) struct BlockVec<S, M> {
     /// Blocks a defragmentation is emptying: out of the list, so that no search finds them,
     /// but still counted and walked by statistics (see [`set_aside`](Self::set_aside)).
     aside: parking_lot::Mutex<Vec<Block<S, M>>>,
-    /// The vector's [`AllocationStrategy`] (a custom pool's), as a byte (see
-    /// [`strategy_scope`](super::strategy_scope)).
-    strategy: std::sync::atomic::AtomicU8,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -135,25 +134,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             largest_request: AtomicU64::new(0),
             limits,
             aside: parking_lot::Mutex::default(),
-            strategy: std::sync::atomic::AtomicU8::new(0),
         })
-    }
-
-    /// Sets the vector's own strategy (a custom pool's).
-    pub(crate) fn set_strategy(&self, strategy: AllocationStrategy) {
-        self.strategy
-            .store(super::strategy_scope::to_u8(strategy), Ordering::Relaxed);
-    }
-
-    /// The strategy of the request being served: the allocating call's, else the vector's.
-    #[inline]
-    fn strategy(&self) -> AllocationStrategy {
-        match super::strategy_scope::current() {
-            AllocationStrategy::Default => {
-                super::strategy_scope::from_u8(self.strategy.load(Ordering::Relaxed))
-            }
-            s => s,
-        }
     }
 
     /// The most arenas a block is cut into.
@@ -266,7 +247,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Option<T> {
-        let strategy = self.strategy();
+        let strategy = fit.strategy;
         for arena in block.arenas() {
             if arena.may_fit(fit.layout, fit.allocation_type) {
                 if let Some(Ok(placed)) = arena.try_allocate(
@@ -311,8 +292,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             allocation_type,
             granularity,
             best_fit,
+            strategy,
         } = *fit;
-        let strategy = self.strategy();
         match strategy {
             AllocationStrategy::MinMemory => return self.search_best_fit(blocks, fit, wrap),
             AllocationStrategy::MinOffset => return self.search_in_order(blocks, fit, wrap),
@@ -384,7 +365,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         candidates.sort_by_key(|&(largest, _)| largest);
         // Arenas another thread holds are passed over first, as in the first-fit search, and
         // waited for only when no other arena fits.
-        let strategy = self.strategy();
+        let strategy = fit.strategy;
         let mut busy = false;
         for wait in [false, true] {
             for &(_, arena) in &candidates {
@@ -485,7 +466,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             .home_index(self.home_slot(), self.home_slots)
             .unwrap_or(0);
         let order = block.arenas()[own..].iter().chain(&block.arenas()[..own]);
-        let strategy = self.strategy();
+        let strategy = fit.strategy;
         for arena in order.filter(|a| a.may_fit(fit.layout, fit.allocation_type)) {
             match arena.try_allocate(
                 fit.layout,

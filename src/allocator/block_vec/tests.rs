@@ -65,6 +65,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             allocation_type: ty,
             granularity: self.granularity,
             best_fit: size > self.preferred / crate::allocator::placement::BEST_FIT_DIVISOR,
+            strategy: crate::suballocator::AllocationStrategy::Default,
         }
     }
 

@@ -163,7 +163,7 @@ pub struct DefragmentationInfo {
     /// The most moves one pass makes. The default value is `usize::MAX`.
     pub max_moves_per_pass: usize,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl Default for DefragmentationInfo {
@@ -172,7 +172,7 @@ impl Default for DefragmentationInfo {
             algorithm: Algorithm::Fast,
             max_bytes_per_pass: DeviceSize::MAX,
             max_moves_per_pass: usize::MAX,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }
@@ -211,6 +211,8 @@ pub(crate) struct VecTarget<S> {
     pub granularity: DeviceAlignment,
     /// Debug margins of the allocator (0 for none).
     pub margin: DeviceSize,
+    /// How destinations choose among free ranges (a custom pool's strategy).
+    pub strategy: crate::suballocator::AllocationStrategy,
 }
 
 /// What a defragmentation has done so far.

@@ -268,6 +268,7 @@ fn make_destination<S: Suballocator + Send + 'static>(
         allocation_type: indexed.allocation_type,
         granularity: target.granularity,
         best_fit: false,
+        strategy: target.strategy,
     };
     let made = Made { meta: &None, guard };
     let wrap = |arena: &std::sync::Arc<Arena<S, DeviceMemory>>, placed| {

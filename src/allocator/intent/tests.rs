@@ -10,7 +10,7 @@ use HostAccess::{
     NoAccess as NoHost, Random, RandomOrTransfer, SequentialWrite, SequentialWriteOrTransfer,
 };
 
-use crate::allocator::test_layouts::GpuLayout;
+use crate::simulated_layouts::GpuLayout;
 
 const MIB: DeviceSize = 1 << 20;
 

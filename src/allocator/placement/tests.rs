@@ -6,7 +6,7 @@ use crate::allocator::config::BlockSizeThresholds;
 use crate::device::MemoryProperties;
 use MemoryAllocatePreference::{AlwaysAllocate, Auto, NeverAllocate};
 
-use crate::allocator::test_layouts::GpuLayout;
+use crate::simulated_layouts::GpuLayout;
 
 const KIB: DeviceSize = 1 << 10;
 const MIB: DeviceSize = 1 << 20;

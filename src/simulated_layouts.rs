@@ -4,8 +4,9 @@
 //! the point of the test and is filled for real.
 
 //!
-//! The file is self-contained (it is also compiled into the crate's own unit tests, which
-//! check the placement policy on these layouts without a driver).
+//! The file is self-contained: the crate's own unit tests check the placement policy and the
+//! automatic usages on these layouts without a driver, and the driver tests
+//! (`tests/support`) include it to present them on top of the software driver.
 #![allow(dead_code)]
 
 use ash::vk;

@@ -19,221 +19,23 @@
 //! its block both point to, so that statistics snapshots, the JSON dump, the SVG memory map
 //! and the leak report show them; an allocation that has none of them costs nothing extra.
 
-use crate::corruption::{self, Guard};
+mod meta;
+mod owner;
+
+use self::meta::name_suffix;
+pub use self::meta::UserData;
+pub(crate) use self::meta::{AllocationMeta, Identity, MetaMap};
+pub(crate) use self::owner::{BlockOwner, BlockRef, DedicatedRegister, Owner, Registration};
+use crate::corruption;
 use crate::device_memory::{DeviceMemory, SyncDirection};
 use crate::layout::DeviceSize;
-use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
+use crate::suballocator::{AllocationType, Suballocation};
 use ash::vk;
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::fmt::Debug;
 use std::ptr::NonNull;
 use std::sync::Arc;
-
-/// Data of the user's choosing attached to an allocation (see [`MemoryAlloc::set_user_data`]).
-/// Implemented for every `Debug + Send + Sync + 'static` type; its `Debug` text is what
-/// snapshots, the JSON dump, the SVG memory map and the leak report show.
-pub trait UserData: Any + Debug + Send + Sync {
-    /// The value as [`Any`], to downcast it (see [`MemoryAlloc::user_data_as`]).
-    fn as_any(&self) -> &dyn Any;
-}
-
-impl<T: Any + Debug + Send + Sync> UserData for T {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// What an allocation carries besides its range: name, user data, backtrace, and the debug
-/// aids it was made with. Shared by the allocation and its block (or dedicated-allocation
-/// register), for statistics, leak reports and corruption checks. Only allocations with at
-/// least one of them have one.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AllocationMeta {
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) user_data: Option<Arc<dyn UserData>>,
-    pub(crate) backtrace: Option<Arc<Backtrace>>,
-    /// The margins around the allocation (see [`crate::corruption`]).
-    pub(crate) guard: Option<Guard>,
-    /// Fill the allocation with patterns when it is made and freed.
-    pub(crate) fill: bool,
-    /// Log the allocation and its free.
-    pub(crate) log: bool,
-    /// Who the allocation is, for whoever refers to it later (a defragmentation's
-    /// registration): set once, kept when the name or user data change and when a
-    /// defragmentation moves the allocation, gone with the allocation.
-    pub(crate) identity: Option<Identity>,
-}
-
-/// An allocation's identity (see [`AllocationMeta::identity`]): unique in the process, never
-/// reused. A place (memory and offset) is not an identity: once an allocation is freed,
-/// another can be made there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Identity(std::num::NonZeroU64);
-
-impl Identity {
-    /// A new identity.
-    fn new() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // 2^64 identities are never handed out: the counter starts at 1 and never wraps.
-        Self(std::num::NonZeroU64::new(n).unwrap_or(std::num::NonZeroU64::MIN))
-    }
-}
-
-impl AllocationMeta {
-    /// The shared record for these parts, or `None` when there is nothing to keep.
-    pub(crate) fn of(
-        name: Option<Arc<str>>,
-        user_data: Option<Arc<dyn UserData>>,
-        backtrace: Option<Arc<Backtrace>>,
-    ) -> Option<Arc<Self>> {
-        Self {
-            name,
-            user_data,
-            backtrace,
-            ..Self::default()
-        }
-        .shared()
-    }
-
-    /// This record shared, or `None` when it holds nothing.
-    pub(crate) fn shared(self) -> Option<Arc<Self>> {
-        let empty = self.name.is_none()
-            && self.user_data.is_none()
-            && self.backtrace.is_none()
-            && self.guard.is_none()
-            && !self.fill
-            && !self.log
-            && self.identity.is_none();
-        (!empty).then(|| Arc::new(self))
-    }
-
-    /// The user data's `Debug` text.
-    pub(crate) fn user_data_text(&self) -> Option<Arc<str>> {
-        self.user_data.as_ref().map(|d| format!("{d:?}").into())
-    }
-
-    /// The backtrace's text.
-    pub(crate) fn backtrace_text(&self) -> Option<Arc<str>> {
-        self.backtrace.as_ref().map(|b| b.to_string().into())
-    }
-}
-
-/// `", name \"..\""` for a named allocation's log lines.
-fn name_suffix(meta: &AllocationMeta) -> String {
-    meta.name
-        .as_deref()
-        .map(|n| format!(", name {n:?}"))
-        .unwrap_or_default()
-}
-
-/// The metadata records of a block's allocations, by offset in the block.
-pub(crate) type MetaMap = std::collections::BTreeMap<DeviceSize, Arc<AllocationMeta>>;
-
-/// The block side of an allocation: where its range goes back to.
-///
-/// Implemented by a type that lives in an `Arc` and counts its live allocations itself, under
-/// its own lock: see [`BlockRef`] for how the allocations keep it alive.
-pub(crate) trait BlockOwner: Send + Sync {
-    /// The block's memory.
-    fn memory(&self) -> &DeviceMemory;
-    /// Returns `suballocation` to the block, and says whether that was the last live
-    /// allocation of this owner (the caller then calls [`BlockRef::release`]).
-    ///
-    /// # Safety
-    ///
-    /// `suballocation` came from this block and is returned once.
-    unsafe fn free(&self, suballocation: Suballocation) -> bool;
-    /// Sets (`Some`) or forgets (`None`) the metadata record of the allocation at `offset`
-    /// (called only for allocations that have or had one).
-    fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>);
-}
-
-/// An allocation's pointer to its block owner, which costs no reference count per
-/// allocation.
-///
-/// The live allocations of an owner together hold *one* strong reference to its `Arc`: the
-/// allocation that makes the owner's count of live allocations go from 0 to 1 is created with
-/// [`first`](Self::first), which leaks a clone of the `Arc` into the pointer; the others
-/// with [`another`](Self::another), which only copies the pointer. The free that brings the
-/// count back to 0 (the owner's [`free`](BlockOwner::free) returns `true`) gives that
-/// reference back with [`release`](Self::release). The count is kept by the owner under its
-/// lock, so while any allocation of the owner lives the reference is held and the pointer is
-/// valid. Saving the atomic increment and decrement of every allocation matters on the hot
-/// path (about 10 ns per allocate and free).
-pub(crate) struct BlockRef(NonNull<dyn BlockOwner>);
-
-// SAFETY: a `BlockRef` is used as a shared reference to a `dyn BlockOwner`, kept valid by the
-// protocol above; `BlockOwner: Send + Sync`, so sharing and sending it across threads is as
-// safe as for `&dyn BlockOwner` (the `Arc` it stands for is `Send + Sync` too).
-unsafe impl Send for BlockRef {}
-// SAFETY: as above.
-unsafe impl Sync for BlockRef {}
-
-impl BlockRef {
-    /// The pointer of the allocation that makes `owner`'s live count go from 0 to 1: takes
-    /// the allocations' shared strong reference.
-    pub(crate) fn first<T: BlockOwner + 'static>(owner: &Arc<T>) -> Self {
-        let raw: *const dyn BlockOwner = Arc::into_raw(owner.clone() as Arc<dyn BlockOwner>);
-        // SAFETY: `Arc::into_raw` never returns null.
-        Self(unsafe { NonNull::new_unchecked(raw.cast_mut()) })
-    }
-
-    /// The pointer of any other allocation of `owner`, made while its live count is above 0.
-    pub(crate) fn another<T: BlockOwner + 'static>(owner: &Arc<T>) -> Self {
-        let raw: *const dyn BlockOwner = Arc::as_ptr(owner) as *const dyn BlockOwner;
-        // SAFETY: `Arc::as_ptr` never returns null.
-        Self(unsafe { NonNull::new_unchecked(raw.cast_mut()) })
-    }
-
-    #[inline]
-    fn get(&self) -> &dyn BlockOwner {
-        // SAFETY: the owner is alive while any of its allocations is (see the type's docs),
-        // and `self` belongs to a live allocation.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// Gives back the allocations' shared strong reference.
-    ///
-    /// # Safety
-    ///
-    /// The owner's `free` just returned `true` for this allocation, which is dead now: the
-    /// pointer must not be used afterwards.
-    unsafe fn release(&self) {
-        // SAFETY: the reference was leaked by `first` through `Arc::into_raw` of an
-        // `Arc<dyn BlockOwner>` with this very pointer, and by the caller's contract it is
-        // given back once.
-        drop(unsafe { Arc::from_raw(self.0.as_ptr().cast_const()) });
-    }
-}
-
-/// Whoever keeps a register of dedicated allocations (for statistics and leak reports): told
-/// when one is gone.
-pub(crate) trait DedicatedRegister: Send + Sync {
-    /// The dedicated allocation registered as `id` is being dropped.
-    fn forget(&self, id: u64);
-    /// The dedicated allocation registered as `id` has new metadata.
-    fn set_meta(&self, id: u64, meta: Option<Arc<AllocationMeta>>);
-}
-
-/// A dedicated allocation's entry in a [`DedicatedRegister`].
-pub(crate) struct Registration {
-    pub(crate) register: Arc<dyn DedicatedRegister>,
-    pub(crate) id: u64,
-}
-
-/// A memory object of its own, with its registration for statistics.
-pub(crate) struct Dedicated {
-    memory: DeviceMemory,
-    registration: Registration,
-}
-
-impl Drop for Dedicated {
-    fn drop(&mut self) {
-        self.registration.register.forget(self.registration.id);
-    }
-}
 
 /// Why reading, writing, flushing or binding an allocation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -326,33 +128,6 @@ pub enum MemoryAccessError {
     /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
     #[error("a bind pNext chain needs Vulkan 1.1 or VK_KHR_bind_memory2 (bind_memory2)")]
     BindMemory2Unavailable,
-}
-
-/// Where an allocation's memory comes from. Kept small (three words): `MemoryAlloc`s are
-/// stored by the user, often many of them, and moved on every allocation.
-pub(crate) enum Owner {
-    /// A memory object of its own (boxed: dedicated allocations are rare and large).
-    Dedicated(Box<Dedicated>),
-    /// A range of a shared block; the rest of the suballocation is in the `MemoryAlloc`.
-    Block {
-        block: BlockRef,
-        handle: SuballocationHandle,
-    },
-}
-
-impl Owner {
-    /// A block range.
-    pub(crate) fn block(block: BlockRef, handle: SuballocationHandle) -> Self {
-        Self::Block { block, handle }
-    }
-
-    /// A dedicated memory object, registered with its allocator.
-    pub(crate) fn dedicated(memory: DeviceMemory, registration: Registration) -> Self {
-        Self::Dedicated(Box::new(Dedicated {
-            memory,
-            registration,
-        }))
-    }
 }
 
 /// A range of device memory owned by the user. Dropping it frees the range.
@@ -718,9 +493,9 @@ impl MemoryAlloc {
     pub fn export_fd(
         &self,
         handle_type: vk::ExternalMemoryHandleTypeFlags,
-    ) -> Result<crate::ExportedFd, crate::DeviceMemoryError> {
+    ) -> Result<crate::external_memory::ExportedFd, crate::device_memory::DeviceMemoryError> {
         let memory = self.device_memory();
-        Ok(crate::ExportedFd {
+        Ok(crate::external_memory::ExportedFd {
             fd: memory.export_fd(handle_type)?,
             handle_type,
             memory_size: memory.size(),
