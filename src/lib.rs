@@ -62,6 +62,7 @@ pub mod device_memory;
 pub mod layout;
 pub mod stats;
 pub mod suballocator;
+pub mod transient;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
