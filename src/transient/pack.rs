@@ -14,17 +14,21 @@
 //! placed resource counts as covering whole `bufferImageGranularity` pages, which is exactly
 //! the rule that the two may not share a page. Resources never alive together need nothing.
 //!
-//! The orders tried: by size (TFLite's greedy by size), by lifetime length, by first pass,
-//! by size × lifetime, and by the fullest pass a resource is alive in (the idea of TFLite's
-//! greedy by breadth: the busiest moments decide the total), each with best and first fit.
+//! The runs: by size with best fit (TFLite's greedy by size, the baseline) and with first
+//! fit; by the fullest pass a resource is alive in, with best fit (the idea of TFLite's greedy
+//! by breadth: the busiest moments decide the total); by size × lifetime with first fit. These
+//! four won on the sample graphs and on random graphs of 500 resources; orders by lifetime
+//! length or by first pass never did, and were dropped to keep planning under a millisecond.
 //! A run stops as soon as its top passes the best result so far, and the search stops when a
 //! result reaches the lower bound.
 //!
 //! # Cost
 //!
-//! Each placement looks at every resource placed so far (to find those alive with it) and
-//! sorts those that are: O(n²) per heuristic in the worst case, with a small constant; ten
-//! heuristics plan 500 resources well under a millisecond (see the `transient` bench).
+//! Each placement tests the lifetime of every resource placed so far (a branch-free pass over
+//! two `u32` arrays in offset order), then sweeps the gaps between those alive with it, which
+//! come out sorted by offset (sorted again only when a page-widened start breaks the order):
+//! O(n²) per run in the worst case with a small constant. Four runs plan 500 resources in
+//! under a millisecond (see the `transient` bench).
 
 #![deny(unsafe_code)]
 
@@ -52,8 +56,6 @@ enum Fit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Order {
     Size,
-    Lifetime,
-    FirstPass,
     Area,
     Busiest,
 }
@@ -65,8 +67,9 @@ pub(crate) struct Packer {
     order: Vec<u32>,
     offsets: Vec<DeviceSize>,
     best: Vec<DeviceSize>,
-    /// Local indices of the placed items, sorted by offset.
-    placed: Vec<u32>,
+    placed: PlacedItems,
+    /// Bit `j` set when placed item `j` is alive with the item being placed.
+    hits: Vec<u64>,
     /// Intervals `[start, end)` that the item being placed must avoid.
     blocked: Vec<(DeviceSize, DeviceSize)>,
     keys: Vec<u128>,
@@ -101,15 +104,9 @@ impl Packer {
             Strategy::GreedyBySize => &[(Order::Size, Fit::Best)],
             Strategy::Best => &[
                 (Order::Size, Fit::Best),
-                (Order::Busiest, Fit::Best),
-                (Order::Area, Fit::Best),
-                (Order::Lifetime, Fit::Best),
-                (Order::FirstPass, Fit::Best),
                 (Order::Size, Fit::First),
-                (Order::Busiest, Fit::First),
+                (Order::Busiest, Fit::Best),
                 (Order::Area, Fit::First),
-                (Order::Lifetime, Fit::First),
-                (Order::FirstPass, Fit::First),
             ],
         };
         for &(order, fit) in runs {
@@ -135,15 +132,7 @@ impl Packer {
         match order {
             Order::Size => self
                 .keys
-                .extend(items.iter().map(|i| (u128::from(i.size) << 32) | len(i))),
-            Order::Lifetime => self
-                .keys
-                .extend(items.iter().map(|i| (len(i) << 64) | u128::from(i.size))),
-            Order::FirstPass => self.keys.extend(
-                items
-                    .iter()
-                    .map(|i| (u128::from(u32::MAX - i.first) << 64) | u128::from(i.size)),
-            ),
+                .extend(items.iter().map(|i| (u128::from(i.size) << 64) | len(i))),
             Order::Area => self
                 .keys
                 .extend(items.iter().map(|i| u128::from(i.size) * len(i))),
@@ -168,6 +157,7 @@ impl Packer {
             offsets,
             placed,
             blocked,
+            hits,
             ..
         } = self;
         placed.clear();
@@ -175,20 +165,38 @@ impl Packer {
         let mut top = 0;
         for &i in order.iter() {
             let item = items[i as usize];
-            blocked.clear();
-            for &j in placed.iter() {
-                let other = &items[j as usize];
-                if other.first > item.last || item.first > other.last {
-                    continue;
+            // Which placed items are alive with this one, as bits: a branch-free pass over
+            // the lifetimes, then a walk over the set bits only.
+            hits.clear();
+            for chunk in placed.first.chunks(64).zip(placed.last.chunks(64)) {
+                let mut word = 0u64;
+                for (bit, (&first, &last)) in chunk.0.iter().zip(chunk.1).enumerate() {
+                    word |= u64::from((first <= item.last) & (item.first <= last)) << bit;
                 }
-                let (start, end) = (offsets[j as usize], offsets[j as usize] + other.size);
-                if page_mask != 0 && item.kind.conflicts_with(other.kind) {
-                    blocked.push((start & !page_mask, (end + page_mask) & !page_mask));
-                } else {
-                    blocked.push((start, end));
+                hits.push(word);
+            }
+            blocked.clear();
+            // `placed` is sorted by start, so `blocked` is too, unless a page-widened start
+            // falls below the one before it.
+            let mut sorted = true;
+            let mut previous = 0;
+            for (w, &word) in hits.iter().enumerate() {
+                let mut word = word;
+                while word != 0 {
+                    let j = w * 64 + word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    let (start, end) = placed.range[j];
+                    let interval = if page_mask != 0 && item.kind.conflicts_with(placed.kind[j]) {
+                        (start & !page_mask, (end + page_mask) & !page_mask)
+                    } else {
+                        (start, end)
+                    };
+                    sorted &= interval.0 >= previous;
+                    previous = interval.0;
+                    blocked.push(interval);
                 }
             }
-            if page_mask != 0 {
+            if !sorted {
                 blocked.sort_unstable();
             }
             let offset = find_offset(blocked, item.size, item.align_mask, fit);
@@ -198,10 +206,36 @@ impl Packer {
             }
             top = top.max(end);
             offsets[i as usize] = offset;
-            let at = placed.partition_point(|&j| offsets[j as usize] <= offset);
-            placed.insert(at, i);
+            placed.insert(offset, end, &item);
         }
         Some(top)
+    }
+}
+
+/// The placed items, as the sweep reads them: in offset order, one array per field so that
+/// the lifetime test runs over plain `u32`s.
+#[derive(Default)]
+struct PlacedItems {
+    first: Vec<u32>,
+    last: Vec<u32>,
+    range: Vec<(DeviceSize, DeviceSize)>,
+    kind: Vec<AllocationType>,
+}
+
+impl PlacedItems {
+    fn clear(&mut self) {
+        self.first.clear();
+        self.last.clear();
+        self.range.clear();
+        self.kind.clear();
+    }
+
+    fn insert(&mut self, start: DeviceSize, end: DeviceSize, item: &Item) {
+        let at = self.range.partition_point(|r| r.0 <= start);
+        self.first.insert(at, item.first);
+        self.last.insert(at, item.last);
+        self.range.insert(at, (start, end));
+        self.kind.insert(at, item.kind);
     }
 }
 
@@ -224,7 +258,7 @@ fn find_offset(
                 match fit {
                     Fit::First => return candidate,
                     Fit::Best => {
-                        if best.map_or(true, |(g, _)| gap < g) {
+                        if best.is_none_or(|(g, _)| gap < g) {
                             best = Some((gap, candidate));
                         }
                     }
