@@ -30,6 +30,7 @@
 //! barrier against.
 
 mod aliasing;
+mod driver;
 pub mod graphs;
 mod groups;
 mod pack;
@@ -38,6 +39,10 @@ mod reuse;
 #[cfg(test)]
 mod tests;
 
+pub use self::driver::{
+    record_aliasing_barriers, StageAccess, TransientError, TransientHandle, TransientMemory,
+    TransientMemoryCreateInfo, TransientUse,
+};
 pub use self::plan::{
     plan, plan_greedy_by_size, Placement, PlanError, PlanInfo, PlannedMemory, TransientPlan,
     TransientResource,

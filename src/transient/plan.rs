@@ -147,6 +147,8 @@ pub struct TransientPlan {
     /// `takes_over[takes_over_start[r]..takes_over_start[r + 1]]`, sorted.
     pub(crate) takes_over: Vec<usize>,
     pub(crate) takes_over_start: Vec<usize>,
+    /// Each resource's first pass.
+    pub(crate) first_passes: Vec<u32>,
 }
 
 impl TransientPlan {
@@ -174,6 +176,16 @@ impl TransientPlan {
             (Some(&start), Some(&end)) => &self.takes_over[start..end],
             _ => &[],
         }
+    }
+
+    /// The resources whose first pass is `pass`, in input order: those whose aliasing
+    /// barriers go before the pass.
+    pub fn resources_starting_in(&self, pass: u32) -> impl Iterator<Item = usize> + '_ {
+        self.first_passes
+            .iter()
+            .enumerate()
+            .filter(move |&(_, &first)| first == pass)
+            .map(|(r, _)| r)
     }
 
     /// Every aliasing pair `(earlier, later)`, sorted by `later` then `earlier`.
@@ -292,6 +304,7 @@ pub(crate) fn plan_with(
         placements,
         takes_over,
         takes_over_start,
+        first_passes: resources.iter().map(|r| r.first_pass).collect(),
     })
 }
 

@@ -1,0 +1,540 @@
+//! The driver side of a plan: its memory, kept from frame to frame, resources bound at their
+//! offsets, and the aliasing barriers of a pass.
+//!
+//! # Memory
+//!
+//! Each memory object of a plan is a *dedicated* allocation of exactly the planned size,
+//! through [`MemoryAllocator::allocate_dedicated`]. A plan's memory object is one large range
+//! (hundreds of MiB for a 4K frame) that the plan fills by itself and that lives for many
+//! frames: a block of a custom pool would add a suballocator around a single range and round
+//! it up to a block size, and the offsets of the plan assume a start aligned to every
+//! resource's alignment, which the start of a memory object is by definition.
+//!
+//! # From frame to frame
+//!
+//! [`TransientMemory::prepare`] keeps, per memory type, the memory object of the last plans
+//! and reuses it whenever it is large enough. It grows it (a new object of the planned size
+//! replaces the old one) only when a plan needs more. It shrinks in two ways, both after
+//! [`release_after`](TransientMemoryCreateInfo::release_after) consecutive plans: a memory
+//! object that no plan used is released, and one more than twice as large as the plans
+//! needed is replaced by one of the needed size. With a graph identical to the previous
+//! frame's, [`TransientPlanner`](super::TransientPlanner) gives back the same plan and
+//! `prepare` the same memory: the resources bound at its offsets can stay.
+//!
+//! With several frames in flight, use one `TransientMemory` per frame slot: a slot's memory
+//! is only touched once the GPU finished the frame that last used the slot.
+
+use super::plan::{PlanInfo, TransientPlan};
+use crate::allocation::{MemoryAccessError, MemoryAlloc};
+use crate::allocator::{AllocationCreateInfo, AllocationError, MemoryAllocator};
+use crate::device::Device;
+use crate::layout::DeviceSize;
+use ash::vk;
+use std::sync::Arc;
+
+/// How a [`TransientMemory`] keeps its memory.
+///
+/// Build it with `..Default::default()`: new fields may be added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransientMemoryCreateInfo {
+    /// After how many consecutive [`prepare`](TransientMemory::prepare) calls a memory object
+    /// that no plan used is released, and one more than twice as large as the plans needed is
+    /// replaced by one of the needed size. The default value is 60 (a second at 60 frames per
+    /// second).
+    pub release_after: u32,
+    /// The name of the memory objects in statistics and leak reports. The default value is
+    /// `"transient memory"`.
+    pub name: Arc<str>,
+    #[doc(hidden)]
+    pub _ne: crate::NonExhaustive,
+}
+
+impl Default for TransientMemoryCreateInfo {
+    fn default() -> Self {
+        Self {
+            release_after: 60,
+            name: Arc::from("transient memory"),
+            _ne: crate::NonExhaustive(()),
+        }
+    }
+}
+
+/// Why binding a resource or recording barriers failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransientError {
+    /// Allocating a plan's memory failed.
+    #[error("allocating transient memory failed: {0}")]
+    Allocation(#[from] AllocationError),
+    /// Binding failed.
+    #[error("binding a transient resource failed: {0}")]
+    Bind(#[from] MemoryAccessError),
+    /// The resource index is not one of the plan's.
+    #[error("resource {resource} is not in the plan ({count} resources)")]
+    NoSuchResource {
+        /// The index given.
+        resource: usize,
+        /// The plan's resource count.
+        count: usize,
+    },
+    /// The plan was not the one last given to [`TransientMemory::prepare`].
+    #[error("the plan's memory was not prepared: call prepare with this plan first")]
+    NotPrepared,
+    /// The list of uses does not have one entry per resource of the plan.
+    #[error("{uses} uses given for a plan of {resources} resources")]
+    UseCountMismatch {
+        /// The number of uses given.
+        uses: usize,
+        /// The plan's resource count.
+        resources: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Kept {
+    alloc: MemoryAlloc,
+    memory_type_index: u32,
+    /// Consecutive plans that did not use it.
+    idle: u32,
+    /// Consecutive plans that needed less than half of it.
+    oversized: u32,
+}
+
+/// The memory of transient plans, kept from frame to frame (see the [module docs](self)).
+#[derive(Debug)]
+pub struct TransientMemory<A: MemoryAllocator> {
+    allocator: Arc<A>,
+    info: TransientMemoryCreateInfo,
+    kept: Vec<Kept>,
+    /// For each memory object of the prepared plan, its index in `kept`.
+    prepared: Vec<usize>,
+    /// The memory objects of the prepared plan, as `(type, size)`, to recognize it.
+    prepared_for: Vec<(u32, DeviceSize)>,
+}
+
+impl<A: MemoryAllocator> TransientMemory<A> {
+    /// Memory of plans, allocated from `allocator`.
+    pub fn new(allocator: Arc<A>, info: TransientMemoryCreateInfo) -> Self {
+        Self {
+            allocator,
+            info,
+            kept: Vec::new(),
+            prepared: Vec::new(),
+            prepared_for: Vec::new(),
+        }
+    }
+
+    /// Makes sure the memory of `plan` exists: reuses each kept memory object of the right
+    /// type that is large enough, allocates the others, and releases or shrinks unused and
+    /// oversized ones (see the [module docs](self#from-frame-to-frame)). Returns `true` when a
+    /// memory object was allocated, replaced or released: resources bound before the call
+    /// must then be created and bound again.
+    ///
+    /// # Safety
+    ///
+    /// The device no longer uses any resource bound through this `TransientMemory` before the
+    /// call (the frame that used them has finished), and when the call returns `true` (or an
+    /// error) no such resource is used again.
+    pub unsafe fn prepare(&mut self, plan: &TransientPlan) -> Result<bool, TransientError> {
+        let mut changed = false;
+        let mut taken = vec![false; self.kept.len()];
+        let mut prepared = Vec::with_capacity(plan.memory().len());
+        for planned in plan.memory() {
+            let found = (0..self.kept.len()).find(|&k| {
+                !taken[k] && self.kept[k].memory_type_index == planned.memory_type_index
+            });
+            let k = match found {
+                Some(k) => {
+                    let release_after = self.info.release_after;
+                    let kept = &mut self.kept[k];
+                    kept.idle = 0;
+                    let size = kept.alloc.size();
+                    kept.oversized = if size / 2 > planned.size {
+                        kept.oversized + 1
+                    } else {
+                        0
+                    };
+                    if size < planned.size || kept.oversized > release_after {
+                        // Allocated before the old one goes: on failure the old one stays.
+                        let alloc = self.allocate(planned.memory_type_index, planned.size)?;
+                        let kept = &mut self.kept[k];
+                        kept.alloc = alloc;
+                        kept.oversized = 0;
+                        changed = true;
+                    }
+                    taken[k] = true;
+                    k
+                }
+                None => {
+                    let alloc = self.allocate(planned.memory_type_index, planned.size)?;
+                    self.kept.push(Kept {
+                        alloc,
+                        memory_type_index: planned.memory_type_index,
+                        idle: 0,
+                        oversized: 0,
+                    });
+                    taken.push(true);
+                    changed = true;
+                    self.kept.len() - 1
+                }
+            };
+            prepared.push(k);
+        }
+        // Release what no plan used for long enough; indices of `prepared` are remapped.
+        let mut remap: Vec<usize> = Vec::with_capacity(self.kept.len());
+        let mut kept = Vec::with_capacity(self.kept.len());
+        for (k, mut entry) in std::mem::take(&mut self.kept).into_iter().enumerate() {
+            if !taken[k] {
+                entry.idle += 1;
+                if entry.idle > self.info.release_after {
+                    changed = true;
+                    remap.push(usize::MAX);
+                    continue;
+                }
+            }
+            remap.push(kept.len());
+            kept.push(entry);
+        }
+        self.kept = kept;
+        self.prepared = prepared.into_iter().map(|k| remap[k]).collect();
+        self.prepared_for = plan
+            .memory()
+            .iter()
+            .map(|m| (m.memory_type_index, m.size))
+            .collect();
+        Ok(changed)
+    }
+
+    fn allocate(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let create_info = AllocationCreateInfo {
+            name: Some(self.info.name.clone()),
+            ..Default::default()
+        };
+        self.allocator
+            .allocate_dedicated(memory_type_index, size, None, &create_info)
+    }
+
+    /// The memory objects kept now, as `(memory type, size)`.
+    pub fn kept_memory(&self) -> Vec<(u32, DeviceSize)> {
+        self.kept
+            .iter()
+            .map(|k| (k.memory_type_index, k.alloc.size()))
+            .collect()
+    }
+
+    /// Releases every kept memory object that the last prepared plan does not use.
+    ///
+    /// # Safety
+    ///
+    /// As for [`prepare`](Self::prepare) returning `true`, for the resources of earlier plans.
+    pub unsafe fn trim(&mut self) {
+        let mut keep = vec![false; self.kept.len()];
+        for &k in &self.prepared {
+            keep[k] = true;
+        }
+        let mut remap = Vec::with_capacity(self.kept.len());
+        let mut n = 0;
+        for &used in &keep {
+            remap.push(n);
+            n += usize::from(used);
+        }
+        let mut k = 0;
+        self.kept.retain(|_| {
+            k += 1;
+            keep[k - 1]
+        });
+        for p in &mut self.prepared {
+            *p = remap[*p];
+        }
+    }
+
+    /// The memory and offset of a resource of the prepared plan.
+    fn place(
+        &self,
+        plan: &TransientPlan,
+        resource: usize,
+    ) -> Result<(&MemoryAlloc, DeviceSize), TransientError> {
+        let same_plan = plan.memory().len() == self.prepared_for.len()
+            && plan
+                .memory()
+                .iter()
+                .zip(&self.prepared_for)
+                .all(|(m, &(t, s))| m.memory_type_index == t && m.size == s);
+        if !same_plan {
+            return Err(TransientError::NotPrepared);
+        }
+        let placement = plan
+            .placements()
+            .get(resource)
+            .ok_or(TransientError::NoSuchResource {
+                resource,
+                count: plan.placements().len(),
+            })?;
+        let kept = &self.kept[self.prepared[placement.memory]];
+        Ok((&kept.alloc, placement.offset))
+    }
+
+    /// Binds `buffer` as resource `resource` of `plan`, at its offset.
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is a valid buffer of the allocator's device with no memory bound, whose memory
+    /// requirements are the ones `resource` was planned with; it is destroyed before this
+    /// memory is released (see [`prepare`](Self::prepare)).
+    pub unsafe fn bind_buffer(
+        &self,
+        plan: &TransientPlan,
+        resource: usize,
+        buffer: vk::Buffer,
+    ) -> Result<(), TransientError> {
+        let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract; the plan puts the resource inside the memory object.
+        unsafe {
+            bind_at(
+                self.allocator.device(),
+                alloc,
+                offset,
+                Resource::Buffer(buffer),
+            )
+        }
+    }
+
+    /// Binds `image` as resource `resource` of `plan`, at its offset.
+    ///
+    /// # Safety
+    ///
+    /// As for [`bind_buffer`](Self::bind_buffer), for a non-disjoint image.
+    pub unsafe fn bind_image(
+        &self,
+        plan: &TransientPlan,
+        resource: usize,
+        image: vk::Image,
+    ) -> Result<(), TransientError> {
+        let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract; the plan puts the resource inside the memory object.
+        unsafe {
+            bind_at(
+                self.allocator.device(),
+                alloc,
+                offset,
+                Resource::Image(image),
+            )
+        }
+    }
+}
+
+enum Resource {
+    Buffer(vk::Buffer),
+    Image(vk::Image),
+}
+
+/// Binds at `offset` inside `alloc`.
+///
+/// # Safety
+///
+/// The resource is valid, unbound, and its requirements fit at `offset` of `alloc`.
+unsafe fn bind_at(
+    device: &Device,
+    alloc: &MemoryAlloc,
+    offset: DeviceSize,
+    resource: Resource,
+) -> Result<(), TransientError> {
+    if offset >= alloc.size() {
+        return Err(MemoryAccessError::OutOfBounds {
+            offset,
+            len: 1,
+            size: alloc.size(),
+        }
+        .into());
+    }
+    let at = alloc.offset() + offset;
+    let ash = device.ash();
+    // SAFETY: the caller's contract; `at` lies inside the allocation's range of its memory.
+    let result = unsafe {
+        match resource {
+            Resource::Buffer(b) => ash.bind_buffer_memory(b, alloc.memory(), at),
+            Resource::Image(i) => ash.bind_image_memory(i, alloc.memory(), at),
+        }
+    };
+    result.map_err(|e| MemoryAccessError::Vulkan(e).into())
+}
+
+impl PlanInfo {
+    /// The plan info for `device`: its `bufferImageGranularity`, and the device-local memory
+    /// types that are neither lazily allocated nor protected (or, on a device with none, every
+    /// type that is neither).
+    pub fn for_device(device: &Device) -> Self {
+        let properties = device.memory_properties();
+        let excluded = vk::MemoryPropertyFlags::LAZILY_ALLOCATED
+            | vk::MemoryPropertyFlags::PROTECTED
+            | vk::MemoryPropertyFlags::DEVICE_COHERENT_AMD
+            | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD;
+        let mask = |wanted: vk::MemoryPropertyFlags| {
+            (0..32u32)
+                .filter(|&t| {
+                    properties.memory_type(t).is_some_and(|m| {
+                        m.property_flags.contains(wanted) && !m.property_flags.intersects(excluded)
+                    })
+                })
+                .fold(0u32, |bits, t| bits | 1 << t)
+        };
+        let local = mask(vk::MemoryPropertyFlags::DEVICE_LOCAL);
+        Self {
+            buffer_image_granularity: device.buffer_image_granularity(),
+            memory_types: if local != 0 {
+                local
+            } else {
+                mask(vk::MemoryPropertyFlags::empty())
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// A resource of a plan as the barriers see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransientHandle {
+    /// A buffer: its aliasing barrier is a memory barrier.
+    Buffer(vk::Buffer),
+    /// An image: its aliasing barrier is a layout transition from `UNDEFINED` to `layout`, on
+    /// every mip level and layer of `aspect_mask`.
+    Image {
+        /// The image.
+        image: vk::Image,
+        /// Its aspects.
+        aspect_mask: vk::ImageAspectFlags,
+        /// The layout its first pass uses.
+        layout: vk::ImageLayout,
+    },
+}
+
+/// How a pass uses a resource: the stages and accesses of the barriers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageAccess {
+    /// The pipeline stages.
+    pub stages: vk::PipelineStageFlags,
+    /// The accesses.
+    pub access: vk::AccessFlags,
+}
+
+/// One resource of a plan for [`record_aliasing_barriers`]: its handle, how its first pass
+/// uses it and how its last pass does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransientUse {
+    /// The resource.
+    pub handle: TransientHandle,
+    /// How its first pass uses it (the destination of its aliasing barrier).
+    pub first_use: StageAccess,
+    /// How its last pass uses it (the source of the barrier of those that take it over).
+    pub last_use: StageAccess,
+}
+
+/// Records, before pass `pass`, the aliasing barriers of the resources whose first pass it is:
+/// one `vkCmdPipelineBarrier` whose source is the last use of every resource they take over
+/// ([`TransientPlan::takes_over_from`]) and whose destination is their first use, with a
+/// memory barrier when a buffer takes over memory, and a transition from `UNDEFINED` for each
+/// image (taking over memory or not: its contents are undefined either way). Records nothing
+/// when no resource starts in `pass`.
+///
+/// # Safety
+///
+/// `command_buffer` is in the recording state, outside a render pass, on a queue that supports
+/// the stages given; `uses[r]` describes resource `r` of `plan`, whose handles are bound as
+/// the plan says.
+pub unsafe fn record_aliasing_barriers(
+    device: &ash::Device,
+    command_buffer: vk::CommandBuffer,
+    plan: &TransientPlan,
+    pass: u32,
+    uses: &[TransientUse],
+) -> Result<(), TransientError> {
+    if uses.len() != plan.placements().len() {
+        return Err(TransientError::UseCountMismatch {
+            uses: uses.len(),
+            resources: plan.placements().len(),
+        });
+    }
+    let (mut src_stages, mut dst_stages) = (
+        vk::PipelineStageFlags::empty(),
+        vk::PipelineStageFlags::empty(),
+    );
+    let mut memory = vk::MemoryBarrier::default();
+    let mut buffers_take_over = false;
+    let mut images = Vec::new();
+    for r in plan.resources_starting_in(pass) {
+        let mut src = StageAccess {
+            stages: vk::PipelineStageFlags::empty(),
+            access: vk::AccessFlags::empty(),
+        };
+        for &q in plan.takes_over_from(r) {
+            src.stages |= uses[q].last_use.stages;
+            src.access |= uses[q].last_use.access;
+        }
+        let first = uses[r].first_use;
+        match uses[r].handle {
+            TransientHandle::Buffer(_) => {
+                if src.stages.is_empty() {
+                    continue;
+                }
+                buffers_take_over = true;
+                memory.src_access_mask |= src.access;
+                memory.dst_access_mask |= first.access;
+            }
+            TransientHandle::Image {
+                image,
+                aspect_mask,
+                layout,
+            } => images.push(
+                vk::ImageMemoryBarrier::default()
+                    .src_access_mask(src.access)
+                    .dst_access_mask(first.access)
+                    .old_layout(vk::ImageLayout::UNDEFINED)
+                    .new_layout(layout)
+                    .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                    .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                    .image(image)
+                    .subresource_range(vk::ImageSubresourceRange {
+                        aspect_mask,
+                        base_mip_level: 0,
+                        level_count: vk::REMAINING_MIP_LEVELS,
+                        base_array_layer: 0,
+                        layer_count: vk::REMAINING_ARRAY_LAYERS,
+                    }),
+            ),
+        }
+        src_stages |= src.stages;
+        dst_stages |= first.stages;
+    }
+    if !buffers_take_over && images.is_empty() {
+        return Ok(());
+    }
+    if src_stages.is_empty() {
+        src_stages = vk::PipelineStageFlags::TOP_OF_PIPE;
+    }
+    if dst_stages.is_empty() {
+        dst_stages = vk::PipelineStageFlags::ALL_COMMANDS;
+    }
+    let memory_barriers = if buffers_take_over {
+        std::slice::from_ref(&memory)
+    } else {
+        &[]
+    };
+    // SAFETY: the caller's contract: a recording command buffer outside a render pass, and
+    // handles bound as the plan says; the barrier structures live through the call.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            command_buffer,
+            src_stages,
+            dst_stages,
+            vk::DependencyFlags::empty(),
+            memory_barriers,
+            &[],
+            &images,
+        );
+    }
+    Ok(())
+}
