@@ -1,28 +1,7 @@
 //! The driver side of a plan: its memory, kept from frame to frame, resources bound at their
 //! offsets, and the aliasing barriers of a pass.
 //!
-//! # Memory
-//!
-//! Each memory object of a plan is a *dedicated* allocation of exactly the planned size,
-//! through [`MemoryAllocator::allocate_dedicated`]. A plan's memory object is one large range
-//! (hundreds of MiB for a 4K frame) that the plan fills by itself and that lives for many
-//! frames: a block of a custom pool would add a suballocator around a single range and round
-//! it up to a block size, and the offsets of the plan assume a start aligned to every
-//! resource's alignment, which the start of a memory object is by definition.
-//!
-//! # From frame to frame
-//!
-//! [`TransientMemory::prepare`] keeps, per memory type, the memory object of the last plans
-//! and reuses it whenever it is large enough. It grows it (a new object of the planned size
-//! replaces the old one) only when a plan needs more. It shrinks in two ways, both after
-//! [`release_after`](TransientMemoryCreateInfo::release_after) consecutive plans: a memory
-//! object that no plan used is released, and one more than twice as large as the plans
-//! needed is replaced by one of the needed size. With a graph identical to the previous
-//! frame's, [`TransientPlanner`](super::TransientPlanner) gives back the same plan and
-//! `prepare` the same memory: the resources bound at its offsets can stay.
-//!
-//! With several frames in flight, use one `TransientMemory` per frame slot: a slot's memory
-//! is only touched once the GPU finished the frame that last used the slot.
+//! See the [module docs](super#memory-on-the-device).
 
 use super::plan::{PlanInfo, TransientPlan};
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
@@ -100,7 +79,7 @@ struct Kept {
     oversized: u32,
 }
 
-/// The memory of transient plans, kept from frame to frame (see the [module docs](self)).
+/// The memory of transient plans, kept from frame to frame (see the [module docs](crate::transient#memory-on-the-device)).
 #[derive(Debug)]
 pub struct TransientMemory<A: MemoryAllocator> {
     allocator: Arc<A>,
@@ -126,7 +105,7 @@ impl<A: MemoryAllocator> TransientMemory<A> {
 
     /// Makes sure the memory of `plan` exists: reuses each kept memory object of the right
     /// type that is large enough, allocates the others, and releases or shrinks unused and
-    /// oversized ones (see the [module docs](self#from-frame-to-frame)). Returns `true` when a
+    /// oversized ones (see the [module docs](crate::transient#from-frame-to-frame)). Returns `true` when a
     /// memory object was allocated, replaced or released: resources bound before the call
     /// must then be created and bound again.
     ///
