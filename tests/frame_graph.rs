@@ -9,8 +9,9 @@ mod common;
 
 use ash::vk;
 use ash_memory::transient::{
-    plan, record_aliasing_barriers, PlanInfo, StageAccess, TransientHandle, TransientMemory,
-    TransientMemoryCreateInfo, TransientPlan, TransientPlanner, TransientResource, TransientUse,
+    plan, record_aliasing_barriers, PlanInfo, StageAccess, TransientError, TransientHandle,
+    TransientMemory, TransientMemoryCreateInfo, TransientPlan, TransientPlanner, TransientResource,
+    TransientUse,
 };
 use ash_memory::{
     AllocationCreateInfo, AllocationType, HostAccess, MemoryAlloc, MemoryAllocator,
@@ -497,4 +498,80 @@ fn an_unchanged_graph_reuses_its_plan_memory_and_resources_and_memory_grows_only
     unsafe { ctx.device.destroy_buffer(readback.0, None) };
     drop(readback);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+
+#[test]
+fn misuse_of_the_driver_side_is_an_error_and_trim_releases_unused_memory() {
+    let ctx = TestContext::new();
+    let memory_device = ctx.memory_device();
+    let allocator = Arc::new(StandardMemoryAllocator::new_default(memory_device.clone()));
+    let info = PlanInfo::for_device(&memory_device);
+    let (_, graph) = random_graph(&mut Rng(7));
+    let created = create(&ctx, &memory_device, &graph);
+    let plan = plan(&created.resources, &info).unwrap();
+    let mut memory = TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+    // SAFETY: the handles are valid; every call below fails before binding.
+    unsafe {
+        // Not prepared yet.
+        assert_eq!(
+            bind_first(&memory, &plan, &created, 0),
+            Err(TransientError::NotPrepared)
+        );
+        memory.prepare(&plan).unwrap();
+        assert_eq!(
+            bind_first(&memory, &plan, &created, created.handles.len()),
+            Err(TransientError::NoSuchResource {
+                resource: created.handles.len(),
+                count: created.handles.len()
+            })
+        );
+    }
+    ctx.submit(|d, cmd| {
+        // SAFETY: recording; nothing is recorded on error.
+        let result = unsafe { record_aliasing_barriers(d, cmd, &plan, 0, &[]) };
+        assert_eq!(
+            result,
+            Err(TransientError::UseCountMismatch {
+                uses: 0,
+                resources: created.handles.len()
+            })
+        );
+    });
+    // An empty plan needs no memory: trim releases what the last plan left.
+    let live = memory_device.live_memory_objects();
+    let empty = plan_empty(&info);
+    // SAFETY: nothing was bound.
+    unsafe {
+        assert!(!memory.prepare(&empty).unwrap());
+        assert_eq!(memory.kept_memory().len(), 1);
+        memory.trim();
+    }
+    assert!(memory.kept_memory().is_empty());
+    assert_eq!(memory_device.live_memory_objects(), live - 1);
+    destroy(&ctx, &created);
+}
+
+fn plan_empty(info: &PlanInfo) -> TransientPlan {
+    plan(&[], info).unwrap()
+}
+
+/// Binds resource `resource`'s handle of `created` (resource 0's handle when out of range).
+///
+/// # Safety
+///
+/// As for `TransientMemory::bind_buffer`.
+unsafe fn bind_first<A: MemoryAllocator>(
+    memory: &TransientMemory<A>,
+    plan: &TransientPlan,
+    created: &Created,
+    resource: usize,
+) -> Result<(), TransientError> {
+    let handle = created.handles.get(resource).unwrap_or(&created.handles[0]);
+    // SAFETY: the caller's contract.
+    unsafe {
+        match *handle {
+            TransientHandle::Buffer(b) => memory.bind_buffer(plan, resource, b),
+            TransientHandle::Image { image, .. } => memory.bind_image(plan, resource, image),
+        }
+    }
 }

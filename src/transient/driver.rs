@@ -56,7 +56,8 @@ pub enum TransientError {
         /// The plan's resource count.
         count: usize,
     },
-    /// The plan was not the one last given to [`TransientMemory::prepare`].
+    /// The plan's memory objects are not those of the plan last given to
+    /// [`TransientMemory::prepare`].
     #[error("the plan's memory was not prepared: call prepare with this plan first")]
     NotPrepared,
     /// The list of uses does not have one entry per resource of the plan.

@@ -14,7 +14,7 @@ pub(crate) struct Group {
 }
 
 /// Partitions the resources into groups of one memory type each (see
-/// [`plan`](super::plan#memory-types) for the rule): repeatedly the allowed type accepted by
+/// [`plan`](super::plan::plan#memory-types) for the rule): repeatedly the allowed type accepted by
 /// the most bytes of the remaining resources, lowest index on a tie. Every resource accepts
 /// some allowed type (checked by the caller), so every resource ends in a group.
 pub(crate) fn by_memory_type(resources: &[TransientResource], allowed: u32) -> Vec<Group> {

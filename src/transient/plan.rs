@@ -236,11 +236,11 @@ pub(crate) enum Strategy {
 ///
 /// # Placing
 ///
-/// Several greedy heuristics run (orders by size, by lifetime length, by first pass, by
-/// size × lifetime, by the busiest pass a resource is alive in; each with best fit and with
-/// lowest fit on the offset axis) and the smallest result is kept; the search stops early when a
-/// heuristic reaches the lower bound. One of them is greedy by size with best fit, so the plan
-/// is never larger than that baseline.
+/// Four greedy heuristics run (by size with best fit, which is TFLite's greedy by size, and
+/// with first fit; by the fullest pass a resource is alive in, with best fit; by size ×
+/// lifetime, with first fit) and the smallest result is kept; the
+/// search stops early when a heuristic reaches the lower bound. One of them is the
+/// greedy-by-size baseline, so the plan is never larger than that baseline.
 pub fn plan(resources: &[TransientResource], info: &PlanInfo) -> Result<TransientPlan, PlanError> {
     plan_with(resources, info, Strategy::Best)
 }
