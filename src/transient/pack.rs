@@ -109,8 +109,12 @@ impl Packer {
                 (Order::Area, Fit::First),
             ],
         };
+        let mut sorted_by = None;
         for &(order, fit) in runs {
-            self.sort(order);
+            if sorted_by != Some(order) {
+                self.sort(order);
+                sorted_by = Some(order);
+            }
             if let Some(total) = self.run(fit, granularity.as_devicesize(), best_total) {
                 best_total = total;
                 std::mem::swap(&mut self.best, &mut self.offsets);
@@ -165,6 +169,14 @@ impl Packer {
         let mut top = 0;
         for &i in order.iter() {
             let item = items[i as usize];
+            let conflict_set = [
+                AllocationType::Unknown,
+                AllocationType::Linear,
+                AllocationType::NonLinear,
+            ]
+            .into_iter()
+            .filter(|&k| item.kind.conflicts_with(k))
+            .fold(0, |set, k| set | kind_bit(k));
             // Which placed items are alive with this one, as bits: a branch-free pass over
             // the lifetimes, then a walk over the set bits only.
             hits.clear();
@@ -186,11 +198,10 @@ impl Packer {
                     let j = w * 64 + word.trailing_zeros() as usize;
                     word &= word - 1;
                     let (start, end) = placed.range[j];
-                    let interval = if page_mask != 0 && item.kind.conflicts_with(placed.kind[j]) {
-                        (start & !page_mask, (end + page_mask) & !page_mask)
-                    } else {
-                        (start, end)
-                    };
+                    // Whole pages against a resource of a conflicting kind, branch-free.
+                    let conflicts = conflict_set & placed.kind[j] != 0;
+                    let mask = page_mask & 0u64.wrapping_sub(u64::from(conflicts));
+                    let interval = (start & !mask, (end + mask) & !mask);
                     sorted &= interval.0 >= previous;
                     previous = interval.0;
                     blocked.push(interval);
@@ -219,7 +230,17 @@ struct PlacedItems {
     first: Vec<u32>,
     last: Vec<u32>,
     range: Vec<(DeviceSize, DeviceSize)>,
-    kind: Vec<AllocationType>,
+    /// [`kind_bit`] of each item's kind.
+    kind: Vec<u8>,
+}
+
+/// One bit per [`AllocationType`], so that "conflicts with" is a mask test.
+fn kind_bit(kind: AllocationType) -> u8 {
+    match kind {
+        AllocationType::Unknown => 1,
+        AllocationType::Linear => 2,
+        AllocationType::NonLinear => 4,
+    }
 }
 
 impl PlacedItems {
@@ -235,7 +256,7 @@ impl PlacedItems {
         self.first.insert(at, item.first);
         self.last.insert(at, item.last);
         self.range.insert(at, (start, end));
-        self.kind.insert(at, item.kind);
+        self.kind.insert(at, kind_bit(item.kind));
     }
 }
 
