@@ -75,19 +75,18 @@
 //! is only touched once the GPU finished the frame that last used the slot.
 
 mod aliasing;
-mod driver;
+mod barriers;
 pub mod graphs;
 mod groups;
+mod memory;
 mod pack;
 mod plan;
 mod reuse;
 #[cfg(test)]
 mod tests;
 
-pub use self::driver::{
-    record_aliasing_barriers, StageAccess, TransientError, TransientHandle, TransientMemory,
-    TransientMemoryCreateInfo, TransientUse,
-};
+pub use self::barriers::{record_aliasing_barriers, StageAccess, TransientHandle, TransientUse};
+pub use self::memory::{TransientError, TransientMemory, TransientMemoryCreateInfo};
 pub use self::plan::{
     plan, plan_greedy_by_size, Placement, PlanError, PlanInfo, PlannedMemory, TransientPlan,
     TransientResource,
