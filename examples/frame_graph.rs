@@ -43,16 +43,15 @@ use std::sync::Arc;
 
 const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
 
-/// Validation messages of severity warning or error seen so far.
+/// Validation and performance messages of severity warning or error seen so far.
 static MESSAGES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "system" fn on_message(
     _severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    _types: vk::DebugUtilsMessageTypeFlagsEXT,
+    types: vk::DebugUtilsMessageTypeFlagsEXT,
     data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
     _user: *mut c_void,
 ) -> vk::Bool32 {
-    MESSAGES.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the loader passes valid callback data for the duration of the call.
     let message = unsafe {
         let data = &*data;
@@ -62,7 +61,17 @@ unsafe extern "system" fn on_message(
             CStr::from_ptr(data.p_message).to_string_lossy()
         }
     };
-    eprintln!("validation: {message}");
+    // General messages come from the loader (for example, that `VK_INSTANCE_LAYERS` added
+    // the layer); validation and performance messages are the layer's findings.
+    if types.intersects(
+        vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+            | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+    ) {
+        MESSAGES.fetch_add(1, Ordering::Relaxed);
+        eprintln!("validation: {message}");
+    } else {
+        eprintln!("loader: {message}");
+    }
     vk::FALSE
 }
 
