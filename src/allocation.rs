@@ -239,6 +239,63 @@ pub enum MemoryAccessError {
     /// A Vulkan call failed.
     #[error("Vulkan error: {0}")]
     Vulkan(vk::Result),
+    /// A resource bound at `local_offset` would reach past the allocation's end (see
+    /// [`aliasing`](crate::aliasing)).
+    #[error(
+        "a resource of {required} bytes at local offset {local_offset} does not fit the \
+         allocation of {size} bytes"
+    )]
+    ResourceOutOfBounds {
+        /// The offset in the allocation.
+        local_offset: DeviceSize,
+        /// The resource's required size.
+        required: DeviceSize,
+        /// The allocation's size.
+        size: DeviceSize,
+    },
+    /// The offset in the memory object is not a multiple of the resource's alignment.
+    #[error("memory offset {offset} is not a multiple of the resource's alignment {alignment}")]
+    Misaligned {
+        /// The offset in the memory object (allocation offset + local offset).
+        offset: DeviceSize,
+        /// The resource's required alignment.
+        alignment: DeviceSize,
+    },
+    /// The resource's `memoryTypeBits` does not contain the allocation's memory type.
+    #[error(
+        "the resource allows memory types {memory_type_bits:#b}, not the allocation's type \
+         {memory_type_index}"
+    )]
+    IncompatibleMemoryType {
+        /// The allocation's memory type.
+        memory_type_index: u32,
+        /// The resource's `memoryTypeBits`.
+        memory_type_bits: u32,
+    },
+    /// The driver requires a memory object of its own for this resource
+    /// (`requiresDedicatedAllocation`); allocate one for it instead of aliasing.
+    #[error("the resource requires a dedicated allocation of its own")]
+    RequiresDedicatedAllocation,
+    /// The memory was allocated dedicated to another resource (or the bind is not at offset 0
+    /// of memory dedicated to this one).
+    #[error("the memory is dedicated to another resource")]
+    DedicatedToAnotherResource,
+    /// A resource of the other kind than the allocation was made for could share a
+    /// `bufferImageGranularity` page with a neighbouring allocation; allocate with
+    /// [`AllocationType::Unknown`] to alias buffers and images.
+    #[error(
+        "binding this resource kind into a {allocation_type:?} allocation of a shared block \
+         could break bufferImageGranularity; allocate with AllocationType::Unknown"
+    )]
+    GranularityConflict {
+        /// The type the allocation was made for.
+        allocation_type: AllocationType,
+    },
+    /// A bind with a `pNext` chain needs `vkBind*Memory2`: Vulkan 1.1, or
+    /// `VK_KHR_bind_memory2` claimed in
+    /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
+    #[error("a bind pNext chain needs Vulkan 1.1 or VK_KHR_bind_memory2 (bind_memory2)")]
+    BindMemory2Unavailable,
 }
 
 /// Where an allocation's memory comes from. Kept small (three words): `MemoryAlloc`s are
@@ -315,7 +372,7 @@ impl MemoryAlloc {
         }
     }
 
-    fn device_memory(&self) -> &DeviceMemory {
+    pub(crate) fn device_memory(&self) -> &DeviceMemory {
         match &self.owner {
             Owner::Dedicated(d) => &d.memory,
             Owner::Block { block, .. } => block.get().memory(),
@@ -582,6 +639,25 @@ impl MemoryAlloc {
     /// no-op for host-coherent memory.
     pub fn invalidate(&self, offset: DeviceSize, len: DeviceSize) -> Result<(), MemoryAccessError> {
         self.sync(offset, len, SyncDirection::Invalidate)
+    }
+
+    /// Exports the allocation's memory object as a file descriptor of `handle_type` (see
+    /// [`external_memory`](crate::external_memory)): the descriptor stands for the whole
+    /// object, in which this allocation starts at [`offset`](Self::offset).
+    #[cfg(unix)]
+    pub fn export_fd(
+        &self,
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+    ) -> Result<crate::ExportedFd, crate::DeviceMemoryError> {
+        let memory = self.device_memory();
+        Ok(crate::ExportedFd {
+            fd: memory.export_fd(handle_type)?,
+            handle_type,
+            memory_size: memory.size(),
+            memory_type_index: memory.memory_type_index(),
+            offset: self.offset,
+            size: self.size,
+        })
     }
 
     /// Binds `buffer` to this range (`vkBindBufferMemory`).

@@ -88,7 +88,7 @@ impl Device {
             .map(|(i, h)| HeapBudget {
                 heap_size: h.size,
                 usage: budget.heap_usage[i],
-                budget: budget.heap_budget[i],
+                budget: capped(self, i as u32, budget.heap_budget[i]),
                 crate_usage: self.heap_usage_by_crate(i as u32),
                 from_extension: true,
             })
@@ -111,33 +111,74 @@ impl Device {
     }
 }
 
+/// The extension's budget of `heap`, at most the heap's size limit when it has one.
+fn capped(device: &Device, heap: u32, budget: DeviceSize) -> DeviceSize {
+    if device.is_heap_size_limited(heap) {
+        budget.min(heap_size(device, heap))
+    } else {
+        budget
+    }
+}
+
 /// Reserves `size` bytes of `heap` for a memory object about to be allocated; with `check`,
-/// fails instead if live plus reserved bytes would pass the heap's budget. The check and the
+/// fails instead if live plus reserved bytes would pass the heap's budget. A heap with a size
+/// limit never has more than the limit reserved, checked or not. The check and the
 /// reservation are one atomic step.
 pub(crate) fn reserve(
     device: &Device,
     heap: u32,
     size: DeviceSize,
     check: bool,
-) -> Result<(), BudgetError> {
+) -> Result<(), ReserveError> {
     let reserved = device.heap_reserved(heap);
-    if !check {
-        reserved.fetch_add(size, Ordering::AcqRel);
-        return Ok(());
-    }
-    let (others, budget) = others_and_budget(device, heap);
+    // A heap size limit is a hard cap on what this crate holds of the heap.
+    let cap = if device.is_heap_size_limited(heap) {
+        heap_size(device, heap)
+    } else {
+        DeviceSize::MAX
+    };
+    let (others, budget) = if check {
+        others_and_budget(device, heap)
+    } else {
+        (0, DeviceSize::MAX)
+    };
     reserved
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
-            let after = others.saturating_add(r).saturating_add(size);
-            (after <= budget).then_some(r + size)
+            let after = r.checked_add(size)?;
+            let fits_budget = others.saturating_add(after) <= budget;
+            (after <= cap && fits_budget).then_some(after)
         })
         .map(|_| ())
-        .map_err(|r| BudgetError {
-            heap,
-            usage: others.saturating_add(r),
-            size,
-            budget,
+        .map_err(|r| {
+            if r.saturating_add(size) > cap {
+                ReserveError::HeapSizeLimit
+            } else {
+                ReserveError::Budget(BudgetError {
+                    heap,
+                    usage: others.saturating_add(r),
+                    size,
+                    budget,
+                })
+            }
         })
+}
+
+/// Why [`reserve`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReserveError {
+    /// The heap's budget would be passed (only checked when asked).
+    Budget(BudgetError),
+    /// The heap's size limit would be passed: as out of device memory.
+    HeapSizeLimit,
+}
+
+/// Heap `heap`'s size (its limit, when it has one).
+fn heap_size(device: &Device, heap: u32) -> DeviceSize {
+    device
+        .memory_properties()
+        .memory_heaps
+        .get(heap as usize)
+        .map_or(0, |h| h.size)
 }
 
 /// What the process uses of `heap` besides this crate's reservations, and the heap's budget:
@@ -158,7 +199,10 @@ fn others_and_budget(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
         let crate_usage = before.min(device.heap_usage_by_crate(heap));
         let usage = b.heap_usage.get(heap as usize).copied().unwrap_or(0);
         let budget = b.heap_budget.get(heap as usize).copied().unwrap_or(0);
-        (usage.saturating_sub(crate_usage), budget)
+        (
+            usage.saturating_sub(crate_usage),
+            capped(device, heap, budget),
+        )
     } else {
         (0, estimated_budget(heap_size))
     }

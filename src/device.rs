@@ -48,6 +48,19 @@ pub struct EnabledMemoryFeatures {
     pub external_memory: bool,
     /// The `protectedMemory` feature. The default value is `false`.
     pub protected_memory: bool,
+    /// `VK_KHR_bind_memory2` (core in 1.1): binds with a `pNext` chain
+    /// (`vkBindBufferMemory2` / `vkBindImageMemory2`). Implied by an API version of 1.1 or
+    /// more. The default value is `false`.
+    pub bind_memory2: bool,
+    /// `VK_KHR_external_memory_fd`: export and import of memory as POSIX file descriptors
+    /// (see [`external_memory`](crate::external_memory)). The default value is `false`.
+    pub external_memory_fd: bool,
+    /// `VK_EXT_external_memory_host`: import of host allocations. The default value is
+    /// `false`.
+    pub external_memory_host: bool,
+    /// `VK_KHR_maintenance4` (core in 1.3): memory requirements of a create info, without a
+    /// resource. Implied by an API version of 1.3 or more. The default value is `false`.
+    pub maintenance4: bool,
     /// `VK_AMD_device_coherent_memory` with its `deviceCoherentMemory` feature. The default
     /// value is `false`.
     pub device_coherent_memory: bool,
@@ -163,6 +176,16 @@ pub enum DeviceError {
         /// The reported value.
         value: u64,
     },
+    /// A heap size limit for a heap the device does not have, or of zero bytes.
+    #[error("invalid size limit {limit} for heap {heap} (the device has {count} heaps)")]
+    InvalidHeapSizeLimit {
+        /// The heap index.
+        heap: u32,
+        /// The limit given.
+        limit: DeviceSize,
+        /// The device's heap count.
+        count: u32,
+    },
     /// A function that a claimed extension provides could not be loaded.
     #[error("{0} could not be loaded, although the extension that provides it was claimed")]
     MissingFunction(&'static str),
@@ -175,11 +198,17 @@ pub struct Device {
     device: ash::Device,
     api_version: u32,
     memory_properties: MemoryProperties,
+    /// Bit `i` set when heap `i`'s size is a user's limit (a hard cap).
+    heap_limited: u32,
+    /// The user's device-memory callbacks.
+    memory_callbacks: crate::memory_callbacks::CallbackSlot,
     buffer_image_granularity: DeviceAlignment,
     non_coherent_atom_size: DeviceAlignment,
     max_memory_allocation_count: u32,
     features: EnabledMemoryFeatures,
     get_memory_requirements2_khr: Option<ash::khr::get_memory_requirements2::Device>,
+    /// `vkBind*Memory2KHR`, when `VK_KHR_bind_memory2` is claimed below Vulkan 1.1.
+    bind_memory2_khr: Option<ash::khr::bind_memory2::Device>,
     /// `vkGetPhysicalDeviceMemoryProperties2KHR`, on a Vulkan 1.0 instance with
     /// `VK_EXT_memory_budget` (which requires `VK_KHR_get_physical_device_properties2`).
     memory_properties2_khr: Option<vk::PFN_vkGetPhysicalDeviceMemoryProperties2>,
@@ -209,6 +238,30 @@ impl std::fmt::Debug for Device {
             .field("live_memory_objects", &self.live_memory_objects())
             .finish()
     }
+}
+
+/// Caps the heaps of `props` at `limits`; returns the mask of the heaps capped.
+fn limit_heaps(
+    props: &mut MemoryProperties,
+    limits: &[Option<DeviceSize>],
+) -> Result<u32, DeviceError> {
+    let count = props.memory_heaps.len() as u32;
+    let mut limited = 0;
+    for (i, limit) in limits.iter().enumerate() {
+        let Some(limit) = *limit else { continue };
+        let heap = props.memory_heaps.get_mut(i).filter(|_| limit > 0).ok_or(
+            DeviceError::InvalidHeapSizeLimit {
+                heap: i as u32,
+                limit,
+                count,
+            },
+        )?;
+        if limit < heap.size {
+            heap.size = limit;
+            limited |= 1 << i;
+        }
+    }
+    Ok(limited)
 }
 
 /// Whether `version` is Vulkan 1.1 or later (0 counts as 1.0, as in `VkApplicationInfo`).
@@ -243,11 +296,53 @@ impl Device {
         instance_api_version: u32,
         features: EnabledMemoryFeatures,
     ) -> Result<Arc<Self>, DeviceError> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            Self::new_with_heap_size_limits(
+                entry,
+                instance,
+                physical_device,
+                device,
+                instance_api_version,
+                features,
+                &[],
+            )
+        }
+    }
+
+    /// [`new`](Self::new), with a hard limit on the bytes taken from some heaps (VMA's
+    /// `pHeapSizeLimit`): `heap_size_limits[i]`, when `Some` and smaller than heap `i`'s
+    /// size, becomes that heap's size for everything the crate does with this device: block
+    /// sizes, the largest memory object, the [budget](crate::budget) (its estimate, and the
+    /// extension's figure capped at the limit), and a hard cap: the memory objects of the
+    /// heap made through this crate never total more than the limit, and a
+    /// `vkAllocateMemory` that would pass it fails with
+    /// [`DeviceMemoryError::OutOfDeviceMemory`](crate::DeviceMemoryError::OutOfDeviceMemory)
+    /// before the driver is called, so that the allocator's fallbacks (smaller blocks, other
+    /// memory types) run as on a smaller GPU. Entries past the device's heap count, and
+    /// limits of zero, are rejected with [`DeviceError::InvalidHeapSizeLimit`].
+    ///
+    /// Used to cap VRAM for an application that shares the GPU, and to test low-memory
+    /// behaviour on a big one.
+    ///
+    /// # Safety
+    ///
+    /// As for [`new`](Self::new).
+    pub unsafe fn new_with_heap_size_limits(
+        entry: &ash::Entry,
+        instance: &ash::Instance,
+        physical_device: vk::PhysicalDevice,
+        device: ash::Device,
+        instance_api_version: u32,
+        features: EnabledMemoryFeatures,
+        heap_size_limits: &[Option<DeviceSize>],
+    ) -> Result<Arc<Self>, DeviceError> {
         // SAFETY: the caller guarantees that `physical_device` belongs to `instance`.
         let properties = unsafe { instance.get_physical_device_properties(physical_device) };
         // SAFETY: as above.
         let raw_memory = unsafe { instance.get_physical_device_memory_properties(physical_device) };
-        let memory_properties = MemoryProperties::from_vk(&raw_memory)?;
+        let mut memory_properties = MemoryProperties::from_vk(&raw_memory)?;
+        let heap_limited = limit_heaps(&mut memory_properties, heap_size_limits)?;
         let limit = |name, value| {
             DeviceAlignment::new(value).ok_or(DeviceError::InvalidLimit { name, value })
         };
@@ -263,7 +358,13 @@ impl Device {
             features.dedicated_allocation = true;
             features.get_memory_requirements2 = true;
             features.external_memory = true;
+            features.bind_memory2 = true;
         }
+        if vk::api_version_major(api_version) > 1 || vk::api_version_minor(api_version) >= 3 {
+            features.maintenance4 = true;
+        }
+        let bind_memory2_khr = (!core_1_1 && features.bind_memory2)
+            .then(|| ash::khr::bind_memory2::Device::new(instance, &device));
         let get_memory_requirements2_khr = (!core_1_1 && features.get_memory_requirements2)
             .then(|| ash::khr::get_memory_requirements2::Device::new(instance, &device));
         let memory_properties2_khr = if features.memory_budget && !is_1_1(instance_api_version) {
@@ -292,11 +393,14 @@ impl Device {
             device,
             api_version,
             memory_properties,
+            heap_limited,
+            memory_callbacks: Default::default(),
             buffer_image_granularity,
             non_coherent_atom_size,
             max_memory_allocation_count: limits.max_memory_allocation_count,
             features,
             get_memory_requirements2_khr,
+            bind_memory2_khr,
             memory_properties2_khr,
             live_memory_objects: AtomicU32::new(0),
             memory_allocation_calls: AtomicU64::new(0),
@@ -304,6 +408,22 @@ impl Device {
             heap_reserved: std::array::from_fn(|_| AtomicU64::new(0)),
             heap_usage: std::array::from_fn(|_| AtomicU64::new(0)),
         }))
+    }
+
+    /// The device-memory callbacks' slot.
+    pub(crate) fn memory_callbacks(&self) -> &crate::memory_callbacks::CallbackSlot {
+        &self.memory_callbacks
+    }
+
+    /// Whether heap `heap`'s size is a limit set with
+    /// [`new_with_heap_size_limits`](Self::new_with_heap_size_limits).
+    pub fn is_heap_size_limited(&self, heap: u32) -> bool {
+        heap < 32 && self.heap_limited & (1 << heap) != 0
+    }
+
+    /// The `VK_KHR_bind_memory2` functions, below Vulkan 1.1.
+    pub(crate) fn bind_memory2_khr(&self) -> Option<&ash::khr::bind_memory2::Device> {
+        self.bind_memory2_khr.as_ref()
     }
 
     /// The user's `ash::Instance`.

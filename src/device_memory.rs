@@ -12,6 +12,7 @@
 
 use crate::budget::BudgetError;
 use crate::device::Device;
+use crate::external_memory::{AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs};
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::ptr::NonNull;
@@ -48,6 +49,16 @@ impl DedicatedAllocation {
         Self {
             buffer: vk::Buffer::null(),
             image,
+        }
+    }
+}
+
+impl DedicatedAllocation {
+    /// Whether this names `resource`.
+    pub(crate) fn is(self, resource: crate::device::Resource) -> bool {
+        match resource {
+            crate::device::Resource::Buffer(b) => self.buffer == b && b != vk::Buffer::null(),
+            crate::device::Resource::Image(i) => self.image == i && i != vk::Image::null(),
         }
     }
 }
@@ -112,6 +123,12 @@ pub struct DeviceMemoryCreateInfo {
     /// [budget](crate::budget). The check and the reservation of the bytes are one atomic
     /// step, so threads cannot pass the budget together. The default value is `false`.
     pub within_budget: bool,
+    /// Import the memory instead of allocating it (see [`crate::external_memory`]). The
+    /// default value is `None`.
+    pub import: Option<ExternalMemoryImport>,
+    /// The user's own `pNext` chain, appended after the crate's structures (see
+    /// [`crate::external_memory`]). The default value is `None`.
+    pub next: Option<AllocateNext>,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -126,6 +143,8 @@ impl Default for DeviceMemoryCreateInfo {
             device_address: false,
             priority: None,
             within_budget: false,
+            import: None,
+            next: None,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -183,6 +202,40 @@ pub enum DeviceMemoryError {
     /// A priority that is NaN or outside 0.0 ..= 1.0.
     #[error("memory priority {0} is not within 0.0 ..= 1.0")]
     InvalidPriority(f32),
+    /// The call needs an extension (or API version) that was not claimed in
+    /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures).
+    #[error("{0} is needed and was not claimed")]
+    ExtensionNotEnabled(&'static str),
+    /// The memory type is not one the imported handle may go to.
+    #[error("memory type {index} is not among the types the import allows ({allowed:#b})")]
+    ImportMemoryType {
+        /// The memory type given.
+        index: u32,
+        /// The types the driver allows for this handle.
+        allowed: u32,
+    },
+    /// A host-pointer import cannot be a dedicated allocation.
+    #[error("a host-pointer import cannot be dedicated to a resource")]
+    ImportDedicated,
+    /// A host pointer or the size is not a multiple of `minImportedHostPointerAlignment`.
+    #[error(
+        "host pointer and size must be multiples of minImportedHostPointerAlignment {alignment}"
+    )]
+    ImportMisaligned {
+        /// The device's `minImportedHostPointerAlignment`.
+        alignment: DeviceSize,
+    },
+    /// The user's `pNext` chain holds a structure the crate chains to the same call.
+    #[error("the user pNext chain repeats {0:?}, which the allocator chains itself")]
+    DuplicateChainStructure(vk::StructureType),
+    /// The memory object was not allocated exportable as this (single) handle type.
+    #[error("the memory is exportable as {exportable:?}, not {handle_type:?}")]
+    NotExportable {
+        /// The handle type asked for.
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+        /// The handle types it was allocated exportable as.
+        exportable: vk::ExternalMemoryHandleTypeFlags,
+    },
 }
 
 impl DeviceMemoryError {
@@ -208,7 +261,10 @@ pub struct DeviceMemory {
     property_flags: vk::MemoryPropertyFlags,
     heap_index: u32,
     mapped: Option<NonNull<u8>>,
-    dedicated: bool,
+    /// The resource of its `VkMemoryDedicatedAllocateInfo`, if one was chained.
+    dedicated: Option<DedicatedAllocation>,
+    /// The handle types it is exportable as.
+    export_types: vk::ExternalMemoryHandleTypeFlags,
 }
 
 // SAFETY: a `VkDeviceMemory` handle may be used from any thread; the mapping pointer is only
@@ -225,7 +281,7 @@ impl std::fmt::Debug for DeviceMemory {
             .field("size", &self.size)
             .field("memory_type_index", &self.memory_type_index)
             .field("mapped", &self.mapped.is_some())
-            .field("dedicated", &self.dedicated)
+            .field("dedicated", &self.dedicated.is_some())
             .finish()
     }
 }
@@ -277,6 +333,33 @@ impl DeviceMemory {
         }
         let property_flags = memory_type.property_flags;
         let features = *device.features();
+        let dedicated = info.dedicated.filter(|_| features.dedicated_allocation);
+        let export = !info.export_handle_types.is_empty() && features.external_memory;
+        let flags = info.device_address && features.buffer_device_address;
+        let priority = info.priority.filter(|_| features.memory_priority);
+        let mut crate_types = smallvec::SmallVec::<[vk::StructureType; 4]>::new();
+        for (chained, s_type) in [
+            (
+                dedicated.is_some(),
+                vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO,
+            ),
+            (export, vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO),
+            (flags, vk::StructureType::MEMORY_ALLOCATE_FLAGS_INFO),
+            (
+                priority.is_some(),
+                vk::StructureType::MEMORY_PRIORITY_ALLOCATE_INFO_EXT,
+            ),
+        ] {
+            if chained {
+                crate_types.push(s_type);
+            }
+        }
+        let crate_export = if export {
+            info.export_handle_types.flags()
+        } else {
+            vk::ExternalMemoryHandleTypeFlags::empty()
+        };
+        let plan = crate::external_memory::check(&device, info, &crate_types, crate_export)?;
         if !device.reserve_memory_object() {
             return Err(DeviceMemoryError::TooManyObjects {
                 max: device.max_memory_allocation_count(),
@@ -284,7 +367,11 @@ impl DeviceMemory {
         }
         if let Err(e) = crate::budget::reserve(&device, heap, info.size, info.within_budget) {
             device.release_memory_object();
-            return Err(e.into());
+            return Err(match e {
+                crate::budget::ReserveError::Budget(b) => b.into(),
+                // The user's heap size limit: as a driver out of memory.
+                crate::budget::ReserveError::HeapSizeLimit => DeviceMemoryError::OutOfDeviceMemory,
+            });
         }
         let reservation = Reservation {
             device: &device,
@@ -295,36 +382,50 @@ impl DeviceMemory {
         let mut export_info = vk::ExportMemoryAllocateInfo::default();
         let mut flags_info = vk::MemoryAllocateFlagsInfo::default();
         let mut priority_info = vk::MemoryPriorityAllocateInfoEXT::default();
+        let mut import_structs = ImportStructs::default();
         let mut allocate_info = vk::MemoryAllocateInfo::default()
             .allocation_size(info.size)
             .memory_type_index(info.memory_type_index);
-        let dedicated = info.dedicated.filter(|_| features.dedicated_allocation);
+        // The user's chain goes first here: `push_next` inserts the crate's structures
+        // before it, so it ends the chain.
+        if let Some(next) = info.next {
+            allocate_info.p_next = next.as_ptr();
+        }
         if let Some(d) = dedicated {
             dedicated_info = dedicated_info.buffer(d.buffer).image(d.image);
             allocate_info = allocate_info.push_next(&mut dedicated_info);
         }
-        if !info.export_handle_types.is_empty() && features.external_memory {
+        if export {
             export_info = export_info.handle_types(info.export_handle_types.flags());
             allocate_info = allocate_info.push_next(&mut export_info);
         }
-        if info.device_address && features.buffer_device_address {
+        if flags {
             flags_info = flags_info.flags(vk::MemoryAllocateFlags::DEVICE_ADDRESS);
             allocate_info = allocate_info.push_next(&mut flags_info);
         }
-        if let (Some(p), true) = (info.priority, features.memory_priority) {
+        if let Some(p) = priority {
             priority_info = priority_info.priority(p);
             allocate_info = allocate_info.push_next(&mut priority_info);
+        }
+        if let Some(import) = info.import {
+            allocate_info = match import_structs.fill(import) {
+                ImportRef::Fd(s) => allocate_info.push_next(s),
+                ImportRef::Host(s) => allocate_info.push_next(s),
+            };
         }
         let ash = device.ash();
         // SAFETY: the chain above only holds structures whose extensions or features the user
         // declared enabled (`Device::new` contract) with valid values (a priority in range,
         // export types vouched for by `ExportHandleTypes::new`'s contract, a valid dedicated
-        // resource by `DedicatedAllocation`'s); the memory type exists and the size is
-        // within its heap (checked above).
+        // resource by `DedicatedAllocation`'s, an import by `ExternalMemoryImport`'s and
+        // checked against the driver's rules, a user chain by `AllocateNext::new`'s, with no
+        // structure twice); the memory type exists and the size is within its heap (checked
+        // above).
         let handle = unsafe { ash.allocate_memory(&allocate_info, None) }
             .map_err(|e| DeviceMemoryError::from_vk(e, &device))?;
         std::mem::forget(reservation);
         device.record_memory_allocated(heap, info.size);
+        device.notify_allocated(info.memory_type_index, handle, info.size);
         let mut memory = Self {
             device,
             handle,
@@ -333,7 +434,8 @@ impl DeviceMemory {
             property_flags,
             heap_index: heap,
             mapped: None,
-            dedicated: dedicated.is_some(),
+            dedicated,
+            export_types: plan.export_types,
         };
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
@@ -385,6 +487,17 @@ impl DeviceMemory {
     /// Whether this object was allocated for one resource with
     /// `VkMemoryDedicatedAllocateInfo`.
     pub fn is_dedicated(&self) -> bool {
+        self.dedicated.is_some()
+    }
+
+    /// The external handle types the object was allocated exportable as (by the crate's
+    /// `VkExportMemoryAllocateInfo` or one in the user's chain).
+    pub fn export_types(&self) -> vk::ExternalMemoryHandleTypeFlags {
+        self.export_types
+    }
+
+    /// The resource this object was allocated for with `VkMemoryDedicatedAllocateInfo`.
+    pub(crate) fn dedicated_resource(&self) -> Option<DedicatedAllocation> {
         self.dedicated
     }
 
@@ -523,6 +636,8 @@ pub(crate) enum SyncDirection {
 
 impl Drop for DeviceMemory {
     fn drop(&mut self) {
+        self.device
+            .notify_freeing(self.memory_type_index, self.handle, self.size);
         let ash = self.device.ash();
         // SAFETY: we own the handle; every allocation inside it holds a reference to its
         // block (or owns this object), so none is alive. Freeing also unmaps.

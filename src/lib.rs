@@ -53,13 +53,18 @@
 //! - [`MemoryAlloc`]: what the user holds, binds and maps;
 //! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report.
 
+pub mod aliasing;
 pub mod allocation;
 pub mod allocator;
 pub mod budget;
 pub mod corruption;
 pub mod device;
+mod device_bind;
 pub mod device_memory;
+mod device_requirements;
+pub mod external_memory;
 pub mod layout;
+pub mod memory_callbacks;
 pub mod stats;
 pub mod suballocator;
 pub mod transient;
@@ -80,7 +85,11 @@ pub use device::{
 pub use device_memory::{
     DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
 };
+#[cfg(unix)]
+pub use external_memory::ExportedFd;
+pub use external_memory::{AllocateNext, ExternalMemoryImport};
 pub use layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
+pub use memory_callbacks::DeviceMemoryCallbacks;
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
 /// A field that keeps a public struct open to new fields: it cannot be named or built outside
 /// this crate, so a struct literal of a create info must end in `..Default::default()`, and
@@ -90,6 +99,7 @@ pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistic
 pub struct NonExhaustive(pub(crate) ());
 
 pub use suballocator::{
-    AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator, PoolAllocator, RangeInfo,
-    RangeKind, RingAllocator, Suballocation, SuballocationHandle, Suballocator, SuballocatorError,
+    AllocationStrategy, AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator,
+    PoolAllocator, RangeInfo, RangeKind, RingAllocator, Suballocation, SuballocationHandle,
+    Suballocator, SuballocatorError,
 };

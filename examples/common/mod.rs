@@ -24,6 +24,14 @@ pub struct Gpu {
 impl Gpu {
     /// Brings up the first Vulkan device (lavapipe on a machine without a GPU).
     pub fn new(application: &std::ffi::CStr) -> Result<Self, Box<dyn Error>> {
+        Self::with_device_extensions(application, &[])
+    }
+
+    /// Brings up the first Vulkan device with these device extensions enabled.
+    pub fn with_device_extensions(
+        application: &std::ffi::CStr,
+        extensions: &[&std::ffi::CStr],
+    ) -> Result<Self, Box<dyn Error>> {
         // SAFETY: loading the system's Vulkan loader.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| {
             format!(
@@ -59,11 +67,14 @@ impl Gpu {
         let queues = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(queue_family)
             .queue_priorities(&priorities)];
+        let extension_names: Vec<_> = extensions.iter().map(|e| e.as_ptr()).collect();
         // SAFETY: a valid create info.
         let device = unsafe {
             instance.create_device(
                 physical_device,
-                &vk::DeviceCreateInfo::default().queue_create_infos(&queues),
+                &vk::DeviceCreateInfo::default()
+                    .queue_create_infos(&queues)
+                    .enabled_extension_names(&extension_names),
                 None,
             )?
         };

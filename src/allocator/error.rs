@@ -127,6 +127,18 @@ pub enum AllocationError {
     /// within it.
     #[error(transparent)]
     BudgetExceeded(#[from] BudgetError),
+    /// Binding the new resource was refused before the driver (for example a bind `pNext`
+    /// chain without `vkBind*Memory2`); the resource was destroyed again.
+    #[error("bind refused: {0}")]
+    Bind(crate::allocation::MemoryAccessError),
+    /// The memory object's import, export or `pNext` chain was refused (see
+    /// [`external_memory`](crate::external_memory)).
+    #[error(transparent)]
+    Memory(DeviceMemoryError),
+    /// The call needs an extension or API version that was not claimed in
+    /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures).
+    #[error("{0} is needed and was not claimed")]
+    FeatureNotEnabled(&'static str),
 }
 
 impl From<DeviceMemoryError> for AllocationError {
@@ -151,6 +163,12 @@ impl From<DeviceMemoryError> for AllocationError {
                 heap_size,
             },
             DeviceMemoryError::InvalidPriority(p) => Self::InvalidPriority(p),
+            e @ (DeviceMemoryError::ExtensionNotEnabled(_)
+            | DeviceMemoryError::ImportMemoryType { .. }
+            | DeviceMemoryError::ImportDedicated
+            | DeviceMemoryError::ImportMisaligned { .. }
+            | DeviceMemoryError::DuplicateChainStructure(_)
+            | DeviceMemoryError::NotExportable { .. }) => Self::Memory(e),
             // `DeviceMemoryError` is non-exhaustive for users, not for this crate.
         }
     }
@@ -215,7 +233,10 @@ impl AllocationError {
             | Self::Layout(_)
             | Self::Config(_)
             | Self::InvalidPriority(_)
-            | Self::PoolMemoryTypeNotAllowed { .. } => Failure::Fatal,
+            | Self::PoolMemoryTypeNotAllowed { .. }
+            | Self::Bind(_)
+            | Self::Memory(_)
+            | Self::FeatureNotEnabled(_) => Failure::Fatal,
         }
     }
 }

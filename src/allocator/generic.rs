@@ -163,6 +163,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.choose(bits, &resolved, 0)
     }
 
+    /// The memory type `allocate` would try first for `bits` and `create_info` (no small
+    /// heap rationed).
+    pub(super) fn type_for(&self, bits: u32, create_info: &AllocationCreateInfo) -> Option<u32> {
+        self.choose(bits, &self.resolve(create_info), 0)
+    }
+
     /// The flags of `create_info`'s usage on this device.
     #[inline]
     fn resolve(&self, create_info: &AllocationCreateInfo) -> Resolved {
@@ -331,6 +337,34 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             ..Default::default()
         };
         Ok(DeviceMemory::allocate(self.device.clone(), &info)?)
+    }
+
+    /// A memory object of its own made from `info` (an import, a user chain) with the
+    /// allocator's device-address, priority and budget settings, registered like the
+    /// allocator's dedicated allocations.
+    pub(super) fn dedicated_from(
+        &self,
+        info: DeviceMemoryCreateInfo,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        check_create_info(create_info)?;
+        let info = DeviceMemoryCreateInfo {
+            device_address: self.create_info.device_address,
+            priority: Some(
+                create_info
+                    .priority
+                    .unwrap_or(self.create_info.block_priority),
+            ),
+            within_budget: create_info.within_budget,
+            ..info
+        };
+        let memory = DeviceMemory::allocate(self.device.clone(), &info)?;
+        Ok(execute::wrap_dedicated(
+            &self.dedicated,
+            memory,
+            AllocationType::Unknown,
+            self.meta(create_info),
+        ))
     }
 
     fn dedicated(
@@ -580,8 +614,9 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
         self.check_explicit_type(memory_type_index)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
         let request = Request {
-            layout,
+            layout: layout.align_to(create_info.min_alignment)?,
             preference: create_info.allocate_preference,
             prefers_dedicated: false,
             requires_dedicated: false,
@@ -604,6 +639,11 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
+        let requirements = MemoryRequirements {
+            layout: requirements.layout.align_to(create_info.min_alignment)?,
+            ..requirements
+        };
         let resolved = self.resolve(create_info);
         let size = requirements.layout.size();
         let request = Request {

@@ -106,6 +106,20 @@ pub struct PoolCreateInfo {
     /// (`Some(1)` keeps blocks whole, which a ring-buffer pool wants). The default value is
     /// `None`: the allocator's setting.
     pub block_arenas: Option<usize>,
+    /// A `pNext` chain of your own for the `vkAllocateMemory` of every block and dedicated
+    /// allocation of the pool (VMA's `pMemoryAllocateNext`), appended after the crate's
+    /// structures (see [`external_memory`](crate::external_memory)). The default value is
+    /// `None`.
+    pub memory_allocate_next: Option<crate::AllocateNext>,
+    /// The least alignment of every allocation's offset in the pool (VMA's
+    /// `minAllocationAlignment`), on top of what each resource requires and of
+    /// [`AllocationCreateInfo::min_alignment`]. The default value is 1.
+    pub min_alignment: crate::DeviceAlignment,
+    /// Which free range the pool's allocations take when several fit (VMA's pool
+    /// algorithm and strategy flags; see [`strategy`](crate::suballocator::strategy)); an
+    /// allocation's own [`AllocationCreateInfo::strategy`] wins. The default value is
+    /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default).
+    pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -124,6 +138,9 @@ impl Default for PoolCreateInfo {
             priority: 0.5,
             export_handle_types: ExportHandleTypes::NONE,
             block_arenas: None,
+            memory_allocate_next: None,
+            min_alignment: crate::DeviceAlignment::MIN,
+            strategy: crate::AllocationStrategy::Default,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -140,6 +157,10 @@ struct PoolInner<S> {
     max_block_count: usize,
     priority: f32,
     export_handle_types: ExportHandleTypes,
+    /// The user's `vkAllocateMemory` chain.
+    memory_allocate_next: Option<crate::AllocateNext>,
+    /// The pool's least alignment.
+    min_alignment: crate::DeviceAlignment,
     /// The allocator's `device_address` and `dedicated_allocation` settings.
     device_address: bool,
     dedicated_allocation: bool,
@@ -267,6 +288,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 max: info.max_block_count,
             },
         );
+        blocks.set_strategy(info.strategy);
         let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
         let held: Arc<dyn Observe> = Arc::new(Held {
             device: device.clone(),
@@ -286,6 +308,8 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 max_block_count: info.max_block_count,
                 priority: info.priority,
                 export_handle_types: info.export_handle_types,
+                memory_allocate_next: info.memory_allocate_next,
+                min_alignment: info.min_alignment,
                 device_address: self.create_info().device_address,
                 dedicated_allocation: self.create_info().dedicated_allocation,
                 debug: self.create_info().debug,
@@ -331,6 +355,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 device_address: self.device_address,
                 priority: Some(self.priority),
                 within_budget,
+                next: self.memory_allocate_next,
                 ..Default::default()
             },
         )?)
@@ -354,6 +379,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 device_address: self.device_address,
                 priority: Some(create_info.priority.unwrap_or(self.priority)),
                 within_budget: create_info.within_budget,
+                next: self.memory_allocate_next,
                 ..Default::default()
             },
         )?;
@@ -373,6 +399,13 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
+        let _strategy = super::strategy_scope::enter(create_info.strategy);
+        let request = &Request {
+            layout: request
+                .layout
+                .align_to(self.min_alignment.max(create_info.min_alignment))?,
+            ..*request
+        };
         let size = request.layout.size();
         let (block_request, guard) = execute::guarded(request, self.debug.margin);
         let plan = placement::plan_in_pool(&block_request, &self.facts).map_err(|e| {

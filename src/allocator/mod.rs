@@ -43,6 +43,7 @@
 //! tries its own arena of every block first and the others before a new block is made:
 //! threads share the blocks, and no memory is set aside per thread.
 
+mod bind_next;
 mod block_vec;
 mod config;
 mod dedicated;
@@ -50,11 +51,15 @@ pub mod defrag;
 mod error;
 mod execute;
 mod generic;
+mod import;
 pub mod intent;
 pub mod memory_pool;
 pub mod memory_type;
 mod observe;
+mod pages;
 pub mod placement;
+mod requirements;
+mod strategy_scope;
 mod type_cache;
 
 /// The memory layouts of real GPUs that the driver tests simulate, for the unit tests of the
@@ -116,6 +121,17 @@ pub struct AllocationCreateInfo {
     /// dump, the SVG memory map and the leak report, and readable from the allocation
     /// ([`MemoryAlloc::user_data`]). The default value is `None`.
     pub user_data: Option<Arc<dyn UserData>>,
+    /// The least alignment of the allocation's offset, on top of what the resource requires
+    /// (VMA's `vmaCreateBufferWithAlignment`; a custom pool adds its own
+    /// [`PoolCreateInfo::min_alignment`]). Raises the alignment only, not the size. The
+    /// default value is 1 (the resource's alignment).
+    pub min_alignment: crate::DeviceAlignment,
+    /// Which free range to take when several fit (VMA's `STRATEGY_MIN_MEMORY` /
+    /// `MIN_TIME` / `MIN_OFFSET` flags; see [`strategy`](crate::suballocator::strategy)). It
+    /// wins over a custom pool's [`PoolCreateInfo::strategy`]. The default value is
+    /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default): the pool's
+    /// strategy, else the allocator's (a quick good fit, a best fit for large requests).
+    pub strategy: crate::AllocationStrategy,
     #[doc(hidden)]
     pub _ne: crate::NonExhaustive,
 }
@@ -129,6 +145,8 @@ impl PartialEq for AllocationCreateInfo {
             && self.name == other.name
             && self.priority == other.priority
             && self.within_budget == other.within_budget
+            && self.min_alignment == other.min_alignment
+            && self.strategy == other.strategy
             && match (&self.user_data, &other.user_data) {
                 (None, None) => true,
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -147,6 +165,8 @@ impl Default for AllocationCreateInfo {
             priority: None,
             within_budget: false,
             user_data: None,
+            min_alignment: crate::DeviceAlignment::MIN,
+            strategy: crate::AllocationStrategy::Default,
             _ne: crate::NonExhaustive(()),
         }
     }
@@ -257,6 +277,27 @@ pub trait MemoryAllocator: Send + Sync {
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError>;
 
+    /// Allocates `count` allocations with the same requirements, all or nothing (VMA's
+    /// `vmaAllocateMemoryPages`): when one fails, those already made are freed again and
+    /// the error returned. Each page is placed like one [`allocate`](Self::allocate) call
+    /// without a dedicated resource.
+    ///
+    /// For the pages of a sparse resource (created with `SPARSE_BINDING`): each
+    /// `VkSparseMemoryBind` (or `VkSparseImageMemoryBind`) of `vkQueueBindSparse` names one
+    /// page's [`memory`](MemoryAlloc::memory) and [`offset`](MemoryAlloc::offset). Take the
+    /// page layout from the resource's requirements (its alignment is the sparse page size;
+    /// `vkGetImageSparseMemoryRequirements` for images), and keep the pages alive until the
+    /// resource is destroyed or the pages are unbound.
+    fn allocate_pages(
+        &self,
+        requirements: MemoryRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        count: usize,
+    ) -> Result<Vec<MemoryAlloc>, AllocationError> {
+        pages::allocate_pages(self, requirements, allocation_type, create_info, count)
+    }
+
     /// Statistics of the allocator's memory (see [`stats`](crate::stats)). The default
     /// computes them from [`snapshot`](Self::snapshot).
     fn statistics(&self) -> AllocatorStatistics {
@@ -287,8 +328,10 @@ pub trait MemoryAllocator: Send + Sync {
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
             unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
-        let create_info =
-            with_resource_usage(create_info, ResourceUsage::Buffer(buffer_info.usage));
+        let create_info = with_resource_usage(
+            create_info,
+            ResourceUsage::Buffer(crate::device_requirements::buffer_usage(buffer_info)),
+        );
         // SAFETY: `buffer` was just created from this device and is unbound.
         unsafe {
             allocate_and_bind(
@@ -296,6 +339,7 @@ pub trait MemoryAllocator: Send + Sync {
                 Resource::Buffer(buffer),
                 AllocationType::Linear,
                 &create_info,
+                std::ptr::null(),
             )
         }
         .map(|alloc| (buffer, alloc))
@@ -325,8 +369,93 @@ pub trait MemoryAllocator: Send + Sync {
             unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
         let create_info = with_resource_usage(create_info, ResourceUsage::Image(image_info.usage));
         // SAFETY: `image` was just created from this device, is unbound and not disjoint.
-        unsafe { allocate_and_bind(self, Resource::Image(image), allocation_type, &create_info) }
-            .map(|alloc| (image, alloc))
+        unsafe {
+            allocate_and_bind(
+                self,
+                Resource::Image(image),
+                allocation_type,
+                &create_info,
+                std::ptr::null(),
+            )
+        }
+        .map(|alloc| (image, alloc))
+    }
+
+    /// Allocates memory for a buffer that `buffer_info` would make, without making it
+    /// (requirements from [`MemoryRequirements::for_buffer_info`]; Vulkan 1.3 or
+    /// `VK_KHR_maintenance4`): create the buffer later and bind it with
+    /// [`MemoryAlloc::bind_buffer_at`]. The buffer's usage (of a
+    /// `VkBufferUsageFlags2CreateInfoKHR` in the chain when there is one) is the resource
+    /// usage when `create_info` leaves it `Unknown`. A buffer the driver says requires a
+    /// dedicated allocation is refused with
+    /// [`DedicatedAllocationRequired`](AllocationError::DedicatedAllocationRequired) (only
+    /// memory dedicated to the buffer itself would do).
+    ///
+    /// # Safety
+    ///
+    /// `buffer_info` is a valid `VkBufferCreateInfo` for this device.
+    unsafe fn allocate_for_buffer_info(
+        &self,
+        buffer_info: &vk::BufferCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let info = crate::device_requirements::CreateInfo::Buffer(buffer_info);
+        // SAFETY: the caller's contract.
+        unsafe { requirements::allocate_for_info(self, info, create_info) }
+    }
+
+    /// Allocates memory for an image that `image_info` would make, without making it, like
+    /// [`allocate_for_buffer_info`](Self::allocate_for_buffer_info).
+    ///
+    /// # Safety
+    ///
+    /// `image_info` is a valid `VkImageCreateInfo` for this device, not `DISJOINT`.
+    unsafe fn allocate_for_image_info(
+        &self,
+        image_info: &vk::ImageCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let info = crate::device_requirements::CreateInfo::Image(image_info);
+        // SAFETY: the caller's contract.
+        unsafe { requirements::allocate_for_info(self, info, create_info) }
+    }
+
+    /// [`create_buffer`](Self::create_buffer), binding through `vkBindBufferMemory2` with the
+    /// `pNext` chain of `bind_chain` (only its `pNext` is read): see
+    /// [`MemoryAlloc::bind_buffer_at_with_next`]. Without
+    /// [`bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2) a non-empty chain is an
+    /// [`AllocationError::Bind`] error, returned before anything is created.
+    ///
+    /// # Safety
+    ///
+    /// As for `create_buffer`; every structure in the chain is valid for the bind and its
+    /// extension or feature is enabled.
+    unsafe fn create_buffer_with_bind_next(
+        &self,
+        buffer_info: &vk::BufferCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+        bind_chain: &vk::BindBufferMemoryInfo<'_>,
+    ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
+        // SAFETY: the caller's contract.
+        unsafe { bind_next::create_buffer(self, buffer_info, create_info, bind_chain.p_next) }
+    }
+
+    /// [`create_image`](Self::create_image), binding through `vkBindImageMemory2` with the
+    /// `pNext` chain of `bind_chain`, like
+    /// [`create_buffer_with_bind_next`](Self::create_buffer_with_bind_next).
+    ///
+    /// # Safety
+    ///
+    /// As for `create_image`; every structure in the chain is valid for the bind and its
+    /// extension or feature is enabled.
+    unsafe fn create_image_with_bind_next(
+        &self,
+        image_info: &vk::ImageCreateInfo<'_>,
+        create_info: &AllocationCreateInfo,
+        bind_chain: &vk::BindImageMemoryInfo<'_>,
+    ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
+        // SAFETY: the caller's contract.
+        unsafe { bind_next::create_image(self, image_info, create_info, bind_chain.p_next) }
     }
 }
 
@@ -353,12 +482,14 @@ fn with_resource_usage(
 /// # Safety
 ///
 /// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device,
-/// owned by the caller, and not used by anything else until this returns.
+/// owned by the caller, and not used by anything else until this returns; `bind_next` is null
+/// or a valid `pNext` chain for its bind info (bound through `vkBind*Memory2`).
 pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
     allocator: &A,
     resource: Resource,
     allocation_type: AllocationType,
     create_info: &AllocationCreateInfo,
+    bind_next: *const std::ffi::c_void,
 ) -> Result<MemoryAlloc, AllocationError> {
     let device = allocator.device();
     let result = (|| {
@@ -374,14 +505,9 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
         };
         let alloc =
             allocator.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
-        // SAFETY: the allocation was made for this resource's requirements; it is unbound.
-        unsafe {
-            match resource {
-                Resource::Buffer(b) => alloc.bind_buffer(b),
-                Resource::Image(i) => alloc.bind_image(i),
-            }
-        }
-        .map_err(bind_error)?;
+        // SAFETY: the allocation was made for this resource's requirements; it is unbound;
+        // the chain is valid (the caller's contract).
+        unsafe { alloc.bind_resource(resource, alloc.offset(), bind_next) }.map_err(bind_error)?;
         Ok(alloc)
     })();
     if result.is_err() {
@@ -402,7 +528,6 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
 fn bind_error(e: MemoryAccessError) -> AllocationError {
     match e {
         MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
-        // Binding fails only in Vulkan; an unexpected kind is reported as a Vulkan error.
-        _ => AllocationError::Vulkan(vk::Result::ERROR_UNKNOWN),
+        other => AllocationError::Bind(other),
     }
 }

@@ -48,9 +48,11 @@ pub mod bump;
 pub mod free_list;
 pub mod pool;
 pub mod ring;
+pub mod strategy;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use self::strategy::AllocationStrategy;
 pub use self::{
     buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator, pool::PoolAllocator,
     ring::RingAllocator,
@@ -244,6 +246,21 @@ pub unsafe trait Suballocator {
         allocation_type: AllocationType,
         buffer_image_granularity: DeviceAlignment,
     ) -> Result<Suballocation, SuballocatorError>;
+
+    /// Finds a range for `layout` the way `strategy` asks (see
+    /// [`strategy`]). The default ignores the strategy and calls
+    /// [`allocate`](Self::allocate), which is right for a suballocator with no choice to
+    /// make; the [`FreeListAllocator`] implements every strategy.
+    fn allocate_with_strategy(
+        &mut self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        buffer_image_granularity: DeviceAlignment,
+        strategy: AllocationStrategy,
+    ) -> Result<Suballocation, SuballocatorError> {
+        let _ = strategy;
+        self.allocate(layout, allocation_type, buffer_image_granularity)
+    }
 
     /// Gives a range back.
     ///

@@ -116,6 +116,8 @@ pub(crate) struct Checker<S> {
     /// Whether failed allocations go through [`assert_no_legal_offset`](Self::assert_no_legal_offset).
     complete: bool,
     next_seq: u64,
+    /// The strategy every allocation uses.
+    strategy: AllocationStrategy,
 }
 
 /// The largest region [`Checker::assert_no_legal_offset`] scans (it builds tables of one entry
@@ -130,6 +132,7 @@ impl<S: Suballocator> Checker<S> {
             live: BTreeMap::new(),
             complete: false,
             next_seq: 0,
+            strategy: AllocationStrategy::Default,
         };
         checker.check();
         checker
@@ -147,6 +150,12 @@ impl<S: Suballocator> Checker<S> {
         self
     }
 
+    /// Allocates with `strategy` from now on.
+    pub(crate) fn with_strategy(mut self, strategy: AllocationStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
     pub(crate) fn live_count(&self) -> usize {
         self.live.len()
     }
@@ -158,7 +167,9 @@ impl<S: Suballocator> Checker<S> {
         ty: AllocationType,
     ) -> Result<Suballocation, SuballocatorError> {
         let free_before = self.sub.free_size();
-        let result = self.sub.allocate(layout, ty, self.granularity);
+        let result = self
+            .sub
+            .allocate_with_strategy(layout, ty, self.granularity, self.strategy);
         match result {
             Ok(s) => {
                 assert_eq!(s.size, layout.size(), "size changed");

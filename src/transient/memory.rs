@@ -258,13 +258,17 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         Ok((&kept.alloc, placement.offset))
     }
 
-    /// Binds `buffer` as resource `resource` of `plan`, at its offset.
+    /// Binds `buffer` as resource `resource` of `plan`, at its offset
+    /// ([`MemoryAlloc::bind_buffer_at`], which checks the buffer's size, alignment and memory
+    /// types against the memory and returns a [`TransientError::Bind`] on a mismatch).
     ///
     /// # Safety
     ///
     /// `buffer` is a valid buffer of the allocator's device with no memory bound, whose memory
     /// requirements are the ones `resource` was planned with; it is destroyed before this
-    /// memory is released (see [`prepare`](Self::prepare)).
+    /// memory is released (see [`prepare`](Self::prepare)); its first use waits for the last
+    /// use of the resources it takes over ([`record_aliasing_barriers`](super::record_aliasing_barriers)
+    /// records those barriers).
     pub unsafe fn bind_buffer(
         &self,
         plan: &TransientPlan,
@@ -272,18 +276,13 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         buffer: vk::Buffer,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
-        // SAFETY: the caller's contract; the plan puts the resource inside the memory object.
-        unsafe {
-            bind_at(
-                self.allocator.device(),
-                alloc,
-                offset,
-                Resource::Buffer(buffer),
-            )
-        }
+        // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
+        // and the bind checks it again against the buffer's requirements.
+        Ok(unsafe { alloc.bind_buffer_at(buffer, offset) }?)
     }
 
-    /// Binds `image` as resource `resource` of `plan`, at its offset.
+    /// Binds `image` as resource `resource` of `plan`, at its offset
+    /// ([`MemoryAlloc::bind_image_at`]).
     ///
     /// # Safety
     ///
@@ -295,52 +294,11 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         image: vk::Image,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
-        // SAFETY: the caller's contract; the plan puts the resource inside the memory object.
-        unsafe {
-            bind_at(
-                self.allocator.device(),
-                alloc,
-                offset,
-                Resource::Image(image),
-            )
-        }
+        // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
+        // and the bind checks it again against the image's requirements (an image's first use
+        // transitions it from UNDEFINED: `record_aliasing_barriers` does).
+        Ok(unsafe { alloc.bind_image_at(image, offset) }?)
     }
-}
-
-enum Resource {
-    Buffer(vk::Buffer),
-    Image(vk::Image),
-}
-
-/// Binds at `offset` inside `alloc`.
-///
-/// # Safety
-///
-/// The resource is valid, unbound, and its requirements fit at `offset` of `alloc`.
-unsafe fn bind_at(
-    device: &Device,
-    alloc: &MemoryAlloc,
-    offset: DeviceSize,
-    resource: Resource,
-) -> Result<(), TransientError> {
-    if offset >= alloc.size() {
-        return Err(MemoryAccessError::OutOfBounds {
-            offset,
-            len: 1,
-            size: alloc.size(),
-        }
-        .into());
-    }
-    let at = alloc.offset() + offset;
-    let ash = device.ash();
-    // SAFETY: the caller's contract; `at` lies inside the allocation's range of its memory.
-    let result = unsafe {
-        match resource {
-            Resource::Buffer(b) => ash.bind_buffer_memory(b, alloc.memory(), at),
-            Resource::Image(i) => ash.bind_image_memory(i, alloc.memory(), at),
-        }
-    };
-    result.map_err(|e| MemoryAccessError::Vulkan(e).into())
 }
 
 impl PlanInfo {

@@ -85,19 +85,37 @@ pub struct TestContext {
 impl TestContext {
     /// Creates the context, panicking with an installation hint if Vulkan is unavailable.
     pub fn new() -> Self {
-        Self::with_validation_features(&[])
+        Self::with_device_extensions(&[])
     }
 
     /// Like [`new`](Self::new), with the validation layer's synchronization validation on
     /// (`VK_EXT_validation_features`): a missing barrier is a validation message.
     pub fn with_sync_validation() -> Self {
-        Self::with_validation_features(&[
-            vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION,
-        ])
+        Self::with_options(
+            API_VERSION,
+            &[],
+            &[vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION],
+        )
     }
 
-    /// Like [`new`](Self::new), with extra validation features enabled.
-    pub fn with_validation_features(features: &[vk::ValidationFeatureEnableEXT]) -> Self {
+    /// Creates the context with these device extensions enabled (a missing one fails the
+    /// test with the driver's error).
+    pub fn with_device_extensions(device_extensions: &[&CStr]) -> Self {
+        Self::with_api_version(API_VERSION, device_extensions)
+    }
+
+    /// Creates the context with an instance for `api_version` and these device extensions.
+    pub fn with_api_version(api_version: u32, device_extensions: &[&CStr]) -> Self {
+        Self::with_options(api_version, device_extensions, &[])
+    }
+
+    /// Creates the context with an instance for `api_version`, these device extensions, and
+    /// these validation features enabled (`VK_EXT_validation_features`).
+    pub fn with_options(
+        api_version: u32,
+        device_extensions: &[&CStr],
+        features: &[vk::ValidationFeatureEnableEXT],
+    ) -> Self {
         let turn = ONE_AT_A_TIME.lock();
         // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
         let entry = unsafe { ash::Entry::load() }.unwrap_or_else(|e| {
@@ -127,7 +145,7 @@ impl TestContext {
             .user_data(&*messages as *const Messages as *mut c_void);
         let app = vk::ApplicationInfo::default()
             .application_name(c"ash-memory tests")
-            .api_version(API_VERSION);
+            .api_version(api_version);
         let layer_names = [VALIDATION_LAYER.as_ptr()];
         let mut extension_names = vec![ash::ext::debug_utils::NAME.as_ptr()];
         let mut validation_features =
@@ -168,10 +186,13 @@ impl TestContext {
         let queue_info = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(queue_family)
             .queue_priorities(&priorities)];
-        let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+        let device_extension_names: Vec<_> = device_extensions.iter().map(|e| e.as_ptr()).collect();
+        let device_info = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&queue_info)
+            .enabled_extension_names(&device_extension_names);
         // SAFETY: the create info is valid and lives until the call returns.
         let device = unsafe { instance.create_device(physical_device, &device_info, None) }
-            .expect("vkCreateDevice failed");
+            .unwrap_or_else(|e| panic!("vkCreateDevice with {device_extensions:?} failed: {e}"));
         // SAFETY: queue 0 of a family we created one queue in.
         let queue = unsafe { device.get_device_queue(queue_family, 0) };
         let pool_info = vk::CommandPoolCreateInfo::default()

@@ -145,6 +145,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         allocation_type: AllocationType,
         granularity: DeviceAlignment,
         wait: bool,
+        strategy: crate::suballocator::AllocationStrategy,
     ) -> Option<Result<Placed, SuballocatorError>> {
         let mut guard = if wait {
             self.suballocator.lock()
@@ -152,7 +153,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             self.suballocator.try_lock()?
         };
         let g = &mut *guard;
-        let result = g.sub.allocate(layout, allocation_type, granularity);
+        let result = g
+            .sub
+            .allocate_with_strategy(layout, allocation_type, granularity, strategy);
         self.publish_largest_free(&g.sub);
         match result {
             Ok(mut suballocation) => {

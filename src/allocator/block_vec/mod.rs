@@ -43,7 +43,7 @@ pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::ArenaLayout;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
-use crate::suballocator::{AllocationType, Suballocator, SuballocatorError};
+use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator, SuballocatorError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -119,6 +119,9 @@ pub(crate) struct BlockVec<S, M> {
     /// Blocks a defragmentation is emptying: out of the list, so that no search finds them,
     /// but still counted and walked by statistics (see [`set_aside`](Self::set_aside)).
     aside: parking_lot::Mutex<Vec<Block<S, M>>>,
+    /// The vector's [`AllocationStrategy`] (a custom pool's), as a byte (see
+    /// [`strategy_scope`](super::strategy_scope)).
+    strategy: std::sync::atomic::AtomicU8,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -132,7 +135,25 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             largest_request: AtomicU64::new(0),
             limits,
             aside: parking_lot::Mutex::default(),
+            strategy: std::sync::atomic::AtomicU8::new(0),
         })
+    }
+
+    /// Sets the vector's own strategy (a custom pool's).
+    pub(crate) fn set_strategy(&self, strategy: AllocationStrategy) {
+        self.strategy
+            .store(super::strategy_scope::to_u8(strategy), Ordering::Relaxed);
+    }
+
+    /// The strategy of the request being served: the allocating call's, else the vector's.
+    #[inline]
+    fn strategy(&self) -> AllocationStrategy {
+        match super::strategy_scope::current() {
+            AllocationStrategy::Default => {
+                super::strategy_scope::from_u8(self.strategy.load(Ordering::Relaxed))
+            }
+            s => s,
+        }
     }
 
     /// The most arenas a block is cut into.
@@ -237,11 +258,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Option<T> {
+        let strategy = self.strategy();
         for arena in block.arenas() {
             if arena.may_fit(fit.layout, fit.allocation_type) {
-                if let Some(Ok(placed)) =
-                    arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, true)
-                {
+                if let Some(Ok(placed)) = arena.try_allocate(
+                    fit.layout,
+                    fit.allocation_type,
+                    fit.granularity,
+                    true,
+                    strategy,
+                ) {
                     return Some(wrap(arena, placed));
                 }
             }
@@ -278,8 +304,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             granularity,
             best_fit,
         } = *fit;
-        if best_fit {
-            return self.search_best_fit(blocks, fit, wrap);
+        let strategy = self.strategy();
+        match strategy {
+            AllocationStrategy::MinMemory => return self.search_best_fit(blocks, fit, wrap),
+            AllocationStrategy::MinOffset => return self.search_in_order(blocks, fit, wrap),
+            AllocationStrategy::Default if best_fit => {
+                return self.search_best_fit(blocks, fit, wrap)
+            }
+            AllocationStrategy::Default | AllocationStrategy::MinTime => {}
         }
         let slot = self.home_slot();
         let mut busy = false;
@@ -288,7 +320,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             ($arena:expr, wait: $wait:expr, on_busy: $on_busy:expr) => {
                 let arena = $arena;
                 if arena.may_fit(layout, allocation_type) {
-                    match arena.try_allocate(layout, allocation_type, granularity, $wait) {
+                    match arena.try_allocate(layout, allocation_type, granularity, $wait, strategy)
+                    {
                         None => $on_busy,
                         Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
                         Some(Err(e)) => Self::no_fit(e)?,
@@ -343,10 +376,17 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         candidates.sort_by_key(|&(largest, _)| largest);
         // Arenas another thread holds are passed over first, as in the first-fit search, and
         // waited for only when no other arena fits.
+        let strategy = self.strategy();
         let mut busy = false;
         for wait in [false, true] {
             for &(_, arena) in &candidates {
-                match arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, wait) {
+                match arena.try_allocate(
+                    fit.layout,
+                    fit.allocation_type,
+                    fit.granularity,
+                    wait,
+                    strategy,
+                ) {
                     Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
                     Some(Err(e)) => Self::no_fit(e)?,
                     None => busy = true,
@@ -354,6 +394,34 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
             if !busy {
                 break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The search of [`MinOffset`](AllocationStrategy::MinOffset): every arena in block
+    /// order (blocks in the order they were made), the first that fits, waiting for busy
+    /// ones: the lowest place, not the quickest.
+    #[cold]
+    fn search_in_order<T>(
+        &self,
+        blocks: &[Block<S, M>],
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<Option<T>, DoesNotFit> {
+        for arena in blocks.iter().flat_map(|b| b.arenas()) {
+            if arena.may_fit(fit.layout, fit.allocation_type) {
+                match arena.try_allocate(
+                    fit.layout,
+                    fit.allocation_type,
+                    fit.granularity,
+                    true,
+                    AllocationStrategy::MinOffset,
+                ) {
+                    Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                    Some(Err(e)) => Self::no_fit(e)?,
+                    None => {}
+                }
             }
         }
         Ok(None)
@@ -409,8 +477,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             .home_index(self.home_slot(), self.home_slots)
             .unwrap_or(0);
         let order = block.arenas()[own..].iter().chain(&block.arenas()[..own]);
+        let strategy = self.strategy();
         for arena in order.filter(|a| a.may_fit(fit.layout, fit.allocation_type)) {
-            match arena.try_allocate(fit.layout, fit.allocation_type, fit.granularity, true) {
+            match arena.try_allocate(
+                fit.layout,
+                fit.allocation_type,
+                fit.granularity,
+                true,
+                strategy,
+            ) {
                 Some(Ok(placed)) => {
                     let found = wrap(arena, placed);
                     blocks.push(block);

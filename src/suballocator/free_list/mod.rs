@@ -79,6 +79,7 @@
 //! one exists (good fit, not best fit).
 
 mod buckets;
+mod strategy;
 
 use self::buckets::{Bucket, Buckets};
 use super::*;
@@ -487,6 +488,17 @@ unsafe impl Suballocator for FreeListAllocator {
             Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
             None => Err(SuballocatorError::FragmentedRegion),
         }
+    }
+
+    /// Every strategy: see the `strategy` module of this file's folder.
+    fn allocate_with_strategy(
+        &mut self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        buffer_image_granularity: DeviceAlignment,
+        strategy: AllocationStrategy,
+    ) -> Result<Suballocation, SuballocatorError> {
+        self.allocate_by_strategy(layout, allocation_type, buffer_image_granularity, strategy)
     }
 
     /// Frees the node named by the handle and merges it with free neighbours.

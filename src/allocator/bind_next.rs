@@ -1,0 +1,95 @@
+//! `create_buffer` / `create_image` with a bind `pNext` chain: the resource is created,
+//! allocated for and bound through `vkBind*Memory2` (see [`crate::aliasing`] for binding by
+//! hand), and destroyed again on any failure.
+
+use super::{allocate_and_bind, with_resource_usage, AllocationCreateInfo, MemoryAllocator};
+use super::{AllocationError, ResourceUsage};
+use crate::allocation::{MemoryAccessError, MemoryAlloc};
+use crate::device::Resource;
+use crate::suballocator::AllocationType;
+use ash::vk;
+use std::ffi::c_void;
+
+/// Refuses a chain the device cannot take, before anything is created.
+fn check_chain<A: MemoryAllocator + ?Sized>(
+    allocator: &A,
+    next: *const c_void,
+) -> Result<(), AllocationError> {
+    if !next.is_null() && !allocator.device().has_bind_memory2() {
+        return Err(AllocationError::Bind(
+            MemoryAccessError::BindMemory2Unavailable,
+        ));
+    }
+    Ok(())
+}
+
+/// See [`MemoryAllocator::create_buffer_with_bind_next`].
+///
+/// # Safety
+///
+/// `buffer_info` is valid for the allocator's device; `next` is null or a valid chain for
+/// `VkBindBufferMemoryInfo`.
+pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
+    allocator: &A,
+    buffer_info: &vk::BufferCreateInfo<'_>,
+    create_info: &AllocationCreateInfo,
+    next: *const c_void,
+) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
+    check_chain(allocator, next)?;
+    let ash = allocator.device().ash();
+    // SAFETY: the caller guarantees `buffer_info` is valid for this device.
+    let buffer =
+        unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
+    let create_info = with_resource_usage(
+        create_info,
+        ResourceUsage::Buffer(crate::device_requirements::buffer_usage(buffer_info)),
+    );
+    // SAFETY: `buffer` was just created from this device and is unbound; the chain is the
+    // caller's.
+    unsafe {
+        allocate_and_bind(
+            allocator,
+            Resource::Buffer(buffer),
+            AllocationType::Linear,
+            &create_info,
+            next,
+        )
+    }
+    .map(|alloc| (buffer, alloc))
+}
+
+/// See [`MemoryAllocator::create_image_with_bind_next`].
+///
+/// # Safety
+///
+/// `image_info` is valid for the allocator's device and not `DISJOINT`; `next` is null or a
+/// valid chain for `VkBindImageMemoryInfo`.
+pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
+    allocator: &A,
+    image_info: &vk::ImageCreateInfo<'_>,
+    create_info: &AllocationCreateInfo,
+    next: *const c_void,
+) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
+    check_chain(allocator, next)?;
+    let ash = allocator.device().ash();
+    let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
+        AllocationType::Linear
+    } else {
+        AllocationType::NonLinear
+    };
+    // SAFETY: the caller guarantees `image_info` is valid for this device.
+    let image = unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
+    let create_info = with_resource_usage(create_info, ResourceUsage::Image(image_info.usage));
+    // SAFETY: `image` was just created from this device, is unbound and not disjoint; the
+    // chain is the caller's.
+    unsafe {
+        allocate_and_bind(
+            allocator,
+            Resource::Image(image),
+            allocation_type,
+            &create_info,
+            next,
+        )
+    }
+    .map(|alloc| (image, alloc))
+}

@@ -1,0 +1,387 @@
+//! External memory, both ways, and the user's own `vkAllocateMemory` `pNext` chain.
+//!
+//! - **Export.** Memory allocated with export handle types
+//!   ([`DeviceMemoryCreateInfo::export_handle_types`],
+//!   [`PoolCreateInfo::export_handle_types`](crate::PoolCreateInfo::export_handle_types) or the
+//!   allocator's per-type setting) can be exported as a POSIX file descriptor with
+//!   [`DeviceMemory::export_fd`] / [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)
+//!   (`vkGetMemoryFdKHR`, `VK_KHR_external_memory_fd`). The descriptor stands for the whole
+//!   memory object: an allocation inside a block is found at its
+//!   [`offset`](crate::MemoryAlloc::offset) in it, so export a dedicated allocation to share
+//!   exactly one resource. Win32 handles are not wrapped; the raw handle of
+//!   [`DeviceMemory::handle`] with `VK_KHR_external_memory_win32` is the extension point.
+//! - **Import.** [`ExternalMemoryImport`] names what to import, a file descriptor
+//!   (`VkImportMemoryFdInfoKHR`) or a host allocation (`VkImportMemoryHostPointerInfoEXT`,
+//!   `VK_EXT_external_memory_host`: zero-copy upload of data the application already has);
+//!   put it in [`DeviceMemoryCreateInfo::import`], or import as an allocation with
+//!   [`GenericMemoryAllocator::import_memory`](crate::GenericMemoryAllocator::import_memory).
+//!   The rules checked before the driver is called: the extension is claimed
+//!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
+//!   [`external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)); a host
+//!   pointer and the size are multiples of `minImportedHostPointerAlignment`, the memory type
+//!   is one `vkGetMemoryHostPointerPropertiesEXT` allows, and the import is not dedicated; an
+//!   fd of a non-opaque handle type goes to a memory type `vkGetMemoryFdPropertiesKHR`
+//!   allows. For an *opaque* fd Vulkan offers no query: the memory type and size must be
+//!   those of the exported object (what [`ExportedFd`] carries), and memory exported as
+//!   dedicated to a resource must be imported dedicated to a resource made with the same
+//!   parameters. Imported memory is mapped like any other when its type is host-visible.
+//! - **A user `pNext` chain** ([`AllocateNext`], VMA's `pMemoryAllocateNext`): appended after
+//!   the structures the crate chains itself (dedicated, export, allocate flags, priority,
+//!   import), for a custom pool's blocks and dedicated allocations
+//!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
+//!   or one memory object ([`DeviceMemoryCreateInfo::next`]). A chain holding a structure the
+//!   crate adds to the same call is refused
+//!   ([`DeviceMemoryError::DuplicateChainStructure`]): Vulkan forbids two of a kind.
+
+use crate::device::Device;
+use crate::device_memory::{DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError};
+use crate::layout::{DeviceAlignment, DeviceSize};
+use ash::vk;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+/// What a memory object is imported from (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExternalMemoryImport {
+    kind: ImportKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ImportKind {
+    Fd {
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+        fd: i32,
+    },
+    HostPointer {
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+        pointer: NonNull<c_void>,
+    },
+}
+
+// SAFETY: the host pointer is only passed to the driver, never dereferenced by the crate; the
+// constructor's contract makes the memory valid for the import from any thread.
+unsafe impl Send for ExternalMemoryImport {}
+// SAFETY: as above; the value is never mutated.
+unsafe impl Sync for ExternalMemoryImport {}
+
+impl ExternalMemoryImport {
+    /// An import of file descriptor `fd` of `handle_type` (`VkImportMemoryFdInfoKHR`).
+    ///
+    /// # Safety
+    ///
+    /// `fd` is an open descriptor of that handle type, exported by a compatible device (same
+    /// driver and device UUIDs for the opaque type); it is used for one successful import
+    /// only: on success the driver owns and closes it, on failure it is still the caller's.
+    /// For an opaque fd, the memory type and size given with it are those of the exported
+    /// memory object, and memory exported dedicated is imported dedicated to an equal
+    /// resource.
+    pub unsafe fn fd(handle_type: vk::ExternalMemoryHandleTypeFlags, fd: i32) -> Self {
+        Self {
+            kind: ImportKind::Fd { handle_type, fd },
+        }
+    }
+
+    /// An import of the host allocation at `pointer` (`VkImportMemoryHostPointerInfoEXT`,
+    /// `HOST_ALLOCATION` handle type).
+    ///
+    /// # Safety
+    ///
+    /// `pointer` starts a host allocation of at least the size given with the import,
+    /// readable and writable, that stays allocated until the memory object is freed; the
+    /// host and the GPU access it only as Vulkan allows for host-visible memory.
+    pub unsafe fn host_pointer(pointer: NonNull<c_void>) -> Self {
+        Self {
+            kind: ImportKind::HostPointer {
+                handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+                pointer,
+            },
+        }
+    }
+
+    /// The handle type.
+    pub fn handle_type(&self) -> vk::ExternalMemoryHandleTypeFlags {
+        match self.kind {
+            ImportKind::Fd { handle_type, .. } | ImportKind::HostPointer { handle_type, .. } => {
+                handle_type
+            }
+        }
+    }
+
+    /// The memory types this import may go to: from `vkGetMemoryHostPointerPropertiesEXT`
+    /// for a host pointer, `vkGetMemoryFdPropertiesKHR` for a non-opaque fd, and every type
+    /// for an opaque fd (use the exporter's type).
+    pub fn memory_type_bits(&self, device: &Device) -> Result<u32, DeviceMemoryError> {
+        let all = device.memory_properties().all_types_mask();
+        match self.kind {
+            ImportKind::Fd { handle_type, fd } => {
+                if !device.features().external_memory_fd {
+                    return Err(DeviceMemoryError::ExtensionNotEnabled(
+                        "VK_KHR_external_memory_fd",
+                    ));
+                }
+                if handle_type == vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD {
+                    return Ok(all);
+                }
+                let fns =
+                    ash::khr::external_memory_fd::Device::new(device.instance(), device.ash());
+                let mut props = vk::MemoryFdPropertiesKHR::default();
+                // SAFETY: the extension is enabled (claimed); the fd and handle type are
+                // valid by `fd`'s contract, and not opaque.
+                unsafe { fns.get_memory_fd_properties(handle_type, fd, &mut props) }
+                    .map_err(DeviceMemoryError::Vulkan)?;
+                Ok(props.memory_type_bits & all)
+            }
+            ImportKind::HostPointer {
+                handle_type,
+                pointer,
+            } => {
+                if !device.features().external_memory_host {
+                    return Err(DeviceMemoryError::ExtensionNotEnabled(
+                        "VK_EXT_external_memory_host",
+                    ));
+                }
+                let fns = ash::ext::external_memory_host::DeviceFn::load(|name| {
+                    // SAFETY: a valid device and function name.
+                    unsafe {
+                        std::mem::transmute::<vk::PFN_vkVoidFunction, *const c_void>(
+                            device
+                                .instance()
+                                .get_device_proc_addr(device.ash().handle(), name.as_ptr()),
+                        )
+                    }
+                });
+                let mut props = vk::MemoryHostPointerPropertiesEXT::default();
+                // SAFETY: the extension is enabled (claimed); the pointer is a host
+                // allocation by `host_pointer`'s contract.
+                unsafe {
+                    (fns.get_memory_host_pointer_properties_ext)(
+                        device.ash().handle(),
+                        handle_type,
+                        pointer.as_ptr(),
+                        &mut props,
+                    )
+                }
+                .result()
+                .map_err(DeviceMemoryError::Vulkan)?;
+                Ok(props.memory_type_bits & all)
+            }
+        }
+    }
+}
+
+/// The user's `pNext` chain for `vkAllocateMemory` (VMA's `pMemoryAllocateNext`), appended
+/// after the structures the crate chains (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocateNext(NonNull<c_void>);
+
+// SAFETY: the chain is only read, and only by `vkAllocateMemory` calls; `new`'s contract
+// keeps it valid and unchanged while it may be used, from any thread.
+unsafe impl Send for AllocateNext {}
+// SAFETY: as above.
+unsafe impl Sync for AllocateNext {}
+
+impl AllocateNext {
+    /// The chain starting at `chain`; `None` for a null pointer.
+    ///
+    /// # Safety
+    ///
+    /// `chain` is null or a valid chain of structures extending `VkMemoryAllocateInfo`, whose
+    /// extensions and features are enabled, with valid contents for every memory object it
+    /// will be used for (its memory type, size and dedicated resource); it stays valid and
+    /// unchanged for as long as this value, or a pool or create info holding it, may
+    /// allocate memory.
+    pub unsafe fn new(chain: *const c_void) -> Option<Self> {
+        NonNull::new(chain.cast_mut()).map(Self)
+    }
+
+    /// The first structure of the chain.
+    pub fn as_ptr(self) -> *const c_void {
+        self.0.as_ptr()
+    }
+
+    /// The structure types of the chain, in order, and the handle types of a
+    /// `VkExportMemoryAllocateInfo` in it.
+    fn walk(self) -> (Vec<vk::StructureType>, vk::ExternalMemoryHandleTypeFlags) {
+        let mut types = Vec::new();
+        let mut export = vk::ExternalMemoryHandleTypeFlags::empty();
+        let mut next = self.0.as_ptr().cast_const();
+        while !next.is_null() {
+            // SAFETY: a valid chain (`new`'s contract): each structure starts with a
+            // `VkBaseInStructure`.
+            let base = unsafe { &*next.cast::<vk::BaseInStructure<'_>>() };
+            if base.s_type == vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO {
+                // SAFETY: the structure type says what the structure is.
+                let info = unsafe { &*next.cast::<vk::ExportMemoryAllocateInfo<'_>>() };
+                export |= info.handle_types;
+            }
+            types.push(base.s_type);
+            next = base.p_next.cast();
+        }
+        (types, export)
+    }
+}
+
+/// What one `vkAllocateMemory` chains, decided before the call.
+pub(crate) struct ChainPlan {
+    /// The handle types the memory object is exportable as.
+    pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
+}
+
+/// Checks the import and the user chain of `info` against the device and against the
+/// structures the crate itself chains (`crate_types`), before anything is reserved.
+pub(crate) fn check(
+    device: &Device,
+    info: &DeviceMemoryCreateInfo,
+    crate_types: &[vk::StructureType],
+    crate_export: vk::ExternalMemoryHandleTypeFlags,
+) -> Result<ChainPlan, DeviceMemoryError> {
+    let mut own = crate_types.to_vec();
+    if let Some(import) = &info.import {
+        match import.kind {
+            ImportKind::Fd { .. } => own.push(vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR),
+            ImportKind::HostPointer { pointer, .. } => {
+                own.push(vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT);
+                if info.dedicated.is_some() {
+                    return Err(DeviceMemoryError::ImportDedicated);
+                }
+                let alignment = min_imported_host_pointer_alignment(device)?;
+                if !alignment.is_aligned(pointer.as_ptr() as DeviceSize)
+                    || !alignment.is_aligned(info.size)
+                {
+                    return Err(DeviceMemoryError::ImportMisaligned {
+                        alignment: alignment.as_devicesize(),
+                    });
+                }
+            }
+        }
+        let allowed = import.memory_type_bits(device)?;
+        if allowed & (1 << info.memory_type_index) == 0 {
+            return Err(DeviceMemoryError::ImportMemoryType {
+                index: info.memory_type_index,
+                allowed,
+            });
+        }
+    }
+    let mut export_types = crate_export;
+    if let Some(next) = info.next {
+        let (types, export) = next.walk();
+        if let Some(&dup) = types.iter().find(|t| own.contains(t)) {
+            return Err(DeviceMemoryError::DuplicateChainStructure(dup));
+        }
+        export_types |= export;
+    }
+    Ok(ChainPlan { export_types })
+}
+
+/// The import structures of one `vkAllocateMemory`, kept alive across the call.
+#[derive(Default)]
+pub(crate) struct ImportStructs {
+    fd: vk::ImportMemoryFdInfoKHR<'static>,
+    host: vk::ImportMemoryHostPointerInfoEXT<'static>,
+}
+
+impl ImportStructs {
+    /// Fills the structure `import` needs and returns it, to be pushed on the chain.
+    pub(crate) fn fill(&mut self, import: ExternalMemoryImport) -> ImportRef<'_> {
+        match import.kind {
+            ImportKind::Fd { handle_type, fd } => {
+                self.fd = self.fd.handle_type(handle_type).fd(fd);
+                ImportRef::Fd(&mut self.fd)
+            }
+            ImportKind::HostPointer {
+                handle_type,
+                pointer,
+            } => {
+                self.host = self
+                    .host
+                    .handle_type(handle_type)
+                    .host_pointer(pointer.as_ptr());
+                ImportRef::Host(&mut self.host)
+            }
+        }
+    }
+}
+
+/// The filled import structure.
+pub(crate) enum ImportRef<'a> {
+    Fd(&'a mut vk::ImportMemoryFdInfoKHR<'static>),
+    Host(&'a mut vk::ImportMemoryHostPointerInfoEXT<'static>),
+}
+
+/// The device's `minImportedHostPointerAlignment` (needs Vulkan 1.1's
+/// `vkGetPhysicalDeviceProperties2`).
+pub fn min_imported_host_pointer_alignment(
+    device: &Device,
+) -> Result<DeviceAlignment, DeviceMemoryError> {
+    if vk::api_version_minor(device.api_version()) < 1
+        && vk::api_version_major(device.api_version()) <= 1
+    {
+        return Err(DeviceMemoryError::ExtensionNotEnabled(
+            "Vulkan 1.1 (vkGetPhysicalDeviceProperties2)",
+        ));
+    }
+    let mut host = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
+    let mut props = vk::PhysicalDeviceProperties2::default().push_next(&mut host);
+    // SAFETY: a valid physical device of the instance, at API version 1.1 or more.
+    unsafe {
+        device
+            .instance()
+            .get_physical_device_properties2(device.physical_device(), &mut props)
+    };
+    let value = host.min_imported_host_pointer_alignment;
+    DeviceAlignment::new(value).ok_or(DeviceMemoryError::ImportMisaligned { alignment: value })
+}
+
+/// An exported memory object: its file descriptor and what an importer must repeat.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct ExportedFd {
+    /// The descriptor (closed on drop unless imported; an import takes ownership on
+    /// success).
+    pub fd: std::os::fd::OwnedFd,
+    /// The handle type it was exported as.
+    pub handle_type: vk::ExternalMemoryHandleTypeFlags,
+    /// The memory object's size: the `allocationSize` an opaque import must use.
+    pub memory_size: DeviceSize,
+    /// The exporter's memory type index (an opaque import uses a type of the same
+    /// properties on the same physical device).
+    pub memory_type_index: u32,
+    /// Where the exported allocation starts in the memory object (0 for a dedicated one).
+    pub offset: DeviceSize,
+    /// The exported allocation's size.
+    pub size: DeviceSize,
+}
+
+#[cfg(unix)]
+impl DeviceMemory {
+    /// Exports the memory object as a file descriptor of `handle_type`
+    /// (`vkGetMemoryFdKHR`). The object must have been allocated exportable as that type;
+    /// `VK_KHR_external_memory_fd` must be claimed.
+    pub fn export_fd(
+        &self,
+        handle_type: vk::ExternalMemoryHandleTypeFlags,
+    ) -> Result<std::os::fd::OwnedFd, DeviceMemoryError> {
+        use std::os::fd::FromRawFd;
+        let device = self.device();
+        if !device.features().external_memory_fd {
+            return Err(DeviceMemoryError::ExtensionNotEnabled(
+                "VK_KHR_external_memory_fd",
+            ));
+        }
+        if handle_type.as_raw().count_ones() != 1 || !self.export_types().contains(handle_type) {
+            return Err(DeviceMemoryError::NotExportable {
+                handle_type,
+                exportable: self.export_types(),
+            });
+        }
+        let fns = ash::khr::external_memory_fd::Device::new(device.instance(), device.ash());
+        let info = vk::MemoryGetFdInfoKHR::default()
+            .memory(self.handle())
+            .handle_type(handle_type);
+        // SAFETY: the extension is enabled (claimed); the memory is ours and was allocated
+        // exportable as exactly this one handle type (checked above).
+        let fd = unsafe { fns.get_memory_fd(&info) }.map_err(DeviceMemoryError::Vulkan)?;
+        // SAFETY: a successful vkGetMemoryFdKHR hands the caller a new descriptor it owns.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+}
