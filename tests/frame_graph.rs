@@ -14,8 +14,8 @@ use ash_memory::transient::{
     TransientUse,
 };
 use ash_memory::{
-    AllocationCreateInfo, AllocationType, HostAccess, MemoryAlloc, MemoryAllocator,
-    MemoryRequirements, MemoryUsage, StandardMemoryAllocator,
+    AllocationCreateInfo, AllocationType, HostAccess, MemoryAccessError, MemoryAlloc,
+    MemoryAllocator, MemoryRequirements, MemoryUsage, StandardMemoryAllocator,
 };
 use common::{Rng, TestContext};
 use std::sync::Arc;
@@ -510,7 +510,8 @@ fn misuse_of_the_driver_side_is_an_error_and_trim_releases_unused_memory() {
     let created = create(&ctx, &memory_device, &graph);
     let plan = plan(&created.resources, &info).unwrap();
     let mut memory = TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
-    // SAFETY: the handles are valid; every call below fails before binding.
+    // SAFETY: the handles are valid and every bind below fails before binding; the extra
+    // buffer is created with a valid create info and destroyed unused.
     unsafe {
         // Not prepared yet.
         assert_eq!(
@@ -524,6 +525,26 @@ fn misuse_of_the_driver_side_is_an_error_and_trim_releases_unused_memory() {
                 resource: created.handles.len(),
                 count: created.handles.len()
             })
+        );
+        // A buffer larger than the planned memory is refused by the checked bind.
+        let too_large = plan.total_size() + (1 << 20);
+        let buffer = ctx
+            .device
+            .create_buffer(
+                &common::buffer_info(too_large, vk::BufferUsageFlags::TRANSFER_DST),
+                None,
+            )
+            .unwrap();
+        let result = memory.bind_buffer(&plan, 0, buffer);
+        ctx.device.destroy_buffer(buffer, None);
+        assert!(
+            matches!(
+                result,
+                Err(TransientError::Bind(
+                    MemoryAccessError::ResourceOutOfBounds { .. }
+                ))
+            ),
+            "{result:?}"
         );
     }
     ctx.submit(|d, cmd| {
