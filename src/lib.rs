@@ -51,7 +51,9 @@
 //! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
 //!   blocks per memory type;
 //! - [`MemoryAlloc`]: what the user holds, binds and maps;
-//! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report.
+//! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report;
+//! - [`transient`]: a frame graph's transient resources packed into the least memory from
+//!   their lifetimes, with the aliasing barriers they need.
 
 pub mod aliasing;
 pub mod allocation;
@@ -102,4 +104,8 @@ pub use suballocator::{
     AllocationStrategy, AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator,
     PoolAllocator, RangeInfo, RangeKind, RingAllocator, Suballocation, SuballocationHandle,
     Suballocator, SuballocatorError,
+};
+pub use transient::{
+    TransientError, TransientMemory, TransientMemoryCreateInfo, TransientPlan, TransientPlanner,
+    TransientResource,
 };
