@@ -53,7 +53,9 @@
 //! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
 //!   blocks per memory type;
 //! - [`MemoryAlloc`]: what the user holds, binds and maps;
-//! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report.
+//! - [`stats`]: statistics, a JSON dump, an SVG memory map and the leak report;
+//! - [`transient`]: a frame graph's transient resources packed into the least memory from
+//!   their lifetimes, with the aliasing barriers they need.
 
 pub mod aliasing;
 pub mod allocation;
@@ -73,6 +75,7 @@ mod non_exhaustive;
 mod simulated_layouts;
 pub mod stats;
 pub mod suballocator;
+pub mod transient;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
 pub use allocator::{
@@ -114,4 +117,8 @@ pub use suballocator::{
     AllocationStrategy, AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator,
     PoolAllocator, RangeInfo, RangeKind, RingAllocator, Suballocation, SuballocationHandle,
     Suballocator, SuballocatorError,
+};
+pub use transient::{
+    TransientError, TransientMemory, TransientMemoryCreateInfo, TransientPlan, TransientPlanner,
+    TransientResource,
 };

@@ -88,6 +88,16 @@ impl TestContext {
         Self::with_device_extensions(&[])
     }
 
+    /// Like [`new`](Self::new), with the validation layer's synchronization validation on
+    /// (`VK_EXT_validation_features`): a missing barrier is a validation message.
+    pub fn with_sync_validation() -> Self {
+        Self::with_options(
+            API_VERSION,
+            &[],
+            &[vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION],
+        )
+    }
+
     /// Creates the context with these device extensions enabled (a missing one fails the
     /// test with the driver's error).
     pub fn with_device_extensions(device_extensions: &[&CStr]) -> Self {
@@ -96,6 +106,16 @@ impl TestContext {
 
     /// Creates the context with an instance for `api_version` and these device extensions.
     pub fn with_api_version(api_version: u32, device_extensions: &[&CStr]) -> Self {
+        Self::with_options(api_version, device_extensions, &[])
+    }
+
+    /// Creates the context with an instance for `api_version`, these device extensions, and
+    /// these validation features enabled (`VK_EXT_validation_features`).
+    pub fn with_options(
+        api_version: u32,
+        device_extensions: &[&CStr],
+        features: &[vk::ValidationFeatureEnableEXT],
+    ) -> Self {
         let turn = ONE_AT_A_TIME.lock();
         // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
         let entry = unsafe { ash::Entry::load() }.unwrap_or_else(|e| {
@@ -127,12 +147,18 @@ impl TestContext {
             .application_name(c"ash-memory tests")
             .api_version(api_version);
         let layer_names = [VALIDATION_LAYER.as_ptr()];
-        let extension_names = [ash::ext::debug_utils::NAME.as_ptr()];
-        let instance_info = vk::InstanceCreateInfo::default()
+        let mut extension_names = vec![ash::ext::debug_utils::NAME.as_ptr()];
+        let mut validation_features =
+            vk::ValidationFeaturesEXT::default().enabled_validation_features(features);
+        let mut instance_info = vk::InstanceCreateInfo::default()
             .application_info(&app)
             .enabled_layer_names(&layer_names)
-            .enabled_extension_names(&extension_names)
             .push_next(&mut messenger_info);
+        if !features.is_empty() {
+            extension_names.push(ash::ext::validation_features::NAME.as_ptr());
+            instance_info = instance_info.push_next(&mut validation_features);
+        }
+        let instance_info = instance_info.enabled_extension_names(&extension_names);
         // SAFETY: the create info and everything it points to live until the call returns.
         let instance = unsafe { entry.create_instance(&instance_info, None) }
             .unwrap_or_else(|e| panic!("vkCreateInstance failed ({e}): {INSTALL_HINT}"));

@@ -1,0 +1,652 @@
+//! Transient memory for a 4K deferred renderer, planned from the frame graph and verified on
+//! the GPU.
+//!
+//! The frame is [`graphs::deferred`] at 3840 × 2160: four shadow cascades, a depth prepass, a
+//! five-target G-buffer, a depth pyramid, SSAO and its blur, clustered light lists, lighting
+//! into HDR, a six-level bloom chain down and up, a luminance histogram, tone mapping and
+//! anti-aliasing: 25 passes, 32 transient resources. Each resource is created (at its real
+//! extent; images with an integer colour format of the same texel size as the renderer's, so
+//! that a clear writes a known pattern), its memory requirements are queried, and the planner
+//! packs them into memory where resources never alive together share bytes. The memory is
+//! allocated (one dedicated allocation per memory type), every resource is bound at its
+//! offset, and the frame runs on the GPU: before each pass, the aliasing barriers of the
+//! resources it starts ([`record_aliasing_barriers`]); in the pass, each resource starting
+//! there gets its own pattern (a buffer fill or an image clear), and each resource ending
+//! there is copied to a readback buffer. Any byte that another resource overwrote while this
+//! one was alive shows in the readback. A second frame with the same graph reuses the plan
+//! and the memory, with new patterns.
+//!
+//! When the Khronos validation layer is installed, the example enables it with
+//! synchronization validation (`VK_EXT_validation_features`) and fails on any message: a
+//! missing or wrong aliasing barrier is a hazard it reports.
+//!
+//! The last line reads `frame graph: <n> transient resources in <k> allocations, <bytes> bytes
+//! = <x> of the lower bound, <y> of no aliasing, data verified`.
+//!
+//! Run it with `cargo run --release --example frame_graph` (about a second in release, a few in
+//! debug, on lavapipe).
+
+use ash::vk;
+use ash_memory::transient::graphs::{self, ResourceKind};
+use ash_memory::transient::{
+    record_aliasing_barriers, PlanInfo, StageAccess, TransientHandle, TransientMemory,
+    TransientMemoryCreateInfo, TransientPlan, TransientPlanner, TransientResource, TransientUse,
+};
+use ash_memory::{
+    AllocationCreateInfo, AllocationType, HostAccess, MemoryAlloc, MemoryAllocator,
+    MemoryRequirements, MemoryUsage, StandardMemoryAllocator,
+};
+use std::error::Error;
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
+
+/// Validation and performance messages of severity warning or error seen so far.
+static MESSAGES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "system" fn on_message(
+    _severity: vk::DebugUtilsMessageSeverityFlagsEXT,
+    types: vk::DebugUtilsMessageTypeFlagsEXT,
+    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
+    _user: *mut c_void,
+) -> vk::Bool32 {
+    // SAFETY: the loader passes valid callback data for the duration of the call.
+    let message = unsafe {
+        let data = &*data;
+        if data.p_message.is_null() {
+            "(no message)".into()
+        } else {
+            CStr::from_ptr(data.p_message).to_string_lossy()
+        }
+    };
+    // General messages come from the loader (for example, that `VK_INSTANCE_LAYERS` added
+    // the layer); validation and performance messages are the layer's findings.
+    if types.intersects(
+        vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+            | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+    ) {
+        MESSAGES.fetch_add(1, Ordering::Relaxed);
+        eprintln!("validation: {message}");
+    } else {
+        eprintln!("loader: {message}");
+    }
+    vk::FALSE
+}
+
+/// An instance (with synchronization validation when the layer is installed), a device and
+/// one queue.
+struct Gpu {
+    entry: ash::Entry,
+    instance: ash::Instance,
+    debug: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
+    physical_device: vk::PhysicalDevice,
+    device: ash::Device,
+    queue: vk::Queue,
+    command_pool: vk::CommandPool,
+}
+
+impl Gpu {
+    fn new() -> Result<Self, Box<dyn Error>> {
+        // SAFETY: loading the system's Vulkan loader.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| {
+            format!("no Vulkan loader ({e}); without a GPU: apt-get install mesa-vulkan-drivers libvulkan1")
+        })?;
+        // SAFETY: a plain query.
+        let validation = unsafe { entry.enumerate_instance_layer_properties()? }
+            .iter()
+            .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER));
+        if !validation {
+            println!(
+                "the validation layer is not installed: running without synchronization validation"
+            );
+        }
+        let app = vk::ApplicationInfo::default()
+            .application_name(c"frame_graph")
+            .api_version(vk::API_VERSION_1_2);
+        let layers = [VALIDATION_LAYER.as_ptr()];
+        let extensions = [
+            ash::ext::debug_utils::NAME.as_ptr(),
+            ash::ext::validation_features::NAME.as_ptr(),
+        ];
+        let enables = [vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION];
+        let mut features =
+            vk::ValidationFeaturesEXT::default().enabled_validation_features(&enables);
+        let messenger_info = || {
+            vk::DebugUtilsMessengerCreateInfoEXT::default()
+                .message_severity(
+                    vk::DebugUtilsMessageSeverityFlagsEXT::WARNING
+                        | vk::DebugUtilsMessageSeverityFlagsEXT::ERROR,
+                )
+                .message_type(
+                    vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
+                        | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+                        | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+                )
+                .pfn_user_callback(Some(on_message))
+        };
+        // One for the instance's creation and destruction, chained to its create info.
+        let mut messenger = messenger_info();
+        let mut info = vk::InstanceCreateInfo::default().application_info(&app);
+        if validation {
+            info = info
+                .enabled_layer_names(&layers)
+                .enabled_extension_names(&extensions)
+                .push_next(&mut features)
+                .push_next(&mut messenger);
+        }
+        // SAFETY: a valid create info whose pointers live through the call.
+        let instance = unsafe { entry.create_instance(&info, None)? };
+        let debug = if validation {
+            let utils = ash::ext::debug_utils::Instance::new(&entry, &instance);
+            // SAFETY: a valid create info; the callback has no user data.
+            let handle = unsafe { utils.create_debug_utils_messenger(&messenger_info(), None)? };
+            Some((utils, handle))
+        } else {
+            None
+        };
+        // SAFETY: plain queries on a valid instance.
+        let physical_device = unsafe { instance.enumerate_physical_devices()? }
+            .into_iter()
+            .next()
+            .ok_or("no Vulkan device; install mesa-vulkan-drivers for a software one")?;
+        // SAFETY: as above.
+        let queue_family =
+            unsafe { instance.get_physical_device_queue_family_properties(physical_device) }
+                .iter()
+                .position(|f| {
+                    f.queue_flags
+                        .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+                })
+                .ok_or("no graphics or compute queue")? as u32;
+        let priorities = [1.0];
+        let queues = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(queue_family)
+            .queue_priorities(&priorities)];
+        // SAFETY: a valid create info.
+        let device = unsafe {
+            instance.create_device(
+                physical_device,
+                &vk::DeviceCreateInfo::default().queue_create_infos(&queues),
+                None,
+            )?
+        };
+        // SAFETY: queue 0 of a family created with one queue; a valid pool create info.
+        let (queue, command_pool) = unsafe {
+            (
+                device.get_device_queue(queue_family, 0),
+                device.create_command_pool(
+                    &vk::CommandPoolCreateInfo::default().queue_family_index(queue_family),
+                    None,
+                )?,
+            )
+        };
+        Ok(Self {
+            entry,
+            instance,
+            debug,
+            physical_device,
+            device,
+            queue,
+            command_pool,
+        })
+    }
+
+    /// Records with `record`, submits, and waits.
+    fn submit(
+        &self,
+        record: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<(), Box<dyn Error>>,
+    ) -> Result<(), Box<dyn Error>> {
+        let d = &self.device;
+        // SAFETY: the pool is this device's, used from this thread only; the command buffer is
+        // waited for before it is freed.
+        unsafe {
+            let cmd = d.allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(self.command_pool)
+                    .level(vk::CommandBufferLevel::PRIMARY)
+                    .command_buffer_count(1),
+            )?[0];
+            d.begin_command_buffer(
+                cmd,
+                &vk::CommandBufferBeginInfo::default()
+                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )?;
+            record(d, cmd)?;
+            d.end_command_buffer(cmd)?;
+            let fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
+            let cmds = [cmd];
+            d.queue_submit(
+                self.queue,
+                &[vk::SubmitInfo::default().command_buffers(&cmds)],
+                fence,
+            )?;
+            d.wait_for_fences(&[fence], true, u64::MAX)?;
+            d.destroy_fence(fence, None);
+            d.free_command_buffers(self.command_pool, &cmds);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        // SAFETY: everything created from the device is destroyed first (the example drops
+        // its resources, allocator and memory before the `Gpu`); the device is idle.
+        unsafe {
+            let _ = self.device.device_wait_idle();
+            self.device.destroy_command_pool(self.command_pool, None);
+            self.device.destroy_device(None);
+            if let Some((utils, messenger)) = &self.debug {
+                utils.destroy_debug_utils_messenger(*messenger, None);
+            }
+            self.instance.destroy_instance(None);
+        }
+    }
+}
+
+/// The integer colour format with the renderer's texel size: a clear to a known value then
+/// writes known bytes.
+fn checkable_format(format: vk::Format) -> Result<vk::Format, Box<dyn Error>> {
+    Ok(
+        match graphs::bytes_per_texel(format).ok_or("unknown format")? {
+            1 => vk::Format::R8_UINT,
+            2 => vk::Format::R16_UINT,
+            4 => vk::Format::R32_UINT,
+            8 => vk::Format::R32G32_UINT,
+            16 => vk::Format::R32G32B32A32_UINT,
+            other => return Err(format!("no checkable format of {other} bytes").into()),
+        },
+    )
+}
+
+/// A created resource: its handle and the bytes its readback takes.
+struct Created {
+    handle: TransientHandle,
+    /// For images: the extent and layers of the copy.
+    image: Option<(u32, u32, u32)>,
+    bytes: u64,
+}
+
+fn create(
+    gpu: &Gpu,
+    device: &ash_memory::Device,
+    graph: &graphs::FrameGraph,
+) -> Result<(Vec<Created>, Vec<TransientResource>), Box<dyn Error>> {
+    let d = &gpu.device;
+    let mut created = Vec::new();
+    let mut resources = Vec::new();
+    for g in &graph.resources {
+        let (handle, requirements, kind, image, bytes) = match g.kind {
+            ResourceKind::Buffer { size } => {
+                let info = vk::BufferCreateInfo::default().size(size).usage(
+                    vk::BufferUsageFlags::TRANSFER_SRC
+                        | vk::BufferUsageFlags::TRANSFER_DST
+                        | vk::BufferUsageFlags::STORAGE_BUFFER,
+                );
+                // SAFETY: a valid create info; destroyed at the end of `main`.
+                let buffer = unsafe { d.create_buffer(&info, None)? };
+                // SAFETY: a buffer of this device.
+                let requirements = unsafe { MemoryRequirements::for_buffer(device, buffer)? };
+                (
+                    TransientHandle::Buffer(buffer),
+                    requirements,
+                    AllocationType::Linear,
+                    None,
+                    size,
+                )
+            }
+            ResourceKind::Image {
+                format,
+                width,
+                height,
+                layers,
+            } => {
+                let format = checkable_format(format)?;
+                let info = vk::ImageCreateInfo::default()
+                    .image_type(vk::ImageType::TYPE_2D)
+                    .format(format)
+                    .extent(vk::Extent3D {
+                        width,
+                        height,
+                        depth: 1,
+                    })
+                    .mip_levels(1)
+                    .array_layers(layers)
+                    .samples(vk::SampleCountFlags::TYPE_1)
+                    .tiling(vk::ImageTiling::OPTIMAL)
+                    .usage(
+                        vk::ImageUsageFlags::TRANSFER_SRC
+                            | vk::ImageUsageFlags::TRANSFER_DST
+                            | vk::ImageUsageFlags::SAMPLED,
+                    )
+                    .initial_layout(vk::ImageLayout::UNDEFINED);
+                // SAFETY: a valid create info; destroyed at the end of `main`.
+                let image = unsafe { d.create_image(&info, None)? };
+                // SAFETY: a non-disjoint image of this device.
+                let requirements = unsafe { MemoryRequirements::for_image(device, image)? };
+                let texel = graphs::bytes_per_texel(format).ok_or("unknown format")?;
+                (
+                    TransientHandle::Image {
+                        image,
+                        aspect_mask: vk::ImageAspectFlags::COLOR,
+                        layout: vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    },
+                    requirements,
+                    AllocationType::NonLinear,
+                    Some((width, height, layers)),
+                    u64::from(width) * u64::from(height) * u64::from(layers) * texel,
+                )
+            }
+        };
+        created.push(Created {
+            handle,
+            image,
+            bytes,
+        });
+        resources.push(TransientResource::new(
+            requirements.layout,
+            requirements.memory_type_bits,
+            kind,
+            g.first_pass,
+            g.last_pass,
+        ));
+    }
+    Ok((created, resources))
+}
+
+fn all_layers() -> vk::ImageSubresourceRange {
+    vk::ImageSubresourceRange {
+        aspect_mask: vk::ImageAspectFlags::COLOR,
+        base_mip_level: 0,
+        level_count: 1,
+        base_array_layer: 0,
+        layer_count: vk::REMAINING_ARRAY_LAYERS,
+    }
+}
+
+/// The byte every resource `r` is filled with in `frame`: distinct for each resource of a
+/// frame, and from one frame to the next.
+fn pattern(frame: u32, resource: usize) -> u8 {
+    (1 + resource as u32 + 64 * frame) as u8
+}
+
+/// Runs one frame on the GPU and checks every resource's readback; returns the number of
+/// resources whose bytes differ from their pattern.
+fn run_frame(
+    gpu: &Gpu,
+    plan: &TransientPlan,
+    passes: u32,
+    graph: &graphs::FrameGraph,
+    created: &[Created],
+    (readback_buffer, readback): &(vk::Buffer, MemoryAlloc),
+    frame: u32,
+) -> Result<usize, Box<dyn Error>> {
+    let transfer = |access| StageAccess {
+        stages: vk::PipelineStageFlags::TRANSFER,
+        access,
+    };
+    let uses: Vec<TransientUse> = created
+        .iter()
+        .map(|c| TransientUse {
+            handle: c.handle,
+            first_use: transfer(vk::AccessFlags::TRANSFER_WRITE),
+            last_use: transfer(vk::AccessFlags::TRANSFER_READ),
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    let mut total = 0;
+    for c in created {
+        offsets.push(total);
+        total += c.bytes;
+    }
+    gpu.submit(|d, cmd| {
+        for pass in 0..passes {
+            // SAFETY: recording, outside a render pass; every handle is bound as planned.
+            unsafe { record_aliasing_barriers(d, cmd, plan, pass, &uses)? };
+            let mut transitions = Vec::new();
+            for (r, g) in graph.resources.iter().enumerate() {
+                if g.first_pass != pass {
+                    continue;
+                }
+                let value = u32::from_ne_bytes([pattern(frame, r); 4]);
+                match created[r].handle {
+                    // SAFETY: recording; the buffer is bound.
+                    TransientHandle::Buffer(b) => unsafe { d.cmd_fill_buffer(cmd, b, 0, vk::WHOLE_SIZE, value) },
+                    TransientHandle::Image { image, .. } => {
+                        // SAFETY: recording; the aliasing barrier put the image in
+                        // TRANSFER_DST_OPTIMAL.
+                        unsafe {
+                            d.cmd_clear_color_image(
+                                cmd,
+                                image,
+                                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                                &vk::ClearColorValue { uint32: [value & texel_mask(created[r].bytes, created[r].image); 4] },
+                                &[all_layers()],
+                            )
+                        };
+                        transitions.push(
+                            vk::ImageMemoryBarrier::default()
+                                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                                .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+                                .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+                                .new_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+                                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                                .image(image)
+                                .subresource_range(all_layers()),
+                        );
+                    }
+                }
+            }
+            // The pass's writes before later reads and writes; its images ready to copy from.
+            let writes = vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE);
+            // SAFETY: recording, outside a render pass.
+            unsafe {
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[writes],
+                    &[],
+                    &transitions,
+                )
+            };
+            for (r, g) in graph.resources.iter().enumerate() {
+                if g.last_pass != pass {
+                    continue;
+                }
+                match (created[r].handle, created[r].image) {
+                    // SAFETY: recording; the readback regions are disjoint.
+                    (TransientHandle::Buffer(b), _) => unsafe {
+                        d.cmd_copy_buffer(
+                            cmd,
+                            b,
+                            *readback_buffer,
+                            &[vk::BufferCopy { src_offset: 0, dst_offset: offsets[r], size: created[r].bytes }],
+                        )
+                    },
+                    // SAFETY: as above; the image is in TRANSFER_SRC_OPTIMAL since its first
+                    // pass.
+                    (TransientHandle::Image { image, .. }, Some((width, height, layers))) => unsafe {
+                        d.cmd_copy_image_to_buffer(
+                            cmd,
+                            image,
+                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                            *readback_buffer,
+                            &[vk::BufferImageCopy {
+                                buffer_offset: offsets[r],
+                                buffer_row_length: 0,
+                                buffer_image_height: 0,
+                                image_subresource: vk::ImageSubresourceLayers {
+                                    aspect_mask: vk::ImageAspectFlags::COLOR,
+                                    mip_level: 0,
+                                    base_array_layer: 0,
+                                    layer_count: layers,
+                                },
+                                image_offset: vk::Offset3D::default(),
+                                image_extent: vk::Extent3D { width, height, depth: 1 },
+                            }],
+                        )
+                    },
+                    (TransientHandle::Image { .. }, None) => return Err("an image without extent".into()),
+                }
+            }
+        }
+        let to_host = vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ);
+        // SAFETY: recording, outside a render pass.
+        unsafe {
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[to_host],
+                &[],
+                &[],
+            )
+        };
+        Ok(())
+    })?;
+    readback.invalidate(0, total)?;
+    let mut corrupted = 0;
+    let mut bytes = Vec::new();
+    for (r, c) in created.iter().enumerate() {
+        bytes.resize(c.bytes as usize, 0);
+        readback.read(offsets[r], &mut bytes)?;
+        let expected = pattern(frame, r);
+        let bad = bytes.iter().filter(|&&b| b != expected).count();
+        if bad != 0 {
+            println!("{}: {bad} bytes overwritten", graph.resources[r].name);
+            corrupted += 1;
+        }
+    }
+    Ok(corrupted)
+}
+
+/// The clear value's mask for an image's channel width (1, 2 or 4 bytes per channel): the
+/// value must fit the channel.
+fn texel_mask(bytes: u64, image: Option<(u32, u32, u32)>) -> u32 {
+    match image {
+        Some((w, h, l)) => match bytes / (u64::from(w) * u64::from(h) * u64::from(l)) {
+            1 => 0xFF,
+            2 => 0xFFFF,
+            _ => u32::MAX,
+        },
+        None => u32::MAX,
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let gpu = Gpu::new()?;
+    // SAFETY: the handles are valid, belong together and outlive the allocator and every
+    // allocation (dropped before `gpu`); Vulkan 1.2; no optional feature is claimed.
+    let device = unsafe {
+        ash_memory::Device::new(
+            &gpu.entry,
+            &gpu.instance,
+            gpu.physical_device,
+            gpu.device.clone(),
+            vk::API_VERSION_1_2,
+            Default::default(),
+        )?
+    };
+    let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+    let graph = graphs::deferred(3840, 2160);
+    let (created, resources) = create(&gpu, &device, &graph)?;
+    let info = PlanInfo::for_device(&device);
+    let mut planner = TransientPlanner::new();
+    let plan = planner.plan(&resources, &info)?.clone();
+    for (r, g) in graph.resources.iter().enumerate() {
+        let p = plan.placements()[r];
+        let over: Vec<&str> = plan
+            .takes_over_from(r)
+            .iter()
+            .map(|&q| graph.resources[q].name.as_str())
+            .collect();
+        println!(
+            "{:<20} passes {:>2}-{:<2} memory {} offset {:>10} size {:>9}{}",
+            g.name,
+            g.first_pass,
+            g.last_pass,
+            p.memory,
+            p.offset,
+            resources[r].layout.size(),
+            if over.is_empty() {
+                String::new()
+            } else {
+                format!("  takes over {}", over.join(", "))
+            }
+        );
+    }
+    let mut memory = TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+    // SAFETY: nothing was bound to this memory before.
+    unsafe { memory.prepare(&plan)? };
+    for (r, c) in created.iter().enumerate() {
+        // SAFETY: each handle is unbound, planned with its own requirements, and destroyed
+        // before the memory is dropped.
+        unsafe {
+            match c.handle {
+                TransientHandle::Buffer(b) => memory.bind_buffer(&plan, r, b)?,
+                TransientHandle::Image { image, .. } => memory.bind_image(&plan, r, image)?,
+            }
+        }
+    }
+    let total: u64 = created.iter().map(|c| c.bytes).sum();
+    let readback_info = vk::BufferCreateInfo::default()
+        .size(total)
+        .usage(vk::BufferUsageFlags::TRANSFER_DST);
+    let host = AllocationCreateInfo {
+        usage: MemoryUsage::Auto(HostAccess::Random),
+        ..Default::default()
+    };
+    // SAFETY: a valid create info.
+    let readback = unsafe { allocator.create_buffer(&readback_info, &host)? };
+    let mut corrupted = run_frame(&gpu, &plan, graph.passes, &graph, &created, &readback, 0)?;
+    // The next frame has the same graph: same plan, same memory, same resources.
+    let again = planner.plan(&resources, &info)?.clone();
+    // SAFETY: the previous frame finished (submissions are waited for).
+    let changed = unsafe { memory.prepare(&again)? };
+    if !planner.last_was_reused() || changed {
+        return Err("an unchanged graph was planned or allocated again".into());
+    }
+    println!("frame 2: plan reused, memory kept");
+    corrupted += run_frame(&gpu, &again, graph.passes, &graph, &created, &readback, 1)?;
+    // SAFETY: the device is idle (submissions are waited for); the buffers and images are
+    // destroyed before their memory is dropped.
+    unsafe {
+        gpu.device.destroy_buffer(readback.0, None);
+        for c in &created {
+            match c.handle {
+                TransientHandle::Buffer(b) => gpu.device.destroy_buffer(b, None),
+                TransientHandle::Image { image, .. } => gpu.device.destroy_image(image, None),
+            }
+        }
+    }
+    drop(readback);
+    drop(memory);
+    drop(allocator);
+    drop(device);
+    drop(gpu);
+    let messages = MESSAGES.load(Ordering::Relaxed);
+    if corrupted != 0 || messages != 0 {
+        return Err(
+            format!("{corrupted} resources corrupted, {messages} validation messages").into(),
+        );
+    }
+    println!(
+        "frame graph: {} transient resources in {} allocations, {} bytes = {:.2} of the lower bound, {:.2} of no aliasing, data verified",
+        resources.len(),
+        plan.memory().len(),
+        plan.total_size(),
+        plan.total_size() as f64 / plan.lower_bound() as f64,
+        plan.total_size() as f64 / plan.unaliased_size() as f64,
+    );
+    Ok(())
+}
