@@ -281,6 +281,15 @@ impl MemoryAlloc {
         identity
     }
 
+    /// Its block's count of removed metadata records (see [`BlockOwner::removals`]); `None`
+    /// for a dedicated allocation.
+    pub(crate) fn block_removals(&self) -> Option<u64> {
+        match &self.owner {
+            Owner::Block { block, .. } => Some(block.get().removals()),
+            Owner::Dedicated(_) => None,
+        }
+    }
+
     /// The allocation's [identity](AllocationMeta::identity), if it was given one.
     pub(crate) fn identity_if_any(&self) -> Option<Identity> {
         self.meta.as_ref()?.identity

@@ -25,6 +25,9 @@ pub(crate) trait BlockOwner: Send + Sync {
     /// Sets (`Some`) or forgets (`None`) the metadata record of the allocation at `offset`
     /// (called only for allocations that have or had one).
     fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>);
+    /// How many metadata records the block has lost so far: while the count stays, each
+    /// record it keeps stands for the same allocation.
+    fn removals(&self) -> u64;
 }
 
 /// An allocation's pointer to its block owner, which costs no reference count per

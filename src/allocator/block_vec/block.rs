@@ -86,6 +86,10 @@ struct BlockShared<S, M> {
     /// Names, user data and backtraces, by offset in the block (allocations without any are
     /// not in it).
     metas: Mutex<MetaMap>,
+    /// How many records `metas` has lost (an allocation with a record freed, or its record
+    /// dropped): while this count stays, every record there still stands for the same
+    /// allocation (a defragmentation's registrations need no new check).
+    removals: AtomicU64,
 }
 
 /// What an arena's lock guards: the suballocator and the arena's own count of live
@@ -193,8 +197,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             }
             None => {
                 metas.remove(&offset);
+                self.shared.removals.fetch_add(1, Ordering::Release);
             }
         }
+    }
+
+    /// The block's count of [removed records](BlockShared::removals).
+    pub(crate) fn removals(&self) -> u64 {
+        self.shared.removals.load(Ordering::Acquire)
     }
 
     /// Returns `suballocation` (offsets in the block) to the arena; says whether that was
@@ -284,6 +294,10 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
         Arena::set_meta(self, offset, meta);
     }
 
+    fn removals(&self) -> u64 {
+        Arena::removals(self)
+    }
+
     unsafe fn free(&self, suballocation: Suballocation) -> bool {
         // SAFETY: forwarded from the caller (the `BlockOwner::free` contract is the same).
         unsafe { Arena::free(self, suballocation) }
@@ -340,6 +354,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             memory,
             vec,
             metas: Mutex::default(),
+            removals: AtomicU64::new(0),
         });
         let arenas = (0..layout.count)
             .map(|i| {
@@ -421,6 +436,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// Runs `f` with the metadata of the allocations that have some, by offset in the block.
     pub(crate) fn with_metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
         f(&self.shared.metas.lock())
+    }
+
+    /// How many metadata records the block has lost so far (see
+    /// [`BlockShared::removals`]).
+    pub(crate) fn removals(&self) -> u64 {
+        self.shared.removals.load(Ordering::Acquire)
     }
 
     /// Whether no allocation lives in the block, waiting for each arena's lock.

@@ -340,12 +340,14 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let layout = DeviceLayout::new(alloc.size(), alignment)
             .map_err(|_| DefragmentationError::NotHere)?;
         let identity = alloc.identity();
+        let removals = alloc.block_removals().unwrap_or(0);
         Ok(self.registry.add(
             memory,
             alloc.offset(),
             layout,
             alloc.allocation_type(),
             identity,
+            removals,
         ))
     }
 

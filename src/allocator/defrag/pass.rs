@@ -143,11 +143,16 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
             record.left(id);
         }
         destination.carry_over(source);
-        self.defrag
-            .registry
-            .moved(id, destination.memory(), destination.offset());
+        self.defrag.registry.moved(
+            id,
+            destination.memory(),
+            destination.offset(),
+            destination.block_removals().unwrap_or(0),
+        );
+        let before = source.block_removals().unwrap_or(0);
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));
+        self.defrag.registry.source_left(source_memory, before);
         self.report.moves += 1;
         self.report.bytes_moved += size;
         self.defrag.stats.moves += 1;

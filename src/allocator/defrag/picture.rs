@@ -53,6 +53,9 @@ struct VecPicture<'a, S> {
     dead: Vec<MoveId>,
     /// Whether each registration of the block being walked is live.
     alive: Vec<bool>,
+    /// The blocks whose registrations a walk checked, with their count of removed records
+    /// then: verified after the plan, once the dead have left.
+    checked: Vec<(vk::DeviceMemory, u64)>,
 }
 
 /// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
@@ -166,15 +169,23 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
             }
         }
         // Which registrations still hold their allocation (an allocation freed and another
-        // made in its place is not the registered one).
+        // made in its place is not the registered one): all of them, when the block has lost
+        // no metadata record since they were last known live.
         let mut alive = std::mem::take(&mut self.alive);
-        block.with_metas(|metas| Registry::live_in(mine, metas, &mut alive));
-        self.dead.extend(
-            mine.iter()
-                .zip(&alive)
-                .filter(|(_, &a)| !a)
-                .map(|(e, _)| e.id),
-        );
+        let removals = block.removals();
+        if registry.verified(memory, removals) {
+            alive.clear();
+            alive.resize(mine.len(), true);
+        } else {
+            block.with_metas(|metas| Registry::live_in(mine, metas, &mut alive));
+            self.dead.extend(
+                mine.iter()
+                    .zip(&alive)
+                    .filter(|(_, &a)| !a)
+                    .map(|(e, _)| e.id),
+            );
+            self.checked.push((memory, removals));
+        }
         let mut all_movable = true;
         let mut live = 0;
         // Ranges come in offset order, so the registered allocations are walked alongside
@@ -371,6 +382,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             fresh: Vec::new(),
             dead: std::mem::take(&mut self.dead_scratch),
             alive: std::mem::take(&mut self.alive_scratch),
+            checked: Vec::new(),
         };
         let mut scratch = std::mem::take(&mut self.plan_scratch);
         let plan = plan::plan_moves(
@@ -388,10 +400,14 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             fresh,
             mut dead,
             alive,
+            checked,
             ..
         } = picture;
         for id in dead.drain(..) {
             self.registry.remove(id);
+        }
+        for (memory, removals) in checked {
+            self.registry.verify(memory, removals);
         }
         self.dead_scratch = dead;
         self.alive_scratch = alive;

@@ -63,11 +63,17 @@ pub(super) struct Registry {
     /// The live registrations by memory object, sorted by offset (kept so by every change, so
     /// that planning finds them in order).
     by_memory: HandleMap<Listed>,
+    /// For each memory object, its block's count of removed metadata records when every
+    /// registration in it was last known live: while the count stays, none of them was freed
+    /// (a registered allocation has a record, which its free removes), so a walk needs no
+    /// check. Kept through `add` and completed moves while it holds.
+    verified: HandleMap<u64>,
 }
 
 impl Registry {
     /// Registers the allocation `identity` at `offset` of `memory`. An allocation registered
     /// already keeps its id (adding it twice registers it once).
+    /// `removals` is the block's count of removed records now.
     pub fn add(
         &mut self,
         memory: vk::DeviceMemory,
@@ -75,6 +81,7 @@ impl Registry {
         layout: DeviceLayout,
         allocation_type: AllocationType,
         identity: Identity,
+        removals: u64,
     ) -> MoveId {
         if let Some(e) = self
             .entries(memory)
@@ -97,8 +104,38 @@ impl Registry {
             entry,
             moves: 0,
         }));
+        self.joined(memory, removals);
         self.index(memory, entry);
         id
+    }
+
+    /// Whether every registration in `memory` is known live, its block's count of removed
+    /// records being `removals` now.
+    pub fn verified(&self, memory: vk::DeviceMemory, removals: u64) -> bool {
+        self.verified.get(&memory) == Some(&removals)
+    }
+
+    /// Notes that every registration in `memory` was found live at `removals` (the dead
+    /// ones have left).
+    pub fn verify(&mut self, memory: vk::DeviceMemory, removals: u64) {
+        self.verified.insert(memory, removals);
+    }
+
+    /// A live allocation joins `memory`'s registrations, at `removals`: they stay verified
+    /// if they were (or there were none).
+    fn joined(&mut self, memory: vk::DeviceMemory, removals: u64) {
+        if !self.by_memory.contains_key(&memory) || self.verified(memory, removals) {
+            self.verified.insert(memory, removals);
+        }
+    }
+
+    /// A completed move took its source out of `memory`, whose count of removed records was
+    /// `before` just before: that one removal is the source's own, and the rest stay verified.
+    /// (Another removal meanwhile makes the count differ, and the next walk checks.)
+    pub fn source_left(&mut self, memory: vk::DeviceMemory, before: u64) {
+        if self.verified(memory, before) {
+            self.verified.insert(memory, before + 1);
+        }
     }
 
     /// The live registrations in `memory`, by offset.
@@ -134,9 +171,16 @@ impl Registry {
         }
     }
 
-    /// Notes that `id`'s allocation moved to `offset` of `memory` (its move completed); pins
-    /// it once it has moved [`MAX_MOVES_PER_ALLOCATION`] times.
-    pub fn moved(&mut self, id: MoveId, memory: vk::DeviceMemory, offset: DeviceSize) {
+    /// Notes that `id`'s allocation moved to `offset` of `memory`, whose count of removed
+    /// records is `removals` (its move completed); pins it once it has moved
+    /// [`MAX_MOVES_PER_ALLOCATION`] times.
+    pub fn moved(
+        &mut self,
+        id: MoveId,
+        memory: vk::DeviceMemory,
+        offset: DeviceSize,
+        removals: u64,
+    ) {
         let Some(r) = self.registered.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
@@ -147,6 +191,7 @@ impl Registry {
         r.entry.pinned |= r.moves >= MAX_MOVES_PER_ALLOCATION;
         let new = r.entry;
         self.unindex(from, old);
+        self.joined(memory, removals);
         self.index(memory, new);
     }
 

@@ -4,8 +4,9 @@
 //! of [`allocate`](Suballocator::allocate).
 //!
 //! Both searches check every candidate with the same exact [`fit`](FreeListAllocator::fit)
-//! and are complete: they fail only when no free range can hold the request, so failure
-//! stays monotone whatever the strategy.
+//! and are complete: with the padding that allocations keep free as their last resort (as in
+//! the default search), they fail only when no free byte range can hold the request, so
+//! failure stays monotone whatever the strategy.
 
 use super::*;
 
@@ -33,8 +34,14 @@ impl FreeListAllocator {
         if self.recycled == NONE && self.nodes.len() >= (FIRST_TAG - 2) as usize {
             return Err(SuballocatorError::FragmentedRegion);
         }
-        match search(self, size, layout.alignment(), allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+        let alignment = layout.alignment();
+        if let Some((idx, start)) = search(self, size, alignment, allocation_type, granularity) {
+            return Ok(self.take(idx, start, size, allocation_type));
+        }
+        // As the default search's last resort: the padding in front of allocations stays
+        // free, and a small request that fits nowhere else goes there.
+        match self.search_padding(size, alignment, allocation_type, granularity) {
+            Some((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }
@@ -127,6 +134,7 @@ mod tests {
         ) {
             let mut checker = Checker::new(FreeListAllocator::new(region), granularity)
                 .complete()
+                .exact()
                 .with_strategy(strategy);
             checker.run(&ops);
             checker.free_all_and_reuse(region);
