@@ -1191,4 +1191,44 @@ fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and
     assert_eq!(plan.moves.iter().map(|m| m.1).collect::<Vec<_>>(), [2, 2]);
 }
 
+#[test]
+fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
+    // Block 1 holds 200 KiB; the only block that could receive (block 2) has 56 KiB free, and
+    // the empty block 0 does not count (nothing moves into an empty block): block 1 is left
+    // alone without a walk.
+    let state = |size, live, walked| BlockState {
+        size,
+        live,
+        largest_free: size - live,
+        all_movable: false,
+        candidates: vec![],
+        walked,
+        largest: None,
+        draining: false,
+        received: false,
+    };
+    let blocks = [
+        state(1024 * KIB, 0, true),
+        state(256 * KIB, 200 * KIB, false),
+        state(256 * KIB, 200 * KIB, true),
+    ];
+    let plan = plan_moves(
+        &blocks,
+        &mut Vec::new(),
+        Algorithm::Fast,
+        Limits {
+            bytes: DeviceSize::MAX,
+            moves: usize::MAX,
+        },
+        &mut callbacks(
+            |_, b: usize| (Some(b), 0),
+            |_| {},
+            |_, _| true,
+            |b, _| panic!("block {b} walked"),
+        ),
+        &mut Scratch::default(),
+    );
+    assert!(plan.moves.is_empty() && plan.emptied.is_empty());
+}
+
 mod termination;
