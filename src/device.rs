@@ -630,6 +630,43 @@ fn strip(d: vk::MemoryDedicatedRequirements<'_>) -> vk::MemoryDedicatedRequireme
         .requires_dedicated_allocation(d.requires_dedicated_allocation != 0)
 }
 
+impl Device {
+    /// Installs (`Some`) or removes (`None`) the callbacks told of every memory object this
+    /// crate allocates or frees on the device from now on (see
+    /// [`memory_callbacks`](crate::memory_callbacks)). An object allocated before the
+    /// callbacks were installed is still reported when it is freed.
+    pub fn set_memory_callbacks(
+        &self,
+        callbacks: Option<Arc<dyn crate::memory_callbacks::DeviceMemoryCallbacks>>,
+    ) {
+        *self.memory_callbacks().write() = callbacks;
+    }
+
+    /// Tells the callbacks of a new memory object.
+    pub(crate) fn notify_allocated(
+        &self,
+        memory_type_index: u32,
+        memory: vk::DeviceMemory,
+        size: DeviceSize,
+    ) {
+        if let Some(c) = &*self.memory_callbacks().read() {
+            c.allocated(memory_type_index, memory, size);
+        }
+    }
+
+    /// Tells the callbacks of a memory object about to be freed.
+    pub(crate) fn notify_freeing(
+        &self,
+        memory_type_index: u32,
+        memory: vk::DeviceMemory,
+        size: DeviceSize,
+    ) {
+        if let Some(c) = &*self.memory_callbacks().read() {
+            c.freeing(memory_type_index, memory, size);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

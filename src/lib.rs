@@ -66,7 +66,8 @@ pub mod device;
 mod device_bind;
 pub mod device_memory;
 mod device_requirements;
-pub mod external_memory;
+#[doc(inline)]
+pub use device_memory::external as external_memory;
 pub mod layout;
 pub mod mapped;
 pub mod memory_callbacks;

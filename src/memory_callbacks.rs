@@ -2,7 +2,7 @@
 //! this crate allocates or frees on a device, for an engine's own tracking or residency
 //! management.
 //!
-//! [`Device::set_memory_callbacks`] installs a [`DeviceMemoryCallbacks`] for every memory
+//! [`Device::set_memory_callbacks`](crate::Device::set_memory_callbacks) installs a [`DeviceMemoryCallbacks`] for every memory
 //! object made through the device from then on: blocks of the allocators and pools, dedicated
 //! allocations, imports, and [`DeviceMemory`](crate::DeviceMemory) objects made directly.
 //! [`allocated`](DeviceMemoryCallbacks::allocated) runs right after each successful
@@ -20,7 +20,7 @@
 //! - call into an allocator or pool of this device (allocate, create resources, drop a
 //!   [`MemoryAlloc`](crate::MemoryAlloc), make or drop a pool, take statistics or
 //!   snapshots, defragment) or wait for a thread that does: that can deadlock;
-//! - call [`Device::set_memory_callbacks`] (deadlock on the slot's lock);
+//! - call [`Device::set_memory_callbacks`](crate::Device::set_memory_callbacks) (deadlock on the slot's lock);
 //! - free, map or unmap the memory object, or bind resources to it;
 //! - panic (it would unwind through the allocator's locks and its `Drop` code).
 //!
@@ -28,7 +28,6 @@
 //! is (`vkSetDeviceMemoryPriorityEXT`, debug names with `vkSetDebugUtilsObjectNameEXT`). Keep
 //! it short: allocations of other threads may wait for it.
 
-use crate::device::Device;
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::sync::Arc;
@@ -49,37 +48,3 @@ pub trait DeviceMemoryCallbacks: Send + Sync {
 
 /// The device's callback slot.
 pub(crate) type CallbackSlot = parking_lot::RwLock<Option<Arc<dyn DeviceMemoryCallbacks>>>;
-
-impl Device {
-    /// Installs (`Some`) or removes (`None`) the callbacks told of every memory object this
-    /// crate allocates or frees on the device from now on (see
-    /// [`memory_callbacks`](crate::memory_callbacks)). An object allocated before the
-    /// callbacks were installed is still reported when it is freed.
-    pub fn set_memory_callbacks(&self, callbacks: Option<Arc<dyn DeviceMemoryCallbacks>>) {
-        *self.memory_callbacks().write() = callbacks;
-    }
-
-    /// Tells the callbacks of a new memory object.
-    pub(crate) fn notify_allocated(
-        &self,
-        memory_type_index: u32,
-        memory: vk::DeviceMemory,
-        size: DeviceSize,
-    ) {
-        if let Some(c) = &*self.memory_callbacks().read() {
-            c.allocated(memory_type_index, memory, size);
-        }
-    }
-
-    /// Tells the callbacks of a memory object about to be freed.
-    pub(crate) fn notify_freeing(
-        &self,
-        memory_type_index: u32,
-        memory: vk::DeviceMemory,
-        size: DeviceSize,
-    ) {
-        if let Some(c) = &*self.memory_callbacks().read() {
-            c.freeing(memory_type_index, memory, size);
-        }
-    }
-}

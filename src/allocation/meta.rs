@@ -8,11 +8,11 @@ use std::backtrace::Backtrace;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-/// Data of the user's choosing attached to an allocation (see [`MemoryAlloc::set_user_data`]).
+/// Data of the user's choosing attached to an allocation (see [`MemoryAlloc::set_user_data`](super::MemoryAlloc::set_user_data)).
 /// Implemented for every `Debug + Send + Sync + 'static` type; its `Debug` text is what
 /// snapshots, the JSON dump, the SVG memory map and the leak report show.
 pub trait UserData: Any + Debug + Send + Sync {
-    /// The value as [`Any`], to downcast it (see [`MemoryAlloc::user_data_as`]).
+    /// The value as [`Any`], to downcast it (see [`MemoryAlloc::user_data_as`](super::MemoryAlloc::user_data_as)).
     fn as_any(&self) -> &dyn Any;
 }
 

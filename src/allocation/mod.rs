@@ -502,9 +502,10 @@ impl MemoryAlloc {
     pub fn export_fd(
         &self,
         handle_type: vk::ExternalMemoryHandleTypeFlags,
-    ) -> Result<crate::external_memory::ExportedFd, crate::device_memory::DeviceMemoryError> {
+    ) -> Result<crate::device_memory::external::ExportedFd, crate::device_memory::DeviceMemoryError>
+    {
         let memory = self.device_memory();
-        Ok(crate::external_memory::ExportedFd {
+        Ok(crate::device_memory::external::ExportedFd {
             fd: memory.export_fd(handle_type)?,
             handle_type,
             memory_size: memory.size(),

@@ -2,8 +2,8 @@
 
 use super::{AllocationCreateInfo, AllocationError, GenericMemoryAllocator};
 use crate::allocation::MemoryAlloc;
+use crate::device_memory::external::ExternalMemoryImport;
 use crate::device_memory::{DedicatedAllocation, DeviceMemoryCreateInfo};
-use crate::external_memory::ExternalMemoryImport;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
 

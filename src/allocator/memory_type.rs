@@ -28,7 +28,6 @@
 
 #![deny(unsafe_code)]
 
-use super::intent::HostAccess;
 use crate::device::{EnabledMemoryFeatures, MemoryProperties};
 use ash::vk;
 
@@ -41,6 +40,49 @@ pub struct MemoryTypeFilter {
     pub preferred_flags: vk::MemoryPropertyFlags,
     /// Flags the type should not have, each present one counts against it.
     pub not_preferred_flags: vk::MemoryPropertyFlags,
+}
+
+/// How the host touches an allocation, part of an automatic [`MemoryUsage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HostAccess {
+    /// The host never maps the memory: only the GPU uses it. (Called `None` before 0.2, a
+    /// name that read like `Option::None`.)
+    #[default]
+    NoAccess,
+    /// The host writes it sequentially (`memcpy`, no reads): write-combined memory is fine.
+    SequentialWrite,
+    /// The host reads it, or writes it in any order: the memory should be `HOST_CACHED`.
+    Random,
+    /// As [`SequentialWrite`](Self::SequentialWrite), but the allocator may choose memory
+    /// the host cannot map when the GPU is faster with it; the application then writes a
+    /// staging buffer and copies.
+    SequentialWriteOrTransfer,
+    /// As [`Random`](Self::Random), but the allocator may choose memory the host cannot map;
+    /// the application then copies to a host-visible buffer and reads that.
+    RandomOrTransfer,
+}
+
+impl HostAccess {
+    /// The old name of [`NoAccess`](Self::NoAccess), kept so that code using it compiles.
+    #[deprecated(since = "0.2.0", note = "renamed to `HostAccess::NoAccess`")]
+    #[allow(non_upper_case_globals)]
+    pub const None: Self = Self::NoAccess;
+
+    pub(crate) const ALL: [Self; 5] = [
+        Self::NoAccess,
+        Self::SequentialWrite,
+        Self::Random,
+        Self::SequentialWriteOrTransfer,
+        Self::RandomOrTransfer,
+    ];
+
+    /// Whether memory the host cannot map is acceptable.
+    pub fn allows_transfer_instead(self) -> bool {
+        matches!(
+            self,
+            Self::SequentialWriteOrTransfer | Self::RandomOrTransfer
+        )
+    }
 }
 
 /// What an allocation is for, which decides its memory type.
@@ -81,11 +123,12 @@ pub enum MemoryUsage {
 
 impl MemoryUsage {
     /// The filter of a simple form (an automatic usage yields its filter without knowledge of
-    /// the resource or the heaps).
+    /// the resource or the heaps); `None` for an automatic usage (see
+    /// [`intent`](super::intent)).
     #[inline]
-    pub(crate) fn simple_filter(self) -> MemoryTypeFilter {
+    pub(crate) fn simple_filter(self) -> Option<MemoryTypeFilter> {
         use vk::MemoryPropertyFlags as F;
-        match self {
+        let filter = match self {
             Self::DeviceOnly => MemoryTypeFilter {
                 required_flags: F::empty(),
                 preferred_flags: F::DEVICE_LOCAL,
@@ -102,24 +145,9 @@ impl MemoryUsage {
                 not_preferred_flags: F::empty(),
             },
             Self::Custom(filter) => filter,
-            Self::Auto(_) | Self::AutoPreferDevice(_) | Self::AutoPreferHost(_) => {
-                MemoryTypeFilter::from(self)
-            }
-        }
-    }
-}
-
-impl From<MemoryUsage> for MemoryTypeFilter {
-    /// The filter of a usage. An automatic usage is worked out as for a resource of unknown
-    /// usage on a discrete GPU, with no heap rationed; allocators resolve it with what they
-    /// know of the resource and the device instead.
-    fn from(usage: MemoryUsage) -> Self {
-        super::intent::resolve(
-            usage,
-            super::intent::ResourceUsage::Unknown,
-            super::intent::HeapFacts::default(),
-        )
-        .filter
+            Self::Auto(_) | Self::AutoPreferDevice(_) | Self::AutoPreferHost(_) => return None,
+        };
+        Some(filter)
     }
 }
 

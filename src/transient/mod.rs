@@ -74,21 +74,15 @@
 //! With several frames in flight, use one `TransientMemory` per frame slot: a slot's memory
 //! is only touched once the GPU finished the frame that last used the slot.
 
-mod aliasing;
 mod barriers;
-pub mod graphs;
-mod groups;
 mod memory;
-mod pack;
 mod plan;
-mod reuse;
-#[cfg(test)]
-mod tests;
 
 pub use self::barriers::{record_aliasing_barriers, StageAccess, TransientHandle, TransientUse};
 pub use self::memory::{TransientError, TransientMemory, TransientMemoryCreateInfo};
+pub use self::plan::graphs;
+pub use self::plan::TransientPlanner;
 pub use self::plan::{
     plan, plan_greedy_by_size, Placement, PlanError, PlanInfo, PlannedMemory, TransientPlan,
     TransientResource,
 };
-pub use self::reuse::TransientPlanner;

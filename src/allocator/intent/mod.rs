@@ -96,48 +96,7 @@ use vk::MemoryPropertyFlags as F;
 #[cfg(test)]
 mod tests;
 
-/// How the host touches an allocation, part of an automatic [`MemoryUsage`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum HostAccess {
-    /// The host never maps the memory: only the GPU uses it. (Called `None` before 0.2, a
-    /// name that read like `Option::None`.)
-    #[default]
-    NoAccess,
-    /// The host writes it sequentially (`memcpy`, no reads): write-combined memory is fine.
-    SequentialWrite,
-    /// The host reads it, or writes it in any order: the memory should be `HOST_CACHED`.
-    Random,
-    /// As [`SequentialWrite`](Self::SequentialWrite), but the allocator may choose memory
-    /// the host cannot map when the GPU is faster with it; the application then writes a
-    /// staging buffer and copies.
-    SequentialWriteOrTransfer,
-    /// As [`Random`](Self::Random), but the allocator may choose memory the host cannot map;
-    /// the application then copies to a host-visible buffer and reads that.
-    RandomOrTransfer,
-}
-
-impl HostAccess {
-    /// The old name of [`NoAccess`](Self::NoAccess), kept so that code using it compiles.
-    #[deprecated(since = "0.2.0", note = "renamed to `HostAccess::NoAccess`")]
-    #[allow(non_upper_case_globals)]
-    pub const None: Self = Self::NoAccess;
-
-    const ALL: [Self; 5] = [
-        Self::NoAccess,
-        Self::SequentialWrite,
-        Self::Random,
-        Self::SequentialWriteOrTransfer,
-        Self::RandomOrTransfer,
-    ];
-
-    /// Whether memory the host cannot map is acceptable.
-    pub fn allows_transfer_instead(self) -> bool {
-        matches!(
-            self,
-            Self::SequentialWriteOrTransfer | Self::RandomOrTransfer
-        )
-    }
-}
+pub use super::memory_type::HostAccess;
 
 /// What the memory is for, as far as the choice of its type cares: the usage flags of the
 /// buffer or image. [`MemoryAllocator::create_buffer`](super::MemoryAllocator::create_buffer)
@@ -270,10 +229,11 @@ pub(crate) fn resolve(usage: MemoryUsage, resource: ResourceUsage, facts: HeapFa
         MemoryUsage::AutoPreferHost(h) => (Prefer::Host, h),
         simple => {
             return Resolved {
-                filter: simple.simple_filter(),
+                // Never the default: `simple` is not an automatic usage.
+                filter: simple.simple_filter().unwrap_or_default(),
                 lazy_first: false,
                 rationed: false,
-            }
+            };
         }
     };
     resolve_auto(prefer, host, resource, facts)
@@ -403,4 +363,13 @@ pub(crate) fn choose(
         }
     }
     find_memory_type_index_demoting(props, features, memory_type_bits, &resolved.filter, demoted)
+}
+
+impl From<MemoryUsage> for MemoryTypeFilter {
+    /// The filter of a usage. An automatic usage is worked out as for a resource of unknown
+    /// usage on a discrete GPU, with no heap rationed; allocators resolve it with what they
+    /// know of the resource and the device instead.
+    fn from(usage: MemoryUsage) -> Self {
+        resolve(usage, ResourceUsage::Unknown, HeapFacts::default()).filter
+    }
 }

@@ -2,7 +2,7 @@
 
 #![deny(unsafe_code)]
 
-use super::plan::TransientResource;
+use super::TransientResource;
 use crate::layout::DeviceSize;
 
 /// Resources that share one memory object, of one memory type.

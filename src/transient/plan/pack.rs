@@ -32,7 +32,7 @@
 
 #![deny(unsafe_code)]
 
-use super::plan::{Strategy, TransientResource};
+use super::{Strategy, TransientResource};
 use crate::layout::DeviceSize;
 use crate::suballocator::AllocationType;
 use std::cmp::Reverse;

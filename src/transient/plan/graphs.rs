@@ -9,7 +9,7 @@
 
 #![deny(unsafe_code)]
 
-use super::plan::TransientResource;
+use super::TransientResource;
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::suballocator::AllocationType;
 use ash::vk;

@@ -10,9 +10,13 @@
 //! manage: it checks its arguments, respects `maxMemoryAllocationCount` and the heap budget
 //! like the allocator does, and counts the object in the [`Device`]'s totals.
 
+pub mod external;
+
 use crate::budget::BudgetError;
 use crate::device::Device;
-use crate::external_memory::{AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs};
+use crate::device_memory::external::{
+    AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs,
+};
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::ptr::NonNull;
@@ -359,7 +363,8 @@ impl DeviceMemory {
         } else {
             vk::ExternalMemoryHandleTypeFlags::empty()
         };
-        let plan = crate::external_memory::check(&device, info, &crate_types, crate_export)?;
+        let plan =
+            crate::device_memory::external::check(&device, info, &crate_types, crate_export)?;
         if !device.reserve_memory_object() {
             return Err(DeviceMemoryError::TooManyObjects {
                 max: device.max_memory_allocation_count(),

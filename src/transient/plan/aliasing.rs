@@ -13,7 +13,7 @@
 
 #![deny(unsafe_code)]
 
-use super::plan::{Placement, TransientResource};
+use super::{Placement, TransientResource};
 use crate::layout::DeviceSize;
 
 /// `(takes_over, start)`: the sorted list of resource `r` is

@@ -5,6 +5,7 @@ use super::*;
 use crate::layout::{on_same_page, DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::AllocationType;
 use proptest::prelude::*;
+use proptest::strategy::Strategy;
 use std::collections::BTreeSet;
 
 /// Checks everything a plan promises, with brute force; panics with the first violation.

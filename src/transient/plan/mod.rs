@@ -3,7 +3,16 @@
 
 #![deny(unsafe_code)]
 
-use super::{aliasing, groups, pack};
+mod aliasing;
+pub mod graphs;
+mod groups;
+mod pack;
+mod reuse;
+#[cfg(test)]
+mod tests;
+
+pub use self::reuse::TransientPlanner;
+
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::AllocationType;
 
@@ -75,7 +84,7 @@ pub struct PlanInfo {
     /// `u32::MAX` (any type).
     pub memory_types: u32,
     #[doc(hidden)]
-    pub _ne: crate::NonExhaustive,
+    pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
 impl Default for PlanInfo {
@@ -83,7 +92,7 @@ impl Default for PlanInfo {
         Self {
             buffer_image_granularity: DeviceAlignment::MIN,
             memory_types: u32::MAX,
-            _ne: crate::NonExhaustive(()),
+            _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
 }

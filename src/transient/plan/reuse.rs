@@ -2,14 +2,14 @@
 
 #![deny(unsafe_code)]
 
-use super::plan::{plan, PlanError, PlanInfo, TransientPlan, TransientResource};
+use super::{plan, PlanError, PlanInfo, TransientPlan, TransientResource};
 
 /// Plans every frame, and gives back the previous frame's plan when the graph is the same.
 ///
 /// Most frames of a renderer have the same graph as the one before; comparing it costs one
 /// pass over the resources, much less than planning. A reused plan is the same
 /// [`TransientPlan`] value, so the memory and the resources bound at its offsets can be
-/// reused too (see [`TransientMemory`](super::TransientMemory)).
+/// reused too (see [`TransientMemory`](crate::transient::TransientMemory)).
 #[derive(Debug, Default)]
 pub struct TransientPlanner {
     last: Option<(Vec<TransientResource>, PlanInfo, TransientPlan)>,

@@ -1,0 +1,661 @@
+//! Unit tests of the module.
+
+use super::*;
+use crate::suballocator::testing::{self, Checker};
+use proptest::prelude::*;
+use AllocationType::{Linear, NonLinear, Unknown};
+
+const KIB: u64 = 1024;
+
+fn al(value: u64) -> DeviceAlignment {
+    DeviceAlignment::new(value).unwrap()
+}
+
+fn layout(size: u64, alignment: u64) -> DeviceLayout {
+    DeviceLayout::from_size_alignment(size, alignment).unwrap()
+}
+
+fn checker(region: u64, granularity: u64) -> Checker<FreeListAllocator> {
+    Checker::new(FreeListAllocator::new(region), al(granularity)).exact()
+}
+
+fn alloc(c: &mut Checker<FreeListAllocator>, size: u64, align: u64, ty: AllocationType) -> u64 {
+    c.allocate(layout(size, align), ty).unwrap().offset
+}
+
+/// Frees the live allocation at `offset` (the checker frees by rank in offset order).
+fn free_at(c: &mut Checker<FreeListAllocator>, offset: u64) {
+    let mut rank = 0;
+    c.sub.for_each_range(&mut |r| {
+        if matches!(r.kind, RangeKind::Allocated(_)) && r.offset + r.size <= offset {
+            rank += 1;
+        }
+    });
+    let before = c.live_count();
+    c.free(rank);
+    assert_eq!(c.live_count(), before - 1);
+}
+
+/// The region as `(offset, size, None for free / Some(type))`.
+fn ranges(s: &FreeListAllocator) -> Vec<(u64, u64, Option<AllocationType>)> {
+    let mut out = Vec::new();
+    s.for_each_range(&mut |r| {
+        let ty = match r.kind {
+            RangeKind::Free => None,
+            RangeKind::Allocated(ty) => Some(ty),
+        };
+        out.push((r.offset, r.size, ty));
+    });
+    out
+}
+
+#[test]
+fn a_node_is_half_a_cache_line() {
+    assert_eq!(std::mem::size_of::<Node>(), 32);
+    for state in [
+        State::Free,
+        State::Recycled,
+        State::Used(Unknown),
+        State::Used(Linear),
+        State::Used(NonLinear),
+    ] {
+        let mut node = Node {
+            offset: 0,
+            size: 1,
+            prev: NONE,
+            next: NONE,
+            prev_free: 7,
+            next_free: NONE,
+        };
+        node.set_state(state);
+        assert_eq!(node.state(), state);
+    }
+    // A free node's link, whatever its value below the tags, reads as free.
+    for link in [0, 1, FIRST_TAG - 1, NONE] {
+        let node = Node {
+            offset: 0,
+            size: 1,
+            prev: NONE,
+            next: NONE,
+            prev_free: link,
+            next_free: NONE,
+        };
+        assert_eq!(node.state(), State::Free);
+    }
+}
+
+/// Internal invariants the public checker cannot see: free ranges are coalesced, every
+/// free node is in the list of the bucket its size belongs to, the bitmaps agree with the
+/// lists, and the physical list links both ways.
+fn check_internal(s: &FreeListAllocator) {
+    let mut free_nodes = 0;
+    let mut padded = 0;
+    let mut prev = NONE;
+    let mut idx = s.first;
+    while idx != NONE {
+        let node = &s.nodes[idx as usize];
+        assert_eq!(node.prev, prev, "physical back link of node {idx}");
+        if node.state() == State::Free {
+            free_nodes += 1;
+            assert!(
+                prev == NONE || s.nodes[prev as usize].state() != State::Free,
+                "two free neighbours at {}",
+                node.offset
+            );
+        }
+        assert_ne!(node.state(), State::Recycled);
+        if let State::Used(_) = node.state() {
+            assert!(
+                DeviceSize::from(node.next_free) < MIN_SPLIT_PADDING.min(node.size),
+                "absorbed padding {} of node {idx}",
+                node.next_free
+            );
+            if node.next_free != 0 {
+                padded += 1;
+                assert!(
+                    prev == NONE || s.nodes[prev as usize].state() != State::Free,
+                    "node {idx} holds padding behind a free node"
+                );
+            }
+        }
+        prev = idx;
+        idx = node.next;
+    }
+    let mut listed = 0;
+    let mut bucket = Some(Bucket::containing(1));
+    while let Some(b) = bucket {
+        let head = s.buckets.head(b);
+        assert_eq!(s.buckets.first_non_empty_from(b) == Some(b), head != NONE);
+        let mut prev_free = NONE;
+        let mut idx = head;
+        while idx != NONE {
+            let node = &s.nodes[idx as usize];
+            assert_eq!(node.state(), State::Free);
+            assert_eq!(Bucket::containing(node.size), b);
+            assert_eq!(node.prev_free, prev_free);
+            listed += 1;
+            prev_free = idx;
+            idx = node.next_free;
+        }
+        bucket = b.next();
+    }
+    assert_eq!(listed, free_nodes, "free nodes missing from the buckets");
+    assert_eq!(padded, s.padded, "count of nodes that hold padding");
+    let mut recycled = 0;
+    let mut idx = s.recycled;
+    while idx != NONE {
+        assert_eq!(s.nodes[idx as usize].state(), State::Recycled);
+        recycled += 1;
+        idx = s.nodes[idx as usize].next_free;
+    }
+    let mut linked = 0;
+    let mut idx = s.first;
+    while idx != NONE {
+        linked += 1;
+        idx = s.nodes[idx as usize].next;
+    }
+    assert_eq!(linked + recycled, s.nodes.len(), "nodes leaked");
+}
+
+#[test]
+fn empty_and_one_byte_regions() {
+    let mut c = checker(0, 1);
+    assert_eq!(c.sub.free_size(), 0);
+    assert_eq!(c.sub.largest_free_range(), 0);
+    assert!(ranges(&c.sub).is_empty());
+    assert_eq!(
+        c.allocate(layout(1, 1), Unknown),
+        Err(SuballocatorError::OutOfRegionMemory)
+    );
+    c.free_all_and_reuse(0);
+
+    let mut c = checker(1, 1);
+    assert_eq!(c.sub.largest_free_range(), 1);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+    assert_eq!(c.sub.largest_free_range(), 0);
+    assert_eq!(
+        c.allocate(layout(1, 1), Linear),
+        Err(SuballocatorError::OutOfRegionMemory)
+    );
+    c.free_all_and_reuse(1);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn places_consecutively_and_splits_the_tail() {
+    let mut c = checker(1000, 1);
+    assert_eq!(alloc(&mut c, 100, 1, Linear), 0);
+    assert_eq!(alloc(&mut c, 200, 1, NonLinear), 100);
+    assert_eq!(alloc(&mut c, 300, 4, Unknown), 300);
+    assert_eq!(
+        ranges(&c.sub),
+        [
+            (0, 100, Some(Linear)),
+            (100, 200, Some(NonLinear)),
+            (300, 300, Some(Unknown)),
+            (600, 400, None),
+        ]
+    );
+    assert_eq!(c.sub.free_size(), 400);
+    assert_eq!(c.sub.allocation_count(), 3);
+    assert_eq!(c.sub.largest_free_range(), 400);
+    // Exactly the rest fits, with no tail left.
+    assert_eq!(alloc(&mut c, 400, 1, Linear), 600);
+    assert_eq!(c.sub.free_size(), 0);
+    assert_eq!(c.sub.largest_free_range(), 0);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(1000);
+}
+
+#[test]
+fn coalesces_with_both_neighbours() {
+    let mut c = checker(1000, 1);
+    for i in 0..4 {
+        assert_eq!(alloc(&mut c, 100, 1, Linear), i * 100);
+    }
+    free_at(&mut c, 100);
+    free_at(&mut c, 300); // merges with the free tail after it
+    assert_eq!(
+        ranges(&c.sub),
+        [
+            (0, 100, Some(Linear)),
+            (100, 100, None),
+            (200, 100, Some(Linear)),
+            (300, 700, None),
+        ]
+    );
+    free_at(&mut c, 200); // merges with both sides
+    assert_eq!(ranges(&c.sub), [(0, 100, Some(Linear)), (100, 900, None)]);
+    check_internal(&c.sub);
+    assert_eq!(alloc(&mut c, 900, 1, Linear), 100);
+    free_at(&mut c, 0); // merges with nothing: its neighbour is allocated
+    assert_eq!(ranges(&c.sub), [(0, 100, None), (100, 900, Some(Linear))]);
+    free_at(&mut c, 100);
+    assert_eq!(ranges(&c.sub), [(0, 1000, None)]);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn alignment_padding_stays_free() {
+    let mut c = checker(4096, 1);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+    // 255 bytes of padding: a free node.
+    assert_eq!(alloc(&mut c, 10, 256, Linear), 256);
+    assert_eq!(c.sub.free_size(), 4096 - 11);
+    // 15 bytes of padding, carved from that node: absorbed into the allocation's node,
+    // and free all the same.
+    assert_eq!(alloc(&mut c, 10, 16, Linear), 16);
+    assert_eq!(
+        ranges(&c.sub),
+        [
+            (0, 1, Some(Linear)),
+            (1, 15, None),
+            (16, 10, Some(Linear)),
+            (26, 230, None),
+            (256, 10, Some(Linear)),
+            (266, 3830, None),
+        ]
+    );
+    assert_eq!(c.sub.free_size(), 4096 - 21);
+    check_internal(&c.sub);
+    // Once every free node is taken, a request that fits in the padding goes there, and
+    // a request that does not fails as fragmented, not out of memory.
+    assert_eq!(alloc(&mut c, 3830, 1, Linear), 266);
+    assert_eq!(alloc(&mut c, 230, 1, Linear), 26);
+    assert_eq!(c.sub.free_size(), 15);
+    assert!(c.sub.largest_free_range() >= 15);
+    assert_eq!(
+        c.allocate(layout(15, 2), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    assert_eq!(alloc(&mut c, 7, 1, Linear), 1);
+    assert_eq!(alloc(&mut c, 8, 8, Linear), 8);
+    assert_eq!(c.sub.free_size(), 0);
+    check_internal(&c.sub);
+    // Freeing in any order gives every byte back.
+    free_at(&mut c, 8);
+    free_at(&mut c, 16);
+    assert_eq!(ranges(&c.sub)[1..3], [(1, 7, Some(Linear)), (8, 18, None)]);
+    free_at(&mut c, 1);
+    assert_eq!(ranges(&c.sub)[1], (1, 25, None));
+    check_internal(&c.sub);
+    c.free_all_and_reuse(4096);
+}
+
+/// Padding absorbed by an allocation joins the free range in front of it when that range
+/// is freed, so free bytes are never cut in two.
+#[test]
+fn a_freed_range_takes_over_the_padding_behind_it() {
+    let mut c = checker(1024, 1);
+    assert_eq!(alloc(&mut c, 10, 1, Linear), 0);
+    assert_eq!(alloc(&mut c, 10, 32, Linear), 32);
+    assert_eq!(alloc(&mut c, 982, 1, Linear), 42);
+    // [10, 32) is padding held by the node at 32.
+    free_at(&mut c, 0);
+    assert_eq!(ranges(&c.sub)[0], (0, 32, None));
+    // One free range of 32: a 32-byte request fits at 0.
+    assert_eq!(alloc(&mut c, 32, 1, Linear), 0);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(1024);
+}
+
+/// Issue 23, item 9: the bytes a granularity page skips stay free, at every granularity,
+/// so a later request that fits in them lands there instead of failing with
+/// `FragmentedRegion`.
+#[test]
+fn padding_in_front_of_a_page_stays_free() {
+    for g in [64, 1024, 4096] {
+        let mut c = checker(2 * g, g);
+        assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+        assert_eq!(alloc(&mut c, 1, 1, NonLinear), g);
+        assert_eq!(c.sub.free_size(), 2 * g - 2, "granularity {g}");
+        assert_eq!(ranges(&c.sub)[1], (1, g - 1, None), "granularity {g}");
+        // Offset 1 is legal: a linear byte on page 0, away from the non-linear page.
+        assert_eq!(alloc(&mut c, 1, 1, Linear), 1, "granularity {g}");
+        assert_eq!(alloc(&mut c, g - 2, 1, Linear), 2, "granularity {g}");
+        assert_eq!(c.sub.free_size(), g - 1);
+        check_internal(&c.sub);
+        c.free_all_and_reuse(2 * g);
+    }
+}
+
+#[test]
+fn granularity_against_the_previous_neighbour() {
+    let mut c = checker(8192, 1024);
+    assert_eq!(alloc(&mut c, 100, 1, Linear), 0);
+    // Different kind: moved to the next page; the skipped bytes stay free.
+    assert_eq!(alloc(&mut c, 100, 1, NonLinear), 1024);
+    assert_eq!(ranges(&c.sub)[1], (100, 924, None));
+    // Same kind: may share the page.
+    assert_eq!(alloc(&mut c, 100, 1, NonLinear), 1124);
+    // Unknown conflicts with everything, itself included.
+    assert_eq!(alloc(&mut c, 100, 1, Unknown), 2048);
+    assert_eq!(alloc(&mut c, 100, 1, Unknown), 3072);
+    // Padding up to the page stays free, however short.
+    assert_eq!(alloc(&mut c, 1000, 1, Unknown), 4096);
+    assert_eq!(alloc(&mut c, 100, 1, Linear), 5120);
+    assert!(ranges(&c.sub).contains(&(5096, 24, None)));
+    assert!(ranges(&c.sub).contains(&(5120, 100, Some(Linear))));
+    check_internal(&c.sub);
+    c.free_all_and_reuse(8192);
+}
+
+#[test]
+fn granularity_against_the_next_neighbour() {
+    let mut c = checker(4000, 1024);
+    assert_eq!(alloc(&mut c, 3000, 1, NonLinear), 0);
+    assert_eq!(alloc(&mut c, 1000, 1, NonLinear), 3000);
+    free_at(&mut c, 0);
+    // [0, 3000) is free, followed by a non-linear range starting on page 2048. A linear
+    // range ending on that page would share it (vulkano's free list allowed this).
+    assert_eq!(
+        c.allocate(layout(2100, 1), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    assert_eq!(
+        c.allocate(layout(2049, 1), Unknown),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    // Ending on the page before is fine.
+    assert_eq!(alloc(&mut c, 2048, 1, Linear), 0);
+    free_at(&mut c, 0);
+    // The same kind may share the page.
+    assert_eq!(alloc(&mut c, 3000, 1, NonLinear), 0);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(4000);
+
+    // Without a granularity constraint there is nothing to check.
+    let mut c = checker(4000, 1);
+    assert_eq!(alloc(&mut c, 3000, 1, NonLinear), 0);
+    assert_eq!(alloc(&mut c, 1000, 1, NonLinear), 3000);
+    free_at(&mut c, 0);
+    assert_eq!(alloc(&mut c, 2100, 1, Linear), 0);
+}
+
+#[test]
+fn granularity_padding_holds_requests_that_keep_off_the_next_page() {
+    let mut c = checker(2048, 1024);
+    assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
+    // Moved to the next page; the 24 bytes skipped stay free.
+    assert_eq!(alloc(&mut c, 10, 1, NonLinear), 1024);
+    assert_eq!(ranges(&c.sub)[1], (1000, 24, None));
+    free_at(&mut c, 0);
+    // [0, 1024) is free, followed by the non-linear page 1024: a linear range may end on
+    // page 0, and fill it.
+    assert_eq!(alloc(&mut c, 1000, 1, Linear), 0);
+    assert_eq!(alloc(&mut c, 24, 1, Linear), 1000);
+    assert_eq!(
+        c.allocate(layout(1, 1), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    check_internal(&c.sub);
+}
+
+#[test]
+fn error_kinds() {
+    let mut c = checker(1000, 1);
+    for (size, offset) in [(50, 0), (300, 50), (100, 350), (300, 450), (250, 750)] {
+        assert_eq!(alloc(&mut c, size, 1, Linear), offset);
+    }
+    free_at(&mut c, 50);
+    free_at(&mut c, 450);
+    // 600 bytes free, in two ranges of 300: [50, 350) and [450, 750).
+    assert_eq!(
+        c.allocate(layout(500, 1), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    assert_eq!(
+        c.allocate(layout(601, 1), Linear),
+        Err(SuballocatorError::OutOfRegionMemory)
+    );
+    // Fits in size, not with its alignment: no multiple of 256 leaves 250 bytes in either.
+    assert_eq!(
+        c.allocate(layout(250, 256), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    // A smaller one does, at 512.
+    assert_eq!(alloc(&mut c, 200, 256, Linear), 512);
+    free_at(&mut c, 512);
+    // Both ranges are in one size class; it is a LIFO list.
+    assert_eq!(alloc(&mut c, 300, 1, Linear), 450);
+    assert_eq!(alloc(&mut c, 300, 1, Linear), 50);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn large_alignment_falls_back_to_a_snug_range() {
+    let mut c = checker(1024 * KIB, 1);
+    assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 0);
+    assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 64 * KIB);
+    assert_eq!(alloc(&mut c, 896 * KIB, 1, Linear), 128 * KIB);
+    free_at(&mut c, 64 * KIB);
+    // The worst case needs 128 KiB - 1 bytes, but the only free range is aligned.
+    assert_eq!(alloc(&mut c, 64 * KIB, 64 * KIB, Linear), 64 * KIB);
+    free_at(&mut c, 64 * KIB);
+    // Same with granularity padding that turns out not to be needed.
+    let mut c = checker(1024 * KIB, 4 * KIB);
+    assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 0);
+    assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 64 * KIB);
+    assert_eq!(alloc(&mut c, 896 * KIB, 1, Linear), 128 * KIB);
+    free_at(&mut c, 64 * KIB);
+    assert_eq!(alloc(&mut c, 64 * KIB, 1, Linear), 64 * KIB);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn a_legal_range_behind_a_failing_bucket_head_is_found() {
+    // Page 0: linear ranges around a free [1, 101); page 1: non-linear ranges around a
+    // free [1025, 1125), freed last, so it heads the list of the size class of both.
+    let mut c = checker(2048, 1024);
+    for (size, ty, offset) in [
+        (1, Linear, 0),
+        (100, Linear, 1),
+        (923, Linear, 101),
+        (1, NonLinear, 1024),
+        (100, NonLinear, 1025),
+        (923, NonLinear, 1125),
+    ] {
+        assert_eq!(alloc(&mut c, size, 1, ty), offset);
+    }
+    free_at(&mut c, 1);
+    free_at(&mut c, 1025);
+    // A linear byte cannot go into [1025, 1125) (its page holds non-linear ranges), but
+    // offset 1 is free and shares its page with linear ranges only.
+    assert_eq!(alloc(&mut c, 1, 1, Linear), 1);
+    // And a non-linear one goes into the other range.
+    assert_eq!(alloc(&mut c, 1, 1, NonLinear), 1025);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn a_small_strictly_aligned_request_fits_where_a_larger_one_does() {
+    // 16 free ranges of 16 ..= 31 bytes (one size class each) in the first 64 KiB, none
+    // holding a multiple of 64 KiB, and a free 4 KiB range at 64 KiB.
+    let mut c = checker(64 * KIB + 4 * KIB, 1);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+    let mut smalls = Vec::new();
+    for size in 16..32 {
+        smalls.push(alloc(&mut c, size, 1, Linear));
+        alloc(&mut c, 1, 1, Linear);
+    }
+    let used = 1 + (16..32).sum::<u64>() + 16;
+    alloc(&mut c, 64 * KIB - used, 1, Linear);
+    assert_eq!(alloc(&mut c, 4 * KIB, 1, Linear), 64 * KIB);
+    for offset in smalls {
+        free_at(&mut c, offset);
+    }
+    free_at(&mut c, 64 * KIB);
+    assert_eq!(alloc(&mut c, 4 * KIB, 64 * KIB, Linear), 64 * KIB);
+    free_at(&mut c, 64 * KIB);
+    // The 16 small ranges come first in size order; the search must not stop there.
+    assert_eq!(alloc(&mut c, 16, 64 * KIB, Linear), 64 * KIB);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn largest_free_range_is_a_tight_upper_bound() {
+    let mut c = checker(1 << 20, 1);
+    assert_eq!(c.sub.largest_free_range(), 1 << 20);
+    for _ in 0..5 {
+        alloc(&mut c, 100_000, 1, Linear);
+    }
+    // Free ranges now: [500_000, 2^20) only.
+    let largest = (1 << 20) - 500_000;
+    assert!(c.sub.largest_free_range() >= largest);
+    assert!(c.sub.largest_free_range() <= largest + largest / 16);
+    free_at(&mut c, 100_000);
+    assert!(c.sub.largest_free_range() >= largest);
+    assert!(c.sub.largest_free_range() <= largest + largest / 16);
+}
+
+#[test]
+fn non_power_of_two_and_huge_regions() {
+    let mut c = checker(1_000_003, 1);
+    assert_eq!(alloc(&mut c, 999_999, 4, Linear), 0);
+    assert_eq!(alloc(&mut c, 4, 1, Linear), 999_999);
+    c.free_all_and_reuse(1_000_003);
+
+    let mut c = checker(1 << 62, 64 * KIB);
+    assert_eq!(alloc(&mut c, 1 << 61, 1 << 61, Linear), 0);
+    assert_eq!(alloc(&mut c, 1, 1, NonLinear), 1 << 61);
+    assert_eq!(alloc(&mut c, 1 << 60, 1 << 60, Linear), 3 << 60);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(1 << 62);
+
+    let mut c = checker(u64::MAX, 1);
+    assert_eq!(alloc(&mut c, DeviceLayout::MAX_SIZE, 1, Linear), 0);
+    // One byte of padding, which stays free, then up to the last byte of the region.
+    assert_eq!(alloc(&mut c, 1 << 62, 1 << 62, Linear), 1 << 63);
+    assert_eq!(
+        c.allocate(layout(1 << 62, 1 << 62), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    assert_eq!(
+        alloc(&mut c, (1 << 62) - 1, 1, Linear),
+        (1 << 63) + (1 << 62)
+    );
+    assert_eq!(c.sub.free_size(), 1);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), DeviceLayout::MAX_SIZE);
+    assert_eq!(c.sub.free_size(), 0);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(DeviceLayout::MAX_SIZE);
+}
+
+#[test]
+fn reset_frees_everything() {
+    let mut s = FreeListAllocator::new(10_000);
+    for i in 0..10 {
+        s.allocate(layout(100 + i, 64), Linear, al(1)).unwrap();
+    }
+    s.reset();
+    assert_eq!(s.free_size(), 10_000);
+    assert_eq!(s.allocation_count(), 0);
+    assert_eq!(ranges(&s), [(0, 10_000, None)]);
+    assert_eq!(s.nodes.len(), 1);
+    check_internal(&s);
+    let whole = s.allocate(layout(10_000, 1), Unknown, al(1)).unwrap();
+    assert_eq!(whole.offset, 0);
+}
+
+/// A tiny deterministic generator for the node-reuse test.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn nodes_are_recycled() {
+    let mut s = FreeListAllocator::new(1 << 30);
+    let mut live = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15;
+    let mut churn = |s: &mut FreeListAllocator, live: &mut Vec<Suballocation>, steps| {
+        for _ in 0..steps {
+            if live.len() == 200 {
+                let i = xorshift(&mut rng) as usize % live.len();
+                // SAFETY: allocated by `s` above and removed from `live`, freed once.
+                #[allow(unsafe_code)]
+                unsafe {
+                    s.deallocate(live.swap_remove(i))
+                };
+            }
+            let r = xorshift(&mut rng);
+            let l = layout(1 + r % 100_000, 1 << ((r >> 32) % 13));
+            live.push(s.allocate(l, Linear, al(1)).unwrap());
+            // Free ranges are never neighbours, so there are at most 2n + 1 ranges, and a
+            // node is only pushed when none is recycled.
+            assert!(s.nodes.len() <= 2 * 200 + 1);
+        }
+    };
+    churn(&mut s, &mut live, 5_000);
+    check_internal(&s);
+    let capacity = s.nodes.capacity();
+    churn(&mut s, &mut live, 20_000);
+    assert_eq!(s.nodes.capacity(), capacity, "steady state allocated nodes");
+    check_internal(&s);
+}
+
+/// A granularity between 1 B and 4 KiB.
+fn small_granularity() -> impl Strategy<Value = DeviceAlignment> {
+    (0..=12u32).prop_map(|log| DeviceAlignment::from_log2(log).unwrap())
+}
+
+/// Region sizes log-uniform in [1 KiB, 1 GiB).
+fn region_size() -> impl Strategy<Value = u64> {
+    (10..30u32, any::<u64>()).prop_map(|(log, bits)| (1 << log) + bits % (1 << log))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
+
+    /// Requests from 1 byte up to the whole region.
+    #[test]
+    fn random_sequences_keep_the_invariants(
+        (region, ops) in region_size()
+            .prop_flat_map(|r| (Just(r), testing::op_sequence(r, 200..2000))),
+        granularity in testing::granularity(),
+    ) {
+        let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
+        for chunk in ops.chunks(16) {
+            c.run(chunk);
+            check_internal(&c.sub);
+        }
+        c.free_all_and_reuse(region);
+        check_internal(&c.sub);
+    }
+
+    /// Many small requests, so that hundreds of ranges are live at once.
+    #[test]
+    fn many_small_allocations_keep_the_invariants(
+        (region, ops) in region_size()
+            .prop_flat_map(|r| (Just(r), testing::op_sequence((r / 256).max(1), 200..2000))),
+        granularity in testing::granularity(),
+    ) {
+        let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
+        for chunk in ops.chunks(64) {
+            c.run(chunk);
+            check_internal(&c.sub);
+        }
+        c.free_all_and_reuse(region);
+    }
+
+    /// Small regions, all three types, granularities up to 4 KiB: every failure is checked
+    /// against the brute-force oracle, which tries every aligned offset.
+    #[test]
+    fn fails_only_when_no_offset_is_legal(
+        (region, ops) in (1..=16 * KIB, 0..=6u32).prop_flat_map(|(r, shift)| {
+            (Just(r), testing::op_sequence((r >> shift).max(1), 100..1000))
+        }),
+        granularity in small_granularity(),
+    ) {
+        let mut c = Checker::new(FreeListAllocator::new(region), granularity)
+            .exact()
+            .complete();
+        for chunk in ops.chunks(16) {
+            c.run(chunk);
+            check_internal(&c.sub);
+        }
+        c.free_all_and_reuse(region);
+    }
+}
