@@ -2,7 +2,8 @@
 //! allocated for and bound through `vkBind*Memory2` (see [`crate::aliasing`] for binding by
 //! hand), and destroyed again on any failure.
 
-use super::{allocate_and_bind, with_resource_usage, AllocationCreateInfo, MemoryAllocator};
+use super::resources::{allocate_and_bind, with_resource_usage};
+use super::{AllocationCreateInfo, MemoryAllocator};
 use super::{AllocationError, ResourceUsage};
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::device::Resource;

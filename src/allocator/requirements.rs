@@ -2,7 +2,7 @@
 //! (see [`crate::device_requirements`]'s entry points: Vulkan 1.3 or `VK_KHR_maintenance4`).
 
 use super::{
-    with_resource_usage, AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
+    resources::with_resource_usage, AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
     MemoryAllocator, MemoryRequirements, ResourceUsage,
 };
 use crate::allocation::MemoryAlloc;

@@ -34,9 +34,15 @@
 //! # Ok(()) }
 //! ```
 
+use super::intent::ResourceUsage;
+use super::request::MemoryRequirements;
 use super::{AllocationCreateInfo, AllocationError, MemoryAllocator};
+use crate::allocation::MemoryAccessError;
 use crate::allocation::MemoryAlloc;
 use crate::device::Device;
+use crate::device::Resource;
+use crate::device_memory::DedicatedAllocation;
+use crate::suballocator::AllocationType;
 use ash::vk;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -188,3 +194,76 @@ owned_resource!(
     destroy_image,
     "image"
 );
+
+/// `create_info` with `usage` as its resource usage, unless it already names one.
+pub(crate) fn with_resource_usage(
+    create_info: &AllocationCreateInfo,
+    usage: ResourceUsage,
+) -> std::borrow::Cow<'_, AllocationCreateInfo> {
+    if create_info.resource_usage == ResourceUsage::Unknown {
+        std::borrow::Cow::Owned(AllocationCreateInfo {
+            resource_usage: usage,
+            ..create_info.clone()
+        })
+    } else {
+        std::borrow::Cow::Borrowed(create_info)
+    }
+}
+
+/// Allocates memory for a freshly created resource and binds it; on any failure destroys the
+/// resource (and frees what was allocated) and returns the error. The one place that
+/// creates, allocates, binds and cleans up for [`MemoryAllocator::create_buffer`] and
+/// [`MemoryAllocator::create_image`].
+///
+/// # Safety
+///
+/// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device,
+/// owned by the caller, and not used by anything else until this returns; `bind_next` is null
+/// or a valid `pNext` chain for its bind info (bound through `vkBind*Memory2`).
+pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
+    allocator: &A,
+    resource: Resource,
+    allocation_type: AllocationType,
+    create_info: &AllocationCreateInfo,
+    bind_next: *const std::ffi::c_void,
+) -> Result<MemoryAlloc, AllocationError> {
+    let device = allocator.device();
+    let result = (|| {
+        // SAFETY: the caller's contract: the resource is valid and from this device.
+        let (reqs, dedicated_reqs) = unsafe { device.raw_requirements(resource) };
+        let requirements = MemoryRequirements::with_hints(reqs, dedicated_reqs)?;
+        // SAFETY: the resource is valid and unbound, and this allocation is made for it.
+        let dedicated = unsafe {
+            match resource {
+                Resource::Buffer(b) => DedicatedAllocation::buffer(b),
+                Resource::Image(i) => DedicatedAllocation::image(i),
+            }
+        };
+        let alloc =
+            allocator.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
+        // SAFETY: the allocation was made for this resource's requirements; it is unbound;
+        // the chain is valid (the caller's contract).
+        unsafe { alloc.bind_resource(resource, alloc.offset(), bind_next) }.map_err(bind_error)?;
+        Ok(alloc)
+    })();
+    if result.is_err() {
+        let ash = device.ash();
+        // SAFETY: the resource is ours and unused; memory allocated for it (if any) was
+        // dropped inside the closure, after which nothing refers to it.
+        unsafe {
+            match resource {
+                Resource::Buffer(b) => ash.destroy_buffer(b, None),
+                Resource::Image(i) => ash.destroy_image(i, None),
+            }
+        }
+    }
+    result
+}
+
+/// The error of a failed bind inside `create_buffer` / `create_image`.
+fn bind_error(e: MemoryAccessError) -> AllocationError {
+    match e {
+        MemoryAccessError::Vulkan(r) => AllocationError::from_vk(r),
+        other => AllocationError::Bind(other),
+    }
+}

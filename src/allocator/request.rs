@@ -1,0 +1,153 @@
+//! The request vocabulary: what a resource needs from its memory
+//! ([`MemoryRequirements`]) and what the user intends with an allocation
+//! ([`AllocationCreateInfo`]).
+
+use super::error::AllocationError;
+use super::intent::ResourceUsage;
+use super::memory_type::MemoryUsage;
+use super::placement::MemoryAllocatePreference;
+use crate::allocation::UserData;
+use crate::device::{Device, Resource};
+use crate::layout::DeviceLayout;
+use ash::vk;
+use std::sync::Arc;
+
+/// What the user intends with an allocation.
+///
+/// Build it with `..Default::default()`: new fields may be added.
+#[derive(Clone, Debug)]
+pub struct AllocationCreateInfo {
+    /// Which kind of memory type to choose. The default value is [`MemoryUsage::DeviceOnly`];
+    /// [`MemoryUsage::Auto`] chooses from the resource and the host access.
+    pub usage: MemoryUsage,
+    /// What the memory is for, for the automatic usages (the simple ones ignore it).
+    /// [`MemoryAllocator::create_buffer`](super::MemoryAllocator::create_buffer) and [`MemoryAllocator::create_image`](super::MemoryAllocator::create_image) fill it in from
+    /// the resource's usage flags when it is left [`ResourceUsage::Unknown`]; give it when
+    /// allocating for a resource with [`MemoryAllocator::allocate`](super::MemoryAllocator::allocate). The default value is
+    /// `Unknown` (the GPU is assumed to use the memory directly).
+    pub resource_usage: ResourceUsage,
+    /// Dedicated-allocation policy. The default value is [`MemoryAllocatePreference::Auto`].
+    pub allocate_preference: MemoryAllocatePreference,
+    /// A name for statistics and leak reports. The default value is `None`.
+    pub name: Option<Arc<str>>,
+    /// Priority of a dedicated allocation's memory, 0.0 ..= 1.0 (anything else, NaN
+    /// included, is an [`InvalidPriority`](AllocationError::InvalidPriority) error), passed
+    /// to `VK_EXT_memory_priority` when it is enabled. The default value is `None` (the
+    /// allocator's block priority).
+    pub priority: Option<f32>,
+    /// Refuse to allocate a new memory object that would take its heap past the heap's budget
+    /// (VMA's `WITHIN_BUDGET`; see [`budget`](crate::budget)). The default value is `false`.
+    pub within_budget: bool,
+    /// Data of your choosing, shown (by its `Debug` text) in statistics snapshots, the JSON
+    /// dump, the SVG memory map and the leak report, and readable from the allocation
+    /// ([`MemoryAlloc::user_data`](super::super::MemoryAlloc::user_data)). The default value is `None`.
+    pub user_data: Option<Arc<dyn UserData>>,
+    /// The least alignment of the allocation's offset, on top of what the resource requires
+    /// (VMA's `vmaCreateBufferWithAlignment`; a custom pool adds its own
+    /// [`PoolCreateInfo::min_alignment`](super::PoolCreateInfo::min_alignment)). Raises the alignment only, not the size. The
+    /// default value is 1 (the resource's alignment).
+    pub min_alignment: crate::DeviceAlignment,
+    /// Which free range to take when several fit (VMA's `STRATEGY_MIN_MEMORY` /
+    /// `MIN_TIME` / `MIN_OFFSET` flags; see [`strategy`](crate::suballocator::strategy)). It
+    /// wins over a custom pool's [`PoolCreateInfo::strategy`](super::PoolCreateInfo::strategy). The default value is
+    /// [`AllocationStrategy::Default`](crate::AllocationStrategy::Default): the pool's
+    /// strategy, else the allocator's (a quick good fit, a best fit for large requests).
+    pub strategy: crate::AllocationStrategy,
+    #[doc(hidden)]
+    pub _ne: crate::non_exhaustive::NonExhaustive,
+}
+
+impl PartialEq for AllocationCreateInfo {
+    /// User data compares by identity (the same `Arc`).
+    fn eq(&self, other: &Self) -> bool {
+        self.usage == other.usage
+            && self.resource_usage == other.resource_usage
+            && self.allocate_preference == other.allocate_preference
+            && self.name == other.name
+            && self.priority == other.priority
+            && self.within_budget == other.within_budget
+            && self.min_alignment == other.min_alignment
+            && self.strategy == other.strategy
+            && match (&self.user_data, &other.user_data) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Default for AllocationCreateInfo {
+    fn default() -> Self {
+        Self {
+            usage: MemoryUsage::DeviceOnly,
+            resource_usage: ResourceUsage::Unknown,
+            allocate_preference: MemoryAllocatePreference::Auto,
+            name: None,
+            priority: None,
+            within_budget: false,
+            user_data: None,
+            min_alignment: crate::DeviceAlignment::MIN,
+            strategy: crate::AllocationStrategy::Default,
+            _ne: crate::non_exhaustive::NonExhaustive(()),
+        }
+    }
+}
+
+/// What a resource needs from its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRequirements {
+    /// Size and alignment.
+    pub layout: DeviceLayout,
+    /// Bit `i` set when memory type `i` is allowed.
+    pub memory_type_bits: u32,
+    /// The driver would rather give the resource its own memory object.
+    pub prefers_dedicated_allocation: bool,
+    /// The driver insists on a memory object of its own.
+    pub requires_dedicated_allocation: bool,
+}
+
+impl MemoryRequirements {
+    /// Checks and converts the plain `VkMemoryRequirements`.
+    pub fn from_vk(requirements: vk::MemoryRequirements) -> Result<Self, AllocationError> {
+        Ok(Self {
+            layout: DeviceLayout::from_size_alignment(requirements.size, requirements.alignment)?,
+            memory_type_bits: requirements.memory_type_bits,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        })
+    }
+
+    /// Queries a buffer's requirements, including the dedicated-allocation hints when
+    /// `vkGetBufferMemoryRequirements2` is available.
+    ///
+    /// # Safety
+    ///
+    /// `buffer` is a valid buffer created from `device`.
+    pub unsafe fn for_buffer(device: &Device, buffer: vk::Buffer) -> Result<Self, AllocationError> {
+        // SAFETY: the caller's contract.
+        let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Buffer(buffer)) };
+        Self::with_hints(reqs, dedicated)
+    }
+
+    /// Queries a (non-disjoint) image's requirements, including the dedicated-allocation hints
+    /// when `vkGetImageMemoryRequirements2` is available.
+    ///
+    /// # Safety
+    ///
+    /// `image` is a valid, non-disjoint image created from `device`.
+    pub unsafe fn for_image(device: &Device, image: vk::Image) -> Result<Self, AllocationError> {
+        // SAFETY: the caller's contract.
+        let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Image(image)) };
+        Self::with_hints(reqs, dedicated)
+    }
+
+    pub(crate) fn with_hints(
+        reqs: vk::MemoryRequirements,
+        dedicated: vk::MemoryDedicatedRequirements<'_>,
+    ) -> Result<Self, AllocationError> {
+        let mut out = Self::from_vk(reqs)?;
+        out.prefers_dedicated_allocation = dedicated.prefers_dedicated_allocation != 0;
+        out.requires_dedicated_allocation = dedicated.requires_dedicated_allocation != 0;
+        Ok(out)
+    }
+}
