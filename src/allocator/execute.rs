@@ -1,17 +1,34 @@
-//! Carrying out a plan: the steps of the [placement](super::placement) ladder run against one
-//! block vector, the memory objects it may make, and a dedicated allocation.
+//! The one allocate sequence: a request served from one block vector.
 //!
-//! The default pools of a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) and custom
-//! [`MemoryPool`](super::MemoryPool)s differ only in their plan and in how they make memory;
-//! both run their plans here.
+//! As in VMA, a custom [`MemoryPool`](super::MemoryPool) is a block vector with its
+//! configuration, and the default block vectors of a
+//! [`GenericMemoryAllocator`](super::GenericMemoryAllocator) (one per memory type) are the
+//! same thing: both describe theirs as a [`Vector`] and allocate through it, in the same
+//! steps:
+//!
+//! 1. [`prepare`](Vector::prepare): the request with its debug margins, and its
+//!    [placement](super::placement) plan (the allocator's policy, or a pool's rule);
+//! 2. [`existing`](Vector::existing): the fast path, a suballocation in an existing block;
+//! 3. [`rest`](Vector::rest): the rest of the plan's ladder (new blocks, a dedicated memory
+//!    object), each step chosen by how the last one failed.
+//!
+//! [`allocate`](Vector::allocate) runs the three. The generic allocator runs the first two
+//! for its first-choice memory type before anything else (most requests end there), and if
+//! they do not serve it, continues that type with step 3 rather than starting over. What a
+//! vector's owner provides, new blocks' memory and dedicated allocations, comes through
+//! [`MemorySource`].
 
 use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};
 use super::dedicated::DedicatedRegistry;
-use super::placement::{self, ArenaLayout, Failure, Ladder, Plan, Request, Step, TypeFacts};
+use super::placement::{
+    self, ArenaLayout, Failure, Ladder, ObjectCount, Plan, Request, Step, TypeFacts,
+};
+use super::request::AllocationCreateInfo;
 use super::AllocationError;
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::corruption::{self, Guard};
 use crate::device::Device;
+use crate::device_memory::DedicatedAllocation;
 use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
@@ -20,21 +37,150 @@ use std::sync::Arc;
 /// The block vector of one memory type or pool.
 pub(crate) type TypeBlocks<S> = BlockVec<S, DeviceMemory>;
 
-/// Where a plan is carried out.
-pub(crate) struct Target<'a, S> {
+/// What a block vector's owner provides to the allocate sequence: the memory objects it may
+/// make, with its own settings (priority, export types, user chains, budget).
+pub(crate) trait MemorySource {
+    /// The memory of a new block of `size` bytes.
+    fn block_memory(
+        &self,
+        size: DeviceSize,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<DeviceMemory, AllocationError>;
+
+    /// A dedicated allocation of `size` bytes (for `dedicated`'s resource, when given).
+    fn dedicated(
+        &self,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError>;
+
+    /// The metadata record of a new allocation (name, user data, debug aids).
+    fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>>;
+}
+
+/// How a vector places requests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Placing {
+    /// The allocator's [policy](placement::plan), with the device's memory objects counted.
+    Policy(ObjectCount),
+    /// A custom pool's rule ([`placement::plan_in_pool`]): its blocks, or a dedicated
+    /// allocation of its memory type.
+    Pool,
+}
+
+/// A block vector with what allocating in it needs (see the [module docs](self)).
+pub(crate) struct Vector<'a, S> {
+    pub device: &'a Device,
+    pub memory_type_index: u32,
     /// The memory type's (or pool's) facts.
     pub facts: TypeFacts,
     pub blocks: &'a Arc<TypeBlocks<S>>,
+    pub placing: Placing,
     /// Whether new blocks start smaller (see
     /// [block sizes](super::placement#block-sizes)).
     pub grow: bool,
     pub granularity: DeviceAlignment,
-    /// How suballocations choose among the free ranges that fit.
-    pub strategy: AllocationStrategy,
-    /// Makes the memory of a new block of the given size.
-    pub block_memory: &'a dyn Fn(DeviceSize) -> Result<DeviceMemory, AllocationError>,
-    /// Makes the dedicated allocation of the request.
-    pub dedicated: &'a dyn Fn() -> Result<MemoryAlloc, AllocationError>,
+    /// Debug margins (0 for none).
+    pub margin: DeviceSize,
+    /// Whether a dedicated allocation names its resource even when the driver does not require
+    /// it (the allocator's `dedicated_allocation` setting).
+    pub name_resource: bool,
+    pub source: &'a dyn MemorySource,
+}
+
+/// A request made ready for one vector: its plan, what the blocks are asked for, and what the
+/// new allocation carries ([`Vector::prepare`]).
+pub(crate) struct Prepared {
+    plan: Plan,
+    fit: Fit,
+    guard: Option<(DeviceSize, DeviceSize)>,
+    meta: Option<Arc<AllocationMeta>>,
+}
+
+impl<S: Suballocator + Send + 'static> Vector<'_, S> {
+    /// Step 1: the request with its margins, and its plan.
+    #[inline]
+    pub(crate) fn prepare(
+        &self,
+        request: &Request,
+        allocation_type: AllocationType,
+        strategy: AllocationStrategy,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<Prepared, AllocationError> {
+        let (block_request, guard) = guarded(request, self.margin);
+        let plan = match self.placing {
+            Placing::Policy(objects) => placement::plan(&block_request, &self.facts, objects),
+            Placing::Pool => placement::plan_in_pool(&block_request, &self.facts),
+        }
+        .map_err(|e| self.placement_error(e, request.layout.size()))?;
+        let fit = fit_of(
+            &plan,
+            &self.facts,
+            allocation_type,
+            self.granularity,
+            strategy,
+        );
+        Ok(Prepared {
+            plan,
+            fit,
+            guard,
+            meta: self.source.meta(create_info),
+        })
+    }
+
+    /// Step 2, the fast path: a suballocation in an existing block, when the plan says
+    /// "suballocate".
+    #[inline]
+    pub(crate) fn existing(&self, p: &Prepared) -> Option<MemoryAlloc> {
+        match p.plan {
+            Plan::Suballocate { .. } => try_existing(self.blocks, &p.fit, p.made()),
+            Plan::Dedicated { .. } => None,
+        }
+    }
+
+    /// Steps 1 to 3.
+    pub(crate) fn allocate(
+        &self,
+        request: &Request,
+        allocation_type: AllocationType,
+        strategy: AllocationStrategy,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let p = self.prepare(request, allocation_type, strategy, create_info)?;
+        if let Some(alloc) = self.existing(&p) {
+            return Ok(alloc);
+        }
+        self.rest(&p, request, allocation_type, create_info, dedicated)
+    }
+
+    /// The error of a request the placement refused.
+    fn placement_error(&self, e: placement::PlacementError, size: DeviceSize) -> AllocationError {
+        let heap = self
+            .device
+            .memory_properties()
+            .memory_type(self.memory_type_index)
+            .map_or(0, |t| t.heap_index);
+        AllocationError::from_placement(
+            e,
+            self.memory_type_index,
+            size,
+            heap,
+            self.facts.heap_size,
+            self.facts.block_size,
+        )
+    }
+}
+
+impl Prepared {
+    fn made(&self) -> Made<'_> {
+        Made {
+            meta: &self.meta,
+            guard: self.guard,
+        }
+    }
 }
 
 /// What a new allocation carries: its metadata record, and with debug margins where the
@@ -190,90 +336,110 @@ pub(crate) fn try_existing<S: Suballocator + Send + 'static>(
     blocks.allocate_existing(fit, &wrap).ok().flatten()
 }
 
-/// Runs `plan`'s ladder in `target`: each step in turn, the next chosen by how the last one
-/// failed. Returns the allocation, or the most telling error the ladder met.
-pub(crate) fn run<S: Suballocator + Send + 'static>(
-    target: &Target<'_, S>,
-    plan: Plan,
-    allocation_type: AllocationType,
-    made: Made<'_>,
-) -> Result<MemoryAlloc, AllocationError> {
-    let facts = target.facts;
-    let grow = target.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
-    let fit = fit_of(
-        &plan,
-        &facts,
-        allocation_type,
-        target.granularity,
-        target.strategy,
-    );
-    let vec = target.blocks;
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
-    // The smallest region that holds the request: new blocks and their arenas are at least
-    // this large (a pool slot, say); `None` when no block could ever hold it.
-    let min_region = S::region_size_for(fit.layout, allocation_type, target.granularity);
-    let mut ladder = Ladder::new(plan);
-    let mut failure = None;
-    let mut error: Option<AllocationError> = None;
-    while let Some(step) = ladder.next(failure) {
-        let result = match step {
-            Step::ExistingBlocks => match vec.allocate_existing(&fit, &wrap) {
-                Ok(Some(a)) => Ok(a),
-                Ok(None) => Err(AllocationError::OutOfPoolMemory),
-                Err(_) => Err(AllocationError::SuballocatorBlockSizeExceeded),
-            },
-            Step::NewBlock { attempt } => match min_region {
-                None => Err(AllocationError::SuballocatorBlockSizeExceeded),
-                Some(min_region) => vec
-                    .allocate_in_new_block(
-                        &fit,
-                        |held| {
-                            placement::new_block_size(
-                                facts.block_size,
-                                grow,
-                                held,
-                                attempt,
-                                min_region,
-                            )
-                        },
-                        |block, largest| {
-                            ArenaLayout::choose(
-                                block,
-                                min_region,
-                                largest,
-                                target.granularity,
-                                vec.home_slots(),
-                            )
-                        },
-                        target.block_memory,
-                        &wrap,
-                    )
-                    .map_err(|e| match e {
-                        NewBlockError::Memory(e) => e,
-                        // No smaller block left: the previous attempt's error stands.
-                        NewBlockError::NoSize => {
-                            error.clone().unwrap_or(AllocationError::OutOfDeviceMemory)
-                        }
-                        NewBlockError::Full { max_blocks } => {
-                            AllocationError::PoolFull { max_blocks }
-                        }
-                        NewBlockError::DoesNotFit => AllocationError::SuballocatorBlockSizeExceeded,
-                    }),
-            },
-            Step::Dedicated => (target.dedicated)(),
+impl<S: Suballocator + Send + 'static> Vector<'_, S> {
+    /// Step 3: the rest of `p`'s ladder, its first step (existing blocks) tried already by
+    /// [`existing`](Self::existing): each step in turn, the next chosen by how the last one
+    /// failed. Returns the allocation, or the most telling error the ladder met. `request` is
+    /// the request as asked (a dedicated allocation is of its size), `dedicated` its resource.
+    pub(crate) fn rest(
+        &self,
+        p: &Prepared,
+        request: &Request,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let made = p.made();
+        let plan = p.plan;
+        let fit = p.fit;
+        // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
+        // it, or when the configuration allows it for the allocator's own choices.
+        let hinted = if request.requires_dedicated || self.name_resource {
+            dedicated
+        } else {
+            None
         };
-        match result {
-            Ok(a) => return Ok(a),
-            Err(e) => {
-                let f = e.failure();
-                failure = Some(f);
-                // "No room in existing blocks" is the least telling error: report any other
-                // one the ladder met.
-                if error.is_none() || f != Failure::NoRoom {
-                    error = Some(e);
+        let size = request.layout.size();
+        let facts = self.facts;
+        let grow = self.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
+        let vec = self.blocks;
+        let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
+        // The smallest region that holds the request: new blocks and their arenas are at least
+        // this large (a pool slot, say); `None` when no block could ever hold it.
+        let min_region = S::region_size_for(fit.layout, allocation_type, self.granularity);
+        let mut ladder = Ladder::new(plan);
+        let mut failure = None;
+        let mut error: Option<AllocationError> = None;
+        while let Some(step) = ladder.next(failure) {
+            if matches!(step, Step::ExistingBlocks) && failure.is_none() {
+                // Tried by `existing`.
+                failure = Some(Failure::NoRoom);
+                continue;
+            }
+            let result = match step {
+                Step::ExistingBlocks => match vec.allocate_existing(&fit, &wrap) {
+                    Ok(Some(a)) => Ok(a),
+                    Ok(None) => Err(AllocationError::OutOfPoolMemory),
+                    Err(_) => Err(AllocationError::SuballocatorBlockSizeExceeded),
+                },
+                Step::NewBlock { attempt } => match min_region {
+                    None => Err(AllocationError::SuballocatorBlockSizeExceeded),
+                    Some(min_region) => vec
+                        .allocate_in_new_block(
+                            &fit,
+                            |held| {
+                                placement::new_block_size(
+                                    facts.block_size,
+                                    grow,
+                                    held,
+                                    attempt,
+                                    min_region,
+                                )
+                            },
+                            |block, largest| {
+                                ArenaLayout::choose(
+                                    block,
+                                    min_region,
+                                    largest,
+                                    self.granularity,
+                                    vec.home_slots(),
+                                )
+                            },
+                            |size| self.source.block_memory(size, create_info),
+                            &wrap,
+                        )
+                        .map_err(|e| match e {
+                            NewBlockError::Memory(e) => e,
+                            // No smaller block left: the previous attempt's error stands.
+                            NewBlockError::NoSize => {
+                                error.clone().unwrap_or(AllocationError::OutOfDeviceMemory)
+                            }
+                            NewBlockError::Full { max_blocks } => {
+                                AllocationError::PoolFull { max_blocks }
+                            }
+                            NewBlockError::DoesNotFit => {
+                                AllocationError::SuballocatorBlockSizeExceeded
+                            }
+                        }),
+                },
+                Step::Dedicated => {
+                    self.source
+                        .dedicated(size, allocation_type, hinted, create_info)
+                }
+            };
+            match result {
+                Ok(a) => return Ok(a),
+                Err(e) => {
+                    let f = e.failure();
+                    failure = Some(f);
+                    // "No room in existing blocks" is the least telling error: report any other
+                    // one the ladder met.
+                    if error.is_none() || f != Failure::NoRoom {
+                        error = Some(e);
+                    }
                 }
             }
         }
+        Err(error.unwrap_or(AllocationError::OutOfPoolMemory))
     }
-    Err(error.unwrap_or(AllocationError::OutOfPoolMemory))
 }

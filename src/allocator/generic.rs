@@ -5,11 +5,11 @@ use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
-use super::execute::{self, Made, Target, TypeBlocks};
+use super::execute::{self, MemorySource, Placing, TypeBlocks, Vector};
 use super::intent::{self, HeapFacts, Resolved};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
-use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
+use super::placement::{ObjectCount, Request, TypeFacts};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
@@ -418,7 +418,37 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         ))
     }
 
-    /// Allocates from one memory type, following the plan and its fallback ladder.
+    /// The default block vector of memory type `memory_type_index`, with `source` making its
+    /// memory.
+    fn vector<'a>(
+        &'a self,
+        memory_type_index: u32,
+        source: &'a TypeSource<'a, S>,
+    ) -> Vector<'a, S> {
+        Vector {
+            device: &self.device,
+            memory_type_index,
+            facts: self.types[memory_type_index as usize],
+            blocks: &self.block_vecs[memory_type_index as usize],
+            placing: Placing::Policy(self.objects()),
+            grow: self.create_info.grow_blocks,
+            granularity: self.device.buffer_image_granularity(),
+            margin: self.create_info.debug.margin,
+            name_resource: self.create_info.dedicated_allocation,
+            source,
+        }
+    }
+
+    /// What makes the memory of memory type `memory_type_index`'s blocks and dedicated
+    /// allocations.
+    fn source(&self, memory_type_index: u32) -> TypeSource<'_, S> {
+        TypeSource {
+            allocator: self,
+            memory_type_index,
+        }
+    }
+
+    /// Allocates from one memory type: the whole sequence of its vector.
     fn allocate_in_type(
         &self,
         memory_type_index: u32,
@@ -428,47 +458,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         self.check_type(memory_type_index)?;
-        let index = memory_type_index as usize;
-        let facts = self.types[index];
-        let size = request.layout.size();
-        let (block_request, guard) = execute::guarded(request, self.create_info.debug.margin);
-        let plan = placement::plan(&block_request, &facts, self.objects())
-            .map_err(|e| self.placement_error(e, memory_type_index, size))?;
-        // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
-        // it, or when the configuration allows it for the allocator's own choices.
-        let hinted = if request.requires_dedicated || self.create_info.dedicated_allocation {
-            dedicated
-        } else {
-            None
-        };
-        let target = Target {
-            facts,
-            blocks: &self.block_vecs[index],
-            grow: self.create_info.grow_blocks,
-            granularity: self.device.buffer_image_granularity(),
-            strategy: create_info.strategy,
-            block_memory: &|block| {
-                self.allocate_memory(
-                    memory_type_index,
-                    block,
-                    None,
-                    self.create_info.block_priority,
-                    create_info,
-                )
-            },
-            dedicated: &|| {
-                self.dedicated(
-                    memory_type_index,
-                    size,
-                    allocation_type,
-                    hinted,
-                    create_info,
-                )
-            },
-        };
-        let meta = self.meta(create_info);
-        let made = Made { meta: &meta, guard };
-        execute::run(&target, plan, allocation_type, made)
+        let source = self.source(memory_type_index);
+        self.vector(memory_type_index, &source).allocate(
+            request,
+            allocation_type,
+            create_info.strategy,
+            create_info,
+            dedicated,
+        )
     }
 
     /// What the allocator shows of its memory and its pools'.
@@ -537,29 +534,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// (see [`LeakCheck`](crate::LeakCheck)).
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.observer.report_leaks()
-    }
-
-    /// The error of a plan that cannot be made in memory type `memory_type_index`.
-    fn placement_error(
-        &self,
-        e: placement::PlacementError,
-        memory_type_index: u32,
-        size: DeviceSize,
-    ) -> AllocationError {
-        let facts = self.types[memory_type_index as usize];
-        let heap = self
-            .device
-            .memory_properties()
-            .memory_type(memory_type_index)
-            .map_or(0, |t| t.heap_index);
-        AllocationError::from_placement(
-            e,
-            memory_type_index,
-            size,
-            heap,
-            facts.heap_size,
-            facts.block_size,
-        )
     }
 
     fn usable_bits(&self, memory_type_bits: u32) -> Result<u32, AllocationError> {
@@ -685,24 +659,22 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
             prefers_dedicated: requirements.prefers_dedicated_allocation,
             requires_dedicated: requirements.requires_dedicated_allocation,
         };
-        // The common case first: the plan of the first memory type the policy would choose
-        // says "suballocate", and an existing block has room. Anything else takes the full
-        // path below, which follows the same plan.
+        // The common case first: the first memory type the policy would choose, found without
+        // the budget and rationing work of a full choice, prepared and tried in its existing
+        // blocks (the first two steps of its vector's sequence). Anything else takes the full
+        // path below, which continues that type from there.
         let mut demoted = None;
+        let mut first = None;
         if let Some(index) = self.first_choice(bits, create_info, &resolved, size, &mut demoted) {
-            let facts = &self.types[index as usize];
-            let (block_request, guard) = execute::guarded(&request, self.create_info.debug.margin);
-            if let Ok(plan @ Plan::Suballocate { .. }) =
-                placement::plan(&block_request, facts, self.objects())
+            let source = self.source(index);
+            let vector = self.vector(index, &source);
+            if let Ok(p) =
+                vector.prepare(&request, allocation_type, create_info.strategy, create_info)
             {
-                let g = self.device.buffer_image_granularity();
-                let fit = execute::fit_of(&plan, facts, allocation_type, g, create_info.strategy);
-                let blocks = &self.block_vecs[index as usize];
-                let meta = self.meta(create_info);
-                let made = Made { meta: &meta, guard };
-                if let Some(alloc) = execute::try_existing(blocks, &fit, made) {
+                if let Some(alloc) = vector.existing(&p) {
                     return Ok(alloc);
                 }
+                first = Some((index, p));
             }
         }
         let demoted = demoted.unwrap_or_else(|| self.rationed_out(bits, &resolved, size));
@@ -714,7 +686,17 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
                     required: resolved.filter.required_flags,
                 }));
             };
-            match self.allocate_in_type(index, &request, allocation_type, create_info, dedicated) {
+            let result = match first.take_if(|(i, _)| *i == index) {
+                Some((_, p)) => {
+                    let source = self.source(index);
+                    let vector = self.vector(index, &source);
+                    vector.rest(&p, &request, allocation_type, create_info, dedicated)
+                }
+                None => {
+                    self.allocate_in_type(index, &request, allocation_type, create_info, dedicated)
+                }
+            };
+            match result {
                 Ok(a) => return Ok(a),
                 Err(e) if e.failure().tries_next_type() => {
                     bits &= !(1 << index);
@@ -743,6 +725,50 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
             dedicated,
             create_info,
         )
+    }
+}
+
+/// The memory of one memory type's default block vector: blocks at the allocator's block
+/// priority, dedicated allocations at the request's.
+struct TypeSource<'a, S> {
+    allocator: &'a GenericMemoryAllocator<S>,
+    memory_type_index: u32,
+}
+
+impl<S: Suballocator + Send + 'static> MemorySource for TypeSource<'_, S> {
+    fn block_memory(
+        &self,
+        size: DeviceSize,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<DeviceMemory, AllocationError> {
+        let a = self.allocator;
+        a.allocate_memory(
+            self.memory_type_index,
+            size,
+            None,
+            a.create_info.block_priority,
+            create_info,
+        )
+    }
+
+    fn dedicated(
+        &self,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        self.allocator.dedicated(
+            self.memory_type_index,
+            size,
+            allocation_type,
+            dedicated,
+            create_info,
+        )
+    }
+
+    fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>> {
+        self.allocator.meta(create_info)
     }
 }
 

@@ -39,11 +39,11 @@ use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
-use super::execute::{self, Made, Target, TypeBlocks};
+use super::execute::{self, MemorySource, Placing, TypeBlocks, Vector};
 use super::generic::{check_create_info, meta_of, GenericMemoryAllocator};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
-use super::placement::{self, ArenaLayout, Plan, Request, TypeFacts};
+use super::placement::{ArenaLayout, Request, TypeFacts};
 use super::{
     AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements, MemoryTypeFilter,
     MemoryUsage,
@@ -412,47 +412,46 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 .align_to(self.min_alignment.max(create_info.min_alignment))?,
             ..*request
         };
-        let size = request.layout.size();
-        let (block_request, guard) = execute::guarded(request, self.debug.margin);
-        let plan = placement::plan_in_pool(&block_request, &self.facts).map_err(|e| {
-            let heap = self
-                .device
-                .memory_properties()
-                .memory_type(self.memory_type_index)
-                .map_or(0, |t| t.heap_index);
-            AllocationError::from_placement(
-                e,
-                self.memory_type_index,
-                size,
-                heap,
-                self.facts.heap_size,
-                self.facts.block_size,
-            )
-        })?;
-        let meta = meta_of(create_info, &self.debug);
-        let made = Made { meta: &meta, guard };
-        let g = self.device.buffer_image_granularity();
-        if let Plan::Suballocate { .. } = plan {
-            let fit = execute::fit_of(&plan, &self.facts, allocation_type, g, strategy);
-            if let Some(alloc) = execute::try_existing(&self.blocks, &fit, made) {
-                return Ok(alloc);
-            }
-        }
-        let hinted = if request.requires_dedicated || self.dedicated_allocation {
-            dedicated
-        } else {
-            None
-        };
-        let target = Target {
+        let vector = Vector {
+            device: &self.device,
+            memory_type_index: self.memory_type_index,
             facts: self.facts,
             blocks: &self.blocks,
+            placing: Placing::Pool,
             grow: false,
-            granularity: g,
-            strategy,
-            block_memory: &|block| self.block_memory(block, create_info.within_budget),
-            dedicated: &|| self.dedicated(size, allocation_type, hinted, create_info),
+            granularity: self.device.buffer_image_granularity(),
+            margin: self.debug.margin,
+            name_resource: self.dedicated_allocation,
+            source: self,
         };
-        execute::run(&target, plan, allocation_type, made)
+        vector.allocate(request, allocation_type, strategy, create_info, dedicated)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> MemorySource for PoolInner<S> {
+    fn block_memory(
+        &self,
+        size: DeviceSize,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<DeviceMemory, AllocationError> {
+        PoolInner::block_memory(self, size, create_info.within_budget)
+    }
+
+    fn dedicated(
+        &self,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        dedicated: Option<DedicatedAllocation>,
+        create_info: &AllocationCreateInfo,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        PoolInner::dedicated(self, size, allocation_type, dedicated, create_info)
+    }
+
+    fn meta(
+        &self,
+        create_info: &AllocationCreateInfo,
+    ) -> Option<Arc<crate::allocation::AllocationMeta>> {
+        meta_of(create_info, &self.debug)
     }
 }
 
