@@ -18,7 +18,8 @@
 //! vector's owner provides, new blocks' memory and dedicated allocations, comes through
 //! [`MemorySource`].
 
-use super::block_vec::{block_ref, Arena, BlockVec, Fit, NewBlockError, Placed};
+use super::block_memory::{block_ref, DeviceBlockVec};
+use super::block_vec::{Arena, Fit, NewBlockError, Placed};
 use super::dedicated::DedicatedRegistry;
 use super::placement::{
     self, ArenaLayout, Failure, Ladder, ObjectCount, Plan, Request, Step, TypeFacts,
@@ -33,9 +34,6 @@ use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
 use std::sync::Arc;
-
-/// The block vector of one memory type or pool.
-pub(crate) type TypeBlocks<S> = BlockVec<S, DeviceMemory>;
 
 /// What a block vector's owner provides to the allocate sequence: the memory objects it may
 /// make, with its own settings (priority, export types, user chains, budget).
@@ -76,7 +74,7 @@ pub(crate) struct Vector<'a, S> {
     pub memory_type_index: u32,
     /// The memory type's (or pool's) facts.
     pub facts: TypeFacts,
-    pub blocks: &'a Arc<TypeBlocks<S>>,
+    pub blocks: &'a Arc<DeviceBlockVec<S>>,
     pub placing: Placing,
     /// Whether new blocks start smaller (see
     /// [block sizes](super::placement#block-sizes)).
@@ -328,7 +326,7 @@ pub(crate) fn guarded(
 /// Suballocates `fit` in an existing block of `blocks`, or `None`: the fast path.
 #[inline]
 pub(crate) fn try_existing<S: Suballocator + Send + 'static>(
-    blocks: &TypeBlocks<S>,
+    blocks: &DeviceBlockVec<S>,
     fit: &Fit,
     made: Made<'_>,
 ) -> Option<MemoryAlloc> {

@@ -1,15 +1,18 @@
 //! [`GenericMemoryAllocator`]: one block vector per memory type, suballocated by `S`, placed
 //! by the [placement policy](super::placement).
 
+use super::block_memory::DeviceBlockVec;
 use super::block_vec::{BlockLimits, BlockVec};
-use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
+use super::config::{arenas_per_block, check_priority, ConfigError};
 use super::dedicated::DedicatedRegistry;
-use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
-use super::execute::{self, MemorySource, Placing, TypeBlocks, Vector};
+use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
+use super::execute::{self, MemorySource, Placing, Vector};
 use super::intent::{self, HeapFacts, Resolved};
+use super::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType, PoolParent};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
 use super::placement::{ObjectCount, Request, TypeFacts};
+use super::request::{check_create_info, meta_of};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
@@ -30,7 +33,7 @@ use std::sync::Arc;
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
 pub struct GenericMemoryAllocator<S> {
     device: Arc<Device>,
-    block_vecs: Vec<Arc<TypeBlocks<S>>>,
+    block_vecs: Vec<Arc<DeviceBlockVec<S>>>,
     /// What the placement knows of each memory type.
     types: Vec<TypeFacts>,
     create_info: GenericMemoryAllocatorCreateInfo,
@@ -418,6 +421,38 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         ))
     }
 
+    /// Makes a custom pool whose blocks are carved by `S` (see
+    /// [`memory_pool`](super::memory_pool)), with its minimum blocks.
+    ///
+    /// Fails on an invalid configuration (no such or no usable memory type, memory that
+    /// cannot be suballocated, a block size of more than the heap, block counts that do not
+    /// fit together, an invalid priority) or when the minimum blocks cannot be allocated.
+    pub fn create_pool<P: Suballocator + Send + 'static>(
+        &self,
+        info: &PoolCreateInfo,
+    ) -> Result<MemoryPool<P>, AllocationError> {
+        let memory_type_index = match info.memory_type {
+            PoolMemoryType::Index(i) => i,
+            PoolMemoryType::Find {
+                memory_type_bits,
+                usage,
+            } => self.pool_memory_type(memory_type_bits, usage).ok_or(
+                AllocationError::NoSuitableMemoryType {
+                    bits: memory_type_bits,
+                    required: MemoryTypeFilter::from(usage).required_flags,
+                },
+            )?,
+        };
+        let parent = PoolParent {
+            device: self.device.clone(),
+            create_info: &self.create_info,
+            observer: &self.observer,
+            memory_type_index,
+            block_size: self.block_size(memory_type_index),
+        };
+        MemoryPool::new(parent, info)
+    }
+
     /// The default block vector of memory type `memory_type_index`, with `source` making its
     /// memory.
     fn vector<'a>(
@@ -468,11 +503,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         )
     }
 
-    /// What the allocator shows of its memory and its pools'.
-    pub(crate) fn observer(&self) -> &Observer {
-        &self.observer
-    }
-
     /// The metadata record of a new allocation: its name and user data.
     #[inline]
     fn meta(&self, create_info: &AllocationCreateInfo) -> Option<Arc<AllocationMeta>> {
@@ -500,7 +530,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .block_vecs
             .iter()
             .zip(&self.types)
-            .map(|(blocks, &facts)| VecTarget {
+            .map(|(blocks, &facts)| DefragVec {
                 facts,
                 blocks: blocks.clone(),
                 granularity: self.device.buffer_image_granularity(),
@@ -548,43 +578,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             });
         }
         Ok(memory_type_bits)
-    }
-}
-
-/// The metadata record of an allocation made with `create_info` under the debug options
-/// `debug` (margins come later, with the allocation's place), or `None` when it has nothing
-/// to record.
-#[inline]
-pub(crate) fn meta_of(
-    create_info: &AllocationCreateInfo,
-    debug: &DebugOptions,
-) -> Option<Arc<AllocationMeta>> {
-    if create_info.name.is_none() && create_info.user_data.is_none() && !debug.any() {
-        return None;
-    }
-    // The allocation log costs a record per allocation only while someone listens: an
-    // allocation made while trace level is off for the target is not logged, nor its free.
-    let log = debug.log_allocations
-        && log::log_enabled!(target: crate::corruption::ALLOCATIONS_LOG_TARGET, log::Level::Trace);
-    AllocationMeta {
-        name: create_info.name.clone(),
-        user_data: create_info.user_data.clone(),
-        backtrace: debug
-            .capture_backtraces
-            .then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
-        guard: None,
-        fill: debug.fill_patterns,
-        log,
-        identity: None,
-    }
-    .shared()
-}
-
-/// Checks the parts of a create info that no memory type can cure.
-pub(crate) fn check_create_info(create_info: &AllocationCreateInfo) -> Result<(), AllocationError> {
-    match create_info.priority {
-        Some(p) if check_priority(p).is_err() => Err(AllocationError::InvalidPriority(p)),
-        _ => Ok(()),
     }
 }
 
@@ -775,6 +768,7 @@ impl<S: Suballocator + Send + 'static> MemorySource for TypeSource<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allocator::config::DebugOptions;
 
     #[test]
     fn the_allocation_log_records_nothing_while_no_one_listens() {

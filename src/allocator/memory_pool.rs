@@ -26,8 +26,8 @@
 //! time, and its blocks are cut into arenas as the allocator's are
 //! ([`PoolCreateInfo::block_arenas`]). It shares the device's memory-object count, the
 //! `maxMemoryAllocationCount` guard and the heap budget with the allocator's default pools
-//! and with every other pool. The allocator's [statistics](GenericMemoryAllocator::statistics),
-//! [snapshots](GenericMemoryAllocator::snapshot) and leak report show each live pool by name.
+//! and with every other pool. The allocator's [statistics](super::GenericMemoryAllocator::statistics),
+//! [snapshots](super::GenericMemoryAllocator::snapshot) and leak report show each live pool by name.
 //!
 //! # Dropping a pool
 //!
@@ -35,15 +35,17 @@
 //! allocations keep their blocks alive and free them when they are dropped. The drop logs
 //! them, like the allocator's leak report (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
 
+use super::block_memory::DeviceBlockVec;
 use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
+use super::config::GenericMemoryAllocatorCreateInfo;
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
-use super::defrag::{Defragmentation, DefragmentationInfo, VecTarget};
-use super::execute::{self, MemorySource, Placing, TypeBlocks, Vector};
-use super::generic::{check_create_info, meta_of, GenericMemoryAllocator};
+use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
+use super::execute::{self, MemorySource, Placing, Vector};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};
+use super::request::{check_create_info, meta_of};
 use super::{
     AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements, MemoryTypeFilter,
     MemoryUsage,
@@ -152,7 +154,7 @@ struct PoolInner<S> {
     name: Arc<str>,
     memory_type_index: u32,
     facts: TypeFacts,
-    blocks: Arc<TypeBlocks<S>>,
+    blocks: Arc<DeviceBlockVec<S>>,
     min_block_count: usize,
     max_block_count: usize,
     priority: f32,
@@ -174,7 +176,7 @@ struct PoolInner<S> {
 }
 
 /// A custom pool of blocks of one memory type, suballocated by `S` (see the
-/// [module docs](self)). Made by [`GenericMemoryAllocator::create_pool`].
+/// [module docs](self)). Made by [`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool).
 pub struct MemoryPool<S = FreeListAllocator> {
     inner: Arc<PoolInner<S>>,
 }
@@ -206,31 +208,29 @@ fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
         .unwrap_or_else(|| format!("pool {}", NEXT.fetch_add(1, Ordering::Relaxed)).into())
 }
 
-impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
-    /// Makes a custom pool whose blocks are carved by `S` (see
-    /// [`memory_pool`](super::memory_pool)), with its minimum blocks.
-    ///
-    /// Fails on an invalid configuration (no such or no usable memory type, memory that
-    /// cannot be suballocated, a block size of more than the heap, block counts that do not
-    /// fit together, an invalid priority) or when the minimum blocks cannot be allocated.
-    pub fn create_pool<S: Suballocator + Send + 'static>(
-        &self,
+/// What a custom pool takes from the allocator that makes it
+/// ([`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool)).
+pub(crate) struct PoolParent<'a> {
+    pub device: Arc<Device>,
+    pub create_info: &'a GenericMemoryAllocatorCreateInfo,
+    pub observer: &'a Observer,
+    /// The pool's memory type, as the allocator resolved [`PoolCreateInfo::memory_type`].
+    pub memory_type_index: u32,
+    /// The allocator's block size for that memory type, when it has one.
+    pub block_size: Option<DeviceSize>,
+}
+
+impl<S: Suballocator + Send + 'static> MemoryPool<S> {
+    /// A custom pool of `parent`'s device (what
+    /// [`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool)
+    /// makes).
+    pub(crate) fn new(
+        parent: PoolParent<'_>,
         info: &PoolCreateInfo,
-    ) -> Result<MemoryPool<S>, AllocationError> {
-        let device = self.device().clone();
+    ) -> Result<Self, AllocationError> {
+        let device = parent.device.clone();
         let props = device.memory_properties();
-        let memory_type_index = match info.memory_type {
-            PoolMemoryType::Index(i) => i,
-            PoolMemoryType::Find {
-                memory_type_bits,
-                usage,
-            } => self.pool_memory_type(memory_type_bits, usage).ok_or(
-                AllocationError::NoSuitableMemoryType {
-                    bits: memory_type_bits,
-                    required: MemoryTypeFilter::from(usage).required_flags,
-                },
-            )?,
-        };
+        let memory_type_index = parent.memory_type_index;
         let memory_type = props.memory_type(memory_type_index).ok_or(
             AllocationError::MemoryTypeIndexOutOfRange {
                 index: memory_type_index,
@@ -250,7 +250,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
         }
         let heap_size = props.heap_size_of_type(memory_type_index).unwrap_or(0);
         let block_size = match info.block_size {
-            0 => self.block_size(memory_type_index).unwrap_or(heap_size),
+            0 => parent.block_size.unwrap_or(heap_size),
             size => size,
         };
         if block_size > heap_size {
@@ -281,7 +281,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 reason: "lazily allocated and RDMA memory cannot back a pool of blocks",
             });
         }
-        let arenas = arenas_per_block(info.block_arenas.or(self.create_info().block_arenas))?;
+        let arenas = arenas_per_block(info.block_arenas.or(parent.create_info.block_arenas))?;
         let name = pool_name(&info.name);
         let blocks = BlockVec::new(
             arenas,
@@ -297,7 +297,7 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
             dedicated: dedicated.clone(),
             pool: Some(name.clone()),
         });
-        self.observer().add_pool(Arc::downgrade(&held));
+        parent.observer.add_pool(Arc::downgrade(&held));
         let pool = MemoryPool {
             inner: Arc::new(PoolInner {
                 device,
@@ -312,11 +312,11 @@ impl<A: Suballocator + Send + 'static> GenericMemoryAllocator<A> {
                 memory_allocate_next: info.memory_allocate_next,
                 min_alignment: info.min_alignment,
                 strategy: info.strategy,
-                device_address: self.create_info().device_address,
-                dedicated_allocation: self.create_info().dedicated_allocation,
-                debug: self.create_info().debug,
+                device_address: parent.create_info.device_address,
+                dedicated_allocation: parent.create_info.dedicated_allocation,
+                debug: parent.create_info.debug,
                 dedicated,
-                observer: Observer::new(held, "MemoryPool", self.create_info().debug.leak_check),
+                observer: Observer::new(held, "MemoryPool", parent.create_info.debug.leak_check),
             }),
         };
         let inner = &pool.inner;
@@ -489,7 +489,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
 
     /// Starts a [defragmentation](super::defrag) of the pool's blocks.
     pub fn defragmentation(&self, info: &DefragmentationInfo) -> Defragmentation<S> {
-        let target = VecTarget {
+        let target = DefragVec {
             facts: self.inner.facts,
             blocks: self.inner.blocks.clone(),
             granularity: self.inner.device.buffer_image_granularity(),
@@ -500,7 +500,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
     }
 
     /// Checks the [debug margins](crate::corruption#margins) of the pool's live allocations,
-    /// as [`GenericMemoryAllocator::check_corruption`] does for its allocator.
+    /// as [`GenericMemoryAllocator::check_corruption`](super::GenericMemoryAllocator::check_corruption) does for its allocator.
     pub fn check_corruption(&self) -> Result<CorruptionReport, CorruptionError> {
         if self.inner.debug.margin == 0 {
             return Err(CorruptionError::MarginsOff);

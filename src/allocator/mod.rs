@@ -46,6 +46,7 @@
 //! threads share the blocks, and no memory is set aside per thread.
 
 mod bind_next;
+mod block_memory;
 mod block_vec;
 mod config;
 mod dedicated;

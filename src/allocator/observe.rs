@@ -5,9 +5,9 @@
 //! while other threads allocate is consistent per arena. An allocator also sees the custom
 //! pools made from it, through weak references: a pool that is gone has nothing left to show.
 
+use crate::allocator::block_memory::DeviceBlockVec;
 use crate::allocator::config::LeakCheck;
 use crate::allocator::dedicated::DedicatedRegistry;
-use crate::allocator::execute::TypeBlocks;
 use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
 use crate::device::Device;
 use crate::device_memory::ScanInvalidate;
@@ -41,7 +41,7 @@ pub(crate) struct Scan {
 /// of dedicated allocations and, for a custom pool, its name.
 pub(crate) struct Held<S> {
     pub device: Arc<Device>,
-    pub vecs: Vec<(u32, Arc<TypeBlocks<S>>)>,
+    pub vecs: Vec<(u32, Arc<DeviceBlockVec<S>>)>,
     pub dedicated: Arc<DedicatedRegistry>,
     pub pool: Option<Arc<str>>,
 }

@@ -2,10 +2,12 @@
 //! ([`MemoryRequirements`]) and what the user intends with an allocation
 //! ([`AllocationCreateInfo`]).
 
+use super::config::{check_priority, DebugOptions};
 use super::error::AllocationError;
 use super::intent::ResourceUsage;
 use super::memory_type::MemoryUsage;
 use super::placement::MemoryAllocatePreference;
+use crate::allocation::AllocationMeta;
 use crate::allocation::UserData;
 use crate::device::{Device, Resource};
 use crate::layout::DeviceLayout;
@@ -149,5 +151,42 @@ impl MemoryRequirements {
         out.prefers_dedicated_allocation = dedicated.prefers_dedicated_allocation != 0;
         out.requires_dedicated_allocation = dedicated.requires_dedicated_allocation != 0;
         Ok(out)
+    }
+}
+
+/// The metadata record of an allocation made with `create_info` under the debug options
+/// `debug` (margins come later, with the allocation's place), or `None` when it has nothing
+/// to record.
+#[inline]
+pub(crate) fn meta_of(
+    create_info: &AllocationCreateInfo,
+    debug: &DebugOptions,
+) -> Option<Arc<AllocationMeta>> {
+    if create_info.name.is_none() && create_info.user_data.is_none() && !debug.any() {
+        return None;
+    }
+    // The allocation log costs a record per allocation only while someone listens: an
+    // allocation made while trace level is off for the target is not logged, nor its free.
+    let log = debug.log_allocations
+        && log::log_enabled!(target: crate::corruption::ALLOCATIONS_LOG_TARGET, log::Level::Trace);
+    AllocationMeta {
+        name: create_info.name.clone(),
+        user_data: create_info.user_data.clone(),
+        backtrace: debug
+            .capture_backtraces
+            .then(|| Arc::new(std::backtrace::Backtrace::force_capture())),
+        guard: None,
+        fill: debug.fill_patterns,
+        log,
+        identity: None,
+    }
+    .shared()
+}
+
+/// Checks the parts of a create info that no memory type can cure.
+pub(crate) fn check_create_info(create_info: &AllocationCreateInfo) -> Result<(), AllocationError> {
+    match create_info.priority {
+        Some(p) if check_priority(p).is_err() => Err(AllocationError::InvalidPriority(p)),
+        _ => Ok(()),
     }
 }

@@ -29,9 +29,8 @@
 
 use super::failed_request::FailedRequest;
 use super::BlockVec;
-use crate::allocation::{AllocationMeta, BlockOwner, BlockRef, MetaMap};
+use crate::allocation::{AllocationMeta, MetaMap};
 use crate::allocator::placement::ArenaLayout;
-use crate::device_memory::DeviceMemory;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{
     AllocationType, RangeInfo, Suballocation, Suballocator, SuballocatorError,
@@ -41,18 +40,12 @@ use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-/// The memory a block is made of: a `VkDeviceMemory` ([`DeviceMemory`]) in the allocator, a
-/// plain stand-in in the block vector's own tests. Dropping it frees it.
+/// The memory a block is made of, the block vectors' seam: a `VkDeviceMemory` in the allocator
+/// (implemented in [`block_memory`](crate::allocator::block_memory)), a plain stand-in in the
+/// block vector's own tests. Dropping it frees it.
 pub(crate) trait BlockMemory: Send + Sync + 'static {
     /// The size in bytes.
     fn size(&self) -> DeviceSize;
-}
-
-impl BlockMemory for DeviceMemory {
-    #[inline]
-    fn size(&self) -> DeviceSize {
-        DeviceMemory::size(self)
-    }
 }
 
 /// The home slot that arena 0 of a block serves, when the block has `count` arenas, is the
@@ -95,7 +88,7 @@ struct BlockShared<S, M> {
 /// What an arena's lock guards: the suballocator and the arena's own count of live
 /// allocations. The count, not the suballocator's `allocation_count` (a trait users may
 /// implement), decides when the allocations' shared reference to the arena is taken and
-/// given back (see [`BlockRef`]), so a suballocator that miscounts cannot free an arena
+/// given back (see [`BlockRef`](crate::allocation::BlockRef)), so a suballocator that miscounts cannot free an arena
 /// that is still in use.
 struct Guarded<S> {
     sub: S,
@@ -123,7 +116,7 @@ pub(crate) struct Arena<S, M> {
 
 /// A suballocation made in an arena: its range (offsets in the block) and whether it is the
 /// arena's only live allocation (then the allocation takes the live allocations' shared
-/// reference to the arena, see [`BlockRef::first`]).
+/// reference to the arena, see [`BlockRef::first`](crate::allocation::BlockRef::first)).
 pub(crate) struct Placed {
     pub suballocation: Suballocation,
     pub first: bool,
@@ -182,7 +175,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     }
 
     /// The block's memory.
-    #[cfg(test)]
     pub(crate) fn memory(&self) -> &M {
         &self.shared.memory
     }
@@ -282,39 +274,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             }
             Err(_) => false,
         }
-    }
-}
-
-impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
-    fn memory(&self) -> &DeviceMemory {
-        &self.shared.memory
-    }
-
-    fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>) {
-        Arena::set_meta(self, offset, meta);
-    }
-
-    fn removals(&self) -> u64 {
-        Arena::removals(self)
-    }
-
-    unsafe fn free(&self, suballocation: Suballocation) -> bool {
-        // SAFETY: forwarded from the caller (the `BlockOwner::free` contract is the same).
-        unsafe { Arena::free(self, suballocation) }
-    }
-}
-
-/// Creates the pointer an allocation keeps to its arena: the shared strong reference when the
-/// allocation is the arena's only live one (see [`BlockRef`]).
-#[inline]
-pub(crate) fn block_ref<S: Suballocator + Send + 'static>(
-    arena: &Arc<Arena<S, DeviceMemory>>,
-    first: bool,
-) -> BlockRef {
-    if first {
-        BlockRef::first(arena)
-    } else {
-        BlockRef::another(arena)
     }
 }
 

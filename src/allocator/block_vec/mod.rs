@@ -38,7 +38,7 @@ mod sharded;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::block::{block_ref, Arena, Block, BlockMemory, Placed, WeakBlock};
+pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::ArenaLayout;

@@ -128,8 +128,8 @@ pub use self::plan::{Algorithm, DefragmentationAlgorithm};
 use self::plan::{BlockState, Candidate, Limits};
 use self::registry::Registry;
 pub use self::registry::MAX_MOVES_PER_ALLOCATION;
+use super::block_memory::DeviceBlockVec;
 use super::block_vec::{Block, WeakBlock};
-use super::execute::TypeBlocks;
 use super::placement::TypeFacts;
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::DeviceMemory;
@@ -205,9 +205,9 @@ type Blocks<S> = Vec<Block<S, DeviceMemory>>;
 pub type MoveId = usize;
 
 /// One block vector a defragmentation works on, and how destinations are made in it.
-pub(crate) struct VecTarget<S> {
+pub(crate) struct DefragVec<S> {
     pub facts: TypeFacts,
-    pub blocks: Arc<TypeBlocks<S>>,
+    pub blocks: Arc<DeviceBlockVec<S>>,
     pub granularity: DeviceAlignment,
     /// Debug margins of the allocator (0 for none).
     pub margin: DeviceSize,
@@ -233,7 +233,7 @@ pub struct DefragmentationStats {
 /// on alive until it is dropped (or [`finish`](Self::finish)ed).
 pub struct Defragmentation<S> {
     info: DefragmentationInfo,
-    vecs: Vec<VecTarget<S>>,
+    vecs: Vec<DefragVec<S>>,
     registry: Registry,
     stats: DefragmentationStats,
     /// The memory of the blocks of the vectors, as last seen ([`add`](Self::add)'s cache: a
@@ -278,7 +278,7 @@ impl<S> std::fmt::Debug for Defragmentation<S> {
 }
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
-    pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<VecTarget<S>>) -> Self {
+    pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<DefragVec<S>>) -> Self {
         let mut defrag = Self {
             info,
             vecs,

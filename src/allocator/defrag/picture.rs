@@ -14,7 +14,7 @@
 use super::drain::{Entry, Found, Reservation, WalkRecord, NO_SLOT};
 use super::plan::{self, BlockState, Candidate, Limits, Picture};
 use super::registry::{Indexed, Registry};
-use super::{Blocks, Defragmentation, HandleMap, IdMap, Move, MoveId, VecTarget};
+use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::DeviceMemory;
 use crate::layout::DeviceSize;
@@ -27,7 +27,7 @@ use super::super::execute::{self, Made};
 
 /// One block vector's blocks while a plan is made (see the [module docs](self)).
 struct VecPicture<'a, S> {
-    target: &'a VecTarget<S>,
+    target: &'a DefragVec<S>,
     blocks: &'a [Block<S, DeviceMemory>],
     states: &'a [BlockState],
     registry: &'a Registry,
@@ -262,7 +262,7 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
 /// allocation, margins and all. Its name and user data come with the source when the move
 /// completes ([`MemoryAlloc::carry_over`]).
 fn make_destination<S: Suballocator + Send + 'static>(
-    target: &VecTarget<S>,
+    target: &DefragVec<S>,
     block: &Block<S, DeviceMemory>,
     indexed: &Indexed,
 ) -> Option<MemoryAlloc> {

@@ -1,0 +1,54 @@
+//! The block vectors' memory seam, implemented for the driver's memory objects: a block of
+//! the allocator is a [`DeviceMemory`], and its arenas are what an allocation's range goes
+//! back to ([`BlockOwner`]). The block vectors themselves know only the
+//! [`BlockMemory`] trait, so that their tests run on a stand-in.
+
+use super::block_vec::{Arena, BlockMemory, BlockVec};
+use crate::allocation::{AllocationMeta, BlockOwner, BlockRef};
+use crate::device_memory::DeviceMemory;
+use crate::layout::DeviceSize;
+use crate::suballocator::{Suballocation, Suballocator};
+use std::sync::Arc;
+
+/// The block vector of one memory type or custom pool: blocks of driver memory.
+pub(crate) type DeviceBlockVec<S> = BlockVec<S, DeviceMemory>;
+
+impl BlockMemory for DeviceMemory {
+    #[inline]
+    fn size(&self) -> DeviceSize {
+        DeviceMemory::size(self)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
+    fn memory(&self) -> &DeviceMemory {
+        Arena::memory(self)
+    }
+
+    fn set_meta(&self, offset: DeviceSize, meta: Option<Arc<AllocationMeta>>) {
+        Arena::set_meta(self, offset, meta);
+    }
+
+    fn removals(&self) -> u64 {
+        Arena::removals(self)
+    }
+
+    unsafe fn free(&self, suballocation: Suballocation) -> bool {
+        // SAFETY: forwarded from the caller (the `BlockOwner::free` contract is the same).
+        unsafe { Arena::free(self, suballocation) }
+    }
+}
+
+/// Creates the pointer an allocation keeps to its arena: the shared strong reference when the
+/// allocation is the arena's only live one (see [`BlockRef`]).
+#[inline]
+pub(crate) fn block_ref<S: Suballocator + Send + 'static>(
+    arena: &Arc<Arena<S, DeviceMemory>>,
+    first: bool,
+) -> BlockRef {
+    if first {
+        BlockRef::first(arena)
+    } else {
+        BlockRef::another(arena)
+    }
+}
