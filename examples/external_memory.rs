@@ -35,12 +35,12 @@ fn gpu() -> Result<Gpu, Box<dyn Error>> {
     )
 }
 
-fn memory_device(gpu: &Gpu) -> Result<Arc<Device>, Box<dyn Error>> {
+fn memory_device(gpu: &Gpu) -> Result<Arc<MemoryDevice>, Box<dyn Error>> {
     // SAFETY: the handles are valid, belong together and outlive the allocator and every
     // allocation (dropped before `gpu`); the instance was created for `API_VERSION`;
     // `VK_KHR_external_memory_fd` was enabled on the device.
     Ok(unsafe {
-        Device::new(
+        MemoryDevice::new(
             &gpu.entry,
             &gpu.instance,
             gpu.physical_device,

@@ -33,8 +33,8 @@ use ash_memory::transient::{
     TransientMemoryCreateInfo, TransientPlan, TransientPlanner, TransientResource, TransientUse,
 };
 use ash_memory::{
-    AllocationCreateInfo, AllocationType, HostAccess, MemoryAlloc, MemoryAllocator,
-    MemoryRequirements, MemoryUsage, StandardMemoryAllocator,
+    AllocationCreateInfo, AllocationRequirements, AllocationType, HostAccess, MemoryAlloc,
+    MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 };
 use std::error::Error;
 use std::ffi::{c_void, CStr};
@@ -271,7 +271,7 @@ struct Created {
 
 fn create(
     gpu: &Gpu,
-    device: &ash_memory::Device,
+    device: &ash_memory::MemoryDevice,
     graph: &graphs::FrameGraph,
 ) -> Result<(Vec<Created>, Vec<TransientResource>), Box<dyn Error>> {
     let d = &gpu.device;
@@ -288,7 +288,7 @@ fn create(
                 // SAFETY: a valid create info; destroyed at the end of `main`.
                 let buffer = unsafe { d.create_buffer(&info, None)? };
                 // SAFETY: a buffer of this device.
-                let requirements = unsafe { MemoryRequirements::for_buffer(device, buffer)? };
+                let requirements = unsafe { AllocationRequirements::for_buffer(device, buffer)? };
                 (
                     TransientHandle::Buffer(buffer),
                     requirements,
@@ -325,7 +325,7 @@ fn create(
                 // SAFETY: a valid create info; destroyed at the end of `main`.
                 let image = unsafe { d.create_image(&info, None)? };
                 // SAFETY: a non-disjoint image of this device.
-                let requirements = unsafe { MemoryRequirements::for_image(device, image)? };
+                let requirements = unsafe { AllocationRequirements::for_image(device, image)? };
                 let texel = graphs::bytes_per_texel(format).ok_or("unknown format")?;
                 (
                     TransientHandle::Image {
@@ -548,7 +548,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // SAFETY: the handles are valid, belong together and outlive the allocator and every
     // allocation (dropped before `gpu`); Vulkan 1.2; no optional feature is claimed.
     let device = unsafe {
-        ash_memory::Device::new(
+        ash_memory::MemoryDevice::new(
             &gpu.entry,
             &gpu.instance,
             gpu.physical_device,

@@ -10,7 +10,7 @@
 //! # Staying within the budget
 //!
 //! [`AllocationCreateInfo::within_budget`](crate::AllocationCreateInfo::within_budget) (and
-//! [`DeviceMemoryCreateInfo::within_budget`](crate::device_memory::DeviceMemoryCreateInfo))
+//! [`MemoryObjectCreateInfo::within_budget`](crate::device_memory::DeviceMemoryCreateInfo))
 //! makes an allocation fail with [`BudgetError`] instead of creating a memory object that
 //! would take its heap past the budget (VMA's `WITHIN_BUDGET` flag). Checking first and
 //! allocating afterwards would let threads pass the check together and then the budget, so
@@ -22,7 +22,7 @@
 //! usage is the smaller of its values just before and just after the query (so that an object
 //! made during the query is never taken for another process's memory).
 
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::sync::atomic::Ordering;
@@ -64,7 +64,7 @@ fn estimated_budget(heap_size: DeviceSize) -> DeviceSize {
     heap_size / 10 * 8
 }
 
-impl Device {
+impl MemoryDevice {
     /// The usage and budget of every heap.
     pub fn heap_budgets(&self) -> Vec<HeapBudget> {
         let heaps = &self.memory_properties().memory_heaps;
@@ -100,7 +100,7 @@ impl Device {
         let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
         let mut props = vk::PhysicalDeviceMemoryProperties2::default().push_next(&mut budget);
         // SAFETY: `VK_EXT_memory_budget` is enabled (the caller checked the claimed feature,
-        // `Device::new` contract), so the chained structure is allowed.
+        // `MemoryDevice::new` contract), so the chained structure is allowed.
         unsafe { self.memory_properties2(&mut props) };
         let _ = props;
         vk::PhysicalDeviceMemoryBudgetPropertiesEXT {
@@ -112,7 +112,7 @@ impl Device {
 }
 
 /// The extension's budget of `heap`, at most the heap's size limit when it has one.
-fn capped(device: &Device, heap: u32, budget: DeviceSize) -> DeviceSize {
+fn capped(device: &MemoryDevice, heap: u32, budget: DeviceSize) -> DeviceSize {
     if device.is_heap_size_limited(heap) {
         budget.min(heap_size(device, heap))
     } else {
@@ -125,7 +125,7 @@ fn capped(device: &Device, heap: u32, budget: DeviceSize) -> DeviceSize {
 /// limit never has more than the limit reserved, checked or not. The check and the
 /// reservation are one atomic step.
 pub(crate) fn reserve(
-    device: &Device,
+    device: &MemoryDevice,
     heap: u32,
     size: DeviceSize,
     check: bool,
@@ -173,7 +173,7 @@ pub(crate) enum ReserveError {
 }
 
 /// Heap `heap`'s size (its limit, when it has one).
-fn heap_size(device: &Device, heap: u32) -> DeviceSize {
+fn heap_size(device: &MemoryDevice, heap: u32) -> DeviceSize {
     device
         .memory_properties()
         .memory_heaps
@@ -184,7 +184,7 @@ fn heap_size(device: &Device, heap: u32) -> DeviceSize {
 /// What the process uses of `heap` besides this crate's reservations, and the heap's budget:
 /// from `VK_EXT_memory_budget` when it is enabled (one query), otherwise nothing and 80 % of
 /// the heap's size.
-fn others_and_budget(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
+fn others_and_budget(device: &MemoryDevice, heap: u32) -> (DeviceSize, DeviceSize) {
     let heap_size = device
         .memory_properties()
         .memory_heaps
@@ -210,13 +210,13 @@ fn others_and_budget(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
 
 /// The usage of `heap` (the process's other memory and this crate's live and reserved bytes)
 /// and its budget, as [`reserve`] checks them.
-pub(crate) fn heap_load(device: &Device, heap: u32) -> (DeviceSize, DeviceSize) {
+pub(crate) fn heap_load(device: &MemoryDevice, heap: u32) -> (DeviceSize, DeviceSize) {
     let (others, budget) = others_and_budget(device, heap);
     let reserved = device.heap_reserved(heap).load(Ordering::Acquire);
     (others.saturating_add(reserved), budget)
 }
 
 /// Gives back a reservation of [`reserve`] whose memory object was not made.
-pub(crate) fn release(device: &Device, heap: u32, size: DeviceSize) {
+pub(crate) fn release(device: &MemoryDevice, heap: u32, size: DeviceSize) {
     device.heap_reserved(heap).fetch_sub(size, Ordering::AcqRel);
 }

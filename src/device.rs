@@ -2,15 +2,15 @@
 //!
 //! Vulkan cannot be asked which API version an instance was created for, nor which
 //! extensions and features an `ash::Device` was created with, so the user states them:
-//! the instance's `apiVersion` is a required argument of [`Device::new`] (forgetting it
+//! the instance's `apiVersion` is a required argument of [`MemoryDevice::new`] (forgetting it
 //! would silently turn off the Vulkan 1.1 paths, among them the driver's "this resource
 //! requires a memory object of its own"), and the memory-related extensions and features go
 //! in [`EnabledMemoryFeatures`]. Everything else the allocator needs (memory types and heaps,
 //! `bufferImageGranularity`, `nonCoherentAtomSize`, `maxMemoryAllocationCount`) is queried
-//! once, in [`Device::new`], and cached in plain data ([`MemoryProperties`]) that the pure
+//! once, in [`MemoryDevice::new`], and cached in plain data ([`MemoryProperties`]) that the pure
 //! policy layers read.
 //!
-//! [`Device`] also counts the `VkDeviceMemory` objects alive on it, because the driver's
+//! [`MemoryDevice`] also counts the `VkDeviceMemory` objects alive on it, because the driver's
 //! `maxMemoryAllocationCount` is a hard limit shared by every allocator of the device, and
 //! the bytes each heap holds, for the [budget](crate::budget).
 
@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// Memory-related extensions and features the user enabled on the `ash::Device`.
 ///
 /// Every field defaults to `false`. Set a field only when the extension or feature really was
-/// enabled (or is core in the API version given to [`Device::new`]): the allocator then uses
+/// enabled (or is core in the API version given to [`MemoryDevice::new`]): the allocator then uses
 /// it. New fields may be added; build the value with `..Default::default()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EnabledMemoryFeatures {
@@ -161,7 +161,11 @@ pub(crate) fn mask_of_count(count: usize) -> u32 {
     }
 }
 
-/// Why a [`Device`] could not be created.
+/// The old name of [`MemoryDevice`] (it clashed with `ash::Device`).
+#[deprecated(since = "0.2.0", note = "renamed to `MemoryDevice`")]
+pub type Device = MemoryDevice;
+
+/// Why a [`MemoryDevice`] could not be created.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
@@ -192,7 +196,7 @@ pub enum DeviceError {
 }
 
 /// The device the allocator works for. Cheap to share as `Arc<Device>`.
-pub struct Device {
+pub struct MemoryDevice {
     instance: ash::Instance,
     physical_device: vk::PhysicalDevice,
     device: ash::Device,
@@ -222,7 +226,7 @@ pub struct Device {
     heap_usage: [AtomicU64; vk::MAX_MEMORY_HEAPS],
 }
 
-impl std::fmt::Debug for Device {
+impl std::fmt::Debug for MemoryDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Device")
             .field("device", &self.device.handle())
@@ -269,7 +273,7 @@ fn is_1_1(version: u32) -> bool {
     vk::api_version_major(version) > 1 || vk::api_version_minor(version) >= 1
 }
 
-impl Device {
+impl MemoryDevice {
     /// Wraps the user's handles and queries the facts the allocator needs.
     ///
     /// `instance_api_version` is the `apiVersion` the instance was created with
@@ -283,7 +287,7 @@ impl Device {
     ///
     /// - `instance` was created from `entry` with `instance_api_version`; `device` was
     ///   created from `physical_device`, which belongs to `instance`;
-    /// - both handles stay valid (not destroyed) until this `Device` and every allocation made
+    /// - both handles stay valid (not destroyed) until this `MemoryDevice` and every allocation made
     ///   through it have been dropped;
     /// - every field set in `features` names an extension or feature that was really enabled
     ///   (or is core in the API version); `memory_budget` on a 1.0 instance also means that
@@ -317,7 +321,7 @@ impl Device {
     /// extension's figure capped at the limit), and a hard cap: the memory objects of the
     /// heap made through this crate never total more than the limit, and a
     /// `vkAllocateMemory` that would pass it fails with
-    /// [`DeviceMemoryError::OutOfDeviceMemory`](crate::DeviceMemoryError::OutOfDeviceMemory)
+    /// [`MemoryObjectError::OutOfDeviceMemory`](crate::MemoryObjectError::OutOfDeviceMemory)
     /// before the driver is called, so that the allocator's fallbacks (smaller blocks, other
     /// memory types) run as on a smaller GPU. Entries past the device's heap count, and
     /// limits of zero, are rejected with [`DeviceError::InvalidHeapSizeLimit`].
@@ -439,8 +443,8 @@ impl Device {
     /// The physical device's properties (`vkGetPhysicalDeviceProperties`): its name, type,
     /// version and limits.
     pub fn physical_device_properties(&self) -> vk::PhysicalDeviceProperties {
-        // SAFETY: `Device::new`'s contract: the instance and physical device are valid while
-        // this `Device` lives.
+        // SAFETY: `MemoryDevice::new`'s contract: the instance and physical device are valid while
+        // this `MemoryDevice` lives.
         unsafe {
             self.instance
                 .get_physical_device_properties(self.physical_device)
@@ -453,7 +457,7 @@ impl Device {
     }
 
     /// The API version the allocator uses: the smaller of the physical device's and the
-    /// instance's (given to [`Device::new`]).
+    /// instance's (given to [`MemoryDevice::new`]).
     pub fn api_version(&self) -> u32 {
         self.api_version
     }
@@ -592,7 +596,7 @@ impl Device {
         let mut out = vk::MemoryRequirements2::default().push_next(&mut dedicated);
         let khr = self.get_memory_requirements2_khr.as_ref();
         // SAFETY: as above; the functions are core in the device's API version, or the
-        // extension was enabled (the `Device::new` contract) when `khr` is set.
+        // extension was enabled (the `MemoryDevice::new` contract) when `khr` is set.
         unsafe {
             match resource {
                 Resource::Buffer(buffer) => {
@@ -630,7 +634,7 @@ fn strip(d: vk::MemoryDedicatedRequirements<'_>) -> vk::MemoryDedicatedRequireme
         .requires_dedicated_allocation(d.requires_dedicated_allocation != 0)
 }
 
-impl Device {
+impl MemoryDevice {
     /// Installs (`Some`) or removes (`None`) the callbacks told of every memory object this
     /// crate allocates or frees on the device from now on (see
     /// [`memory_callbacks`](crate::memory_callbacks)). An object allocated before the

@@ -11,12 +11,12 @@
 //!
 //! [`EnabledMemoryFeatures::bind_memory2`]: crate::EnabledMemoryFeatures::bind_memory2
 
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::ffi::c_void;
 
-impl Device {
+impl MemoryDevice {
     /// Whether binds with a `pNext` chain are available.
     pub(crate) fn has_bind_memory2(&self) -> bool {
         self.features().bind_memory2
@@ -44,7 +44,7 @@ impl Device {
         info.p_next = next;
         let infos = std::slice::from_ref(&info);
         // SAFETY: the caller's contract; the function is core in the device's API version, or
-        // the extension was claimed (the `Device::new` contract) and its table loaded.
+        // the extension was claimed (the `MemoryDevice::new` contract) and its table loaded.
         unsafe {
             match self.bind_memory2_khr() {
                 Some(khr) => {

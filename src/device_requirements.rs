@@ -4,9 +4,9 @@
 //! They answer "what would a buffer (image) made with this create info need" without
 //! creating one, so that the memory type can be chosen and the memory allocated first (VMA's
 //! `vmaFindMemoryTypeIndexForBufferInfo`, and allocating ahead of the resource; see
-//! [`MemoryRequirements::for_buffer_info`](crate::MemoryRequirements::for_buffer_info)).
+//! [`AllocationRequirements::for_buffer_info`](crate::AllocationRequirements::for_buffer_info)).
 
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use ash::vk;
 
 /// The create info whose requirements are asked for.
@@ -16,7 +16,7 @@ pub(crate) enum CreateInfo<'a> {
     Image(&'a vk::ImageCreateInfo<'a>),
 }
 
-impl Device {
+impl MemoryDevice {
     /// Whether requirements can be queried from create infos.
     pub(crate) fn has_device_requirements(&self) -> bool {
         self.features().maintenance4
@@ -42,7 +42,7 @@ impl Device {
             || vk::api_version_minor(self.api_version()) >= 3;
         let khr = (!core).then(|| ash::khr::maintenance4::Device::new(self.instance(), self.ash()));
         // SAFETY: the caller's contract; the functions are core in the device's API version,
-        // or `VK_KHR_maintenance4` was claimed (the `Device::new` contract) when `khr` is set.
+        // or `VK_KHR_maintenance4` was claimed (the `MemoryDevice::new` contract) when `khr` is set.
         unsafe {
             match info {
                 CreateInfo::Buffer(b) => {

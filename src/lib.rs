@@ -14,7 +14,7 @@
 //! // SAFETY: the handles are valid, belong together and outlive the allocator; the instance
 //! // was created for Vulkan 1.2; no memory-related extension is claimed.
 //! let memory_device = unsafe {
-//!     ash_memory::Device::new(
+//!     ash_memory::MemoryDevice::new(
 //!         &entry,
 //!         &instance,
 //!         physical_device,
@@ -48,7 +48,7 @@
 //! - [`layout`]: sizes and power-of-two alignments with checked arithmetic;
 //! - [`suballocator`]: pure offset allocators over a region (free list, buddy, pool, bump,
 //!   ring), with no Vulkan calls, usable as "virtual blocks";
-//! - [`Device`] and [`DeviceMemory`]: the user's `ash` handles with the facts the allocator
+//! - [`MemoryDevice`] and [`MemoryObject`]: the user's `ash` handles with the facts the allocator
 //!   needs, and one owned `VkDeviceMemory`;
 //! - [`allocator`]: the [`MemoryAllocator`] trait and [`GenericMemoryAllocator`], one pool of
 //!   blocks per memory type;
@@ -79,22 +79,28 @@ pub mod suballocator;
 pub mod transient;
 
 pub use allocation::{MemoryAccessError, MemoryAlloc, UserData};
+#[allow(deprecated)]
+pub use allocator::MemoryRequirements;
 pub use allocator::{
-    AllocationCreateInfo, AllocationDesc, AllocationError, BlockSizeThresholds, ConfigError,
-    DebugOptions, Defragmentation, DefragmentationAlgorithm, DefragmentationInfo,
-    DefragmentationPass, GenericMemoryAllocator, GenericMemoryAllocatorCreateInfo, HostAccess,
-    LeakCheck, MemoryAllocatePreference, MemoryAllocator, MemoryPool, MemoryRequirements,
-    MemoryTypeFilter, MemoryUsage, OwnedBuffer, OwnedImage, PoolCreateInfo, PoolMemoryType,
-    ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS, MAX_BLOCK_ARENAS,
-    MAX_DEBUG_MARGIN,
+    AllocationCreateInfo, AllocationDesc, AllocationError, AllocationRequirements,
+    BlockSizeThresholds, ConfigError, DebugOptions, Defragmentation, DefragmentationAlgorithm,
+    DefragmentationInfo, DefragmentationPass, GenericMemoryAllocator,
+    GenericMemoryAllocatorCreateInfo, HostAccess, LeakCheck, MemoryAllocatePreference,
+    MemoryAllocator, MemoryPool, MemoryTypeFilter, MemoryUsage, OwnedBuffer, OwnedImage,
+    PoolCreateInfo, PoolMemoryType, ResourceUsage, StandardMemoryAllocator, MAX_AUTO_BLOCK_ARENAS,
+    MAX_BLOCK_ARENAS, MAX_DEBUG_MARGIN,
 };
 pub use budget::{BudgetError, HeapBudget};
+#[allow(deprecated)]
+pub use device::Device;
 pub use device::{
-    Device, DeviceError, EnabledMemoryFeatures, MemoryProperties, MemoryPropertiesError,
+    DeviceError, EnabledMemoryFeatures, MemoryDevice, MemoryProperties, MemoryPropertiesError,
 };
 pub use device_memory::{
-    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError, ExportHandleTypes,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
 };
+#[allow(deprecated)]
+pub use device_memory::{DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError};
 #[cfg(unix)]
 pub use external_memory::ExportedFd;
 pub use external_memory::{AllocateNext, ExternalMemoryImport};

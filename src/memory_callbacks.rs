@@ -2,9 +2,9 @@
 //! this crate allocates or frees on a device, for an engine's own tracking or residency
 //! management.
 //!
-//! [`Device::set_memory_callbacks`](crate::Device::set_memory_callbacks) installs a [`DeviceMemoryCallbacks`] for every memory
+//! [`MemoryDevice::set_memory_callbacks`](crate::MemoryDevice::set_memory_callbacks) installs a [`DeviceMemoryCallbacks`] for every memory
 //! object made through the device from then on: blocks of the allocators and pools, dedicated
-//! allocations, imports, and [`DeviceMemory`](crate::DeviceMemory) objects made directly.
+//! allocations, imports, and [`MemoryObject`](crate::MemoryObject) objects made directly.
 //! [`allocated`](DeviceMemoryCallbacks::allocated) runs right after each successful
 //! `vkAllocateMemory` (before the object is mapped or used; a failed call reports nothing),
 //! [`freeing`](DeviceMemoryCallbacks::freeing) right before each `vkFreeMemory`.
@@ -20,7 +20,7 @@
 //! - call into an allocator or pool of this device (allocate, create resources, drop a
 //!   [`MemoryAlloc`](crate::MemoryAlloc), make or drop a pool, take statistics or
 //!   snapshots, defragment) or wait for a thread that does: that can deadlock;
-//! - call [`Device::set_memory_callbacks`](crate::Device::set_memory_callbacks) (deadlock on the slot's lock);
+//! - call [`MemoryDevice::set_memory_callbacks`](crate::MemoryDevice::set_memory_callbacks) (deadlock on the slot's lock);
 //! - free, map or unmap the memory object, or bind resources to it;
 //! - panic (it would unwind through the allocator's locks and its `Drop` code).
 //!

@@ -165,8 +165,8 @@ fn two_images_and_a_buffer_take_turns_in_one_allocation() {
         // SAFETY: valid, unbound images of this device.
         let (req_a, req_b) = unsafe {
             (
-                MemoryRequirements::for_image(&device, image_a).unwrap(),
-                MemoryRequirements::for_image(&device, image_b).unwrap(),
+                AllocationRequirements::for_image(&device, image_a).unwrap(),
+                AllocationRequirements::for_image(&device, image_b).unwrap(),
             )
         };
         // One allocation for the largest, allowed by both; `Unknown` so that buffers and
@@ -177,7 +177,7 @@ fn two_images_and_a_buffer_take_turns_in_one_allocation() {
             .max(req_b.layout.size())
             .max(IMAGE_BYTES);
         let alignment = req_a.layout.alignment().max(req_b.layout.alignment());
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout: DeviceLayout::new(size, alignment).unwrap(),
             memory_type_bits: req_a.memory_type_bits & req_b.memory_type_bits,
             prefers_dedicated_allocation: false,
@@ -288,7 +288,7 @@ fn bad_binds_are_refused_before_the_driver_and_leak_nothing() {
         // SAFETY: a valid create info.
         let probe = unsafe { d.create_buffer(&buffer_info(4096, usage), None) }.unwrap();
         // SAFETY: a valid, unbound buffer.
-        let req = unsafe { MemoryRequirements::for_buffer(&device, probe) }.unwrap();
+        let req = unsafe { AllocationRequirements::for_buffer(&device, probe) }.unwrap();
         let alloc = allocator
             .allocate(
                 req,
@@ -322,7 +322,7 @@ fn bad_binds_are_refused_before_the_driver_and_leak_nothing() {
         // SAFETY: a valid create info.
         let small = unsafe { d.create_buffer(&buffer_info(64, usage), None) }.unwrap();
         // SAFETY: valid and unbound.
-        let small_req = unsafe { MemoryRequirements::for_buffer(&device, small) }.unwrap();
+        let small_req = unsafe { AllocationRequirements::for_buffer(&device, small) }.unwrap();
         let align = small_req.layout.alignment().as_devicesize();
         assert!(align > 1, "lavapipe aligns storage buffers");
         // SAFETY: as above.
@@ -474,7 +474,7 @@ fn a_failing_bind_destroys_the_aliasing_resource() {
         );
         // SAFETY: the wrapped device forwards to the context's, which outlives the allocator.
         let device = unsafe {
-            Device::new(
+            MemoryDevice::new(
                 &ctx.entry,
                 &ctx.instance,
                 ctx.physical_device,
@@ -485,7 +485,7 @@ fn a_failing_bind_destroys_the_aliasing_resource() {
         }
         .unwrap();
         let allocator = StandardMemoryAllocator::new_default(device);
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(1 << 20, 4096).unwrap(),
             memory_type_bits: 1,
             prefers_dedicated_allocation: false,

@@ -10,7 +10,7 @@ use common::buffer_info;
 use support::{GpuLayout, Sim, KIB};
 
 /// Creates a buffer of `size` bytes on the simulated device with its requirements.
-fn buffer(sim: &Sim, device: &Device, size: u64) -> (vk::Buffer, MemoryRequirements) {
+fn buffer(sim: &Sim, device: &MemoryDevice, size: u64) -> (vk::Buffer, AllocationRequirements) {
     // SAFETY: a valid create info; the tests destroy the buffer before its memory.
     let buffer = unsafe {
         sim.device.create_buffer(
@@ -20,7 +20,7 @@ fn buffer(sim: &Sim, device: &Device, size: u64) -> (vk::Buffer, MemoryRequireme
     }
     .unwrap();
     // SAFETY: the buffer was just created from this device.
-    let reqs = unsafe { MemoryRequirements::for_buffer(device, buffer) }.unwrap();
+    let reqs = unsafe { AllocationRequirements::for_buffer(device, buffer) }.unwrap();
     (buffer, reqs)
 }
 

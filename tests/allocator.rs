@@ -134,7 +134,7 @@ fn checked_paths_with_dedicated_allocation() {
         }
         .unwrap();
         // SAFETY: the buffer was just created from this device.
-        let reqs = unsafe { MemoryRequirements::for_buffer(&device, buffer) }.unwrap();
+        let reqs = unsafe { AllocationRequirements::for_buffer(&device, buffer) }.unwrap();
         // SAFETY: the buffer is valid and unbound; the allocation is bound to it only.
         let d = unsafe { DedicatedAllocation::buffer(buffer) };
         let info = AllocationCreateInfo {
@@ -251,7 +251,7 @@ fn empty_blocks_are_released_and_nothing_leaks() {
     let allocator = StandardMemoryAllocator::new(device.clone(), create_info).unwrap();
     // An eighth of a block: the largest request that still makes blocks (not sizable).
     let layout = DeviceLayout::from_size_alignment(MIB / 2, 256).unwrap();
-    let reqs = MemoryRequirements {
+    let reqs = AllocationRequirements {
         layout,
         memory_type_bits: 1,
         prefers_dedicated_allocation: false,
@@ -315,7 +315,7 @@ fn bad_input_returns_errors() {
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     let type_count = device.memory_properties().memory_types.len() as u32;
     let layout = DeviceLayout::from_size_alignment(256, 16).unwrap();
-    let reqs = |bits| MemoryRequirements {
+    let reqs = |bits| AllocationRequirements {
         layout,
         memory_type_bits: bits,
         prefers_dedicated_allocation: false,
@@ -347,7 +347,7 @@ fn bad_input_returns_errors() {
     );
     assert!(err.to_string().contains("LAZILY_ALLOCATED"), "{err}");
     let heap = device.memory_properties().memory_heaps[0].size;
-    let huge = MemoryRequirements {
+    let huge = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(heap * 2, 1).unwrap(),
         ..reqs(1)
     };
@@ -364,7 +364,7 @@ fn bad_input_returns_errors() {
         allocator.allocate(reqs(1), ty, &never, None).unwrap_err(),
         AllocationError::OutOfPoolMemory
     );
-    let required = MemoryRequirements {
+    let required = AllocationRequirements {
         requires_dedicated_allocation: true,
         ..reqs(1)
     };
@@ -383,7 +383,7 @@ fn bad_input_returns_errors() {
         AllocationError::Layout(LayoutError::ZeroSize)
     ));
     assert!(matches!(
-        MemoryRequirements::from_vk(vk::MemoryRequirements {
+        AllocationRequirements::from_vk(vk::MemoryRequirements {
             size: 64,
             alignment: 3,
             memory_type_bits: 1
@@ -434,7 +434,7 @@ fn allocator_and_allocations_are_send_and_sync() {
     assert_send_sync::<GenericMemoryAllocator<PoolAllocator<4096>>>();
     assert_send_sync::<GenericMemoryAllocator<BumpAllocator>>();
     assert_send_sync::<MemoryAlloc>();
-    assert_send_sync::<Device>();
+    assert_send_sync::<MemoryDevice>();
     let ctx = TestContext::new();
     let allocator = std::sync::Arc::new(StandardMemoryAllocator::new_default(ctx.memory_device()));
     let layout = DeviceLayout::from_size_alignment(4096, 64).unwrap();

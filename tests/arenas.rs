@@ -25,7 +25,7 @@ fn allocator(sim: &Sim, block_size: u64, arenas: usize) -> StandardMemoryAllocat
 }
 
 fn allocate(allocator: &StandardMemoryAllocator, size: u64, alignment: u64) -> MemoryAlloc {
-    let requirements = MemoryRequirements {
+    let requirements = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
         memory_type_bits: u32::MAX
             >> (32 - allocator.device().memory_properties().memory_types.len()),

@@ -43,8 +43,8 @@ fn run_cases(cases: Vec<Case<'_>>) {
     );
 }
 
-fn reqs(size: u64, bits: u32) -> MemoryRequirements {
-    MemoryRequirements {
+fn reqs(size: u64, bits: u32) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 16).unwrap(),
         memory_type_bits: bits,
         prefers_dedicated_allocation: false,
@@ -93,17 +93,17 @@ fn layouts_and_requirements() {
         ),
         (
             "requirements of size 0",
-            Box::new(move || err(MemoryRequirements::from_vk(vk_reqs(0, 16)))),
+            Box::new(move || err(AllocationRequirements::from_vk(vk_reqs(0, 16)))),
             &["zero"],
         ),
         (
             "requirements with alignment 48",
-            Box::new(move || err(MemoryRequirements::from_vk(vk_reqs(64, 48)))),
+            Box::new(move || err(AllocationRequirements::from_vk(vk_reqs(64, 48)))),
             &["48", "power of two"],
         ),
         (
             "requirements past the maximum size",
-            Box::new(move || err(MemoryRequirements::from_vk(vk_reqs(u64::MAX, 1)))),
+            Box::new(move || err(AllocationRequirements::from_vk(vk_reqs(u64::MAX, 1)))),
             &["exceeds"],
         ),
     ]);
@@ -231,7 +231,7 @@ fn allocate_paths() {
         priority: Some(1.5),
         ..Default::default()
     };
-    let memory = |memory_type_index, size, priority| DeviceMemoryCreateInfo {
+    let memory = |memory_type_index, size, priority| MemoryObjectCreateInfo {
         size,
         memory_type_index,
         priority,
@@ -278,7 +278,7 @@ fn allocate_paths() {
         (
             "never allocate when a dedicated allocation is required",
             Box::new(|| {
-                let r = MemoryRequirements {
+                let r = AllocationRequirements {
                     requires_dedicated_allocation: true,
                     ..reqs(256, 0b111)
                 };
@@ -346,13 +346,13 @@ fn allocate_paths() {
         ),
         (
             "DeviceMemory::allocate: size 0",
-            Box::new(|| err(DeviceMemory::allocate(device.clone(), &memory(0, 0, None)))),
+            Box::new(|| err(MemoryObject::allocate(device.clone(), &memory(0, 0, None)))),
             &["size 0"],
         ),
         (
             "DeviceMemory::allocate: type out of range",
             Box::new(|| {
-                err(DeviceMemory::allocate(
+                err(MemoryObject::allocate(
                     device.clone(),
                     &memory(3, 256, None),
                 ))
@@ -362,7 +362,7 @@ fn allocate_paths() {
         (
             "DeviceMemory::allocate: larger than the heap",
             Box::new(|| {
-                err(DeviceMemory::allocate(
+                err(MemoryObject::allocate(
                     device.clone(),
                     &memory(0, vram + 1, None),
                 ))
@@ -372,7 +372,7 @@ fn allocate_paths() {
         (
             "DeviceMemory::allocate: NaN priority",
             Box::new(|| {
-                err(DeviceMemory::allocate(
+                err(MemoryObject::allocate(
                     device.clone(),
                     &memory(0, 256, Some(f32::NAN)),
                 ))
@@ -382,7 +382,7 @@ fn allocate_paths() {
         (
             "DeviceMemory::allocate: negative priority",
             Box::new(|| {
-                err(DeviceMemory::allocate(
+                err(MemoryObject::allocate(
                     device.clone(),
                     &memory(0, 256, Some(-0.5)),
                 ))
@@ -488,7 +488,7 @@ fn devices_reporting_invalid_properties() {
         let sim = Sim::new(layout);
         // SAFETY: the wrapped handles forward to a live instance and device.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe {
-            Device::new(
+            MemoryDevice::new(
                 &sim.ctx.entry,
                 &sim.instance,
                 sim.ctx.physical_device,

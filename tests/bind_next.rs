@@ -105,11 +105,11 @@ fn memory_device(
     device: ash::Device,
     api_version: u32,
     features: EnabledMemoryFeatures,
-) -> Arc<Device> {
+) -> Arc<MemoryDevice> {
     // SAFETY: the handles are the context's (or forward to them) and outlive the allocator;
     // the features claimed are those enabled (or core).
     unsafe {
-        Device::new(
+        MemoryDevice::new(
             &ctx.entry,
             &ctx.instance,
             ctx.physical_device,
@@ -229,10 +229,10 @@ fn chains_reach_bind_memory2_and_the_resources_work() {
         // SAFETY: a valid create info.
         let by_hand = unsafe { ctx.device.create_buffer(&buffer_info(4096, usage), None) }.unwrap();
         // SAFETY: valid and unbound.
-        let req = unsafe { MemoryRequirements::for_buffer(&device, by_hand) }.unwrap();
+        let req = unsafe { AllocationRequirements::for_buffer(&device, by_hand) }.unwrap();
         let big = allocator
             .allocate(
-                MemoryRequirements {
+                AllocationRequirements {
                     layout: DeviceLayout::from_size_alignment(3 * 4096, 4096).unwrap(),
                     ..req
                 },
@@ -258,7 +258,7 @@ fn chains_reach_bind_memory2_and_the_resources_work() {
         // SAFETY: a valid create info.
         let image2 = unsafe { ctx.device.create_image(&info, None) }.unwrap();
         // SAFETY: valid and unbound.
-        let image_req = unsafe { MemoryRequirements::for_image(&device, image2) }.unwrap();
+        let image_req = unsafe { AllocationRequirements::for_image(&device, image2) }.unwrap();
         let image2_alloc = allocator
             .allocate(
                 image_req,
@@ -391,7 +391,7 @@ fn without_bind_memory2_a_chain_is_refused_before_anything_is_made() {
         // SAFETY: a valid create info.
         let buffer = unsafe { ctx.device.create_buffer(&buffer_info(4096, usage), None) }.unwrap();
         // SAFETY: valid and unbound.
-        let req = unsafe { MemoryRequirements::for_buffer(&device, buffer) }.unwrap();
+        let req = unsafe { AllocationRequirements::for_buffer(&device, buffer) }.unwrap();
         let alloc = allocator
             .allocate(req, AllocationType::Linear, &host(), None)
             .unwrap();

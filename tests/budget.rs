@@ -32,8 +32,8 @@ fn within() -> AllocationCreateInfo {
     }
 }
 
-fn requirements(size: u64, bits: u32) -> MemoryRequirements {
-    MemoryRequirements {
+fn requirements(size: u64, bits: u32) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: bits,
         prefers_dedicated_allocation: false,
@@ -119,7 +119,7 @@ fn heap_budgets_are_the_simulated_extension_numbers() {
 
 /// `within_budget` fails one byte past the budget and succeeds exactly at it, with no driver
 /// call on refusal; `usage_budget` gives the heap's usage and budget as the test knows them.
-fn boundary(sim: &Sim, device: &Arc<Device>, usage_budget: &dyn Fn() -> (u64, u64)) {
+fn boundary(sim: &Sim, device: &Arc<MemoryDevice>, usage_budget: &dyn Fn() -> (u64, u64)) {
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     let existing = allocator
         .allocate_dedicated(0, MIB, None, &AllocationCreateInfo::default())
@@ -225,12 +225,12 @@ fn vulkan_1_0_budget_goes_through_the_khr_entry_point() {
     let sim = Sim::with_features(small(), BUDGET);
     sim.state.set_heap_budget(0, 20 * MIB);
     sim.state.set_other_usage(0, 2 * MIB);
-    // SAFETY: the wrapped instance and device outlive the `Device` (dropped before `sim`);
+    // SAFETY: the wrapped instance and device outlive the `MemoryDevice` (dropped before `sim`);
     // the simulated driver claims VK_EXT_memory_budget and serves
     // vkGetPhysicalDeviceMemoryProperties2KHR through `sim.entry()`, as
     // VK_KHR_get_physical_device_properties2 would.
     let device = unsafe {
-        Device::new(
+        MemoryDevice::new(
             sim.entry(),
             &sim.instance,
             sim.ctx.physical_device,
@@ -286,7 +286,7 @@ fn vulkan_1_0_budget_goes_through_the_khr_entry_point() {
 /// Eight threads allocate and free blocks and dedicated memory with `within_budget` on heap 0
 /// of `sim`, whose budget (besides `other` bytes used by the rest of the process) is `budget`.
 /// Returns `(successes, refusals)`; panics on any other error.
-fn hammer(sim: &Sim, device: &Arc<Device>, budget: u64, other: u64) -> (u64, u64) {
+fn hammer(sim: &Sim, device: &Arc<MemoryDevice>, budget: u64, other: u64) -> (u64, u64) {
     let allocator = StandardMemoryAllocator::new(
         device.clone(),
         GenericMemoryAllocatorCreateInfo {
@@ -420,7 +420,7 @@ fn an_allocation_that_overtakes_a_budget_query_still_counts() {
     sim.state.set_heap_budget(0, 32 * MIB);
     sim.state.set_other_usage(0, 8 * MIB);
     let device = sim.memory_device_claimed();
-    let overtaker: Arc<Mutex<Option<DeviceMemory>>> = Arc::default();
+    let overtaker: Arc<Mutex<Option<MemoryObject>>> = Arc::default();
     let fired = Arc::new(AtomicBool::new(false));
     {
         let (device, overtaker, fired) = (device.clone(), overtaker.clone(), fired.clone());
@@ -429,9 +429,9 @@ fn an_allocation_that_overtakes_a_budget_query_still_counts() {
                 return;
             }
             // Another thread's allocation, without a budget check of its own.
-            let m = DeviceMemory::allocate(
+            let m = MemoryObject::allocate(
                 device.clone(),
-                &DeviceMemoryCreateInfo {
+                &MemoryObjectCreateInfo {
                     size: 8 * MIB,
                     memory_type_index: 0,
                     ..Default::default()
@@ -442,9 +442,9 @@ fn an_allocation_that_overtakes_a_budget_query_still_counts() {
         })));
     }
     // 8 MiB others + 8 MiB overtaker + 20 MiB = 36 MiB > 32 MiB: must be refused.
-    let result = DeviceMemory::allocate(
+    let result = MemoryObject::allocate(
         device.clone(),
-        &DeviceMemoryCreateInfo {
+        &MemoryObjectCreateInfo {
             size: 20 * MIB,
             memory_type_index: 0,
             within_budget: true,

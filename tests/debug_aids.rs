@@ -10,8 +10,8 @@ use ash_memory::corruption::{CorruptionError, FREED_BYTE, NEW_BYTE};
 use ash_memory::*;
 use support::{check_triples, fill, pattern, verify, GpuLayout, Rng, Sim, KIB, MIB};
 
-fn reqs(device: &Device, size: u64, alignment: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn reqs(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
         memory_type_bits: device.memory_properties().all_types_mask(),
         prefers_dedicated_allocation: false,

@@ -13,8 +13,8 @@ use ash_memory::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::{buffer_info, fill, verify, Faults, GpuLayout, Rng, Sim, KIB, MIB};
 
-fn reqs(device: &Device, size: u64, alignment: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn reqs(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
         memory_type_bits: device.memory_properties().all_types_mask(),
         prefers_dedicated_allocation: false,
@@ -47,7 +47,7 @@ fn upload() -> AllocationCreateInfo {
 /// pattern: `(allocation, pattern seed, size)`.
 fn patterned(
     allocator: &dyn MemoryAllocator,
-    device: &Device,
+    device: &MemoryDevice,
     count: u64,
     seed: u64,
 ) -> Vec<(MemoryAlloc, u64, u64)> {
@@ -73,7 +73,7 @@ fn patterned(
 /// sparse. Returns the survivors with their seeds.
 fn sparse(
     allocator: &dyn MemoryAllocator,
-    device: &Device,
+    device: &MemoryDevice,
     count: u64,
 ) -> Vec<(MemoryAlloc, u64, u64)> {
     patterned(allocator, device, count, count)

@@ -19,8 +19,8 @@ fn upload() -> AllocationCreateInfo {
     }
 }
 
-fn reqs(device: &Device, size: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn reqs(device: &MemoryDevice, size: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: device.memory_properties().all_types_mask(),
         prefers_dedicated_allocation: false,
@@ -49,7 +49,12 @@ fn pool(allocator: &StandardMemoryAllocator, max_blocks: usize) -> MemoryPool<Fr
 }
 
 /// A patterned allocation of `size` bytes (pattern `seed`).
-fn patterned(pool: &dyn MemoryAllocator, device: &Device, size: u64, seed: u64) -> MemoryAlloc {
+fn patterned(
+    pool: &dyn MemoryAllocator,
+    device: &MemoryDevice,
+    size: u64,
+    seed: u64,
+) -> MemoryAlloc {
     let mut a = pool
         .allocate(reqs(device, size), AllocationType::Linear, &upload(), None)
         .unwrap();

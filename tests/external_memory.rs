@@ -134,7 +134,7 @@ fn memory_exported_from_one_device_is_read_by_another() {
         // A handle type it was not made exportable as is refused.
         assert!(matches!(
             alloc.export_fd(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT),
-            Err(DeviceMemoryError::NotExportable { .. })
+            Err(MemoryObjectError::NotExportable { .. })
         ));
 
         // SAFETY: an opaque fd of this physical device, imported once with the exporter's
@@ -219,7 +219,7 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
         let misaligned_ptr = NonNull::new(host.ptr.as_ptr().wrapping_add(1)).unwrap();
         // SAFETY: refused before any use (misaligned).
         let misaligned = unsafe { ExternalMemoryImport::host_pointer(misaligned_ptr.cast()) };
-        let expect = |r: Result<MemoryAlloc, AllocationError>, e: DeviceMemoryError| {
+        let expect = |r: Result<MemoryAlloc, AllocationError>, e: MemoryObjectError| {
             assert_eq!(r.err(), Some(AllocationError::Memory(e)))
         };
         expect(
@@ -230,7 +230,7 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
                 None,
                 &Default::default(),
             ),
-            DeviceMemoryError::ImportMisaligned {
+            MemoryObjectError::ImportMisaligned {
                 alignment: alignment as u64,
             },
         );
@@ -242,7 +242,7 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
                 None,
                 &Default::default(),
             ),
-            DeviceMemoryError::ImportMisaligned {
+            MemoryObjectError::ImportMisaligned {
                 alignment: alignment as u64,
             },
         );
@@ -257,7 +257,7 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
                 Some(dedicated),
                 &Default::default(),
             ),
-            DeviceMemoryError::ImportDedicated,
+            MemoryObjectError::ImportDedicated,
         );
         // Without the extension claimed.
         let plain = ctx.memory_device();
@@ -270,7 +270,7 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
                 None,
                 &Default::default(),
             ),
-            DeviceMemoryError::ExtensionNotEnabled("VK_EXT_external_memory_host"),
+            MemoryObjectError::ExtensionNotEnabled("VK_EXT_external_memory_host"),
         );
         assert_eq!(device.live_memory_objects(), 0, "nothing was allocated");
 
@@ -323,7 +323,7 @@ fn a_pool_user_chain_reaches_its_blocks_and_dedicated_allocations() {
             })
             .unwrap();
         let layout = DeviceLayout::from_size_alignment(4096, 256).unwrap();
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout,
             memory_type_bits: u32::MAX,
             prefers_dedicated_allocation: false,
@@ -381,14 +381,14 @@ fn a_pool_user_chain_reaches_its_blocks_and_dedicated_allocations() {
         assert_eq!(
             refused.err(),
             Some(AllocationError::Memory(
-                DeviceMemoryError::DuplicateChainStructure(
+                MemoryObjectError::DuplicateChainStructure(
                     vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO
                 )
             ))
         );
         drop((block, dedicated, pool, twice, allocator));
         assert_eq!(device.live_memory_objects(), 0);
-        let _: Arc<Device> = device;
+        let _: Arc<MemoryDevice> = device;
     }
 }
 
@@ -430,7 +430,7 @@ fn a_failing_import_gives_everything_back() {
         // SAFETY: the wrapped device forwards to the context's, which outlives the
         // allocator; the extensions claimed are enabled.
         let device = unsafe {
-            Device::new(
+            MemoryDevice::new(
                 &ctx.entry,
                 &ctx.instance,
                 ctx.physical_device,

@@ -135,7 +135,7 @@ fn run(sim: &Sim, faults: Faults) -> Vec<Outcome> {
                 .map(|(i, a)| Item::Image(i, a))
             }
             Request::Raw(size, usage, bits, pref, prefers) => {
-                let reqs = MemoryRequirements {
+                let reqs = AllocationRequirements {
                     layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
                     memory_type_bits: bits,
                     prefers_dedicated_allocation: prefers,

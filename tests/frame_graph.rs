@@ -14,8 +14,8 @@ use ash_memory::transient::{
     TransientUse,
 };
 use ash_memory::{
-    AllocationCreateInfo, AllocationType, HostAccess, MemoryAccessError, MemoryAlloc,
-    MemoryAllocator, MemoryRequirements, MemoryUsage, StandardMemoryAllocator,
+    AllocationCreateInfo, AllocationRequirements, AllocationType, HostAccess, MemoryAccessError,
+    MemoryAlloc, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 };
 use common::{Rng, TestContext};
 use std::sync::Arc;
@@ -75,7 +75,7 @@ struct Created {
 
 fn create(
     ctx: &TestContext,
-    memory_device: &ash_memory::Device,
+    memory_device: &ash_memory::MemoryDevice,
     graph: &[GraphResource],
 ) -> Created {
     let d = &ctx.device;
@@ -98,7 +98,7 @@ fn create(
                         .unwrap();
                     (
                         TransientHandle::Buffer(buffer),
-                        MemoryRequirements::for_buffer(memory_device, buffer).unwrap(),
+                        AllocationRequirements::for_buffer(memory_device, buffer).unwrap(),
                         AllocationType::Linear,
                     )
                 }
@@ -126,7 +126,7 @@ fn create(
                             aspect_mask: vk::ImageAspectFlags::COLOR,
                             layout: vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                         },
-                        MemoryRequirements::for_image(memory_device, image).unwrap(),
+                        AllocationRequirements::for_image(memory_device, image).unwrap(),
                         AllocationType::NonLinear,
                     )
                 }

@@ -14,11 +14,11 @@ use support::{GpuLayout, Sim, SimFeatures, MIB};
 fn limited(
     ctx: &TestContext,
     limits: &[Option<u64>],
-) -> Result<std::sync::Arc<Device>, DeviceError> {
+) -> Result<std::sync::Arc<MemoryDevice>, DeviceError> {
     // SAFETY: the context's handles, which outlive every allocator of the test; no feature
     // claimed.
     unsafe {
-        Device::new_with_heap_size_limits(
+        MemoryDevice::new_with_heap_size_limits(
             &ctx.entry,
             &ctx.instance,
             ctx.physical_device,
@@ -41,16 +41,16 @@ fn the_crate_never_holds_more_than_the_limit() {
         assert_eq!(budgets[0].heap_size, limit);
         assert_eq!(budgets[0].budget, limit / 10 * 8, "80 % of the limit");
         // One memory object larger than the limit is refused as too large for the heap.
-        let too_big = DeviceMemory::allocate(
+        let too_big = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: limit + 1,
                 ..Default::default()
             },
         );
         assert!(matches!(
             too_big,
-            Err(DeviceMemoryError::InvalidSize { heap_size, .. }) if heap_size == limit
+            Err(MemoryObjectError::InvalidSize { heap_size, .. }) if heap_size == limit
         ));
 
         let allocator = StandardMemoryAllocator::new_default(device.clone());
@@ -77,14 +77,14 @@ fn the_crate_never_holds_more_than_the_limit() {
         // A raw memory object past the limit fails the same way, before the driver.
         let calls = device.memory_allocation_calls();
         let free = limit - device.heap_usage_by_crate(0);
-        let past = DeviceMemory::allocate(
+        let past = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: free + 1,
                 ..Default::default()
             },
         );
-        assert_eq!(past.err(), Some(DeviceMemoryError::OutOfDeviceMemory));
+        assert_eq!(past.err(), Some(MemoryObjectError::OutOfDeviceMemory));
         assert_eq!(device.memory_allocation_calls(), calls);
 
         // Freed memory can be used again.
@@ -111,7 +111,7 @@ fn block_sizes_follow_the_limited_heap() {
         let small = limited(&ctx, &[Some(64 * MIB)]).unwrap();
         let big_blocks = StandardMemoryAllocator::new_default(unlimited);
         let small_blocks = StandardMemoryAllocator::new_default(small);
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(4096, 256).unwrap(),
             memory_type_bits: 1,
             prefers_dedicated_allocation: false,
@@ -178,7 +178,7 @@ fn the_extension_budget_is_capped_at_the_limit() {
         // SAFETY: as in `Sim::memory_device_with`: the wrapped handles outlive the device;
         // the claimed budget extension is what the simulated driver implements.
         let device = unsafe {
-            Device::new_with_heap_size_limits(
+            MemoryDevice::new_with_heap_size_limits(
                 sim.entry(),
                 &sim.instance,
                 sim.ctx.physical_device,
@@ -203,7 +203,7 @@ fn the_extension_budget_is_capped_at_the_limit() {
             within_budget: true,
             ..Default::default()
         };
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(200 * MIB, 256).unwrap(),
             memory_type_bits: 1,
             prefers_dedicated_allocation: false,

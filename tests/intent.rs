@@ -87,7 +87,8 @@ fn create_buffer_and_create_image_choose_from_the_usage_flags_on_every_layout() 
                         unsafe { allocator.create_buffer(&buffer_info(64 * KIB, flags), &info) }
                             .unwrap_or_else(|e| panic!("{what}: {e}"));
                     // SAFETY: the buffer is valid.
-                    let reqs = unsafe { MemoryRequirements::for_buffer(&device, buffer) }.unwrap();
+                    let reqs =
+                        unsafe { AllocationRequirements::for_buffer(&device, buffer) }.unwrap();
                     (Ok(buffer), alloc, reqs, ResourceUsage::Buffer(flags))
                 }
                 Resource::Image(flags) => {
@@ -98,7 +99,8 @@ fn create_buffer_and_create_image_choose_from_the_usage_flags_on_every_layout() 
                     let (image, alloc) = unsafe { allocator.create_image(&image_info, &info) }
                         .unwrap_or_else(|e| panic!("{what}: {e}"));
                     // SAFETY: the image is valid and not disjoint.
-                    let reqs = unsafe { MemoryRequirements::for_image(&device, image) }.unwrap();
+                    let reqs =
+                        unsafe { AllocationRequirements::for_image(&device, image) }.unwrap();
                     (Err(image), alloc, reqs, ResourceUsage::Image(flags))
                 }
             };
@@ -153,7 +155,7 @@ fn allocate_follows_its_resource_hint() {
     let layout = GpuLayout::amd_discrete_bar();
     let sim = Sim::new(layout.clone());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
-    let requirements = MemoryRequirements {
+    let requirements = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(64 * KIB, 256).unwrap(),
         memory_type_bits: layout.buffer_bits(),
         prefers_dedicated_allocation: false,
@@ -344,7 +346,7 @@ fn the_bar_ration_follows_the_reported_budget_and_other_processes() {
         resource_usage: ResourceUsage::Buffer(B::UNIFORM_BUFFER),
         ..Default::default()
     };
-    let requirements = MemoryRequirements {
+    let requirements = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(256 * KIB, 256).unwrap(),
         memory_type_bits: GpuLayout::amd_discrete_bar().buffer_bits(),
         prefers_dedicated_allocation: false,

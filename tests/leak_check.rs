@@ -41,7 +41,7 @@ fn the_default_is_a_panic_in_debug_builds() {
 }
 
 /// An allocator with the debug builds' default leak check (also in a release test run).
-fn panicking(device: std::sync::Arc<Device>) -> StandardMemoryAllocator {
+fn panicking(device: std::sync::Arc<MemoryDevice>) -> StandardMemoryAllocator {
     StandardMemoryAllocator::new(
         device,
         GenericMemoryAllocatorCreateInfo {

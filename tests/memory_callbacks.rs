@@ -95,19 +95,19 @@ fn every_memory_object_is_reported_after_its_allocation_and_before_its_free() {
             allocate_more: 100,
             ..Default::default()
         });
-        let huge = DeviceMemory::allocate(
+        let huge = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: 64 * MIB,
                 ..Default::default()
             },
         );
-        assert_eq!(huge.err(), Some(DeviceMemoryError::OutOfDeviceMemory));
+        assert_eq!(huge.err(), Some(MemoryObjectError::OutOfDeviceMemory));
         sim.state.set_faults(Faults::default());
         // A raw memory object.
-        let raw = DeviceMemory::allocate(
+        let raw = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: MIB,
                 memory_type_index: 1,
                 ..Default::default()
@@ -162,9 +162,9 @@ fn every_memory_object_is_reported_after_its_allocation_and_before_its_free() {
         // Removed: nothing more is reported.
         device.set_memory_callbacks(None);
         let n = events.len();
-        let again = DeviceMemory::allocate(
+        let again = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: MIB,
                 ..Default::default()
             },

@@ -14,8 +14,8 @@ struct Tag {
     what: &'static str,
 }
 
-fn requirements(device: &Device, size: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn requirements(device: &MemoryDevice, size: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: device.memory_properties().all_types_mask(),
         prefers_dedicated_allocation: false,

@@ -18,8 +18,8 @@ fn host(min_alignment: u64) -> AllocationCreateInfo {
     }
 }
 
-fn requirements(size: u64, alignment: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn requirements(size: u64, alignment: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
         // lavapipe's one memory type.
         memory_type_bits: 1,

@@ -108,7 +108,7 @@ fn no_flush_or_invalidate_of_one_allocation_touches_another() {
                     .allocate_from_type(t, layout, AllocationType::Linear, &info)
                     .unwrap()
             } else {
-                let reqs = MemoryRequirements {
+                let reqs = AllocationRequirements {
                     layout,
                     memory_type_bits: types.iter().fold(0, |m, t| m | 1 << t),
                     prefers_dedicated_allocation: false,
@@ -168,7 +168,7 @@ fn no_flush_or_invalidate_of_one_allocation_touches_another() {
 fn an_invalidate_never_discards_a_neighbours_unflushed_writes() {
     let sim = Sim::new(GpuLayout::mobile());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
-    let reqs = MemoryRequirements {
+    let reqs = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(64, 16).unwrap(),
         memory_type_bits: 0b011,
         prefers_dedicated_allocation: false,
@@ -295,7 +295,7 @@ fn allocations_in_coherent_memory_keep_their_size() {
 /// # Safety
 ///
 /// The atom holding `at` lies in `alloc`'s margins only, inside the mapped block.
-unsafe fn poke_atom(device: &Device, alloc: &MemoryAlloc, at: u64, byte: u8, host_too: bool) {
+unsafe fn poke_atom(device: &MemoryDevice, alloc: &MemoryAlloc, at: u64, byte: u8, host_too: bool) {
     let atom = device.non_coherent_atom_size().as_devicesize();
     let base = alloc
         .mapped_ptr()

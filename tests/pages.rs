@@ -11,8 +11,8 @@ use ash::vk;
 use ash_memory::*;
 use support::{Faults, GpuLayout, Sim, KIB, MIB};
 
-fn page_requirements() -> MemoryRequirements {
-    MemoryRequirements {
+fn page_requirements() -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(64 * KIB, 64 * KIB).unwrap(),
         memory_type_bits: 0b110, // host memory of the simulated NVIDIA GPU
         prefers_dedicated_allocation: false,

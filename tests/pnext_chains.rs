@@ -61,8 +61,8 @@ fn always_allocate() -> AllocationCreateInfo {
     }
 }
 
-fn raw_requirements(size: u64, bits: u32) -> MemoryRequirements {
-    MemoryRequirements {
+fn raw_requirements(size: u64, bits: u32) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: bits,
         prefers_dedicated_allocation: false,
@@ -537,9 +537,9 @@ fn invalid_priorities_are_rejected_before_the_driver_is_called() {
             }
         }
         // The raw memory object API too.
-        let err = DeviceMemory::allocate(
+        let err = MemoryObject::allocate(
             device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size: 4 * KIB,
                 priority: Some(p),
                 ..Default::default()
@@ -547,7 +547,7 @@ fn invalid_priorities_are_rejected_before_the_driver_is_called() {
         )
         .unwrap_err();
         assert!(
-            matches!(err, DeviceMemoryError::InvalidPriority(q) if q.to_bits() == p.to_bits()),
+            matches!(err, MemoryObjectError::InvalidPriority(q) if q.to_bits() == p.to_bits()),
             "{err:?}"
         );
         // And as a block priority.

@@ -7,8 +7,8 @@ mod support;
 use ash_memory::*;
 use support::{GpuLayout, Sim, MIB};
 
-fn request(size: u64, alignment: u64, device: &Device) -> MemoryRequirements {
-    MemoryRequirements {
+fn request(size: u64, alignment: u64, device: &MemoryDevice) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
         memory_type_bits: device.memory_properties().all_types_mask(),
         prefers_dedicated_allocation: false,

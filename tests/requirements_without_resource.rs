@@ -11,11 +11,11 @@ use ash_memory::*;
 use common::{buffer_info, image_info, TestContext};
 use std::sync::Arc;
 
-fn device(ctx: &TestContext, api_version: u32, maintenance4: bool) -> Arc<Device> {
+fn device(ctx: &TestContext, api_version: u32, maintenance4: bool) -> Arc<MemoryDevice> {
     // SAFETY: the context's handles, which outlive the allocator; the instance was made for
     // at least `api_version`; `maintenance4` is claimed only when enabled or core.
     unsafe {
-        Device::new(
+        MemoryDevice::new(
             &ctx.entry,
             &ctx.instance,
             ctx.physical_device,
@@ -52,7 +52,7 @@ fn images() -> Vec<vk::ImageCreateInfo<'static>> {
     ]
 }
 
-fn check_against_real_resources(ctx: &TestContext, device: &Arc<Device>) {
+fn check_against_real_resources(ctx: &TestContext, device: &Arc<MemoryDevice>) {
     let d = &ctx.device;
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     let usages = [
@@ -62,11 +62,11 @@ fn check_against_real_resources(ctx: &TestContext, device: &Arc<Device>) {
     ];
     for info in buffers() {
         // SAFETY: valid create infos.
-        let from_info = unsafe { MemoryRequirements::for_buffer_info(device, &info) }.unwrap();
+        let from_info = unsafe { AllocationRequirements::for_buffer_info(device, &info) }.unwrap();
         // SAFETY: as above; destroyed below.
         let buffer = unsafe { d.create_buffer(&info, None) }.unwrap();
         // SAFETY: a valid buffer.
-        let real = unsafe { MemoryRequirements::for_buffer(device, buffer) }.unwrap();
+        let real = unsafe { AllocationRequirements::for_buffer(device, buffer) }.unwrap();
         assert_eq!(from_info, real, "{info:?}");
         // SAFETY: valid; destroyed below.
         unsafe { d.destroy_buffer(buffer, None) };
@@ -88,11 +88,11 @@ fn check_against_real_resources(ctx: &TestContext, device: &Arc<Device>) {
     }
     for info in images() {
         // SAFETY: valid create infos.
-        let from_info = unsafe { MemoryRequirements::for_image_info(device, &info) }.unwrap();
+        let from_info = unsafe { AllocationRequirements::for_image_info(device, &info) }.unwrap();
         // SAFETY: as above.
         let image = unsafe { d.create_image(&info, None) }.unwrap();
         // SAFETY: a valid image.
-        let real = unsafe { MemoryRequirements::for_image(device, image) }.unwrap();
+        let real = unsafe { AllocationRequirements::for_image(device, image) }.unwrap();
         assert_eq!(from_info, real, "{info:?}");
         // SAFETY: unused.
         unsafe { d.destroy_image(image, None) };
@@ -183,7 +183,7 @@ fn without_either_the_error_says_what_is_missing() {
     // SAFETY: a valid create info (nothing reaches the driver).
     unsafe {
         assert_eq!(
-            MemoryRequirements::for_buffer_info(&device, &info).err(),
+            AllocationRequirements::for_buffer_info(&device, &info).err(),
             Some(missing.clone())
         );
         assert_eq!(

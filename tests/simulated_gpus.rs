@@ -362,7 +362,7 @@ fn flush_and_invalidate_ranges_are_atom_aligned_on_non_coherent_memory() {
             allocate_preference: pref,
             ..Default::default()
         };
-        let reqs = MemoryRequirements {
+        let reqs = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(size, 1 << rng.range(0, 8)).unwrap(),
             memory_type_bits: 0b11,
             prefers_dedicated_allocation: false,

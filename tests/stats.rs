@@ -11,7 +11,7 @@ use std::sync::Arc;
 const KIB: u64 = 1024;
 const GIB: u64 = 1 << 30;
 
-fn all_types(device: &Device) -> u32 {
+fn all_types(device: &MemoryDevice) -> u32 {
     let n = device.memory_properties().memory_types.len();
     if n >= 32 {
         u32::MAX
@@ -20,8 +20,8 @@ fn all_types(device: &Device) -> u32 {
     }
 }
 
-fn requirements(device: &Device, size: u64) -> MemoryRequirements {
-    MemoryRequirements {
+fn requirements(device: &MemoryDevice, size: u64) -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: all_types(device),
         prefers_dedicated_allocation: false,
@@ -538,7 +538,7 @@ fn within_budget_refuses_an_allocation_past_the_budget() {
         .filter(|(_, t)| t.heap_index == heap)
         .map(|(i, _)| 1 << i)
         .sum();
-    let reqs = MemoryRequirements {
+    let reqs = AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
         memory_type_bits: same_heap,
         prefers_dedicated_allocation: false,

@@ -11,8 +11,8 @@ use common::TestContext;
 const KIB: u64 = 1024;
 const PAGE: u64 = 64 * KIB;
 
-fn page() -> MemoryRequirements {
-    MemoryRequirements {
+fn page() -> AllocationRequirements {
+    AllocationRequirements {
         layout: DeviceLayout::from_size_alignment(PAGE, 256).unwrap(),
         memory_type_bits: 1,
         prefers_dedicated_allocation: false,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use support::{fill, pattern, verify, GpuLayout, Rng, Sim, KIB, MIB};
 
 /// The types a shared allocator needs to be shareable, checked at compile time. They hold
-/// through the auto traits (the only `unsafe impl`s are on `DeviceMemory`, for its mapping
+/// through the auto traits (the only `unsafe impl`s are on `MemoryObject`, for its mapping
 /// pointer).
 #[allow(dead_code)]
 fn bounds() {
@@ -21,7 +21,7 @@ fn bounds() {
     send_sync::<GenericMemoryAllocator<PoolAllocator<{ 64 * 1024 }>>>();
     send_sync::<GenericMemoryAllocator<BumpAllocator>>();
     send_sync::<MemoryAlloc>();
-    send_sync::<Device>();
+    send_sync::<MemoryDevice>();
     send::<FreeListAllocator>();
     send::<BuddyAllocator>();
     send::<BumpAllocator>();
@@ -64,7 +64,7 @@ fn worker(allocator: &StandardMemoryAllocator, seed: u64, ops: u64) -> Vec<Live>
                     allocate_preference: pref,
                     ..Default::default()
                 };
-                let reqs = MemoryRequirements {
+                let reqs = AllocationRequirements {
                     layout: DeviceLayout::from_size_alignment(size, 1 << rng.range(0, 9)).unwrap(),
                     memory_type_bits: u32::MAX >> (32 - 4),
                     prefers_dedicated_allocation: false,

@@ -115,12 +115,12 @@ impl Gpu {
     }
 
     /// The allocator's view of the device: Vulkan 1.2, no optional feature claimed.
-    pub fn memory_device(&self) -> Result<Arc<ash_memory::Device>, Box<dyn Error>> {
+    pub fn memory_device(&self) -> Result<Arc<ash_memory::MemoryDevice>, Box<dyn Error>> {
         // SAFETY: the handles are valid, belong together and outlive the allocator and every
         // allocation (the examples drop them before `Gpu`); the instance was created from
         // `entry` for `API_VERSION`; no optional extension or feature is claimed.
         Ok(unsafe {
-            ash_memory::Device::new(
+            ash_memory::MemoryDevice::new(
                 &self.entry,
                 &self.instance,
                 self.physical_device,

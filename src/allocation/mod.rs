@@ -27,7 +27,7 @@ pub use self::meta::UserData;
 pub(crate) use self::meta::{AllocationMeta, Identity, MetaMap};
 pub(crate) use self::owner::{BlockOwner, BlockRef, DedicatedRegister, Owner, Registration};
 use crate::corruption;
-use crate::device_memory::{DeviceMemory, SyncDirection};
+use crate::device_memory::{MemoryObject, SyncDirection};
 use crate::layout::DeviceSize;
 use crate::suballocator::{AllocationType, Suballocation};
 use ash::vk;
@@ -139,7 +139,7 @@ pub struct MemoryAlloc {
     allocation_type: AllocationType,
 }
 
-// `MemoryAlloc` is `Send + Sync` through its fields: `DeviceMemory` (`unsafe impl`s for its
+// `MemoryAlloc` is `Send + Sync` through its fields: `MemoryObject` (`unsafe impl`s for its
 // mapping pointer) and `BlockRef` (`unsafe impl`s, as a shared reference to a `BlockOwner:
 // Send + Sync`). Through `&self` the mapping is only read; writing requires `&mut self`.
 
@@ -177,7 +177,7 @@ impl MemoryAlloc {
         }
     }
 
-    pub(crate) fn device_memory(&self) -> &DeviceMemory {
+    pub(crate) fn device_memory(&self) -> &MemoryObject {
         match &self.owner {
             Owner::Dedicated(d) => &d.memory,
             Owner::Block { block, .. } => block.get().memory(),
@@ -502,7 +502,7 @@ impl MemoryAlloc {
     pub fn export_fd(
         &self,
         handle_type: vk::ExternalMemoryHandleTypeFlags,
-    ) -> Result<crate::device_memory::external::ExportedFd, crate::device_memory::DeviceMemoryError>
+    ) -> Result<crate::device_memory::external::ExportedFd, crate::device_memory::MemoryObjectError>
     {
         let memory = self.device_memory();
         Ok(crate::device_memory::external::ExportedFd {
@@ -578,7 +578,7 @@ impl Drop for MemoryAlloc {
                 unsafe { block.release() };
             }
         }
-        // A dedicated `DeviceMemory` frees itself when `owner` is dropped.
+        // A dedicated `MemoryObject` frees itself when `owner` is dropped.
         else if let Some(meta) = &self.meta {
             self.disarm_debug(meta);
         }

@@ -2,7 +2,7 @@
 //! reference count per allocation) or a dedicated memory object of its own.
 
 use super::AllocationMeta;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::{Suballocation, SuballocationHandle};
 use std::ptr::NonNull;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// its own lock: see [`BlockRef`] for how the allocations keep it alive.
 pub(crate) trait BlockOwner: Send + Sync {
     /// The block's memory.
-    fn memory(&self) -> &DeviceMemory;
+    fn memory(&self) -> &MemoryObject;
     /// Returns `suballocation` to the block, and says whether that was the last live
     /// allocation of this owner (the caller then calls [`BlockRef::release`]).
     ///
@@ -105,7 +105,7 @@ pub(crate) struct Registration {
 
 /// A memory object of its own, with its registration for statistics.
 pub(crate) struct Dedicated {
-    pub(super) memory: DeviceMemory,
+    pub(super) memory: MemoryObject,
     pub(super) registration: Registration,
 }
 
@@ -134,7 +134,7 @@ impl Owner {
     }
 
     /// A dedicated memory object, registered with its allocator.
-    pub(crate) fn dedicated(memory: DeviceMemory, registration: Registration) -> Self {
+    pub(crate) fn dedicated(memory: MemoryObject, registration: Registration) -> Self {
         Self::Dedicated(Box::new(Dedicated {
             memory,
             registration,

@@ -1,27 +1,27 @@
 //! The block vectors' memory seam, implemented for the driver's memory objects: a block of
-//! the allocator is a [`DeviceMemory`], and its arenas are what an allocation's range goes
+//! the allocator is a [`MemoryObject`], and its arenas are what an allocation's range goes
 //! back to ([`BlockOwner`]). The block vectors themselves know only the
 //! [`BlockMemory`] trait, so that their tests run on a stand-in.
 
 use super::block_vec::{Arena, BlockMemory, BlockVec};
 use crate::allocation::{AllocationMeta, BlockOwner, BlockRef};
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::{Suballocation, Suballocator};
 use std::sync::Arc;
 
 /// The block vector of one memory type or custom pool: blocks of driver memory.
-pub(crate) type DeviceBlockVec<S> = BlockVec<S, DeviceMemory>;
+pub(crate) type DeviceBlockVec<S> = BlockVec<S, MemoryObject>;
 
-impl BlockMemory for DeviceMemory {
+impl BlockMemory for MemoryObject {
     #[inline]
     fn size(&self) -> DeviceSize {
-        DeviceMemory::size(self)
+        MemoryObject::size(self)
     }
 }
 
-impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
-    fn memory(&self) -> &DeviceMemory {
+impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, MemoryObject> {
+    fn memory(&self) -> &MemoryObject {
         Arena::memory(self)
     }
 
@@ -43,7 +43,7 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, DeviceMemory> {
 /// allocation is the arena's only live one (see [`BlockRef`]).
 #[inline]
 pub(crate) fn block_ref<S: Suballocator + Send + 'static>(
-    arena: &Arc<Arena<S, DeviceMemory>>,
+    arena: &Arc<Arena<S, MemoryObject>>,
     first: bool,
 ) -> BlockRef {
     if first {

@@ -7,7 +7,7 @@
 //! nothing noticeable; suballocations never touch it.
 
 use crate::allocation::{AllocationMeta, DedicatedRegister, Registration};
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::stats::{BlockSnapshot, BlockStatistics, RangeSnapshot, Statistics};
 use crate::suballocator::{AllocationType, RangeKind};
@@ -59,7 +59,7 @@ impl DedicatedRegistry {
     /// Registers a dedicated allocation of `memory`.
     pub(crate) fn register(
         self: &Arc<Self>,
-        memory: &DeviceMemory,
+        memory: &MemoryObject,
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
     ) -> Registration {

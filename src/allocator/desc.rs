@@ -43,7 +43,7 @@
 //! on, the default). To force a dedicated allocation, set `AlwaysAllocate` in the create
 //! info.
 
-use super::{AllocationCreateInfo, MemoryRequirements};
+use super::{AllocationCreateInfo, AllocationRequirements};
 use crate::device_memory::DedicatedAllocation;
 use crate::suballocator::AllocationType;
 
@@ -54,9 +54,9 @@ use crate::suballocator::AllocationType;
 #[derive(Clone, Debug, PartialEq)]
 pub struct AllocationDesc {
     /// What the resource needs: size, alignment, allowed memory types, dedicated hints (from
-    /// [`MemoryRequirements::for_buffer`] / [`MemoryRequirements::for_image`]). Given to
+    /// [`AllocationRequirements::for_buffer`] / [`AllocationRequirements::for_image`]). Given to
     /// [`new`](Self::new); it has no default.
-    pub requirements: MemoryRequirements,
+    pub requirements: AllocationRequirements,
     /// Whether the resource is linear (buffers, linear images) or not (optimal images), for
     /// buffer-image granularity: gpu-allocator's `linear`. The default value is
     /// [`AllocationType::Unknown`], which is always correct but keeps a granularity page of
@@ -75,7 +75,7 @@ pub struct AllocationDesc {
 
 impl AllocationDesc {
     /// A description of an allocation for `requirements`, every other field at its default.
-    pub fn new(requirements: MemoryRequirements) -> Self {
+    pub fn new(requirements: AllocationRequirements) -> Self {
         Self {
             requirements,
             allocation_type: AllocationType::Unknown,

@@ -3,7 +3,7 @@
 use super::config::ConfigError;
 use super::placement::{Failure, PlacementError};
 use crate::budget::BudgetError;
-use crate::device_memory::DeviceMemoryError;
+use crate::device_memory::MemoryObjectError;
 use crate::layout::{DeviceSize, LayoutError};
 use ash::vk;
 
@@ -134,26 +134,26 @@ pub enum AllocationError {
     /// The memory object's import, export or `pNext` chain was refused (see
     /// [`external_memory`](crate::external_memory)).
     #[error(transparent)]
-    Memory(DeviceMemoryError),
+    Memory(MemoryObjectError),
     /// The call needs an extension or API version that was not claimed in
     /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures).
     #[error("{0} is needed and was not claimed")]
     FeatureNotEnabled(&'static str),
 }
 
-impl From<DeviceMemoryError> for AllocationError {
-    fn from(e: DeviceMemoryError) -> Self {
+impl From<MemoryObjectError> for AllocationError {
+    fn from(e: MemoryObjectError) -> Self {
         match e {
-            DeviceMemoryError::OutOfDeviceMemory => Self::OutOfDeviceMemory,
-            DeviceMemoryError::OutOfHostMemory => Self::OutOfHostMemory,
-            DeviceMemoryError::TooManyObjects { max } => Self::TooManyObjects { max },
-            DeviceMemoryError::Budget(b) => Self::BudgetExceeded(b),
-            DeviceMemoryError::MapFailed(r) => Self::MapFailed(r),
-            DeviceMemoryError::Vulkan(r) => Self::Vulkan(r),
-            DeviceMemoryError::MemoryTypeIndexOutOfRange { index, count } => {
+            MemoryObjectError::OutOfDeviceMemory => Self::OutOfDeviceMemory,
+            MemoryObjectError::OutOfHostMemory => Self::OutOfHostMemory,
+            MemoryObjectError::TooManyObjects { max } => Self::TooManyObjects { max },
+            MemoryObjectError::Budget(b) => Self::BudgetExceeded(b),
+            MemoryObjectError::MapFailed(r) => Self::MapFailed(r),
+            MemoryObjectError::Vulkan(r) => Self::Vulkan(r),
+            MemoryObjectError::MemoryTypeIndexOutOfRange { index, count } => {
                 Self::MemoryTypeIndexOutOfRange { index, count }
             }
-            DeviceMemoryError::InvalidSize {
+            MemoryObjectError::InvalidSize {
                 size,
                 heap,
                 heap_size,
@@ -162,14 +162,14 @@ impl From<DeviceMemoryError> for AllocationError {
                 heap,
                 heap_size,
             },
-            DeviceMemoryError::InvalidPriority(p) => Self::InvalidPriority(p),
-            e @ (DeviceMemoryError::ExtensionNotEnabled(_)
-            | DeviceMemoryError::ImportMemoryType { .. }
-            | DeviceMemoryError::ImportDedicated
-            | DeviceMemoryError::ImportMisaligned { .. }
-            | DeviceMemoryError::DuplicateChainStructure(_)
-            | DeviceMemoryError::NotExportable { .. }) => Self::Memory(e),
-            // `DeviceMemoryError` is non-exhaustive for users, not for this crate.
+            MemoryObjectError::InvalidPriority(p) => Self::InvalidPriority(p),
+            e @ (MemoryObjectError::ExtensionNotEnabled(_)
+            | MemoryObjectError::ImportMemoryType { .. }
+            | MemoryObjectError::ImportDedicated
+            | MemoryObjectError::ImportMisaligned { .. }
+            | MemoryObjectError::DuplicateChainStructure(_)
+            | MemoryObjectError::NotExportable { .. }) => Self::Memory(e),
+            // `MemoryObjectError` is non-exhaustive for users, not for this crate.
         }
     }
 }

@@ -28,9 +28,9 @@ use super::request::AllocationCreateInfo;
 use super::AllocationError;
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::corruption::{self, Guard};
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device_memory::DedicatedAllocation;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ pub(crate) trait MemorySource {
         &self,
         size: DeviceSize,
         create_info: &AllocationCreateInfo,
-    ) -> Result<DeviceMemory, AllocationError>;
+    ) -> Result<MemoryObject, AllocationError>;
 
     /// A dedicated allocation of `size` bytes (for `dedicated`'s resource, when given).
     fn dedicated(
@@ -70,7 +70,7 @@ pub(crate) enum Placing {
 
 /// A block vector with what allocating in it needs (see the [module docs](self)).
 pub(crate) struct Vector<'a, S> {
-    pub device: &'a Device,
+    pub device: &'a MemoryDevice,
     pub memory_type_index: u32,
     /// The memory type's (or pool's) facts.
     pub facts: TypeFacts,
@@ -194,7 +194,7 @@ pub(crate) struct Made<'a> {
 /// it has some), and applies the debug aids.
 #[inline]
 pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
-    arena: &Arc<Arena<S, DeviceMemory>>,
+    arena: &Arc<Arena<S, MemoryObject>>,
     placed: Placed,
     made: Made<'_>,
 ) -> MemoryAlloc {
@@ -241,7 +241,7 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
 /// `registry` (for statistics and the leak report), and applies the debug aids.
 pub(crate) fn wrap_dedicated(
     registry: &Arc<DedicatedRegistry>,
-    memory: DeviceMemory,
+    memory: MemoryObject,
     allocation_type: AllocationType,
     meta: Option<Arc<AllocationMeta>>,
 ) -> MemoryAlloc {
@@ -262,7 +262,7 @@ pub(crate) fn wrap_dedicated(
 /// `memory_type_index` by the caller (not chosen by a plan): a valid size that fits the
 /// type's heap of `heap_size` bytes.
 pub(crate) fn check_explicit_dedicated(
-    device: &Device,
+    device: &MemoryDevice,
     memory_type_index: u32,
     size: DeviceSize,
     heap_size: DeviceSize,
@@ -330,7 +330,7 @@ pub(crate) fn try_existing<S: Suballocator + Send + 'static>(
     fit: &Fit,
     made: Made<'_>,
 ) -> Option<MemoryAlloc> {
-    let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
+    let wrap = |arena: &Arc<Arena<S, MemoryObject>>, placed| wrap_block(arena, placed, made);
     blocks.allocate_existing(fit, &wrap).ok().flatten()
 }
 
@@ -361,7 +361,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         let facts = self.facts;
         let grow = self.grow && matches!(plan, Plan::Suballocate { grow: true, .. });
         let vec = self.blocks;
-        let wrap = |arena: &Arc<Arena<S, DeviceMemory>>, placed| wrap_block(arena, placed, made);
+        let wrap = |arena: &Arc<Arena<S, MemoryObject>>, placed| wrap_block(arena, placed, made);
         // The smallest region that holds the request: new blocks and their arenas are at least
         // this large (a pool slot, say); `None` when no block could ever hold it.
         let min_region = S::region_size_for(fit.layout, allocation_type, self.granularity);

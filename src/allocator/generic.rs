@@ -15,14 +15,14 @@ use super::placement::{ObjectCount, Request, TypeFacts};
 use super::request::{check_create_info, meta_of};
 use super::type_cache::TypeCache;
 use super::{
-    AllocationCreateInfo, AllocationError, GenericMemoryAllocatorCreateInfo, MemoryAllocator,
-    MemoryRequirements, MemoryTypeFilter,
+    AllocationCreateInfo, AllocationError, AllocationRequirements,
+    GenericMemoryAllocatorCreateInfo, MemoryAllocator, MemoryTypeFilter,
 };
 use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
-use crate::device::{mask_of_count, Device};
+use crate::device::{mask_of_count, MemoryDevice};
 use crate::device_memory::{
-    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
@@ -32,7 +32,7 @@ use std::sync::Arc;
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
 pub struct GenericMemoryAllocator<S> {
-    device: Arc<Device>,
+    device: Arc<MemoryDevice>,
     block_vecs: Vec<Arc<DeviceBlockVec<S>>>,
     /// What the placement knows of each memory type.
     types: Vec<TypeFacts>,
@@ -52,7 +52,7 @@ pub type StandardMemoryAllocator = GenericMemoryAllocator<FreeListAllocator>;
 
 impl StandardMemoryAllocator {
     /// An allocator with the default configuration.
-    pub fn new_default(device: Arc<Device>) -> Self {
+    pub fn new_default(device: Arc<MemoryDevice>) -> Self {
         match Self::new(device, GenericMemoryAllocatorCreateInfo::default()) {
             Ok(a) => a,
             // The default configuration is valid by construction (tested).
@@ -74,7 +74,7 @@ impl<S> std::fmt::Debug for GenericMemoryAllocator<S> {
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// Creates an allocator; no memory is allocated until it is needed.
     pub fn new(
-        device: Arc<Device>,
+        device: Arc<MemoryDevice>,
         create_info: GenericMemoryAllocatorCreateInfo,
     ) -> Result<Self, AllocationError> {
         let arenas_per_block = arenas_per_block(create_info.block_arenas)?;
@@ -148,7 +148,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// [`intent`](super::intent)), or `None` when no type fits.
     pub fn memory_type_for(
         &self,
-        requirements: &MemoryRequirements,
+        requirements: &AllocationRequirements,
         create_info: &AllocationCreateInfo,
     ) -> Option<u32> {
         let bits = self.usable_bits(requirements.memory_type_bits).ok()?;
@@ -269,7 +269,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     }
 
     /// What VMA's JSON dump says beyond a snapshot: the device's name, type, version and
-    /// limits, and the default pools' block sizes (see [`VmaDumpInfo`]).
+    /// limits, and the default block vectors' block sizes (see [`VmaDumpInfo`]).
     pub fn vma_dump_info(&self) -> VmaDumpInfo {
         let properties = self.device.physical_device_properties();
         VmaDumpInfo {
@@ -358,8 +358,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         dedicated: Option<DedicatedAllocation>,
         priority: f32,
         create_info: &AllocationCreateInfo,
-    ) -> Result<DeviceMemory, AllocationError> {
-        let info = DeviceMemoryCreateInfo {
+    ) -> Result<MemoryObject, AllocationError> {
+        let info = MemoryObjectCreateInfo {
             size,
             memory_type_index,
             dedicated,
@@ -369,7 +369,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..Default::default()
         };
-        Ok(DeviceMemory::allocate(self.device.clone(), &info)?)
+        Ok(MemoryObject::allocate(self.device.clone(), &info)?)
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the
@@ -377,11 +377,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// allocator's dedicated allocations.
     pub(super) fn dedicated_from(
         &self,
-        info: DeviceMemoryCreateInfo,
+        info: MemoryObjectCreateInfo,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
         check_create_info(create_info)?;
-        let info = DeviceMemoryCreateInfo {
+        let info = MemoryObjectCreateInfo {
             device_address: self.create_info.device_address,
             priority: Some(
                 create_info
@@ -391,7 +391,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..info
         };
-        let memory = DeviceMemory::allocate(self.device.clone(), &info)?;
+        let memory = MemoryObject::allocate(self.device.clone(), &info)?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,
@@ -523,7 +523,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         MemorySnapshot::of_device(&self.device, self.observer.all_snapshots())
     }
 
-    /// Starts a [defragmentation](super::defrag) of the allocator's default pools (custom
+    /// Starts a [defragmentation](super::defrag) of the allocator's default block vectors (custom
     /// pools defragment on their own: [`MemoryPool::defragmentation`](super::MemoryPool::defragmentation)).
     pub fn defragmentation(&self, info: &DefragmentationInfo) -> Defragmentation<S> {
         let targets = self
@@ -558,7 +558,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
 
     /// Lists every allocation still alive (custom pools' included) and logs each one through
     /// the `log` facade at the `warn` level (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
-    /// The allocations of the default pools are reported the same way when the allocator is
+    /// The allocations of the default block vectors are reported the same way when the allocator is
     /// dropped while they are alive; a custom pool reports its own when it is dropped. In
     /// debug builds that drop also prints the report when no logger takes it, and panics
     /// (see [`LeakCheck`](crate::LeakCheck)).
@@ -582,7 +582,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
 }
 
 impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocator<S> {
-    fn device(&self) -> &Arc<Device> {
+    fn device(&self) -> &Arc<MemoryDevice> {
         &self.device
     }
 
@@ -633,14 +633,14 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
 
     fn allocate(
         &self,
-        requirements: MemoryRequirements,
+        requirements: AllocationRequirements,
         allocation_type: AllocationType,
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
         let mut bits = self.usable_bits(requirements.memory_type_bits)?;
         check_create_info(create_info)?;
-        let requirements = MemoryRequirements {
+        let requirements = AllocationRequirements {
             layout: requirements.layout.align_to(create_info.min_alignment)?,
             ..requirements
         };
@@ -733,7 +733,7 @@ impl<S: Suballocator + Send + 'static> MemorySource for TypeSource<'_, S> {
         &self,
         size: DeviceSize,
         create_info: &AllocationCreateInfo,
-    ) -> Result<DeviceMemory, AllocationError> {
+    ) -> Result<MemoryObject, AllocationError> {
         let a = self.allocator;
         a.allocate_memory(
             self.memory_type_index,

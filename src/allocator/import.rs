@@ -3,7 +3,7 @@
 use super::{AllocationCreateInfo, AllocationError, GenericMemoryAllocator};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::external::ExternalMemoryImport;
-use crate::device_memory::{DedicatedAllocation, DeviceMemoryCreateInfo};
+use crate::device_memory::{DedicatedAllocation, MemoryObjectCreateInfo};
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
 
@@ -29,7 +29,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
         self.dedicated_from(
-            DeviceMemoryCreateInfo {
+            MemoryObjectCreateInfo {
                 size,
                 memory_type_index,
                 dedicated,

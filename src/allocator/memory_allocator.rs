@@ -4,11 +4,11 @@ use super::desc::AllocationDesc;
 use super::error::AllocationError;
 use super::intent::ResourceUsage;
 use super::memory_type::MemoryTypeFilter;
-use super::request::{AllocationCreateInfo, MemoryRequirements};
+use super::request::{AllocationCreateInfo, AllocationRequirements};
 use super::resources::{allocate_and_bind, with_resource_usage};
 use super::{bind_next, pages, requirements, resources};
 use crate::allocation::MemoryAlloc;
-use crate::device::{Device, Resource};
+use crate::device::{MemoryDevice, Resource};
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, MemorySnapshot};
@@ -22,7 +22,7 @@ use std::sync::Arc;
 /// [`MemoryAlloc`]s that give their memory back when dropped.
 pub trait MemoryAllocator: Send + Sync {
     /// The device the allocator works for.
-    fn device(&self) -> &Arc<Device>;
+    fn device(&self) -> &Arc<MemoryDevice>;
 
     /// The best memory type among `memory_type_bits` for `filter`, or `None`.
     fn find_memory_type_index(
@@ -52,7 +52,7 @@ pub trait MemoryAllocator: Send + Sync {
     /// why](super::desc#dedicated-allocations)).
     fn allocate(
         &self,
-        requirements: MemoryRequirements,
+        requirements: AllocationRequirements,
         allocation_type: AllocationType,
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,
@@ -92,7 +92,7 @@ pub trait MemoryAllocator: Send + Sync {
     /// resource is destroyed or the pages are unbound.
     fn allocate_pages(
         &self,
-        requirements: MemoryRequirements,
+        requirements: AllocationRequirements,
         allocation_type: AllocationType,
         create_info: &AllocationCreateInfo,
         count: usize,
@@ -184,7 +184,7 @@ pub trait MemoryAllocator: Send + Sync {
     }
 
     /// Allocates memory for a buffer that `buffer_info` would make, without making it
-    /// (requirements from [`MemoryRequirements::for_buffer_info`]; Vulkan 1.3 or
+    /// (requirements from [`AllocationRequirements::for_buffer_info`]; Vulkan 1.3 or
     /// `VK_KHR_maintenance4`): create the buffer later and bind it with
     /// [`MemoryAlloc::bind_buffer_at`]. The buffer's usage (of a
     /// `VkBufferUsageFlags2CreateInfoKHR` in the chain when there is one) is the resource

@@ -25,7 +25,7 @@
 //! A pool is a cheap handle (`Clone`, `Send`, `Sync`): threads allocate from it at the same
 //! time, and its blocks are cut into arenas as the allocator's are
 //! ([`PoolCreateInfo::block_arenas`]). It shares the device's memory-object count, the
-//! `maxMemoryAllocationCount` guard and the heap budget with the allocator's default pools
+//! `maxMemoryAllocationCount` guard and the heap budget with the allocator's default block vectors
 //! and with every other pool. The allocator's [statistics](super::GenericMemoryAllocator::statistics),
 //! [snapshots](super::GenericMemoryAllocator::snapshot) and leak report show each live pool by name.
 //!
@@ -47,14 +47,14 @@ use super::observe::{Held, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};
 use super::request::{check_create_info, meta_of};
 use super::{
-    AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements, MemoryTypeFilter,
-    MemoryUsage,
+    AllocationCreateInfo, AllocationError, AllocationRequirements, MemoryAllocator,
+    MemoryTypeFilter, MemoryUsage,
 };
 use crate::allocation::MemoryAlloc;
 use crate::corruption::{CorruptionError, CorruptionReport};
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device_memory::{
-    DedicatedAllocation, DeviceMemory, DeviceMemoryCreateInfo, ExportHandleTypes,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
@@ -150,7 +150,7 @@ impl Default for PoolCreateInfo {
 
 /// What every handle of one pool shares.
 struct PoolInner<S> {
-    device: Arc<Device>,
+    device: Arc<MemoryDevice>,
     name: Arc<str>,
     memory_type_index: u32,
     facts: TypeFacts,
@@ -211,7 +211,7 @@ fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
 /// What a custom pool takes from the allocator that makes it
 /// ([`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool)).
 pub(crate) struct PoolParent<'a> {
-    pub device: Arc<Device>,
+    pub device: Arc<MemoryDevice>,
     pub create_info: &'a GenericMemoryAllocatorCreateInfo,
     pub observer: &'a Observer,
     /// The pool's memory type, as the allocator resolved [`PoolCreateInfo::memory_type`].
@@ -347,10 +347,10 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         &self,
         size: DeviceSize,
         within_budget: bool,
-    ) -> Result<DeviceMemory, AllocationError> {
-        Ok(DeviceMemory::allocate(
+    ) -> Result<MemoryObject, AllocationError> {
+        Ok(MemoryObject::allocate(
             self.device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size,
                 memory_type_index: self.memory_type_index,
                 export_handle_types: self.export_handle_types,
@@ -371,9 +371,9 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
-        let memory = DeviceMemory::allocate(
+        let memory = MemoryObject::allocate(
             self.device.clone(),
-            &DeviceMemoryCreateInfo {
+            &MemoryObjectCreateInfo {
                 size,
                 memory_type_index: self.memory_type_index,
                 dedicated,
@@ -433,7 +433,7 @@ impl<S: Suballocator + Send + 'static> MemorySource for PoolInner<S> {
         &self,
         size: DeviceSize,
         create_info: &AllocationCreateInfo,
-    ) -> Result<DeviceMemory, AllocationError> {
+    ) -> Result<MemoryObject, AllocationError> {
         PoolInner::block_memory(self, size, create_info.within_budget)
     }
 
@@ -530,7 +530,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
 }
 
 impl<S: Suballocator + Send + 'static> MemoryAllocator for MemoryPool<S> {
-    fn device(&self) -> &Arc<Device> {
+    fn device(&self) -> &Arc<MemoryDevice> {
         &self.inner.device
     }
 
@@ -569,7 +569,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for MemoryPool<S> {
 
     fn allocate(
         &self,
-        requirements: MemoryRequirements,
+        requirements: AllocationRequirements,
         allocation_type: AllocationType,
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,

@@ -2,7 +2,7 @@
 //!
 //! # Asking for memory
 //!
-//! A request is three things. [`MemoryRequirements`] say what the resource needs: size,
+//! A request is three things. [`AllocationRequirements`] say what the resource needs: size,
 //! alignment, the memory types it can live in, and whether the driver prefers or requires a
 //! dedicated memory object (from `vkGet*MemoryRequirements2` with
 //! `VkMemoryDedicatedRequirements`). [`AllocationType`](crate::AllocationType) says whether the resource is linear
@@ -83,5 +83,7 @@ pub use self::memory_allocator::MemoryAllocator;
 pub use self::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType};
 pub use self::memory_type::{MemoryTypeFilter, MemoryUsage};
 pub use self::placement::MemoryAllocatePreference;
-pub use self::request::{AllocationCreateInfo, MemoryRequirements};
+#[allow(deprecated)]
+pub use self::request::MemoryRequirements;
+pub use self::request::{AllocationCreateInfo, AllocationRequirements};
 pub use self::resources::{OwnedBuffer, OwnedImage};

@@ -9,7 +9,7 @@ use crate::allocator::block_memory::DeviceBlockVec;
 use crate::allocator::config::LeakCheck;
 use crate::allocator::dedicated::DedicatedRegistry;
 use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device_memory::ScanInvalidate;
 use crate::stats::{
     leaks_in, log_leaks, BlockSnapshot, BlockStatistics, LeakedAllocation, Statistics, LOG_TARGET,
@@ -19,7 +19,7 @@ use ash::vk::Handle;
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 
-/// Memory that can be looked at: the default pools of an allocator, or one custom pool.
+/// Memory that can be looked at: the default block vectors of an allocator, or one custom pool.
 pub(crate) trait Observe: Send + Sync {
     /// Every block and dedicated allocation, with every range.
     fn snapshots(&self) -> Vec<BlockSnapshot>;
@@ -40,13 +40,13 @@ pub(crate) struct Scan {
 /// Block vectors by memory type (one for a pool, one per type for an allocator), a register
 /// of dedicated allocations and, for a custom pool, its name.
 pub(crate) struct Held<S> {
-    pub device: Arc<Device>,
+    pub device: Arc<MemoryDevice>,
     pub vecs: Vec<(u32, Arc<DeviceBlockVec<S>>)>,
     pub dedicated: Arc<DedicatedRegistry>,
     pub pool: Option<Arc<str>>,
 }
 
-fn heap_of(device: &Device, memory_type_index: u32) -> u32 {
+fn heap_of(device: &MemoryDevice, memory_type_index: u32) -> u32 {
     device
         .memory_properties()
         .memory_type(memory_type_index)

@@ -3,14 +3,14 @@
 //!
 //! See [`MemoryAllocator::allocate_pages`] for binding them to a sparse resource.
 
-use super::{AllocationCreateInfo, AllocationError, MemoryAllocator, MemoryRequirements};
+use super::{AllocationCreateInfo, AllocationError, AllocationRequirements, MemoryAllocator};
 use crate::allocation::MemoryAlloc;
 use crate::suballocator::AllocationType;
 
 /// See [`MemoryAllocator::allocate_pages`].
 pub(super) fn allocate_pages<A: MemoryAllocator + ?Sized>(
     allocator: &A,
-    requirements: MemoryRequirements,
+    requirements: AllocationRequirements,
     allocation_type: AllocationType,
     create_info: &AllocationCreateInfo,
     count: usize,

@@ -1,5 +1,5 @@
 //! The request vocabulary: what a resource needs from its memory
-//! ([`MemoryRequirements`]) and what the user intends with an allocation
+//! ([`AllocationRequirements`]) and what the user intends with an allocation
 //! ([`AllocationCreateInfo`]).
 
 use super::config::{check_priority, DebugOptions};
@@ -9,7 +9,7 @@ use super::memory_type::MemoryUsage;
 use super::placement::MemoryAllocatePreference;
 use crate::allocation::AllocationMeta;
 use crate::allocation::UserData;
-use crate::device::{Device, Resource};
+use crate::device::{MemoryDevice, Resource};
 use crate::layout::DeviceLayout;
 use ash::vk;
 use std::sync::Arc;
@@ -95,9 +95,13 @@ impl Default for AllocationCreateInfo {
     }
 }
 
+/// The old name of [`AllocationRequirements`] (it read like `vk::MemoryRequirements`).
+#[deprecated(since = "0.2.0", note = "renamed to `AllocationRequirements`")]
+pub type MemoryRequirements = AllocationRequirements;
+
 /// What a resource needs from its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryRequirements {
+pub struct AllocationRequirements {
     /// Size and alignment.
     pub layout: DeviceLayout,
     /// Bit `i` set when memory type `i` is allowed.
@@ -108,7 +112,7 @@ pub struct MemoryRequirements {
     pub requires_dedicated_allocation: bool,
 }
 
-impl MemoryRequirements {
+impl AllocationRequirements {
     /// Checks and converts the plain `VkMemoryRequirements`.
     pub fn from_vk(requirements: vk::MemoryRequirements) -> Result<Self, AllocationError> {
         Ok(Self {
@@ -125,7 +129,10 @@ impl MemoryRequirements {
     /// # Safety
     ///
     /// `buffer` is a valid buffer created from `device`.
-    pub unsafe fn for_buffer(device: &Device, buffer: vk::Buffer) -> Result<Self, AllocationError> {
+    pub unsafe fn for_buffer(
+        device: &MemoryDevice,
+        buffer: vk::Buffer,
+    ) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
         let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Buffer(buffer)) };
         Self::with_hints(reqs, dedicated)
@@ -137,7 +144,10 @@ impl MemoryRequirements {
     /// # Safety
     ///
     /// `image` is a valid, non-disjoint image created from `device`.
-    pub unsafe fn for_image(device: &Device, image: vk::Image) -> Result<Self, AllocationError> {
+    pub unsafe fn for_image(
+        device: &MemoryDevice,
+        image: vk::Image,
+    ) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
         let (reqs, dedicated) = unsafe { device.raw_requirements(Resource::Image(image)) };
         Self::with_hints(reqs, dedicated)

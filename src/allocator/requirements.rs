@@ -2,16 +2,16 @@
 //! (see [`crate::device_requirements`]'s entry points: Vulkan 1.3 or `VK_KHR_maintenance4`).
 
 use super::{
-    resources::with_resource_usage, AllocationCreateInfo, AllocationError, GenericMemoryAllocator,
-    MemoryAllocator, MemoryRequirements, ResourceUsage,
+    resources::with_resource_usage, AllocationCreateInfo, AllocationError, AllocationRequirements,
+    GenericMemoryAllocator, MemoryAllocator, ResourceUsage,
 };
 use crate::allocation::MemoryAlloc;
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device_requirements::{buffer_usage, CreateInfo};
 use crate::suballocator::{AllocationType, Suballocator};
 use ash::vk;
 
-impl MemoryRequirements {
+impl AllocationRequirements {
     /// The requirements of a buffer made from `info`, without making it
     /// (`vkGetDeviceBufferMemoryRequirements`), with the dedicated-allocation hints. Needs
     /// [`EnabledMemoryFeatures::maintenance4`](crate::EnabledMemoryFeatures::maintenance4)
@@ -21,7 +21,7 @@ impl MemoryRequirements {
     ///
     /// `info` is a valid `VkBufferCreateInfo` for `device`.
     pub unsafe fn for_buffer_info(
-        device: &Device,
+        device: &MemoryDevice,
         info: &vk::BufferCreateInfo<'_>,
     ) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
@@ -35,7 +35,7 @@ impl MemoryRequirements {
     ///
     /// `info` is a valid `VkImageCreateInfo` for `device`, without the `DISJOINT` flag.
     pub unsafe fn for_image_info(
-        device: &Device,
+        device: &MemoryDevice,
         info: &vk::ImageCreateInfo<'_>,
     ) -> Result<Self, AllocationError> {
         // SAFETY: the caller's contract.
@@ -47,9 +47,9 @@ impl MemoryRequirements {
 ///
 /// `info` is valid for `device` (an image one not disjoint).
 unsafe fn of_info(
-    device: &Device,
+    device: &MemoryDevice,
     info: CreateInfo<'_>,
-) -> Result<MemoryRequirements, AllocationError> {
+) -> Result<AllocationRequirements, AllocationError> {
     if !device.has_device_requirements() {
         return Err(AllocationError::FeatureNotEnabled(
             "VK_KHR_maintenance4 or Vulkan 1.3",
@@ -57,7 +57,7 @@ unsafe fn of_info(
     }
     // SAFETY: the feature is there (checked); the caller's contract.
     let (reqs, hints) = unsafe { device.requirements_of_info(info) };
-    MemoryRequirements::with_hints(reqs, hints)
+    AllocationRequirements::with_hints(reqs, hints)
 }
 
 /// The resource usage and allocation type of a create info.
@@ -102,7 +102,7 @@ pub(super) unsafe fn allocate_for_info<A: MemoryAllocator + ?Sized>(
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// The memory type an allocation for a buffer made from `info` would use (VMA's
     /// `vmaFindMemoryTypeIndexForBufferInfo`): the buffer's requirements from the create
-    /// info (see [`MemoryRequirements::for_buffer_info`]) and `create_info`'s usage, with
+    /// info (see [`AllocationRequirements::for_buffer_info`]) and `create_info`'s usage, with
     /// the buffer's usage flags (those of a `VkBufferUsageFlags2CreateInfoKHR` in the chain
     /// when there is one) as the resource usage when it is left `Unknown`.
     ///

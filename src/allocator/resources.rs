@@ -11,7 +11,7 @@
 //!   ([`OwnedBuffer::handle`]), and [`OwnedBuffer::into_raw`] gives the pair back to manage
 //!   by hand.
 //!
-//! An owned resource keeps the allocator's [`Device`] alive (an `Arc`), not the `VkDevice`
+//! An owned resource keeps the allocator's [`MemoryDevice`] alive (an `Arc`), not the `VkDevice`
 //! itself: drop every resource before destroying the `ash::Device`, as for any Vulkan object.
 //!
 //! ```no_run
@@ -35,11 +35,11 @@
 //! ```
 
 use super::intent::ResourceUsage;
-use super::request::MemoryRequirements;
+use super::request::AllocationRequirements;
 use super::{AllocationCreateInfo, AllocationError, MemoryAllocator};
 use crate::allocation::MemoryAccessError;
 use crate::allocation::MemoryAlloc;
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device::Resource;
 use crate::device_memory::DedicatedAllocation;
 use crate::suballocator::AllocationType;
@@ -52,7 +52,11 @@ use std::sync::Arc;
 /// # Safety
 ///
 /// `buffer` is null or a buffer of `device`, not in use by the device, not used afterwards.
-pub(crate) unsafe fn destroy_buffer(device: &Device, buffer: vk::Buffer, allocation: MemoryAlloc) {
+pub(crate) unsafe fn destroy_buffer(
+    device: &MemoryDevice,
+    buffer: vk::Buffer,
+    allocation: MemoryAlloc,
+) {
     if buffer != vk::Buffer::null() {
         // SAFETY: the caller's contract.
         unsafe { device.ash().destroy_buffer(buffer, None) };
@@ -65,7 +69,11 @@ pub(crate) unsafe fn destroy_buffer(device: &Device, buffer: vk::Buffer, allocat
 /// # Safety
 ///
 /// `image` is null or an image of `device`, not in use by the device, not used afterwards.
-pub(crate) unsafe fn destroy_image(device: &Device, image: vk::Image, allocation: MemoryAlloc) {
+pub(crate) unsafe fn destroy_image(
+    device: &MemoryDevice,
+    image: vk::Image,
+    allocation: MemoryAlloc,
+) {
     if image != vk::Image::null() {
         // SAFETY: the caller's contract.
         unsafe { device.ash().destroy_image(image, None) };
@@ -80,7 +88,7 @@ macro_rules! owned_resource {
     ) => {
         $(#[$doc])*
         pub struct $name {
-            device: Arc<Device>,
+            device: Arc<MemoryDevice>,
             handle: $handle,
             allocation: ManuallyDrop<MemoryAlloc>,
         }
@@ -110,7 +118,7 @@ macro_rules! owned_resource {
             /// # Safety
             ///
             #[doc = concat!("`handle` is a ", $what, " of `device`, bound to `allocation`, owned by the caller and used by nothing else once dropped; it is not in use by the device when this value is dropped.")]
-            pub unsafe fn from_raw(device: Arc<Device>, handle: $handle, allocation: MemoryAlloc) -> Self {
+            pub unsafe fn from_raw(device: Arc<MemoryDevice>, handle: $handle, allocation: MemoryAlloc) -> Self {
                 Self {
                     device,
                     handle,
@@ -231,7 +239,7 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
     let result = (|| {
         // SAFETY: the caller's contract: the resource is valid and from this device.
         let (reqs, dedicated_reqs) = unsafe { device.raw_requirements(resource) };
-        let requirements = MemoryRequirements::with_hints(reqs, dedicated_reqs)?;
+        let requirements = AllocationRequirements::with_hints(reqs, dedicated_reqs)?;
         // SAFETY: the resource is valid and unbound, and this allocation is made for it.
         let dedicated = unsafe {
             match resource {

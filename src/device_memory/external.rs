@@ -1,19 +1,19 @@
 //! External memory, both ways, and the user's own `vkAllocateMemory` `pNext` chain.
 //!
 //! - **Export.** Memory allocated with export handle types
-//!   ([`DeviceMemoryCreateInfo::export_handle_types`],
+//!   ([`MemoryObjectCreateInfo::export_handle_types`],
 //!   [`PoolCreateInfo::export_handle_types`](crate::PoolCreateInfo::export_handle_types) or the
 //!   allocator's per-type setting) can be exported as a POSIX file descriptor with
-//!   [`DeviceMemory::export_fd`] / [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)
+//!   [`MemoryObject::export_fd`] / [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)
 //!   (`vkGetMemoryFdKHR`, `VK_KHR_external_memory_fd`). The descriptor stands for the whole
 //!   memory object: an allocation inside a block is found at its
 //!   [`offset`](crate::MemoryAlloc::offset) in it, so export a dedicated allocation to share
 //!   exactly one resource. Win32 handles are not wrapped; the raw handle of
-//!   [`DeviceMemory::handle`] with `VK_KHR_external_memory_win32` is the extension point.
+//!   [`MemoryObject::handle`] with `VK_KHR_external_memory_win32` is the extension point.
 //! - **Import.** [`ExternalMemoryImport`] names what to import, a file descriptor
 //!   (`VkImportMemoryFdInfoKHR`) or a host allocation (`VkImportMemoryHostPointerInfoEXT`,
 //!   `VK_EXT_external_memory_host`: zero-copy upload of data the application already has);
-//!   put it in [`DeviceMemoryCreateInfo::import`], or import as an allocation with
+//!   put it in [`MemoryObjectCreateInfo::import`], or import as an allocation with
 //!   [`GenericMemoryAllocator::import_memory`](crate::GenericMemoryAllocator::import_memory).
 //!   The rules checked before the driver is called: the extension is claimed
 //!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
@@ -29,12 +29,12 @@
 //!   the structures the crate chains itself (dedicated, export, allocate flags, priority,
 //!   import), for a custom pool's blocks and dedicated allocations
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
-//!   or one memory object ([`DeviceMemoryCreateInfo::next`]). A chain holding a structure the
+//!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
 //!   crate adds to the same call is refused
-//!   ([`DeviceMemoryError::DuplicateChainStructure`]): Vulkan forbids two of a kind.
+//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind.
 
-use crate::device::Device;
-use crate::device_memory::{DeviceMemory, DeviceMemoryCreateInfo, DeviceMemoryError};
+use crate::device::MemoryDevice;
+use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
 use crate::layout::{DeviceAlignment, DeviceSize};
 use ash::vk;
 use std::ffi::c_void;
@@ -110,12 +110,12 @@ impl ExternalMemoryImport {
     /// The memory types this import may go to: from `vkGetMemoryHostPointerPropertiesEXT`
     /// for a host pointer, `vkGetMemoryFdPropertiesKHR` for a non-opaque fd, and every type
     /// for an opaque fd (use the exporter's type).
-    pub fn memory_type_bits(&self, device: &Device) -> Result<u32, DeviceMemoryError> {
+    pub fn memory_type_bits(&self, device: &MemoryDevice) -> Result<u32, MemoryObjectError> {
         let all = device.memory_properties().all_types_mask();
         match self.kind {
             ImportKind::Fd { handle_type, fd } => {
                 if !device.features().external_memory_fd {
-                    return Err(DeviceMemoryError::ExtensionNotEnabled(
+                    return Err(MemoryObjectError::ExtensionNotEnabled(
                         "VK_KHR_external_memory_fd",
                     ));
                 }
@@ -128,7 +128,7 @@ impl ExternalMemoryImport {
                 // SAFETY: the extension is enabled (claimed); the fd and handle type are
                 // valid by `fd`'s contract, and not opaque.
                 unsafe { fns.get_memory_fd_properties(handle_type, fd, &mut props) }
-                    .map_err(DeviceMemoryError::Vulkan)?;
+                    .map_err(MemoryObjectError::Vulkan)?;
                 Ok(props.memory_type_bits & all)
             }
             ImportKind::HostPointer {
@@ -136,7 +136,7 @@ impl ExternalMemoryImport {
                 pointer,
             } => {
                 if !device.features().external_memory_host {
-                    return Err(DeviceMemoryError::ExtensionNotEnabled(
+                    return Err(MemoryObjectError::ExtensionNotEnabled(
                         "VK_EXT_external_memory_host",
                     ));
                 }
@@ -162,7 +162,7 @@ impl ExternalMemoryImport {
                     )
                 }
                 .result()
-                .map_err(DeviceMemoryError::Vulkan)?;
+                .map_err(MemoryObjectError::Vulkan)?;
                 Ok(props.memory_type_bits & all)
             }
         }
@@ -230,11 +230,11 @@ pub(crate) struct ChainPlan {
 /// Checks the import and the user chain of `info` against the device and against the
 /// structures the crate itself chains (`crate_types`), before anything is reserved.
 pub(crate) fn check(
-    device: &Device,
-    info: &DeviceMemoryCreateInfo,
+    device: &MemoryDevice,
+    info: &MemoryObjectCreateInfo,
     crate_types: &[vk::StructureType],
     crate_export: vk::ExternalMemoryHandleTypeFlags,
-) -> Result<ChainPlan, DeviceMemoryError> {
+) -> Result<ChainPlan, MemoryObjectError> {
     let mut own = crate_types.to_vec();
     if let Some(import) = &info.import {
         match import.kind {
@@ -242,13 +242,13 @@ pub(crate) fn check(
             ImportKind::HostPointer { pointer, .. } => {
                 own.push(vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT);
                 if info.dedicated.is_some() {
-                    return Err(DeviceMemoryError::ImportDedicated);
+                    return Err(MemoryObjectError::ImportDedicated);
                 }
                 let alignment = min_imported_host_pointer_alignment(device)?;
                 if !alignment.is_aligned(pointer.as_ptr() as DeviceSize)
                     || !alignment.is_aligned(info.size)
                 {
-                    return Err(DeviceMemoryError::ImportMisaligned {
+                    return Err(MemoryObjectError::ImportMisaligned {
                         alignment: alignment.as_devicesize(),
                     });
                 }
@@ -256,7 +256,7 @@ pub(crate) fn check(
         }
         let allowed = import.memory_type_bits(device)?;
         if allowed & (1 << info.memory_type_index) == 0 {
-            return Err(DeviceMemoryError::ImportMemoryType {
+            return Err(MemoryObjectError::ImportMemoryType {
                 index: info.memory_type_index,
                 allowed,
             });
@@ -266,7 +266,7 @@ pub(crate) fn check(
     if let Some(next) = info.next {
         let (types, export) = next.walk();
         if let Some(&dup) = types.iter().find(|t| own.contains(t)) {
-            return Err(DeviceMemoryError::DuplicateChainStructure(dup));
+            return Err(MemoryObjectError::DuplicateChainStructure(dup));
         }
         export_types |= export;
     }
@@ -311,12 +311,12 @@ pub(crate) enum ImportRef<'a> {
 /// The device's `minImportedHostPointerAlignment` (needs Vulkan 1.1's
 /// `vkGetPhysicalDeviceProperties2`).
 pub fn min_imported_host_pointer_alignment(
-    device: &Device,
-) -> Result<DeviceAlignment, DeviceMemoryError> {
+    device: &MemoryDevice,
+) -> Result<DeviceAlignment, MemoryObjectError> {
     if vk::api_version_minor(device.api_version()) < 1
         && vk::api_version_major(device.api_version()) <= 1
     {
-        return Err(DeviceMemoryError::ExtensionNotEnabled(
+        return Err(MemoryObjectError::ExtensionNotEnabled(
             "Vulkan 1.1 (vkGetPhysicalDeviceProperties2)",
         ));
     }
@@ -329,7 +329,7 @@ pub fn min_imported_host_pointer_alignment(
             .get_physical_device_properties2(device.physical_device(), &mut props)
     };
     let value = host.min_imported_host_pointer_alignment;
-    DeviceAlignment::new(value).ok_or(DeviceMemoryError::ImportMisaligned { alignment: value })
+    DeviceAlignment::new(value).ok_or(MemoryObjectError::ImportMisaligned { alignment: value })
 }
 
 /// An exported memory object: its file descriptor and what an importer must repeat.
@@ -353,23 +353,23 @@ pub struct ExportedFd {
 }
 
 #[cfg(unix)]
-impl DeviceMemory {
+impl MemoryObject {
     /// Exports the memory object as a file descriptor of `handle_type`
     /// (`vkGetMemoryFdKHR`). The object must have been allocated exportable as that type;
     /// `VK_KHR_external_memory_fd` must be claimed.
     pub fn export_fd(
         &self,
         handle_type: vk::ExternalMemoryHandleTypeFlags,
-    ) -> Result<std::os::fd::OwnedFd, DeviceMemoryError> {
+    ) -> Result<std::os::fd::OwnedFd, MemoryObjectError> {
         use std::os::fd::FromRawFd;
         let device = self.device();
         if !device.features().external_memory_fd {
-            return Err(DeviceMemoryError::ExtensionNotEnabled(
+            return Err(MemoryObjectError::ExtensionNotEnabled(
                 "VK_KHR_external_memory_fd",
             ));
         }
         if handle_type.as_raw().count_ones() != 1 || !self.export_types().contains(handle_type) {
-            return Err(DeviceMemoryError::NotExportable {
+            return Err(MemoryObjectError::NotExportable {
                 handle_type,
                 exportable: self.export_types(),
             });
@@ -380,7 +380,7 @@ impl DeviceMemory {
             .handle_type(handle_type);
         // SAFETY: the extension is enabled (claimed); the memory is ours and was allocated
         // exportable as exactly this one handle type (checked above).
-        let fd = unsafe { fns.get_memory_fd(&info) }.map_err(DeviceMemoryError::Vulkan)?;
+        let fd = unsafe { fns.get_memory_fd(&info) }.map_err(MemoryObjectError::Vulkan)?;
         // SAFETY: a successful vkGetMemoryFdKHR hands the caller a new descriptor it owns.
         Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
     }

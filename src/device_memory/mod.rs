@@ -6,14 +6,14 @@
 //! they are created, and every allocation inside shares that mapping: there is never a second
 //! map of the same object, so there is nothing to unmap twice either.
 //!
-//! [`DeviceMemory::allocate`] is usable on its own, for a memory object the allocator does not
+//! [`MemoryObject::allocate`] is usable on its own, for a memory object the allocator does not
 //! manage: it checks its arguments, respects `maxMemoryAllocationCount` and the heap budget
-//! like the allocator does, and counts the object in the [`Device`]'s totals.
+//! like the allocator does, and counts the object in the [`MemoryDevice`]'s totals.
 
 pub mod external;
 
 use crate::budget::BudgetError;
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::device_memory::external::{
     AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs,
 };
@@ -102,9 +102,22 @@ impl ExportHandleTypes {
     }
 }
 
+/// The old name of [`MemoryObject`] (it clashed with `vk::DeviceMemory`, the handle that
+/// [`MemoryObject::handle`] returns).
+#[deprecated(since = "0.2.0", note = "renamed to `MemoryObject`")]
+pub type DeviceMemory = MemoryObject;
+
+/// The old name of [`MemoryObjectCreateInfo`].
+#[deprecated(since = "0.2.0", note = "renamed to `MemoryObjectCreateInfo`")]
+pub type DeviceMemoryCreateInfo = MemoryObjectCreateInfo;
+
+/// The old name of [`MemoryObjectError`].
+#[deprecated(since = "0.2.0", note = "renamed to `MemoryObjectError`")]
+pub type DeviceMemoryError = MemoryObjectError;
+
 /// What to put in one `vkAllocateMemory` call.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DeviceMemoryCreateInfo {
+pub struct MemoryObjectCreateInfo {
     /// The size in bytes; not zero, not above the heap's size. The default value is 0, which
     /// is rejected: set it.
     pub size: DeviceSize,
@@ -123,7 +136,7 @@ pub struct DeviceMemoryCreateInfo {
     /// rejected), passed when the extension is enabled. The default value is `None` (the
     /// driver's default, 0.5).
     pub priority: Option<f32>,
-    /// Fail with [`DeviceMemoryError::Budget`] instead of taking the heap past its
+    /// Fail with [`MemoryObjectError::Budget`] instead of taking the heap past its
     /// [budget](crate::budget). The check and the reservation of the bytes are one atomic
     /// step, so threads cannot pass the budget together. The default value is `false`.
     pub within_budget: bool,
@@ -137,7 +150,7 @@ pub struct DeviceMemoryCreateInfo {
     pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
-impl Default for DeviceMemoryCreateInfo {
+impl Default for MemoryObjectCreateInfo {
     fn default() -> Self {
         Self {
             size: 0,
@@ -162,7 +175,7 @@ pub(crate) fn is_valid_priority(priority: f32) -> bool {
 /// Why a memory object could not be allocated or mapped.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DeviceMemoryError {
+pub enum MemoryObjectError {
     /// The driver is out of device memory (`VK_ERROR_OUT_OF_DEVICE_MEMORY`).
     #[error("out of device memory")]
     OutOfDeviceMemory,
@@ -242,8 +255,8 @@ pub enum DeviceMemoryError {
     },
 }
 
-impl DeviceMemoryError {
-    fn from_vk(result: vk::Result, device: &Device) -> Self {
+impl MemoryObjectError {
+    fn from_vk(result: vk::Result, device: &MemoryDevice) -> Self {
         match result {
             vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => Self::OutOfDeviceMemory,
             vk::Result::ERROR_OUT_OF_HOST_MEMORY => Self::OutOfHostMemory,
@@ -257,8 +270,8 @@ impl DeviceMemoryError {
 }
 
 /// An owned `VkDeviceMemory`.
-pub struct DeviceMemory {
-    device: Arc<Device>,
+pub struct MemoryObject {
+    device: Arc<MemoryDevice>,
     handle: vk::DeviceMemory,
     size: DeviceSize,
     memory_type_index: u32,
@@ -272,13 +285,13 @@ pub struct DeviceMemory {
 }
 
 // SAFETY: a `VkDeviceMemory` handle may be used from any thread; the mapping pointer is only
-// read (never written through) by `DeviceMemory` itself, and the allocations that write
+// read (never written through) by `MemoryObject` itself, and the allocations that write
 // through it each own a disjoint range.
-unsafe impl Send for DeviceMemory {}
-// SAFETY: see `Send`; no method of `DeviceMemory` mutates through `&self`.
-unsafe impl Sync for DeviceMemory {}
+unsafe impl Send for MemoryObject {}
+// SAFETY: see `Send`; no method of `MemoryObject` mutates through `&self`.
+unsafe impl Sync for MemoryObject {}
 
-impl std::fmt::Debug for DeviceMemory {
+impl std::fmt::Debug for MemoryObject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceMemory")
             .field("handle", &self.handle)
@@ -292,7 +305,7 @@ impl std::fmt::Debug for DeviceMemory {
 
 /// Gives back the memory-object slot and the heap bytes of a failed allocation.
 struct Reservation<'a> {
-    device: &'a Device,
+    device: &'a MemoryDevice,
     heap: u32,
     size: DeviceSize,
 }
@@ -304,7 +317,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-impl DeviceMemory {
+impl MemoryObject {
     /// Allocates and, for host-visible types, maps a memory object.
     ///
     /// Checks the arguments first (the memory type exists, the size is not zero and fits the
@@ -313,12 +326,12 @@ impl DeviceMemory {
     /// `within_budget` is set), and only then calls the driver; on any failure everything is
     /// given back.
     pub fn allocate(
-        device: Arc<Device>,
-        info: &DeviceMemoryCreateInfo,
-    ) -> Result<Self, DeviceMemoryError> {
+        device: Arc<MemoryDevice>,
+        info: &MemoryObjectCreateInfo,
+    ) -> Result<Self, MemoryObjectError> {
         let props = device.memory_properties();
         let memory_type = props.memory_type(info.memory_type_index).ok_or(
-            DeviceMemoryError::MemoryTypeIndexOutOfRange {
+            MemoryObjectError::MemoryTypeIndexOutOfRange {
                 index: info.memory_type_index,
                 count: props.memory_types.len() as u32,
             },
@@ -326,14 +339,14 @@ impl DeviceMemory {
         let heap = memory_type.heap_index;
         let heap_size = props.heap_size_of_type(info.memory_type_index).unwrap_or(0);
         if info.size == 0 || info.size > heap_size {
-            return Err(DeviceMemoryError::InvalidSize {
+            return Err(MemoryObjectError::InvalidSize {
                 size: info.size,
                 heap,
                 heap_size,
             });
         }
         if let Some(p) = info.priority.filter(|&p| !is_valid_priority(p)) {
-            return Err(DeviceMemoryError::InvalidPriority(p));
+            return Err(MemoryObjectError::InvalidPriority(p));
         }
         let property_flags = memory_type.property_flags;
         let features = *device.features();
@@ -366,7 +379,7 @@ impl DeviceMemory {
         let plan =
             crate::device_memory::external::check(&device, info, &crate_types, crate_export)?;
         if !device.reserve_memory_object() {
-            return Err(DeviceMemoryError::TooManyObjects {
+            return Err(MemoryObjectError::TooManyObjects {
                 max: device.max_memory_allocation_count(),
             });
         }
@@ -375,7 +388,7 @@ impl DeviceMemory {
             return Err(match e {
                 crate::budget::ReserveError::Budget(b) => b.into(),
                 // The user's heap size limit: as a driver out of memory.
-                crate::budget::ReserveError::HeapSizeLimit => DeviceMemoryError::OutOfDeviceMemory,
+                crate::budget::ReserveError::HeapSizeLimit => MemoryObjectError::OutOfDeviceMemory,
             });
         }
         let reservation = Reservation {
@@ -420,14 +433,14 @@ impl DeviceMemory {
         }
         let ash = device.ash();
         // SAFETY: the chain above only holds structures whose extensions or features the user
-        // declared enabled (`Device::new` contract) with valid values (a priority in range,
+        // declared enabled (`MemoryDevice::new` contract) with valid values (a priority in range,
         // export types vouched for by `ExportHandleTypes::new`'s contract, a valid dedicated
         // resource by `DedicatedAllocation`'s, an import by `ExternalMemoryImport`'s and
         // checked against the driver's rules, a user chain by `AllocateNext::new`'s, with no
         // structure twice); the memory type exists and the size is within its heap (checked
         // above).
         let handle = unsafe { ash.allocate_memory(&allocate_info, None) }
-            .map_err(|e| DeviceMemoryError::from_vk(e, &device))?;
+            .map_err(|e| MemoryObjectError::from_vk(e, &device))?;
         std::mem::forget(reservation);
         device.record_memory_allocated(heap, info.size);
         device.notify_allocated(info.memory_type_index, handle, info.size);
@@ -452,7 +465,7 @@ impl DeviceMemory {
                     vk::MemoryMapFlags::empty(),
                 )
             }
-            .map_err(DeviceMemoryError::MapFailed)?;
+            .map_err(MemoryObjectError::MapFailed)?;
             // On failure `memory` is dropped here, which frees it.
             memory.mapped = NonNull::new(ptr.cast());
         }
@@ -460,7 +473,7 @@ impl DeviceMemory {
     }
 
     /// The device.
-    pub fn device(&self) -> &Arc<Device> {
+    pub fn device(&self) -> &Arc<MemoryDevice> {
         &self.device
     }
 
@@ -555,7 +568,7 @@ impl DeviceMemory {
     }
 }
 
-impl DeviceMemory {
+impl MemoryObject {
     /// Looks through `[offset, offset + len)` of the mapping for the first byte `find` picks
     /// out: the range is copied onto the stack a piece at a time (pieces of [`SCAN_PIECE`]
     /// bytes, the last one shorter) and `find` returns the index of the byte it wants in a
@@ -659,11 +672,11 @@ impl DeviceMemory {
     }
 }
 
-/// The bytes [`DeviceMemory::scan_mapped`] copies at a time: a multiple of the margins'
+/// The bytes [`MemoryObject::scan_mapped`] copies at a time: a multiple of the margins'
 /// chunk, so that every piece starts at the same phase of the magic word.
 pub(crate) const SCAN_PIECE: usize = 8 * crate::corruption::CHUNK;
 
-/// Which atoms [`DeviceMemory::scan_mapped`] may invalidate in non-coherent memory before it
+/// Which atoms [`MemoryObject::scan_mapped`] may invalidate in non-coherent memory before it
 /// reads the range a second time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScanInvalidate {
@@ -677,7 +690,7 @@ pub(crate) enum ScanInvalidate {
     Widened,
 }
 
-/// Which way [`DeviceMemory::sync_range`] makes writes visible.
+/// Which way [`MemoryObject::sync_range`] makes writes visible.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SyncDirection {
     /// Host writes to the device.
@@ -686,7 +699,7 @@ pub(crate) enum SyncDirection {
     Invalidate,
 }
 
-impl Drop for DeviceMemory {
+impl Drop for MemoryObject {
     fn drop(&mut self) {
         self.device
             .notify_freeing(self.memory_type_index, self.handle, self.size);

@@ -64,7 +64,7 @@
 //! allocator of the device; `from_extension` says whether they come from
 //! `VK_EXT_memory_budget` or are estimated (80 % of the heap).
 //! `pools` sums up each [custom pool](crate::MemoryPool) and `pool` names the pool a block
-//! belongs to (`null`: the allocator's default pools); `user_data` is the `Debug` text of an
+//! belongs to (`null`: the allocator's default block vectors); `user_data` is the `Debug` text of an
 //! allocation's [user data](crate::MemoryAlloc::set_user_data) and `backtrace` where it was
 //! made (with [`DebugOptions::capture_backtraces`](crate::DebugOptions::capture_backtraces)).
 //! Version 2 added `pools`, `pool`, `user_data` and `backtrace` to version 1.

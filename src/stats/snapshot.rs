@@ -4,7 +4,7 @@
 use super::summary::Statistics;
 use crate::allocation::{AllocationMeta, MetaMap};
 use crate::budget::HeapBudget;
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::layout::DeviceSize;
 use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
 use ash::vk;
@@ -18,7 +18,7 @@ pub struct HeapStatistics {
     pub index: u32,
     /// The heap's flags.
     pub flags: vk::MemoryHeapFlags,
-    /// The heap's size, usage and budget ([`Device::heap_budgets`](crate::Device::heap_budgets)),
+    /// The heap's size, usage and budget ([`MemoryDevice::heap_budgets`](crate::MemoryDevice::heap_budgets)),
     /// which count every allocator of the device, not only this one.
     pub budget: HeapBudget,
     /// This allocator's memory in the heap.
@@ -52,7 +52,7 @@ pub struct BlockStatistics {
     /// Whether this is a dedicated allocation rather than a shared block.
     pub dedicated: bool,
     /// The name of the custom pool the object belongs to (see
-    /// [`MemoryPool`](crate::MemoryPool)), or `None` for the allocator's default pools.
+    /// [`MemoryPool`](crate::MemoryPool)), or `None` for the allocator's default block vectors.
     pub pool: Option<Arc<str>>,
     /// The object's statistics: one block (or one dedicated allocation) and its ranges.
     pub statistics: Statistics,
@@ -137,13 +137,13 @@ impl AllocatorStatistics {
     }
 
     /// Rolls `blocks` up into the heaps (with their budgets) and memory types of `device`.
-    pub fn of_device(device: &Device, blocks: Vec<BlockStatistics>) -> Self {
+    pub fn of_device(device: &MemoryDevice, blocks: Vec<BlockStatistics>) -> Self {
         Self::new(heap_entries(device), memory_type_entries(device), blocks)
     }
 }
 
 /// One entry per heap of `device`, with its budget and empty statistics.
-fn heap_entries(device: &Device) -> Vec<HeapStatistics> {
+fn heap_entries(device: &MemoryDevice) -> Vec<HeapStatistics> {
     let budgets = device.heap_budgets();
     device
         .memory_properties()
@@ -161,7 +161,7 @@ fn heap_entries(device: &Device) -> Vec<HeapStatistics> {
 }
 
 /// One entry per memory type of `device`, with empty statistics.
-fn memory_type_entries(device: &Device) -> Vec<MemoryTypeStatistics> {
+fn memory_type_entries(device: &MemoryDevice) -> Vec<MemoryTypeStatistics> {
     device
         .memory_properties()
         .memory_types
@@ -223,7 +223,7 @@ pub struct BlockSnapshot {
     /// Whether this is a dedicated allocation (then it has exactly one allocated range).
     pub dedicated: bool,
     /// The name of the custom pool the object belongs to, or `None` for the allocator's
-    /// default pools.
+    /// default block vectors.
     pub pool: Option<Arc<str>>,
     /// The number of live allocations in the object.
     pub allocation_count: u64,
@@ -348,7 +348,7 @@ impl MemorySnapshot {
     }
 
     /// A snapshot of `blocks` on `device`: its heaps (with their budgets) and memory types.
-    pub fn of_device(device: &Device, blocks: Vec<BlockSnapshot>) -> Self {
+    pub fn of_device(device: &MemoryDevice, blocks: Vec<BlockSnapshot>) -> Self {
         Self::new(heap_entries(device), memory_type_entries(device), blocks)
     }
 }

@@ -51,7 +51,7 @@ use crate::suballocator::{AllocationType, RangeKind};
 use std::fmt::{self, Write};
 
 /// What VMA's dump says about the device and the allocator beyond a [`MemorySnapshot`]: its
-/// `"General"` section and the default pools' block sizes. [`GenericMemoryAllocator::to_vma_json`](crate::GenericMemoryAllocator::to_vma_json)
+/// `"General"` section and the default block vectors' block sizes. [`GenericMemoryAllocator::to_vma_json`](crate::GenericMemoryAllocator::to_vma_json)
 /// fills it in from the device and the allocator.
 ///
 /// Build it with `..Default::default()`: new fields may be added.
@@ -70,7 +70,7 @@ pub struct VmaDumpInfo {
     pub buffer_image_granularity: DeviceSize,
     /// `nonCoherentAtomSize`. The default value is 0.
     pub non_coherent_atom_size: DeviceSize,
-    /// The block size of the default pool of each memory type, by memory type index (0 for
+    /// The block size of the default block vector of each memory type, by memory type index (0 for
     /// a type that has none). The default value is empty (all 0).
     pub preferred_block_sizes: Vec<DeviceSize>,
     #[doc(hidden)]

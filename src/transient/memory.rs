@@ -6,7 +6,7 @@
 use super::plan::{PlanInfo, TransientPlan};
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::allocator::{AllocationCreateInfo, AllocationError, MemoryAllocator};
-use crate::device::Device;
+use crate::device::MemoryDevice;
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::sync::Arc;
@@ -305,7 +305,7 @@ impl PlanInfo {
     /// The plan info for `device`: its `bufferImageGranularity`, and the device-local memory
     /// types that are neither lazily allocated nor protected (or, on a device with none, every
     /// type that is neither).
-    pub fn for_device(device: &Device) -> Self {
+    pub fn for_device(device: &MemoryDevice) -> Self {
         let properties = device.memory_properties();
         let excluded = vk::MemoryPropertyFlags::LAZILY_ALLOCATED
             | vk::MemoryPropertyFlags::PROTECTED

@@ -217,7 +217,7 @@ impl TestContext {
     }
 
     /// The allocator's view of the device, with no optional features claimed.
-    pub fn memory_device(&self) -> Arc<ash_memory::Device> {
+    pub fn memory_device(&self) -> Arc<ash_memory::MemoryDevice> {
         self.memory_device_with(ash_memory::EnabledMemoryFeatures::default())
     }
 
@@ -225,12 +225,12 @@ impl TestContext {
     pub fn memory_device_with(
         &self,
         features: ash_memory::EnabledMemoryFeatures,
-    ) -> Arc<ash_memory::Device> {
+    ) -> Arc<ash_memory::MemoryDevice> {
         // SAFETY: the handles are valid and outlive every allocator of a test (tests drop
         // their allocators before the context); the claimed features are only those the
         // test enabled.
         unsafe {
-            ash_memory::Device::new(
+            ash_memory::MemoryDevice::new(
                 &self.entry,
                 &self.instance,
                 self.physical_device,
@@ -239,7 +239,7 @@ impl TestContext {
                 features,
             )
         }
-        .expect("ash_memory::Device::new failed")
+        .expect("ash_memory::MemoryDevice::new failed")
     }
 
     /// The validation messages so far.

@@ -429,7 +429,7 @@ pub(crate) fn registry() -> MutexGuard<'static, Registry> {
 /// A test context whose instance and device report a simulated GPU.
 pub struct Sim {
     pub state: Arc<SimState>,
-    /// The wrapped instance: give it to `ash_memory::Device::new`.
+    /// The wrapped instance: give it to `ash_memory::MemoryDevice::new`.
     pub instance: ash::Instance,
     /// The wrapped device: create and destroy resources through it.
     pub device: ash::Device,
@@ -488,7 +488,7 @@ impl Sim {
         }
     }
 
-    /// The loader entry to give `ash_memory::Device::new`: its `vkGetInstanceProcAddr`
+    /// The loader entry to give `ash_memory::MemoryDevice::new`: its `vkGetInstanceProcAddr`
     /// returns the simulated `vkGetPhysicalDeviceMemoryProperties2KHR` for that name and
     /// forwards every other name to the real loader.
     pub fn entry(&self) -> &ash::Entry {
@@ -498,7 +498,7 @@ impl Sim {
     /// The crate's view of the simulated device: the instance's Vulkan 1.2 (so the
     /// `vkGet*MemoryRequirements2` paths and dedicated allocation info are used), no optional
     /// extension claimed.
-    pub fn memory_device(&self) -> Arc<ash_memory::Device> {
+    pub fn memory_device(&self) -> Arc<ash_memory::MemoryDevice> {
         self.memory_device_with(
             crate::common::API_VERSION,
             ash_memory::EnabledMemoryFeatures::default(),
@@ -507,7 +507,7 @@ impl Sim {
 
     /// The crate's view of the simulated device at Vulkan 1.2 with every feature the
     /// simulated device claims.
-    pub fn memory_device_claimed(&self) -> Arc<ash_memory::Device> {
+    pub fn memory_device_claimed(&self) -> Arc<ash_memory::MemoryDevice> {
         self.memory_device_with(crate::common::API_VERSION, self.state.features.enabled())
     }
 
@@ -519,7 +519,7 @@ impl Sim {
         &self,
         api_version: u32,
         features: ash_memory::EnabledMemoryFeatures,
-    ) -> Arc<ash_memory::Device> {
+    ) -> Arc<ash_memory::MemoryDevice> {
         // SAFETY: the wrapped handles forward to the context's real instance and device,
         // which outlive every allocator of a test (tests drop them before the `Sim`); the
         // real instance was created for `common::API_VERSION`, and every version up to it
@@ -527,7 +527,7 @@ impl Sim {
         // driver claims (it implements their structures itself), and the KHR entry point of
         // a Vulkan 1.0 budget comes from `self.entry`, which serves the wrapped instance.
         unsafe {
-            ash_memory::Device::new(
+            ash_memory::MemoryDevice::new(
                 &self.entry,
                 &self.instance,
                 self.ctx.physical_device,
@@ -536,7 +536,7 @@ impl Sim {
                 features,
             )
         }
-        .expect("ash_memory::Device::new on the simulated device")
+        .expect("ash_memory::MemoryDevice::new on the simulated device")
     }
 
     /// Asserts that no memory object is alive or mapped.

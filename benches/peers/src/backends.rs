@@ -161,7 +161,7 @@ impl AshMemory {
         // allocator; the instance was created from `entry` for `vk.api_version`; no optional
         // feature is claimed.
         let device = unsafe {
-            ash_memory::Device::new(
+            ash_memory::MemoryDevice::new(
                 &vk.entry,
                 &vk.instance,
                 vk.physical_device,
@@ -170,7 +170,7 @@ impl AshMemory {
                 ash_memory::EnabledMemoryFeatures::default(),
             )
         }
-        .expect("ash_memory::Device::new");
+        .expect("ash_memory::MemoryDevice::new");
         ash_memory::StandardMemoryAllocator::new(device, create_info)
             .expect("ash-memory configuration")
     }
@@ -240,7 +240,7 @@ impl Backend for AshMemory {
     type Handle = ash_memory::MemoryAlloc;
     fn allocate(&self, req: &Request) -> Self::Handle {
         use ash_memory::MemoryAllocator;
-        let requirements = ash_memory::MemoryRequirements::from_vk(req.vk()).expect("requirements");
+        let requirements = ash_memory::AllocationRequirements::from_vk(req.vk()).expect("requirements");
         let create_info = ash_memory::AllocationCreateInfo {
             usage: match req.usage {
                 Usage::DeviceLocal => ash_memory::MemoryUsage::DeviceOnly,

@@ -95,7 +95,7 @@ pub(crate) struct BlockLimits {
 }
 
 impl BlockLimits {
-    /// No minimum, no maximum: the default pools.
+    /// No minimum, no maximum: the default block vectors.
     pub(crate) const NONE: Self = Self {
         min: 0,
         max: usize::MAX,

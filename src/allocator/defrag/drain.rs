@@ -13,7 +13,7 @@ use super::plan::{self, DrainPart, Limits};
 use super::registry::Indexed;
 use super::{Block, Defragmentation, Move, MoveId};
 use crate::allocation::MemoryAlloc;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
 use ash::vk;
@@ -103,7 +103,7 @@ impl WalkRecord {
     /// but the completed moves left it since the walk.
     pub fn holds<S: Suballocator + Send + 'static>(
         &self,
-        block: &Block<S, DeviceMemory>,
+        block: &Block<S, MemoryObject>,
         live: DeviceSize,
     ) -> bool {
         self.live.checked_sub(self.gone_bytes) == Some(live)
@@ -120,7 +120,7 @@ pub(super) struct ContinuedDrain<S> {
     pub bytes: DeviceSize,
     /// Every allocation left moves: the block empties in this pass.
     pub ended: bool,
-    pub block: Block<S, DeviceMemory>,
+    pub block: Block<S, MemoryObject>,
 }
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {

@@ -132,7 +132,7 @@ use super::block_memory::DeviceBlockVec;
 use super::block_vec::{Block, WeakBlock};
 use super::placement::TypeFacts;
 use crate::allocation::MemoryAlloc;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::Suballocator;
@@ -199,7 +199,7 @@ pub enum DefragmentationError {
 }
 
 /// Handles of blocks.
-type Blocks<S> = Vec<Block<S, DeviceMemory>>;
+type Blocks<S> = Vec<Block<S, MemoryObject>>;
 
 /// An allocation added to a defragmentation, in the order of [`add`](Defragmentation::add).
 pub type MoveId = usize;
@@ -241,10 +241,10 @@ pub struct Defragmentation<S> {
     ours: HandleSet,
     /// `(vec, block)` of the blocks the last pass left draining: set aside until a pass
     /// empties them or the defragmentation ends.
-    draining: Vec<(usize, Block<S, DeviceMemory>)>,
+    draining: Vec<(usize, Block<S, MemoryObject>)>,
     /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
     /// started: released at its end if empty.
-    emptied: Vec<(usize, WeakBlock<S, DeviceMemory>)>,
+    emptied: Vec<(usize, WeakBlock<S, MemoryObject>)>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,

@@ -10,7 +10,7 @@
 
 use super::{Block, Defragmentation, DefragmentationError, MoveId};
 use crate::allocation::MemoryAlloc;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
 use ash::vk;
@@ -79,7 +79,7 @@ pub struct DefragmentationPass<'a, S: Suballocator + Send + 'static> {
     /// The moves by index; `None` once settled.
     pub(super) moves: Vec<Option<Move>>,
     /// `(vec, block)` of the blocks this pass set aside.
-    pub(super) aside: Vec<(usize, Block<S, DeviceMemory>)>,
+    pub(super) aside: Vec<(usize, Block<S, MemoryObject>)>,
     pub(super) report: PassReport,
     pub(super) ended: bool,
 }

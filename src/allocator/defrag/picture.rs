@@ -16,7 +16,7 @@ use super::plan::{self, BlockState, Candidate, Limits, Picture};
 use super::registry::{Indexed, Registry};
 use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
 use crate::allocation::MemoryAlloc;
-use crate::device_memory::DeviceMemory;
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
 use ash::vk;
@@ -28,7 +28,7 @@ use super::super::execute::{self, Made};
 /// One block vector's blocks while a plan is made (see the [module docs](self)).
 struct VecPicture<'a, S> {
     target: &'a DefragVec<S>,
-    blocks: &'a [Block<S, DeviceMemory>],
+    blocks: &'a [Block<S, MemoryObject>],
     states: &'a [BlockState],
     registry: &'a Registry,
     /// The block each reservation of this vector's drains is in, by its memory (only
@@ -263,7 +263,7 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
 /// completes ([`MemoryAlloc::carry_over`]).
 fn make_destination<S: Suballocator + Send + 'static>(
     target: &DefragVec<S>,
-    block: &Block<S, DeviceMemory>,
+    block: &Block<S, MemoryObject>,
     indexed: &Indexed,
 ) -> Option<MemoryAlloc> {
     let request = super::super::placement::Request {
@@ -282,7 +282,7 @@ fn make_destination<S: Suballocator + Send + 'static>(
         strategy: target.strategy,
     };
     let made = Made { meta: &None, guard };
-    let wrap = |arena: &std::sync::Arc<Arena<S, DeviceMemory>>, placed| {
+    let wrap = |arena: &std::sync::Arc<Arena<S, MemoryObject>>, placed| {
         execute::wrap_block(arena, placed, made)
     };
     target.blocks.allocate_in(block, &fit, &wrap)
@@ -298,7 +298,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         &mut self,
         v: usize,
         limits: Limits,
-        skip: Option<&Block<S, DeviceMemory>>,
+        skip: Option<&Block<S, MemoryObject>>,
         received: &[vk::DeviceMemory],
     ) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];

@@ -215,7 +215,7 @@ pub(crate) struct Resolved {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prefer {
     Neither,
-    Device,
+    MemoryDevice,
     Host,
 }
 
@@ -225,7 +225,7 @@ enum Prefer {
 pub(crate) fn resolve(usage: MemoryUsage, resource: ResourceUsage, facts: HeapFacts) -> Resolved {
     let (prefer, host) = match usage {
         MemoryUsage::Auto(h) => (Prefer::Neither, h),
-        MemoryUsage::AutoPreferDevice(h) => (Prefer::Device, h),
+        MemoryUsage::AutoPreferDevice(h) => (Prefer::MemoryDevice, h),
         MemoryUsage::AutoPreferHost(h) => (Prefer::Host, h),
         simple => {
             return Resolved {
@@ -281,7 +281,7 @@ fn resolve_auto(
                 let device_side = if gpu {
                     prefer != Prefer::Host
                 } else {
-                    prefer == Prefer::Device
+                    prefer == Prefer::MemoryDevice
                 };
                 if device_side {
                     preferred |= F::DEVICE_LOCAL;
@@ -297,7 +297,7 @@ fn resolve_auto(
             } else {
                 host_visible(&mut required, &mut preferred);
                 match prefer {
-                    Prefer::Device => preferred |= F::DEVICE_LOCAL,
+                    Prefer::MemoryDevice => preferred |= F::DEVICE_LOCAL,
                     Prefer::Host => not_preferred |= F::DEVICE_LOCAL,
                     Prefer::Neither => {}
                 }
