@@ -337,22 +337,8 @@ impl FreeListAllocator {
             && end < offset + free_len
             && Bucket::containing(offset + free_len - end) == Bucket::containing(free_len)
         {
-            let used = self.new_node(Node {
-                offset,
-                size: end - offset,
-                prev,
-                next: idx,
-                prev_free: State::Used(ty).tag(),
-                // Below `MIN_SPLIT_PADDING`.
-                next_free: (start - offset) as u32,
-            });
-            if prev != NONE {
-                self.nodes[prev as usize].next = used;
-            } else {
-                self.first = used;
-            }
+            let used = self.insert_used_before(idx, start, end, ty);
             let tail = &mut self.nodes[idx as usize];
-            tail.prev = used;
             tail.offset = end;
             tail.size = offset + free_len - end;
             self.free_size -= size;
@@ -485,6 +471,36 @@ impl FreeListAllocator {
         Some(start)
     }
 
+    /// Links a new allocated node in front of node `idx`, from `idx`'s offset to `end`, whose
+    /// allocation starts at `start` (the bytes before it, fewer than [`MIN_SPLIT_PADDING`], are
+    /// its absorbed padding); returns it. The caller moves `idx`'s start to `end`.
+    #[inline]
+    fn insert_used_before(
+        &mut self,
+        idx: u32,
+        start: DeviceSize,
+        end: DeviceSize,
+        ty: AllocationType,
+    ) -> u32 {
+        let Node { offset, prev, .. } = self.nodes[idx as usize];
+        let used = self.new_node(Node {
+            offset,
+            size: end - offset,
+            prev,
+            next: idx,
+            prev_free: State::Used(ty).tag(),
+            // Below `MIN_SPLIT_PADDING`.
+            next_free: (start - offset) as u32,
+        });
+        if prev != NONE {
+            self.nodes[prev as usize].next = used;
+        } else {
+            self.first = used;
+        }
+        self.nodes[idx as usize].prev = used;
+        used
+    }
+
     /// Turns `[start, start + size)` of the padding absorbed by the allocated node `idx` into
     /// an allocation: a new node in front of `idx` that holds the padding before `start`; `idx`
     /// keeps the padding after the new allocation.
@@ -495,25 +511,11 @@ impl FreeListAllocator {
         size: DeviceSize,
         ty: AllocationType,
     ) -> Suballocation {
-        let Node { offset, prev, .. } = self.nodes[idx as usize];
+        let offset = self.nodes[idx as usize].offset;
         let end = start + size;
-        let used = self.new_node(Node {
-            offset,
-            size: end - offset,
-            prev,
-            next: idx,
-            prev_free: State::Used(ty).tag(),
-            // Below `MIN_SPLIT_PADDING`: a part of the padding.
-            next_free: (start - offset) as u32,
-        });
-        if prev != NONE {
-            self.nodes[prev as usize].next = used;
-        } else {
-            self.first = used;
-        }
+        let allocation_start = self.nodes[idx as usize].allocation_start();
+        let used = self.insert_used_before(idx, start, end, ty);
         let host = &mut self.nodes[idx as usize];
-        let allocation_start = host.allocation_start();
-        host.prev = used;
         host.offset = end;
         host.size -= end - offset;
         host.next_free = (allocation_start - end) as u32;
