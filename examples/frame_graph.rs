@@ -37,214 +37,10 @@ use ash_memory::{
     MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 };
 use std::error::Error;
-use std::ffi::{c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
-
-/// Validation and performance messages of severity warning or error seen so far.
-static MESSAGES: AtomicUsize = AtomicUsize::new(0);
-
-unsafe extern "system" fn on_message(
-    _severity: vk::DebugUtilsMessageSeverityFlagsEXT,
-    types: vk::DebugUtilsMessageTypeFlagsEXT,
-    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
-    _user: *mut c_void,
-) -> vk::Bool32 {
-    // SAFETY: the loader passes valid callback data for the duration of the call.
-    let message = unsafe {
-        let data = &*data;
-        if data.p_message.is_null() {
-            "(no message)".into()
-        } else {
-            CStr::from_ptr(data.p_message).to_string_lossy()
-        }
-    };
-    // General messages come from the loader (for example, that `VK_INSTANCE_LAYERS` added
-    // the layer); validation and performance messages are the layer's findings.
-    if types.intersects(
-        vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
-            | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
-    ) {
-        MESSAGES.fetch_add(1, Ordering::Relaxed);
-        eprintln!("validation: {message}");
-    } else {
-        eprintln!("loader: {message}");
-    }
-    vk::FALSE
-}
-
-/// An instance (with synchronization validation when the layer is installed), a device and
-/// one queue.
-struct Gpu {
-    entry: ash::Entry,
-    instance: ash::Instance,
-    debug: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
-    physical_device: vk::PhysicalDevice,
-    device: ash::Device,
-    queue: vk::Queue,
-    command_pool: vk::CommandPool,
-}
-
-impl Gpu {
-    fn new() -> Result<Self, Box<dyn Error>> {
-        // SAFETY: loading the system's Vulkan loader.
-        let entry = unsafe { ash::Entry::load() }.map_err(|e| {
-            format!("no Vulkan loader ({e}); without a GPU: apt-get install mesa-vulkan-drivers libvulkan1")
-        })?;
-        // SAFETY: a plain query.
-        let validation = unsafe { entry.enumerate_instance_layer_properties()? }
-            .iter()
-            .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER));
-        if !validation {
-            println!(
-                "the validation layer is not installed: running without synchronization validation"
-            );
-        }
-        let app = vk::ApplicationInfo::default()
-            .application_name(c"frame_graph")
-            .api_version(vk::API_VERSION_1_2);
-        let layers = [VALIDATION_LAYER.as_ptr()];
-        let extensions = [
-            ash::ext::debug_utils::NAME.as_ptr(),
-            ash::ext::validation_features::NAME.as_ptr(),
-        ];
-        let enables = [vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION];
-        let mut features =
-            vk::ValidationFeaturesEXT::default().enabled_validation_features(&enables);
-        let messenger_info = || {
-            vk::DebugUtilsMessengerCreateInfoEXT::default()
-                .message_severity(
-                    vk::DebugUtilsMessageSeverityFlagsEXT::WARNING
-                        | vk::DebugUtilsMessageSeverityFlagsEXT::ERROR,
-                )
-                .message_type(
-                    vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
-                        | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
-                        | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
-                )
-                .pfn_user_callback(Some(on_message))
-        };
-        // One for the instance's creation and destruction, chained to its create info.
-        let mut messenger = messenger_info();
-        let mut info = vk::InstanceCreateInfo::default().application_info(&app);
-        if validation {
-            info = info
-                .enabled_layer_names(&layers)
-                .enabled_extension_names(&extensions)
-                .push_next(&mut features)
-                .push_next(&mut messenger);
-        }
-        // SAFETY: a valid create info whose pointers live through the call.
-        let instance = unsafe { entry.create_instance(&info, None)? };
-        let debug = if validation {
-            let utils = ash::ext::debug_utils::Instance::new(&entry, &instance);
-            // SAFETY: a valid create info; the callback has no user data.
-            let handle = unsafe { utils.create_debug_utils_messenger(&messenger_info(), None)? };
-            Some((utils, handle))
-        } else {
-            None
-        };
-        // SAFETY: plain queries on a valid instance.
-        let physical_device = unsafe { instance.enumerate_physical_devices()? }
-            .into_iter()
-            .next()
-            .ok_or("no Vulkan device; install mesa-vulkan-drivers for a software one")?;
-        // SAFETY: as above.
-        let queue_family =
-            unsafe { instance.get_physical_device_queue_family_properties(physical_device) }
-                .iter()
-                .position(|f| {
-                    f.queue_flags
-                        .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
-                })
-                .ok_or("no graphics or compute queue")? as u32;
-        let priorities = [1.0];
-        let queues = [vk::DeviceQueueCreateInfo::default()
-            .queue_family_index(queue_family)
-            .queue_priorities(&priorities)];
-        // SAFETY: a valid create info.
-        let device = unsafe {
-            instance.create_device(
-                physical_device,
-                &vk::DeviceCreateInfo::default().queue_create_infos(&queues),
-                None,
-            )?
-        };
-        // SAFETY: queue 0 of a family created with one queue; a valid pool create info.
-        let (queue, command_pool) = unsafe {
-            (
-                device.get_device_queue(queue_family, 0),
-                device.create_command_pool(
-                    &vk::CommandPoolCreateInfo::default().queue_family_index(queue_family),
-                    None,
-                )?,
-            )
-        };
-        Ok(Self {
-            entry,
-            instance,
-            debug,
-            physical_device,
-            device,
-            queue,
-            command_pool,
-        })
-    }
-
-    /// Records with `record`, submits, and waits.
-    fn submit(
-        &self,
-        record: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<(), Box<dyn Error>>,
-    ) -> Result<(), Box<dyn Error>> {
-        let d = &self.device;
-        // SAFETY: the pool is this device's, used from this thread only; the command buffer is
-        // waited for before it is freed.
-        unsafe {
-            let cmd = d.allocate_command_buffers(
-                &vk::CommandBufferAllocateInfo::default()
-                    .command_pool(self.command_pool)
-                    .level(vk::CommandBufferLevel::PRIMARY)
-                    .command_buffer_count(1),
-            )?[0];
-            d.begin_command_buffer(
-                cmd,
-                &vk::CommandBufferBeginInfo::default()
-                    .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
-            )?;
-            record(d, cmd)?;
-            d.end_command_buffer(cmd)?;
-            let fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
-            let cmds = [cmd];
-            d.queue_submit(
-                self.queue,
-                &[vk::SubmitInfo::default().command_buffers(&cmds)],
-                fence,
-            )?;
-            d.wait_for_fences(&[fence], true, u64::MAX)?;
-            d.destroy_fence(fence, None);
-            d.free_command_buffers(self.command_pool, &cmds);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Gpu {
-    fn drop(&mut self) {
-        // SAFETY: everything created from the device is destroyed first (the example drops
-        // its resources, allocator and memory before the `Gpu`); the device is idle.
-        unsafe {
-            let _ = self.device.device_wait_idle();
-            self.device.destroy_command_pool(self.command_pool, None);
-            self.device.destroy_device(None);
-            if let Some((utils, messenger)) = &self.debug {
-                utils.destroy_debug_utils_messenger(*messenger, None);
-            }
-            self.instance.destroy_instance(None);
-        }
-    }
-}
+mod common;
+use common::{validation_messages, Gpu};
 
 /// The integer colour format with the renderer's texel size: a clear to a known value then
 /// writes known bytes.
@@ -401,7 +197,7 @@ fn run_frame(
         offsets.push(total);
         total += c.bytes;
     }
-    gpu.submit(|d, cmd| {
+    let record = |d: &ash::Device, cmd| -> Result<(), Box<dyn Error>> {
         for pass in 0..passes {
             // SAFETY: recording, outside a render pass; every handle is bound as planned.
             unsafe { record_aliasing_barriers(d, cmd, plan, pass, &uses)? };
@@ -413,7 +209,9 @@ fn run_frame(
                 let value = u32::from_ne_bytes([pattern(frame, r); 4]);
                 match created[r].handle {
                     // SAFETY: recording; the buffer is bound.
-                    TransientHandle::Buffer(b) => unsafe { d.cmd_fill_buffer(cmd, b, 0, vk::WHOLE_SIZE, value) },
+                    TransientHandle::Buffer(b) => unsafe {
+                        d.cmd_fill_buffer(cmd, b, 0, vk::WHOLE_SIZE, value)
+                    },
                     TransientHandle::Image { image, .. } => {
                         // SAFETY: recording; the aliasing barrier put the image in
                         // TRANSFER_DST_OPTIMAL.
@@ -422,7 +220,10 @@ fn run_frame(
                                 cmd,
                                 image,
                                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                                &vk::ClearColorValue { uint32: [value & texel_mask(created[r].bytes, created[r].image); 4] },
+                                &vk::ClearColorValue {
+                                    uint32: [value & texel_mask(created[r].bytes, created[r].image);
+                                        4],
+                                },
                                 &[all_layers()],
                             )
                         };
@@ -467,7 +268,11 @@ fn run_frame(
                             cmd,
                             b,
                             *readback_buffer,
-                            &[vk::BufferCopy { src_offset: 0, dst_offset: offsets[r], size: created[r].bytes }],
+                            &[vk::BufferCopy {
+                                src_offset: 0,
+                                dst_offset: offsets[r],
+                                size: created[r].bytes,
+                            }],
                         )
                     },
                     // SAFETY: as above; the image is in TRANSFER_SRC_OPTIMAL since its first
@@ -489,11 +294,17 @@ fn run_frame(
                                     layer_count: layers,
                                 },
                                 image_offset: vk::Offset3D::default(),
-                                image_extent: vk::Extent3D { width, height, depth: 1 },
+                                image_extent: vk::Extent3D {
+                                    width,
+                                    height,
+                                    depth: 1,
+                                },
                             }],
                         )
                     },
-                    (TransientHandle::Image { .. }, None) => return Err("an image without extent".into()),
+                    (TransientHandle::Image { .. }, None) => {
+                        return Err("an image without extent".into())
+                    }
                 }
             }
         }
@@ -513,7 +324,10 @@ fn run_frame(
             )
         };
         Ok(())
-    })?;
+    };
+    // SAFETY: every command is valid, and every resource it uses outlives the submission,
+    // which is waited for.
+    unsafe { gpu.try_submit(record)? };
     readback.invalidate(0, total)?;
     let mut corrupted = 0;
     let mut bytes = Vec::new();
@@ -544,19 +358,8 @@ fn texel_mask(bytes: u64, image: Option<(u32, u32, u32)>) -> u32 {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let gpu = Gpu::new()?;
-    // SAFETY: the handles are valid, belong together and outlive the allocator and every
-    // allocation (dropped before `gpu`); Vulkan 1.2; no optional feature is claimed.
-    let device = unsafe {
-        ash_memory::MemoryDevice::new(
-            &gpu.entry,
-            &gpu.instance,
-            gpu.physical_device,
-            gpu.device.clone(),
-            vk::API_VERSION_1_2,
-            Default::default(),
-        )?
-    };
+    let gpu = Gpu::with_synchronization_validation(c"frame_graph")?;
+    let device = gpu.memory_device()?;
     let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
     let graph = graphs::deferred(3840, 2160);
     let (created, resources) = create(&gpu, &device, &graph)?;
@@ -634,7 +437,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     drop(allocator);
     drop(device);
     drop(gpu);
-    let messages = MESSAGES.load(Ordering::Relaxed);
+    let messages = validation_messages();
     if corrupted != 0 || messages != 0 {
         return Err(
             format!("{corrupted} resources corrupted, {messages} validation messages").into(),

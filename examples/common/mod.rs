@@ -1,14 +1,119 @@
 //! Vulkan bring-up shared by the examples: an instance, the first physical device, a device
 //! with one queue, a command pool, one-shot submissions and image layout transitions.
 //! Nothing here is specific to the allocator.
+//!
+//! Most examples rely on `VK_INSTANCE_LAYERS` to load the validation layer, which then prints
+//! its findings itself. [`Gpu::with_synchronization_validation`] enables the layer on its own
+//! (when it is installed) with synchronization validation, and counts its findings in
+//! [`validation_messages`] for an example that checks its barriers.
 #![allow(dead_code)] // Each example uses what it needs.
 
 use ash::vk;
 use std::error::Error;
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The Vulkan version the examples ask for.
 pub const API_VERSION: u32 = vk::API_VERSION_1_2;
+
+const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
+
+/// Validation and performance messages of severity warning or error seen so far by the
+/// messengers of [`Gpu::with_synchronization_validation`].
+static VALIDATION_MESSAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many validation and performance messages of severity warning or error the messengers
+/// of [`Gpu::with_synchronization_validation`] have seen so far (those of an instance's
+/// destruction included, once the `Gpu` is dropped).
+pub fn validation_messages() -> usize {
+    VALIDATION_MESSAGES.load(Ordering::Relaxed)
+}
+
+unsafe extern "system" fn count_message(
+    _severity: vk::DebugUtilsMessageSeverityFlagsEXT,
+    types: vk::DebugUtilsMessageTypeFlagsEXT,
+    data: *const vk::DebugUtilsMessengerCallbackDataEXT<'_>,
+    _user: *mut c_void,
+) -> vk::Bool32 {
+    // SAFETY: the loader passes valid callback data for the duration of the call.
+    let message = unsafe {
+        let data = &*data;
+        if data.p_message.is_null() {
+            "(no message)".into()
+        } else {
+            CStr::from_ptr(data.p_message).to_string_lossy()
+        }
+    };
+    // General messages come from the loader (for example, that `VK_INSTANCE_LAYERS` added
+    // the layer); validation and performance messages are the layer's findings.
+    if types.intersects(
+        vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+            | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+    ) {
+        VALIDATION_MESSAGES.fetch_add(1, Ordering::Relaxed);
+        eprintln!("validation: {message}");
+    } else {
+        eprintln!("loader: {message}");
+    }
+    vk::FALSE
+}
+
+/// A messenger for warnings and errors of every type, counted by [`count_message`].
+fn messenger_info() -> vk::DebugUtilsMessengerCreateInfoEXT<'static> {
+    vk::DebugUtilsMessengerCreateInfoEXT::default()
+        .message_severity(
+            vk::DebugUtilsMessageSeverityFlagsEXT::WARNING
+                | vk::DebugUtilsMessageSeverityFlagsEXT::ERROR,
+        )
+        .message_type(
+            vk::DebugUtilsMessageTypeFlagsEXT::GENERAL
+                | vk::DebugUtilsMessageTypeFlagsEXT::VALIDATION
+                | vk::DebugUtilsMessageTypeFlagsEXT::PERFORMANCE,
+        )
+        .pfn_user_callback(Some(count_message))
+}
+
+/// Creates the instance: a plain one, or with the validation layer, synchronization
+/// validation and a counting messenger (one chained to the create info, for the instance's
+/// creation and destruction, and one returned).
+fn create_instance(
+    entry: &ash::Entry,
+    application: &CStr,
+    validation: bool,
+) -> Result<(ash::Instance, Option<Messenger>), Box<dyn Error>> {
+    let app = vk::ApplicationInfo::default()
+        .application_name(application)
+        .api_version(API_VERSION);
+    let layers = [VALIDATION_LAYER.as_ptr()];
+    let extensions = [
+        ash::ext::debug_utils::NAME.as_ptr(),
+        ash::ext::validation_features::NAME.as_ptr(),
+    ];
+    let enables = [vk::ValidationFeatureEnableEXT::SYNCHRONIZATION_VALIDATION];
+    let mut features = vk::ValidationFeaturesEXT::default().enabled_validation_features(&enables);
+    let mut messenger = messenger_info();
+    let mut info = vk::InstanceCreateInfo::default().application_info(&app);
+    if validation {
+        info = info
+            .enabled_layer_names(&layers)
+            .enabled_extension_names(&extensions)
+            .push_next(&mut features)
+            .push_next(&mut messenger);
+    }
+    // SAFETY: a valid create info whose pointers live through the call.
+    let instance = unsafe { entry.create_instance(&info, None)? };
+    if !validation {
+        return Ok((instance, None));
+    }
+    let utils = ash::ext::debug_utils::Instance::new(entry, &instance);
+    // SAFETY: a valid create info; the callback has no user data.
+    let handle = unsafe { utils.create_debug_utils_messenger(&messenger_info(), None)? };
+    Ok((instance, Some((utils, handle))))
+}
+
+/// A debug messenger and the extension's functions that destroy it.
+type Messenger = (ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT);
 
 /// An instance, a device with one graphics or compute queue, and a command pool.
 pub struct Gpu {
@@ -19,18 +124,36 @@ pub struct Gpu {
     pub queue_family: u32,
     pub queue: vk::Queue,
     pub command_pool: vk::CommandPool,
+    /// The counting messenger of [`Gpu::with_synchronization_validation`].
+    messenger: Option<Messenger>,
 }
 
 impl Gpu {
     /// Brings up the first Vulkan device (lavapipe on a machine without a GPU).
-    pub fn new(application: &std::ffi::CStr) -> Result<Self, Box<dyn Error>> {
+    pub fn new(application: &CStr) -> Result<Self, Box<dyn Error>> {
         Self::with_device_extensions(application, &[])
     }
 
     /// Brings up the first Vulkan device with these device extensions enabled.
     pub fn with_device_extensions(
-        application: &std::ffi::CStr,
-        extensions: &[&std::ffi::CStr],
+        application: &CStr,
+        extensions: &[&CStr],
+    ) -> Result<Self, Box<dyn Error>> {
+        Self::create(application, extensions, false)
+    }
+
+    /// Brings up the first Vulkan device with the Khronos validation layer and its
+    /// synchronization validation (`VK_EXT_validation_features`) when the layer is installed,
+    /// and a messenger that counts the layer's findings in [`validation_messages`] and prints
+    /// them to stderr. Without the layer, it says so on stdout and runs unvalidated.
+    pub fn with_synchronization_validation(application: &CStr) -> Result<Self, Box<dyn Error>> {
+        Self::create(application, &[], true)
+    }
+
+    fn create(
+        application: &CStr,
+        extensions: &[&CStr],
+        synchronization_validation: bool,
     ) -> Result<Self, Box<dyn Error>> {
         // SAFETY: loading the system's Vulkan loader.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| {
@@ -39,16 +162,20 @@ impl Gpu {
                  apt-get install mesa-vulkan-drivers libvulkan1"
             )
         })?;
-        let app = vk::ApplicationInfo::default()
-            .application_name(application)
-            .api_version(API_VERSION);
-        // SAFETY: a valid create info that lives through the call.
-        let instance = unsafe {
-            entry.create_instance(
-                &vk::InstanceCreateInfo::default().application_info(&app),
-                None,
-            )?
-        };
+        let validation = synchronization_validation
+            && {
+                // SAFETY: a plain query.
+                let installed = unsafe { entry.enumerate_instance_layer_properties()? }
+                    .iter()
+                    .any(|l| l.layer_name_as_c_str() == Ok(VALIDATION_LAYER));
+                if !installed {
+                    println!(
+                    "the validation layer is not installed: running without synchronization validation"
+                );
+                }
+                installed
+            };
+        let (instance, messenger) = create_instance(&entry, application, validation)?;
         // SAFETY: plain queries on a valid instance.
         let physical_device = unsafe { instance.enumerate_physical_devices()? }
             .into_iter()
@@ -97,6 +224,7 @@ impl Gpu {
             queue_family,
             queue,
             command_pool,
+            messenger,
         })
     }
 
@@ -141,9 +269,29 @@ impl Gpu {
         &self,
         record: impl FnOnce(&ash::Device, vk::CommandBuffer),
     ) -> Result<(), Box<dyn Error>> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.try_submit(|d, cmd| {
+                record(d, cmd);
+                Ok(())
+            })
+        }
+    }
+
+    /// Like [`submit`](Self::submit), with a `record` that may fail: then nothing is
+    /// submitted and its error is returned.
+    ///
+    /// # Safety
+    ///
+    /// As for [`submit`](Self::submit).
+    pub unsafe fn try_submit(
+        &self,
+        record: impl FnOnce(&ash::Device, vk::CommandBuffer) -> Result<(), Box<dyn Error>>,
+    ) -> Result<(), Box<dyn Error>> {
         let d = &self.device;
         // SAFETY: the pool belongs to this device and is used from this thread only; the
-        // command buffer is waited for before it is freed; the commands are the caller's.
+        // command buffer is waited for (or never submitted) before it is freed; the commands
+        // are the caller's.
         unsafe {
             let cmd = d.allocate_command_buffers(
                 &vk::CommandBufferAllocateInfo::default()
@@ -156,7 +304,10 @@ impl Gpu {
                 &vk::CommandBufferBeginInfo::default()
                     .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
             )?;
-            record(d, cmd);
+            if let Err(e) = record(d, cmd) {
+                d.free_command_buffers(self.command_pool, &[cmd]);
+                return Err(e);
+            }
             d.end_command_buffer(cmd)?;
             let fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
             let cmds = [cmd];
@@ -176,11 +327,15 @@ impl Gpu {
 impl Drop for Gpu {
     fn drop(&mut self) {
         // SAFETY: the examples drop every allocator, allocation and resource first; the
-        // device is idle before it is destroyed.
+        // device is idle before it is destroyed; the messenger is the instance's and goes
+        // before it.
         unsafe {
             let _ = self.device.device_wait_idle();
             self.device.destroy_command_pool(self.command_pool, None);
             self.device.destroy_device(None);
+            if let Some((utils, messenger)) = &self.messenger {
+                utils.destroy_debug_utils_messenger(*messenger, None);
+            }
             self.instance.destroy_instance(None);
         }
     }
