@@ -40,7 +40,7 @@ use std::error::Error;
 use std::sync::Arc;
 
 mod common;
-use common::{validation_messages, Gpu};
+use common::{buffer_info, image_info, validation_messages, Gpu};
 
 /// The integer colour format with the renderer's texel size: a clear to a known value then
 /// writes known bytes.
@@ -76,7 +76,8 @@ fn create(
     for g in &graph.resources {
         let (handle, requirements, kind, image, bytes) = match g.kind {
             ResourceKind::Buffer { size } => {
-                let info = vk::BufferCreateInfo::default().size(size).usage(
+                let info = buffer_info(
+                    size,
                     vk::BufferUsageFlags::TRANSFER_SRC
                         | vk::BufferUsageFlags::TRANSFER_DST
                         | vk::BufferUsageFlags::STORAGE_BUFFER,
@@ -100,24 +101,9 @@ fn create(
                 layers,
             } => {
                 let format = checkable_format(format)?;
-                let info = vk::ImageCreateInfo::default()
-                    .image_type(vk::ImageType::TYPE_2D)
+                let info = image_info(width, height)
                     .format(format)
-                    .extent(vk::Extent3D {
-                        width,
-                        height,
-                        depth: 1,
-                    })
-                    .mip_levels(1)
-                    .array_layers(layers)
-                    .samples(vk::SampleCountFlags::TYPE_1)
-                    .tiling(vk::ImageTiling::OPTIMAL)
-                    .usage(
-                        vk::ImageUsageFlags::TRANSFER_SRC
-                            | vk::ImageUsageFlags::TRANSFER_DST
-                            | vk::ImageUsageFlags::SAMPLED,
-                    )
-                    .initial_layout(vk::ImageLayout::UNDEFINED);
+                    .array_layers(layers);
                 // SAFETY: a valid create info; destroyed at the end of `main`.
                 let image = unsafe { d.create_image(&info, None)? };
                 // SAFETY: a non-disjoint image of this device.
@@ -402,9 +388,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     let total: u64 = created.iter().map(|c| c.bytes).sum();
-    let readback_info = vk::BufferCreateInfo::default()
-        .size(total)
-        .usage(vk::BufferUsageFlags::TRANSFER_DST);
+    let readback_info = buffer_info(total, vk::BufferUsageFlags::TRANSFER_DST);
     let host = AllocationCreateInfo {
         usage: MemoryUsage::Auto(HostAccess::Random),
         ..Default::default()
