@@ -8,7 +8,7 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
-use common::{buffer_info, image_info, TestContext};
+use common::{buffer_info, color_range, image_barrier, image_copy, image_info, TestContext};
 use support::{GpuLayout, Sim};
 
 const EXTENT: u32 = 64;
@@ -21,35 +21,6 @@ const FILL: u32 = 0x5A5A_5A5A;
 fn transfer_image(format: vk::Format) -> vk::ImageCreateInfo<'static> {
     image_info(EXTENT, format, vk::ImageTiling::OPTIMAL)
         .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC)
-}
-
-fn color_range() -> vk::ImageSubresourceRange {
-    vk::ImageSubresourceRange {
-        aspect_mask: vk::ImageAspectFlags::COLOR,
-        base_mip_level: 0,
-        level_count: 1,
-        base_array_layer: 0,
-        layer_count: 1,
-    }
-}
-
-/// An image barrier on the whole color image.
-fn image_barrier(
-    image: vk::Image,
-    old: vk::ImageLayout,
-    new: vk::ImageLayout,
-    src: vk::AccessFlags,
-    dst: vk::AccessFlags,
-) -> vk::ImageMemoryBarrier<'static> {
-    vk::ImageMemoryBarrier::default()
-        .image(image)
-        .old_layout(old)
-        .new_layout(new)
-        .src_access_mask(src)
-        .dst_access_mask(dst)
-        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-        .subresource_range(color_range())
 }
 
 /// # Safety
@@ -123,25 +94,12 @@ unsafe fn clear_and_read(
                 vk::AccessFlags::TRANSFER_READ,
             )],
         );
-        let region = vk::BufferImageCopy::default()
-            .buffer_offset(at)
-            .image_subresource(vk::ImageSubresourceLayers {
-                aspect_mask: vk::ImageAspectFlags::COLOR,
-                mip_level: 0,
-                base_array_layer: 0,
-                layer_count: 1,
-            })
-            .image_extent(vk::Extent3D {
-                width: EXTENT,
-                height: EXTENT,
-                depth: 1,
-            });
         d.cmd_copy_image_to_buffer(
             cmd,
             image,
             vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
             readback,
-            &[region],
+            &[image_copy(EXTENT, EXTENT).buffer_offset(at)],
         );
     }
 }
@@ -459,31 +417,15 @@ unsafe extern "system" fn failing_bind_image(
 fn a_failing_bind_destroys_the_aliasing_resource() {
     let ctx = TestContext::new();
     {
-        let d = &ctx.device;
-        REAL_BIND_BUFFER.set(Some(d.fp_v1_0().bind_buffer_memory));
-        REAL_BIND_IMAGE.set(Some(d.fp_v1_0().bind_image_memory));
-        let mut d0 = d.fp_v1_0().clone();
-        d0.bind_buffer_memory = failing_bind_buffer;
-        d0.bind_image_memory = failing_bind_image;
-        let wrapped = ash::Device::from_parts_1_3(
-            d.handle(),
-            d0,
-            d.fp_v1_1().clone(),
-            d.fp_v1_2().clone(),
-            d.fp_v1_3().clone(),
+        let device = ctx.memory_device_with_v1_0(
+            |v1_0| {
+                REAL_BIND_BUFFER.set(Some(v1_0.bind_buffer_memory));
+                REAL_BIND_IMAGE.set(Some(v1_0.bind_image_memory));
+                v1_0.bind_buffer_memory = failing_bind_buffer;
+                v1_0.bind_image_memory = failing_bind_image;
+            },
+            Default::default(),
         );
-        // SAFETY: the wrapped device forwards to the context's, which outlives the allocator.
-        let device = unsafe {
-            MemoryDevice::new(
-                &ctx.entry,
-                &ctx.instance,
-                ctx.physical_device,
-                wrapped,
-                common::API_VERSION,
-                Default::default(),
-            )
-        }
-        .unwrap();
         let allocator = StandardMemoryAllocator::new_default(device);
         let requirements = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(1 << 20, 4096).unwrap(),

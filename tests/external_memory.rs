@@ -416,30 +416,13 @@ unsafe extern "system" fn failing_allocate_memory(
 fn a_failing_import_gives_everything_back() {
     let ctx = context();
     {
-        let d = &ctx.device;
-        REAL_ALLOCATE.set(Some(d.fp_v1_0().allocate_memory));
-        let mut d0 = d.fp_v1_0().clone();
-        d0.allocate_memory = failing_allocate_memory;
-        let wrapped = ash::Device::from_parts_1_3(
-            d.handle(),
-            d0,
-            d.fp_v1_1().clone(),
-            d.fp_v1_2().clone(),
-            d.fp_v1_3().clone(),
+        let device = ctx.memory_device_with_v1_0(
+            |v1_0| {
+                REAL_ALLOCATE.set(Some(v1_0.allocate_memory));
+                v1_0.allocate_memory = failing_allocate_memory;
+            },
+            external_features(),
         );
-        // SAFETY: the wrapped device forwards to the context's, which outlives the
-        // allocator; the extensions claimed are enabled.
-        let device = unsafe {
-            MemoryDevice::new(
-                &ctx.entry,
-                &ctx.instance,
-                ctx.physical_device,
-                wrapped,
-                common::API_VERSION,
-                external_features(),
-            )
-        }
-        .unwrap();
         let allocator = StandardMemoryAllocator::new_default(device.clone());
         let alignment = min_imported_host_pointer_alignment(&device)
             .unwrap()

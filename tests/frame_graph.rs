@@ -17,7 +17,7 @@ use ash_memory::{
     AllocationCreateInfo, AllocationRequirements, AllocationType, HostAccess, MemoryAccessError,
     MemoryAlloc, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 };
-use common::{Rng, TestContext};
+use common::{color_range, image_barrier, image_copy, Rng, TestContext};
 use std::sync::Arc;
 
 /// What a graph resource is, before it is created.
@@ -241,17 +241,13 @@ fn run_frame(
                 .zip(&created.handles)
                 .filter(|(g, _)| g.first == pass)
                 .filter_map(|(_, h)| match *h {
-                    TransientHandle::Image { image, .. } => Some(
-                        vk::ImageMemoryBarrier::default()
-                            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                            .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
-                            .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
-                            .new_layout(vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
-                            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                            .image(image)
-                            .subresource_range(color_range()),
-                    ),
+                    TransientHandle::Image { image, .. } => Some(image_barrier(
+                        image,
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        vk::AccessFlags::TRANSFER_WRITE,
+                        vk::AccessFlags::TRANSFER_READ,
+                    )),
                     TransientHandle::Buffer(_) => None,
                 })
                 .collect();
@@ -290,23 +286,7 @@ fn run_frame(
                                 image,
                                 vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
                                 readback_buffer,
-                                &[vk::BufferImageCopy {
-                                    buffer_offset: offsets[r],
-                                    buffer_row_length: 0,
-                                    buffer_image_height: 0,
-                                    image_subresource: vk::ImageSubresourceLayers {
-                                        aspect_mask: vk::ImageAspectFlags::COLOR,
-                                        mip_level: 0,
-                                        base_array_layer: 0,
-                                        layer_count: 1,
-                                    },
-                                    image_offset: vk::Offset3D::default(),
-                                    image_extent: vk::Extent3D {
-                                        width,
-                                        height,
-                                        depth: 1,
-                                    },
-                                }],
+                                &[image_copy(width, height).buffer_offset(offsets[r])],
                             ),
                         _ => unreachable!("handles follow the graph"),
                     }
@@ -336,16 +316,6 @@ fn run_frame(
     corrupted
 }
 
-fn color_range() -> vk::ImageSubresourceRange {
-    vk::ImageSubresourceRange {
-        aspect_mask: vk::ImageAspectFlags::COLOR,
-        base_mip_level: 0,
-        level_count: 1,
-        base_array_layer: 0,
-        layer_count: 1,
-    }
-}
-
 fn readback_for(allocator: &StandardMemoryAllocator, bytes: u64) -> (vk::Buffer, MemoryAlloc) {
     let info = AllocationCreateInfo {
         usage: MemoryUsage::Auto(HostAccess::Random),
@@ -359,6 +329,31 @@ fn readback_for(allocator: &StandardMemoryAllocator, bytes: u64) -> (vk::Buffer,
         )
     }
     .unwrap()
+}
+
+/// Runs one frame of `graph` in new transient memory prepared for `plan`, with the resources
+/// of `created` bound as planned, then destroys them; returns the number of resources whose
+/// copy differs from their pattern.
+fn run_in_new_memory(
+    ctx: &TestContext,
+    allocator: &Arc<StandardMemoryAllocator>,
+    plan: &TransientPlan,
+    passes: u32,
+    graph: &[GraphResource],
+    created: Created,
+    frame: u64,
+) -> usize {
+    let mut memory = TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+    // SAFETY: nothing was bound to this memory before.
+    unsafe { memory.prepare(plan) }.unwrap();
+    bind(&memory, plan, &created);
+    let bytes = graph.iter().map(|g| g.desc.bytes()).sum();
+    let readback = readback_for(allocator, bytes);
+    let corrupted = run_frame(ctx, plan, passes, graph, &created, &readback, frame);
+    destroy(ctx, &created);
+    // SAFETY: the buffer is idle (the submission was waited for).
+    unsafe { ctx.device.destroy_buffer(readback.0, None) };
+    corrupted
 }
 
 #[test]
@@ -375,21 +370,11 @@ fn random_graphs_alias_memory_without_corruption_or_hazard() {
         let plan = plan(&created.resources, &info).unwrap();
         pairs += plan.aliasing_pairs().count();
         aliased_graphs += usize::from(plan.total_size() < plan.unaliased_size());
-        let mut memory =
-            TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
-        // SAFETY: nothing was bound to this memory before.
-        unsafe { memory.prepare(&plan) }.unwrap();
-        bind(&memory, &plan, &created);
-        let bytes = graph.iter().map(|g| g.desc.bytes()).sum();
-        let readback = readback_for(&allocator, bytes);
-        let corrupted = run_frame(&ctx, &plan, passes, &graph, &created, &readback, seed);
+        let corrupted = run_in_new_memory(&ctx, &allocator, &plan, passes, &graph, created, seed);
         assert_eq!(
             corrupted, 0,
             "graph {seed}: {corrupted} resources corrupted"
         );
-        destroy(&ctx, &created);
-        // SAFETY: the buffer is idle (the submission was waited for).
-        unsafe { ctx.device.destroy_buffer(readback.0, None) };
     }
     assert!(
         aliased_graphs >= 12,
@@ -642,26 +627,16 @@ fn the_sample_renderers_at_small_extents_run_without_corruption_or_hazard() {
             "{}: aliasing saves memory",
             sample.name
         );
-        let mut memory =
-            TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
-        // SAFETY: nothing was bound to this memory before.
-        unsafe { memory.prepare(&plan) }.unwrap();
-        bind(&memory, &plan, &created);
-        let bytes = graph.iter().map(|g| g.desc.bytes()).sum();
-        let readback = readback_for(&allocator, bytes);
-        let corrupted = run_frame(
+        let corrupted = run_in_new_memory(
             &ctx,
+            &allocator,
             &plan,
             sample.passes,
             &graph,
-            &created,
-            &readback,
+            created,
             frame as u64,
         );
         assert_eq!(corrupted, 0, "{}", sample.name);
-        destroy(&ctx, &created);
-        // SAFETY: the buffer is idle (the submission was waited for).
-        unsafe { ctx.device.destroy_buffer(readback.0, None) };
     }
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }

@@ -242,6 +242,40 @@ impl TestContext {
         .expect("ash_memory::MemoryDevice::new failed")
     }
 
+    /// The allocator's view of a copy of the device whose Vulkan 1.0 functions `patch`
+    /// changed (a test puts in a wrapper that fails on demand and otherwise calls the real
+    /// function), with `features` claimed.
+    pub fn memory_device_with_v1_0(
+        &self,
+        patch: impl FnOnce(&mut ash::DeviceFnV1_0),
+        features: ash_memory::EnabledMemoryFeatures,
+    ) -> Arc<ash_memory::MemoryDevice> {
+        let d = &self.device;
+        let mut v1_0 = d.fp_v1_0().clone();
+        patch(&mut v1_0);
+        let patched = ash::Device::from_parts_1_3(
+            d.handle(),
+            v1_0,
+            d.fp_v1_1().clone(),
+            d.fp_v1_2().clone(),
+            d.fp_v1_3().clone(),
+        );
+        // SAFETY: the patched device is this context's device with some functions replaced
+        // by the test's, which forward to the real ones; the handles outlive every allocator
+        // of a test; the claimed features are only those the test enabled.
+        unsafe {
+            ash_memory::MemoryDevice::new(
+                &self.entry,
+                &self.instance,
+                self.physical_device,
+                patched,
+                API_VERSION,
+                features,
+            )
+        }
+        .expect("ash_memory::MemoryDevice::new failed")
+    }
+
     /// The validation messages so far.
     pub fn messages(&self) -> Vec<String> {
         self.messages.lock().unwrap().clone()
@@ -384,4 +418,51 @@ pub fn image_info(
         .tiling(tiling)
         .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED)
         .initial_layout(vk::ImageLayout::UNDEFINED)
+}
+
+/// The whole color image: one mip level, one layer.
+pub fn color_range() -> vk::ImageSubresourceRange {
+    vk::ImageSubresourceRange {
+        aspect_mask: vk::ImageAspectFlags::COLOR,
+        base_mip_level: 0,
+        level_count: 1,
+        base_array_layer: 0,
+        layer_count: 1,
+    }
+}
+
+/// An image barrier on the whole color image, on one queue family.
+pub fn image_barrier(
+    image: vk::Image,
+    old: vk::ImageLayout,
+    new: vk::ImageLayout,
+    src: vk::AccessFlags,
+    dst: vk::AccessFlags,
+) -> vk::ImageMemoryBarrier<'static> {
+    vk::ImageMemoryBarrier::default()
+        .image(image)
+        .old_layout(old)
+        .new_layout(new)
+        .src_access_mask(src)
+        .dst_access_mask(dst)
+        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .subresource_range(color_range())
+}
+
+/// The copy of a whole `width` x `height` color image to or from a tightly packed buffer at
+/// offset 0.
+pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {
+    vk::BufferImageCopy::default()
+        .image_subresource(vk::ImageSubresourceLayers {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            mip_level: 0,
+            base_array_layer: 0,
+            layer_count: 1,
+        })
+        .image_extent(vk::Extent3D {
+            width,
+            height,
+            depth: 1,
+        })
 }
