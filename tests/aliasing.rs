@@ -8,7 +8,10 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
-use common::{buffer_info, color_range, image_barrier, image_copy, image_info, TestContext};
+use common::{
+    buffer_info, color_range, image_barrier, image_copy, image_info, transfer_dependency,
+    TestContext,
+};
 use support::{GpuLayout, Sim};
 
 const EXTENT: u32 = 64;
@@ -21,28 +24,6 @@ const FILL: u32 = 0x5A5A_5A5A;
 fn transfer_image(format: vk::Format) -> vk::ImageCreateInfo<'static> {
     image_info(EXTENT, format, vk::ImageTiling::OPTIMAL)
         .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC)
-}
-
-/// # Safety
-/// `cmd` is recording.
-unsafe fn barrier(
-    d: &ash::Device,
-    cmd: vk::CommandBuffer,
-    memory: &[vk::MemoryBarrier<'_>],
-    images: &[vk::ImageMemoryBarrier<'_>],
-) {
-    // SAFETY: the caller's contract.
-    unsafe {
-        d.cmd_pipeline_barrier(
-            cmd,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::DependencyFlags::empty(),
-            memory,
-            &[],
-            images,
-        )
-    };
 }
 
 /// Clears `image` (first use: from `UNDEFINED`, after the previous user of the bytes) and
@@ -63,7 +44,7 @@ unsafe fn clear_and_read(
         // The previous user of these bytes (another image, read by a copy) must be done
         // before the clear writes them: the barrier waits for all transfers, and its
         // `UNDEFINED` old layout discards whatever the bytes hold.
-        barrier(
+        transfer_dependency(
             d,
             cmd,
             &[],
@@ -82,7 +63,7 @@ unsafe fn clear_and_read(
             &color,
             &[color_range()],
         );
-        barrier(
+        transfer_dependency(
             d,
             cmd,
             &[],
@@ -200,9 +181,9 @@ fn two_images_and_a_buffer_take_turns_in_one_allocation() {
                     .dst_access_mask(
                         vk::AccessFlags::TRANSFER_WRITE | vk::AccessFlags::TRANSFER_READ,
                     );
-                barrier(d, cmd, &[all_transfers], &[]);
+                transfer_dependency(d, cmd, &[all_transfers], &[]);
                 d.cmd_fill_buffer(cmd, buffer, 0, IMAGE_BYTES, FILL);
-                barrier(d, cmd, &[all_transfers], &[]);
+                transfer_dependency(d, cmd, &[all_transfers], &[]);
                 let region = vk::BufferCopy {
                     src_offset: 0,
                     dst_offset: 2 * IMAGE_BYTES,

@@ -176,15 +176,21 @@ fn memory_exported_from_one_device_is_read_by_another() {
     }
 }
 
-/// Page-aligned host memory, freed on drop.
+/// Host memory aligned for an import, freed on drop.
 struct HostBlock {
     ptr: NonNull<u8>,
     layout: std::alloc::Layout,
 }
 
 impl HostBlock {
-    fn new(size: usize, alignment: usize) -> Self {
-        let layout = std::alloc::Layout::from_size_align(size, alignment).unwrap();
+    /// Zeroed host memory that `device` can import: aligned to its minimum imported host
+    /// pointer alignment, and of that size or 64 KiB, whichever is larger.
+    fn for_import(device: &MemoryDevice) -> Self {
+        let alignment = min_imported_host_pointer_alignment(device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let layout =
+            std::alloc::Layout::from_size_align(alignment.max(64 << 10), alignment).unwrap();
         // SAFETY: a non-zero size.
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
         Self { ptr, layout }
@@ -204,11 +210,8 @@ fn a_host_allocation_is_imported_written_on_the_host_and_read_by_the_gpu() {
     {
         let device = ctx.memory_device_with(external_features());
         let allocator = StandardMemoryAllocator::new_default(device.clone());
-        let alignment = min_imported_host_pointer_alignment(&device)
-            .unwrap()
-            .as_devicesize() as usize;
-        let size = alignment.max(64 << 10);
-        let host = HostBlock::new(size, alignment);
+        let host = HostBlock::for_import(&device);
+        let (size, alignment) = (host.layout.size(), host.layout.align());
         // SAFETY: `host` is a live host allocation of `size` bytes that outlives the import.
         let import = unsafe { ExternalMemoryImport::host_pointer(host.ptr.cast()) };
         let bits = import.memory_type_bits(&device).unwrap();
@@ -424,11 +427,8 @@ fn a_failing_import_gives_everything_back() {
             external_features(),
         );
         let allocator = StandardMemoryAllocator::new_default(device.clone());
-        let alignment = min_imported_host_pointer_alignment(&device)
-            .unwrap()
-            .as_devicesize() as usize;
-        let size = alignment.max(64 << 10);
-        let host = HostBlock::new(size, alignment);
+        let host = HostBlock::for_import(&device);
+        let size = host.layout.size();
         // SAFETY: a live host allocation that outlives the import.
         let import = unsafe { ExternalMemoryImport::host_pointer(host.ptr.cast()) };
         let memory_type = import.memory_type_bits(&device).unwrap().trailing_zeros();

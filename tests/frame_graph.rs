@@ -17,7 +17,7 @@ use ash_memory::{
     AllocationCreateInfo, AllocationRequirements, AllocationType, HostAccess, MemoryAccessError,
     MemoryAlloc, MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
 };
-use common::{color_range, image_barrier, image_copy, Rng, TestContext};
+use common::{color_range, image_barrier, image_copy, transfer_dependency, Rng, TestContext};
 use std::sync::Arc;
 
 /// What a graph resource is, before it is created.
@@ -103,22 +103,17 @@ fn create(
                     )
                 }
                 Desc::Image { width, height } => {
-                    let info = vk::ImageCreateInfo::default()
-                        .image_type(vk::ImageType::TYPE_2D)
-                        .format(vk::Format::R32_UINT)
-                        .extent(vk::Extent3D {
-                            width,
-                            height,
-                            depth: 1,
-                        })
-                        .mip_levels(1)
-                        .array_layers(1)
-                        .samples(vk::SampleCountFlags::TYPE_1)
-                        .tiling(vk::ImageTiling::OPTIMAL)
-                        .usage(
-                            vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST,
-                        )
-                        .initial_layout(vk::ImageLayout::UNDEFINED);
+                    let info =
+                        common::image_info(width, vk::Format::R32_UINT, vk::ImageTiling::OPTIMAL)
+                            .extent(vk::Extent3D {
+                                width,
+                                height,
+                                depth: 1,
+                            })
+                            .usage(
+                                vk::ImageUsageFlags::TRANSFER_SRC
+                                    | vk::ImageUsageFlags::TRANSFER_DST,
+                            );
                     let image = d.create_image(&info, None).unwrap();
                     (
                         TransientHandle::Image {
@@ -251,18 +246,8 @@ fn run_frame(
                     TransientHandle::Buffer(_) => None,
                 })
                 .collect();
-            // SAFETY: recording, outside a render pass.
-            unsafe {
-                d.cmd_pipeline_barrier(
-                    cmd,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::DependencyFlags::empty(),
-                    &[barrier],
-                    &[],
-                    &images,
-                )
-            };
+            // SAFETY: recording, outside a render pass; the images are valid.
+            unsafe { transfer_dependency(d, cmd, &[barrier], &images) };
             for (r, g) in graph.iter().enumerate() {
                 if g.last != pass {
                     continue;

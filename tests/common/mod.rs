@@ -450,6 +450,32 @@ pub fn image_barrier(
         .subresource_range(color_range())
 }
 
+/// Records a dependency from earlier transfers to later ones, with these memory and image
+/// barriers.
+///
+/// # Safety
+///
+/// `cmd` is recording, outside a render pass, and the barriers name valid objects of `d`.
+pub unsafe fn transfer_dependency(
+    d: &ash::Device,
+    cmd: vk::CommandBuffer,
+    memory: &[vk::MemoryBarrier<'_>],
+    images: &[vk::ImageMemoryBarrier<'_>],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        d.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            memory,
+            &[],
+            images,
+        )
+    };
+}
+
 /// The copy of a whole `width` x `height` color image to or from a tightly packed buffer at
 /// offset 0.
 pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {
