@@ -40,7 +40,9 @@ use std::error::Error;
 use std::sync::Arc;
 
 mod common;
-use common::{buffer_info, image_info, validation_messages, Gpu};
+use common::{
+    buffer_info, image_copy, image_info, transfer_to_host, validation_messages, Gpu, COLOR,
+};
 
 /// The integer colour format with the renderer's texel size: a clear to a known value then
 /// writes known bytes.
@@ -138,15 +140,11 @@ fn create(
     Ok((created, resources))
 }
 
-fn all_layers() -> vk::ImageSubresourceRange {
-    vk::ImageSubresourceRange {
-        aspect_mask: vk::ImageAspectFlags::COLOR,
-        base_mip_level: 0,
-        level_count: 1,
-        base_array_layer: 0,
-        layer_count: vk::REMAINING_ARRAY_LAYERS,
-    }
-}
+/// Every layer of a color image.
+const ALL_LAYERS: vk::ImageSubresourceRange = vk::ImageSubresourceRange {
+    layer_count: vk::REMAINING_ARRAY_LAYERS,
+    ..COLOR
+};
 
 /// The byte every resource `r` is filled with in `frame`: distinct for each resource of a
 /// frame, and from one frame to the next.
@@ -210,7 +208,7 @@ fn run_frame(
                                     uint32: [value & texel_mask(created[r].bytes, created[r].image);
                                         4],
                                 },
-                                &[all_layers()],
+                                &[ALL_LAYERS],
                             )
                         };
                         transitions.push(
@@ -222,7 +220,7 @@ fn run_frame(
                                 .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
                                 .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
                                 .image(image)
-                                .subresource_range(all_layers()),
+                                .subresource_range(ALL_LAYERS),
                         );
                     }
                 }
@@ -261,54 +259,29 @@ fn run_frame(
                             }],
                         )
                     },
-                    // SAFETY: as above; the image is in TRANSFER_SRC_OPTIMAL since its first
-                    // pass.
-                    (TransientHandle::Image { image, .. }, Some((width, height, layers))) => unsafe {
-                        d.cmd_copy_image_to_buffer(
-                            cmd,
-                            image,
-                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                            *readback_buffer,
-                            &[vk::BufferImageCopy {
-                                buffer_offset: offsets[r],
-                                buffer_row_length: 0,
-                                buffer_image_height: 0,
-                                image_subresource: vk::ImageSubresourceLayers {
-                                    aspect_mask: vk::ImageAspectFlags::COLOR,
-                                    mip_level: 0,
-                                    base_array_layer: 0,
-                                    layer_count: layers,
-                                },
-                                image_offset: vk::Offset3D::default(),
-                                image_extent: vk::Extent3D {
-                                    width,
-                                    height,
-                                    depth: 1,
-                                },
-                            }],
-                        )
-                    },
+                    (TransientHandle::Image { image, .. }, Some((width, height, layers))) => {
+                        let mut region = image_copy(width, height).buffer_offset(offsets[r]);
+                        region.image_subresource.layer_count = layers;
+                        // SAFETY: as above; the image is in TRANSFER_SRC_OPTIMAL since its
+                        // first pass.
+                        unsafe {
+                            d.cmd_copy_image_to_buffer(
+                                cmd,
+                                image,
+                                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                                *readback_buffer,
+                                &[region],
+                            )
+                        }
+                    }
                     (TransientHandle::Image { .. }, None) => {
                         return Err("an image without extent".into())
                     }
                 }
             }
         }
-        let to_host = vk::MemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ);
         // SAFETY: recording, outside a render pass.
-        unsafe {
-            d.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[to_host],
-                &[],
-                &[],
-            )
-        };
+        unsafe { transfer_to_host(d, cmd) };
         Ok(())
     };
     // SAFETY: every command is valid, and every resource it uses outlives the submission,
