@@ -21,7 +21,7 @@
 //! where the granularity is 1 KiB and requests are randomly `Linear` or `NonLinear`.
 //!
 //! Per-contender parameters:
-//! - `PoolAllocator` serves one fixed slot per allocation: 1 MiB slots for `churn` (its
+//! - `SlotAllocator` serves one fixed slot per allocation: 1 MiB slots for `churn` (its
 //!   largest request), 64 KiB slots for `burst` and `frame`.
 //! - `BuddyAllocator` rounds sizes up to powers of two; the regions are large enough for it.
 //! - `BumpAllocator` is not in `churn`: it never reuses memory before everything is freed, so
@@ -45,7 +45,7 @@
 
 use ash_memory::{
     AllocationType, BuddyAllocator, BumpAllocator, DeviceAlignment, DeviceLayout,
-    FreeListAllocator, PoolAllocator, RingAllocator, Suballocation, Suballocator,
+    FreeListAllocator, RingAllocator, SlotAllocator, Suballocation, Suballocator,
 };
 use criterion::{
     criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion, Throughput,
@@ -288,7 +288,7 @@ fn bench_churn(c: &mut Criterion) {
         Sub::<BuddyAllocator>::new(CHURN_REGION, 1)
     });
     churn(&mut group, "pool_1MiB", &seq, || {
-        Sub::<PoolAllocator<MIB>>::new(CHURN_REGION, 1)
+        Sub::<SlotAllocator<MIB>>::new(CHURN_REGION, 1)
     });
     churn(&mut group, "offset_allocator", &seq, || {
         Offset::new(CHURN_REGION, 256, 128 * 1024)
@@ -372,7 +372,7 @@ fn bench_burst(c: &mut Criterion) {
         Sub::<BuddyAllocator>::new(BURST_REGION, 1)
     });
     burst(&mut group, "pool_64KiB", &seq, || {
-        Sub::<PoolAllocator<{ 64 * KIB }>>::new(BURST_REGION, 1)
+        Sub::<SlotAllocator<{ 64 * KIB }>>::new(BURST_REGION, 1)
     });
     burst(&mut group, "bump", &seq, || {
         Sub::<BumpAllocator>::new(BURST_REGION, 1)
@@ -447,7 +447,7 @@ fn bench_frame(c: &mut Criterion) {
         Sub::<BuddyAllocator>::new(FRAME_REGION, 1)
     });
     frame(&mut group, "pool_64KiB", &requests, false, || {
-        Sub::<PoolAllocator<{ 64 * KIB }>>::new(FRAME_REGION, 1)
+        Sub::<SlotAllocator<{ 64 * KIB }>>::new(FRAME_REGION, 1)
     });
     frame(&mut group, "bump_reset", &requests, true, || {
         Sub::<BumpAllocator>::new(FRAME_REGION, 1)

@@ -110,6 +110,8 @@ pub use memory_callbacks::DeviceMemoryCallbacks;
 #[doc(hidden)]
 pub use non_exhaustive::NonExhaustive;
 pub use stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, Statistics};
+#[allow(deprecated)]
+pub use suballocator::PoolAllocator;
 
 /// The migration guides (`docs/`), included here so that `cargo test` compiles their code.
 #[cfg(doctest)]
@@ -122,7 +124,7 @@ mod migration_guides {
 
 pub use suballocator::{
     AllocationStrategy, AllocationType, BuddyAllocator, BumpAllocator, FreeListAllocator,
-    PoolAllocator, RangeInfo, RangeKind, RingAllocator, Suballocation, SuballocationHandle,
+    RangeInfo, RangeKind, RingAllocator, SlotAllocator, Suballocation, SuballocationHandle,
     Suballocator, SuballocatorError,
 };
 pub use transient::{

@@ -431,7 +431,7 @@ fn allocator_and_allocations_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<StandardMemoryAllocator>();
     assert_send_sync::<GenericMemoryAllocator<BuddyAllocator>>();
-    assert_send_sync::<GenericMemoryAllocator<PoolAllocator<4096>>>();
+    assert_send_sync::<GenericMemoryAllocator<SlotAllocator<4096>>>();
     assert_send_sync::<GenericMemoryAllocator<BumpAllocator>>();
     assert_send_sync::<MemoryAlloc>();
     assert_send_sync::<MemoryDevice>();

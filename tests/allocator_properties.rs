@@ -219,7 +219,7 @@ fn random_buffers_and_images_with_every_suballocator() {
             ..Default::default()
         };
         random_run::<BuddyAllocator>(layout.clone(), seed, create_info());
-        random_run::<PoolAllocator<{ 256 * KIB }>>(layout.clone(), seed, create_info());
+        random_run::<SlotAllocator<{ 256 * KIB }>>(layout.clone(), seed, create_info());
         random_run::<BumpAllocator>(layout, seed, create_info());
     }
 }
@@ -243,6 +243,6 @@ fn random_buffers_and_images_in_arenas() {
         ..Default::default()
     };
     random_run::<BuddyAllocator>(layout.clone(), 0xA4E4B, create_info());
-    random_run::<PoolAllocator<{ 256 * KIB }>>(layout.clone(), 0xA4E4B, create_info());
+    random_run::<SlotAllocator<{ 256 * KIB }>>(layout.clone(), 0xA4E4B, create_info());
     random_run::<BumpAllocator>(layout, 0xA4E4B, create_info());
 }

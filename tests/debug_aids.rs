@@ -224,7 +224,7 @@ fn margins_with_every_suballocator_alignment_granularity_and_arenas() {
         random_run::<FreeListAllocator>(&sim, 1, 400);
         random_run::<FreeListAllocator>(&sim, 2, 400);
         random_run::<BuddyAllocator>(&sim, 1, 300);
-        random_run::<PoolAllocator<{ 16 * 1024 }>>(&sim, 1, 300);
+        random_run::<SlotAllocator<{ 16 * 1024 }>>(&sim, 1, 300);
         random_run::<BumpAllocator>(&sim, 1, 200);
         random_run::<RingAllocator>(&sim, 1, 200);
         sim.assert_nothing_allocated();

@@ -387,6 +387,11 @@ fn settled_moves_are_gone_from_their_pass() {
     assert_eq!(pass.skip(done), Err(DefragmentationError::NoSuchMove(done)));
     let report = pass.end();
     assert_eq!((report.moves, report.skipped), (1, moves.len() - 1));
+    // The defragmentation's own count, read between passes.
+    let stats = defrag.stats();
+    assert_eq!((stats.passes, stats.moves), (1, 1));
+    assert_eq!(stats.bytes_moved, 64 * KIB);
+    assert!(format!("{defrag:?}").contains("moves: 1"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The allocator with `PoolAllocator` blocks: blocks hold whole slots, and slots smaller than
+//! The allocator with `SlotAllocator` blocks: blocks hold whole slots, and slots smaller than
 //! the granularity still serve what can safely share a page.
 
 mod common;
@@ -24,7 +24,7 @@ fn blocks_hold_at_least_one_slot_per_arena() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
     for arenas in [1, 2] {
-        let allocator = GenericMemoryAllocator::<PoolAllocator<{ 64 << 20 }>>::new(
+        let allocator = GenericMemoryAllocator::<SlotAllocator<{ 64 << 20 }>>::new(
             device.clone(),
             GenericMemoryAllocatorCreateInfo {
                 block_arenas: Some(arenas),
@@ -75,7 +75,7 @@ fn blocks_hold_at_least_one_slot_per_arena() {
 fn slots_smaller_than_the_granularity_serve_what_may_share_a_page() {
     let sim = Sim::new(GpuLayout::large_granularity());
     let device = sim.memory_device();
-    let allocator = GenericMemoryAllocator::<PoolAllocator<256>>::new(
+    let allocator = GenericMemoryAllocator::<SlotAllocator<256>>::new(
         device.clone(),
         GenericMemoryAllocatorCreateInfo {
             block_sizes: BlockSizeThresholds::uniform(4 * MIB).unwrap(),
@@ -122,14 +122,14 @@ fn slots_smaller_than_the_granularity_serve_what_may_share_a_page() {
     sim.assert_nothing_allocated();
 }
 
-/// As documented on `MemoryAlloc::size`: a 64-byte request in a `PoolAllocator<256>` is a
+/// As documented on `MemoryAlloc::size`: a 64-byte request in a `SlotAllocator<256>` is a
 /// 64-byte allocation, and the statistics count the 256-byte slot it holds.
 #[test]
 fn size_is_the_request_and_statistics_count_whole_slots() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
     let allocator =
-        GenericMemoryAllocator::<PoolAllocator<256>>::new(device.clone(), Default::default())
+        GenericMemoryAllocator::<SlotAllocator<256>>::new(device.clone(), Default::default())
             .unwrap();
     let allocs: Vec<_> = (0..3)
         .map(|_| {

@@ -229,7 +229,7 @@ fn pools_with_every_suballocator() {
         .create_pool::<BumpAllocator>(&info("bump"))
         .unwrap();
     let slots = allocator
-        .create_pool::<PoolAllocator<{ 4 * 1024 }>>(&info("slots"))
+        .create_pool::<SlotAllocator<{ 4 * 1024 }>>(&info("slots"))
         .unwrap();
     let buddy = allocator
         .create_pool::<BuddyAllocator>(&info("buddy"))

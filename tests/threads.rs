@@ -18,14 +18,14 @@ fn bounds() {
     fn send<T: Send>() {}
     send_sync::<StandardMemoryAllocator>();
     send_sync::<GenericMemoryAllocator<BuddyAllocator>>();
-    send_sync::<GenericMemoryAllocator<PoolAllocator<{ 64 * 1024 }>>>();
+    send_sync::<GenericMemoryAllocator<SlotAllocator<{ 64 * 1024 }>>>();
     send_sync::<GenericMemoryAllocator<BumpAllocator>>();
     send_sync::<MemoryAlloc>();
     send_sync::<MemoryDevice>();
     send::<FreeListAllocator>();
     send::<BuddyAllocator>();
     send::<BumpAllocator>();
-    send::<PoolAllocator<256>>();
+    send::<SlotAllocator<256>>();
 }
 
 fn soak() -> u64 {

@@ -200,8 +200,8 @@ impl MemoryAlloc {
     ///
     /// The [statistics](crate::stats) count what the block holds for the allocation, which
     /// can be more: alignment padding, a buddy order rounded up to a power of two, or a whole
-    /// slot of a [`PoolAllocator`](crate::PoolAllocator) (a 64-byte request in a
-    /// `PoolAllocator<256>` has `size()` 64 and counts 256 in the statistics).
+    /// slot of a [`SlotAllocator`](crate::SlotAllocator) (a 64-byte request in a
+    /// `SlotAllocator<256>` has `size()` 64 and counts 256 in the statistics).
     pub fn size(&self) -> DeviceSize {
         self.size
     }

@@ -95,7 +95,7 @@ pub enum AllocationError {
         /// The block size of the memory type's heap (or of the custom pool).
         block_size: DeviceSize,
     },
-    /// The blocks' suballocator can never serve the request (a `PoolAllocator` whose slots
+    /// The blocks' suballocator can never serve the request (a `SlotAllocator` whose slots
     /// are smaller than it); with the [`Auto`](crate::MemoryAllocatePreference::Auto)
     /// preference the allocator falls back to a dedicated allocation first.
     #[error("the request does not fit the suballocator of the blocks (e.g. a pool slot)")]

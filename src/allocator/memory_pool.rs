@@ -5,7 +5,7 @@
 //! 1 KiB buffer between freed per-frame ones pins its block. A [`MemoryPool`] keeps its own
 //! blocks, of one memory type and one block size, carved by a suballocator of its own choice
 //! (a [`RingAllocator`](crate::RingAllocator) for per-frame uploads, a
-//! [`PoolAllocator`](crate::PoolAllocator) for same-sized objects, the default
+//! [`SlotAllocator`](crate::SlotAllocator) for same-sized objects, the default
 //! [`FreeListAllocator`] for long-lived textures), between a minimum number of blocks made up
 //! front and never released, and a maximum beyond which allocating fails with
 //! [`AllocationError::PoolFull`] without calling the driver.

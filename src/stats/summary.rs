@@ -65,7 +65,7 @@ impl SizeStats {
 /// live allocations therefore comes from [`Suballocator::allocation_count`] instead. An
 /// allocation's own [`size`](crate::MemoryAlloc::size) is what was requested, so the
 /// allocated bytes here can exceed the sum of the live allocations' sizes (by a whole slot
-/// per allocation with a [`PoolAllocator`](crate::PoolAllocator)).
+/// per allocation with a [`SlotAllocator`](crate::SlotAllocator)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Statistics {
     /// Memory objects shared by suballocations (blocks).

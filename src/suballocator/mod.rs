@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | [`FreeListAllocator`] | O(1) (two-level segregated fit); O(free ranges) when a request barely fits or fails | low | everything: the default |
 //! | [`BuddyAllocator`] | O(log n) | internal: sizes round up to a power of two | many similar sizes, fast merge |
-//! | [`PoolAllocator`] | O(1) | none inside a slot class | many allocations of one size |
+//! | [`SlotAllocator`] | O(1) | none inside a slot class | many allocations of one size |
 //! | [`BumpAllocator`] | O(1) | none until reset | per-frame transient data |
 //! | [`RingAllocator`] | O(1), amortized O(1) free | none while freed in order | staging rings, frames in flight |
 //!
@@ -52,9 +52,11 @@ pub mod strategy;
 #[cfg(test)]
 pub(crate) mod testing;
 
+#[allow(deprecated)]
+pub use self::pool::PoolAllocator;
 pub use self::strategy::AllocationStrategy;
 pub use self::{
-    buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator, pool::PoolAllocator,
+    buddy::BuddyAllocator, bump::BumpAllocator, free_list::FreeListAllocator, pool::SlotAllocator,
     ring::RingAllocator,
 };
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
@@ -137,7 +139,7 @@ pub enum SuballocatorError {
     /// alignment and granularity.
     #[error("the region is too fragmented: enough free bytes in total, but no range fits")]
     FragmentedRegion,
-    /// The request is larger than the fixed slot size of a [`PoolAllocator`].
+    /// The request is larger than the fixed slot size of a [`SlotAllocator`].
     #[error("the request is larger than the pool's block size")]
     BlockSizeExceeded,
 }
@@ -219,7 +221,7 @@ pub unsafe trait Suballocator {
 
     /// The smallest region in which a fresh suballocator (as [`new`](Self::new) makes it)
     /// can serve `layout` of `allocation_type` under `buffer_image_granularity`, or `None`
-    /// when no region can (a [`PoolAllocator`] request larger than its slot). An allocator
+    /// when no region can (a [`SlotAllocator`] request larger than its slot). An allocator
     /// sizes new blocks (and their arenas) with it. The default, `layout.size()`, is right
     /// for any suballocator that places the first allocation of a fresh region at offset 0;
     /// a wrong answer costs a refused block, never memory safety.

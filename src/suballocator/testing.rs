@@ -673,8 +673,8 @@ mod tests {
             granularity in granularity(),
             seed in any::<u64>(),
         ) {
-            check_monotone::<PoolAllocator<256>>(region, granularity, &ops, seed);
-            check_monotone::<PoolAllocator<1024>>(region, granularity, &ops, seed);
+            check_monotone::<SlotAllocator<256>>(region, granularity, &ops, seed);
+            check_monotone::<SlotAllocator<1024>>(region, granularity, &ops, seed);
         }
     }
 }

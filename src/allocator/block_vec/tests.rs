@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::allocator::placement::{new_block_size, ArenaLayout};
-use crate::suballocator::{FreeListAllocator, PoolAllocator, RangeKind, Suballocation};
+use crate::suballocator::{FreeListAllocator, RangeKind, SlotAllocator, Suballocation};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
@@ -210,7 +210,7 @@ fn limits_hold_and_failed_memory_leaves_nothing_behind() {
 #[test]
 fn a_fresh_block_that_cannot_serve_the_request_is_dropped() {
     // Slots of 1 MiB cannot hold 2 MiB: the new block refuses and is freed again.
-    let h = Harness::<PoolAllocator<{ 1 << 20 }>>::new(1, BlockLimits::NONE, 8 * MIB, 1);
+    let h = Harness::<SlotAllocator<{ 1 << 20 }>>::new(1, BlockLimits::NONE, 8 * MIB, 1);
     let fit = h.fit(2 * MIB, 1, AllocationType::Linear);
     assert_eq!(h.allocate(&fit).err(), Some(NewBlockError::DoesNotFit));
     assert_eq!(h.vec.block_count(), 0);

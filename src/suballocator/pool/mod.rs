@@ -89,7 +89,7 @@
 //! The suballocation (and the allocator's [`MemoryAlloc::size`](crate::MemoryAlloc::size)) is
 //! the size *requested*, while [`for_each_range`](Suballocator::for_each_range), and with it
 //! the statistics, the JSON dump and the SVG map, reports each allocated slot whole: a 64-byte
-//! request in a `PoolAllocator<256>` is a 64-byte allocation that holds a 256-byte slot. The
+//! request in a `SlotAllocator<256>` is a 64-byte allocation that holds a 256-byte slot. The
 //! difference is the pool's internal fragmentation, the price of O(1) slots.
 
 mod groups;
@@ -97,6 +97,11 @@ mod groups;
 use self::groups::Groups;
 use super::*;
 use crate::layout::{align_down, padding_needed};
+
+/// The old name of [`SlotAllocator`] ("pool" also named custom pools and the allocator's
+/// block vectors; this one hands out fixed-size slots).
+#[deprecated(since = "0.2.0", note = "renamed to `SlotAllocator`")]
+pub type PoolAllocator<const BLOCK_SIZE: u64> = SlotAllocator<BLOCK_SIZE>;
 
 /// A pool of `BLOCK_SIZE`-byte slots with O(1) `allocate` and `deallocate`.
 ///
@@ -116,7 +121,7 @@ use crate::layout::{align_down, padding_needed};
 /// see [`max_request_size`](Self::max_request_size). A request above it fails with
 /// [`BlockSizeExceeded`](SuballocatorError::BlockSizeExceeded).
 #[derive(Debug)]
-pub struct PoolAllocator<const BLOCK_SIZE: u64> {
+pub struct SlotAllocator<const BLOCK_SIZE: u64> {
     slot_count: u64,
     /// States of the slots below the highest one used since the pool was last empty; the slots
     /// from `slots.len()` on are free and have never been handed out.
@@ -145,7 +150,7 @@ enum PageRule {
     Groups,
 }
 
-impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
+impl<const BLOCK_SIZE: u64> SlotAllocator<BLOCK_SIZE> {
     /// The number of slots.
     #[inline]
     pub fn slot_count(&self) -> u64 {
@@ -284,7 +289,7 @@ impl<const BLOCK_SIZE: u64> PoolAllocator<BLOCK_SIZE> {
 // and either on granularity pages of its own or in a group of whole pages whose live slots
 // have types that do not conflict with it (see the module docs); the shared property tests
 // (`testing`) check every guarantee after every operation.
-unsafe impl<const BLOCK_SIZE: u64> Suballocator for PoolAllocator<BLOCK_SIZE> {
+unsafe impl<const BLOCK_SIZE: u64> Suballocator for SlotAllocator<BLOCK_SIZE> {
     /// `true`: a request fails when no free slot can take it (none at all, or none in a
     /// group its type may use), and a larger or more strictly aligned request of the same
     /// type can only use the same slots; allocating never frees a slot.

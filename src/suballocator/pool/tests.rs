@@ -14,7 +14,7 @@ fn layout(size: DeviceSize, alignment: DeviceSize) -> DeviceLayout {
 }
 
 fn alloc<const B: u64>(
-    c: &mut Checker<PoolAllocator<B>>,
+    c: &mut Checker<SlotAllocator<B>>,
     size: DeviceSize,
     alignment: DeviceSize,
 ) -> Result<DeviceSize, SuballocatorError> {
@@ -25,7 +25,7 @@ fn alloc<const B: u64>(
 #[test]
 fn slots_are_handed_out_in_order_then_last_freed_first() {
     // 1000 bytes: three slots of 256, the last 232 bytes are ignored.
-    let mut c = Checker::new(PoolAllocator::<256>::new(1000), G1);
+    let mut c = Checker::new(SlotAllocator::<256>::new(1000), G1);
     assert_eq!(c.sub.region_size(), 768);
     assert_eq!(c.sub.slot_count(), 3);
     assert_eq!(c.sub.free_size(), 768);
@@ -51,19 +51,19 @@ fn slots_are_handed_out_in_order_then_last_freed_first() {
 
 #[test]
 fn empty_pools() {
-    let mut c = Checker::new(PoolAllocator::<0>::new(100), G1);
+    let mut c = Checker::new(SlotAllocator::<0>::new(100), G1);
     assert_eq!((c.sub.region_size(), c.sub.largest_free_range()), (0, 0));
     assert_eq!(
         alloc(&mut c, 1, 1),
         Err(SuballocatorError::BlockSizeExceeded)
     );
-    let mut c = Checker::new(PoolAllocator::<256>::new(255), G1);
+    let mut c = Checker::new(SlotAllocator::<256>::new(255), G1);
     assert_eq!(c.sub.region_size(), 0);
     assert_eq!(
         alloc(&mut c, 1, 1),
         Err(SuballocatorError::OutOfRegionMemory)
     );
-    let mut c = Checker::new(PoolAllocator::<1>::new(1), G1);
+    let mut c = Checker::new(SlotAllocator::<1>::new(1), G1);
     assert_eq!(alloc(&mut c, 1, 1), Ok(0));
     assert_eq!(
         alloc(&mut c, 2, 1),
@@ -82,12 +82,12 @@ fn empty_pools() {
 #[test]
 fn offsets_honour_alignments_above_the_slot_alignment() {
     // Slots of 96 bytes start at multiples of 32 only.
-    let mut c = Checker::new(PoolAllocator::<96>::new(4 * 96 + 50), G1);
+    let mut c = Checker::new(SlotAllocator::<96>::new(4 * 96 + 50), G1);
     let offsets: Vec<_> = (0..4).map(|_| alloc(&mut c, 32, 64).unwrap()).collect();
     assert_eq!(offsets, [0, 128, 192, 320]);
     c.free_all_and_reuse(96);
     // Padding up to 64 - 32 bytes must be left whichever slot the request gets.
-    assert_eq!(PoolAllocator::<96>::max_request_size(a(64), G1), 64);
+    assert_eq!(SlotAllocator::<96>::max_request_size(a(64), G1), 64);
     assert_eq!(alloc(&mut c, 64, 64), Ok(0));
     assert_eq!(
         alloc(&mut c, 65, 64),
@@ -102,13 +102,13 @@ fn offsets_honour_alignments_above_the_slot_alignment() {
         alloc(&mut c, 1, 128),
         Err(SuballocatorError::BlockSizeExceeded)
     );
-    assert_eq!(PoolAllocator::<96>::max_request_size(a(128), G1), 0);
+    assert_eq!(SlotAllocator::<96>::max_request_size(a(128), G1), 0);
 }
 
 #[test]
 fn granularity_dividing_the_slot_costs_nothing() {
-    let mut c = Checker::new(PoolAllocator::<256>::new(1024), a(64));
-    assert_eq!(PoolAllocator::<256>::max_request_size(G1, a(64)), 256);
+    let mut c = Checker::new(SlotAllocator::<256>::new(1024), a(64));
+    assert_eq!(SlotAllocator::<256>::max_request_size(G1, a(64)), 256);
     let types = [
         AllocationType::Linear,
         AllocationType::NonLinear,
@@ -124,9 +124,9 @@ fn granularity_dividing_the_slot_costs_nothing() {
 #[test]
 fn granularity_larger_than_the_slot_alignment_takes_whole_pages() {
     let g = a(64);
-    let mut c = Checker::new(PoolAllocator::<96>::new(4 * 96), g);
+    let mut c = Checker::new(SlotAllocator::<96>::new(4 * 96), g);
     // Worst case: 32 bytes of padding, and the rest rounded down to whole pages.
-    assert_eq!(PoolAllocator::<96>::max_request_size(G1, g), 64);
+    assert_eq!(SlotAllocator::<96>::max_request_size(G1, g), 64);
     let types = [
         AllocationType::Linear,
         AllocationType::NonLinear,
@@ -145,13 +145,13 @@ fn granularity_larger_than_the_slot_alignment_takes_whole_pages() {
     );
     // A page larger than a slot can never be owned by one: slots share pages instead, and
     // only alignment padding limits the size.
-    assert_eq!(PoolAllocator::<96>::max_request_size(G1, a(128)), 96);
-    assert_eq!(PoolAllocator::<96>::max_request_size(a(64), a(128)), 64);
+    assert_eq!(SlotAllocator::<96>::max_request_size(G1, a(128)), 96);
+    assert_eq!(SlotAllocator::<96>::max_request_size(a(64), a(128)), 64);
 }
 
 #[test]
 fn reset_frees_every_slot() {
-    let mut c = Checker::new(PoolAllocator::<16>::new(64), G1);
+    let mut c = Checker::new(SlotAllocator::<16>::new(64), G1);
     for _ in 0..4 {
         alloc(&mut c, 16, 16).unwrap();
     }
@@ -164,7 +164,7 @@ fn reset_frees_every_slot() {
 }
 
 /// The pool's own bookkeeping: the typed groups agree with the slots.
-fn check_internal<const B: u64>(pool: &PoolAllocator<B>) {
+fn check_internal<const B: u64>(pool: &SlotAllocator<B>) {
     pool.groups
         .check(&|slot| match pool.slots.get(slot as usize) {
             Some(&Slot::Allocated(ty)) => Some(ty),
@@ -179,7 +179,7 @@ fn check_internal<const B: u64>(pool: &PoolAllocator<B>) {
 }
 
 fn alloc_typed<const B: u64>(
-    c: &mut Checker<PoolAllocator<B>>,
+    c: &mut Checker<SlotAllocator<B>>,
     size: DeviceSize,
     ty: AllocationType,
 ) -> Result<DeviceSize, SuballocatorError> {
@@ -189,7 +189,7 @@ fn alloc_typed<const B: u64>(
 }
 
 /// Frees the live allocation at `offset`.
-fn free_at<const B: u64>(c: &mut Checker<PoolAllocator<B>>, offset: DeviceSize) {
+fn free_at<const B: u64>(c: &mut Checker<SlotAllocator<B>>, offset: DeviceSize) {
     let mut live: Vec<_> = (0..c.sub.slots.len() as u64)
         .filter(|&i| matches!(c.sub.slots[i as usize], Slot::Allocated(_)))
         .collect();
@@ -203,9 +203,9 @@ fn free_at<const B: u64>(c: &mut Checker<PoolAllocator<B>>, offset: DeviceSize) 
 fn slots_smaller_than_a_page_share_it_with_their_type_only() {
     // 16 slots of 256 bytes, 1 KiB pages: 4 slots per page.
     let g = a(1024);
-    let mut c = Checker::new(PoolAllocator::<256>::new(4096), g);
-    assert_eq!(PoolAllocator::<256>::max_request_size(G1, g), 256);
-    assert_eq!(PoolAllocator::<256>::max_request_size(a(512), g), 0);
+    let mut c = Checker::new(SlotAllocator::<256>::new(4096), g);
+    assert_eq!(SlotAllocator::<256>::max_request_size(G1, g), 256);
+    assert_eq!(SlotAllocator::<256>::max_request_size(a(512), g), 0);
     for expected in [0, 256, 512, 768] {
         assert_eq!(alloc_typed(&mut c, 256, Linear), Ok(expected));
     }
@@ -254,8 +254,8 @@ fn slots_not_dividing_the_page_are_typed_in_runs_of_whole_pages() {
     // 1024 / 32 = 32 slots, 3072 bytes, exactly 3 pages. 40 slots: one whole group and 8
     // slots of the next.
     let g = a(1024);
-    let mut c = Checker::new(PoolAllocator::<96>::new(40 * 96), g);
-    assert_eq!(PoolAllocator::<96>::max_request_size(G1, g), 96);
+    let mut c = Checker::new(SlotAllocator::<96>::new(40 * 96), g);
+    assert_eq!(SlotAllocator::<96>::max_request_size(G1, g), 96);
     assert_eq!(alloc_typed(&mut c, 96, Linear), Ok(0));
     assert_eq!(alloc_typed(&mut c, 96, NonLinear), Ok(3072));
     assert_eq!(
@@ -285,9 +285,9 @@ fn slots_too_small_to_own_a_page_use_groups_too() {
     // 1000 - 504 = 496 bytes after aligning to a page, less than a page. Before groups, such a
     // pool served nothing; now a group is 512 / 8 = 64 slots (125 pages).
     let g = a(512);
-    assert_eq!(PoolAllocator::<1000>::max_request_size(G1, g), 1000);
-    assert_eq!(PoolAllocator::<1000>::max_request_size(G1, a(256)), 512);
-    let mut c = Checker::new(PoolAllocator::<1000>::new(130 * 1000), g);
+    assert_eq!(SlotAllocator::<1000>::max_request_size(G1, g), 1000);
+    assert_eq!(SlotAllocator::<1000>::max_request_size(G1, a(256)), 512);
+    let mut c = Checker::new(SlotAllocator::<1000>::new(130 * 1000), g);
     assert_eq!(alloc_typed(&mut c, 1000, Unknown), Ok(0));
     assert_eq!(alloc_typed(&mut c, 1000, Linear), Ok(64_000));
     assert_eq!(alloc_typed(&mut c, 1000, NonLinear), Ok(128_000));
@@ -301,7 +301,7 @@ fn slots_too_small_to_own_a_page_use_groups_too() {
 
 #[test]
 fn a_change_of_granularity_while_slots_are_live_is_refused() {
-    let mut c = Checker::new(PoolAllocator::<256>::new(4096), a(1024));
+    let mut c = Checker::new(SlotAllocator::<256>::new(4096), a(1024));
     assert_eq!(alloc_typed(&mut c, 1, Linear), Ok(0));
     let sub = &mut c.sub;
     for g in [G1, a(512), a(2048)] {
@@ -310,7 +310,7 @@ fn a_change_of_granularity_while_slots_are_live_is_refused() {
             Err(SuballocatorError::FragmentedRegion)
         );
     }
-    let mut c = Checker::new(PoolAllocator::<256>::new(256), a(1024));
+    let mut c = Checker::new(SlotAllocator::<256>::new(256), a(1024));
     alloc_typed(&mut c, 1, NonLinear).unwrap();
     // Full: the refusal says so.
     assert_eq!(
@@ -318,7 +318,7 @@ fn a_change_of_granularity_while_slots_are_live_is_refused() {
         Err(SuballocatorError::OutOfRegionMemory)
     );
     // Slots taken without groups are live: a granularity that needs groups is refused.
-    let mut sub = PoolAllocator::<256>::new(4096);
+    let mut sub = SlotAllocator::<256>::new(4096);
     let s = sub.allocate(layout(1, 1), Linear, G1).unwrap();
     assert_eq!(
         sub.allocate(layout(1, 1), Linear, a(1024)),
@@ -338,7 +338,7 @@ fn a_change_of_granularity_while_slots_are_live_is_refused() {
 
 #[test]
 fn huge_granularities_make_one_group() {
-    let mut c = Checker::new(PoolAllocator::<96>::new(10 * 96), DeviceAlignment::MAX);
+    let mut c = Checker::new(SlotAllocator::<96>::new(10 * 96), DeviceAlignment::MAX);
     assert_eq!(alloc_typed(&mut c, 96, Linear), Ok(0));
     assert_eq!(
         alloc_typed(&mut c, 96, NonLinear),
@@ -346,7 +346,7 @@ fn huge_granularities_make_one_group() {
     );
     assert_eq!(alloc_typed(&mut c, 96, Linear), Ok(96));
     c.free_all_and_reuse(96);
-    let mut c = Checker::new(PoolAllocator::<1>::new(1000), DeviceAlignment::MAX);
+    let mut c = Checker::new(SlotAllocator::<1>::new(1000), DeviceAlignment::MAX);
     assert_eq!(alloc_typed(&mut c, 1, Unknown), Ok(0));
     assert_eq!(
         alloc_typed(&mut c, 1, Unknown),
@@ -358,13 +358,13 @@ fn huge_granularities_make_one_group() {
 /// Random operations on a pool of `slots` slots plus an ignored tail, then a check that
 /// every slot can be taken again once everything is freed.
 fn random_run<const B: u64>(slots: u64, tail: u64, g: DeviceAlignment, ops: &[Op]) {
-    let mut c = Checker::new(PoolAllocator::<B>::new(slots * B + tail % B), g);
+    let mut c = Checker::new(SlotAllocator::<B>::new(slots * B + tail % B), g);
     assert_eq!(c.sub.region_size(), slots * B);
     for chunk in ops.chunks(16) {
         c.run(chunk);
         check_internal(&c.sub);
     }
-    let whole = PoolAllocator::<B>::max_request_size(G1, g);
+    let whole = SlotAllocator::<B>::max_request_size(G1, g);
     c.free_all_and_reuse(whole);
     if whole == 0 {
         assert_eq!(
@@ -374,7 +374,7 @@ fn random_run<const B: u64>(slots: u64, tail: u64, g: DeviceAlignment, ops: &[Op
         return;
     }
     // Unknown ranges can take every slot, unless slots share pages: then one per group.
-    let grouped = PoolAllocator::<B>::page_rule(g) == PageRule::Groups;
+    let grouped = SlotAllocator::<B>::page_rule(g) == PageRule::Groups;
     let ty = if grouped { Linear } else { Unknown };
     let mut offsets: Vec<_> = (0..slots)
         .map(|_| c.allocate(layout(whole, 1), ty).unwrap().offset / B)
@@ -469,8 +469,8 @@ fn region_size_for_is_the_smallest_region_that_serves_the_request() {
     fn check<const B: u64>(size: u64, alignment: u64, g: u64) -> Option<u64> {
         let layout = layout(size, alignment);
         let g = a(g);
-        let region = PoolAllocator::<B>::region_size_for(layout, AllocationType::Linear, g)?;
-        let mut pool = PoolAllocator::<B>::new(region);
+        let region = SlotAllocator::<B>::region_size_for(layout, AllocationType::Linear, g)?;
+        let mut pool = SlotAllocator::<B>::new(region);
         assert!(
             pool.allocate(layout, AllocationType::Linear, g).is_ok(),
             "a fresh region of {region} bytes refused {size} bytes for slots of {B}"
