@@ -9,6 +9,8 @@ pub trait Backend: Sync {
     type Handle: Send;
     fn allocate(&self, req: &Request) -> Self::Handle;
     fn free(&self, handle: Self::Handle);
+    /// Called once on replay thread `i`, before the timed replay starts.
+    fn bind_thread(&self, _i: usize) {}
 }
 
 /// Not an allocator: measures the replay harness itself (`--allocators null`).
@@ -21,6 +23,61 @@ impl Backend for Null {
     }
     fn free(&self, handle: u64) {
         std::hint::black_box(handle);
+    }
+}
+
+// ---------------------------------------------------------------- bare offset-allocator
+
+/// The bare algorithm: `offset-allocator` 0.2 (TLSF-like, O(1)), one per replay thread, with
+/// no Vulkan, no alignment and no lock (`--allocators offset-allocator`). Sizes are counted
+/// in 16-byte units of a 32 GiB range. The floor for what a whole allocator can cost.
+pub struct OffsetAllocator {
+    per_thread: Vec<std::cell::UnsafeCell<offset_allocator::Allocator>>,
+}
+
+// SAFETY: replay thread `i` only ever touches `per_thread[i]` (see `bind_thread`), and each
+// thread frees only what it allocated.
+unsafe impl Sync for OffsetAllocator {}
+
+thread_local! {
+    static OFFSET_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+const OFFSET_UNIT_LOG2: u32 = 4;
+
+impl OffsetAllocator {
+    pub fn new(threads: usize) -> Self {
+        OffsetAllocator {
+            per_thread: (0..threads)
+                .map(|_| {
+                    std::cell::UnsafeCell::new(offset_allocator::Allocator::with_max_allocs(
+                        u32::MAX >> 1,
+                        1 << 18,
+                    ))
+                })
+                .collect(),
+        }
+    }
+    #[allow(clippy::mut_from_ref)]
+    fn mine(&self) -> &mut offset_allocator::Allocator {
+        // SAFETY: see the `Sync` impl: this thread's own allocator, never shared.
+        unsafe { &mut *self.per_thread[OFFSET_THREAD.with(|t| t.get())].get() }
+    }
+}
+
+impl Backend for OffsetAllocator {
+    type Handle = offset_allocator::Allocation;
+    fn bind_thread(&self, i: usize) {
+        OFFSET_THREAD.with(|t| t.set(i));
+    }
+    fn allocate(&self, req: &Request) -> Self::Handle {
+        let units = (req.size + (1 << OFFSET_UNIT_LOG2) - 1) >> OFFSET_UNIT_LOG2;
+        self.mine()
+            .allocate(units as u32)
+            .expect("offset-allocator out of room")
+    }
+    fn free(&self, handle: Self::Handle) {
+        self.mine().free(handle)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
-//!     [--runs N] [--workloads churn,burst,frame,mixed,large] [--allocators ash-memory,vma,gpu-allocator]
+//!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator]
 //!     [--seed S] [--ash-block-arenas N] [--ash-debug margin=16,fill,log,backtrace,all]
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
 //!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
@@ -44,16 +44,19 @@ enum Peer {
     Vulkano,
     /// No allocator at all: the harness's own cost and its thread-scaling ceiling.
     Null,
+    /// The bare `offset-allocator` algorithm, one per thread: no Vulkan, no alignment, no lock.
+    OffsetAllocator,
     /// ash-memory with one `DebugOptions` setting (`--ash-debug`).
     AshDebug(DebugVariant),
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [
+    const ALL: [Peer; 5] = [
         Peer::AshMemory,
         Peer::Vma,
         Peer::GpuAllocator,
         Peer::Vulkano,
+        Peer::OffsetAllocator,
     ];
     fn name(self) -> String {
         match self {
@@ -62,6 +65,7 @@ impl Peer {
             Peer::GpuAllocator => "gpu-allocator 0.28".into(),
             Peer::Vulkano => "vulkano 0.35".into(),
             Peer::Null => "null (harness only)".into(),
+            Peer::OffsetAllocator => "offset-allocator (bare)".into(),
             Peer::AshDebug(v) => v.label(),
         }
     }
@@ -72,6 +76,7 @@ impl Peer {
             Peer::GpuAllocator => "gpu-allocator",
             Peer::Vulkano => "vulkano",
             Peer::Null => "null",
+            Peer::OffsetAllocator => "offset-allocator",
             Peer::AshDebug(_) => "ash-debug",
         }
     }
@@ -92,6 +97,7 @@ impl Peer {
                 run_once(backends::Vulkano::new(device), traces)
             }
             Peer::Null => run_once(backends::Null, traces),
+            Peer::OffsetAllocator => run_once(backends::OffsetAllocator::new(traces.len()), traces),
         }
     }
 }
@@ -182,6 +188,7 @@ fn run_once<B: Backend>(backend: B, traces: &[Trace]) -> RunResult {
                 let (b, barrier) = (&backend, &barrier);
                 s.spawn(move || {
                     pin_to_cpu(i);
+                    b.bind_thread(i);
                     barrier.wait();
                     let cpu0 = thread_cpu_time();
                     let start = Instant::now();
@@ -220,10 +227,28 @@ struct Cell {
     best_ns_per_op: f64,
     runs: usize,
     allocate_calls: u64,
+    /// Allocations in the run (all threads).
+    allocs: u64,
     peak_reserved: u64,
     peak_live: u64,
     /// Median over runs of peak reserved / peak live (the cell's `peak_live`).
     waste: f64,
+}
+
+/// What the modelled time charges for each `vkAllocateMemory` call: 100 us, a mid-range
+/// figure for a real driver (tens of microseconds to milliseconds; lavapipe's is an mmap).
+/// The matching `vkFreeMemory` is not charged.
+const DRIVER_CALL_NS: f64 = 100_000.0;
+
+impl Cell {
+    /// `vkAllocateMemory` calls per 1,000 allocate+free pairs.
+    fn calls_per_k(&self) -> f64 {
+        self.allocate_calls as f64 * 1000.0 / self.allocs as f64
+    }
+    /// The measured time plus [`DRIVER_CALL_NS`] per `vkAllocateMemory`, per allocate+free.
+    fn modelled_ns(&self) -> f64 {
+        self.ns_per_op + self.allocate_calls as f64 * DRIVER_CALL_NS / self.allocs as f64
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -271,8 +296,8 @@ fn parse_args() -> Args {
     let mut defrag = defrag::DefragArgs::default();
     let mut it = std::env::args().skip(1);
     let usage =
-        "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large] \
-                 [--allocators ash-memory,vma,gpu-allocator] [--seed S] [--ash-block-arenas N] \
+        "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] \
+                 [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
                  [--ash-debug margin=16,fill,log,backtrace,all]\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
                  [--defrag-max-bytes B] [--defrag-max-moves N] \
@@ -546,6 +571,7 @@ fn main() {
                     peak_reserved: median_u64(
                         &mut rs.iter().map(|r| r.peak_reserved).collect::<Vec<_>>(),
                     ),
+                    allocs,
                     peak_live: common_live,
                     waste: median(
                         &mut rs
@@ -596,9 +622,9 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
             );
         }
         println!(
-            "| workload | allocator | ns / alloc+free (median) | time vs ash-memory | CPU ns / alloc+free | vkAllocateMemory | peak reserved MiB | peak live MiB | reserved / live | reserved/live vs ash-memory | runs |"
+            "| workload | allocator | ns / alloc+free (median) | time vs ash-memory | CPU ns / alloc+free | vkAllocateMemory | per 1k ops | modelled ns (100 us / call) | peak reserved MiB | peak live MiB | reserved / live | reserved/live vs ash-memory | runs |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &w in &args.workloads {
             let base = find(cells, w, threads, Peer::AshMemory);
             for &p in &args.peers {
@@ -614,13 +640,15 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
                     None => ("-".into(), "-".into()),
                 };
                 println!(
-                    "| {} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {:.1} | {:.3} | {} | {} |",
+                    "| {} | {} | {:.0} | {} | {:.0} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.3} | {} | {} |",
                     w.name(),
                     p.name(),
                     c.ns_per_op,
                     tr,
                     c.cpu_ns_per_op,
                     c.allocate_calls,
+                    c.calls_per_k(),
+                    c.modelled_ns(),
                     mib(c.peak_reserved),
                     mib(c.peak_live),
                     waste,
@@ -639,14 +667,21 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
             .filter(|&p| p != Peer::AshMemory && !matches!(p, Peer::AshDebug(_)))
             .collect();
         println!("\n## Summary: peers relative to ash-memory (time = peer ns / ash-memory ns; waste = reserved/live)\n");
-        print!("| workload | threads | ash-memory ns | ash-memory waste |");
+        println!("calls: `vkAllocateMemory` per run (per 1,000 allocate+free); modelled: the time with 100 us charged per `vkAllocateMemory`, as a ratio to ash-memory's modelled time.\n");
+        print!("| workload | threads | ash-memory ns | ash-memory waste | ash-memory calls | ash-memory modelled ns |");
         for p in &others {
-            print!(" {} time | {} waste |", p.name(), p.name());
+            print!(
+                " {} time | {} waste | {} calls | {} modelled |",
+                p.name(),
+                p.name(),
+                p.name(),
+                p.name()
+            );
         }
         println!();
-        print!("|---|---:|---:|---:|");
+        print!("|---|---:|---:|---:|---:|---:|");
         for _ in &others {
-            print!("---:|---:|");
+            print!("---:|---:|---:|---:|");
         }
         println!();
         for &threads in &args.threads {
@@ -655,21 +690,27 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
                     continue;
                 };
                 print!(
-                    "| {} | {} | {:.0} | {:.2} |",
+                    "| {} | {} | {:.0} | {:.2} | {} ({:.2}) | {:.0} |",
                     w.name(),
                     threads,
                     a.ns_per_op,
-                    a.waste
+                    a.waste,
+                    a.allocate_calls,
+                    a.calls_per_k(),
+                    a.modelled_ns()
                 );
                 for &p in &others {
                     match find(cells, w, threads, p) {
                         Some(c) => print!(
-                            " {:.2}x | {:.2} ({:.2}x) |",
+                            " {:.2}x | {:.2} ({:.2}x) | {} ({:.2}) | {:.2}x |",
                             c.ns_per_op / a.ns_per_op,
                             c.waste,
-                            c.waste / a.waste
+                            c.waste / a.waste,
+                            c.allocate_calls,
+                            c.calls_per_k(),
+                            c.modelled_ns() / a.modelled_ns()
                         ),
-                        None => print!(" - | - |"),
+                        None => print!(" - | - | - | - |"),
                     }
                 }
                 println!();
@@ -712,7 +753,7 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
     let any_target = args
         .peers
         .iter()
-        .any(|p| matches!(p, Peer::Vma | Peer::GpuAllocator))
+        .any(|p| matches!(p, Peer::Vma | Peer::GpuAllocator | Peer::OffsetAllocator))
         || args.threads.len() > 1;
     if args.peers.contains(&Peer::AshMemory) && any_target {
         println!("\n## Targets\n");
@@ -735,6 +776,47 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
                                 if r <= limit { "MET" } else { "NOT MET" }
                             );
                         }
+                    }
+                }
+                if let Some(v) = find(cells, w, threads, Peer::Vma) {
+                    println!(
+                        "- {} {}t: vkAllocateMemory ash-memory {} vs VMA {} (target <= VMA): {}",
+                        w.name(),
+                        threads,
+                        a.allocate_calls,
+                        v.allocate_calls,
+                        if a.allocate_calls <= v.allocate_calls {
+                            "MET"
+                        } else {
+                            "NOT MET"
+                        }
+                    );
+                    let limit = match w {
+                        Workload::Large => Some(0.5),
+                        Workload::Frame => Some(0.35),
+                        _ => None,
+                    };
+                    if let Some(limit) = limit.filter(|_| threads == 1) {
+                        let r = a.ns_per_op / v.ns_per_op;
+                        println!(
+                            "- {} {}t: ash-memory time = {:.2}x VMA (target <= {limit}x): {}",
+                            w.name(),
+                            threads,
+                            r,
+                            if r <= limit { "MET" } else { "NOT MET" }
+                        );
+                    }
+                }
+                if matches!(w, Workload::Churn | Workload::Frame | Workload::Tiny) {
+                    if let Some(o) = find(cells, w, threads, Peer::OffsetAllocator) {
+                        let r = a.ns_per_op / o.ns_per_op;
+                        println!(
+                            "- {} {}t: ash-memory time = {:.2}x bare offset-allocator (target <= 2x): {}",
+                            w.name(),
+                            threads,
+                            r,
+                            if r <= 2.0 { "MET" } else { "NOT MET" }
+                        );
                     }
                 }
                 if let Some(v) = find(cells, w, threads, Peer::Vma) {

@@ -105,15 +105,17 @@ pub enum Workload {
     Frame,
     Mixed,
     Large,
+    Tiny,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Churn,
         Workload::Burst,
         Workload::Frame,
         Workload::Mixed,
         Workload::Large,
+        Workload::Tiny,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +124,7 @@ impl Workload {
             Workload::Frame => "frame",
             Workload::Mixed => "mixed",
             Workload::Large => "large",
+            Workload::Tiny => "tiny",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -329,6 +332,15 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
                     Usage::DeviceLocal,
                 )
             };
+            steady_state(&mut rng, live, steps, req)
+        }
+        // 50,000 live device-local objects of 16 B .. 256 B (log-uniform, alignment 16):
+        // uniform and constant buffers, small descriptors' data; 200,000 random free+allocate
+        // steps. Where the cost of the allocator around the suballocator shows most.
+        Workload::Tiny => {
+            let live = (50_000 / d) as usize;
+            let steps = 200_000 / d;
+            let req = |rng: &mut Rng| buffer(rng.log_uniform(16, 256), 16, Usage::DeviceLocal);
             steady_state(&mut rng, live, steps, req)
         }
     }
