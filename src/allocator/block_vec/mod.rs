@@ -356,6 +356,31 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<Option<T>, DoesNotFit> {
         type Candidate<'a, S, M> = (DeviceSize, &'a Arc<Arena<S, M>>);
+        // The common case in one walk, with no list and no sort: the arena the sorted search
+        // below would try first (the first of the smallest hints), if it is free and fits.
+        let mut first: Option<Candidate<'_, S, M>> = None;
+        for arena in blocks.iter().flat_map(|b| b.arenas()) {
+            if arena.may_fit(fit.layout, fit.allocation_type) {
+                let hint = arena.largest_free_hint();
+                if first.is_none_or(|(best, _)| hint < best) {
+                    first = Some((hint, arena));
+                }
+            }
+        }
+        let Some((_, first)) = first else {
+            return Ok(None);
+        };
+        match first.try_allocate(
+            fit.layout,
+            fit.allocation_type,
+            fit.granularity,
+            false,
+            fit.strategy,
+        ) {
+            Some(Ok(placed)) => return Ok(Some(wrap(first, placed))),
+            Some(Err(e)) => Self::no_fit(e)?,
+            None => {}
+        }
         let mut candidates: smallvec::SmallVec<[Candidate<'_, S, M>; 16]> = blocks
             .iter()
             .flat_map(|b| b.arenas())
