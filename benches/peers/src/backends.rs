@@ -191,13 +191,25 @@ pub static ASH_BLOCK_ARENAS: OnceLock<usize> = OnceLock::new();
 /// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
 pub struct AshMemory {
     allocator: ash_memory::StandardMemoryAllocator,
+    /// The strategy of every allocation (`--ash-strategy` rows; `Default` otherwise).
+    strategy: ash_memory::AllocationStrategy,
 }
 
 impl AshMemory {
     /// ash-memory with `debug` (all off: the plain `ash-memory` row) and
     /// `--ash-block-arenas`, everything else default.
     pub fn new(vk: &Vulkan, debug: ash_memory::DebugOptions) -> Self {
+        Self::with_strategy(vk, debug, ash_memory::AllocationStrategy::Default)
+    }
+
+    /// As [`new`](Self::new), every allocation with `strategy`.
+    pub fn with_strategy(
+        vk: &Vulkan,
+        debug: ash_memory::DebugOptions,
+        strategy: ash_memory::AllocationStrategy,
+    ) -> Self {
         AshMemory {
+            strategy,
             allocator: Self::allocator(
                 vk,
                 ash_memory::GenericMemoryAllocatorCreateInfo {
@@ -304,6 +316,7 @@ impl Backend for AshMemory {
                 Usage::Upload => ash_memory::MemoryUsage::Upload,
                 Usage::Download => ash_memory::MemoryUsage::Download,
             },
+            strategy: self.strategy,
             ..Default::default()
         };
         let ty = if req.linear {
@@ -438,4 +451,14 @@ impl Backend for Vulkano {
         // SAFETY: allocated by this allocator, freed once.
         unsafe { self.allocator.deallocate(handle) }
     }
+}
+
+/// `--ash-strategy` names: `min-memory`, `min-time`, `min-offset`.
+pub fn parse_strategy(s: &str) -> Option<ash_memory::AllocationStrategy> {
+    Some(match s {
+        "min-memory" => ash_memory::AllocationStrategy::MinMemory,
+        "min-time" => ash_memory::AllocationStrategy::MinTime,
+        "min-offset" => ash_memory::AllocationStrategy::MinOffset,
+        _ => return None,
+    })
 }

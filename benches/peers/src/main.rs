@@ -5,6 +5,7 @@
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
 //!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator]
 //!     [--seed S] [--ash-block-arenas N] [--ash-debug margin=16,fill,log,backtrace,all]
+//!     [--ash-strategy min-memory,min-time,min-offset]
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
 //!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
 //!     [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]
@@ -48,6 +49,8 @@ enum Peer {
     OffsetAllocator,
     /// ash-memory with one `DebugOptions` setting (`--ash-debug`).
     AshDebug(DebugVariant),
+    /// ash-memory with every allocation made with one `AllocationStrategy` (`--ash-strategy`).
+    AshStrategy(ash_memory::AllocationStrategy),
 }
 
 impl Peer {
@@ -67,6 +70,7 @@ impl Peer {
             Peer::Null => "null (harness only)".into(),
             Peer::OffsetAllocator => "offset-allocator (bare)".into(),
             Peer::AshDebug(v) => v.label(),
+            Peer::AshStrategy(st) => format!("ash-memory {st:?}"),
         }
     }
     fn key(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Peer {
             Peer::Null => "null",
             Peer::OffsetAllocator => "offset-allocator",
             Peer::AshDebug(_) => "ash-debug",
+            Peer::AshStrategy(_) => "ash-strategy",
         }
     }
     /// One measured replay of `traces` (one per thread) on a freshly created allocator.
@@ -90,6 +95,10 @@ impl Peer {
         match self {
             Peer::AshMemory => run_once(backends::AshMemory::new(vk, Default::default()), traces),
             Peer::AshDebug(v) => run_once(backends::AshMemory::new(vk, v.options()), traces),
+            Peer::AshStrategy(st) => run_once(
+                backends::AshMemory::with_strategy(vk, Default::default(), st),
+                traces,
+            ),
             Peer::Vma => run_once(backends::Vma::new(vk), traces),
             Peer::GpuAllocator => run_once(backends::GpuAllocator::new(vk), traces),
             Peer::Vulkano => {
@@ -277,6 +286,8 @@ struct Args {
     cell_budget: Duration,
     /// `--ash-debug`: extra ash-memory rows.
     ash_debug: Vec<DebugVariant>,
+    /// `--ash-strategy`: extra ash-memory rows, one per allocation strategy.
+    ash_strategy: Vec<ash_memory::AllocationStrategy>,
     /// `--defrag`: the defragmentation comparison instead of the workloads.
     defrag: Option<defrag::DefragArgs>,
 }
@@ -291,6 +302,7 @@ fn parse_args() -> Args {
         seed: 0x5EED_A11C,
         cell_budget: Duration::from_secs(25),
         ash_debug: Vec::new(),
+        ash_strategy: Vec::new(),
         defrag: None,
     };
     let mut defrag = defrag::DefragArgs::default();
@@ -298,7 +310,7 @@ fn parse_args() -> Args {
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] \
                  [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
-                 [--ash-debug margin=16,fill,log,backtrace,all]\n       \
+                 [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset]\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
                  [--defrag-max-bytes B] [--defrag-max-moves N] \
                  [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
@@ -346,6 +358,15 @@ fn parse_args() -> Args {
                     })
                     .collect()
             }
+            "--ash-strategy" => {
+                a.ash_strategy = val()
+                    .split(',')
+                    .map(|s| {
+                        backends::parse_strategy(s)
+                            .unwrap_or_else(|| panic!("unknown strategy {s}"))
+                    })
+                    .collect()
+            }
             "--defrag" => a.defrag = Some(defrag::DefragArgs::default()),
             "--defrag-count" => defrag.count = val().parse().expect("--defrag-count N"),
             "--defrag-block-mib" => {
@@ -385,6 +406,21 @@ fn parse_args() -> Args {
         };
         for (k, &v) in a.ash_debug.iter().enumerate() {
             a.peers.insert(at + k, Peer::AshDebug(v));
+        }
+    }
+    // The strategy rows likewise, after the plain ash-memory row (and its debug rows).
+    if !a.ash_strategy.is_empty() {
+        let at = match a.peers.iter().rposition(|&p| {
+            matches!(p, Peer::AshMemory | Peer::AshDebug(_))
+        }) {
+            Some(i) => i + 1,
+            None => {
+                a.peers.insert(0, Peer::AshMemory);
+                1
+            }
+        };
+        for (k, &st) in a.ash_strategy.iter().enumerate() {
+            a.peers.insert(at + k, Peer::AshStrategy(st));
         }
     }
     if a.quick {
@@ -664,7 +700,9 @@ fn report(args: &Args, cells: &[Cell], probe: f64) {
             .peers
             .iter()
             .copied()
-            .filter(|&p| p != Peer::AshMemory && !matches!(p, Peer::AshDebug(_)))
+            .filter(|&p| {
+                p != Peer::AshMemory && !matches!(p, Peer::AshDebug(_) | Peer::AshStrategy(_))
+            })
             .collect();
         println!("\n## Summary: peers relative to ash-memory (time = peer ns / ash-memory ns; waste = reserved/live)\n");
         println!("calls: `vkAllocateMemory` per run (per 1,000 allocate+free); modelled: the time with 100 us charged per `vkAllocateMemory`, as a ratio to ash-memory's modelled time.\n");
