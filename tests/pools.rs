@@ -645,3 +645,52 @@ fn pools_share_the_object_limit_and_the_budget_with_the_default_pools() {
     drop((in_pool, big_pool, pool, allocator));
     sim.assert_nothing_allocated();
 }
+
+#[test]
+fn a_pool_renamed_after_creation_shows_its_new_name_everywhere() {
+    // VMA's vmaSetPoolName: the name of the pool, of its blocks and dedicated allocations in
+    // the statistics, and in the leak report, from the rename on.
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&pool_info("before", 0, 4 * MIB))
+        .unwrap();
+    let info = AllocationCreateInfo::default();
+    let block = pool
+        .allocate(reqs(&device, 64 * KIB, 256), LINEAR, &info, None)
+        .unwrap();
+    let dedicated = pool
+        .allocate_dedicated(0, MIB, None, &AllocationCreateInfo::default())
+        .unwrap();
+    let pool_names = || -> Vec<Option<String>> {
+        allocator
+            .snapshot()
+            .blocks
+            .iter()
+            .map(|b| b.pool.as_deref().map(String::from))
+            .collect()
+    };
+    assert!(pool_names().iter().all(|n| n.as_deref() == Some("before")));
+    pool.set_name(Some("after".into()));
+    assert_eq!(&*pool.name(), "after");
+    let names = pool_names();
+    assert_eq!(
+        names.len(),
+        2,
+        "a block and a dedicated allocation: {names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n.as_deref() == Some("after")),
+        "{names:?}"
+    );
+    assert!(pool
+        .report_leaks()
+        .iter()
+        .all(|l| l.pool.as_deref() == Some("after")));
+    // No name: one like those given at creation.
+    pool.set_name(None);
+    assert!(pool.name().starts_with("pool "), "{}", pool.name());
+    drop((block, dedicated, pool, allocator));
+    sim.assert_nothing_allocated();
+}

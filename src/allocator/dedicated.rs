@@ -6,6 +6,7 @@
 //! expensive anyway (a `vkAllocateMemory` call each), so one mutex around the register costs
 //! nothing noticeable; suballocations never touch it.
 
+use super::pool_name::PoolName;
 use crate::allocation::{AllocationMeta, DedicatedRegister, Registration};
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
@@ -31,7 +32,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct DedicatedRegistry {
     /// The custom pool's name, for the snapshots of a pool's register.
-    pool: Option<Arc<str>>,
+    pool: Option<Arc<PoolName>>,
     entries: Mutex<(u64, BTreeMap<u64, Entry>)>,
 }
 
@@ -49,7 +50,7 @@ impl DedicatedRegister for DedicatedRegistry {
 
 impl DedicatedRegistry {
     /// The register of a custom pool named `pool`.
-    pub(crate) fn of_pool(pool: Arc<str>) -> Self {
+    pub(crate) fn of_pool(pool: Arc<PoolName>) -> Self {
         Self {
             pool: Some(pool),
             entries: Mutex::default(),
@@ -98,7 +99,7 @@ impl DedicatedRegistry {
                     memory: e.memory,
                     size: e.size,
                     dedicated: true,
-                    pool: self.pool.clone(),
+                    pool: self.pool.as_ref().map(|p| p.get()),
                     allocation_count: 1,
                     ranges: vec![range],
                 }
@@ -118,7 +119,7 @@ impl DedicatedRegistry {
                 memory: e.memory,
                 size: e.size,
                 dedicated: true,
-                pool: self.pool.clone(),
+                pool: self.pool.as_ref().map(|p| p.get()),
                 statistics: Statistics::of_dedicated(e.size),
             })
             .collect()

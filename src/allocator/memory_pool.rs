@@ -45,6 +45,7 @@ use super::execute::{self, MemorySource, Placing, Vector};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};
+use super::pool_name::PoolName;
 use super::request::{check_create_info, meta_of};
 use super::{
     AllocationCreateInfo, AllocationError, AllocationRequirements, MemoryAllocator,
@@ -151,7 +152,7 @@ impl Default for PoolCreateInfo {
 /// What every handle of one pool shares.
 struct PoolInner<S> {
     device: Arc<MemoryDevice>,
-    name: Arc<str>,
+    name: Arc<PoolName>,
     memory_type_index: u32,
     facts: TypeFacts,
     blocks: Arc<DeviceBlockVec<S>>,
@@ -282,7 +283,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
             });
         }
         let arenas = arenas_per_block(info.block_arenas.or(parent.create_info.block_arenas))?;
-        let name = pool_name(&info.name);
+        let name = PoolName::new(pool_name(&info.name));
         let blocks = BlockVec::new(
             arenas,
             BlockLimits {
@@ -457,8 +458,14 @@ impl<S: Suballocator + Send + 'static> MemorySource for PoolInner<S> {
 
 impl<S: Suballocator + Send + 'static> MemoryPool<S> {
     /// The pool's name.
-    pub fn name(&self) -> &str {
-        &self.inner.name
+    pub fn name(&self) -> Arc<str> {
+        self.inner.name.get()
+    }
+
+    /// Renames the pool (VMA's `vmaSetPoolName`): statistics, dumps and leak reports show
+    /// `name` from now on; `None` gives it a name of the form `pool N`, as at creation.
+    pub fn set_name(&self, name: Option<Arc<str>>) {
+        self.inner.name.set(pool_name(&name));
     }
 
     /// The memory type the pool allocates from.

@@ -63,6 +63,7 @@ pub mod memory_type;
 mod observe;
 mod pages;
 pub mod placement;
+mod pool_name;
 mod request;
 mod requirements;
 pub mod resources;

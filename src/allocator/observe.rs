@@ -5,6 +5,7 @@
 //! while other threads allocate is consistent per arena. An allocator also sees the custom
 //! pools made from it, through weak references: a pool that is gone has nothing left to show.
 
+use super::pool_name::PoolName;
 use crate::allocator::block_memory::DeviceBlockVec;
 use crate::allocator::config::LeakCheck;
 use crate::allocator::dedicated::DedicatedRegistry;
@@ -43,7 +44,7 @@ pub(crate) struct Held<S> {
     pub device: Arc<MemoryDevice>,
     pub vecs: Vec<(u32, Arc<DeviceBlockVec<S>>)>,
     pub dedicated: Arc<DedicatedRegistry>,
-    pub pool: Option<Arc<str>>,
+    pub pool: Option<Arc<PoolName>>,
 }
 
 fn heap_of(device: &MemoryDevice, memory_type_index: u32) -> u32 {
@@ -66,7 +67,7 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
                     memory: memory.handle().as_raw(),
                     size: memory.size(),
                     dedicated: false,
-                    pool: self.pool.clone(),
+                    pool: self.pool.as_ref().map(|p| p.get()),
                     allocation_count: b.allocation_count() as u64,
                     ranges: b.with_metas(|metas| {
                         BlockSnapshot::ranges_from(|f| b.for_each_range(f), metas)
@@ -93,7 +94,7 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
                     memory: memory.handle().as_raw(),
                     size: memory.size(),
                     dedicated: false,
-                    pool: self.pool.clone(),
+                    pool: self.pool.as_ref().map(|p| p.get()),
                     statistics,
                 });
             });
@@ -148,7 +149,7 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
                                     allocation_offset: offset,
                                     allocation_size: size,
                                     name: meta.name.clone(),
-                                    pool: self.pool.clone(),
+                                    pool: self.pool.as_ref().map(|p| p.get()),
                                 });
                             }
                         }
