@@ -224,6 +224,18 @@ fn granularity_against_the_newest_allocation() {
 }
 
 #[test]
+fn a_wrapped_head_on_a_page_boundary_shares_no_page_with_the_newest() {
+    // Wrapped, the newest (linear) allocation ends at 64, on a page boundary: its last byte is
+    // on page 0, so a non-linear range may start right at 64.
+    let mut c = Checker::new(RingAllocator::new(512), a(64));
+    assert_eq!(alloc(&mut c, 200, 1, Linear), Ok(0));
+    assert_eq!(alloc(&mut c, 300, 1, Linear), Ok(200));
+    free_nth_oldest(&mut c, 0);
+    assert_eq!(alloc(&mut c, 64, 1, Linear), Ok(0), "wrapped to the front");
+    assert_eq!(alloc(&mut c, 10, 1, NonLinear), Ok(64));
+}
+
+#[test]
 fn granularity_at_the_wrap_point_and_against_the_tail() {
     let g = a(64);
     let mut c = Checker::new(RingAllocator::new(256), g);
