@@ -1,6 +1,7 @@
-//! `create_buffer` / `create_image` with a bind `pNext` chain: the resource is created,
-//! allocated for and bound through `vkBind*Memory2` (see [`crate::aliasing`] for binding by
-//! hand), and destroyed again on any failure.
+//! `create_buffer` / `create_image`, with or without a bind `pNext` chain: the resource is
+//! created, allocated for and bound (through `vkBind*Memory2` when there is a chain; see
+//! [`crate::aliasing`] for binding by hand), and destroyed again on any failure. The trait's
+//! `create_buffer` and `create_image` are these with no chain.
 
 use super::resources::{allocate_and_bind, with_resource_usage};
 use super::{AllocationCreateInfo, MemoryAllocator};

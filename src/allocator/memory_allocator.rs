@@ -2,13 +2,11 @@
 
 use super::desc::AllocationDesc;
 use super::error::AllocationError;
-use super::intent::ResourceUsage;
 use super::memory_type::MemoryTypeFilter;
 use super::request::{AllocationCreateInfo, AllocationRequirements};
-use super::resources::{allocate_and_bind, with_resource_usage};
 use super::{bind_next, pages, requirements, resources};
 use crate::allocation::MemoryAlloc;
-use crate::device::{MemoryDevice, Resource};
+use crate::device::MemoryDevice;
 use crate::device_memory::DedicatedAllocation;
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, MemorySnapshot};
@@ -126,25 +124,8 @@ pub trait MemoryAllocator: Send + Sync {
         buffer_info: &vk::BufferCreateInfo<'_>,
         create_info: &AllocationCreateInfo,
     ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
-        let ash = self.device().ash();
-        // SAFETY: the caller guarantees `buffer_info` is valid for this device.
-        let buffer =
-            unsafe { ash.create_buffer(buffer_info, None) }.map_err(AllocationError::from_vk)?;
-        let create_info = with_resource_usage(
-            create_info,
-            ResourceUsage::Buffer(crate::device_requirements::buffer_usage(buffer_info)),
-        );
-        // SAFETY: `buffer` was just created from this device and is unbound.
-        unsafe {
-            allocate_and_bind(
-                self,
-                Resource::Buffer(buffer),
-                AllocationType::Linear,
-                &create_info,
-                std::ptr::null(),
-            )
-        }
-        .map(|alloc| (buffer, alloc))
+        // SAFETY: the caller's contract; no bind chain.
+        unsafe { bind_next::create_buffer(self, buffer_info, create_info, std::ptr::null()) }
     }
 
     /// Creates an image, allocates memory for it and binds it, like
@@ -160,27 +141,8 @@ pub trait MemoryAllocator: Send + Sync {
         image_info: &vk::ImageCreateInfo<'_>,
         create_info: &AllocationCreateInfo,
     ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
-        let ash = self.device().ash();
-        let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
-            AllocationType::Linear
-        } else {
-            AllocationType::NonLinear
-        };
-        // SAFETY: the caller guarantees `image_info` is valid for this device.
-        let image =
-            unsafe { ash.create_image(image_info, None) }.map_err(AllocationError::from_vk)?;
-        let create_info = with_resource_usage(create_info, ResourceUsage::Image(image_info.usage));
-        // SAFETY: `image` was just created from this device, is unbound and not disjoint.
-        unsafe {
-            allocate_and_bind(
-                self,
-                Resource::Image(image),
-                allocation_type,
-                &create_info,
-                std::ptr::null(),
-            )
-        }
-        .map(|alloc| (image, alloc))
+        // SAFETY: the caller's contract; no bind chain.
+        unsafe { bind_next::create_image(self, image_info, create_info, std::ptr::null()) }
     }
 
     /// Allocates memory for a buffer that `buffer_info` would make, without making it
