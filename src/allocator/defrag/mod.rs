@@ -427,11 +427,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             bytes: limits.bytes.saturating_sub(bytes),
             moves: limits.moves.saturating_sub(moves.len()),
         };
-        let (more, mut aside, draining) = if left.bytes == 0 || left.moves == 0 {
-            (Vec::new(), Vec::new(), Vec::new())
-        } else {
-            self.plan_picture(v, left, Some(&block), &destinations)
-        };
+        // (With nothing left of the limits, the plan makes no move.)
+        let (more, mut aside, draining) = self.plan_picture(v, left, Some(&block), &destinations);
         self.destination_scratch = destinations;
         moves.extend(more);
         aside.push(block);
