@@ -113,7 +113,8 @@ impl WalkRecord {
 
 /// A drain's part handed out without a plan ([`Defragmentation::continue_drain`]).
 pub(super) struct ContinuedDrain<S> {
-    pub moves: Vec<Move>,
+    /// How many moves it pushed.
+    pub count: usize,
     /// The memory object of each move's destination.
     pub destinations: Vec<vk::DeviceMemory>,
     /// Bytes the moves hold in the block (a candidate's size).
@@ -131,7 +132,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// (its move was skipped). Each allocation left holds its destination already, in a
     /// block that cannot be emptied while it does, so nothing but the limits is left to
     /// decide.
-    pub(super) fn continue_drain(&mut self, v: usize, limits: Limits) -> Option<ContinuedDrain<S>> {
+    pub(super) fn continue_drain(
+        &mut self,
+        v: usize,
+        limits: Limits,
+        moves: &mut Vec<Option<Move>>,
+    ) -> Option<ContinuedDrain<S>> {
         let mut mine = self.draining.iter().filter(|(w, _)| *w == v);
         let (_, block) = mine.next()?;
         if mine.next().is_some() {
@@ -157,7 +163,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return None;
         }
         let part = plan::drain_part(left.len(), size, limits);
-        let mut moves = Vec::new();
+        let from = moves.len();
         let mut destinations = std::mem::take(&mut self.destination_scratch);
         destinations.clear();
         let mut bytes = 0;
@@ -166,7 +172,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             if let Some((destination, alloc)) = e.reservation.take() {
                 bytes += e.found.size;
                 destinations.push(destination);
-                moves.push(e.found.to(alloc));
+                moves.push(Some(e.found.to(alloc)));
             }
         };
         let ended = match part {
@@ -182,7 +188,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         };
         self.left_scratch = left;
         let drain = ContinuedDrain {
-            moves,
+            count: moves.len() - from,
             destinations,
             bytes,
             ended,

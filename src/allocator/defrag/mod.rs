@@ -259,6 +259,9 @@ pub struct Defragmentation<S> {
     state_scratch: Vec<BlockState>,
     plan_scratch: plan::Scratch,
     dead_scratch: Vec<MoveId>,
+    /// The moves of a pass, given back when it ends (a pass's plan would otherwise allocate
+    /// and copy them anew).
+    move_scratch: Vec<Option<Move>>,
     alive_scratch: Vec<bool>,
     /// A drain's allocations left, and the memory of each destination it hands out.
     left_scratch: Vec<usize>,
@@ -293,6 +296,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             state_scratch: Vec::new(),
             plan_scratch: plan::Scratch::default(),
             dead_scratch: Vec::new(),
+            move_scratch: Vec::new(),
             alive_scratch: Vec::new(),
             left_scratch: Vec::new(),
             destination_scratch: Vec::new(),
@@ -364,16 +368,18 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             bytes: self.info.max_bytes_per_pass,
             moves: self.info.max_moves_per_pass,
         };
-        let mut moves = Vec::new();
+        // The moves go straight into the vector the last pass gave back.
+        let mut moves = std::mem::take(&mut self.move_scratch);
+        moves.clear();
         let mut aside = Vec::new();
         let mut draining = Vec::new();
         let mut budget = limits;
         for v in 0..self.vecs.len() {
-            let (m, a, d) = self.plan_vec(v, budget);
-            let bytes: DeviceSize = m.iter().map(|m: &Move| m.size).sum();
-            budget.moves -= m.len().min(budget.moves);
+            let from = moves.len();
+            let (a, d) = self.plan_vec(v, budget, &mut moves);
+            let bytes: DeviceSize = moves[from..].iter().flatten().map(|m| m.size).sum();
+            budget.moves -= (moves.len() - from).min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
-            moves.extend(m.into_iter().map(Some));
             aside.extend(a.into_iter().map(|b| (v, b)));
             draining.extend(d.into_iter().map(|b| (v, b)));
         }
@@ -384,6 +390,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         }
         self.draining = draining;
         if moves.is_empty() {
+            self.move_scratch = moves;
             self.end();
             return None;
         }
@@ -407,12 +414,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// A drain going on hands out its part first, from its record, without a plan (see
     /// [`continue_drain`](Self::continue_drain)); when that ends the drain, the rest of the
     /// pass is planned as usual.
-    fn plan_vec(&mut self, v: usize, limits: Limits) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
-        let Some(drain) = self.continue_drain(v, limits) else {
-            return self.plan_picture(v, limits, None, &[]);
+    fn plan_vec(
+        &mut self,
+        v: usize,
+        limits: Limits,
+        moves: &mut Vec<Option<Move>>,
+    ) -> (Blocks<S>, Blocks<S>) {
+        let Some(drain) = self.continue_drain(v, limits, moves) else {
+            return self.plan_picture(v, limits, None, &[], moves);
         };
         let ContinuedDrain {
-            mut moves,
+            count,
             destinations,
             bytes,
             ended,
@@ -421,18 +433,17 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         if !ended {
             self.destination_scratch = destinations;
             // As a plan would: the pass moves the drain's part, and nothing else.
-            return (moves, vec![block.clone()], vec![block]);
+            return (vec![block.clone()], vec![block]);
         }
         let left = Limits {
             bytes: limits.bytes.saturating_sub(bytes),
-            moves: limits.moves.saturating_sub(moves.len()),
+            moves: limits.moves.saturating_sub(count),
         };
         // (With nothing left of the limits, the plan makes no move.)
-        let (more, mut aside, draining) = self.plan_picture(v, left, Some(&block), &destinations);
+        let (mut aside, draining) = self.plan_picture(v, left, Some(&block), &destinations, moves);
         self.destination_scratch = destinations;
-        moves.extend(more);
         aside.push(block);
-        (moves, aside, draining)
+        (aside, draining)
     }
 
     /// Ends the defragmentation: what it did (see [how it goes](self#how-it-goes), step 5).

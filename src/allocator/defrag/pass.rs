@@ -211,6 +211,10 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
         drop(aside);
         self.defrag.stats.memory_objects_freed += self.report.memory_objects_freed;
+        // Every move is settled: the vector serves the next pass.
+        let mut moves = std::mem::take(&mut self.moves);
+        moves.clear();
+        self.defrag.move_scratch = moves;
         self.report
     }
 }

@@ -300,7 +300,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         limits: Limits,
         skip: Option<&Block<S, MemoryObject>>,
         received: &[vk::DeviceMemory],
-    ) -> (Vec<Move>, Blocks<S>, Blocks<S>) {
+        moves: &mut Vec<Option<Move>>,
+    ) -> (Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
         let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
         let mut blocks = target.blocks.blocks_with_room(draining_here);
@@ -416,13 +417,14 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
-        let moves: Vec<Move> = plan
-            .moves
-            .iter()
-            .filter_map(|&(c, _, _)| Some(found[c].to(held[c].take()?.1)))
-            .collect();
+        let from = moves.len();
+        moves.extend(
+            plan.moves
+                .iter()
+                .filter_map(|&(c, _, _)| Some(Some(found[c].to(held[c].take()?.1)))),
+        );
         debug_assert_eq!(
-            moves.len(),
+            moves.len() - from,
             plan.moves.len(),
             "a move without a destination"
         );
@@ -460,7 +462,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .map(|&b| blocks[b].clone())
             .collect();
         let draining = plan.draining.iter().map(|&b| blocks[b].clone()).collect();
-        (moves, aside, draining)
+        (aside, draining)
     }
 }
 
