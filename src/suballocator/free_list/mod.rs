@@ -240,6 +240,29 @@ impl FreeListAllocator {
         self.recycled = idx;
     }
 
+    /// The first offset in `node` where a request of `alignment` and type `ty` may start: its
+    /// offset aligned, then moved to the next page when the allocation before it (ending at
+    /// `node.offset`, its last byte at `node.offset - 1`) is of a conflicting type on that
+    /// page.
+    #[inline]
+    fn first_start(
+        &self,
+        node: &Node,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<DeviceSize> {
+        let start = align_up(node.offset, alignment)?;
+        if granularity != DeviceAlignment::MIN && node.prev != NONE {
+            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
+                if prev_ty.conflicts_with(ty) && on_same_page(node.offset - 1, start, granularity) {
+                    return align_up(start, alignment.max(granularity));
+                }
+            }
+        }
+        Some(start)
+    }
+
     /// Where an allocation of `size` bytes could start in the free node `idx`, if anywhere.
     #[inline(always)]
     fn fit(
@@ -251,16 +274,8 @@ impl FreeListAllocator {
         granularity: DeviceAlignment,
     ) -> Option<DeviceSize> {
         let node = &self.nodes[idx as usize];
-        let mut start = align_up(node.offset, alignment)?;
+        let start = self.first_start(node, alignment, ty, granularity)?;
         let check_pages = granularity != DeviceAlignment::MIN;
-        if check_pages && node.prev != NONE {
-            // The previous node ends at `node.offset`, so its last byte is `node.offset - 1`.
-            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
-                if prev_ty.conflicts_with(ty) && on_same_page(node.offset - 1, start, granularity) {
-                    start = align_up(start, alignment.max(granularity))?;
-                }
-            }
-        }
         let end = start.checked_add(size)?;
         if end > node.end() {
             return None;
@@ -450,16 +465,10 @@ impl FreeListAllocator {
             return None;
         };
         let allocation_start = node.allocation_start();
-        let mut start = align_up(node.offset, alignment)?;
+        // (The node before an allocated node with padding is never free: a free node takes
+        // over the padding behind it.)
+        let start = self.first_start(node, alignment, ty, granularity)?;
         let check_pages = granularity != DeviceAlignment::MIN;
-        if check_pages && node.prev != NONE {
-            // Never free: the node after a free node holds no padding.
-            if let State::Used(prev_ty) = self.nodes[node.prev as usize].state() {
-                if prev_ty.conflicts_with(ty) && on_same_page(node.offset - 1, start, granularity) {
-                    start = align_up(start, alignment.max(granularity))?;
-                }
-            }
-        }
         let end = start.checked_add(size)?;
         if end > allocation_start
             || (check_pages
