@@ -266,6 +266,8 @@ fn run(
                     claimed.borrow_mut()[rb] += 1;
                     if b == rb {
                         let largest = model_blocks.borrow()[b].sub.largest_free_range();
+                        // What the planner is told now bounds what it may ask next.
+                        bounds.borrow_mut()[b] = largest;
                         return (Some(tagged(r, b)), largest);
                     }
                     // Elsewhere (its drain was given up): the reservation is let go, as the
