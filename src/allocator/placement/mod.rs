@@ -21,17 +21,10 @@
 //!   *large* (more than 1/[`LARGE_REQUEST_DIVISOR`] of the block size), unless the device is
 //!   *crowded* (more than [`CROWDED_NUMERATOR`]/[`CROWDED_DENOMINATOR`] of
 //!   `maxMemoryAllocationCount` memory objects live) and the request fits a block;
-//! - **existing blocks, then dedicated** (never a new block) when the request is *sizable*
-//!   (more than 1/[`SIZABLE_REQUEST_DIVISOR`] of the block size) and the device is not
-//!   crowded: a request that no existing block has room for arrives when the type's memory
-//!   is at its fullest, and a new block made for it would reserve up to eight times its size
-//!   right then; a memory object of its own reserves only the request. (On the peer
-//!   benchmark's `large` workload this took peak reserved / peak live from 1.37 to 1.24 at
-//!   one thread and from 1.35 to 1.22 at two, against VMA's 1.33 and 1.30, for more driver
-//!   calls: 260 `vkAllocateMemory` per run instead of 68, VMA 239. The other workloads'
-//!   requests are all smaller and nothing changed for them.)
 //! - otherwise **suballocate**: existing blocks, then a new block, then a dedicated
-//!   allocation (or only existing blocks with `NeverAllocate`).
+//!   allocation (or only existing blocks with `NeverAllocate`). A *sizable* request (more
+//!   than 1/[`SIZABLE_REQUEST_DIVISOR`] of the block size) gets a new block of its own size
+//!   (see [block sizes](self#block-sizes)).
 //!
 //! # Custom pools
 //!
@@ -66,6 +59,23 @@
 //! [`GROW_STEPS`] blocks, a new block is the preferred size divided by 2 for each block it
 //! lacks (1/8, 1/4, 1/2 with three steps), but at least twice the smallest region that holds
 //! the request, so a small application does not reserve 256 MiB up front.
+//!
+//! A block made for a *sizable* request (more than 1/[`SIZABLE_REQUEST_DIVISOR`] of the
+//! block size) is the request rounded up to a multiple of
+//! 1/[`SIZABLE_BLOCK_GRANULE_DIVISOR`] of the block size (8 MiB for 256 MiB blocks), when
+//! blocks grow (the default pools with `grow_blocks`; a custom pool's blocks all have its
+//! size). The rule sees the smallest region that holds the request: with a pool
+//! suballocator whose slots are larger than an eighth of a block, each new block is one
+//! slot. Such a request arrives when no block has room, that is when the type's memory is
+//! at its fullest, and a full block made for it would reserve up to eight times its size
+//! right then. Unlike a dedicated allocation, the block stays in the vector when it empties,
+//! as a cache of memory objects (see
+//! [releasing](super::block_vec#releasing)): the next requests of its size or smaller reuse
+//! it without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40
+//! live resources of 1-85 MiB, 256 MiB blocks, lavapipe), `vkAllocateMemory` calls per run
+//! and peak reserved / peak live at one thread: full blocks 68 and 1.37; a dedicated
+//! allocation for a sizable request that no block has room for 260 and 1.24 (VMA: 239 and
+//! 1.33); blocks of the request's size and the empty-block cache 71 and 1.22.
 //!
 //! # Which block
 //!
@@ -151,6 +161,12 @@ pub enum MemoryAllocatePreference {
     AlwaysAllocate,
 }
 
+/// The request size above which a request is sizable, for blocks of `block_size` bytes.
+#[inline]
+fn sizable_threshold(block_size: DeviceSize) -> DeviceSize {
+    block_size / SIZABLE_REQUEST_DIVISOR
+}
+
 /// What the placement knows about one memory type: plain data, computed once per allocator
 /// (or pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,12 +221,6 @@ impl TypeFacts {
     #[inline]
     pub(crate) fn best_fit(&self, size: DeviceSize) -> bool {
         size > self.block_size / BEST_FIT_DIVISOR
-    }
-
-    /// The request size above which a request is sizable.
-    #[inline]
-    pub(crate) fn sizable_request_threshold(&self) -> DeviceSize {
-        self.block_size / SIZABLE_REQUEST_DIVISOR
     }
 
     /// The request size above which a request is large.
@@ -332,12 +342,6 @@ pub(crate) fn plan(
                 Ok(Plan::Dedicated {
                     layout,
                     blocks_fallback: true,
-                })
-            } else if size > facts.sizable_request_threshold() && !objects.is_crowded() {
-                Ok(Plan::Suballocate {
-                    layout,
-                    grow: false,
-                    dedicated_fallback: true,
                 })
             } else {
                 Ok(Plan::Suballocate {
@@ -488,7 +492,9 @@ pub(crate) fn new_block_size(
     min_size: DeviceSize,
 ) -> Option<DeviceSize> {
     let mut size = preferred.max(min_size);
-    if grow {
+    if grow && min_size > sizable_threshold(preferred) {
+        size = sizable_block_size(preferred, min_size);
+    } else if grow {
         let shift = (GROW_STEPS as usize).saturating_sub(held) as u32;
         size = (preferred >> shift)
             .max(min_size.saturating_mul(2))
@@ -497,6 +503,21 @@ pub(crate) fn new_block_size(
     let size = size.checked_shr(attempt).unwrap_or(0);
     (size >= min_size && size > 0).then_some(size)
 }
+
+/// The size of a new block made for a sizable request of `min_size` bytes: `min_size`
+/// rounded up to a multiple of `preferred / SIZABLE_BLOCK_GRANULE_DIVISOR`.
+fn sizable_block_size(preferred: DeviceSize, min_size: DeviceSize) -> DeviceSize {
+    let granule = (preferred / SIZABLE_BLOCK_GRANULE_DIVISOR).max(1);
+    min_size
+        .div_ceil(granule)
+        .saturating_mul(granule)
+        .max(min_size)
+}
+
+/// A block made for a sizable request is the request rounded up to a multiple of
+/// `block size / SIZABLE_BLOCK_GRANULE_DIVISOR` (8 MiB for 256 MiB blocks): see
+/// [block sizes](self#block-sizes).
+pub const SIZABLE_BLOCK_GRANULE_DIVISOR: DeviceSize = 32;
 
 /// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

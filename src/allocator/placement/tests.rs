@@ -73,11 +73,6 @@ const SUB: Kind = Kind::Sub {
     grow: true,
     dedicated_fallback: true,
 };
-/// A sizable request: existing blocks, then a memory object of its own, never a new block.
-const BLOCKS_THEN_DED: Kind = Kind::Sub {
-    grow: false,
-    dedicated_fallback: true,
-};
 const DED_THEN_BLOCKS: Kind = Kind::Ded {
     blocks_fallback: true,
 };
@@ -118,10 +113,12 @@ fn every_boundary_of_the_plan_on_every_layout() {
             let table: Vec<(Request, ObjectCount, Kind)> = vec![
                 (request(1, 1), ROOMY, SUB),
                 (request(eighth, 1), ROOMY, SUB),
-                (request(eighth + 1, 1), ROOMY, BLOCKS_THEN_DED),
-                (request(eighth + 1, 1), crowded_at, BLOCKS_THEN_DED),
+                // Sizable: suballocated too; its new block is its own size (see
+                // `sizable_requests_get_blocks_of_their_size`).
+                (request(eighth + 1, 1), ROOMY, SUB),
+                (request(eighth + 1, 1), crowded_at, SUB),
                 (request(eighth + 1, 1), crowded, SUB),
-                (request(half, 1), ROOMY, BLOCKS_THEN_DED),
+                (request(half, 1), ROOMY, SUB),
                 (request(half, 1), crowded, SUB),
                 (request(half + 1, 1), ROOMY, DED_THEN_BLOCKS),
                 (request(half + 1, 1), crowded_at, DED_THEN_BLOCKS),
@@ -328,10 +325,8 @@ fn new_blocks_grow_then_halve_on_retries() {
     assert_eq!(new_block_size(p, false, 0, 0, 4 * KIB), Some(p));
     // At least twice the request while growing, never above the preferred size.
     assert_eq!(new_block_size(p, true, 0, 0, 20 * MIB), Some(40 * MIB));
-    assert_eq!(new_block_size(p, true, 0, 0, 200 * MIB), Some(p));
     // Larger than the preferred size when the request needs it (a pool slot).
     assert_eq!(new_block_size(p, false, 0, 0, 300 * MIB), Some(300 * MIB));
-    assert_eq!(new_block_size(p, true, 0, 0, 300 * MIB), Some(300 * MIB));
     // Retries halve, while the request still fits.
     assert_eq!(new_block_size(p, false, 5, 1, MIB), Some(128 * MIB));
     assert_eq!(new_block_size(p, false, 5, 3, MIB), Some(32 * MIB));
@@ -342,6 +337,53 @@ fn new_blocks_grow_then_halve_on_retries() {
     // Never a block of zero bytes, even for a request of none.
     assert_eq!(new_block_size(p, false, 0, 64, 0), None);
     assert_eq!(new_block_size(0, false, 0, 0, 0), None);
+}
+
+#[test]
+fn sizable_requests_get_blocks_of_their_size() {
+    let p = 256 * MIB;
+    let granule = p / SIZABLE_BLOCK_GRANULE_DIVISOR;
+    assert_eq!(granule, 8 * MIB);
+    // Up to an eighth of the block: the growing sizes (twice the request at least).
+    assert_eq!(new_block_size(p, true, 0, 0, 32 * MIB), Some(64 * MIB));
+    assert_eq!(new_block_size(p, true, 5, 0, 32 * MIB), Some(p));
+    // Above it: the request rounded up to the granule, however many blocks are held.
+    for held in [0, 1, 3, 9] {
+        assert_eq!(
+            new_block_size(p, true, held, 0, 32 * MIB + 1),
+            Some(40 * MIB)
+        );
+        assert_eq!(new_block_size(p, true, held, 0, 40 * MIB), Some(40 * MIB));
+        assert_eq!(new_block_size(p, true, held, 0, 200 * MIB), Some(200 * MIB));
+        assert_eq!(new_block_size(p, true, held, 0, 250 * MIB), Some(256 * MIB));
+    }
+    // Larger than the preferred size when the request needs it.
+    assert_eq!(new_block_size(p, true, 3, 0, 300 * MIB), Some(304 * MIB));
+    assert_eq!(new_block_size(p, true, 0, 0, 300 * MIB), Some(300 * MIB));
+    // Retries have no smaller size to give.
+    assert_eq!(new_block_size(p, true, 3, 1, 40 * MIB), None);
+    // Without growth (custom pools, `grow_blocks` off): the preferred size.
+    assert_eq!(new_block_size(p, false, 0, 0, 40 * MIB), Some(p));
+    // Never overflows.
+    assert_eq!(
+        new_block_size(u64::MAX, true, 3, 0, u64::MAX - 1),
+        Some(u64::MAX)
+    );
+}
+
+proptest::proptest! {
+    /// A sizable request's block holds it, exceeds it by less than a granule, and is a
+    /// multiple of the granule unless that overflows.
+    #[test]
+    fn sizable_block_sizes_are_tight(p in 1u64..=1 << 40, min in 1u64..=1 << 41) {
+        let size = new_block_size(p, true, GROW_STEPS as usize, 0, min);
+        if min > p / SIZABLE_REQUEST_DIVISOR {
+            let granule = (p / SIZABLE_BLOCK_GRANULE_DIVISOR).max(1);
+            let size = size.unwrap();
+            proptest::prop_assert!(size >= min && size - min < granule);
+            proptest::prop_assert_eq!(size % granule, 0);
+        }
+    }
 }
 
 #[test]
