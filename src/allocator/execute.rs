@@ -237,6 +237,24 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
     alloc
 }
 
+/// Wraps a suballocation made in `arena` for a request with no metadata record and no
+/// margins (the [hot path](super::GenericMemoryAllocator)): what [`wrap_block`] does for such
+/// a request, with nothing to check.
+#[inline]
+pub(crate) fn wrap_plain<S: Suballocator + Send + 'static>(
+    arena: &Arc<Arena<S, MemoryObject>>,
+    placed: Placed,
+) -> MemoryAlloc {
+    let s = placed.suballocation;
+    MemoryAlloc::new(
+        Owner::block(block_ref(arena, placed.first), s.handle),
+        s.offset,
+        s.size,
+        s.allocation_type,
+        None,
+    )
+}
+
 /// Wraps a dedicated allocation's `memory` into what the user holds, registered in
 /// `registry` (for statistics and the leak report), and applies the debug aids.
 pub(crate) fn wrap_dedicated(

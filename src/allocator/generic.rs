@@ -11,12 +11,13 @@ use super::intent::{self, HeapFacts, Resolved};
 use super::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType, PoolParent};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
-use super::placement::{ObjectCount, Request, TypeFacts};
+use super::block_vec::Fit;
+use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
 use super::request::{check_create_info, meta_of};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, AllocationRequirements,
-    GenericMemoryAllocatorCreateInfo, MemoryAllocator, MemoryTypeFilter,
+    GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference, MemoryAllocator, MemoryTypeFilter,
 };
 use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
@@ -26,7 +27,7 @@ use crate::device_memory::{
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
-use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
+use crate::suballocator::{AllocationStrategy, AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
 
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
@@ -45,6 +46,20 @@ pub struct GenericMemoryAllocator<S> {
     type_cache: TypeCache,
     /// The shape of the device's heaps, for the automatic usages.
     heap_facts: HeapFacts,
+    /// What the [hot path](Self::allocate_hot) needs, worked out once.
+    hot: HotFacts,
+}
+
+/// The allocator's settings that decide whether a request may take the
+/// [hot path](GenericMemoryAllocator::allocate_hot), worked out when it is made.
+#[derive(Clone, Copy, Debug)]
+struct HotFacts {
+    /// No debug aid is on: no margins, no metadata record for a plain request.
+    plain_debug: bool,
+    /// The memory types on a small BAR heap (whose requests may be rationed), as a mask.
+    small_heap_types: u32,
+    /// The valid `memory_type_bits`: one bit per memory type.
+    type_mask: u32,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -125,6 +140,18 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             create_info.debug.leak_check,
         );
         let heap_facts = HeapFacts::of(props);
+        let small_heap_types = props
+            .memory_types
+            .iter()
+            .enumerate()
+            .take(32)
+            .filter(|(_, t)| heap_facts.is_small(t.heap_index))
+            .fold(0, |mask, (i, _)| mask | 1 << i);
+        let hot = HotFacts {
+            plain_debug: !create_info.debug.any(),
+            small_heap_types,
+            type_mask: mask_of_count(type_count),
+        };
         Ok(Self {
             device,
             block_vecs,
@@ -134,6 +161,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             observer,
             type_cache: TypeCache::default(),
             heap_facts,
+            hot,
         })
     }
 
@@ -566,6 +594,143 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.observer.report_leaks()
     }
 
+    /// The hot path: a plain request (no name, user data, priority, dedicated preference or
+    /// debug aid; the default placement and search) of a memory-type class already chosen
+    /// once for these `memory_type_bits`, suballocated in an existing block of that type.
+    /// `None` sends the request down the full path, which starts over: this is the first two
+    /// steps of the full path (the type choice and the existing blocks of the first type)
+    /// without the steps that cannot matter to such a request (rationing, a metadata record,
+    /// margins, the best-fit search), and serves exactly what those steps would.
+    #[inline]
+    fn allocate_hot(
+        &self,
+        requirements: &AllocationRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+    ) -> Option<MemoryAlloc> {
+        let bits = requirements.memory_type_bits;
+        if !self.hot.plain_debug
+            || bits == 0
+            || bits & !self.hot.type_mask != 0
+            || requirements.prefers_dedicated_allocation
+            || requirements.requires_dedicated_allocation
+            || create_info.name.is_some()
+            || create_info.user_data.is_some()
+            || create_info.priority.is_some()
+            || create_info.allocate_preference != MemoryAllocatePreference::Auto
+            || !matches!(
+                create_info.strategy,
+                AllocationStrategy::Default | AllocationStrategy::MinTime
+            )
+        {
+            return None;
+        }
+        let class = intent::class_of(create_info.usage, create_info.resource_usage)?;
+        let index = self.type_cache.get(bits, class)?;
+        // A type on a small heap may be rationed away from this request: the full path
+        // decides.
+        if self.hot.small_heap_types & (1 << index) != 0 {
+            return None;
+        }
+        let request = Request {
+            layout: requirements.layout.align_to(create_info.min_alignment).ok()?,
+            preference: MemoryAllocatePreference::Auto,
+            prefers_dedicated: false,
+            requires_dedicated: false,
+        };
+        let facts = self.types.get(index as usize)?;
+        let Ok(Plan::Suballocate { layout, .. }) = placement::plan(&request, facts, self.objects())
+        else {
+            return None;
+        };
+        if facts.best_fit(layout.size()) {
+            return None;
+        }
+        let fit = Fit {
+            layout,
+            allocation_type,
+            granularity: self.device.buffer_image_granularity(),
+            best_fit: false,
+            strategy: create_info.strategy,
+        };
+        self.block_vecs[index as usize]
+            .allocate_existing(&fit, &execute::wrap_plain)
+            .ok()
+            .flatten()
+    }
+
+    /// The full allocate sequence (see [`allocate`](MemoryAllocator::allocate)): any request,
+    /// in any memory type that may serve it. Out of line: the hot path serves most requests.
+    #[inline(never)]
+    fn allocate_full(
+        &self,
+        requirements: AllocationRequirements,
+        allocation_type: AllocationType,
+        create_info: &AllocationCreateInfo,
+        dedicated: Option<DedicatedAllocation>,
+    ) -> Result<MemoryAlloc, AllocationError> {
+        let mut bits = self.usable_bits(requirements.memory_type_bits)?;
+        check_create_info(create_info)?;
+        let requirements = AllocationRequirements {
+            layout: requirements.layout.align_to(create_info.min_alignment)?,
+            ..requirements
+        };
+        let resolved = self.resolve(create_info);
+        let size = requirements.layout.size();
+        let request = Request {
+            layout: requirements.layout,
+            preference: create_info.allocate_preference,
+            prefers_dedicated: requirements.prefers_dedicated_allocation,
+            requires_dedicated: requirements.requires_dedicated_allocation,
+        };
+        // The common case first: the first memory type the policy would choose, found without
+        // the budget and rationing work of a full choice, prepared and tried in its existing
+        // blocks (the first two steps of its vector's sequence). Anything else takes the full
+        // path below, which continues that type from there.
+        let mut demoted = None;
+        let mut first = None;
+        if let Some(index) = self.first_choice(bits, create_info, &resolved, size, &mut demoted) {
+            let source = self.source(index);
+            let vector = self.vector(index, &source);
+            if let Ok(p) =
+                vector.prepare(&request, allocation_type, create_info.strategy, create_info)
+            {
+                if let Some(alloc) = vector.existing(&p) {
+                    return Ok(alloc);
+                }
+                first = Some((index, p));
+            }
+        }
+        let demoted = demoted.unwrap_or_else(|| self.rationed_out(bits, &resolved, size));
+        let mut last_error = None;
+        loop {
+            let Some(index) = self.choose(bits, &resolved, demoted) else {
+                return Err(last_error.unwrap_or(AllocationError::NoSuitableMemoryType {
+                    bits: requirements.memory_type_bits,
+                    required: resolved.filter.required_flags,
+                }));
+            };
+            let result = match first.take_if(|(i, _)| *i == index) {
+                Some((_, p)) => {
+                    let source = self.source(index);
+                    let vector = self.vector(index, &source);
+                    vector.rest(&p, &request, allocation_type, create_info, dedicated)
+                }
+                None => {
+                    self.allocate_in_type(index, &request, allocation_type, create_info, dedicated)
+                }
+            };
+            match result {
+                Ok(a) => return Ok(a),
+                Err(e) if e.failure().tries_next_type() => {
+                    bits &= !(1 << index);
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn usable_bits(&self, memory_type_bits: u32) -> Result<u32, AllocationError> {
         let count = self.types.len() as u32;
         if memory_type_bits == 0 {
@@ -638,66 +803,10 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         create_info: &AllocationCreateInfo,
         dedicated: Option<DedicatedAllocation>,
     ) -> Result<MemoryAlloc, AllocationError> {
-        let mut bits = self.usable_bits(requirements.memory_type_bits)?;
-        check_create_info(create_info)?;
-        let requirements = AllocationRequirements {
-            layout: requirements.layout.align_to(create_info.min_alignment)?,
-            ..requirements
-        };
-        let resolved = self.resolve(create_info);
-        let size = requirements.layout.size();
-        let request = Request {
-            layout: requirements.layout,
-            preference: create_info.allocate_preference,
-            prefers_dedicated: requirements.prefers_dedicated_allocation,
-            requires_dedicated: requirements.requires_dedicated_allocation,
-        };
-        // The common case first: the first memory type the policy would choose, found without
-        // the budget and rationing work of a full choice, prepared and tried in its existing
-        // blocks (the first two steps of its vector's sequence). Anything else takes the full
-        // path below, which continues that type from there.
-        let mut demoted = None;
-        let mut first = None;
-        if let Some(index) = self.first_choice(bits, create_info, &resolved, size, &mut demoted) {
-            let source = self.source(index);
-            let vector = self.vector(index, &source);
-            if let Ok(p) =
-                vector.prepare(&request, allocation_type, create_info.strategy, create_info)
-            {
-                if let Some(alloc) = vector.existing(&p) {
-                    return Ok(alloc);
-                }
-                first = Some((index, p));
-            }
+        if let Some(alloc) = self.allocate_hot(&requirements, allocation_type, create_info) {
+            return Ok(alloc);
         }
-        let demoted = demoted.unwrap_or_else(|| self.rationed_out(bits, &resolved, size));
-        let mut last_error = None;
-        loop {
-            let Some(index) = self.choose(bits, &resolved, demoted) else {
-                return Err(last_error.unwrap_or(AllocationError::NoSuitableMemoryType {
-                    bits: requirements.memory_type_bits,
-                    required: resolved.filter.required_flags,
-                }));
-            };
-            let result = match first.take_if(|(i, _)| *i == index) {
-                Some((_, p)) => {
-                    let source = self.source(index);
-                    let vector = self.vector(index, &source);
-                    vector.rest(&p, &request, allocation_type, create_info, dedicated)
-                }
-                None => {
-                    self.allocate_in_type(index, &request, allocation_type, create_info, dedicated)
-                }
-            };
-            match result {
-                Ok(a) => return Ok(a),
-                Err(e) if e.failure().tries_next_type() => {
-                    bits &= !(1 << index);
-                    last_error = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.allocate_full(requirements, allocation_type, create_info, dedicated)
     }
 
     fn allocate_dedicated(

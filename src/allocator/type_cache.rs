@@ -17,6 +17,14 @@ impl Default for TypeCache {
 }
 
 impl TypeCache {
+    /// The type cached for `bits` in `class`, if any (the hot path's look-up: a miss takes the
+    /// full path, which fills the entry).
+    #[inline]
+    pub(crate) fn get(&self, bits: u32, class: usize) -> Option<u32> {
+        let entry = self.0.get(class)?.load(Relaxed);
+        (entry != 0 && entry as u32 == bits).then(|| (entry >> 32) as u32 - 1)
+    }
+
     /// The type for `bits` in `class` (`None`: not cached), from the cache or from `find`.
     #[inline]
     pub(crate) fn get_or(
@@ -61,6 +69,8 @@ mod tests {
         assert_eq!(cache.get_or(0b101, device, || find(2)), Some(2));
         assert_eq!(cache.get_or(0b101, device, || find(7)), Some(2));
         assert_eq!(calls.get(), 1, "a hit must not search");
+        assert_eq!(cache.get(0b101, device.unwrap()), Some(2));
+        assert_eq!(cache.get(0b100, device.unwrap()), None, "other bits miss");
         // Other bits or another class search again.
         assert_eq!(cache.get_or(0b111, device, || find(1)), Some(1));
         assert_eq!(
