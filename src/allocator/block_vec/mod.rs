@@ -293,6 +293,18 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<Option<T>, DoesNotFit> {
+        self.search_from(thread_shard(), blocks, fit, wrap)
+    }
+
+    /// [`search`](Self::search) for a thread of shard `shard` (its [`thread_shard`]).
+    #[inline]
+    fn search_from<T>(
+        &self,
+        shard: usize,
+        blocks: &[Block<S, M>],
+        fit: &Fit,
+        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
+    ) -> Result<Option<T>, DoesNotFit> {
         // First pass: the thread's home arena of each block; second pass: the other arenas.
         // Both skip arenas another thread holds right now, so that threads allocating at the
         // same time spread over arenas instead of queueing on one. A single thread never
@@ -314,7 +326,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
             AllocationStrategy::Default | AllocationStrategy::MinTime => {}
         }
-        let slot = self.home_slot();
+        let slot = shard & (self.home_slots - 1);
         let mut busy = false;
         let mut split = false;
         macro_rules! try_arena {
@@ -461,8 +473,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<Option<T>, DoesNotFit> {
-        let blocks = self.blocks.read();
-        self.search(&blocks, fit, wrap)
+        let shard = thread_shard();
+        let blocks = self.blocks.read_shard(shard);
+        self.search_from(shard, &blocks, fit, wrap)
     }
 
     /// Suballocates in a new block, under the write lock: first searches the existing blocks

@@ -61,7 +61,14 @@ impl<T: Clone> ShardedList<T> {
     /// Read access to the calling thread's copy.
     #[inline]
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
-        self.copies[thread_shard()].0.read()
+        self.read_shard(thread_shard())
+    }
+
+    /// Read access to copy `shard` (any number: it is taken modulo the copies), for a caller
+    /// that has its [`thread_shard`] already.
+    #[inline]
+    pub(crate) fn read_shard(&self, shard: usize) -> RwLockReadGuard<'_, Vec<T>> {
+        self.copies[shard % SHARDS].0.read()
     }
 
     /// Exclusive access to all copies.

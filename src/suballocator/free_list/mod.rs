@@ -629,7 +629,9 @@ unsafe impl Suballocator for FreeListAllocator {
         }
     }
 
-    /// Every strategy: see the `strategy` module of this file's folder.
+    /// Every strategy: see the `strategy` module of this file's folder. The default search
+    /// (`Default` and `MinTime`) is called straight from here, with no step between.
+    #[inline]
     fn allocate_with_strategy(
         &mut self,
         layout: DeviceLayout,
@@ -637,7 +639,13 @@ unsafe impl Suballocator for FreeListAllocator {
         buffer_image_granularity: DeviceAlignment,
         strategy: AllocationStrategy,
     ) -> Result<Suballocation, SuballocatorError> {
-        self.allocate_by_strategy(layout, allocation_type, buffer_image_granularity, strategy)
+        match strategy {
+            AllocationStrategy::Default | AllocationStrategy::MinTime => {
+                self.allocate(layout, allocation_type, buffer_image_granularity)
+            }
+            AllocationStrategy::MinMemory | AllocationStrategy::MinOffset => self
+                .allocate_by_strategy(layout, allocation_type, buffer_image_granularity, strategy),
+        }
     }
 
     /// Frees the node named by the handle and merges it with free neighbours.

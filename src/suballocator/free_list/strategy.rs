@@ -12,6 +12,7 @@ use super::*;
 
 impl FreeListAllocator {
     /// Allocates with `strategy` (see [`AllocationStrategy`]).
+    #[cold]
     pub(super) fn allocate_by_strategy(
         &mut self,
         layout: DeviceLayout,
