@@ -553,6 +553,8 @@ impl MemoryAlloc {
 }
 
 impl Drop for MemoryAlloc {
+    // Inline: the caller's drop glue calls the block's `free` straight away.
+    #[inline]
     fn drop(&mut self) {
         if let Owner::Block { block, handle } = &self.owner {
             let owner = block.get();

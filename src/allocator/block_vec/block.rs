@@ -135,7 +135,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
 
     /// Allocates under the arena's lock; when `wait` is false and another thread holds the
     /// lock, returns `None` at once. The returned offset is the block's, not the arena's.
-    #[inline]
+    #[inline(always)]
     pub(super) fn try_allocate(
         &self,
         layout: DeviceLayout,
