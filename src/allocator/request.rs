@@ -114,6 +114,7 @@ pub struct AllocationRequirements {
 
 impl AllocationRequirements {
     /// Checks and converts the plain `VkMemoryRequirements`.
+    #[inline]
     pub fn from_vk(requirements: vk::MemoryRequirements) -> Result<Self, AllocationError> {
         Ok(Self {
             layout: DeviceLayout::from_size_alignment(requirements.size, requirements.alignment)?,
