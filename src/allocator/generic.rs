@@ -1,6 +1,7 @@
 //! [`GenericMemoryAllocator`]: one block vector per memory type, suballocated by `S`, placed
 //! by the [placement policy](super::placement).
 
+use self::hot::HotFacts;
 use super::block_memory::DeviceBlockVec;
 use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
@@ -11,13 +12,12 @@ use super::intent::{self, HeapFacts, Resolved};
 use super::memory_pool::{MemoryPool, PoolCreateInfo, PoolMemoryType, PoolParent};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observer};
-use super::block_vec::Fit;
-use super::placement::{self, ObjectCount, Plan, Request, TypeFacts};
+use super::placement::{ObjectCount, Request, TypeFacts};
 use super::request::{check_create_info, meta_of};
 use super::type_cache::TypeCache;
 use super::{
     AllocationCreateInfo, AllocationError, AllocationRequirements,
-    GenericMemoryAllocatorCreateInfo, MemoryAllocatePreference, MemoryAllocator, MemoryTypeFilter,
+    GenericMemoryAllocatorCreateInfo, MemoryAllocator, MemoryTypeFilter,
 };
 use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
@@ -27,8 +27,10 @@ use crate::device_memory::{
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
-use crate::suballocator::{AllocationStrategy, AllocationType, FreeListAllocator, Suballocator};
+use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::Arc;
+
+mod hot;
 
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
@@ -48,18 +50,6 @@ pub struct GenericMemoryAllocator<S> {
     heap_facts: HeapFacts,
     /// What the [hot path](Self::allocate_hot) needs, worked out once.
     hot: HotFacts,
-}
-
-/// The allocator's settings that decide whether a request may take the
-/// [hot path](GenericMemoryAllocator::allocate_hot), worked out when it is made.
-#[derive(Clone, Copy, Debug)]
-struct HotFacts {
-    /// No debug aid is on: no margins, no metadata record for a plain request.
-    plain_debug: bool,
-    /// The memory types on a small BAR heap (whose requests may be rationed), as a mask.
-    small_heap_types: u32,
-    /// The valid `memory_type_bits`: one bit per memory type.
-    type_mask: u32,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -140,18 +130,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             create_info.debug.leak_check,
         );
         let heap_facts = HeapFacts::of(props);
-        let small_heap_types = props
-            .memory_types
-            .iter()
-            .enumerate()
-            .take(32)
-            .filter(|(_, t)| heap_facts.is_small(t.heap_index))
-            .fold(0, |mask, (i, _)| mask | 1 << i);
-        let hot = HotFacts {
-            plain_debug: !create_info.debug.any(),
-            small_heap_types,
-            type_mask: mask_of_count(type_count),
-        };
+        let hot = HotFacts::of(props, &heap_facts, &create_info.debug);
         Ok(Self {
             device,
             block_vecs,
@@ -592,71 +571,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// (see [`LeakCheck`](crate::LeakCheck)).
     pub fn report_leaks(&self) -> Vec<LeakedAllocation> {
         self.observer.report_leaks()
-    }
-
-    /// The hot path: a plain request (no name, user data, priority, dedicated preference or
-    /// debug aid; the default placement and search) of a memory-type class already chosen
-    /// once for these `memory_type_bits`, suballocated in an existing block of that type.
-    /// `None` sends the request down the full path, which starts over: this is the first two
-    /// steps of the full path (the type choice and the existing blocks of the first type)
-    /// without the steps that cannot matter to such a request (rationing, a metadata record,
-    /// margins, the best-fit search), and serves exactly what those steps would.
-    #[inline]
-    fn allocate_hot(
-        &self,
-        requirements: &AllocationRequirements,
-        allocation_type: AllocationType,
-        create_info: &AllocationCreateInfo,
-    ) -> Option<MemoryAlloc> {
-        let bits = requirements.memory_type_bits;
-        if !self.hot.plain_debug
-            || bits == 0
-            || bits & !self.hot.type_mask != 0
-            || requirements.prefers_dedicated_allocation
-            || requirements.requires_dedicated_allocation
-            || create_info.name.is_some()
-            || create_info.user_data.is_some()
-            || create_info.priority.is_some()
-            || create_info.allocate_preference != MemoryAllocatePreference::Auto
-            || !matches!(
-                create_info.strategy,
-                AllocationStrategy::Default | AllocationStrategy::MinTime
-            )
-        {
-            return None;
-        }
-        let class = intent::class_of(create_info.usage, create_info.resource_usage)?;
-        let index = self.type_cache.get(bits, class)?;
-        // A type on a small heap may be rationed away from this request: the full path
-        // decides.
-        if self.hot.small_heap_types & (1 << index) != 0 {
-            return None;
-        }
-        let request = Request {
-            layout: requirements.layout.align_to(create_info.min_alignment).ok()?,
-            preference: MemoryAllocatePreference::Auto,
-            prefers_dedicated: false,
-            requires_dedicated: false,
-        };
-        let facts = self.types.get(index as usize)?;
-        let Ok(Plan::Suballocate { layout, .. }) = placement::plan(&request, facts, self.objects())
-        else {
-            return None;
-        };
-        if facts.best_fit(layout.size()) {
-            return None;
-        }
-        let fit = Fit {
-            layout,
-            allocation_type,
-            granularity: self.device.buffer_image_granularity(),
-            best_fit: false,
-            strategy: create_info.strategy,
-        };
-        self.block_vecs[index as usize]
-            .allocate_existing(&fit, &execute::wrap_plain)
-            .ok()
-            .flatten()
     }
 
     /// The full allocate sequence (see [`allocate`](MemoryAllocator::allocate)): any request,
