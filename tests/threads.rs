@@ -157,8 +157,9 @@ fn run_threads(threads: u64) {
     for h in handles {
         h.join().unwrap();
     }
-    // At most one empty block per memory type stays around, then none.
-    assert!(device.live_memory_objects() <= 4);
+    // Empty blocks stay around up to twice the largest block's size per memory type (two
+    // blocks each here), then none.
+    assert!(device.live_memory_objects() <= 8);
     drop(allocator);
     assert_eq!(device.live_memory_objects(), 0);
     sim.assert_nothing_allocated();

@@ -359,7 +359,7 @@ fn sizable_requests_get_blocks_of_their_size() {
     }
     // Larger than the preferred size when the request needs it.
     assert_eq!(new_block_size(p, true, 3, 0, 300 * MIB), Some(304 * MIB));
-    assert_eq!(new_block_size(p, true, 0, 0, 300 * MIB), Some(300 * MIB));
+    assert_eq!(new_block_size(p, true, 0, 0, 300 * MIB), Some(304 * MIB));
     // Retries have no smaller size to give.
     assert_eq!(new_block_size(p, true, 3, 1, 40 * MIB), None);
     // Without growth (custom pools, `grow_blocks` off): the preferred size.
