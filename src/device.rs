@@ -488,6 +488,7 @@ impl MemoryDevice {
     }
 
     /// The number of `VkDeviceMemory` objects made through this crate that are alive now.
+    #[inline]
     pub fn live_memory_objects(&self) -> u32 {
         self.live_memory_objects.load(Ordering::Relaxed)
     }

@@ -317,6 +317,7 @@ fn resolve_auto(
 
 /// The slot of the memory-type cache for `usage` and `resource`: every request of one class
 /// resolves to the same flags on one device. `None` for custom filters (not cached).
+#[inline]
 pub(crate) fn class_of(usage: MemoryUsage, resource: ResourceUsage) -> Option<usize> {
     let (prefer, host) = match usage {
         MemoryUsage::DeviceOnly => return Some(0),
