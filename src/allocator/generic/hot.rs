@@ -106,10 +106,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             requires_dedicated: false,
         };
         let facts = self.types.get(index as usize)?;
-        let Ok(Plan::Suballocate { layout, .. }) = placement::plan(&request, facts, self.objects())
-        else {
+        // Only the plan's kind is read back: its layout is the block layout of the request (see
+        // `Plan::Suballocate`), worked out here in registers rather than reloaded from the
+        // plan in memory (a load the store buffer cannot forward).
+        let plan = placement::plan(&request, facts, self.objects());
+        if !matches!(plan, Ok(Plan::Suballocate { .. })) {
             return None;
-        };
+        }
+        let layout = facts.block_layout(request.layout)?;
+        debug_assert!(matches!(plan, Ok(Plan::Suballocate { layout: l, .. }) if l == layout));
         if facts.best_fit(layout.size()) {
             return None;
         }
