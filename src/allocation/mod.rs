@@ -34,6 +34,7 @@ use ash::vk;
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::fmt::Debug;
+use std::num::NonZeroU64;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -136,7 +137,36 @@ pub struct MemoryAlloc {
     offset: DeviceSize,
     size: DeviceSize,
     meta: Option<Arc<AllocationMeta>>,
-    allocation_type: AllocationType,
+    allocation_type: TypeWord,
+}
+
+/// An allocation's [`AllocationType`] in a whole word, so that a [`MemoryAlloc`] has no
+/// padding. An allocation is moved by value through every layer of the allocate path; with a
+/// one-byte field, each move copied the seven padding bytes after it as two overlapping
+/// four-byte pieces, and the next move's read of them stalled on store forwarding (peers
+/// bench: about 5% of a small allocate+free). Never zero, so that an `Option<MemoryAlloc>`
+/// is no larger than the allocation.
+#[derive(Clone, Copy)]
+struct TypeWord(NonZeroU64);
+
+impl TypeWord {
+    #[inline]
+    fn new(allocation_type: AllocationType) -> Self {
+        Self(match allocation_type {
+            AllocationType::Unknown => NonZeroU64::MIN,
+            AllocationType::Linear => NonZeroU64::MIN.saturating_add(1),
+            AllocationType::NonLinear => NonZeroU64::MIN.saturating_add(2),
+        })
+    }
+
+    #[inline]
+    fn get(self) -> AllocationType {
+        match self.0.get() {
+            2 => AllocationType::Linear,
+            3 => AllocationType::NonLinear,
+            _ => AllocationType::Unknown,
+        }
+    }
 }
 
 // `MemoryAlloc` is `Send + Sync` through its fields: `MemoryObject` (`unsafe impl`s for its
@@ -151,7 +181,7 @@ impl std::fmt::Debug for MemoryAlloc {
             .field("size", &self.size)
             .field("memory_type_index", &self.memory_type_index())
             .field("dedicated", &self.is_dedicated())
-            .field("allocation_type", &self.allocation_type)
+            .field("allocation_type", &self.allocation_type())
             .field("name", &self.name())
             .field("user_data", &self.user_data())
             .finish()
@@ -173,7 +203,7 @@ impl MemoryAlloc {
             offset,
             size,
             meta,
-            allocation_type,
+            allocation_type: TypeWord::new(allocation_type),
         }
     }
 
@@ -223,7 +253,7 @@ impl MemoryAlloc {
 
     /// The resource kind the range was requested for.
     pub fn allocation_type(&self) -> AllocationType {
-        self.allocation_type
+        self.allocation_type.get()
     }
 
     /// The allocation's name (from `AllocationCreateInfo::name` or [`set_name`](Self::set_name)),
@@ -329,7 +359,7 @@ impl MemoryAlloc {
                 target: corruption::ALLOCATIONS_LOG_TARGET,
                 "allocate {} bytes ({}), memory type {}, {} {:#x} at offset {}{}",
                 self.size,
-                self.allocation_type.name(),
+                self.allocation_type().name(),
                 memory.memory_type_index(),
                 if self.is_dedicated() { "dedicated memory" } else { "block" },
                 ash::vk::Handle::as_raw(memory.handle()),
@@ -568,7 +598,7 @@ impl Drop for MemoryAlloc {
             let suballocation = Suballocation {
                 offset,
                 size,
-                allocation_type: self.allocation_type,
+                allocation_type: self.allocation_type.get(),
                 handle: *handle,
             };
             // SAFETY: these are the fields of the suballocation this block handed out for

@@ -824,5 +824,11 @@ mod tests {
     fn an_allocation_fits_one_cache_line() {
         // Users keep many of them; each allocation moves one.
         assert!(std::mem::size_of::<MemoryAlloc>() <= 64);
+        // Whole words, no padding (see `TypeWord`), and an `Option` costs nothing more.
+        assert_eq!(std::mem::size_of::<MemoryAlloc>() % 8, 0);
+        assert_eq!(
+            std::mem::size_of::<Option<MemoryAlloc>>(),
+            std::mem::size_of::<MemoryAlloc>()
+        );
     }
 }
