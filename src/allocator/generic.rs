@@ -22,7 +22,7 @@ use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::{mask_of_count, MemoryDevice};
 use crate::device_memory::{
-    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
@@ -369,7 +369,30 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..Default::default()
         };
-        Ok(MemoryObject::allocate(self.device.clone(), &info)?)
+        match MemoryObject::allocate(self.device.clone(), &info) {
+            // The heap is full or at its budget: the empty blocks kept for reuse give their
+            // memory back, and the request tries once more if any did.
+            Err(MemoryObjectError::OutOfDeviceMemory | MemoryObjectError::Budget(_))
+                if self.release_kept_empty_blocks(memory_type_index) > 0 =>
+            {
+                Ok(MemoryObject::allocate(self.device.clone(), &info)?)
+            }
+            made => Ok(made?),
+        }
+    }
+
+    /// Releases the empty blocks that the default block vectors of `memory_type_index`'s heap
+    /// keep for reuse (see [releasing](super::block_vec#releasing)): those whose lists no
+    /// other thread holds now. Returns how many were released.
+    fn release_kept_empty_blocks(&self, memory_type_index: u32) -> usize {
+        let types = &self.device.memory_properties().memory_types;
+        let heap = types[memory_type_index as usize].heap_index;
+        self.block_vecs
+            .iter()
+            .zip(types)
+            .filter(|(_, t)| t.heap_index == heap)
+            .map(|(vec, _)| vec.try_release_empty())
+            .sum()
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the

@@ -286,10 +286,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
         let name = PoolName::new(pool_name(&info.name));
         let blocks = BlockVec::new(
             arenas,
-            BlockLimits {
-                min: info.min_block_count,
-                max: info.max_block_count,
-            },
+            BlockLimits::pool(info.min_block_count, info.max_block_count),
         );
         let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
         let held: Arc<dyn Observe> = Arc::new(Held {
