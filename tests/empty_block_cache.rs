@@ -1,7 +1,8 @@
 //! The empty blocks that a default block vector keeps for reuse (up to twice its largest
-//! block) never cost the application an allocation: when a heap runs out, the kept blocks of
-//! every memory type of that heap give their memory back and the request is tried again.
-//! A custom pool keeps one empty block, as before.
+//! block) never cost the application an allocation: when a heap runs out, for the allocator
+//! or one of its custom pools, the kept blocks of every memory type of that heap give their
+//! memory back and the request is tried again. A custom pool keeps one empty block, as
+//! before.
 
 mod common;
 mod support;
@@ -129,6 +130,41 @@ fn a_custom_pool_keeps_one_empty_block_and_default_vectors_two() {
         drop(pool);
         // The pool's block went with it; the allocator's two stay until it is dropped.
         assert_eq!(sim.state.heap_used(1), 2 * BLOCK);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn a_custom_pool_gets_the_memory_that_the_allocator_kept() {
+    let sim = Sim::new(small_host_heap());
+    {
+        let allocator = allocator(&sim);
+        let held: Vec<_> = (0..2 * BLOCK / MIB)
+            .map(|_| allocate(&allocator, 1).unwrap())
+            .collect();
+        drop(held);
+        assert_eq!(allocator.block_count(1), 2, "two empty blocks kept");
+        // A pool of the other memory type of the heap whose first block needs all but one
+        // block of the heap: made once the allocator's kept blocks are given back.
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(2),
+                block_size: HEAP - BLOCK,
+                min_block_count: 1,
+                ..Default::default()
+            })
+            .expect("the kept blocks give the pool room");
+        assert_eq!(allocator.block_count(1), 0, "the kept blocks were released");
+        assert_eq!(sim.state.heap_used(1), HEAP - BLOCK);
+        // Without anything kept to give back, the heap's limit stands.
+        let more = allocator.create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(1),
+            block_size: 2 * BLOCK,
+            min_block_count: 1,
+            ..Default::default()
+        });
+        assert_eq!(more.err(), Some(AllocationError::OutOfDeviceMemory));
+        drop(pool);
     }
     sim.assert_nothing_allocated();
 }

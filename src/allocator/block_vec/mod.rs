@@ -35,9 +35,10 @@
 //!   all of them are released before the new block is made: a cache that missed is given
 //!   back, so it never adds to the memory reserved when the type is at its fullest.
 //! - When a heap runs out of memory (or of budget, for a request that asked to stay within
-//!   it), the allocator releases the empty blocks of every default block vector of that heap
-//!   ([`try_release_empty`](BlockVec::try_release_empty)) and tries once more: kept memory
-//!   never makes an allocation fail.
+//!   it) while the allocator or one of its custom pools makes a memory object, the empty
+//!   blocks of every default block vector of that heap are released
+//!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
+//!   more: kept memory never makes an allocation fail.
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
