@@ -8,7 +8,7 @@ mod common;
 mod support;
 
 use ash_memory::*;
-use support::{GpuLayout, Sim, MIB};
+use support::{GpuLayout, Sim, SimFeatures, MIB};
 
 const HEAP: u64 = 128 * MIB;
 const BLOCK: u64 = 16 * MIB;
@@ -165,6 +165,44 @@ fn a_custom_pool_gets_the_memory_that_the_allocator_kept() {
         });
         assert_eq!(more.err(), Some(AllocationError::OutOfDeviceMemory));
         drop(pool);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn past_the_budget_one_empty_block_is_kept() {
+    let features = SimFeatures {
+        memory_budget: true,
+        ..Default::default()
+    };
+    let sim = Sim::with_features(small_host_heap(), features);
+    {
+        let allocator = StandardMemoryAllocator::new(
+            sim.memory_device_claimed(),
+            GenericMemoryAllocatorCreateInfo {
+                block_sizes: BlockSizeThresholds::uniform(BLOCK).unwrap(),
+                grow_blocks: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        sim.state.set_heap_budget(1, HEAP);
+        for (other, kept) in [(0, 2), (HEAP - 2 * BLOCK, 1)] {
+            // The rest of the process uses `other` bytes of the heap: with three blocks of
+            // this allocator's, the heap is past its budget in the second round.
+            sim.state.set_other_usage(1, other);
+            let held: Vec<_> = (0..3 * BLOCK / MIB)
+                .map(|_| allocate(&allocator, 1).unwrap())
+                .collect();
+            assert_eq!(allocator.block_count(1), 3);
+            drop(held);
+            assert_eq!(
+                allocator.block_count(1),
+                kept,
+                "{other} bytes used by others"
+            );
+        }
+        sim.state.set_other_usage(1, 0);
     }
     sim.assert_nothing_allocated();
 }

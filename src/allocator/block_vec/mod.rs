@@ -28,8 +28,10 @@
 //! the vector keeps its empty blocks, largest first, as long as they add up to no more than
 //! [`BlockLimits::empty_kept`] times its largest block, and releases the rest: the next
 //! requests reuse them without a `vkAllocateMemory`. A default block vector keeps
-//! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth, a custom pool one block (its blocks all have
-//! one size). Three rules keep the cache from costing memory when it matters:
+//! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth while its heap is within its budget, one block's
+//! worth past it (as VMA frees its empty block past the budget); a custom pool keeps one
+//! block (its blocks all have one size). Three rules keep the cache from costing memory
+//! when it matters:
 //!
 //! - When a request finds no room anywhere, the empty blocks could not hold it either, and
 //!   all of them are released before the new block is made: a cache that missed is given
@@ -642,10 +644,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         match keep {
             Keep::Largest => {
                 // Largest first; keep them while they add up to no more than `empty_kept`
-                // times the largest block of the vector.
+                // times the largest block of the vector, and only the largest while the heap
+                // is past its budget.
                 empty.sort_by_key(|&i| std::cmp::Reverse(size(i)));
                 let cap = blocks.iter().map(|b| b.memory().size()).max().unwrap_or(0);
-                let cap = cap.saturating_mul(empty_kept);
+                let cap = if empty_kept > 1 && blocks[empty[0]].memory().heap_within_budget() {
+                    cap.saturating_mul(empty_kept)
+                } else {
+                    cap
+                };
                 let mut total = size(empty[0]);
                 let mut kept = 1;
                 while kept < empty.len() && total.saturating_add(size(empty[kept])) <= cap {
