@@ -309,7 +309,9 @@ fn hammer(sim: &Sim, device: &Arc<MemoryDevice>, budget: u64, other: u64) -> (u6
                 let mut rng = Rng(0xB0D6E7 + t);
                 let mut live = Vec::new();
                 for _ in 0..120 {
-                    if live.len() >= 4 || (!live.is_empty() && rng.below(3) == 0) {
+                    // Up to six live each: enough that the threads together press on the budget
+                    // (blocks made for sizable requests reserve little beyond them).
+                    if live.len() >= 6 || (!live.is_empty() && rng.below(3) == 0) {
                         let i = rng.below(live.len() as u64) as usize;
                         live.swap_remove(i);
                         continue;

@@ -110,10 +110,7 @@ fn pages_are_all_made_or_none() {
                 );
                 let stats = pool.statistics().total;
                 assert_eq!(stats.allocation_count, 0, "pages left behind");
-                assert!(
-                    stats.block_count <= 2,
-                    "empty blocks are kept up to twice the largest block's size"
-                );
+                assert!(stats.block_count <= 1, "at most one empty block is kept");
                 drop(pool);
                 assert_eq!(
                     allocator.statistics().total.allocation_count,

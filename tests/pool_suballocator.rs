@@ -49,9 +49,9 @@ fn blocks_hold_at_least_one_slot_per_arena() {
             1,
             "{arenas} arenas: one vkAllocateMemory: {calls:?}"
         );
-        // A slot is more than an eighth of a block: the block is one slot (see the
-        // placement's block sizes), cut into one arena.
-        assert!(calls[0].size >= 64 * MIB, "{calls:?}");
+        // A slot is more than an eighth of a block, but the request is not sizable: the
+        // block holds a slot per arena (see the placement's block sizes).
+        assert!(calls[0].size >= 64 * MIB * arenas as u64, "{calls:?}");
         // Every arena of the block holds a slot.
         let b = allocator
             .allocate(
@@ -62,6 +62,10 @@ fn blocks_hold_at_least_one_slot_per_arena() {
             )
             .unwrap();
         assert!(!b.is_dedicated());
+        if arenas == 2 {
+            assert_eq!(b.memory(), a.memory(), "the second slot of the block");
+            assert_eq!(sim.state.calls().len(), 1);
+        }
         drop((a, b, allocator));
     }
     sim.assert_nothing_allocated();

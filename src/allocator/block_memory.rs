@@ -18,6 +18,11 @@ impl BlockMemory for MemoryObject {
     fn size(&self) -> DeviceSize {
         MemoryObject::size(self)
     }
+
+    fn heap_within_budget(&self) -> bool {
+        let (used, budget) = crate::budget::heap_load(self.device(), self.heap_index());
+        used < budget
+    }
 }
 
 impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, MemoryObject> {

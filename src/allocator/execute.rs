@@ -410,6 +410,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                                     held,
                                     attempt,
                                     min_region,
+                                    size,
                                 )
                             },
                             |block, largest| {

@@ -23,7 +23,7 @@ use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::{mask_of_count, MemoryDevice};
 use crate::device_memory::{
-    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
@@ -376,7 +376,51 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..Default::default()
         };
-        Ok(MemoryObject::allocate(self.device.clone(), &info)?)
+        allocate_releasing_kept(&self.device, &info, || {
+            self.release_kept_empty_blocks(memory_type_index)
+        })
+    }
+
+    /// Releases the empty blocks that the default block vectors of `memory_type_index`'s heap
+    /// keep for reuse (see [releasing](super::block_vec#releasing)): those whose lists no
+    /// other thread holds now. Returns how many were released.
+    fn release_kept_empty_blocks(&self, memory_type_index: u32) -> usize {
+        self.block_vecs_of_heap(memory_type_index)
+            .map(|vec| vec.try_release_empty())
+            .sum()
+    }
+
+    /// The default block vectors of the memory types of `memory_type_index`'s heap (none for
+    /// an index out of range: a custom pool's configuration is checked after this).
+    fn block_vecs_of_heap(
+        &self,
+        memory_type_index: u32,
+    ) -> impl Iterator<Item = &Arc<DeviceBlockVec<S>>> {
+        let types = &self.device.memory_properties().memory_types;
+        let heap = self
+            .block_vecs
+            .get(memory_type_index as usize)
+            .map(|_| types[memory_type_index as usize].heap_index);
+        self.block_vecs
+            .iter()
+            .zip(types)
+            .filter(move |(_, t)| Some(t.heap_index) == heap)
+            .map(|(vec, _)| vec)
+    }
+
+    /// What releases the kept empty blocks of `memory_type_index`'s heap for a custom pool
+    /// of that heap: the pool holds the vectors weakly (it may outlive the allocator).
+    fn kept_releaser(&self, memory_type_index: u32) -> ReleaseKept {
+        let vecs: Vec<_> = self
+            .block_vecs_of_heap(memory_type_index)
+            .map(Arc::downgrade)
+            .collect();
+        Box::new(move || {
+            vecs.iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .map(|vec| vec.try_release_empty())
+                .sum()
+        })
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the
@@ -456,6 +500,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             observer: &self.observer,
             memory_type_index,
             block_size: self.block_size(memory_type_index),
+            release_kept: self.kept_releaser(memory_type_index),
         };
         MemoryPool::new(parent, info)
     }
@@ -741,6 +786,28 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
             dedicated,
             create_info,
         )
+    }
+}
+
+/// Releases the empty blocks kept for reuse in a heap (see
+/// [releasing](super::block_vec#releasing)); returns how many it released.
+pub(super) type ReleaseKept = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// A memory object made from `info`. When its heap is out of memory or of budget, `release`
+/// gives back the empty blocks kept for reuse in that heap, and the allocation is tried once
+/// more if any were released: kept memory never makes an allocation fail.
+pub(super) fn allocate_releasing_kept(
+    device: &Arc<MemoryDevice>,
+    info: &MemoryObjectCreateInfo,
+    release: impl Fn() -> usize,
+) -> Result<MemoryObject, AllocationError> {
+    match MemoryObject::allocate(device.clone(), info) {
+        Err(MemoryObjectError::OutOfDeviceMemory | MemoryObjectError::Budget(_))
+            if release() > 0 =>
+        {
+            Ok(MemoryObject::allocate(device.clone(), info)?)
+        }
+        made => Ok(made?),
     }
 }
 

@@ -42,6 +42,7 @@ use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions}
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
 use super::execute::{self, MemorySource, Placing, Vector};
+use super::generic::{allocate_releasing_kept, ReleaseKept};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};
@@ -171,6 +172,9 @@ struct PoolInner<S> {
     dedicated_allocation: bool,
     /// The allocator's debug aids.
     debug: DebugOptions,
+    /// Releases the empty blocks the allocator keeps in the pool's heap, when the heap runs
+    /// out (see [releasing](super::block_vec#releasing)).
+    release_kept: ReleaseKept,
     dedicated: Arc<DedicatedRegistry>,
     /// The pool's own memory, for its statistics and the leak report on drop.
     observer: Observer,
@@ -219,6 +223,8 @@ pub(crate) struct PoolParent<'a> {
     pub memory_type_index: u32,
     /// The allocator's block size for that memory type, when it has one.
     pub block_size: Option<DeviceSize>,
+    /// Releases the empty blocks the allocator keeps in the pool's heap.
+    pub release_kept: ReleaseKept,
 }
 
 impl<S: Suballocator + Send + 'static> MemoryPool<S> {
@@ -286,10 +292,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
         let name = PoolName::new(pool_name(&info.name));
         let blocks = BlockVec::new(
             arenas,
-            BlockLimits {
-                min: info.min_block_count,
-                max: info.max_block_count,
-            },
+            BlockLimits::pool(info.min_block_count, info.max_block_count),
         );
         let dedicated = Arc::new(DedicatedRegistry::of_pool(name.clone()));
         let held: Arc<dyn Observe> = Arc::new(Held {
@@ -316,6 +319,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
                 device_address: parent.create_info.device_address,
                 dedicated_allocation: parent.create_info.dedicated_allocation,
                 debug: parent.create_info.debug,
+                release_kept: parent.release_kept,
                 dedicated,
                 observer: Observer::new(held, "MemoryPool", parent.create_info.debug.leak_check),
             }),
@@ -349,8 +353,8 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         size: DeviceSize,
         within_budget: bool,
     ) -> Result<MemoryObject, AllocationError> {
-        Ok(MemoryObject::allocate(
-            self.device.clone(),
+        allocate_releasing_kept(
+            &self.device,
             &MemoryObjectCreateInfo {
                 size,
                 memory_type_index: self.memory_type_index,
@@ -361,7 +365,8 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 next: self.memory_allocate_next,
                 ..Default::default()
             },
-        )?)
+            &self.release_kept,
+        )
     }
 
     /// A dedicated allocation of the pool's memory type.
@@ -372,8 +377,8 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
-        let memory = MemoryObject::allocate(
-            self.device.clone(),
+        let memory = allocate_releasing_kept(
+            &self.device,
             &MemoryObjectCreateInfo {
                 size,
                 memory_type_index: self.memory_type_index,
@@ -385,6 +390,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 next: self.memory_allocate_next,
                 ..Default::default()
             },
+            &self.release_kept,
         )?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,

@@ -46,6 +46,13 @@ use std::sync::{Arc, Weak};
 pub(crate) trait BlockMemory: Send + Sync + 'static {
     /// The size in bytes.
     fn size(&self) -> DeviceSize;
+
+    /// Whether the heap of this memory is under its budget now (usage below it, as VMA
+    /// judges it): a vector keeps more than one empty block only then (see
+    /// [releasing](super#releasing)).
+    fn heap_within_budget(&self) -> bool {
+        true
+    }
 }
 
 /// The home slot that arena 0 of a block serves, when the block has `count` arenas, is the

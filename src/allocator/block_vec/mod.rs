@@ -26,16 +26,30 @@
 //!
 //! Empty blocks are a cache of memory objects, with hysteresis. When a block becomes empty,
 //! the vector keeps its empty blocks, largest first, as long as they add up to no more than
-//! [`EMPTY_KEPT_BLOCKS`] times its largest block, and releases the rest: the next requests
-//! reuse them without a `vkAllocateMemory`. When a request finds no room anywhere, the empty
-//! blocks could not hold it either, and all of them are released before the new block is
-//! made: a cache that missed is given back, so it never adds to the memory reserved when
-//! the type is at its fullest. (On the peer benchmark's `large` workload, 40 live resources
-//! of 1-85 MiB, this took the `vkAllocateMemory` calls per run from 260 to 71 at one thread,
-//! and peak reserved / peak live from 1.24 to 1.22.) A vector never goes below its minimum
-//! block count (custom pools keep their first blocks for good). A defragmentation keeps the *smallest* empty block between
-//! its passes instead ([`Keep::Smallest`]), and releases the blocks it emptied when it ends
-//! ([`release_empty_among`](BlockVec::release_empty_among)): see
+//! [`BlockLimits::empty_kept`] times its largest block, and releases the rest: the next
+//! requests reuse them without a `vkAllocateMemory`. A default block vector keeps
+//! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth while its heap is within its budget, one block's
+//! worth past it (as VMA frees its empty block past the budget); a custom pool keeps one
+//! block (its blocks all have one size). Three rules keep the cache from costing memory
+//! when it matters:
+//!
+//! - When a request finds no room anywhere, the empty blocks could not hold it either, and
+//!   all of them are released before the new block is made: a cache that missed is given
+//!   back, so it never adds to the memory reserved when the type is at its fullest.
+//! - When a heap runs out of memory (or of budget, for a request that asked to stay within
+//!   it) while the allocator or one of its custom pools makes a memory object, the empty
+//!   blocks of every default block vector of that heap are released
+//!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
+//!   more: kept memory never makes an allocation fail.
+//! - A vector never goes below its minimum block count (custom pools keep their first
+//!   blocks for good).
+//!
+//! On the peer benchmark's `large` workload (40 live resources of 1-96 MiB, 256 MiB
+//! blocks), the cache took the `vkAllocateMemory` calls per run from 260 to 71 at one thread
+//! (VMA: 239), with peak reserved / peak live 1.22 (VMA: 1.33); keeping one block's worth
+//! instead gave 259 calls, one and a half 203. A defragmentation keeps the *smallest* empty
+//! block between its passes instead ([`Keep::Smallest`]), and releases the blocks it emptied
+//! when it ends ([`release_empty_among`](BlockVec::release_empty_among)): see
 //! [its docs](super::defrag#how-it-goes).
 
 mod block;
@@ -84,34 +98,50 @@ pub(crate) enum NewBlockError<E> {
     DoesNotFit,
 }
 
-/// The empty blocks a vector keeps add up to at most this many times its largest block (see
-/// [releasing](self#releasing)); the largest empty block always stays.
+/// The empty blocks a default block vector keeps add up to at most this many times its
+/// largest block (see [releasing](self#releasing)); a custom pool's keep one block's worth.
 pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 2;
 
 /// Which empty block [`release_empty_blocks`](BlockVec::release_empty_blocks) keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
     /// The largest, then the next largest while they add up to at most
-    /// [`EMPTY_KEPT_BLOCKS`] times the vector's largest block: the allocation path's rule (the
-    /// next allocations likely fit them).
+    /// [`BlockLimits::empty_kept`] times the vector's largest block: the allocation path's
+    /// rule (the next allocations likely fit them).
     Largest,
     /// Only the smallest: a defragmentation's, between passes (it gives back the most memory).
     Smallest,
 }
 
-/// How many blocks a vector keeps at least and holds at most.
+/// How many blocks a vector keeps at least and holds at most, and how much empty memory it
+/// keeps for reuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BlockLimits {
     pub min: usize,
     pub max: usize,
+    /// Beyond `min`, the empty blocks kept add up to at most this many times the vector's
+    /// largest block (the largest empty block always stays): see [releasing](self#releasing).
+    pub empty_kept: DeviceSize,
 }
 
 impl BlockLimits {
-    /// No minimum, no maximum: the default block vectors.
+    /// No minimum, no maximum, a cache of [`EMPTY_KEPT_BLOCKS`] blocks: the default block
+    /// vectors.
     pub(crate) const NONE: Self = Self {
         min: 0,
         max: usize::MAX,
+        empty_kept: EMPTY_KEPT_BLOCKS,
     };
+
+    /// A custom pool's: its block counts, and one block's worth of empty memory kept (its
+    /// blocks all have one size, so one empty block).
+    pub(crate) const fn pool(min: usize, max: usize) -> Self {
+        Self {
+            min,
+            max,
+            empty_kept: 1,
+        }
+    }
 }
 
 /// The blocks of one memory type or custom pool.
@@ -237,10 +267,32 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// count stays (a defragmentation gives back the blocks it emptied when it ends). Returns
     /// how many were released.
     pub(crate) fn release_empty_among(&self, among: impl Fn(&Block<S, M>) -> bool) -> usize {
-        let mut blocks = self.blocks.write();
+        Self::remove_empty(&mut self.blocks.write(), self.limits.min, among)
+    }
+
+    /// Releases every empty block beyond the minimum block count, if no other thread holds
+    /// the list now: the heap ran out of memory or budget, and the blocks kept for reuse give
+    /// theirs back (see [releasing](self#releasing)). Never waits: the caller may hold
+    /// another vector's lock while it makes a memory object, and waiting here could
+    /// deadlock with a thread doing the same the other way round. Returns how many were
+    /// released.
+    pub(crate) fn try_release_empty(&self) -> usize {
+        match self.blocks.try_write() {
+            Some(mut blocks) => Self::remove_empty(&mut blocks, self.limits.min, |_| true),
+            None => 0,
+        }
+    }
+
+    /// Removes the empty blocks of `blocks` that `among` selects, last first, as long as
+    /// `min` blocks stay. Returns how many were removed.
+    fn remove_empty(
+        blocks: &mut sharded::ShardedWrite<'_, Block<S, M>>,
+        min: usize,
+        among: impl Fn(&Block<S, M>) -> bool,
+    ) -> usize {
         let mut released = 0;
         let mut i = blocks.items().len();
-        while i > 0 && blocks.items().len() > self.limits.min {
+        while i > 0 && blocks.items().len() > min {
             i -= 1;
             let b = &blocks.items()[i];
             if among(b) && b.is_empty() {
@@ -499,14 +551,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         // The empty blocks kept for reuse could not hold this request: give them back before
         // asking for more memory (see [releasing](self#releasing)).
-        let mut i = blocks.items().len();
-        while i > 0 && blocks.items().len() > self.limits.min {
-            i -= 1;
-            if blocks.items()[i].is_empty() {
-                // As in `release_empty_blocks`: no allocation holds it, so this drops it.
-                blocks.remove(i);
-            }
-        }
+        Self::remove_empty(&mut blocks, self.limits.min, |_| true);
         let held = self.owned(blocks.items().len());
         if held >= self.limits.max {
             return Err(NewBlockError::Full {
@@ -594,7 +639,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// under `keep`'s rule, in no particular order.
     ///
     /// [`release_empty_blocks`]: Self::release_empty_blocks
-    fn empty_to_release(blocks: &[Block<S, M>], keep: Keep) -> smallvec::SmallVec<[usize; 4]> {
+    fn empty_to_release(
+        blocks: &[Block<S, M>],
+        keep: Keep,
+        empty_kept: DeviceSize,
+    ) -> smallvec::SmallVec<[usize; 4]> {
         let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
             .iter()
             .enumerate()
@@ -607,11 +656,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let size = |i: usize| blocks[i].memory().size();
         match keep {
             Keep::Largest => {
-                // Largest first; keep them while they add up to no more than the largest
-                // block of the vector.
+                // Largest first; keep them while they add up to no more than `empty_kept`
+                // times the largest block of the vector, and only the largest while the heap
+                // is past its budget.
                 empty.sort_by_key(|&i| std::cmp::Reverse(size(i)));
                 let cap = blocks.iter().map(|b| b.memory().size()).max().unwrap_or(0);
-                let cap = cap.saturating_mul(EMPTY_KEPT_BLOCKS);
+                let cap = if empty_kept > 1 && blocks[empty[0]].memory().heap_within_budget() {
+                    cap.saturating_mul(empty_kept)
+                } else {
+                    cap
+                };
                 let mut total = size(empty[0]);
                 let mut kept = 1;
                 while kept < empty.len() && total.saturating_add(size(empty[kept])) <= cap {
@@ -638,13 +692,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let blocks = self.blocks.read();
             if blocks.len() <= self.limits.min
                 || blocks.iter().filter(|b| b.is_empty()).nth(1).is_none()
-                || Self::empty_to_release(&blocks, keep).is_empty()
+                || Self::empty_to_release(&blocks, keep, self.limits.empty_kept).is_empty()
             {
                 return 0;
             }
         }
         let mut blocks = self.blocks.write();
-        let mut release = Self::empty_to_release(blocks.items(), keep);
+        let mut release = Self::empty_to_release(blocks.items(), keep, self.limits.empty_kept);
         release.truncate(blocks.items().len().saturating_sub(self.limits.min));
         release.sort_unstable_by(|a, b| b.cmp(a));
         let released = release.len();

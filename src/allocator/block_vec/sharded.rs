@@ -77,6 +77,17 @@ impl<T: Clone> ShardedList<T> {
             guards: self.copies.iter().map(|c| c.0.write()).collect(),
         }
     }
+
+    /// Exclusive access to all copies if no other thread holds any of them now; never
+    /// waits (the copies taken so far are let go again on a miss).
+    pub(crate) fn try_write(&self) -> Option<ShardedWrite<'_, T>> {
+        let guards = self
+            .copies
+            .iter()
+            .map(|c| c.0.try_write())
+            .collect::<Option<Vec<_>>>()?;
+        Some(ShardedWrite { guards })
+    }
 }
 
 /// All copies, locked for writing; changes apply to every copy.
@@ -108,6 +119,20 @@ impl<T: Clone> ShardedWrite<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_write_never_waits_and_takes_every_copy() {
+        let list = ShardedList::<u32>::new();
+        {
+            let _reader = list.read();
+            assert!(list.try_write().is_none(), "a reader holds a copy");
+        }
+        let mut all = list.try_write().expect("nobody holds the list");
+        all.push(7);
+        assert!(list.try_write().is_none(), "a writer holds every copy");
+        drop(all);
+        assert_eq!(*list.read(), [7]);
+    }
 
     #[test]
     fn copies_stay_identical_and_every_thread_sees_the_writes() {

@@ -99,7 +99,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         let home_slots = self.vec.home_slots();
         self.vec.allocate_in_new_block(
             fit,
-            |held| new_block_size(self.preferred, true, held, 0, min),
+            |held| new_block_size(self.preferred, true, held, 0, min, min),
             |size, largest| ArenaLayout::choose(size, min, largest, self.granularity, home_slots),
             |size| self.make(size),
             &wrap,
@@ -181,7 +181,7 @@ fn blocks_grow_and_empty_blocks_stay_up_to_two_of_the_largest() {
 
 #[test]
 fn limits_hold_and_failed_memory_leaves_nothing_behind() {
-    let limits = BlockLimits { min: 2, max: 3 };
+    let limits = BlockLimits::pool(2, 3);
     let h = Harness::<FreeListAllocator>::new(1, limits, 4 * MIB, 1);
     for _ in 0..2 {
         h.vec
@@ -387,7 +387,7 @@ fn check_model<S: Suballocator + Send + 'static>(
         assert!(ids.contains(&id), "a live range in a released block");
     }
     // Every memory object is a block of the vector, and the empty blocks kept beyond the
-    // minimum add up to at most `EMPTY_KEPT_BLOCKS` of the largest block.
+    // minimum add up to at most `limits.empty_kept` of the largest block.
     assert_eq!(
         h.live_memory.load(Ordering::SeqCst),
         ids.len(),
@@ -403,7 +403,7 @@ fn check_model<S: Suballocator + Send + 'static>(
     assert!(
         h.empty_blocks() <= 1
             || ids.len() <= limits.min
-            || empty_bytes <= largest * super::EMPTY_KEPT_BLOCKS,
+            || empty_bytes <= largest * limits.empty_kept,
         "{} empty blocks ({empty_bytes} bytes) of {}",
         h.empty_blocks(),
         ids.len()
@@ -498,7 +498,7 @@ proptest! {
         min in 0usize..3,
         extra in 1usize..4,
     ) {
-        random_run::<FreeListAllocator>(&ops, 1, BlockLimits { min, max: min + extra }, 1);
+        random_run::<FreeListAllocator>(&ops, 1, BlockLimits::pool(min, min + extra), 1);
     }
 }
 

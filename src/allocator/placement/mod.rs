@@ -482,17 +482,22 @@ impl Ladder {
 
 /// The size of a new block: attempt `attempt` (see [`Step::NewBlock`]) for a pool that holds
 /// `held` blocks, with `preferred` bytes as its block size, growing when `grow` is set; the
-/// block must be at least `min_size` bytes (the smallest region that holds the request).
+/// block must be at least `min_size` bytes (the smallest region that holds the request of
+/// `request` bytes: more than the request with a pool suballocator's slots, say).
 /// `None` when halving would go below `min_size`.
+///
+/// Whether the request is sizable is the request's own size: a suballocator whose regions
+/// are larger than an eighth of a block still gets full blocks for small requests.
 pub(crate) fn new_block_size(
     preferred: DeviceSize,
     grow: bool,
     held: usize,
     attempt: u32,
     min_size: DeviceSize,
+    request: DeviceSize,
 ) -> Option<DeviceSize> {
     let mut size = preferred.max(min_size);
-    if grow && min_size > sizable_threshold(preferred) {
+    if grow && request > sizable_threshold(preferred) {
         size = sizable_block_size(preferred, min_size);
     } else if grow {
         let shift = (GROW_STEPS as usize).saturating_sub(held) as u32;

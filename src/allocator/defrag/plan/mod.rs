@@ -400,7 +400,10 @@ impl<P: Picture> Planner<'_, P> {
                     b != source && !self.set_aside[b],
                     "reservation in block {b}"
                 );
-                self.picture.place(c, b).0.map(|t| (b, t))
+                // What the block says of itself is kept, as after any place.
+                let (placed, largest_free) = self.picture.place(c, b);
+                self.largest_free[b] = largest_free;
+                placed.map(|t| (b, t))
             }
             None => self.place_one(c, source, |_, _| true),
         }

@@ -265,7 +265,13 @@ fn run(
                     assert_eq!(candidates[c].reserved, Some(rb));
                     claimed.borrow_mut()[rb] += 1;
                     if b == rb {
-                        let largest = model_blocks.borrow()[b].sub.largest_free_range();
+                        let sub = &model_blocks.borrow()[b].sub;
+                        // As below: without the hints, the bound stays the block's size.
+                        let largest = if hints {
+                            sub.largest_free_range()
+                        } else {
+                            sub.region_size()
+                        };
                         // What the planner is told now bounds what it may ask next.
                         bounds.borrow_mut()[b] = largest;
                         return (Some(tagged(r, b)), largest);

@@ -1,0 +1,208 @@
+//! The empty blocks that a default block vector keeps for reuse (up to twice its largest
+//! block) never cost the application an allocation: when a heap runs out, for the allocator
+//! or one of its custom pools, the kept blocks of every memory type of that heap give their
+//! memory back and the request is tried again. A custom pool keeps one empty block, as
+//! before.
+
+mod common;
+mod support;
+
+use ash_memory::*;
+use support::{GpuLayout, Sim, SimFeatures, MIB};
+
+const HEAP: u64 = 128 * MIB;
+const BLOCK: u64 = 16 * MIB;
+
+/// The NVIDIA layout with a small host heap: two memory types (1 and 2) share heap 1.
+fn small_host_heap() -> GpuLayout {
+    let mut layout = GpuLayout::nvidia_discrete();
+    layout.heaps[1].0 = HEAP;
+    layout
+}
+
+fn allocator(sim: &Sim) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        sim.memory_device(),
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: BlockSizeThresholds::uniform(BLOCK).unwrap(),
+            grow_blocks: false,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn allocate(allocator: &StandardMemoryAllocator, ty: u32) -> Result<MemoryAlloc, AllocationError> {
+    allocator.allocate_from_type(
+        ty,
+        DeviceLayout::from_size_alignment(MIB, 256).unwrap(),
+        AllocationType::Linear,
+        &AllocationCreateInfo::default(),
+    )
+}
+
+#[test]
+fn kept_empty_blocks_give_their_memory_back_when_the_heap_runs_out() {
+    let sim = Sim::new(small_host_heap());
+    let layout = small_host_heap();
+    assert_eq!((layout.types[1].1, layout.types[2].1), (1, 1), "one heap");
+    {
+        let allocator = allocator(&sim);
+        // Memory type 1: two blocks' worth, then freed. Both blocks stay, empty, for reuse.
+        let held: Vec<_> = (0..2 * BLOCK / MIB)
+            .map(|_| allocate(&allocator, 1).unwrap())
+            .collect();
+        assert_eq!(allocator.block_count(1), 2);
+        drop(held);
+        assert_eq!(allocator.block_count(1), 2, "two empty blocks kept");
+        assert_eq!(sim.state.heap_used(1), 2 * BLOCK);
+
+        // Memory type 2 takes the whole heap: when it runs out, type 1's kept blocks are
+        // released and the block is made after all.
+        let mut other = Vec::new();
+        let error = loop {
+            match allocate(&allocator, 2) {
+                Ok(a) => other.push(a),
+                Err(e) => break e,
+            }
+            assert!(other.len() as u64 <= HEAP / MIB, "more than the heap");
+        };
+        assert_eq!(error, AllocationError::OutOfDeviceMemory);
+        assert_eq!(allocator.block_count(1), 0, "the kept blocks were released");
+        assert_eq!(
+            other.len() as u64 * MIB,
+            HEAP,
+            "type 2 got the whole heap, the kept blocks' share included"
+        );
+        assert_eq!(sim.state.heap_used(1), HEAP);
+
+        // Freed, type 2 keeps two empty blocks; type 1 then gets them back the same way.
+        drop(other);
+        assert_eq!(allocator.block_count(2), 2);
+        let again: Vec<_> = (0..HEAP / MIB)
+            .map(|_| allocate(&allocator, 1).unwrap())
+            .collect();
+        assert_eq!(allocator.block_count(2), 0);
+        drop(again);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn a_custom_pool_keeps_one_empty_block_and_default_vectors_two() {
+    let sim = Sim::new(small_host_heap());
+    {
+        let allocator = allocator(&sim);
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(1),
+                block_size: BLOCK,
+                ..Default::default()
+            })
+            .unwrap();
+        let info = AllocationCreateInfo::default();
+        let requirements = AllocationRequirements {
+            layout: DeviceLayout::from_size_alignment(MIB, 256).unwrap(),
+            memory_type_bits: 1 << 1,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let held: Vec<_> = (0..3 * BLOCK / MIB)
+            .map(|_| {
+                pool.allocate(requirements, AllocationType::Linear, &info, None)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pool.statistics().total.block_count, 3);
+        drop(held);
+        assert_eq!(
+            pool.statistics().total.block_count,
+            1,
+            "one empty block kept"
+        );
+
+        let held: Vec<_> = (0..3 * BLOCK / MIB)
+            .map(|_| allocate(&allocator, 2).unwrap())
+            .collect();
+        assert_eq!(allocator.block_count(2), 3);
+        drop(held);
+        assert_eq!(allocator.block_count(2), 2, "two empty blocks kept");
+        drop(pool);
+        // The pool's block went with it; the allocator's two stay until it is dropped.
+        assert_eq!(sim.state.heap_used(1), 2 * BLOCK);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn a_custom_pool_gets_the_memory_that_the_allocator_kept() {
+    let sim = Sim::new(small_host_heap());
+    {
+        let allocator = allocator(&sim);
+        let held: Vec<_> = (0..2 * BLOCK / MIB)
+            .map(|_| allocate(&allocator, 1).unwrap())
+            .collect();
+        drop(held);
+        assert_eq!(allocator.block_count(1), 2, "two empty blocks kept");
+        // A pool of the other memory type of the heap whose first block needs all but one
+        // block of the heap: made once the allocator's kept blocks are given back.
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(2),
+                block_size: HEAP - BLOCK,
+                min_block_count: 1,
+                ..Default::default()
+            })
+            .expect("the kept blocks give the pool room");
+        assert_eq!(allocator.block_count(1), 0, "the kept blocks were released");
+        assert_eq!(sim.state.heap_used(1), HEAP - BLOCK);
+        // Without anything kept to give back, the heap's limit stands.
+        let more = allocator.create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(1),
+            block_size: 2 * BLOCK,
+            min_block_count: 1,
+            ..Default::default()
+        });
+        assert_eq!(more.err(), Some(AllocationError::OutOfDeviceMemory));
+        drop(pool);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn past_the_budget_one_empty_block_is_kept() {
+    let features = SimFeatures {
+        memory_budget: true,
+        ..Default::default()
+    };
+    let sim = Sim::with_features(small_host_heap(), features);
+    {
+        let allocator = StandardMemoryAllocator::new(
+            sim.memory_device_claimed(),
+            GenericMemoryAllocatorCreateInfo {
+                block_sizes: BlockSizeThresholds::uniform(BLOCK).unwrap(),
+                grow_blocks: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        sim.state.set_heap_budget(1, HEAP);
+        for (other, kept) in [(0, 2), (HEAP - 2 * BLOCK, 1)] {
+            // The rest of the process uses `other` bytes of the heap: with three blocks of
+            // this allocator's, the heap is past its budget in the second round.
+            sim.state.set_other_usage(1, other);
+            let held: Vec<_> = (0..3 * BLOCK / MIB)
+                .map(|_| allocate(&allocator, 1).unwrap())
+                .collect();
+            assert_eq!(allocator.block_count(1), 3);
+            drop(held);
+            assert_eq!(
+                allocator.block_count(1),
+                kept,
+                "{other} bytes used by others"
+            );
+        }
+        sim.state.set_other_usage(1, 0);
+    }
+    sim.assert_nothing_allocated();
+}
