@@ -34,7 +34,6 @@ use ash::vk;
 use std::any::Any;
 use std::backtrace::Backtrace;
 use std::fmt::Debug;
-use std::num::NonZeroU64;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -132,6 +131,10 @@ pub enum MemoryAccessError {
 }
 
 /// A range of device memory owned by the user. Dropping it frees the range.
+// In this order, whole words: the allocation type last, so that the word a result's
+// `Ok`/`Some` is told by is the last one moved, and every layer of the allocate path copies
+// an allocation in the same pieces (a piece read across two differently cut writes stalls).
+#[repr(C)]
 pub struct MemoryAlloc {
     owner: Owner,
     offset: DeviceSize,
@@ -144,27 +147,33 @@ pub struct MemoryAlloc {
 /// padding. An allocation is moved by value through every layer of the allocate path; with a
 /// one-byte field, each move copied the seven padding bytes after it as two overlapping
 /// four-byte pieces, and the next move's read of them stalled on store forwarding (peers
-/// bench: about 5% of a small allocate+free). Never zero, so that an `Option<MemoryAlloc>`
-/// is no larger than the allocation.
+/// bench: about 5% of a small allocate+free). Its invalid values are the niche of
+/// `Option<MemoryAlloc>` and of `Result<MemoryAlloc, _>` (no larger than the allocation),
+/// and it is the allocation's last word (see [`MemoryAlloc`]).
 #[derive(Clone, Copy)]
-struct TypeWord(NonZeroU64);
+#[repr(u64)]
+enum TypeWord {
+    Unknown = 1,
+    Linear = 2,
+    NonLinear = 3,
+}
 
 impl TypeWord {
     #[inline]
     fn new(allocation_type: AllocationType) -> Self {
-        Self(match allocation_type {
-            AllocationType::Unknown => NonZeroU64::MIN,
-            AllocationType::Linear => NonZeroU64::MIN.saturating_add(1),
-            AllocationType::NonLinear => NonZeroU64::MIN.saturating_add(2),
-        })
+        match allocation_type {
+            AllocationType::Unknown => Self::Unknown,
+            AllocationType::Linear => Self::Linear,
+            AllocationType::NonLinear => Self::NonLinear,
+        }
     }
 
     #[inline]
     fn get(self) -> AllocationType {
-        match self.0.get() {
-            2 => AllocationType::Linear,
-            3 => AllocationType::NonLinear,
-            _ => AllocationType::Unknown,
+        match self {
+            Self::Unknown => AllocationType::Unknown,
+            Self::Linear => AllocationType::Linear,
+            Self::NonLinear => AllocationType::NonLinear,
         }
     }
 }

@@ -826,5 +826,9 @@ mod tests {
             std::mem::size_of::<Option<MemoryAlloc>>(),
             std::mem::size_of::<MemoryAlloc>()
         );
+        assert_eq!(
+            std::mem::size_of::<Result<MemoryAlloc, AllocationError>>(),
+            std::mem::size_of::<MemoryAlloc>()
+        );
     }
 }
