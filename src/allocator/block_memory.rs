@@ -4,8 +4,10 @@
 //! [`BlockMemory`] trait, so that their tests run on a stand-in.
 
 use super::block_vec::{Arena, BlockMemory, BlockVec};
+use super::AllocationError;
 use crate::allocation::{AllocationMeta, BlockOwner, BlockRef};
-use crate::device_memory::MemoryObject;
+use crate::device::MemoryDevice;
+use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
 use crate::layout::DeviceSize;
 use crate::suballocator::{Suballocation, Suballocator};
 use std::sync::Arc;
@@ -55,5 +57,27 @@ pub(crate) fn block_ref<S: Suballocator + Send + 'static>(
         BlockRef::first(arena)
     } else {
         BlockRef::another(arena)
+    }
+}
+
+/// Releases the empty blocks kept for reuse in a heap (see
+/// [releasing](super::block_vec#releasing)); returns how many it released.
+pub(super) type ReleaseKept = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// A memory object made from `info`. When its heap is out of memory or of budget, `release`
+/// gives back the empty blocks kept for reuse in that heap, and the allocation is tried once
+/// more if any were released: kept memory never makes an allocation fail.
+pub(super) fn allocate_releasing_kept(
+    device: &Arc<MemoryDevice>,
+    info: &MemoryObjectCreateInfo,
+    release: impl Fn() -> usize,
+) -> Result<MemoryObject, AllocationError> {
+    match MemoryObject::allocate(device.clone(), info) {
+        Err(MemoryObjectError::OutOfDeviceMemory | MemoryObjectError::Budget(_))
+            if release() > 0 =>
+        {
+            Ok(MemoryObject::allocate(device.clone(), info)?)
+        }
+        made => Ok(made?),
     }
 }

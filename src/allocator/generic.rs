@@ -2,7 +2,7 @@
 //! by the [placement policy](super::placement).
 
 use self::hot::HotFacts;
-use super::block_memory::DeviceBlockVec;
+use super::block_memory::{allocate_releasing_kept, DeviceBlockVec, ReleaseKept};
 use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
 use super::dedicated::DedicatedRegistry;
@@ -23,7 +23,7 @@ use crate::allocation::{AllocationMeta, MemoryAlloc};
 use crate::corruption::{CorruptionError, CorruptionReport};
 use crate::device::{mask_of_count, MemoryDevice};
 use crate::device_memory::{
-    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
+    DedicatedAllocation, ExportHandleTypes, MemoryObject, MemoryObjectCreateInfo,
 };
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
@@ -715,28 +715,6 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
             dedicated,
             create_info,
         )
-    }
-}
-
-/// Releases the empty blocks kept for reuse in a heap (see
-/// [releasing](super::block_vec#releasing)); returns how many it released.
-pub(super) type ReleaseKept = Box<dyn Fn() -> usize + Send + Sync>;
-
-/// A memory object made from `info`. When its heap is out of memory or of budget, `release`
-/// gives back the empty blocks kept for reuse in that heap, and the allocation is tried once
-/// more if any were released: kept memory never makes an allocation fail.
-pub(super) fn allocate_releasing_kept(
-    device: &Arc<MemoryDevice>,
-    info: &MemoryObjectCreateInfo,
-    release: impl Fn() -> usize,
-) -> Result<MemoryObject, AllocationError> {
-    match MemoryObject::allocate(device.clone(), info) {
-        Err(MemoryObjectError::OutOfDeviceMemory | MemoryObjectError::Budget(_))
-            if release() > 0 =>
-        {
-            Ok(MemoryObject::allocate(device.clone(), info)?)
-        }
-        made => Ok(made?),
     }
 }
 

@@ -35,14 +35,13 @@
 //! allocations keep their blocks alive and free them when they are dropped. The drop logs
 //! them, like the allocator's leak report (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
 
-use super::block_memory::DeviceBlockVec;
+use super::block_memory::{allocate_releasing_kept, DeviceBlockVec, ReleaseKept};
 use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
 use super::config::GenericMemoryAllocatorCreateInfo;
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
 use super::execute::{self, MemorySource, Placing, Vector};
-use super::generic::{allocate_releasing_kept, ReleaseKept};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
 use super::observe::{Held, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};

@@ -64,14 +64,15 @@
 //! block size) is the request rounded up to a multiple of
 //! 1/[`SIZABLE_BLOCK_GRANULE_DIVISOR`] of the block size (8 MiB for 256 MiB blocks), when
 //! blocks grow (the default pools with `grow_blocks`; a custom pool's blocks all have its
-//! size). The rule sees the smallest region that holds the request: with a pool
-//! suballocator whose slots are larger than an eighth of a block, each new block is one
-//! slot. Such a request arrives when no block has room, that is when the type's memory is
-//! at its fullest, and a full block made for it would reserve up to eight times its size
-//! right then. Unlike a dedicated allocation, the block stays in the vector when it empties,
-//! as a cache of memory objects (see
-//! [releasing](super::block_vec#releasing)): the next requests of its size or smaller reuse
-//! it without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40
+//! size). Whether a request is sizable is judged on its own size, not on the region that
+//! holds it: with a pool suballocator whose slots are larger than an eighth of a block, a
+//! small request still gets a block of several slots. Such a request arrives when no block
+//! has room, that is when the type's memory is at its fullest, and a full block made for it
+//! would reserve up to eight times its size right then. Unlike a dedicated allocation, the
+//! block stays in the vector when it empties, as a cache of memory objects (a default block
+//! vector keeps empty blocks up to twice its largest block while its heap is under budget,
+//! and gives them back when a request misses them or the heap runs out): the next requests
+//! of its size or smaller reuse it without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40
 //! live resources of 1-85 MiB, 256 MiB blocks, lavapipe), `vkAllocateMemory` calls per run
 //! and peak reserved / peak live at one thread: full blocks 68 and 1.37; a dedicated
 //! allocation for a sizable request that no block has room for 260 and 1.24 (VMA: 239 and
