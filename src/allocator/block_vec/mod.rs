@@ -434,16 +434,24 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         type Candidate<'a, S, M> = (DeviceSize, &'a Arc<Arena<S, M>>);
         // The common case in one walk, with no list and no sort: the arena the sorted search
         // below would try first (the first of the smallest hints), if it is free and fits.
-        let mut first: Option<Candidate<'_, S, M>> = None;
-        for arena in blocks.iter().flat_map(|b| b.arenas()) {
-            if arena.may_fit(fit.layout, fit.allocation_type) {
+        // Plain nested loops (a flat map's state checks cost more than the test per arena),
+        // and the cheap hint comparisons before the full `may_fit`.
+        let size = fit.layout.size();
+        let mut first: Option<&Arc<Arena<S, M>>> = None;
+        let mut best = DeviceSize::MAX;
+        for block in blocks {
+            for arena in block.arenas() {
                 let hint = arena.largest_free_hint();
-                if first.is_none_or(|(best, _)| hint < best) {
-                    first = Some((hint, arena));
+                if hint >= size
+                    && (first.is_none() || hint < best)
+                    && arena.may_fit(fit.layout, fit.allocation_type)
+                {
+                    best = hint;
+                    first = Some(arena);
                 }
             }
         }
-        let Some((_, first)) = first else {
+        let Some(first) = first else {
             return Ok(None);
         };
         match first.try_allocate(
