@@ -318,10 +318,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let max_bytes = self.info.max_bytes_per_pass;
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
+        // Room for every registered allocation of the vector's blocks, made once below (a
+        // walk's pushes would grow the vectors by copies).
+        let mut room = 0;
         states.extend(blocks.iter().enumerate().map(|(bi, b)| {
             let memory = b.memory().handle();
             let size = b.memory().size();
             let live = size.saturating_sub(b.free_size());
+            let listed = registry.listed(memory);
+            room += listed.map_or(0, |l| l.entries.len());
             BlockState {
                 size,
                 live,
@@ -334,12 +339,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .get(&memory)
                     .filter(|l| l.0 == live)
                     .map(|l| l.1)
-                    .or_else(|| {
-                        registry
-                            .listed(memory)
-                            .map(|l| l.largest_need)
-                            .filter(|&l| l <= max_bytes)
-                    }),
+                    .or_else(|| listed.map(|l| l.largest_need).filter(|&l| l <= max_bytes)),
                 all_movable: false,
                 candidates: Vec::new(),
                 draining: bi >= searched,
@@ -347,12 +347,6 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 walked: false,
             }
         }));
-        // Room for every registered allocation of the vector's blocks, made once (a walk's
-        // pushes would grow the vectors by copies).
-        let room: usize = blocks
-            .iter()
-            .map(|b| registry.entries(b.memory().handle()).len())
-            .sum();
         let mut found = std::mem::take(&mut self.found_scratch);
         found.clear();
         found.reserve(room);

@@ -166,20 +166,30 @@ struct Destinations {
 impl Destinations {
     #[cfg(test)]
     fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
-        Self::in_buffers(blocks, live, Vec::new(), Vec::new(), Vec::new())
+        Self::in_buffers(
+            blocks,
+            live,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            &mut Vec::new(),
+        )
     }
 
-    /// As [`new`](Self::new), in the given vectors (their contents are dropped).
+    /// As [`new`](Self::new), in the given vectors (their contents are dropped); `keys` is
+    /// room for the sort's keys.
     fn in_buffers(
         blocks: &[BlockState],
         live: &[DeviceSize],
         mut order: Vec<usize>,
         mut at: Vec<usize>,
         mut free: Vec<DeviceSize>,
+        keys: &mut Vec<u64>,
     ) -> Self {
         refill(&mut free, blocks.iter().zip(live).map(|(b, &l)| b.free(l)));
         refill(&mut order, 0..blocks.len());
-        order.sort_unstable_by_key(|&b| (free[b], b));
+        let most = free.iter().copied().max().unwrap_or(0);
+        sort_by_fields(&mut order, keys, [most], |b| [free[b]]);
         refill(&mut at, std::iter::repeat_n(0, blocks.len()));
         for (i, &b) in order.iter().enumerate() {
             at[b] = i;
@@ -190,6 +200,28 @@ impl Destinations {
     /// Whether block `a` comes before block `b`: fewer free bytes, then lower index.
     fn tighter(&self, a: usize, b: usize) -> bool {
         (self.free[a], a) < (self.free[b], b)
+    }
+
+    /// Where the first block with at least `size` free bytes is in the order (every block
+    /// before it has fewer: none of them can take an allocation of `size` bytes). A search
+    /// that gallops from the front: few blocks are usually that tight.
+    #[inline]
+    fn first_with(&self, size: DeviceSize) -> usize {
+        let tight = |i: usize| self.free[self.order[i]] < size;
+        let n = self.order.len();
+        if n == 0 || !tight(0) {
+            return 0;
+        }
+        // `tight(lo)` holds; find the first `hi` where it does not (or the end).
+        let mut lo = 0;
+        let mut step = 1;
+        while lo + step < n && tight(lo + step) {
+            lo += step;
+            step *= 2;
+        }
+        let hi = (lo + step).min(n);
+        lo + 1
+            + self.order[lo + 1..hi].partition_point(|&b| self.free[b] < size)
     }
 
     /// Moves block `b` to its place after its live bytes changed: a step at a time towards
@@ -217,6 +249,53 @@ fn refill<T>(v: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
     v.extend(items);
 }
 
+/// Sorts the distinct indices `order` by `fields(i)`, compared field by field, then by the
+/// index; `most[k]` is at least every value of field `k`. The sort is on every pass over
+/// every block: when the fields and the index fit in 64 bits together (each field in the
+/// bits its `most` needs), as they do for blocks of up to a few GiB, it sorts those packed
+/// integers in `keys`, not indices looked up at each comparison; otherwise it compares the
+/// fields.
+fn sort_by_fields<const K: usize>(
+    order: &mut [usize],
+    keys: &mut Vec<u64>,
+    most: [u64; K],
+    fields: impl Fn(usize) -> [u64; K],
+) {
+    let bits = |v: u64| u64::BITS - v.leading_zeros();
+    let widths = most.map(bits);
+    let index_bits = bits(order.iter().copied().max().unwrap_or(0) as u64);
+    let total = widths.iter().sum::<u32>() + index_bits;
+    if total > u64::BITS {
+        order.sort_unstable_by_key(|&i| (fields(i), i));
+        return;
+    }
+    // Field `k` goes above the fields after it and the index: each shift is below 64 for a
+    // field with any bits (the widths and the index's bits add up to at most 64).
+    let mut shifts = [0; K];
+    let mut below = index_bits;
+    for k in (0..K).rev() {
+        shifts[k] = below;
+        below += widths[k];
+    }
+    let pack = |i: usize| {
+        let f = fields(i);
+        debug_assert!(f.iter().zip(&most).all(|(v, m)| v <= m), "a field above its most");
+        let mut key = i as u64;
+        for k in 0..K {
+            if widths[k] > 0 {
+                key |= f[k] << shifts[k];
+            }
+        }
+        key
+    };
+    refill(keys, order.iter().map(|&i| pack(i)));
+    keys.sort_unstable();
+    let mask = 1u64.checked_shl(index_bits).unwrap_or(0).wrapping_sub(1);
+    for (i, &k) in order.iter_mut().zip(keys.iter()) {
+        *i = (k & mask) as usize;
+    }
+}
+
 /// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
 /// over in tens of microseconds, and fresh heap memory for each of its vectors was a good part
 /// of that.
@@ -233,6 +312,7 @@ pub(crate) struct Scratch {
     free: Vec<DeviceSize>,
     sources: Vec<usize>,
     keys: Vec<u64>,
+    block_keys: Vec<u64>,
 }
 
 /// The blocks as the planner works through them: what it asks of the allocator (or of a
@@ -283,16 +363,51 @@ struct Planner<'a, P: Picture> {
     sources: Vec<usize>,
     /// The keys of a sort of candidates.
     keys: Vec<u64>,
+    /// The keys of a sort of blocks.
+    block_keys: Vec<u64>,
+    /// The free bytes of the blocks that may receive (not set aside, not empty): what
+    /// [`room`](Self::room) counts, kept as `live` and `set_aside` change.
+    room: u128,
     out: MovePlan<P::Made>,
 }
 
 impl<P: Picture> Planner<'_, P> {
     /// The free bytes of the blocks that may receive from `source`.
-    fn room(&self, source: usize) -> DeviceSize {
-        (0..self.blocks.len())
-            .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
-            .map(|b| self.blocks[b].free(self.live[b]))
-            .sum()
+    fn room(&self, source: usize) -> u128 {
+        self.room - self.room_of(source)
+    }
+
+    /// What block `b` adds to [`room`](Self::room): its free bytes while it may receive.
+    #[inline(always)]
+    fn room_of(&self, b: usize) -> u128 {
+        if self.set_aside[b] || self.live[b] == 0 {
+            0
+        } else {
+            u128::from(self.blocks[b].free(self.live[b]))
+        }
+    }
+
+    /// Sets block `b`'s live bytes (keeping [`room`](Self::room)).
+    fn set_live(&mut self, b: usize, live: DeviceSize) {
+        let old = std::mem::replace(&mut self.live[b], live);
+        if !self.set_aside[b] {
+            let size = self.blocks[b].size;
+            let free = |l: DeviceSize| {
+                if l == 0 {
+                    0
+                } else {
+                    u128::from(size.saturating_sub(l))
+                }
+            };
+            self.room = self.room - free(old) + free(live);
+        }
+    }
+
+    /// Sets whether block `b` is set aside (keeping [`room`](Self::room)).
+    fn mark_aside(&mut self, b: usize, on: bool) {
+        self.room -= self.room_of(b);
+        self.set_aside[b] = on;
+        self.room += self.room_of(b);
     }
 
     /// Whether every live allocation of block `b` may move, and its candidates (walking the
@@ -326,32 +441,18 @@ impl<P: Picture> Planner<'_, P> {
 
     /// Sorts candidates largest first, then by index.
     fn sort(&mut self, c: &mut [usize]) {
-        // The sort is on every source tried: it sorts plain integers, the size's complement
-        // above the index, not indices looked up at each comparison; in one `u64` when both
-        // fit (sizes below 2^(64 - the index's bits)), else in a `u128`.
-        let key = |c: usize| (u128::from(!self.candidates[c].size) << 64) | c as u128;
+        let candidates = &*self.candidates;
+        let size = |c: usize| candidates[c].size;
         // A drain's record hands its candidates over in this order already.
-        if c.windows(2).all(|w| key(w[0]) < key(w[1])) {
+        if c
+            .windows(2)
+            .all(|w| (size(w[1]), w[0]) < (size(w[0]), w[1]))
+        {
             return;
         }
-        let index_bits = usize::BITS - self.candidates.len().leading_zeros();
-        let top = u64::MAX >> index_bits;
-        if c.iter().all(|&c| self.candidates[c].size <= top) {
-            let mut keys = std::mem::take(&mut self.keys);
-            refill(
-                &mut keys,
-                c.iter()
-                    .map(|&c| ((top - self.candidates[c].size) << index_bits) | c as u64),
-            );
-            keys.sort_unstable();
-            let mask = (1u64 << index_bits) - 1;
-            for (c, &k) in c.iter_mut().zip(&keys) {
-                *c = (k & mask) as usize;
-            }
-            self.keys = keys;
-        } else {
-            c.sort_unstable_by_key(|&c| key(c));
-        }
+        // The same sort as the blocks' (one sort's code to keep warm, not one per order).
+        let most = c.iter().map(|&c| size(c)).max().unwrap_or(0);
+        sort_by_fields(c, &mut self.keys, [most], |c| [most - size(c)]);
     }
 
     /// Puts candidate `c` of block `source` in the first destination that takes it, among
@@ -365,7 +466,8 @@ impl<P: Picture> Planner<'_, P> {
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
     ) -> Option<(usize, P::Made)> {
         let size = self.candidates[c].size;
-        let found = self.destinations.order.iter().find_map(|&b| {
+        let from = self.destinations.first_with(size);
+        let found = self.destinations.order[from..].iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
             // cheap test first: most tries in the tightest blocks end here).
             if b == source
@@ -383,7 +485,7 @@ impl<P: Picture> Planner<'_, P> {
             self.largest_free[b] = largest_free;
             placed.map(|t| (b, t))
         })?;
-        self.live[found.0] += size;
+        self.set_live(found.0, self.live[found.0] + size);
         self.destinations.update(self.blocks, &self.live, found.0);
         Some(found)
     }
@@ -410,7 +512,7 @@ impl<P: Picture> Planner<'_, P> {
     fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
         // Saturating: what a candidate holds in its own block is only an estimate of what
         // its destination holds (the padding differs).
-        self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
+        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].size));
         self.destinations.update(self.blocks, &self.live, b);
         self.picture.undo(t);
         self.largest_free[b] = self.blocks[b].size;
@@ -428,7 +530,7 @@ impl<P: Picture> Planner<'_, P> {
     /// Stops emptying or draining `source`: back into the search.
     fn give_up(&mut self, source: usize) {
         if self.set_aside[source] {
-            self.set_aside[source] = false;
+            self.mark_aside(source, false);
             self.picture.set_aside(source, false);
         }
     }
@@ -440,15 +542,21 @@ impl<P: Picture> Planner<'_, P> {
         let mut order = std::mem::take(&mut self.sources);
         refill(&mut order, 0..blocks.len());
         // Blocks being drained first, then the most free bytes first, then the fewest live.
-        order.sort_unstable_by_key(|&b| {
-            let block = &blocks[b];
-            (
-                !block.draining,
-                std::cmp::Reverse(block.free(block.live)),
-                block.live,
-                b,
-            )
-        });
+        let most_free = blocks.iter().map(|b| b.free(b.live)).max().unwrap_or(0);
+        let most_live = blocks.iter().map(|b| b.live).max().unwrap_or(0);
+        sort_by_fields(
+            &mut order,
+            &mut self.block_keys,
+            [1, most_free, most_live],
+            |b| {
+                let block = &blocks[b];
+                [
+                    u64::from(!block.draining),
+                    most_free - block.free(block.live),
+                    block.live,
+                ]
+            },
+        );
         let draining = self.empty_in_order(&order);
         self.sources = order;
         draining
@@ -482,7 +590,7 @@ impl<P: Picture> Planner<'_, P> {
             // movable allocations hold exactly its live bytes when it can be emptied at all,
             // so the test needs no walk over the block. (A drain holds its room in its
             // reservations, counted as live bytes of their blocks: not for a drain.)
-            if !block.draining && self.room(source) < self.live[source] {
+            if !block.draining && self.room(source) < u128::from(self.live[source]) {
                 self.give_up(source);
                 continue;
             }
@@ -519,7 +627,7 @@ impl<P: Picture> Planner<'_, P> {
                 if !self.picture.set_aside(source, true) {
                     continue;
                 }
-                self.set_aside[source] = true;
+                self.mark_aside(source, true);
             }
             // A drain that an earlier pass started holds the room for its rest in its
             // reservations: this pass places just its part. Any other block has all its
@@ -546,7 +654,7 @@ impl<P: Picture> Planner<'_, P> {
                 continue;
             }
             let Some(part) = part else {
-                self.live[source] = 0;
+                self.set_live(source, 0);
                 self.emptied[source] = true;
                 self.out.emptied.push(source);
                 self.commit(placed);
@@ -571,7 +679,7 @@ impl<P: Picture> Planner<'_, P> {
                 (kept, rest)
             };
             let kept_bytes: DeviceSize = kept.iter().map(|m| self.candidates[m.0].size).sum();
-            self.live[source] -= kept_bytes;
+            self.set_live(source, self.live[source] - kept_bytes);
             self.commit(kept);
             for &(_, b, _) in &rest {
                 // Not emptied or drained later in this plan either: it holds the drain's room.
@@ -590,7 +698,9 @@ impl<P: Picture> Planner<'_, P> {
     fn gather(&mut self) {
         let mut order = std::mem::take(&mut self.sources);
         refill(&mut order, 0..self.blocks.len());
-        order.sort_unstable_by_key(|&b| (self.live[b], b));
+        let live = &self.live;
+        let most = live.iter().copied().max().unwrap_or(0);
+        sort_by_fields(&mut order, &mut self.block_keys, [most], |b| [live[b]]);
         self.gather_in_order(&order);
         self.sources = order;
     }
@@ -611,7 +721,7 @@ impl<P: Picture> Planner<'_, P> {
                 // spreads.
                 let from = self.live[source];
                 if let Some((b, t)) = self.place_one(c, source, |live, b| live[b] > from) {
-                    self.live[source] -= size;
+                    self.set_live(source, self.live[source] - size);
                     self.destinations.update(self.blocks, &self.live, source);
                     self.commit(vec![(c, b, t)]);
                 }
@@ -689,13 +799,19 @@ pub(crate) fn plan_moves<P: Picture>(
     refill(&mut set_aside, blocks.iter().map(|b| b.draining));
     let mut emptied = take(&mut scratch.emptied);
     refill(&mut emptied, std::iter::repeat_n(false, n));
+    let mut block_keys = take(&mut scratch.block_keys);
     let destinations = Destinations::in_buffers(
         blocks,
         &live,
         take(&mut scratch.order),
         take(&mut scratch.at),
         take(&mut scratch.free),
+        &mut block_keys,
     );
+    let room = (0..n)
+        .filter(|&b| !set_aside[b] && live[b] > 0)
+        .map(|b| u128::from(blocks[b].free(live[b])))
+        .sum();
     let mut p = Planner {
         blocks,
         candidates,
@@ -710,6 +826,8 @@ pub(crate) fn plan_moves<P: Picture>(
         live,
         sources: take(&mut scratch.sources),
         keys: take(&mut scratch.keys),
+        block_keys,
+        room,
         out: MovePlan {
             emptied: Vec::new(),
             draining: Vec::new(),
@@ -737,6 +855,7 @@ pub(crate) fn plan_moves<P: Picture>(
         free: p.destinations.free,
         sources: p.sources,
         keys: p.keys,
+        block_keys: p.block_keys,
     };
     p.out
 }
