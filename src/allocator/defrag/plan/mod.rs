@@ -502,7 +502,11 @@ impl<P: Picture> Planner<'_, P> {
                     b != source && !self.set_aside[b],
                     "reservation in block {b}"
                 );
-                self.picture.place(c, b).0.map(|t| (b, t))
+                // What the block says of itself (as after any attempt): the planner asks no
+                // more of it until room comes back there.
+                let (made, largest_free) = self.picture.place(c, b);
+                self.largest_free[b] = largest_free;
+                made.map(|t| (b, t))
             }
             None => self.place_one(c, source, |_, _| true),
         }

@@ -265,7 +265,14 @@ fn run(
                     assert_eq!(candidates[c].reserved, Some(rb));
                     claimed.borrow_mut()[rb] += 1;
                     if b == rb {
-                        let largest = model_blocks.borrow()[b].sub.largest_free_range();
+                        // Without the hints, the bound stays the block's size, as for any
+                        // other attempt.
+                        let sub = &model_blocks.borrow()[b].sub;
+                        let largest = if hints {
+                            sub.largest_free_range()
+                        } else {
+                            sub.region_size()
+                        };
                         // What the planner is told now bounds what it may ask next.
                         bounds.borrow_mut()[b] = largest;
                         return (Some(tagged(r, b)), largest);
