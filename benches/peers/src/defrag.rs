@@ -266,8 +266,8 @@ pub fn run_ash(
     let mut buf = Vec::new();
     let mut slots: Vec<Option<MemoryAlloc>> = (0..f.items.len())
         .map(|i| {
-            let reqs =
-                ash_memory::AllocationRequirements::from_vk(f.requirements(i)).expect("requirements");
+            let reqs = ash_memory::AllocationRequirements::from_vk(f.requirements(i))
+                .expect("requirements");
             let mut alloc = allocator
                 .allocate(reqs, ash_memory::AllocationType::Linear, &create_info, None)
                 .expect("ash-memory allocate");

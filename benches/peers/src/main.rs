@@ -424,9 +424,11 @@ fn parse_args() -> Args {
     }
     // The strategy rows likewise, after the plain ash-memory row (and its debug rows).
     if !a.ash_strategy.is_empty() {
-        let at = match a.peers.iter().rposition(|&p| {
-            matches!(p, Peer::AshMemory | Peer::AshDebug(_))
-        }) {
+        let at = match a
+            .peers
+            .iter()
+            .rposition(|&p| matches!(p, Peer::AshMemory | Peer::AshDebug(_)))
+        {
             Some(i) => i + 1,
             None => {
                 a.peers.insert(0, Peer::AshMemory);

@@ -220,8 +220,7 @@ impl Destinations {
             step *= 2;
         }
         let hi = (lo + step).min(n);
-        lo + 1
-            + self.order[lo + 1..hi].partition_point(|&b| self.free[b] < size)
+        lo + 1 + self.order[lo + 1..hi].partition_point(|&b| self.free[b] < size)
     }
 
     /// Moves block `b` to its place after its live bytes changed: a step at a time towards
@@ -279,7 +278,10 @@ fn sort_by_fields<const K: usize>(
     }
     let pack = |i: usize| {
         let f = fields(i);
-        debug_assert!(f.iter().zip(&most).all(|(v, m)| v <= m), "a field above its most");
+        debug_assert!(
+            f.iter().zip(&most).all(|(v, m)| v <= m),
+            "a field above its most"
+        );
         let mut key = i as u64;
         for k in 0..K {
             if widths[k] > 0 {
@@ -432,20 +434,12 @@ impl<P: Picture> Planner<'_, P> {
         }
     }
 
-    /// Candidates of a block, largest first (they are the hardest to place).
-    fn sorted(&mut self, b: usize) -> Vec<usize> {
-        let mut c = self.facts(b).1;
-        self.sort(&mut c);
-        c
-    }
-
     /// Sorts candidates largest first, then by index.
     fn sort(&mut self, c: &mut [usize]) {
         let candidates = &*self.candidates;
         let size = |c: usize| candidates[c].size;
         // A drain's record hands its candidates over in this order already.
-        if c
-            .windows(2)
+        if c.windows(2)
             .all(|w| (size(w[1]), w[0]) < (size(w[0]), w[1]))
         {
             return;
@@ -696,9 +690,12 @@ impl<P: Picture> Planner<'_, P> {
     }
 
     /// The second phase of [`Full`](Algorithm::Full): gathers what is left, out of the least
-    /// occupied blocks into fuller ones. This never empties a block the first phase could
-    /// not: its destinations are a subset of the first phase's (the fuller ones), with no
-    /// more room than they had then, under the same limits.
+    /// occupied blocks into fuller ones. It rarely empties a block the first phase gave up
+    /// on (its destinations are among the first phase's, the fuller ones), but it can: the
+    /// first phase tries a block's allocations in the destinations' order as they were, and
+    /// a first fit there may fail where the gathering's, after other moves, succeeds (the
+    /// property tests found such plans). A block all of whose allocations leave is then
+    /// emptied, as the first phase would have.
     fn gather(&mut self) {
         let mut order = std::mem::take(&mut self.sources);
         refill(&mut order, 0..self.blocks.len());
@@ -715,7 +712,10 @@ impl<P: Picture> Planner<'_, P> {
             if self.set_aside[source] || self.received[source] {
                 continue;
             }
-            for c in self.sorted(source) {
+            let (all_movable, mut candidates) = self.facts(source);
+            self.sort(&mut candidates);
+            let mut moved = 0;
+            for &c in &candidates {
                 let size = self.candidates[c].size;
                 let left = self.left();
                 if left.moves == 0 || size > left.bytes {
@@ -728,7 +728,19 @@ impl<P: Picture> Planner<'_, P> {
                     self.set_live(source, self.live[source] - size);
                     self.destinations.update(self.blocks, &self.live, source);
                     self.commit(vec![(c, b, t)]);
+                    moved += 1;
                 }
+            }
+            // Every allocation left (the first phase gave up on the block, and the room
+            // gathering left before it served it after all): emptied, so that it is released.
+            if all_movable
+                && moved > 0
+                && moved == candidates.len()
+                && self.picture.set_aside(source, true)
+            {
+                self.mark_aside(source, true);
+                self.emptied[source] = true;
+                self.out.emptied.push(source);
             }
         }
     }
