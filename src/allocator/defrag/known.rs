@@ -19,6 +19,15 @@ use crate::suballocator::Suballocator;
 
 use super::super::block_vec::{Block, WeakBlock};
 
+/// A block walked afresh in a plan: its index in the picture, what it showed (live bytes,
+/// allocation count, removed records), whether all of it may move, and its candidates.
+pub(super) type FreshWalk = (
+    usize,
+    (DeviceSize, usize, u64),
+    bool,
+    std::ops::Range<usize>,
+);
+
 /// A walk's result and what the block showed when it was made.
 pub(super) struct KnownWalk<S> {
     block: WeakBlock<S, MemoryObject>,

@@ -268,12 +268,7 @@ pub struct Defragmentation<S> {
     /// and copy them anew).
     move_scratch: Vec<Option<Move>>,
     alive_scratch: Vec<bool>,
-    walked_scratch: Vec<(
-        usize,
-        (DeviceSize, usize, u64),
-        bool,
-        std::ops::Range<usize>,
-    )>,
+    walked_scratch: Vec<known::FreshWalk>,
     /// A drain's allocations left, and the memory of each destination it hands out.
     left_scratch: Vec<usize>,
     destination_scratch: Vec<vk::DeviceMemory>,

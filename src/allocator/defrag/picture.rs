@@ -12,7 +12,7 @@
 //! planner passes candidate indices around, not destinations.
 
 use super::drain::{Entry, Found, Reservation, WalkRecord, NO_SLOT};
-use super::known::KnownWalk;
+use super::known::{FreshWalk, KnownWalk};
 use super::plan::{self, BlockState, Candidate, Limits, Picture};
 use super::registry::{Indexed, Registry};
 use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
@@ -61,7 +61,7 @@ struct VecPicture<'a, S> {
     known: &'a HandleMap<KnownWalk<S>>,
     /// For each block walked afresh, what it showed (live bytes, allocation count, removed
     /// records), whether all of it may move and its candidates: kept after the plan.
-    walked_now: Vec<(usize, (DeviceSize, usize, u64), bool, Range<usize>)>,
+    walked_now: Vec<FreshWalk>,
 }
 
 /// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
