@@ -568,3 +568,80 @@ fn passes_end_within_the_bound_whatever_the_application_does() {
         }
     }
 }
+
+#[test]
+fn walks_kept_between_passes_never_plan_a_freed_or_skipped_allocation() {
+    // Full tries the same sparse blocks pass after pass, and what a walk of a block found is
+    // kept while the block shows nothing changed since. Freeing a registered allocation
+    // that has not moved (and making another of its size, in its place often), or skipping
+    // a move, changes what a walk finds: no later pass plans either allocation.
+    let setup = PoolSetup::new(16);
+    let device = setup.sim.memory_device();
+    let pool = &setup.pool;
+    let mut rng = Rng(29);
+    let mut live: Vec<(MemoryAlloc, u64, u64)> = Vec::new();
+    for seed in 0..90 {
+        let size = (1 + rng.below(8)) * 16 * KIB;
+        live.push((patterned(pool, &device, size, seed), seed, size));
+    }
+    // Every second one freed: sparse blocks.
+    let mut live: Vec<_> = live
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(_, x)| x)
+        .collect();
+    let mut defrag = pool.defragmentation(&DefragmentationInfo {
+        algorithm: DefragmentationAlgorithm::Full,
+        max_moves_per_pass: 1,
+        ..Default::default()
+    });
+    let mut ids = Vec::new();
+    for (a, _, _) in &mut live {
+        ids.push(defrag.add(a, align()).unwrap());
+    }
+    let (mut passes, mut next_freed, mut moved_ids) = (0, 0, HashSet::new());
+    let (mut freed, mut skipped) = (HashSet::new(), HashSet::new());
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes <= 3 * ids.len(), "the passes never end");
+        for i in open(&pass) {
+            let id = pass.get(i).unwrap().id();
+            assert!(!freed.contains(&id), "a move for a freed allocation");
+            assert!(!skipped.contains(&id), "a move for a skipped allocation");
+            if passes % 4 == 0 {
+                pass.skip(i).unwrap();
+                skipped.insert(id);
+                continue;
+            }
+            let k = ids.iter().position(|&x| x == id).unwrap();
+            copy_and_complete(&mut pass, i, &mut live[k].0).unwrap();
+            moved_ids.insert(id);
+        }
+        pass.end();
+        // Every third pass, a registered allocation that never moved is freed and another
+        // of its size made.
+        if passes % 3 == 0 {
+            while next_freed < live.len()
+                && (moved_ids.contains(&ids[next_freed]) || skipped.contains(&ids[next_freed]))
+            {
+                next_freed += 1;
+            }
+            if next_freed < live.len() {
+                let size = live[next_freed].2;
+                let seed = 1000 + next_freed as u64;
+                live[next_freed] = (patterned(pool, &device, size, seed), seed, size);
+                freed.insert(ids[next_freed]);
+                next_freed += 1;
+            }
+        }
+    }
+    assert!(
+        !freed.is_empty() && !skipped.is_empty(),
+        "nothing was tried"
+    );
+    for (a, seed, size) in &live {
+        assert_eq!(a.size(), *size);
+        verify(a, *seed, *size, "after the defragmentation");
+    }
+}

@@ -309,7 +309,8 @@ impl Backend for AshMemory {
     type Handle = ash_memory::MemoryAlloc;
     fn allocate(&self, req: &Request) -> Self::Handle {
         use ash_memory::MemoryAllocator;
-        let requirements = ash_memory::AllocationRequirements::from_vk(req.vk()).expect("requirements");
+        let requirements =
+            ash_memory::AllocationRequirements::from_vk(req.vk()).expect("requirements");
         let create_info = ash_memory::AllocationCreateInfo {
             usage: match req.usage {
                 Usage::DeviceLocal => ash_memory::MemoryUsage::DeviceOnly,

@@ -1,8 +1,9 @@
 //! `--defrag`: ash-memory's defragmentation against VMA's, from the same fragmented state.
 //!
 //! Both allocators replay one seeded trace: `count` host-visible buffers (ash-memory
-//! `Upload`, VMA `CpuToGpu` + `MAPPED`), log-uniform 256 B .. 256 KiB, alignments 16 .. 256,
-//! each filled with its own pattern; then a random 70 % of them is freed. Each algorithm then
+//! `Upload`, VMA `CpuToGpu` + `MAPPED`), log-uniform 256 B .. 256 KiB (`--defrag-sizes`),
+//! alignments 16 .. 256, each filled with its own pattern; then a random 70 % of them is
+//! freed (`--defrag-free-percent`). Each algorithm then
 //! runs on a fresh allocator in that state, every move copied on the CPU between the mapped
 //! source and destination (no GPU work), and every surviving allocation is checked byte by
 //! byte afterwards. Timings are the thread's CPU time: *planning* is `next_pass()` for
@@ -85,6 +86,10 @@ pub struct DefragArgs {
     pub max_moves: u32,
     /// `--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive`.
     pub algorithms: Vec<Algo>,
+    /// The buffers' sizes, log-uniform between these bytes (`--defrag-sizes MIN..MAX`).
+    pub sizes: (u64, u64),
+    /// The percentage of the buffers freed (`--defrag-free-percent P`).
+    pub free_percent: usize,
 }
 
 impl Default for DefragArgs {
@@ -95,6 +100,8 @@ impl Default for DefragArgs {
             max_bytes: 0,
             max_moves: 0,
             algorithms: Algo::DEFAULT.to_vec(),
+            sizes: (256, 256 << 10),
+            free_percent: 70,
         }
     }
 }
@@ -112,17 +119,25 @@ pub struct Fragmented {
 }
 
 impl Fragmented {
-    pub fn generate(count: usize, seed: u64, memory_type_bits: u32) -> Self {
+    /// `count` buffers of `sizes` (log-uniform), `free_percent` % of them freed.
+    pub fn generate(
+        count: usize,
+        sizes: (u64, u64),
+        free_percent: usize,
+        seed: u64,
+        memory_type_bits: u32,
+    ) -> Self {
         let mut rng = Rng::new(seed ^ 0xDEF2_A9F0_0D15_EA5E);
         let items: Vec<(u64, u64)> = (0..count)
-            .map(|_| (rng.log_uniform(256, 256 << 10), rng.pow2(16, 256)))
+            .map(|_| (rng.log_uniform(sizes.0, sizes.1), rng.pow2(16, 256)))
             .collect();
         let mut order: Vec<usize> = (0..count).collect();
         for i in (1..count).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        let freed = order[..count * 7 / 10].to_vec();
-        let mut survivors = order[count * 7 / 10..].to_vec();
+        let cut = count * free_percent.min(100) / 100;
+        let freed = order[..cut].to_vec();
+        let mut survivors = order[cut..].to_vec();
         survivors.sort_unstable();
         Fragmented {
             items,
@@ -251,8 +266,8 @@ pub fn run_ash(
     let mut buf = Vec::new();
     let mut slots: Vec<Option<MemoryAlloc>> = (0..f.items.len())
         .map(|i| {
-            let reqs =
-                ash_memory::AllocationRequirements::from_vk(f.requirements(i)).expect("requirements");
+            let reqs = ash_memory::AllocationRequirements::from_vk(f.requirements(i))
+                .expect("requirements");
             let mut alloc = allocator
                 .allocate(reqs, ash_memory::AllocationType::Linear, &create_info, None)
                 .expect("ash-memory allocate");
@@ -402,7 +417,13 @@ pub(crate) fn check_released(who: &str, base: vulkan::Counters) {
 
 /// Runs `--defrag` and prints its tables.
 pub fn main(vk: &Vulkan, a: &DefragArgs, runs: usize, seed: u64) {
-    let f = Fragmented::generate(a.count, seed, vk.buffer_memory_type_bits());
+    let f = Fragmented::generate(
+        a.count,
+        a.sizes,
+        a.free_percent,
+        seed,
+        vk.buffer_memory_type_bits(),
+    );
     let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); a.algorithms.len()];
     // Round-robin over the algorithms, so that machine noise hits them alike.
     for _ in 0..runs {

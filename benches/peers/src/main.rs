@@ -8,6 +8,7 @@
 //!     [--ash-strategy min-memory,min-time,min-offset]
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
 //!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
+//!     [--defrag-sizes MIN..MAX] [--defrag-free-percent P]
 //!     [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]
 //! ```
 //!
@@ -21,7 +22,9 @@
 //! copied by memcpy, verifies every surviving buffer, and prints the moves, the memory given
 //! back and the planning time (see `defrag.rs`). `--defrag-max-bytes` / `--defrag-max-moves`
 //! bound each pass of both allocators (0, the default: unlimited); `--defrag-block-mib` is
-//! the block size of both (8 by default). `--runs` defaults to 5 there.
+//! the block size of both (8 by default). `--defrag-sizes MIN..MAX` sets the buffers' sizes
+//! in bytes (log-uniform, 256..262144 by default) and `--defrag-free-percent` the share freed
+//! (70 by default). `--runs` defaults to 5 there.
 
 mod backends;
 mod debug_cost;
@@ -312,8 +315,8 @@ fn parse_args() -> Args {
                  [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
                  [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset]\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
-                 [--defrag-max-bytes B] [--defrag-max-moves N] \
-                 [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
+                 [--defrag-max-bytes B] [--defrag-max-moves N] [--defrag-sizes MIN..MAX] \
+                 [--defrag-free-percent P] [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
     while let Some(arg) = it.next() {
         let mut val = || {
             it.next()
@@ -374,6 +377,17 @@ fn parse_args() -> Args {
             }
             "--defrag-max-bytes" => defrag.max_bytes = val().parse().expect("--defrag-max-bytes B"),
             "--defrag-max-moves" => defrag.max_moves = val().parse().expect("--defrag-max-moves N"),
+            "--defrag-sizes" => {
+                let v = val();
+                let (lo, hi) = v.split_once("..").expect("--defrag-sizes MIN..MAX");
+                defrag.sizes = (
+                    lo.parse().expect("--defrag-sizes MIN..MAX"),
+                    hi.parse().expect("--defrag-sizes MIN..MAX"),
+                )
+            }
+            "--defrag-free-percent" => {
+                defrag.free_percent = val().parse().expect("--defrag-free-percent P")
+            }
             "--defrag-algorithms" => {
                 defrag.algorithms = val()
                     .split(',')
@@ -410,9 +424,11 @@ fn parse_args() -> Args {
     }
     // The strategy rows likewise, after the plain ash-memory row (and its debug rows).
     if !a.ash_strategy.is_empty() {
-        let at = match a.peers.iter().rposition(|&p| {
-            matches!(p, Peer::AshMemory | Peer::AshDebug(_))
-        }) {
+        let at = match a
+            .peers
+            .iter()
+            .rposition(|&p| matches!(p, Peer::AshMemory | Peer::AshDebug(_)))
+        {
             Some(i) => i + 1,
             None => {
                 a.peers.insert(0, Peer::AshMemory);

@@ -116,6 +116,7 @@
 
 mod copies;
 mod drain;
+mod known;
 mod pass;
 mod picture;
 pub mod plan;
@@ -123,6 +124,7 @@ mod registry;
 
 pub use self::copies::{record_buffer_copies, BufferMove};
 use self::drain::{ContinuedDrain, Found, Reservation, WalkRecord};
+use self::known::KnownWalk;
 pub use self::pass::{DefragmentationPass, Move, PassReport};
 pub use self::plan::{Algorithm, DefragmentationAlgorithm};
 use self::plan::{BlockState, Candidate, Limits};
@@ -251,6 +253,9 @@ pub struct Defragmentation<S> {
     /// What the last walk found in each block left draining, and the destinations held for
     /// its allocations that later passes move (see [drains](drain)).
     walks: HandleMap<WalkRecord>,
+    /// What the walks of earlier passes found, for the blocks that still show it (see
+    /// [`KnownWalk`]).
+    known: HandleMap<KnownWalk<S>>,
     /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
     /// allocate it anew each time).
     found_scratch: Vec<Found>,
@@ -263,6 +268,7 @@ pub struct Defragmentation<S> {
     /// and copy them anew).
     move_scratch: Vec<Option<Move>>,
     alive_scratch: Vec<bool>,
+    walked_scratch: Vec<known::FreshWalk>,
     /// A drain's allocations left, and the memory of each destination it hands out.
     left_scratch: Vec<usize>,
     destination_scratch: Vec<vk::DeviceMemory>,
@@ -302,6 +308,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             destination_scratch: Vec::new(),
             largest: HandleMap::default(),
             walks: HandleMap::default(),
+            known: HandleMap::default(),
+            walked_scratch: Vec::new(),
             on_drop: Self::end,
         };
         defrag.index_blocks();
@@ -458,6 +466,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     fn end(&mut self) {
         // The room held for drains goes back first.
         self.walks.clear();
+        self.known.clear();
         self.largest.clear();
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {

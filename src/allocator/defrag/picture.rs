@@ -12,6 +12,7 @@
 //! planner passes candidate indices around, not destinations.
 
 use super::drain::{Entry, Found, Reservation, WalkRecord, NO_SLOT};
+use super::known::{FreshWalk, KnownWalk};
 use super::plan::{self, BlockState, Candidate, Limits, Picture};
 use super::registry::{Indexed, Registry};
 use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
@@ -56,6 +57,11 @@ struct VecPicture<'a, S> {
     /// The blocks whose registrations a walk checked, with their count of removed records
     /// then: verified after the plan, once the dead have left.
     checked: Vec<(vk::DeviceMemory, u64)>,
+    /// The walks of earlier passes, by memory (see [`KnownWalk`]).
+    known: &'a HandleMap<KnownWalk<S>>,
+    /// For each block walked afresh, what it showed (live bytes, allocation count, removed
+    /// records), whether all of it may move and its candidates: kept after the plan.
+    walked_now: Vec<FreshWalk>,
 }
 
 /// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
@@ -168,6 +174,33 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
                 }
             }
         }
+        // What an earlier pass's walk found, while the block shows it still holds (a block
+        // draining has its record, and its walk afresh keeps its reservations).
+        if let (false, Some(known)) = (self.states[bi].draining, self.known.get(&memory)) {
+            if known.holds(block, self.states[bi].live, registry) {
+                for &f in &known.found {
+                    mine_in_block.push(push(
+                        candidates,
+                        &mut self.found,
+                        &mut self.held,
+                        &self.block_of,
+                        bi,
+                        f,
+                        None,
+                    ));
+                }
+                if let (true, Some(&first)) = (known.all_movable, mine_in_block.first()) {
+                    let count = block.allocation_count();
+                    self.fresh.push((
+                        bi,
+                        self.states[bi].live,
+                        count,
+                        first..first + mine_in_block.len(),
+                    ));
+                }
+                return (known.all_movable, mine_in_block);
+            }
+        }
         // Which registrations still hold their allocation (an allocation freed and another
         // made in its place is not the registered one): all of them, when the block has lost
         // no metadata record since they were last known live.
@@ -247,12 +280,22 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
             self.largest.insert(memory, (live, l));
         }
         // The block changed since its live bytes were read (an allocation or a free of another
-        // thread): it is not emptied in this pass.
-        let all_movable = all_movable && live == self.states[bi].live;
+        // thread): it is not emptied in this pass, and the walk is not kept.
+        let same = live == self.states[bi].live;
+        let all_movable = all_movable && same;
+        let count = block.allocation_count();
         if let (true, Some(&first)) = (all_movable, mine_in_block.first()) {
-            let count = block.allocation_count();
             self.fresh
                 .push((bi, live, count, first..first + mine_in_block.len()));
+        }
+        if same && !self.states[bi].draining {
+            let first = mine_in_block.first().copied().unwrap_or(candidates.len());
+            self.walked_now.push((
+                bi,
+                (live, count, removals),
+                all_movable,
+                first..first + mine_in_block.len(),
+            ));
         }
         (all_movable, mine_in_block)
     }
@@ -318,10 +361,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let max_bytes = self.info.max_bytes_per_pass;
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
+        // Room for every registered allocation of the vector's blocks, made once below (a
+        // walk's pushes would grow the vectors by copies).
+        let mut room = 0;
         states.extend(blocks.iter().enumerate().map(|(bi, b)| {
             let memory = b.memory().handle();
             let size = b.memory().size();
             let live = size.saturating_sub(b.free_size());
+            let listed = registry.listed(memory);
+            room += listed.map_or(0, |l| l.entries.len());
             BlockState {
                 size,
                 live,
@@ -334,12 +382,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .get(&memory)
                     .filter(|l| l.0 == live)
                     .map(|l| l.1)
-                    .or_else(|| {
-                        registry
-                            .listed(memory)
-                            .map(|l| l.largest_need)
-                            .filter(|&l| l <= max_bytes)
-                    }),
+                    .or_else(|| listed.map(|l| l.largest_need).filter(|&l| l <= max_bytes)),
                 all_movable: false,
                 candidates: Vec::new(),
                 draining: bi >= searched,
@@ -347,12 +390,6 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 walked: false,
             }
         }));
-        // Room for every registered allocation of the vector's blocks, made once (a walk's
-        // pushes would grow the vectors by copies).
-        let room: usize = blocks
-            .iter()
-            .map(|b| registry.entries(b.memory().handle()).len())
-            .sum();
         let mut found = std::mem::take(&mut self.found_scratch);
         found.clear();
         found.reserve(room);
@@ -384,6 +421,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             dead: std::mem::take(&mut self.dead_scratch),
             alive: std::mem::take(&mut self.alive_scratch),
             checked: Vec::new(),
+            known: &self.known,
+            walked_now: std::mem::take(&mut self.walked_scratch),
         };
         let mut scratch = std::mem::take(&mut self.plan_scratch);
         let plan = plan::plan_moves(
@@ -402,6 +441,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             mut dead,
             alive,
             checked,
+            mut walked_now,
             ..
         } = picture;
         for id in dead.drain(..) {
@@ -410,6 +450,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         for (memory, removals) in checked {
             self.registry.verify(memory, removals);
         }
+        // The walks made afresh are kept, as the registrations are now (the dead left), but
+        // those of the blocks that moves empty or drain (they change).
+        for (bi, (live, count, removals), all_movable, range) in walked_now.drain(..) {
+            if plan.emptied.contains(&bi) || plan.draining.contains(&bi) {
+                continue;
+            }
+            let block = &blocks[bi];
+            let memory = block.memory().handle();
+            let shown = (live, count, removals, self.registry.changed(memory));
+            let old = self.known.remove(&memory);
+            let known = KnownWalk::new(block, shown, all_movable, &found[range], old);
+            self.known.insert(memory, known);
+        }
+        self.walked_scratch = walked_now;
         self.dead_scratch = dead;
         self.alive_scratch = alive;
         let draining: Vec<vk::DeviceMemory> = plan

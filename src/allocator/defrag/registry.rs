@@ -68,6 +68,13 @@ pub(super) struct Registry {
     /// (a registered allocation has a record, which its free removes), so a walk needs no
     /// check. Kept through `add` and completed moves while it holds.
     verified: HandleMap<u64>,
+    /// For each memory object, when its registrations last changed (joined, left, moved,
+    /// pinned), on the registry's [clock](Self::clock): a walk of its block that saw the
+    /// same time saw the same registrations.
+    changed: HandleMap<u64>,
+    /// Counts every change of any memory's registrations (never goes back, so a time is
+    /// never seen twice).
+    clock: u64,
 }
 
 impl Registry {
@@ -141,6 +148,18 @@ impl Registry {
     /// The live registrations in `memory`, by offset.
     pub fn entries(&self, memory: vk::DeviceMemory) -> &[Indexed] {
         self.by_memory.get(&memory).map_or(&[], |l| &l.entries)
+    }
+
+    /// When the registrations in `memory` last changed (0: never): equal times, the same
+    /// registrations, pinned or not.
+    pub fn changed(&self, memory: vk::DeviceMemory) -> u64 {
+        self.changed.get(&memory).copied().unwrap_or(0)
+    }
+
+    /// Notes a change of `memory`'s registrations.
+    fn tick(&mut self, memory: vk::DeviceMemory) {
+        self.clock += 1;
+        self.changed.insert(memory, self.clock);
     }
 
     /// The registrations in `memory`.
@@ -229,6 +248,7 @@ impl Registry {
     }
 
     fn index(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
+        self.tick(memory);
         let list = self.by_memory.entry(memory).or_default();
         let at = list.entries.partition_point(|e| e.key() < entry.key());
         list.entries.insert(at, entry);
@@ -236,6 +256,7 @@ impl Registry {
     }
 
     fn unindex(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
+        self.tick(memory);
         let Some(list) = self.by_memory.get_mut(&memory) else {
             return;
         };

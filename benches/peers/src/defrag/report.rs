@@ -93,8 +93,11 @@ pub fn print(a: &DefragArgs, f: &Fragmented, runs: usize, results: &[Vec<Outcome
     };
     println!("\n## Defragmentation: ash-memory vs VMA\n");
     println!(
-        "Trace: {} host-visible buffers (ash-memory `Upload`, VMA `CpuToGpu` + `MAPPED`), log-uniform 256 B .. 256 KiB, alignments 16 .. 256, each written with its own pattern; then a random 70 % freed (seeded), leaving {} buffers, {:.2} MiB live. Block size {} MiB for both (VMA `preferredLargeHeapBlockSize`, ash-memory `BlockSizeThresholds::uniform`; both start with smaller first blocks as they do by default). Limits per pass: {}, {}. Moves copied with memcpy between the mapped source and destination (no GPU work); every surviving buffer's bytes checked afterwards.\n",
+        "Trace: {} host-visible buffers (ash-memory `Upload`, VMA `CpuToGpu` + `MAPPED`), log-uniform {} .. {} bytes, alignments 16 .. 256, each written with its own pattern; then a random {} % freed (seeded), leaving {} buffers, {:.2} MiB live. Block size {} MiB for both (VMA `preferredLargeHeapBlockSize`, ash-memory `BlockSizeThresholds::uniform`; both start with smaller first blocks as they do by default). Limits per pass: {}, {}. Moves copied with memcpy between the mapped source and destination (no GPU work); every surviving buffer's bytes checked afterwards.\n",
         f.items.len(),
+        a.sizes.0,
+        a.sizes.1,
+        a.free_percent,
         f.survivors.len(),
         mib(live),
         a.block_size >> 20,

@@ -56,6 +56,9 @@
 
 use crate::layout::DeviceSize;
 
+mod orders;
+use self::orders::{refill, sort_by_fields, Destinations};
+
 /// How a defragmentation chooses its moves (see [algorithms](self#algorithms)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DefragmentationAlgorithm {
@@ -148,75 +151,6 @@ pub(crate) struct MovePlan<T> {
     pub bytes: DeviceSize,
 }
 
-/// The blocks in the order destinations are tried: the tightest first, by free bytes (ties by
-/// index), kept in order as allocations are placed and undone. This is a best fit among
-/// blocks: the holes of blocks that are nearly full take what fits them, and the room left
-/// over stays whole in the roomiest blocks for the large allocations still to come. (Filling
-/// the blocks fullest by fraction first, as an earlier version did, spread small moves over
-/// large blocks: on the peers trace it ended with 1.177 times the live bytes reserved with
-/// 16 MiB blocks, against 1.030 this way.)
-struct Destinations {
-    order: Vec<usize>,
-    /// Where each block is in `order`.
-    at: Vec<usize>,
-    /// Each block's free bytes as last updated: the order's key.
-    free: Vec<DeviceSize>,
-}
-
-impl Destinations {
-    #[cfg(test)]
-    fn new(blocks: &[BlockState], live: &[DeviceSize]) -> Self {
-        Self::in_buffers(blocks, live, Vec::new(), Vec::new(), Vec::new())
-    }
-
-    /// As [`new`](Self::new), in the given vectors (their contents are dropped).
-    fn in_buffers(
-        blocks: &[BlockState],
-        live: &[DeviceSize],
-        mut order: Vec<usize>,
-        mut at: Vec<usize>,
-        mut free: Vec<DeviceSize>,
-    ) -> Self {
-        refill(&mut free, blocks.iter().zip(live).map(|(b, &l)| b.free(l)));
-        refill(&mut order, 0..blocks.len());
-        order.sort_unstable_by_key(|&b| (free[b], b));
-        refill(&mut at, std::iter::repeat_n(0, blocks.len()));
-        for (i, &b) in order.iter().enumerate() {
-            at[b] = i;
-        }
-        Self { order, at, free }
-    }
-
-    /// Whether block `a` comes before block `b`: fewer free bytes, then lower index.
-    fn tighter(&self, a: usize, b: usize) -> bool {
-        (self.free[a], a) < (self.free[b], b)
-    }
-
-    /// Moves block `b` to its place after its live bytes changed: a step at a time towards
-    /// the front or the back (a placement moves a block by few places).
-    fn update(&mut self, blocks: &[BlockState], live: &[DeviceSize], b: usize) {
-        self.free[b] = blocks[b].free(live[b]);
-        let mut i = self.at[b];
-        while i > 0 && self.tighter(b, self.order[i - 1]) {
-            self.order.swap(i, i - 1);
-            self.at[self.order[i]] = i;
-            i -= 1;
-        }
-        while i + 1 < self.order.len() && self.tighter(self.order[i + 1], b) {
-            self.order.swap(i, i + 1);
-            self.at[self.order[i]] = i;
-            i += 1;
-        }
-        self.at[b] = i;
-    }
-}
-
-/// Replaces the contents of `v` with `items`, keeping its capacity.
-fn refill<T>(v: &mut Vec<T>, items: impl IntoIterator<Item = T>) {
-    v.clear();
-    v.extend(items);
-}
-
 /// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
 /// over in tens of microseconds, and fresh heap memory for each of its vectors was a good part
 /// of that.
@@ -233,6 +167,7 @@ pub(crate) struct Scratch {
     free: Vec<DeviceSize>,
     sources: Vec<usize>,
     keys: Vec<u64>,
+    block_keys: Vec<u64>,
 }
 
 /// The blocks as the planner works through them: what it asks of the allocator (or of a
@@ -283,16 +218,51 @@ struct Planner<'a, P: Picture> {
     sources: Vec<usize>,
     /// The keys of a sort of candidates.
     keys: Vec<u64>,
+    /// The keys of a sort of blocks.
+    block_keys: Vec<u64>,
+    /// The free bytes of the blocks that may receive (not set aside, not empty): what
+    /// [`room`](Self::room) counts, kept as `live` and `set_aside` change.
+    room: u128,
     out: MovePlan<P::Made>,
 }
 
 impl<P: Picture> Planner<'_, P> {
     /// The free bytes of the blocks that may receive from `source`.
-    fn room(&self, source: usize) -> DeviceSize {
-        (0..self.blocks.len())
-            .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > 0)
-            .map(|b| self.blocks[b].free(self.live[b]))
-            .sum()
+    fn room(&self, source: usize) -> u128 {
+        self.room - self.room_of(source)
+    }
+
+    /// What block `b` adds to [`room`](Self::room): its free bytes while it may receive.
+    #[inline(always)]
+    fn room_of(&self, b: usize) -> u128 {
+        if self.set_aside[b] || self.live[b] == 0 {
+            0
+        } else {
+            u128::from(self.blocks[b].free(self.live[b]))
+        }
+    }
+
+    /// Sets block `b`'s live bytes (keeping [`room`](Self::room)).
+    fn set_live(&mut self, b: usize, live: DeviceSize) {
+        let old = std::mem::replace(&mut self.live[b], live);
+        if !self.set_aside[b] {
+            let size = self.blocks[b].size;
+            let free = |l: DeviceSize| {
+                if l == 0 {
+                    0
+                } else {
+                    u128::from(size.saturating_sub(l))
+                }
+            };
+            self.room = self.room - free(old) + free(live);
+        }
+    }
+
+    /// Sets whether block `b` is set aside (keeping [`room`](Self::room)).
+    fn mark_aside(&mut self, b: usize, on: bool) {
+        self.room -= self.room_of(b);
+        self.set_aside[b] = on;
+        self.room += self.room_of(b);
     }
 
     /// Whether every live allocation of block `b` may move, and its candidates (walking the
@@ -317,41 +287,19 @@ impl<P: Picture> Planner<'_, P> {
         }
     }
 
-    /// Candidates of a block, largest first (they are the hardest to place).
-    fn sorted(&mut self, b: usize) -> Vec<usize> {
-        let mut c = self.facts(b).1;
-        self.sort(&mut c);
-        c
-    }
-
     /// Sorts candidates largest first, then by index.
     fn sort(&mut self, c: &mut [usize]) {
-        // The sort is on every source tried: it sorts plain integers, the size's complement
-        // above the index, not indices looked up at each comparison; in one `u64` when both
-        // fit (sizes below 2^(64 - the index's bits)), else in a `u128`.
-        let key = |c: usize| (u128::from(!self.candidates[c].size) << 64) | c as u128;
+        let candidates = &*self.candidates;
+        let size = |c: usize| candidates[c].size;
         // A drain's record hands its candidates over in this order already.
-        if c.windows(2).all(|w| key(w[0]) < key(w[1])) {
+        if c.windows(2)
+            .all(|w| (size(w[1]), w[0]) < (size(w[0]), w[1]))
+        {
             return;
         }
-        let index_bits = usize::BITS - self.candidates.len().leading_zeros();
-        let top = u64::MAX >> index_bits;
-        if c.iter().all(|&c| self.candidates[c].size <= top) {
-            let mut keys = std::mem::take(&mut self.keys);
-            refill(
-                &mut keys,
-                c.iter()
-                    .map(|&c| ((top - self.candidates[c].size) << index_bits) | c as u64),
-            );
-            keys.sort_unstable();
-            let mask = (1u64 << index_bits) - 1;
-            for (c, &k) in c.iter_mut().zip(&keys) {
-                *c = (k & mask) as usize;
-            }
-            self.keys = keys;
-        } else {
-            c.sort_unstable_by_key(|&c| key(c));
-        }
+        // The same sort as the blocks' (one sort's code to keep warm, not one per order).
+        let most = c.iter().map(|&c| size(c)).max().unwrap_or(0);
+        sort_by_fields(c, &mut self.keys, [most], |c| [most - size(c)]);
     }
 
     /// Puts candidate `c` of block `source` in the first destination that takes it, among
@@ -365,7 +313,8 @@ impl<P: Picture> Planner<'_, P> {
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
     ) -> Option<(usize, P::Made)> {
         let size = self.candidates[c].size;
-        let found = self.destinations.order.iter().find_map(|&b| {
+        let from = self.destinations.first_with(size);
+        let found = self.destinations.order[from..].iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
             // cheap test first: most tries in the tightest blocks end here).
             if b == source
@@ -383,7 +332,7 @@ impl<P: Picture> Planner<'_, P> {
             self.largest_free[b] = largest_free;
             placed.map(|t| (b, t))
         })?;
-        self.live[found.0] += size;
+        self.set_live(found.0, self.live[found.0] + size);
         self.destinations.update(self.blocks, &self.live, found.0);
         Some(found)
     }
@@ -400,10 +349,11 @@ impl<P: Picture> Planner<'_, P> {
                     b != source && !self.set_aside[b],
                     "reservation in block {b}"
                 );
-                // What the block says of itself is kept, as after any place.
-                let (placed, largest_free) = self.picture.place(c, b);
+                // What the block says of itself (as after any attempt): the planner asks no
+                // more of it until room comes back there.
+                let (made, largest_free) = self.picture.place(c, b);
                 self.largest_free[b] = largest_free;
-                placed.map(|t| (b, t))
+                made.map(|t| (b, t))
             }
             None => self.place_one(c, source, |_, _| true),
         }
@@ -413,7 +363,7 @@ impl<P: Picture> Planner<'_, P> {
     fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
         // Saturating: what a candidate holds in its own block is only an estimate of what
         // its destination holds (the padding differs).
-        self.live[b] = self.live[b].saturating_sub(self.candidates[c].size);
+        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].size));
         self.destinations.update(self.blocks, &self.live, b);
         self.picture.undo(t);
         self.largest_free[b] = self.blocks[b].size;
@@ -431,7 +381,7 @@ impl<P: Picture> Planner<'_, P> {
     /// Stops emptying or draining `source`: back into the search.
     fn give_up(&mut self, source: usize) {
         if self.set_aside[source] {
-            self.set_aside[source] = false;
+            self.mark_aside(source, false);
             self.picture.set_aside(source, false);
         }
     }
@@ -443,15 +393,21 @@ impl<P: Picture> Planner<'_, P> {
         let mut order = std::mem::take(&mut self.sources);
         refill(&mut order, 0..blocks.len());
         // Blocks being drained first, then the most free bytes first, then the fewest live.
-        order.sort_unstable_by_key(|&b| {
-            let block = &blocks[b];
-            (
-                !block.draining,
-                std::cmp::Reverse(block.free(block.live)),
-                block.live,
-                b,
-            )
-        });
+        let most_free = blocks.iter().map(|b| b.free(b.live)).max().unwrap_or(0);
+        let most_live = blocks.iter().map(|b| b.live).max().unwrap_or(0);
+        sort_by_fields(
+            &mut order,
+            &mut self.block_keys,
+            [1, most_free, most_live],
+            |b| {
+                let block = &blocks[b];
+                [
+                    u64::from(!block.draining),
+                    most_free - block.free(block.live),
+                    block.live,
+                ]
+            },
+        );
         let draining = self.empty_in_order(&order);
         self.sources = order;
         draining
@@ -485,7 +441,7 @@ impl<P: Picture> Planner<'_, P> {
             // movable allocations hold exactly its live bytes when it can be emptied at all,
             // so the test needs no walk over the block. (A drain holds its room in its
             // reservations, counted as live bytes of their blocks: not for a drain.)
-            if !block.draining && self.room(source) < self.live[source] {
+            if !block.draining && self.room(source) < u128::from(self.live[source]) {
                 self.give_up(source);
                 continue;
             }
@@ -522,7 +478,7 @@ impl<P: Picture> Planner<'_, P> {
                 if !self.picture.set_aside(source, true) {
                     continue;
                 }
-                self.set_aside[source] = true;
+                self.mark_aside(source, true);
             }
             // A drain that an earlier pass started holds the room for its rest in its
             // reservations: this pass places just its part. Any other block has all its
@@ -549,7 +505,7 @@ impl<P: Picture> Planner<'_, P> {
                 continue;
             }
             let Some(part) = part else {
-                self.live[source] = 0;
+                self.set_live(source, 0);
                 self.emptied[source] = true;
                 self.out.emptied.push(source);
                 self.commit(placed);
@@ -574,7 +530,7 @@ impl<P: Picture> Planner<'_, P> {
                 (kept, rest)
             };
             let kept_bytes: DeviceSize = kept.iter().map(|m| self.candidates[m.0].size).sum();
-            self.live[source] -= kept_bytes;
+            self.set_live(source, self.live[source] - kept_bytes);
             self.commit(kept);
             for &(_, b, _) in &rest {
                 // Not emptied or drained later in this plan either: it holds the drain's room.
@@ -587,13 +543,18 @@ impl<P: Picture> Planner<'_, P> {
     }
 
     /// The second phase of [`Full`](Algorithm::Full): gathers what is left, out of the least
-    /// occupied blocks into fuller ones. This never empties a block the first phase could
-    /// not: its destinations are a subset of the first phase's (the fuller ones), with no
-    /// more room than they had then, under the same limits.
+    /// occupied blocks into fuller ones. It rarely empties a block the first phase gave up
+    /// on (its destinations are among the first phase's, the fuller ones), but it can: the
+    /// first phase tries a block's allocations in the destinations' order as they were, and
+    /// a first fit there may fail where the gathering's, after other moves, succeeds (the
+    /// property tests found such plans). A block all of whose allocations leave is then
+    /// emptied, as the first phase would have.
     fn gather(&mut self) {
         let mut order = std::mem::take(&mut self.sources);
         refill(&mut order, 0..self.blocks.len());
-        order.sort_unstable_by_key(|&b| (self.live[b], b));
+        let live = &self.live;
+        let most = live.iter().copied().max().unwrap_or(0);
+        sort_by_fields(&mut order, &mut self.block_keys, [most], |b| [live[b]]);
         self.gather_in_order(&order);
         self.sources = order;
     }
@@ -604,7 +565,10 @@ impl<P: Picture> Planner<'_, P> {
             if self.set_aside[source] || self.received[source] {
                 continue;
             }
-            for c in self.sorted(source) {
+            let (all_movable, mut candidates) = self.facts(source);
+            self.sort(&mut candidates);
+            let mut moved = 0;
+            for &c in &candidates {
                 let size = self.candidates[c].size;
                 let left = self.left();
                 if left.moves == 0 || size > left.bytes {
@@ -614,10 +578,22 @@ impl<P: Picture> Planner<'_, P> {
                 // spreads.
                 let from = self.live[source];
                 if let Some((b, t)) = self.place_one(c, source, |live, b| live[b] > from) {
-                    self.live[source] -= size;
+                    self.set_live(source, self.live[source] - size);
                     self.destinations.update(self.blocks, &self.live, source);
                     self.commit(vec![(c, b, t)]);
+                    moved += 1;
                 }
+            }
+            // Every allocation left (the first phase gave up on the block, and the room
+            // gathering left before it served it after all): emptied, so that it is released.
+            if all_movable
+                && moved > 0
+                && moved == candidates.len()
+                && self.picture.set_aside(source, true)
+            {
+                self.mark_aside(source, true);
+                self.emptied[source] = true;
+                self.out.emptied.push(source);
             }
         }
     }
@@ -692,13 +668,19 @@ pub(crate) fn plan_moves<P: Picture>(
     refill(&mut set_aside, blocks.iter().map(|b| b.draining));
     let mut emptied = take(&mut scratch.emptied);
     refill(&mut emptied, std::iter::repeat_n(false, n));
+    let mut block_keys = take(&mut scratch.block_keys);
     let destinations = Destinations::in_buffers(
         blocks,
         &live,
         take(&mut scratch.order),
         take(&mut scratch.at),
         take(&mut scratch.free),
+        &mut block_keys,
     );
+    let room = (0..n)
+        .filter(|&b| !set_aside[b] && live[b] > 0)
+        .map(|b| u128::from(blocks[b].free(live[b])))
+        .sum();
     let mut p = Planner {
         blocks,
         candidates,
@@ -713,6 +695,8 @@ pub(crate) fn plan_moves<P: Picture>(
         live,
         sources: take(&mut scratch.sources),
         keys: take(&mut scratch.keys),
+        block_keys,
+        room,
         out: MovePlan {
             emptied: Vec::new(),
             draining: Vec::new(),
@@ -740,6 +724,7 @@ pub(crate) fn plan_moves<P: Picture>(
         free: p.destinations.free,
         sources: p.sources,
         keys: p.keys,
+        block_keys: p.block_keys,
     };
     p.out
 }

@@ -265,8 +265,9 @@ fn run(
                     assert_eq!(candidates[c].reserved, Some(rb));
                     claimed.borrow_mut()[rb] += 1;
                     if b == rb {
+                        // Without the hints, the bound stays the block's size, as for any
+                        // other attempt.
                         let sub = &model_blocks.borrow()[b].sub;
-                        // As below: without the hints, the bound stays the block's size.
                         let largest = if hints {
                             sub.largest_free_range()
                         } else {
