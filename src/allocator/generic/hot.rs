@@ -64,7 +64,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// `None` sends the request down the full path, which starts over: this is the first two
     /// steps of the full path (the type choice and the existing blocks of the first type)
     /// without the steps that cannot matter to such a request (rationing, a metadata record,
-    /// margins, the best-fit search), and serves exactly what those steps would.
+    /// margins), and serves exactly what those steps would, the best-fit search of larger
+    /// requests included.
     #[inline]
     pub(super) fn allocate_hot(
         &self,
@@ -115,14 +116,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         }
         let layout = facts.block_layout(request.layout)?;
         debug_assert!(matches!(plan, Ok(Plan::Suballocate { layout: l, .. }) if l == layout));
-        if facts.best_fit(layout.size()) {
-            return None;
-        }
+        // The search the full path would make: best fit for the larger requests.
         let fit = Fit {
             layout,
             allocation_type,
             granularity: self.device.buffer_image_granularity(),
-            best_fit: false,
+            best_fit: facts.best_fit(layout.size()),
             strategy: create_info.strategy,
         };
         self.block_vecs[index as usize]
