@@ -7,8 +7,9 @@
 mod common;
 mod support;
 
+use ash::vk;
 use ash_memory::*;
-use support::{GpuLayout, Sim, SimFeatures, MIB};
+use support::{Faults, GpuLayout, Sim, SimFeatures, MIB};
 
 const HEAP: u64 = 128 * MIB;
 const BLOCK: u64 = 16 * MIB;
@@ -203,6 +204,43 @@ fn past_the_budget_one_empty_block_is_kept() {
             );
         }
         sim.state.set_other_usage(1, 0);
+    }
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn with_nothing_kept_a_failed_memory_object_is_not_tried_again() {
+    let sim = Sim::new(small_host_heap());
+    {
+        let allocator = allocator(&sim);
+        // The driver refuses the next vkAllocateMemory, once: nothing is kept to release, so
+        // the allocation fails there, with one call.
+        sim.state.reset_counters();
+        sim.state.set_faults(Faults {
+            allocate_at: Some((1, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+            ..Default::default()
+        });
+        let failed = allocator.allocate_dedicated(1, MIB, None, &AllocationCreateInfo::default());
+        assert_eq!(failed.err(), Some(AllocationError::OutOfDeviceMemory));
+        assert_eq!(sim.state.allocate_calls(), 1, "tried once");
+        sim.state.set_faults(Faults::default());
+        // With an empty block kept in the heap, the failure releases it and tries again.
+        let held: Vec<_> = (0..2 * BLOCK / MIB)
+            .map(|_| allocate(&allocator, 1).unwrap())
+            .collect();
+        drop(held);
+        assert_eq!(allocator.block_count(1), 2);
+        sim.state.reset_counters();
+        sim.state.set_faults(Faults {
+            allocate_at: Some((1, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+            ..Default::default()
+        });
+        let made = allocator.allocate_dedicated(2, MIB, None, &AllocationCreateInfo::default());
+        assert!(made.is_ok(), "{made:?}");
+        assert_eq!(sim.state.allocate_calls(), 2, "tried again once");
+        assert_eq!(allocator.block_count(1), 0);
+        sim.state.set_faults(Faults::default());
+        drop(made);
     }
     sim.assert_nothing_allocated();
 }
