@@ -665,15 +665,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         match keep {
             Keep::Largest => {
                 // Largest first; keep them while they add up to no more than `empty_kept`
-                // times the largest block of the vector, and only the largest while the heap
-                // is past its budget.
+                // times the largest block of the vector.
                 empty.sort_by_key(|&i| std::cmp::Reverse(size(i)));
                 let cap = blocks.iter().map(|b| b.memory().size()).max().unwrap_or(0);
-                let cap = if empty_kept > 1 && blocks[empty[0]].memory().heap_within_budget() {
-                    cap.saturating_mul(empty_kept)
-                } else {
-                    cap
-                };
+                let cap = cap.saturating_mul(empty_kept);
                 let mut total = size(empty[0]);
                 let mut kept = 1;
                 while kept < empty.len() && total.saturating_add(size(empty[kept])) <= cap {
@@ -691,22 +686,44 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
     }
 
+    /// How many blocks' worth of empty memory the vector keeps now: its limit while the heap
+    /// is under its budget, one block's worth past it (the budget is read only when the
+    /// limit is more than one, from the first empty block's memory).
+    fn empty_kept(&self, blocks: &[Block<S, M>]) -> DeviceSize {
+        let limit = self.limits.empty_kept;
+        let under_budget = || {
+            blocks
+                .iter()
+                .find(|b| b.is_empty())
+                .is_none_or(|b| b.memory().heap_within_budget())
+        };
+        if limit > 1 && !under_budget() {
+            1
+        } else {
+            limit
+        }
+    }
+
     /// Keeps the empty blocks `keep` says (beyond the minimum block count): releases the
     /// others. Returns how many were released.
     pub(crate) fn release_empty_blocks(&self, keep: Keep) -> usize {
         // A first look under the read lock, which allocating threads share: most calls find
         // nothing to release and need not stop them.
-        {
+        let kept = {
             let blocks = self.blocks.read();
             if blocks.len() <= self.limits.min
                 || blocks.iter().filter(|b| b.is_empty()).nth(1).is_none()
-                || Self::empty_to_release(&blocks, keep, self.limits.empty_kept).is_empty()
             {
                 return 0;
             }
-        }
+            let kept = self.empty_kept(&blocks);
+            if Self::empty_to_release(&blocks, keep, kept).is_empty() {
+                return 0;
+            }
+            kept
+        };
         let mut blocks = self.blocks.write();
-        let mut release = Self::empty_to_release(blocks.items(), keep, self.limits.empty_kept);
+        let mut release = Self::empty_to_release(blocks.items(), keep, kept);
         release.truncate(blocks.items().len().saturating_sub(self.limits.min));
         release.sort_unstable_by(|a, b| b.cmp(a));
         let released = release.len();
