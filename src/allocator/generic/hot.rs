@@ -11,6 +11,12 @@
 //! sequence, which starts over: it serves exactly what the full sequence would have served
 //! first, at the cost of one more search of the existing blocks for the requests that need a
 //! new block (rare, and the search skips full arenas on their hints).
+//!
+//! Its plan is the plan's rule for a plain request in a few comparisons
+//! ([`plain_suballocation`](crate::allocator::placement::plain_suballocation)): suballocate
+//! what is not large and fits a block. A large request, which the plan suballocates only
+//! when the device is crowded with memory objects (reading two counters), takes the full
+//! path.
 
 use super::GenericMemoryAllocator;
 use crate::allocation::MemoryAlloc;
@@ -18,7 +24,7 @@ use crate::allocator::block_vec::Fit;
 use crate::allocator::config::DebugOptions;
 use crate::allocator::execute;
 use crate::allocator::intent::{self, HeapFacts};
-use crate::allocator::placement::{self, Plan, Request};
+use crate::allocator::placement;
 use crate::allocator::{AllocationCreateInfo, AllocationRequirements, MemoryAllocatePreference};
 use crate::device::{mask_of_count, MemoryProperties};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
@@ -97,25 +103,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         if self.hot.small_heap_types & (1 << index) != 0 {
             return None;
         }
-        let request = Request {
-            layout: requirements
-                .layout
-                .align_to(create_info.min_alignment)
-                .ok()?,
-            preference: MemoryAllocatePreference::Auto,
-            prefers_dedicated: false,
-            requires_dedicated: false,
-        };
+        let requested = requirements
+            .layout
+            .align_to(create_info.min_alignment)
+            .ok()?;
         let facts = self.types.get(index as usize)?;
-        // Only the plan's kind is read back: its layout is the block layout of the request (see
-        // `Plan::Suballocate`), worked out here in registers rather than reloaded from the
-        // plan in memory (a load the store buffer cannot forward).
-        let plan = placement::plan(&request, facts, self.objects());
-        if !matches!(plan, Ok(Plan::Suballocate { .. })) {
-            return None;
-        }
-        let layout = facts.block_layout(request.layout)?;
-        debug_assert!(matches!(plan, Ok(Plan::Suballocate { layout: l, .. }) if l == layout));
+        // The plan of a plain request that is not large, without the plan: a large one (which
+        // the plan suballocates only on a crowded device) takes the full path.
+        let layout = placement::plain_suballocation(requested, facts)?;
         // The search the full path would make: best fit for the larger requests.
         let fit = Fit {
             layout,

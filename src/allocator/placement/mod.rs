@@ -355,6 +355,22 @@ pub(crate) fn plan(
     }
 }
 
+/// The in-block layout of a plain request of `layout` (the default preference, no dedicated
+/// preference or requirement) that [`plan`] suballocates in this memory type whatever the
+/// memory-object count: it fits the heap and a block, the type is suballocatable, and the
+/// request is not large. `None` for any other request, which only [`plan`] decides (a large
+/// request is suballocated too, when the device is crowded). The hot path's plan, in a few
+/// comparisons.
+#[inline]
+pub(crate) fn plain_suballocation(layout: DeviceLayout, facts: &TypeFacts) -> Option<DeviceLayout> {
+    let size = layout.size();
+    if !facts.suballocatable || size > facts.heap_size || size > facts.large_request_threshold() {
+        return None;
+    }
+    let block_layout = facts.block_layout(layout)?;
+    (block_layout.size() <= facts.block_size).then_some(block_layout)
+}
+
 /// The plan for `request` in a custom pool whose blocks have `facts` (see
 /// [custom pools](self#custom-pools)).
 #[inline]

@@ -557,3 +557,50 @@ fn custom_pools_suballocate_or_fail_and_are_dedicated_only_when_required() {
         Kind::Err(PlacementError::NotSuballocatable)
     );
 }
+
+proptest::proptest! {
+    /// The hot path's plan agrees with the plan: a plain request it suballocates is one the
+    /// plan suballocates with the same in-block layout whatever the memory-object count, and
+    /// a plain request it leaves to the plan is one the plan does not suballocate on a roomy
+    /// device, or a large one.
+    #[test]
+    fn the_plain_suballocation_is_the_plan_of_a_plain_request(
+        layout_index in 0usize..16,
+        type_index in 0u32..32,
+        small in 1u64..=1 << 12,
+        // Sizes around the boundaries: k/64 of the block size, give or take a byte.
+        k in 0u64..=160,
+        jitter in 0u64..=2,
+        huge in (1u64 << 40)..=u64::MAX >> 1,
+        shape in 0u8..3,
+        alignment_log2 in 0u32..=16,
+        crowded in proptest::bool::ANY,
+    ) {
+        let layouts: Vec<_> = GpuLayout::all().into_iter().chain([GpuLayout::lavapipe()]).collect();
+        let gpu = &layouts[layout_index % layouts.len()];
+        let all = facts(gpu);
+        let f = &all[type_index as usize % all.len()];
+        let size = match shape {
+            0 => small,
+            1 => (f.block_size / 64 * k + jitter).saturating_sub(1).max(1),
+            _ => huge,
+        };
+        let Ok(layout) = DeviceLayout::from_size_alignment(size, 1 << alignment_log2) else {
+            return Ok(());
+        };
+        let r = Request { layout, ..request(1, 1) };
+        let objects = if crowded { ObjectCount { live: 4000, max: 4096 } } else { ROOMY };
+        match plain_suballocation(layout, f) {
+            Some(l) => proptest::prop_assert_eq!(
+                plan(&r, f, objects),
+                Ok(Plan::Suballocate { layout: l, grow: true, dedicated_fallback: true })
+            ),
+            None => proptest::prop_assert!(
+                size > f.large_request_threshold()
+                    || !matches!(plan(&r, f, ROOMY), Ok(Plan::Suballocate { .. })),
+                "{}: {size} bytes left to the plan, which suballocates it",
+                gpu.name
+            ),
+        }
+    }
+}
