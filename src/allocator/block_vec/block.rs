@@ -28,6 +28,7 @@
 //! block in one piece.
 
 use super::failed_request::FailedRequest;
+use super::spin_lock::SpinMutex;
 use super::BlockVec;
 use crate::allocation::{AllocationMeta, MetaMap};
 use crate::allocator::placement::ArenaLayout;
@@ -110,7 +111,7 @@ struct Guarded<S> {
 /// the arena ends in padding, so that the next heap object (often the block's next arena)
 /// starts at least 128 bytes (adjacent-line prefetch included) after its last field.
 pub(crate) struct Arena<S, M> {
-    suballocator: Mutex<Guarded<S>>,
+    suballocator: SpinMutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
     /// The requests that failed here since the last free.
@@ -326,7 +327,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             .map(|i| {
                 let (base, size) = layout.range(i, block_size);
                 Arc::new(Arena {
-                    suballocator: Mutex::new(Guarded {
+                    suballocator: SpinMutex::new(Guarded {
                         sub: S::new(size),
                         live: 0,
                     }),

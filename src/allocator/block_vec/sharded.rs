@@ -1,22 +1,31 @@
-//! A list read on every allocation and changed rarely: a sharded ("big-reader") lock.
+//! A list read on every allocation and changed rarely: kept in copies, one reader per copy.
 //!
-//! Every allocation walks its block vector's list of blocks, while the list only changes when a block
-//! is added or released. A plain reader-writer lock makes every reader write to the lock's
-//! one shared word, so threads allocating at the same time keep stealing that cache line from
-//! each other even though none of them waits. Here the list is kept in several copies, each
-//! behind its own lock on its own cache line: a reader locks only the copy of its thread's
-//! shard, and a writer locks every copy (always in the same order) and changes all of them.
-//! Reading stays one uncontended lock; writing costs a few more, which is fine for an
-//! operation that also calls `vkAllocateMemory` or `vkFreeMemory`.
+//! Every allocation walks its block vector's list of blocks, while the list only changes when
+//! a block is added or released. A plain reader-writer lock makes every reader write to the
+//! lock's one shared word, so threads allocating at the same time keep stealing that cache
+//! line from each other even though none of them waits; and taking and giving back a read
+//! lock are two atomic read-modify-writes (locked instructions on x86, some 9 ns each on the
+//! peers bench's VM, see [`spin_lock`](super::spin_lock)).
+//!
+//! Here the list is kept in [`SHARDS`] identical copies, each behind a
+//! [spin lock](super::spin_lock) of its own on its own cache line. A reader takes one copy
+//! for itself: its thread's shard's first, and when another thread holds that one, whichever
+//! copy is free (they are all the same), so readers never wait for each other while a copy is
+//! free, and a reader that reads again before it is done (a nested look) takes another copy.
+//! Reading costs one atomic operation to take the copy and a plain store to give it back. A
+//! writer takes every copy, always in the same order (so two writers cannot deadlock), and
+//! changes all of them; a reader that finds every copy taken waits for its own. Writing
+//! costs a few more locks, which is fine for an operation that also calls `vkAllocateMemory`
+//! or `vkFreeMemory`.
 
 #![deny(unsafe_code)]
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use super::spin_lock::{SpinMutex, SpinMutexGuard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The number of copies. More than the cores of most machines that share one allocator;
-/// threads beyond it share copies, which is correct, only slower.
+/// The number of copies: as many readers at once as the cores of most machines that share one
+/// allocator; more wait for a copy, which is correct, only slower.
 const SHARDS: usize = 8;
 
 // A thread's home arena is its shard modulo the arena count: every arena can be a home.
@@ -46,35 +55,52 @@ pub(crate) fn thread_shard() -> usize {
 
 /// A `Vec<T>` kept in [`SHARDS`] identical copies.
 pub(crate) struct ShardedList<T> {
-    copies: Box<[Padded<RwLock<Vec<T>>>]>,
+    copies: Box<[Padded<SpinMutex<Vec<T>>>]>,
 }
+
+/// One copy of a [`ShardedList`], taken for reading.
+pub(crate) type ShardedRead<'a, T> = SpinMutexGuard<'a, Vec<T>>;
 
 impl<T: Clone> ShardedList<T> {
     pub(crate) fn new() -> Self {
         Self {
             copies: (0..SHARDS)
-                .map(|_| Padded(RwLock::new(Vec::new())))
+                .map(|_| Padded(SpinMutex::new(Vec::new())))
                 .collect(),
         }
     }
 
-    /// Read access to the calling thread's copy.
+    /// A copy for the calling thread to read.
     #[inline]
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<T>> {
+    pub(crate) fn read(&self) -> ShardedRead<'_, T> {
         self.read_shard(thread_shard())
     }
 
-    /// Read access to copy `shard` (any number: it is taken modulo the copies), for a caller
-    /// that has its [`thread_shard`] already.
+    /// A copy to read, for a caller that has its [`thread_shard`] already: copy `shard` (any
+    /// number: it is taken modulo the copies) if it is free, else the next free one, else
+    /// (a writer holds them, or more readers than copies) copy `shard` once it is given back.
     #[inline]
-    pub(crate) fn read_shard(&self, shard: usize) -> RwLockReadGuard<'_, Vec<T>> {
-        self.copies[shard % SHARDS].0.read()
+    pub(crate) fn read_shard(&self, shard: usize) -> ShardedRead<'_, T> {
+        let own = shard % SHARDS;
+        match self.copies[own].0.try_lock() {
+            Some(copy) => copy,
+            None => self.read_another(own),
+        }
     }
 
-    /// Exclusive access to all copies.
+    /// [`read_shard`](Self::read_shard) when copy `own` is taken.
+    #[cold]
+    #[inline(never)]
+    fn read_another(&self, own: usize) -> ShardedRead<'_, T> {
+        (1..SHARDS)
+            .find_map(|k| self.copies[(own + k) % SHARDS].0.try_lock())
+            .unwrap_or_else(|| self.copies[own].0.lock())
+    }
+
+    /// Exclusive access to all copies, taken in order.
     pub(crate) fn write(&self) -> ShardedWrite<'_, T> {
         ShardedWrite {
-            guards: self.copies.iter().map(|c| c.0.write()).collect(),
+            guards: self.copies.iter().map(|c| c.0.lock()).collect(),
         }
     }
 
@@ -84,7 +110,7 @@ impl<T: Clone> ShardedList<T> {
         let guards = self
             .copies
             .iter()
-            .map(|c| c.0.try_write())
+            .map(|c| c.0.try_lock())
             .collect::<Option<Vec<_>>>()?;
         Some(ShardedWrite { guards })
     }
@@ -92,7 +118,7 @@ impl<T: Clone> ShardedList<T> {
 
 /// All copies, locked for writing; changes apply to every copy.
 pub(crate) struct ShardedWrite<'a, T> {
-    guards: Vec<RwLockWriteGuard<'a, Vec<T>>>,
+    guards: Vec<SpinMutexGuard<'a, Vec<T>>>,
 }
 
 impl<T: Clone> ShardedWrite<'_, T> {
@@ -135,6 +161,34 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_takes_another_copy_when_its_own_is_taken() {
+        let list = ShardedList::<u32>::new();
+        list.write().push(3);
+        // Every copy taken at once by one thread (nested reads): each read gets a copy of its
+        // own, starting from the asked one, and never waits.
+        let reads: Vec<_> = (0..SHARDS).map(|_| list.read_shard(5)).collect();
+        let mut copies: Vec<*const Vec<u32>> = reads.iter().map(|r| &**r as *const _).collect();
+        assert_eq!(copies[0], list.copies[5].0.data_ptr() as *const _);
+        copies.sort();
+        copies.dedup();
+        assert_eq!(copies.len(), SHARDS, "two readers shared a copy");
+        assert!(reads.iter().all(|r| **r == [3]));
+        assert!(list.try_write().is_none(), "readers hold the copies");
+        // With every copy taken, a reader on another thread waits for its own copy.
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| *list.read_shard(2) == [3]);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(
+                !waiting.is_finished(),
+                "a reader found a copy that was taken"
+            );
+            drop(reads);
+            assert!(waiting.join().unwrap());
+        });
+        assert!(list.try_write().is_some());
+    }
+
+    #[test]
     fn copies_stay_identical_and_every_thread_sees_the_writes() {
         let list = ShardedList::new();
         {
@@ -146,7 +200,7 @@ mod tests {
             assert_eq!(w.items(), &[0, 2, 3, 4]);
         }
         for copy in list.copies.iter() {
-            assert_eq!(*copy.0.read(), vec![0, 2, 3, 4]);
+            assert_eq!(*copy.0.lock(), vec![0, 2, 3, 4]);
         }
         let seen: Vec<Vec<i32>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..(2 * SHARDS))
@@ -155,6 +209,6 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(seen.iter().all(|v| v == &[0, 2, 3, 4]));
-        assert_eq!(std::mem::align_of::<Padded<RwLock<Vec<i32>>>>(), 128);
+        assert_eq!(std::mem::align_of::<Padded<SpinMutex<Vec<i32>>>>(), 128);
     }
 }
