@@ -361,7 +361,7 @@ pub(crate) fn plan(
 /// request is not large. `None` for any other request, which only [`plan`] decides (a large
 /// request is suballocated too, when the device is crowded). The hot path's plan, in a few
 /// comparisons.
-#[inline]
+#[inline(always)]
 pub(crate) fn plain_suballocation(layout: DeviceLayout, facts: &TypeFacts) -> Option<DeviceLayout> {
     let size = layout.size();
     if !facts.suballocatable || size > facts.heap_size || size > facts.large_request_threshold() {
