@@ -436,17 +436,21 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         // below would try first (the first of the smallest hints), if it is free and fits.
         // Plain nested loops (a flat map's state checks cost more than the test per arena),
         // and the cheap hint comparisons before the full `may_fit`.
+        //
+        // One comparison per arena: the excess `hint - size` is taken modulo 2^64, so a hint
+        // below the request wraps to at least `2^64 - size`, above the excess of every hint
+        // that fits (at most `MAX - size`). Starting from that bound, `hint` is a new
+        // candidate (at least `size`, less than the best so far) exactly when its excess is
+        // smaller. The branch is taken only for each new best (a few times per walk, however
+        // the sizes fall), and only then are the other hints (alignment, failures) read.
         let size = fit.layout.size();
         let mut first: Option<&Arc<Arena<S, M>>> = None;
-        let mut best = DeviceSize::MAX;
+        let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
         for block in blocks {
             for arena in block.arenas() {
-                let hint = arena.largest_free_hint();
-                if hint >= size
-                    && (first.is_none() || hint < best)
-                    && arena.may_fit(fit.layout, fit.allocation_type)
-                {
-                    best = hint;
+                let excess = arena.largest_free_hint().wrapping_sub(size);
+                if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
+                    best_excess = excess;
                     first = Some(arena);
                 }
             }

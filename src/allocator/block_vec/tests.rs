@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
+mod large;
+
 const KIB: DeviceSize = 1 << 10;
 const MIB: DeviceSize = 1 << 20;
 
@@ -365,6 +367,11 @@ fn check_model<S: Suballocator + Send + 'static>(
         assert_eq!(cursor, b.memory().size());
         let live: Vec<_> = model.range((id, 0)..(id + 1, 0)).collect();
         assert_eq!(b.allocation_count(), live.len(), "live count of block {id}");
+        assert_eq!(
+            b.is_empty(),
+            live.is_empty(),
+            "block {id}'s count of busy arenas"
+        );
         for &(&(_, offset), &size) in &live {
             assert!(
                 allocated
