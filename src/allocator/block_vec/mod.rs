@@ -715,12 +715,35 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         // nothing to release and need not stop them.
         let kept = {
             let blocks = self.blocks.read();
-            if blocks.len() <= self.limits.min
-                || blocks.iter().filter(|b| b.is_empty()).nth(1).is_none()
-            {
+            if blocks.len() <= self.limits.min {
+                return 0;
+            }
+            // One pass: how many blocks are empty, their bytes, and the largest block.
+            let (mut empty, mut empty_bytes, mut largest) = (0, 0, 0);
+            for b in blocks.iter() {
+                let size = b.memory().size();
+                largest = largest.max(size);
+                if b.is_empty() {
+                    empty += 1;
+                    empty_bytes += size;
+                }
+            }
+            if empty <= 1 {
+                return 0;
+            }
+            // The largest empty blocks stay while they add up to at most `kept` times the
+            // largest block, so when all of them do, none goes: within one block's worth
+            // whatever the budget says (no need to ask it), else once it is read.
+            let all_stay = |kept: DeviceSize| {
+                keep == Keep::Largest && kept >= 1 && empty_bytes <= largest.saturating_mul(kept)
+            };
+            if all_stay(self.limits.empty_kept.min(1)) {
                 return 0;
             }
             let kept = self.empty_kept(&blocks);
+            if all_stay(kept) {
+                return 0;
+            }
             if Self::empty_to_release(&blocks, keep, kept).is_empty() {
                 return 0;
             }

@@ -18,11 +18,17 @@ struct Mock {
     size: DeviceSize,
     id: usize,
     live: Arc<AtomicUsize>,
+    /// Whether the heap is past its budget (shared by all the harness's memory).
+    over_budget: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BlockMemory for Mock {
     fn size(&self) -> DeviceSize {
         self.size
+    }
+
+    fn heap_within_budget(&self) -> bool {
+        !self.over_budget.load(Ordering::SeqCst)
     }
 }
 
@@ -47,6 +53,7 @@ struct Harness<S> {
     preferred: DeviceSize,
     granularity: DeviceAlignment,
     fail_next_memory: std::sync::atomic::AtomicBool,
+    over_budget: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S: Suballocator + Send + 'static> Harness<S> {
@@ -58,6 +65,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             preferred,
             granularity: DeviceAlignment::new(granularity).unwrap(),
             fail_next_memory: std::sync::atomic::AtomicBool::new(false),
+            over_budget: Arc::default(),
         }
     }
 
@@ -80,6 +88,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             size,
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
             live: self.live_memory.clone(),
+            over_budget: self.over_budget.clone(),
         })
     }
 

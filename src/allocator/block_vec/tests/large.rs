@@ -174,3 +174,39 @@ fn a_block_empties_when_its_last_busy_arena_does() {
         assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
     }
 }
+
+/// A default vector keeps two blocks' worth of empty memory while its heap is within its
+/// budget, one block's worth past it: the release's first look, which skips reading the
+/// budget when the empty blocks are within one block's worth, reads it when they are more.
+#[test]
+fn past_the_budget_one_block_of_empty_memory_stays() {
+    for over_budget in [false, true] {
+        let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+        h.over_budget.store(over_budget, Ordering::SeqCst);
+        for _ in 0..3 {
+            h.vec
+                .add_empty_block(
+                    64 * MIB,
+                    |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 1),
+                    |s| h.make(s),
+                )
+                .unwrap();
+        }
+        // Fill all three (one whole-block allocation each), then free them one by one.
+        let fit = h.fit(64 * MIB, 1, AllocationType::Linear);
+        let live: Vec<_> = (0..3).map(|_| h.allocate(&fit).unwrap()).collect();
+        assert_eq!(h.vec.block_count(), 3);
+        let mut counts = Vec::new();
+        for l in live {
+            h.free(l);
+            counts.push(h.vec.block_count());
+        }
+        let kept = if over_budget { 1 } else { 2 };
+        assert_eq!(
+            counts,
+            [3, 3.min(1 + kept), kept],
+            "over budget: {over_budget}"
+        );
+        assert_eq!(h.empty_blocks(), kept);
+    }
+}
