@@ -30,8 +30,11 @@
 //! requests reuse them without a `vkAllocateMemory`. A default block vector keeps
 //! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth while its heap is within its budget, one block's
 //! worth past it (as VMA frees its empty block past the budget); a custom pool keeps one
-//! block (its blocks all have one size). Three rules keep the cache from costing memory
-//! when it matters:
+//! block (its blocks all have one size). A block counts its arenas that hold allocations,
+//! so whether it is empty is read without a lock, and only the free that empties a block
+//! looks for blocks to release: on `large` (40 live resources of 1-85 MiB), about one free
+//! in 23 empties its block, and each look used to lock every arena of every block. Three
+//! rules keep the cache from costing memory when it matters:
 //!
 //! - When a request finds no room anywhere, the empty blocks could not hold it either, and
 //!   all of them are released before the new block is made: a cache that missed is given
