@@ -38,7 +38,7 @@ use crate::suballocator::{
 };
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// The memory a block is made of, the block vectors' seam: a `VkDeviceMemory` in the allocator
@@ -91,6 +91,11 @@ struct BlockShared<S, M> {
     /// dropped): while this count stays, every record there still stands for the same
     /// allocation (a defragmentation's registrations need no new check).
     removals: AtomicU64,
+    /// How many of the block's arenas hold a live allocation: changed under an arena's lock
+    /// when its count of live allocations leaves or reaches zero, read without any lock.
+    /// The block is empty when it is zero, and only the free that brings it to zero looks
+    /// for empty blocks to release (see [`Arena::free`]).
+    busy_arenas: AtomicUsize,
 }
 
 /// What an arena's lock guards: the suballocator and the arena's own count of live
@@ -166,6 +171,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             Ok(mut suballocation) => {
                 suballocation.offset += self.base;
                 g.live += 1;
+                if g.live == 1 {
+                    self.shared.busy_arenas.fetch_add(1, Ordering::AcqRel);
+                }
                 Some(Ok(Placed {
                     suballocation,
                     first: g.live == 1,
@@ -208,7 +216,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     }
 
     /// Returns `suballocation` (offsets in the block) to the arena; says whether that was
-    /// the arena's last live allocation. Releases empty blocks of the vector as its rule says.
+    /// the arena's last live allocation. When it was the block's last one, releases empty
+    /// blocks of the vector as its rule says (only a block that empties can change what the
+    /// rule keeps, so frees that leave the block in use skip the vector altogether).
     ///
     /// # Safety
     ///
@@ -216,7 +226,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     /// unchanged, and is returned once.
     pub(crate) unsafe fn free(&self, mut suballocation: Suballocation) -> bool {
         suballocation.offset -= self.base;
-        let now_empty = {
+        let (now_empty, block_empty) = {
             let mut guard = self.suballocator.lock();
             let g = &mut *guard;
             // SAFETY: forwarded from the caller: the suballocation came from this arena (its
@@ -226,9 +236,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             g.live -= 1;
             self.failed.clear();
             self.publish_largest_free(&g.sub);
-            g.live == 0
+            let now_empty = g.live == 0;
+            // Under the arena's lock, as the increment in `try_allocate`: the count never
+            // misses an arena's change.
+            let block_empty =
+                now_empty && self.shared.busy_arenas.fetch_sub(1, Ordering::AcqRel) == 1;
+            (now_empty, block_empty)
         };
-        if now_empty {
+        if block_empty {
             // Still alive here: the caller holds the allocations' reference until this
             // returns.
             if let Some(vec) = self.shared.vec.upgrade() {
@@ -322,6 +337,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             vec,
             metas: Mutex::default(),
             removals: AtomicU64::new(0),
+            busy_arenas: AtomicUsize::new(0),
         });
         let arenas = (0..layout.count)
             .map(|i| {
@@ -411,9 +427,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         self.shared.removals.load(Ordering::Acquire)
     }
 
-    /// Whether no allocation lives in the block, waiting for each arena's lock.
+    /// Whether no allocation lives in the block, read without a lock (the count of busy
+    /// arenas, [`BlockShared::busy_arenas`]): the list's write lock keeps searches from
+    /// filling an empty block while its holder decides to release it.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.arenas.iter().all(|a| a.live() == 0)
+        self.shared.busy_arenas.load(Ordering::Acquire) == 0
     }
 
     /// Whether `other` is a handle of the same block.

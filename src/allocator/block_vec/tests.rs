@@ -8,6 +8,8 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
+mod large;
+
 const KIB: DeviceSize = 1 << 10;
 const MIB: DeviceSize = 1 << 20;
 
@@ -16,11 +18,17 @@ struct Mock {
     size: DeviceSize,
     id: usize,
     live: Arc<AtomicUsize>,
+    /// Whether the heap is past its budget (shared by all the harness's memory).
+    over_budget: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BlockMemory for Mock {
     fn size(&self) -> DeviceSize {
         self.size
+    }
+
+    fn heap_within_budget(&self) -> bool {
+        !self.over_budget.load(Ordering::SeqCst)
     }
 }
 
@@ -45,6 +53,7 @@ struct Harness<S> {
     preferred: DeviceSize,
     granularity: DeviceAlignment,
     fail_next_memory: std::sync::atomic::AtomicBool,
+    over_budget: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S: Suballocator + Send + 'static> Harness<S> {
@@ -56,6 +65,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             preferred,
             granularity: DeviceAlignment::new(granularity).unwrap(),
             fail_next_memory: std::sync::atomic::AtomicBool::new(false),
+            over_budget: Arc::default(),
         }
     }
 
@@ -78,6 +88,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
             size,
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
             live: self.live_memory.clone(),
+            over_budget: self.over_budget.clone(),
         })
     }
 
@@ -365,6 +376,11 @@ fn check_model<S: Suballocator + Send + 'static>(
         assert_eq!(cursor, b.memory().size());
         let live: Vec<_> = model.range((id, 0)..(id + 1, 0)).collect();
         assert_eq!(b.allocation_count(), live.len(), "live count of block {id}");
+        assert_eq!(
+            b.is_empty(),
+            live.is_empty(),
+            "block {id}'s count of busy arenas"
+        );
         for &(&(_, offset), &size) in &live {
             assert!(
                 allocated
