@@ -19,7 +19,7 @@ use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
-use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
+use crate::suballocator::{AllocationStrategy, RangeInfo, RangeKind, Suballocator};
 use ash::vk;
 use std::ops::Range;
 
@@ -117,7 +117,8 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
 
     fn set_aside(&mut self, b: usize, on: bool) -> bool {
         if on {
-            self.target.blocks.set_aside(&self.blocks[b])
+            let keep_order = self.target.strategy == AllocationStrategy::MinOffset;
+            self.target.blocks.set_aside(&self.blocks[b], keep_order)
         } else {
             self.target.blocks.put_back(&self.blocks[b]);
             true
