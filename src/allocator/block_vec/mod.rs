@@ -213,13 +213,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         listed + self.aside.lock().len()
     }
 
-    /// Handles of the blocks a search sees, in search order, in a vector with room for
-    /// `extra` more (a defragmentation adds the blocks it set aside).
-    pub(crate) fn blocks_with_room(&self, extra: usize) -> Vec<Block<S, M>> {
-        let blocks = self.blocks.read();
-        let mut out = Vec::with_capacity(blocks.len() + extra);
-        out.extend(blocks.iter().cloned());
-        out
+    /// Calls `f` with the blocks a search sees, in search order, under the list's read lock
+    /// (a defragmentation takes handles only of the blocks it holds none of yet).
+    pub(crate) fn with_blocks<R>(&self, f: impl FnOnce(&[Block<S, M>]) -> R) -> R {
+        f(&self.blocks.read())
     }
 
     /// Takes the block `block` out of every search (a defragmentation empties it): new

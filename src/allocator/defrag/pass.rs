@@ -191,6 +191,10 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
         // The blocks set aside go back, but those left draining.
         let aside = std::mem::take(&mut self.aside);
+        // Their handles are let go first, so that the blocks released below free their memory.
+        for (v, b) in &aside {
+            self.defrag.handles[*v].forget(b);
+        }
         let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
         vecs.sort_unstable();
         vecs.dedup();

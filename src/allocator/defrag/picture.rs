@@ -348,7 +348,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     ) -> (Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
         let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
-        let mut blocks = target.blocks.blocks_with_room(draining_here);
+        let handles = &mut self.handles[v];
+        target.blocks.with_blocks(|list| handles.refresh(list));
+        let facts = &handles.facts;
+        let mut blocks = std::mem::take(&mut handles.blocks);
+        blocks.reserve(draining_here);
         let searched = blocks.len();
         // The blocks an earlier pass left draining come after those of the search.
         blocks.extend(
@@ -366,8 +370,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // walk's pushes would grow the vectors by copies).
         let mut room = 0;
         states.extend(blocks.iter().enumerate().map(|(bi, b)| {
-            let memory = b.memory().handle();
-            let size = b.memory().size();
+            let (memory, size) = match facts.get(bi) {
+                Some(&f) => f,
+                None => (b.memory().handle(), b.memory().size()),
+            };
             let live = size.saturating_sub(b.free_size());
             let listed = registry.listed(memory);
             room += listed.map_or(0, |l| l.entries.len());
@@ -517,6 +523,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .map(|&b| blocks[b].clone())
             .collect();
         let draining = plan.draining.iter().map(|&b| blocks[b].clone()).collect();
+        // The handles of the search's blocks serve the next plan.
+        blocks.truncate(searched);
+        self.handles[v].blocks = blocks;
         (aside, draining)
     }
 }
