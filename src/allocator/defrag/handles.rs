@@ -9,11 +9,12 @@
 //! last block into its place), so a plan takes the handles it held in the last one again, in
 //! the list's order, and makes new handles only of the blocks it holds none of.
 //!
-//! The handles of the blocks a pass sets aside are let go when the pass ends, before the
-//! blocks it emptied are released: holding them would keep their memory objects alive. A
-//! block that the allocator releases between passes on its own (the application freed its
-//! last allocation) keeps its memory until the next plan lets its handle go, or the
-//! defragmentation ends: a defragmentation keeps the blocks it works on alive.
+//! When a pass ends and the blocks it emptied are released, the handles are matched with the
+//! list again, so that those blocks' memory is freed then (with their last handle), as it
+//! would be without the handles kept. A block that the allocator releases between passes on
+//! its own (the application freed its last allocation) keeps its memory until the next plan
+//! lets its handle go, or the defragmentation ends: a defragmentation keeps the blocks it
+//! works on alive.
 
 use super::Blocks;
 use crate::device_memory::MemoryObject;
@@ -81,14 +82,6 @@ impl<S: Suballocator + Send + 'static> Handles<S> {
         // The handles of blocks gone from the list are let go here.
         old.clear();
         self.old = old;
-    }
-
-    /// Lets go of the handle of `block`, if held.
-    pub fn forget(&mut self, block: &Block<S, MemoryObject>) {
-        if let Some(i) = self.blocks.iter().position(|b| b.same_as(block)) {
-            self.blocks.remove(i);
-            self.facts.remove(i);
-        }
     }
 
     /// Lets go of every handle.

@@ -191,10 +191,6 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
         // The blocks set aside go back, but those left draining.
         let aside = std::mem::take(&mut self.aside);
-        // Their handles are let go first, so that the blocks released below free their memory.
-        for (v, b) in &aside {
-            self.defrag.handles[*v].forget(b);
-        }
         let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
         vecs.sort_unstable();
         vecs.dedup();
@@ -211,7 +207,12 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
                 })
                 .map(|(_, b)| b.clone())
                 .collect();
-            self.report.memory_objects_freed += self.defrag.vecs[v].blocks.restore_aside(&back);
+            let blocks = &self.defrag.vecs[v].blocks;
+            self.report.memory_objects_freed += blocks.restore_aside(&back);
+            // The handles the plan took of the blocks released now are let go here (their
+            // memory is freed with the last handle), not in the next plan.
+            let handles = &mut self.defrag.handles[v];
+            blocks.with_blocks(|list| handles.refresh(list));
         }
         drop(aside);
         self.defrag.stats.memory_objects_freed += self.report.memory_objects_freed;
