@@ -1115,7 +1115,10 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
         }
     }
     assert!(passes >= 4, "too few passes to test anything: {passes}");
-    assert!(released > 0 && freed_blocks > 0, "{released} {freed_blocks}");
+    assert!(
+        released > 0 && freed_blocks > 0,
+        "{released} {freed_blocks}"
+    );
     let stats = defrag.finish();
     assert!(stats.moves > 0, "{stats:?}");
     for (a, seed, size) in live.iter().flatten() {
