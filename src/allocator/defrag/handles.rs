@@ -24,17 +24,12 @@ use ash::vk;
 
 use super::super::block_vec::Block;
 
-/// A block's handle with its memory and size (read once, when the handle is taken).
-type Held<S> = (Block<S, MemoryObject>, vk::DeviceMemory, DeviceSize);
-
 /// The handles of one vector's blocks, in the list's order as last seen.
 pub(super) struct Handles<S> {
     /// The handles.
     pub blocks: Blocks<S>,
     /// Each block's memory and size (indexed as `blocks`).
     pub facts: Vec<(vk::DeviceMemory, DeviceSize)>,
-    /// Room for the handles of the last plan while they are matched.
-    old: Vec<Option<Held<S>>>,
 }
 
 impl<S> Default for Handles<S> {
@@ -42,46 +37,41 @@ impl<S> Default for Handles<S> {
         Self {
             blocks: Vec::new(),
             facts: Vec::new(),
-            old: Vec::new(),
         }
     }
 }
 
 impl<S: Suballocator + Send + 'static> Handles<S> {
-    /// Makes `blocks` the handles of `list`, in its order: a handle held already is taken
-    /// again when it comes where it was, or one place later (a block before it left the
-    /// list); any other is made anew. The handles no longer in the list are let go.
+    /// Makes `blocks` the handles of `list`, in its order: the handles held already are
+    /// moved to where the list has their block (found by a scan from there: the list changes
+    /// little from one plan to the next, so there are few); a block the list has and no
+    /// handle held is taken anew; the handles no longer in the list are let go.
     pub fn refresh(&mut self, list: &[Block<S, MemoryObject>]) {
-        let mut old = std::mem::take(&mut self.old);
-        old.clear();
-        old.extend(
-            self.blocks
-                .drain(..)
-                .zip(self.facts.drain(..))
-                .map(|(b, (memory, size))| Some((b, memory, size))),
-        );
-        let mut next = 0;
-        for block in list {
-            let same = |k: usize| {
-                old.get(k)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|(b, _, _)| b.same_as(block))
-            };
-            let at = [next, next + 1].into_iter().find(|&k| same(k));
-            let held = at.and_then(|k| {
-                next = k + 1;
-                old[k].take()
-            });
-            let (b, memory, size) = held.unwrap_or_else(|| {
-                let memory = block.memory();
-                (block.clone(), memory.handle(), memory.size())
-            });
-            self.blocks.push(b);
-            self.facts.push((memory, size));
+        for (j, block) in list.iter().enumerate() {
+            if self.blocks.get(j).is_some_and(|b| b.same_as(block)) {
+                continue;
+            }
+            match self.blocks[j.min(self.blocks.len())..]
+                .iter()
+                .position(|b| b.same_as(block))
+            {
+                Some(k) => {
+                    self.blocks.swap(j, j + k);
+                    self.facts.swap(j, j + k);
+                }
+                None => {
+                    let memory = block.memory();
+                    self.blocks.push(block.clone());
+                    self.facts.push((memory.handle(), memory.size()));
+                    let last = self.blocks.len() - 1;
+                    self.blocks.swap(j, last);
+                    self.facts.swap(j, last);
+                }
+            }
         }
         // The handles of blocks gone from the list are let go here.
-        old.clear();
-        self.old = old;
+        self.blocks.truncate(list.len());
+        self.facts.truncate(list.len());
     }
 
     /// Lets go of every handle.
