@@ -45,8 +45,11 @@ impl<S: Suballocator + Send + 'static> Handles<S> {
     /// Makes `blocks` the handles of `list`, in its order: the handles held already are
     /// moved to where the list has their block (found by a scan from there: the list changes
     /// little from one plan to the next, so there are few); a block the list has and no
-    /// handle held is taken anew; the handles no longer in the list are let go.
-    pub fn refresh(&mut self, list: &[Block<S, MemoryObject>]) {
+    /// handle held is taken anew. Returns the handles no longer in the list, for the caller
+    /// to let go once it no longer holds the list's lock (the last handle of a released
+    /// block frees its memory).
+    #[must_use]
+    pub fn refresh(&mut self, list: &[Block<S, MemoryObject>]) -> Blocks<S> {
         for (j, block) in list.iter().enumerate() {
             if self.blocks.get(j).is_some_and(|b| b.same_as(block)) {
                 continue;
@@ -69,9 +72,8 @@ impl<S: Suballocator + Send + 'static> Handles<S> {
                 }
             }
         }
-        // The handles of blocks gone from the list are let go here.
-        self.blocks.truncate(list.len());
         self.facts.truncate(list.len());
+        self.blocks.split_off(list.len())
     }
 
     /// Lets go of every handle.

@@ -212,7 +212,7 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
             // The handles the plan took of the blocks released now are let go here (their
             // memory is freed with the last handle), not in the next plan.
             let handles = &mut self.defrag.handles[v];
-            blocks.with_blocks(|list| handles.refresh(list));
+            drop(blocks.with_blocks(|list| handles.refresh(list)));
         }
         drop(aside);
         self.defrag.stats.memory_objects_freed += self.report.memory_objects_freed;

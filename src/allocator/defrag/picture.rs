@@ -349,7 +349,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let target = &self.vecs[v];
         let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
         let handles = &mut self.handles[v];
-        target.blocks.with_blocks(|list| handles.refresh(list));
+        // (The handles of blocks gone from the list are let go here, out of its lock.)
+        drop(target.blocks.with_blocks(|list| handles.refresh(list)));
         let facts = &handles.facts;
         let mut blocks = std::mem::take(&mut handles.blocks);
         blocks.reserve(draining_here);
