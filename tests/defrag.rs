@@ -1033,3 +1033,102 @@ fn a_drained_block_the_application_emptied_is_released_and_counted_when_the_defr
         verify(a, *seed, *size, "after the defragmentation");
     }
 }
+
+#[test]
+fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and_plans_stay_true() {
+    // Bounded passes, and between them the application frees every allocation of a block
+    // (which empties and may go) and makes new ones (in new blocks too). The defragmentation
+    // keeps block handles from pass to pass: the blocks a pass releases must free their memory
+    // when it ends, no move may name an allocation the application freed, and no destination
+    // may overlap an allocation made between passes (checked by the bytes at the end).
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 600)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 128 * KIB,
+        ..Default::default()
+    });
+    for (i, x) in live.iter_mut().enumerate() {
+        let (a, _, _) = x.as_mut().unwrap();
+        assert_eq!(defrag.add(a, align()).unwrap(), i);
+    }
+    let mut made = Vec::new();
+    let mut rng = Rng(27);
+    let (mut passes, mut released, mut freed_blocks) = (0, 0, 0);
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes <= 3 * live.len(), "the passes never end");
+        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+        for i in open {
+            let id = pass.get(i).unwrap().id();
+            let (src, _, size) = live[id]
+                .as_mut()
+                .expect("a move of an allocation the application freed");
+            let mut bytes = vec![0; *size as usize];
+            src.read(0, &mut bytes).unwrap();
+            let dst = pass.get(i).unwrap().destination();
+            let ptr = dst.mapped_ptr().unwrap();
+            // SAFETY: `size` bytes inside the destination, which nothing else uses.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+            dst.flush(0, *size).unwrap();
+            pass.complete(i, src).unwrap();
+        }
+        let objects = sim.state.live_objects();
+        let report = pass.end();
+        released += report.memory_objects_freed;
+        assert_eq!(
+            sim.state.live_objects(),
+            objects - report.memory_objects_freed as u32,
+            "pass {passes}: a block the pass released keeps its memory"
+        );
+        if passes % 2 == 0 {
+            // Every allocation of one block goes.
+            let memories: Vec<vk::DeviceMemory> =
+                live.iter().flatten().map(|x| x.0.memory()).collect();
+            if !memories.is_empty() {
+                let memory = memories[rng.below(memories.len() as u64) as usize];
+                for x in live.iter_mut() {
+                    if x.as_ref().is_some_and(|x| x.0.memory() == memory) {
+                        *x = None;
+                    }
+                }
+                freed_blocks += 1;
+            }
+        }
+        for k in 0..6 {
+            let size = 1 + rng.below(60 * KIB);
+            let mut a = allocator
+                .allocate(
+                    reqs(&device, size, ALIGN),
+                    AllocationType::Linear,
+                    &upload(),
+                    None,
+                )
+                .unwrap();
+            let seed = 100_000 + passes as u64 * 100 + k;
+            fill(&mut a, seed, size);
+            made.push((a, seed, size));
+        }
+    }
+    assert!(passes >= 4, "too few passes to test anything: {passes}");
+    assert!(
+        released > 0 && freed_blocks > 0,
+        "{released} {freed_blocks}"
+    );
+    let stats = defrag.finish();
+    assert!(stats.moves > 0, "{stats:?}");
+    for (a, seed, size) in live.iter().flatten() {
+        verify(a, *seed, *size, "a moved allocation");
+    }
+    for (a, seed, size) in &made {
+        verify(a, *seed, *size, "an allocation made between passes");
+    }
+    drop(live);
+    drop(made);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}

@@ -220,25 +220,29 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         listed + self.aside.lock().len()
     }
 
-    /// Handles of the blocks a search sees, in search order, in a vector with room for
-    /// `extra` more (a defragmentation adds the blocks it set aside).
-    pub(crate) fn blocks_with_room(&self, extra: usize) -> Vec<Block<S, M>> {
-        let blocks = self.blocks.read();
-        let mut out = Vec::with_capacity(blocks.len() + extra);
-        out.extend(blocks.iter().cloned());
-        out
+    /// Calls `f` with the blocks a search sees, in search order, under the list's read lock
+    /// (a defragmentation takes handles only of the blocks it holds none of yet).
+    pub(crate) fn with_blocks<R>(&self, f: impl FnOnce(&[Block<S, M>]) -> R) -> R {
+        f(&self.blocks.read())
     }
 
     /// Takes the block `block` out of every search (a defragmentation empties it): new
     /// allocations never land in it until [`restore_aside`](Self::restore_aside); frees and
-    /// statistics still reach it. `false` when the block is not in the list.
-    pub(crate) fn set_aside(&self, block: &Block<S, M>) -> bool {
+    /// statistics still reach it. `false` when the block is not in the list. With
+    /// `keep_order` the other blocks keep their order (the
+    /// [`MinOffset`](AllocationStrategy::MinOffset) search goes by it); otherwise the last
+    /// block takes its place, which spares moving the rest of the list in every copy.
+    pub(crate) fn set_aside(&self, block: &Block<S, M>, keep_order: bool) -> bool {
         let mut blocks = self.blocks.write();
         let Some(i) = blocks.items().iter().position(|b| b.same_as(block)) else {
             return false;
         };
         self.aside.lock().push(block.clone());
-        blocks.remove(i);
+        if keep_order {
+            blocks.remove(i);
+        } else {
+            blocks.swap_remove(i);
+        }
         true
     }
 

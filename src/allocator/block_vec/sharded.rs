@@ -140,6 +140,15 @@ impl<T: Clone> ShardedWrite<'_, T> {
             g.remove(index);
         }
     }
+
+    /// Removes the item at `index` from every copy, the last item taking its place: the
+    /// order of the others is not kept, but nothing moves but that one item (a
+    /// [`remove`](Self::remove) moves every item after `index`, in every copy).
+    pub(crate) fn swap_remove(&mut self, index: usize) {
+        for g in &mut self.guards {
+            g.swap_remove(index);
+        }
+    }
 }
 
 #[cfg(test)]

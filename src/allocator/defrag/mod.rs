@@ -116,6 +116,7 @@
 
 mod copies;
 mod drain;
+mod handles;
 mod known;
 mod pass;
 mod picture;
@@ -124,6 +125,7 @@ mod registry;
 
 pub use self::copies::{record_buffer_copies, BufferMove};
 use self::drain::{ContinuedDrain, Found, Reservation, WalkRecord};
+use self::handles::Handles;
 use self::known::KnownWalk;
 pub use self::pass::{DefragmentationPass, Move, PassReport};
 pub use self::plan::{Algorithm, DefragmentationAlgorithm};
@@ -256,6 +258,8 @@ pub struct Defragmentation<S> {
     /// What the walks of earlier passes found, for the blocks that still show it (see
     /// [`KnownWalk`]).
     known: HandleMap<KnownWalk<S>>,
+    /// The handles of each vector's blocks, from the last plan (see [`Handles`]).
+    handles: Vec<Handles<S>>,
     /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
     /// allocate it anew each time).
     found_scratch: Vec<Found>,
@@ -288,6 +292,7 @@ impl<S> std::fmt::Debug for Defragmentation<S> {
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<DefragVec<S>>) -> Self {
+        let handles = vecs.iter().map(|_| Handles::default()).collect();
         let mut defrag = Self {
             info,
             vecs,
@@ -309,6 +314,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             largest: HandleMap::default(),
             walks: HandleMap::default(),
             known: HandleMap::default(),
+            handles,
             walked_scratch: Vec::new(),
             on_drop: Self::end,
         };
@@ -468,6 +474,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.walks.clear();
         self.known.clear();
         self.largest.clear();
+        for h in &mut self.handles {
+            h.clear();
+        }
         let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
             let mine: Vec<_> = draining

@@ -207,7 +207,12 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
                 })
                 .map(|(_, b)| b.clone())
                 .collect();
-            self.report.memory_objects_freed += self.defrag.vecs[v].blocks.restore_aside(&back);
+            let blocks = &self.defrag.vecs[v].blocks;
+            self.report.memory_objects_freed += blocks.restore_aside(&back);
+            // The handles the plan took of the blocks released now are let go here (their
+            // memory is freed with the last handle), not in the next plan.
+            let handles = &mut self.defrag.handles[v];
+            drop(blocks.with_blocks(|list| handles.refresh(list)));
         }
         drop(aside);
         self.defrag.stats.memory_objects_freed += self.report.memory_objects_freed;

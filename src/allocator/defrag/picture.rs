@@ -19,7 +19,7 @@ use super::{Blocks, DefragVec, Defragmentation, HandleMap, IdMap, Move, MoveId};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
-use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
+use crate::suballocator::{AllocationStrategy, RangeInfo, RangeKind, Suballocator};
 use ash::vk;
 use std::ops::Range;
 
@@ -117,7 +117,8 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
 
     fn set_aside(&mut self, b: usize, on: bool) -> bool {
         if on {
-            self.target.blocks.set_aside(&self.blocks[b])
+            let keep_order = self.target.strategy == AllocationStrategy::MinOffset;
+            self.target.blocks.set_aside(&self.blocks[b], keep_order)
         } else {
             self.target.blocks.put_back(&self.blocks[b]);
             true
@@ -347,7 +348,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     ) -> (Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
         let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
-        let mut blocks = target.blocks.blocks_with_room(draining_here);
+        let handles = &mut self.handles[v];
+        // (The handles of blocks gone from the list are let go here, out of its lock.)
+        drop(target.blocks.with_blocks(|list| handles.refresh(list)));
+        let facts = &handles.facts;
+        let mut blocks = std::mem::take(&mut handles.blocks);
+        blocks.reserve(draining_here);
         let searched = blocks.len();
         // The blocks an earlier pass left draining come after those of the search.
         blocks.extend(
@@ -365,8 +371,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // walk's pushes would grow the vectors by copies).
         let mut room = 0;
         states.extend(blocks.iter().enumerate().map(|(bi, b)| {
-            let memory = b.memory().handle();
-            let size = b.memory().size();
+            let (memory, size) = match facts.get(bi) {
+                Some(&f) => f,
+                None => (b.memory().handle(), b.memory().size()),
+            };
             let live = size.saturating_sub(b.free_size());
             let listed = registry.listed(memory);
             room += listed.map_or(0, |l| l.entries.len());
@@ -516,6 +524,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .map(|&b| blocks[b].clone())
             .collect();
         let draining = plan.draining.iter().map(|&b| blocks[b].clone()).collect();
+        // The handles of the search's blocks serve the next plan.
+        blocks.truncate(searched);
+        self.handles[v].blocks = blocks;
         (aside, draining)
     }
 }
