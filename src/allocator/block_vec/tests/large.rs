@@ -13,7 +13,7 @@ fn expected_best_fit<S: Suballocator + Send + 'static>(
     fit: &Fit,
 ) -> Option<Arc<Arena<S, Mock>>> {
     let mut best: Option<(DeviceSize, Arc<Arena<S, Mock>>)> = None;
-    for block in h.vec.blocks_with_room(0) {
+    for block in h.vec.with_blocks(|b| b.to_vec()) {
         for arena in block.arenas() {
             let hint = arena.largest_free_hint();
             if arena.may_fit(fit.layout, fit.allocation_type)
@@ -118,7 +118,7 @@ fn a_block_empties_when_its_last_busy_arena_does() {
                 )
                 .unwrap();
         }
-        let blocks = h.vec.blocks_with_room(0);
+        let blocks = h.vec.with_blocks(|b| b.to_vec());
         assert!(blocks.iter().all(|b| b.arenas().len() == 2 && b.is_empty()));
         let fit = h.fit(MIB, 1, AllocationType::Linear);
         let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
