@@ -7,7 +7,8 @@
 //! lock are two atomic read-modify-writes (locked instructions on x86, some 9 ns each on the
 //! peers bench's VM, see [`spin_lock`](super::spin_lock)).
 //!
-//! Here the list is kept in [`SHARDS`] identical copies, each behind a
+//! Here the list is kept in identical copies (as many as the machine has cores, at least
+//! [`MIN_COPIES`], at most [`MAX_COPIES`]), each behind a
 //! [spin lock](super::spin_lock) of its own on its own cache line. A reader takes one copy
 //! for itself: its thread's shard's first, and when another thread holds that one, whichever
 //! copy is free (they are all the same), so readers never wait for each other while a copy is
@@ -24,12 +25,22 @@ use super::spin_lock::{SpinMutex, SpinMutexGuard};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The number of copies: as many readers at once as the cores of most machines that share one
-/// allocator; more wait for a copy, which is correct, only slower.
-const SHARDS: usize = 8;
+/// The fewest copies a list keeps, whatever the machine.
+const MIN_COPIES: usize = 8;
+/// The most copies a list keeps (and the number of distinct [`thread_shard`]s).
+const MAX_COPIES: usize = 64;
 
 // A thread's home arena is its shard modulo the arena count: every arena can be a home.
-const _: () = assert!(SHARDS >= crate::allocator::placement::MAX_BLOCK_ARENAS);
+const _: () = assert!(MIN_COPIES >= crate::allocator::placement::MAX_BLOCK_ARENAS);
+
+/// How many copies a list keeps on this machine: one per core (so that every core can read
+/// at once), a power of two between [`MIN_COPIES`] and [`MAX_COPIES`].
+fn copy_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(MIN_COPIES, |n| n.get())
+        .clamp(MIN_COPIES, MAX_COPIES)
+        .next_power_of_two()
+}
 
 /// Keeps each copy's lock on its own cache line (128 bytes covers adjacent-line prefetch).
 #[repr(align(128))]
@@ -45,7 +56,7 @@ pub(crate) fn thread_shard() -> usize {
     }
     SHARD.with(|s| match s.get() {
         usize::MAX => {
-            let shard = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            let shard = NEXT.fetch_add(1, Ordering::Relaxed) % MAX_COPIES;
             s.set(shard);
             shard
         }
@@ -53,7 +64,7 @@ pub(crate) fn thread_shard() -> usize {
     })
 }
 
-/// A `Vec<T>` kept in [`SHARDS`] identical copies.
+/// A `Vec<T>` kept in identical copies (see [`copy_count`]).
 pub(crate) struct ShardedList<T> {
     copies: Box<[Padded<SpinMutex<Vec<T>>>]>,
 }
@@ -64,7 +75,7 @@ pub(crate) type ShardedRead<'a, T> = SpinMutexGuard<'a, Vec<T>>;
 impl<T: Clone> ShardedList<T> {
     pub(crate) fn new() -> Self {
         Self {
-            copies: (0..SHARDS)
+            copies: (0..copy_count())
                 .map(|_| Padded(SpinMutex::new(Vec::new())))
                 .collect(),
         }
@@ -81,7 +92,8 @@ impl<T: Clone> ShardedList<T> {
     /// (a writer holds them, or more readers than copies) copy `shard` once it is given back.
     #[inline]
     pub(crate) fn read_shard(&self, shard: usize) -> ShardedRead<'_, T> {
-        let own = shard % SHARDS;
+        // The count is a power of two.
+        let own = shard & (self.copies.len() - 1);
         match self.copies[own].0.try_lock() {
             Some(copy) => copy,
             None => self.read_another(own),
@@ -92,8 +104,9 @@ impl<T: Clone> ShardedList<T> {
     #[cold]
     #[inline(never)]
     fn read_another(&self, own: usize) -> ShardedRead<'_, T> {
-        (1..SHARDS)
-            .find_map(|k| self.copies[(own + k) % SHARDS].0.try_lock())
+        let n = self.copies.len();
+        (1..n)
+            .find_map(|k| self.copies[(own + k) & (n - 1)].0.try_lock())
             .unwrap_or_else(|| self.copies[own].0.lock())
     }
 
@@ -175,12 +188,14 @@ mod tests {
         list.write().push(3);
         // Every copy taken at once by one thread (nested reads): each read gets a copy of its
         // own, starting from the asked one, and never waits.
-        let reads: Vec<_> = (0..SHARDS).map(|_| list.read_shard(5)).collect();
+        let n = list.copies.len();
+        assert!(n.is_power_of_two() && (MIN_COPIES..=MAX_COPIES).contains(&n));
+        let reads: Vec<_> = (0..n).map(|_| list.read_shard(5)).collect();
         let mut copies: Vec<*const Vec<u32>> = reads.iter().map(|r| &**r as *const _).collect();
         assert_eq!(copies[0], list.copies[5].0.data_ptr() as *const _);
         copies.sort();
         copies.dedup();
-        assert_eq!(copies.len(), SHARDS, "two readers shared a copy");
+        assert_eq!(copies.len(), n, "two readers shared a copy");
         assert!(reads.iter().all(|r| **r == [3]));
         assert!(list.try_write().is_none(), "readers hold the copies");
         // With every copy taken, a reader on another thread waits for its own copy.
@@ -212,7 +227,7 @@ mod tests {
             assert_eq!(*copy.0.lock(), vec![0, 2, 3, 4]);
         }
         let seen: Vec<Vec<i32>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..(2 * SHARDS))
+            let handles: Vec<_> = (0..(2 * list.copies.len()))
                 .map(|_| s.spawn(|| list.read().clone()))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
