@@ -171,12 +171,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             Ok(mut suballocation) => {
                 suballocation.offset += self.base;
                 g.live += 1;
-                if g.live == 1 {
+                let first = g.live == 1;
+                if first {
                     self.shared.busy_arenas.fetch_add(1, Ordering::AcqRel);
                 }
                 Some(Ok(Placed {
                     suballocation,
-                    first: g.live == 1,
+                    first,
                 }))
             }
             Err(e) => {
