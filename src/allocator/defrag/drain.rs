@@ -83,6 +83,10 @@ pub(super) struct WalkRecord {
     /// Bytes (held in the block) and number of the entries [`gone`](Entry::gone).
     pub gone_bytes: DeviceSize,
     pub gone: usize,
+    /// The block's count of removed metadata records when the record was made: while a
+    /// drain waits for its turn, nothing leaves the block but what the application frees
+    /// (every allocation in it is registered, so it has a record, which its free removes).
+    pub removals: u64,
 }
 
 impl WalkRecord {
@@ -111,93 +115,135 @@ impl WalkRecord {
     }
 }
 
-/// A drain's part handed out without a plan ([`Defragmentation::continue_drain`]).
-pub(super) struct ContinuedDrain<S> {
+/// The drains' parts handed out without a plan ([`Defragmentation::continue_drains`]).
+pub(super) struct ContinuedDrains<S> {
     /// How many moves it pushed.
     pub count: usize,
     /// The memory object of each move's destination.
     pub destinations: Vec<vk::DeviceMemory>,
-    /// Bytes the moves hold in the block (a candidate's size).
+    /// Bytes the moves hold in their blocks (a candidate's size).
     pub bytes: DeviceSize,
-    /// Every allocation left moves: the block empties in this pass.
-    pub ended: bool,
-    pub block: Block<S, MemoryObject>,
+    /// The drains that end in this pass (every allocation left moves), in order.
+    pub ended: Vec<Block<S, MemoryObject>>,
+    /// The drains left, in order (the first may move its part in this pass).
+    pub left: Vec<Block<S, MemoryObject>>,
+    /// Whether the first of `left` moves its part in this pass.
+    pub part: bool,
+    /// The pass is full: the drains left wait for the next passes. Otherwise a plan decides
+    /// the rest of the pass (no drain is left, or the first one left changed since its walk).
+    pub full: bool,
 }
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
-    /// The next part of the drain going on in block vector `v`, handed out from the drain's
-    /// [record](WalkRecord) within `limits` by the planner's rule ([`plan::drain_part`]), or
-    /// `None` when a plan must decide: no drain or several, the block changed since its walk
-    /// (the application freed some of it), or an allocation left without its reservation
-    /// (its move was skipped). Each allocation left holds its destination already, in a
-    /// block that cannot be emptied while it does, so nothing but the limits is left to
-    /// decide.
-    pub(super) fn continue_drain(
+    /// The next parts of the drains `drains` of block vector `v` (in the order the plan that
+    /// started them tried them), handed out from their [records](WalkRecord) within `limits`
+    /// by the planner's rule: each drain in turn, whole while it fits what is left of the
+    /// pass, then the part ([`plan::drain_part`]) of the first that does not, and the pass is
+    /// full. Each allocation left holds its destination already, in a block that cannot be
+    /// emptied while it does, so nothing but the limits is left to decide. It stops, leaving
+    /// the rest to a plan, at a drain whose block changed since its walk (the application
+    /// freed some of it) or an allocation of which left without its reservation (its move was
+    /// skipped).
+    pub(super) fn continue_drains(
         &mut self,
         v: usize,
+        drains: Vec<Block<S, MemoryObject>>,
         limits: Limits,
         moves: &mut Vec<Option<Move>>,
-    ) -> Option<ContinuedDrain<S>> {
-        let mut mine = self.draining.iter().filter(|(w, _)| *w == v);
-        let (_, block) = mine.next()?;
-        if mine.next().is_some() {
-            return None;
-        }
-        let memory = block.memory().handle();
-        let record = self.walks.get_mut(&memory)?;
-        let live = block.memory().size().saturating_sub(block.free_size());
-        if !record.holds(block, live) {
-            return None;
-        }
-        // The allocations left, in the record's order: the reservations largest first.
-        let mut left = std::mem::take(&mut self.left_scratch);
-        left.clear();
-        left.extend((0..record.entries.len()).filter(|&k| !record.entries[k].gone));
-        let size = |i: usize| record.entries[left[i]].found.size;
-        if left
-            .iter()
-            .any(|&k| record.entries[k].reservation.is_none())
-            || (1..left.len()).any(|i| size(i - 1) < size(i))
-        {
-            self.left_scratch = left;
-            return None;
-        }
-        let part = plan::drain_part(left.len(), size, limits);
+    ) -> ContinuedDrains<S> {
         let from = moves.len();
         let mut destinations = std::mem::take(&mut self.destination_scratch);
         destinations.clear();
         let mut bytes = 0;
-        let mut hand_out = |k: usize| {
-            let e = &mut record.entries[k];
-            if let Some((destination, alloc)) = e.reservation.take() {
-                bytes += e.found.size;
-                destinations.push(destination);
-                moves.push(Some(e.found.to(alloc)));
+        let mut ended = 0;
+        let mut part = false;
+        let mut full = false;
+        let mut left = std::mem::take(&mut self.left_scratch);
+        for block in &drains {
+            let memory = block.memory().handle();
+            let Some(record) = self.walks.get_mut(&memory) else {
+                break;
+            };
+            let live = block.memory().size().saturating_sub(block.free_size());
+            if !record.holds(block, live) {
+                break;
             }
-        };
-        let ended = match part {
-            DrainPart::Whole => {
-                left.iter().for_each(|&k| hand_out(k));
-                true
+            // The allocations left, in the record's order: the reservations largest first.
+            left.clear();
+            left.extend((0..record.entries.len()).filter(|&k| !record.entries[k].gone));
+            let size = |i: usize| record.entries[left[i]].found.size;
+            if left
+                .iter()
+                .any(|&k| record.entries[k].reservation.is_none())
+                || (1..left.len()).any(|i| size(i - 1) < size(i))
+            {
+                break;
             }
-            DrainPart::Part(part) => {
-                part.iter().for_each(|&i| hand_out(left[i]));
-                false
+            let room = Limits {
+                bytes: limits.bytes.saturating_sub(bytes),
+                moves: limits.moves.saturating_sub(moves.len() - from),
+            };
+            let drain_part = plan::drain_part(left.len(), size, room);
+            let mut hand_out = |k: usize| {
+                let e = &mut record.entries[k];
+                if let Some((destination, alloc)) = e.reservation.take() {
+                    bytes += e.found.size;
+                    destinations.push(destination);
+                    moves.push(Some(e.found.to(alloc)));
+                }
+            };
+            match drain_part {
+                DrainPart::Whole => {
+                    left.iter().for_each(|&k| hand_out(k));
+                    // Nothing of it is left to hold.
+                    self.walks.remove(&memory);
+                    ended += 1;
+                }
+                DrainPart::Part(p) => {
+                    p.iter().for_each(|&i| hand_out(left[i]));
+                    part = !p.is_empty();
+                    full = true;
+                    break;
+                }
+                DrainPart::Waits => {
+                    full = true;
+                    break;
+                }
             }
-            DrainPart::Waits => false,
-        };
+        }
         self.left_scratch = left;
-        let drain = ContinuedDrain {
+        let mut drains = drains;
+        let mut rest = drains.split_off(ended);
+        if full {
+            // The drains that wait: one the application freed some of since its walk is given
+            // up (back into the search), so that the destinations it holds do not outlive
+            // what they were for. (The first was checked above.)
+            let target = &self.vecs[v];
+            let walks = &mut self.walks;
+            let mut first = true;
+            rest.retain(|block| {
+                if std::mem::take(&mut first) {
+                    return true;
+                }
+                let memory = block.memory().handle();
+                let same = walks
+                    .get(&memory)
+                    .is_some_and(|r| r.removals == block.removals());
+                if !same {
+                    walks.remove(&memory);
+                    target.blocks.put_back(block);
+                }
+                same
+            });
+        }
+        ContinuedDrains {
             count: moves.len() - from,
             destinations,
             bytes,
-            ended,
-            block: block.clone(),
-        };
-        if ended {
-            // Nothing of it is left to hold.
-            self.walks.remove(&memory);
+            ended: drains,
+            left: rest,
+            part,
+            full,
         }
-        Some(drain)
     }
 }

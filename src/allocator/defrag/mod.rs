@@ -124,7 +124,7 @@ pub mod plan;
 mod registry;
 
 pub use self::copies::{record_buffer_copies, BufferMove};
-use self::drain::{ContinuedDrain, Found, Reservation, WalkRecord};
+use self::drain::{ContinuedDrains, Found, Reservation, WalkRecord};
 use self::handles::Handles;
 use self::known::KnownWalk;
 pub use self::pass::{DefragmentationPass, Move, PassReport};
@@ -388,19 +388,29 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let mut aside = Vec::new();
         let mut draining = Vec::new();
         let mut budget = limits;
+        // Each vector's drains, taken out (not copied) in their order.
+        let mut drains = std::mem::take(&mut self.draining);
         for v in 0..self.vecs.len() {
+            let mine: Blocks<S> = if drains.iter().any(|(w, _)| *w == v) {
+                let (mine, others) = drains.into_iter().partition(|(w, _)| *w == v);
+                drains = others;
+                mine.into_iter().map(|(_, b)| b).collect()
+            } else {
+                Vec::new()
+            };
             let from = moves.len();
-            let (a, d) = self.plan_vec(v, budget, &mut moves);
+            let (a, d, new) = self.plan_vec(v, budget, mine, &mut moves);
             let bytes: DeviceSize = moves[from..].iter().flatten().map(|m| m.size).sum();
             budget.moves -= (moves.len() - from).min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
+            // Only the blocks set aside by a plan are new to the list of those emptied.
+            for b in new {
+                if !self.emptied.iter().any(|(w, e)| *w == v && e.is(&b)) {
+                    self.emptied.push((v, b.downgrade()));
+                }
+            }
             aside.extend(a.into_iter().map(|b| (v, b)));
             draining.extend(d.into_iter().map(|b| (v, b)));
-        }
-        for (v, b) in &aside {
-            if !self.emptied.iter().any(|(w, e)| w == v && e.is(b)) {
-                self.emptied.push((*v, b.downgrade()));
-            }
         }
         self.draining = draining;
         if moves.is_empty() {
@@ -421,43 +431,55 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         })
     }
 
-    /// Plans the moves of block vector `v` within `limits`: makes the destinations and sets
-    /// aside the blocks being emptied or drained. Returns the moves, the blocks set aside
-    /// (emptied or draining) and those of them draining.
+    /// Plans the moves of block vector `v` within `limits`, its drains going on being
+    /// `drains` (in their order): makes the destinations and sets aside the blocks being
+    /// emptied or drained. Returns the blocks this pass moves out of (emptied, or moving a
+    /// drain's part; those left draining stay set aside after it), the drains left (in
+    /// order), and the blocks a plan set aside.
     ///
-    /// A drain going on hands out its part first, from its record, without a plan (see
-    /// [`continue_drain`](Self::continue_drain)); when that ends the drain, the rest of the
-    /// pass is planned as usual.
+    /// The drains going on hand out their parts first, from their records, without a plan
+    /// (see [`continue_drains`](Self::continue_drains)); when that leaves room in the pass
+    /// (no drain is left, or one changed), the rest of the pass is planned as usual.
     fn plan_vec(
         &mut self,
         v: usize,
         limits: Limits,
+        drains: Blocks<S>,
         moves: &mut Vec<Option<Move>>,
-    ) -> (Blocks<S>, Blocks<S>) {
-        let Some(drain) = self.continue_drain(v, limits, moves) else {
-            return self.plan_picture(v, limits, None, &[], moves);
-        };
-        let ContinuedDrain {
+    ) -> (Blocks<S>, Blocks<S>, Blocks<S>) {
+        if drains.is_empty() {
+            let (aside, draining) = self.plan_picture(v, limits, &[], &[], moves);
+            let new = aside.clone();
+            return (aside, draining, new);
+        }
+        let ContinuedDrains {
             count,
             destinations,
             bytes,
             ended,
-            block,
-        } = drain;
-        if !ended {
+            left,
+            part,
+            full,
+        } = self.continue_drains(v, drains, limits, moves);
+        if full {
             self.destination_scratch = destinations;
-            // As a plan would: the pass moves the drain's part, and nothing else.
-            return (vec![block.clone()], vec![block]);
+            // As a plan would: the pass moves the drains' parts, and nothing else.
+            let mut aside = ended;
+            if part {
+                aside.push(left[0].clone());
+            }
+            return (aside, left, Vec::new());
         }
-        let left = Limits {
+        let rest = Limits {
             bytes: limits.bytes.saturating_sub(bytes),
             moves: limits.moves.saturating_sub(count),
         };
-        // (With nothing left of the limits, the plan makes no move.)
-        let (mut aside, draining) = self.plan_picture(v, left, Some(&block), &destinations, moves);
+        // The drains left (one changed since its walk) are in the picture, and planned again.
+        let (mut aside, draining) = self.plan_picture(v, rest, &left, &destinations, moves);
         self.destination_scratch = destinations;
-        aside.push(block);
-        (aside, draining)
+        let new = aside.clone();
+        aside.extend(ended);
+        (aside, draining, new)
     }
 
     /// Ends the defragmentation: what it did (see [how it goes](self#how-it-goes), step 5).

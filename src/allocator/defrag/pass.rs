@@ -104,12 +104,19 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         self.moves.get(index)?.as_ref()
     }
 
-    /// The blocks this pass empties or drains: no allocation lands in them while it is open.
+    /// The blocks this pass empties or drains, and those whose drains wait for later passes
+    /// (each holding the destinations of its allocations): no allocation lands in them while
+    /// the pass is open.
     pub fn emptying(&self) -> Vec<vk::DeviceMemory> {
-        self.aside
+        let mut memory: Vec<vk::DeviceMemory> = self
+            .aside
             .iter()
+            .chain(&self.defrag.draining)
             .map(|(_, b)| b.memory().handle())
-            .collect()
+            .collect();
+        let mut seen = std::collections::HashSet::with_capacity(memory.len());
+        memory.retain(|m| seen.insert(*m));
+        memory
     }
 
     /// Completes move `index`: `source`, which must be the very allocation the move's id

@@ -334,34 +334,27 @@ fn make_destination<S: Suballocator + Send + 'static>(
 
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// Plans the moves of block vector `v` within `limits` from a picture of its blocks (see
-    /// [`plan_vec`](Self::plan_vec)), leaving out the block `skip` (a drain that ended in this
-    /// pass) and counting the blocks in `received` as having received allocations already.
+    /// [`plan_vec`](Self::plan_vec)), with its drains going on `drains` (set aside by earlier
+    /// passes), counting the blocks in `received` as having received allocations already.
     /// Returns the moves, the blocks set aside (emptied or draining) and those of them
-    /// draining.
+    /// draining, in the order of their passes.
     pub(super) fn plan_picture(
         &mut self,
         v: usize,
         limits: Limits,
-        skip: Option<&Block<S, MemoryObject>>,
+        drains: &[Block<S, MemoryObject>],
         received: &[vk::DeviceMemory],
         moves: &mut Vec<Option<Move>>,
     ) -> (Blocks<S>, Blocks<S>) {
         let target = &self.vecs[v];
-        let draining_here = self.draining.iter().filter(|(w, _)| *w == v).count();
         let handles = &mut self.handles[v];
         // (The handles of blocks gone from the list are let go here, out of its lock.)
         drop(target.blocks.with_blocks(|list| handles.refresh(list)));
         let facts = &handles.facts;
         let mut blocks = std::mem::take(&mut handles.blocks);
-        blocks.reserve(draining_here);
         let searched = blocks.len();
         // The blocks an earlier pass left draining come after those of the search.
-        blocks.extend(
-            self.draining
-                .iter()
-                .filter(|(w, b)| *w == v && !skip.is_some_and(|s| s.same_as(b)))
-                .map(|(_, b)| b.clone()),
-        );
+        blocks.extend_from_slice(drains);
         let registry = &self.registry;
         let largest = &self.largest;
         let max_bytes = self.info.max_bytes_per_pass;
@@ -504,12 +497,26 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             }
         }
+        // Each block's reservations: a run of the plan's, in the order it placed them.
+        let mut reserved_of = vec![0..0; if fresh.is_empty() { 0 } else { blocks.len() }];
+        let mut i = 0;
+        while i < plan.reserved.len() && !reserved_of.is_empty() {
+            let b = candidates[plan.reserved[i].0].block;
+            let start = i;
+            while i < plan.reserved.len() && candidates[plan.reserved[i].0].block == b {
+                i += 1;
+            }
+            reserved_of[b] = start..i;
+        }
         for (bi, live, count, range) in fresh {
             if !plan.draining.contains(&bi) {
                 continue;
             }
-            let record = new_record(&found, &mut held, &plan.reserved, live, count, range);
-            self.walks.insert(blocks[bi].memory().handle(), record);
+            let block = &blocks[bi];
+            let reserved = &plan.reserved[reserved_of[bi].clone()];
+            let shown = (live, count, block.removals());
+            let record = new_record(&found, &mut held, reserved, shown, range);
+            self.walks.insert(block.memory().handle(), record);
         }
         // What no move, record or reservation took is let go here.
         held.clear();
@@ -538,8 +545,7 @@ fn new_record(
     found: &[Found],
     held: &mut [Option<Reservation>],
     reserved: &[(usize, usize, usize)],
-    live: DeviceSize,
-    count: usize,
+    (live, count, removals): (DeviceSize, usize, u64),
     range: Range<usize>,
 ) -> WalkRecord {
     let (start, len) = (range.start, range.len());
@@ -563,5 +569,6 @@ fn new_record(
         entries,
         gone_bytes: 0,
         gone: 0,
+        removals,
     }
 }

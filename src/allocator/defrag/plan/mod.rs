@@ -408,14 +408,31 @@ impl<P: Picture> Planner<'_, P> {
                 ]
             },
         );
-        let draining = self.empty_in_order(&order);
+        self.empty_in_order(&order);
+        // The blocks left draining, in the order they were tried: the order their passes
+        // come in.
+        let draining: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&b| self.set_aside[b] && !self.emptied[b])
+            .collect();
         self.sources = order;
-        draining
+        let any = !draining.is_empty();
+        self.out.draining = draining;
+        any
     }
 
-    /// [`empty_blocks`](Self::empty_blocks) over the blocks in `order`.
-    fn empty_in_order(&mut self, order: &[usize]) -> bool {
+    /// [`empty_blocks`](Self::empty_blocks) over the blocks in `order`: the blocks that fit
+    /// what is left of the pass move now; from the first that does not (it moves its part,
+    /// or nothing), the pass is *full*, and every block after it that can be emptied is
+    /// planned ahead: all its allocations are placed, as reservations (see
+    /// [planning ahead](self#planning-ahead)).
+    fn empty_in_order(&mut self, order: &[usize]) {
         let blocks = self.blocks;
+        if self.limits.moves == 0 || self.limits.bytes == 0 {
+            return;
+        }
+        let mut full = false;
         for &source in order {
             let block = &blocks[source];
             if block.draining && block.live == 0 {
@@ -432,10 +449,6 @@ impl<P: Picture> Planner<'_, P> {
                 // Empty to begin with: nothing to move (and not a destination either).
                 continue;
             }
-            let left = self.left();
-            if left.moves == 0 || left.bytes == 0 {
-                break;
-            }
             // A quick look first: all of it cannot fit in less free space than it holds
             // (the destinations' free bytes, counted as the picture counts live bytes). Its
             // movable allocations hold exactly its live bytes when it can be emptied at all,
@@ -445,12 +458,12 @@ impl<P: Picture> Planner<'_, P> {
                 self.give_up(source);
                 continue;
             }
-            // A block that cannot empty within the limits left can only start a drain, which
-            // needs its largest allocation to fit them (below): when that is known already,
-            // the block needs no walk to be left alone.
+            // A block whose largest allocation does not fit a whole pass can never be emptied
+            // over passes: when that is known already, the block needs no walk to be left
+            // alone.
             if !block.draining
-                && self.live[source] > left.bytes
-                && block.largest.is_some_and(|l| l > left.bytes)
+                && self.live[source] > self.limits.bytes
+                && block.largest.is_some_and(|l| l > self.limits.bytes)
             {
                 continue;
             }
@@ -467,43 +480,54 @@ impl<P: Picture> Planner<'_, P> {
                 self.live[source],
                 "block {source}'s candidates"
             );
-            let part = drain_part(candidates.len(), size, left);
-            let part = match part {
-                DrainPart::Waits if block.draining => return true,
-                DrainPart::Waits => continue,
-                DrainPart::Whole => None,
-                DrainPart::Part(part) => Some(part),
-            };
-            if !self.set_aside[source] {
-                if !self.picture.set_aside(source, true) {
-                    continue;
-                }
-                self.mark_aside(source, true);
-            }
-            // A drain that an earlier pass started holds the room for its rest in its
-            // reservations: this pass places just its part. Any other block has all its
-            // allocations placed (a drain started now keeps the destinations of its rest).
-            if let (true, Some(part)) = (block.draining, &part) {
-                candidates = part.iter().map(|&i| candidates[i]).collect();
-            }
-            let mut placed = Vec::with_capacity(candidates.len());
-            let mut complete = true;
-            for &c in &candidates {
-                match self.place_or_claim(c, source) {
-                    Some((b, t)) => placed.push((c, b, t)),
-                    None => {
-                        complete = false;
-                        break;
-                    }
-                }
-            }
-            if !complete {
-                for (c, b, t) in placed.into_iter().rev() {
-                    self.unplace(c, b, t);
-                }
+            if size(0) > self.limits.bytes {
+                // Not even over several passes (a drain must be able to end).
                 self.give_up(source);
                 continue;
             }
+            if block.draining && full {
+                // Its turn comes in a later pass: its reservations hold its room until then.
+                continue;
+            }
+            let part = if full {
+                DrainPart::Waits
+            } else {
+                drain_part(candidates.len(), size, self.left())
+            };
+            let part = match part {
+                DrainPart::Whole => None,
+                DrainPart::Part(part) => Some(part),
+                DrainPart::Waits => Some(Vec::new()),
+            };
+            if block.draining {
+                // It holds the room for its rest in its reservations: this pass places just
+                // its part.
+                let Some(part) = part else {
+                    if self.claim_all(source, &candidates) {
+                        self.set_live(source, 0);
+                        self.emptied[source] = true;
+                        self.out.emptied.push(source);
+                    }
+                    continue;
+                };
+                let part: Vec<usize> = part.iter().map(|&i| candidates[i]).collect();
+                if self.claim_all(source, &part) {
+                    full = true;
+                    let bytes: DeviceSize = part.iter().map(|&c| self.candidates[c].size).sum();
+                    self.set_live(source, self.live[source] - bytes);
+                }
+                continue;
+            }
+            if !self.picture.set_aside(source, true) {
+                continue;
+            }
+            self.mark_aside(source, true);
+            // Every allocation is placed: those of the part move now, the others' places are
+            // reserved for the passes to come.
+            let Some(placed) = self.place_all(source, &candidates) else {
+                self.give_up(source);
+                continue;
+            };
             let Some(part) = part else {
                 self.set_live(source, 0);
                 self.emptied[source] = true;
@@ -511,35 +535,61 @@ impl<P: Picture> Planner<'_, P> {
                 self.commit(placed);
                 continue;
             };
-            // Drain: its part moves now; the destinations of the others are kept for the
-            // passes to come.
-            let (kept, rest) = if block.draining {
-                (placed, Vec::new())
-            } else {
-                // `part` is ascending, as `placed` is in the order of the candidates.
-                let mut kept = Vec::with_capacity(part.len());
-                let mut rest = Vec::with_capacity(placed.len() - part.len());
-                let mut next = part.iter().peekable();
-                for (i, m) in placed.into_iter().enumerate() {
-                    if next.next_if(|&&k| k == i).is_some() {
-                        kept.push(m);
-                    } else {
-                        rest.push(m);
-                    }
+            full = true;
+            // `part` is ascending, as `placed` is in the order of the candidates.
+            let mut kept = Vec::with_capacity(part.len());
+            let mut next = part.iter().peekable();
+            for (i, m) in placed.into_iter().enumerate() {
+                if next.next_if(|&&k| k == i).is_some() {
+                    kept.push(m);
+                } else {
+                    // Not emptied or drained later in this plan either: it holds the drain's
+                    // room.
+                    self.received[m.1] = true;
+                    self.out.reserved.push(m);
                 }
-                (kept, rest)
-            };
+            }
             let kept_bytes: DeviceSize = kept.iter().map(|m| self.candidates[m.0].size).sum();
             self.set_live(source, self.live[source] - kept_bytes);
             self.commit(kept);
-            for &(_, b, _) in &rest {
-                // Not emptied or drained later in this plan either: it holds the drain's room.
-                self.received[b] = true;
-            }
-            self.out.reserved = rest;
-            return true;
         }
-        false
+    }
+
+    /// Places every candidate of `source` (in its reservation, when it has one): the moves,
+    /// in the candidates' order; `None`, with every place taken back, when one does not fit.
+    fn place_all(
+        &mut self,
+        source: usize,
+        candidates: &[usize],
+    ) -> Option<Vec<(usize, usize, P::Made)>> {
+        let mut placed = Vec::with_capacity(candidates.len());
+        for &c in candidates {
+            match self.place_or_claim(c, source) {
+                Some((b, t)) => placed.push((c, b, t)),
+                None => {
+                    for (c, b, t) in placed.into_iter().rev() {
+                        self.unplace(c, b, t);
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(placed)
+    }
+
+    /// Moves `candidates` of the draining block `source` now (claiming their reservations):
+    /// `false`, with the drain given up, when one cannot be placed.
+    fn claim_all(&mut self, source: usize, candidates: &[usize]) -> bool {
+        match self.place_all(source, candidates) {
+            Some(placed) => {
+                self.commit(placed);
+                true
+            }
+            None => {
+                self.give_up(source);
+                false
+            }
+        }
     }
 
     /// The second phase of [`Full`](Algorithm::Full): gathers what is left, out of the least
@@ -709,9 +759,6 @@ pub(crate) fn plan_moves<P: Picture>(
     if algorithm == Algorithm::Full && !draining {
         p.gather();
     }
-    p.out.draining = (0..blocks.len())
-        .filter(|&b| p.set_aside[b] && !p.emptied[b])
-        .collect();
     *scratch = Scratch {
         walked: p.walked,
         live: p.live,
