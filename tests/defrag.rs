@@ -1135,3 +1135,141 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+#[test]
+fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_allocates_between_passes(
+) {
+    // Small passes over sparse blocks: the first pass is full after a block or two, and the
+    // plan drains the later blocks ahead (their destinations held, nothing moving yet). Between
+    // passes the application frees allocations in a drain still waiting for its turn and in
+    // the drain going on, and makes new allocations. No move may name a freed allocation,
+    // every allocation left in a block draining keeps exactly one destination (a waiting drain
+    // freed from lets its destinations go), and every byte survives.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 600)
+        .into_iter()
+        .map(Some)
+        .collect();
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in live.iter_mut().flatten() {
+        defrag.add(a, align()).unwrap();
+    }
+    let mut made: Vec<(MemoryAlloc, u64, u64)> = Vec::new();
+    let mut rng = Rng(5);
+    let (mut passes, mut most_draining, mut freed_waiting) = (0, 0, 0);
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes <= 3 * live.len(), "the passes never end");
+        let sources: Vec<vk::DeviceMemory> = pass.moves().map(|m| m.source_memory()).collect();
+        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+        for i in open {
+            let id = pass.get(i).unwrap().id();
+            let (src, _, size) = live[id]
+                .as_mut()
+                .expect("a move of an allocation the application freed");
+            let mut bytes = vec![0; *size as usize];
+            src.read(0, &mut bytes).unwrap();
+            let dst = pass.get(i).unwrap().destination();
+            // SAFETY: `size` bytes inside the destination, which nothing else uses.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    dst.mapped_ptr().unwrap().as_ptr(),
+                    bytes.len(),
+                )
+            };
+            dst.flush(0, *size).unwrap();
+            pass.complete(i, src).unwrap();
+        }
+        let emptying = pass.emptying();
+        pass.end();
+        let now = blocks(&allocator);
+        let holding = |m: &vk::DeviceMemory| {
+            now.iter()
+                .find(|b| b.0 == vk::Handle::as_raw(*m))
+                .map_or(0, |b| b.2)
+        };
+        let draining: Vec<vk::DeviceMemory> = emptying
+            .iter()
+            .copied()
+            .filter(|m| holding(m) > 0)
+            .collect();
+        most_draining = most_draining.max(draining.len());
+        // One destination held for each allocation left in the blocks draining.
+        let rest: u64 = draining.iter().map(holding).sum();
+        assert_eq!(
+            allocator.statistics().total.allocation_count,
+            (live.iter().flatten().count() + made.len()) as u64 + rest,
+            "a reservation for each allocation left in the blocks draining (pass {passes})"
+        );
+        // Free an allocation of a drain waiting for its turn (no move of this pass came out of
+        // it), and every third pass one of the drain going on.
+        let mut victims: Vec<vk::DeviceMemory> = draining
+            .iter()
+            .copied()
+            .filter(|m| !sources.contains(m))
+            .rev()
+            .take(1)
+            .collect();
+        freed_waiting += victims.len();
+        if passes % 3 == 0 {
+            victims.extend(draining.iter().copied().filter(|m| sources.contains(m)));
+        }
+        for memory in victims {
+            if let Some(k) = live
+                .iter()
+                .position(|x| x.as_ref().is_some_and(|x| x.0.memory() == memory))
+            {
+                live[k] = None;
+            }
+        }
+        for k in 0..4 {
+            let size = 1 + rng.below(24 * KIB);
+            let mut a = allocator
+                .allocate(
+                    reqs(&device, size, ALIGN),
+                    AllocationType::Linear,
+                    &upload(),
+                    None,
+                )
+                .unwrap();
+            assert!(
+                !draining.contains(&a.memory()),
+                "an allocation landed in a block draining"
+            );
+            let seed = 200_000 + passes as u64 * 100 + k;
+            fill(&mut a, seed, size);
+            made.push((a, seed, size));
+        }
+    }
+    assert!(
+        most_draining >= 3,
+        "too few drains planned ahead to test anything: {most_draining}"
+    );
+    assert!(freed_waiting > 0, "no waiting drain was freed from");
+    let stats = defrag.finish();
+    assert!(
+        stats.moves > 0 && stats.memory_objects_freed > 0,
+        "{stats:?}"
+    );
+    assert_eq!(
+        allocator.statistics().total.allocation_count,
+        (live.iter().flatten().count() + made.len()) as u64,
+        "a destination outlived the defragmentation"
+    );
+    for (a, seed, size) in live.iter().flatten() {
+        verify(a, *seed, *size, "a moved allocation");
+    }
+    for (a, seed, size) in &made {
+        verify(a, *seed, *size, "an allocation made between passes");
+    }
+    drop(live);
+    drop(made);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}

@@ -212,8 +212,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             }
         }
         self.left_scratch = left;
-        let mut drains = drains;
-        let mut rest = drains.split_off(ended);
+        let mut rest = drains;
+        let ended: Vec<_> = rest.drain(..ended).collect();
         if full {
             // The drains that wait: one the application freed some of since its walk is given
             // up (back into the search), so that the destinations it holds do not outlive
@@ -240,7 +240,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             count: moves.len() - from,
             destinations,
             bytes,
-            ended: drains,
+            ended,
             left: rest,
             part,
             full,

@@ -243,9 +243,9 @@ pub struct Defragmentation<S> {
     /// The memory of the blocks of the vectors, as last seen ([`add`](Self::add)'s cache: a
     /// miss looks again).
     ours: HandleSet,
-    /// `(vec, block)` of the blocks the last pass left draining: set aside until a pass
-    /// empties them or the defragmentation ends.
-    draining: Vec<(usize, Block<S, MemoryObject>)>,
+    /// For each vector, the blocks the last pass left draining, in the order of their passes:
+    /// set aside until a pass empties them or the defragmentation ends.
+    draining: Vec<Blocks<S>>,
     /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, MemoryObject>)>,
@@ -293,13 +293,14 @@ impl<S> std::fmt::Debug for Defragmentation<S> {
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<DefragVec<S>>) -> Self {
         let handles = vecs.iter().map(|_| Handles::default()).collect();
+        let draining = vecs.iter().map(|_| Vec::new()).collect();
         let mut defrag = Self {
             info,
             vecs,
             registry: Registry::default(),
             stats: DefragmentationStats::default(),
             ours: HandleSet::default(),
-            draining: Vec::new(),
+            draining,
             emptied: Vec::new(),
             found_scratch: Vec::new(),
             held_scratch: Vec::new(),
@@ -386,20 +387,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let mut moves = std::mem::take(&mut self.move_scratch);
         moves.clear();
         let mut aside = Vec::new();
-        let mut draining = Vec::new();
         let mut budget = limits;
-        // Each vector's drains, taken out (not copied) in their order.
-        let mut drains = std::mem::take(&mut self.draining);
         for v in 0..self.vecs.len() {
-            let mine: Blocks<S> = if drains.iter().any(|(w, _)| *w == v) {
-                let (mine, others) = drains.into_iter().partition(|(w, _)| *w == v);
-                drains = others;
-                mine.into_iter().map(|(_, b)| b).collect()
-            } else {
-                Vec::new()
-            };
+            // The vector's drains, taken out (not copied) in their order.
+            let drains = std::mem::take(&mut self.draining[v]);
             let from = moves.len();
-            let (a, d, new) = self.plan_vec(v, budget, mine, &mut moves);
+            let (a, d, new) = self.plan_vec(v, budget, drains, &mut moves);
             let bytes: DeviceSize = moves[from..].iter().flatten().map(|m| m.size).sum();
             budget.moves -= (moves.len() - from).min(budget.moves);
             budget.bytes = budget.bytes.saturating_sub(bytes);
@@ -410,9 +403,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 }
             }
             aside.extend(a.into_iter().map(|b| (v, b)));
-            draining.extend(d.into_iter().map(|b| (v, b)));
+            self.draining[v] = d;
         }
-        self.draining = draining;
         if moves.is_empty() {
             self.move_scratch = moves;
             self.end();
@@ -499,18 +491,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         for h in &mut self.handles {
             h.clear();
         }
-        let draining = std::mem::take(&mut self.draining);
         for (v, target) in self.vecs.iter().enumerate() {
-            let mine: Vec<_> = draining
-                .iter()
-                .filter(|(w, _)| *w == v)
-                .map(|(_, b)| b.clone())
-                .collect();
+            let mine = std::mem::take(&mut self.draining[v]);
             if !mine.is_empty() {
                 self.stats.memory_objects_freed += target.blocks.restore_aside(&mine);
             }
         }
-        drop(draining);
         let emptied = std::mem::take(&mut self.emptied);
         for (v, target) in self.vecs.iter().enumerate() {
             if emptied.iter().any(|(w, _)| *w == v) {

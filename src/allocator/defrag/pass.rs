@@ -111,8 +111,9 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         let mut memory: Vec<vk::DeviceMemory> = self
             .aside
             .iter()
-            .chain(&self.defrag.draining)
-            .map(|(_, b)| b.memory().handle())
+            .map(|(_, b)| b)
+            .chain(self.defrag.draining.iter().flatten())
+            .map(|b| b.memory().handle())
             .collect();
         let mut seen = std::collections::HashSet::with_capacity(memory.len());
         memory.retain(|m| seen.insert(*m));
@@ -204,14 +205,7 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         for v in vecs {
             let back: Vec<_> = aside
                 .iter()
-                .filter(|(w, b)| {
-                    *w == v
-                        && !self
-                            .defrag
-                            .draining
-                            .iter()
-                            .any(|(x, d)| x == w && d.same_as(b))
-                })
+                .filter(|(w, b)| *w == v && !self.defrag.draining[v].iter().any(|d| d.same_as(b)))
                 .map(|(_, b)| b.clone())
                 .collect();
             let blocks = &self.defrag.vecs[v].blocks;

@@ -35,11 +35,25 @@
 //! neither the plan nor the application allocating between passes can take it, and each
 //! allocation of a drain is placed once. The block stays set aside between passes (nothing
 //! moves into it, and no allocation lands in it), and the next pass continues with it before
-//! any other block (its `draining` flag), handing out the reservations. Once a drain has
-//! moved its part, the plan stops there. An allocation of a drained block without a
-//! reservation (its move was skipped) is placed again; if it no longer fits, the drain is
-//! given up and the block goes back into the search. A drain starts only when each of its
-//! allocations fits the limits of a pass, so that it can end.
+//! any other block (its `draining` flag), handing out the reservations. An allocation of a
+//! drained block without a reservation (its move was skipped) is placed again; if it no
+//! longer fits, the drain is given up and the block goes back into the search. A drain
+//! starts only when each of its allocations fits the limits of a pass, so that it can end.
+//!
+//! # Planning ahead
+//!
+//! Once a block did not fit what was left of the pass (it moved its part, or nothing), the
+//! pass is *full*, and the plan goes on as if the pass had no limits: every later block that
+//! can be emptied is drained with nothing moving now, all its allocations placed as
+//! reservations. One plan thus decides a bounded defragmentation's passes, which then hand
+//! out the drains in the order the plan tried them: each whole while it fits what is left of
+//! the pass, then the part of the first that does not (by [`drain_part`], the one rule). A
+//! pass needs no plan again until the drains run out or one of them changed (the
+//! application freed some of it, or skipped a move of it): the allocator hands the drains
+//! out from its records. The blocks emptied are those an unbounded plan empties, and each
+//! allocation is placed once: without planning ahead, every bounded pass pictured and
+//! sorted every block again to move a dozen allocations, and a block that received in one
+//! pass could be emptied by a later one, moving allocations twice.
 //!
 //! # Invariants
 //!
@@ -95,7 +109,7 @@ pub(crate) struct BlockState {
     /// not start a drain anyway.
     pub largest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
-    /// it is set aside already, and the plan continues with it first.
+    /// it is set aside already, and the plan continues with the drains first.
     pub draining: bool,
     /// Whether allocations moved into it earlier in this pass, before the plan (a drain whose
     /// last part the allocator handed out on its own): like a block the plan moves
@@ -138,12 +152,13 @@ pub(crate) struct Limits {
 pub(crate) struct MovePlan<T> {
     /// The blocks that every live allocation leaves.
     pub emptied: Vec<usize>,
-    /// The blocks being drained: set aside, part of their allocations move now, the rest in
-    /// later passes.
+    /// The blocks being drained, in the order of their passes: set aside, part of their
+    /// allocations move now (of the first at most), the rest in later passes.
     pub draining: Vec<usize>,
     /// Each move: the candidate, its destination block, and what `place` returned for it.
     pub moves: Vec<(usize, usize, T)>,
-    /// The destinations of the rest of a drain started by this plan, as the moves: placed,
+    /// The destinations of the rest of the drains started by this plan (each block's in a
+    /// run, largest first), as the moves: placed,
     /// not moving in this pass. The caller keeps them (they hold the room the drain needs)
     /// and marks them [`reserved`](Candidate::reserved) in the next pictures.
     pub reserved: Vec<(usize, usize, T)>,

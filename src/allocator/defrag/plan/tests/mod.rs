@@ -979,6 +979,58 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
 }
 
 #[test]
+fn a_full_pass_plans_the_later_blocks_ahead_and_their_passes_follow_the_plan() {
+    // Three sparse blocks of 16 KiB each (two moves), a pass of 16 KiB, and one block with
+    // room for all of them. The first pass empties block 0 and is then full: blocks 1 and 2
+    // are planned ahead (every allocation placed, nothing moving now), and the next passes
+    // hand them out in that order, without placing anything again.
+    let sparse = vec![(8 * KIB, 4, true); 2];
+    let fills = [
+        sparse.clone(),
+        sparse.clone(),
+        sparse,
+        vec![(8 * KIB, 4, false)],
+    ];
+    let limits = Limits {
+        bytes: 16 * KIB,
+        moves: usize::MAX,
+    };
+    let mut model = Model::new(&[128 * KIB, 128 * KIB, 128 * KIB, 64 * KIB], &fills, 1);
+    let (plan, blocks, candidates) = run_checked(&mut model, Algorithm::Fast, limits);
+    assert_eq!(plan.emptied, [0]);
+    assert_eq!(
+        plan.draining,
+        [1, 2],
+        "planned ahead, in the order of their passes"
+    );
+    assert_eq!(plan.moves.len(), 2);
+    assert_eq!(
+        plan.reserved.len(),
+        4,
+        "the rest placed once, as reservations"
+    );
+    assert!(plan.reserved.iter().all(|&(_, b, _)| b == 3));
+    // The reservations come in runs, one per block, largest first.
+    let from: Vec<usize> = plan
+        .reserved
+        .iter()
+        .map(|&(c, _, _)| candidates[c].block)
+        .collect();
+    assert_eq!(from, [1, 1, 2, 2]);
+    check(&model, &plan, &blocks, &candidates, Algorithm::Fast, limits);
+    apply(&mut model, plan);
+    let seen = passes(&mut model, Algorithm::Fast, limits);
+    assert_eq!(
+        seen,
+        [(vec![1], vec![2], 2), (vec![2], vec![], 2)],
+        "(emptied, draining, moves) per pass"
+    );
+    assert_eq!(model.places, 6, "each allocation placed once");
+    assert!(model.reserved.is_empty());
+    assert!((0..3).all(|b| model.blocks[b].live.is_empty()));
+}
+
+#[test]
 fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
     // A small block nearly full (40 KiB of 64), a large one nearly empty (48 KiB of 256), and
     // a large pinned one with 56 KiB free. Fewest live bytes first would empty the small
