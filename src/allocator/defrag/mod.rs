@@ -18,7 +18,12 @@
 //!    [planner](plan) for the algorithms), and returns its [`Move`]s: for each, where the
 //!    allocation is and a new allocation (the destination) where it should go. The blocks
 //!    the pass empties or drains are out of every search from then on: allocations made
-//!    meanwhile, by any thread, never land in them.
+//!    meanwhile, by any thread, never land in them. With limits, one plan decides the passes
+//!    to come too (see [planning ahead](plan#planning-ahead)): once a pass is full, the
+//!    blocks it would empty next are drained ahead, their destinations held and the blocks
+//!    set aside, and the next passes hand them out in turn without planning again, until
+//!    the drains run out or the application changed one (it freed some of a drain waiting
+//!    for its turn: that drain is given up, its destinations let go).
 //! 3. For each move the application creates the new buffer or image, binds it to the
 //!    [destination](Move::destination), and records the copy from the old resource (see
 //!    [`record_buffer_copies`] for buffers; images need layout transitions, shown in

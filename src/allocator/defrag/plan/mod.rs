@@ -47,7 +47,7 @@
 //! can be emptied is drained with nothing moving now, all its allocations placed as
 //! reservations. One plan thus decides a bounded defragmentation's passes, which then hand
 //! out the drains in the order the plan tried them: each whole while it fits what is left of
-//! the pass, then the part of the first that does not (by [`drain_part`], the one rule). A
+//! the pass, then the part of the first that does not (the one rule of a drain's part). A
 //! pass needs no plan again until the drains run out or one of them changed (the
 //! application freed some of it, or skipped a move of it): the allocator hands the drains
 //! out from its records. The blocks emptied are those an unbounded plan empties, and each
