@@ -58,7 +58,10 @@ fn freeing_in_allocation_order_grows_the_range_before_in_or_out_of_its_bucket() 
     let region = 64 * KIB;
     let mut c = checker(region, 1);
     let sizes = [256, 64, 64, 64, 1024, 64, 4096, 64, 64, 128, 8192, 64];
-    let offsets: Vec<u64> = sizes.iter().map(|&s| alloc(&mut c, s, 16, Linear)).collect();
+    let offsets: Vec<u64> = sizes
+        .iter()
+        .map(|&s| alloc(&mut c, s, 16, Linear))
+        .collect();
     let front_node = |c: &Checker<FreeListAllocator>| c.sub.first;
     let (mut kept, mut moved) = (0, 0);
     for (i, &offset) in offsets.iter().enumerate() {
@@ -77,7 +80,10 @@ fn freeing_in_allocation_order_grows_the_range_before_in_or_out_of_its_bucket() 
             }
         }
     }
-    assert!(kept > 0 && moved > 0, "both ways taken: {kept} kept, {moved} moved");
+    assert!(
+        kept > 0 && moved > 0,
+        "both ways taken: {kept} kept, {moved} moved"
+    );
     assert_eq!(ranges(&c.sub), vec![(0, region, None)]);
 }
 
