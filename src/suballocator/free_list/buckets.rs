@@ -44,6 +44,18 @@ impl Bucket {
         }
     }
 
+    /// Whether sizes `a` and `b` (neither zero) belong to the same bucket, in a few
+    /// instructions: a bucket of sizes from 16 up is a run of `2^(log2 - SL_LOG2)` sizes
+    /// aligned to its width, so two sizes share it exactly when they agree in every bit above
+    /// the width of `b`'s bucket (which also makes their highest bits, hence their first
+    /// levels, equal); below 16 that width is one, and only equal sizes agree.
+    #[inline(always)]
+    pub(super) fn same(a: DeviceSize, b: DeviceSize) -> bool {
+        debug_assert!(a > 0 && b > 0);
+        let width_log2 = (63 - b.leading_zeros()).saturating_sub(SL_LOG2);
+        (a ^ b) >> width_log2 == 0
+    }
+
     /// The first bucket whose every range is at least `size` bytes, `None` if there is none.
     #[inline]
     pub(super) fn all_at_least(size: DeviceSize) -> Option<Self> {
@@ -227,6 +239,38 @@ mod tests {
         }
         assert_eq!(bucket.max_size(), u64::MAX);
         assert_eq!(count, FL_COUNT * SL_COUNT as usize - 1); // bucket (0, 0) holds size 0.
+    }
+
+    #[test]
+    fn same_is_equal_buckets() {
+        // Every pair around the bucket boundaries of the first levels, and far apart.
+        let mut sizes: Vec<DeviceSize> = (1..=40).collect();
+        for log2 in 4..64u32 {
+            let base = 1u64 << log2;
+            let width = 1u64 << (log2 - SL_LOG2);
+            for k in [0, 1, 7, 8, 15] {
+                let start = base + k * width;
+                sizes.extend([
+                    start.saturating_sub(1),
+                    start,
+                    start.saturating_add(1),
+                    start.saturating_add(width - 1),
+                ]);
+            }
+        }
+        sizes.push(u64::MAX);
+        for &a in &sizes {
+            for &b in &sizes {
+                if a == 0 || b == 0 {
+                    continue;
+                }
+                assert_eq!(
+                    Bucket::same(a, b),
+                    Bucket::containing(a) == Bucket::containing(b),
+                    "{a} {b}"
+                );
+            }
+        }
     }
 
     #[test]

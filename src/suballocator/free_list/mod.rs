@@ -65,7 +65,9 @@
 //!
 //! # Efficiency
 //!
-//! Deallocation takes constant time. Allocation takes constant time whenever the fast path
+//! Deallocation takes constant time; when the freed range joins the free range before it
+//! without taking it out of its size class, that range keeps its place in its bucket list,
+//! as a large range that allocation carves from the front does. Allocation takes constant time whenever the fast path
 //! finds a range: a few bitmap operations, at most 17 range checks, and a constant number of
 //! list updates. That covers almost every request in practice: any request whose worst-case
 //! footprint, rounded up to a size class, is no larger than the largest free range succeeds
@@ -350,7 +352,7 @@ impl FreeListAllocator {
         // the allocation gets a new node. That saves unlinking and relinking the free node.
         if start - offset < MIN_SPLIT_PADDING
             && end < offset + free_len
-            && Bucket::containing(offset + free_len - end) == Bucket::containing(free_len)
+            && Bucket::same(offset + free_len - end, free_len)
         {
             let used = self.insert_used_before(idx, start, end, ty);
             let tail = &mut self.nodes[idx as usize];
@@ -694,16 +696,26 @@ unsafe impl Suballocator for FreeListAllocator {
         }
         if node.prev != NONE && self.nodes[node.prev as usize].state() == State::Free {
             let prev = node.prev;
-            self.buckets.remove(&mut self.nodes, prev);
             let Node {
                 size, next: after, ..
             } = self.nodes[idx as usize];
-            self.nodes[prev as usize].size += size;
+            let prev_size = self.nodes[prev as usize].size;
+            // When the free range before grows within its size class (a range growing by a
+            // small neighbour, the common case), it keeps its place in its bucket list: no
+            // unlinking and relinking.
+            let filed = Bucket::same(prev_size, prev_size + size);
+            if !filed {
+                self.buckets.remove(&mut self.nodes, prev);
+            }
+            self.nodes[prev as usize].size = prev_size + size;
             self.nodes[prev as usize].next = after;
             if after != NONE {
                 self.nodes[after as usize].prev = prev;
             }
             self.recycle(idx);
+            if filed {
+                return;
+            }
             idx = prev;
         }
         self.buckets.insert(&mut self.nodes, idx);

@@ -49,6 +49,44 @@ fn ranges(s: &FreeListAllocator) -> Vec<(u64, u64, Option<AllocationType>)> {
     out
 }
 
+/// Freeing in allocation order grows the free range in front of each freed allocation: while
+/// the range stays in its size class it keeps its node and its place in its bucket list, and
+/// when it leaves the class it moves to the bucket of its new size (the invariants, checked
+/// after every free, hold both ways), until the region is one free range again.
+#[test]
+fn freeing_in_allocation_order_grows_the_range_before_in_or_out_of_its_bucket() {
+    let region = 64 * KIB;
+    let mut c = checker(region, 1);
+    let sizes = [256, 64, 64, 64, 1024, 64, 4096, 64, 64, 128, 8192, 64];
+    let offsets: Vec<u64> = sizes
+        .iter()
+        .map(|&s| alloc(&mut c, s, 16, Linear))
+        .collect();
+    let front_node = |c: &Checker<FreeListAllocator>| c.sub.first;
+    let (mut kept, mut moved) = (0, 0);
+    for (i, &offset) in offsets.iter().enumerate() {
+        let before = (front_node(&c), c.sub.nodes[c.sub.first as usize].size);
+        free_at(&mut c, offset);
+        check_internal(&c.sub);
+        let front = &c.sub.nodes[c.sub.first as usize];
+        assert_eq!(front.state(), State::Free);
+        assert_eq!(front.size, offsets.get(i + 1).copied().unwrap_or(region));
+        if i > 0 {
+            if Bucket::same(before.1, front.size) {
+                assert_eq!(front_node(&c), before.0, "the range kept its node");
+                kept += 1;
+            } else {
+                moved += 1;
+            }
+        }
+    }
+    assert!(
+        kept > 0 && moved > 0,
+        "both ways taken: {kept} kept, {moved} moved"
+    );
+    assert_eq!(ranges(&c.sub), vec![(0, region, None)]);
+}
+
 #[test]
 fn a_node_is_half_a_cache_line() {
     assert_eq!(std::mem::size_of::<Node>(), 32);
