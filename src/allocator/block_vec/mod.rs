@@ -60,6 +60,7 @@
 
 mod block;
 mod failed_request;
+mod high_water;
 mod sharded;
 mod spin_lock;
 #[cfg(test)]
@@ -67,8 +68,9 @@ mod tests;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
 pub(crate) use self::sharded::thread_shard;
+use self::high_water::{HighWater, HIGH_WATER_EPOCH};
 use self::sharded::ShardedList;
-use super::placement::ArenaLayout;
+use super::placement::{self, ArenaLayout};
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator, SuballocatorError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -107,7 +109,11 @@ pub(crate) enum NewBlockError<E> {
 
 /// The empty blocks a default block vector keeps add up to at most this many times its
 /// largest block (see [releasing](self#releasing)); a custom pool's keep one block's worth.
-pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 2;
+pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 4;
+
+/// Added to the excess of an empty block that a best-fit request fits loosely: more than any
+/// excess (device sizes stay below 2^62), less than the wrapped excess of an arena too small.
+const LOOSE_FIT_PENALTY: DeviceSize = 1 << 62;
 
 /// Which empty block [`release_empty_blocks`](BlockVec::release_empty_blocks) keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +135,10 @@ pub(crate) struct BlockLimits {
     /// Beyond `min`, the empty blocks kept add up to at most this many times the vector's
     /// largest block (the largest empty block always stays): see [releasing](self#releasing).
     pub empty_kept: DeviceSize,
+    /// Whether the empty blocks kept must also stay under the recent
+    /// [high-water mark](high_water) of the memory in use (the default block vectors), and
+    /// a new block gives back only as many of them as that needs.
+    pub high_water: bool,
 }
 
 impl BlockLimits {
@@ -138,6 +148,7 @@ impl BlockLimits {
         min: 0,
         max: usize::MAX,
         empty_kept: EMPTY_KEPT_BLOCKS,
+        high_water: true,
     };
 
     /// A custom pool's: its block counts, and one block's worth of empty memory kept (its
@@ -147,8 +158,21 @@ impl BlockLimits {
             min,
             max,
             empty_kept: 1,
+            high_water: false,
         }
     }
+}
+
+/// What a walk over a vector's listed blocks counts (see [`BlockVec::tally`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    /// Bytes of the blocks that hold allocations.
+    in_use: DeviceSize,
+    /// How many blocks are empty, and their bytes.
+    empty: usize,
+    empty_bytes: DeviceSize,
+    /// The largest block.
+    largest: DeviceSize,
 }
 
 /// The blocks of one memory type or custom pool.
@@ -170,6 +194,8 @@ pub(crate) struct BlockVec<S, M> {
     /// Blocks a defragmentation is emptying: out of the list, so that no search finds them,
     /// but still counted and walked by statistics (see [`set_aside`](Self::set_aside)).
     aside: parking_lot::Mutex<Vec<Block<S, M>>>,
+    /// The recent high-water mark of the memory in use (with [`BlockLimits::high_water`]).
+    high_water: parking_lot::Mutex<HighWater>,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -183,6 +209,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             largest_request: AtomicU64::new(0),
             limits,
             aside: parking_lot::Mutex::default(),
+            high_water: parking_lot::Mutex::default(),
         })
     }
 
@@ -459,10 +486,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
         for block in blocks {
             for arena in block.arenas() {
-                let excess = arena.largest_free_hint().wrapping_sub(size);
-                if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
-                    best_excess = excess;
-                    first = Some(arena);
+                let mut excess = arena.largest_free_hint().wrapping_sub(size);
+                // Only for a candidate: whether it is an empty block too large for the
+                // request (then it ranks after every block in use that fits).
+                if excess < best_excess {
+                    excess = excess.saturating_add(Self::loose_fit_penalty(block, size));
+                    if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
+                        best_excess = excess;
+                        first = Some(arena);
+                    }
                 }
             }
         }
@@ -482,9 +514,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         let mut candidates: smallvec::SmallVec<[Candidate<'_, S, M>; 16]> = blocks
             .iter()
-            .flat_map(|b| b.arenas())
-            .filter(|a| a.may_fit(fit.layout, fit.allocation_type))
-            .map(|a| (a.largest_free_hint(), a))
+            .flat_map(|b| b.arenas().iter().map(move |a| (b, a)))
+            .filter(|(_, a)| a.may_fit(fit.layout, fit.allocation_type))
+            .map(|(b, a)| {
+                let penalty = Self::loose_fit_penalty(b, size);
+                (a.largest_free_hint().saturating_add(penalty), a)
+            })
             .collect();
         candidates.sort_by_key(|&(largest, _)| largest);
         // Arenas another thread holds are passed over first, as in the first-fit search, and
@@ -510,6 +545,22 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         Ok(None)
+    }
+
+    /// What the best-fit search adds to the excess of an arena of `block` for a request of
+    /// `size` bytes: an empty block more than [`EMPTY_BLOCK_FIT_PERCENT`] of the request
+    /// ranks after every block in use that fits (and after the empty blocks that fit it
+    /// well), so that the empty blocks kept for reuse go to requests of about their size
+    /// (see [which block](super::placement#which-block)).
+    ///
+    /// [`EMPTY_BLOCK_FIT_PERCENT`]: super::placement::EMPTY_BLOCK_FIT_PERCENT
+    #[inline]
+    fn loose_fit_penalty(block: &Block<S, M>, size: DeviceSize) -> DeviceSize {
+        if !placement::fits_empty_block_well(block.memory().size(), size) && block.is_empty() {
+            LOOSE_FIT_PENALTY
+        } else {
+            0
+        }
     }
 
     /// The search of [`MinOffset`](AllocationStrategy::MinOffset): every arena in block
@@ -564,7 +615,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         block_size: impl FnOnce(usize) -> Option<DeviceSize>,
         arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
-        make: impl FnOnce(DeviceSize) -> Result<M, E>,
+        mut make: impl FnMut(DeviceSize) -> Result<M, E>,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<T, NewBlockError<E>> {
         let mut blocks = self.blocks.write();
@@ -573,21 +624,37 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             Ok(None) => {}
             Err(DoesNotFit) => return Err(NewBlockError::DoesNotFit),
         }
-        // The empty blocks kept for reuse could not hold this request: give them back before
-        // asking for more memory (see [releasing](self#releasing)).
-        Self::remove_empty(&mut blocks, self.limits.min, |_| true);
-        let held = self.owned(blocks.items().len());
-        if held >= self.limits.max {
-            return Err(NewBlockError::Full {
-                max_blocks: self.limits.max,
-            });
-        }
-        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let (size, in_use) = if self.high_water_on() {
+            self.make_room(&mut blocks, block_size)?
+        } else {
+            // The empty blocks kept for reuse could not hold this request: give them back
+            // before asking for more memory (see [releasing](self#releasing)).
+            Self::remove_empty(&mut blocks, self.limits.min, |_| true);
+            let held = self.owned(blocks.items().len());
+            if held >= self.limits.max {
+                return Err(NewBlockError::Full {
+                    max_blocks: self.limits.max,
+                });
+            }
+            (block_size(held).ok_or(NewBlockError::NoSize)?, 0)
+        };
         let largest = self
             .largest_request
             .fetch_max(fit.layout.size(), Ordering::Relaxed)
             .max(fit.layout.size());
-        let memory = make(size).map_err(NewBlockError::Memory)?;
+        let memory = match make(size) {
+            Ok(memory) => memory,
+            // Out of memory (or budget) with empty blocks still kept: they give their memory
+            // back, and the memory is asked for once more.
+            Err(_) if Self::remove_empty(&mut blocks, self.limits.min, |_| true) > 0 => {
+                make(size).map_err(NewBlockError::Memory)?
+            }
+            Err(e) => return Err(NewBlockError::Memory(e)),
+        };
+        if self.high_water_on() {
+            // Only memory that was made is a sample: a failure reserves nothing.
+            self.sample_in_use(in_use.saturating_add(size));
+        }
         let block = self.new_block(memory, |size| arenas(size, largest));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
@@ -617,6 +684,148 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         Err(NewBlockError::DoesNotFit)
+    }
+
+    /// Whether the empty blocks kept stay under the [high-water mark](high_water).
+    fn high_water_on(&self) -> bool {
+        self.limits.high_water
+    }
+
+    /// Counts the blocks of `blocks` in one pass: see [`Tally`].
+    fn tally(blocks: &[Block<S, M>]) -> Tally {
+        let mut t = Tally::default();
+        for b in blocks {
+            let size = b.memory().size();
+            t.largest = t.largest.max(size);
+            if b.is_empty() {
+                t.empty += 1;
+                t.empty_bytes += size;
+            } else {
+                t.in_use += size;
+            }
+        }
+        t
+    }
+
+    /// The bytes of the blocks a defragmentation set aside (in use: no search finds them).
+    fn aside_bytes(&self) -> DeviceSize {
+        self.aside.lock().iter().map(|b| b.memory().size()).sum()
+    }
+
+    /// Takes a sample of the memory in use for the [high-water mark](high_water); returns
+    /// the mark.
+    fn sample_in_use(&self, in_use: DeviceSize) -> DeviceSize {
+        let mut hw = self.high_water.lock();
+        hw.record(in_use, HIGH_WATER_EPOCH);
+        hw.mark()
+    }
+
+    /// Before a new block is made, under the list's write lock: the size of the block
+    /// (`block_size` given the blocks held beyond the empty ones, as if they were all given
+    /// back), and the empty blocks kept given back as far as needed for the memory in use,
+    /// the new block and those that stay to fit under the high-water mark (all of them when
+    /// the memory in use and the new block alone reach past it; the mark rises to them once
+    /// the block is made). Returns the size and the memory in use.
+    fn make_room<E>(
+        &self,
+        blocks: &mut sharded::ShardedWrite<'_, Block<S, M>>,
+        block_size: impl FnOnce(usize) -> Option<DeviceSize>,
+    ) -> Result<(DeviceSize, DeviceSize), NewBlockError<E>> {
+        let tally = Self::tally(blocks.items());
+        let held = self.owned(blocks.items().len()) - tally.empty;
+        if held >= self.limits.max {
+            Self::remove_empty(blocks, self.limits.min, |_| true);
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let with_block = in_use.saturating_add(size);
+        let mark = self.high_water.lock().mark().max(with_block);
+        if tally.empty > 0 {
+            let cap = tally
+                .largest
+                .max(size)
+                .saturating_mul(self.empty_kept(blocks.items()));
+            let room = mark.saturating_sub(with_block).min(cap);
+            self.release_beyond(blocks, room, false);
+        }
+        if self.owned(blocks.items().len()) >= self.limits.max {
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        Ok((size, in_use))
+    }
+
+    /// Gives back empty blocks of `blocks` so that those that stay add up to at most `room`
+    /// bytes (the largest stay first, see [`high_water::empty_to_release`]), as long as the
+    /// minimum block count stays. Returns how many were released.
+    fn release_beyond(
+        &self,
+        blocks: &mut sharded::ShardedWrite<'_, Block<S, M>>,
+        room: DeviceSize,
+        keep_one: bool,
+    ) -> usize {
+        let (indices, sizes): (smallvec::SmallVec<[usize; 8]>, smallvec::SmallVec<[_; 8]>) =
+            blocks
+                .items()
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_empty())
+                .map(|(i, b)| (i, b.memory().size()))
+                .unzip();
+        let mut release: smallvec::SmallVec<[usize; 8]> =
+            high_water::empty_to_release(&sizes, room, keep_one)
+                .into_iter()
+                .map(|k| indices[k])
+                .collect();
+        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
+        release.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in &release {
+            // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+            blocks.remove(i);
+        }
+        release.len()
+    }
+
+    /// A free emptied a block of `size` bytes (the block's last live allocation went):
+    /// releases empty blocks as the vector's rule says (see [releasing](self#releasing)).
+    /// Returns how many were released.
+    pub(crate) fn block_emptied(&self, size: DeviceSize) -> usize {
+        if !self.high_water_on() {
+            return self.release_empty_blocks(Keep::Largest);
+        }
+        // A first look holding one copy of the list, as allocating threads do: most calls
+        // find nothing to release and need not stop them.
+        let mark = {
+            let blocks = self.blocks.read();
+            let tally = Self::tally(&blocks);
+            let in_use = tally.in_use.saturating_add(self.aside_bytes());
+            // The memory in use was at its highest just before this free.
+            let mark = self.sample_in_use(in_use.saturating_add(size));
+            if tally.empty <= 1 || blocks.len() <= self.limits.min {
+                return 0;
+            }
+            let room = mark.saturating_sub(in_use);
+            // Within one block's worth and the mark, all stay whatever the budget says (no
+            // need to ask it).
+            if tally.empty_bytes <= room.min(tally.largest.saturating_mul(self.limits.empty_kept.min(1))) {
+                return 0;
+            }
+            let cap = tally.largest.saturating_mul(self.empty_kept(&blocks));
+            if tally.empty_bytes <= room.min(cap) {
+                return 0;
+            }
+            mark
+        };
+        let mut blocks = self.blocks.write();
+        let tally = Self::tally(blocks.items());
+        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let cap = tally.largest.saturating_mul(self.empty_kept(blocks.items()));
+        let room = mark.saturating_sub(in_use).min(cap);
+        self.release_beyond(&mut blocks, room, true)
     }
 
     /// Makes and adds an empty block (custom pools' minimum blocks), under the write lock.

@@ -539,7 +539,18 @@ fn sizable_block_size(preferred: DeviceSize, min_size: DeviceSize) -> DeviceSize
 /// A block made for a sizable request is the request rounded up to a multiple of
 /// `block size / SIZABLE_BLOCK_GRANULE_DIVISOR` (8 MiB for 256 MiB blocks): see
 /// [block sizes](self#block-sizes).
-pub const SIZABLE_BLOCK_GRANULE_DIVISOR: DeviceSize = 32;
+pub const SIZABLE_BLOCK_GRANULE_DIVISOR: DeviceSize = 128;
+
+/// A best-fit request takes an empty block more than this percentage of its size only when
+/// no block in use and no empty block nearer its size has room: see
+/// [which block](self#which-block).
+pub const EMPTY_BLOCK_FIT_PERCENT: DeviceSize = 150;
+
+/// Whether a request of `request` bytes fits an empty block of `block` bytes well: the block
+/// is at most [`EMPTY_BLOCK_FIT_PERCENT`] of the request.
+pub(crate) fn fits_empty_block_well(block: DeviceSize, request: DeviceSize) -> bool {
+    block.saturating_mul(100) <= request.saturating_mul(EMPTY_BLOCK_FIT_PERCENT)
+}
 
 /// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
