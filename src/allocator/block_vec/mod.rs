@@ -67,8 +67,8 @@ mod spin_lock;
 mod tests;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
-pub(crate) use self::sharded::thread_shard;
 use self::high_water::{HighWater, HIGH_WATER_EPOCH};
+pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::{self, ArenaLayout};
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
@@ -768,14 +768,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         room: DeviceSize,
         keep_one: bool,
     ) -> usize {
-        let (indices, sizes): (smallvec::SmallVec<[usize; 8]>, smallvec::SmallVec<[_; 8]>) =
-            blocks
-                .items()
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.is_empty())
-                .map(|(i, b)| (i, b.memory().size()))
-                .unzip();
+        let (indices, sizes): (smallvec::SmallVec<[usize; 8]>, smallvec::SmallVec<[_; 8]>) = blocks
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_empty())
+            .map(|(i, b)| (i, b.memory().size()))
+            .unzip();
         let mut release: smallvec::SmallVec<[usize; 8]> =
             high_water::empty_to_release(&sizes, room, keep_one)
                 .into_iter()
@@ -811,7 +810,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let room = mark.saturating_sub(in_use);
             // Within one block's worth and the mark, all stay whatever the budget says (no
             // need to ask it).
-            if tally.empty_bytes <= room.min(tally.largest.saturating_mul(self.limits.empty_kept.min(1))) {
+            if tally.empty_bytes
+                <= room.min(tally.largest.saturating_mul(self.limits.empty_kept.min(1)))
+            {
                 return 0;
             }
             let cap = tally.largest.saturating_mul(self.empty_kept(&blocks));
@@ -823,7 +824,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
         let in_use = tally.in_use.saturating_add(self.aside_bytes());
-        let cap = tally.largest.saturating_mul(self.empty_kept(blocks.items()));
+        let cap = tally
+            .largest
+            .saturating_mul(self.empty_kept(blocks.items()));
         let room = mark.saturating_sub(in_use).min(cap);
         self.release_beyond(&mut blocks, room, true)
     }

@@ -167,7 +167,11 @@ fn kept_memory_decays_when_less_is_in_use() {
         assert_eq!(l.block, 3, "round {round}");
         h.free(l);
         if round < HIGH_WATER_EPOCH {
-            assert_eq!(h.block_sizes(), sizes, "round {round}: the mark still holds");
+            assert_eq!(
+                h.block_sizes(),
+                sizes,
+                "round {round}: the mark still holds"
+            );
         }
     }
     // The mark is 9 MiB now: only the 9 MiB block stays.
