@@ -27,35 +27,52 @@
 //!
 //! # Releasing
 //!
-//! Empty blocks are a cache of memory objects, with hysteresis. When a block becomes empty,
-//! the vector keeps its empty blocks, largest first, as long as they add up to no more than
-//! [`BlockLimits::empty_kept`] times its largest block, and releases the rest: the next
-//! requests reuse them without a `vkAllocateMemory`. A default block vector keeps
-//! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth while its heap is within its budget, one block's
-//! worth past it (as VMA frees its empty block past the budget); a custom pool keeps one
-//! block (its blocks all have one size). A block counts its arenas that hold allocations,
+//! Empty blocks are a cache of memory objects. A default block vector keeps its empty
+//! blocks only where they cannot raise the most memory it reserves: the blocks that hold
+//! allocations (the memory *in use*) and the empty blocks kept add up to at most the
+//! [high-water mark](high_water), the most memory the vector had in use recently (sampled
+//! just before each free that empties a block, and with each new block). So the next
+//! requests reuse them without a `vkAllocateMemory`, while the memory reserved rises past its
+//! peak only when the memory in use does. Within the mark, the empty blocks kept add up to at
+//! most [`BlockLimits::empty_kept`] times the vector's largest block: [`EMPTY_KEPT_BLOCKS`]
+//! (four) blocks' worth while its heap is within its budget, one block's worth past it (as
+//! VMA frees its empty block past the budget). The largest stay first, smaller ones fill the
+//! rest, and a free always leaves one empty block. A custom pool keeps one block's worth (its
+//! blocks all have one size) and no mark. A block counts its arenas that hold allocations,
 //! so whether it is empty is read without a lock, and only the free that empties a block
 //! looks for blocks to release: on `large` (40 live resources of 1-85 MiB), about one free
-//! in 23 empties its block, and each look used to lock every arena of every block. Three
-//! rules keep the cache from costing memory when it matters:
+//! in 23 empties its block. Four rules keep the cache from costing memory when it matters:
 //!
-//! - When a request finds no room anywhere, the empty blocks could not hold it either, and
-//!   all of them are released before the new block is made: a cache that missed is given
-//!   back, so it never adds to the memory reserved when the type is at its fullest.
+//! - Before a new block is made (no block had room), the empty blocks are given back as far
+//!   as needed for the memory in use, the new block and the blocks that stay to fit under
+//!   the mark; all of them when the memory in use and the new block alone reach past it
+//!   (the mark then rises to them). Kept memory never adds to the memory reserved at the
+//!   type's fullest.
+//! - The mark decays: it is the largest sample of the last one to two epochs of
+//!   [`HIGH_WATER_EPOCH`](high_water::HIGH_WATER_EPOCH) samples, so a vector whose memory in
+//!   use drops for good gives back what it kept, as its blocks keep emptying.
 //! - When a heap runs out of memory (or of budget, for a request that asked to stay within
 //!   it) while the allocator or one of its custom pools makes a memory object, the empty
 //!   blocks of every default block vector of that heap are released
 //!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
-//!   more: kept memory never makes an allocation fail.
+//!   more; the vector that makes a block releases its own kept blocks and tries once more
+//!   too: kept memory never makes an allocation fail.
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
-//! On the peer benchmark's `large` workload (40 live resources of 1-96 MiB, 256 MiB
-//! blocks), the cache took the `vkAllocateMemory` calls per run from 260 to 71 at one thread
-//! (VMA: 239), with peak reserved / peak live 1.22 (VMA: 1.33); keeping one block's worth
-//! instead gave 259 calls, one and a half 203. A defragmentation keeps the *smallest* empty
-//! block between its passes instead ([`Keep::Smallest`]), and releases the blocks it emptied
-//! when it ends ([`release_empty_among`](BlockVec::release_empty_among)): see
+//! A best-fit request takes an empty block more than
+//! [`EMPTY_BLOCK_FIT_PERCENT`](super::placement::EMPTY_BLOCK_FIT_PERCENT) of its size only
+//! when nothing else fits (see [which block](super::placement#which-block)), so that kept
+//! blocks go to requests of about their size.
+//!
+//! On the peer benchmark's `large` workload (40 live resources of 1-85 MiB, 256 MiB blocks),
+//! over 30 traces of the class, this took the `vkAllocateMemory` calls per run from 85 to 25
+//! on average at one thread (VMA: 221), with peak reserved / peak live the same within the
+//! traces' spread (see docs/benchmarks.md, "Large resources, second round"); keeping up to
+//! two blocks' worth, released whole on a miss, gave 85, and no cache at all 260. A
+//! defragmentation keeps the *smallest* empty block between its passes instead
+//! ([`Keep::Smallest`]), and releases the blocks it emptied when it ends
+//! ([`release_empty_among`](BlockVec::release_empty_among)): see
 //! [its docs](super::defrag#how-it-goes).
 
 mod block;
@@ -108,7 +125,8 @@ pub(crate) enum NewBlockError<E> {
 }
 
 /// The empty blocks a default block vector keeps add up to at most this many times its
-/// largest block (see [releasing](self#releasing)); a custom pool's keep one block's worth.
+/// largest block, and stay under its high-water mark (see [releasing](self#releasing)); a
+/// custom pool's keep one block's worth.
 pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 4;
 
 /// Added to the excess of an empty block that a best-fit request fits loosely: more than any
@@ -119,8 +137,8 @@ const LOOSE_FIT_PENALTY: DeviceSize = 1 << 62;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
     /// The largest, then the next largest while they add up to at most
-    /// [`BlockLimits::empty_kept`] times the vector's largest block: the allocation path's
-    /// rule (the next allocations likely fit them).
+    /// [`BlockLimits::empty_kept`] times the vector's largest block: the rule of the vectors
+    /// without a high-water mark, custom pools' (the next allocations likely fit them).
     Largest,
     /// Only the smallest: a defragmentation's, between passes (it gives back the most memory).
     Smallest,
@@ -142,8 +160,8 @@ pub(crate) struct BlockLimits {
 }
 
 impl BlockLimits {
-    /// No minimum, no maximum, a cache of [`EMPTY_KEPT_BLOCKS`] blocks: the default block
-    /// vectors.
+    /// No minimum, no maximum, a cache of [`EMPTY_KEPT_BLOCKS`] blocks under the high-water
+    /// mark: the default block vectors.
     pub(crate) const NONE: Self = Self {
         min: 0,
         max: usize::MAX,
@@ -152,7 +170,7 @@ impl BlockLimits {
     };
 
     /// A custom pool's: its block counts, and one block's worth of empty memory kept (its
-    /// blocks all have one size, so one empty block).
+    /// blocks all have one size, so one empty block), with no mark.
     pub(crate) const fn pool(min: usize, max: usize) -> Self {
         Self {
             min,
