@@ -72,15 +72,15 @@
 //! block stays in the vector when it empties, as a cache of memory objects (a default block
 //! vector keeps empty blocks under the recent high-water mark of its memory in use, up to
 //! four times its largest block while its heap is under budget, and gives them back as far
-//! as a new block needs to stay under the mark, or when the heap runs out: see
-//! [releasing](super::block_vec#releasing)): the next requests of about its size reuse it
+//! as a new block needs to stay under the mark, or when the heap runs out: see the block
+//! vectors' module docs, "Releasing"): the next requests of about its size reuse it
 //! without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40 live
 //! resources of 1-85 MiB, 256 MiB blocks, lavapipe), `vkAllocateMemory` calls per run and
 //! peak reserved / peak live at one thread on its default trace: full blocks 68 and 1.37; a
 //! dedicated allocation for a sizable request that no block has room for 260 and 1.24 (VMA:
 //! 239 and 1.33); blocks of the request's size (8 MiB granule) and two blocks' worth of
 //! empty blocks kept 71 and 1.22; the high-water mark and a 2 MiB granule 18 and 1.25 (over
-//! 30 traces of the class: 85 → 25 calls on average, waste 1.245 → 1.236, VMA 1.29).
+//! 30 traces of the class: 85 → 25 calls on average, waste 1.245 → 1.237, VMA 1.29).
 //!
 //! # Which block
 //!
