@@ -68,8 +68,8 @@
 //! On the peer benchmark's `large` workload (40 live resources of 1-85 MiB, 256 MiB blocks),
 //! over 30 traces of the class, this took the `vkAllocateMemory` calls per run from 85 to 25
 //! on average at one thread (VMA: 221), with peak reserved / peak live the same within the
-//! traces' spread (see docs/benchmarks.md, "Large resources, second round"); keeping up to
-//! two blocks' worth, released whole on a miss, gave 85, and no cache at all 260. A
+//! traces' spread (see docs/benchmarks.md, "Large resources, second round"); the rule before
+//! (up to two blocks' worth, all given back on a miss) gave 85. A
 //! defragmentation keeps the *smallest* empty block between its passes instead
 //! ([`Keep::Smallest`]), and releases the blocks it emptied when it ends
 //! ([`release_empty_among`](BlockVec::release_empty_among)): see
