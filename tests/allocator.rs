@@ -279,13 +279,14 @@ fn empty_blocks_are_released_and_nothing_leaks() {
         allocator.block_count(0)
     );
     drop(allocs);
-    // Empty blocks are kept up to two of the largest block's size, for reuse.
+    // Empty blocks are kept up to four of the largest block's size (all six were in use a
+    // moment ago, the high-water mark), for reuse.
     assert_eq!(
         allocator.block_count(0),
-        2,
-        "empty blocks beyond twice the largest block's size kept"
+        4,
+        "empty blocks beyond four times the largest block's size kept"
     );
-    assert_eq!(device.live_memory_objects(), 2);
+    assert_eq!(device.live_memory_objects(), 4);
     drop(allocator);
     assert_eq!(device.live_memory_objects(), 0);
 }

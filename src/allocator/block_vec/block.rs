@@ -248,7 +248,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             // Still alive here: the caller holds the allocations' reference until this
             // returns.
             if let Some(vec) = self.shared.vec.upgrade() {
-                vec.release_empty_blocks(super::Keep::Largest);
+                vec.block_emptied(self.shared.memory.size());
             }
         }
         now_empty

@@ -27,48 +27,68 @@
 //!
 //! # Releasing
 //!
-//! Empty blocks are a cache of memory objects, with hysteresis. When a block becomes empty,
-//! the vector keeps its empty blocks, largest first, as long as they add up to no more than
-//! [`BlockLimits::empty_kept`] times its largest block, and releases the rest: the next
-//! requests reuse them without a `vkAllocateMemory`. A default block vector keeps
-//! [`EMPTY_KEPT_BLOCKS`] (two) blocks' worth while its heap is within its budget, one block's
-//! worth past it (as VMA frees its empty block past the budget); a custom pool keeps one
-//! block (its blocks all have one size). A block counts its arenas that hold allocations,
+//! Empty blocks are a cache of memory objects. A default block vector keeps its empty
+//! blocks only where they cannot raise the most memory it reserves: the blocks that hold
+//! allocations (the memory *in use*) and the empty blocks kept add up to at most the
+//! [high-water mark](high_water), the most memory the vector had in use recently (sampled
+//! just before each free that empties a block, and with each new block). So the next
+//! requests reuse them without a `vkAllocateMemory`, while the memory reserved rises past its
+//! peak only when the memory in use does. Within the mark, the empty blocks kept add up to at
+//! most [`BlockLimits::empty_kept`] times the vector's largest block: [`EMPTY_KEPT_BLOCKS`]
+//! (four) blocks' worth while its heap is within its budget, one block's worth past it (as
+//! VMA frees its empty block past the budget). The largest stay first, smaller ones fill the
+//! rest, and a free always leaves one empty block. A custom pool keeps one block's worth (its
+//! blocks all have one size) and no mark. A block counts its arenas that hold allocations,
 //! so whether it is empty is read without a lock, and only the free that empties a block
 //! looks for blocks to release: on `large` (40 live resources of 1-85 MiB), about one free
-//! in 23 empties its block, and each look used to lock every arena of every block. Three
-//! rules keep the cache from costing memory when it matters:
+//! in 23 empties its block. Four rules keep the cache from costing memory when it matters:
 //!
-//! - When a request finds no room anywhere, the empty blocks could not hold it either, and
-//!   all of them are released before the new block is made: a cache that missed is given
-//!   back, so it never adds to the memory reserved when the type is at its fullest.
+//! - Before a new block is made (no block had room), the empty blocks are given back as far
+//!   as needed for the memory in use, the new block and the blocks that stay to fit under
+//!   the mark; all of them when the memory in use and the new block alone reach past it
+//!   (the mark then rises to them). Kept memory never adds to the memory reserved at the
+//!   type's fullest.
+//! - The mark decays: it is the largest sample of the last one to two epochs of
+//!   [`HIGH_WATER_EPOCH`](high_water::HIGH_WATER_EPOCH) samples, so a vector whose memory in
+//!   use drops for good gives back what it kept, as its blocks keep emptying.
 //! - When a heap runs out of memory (or of budget, for a request that asked to stay within
 //!   it) while the allocator or one of its custom pools makes a memory object, the empty
 //!   blocks of every default block vector of that heap are released
 //!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
-//!   more: kept memory never makes an allocation fail.
+//!   more; the vector that makes a block releases its own kept blocks and tries once more
+//!   too: kept memory never makes an allocation fail.
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
-//! On the peer benchmark's `large` workload (40 live resources of 1-96 MiB, 256 MiB
-//! blocks), the cache took the `vkAllocateMemory` calls per run from 260 to 71 at one thread
-//! (VMA: 239), with peak reserved / peak live 1.22 (VMA: 1.33); keeping one block's worth
-//! instead gave 259 calls, one and a half 203. A defragmentation keeps the *smallest* empty
-//! block between its passes instead ([`Keep::Smallest`]), and releases the blocks it emptied
-//! when it ends ([`release_empty_among`](BlockVec::release_empty_among)): see
+//! A best-fit request takes an empty block more than
+//! [`EMPTY_BLOCK_FIT_PERCENT`](super::placement::EMPTY_BLOCK_FIT_PERCENT) of its size only
+//! when nothing else fits (see [which block](super::placement#which-block)), so that kept
+//! blocks go to requests of about their size.
+//!
+//! On the peer benchmark's `large` workload (40 live resources of 1-85 MiB, 256 MiB blocks),
+//! over 30 traces of the class, this took the `vkAllocateMemory` calls per run from 85 to 25
+//! on average at one thread (VMA: 221), with peak reserved / peak live the same within the
+//! traces' spread (see docs/benchmarks.md, "Large resources, second round"); the rule before
+//! (up to two blocks' worth, all given back on a miss) gave 85. A
+//! defragmentation keeps the *smallest* empty block between its passes instead
+//! ([`Keep::Smallest`]), and releases the blocks it emptied when it ends
+//! ([`release_empty_among`](BlockVec::release_empty_among)): see
 //! [its docs](super::defrag#how-it-goes).
 
 mod block;
 mod failed_request;
+mod high_water;
+mod release;
 mod sharded;
 mod spin_lock;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
+use self::high_water::HighWater;
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
-use super::placement::ArenaLayout;
+use super::placement::{self, ArenaLayout};
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator, SuballocatorError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -106,15 +126,20 @@ pub(crate) enum NewBlockError<E> {
 }
 
 /// The empty blocks a default block vector keeps add up to at most this many times its
-/// largest block (see [releasing](self#releasing)); a custom pool's keep one block's worth.
-pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 2;
+/// largest block, and stay under its high-water mark (see [releasing](self#releasing)); a
+/// custom pool's keep one block's worth.
+pub(crate) const EMPTY_KEPT_BLOCKS: DeviceSize = 4;
+
+/// Added to the excess of an empty block that a best-fit request fits loosely: more than any
+/// excess (device sizes stay below 2^62), less than the wrapped excess of an arena too small.
+const LOOSE_FIT_PENALTY: DeviceSize = 1 << 62;
 
 /// Which empty block [`release_empty_blocks`](BlockVec::release_empty_blocks) keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
     /// The largest, then the next largest while they add up to at most
-    /// [`BlockLimits::empty_kept`] times the vector's largest block: the allocation path's
-    /// rule (the next allocations likely fit them).
+    /// [`BlockLimits::empty_kept`] times the vector's largest block: the rule of the vectors
+    /// without a high-water mark, custom pools' (the next allocations likely fit them).
     Largest,
     /// Only the smallest: a defragmentation's, between passes (it gives back the most memory).
     Smallest,
@@ -129,24 +154,30 @@ pub(crate) struct BlockLimits {
     /// Beyond `min`, the empty blocks kept add up to at most this many times the vector's
     /// largest block (the largest empty block always stays): see [releasing](self#releasing).
     pub empty_kept: DeviceSize,
+    /// Whether the empty blocks kept must also stay under the recent
+    /// [high-water mark](high_water) of the memory in use (the default block vectors), and
+    /// a new block gives back only as many of them as that needs.
+    pub high_water: bool,
 }
 
 impl BlockLimits {
-    /// No minimum, no maximum, a cache of [`EMPTY_KEPT_BLOCKS`] blocks: the default block
-    /// vectors.
+    /// No minimum, no maximum, a cache of [`EMPTY_KEPT_BLOCKS`] blocks under the high-water
+    /// mark: the default block vectors.
     pub(crate) const NONE: Self = Self {
         min: 0,
         max: usize::MAX,
         empty_kept: EMPTY_KEPT_BLOCKS,
+        high_water: true,
     };
 
     /// A custom pool's: its block counts, and one block's worth of empty memory kept (its
-    /// blocks all have one size, so one empty block).
+    /// blocks all have one size, so one empty block), with no mark.
     pub(crate) const fn pool(min: usize, max: usize) -> Self {
         Self {
             min,
             max,
             empty_kept: 1,
+            high_water: false,
         }
     }
 }
@@ -170,6 +201,8 @@ pub(crate) struct BlockVec<S, M> {
     /// Blocks a defragmentation is emptying: out of the list, so that no search finds them,
     /// but still counted and walked by statistics (see [`set_aside`](Self::set_aside)).
     aside: parking_lot::Mutex<Vec<Block<S, M>>>,
+    /// The recent high-water mark of the memory in use (with [`BlockLimits::high_water`]).
+    high_water: parking_lot::Mutex<HighWater>,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -183,6 +216,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             largest_request: AtomicU64::new(0),
             limits,
             aside: parking_lot::Mutex::default(),
+            high_water: parking_lot::Mutex::default(),
         })
     }
 
@@ -272,47 +306,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         self.release_empty_blocks(Keep::Smallest)
-    }
-
-    /// Releases the empty blocks in the list that `among` selects, as long as the minimum block
-    /// count stays (a defragmentation gives back the blocks it emptied when it ends). Returns
-    /// how many were released.
-    pub(crate) fn release_empty_among(&self, among: impl Fn(&Block<S, M>) -> bool) -> usize {
-        Self::remove_empty(&mut self.blocks.write(), self.limits.min, among)
-    }
-
-    /// Releases every empty block beyond the minimum block count, if no other thread holds
-    /// the list now: the heap ran out of memory or budget, and the blocks kept for reuse give
-    /// theirs back (see [releasing](self#releasing)). Never waits: the caller may hold
-    /// another vector's lock while it makes a memory object, and waiting here could
-    /// deadlock with a thread doing the same the other way round. Returns how many were
-    /// released.
-    pub(crate) fn try_release_empty(&self) -> usize {
-        match self.blocks.try_write() {
-            Some(mut blocks) => Self::remove_empty(&mut blocks, self.limits.min, |_| true),
-            None => 0,
-        }
-    }
-
-    /// Removes the empty blocks of `blocks` that `among` selects, last first, as long as
-    /// `min` blocks stay. Returns how many were removed.
-    fn remove_empty(
-        blocks: &mut sharded::ShardedWrite<'_, Block<S, M>>,
-        min: usize,
-        among: impl Fn(&Block<S, M>) -> bool,
-    ) -> usize {
-        let mut released = 0;
-        let mut i = blocks.items().len();
-        while i > 0 && blocks.items().len() > min {
-            i -= 1;
-            let b = &blocks.items()[i];
-            if among(b) && b.is_empty() {
-                // As in `release_empty_blocks`: no allocation holds it, so this drops it.
-                blocks.remove(i);
-                released += 1;
-            }
-        }
-        released
     }
 
     /// Suballocates in the given block (waiting for its arenas' locks), or `None`.
@@ -459,10 +452,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
         for block in blocks {
             for arena in block.arenas() {
-                let excess = arena.largest_free_hint().wrapping_sub(size);
-                if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
-                    best_excess = excess;
-                    first = Some(arena);
+                let mut excess = arena.largest_free_hint().wrapping_sub(size);
+                // Only for a candidate: whether it is an empty block too large for the
+                // request (then it ranks after every block in use that fits).
+                if excess < best_excess {
+                    excess = excess.saturating_add(Self::loose_fit_penalty(block, size));
+                    if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
+                        best_excess = excess;
+                        first = Some(arena);
+                    }
                 }
             }
         }
@@ -482,9 +480,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         let mut candidates: smallvec::SmallVec<[Candidate<'_, S, M>; 16]> = blocks
             .iter()
-            .flat_map(|b| b.arenas())
-            .filter(|a| a.may_fit(fit.layout, fit.allocation_type))
-            .map(|a| (a.largest_free_hint(), a))
+            .flat_map(|b| b.arenas().iter().map(move |a| (b, a)))
+            .filter(|(_, a)| a.may_fit(fit.layout, fit.allocation_type))
+            .map(|(b, a)| {
+                let penalty = Self::loose_fit_penalty(b, size);
+                (a.largest_free_hint().saturating_add(penalty), a)
+            })
             .collect();
         candidates.sort_by_key(|&(largest, _)| largest);
         // Arenas another thread holds are passed over first, as in the first-fit search, and
@@ -510,6 +511,22 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         Ok(None)
+    }
+
+    /// What the best-fit search adds to the excess of an arena of `block` for a request of
+    /// `size` bytes: an empty block more than [`EMPTY_BLOCK_FIT_PERCENT`] of the request
+    /// ranks after every block in use that fits (and after the empty blocks that fit it
+    /// well), so that the empty blocks kept for reuse go to requests of about their size
+    /// (see [which block](super::placement#which-block)).
+    ///
+    /// [`EMPTY_BLOCK_FIT_PERCENT`]: super::placement::EMPTY_BLOCK_FIT_PERCENT
+    #[inline]
+    fn loose_fit_penalty(block: &Block<S, M>, size: DeviceSize) -> DeviceSize {
+        if !placement::fits_empty_block_well(block.memory().size(), size) && block.is_empty() {
+            LOOSE_FIT_PENALTY
+        } else {
+            0
+        }
     }
 
     /// The search of [`MinOffset`](AllocationStrategy::MinOffset): every arena in block
@@ -564,7 +581,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         block_size: impl FnOnce(usize) -> Option<DeviceSize>,
         arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
-        make: impl FnOnce(DeviceSize) -> Result<M, E>,
+        mut make: impl FnMut(DeviceSize) -> Result<M, E>,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<T, NewBlockError<E>> {
         let mut blocks = self.blocks.write();
@@ -573,21 +590,37 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             Ok(None) => {}
             Err(DoesNotFit) => return Err(NewBlockError::DoesNotFit),
         }
-        // The empty blocks kept for reuse could not hold this request: give them back before
-        // asking for more memory (see [releasing](self#releasing)).
-        Self::remove_empty(&mut blocks, self.limits.min, |_| true);
-        let held = self.owned(blocks.items().len());
-        if held >= self.limits.max {
-            return Err(NewBlockError::Full {
-                max_blocks: self.limits.max,
-            });
-        }
-        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let (size, in_use) = if self.high_water_on() {
+            self.make_room(&mut blocks, block_size)?
+        } else {
+            // The empty blocks kept for reuse could not hold this request: give them back
+            // before asking for more memory (see [releasing](self#releasing)).
+            Self::remove_empty(&mut blocks, self.limits.min, |_| true);
+            let held = self.owned(blocks.items().len());
+            if held >= self.limits.max {
+                return Err(NewBlockError::Full {
+                    max_blocks: self.limits.max,
+                });
+            }
+            (block_size(held).ok_or(NewBlockError::NoSize)?, 0)
+        };
         let largest = self
             .largest_request
             .fetch_max(fit.layout.size(), Ordering::Relaxed)
             .max(fit.layout.size());
-        let memory = make(size).map_err(NewBlockError::Memory)?;
+        let memory = match make(size) {
+            Ok(memory) => memory,
+            // Out of memory (or budget) with empty blocks still kept: they give their memory
+            // back, and the memory is asked for once more.
+            Err(_) if Self::remove_empty(&mut blocks, self.limits.min, |_| true) > 0 => {
+                make(size).map_err(NewBlockError::Memory)?
+            }
+            Err(e) => return Err(NewBlockError::Memory(e)),
+        };
+        if self.high_water_on() {
+            // Only memory that was made is a sample: a failure reserves nothing.
+            self.sample_in_use(in_use.saturating_add(size));
+        }
         let block = self.new_block(memory, |size| arenas(size, largest));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
@@ -657,121 +690,5 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             self.home_slots,
             Arc::downgrade(self),
         )
-    }
-
-    /// The indices of the empty blocks of `blocks` that [`release_empty_blocks`] gives back
-    /// under `keep`'s rule, in no particular order.
-    ///
-    /// [`release_empty_blocks`]: Self::release_empty_blocks
-    fn empty_to_release(
-        blocks: &[Block<S, M>],
-        keep: Keep,
-        empty_kept: DeviceSize,
-    ) -> smallvec::SmallVec<[usize; 4]> {
-        let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_empty())
-            .map(|(i, _)| i)
-            .collect();
-        if empty.len() <= 1 {
-            return smallvec::SmallVec::new();
-        }
-        let size = |i: usize| blocks[i].memory().size();
-        match keep {
-            Keep::Largest => {
-                // Largest first; keep them while they add up to no more than `empty_kept`
-                // times the largest block of the vector.
-                empty.sort_by_key(|&i| std::cmp::Reverse(size(i)));
-                let cap = blocks.iter().map(|b| b.memory().size()).max().unwrap_or(0);
-                let cap = cap.saturating_mul(empty_kept);
-                let mut total = size(empty[0]);
-                let mut kept = 1;
-                while kept < empty.len() && total.saturating_add(size(empty[kept])) <= cap {
-                    total += size(empty[kept]);
-                    kept += 1;
-                }
-                empty.drain(..kept);
-                empty
-            }
-            Keep::Smallest => {
-                empty.sort_by_key(|&i| size(i));
-                empty.drain(..1);
-                empty
-            }
-        }
-    }
-
-    /// How many blocks' worth of empty memory the vector keeps now: its limit while the heap
-    /// is under its budget, one block's worth past it (the budget is read only when the
-    /// limit is more than one, from the first empty block's memory).
-    fn empty_kept(&self, blocks: &[Block<S, M>]) -> DeviceSize {
-        let limit = self.limits.empty_kept;
-        let under_budget = || {
-            blocks
-                .iter()
-                .find(|b| b.is_empty())
-                .is_none_or(|b| b.memory().heap_within_budget())
-        };
-        if limit > 1 && !under_budget() {
-            1
-        } else {
-            limit
-        }
-    }
-
-    /// Keeps the empty blocks `keep` says (beyond the minimum block count): releases the
-    /// others. Returns how many were released.
-    pub(crate) fn release_empty_blocks(&self, keep: Keep) -> usize {
-        // A first look holding one copy of the list, as allocating threads do: most calls find
-        // nothing to release and need not stop them.
-        let kept = {
-            let blocks = self.blocks.read();
-            if blocks.len() <= self.limits.min {
-                return 0;
-            }
-            // One pass: how many blocks are empty, their bytes, and the largest block.
-            let (mut empty, mut empty_bytes, mut largest) = (0, 0, 0);
-            for b in blocks.iter() {
-                let size = b.memory().size();
-                largest = largest.max(size);
-                if b.is_empty() {
-                    empty += 1;
-                    empty_bytes += size;
-                }
-            }
-            if empty <= 1 {
-                return 0;
-            }
-            // The largest empty blocks stay while they add up to at most `kept` times the
-            // largest block, so when all of them do, none goes: within one block's worth
-            // whatever the budget says (no need to ask it), else once it is read.
-            let all_stay = |kept: DeviceSize| {
-                keep == Keep::Largest && kept >= 1 && empty_bytes <= largest.saturating_mul(kept)
-            };
-            if all_stay(self.limits.empty_kept.min(1)) {
-                return 0;
-            }
-            let kept = self.empty_kept(&blocks);
-            if all_stay(kept) {
-                return 0;
-            }
-            if Self::empty_to_release(&blocks, keep, kept).is_empty() {
-                return 0;
-            }
-            kept
-        };
-        let mut blocks = self.blocks.write();
-        let mut release = Self::empty_to_release(blocks.items(), keep, kept);
-        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
-        release.sort_unstable_by(|a, b| b.cmp(a));
-        let released = release.len();
-        for i in release {
-            // Blocks are only referenced by the vector and by live allocations; an empty
-            // block has none, so removing it here drops it (and frees its memory) once any
-            // in-flight `free` on it returns.
-            blocks.remove(i);
-        }
-        released
     }
 }

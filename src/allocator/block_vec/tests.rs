@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
+mod kept;
 mod large;
 
 const KIB: DeviceSize = 1 << 10;
@@ -136,7 +137,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
 }
 
 #[test]
-fn blocks_grow_and_empty_blocks_stay_up_to_two_of_the_largest() {
+fn blocks_grow_and_empty_blocks_stay_under_the_high_water_mark() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     // 1/8, 1/4, 1/2 of the preferred size, then the preferred size.
     let mut live = Vec::new();
@@ -155,37 +156,39 @@ fn blocks_grow_and_empty_blocks_stay_up_to_two_of_the_largest() {
     }
     assert_eq!(h.block_sizes(), [8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB]);
     assert_eq!(h.live_memory.load(Ordering::SeqCst), 4);
-    // Empty the first three blocks: 8 + 16 + 32 MiB is less than two of the largest block
-    // (64 MiB), so all stay, for the next requests.
+    assert_eq!(h.vec.high_water.lock().mark(), 120 * MIB, "all four in use");
+    // Empty the first three blocks, then the last: all 120 MiB were in use a moment ago
+    // (the mark), so all stay, for the next requests.
     let (first, rest): (Vec<_>, Vec<_>) = live.into_iter().partition(|l| l.block < 3);
     for l in first {
         h.free(l);
     }
     assert_eq!(h.empty_blocks(), 3);
     assert_eq!(h.block_sizes(), [8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB]);
-    // The last block empties too: 64 + 32 + 16 + 8 MiB is still within the 128 MiB kept.
     for l in rest {
         h.free(l);
     }
     assert_eq!(h.block_sizes(), [8 * MIB, 16 * MIB, 32 * MIB, 64 * MIB]);
     assert_eq!(h.live_memory.load(Ordering::SeqCst), 4);
-    // A request that none of them holds gives them all back before a new block is made (a
-    // sizable request's block: the request rounded up to 64 MiB / 32).
+    // A request that none of them holds (a sizable request's block: the request rounded up
+    // to 64 MiB / 128 = 512 KiB, 99.5 MiB) gives back as many as the mark needs: 99.5 MiB
+    // new and 16 MiB kept stay within 120 MiB; 64, 32 and 8 go.
     let big = h
         .allocate(&h.fit(99 * MIB + 1, 256, AllocationType::Linear))
         .unwrap();
     assert_eq!(
         h.block_sizes(),
-        [100 * MIB],
-        "empty blocks released on a miss"
+        [16 * MIB, 99 * MIB + MIB / 2],
+        "empty blocks beyond the mark released before the new block"
     );
-    assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 2);
     // One that an empty block holds takes it: no new memory.
     h.free(big);
     let small = h
         .allocate(&h.fit(MIB, 256, AllocationType::Linear))
         .unwrap();
-    assert_eq!(h.block_sizes(), [100 * MIB]);
+    assert_eq!(h.block_sizes(), [16 * MIB, 99 * MIB + MIB / 2]);
+    assert_eq!(small.block, 1, "the 16 MiB block");
     h.free(small);
     drop(h);
 }

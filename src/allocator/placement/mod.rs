@@ -62,7 +62,7 @@
 //!
 //! A block made for a *sizable* request (more than 1/[`SIZABLE_REQUEST_DIVISOR`] of the
 //! block size) is the request rounded up to a multiple of
-//! 1/[`SIZABLE_BLOCK_GRANULE_DIVISOR`] of the block size (8 MiB for 256 MiB blocks), when
+//! 1/[`SIZABLE_BLOCK_GRANULE_DIVISOR`] of the block size (2 MiB for 256 MiB blocks), when
 //! blocks grow (the default pools with `grow_blocks`; a custom pool's blocks all have its
 //! size). Whether a request is sizable is judged on its own size, not on the region that
 //! holds it: with a pool suballocator whose slots are larger than an eighth of a block, a
@@ -70,13 +70,17 @@
 //! has room, that is when the type's memory is at its fullest, and a full block made for it
 //! would reserve up to eight times its size right then. Unlike a dedicated allocation, the
 //! block stays in the vector when it empties, as a cache of memory objects (a default block
-//! vector keeps empty blocks up to twice its largest block while its heap is under budget,
-//! and gives them back when a request misses them or the heap runs out): the next requests
-//! of its size or smaller reuse it without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40
-//! live resources of 1-85 MiB, 256 MiB blocks, lavapipe), `vkAllocateMemory` calls per run
-//! and peak reserved / peak live at one thread: full blocks 68 and 1.37; a dedicated
-//! allocation for a sizable request that no block has room for 260 and 1.24 (VMA: 239 and
-//! 1.33); blocks of the request's size and the empty-block cache 71 and 1.22.
+//! vector keeps empty blocks under the recent high-water mark of its memory in use, up to
+//! four times its largest block while its heap is under budget, and gives them back as far
+//! as a new block needs to stay under the mark, or when the heap runs out: see the block
+//! vectors' module docs, "Releasing"): the next requests of about its size reuse it
+//! without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40 live
+//! resources of 1-85 MiB, 256 MiB blocks, lavapipe), `vkAllocateMemory` calls per run and
+//! peak reserved / peak live at one thread on its default trace: full blocks 68 and 1.37; a
+//! dedicated allocation for a sizable request that no block has room for 260 and 1.24 (VMA:
+//! 239 and 1.33); blocks of the request's size (8 MiB granule) and two blocks' worth of
+//! empty blocks kept 71 and 1.22; the high-water mark and a 2 MiB granule 18 and 1.25 (over
+//! 30 traces of the class: 85 → 25 calls on average, waste 1.245 → 1.237, VMA 1.29).
 //!
 //! # Which block
 //!
@@ -84,7 +88,10 @@
 //! the first block with room: the thread's home arena of each block, then the other arenas.
 //! Larger requests are few and are what fragments memory, so they look at every arena and
 //! take the one whose largest free range is the smallest that holds them (best fit), so that
-//! the large free ranges stay whole for the next large request.
+//! the large free ranges stay whole for the next large request. An empty block (kept for
+//! reuse) that is more than [`EMPTY_BLOCK_FIT_PERCENT`] of the request ranks after all the
+//! others: a block made for an 80 MiB request waits for the next request of about its size
+//! instead of holding a 10 MiB one that leaves the rest of it to smaller pieces.
 //!
 //! # Arenas
 //!
@@ -537,9 +544,20 @@ fn sizable_block_size(preferred: DeviceSize, min_size: DeviceSize) -> DeviceSize
 }
 
 /// A block made for a sizable request is the request rounded up to a multiple of
-/// `block size / SIZABLE_BLOCK_GRANULE_DIVISOR` (8 MiB for 256 MiB blocks): see
+/// `block size / SIZABLE_BLOCK_GRANULE_DIVISOR` (2 MiB for 256 MiB blocks): see
 /// [block sizes](self#block-sizes).
-pub const SIZABLE_BLOCK_GRANULE_DIVISOR: DeviceSize = 32;
+pub const SIZABLE_BLOCK_GRANULE_DIVISOR: DeviceSize = 128;
+
+/// A best-fit request takes an empty block more than this percentage of its size only when
+/// no block in use and no empty block nearer its size has room: see
+/// [which block](self#which-block).
+pub const EMPTY_BLOCK_FIT_PERCENT: DeviceSize = 150;
+
+/// Whether a request of `request` bytes fits an empty block of `block` bytes well: the block
+/// is at most [`EMPTY_BLOCK_FIT_PERCENT`] of the request.
+pub(crate) fn fits_empty_block_well(block: DeviceSize, request: DeviceSize) -> bool {
+    block.saturating_mul(100) <= request.saturating_mul(EMPTY_BLOCK_FIT_PERCENT)
+}
 
 /// How a block is cut: `count` arenas at multiples of `size`, the last one taking the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -351,11 +351,22 @@ fn new_blocks_grow_then_halve_on_retries() {
     assert_eq!(new_block_size(0, false, 0, 0, 0, 0), None);
 }
 
+/// An empty block is a good fit for a request of at least 2/3 of its size.
+#[test]
+fn empty_blocks_fit_requests_of_about_their_size() {
+    assert!(fits_empty_block_well(48 * MIB, 32 * MIB));
+    assert!(!fits_empty_block_well(48 * MIB, 32 * MIB - 1));
+    assert!(fits_empty_block_well(48 * MIB, 48 * MIB));
+    assert!(fits_empty_block_well(MIB, 100 * MIB));
+    assert!(!fits_empty_block_well(DeviceSize::MAX, 1));
+    assert!(fits_empty_block_well(DeviceSize::MAX, DeviceSize::MAX));
+}
+
 #[test]
 fn sizable_requests_get_blocks_of_their_size() {
     let p = 256 * MIB;
     let granule = p / SIZABLE_BLOCK_GRANULE_DIVISOR;
-    assert_eq!(granule, 8 * MIB);
+    assert_eq!(granule, 2 * MIB);
     // Up to an eighth of the block: the growing sizes (twice the request at least).
     assert_eq!(
         new_block_size(p, true, 0, 0, 32 * MIB, 32 * MIB),
@@ -366,7 +377,7 @@ fn sizable_requests_get_blocks_of_their_size() {
     for held in [0, 1, 3, 9] {
         assert_eq!(
             new_block_size(p, true, held, 0, 32 * MIB + 1, 32 * MIB + 1),
-            Some(40 * MIB)
+            Some(34 * MIB)
         );
         assert_eq!(
             new_block_size(p, true, held, 0, 40 * MIB, 40 * MIB),
@@ -378,17 +389,21 @@ fn sizable_requests_get_blocks_of_their_size() {
         );
         assert_eq!(
             new_block_size(p, true, held, 0, 250 * MIB, 250 * MIB),
-            Some(256 * MIB)
+            Some(250 * MIB)
+        );
+        assert_eq!(
+            new_block_size(p, true, held, 0, 251 * MIB, 251 * MIB),
+            Some(252 * MIB)
         );
     }
     // Larger than the preferred size when the request needs it.
     assert_eq!(
-        new_block_size(p, true, 3, 0, 300 * MIB, 300 * MIB),
-        Some(304 * MIB)
+        new_block_size(p, true, 3, 0, 301 * MIB, 301 * MIB),
+        Some(302 * MIB)
     );
     assert_eq!(
         new_block_size(p, true, 0, 0, 300 * MIB, 300 * MIB),
-        Some(304 * MIB)
+        Some(300 * MIB)
     );
     // Retries have no smaller size to give.
     assert_eq!(new_block_size(p, true, 3, 1, 40 * MIB, 40 * MIB), None);

@@ -1,0 +1,325 @@
+//! Releasing empty blocks: the rules of [releasing](super#releasing), for the default block
+//! vectors (under the [high-water mark](super::high_water)) and for custom pools and
+//! defragmentations (by count and by size).
+
+use super::high_water::{self, HIGH_WATER_EPOCH};
+use super::sharded::ShardedWrite;
+use super::{Block, BlockMemory, BlockVec, Keep, NewBlockError};
+use crate::layout::DeviceSize;
+use crate::suballocator::Suballocator;
+
+/// What a walk over a vector's listed blocks counts (see `BlockVec::tally`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    /// Bytes of the blocks that hold allocations.
+    in_use: DeviceSize,
+    /// How many blocks are empty, and their bytes.
+    empty: usize,
+    empty_bytes: DeviceSize,
+    /// The largest block.
+    largest: DeviceSize,
+}
+
+impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
+    /// Releases the empty blocks in the list that `among` selects, as long as the minimum block
+    /// count stays (a defragmentation gives back the blocks it emptied when it ends). Returns
+    /// how many were released.
+    pub(crate) fn release_empty_among(&self, among: impl Fn(&Block<S, M>) -> bool) -> usize {
+        Self::remove_empty(&mut self.blocks.write(), self.limits.min, among)
+    }
+
+    /// Releases every empty block beyond the minimum block count, if no other thread holds
+    /// the list now: the heap ran out of memory or budget, and the blocks kept for reuse give
+    /// theirs back (see [releasing](super#releasing)). Never waits: the caller may hold
+    /// another vector's lock while it makes a memory object, and waiting here could
+    /// deadlock with a thread doing the same the other way round. Returns how many were
+    /// released.
+    pub(crate) fn try_release_empty(&self) -> usize {
+        match self.blocks.try_write() {
+            Some(mut blocks) => Self::remove_empty(&mut blocks, self.limits.min, |_| true),
+            None => 0,
+        }
+    }
+
+    /// Removes the empty blocks of `blocks` that `among` selects, last first, as long as
+    /// `min` blocks stay. Returns how many were removed.
+    pub(super) fn remove_empty(
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        min: usize,
+        among: impl Fn(&Block<S, M>) -> bool,
+    ) -> usize {
+        let mut released = 0;
+        let mut i = blocks.items().len();
+        while i > 0 && blocks.items().len() > min {
+            i -= 1;
+            let b = &blocks.items()[i];
+            if among(b) && b.is_empty() {
+                // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+                blocks.remove(i);
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// Whether the empty blocks kept stay under the [high-water mark](super::high_water).
+    pub(super) fn high_water_on(&self) -> bool {
+        self.limits.high_water
+    }
+
+    /// Counts the blocks of `blocks` in one pass: see [`Tally`].
+    fn tally(blocks: &[Block<S, M>]) -> Tally {
+        let mut t = Tally::default();
+        for b in blocks {
+            let size = b.memory().size();
+            t.largest = t.largest.max(size);
+            if b.is_empty() {
+                t.empty += 1;
+                t.empty_bytes += size;
+            } else {
+                t.in_use += size;
+            }
+        }
+        t
+    }
+
+    /// The bytes of the blocks a defragmentation set aside (in use: no search finds them).
+    fn aside_bytes(&self) -> DeviceSize {
+        self.aside.lock().iter().map(|b| b.memory().size()).sum()
+    }
+
+    /// Takes a sample of the memory in use for the [high-water mark](super::high_water); returns
+    /// the mark.
+    pub(super) fn sample_in_use(&self, in_use: DeviceSize) -> DeviceSize {
+        let mut hw = self.high_water.lock();
+        hw.record(in_use, HIGH_WATER_EPOCH);
+        hw.mark()
+    }
+
+    /// Before a new block is made, under the list's write lock: the size of the block
+    /// (`block_size` given the blocks held beyond the empty ones, as if they were all given
+    /// back), and the empty blocks kept given back as far as needed for the memory in use,
+    /// the new block and those that stay to fit under the high-water mark (all of them when
+    /// the memory in use and the new block alone reach past it; the mark rises to them once
+    /// the block is made). Returns the size and the memory in use.
+    pub(super) fn make_room<E>(
+        &self,
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        block_size: impl FnOnce(usize) -> Option<DeviceSize>,
+    ) -> Result<(DeviceSize, DeviceSize), NewBlockError<E>> {
+        let tally = Self::tally(blocks.items());
+        let held = self.owned(blocks.items().len()) - tally.empty;
+        if held >= self.limits.max {
+            Self::remove_empty(blocks, self.limits.min, |_| true);
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let with_block = in_use.saturating_add(size);
+        let mark = self.high_water.lock().mark().max(with_block);
+        if tally.empty > 0 {
+            let cap = tally
+                .largest
+                .max(size)
+                .saturating_mul(self.empty_kept(blocks.items()));
+            let room = mark.saturating_sub(with_block).min(cap);
+            self.release_beyond(blocks, room, false);
+        }
+        if self.owned(blocks.items().len()) >= self.limits.max {
+            return Err(NewBlockError::Full {
+                max_blocks: self.limits.max,
+            });
+        }
+        Ok((size, in_use))
+    }
+
+    /// Gives back empty blocks of `blocks` so that those that stay add up to at most `room`
+    /// bytes (the largest stay first, see [`high_water::empty_to_release`](super::high_water::empty_to_release)), as long as the
+    /// minimum block count stays. Returns how many were released.
+    fn release_beyond(
+        &self,
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        room: DeviceSize,
+        keep_one: bool,
+    ) -> usize {
+        let (indices, sizes): (smallvec::SmallVec<[usize; 8]>, smallvec::SmallVec<[_; 8]>) = blocks
+            .items()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_empty())
+            .map(|(i, b)| (i, b.memory().size()))
+            .unzip();
+        let mut release: smallvec::SmallVec<[usize; 8]> =
+            high_water::empty_to_release(&sizes, room, keep_one)
+                .into_iter()
+                .map(|k| indices[k])
+                .collect();
+        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
+        release.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in &release {
+            // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+            blocks.remove(i);
+        }
+        release.len()
+    }
+
+    /// A free emptied a block of `size` bytes (the block's last live allocation went):
+    /// releases empty blocks as the vector's rule says (see [releasing](super#releasing)).
+    /// Returns how many were released.
+    pub(crate) fn block_emptied(&self, size: DeviceSize) -> usize {
+        if !self.high_water_on() {
+            return self.release_empty_blocks(Keep::Largest);
+        }
+        // A first look holding one copy of the list, as allocating threads do: most calls
+        // find nothing to release and need not stop them.
+        let mark = {
+            let blocks = self.blocks.read();
+            let tally = Self::tally(&blocks);
+            let in_use = tally.in_use.saturating_add(self.aside_bytes());
+            // The memory in use was at its highest just before this free.
+            let mark = self.sample_in_use(in_use.saturating_add(size));
+            if tally.empty <= 1 || blocks.len() <= self.limits.min {
+                return 0;
+            }
+            let room = mark.saturating_sub(in_use);
+            // Within one block's worth and the mark, all stay whatever the budget says (no
+            // need to ask it).
+            if tally.empty_bytes
+                <= room.min(tally.largest.saturating_mul(self.limits.empty_kept.min(1)))
+            {
+                return 0;
+            }
+            let cap = tally.largest.saturating_mul(self.empty_kept(&blocks));
+            if tally.empty_bytes <= room.min(cap) {
+                return 0;
+            }
+            mark
+        };
+        let mut blocks = self.blocks.write();
+        let tally = Self::tally(blocks.items());
+        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let cap = tally
+            .largest
+            .saturating_mul(self.empty_kept(blocks.items()));
+        let room = mark.saturating_sub(in_use).min(cap);
+        self.release_beyond(&mut blocks, room, true)
+    }
+
+    /// The indices of the empty blocks of `blocks` that [`release_empty_blocks`] gives back
+    /// under `keep`'s rule, in no particular order.
+    ///
+    /// [`release_empty_blocks`]: Self::release_empty_blocks
+    fn empty_to_release(
+        blocks: &[Block<S, M>],
+        keep: Keep,
+        empty_kept: DeviceSize,
+    ) -> smallvec::SmallVec<[usize; 4]> {
+        let mut empty: smallvec::SmallVec<[usize; 4]> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        if empty.len() <= 1 {
+            return smallvec::SmallVec::new();
+        }
+        let size = |i: usize| blocks[i].memory().size();
+        match keep {
+            Keep::Largest => {
+                // Largest first; keep them while they add up to no more than `empty_kept`
+                // times the largest block of the vector.
+                empty.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+                let cap = blocks.iter().map(|b| b.memory().size()).max().unwrap_or(0);
+                let cap = cap.saturating_mul(empty_kept);
+                let mut total = size(empty[0]);
+                let mut kept = 1;
+                while kept < empty.len() && total.saturating_add(size(empty[kept])) <= cap {
+                    total += size(empty[kept]);
+                    kept += 1;
+                }
+                empty.drain(..kept);
+                empty
+            }
+            Keep::Smallest => {
+                empty.sort_by_key(|&i| size(i));
+                empty.drain(..1);
+                empty
+            }
+        }
+    }
+
+    /// How many blocks' worth of empty memory the vector keeps now: its limit while the heap
+    /// is under its budget, one block's worth past it (the budget is read only when the
+    /// limit is more than one, from the first empty block's memory).
+    fn empty_kept(&self, blocks: &[Block<S, M>]) -> DeviceSize {
+        let limit = self.limits.empty_kept;
+        let under_budget = || {
+            blocks
+                .iter()
+                .find(|b| b.is_empty())
+                .is_none_or(|b| b.memory().heap_within_budget())
+        };
+        if limit > 1 && !under_budget() {
+            1
+        } else {
+            limit
+        }
+    }
+
+    /// Keeps the empty blocks `keep` says (beyond the minimum block count): releases the
+    /// others. Returns how many were released.
+    pub(crate) fn release_empty_blocks(&self, keep: Keep) -> usize {
+        // A first look holding one copy of the list, as allocating threads do: most calls find
+        // nothing to release and need not stop them.
+        let kept = {
+            let blocks = self.blocks.read();
+            if blocks.len() <= self.limits.min {
+                return 0;
+            }
+            // One pass: how many blocks are empty, their bytes, and the largest block.
+            let (mut empty, mut empty_bytes, mut largest) = (0, 0, 0);
+            for b in blocks.iter() {
+                let size = b.memory().size();
+                largest = largest.max(size);
+                if b.is_empty() {
+                    empty += 1;
+                    empty_bytes += size;
+                }
+            }
+            if empty <= 1 {
+                return 0;
+            }
+            // The largest empty blocks stay while they add up to at most `kept` times the
+            // largest block, so when all of them do, none goes: within one block's worth
+            // whatever the budget says (no need to ask it), else once it is read.
+            let all_stay = |kept: DeviceSize| {
+                keep == Keep::Largest && kept >= 1 && empty_bytes <= largest.saturating_mul(kept)
+            };
+            if all_stay(self.limits.empty_kept.min(1)) {
+                return 0;
+            }
+            let kept = self.empty_kept(&blocks);
+            if all_stay(kept) {
+                return 0;
+            }
+            if Self::empty_to_release(&blocks, keep, kept).is_empty() {
+                return 0;
+            }
+            kept
+        };
+        let mut blocks = self.blocks.write();
+        let mut release = Self::empty_to_release(blocks.items(), keep, kept);
+        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
+        release.sort_unstable_by(|a, b| b.cmp(a));
+        let released = release.len();
+        for i in release {
+            // Blocks are only referenced by the vector and by live allocations; an empty
+            // block has none, so removing it here drops it (and frees its memory) once any
+            // in-flight `free` on it returns.
+            blocks.remove(i);
+        }
+        released
+    }
+}

@@ -1,0 +1,180 @@
+//! The empty blocks a default block vector keeps for reuse, against its
+//! [high-water mark](crate::allocator::block_vec::high_water): kept memory never raises the
+//! most memory reserved, it is given back before a new block is made and when the memory
+//! runs out, and it goes once the memory in use stays lower for long enough.
+
+use super::*;
+use crate::allocator::block_vec::high_water::HIGH_WATER_EPOCH;
+
+/// Bytes of all blocks, and of the blocks that hold allocations.
+fn reserved_and_in_use<S: Suballocator + Send + 'static>(h: &Harness<S>) -> (u64, u64) {
+    let (mut reserved, mut in_use) = (0, 0);
+    h.vec.for_each_block(|b| {
+        reserved += b.memory().size();
+        if !b.is_empty() {
+            in_use += b.memory().size();
+        }
+    });
+    (reserved, in_use)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
+
+    /// On random sequences of large and small requests (sizable ones get blocks of their
+    /// own size), the memory reserved rises above its peak so far only to the blocks in use
+    /// (the request's new block included): no empty block is kept then. Memory that fails
+    /// once is asked for again after the kept blocks are given back, so a request fails
+    /// only when nothing was kept.
+    #[test]
+    fn kept_memory_never_raises_the_peak(ops in ops(30 * MIB, 300)) {
+        let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+        let mut live: Vec<Live<FreeListAllocator>> = Vec::new();
+        let mut peak = 0;
+        for op in &ops {
+            match *op {
+                Op::Alloc { size, align_log, ty } => {
+                    let failing = h.fail_next_memory.load(Ordering::SeqCst);
+                    let result = h.allocate(&h.fit(size, 1 << align_log.min(12), ty));
+                    let (reserved, in_use) = reserved_and_in_use(&h);
+                    prop_assert!(
+                        reserved <= peak.max(in_use),
+                        "reserved {reserved} above the peak {peak} and the {in_use} in use"
+                    );
+                    match result {
+                        Ok(l) => live.push(l),
+                        Err(NewBlockError::Memory(_)) => {
+                            prop_assert!(failing);
+                            prop_assert_eq!(h.empty_blocks(), 0, "kept blocks not given back");
+                        }
+                        Err(e) => prop_assert!(false, "{:?}", e),
+                    }
+                    peak = peak.max(reserved);
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let (before, _) = reserved_and_in_use(&h);
+                    h.free(live.swap_remove(i % live.len()));
+                    prop_assert!(reserved_and_in_use(&h).0 <= before, "a free reserved memory");
+                }
+                Op::Free(_) => {}
+                Op::FailNextMemory => h.fail_next_memory.store(true, Ordering::SeqCst),
+            }
+        }
+        for l in live {
+            h.free(l);
+        }
+        // Nothing in use: what stays is within the mark (or the one block always kept).
+        let (reserved, _) = reserved_and_in_use(&h);
+        let mark = h.vec.high_water.lock().mark();
+        prop_assert!(reserved <= mark || h.empty_blocks() <= 1);
+    }
+}
+
+/// Four blocks' worth, all in use, then freed: all stay (they were in use a moment ago). A
+/// request none of them fits gives back only as many as the new block needs to stay under
+/// the mark, and a request whose new block alone reaches past the mark gives back all.
+#[test]
+fn a_new_block_gives_back_only_what_the_mark_needs() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    // Sizable requests (more than 8 MiB): blocks of their own size.
+    let sizes = [24 * MIB, 20 * MIB, 16 * MIB, 12 * MIB];
+    let live: Vec<_> = sizes
+        .iter()
+        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
+        .collect();
+    assert_eq!(h.block_sizes(), sizes);
+    assert_eq!(h.vec.high_water.lock().mark(), 72 * MIB);
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), sizes, "all kept: 72 MiB were in use");
+    // 30 MiB: none of them fits it. 30 + 24 + 16 = 70 stay within 72 MiB.
+    let a = h
+        .allocate(&h.fit(30 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(h.block_sizes(), [24 * MIB, 16 * MIB, 30 * MIB]);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 3);
+    // 31 MiB with 30 in use: 61 MiB leaves room for none of the empty blocks but... 24 + 61
+    // is more than 72, 16 + 61 too: both go, and the mark stays.
+    let b = h
+        .allocate(&h.fit(31 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(h.block_sizes(), [30 * MIB, 31 * MIB]);
+    assert_eq!(h.vec.high_water.lock().mark(), 72 * MIB);
+    h.free(a);
+    h.free(b);
+    // A request larger than the mark: every kept block goes, the mark rises to it.
+    let c = h
+        .allocate(&h.fit(80 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(h.block_sizes(), [80 * MIB]);
+    assert_eq!(h.vec.high_water.lock().mark(), 80 * MIB);
+    h.free(c);
+}
+
+/// The memory runs out while blocks are kept: the vector gives its own kept blocks back and
+/// asks once more (the memory seam fails once), so kept memory never fails a request.
+#[test]
+fn kept_blocks_go_when_the_memory_runs_out() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let live: Vec<_> = [30 * MIB, 20 * MIB, 10 * MIB]
+        .iter()
+        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
+        .collect();
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.empty_blocks(), 3);
+    // 31 MiB fits none: its block and the 20 MiB one stay within the 60 MiB mark, the
+    // others go; then the memory fails, and the 20 MiB block goes too before the memory is
+    // asked for again.
+    h.fail_next_memory.store(true, Ordering::SeqCst);
+    let a = h
+        .allocate(&h.fit(31 * MIB, 256, AllocationType::Linear))
+        .expect("made once the kept block is given back");
+    assert_eq!(h.block_sizes(), [31 * MIB]);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
+    h.free(a);
+    // With nothing kept to give back, the failure stands.
+    let fresh = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    fresh.fail_next_memory.store(true, Ordering::SeqCst);
+    let failed = fresh.allocate(&fresh.fit(40 * MIB, 256, AllocationType::Linear));
+    assert!(matches!(failed, Err(NewBlockError::Memory(_))));
+    assert_eq!(fresh.live_memory.load(Ordering::SeqCst), 0);
+}
+
+/// The mark decays: once the memory in use stays at one small block for two epochs of
+/// samples, the large empty blocks kept from before are given back: only what fits the
+/// mark stays.
+#[test]
+fn kept_memory_decays_when_less_is_in_use() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let sizes = [30 * MIB, 28 * MIB, 26 * MIB, 9 * MIB];
+    let live: Vec<_> = sizes
+        .iter()
+        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
+        .collect();
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), sizes);
+    // From now on one 9 MiB request at a time, in the 9 MiB block (it fits it well): each
+    // free empties it, a sample of 9 MiB in use.
+    for round in 0..2 * HIGH_WATER_EPOCH {
+        let l = h
+            .allocate(&h.fit(9 * MIB, 256, AllocationType::Linear))
+            .unwrap();
+        assert_eq!(l.block, 3, "round {round}");
+        h.free(l);
+        if round < HIGH_WATER_EPOCH {
+            assert_eq!(
+                h.block_sizes(),
+                sizes,
+                "round {round}: the mark still holds"
+            );
+        }
+    }
+    // The mark is 9 MiB now: only the 9 MiB block stays.
+    assert_eq!(h.vec.high_water.lock().mark(), 9 * MIB);
+    assert_eq!(h.block_sizes(), [9 * MIB]);
+}
