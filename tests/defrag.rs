@@ -133,6 +133,46 @@ fn complete_with_host_copies<S: Suballocator + Send + 'static>(
     }
 }
 
+/// [`sparse`], each allocation in an `Option` that the test empties when it frees it.
+fn sparse_or_freed(
+    allocator: &dyn MemoryAllocator,
+    device: &MemoryDevice,
+    count: u64,
+) -> Vec<Option<(MemoryAlloc, u64, u64)>> {
+    sparse(allocator, device, count)
+        .into_iter()
+        .map(Some)
+        .collect()
+}
+
+/// Completes every move of `pass` with a host copy, where the application may have freed
+/// some allocations (`None`): a move of one of those fails the test.
+fn complete_live_with_host_copies<S: Suballocator + Send + 'static>(
+    pass: &mut DefragmentationPass<'_, S>,
+    live: &mut [Option<(MemoryAlloc, u64, u64)>],
+) {
+    let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+    for i in open {
+        let id = pass.get(i).unwrap().id();
+        let (src, _, size) = live[id]
+            .as_mut()
+            .expect("a move of an allocation the application freed");
+        let mut bytes = vec![0; *size as usize];
+        src.read(0, &mut bytes).unwrap();
+        let dst = pass.get(i).unwrap().destination();
+        // SAFETY: `size` bytes inside the destination, which nothing else uses.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                dst.mapped_ptr().unwrap().as_ptr(),
+                bytes.len(),
+            )
+        };
+        dst.flush(0, *size).unwrap();
+        pass.complete(i, src).unwrap();
+    }
+}
+
 /// The allocator's blocks (not dedicated allocations): `(memory, size, allocations)`.
 fn blocks(allocator: &StandardMemoryAllocator) -> Vec<(u64, u64, u64)> {
     allocator
@@ -357,10 +397,7 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
-    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 300)
-        .into_iter()
-        .map(Some)
-        .collect();
+    let mut live = sparse_or_freed(&allocator, &device, 300);
     let before = allocator.statistics().total.block_count;
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
         max_bytes_per_pass: 64 * KIB,
@@ -374,26 +411,7 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
         assert!(passes <= 1000, "the passes never end");
-        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
-        for i in open {
-            let id = pass.get(i).unwrap().id();
-            let (src, _, size) = live[id]
-                .as_mut()
-                .expect("a move for an allocation the application freed");
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(i).unwrap().destination();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    dst.mapped_ptr().unwrap().as_ptr(),
-                    bytes.len(),
-                )
-            };
-            dst.flush(0, *size).unwrap();
-            pass.complete(i, src).unwrap();
-        }
+        complete_live_with_host_copies(&mut pass, &mut live);
         let emptying = pass.emptying();
         pass.end();
         // Every allocation left in a block draining has its destination held, also after a
@@ -1047,10 +1065,7 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
-    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 600)
-        .into_iter()
-        .map(Some)
-        .collect();
+    let mut live = sparse_or_freed(&allocator, &device, 600);
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
         max_bytes_per_pass: 128 * KIB,
         ..Default::default()
@@ -1065,21 +1080,7 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
         assert!(passes <= 3 * live.len(), "the passes never end");
-        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
-        for i in open {
-            let id = pass.get(i).unwrap().id();
-            let (src, _, size) = live[id]
-                .as_mut()
-                .expect("a move of an allocation the application freed");
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(i).unwrap().destination();
-            let ptr = dst.mapped_ptr().unwrap();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-            dst.flush(0, *size).unwrap();
-            pass.complete(i, src).unwrap();
-        }
+        complete_live_with_host_copies(&mut pass, &mut live);
         let objects = sim.state.live_objects();
         let report = pass.end();
         released += report.memory_objects_freed;
@@ -1148,10 +1149,7 @@ fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_alloc
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
-    let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&allocator, &device, 600)
-        .into_iter()
-        .map(Some)
-        .collect();
+    let mut live = sparse_or_freed(&allocator, &device, 600);
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
         max_bytes_per_pass: 64 * KIB,
         ..Default::default()
@@ -1166,26 +1164,7 @@ fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_alloc
         passes += 1;
         assert!(passes <= 3 * live.len(), "the passes never end");
         let sources: Vec<vk::DeviceMemory> = pass.moves().map(|m| m.source_memory()).collect();
-        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
-        for i in open {
-            let id = pass.get(i).unwrap().id();
-            let (src, _, size) = live[id]
-                .as_mut()
-                .expect("a move of an allocation the application freed");
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(i).unwrap().destination();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    dst.mapped_ptr().unwrap().as_ptr(),
-                    bytes.len(),
-                )
-            };
-            dst.flush(0, *size).unwrap();
-            pass.complete(i, src).unwrap();
-        }
+        complete_live_with_host_copies(&mut pass, &mut live);
         let emptying = pass.emptying();
         pass.end();
         let now = blocks(&allocator);

@@ -34,6 +34,18 @@ fn allocator(sim: &Sim) -> StandardMemoryAllocator {
     .unwrap()
 }
 
+/// An allocator with the default settings but `block` as its block size (blocks grow).
+fn growing_allocator(sim: &Sim, block: u64) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        sim.memory_device(),
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: BlockSizeThresholds::uniform(block).unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn allocate(allocator: &StandardMemoryAllocator, ty: u32) -> Result<MemoryAlloc, AllocationError> {
     allocator.allocate_from_type(
         ty,
@@ -112,14 +124,7 @@ fn in_use(allocator: &StandardMemoryAllocator, ty: u32) -> u64 {
 fn kept_memory_never_raises_the_peak_and_decays() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     {
-        let allocator = StandardMemoryAllocator::new(
-            sim.memory_device(),
-            GenericMemoryAllocatorCreateInfo {
-                block_sizes: BlockSizeThresholds::uniform(64 * MIB).unwrap(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let allocator = growing_allocator(&sim, 64 * MIB);
         let info = AllocationCreateInfo::default();
         let allocate = |size: u64| {
             allocator
@@ -188,14 +193,7 @@ fn kept_memory_never_raises_the_peak_and_decays() {
 fn a_vector_gives_back_its_own_kept_blocks_when_memory_runs_out() {
     let sim = Sim::new(small_host_heap());
     {
-        let allocator = StandardMemoryAllocator::new(
-            sim.memory_device(),
-            GenericMemoryAllocatorCreateInfo {
-                block_sizes: BlockSizeThresholds::uniform(64 * MIB).unwrap(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let allocator = growing_allocator(&sim, 64 * MIB);
         let info = AllocationCreateInfo::default();
         let allocate = |size: u64| {
             allocator.allocate_from_type(
