@@ -631,6 +631,17 @@ impl<P: Picture> Planner<'_, P> {
                 continue;
             }
             let (all_movable, mut candidates) = self.facts(source);
+            // A block all of whose allocations may move holds exactly its candidates' bytes
+            // (a walk kept from an earlier pass must show it too).
+            debug_assert!(
+                !all_movable
+                    || candidates
+                        .iter()
+                        .map(|&c| self.candidates[c].size)
+                        .sum::<DeviceSize>()
+                        == self.live[source],
+                "block {source}'s candidates"
+            );
             self.sort(&mut candidates);
             let mut moved = 0;
             for &c in &candidates {
