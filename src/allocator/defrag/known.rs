@@ -55,6 +55,17 @@ pub(super) struct KnownWalk<S> {
     pub all_movable: bool,
     /// The registered allocations found, in the walk's order.
     pub found: Vec<Found>,
+    /// The fewest bytes one of them needs (`DeviceSize::MAX`: none found).
+    smallest: DeviceSize,
+}
+
+/// The fewest bytes one of `found` needs (`DeviceSize::MAX`: none).
+fn smallest_need(found: &[Found]) -> DeviceSize {
+    found
+        .iter()
+        .map(Found::need)
+        .min()
+        .unwrap_or(DeviceSize::MAX)
 }
 
 impl<S: Suballocator + Send + 'static> KnownWalk<S> {
@@ -78,8 +89,20 @@ impl<S: Suballocator + Send + 'static> KnownWalk<S> {
             removals,
             registrations,
             all_movable,
+            smallest: smallest_need(&kept),
             found: kept,
         }
+    }
+
+    /// The fewest bytes one of the allocations found needs (`DeviceSize::MAX`: none), while
+    /// the walk holds for `block`, whose live bytes are `live` now.
+    pub fn smallest_if_holds(
+        &self,
+        block: &Block<S, MemoryObject>,
+        live: DeviceSize,
+        registry: &Registry,
+    ) -> Option<DeviceSize> {
+        self.holds(block, live, registry).then_some(self.smallest)
     }
 
     /// Whether the walk still holds for `block`, whose live bytes are `live` now (see the
@@ -158,7 +181,10 @@ impl<S: Suballocator + Send + 'static> KnownWalk<S> {
         if size == 0 || self.found.get(at + 1).is_some_and(|f| f.size == 0) || size > self.live {
             return false;
         }
-        self.found.remove(at);
+        let left = self.found.remove(at);
+        if left.need() == self.smallest {
+            self.smallest = smallest_need(&self.found);
+        }
         self.live -= size;
         self.count = self.count.saturating_sub(1);
         // The source's record, removed when it was freed.
@@ -181,6 +207,7 @@ impl<S: Suballocator + Send + 'static> KnownWalk<S> {
             let at = self
                 .found
                 .partition_point(|f| (f.indexed.offset, f.indexed.id) < key);
+            self.smallest = self.smallest.min(indexed.layout.size());
             self.found.insert(
                 at,
                 Found {

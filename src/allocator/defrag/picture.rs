@@ -371,6 +371,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         blocks.extend_from_slice(drains);
         let registry = &self.registry;
         let largest = &self.largest;
+        let known = &self.known;
         let max_bytes = self.info.max_bytes_per_pass;
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
@@ -398,6 +399,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .filter(|l| l.0 == live)
                     .map(|l| l.1)
                     .or_else(|| listed.map(|l| l.largest_need).filter(|&l| l <= max_bytes)),
+                // What an earlier walk found, while it holds; else a lower bound: the least
+                // any registration in the block needs (its allocations that may move are
+                // among them; none registered, none may move).
+                smallest: known
+                    .get(&memory)
+                    .and_then(|k| k.smallest_if_holds(b, live, registry))
+                    .or(Some(listed.map_or(DeviceSize::MAX, |l| l.smallest_need))),
                 all_movable: false,
                 candidates: Vec::new(),
                 draining: bi >= searched,

@@ -108,6 +108,12 @@ pub(crate) struct BlockState {
     /// the allocator's index of them). A hint: it only spares the walk of a block that could
     /// not start a drain anyway.
     pub largest: Option<DeviceSize>,
+    /// The fewest bytes one of its movable allocations needs, or a lower bound on it
+    /// (`DeviceSize::MAX`: it has none), when known without a walk (a walk of an earlier
+    /// pass that still holds, or the allocator's index of them). A hint: it only spares
+    /// [`Full`](Algorithm::Full)'s gathering the walk of a source none of whose allocations
+    /// fits any destination.
+    pub smallest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with the drains first.
     pub draining: bool,
@@ -624,11 +630,29 @@ impl<P: Picture> Planner<'_, P> {
         self.sources = order;
     }
 
+    /// The most one allocation of `source` may need to find room in the gathering: the
+    /// largest free range (by its bound, and the free bytes) of a block that may take it.
+    fn gathering_room(&self, source: usize) -> DeviceSize {
+        let from = self.live[source];
+        (0..self.blocks.len())
+            .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > from)
+            .map(|b| self.largest_free[b].min(self.destinations.free[b]))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// [`gather`](Self::gather) over the blocks in `order`.
     fn gather_in_order(&mut self, order: &[usize]) {
         for &source in order {
             if self.set_aside[source] || self.received[source] {
                 continue;
+            }
+            // None of its allocations fits where it may go (what `place_one` tests first):
+            // nothing moves, and the block needs no walk.
+            if let Some(smallest) = self.blocks[source].smallest {
+                if smallest > self.gathering_room(source) {
+                    continue;
+                }
             }
             let (all_movable, mut candidates) = self.facts(source);
             // A block all of whose allocations may move holds exactly its candidates' bytes
