@@ -45,8 +45,9 @@ impl Found {
         self.indexed.layout.size()
     }
 
-    /// Its move, to `destination`.
-    pub fn to(&self, destination: MemoryAlloc) -> Move {
+    /// Its move, to `destination`, whose range holds `range` bytes of its block (0: not
+    /// known).
+    pub fn to(&self, destination: MemoryAlloc, range: DeviceSize) -> Move {
         Move {
             index: 0,
             id: self.id(),
@@ -54,6 +55,7 @@ impl Found {
             source_offset: self.indexed.offset,
             size: self.need(),
             destination,
+            range,
         }
     }
 }
@@ -189,7 +191,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 if let Some((destination, alloc)) = e.reservation.take() {
                     bytes += e.found.size;
                     destinations.push(destination);
-                    moves.push(Some(e.found.to(alloc)));
+                    moves.push(Some(e.found.to(alloc, 0)));
                 }
             };
             match drain_part {

@@ -8,6 +8,7 @@
 //! [`get`](DefragmentationPass::get) finds none at a settled index. A skipped move pins its
 //! allocation (see [termination](super#termination)).
 
+use super::known::{follow_move, Completed};
 use super::{Block, Defragmentation, DefragmentationError, MoveId};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::MemoryObject;
@@ -24,6 +25,9 @@ pub struct Move {
     pub(super) source_offset: DeviceSize,
     pub(super) size: DeviceSize,
     pub(super) destination: MemoryAlloc,
+    /// The bytes the destination's range holds in its block, as the plan that made it
+    /// measured (0: not known): what the destination block's known walk follows.
+    pub(super) range: DeviceSize,
 }
 
 impl Move {
@@ -142,6 +146,7 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
             size,
             source_memory,
             mut destination,
+            range,
             ..
         }) = self.moves[index].take()
         else {
@@ -150,6 +155,9 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         if let Some(record) = self.defrag.walks.get_mut(&source_memory) {
             record.left(id);
         }
+        let to = destination.memory();
+        let registry = &self.defrag.registry;
+        let changed_before = (registry.changed(source_memory), registry.changed(to));
         destination.carry_over(source);
         self.defrag.registry.moved(
             id,
@@ -161,6 +169,14 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         // The old allocation is dropped here: its range goes back to its block.
         drop(std::mem::replace(source, destination));
         self.defrag.registry.source_left(source_memory, before);
+        let completed = Completed {
+            id,
+            from: (source_memory, before),
+            to: (to, source.block_removals().unwrap_or(0)),
+            range,
+            before: changed_before,
+        };
+        follow_move(&mut self.defrag.known, &self.defrag.registry, &completed);
         self.report.moves += 1;
         self.report.bytes_moved += size;
         self.defrag.stats.moves += 1;

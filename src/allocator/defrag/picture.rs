@@ -62,6 +62,10 @@ struct VecPicture<'a, S> {
     /// For each block walked afresh, what it showed (live bytes, allocation count, removed
     /// records), whether all of it may move and its candidates: kept after the plan.
     walked_now: Vec<FreshWalk>,
+    /// For each candidate given a destination by `place`: the bytes the destination's range
+    /// holds in its block (0: a reservation claimed, not measured), what a completed move's
+    /// destination walk [follows](super::known::follow_move).
+    ranges: Vec<DeviceSize>,
 }
 
 /// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
@@ -99,13 +103,23 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
         let memory = block.memory().handle();
         // Its reservation when the planner claims it; a reservation elsewhere is let go: the
         // allocation goes where the planner says.
+        if self.ranges.len() <= c {
+            self.ranges.resize(c + 1, 0);
+        }
+        self.ranges[c] = 0;
         match &self.held[c] {
             Some(r) if r.0 == memory => return (Some(c), block.largest_free_hint()),
             Some(_) => self.held[c] = None,
             None => {}
         }
+        // Measured only where a known walk could follow the move (the block's free bytes
+        // cost a look at each of its arenas).
+        let free = self.known.contains_key(&memory).then(|| block.free_size());
         let made = make_destination(self.target, block, &self.found[c].indexed).map(|d| {
             self.held[c] = Some((memory, d));
+            if let Some(free) = free {
+                self.ranges[c] = free.saturating_sub(block.free_size());
+            }
             c
         });
         (made, block.largest_free_hint())
@@ -357,6 +371,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         blocks.extend_from_slice(drains);
         let registry = &self.registry;
         let largest = &self.largest;
+        let known = &self.known;
         let max_bytes = self.info.max_bytes_per_pass;
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
@@ -384,6 +399,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                     .filter(|l| l.0 == live)
                     .map(|l| l.1)
                     .or_else(|| listed.map(|l| l.largest_need).filter(|&l| l <= max_bytes)),
+                // What an earlier walk found, while it holds; else a lower bound: the least
+                // any registration in the block needs (its allocations that may move are
+                // among them; none registered, none may move).
+                smallest: known
+                    .get(&memory)
+                    .and_then(|k| k.smallest_if_holds(b, live, registry))
+                    .or(Some(listed.map_or(DeviceSize::MAX, |l| l.smallest_need))),
                 all_movable: false,
                 candidates: Vec::new(),
                 draining: bi >= searched,
@@ -424,6 +446,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             checked: Vec::new(),
             known: &self.known,
             walked_now: std::mem::take(&mut self.walked_scratch),
+            ranges: Vec::new(),
         };
         let mut scratch = std::mem::take(&mut self.plan_scratch);
         let plan = plan::plan_moves(
@@ -443,6 +466,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             alive,
             checked,
             mut walked_now,
+            ranges,
             ..
         } = picture;
         for id in dead.drain(..) {
@@ -473,11 +497,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .map(|&b| blocks[b].memory().handle())
             .collect();
         let from = moves.len();
-        moves.extend(
-            plan.moves
-                .iter()
-                .filter_map(|&(c, _, _)| Some(Some(found[c].to(held[c].take()?.1)))),
-        );
+        moves.extend(plan.moves.iter().filter_map(|&(c, _, _)| {
+            let range = ranges.get(c).copied().unwrap_or(0);
+            Some(Some(found[c].to(held[c].take()?.1, range)))
+        }));
         debug_assert_eq!(
             moves.len() - from,
             plan.moves.len(),

@@ -45,6 +45,10 @@ pub(super) struct Listed {
     /// (for the planner's [hint](super::plan::BlockState::largest), without a walk), while the
     /// entries are all live.
     pub largest_need: DeviceSize,
+    /// The fewest bytes one of them needs: a lower bound on what each allocation of the block
+    /// that may move needs (the planner's [hint](super::plan::BlockState::smallest), without
+    /// a walk).
+    pub smallest_need: DeviceSize,
 }
 
 /// One registration: where its allocation is, and how many of its moves completed.
@@ -253,6 +257,11 @@ impl Registry {
         let at = list.entries.partition_point(|e| e.key() < entry.key());
         list.entries.insert(at, entry);
         list.largest_need = list.largest_need.max(entry.layout.size());
+        list.smallest_need = if list.entries.len() == 1 {
+            entry.layout.size()
+        } else {
+            list.smallest_need.min(entry.layout.size())
+        };
     }
 
     fn unindex(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
@@ -267,13 +276,23 @@ impl Registry {
         list.entries.remove(at);
         if list.entries.is_empty() {
             self.by_memory.remove(&memory);
-        } else if entry.layout.size() == list.largest_need {
-            list.largest_need = list
-                .entries
-                .iter()
-                .map(|e| e.layout.size())
-                .max()
-                .unwrap_or(0);
+        } else {
+            if entry.layout.size() == list.largest_need {
+                list.largest_need = list
+                    .entries
+                    .iter()
+                    .map(|e| e.layout.size())
+                    .max()
+                    .unwrap_or(0);
+            }
+            if entry.layout.size() == list.smallest_need {
+                list.smallest_need = list
+                    .entries
+                    .iter()
+                    .map(|e| e.layout.size())
+                    .min()
+                    .unwrap_or(DeviceSize::MAX);
+            }
         }
     }
 }

@@ -70,6 +70,7 @@
 
 use crate::layout::DeviceSize;
 
+mod gather;
 mod orders;
 use self::orders::{refill, sort_by_fields, Destinations};
 
@@ -108,6 +109,12 @@ pub(crate) struct BlockState {
     /// the allocator's index of them). A hint: it only spares the walk of a block that could
     /// not start a drain anyway.
     pub largest: Option<DeviceSize>,
+    /// The fewest bytes one of its movable allocations needs, or a lower bound on it
+    /// (`DeviceSize::MAX`: it has none), when known without a walk (a walk of an earlier
+    /// pass that still holds, or the allocator's index of them). A hint: it only spares
+    /// [`Full`](Algorithm::Full)'s gathering the walk of a source none of whose allocations
+    /// fits any destination.
+    pub smallest: Option<DeviceSize>,
     /// Whether an earlier pass started draining it (see [draining](self#passes-and-draining)):
     /// it is set aside already, and the plan continues with the drains first.
     pub draining: bool,
@@ -603,62 +610,6 @@ impl<P: Picture> Planner<'_, P> {
             None => {
                 self.give_up(source);
                 false
-            }
-        }
-    }
-
-    /// The second phase of [`Full`](Algorithm::Full): gathers what is left, out of the least
-    /// occupied blocks into fuller ones. It rarely empties a block the first phase gave up
-    /// on (its destinations are among the first phase's, the fuller ones), but it can: the
-    /// first phase tries a block's allocations in the destinations' order as they were, and
-    /// a first fit there may fail where the gathering's, after other moves, succeeds (the
-    /// property tests found such plans). A block all of whose allocations leave is then
-    /// emptied, as the first phase would have.
-    fn gather(&mut self) {
-        let mut order = std::mem::take(&mut self.sources);
-        refill(&mut order, 0..self.blocks.len());
-        let live = &self.live;
-        let most = live.iter().copied().max().unwrap_or(0);
-        sort_by_fields(&mut order, &mut self.block_keys, [most], |b| [live[b]]);
-        self.gather_in_order(&order);
-        self.sources = order;
-    }
-
-    /// [`gather`](Self::gather) over the blocks in `order`.
-    fn gather_in_order(&mut self, order: &[usize]) {
-        for &source in order {
-            if self.set_aside[source] || self.received[source] {
-                continue;
-            }
-            let (all_movable, mut candidates) = self.facts(source);
-            self.sort(&mut candidates);
-            let mut moved = 0;
-            for &c in &candidates {
-                let size = self.candidates[c].size;
-                let left = self.left();
-                if left.moves == 0 || size > left.bytes {
-                    return;
-                }
-                // Only into blocks that hold more than the source: data gathers, never
-                // spreads.
-                let from = self.live[source];
-                if let Some((b, t)) = self.place_one(c, source, |live, b| live[b] > from) {
-                    self.set_live(source, self.live[source] - size);
-                    self.destinations.update(self.blocks, &self.live, source);
-                    self.commit(vec![(c, b, t)]);
-                    moved += 1;
-                }
-            }
-            // Every allocation left (the first phase gave up on the block, and the room
-            // gathering left before it served it after all): emptied, so that it is released.
-            if all_movable
-                && moved > 0
-                && moved == candidates.len()
-                && self.picture.set_aside(source, true)
-            {
-                self.mark_aside(source, true);
-                self.emptied[source] = true;
-                self.out.emptied.push(source);
             }
         }
     }

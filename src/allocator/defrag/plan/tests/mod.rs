@@ -148,6 +148,7 @@ impl Model {
                 received: false,
                 walked: true,
                 largest: None,
+                smallest: None,
             };
             // As the allocator sees it: a candidate holds its whole range (with the padding
             // its range absorbed), so the candidates of a block that may be emptied hold
@@ -179,6 +180,17 @@ impl Model {
             // earlier pass walked).
             if self.hints {
                 state.largest = state.candidates.iter().map(|&c| candidates[c].size).max();
+                // The least any of its allocations needs, those that may not move included
+                // (the allocator's index knows its registrations, pinned ones too): a lower
+                // bound on what each candidate needs.
+                state.smallest = Some(
+                    block
+                        .live
+                        .iter()
+                        .map(|l| l.0.size)
+                        .min()
+                        .unwrap_or(DeviceSize::MAX),
+                );
             }
             blocks.push(state);
         }
@@ -751,6 +763,7 @@ proptest! {
                 candidates: Vec::new(),
                 walked: true,
                 largest: None,
+                smallest: None,
                 draining: false,
                 received: false,
             })
@@ -1216,6 +1229,7 @@ fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and
         candidates,
         walked,
         largest,
+        smallest: None,
         draining: false,
         received: false,
     };
@@ -1265,6 +1279,7 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
         candidates: vec![],
         walked,
         largest: None,
+        smallest: None,
         draining: false,
         received: false,
     };
