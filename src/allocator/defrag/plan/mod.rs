@@ -53,7 +53,11 @@
 //! out from its records. The blocks emptied are those an unbounded plan empties, and each
 //! allocation is placed once: without planning ahead, every bounded pass pictured and
 //! sorted every block again to move a dozen allocations, and a block that received in one
-//! pass could be emptied by a later one, moving allocations twice.
+//! pass could be emptied by a later one, moving allocations twice. The price is room: from
+//! the first pass on, the destinations of every drain planned ahead are held (reservations,
+//! counted in the statistics), so between passes the application finds that room taken in
+//! the receiving blocks, as it finds the drained blocks set aside; no memory is reserved
+//! from the driver for it, and a defragmentation that ends early lets every reservation go.
 //!
 //! # Invariants
 //!
