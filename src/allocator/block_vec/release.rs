@@ -54,7 +54,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             i -= 1;
             let b = &blocks.items()[i];
             if among(b) && b.is_empty() {
-                // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+                // As in `remove_listed`: no allocation holds it, so this drops it.
                 blocks.remove(i);
                 released += 1;
             }
@@ -156,10 +156,26 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 .into_iter()
                 .map(|k| indices[k])
                 .collect();
-        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
+        self.remove_listed(blocks, &mut release)
+    }
+
+    /// Removes the blocks at the indices `release` (empty blocks), as many as the minimum
+    /// block count lets go, the highest index first so that the others stay in place.
+    /// Returns how many were removed.
+    fn remove_listed(
+        &self,
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        release: &mut [usize],
+    ) -> usize {
+        let count = release
+            .len()
+            .min(blocks.items().len().saturating_sub(self.limits.min));
+        let release = &mut release[..count];
         release.sort_unstable_by(|a, b| b.cmp(a));
-        for &i in &release {
-            // As in `release_empty_blocks`: no allocation holds it, so this drops it.
+        for &i in release.iter() {
+            // Blocks are only referenced by the vector and by live allocations; an empty
+            // block has none, so removing it here drops it (and frees its memory) once any
+            // in-flight `free` on it returns.
             blocks.remove(i);
         }
         release.len()
@@ -278,16 +294,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             if blocks.len() <= self.limits.min {
                 return 0;
             }
-            // One pass: how many blocks are empty, their bytes, and the largest block.
-            let (mut empty, mut empty_bytes, mut largest) = (0, 0, 0);
-            for b in blocks.iter() {
-                let size = b.memory().size();
-                largest = largest.max(size);
-                if b.is_empty() {
-                    empty += 1;
-                    empty_bytes += size;
-                }
-            }
+            let Tally {
+                empty,
+                empty_bytes,
+                largest,
+                ..
+            } = Self::tally(&blocks);
             if empty <= 1 {
                 return 0;
             }
@@ -311,15 +323,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         };
         let mut blocks = self.blocks.write();
         let mut release = Self::empty_to_release(blocks.items(), keep, kept);
-        release.truncate(blocks.items().len().saturating_sub(self.limits.min));
-        release.sort_unstable_by(|a, b| b.cmp(a));
-        let released = release.len();
-        for i in release {
-            // Blocks are only referenced by the vector and by live allocations; an empty
-            // block has none, so removing it here drops it (and frees its memory) once any
-            // in-flight `free` on it returns.
-            blocks.remove(i);
-        }
-        released
+        self.remove_listed(&mut blocks, &mut release)
     }
 }
