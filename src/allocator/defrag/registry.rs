@@ -276,23 +276,15 @@ impl Registry {
         list.entries.remove(at);
         if list.entries.is_empty() {
             self.by_memory.remove(&memory);
-        } else {
-            if entry.layout.size() == list.largest_need {
-                list.largest_need = list
-                    .entries
-                    .iter()
-                    .map(|e| e.layout.size())
-                    .max()
-                    .unwrap_or(0);
-            }
-            if entry.layout.size() == list.smallest_need {
-                list.smallest_need = list
-                    .entries
-                    .iter()
-                    .map(|e| e.layout.size())
-                    .min()
-                    .unwrap_or(DeviceSize::MAX);
-            }
+        } else if entry.layout.size() == list.largest_need
+            || entry.layout.size() == list.smallest_need
+        {
+            // The entry left held a bound: both are counted again, in one pass.
+            let needs = list.entries.iter().map(|e| e.layout.size());
+            let (smallest, largest) =
+                needs.fold((DeviceSize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+            list.smallest_need = smallest;
+            list.largest_need = largest;
         }
     }
 }
