@@ -11,7 +11,7 @@ use ash_memory::allocator::defrag::{
 };
 use ash_memory::*;
 use std::sync::atomic::{AtomicU64, Ordering};
-use support::{buffer_info, fill, verify, Faults, GpuLayout, Rng, Sim, KIB, MIB};
+use support::{buffer_info, fill, patterned_upload, verify, Faults, GpuLayout, Rng, Sim, KIB, MIB};
 
 fn reqs(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
     AllocationRequirements {
@@ -55,16 +55,7 @@ fn patterned(
     let mut all = Vec::new();
     for i in 0..count {
         let size = 1 + rng.below(60 * KIB);
-        let mut a = allocator
-            .allocate(
-                reqs(device, size, ALIGN),
-                AllocationType::Linear,
-                &upload(),
-                None,
-            )
-            .unwrap();
-        fill(&mut a, i, size);
-        all.push((a, i, size));
+        all.push((patterned_upload(allocator, device, size, ALIGN, i), i, size));
     }
     all
 }
@@ -1105,16 +1096,8 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
         }
         for k in 0..6 {
             let size = 1 + rng.below(60 * KIB);
-            let mut a = allocator
-                .allocate(
-                    reqs(&device, size, ALIGN),
-                    AllocationType::Linear,
-                    &upload(),
-                    None,
-                )
-                .unwrap();
             let seed = 100_000 + passes as u64 * 100 + k;
-            fill(&mut a, seed, size);
+            let a = patterned_upload(&allocator, &device, size, ALIGN, seed);
             made.push((a, seed, size));
         }
     }
@@ -1209,20 +1192,12 @@ fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_alloc
         }
         for k in 0..4 {
             let size = 1 + rng.below(24 * KIB);
-            let mut a = allocator
-                .allocate(
-                    reqs(&device, size, ALIGN),
-                    AllocationType::Linear,
-                    &upload(),
-                    None,
-                )
-                .unwrap();
+            let seed = 200_000 + passes as u64 * 100 + k;
+            let a = patterned_upload(&allocator, &device, size, ALIGN, seed);
             assert!(
                 !draining.contains(&a.memory()),
                 "an allocation landed in a block draining"
             );
-            let seed = 200_000 + passes as u64 * 100 + k;
-            fill(&mut a, seed, size);
             made.push((a, seed, size));
         }
     }

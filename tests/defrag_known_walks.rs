@@ -12,16 +12,9 @@ mod common;
 mod support;
 
 use ash_memory::*;
-use support::{fill, verify, GpuLayout, Rng, Sim, KIB, MIB};
+use support::{patterned_upload, verify, GpuLayout, Rng, Sim, KIB, MIB};
 
 const ALIGN: u64 = 256;
-
-fn upload() -> AllocationCreateInfo {
-    AllocationCreateInfo {
-        usage: MemoryUsage::Upload,
-        ..Default::default()
-    }
-}
 
 /// `count` host-visible allocations of assorted sizes from `seed`, each with its own pattern,
 /// of which a random share (from `seed`) is freed: the survivors, `(allocation, pattern seed,
@@ -36,16 +29,7 @@ fn scattered(
     let mut all = Vec::new();
     for i in 0..count {
         let size = 1 + rng.below(48 * KIB);
-        let requirements = AllocationRequirements {
-            layout: DeviceLayout::from_size_alignment(size, ALIGN).unwrap(),
-            memory_type_bits: device.memory_properties().all_types_mask(),
-            prefers_dedicated_allocation: false,
-            requires_dedicated_allocation: false,
-        };
-        let mut a = allocator
-            .allocate(requirements, AllocationType::Linear, &upload(), None)
-            .unwrap();
-        fill(&mut a, i, size);
+        let a = patterned_upload(allocator, device, size, ALIGN, i);
         if rng.below(100) < 55 {
             all.push((a, i, size));
         }

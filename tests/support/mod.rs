@@ -591,6 +591,37 @@ pub fn fill(alloc: &mut ash_memory::MemoryAlloc, seed: u64, len: u64) {
         .expect("write to a host-visible allocation");
 }
 
+/// A host-visible (`MemoryUsage::Upload`) linear allocation of `size` bytes aligned to
+/// `alignment`, of any memory type, filled with the pattern of `seed`.
+pub fn patterned_upload(
+    allocator: &dyn ash_memory::MemoryAllocator,
+    device: &ash_memory::MemoryDevice,
+    size: u64,
+    alignment: u64,
+    seed: u64,
+) -> ash_memory::MemoryAlloc {
+    let requirements = ash_memory::AllocationRequirements {
+        layout: ash_memory::DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+        memory_type_bits: device.memory_properties().all_types_mask(),
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    };
+    let info = ash_memory::AllocationCreateInfo {
+        usage: ash_memory::MemoryUsage::Upload,
+        ..Default::default()
+    };
+    let mut alloc = allocator
+        .allocate(
+            requirements,
+            ash_memory::AllocationType::Linear,
+            &info,
+            None,
+        )
+        .expect("a host-visible allocation");
+    fill(&mut alloc, seed, size);
+    alloc
+}
+
 /// Checks that the first `len` bytes of `alloc` still hold the pattern of `seed`.
 pub fn verify(alloc: &ash_memory::MemoryAlloc, seed: u64, len: u64, what: &str) {
     let mut back = vec![0u8; len as usize];
