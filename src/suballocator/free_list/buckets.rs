@@ -102,6 +102,24 @@ impl Bucket {
         }
     }
 
+    /// The bucket right below this one, `None` for the first.
+    #[inline]
+    pub(super) fn prev(self) -> Option<Self> {
+        if self.sl > 0 {
+            Some(Self {
+                fl: self.fl,
+                sl: self.sl - 1,
+            })
+        } else if self.fl > 0 {
+            Some(Self {
+                fl: self.fl - 1,
+                sl: SL_COUNT - 1,
+            })
+        } else {
+            None
+        }
+    }
+
     #[inline]
     fn index(self) -> usize {
         self.fl as usize * SL_COUNT as usize + self.sl as usize
@@ -206,6 +224,29 @@ impl Buckets {
         })
     }
 
+    /// The last non-empty bucket at or below `bucket`.
+    #[inline]
+    pub(super) fn last_non_empty_through(&self, bucket: Bucket) -> Option<Bucket> {
+        // `bucket.sl < SL_COUNT <= 32`: the mask keeps bits `0..=sl`.
+        let sl_map = self.sl_bitmaps[bucket.fl as usize] & (u32::MAX >> (31 - bucket.sl));
+        if sl_map != 0 {
+            return Some(Bucket {
+                fl: bucket.fl,
+                sl: 31 - sl_map.leading_zeros(),
+            });
+        }
+        // The first levels below `bucket.fl` (`bucket.fl < 64`).
+        let fl_map = self.fl_bitmap & ((1u64 << bucket.fl) - 1);
+        if fl_map == 0 {
+            return None;
+        }
+        let fl = 63 - fl_map.leading_zeros();
+        Some(Bucket {
+            fl,
+            sl: 31 - self.sl_bitmaps[fl as usize].leading_zeros(),
+        })
+    }
+
     /// The highest non-empty bucket, `None` when nothing is free.
     #[inline]
     pub(super) fn highest_non_empty(&self) -> Option<Bucket> {
@@ -270,6 +311,51 @@ mod tests {
                     "{a} {b}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn prev_undoes_next() {
+        let mut bucket = Bucket::containing(1);
+        assert_eq!(Bucket { fl: 0, sl: 0 }.prev(), None);
+        while let Some(next) = bucket.next() {
+            assert_eq!(next.prev(), Some(bucket));
+            bucket = next;
+        }
+    }
+
+    #[test]
+    fn the_first_and_last_non_empty_buckets_around_a_bucket() {
+        // Non-empty buckets scattered over the levels: every bucket's neighbours in both
+        // directions agree with a walk over all buckets.
+        let filled: Vec<DeviceSize> = vec![3, 17, 40, 41, 1000, 4096, 70_000, 1 << 40];
+        let mut nodes: Vec<Node> = filled
+            .iter()
+            .map(|&size| Node {
+                offset: 0,
+                size,
+                prev: NONE,
+                next: NONE,
+                prev_free: NONE,
+                next_free: NONE,
+            })
+            .collect();
+        let mut buckets = Buckets::new();
+        for idx in 0..nodes.len() {
+            buckets.insert(&mut nodes, idx as u32);
+        }
+        let non_empty: Vec<Bucket> = filled.iter().map(|&s| Bucket::containing(s)).collect();
+        let mut bucket = Some(Bucket { fl: 0, sl: 0 });
+        while let Some(b) = bucket {
+            let at_or_above = non_empty.iter().copied().find(|n| n.index() >= b.index());
+            let at_or_below = non_empty
+                .iter()
+                .copied()
+                .rev()
+                .find(|n| n.index() <= b.index());
+            assert_eq!(buckets.first_non_empty_from(b), at_or_above, "{b:?}");
+            assert_eq!(buckets.last_non_empty_through(b), at_or_below, "{b:?}");
+            bucket = b.next();
         }
     }
 

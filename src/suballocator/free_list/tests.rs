@@ -697,3 +697,133 @@ proptest! {
         c.free_all_and_reuse(region);
     }
 }
+
+/// Sequences that fill a small region with few frees between: many requests fail, and most
+/// failures come after another one since the last free, so the complete search's
+/// [learned bounds](super::fit_bounds) decide them.
+fn filling_sequence(region: u64) -> impl Strategy<Value = Vec<testing::Op>> {
+    let alloc = (
+        testing::log_uniform_size((region / 8).max(1)),
+        0..=9u32,
+        prop_oneof![Just(Unknown), Just(Linear), Just(NonLinear)],
+    )
+        .prop_map(|(size, align_log, ty)| testing::Op::Alloc {
+            size,
+            align_log,
+            ty,
+        });
+    let op = prop_oneof![12 => alloc, 1 => any::<usize>().prop_map(testing::Op::Free)];
+    proptest::collection::vec(op, 100..600)
+}
+
+/// Each free node's [`room`](FreeListAllocator::room) for `alignment` and `ty`: `fit` takes
+/// exactly the sizes up to it, at the start it names.
+fn assert_room_is_what_fits(
+    s: &FreeListAllocator,
+    alignment: DeviceAlignment,
+    ty: AllocationType,
+    granularity: DeviceAlignment,
+) {
+    let mut idx = s.first;
+    while idx != NONE {
+        if s.nodes[idx as usize].state() == State::Free {
+            let (room, start) = s.room(idx, alignment, ty, granularity);
+            if room > 0 {
+                assert_eq!(
+                    s.fit(idx, room, alignment, ty, granularity),
+                    Some(start),
+                    "node {idx} holds its room of {room} bytes"
+                );
+            }
+            assert_eq!(
+                s.fit(idx, room + 1, alignment, ty, granularity),
+                None,
+                "node {idx} holds more than its room of {room} bytes"
+            );
+        }
+        idx = s.nodes[idx as usize].next;
+    }
+}
+
+/// A region filled with few frees between, by a fixed sequence: the learned bounds refuse many
+/// requests without a walk, and the oracle confirms every refusal.
+#[test]
+fn learned_bounds_refuse_only_requests_that_no_range_holds() {
+    let region = 16 * KIB;
+    let mut state = 0x2545_f491_4f6c_dd1d;
+    let types = [Unknown, Linear, NonLinear];
+    for granularity in [1, 16, 256] {
+        let mut c = Checker::new(FreeListAllocator::new(region), al(granularity))
+            .exact()
+            .complete();
+        let mut refused_by_bound = 0;
+        for step in 0..3000 {
+            let r = xorshift(&mut state);
+            if r % 13 == 0 {
+                c.free(r as usize / 13);
+                continue;
+            }
+            let size = 1 + (r >> 8) % (1 << ((r >> 20) % 10));
+            let alignment = al(1 << ((r >> 32) % 9));
+            let ty = types[(r >> 40) as usize % 3];
+            let bound = c.sub.fit_bounds.largest(ty, alignment, al(granularity));
+            if c.allocate(layout(size, alignment.as_devicesize()), ty)
+                .is_err()
+                && size > bound
+            {
+                refused_by_bound += 1;
+            }
+            if step % 64 == 0 {
+                check_internal(&c.sub);
+                assert_room_is_what_fits(&c.sub, alignment, ty, al(granularity));
+            }
+        }
+        assert!(
+            refused_by_bound > 100,
+            "granularity {granularity}: only {refused_by_bound} requests refused by a bound"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(64)))]
+
+    /// Every failure in a filling region is checked by the brute-force oracle, so a bound
+    /// that refuses a request some range holds (one too low, or one kept past a free) fails
+    /// the test.
+    #[test]
+    fn learned_bounds_keep_the_search_complete(
+        (region, ops) in (1..=16 * KIB).prop_flat_map(|r| (Just(r), filling_sequence(r))),
+        granularity in small_granularity(),
+    ) {
+        let mut c = Checker::new(FreeListAllocator::new(region), granularity)
+            .exact()
+            .complete();
+        for chunk in ops.chunks(32) {
+            c.run(chunk);
+            check_internal(&c.sub);
+        }
+        c.free_all_and_reuse(region);
+    }
+
+    /// A node's room is exactly the largest request `fit` accepts in it, at every alignment,
+    /// for every type, next to neighbours of every type.
+    #[test]
+    fn room_is_the_largest_request_that_fits(
+        (region, ops) in (1..=64 * KIB).prop_flat_map(|r| (Just(r), filling_sequence(r))),
+        granularity in small_granularity(),
+        probes in proptest::collection::vec(
+            (0..=12u32, prop_oneof![Just(Unknown), Just(Linear), Just(NonLinear)]),
+            1..6,
+        ),
+    ) {
+        let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
+        for chunk in ops.chunks(50) {
+            c.run(chunk);
+            for &(align_log, ty) in &probes {
+                let alignment = DeviceAlignment::from_log2(align_log).unwrap();
+                assert_room_is_what_fits(&c.sub, alignment, ty, granularity);
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The complete search (step 3 of the [search](super#algorithm)), for requests the fast path
+//! could not place: every free range, longest first, checked exactly; the bound that a failed
+//! walk learns (see [`fit_bounds`](super::fit_bounds)); and, for requests of fewer than
+//! [`MIN_SPLIT_PADDING`] bytes, the padding that allocations absorbed.
+
+use super::*;
+
+impl FreeListAllocator {
+    /// The most bytes the free node `idx` holds at `alignment` for type `ty`, and where they
+    /// start: [`fit`](Self::fit) succeeds for exactly the sizes from 1 up to that room, at that
+    /// start.
+    #[inline]
+    pub(super) fn room(
+        &self,
+        idx: u32,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> (DeviceSize, DeviceSize) {
+        let node = &self.nodes[idx as usize];
+        let Some(start) = self.first_start(node, alignment, ty, granularity) else {
+            return (0, 0);
+        };
+        let mut end = node.end();
+        if granularity != DeviceAlignment::MIN && node.next != NONE {
+            // The last byte stays off the page where a conflicting next allocation starts.
+            let next = &self.nodes[node.next as usize];
+            if let State::Used(next_ty) = next.state() {
+                if next_ty.conflicts_with(ty) {
+                    end = end.min(align_down(next.allocation_start(), granularity));
+                }
+            }
+        }
+        (end.saturating_sub(start), start)
+    }
+
+    /// The complete search, for when the quick one found nothing: every free node that may
+    /// hold `size` bytes, from the highest non-empty bucket down (the larger a range, the
+    /// likelier its alignment padding leaves room), until one fits. On failure the walk goes
+    /// on through the smaller buckets until it knows the most bytes any free range holds for
+    /// this request's alignment and type, and returns that: every larger request of that
+    /// alignment and type fails too.
+    ///
+    /// Kept out of line: it runs only for requests that are about to fail or nearly so.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn search_all(
+        &mut self,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<(u32, DeviceSize)> {
+        // No free range holds more than the bound that the complete searches that failed
+        // since the last free found.
+        if size > self.fit_bounds.largest(ty, alignment, granularity) {
+            return None;
+        }
+        let found = self.walk_all(size, alignment, ty, granularity);
+        if let Err(largest) = found {
+            self.fit_bounds.record(ty, alignment, granularity, largest);
+        }
+        found.ok()
+    }
+
+    /// The walk of [`search_all`](Self::search_all): the node that holds the request and
+    /// where, or the most bytes any free node holds for it.
+    fn walk_all(
+        &self,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Result<(u32, DeviceSize), DeviceSize> {
+        // The most bytes a node seen so far holds (less than `size` while the walk goes on).
+        let mut largest = 0;
+        let mut bucket = self.buckets.highest_non_empty();
+        // A bucket whose ranges are all at most `largest` bytes holds nothing new, nor do the
+        // buckets below it.
+        while let Some(b) = bucket.filter(|b| b.max_size() > largest) {
+            let mut idx = self.buckets.head(b);
+            while idx != NONE {
+                let node = &self.nodes[idx as usize];
+                // The room before granularity, from the node alone: an upper bound of its
+                // room, which spares reading the neighbours for most nodes.
+                let aligned_room = align_up(node.offset, alignment)
+                    .map_or(0, |start| node.end().saturating_sub(start));
+                if aligned_room > largest {
+                    let (room, start) = self.room(idx, alignment, ty, granularity);
+                    if room >= size {
+                        return Ok((idx, start));
+                    }
+                    largest = largest.max(room);
+                }
+                idx = node.next_free;
+            }
+            bucket = b
+                .prev()
+                .and_then(|p| self.buckets.last_non_empty_through(p));
+        }
+        Err(largest)
+    }
+
+    /// The last resort of the complete search, for requests of fewer than
+    /// [`MIN_SPLIT_PADDING`] bytes: the padding absorbed by allocated nodes, in offset order.
+    /// Returns the node whose padding can hold the request, and where.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn search_padding(
+        &self,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<(u32, DeviceSize)> {
+        if self.padded == 0 || size >= MIN_SPLIT_PADDING {
+            return None;
+        }
+        let mut idx = self.first;
+        while idx != NONE {
+            let node = &self.nodes[idx as usize];
+            if matches!(node.state(), State::Used(_)) && DeviceSize::from(node.next_free) >= size {
+                if let Some(start) = self.fit_padding(idx, size, alignment, ty, granularity) {
+                    return Some((idx, start));
+                }
+            }
+            idx = node.next;
+        }
+        None
+    }
+
+    /// Where an allocation of `size` bytes could start in the padding absorbed by the
+    /// allocated node `idx`, if anywhere: the same checks as [`fit`](Self::fit), with the
+    /// node's own allocation as the neighbour after.
+    fn fit_padding(
+        &self,
+        idx: u32,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Option<DeviceSize> {
+        let node = &self.nodes[idx as usize];
+        let State::Used(own_ty) = node.state() else {
+            return None;
+        };
+        let allocation_start = node.allocation_start();
+        // (The node before an allocated node with padding is never free: a free node takes
+        // over the padding behind it.)
+        let start = self.first_start(node, alignment, ty, granularity)?;
+        let check_pages = granularity != DeviceAlignment::MIN;
+        let end = start.checked_add(size)?;
+        if end > allocation_start
+            || (check_pages
+                && own_ty.conflicts_with(ty)
+                && on_same_page(end - 1, allocation_start, granularity))
+        {
+            return None;
+        }
+        Some(start)
+    }
+}
