@@ -9,7 +9,10 @@
 //! its own reference count. A thread tries its *home* arena of each block first (chosen from
 //! its thread number), so threads working at the same time mostly touch different arenas,
 //! yet they share the blocks: no thread reserves memory of its own, and a thread whose home
-//! arenas are full uses the others before a new block is made. A block cut into fewer
+//! arenas are full uses the others before a new block is made. It walks a block's other
+//! arenas from the one opposite its home (or, in a block that is home to other slots, from
+//! the one its slot would have), so that threads of different slots overflow into different
+//! arenas rather than all queueing on a block's first arena. A block cut into fewer
 //! arenas than the block vector's maximum (a small block, or one made for a large request) is home
 //! to only as many threads' slots as it has arenas, and successive such blocks take turns,
 //! so that no arena is every thread's home.

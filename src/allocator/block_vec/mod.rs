@@ -361,10 +361,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<Option<T>, DoesNotFit> {
-        // First pass: the thread's home arena of each block; second pass: the other arenas.
-        // Both skip arenas another thread holds right now, so that threads allocating at the
-        // same time spread over arenas instead of queueing on one. A single thread never
-        // finds an arena busy. Third pass, only if some arena was busy: wait for those.
+        // First pass: the thread's home arena of each block; second pass: the other arenas,
+        // each block's from an arena that depends on the thread's slot (see below). Both skip
+        // arenas another thread holds right now, so that threads allocating at the same time
+        // spread over arenas instead of queueing on one. A single thread never finds an
+        // arena busy. Third pass, only if some arena was busy: wait for those.
         // Arena counts are powers of two, so the home arena is a mask away. The hints are
         // checked here, inline: most arenas the walk passes are skipped on them.
         let Fit {
@@ -410,17 +411,34 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         if split {
             for block in blocks {
-                let own = block.home_index(slot, self.home_slots);
-                for (i, arena) in block.arenas().iter().enumerate() {
-                    if Some(i) != own {
-                        try_arena!(arena, wait: false, on_busy: busy = true);
+                let arenas = block.arenas();
+                let n = arenas.len();
+                // Threads of different slots walk the block from different arenas, so that
+                // they spread over it instead of queueing on its first arena: from the arena
+                // opposite the home (then, while there are more home slots than threads at
+                // work, neighbouring slots overflow into arenas no thread calls home), or, in
+                // a block that is home to other slots, from the arena the slot would have
+                // in it (neighbouring slots start at different arenas).
+                let (own, start) = match block.home_index(slot, self.home_slots) {
+                    Some(own) => (own, own + n / 2),
+                    None => (usize::MAX, slot),
+                };
+                for k in 0..n {
+                    let i = (start + k) & (n - 1);
+                    if i != own {
+                        try_arena!(&arenas[i], wait: false, on_busy: busy = true);
                     }
                 }
             }
         }
         if busy {
-            for arena in blocks.iter().flat_map(|b| b.arenas()) {
-                try_arena!(arena, wait: true, on_busy: ());
+            // Waiting too, threads of different slots start at different arenas.
+            for block in blocks {
+                let arenas = block.arenas();
+                for k in 0..arenas.len() {
+                    let i = (slot + k) & (arenas.len() - 1);
+                    try_arena!(&arenas[i], wait: true, on_busy: ());
+                }
             }
         }
         Ok(None)

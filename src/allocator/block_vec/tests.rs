@@ -328,6 +328,75 @@ fn threads_fill_their_home_arenas_of_one_block() {
     assert_eq!(h.vec.block_count(), 1);
 }
 
+#[test]
+fn a_thread_whose_home_is_full_goes_on_from_the_arena_opposite_its_home() {
+    // Four home slots, one block of four 16 MiB arenas: the thread's home (its slot, in a
+    // block cut for every slot), then the arena opposite it, then on around the block.
+    let h = Harness::<FreeListAllocator>::new(4, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.vec
+        .add_empty_block(
+            64 * MIB,
+            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 4),
+            |s| h.make(s),
+        )
+        .unwrap();
+    let home = (thread_shard() & 3) as DeviceSize;
+    let live: Vec<_> = (0..64).map(|_| h.allocate(&fit).unwrap()).collect();
+    let arenas: Vec<DeviceSize> = live
+        .iter()
+        .map(|l| l.suballocation.offset / (16 * MIB))
+        .collect();
+    let expected: Vec<DeviceSize> = [home, home + 2, home + 3, home + 1]
+        .iter()
+        .flat_map(|&a| std::iter::repeat_n(a % 4, 16))
+        .collect();
+    assert_eq!(arenas, expected);
+    assert_eq!(h.vec.block_count(), 1);
+    for l in live {
+        h.free(l);
+    }
+}
+
+#[test]
+fn threads_start_at_different_arenas_of_a_block_that_is_home_to_other_slots() {
+    // Four home slots, one block of two 32 MiB arenas, home to slots 0 and 1 only. A thread of
+    // slot 2 or 3 has no home there: it starts at the arena its slot would have (slot 2 at
+    // arena 0, slot 3 at arena 1), so that two such threads do not queue on arena 0 together.
+    let h = Harness::<FreeListAllocator>::new(4, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.vec
+        .add_empty_block(
+            64 * MIB,
+            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 2),
+            |s| h.make(s),
+        )
+        .unwrap();
+    let mut seen = [false; 4];
+    // Each new thread takes the next shard; threads of other tests take some too, so go on
+    // until both slots without a home here have been seen.
+    for _ in 0..256 {
+        let (slot, arena) = std::thread::scope(|s| {
+            s.spawn(|| {
+                let slot = thread_shard() & 3;
+                let l = h.allocate(&fit).unwrap();
+                let arena = l.suballocation.offset / (32 * MIB);
+                h.free(l);
+                (slot, arena)
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(arena, (slot & 1) as DeviceSize, "slot {slot}");
+        seen[slot] = true;
+        if seen[2] && seen[3] {
+            break;
+        }
+    }
+    assert!(seen[2] && seen[3], "threads of slots 2 and 3 ran: {seen:?}");
+    assert_eq!(h.vec.block_count(), 1);
+}
+
 /// One step of a random sequence.
 #[derive(Clone, Debug)]
 enum Op {
