@@ -411,8 +411,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 draining: bi >= searched,
                 received: received.contains(&memory),
                 walked: false,
+                settled: false,
             }
         }));
+        if self.info.algorithm == plan::Algorithm::Full {
+            self.settling[v].mark(&blocks, &mut states, known, registry);
+        }
         let mut found = std::mem::take(&mut self.found_scratch);
         found.clear();
         found.reserve(room);
@@ -458,6 +462,10 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             &mut scratch,
         );
         self.plan_scratch = scratch;
+        if self.info.algorithm == plan::Algorithm::Full {
+            let aside = |b: usize| plan.emptied.contains(&b) || plan.draining.contains(&b);
+            self.settling[v].keep(&blocks, &plan.exhausted, aside);
+        }
         let VecPicture {
             found,
             mut held,

@@ -3,7 +3,7 @@
 //! [algorithms](super#algorithms)).
 
 use super::orders::{refill, sort_by_fields};
-use super::{Picture, Planner};
+use super::{Candidate, Picture, Planner};
 use crate::layout::DeviceSize;
 
 impl<P: Picture> Planner<'_, P> {
@@ -35,16 +35,75 @@ impl<P: Picture> Planner<'_, P> {
             .unwrap_or(0)
     }
 
-    /// [`gather`](Self::gather) over the blocks in `order`.
+    /// The most one allocation of `source` may need to find room in the blocks that may
+    /// receive from it once it holds no more than `from` live bytes.
+    fn room_above(&self, source: usize, from: DeviceSize) -> DeviceSize {
+        (0..self.blocks.len())
+            .filter(|&b| b != source && !self.set_aside[b] && self.live[b] > from)
+            .map(|b| self.largest_free[b].min(self.destinations.free[b]))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A bound on what one of `candidates` of `source` may need to find room in its
+    /// gathering, whatever leaves it first: the room of the blocks it may gather into once
+    /// every candidate that needs no more has left it (its live bytes fall as they leave, and
+    /// more blocks hold more than it). Found from the room of every block that may receive,
+    /// down to where it stays (a block's bounds only fall as allocations are placed in it).
+    fn gathering_bound(&self, source: usize, candidates: &[usize]) -> DeviceSize {
+        let mut room = self.room_above(source, 0);
+        loop {
+            let leaving: DeviceSize = candidates
+                .iter()
+                .map(|&c| self.candidates[c])
+                .filter(|c| c.need <= room)
+                .map(|c| c.size)
+                .sum();
+            let next = self.room_above(source, self.live[source].saturating_sub(leaving));
+            if next >= room {
+                return room;
+            }
+            room = next;
+        }
+    }
+
+    /// Whether a block other than `source`, that may receive, may have been a destination of
+    /// `source`'s last tries (once it held `after` live bytes) and not of its first (when it
+    /// held `before`). Such a block held at most `before` then, and since received at most
+    /// what left the source: it holds more than `after` now, and at most `before` plus that.
+    fn destination_between(&self, source: usize, after: DeviceSize, before: DeviceSize) -> bool {
+        let most = before.saturating_add(before.saturating_sub(after));
+        after < before
+            && (0..self.blocks.len()).any(|b| {
+                b != source && !self.set_aside[b] && self.live[b] > after && self.live[b] <= most
+            })
+    }
+
+    /// [`gather`](Self::gather) over the blocks in `order`. An allocation larger than what is
+    /// left of the pass's bytes is passed over (smaller ones may still fit); the gathering
+    /// ends once the pass has no bytes or moves left. What a source moves thus depends only
+    /// on which of its allocations find room, never on how soon a refusal is known (the
+    /// hints, and the sources and allocations passed over below, spare only tries that would
+    /// fail).
     fn gather_in_order(&mut self, order: &[usize]) {
         for &source in order {
+            let left = self.left();
+            if left.moves == 0 || left.bytes == 0 {
+                return;
+            }
             if self.set_aside[source] || self.received[source] {
                 continue;
             }
-            // None of its allocations fits where it may go (what `place_one` tests first):
-            // nothing moves, and the block needs no walk.
+            // Nothing it holds found room when last tried, and no block it may gather into
+            // gained room since (see `settle`): it would move nothing.
+            if self.blocks[source].settled {
+                self.out.exhausted.push(source);
+                continue;
+            }
+            // None of its allocations fits where it may go (what `place_one` tests first), or
+            // what is left of the pass: nothing moves, and the block needs no walk.
             if let Some(smallest) = self.blocks[source].smallest {
-                if smallest > self.gathering_room(source) {
+                if smallest > left.bytes || smallest > self.gathering_room(source) {
                     continue;
                 }
             }
@@ -60,13 +119,28 @@ impl<P: Picture> Planner<'_, P> {
                         == self.live[source],
                 "block {source}'s candidates"
             );
+            // Only those that fit somewhere (the others `place_one` would refuse in every
+            // block, on its first tests) and that fit the pass are tried, and sorted.
+            let all = candidates.len();
+            let room = self.gathering_bound(source, &candidates);
+            let mut cut = false;
+            candidates.retain(|&c| {
+                let Candidate { need, size, .. } = self.candidates[c];
+                cut |= size > left.bytes;
+                need <= room && size <= left.bytes
+            });
             self.sort(&mut candidates);
+            let before = self.live[source];
             let mut moved = 0;
             for &c in &candidates {
                 let size = self.candidates[c].size;
                 let left = self.left();
-                if left.moves == 0 || size > left.bytes {
+                if left.moves == 0 {
                     return;
+                }
+                if size > left.bytes {
+                    cut = true;
+                    continue;
                 }
                 // Only into blocks that hold more than the source: data gathers, never
                 // spreads.
@@ -80,11 +154,13 @@ impl<P: Picture> Planner<'_, P> {
             }
             // Every allocation left (the first phase gave up on the block, and the room
             // gathering left before it served it after all): emptied, so that it is released.
-            if all_movable
-                && moved > 0
-                && moved == candidates.len()
-                && self.picture.set_aside(source, true)
-            {
+            let emptied = all_movable && moved > 0 && moved == all;
+            // Every allocation left in it was tried, and refused by the same blocks: the next
+            // plan may pass over it while none of them gains room.
+            if !emptied && !cut && !self.destination_between(source, self.live[source], before) {
+                self.out.exhausted.push(source);
+            }
+            if emptied && self.picture.set_aside(source, true) {
                 self.mark_aside(source, true);
                 self.emptied[source] = true;
                 self.out.emptied.push(source);

@@ -76,6 +76,7 @@ use crate::layout::DeviceSize;
 
 mod gather;
 mod orders;
+pub(crate) mod settle;
 use self::orders::{refill, sort_by_fields, Destinations};
 
 /// How a defragmentation chooses its moves (see [algorithms](self#algorithms)).
@@ -126,6 +127,10 @@ pub(crate) struct BlockState {
     /// last part the allocator handed out on its own): like a block the plan moves
     /// allocations into, it is neither emptied nor drained in the same pass.
     pub received: bool,
+    /// Whether [`Full`](Algorithm::Full)'s gathering may pass over it as a source: an earlier
+    /// plan found room for none of its allocations left, and none of the blocks it may
+    /// gather into has gained room since (see [`settle`]).
+    pub settled: bool,
 }
 
 impl BlockState {
@@ -175,6 +180,10 @@ pub(crate) struct MovePlan<T> {
     pub reserved: Vec<(usize, usize, T)>,
     /// Bytes moved.
     pub bytes: DeviceSize,
+    /// The sources [`Full`](Algorithm::Full)'s gathering tried all the allocations of (or
+    /// passed over as [settled](BlockState::settled)) and found room for none of those left
+    /// (see [`settle`]).
+    pub exhausted: Vec<usize>,
 }
 
 /// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
@@ -723,6 +732,7 @@ pub(crate) fn plan_moves<P: Picture>(
             moves: Vec::new(),
             reserved: Vec::new(),
             bytes: 0,
+            exhausted: Vec::new(),
         },
     };
     let draining = p.empty_blocks();

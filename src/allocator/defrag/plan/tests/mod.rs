@@ -146,6 +146,7 @@ impl Model {
                 candidates: Vec::new(),
                 draining: self.draining[b],
                 received: false,
+                settled: false,
                 walked: true,
                 largest: None,
                 smallest: None,
@@ -766,6 +767,7 @@ proptest! {
                 smallest: None,
                 draining: false,
                 received: false,
+                settled: false,
             })
             .collect();
         let mut live = vec![0; blocks.len()];
@@ -1232,6 +1234,7 @@ fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and
         smallest: None,
         draining: false,
         received: false,
+        settled: false,
     };
     let blocks = [
         state(256 * KIB, 100 * KIB, false, false, vec![], Some(80 * KIB)),
@@ -1282,6 +1285,7 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
         smallest: None,
         draining: false,
         received: false,
+        settled: false,
     };
     let blocks = [
         state(1024 * KIB, 0, true),

@@ -1,0 +1,125 @@
+//! The allocator's side of [settled](super::plan::settle) sources: which sources the last plan
+//! of a vector found exhausted, and what each block that may receive showed of its room when
+//! that plan ended, so that the next picture marks a source settled only while that still
+//! holds.
+//!
+//! A block's *stamp* is what the allocator sees of it without a walk: its count of removed
+//! metadata records, its allocation count and its free bytes. Room comes back to a block only
+//! through a free: a completed move out of it (its source's record is removed, and the count
+//! and the free bytes change), a skipped move's destination given back, or the application
+//! freeing an allocation between passes (the count falls and the free bytes grow, or, with an
+//! allocation of its own made meanwhile, the count or the free bytes differ unless the new
+//! allocations hold exactly as many bytes as the freed). The one change a stamp does not show
+//! is the application freeing allocations without records and making as many others, of
+//! exactly the same bytes, in the same block between two plans; the cost of missing it is
+//! a source not gathered in that plan, never a wrong move: a settled source is only passed
+//! over.
+//!
+//! A block new to the list, or one that was set aside when the plan ended (emptied, or
+//! draining), has no stamp kept: it counts as changed.
+
+use super::known::KnownWalk;
+use super::plan::{self, BlockState};
+use super::registry::Registry;
+use super::{HandleMap, HandleSet};
+use crate::device_memory::MemoryObject;
+use crate::layout::DeviceSize;
+use crate::suballocator::Suballocator;
+
+use super::super::block_vec::{Block, WeakBlock};
+
+/// What a block shows of its room (see the [module docs](self)): removed records, allocation
+/// count, free bytes.
+type Stamp = (u64, usize, DeviceSize);
+
+/// The stamp of `block`, whose free bytes are `free`.
+fn stamp<S: Suballocator + Send + 'static>(
+    block: &Block<S, MemoryObject>,
+    free: DeviceSize,
+) -> Stamp {
+    (block.removals(), block.allocation_count(), free)
+}
+
+/// One vector's sources found exhausted by its last plan, and the stamps of its blocks then.
+pub(super) struct Settling<S> {
+    sources: HandleSet,
+    stamps: HandleMap<(WeakBlock<S, MemoryObject>, Stamp)>,
+}
+
+impl<S> Default for Settling<S> {
+    fn default() -> Self {
+        Self {
+            sources: HandleSet::default(),
+            stamps: HandleMap::default(),
+        }
+    }
+}
+
+impl<S: Suballocator + Send + 'static> Settling<S> {
+    /// Marks [`settled`](BlockState::settled) the blocks of `states` (pictures of `blocks`)
+    /// that the last plan found exhausted, whose walk kept in `known` still holds (they lost
+    /// only the moves out of them that completed), and none of whose destinations now shows
+    /// another stamp than the one kept (see [`plan::settle`]).
+    pub fn mark(
+        &self,
+        blocks: &[Block<S, MemoryObject>],
+        states: &mut [BlockState],
+        known: &HandleMap<KnownWalk<S>>,
+        registry: &Registry,
+    ) {
+        if self.sources.is_empty() {
+            return;
+        }
+        let live: Vec<DeviceSize> = states.iter().map(|s| s.live).collect();
+        let memory = |b: usize| blocks[b].memory().handle();
+        let settled = plan::settle::settled(
+            &live,
+            |s| {
+                !states[s].draining
+                    && self.sources.contains(&memory(s))
+                    && known
+                        .get(&memory(s))
+                        .is_some_and(|k| k.holds(&blocks[s], live[s], registry))
+            },
+            |b| !states[b].draining && live[b] > 0,
+            |b| {
+                self.stamps.get(&memory(b)).is_some_and(|(w, kept)| {
+                    w.is(&blocks[b])
+                        && *kept == stamp(&blocks[b], states[b].size.saturating_sub(live[b]))
+                })
+            },
+        );
+        for (state, settled) in states.iter_mut().zip(settled) {
+            state.settled = settled;
+        }
+    }
+
+    /// Keeps the sources a plan over `blocks` found `exhausted`, and the stamps of the blocks
+    /// not `aside` (emptied or draining) as the plan left them; forgets both when none was.
+    pub fn keep(
+        &mut self,
+        blocks: &[Block<S, MemoryObject>],
+        exhausted: &[usize],
+        aside: impl Fn(usize) -> bool,
+    ) {
+        self.sources.clear();
+        self.stamps.clear();
+        if exhausted.is_empty() {
+            return;
+        }
+        self.sources
+            .extend(exhausted.iter().map(|&b| blocks[b].memory().handle()));
+        for (b, block) in blocks.iter().enumerate() {
+            if !aside(b) {
+                let kept = (block.downgrade(), stamp(block, block.free_size()));
+                self.stamps.insert(block.memory().handle(), kept);
+            }
+        }
+    }
+
+    /// Forgets everything (the defragmentation ends).
+    pub fn clear(&mut self) {
+        self.sources.clear();
+        self.stamps.clear();
+    }
+}
