@@ -411,7 +411,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 draining: bi >= searched,
                 received: received.contains(&memory),
                 walked: false,
-                settled: false,
+                exhausted: false,
+                unchanged: false,
             }
         }));
         if self.info.algorithm == plan::Algorithm::Full {

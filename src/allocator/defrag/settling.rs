@@ -1,7 +1,7 @@
-//! The allocator's side of [settled](super::plan::settle) sources: which sources the last plan
-//! of a vector found exhausted, and what each block that may receive showed of its room when
-//! that plan ended, so that the next picture marks a source settled only while that still
-//! holds.
+//! The allocator's side of the sources Full's gathering [passes over](super::plan::settle):
+//! which sources the last plan of a vector found exhausted, and what each block that could
+//! receive showed of its room when that plan ended, so that the next picture marks them
+//! exhausted and unchanged only while that still holds.
 //!
 //! A block's *stamp* is what the allocator sees of it without a walk: its count of removed
 //! metadata records, its allocation count and its free bytes. Room comes back to a block only
@@ -12,14 +12,13 @@
 //! allocations hold exactly as many bytes as the freed). The one change a stamp does not show
 //! is the application freeing allocations without records and making as many others, of
 //! exactly the same bytes, in the same block between two plans; the cost of missing it is
-//! a source not gathered in that plan, never a wrong move: a settled source is only passed
-//! over.
+//! a source not gathered in that plan, never a wrong move: a source is only passed over.
 //!
 //! A block new to the list, or one that was set aside when the plan ended (emptied, or
-//! draining), has no stamp kept: it counts as changed.
+//! draining), has no stamp kept: it is not unchanged.
 
 use super::known::KnownWalk;
-use super::plan::{self, BlockState};
+use super::plan::BlockState;
 use super::registry::Registry;
 use super::{HandleMap, HandleSet};
 use crate::device_memory::MemoryObject;
@@ -56,10 +55,10 @@ impl<S> Default for Settling<S> {
 }
 
 impl<S: Suballocator + Send + 'static> Settling<S> {
-    /// Marks [`settled`](BlockState::settled) the blocks of `states` (pictures of `blocks`)
-    /// that the last plan found exhausted, whose walk kept in `known` still holds (they lost
-    /// only the moves out of them that completed), and none of whose destinations now shows
-    /// another stamp than the one kept (see [`plan::settle`]).
+    /// Marks in `states` (pictures of `blocks`) the blocks [exhausted](BlockState::exhausted):
+    /// found so by the last plan, and whose walk kept in `known` still holds (they lost only
+    /// the moves out of them that completed); and those [unchanged](BlockState::unchanged):
+    /// showing the stamp kept when that plan ended (see [`plan::settle`]).
     pub fn mark(
         &self,
         blocks: &[Block<S, MemoryObject>],
@@ -70,27 +69,18 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
         if self.sources.is_empty() {
             return;
         }
-        let live: Vec<DeviceSize> = states.iter().map(|s| s.live).collect();
-        let memory = |b: usize| blocks[b].memory().handle();
-        let settled = plan::settle::settled(
-            &live,
-            |s| {
-                !states[s].draining
-                    && self.sources.contains(&memory(s))
-                    && known
-                        .get(&memory(s))
-                        .is_some_and(|k| k.holds(&blocks[s], live[s], registry))
-            },
-            |b| !states[b].draining && live[b] > 0,
-            |b| {
-                self.stamps.get(&memory(b)).is_some_and(|(w, kept)| {
-                    w.is(&blocks[b])
-                        && *kept == stamp(&blocks[b], states[b].size.saturating_sub(live[b]))
-                })
-            },
-        );
-        for (state, settled) in states.iter_mut().zip(settled) {
-            state.settled = settled;
+        for (block, state) in blocks.iter().zip(states.iter_mut()) {
+            if state.draining {
+                continue;
+            }
+            let memory = block.memory().handle();
+            state.exhausted = self.sources.contains(&memory)
+                && known
+                    .get(&memory)
+                    .is_some_and(|k| k.holds(block, state.live, registry));
+            state.unchanged = self.stamps.get(&memory).is_some_and(|(w, kept)| {
+                w.is(block) && *kept == stamp(block, state.size.saturating_sub(state.live))
+            });
         }
     }
 

@@ -3,6 +3,7 @@
 //! [algorithms](super#algorithms)).
 
 use super::orders::{refill, sort_by_fields};
+use super::settle::Tried;
 use super::{Candidate, Picture, Planner};
 use crate::layout::DeviceSize;
 
@@ -20,7 +21,9 @@ impl<P: Picture> Planner<'_, P> {
         let live = &self.live;
         let most = live.iter().copied().max().unwrap_or(0);
         sort_by_fields(&mut order, &mut self.block_keys, [most], |b| [live[b]]);
-        self.gather_in_order(&order);
+        let mut tried = Vec::new();
+        self.gather_in_order(&order, &mut tried);
+        self.report_exhausted(tried);
         self.sources = order;
     }
 
@@ -85,7 +88,9 @@ impl<P: Picture> Planner<'_, P> {
     /// on which of its allocations find room, never on how soon a refusal is known (the
     /// hints, and the sources and allocations passed over below, spare only tries that would
     /// fail).
-    fn gather_in_order(&mut self, order: &[usize]) {
+    /// The sources found exhausted go to `tried`, with their live bytes and every block's then
+    /// (see [`report_exhausted`](Self::report_exhausted)).
+    fn gather_in_order(&mut self, order: &[usize], tried: &mut Vec<Tried>) {
         for &source in order {
             let left = self.left();
             if left.moves == 0 || left.bytes == 0 {
@@ -96,8 +101,8 @@ impl<P: Picture> Planner<'_, P> {
             }
             // Nothing it holds found room when last tried, and no block it may gather into
             // gained room since (see `settle`): it would move nothing.
-            if self.blocks[source].settled {
-                self.out.exhausted.push(source);
+            if self.may_pass_over(source) {
+                tried.push((source, self.live[source], self.live.clone()));
                 continue;
             }
             // None of its allocations fits where it may go (what `place_one` tests first), or
@@ -158,7 +163,7 @@ impl<P: Picture> Planner<'_, P> {
             // Every allocation left in it was tried, and refused by the same blocks: the next
             // plan may pass over it while none of them gains room.
             if !emptied && !cut && !self.destination_between(source, self.live[source], before) {
-                self.out.exhausted.push(source);
+                tried.push((source, self.live[source], self.live.clone()));
             }
             if emptied && self.picture.set_aside(source, true) {
                 self.mark_aside(source, true);

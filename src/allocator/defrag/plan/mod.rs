@@ -76,7 +76,7 @@ use crate::layout::DeviceSize;
 
 mod gather;
 mod orders;
-pub(crate) mod settle;
+mod settle;
 use self::orders::{refill, sort_by_fields, Destinations};
 
 /// How a defragmentation chooses its moves (see [algorithms](self#algorithms)).
@@ -127,10 +127,13 @@ pub(crate) struct BlockState {
     /// last part the allocator handed out on its own): like a block the plan moves
     /// allocations into, it is neither emptied nor drained in the same pass.
     pub received: bool,
-    /// Whether [`Full`](Algorithm::Full)'s gathering may pass over it as a source: an earlier
-    /// plan found room for none of its allocations left, and none of the blocks it may
-    /// gather into has gained room since (see [`settle`]).
-    pub settled: bool,
+    /// Whether the last plan tried every allocation of it as a source of
+    /// [`Full`](Algorithm::Full)'s gathering and found room for none of those left, and it
+    /// holds just those still (see [`settle`]).
+    pub exhausted: bool,
+    /// Whether no room came back to it since the last plan ended (nothing was freed in it),
+    /// and it could receive then (see [`settle`]).
+    pub unchanged: bool,
 }
 
 impl BlockState {
@@ -181,7 +184,7 @@ pub(crate) struct MovePlan<T> {
     /// Bytes moved.
     pub bytes: DeviceSize,
     /// The sources [`Full`](Algorithm::Full)'s gathering tried all the allocations of (or
-    /// passed over as [settled](BlockState::settled)) and found room for none of those left
+    /// passed over, see [`settle`]) and found room for none of those left
     /// (see [`settle`]).
     pub exhausted: Vec<usize>,
 }
