@@ -253,13 +253,15 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
                 // (its memory's), and moves stay in their vector.
                 let mut any = false;
                 for k in cursor..mine.len() {
-                    let indexed = mine[k];
+                    // Looked at in place; copied only for a candidate.
+                    let indexed = &mine[k];
                     if indexed.offset >= end {
                         break;
                     }
                     if !alive[k] || indexed.pinned {
                         continue;
                     }
+                    let indexed = *indexed;
                     // A range holding several allocations (a bump block's): its bytes are
                     // counted once.
                     let size = if any { 0 } else { r.size };
