@@ -139,6 +139,53 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
         }
     }
 
+    fn index(&mut self, bi: usize, needs: &mut Vec<DeviceSize>) -> Option<bool> {
+        let entries = self.indexed(bi)?;
+        needs.clear();
+        needs.reserve(entries.len());
+        needs.extend(
+            entries
+                .iter()
+                .filter(|e| !e.pinned)
+                .map(|e| e.layout.size()),
+        );
+        // Each registration live is an allocation of its own: all of them, when as many.
+        Some(self.blocks[bi].allocation_count() == needs.len())
+    }
+
+    fn walk_index(
+        &mut self,
+        bi: usize,
+        most: DeviceSize,
+        candidates: &mut Vec<Candidate>,
+    ) -> Vec<usize> {
+        let memory = self.blocks[bi].memory().handle();
+        let Some(entries) = self.indexed(bi) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter(|e| !e.pinned && e.layout.size() <= most)
+            .map(|&indexed| {
+                let f = Found {
+                    indexed,
+                    memory,
+                    size: indexed.layout.size(),
+                    slot: NO_SLOT,
+                };
+                push(
+                    candidates,
+                    &mut self.found,
+                    &mut self.held,
+                    &self.block_of,
+                    bi,
+                    f,
+                    None,
+                )
+            })
+            .collect()
+    }
+
     fn walk(&mut self, bi: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
         let block = &self.blocks[bi];
         let memory = block.memory().handle();
@@ -318,6 +365,21 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
     }
 }
 
+impl<'a, S: Suballocator + Send + 'static> VecPicture<'a, S> {
+    /// The registrations of block `bi`, when the index alone can tell which of its
+    /// allocations may move: every registration of the block known live (none of their
+    /// records removed since they were last checked), and the block not draining (its record
+    /// and reservations are the walk's). Those not pinned may move.
+    fn indexed(&self, bi: usize) -> Option<&'a [Indexed]> {
+        let block = &self.blocks[bi];
+        let memory = block.memory().handle();
+        if self.states[bi].draining || !self.registry.verified(memory, block.removals()) {
+            return None;
+        }
+        Some(self.registry.entries(memory))
+    }
+}
+
 /// A destination in `block` for the allocation `indexed` stands for: allocated like a new
 /// allocation, margins and all. Its name and user data come with the source when the move
 /// completes ([`MemoryAlloc::carry_over`]).
@@ -467,7 +529,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.plan_scratch = scratch;
         if self.info.algorithm == plan::Algorithm::Full {
             let aside = |b: usize| plan.emptied.contains(&b) || plan.draining.contains(&b);
-            self.settling[v].keep(&blocks, &plan.exhausted, aside);
+            self.settling[v].keep(&blocks, &plan.exhausted, aside, &self.registry);
         }
         let VecPicture {
             found,

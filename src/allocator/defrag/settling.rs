@@ -20,7 +20,7 @@
 use super::known::KnownWalk;
 use super::plan::BlockState;
 use super::registry::Registry;
-use super::{HandleMap, HandleSet};
+use super::HandleMap;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
@@ -41,14 +41,15 @@ fn stamp<S: Suballocator + Send + 'static>(
 
 /// One vector's sources found exhausted by its last plan, and the stamps of its blocks then.
 pub(super) struct Settling<S> {
-    sources: HandleSet,
+    /// The sources, with the time their memory's registrations had last changed then.
+    sources: HandleMap<u64>,
     stamps: HandleMap<(WeakBlock<S, MemoryObject>, Stamp)>,
 }
 
 impl<S> Default for Settling<S> {
     fn default() -> Self {
         Self {
-            sources: HandleSet::default(),
+            sources: HandleMap::default(),
             stamps: HandleMap::default(),
         }
     }
@@ -56,9 +57,11 @@ impl<S> Default for Settling<S> {
 
 impl<S: Suballocator + Send + 'static> Settling<S> {
     /// Marks in `states` (pictures of `blocks`) the blocks [exhausted](BlockState::exhausted):
-    /// found so by the last plan, and whose walk kept in `known` still holds (they lost only
-    /// the moves out of them that completed); and those [unchanged](BlockState::unchanged):
-    /// showing the stamp kept when that plan ended (see [`plan::settle`]).
+    /// found so by the last plan, and holding what they held then but the moves out of them
+    /// that completed (their walk kept in `known` still holds, or they show the stamp kept
+    /// and their registrations have not changed since); and those
+    /// [unchanged](BlockState::unchanged): showing the stamp kept when that plan ended (see
+    /// [`plan::settle`](super::plan)).
     pub fn mark(
         &self,
         blocks: &[Block<S, MemoryObject>],
@@ -74,13 +77,19 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
                 continue;
             }
             let memory = block.memory().handle();
-            state.exhausted = self.sources.contains(&memory)
-                && known
-                    .get(&memory)
-                    .is_some_and(|k| k.holds(block, state.live, registry));
-            state.unchanged = self.stamps.get(&memory).is_some_and(|(w, kept)| {
+            let unchanged = self.stamps.get(&memory).is_some_and(|(w, kept)| {
                 w.is(block) && *kept == stamp(block, state.size.saturating_sub(state.live))
             });
+            // It holds what it held then but the moves out of it that completed: its walk
+            // followed them; or nothing changed in it at all (no move out of it completed,
+            // none was skipped: its registrations are as they were).
+            state.exhausted = self.sources.get(&memory).is_some_and(|&changed| {
+                known
+                    .get(&memory)
+                    .is_some_and(|k| k.holds(block, state.live, registry))
+                    || (unchanged && registry.changed(memory) == changed)
+            });
+            state.unchanged = unchanged;
         }
     }
 
@@ -91,14 +100,17 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
         blocks: &[Block<S, MemoryObject>],
         exhausted: &[usize],
         aside: impl Fn(usize) -> bool,
+        registry: &Registry,
     ) {
         self.sources.clear();
         self.stamps.clear();
         if exhausted.is_empty() {
             return;
         }
-        self.sources
-            .extend(exhausted.iter().map(|&b| blocks[b].memory().handle()));
+        self.sources.extend(exhausted.iter().map(|&b| {
+            let memory = blocks[b].memory().handle();
+            (memory, registry.changed(memory))
+        }));
         for (b, block) in blocks.iter().enumerate() {
             if !aside(b) {
                 let kept = (block.downgrade(), stamp(block, block.free_size()));

@@ -54,13 +54,45 @@ impl<P: Picture> Planner<'_, P> {
     /// more blocks hold more than it). Found from the room of every block that may receive,
     /// down to where it stays (a block's bounds only fall as allocations are placed in it).
     fn gathering_bound(&self, source: usize, candidates: &[usize]) -> DeviceSize {
+        let all = &*self.candidates;
+        self.bound_on(source, || {
+            candidates.iter().map(|&c| (all[c].need, all[c].size))
+        })
+    }
+
+    /// The candidates of `source` that may find room in its gathering, from the allocator's
+    /// index of its registrations, with no walk over its ranges: when it was not walked yet,
+    /// the index can tell, and the block cannot be emptied in this gathering anyway (some of
+    /// its allocations may not move, or need more than any room it may gather into). Its
+    /// candidates then need at most the [bound](Self::gathering_bound) of the gathering, and
+    /// it counts as not all movable (it is not emptied).
+    fn index_facts(&mut self, source: usize) -> Option<(bool, Vec<usize>)> {
+        if self.blocks[source].walked || self.walked[source].is_some() {
+            return None;
+        }
+        let mut needs = Vec::new();
+        let all_listed = self.picture.index(source, &mut needs)?;
+        let most = self.bound_on(source, || needs.iter().map(|&n| (n, n)));
+        if all_listed && needs.iter().all(|&n| n <= most) {
+            // It might empty: the walk tells whether it does.
+            return None;
+        }
+        let candidates = self.picture.walk_index(source, most, self.candidates);
+        Some((false, candidates))
+    }
+
+    /// [`gathering_bound`](Self::gathering_bound) of allocations given as `(need, size)`
+    /// pairs (`items` lists them anew at each call).
+    fn bound_on<I: Iterator<Item = (DeviceSize, DeviceSize)>>(
+        &self,
+        source: usize,
+        items: impl Fn() -> I,
+    ) -> DeviceSize {
         let mut room = self.room_above(source, 0);
         loop {
-            let leaving: DeviceSize = candidates
-                .iter()
-                .map(|&c| self.candidates[c])
-                .filter(|c| c.need <= room)
-                .map(|c| c.size)
+            let leaving: DeviceSize = items()
+                .filter(|&(need, _)| need <= room)
+                .map(|(_, size)| size)
                 .sum();
             let next = self.room_above(source, self.live[source].saturating_sub(leaving));
             if next >= room {
@@ -112,7 +144,10 @@ impl<P: Picture> Planner<'_, P> {
                     continue;
                 }
             }
-            let (all_movable, mut candidates) = self.facts(source);
+            let (all_movable, mut candidates) = match self.index_facts(source) {
+                Some(facts) => facts,
+                None => self.facts(source),
+            };
             // A block all of whose allocations may move holds exactly its candidates' bytes
             // (a walk kept from an earlier pass must show it too).
             debug_assert!(

@@ -231,6 +231,22 @@ pub(crate) trait Picture {
     /// Pushes the candidates of block `b` (not walked up front) and returns whether every
     /// live allocation of it may move, with their indices.
     fn walk(&mut self, b: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>);
+
+    /// What the allocator's index of block `b`'s registrations tells without a walk over its
+    /// ranges, when it can: the needs of the allocations of `b` that may move (into
+    /// `needs`), and whether those are all of its allocations. `None`: it cannot tell (then
+    /// the planner walks the block). Only [`Full`](Algorithm::Full)'s gathering asks, for a
+    /// block not walked yet.
+    fn index(&mut self, _b: usize, _needs: &mut Vec<DeviceSize>) -> Option<bool> {
+        None
+    }
+
+    /// Pushes the candidates of block `b` that need at most `most` bytes, from the index
+    /// (after [`index`](Self::index) told of them), and returns their indices. Each holds its
+    /// need (its range in the block may hold more).
+    fn walk_index(&mut self, _b: usize, _most: DeviceSize, _c: &mut Vec<Candidate>) -> Vec<usize> {
+        Vec::new()
+    }
 }
 
 /// The planner's working state over one plan.
