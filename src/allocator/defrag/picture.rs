@@ -529,7 +529,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.plan_scratch = scratch;
         if self.info.algorithm == plan::Algorithm::Full {
             let aside = |b: usize| plan.emptied.contains(&b) || plan.draining.contains(&b);
-            self.settling[v].keep(&blocks, &plan.exhausted, aside, &self.registry);
+            let found = (&plan.exhausted[..], &plan.live[..]);
+            self.settling[v].keep(&blocks, found, aside, &self.registry);
         }
         let VecPicture {
             found,

@@ -43,7 +43,8 @@ fn stamp<S: Suballocator + Send + 'static>(
 pub(super) struct Settling<S> {
     /// The sources, with the time their memory's registrations had last changed then.
     sources: HandleMap<u64>,
-    stamps: HandleMap<(WeakBlock<S, MemoryObject>, Stamp)>,
+    /// Each block that could receive, its stamp and the live bytes the plan counted it with.
+    stamps: HandleMap<(WeakBlock<S, MemoryObject>, Stamp, DeviceSize)>,
 }
 
 impl<S> Default for Settling<S> {
@@ -77,8 +78,10 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
                 continue;
             }
             let memory = block.memory().handle();
-            let unchanged = self.stamps.get(&memory).is_some_and(|(w, kept)| {
-                w.is(block) && *kept == stamp(block, state.size.saturating_sub(state.live))
+            let unchanged = self.stamps.get(&memory).is_some_and(|(w, kept, counted)| {
+                w.is(block)
+                    && *counted == state.live
+                    && *kept == stamp(block, state.size.saturating_sub(state.live))
             });
             // It holds what it held then but the moves out of it that completed: its walk
             // followed them; or nothing changed in it at all (no move out of it completed,
@@ -94,11 +97,12 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
     }
 
     /// Keeps the sources a plan over `blocks` found `exhausted`, and the stamps of the blocks
-    /// not `aside` (emptied or draining) as the plan left them; forgets both when none was.
+    /// not `aside` (emptied or draining) as the plan left them, with the live bytes it
+    /// `counted` each with; forgets both when no source was exhausted.
     pub fn keep(
         &mut self,
         blocks: &[Block<S, MemoryObject>],
-        exhausted: &[usize],
+        (exhausted, counted): (&[usize], &[DeviceSize]),
         aside: impl Fn(usize) -> bool,
         registry: &Registry,
     ) {
@@ -113,7 +117,8 @@ impl<S: Suballocator + Send + 'static> Settling<S> {
         }));
         for (b, block) in blocks.iter().enumerate() {
             if !aside(b) {
-                let kept = (block.downgrade(), stamp(block, block.free_size()));
+                let live = counted.get(b).copied().unwrap_or(DeviceSize::MAX);
+                let kept = (block.downgrade(), stamp(block, block.free_size()), live);
                 self.stamps.insert(block.memory().handle(), kept);
             }
         }

@@ -23,7 +23,9 @@
 //! - [`Full`](Algorithm::Full) does the same, then packs the rest: from the least occupied
 //!   remaining blocks it moves what fits into blocks that hold more, even when the source
 //!   block does not empty, so that live data gathers in as few blocks as it can and the free
-//!   space left joins into larger ranges.
+//!   space left joins into larger ranges. A source none of whose allocations found room in
+//!   the last plan is passed over while nothing it could gather into gained room (the
+//!   `settle` module).
 //!
 //! # Passes and draining
 //!
@@ -132,7 +134,8 @@ pub(crate) struct BlockState {
     /// holds just those still (see [`settle`]).
     pub exhausted: bool,
     /// Whether no room came back to it since the last plan ended (nothing was freed in it),
-    /// and it could receive then (see [`settle`]).
+    /// it could receive then, and it holds the live bytes that plan counted it with (see
+    /// [`settle`]).
     pub unchanged: bool,
 }
 
@@ -187,6 +190,9 @@ pub(crate) struct MovePlan<T> {
     /// passed over, see [`settle`]) and found room for none of those left
     /// (see [`settle`]).
     pub exhausted: Vec<usize>,
+    /// Each block's live bytes as the plan counted them when it ended (for
+    /// [`unchanged`](BlockState::unchanged)); filled in only when `exhausted` is not empty.
+    pub live: Vec<DeviceSize>,
 }
 
 /// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
@@ -752,11 +758,15 @@ pub(crate) fn plan_moves<P: Picture>(
             reserved: Vec::new(),
             bytes: 0,
             exhausted: Vec::new(),
+            live: Vec::new(),
         },
     };
     let draining = p.empty_blocks();
     if algorithm == Algorithm::Full && !draining {
         p.gather();
+        if !p.out.exhausted.is_empty() {
+            p.out.live = p.live.clone();
+        }
     }
     *scratch = Scratch {
         walked: p.walked,

@@ -24,6 +24,11 @@
 //! tried: once it holds more than the source, by what it received, the source is tried. A
 //! source passed over is reported exhausted again.
 //!
+//! A block counts as unchanged only if it also holds the live bytes the plan counted it with
+//! when it ended ([`MovePlan::live`](super::MovePlan::live)): the plan counts what a block
+//! received by the bytes each allocation held in its own block, and the block may hold fewer;
+//! a refusal on its free bytes as the plan saw them would then not be one in the block.
+//!
 //! The planner reports a source exhausted only when the blocks it could gather into were the
 //! same for all its allocations (its live bytes fall as its allocations leave, and a block
 //! that held between its live bytes before and after, give or take what it received, was a

@@ -41,8 +41,9 @@ struct Kept {
     /// The sources the plan found exhausted, and each one's shape once the plan's moves were
     /// settled (it may only have lost the moves out of it that completed).
     exhausted: Vec<(usize, Shape)>,
-    /// The ranges of each block that could receive as the plan left it (`None`: set aside).
-    ranges: Vec<Option<Ranges>>,
+    /// The ranges of each block that could receive as the plan left it, and the live bytes
+    /// the plan counted it with (`None`: set aside).
+    ranges: Vec<Option<(Ranges, DeviceSize)>>,
 }
 
 impl Kept {
@@ -55,11 +56,12 @@ impl Kept {
                     .exhausted
                     .iter()
                     .any(|(e, kept)| *e == b && *kept == shape(block));
+                let live = block.sub.region_size() - block.sub.free_size();
                 let unchanged = self
                     .ranges
                     .get(b)
                     .and_then(Option::as_ref)
-                    .is_some_and(|kept| *kept == ranges(block));
+                    .is_some_and(|kept| kept.0 == ranges(block) && kept.1 == live);
                 let usable = !model.draining[b];
                 (usable && exhausted, usable && unchanged)
             })
@@ -71,7 +73,8 @@ impl Kept {
         self.ranges = (0..model.blocks.len())
             .map(|b| {
                 let aside = plan.emptied.contains(&b) || plan.draining.contains(&b);
-                (!aside).then(|| ranges(&model.blocks[b]))
+                let counted = plan.live.get(b).copied().unwrap_or(DeviceSize::MAX);
+                (!aside).then(|| (ranges(&model.blocks[b]), counted))
             })
             .collect();
     }
