@@ -163,27 +163,28 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
         let Some(entries) = self.indexed(bi) else {
             return Vec::new();
         };
-        entries
-            .iter()
-            .filter(|e| !e.pinned && e.layout.size() <= most)
-            .map(|&indexed| {
-                let f = Found {
-                    indexed,
-                    memory,
-                    size: indexed.layout.size(),
-                    slot: NO_SLOT,
-                };
-                push(
-                    candidates,
-                    &mut self.found,
-                    &mut self.held,
-                    &self.block_of,
-                    bi,
-                    f,
-                    None,
-                )
-            })
-            .collect()
+        let mut mine = Vec::with_capacity(entries.len());
+        for &indexed in entries {
+            if indexed.pinned || indexed.layout.size() > most {
+                continue;
+            }
+            let f = Found {
+                indexed,
+                memory,
+                size: indexed.layout.size(),
+                slot: NO_SLOT,
+            };
+            mine.push(push(
+                candidates,
+                &mut self.found,
+                &mut self.held,
+                &self.block_of,
+                bi,
+                f,
+                None,
+            ));
+        }
+        mine
     }
 
     fn walk(&mut self, bi: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
