@@ -127,6 +127,7 @@ mod pass;
 mod picture;
 pub mod plan;
 mod registry;
+mod settling;
 
 pub use self::copies::{record_buffer_copies, BufferMove};
 use self::drain::{ContinuedDrains, Found, Reservation, WalkRecord};
@@ -137,6 +138,7 @@ pub use self::plan::{Algorithm, DefragmentationAlgorithm};
 use self::plan::{BlockState, Candidate, Limits};
 use self::registry::Registry;
 pub use self::registry::MAX_MOVES_PER_ALLOCATION;
+use self::settling::Settling;
 use super::block_memory::DeviceBlockVec;
 use super::block_vec::{Block, WeakBlock};
 use super::placement::TypeFacts;
@@ -265,6 +267,8 @@ pub struct Defragmentation<S> {
     known: HandleMap<KnownWalk<S>>,
     /// The handles of each vector's blocks, from the last plan (see [`Handles`]).
     handles: Vec<Handles<S>>,
+    /// For each vector, the sources its last plan found exhausted (see [`Settling`]).
+    settling: Vec<Settling<S>>,
     /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
     /// allocate it anew each time).
     found_scratch: Vec<Found>,
@@ -298,6 +302,7 @@ impl<S> std::fmt::Debug for Defragmentation<S> {
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     pub(crate) fn new(info: DefragmentationInfo, vecs: Vec<DefragVec<S>>) -> Self {
         let handles = vecs.iter().map(|_| Handles::default()).collect();
+        let settling = vecs.iter().map(|_| Settling::default()).collect();
         let draining = vecs.iter().map(|_| Vec::new()).collect();
         let mut defrag = Self {
             info,
@@ -321,6 +326,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             walks: HandleMap::default(),
             known: HandleMap::default(),
             handles,
+            settling,
             walked_scratch: Vec::new(),
             on_drop: Self::end,
         };
@@ -495,6 +501,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         self.largest.clear();
         for h in &mut self.handles {
             h.clear();
+        }
+        for s in &mut self.settling {
+            s.clear();
         }
         for (v, target) in self.vecs.iter().enumerate() {
             let mine = std::mem::take(&mut self.draining[v]);

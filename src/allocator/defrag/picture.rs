@@ -139,6 +139,54 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
         }
     }
 
+    fn index(&mut self, bi: usize, needs: &mut Vec<DeviceSize>) -> Option<bool> {
+        let entries = self.indexed(bi)?;
+        needs.clear();
+        needs.reserve(entries.len());
+        needs.extend(
+            entries
+                .iter()
+                .filter(|e| !e.pinned)
+                .map(|e| e.layout.size()),
+        );
+        // Each registration live is an allocation of its own: all of them, when as many.
+        Some(self.blocks[bi].allocation_count() == needs.len())
+    }
+
+    fn walk_index(
+        &mut self,
+        bi: usize,
+        most: DeviceSize,
+        candidates: &mut Vec<Candidate>,
+    ) -> Vec<usize> {
+        let memory = self.blocks[bi].memory().handle();
+        let Some(entries) = self.indexed(bi) else {
+            return Vec::new();
+        };
+        let mut mine = Vec::with_capacity(entries.len());
+        for &indexed in entries {
+            if indexed.pinned || indexed.layout.size() > most {
+                continue;
+            }
+            let f = Found {
+                indexed,
+                memory,
+                size: indexed.layout.size(),
+                slot: NO_SLOT,
+            };
+            mine.push(push(
+                candidates,
+                &mut self.found,
+                &mut self.held,
+                &self.block_of,
+                bi,
+                f,
+                None,
+            ));
+        }
+        mine
+    }
+
     fn walk(&mut self, bi: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
         let block = &self.blocks[bi];
         let memory = block.memory().handle();
@@ -253,13 +301,15 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
                 // (its memory's), and moves stay in their vector.
                 let mut any = false;
                 for k in cursor..mine.len() {
-                    let indexed = mine[k];
+                    // Looked at in place; copied only for a candidate.
+                    let indexed = &mine[k];
                     if indexed.offset >= end {
                         break;
                     }
                     if !alive[k] || indexed.pinned {
                         continue;
                     }
+                    let indexed = *indexed;
                     // A range holding several allocations (a bump block's): its bytes are
                     // counted once.
                     let size = if any { 0 } else { r.size };
@@ -313,6 +363,21 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
             ));
         }
         (all_movable, mine_in_block)
+    }
+}
+
+impl<'a, S: Suballocator + Send + 'static> VecPicture<'a, S> {
+    /// The registrations of block `bi`, when the index alone can tell which of its
+    /// allocations may move: every registration of the block known live (none of their
+    /// records removed since they were last checked), and the block not draining (its record
+    /// and reservations are the walk's). Those not pinned may move.
+    fn indexed(&self, bi: usize) -> Option<&'a [Indexed]> {
+        let block = &self.blocks[bi];
+        let memory = block.memory().handle();
+        if self.states[bi].draining || !self.registry.verified(memory, block.removals()) {
+            return None;
+        }
+        Some(self.registry.entries(memory))
     }
 }
 
@@ -411,8 +476,13 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 draining: bi >= searched,
                 received: received.contains(&memory),
                 walked: false,
+                exhausted: false,
+                unchanged: false,
             }
         }));
+        if self.info.algorithm == plan::Algorithm::Full {
+            self.settling[v].mark(&blocks, &mut states, known, registry);
+        }
         let mut found = std::mem::take(&mut self.found_scratch);
         found.clear();
         found.reserve(room);
@@ -458,6 +528,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             &mut scratch,
         );
         self.plan_scratch = scratch;
+        if self.info.algorithm == plan::Algorithm::Full {
+            let aside = |b: usize| plan.emptied.contains(&b) || plan.draining.contains(&b);
+            let found = (&plan.exhausted[..], &plan.live[..]);
+            self.settling[v].keep(&blocks, found, aside, &self.registry);
+        }
         let VecPicture {
             found,
             mut held,

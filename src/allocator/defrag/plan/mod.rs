@@ -23,7 +23,9 @@
 //! - [`Full`](Algorithm::Full) does the same, then packs the rest: from the least occupied
 //!   remaining blocks it moves what fits into blocks that hold more, even when the source
 //!   block does not empty, so that live data gathers in as few blocks as it can and the free
-//!   space left joins into larger ranges.
+//!   space left joins into larger ranges. A source none of whose allocations found room in
+//!   the last plan is passed over while nothing it could gather into gained room (the
+//!   `settle` module).
 //!
 //! # Passes and draining
 //!
@@ -76,6 +78,7 @@ use crate::layout::DeviceSize;
 
 mod gather;
 mod orders;
+mod settle;
 use self::orders::{refill, sort_by_fields, Destinations};
 
 /// How a defragmentation chooses its moves (see [algorithms](self#algorithms)).
@@ -126,6 +129,14 @@ pub(crate) struct BlockState {
     /// last part the allocator handed out on its own): like a block the plan moves
     /// allocations into, it is neither emptied nor drained in the same pass.
     pub received: bool,
+    /// Whether the last plan tried every allocation of it as a source of
+    /// [`Full`](Algorithm::Full)'s gathering and found room for none of those left, and it
+    /// holds just those still (see [`settle`]).
+    pub exhausted: bool,
+    /// Whether no room came back to it since the last plan ended (nothing was freed in it),
+    /// it could receive then, and it holds the live bytes that plan counted it with (see
+    /// [`settle`]).
+    pub unchanged: bool,
 }
 
 impl BlockState {
@@ -175,6 +186,13 @@ pub(crate) struct MovePlan<T> {
     pub reserved: Vec<(usize, usize, T)>,
     /// Bytes moved.
     pub bytes: DeviceSize,
+    /// The sources [`Full`](Algorithm::Full)'s gathering tried all the allocations of (or
+    /// passed over, see [`settle`]) and found room for none of those left
+    /// (see [`settle`]).
+    pub exhausted: Vec<usize>,
+    /// Each block's live bytes as the plan counted them when it ended (for
+    /// [`unchanged`](BlockState::unchanged)); filled in only when `exhausted` is not empty.
+    pub live: Vec<DeviceSize>,
 }
 
 /// The vectors a plan works in, kept by the caller from one plan to the next: a pass's plan is
@@ -219,6 +237,22 @@ pub(crate) trait Picture {
     /// Pushes the candidates of block `b` (not walked up front) and returns whether every
     /// live allocation of it may move, with their indices.
     fn walk(&mut self, b: usize, candidates: &mut Vec<Candidate>) -> (bool, Vec<usize>);
+
+    /// What the allocator's index of block `b`'s registrations tells without a walk over its
+    /// ranges, when it can: the needs of the allocations of `b` that may move (into
+    /// `needs`), and whether those are all of its allocations. `None`: it cannot tell (then
+    /// the planner walks the block). Only [`Full`](Algorithm::Full)'s gathering asks, for a
+    /// block not walked yet.
+    fn index(&mut self, _b: usize, _needs: &mut Vec<DeviceSize>) -> Option<bool> {
+        None
+    }
+
+    /// Pushes the candidates of block `b` that need at most `most` bytes, from the index
+    /// (after [`index`](Self::index) told of them), and returns their indices. Each holds its
+    /// need (its range in the block may hold more).
+    fn walk_index(&mut self, _b: usize, _most: DeviceSize, _c: &mut Vec<Candidate>) -> Vec<usize> {
+        Vec::new()
+    }
 }
 
 /// The planner's working state over one plan.
@@ -723,11 +757,16 @@ pub(crate) fn plan_moves<P: Picture>(
             moves: Vec::new(),
             reserved: Vec::new(),
             bytes: 0,
+            exhausted: Vec::new(),
+            live: Vec::new(),
         },
     };
     let draining = p.empty_blocks();
     if algorithm == Algorithm::Full && !draining {
         p.gather();
+        if !p.out.exhausted.is_empty() {
+            p.out.live = p.live.clone();
+        }
     }
     *scratch = Scratch {
         walked: p.walked,

@@ -24,11 +24,16 @@ struct Model {
     reserved: HashMap<(usize, DeviceSize), (usize, Suballocation)>,
     /// The calls to `place` so far that looked for room (not those claiming a reservation).
     places: usize,
+    /// The calls to `walk` so far.
+    walks: usize,
     /// Whether the pictures carry the hints that spare work (each block's largest
     /// allocation and largest free range): with or without them, plans are the same.
     hints: bool,
     /// The planner's vectors, kept from pass to pass as the allocator keeps them.
     scratch: Scratch,
+    /// What the pictures say of each block: whether it is [exhausted](BlockState::exhausted),
+    /// and [unchanged](BlockState::unchanged) (neither when empty).
+    settled: Vec<(bool, bool)>,
 }
 
 use std::collections::HashMap;
@@ -120,8 +125,10 @@ impl Model {
             draining,
             reserved: HashMap::new(),
             places: 0,
+            walks: 0,
             hints: true,
             scratch: Scratch::default(),
+            settled: Vec::new(),
         }
     }
 
@@ -146,6 +153,8 @@ impl Model {
                 candidates: Vec::new(),
                 draining: self.draining[b],
                 received: false,
+                exhausted: self.settled.get(b).is_some_and(|s| s.0),
+                unchanged: self.settled.get(b).is_some_and(|s| s.1),
                 walked: true,
                 largest: None,
                 smallest: None,
@@ -361,6 +370,7 @@ fn run(
         &mut scratch,
     );
     model.scratch = scratch;
+    model.walks += walks.borrow().iter().sum::<usize>();
     // The planner walks a block at most once, and only one it did not get walked.
     for (b, &n) in walks.borrow().iter().enumerate() {
         assert!(
@@ -400,17 +410,22 @@ fn run(
     model.places += places.get();
     // The reservations not claimed stay while their drains go on; the plan's own join them.
     let mut reserved = reserved.into_inner();
-    reserved.retain(|&(from, _), &mut (b, r)| {
-        let keep = plan.draining.contains(&from);
-        if !keep {
-            // SAFETY: made by this block's model allocator, let go once (it leaves the map).
-            #[allow(unsafe_code)]
-            unsafe {
-                model.blocks[b].sub.deallocate(r)
-            };
-        }
-        keep
-    });
+    // Let go in the order of their allocations (not the map's, which differs from one map to
+    // the next): two models given the same calls stay the same, free lists and all.
+    let mut gone: Vec<_> = reserved
+        .iter()
+        .filter(|(&(from, _), _)| !plan.draining.contains(&from))
+        .map(|(&at, &(b, r))| (at, b, r))
+        .collect();
+    gone.sort_unstable_by_key(|g| g.0);
+    for (at, b, r) in gone {
+        reserved.remove(&at);
+        // SAFETY: made by this block's model allocator, let go once (it left the map).
+        #[allow(unsafe_code)]
+        unsafe {
+            model.blocks[b].sub.deallocate(r)
+        };
+    }
     for &(c, b, r) in &plan.reserved {
         let (r, _) = untagged(r);
         assert!(reserved.insert(layouts[c].at, (b, r)).is_none());
@@ -766,6 +781,8 @@ proptest! {
                 smallest: None,
                 draining: false,
                 received: false,
+                exhausted: false,
+                unchanged: false,
             })
             .collect();
         let mut live = vec![0; blocks.len()];
@@ -1232,6 +1249,8 @@ fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and
         smallest: None,
         draining: false,
         received: false,
+        exhausted: false,
+        unchanged: false,
     };
     let blocks = [
         state(256 * KIB, 100 * KIB, false, false, vec![], Some(80 * KIB)),
@@ -1282,6 +1301,8 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
         smallest: None,
         draining: false,
         received: false,
+        exhausted: false,
+        unchanged: false,
     };
     let blocks = [
         state(1024 * KIB, 0, true),
@@ -1307,4 +1328,5 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
     assert!(plan.moves.is_empty() && plan.emptied.is_empty());
 }
 
+mod settled;
 mod termination;

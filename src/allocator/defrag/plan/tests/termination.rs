@@ -9,10 +9,10 @@ use super::*;
 use crate::allocator::defrag::MAX_MOVES_PER_ALLOCATION;
 
 /// The caller's choices, drawn from a seed.
-struct Caller(u64);
+pub(super) struct Caller(pub u64);
 
 impl Caller {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -24,7 +24,7 @@ impl Caller {
 /// Settles a plan's moves as the caller chooses: a completed move moves its allocation (which
 /// stays movable until it has moved `MAX_MOVES_PER_ALLOCATION` times), a skipped one pins
 /// its source. `moved` counts the moves of each allocation, by block and offset.
-fn settle(
+pub(super) fn settle(
     model: &mut Model,
     plan: MovePlan<Suballocation>,
     caller: &mut Caller,
@@ -76,7 +76,7 @@ fn settle(
 
 /// Between passes: frees some allocations, and makes some new ones (movable ones count as
 /// new registrations) in blocks not set aside. Returns how many movable ones it made.
-fn churn(
+pub(super) fn churn(
     model: &mut Model,
     caller: &mut Caller,
     moved: &mut HashMap<(usize, DeviceSize), usize>,
