@@ -93,6 +93,18 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         })
     }
 
+    /// Adds an empty block of `size` bytes, cut into at most `arenas` arenas each holding at
+    /// least `min_region` bytes.
+    fn add_block(&self, size: DeviceSize, min_region: DeviceSize, arenas: usize) {
+        self.vec
+            .add_empty_block(
+                size,
+                |s, _| ArenaLayout::choose(s, min_region, 0, self.granularity, arenas),
+                |s| self.make(s),
+            )
+            .unwrap();
+    }
+
     /// Existing blocks, then a new block: the suballocation half of the fallback ladder.
     fn allocate(&self, fit: &Fit) -> Result<Live<S>, NewBlockError<&'static str>> {
         let wrap = |arena: &Arc<Arena<S, Mock>>, placed: Placed| Live {
@@ -198,13 +210,7 @@ fn limits_hold_and_failed_memory_leaves_nothing_behind() {
     let limits = BlockLimits::pool(2, 3);
     let h = Harness::<FreeListAllocator>::new(1, limits, 4 * MIB, 1);
     for _ in 0..2 {
-        h.vec
-            .add_empty_block(
-                4 * MIB,
-                |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
-                |s| h.make(s),
-            )
-            .unwrap();
+        h.add_block(4 * MIB, 1, 1);
     }
     assert_eq!(h.vec.block_count(), 2, "minimum blocks exist up front");
     assert_eq!(h.empty_blocks(), 2, "and are kept although empty");
@@ -259,13 +265,7 @@ fn a_fresh_block_that_cannot_serve_the_request_is_dropped() {
 fn large_requests_take_the_tightest_arena_small_ones_the_first() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     for size in [64 * MIB, 24 * MIB, 32 * MIB] {
-        h.vec
-            .add_empty_block(
-                size,
-                |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
-                |s| h.make(s),
-            )
-            .unwrap();
+        h.add_block(size, 1, 1);
     }
     let block_size = |l: &Live<FreeListAllocator>| l.arena.memory().size;
     // Large (more than 1/64 of the preferred 64 MiB): the smallest block that holds it.
@@ -296,13 +296,7 @@ fn threads_fill_their_home_arenas_of_one_block() {
     let fit = h.fit(MIB, 1, AllocationType::Linear);
     // The first block (1/8 of 64 MiB = 8 MiB, too small to cut) takes turns; make a large
     // one directly so that it is cut into two arenas of 32 MiB.
-    h.vec
-        .add_empty_block(
-            64 * MIB,
-            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 2),
-            |s| h.make(s),
-        )
-        .unwrap();
+    h.add_block(64 * MIB, MIB, 2);
     let arena_of = |l: &Live<FreeListAllocator>| l.suballocation.offset / (32 * MIB);
     let homes: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
@@ -334,13 +328,7 @@ fn a_thread_whose_home_is_full_goes_on_from_the_arena_opposite_its_home() {
     // block cut for every slot), then the arena opposite it, then on around the block.
     let h = Harness::<FreeListAllocator>::new(4, BlockLimits::NONE, 64 * MIB, 1);
     let fit = h.fit(MIB, 1, AllocationType::Linear);
-    h.vec
-        .add_empty_block(
-            64 * MIB,
-            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 4),
-            |s| h.make(s),
-        )
-        .unwrap();
+    h.add_block(64 * MIB, MIB, 4);
     let home = (thread_shard() & 3) as DeviceSize;
     let live: Vec<_> = (0..64).map(|_| h.allocate(&fit).unwrap()).collect();
     let arenas: Vec<DeviceSize> = live
@@ -365,13 +353,7 @@ fn threads_start_at_different_arenas_of_a_block_that_is_home_to_other_slots() {
     // arena 0, slot 3 at arena 1), so that two such threads do not queue on arena 0 together.
     let h = Harness::<FreeListAllocator>::new(4, BlockLimits::NONE, 64 * MIB, 1);
     let fit = h.fit(MIB, 1, AllocationType::Linear);
-    h.vec
-        .add_empty_block(
-            64 * MIB,
-            |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 2),
-            |s| h.make(s),
-        )
-        .unwrap();
+    h.add_block(64 * MIB, MIB, 2);
     let mut seen = [false; 4];
     // Each new thread takes the next shard; threads of other tests take some too, so go on
     // until both slots without a home here have been seen.
@@ -610,13 +592,7 @@ fn any_arena_fits<S: Suballocator + Send + 'static>(h: &Harness<S>, fit: &Fit) -
 #[test]
 fn a_failure_of_a_smaller_request_does_not_hide_a_fitting_larger_one() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 128 * KIB, 1);
-    h.vec
-        .add_empty_block(
-            128 * KIB,
-            |s, _| ArenaLayout::choose(s, 1, 0, h.granularity, 1),
-            |s| h.make(s),
-        )
-        .unwrap();
+    h.add_block(128 * KIB, 1, 1);
     let take = |size| h.allocate(&h.fit(size, 1, AllocationType::Linear)).unwrap();
     // Sixteen holes of 17 ..= 32 bytes (sixteen size classes) between spacers, far from any
     // 64 KiB boundary; a 4 KiB hole at 64 KiB; everything else allocated.

@@ -115,13 +115,7 @@ fn a_block_empties_when_its_last_busy_arena_does() {
         };
         let h = Harness::<FreeListAllocator>::new(2, limits, 64 * MIB, 1);
         for _ in 0..2 {
-            h.vec
-                .add_empty_block(
-                    64 * MIB,
-                    |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 2),
-                    |s| h.make(s),
-                )
-                .unwrap();
+            h.add_block(64 * MIB, MIB, 2);
         }
         let blocks = h.vec.with_blocks(|b| b.to_vec());
         assert!(blocks.iter().all(|b| b.arenas().len() == 2 && b.is_empty()));
@@ -190,13 +184,7 @@ fn past_the_budget_one_block_of_empty_memory_stays() {
         let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
         h.over_budget.store(over_budget, Ordering::SeqCst);
         for _ in 0..3 {
-            h.vec
-                .add_empty_block(
-                    64 * MIB,
-                    |s, _| ArenaLayout::choose(s, MIB, 0, h.granularity, 1),
-                    |s| h.make(s),
-                )
-                .unwrap();
+            h.add_block(64 * MIB, MIB, 1);
         }
         // Fill all three (one whole-block allocation each), then free them one by one.
         let fit = h.fit(64 * MIB, 1, AllocationType::Linear);
