@@ -393,7 +393,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                     match arena.try_allocate(layout, allocation_type, granularity, $wait, strategy)
                     {
                         None => $on_busy,
-                        Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                        Some(Ok(placed)) => {
+                            arena.note_slot(slot);
+                            return Ok(Some(wrap(arena, placed)));
+                        }
                         Some(Err(e)) => Self::no_fit(e)?,
                     }
                 }
@@ -410,22 +413,31 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         if split {
-            for block in blocks {
+            let newest = blocks.len().wrapping_sub(1);
+            for (b, block) in blocks.iter().enumerate() {
                 let arenas = block.arenas();
                 let n = arenas.len();
+                let home = block.home_index(slot, self.home_slots);
+                // In the newest block, an arena that another thread is filling (by the
+                // hints: it allocated there last, and more than half of it is taken) is left
+                // to that thread: sharing it would have the two threads take turns on its lock
+                // and its cache lines until it is full. The request goes to another arena, or
+                // to a new block. The room is not lost: once the block is no longer the
+                // newest, this pass takes it like any other.
+                let leave_others_homes = b == newest && home.is_some() && n == self.home_slots;
                 // Threads of different slots walk the block from different arenas, so that
                 // they spread over it instead of queueing on its first arena: from the arena
                 // opposite the home (then, while there are more home slots than threads at
                 // work, neighbouring slots overflow into arenas no thread calls home), or, in
                 // a block that is home to other slots, from the arena the slot would have
                 // in it (neighbouring slots start at different arenas).
-                let (own, start) = match block.home_index(slot, self.home_slots) {
+                let (own, start) = match home {
                     Some(own) => (own, own + n / 2),
                     None => (usize::MAX, slot),
                 };
                 for k in 0..n {
                     let i = (start + k) & (n - 1);
-                    if i != own {
+                    if i != own && !(leave_others_homes && arenas[i].is_filled_by_another(slot)) {
                         try_arena!(&arenas[i], wait: false, on_busy: busy = true);
                     }
                 }

@@ -379,6 +379,87 @@ fn threads_start_at_different_arenas_of_a_block_that_is_home_to_other_slots() {
     assert_eq!(h.vec.block_count(), 1);
 }
 
+/// Runs `f` on a new thread of home slot `slot` out of two (threads take shards in turn, and
+/// threads of other tests take some, so one of the next few threads has it).
+fn on_slot<T: Send>(slot: usize, f: impl Fn() -> T + Sync) -> T {
+    for _ in 0..256 {
+        let found = std::thread::scope(|s| {
+            s.spawn(|| (thread_shard() & 1 == slot).then(&f))
+                .join()
+                .unwrap()
+        });
+        if let Some(result) = found {
+            return result;
+        }
+    }
+    panic!("no thread of slot {slot} in 256");
+}
+
+/// Two home slots, one block of two 32 MiB arenas (arena `s` is home to slot `s`): a thread
+/// of slot 0 takes `taken` MiB of its home, then a thread of slot 1 fills its own and asks for
+/// one MiB more. Returns where that last MiB went (block id, offset) and the first block's id.
+fn overflow_after(taken: usize) -> ((usize, DeviceSize), usize) {
+    let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.add_block(64 * MIB, MIB, 2);
+    let x = on_slot(0, || {
+        (0..taken)
+            .map(|_| h.allocate(&fit).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let y = on_slot(1, || {
+        (0..33)
+            .map(|_| h.allocate(&fit).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let first = y[0].block;
+    assert!(x
+        .iter()
+        .all(|l| l.block == first && l.suballocation.offset < 32 * MIB));
+    assert!(y[..32]
+        .iter()
+        .all(|l| l.block == first && l.suballocation.offset >= 32 * MIB));
+    let last = &y[32];
+    let out = ((last.block, last.suballocation.offset), first);
+    for l in x.into_iter().chain(y) {
+        h.free(l);
+    }
+    out
+}
+
+#[test]
+fn a_thread_leaves_to_another_the_newest_blocks_arena_it_is_filling() {
+    // Slot 0's home is more than half full and slot 0 allocated there last: slot 1 makes a
+    // new block rather than share it.
+    let ((block, _), first) = overflow_after(20);
+    assert_ne!(
+        block, first,
+        "the overflow went into the arena slot 0 is filling"
+    );
+}
+
+#[test]
+fn a_thread_overflows_into_an_arena_another_thread_barely_uses() {
+    // Slot 0 took a quarter of its home: slot 1 overflows into it, no new block.
+    let ((block, offset), first) = overflow_after(8);
+    assert_eq!(block, first);
+    assert!(offset < 32 * MIB);
+}
+
+#[test]
+fn a_single_thread_overflows_into_the_other_arenas_of_the_newest_block() {
+    // One thread fills its home and both halves of the other arena: never a second block.
+    let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.add_block(64 * MIB, MIB, 2);
+    let live: Vec<_> = (0..64).map(|_| h.allocate(&fit).unwrap()).collect();
+    assert_eq!(h.vec.block_count(), 1);
+    assert!(live.iter().all(|l| l.block == live[0].block));
+    for l in live {
+        h.free(l);
+    }
+}
+
 /// One step of a random sequence.
 #[derive(Clone, Debug)]
 enum Op {
