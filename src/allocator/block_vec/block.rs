@@ -143,6 +143,9 @@ pub(crate) struct Arena<S, M> {
     _tail: [u8; 128],
 }
 
+/// [`Arena::last_slot`] of an arena no search has allocated in yet.
+const NO_SLOT: usize = usize::MAX;
+
 /// A suballocation made in an arena: its range (offsets in the block) and whether it is the
 /// arena's only live allocation (then the allocation takes the live allocations' shared
 /// reference to the arena, see [`BlockRef::first`](crate::allocation::BlockRef::first)).
@@ -297,11 +300,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     }
 
     /// Whether a thread of another home slot than `slot` allocated here last and the arena is
-    /// more than half full: by the hints, another thread is filling it.
+    /// more than half full: by the hints, another thread is filling it. (An arena that only
+    /// a defragmentation moved allocations into has no slot: no thread is filling it.)
     #[inline]
     pub(super) fn is_filled_by_another(&self, slot: usize) -> bool {
-        self.last_slot.load(Ordering::Relaxed) != slot
-            && self.largest_free.load(Ordering::Relaxed) < self.size / 2
+        let last = self.last_slot.load(Ordering::Relaxed);
+        last != slot && last != NO_SLOT && self.largest_free.load(Ordering::Relaxed) < self.size / 2
     }
 
     /// The number of live allocations, under the lock.
@@ -385,7 +389,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
                     failed: FailedRequest::default(),
                     base,
                     size,
-                    last_slot: AtomicUsize::new(usize::MAX),
+                    last_slot: AtomicUsize::new(NO_SLOT),
                     shared: shared.clone(),
                     _tail: [0; 128],
                 })

@@ -504,7 +504,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             false,
             fit.strategy,
         ) {
-            Some(Ok(placed)) => return Ok(Some(wrap(first, placed))),
+            Some(Ok(placed)) => {
+                first.note_slot(self.home_slot());
+                return Ok(Some(wrap(first, placed)));
+            }
             Some(Err(e)) => Self::no_fit(e)?,
             None => {}
         }
@@ -531,7 +534,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                     wait,
                     strategy,
                 ) {
-                    Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                    Some(Ok(placed)) => {
+                        arena.note_slot(self.home_slot());
+                        return Ok(Some(wrap(arena, placed)));
+                    }
                     Some(Err(e)) => Self::no_fit(e)?,
                     None => busy = true,
                 }
@@ -578,7 +584,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                     true,
                     AllocationStrategy::MinOffset,
                 ) {
-                    Some(Ok(placed)) => return Ok(Some(wrap(arena, placed))),
+                    Some(Ok(placed)) => {
+                        arena.note_slot(self.home_slot());
+                        return Ok(Some(wrap(arena, placed)));
+                    }
                     Some(Err(e)) => Self::no_fit(e)?,
                     None => {}
                 }
@@ -668,6 +677,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 strategy,
             ) {
                 Some(Ok(placed)) => {
+                    arena.note_slot(self.home_slot());
                     let found = wrap(arena, placed);
                     blocks.push(block);
                     return Ok(found);

@@ -447,6 +447,35 @@ fn a_thread_overflows_into_an_arena_another_thread_barely_uses() {
 }
 
 #[test]
+fn an_arena_only_a_defragmentation_moved_into_is_no_threads_to_leave() {
+    // Allocations placed in a given block (a defragmentation's destinations) record no
+    // slot: a thread whose home is full overflows into that arena, however full.
+    let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.add_block(64 * MIB, MIB, 2);
+    let block = h.vec.with_blocks(|b| b[0].clone());
+    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
+        arena: arena.clone(),
+        block: arena.memory().id,
+        suballocation: placed.suballocation,
+    };
+    let moved: Vec<_> = (0..20)
+        .map(|_| h.vec.allocate_in(&block, &fit, &wrap).unwrap())
+        .collect();
+    assert!(moved.iter().all(|l| l.suballocation.offset < 32 * MIB));
+    let y = on_slot(1, || {
+        (0..33)
+            .map(|_| h.allocate(&fit).unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(h.vec.block_count(), 1);
+    assert!(y[32].suballocation.offset < 32 * MIB);
+    for l in moved.into_iter().chain(y) {
+        h.free(l);
+    }
+}
+
+#[test]
 fn a_single_thread_overflows_into_the_other_arenas_of_the_newest_block() {
     // One thread fills its home and both halves of the other arena: never a second block.
     let h = Harness::<FreeListAllocator>::new(2, BlockLimits::NONE, 64 * MIB, 1);
