@@ -11,7 +11,9 @@ use ash_memory::allocator::defrag::{
 };
 use ash_memory::*;
 use std::sync::atomic::{AtomicU64, Ordering};
-use support::{buffer_info, fill, patterned_upload, verify, Faults, GpuLayout, Rng, Sim, KIB, MIB};
+use support::{
+    buffer_info, fill, patterned_upload, verify, verify_each, Faults, GpuLayout, Rng, Sim, KIB, MIB,
+};
 
 fn reqs(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
     AllocationRequirements {
@@ -227,9 +229,7 @@ fn a_defragmentation_keeps_at_most_one_empty_block_between_passes_none_after_and
         occupied_before - occupied_after,
         "{stats:?}"
     );
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the moves");
-    }
+    verify_each(&live, "after the moves");
 }
 
 #[test]
@@ -298,9 +298,7 @@ fn between_passes_the_smallest_empty_block_stays_and_the_end_releases_it() {
     assert!(after.iter().all(|b| b.2 > 0), "{after:?}");
     let stats = defrag.finish();
     assert_eq!(stats.memory_objects_freed, before.len() - after.len());
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the moves");
-    }
+    verify_each(&live, "after the moves");
 }
 
 #[test]
@@ -375,9 +373,7 @@ fn a_block_larger_than_a_pass_drains_over_several_passes() {
         after.block_count * 2 <= before.block_count,
         "{before:?} -> {after:?}"
     );
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the moves");
-    }
+    verify_each(&live, "after the moves");
 }
 
 #[test]
@@ -436,9 +432,7 @@ fn allocations_freed_in_a_block_draining_between_passes_are_never_moved() {
     );
     assert_eq!(after.allocation_count, live.iter().flatten().count() as u64);
     assert!(after.block_count * 2 <= before, "{before} -> {after:?}");
-    for (a, seed, size) in live.iter().flatten() {
-        verify(a, *seed, *size, "after the moves");
-    }
+    verify_each(live.iter().flatten(), "after the moves");
 }
 
 #[test]
@@ -509,9 +503,7 @@ fn dropping_a_defragmentation_while_a_block_drains_puts_the_block_back() {
         filler.iter().any(|a| a.memory() == draining),
         "the drained block never served an allocation again"
     );
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the moves");
-    }
+    verify_each(&live, "after the moves");
 }
 
 #[test]
@@ -686,9 +678,7 @@ fn other_threads_allocate_and_free_during_a_pass_but_never_in_blocks_being_empti
                         mine.push((a, t * 1000 + i, size));
                     }
                 }
-                for (a, seed, size) in &mine {
-                    verify(a, *seed, *size, "a concurrent allocation");
-                }
+                verify_each(&mine, "a concurrent allocation");
             });
         }
     });
@@ -792,9 +782,7 @@ fn skipped_and_abandoned_moves_leave_the_sources_intact() {
         defrag.add(a, align()).unwrap();
     }
     defragment_with_host_copies(&mut defrag, &mut live);
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the defragmentation");
-    }
+    verify_each(&live, "after the defragmentation");
     defrag.finish();
     drop(live);
     drop(allocator);
@@ -883,9 +871,7 @@ fn destinations_failing_mid_pass_lose_nothing_and_driver_faults_cannot_reach_a_p
             count,
             "{fail_after}"
         );
-        for (a, seed, size) in &live {
-            verify(a, *seed, *size, "after a pass with failing destinations");
-        }
+        verify_each(&live, "after a pass with failing destinations");
     }
     drop(live);
     drop(allocator);
@@ -937,9 +923,7 @@ fn custom_pools_defragment_on_their_own() {
     assert!(stats.memory_objects_freed > 0);
     assert!(after.block_count < before.block_count);
     assert!(after.block_count >= 1, "the pool's minimum stays");
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "pool data after the moves");
-    }
+    verify_each(&live, "pool data after the moves");
     drop((live, outside, pool, allocator));
     sim.assert_nothing_allocated();
 }
@@ -1041,9 +1025,7 @@ fn a_drained_block_the_application_emptied_is_released_and_counted_when_the_defr
         freed_before,
         stats.memory_objects_freed
     );
-    for (a, seed, size) in &live {
-        verify(a, *seed, *size, "after the defragmentation");
-    }
+    verify_each(&live, "after the defragmentation");
 }
 
 #[test]
@@ -1108,12 +1090,8 @@ fn blocks_made_and_released_between_bounded_passes_free_their_memory_at_once_and
     );
     let stats = defrag.finish();
     assert!(stats.moves > 0, "{stats:?}");
-    for (a, seed, size) in live.iter().flatten() {
-        verify(a, *seed, *size, "a moved allocation");
-    }
-    for (a, seed, size) in &made {
-        verify(a, *seed, *size, "an allocation made between passes");
-    }
+    verify_each(live.iter().flatten(), "a moved allocation");
+    verify_each(&made, "an allocation made between passes");
     drop(live);
     drop(made);
     drop(allocator);
@@ -1216,12 +1194,8 @@ fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_alloc
         (live.iter().flatten().count() + made.len()) as u64,
         "a destination outlived the defragmentation"
     );
-    for (a, seed, size) in live.iter().flatten() {
-        verify(a, *seed, *size, "a moved allocation");
-    }
-    for (a, seed, size) in &made {
-        verify(a, *seed, *size, "an allocation made between passes");
-    }
+    verify_each(live.iter().flatten(), "a moved allocation");
+    verify_each(&made, "an allocation made between passes");
     drop(live);
     drop(made);
     drop(allocator);

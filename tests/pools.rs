@@ -7,8 +7,8 @@ mod support;
 use ash::vk;
 use ash_memory::*;
 use support::{
-    buffer_info, check_triples, fill, image_info, pattern, verify, Faults, GpuLayout, Rng, Sim,
-    KIB, MIB,
+    buffer_info, check_triples, fill, image_info, pattern, verify, verify_each, Faults, GpuLayout,
+    Rng, Sim, KIB, MIB,
 };
 
 fn reqs(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
@@ -276,9 +276,7 @@ fn pools_with_every_suballocator() {
             all.push((a, i, 100 + i * 37));
         }
     }
-    for (a, seed, size) in &all {
-        verify(a, *seed, *size, "pool data");
-    }
+    verify_each(&all, "pool data");
     let triples: Vec<_> = all.iter().map(|(a, _, _)| (a, 64)).collect();
     check_triples(
         &triples,
@@ -493,9 +491,7 @@ fn threads_share_one_pool_and_use_several_pools_at_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let all: Vec<_> = results.iter().flatten().collect();
-    for (a, seed, size) in &all {
-        verify(a, *seed, *size, "after the threads");
-    }
+    verify_each(all.iter().copied(), "after the threads");
     let triples: Vec<_> = all.iter().map(|(a, _, _)| (a, 64)).collect();
     check_triples(
         &triples,

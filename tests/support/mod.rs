@@ -634,6 +634,16 @@ pub fn verify(alloc: &ash_memory::MemoryAlloc, seed: u64, len: u64, what: &str) 
     );
 }
 
+/// [`verify`] for each `(allocation, pattern seed, size)` of `patterned`.
+pub fn verify_each<'a>(
+    patterned: impl IntoIterator<Item = &'a (ash_memory::MemoryAlloc, u64, u64)>,
+    what: &str,
+) {
+    for (alloc, seed, len) in patterned {
+        verify(alloc, *seed, *len, what);
+    }
+}
+
 /// Checks the invariants of live allocations on their real `(memory, offset, size)` triples:
 /// ranges lie inside their memory object, never overlap, and a linear and a non-linear
 /// neighbour never share a `granularity` page.

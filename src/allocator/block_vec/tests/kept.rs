@@ -6,6 +6,14 @@
 use super::*;
 use crate::allocator::block_vec::high_water::HIGH_WATER_EPOCH;
 
+/// One sizable request (more than 8 MiB of a 64 MiB block: a block of its own size) per size.
+fn sizable(h: &Harness<FreeListAllocator>, sizes: &[DeviceSize]) -> Vec<Live<FreeListAllocator>> {
+    sizes
+        .iter()
+        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
+        .collect()
+}
+
 /// Bytes of all blocks, and of the blocks that hold allocations.
 fn reserved_and_in_use<S: Suballocator + Send + 'static>(h: &Harness<S>) -> (u64, u64) {
     let (mut reserved, mut in_use) = (0, 0);
@@ -78,10 +86,7 @@ fn a_new_block_gives_back_only_what_the_mark_needs() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     // Sizable requests (more than 8 MiB): blocks of their own size.
     let sizes = [24 * MIB, 20 * MIB, 16 * MIB, 12 * MIB];
-    let live: Vec<_> = sizes
-        .iter()
-        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
-        .collect();
+    let live = sizable(&h, &sizes);
     assert_eq!(h.block_sizes(), sizes);
     assert_eq!(h.vec.high_water.lock().mark(), 72 * MIB);
     for l in live {
@@ -117,10 +122,7 @@ fn a_new_block_gives_back_only_what_the_mark_needs() {
 #[test]
 fn kept_blocks_go_when_the_memory_runs_out() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
-    let live: Vec<_> = [30 * MIB, 20 * MIB, 10 * MIB]
-        .iter()
-        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
-        .collect();
+    let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB]);
     for l in live {
         h.free(l);
     }
@@ -150,10 +152,7 @@ fn kept_blocks_go_when_the_memory_runs_out() {
 fn kept_memory_decays_when_less_is_in_use() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     let sizes = [30 * MIB, 28 * MIB, 26 * MIB, 9 * MIB];
-    let live: Vec<_> = sizes
-        .iter()
-        .map(|&s| h.allocate(&h.fit(s, 256, AllocationType::Linear)).unwrap())
-        .collect();
+    let live = sizable(&h, &sizes);
     for l in live {
         h.free(l);
     }
