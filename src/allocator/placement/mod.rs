@@ -213,7 +213,7 @@ impl TypeFacts {
     /// The layout a suballocation of `layout` takes in a block of this type: in non-coherent
     /// memory, aligned to the atom and padded to a whole number of atoms (see
     /// [non-coherent memory](self#non-coherent-memory)); `None` when that overflows.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn block_layout(&self, layout: DeviceLayout) -> Option<DeviceLayout> {
         match self.atom {
             None => Some(layout),
