@@ -87,10 +87,18 @@ pub enum AllocationError {
         "the resource requires a dedicated allocation, but the preference forbids allocating one"
     )]
     DedicatedAllocationRequired,
-    /// The request is larger than the pool's block size and may not be a dedicated allocation.
-    #[error("{size} bytes requested, larger than the block size of {block_size} bytes")]
+    /// The request, as it lies in a block, is larger than the pool's block size and may not be
+    /// a dedicated allocation.
+    #[error(
+        "the request takes {size} bytes in a block (its size with any debug margins, padded to \
+         whole nonCoherentAtomSize atoms in non-coherent memory), more than the block size of \
+         {block_size} bytes"
+    )]
     BlockSizeExceeded {
-        /// The requested size.
+        /// The bytes the request takes in a block: its size, plus the
+        /// [debug margins](crate::DebugOptions::margin) before and after it, padded to whole
+        /// `nonCoherentAtomSize` atoms in memory that is not host-coherent
+        /// ([`u64::MAX`] when that overflows).
         size: DeviceSize,
         /// The block size of the memory type's heap (or of the custom pool).
         block_size: DeviceSize,
