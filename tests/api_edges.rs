@@ -142,61 +142,6 @@ fn a_non_coherent_pool_names_the_padded_size_it_could_not_fit() {
     sim.assert_nothing_allocated();
 }
 
-/// A custom pool checked only its own bit of `memory_type_bits`: bits naming memory types
-/// that do not exist were accepted by the pool and refused by the allocator. Both now refuse
-/// them (and `0`) with the same errors, before anything is allocated.
-#[test]
-fn a_pool_checks_memory_type_bits_like_the_allocator() {
-    let sim = Sim::new(GpuLayout::nvidia_discrete());
-    let a = allocator_with(sim.memory_device(), 0);
-    let pool = a
-        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
-            memory_type: PoolMemoryType::Index(1),
-            block_size: MIB,
-            ..Default::default()
-        })
-        .unwrap();
-    let lin = AllocationType::Linear;
-    let info = upload();
-    let out_of_range = AllocationError::MemoryTypeBitsOutOfRange {
-        bits: 0b1010,
-        count: 3,
-    };
-    // The pool's own type (1) is among the bits; type 3 does not exist.
-    for allocator in [&a as &dyn MemoryAllocator, &pool] {
-        assert_eq!(
-            allocator
-                .allocate(reqs(256, 16, 0b1010), lin, &info, None)
-                .unwrap_err(),
-            out_of_range
-        );
-        assert_eq!(
-            allocator
-                .allocate_pages(reqs(256, 16, 0b1010), lin, &info, 4)
-                .unwrap_err(),
-            out_of_range
-        );
-        assert_eq!(
-            allocator
-                .allocate(reqs(256, 16, 0), lin, &info, None)
-                .unwrap_err(),
-            AllocationError::NoMemoryTypeBits
-        );
-    }
-    // Allowed bits still reach the pool.
-    let alloc = pool
-        .allocate(reqs(256, 16, 0b110), lin, &info, None)
-        .unwrap();
-    assert_eq!(alloc.memory_type_index(), 1);
-    assert_eq!(
-        sim.state.allocate_calls(),
-        1,
-        "one block, for the last request"
-    );
-    drop((alloc, pool, a));
-    sim.assert_nothing_allocated();
-}
-
 /// `GraphResource::estimated_resource` multiplied three `u32` extents in `u64` unchecked:
 /// `u32::MAX` texels on each side panicked with an overflow. Such a resource has no estimate.
 #[test]
@@ -411,5 +356,61 @@ fn json_dumps_carry_any_name_exactly() {
     assert_eq!(data.len(), 3 * names.len());
     assert!(data.iter().all(|d| d == "Tag(\"\\\"\\\\\\n\")"), "{data:?}");
     drop((live, pool, a));
+    sim.assert_nothing_allocated();
+}
+
+/// `MemoryObject::allocate` checked the type index, size and priority but not the features a
+/// memory type needs: a `PROTECTED` type without `protectedMemory` reached `vkAllocateMemory`
+/// (invalid usage, which the simulated driver records). It is now refused first, as the
+/// allocator's paths refuse it; with the feature claimed the same call succeeds.
+#[test]
+fn a_memory_object_of_a_protected_type_needs_the_feature() {
+    let sim = Sim::with_features(GpuLayout::with_protected(), support::SimFeatures::all());
+    let info = MemoryObjectCreateInfo {
+        size: 4096,
+        memory_type_index: 0,
+        ..Default::default()
+    };
+    assert!(sim
+        .state
+        .layout
+        .flags(0)
+        .contains(vk::MemoryPropertyFlags::PROTECTED));
+    let without = sim.memory_device();
+    let err = MemoryObject::allocate(without.clone(), &info).unwrap_err();
+    assert_eq!(
+        err,
+        MemoryObjectError::MemoryTypeNeedsFeature {
+            index: 0,
+            feature: "protectedMemory"
+        }
+    );
+    assert!(err.to_string().contains("protectedMemory"), "{err}");
+    // The allocator's explicit-type paths say the same.
+    let a = allocator_with(without, 0);
+    let refused = |e: AllocationError| {
+        assert!(
+            matches!(e, AllocationError::MemoryTypeNotUsable { index: 0, .. }),
+            "{e:?}"
+        );
+    };
+    refused(
+        a.allocate_dedicated(0, 4096, None, &Default::default())
+            .unwrap_err(),
+    );
+    let layout = reqs(4096, 16, 1).layout;
+    refused(
+        a.allocate_from_type(0, layout, AllocationType::Linear, &Default::default())
+            .unwrap_err(),
+    );
+    assert_eq!(sim.state.allocate_calls(), 0, "nothing reached the driver");
+    drop(a);
+    // Claimed: allocated.
+    let with = sim.memory_device_claimed();
+    assert!(with.features().protected_memory);
+    let memory = MemoryObject::allocate(with, &info).unwrap();
+    assert_eq!(memory.memory_type_index(), 0);
+    drop(memory);
+    assert_eq!(sim.state.violations(), Vec::<String>::new());
     sim.assert_nothing_allocated();
 }

@@ -171,6 +171,10 @@ impl From<MemoryObjectError> for AllocationError {
                 heap_size,
             },
             MemoryObjectError::InvalidPriority(p) => Self::InvalidPriority(p),
+            MemoryObjectError::MemoryTypeNeedsFeature { index, .. } => Self::MemoryTypeNotUsable {
+                index,
+                reason: "it needs a device feature that is not enabled",
+            },
             e @ (MemoryObjectError::ExtensionNotEnabled(_)
             | MemoryObjectError::ImportMemoryType { .. }
             | MemoryObjectError::ImportDedicated

@@ -520,19 +520,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
         self.inner.observer.check_corruption(u32::MAX)
     }
 
-    /// Checks `memory_type_bits` as the allocator does (not 0, no type that does not exist),
-    /// then that it allows the pool's memory type.
     fn check_bits(&self, memory_type_bits: u32) -> Result<(), AllocationError> {
-        let count = self.inner.device.memory_properties().memory_types.len();
-        if memory_type_bits == 0 {
-            return Err(AllocationError::NoMemoryTypeBits);
-        }
-        if memory_type_bits & !crate::device::mask_of_count(count) != 0 {
-            return Err(AllocationError::MemoryTypeBitsOutOfRange {
-                bits: memory_type_bits,
-                count: count as u32,
-            });
-        }
         if memory_type_bits & (1u32.checked_shl(self.inner.memory_type_index).unwrap_or(0)) == 0 {
             return Err(AllocationError::PoolMemoryTypeNotAllowed {
                 memory_type_index: self.inner.memory_type_index,
