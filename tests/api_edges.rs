@@ -403,6 +403,27 @@ fn a_memory_object_of_a_protected_type_needs_the_feature() {
         a.allocate_from_type(0, layout, AllocationType::Linear, &Default::default())
             .unwrap_err(),
     );
+    // Only the protected type allowed, nothing required: the message says so in words (the
+    // empty flags' `Debug` text used to leave "the required flags  and").
+    let err = a
+        .allocate(
+            reqs(256, 16, 1),
+            AllocationType::Linear,
+            &Default::default(),
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        AllocationError::NoSuitableMemoryType {
+            bits: 1,
+            required: vk::MemoryPropertyFlags::empty()
+        }
+    );
+    assert!(
+        err.to_string().contains("required flags (none) and"),
+        "{err}"
+    );
     assert_eq!(sim.state.allocate_calls(), 0, "nothing reached the driver");
     drop(a);
     // Claimed: allocated.

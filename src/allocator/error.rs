@@ -53,7 +53,10 @@ pub enum AllocationError {
         count: u32,
     },
     /// No allowed memory type has the required flags.
-    #[error("no memory type in {bits:#x} has the required flags {required:?} and is usable")]
+    #[error(
+        "no memory type in {bits:#x} has the required flags {} and is usable",
+        flags_text(*.required)
+    )]
     NoSuitableMemoryType {
         /// The memory types that were allowed.
         bits: u32,
@@ -250,5 +253,15 @@ impl AllocationError {
             | Self::Memory(_)
             | Self::FeatureNotEnabled(_) => Failure::Fatal,
         }
+    }
+}
+
+/// Memory property flags for a message: `(none)` when empty (their `Debug` text is then
+/// empty, which left a gap in the sentence).
+fn flags_text(flags: vk::MemoryPropertyFlags) -> String {
+    if flags.is_empty() {
+        "(none)".to_owned()
+    } else {
+        format!("{flags:?}")
     }
 }
