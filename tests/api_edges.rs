@@ -514,3 +514,79 @@ fn every_suballocator_in_a_pool_keeps_its_data_on_awkward_memory() {
         churn::<SlotAllocator<4096>>(layout);
     }
 }
+
+/// Imports with a size of 0 (whose error used to say the size exceeded the heap), a memory
+/// type that does not exist, or a size past the heap are refused before the import reaches
+/// the driver (the validation layer would report the
+/// call), for a host allocation and for a file descriptor, and nothing is allocated.
+#[test]
+fn imports_of_size_zero_or_a_missing_type_are_refused_before_the_driver() {
+    let ctx = common::TestContext::with_device_extensions(&[
+        ash::khr::external_memory_fd::NAME,
+        ash::ext::external_memory_host::NAME,
+    ]);
+    {
+        let device = ctx.memory_device_with(EnabledMemoryFeatures {
+            external_memory_fd: true,
+            external_memory_host: true,
+            ..Default::default()
+        });
+        let a = allocator_with(device.clone(), 0);
+        let alignment = external_memory::min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let layout = std::alloc::Layout::from_size_align(alignment, alignment).unwrap();
+        // SAFETY: a non-zero size.
+        let host = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        // SAFETY: every import below is refused before the pointer or the descriptor is
+        // used (the descriptor -1 is never given to the driver).
+        let imports = unsafe {
+            [
+                ExternalMemoryImport::host_pointer(host.cast()),
+                ExternalMemoryImport::fd(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD, -1),
+            ]
+        };
+        let types = device.memory_properties().memory_types.len() as u32;
+        let heap = device.memory_properties().memory_heaps[0].size;
+        for import in imports {
+            let what = format!("{:?}", import.handle_type());
+            let info = AllocationCreateInfo::default();
+            // The size-0 error used to read "0 bytes requested, but heap 0 only has ... bytes".
+            let err = a.import_memory(import, 0, 0, None, &info).unwrap_err();
+            assert_eq!(
+                err,
+                AllocationError::Layout(LayoutError::ZeroSize),
+                "{what}"
+            );
+            assert!(
+                err.to_string().contains("must not be zero"),
+                "{what}: {err}"
+            );
+            for index in [types, u32::MAX] {
+                let err = a
+                    .import_memory(import, index, alignment as u64, None, &info)
+                    .unwrap_err();
+                assert_eq!(
+                    err,
+                    AllocationError::MemoryTypeIndexOutOfRange {
+                        index,
+                        count: types
+                    },
+                    "{what}"
+                );
+            }
+            let err = a
+                .import_memory(import, 0, u64::MAX, None, &info)
+                .unwrap_err();
+            assert!(
+                matches!(err, AllocationError::SizeExceedsHeap { heap_size, .. } if heap_size == heap),
+                "{what}: {err:?}"
+            );
+        }
+        assert_eq!(device.live_memory_objects(), 0, "nothing was allocated");
+        assert_eq!(device.memory_allocation_calls(), 0);
+        drop(a);
+        // SAFETY: allocated above with this layout; no import holds it.
+        unsafe { std::alloc::dealloc(host.as_ptr(), layout) };
+    }
+}

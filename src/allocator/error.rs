@@ -164,6 +164,9 @@ impl From<MemoryObjectError> for AllocationError {
             MemoryObjectError::MemoryTypeIndexOutOfRange { index, count } => {
                 Self::MemoryTypeIndexOutOfRange { index, count }
             }
+            // A zero size is not "more than the heap": say what it is (an import or a memory
+            // object of size 0 reaches here without a layout check).
+            MemoryObjectError::InvalidSize { size: 0, .. } => Self::Layout(LayoutError::ZeroSize),
             MemoryObjectError::InvalidSize {
                 size,
                 heap,
