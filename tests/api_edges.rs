@@ -246,6 +246,22 @@ fn extreme_alignments_and_counts_are_refused_without_a_driver_call() {
         pool.allocate(reqs(256, 16, 0b010), lin, &huge_min_alignment, None)
             .unwrap_err(),
     );
+    // A memory type index past the device's types, given to the pool: said as such (it used
+    // to read "the pool's memory type 1 is not among the allowed types 0x0").
+    for index in [3, 40, u32::MAX] {
+        let expected = AllocationError::MemoryTypeIndexOutOfRange { index, count: 3 };
+        let layout = reqs(16, 1, 1).layout;
+        let info = AllocationCreateInfo::default();
+        assert_eq!(
+            pool.allocate_from_type(index, layout, lin, &info)
+                .unwrap_err(),
+            expected
+        );
+        assert_eq!(
+            pool.allocate_dedicated(index, 16, None, &info).unwrap_err(),
+            expected
+        );
+    }
     // A page count no host can hold is refused before the first page.
     assert_eq!(
         a.allocate_pages(reqs(256, 16, 0b111), lin, &upload(), usize::MAX)
