@@ -72,7 +72,7 @@ impl EnabledMemoryFeatures {
     /// The feature that Vulkan requires before memory of a type with `flags` may be allocated
     /// at all, when it is not enabled: `protectedMemory` for a `PROTECTED` type,
     /// `deviceCoherentMemory` for a `DEVICE_COHERENT_AMD` or `DEVICE_UNCACHED_AMD` one
-    /// (`VUID-vkAllocateMemory-protectedMemory`, `VUID-vkAllocateMemory-deviceCoherentMemory-02790`).
+    /// (`vkAllocateMemory`'s valid usage).
     pub(crate) fn missing_for(&self, flags: vk::MemoryPropertyFlags) -> Option<&'static str> {
         use vk::MemoryPropertyFlags as F;
         if flags.contains(F::PROTECTED) && !self.protected_memory {

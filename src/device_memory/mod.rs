@@ -331,10 +331,10 @@ impl MemoryObject {
     /// Allocates and, for host-visible types, maps a memory object.
     ///
     /// Checks the arguments first (the memory type exists and needs no feature that was not
-    /// claimed, the size is not zero and fits the heap, the priority is valid), then reserves one of the device's
-    /// `maxMemoryAllocationCount` objects and the bytes of the heap (checking the budget when
-    /// `within_budget` is set), and only then calls the driver; on any failure everything is
-    /// given back.
+    /// claimed, the size is not zero and fits the heap, the priority is valid), then reserves
+    /// one of the device's `maxMemoryAllocationCount` objects and the bytes of the heap
+    /// (checking the budget when `within_budget` is set), and only then calls the driver; on
+    /// any failure everything is given back.
     pub fn allocate(
         device: Arc<MemoryDevice>,
         info: &MemoryObjectCreateInfo,
