@@ -262,11 +262,29 @@ fn extreme_alignments_and_counts_are_refused_without_a_driver_call() {
             expected
         );
     }
-    // A page count no host can hold is refused before the first page.
+    // Page counts whose pages add up to more than the heaps they may go to (24 GiB here) are
+    // refused before the first page; they used to be allocated until the heaps were full.
+    let calls = sim.state.allocate_calls();
+    for (size, count) in [(256, usize::MAX), (256, 1 << 40), (MIB, 24 * 1024 + 1)] {
+        assert_eq!(
+            a.allocate_pages(reqs(size, 16, 0b111), lin, &upload(), count)
+                .unwrap_err(),
+            AllocationError::OutOfDeviceMemory,
+            "{count} pages of {size} bytes"
+        );
+        assert_eq!(
+            pool.allocate_pages(reqs(size, 16, 0b010), lin, &upload(), count)
+                .unwrap_err(),
+            AllocationError::OutOfDeviceMemory,
+            "{count} pages of {size} bytes in the pool"
+        );
+    }
+    assert_eq!(sim.state.allocate_calls(), calls, "no page was allocated");
+    // Bits that name no memory type still say so.
     assert_eq!(
-        a.allocate_pages(reqs(256, 16, 0b111), lin, &upload(), usize::MAX)
+        a.allocate_pages(reqs(256, 16, 0), lin, &upload(), 1 << 40)
             .unwrap_err(),
-        AllocationError::OutOfHostMemory
+        AllocationError::NoMemoryTypeBits
     );
     // Zero pages are no pages.
     assert!(a
