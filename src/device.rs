@@ -68,6 +68,25 @@ pub struct EnabledMemoryFeatures {
     pub _ne: crate::non_exhaustive::NonExhaustive,
 }
 
+impl EnabledMemoryFeatures {
+    /// The feature that Vulkan requires before memory of a type with `flags` may be allocated
+    /// at all, when it is not enabled: `protectedMemory` for a `PROTECTED` type,
+    /// `deviceCoherentMemory` for a `DEVICE_COHERENT_AMD` or `DEVICE_UNCACHED_AMD` one
+    /// (`vkAllocateMemory`'s valid usage).
+    pub(crate) fn missing_for(&self, flags: vk::MemoryPropertyFlags) -> Option<&'static str> {
+        use vk::MemoryPropertyFlags as F;
+        if flags.contains(F::PROTECTED) && !self.protected_memory {
+            Some("protectedMemory")
+        } else if flags.intersects(F::DEVICE_COHERENT_AMD | F::DEVICE_UNCACHED_AMD)
+            && !self.device_coherent_memory
+        {
+            Some("deviceCoherentMemory")
+        } else {
+            None
+        }
+    }
+}
+
 /// A plain copy of a device's memory types and heaps.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryProperties {

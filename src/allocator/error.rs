@@ -53,7 +53,10 @@ pub enum AllocationError {
         count: u32,
     },
     /// No allowed memory type has the required flags.
-    #[error("no memory type in {bits:#x} has the required flags {required:?} and is usable")]
+    #[error(
+        "no memory type in {bits:#x} has the required flags {} and is usable",
+        flags_text(*.required)
+    )]
     NoSuitableMemoryType {
         /// The memory types that were allowed.
         bits: u32,
@@ -87,10 +90,18 @@ pub enum AllocationError {
         "the resource requires a dedicated allocation, but the preference forbids allocating one"
     )]
     DedicatedAllocationRequired,
-    /// The request is larger than the pool's block size and may not be a dedicated allocation.
-    #[error("{size} bytes requested, larger than the block size of {block_size} bytes")]
+    /// The request, as it lies in a block, is larger than the pool's block size and may not be
+    /// a dedicated allocation.
+    #[error(
+        "the request takes {size} bytes in a block (its size with any debug margins, padded to \
+         whole nonCoherentAtomSize atoms in non-coherent memory), more than the block size of \
+         {block_size} bytes"
+    )]
     BlockSizeExceeded {
-        /// The requested size.
+        /// The bytes the request takes in a block: its size, plus the
+        /// [debug margins](crate::DebugOptions::margin) before and after it, padded to whole
+        /// `nonCoherentAtomSize` atoms in memory that is not host-coherent
+        /// ([`u64::MAX`] when that overflows).
         size: DeviceSize,
         /// The block size of the memory type's heap (or of the custom pool).
         block_size: DeviceSize,
@@ -153,6 +164,9 @@ impl From<MemoryObjectError> for AllocationError {
             MemoryObjectError::MemoryTypeIndexOutOfRange { index, count } => {
                 Self::MemoryTypeIndexOutOfRange { index, count }
             }
+            // A zero size is not "more than the heap": say what it is (an import or a memory
+            // object of size 0 reaches here without a layout check).
+            MemoryObjectError::InvalidSize { size: 0, .. } => Self::Layout(LayoutError::ZeroSize),
             MemoryObjectError::InvalidSize {
                 size,
                 heap,
@@ -163,6 +177,10 @@ impl From<MemoryObjectError> for AllocationError {
                 heap_size,
             },
             MemoryObjectError::InvalidPriority(p) => Self::InvalidPriority(p),
+            MemoryObjectError::MemoryTypeNeedsFeature { index, .. } => Self::MemoryTypeNotUsable {
+                index,
+                reason: "it needs a device feature that is not enabled",
+            },
             e @ (MemoryObjectError::ExtensionNotEnabled(_)
             | MemoryObjectError::ImportMemoryType { .. }
             | MemoryObjectError::ImportDedicated
@@ -238,5 +256,15 @@ impl AllocationError {
             | Self::Memory(_)
             | Self::FeatureNotEnabled(_) => Failure::Fatal,
         }
+    }
+}
+
+/// Memory property flags for a message: `(none)` when empty (their `Debug` text is then
+/// empty, which left a gap in the sentence).
+fn flags_text(flags: vk::MemoryPropertyFlags) -> String {
+    if flags.is_empty() {
+        "(none)".to_owned()
+    } else {
+        format!("{flags:?}")
     }
 }

@@ -112,7 +112,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
             Placing::Policy(objects) => placement::plan(&block_request, &self.facts, objects),
             Placing::Pool => placement::plan_in_pool(&block_request, &self.facts),
         }
-        .map_err(|e| self.placement_error(e, request.layout.size()))?;
+        .map_err(|e| self.placement_error(e, request.layout.size(), &block_request))?;
         let fit = fit_of(
             &plan,
             &self.facts,
@@ -154,8 +154,24 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         self.rest(&p, request, allocation_type, create_info, dedicated)
     }
 
-    /// The error of a request the placement refused.
-    fn placement_error(&self, e: placement::PlacementError, size: DeviceSize) -> AllocationError {
+    /// The error of a request of `size` bytes the placement refused; `block_request` is the
+    /// request with its debug margins, whose in-block size (padded to whole atoms in
+    /// non-coherent memory) is what a block too small is compared with.
+    fn placement_error(
+        &self,
+        e: placement::PlacementError,
+        size: DeviceSize,
+        block_request: &Request,
+    ) -> AllocationError {
+        let size = match e {
+            // What did not fit is the request as it lies in a block, not its bare size: a
+            // 1000-byte request with 1 MiB margins does not fit a 1 MiB block.
+            placement::PlacementError::LargerThanBlock => self
+                .facts
+                .block_layout(block_request.layout)
+                .map_or(DeviceSize::MAX, |l| l.size()),
+            _ => size,
+        };
         let heap = self
             .device
             .memory_properties()

@@ -80,7 +80,9 @@ pub trait MemoryAllocator: Send + Sync {
     /// Allocates `count` allocations with the same requirements, all or nothing (VMA's
     /// `vmaAllocateMemoryPages`): when one fails, those already made are freed again and
     /// the error returned. Each page is placed like one [`allocate`](Self::allocate) call
-    /// without a dedicated resource.
+    /// without a dedicated resource. Pages that add up to more than the heaps of the allowed
+    /// memory types fail with [`OutOfDeviceMemory`](AllocationError::OutOfDeviceMemory)
+    /// before the first one is made.
     ///
     /// For the pages of a sparse resource (created with `SPARSE_BINDING`): each
     /// `VkSparseMemoryBind` (or `VkSparseImageMemoryBind`) of `vkQueueBindSparse` names one

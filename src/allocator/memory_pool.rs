@@ -531,6 +531,15 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
     }
 
     fn check_index(&self, memory_type_index: u32) -> Result<(), AllocationError> {
+        // An index past the device's types is that, not a type the pool does not allow (whose
+        // bit, past 31, would read as an empty mask).
+        let count = self.inner.device.memory_properties().memory_types.len() as u32;
+        if memory_type_index >= count {
+            return Err(AllocationError::MemoryTypeIndexOutOfRange {
+                index: memory_type_index,
+                count,
+            });
+        }
         if memory_type_index != self.inner.memory_type_index {
             return Err(AllocationError::PoolMemoryTypeNotAllowed {
                 memory_type_index: self.inner.memory_type_index,

@@ -157,11 +157,6 @@ const OPT_IN_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
         | vk::MemoryPropertyFlags::LAZILY_ALLOCATED.as_raw()
         | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV.as_raw(),
 );
-/// AMD's flags that need the `deviceCoherentMemory` feature.
-const DEVICE_COHERENT_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
-    vk::MemoryPropertyFlags::DEVICE_COHERENT_AMD.as_raw()
-        | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD.as_raw(),
-);
 
 /// Whether memory type flags `flags` may be used for a request with `filter` on a device with
 /// `features`.
@@ -174,13 +169,8 @@ pub fn is_type_allowed(
     if !filter.required_flags.contains(opt_in) {
         return false;
     }
-    if flags.contains(vk::MemoryPropertyFlags::PROTECTED) && !features.protected_memory {
-        return false;
-    }
-    if flags.intersects(DEVICE_COHERENT_FLAGS) && !features.device_coherent_memory {
-        return false;
-    }
-    true
+    // The same rule as the device layer's check before `vkAllocateMemory`.
+    features.missing_for(flags).is_none()
 }
 
 /// Whether memory of a type with `flags` may be carved into blocks; otherwise it is only given

@@ -5,6 +5,7 @@
 
 use super::{AllocationCreateInfo, AllocationError, AllocationRequirements, MemoryAllocator};
 use crate::allocation::MemoryAlloc;
+use crate::layout::DeviceSize;
 use crate::suballocator::AllocationType;
 
 /// See [`MemoryAllocator::allocate_pages`].
@@ -15,6 +16,21 @@ pub(super) fn allocate_pages<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     count: usize,
 ) -> Result<Vec<MemoryAlloc>, AllocationError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    // Pages that add up to more than every heap they may go to can never all be allocated:
+    // refused before the first one (a huge count would otherwise run until the heaps are
+    // full).
+    let heaps = heaps_of(allocator, requirements.memory_type_bits);
+    let total = requirements.layout.size().checked_mul(count as DeviceSize);
+    if heaps == 0 {
+        // No memory type of the bits exists: one `allocate` names the problem before any
+        // reservation for `count` pages can fail first.
+        drop(allocator.allocate(requirements, allocation_type, create_info, None)?);
+    } else if total.is_none_or(|total| total > heaps) {
+        return Err(AllocationError::OutOfDeviceMemory);
+    }
     let mut pages = Vec::new();
     pages
         .try_reserve_exact(count)
@@ -24,4 +40,22 @@ pub(super) fn allocate_pages<A: MemoryAllocator + ?Sized>(
         pages.push(allocator.allocate(requirements, allocation_type, create_info, None)?);
     }
     Ok(pages)
+}
+
+/// The bytes of all heaps that the memory types of `memory_type_bits` live in, each heap
+/// counted once: no set of allocations of those types holds more.
+fn heaps_of<A: MemoryAllocator + ?Sized>(allocator: &A, memory_type_bits: u32) -> DeviceSize {
+    let props = allocator.device().memory_properties();
+    let mut heaps = 0u64;
+    for (index, t) in props.memory_types.iter().enumerate().take(32) {
+        if memory_type_bits & (1 << index) != 0 && t.heap_index < 64 {
+            heaps |= 1 << t.heap_index;
+        }
+    }
+    props
+        .memory_heaps
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i < 64 && heaps & (1 << i) != 0)
+        .fold(0, |sum: DeviceSize, (_, h)| sum.saturating_add(h.size))
 }

@@ -206,6 +206,16 @@ pub enum MemoryObjectError {
         /// The number of memory types.
         count: u32,
     },
+    /// The memory type needs a device feature that was not claimed in
+    /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures): `protectedMemory` for a
+    /// `PROTECTED` type, `deviceCoherentMemory` for an AMD device-coherent or uncached one.
+    #[error("memory type {index} needs the {feature} feature, which was not claimed")]
+    MemoryTypeNeedsFeature {
+        /// The memory type given.
+        index: u32,
+        /// The feature's name.
+        feature: &'static str,
+    },
     /// The size is zero or larger than the heap.
     #[error("invalid memory object size {size} (heap {heap} has {heap_size} bytes)")]
     InvalidSize {
@@ -320,11 +330,11 @@ impl Drop for Reservation<'_> {
 impl MemoryObject {
     /// Allocates and, for host-visible types, maps a memory object.
     ///
-    /// Checks the arguments first (the memory type exists, the size is not zero and fits the
-    /// heap, the priority is valid), then reserves one of the device's
-    /// `maxMemoryAllocationCount` objects and the bytes of the heap (checking the budget when
-    /// `within_budget` is set), and only then calls the driver; on any failure everything is
-    /// given back.
+    /// Checks the arguments first (the memory type exists and needs no feature that was not
+    /// claimed, the size is not zero and fits the heap, the priority is valid), then reserves
+    /// one of the device's `maxMemoryAllocationCount` objects and the bytes of the heap
+    /// (checking the budget when `within_budget` is set), and only then calls the driver; on
+    /// any failure everything is given back.
     pub fn allocate(
         device: Arc<MemoryDevice>,
         info: &MemoryObjectCreateInfo,
@@ -336,6 +346,12 @@ impl MemoryObject {
                 count: props.memory_types.len() as u32,
             },
         )?;
+        if let Some(feature) = device.features().missing_for(memory_type.property_flags) {
+            return Err(MemoryObjectError::MemoryTypeNeedsFeature {
+                index: info.memory_type_index,
+                feature,
+            });
+        }
         let heap = memory_type.heap_index;
         let heap_size = props.heap_size_of_type(info.memory_type_index).unwrap_or(0);
         if info.size == 0 || info.size > heap_size {

@@ -102,7 +102,8 @@ impl GraphResource {
     /// The planner input with estimated requirements (see the [module docs](self)): images
     /// are [`NonLinear`](AllocationType::NonLinear) and may use memory types 1 and 2, buffers
     /// are [`Linear`](AllocationType::Linear) and may use types 0 to 2. `None` for an image
-    /// of a format [`bytes_per_texel`] does not know, or a zero size.
+    /// of a format [`bytes_per_texel`] does not know, or a size that is zero or too large for
+    /// a [`DeviceLayout`].
     pub fn estimated_resource(&self) -> Option<TransientResource> {
         let (size, alignment, bits, kind) = match self.kind {
             ResourceKind::Buffer { size } => (
@@ -117,8 +118,11 @@ impl GraphResource {
                 height,
                 layers,
             } => {
+                // Checked all the way: three `u32` extents can pass `u64` together.
                 let bytes = bytes_per_texel(format)?
-                    .checked_mul(u64::from(width) * u64::from(height) * u64::from(layers))?;
+                    .checked_mul(u64::from(width))?
+                    .checked_mul(u64::from(height))?
+                    .checked_mul(u64::from(layers))?;
                 let padded = crate::layout::align_up(
                     bytes,
                     crate::layout::DeviceAlignment::new(ESTIMATED_IMAGE_ALIGNMENT)?,
@@ -368,7 +372,7 @@ pub fn compute_chain(stages: u32) -> FrameGraph {
     let resources = (0..stages)
         .map(|i| {
             // Read by the next stage, and by stage i + 4 when that one has a skip connection.
-            let last = if i % 4 == 0 && i + 4 < stages {
+            let last = if i % 4 == 0 && i.checked_add(4).is_some_and(|j| j < stages) {
                 i + 4
             } else {
                 (i + 1).min(stages - 1)

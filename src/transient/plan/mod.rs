@@ -178,10 +178,11 @@ impl TransientPlan {
     /// listed: the barrier before the listed one already orders them. Empty for a resource
     /// whose memory nothing used before it, and for an index out of range.
     pub fn takes_over_from(&self, resource: usize) -> &[usize] {
-        match (
-            self.takes_over_start.get(resource),
-            self.takes_over_start.get(resource + 1),
-        ) {
+        // `usize::MAX` is out of range too: its end index would overflow.
+        let end = resource
+            .checked_add(1)
+            .and_then(|next| self.takes_over_start.get(next));
+        match (self.takes_over_start.get(resource), end) {
             (Some(&start), Some(&end)) => &self.takes_over[start..end],
             _ => &[],
         }
