@@ -22,20 +22,21 @@ pub(super) fn allocate_pages<A: MemoryAllocator + ?Sized>(
     // Pages that add up to more than every heap they may go to can never all be allocated:
     // refused before the first one (a huge count would otherwise run until the heaps are
     // full).
+    // (Bits that name no memory type leave no heap: the first page's own error says so.)
     let heaps = heaps_of(allocator, requirements.memory_type_bits);
     let total = requirements.layout.size().checked_mul(count as DeviceSize);
-    if heaps == 0 {
-        // No memory type of the bits exists: one `allocate` names the problem before any
-        // reservation for `count` pages can fail first.
-        drop(allocator.allocate(requirements, allocation_type, create_info, None)?);
-    } else if total.is_none_or(|total| total > heaps) {
+    if heaps > 0 && total.is_none_or(|total| total > heaps) {
         return Err(AllocationError::OutOfDeviceMemory);
     }
+    // The first page before the room for all of them: it names any problem of the request
+    // itself before a reservation for `count` pages could fail first.
+    let first = allocator.allocate(requirements, allocation_type, create_info, None)?;
     let mut pages = Vec::new();
     pages
         .try_reserve_exact(count)
         .map_err(|_| AllocationError::OutOfHostMemory)?;
-    for _ in 0..count {
+    pages.push(first);
+    for _ in 1..count {
         // On failure `pages` is dropped here: the pages taken so far are freed again.
         pages.push(allocator.allocate(requirements, allocation_type, create_info, None)?);
     }
