@@ -148,15 +148,12 @@ use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::Suballocator;
 use ash::vk;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
-
-/// Sets of memory handles.
-type HandleSet = HashSet<vk::DeviceMemory, BuildHasherDefault<OffsetHasher>>;
 
 /// Maps keyed by the ids of registered allocations.
 type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
@@ -247,9 +244,10 @@ pub struct Defragmentation<S> {
     vecs: Vec<DefragVec<S>>,
     registry: Registry,
     stats: DefragmentationStats,
-    /// The memory of the blocks of the vectors, as last seen ([`add`](Self::add)'s cache: a
-    /// miss looks again).
-    ours: HandleSet,
+    /// The blocks of the vectors by their memory, as last seen ([`add`](Self::add)'s cache:
+    /// a miss looks again). A block no longer alive is a miss too: the driver may have given
+    /// its handle to another memory object since, of another pool or vector.
+    ours: HandleMap<WeakBlock<S, MemoryObject>>,
     /// For each vector, the blocks the last pass left draining, in the order of their passes:
     /// set aside until a pass empties them or the defragmentation ends.
     draining: Vec<Blocks<S>>,
@@ -309,7 +307,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vecs,
             registry: Registry::default(),
             stats: DefragmentationStats::default(),
-            ours: HandleSet::default(),
+            ours: HandleMap::default(),
             draining,
             emptied: Vec::new(),
             found_scratch: Vec::new(),
@@ -334,14 +332,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         defrag
     }
 
-    /// Rebuilds the set of the memory objects of the vectors' blocks.
+    /// Rebuilds the map of the vectors' blocks by memory.
     fn index_blocks(&mut self) {
         self.ours.clear();
         for target in &self.vecs {
             target.blocks.for_each_block(|b| {
-                self.ours.insert(b.memory().handle());
+                self.ours.insert(b.memory().handle(), b.downgrade());
             });
         }
+    }
+
+    /// Whether `memory` is the memory of one of the vectors' blocks, as last seen: that
+    /// block is alive, so no other memory object has its handle.
+    fn is_ours(&self, memory: vk::DeviceMemory) -> bool {
+        self.ours.get(&memory).is_some_and(WeakBlock::is_alive)
     }
 
     /// Lets `alloc` move, when a pass finds it worth it; `alignment` is what its resource
@@ -360,10 +364,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return Err(DefragmentationError::Dedicated);
         }
         let memory = alloc.memory();
-        if !self.ours.contains(&memory) {
-            // A block made since the map was built (or not ours: then still a miss).
+        if !self.is_ours(memory) {
+            // A block made since the map was built, or one of a handle seen for a block
+            // released since (or not ours: then still a miss).
             self.index_blocks();
-            if !self.ours.contains(&memory) {
+            if !self.is_ours(memory) {
                 return Err(DefragmentationError::NotHere);
             }
         }
