@@ -5,8 +5,13 @@
 mod common;
 mod support;
 
+use ash::vk;
+use ash_memory::allocator::defrag::DefragmentationError;
 use ash_memory::*;
-use support::{fill, verify, GpuLayout, Sim, KIB, MIB};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use support::{fill, verify, verify_each, GpuLayout, Rng, Sim, KIB, MIB};
 
 fn upload() -> AllocationCreateInfo {
     AllocationCreateInfo {
@@ -56,6 +61,50 @@ fn patterned(
         .unwrap();
     fill(&mut a, seed, size);
     a
+}
+
+/// Copies a move's source into its destination on the host and completes it.
+fn copy_and_complete<S: Suballocator + Send + 'static>(
+    pass: &mut DefragmentationPass<'_, S>,
+    index: usize,
+    source: &mut MemoryAlloc,
+) -> Result<(), DefragmentationError> {
+    let size = pass.get(index).unwrap().size();
+    let mut bytes = vec![0; size as usize];
+    source.read(0, &mut bytes).unwrap();
+    let dst = pass.get(index).unwrap().destination();
+    let ptr = dst.mapped_ptr().unwrap();
+    // SAFETY: `size` bytes inside the destination, which nothing else uses until completed.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+    dst.flush(0, size).unwrap();
+    pass.complete(index, source)
+}
+
+/// The indices of a pass's open moves.
+fn open<S: Suballocator + Send + 'static>(pass: &DefragmentationPass<'_, S>) -> Vec<usize> {
+    pass.moves().map(|m| m.index()).collect()
+}
+
+/// `count` patterned allocations of 16 to 128 KiB in `pool`, every second one freed:
+/// sparse blocks. `(allocation, pattern seed, size)`.
+fn sparse(
+    pool: &dyn MemoryAllocator,
+    device: &MemoryDevice,
+    count: u64,
+    seed: u64,
+) -> Vec<(MemoryAlloc, u64, u64)> {
+    let mut rng = Rng(seed);
+    let all: Vec<_> = (0..count)
+        .map(|s| {
+            let size = (1 + rng.below(8)) * 16 * KIB;
+            (
+                patterned(pool, device, size, seed * 1000 + s),
+                seed * 1000 + s,
+                size,
+            )
+        })
+        .collect();
+    all.into_iter().step_by(2).collect()
 }
 
 #[test]
@@ -156,4 +205,199 @@ fn an_allocation_of_another_pool_is_not_taken_for_ours_through_a_reused_handle()
         "setup: no new block got a released block's handle"
     );
     assert!(defrag.next_pass().is_none());
+}
+
+#[test]
+fn two_defragmentations_of_one_pool_interleaved_lose_nothing_and_give_every_block_back() {
+    // Two defragmentations of the same pool with the same allocations registered, their
+    // passes open at the same time: neither moves into or out of the blocks the other set
+    // aside, a move the other completed first cannot be completed (its source moved), and
+    // once both end the pool's accounts hold the live allocations only.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    let pool = pool(&allocator, 16);
+    let mut live = sparse(&pool, &device, 90, 7);
+    let blocks_before = pool.statistics().total.block_count;
+    let mut fast = pool.defragmentation(&DefragmentationInfo {
+        max_moves_per_pass: 3,
+        ..Default::default()
+    });
+    let mut full = pool.defragmentation(&DefragmentationInfo {
+        algorithm: DefragmentationAlgorithm::Full,
+        max_bytes_per_pass: 256 * KIB,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        fast.add(a, align()).unwrap();
+        full.add(a, align()).unwrap();
+    }
+    let (mut rounds, mut moved) = (0, 0);
+    loop {
+        rounds += 1;
+        assert!(rounds <= 200, "the passes never end");
+        let mut a = fast.next_pass();
+        let mut b = full.next_pass();
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        let a_aside: HashSet<_> = a
+            .as_ref()
+            .map(|p| p.emptying())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let b_aside: HashSet<_> = b
+            .as_ref()
+            .map(|p| p.emptying())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert!(a_aside.is_disjoint(&b_aside), "a block set aside by both");
+        for (pass, other) in [
+            (
+                a.as_ref().map(|p| {
+                    p.moves()
+                        .map(|m| (m.source_memory(), m.destination().memory()))
+                        .collect::<Vec<_>>()
+                }),
+                &b_aside,
+            ),
+            (
+                b.as_ref().map(|p| {
+                    p.moves()
+                        .map(|m| (m.source_memory(), m.destination().memory()))
+                        .collect::<Vec<_>>()
+                }),
+                &a_aside,
+            ),
+        ] {
+            for (from, to) in pass.unwrap_or_default() {
+                assert!(
+                    !other.contains(&from),
+                    "a move out of a block the other set aside"
+                );
+                assert!(
+                    !other.contains(&to),
+                    "a move into a block the other set aside"
+                );
+            }
+        }
+        // Their sources are in the blocks each set aside, so no allocation has a move in
+        // both: every move completes.
+        for pass in [&mut b, &mut a].into_iter().flatten() {
+            for i in open(pass) {
+                let id = pass.get(i).unwrap().id();
+                copy_and_complete(pass, i, &mut live[id].0).unwrap();
+                moved += 1;
+            }
+        }
+        drop(b);
+        drop(a);
+        // Each sees the moves of the other as its allocations' frees: an allocation the other
+        // moved is never planned again from its old place (its moves complete above).
+    }
+    assert!(moved > 0, "nothing moved");
+    verify_each(&live, "after both defragmentations");
+    drop(fast);
+    drop(full);
+    let total = pool.statistics().total;
+    assert_eq!(
+        total.allocation_count,
+        live.len() as u64,
+        "the live allocations only"
+    );
+    assert!(total.block_count <= blocks_before);
+    drop(live);
+    assert!(
+        pool.statistics().total.block_count <= 1,
+        "an empty block kept beyond one"
+    );
+}
+
+#[test]
+fn threads_allocating_while_bounded_passes_plan_and_drain_never_land_in_blocks_set_aside() {
+    // Bounded passes drain blocks over several passes (planned ahead), while three threads
+    // allocate and free in the same memory type the whole time, planning included: no
+    // allocation a thread makes while a pass is open lands in a block the pass set aside,
+    // and every byte written before reads back the same after all moves.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: BlockSizeThresholds::uniform(MIB).unwrap(),
+            block_arenas: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut live = sparse(&allocator, &device, 160, 3);
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 192 * KIB,
+        max_moves_per_pass: 4,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        defrag.add(a, align()).unwrap();
+    }
+    // The blocks the open pass set aside; empty between passes. Threads read it for the
+    // whole of an allocation, so that it never changes while one is made.
+    let aside: RwLock<Vec<vk::DeviceMemory>> = RwLock::default();
+    let stop = AtomicBool::new(false);
+    let mut passes = 0;
+    std::thread::scope(|s| {
+        for t in 0..3u64 {
+            let (allocator, device, aside, stop) = (&allocator, &device, &aside, &stop);
+            s.spawn(move || {
+                let mut rng = Rng(t + 40);
+                let mut mine: Vec<(MemoryAlloc, u64, u64)> = Vec::new();
+                let mut seed = 1_000_000 * (t + 1);
+                while !stop.load(Ordering::Relaxed) {
+                    let size = (1 + rng.below(16)) * 4 * KIB;
+                    let mut a = {
+                        let aside = aside.read().unwrap();
+                        let a = patterned(allocator, device, size, seed);
+                        assert!(
+                            !aside.contains(&a.memory()),
+                            "a new allocation landed in a block set aside"
+                        );
+                        a
+                    };
+                    fill(&mut a, seed, size);
+                    mine.push((a, seed, size));
+                    seed += 1;
+                    if mine.len() > 40 {
+                        let k = rng.below(mine.len() as u64) as usize;
+                        let (a, s, n) = mine.swap_remove(k);
+                        verify(&a, s, n, "a thread's allocation");
+                    }
+                }
+                verify_each(&mine, "a thread's allocation");
+            });
+        }
+        while let Some(mut pass) = defrag.next_pass() {
+            passes += 1;
+            assert!(passes <= 500, "the passes never end");
+            *aside.write().unwrap() = pass.emptying();
+            for i in open(&pass) {
+                let id = pass.get(i).unwrap().id();
+                copy_and_complete(&mut pass, i, &mut live[id].0).unwrap();
+            }
+            aside.write().unwrap().clear();
+            pass.end();
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(passes > 3, "{passes} passes: the limits split the moves");
+    verify_each(&live, "after the defragmentation");
+    drop(defrag);
+    assert_eq!(
+        allocator.statistics().total.allocation_count,
+        live.len() as u64,
+        "the live allocations only"
+    );
+    drop(live);
+    drop(allocator);
+    sim.assert_nothing_allocated();
 }
