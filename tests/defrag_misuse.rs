@@ -207,6 +207,16 @@ fn an_allocation_of_another_pool_is_not_taken_for_ours_through_a_reused_handle()
     assert!(defrag.next_pass().is_none());
 }
 
+/// The blocks an open pass set aside (none without a pass).
+fn aside_of<S: Suballocator + Send + 'static>(
+    pass: Option<&DefragmentationPass<'_, S>>,
+) -> HashSet<vk::DeviceMemory> {
+    pass.map(DefragmentationPass::emptying)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 #[test]
 fn two_defragmentations_of_one_pool_interleaved_lose_nothing_and_give_every_block_back() {
     // Two defragmentations of the same pool with the same allocations registered, their
@@ -241,50 +251,23 @@ fn two_defragmentations_of_one_pool_interleaved_lose_nothing_and_give_every_bloc
         if a.is_none() && b.is_none() {
             break;
         }
-        let a_aside: HashSet<_> = a
-            .as_ref()
-            .map(|p| p.emptying())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let b_aside: HashSet<_> = b
-            .as_ref()
-            .map(|p| p.emptying())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let (a_aside, b_aside) = (aside_of(a.as_ref()), aside_of(b.as_ref()));
         assert!(a_aside.is_disjoint(&b_aside), "a block set aside by both");
-        for (pass, other) in [
-            (
-                a.as_ref().map(|p| {
-                    p.moves()
-                        .map(|m| (m.source_memory(), m.destination().memory()))
-                        .collect::<Vec<_>>()
-                }),
-                &b_aside,
-            ),
-            (
-                b.as_ref().map(|p| {
-                    p.moves()
-                        .map(|m| (m.source_memory(), m.destination().memory()))
-                        .collect::<Vec<_>>()
-                }),
-                &a_aside,
-            ),
-        ] {
-            for (from, to) in pass.unwrap_or_default() {
+        for (pass, other) in [(a.as_ref(), &b_aside), (b.as_ref(), &a_aside)] {
+            for m in pass.iter().flat_map(|p| p.moves()) {
                 assert!(
-                    !other.contains(&from),
+                    !other.contains(&m.source_memory()),
                     "a move out of a block the other set aside"
                 );
                 assert!(
-                    !other.contains(&to),
+                    !other.contains(&m.destination().memory()),
                     "a move into a block the other set aside"
                 );
             }
         }
-        // Their sources are in the blocks each set aside, so no allocation has a move in
-        // both: every move completes.
+        // Their sources are in blocks the other did not set aside, and Fast moves only
+        // out of blocks it sets aside: no allocation has a move in both, and each completes
+        // (a move planned from a place its allocation left would be refused).
         for pass in [&mut b, &mut a].into_iter().flatten() {
             for i in open(pass) {
                 let id = pass.get(i).unwrap().id();
@@ -294,8 +277,6 @@ fn two_defragmentations_of_one_pool_interleaved_lose_nothing_and_give_every_bloc
         }
         drop(b);
         drop(a);
-        // Each sees the moves of the other as its allocations' frees: an allocation the other
-        // moved is never planned again from its old place (its moves complete above).
     }
     assert!(moved > 0, "nothing moved");
     verify_each(&live, "after both defragmentations");
@@ -400,4 +381,66 @@ fn threads_allocating_while_bounded_passes_plan_and_drain_never_land_in_blocks_s
     drop(live);
     drop(allocator);
     sim.assert_nothing_allocated();
+}
+
+#[test]
+fn an_allocation_two_defragmentations_move_at_once_moves_once() {
+    // Full gathers out of blocks it does not set aside, so two defragmentations can hand
+    // out moves of one allocation at the same time. The first completed wins; the other is
+    // refused (its source is no longer there), changes nothing, and is never planned again.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    let pool = pool(&allocator, 4);
+    // Block 1: p (may move) and u (may not); block 2: d (may not), with room for p twice.
+    let mut p = patterned(&pool, &device, 64 * KIB, 1);
+    let u = patterned(&pool, &device, 128 * KIB, 2);
+    let d = patterned(&pool, &device, 840 * KIB, 3);
+    assert_eq!(p.memory(), u.memory());
+    assert_ne!(p.memory(), d.memory());
+    let full = DefragmentationInfo {
+        algorithm: DefragmentationAlgorithm::Full,
+        ..Default::default()
+    };
+    let mut first = pool.defragmentation(&full);
+    let mut second = pool.defragmentation(&full);
+    first.add(&mut p, align()).unwrap();
+    second.add(&mut p, align()).unwrap();
+    let mut a = first.next_pass().expect("p gathers into block 2");
+    let mut b = second.next_pass().expect("p gathers into block 2");
+    let (i, j) = (open(&a)[0], open(&b)[0]);
+    assert_eq!(a.get(i).unwrap().destination().memory(), d.memory());
+    assert_eq!(b.get(j).unwrap().destination().memory(), d.memory());
+    let count = pool.statistics().total.allocation_count;
+    assert_eq!(count, 5, "p, u, d and a destination each");
+    copy_and_complete(&mut a, i, &mut p).unwrap();
+    let place = (p.memory(), p.offset());
+    assert_eq!(
+        copy_and_complete(&mut b, j, &mut p),
+        Err(DefragmentationError::NotTheSource)
+    );
+    assert_eq!(
+        (p.memory(), p.offset()),
+        place,
+        "the refused move changed p"
+    );
+    b.skip(j).unwrap();
+    a.end();
+    b.end();
+    assert_eq!(pool.statistics().total.allocation_count, 3);
+    let again = second
+        .next_pass()
+        .map(|pass| pass.moves().map(|m| m.id()).collect::<Vec<_>>());
+    assert_eq!(again, None, "the second planned p after it moved");
+    while let Some(mut pass) = first.next_pass() {
+        for i in open(&pass) {
+            copy_and_complete(&mut pass, i, &mut p).unwrap();
+        }
+        pass.end();
+    }
+    verify(&p, 1, 64 * KIB, "p");
+    verify(&u, 2, 128 * KIB, "u");
+    verify(&d, 3, 840 * KIB, "d");
+    drop((first, second));
+    assert_eq!(pool.statistics().total.allocation_count, 3);
 }
