@@ -444,3 +444,40 @@ fn an_allocation_two_defragmentations_move_at_once_moves_once() {
     drop((first, second));
     assert_eq!(pool.statistics().total.allocation_count, 3);
 }
+
+#[test]
+fn drains_the_application_emptied_are_released_when_the_next_pass_finds_nothing_to_move() {
+    // Bounded passes leave blocks draining; the application then frees every allocation it
+    // registered, the drained blocks' included. The next plan finds those blocks empty
+    // and nothing to move: `next_pass` returns `None`, and the blocks it found emptied go
+    // back to the driver, as the end of a defragmentation releases every block it emptied.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    let pool = pool(&allocator, 16);
+    let mut live = sparse(&pool, &device, 60, 5);
+    let mut defrag = pool.defragmentation(&DefragmentationInfo {
+        max_moves_per_pass: 2,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        defrag.add(a, align()).unwrap();
+    }
+    let mut pass = defrag.next_pass().expect("a pass");
+    for i in open(&pass) {
+        let id = pass.get(i).unwrap().id();
+        copy_and_complete(&mut pass, i, &mut live[id].0).unwrap();
+    }
+    let emptying = pass.emptying();
+    pass.end();
+    let still_used = emptying
+        .iter()
+        .any(|m| live.iter().any(|(a, _, _)| a.memory() == *m));
+    assert!(still_used, "setup: blocks left draining");
+    drop(live);
+    assert!(defrag.next_pass().is_none(), "nothing left to move");
+    let blocks = pool.statistics().total.block_count;
+    assert!(blocks <= 1, "{blocks} blocks left, all empty");
+    let stats = defrag.finish();
+    assert!(stats.memory_objects_freed > 0, "{stats:?}");
+}

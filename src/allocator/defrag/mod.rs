@@ -423,6 +423,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         }
         if moves.is_empty() {
             self.move_scratch = moves;
+            // What the plan set aside with nothing to move (drains the application emptied
+            // between passes) goes back as at the end of a pass, and the end releases it.
+            self.put_back(aside);
             self.end();
             return None;
         }
