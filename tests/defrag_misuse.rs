@@ -562,3 +562,130 @@ fn moves_among_linear_and_optimal_neighbours_keep_their_granularity_pages_apart(
     );
     verify_each(&live, "after the moves");
 }
+
+/// A random application that frees and allocates while passes are open: sources of open
+/// moves freed before their move is settled, new allocations made (in the freed places
+/// often, of blocks not set aside), moves completed, skipped or left open, passes dropped
+/// midway, new allocations added between passes. Data written before reads back the same,
+/// a freed allocation's move can never complete, and once the defragmentation and every
+/// allocation are gone the pool's accounts are empty and its blocks all given back but one.
+#[test]
+fn frees_and_allocations_during_open_passes_lose_nothing_and_leave_the_accounts_true() {
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    for seed in 0..8u64 {
+        let pool = pool(&allocator, 12);
+        let mut rng = Rng(seed + 300);
+        let mut live: Vec<Option<(MemoryAlloc, u64, u64)>> = sparse(&pool, &device, 70, seed)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut defrag = pool.defragmentation(&DefragmentationInfo {
+            algorithm: if seed % 2 == 0 {
+                DefragmentationAlgorithm::Fast
+            } else {
+                DefragmentationAlgorithm::Full
+            },
+            max_moves_per_pass: if seed % 4 < 2 { 3 } else { usize::MAX },
+            max_bytes_per_pass: if seed % 4 == 3 { 160 * KIB } else { u64::MAX },
+            ..Default::default()
+        });
+        let mut slot_of = std::collections::HashMap::new();
+        for (k, slot) in live.iter_mut().enumerate() {
+            let (a, _, _) = slot.as_mut().unwrap();
+            slot_of.insert(defrag.add(a, align()).unwrap(), k);
+        }
+        let mut passes = 0;
+        let mut next_seed = 50_000 * (seed + 1);
+        loop {
+            let Some(mut pass) = defrag.next_pass() else {
+                break;
+            };
+            passes += 1;
+            assert!(passes <= 400, "seed {seed}: the passes never end");
+            let aside = pass.emptying();
+            for i in open(&pass) {
+                let k = slot_of[&pass.get(i).unwrap().id()];
+                match rng.below(6) {
+                    0 => {
+                        // The source freed while its move is open: no allocation made
+                        // meanwhile completes it.
+                        let size = live[k].take().unwrap().2;
+                        if let Ok(mut b) = pool.allocate(
+                            reqs(&device, size),
+                            AllocationType::Linear,
+                            &upload(),
+                            None,
+                        ) {
+                            assert!(
+                                !aside.contains(&b.memory()),
+                                "seed {seed}: in a block set aside"
+                            );
+                            fill(&mut b, next_seed, size);
+                            assert_eq!(
+                                pass.complete(i, &mut b),
+                                Err(DefragmentationError::NotTheSource),
+                                "seed {seed}"
+                            );
+                            live.push(Some((b, next_seed, size)));
+                            next_seed += 1;
+                        }
+                    }
+                    1 => pass.skip(i).unwrap(),
+                    2 => {}
+                    _ => {
+                        let (a, _, _) = live[k].as_mut().unwrap();
+                        copy_and_complete(&mut pass, i, a).unwrap();
+                    }
+                }
+            }
+            if rng.below(5) == 0 {
+                drop(pass);
+            } else {
+                pass.end();
+            }
+            // Between passes: some freed, some made, some of those added.
+            for slot in live.iter_mut() {
+                if slot.is_some() && rng.below(10) == 0 {
+                    *slot = None;
+                }
+            }
+            for _ in 0..rng.below(4) {
+                let size = (1 + rng.below(8)) * 16 * KIB;
+                let Ok(mut a) =
+                    pool.allocate(reqs(&device, size), AllocationType::Linear, &upload(), None)
+                else {
+                    continue;
+                };
+                fill(&mut a, next_seed, size);
+                if rng.below(2) == 0 {
+                    slot_of.insert(defrag.add(&mut a, align()).unwrap(), live.len());
+                }
+                live.push(Some((a, next_seed, size)));
+                next_seed += 1;
+            }
+        }
+        for (a, s, size) in live.iter().flatten() {
+            assert_eq!(a.size(), *size, "seed {seed}");
+            verify(a, *s, *size, "after the defragmentation");
+        }
+        drop(defrag);
+        let total = pool.statistics().total;
+        assert_eq!(
+            total.allocation_count,
+            live.iter().flatten().count() as u64,
+            "seed {seed}: the live allocations only"
+        );
+        drop(live);
+        let total = pool.statistics().total;
+        assert_eq!(total.allocation_count, 0, "seed {seed}");
+        assert!(
+            total.block_count <= 1,
+            "seed {seed}: {} blocks left",
+            total.block_count
+        );
+    }
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
