@@ -75,6 +75,14 @@
 //! [`complete`](DefragmentationPass::complete) checks the identity of the allocation it is
 //! given. Adding an allocation twice registers it once.
 //!
+//! Nor is a block taken for another through its memory handle: drivers give a freed memory
+//! object's handle to the next one they make, so a block released while its registrations
+//! wait for a walk can be followed by a new block with the same handle. What is known of a
+//! block's registrations is keyed by its handle *and* its count of removed metadata records,
+//! which no two blocks ever share (each block's count starts far from every other's), and
+//! [`add`](Defragmentation::add) takes an allocation for one of its blocks only while the
+//! block it saw with that handle is alive.
+//!
 //! # Termination
 //!
 //! Every move a pass hands out uses up part of its allocation's allowance: a completed move
