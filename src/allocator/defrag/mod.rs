@@ -358,7 +358,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
 
     /// Lets `alloc` move, when a pass finds it worth it; `alignment` is what its resource
     /// requires (from its memory requirements), kept by every destination. Returns the id its
-    /// moves will carry. Adding an allocation that was added already returns its id again.
+    /// moves will carry. Adding an allocation that was added already returns its id again,
+    /// and its destinations keep the alignment it was first added with.
+    ///
+    /// Errors: [`Dedicated`](DefragmentationError::Dedicated) for a dedicated allocation;
+    /// [`NotHere`](DefragmentationError::NotHere) for one outside the blocks this
+    /// defragmentation works on, or whose size `alignment` cannot pad.
     ///
     /// The registration is the allocation itself (`alloc` is given an identity it keeps for
     /// life, hence `&mut`): once the application frees it, it leaves the defragmentation,
