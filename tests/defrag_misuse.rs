@@ -762,3 +762,43 @@ fn moves_under_debug_margins_keep_every_margin_whole_and_odd_alignments_never_pa
     );
     verify_each(&live, "after the moves");
 }
+
+#[test]
+fn a_pool_dropped_before_its_defragmentation_reports_no_leak_and_goes_with_it() {
+    // Bounded passes hold destinations for the drains planned ahead (allocations of the
+    // pool). The application frees everything it allocated and drops its pool handle while
+    // the defragmentation lives: the pool's leak check (a panic in debug builds) has no
+    // allocation of the application's to report, and the pool's memory goes once the
+    // defragmentation is dropped too.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    let objects = sim.state.live_objects();
+    let pool = pool(&allocator, 16);
+    let mut live = sparse(&pool, &device, 60, 11);
+    let mut defrag = pool.defragmentation(&DefragmentationInfo {
+        max_moves_per_pass: 1,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        defrag.add(a, align()).unwrap();
+    }
+    drop(defrag.next_pass().expect("a pass"));
+    let held = pool.statistics().total.allocation_count - live.len() as u64;
+    assert!(
+        held > 0,
+        "setup: destinations held for the drains planned ahead"
+    );
+    drop(live);
+    drop(pool);
+    assert!(
+        sim.state.live_objects() > objects,
+        "the pool's blocks live on"
+    );
+    drop(defrag);
+    assert_eq!(
+        sim.state.live_objects(),
+        objects,
+        "the pool's blocks are gone"
+    );
+}
