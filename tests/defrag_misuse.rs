@@ -802,3 +802,44 @@ fn a_pool_dropped_before_its_defragmentation_reports_no_leak_and_goes_with_it() 
         "the pool's blocks are gone"
     );
 }
+
+#[test]
+fn limits_of_zero_plan_no_pass_and_leave_everything_in_place() {
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let device = sim.memory_device();
+    let pool = pool(&allocator, 16);
+    let mut live = sparse(&pool, &device, 60, 13);
+    let places: Vec<_> = live
+        .iter()
+        .map(|(a, _, _)| (a.memory(), a.offset()))
+        .collect();
+    for algorithm in [
+        DefragmentationAlgorithm::Fast,
+        DefragmentationAlgorithm::Full,
+    ] {
+        for (bytes, moves) in [(0, usize::MAX), (u64::MAX, 0), (0, 0), (1, usize::MAX)] {
+            let mut defrag = pool.defragmentation(&DefragmentationInfo {
+                algorithm,
+                max_bytes_per_pass: bytes,
+                max_moves_per_pass: moves,
+                ..Default::default()
+            });
+            for (a, _, _) in &mut live {
+                defrag.add(a, align()).unwrap();
+            }
+            assert!(
+                defrag.next_pass().is_none(),
+                "{algorithm:?} {bytes} {moves}"
+            );
+            assert_eq!(defrag.finish().passes, 0);
+        }
+    }
+    let now: Vec<_> = live
+        .iter()
+        .map(|(a, _, _)| (a.memory(), a.offset()))
+        .collect();
+    assert_eq!(now, places);
+    assert_eq!(pool.statistics().total.allocation_count, live.len() as u64);
+    verify_each(&live, "in place");
+}
