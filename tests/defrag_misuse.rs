@@ -113,11 +113,11 @@ fn a_registration_whose_block_was_released_is_never_planned_in_a_new_block_of_it
     // driver gives the same memory handles (drivers reuse freed handles; the validation
     // layer's handle wrapping is off here so that lavapipe's show): the allocations made
     // there, at the freed ones' offsets, are not the registered ones.
-    const BLOCKS: u64 = 12;
+    const BLOCKS: u64 = 24;
     let sim = Sim::with_reused_handles(GpuLayout::amd_discrete_bar());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
     let device = sim.memory_device();
-    let pool = pool(&allocator, 32);
+    let pool = pool(&allocator, 64);
     let mut old: Vec<MemoryAlloc> = (0..BLOCKS)
         .map(|s| patterned(&pool, &device, 640 * KIB, s))
         .collect();
@@ -172,12 +172,12 @@ fn an_allocation_of_another_pool_is_not_taken_for_ours_through_a_reused_handle()
     // A defragmentation knows its blocks by their memory handles; once one of them is
     // released, the driver may give its handle to another pool's new block, whose
     // allocations are still not this defragmentation's to move.
-    const BLOCKS: u64 = 12;
+    const BLOCKS: u64 = 24;
     let sim = Sim::with_reused_handles(GpuLayout::amd_discrete_bar());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
     let device = sim.memory_device();
-    let ours = pool(&allocator, 32);
-    let theirs = pool(&allocator, 32);
+    let ours = pool(&allocator, 64);
+    let theirs = pool(&allocator, 64);
     let old: Vec<MemoryAlloc> = (0..BLOCKS)
         .map(|s| patterned(&ours, &device, 640 * KIB, s))
         .collect();
