@@ -508,7 +508,9 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
             margin: self.inner.debug.margin,
             strategy: self.inner.strategy,
         };
-        Defragmentation::new(*info, vec![target])
+        // The pool lives as long as the defragmentation: dropping the pool's last handle
+        // first would otherwise report the destinations it holds as leaks.
+        Defragmentation::new(*info, vec![target]).keeping(self.inner.clone())
     }
 
     /// Checks the [debug margins](crate::corruption#margins) of the pool's live allocations,

@@ -109,12 +109,37 @@ impl TestContext {
         Self::with_options(api_version, device_extensions, &[])
     }
 
+    /// Like [`new`](Self::new), with the validation layer's handle wrapping off
+    /// (`VK_VALIDATION_FEATURE_DISABLE_UNIQUE_HANDLES_EXT`): the handles are the driver's
+    /// own, and a freed memory object's handle is soon given to a new one, as drivers do
+    /// (the layer's wrapped handles never come back).
+    #[allow(dead_code)]
+    pub fn with_reused_handles() -> Self {
+        Self::with_validation_features(
+            API_VERSION,
+            &[],
+            &[],
+            &[vk::ValidationFeatureDisableEXT::UNIQUE_HANDLES],
+        )
+    }
+
     /// Creates the context with an instance for `api_version`, these device extensions, and
     /// these validation features enabled (`VK_EXT_validation_features`).
     pub fn with_options(
         api_version: u32,
         device_extensions: &[&CStr],
         features: &[vk::ValidationFeatureEnableEXT],
+    ) -> Self {
+        Self::with_validation_features(api_version, device_extensions, features, &[])
+    }
+
+    /// Creates the context with an instance for `api_version`, these device extensions, and
+    /// these validation features enabled and `disabled` (`VK_EXT_validation_features`).
+    pub fn with_validation_features(
+        api_version: u32,
+        device_extensions: &[&CStr],
+        features: &[vk::ValidationFeatureEnableEXT],
+        disabled: &[vk::ValidationFeatureDisableEXT],
     ) -> Self {
         let turn = ONE_AT_A_TIME.lock();
         // SAFETY: loading the system's Vulkan loader; no other code runs during the load.
@@ -148,13 +173,14 @@ impl TestContext {
             .api_version(api_version);
         let layer_names = [VALIDATION_LAYER.as_ptr()];
         let mut extension_names = vec![ash::ext::debug_utils::NAME.as_ptr()];
-        let mut validation_features =
-            vk::ValidationFeaturesEXT::default().enabled_validation_features(features);
+        let mut validation_features = vk::ValidationFeaturesEXT::default()
+            .enabled_validation_features(features)
+            .disabled_validation_features(disabled);
         let mut instance_info = vk::InstanceCreateInfo::default()
             .application_info(&app)
             .enabled_layer_names(&layer_names)
             .push_next(&mut messenger_info);
-        if !features.is_empty() {
+        if !features.is_empty() || !disabled.is_empty() {
             extension_names.push(ash::ext::validation_features::NAME.as_ptr());
             instance_info = instance_info.push_next(&mut validation_features);
         }

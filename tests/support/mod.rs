@@ -447,7 +447,23 @@ impl Sim {
 
     /// A simulated device that claims `features`.
     pub fn with_features(layout: GpuLayout, features: SimFeatures) -> Self {
-        let ctx = TestContext::new();
+        Self::on(TestContext::new(), layout, features)
+    }
+
+    /// A simulated device whose memory handles are lavapipe's own (see
+    /// [`TestContext::with_reused_handles`]): a handle freed is soon given to a new memory
+    /// object, as drivers do.
+    #[allow(dead_code)]
+    pub fn with_reused_handles(layout: GpuLayout) -> Self {
+        Self::on(
+            TestContext::with_reused_handles(),
+            layout,
+            SimFeatures::default(),
+        )
+    }
+
+    /// A simulated device on the real context `ctx`, claiming `features`.
+    fn on(ctx: TestContext, layout: GpuLayout, features: SimFeatures) -> Self {
         let heaps = layout.heaps.len();
         let state = Arc::new(SimState {
             inner: Mutex::new(Inner {

@@ -99,8 +99,11 @@ struct BlockShared<S, M> {
     /// not in it).
     metas: Mutex<MetaMap>,
     /// How many records `metas` has lost (an allocation with a record freed, or its record
-    /// dropped): while this count stays, every record there still stands for the same
-    /// allocation (a defragmentation's registrations need no new check).
+    /// dropped), counted from the block's own [start](first_removals): while this count
+    /// stays, every record there still stands for the same allocation (a defragmentation's
+    /// registrations need no new check). No two blocks ever show the same count, so a count
+    /// seen for a memory handle is never shown by a later block that the driver gave the
+    /// same handle.
     removals: AtomicU64,
     /// How many of the block's arenas hold a live allocation: changed under an arena's lock
     /// when its count of live allocations leaves or reaches zero, read without any lock.
@@ -358,6 +361,17 @@ impl<S, M> Clone for Block<S, M> {
     }
 }
 
+/// Where a new block's [count of removed records](BlockShared::removals) starts: each block
+/// starts `2^32` past the last one, so that the counts of two blocks never meet (a block
+/// would have to lose four billion records first). A defragmentation keys what it knows of
+/// a block by its memory handle and that count, and drivers give a freed memory object's
+/// handle to the next one they make: a block made with the handle of a released one must
+/// not show the count that the released one was last seen with.
+fn first_removals() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1 << 32, Ordering::Relaxed)
+}
+
 impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// A block over `memory`, cut as `layout` says, whose arenas report to `vec`; `serial`
     /// counts the vector's blocks cut into fewer than `home_slots` arenas (see
@@ -374,7 +388,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             memory,
             vec,
             metas: Mutex::default(),
-            removals: AtomicU64::new(0),
+            removals: AtomicU64::new(first_removals()),
             busy_arenas: AtomicUsize::new(0),
         });
         let arenas = (0..layout.count)
@@ -494,6 +508,12 @@ impl<S, M> WeakBlock<S, M> {
     /// same address: the weak count keeps the address taken).
     pub(crate) fn is(&self, block: &Block<S, M>) -> bool {
         std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&block.shared))
+    }
+
+    /// Whether the block is still alive: its memory object is not freed, so no other memory
+    /// object has its handle.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }
 

@@ -75,6 +75,14 @@
 //! [`complete`](DefragmentationPass::complete) checks the identity of the allocation it is
 //! given. Adding an allocation twice registers it once.
 //!
+//! Nor is a block taken for another through its memory handle: drivers give a freed memory
+//! object's handle to the next one they make, so a block released while its registrations
+//! wait for a walk can be followed by a new block with the same handle. What is known of a
+//! block's registrations is keyed by its handle *and* its count of removed metadata records,
+//! which no two blocks ever share (each block's count starts far from every other's), and
+//! [`add`](Defragmentation::add) takes an allocation for one of its blocks only while the
+//! block it saw with that handle is alive.
+//!
 //! # Termination
 //!
 //! Every move a pass hands out uses up part of its allocation's allowance: a completed move
@@ -148,15 +156,12 @@ use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::Suballocator;
 use ash::vk;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// Maps keyed by memory handles (a `u64` each).
 type HandleMap<V> = HashMap<vk::DeviceMemory, V, BuildHasherDefault<OffsetHasher>>;
-
-/// Sets of memory handles.
-type HandleSet = HashSet<vk::DeviceMemory, BuildHasherDefault<OffsetHasher>>;
 
 /// Maps keyed by the ids of registered allocations.
 type IdMap<V> = HashMap<MoveId, V, BuildHasherDefault<OffsetHasher>>;
@@ -241,15 +246,21 @@ pub struct DefragmentationStats {
 }
 
 /// A defragmentation in progress (see the [module docs](self)). It keeps the blocks it works
-/// on alive until it is dropped (or [`finish`](Self::finish)ed).
+/// on alive until it is dropped (or [`finish`](Self::finish)ed), and a custom pool's too.
+///
+/// Drop it before its allocator (a defragmentation of the default block vectors): until
+/// then, the destinations it holds between passes are allocations of the allocator, which
+/// the allocator's leak check would report as the application's. A custom pool lives as
+/// long as its defragmentation.
 pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<DefragVec<S>>,
     registry: Registry,
     stats: DefragmentationStats,
-    /// The memory of the blocks of the vectors, as last seen ([`add`](Self::add)'s cache: a
-    /// miss looks again).
-    ours: HandleSet,
+    /// The blocks of the vectors by their memory, as last seen ([`add`](Self::add)'s cache:
+    /// a miss looks again). A block no longer alive is a miss too: the driver may have given
+    /// its handle to another memory object since, of another pool or vector.
+    ours: HandleMap<WeakBlock<S, MemoryObject>>,
     /// For each vector, the blocks the last pass left draining, in the order of their passes:
     /// set aside until a pass empties them or the defragmentation ends.
     draining: Vec<Blocks<S>>,
@@ -288,6 +299,10 @@ pub struct Defragmentation<S> {
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
+    /// What owns the blocks, kept alive until the defragmentation is dropped (a custom
+    /// pool's shared state): its leak check runs only once the destinations held here are
+    /// gone, so that it never reports them as the application's.
+    _owner: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<S> std::fmt::Debug for Defragmentation<S> {
@@ -309,7 +324,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             vecs,
             registry: Registry::default(),
             stats: DefragmentationStats::default(),
-            ours: HandleSet::default(),
+            ours: HandleMap::default(),
             draining,
             emptied: Vec::new(),
             found_scratch: Vec::new(),
@@ -329,24 +344,42 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             settling,
             walked_scratch: Vec::new(),
             on_drop: Self::end,
+            _owner: None,
         };
         defrag.index_blocks();
         defrag
     }
 
-    /// Rebuilds the set of the memory objects of the vectors' blocks.
+    /// Keeps `owner` (what owns the blocks) alive until the defragmentation is dropped.
+    pub(crate) fn keeping(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self._owner = Some(owner);
+        self
+    }
+
+    /// Rebuilds the map of the vectors' blocks by memory.
     fn index_blocks(&mut self) {
         self.ours.clear();
         for target in &self.vecs {
             target.blocks.for_each_block(|b| {
-                self.ours.insert(b.memory().handle());
+                self.ours.insert(b.memory().handle(), b.downgrade());
             });
         }
     }
 
+    /// Whether `memory` is the memory of one of the vectors' blocks, as last seen: that
+    /// block is alive, so no other memory object has its handle.
+    fn is_ours(&self, memory: vk::DeviceMemory) -> bool {
+        self.ours.get(&memory).is_some_and(WeakBlock::is_alive)
+    }
+
     /// Lets `alloc` move, when a pass finds it worth it; `alignment` is what its resource
     /// requires (from its memory requirements), kept by every destination. Returns the id its
-    /// moves will carry. Adding an allocation that was added already returns its id again.
+    /// moves will carry. Adding an allocation that was added already returns its id again,
+    /// and its destinations keep the alignment it was first added with.
+    ///
+    /// Errors: [`Dedicated`](DefragmentationError::Dedicated) for a dedicated allocation;
+    /// [`NotHere`](DefragmentationError::NotHere) for one outside the blocks this
+    /// defragmentation works on, or whose size `alignment` cannot pad.
     ///
     /// The registration is the allocation itself (`alloc` is given an identity it keeps for
     /// life, hence `&mut`): once the application frees it, it leaves the defragmentation,
@@ -360,10 +393,11 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             return Err(DefragmentationError::Dedicated);
         }
         let memory = alloc.memory();
-        if !self.ours.contains(&memory) {
-            // A block made since the map was built (or not ours: then still a miss).
+        if !self.is_ours(memory) {
+            // A block made since the map was built, or one of a handle seen for a block
+            // released since (or not ours: then still a miss).
             self.index_blocks();
-            if !self.ours.contains(&memory) {
+            if !self.is_ours(memory) {
                 return Err(DefragmentationError::NotHere);
             }
         }
@@ -418,6 +452,9 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         }
         if moves.is_empty() {
             self.move_scratch = moves;
+            // What the plan set aside with nothing to move (drains the application emptied
+            // between passes) goes back as at the end of a pass, and the end releases it.
+            self.put_back(aside);
             self.end();
             return None;
         }

@@ -215,29 +215,41 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
         }
         // The blocks set aside go back, but those left draining.
         let aside = std::mem::take(&mut self.aside);
-        let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
-        vecs.sort_unstable();
-        vecs.dedup();
-        for v in vecs {
-            let back: Vec<_> = aside
-                .iter()
-                .filter(|(w, b)| *w == v && !self.defrag.draining[v].iter().any(|d| d.same_as(b)))
-                .map(|(_, b)| b.clone())
-                .collect();
-            let blocks = &self.defrag.vecs[v].blocks;
-            self.report.memory_objects_freed += blocks.restore_aside(&back);
-            // The handles the plan took of the blocks released now are let go here (their
-            // memory is freed with the last handle), not in the next plan.
-            let handles = &mut self.defrag.handles[v];
-            drop(blocks.with_blocks(|list| handles.refresh(list)));
-        }
-        drop(aside);
-        self.defrag.stats.memory_objects_freed += self.report.memory_objects_freed;
+        self.report.memory_objects_freed += self.defrag.put_back(aside);
         // Every move is settled: the vector serves the next pass.
         let mut moves = std::mem::take(&mut self.moves);
         moves.clear();
         self.defrag.move_scratch = moves;
         self.report
+    }
+}
+
+impl<S: Suballocator + Send + 'static> Defragmentation<S> {
+    /// Puts the blocks `aside` (`(vec, block)`, set aside by a plan) back into the search,
+    /// but those left draining, and releases the empty blocks but the smallest of each
+    /// vector: the end of a pass, and of a plan that found nothing to move. Returns how
+    /// many blocks were released.
+    pub(super) fn put_back(&mut self, aside: Vec<(usize, Block<S, MemoryObject>)>) -> usize {
+        let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
+        vecs.sort_unstable();
+        vecs.dedup();
+        let mut released = 0;
+        for v in vecs {
+            let back: Vec<_> = aside
+                .iter()
+                .filter(|(w, b)| *w == v && !self.draining[v].iter().any(|d| d.same_as(b)))
+                .map(|(_, b)| b.clone())
+                .collect();
+            let blocks = &self.vecs[v].blocks;
+            released += blocks.restore_aside(&back);
+            // The handles the plan took of the blocks released now are let go here (their
+            // memory is freed with the last handle), not in the next plan.
+            let handles = &mut self.handles[v];
+            drop(blocks.with_blocks(|list| handles.refresh(list)));
+        }
+        drop(aside);
+        self.stats.memory_objects_freed += released;
+        released
     }
 }
 
