@@ -804,6 +804,52 @@ fn a_pool_dropped_before_its_defragmentation_reports_no_leak_and_goes_with_it() 
 }
 
 #[test]
+fn an_allocator_dropped_before_its_defragmentation_reports_no_leak_and_goes_with_it() {
+    // As for a pool (above), with the allocator's own block vectors: a struct that holds the
+    // allocator before its defragmentation drops them in that order. The leak check (a panic
+    // in debug builds, the default here) waits for the defragmentation, whose destinations
+    // are no leak of the application's, and the memory goes with the defragmentation.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let objects = sim.state.live_objects();
+    let allocator = StandardMemoryAllocator::new(
+        sim.memory_device(),
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: BlockSizeThresholds::uniform(MIB).unwrap(),
+            block_arenas: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut live = sparse(&allocator, &device, 60, 17);
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_moves_per_pass: 1,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        defrag.add(a, align()).unwrap();
+    }
+    drop(defrag.next_pass().expect("a pass"));
+    let held = allocator.statistics().total.allocation_count - live.len() as u64;
+    assert!(
+        held > 0,
+        "setup: destinations held for the drains planned ahead"
+    );
+    drop(live);
+    drop(allocator);
+    assert!(
+        sim.state.live_objects() > objects,
+        "the blocks holding the destinations live on"
+    );
+    drop(defrag);
+    assert_eq!(
+        sim.state.live_objects(),
+        objects,
+        "every memory object is gone"
+    );
+}
+
+#[test]
 fn limits_of_zero_plan_no_pass_and_leave_everything_in_place() {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());

@@ -44,7 +44,10 @@ pub struct GenericMemoryAllocator<S> {
     /// Dedicated allocations.
     dedicated: Arc<DedicatedRegistry>,
     /// Statistics, snapshots and the leak report on drop, of the default and custom pools.
-    observer: Observer,
+    /// Shared with the allocator's defragmentations, so that the leak report runs once the
+    /// allocator and all of them are gone: until then the destinations a defragmentation
+    /// holds between passes are allocations, but not the application's.
+    observer: Arc<Observer>,
     /// The memory type chosen for the last `memory_type_bits` of each intent class.
     type_cache: TypeCache,
     /// The shape of the device's heaps, for the automatic usages.
@@ -125,11 +128,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
-        let observer = Observer::new(
+        let observer = Arc::new(Observer::new(
             Arc::new(held),
             "GenericMemoryAllocator",
             create_info.debug.leak_check,
-        );
+        ));
         let heap_facts = HeapFacts::of(props);
         let hot = HotFacts::of(props, &heap_facts, &create_info.debug);
         Ok(Self {
@@ -591,7 +594,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 strategy: crate::AllocationStrategy::Default,
             })
             .collect();
-        Defragmentation::new(*info, targets)
+        // The leak report waits for the defragmentation too (see `observer`).
+        Defragmentation::new(*info, targets).keeping(self.observer.clone())
     }
 
     /// Checks the [debug margins](crate::corruption#margins) of every live allocation in the

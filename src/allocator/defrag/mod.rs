@@ -246,12 +246,9 @@ pub struct DefragmentationStats {
 }
 
 /// A defragmentation in progress (see the [module docs](self)). It keeps the blocks it works
-/// on alive until it is dropped (or [`finish`](Self::finish)ed), and a custom pool's too.
-///
-/// Drop it before its allocator (a defragmentation of the default block vectors): until
-/// then, the destinations it holds between passes are allocations of the allocator, which
-/// the allocator's leak check would report as the application's. A custom pool lives as
-/// long as its defragmentation.
+/// on alive until it is dropped (or [`finish`](Self::finish)ed), and the leak check of its
+/// allocator or custom pool waits for it: the destinations it holds between passes are
+/// allocations, but not the application's, so the allocator (or pool) may be dropped first.
 pub struct Defragmentation<S> {
     info: DefragmentationInfo,
     vecs: Vec<DefragVec<S>>,
@@ -299,9 +296,10 @@ pub struct Defragmentation<S> {
     /// Ends the defragmentation ([`end`](Self::end)): called on drop, through a pointer so
     /// that `Drop` needs no bounds on `S`.
     on_drop: fn(&mut Self),
-    /// What owns the blocks, kept alive until the defragmentation is dropped (a custom
-    /// pool's shared state): its leak check runs only once the destinations held here are
-    /// gone, so that it never reports them as the application's.
+    /// What runs the leak check of the blocks' owner (a custom pool's shared state, or the
+    /// allocator's observer), kept alive until the defragmentation is dropped: the check runs
+    /// only once the destinations held here are gone, so that it never reports them as the
+    /// application's.
     _owner: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -350,7 +348,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         defrag
     }
 
-    /// Keeps `owner` (what owns the blocks) alive until the defragmentation is dropped.
+    /// Keeps `owner` (what runs the leak check of the blocks' owner) alive until the
+    /// defragmentation is dropped.
     pub(crate) fn keeping(mut self, owner: Arc<dyn std::any::Any + Send + Sync>) -> Self {
         self._owner = Some(owner);
         self
