@@ -308,13 +308,21 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.release_empty_blocks(Keep::Smallest)
     }
 
-    /// Suballocates in the given block (waiting for its arenas' locks), or `None`.
+    /// Suballocates in the given block (waiting for its arenas' locks), or `None`; `None` as
+    /// well when the block is no longer in the list (another defragmentation set it aside
+    /// since the caller saw it: a block being emptied receives nothing).
     pub(crate) fn allocate_in<T>(
         &self,
         block: &Block<S, M>,
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Option<T> {
+        // Held until the suballocation is made: `set_aside` takes the list's write lock, so
+        // the block cannot leave the list in between.
+        let listed = self.blocks.read();
+        if !listed.iter().any(|b| b.same_as(block)) {
+            return None;
+        }
         let strategy = fit.strategy;
         for arena in block.arenas() {
             if arena.may_fit(fit.layout, fit.allocation_type) {

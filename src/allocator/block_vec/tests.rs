@@ -447,6 +447,32 @@ fn a_thread_overflows_into_an_arena_another_thread_barely_uses() {
 }
 
 #[test]
+fn a_block_set_aside_receives_nothing_even_from_a_caller_that_saw_it_listed() {
+    // Two defragmentations of one vector plan side by side: one sets a block aside to empty
+    // it after the other saw the block in the list and chose it as a destination. The
+    // placement in the given block is refused, so the block being emptied receives nothing;
+    // once it is back in the list it takes allocations again.
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(MIB, 1, AllocationType::Linear);
+    h.add_block(64 * MIB, MIB, 1);
+    let block = h.vec.with_blocks(|b| b[0].clone());
+    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
+        arena: arena.clone(),
+        block: arena.memory().id,
+        suballocation: placed.suballocation,
+    };
+    assert!(h.vec.set_aside(&block, false));
+    assert!(h.vec.allocate_in(&block, &fit, &wrap).is_none());
+    assert!(block.is_empty(), "nothing landed in the block set aside");
+    h.vec.put_back(&block);
+    let placed = h
+        .vec
+        .allocate_in(&block, &fit, &wrap)
+        .expect("listed again");
+    h.free(placed);
+}
+
+#[test]
 fn an_arena_only_a_defragmentation_moved_into_is_no_threads_to_leave() {
     // Allocations placed in a given block (a defragmentation's destinations) record no
     // slot: a thread whose home is full overflows into that arena, however full.
