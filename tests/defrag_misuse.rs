@@ -11,79 +11,8 @@ use ash_memory::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
+use support::defrag::{align, copy_and_complete, open, patterned, pool, reqs, upload};
 use support::{fill, verify, verify_each, GpuLayout, Rng, Sim, KIB, MIB};
-
-fn upload() -> AllocationCreateInfo {
-    AllocationCreateInfo {
-        usage: MemoryUsage::Upload,
-        ..Default::default()
-    }
-}
-
-fn reqs(device: &MemoryDevice, size: u64) -> AllocationRequirements {
-    AllocationRequirements {
-        layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
-        memory_type_bits: device.memory_properties().all_types_mask(),
-        prefers_dedicated_allocation: false,
-        requires_dedicated_allocation: false,
-    }
-}
-
-fn align() -> DeviceAlignment {
-    DeviceAlignment::new(256).unwrap()
-}
-
-/// A host-visible pool of whole (one-arena) 1 MiB blocks, at most `max_blocks` of them.
-fn pool(allocator: &StandardMemoryAllocator, max_blocks: usize) -> MemoryPool<FreeListAllocator> {
-    allocator
-        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
-            memory_type: PoolMemoryType::Find {
-                memory_type_bits: u32::MAX,
-                usage: MemoryUsage::Upload,
-            },
-            block_size: MIB,
-            max_block_count: max_blocks,
-            block_arenas: Some(1),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
-/// A patterned allocation of `size` bytes (pattern `seed`).
-fn patterned(
-    pool: &dyn MemoryAllocator,
-    device: &MemoryDevice,
-    size: u64,
-    seed: u64,
-) -> MemoryAlloc {
-    let mut a = pool
-        .allocate(reqs(device, size), AllocationType::Linear, &upload(), None)
-        .unwrap();
-    fill(&mut a, seed, size);
-    a
-}
-
-/// Copies a move's source into its destination on the host and completes it.
-fn copy_and_complete<S: Suballocator + Send + 'static>(
-    pass: &mut DefragmentationPass<'_, S>,
-    index: usize,
-    source: &mut MemoryAlloc,
-) -> Result<(), DefragmentationError> {
-    let size = pass.get(index).unwrap().size();
-    let mut bytes = vec![0; size as usize];
-    source.read(0, &mut bytes).unwrap();
-    let dst = pass.get(index).unwrap().destination();
-    let ptr = dst.mapped_ptr().unwrap();
-    // SAFETY: `size` bytes inside the destination, which nothing else uses until completed.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-    dst.flush(0, size).unwrap();
-    pass.complete(index, source)
-}
-
-/// The indices of a pass's open moves.
-fn open<S: Suballocator + Send + 'static>(pass: &DefragmentationPass<'_, S>) -> Vec<usize> {
-    pass.moves().map(|m| m.index()).collect()
-}
 
 /// `count` patterned allocations of 16 to 128 KiB in `pool`, every second one freed:
 /// sparse blocks. `(allocation, pattern seed, size)`.
@@ -772,35 +701,12 @@ fn a_pool_dropped_before_its_defragmentation_reports_no_leak_and_goes_with_it() 
     // defragmentation is dropped too.
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
-    let device = sim.memory_device();
     let objects = sim.state.live_objects();
     let pool = pool(&allocator, 16);
-    let mut live = sparse(&pool, &device, 60, 11);
-    let mut defrag = pool.defragmentation(&DefragmentationInfo {
-        max_moves_per_pass: 1,
-        ..Default::default()
+    let live = sparse(&pool, &sim.memory_device(), 60, 11);
+    drop_owner_before_its_defragmentation(&sim, objects, pool, live, |p, info| {
+        p.defragmentation(info)
     });
-    for (a, _, _) in &mut live {
-        defrag.add(a, align()).unwrap();
-    }
-    drop(defrag.next_pass().expect("a pass"));
-    let held = pool.statistics().total.allocation_count - live.len() as u64;
-    assert!(
-        held > 0,
-        "setup: destinations held for the drains planned ahead"
-    );
-    drop(live);
-    drop(pool);
-    assert!(
-        sim.state.live_objects() > objects,
-        "the pool's blocks live on"
-    );
-    drop(defrag);
-    assert_eq!(
-        sim.state.live_objects(),
-        objects,
-        "the pool's blocks are gone"
-    );
 }
 
 #[test]
@@ -810,7 +716,6 @@ fn an_allocator_dropped_before_its_defragmentation_reports_no_leak_and_goes_with
     // in debug builds, the default here) waits for the defragmentation, whose destinations
     // are no leak of the application's, and the memory goes with the defragmentation.
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
-    let device = sim.memory_device();
     let objects = sim.state.live_objects();
     let allocator = StandardMemoryAllocator::new(
         sim.memory_device(),
@@ -821,22 +726,40 @@ fn an_allocator_dropped_before_its_defragmentation_reports_no_leak_and_goes_with
         },
     )
     .unwrap();
-    let mut live = sparse(&allocator, &device, 60, 17);
-    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+    let live = sparse(&allocator, &sim.memory_device(), 60, 17);
+    drop_owner_before_its_defragmentation(&sim, objects, allocator, live, |a, info| {
+        a.defragmentation(info)
+    });
+}
+
+/// Registers `live` (allocations of `owner`) with the defragmentation `defragmentation`
+/// makes of `owner`, and hands out one bounded pass, so that destinations are held for the
+/// drains planned ahead; then drops the application's allocations and `owner` before the
+/// defragmentation. No leak may be reported (a panic in debug builds); the memory objects
+/// made since `objects` live on with the defragmentation and go with it.
+fn drop_owner_before_its_defragmentation<A: MemoryAllocator>(
+    sim: &Sim,
+    objects: u32,
+    owner: A,
+    mut live: Vec<(MemoryAlloc, u64, u64)>,
+    defragmentation: impl FnOnce(&A, &DefragmentationInfo) -> Defragmentation<FreeListAllocator>,
+) {
+    let info = DefragmentationInfo {
         max_moves_per_pass: 1,
         ..Default::default()
-    });
+    };
+    let mut defrag = defragmentation(&owner, &info);
     for (a, _, _) in &mut live {
         defrag.add(a, align()).unwrap();
     }
     drop(defrag.next_pass().expect("a pass"));
-    let held = allocator.statistics().total.allocation_count - live.len() as u64;
+    let held = owner.statistics().total.allocation_count - live.len() as u64;
     assert!(
         held > 0,
         "setup: destinations held for the drains planned ahead"
     );
     drop(live);
-    drop(allocator);
+    drop(owner);
     assert!(
         sim.state.live_objects() > objects,
         "the blocks holding the destinations live on"
@@ -845,7 +768,7 @@ fn an_allocator_dropped_before_its_defragmentation_reports_no_leak_and_goes_with
     assert_eq!(
         sim.state.live_objects(),
         objects,
-        "every memory object is gone"
+        "every memory object made since is gone"
     );
 }
 

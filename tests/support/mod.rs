@@ -41,6 +41,7 @@
 #![allow(dead_code)]
 
 pub mod coherence;
+pub mod defrag;
 #[path = "../../src/simulated_layouts.rs"]
 pub mod layouts;
 mod wrappers;
