@@ -361,7 +361,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         }
     }
 
-    /// One `vkAllocateMemory`.
+    /// One `vkAllocateMemory`; `for_block`: a block of `memory_type_index`'s default vector,
+    /// whose list the caller holds (and whose kept blocks it releases itself).
     fn allocate_memory(
         &self,
         memory_type_index: u32,
@@ -369,6 +370,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         dedicated: Option<DedicatedAllocation>,
         priority: f32,
         create_info: &AllocationCreateInfo,
+        for_block: bool,
     ) -> Result<MemoryObject, AllocationError> {
         let info = MemoryObjectCreateInfo {
             size,
@@ -381,15 +383,23 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             ..Default::default()
         };
         allocate_releasing_kept(&self.device, &info, || {
-            self.release_kept_empty_blocks(memory_type_index)
+            self.release_kept_empty_blocks(memory_type_index, for_block)
         })
     }
 
     /// Releases the empty blocks that the default block vectors of `memory_type_index`'s heap
-    /// keep for reuse (see [releasing](super::block_vec#releasing)): those whose lists no
-    /// other thread holds now. Returns how many were released.
-    fn release_kept_empty_blocks(&self, memory_type_index: u32) -> usize {
+    /// keep for reuse (see [releasing](super::block_vec#releasing)), each once the threads
+    /// reading its list give it back (see `try_release_empty`). Returns how many were
+    /// released. With `skip_own`, the caller holds `memory_type_index`'s list itself (it
+    /// makes a block there, and gives back that vector's kept blocks itself): that vector
+    /// is left out, as waiting for its own list could only time out.
+    fn release_kept_empty_blocks(&self, memory_type_index: u32, skip_own: bool) -> usize {
+        let own = self
+            .block_vecs
+            .get(memory_type_index as usize)
+            .filter(|_| skip_own);
         self.block_vecs_of_heap(memory_type_index)
+            .filter(|vec| !own.is_some_and(|own| Arc::ptr_eq(vec, own)))
             .map(|vec| vec.try_release_empty())
             .sum()
     }
@@ -466,8 +476,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let priority = create_info
             .priority
             .unwrap_or(self.create_info.block_priority);
-        let memory =
-            self.allocate_memory(memory_type_index, size, dedicated, priority, create_info)?;
+        let memory = self.allocate_memory(
+            memory_type_index,
+            size,
+            dedicated,
+            priority,
+            create_info,
+            false,
+        )?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,
@@ -742,6 +758,7 @@ impl<S: Suballocator + Send + 'static> MemorySource for TypeSource<'_, S> {
             None,
             a.create_info.block_priority,
             create_info,
+            true,
         )
     }
 

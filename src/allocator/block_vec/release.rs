@@ -7,6 +7,16 @@ use super::sharded::ShardedWrite;
 use super::{Block, BlockMemory, BlockVec, Keep, NewBlockError};
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
+use std::time::Duration;
+
+/// How long [`try_release_empty`](BlockVec::try_release_empty) waits at most for the threads
+/// that hold a vector's list. A reader holds it for one search or one statistics walk
+/// (microseconds; a walk over many large arenas, a few milliseconds), so only a writer that
+/// waits for the caller in turn holds it longer; the wait is paid only when a heap is out of
+/// memory, next to a failed `vkAllocateMemory`. (Not waiting at all let a thread that was
+/// merely searching a list keep its kept blocks, and the allocation failed for want of
+/// their memory.)
+pub(super) const RELEASE_PATIENCE: Duration = Duration::from_millis(50);
 
 /// What a walk over a vector's listed blocks counts (see `BlockVec::tally`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,14 +38,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         Self::remove_empty(&mut self.blocks.write(), self.limits.min, among)
     }
 
-    /// Releases every empty block beyond the minimum block count, if no other thread holds
-    /// the list now: the heap ran out of memory or budget, and the blocks kept for reuse give
-    /// theirs back (see [releasing](super#releasing)). Never waits: the caller may hold
-    /// another vector's lock while it makes a memory object, and waiting here could
-    /// deadlock with a thread doing the same the other way round. Returns how many were
-    /// released.
+    /// Releases every empty block beyond the minimum block count: the heap ran out of memory
+    /// or budget, and the blocks kept for reuse give theirs back (see
+    /// [releasing](super#releasing)). Waits at most [`RELEASE_PATIENCE`] for the list: the
+    /// threads that read it (searching, taking statistics) give it back within that, while
+    /// the caller may hold another vector's lock as it makes a memory object, and waiting
+    /// for good could deadlock with a thread doing the same the other way round. Returns how
+    /// many were released.
     pub(crate) fn try_release_empty(&self) -> usize {
-        match self.blocks.try_write() {
+        match self.blocks.try_write_for(RELEASE_PATIENCE) {
             Some(mut blocks) => Self::remove_empty(&mut blocks, self.limits.min, |_| true),
             None => 0,
         }

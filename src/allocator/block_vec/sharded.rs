@@ -18,12 +18,20 @@
 //! changes all of them; a reader that finds every copy taken waits for its own. Writing
 //! costs a few more locks, which is fine for an operation that also calls `vkAllocateMemory`
 //! or `vkFreeMemory`.
+//!
+//! A heap that runs out of memory takes the empty blocks kept in *other* lists back (see
+//! [releasing](super#releasing)) while its caller may hold its own list: that write must not
+//! wait for good ([`ShardedList::try_write_for`]). It takes every free copy at once, then
+//! waits a bounded time for the rest, and readers hold off while it does: a thread reading
+//! in a loop takes its copy back the moment it gives it up, so a writer that only watched
+//! for free copies could wait for ever.
 
 #![deny(unsafe_code)]
 
 use super::spin_lock::{SpinMutex, SpinMutexGuard};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The fewest copies a list keeps, whatever the machine.
 const MIN_COPIES: usize = 8;
@@ -67,6 +75,25 @@ pub(crate) fn thread_shard() -> usize {
 /// A `Vec<T>` kept in identical copies (see [`copy_count`]).
 pub(crate) struct ShardedList<T> {
     copies: Box<[Padded<SpinMutex<Vec<T>>>]>,
+    /// How many [`write`](Self::write)s are taking the copies now: a
+    /// [`try_write_for`](Self::try_write_for) lets go of its copies for them.
+    writers: AtomicUsize,
+    /// Held by a [`try_write_for`](Self::try_write_for) while it gathers the copies, so that
+    /// two never each hold some and wait for the other's.
+    gathering: parking_lot::Mutex<()>,
+    /// Set while a [`try_write_for`](Self::try_write_for) gathers the copies: readers wait
+    /// for it to end before they take a copy (on its own cache line, which only that rare
+    /// caller writes, so reading it costs readers a load from their own cache).
+    gather_pending: Padded<AtomicBool>,
+}
+
+/// Clears [`ShardedList::gather_pending`] when dropped.
+struct Pending<'a>(&'a AtomicBool);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// One copy of a [`ShardedList`], taken for reading.
@@ -78,6 +105,9 @@ impl<T: Clone> ShardedList<T> {
             copies: (0..copy_count())
                 .map(|_| Padded(SpinMutex::new(Vec::new())))
                 .collect(),
+            writers: AtomicUsize::new(0),
+            gathering: parking_lot::Mutex::new(()),
+            gather_pending: Padded(AtomicBool::new(false)),
         }
     }
 
@@ -94,6 +124,25 @@ impl<T: Clone> ShardedList<T> {
     pub(crate) fn read_shard(&self, shard: usize) -> ShardedRead<'_, T> {
         // The count is a power of two.
         let own = shard & (self.copies.len() - 1);
+        if self.gather_pending.0.load(Ordering::Relaxed) {
+            return self.read_after_gathering(own);
+        }
+        match self.copies[own].0.try_lock() {
+            Some(copy) => copy,
+            None => self.read_another(own),
+        }
+    }
+
+    /// [`read_shard`](Self::read_shard) while a [`try_write_for`](Self::try_write_for)
+    /// gathers the copies: a thread reading in a loop would otherwise take its copy back
+    /// each time, before the gatherer saw it free. The gatherer's wait is bounded, so this
+    /// one is too (even for a nested read whose outer copy the gatherer waits for).
+    #[cold]
+    #[inline(never)]
+    fn read_after_gathering(&self, own: usize) -> ShardedRead<'_, T> {
+        while self.gather_pending.0.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         match self.copies[own].0.try_lock() {
             Some(copy) => copy,
             None => self.read_another(own),
@@ -112,20 +161,70 @@ impl<T: Clone> ShardedList<T> {
 
     /// Exclusive access to all copies, taken in order.
     pub(crate) fn write(&self) -> ShardedWrite<'_, T> {
-        ShardedWrite {
-            guards: self.copies.iter().map(|c| c.0.lock()).collect(),
-        }
+        // Counted while taking them: a `try_write_for` holding some lets go of them.
+        self.writers.fetch_add(1, Ordering::AcqRel);
+        let guards = self.copies.iter().map(|c| c.0.lock()).collect();
+        self.writers.fetch_sub(1, Ordering::AcqRel);
+        ShardedWrite { guards }
     }
 
     /// Exclusive access to all copies if no other thread holds any of them now; never
     /// waits (the copies taken so far are let go again on a miss).
+    #[cfg(test)]
     pub(crate) fn try_write(&self) -> Option<ShardedWrite<'_, T>> {
-        let guards = self
-            .copies
-            .iter()
-            .map(|c| c.0.try_lock())
-            .collect::<Option<Vec<_>>>()?;
-        Some(ShardedWrite { guards })
+        self.try_write_for(Duration::ZERO)
+    }
+
+    /// Exclusive access to all copies, waiting at most about `patience` for the threads that
+    /// hold some of them; `None` once it is spent.
+    ///
+    /// Readers give their copy back within a search or a statistics walk, so a short wait
+    /// takes the list from any number of them. Every free copy is taken first, and only then
+    /// are the others waited for: a reader that comes meanwhile finds no free copy and waits
+    /// in turn, instead of taking one this caller has yet to reach (readers moving ahead of
+    /// a caller that takes the copies in order kept it waiting a whole walk per copy, past
+    /// any sensible bound), and readers wait for the gathering to end before they take a
+    /// copy (a thread reading in a loop took its own copy back each time before this caller
+    /// could see it free). A [`write`](Self::write) takes the copies in order and could be
+    /// waiting for one taken here: while one is under way, this caller holds none. A thread
+    /// that holds the list for writing while it waits for something the caller holds
+    /// (another vector's list) keeps it past the bound, which then ends the wait instead of
+    /// deadlocking.
+    pub(crate) fn try_write_for(&self, patience: Duration) -> Option<ShardedWrite<'_, T>> {
+        let deadline = Instant::now() + patience;
+        let _gathering = self.gathering.try_lock_until(deadline)?;
+        self.gather_pending.0.store(true, Ordering::Release);
+        let _pending = Pending(&self.gather_pending.0);
+        let writing = || self.writers.load(Ordering::Acquire) > 0;
+        loop {
+            while writing() {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::yield_now();
+            }
+            let mut taken: Vec<Option<SpinMutexGuard<'_, Vec<T>>>> =
+                self.copies.iter().map(|c| c.0.try_lock()).collect();
+            let mut missing = taken.iter().filter(|t| t.is_none()).count();
+            while missing > 0 && !writing() {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::yield_now();
+                for (copy, slot) in self.copies.iter().zip(&mut taken) {
+                    if slot.is_none() {
+                        *slot = copy.0.try_lock();
+                        missing -= usize::from(slot.is_some());
+                    }
+                }
+            }
+            if missing == 0 {
+                return Some(ShardedWrite {
+                    guards: taken.into_iter().flatten().collect(),
+                });
+            }
+            // A writer waits for copies taken here: let it have them first.
+        }
     }
 }
 
@@ -180,6 +279,41 @@ mod tests {
         assert!(list.try_write().is_none(), "a writer holds every copy");
         drop(all);
         assert_eq!(*list.read(), [7]);
+    }
+
+    #[test]
+    fn try_write_for_waits_out_readers_reading_in_a_loop_and_gives_up_on_a_holder() {
+        let list = ShardedList::<u32>::new();
+        list.write().push(1);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Readers that take their copy back as soon as they give it up.
+            for _ in 0..3 {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let copy = list.read();
+                        std::hint::black_box(&*copy);
+                        std::thread::yield_now();
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            for i in 0..20 {
+                let mut all = list
+                    .try_write_for(Duration::from_secs(5))
+                    .expect("readers kept the list from a waiting writer");
+                all.push(i);
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(list.read().len(), 21);
+        // A copy held for longer than the patience: no list, and every copy let go again.
+        let held = list.read();
+        let started = Instant::now();
+        assert!(list.try_write_for(Duration::from_millis(20)).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        drop(held);
+        assert!(list.try_write().is_some());
     }
 
     #[test]
