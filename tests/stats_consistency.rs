@@ -303,3 +303,121 @@ fn snapshots_and_dumps_match_the_live_allocations() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// # Safety
+///
+/// `offset_in_block` lies in one of `alloc`'s margins.
+unsafe fn poke(alloc: &MemoryAlloc, offset_in_block: u64, byte: u8) {
+    let base = alloc
+        .mapped_ptr()
+        .unwrap()
+        .as_ptr()
+        .wrapping_sub(alloc.offset() as usize);
+    // SAFETY: the caller's contract; the block is mapped whole.
+    unsafe { *base.add(offset_in_block as usize) = byte };
+}
+
+/// Damage to the first and last byte of each margin of each allocation, in custom pools of
+/// every suballocator, in coherent and non-coherent memory, at odd sizes and alignments, is
+/// reported exactly once, at that byte and for that allocation; writes over the whole of
+/// every allocation are never reported.
+#[test]
+fn margin_damage_is_reported_exactly_with_every_suballocator() {
+    const MARGIN: u64 = 16;
+    let sim = Sim::new(GpuLayout::mobile());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                margin: MARGIN,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = Rng(11);
+    for memory_type in [0, 1] {
+        let info = PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(memory_type),
+            block_size: 64 * KIB,
+            ..Default::default()
+        };
+        let mut live: Vec<(MemoryAlloc, u64)> = Vec::new();
+        macro_rules! fill_pool {
+            ($s:ty) => {{
+                let p = allocator.create_pool::<$s>(&info).unwrap();
+                for i in 0..6 {
+                    let size = 1 + rng.below(300);
+                    let alignment = 1 << rng.below(7);
+                    let a = p
+                        .allocate_from_type(
+                            memory_type,
+                            layout(size, alignment),
+                            AllocationType::Linear,
+                            &named(format!("{i}")),
+                        )
+                        .unwrap();
+                    live.push((a, alignment));
+                }
+                p
+            }};
+        }
+        let pools = (
+            fill_pool!(FreeListAllocator),
+            fill_pool!(BuddyAllocator),
+            fill_pool!(BumpAllocator),
+            fill_pool!(RingAllocator),
+            fill_pool!(SlotAllocator<1024>),
+        );
+        for (a, _) in &mut live {
+            let size = a.size() as usize;
+            a.write(0, &vec![0xA5; size]).unwrap();
+        }
+        let report = allocator.check_corruption(1 << memory_type).unwrap();
+        assert_eq!(report.checked_allocations, live.len() as u64);
+        let magic = corruption::MARGIN_MAGIC.to_le_bytes();
+        for (k, (a, alignment)) in live.iter().enumerate() {
+            let o = a.offset();
+            let front = MARGIN.next_multiple_of(*alignment);
+            let back = o + a.size();
+            for (at, start, after) in [
+                (o - front, o - front, false),
+                (o - 1, o - front, false),
+                (back, back, true),
+                (back + MARGIN - 1, back, true),
+            ] {
+                // SAFETY: `at` lies in one of `a`'s margins.
+                unsafe { poke(a, at, !magic[((at - start) % 4) as usize]) };
+                let found = match allocator.check_corruption(1 << memory_type) {
+                    Err(corruption::CorruptionError::Damaged { damaged, .. }) => damaged,
+                    other => panic!("type {memory_type}, allocation {k}, byte {at}: {other:?}"),
+                };
+                assert_eq!(found.len(), 1, "{found:?}");
+                let d = &found[0];
+                assert_eq!(
+                    (d.offset, d.after, d.allocation_offset, d.allocation_size),
+                    (at, after, o, a.size()),
+                    "type {memory_type}, allocation {k}"
+                );
+                assert_eq!(d.memory, a.memory().as_raw());
+                // SAFETY: as above.
+                unsafe { poke(a, at, magic[((at - start) % 4) as usize]) };
+            }
+        }
+        assert!(allocator.check_corruption(1 << memory_type).is_ok());
+        for (a, _) in &live {
+            let mut data = vec![0; a.size() as usize];
+            a.read(0, &mut data).unwrap();
+            assert!(
+                data.iter().all(|&b| b == 0xA5),
+                "the allocations' own bytes"
+            );
+        }
+        drop(live);
+        drop(pools);
+    }
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
