@@ -179,6 +179,12 @@ fn check(allocator: &StandardMemoryAllocator, live: &[MemoryAlloc], what: &str) 
     assert_eq!(heap_allocations, live.len() as u64, "{what}");
     assert_eq!(type_bytes, stats.total.reserved_bytes, "{what}");
     assert_eq!(type_bytes, allocator.device().live_memory_bytes(), "{what}");
+    // The only allocator of the device: each heap's budget usage is its memory here.
+    for h in &stats.heaps {
+        assert_eq!(h.budget.crate_usage, h.statistics.reserved_bytes, "{what}");
+        assert_eq!(h.budget.usage, h.statistics.reserved_bytes, "{what}");
+        assert!(!h.budget.from_extension);
+    }
 
     let vma: Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
     let mut objects = 0;
