@@ -232,35 +232,40 @@ fn snapshots_and_dumps_match_the_live_allocations() {
                 margin: 16,
                 ..Default::default()
             },
+            block_arenas: Some(2),
             ..Default::default()
         },
     )
     .unwrap();
-    let info = |name: &str, memory_type| PoolCreateInfo {
+    let info = |name: &str, memory_type, block_arenas| PoolCreateInfo {
         name: Some(name.into()),
         memory_type: PoolMemoryType::Index(memory_type),
-        block_size: 256 * KIB,
+        block_size: 128 * KIB,
+        block_arenas,
         ..Default::default()
     };
-    let pools: Vec<Box<dyn Fn(u64, u64, &AllocationCreateInfo) -> Option<MemoryAlloc>>> = {
-        let mut v: Vec<Box<dyn Fn(u64, u64, &AllocationCreateInfo) -> Option<MemoryAlloc>>> =
-            Vec::new();
+    type Source = Box<dyn Fn(u64, u64, &AllocationCreateInfo) -> Option<MemoryAlloc>>;
+    let pools: Vec<Source> = {
+        let mut v: Vec<Source> = Vec::new();
+        // A custom pool of suballocator `$s`, its requests at most `$max` bytes.
         macro_rules! pool {
-            ($s:ty, $name:expr, $ty:expr) => {{
-                let p = allocator.create_pool::<$s>(&info($name, $ty)).unwrap();
+            ($s:ty, $name:expr, $ty:expr, $arenas:expr, $max:expr) => {{
+                let p = allocator
+                    .create_pool::<$s>(&info($name, $ty, $arenas))
+                    .unwrap();
                 v.push(Box::new(move |size, alignment, i| {
                     let ty = p.memory_type_index();
-                    p.allocate_from_type(ty, layout(size, alignment), AllocationType::Linear, i)
-                        .ok()
+                    let l = layout(size.min($max), alignment);
+                    p.allocate_from_type(ty, l, AllocationType::Linear, i).ok()
                 }));
             }};
         }
-        pool!(FreeListAllocator, "free list", 1);
-        pool!(BuddyAllocator, "buddy", 1);
-        pool!(BumpAllocator, "bump", 0);
-        pool!(RingAllocator, "ring", 1);
-        pool!(SlotAllocator<{ 8 * KIB }>, "same", 0);
-        pool!(FreeListAllocator, "same", 1);
+        pool!(FreeListAllocator, "free list", 1, Some(4), u64::MAX);
+        pool!(BuddyAllocator, "buddy", 1, None, 16 * KIB);
+        pool!(BumpAllocator, "bump", 0, Some(2), 4 * KIB);
+        pool!(RingAllocator, "ring", 1, None, 4 * KIB);
+        pool!(SlotAllocator<{ 8 * KIB }>, "same", 0, None, 4 * KIB);
+        pool!(FreeListAllocator, "same", 1, None, u64::MAX);
         v
     };
     let mut rng = Rng(7);
@@ -273,12 +278,12 @@ fn snapshots_and_dumps_match_the_live_allocations() {
             continue;
         }
         let big = rng.below(6) == 0;
-        let size = 1 + rng.below(if big { 64 * KIB } else { 3000 });
+        let size = 1 + rng.below(if big { 200 * KIB } else { 3000 });
         let alignment = 1 << rng.below(9);
         let mut ainfo = named(format!("a{step}"));
         let which = rng.below(pools.len() as u64 + 2) as usize;
         let a = if which < pools.len() {
-            pools[which](size.min(4 * KIB), alignment, &ainfo)
+            pools[which](size, alignment, &ainfo)
         } else {
             if which == pools.len() {
                 ainfo.allocate_preference = MemoryAllocatePreference::AlwaysAllocate;
