@@ -158,6 +158,21 @@ fn check(allocator: &StandardMemoryAllocator, live: &[MemoryAlloc], what: &str) 
             assert_eq!(inside.count(), 1, "{what}: allocation at {}", a.offset());
             assert_eq!(a.is_dedicated(), b.dedicated);
         }
+        // Every allocated range holds a live allocation: the leak report lists these ranges.
+        for r in &b.ranges {
+            if matches!(r.kind, RangeKind::Allocated(_)) {
+                assert!(
+                    mine.iter()
+                        .any(|a| r.offset <= a.offset() && a.offset() < r.offset + r.size),
+                    "{what}: allocated range {}+{} of block {:#x} (pool {:?}) holds no live \
+                     allocation",
+                    r.offset,
+                    r.size,
+                    b.memory,
+                    b.pool
+                );
+            }
+        }
         seen += mine.len();
     }
     assert_eq!(

@@ -65,11 +65,16 @@
 //!
 //! # Tracking
 //!
-//! [`for_each_range`](Suballocator::for_each_range) reports each held range as allocated with
-//! the type of its allocation, *including allocations freed out of order that the tail has not
-//! passed*: they are held, as [`free_size`](Suballocator::free_size) counts them. The held
-//! ranges tile the run without gaps, so with the free gaps they tile the region in offset
-//! order.
+//! [`for_each_range`](Suballocator::for_each_range) reports one allocated range per live
+//! allocation, with the type of its allocation. Allocations freed out of order that the tail
+//! has not passed stay held, as [`free_size`](Suballocator::free_size) counts them, so their
+//! ranges are reported as padding of a live neighbour in the same unwrapped part of the run:
+//! the one before them, or the first one after them when none is before (after the wrap
+//! point). Statistics, dumps and leak reports thus list live allocations only. The one
+//! exception: when every allocation after the wrap point is freed while an older one lives,
+//! no live allocation lies next to those bytes, and they are reported as one allocated range
+//! (held by nothing until the tail passes them). The held ranges tile the run without gaps,
+//! so with the free gaps they tile the region in offset order.
 //!
 //! # Errors
 //!
@@ -97,7 +102,8 @@ use std::collections::VecDeque;
 /// [`free_size`](Suballocator::free_size) is exact and counts as held everything from the tail
 /// to the head: allocations with their alignment and granularity padding, the bytes skipped at
 /// the end of the region when wrapping around, and allocations freed out of order that wait for
-/// the tail (which [`for_each_range`](Suballocator::for_each_range) reports as allocated).
+/// the tail (which [`for_each_range`](Suballocator::for_each_range) reports as padding of a
+/// live neighbour).
 /// Buffer-image granularity is checked against the newest allocation and, once the head is
 /// before the tail in the region, the oldest live one. Errors:
 /// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) when fewer than `size` bytes are
@@ -209,14 +215,36 @@ impl RingAllocator {
         }
     }
 
-    /// Reports the held ranges of `entries[range]`, allocated with their allocation's type.
+    /// Reports the held ranges of `entries[range]` (a run that does not wrap), allocated:
+    /// each live allocation's range with the ranges of the allocations freed out of order next
+    /// to it (those after it, and before the first live one of the run), as its padding. A
+    /// run with no live allocation is reported as one range.
     fn report_held(&self, range: std::ops::Range<usize>, f: &mut dyn FnMut(RangeInfo)) {
-        for e in self.entries.range(range) {
+        // The held range being gathered: start, end, type, and whether it has a live one.
+        let mut group: Option<(DeviceSize, DeviceSize, AllocationType, bool)> = None;
+        let report = |f: &mut dyn FnMut(RangeInfo), (start, end, ty, _)| {
             f(RangeInfo {
-                offset: e.start,
-                size: e.end - e.start,
-                kind: RangeKind::Allocated(e.ty),
+                offset: start,
+                size: end - start,
+                kind: RangeKind::Allocated(ty),
+            })
+        };
+        for e in self.entries.range(range) {
+            group = Some(match group {
+                // A new live allocation after a live one: its own range.
+                Some(g) if e.live && g.3 => {
+                    report(f, g);
+                    (e.start, e.end, e.ty, true)
+                }
+                // The first live one takes the freed ones before it.
+                Some((start, _, _, false)) if e.live => (start, e.end, e.ty, true),
+                // A freed one is held by the range before it.
+                Some((start, _, ty, live)) => (start, e.end, ty, live),
+                None => (e.start, e.end, e.ty, e.live),
             });
+        }
+        if let Some(g) = group {
+            report(f, g);
         }
     }
 }
