@@ -447,3 +447,47 @@ fn margin_damage_is_reported_exactly_with_every_suballocator() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// An allocation freed out of order in a ring pool stays held until the tail passes it, but it
+/// is not a leak: the report lists the live allocations only, and VMA's dump lists one
+/// suballocation per live allocation.
+#[test]
+fn a_ring_pools_freed_allocations_are_not_reported_as_leaks() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+    let pool = allocator
+        .create_pool::<RingAllocator>(&PoolCreateInfo {
+            name: Some("staging".into()),
+            memory_type: PoolMemoryType::Index(1),
+            block_size: 64 * KIB,
+            ..Default::default()
+        })
+        .unwrap();
+    let mut live: Vec<_> = (0..3)
+        .map(|i| {
+            pool.allocate_from_type(
+                1,
+                layout(1000, 256),
+                AllocationType::Linear,
+                &named(format!("frame {i}")),
+            )
+            .unwrap()
+        })
+        .collect();
+    live.remove(1);
+    let leaks = allocator.report_leaks();
+    let mut names: Vec<_> = leaks.iter().map(|l| l.name.as_deref().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["frame 0", "frame 2"], "{leaks:?}");
+    let vma: Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
+    let block = &vma["CustomPools"]["Type 1"][0]["Blocks"]["0"];
+    let used = block["Suballocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Type"] != "FREE")
+        .count();
+    assert_eq!((block["Allocations"].as_u64(), used), (Some(2), 2));
+    drop((live, pool, allocator));
+    sim.assert_nothing_allocated();
+}
