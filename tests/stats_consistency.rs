@@ -198,7 +198,10 @@ fn check(allocator: &StandardMemoryAllocator, live: &[MemoryAlloc], what: &str) 
     for h in &stats.heaps {
         assert_eq!(h.budget.crate_usage, h.statistics.reserved_bytes, "{what}");
         assert_eq!(h.budget.usage, h.statistics.reserved_bytes, "{what}");
-        assert!(!h.budget.from_extension);
+        assert_eq!(
+            h.budget.from_extension,
+            allocator.device().features().memory_budget
+        );
     }
 
     let vma: Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
@@ -238,7 +241,20 @@ fn check(allocator: &StandardMemoryAllocator, live: &[MemoryAlloc], what: &str) 
 /// non-coherent memory.
 #[test]
 fn snapshots_and_dumps_match_the_live_allocations() {
-    let sim = Sim::new(GpuLayout::mobile());
+    snapshot_run(Sim::new(GpuLayout::mobile()));
+}
+
+/// The same with `VK_EXT_memory_budget`: its usage per heap is the allocator's memory.
+#[test]
+fn snapshots_and_dumps_match_the_live_allocations_with_the_budget_extension() {
+    let features = support::SimFeatures {
+        memory_budget: true,
+        ..Default::default()
+    };
+    snapshot_run(Sim::with_features(GpuLayout::mobile(), features));
+}
+
+fn snapshot_run(sim: Sim) {
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new(
         device.clone(),
