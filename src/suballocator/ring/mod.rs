@@ -113,8 +113,8 @@ use std::collections::VecDeque;
 #[derive(Debug)]
 pub struct RingAllocator {
     region_size: DeviceSize,
-    /// Allocations not yet passed by the tail, oldest first; the first and the last one are
-    /// always live.
+    /// Allocations not yet passed by the tail or the head, oldest first; the first and the
+    /// last one are always live.
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]` (the next allocation's, when there are none).
     front_seq: u64,
