@@ -61,7 +61,7 @@ pub struct BlockStatistics {
 /// The memory of one custom pool (see [`MemoryPool`](crate::MemoryPool)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolStatistics {
-    /// The pool's name (pools of the same name are summed up together).
+    /// The pool's name (pools of the same name and memory type are summed up together).
     pub name: Arc<str>,
     /// The pool's memory type.
     pub memory_type_index: u32,
@@ -78,7 +78,7 @@ pub struct AllocatorStatistics {
     pub heaps: Vec<HeapStatistics>,
     /// One entry per memory type of the device, in index order.
     pub memory_types: Vec<MemoryTypeStatistics>,
-    /// One entry per custom pool, by name.
+    /// One entry per custom pool, by name and memory type.
     pub pools: Vec<PoolStatistics>,
     /// One entry per block and per dedicated allocation.
     pub blocks: Vec<BlockStatistics>,
@@ -103,7 +103,10 @@ impl AllocatorStatistics {
         let mut pools: Vec<PoolStatistics> = Vec::new();
         for b in &blocks {
             if let Some(name) = &b.pool {
-                let i = match pools.iter().position(|p| &p.name == name) {
+                let i = match pools
+                    .iter()
+                    .position(|p| &p.name == name && p.memory_type_index == b.memory_type_index)
+                {
                     Some(i) => i,
                     None => {
                         pools.push(PoolStatistics {

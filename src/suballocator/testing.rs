@@ -547,6 +547,15 @@ impl<S: Suballocator> Checker<S> {
                 "{s:?} is not inside an allocated range (nearest {r:?})"
             );
         }
+        // Every allocated range holds a live allocation: statistics count these ranges, and
+        // leak reports list them.
+        for r in &allocated {
+            let first = self.live.range(r.offset..).next();
+            assert!(
+                first.is_some_and(|(&offset, _)| offset < r.offset + r.size),
+                "allocated range {r:?} holds no live allocation"
+            );
+        }
         assert!(region - self.sub.free_size() >= live_bytes);
         if self.exact {
             assert_eq!(

@@ -11,10 +11,12 @@
 //! command stream: data written in order and consumed in order, with a few frames in flight.
 //!
 //! Frees are expected oldest first. Freeing the oldest allocation moves the tail to the next
-//! one. Freeing any other allocation is allowed but only marks it freed: its bytes stay held
-//! until every older allocation is freed too, and then the tail moves past all of them at
-//! once. When the last allocation is freed, head and tail return to 0 and the whole region is
-//! one free range again; [`reset`](Suballocator::reset) does the same at once.
+//! one. Freeing the newest moves the head back to the end of the newest one still live (as
+//! VMA's ring buffer does). Freeing any other allocation is allowed but only marks it freed:
+//! its bytes stay held until every older allocation is freed too, and then the tail moves
+//! past all of them at once (or until every newer one is freed, and then the head moves back
+//! over them). When the last allocation is freed, head and tail return to 0 and the whole
+//! region is one free range again; [`reset`](Suballocator::reset) does the same at once.
 //!
 //! The allocations are kept in a `VecDeque` in allocation order, each with its held range,
 //! type and a live flag; the [`SuballocationHandle`] is the allocation's sequence number, so
@@ -24,8 +26,9 @@
 //!
 //! `allocate` is O(1): at most two candidate positions, each checked against at most two
 //! neighbours (below), then one push (amortized, when the deque grows). `deallocate` is
-//! amortized O(1): a free out of order is one flag, and the tail later moves past each entry
-//! once. Memory is one 32-byte entry per allocation not yet passed by the tail, live or not.
+//! amortized O(1): a free out of order is one flag, and the tail (or the head) later moves
+//! past each entry once. Memory is one 32-byte entry per allocation not yet passed by the tail
+//! or the head, live or not.
 //!
 //! # Padding and granularity
 //!
@@ -59,17 +62,20 @@
 //! checked the same way when it was made), which means they have the same type, `Linear` or
 //! `NonLinear`, and the new allocation conflicts with that range exactly when it conflicts
 //! with the neighbour. Before wrapping, no range lies after the head; once wrapped, nothing
-//! lies before offset 0. The newest allocation is checked even when it is already freed (it
-//! stays held), which is only more cautious; the oldest one is always live, since the tail
-//! never stops at a freed allocation.
+//! lies before offset 0. Both neighbours are live: the tail never stops at a freed
+//! allocation, and the head moves back over freed ones.
 //!
 //! # Tracking
 //!
-//! [`for_each_range`](Suballocator::for_each_range) reports each held range as allocated with
-//! the type of its allocation, *including allocations freed out of order that the tail has not
-//! passed*: they are held, as [`free_size`](Suballocator::free_size) counts them. The held
-//! ranges tile the run without gaps, so with the free gaps they tile the region in offset
-//! order.
+//! [`for_each_range`](Suballocator::for_each_range) reports one allocated range per live
+//! allocation, with the type of its allocation. Allocations freed out of order that the tail
+//! has not passed stay held, as [`free_size`](Suballocator::free_size) counts them, so their
+//! ranges are reported as padding of a live neighbour in the same unwrapped part of the run:
+//! the one before them, or the first one after them when none is before (after the wrap
+//! point). Both parts of the run start or end with a live allocation (the oldest and the
+//! newest are live), so statistics, dumps and leak reports list live allocations only. The
+//! held ranges tile the run without gaps, so with the free gaps they tile the region in
+//! offset order.
 //!
 //! # Errors
 //!
@@ -90,14 +96,16 @@ use std::collections::VecDeque;
 /// An allocator for data freed in the order it was allocated, reusing the region as a ring.
 ///
 /// Allocations go at the head, wrapping around to offset 0 when the end of the region is
-/// reached, and are freed from the tail. Freeing out of order is allowed but only delays reuse:
-/// a freed allocation stays held until all older ones are freed. `allocate` is O(1) and
+/// reached, and are freed from the tail (or the head, the newest one). Freeing out of order is
+/// allowed but only delays reuse: a freed allocation stays held until all older ones, or all
+/// newer ones, are freed. `allocate` is O(1) and
 /// `deallocate` amortized O(1).
 ///
 /// [`free_size`](Suballocator::free_size) is exact and counts as held everything from the tail
 /// to the head: allocations with their alignment and granularity padding, the bytes skipped at
 /// the end of the region when wrapping around, and allocations freed out of order that wait for
-/// the tail (which [`for_each_range`](Suballocator::for_each_range) reports as allocated).
+/// the tail (which [`for_each_range`](Suballocator::for_each_range) reports as padding of a
+/// live neighbour).
 /// Buffer-image granularity is checked against the newest allocation and, once the head is
 /// before the tail in the region, the oldest live one. Errors:
 /// [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) when fewer than `size` bytes are
@@ -105,7 +113,8 @@ use std::collections::VecDeque;
 #[derive(Debug)]
 pub struct RingAllocator {
     region_size: DeviceSize,
-    /// Allocations not yet passed by the tail, oldest first; the first one is always live.
+    /// Allocations not yet passed by the tail or the head, oldest first; the first and the
+    /// last one are always live.
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]` (the next allocation's, when there are none).
     front_seq: u64,
@@ -209,14 +218,36 @@ impl RingAllocator {
         }
     }
 
-    /// Reports the held ranges of `entries[range]`, allocated with their allocation's type.
+    /// Reports the held ranges of `entries[range]` (a run that does not wrap), allocated:
+    /// each live allocation's range with the ranges of the allocations freed out of order next
+    /// to it (those after it, and before the first live one of the run), as its padding. A
+    /// run with no live allocation is reported as one range.
     fn report_held(&self, range: std::ops::Range<usize>, f: &mut dyn FnMut(RangeInfo)) {
-        for e in self.entries.range(range) {
+        // The held range being gathered: start, end, type, and whether it has a live one.
+        let mut group: Option<(DeviceSize, DeviceSize, AllocationType, bool)> = None;
+        let report = |f: &mut dyn FnMut(RangeInfo), (start, end, ty, _)| {
             f(RangeInfo {
-                offset: e.start,
-                size: e.end - e.start,
-                kind: RangeKind::Allocated(e.ty),
+                offset: start,
+                size: end - start,
+                kind: RangeKind::Allocated(ty),
+            })
+        };
+        for e in self.entries.range(range) {
+            group = Some(match group {
+                // A new live allocation after a live one: its own range.
+                Some(g) if e.live && g.3 => {
+                    report(f, g);
+                    (e.start, e.end, e.ty, true)
+                }
+                // The first live one takes the freed ones before it.
+                Some((start, _, _, false)) if e.live => (start, e.end, e.ty, true),
+                // A freed one is held by the range before it.
+                Some((start, _, ty, live)) => (start, e.end, ty, live),
+                None => (e.start, e.end, e.ty, e.live),
             });
+        }
+        if let Some(g) = group {
+            report(f, g);
         }
     }
 }
@@ -312,10 +343,15 @@ unsafe impl Suballocator for RingAllocator {
                 self.entries.pop_front();
                 self.front_seq = self.front_seq.wrapping_add(1);
             }
-            if self.entries.is_empty() {
-                self.head = 0;
-            }
         }
+        // The head moves back over the newest ones when they are freed (the oldest is live,
+        // so this stops at a live one), to the end of the newest live one: its held range,
+        // which keeps the bytes it skipped at the end of the region if the run wrapped after
+        // it.
+        while self.entries.back().is_some_and(|e| !e.live) {
+            self.entries.pop_back();
+        }
+        self.head = self.entries.back().map_or(0, |e| e.end);
     }
 
     #[inline]

@@ -140,14 +140,13 @@ fn out_of_order_frees_wait_for_the_tail() {
         assert_eq!(alloc(&mut c, 30, 1, NonLinear), Ok(expected));
     }
     free_nth_oldest(&mut c, 1);
-    // The middle one is freed but still held, and reported as allocated.
+    // The middle one is freed but still held: reported as the padding of the one before.
     assert_eq!(c.sub.allocation_count(), 2);
     assert_eq!(c.sub.free_size(), 10);
     assert_eq!(
         ranges(&c.sub),
         [
-            (0, 30, Some(NonLinear)),
-            (30, 60, Some(NonLinear)),
+            (0, 60, Some(NonLinear)),
             (60, 90, Some(NonLinear)),
             (90, 100, None)
         ]
@@ -162,13 +161,51 @@ fn out_of_order_frees_wait_for_the_tail() {
     assert_eq!(c.sub.entries.len(), 1);
     assert_eq!(alloc(&mut c, 50, 1, NonLinear), Ok(0));
     assert_eq!(c.sub.free_size(), 10);
-    // Freeing the newest (out of order) then the oldest empties the ring.
+    // Freeing the newest (out of order) moves the head back: the 10 bytes the oldest skipped
+    // at the end stay held with it. Then freeing the oldest empties the ring.
     free_nth_oldest(&mut c, 1);
-    assert_eq!(c.sub.free_size(), 10);
+    assert_eq!(c.sub.free_size(), 60);
+    assert_eq!(ranges(&c.sub), [(0, 60, None), (60, 100, Some(NonLinear))]);
     free_nth_oldest(&mut c, 0);
     assert_eq!(c.sub.free_size(), 100);
     assert_eq!(ranges(&c.sub), [(0, 100, None)]);
     assert_eq!(alloc(&mut c, 100, 1, Unknown), Ok(0));
+}
+
+#[test]
+fn freed_held_ranges_are_reported_with_a_live_neighbour() {
+    let mut c = Checker::new(RingAllocator::new(100), G1);
+    for (size, expected) in [(30, 0), (30, 30), (35, 60)] {
+        assert_eq!(alloc(&mut c, size, 1, Linear), Ok(expected));
+    }
+    free_nth_oldest(&mut c, 0);
+    // Wrapped: A [30, 60), B [60, 100) (with the 5 bytes skipped), then C, D, E after 0.
+    for expected in [0, 10, 20] {
+        assert_eq!(alloc(&mut c, 10, 1, NonLinear), Ok(expected));
+    }
+    // The first two after the wrap point are freed: held by E, the first live one after.
+    free_nth_oldest(&mut c, 2);
+    free_nth_oldest(&mut c, 2);
+    // B, freed, is held by A, the live one before it.
+    free_nth_oldest(&mut c, 1);
+    assert_eq!(c.sub.allocation_count(), 2);
+    assert_eq!(
+        ranges(&c.sub),
+        [(0, 30, Some(NonLinear)), (30, 100, Some(Linear))]
+    );
+    // Freeing E, the newest, moves the head back over every freed one to A's end.
+    free_nth_oldest(&mut c, 1);
+    assert_eq!(c.sub.allocation_count(), 1);
+    assert_eq!(c.sub.free_size(), 70);
+    assert_eq!(
+        ranges(&c.sub),
+        [(0, 30, None), (30, 60, Some(Linear)), (60, 100, None)]
+    );
+    assert_eq!(alloc(&mut c, 40, 1, Unknown), Ok(60));
+    free_nth_oldest(&mut c, 0);
+    assert_eq!(ranges(&c.sub), [(0, 60, None), (60, 100, Some(Unknown))]);
+    free_nth_oldest(&mut c, 0);
+    assert_eq!(ranges(&c.sub), [(0, 100, None)]);
 }
 
 #[test]
@@ -217,10 +254,11 @@ fn granularity_against_the_newest_allocation() {
     assert_eq!(alloc(&mut c, 1, 32, NonLinear), Ok(384));
     // The skipped page counts as padding held by the allocation.
     assert_eq!(c.sub.free_size(), 1024 - 385);
-    // A freed newest allocation still counts: it is held until the tail passes it.
+    // A freed newest allocation gives its bytes back: the head moves back to the linear one
+    // before it, next to which a linear one needs no new page.
     free_nth_oldest(&mut c, 8);
-    assert_eq!(c.sub.free_size(), 1024 - 385);
-    assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(448));
+    assert_eq!(c.sub.free_size(), 1024 - 321);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), Ok(321));
 }
 
 #[test]

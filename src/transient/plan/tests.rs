@@ -163,6 +163,15 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             .max()
             .unwrap_or(0);
         assert!(memory.size >= raw);
+        let end = members
+            .iter()
+            .map(|&i| plan.placements()[i].offset + resources[i].layout.size())
+            .max()
+            .unwrap_or(0);
+        assert_eq!(
+            memory.size, end,
+            "memory {mi} ends where its highest resource ends"
+        );
         let unaliased: DeviceSize = members.iter().map(|&i| resources[i].aligned_size()).sum();
         assert_eq!(memory.unaliased_size, unaliased);
     }
