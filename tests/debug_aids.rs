@@ -46,13 +46,8 @@ fn named(name: &str) -> AllocationCreateInfo {
 ///
 /// The bytes lie in a margin of `alloc` (its own memory) inside the mapped block.
 unsafe fn poke(alloc: &MemoryAlloc, offset_in_block: u64, byte: u8) {
-    let base = alloc
-        .mapped_ptr()
-        .unwrap()
-        .as_ptr()
-        .wrapping_sub(alloc.offset() as usize);
     // SAFETY: the caller's contract.
-    unsafe { *base.add(offset_in_block as usize) = byte };
+    unsafe { support::poke(alloc, offset_in_block, byte) };
     alloc.flush(0, alloc.size()).unwrap();
 }
 

@@ -9,7 +9,7 @@ use ash::vk::Handle;
 use ash_memory::*;
 use serde_json::Value;
 use std::collections::HashMap;
-use support::{GpuLayout, Rng, Sim, KIB, MIB};
+use support::{poke, GpuLayout, Rng, Sim, KIB, MIB};
 
 fn layout(size: u64, alignment: u64) -> DeviceLayout {
     DeviceLayout::from_size_alignment(size, alignment).unwrap()
@@ -344,19 +344,6 @@ fn snapshot_run(sim: Sim) {
     drop(pools);
     drop(allocator);
     sim.assert_nothing_allocated();
-}
-
-/// # Safety
-///
-/// `offset_in_block` lies in one of `alloc`'s margins.
-unsafe fn poke(alloc: &MemoryAlloc, offset_in_block: u64, byte: u8) {
-    let base = alloc
-        .mapped_ptr()
-        .unwrap()
-        .as_ptr()
-        .wrapping_sub(alloc.offset() as usize);
-    // SAFETY: the caller's contract; the block is mapped whole.
-    unsafe { *base.add(offset_in_block as usize) = byte };
 }
 
 /// Damage to the first and last byte of each margin of each allocation, in custom pools of

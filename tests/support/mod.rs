@@ -709,3 +709,20 @@ pub fn check_triples(
         }
     }
 }
+
+/// Writes `byte` at `offset_in_block` of the (mapped) block `alloc` lives in, outside the
+/// allocation: damage to a margin, for the corruption checks (no flush).
+///
+/// # Safety
+///
+/// `offset_in_block` lies in one of `alloc`'s margins (its own memory) inside the mapped
+/// block.
+pub unsafe fn poke(alloc: &ash_memory::MemoryAlloc, offset_in_block: u64, byte: u8) {
+    let base = alloc
+        .mapped_ptr()
+        .unwrap()
+        .as_ptr()
+        .wrapping_sub(alloc.offset() as usize);
+    // SAFETY: the caller's contract; the block is mapped whole.
+    unsafe { *base.add(offset_in_block as usize) = byte };
+}
