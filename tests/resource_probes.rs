@@ -1,0 +1,261 @@
+//! Probes of resources bound by hand and of exported memory, on the real driver under the
+//! validation layer (any validation message fails the test, and a buffer or memory object
+//! left alive is reported when the test context destroys the device):
+//!
+//! - buffers aliased at the last offsets of an allocation: the last aligned offset binds and
+//!   sees exactly the allocation's last bytes (a GPU copy reads what the host wrote there),
+//!   every offset past it is refused and the refused buffer is destroyed again;
+//! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
+//!   the exporting allocation (and its allocator) is dropped before the import or after it.
+
+mod common;
+
+use ash::vk;
+use ash_memory::*;
+use common::{buffer_info, TestContext};
+use std::os::fd::IntoRawFd;
+
+const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
+
+fn host_info() -> AllocationCreateInfo {
+    AllocationCreateInfo {
+        usage: MemoryUsage::Auto(HostAccess::Random),
+        ..Default::default()
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+#[test]
+fn buffers_aliased_at_the_last_offsets_see_the_last_bytes_and_past_them_are_refused() {
+    const ALIAS: u64 = 256;
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let info = buffer_info(
+        ALIAS,
+        vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
+    );
+    // SAFETY: a valid create info; the probe is destroyed unbound.
+    let reqs = unsafe {
+        let probe = ctx.device.create_buffer(&info, None).unwrap();
+        let reqs = ctx.device.get_buffer_memory_requirements(probe);
+        ctx.device.destroy_buffer(probe, None);
+        reqs
+    };
+    let align = reqs.alignment.max(1);
+    // An odd size, so that the last aligned offset is not at the very end.
+    let size = 8 * 1024 + 3 * align / 2 + 5;
+    let mut alloc = allocator
+        .allocate(
+            AllocationRequirements::from_vk(vk::MemoryRequirements {
+                size,
+                alignment: align,
+                memory_type_bits: reqs.memory_type_bits,
+            })
+            .unwrap(),
+            AllocationType::Unknown,
+            &host_info(),
+            None,
+        )
+        .unwrap();
+    let data = pattern(3, alloc.size() as usize);
+    alloc.write(0, &data).unwrap();
+    let last = (alloc.size() - ALIAS) / align * align;
+    // Every offset past the last aligned one is refused, and the buffer is not leaked.
+    for bad in [
+        last + align,
+        alloc.size() - ALIAS + 1,
+        alloc.size(),
+        alloc.size() + align,
+        u64::MAX - align + 1,
+    ] {
+        // SAFETY: a valid create info; on error the buffer is destroyed by the call.
+        let result = unsafe { alloc.create_aliasing_buffer(&info, bad) };
+        assert!(
+            matches!(result, Err(MemoryAccessError::ResourceOutOfBounds { .. })),
+            "offset {bad} of {}: {result:?}",
+            alloc.size()
+        );
+    }
+    if align > 1 {
+        // SAFETY: as above.
+        let result = unsafe { alloc.create_aliasing_buffer(&info, last - align + 1) };
+        assert!(
+            matches!(result, Err(MemoryAccessError::MisalignedBind { .. })),
+            "{result:?}"
+        );
+    }
+    // The last aligned offset and the first overlap nothing else but each other's bytes.
+    // SAFETY: valid create infos; both are destroyed before the allocation is dropped.
+    let (at_end, at_start) = unsafe {
+        (
+            alloc.create_aliasing_buffer(&info, last).unwrap(),
+            alloc.create_aliasing_buffer(&info, 0).unwrap(),
+        )
+    };
+    // SAFETY: a valid create info.
+    let (readback, readback_alloc) = unsafe {
+        allocator.create_buffer(
+            &buffer_info(2 * ALIAS, vk::BufferUsageFlags::TRANSFER_DST),
+            &host_info(),
+        )
+    }
+    .unwrap();
+    ctx.submit(|d, cmd| {
+        let region = |dst_offset| vk::BufferCopy {
+            src_offset: 0,
+            dst_offset,
+            size: ALIAS,
+        };
+        // SAFETY: recording; every buffer is bound and large enough.
+        unsafe {
+            d.cmd_copy_buffer(cmd, at_end, readback, &[region(0)]);
+            d.cmd_copy_buffer(cmd, at_start, readback, &[region(ALIAS)]);
+        }
+        TestContext::transfer_barrier(d, cmd);
+    });
+    let mut read = vec![0u8; 2 * ALIAS as usize];
+    readback_alloc.read(0, &mut read).unwrap();
+    let last = last as usize;
+    assert!(
+        read[..ALIAS as usize] == data[last..last + ALIAS as usize],
+        "the buffer at the last aligned offset reads other bytes"
+    );
+    assert!(read[ALIAS as usize..] == data[..ALIAS as usize]);
+    // The host's last bytes, typed, at the very end of the allocation.
+    let end = alloc.size();
+    alloc.write_value(end - 4, 0xA1B2_C3D4u32).unwrap();
+    assert_eq!(alloc.read_value::<u32>(end - 4).unwrap(), 0xA1B2_C3D4);
+    assert!(matches!(
+        alloc.write_value(end - 3, 0u32),
+        Err(MemoryAccessError::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        alloc.read_value::<u16>(end - 1),
+        Err(MemoryAccessError::OutOfBounds { .. })
+    ));
+    // SAFETY: the GPU is done with them (submit waits).
+    unsafe {
+        ctx.device.destroy_buffer(at_end, None);
+        ctx.device.destroy_buffer(at_start, None);
+        allocator.destroy_buffer(readback, readback_alloc);
+    }
+    drop((alloc, allocator));
+    assert_eq!(device.live_memory_objects(), 0);
+}
+
+fn external_context() -> TestContext {
+    TestContext::with_device_extensions(&[ash::khr::external_memory_fd::NAME])
+}
+
+fn external_features() -> EnabledMemoryFeatures {
+    EnabledMemoryFeatures {
+        external_memory_fd: true,
+        ..Default::default()
+    }
+}
+
+/// An allocator of `device` whose memory is exportable as an opaque fd.
+fn exporting_allocator(device: &std::sync::Arc<MemoryDevice>) -> StandardMemoryAllocator {
+    let types = device.memory_properties().memory_types.len();
+    // SAFETY: lavapipe exports opaque fds; nothing bound to this memory needs external
+    // resource create infos here (no resource is bound at all).
+    let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+    StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            export_handle_types: vec![export; types],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Exports a dedicated, host-visible allocation of `allocator` filled with `data`; returns the
+/// allocation and what was exported.
+fn export(allocator: &StandardMemoryAllocator, data: &[u8]) -> (MemoryAlloc, ExportedFd) {
+    let properties = allocator.device().memory_properties();
+    let type_index = (0..properties.memory_types.len() as u32)
+        .find(|&t| {
+            properties.memory_type(t).is_some_and(|m| {
+                m.property_flags
+                    .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+            })
+        })
+        .expect("a host-visible memory type");
+    let mut alloc = allocator
+        .allocate_dedicated(type_index, data.len() as u64, None, &Default::default())
+        .unwrap();
+    alloc.write(0, data).unwrap();
+    let exported = alloc.export_fd(OPAQUE_FD).unwrap();
+    assert_eq!(exported.memory_size, data.len() as u64);
+    assert_eq!(exported.offset, 0);
+    (alloc, exported)
+}
+
+fn import(allocator: &StandardMemoryAllocator, exported: ExportedFd) -> MemoryAlloc {
+    // SAFETY: an opaque fd of this physical device, imported once with the exporter's memory
+    // type and size.
+    let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, exported.fd.into_raw_fd()) };
+    allocator
+        .import_memory(
+            import,
+            exported.memory_type_index,
+            exported.memory_size,
+            None,
+            &Default::default(),
+        )
+        .unwrap()
+}
+
+#[test]
+fn exported_memory_outlives_its_exporter_in_either_drop_order() {
+    const SIZE: usize = 64 << 10;
+    let exporter = external_context();
+    let importer = external_context();
+    let device1 = exporter.memory_device_with(external_features());
+    let device2 = importer.memory_device_with(external_features());
+    let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+
+    // The exporter is gone (memory freed, allocator dropped) before the import.
+    let data = pattern(11, SIZE);
+    let allocator1 = exporting_allocator(&device1);
+    let (alloc, exported) = export(&allocator1, &data);
+    drop((alloc, allocator1));
+    assert_eq!(device1.live_memory_objects(), 0);
+    let imported = import(&allocator2, exported);
+    let mut read = vec![0u8; SIZE];
+    imported.read(0, &mut read).unwrap();
+    assert!(read == data, "the payload did not outlive its exporter");
+
+    // Imported first; the exporter drops while the import lives, and both sides still see
+    // each other's writes until then.
+    let data2 = pattern(12, SIZE);
+    let allocator1 = exporting_allocator(&device1);
+    let (mut alloc, exported) = export(&allocator1, &data2);
+    let mut imported2 = import(&allocator2, exported);
+    imported2.read(0, &mut read).unwrap();
+    assert!(read == data2);
+    imported2.write(SIZE as u64 - 8, &[0xEE; 8]).unwrap();
+    let mut tail = [0u8; 8];
+    alloc.read(SIZE as u64 - 8, &mut tail).unwrap();
+    assert_eq!(tail, [0xEE; 8], "the exporter does not see the importer's write");
+    alloc.write(0, &[0x55; 8]).unwrap();
+    drop((alloc, allocator1));
+    assert_eq!(device1.live_memory_objects(), 0);
+    let mut head = [0u8; 8];
+    imported2.read(0, &mut head).unwrap();
+    assert_eq!(head, [0x55; 8]);
+
+    // Dropped in reverse order of import, and nothing is left on either device.
+    drop(imported2);
+    drop(imported);
+    assert_eq!(allocator2.statistics().total.allocation_count, 0);
+    drop(allocator2);
+    assert_eq!(device2.live_memory_objects(), 0);
+}
