@@ -5,6 +5,9 @@
 //! - buffers aliased at the last offsets of an allocation: the last aligned offset binds and
 //!   sees exactly the allocation's last bytes (a GPU copy reads what the host wrote there),
 //!   every offset past it is refused and the refused buffer is destroyed again;
+//! - a bind that fails inside `create_buffer` / `create_image` / `OwnedBuffer::new` /
+//!   `OwnedImage::new`, after the resource was created and its memory allocated, destroys
+//!   the resource and frees the memory (block or dedicated);
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
@@ -12,7 +15,7 @@ mod common;
 
 use ash::vk;
 use ash_memory::*;
-use common::{buffer_info, TestContext};
+use common::{buffer_info, image_info, TestContext};
 use std::os::fd::IntoRawFd;
 
 const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
@@ -244,7 +247,10 @@ fn exported_memory_outlives_its_exporter_in_either_drop_order() {
     imported2.write(SIZE as u64 - 8, &[0xEE; 8]).unwrap();
     let mut tail = [0u8; 8];
     alloc.read(SIZE as u64 - 8, &mut tail).unwrap();
-    assert_eq!(tail, [0xEE; 8], "the exporter does not see the importer's write");
+    assert_eq!(
+        tail, [0xEE; 8],
+        "the exporter does not see the importer's write"
+    );
     alloc.write(0, &[0x55; 8]).unwrap();
     drop((alloc, allocator1));
     assert_eq!(device1.live_memory_objects(), 0);
@@ -258,4 +264,102 @@ fn exported_memory_outlives_its_exporter_in_either_drop_order() {
     assert_eq!(allocator2.statistics().total.allocation_count, 0);
     drop(allocator2);
     assert_eq!(device2.live_memory_objects(), 0);
+}
+
+thread_local! {
+    static REAL_BIND_BUFFER: std::cell::Cell<Option<vk::PFN_vkBindBufferMemory>> =
+        const { std::cell::Cell::new(None) };
+    static REAL_BIND_IMAGE: std::cell::Cell<Option<vk::PFN_vkBindImageMemory>> =
+        const { std::cell::Cell::new(None) };
+    /// The next bind fails with this result instead of reaching the driver.
+    static FAIL_BIND: std::cell::Cell<Option<vk::Result>> = const { std::cell::Cell::new(None) };
+}
+
+unsafe extern "system" fn failing_bind_buffer(
+    device: vk::Device,
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    if let Some(e) = FAIL_BIND.take() {
+        return e;
+    }
+    let real = REAL_BIND_BUFFER.get().expect("real vkBindBufferMemory");
+    // SAFETY: forwarded unchanged.
+    unsafe { real(device, buffer, memory, offset) }
+}
+
+unsafe extern "system" fn failing_bind_image(
+    device: vk::Device,
+    image: vk::Image,
+    memory: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+) -> vk::Result {
+    if let Some(e) = FAIL_BIND.take() {
+        return e;
+    }
+    let real = REAL_BIND_IMAGE.get().expect("real vkBindImageMemory");
+    // SAFETY: forwarded unchanged.
+    unsafe { real(device, image, memory, offset) }
+}
+
+#[test]
+fn a_bind_failing_inside_create_destroys_the_resource_and_frees_its_memory() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device_with_v1_0(
+        |v1_0| {
+            REAL_BIND_BUFFER.set(Some(v1_0.bind_buffer_memory));
+            REAL_BIND_IMAGE.set(Some(v1_0.bind_image_memory));
+            v1_0.bind_buffer_memory = failing_bind_buffer;
+            v1_0.bind_image_memory = failing_bind_image;
+        },
+        Default::default(),
+    );
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let fault = vk::Result::ERROR_OUT_OF_DEVICE_MEMORY;
+    let usage = vk::BufferUsageFlags::TRANSFER_SRC;
+    let image = image_info(64, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+    let dedicated = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..host_info()
+    };
+    // In a block, and dedicated (a memory object created for the resource, then freed).
+    for create_info in [host_info(), dedicated] {
+        let before = allocator.statistics().total;
+        FAIL_BIND.set(Some(fault));
+        // SAFETY: a valid create info; on error the buffer is destroyed by the call (the
+        // validation layer reports any left at device destruction).
+        let result = unsafe { allocator.create_buffer(&buffer_info(4096, usage), &create_info) };
+        assert!(result.is_err(), "{result:?}");
+        FAIL_BIND.set(Some(fault));
+        // SAFETY: as above.
+        let result =
+            unsafe { OwnedBuffer::new(&allocator, &buffer_info(4096, usage), &create_info) };
+        assert!(result.is_err(), "{result:?}");
+        FAIL_BIND.set(Some(fault));
+        // SAFETY: as above, for an image.
+        let result = unsafe { allocator.create_image(&image, &create_info) };
+        assert!(result.is_err(), "{result:?}");
+        FAIL_BIND.set(Some(fault));
+        // SAFETY: as above.
+        let result = unsafe { OwnedImage::new(&allocator, &image, &create_info) };
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(FAIL_BIND.get(), None, "every fault reached a bind");
+        let after = allocator.statistics().total;
+        assert_eq!(after.allocation_count, before.allocation_count);
+        assert_eq!(after.dedicated_count, before.dedicated_count);
+    }
+    // Without a fault both work, and the owned ones clean up after themselves.
+    // SAFETY: valid create infos; nothing is submitted.
+    unsafe {
+        let buffer = OwnedBuffer::new(&allocator, &buffer_info(4096, usage), &host_info()).unwrap();
+        let (raw, alloc) = buffer.into_raw();
+        let again = OwnedBuffer::from_raw(allocator.device().clone(), raw, alloc);
+        assert_eq!(again.handle(), raw);
+        drop(again);
+        drop(OwnedImage::new(&allocator, &image, &Default::default()).unwrap());
+    }
+    assert_eq!(allocator.statistics().total.allocation_count, 0);
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 0);
 }
