@@ -8,15 +8,20 @@
 //! - a bind that fails inside `create_buffer` / `create_image` / `OwnedBuffer::new` /
 //!   `OwnedImage::new`, after the resource was created and its memory allocated, destroys
 //!   the resource and frees the memory (block or dedicated);
+//! - typed access to the last bytes of a non-coherent memory object of an odd size (simulated
+//!   non-coherent memory, which loses unflushed writes on an invalidate): written values
+//!   survive, because the flush is widened to atoms and clamped to the object's end;
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
 mod common;
+mod support;
 
 use ash::vk;
 use ash_memory::*;
 use common::{buffer_info, image_info, TestContext};
 use std::os::fd::IntoRawFd;
+use support::{GpuLayout, Sim};
 
 const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
 
@@ -362,4 +367,58 @@ fn a_bind_failing_inside_create_destroys_the_resource_and_frees_its_memory() {
     assert_eq!(allocator.statistics().total.allocation_count, 0);
     drop(allocator);
     assert_eq!(device.live_memory_objects(), 0);
+}
+
+#[test]
+fn typed_writes_to_the_last_bytes_of_a_non_coherent_object_survive_an_invalidate() {
+    for layout in [GpuLayout::mobile(), GpuLayout::nvidia_discrete()] {
+        let name = layout.name;
+        let mut layout = layout;
+        for t in layout.types.iter_mut() {
+            t.0 &= !vk::MemoryPropertyFlags::HOST_COHERENT;
+        }
+        let sim = Sim::new(layout);
+        let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+        let atom = allocator.device().non_coherent_atom_size().as_devicesize();
+        let host = allocator
+            .find_memory_type_index(u32::MAX, MemoryTypeFilter::from(MemoryUsage::Download))
+            .unwrap();
+        // An object whose size is not a multiple of the atom: its last atom is cut short.
+        let size = 4 * atom + 12;
+        let mut alloc = allocator
+            .allocate_dedicated(host, size, None, &Default::default())
+            .unwrap();
+        assert_eq!(alloc.size(), size, "{name}");
+        alloc.write_value(size - 4, 0x0102_0304u32).unwrap();
+        alloc.write_slice(size - 12, &[7u16, 8, 9, 10]).unwrap();
+        alloc.invalidate(0, size).unwrap();
+        assert_eq!(
+            alloc.read_value::<u32>(size - 4).unwrap(),
+            0x0102_0304,
+            "{name}"
+        );
+        let mut back = [0u16; 4];
+        alloc.read_slice(size - 12, &mut back).unwrap();
+        assert_eq!(back, [7, 8, 9, 10], "{name}");
+        // The last whole `u32` of a typed slice, flushed with the documented call.
+        let slice = alloc.mapped_slice_of_mut::<u32>().unwrap();
+        assert_eq!(slice.len() as u64, size / 4, "{name}");
+        *slice.last_mut().unwrap() = 0xCAFE_F00D;
+        alloc.flush(size - 4, 4).unwrap();
+        alloc.invalidate(size - 1, 1).unwrap();
+        assert_eq!(
+            alloc.read_value::<u32>(size - 4).unwrap(),
+            0xCAFE_F00D,
+            "{name}"
+        );
+        // Past the end: errors, no sync reaches the driver out of range.
+        assert!(matches!(
+            alloc.write_value(size - 3, 0u32),
+            Err(MemoryAccessError::OutOfBounds { .. })
+        ));
+        assert!(alloc.flush(size, 1).is_err());
+        assert!(alloc.invalidate(size - 1, 2).is_err());
+        drop((alloc, allocator));
+        sim.assert_nothing_allocated();
+    }
 }
