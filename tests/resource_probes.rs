@@ -11,6 +11,9 @@
 //! - typed access to the last bytes of a non-coherent memory object of an odd size (simulated
 //!   non-coherent memory, which loses unflushed writes on an invalidate): written values
 //!   survive, because the flush is widened to atoms and clamped to the object's end;
+//! - an image aliased at the last offset of an `Unknown` allocation between two buffer
+//!   allocations of one block never shares a `bufferImageGranularity` page with the buffers
+//!   bound next to it (the simulated driver records any granularity conflict);
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
@@ -419,6 +422,87 @@ fn typed_writes_to_the_last_bytes_of_a_non_coherent_object_survive_an_invalidate
         assert!(alloc.flush(size, 1).is_err());
         assert!(alloc.invalidate(size - 1, 2).is_err());
         drop((alloc, allocator));
+        sim.assert_nothing_allocated();
+    }
+}
+
+#[test]
+fn an_image_aliased_at_the_end_of_an_unknown_allocation_keeps_clear_of_buffer_neighbours() {
+    for layout in [GpuLayout::large_granularity(), GpuLayout::nvidia_discrete()] {
+        let name = layout.name;
+        let sim = Sim::new(layout);
+        let device = sim.memory_device();
+        let ash = device.ash().clone();
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let granularity = device.buffer_image_granularity().as_devicesize();
+        let usage = vk::BufferUsageFlags::TRANSFER_SRC;
+        let image = image_info(32, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+        // SAFETY: valid create infos; the probes are destroyed unbound.
+        let (buffer_reqs, image_reqs) = unsafe {
+            let b = ash.create_buffer(&buffer_info(256, usage), None).unwrap();
+            let i = ash.create_image(&image, None).unwrap();
+            let reqs = (
+                ash.get_buffer_memory_requirements(b),
+                ash.get_image_memory_requirements(i),
+            );
+            ash.destroy_buffer(b, None);
+            ash.destroy_image(i, None);
+            reqs
+        };
+        let device_local = AllocationCreateInfo {
+            usage: MemoryUsage::Auto(HostAccess::NoAccess),
+            ..Default::default()
+        };
+        let alloc = |reqs: vk::MemoryRequirements, ty| {
+            allocator
+                .allocate(
+                    AllocationRequirements::from_vk(reqs).unwrap(),
+                    ty,
+                    &device_local,
+                    None,
+                )
+                .unwrap()
+        };
+        // Buffer, Unknown (a bit larger than the image, odd-sized), buffer, in one block.
+        let before = alloc(buffer_reqs, AllocationType::Linear);
+        let shared_reqs = vk::MemoryRequirements {
+            size: image_reqs.size + image_reqs.alignment + 100,
+            memory_type_bits: image_reqs.memory_type_bits & buffer_reqs.memory_type_bits,
+            alignment: image_reqs.alignment.max(buffer_reqs.alignment),
+        };
+        let shared = alloc(shared_reqs, AllocationType::Unknown);
+        let after = alloc(buffer_reqs, AllocationType::Linear);
+        assert_eq!(before.memory(), shared.memory(), "{name}: one block");
+        assert_eq!(after.memory(), shared.memory(), "{name}: one block");
+        let align = image_reqs.alignment.max(1);
+        let last =
+            (shared.offset() + shared.size() - image_reqs.size) / align * align - shared.offset();
+        // SAFETY: valid create infos; every resource is destroyed before its memory.
+        unsafe {
+            let b1 = ash.create_buffer(&buffer_info(256, usage), None).unwrap();
+            let b2 = ash.create_buffer(&buffer_info(256, usage), None).unwrap();
+            before.bind_buffer_at(b1, 0).unwrap();
+            after.bind_buffer_at(b2, 0).unwrap();
+            let i = shared.create_aliasing_image(&image, last).unwrap();
+            let end = shared.offset() + last + image_reqs.size;
+            assert!(
+                (end - 1) / granularity < after.offset() / granularity,
+                "{name}: the image ends on the page of the next buffer"
+            );
+            assert!(
+                (before.offset() + 255) / granularity < (shared.offset() + last) / granularity,
+                "{name}: the image starts on the page of the previous buffer"
+            );
+            ash.destroy_image(i, None);
+            // And a buffer at the start of the same allocation, after the image is gone.
+            let b3 = shared
+                .create_aliasing_buffer(&buffer_info(256, usage), 0)
+                .unwrap();
+            ash.destroy_buffer(b3, None);
+            ash.destroy_buffer(b1, None);
+            ash.destroy_buffer(b2, None);
+        }
+        drop((before, shared, after, allocator));
         sim.assert_nothing_allocated();
     }
 }
