@@ -14,6 +14,9 @@
 //! - an image aliased at the last offset of an `Unknown` allocation between two buffer
 //!   allocations of one block never shares a `bufferImageGranularity` page with the buffers
 //!   bound next to it (the simulated driver records any granularity conflict);
+//! - a host pointer that is not aligned to `minImportedHostPointerAlignment` is refused
+//!   before it reaches `vkGetMemoryHostPointerPropertiesEXT` (whose pointer must be aligned),
+//!   and a host import on a device that did not claim the extension says so first;
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
@@ -21,6 +24,7 @@ mod common;
 mod support;
 
 use ash::vk;
+use ash_memory::external_memory::min_imported_host_pointer_alignment;
 use ash_memory::*;
 use common::{buffer_info, image_info, TestContext};
 use std::os::fd::IntoRawFd;
@@ -505,4 +509,69 @@ fn an_image_aliased_at_the_end_of_an_unknown_allocation_keeps_clear_of_buffer_ne
         drop((before, shared, after, allocator));
         sim.assert_nothing_allocated();
     }
+}
+
+#[test]
+fn a_misaligned_host_pointer_is_refused_before_the_driver_sees_it() {
+    let ctx = TestContext::with_device_extensions(&[ash::ext::external_memory_host::NAME]);
+    let features = EnabledMemoryFeatures {
+        external_memory_host: true,
+        ..Default::default()
+    };
+    let device = ctx.memory_device_with(features);
+    let alignment = min_imported_host_pointer_alignment(&device)
+        .unwrap()
+        .as_devicesize() as usize;
+    assert!(alignment > 1, "lavapipe needs aligned host pointers");
+    let layout = std::alloc::Layout::from_size_align(4 * alignment, alignment).unwrap();
+    // SAFETY: a non-zero size.
+    let base = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+    {
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        // SAFETY: a live host allocation of `3 * alignment` bytes from `misaligned` on, freed
+        // after the allocator (nothing is imported).
+        let misaligned = unsafe {
+            ExternalMemoryImport::host_pointer(
+                std::ptr::NonNull::new(base.as_ptr().add(alignment / 2))
+                    .unwrap()
+                    .cast(),
+            )
+        };
+        let expected = MemoryObjectError::ImportMisaligned {
+            alignment: alignment as u64,
+        };
+        assert_eq!(misaligned.memory_type_bits(&device), Err(expected.clone()));
+        let result = allocator.import_memory(
+            misaligned,
+            0,
+            2 * alignment as u64,
+            None,
+            &Default::default(),
+        );
+        assert!(
+            matches!(&result, Err(AllocationError::Memory(e)) if *e == expected),
+            "{result:?}"
+        );
+        // Without the extension claimed, that is the error, whatever the pointer.
+        let plain = ctx.memory_device();
+        let not_enabled = MemoryObjectError::ExtensionNotEnabled("VK_EXT_external_memory_host");
+        assert_eq!(
+            misaligned.memory_type_bits(&plain),
+            Err(not_enabled.clone())
+        );
+        let result = StandardMemoryAllocator::new_default(plain).import_memory(
+            misaligned,
+            0,
+            2 * alignment as u64,
+            None,
+            &Default::default(),
+        );
+        assert!(
+            matches!(&result, Err(AllocationError::Memory(e)) if *e == not_enabled),
+            "{result:?}"
+        );
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+    // SAFETY: allocated with this layout; nothing imported it.
+    unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
 }
