@@ -559,6 +559,10 @@ fn a_misaligned_host_pointer_is_refused_before_the_driver_sees_it() {
             misaligned.memory_type_bits(&plain),
             Err(not_enabled.clone())
         );
+        assert_eq!(
+            min_imported_host_pointer_alignment(&plain),
+            Err(not_enabled.clone())
+        );
         let result = StandardMemoryAllocator::new_default(plain).import_memory(
             misaligned,
             0,

@@ -329,11 +329,15 @@ pub(crate) enum ImportRef<'a> {
     Host(&'a mut vk::ImportMemoryHostPointerInfoEXT<'static>),
 }
 
-/// The device's `minImportedHostPointerAlignment` (needs Vulkan 1.1's
-/// `vkGetPhysicalDeviceProperties2`).
+/// The device's `minImportedHostPointerAlignment`. Needs
+/// [`EnabledMemoryFeatures::external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)
+/// (its properties structure is only valid on a device that has the extension) and Vulkan
+/// 1.1's `vkGetPhysicalDeviceProperties2`; fails with
+/// [`ExtensionNotEnabled`](MemoryObjectError::ExtensionNotEnabled) otherwise.
 pub fn min_imported_host_pointer_alignment(
     device: &MemoryDevice,
 ) -> Result<DeviceAlignment, MemoryObjectError> {
+    require_external_memory_host(device)?;
     if vk::api_version_minor(device.api_version()) < 1
         && vk::api_version_major(device.api_version()) <= 1
     {
