@@ -17,6 +17,10 @@
 //! - a host pointer that is not aligned to `minImportedHostPointerAlignment` is refused
 //!   before it reaches `vkGetMemoryHostPointerPropertiesEXT` (whose pointer must be aligned),
 //!   and a host import on a device that did not claim the extension says so first;
+//! - resources the driver says *require* a memory object of their own get one named after
+//!   them through `create_buffer` / `create_image` / `OwnedImage::new`, also when the
+//!   allocator is told not to name resources on its own or to use only existing blocks
+//!   (then the request fails instead of landing in a block);
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
@@ -578,4 +582,71 @@ fn a_misaligned_host_pointer_is_refused_before_the_driver_sees_it() {
     }
     // SAFETY: allocated with this layout; nothing imported it.
     unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
+}
+
+#[test]
+fn resources_that_require_their_own_memory_get_it_or_an_error() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    {
+        let device = sim.memory_device();
+        let usage = vk::BufferUsageFlags::TRANSFER_SRC;
+        let image = image_info(32, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+        for name_resources in [true, false] {
+            let allocator = StandardMemoryAllocator::new(
+                device.clone(),
+                GenericMemoryAllocatorCreateInfo {
+                    dedicated_allocation: name_resources,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            // A block of each kind exists before the driver starts requiring dedicated memory.
+            sim.state
+                .requires_dedicated
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            // SAFETY: valid create infos; destroyed below, before their memory.
+            let (b0, a0) =
+                unsafe { allocator.create_buffer(&buffer_info(256, usage), &host_info()) }.unwrap();
+            // SAFETY: as above.
+            let (i0, ai0) = unsafe { allocator.create_image(&image, &Default::default()) }.unwrap();
+            assert!(!a0.is_dedicated() && !ai0.is_dedicated());
+            sim.state
+                .requires_dedicated
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let never = AllocationCreateInfo {
+                allocate_preference: MemoryAllocatePreference::NeverAllocate,
+                ..host_info()
+            };
+            // SAFETY: a valid create info; on error the buffer is destroyed by the call.
+            let refused = unsafe { allocator.create_buffer(&buffer_info(256, usage), &never) };
+            assert!(refused.is_err(), "{refused:?}");
+            // SAFETY: as above.
+            let refused = unsafe {
+                allocator.create_image(
+                    &image,
+                    &AllocationCreateInfo {
+                        allocate_preference: MemoryAllocatePreference::NeverAllocate,
+                        ..Default::default()
+                    },
+                )
+            };
+            assert!(refused.is_err(), "{refused:?}");
+            // SAFETY: valid create infos; nothing is submitted.
+            unsafe {
+                let (b1, a1) = allocator
+                    .create_buffer(&buffer_info(256, usage), &host_info())
+                    .unwrap();
+                assert!(a1.is_dedicated());
+                let owned = OwnedImage::new(&allocator, &image, &Default::default()).unwrap();
+                assert!(owned.allocation().is_dedicated());
+                drop(owned);
+                allocator.destroy_buffer(b1, a1);
+                allocator.destroy_buffer(b0, a0);
+                allocator.destroy_image(i0, ai0);
+            }
+            assert_eq!(allocator.statistics().total.allocation_count, 0);
+        }
+        drop(device);
+        sim.assert_nothing_allocated();
+    }
 }
