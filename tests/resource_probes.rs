@@ -21,6 +21,8 @@
 //!   them through `create_buffer` / `create_image` / `OwnedImage::new`, also when the
 //!   allocator is told not to name resources on its own or to use only existing blocks
 //!   (then the request fails instead of landing in a block);
+//! - a `TransientMemory::prepare` whose second memory object fails to allocate leaks nothing,
+//!   refuses binds for the plan it did not prepare, and succeeds once memory is available;
 //! - exported memory outlives its exporter: the file descriptor keeps the payload, whether
 //!   the exporting allocation (and its allocator) is dropped before the import or after it.
 
@@ -32,7 +34,7 @@ use ash_memory::external_memory::min_imported_host_pointer_alignment;
 use ash_memory::*;
 use common::{buffer_info, image_info, TestContext};
 use std::os::fd::IntoRawFd;
-use support::{GpuLayout, Sim};
+use support::{Faults, GpuLayout, Sim};
 
 const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
 
@@ -647,6 +649,64 @@ fn resources_that_require_their_own_memory_get_it_or_an_error() {
             assert_eq!(allocator.statistics().total.allocation_count, 0);
         }
         drop(device);
+        sim.assert_nothing_allocated();
+    }
+}
+
+#[test]
+fn a_transient_prepare_failing_halfway_leaks_nothing_and_recovers() {
+    use ash_memory::transient::{
+        plan, PlanInfo, TransientError, TransientMemory, TransientResource,
+    };
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    {
+        let device = sim.memory_device();
+        let allocator = std::sync::Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+        // Types 0 (device-local) and 1 (host-visible): one memory object each.
+        let info = PlanInfo {
+            buffer_image_granularity: device.buffer_image_granularity(),
+            memory_types: 0b011,
+            ..Default::default()
+        };
+        let resources = |size: u64| {
+            let layout = DeviceLayout::from_size_alignment(size, 4096).unwrap();
+            [
+                TransientResource::new(layout, 0b01, AllocationType::Linear, 0, 1),
+                TransientResource::new(layout, 0b10, AllocationType::Linear, 0, 1),
+            ]
+        };
+        let small = plan(&resources(1 << 20), &info).unwrap();
+        let large = plan(&resources(2 << 20), &info).unwrap();
+        assert_eq!(small.memory().len(), 2);
+        let mut memory = TransientMemory::new(allocator.clone(), Default::default());
+        // SAFETY: nothing is bound through `memory` in this test.
+        unsafe {
+            assert!(memory.prepare(&small).unwrap());
+            let live = sim.state.live_objects();
+            sim.state.reset_counters();
+            // Growing the first object works, growing the second one fails.
+            sim.state.set_faults(Faults {
+                allocate_at: Some((2, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+                ..Default::default()
+            });
+            let result = memory.prepare(&large);
+            assert!(
+                matches!(result, Err(TransientError::Allocation(_))),
+                "{result:?}"
+            );
+            assert_eq!(sim.state.live_objects(), live, "a memory object leaked");
+            assert_eq!(
+                memory.bind_buffer(&large, 0, vk::Buffer::null()),
+                Err(TransientError::NotPrepared)
+            );
+            sim.state.set_faults(Faults::default());
+            assert!(memory.prepare(&large).unwrap());
+            let mut kept = memory.kept_memory();
+            kept.sort_unstable();
+            assert_eq!(kept, vec![(0, 2 << 20), (1, 2 << 20)]);
+            assert_eq!(sim.state.live_objects(), live);
+        }
+        drop((memory, allocator, device));
         sim.assert_nothing_allocated();
     }
 }
