@@ -109,7 +109,11 @@ impl ExternalMemoryImport {
 
     /// The memory types this import may go to: from `vkGetMemoryHostPointerPropertiesEXT`
     /// for a host pointer, `vkGetMemoryFdPropertiesKHR` for a non-opaque fd, and every type
-    /// for an opaque fd (use the exporter's type).
+    /// for an opaque fd (use the exporter's type). Fails with
+    /// [`ExtensionNotEnabled`](MemoryObjectError::ExtensionNotEnabled) when the import's
+    /// extension is not claimed, and with
+    /// [`ImportMisaligned`](MemoryObjectError::ImportMisaligned) for a host pointer that is
+    /// not a multiple of `minImportedHostPointerAlignment` (the query takes no other).
     pub fn memory_type_bits(&self, device: &MemoryDevice) -> Result<u32, MemoryObjectError> {
         let all = device.memory_properties().all_types_mask();
         match self.kind {
@@ -135,10 +139,13 @@ impl ExternalMemoryImport {
                 handle_type,
                 pointer,
             } => {
-                if !device.features().external_memory_host {
-                    return Err(MemoryObjectError::ExtensionNotEnabled(
-                        "VK_EXT_external_memory_host",
-                    ));
+                require_external_memory_host(device)?;
+                // `vkGetMemoryHostPointerPropertiesEXT` takes only aligned pointers.
+                let alignment = min_imported_host_pointer_alignment(device)?;
+                if !alignment.is_aligned(pointer.as_ptr() as DeviceSize) {
+                    return Err(MemoryObjectError::ImportMisaligned {
+                        alignment: alignment.as_devicesize(),
+                    });
                 }
                 let fns = ash::ext::external_memory_host::DeviceFn::load(|name| {
                     // SAFETY: a valid device and function name.
@@ -152,7 +159,8 @@ impl ExternalMemoryImport {
                 });
                 let mut props = vk::MemoryHostPointerPropertiesEXT::default();
                 // SAFETY: the extension is enabled (claimed); the pointer is a host
-                // allocation by `host_pointer`'s contract.
+                // allocation by `host_pointer`'s contract, aligned to
+                // `minImportedHostPointerAlignment` (checked above).
                 unsafe {
                     (fns.get_memory_host_pointer_properties_ext)(
                         device.ash().handle(),
@@ -166,6 +174,17 @@ impl ExternalMemoryImport {
                 Ok(props.memory_type_bits & all)
             }
         }
+    }
+}
+
+/// `ExtensionNotEnabled` unless `VK_EXT_external_memory_host` is claimed.
+fn require_external_memory_host(device: &MemoryDevice) -> Result<(), MemoryObjectError> {
+    if device.features().external_memory_host {
+        Ok(())
+    } else {
+        Err(MemoryObjectError::ExtensionNotEnabled(
+            "VK_EXT_external_memory_host",
+        ))
     }
 }
 
@@ -241,6 +260,8 @@ pub(crate) fn check(
             ImportKind::Fd { .. } => own.push(vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR),
             ImportKind::HostPointer { pointer, .. } => {
                 own.push(vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT);
+                // First, so that a device without the extension says so, whatever the pointer.
+                require_external_memory_host(device)?;
                 if info.dedicated.is_some() {
                     return Err(MemoryObjectError::ImportDedicated);
                 }
@@ -308,11 +329,15 @@ pub(crate) enum ImportRef<'a> {
     Host(&'a mut vk::ImportMemoryHostPointerInfoEXT<'static>),
 }
 
-/// The device's `minImportedHostPointerAlignment` (needs Vulkan 1.1's
-/// `vkGetPhysicalDeviceProperties2`).
+/// The device's `minImportedHostPointerAlignment`. Needs
+/// [`EnabledMemoryFeatures::external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)
+/// (its properties structure is only valid on a device that has the extension) and Vulkan
+/// 1.1's `vkGetPhysicalDeviceProperties2`; fails with
+/// [`ExtensionNotEnabled`](MemoryObjectError::ExtensionNotEnabled) otherwise.
 pub fn min_imported_host_pointer_alignment(
     device: &MemoryDevice,
 ) -> Result<DeviceAlignment, MemoryObjectError> {
+    require_external_memory_host(device)?;
     if vk::api_version_minor(device.api_version()) < 1
         && vk::api_version_major(device.api_version()) <= 1
     {
