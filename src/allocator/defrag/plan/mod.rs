@@ -241,8 +241,9 @@ pub(crate) trait Picture {
     /// What the allocator's index of block `b`'s registrations tells without a walk over its
     /// ranges, when it can: the needs of the allocations of `b` that may move (into
     /// `needs`), and whether those are all of its allocations. `None`: it cannot tell (then
-    /// the planner walks the block). Only [`Full`](Algorithm::Full)'s gathering asks, for a
-    /// block not walked yet.
+    /// the planner walks the block). [`Full`](Algorithm::Full)'s gathering asks, for a
+    /// block not walked yet, and the first phase, for a block that holds more than the room
+    /// elsewhere (a bump or ring block holds the room of its freed allocations too).
     fn index(&mut self, _b: usize, _needs: &mut Vec<DeviceSize>) -> Option<bool> {
         None
     }
@@ -372,7 +373,9 @@ impl<P: Picture> Planner<'_, P> {
         source: usize,
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
     ) -> Option<(usize, P::Made)> {
-        let size = self.candidates[c].size;
+        // What it takes in a destination: what it needs, not what it holds in its block (a
+        // bump or ring range holds the allocations freed around it too).
+        let size = self.candidates[c].need;
         let from = self.destinations.first_with(size);
         let found = self.destinations.order[from..].iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
@@ -421,9 +424,9 @@ impl<P: Picture> Planner<'_, P> {
 
     /// Takes back a tentative move of candidate `c` into block `b`.
     fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
-        // Saturating: what a candidate holds in its own block is only an estimate of what
-        // its destination holds (the padding differs).
-        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].size));
+        // Saturating: what a candidate needs is only an estimate of what its destination
+        // holds (the padding differs).
+        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].need));
         self.destinations.update(self.blocks, &self.live, b);
         self.picture.undo(t);
         self.largest_free[b] = self.blocks[b].size;
@@ -509,14 +512,23 @@ impl<P: Picture> Planner<'_, P> {
                 // Empty to begin with: nothing to move (and not a destination either).
                 continue;
             }
-            // A quick look first: all of it cannot fit in less free space than it holds
-            // (the destinations' free bytes, counted as the picture counts live bytes). Its
-            // movable allocations hold exactly its live bytes when it can be emptied at all,
-            // so the test needs no walk over the block. (A drain holds its room in its
-            // reservations, counted as live bytes of their blocks: not for a drain.)
+            // A quick look first: all of it cannot fit in less free space than its movable
+            // allocations need (the destinations' free bytes, counted as the picture counts
+            // live bytes). When it can be emptied at all, they hold its live bytes, so the
+            // test needs no walk over the block; but a bump or ring block holds the room of
+            // its freed allocations too until it empties, and only the live ones move: the
+            // index's needs, when it knows them all, decide then. (A drain holds its room in
+            // its reservations, counted as live bytes of their blocks: not for a drain.)
             if !block.draining && self.room(source) < u128::from(self.live[source]) {
-                self.give_up(source);
-                continue;
+                let mut needs = Vec::new();
+                let need = match self.picture.index(source, &mut needs) {
+                    Some(true) => needs.iter().map(|&n| u128::from(n)).sum(),
+                    _ => u128::from(self.live[source]),
+                };
+                if self.room(source) < need {
+                    self.give_up(source);
+                    continue;
+                }
             }
             // A block whose largest allocation does not fit a whole pass can never be emptied
             // over passes: when that is known already, the block needs no walk to be left
@@ -534,12 +546,20 @@ impl<P: Picture> Planner<'_, P> {
             }
             self.sort(&mut candidates);
             let size = |i: usize| self.candidates[candidates[i]].size;
-            // What the room was checked against above.
             debug_assert_eq!(
                 (0..candidates.len()).map(size).sum::<DeviceSize>(),
                 self.live[source],
                 "block {source}'s candidates"
             );
+            // The quick look again, with what the walk found the allocations need.
+            let need: u128 = candidates
+                .iter()
+                .map(|&c| u128::from(self.candidates[c].need))
+                .sum();
+            if !block.draining && self.room(source) < need {
+                self.give_up(source);
+                continue;
+            }
             if size(0) > self.limits.bytes {
                 // Not even over several passes (a drain must be able to end).
                 self.give_up(source);
