@@ -42,7 +42,7 @@ fn pool_info(max_block_count: usize) -> PoolCreateInfo {
 /// Three 1 MiB blocks of four 256 KiB allocations; the first is emptied and gets a 64 KiB
 /// allocation, the other two keep one each. Fast moves the two into the first block's room
 /// and both blocks go back to the driver, with every byte kept.
-fn fast_empties_whole_blocks<S: Suballocator + Send + Sync + 'static>() {
+fn fast_empties_whole_blocks<S: Suballocator + Send + Sync + 'static>(info: DefragmentationInfo) {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new_default(device.clone());
@@ -87,7 +87,7 @@ fn fast_empties_whole_blocks<S: Suballocator + Send + Sync + 'static>() {
     occupied.dedup();
     // An empty block the allocation path kept stays (see the defragmentation's docs).
     let empty_before = blocks_before - occupied.len();
-    let mut defrag = pool.defragmentation(&DefragmentationInfo::default());
+    let mut defrag = pool.defragmentation(&info);
     for (a, _, _) in &mut live {
         defrag.add(a, DeviceAlignment::MIN).unwrap();
     }
@@ -136,11 +136,21 @@ fn fast_empties_whole_blocks<S: Suballocator + Send + Sync + 'static>() {
 
 #[test]
 fn fast_defragmentation_empties_whole_blocks_of_every_suballocator() {
-    fast_empties_whole_blocks::<FreeListAllocator>();
-    fast_empties_whole_blocks::<BuddyAllocator>();
-    fast_empties_whole_blocks::<BumpAllocator>();
-    fast_empties_whole_blocks::<RingAllocator>();
-    fast_empties_whole_blocks::<SlotAllocator<{ 256 * 1024 }>>();
+    // Unbounded, and one move of at most 300 KiB a pass (the blocks drain over passes).
+    for info in [
+        DefragmentationInfo::default(),
+        DefragmentationInfo {
+            max_bytes_per_pass: 300 * KIB,
+            max_moves_per_pass: 1,
+            ..Default::default()
+        },
+    ] {
+        fast_empties_whole_blocks::<FreeListAllocator>(info);
+        fast_empties_whole_blocks::<BuddyAllocator>(info);
+        fast_empties_whole_blocks::<BumpAllocator>(info);
+        fast_empties_whole_blocks::<RingAllocator>(info);
+        fast_empties_whole_blocks::<SlotAllocator<{ 256 * 1024 }>>(info);
+    }
 }
 
 /// The pool and its allocator are dropped with allocations alive; four threads check and

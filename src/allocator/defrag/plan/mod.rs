@@ -348,10 +348,11 @@ impl<P: Picture> Planner<'_, P> {
         }
     }
 
-    /// Sorts candidates largest first, then by index.
+    /// Sorts candidates largest first (by what their moves copy, the bytes a pass's limit
+    /// counts), then by index.
     fn sort(&mut self, c: &mut [usize]) {
         let candidates = &*self.candidates;
-        let size = |c: usize| candidates[c].size;
+        let size = |c: usize| candidates[c].need;
         // A drain's record hands its candidates over in this order already.
         if c.windows(2)
             .all(|w| (size(w[1]), w[0]) < (size(w[0]), w[1]))
@@ -436,7 +437,7 @@ impl<P: Picture> Planner<'_, P> {
         self.out.moves.reserve(moves.len());
         for (c, b, t) in moves {
             self.received[b] = true;
-            self.out.bytes += self.candidates[c].size;
+            self.out.bytes += self.candidates[c].need;
             self.out.moves.push((c, b, t));
         }
     }
@@ -545,9 +546,9 @@ impl<P: Picture> Planner<'_, P> {
                 continue;
             }
             self.sort(&mut candidates);
-            let size = |i: usize| self.candidates[candidates[i]].size;
+            let held = |i: usize| self.candidates[candidates[i]].size;
             debug_assert_eq!(
-                (0..candidates.len()).map(size).sum::<DeviceSize>(),
+                (0..candidates.len()).map(held).sum::<DeviceSize>(),
                 self.live[source],
                 "block {source}'s candidates"
             );
@@ -560,6 +561,9 @@ impl<P: Picture> Planner<'_, P> {
                 self.give_up(source);
                 continue;
             }
+            // What a pass's limit counts: the bytes each move copies (a bump or ring range
+            // holds the room of the allocations freed around it too).
+            let size = |i: usize| self.candidates[candidates[i]].need;
             if size(0) > self.limits.bytes {
                 // Not even over several passes (a drain must be able to end).
                 self.give_up(source);
