@@ -241,9 +241,8 @@ pub(crate) trait Picture {
     /// What the allocator's index of block `b`'s registrations tells without a walk over its
     /// ranges, when it can: the needs of the allocations of `b` that may move (into
     /// `needs`), and whether those are all of its allocations. `None`: it cannot tell (then
-    /// the planner walks the block). [`Full`](Algorithm::Full)'s gathering asks, for a
-    /// block not walked yet, and the first phase, for a block that holds more than the room
-    /// elsewhere (a bump or ring block holds the room of its freed allocations too).
+    /// the planner walks the block). [`Full`](Algorithm::Full)'s gathering asks, for a block
+    /// not walked yet, and the first phase, for a block holding more than the room elsewhere.
     fn index(&mut self, _b: usize, _needs: &mut Vec<DeviceSize>) -> Option<bool> {
         None
     }
@@ -348,8 +347,7 @@ impl<P: Picture> Planner<'_, P> {
         }
     }
 
-    /// Sorts candidates largest first (by what their moves copy, the bytes a pass's limit
-    /// counts), then by index.
+    /// Sorts candidates largest first (by their needs: what a pass's limit counts), then by index.
     fn sort(&mut self, c: &mut [usize]) {
         let candidates = &*self.candidates;
         let size = |c: usize| candidates[c].need;
@@ -374,8 +372,7 @@ impl<P: Picture> Planner<'_, P> {
         source: usize,
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
     ) -> Option<(usize, P::Made)> {
-        // What it takes in a destination: what it needs, not what it holds in its block (a
-        // bump or ring range holds the allocations freed around it too).
+        // What it needs, not the range it holds (a bump's or ring's holds freed room too).
         let size = self.candidates[c].need;
         let from = self.destinations.first_with(size);
         let found = self.destinations.order[from..].iter().find_map(|&b| {
@@ -513,20 +510,14 @@ impl<P: Picture> Planner<'_, P> {
                 // Empty to begin with: nothing to move (and not a destination either).
                 continue;
             }
-            // A quick look first: all of it cannot fit in less free space than its movable
-            // allocations need (the destinations' free bytes, counted as the picture counts
-            // live bytes). When it can be emptied at all, they hold its live bytes, so the
-            // test needs no walk over the block; but a bump or ring block holds the room of
-            // its freed allocations too until it empties, and only the live ones move: the
-            // index's needs, when it knows them all, decide then. (A drain holds its room in
-            // its reservations, counted as live bytes of their blocks: not for a drain.)
+            // A quick look, without a walk: not in less room than it holds, or (a bump or ring
+            // block holds its freed allocations' room too) than the index's needs, when it knows
+            // them all. (Not a drain: its room is in its reservations, live bytes elsewhere.)
             if !block.draining && self.room(source) < u128::from(self.live[source]) {
                 let mut needs = Vec::new();
-                let need = match self.picture.index(source, &mut needs) {
-                    Some(true) => needs.iter().map(|&n| u128::from(n)).sum(),
-                    _ => u128::from(self.live[source]),
-                };
-                if self.room(source) < need {
+                let known = self.picture.index(source, &mut needs) == Some(true);
+                if !known || self.room(source) < needs.iter().map(|&n| u128::from(n)).sum::<u128>()
+                {
                     self.give_up(source);
                     continue;
                 }
@@ -552,18 +543,14 @@ impl<P: Picture> Planner<'_, P> {
                 self.live[source],
                 "block {source}'s candidates"
             );
-            // The quick look again, with what the walk found the allocations need.
-            let need: u128 = candidates
-                .iter()
-                .map(|&c| u128::from(self.candidates[c].need))
-                .sum();
+            // The quick look again, with the needs the walk found; a pass's limit counts them
+            // too (the bytes each move copies, not the range it holds in a bump or ring).
+            let size = |i: usize| self.candidates[candidates[i]].need;
+            let need: u128 = (0..candidates.len()).map(|i| u128::from(size(i))).sum();
             if !block.draining && self.room(source) < need {
                 self.give_up(source);
                 continue;
             }
-            // What a pass's limit counts: the bytes each move copies (a bump or ring range
-            // holds the room of the allocations freed around it too).
-            let size = |i: usize| self.candidates[candidates[i]].need;
             if size(0) > self.limits.bytes {
                 // Not even over several passes (a drain must be able to end).
                 self.give_up(source);
