@@ -173,7 +173,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             // The allocations left, in the record's order: the reservations largest first.
             left.clear();
             left.extend((0..record.entries.len()).filter(|&k| !record.entries[k].gone));
-            let size = |i: usize| record.entries[left[i]].found.size;
+            // What a pass's limit counts: the bytes each move copies.
+            let size = |i: usize| record.entries[left[i]].found.need();
             if left
                 .iter()
                 .any(|&k| record.entries[k].reservation.is_none())
@@ -189,7 +190,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             let mut hand_out = |k: usize| {
                 let e = &mut record.entries[k];
                 if let Some((destination, alloc)) = e.reservation.take() {
-                    bytes += e.found.size;
+                    bytes += e.found.need();
                     destinations.push(destination);
                     moves.push(Some(e.found.to(alloc, 0)));
                 }

@@ -341,7 +341,7 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
             }
         });
         self.alive = alive;
-        if let Some(l) = mine_in_block.iter().map(|&c| candidates[c].size).max() {
+        if let Some(l) = mine_in_block.iter().map(|&c| candidates[c].need).max() {
             self.largest.insert(memory, (live, l));
         }
         // The block changed since its live bytes were read (an allocation or a free of another

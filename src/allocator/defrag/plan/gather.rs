@@ -165,9 +165,9 @@ impl<P: Picture> Planner<'_, P> {
             let room = self.gathering_bound(source, &candidates);
             let mut cut = false;
             candidates.retain(|&c| {
-                let Candidate { need, size, .. } = self.candidates[c];
-                cut |= size > left.bytes;
-                need <= room && size <= left.bytes
+                let Candidate { need, .. } = self.candidates[c];
+                cut |= need > left.bytes;
+                need <= room && need <= left.bytes
             });
             self.sort(&mut candidates);
             let before = self.live[source];
@@ -178,7 +178,8 @@ impl<P: Picture> Planner<'_, P> {
                 if left.moves == 0 {
                     return;
                 }
-                if size > left.bytes {
+                // The limit counts what a move copies.
+                if self.candidates[c].need > left.bytes {
                     cut = true;
                     continue;
                 }

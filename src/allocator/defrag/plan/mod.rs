@@ -241,8 +241,8 @@ pub(crate) trait Picture {
     /// What the allocator's index of block `b`'s registrations tells without a walk over its
     /// ranges, when it can: the needs of the allocations of `b` that may move (into
     /// `needs`), and whether those are all of its allocations. `None`: it cannot tell (then
-    /// the planner walks the block). Only [`Full`](Algorithm::Full)'s gathering asks, for a
-    /// block not walked yet.
+    /// the planner walks the block). [`Full`](Algorithm::Full)'s gathering asks, for a block
+    /// not walked yet, and the first phase, for a block holding more than the room elsewhere.
     fn index(&mut self, _b: usize, _needs: &mut Vec<DeviceSize>) -> Option<bool> {
         None
     }
@@ -347,10 +347,10 @@ impl<P: Picture> Planner<'_, P> {
         }
     }
 
-    /// Sorts candidates largest first, then by index.
+    /// Sorts candidates largest first (by their needs: what a pass's limit counts), then by index.
     fn sort(&mut self, c: &mut [usize]) {
         let candidates = &*self.candidates;
-        let size = |c: usize| candidates[c].size;
+        let size = |c: usize| candidates[c].need;
         // A drain's record hands its candidates over in this order already.
         if c.windows(2)
             .all(|w| (size(w[1]), w[0]) < (size(w[0]), w[1]))
@@ -372,7 +372,8 @@ impl<P: Picture> Planner<'_, P> {
         source: usize,
         eligible: impl Fn(&[DeviceSize], usize) -> bool,
     ) -> Option<(usize, P::Made)> {
-        let size = self.candidates[c].size;
+        // What it needs, not the range it holds (a bump's or ring's holds freed room too).
+        let size = self.candidates[c].need;
         let from = self.destinations.first_with(size);
         let found = self.destinations.order[from..].iter().find_map(|&b| {
             // A block with fewer free bytes than the allocation holds cannot take it (the
@@ -421,9 +422,9 @@ impl<P: Picture> Planner<'_, P> {
 
     /// Takes back a tentative move of candidate `c` into block `b`.
     fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
-        // Saturating: what a candidate holds in its own block is only an estimate of what
-        // its destination holds (the padding differs).
-        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].size));
+        // Saturating: what a candidate needs is only an estimate of what its destination
+        // holds (the padding differs).
+        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].need));
         self.destinations.update(self.blocks, &self.live, b);
         self.picture.undo(t);
         self.largest_free[b] = self.blocks[b].size;
@@ -433,7 +434,7 @@ impl<P: Picture> Planner<'_, P> {
         self.out.moves.reserve(moves.len());
         for (c, b, t) in moves {
             self.received[b] = true;
-            self.out.bytes += self.candidates[c].size;
+            self.out.bytes += self.candidates[c].need;
             self.out.moves.push((c, b, t));
         }
     }
@@ -509,14 +510,17 @@ impl<P: Picture> Planner<'_, P> {
                 // Empty to begin with: nothing to move (and not a destination either).
                 continue;
             }
-            // A quick look first: all of it cannot fit in less free space than it holds
-            // (the destinations' free bytes, counted as the picture counts live bytes). Its
-            // movable allocations hold exactly its live bytes when it can be emptied at all,
-            // so the test needs no walk over the block. (A drain holds its room in its
-            // reservations, counted as live bytes of their blocks: not for a drain.)
+            // A quick look, without a walk: not in less room than it holds, or (a bump or ring
+            // block holds its freed allocations' room too) than the index's needs, when it knows
+            // them all. (Not a drain: its room is in its reservations, live bytes elsewhere.)
             if !block.draining && self.room(source) < u128::from(self.live[source]) {
-                self.give_up(source);
-                continue;
+                let mut needs = Vec::new();
+                let known = self.picture.index(source, &mut needs) == Some(true);
+                if !known || self.room(source) < needs.iter().map(|&n| u128::from(n)).sum::<u128>()
+                {
+                    self.give_up(source);
+                    continue;
+                }
             }
             // A block whose largest allocation does not fit a whole pass can never be emptied
             // over passes: when that is known already, the block needs no walk to be left
@@ -533,13 +537,20 @@ impl<P: Picture> Planner<'_, P> {
                 continue;
             }
             self.sort(&mut candidates);
-            let size = |i: usize| self.candidates[candidates[i]].size;
-            // What the room was checked against above.
+            let held = |i: usize| self.candidates[candidates[i]].size;
             debug_assert_eq!(
-                (0..candidates.len()).map(size).sum::<DeviceSize>(),
+                (0..candidates.len()).map(held).sum::<DeviceSize>(),
                 self.live[source],
                 "block {source}'s candidates"
             );
+            // The quick look again, with the needs the walk found; a pass's limit counts them
+            // too (the bytes each move copies, not the range it holds in a bump or ring).
+            let size = |i: usize| self.candidates[candidates[i]].need;
+            let need: u128 = (0..candidates.len()).map(|i| u128::from(size(i))).sum();
+            if !block.draining && self.room(source) < need {
+                self.give_up(source);
+                continue;
+            }
             if size(0) > self.limits.bytes {
                 // Not even over several passes (a drain must be able to end).
                 self.give_up(source);
