@@ -357,56 +357,11 @@ fn memory_type_and_dedicated_rules_are_checked() {
     }
 }
 
-thread_local! {
-    static REAL_BIND_BUFFER: std::cell::Cell<Option<vk::PFN_vkBindBufferMemory>> =
-        const { std::cell::Cell::new(None) };
-    static REAL_BIND_IMAGE: std::cell::Cell<Option<vk::PFN_vkBindImageMemory>> =
-        const { std::cell::Cell::new(None) };
-    /// The next bind fails with this result instead of reaching the driver.
-    static FAIL_BIND: std::cell::Cell<Option<vk::Result>> = const { std::cell::Cell::new(None) };
-}
-
-unsafe extern "system" fn failing_bind_buffer(
-    device: vk::Device,
-    buffer: vk::Buffer,
-    memory: vk::DeviceMemory,
-    offset: vk::DeviceSize,
-) -> vk::Result {
-    if let Some(e) = FAIL_BIND.take() {
-        return e;
-    }
-    let real = REAL_BIND_BUFFER.get().expect("real vkBindBufferMemory");
-    // SAFETY: forwarded unchanged.
-    unsafe { real(device, buffer, memory, offset) }
-}
-
-unsafe extern "system" fn failing_bind_image(
-    device: vk::Device,
-    image: vk::Image,
-    memory: vk::DeviceMemory,
-    offset: vk::DeviceSize,
-) -> vk::Result {
-    if let Some(e) = FAIL_BIND.take() {
-        return e;
-    }
-    let real = REAL_BIND_IMAGE.get().expect("real vkBindImageMemory");
-    // SAFETY: forwarded unchanged.
-    unsafe { real(device, image, memory, offset) }
-}
-
 #[test]
 fn a_failing_bind_destroys_the_aliasing_resource() {
     let ctx = TestContext::new();
     {
-        let device = ctx.memory_device_with_v1_0(
-            |v1_0| {
-                REAL_BIND_BUFFER.set(Some(v1_0.bind_buffer_memory));
-                REAL_BIND_IMAGE.set(Some(v1_0.bind_image_memory));
-                v1_0.bind_buffer_memory = failing_bind_buffer;
-                v1_0.bind_image_memory = failing_bind_image;
-            },
-            Default::default(),
-        );
+        let device = ctx.memory_device_with_v1_0(common::failing_bind::hook, Default::default());
         let allocator = StandardMemoryAllocator::new_default(device);
         let requirements = AllocationRequirements {
             layout: DeviceLayout::from_size_alignment(1 << 20, 4096).unwrap(),
@@ -428,12 +383,12 @@ fn a_failing_bind_destroys_the_aliasing_resource() {
             vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
             vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         ] {
-            FAIL_BIND.set(Some(fault));
+            common::failing_bind::fail_next(fault);
             // SAFETY: a valid create info; the failed resource is destroyed by the call (the
             // validation layer reports any left at device destruction).
             let result = unsafe { alloc.create_aliasing_buffer(&buffer, 0) };
             assert_eq!(result, Err(MemoryAccessError::Vulkan(fault)));
-            FAIL_BIND.set(Some(fault));
+            common::failing_bind::fail_next(fault);
             // SAFETY: as above.
             let result = unsafe { alloc.create_aliasing_image(&image, 0) };
             assert_eq!(result, Err(MemoryAccessError::Vulkan(fault)));

@@ -163,55 +163,10 @@ fn buffers_aliased_at_the_last_offsets_see_the_last_bytes_and_past_them_are_refu
     assert_eq!(device.live_memory_objects(), 0);
 }
 
-thread_local! {
-    static REAL_BIND_BUFFER: std::cell::Cell<Option<vk::PFN_vkBindBufferMemory>> =
-        const { std::cell::Cell::new(None) };
-    static REAL_BIND_IMAGE: std::cell::Cell<Option<vk::PFN_vkBindImageMemory>> =
-        const { std::cell::Cell::new(None) };
-    /// The next bind fails with this result instead of reaching the driver.
-    static FAIL_BIND: std::cell::Cell<Option<vk::Result>> = const { std::cell::Cell::new(None) };
-}
-
-unsafe extern "system" fn failing_bind_buffer(
-    device: vk::Device,
-    buffer: vk::Buffer,
-    memory: vk::DeviceMemory,
-    offset: vk::DeviceSize,
-) -> vk::Result {
-    if let Some(e) = FAIL_BIND.take() {
-        return e;
-    }
-    let real = REAL_BIND_BUFFER.get().expect("real vkBindBufferMemory");
-    // SAFETY: forwarded unchanged.
-    unsafe { real(device, buffer, memory, offset) }
-}
-
-unsafe extern "system" fn failing_bind_image(
-    device: vk::Device,
-    image: vk::Image,
-    memory: vk::DeviceMemory,
-    offset: vk::DeviceSize,
-) -> vk::Result {
-    if let Some(e) = FAIL_BIND.take() {
-        return e;
-    }
-    let real = REAL_BIND_IMAGE.get().expect("real vkBindImageMemory");
-    // SAFETY: forwarded unchanged.
-    unsafe { real(device, image, memory, offset) }
-}
-
 #[test]
 fn a_bind_failing_inside_create_destroys_the_resource_and_frees_its_memory() {
     let ctx = TestContext::new();
-    let device = ctx.memory_device_with_v1_0(
-        |v1_0| {
-            REAL_BIND_BUFFER.set(Some(v1_0.bind_buffer_memory));
-            REAL_BIND_IMAGE.set(Some(v1_0.bind_image_memory));
-            v1_0.bind_buffer_memory = failing_bind_buffer;
-            v1_0.bind_image_memory = failing_bind_image;
-        },
-        Default::default(),
-    );
+    let device = ctx.memory_device_with_v1_0(common::failing_bind::hook, Default::default());
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     let fault = vk::Result::ERROR_OUT_OF_DEVICE_MEMORY;
     let usage = vk::BufferUsageFlags::TRANSFER_SRC;
@@ -223,25 +178,28 @@ fn a_bind_failing_inside_create_destroys_the_resource_and_frees_its_memory() {
     // In a block, and dedicated (a memory object created for the resource, then freed).
     for create_info in [host_info(), dedicated] {
         let before = allocator.statistics().total;
-        FAIL_BIND.set(Some(fault));
+        common::failing_bind::fail_next(fault);
         // SAFETY: a valid create info; on error the buffer is destroyed by the call (the
         // validation layer reports any left at device destruction).
         let result = unsafe { allocator.create_buffer(&buffer_info(4096, usage), &create_info) };
         assert!(result.is_err(), "{result:?}");
-        FAIL_BIND.set(Some(fault));
+        common::failing_bind::fail_next(fault);
         // SAFETY: as above.
         let result =
             unsafe { OwnedBuffer::new(&allocator, &buffer_info(4096, usage), &create_info) };
         assert!(result.is_err(), "{result:?}");
-        FAIL_BIND.set(Some(fault));
+        common::failing_bind::fail_next(fault);
         // SAFETY: as above, for an image.
         let result = unsafe { allocator.create_image(&image, &create_info) };
         assert!(result.is_err(), "{result:?}");
-        FAIL_BIND.set(Some(fault));
+        common::failing_bind::fail_next(fault);
         // SAFETY: as above.
         let result = unsafe { OwnedImage::new(&allocator, &image, &create_info) };
         assert!(result.is_err(), "{result:?}");
-        assert_eq!(FAIL_BIND.get(), None, "every fault reached a bind");
+        assert!(
+            !common::failing_bind::pending(),
+            "every fault reached a bind"
+        );
         let after = allocator.statistics().total;
         assert_eq!(after.allocation_count, before.allocation_count);
         assert_eq!(after.dedicated_count, before.dedicated_count);

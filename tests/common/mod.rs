@@ -7,6 +7,7 @@
 //! silent skip.
 #![allow(dead_code)]
 
+pub mod failing_bind;
 pub mod log_capture;
 
 use ash::vk;
