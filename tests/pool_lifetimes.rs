@@ -98,21 +98,8 @@ fn fast_empties_whole_blocks<S: Suballocator + Send + Sync + 'static>(info: Defr
         let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
         for index in open {
             let id = pass.get(index).unwrap().id();
-            let (src, _, size) = &mut live[id];
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(index).unwrap().destination();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses until
-            // the move is completed.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    dst.mapped_ptr().unwrap().as_ptr(),
-                    bytes.len(),
-                )
-            };
-            dst.flush(0, *size).unwrap();
-            pass.complete(index, src).unwrap();
+            let (src, _, _) = &mut live[id];
+            support::defrag::copy_and_complete(&mut pass, index, src).unwrap();
         }
         pass.end();
     }

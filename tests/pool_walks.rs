@@ -222,25 +222,12 @@ fn defragment<S: Suballocator + Send + Sync + 'static>(
         for index in open {
             let id = pass.get(index).unwrap().id();
             let slot = &mut live[ids[id]];
-            let (src, _, size) = slot.as_mut().expect("a move of a freed allocation");
+            let (src, _, _) = slot.as_mut().expect("a move of a freed allocation");
             if rng.below(8) == 0 {
                 pass.skip(index).unwrap();
                 continue;
             }
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(index).unwrap().destination();
-            // SAFETY: `size` bytes inside the destination, which nothing else uses until
-            // the move is completed.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    bytes.as_ptr(),
-                    dst.mapped_ptr().unwrap().as_ptr(),
-                    bytes.len(),
-                )
-            };
-            dst.flush(0, *size).unwrap();
-            pass.complete(index, src).unwrap();
+            support::defrag::copy_and_complete(&mut pass, index, src).unwrap();
         }
         pass.end();
         // The application frees some between passes.
