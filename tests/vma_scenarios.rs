@@ -530,3 +530,224 @@ fn a_linear_pool_spills_into_a_second_block_and_gives_it_back() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// `TestPool_MinBlockCount`: a pool of two-allocation blocks with a minimum of two makes them
+/// up front, grows to three for five allocations, keeps three while one block is empty, and
+/// goes back to two when a second block empties.
+#[test]
+fn a_pool_keeps_its_minimum_and_one_empty_block_above_it() {
+    const ALLOC: u64 = 512 * 1024;
+    let sim = Sim::new(GpuLayout::lavapipe());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = host_pool::<FreeListAllocator>(&allocator, 2 * ALLOC, 2, usize::MAX);
+    let stats = pool_statistics(&allocator);
+    assert_eq!(
+        (
+            stats.block_count,
+            stats.allocation_count,
+            stats.reserved_bytes
+        ),
+        (2, 0, 4 * ALLOC)
+    );
+    let mut live: Vec<Option<Patterned>> = (1..=5)
+        .map(|seed| Some(patterned(&pool, &device, ALLOC, seed)))
+        .collect();
+    let stats = pool_statistics(&allocator);
+    assert_eq!(
+        (
+            stats.block_count,
+            stats.allocation_count,
+            stats.reserved_bytes
+        ),
+        (3, 5, 6 * ALLOC)
+    );
+    // Two that share a block go: the block stays, empty.
+    let memory = |live: &[Option<Patterned>], i: usize| live[i].as_ref().unwrap().0.memory();
+    let (a, b) = (0..5)
+        .flat_map(|a| (a + 1..5).map(move |b| (a, b)))
+        .find(|&(a, b)| memory(&live, a) == memory(&live, b))
+        .unwrap();
+    live[a] = None;
+    live[b] = None;
+    let stats = pool_statistics(&allocator);
+    assert_eq!(
+        (
+            stats.block_count,
+            stats.allocation_count,
+            stats.reserved_bytes
+        ),
+        (3, 3, 6 * ALLOC)
+    );
+    // The one alone in its block goes: a second empty block, and one of the two goes.
+    let alone = (0..5)
+        .find(|&i| {
+            live[i].is_some()
+                && (0..5)
+                    .all(|j| j == i || live[j].is_none() || memory(&live, j) != memory(&live, i))
+        })
+        .unwrap();
+    live[alone] = None;
+    let stats = pool_statistics(&allocator);
+    assert_eq!(
+        (
+            stats.block_count,
+            stats.allocation_count,
+            stats.reserved_bytes
+        ),
+        (2, 2, 4 * ALLOC)
+    );
+    for p in live.iter().flatten() {
+        verify(&p.0, p.1, p.2, "after the blocks around were freed");
+    }
+    drop(live);
+    assert_eq!(pool.block_count(), 2, "never below the minimum");
+    drop(pool);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
+
+/// `TestAllocationVersusResourceSize`: a buffer of a prime size, in a block and in its own
+/// memory: the allocation is at least the buffer's size, every byte of it can be written and
+/// read back, and writing all of it touches no neighbour.
+#[test]
+fn every_byte_of_an_allocation_is_the_applications() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let buffer_info = common::buffer_info(
+        22921,
+        vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
+    );
+    for preference in [
+        MemoryAllocatePreference::Auto,
+        MemoryAllocatePreference::AlwaysAllocate,
+    ] {
+        let info = AllocationCreateInfo {
+            usage: MemoryUsage::Upload,
+            allocate_preference: preference,
+            ..Default::default()
+        };
+        let mut made = Vec::new();
+        for seed in 0..3u64 {
+            // SAFETY: a valid buffer info for this device.
+            let (buffer, mut alloc) = unsafe { allocator.create_buffer(&buffer_info, &info) }
+                .unwrap_or_else(|e| panic!("{preference:?}: {e}"));
+            assert!(alloc.size() >= buffer_info.size, "{preference:?}");
+            assert_eq!(
+                alloc.is_dedicated(),
+                preference == MemoryAllocatePreference::AlwaysAllocate
+            );
+            let size = alloc.size();
+            fill(&mut alloc, seed, size);
+            made.push((buffer, alloc, seed));
+        }
+        for (_, alloc, seed) in &made {
+            verify(alloc, *seed, alloc.size(), &format!("{preference:?}"));
+        }
+        let stats = allocator.statistics();
+        for (_, alloc, _) in &made {
+            let block = stats
+                .blocks
+                .iter()
+                .find(|b| b.memory == ash::vk::Handle::as_raw(alloc.memory()))
+                .unwrap();
+            assert_eq!(block.dedicated, alloc.is_dedicated());
+            if alloc.is_dedicated() {
+                assert_eq!(block.size, alloc.size());
+            } else {
+                assert!(block.size > alloc.size());
+            }
+        }
+        for (buffer, alloc, _) in made {
+            // SAFETY: made above, never used by the GPU.
+            unsafe { allocator.destroy_buffer(buffer, alloc) };
+        }
+    }
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+
+fn layout(size: u64, alignment: u64) -> DeviceLayout {
+    DeviceLayout::from_size_alignment(size, alignment).unwrap()
+}
+
+/// `TestVirtualBlocks` (and `TestDebugMarginNotInVirtualAllocator`): a suballocator used
+/// alone over 16 MiB, with the allocator's debug margins nowhere in sight.
+fn virtual_block<S: Suballocator>() {
+    let name = std::any::type_name::<S>();
+    let one = DeviceAlignment::MIN;
+    let mut block = S::new(16 * MIB);
+    let a0 = block
+        .allocate(layout(8 * MIB, 256), AllocationType::Unknown, one)
+        .unwrap();
+    assert!(a0.offset < 16 * MIB && a0.offset % 256 == 0, "{name}");
+    assert_eq!(a0.size, 8 * MIB, "{name}");
+    let a1 = block
+        .allocate(layout(4 * MIB, 256), AllocationType::Unknown, one)
+        .unwrap();
+    let apart = |a: &Suballocation, b: &Suballocation| {
+        a.offset + a.size <= b.offset || b.offset + b.size <= a.offset
+    };
+    assert!(apart(&a0, &a1), "{name}: {a0:?} {a1:?}");
+    block
+        .allocate(layout(8 * MIB, 256), AllocationType::Unknown, one)
+        .expect_err("only 4 MiB are left");
+    // SAFETY: made by this block, freed once.
+    unsafe { block.deallocate(a1) };
+    let a2 = block
+        .allocate(layout(8 * MIB, 256), AllocationType::Unknown, one)
+        .unwrap_or_else(|e| panic!("{name}: 8 MiB are free again: {e}"));
+    assert!(apart(&a0, &a2), "{name}: {a0:?} {a2:?}");
+    let stats = Statistics::of_suballocator(&block);
+    assert_eq!(stats.allocation_count, 2, "{name}");
+    assert_eq!(stats.block_count, 1, "{name}");
+    assert_eq!(stats.allocations.total, 16 * MIB, "{name}");
+    assert_eq!(stats.reserved_bytes, 16 * MIB, "{name}");
+    assert_eq!(block.free_size(), 0, "{name}");
+    // SAFETY: made by this block, freed once.
+    unsafe { block.deallocate(a0) };
+
+    // Small odd sizes at alignment 8 and 1; no margins between them, as in VMA's virtual
+    // blocks (margins belong to the allocator's memory blocks).
+    let mut small = Vec::new();
+    for i in 0..10u64 {
+        let alignment = if i == 9 { 1 } else { 8 };
+        let s = block
+            .allocate(layout(i * 3 + 15, alignment), AllocationType::Unknown, one)
+            .unwrap();
+        assert_eq!(s.offset % alignment, 0, "{name}");
+        assert_eq!(s.size, i * 3 + 15, "{name}");
+        small.push(s);
+    }
+    for pair in small.windows(2) {
+        assert!(apart(&pair[0], &pair[1]), "{name}: {pair:?}");
+    }
+    while let Some(s) = small.pop() {
+        // SAFETY: made by this block, freed once.
+        unsafe { block.deallocate(s) };
+    }
+    // SAFETY: made by this block, freed once.
+    unsafe { block.deallocate(a2) };
+    assert_eq!(block.free_size(), 16 * MIB, "{name}");
+    assert_eq!(block.allocation_count(), 0, "{name}");
+
+    // Cleared in one go.
+    for _ in 0..8 {
+        block
+            .allocate(layout(MIB, 1), AllocationType::Unknown, one)
+            .unwrap();
+    }
+    block.reset();
+    assert_eq!(block.free_size(), 16 * MIB, "{name}");
+    let whole = block
+        .allocate(layout(16 * MIB, 1), AllocationType::Unknown, one)
+        .unwrap_or_else(|e| panic!("{name}: the whole block after a reset: {e}"));
+    assert_eq!((whole.offset, whole.size), (0, 16 * MIB), "{name}");
+}
+
+#[test]
+fn suballocators_serve_as_virtual_blocks() {
+    virtual_block::<FreeListAllocator>();
+    virtual_block::<BuddyAllocator>();
+    virtual_block::<RingAllocator>();
+}
