@@ -1,9 +1,14 @@
-//! VMA's `TestDefragmentationSimple`, retold: a custom pool of 512 KiB blocks holding
-//! buffers, defragmented with the Fast algorithm while the buffers are recreated at their
-//! destinations and their bytes copied by the GPU (`vkCmdCopyBuffer`), on lavapipe with the
-//! validation layer. It checks what VMA checks: an empty pool plans nothing, two half-empty
-//! blocks empty one with exactly four moves, in one pass or one move a pass, and buffers of
-//! random sizes, some of them not movable, keep their bytes.
+//! VMA's defragmentation scenarios, retold, on lavapipe with the validation layer: the
+//! resources are recreated at their destinations and their contents copied by the GPU.
+//!
+//! - `TestDefragmentationSimple`: a custom pool of 512 KiB blocks holding buffers,
+//!   defragmented with the Fast algorithm: an empty pool plans nothing, two half-empty blocks
+//!   empty one with exactly four moves, in one pass or one move a pass, and buffers of random
+//!   sizes, some of them not movable, keep their bytes.
+//! - `TestDefragmentationIncrementalBasic`: optimal-tiling images and buffers, most of them
+//!   freed, defragmented in bounded passes with `vkCmdCopyImage` and `vkCmdCopyBuffer`;
+//!   every texel and byte is read back through the GPU afterwards (VMA leaves that check
+//!   out).
 
 mod common;
 mod support;
@@ -28,7 +33,7 @@ fn usage() -> vk::BufferUsageFlags {
     vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST
 }
 
-fn create(ctx: &TestContext, pool: &MemoryPool<FreeListAllocator>, size: u64, seed: u64) -> Live {
+fn create(pool: &MemoryPool<FreeListAllocator>, size: u64, seed: u64) -> Live {
     let info = AllocationCreateInfo {
         usage: MemoryUsage::Upload,
         ..Default::default()
@@ -37,7 +42,6 @@ fn create(ctx: &TestContext, pool: &MemoryPool<FreeListAllocator>, size: u64, se
     let (buffer, mut alloc) =
         unsafe { pool.create_buffer(&common::buffer_info(size, usage()), &info) }.unwrap();
     fill(&mut alloc, seed, size);
-    let _ = ctx;
     Live {
         buffer,
         alloc,
@@ -106,7 +110,7 @@ fn verify_all(live: &[Live], what: &str) {
 /// Two full blocks of 64 KiB buffers, every other one freed: four in each block.
 fn two_half_blocks(ctx: &TestContext, pool: &MemoryPool<FreeListAllocator>) -> Vec<Live> {
     let all: Vec<Live> = (0..2 * BLOCK / BUF)
-        .map(|seed| create(ctx, pool, BUF, seed))
+        .map(|seed| create(pool, BUF, seed))
         .collect();
     assert_eq!(pool.block_count(), 2);
     let mut live = Vec::new();
@@ -205,7 +209,7 @@ fn fast_defragmentation_of_buffers_moves_what_vma_moves_and_keeps_every_byte() {
     let mut live: Vec<Live> = (0..100)
         .map(|seed| {
             let size = (32 + rng.below(4 * BUF - 32 + 1)).next_multiple_of(64);
-            create(&ctx, &pool, size, 1000 + seed)
+            create(&pool, size, 1000 + seed)
         })
         .collect();
     for _ in 0..60 {
@@ -230,6 +234,328 @@ fn fast_defragmentation_of_buffers_moves_what_vma_moves_and_keeps_every_byte() {
     assert_eq!(places, after, "allocations not added never move");
     verify_all(&live, "random sizes");
     live.drain(..).for_each(|l| destroy(&ctx, l));
+    drop(pool);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+
+/// What an allocation of the incremental scenario holds.
+#[derive(Clone, Copy)]
+enum Resource {
+    Buffer(vk::Buffer, u64),
+    /// An optimal-tiling RGBA8 image of this side, in `TRANSFER_SRC_OPTIMAL` layout.
+    Image(vk::Image, u32),
+}
+
+impl Resource {
+    fn bytes(self) -> u64 {
+        match self {
+            Resource::Buffer(_, size) => size,
+            Resource::Image(_, side) => u64::from(side) * u64::from(side) * 4,
+        }
+    }
+}
+
+fn texture_info(side: u32) -> vk::ImageCreateInfo<'static> {
+    let mut info = common::image_info(side, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+    info.usage |= vk::ImageUsageFlags::TRANSFER_SRC;
+    info
+}
+
+/// Creates a resource like `like` (not bound).
+fn recreate(ctx: &TestContext, like: Resource) -> Resource {
+    // SAFETY: valid create infos.
+    unsafe {
+        match like {
+            Resource::Buffer(_, size) => Resource::Buffer(
+                ctx.device
+                    .create_buffer(&common::buffer_info(size, usage()), None)
+                    .unwrap(),
+                size,
+            ),
+            Resource::Image(_, side) => Resource::Image(
+                ctx.device.create_image(&texture_info(side), None).unwrap(),
+                side,
+            ),
+        }
+    }
+}
+
+fn destroy_resource(ctx: &TestContext, r: Resource) {
+    // SAFETY: idle; destroyed before its memory.
+    unsafe {
+        match r {
+            Resource::Buffer(b, _) => ctx.device.destroy_buffer(b, None),
+            Resource::Image(i, _) => ctx.device.destroy_image(i, None),
+        }
+    }
+}
+
+/// Records a transition of the whole image `image`.
+///
+/// # Safety
+///
+/// `cmd` is recording and `image` is a valid color image in layout `old`.
+unsafe fn transition(
+    d: &ash::Device,
+    cmd: vk::CommandBuffer,
+    image: vk::Image,
+    old: vk::ImageLayout,
+    new: vk::ImageLayout,
+) {
+    let barrier = common::image_barrier(
+        image,
+        old,
+        new,
+        vk::AccessFlags::TRANSFER_WRITE,
+        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+    );
+    // SAFETY: the caller's contract.
+    unsafe { common::transfer_dependency(d, cmd, &[], &[barrier]) };
+}
+
+/// Host-visible staging buffers, one per resource, filled with (or for) `bytes` bytes each.
+fn staging(
+    allocator: &StandardMemoryAllocator,
+    sizes: impl Iterator<Item = u64>,
+) -> Vec<(vk::Buffer, MemoryAlloc)> {
+    let info = AllocationCreateInfo {
+        usage: MemoryUsage::Upload,
+        ..Default::default()
+    };
+    sizes
+        .map(|size| {
+            // SAFETY: a valid buffer info; destroyed before its allocation.
+            unsafe { allocator.create_buffer(&common::buffer_info(size, usage()), &info) }.unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Find {
+                memory_type_bits: u32::MAX,
+                usage: MemoryUsage::DeviceOnly,
+            },
+            block_size: 2 << 20,
+            block_arenas: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut rng = Rng(234522);
+    let dedicated_off = AllocationCreateInfo::default();
+    let mut all: Vec<(Resource, MemoryAlloc)> = Vec::new();
+    for _ in 0..60 {
+        let side = [32, 64, 128][rng.below(3) as usize];
+        // SAFETY: a valid image info; destroyed before its allocation.
+        let (image, alloc) =
+            unsafe { pool.create_image(&texture_info(side), &dedicated_off) }.unwrap();
+        assert_eq!(alloc.allocation_type(), AllocationType::NonLinear);
+        all.push((Resource::Image(image, side), alloc));
+    }
+    for _ in 0..30 {
+        let size = (64 * KIB + rng.below(192 * KIB)).next_multiple_of(16);
+        // SAFETY: a valid buffer info; destroyed before its allocation.
+        let (buffer, alloc) =
+            unsafe { pool.create_buffer(&common::buffer_info(size, usage()), &dedicated_off) }
+                .unwrap();
+        all.push((Resource::Buffer(buffer, size), alloc));
+    }
+    let blocks_before = pool.block_count();
+    for _ in 0..all.len() * 7 / 10 {
+        let (r, alloc) = all.remove(rng.below(all.len() as u64) as usize);
+        destroy_resource(&ctx, r);
+        drop(alloc);
+    }
+
+    // Upload a pattern into each through the GPU; images end in TRANSFER_SRC_OPTIMAL.
+    let mut uploads = staging(&allocator, all.iter().map(|(r, _)| r.bytes()));
+    for (i, (_, alloc)) in uploads.iter_mut().enumerate() {
+        let size = alloc.size().min(all[i].0.bytes());
+        fill(alloc, i as u64, size);
+    }
+    ctx.submit(|d, cmd| {
+        for ((r, _), (src, _)) in all.iter().zip(&uploads) {
+            // SAFETY: the resources are bound and idle; the layouts are as recorded.
+            unsafe {
+                match *r {
+                    Resource::Buffer(b, size) => {
+                        d.cmd_copy_buffer(cmd, *src, b, &[vk::BufferCopy::default().size(size)])
+                    }
+                    Resource::Image(image, side) => {
+                        transition(
+                            d,
+                            cmd,
+                            image,
+                            vk::ImageLayout::UNDEFINED,
+                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        );
+                        d.cmd_copy_buffer_to_image(
+                            cmd,
+                            *src,
+                            image,
+                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                            &[common::image_copy(side, side)],
+                        );
+                        transition(
+                            d,
+                            cmd,
+                            image,
+                            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        );
+                    }
+                }
+            }
+        }
+    });
+    for (b, a) in uploads.drain(..) {
+        // SAFETY: the upload is done.
+        unsafe { allocator.destroy_buffer(b, a) };
+    }
+
+    let mut defrag = pool.defragmentation(&DefragmentationInfo {
+        algorithm: DefragmentationAlgorithm::Full,
+        max_bytes_per_pass: 512 * KIB,
+        ..Default::default()
+    });
+    for (r, alloc) in &mut all {
+        // SAFETY: valid resources.
+        let alignment = unsafe {
+            match *r {
+                Resource::Buffer(b, _) => ctx.device.get_buffer_memory_requirements(b),
+                Resource::Image(i, _) => ctx.device.get_image_memory_requirements(i),
+            }
+        }
+        .alignment;
+        defrag
+            .add(alloc, DeviceAlignment::new(alignment).unwrap())
+            .unwrap();
+    }
+    let mut passes = 0;
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes < 1000, "the passes never end");
+        let mut moves = Vec::new();
+        for m in pass.moves() {
+            let old = all[m.id()].0;
+            let new = recreate(&ctx, old);
+            // SAFETY: `new` is unbound; the destination was made for the old one's needs.
+            unsafe {
+                match new {
+                    Resource::Buffer(b, _) => m.destination().bind_buffer(b),
+                    Resource::Image(i, _) => m.destination().bind_image(i),
+                }
+            }
+            .unwrap();
+            moves.push((m.index(), m.id(), old, new));
+        }
+        ctx.submit(|d, cmd| {
+            for &(_, _, old, new) in &moves {
+                // SAFETY: both bound and idle; the old image is in TRANSFER_SRC_OPTIMAL.
+                unsafe {
+                    match (old, new) {
+                        (Resource::Buffer(src, size), Resource::Buffer(dst, _)) => d
+                            .cmd_copy_buffer(
+                                cmd,
+                                src,
+                                dst,
+                                &[vk::BufferCopy::default().size(size)],
+                            ),
+                        (Resource::Image(src, side), Resource::Image(dst, _)) => {
+                            transition(
+                                d,
+                                cmd,
+                                dst,
+                                vk::ImageLayout::UNDEFINED,
+                                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                            );
+                            let layers = vk::ImageSubresourceLayers {
+                                aspect_mask: vk::ImageAspectFlags::COLOR,
+                                mip_level: 0,
+                                base_array_layer: 0,
+                                layer_count: 1,
+                            };
+                            let region = vk::ImageCopy::default()
+                                .src_subresource(layers)
+                                .dst_subresource(layers)
+                                .extent(vk::Extent3D {
+                                    width: side,
+                                    height: side,
+                                    depth: 1,
+                                });
+                            d.cmd_copy_image(
+                                cmd,
+                                src,
+                                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                                dst,
+                                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                                &[region],
+                            );
+                            transition(
+                                d,
+                                cmd,
+                                dst,
+                                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                            );
+                        }
+                        _ => unreachable!("a resource is recreated as its own kind"),
+                    }
+                }
+            }
+        });
+        for (index, id, old, new) in moves {
+            destroy_resource(&ctx, old);
+            all[id].0 = new;
+            pass.complete(index, &mut all[id].1).unwrap();
+        }
+        pass.end();
+    }
+    let stats = defrag.finish();
+    assert!(stats.moves > 0 && stats.bytes_moved > 0, "{stats:?}");
+    assert!(stats.memory_objects_freed > 0, "{stats:?}");
+    assert!(pool.block_count() < blocks_before);
+    assert!(passes > 1, "bounded passes: {passes}");
+
+    // Read everything back through the GPU.
+    let readbacks = staging(&allocator, all.iter().map(|(r, _)| r.bytes()));
+    ctx.submit(|d, cmd| {
+        for ((r, _), (dst, _)) in all.iter().zip(&readbacks) {
+            // SAFETY: bound and idle; images are in TRANSFER_SRC_OPTIMAL.
+            unsafe {
+                match *r {
+                    Resource::Buffer(b, size) => {
+                        d.cmd_copy_buffer(cmd, b, *dst, &[vk::BufferCopy::default().size(size)])
+                    }
+                    Resource::Image(image, side) => d.cmd_copy_image_to_buffer(
+                        cmd,
+                        image,
+                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                        *dst,
+                        &[common::image_copy(side, side)],
+                    ),
+                }
+            }
+        }
+        TestContext::transfer_barrier(d, cmd);
+    });
+    for (i, ((r, _), (_, back))) in all.iter().zip(&readbacks).enumerate() {
+        back.invalidate(0, back.size()).unwrap();
+        verify(back, i as u64, r.bytes(), "read back after the moves");
+    }
+    for (b, a) in readbacks {
+        // SAFETY: the readback is done.
+        unsafe { allocator.destroy_buffer(b, a) };
+    }
+    for (r, alloc) in all {
+        destroy_resource(&ctx, r);
+        drop(alloc);
+    }
     drop(pool);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
