@@ -751,3 +751,184 @@ fn suballocators_serve_as_virtual_blocks() {
     virtual_block::<BuddyAllocator>();
     virtual_block::<RingAllocator>();
 }
+
+/// Checks that the heaps, the memory types and the blocks of `stats` each add up to its
+/// total, and that each heap's statistics are within what its budget says this crate holds.
+fn check_sums(stats: &stats::AllocatorStatistics, what: &str) {
+    let sum = |parts: &mut dyn Iterator<Item = &Statistics>| {
+        let mut all = Statistics::default();
+        parts.for_each(|s| all.merge(s));
+        all
+    };
+    let heaps = sum(&mut stats.heaps.iter().map(|h| &h.statistics));
+    let types = sum(&mut stats.memory_types.iter().map(|t| &t.statistics));
+    let blocks = sum(&mut stats.blocks.iter().map(|b| &b.statistics));
+    assert_eq!(heaps, stats.total, "{what}: heaps");
+    assert_eq!(types, stats.total, "{what}: memory types");
+    assert_eq!(blocks, stats.total, "{what}: memory objects");
+    for h in &stats.heaps {
+        let s = &h.statistics;
+        assert!(
+            h.budget.budget > 0 && h.budget.budget <= h.budget.heap_size,
+            "{what}: {h:?}"
+        );
+        assert!(s.allocations.total <= s.reserved_bytes, "{what}: {h:?}");
+        assert_eq!(h.budget.crate_usage, s.reserved_bytes, "{what}: {h:?}");
+    }
+}
+
+/// `TestStatistics`: four 10 MiB buffers in their own memory, in blocks, in a custom pool, in
+/// their own memory through a custom pool, and in a pool of one preallocated block. Before,
+/// with and after the buffers, the heaps, types and memory objects add up to the total, the
+/// budget's count of this crate's memory matches, the buffers' heap grows by exactly their
+/// bytes and count and shrinks back, other heaps do not change, and the pool's own
+/// statistics are exact.
+#[test]
+fn statistics_add_up_before_with_and_after_buffers_in_every_kind_of_memory() {
+    const BUF_SIZE: u64 = 10 * MIB;
+    const BUF_COUNT: u64 = 4;
+    const PREALLOCATED: u64 = BUF_SIZE * (BUF_COUNT + 1);
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let buffer_info = common::buffer_info(BUF_SIZE, vk::BufferUsageFlags::TRANSFER_DST);
+    let memory_type = allocator
+        .find_memory_type_index(u32::MAX, MemoryUsage::DeviceOnly.into())
+        .unwrap();
+    let heap = device.memory_properties().memory_types[memory_type as usize].heap_index;
+    let heap = heap as usize;
+    for (case, (use_pool, dedicated, preallocated)) in [
+        (false, true, false),
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (true, false, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let what = format!("case {case}");
+        let before = allocator.statistics();
+        check_sums(&before, &what);
+        let pool = use_pool.then(|| {
+            allocator
+                .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                    name: Some("statistics".into()),
+                    memory_type: PoolMemoryType::Index(memory_type),
+                    block_size: if preallocated { PREALLOCATED } else { 0 },
+                    min_block_count: usize::from(preallocated),
+                    max_block_count: if preallocated { 1 } else { usize::MAX },
+                    ..Default::default()
+                })
+                .unwrap()
+        });
+        let pool_stats = || {
+            let stats = allocator.statistics();
+            let found = stats.pools.iter().find(|p| &*p.name == "statistics");
+            found.map(|p| p.statistics).unwrap_or_default()
+        };
+        let empty_pool = pool_stats();
+        let target: &dyn MemoryAllocator = match &pool {
+            Some(pool) => pool,
+            None => &allocator,
+        };
+        let info = AllocationCreateInfo {
+            usage: MemoryUsage::DeviceOnly,
+            allocate_preference: if dedicated {
+                MemoryAllocatePreference::AlwaysAllocate
+            } else {
+                MemoryAllocatePreference::Auto
+            },
+            ..Default::default()
+        };
+        let buffers: Vec<_> = (0..BUF_COUNT)
+            // SAFETY: a valid buffer info for this device.
+            .map(|_| unsafe { target.create_buffer(&buffer_info, &info) }.unwrap())
+            .collect();
+        for (_, a) in &buffers {
+            assert_eq!(a.memory_type_index(), memory_type, "{what}");
+            assert_eq!(a.is_dedicated(), dedicated, "{what}");
+        }
+        let with = allocator.statistics();
+        check_sums(&with, &what);
+        let full_pool = pool_stats();
+        for (buffer, alloc) in buffers {
+            // SAFETY: made above, never used by the GPU.
+            unsafe { allocator.destroy_buffer(buffer, alloc) };
+        }
+        let drained_pool = pool_stats();
+        drop(pool);
+        let after = allocator.statistics();
+        check_sums(&after, &what);
+
+        for (i, ((b, w), a)) in before
+            .heaps
+            .iter()
+            .zip(&with.heaps)
+            .zip(&after.heaps)
+            .enumerate()
+        {
+            let (b, w, a) = (&b.statistics, &w.statistics, &a.statistics);
+            if i != heap {
+                assert!(b == w && w == a, "{what}: heap {i} changed");
+                continue;
+            }
+            assert_eq!(w.allocation_count, b.allocation_count + BUF_COUNT, "{what}");
+            assert_eq!(
+                w.allocations.total,
+                b.allocations.total + BUF_COUNT * BUF_SIZE,
+                "{what}"
+            );
+            assert_eq!(a.allocation_count, b.allocation_count, "{what}");
+            assert_eq!(a.allocations.total, b.allocations.total, "{what}");
+            if dedicated {
+                assert_eq!(w.dedicated_count, b.dedicated_count + BUF_COUNT, "{what}");
+                assert_eq!(a.dedicated_count, b.dedicated_count, "{what}");
+            }
+            if use_pool {
+                assert_eq!(
+                    a.block_count, b.block_count,
+                    "{what}: the pool's blocks went with it"
+                );
+                assert_eq!(a.reserved_bytes, b.reserved_bytes, "{what}");
+                assert!(w.reserved_bytes > b.reserved_bytes, "{what}");
+                if preallocated {
+                    assert_eq!(w.block_count, b.block_count + 1, "{what}");
+                }
+            }
+        }
+        if use_pool {
+            for s in [&empty_pool, &drained_pool] {
+                assert_eq!(s.allocation_count, 0, "{what}");
+                assert_eq!(s.allocations, stats::SizeStats::default(), "{what}");
+            }
+            if preallocated {
+                for s in [&empty_pool, &full_pool, &drained_pool] {
+                    assert_eq!(
+                        (s.block_count, s.reserved_bytes),
+                        (1, PREALLOCATED),
+                        "{what}"
+                    );
+                }
+            } else {
+                assert_eq!(
+                    (empty_pool.block_count, empty_pool.reserved_bytes),
+                    (0, 0),
+                    "{what}"
+                );
+            }
+            let a = &full_pool.allocations;
+            assert_eq!(
+                (a.count, a.total, a.min, a.max),
+                (BUF_COUNT, BUF_COUNT * BUF_SIZE, BUF_SIZE, BUF_SIZE),
+                "{what}"
+            );
+            assert_eq!(full_pool.allocation_count, BUF_COUNT, "{what}");
+            assert!(
+                full_pool.reserved_bytes >= full_pool.allocations.total,
+                "{what}"
+            );
+        }
+    }
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
