@@ -932,3 +932,192 @@ fn statistics_add_up_before_with_and_after_buffers_in_every_kind_of_memory() {
     }
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// `TestVirtualBlocksAlgorithms` for one suballocator over a region of 10 000 bytes (not a
+/// power of two): a request twice the region fails; small allocations under every strategy,
+/// some freed at random, more made, three at alignment 16; none overlap, all are aligned and
+/// at least the requested size, and the statistics hold exactly the live allocations.
+fn virtual_block_algorithm<S: Suballocator>(seed: u64) {
+    const REGION: u64 = 10_000;
+    let name = std::any::type_name::<S>();
+    let one = DeviceAlignment::MIN;
+    let mut rng = Rng(seed);
+    let mut block = S::new(REGION);
+    block
+        .allocate(layout(2 * REGION, 1), AllocationType::Unknown, one)
+        .expect_err("twice the region");
+    let mut live: Vec<(Suballocation, u64, u64)> = Vec::new();
+    let make = |block: &mut S, rng: &mut Rng, alignment: u64, strategy| {
+        let size = 5 + rng.below(20);
+        let s = block
+            .allocate_with_strategy(
+                layout(size, alignment),
+                AllocationType::Unknown,
+                one,
+                strategy,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {size} bytes at {alignment}, {strategy:?}: {e}"));
+        assert!(s.size >= size, "{name}: {s:?} for {size}");
+        assert_eq!(s.offset % alignment, 0, "{name}: {s:?}");
+        assert!(s.offset + s.size <= REGION, "{name}: {s:?}");
+        (s, size, alignment)
+    };
+    for i in 0..20 {
+        let strategy = match i {
+            10 | 11 | 14 | 15 => AllocationStrategy::MinMemory,
+            12 | 13 => AllocationStrategy::MinTime,
+            16 | 17 => AllocationStrategy::MinOffset,
+            _ => AllocationStrategy::Default,
+        };
+        live.push(make(&mut block, &mut rng, 1, strategy));
+    }
+    for _ in 0..5 {
+        let (s, _, _) = live.remove(rng.below(live.len() as u64) as usize);
+        // SAFETY: made by this block, freed once.
+        unsafe { block.deallocate(s) };
+    }
+    for _ in 0..6 {
+        live.push(make(&mut block, &mut rng, 1, AllocationStrategy::Default));
+    }
+    for _ in 0..3 {
+        live.push(make(&mut block, &mut rng, 16, AllocationStrategy::Default));
+    }
+    let mut sorted: Vec<_> = live.iter().map(|(s, _, _)| (s.offset, s.size)).collect();
+    sorted.sort_unstable();
+    for w in sorted.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "{name}: {w:?} overlap");
+    }
+    let stats = Statistics::of_suballocator(&block);
+    let sizes = live.iter().map(|(s, _, _)| s.size);
+    assert_eq!(stats.allocation_count, live.len() as u64, "{name}");
+    assert_eq!(stats.block_count, 1, "{name}");
+    // A slot allocator manages whole slots only (its region size, documented).
+    let region = block.region_size();
+    assert!(REGION - region < 32, "{name}");
+    assert_eq!(stats.reserved_bytes, region, "{name}");
+    // Allocated ranges include the padding a suballocator gives (a buddy's whole block, a
+    // slot), so they are at least the allocations VMA compares them with.
+    assert!(
+        stats.allocations.max >= sizes.clone().max().unwrap(),
+        "{name}: {stats:?}"
+    );
+    assert!(
+        stats.allocations.total >= sizes.sum::<u64>(),
+        "{name}: {stats:?}"
+    );
+    assert_eq!(
+        stats.allocations.total + stats.free_ranges.total,
+        region,
+        "{name}: allocated and free ranges tile the region: {stats:?}"
+    );
+    assert_eq!(stats.free_ranges.total, block.free_size(), "{name}");
+    block.reset();
+    assert_eq!(block.free_size(), region, "{name}");
+    assert_eq!(block.allocation_count(), 0, "{name}");
+}
+
+#[test]
+fn every_suballocator_passes_vmas_virtual_algorithm_walk() {
+    for seed in [3454335, 1, 2, 3] {
+        virtual_block_algorithm::<FreeListAllocator>(seed);
+        virtual_block_algorithm::<BuddyAllocator>(seed);
+        virtual_block_algorithm::<RingAllocator>(seed);
+        virtual_block_algorithm::<BumpAllocator>(seed);
+        virtual_block_algorithm::<SlotAllocator<32>>(seed);
+    }
+}
+
+/// VMA's statistics always add up: a block's bytes are its allocated bytes plus its unused
+/// bytes, and its ranges cover it. Slots that do not divide a block (96-byte slots in a
+/// 1 MiB block, whole or cut into arenas) leave a tail no slot covers; it is still part of the
+/// block, reported as unused.
+#[test]
+fn blocks_of_slots_that_do_not_divide_them_are_covered_by_their_ranges() {
+    let sim = Sim::new(GpuLayout::lavapipe());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    for arenas in [1, 4] {
+        let pool = allocator
+            .create_pool::<SlotAllocator<96>>(&PoolCreateInfo {
+                name: Some("slots".into()),
+                memory_type: PoolMemoryType::Find {
+                    memory_type_bits: u32::MAX,
+                    usage: MemoryUsage::Upload,
+                },
+                block_size: MIB,
+                block_arenas: Some(arenas),
+                ..Default::default()
+            })
+            .unwrap();
+        let live: Vec<Patterned> = (1..=40)
+            .map(|seed| patterned_at(&pool, &device, 1 + seed % 60, 16, seed))
+            .collect();
+        let what = format!("{arenas} arenas");
+        let snapshot = allocator.snapshot();
+        let stats = allocator.statistics();
+        for b in snapshot
+            .blocks
+            .iter()
+            .filter(|b| b.pool.as_deref() == Some("slots"))
+        {
+            let mut end = 0;
+            for r in &b.ranges {
+                assert_eq!(r.offset, end, "{what}: ranges tile the block");
+                end += r.size;
+            }
+            assert_eq!(end, b.size, "{what}: the ranges cover the block");
+        }
+        for b in stats
+            .blocks
+            .iter()
+            .filter(|b| b.pool.as_deref() == Some("slots"))
+        {
+            let s = &b.statistics;
+            assert_eq!(
+                s.allocations.total + s.free_ranges.total,
+                s.reserved_bytes,
+                "{what}: {s:?}"
+            );
+        }
+        let json: serde_json::Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
+        let mut dumped = Vec::new();
+        dumped_blocks(&json, &mut dumped);
+        assert!(!dumped.is_empty(), "{what}");
+        for block in dumped {
+            let total = block["TotalBytes"].as_u64().unwrap();
+            let unused = block["UnusedBytes"].as_u64().unwrap();
+            let ranges = block["Suballocations"].as_array().unwrap();
+            let size = |r: &&serde_json::Value| r["Size"].as_u64().unwrap();
+            let free = ranges.iter().filter(|r| r["Type"] == "FREE");
+            assert_eq!(
+                ranges.iter().map(|r| size(&r)).sum::<u64>(),
+                total,
+                "{what}: {block}"
+            );
+            assert_eq!(
+                free.map(|r| size(&r)).sum::<u64>(),
+                unused,
+                "{what}: {block}"
+            );
+        }
+        verify_all(&live, &what);
+        drop(live);
+        drop(pool);
+    }
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
+
+/// Every block of a VMA JSON dump: the objects with `"TotalBytes"` and `"Suballocations"`.
+fn dumped_blocks<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("TotalBytes") && map.contains_key("Suballocations") {
+                out.push(value);
+            }
+            map.values().for_each(|v| dumped_blocks(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| dumped_blocks(v, out)),
+        _ => {}
+    }
+}
