@@ -193,7 +193,7 @@ fn fast_defragmentation_of_buffers_moves_what_vma_moves_and_keeps_every_byte() {
     let mut defrag = pool.defragmentation(&DefragmentationInfo {
         max_moves_per_pass: 1,
         max_bytes_per_pass: BUF,
-        ..fast.clone()
+        ..fast
     });
     add_all(&mut defrag, &ctx, &mut live, &movable);
     let per_pass = run(&ctx, &mut defrag, &mut live, &movable);
