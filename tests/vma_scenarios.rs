@@ -39,14 +39,25 @@ const BUF_COUNT: usize = 100;
 /// other buffer packs 50 of them into two blocks, moving the 24 or 25 of the blocks emptied.
 #[test]
 fn same_size_allocations_fill_a_pool_exactly_and_again_after_random_frees() {
+    same_size::<FreeListAllocator>();
+}
+
+/// The same with the suballocators whose freed ranges can be reused one by one.
+#[test]
+fn same_size_allocations_fill_buddy_and_slot_pools_exactly_too() {
+    same_size::<BuddyAllocator>();
+    same_size::<SlotAllocator<BUF>>();
+}
+
+fn same_size<S: Suballocator + Send + Sync + 'static>() {
     let sim = Sim::new(GpuLayout::lavapipe());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new_default(device.clone());
     let block = BUF * BUF_COUNT as u64 / 4;
-    let pool = host_pool::<FreeListAllocator>(&allocator, block, 1, 4);
+    let pool = host_pool::<S>(&allocator, block, 1, 4);
     let mut rng = Rng(123);
     let mut seed = 0;
-    let mut next = |pool: &MemoryPool<FreeListAllocator>| {
+    let mut next = |pool: &MemoryPool<S>| {
         seed += 1;
         patterned(pool, &device, BUF, seed)
     };
