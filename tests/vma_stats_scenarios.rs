@@ -471,3 +471,134 @@ fn dumped_blocks<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json:
         _ => {}
     }
 }
+
+/// The levels of [`halving`]: a block of 2^11 units.
+const LEVELS: u32 = 12;
+
+/// `TestAllocationAlgorithmsCorrectness`' walk: one allocation fills the block; then, level
+/// by level, one allocation of 2^L units is freed and two of 2^(L-1) take its place, which
+/// only fit if the allocator finds the one hole exactly. `allocate(level)` makes one of
+/// `level`, `free(level, index)` frees one; returns the live allocations per level.
+fn halving<T>(rng: &mut Rng, mut allocate: impl FnMut(u32) -> T) -> Vec<Vec<T>> {
+    let mut levels: Vec<Vec<T>> = (0..LEVELS).map(|_| Vec::new()).collect();
+    levels[LEVELS as usize - 1].push(allocate(LEVELS - 1));
+    for level in (1..LEVELS as usize).rev() {
+        let index = rng.below(levels[level].len() as u64) as usize;
+        drop(levels[level].remove(index));
+        for _ in 0..2 {
+            let a = allocate(level as u32 - 1);
+            levels[level - 1].push(a);
+        }
+    }
+    levels
+}
+
+/// The walk of [`halving`] in a suballocator used alone, with units of 1 byte and 64 KiB.
+fn halving_virtual<S: Suballocator>(rng: &mut Rng) {
+    let name = std::any::type_name::<S>();
+    for unit in [1, 64 * 1024] {
+        for strategy in [
+            AllocationStrategy::Default,
+            AllocationStrategy::MinTime,
+            AllocationStrategy::MinMemory,
+            AllocationStrategy::MinOffset,
+        ] {
+            let block = std::cell::RefCell::new(S::new((1 << (LEVELS - 1)) * unit));
+            // Frees happen when an entry is dropped.
+            struct Live<'a, S: Suballocator>(&'a std::cell::RefCell<S>, Suballocation);
+            impl<S: Suballocator> Drop for Live<'_, S> {
+                fn drop(&mut self) {
+                    // SAFETY: made by this block, freed once.
+                    unsafe { self.0.borrow_mut().deallocate(self.1) };
+                }
+            }
+            let levels = halving(rng, |level| {
+                let size = (1 << level) * unit;
+                let s = block
+                    .borrow_mut()
+                    .allocate_with_strategy(
+                        DeviceLayout::from_size_alignment(size, 1).unwrap(),
+                        AllocationType::Unknown,
+                        DeviceAlignment::MIN,
+                        strategy,
+                    )
+                    .unwrap_or_else(|e| {
+                        panic!("{name}, unit {unit}, {strategy:?}: 2^{level}: {e}")
+                    });
+                Live(&block, s)
+            });
+            let count: usize = levels.iter().map(Vec::len).sum();
+            let bytes: u64 = levels.iter().flatten().map(|l| l.1.size).sum();
+            let stats = Statistics::of_suballocator(&*block.borrow());
+            assert_eq!(stats.allocation_count, count as u64, "{name}");
+            assert_eq!(stats.allocations.total, bytes, "{name}, {strategy:?}");
+            assert_eq!(bytes, (1 << (LEVELS - 1)) * unit, "the block is full");
+            drop(levels);
+            assert_eq!(block.borrow().allocation_count(), 0);
+        }
+    }
+}
+
+#[test]
+fn halving_walks_fill_every_hole_exactly_in_virtual_blocks() {
+    let mut rng = Rng(2342435);
+    halving_virtual::<FreeListAllocator>(&mut rng);
+    halving_virtual::<BuddyAllocator>(&mut rng);
+}
+
+/// The walk of [`halving`] in a one-block custom pool of 8 MiB (units of 4 KiB), under every
+/// strategy: every allocation succeeds, keeps its data, and the pool's statistics are the
+/// live allocations.
+fn halving_pool<S: Suballocator + Send + Sync + 'static>(rng: &mut Rng) {
+    const UNIT: u64 = 4096;
+    let name = std::any::type_name::<S>();
+    let sim = Sim::new(GpuLayout::lavapipe());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let block = (1 << (LEVELS - 1)) * UNIT;
+    let pool = support::vma::host_pool::<S>(&allocator, block, 1, 1);
+    for strategy in [
+        AllocationStrategy::Default,
+        AllocationStrategy::MinTime,
+        AllocationStrategy::MinMemory,
+        AllocationStrategy::MinOffset,
+    ] {
+        let info = AllocationCreateInfo {
+            strategy,
+            ..support::vma::upload()
+        };
+        let mut seed = 0;
+        let levels = halving(rng, |level| {
+            let size = (1 << level) * UNIT;
+            seed += 1;
+            let mut a = pool
+                .allocate(
+                    support::vma::reqs(&device, size, 256),
+                    AllocationType::Linear,
+                    &info,
+                    None,
+                )
+                .unwrap_or_else(|e| panic!("{name}, {strategy:?}: 2^{level} units: {e}"));
+            support::fill(&mut a, seed, size);
+            (a, seed, size)
+        });
+        let live: Vec<Patterned> = levels.into_iter().flatten().collect();
+        verify_all(&live, &format!("{name}, {strategy:?}"));
+        let stats = support::vma::pool_statistics(&allocator);
+        assert_eq!(stats.allocation_count, live.len() as u64, "{name}");
+        assert_eq!(stats.block_count, 1, "{name}");
+        assert_eq!(stats.reserved_bytes, block, "{name}");
+        assert_eq!(stats.allocations.total, block, "{name}, {strategy:?}: full");
+        assert_eq!(stats.free_ranges.count, 0, "{name}, {strategy:?}");
+    }
+    drop(pool);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
+
+#[test]
+fn halving_walks_fill_every_hole_exactly_in_one_block_pools() {
+    let mut rng = Rng(2342435);
+    halving_pool::<FreeListAllocator>(&mut rng);
+    halving_pool::<BuddyAllocator>(&mut rng);
+}
