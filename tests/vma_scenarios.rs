@@ -399,8 +399,8 @@ fn a_one_block_ring_pool_serves_as_one_time_stack_and_ring_buffer() {
 
 /// Allocates 1 MiB at a time from `pool` until an allocation lands in a second block; the
 /// allocations, the last one in the new block.
-fn fill_until_second_block(
-    pool: &MemoryPool<RingAllocator>,
+fn fill_until_second_block<S: Suballocator + Send + 'static>(
+    pool: &MemoryPool<S>,
     device: &MemoryDevice,
     seed: &mut u64,
 ) -> Vec<Patterned> {
@@ -424,10 +424,22 @@ fn a_linear_pool_spills_into_a_second_block_and_gives_it_back() {
     let sim = Sim::new(GpuLayout::lavapipe());
     let device = sim.memory_device();
     let allocator = StandardMemoryAllocator::new_default(device.clone());
-    let pool = host_pool::<RingAllocator>(&allocator, 16 * MIB, 0, usize::MAX);
     let mut rng = Rng(345673);
     let mut seed = 0;
 
+    // One-time free, in a bump pool (VMA's linear algorithm without its stack) and a ring.
+    let bump = host_pool::<BumpAllocator>(&allocator, 16 * MIB, 0, usize::MAX);
+    let mut live = fill_until_second_block(&bump, &device, &mut seed);
+    assert!(live.len() > 2);
+    assert_eq!(pool_statistics(&allocator).block_count, 2);
+    while !live.is_empty() {
+        live.remove(rng.below(live.len() as u64) as usize);
+        verify_all(&live, "freed at random");
+    }
+    assert!(bump.block_count() <= 1, "{} blocks", bump.block_count());
+    drop(bump);
+
+    let pool = host_pool::<RingAllocator>(&allocator, 16 * MIB, 0, usize::MAX);
     let mut live = fill_until_second_block(&pool, &device, &mut seed);
     assert!(live.len() > 2);
     assert_eq!(pool_statistics(&allocator).block_count, 2);
