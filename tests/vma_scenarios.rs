@@ -615,3 +615,61 @@ fn every_byte_of_an_allocation_is_the_applications() {
     }
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// `TestPool_SameSize` filled from four threads at once, with the allocator's own choice of
+/// arenas: the pool's 100 MiB still hold 100 allocations of 1 MiB, and the 101st fails.
+#[test]
+fn same_size_allocations_fill_a_pool_exactly_from_four_threads() {
+    let sim = Sim::new(GpuLayout::lavapipe());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    for arenas in [None, Some(4)] {
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Find {
+                    memory_type_bits: u32::MAX,
+                    usage: MemoryUsage::Upload,
+                },
+                block_size: BUF * BUF_COUNT as u64 / 4,
+                max_block_count: 4,
+                block_arenas: arenas,
+                ..Default::default()
+            })
+            .unwrap();
+        let live: Vec<Patterned> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (pool, device) = (&pool, &device);
+                    s.spawn(move || {
+                        (0..BUF_COUNT as u64 / 4)
+                            .map(|i| patterned(pool, device, BUF, t * 1000 + i))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(live.len(), BUF_COUNT, "{arenas:?}");
+        let err = pool
+            .allocate(
+                reqs(&device, BUF, 256),
+                AllocationType::Linear,
+                &upload(),
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AllocationError::PoolFull { max_blocks: 4 },
+            "{arenas:?}"
+        );
+        verify_all(&live, &format!("{arenas:?}"));
+        drop(live);
+        drop(pool);
+    }
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
