@@ -673,3 +673,55 @@ fn same_size_allocations_fill_a_pool_exactly_from_four_threads() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// `TestInvalidAllocations`: requests of nothing are errors before the driver sees them: a
+/// layout of 0 bytes cannot be made, and a buffer of 0 bytes or an image with a zero extent
+/// is refused by `create_buffer` / `create_image` (VMA's `VK_ERROR_INITIALIZATION_FAILED`),
+/// with no validation message and no memory made.
+#[test]
+fn requests_of_nothing_are_refused_before_the_driver() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    assert_eq!(
+        DeviceLayout::from_size_alignment(0, 4),
+        Err(LayoutError::ZeroSize)
+    );
+    let info = AllocationCreateInfo::default();
+    let empty = common::buffer_info(0, vk::BufferUsageFlags::TRANSFER_SRC);
+    // SAFETY: a zero size is what is tested: the call must refuse it before the driver.
+    let err = unsafe { allocator.create_buffer(&empty, &info) }.unwrap_err();
+    assert_eq!(err, AllocationError::Layout(LayoutError::ZeroSize));
+    for (width, height, depth, mips, layers) in [
+        (128, 0, 1, 1, 1),
+        (0, 128, 1, 1, 1),
+        (128, 128, 0, 1, 1),
+        (128, 128, 1, 0, 1),
+        (128, 128, 1, 1, 0),
+    ] {
+        let image = vk::ImageCreateInfo::default()
+            .image_type(vk::ImageType::TYPE_2D)
+            .format(vk::Format::B8G8R8A8_UNORM)
+            .extent(vk::Extent3D {
+                width,
+                height,
+                depth,
+            })
+            .mip_levels(mips)
+            .array_layers(layers)
+            .samples(vk::SampleCountFlags::TYPE_1)
+            .tiling(vk::ImageTiling::LINEAR)
+            .usage(vk::ImageUsageFlags::TRANSFER_SRC)
+            .initial_layout(vk::ImageLayout::PREINITIALIZED);
+        // SAFETY: as above, for the image's extent, mip levels and layers.
+        let err = unsafe { allocator.create_image(&image, &info) }.unwrap_err();
+        assert_eq!(
+            err,
+            AllocationError::Layout(LayoutError::ZeroSize),
+            "{width}x{height}x{depth}, {mips} mips, {layers} layers"
+        );
+    }
+    assert_eq!(allocator.statistics().total, Statistics::default());
+    drop(allocator);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}

@@ -25,6 +25,19 @@ fn check_chain<A: MemoryAllocator + ?Sized>(
     Ok(())
 }
 
+/// Refuses a buffer of 0 bytes, or an image with a zero extent, mip count or layer count,
+/// before the driver sees it (as VMA does): such a create info is invalid, and a driver may
+/// still make the resource (lavapipe makes images of zero height, and the allocator would
+/// then bind memory to them).
+fn check_not_empty(empty: bool) -> Result<(), AllocationError> {
+    if empty {
+        return Err(AllocationError::Layout(
+            crate::layout::LayoutError::ZeroSize,
+        ));
+    }
+    Ok(())
+}
+
 /// See [`MemoryAllocator::create_buffer_with_bind_next`].
 ///
 /// # Safety
@@ -37,6 +50,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
+    check_not_empty(buffer_info.size == 0)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -72,6 +86,14 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
+    let extent = image_info.extent;
+    check_not_empty(
+        extent.width == 0
+            || extent.height == 0
+            || extent.depth == 0
+            || image_info.mip_levels == 0
+            || image_info.array_layers == 0,
+    )?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
