@@ -8,7 +8,9 @@
 //! - `TestDefragmentationIncrementalBasic`: optimal-tiling images and buffers, most of them
 //!   freed, defragmented in bounded passes with `vkCmdCopyImage` and `vkCmdCopyBuffer`;
 //!   every texel and byte is read back through the GPU afterwards (VMA leaves that check
-//!   out).
+//!   out);
+//! - `TestDefragmentationVsMapping`: mapped allocations with user data, defragmented while
+//!   the application skips some moves.
 
 mod common;
 mod support;
@@ -577,4 +579,65 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
     }
     drop(pool);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+
+/// `TestDefragmentationVsMapping`: 160 mapped 64 KiB allocations with user data in a pool of
+/// 1 MiB blocks, two thirds freed at random, defragmented with Full while the application
+/// skips one move in five. Moves happen and blocks are freed; every allocation, moved or
+/// skipped, is still mapped, keeps its bytes (copied on the host) and its user data.
+#[test]
+fn mapped_allocations_with_user_data_survive_a_defragmentation_with_skipped_moves() {
+    let sim = support::Sim::new(support::GpuLayout::lavapipe());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = support::vma::host_pool::<FreeListAllocator>(&allocator, 1 << 20, 0, usize::MAX);
+    let mut rng = Rng(2355762);
+    let mut live: Vec<support::vma::Patterned> = (0..160)
+        .map(|seed| {
+            let mut p = support::vma::patterned(&pool, &device, BUF, seed);
+            p.0.set_user_data(Some(std::sync::Arc::new(seed)));
+            p
+        })
+        .collect();
+    for _ in 0..160 * 2 / 3 {
+        live.remove(rng.below(live.len() as u64) as usize);
+    }
+    let blocks_before = pool.block_count();
+    let mut defrag = pool.defragmentation(&DefragmentationInfo {
+        algorithm: DefragmentationAlgorithm::Full,
+        ..Default::default()
+    });
+    for (a, _, _) in &mut live {
+        defrag.add(a, DeviceAlignment::new(256).unwrap()).unwrap();
+    }
+    let mut skipped = 0;
+    let mut passes = 0;
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes < 1000, "the passes never end");
+        let open: Vec<(usize, usize)> = pass.moves().map(|m| (m.index(), m.id())).collect();
+        for (index, id) in open {
+            if rng.below(5) == 0 {
+                pass.skip(index).unwrap();
+                skipped += 1;
+            } else {
+                support::defrag::copy_and_complete(&mut pass, index, &mut live[id].0).unwrap();
+            }
+        }
+        pass.end();
+    }
+    let stats = defrag.finish();
+    assert!(stats.moves > 0 && stats.bytes_moved > 0, "{stats:?}");
+    assert!(stats.memory_objects_freed > 0, "{stats:?}");
+    assert!(pool.block_count() < blocks_before);
+    assert!(skipped > 0, "some moves were skipped");
+    for (a, seed, size) in &live {
+        assert!(a.mapped_ptr().is_some(), "still mapped");
+        assert_eq!(a.user_data_as::<u64>(), Some(seed), "user data kept");
+        verify(a, *seed, *size, "after the moves and skips");
+    }
+    drop(live);
+    drop(pool);
+    drop(allocator);
+    sim.assert_nothing_allocated();
 }
