@@ -676,7 +676,8 @@ fn same_size_allocations_fill_a_pool_exactly_from_four_threads() {
 
 /// `TestInvalidAllocations`: requests of nothing are errors before the driver sees them: a
 /// layout of 0 bytes cannot be made, and a buffer of 0 bytes or an image with a zero extent
-/// is refused by `create_buffer` / `create_image` (VMA's `VK_ERROR_INITIALIZATION_FAILED`),
+/// is refused by `create_buffer` / `create_image` and the `allocate_for_*_info` calls (VMA's
+/// `VK_ERROR_INITIALIZATION_FAILED`),
 /// with no validation message and no memory made.
 #[test]
 fn requests_of_nothing_are_refused_before_the_driver() {
@@ -691,6 +692,9 @@ fn requests_of_nothing_are_refused_before_the_driver() {
     let empty = common::buffer_info(0, vk::BufferUsageFlags::TRANSFER_SRC);
     // SAFETY: a zero size is what is tested: the call must refuse it before the driver.
     let err = unsafe { allocator.create_buffer(&empty, &info) }.unwrap_err();
+    assert_eq!(err, AllocationError::Layout(LayoutError::ZeroSize));
+    // SAFETY: as above, for the paths that take requirements from a create info.
+    let err = unsafe { allocator.allocate_for_buffer_info(&empty, &info) }.unwrap_err();
     assert_eq!(err, AllocationError::Layout(LayoutError::ZeroSize));
     for (width, height, depth, mips, layers) in [
         (128, 0, 1, 1, 1),
@@ -720,6 +724,9 @@ fn requests_of_nothing_are_refused_before_the_driver() {
             AllocationError::Layout(LayoutError::ZeroSize),
             "{width}x{height}x{depth}, {mips} mips, {layers} layers"
         );
+        // SAFETY: as above.
+        let err = unsafe { allocator.allocate_for_image_info(&image, &info) }.unwrap_err();
+        assert_eq!(err, AllocationError::Layout(LayoutError::ZeroSize));
     }
     assert_eq!(allocator.statistics().total, Statistics::default());
     drop(allocator);

@@ -25,11 +25,27 @@ fn check_chain<A: MemoryAllocator + ?Sized>(
     Ok(())
 }
 
-/// Refuses a buffer of 0 bytes, or an image with a zero extent, mip count or layer count,
-/// before the driver sees it (as VMA does): such a create info is invalid, and a driver may
-/// still make the resource (lavapipe makes images of zero height, and the allocator would
-/// then bind memory to them).
-fn check_not_empty(empty: bool) -> Result<(), AllocationError> {
+/// Refuses a buffer of 0 bytes before the driver sees it (as VMA does): such a create info
+/// is invalid, and a driver may still make the resource.
+pub(super) fn refuse_empty_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
+    refuse_empty(info.size == 0)
+}
+
+/// Refuses an image with a zero extent, mip count or layer count before the driver sees it
+/// (as VMA does): lavapipe makes images of zero height, and the allocator would then bind
+/// memory to them.
+pub(super) fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+    let extent = info.extent;
+    refuse_empty(
+        extent.width == 0
+            || extent.height == 0
+            || extent.depth == 0
+            || info.mip_levels == 0
+            || info.array_layers == 0,
+    )
+}
+
+fn refuse_empty(empty: bool) -> Result<(), AllocationError> {
     if empty {
         return Err(AllocationError::Layout(
             crate::layout::LayoutError::ZeroSize,
@@ -50,7 +66,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
-    check_not_empty(buffer_info.size == 0)?;
+    refuse_empty_buffer(buffer_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -86,14 +102,7 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
-    let extent = image_info.extent;
-    check_not_empty(
-        extent.width == 0
-            || extent.height == 0
-            || extent.depth == 0
-            || image_info.mip_levels == 0
-            || image_info.array_layers == 0,
-    )?;
+    refuse_empty_image(image_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
