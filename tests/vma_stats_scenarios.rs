@@ -1,10 +1,13 @@
-//! Scenarios of VMA's own test suite (`src/Tests.cpp`) about statistics and virtual blocks,
+//! Scenarios of VMA's own test suite (`src/Tests.cpp`) about statistics, virtual blocks and
+//! what allocations hold,
 //! retold for this crate's API (see also `vma_scenarios.rs`):
 //!
 //! - `TestVirtualBlocks` / `TestDebugMarginNotInVirtualAllocator`: a suballocator used alone;
 //! - `TestStatistics`: buffers in their own memory, in blocks, in custom pools and in a
 //!   preallocated block, with the statistics checked before, with and after them;
 //! - `TestVirtualBlocksAlgorithms`: every suballocator under every strategy;
+//! - `TestAllocationAlgorithmsCorrectness`: holes halved level by level, filled exactly;
+//! - `TestAllocationsInitialization`: fill patterns in one-block pools of every suballocator;
 //! - VMA's invariant that a block's bytes are its allocated plus its unused bytes, on blocks
 //!   that slots do not divide.
 
@@ -601,4 +604,66 @@ fn halving_walks_fill_every_hole_exactly_in_one_block_pools() {
     let mut rng = Rng(2342435);
     halving_pool::<FreeListAllocator>(&mut rng);
     halving_pool::<BuddyAllocator>(&mut rng);
+}
+
+/// `TestAllocationsInitialization` in a one-block pool of each suballocator, with fill
+/// patterns on: a kept buffer holds the block; a new buffer reads as
+/// [`NEW_BYTE`](ash_memory::corruption::NEW_BYTE), and once destroyed its bytes read as
+/// [`FREED_BYTE`](ash_memory::corruption::FREED_BYTE), while the kept one's data stays.
+fn initialized<S: Suballocator + Send + Sync + 'static>(ctx: &TestContext) {
+    const BUF_SIZE: u64 = 1024;
+    let name = std::any::type_name::<S>();
+    let allocator = StandardMemoryAllocator::new(
+        ctx.memory_device(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                fill_patterns: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pool = support::vma::host_pool::<S>(&allocator, BUF_SIZE * 10, 1, 1);
+    let info = support::vma::upload();
+    let buffer_info = common::buffer_info(BUF_SIZE, vk::BufferUsageFlags::TRANSFER_SRC);
+    // SAFETY: a valid buffer info; destroyed before its allocation.
+    let (kept_buffer, mut kept) = unsafe { pool.create_buffer(&buffer_info, &info) }.unwrap();
+    support::fill(&mut kept, 7, BUF_SIZE);
+    for round in 0..2 {
+        // SAFETY: as above.
+        let (buffer, mut alloc) = unsafe { pool.create_buffer(&buffer_info, &info) }.unwrap();
+        assert_eq!(alloc.memory(), kept.memory(), "{name}: one block");
+        let mut bytes = vec![0; BUF_SIZE as usize];
+        alloc.read(0, &mut bytes).unwrap();
+        assert!(
+            bytes.iter().all(|&b| b == corruption::NEW_BYTE),
+            "{name}, round {round}: new memory reads as the pattern"
+        );
+        alloc.write(0, &[1; BUF_SIZE as usize]).unwrap();
+        let ptr = alloc.mapped_ptr().unwrap().as_ptr() as usize;
+        // SAFETY: never used by the GPU.
+        unsafe { pool.destroy_buffer(buffer, alloc) };
+        // SAFETY: the block is alive and mapped (`kept` lives), and nothing uses these freed
+        // bytes now.
+        unsafe { std::ptr::copy_nonoverlapping(ptr as *const u8, bytes.as_mut_ptr(), bytes.len()) };
+        assert!(
+            bytes.iter().all(|&b| b == corruption::FREED_BYTE),
+            "{name}, round {round}: freed memory reads as the pattern"
+        );
+        support::verify(&kept, 7, BUF_SIZE, name);
+    }
+    // SAFETY: never used by the GPU.
+    unsafe { pool.destroy_buffer(kept_buffer, kept) };
+}
+
+#[test]
+fn new_and_freed_allocations_read_as_their_patterns_in_every_kind_of_pool() {
+    let ctx = TestContext::new();
+    initialized::<FreeListAllocator>(&ctx);
+    initialized::<BuddyAllocator>(&ctx);
+    initialized::<RingAllocator>(&ctx);
+    initialized::<BumpAllocator>(&ctx);
+    initialized::<SlotAllocator<1024>>(&ctx);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
