@@ -1,6 +1,5 @@
 //! Scenarios of VMA's own test suite (`src/Tests.cpp`) about statistics, virtual blocks and
-//! what allocations hold,
-//! retold for this crate's API (see also `vma_scenarios.rs`):
+//! what allocations hold, retold for this crate's API (see also `vma_scenarios.rs`):
 //!
 //! - `TestVirtualBlocks` / `TestDebugMarginNotInVirtualAllocator`: a suballocator used alone;
 //! - `TestStatistics`: buffers in their own memory, in blocks, in custom pools and in a
