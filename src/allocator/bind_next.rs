@@ -25,6 +25,35 @@ fn check_chain<A: MemoryAllocator + ?Sized>(
     Ok(())
 }
 
+/// Refuses a buffer of 0 bytes before the driver sees it (as VMA does): such a create info
+/// is invalid, and a driver may still make the resource.
+pub(super) fn refuse_empty_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
+    refuse_empty(info.size == 0)
+}
+
+/// Refuses an image with a zero extent, mip count or layer count before the driver sees it
+/// (as VMA does): lavapipe makes images of zero height, and the allocator would then bind
+/// memory to them.
+pub(super) fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+    let extent = info.extent;
+    refuse_empty(
+        extent.width == 0
+            || extent.height == 0
+            || extent.depth == 0
+            || info.mip_levels == 0
+            || info.array_layers == 0,
+    )
+}
+
+fn refuse_empty(empty: bool) -> Result<(), AllocationError> {
+    if empty {
+        return Err(AllocationError::Layout(
+            crate::layout::LayoutError::ZeroSize,
+        ));
+    }
+    Ok(())
+}
+
 /// See [`MemoryAllocator::create_buffer_with_bind_next`].
 ///
 /// # Safety
@@ -37,6 +66,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
+    refuse_empty_buffer(buffer_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -72,6 +102,7 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
+    refuse_empty_image(image_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {

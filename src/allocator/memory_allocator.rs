@@ -115,7 +115,10 @@ pub trait MemoryAllocator: Send + Sync {
 
     /// Creates a buffer, allocates memory for it and binds it. On any failure the buffer is
     /// destroyed again and the error returned. The caller destroys the buffer (before dropping
-    /// the allocation, or without using it afterwards).
+    /// the allocation, or without using it afterwards). A size of 0 is refused with
+    /// [`LayoutError::ZeroSize`](crate::LayoutError::ZeroSize) before the driver sees it, as
+    /// is an image with a zero extent, mip count or layer count in
+    /// [`create_image`](Self::create_image).
     ///
     /// # Safety
     ///

@@ -50,6 +50,10 @@ unsafe fn of_info(
     device: &MemoryDevice,
     info: CreateInfo<'_>,
 ) -> Result<AllocationRequirements, AllocationError> {
+    match info {
+        CreateInfo::Buffer(b) => super::bind_next::refuse_empty_buffer(b)?,
+        CreateInfo::Image(i) => super::bind_next::refuse_empty_image(i)?,
+    }
     if !device.has_device_requirements() {
         return Err(AllocationError::FeatureNotEnabled(
             "VK_KHR_maintenance4 or Vulkan 1.3",

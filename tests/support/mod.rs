@@ -44,6 +44,7 @@ pub mod coherence;
 pub mod defrag;
 #[path = "../../src/simulated_layouts.rs"]
 pub mod layouts;
+pub mod vma;
 mod wrappers;
 
 use crate::common::TestContext;

@@ -45,7 +45,7 @@ use crate::allocation::{AllocationMeta, MetaMap};
 use crate::allocator::placement::ArenaLayout;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{
-    AllocationType, RangeInfo, Suballocation, Suballocator, SuballocatorError,
+    AllocationType, RangeInfo, RangeKind, Suballocation, Suballocator, SuballocatorError,
 };
 use parking_lot::Mutex;
 use smallvec::SmallVec;
@@ -457,16 +457,46 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     }
 
     /// Calls `f` for every range of the block in offset order (arena by arena, offsets in
-    /// the block), each arena under its lock. Neighbouring arenas' free ranges are reported
-    /// separately: no allocation can span them.
+    /// the block), each arena under its lock. The ranges tile the block. Neighbouring arenas'
+    /// free ranges are reported separately: no allocation can span them.
+    ///
+    /// A suballocator may manage less than its arena (a [`SlotAllocator`](crate::SlotAllocator)
+    /// covers whole slots only, see its `region_size`): the bytes past its last range are
+    /// still the block's memory, unused, so they are reported free, joined to the arena's last
+    /// range when that one is free too.
     pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
         for arena in self.arenas.iter() {
+            let mut last: Option<RangeInfo> = None;
             arena.suballocator.lock().sub.for_each_range(&mut |r| {
-                f(RangeInfo {
+                let r = RangeInfo {
                     offset: r.offset + arena.base,
                     ..r
-                })
+                };
+                if let Some(previous) = last.replace(r) {
+                    f(previous);
+                }
             });
+            let arena_end = arena.base + arena.size;
+            let covered = last.map_or(arena.base, |r| r.offset + r.size);
+            let tail = RangeInfo {
+                offset: covered,
+                size: arena_end.saturating_sub(covered),
+                kind: RangeKind::Free,
+            };
+            match last {
+                Some(mut r) if tail.size > 0 && r.kind == RangeKind::Free => {
+                    r.size += tail.size;
+                    f(r);
+                }
+                Some(r) => {
+                    f(r);
+                    if tail.size > 0 {
+                        f(tail);
+                    }
+                }
+                None if tail.size > 0 => f(tail),
+                None => {}
+            }
         }
     }
 
