@@ -78,6 +78,9 @@ struct Config {
     layout: GpuLayout,
     protected: bool,
     device_coherent: bool,
+    /// The device type the driver reports is `INTEGRATED_GPU` (VMA's `isIntegratedGPU`);
+    /// the simulated driver reports lavapipe's own type.
+    integrated_type: bool,
 }
 
 fn configs() -> Vec<Config> {
@@ -85,6 +88,7 @@ fn configs() -> Vec<Config> {
         layout,
         protected: false,
         device_coherent: false,
+        integrated_type: false,
     };
     let mut all: Vec<Config> = GpuLayout::all().into_iter().map(plain).collect();
     all.push(plain(GpuLayout::lavapipe()));
@@ -95,12 +99,14 @@ fn configs() -> Vec<Config> {
         layout: GpuLayout::with_protected(),
         protected: true,
         device_coherent: false,
+        integrated_type: false,
     });
     all.push(plain(amd_device_coherent()));
     all.push(Config {
         layout: amd_device_coherent(),
         protected: false,
         device_coherent: true,
+        integrated_type: false,
     });
     all
 }
@@ -279,16 +285,16 @@ fn vma_pick(
 
 /// VMA's choice: `DEVICE_COHERENT_AMD` types only with the feature (its global type bits).
 fn vma(c: &Config, bits: u32, usage: MemoryUsage, resource: ResourceUsage) -> Option<u32> {
-    let integrated = c.layout.heaps.iter().all(|h| h.1);
+    let integrated = c.integrated_type;
     let flags = vma_preferences(usage, resource.device_access(), integrated);
     vma_pick(&c.layout, bits, flags, |f| c.device_coherent || !f.contains(DC))
 }
 
 /// VMA's choice with the differences the crate documents, each named.
 fn ours(c: &Config, bits: u32, usage: MemoryUsage, resource: ResourceUsage) -> Option<u32> {
-    // Documented (`intent`): "unified" (every heap device-local) stands for VMA's integrated
-    // GPU; the simulated driver reports lavapipe's device type, so the heaps decide here.
-    let integrated = c.layout.heaps.iter().all(|h| h.1);
+    // Documented (`intent`): a device whose every heap is device-local (mobile GPUs, software
+    // drivers) is unified like VMA's integrated GPUs.
+    let integrated = c.integrated_type || c.layout.heaps.iter().all(|h| h.1);
     let gpu = resource.device_access();
     let (req, mut pref, mut not) = vma_preferences(usage, gpu, integrated);
     match usage {
@@ -376,6 +382,11 @@ fn every_choice_on_every_layout_and_memory_type_bits_follows_vmas_rule() {
     for c in configs() {
         let sim = sim_for(&c);
         let allocator = allocator_for(&sim, &c);
+        let c = Config {
+            integrated_type: allocator.device().physical_device_properties().device_type
+                == vk::PhysicalDeviceType::INTEGRATED_GPU,
+            ..c
+        };
         let count = c.layout.type_count();
         for usage in usages() {
             for resource in resources() {

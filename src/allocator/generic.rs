@@ -133,7 +133,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             "GenericMemoryAllocator",
             create_info.debug.leak_check,
         ));
-        let heap_facts = HeapFacts::of(props);
+        let heap_facts =
+            HeapFacts::of_device(props, device.physical_device_properties().device_type);
         let hot = HotFacts::of(props, &heap_facts, &create_info.debug);
         Ok(Self {
             device,
