@@ -24,6 +24,7 @@ use ash::vk;
 use ash::vk::MemoryPropertyFlags as F;
 use ash_memory::allocator::memory_type::find_memory_type_index;
 use ash_memory::*;
+use proptest::prelude::*;
 use support::{buffer_info, fill, verify, GpuLayout, Sim, KIB, MIB};
 use vk::BufferUsageFlags as B;
 use vk::ImageUsageFlags as I;
@@ -287,7 +288,9 @@ fn vma_pick(
 fn vma(c: &Config, bits: u32, usage: MemoryUsage, resource: ResourceUsage) -> Option<u32> {
     let integrated = c.integrated_type;
     let flags = vma_preferences(usage, resource.device_access(), integrated);
-    vma_pick(&c.layout, bits, flags, |f| c.device_coherent || !f.contains(DC))
+    vma_pick(&c.layout, bits, flags, |f| {
+        c.device_coherent || !f.contains(DC)
+    })
 }
 
 /// VMA's choice with the differences the crate documents, each named.
@@ -404,14 +407,17 @@ fn every_choice_on_every_layout_and_memory_type_bits_follows_vmas_rule() {
                     }
                     if got != want {
                         let key = format!("{} {} {usage:?}", c.layout.name, c.device_coherent);
-                        failures.push((key, format!(
-                            "{} (protected {}, device coherent {}) {usage:?} {resource:?} \
+                        failures.push((
+                            key,
+                            format!(
+                                "{} (protected {}, device coherent {}) {usage:?} {resource:?} \
                              bits {bits:#b}: got {got:?}, VMA's rule {want:?} (plain VMA {:?})",
-                            c.layout.name,
-                            c.protected,
-                            c.device_coherent,
-                            vma(&c, bits, usage, resource),
-                        )));
+                                c.layout.name,
+                                c.protected,
+                                c.device_coherent,
+                                vma(&c, bits, usage, resource),
+                            ),
+                        ));
                     }
                 }
             }
@@ -515,7 +521,11 @@ fn a_full_heap_falls_back_to_the_next_type_in_vmas_order() {
     use HostAccess::*;
     for (usage, flags, why) in [
         (MemoryUsage::DeviceOnly, B::STORAGE_BUFFER, "GPU_ONLY"),
-        (MemoryUsage::Auto(NoAccess), B::VERTEX_BUFFER, "AUTO, device"),
+        (
+            MemoryUsage::Auto(NoAccess),
+            B::VERTEX_BUFFER,
+            "AUTO, device",
+        ),
         (MemoryUsage::Upload, B::UNIFORM_BUFFER, "CPU_TO_GPU, BAR"),
         (
             MemoryUsage::Auto(SequentialWriteOrTransfer),
@@ -556,8 +566,16 @@ fn a_full_heap_falls_back_to_the_next_type_in_vmas_order() {
         let rest = bits & !types_on_heap(&layout, full_heap);
         assert_eq!(Some(spilled), expected(rest), "{what}: next");
         if rationed_out == 0 {
-            assert_eq!(Some(first), vma(&c, bits, usage, resource), "{what}: VMA's first");
-            assert_eq!(Some(spilled), vma(&c, rest, usage, resource), "{what}: VMA's next");
+            assert_eq!(
+                Some(first),
+                vma(&c, bits, usage, resource),
+                "{what}: VMA's first"
+            );
+            assert_eq!(
+                Some(spilled),
+                vma(&c, rest, usage, resource),
+                "{what}: VMA's next"
+            );
         }
         for (_, alloc) in &live {
             assert!(alloc.memory_type_index() == first || alloc.memory_type_index() == spilled);
@@ -607,7 +625,11 @@ fn a_heap_over_budget_falls_back_to_the_next_type_within_budget() {
     let alloc = allocator
         .allocate(requirements, AllocationType::Linear, &advisory, None)
         .unwrap();
-    assert_eq!(alloc.memory_type_index(), 0, "{what}: over budget, not within_budget");
+    assert_eq!(
+        alloc.memory_type_index(),
+        0,
+        "{what}: over budget, not within_budget"
+    );
     drop(alloc);
     destroy_all(&sim, live);
     drop(allocator);
@@ -670,7 +692,11 @@ fn required_flags_no_allowed_type_has_are_a_clear_error() {
             ..Default::default()
         };
         let requirements = requirements(4 * KIB, bits);
-        assert_eq!(allocator.memory_type_for(&requirements, &info), None, "{what}");
+        assert_eq!(
+            allocator.memory_type_for(&requirements, &info),
+            None,
+            "{what}"
+        );
         let err = allocator
             .allocate(requirements, AllocationType::Linear, &info, None)
             .expect_err(&what);
@@ -693,8 +719,157 @@ fn required_flags_no_allowed_type_has_are_a_clear_error() {
                 "{what}: {result:?}"
             );
         }
-        assert_eq!(sim.state.allocate_calls(), 0, "{what}: memory was allocated");
+        assert_eq!(
+            sim.state.allocate_calls(),
+            0,
+            "{what}: memory was allocated"
+        );
         drop(allocator);
         sim.assert_nothing_allocated();
+    }
+}
+
+/// A pool that finds its type for a usage takes the type of the rule for a resource of
+/// unknown usage (documented: no rationing, the pool's blocks are the application's own
+/// budget), for every usage and with each type left out of the bits in turn.
+#[test]
+fn a_pool_finds_the_type_of_the_rule_for_every_usage() {
+    for c in configs() {
+        let sim = sim_for(&c);
+        let allocator = allocator_for(&sim, &c);
+        let all = (1u32 << c.layout.type_count()) - 1;
+        for usage in usages() {
+            for bits in
+                std::iter::once(all).chain((0..c.layout.type_count()).map(|i| all & !(1 << i)))
+            {
+                let what = format!("{} {usage:?} bits {bits:#b}", c.layout.name);
+                let want = ours(&c, bits, usage, ResourceUsage::Unknown);
+                let created = allocator.create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                    memory_type: PoolMemoryType::Find {
+                        memory_type_bits: bits,
+                        usage,
+                    },
+                    block_size: MIB,
+                    ..Default::default()
+                });
+                match (created, want) {
+                    (Ok(pool), Some(t)) => assert_eq!(pool.memory_type_index(), t, "{what}"),
+                    // Lazily allocated memory is never carved into blocks.
+                    (Err(_), Some(t)) if c.layout.flags(t).contains(LAZY) => {}
+                    (Err(e), None) => assert!(
+                        matches!(e, AllocationError::NoSuitableMemoryType { .. }),
+                        "{what}: {e:?}"
+                    ),
+                    (got, want) => panic!("{what}: {got:?}, VMA's rule {want:?}"),
+                }
+            }
+        }
+        drop(allocator);
+        sim.assert_nothing_allocated();
+    }
+}
+
+/// A transient attachment whose lazily allocated memory cannot be had (the driver is out of
+/// it) falls back to the next type of the rule, committed device memory, and is usable.
+#[test]
+fn a_transient_attachment_falls_back_from_lazily_allocated_memory() {
+    for layout in [GpuLayout::mobile(), mobile_lazy_first()] {
+        let c = Config {
+            layout: layout.clone(),
+            protected: false,
+            device_coherent: false,
+            integrated_type: false,
+        };
+        let sim = Sim::new(layout.clone());
+        let allocator = StandardMemoryAllocator::new_default(sim.memory_device());
+        let usage = I::COLOR_ATTACHMENT | I::TRANSIENT_ATTACHMENT;
+        let resource = ResourceUsage::Image(usage);
+        let info = AllocationCreateInfo {
+            usage: MemoryUsage::Auto(HostAccess::NoAccess),
+            ..Default::default()
+        };
+        let bits = layout.image_bits(vk::ImageTiling::OPTIMAL, usage);
+        let lazy = (0..layout.type_count())
+            .filter(|&i| layout.flags(i).contains(LAZY))
+            .fold(0, |m, i| m | 1 << i);
+        let first = ours(&c, bits, info.usage, resource).unwrap();
+        assert!(layout.flags(first).contains(LAZY), "{}", layout.name);
+        let next = ours(&c, bits & !lazy, info.usage, resource).unwrap();
+        assert!(!layout.flags(next).contains(LAZY), "{}", layout.name);
+        sim.state.set_faults(support::Faults {
+            allocate_at: Some((1, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+            ..Default::default()
+        });
+        let image_info =
+            support::image_info(256, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL)
+                .usage(usage);
+        // SAFETY: a valid create info; the image is destroyed before its memory.
+        let (image, alloc) = unsafe { allocator.create_image(&image_info, &info) }
+            .unwrap_or_else(|e| panic!("{}: {e}", layout.name));
+        assert_eq!(alloc.memory_type_index(), next, "{}", layout.name);
+        assert_eq!(sim.state.memory_type_of(alloc.memory()), Some(next));
+        let calls = sim.state.calls();
+        assert_eq!(calls.len(), 2, "{}: lazy, then committed", layout.name);
+        assert_eq!(calls[0].memory_type, first);
+        // SAFETY: the image is unused; destroyed before its memory.
+        unsafe { sim.device.destroy_image(image, None) };
+        drop(alloc);
+        drop(allocator);
+        sim.assert_nothing_allocated();
+    }
+}
+
+/// The flags a random memory type is made of.
+const RANDOM_FLAGS: [F; 8] = [DL, HV, HC, CACHED, LAZY, PROT, DC, DU];
+
+fn flags_of(mask: u8) -> F {
+    RANDOM_FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .fold(F::empty(), |f, (_, &flag)| f | flag)
+}
+
+/// Random flags, each of [`RANDOM_FLAGS`] present with probability 2^-`sparseness`: dense
+/// flags would leave most requests without any type.
+fn sparse_flags(sparseness: u32) -> impl Strategy<Value = u8> {
+    proptest::collection::vec(any::<u8>(), sparseness as usize)
+        .prop_map(|masks| masks.into_iter().fold(u8::MAX, |m, x| m & x))
+}
+
+proptest! {
+    /// The choice for an explicit filter is a pure function of the types, the bits, the
+    /// filter and the features: on random layouts it is VMA's (lowest cost, ties to the lowest
+    /// index, `DEVICE_UNCACHED` avoided unless asked for) among the types the opt-in rules
+    /// allow, and never a type outside the bits or without a required flag.
+    #[test]
+    fn an_explicit_filter_chooses_as_vma_on_random_layouts(
+        types in proptest::collection::vec((sparse_flags(2), 0u32..2), 1..12),
+        bits in any::<u32>(),
+        (req, pref, not) in (sparse_flags(3), sparse_flags(2), sparse_flags(2)),
+        (protected, device_coherent) in (any::<bool>(), any::<bool>()),
+    ) {
+        let layout = GpuLayout {
+            name: "random",
+            types: types.iter().map(|&(f, h)| (flags_of(f), h)).collect(),
+            heaps: vec![(1 << 30, true), (1 << 30, false)],
+            ..GpuLayout::nvidia_discrete()
+        };
+        let props = MemoryProperties::from_vk(&layout.to_vk()).unwrap();
+        let features = EnabledMemoryFeatures {
+            protected_memory: protected,
+            device_coherent_memory: device_coherent,
+            ..Default::default()
+        };
+        let usage = custom(flags_of(req), flags_of(pref), flags_of(not));
+        let MemoryUsage::Custom(filter) = usage else { unreachable!() };
+        let c = Config { layout: layout.clone(), protected, device_coherent, integrated_type: false };
+        let got = find_memory_type_index(&props, &features, bits, &filter);
+        let want = ours(&c, bits, usage, ResourceUsage::Unknown);
+        prop_assert_eq!(got, want);
+        if let Some(t) = got {
+            prop_assert!(bits & (1 << t) != 0);
+            prop_assert!(layout.flags(t).contains(filter.required_flags));
+        }
     }
 }

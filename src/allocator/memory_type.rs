@@ -361,7 +361,10 @@ mod tests {
                 (F::HOST_VISIBLE | F::HOST_COHERENT, 1),
                 (F::DEVICE_LOCAL | uncached, 0),
                 (F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT, 0),
-                (F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED | uncached, 1),
+                (
+                    F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED | uncached,
+                    1,
+                ),
             ],
             &[(8 << 30, true), (16 << 30, false)],
         );

@@ -530,13 +530,22 @@ fn an_integrated_gpu_with_a_carve_out_heap_is_unified_by_its_device_type() {
     let vertex = buffer(B::VERTEX_BUFFER | B::TRANSFER_DST);
     let pick = |facts, usage, resource| {
         let resolved = resolve(usage, resource, facts);
-        choose(&p, &EnabledMemoryFeatures::default(), u32::MAX, &resolved, 0)
+        choose(
+            &p,
+            &EnabledMemoryFeatures::default(),
+            u32::MAX,
+            &resolved,
+            0,
+        )
     };
     use MemoryUsage::Auto;
     // Types: 0 carve-out VRAM, 1 write-combined host, 2 carve-out host-visible, 3 cached host.
     assert_eq!(pick(integrated, Auto(RandomOrTransfer), storage), Some(3));
     assert_eq!(pick(discrete, Auto(RandomOrTransfer), storage), Some(0));
-    assert_eq!(pick(integrated, Auto(SequentialWriteOrTransfer), vertex), Some(2));
+    assert_eq!(
+        pick(integrated, Auto(SequentialWriteOrTransfer), vertex),
+        Some(2)
+    );
     assert_eq!(pick(integrated, Auto(NoHost), storage), Some(0));
     assert_eq!(pick(integrated, Auto(Random), storage), Some(3));
 }
