@@ -873,3 +873,84 @@ proptest! {
         }
     }
 }
+
+/// gpu-allocator's choice for a `MemoryLocation`: the first type in the bits with all the
+/// preferred flags, else the first with all the required ones.
+fn gpu_allocator_pick(layout: &GpuLayout, bits: u32, preferred: F, required: F) -> Option<u32> {
+    let first = |flags: F| {
+        (0..layout.type_count()).find(|&i| bits & (1 << i) != 0 && layout.flags(i).contains(flags))
+    };
+    first(preferred).or_else(|| first(required))
+}
+
+/// gpu-allocator's `MemoryLocation`s against the usages its migration guide maps them to
+/// (`docs/from-gpu-allocator.md`: `Auto(NoAccess)` or `DeviceOnly`, `Auto(SequentialWrite)` or
+/// `Upload`, `Auto(Random)` or `Download`), for a buffer of unknown use, on every layout. They
+/// agree except where VMA's rule and gpu-allocator's disagree and the crate documents that it
+/// follows VMA's, listed here with the reason.
+#[test]
+fn gpu_allocator_locations_land_where_gpu_allocator_puts_them_or_differ_as_documented() {
+    use HostAccess::*;
+    // (layout, location, why the crate follows VMA there).
+    let differs = |layout: &str, location: &str| match (layout, location) {
+        // `MemoryUsage::Upload` and the rule's sequential-write row avoid HOST_CACHED:
+        // gpu-allocator takes the first host-visible device-local type, the cached one.
+        ("intel-integrated", "CpuToGpu") => Some("uploads avoid HOST_CACHED"),
+        // gpu-allocator requires HOST_COHERENT and so reads back from uncached memory; the
+        // crate takes the cached non-coherent type and pads to whole atoms (`intent`).
+        ("mobile-noncoherent" | "mobile-lazy-first", "GpuToCpu") => {
+            Some("readback wants HOST_CACHED, coherent or not")
+        }
+        _ => None,
+    };
+    let mut checked = 0;
+    for c in configs() {
+        let sim = sim_for(&c);
+        let allocator = allocator_for(&sim, &c);
+        let bits = c.layout.buffer_bits();
+        for (location, usages, preferred, required) in [
+            (
+                "GpuOnly",
+                [MemoryUsage::Auto(NoAccess), MemoryUsage::DeviceOnly],
+                DL,
+                DL,
+            ),
+            (
+                "CpuToGpu",
+                [MemoryUsage::Auto(SequentialWrite), MemoryUsage::Upload],
+                HV | HC | DL,
+                HV | HC,
+            ),
+            (
+                "GpuToCpu",
+                [MemoryUsage::Auto(Random), MemoryUsage::Download],
+                HV | HC | CACHED,
+                HV | HC,
+            ),
+        ] {
+            let theirs = gpu_allocator_pick(&c.layout, bits, preferred, required);
+            for usage in usages {
+                let what = format!("{} {location} as {usage:?}", c.layout.name);
+                let info = AllocationCreateInfo {
+                    usage,
+                    ..Default::default()
+                };
+                let got = allocator.memory_type_for(&requirements(4 * KIB, bits), &info);
+                checked += 1;
+                match differs(c.layout.name, location) {
+                    None => assert_eq!(got, theirs, "{what}"),
+                    Some(why) => {
+                        assert_ne!(got, theirs, "{what}: listed as different ({why})");
+                        // VMA 3's automatic usages agree with the crate (its legacy
+                        // CPU_TO_GPU does not avoid HOST_CACHED: `tests/simulated_gpus.rs`).
+                        if auto_parts(usage).is_some() {
+                            let vma = vma(&c, bits, usage, ResourceUsage::Unknown);
+                            assert_eq!(got, vma, "{what}: {why}, as VMA");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, configs().len() * 6);
+}
