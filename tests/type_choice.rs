@@ -299,3 +299,156 @@ fn gpu_allocator_locations_land_where_gpu_allocator_puts_them_or_differ_as_docum
     }
     assert_eq!(checked, configs().len() * 6);
 }
+
+/// Choices worked out by hand from VMA's rules (`FindMemoryPreferences` and the cost), not
+/// from the crate: each row is checked against the rule as written in `rule::vma`, and, where
+/// the simulated driver can present the device (not an integrated device type), against the
+/// allocator. The AMD rows with device-coherent types are the ones the crate got wrong
+/// before it avoided `DEVICE_UNCACHED_AMD`.
+#[test]
+fn hand_derived_vma_choices() {
+    use vk::BufferUsageFlags as B;
+    use HostAccess::*;
+    use MemoryUsage::{Auto, AutoPreferHost, DeviceOnly, Download};
+    let storage = ResourceUsage::Buffer(B::STORAGE_BUFFER);
+    let staging = ResourceUsage::Buffer(B::TRANSFER_SRC);
+    let unknown = ResourceUsage::Unknown;
+    let plain = |layout| Config {
+        layout,
+        protected: false,
+        device_coherent: false,
+        integrated_type: false,
+    };
+    let coherent = || Config {
+        device_coherent: true,
+        ..plain(amd_device_coherent())
+    };
+    // AMD with device-coherent types: 0 DL, 1 HV|HC, 2 DL|HV|HC (BAR), 3 HV|HC|CACHED, then
+    // 4..=7 the same with DEVICE_COHERENT | DEVICE_UNCACHED.
+    let rows: Vec<(Config, u32, MemoryUsage, ResourceUsage, u32, &str)> = vec![
+        (coherent(), 0xff, Auto(NoAccess), storage, 0, "DL, cost 0"),
+        (
+            coherent(),
+            0b1_0100,
+            DeviceOnly,
+            unknown,
+            2,
+            "GPU_ONLY: the BAR type costs 0, uncached VRAM 1 (DEVICE_UNCACHED)",
+        ),
+        (
+            coherent(),
+            0b1000_0010,
+            Download,
+            unknown,
+            1,
+            "GPU_TO_CPU: 1 misses CACHED, 7 has DEVICE_UNCACHED: a tie, the lower index",
+        ),
+        (
+            coherent(),
+            0b10_1000,
+            Auto(SequentialWrite),
+            unknown,
+            3,
+            "3 misses DL and has CACHED, 5 misses DL and has DEVICE_UNCACHED: a tie",
+        ),
+        (
+            coherent(),
+            0b1_0010,
+            Auto(RandomOrTransfer),
+            storage,
+            1,
+            "prefers CACHED and DL: 1 misses both, 4 misses CACHED and has DEVICE_UNCACHED",
+        ),
+        (
+            coherent(),
+            0b10_0001,
+            AutoPreferHost(NoAccess),
+            storage,
+            0,
+            "avoids DL: 0 has it, 5 has DEVICE_UNCACHED: a tie",
+        ),
+        (
+            plain(amd_device_coherent()),
+            0xf0,
+            Auto(NoAccess),
+            storage,
+            u32::MAX,
+            "without the feature the device-coherent types are left out: nothing",
+        ),
+        (
+            plain(GpuLayout::nvidia_discrete()),
+            0b111,
+            Auto(SequentialWrite),
+            staging,
+            1,
+            "staging avoids DL and CACHED: write-combined host memory",
+        ),
+        (
+            plain(GpuLayout::amd_discrete_bar()),
+            0b1111,
+            Auto(SequentialWriteOrTransfer),
+            ResourceUsage::Buffer(B::VERTEX_BUFFER | B::TRANSFER_DST),
+            2,
+            "discrete, GPU reads it: prefers DL and HV, the BAR type has both",
+        ),
+        (
+            plain(GpuLayout::amd_discrete_bar()),
+            0b1111,
+            Auto(RandomOrTransfer),
+            storage,
+            0,
+            "prefers CACHED and DL: 0, 2 and 3 each miss one, the lowest index",
+        ),
+        (
+            plain(GpuLayout::mobile()),
+            0b011,
+            Auto(Random),
+            ResourceUsage::Buffer(B::TRANSFER_DST),
+            1,
+            "requires HV, prefers CACHED: the cached type, though not coherent",
+        ),
+        (
+            Config {
+                integrated_type: true,
+                ..plain(apu_carve_out())
+            },
+            0b1111,
+            Auto(RandomOrTransfer),
+            storage,
+            3,
+            "integrated: prefers CACHED and HV, cached host memory (no staging)",
+        ),
+        (
+            plain(apu_carve_out()),
+            0b1111,
+            Auto(RandomOrTransfer),
+            storage,
+            0,
+            "reported discrete: prefers CACHED and DL, the carve-out's VRAM type",
+        ),
+    ];
+    for (c, bits, usage, resource, expected, why) in rows {
+        let expected = (expected != u32::MAX).then_some(expected);
+        let what = format!(
+            "{} {usage:?} {resource:?} bits {bits:#b}: {why}",
+            c.layout.name
+        );
+        assert_eq!(
+            vma(&c, bits, usage, resource),
+            expected,
+            "VMA's rule: {what}"
+        );
+        if c.integrated_type {
+            continue;
+        }
+        let sim = sim_for(&c);
+        let allocator = allocator_for(&sim, &c);
+        let info = AllocationCreateInfo {
+            usage,
+            resource_usage: resource,
+            ..Default::default()
+        };
+        let got = allocator.memory_type_for(&requirements(4 * KIB, bits), &info);
+        assert_eq!(got, expected, "allocator: {what}");
+    }
+}
