@@ -188,6 +188,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.choose(bits, &self.resolve(create_info), 0)
     }
 
+    /// The flags `create_info`'s usage requires on this device (for errors).
+    pub(super) fn required_flags(
+        &self,
+        create_info: &AllocationCreateInfo,
+    ) -> ash::vk::MemoryPropertyFlags {
+        self.resolve(create_info).filter.required_flags
+    }
+
     /// The flags of `create_info`'s usage on this device.
     #[inline]
     fn resolve(&self, create_info: &AllocationCreateInfo) -> Resolved {

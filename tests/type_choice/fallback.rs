@@ -2,7 +2,7 @@
 //! of lazily allocated memory, and the errors of requests no allowed type can serve.
 
 use super::rule::*;
-use super::{requirements, support};
+use super::{common, requirements, support};
 use ash::vk;
 use ash::vk::MemoryPropertyFlags as F;
 use ash_memory::*;
@@ -342,4 +342,49 @@ fn a_transient_attachment_falls_back_from_lazily_allocated_memory() {
         drop(allocator);
         sim.assert_nothing_allocated();
     }
+}
+
+/// VMA's `vmaFindMemoryTypeIndexForBufferInfo` (on lavapipe at Vulkan 1.3, where the
+/// requirements of a create info are core): a request no type can serve fails with
+/// `NoSuitableMemoryType` naming the flags that were required (it named none).
+#[test]
+fn find_memory_type_index_for_buffer_info_names_the_required_flags() {
+    let ctx = common::TestContext::with_api_version(vk::API_VERSION_1_3, &[]);
+    // SAFETY: the context's handles, which outlive the allocator; the instance was made for
+    // Vulkan 1.3, which has `maintenance4` in core.
+    let device = unsafe {
+        MemoryDevice::new(
+            &ctx.entry,
+            &ctx.instance,
+            ctx.physical_device,
+            ctx.device.clone(),
+            vk::API_VERSION_1_3,
+            EnabledMemoryFeatures::default(),
+        )
+    }
+    .unwrap();
+    let allocator = StandardMemoryAllocator::new_default(device);
+    let buffer = buffer_info(4 * KIB, B::STORAGE_BUFFER);
+    for required in [F::LAZILY_ALLOCATED, F::PROTECTED, F::DEVICE_COHERENT_AMD] {
+        let info = AllocationCreateInfo {
+            usage: custom(required, F::empty(), F::empty()),
+            ..Default::default()
+        };
+        // SAFETY: a valid create info for the device.
+        let found = unsafe { allocator.find_memory_type_index_for_buffer_info(&buffer, &info) };
+        match found {
+            Err(AllocationError::NoSuitableMemoryType { required: r, .. }) => {
+                assert_eq!(r, required)
+            }
+            other => panic!("{required:?}: {other:?}"),
+        }
+    }
+    // A request lavapipe's one type serves finds it.
+    let info = AllocationCreateInfo {
+        usage: MemoryUsage::Auto(HostAccess::Random),
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    let found = unsafe { allocator.find_memory_type_index_for_buffer_info(&buffer, &info) };
+    assert_eq!(found.unwrap(), 0);
 }
