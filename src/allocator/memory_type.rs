@@ -160,12 +160,13 @@ const OPT_IN_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
         | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV.as_raw(),
 );
 
-/// The flags every filter avoids unless it asks for them: AMD's `DEVICE_UNCACHED` (memory
-/// the GPU does not cache, slow for anything but the rare resource that needs device
+/// The flags `filter` counts as not preferred on top of its own: AMD's `DEVICE_UNCACHED`
+/// (memory the GPU does not cache, slow for anything but the rare resource that needs device
 /// coherence), unless the filter requires or prefers `DEVICE_COHERENT_AMD` or
-/// `DEVICE_UNCACHED_AMD`. VMA's rule too: once `deviceCoherentMemory` is enabled, the
-/// uncached types are allowed, and without this an ordinary request whose best plain type is
-/// left out of `memoryTypeBits` (or was out of memory) would take one by the tie on cost.
+/// `DEVICE_UNCACHED_AMD`. VMA's rule too: once `deviceCoherentMemory` is enabled the uncached
+/// types are allowed, and without this an ordinary request whose plain type is left out of
+/// `memoryTypeBits` (or is out of memory) would take one on a tie of cost, or even ahead of
+/// a plain type that misses a preferred flag.
 fn implicitly_not_preferred(filter: &MemoryTypeFilter) -> vk::MemoryPropertyFlags {
     use vk::MemoryPropertyFlags as F;
     let asked = filter.required_flags | filter.preferred_flags;
@@ -351,6 +352,7 @@ mod tests {
             Some(2)
         );
         assert!(!is_suballocatable(F::DEVICE_LOCAL | F::LAZILY_ALLOCATED));
+        assert!(is_suballocatable(F::DEVICE_LOCAL));
     }
 
     #[test]
@@ -393,6 +395,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(find(0b1111, MemoryUsage::Custom(required)), Some(3));
-        assert!(is_suballocatable(F::DEVICE_LOCAL));
     }
 }
