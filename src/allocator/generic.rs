@@ -133,7 +133,8 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             "GenericMemoryAllocator",
             create_info.debug.leak_check,
         ));
-        let heap_facts = HeapFacts::of(props);
+        let heap_facts =
+            HeapFacts::of_device(props, device.physical_device_properties().device_type);
         let hot = HotFacts::of(props, &heap_facts, &create_info.debug);
         Ok(Self {
             device,
@@ -185,6 +186,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// heap rationed).
     pub(super) fn type_for(&self, bits: u32, create_info: &AllocationCreateInfo) -> Option<u32> {
         self.choose(bits, &self.resolve(create_info), 0)
+    }
+
+    /// The flags `create_info`'s usage requires on this device (for errors).
+    pub(super) fn required_flags(
+        &self,
+        create_info: &AllocationCreateInfo,
+    ) -> ash::vk::MemoryPropertyFlags {
+        self.resolve(create_info).filter.required_flags
     }
 
     /// The flags of `create_info`'s usage on this device.

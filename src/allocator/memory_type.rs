@@ -23,7 +23,9 @@
 //! Special types are never chosen by accident: `PROTECTED`, `LAZILY_ALLOCATED` and
 //! `RDMA_CAPABLE` types only when the filter requires that flag (and, for `PROTECTED`, the
 //! feature is enabled); AMD's device-coherent and uncached types only when the
-//! `deviceCoherentMemory` feature is enabled. Lazily allocated memory is only ever given out
+//! `deviceCoherentMemory` feature is enabled, and even then a filter that neither requires
+//! nor prefers `DEVICE_COHERENT_AMD` or `DEVICE_UNCACHED_AMD` counts `DEVICE_UNCACHED_AMD`
+//! as not preferred (VMA's rule). Lazily allocated memory is only ever given out
 //! as dedicated allocations, since carving a block of it up would commit it all.
 
 #![deny(unsafe_code)]
@@ -158,6 +160,23 @@ const OPT_IN_FLAGS: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
         | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV.as_raw(),
 );
 
+/// The flags `filter` counts as not preferred on top of its own: AMD's `DEVICE_UNCACHED`
+/// (memory the GPU does not cache, slow for anything but the rare resource that needs device
+/// coherence), unless the filter requires or prefers `DEVICE_COHERENT_AMD` or
+/// `DEVICE_UNCACHED_AMD`. VMA's rule too: once `deviceCoherentMemory` is enabled the uncached
+/// types are allowed, and without this an ordinary request whose plain type is left out of
+/// `memoryTypeBits` (or is out of memory) would take one on a tie of cost, or even ahead of
+/// a plain type that misses a preferred flag.
+fn implicitly_not_preferred(filter: &MemoryTypeFilter) -> vk::MemoryPropertyFlags {
+    use vk::MemoryPropertyFlags as F;
+    let asked = filter.required_flags | filter.preferred_flags;
+    if asked.intersects(F::DEVICE_COHERENT_AMD | F::DEVICE_UNCACHED_AMD) {
+        F::empty()
+    } else {
+        F::DEVICE_UNCACHED_AMD
+    }
+}
+
 /// Whether memory type flags `flags` may be used for a request with `filter` on a device with
 /// `features`.
 pub fn is_type_allowed(
@@ -202,6 +221,7 @@ pub(crate) fn find_memory_type_index_demoting(
 ) -> Option<u32> {
     // Above any cost of flags (at most 32 + 32).
     const DEMOTED: u32 = 1 << 8;
+    let not_preferred = filter.not_preferred_flags | implicitly_not_preferred(filter);
     let mut best: Option<(u32, u32)> = None;
     // At most 32 types: `memory_type_bits` has no bit for more (a hand-built
     // `MemoryProperties` may list more; they are never chosen).
@@ -214,7 +234,7 @@ pub(crate) fn find_memory_type_index_demoting(
             continue;
         }
         let cost = (filter.preferred_flags & !flags).as_raw().count_ones()
-            + (filter.not_preferred_flags & flags).as_raw().count_ones()
+            + (not_preferred & flags).as_raw().count_ones()
             + if demoted & (1 << index) != 0 {
                 DEMOTED
             } else {
@@ -333,5 +353,47 @@ mod tests {
         );
         assert!(!is_suballocatable(F::DEVICE_LOCAL | F::LAZILY_ALLOCATED));
         assert!(is_suballocatable(F::DEVICE_LOCAL));
+    }
+
+    #[test]
+    fn device_uncached_types_are_avoided_unless_asked_for() {
+        let uncached = F::DEVICE_COHERENT_AMD | F::DEVICE_UNCACHED_AMD;
+        let p = props(
+            &[
+                (F::HOST_VISIBLE | F::HOST_COHERENT, 1),
+                (F::DEVICE_LOCAL | uncached, 0),
+                (F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT, 0),
+                (
+                    F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED | uncached,
+                    1,
+                ),
+            ],
+            &[(8 << 30, true), (16 << 30, false)],
+        );
+        let f = EnabledMemoryFeatures {
+            device_coherent_memory: true,
+            ..Default::default()
+        };
+        let find = |bits, usage: MemoryUsage| find_memory_type_index(&p, &f, bits, &usage.into());
+        // Device-local memory is the BAR type rather than uncached VRAM, and readback takes
+        // uncached host memory over device-uncached cached memory (both cost one: the tie
+        // goes to the lower index).
+        let device_local = MemoryTypeFilter {
+            preferred_flags: F::DEVICE_LOCAL,
+            ..Default::default()
+        };
+        assert_eq!(find(0b0110, MemoryUsage::Custom(device_local)), Some(2));
+        assert_eq!(find(0b1001, MemoryUsage::Download), Some(0));
+        // Asked for, by requirement or preference, they are chosen.
+        let coherent = MemoryTypeFilter {
+            preferred_flags: F::DEVICE_COHERENT_AMD,
+            ..Default::default()
+        };
+        assert_eq!(find(0b1111, MemoryUsage::Custom(coherent)), Some(1));
+        let required = MemoryTypeFilter {
+            required_flags: F::DEVICE_UNCACHED_AMD | F::HOST_VISIBLE,
+            ..Default::default()
+        };
+        assert_eq!(find(0b1111, MemoryUsage::Custom(required)), Some(3));
     }
 }

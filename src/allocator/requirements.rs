@@ -153,7 +153,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.type_for(requirements.memory_type_bits, &create_info)
             .ok_or(AllocationError::NoSuitableMemoryType {
                 bits: requirements.memory_type_bits,
-                required: vk::MemoryPropertyFlags::empty(),
+                required: self.required_flags(&create_info),
             })
     }
 }

@@ -29,9 +29,12 @@
 //!   ([`MemoryAlloc::mapped_ptr`](crate::MemoryAlloc::mapped_ptr) is `None`, its
 //!   [`memory_property_flags`](crate::MemoryAlloc::memory_property_flags) lack
 //!   `HOST_VISIBLE`) and the application stages through a copy.
-//! - the **heaps**: a *unified* device (every heap `DEVICE_LOCAL`: integrated and mobile
-//!   GPUs, software drivers) gains nothing from staging, so the "or transfer" forms behave
-//!   like plain host access there. A *small* device-local heap with a host-visible type (the
+//! - the **heaps**: a *unified* device (an integrated GPU by its device type, as VMA decides,
+//!   or any device whose every heap is `DEVICE_LOCAL`: mobile GPUs, software drivers) gains
+//!   nothing from staging, so the "or transfer" forms behave like plain host access there.
+//!   An integrated GPU may report a device-local carve-out heap beside system memory that is
+//!   not device-local (AMD APUs, the Steam Deck): it is unified all the same, and has no BAR
+//!   window to ration. A *small* device-local heap with a host-visible type (the
 //!   BAR window: less than a quarter of the largest device-local heap, on a device that also
 //!   has host memory) is rationed, see below.
 //!
@@ -145,7 +148,7 @@ const SMALL_HEAP_RATIO: DeviceSize = 4;
 /// What the choice needs to know about a device's heaps, computed once per allocator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct HeapFacts {
-    /// Every heap is device-local (integrated, mobile and software GPUs).
+    /// An integrated GPU, or every heap is device-local (mobile and software GPUs).
     pub unified: bool,
     /// The small BAR heaps, as a mask of heap indices.
     pub small_heaps: u32,
@@ -180,6 +183,20 @@ impl HeapFacts {
         Self {
             unified,
             small_heaps,
+        }
+    }
+
+    /// The facts of a device of `device_type` with `props`: an integrated GPU is unified
+    /// whatever its heaps say (a carve-out heap is still system memory), and has no BAR
+    /// window.
+    pub(crate) fn of_device(props: &MemoryProperties, device_type: vk::PhysicalDeviceType) -> Self {
+        if device_type == vk::PhysicalDeviceType::INTEGRATED_GPU {
+            Self {
+                unified: true,
+                small_heaps: 0,
+            }
+        } else {
+            Self::of(props)
         }
     }
 

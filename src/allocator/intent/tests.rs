@@ -507,3 +507,45 @@ fn cached_vram_is_taken_or_avoided_as_the_preference_says() {
         assert_eq!(pick(&layout, &i, 0), Some(expected), "{usage:?}: {why}");
     }
 }
+
+/// An integrated GPU with a device-local carve-out heap beside system memory (AMD APUs on
+/// RADV, the Steam Deck): VMA takes it for integrated by its device type, so the "or
+/// transfer" forms map the memory instead of staging through a non-mappable carve-out type.
+/// Taken for discrete, "random or transfer" lands in the carve-out's device-only type, which
+/// forces the application through a copy it does not need.
+#[test]
+fn an_integrated_gpu_with_a_carve_out_heap_is_unified_by_its_device_type() {
+    let layout = GpuLayout {
+        name: "apu-carve-out",
+        heaps: vec![(1024 * MIB, true), (8 * 1024 * MIB, false)],
+        ..GpuLayout::amd_discrete_rebar()
+    };
+    let p = props(&layout);
+    let integrated = HeapFacts::of_device(&p, vk::PhysicalDeviceType::INTEGRATED_GPU);
+    assert_eq!((integrated.unified, integrated.small_heaps), (true, 0));
+    let discrete = HeapFacts::of_device(&p, vk::PhysicalDeviceType::DISCRETE_GPU);
+    assert_eq!(discrete, HeapFacts::of(&p), "other types go by the heaps");
+    assert!(!discrete.unified);
+    let storage = buffer(B::STORAGE_BUFFER);
+    let vertex = buffer(B::VERTEX_BUFFER | B::TRANSFER_DST);
+    let pick = |facts, usage, resource| {
+        let resolved = resolve(usage, resource, facts);
+        choose(
+            &p,
+            &EnabledMemoryFeatures::default(),
+            u32::MAX,
+            &resolved,
+            0,
+        )
+    };
+    use MemoryUsage::Auto;
+    // Types: 0 carve-out VRAM, 1 write-combined host, 2 carve-out host-visible, 3 cached host.
+    assert_eq!(pick(integrated, Auto(RandomOrTransfer), storage), Some(3));
+    assert_eq!(pick(discrete, Auto(RandomOrTransfer), storage), Some(0));
+    assert_eq!(
+        pick(integrated, Auto(SequentialWriteOrTransfer), vertex),
+        Some(2)
+    );
+    assert_eq!(pick(integrated, Auto(NoHost), storage), Some(0));
+    assert_eq!(pick(integrated, Auto(Random), storage), Some(3));
+}
