@@ -1,0 +1,427 @@
+//! Consistency after failures: every `vkAllocateMemory` (and `vkMapMemory`) an operation makes
+//! fails in turn, once or for good, on the simulated driver (validation on). After each
+//! failure the allocator must have returned a clear error or served the request through a
+//! fallback, and its books must match the driver's: statistics (allocations, memory objects,
+//! reserved bytes), the leak report, the crate's heap usage and budget, and the mapped objects
+//! equal what the live allocations hold; every live allocation keeps its data; and once memory
+//! is back the same operation succeeds. Dropping everything leaves nothing allocated.
+
+mod common;
+mod support;
+
+use ash::vk;
+use ash_memory::*;
+use support::{buffer_info, fill, image_info, verify, Faults, GpuLayout, Sim, KIB, MIB};
+
+/// What an operation made: allocations (with the pattern written into the host-visible ones)
+/// and the resources bound to some of them, destroyed before their memory.
+#[derive(Default)]
+struct Made {
+    allocs: Vec<(MemoryAlloc, Option<u64>)>,
+    buffers: Vec<vk::Buffer>,
+    images: Vec<vk::Image>,
+    pools: Vec<MemoryPool<FreeListAllocator>>,
+}
+
+impl Made {
+    fn push(&mut self, mut alloc: MemoryAlloc, seed: u64) {
+        let check = alloc.mapped_ptr().is_some().then(|| {
+            let len = alloc.size().min(4 * KIB);
+            fill(&mut alloc, seed, len);
+            seed
+        });
+        self.allocs.push((alloc, check));
+    }
+
+    fn verify(&self, what: &str) {
+        for (a, seed) in &self.allocs {
+            if let Some(seed) = seed {
+                verify(a, *seed, a.size().min(4 * KIB), what);
+            }
+        }
+    }
+
+    fn destroy(self, device: &ash::Device) {
+        for b in self.buffers {
+            // SAFETY: unused; destroyed before its memory.
+            unsafe { device.destroy_buffer(b, None) };
+        }
+        for i in self.images {
+            // SAFETY: as above.
+            unsafe { device.destroy_image(i, None) };
+        }
+        drop(self.allocs);
+        drop(self.pools);
+    }
+}
+
+type Op = fn(&Sim, &StandardMemoryAllocator, &mut Made) -> Result<(), AllocationError>;
+
+fn reqs(size: u64, bits: u32, prefers_dedicated: bool) -> AllocationRequirements {
+    AllocationRequirements {
+        layout: DeviceLayout::from_size_alignment(size, 256).unwrap(),
+        memory_type_bits: bits,
+        prefers_dedicated_allocation: prefers_dedicated,
+        requires_dedicated_allocation: false,
+    }
+}
+
+fn usage(usage: MemoryUsage) -> AllocationCreateInfo {
+    AllocationCreateInfo {
+        usage,
+        ..Default::default()
+    }
+}
+
+fn raw(
+    a: &dyn MemoryAllocator,
+    made: &mut Made,
+    r: AllocationRequirements,
+    info: &AllocationCreateInfo,
+) -> Result<(), AllocationError> {
+    let alloc = a.allocate(r, AllocationType::Linear, info, None)?;
+    made.push(alloc, 0xA11C + made.allocs.len() as u64);
+    Ok(())
+}
+
+/// The operations probed, by name.
+fn operations() -> Vec<(&'static str, Op)> {
+    vec![
+        ("a first block of a memory type", |_, a, m| {
+            raw(
+                a,
+                m,
+                reqs(64 * KIB, 0b0111, false),
+                &usage(MemoryUsage::Download),
+            )
+        }),
+        ("a dedicated allocation the driver prefers", |_, a, m| {
+            raw(a, m, reqs(MIB, 0b0111, true), &usage(MemoryUsage::Upload))
+        }),
+        ("an allocation larger than half a block", |_, a, m| {
+            raw(
+                a,
+                m,
+                reqs(40 * MIB, 0b0010, false),
+                &usage(MemoryUsage::Upload),
+            )
+        }),
+        ("an always-dedicated allocation", |_, a, m| {
+            let info = AllocationCreateInfo {
+                usage: MemoryUsage::Upload,
+                allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+                ..Default::default()
+            };
+            raw(a, m, reqs(256 * KIB, 0b0111, false), &info)
+        }),
+        ("an explicit dedicated allocation", |_, a, m| {
+            let alloc = a.allocate_dedicated(1, 512 * KIB, None, &usage(MemoryUsage::Upload))?;
+            m.push(alloc, 77);
+            Ok(())
+        }),
+        ("dedicated pages", |_, a, m| {
+            let info = AllocationCreateInfo {
+                usage: MemoryUsage::Upload,
+                allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+                ..Default::default()
+            };
+            let pages = a.allocate_pages(
+                reqs(64 * KIB, 0b0010, false),
+                AllocationType::Linear,
+                &info,
+                5,
+            )?;
+            for (i, p) in pages.into_iter().enumerate() {
+                m.push(p, 900 + i as u64);
+            }
+            Ok(())
+        }),
+        ("pages in new blocks", |_, a, m| {
+            let pages = a.allocate_pages(
+                reqs(24 * MIB, 0b0001, false),
+                AllocationType::Linear,
+                &usage(MemoryUsage::DeviceOnly),
+                6,
+            )?;
+            for (i, p) in pages.into_iter().enumerate() {
+                m.push(p, 1900 + i as u64);
+            }
+            Ok(())
+        }),
+        ("a pool with minimum blocks", |_, a, m| {
+            let pool = a.create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(2),
+                block_size: MIB,
+                min_block_count: 3,
+                ..Default::default()
+            })?;
+            m.pools.push(pool.clone());
+            let alloc = pool.allocate(
+                reqs(4 * KIB, 0b0100, false),
+                AllocationType::Linear,
+                &usage(MemoryUsage::Download),
+                None,
+            )?;
+            m.push(alloc, 31);
+            Ok(())
+        }),
+        ("allocations in a pool that grows", |_, a, m| {
+            let pool = a.create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(1),
+                block_size: MIB,
+                max_block_count: 4,
+                ..Default::default()
+            })?;
+            // Kept before its allocations, so that it outlives them however far this gets.
+            m.pools.push(pool.clone());
+            for i in 0..3 {
+                let alloc = pool.allocate(
+                    reqs(700 * KIB, 0b0010, false),
+                    AllocationType::Linear,
+                    &usage(MemoryUsage::Upload),
+                    None,
+                )?;
+                m.push(alloc, 40 + i);
+            }
+            Ok(())
+        }),
+        ("a buffer through create_buffer", |_, a, m| {
+            let info = buffer_info(96 * KIB, vk::BufferUsageFlags::TRANSFER_SRC);
+            // SAFETY: a valid create info; the buffer is destroyed before its memory.
+            let (b, alloc) = unsafe { a.create_buffer(&info, &usage(MemoryUsage::Download)) }?;
+            m.buffers.push(b);
+            m.push(alloc, 55);
+            Ok(())
+        }),
+        ("a dedicated image through create_image", |_, a, m| {
+            let info = image_info(64, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+            // SAFETY: a valid create info; the image is destroyed before its memory.
+            let (i, alloc) = unsafe {
+                a.create_image(
+                    &info,
+                    &AllocationCreateInfo {
+                        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+                        ..Default::default()
+                    },
+                )
+            }?;
+            m.images.push(i);
+            m.push(alloc, 56);
+            Ok(())
+        }),
+    ]
+}
+
+/// What the allocator holds before each operation: allocations in blocks of two memory types,
+/// patterned, and one dedicated allocation.
+fn setup(a: &StandardMemoryAllocator, made: &mut Made) {
+    for i in 0..4 {
+        raw(
+            a,
+            made,
+            reqs(8 * KIB * (i + 1), 0b0111, false),
+            &usage(MemoryUsage::Upload),
+        )
+        .unwrap();
+    }
+    raw(
+        a,
+        made,
+        reqs(MIB, 0b0111, false),
+        &usage(MemoryUsage::DeviceOnly),
+    )
+    .unwrap();
+    raw(
+        a,
+        made,
+        reqs(64 * KIB, 0b0111, true),
+        &usage(MemoryUsage::Upload),
+    )
+    .unwrap();
+}
+
+/// Checks the allocator's books against the simulated driver and the live allocations.
+fn books_balance(
+    sim: &Sim,
+    device: &MemoryDevice,
+    a: &StandardMemoryAllocator,
+    live: &Made,
+    what: &str,
+) {
+    let stats = a.statistics();
+    let allocs: Vec<&MemoryAlloc> = live.allocs.iter().map(|(a, _)| a).collect();
+    assert_eq!(
+        stats.total.allocation_count,
+        allocs.len() as u64,
+        "{what}: allocations counted"
+    );
+    assert_eq!(
+        stats.total.allocations.total,
+        allocs.iter().map(|a| a.size()).sum::<u64>(),
+        "{what}: allocated bytes counted"
+    );
+    let inner = sim.state.inner();
+    let objects = inner.live.len() as u64;
+    let reserved: u64 = inner.live.values().map(|m| m.size).sum();
+    assert_eq!(
+        stats.total.block_count + stats.total.dedicated_count,
+        objects,
+        "{what}: memory objects in the statistics vs the driver's"
+    );
+    assert_eq!(
+        stats.total.reserved_bytes, reserved,
+        "{what}: reserved bytes"
+    );
+    assert_eq!(
+        device.live_memory_objects() as u64,
+        objects,
+        "{what}: live objects"
+    );
+    assert_eq!(device.live_memory_bytes(), reserved, "{what}: live bytes");
+    for (h, used) in inner.heap_used.iter().enumerate() {
+        assert_eq!(
+            device.heap_usage_by_crate(h as u32),
+            *used,
+            "{what}: heap {h} usage"
+        );
+        assert_eq!(
+            device.heap_budgets()[h].crate_usage,
+            *used,
+            "{what}: heap {h} budget usage"
+        );
+    }
+    let host_visible = |t: u32| {
+        device
+            .memory_properties()
+            .memory_type(t)
+            .unwrap()
+            .property_flags
+            .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+    };
+    for (memory, m) in &inner.live {
+        assert_eq!(
+            m.mapped,
+            host_visible(m.memory_type),
+            "{what}: mapping of {memory:?}"
+        );
+    }
+    drop(inner);
+    for alloc in &allocs {
+        assert!(
+            sim.state.inner().live.contains_key(&alloc.memory()),
+            "{what}: an allocation in freed memory"
+        );
+    }
+    assert_eq!(a.report_leaks().len(), allocs.len(), "{what}: leak report");
+    live.verify(what);
+}
+
+/// Whether `e` is the clear error of a driver that failed with `result`.
+fn clear_error(e: &AllocationError, result: vk::Result) -> bool {
+    match result {
+        vk::Result::ERROR_OUT_OF_DEVICE_MEMORY => *e == AllocationError::OutOfDeviceMemory,
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY => *e == AllocationError::OutOfHostMemory,
+        vk::Result::ERROR_TOO_MANY_OBJECTS => matches!(e, AllocationError::TooManyObjects { .. }),
+        vk::Result::ERROR_MEMORY_MAP_FAILED => *e == AllocationError::MapFailed(result),
+        _ => false,
+    }
+}
+
+/// Runs `op` on a fresh allocator holding the setup's allocations, with `faults` set during
+/// the operation only. Returns the operation's result and how many allocate and map calls it
+/// made; checks the books after the operation, after running it again with memory back, and
+/// after dropping everything.
+fn run(sim: &Sim, name: &str, op: Op, faults: Faults) -> (Result<(), AllocationError>, u64, u64) {
+    let device = sim.memory_device();
+    let a = StandardMemoryAllocator::new_default(device.clone());
+    let mut made = Made::default();
+    setup(&a, &mut made);
+    sim.state.reset_counters();
+    sim.state.set_faults(faults);
+    let result = op(sim, &a, &mut made);
+    sim.state.set_faults(Faults::default());
+    let calls = sim.state.allocate_calls();
+    let maps = sim
+        .state
+        .map_calls
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let what = format!("{name} with {faults:?}");
+    books_balance(
+        sim,
+        &device,
+        &a,
+        &made,
+        &format!("{what}, after the operation"),
+    );
+    // Memory is back: the operation succeeds.
+    op(sim, &a, &mut made).unwrap_or_else(|e| panic!("{what}: once memory is back: {e}"));
+    books_balance(
+        sim,
+        &device,
+        &a,
+        &made,
+        &format!("{what}, once memory is back"),
+    );
+    made.destroy(&sim.device);
+    drop(a);
+    assert_eq!(device.live_memory_objects(), 0, "{what}");
+    sim.assert_nothing_allocated();
+    (result, calls, maps)
+}
+
+#[test]
+fn every_allocate_call_of_every_operation_can_fail() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    for (name, op) in operations() {
+        let (baseline, k, _) = run(&sim, name, op, Faults::default());
+        baseline.unwrap_or_else(|e| panic!("{name}: baseline: {e}"));
+        assert!(k >= 1, "{name} makes no vkAllocateMemory call");
+        println!("{name}: {k} vkAllocateMemory calls");
+        for result in [
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+            vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+            vk::Result::ERROR_TOO_MANY_OBJECTS,
+        ] {
+            for at in 1..=k {
+                for more in [0, 1000] {
+                    let faults = Faults {
+                        allocate_at: Some((at, result)),
+                        allocate_more: more,
+                        ..Default::default()
+                    };
+                    let (r, _, _) = run(&sim, name, op, faults);
+                    // Served through a fallback (another memory type, say), or a clear error.
+                    if let Err(e) = r {
+                        assert!(
+                            clear_error(&e, result),
+                            "{name} {faults:?}: unclear error {e:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_map_call_of_every_operation_can_fail() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    let mut probed = 0;
+    for (name, op) in operations() {
+        let (_, _, m) = run(&sim, name, op, Faults::default());
+        for at in 1..=m {
+            let faults = Faults {
+                map_at: Some(at),
+                ..Default::default()
+            };
+            if let (Err(e), _, _) = run(&sim, name, op, faults) {
+                assert!(
+                    clear_error(&e, vk::Result::ERROR_MEMORY_MAP_FAILED),
+                    "{name} {faults:?}: unclear error {e:?}"
+                );
+            }
+            probed += 1;
+        }
+    }
+    assert!(probed >= 5, "only {probed} maps probed");
+}
