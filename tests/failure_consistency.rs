@@ -11,6 +11,7 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
+use std::sync::Arc;
 use support::{buffer_info, fill, image_info, verify, Faults, GpuLayout, Sim, KIB, MIB};
 
 /// What an operation made: allocations (with the pattern written into the host-visible ones)
@@ -424,4 +425,245 @@ fn every_map_call_of_every_operation_can_fail() {
         }
     }
     assert!(probed >= 5, "only {probed} maps probed");
+}
+
+/// A transient plan's resources: one of `size` bytes in memory type 0 and, when `bar` is
+/// some, one of that many bytes in the BAR type (2), alive together.
+fn transient_plan(device: &MemoryDevice, size: u64, bar: Option<u64>) -> TransientPlan {
+    use ash_memory::transient::{plan, PlanInfo};
+    let layout = |size| DeviceLayout::from_size_alignment(size, 256).unwrap();
+    let mut resources = vec![TransientResource::new(
+        layout(size),
+        0b001,
+        AllocationType::Linear,
+        0,
+        1,
+    )];
+    if let Some(bar) = bar {
+        resources.push(TransientResource::new(
+            layout(bar),
+            0b100,
+            AllocationType::Linear,
+            0,
+            1,
+        ));
+    }
+    plan(&resources, &PlanInfo::for_device(device)).unwrap()
+}
+
+#[test]
+fn a_failed_transient_prepare_keeps_the_memory_of_the_last_plan() {
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    {
+        let device = sim.memory_device();
+        let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+        let mut memory = TransientMemory::new(
+            allocator.clone(),
+            TransientMemoryCreateInfo {
+                release_after: 0,
+                ..Default::default()
+            },
+        );
+        // Plan A: 4 MiB of type 0. Plan B shrinks type 0 to 1 MiB (release_after 0) and
+        // needs the BAR type too; plan C grows type 0 to 8 MiB and needs the BAR type.
+        let a = transient_plan(&device, 4 * MIB, None);
+        let b = transient_plan(&device, MIB, Some(MIB));
+        let c = transient_plan(&device, 8 * MIB, Some(MIB));
+        // SAFETY: nothing is bound to the memory in this test.
+        assert!(unsafe { memory.prepare(&a) }.unwrap());
+        for next in [&b, &c] {
+            let kept = memory.kept_memory();
+            let handles = sim.state.inner().live.keys().copied().collect::<Vec<_>>();
+            for at in 1..=2 {
+                sim.state.reset_counters();
+                sim.state.set_faults(Faults {
+                    allocate_at: Some((at, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+                    ..Default::default()
+                });
+                // SAFETY: as above.
+                let result = unsafe { memory.prepare(next) };
+                sim.state.set_faults(Faults::default());
+                assert_eq!(
+                    result,
+                    Err(TransientError::Allocation(
+                        AllocationError::OutOfDeviceMemory
+                    )),
+                    "call {at} failed"
+                );
+                // All or nothing: the memory of plan A, as it was.
+                assert_eq!(memory.kept_memory(), kept, "call {at} failed");
+                let live = sim.state.inner().live.keys().copied().collect::<Vec<_>>();
+                assert_eq!(live, handles, "call {at} failed");
+                assert_eq!(allocator.statistics().total.allocation_count, 1);
+                // Plan A is still the one prepared, and its resources fit its memory.
+                let info = buffer_info(4 * MIB, vk::BufferUsageFlags::TRANSFER_DST);
+                // SAFETY: a valid create info.
+                let buffer = unsafe { sim.device.create_buffer(&info, None) }.unwrap();
+                // SAFETY: a new buffer, destroyed before the memory is released.
+                let bound = unsafe { memory.bind_buffer(&a, 0, buffer) };
+                // SAFETY: unused.
+                unsafe { sim.device.destroy_buffer(buffer, None) };
+                assert_eq!(bound, Ok(()), "call {at} failed");
+            }
+            // Memory is back: the plan is prepared.
+            // SAFETY: nothing is bound to the memory any more.
+            assert!(unsafe { memory.prepare(next) }.unwrap());
+            assert_eq!(memory.kept_memory().len(), 2);
+            // SAFETY: as above.
+            assert!(unsafe { memory.prepare(&a) }.unwrap());
+            // SAFETY: as above.
+            unsafe { memory.trim() };
+            let back = memory.kept_memory();
+            assert!(
+                back.len() == 1 && back[0].0 == 0 && back[0].1 >= 4 * MIB,
+                "{back:?}"
+            );
+        }
+        drop(memory);
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
+
+/// Threads that all fail at once (the driver is out of memory for every call), then all
+/// succeed once memory is back; the books balance after each round.
+#[test]
+fn threads_failing_together_leave_balanced_books() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    let device = sim.memory_device();
+    let a = StandardMemoryAllocator::new_default(device.clone());
+    let mut held = Made::default();
+    setup(&a, &mut held);
+    sim.state
+        .set_allocate_delay(std::time::Duration::from_millis(2));
+    let ops = operations();
+    for round in 0..2 {
+        let failing = round == 0;
+        sim.state.reset_counters();
+        if failing {
+            sim.state.set_faults(Faults {
+                allocate_at: Some((1, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+                allocate_more: u64::MAX / 2,
+                ..Default::default()
+            });
+        }
+        let results: Vec<(Made, Result<(), AllocationError>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = ops
+                .iter()
+                .map(|(_, op)| {
+                    let (sim, a) = (&sim, &a);
+                    s.spawn(move || {
+                        let mut made = Made::default();
+                        let r = op(sim, a, &mut made);
+                        (made, r)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        sim.state.set_faults(Faults::default());
+        for ((name, _), (made, r)) in ops.iter().zip(results) {
+            match r {
+                Err(e) => {
+                    assert!(failing, "{name} failed with memory back: {e}");
+                    assert_eq!(e, AllocationError::OutOfDeviceMemory, "{name}");
+                }
+                Ok(()) => {}
+            }
+            // What a failed operation made before failing stays alive too, as it would in
+            // an application.
+            held.allocs.extend(made.allocs);
+            held.buffers.extend(made.buffers);
+            held.images.extend(made.images);
+            held.pools.extend(made.pools);
+        }
+        books_balance(&sim, &device, &a, &held, &format!("round {round}"));
+    }
+    sim.state.set_allocate_delay(std::time::Duration::ZERO);
+    held.destroy(&sim.device);
+    drop(a);
+    sim.assert_nothing_allocated();
+}
+
+/// A heap size limit is reached exactly: an allocation of the bytes left succeeds, one byte
+/// more fails before the driver, and the books balance on both sides of the boundary.
+#[test]
+fn a_heap_size_limit_holds_exactly_at_the_boundary() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    {
+        let limit = 24 * MIB;
+        // SAFETY: as in `Sim::memory_device_with`; no feature claimed.
+        let device = unsafe {
+            MemoryDevice::new_with_heap_size_limits(
+                sim.entry(),
+                &sim.instance,
+                sim.ctx.physical_device,
+                sim.device.clone(),
+                common::API_VERSION,
+                Default::default(),
+                &[None, Some(limit)],
+            )
+        }
+        .unwrap();
+        let a = StandardMemoryAllocator::new_default(device.clone());
+        let mut held = Made::default();
+        raw(
+            &a,
+            &mut held,
+            reqs(64 * KIB, 0b010, false),
+            &usage(MemoryUsage::Upload),
+        )
+        .unwrap();
+        let left = limit - device.heap_usage_by_crate(1);
+        assert!(left > MIB, "{left} bytes left");
+        let calls = sim.state.allocate_calls();
+        let over = a.allocate_dedicated(1, left + 1, None, &usage(MemoryUsage::Upload));
+        assert_eq!(over.err(), Some(AllocationError::OutOfDeviceMemory));
+        assert_eq!(
+            sim.state.allocate_calls(),
+            calls,
+            "refused before the driver"
+        );
+        books_balance(&sim, &device, &a, &held, "one byte past the limit");
+        let exact = a.allocate_dedicated(1, left, None, &usage(MemoryUsage::Upload));
+        held.push(exact.unwrap(), 5);
+        assert_eq!(device.heap_usage_by_crate(1), limit);
+        books_balance(&sim, &device, &a, &held, "exactly at the limit");
+        // Full: a block request fails too, with nothing left behind.
+        let more = a.allocate(
+            reqs(256, 0b010, false),
+            AllocationType::Linear,
+            &usage(MemoryUsage::Upload),
+            None,
+        );
+        if let Ok(alloc) = more {
+            // Served from the existing block.
+            held.push(alloc, 6);
+        }
+        let big = a.allocate(
+            reqs(MIB, 0b010, false),
+            AllocationType::Linear,
+            &AllocationCreateInfo {
+                usage: MemoryUsage::Upload,
+                allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!(big.err(), Some(AllocationError::OutOfDeviceMemory));
+        books_balance(&sim, &device, &a, &held, "past a full limit");
+        // Freed memory is usable again, up to the limit exactly.
+        let (dedicated, _) = held.allocs.remove(1);
+        drop(dedicated);
+        held.push(
+            a.allocate_dedicated(1, left, None, &usage(MemoryUsage::Upload))
+                .unwrap(),
+            7,
+        );
+        books_balance(&sim, &device, &a, &held, "at the limit again");
+        held.destroy(&sim.device);
+        drop(a);
+        assert_eq!(device.heap_usage_by_crate(1), 0);
+    }
+    sim.assert_nothing_allocated();
 }
