@@ -268,11 +268,21 @@ fn books_balance(
         allocs.len() as u64,
         "{what}: allocations counted"
     );
-    assert_eq!(
-        stats.total.allocations.total,
-        allocs.iter().map(|a| a.size()).sum::<u64>(),
-        "{what}: allocated bytes counted"
-    );
+    let asked: u64 = allocs.iter().map(|a| a.size()).sum();
+    if a.create_info().debug.margin == 0 {
+        assert_eq!(
+            stats.total.allocations.total, asked,
+            "{what}: allocated bytes"
+        );
+    } else {
+        // Margins count with the ranges that hold them; no damaged margin.
+        assert!(
+            stats.total.allocations.total >= asked,
+            "{what}: allocated bytes"
+        );
+        a.check_corruption(u32::MAX)
+            .unwrap_or_else(|e| panic!("{what}: corruption check: {e}"));
+    }
     // The driver's side, taken before the crate is asked anything (a budget query goes
     // through the simulated driver, which takes the same lock).
     let (objects, reserved, heap_used, mapped) = {
@@ -364,10 +374,21 @@ fn clear_error(e: &AllocationError, result: vk::Result) -> bool {
 /// made; checks the books after the operation, after running it again with memory back, and
 /// after dropping everything.
 fn run(sim: &Sim, name: &str, op: Op, faults: Faults) -> (Result<(), AllocationError>, u64, u64) {
+    run_with(sim, &Default::default(), name, op, faults)
+}
+
+/// [`run`] on an allocator made with `config`.
+fn run_with(
+    sim: &Sim,
+    config: &GenericMemoryAllocatorCreateInfo,
+    name: &str,
+    op: Op,
+    faults: Faults,
+) -> (Result<(), AllocationError>, u64, u64) {
     // Every optional feature the simulated device claims (none, or all: priorities, device
     // addresses, export types and the budget extension in the chains).
     let device = sim.memory_device_claimed();
-    let a = StandardMemoryAllocator::new_default(device.clone());
+    let a = StandardMemoryAllocator::new(device.clone(), config.clone()).unwrap();
     let mut made = Made::default();
     setup(&a, &mut made);
     sim.state.reset_counters();
@@ -441,6 +462,47 @@ fn every_allocate_call_can_fail(sim: &Sim) {
                             clear_error(&e, result),
                             "{name} {faults:?}: unclear error {e:?}"
                         );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The allocator's other configurations (debug margins with fill patterns; whole blocks of a
+/// fixed size) through every failing call, with the driver out of device memory.
+#[test]
+fn every_allocate_call_can_fail_in_other_configurations() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    let configs = [
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                margin: 256,
+                fill_patterns: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        GenericMemoryAllocatorCreateInfo {
+            block_arenas: Some(1),
+            grow_blocks: false,
+            dedicated_allocation: false,
+            ..Default::default()
+        },
+    ];
+    for config in &configs {
+        for (name, op) in operations() {
+            let (baseline, k, _) = run_with(&sim, config, name, op, Faults::default());
+            baseline.unwrap_or_else(|e| panic!("{name}: baseline: {e}"));
+            for at in 1..=k {
+                for more in [0, 1000] {
+                    let faults = Faults {
+                        allocate_at: Some((at, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+                        allocate_more: more,
+                        ..Default::default()
+                    };
+                    if let (Err(e), _, _) = run_with(&sim, config, name, op, faults) {
+                        assert_eq!(e, AllocationError::OutOfDeviceMemory, "{name} {faults:?}");
                     }
                 }
             }
