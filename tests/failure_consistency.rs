@@ -773,3 +773,102 @@ fn a_heap_size_limit_holds_exactly_at_the_boundary() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// Host memory aligned for an import, freed on drop.
+struct HostBlock {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl HostBlock {
+    fn for_import(device: &MemoryDevice) -> Self {
+        let alignment =
+            ash_memory::external_memory::min_imported_host_pointer_alignment(device).unwrap();
+        let alignment = alignment.as_devicesize() as usize;
+        let layout =
+            std::alloc::Layout::from_size_align(alignment.max(64 * KIB as usize), alignment)
+                .unwrap();
+        // SAFETY: a non-zero size.
+        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+}
+
+impl Drop for HostBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// An import into a heap whose limit is reached while the allocator keeps an empty block
+/// there: as for every other allocation, the kept block gives its memory back, and the
+/// import succeeds (kept memory never makes an allocation fail).
+#[test]
+fn an_import_gets_the_memory_that_an_empty_block_kept() {
+    let ctx = common::TestContext::with_device_extensions(&[
+        ash::khr::external_memory_fd::NAME,
+        ash::ext::external_memory_host::NAME,
+    ]);
+    {
+        let features = EnabledMemoryFeatures {
+            external_memory_fd: true,
+            external_memory_host: true,
+            ..Default::default()
+        };
+        let limit = 16 * MIB;
+        // SAFETY: the context's handles, which outlive every allocator of the test; the
+        // claimed features are the extensions the context enabled.
+        let device = unsafe {
+            MemoryDevice::new_with_heap_size_limits(
+                &ctx.entry,
+                &ctx.instance,
+                ctx.physical_device,
+                ctx.device.clone(),
+                common::API_VERSION,
+                features,
+                &[Some(limit)],
+            )
+        }
+        .unwrap();
+        let host = HostBlock::for_import(&device);
+        let size = host.layout.size() as u64;
+        // SAFETY: a live host allocation of `size` bytes that outlives every import below.
+        let import = unsafe { ExternalMemoryImport::host_pointer(host.ptr.cast()) };
+        let memory_type = import.memory_type_bits(&device).unwrap().trailing_zeros();
+        let heap = device.memory_properties().memory_types[memory_type as usize].heap_index;
+        assert_eq!(heap, 0);
+        let a = StandardMemoryAllocator::new_default(device.clone());
+        let r = reqs(64 * KIB, 1 << memory_type, false);
+        for import_it in [false, true] {
+            // An empty block kept for reuse, and the rest of the heap taken.
+            drop(
+                a.allocate(r, AllocationType::Linear, &Default::default(), None)
+                    .unwrap(),
+            );
+            assert_eq!(a.block_count(memory_type), 1, "the empty block is kept");
+            let left = limit - device.heap_usage_by_crate(heap);
+            let filler = a
+                .allocate_dedicated(memory_type, left, None, &Default::default())
+                .unwrap();
+            assert_eq!(device.heap_usage_by_crate(heap), limit);
+            let made = if import_it {
+                a.import_memory(import, memory_type, size, None, &Default::default())
+            } else {
+                a.allocate_dedicated(memory_type, size, None, &Default::default())
+            };
+            let made = made.unwrap_or_else(|e| {
+                panic!("import {import_it}: failed with an empty block kept: {e}")
+            });
+            assert_eq!(a.block_count(memory_type), 0, "the kept block was released");
+            assert!(device.heap_usage_by_crate(heap) <= limit);
+            let stats = a.statistics().total;
+            assert_eq!(stats.dedicated_count, 2);
+            assert_eq!(stats.reserved_bytes, device.live_memory_bytes());
+            drop((made, filler));
+        }
+        drop(a);
+        assert_eq!(device.live_memory_objects(), 0);
+        drop(host);
+    }
+}

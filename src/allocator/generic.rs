@@ -456,7 +456,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..info
         };
-        let memory = MemoryObject::allocate(self.device.clone(), &info)?;
+        // Out of memory with empty blocks kept in the heap: they give their memory back and
+        // the import is tried once more, as every other allocation is (a failed import leaves
+        // its handle the application's, so it may be given again).
+        let memory = allocate_releasing_kept(&self.device, &info, || {
+            self.release_kept_empty_blocks(info.memory_type_index, false)
+        })?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,
