@@ -872,3 +872,103 @@ fn an_import_gets_the_memory_that_an_empty_block_kept() {
         drop(host);
     }
 }
+
+/// Allocations that fail while a defragmentation pass holds blocks aside (the driver out of
+/// memory for every call, the pool full): clear errors, nothing left behind, and the pass,
+/// which allocates no memory itself, moves every allocation with its data.
+#[test]
+fn allocations_failing_during_a_defragmentation_pass_leave_balanced_books() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 512 * MIB));
+    let device = sim.memory_device();
+    let a = StandardMemoryAllocator::new_default(device.clone());
+    let pool = support::defrag::pool(&a, 4);
+    let mut live = Made::default();
+    live.pools.push(pool.clone());
+    let r = support::defrag::reqs(&device, 100 * KIB);
+    let info = support::defrag::upload();
+    for i in 0..36 {
+        let alloc = pool
+            .allocate(r, AllocationType::Linear, &info, None)
+            .unwrap();
+        live.push(alloc, 3000 + i);
+    }
+    // Every second one freed: four sparse blocks.
+    let mut i = 0;
+    live.allocs.retain(|_| {
+        i += 1;
+        i % 2 == 0
+    });
+    books_balance(&sim, &device, &a, &live, "before the defragmentation");
+    let mut defrag = pool.defragmentation(&Default::default());
+    let ids: Vec<_> = live
+        .allocs
+        .iter_mut()
+        .map(|(alloc, _)| defrag.add(alloc, support::defrag::align()).unwrap())
+        .collect();
+    sim.state.reset_counters();
+    sim.state.set_faults(Faults {
+        allocate_at: Some((1, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+        allocate_more: u64::MAX / 2,
+        ..Default::default()
+    });
+    let mut pass = defrag.next_pass().expect("sparse blocks to empty");
+    // The pool cannot grow (full), the allocator cannot get memory.
+    let pages = pool.allocate_pages(
+        support::defrag::reqs(&device, 900 * KIB),
+        AllocationType::Linear,
+        &info,
+        3,
+    );
+    assert!(
+        matches!(pages, Err(AllocationError::PoolFull { max_blocks: 4 })),
+        "{pages:?}"
+    );
+    let elsewhere = a.allocate(
+        reqs(64 * KIB, 0b100, false),
+        AllocationType::Linear,
+        &usage(MemoryUsage::Download),
+        None,
+    );
+    assert_eq!(elsewhere.err(), Some(AllocationError::OutOfDeviceMemory));
+    let calls = sim.state.allocate_calls();
+    for index in support::defrag::open(&pass) {
+        let id = pass.get(index).unwrap().id();
+        let at = ids.iter().position(|&i| i == id).unwrap();
+        support::defrag::copy_and_complete(&mut pass, index, &mut live.allocs[at].0).unwrap();
+    }
+    pass.end();
+    while let Some(mut pass) = defrag.next_pass() {
+        for index in support::defrag::open(&pass) {
+            let id = pass.get(index).unwrap().id();
+            let at = ids.iter().position(|&i| i == id).unwrap();
+            support::defrag::copy_and_complete(&mut pass, index, &mut live.allocs[at].0).unwrap();
+        }
+        pass.end();
+    }
+    let stats = defrag.finish();
+    assert_eq!(
+        sim.state.allocate_calls(),
+        calls,
+        "the passes allocate nothing"
+    );
+    sim.state.set_faults(Faults::default());
+    assert!(stats.memory_objects_freed > 0, "{stats:?}");
+    books_balance(&sim, &device, &a, &live, "after the defragmentation");
+    // Memory is back, and the pool has room again.
+    let pages = pool
+        .allocate_pages(
+            support::defrag::reqs(&device, 900 * KIB),
+            AllocationType::Linear,
+            &info,
+            2,
+        )
+        .unwrap();
+    for (i, p) in pages.into_iter().enumerate() {
+        live.push(p, 4000 + i as u64);
+    }
+    books_balance(&sim, &device, &a, &live, "once memory is back");
+    live.destroy(&sim.device);
+    drop(pool);
+    drop(a);
+    sim.assert_nothing_allocated();
+}
