@@ -972,3 +972,51 @@ fn allocations_failing_during_a_defragmentation_pass_leave_balanced_books() {
     drop(a);
     sim.assert_nothing_allocated();
 }
+
+/// A custom pool's dedicated allocation in a full heap while the pool keeps an empty block:
+/// the kept block gives its memory back (kept memory never makes an allocation fail).
+#[test]
+fn a_pool_dedicated_allocation_gets_the_memory_of_the_pools_kept_block() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 32 * MIB));
+    {
+        let device = sim.memory_device();
+        let a = StandardMemoryAllocator::new_default(device.clone());
+        let pool = a
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(1),
+                block_size: 4 * MIB,
+                ..Default::default()
+            })
+            .unwrap();
+        let info = usage(MemoryUsage::Upload);
+        drop(
+            pool.allocate(reqs(MIB, 0b010, false), AllocationType::Linear, &info, None)
+                .unwrap(),
+        );
+        assert_eq!(pool.block_count(), 1, "the empty block is kept");
+        // All of the heap but 2 MiB taken, with the pool's 4 MiB kept block.
+        let filler = a.allocate_dedicated(1, 26 * MIB, None, &info).unwrap();
+        assert_eq!(sim.state.heap_used(1), 30 * MIB);
+        let always = AllocationCreateInfo {
+            allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+            ..info.clone()
+        };
+        let big = pool
+            .allocate(
+                reqs(3 * MIB, 0b010, false),
+                AllocationType::Linear,
+                &always,
+                None,
+            )
+            .expect("the kept block gives the dedicated allocation room");
+        assert!(big.is_dedicated());
+        assert_eq!(pool.block_count(), 0, "the kept block was released");
+        let mut held = Made::default();
+        held.pools.push(pool);
+        held.push(filler, 1);
+        held.push(big, 2);
+        books_balance(&sim, &device, &a, &held, "after the dedicated allocation");
+        held.destroy(&sim.device);
+    }
+    sim.assert_nothing_allocated();
+}

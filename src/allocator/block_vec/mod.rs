@@ -56,7 +56,8 @@
 //!   blocks of every default block vector of that heap are released
 //!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
 //!   more; the vector that makes a block releases its own kept blocks and tries once more
-//!   too: kept memory never makes an allocation fail.
+//!   too, and so does a custom pool for its dedicated allocations: kept memory never makes
+//!   an allocation fail.
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
