@@ -669,12 +669,9 @@ fn threads_failing_together_leave_balanced_books() {
         });
         sim.state.set_faults(Faults::default());
         for ((name, _), (made, r)) in ops.iter().zip(results) {
-            match r {
-                Err(e) => {
-                    assert!(failing, "{name} failed with memory back: {e}");
-                    assert_eq!(e, AllocationError::OutOfDeviceMemory, "{name}");
-                }
-                Ok(()) => {}
+            if let Err(e) = r {
+                assert!(failing, "{name} failed with memory back: {e}");
+                assert_eq!(e, AllocationError::OutOfDeviceMemory, "{name}");
             }
             // What a failed operation made before failing stays alive too, as it would in
             // an application.
