@@ -1017,3 +1017,40 @@ fn a_pool_dedicated_allocation_gets_the_memory_of_the_pools_kept_block() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// The allocator's own allocation in a full heap while a custom pool of that heap keeps an
+/// empty block: the kept block gives its memory back.
+#[test]
+fn an_allocation_gets_the_memory_of_a_pools_kept_block() {
+    let sim = Sim::new(GpuLayout::small_heaps(512 * MIB, 32 * MIB));
+    {
+        let device = sim.memory_device();
+        let a = StandardMemoryAllocator::new_default(device.clone());
+        let pool = a
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(2),
+                block_size: 4 * MIB,
+                ..Default::default()
+            })
+            .unwrap();
+        let info = usage(MemoryUsage::Upload);
+        let one = pool
+            .allocate(reqs(MIB, 0b100, false), AllocationType::Linear, &info, None)
+            .unwrap();
+        drop(one);
+        assert_eq!(pool.block_count(), 1, "the empty block is kept");
+        let filler = a.allocate_dedicated(1, 26 * MIB, None, &info).unwrap();
+        assert_eq!(sim.state.heap_used(1), 30 * MIB);
+        let big = a
+            .allocate_dedicated(1, 3 * MIB, None, &info)
+            .expect("the pool's kept block gives the allocation room");
+        assert_eq!(pool.block_count(), 0, "the kept block was released");
+        let mut held = Made::default();
+        held.pools.push(pool);
+        held.push(filler, 1);
+        held.push(big, 2);
+        books_balance(&sim, &device, &a, &held, "after the allocation");
+        held.destroy(&sim.device);
+    }
+    sim.assert_nothing_allocated();
+}

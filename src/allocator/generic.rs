@@ -398,10 +398,18 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .block_vecs
             .get(memory_type_index as usize)
             .filter(|_| skip_own);
-        self.block_vecs_of_heap(memory_type_index)
+        let released: usize = self
+            .block_vecs_of_heap(memory_type_index)
             .filter(|vec| !own.is_some_and(|own| Arc::ptr_eq(vec, own)))
             .map(|vec| vec.try_release_empty())
-            .sum()
+            .sum();
+        // The custom pools' kept blocks in the heap too (each pool keeps one block's worth).
+        let heap = self
+            .device
+            .memory_properties()
+            .memory_type(memory_type_index)
+            .map(|t| t.heap_index);
+        released + heap.map_or(0, |heap| self.observer.release_pools_kept(heap))
     }
 
     /// The default block vectors of the memory types of `memory_type_index`'s heap (none for
