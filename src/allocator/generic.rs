@@ -407,10 +407,18 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             .block_vecs
             .get(memory_type_index as usize)
             .filter(|_| skip_own);
-        self.block_vecs_of_heap(memory_type_index)
+        let released: usize = self
+            .block_vecs_of_heap(memory_type_index)
             .filter(|vec| !own.is_some_and(|own| Arc::ptr_eq(vec, own)))
             .map(|vec| vec.try_release_empty())
-            .sum()
+            .sum();
+        // The custom pools' kept blocks in the heap too (each pool keeps one block's worth).
+        let heap = self
+            .device
+            .memory_properties()
+            .memory_type(memory_type_index)
+            .map(|t| t.heap_index);
+        released + heap.map_or(0, |heap| self.observer.release_pools_kept(heap))
     }
 
     /// The default block vectors of the memory types of `memory_type_index`'s heap (none for
@@ -465,7 +473,12 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..info
         };
-        let memory = MemoryObject::allocate(self.device.clone(), &info)?;
+        // Out of memory with empty blocks kept in the heap: they give their memory back and
+        // the import is tried once more, as every other allocation is (a failed import leaves
+        // its handle the application's, so it may be given again).
+        let memory = allocate_releasing_kept(&self.device, &info, || {
+            self.release_kept_empty_blocks(info.memory_type_index, false)
+        })?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,

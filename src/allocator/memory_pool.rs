@@ -389,7 +389,10 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 next: self.memory_allocate_next,
                 ..Default::default()
             },
-            &self.release_kept,
+            // The heap's kept blocks, and the pool's own beyond its minimum: nothing holds
+            // the pool's list here (a dedicated allocation is made outside it), so kept
+            // memory never makes a dedicated allocation of the pool fail either.
+            || (self.release_kept)() + self.blocks.try_release_empty(),
         )?;
         Ok(execute::wrap_dedicated(
             &self.dedicated,

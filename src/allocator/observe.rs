@@ -29,6 +29,9 @@ pub(crate) trait Observe: Send + Sync {
     /// Reads the margins of every live allocation in the memory types of `memory_type_bits`
     /// (see [`crate::corruption`]).
     fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan);
+    /// Releases the empty blocks kept for reuse in `heap` beyond each vector's minimum (the
+    /// heap ran out of memory, see [releasing](super::block_vec#releasing)); returns how many.
+    fn release_kept(&self, heap: u32) -> usize;
 }
 
 /// What a corruption check found so far.
@@ -101,6 +104,14 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
         }
         out.extend(self.dedicated.statistics());
         out
+    }
+
+    fn release_kept(&self, heap: u32) -> usize {
+        self.vecs
+            .iter()
+            .filter(|(memory_type_index, _)| heap_of(&self.device, *memory_type_index) == heap)
+            .map(|(_, vec)| vec.try_release_empty())
+            .sum()
     }
 
     fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan) {
@@ -191,6 +202,12 @@ impl Observer {
 
     fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
         self.pools.lock().iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Releases the empty blocks that the custom pools keep in `heap` beyond their minimum
+    /// block counts; returns how many.
+    pub(crate) fn release_pools_kept(&self, heap: u32) -> usize {
+        self.live_pools().iter().map(|p| p.release_kept(heap)).sum()
     }
 
     /// Every block and dedicated allocation, the custom pools' included.

@@ -110,6 +110,11 @@ impl<A: MemoryAllocator> TransientMemory<A> {
     /// memory object was allocated, replaced or released: resources bound before the call
     /// must then be created and bound again.
     ///
+    /// All or nothing: when an allocation fails, what the call allocated is freed again and
+    /// the kept memory stays as it was, with the last plan prepared still the one bound
+    /// against. Replaced memory objects are therefore released after their replacements
+    /// were made.
+    ///
     /// # Safety
     ///
     /// The device no longer uses any resource bound through this `TransientMemory` before the
@@ -119,47 +124,62 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         let mut changed = false;
         let mut taken = vec![false; self.kept.len()];
         let mut prepared = Vec::with_capacity(plan.memory().len());
+        // What the plan changes in the kept memory is applied only once every memory object
+        // it needs was allocated: a failure leaves the kept memory as it was, and the last
+        // prepared plan usable (all or nothing, as `allocate_pages`). Replaced objects are
+        // therefore released after their replacements are made.
+        let mut updates: Vec<(usize, u32, Option<MemoryAlloc>)> = Vec::new();
+        let mut fresh: Vec<Kept> = Vec::new();
         for planned in plan.memory() {
             let found = (0..self.kept.len()).find(|&k| {
                 !taken[k] && self.kept[k].memory_type_index == planned.memory_type_index
             });
             let k = match found {
                 Some(k) => {
-                    let release_after = self.info.release_after;
-                    let kept = &mut self.kept[k];
-                    kept.idle = 0;
+                    let kept = &self.kept[k];
                     let size = kept.alloc.size();
-                    kept.oversized = if size / 2 > planned.size {
+                    let mut oversized = if size / 2 > planned.size {
                         kept.oversized + 1
                     } else {
                         0
                     };
-                    if size < planned.size || kept.oversized > release_after {
-                        // Allocated before the old one goes: on failure the old one stays.
-                        let alloc = self.allocate(planned.memory_type_index, planned.size)?;
-                        let kept = &mut self.kept[k];
-                        kept.alloc = alloc;
-                        kept.oversized = 0;
-                        changed = true;
+                    let mut replacement = None;
+                    if size < planned.size || oversized > self.info.release_after {
+                        // On failure `updates` and `fresh` are dropped: what this call
+                        // allocated so far is freed, and nothing kept was touched.
+                        replacement = Some(self.allocate(planned.memory_type_index, planned.size)?);
+                        oversized = 0;
                     }
+                    updates.push((k, oversized, replacement));
                     taken[k] = true;
                     k
                 }
                 None => {
                     let alloc = self.allocate(planned.memory_type_index, planned.size)?;
-                    self.kept.push(Kept {
+                    fresh.push(Kept {
                         alloc,
                         memory_type_index: planned.memory_type_index,
                         idle: 0,
                         oversized: 0,
                     });
-                    taken.push(true);
-                    changed = true;
-                    self.kept.len() - 1
+                    self.kept.len() + fresh.len() - 1
                 }
             };
             prepared.push(k);
         }
+        // Every memory object was made: the plan takes over.
+        for (k, oversized, replacement) in updates {
+            let kept = &mut self.kept[k];
+            kept.idle = 0;
+            kept.oversized = oversized;
+            if let Some(alloc) = replacement {
+                kept.alloc = alloc;
+                changed = true;
+            }
+        }
+        changed |= !fresh.is_empty();
+        taken.resize(self.kept.len() + fresh.len(), true);
+        self.kept.extend(fresh);
         // Release what no plan used for long enough; indices of `prepared` are remapped.
         let mut remap: Vec<usize> = Vec::with_capacity(self.kept.len());
         let mut kept = Vec::with_capacity(self.kept.len());

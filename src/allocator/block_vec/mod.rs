@@ -54,9 +54,11 @@
 //! - When a heap runs out of memory (or of budget, for a request that asked to stay within
 //!   it) while the allocator or one of its custom pools makes a memory object, the empty
 //!   blocks of every default block vector of that heap are released
-//!   ([`try_release_empty`](BlockVec::try_release_empty)) and the memory object is tried once
-//!   more; the vector that makes a block releases its own kept blocks and tries once more
-//!   too: kept memory never makes an allocation fail.
+//!   ([`try_release_empty`](BlockVec::try_release_empty)), for the allocator's own requests
+//!   those that its custom pools keep in the heap beyond their minimum too, and the memory
+//!   object is tried once more; the vector that makes a block releases its own kept blocks
+//!   and tries once more too, and so does a custom pool for its dedicated allocations: kept
+//!   memory never makes an allocation fail.
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
