@@ -1,0 +1,573 @@
+//! Host access at its edges: random writes and reads of random ranges through the safe API
+//! (`write`, `read`, the typed copies, the mapped slices with `flush` / `invalidate`) into
+//! neighbouring allocations of pools of every suballocator, of the default allocator and of
+//! dedicated memory, on simulated non-coherent memory (whose device copy throws away every
+//! byte a missing flush left behind, see `support::coherence`) and on the real driver with
+//! GPU round trips.
+//!
+//! After every step each allocation holds exactly what was written to it (never a
+//! neighbour's bytes), every flush and invalidate covers exactly the atoms the access
+//! touched (clamped to the memory object) and nothing of another allocation, and every
+//! range that leaves the allocation (offset + length overflow included) is an error that
+//! changes nothing.
+
+mod common;
+mod support;
+
+use ash_memory::*;
+
+use proptest::prelude::*;
+use support::{pattern, GpuLayout, Sim, KIB};
+
+/// Mobile's cached type, which is not host-coherent.
+const NON_COHERENT: u32 = 1;
+
+/// The mobile layout with `atom`-byte non-coherent atoms.
+fn mobile(atom: u64) -> GpuLayout {
+    GpuLayout {
+        name: "mobile-atoms",
+        non_coherent_atom_size: atom,
+        ..GpuLayout::mobile()
+    }
+}
+
+fn request(device: &MemoryDevice, size: u64, alignment: u64) -> AllocationRequirements {
+    AllocationRequirements {
+        layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+        memory_type_bits: device.memory_properties().all_types_mask(),
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    }
+}
+
+/// One live allocation and what it must hold.
+struct Held {
+    alloc: MemoryAlloc,
+    /// The bytes written to it, all `size()` of them.
+    model: Vec<u8>,
+    /// The size of its memory object.
+    object_size: u64,
+}
+
+/// One step of a walk; the numbers are folded into the allocation's bounds.
+#[derive(Clone, Debug)]
+enum Step {
+    Allocate {
+        size: u64,
+        alignment_log2: u32,
+    },
+    Free {
+        which: usize,
+    },
+    Write {
+        which: usize,
+        at: u64,
+        len: u64,
+        seed: u64,
+    },
+    WriteValue {
+        which: usize,
+        at: u64,
+        value: u64,
+    },
+    WriteSlice {
+        which: usize,
+        at: u64,
+        len: u64,
+        seed: u64,
+    },
+    ThroughSlice {
+        which: usize,
+        at: u64,
+        len: u64,
+        seed: u64,
+    },
+    Read {
+        which: usize,
+        at: u64,
+        len: u64,
+    },
+    ReadValue {
+        which: usize,
+        at: u64,
+    },
+    Edge {
+        which: usize,
+        kind: u8,
+        len: u64,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let which = any::<usize>();
+    prop_oneof![
+        3 => (1u64..6 * KIB, 0u32..9)
+            .prop_map(|(size, alignment_log2)| Step::Allocate { size, alignment_log2 }),
+        1 => which.clone().prop_map(|which| Step::Free { which }),
+        3 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(which, at, len, seed)| Step::Write { which, at, len, seed }),
+        1 => (which.clone(), any::<u64>(), any::<u64>())
+            .prop_map(|(which, at, value)| Step::WriteValue { which, at, value }),
+        1 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(which, at, len, seed)| Step::WriteSlice { which, at, len, seed }),
+        2 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(which, at, len, seed)| Step::ThroughSlice { which, at, len, seed }),
+        3 => (which.clone(), any::<u64>(), any::<u64>())
+            .prop_map(|(which, at, len)| Step::Read { which, at, len }),
+        1 => (which.clone(), any::<u64>()).prop_map(|(which, at)| Step::ReadValue { which, at }),
+        2 => (which, 0u8..8, 0u64..64).prop_map(|(which, kind, len)| Step::Edge { which, kind, len }),
+    ]
+}
+
+/// A range inside an allocation of `size` bytes drawn from two numbers: `(offset, len)`,
+/// reaching the last byte (and zero lengths) often.
+fn range_in(size: u64, at: u64, len: u64) -> (u64, u64) {
+    let offset = match at % 4 {
+        0 => 0,
+        1 => size - (len % (size + 1)).min(size),
+        _ => (at >> 2) % (size + 1),
+    };
+    let room = size - offset;
+    let len = match len % 5 {
+        0 => room,
+        1 => 0,
+        _ => (len >> 3) % (room + 1),
+    };
+    (offset, len)
+}
+
+/// The whole atoms of `[offset, offset + len)` of `held`'s allocation, in its memory object:
+/// what a flush or invalidate of the range must cover, `(memory offset, size)`.
+fn atoms_of(held: &Held, offset: u64, len: u64, atom: u64) -> (u64, u64) {
+    let start = held.alloc.offset() + offset;
+    let first = start / atom * atom;
+    let end = (start + len).div_ceil(atom) * atom;
+    let end = end.min(held.object_size);
+    (first, end - first)
+}
+
+/// Checks that the syncs logged from `from` on are exactly `expected` (`(offset, size,
+/// is_flush)` of `held`'s memory), and that none leaves the allocation's atoms.
+fn assert_syncs(
+    sim: &Sim,
+    from: usize,
+    held: &Held,
+    expected: &[(u64, u64, bool)],
+    atom: u64,
+    what: &str,
+) {
+    let syncs = sim.state.syncs();
+    let got: Vec<(u64, u64, bool)> = syncs[from..]
+        .iter()
+        .map(|&(memory, offset, size, flush)| {
+            assert_eq!(
+                memory,
+                held.alloc.memory(),
+                "{what}: a sync of another object"
+            );
+            (offset, size, flush)
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "{what}: flushes / invalidates (offset, size, flush)"
+    );
+    let (lo, len) = atoms_of(held, 0, held.alloc.size(), atom);
+    for (offset, size, _) in got {
+        assert!(
+            lo <= offset && offset + size <= lo + len,
+            "{what}: sync {offset}+{size} leaves the allocation's atoms {lo}+{len}"
+        );
+    }
+}
+
+/// Invalidates every allocation whole (the device copy replaces the host's bytes) and checks
+/// that each still holds its model: every write reached the device, and no access of one
+/// allocation changed another's bytes.
+fn assert_all_hold(held: &[Held], what: &str) {
+    for (i, h) in held.iter().enumerate() {
+        h.alloc.invalidate(0, h.alloc.size()).unwrap();
+        let slice = h.alloc.mapped_slice().unwrap();
+        if let Some(at) = slice.iter().zip(&h.model).position(|(a, b)| a != b) {
+            panic!(
+                "{what}: allocation {i} ({:?}+{}, {} bytes) lost byte {at}",
+                h.alloc.memory(),
+                h.alloc.offset(),
+                h.alloc.size()
+            );
+        }
+    }
+}
+
+/// Runs `steps` on allocations made by `allocate(size, alignment)` in non-coherent memory of
+/// atom size `atom`.
+fn run_walk(
+    sim: &Sim,
+    atom: u64,
+    steps: &[Step],
+    mut allocate: impl FnMut(u64, u64) -> Option<MemoryAlloc>,
+) {
+    let mut held: Vec<Held> = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        let what = format!("step {n} {step:?}");
+        let pick = |which: usize, held: &[Held]| (!held.is_empty()).then(|| which % held.len());
+        let from = sim.state.syncs().len();
+        match *step {
+            Step::Allocate {
+                size,
+                alignment_log2,
+            } => {
+                if held.len() >= 24 {
+                    continue;
+                }
+                let Some(mut alloc) = allocate(size, 1 << alignment_log2) else {
+                    continue;
+                };
+                assert_eq!(alloc.memory_type_index(), NON_COHERENT);
+                assert!(alloc.size() >= size, "{what}: size {}", alloc.size());
+                if !alloc.is_dedicated() {
+                    assert_eq!(alloc.offset() % atom, 0, "{what}: offset on an atom");
+                    assert_eq!(alloc.size() % atom, 0, "{what}: size in whole atoms");
+                }
+                let object_size = sim
+                    .state
+                    .calls()
+                    .iter()
+                    .rev()
+                    .find(|c| c.memory == alloc.memory())
+                    .map(|c| c.size)
+                    .expect("the allocation's memory object was allocated");
+                let model = pattern(n as u64, alloc.size() as usize);
+                let from = sim.state.syncs().len();
+                alloc.write(0, &model).unwrap();
+                let h = Held {
+                    alloc,
+                    model,
+                    object_size,
+                };
+                let whole = atoms_of(&h, 0, h.alloc.size(), atom);
+                assert_syncs(sim, from, &h, &[(whole.0, whole.1, true)], atom, &what);
+                held.push(h);
+            }
+            Step::Free { which } => {
+                if let Some(i) = pick(which, &held) {
+                    held.swap_remove(i);
+                }
+            }
+            Step::Write {
+                which,
+                at,
+                len,
+                seed,
+            } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &mut held[i];
+                let (offset, len) = range_in(h.alloc.size(), at, len);
+                let data = pattern(seed, len as usize);
+                h.alloc.write(offset, &data).unwrap();
+                h.model[offset as usize..(offset + len) as usize].copy_from_slice(&data);
+                let expected = expected_one(h, offset, len, atom, true);
+                assert_syncs(sim, from, h, &expected, atom, &what);
+            }
+            Step::WriteValue { which, at, value } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &mut held[i];
+                let size = h.alloc.size();
+                let offset = at % (size + 1);
+                let r = h.alloc.write_value(offset, value);
+                if offset + 8 > size {
+                    assert!(
+                        matches!(r, Err(MemoryAccessError::OutOfBounds { .. })),
+                        "{what}: {r:?}"
+                    );
+                    assert_syncs(sim, from, h, &[], atom, &what);
+                } else {
+                    r.unwrap();
+                    h.model[offset as usize..offset as usize + 8]
+                        .copy_from_slice(&value.to_ne_bytes());
+                    let expected = expected_one(h, offset, 8, atom, true);
+                    assert_syncs(sim, from, h, &expected, atom, &what);
+                }
+            }
+            Step::WriteSlice {
+                which,
+                at,
+                len,
+                seed,
+            } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &mut held[i];
+                let (offset, len) = range_in(h.alloc.size(), at, len);
+                let words: Vec<u32> = pattern(seed, (len / 4 * 4) as usize)
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+                    .collect();
+                h.alloc.write_slice(offset, &words).unwrap();
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+                h.model[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
+                let expected = expected_one(h, offset, bytes.len() as u64, atom, true);
+                assert_syncs(sim, from, h, &expected, atom, &what);
+            }
+            Step::ThroughSlice {
+                which,
+                at,
+                len,
+                seed,
+            } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &mut held[i];
+                let (offset, len) = range_in(h.alloc.size(), at, len);
+                let data = pattern(seed, len as usize);
+                let range = offset as usize..(offset + len) as usize;
+                h.alloc.mapped_slice_mut().unwrap()[range.clone()].copy_from_slice(&data);
+                assert_syncs(sim, from, h, &[], atom, &format!("{what} (no flush yet)"));
+                h.alloc.flush(offset, len).unwrap();
+                h.model[range].copy_from_slice(&data);
+                let expected = expected_one(h, offset, len, atom, true);
+                assert_syncs(sim, from, h, &expected, atom, &what);
+            }
+            Step::Read { which, at, len } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &held[i];
+                let (offset, len) = range_in(h.alloc.size(), at, len);
+                let mut out = vec![0xA5; len as usize];
+                h.alloc.read(offset, &mut out).unwrap();
+                assert!(
+                    out == h.model[offset as usize..(offset + len) as usize],
+                    "{what}: read back other bytes than written"
+                );
+                let expected = expected_one(h, offset, len, atom, false);
+                assert_syncs(sim, from, h, &expected, atom, &what);
+            }
+            Step::ReadValue { which, at } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                let h = &held[i];
+                let size = h.alloc.size();
+                let offset = at % (size + 1);
+                let r = h.alloc.read_value::<u32>(offset);
+                if offset + 4 > size {
+                    assert!(
+                        matches!(r, Err(MemoryAccessError::OutOfBounds { .. })),
+                        "{what}: {r:?}"
+                    );
+                    assert_syncs(sim, from, h, &[], atom, &what);
+                } else {
+                    let o = offset as usize;
+                    let want = u32::from_ne_bytes(h.model[o..o + 4].try_into().unwrap());
+                    assert_eq!(r.unwrap(), want, "{what}");
+                    let expected = expected_one(h, offset, 4, atom, false);
+                    assert_syncs(sim, from, h, &expected, atom, &what);
+                }
+            }
+            Step::Edge { which, kind, len } => {
+                let Some(i) = pick(which, &held) else {
+                    continue;
+                };
+                edge(&mut held[i], kind, len, &what);
+                assert_syncs(sim, from, &held[i], &[], atom, &what);
+            }
+        }
+        assert!(
+            sim.state.violations().is_empty(),
+            "{what}: {:?}",
+            sim.state.violations()
+        );
+        if n % 16 == 15 {
+            assert_all_hold(&held, &what);
+        }
+    }
+    assert_all_hold(&held, "at the end");
+}
+
+/// The one flush (or invalidate) an access of `[offset, offset + len)` must make: none for
+/// zero bytes.
+fn expected_one(h: &Held, offset: u64, len: u64, atom: u64, flush: bool) -> Vec<(u64, u64, bool)> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let (o, s) = atoms_of(h, offset, len, atom);
+    vec![(o, s, flush)]
+}
+
+/// An access that leaves the allocation (`kind` picks which, `len` bytes long, 1 at least
+/// where a length of zero would fit): an `OutOfBounds` error naming it, and nothing changed.
+fn edge(h: &mut Held, kind: u8, len: u64, what: &str) {
+    let size = h.alloc.size();
+    let len = len.max(1);
+    let data = vec![0xEE; len as usize];
+    let mut out = vec![0; len as usize];
+    let oob = |r: Result<(), MemoryAccessError>, offset: u64, len: u64| {
+        assert_eq!(
+            r,
+            Err(MemoryAccessError::OutOfBounds { offset, len, size }),
+            "{what}: kind {kind}"
+        );
+    };
+    match kind {
+        // One byte past the end.
+        0 => oob(
+            h.alloc.write(size - len.min(size) + 1, &data),
+            size - len.min(size) + 1,
+            len,
+        ),
+        1 => oob(
+            h.alloc.read(size + 1 - len.min(size), &mut out),
+            size + 1 - len.min(size),
+            len,
+        ),
+        // Offset + length overflows.
+        2 => oob(
+            h.alloc.write(u64::MAX - len + 1, &data),
+            u64::MAX - len + 1,
+            len,
+        ),
+        3 => oob(h.alloc.read(u64::MAX, &mut out), u64::MAX, len),
+        4 => oob(h.alloc.flush(u64::MAX, len + 1), u64::MAX, len + 1),
+        5 => oob(h.alloc.invalidate(size, 1), size, 1),
+        // Zero bytes: fine at the end, an error past it.
+        6 => {
+            h.alloc.write(size, &[]).unwrap();
+            h.alloc.read(size, &mut []).unwrap();
+            h.alloc.flush(size, 0).unwrap();
+            oob(h.alloc.write(size + 1, &[]), size + 1, 0);
+            oob(h.alloc.invalidate(size + 1, 0), size + 1, 0);
+        }
+        _ => {
+            let r = h.alloc.write_value::<u16>(size - 1, 7);
+            assert_eq!(
+                r,
+                Err(MemoryAccessError::OutOfBounds {
+                    offset: size - 1,
+                    len: 2,
+                    size
+                }),
+                "{what}"
+            );
+            let r = h.alloc.read_value::<u64>(u64::MAX - 3);
+            assert!(
+                matches!(r, Err(MemoryAccessError::OutOfBounds { .. })),
+                "{what}: {r:?}"
+            );
+        }
+    }
+}
+
+/// A walk in a pool of `S` on the non-coherent type, blocks of 64 KiB cut into `arenas`.
+fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, steps: &[Step]) {
+    let sim = Sim::new(mobile(atom));
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<S>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(NON_COHERENT),
+            block_size: 64 * KIB,
+            max_block_count: 4,
+            block_arenas: Some(arenas),
+            ..Default::default()
+        })
+        .unwrap();
+    let info = AllocationCreateInfo::default();
+    run_walk(&sim, atom, steps, |size, alignment| {
+        match pool.allocate(
+            request(&device, size, alignment),
+            AllocationType::Linear,
+            &info,
+            None,
+        ) {
+            Ok(a) => Some(a),
+            Err(
+                AllocationError::PoolFull { .. }
+                | AllocationError::SuballocatorBlockSizeExceeded
+                | AllocationError::BlockSizeExceeded { .. }
+                | AllocationError::OutOfPoolMemory,
+            ) => None,
+            Err(e) => panic!("{size} bytes at {alignment}: {e}"),
+        }
+    });
+    sim.state.reset_counters();
+}
+
+/// A walk of the default allocator's blocks and dedicated memory of sizes that are not
+/// multiples of the atom, on the non-coherent type.
+fn default_walk(atom: u64, steps: &[Step]) {
+    let sim = Sim::new(mobile(atom));
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let info = AllocationCreateInfo::default();
+    let mut dedicated = false;
+    run_walk(&sim, atom, steps, |size, alignment| {
+        dedicated = !dedicated;
+        Some(if dedicated {
+            // Dedicated memory is exactly the size asked for: its last atom is cut short.
+            let a = allocator
+                .allocate_dedicated(NON_COHERENT, size, None, &info)
+                .unwrap();
+            assert_eq!((a.offset(), a.size()), (0, size));
+            a
+        } else {
+            allocator
+                .allocate_from_type(
+                    NON_COHERENT,
+                    DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+                    AllocationType::Linear,
+                    &info,
+                )
+                .unwrap()
+        })
+    });
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn free_list_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 1, &steps);
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 4, &steps);
+    }
+
+    #[test]
+    fn buddy_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, &steps);
+    }
+
+    #[test]
+    fn slot_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        pool_walk::<SlotAllocator<{ 8 * 1024 }>>(1 << atom_log2, 1, &steps);
+    }
+
+    #[test]
+    fn bump_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        pool_walk::<BumpAllocator>(1 << atom_log2, 1, &steps);
+    }
+
+    #[test]
+    fn ring_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        pool_walk::<RingAllocator>(1 << atom_log2, 1, &steps);
+    }
+
+    #[test]
+    fn default_allocator_and_dedicated_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
+        default_walk(1 << atom_log2, &steps);
+    }
+}
