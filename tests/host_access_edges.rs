@@ -202,12 +202,15 @@ fn assert_all_hold(held: &[Held], what: &str) {
 }
 
 /// Runs `steps` on allocations made by `allocate(size, alignment)` in non-coherent memory of
-/// atom size `atom`.
+/// atom size `atom` (with debug margins: not on atoms themselves), calling `after_step`
+/// after each.
 fn run_walk(
     sim: &Sim,
     atom: u64,
     steps: &[Step],
+    margins: bool,
     mut allocate: impl FnMut(u64, u64) -> Option<MemoryAlloc>,
+    mut after_step: impl FnMut(&str),
 ) {
     let mut held: Vec<Held> = Vec::new();
     for (n, step) in steps.iter().enumerate() {
@@ -227,7 +230,7 @@ fn run_walk(
                 };
                 assert_eq!(alloc.memory_type_index(), NON_COHERENT);
                 assert!(alloc.size() >= size, "{what}: size {}", alloc.size());
-                if !alloc.is_dedicated() {
+                if !alloc.is_dedicated() && !margins {
                     assert_eq!(alloc.offset() % atom, 0, "{what}: offset on an atom");
                     assert_eq!(alloc.size() % atom, 0, "{what}: size in whole atoms");
                 }
@@ -389,6 +392,7 @@ fn run_walk(
         if n % 16 == 15 {
             assert_all_hold(&held, &what);
         }
+        after_step(&what);
     }
     assert_all_hold(&held, "at the end");
 }
@@ -481,8 +485,12 @@ fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, 
         })
         .unwrap();
     let info = AllocationCreateInfo::default();
-    run_walk(&sim, atom, steps, |size, alignment| {
-        match pool.allocate(
+    run_walk(
+        &sim,
+        atom,
+        steps,
+        false,
+        |size, alignment| match pool.allocate(
             request(&device, size, alignment),
             AllocationType::Linear,
             &info,
@@ -496,39 +504,69 @@ fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, 
                 | AllocationError::OutOfPoolMemory,
             ) => None,
             Err(e) => panic!("{size} bytes at {alignment}: {e}"),
-        }
-    });
+        },
+        |_| {},
+    );
     sim.state.reset_counters();
 }
 
 /// A walk of the default allocator's blocks and dedicated memory of sizes that are not
 /// multiples of the atom, on the non-coherent type.
-fn default_walk(atom: u64, steps: &[Step]) {
+///
+/// With `margin` bytes of debug margins (and the fill patterns), the margins are checked
+/// after every step: no access of an allocation, nor a flush or invalidate of its atoms,
+/// touches them.
+fn default_walk(atom: u64, margin: u64, steps: &[Step]) {
     let sim = Sim::new(mobile(atom));
     let device = sim.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                margin,
+                fill_patterns: margin > 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let info = AllocationCreateInfo::default();
     let mut dedicated = false;
-    run_walk(&sim, atom, steps, |size, alignment| {
-        dedicated = !dedicated;
-        Some(if dedicated {
-            // Dedicated memory is exactly the size asked for: its last atom is cut short.
-            let a = allocator
-                .allocate_dedicated(NON_COHERENT, size, None, &info)
-                .unwrap();
-            assert_eq!((a.offset(), a.size()), (0, size));
-            a
-        } else {
-            allocator
-                .allocate_from_type(
-                    NON_COHERENT,
-                    DeviceLayout::from_size_alignment(size, alignment).unwrap(),
-                    AllocationType::Linear,
-                    &info,
-                )
-                .unwrap()
-        })
-    });
+    let check = |what: &str| {
+        if margin > 0 {
+            if let Err(e) = allocator.check_corruption(u32::MAX) {
+                panic!("{what}: {e}");
+            }
+        }
+    };
+    run_walk(
+        &sim,
+        atom,
+        steps,
+        margin > 0,
+        |size, alignment| {
+            dedicated = !dedicated;
+            Some(if dedicated {
+                // Dedicated memory is exactly the size asked for: its last atom is cut short.
+                let a = allocator
+                    .allocate_dedicated(NON_COHERENT, size, None, &info)
+                    .unwrap();
+                assert_eq!((a.offset(), a.size()), (0, size));
+                a
+            } else {
+                allocator
+                    .allocate_from_type(
+                        NON_COHERENT,
+                        DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+                        AllocationType::Linear,
+                        &info,
+                    )
+                    .unwrap()
+            })
+        },
+        check,
+    );
 }
 
 fn config() -> ProptestConfig {
@@ -570,7 +608,12 @@ proptest! {
 
     #[test]
     fn default_allocator_and_dedicated_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        default_walk(1 << atom_log2, &steps);
+        default_walk(1 << atom_log2, 0, &steps);
+    }
+
+    #[test]
+    fn host_access_keeps_debug_margins_intact(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        default_walk(1 << atom_log2, margin * 4, &steps);
     }
 }
 
