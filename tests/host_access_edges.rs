@@ -470,11 +470,28 @@ fn edge(h: &mut Held, kind: u8, len: u64, what: &str) {
     }
 }
 
-/// A walk in a pool of `S` on the non-coherent type, blocks of 64 KiB cut into `arenas`.
-fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, steps: &[Step]) {
+/// A walk in a pool of `S` on the non-coherent type, blocks of 64 KiB cut into `arenas`,
+/// with `margin` bytes of debug margins (and fill patterns) checked after every step.
+fn pool_walk<S: Suballocator + Send + Sync + 'static>(
+    atom: u64,
+    arenas: usize,
+    margin: u64,
+    steps: &[Step],
+) {
     let sim = Sim::new(mobile(atom));
     let device = sim.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                margin,
+                fill_patterns: margin > 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pool = allocator
         .create_pool::<S>(&PoolCreateInfo {
             memory_type: PoolMemoryType::Index(NON_COHERENT),
@@ -485,11 +502,18 @@ fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, 
         })
         .unwrap();
     let info = AllocationCreateInfo::default();
+    let check = |what: &str| {
+        if margin > 0 {
+            if let Err(e) = pool.check_corruption() {
+                panic!("{what}: {e}");
+            }
+        }
+    };
     run_walk(
         &sim,
         atom,
         steps,
-        false,
+        margin > 0,
         |size, alignment| match pool.allocate(
             request(&device, size, alignment),
             AllocationType::Linear,
@@ -505,9 +529,8 @@ fn pool_walk<S: Suballocator + Send + Sync + 'static>(atom: u64, arenas: usize, 
             ) => None,
             Err(e) => panic!("{size} bytes at {alignment}: {e}"),
         },
-        |_| {},
+        check,
     );
-    sim.state.reset_counters();
 }
 
 /// A walk of the default allocator's blocks and dedicated memory of sizes that are not
@@ -569,9 +592,14 @@ fn default_walk(atom: u64, margin: u64, steps: &[Step]) {
     );
 }
 
+/// 12 cases (`PROPTEST_CASES` for more).
 fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     ProptestConfig {
-        cases: 12,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -581,29 +609,34 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn free_list_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        pool_walk::<FreeListAllocator>(1 << atom_log2, 1, &steps);
-        pool_walk::<FreeListAllocator>(1 << atom_log2, 4, &steps);
+    fn free_list_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 1, 0, &steps);
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 4, margin * 4, &steps);
     }
 
     #[test]
-    fn buddy_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, &steps);
+    fn buddy_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, 0, &steps);
+        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, margin * 4, &steps);
     }
 
     #[test]
-    fn slot_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        pool_walk::<SlotAllocator<{ 8 * 1024 }>>(1 << atom_log2, 1, &steps);
+    fn slot_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        pool_walk::<SlotAllocator<{ 8 * 1024 }>>(1 << atom_log2, 1, 0, &steps);
+        // Slots that do not start on atoms.
+        pool_walk::<SlotAllocator<7000>>(1 << atom_log2, 1, margin * 4, &steps);
     }
 
     #[test]
-    fn bump_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        pool_walk::<BumpAllocator>(1 << atom_log2, 1, &steps);
+    fn bump_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        pool_walk::<BumpAllocator>(1 << atom_log2, 1, 0, &steps);
+        pool_walk::<BumpAllocator>(1 << atom_log2, 1, margin * 4, &steps);
     }
 
     #[test]
-    fn ring_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9) {
-        pool_walk::<RingAllocator>(1 << atom_log2, 1, &steps);
+    fn ring_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
+        pool_walk::<RingAllocator>(1 << atom_log2, 1, 0, &steps);
+        pool_walk::<RingAllocator>(1 << atom_log2, 1, margin * 4, &steps);
     }
 
     #[test]
@@ -911,4 +944,91 @@ fn defragment(ctx: &TestContext, allocator: &StandardMemoryAllocator, buffers: &
     }
     defrag.finish();
     assert!(moved > 0, "the defragmentation moved nothing");
+}
+
+/// Allocations outlive their allocator and their pool (leak check off): each keeps its
+/// memory object alive and mapped, host access through it works as before (flushes and
+/// invalidates of live objects only), and the memory goes when the last allocation does.
+#[test]
+fn host_access_outlives_the_allocator_and_the_pool() {
+    let atom = 128;
+    let sim = Sim::new(mobile(atom));
+    let device = sim.memory_device();
+    let quiet = DebugOptions {
+        leak_check: LeakCheck::Off,
+        margin: 16,
+        fill_patterns: true,
+        ..Default::default()
+    };
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: quiet,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let pool = allocator
+        .create_pool::<BuddyAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(NON_COHERENT),
+            block_size: 64 * KIB,
+            ..Default::default()
+        })
+        .unwrap();
+    let info = AllocationCreateInfo::default();
+    let layout = |size| DeviceLayout::from_size_alignment(size, 4).unwrap();
+    let mut allocs = vec![
+        allocator
+            .allocate_from_type(NON_COHERENT, layout(1000), AllocationType::Linear, &info)
+            .unwrap(),
+        allocator
+            .allocate_from_type(NON_COHERENT, layout(333), AllocationType::Linear, &info)
+            .unwrap(),
+        allocator
+            .allocate_dedicated(NON_COHERENT, 1001, None, &info)
+            .unwrap(),
+        pool.allocate(
+            request(&device, 700, 16),
+            AllocationType::Linear,
+            &info,
+            None,
+        )
+        .unwrap(),
+        pool.allocate(
+            request(&device, 70, 16),
+            AllocationType::Linear,
+            &info,
+            None,
+        )
+        .unwrap(),
+    ];
+    for (i, a) in allocs.iter_mut().enumerate() {
+        a.write(0, &pattern(i as u64, a.size() as usize)).unwrap();
+    }
+    drop(pool);
+    drop(allocator);
+    assert!(
+        sim.state.live_objects() >= 3,
+        "the allocations keep their memory"
+    );
+    for (i, a) in allocs.iter_mut().enumerate() {
+        a.invalidate(0, a.size()).unwrap();
+        let held = a.mapped_slice().unwrap().to_vec();
+        assert!(
+            held == pattern(i as u64, a.size() as usize),
+            "allocation {i}"
+        );
+        let new = pattern(100 + i as u64, a.size() as usize);
+        a.write(0, &new).unwrap();
+        let mut back = vec![0; new.len()];
+        a.read(0, &mut back).unwrap();
+        assert!(back == new, "allocation {i} after the allocator went");
+    }
+    drop(allocs);
+    assert!(
+        sim.state.violations().is_empty(),
+        "{:?}",
+        sim.state.violations()
+    );
+    sim.assert_nothing_allocated();
 }
