@@ -105,18 +105,18 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (1u64..6 * KIB, 0u32..9)
             .prop_map(|(size, alignment_log2)| Step::Allocate { size, alignment_log2 }),
-        1 => which.clone().prop_map(|which| Step::Free { which }),
-        3 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+        1 => which.prop_map(|which| Step::Free { which }),
+        3 => (which, any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(which, at, len, seed)| Step::Write { which, at, len, seed }),
-        1 => (which.clone(), any::<u64>(), any::<u64>())
+        1 => (which, any::<u64>(), any::<u64>())
             .prop_map(|(which, at, value)| Step::WriteValue { which, at, value }),
-        1 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+        1 => (which, any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(which, at, len, seed)| Step::WriteSlice { which, at, len, seed }),
-        2 => (which.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+        2 => (which, any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(which, at, len, seed)| Step::ThroughSlice { which, at, len, seed }),
-        3 => (which.clone(), any::<u64>(), any::<u64>())
+        3 => (which, any::<u64>(), any::<u64>())
             .prop_map(|(which, at, len)| Step::Read { which, at, len }),
-        1 => (which.clone(), any::<u64>()).prop_map(|(which, at)| Step::ReadValue { which, at }),
+        1 => (which, any::<u64>()).prop_map(|(which, at)| Step::ReadValue { which, at }),
         2 => (which, 0u8..8, 0u64..64).prop_map(|(which, kind, len)| Step::Edge { which, kind, len }),
     ]
 }
@@ -735,10 +735,13 @@ fn assert_gpu_buffers_hold(buffers: &[GpuBuffer], rng: &mut Rng, what: &str) {
     }
 }
 
+/// Records one command (and its barrier) into a command buffer.
+type Recorder = Box<dyn FnOnce(&ash::Device, vk::CommandBuffer)>;
+
 /// One submission of random GPU work: fills and updates of ranges, and copies between
 /// buffers (never overlapping ranges of one buffer), followed by a barrier to the host.
 fn gpu_work(ctx: &TestContext, buffers: &mut [GpuBuffer], rng: &mut Rng) {
-    let mut record: Vec<Box<dyn FnOnce(&ash::Device, vk::CommandBuffer)>> = Vec::new();
+    let mut record: Vec<Recorder> = Vec::new();
     for _ in 0..12 {
         let n = buffers.len() as u64;
         let (a, c) = (rng.below(n) as usize, rng.below(n) as usize);
@@ -1031,4 +1034,97 @@ fn host_access_outlives_the_allocator_and_the_pool() {
         sim.state.violations()
     );
     sim.assert_nothing_allocated();
+}
+
+/// Page-aligned, zeroed host memory to import (`minImportedHostPointerAlignment`).
+struct HostPages {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl HostPages {
+    fn new(device: &MemoryDevice, pages: usize) -> Self {
+        let alignment = ash_memory::external_memory::min_imported_host_pointer_alignment(device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let layout = std::alloc::Layout::from_size_align(alignment * pages, alignment).unwrap();
+        // SAFETY: a non-zero size.
+        let ptr = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+}
+
+impl Drop for HostPages {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+/// One host allocation imported twice would give two allocations that map the same bytes,
+/// whose mutable slices alias: the second import of bytes already imported is refused,
+/// whole or in part, until the first allocation is gone.
+#[test]
+fn host_memory_is_imported_once_at_a_time() {
+    let ctx = TestContext::with_device_extensions(&[ash::ext::external_memory_host::NAME]);
+    {
+        let device = ctx.memory_device_with(EnabledMemoryFeatures {
+            external_memory_host: true,
+            ..Default::default()
+        });
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let host = HostPages::new(&device, 4);
+        let size = host.layout.size() as u64;
+        let page = size / 4;
+        // SAFETY: `host` is a live host allocation of `size` bytes that outlives the imports.
+        let whole = unsafe { ExternalMemoryImport::host_pointer(host.ptr.cast()) };
+        let memory_type = whole.memory_type_bits(&device).unwrap().trailing_zeros();
+        let info = AllocationCreateInfo::default();
+        let mut first = allocator
+            .import_memory(whole, memory_type, size, None, &info)
+            .unwrap();
+        let second = allocator.import_memory(whole, memory_type, size, None, &info);
+        let third = {
+            // The last page only.
+            let tail = host.ptr.as_ptr().wrapping_add(3 * page as usize);
+            // SAFETY: inside `host`, page-aligned.
+            let tail = unsafe {
+                ExternalMemoryImport::host_pointer(std::ptr::NonNull::new(tail).unwrap().cast())
+            };
+            allocator.import_memory(tail, memory_type, page, None, &info)
+        };
+        if let (Ok(second), _) | (_, Ok(second)) = (&second, &third) {
+            // Show what the aliasing does.
+            first.write(size - 1, &[7]).unwrap();
+            let mut b = [0];
+            second.read(second.size() - 1, &mut b).unwrap();
+            panic!(
+                "host memory imported twice: a write through one allocation reads back {} \
+                 through the other",
+                b[0]
+            );
+        }
+        for r in [second, third] {
+            assert!(
+                matches!(
+                    r,
+                    Err(AllocationError::Memory(
+                        MemoryObjectError::ImportOverlaps { .. }
+                    ))
+                ),
+                "{r:?}"
+            );
+        }
+        first.write(0, &[1, 2, 3]).unwrap();
+        drop(first);
+        // Once the first is gone, the bytes may be imported again.
+        let again = allocator
+            .import_memory(whole, memory_type, size, None, &info)
+            .unwrap();
+        let mut back = [0; 3];
+        again.read(0, &mut back).unwrap();
+        assert_eq!(back, [1, 2, 3]);
+        drop((again, allocator));
+    }
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }

@@ -19,7 +19,9 @@
 //!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
 //!   [`external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)); a host
 //!   pointer and the size are multiples of `minImportedHostPointerAlignment`, the memory type
-//!   is one `vkGetMemoryHostPointerPropertiesEXT` allows, and the import is not dedicated; an
+//!   is one `vkGetMemoryHostPointerPropertiesEXT` allows, the import is not dedicated, and no
+//!   live import holds any of its bytes (two allocations would map them,
+//!   [`MemoryObjectError::ImportOverlaps`]); an
 //!   fd of a non-opaque handle type goes to a memory type `vkGetMemoryFdPropertiesKHR`
 //!   allows. For an *opaque* fd Vulkan offers no query: the memory type and size must be
 //!   those of the exported object (what [`ExportedFd`] carries), and memory exported as
@@ -72,6 +74,11 @@ impl ExternalMemoryImport {
     /// `fd` is an open descriptor of that handle type, exported by a compatible device (same
     /// driver and device UUIDs for the opaque type); it is used for one successful import
     /// only: on success the driver owns and closes it, on failure it is still the caller's.
+    /// If the memory it stands for is mapped elsewhere in this process (exported from a
+    /// host-visible memory object here, e.g. with
+    /// [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)), the imported allocation
+    /// maps the same bytes: the application accesses them through one of the two at a time
+    /// (no slice of one lives while the other is written or sliced).
     /// For an opaque fd, the memory type and size given with it are those of the exported
     /// memory object, and memory exported dedicated is imported dedicated to an equal
     /// resource.
@@ -88,13 +95,29 @@ impl ExternalMemoryImport {
     ///
     /// `pointer` starts a host allocation of at least the size given with the import,
     /// readable and writable, that stays allocated until the memory object is freed; the
-    /// host and the GPU access it only as Vulkan allows for host-visible memory.
+    /// host and the GPU access it only as Vulkan allows for host-visible memory, and while
+    /// the memory object lives the application reaches those bytes through the allocation
+    /// only (its mapping shows them: a write through the original pointer while a slice of
+    /// the allocation lives would break that slice's borrow).
+    ///
+    /// The same bytes cannot be imported twice at a time: an import that overlaps a live
+    /// import of host memory (into any device) is refused with
+    /// [`ImportOverlaps`](MemoryObjectError::ImportOverlaps), since two allocations would map
+    /// the same bytes.
     pub unsafe fn host_pointer(pointer: NonNull<c_void>) -> Self {
         Self {
             kind: ImportKind::HostPointer {
                 handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
                 pointer,
             },
+        }
+    }
+
+    /// The host pointer of a host-allocation import.
+    pub(crate) fn host_address(self) -> Option<NonNull<c_void>> {
+        match self.kind {
+            ImportKind::HostPointer { pointer, .. } => Some(pointer),
+            ImportKind::Fd { .. } => None,
         }
     }
 
