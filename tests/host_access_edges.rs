@@ -1125,6 +1125,28 @@ fn host_memory_is_imported_once_at_a_time() {
         again.read(0, &mut back).unwrap();
         assert_eq!(back, [1, 2, 3]);
         drop((again, allocator));
+
+        // The same import in the user's own chain (as a pool would chain it for every
+        // block): the second memory object is refused as well.
+        let chained = vk::ImportMemoryHostPointerInfoEXT::default()
+            .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
+            .host_pointer(host.ptr.as_ptr().cast());
+        // SAFETY: a valid chain of one structure (its extension claimed, the pointer and
+        // size aligned, the type allowed), alive until the objects below are freed.
+        let next = unsafe { AllocateNext::new(std::ptr::from_ref(&chained).cast()) };
+        let info = MemoryObjectCreateInfo {
+            size,
+            memory_type_index: memory_type,
+            next,
+            ..Default::default()
+        };
+        let one = MemoryObject::allocate(device.clone(), &info).unwrap();
+        assert!(matches!(
+            MemoryObject::allocate(device.clone(), &info),
+            Err(MemoryObjectError::ImportOverlaps { .. })
+        ));
+        drop(one);
+        drop(MemoryObject::allocate(device.clone(), &info).unwrap());
     }
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }

@@ -241,11 +241,15 @@ impl AllocateNext {
         self.0.as_ptr()
     }
 
-    /// The structure types of the chain, in order, and the handle types of a
-    /// `VkExportMemoryAllocateInfo` in it.
-    fn walk(self) -> (Vec<vk::StructureType>, vk::ExternalMemoryHandleTypeFlags) {
-        let mut types = Vec::new();
-        let mut export = vk::ExternalMemoryHandleTypeFlags::empty();
+    /// The structure types of the chain, in order, the handle types of a
+    /// `VkExportMemoryAllocateInfo` in it, and the host pointer of a
+    /// `VkImportMemoryHostPointerInfoEXT` in it.
+    fn walk(self) -> ChainWalk {
+        let mut walk = ChainWalk {
+            types: Vec::new(),
+            export: vk::ExternalMemoryHandleTypeFlags::empty(),
+            host_pointer: None,
+        };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
             // SAFETY: a valid chain (`new`'s contract): each structure starts with a
@@ -254,19 +258,33 @@ impl AllocateNext {
             if base.s_type == vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO {
                 // SAFETY: the structure type says what the structure is.
                 let info = unsafe { &*next.cast::<vk::ExportMemoryAllocateInfo<'_>>() };
-                export |= info.handle_types;
+                walk.export |= info.handle_types;
             }
-            types.push(base.s_type);
+            if base.s_type == vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::ImportMemoryHostPointerInfoEXT<'_>>() };
+                walk.host_pointer = NonNull::new(info.p_host_pointer);
+            }
+            walk.types.push(base.s_type);
             next = base.p_next.cast();
         }
-        (types, export)
+        walk
     }
+}
+
+/// What [`AllocateNext::walk`] finds in a user chain.
+struct ChainWalk {
+    types: Vec<vk::StructureType>,
+    export: vk::ExternalMemoryHandleTypeFlags,
+    host_pointer: Option<NonNull<c_void>>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.
 pub(crate) struct ChainPlan {
     /// The handle types the memory object is exportable as.
     pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The host allocation it is imported from, by the crate's import or the user's chain.
+    pub(crate) host_pointer: Option<NonNull<c_void>>,
 }
 
 /// Checks the import and the user chain of `info` against the device and against the
@@ -307,14 +325,19 @@ pub(crate) fn check(
         }
     }
     let mut export_types = crate_export;
+    let mut host_pointer = info.import.and_then(|i| i.host_address());
     if let Some(next) = info.next {
-        let (types, export) = next.walk();
-        if let Some(&dup) = types.iter().find(|t| own.contains(t)) {
+        let walk = next.walk();
+        if let Some(&dup) = walk.types.iter().find(|t| own.contains(t)) {
             return Err(MemoryObjectError::DuplicateChainStructure(dup));
         }
-        export_types |= export;
+        export_types |= walk.export;
+        host_pointer = host_pointer.or(walk.host_pointer);
     }
-    Ok(ChainPlan { export_types })
+    Ok(ChainPlan {
+        export_types,
+        host_pointer,
+    })
 }
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.

@@ -409,8 +409,9 @@ impl MemoryObject {
         let plan =
             crate::device_memory::external::check(&device, info, &crate_types, crate_export)?;
         // Before anything else is reserved, so that no two live objects map the same host
-        // bytes; given back when the object is freed or this call fails.
-        let host_import = match info.import.and_then(|i| i.host_address()) {
+        // bytes (the crate's import or one in the user's chain, which a pool would repeat for
+        // every block); given back when the object is freed or this call fails.
+        let host_import = match plan.host_pointer {
             Some(pointer) => Some(host_imports::HostImportClaim::claim(
                 pointer.as_ptr() as usize,
                 info.size,
