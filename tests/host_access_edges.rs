@@ -470,11 +470,11 @@ fn edge(h: &mut Held, kind: u8, len: u64, what: &str) {
     }
 }
 
-/// A walk in a pool of `S` on the non-coherent type, blocks of 64 KiB cut into `arenas`,
-/// with `margin` bytes of debug margins (and fill patterns) checked after every step.
+/// A walk in a pool of `S` on the non-coherent type, blocks of `block_size` bytes (not
+/// always a whole number of atoms), with `margin` bytes of debug margins (and fill patterns) checked after every step.
 fn pool_walk<S: Suballocator + Send + Sync + 'static>(
     atom: u64,
-    arenas: usize,
+    block_size: u64,
     margin: u64,
     steps: &[Step],
 ) {
@@ -495,9 +495,8 @@ fn pool_walk<S: Suballocator + Send + Sync + 'static>(
     let pool = allocator
         .create_pool::<S>(&PoolCreateInfo {
             memory_type: PoolMemoryType::Index(NON_COHERENT),
-            block_size: 64 * KIB,
+            block_size,
             max_block_count: 4,
-            block_arenas: Some(arenas),
             ..Default::default()
         })
         .unwrap();
@@ -610,33 +609,33 @@ proptest! {
 
     #[test]
     fn free_list_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
-        pool_walk::<FreeListAllocator>(1 << atom_log2, 1, 0, &steps);
-        pool_walk::<FreeListAllocator>(1 << atom_log2, 4, margin * 4, &steps);
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 64 * KIB, 0, &steps);
+        pool_walk::<FreeListAllocator>(1 << atom_log2, 64 * KIB + 100, margin * 4, &steps);
     }
 
     #[test]
     fn buddy_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
-        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, 0, &steps);
-        pool_walk::<BuddyAllocator>(1 << atom_log2, 1, margin * 4, &steps);
+        pool_walk::<BuddyAllocator>(1 << atom_log2, 64 * KIB, 0, &steps);
+        pool_walk::<BuddyAllocator>(1 << atom_log2, 64 * KIB - 100, margin * 4, &steps);
     }
 
     #[test]
     fn slot_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
-        pool_walk::<SlotAllocator<{ 8 * 1024 }>>(1 << atom_log2, 1, 0, &steps);
+        pool_walk::<SlotAllocator<{ 8 * 1024 }>>(1 << atom_log2, 64 * KIB, 0, &steps);
         // Slots that do not start on atoms.
-        pool_walk::<SlotAllocator<7000>>(1 << atom_log2, 1, margin * 4, &steps);
+        pool_walk::<SlotAllocator<7000>>(1 << atom_log2, 9 * 7000, margin * 4, &steps);
     }
 
     #[test]
     fn bump_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
-        pool_walk::<BumpAllocator>(1 << atom_log2, 1, 0, &steps);
-        pool_walk::<BumpAllocator>(1 << atom_log2, 1, margin * 4, &steps);
+        pool_walk::<BumpAllocator>(1 << atom_log2, 64 * KIB, 0, &steps);
+        pool_walk::<BumpAllocator>(1 << atom_log2, 64 * KIB - 100, margin * 4, &steps);
     }
 
     #[test]
     fn ring_pool_host_access(steps in prop::collection::vec(step(), 1..120), atom_log2 in 6u32..9, margin in 1u64..40) {
-        pool_walk::<RingAllocator>(1 << atom_log2, 1, 0, &steps);
-        pool_walk::<RingAllocator>(1 << atom_log2, 1, margin * 4, &steps);
+        pool_walk::<RingAllocator>(1 << atom_log2, 64 * KIB, 0, &steps);
+        pool_walk::<RingAllocator>(1 << atom_log2, 64 * KIB - 100, margin * 4, &steps);
     }
 
     #[test]
