@@ -258,7 +258,7 @@ pub enum MemoryObjectError {
     DuplicateChainStructure(vk::StructureType),
     /// The host memory of a host-pointer import is (partly) imported already, by a memory
     /// object that is still alive: both would map the same bytes (see
-    /// [`ExternalMemoryImport::host_pointer`](crate::external_memory::ExternalMemoryImport::host_pointer)).
+    /// [`ExternalMemoryImport::host_pointer`](external::ExternalMemoryImport::host_pointer)).
     #[error("host memory at {address:#x} ({size} bytes) overlaps a live import of host memory")]
     ImportOverlaps {
         /// The host pointer given.
