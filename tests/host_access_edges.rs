@@ -16,12 +16,15 @@
 //!   their allocator;
 //! - `gpu`: neighbouring buffers on the real driver, through host writes, GPU fills, updates
 //!   and copies, and a GPU-copied defragmentation;
+//! - `defrag`: every byte of a moved allocation, on simulated non-coherent memory;
 //! - `imports`: host memory is never imported twice at a time;
 //! - `typed`: the alignment and length rules of typed slices.
 
 mod common;
 mod support;
 
+#[path = "host_access_edges/defrag.rs"]
+mod defrag;
 #[path = "host_access_edges/gpu.rs"]
 mod gpu;
 #[path = "host_access_edges/imports.rs"]
