@@ -235,7 +235,9 @@ impl MemoryAlloc {
 
     /// The size of the range: the bytes the allocation may use, as requested (in memory that
     /// is not host-coherent, rounded up to whole `nonCoherentAtomSize` atoms, see
-    /// [non-coherent memory](crate::allocator#non-coherent-memory)).
+    /// [non-coherent memory](crate::allocator#non-coherent-memory), except with debug
+    /// margins: then the margins lie around exactly the size requested, and the atoms are
+    /// whole around the margins).
     ///
     /// The [statistics](crate::stats) count what the block holds for the allocation, which
     /// can be more: alignment padding, a buddy order rounded up to a power of two, or a whole

@@ -185,6 +185,7 @@ impl From<MemoryObjectError> for AllocationError {
             | MemoryObjectError::ImportMemoryType { .. }
             | MemoryObjectError::ImportDedicated
             | MemoryObjectError::ImportMisaligned { .. }
+            | MemoryObjectError::ImportOverlaps { .. }
             | MemoryObjectError::DuplicateChainStructure(_)
             | MemoryObjectError::NotExportable { .. }) => Self::Memory(e),
             // `MemoryObjectError` is non-exhaustive for users, not for this crate.

@@ -33,7 +33,8 @@
 //! one allocation ([`MemoryAlloc::write`](crate::MemoryAlloc::write), [`MemoryAlloc::read`](crate::MemoryAlloc::read), [`MemoryAlloc::flush`](crate::MemoryAlloc::flush),
 //! [`MemoryAlloc::invalidate`](crate::MemoryAlloc::invalidate)) never touches the bytes of another, which the GPU or another
 //! thread may be writing at that moment. The allocation's [`size`](crate::MemoryAlloc::size) is
-//! then the padded size. (VMA does the same.)
+//! then the padded size (with debug margins, the size requested: the margins, inside the
+//! suballocation, take up the padding). (VMA does the same.)
 //!
 //! # Threads
 //!

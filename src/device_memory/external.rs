@@ -19,7 +19,9 @@
 //!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
 //!   [`external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)); a host
 //!   pointer and the size are multiples of `minImportedHostPointerAlignment`, the memory type
-//!   is one `vkGetMemoryHostPointerPropertiesEXT` allows, and the import is not dedicated; an
+//!   is one `vkGetMemoryHostPointerPropertiesEXT` allows, the import is not dedicated, and no
+//!   live import holds any of its bytes (two allocations would map them,
+//!   [`MemoryObjectError::ImportOverlaps`]); an
 //!   fd of a non-opaque handle type goes to a memory type `vkGetMemoryFdPropertiesKHR`
 //!   allows. For an *opaque* fd Vulkan offers no query: the memory type and size must be
 //!   those of the exported object (what [`ExportedFd`] carries), and memory exported as
@@ -72,6 +74,11 @@ impl ExternalMemoryImport {
     /// `fd` is an open descriptor of that handle type, exported by a compatible device (same
     /// driver and device UUIDs for the opaque type); it is used for one successful import
     /// only: on success the driver owns and closes it, on failure it is still the caller's.
+    /// If the memory it stands for is mapped elsewhere in this process (exported from a
+    /// host-visible memory object here, e.g. with
+    /// [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)), the imported allocation
+    /// maps the same bytes: the application accesses them through one of the two at a time
+    /// (no slice of one lives while the other is written or sliced).
     /// For an opaque fd, the memory type and size given with it are those of the exported
     /// memory object, and memory exported dedicated is imported dedicated to an equal
     /// resource.
@@ -88,13 +95,29 @@ impl ExternalMemoryImport {
     ///
     /// `pointer` starts a host allocation of at least the size given with the import,
     /// readable and writable, that stays allocated until the memory object is freed; the
-    /// host and the GPU access it only as Vulkan allows for host-visible memory.
+    /// host and the GPU access it only as Vulkan allows for host-visible memory, and while
+    /// the memory object lives the application reaches those bytes through the allocation
+    /// only (its mapping shows them: a write through the original pointer while a slice of
+    /// the allocation lives would break that slice's borrow).
+    ///
+    /// The same bytes cannot be imported twice at a time: an import that overlaps a live
+    /// import of host memory (into any device) is refused with
+    /// [`ImportOverlaps`](MemoryObjectError::ImportOverlaps), since two allocations would map
+    /// the same bytes.
     pub unsafe fn host_pointer(pointer: NonNull<c_void>) -> Self {
         Self {
             kind: ImportKind::HostPointer {
                 handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
                 pointer,
             },
+        }
+    }
+
+    /// The host pointer of a host-allocation import.
+    pub(crate) fn host_address(self) -> Option<NonNull<c_void>> {
+        match self.kind {
+            ImportKind::HostPointer { pointer, .. } => Some(pointer),
+            ImportKind::Fd { .. } => None,
         }
     }
 
@@ -218,11 +241,15 @@ impl AllocateNext {
         self.0.as_ptr()
     }
 
-    /// The structure types of the chain, in order, and the handle types of a
-    /// `VkExportMemoryAllocateInfo` in it.
-    fn walk(self) -> (Vec<vk::StructureType>, vk::ExternalMemoryHandleTypeFlags) {
-        let mut types = Vec::new();
-        let mut export = vk::ExternalMemoryHandleTypeFlags::empty();
+    /// The structure types of the chain, in order, the handle types of a
+    /// `VkExportMemoryAllocateInfo` in it, and the host pointer of a
+    /// `VkImportMemoryHostPointerInfoEXT` in it.
+    fn walk(self) -> ChainWalk {
+        let mut walk = ChainWalk {
+            types: Vec::new(),
+            export: vk::ExternalMemoryHandleTypeFlags::empty(),
+            host_pointer: None,
+        };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
             // SAFETY: a valid chain (`new`'s contract): each structure starts with a
@@ -231,19 +258,33 @@ impl AllocateNext {
             if base.s_type == vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO {
                 // SAFETY: the structure type says what the structure is.
                 let info = unsafe { &*next.cast::<vk::ExportMemoryAllocateInfo<'_>>() };
-                export |= info.handle_types;
+                walk.export |= info.handle_types;
             }
-            types.push(base.s_type);
+            if base.s_type == vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::ImportMemoryHostPointerInfoEXT<'_>>() };
+                walk.host_pointer = NonNull::new(info.p_host_pointer);
+            }
+            walk.types.push(base.s_type);
             next = base.p_next.cast();
         }
-        (types, export)
+        walk
     }
+}
+
+/// What [`AllocateNext::walk`] finds in a user chain.
+struct ChainWalk {
+    types: Vec<vk::StructureType>,
+    export: vk::ExternalMemoryHandleTypeFlags,
+    host_pointer: Option<NonNull<c_void>>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.
 pub(crate) struct ChainPlan {
     /// The handle types the memory object is exportable as.
     pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The host allocation it is imported from, by the crate's import or the user's chain.
+    pub(crate) host_pointer: Option<NonNull<c_void>>,
 }
 
 /// Checks the import and the user chain of `info` against the device and against the
@@ -284,14 +325,19 @@ pub(crate) fn check(
         }
     }
     let mut export_types = crate_export;
+    let mut host_pointer = info.import.and_then(|i| i.host_address());
     if let Some(next) = info.next {
-        let (types, export) = next.walk();
-        if let Some(&dup) = types.iter().find(|t| own.contains(t)) {
+        let walk = next.walk();
+        if let Some(&dup) = walk.types.iter().find(|t| own.contains(t)) {
             return Err(MemoryObjectError::DuplicateChainStructure(dup));
         }
-        export_types |= export;
+        export_types |= walk.export;
+        host_pointer = host_pointer.or(walk.host_pointer);
     }
-    Ok(ChainPlan { export_types })
+    Ok(ChainPlan {
+        export_types,
+        host_pointer,
+    })
 }
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.

@@ -11,6 +11,7 @@
 //! like the allocator does, and counts the object in the [`MemoryDevice`]'s totals.
 
 pub mod external;
+mod host_imports;
 
 use crate::budget::BudgetError;
 use crate::device::MemoryDevice;
@@ -255,6 +256,16 @@ pub enum MemoryObjectError {
     /// The user's `pNext` chain holds a structure the crate chains to the same call.
     #[error("the user pNext chain repeats {0:?}, which the allocator chains itself")]
     DuplicateChainStructure(vk::StructureType),
+    /// The host memory of a host-pointer import is (partly) imported already, by a memory
+    /// object that is still alive: both would map the same bytes (see
+    /// [`ExternalMemoryImport::host_pointer`](external::ExternalMemoryImport::host_pointer)).
+    #[error("host memory at {address:#x} ({size} bytes) overlaps a live import of host memory")]
+    ImportOverlaps {
+        /// The host pointer given.
+        address: usize,
+        /// The size given.
+        size: DeviceSize,
+    },
     /// The memory object was not allocated exportable as this (single) handle type.
     #[error("the memory is exportable as {exportable:?}, not {handle_type:?}")]
     NotExportable {
@@ -292,6 +303,9 @@ pub struct MemoryObject {
     dedicated: Option<DedicatedAllocation>,
     /// The handle types it is exportable as.
     export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The host range it was imported from, claimed while it lives (dropped after `drop`
+    /// frees the object).
+    _host_import: Option<host_imports::HostImportClaim>,
 }
 
 // SAFETY: a `VkDeviceMemory` handle may be used from any thread; the mapping pointer is only
@@ -394,6 +408,16 @@ impl MemoryObject {
         };
         let plan =
             crate::device_memory::external::check(&device, info, &crate_types, crate_export)?;
+        // Before anything else is reserved, so that no two live objects map the same host
+        // bytes (the crate's import or one in the user's chain, which a pool would repeat for
+        // every block); given back when the object is freed or this call fails.
+        let host_import = match plan.host_pointer {
+            Some(pointer) => Some(host_imports::HostImportClaim::claim(
+                pointer.as_ptr() as usize,
+                info.size,
+            )?),
+            None => None,
+        };
         if !device.reserve_memory_object() {
             return Err(MemoryObjectError::TooManyObjects {
                 max: device.max_memory_allocation_count(),
@@ -470,6 +494,7 @@ impl MemoryObject {
             mapped: None,
             dedicated,
             export_types: plan.export_types,
+            _host_import: host_import,
         };
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
