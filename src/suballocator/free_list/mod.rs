@@ -95,10 +95,12 @@
 //! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
 //! a failing request checks every free range longer than the room it has seen (and, when it
-//! is shorter than 64 bytes and some allocation holds absorbed padding, every range). Most of
+//! is shorter than 64 bytes and some allocation holds absorbed padding, every allocation's
+//! padding longer than that room). Most of
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
-//! bound that turns away every larger request of that type and alignment, or a stricter one,
+//! bound (over free nodes and padding alike) that turns away every larger request of that
+//! type and alignment, or a stricter one,
 //! in O(1) until the next free (which forgets the bounds with one store); only a request
 //! within the bound walks again, and it either finds a range or lowers the bound (allocations
 //! since may have taken the room the bound counted). A walk that succeeds usually stops
@@ -123,6 +125,7 @@ mod fit_bounds;
 mod strategy;
 
 use self::buckets::{Bucket, Buckets};
+use self::complete::Found;
 use self::fit_bounds::FitBounds;
 use super::*;
 use crate::layout::{align_down, align_up, on_same_page};
@@ -616,11 +619,11 @@ unsafe impl Suballocator for FreeListAllocator {
             }
             from = bucket.next();
         }
-        if let Some((idx, start)) = self.search_all(size, alignment, allocation_type, granularity) {
-            return Ok(self.take(idx, start, size, allocation_type));
-        }
-        match self.search_padding(size, alignment, allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
+        match self.search_all(size, alignment, allocation_type, granularity) {
+            Some(Found::Node(idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+            Some(Found::Padding(idx, start)) => {
+                Ok(self.take_padding(idx, start, size, allocation_type))
+            }
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }
