@@ -36,10 +36,11 @@ impl FreeListAllocator {
 
     /// The complete search, for when the quick one found nothing: every free node that may
     /// hold `size` bytes, from the highest non-empty bucket down (the larger a range, the
-    /// likelier its alignment padding leaves room), until one fits. On failure the walk goes
-    /// on through the smaller buckets until it knows the most bytes any free range holds for
-    /// this request's alignment and type, and returns that: every larger request of that
-    /// alignment and type fails too.
+    /// likelier its alignment padding leaves room), until one fits; then, for a request of
+    /// fewer than [`MIN_SPLIT_PADDING`] bytes, the padding that allocations absorbed. On
+    /// failure the walks learn the most bytes any free range holds for this request's
+    /// alignment and type, padding included, and record it: every larger request of that
+    /// alignment and type fails too, at once, until the next free.
     ///
     /// Kept out of line: it runs only for requests that are about to fail or nearly so.
     #[cold]
@@ -50,17 +51,34 @@ impl FreeListAllocator {
         alignment: DeviceAlignment,
         ty: AllocationType,
         granularity: DeviceAlignment,
-    ) -> Option<(u32, DeviceSize)> {
+    ) -> Option<Found> {
         // No free range holds more than the bound that the complete searches that failed
         // since the last free found.
         if size > self.fit_bounds.largest(ty, alignment, granularity) {
             return None;
         }
-        let found = self.walk_all(size, alignment, ty, granularity);
-        if let Err(largest) = found {
-            self.fit_bounds.record(ty, alignment, granularity, largest);
-        }
-        found.ok()
+        let largest_node = match self.walk_all(size, alignment, ty, granularity) {
+            Ok((idx, start)) => return Some(Found::Node(idx, start)),
+            Err(largest) => largest,
+        };
+        let largest_padding = if self.padded == 0 {
+            0
+        } else if size >= MIN_SPLIT_PADDING {
+            // Not walked: no padding holds this request, but a smaller one may fit there.
+            MIN_SPLIT_PADDING - 1
+        } else {
+            match self.search_padding(size, alignment, ty, granularity) {
+                Ok((idx, start)) => return Some(Found::Padding(idx, start)),
+                Err(largest) => largest,
+            }
+        };
+        self.fit_bounds.record(
+            ty,
+            alignment,
+            granularity,
+            largest_node.max(largest_padding),
+        );
+        None
     }
 
     /// The walk of [`search_all`](Self::search_all): the node that holds the request and
@@ -103,7 +121,8 @@ impl FreeListAllocator {
 
     /// The last resort of the complete search, for requests of fewer than
     /// [`MIN_SPLIT_PADDING`] bytes: the padding absorbed by allocated nodes, in offset order.
-    /// Returns the node whose padding can hold the request, and where.
+    /// Returns the node whose padding can hold the request, and where; or the most bytes any
+    /// padding holds for it.
     #[cold]
     #[inline(never)]
     pub(super) fn search_padding(
@@ -112,51 +131,60 @@ impl FreeListAllocator {
         alignment: DeviceAlignment,
         ty: AllocationType,
         granularity: DeviceAlignment,
-    ) -> Option<(u32, DeviceSize)> {
+    ) -> Result<(u32, DeviceSize), DeviceSize> {
+        let mut largest = 0;
         if self.padded == 0 || size >= MIN_SPLIT_PADDING {
-            return None;
+            return Err(largest);
         }
         let mut idx = self.first;
         while idx != NONE {
             let node = &self.nodes[idx as usize];
-            if matches!(node.state(), State::Used(_)) && DeviceSize::from(node.next_free) >= size {
-                if let Some(start) = self.fit_padding(idx, size, alignment, ty, granularity) {
-                    return Some((idx, start));
+            if matches!(node.state(), State::Used(_)) && DeviceSize::from(node.next_free) > largest
+            {
+                let (room, start) = self.padding_room(idx, alignment, ty, granularity);
+                if room >= size {
+                    return Ok((idx, start));
                 }
+                largest = largest.max(room);
             }
             idx = node.next;
         }
-        None
+        Err(largest)
     }
 
-    /// Where an allocation of `size` bytes could start in the padding absorbed by the
-    /// allocated node `idx`, if anywhere: the same checks as [`fit`](Self::fit), with the
+    /// The most bytes the padding absorbed by the allocated node `idx` holds at `alignment`
+    /// for type `ty`, and where they start: the same checks as [`fit`](Self::fit), with the
     /// node's own allocation as the neighbour after.
-    fn fit_padding(
+    fn padding_room(
         &self,
         idx: u32,
-        size: DeviceSize,
         alignment: DeviceAlignment,
         ty: AllocationType,
         granularity: DeviceAlignment,
-    ) -> Option<DeviceSize> {
+    ) -> (DeviceSize, DeviceSize) {
         let node = &self.nodes[idx as usize];
         let State::Used(own_ty) = node.state() else {
-            return None;
+            return (0, 0);
         };
-        let allocation_start = node.allocation_start();
         // (The node before an allocated node with padding is never free: a free node takes
         // over the padding behind it.)
-        let start = self.first_start(node, alignment, ty, granularity)?;
-        let check_pages = granularity != DeviceAlignment::MIN;
-        let end = start.checked_add(size)?;
-        if end > allocation_start
-            || (check_pages
-                && own_ty.conflicts_with(ty)
-                && on_same_page(end - 1, allocation_start, granularity))
-        {
-            return None;
+        let Some(start) = self.first_start(node, alignment, ty, granularity) else {
+            return (0, 0);
+        };
+        let allocation_start = node.allocation_start();
+        let mut end = allocation_start;
+        if granularity != DeviceAlignment::MIN && own_ty.conflicts_with(ty) {
+            // The last byte stays off the page where the node's own allocation starts.
+            end = end.min(align_down(allocation_start, granularity));
         }
-        Some(start)
+        (end.saturating_sub(start), start)
     }
+}
+
+/// Where the complete search places a request.
+pub(super) enum Found {
+    /// In the free node, at the offset.
+    Node(u32, DeviceSize),
+    /// In the padding absorbed by the allocated node, at the offset.
+    Padding(u32, DeviceSize),
 }

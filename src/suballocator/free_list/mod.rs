@@ -18,7 +18,13 @@
 //! 1. It computes the worst-case footprint `size + (max(a, g) - 1) + (g - 1)` (the last term
 //!    only when `g > 1`), rounds it up to a bucket boundary, and takes the first range of the
 //!    first non-empty bucket from there: every range in it is large enough whatever its offset
-//!    and neighbours.
+//!    and neighbours. Here `g` is the granularity only while some live allocation of the
+//!    region has a type that [conflicts](AllocationType::conflicts_with) with the request's
+//!    (the free list counts its live allocations of each type), and 1 otherwise: with no
+//!    such neighbour anywhere, no page can be shared in conflict, so the answers are the
+//!    same, and the search need not reserve two pages' worth of room that it would never
+//!    skip. A region of buffers only thus reuses snug ranges instead of carving every small
+//!    request out of a larger one.
 //! 2. It tries the first range of the bucket holding `size` itself and of a few non-empty
 //!    buckets above it (at most 16 candidates), because a range smaller than the worst case
 //!    often fits anyway, for example one that happens to be aligned.
@@ -69,7 +75,14 @@
 //! complete search (step 3) places a request of fewer than 64 bytes in them when no free node
 //! can hold it. When the range in front of such padding is freed, it takes the padding over,
 //! so that the node after a free node never holds padding and free bytes are never cut in
-//! two. The bytes after the end always become a free node.
+//! two.
+//!
+//! The bytes after the end become a free node, unless they are fewer than 64 together with
+//! the padding the next allocation already holds: then they join that padding (the node
+//! after a free node is always allocated, or there is none). Sizes in bytes rarely match a
+//! freed range exactly, so without this nearly every snug fit (which the first step makes
+//! common) would leave a splinter between two allocations: a node to make and file now, and
+//! to merge again at the next free of either neighbour.
 //!
 //! # Efficiency
 //!
@@ -82,10 +95,12 @@
 //! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
 //! a failing request checks every free range longer than the room it has seen (and, when it
-//! is shorter than 64 bytes and some allocation holds absorbed padding, every range). Most of
+//! is shorter than 64 bytes and some allocation holds absorbed padding, every allocation's
+//! padding longer than that room). Most of
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
-//! bound that turns away every larger request of that type and alignment, or a stricter one,
+//! bound (over free nodes and padding alike) that turns away every larger request of that
+//! type and alignment, or a stricter one,
 //! in O(1) until the next free (which forgets the bounds with one store); only a request
 //! within the bound walks again, and it either finds a range or lowers the bound (allocations
 //! since may have taken the room the bound counted). A walk that succeeds usually stops
@@ -110,6 +125,7 @@ mod fit_bounds;
 mod strategy;
 
 use self::buckets::{Bucket, Buckets};
+use self::complete::Found;
 use self::fit_bounds::FitBounds;
 use super::*;
 use crate::layout::{align_down, align_up, on_same_page};
@@ -232,6 +248,9 @@ pub struct FreeListAllocator {
     region_size: DeviceSize,
     free_size: DeviceSize,
     allocation_count: usize,
+    /// Live allocations of each type, indexed by `AllocationType as usize` (see
+    /// [`effective_granularity`](Self::effective_granularity)).
+    live_by_type: [usize; 3],
     /// Allocated nodes that hold absorbed padding.
     padded: usize,
     nodes: Vec<Node>,
@@ -256,6 +275,35 @@ impl FreeListAllocator {
             let idx = self.nodes.len() as u32;
             self.nodes.push(node);
             idx
+        }
+    }
+
+    /// Counts a new allocation of type `ty`.
+    #[inline]
+    fn count_allocation(&mut self, ty: AllocationType) {
+        self.allocation_count += 1;
+        self.live_by_type[ty as usize] += 1;
+    }
+
+    /// The granularity a request of type `ty` has to respect here: `granularity` while some
+    /// live allocation's type [conflicts](AllocationType::conflicts_with) with `ty`, none
+    /// otherwise. Without such an allocation no neighbour can share a page with the request
+    /// in conflict, so the answers are the same; only the sure-fit search no longer reserves
+    /// room for pages it will not skip (two of them), and finds snug ranges.
+    #[inline]
+    fn effective_granularity(
+        &self,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> DeviceAlignment {
+        let conflicting = match ty {
+            AllocationType::Unknown => self.allocation_count,
+            _ => self.allocation_count - self.live_by_type[ty as usize],
+        };
+        if conflicting == 0 {
+            DeviceAlignment::MIN
+        } else {
+            granularity
         }
     }
 
@@ -351,7 +399,7 @@ impl FreeListAllocator {
             tail.offset = end;
             tail.size = offset + free_len - end;
             self.free_size -= size;
-            self.allocation_count += 1;
+            self.count_allocation(ty);
             self.padded += usize::from(start > offset);
             return Suballocation {
                 offset: start,
@@ -381,7 +429,21 @@ impl FreeListAllocator {
             self.buckets.insert(&mut self.nodes, pad);
             node_start = start;
         }
-        if end < range_end {
+        let rest = range_end - end;
+        if rest > 0
+            && next != NONE
+            && rest + DeviceSize::from(self.nodes[next as usize].next_free) < MIN_SPLIT_PADDING
+        {
+            // A few bytes left before the next allocation (the node after a free node is
+            // allocated) join its absorbed padding rather than make a free node of their
+            // own: no node to make, file and merge again later for bytes that only a small
+            // request could use (the complete search still places one there).
+            let after = &mut self.nodes[next as usize];
+            self.padded += usize::from(after.next_free == 0);
+            after.offset = end;
+            after.size += rest;
+            after.next_free += rest as u32;
+        } else if end < range_end {
             let tail = self.new_node(Node {
                 offset: end,
                 size: range_end - end,
@@ -404,7 +466,7 @@ impl FreeListAllocator {
         node.next_free = (start - node_start) as u32;
         self.padded += usize::from(start > node_start);
         self.free_size -= size;
-        self.allocation_count += 1;
+        self.count_allocation(ty);
         Suballocation {
             offset: start,
             size,
@@ -467,7 +529,7 @@ impl FreeListAllocator {
         self.padded -= 1;
         self.padded += usize::from(start > offset) + usize::from(allocation_start > end);
         self.free_size -= size;
-        self.allocation_count += 1;
+        self.count_allocation(ty);
         Suballocation {
             offset: start,
             size,
@@ -501,6 +563,7 @@ unsafe impl Suballocator for FreeListAllocator {
             region_size,
             free_size: 0,
             allocation_count: 0,
+            live_by_type: [0; 3],
             padded: 0,
             nodes: Vec::new(),
             recycled: NONE,
@@ -532,7 +595,7 @@ unsafe impl Suballocator for FreeListAllocator {
             return Err(SuballocatorError::FragmentedRegion);
         }
         let alignment = layout.alignment();
-        let granularity = buffer_image_granularity;
+        let granularity = self.effective_granularity(allocation_type, buffer_image_granularity);
         let worst_case = size
             .checked_add(alignment.max(granularity).as_devicesize() - 1)
             .and_then(|s| s.checked_add(granularity.as_devicesize() - 1));
@@ -556,11 +619,11 @@ unsafe impl Suballocator for FreeListAllocator {
             }
             from = bucket.next();
         }
-        if let Some((idx, start)) = self.search_all(size, alignment, allocation_type, granularity) {
-            return Ok(self.take(idx, start, size, allocation_type));
-        }
-        match self.search_padding(size, alignment, allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
+        match self.search_all(size, alignment, allocation_type, granularity) {
+            Some(Found::Node(idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+            Some(Found::Padding(idx, start)) => {
+                Ok(self.take_padding(idx, start, size, allocation_type))
+            }
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }
@@ -592,13 +655,16 @@ unsafe impl Suballocator for FreeListAllocator {
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         let mut idx = suballocation.handle.get() as u32;
         let node = self.nodes[idx as usize];
+        let State::Used(ty) = node.state() else {
+            panic!("{suballocation:?} is not a live allocation of this FreeListAllocator");
+        };
         assert!(
-            matches!(node.state(), State::Used(_))
-                && node.allocation_start() == suballocation.offset
+            node.allocation_start() == suballocation.offset
                 && node.end() - suballocation.offset == suballocation.size,
             "{suballocation:?} is not a live allocation of this FreeListAllocator",
         );
         self.allocation_count -= 1;
+        self.live_by_type[ty as usize] -= 1;
         self.fit_bounds.forget();
         self.padded -= usize::from(node.next_free != 0);
         self.nodes[idx as usize].set_state(State::Free);
@@ -688,6 +754,7 @@ unsafe impl Suballocator for FreeListAllocator {
         self.first = NONE;
         self.free_size = self.region_size;
         self.allocation_count = 0;
+        self.live_by_type = [0; 3];
         self.padded = 0;
         if self.region_size > 0 {
             self.first = self.new_node(Node {

@@ -827,3 +827,91 @@ proptest! {
         }
     }
 }
+
+/// While no allocation of a conflicting type lives in the region, a request needs no room for
+/// granularity pages, and the sure-fit search takes a snug range that a freed allocation left;
+/// once one lives, the search reserves that room again.
+#[test]
+fn the_granularity_reserve_applies_only_while_a_conflicting_type_lives() {
+    let mut c = checker(64 * KIB, 64);
+    let offsets: Vec<u64> = (0..4).map(|_| alloc(&mut c, 256, 16, Linear)).collect();
+    assert_eq!(offsets, [0, 256, 512, 768]);
+    free_at(&mut c, 256);
+    // 240 bytes at alignment 16 surely fit a range of 256; with room for two pages of 64
+    // bytes they would not.
+    assert_eq!(
+        alloc(&mut c, 240, 16, Linear),
+        256,
+        "the snug range, not the tail"
+    );
+    let image = alloc(&mut c, 1024, 1024, NonLinear);
+    assert_eq!(image, 1024);
+    free_at(&mut c, 512);
+    let placed = alloc(&mut c, 240, 16, Linear);
+    assert!(
+        placed >= 2048,
+        "with an image live, a buffer goes where a range surely holds it: {placed}"
+    );
+    check_internal(&c.sub);
+}
+
+/// A few bytes left between a new allocation and the next one join the next one's padding:
+/// no free node of their own. They stay free (reported and counted), and go back to a free
+/// range with the allocation that holds them.
+#[test]
+fn a_few_bytes_left_join_the_next_allocations_padding() {
+    let region = 64 * KIB;
+    let mut c = checker(region, 1);
+    for expected in [0, 100, 200] {
+        assert_eq!(alloc(&mut c, 100, 1, Linear), expected);
+    }
+    free_at(&mut c, 100);
+    assert_eq!(alloc(&mut c, 90, 1, Linear), 100);
+    assert_eq!(
+        ranges(&c.sub),
+        [
+            (0, 100, Some(Linear)),
+            (100, 90, Some(Linear)),
+            (190, 10, None),
+            (200, 100, Some(Linear)),
+            (300, region - 300, None),
+        ]
+    );
+    let free_nodes = c
+        .sub
+        .nodes
+        .iter()
+        .filter(|n| n.state() == State::Free)
+        .count();
+    assert_eq!(free_nodes, 1, "only the tail is a free node");
+    assert_eq!(c.sub.free_size(), region - 290);
+    check_internal(&c.sub);
+    free_at(&mut c, 200);
+    assert_eq!(ranges(&c.sub)[2], (190, region - 190, None));
+    check_internal(&c.sub);
+}
+
+/// A failed complete search learns a bound over the padding too: exactly the most any
+/// padding holds when no free node holds more, so that a small request that nothing holds is
+/// refused at once afterwards (not by another walk over every allocation), and one that the
+/// padding holds is still placed there.
+#[test]
+fn the_learned_bound_covers_the_padding() {
+    // 40 bytes every 64, the last one ending at the region's end: 24 bytes of padding in
+    // front of each allocation but the first, and no free node.
+    let region = 63 * 64 + 40;
+    let mut c = checker(region, 1);
+    while c.allocate(layout(40, 64), Linear).is_ok() {}
+    check_internal(&c.sub);
+    assert_eq!(c.sub.free_size(), 63 * 24);
+    assert!(c.allocate(layout(30, 4), Linear).is_err());
+    assert_eq!(
+        c.sub
+            .fit_bounds
+            .largest(Linear, al(4), DeviceAlignment::MIN),
+        24,
+        "the padding's room, not the free nodes' (none)"
+    );
+    assert_eq!(c.allocate(layout(24, 4), Linear).unwrap().offset, 40);
+    check_internal(&c.sub);
+}
