@@ -522,37 +522,6 @@ impl FreeListAllocator {
         self.nodes[idx as usize].prev = used;
         used
     }
-
-    /// Turns `[start, start + size)` of the padding absorbed by the allocated node `idx` into
-    /// an allocation: a new node in front of `idx` that holds the padding before `start`; `idx`
-    /// keeps the padding after the new allocation.
-    fn take_padding(
-        &mut self,
-        idx: u32,
-        start: DeviceSize,
-        size: DeviceSize,
-        ty: AllocationType,
-    ) -> Suballocation {
-        let offset = self.nodes[idx as usize].offset;
-        let end = start + size;
-        let allocation_start = self.nodes[idx as usize].allocation_start();
-        let used = self.insert_used_before(idx, start, end, ty);
-        let host = &mut self.nodes[idx as usize];
-        host.offset = end;
-        host.size -= end - offset;
-        host.next_free = (allocation_start - end) as u32;
-        // The host's padding was counted; each of the two nodes may hold a part of it now.
-        self.padded -= 1;
-        self.padded += usize::from(start > offset) + usize::from(allocation_start > end);
-        self.free_size -= size;
-        self.count_allocation(ty);
-        Suballocation {
-            offset: start,
-            size,
-            allocation_type: ty,
-            handle: SuballocationHandle::new(u64::from(used)),
-        }
-    }
 }
 
 // The trait is unsafe to implement; nothing unsafe happens inside.
