@@ -1,7 +1,8 @@
 //! The complete search (step 3 of the [search](super#algorithm)), for requests the fast path
 //! could not place: every free range, longest first, checked exactly; the bound that a failed
 //! walk learns (see [`fit_bounds`](super::fit_bounds)); and, for requests of fewer than
-//! [`MIN_SPLIT_PADDING`] bytes, the padding that allocations absorbed.
+//! [`MIN_SPLIT_PADDING`] bytes, the padding that allocations absorbed, and placing a request
+//! there.
 
 use super::*;
 
@@ -57,6 +58,7 @@ impl FreeListAllocator {
         if size > self.fit_bounds.largest(ty, alignment, granularity) {
             return None;
         }
+
         let largest_node = match self.walk_all(size, alignment, ty, granularity) {
             Ok((idx, start)) => return Some(Found::Node(idx, start)),
             Err(largest) => largest,
@@ -67,7 +69,7 @@ impl FreeListAllocator {
             // Not walked: no padding holds this request, but a smaller one may fit there.
             MIN_SPLIT_PADDING - 1
         } else {
-            match self.search_padding(size, alignment, ty, granularity) {
+            match self.search_padding(size, alignment, ty, granularity, true) {
                 Ok((idx, start)) => return Some(Found::Padding(idx, start)),
                 Err(largest) => largest,
             }
@@ -120,36 +122,52 @@ impl FreeListAllocator {
     }
 
     /// The last resort of the complete search, for requests of fewer than
-    /// [`MIN_SPLIT_PADDING`] bytes: the padding absorbed by allocated nodes, in offset order.
-    /// Returns the node whose padding can hold the request, and where; or the most bytes any
-    /// padding holds for it.
+    /// [`MIN_SPLIT_PADDING`] bytes: the padding absorbed by allocated nodes, in offset order
+    /// from the node where the last such search placed a request (`from_last`, wrapping
+    /// around: a region filled up to its padding fills it in order, each search going on
+    /// where the one before stopped), or from the region's start. Returns the node whose
+    /// padding can hold the request, and where; or the most bytes any padding holds for it.
     #[cold]
     #[inline(never)]
     pub(super) fn search_padding(
-        &self,
+        &mut self,
         size: DeviceSize,
         alignment: DeviceAlignment,
         ty: AllocationType,
         granularity: DeviceAlignment,
+        from_last: bool,
     ) -> Result<(u32, DeviceSize), DeviceSize> {
         let mut largest = 0;
         if self.padded == 0 || size >= MIN_SPLIT_PADDING {
             return Err(largest);
         }
-        let mut idx = self.first;
-        while idx != NONE {
+        // The last host, if it is still a node of the region (it may have been recycled, or
+        // recycled and used again: any node of the region is a place to start).
+        let start = match self.nodes.get(self.padding_rover as usize) {
+            Some(node) if from_last && node.state() != State::Recycled => self.padding_rover,
+            _ => self.first,
+        };
+        let mut idx = start;
+        loop {
             let node = &self.nodes[idx as usize];
             if matches!(node.state(), State::Used(_)) && DeviceSize::from(node.next_free) > largest
             {
-                let (room, start) = self.padding_room(idx, alignment, ty, granularity);
+                let (room, at) = self.padding_room(idx, alignment, ty, granularity);
                 if room >= size {
-                    return Ok((idx, start));
+                    self.padding_rover = idx;
+                    return Ok((idx, at));
                 }
                 largest = largest.max(room);
             }
-            idx = node.next;
+            idx = if node.next == NONE {
+                self.first
+            } else {
+                node.next
+            };
+            if idx == start {
+                return Err(largest);
+            }
         }
-        Err(largest)
     }
 
     /// Turns `[start, start + size)` of the padding absorbed by the allocated node `idx` into

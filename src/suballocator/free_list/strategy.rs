@@ -42,7 +42,7 @@ impl FreeListAllocator {
         }
         // As the default search's last resort: the padding in front of allocations stays
         // free, and a small request that fits nowhere else goes there.
-        match self.search_padding(size, alignment, allocation_type, granularity) {
+        match self.search_padding(size, alignment, allocation_type, granularity, false) {
             Ok((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
             Err(_) => Err(SuballocatorError::FragmentedRegion),
         }

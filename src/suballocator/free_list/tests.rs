@@ -277,8 +277,8 @@ fn coalesces_with_both_neighbours() {
 fn alignment_padding_stays_free() {
     let mut c = checker(4096, 1);
     assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
-    // 255 bytes of padding: a free node.
-    assert_eq!(alloc(&mut c, 10, 256, Linear), 256);
+    // 511 bytes of padding: a free node.
+    assert_eq!(alloc(&mut c, 10, 512, Linear), 512);
     assert_eq!(c.sub.free_size(), 4096 - 11);
     // 15 bytes of padding, carved from that node: absorbed into the allocation's node,
     // and free all the same.
@@ -289,17 +289,17 @@ fn alignment_padding_stays_free() {
             (0, 1, Some(Linear)),
             (1, 15, None),
             (16, 10, Some(Linear)),
-            (26, 230, None),
-            (256, 10, Some(Linear)),
-            (266, 3830, None),
+            (26, 486, None),
+            (512, 10, Some(Linear)),
+            (522, 3574, None),
         ]
     );
     assert_eq!(c.sub.free_size(), 4096 - 21);
     check_internal(&c.sub);
     // Once every free node is taken, a request that fits in the padding goes there, and
     // a request that does not fails as fragmented, not out of memory.
-    assert_eq!(alloc(&mut c, 3830, 1, Linear), 266);
-    assert_eq!(alloc(&mut c, 230, 1, Linear), 26);
+    assert_eq!(alloc(&mut c, 3574, 1, Linear), 522);
+    assert_eq!(alloc(&mut c, 486, 1, Linear), 26);
     assert_eq!(c.sub.free_size(), 15);
     assert!(c.sub.largest_free_range() >= 15);
     assert_eq!(
