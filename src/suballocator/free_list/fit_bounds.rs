@@ -10,8 +10,10 @@
 //! [`fails_monotonically`](crate::suballocator::Suballocator::fails_monotonically)). So the
 //! bound stays an upper bound until the next free, which forgets every bound with one store.
 //!
-//! Only the free ranges' room is bounded here, not the padding that allocations absorb (the
-//! search's last resort for requests of fewer than 64 bytes, which runs either way).
+//! The bound covers the padding that allocations absorb too (the search's last resort for
+//! requests of fewer than 256 bytes): a failed search records the most that a free node or
+//! any padding holds, so that a small request nothing holds is not walked through every
+//! allocation again.
 
 use super::AllocationType;
 use crate::layout::{DeviceAlignment, DeviceSize};
