@@ -11,7 +11,7 @@
 //! bound stays an upper bound until the next free, which forgets every bound with one store.
 //!
 //! The bound covers the padding that allocations absorb too (the search's last resort for
-//! requests of fewer than 256 bytes): a failed search records the most that a free node or
+//! requests of fewer than 64 bytes): a failed search records the most that a free node or
 //! any padding holds, so that a small request nothing holds is not walked through every
 //! allocation again.
 

@@ -67,27 +67,27 @@
 //! that fails this check cannot hold the request anywhere.
 //!
 //! The bytes skipped before the start (alignment and granularity padding) stay free, whatever
-//! their number: an allocation never holds a byte it did not ask for. At least 256 of them
+//! their number: an allocation never holds a byte it did not ask for. At least 64 of them
 //! become a free node of their own. Fewer are *absorbed* into the allocation's node, which
 //! remembers how many, so that splitting them off costs the fast path nothing; they are free
 //! all the same: [`free_size`](Suballocator::free_size) counts them,
 //! [`for_each_range`](Suballocator::for_each_range) reports them as a free range, and the
-//! complete search (step 3) places a request of fewer than 256 bytes in them when no free
-//! node can hold it, going through the allocations from the one whose padding it used last
-//! (so that a region filled up to its padding fills it in order, not from the start each
-//! time). When the range in front of such padding is freed, it takes the padding over, so
-//! that the node after a free node never holds padding and free bytes are never cut in two.
-//! Why 256: padding comes from alignments, and buffers are aligned to 16 to 256 bytes. A
-//! free node for each such gap costs a node and a bucket insertion at the allocation and a
-//! merge at the free, for bytes that only a request smaller than the gap could use: on the
-//! peer benchmark's `frame` (alignments 16 to 256) an allocate+free took a quarter more time
-//! with the threshold at 64. The price is paid when a region is full but for its padding:
-//! a small request that the free nodes cannot hold goes through the allocations (once per
-//! type and alignment until the next free, see below).
+//! complete search (step 3) places a request of fewer than 64 bytes in them when no free node
+//! can hold it, going through the allocations from the one whose padding it used last (so
+//! that a region filled up to its padding fills it in order, not from the start each time).
+//! When the range in front of such padding is freed, it takes the padding over, so that the
+//! node after a free node never holds padding and free bytes are never cut in two.
 //!
-//! The bytes after the end become a free node, unless they are fewer than 64, and fewer than
-//! 256 together with the padding the next allocation already holds: then they join that
-//! padding (the node
+//! Why not more than 64: a free node for each alignment gap costs a node and a bucket
+//! insertion at the allocation and a merge at the free, and the peer benchmark's `frame`
+//! (alignments 16 to 256) took a fifth less time with gaps of up to 255 bytes kept in the
+//! nodes. But the complete search then has to walk the allocations for every request below
+//! that size that the free nodes cannot hold, and in a region full of small allocations that
+//! walk comes back after every free: a full 4 MiB region churned with requests of 16-255
+//! bytes took 62 µs per free and two allocations instead of 0.8 µs.
+//!
+//! The bytes after the end become a free node, unless they are fewer than 64 together with
+//! the padding the next allocation already holds: then they join that padding (the node
 //! after a free node is always allocated, or there is none). Sizes in bytes rarely match a
 //! freed range exactly, so without this nearly every snug fit (which the first step makes
 //! common) would leave a splinter between two allocations: a node to make and file now, and
@@ -104,7 +104,7 @@
 //! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
 //! a failing request checks every free range longer than the room it has seen (and, when it
-//! is shorter than 256 bytes and some allocation holds absorbed padding, every allocation's
+//! is shorter than 64 bytes and some allocation holds absorbed padding, every allocation's
 //! padding longer than that room). Most of
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
@@ -150,10 +150,7 @@ const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
 const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
 /// Padding before an allocation shorter than this is absorbed into its node (still free, see
 /// [padding](self#padding-and-granularity)) rather than split off as a free node.
-const MIN_SPLIT_PADDING: DeviceSize = 256;
-/// Bytes left after an allocation fewer than this may join the next allocation's padding
-/// rather than make a free node (see [padding](self#padding-and-granularity)).
-const MAX_ABSORBED_REST: DeviceSize = 64;
+const MIN_SPLIT_PADDING: DeviceSize = 64;
 /// Quick fallback candidates (bucket heads) tried once the sure-fit bucket search found nothing,
 /// before the complete search.
 const MAX_FALLBACK_CANDIDATES: usize = 16;
@@ -252,9 +249,9 @@ impl Node {
 /// exactly the bytes it asked for, [`free_size`](Suballocator::free_size) counts every other
 /// byte, and a request that fits in the padding is placed there when nothing else holds it.
 /// [`largest_free_range`](Suballocator::largest_free_range) is the upper size limit of the
-/// highest non-empty size class (at least 255 while some padding of fewer than 256 bytes is
+/// highest non-empty size class (at least 63 while some padding of fewer than 64 bytes is
 /// kept in an allocation's node, capped by the free size), so it overestimates the largest
-/// free range by less than 1/16 of it when that range is 256 bytes or more.
+/// free range by less than 1/16 of it when that range is 64 bytes or more.
 #[derive(Debug)]
 pub struct FreeListAllocator {
     region_size: DeviceSize,
@@ -447,7 +444,6 @@ impl FreeListAllocator {
         let rest = range_end - end;
         if rest > 0
             && next != NONE
-            && rest < MAX_ABSORBED_REST
             && rest + DeviceSize::from(self.nodes[next as usize].next_free) < MIN_SPLIT_PADDING
         {
             // A few bytes left before the next allocation (the node after a free node is
