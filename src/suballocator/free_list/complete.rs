@@ -63,16 +63,9 @@ impl FreeListAllocator {
             Ok((idx, start)) => return Some(Found::Node(idx, start)),
             Err(largest) => largest,
         };
-        let largest_padding = if self.padded == 0 {
-            0
-        } else if size >= MIN_SPLIT_PADDING {
-            // Not walked: no padding holds this request, but a smaller one may fit there.
-            MIN_SPLIT_PADDING - 1
-        } else {
-            match self.search_padding(size, alignment, ty, granularity, true) {
-                Ok((idx, start)) => return Some(Found::Padding(idx, start)),
-                Err(largest) => largest,
-            }
+        let largest_padding = match self.search_padding(size, alignment, ty, granularity, true) {
+            Ok((idx, start)) => return Some(Found::Padding(idx, start)),
+            Err(largest) => largest,
         };
         self.fit_bounds.record(
             ty,
@@ -126,7 +119,8 @@ impl FreeListAllocator {
     /// from the node where the last such search placed a request (`from_last`, wrapping
     /// around: a region filled up to its padding fills it in order, each search going on
     /// where the one before stopped), or from the region's start. Returns the node whose
-    /// padding can hold the request, and where; or the most bytes any padding holds for it.
+    /// padding can hold the request, and where; or an upper bound of the bytes any padding
+    /// holds for it (exact when the padding was walked).
     #[cold]
     #[inline(never)]
     pub(super) fn search_padding(
@@ -137,10 +131,14 @@ impl FreeListAllocator {
         granularity: DeviceAlignment,
         from_last: bool,
     ) -> Result<(u32, DeviceSize), DeviceSize> {
-        let mut largest = 0;
-        if self.padded == 0 || size >= MIN_SPLIT_PADDING {
-            return Err(largest);
+        if self.padded == 0 {
+            return Err(0);
         }
+        if size >= MIN_SPLIT_PADDING {
+            // Not walked: no padding holds this request, but a smaller one may fit there.
+            return Err(MIN_SPLIT_PADDING - 1);
+        }
+        let mut largest = 0;
         // The last host, if it is still a node of the region (it may have been recycled, or
         // recycled and used again: any node of the region is a place to start).
         let start = match self.nodes.get(self.padding_rover as usize) {

@@ -637,14 +637,15 @@ unsafe impl Suballocator for FreeListAllocator {
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         let mut idx = suballocation.handle.get() as u32;
         let node = self.nodes[idx as usize];
-        let State::Used(ty) = node.state() else {
-            panic!("{suballocation:?} is not a live allocation of this FreeListAllocator");
+        let ty = match node.state() {
+            State::Used(ty)
+                if node.allocation_start() == suballocation.offset
+                    && node.end() - suballocation.offset == suballocation.size =>
+            {
+                ty
+            }
+            _ => panic!("{suballocation:?} is not a live allocation of this FreeListAllocator"),
         };
-        assert!(
-            node.allocation_start() == suballocation.offset
-                && node.end() - suballocation.offset == suballocation.size,
-            "{suballocation:?} is not a live allocation of this FreeListAllocator",
-        );
         self.allocation_count -= 1;
         self.live_by_type[ty as usize] -= 1;
         self.fit_bounds.forget();
