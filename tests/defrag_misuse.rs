@@ -430,7 +430,7 @@ fn moves_among_linear_and_optimal_neighbours_keep_their_granularity_pages_apart(
     )
     .unwrap();
     let mut rng = Rng(17);
-    let mut live: Vec<(MemoryAlloc, u64, u64)> = (0..120)
+    let mut live: Vec<(MemoryAlloc, u64, u64)> = (0..200)
         .map(|s| {
             let size = 1 + rng.below(48 * KIB);
             let kind = if rng.below(2) == 0 {

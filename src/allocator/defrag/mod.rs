@@ -51,15 +51,20 @@
 //!
 //! # Which empty blocks stay
 //!
-//! Between passes, each block vector keeps at most one empty block beyond its minimum block
-//! count, the *smallest* (the allocation path keeps the largest: the next allocation likely
-//! fits it; a defragmentation wants memory back), so that the application allocating between
-//! passes does not make a block right after one was freed. Planning never moves anything
-//! into an empty block, so the block kept is not filled again by the next pass. When the
-//! defragmentation ends, the blocks it emptied (or drained) that are still empty are
-//! released as well, as long as the minimum block count stays: a defragmentation gives back
-//! every block it emptied. An empty block that was there before it started is the
-//! allocation path's: it stays, unless a pass released it for a smaller one.
+//! While blocks of a vector are left draining, each pass's end keeps at most one empty block
+//! of it beyond its minimum block count, the *smallest* (the allocation path keeps the
+//! largest: the next allocation likely fits it; a defragmentation wants memory back), so that
+//! the application allocating between passes does not make a block right after one was
+//! freed. Planning never moves anything into an empty block, so the block kept is not filled
+//! again by the next pass.
+//!
+//! Once a vector in which the defragmentation emptied (or drained) blocks has no drain left
+//! (at the end of the pass that finished its last drain, or of a pass with none, and when the
+//! defragmentation ends), every empty block of it goes back, as long as the minimum block
+//! count stays: the empty block the allocation path kept before the defragmentation started
+//! as well. The room the moves gathered is in the blocks that stay, and a defragmentation is
+//! asked for to give memory back: VMA's likewise ends with no empty block. A vector the
+//! defragmentation emptied nothing in keeps its empty blocks.
 //!
 //! # Identity, not place
 //!
@@ -113,8 +118,9 @@
 //!
 //! Also: no pass allocates device memory; a block being emptied or drained receives
 //! no allocation, neither from a move nor from the application; between passes at most one
-//! empty block stays per vector beyond its minimum (the smallest); after the end no block
-//! that the defragmentation emptied stays empty in it beyond the minimum.
+//! empty block stays per vector beyond its minimum (the smallest), and none once the vector
+//! has no drain left and the defragmentation emptied some of its blocks; after the end no
+//! block stays empty beyond the minimum in a vector the defragmentation emptied blocks in.
 //!
 //! Destinations are suballocated in existing blocks only: a pass never calls
 //! `vkAllocateMemory`, so it cannot fail for lack of device memory, and it never increases
@@ -264,6 +270,10 @@ pub struct Defragmentation<S> {
     /// `(vec, block)` of the blocks set aside to empty or drain since the defragmentation
     /// started: released at its end if empty.
     emptied: Vec<(usize, WeakBlock<S, MemoryObject>)>,
+    /// The blocks that moves went into (or that hold reservations for moves to come), by
+    /// their memory (a block with the handle of one released since is not one): the plans'
+    /// [receivers](plan#receivers).
+    receivers: HandleMap<WeakBlock<S, MemoryObject>>,
     /// For each block an earlier pass walked: its live bytes then and its largest movable
     /// allocation (the planner's [hint](BlockState::largest)).
     largest: HandleMap<(DeviceSize, DeviceSize)>,
@@ -325,6 +335,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             ours: HandleMap::default(),
             draining,
             emptied: Vec::new(),
+            receivers: HandleMap::default(),
             found_scratch: Vec::new(),
             held_scratch: Vec::new(),
             candidate_scratch: Vec::new(),
@@ -534,6 +545,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         // The room held for drains goes back first.
         self.walks.clear();
         self.known.clear();
+        self.receivers.clear();
         self.largest.clear();
         for h in &mut self.handles {
             h.clear();
@@ -547,14 +559,20 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 self.stats.memory_objects_freed += target.blocks.restore_aside(&mine);
             }
         }
-        let emptied = std::mem::take(&mut self.emptied);
-        for (v, target) in self.vecs.iter().enumerate() {
-            if emptied.iter().any(|(w, _)| *w == v) {
-                self.stats.memory_objects_freed += target
-                    .blocks
-                    .release_empty_among(|b| emptied.iter().any(|(w, e)| *w == v && e.is(b)));
-            }
+        for v in 0..self.vecs.len() {
+            self.stats.memory_objects_freed += self.release_emptied(v);
         }
+        self.emptied.clear();
+    }
+
+    /// Releases the empty blocks of vector `v`, as long as the minimum block count stays, when
+    /// the defragmentation emptied (or drained) one of its blocks (see
+    /// [which empty blocks stay](self#which-empty-blocks-stay)). Returns how many.
+    fn release_emptied(&self, v: usize) -> usize {
+        if !self.emptied.iter().any(|(w, _)| *w == v) {
+            return 0;
+        }
+        self.vecs[v].blocks.release_empty_among(|_| true)
     }
 }
 

@@ -198,7 +198,9 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
     }
 
     /// Ends the pass: skips the moves still open, puts the blocks set aside back into the
-    /// search (but those draining) and releases the empty blocks but the smallest.
+    /// search (but those draining) and releases the empty blocks but the smallest (all of
+    /// them once nothing is left draining, see
+    /// [which empty blocks stay](super#which-empty-blocks-stay)).
     pub fn end(mut self) -> PassReport {
         self.settle()
     }
@@ -227,8 +229,10 @@ impl<S: Suballocator + Send + 'static> DefragmentationPass<'_, S> {
 impl<S: Suballocator + Send + 'static> Defragmentation<S> {
     /// Puts the blocks `aside` (`(vec, block)`, set aside by a plan) back into the search,
     /// but those left draining, and releases the empty blocks but the smallest of each
-    /// vector: the end of a pass, and of a plan that found nothing to move. Returns how
-    /// many blocks were released.
+    /// vector (all of them, in a vector with no drain left that the defragmentation emptied
+    /// blocks in: see [which empty blocks stay](super#which-empty-blocks-stay)): the end of a
+    /// pass, and of a plan that found nothing to move. Returns how many blocks were
+    /// released.
     pub(super) fn put_back(&mut self, aside: Vec<(usize, Block<S, MemoryObject>)>) -> usize {
         let mut vecs: Vec<usize> = aside.iter().map(|(v, _)| *v).collect();
         vecs.sort_unstable();
@@ -242,6 +246,12 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 .collect();
             let blocks = &self.vecs[v].blocks;
             released += blocks.restore_aside(&back);
+            // With no drain left, no block waits for its turn: the empty blocks go back now,
+            // as at the end.
+            if self.draining[v].is_empty() {
+                released += self.release_emptied(v);
+            }
+            let blocks = &self.vecs[v].blocks;
             // The handles the plan took of the blocks released now are let go here (their
             // memory is freed with the last handle), not in the next plan.
             let handles = &mut self.handles[v];

@@ -437,6 +437,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         let registry = &self.registry;
         let largest = &self.largest;
         let known = &self.known;
+        let receivers = &self.receivers;
         let max_bytes = self.info.max_bytes_per_pass;
         let mut states = std::mem::take(&mut self.state_scratch);
         states.clear();
@@ -475,6 +476,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
                 candidates: Vec::new(),
                 draining: bi >= searched,
                 received: received.contains(&memory),
+                receiver: receivers.get(&memory).is_some_and(|r| r.is(b)),
                 walked: false,
                 exhausted: false,
                 unchanged: false,
@@ -571,6 +573,15 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             .iter()
             .map(|&b| blocks[b].memory().handle())
             .collect();
+        // The blocks receiving, now or from a later pass's reservations, are kept for the
+        // rest of the defragmentation.
+        for &(_, b, _) in plan.moves.iter().chain(&plan.reserved) {
+            let block = &blocks[b];
+            let memory = block.memory().handle();
+            if !self.receivers.get(&memory).is_some_and(|r| r.is(block)) {
+                self.receivers.insert(memory, block.downgrade());
+            }
+        }
         let from = moves.len();
         moves.extend(plan.moves.iter().filter_map(|&(c, _, _)| {
             let range = ranges.get(c).copied().unwrap_or(0);

@@ -128,7 +128,7 @@ impl<P: Picture> Planner<'_, P> {
             if left.moves == 0 || left.bytes == 0 {
                 return;
             }
-            if self.set_aside[source] || self.received[source] {
+            if self.set_aside[source] || self.received[source] || self.blocks[source].receiver {
                 continue;
             }
             // Nothing it holds found room when last tried, and no block it may gather into

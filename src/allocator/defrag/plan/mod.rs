@@ -61,9 +61,23 @@
 //! the receiving blocks, as it finds the drained blocks set aside; no memory is reserved
 //! from the driver for it, and a defragmentation that ends early lets every reservation go.
 //!
+//! # Receivers
+//!
+//! A block that allocations moved into, in an earlier pass of the same defragmentation (or
+//! that holds reservations for the passes to come), is a *receiver*. The destinations are
+//! chosen tightest first, so receivers are the blocks meant to stay; emptying one later
+//! moves the bytes that came in a second time. A later plan (the drains ran out, or the
+//! application changed the blocks) that found room for a receiver's allocations elsewhere
+//! would do just that: on a state of full small blocks and sparse large ones, the small
+//! blocks took moves first and were emptied again at the end, moving as many bytes as they
+//! freed. So a receiver is emptied or drained only when that frees at least twice the bytes
+//! it moves (it holds at most half its size), and [`Full`](Algorithm::Full) gathers nothing
+//! out of one. The allocator remembers the receivers until the defragmentation ends.
+//!
 //! # Invariants
 //!
-//! - A block that receives an allocation is never emptied or drained in the same plan, a
+//! - A block that receives an allocation is never emptied or drained in the same plan, nor
+//!   in a later one of the same defragmentation unless it holds at most half its size; a
 //!   block being emptied or drained never receives one, and neither does a block that was
 //!   empty to begin with (the empty block the allocator keeps): moving into it would free
 //!   nothing, and the next pass would move everything back.
@@ -129,6 +143,11 @@ pub(crate) struct BlockState {
     /// last part the allocator handed out on its own): like a block the plan moves
     /// allocations into, it is neither emptied nor drained in the same pass.
     pub received: bool,
+    /// Whether allocations moved into it in an earlier pass of the defragmentation (or it
+    /// holds reservations for moves to come): emptying it would move those a second time,
+    /// so it is emptied only when that frees at least twice the bytes it moves, and
+    /// [`Full`](Algorithm::Full) gathers nothing out of it (see [receivers](self#receivers)).
+    pub receiver: bool,
     /// Whether the last plan tried every allocation of it as a source of
     /// [`Full`](Algorithm::Full)'s gathering and found room for none of those left, and it
     /// holds just those still (see [`settle`]).
@@ -508,6 +527,11 @@ impl<P: Picture> Planner<'_, P> {
             }
             if !block.draining && self.live[source] == 0 {
                 // Empty to begin with: nothing to move (and not a destination either).
+                continue;
+            }
+            if block.receiver && self.live[source] > block.size / 2 {
+                // It is kept: see [receivers](self#receivers).
+                self.give_up(source);
                 continue;
             }
             // A quick look, without a walk: not in less room than it holds, or (a bump or ring

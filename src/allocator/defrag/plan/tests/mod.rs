@@ -19,6 +19,9 @@ struct Model {
     granularity: DeviceAlignment,
     /// The blocks an earlier pass left draining.
     draining: Vec<bool>,
+    /// The blocks that earlier plans moved (or reserved) allocations into: the
+    /// [receivers](super#receivers).
+    receivers: Vec<bool>,
     /// The reservations of those drains, by the block and offset of the allocation they
     /// are for: the block they are in, and the range.
     reserved: HashMap<(usize, DeviceSize), (usize, Suballocation)>,
@@ -123,6 +126,7 @@ impl Model {
             blocks,
             granularity,
             draining,
+            receivers: vec![false; sizes.len()],
             reserved: HashMap::new(),
             places: 0,
             walks: 0,
@@ -153,6 +157,7 @@ impl Model {
                 candidates: Vec::new(),
                 draining: self.draining[b],
                 received: false,
+                receiver: self.receivers[b],
                 exhausted: self.settled.get(b).is_some_and(|s| s.0),
                 unchanged: self.settled.get(b).is_some_and(|s| s.1),
                 walked: true,
@@ -398,6 +403,7 @@ fn run(
     let mut received = vec![0; after.len()];
     for &(_, b, _) in plan.moves.iter().chain(&plan.reserved) {
         received[b] += 1;
+        model.receivers[b] = true;
     }
     let claimed = claimed.into_inner();
     for b in 0..after.len() {
@@ -483,6 +489,17 @@ fn check(
             "a destination in a block being drained"
         );
         assert_ne!(candidates[c].block, b, "a move within its block");
+        // Out of a block that received in an earlier pass only to empty it, and only when
+        // that frees at least twice what it moves.
+        let from = &blocks[candidates[c].block];
+        if from.receiver {
+            assert!(
+                from.live <= from.size / 2,
+                "a move out of a receiver holding {} of {}",
+                from.live,
+                from.size
+            );
+        }
         assert!(blocks[b].live > 0, "a move into a block that was empty");
         // The destination fits the source: same size, its alignment, inside the block.
         let l = layouts[c];
@@ -781,6 +798,7 @@ proptest! {
                 smallest: None,
                 draining: false,
                 received: false,
+                receiver: false,
                 exhausted: false,
                 unchanged: false,
             })
@@ -1085,6 +1103,39 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
 }
 
 #[test]
+fn a_receiver_is_emptied_again_only_when_that_frees_twice_what_it_moves() {
+    // A small block with `live` KiB of 64, and a large block with room for all of it (its one
+    // allocation may not move).
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let emptied = |live: u64, receiver: bool, algorithm| {
+        let fills = [
+            vec![(8 * KIB, 4, true); live as usize / 8],
+            vec![(8 * KIB, 4, false)],
+        ];
+        let mut model = Model::new(&[64 * KIB, 256 * KIB], &fills, 1);
+        model.receivers = vec![receiver, false];
+        let (plan, _, _) = run_checked(&mut model, algorithm, unlimited);
+        assert_eq!(plan.moves.len(), plan.emptied.len() * live as usize / 8);
+        plan.emptied
+    };
+    for algorithm in [Algorithm::Fast, Algorithm::Full] {
+        // Not a receiver: it empties, however full.
+        assert_eq!(emptied(48, false, algorithm), [0], "{algorithm:?}");
+        // A receiver: emptying it would move 48 KiB (some of them a second time) to free 64.
+        assert_eq!(
+            emptied(48, true, algorithm),
+            [] as [usize; 0],
+            "{algorithm:?}"
+        );
+        // Half full, it frees twice what it moves.
+        assert_eq!(emptied(32, true, algorithm), [0], "{algorithm:?}");
+    }
+}
+
+#[test]
 fn an_allocation_fills_a_hole_of_exactly_its_size() {
     // Block 0 holds 56 KiB that may not move and has one hole of 8 KiB at its end, its
     // largest free range exactly; block 1's only allocation takes 8 KiB. It goes there.
@@ -1249,6 +1300,7 @@ fn a_block_whose_largest_allocation_exceeds_the_pass_is_passed_over_unwalked_and
         smallest: None,
         draining: false,
         received: false,
+        receiver: false,
         exhausted: false,
         unchanged: false,
     };
@@ -1301,6 +1353,7 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
         smallest: None,
         draining: false,
         received: false,
+        receiver: false,
         exhausted: false,
         unchanged: false,
     };
