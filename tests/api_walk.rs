@@ -159,7 +159,7 @@ struct World {
     next_uid: u64,
     step: usize,
     /// Counters of what the walk did, for the summary.
-    done: HashMap<&'static str, u64>,
+    done: HashMap<String, u64>,
 }
 
 const SIZES: [u64; 4] = [
@@ -170,6 +170,14 @@ const SIZES: [u64; 4] = [
 ];
 
 fn pick_size(rng: &mut Rng) -> u64 {
+    if rng.below(3) != 0 {
+        let max = if rng.below(4) == 0 {
+            256 * KIB
+        } else {
+            4 * KIB
+        };
+        return 1 + rng.below(max);
+    }
     match rng.below(20) {
         0 => *rng.pick(&SIZES),
         1 => 1,
@@ -181,6 +189,9 @@ fn pick_size(rng: &mut Rng) -> u64 {
 }
 
 fn pick_alignment(rng: &mut Rng) -> u64 {
+    if rng.below(3) != 0 {
+        return 1 << rng.below(9);
+    }
     match rng.below(16) {
         0 => 0,
         1 => 3 + 2 * rng.below(100),
@@ -192,7 +203,7 @@ fn pick_alignment(rng: &mut Rng) -> u64 {
 }
 
 fn pick_bits(rng: &mut Rng, all: u32) -> u32 {
-    match rng.below(10) {
+    match rng.below(16) {
         0 => 0,
         1 => 1 << rng.range(all.count_ones() as u64, 32),
         2 => u32::MAX,
@@ -213,13 +224,13 @@ fn pick_host_access(rng: &mut Rng) -> HostAccess {
 }
 
 fn pick_create_info(rng: &mut Rng) -> (AllocationCreateInfo, Option<u64>) {
-    let usage = match rng.below(9) {
+    let usage = match rng.below(12) {
         0 => MemoryUsage::DeviceOnly,
-        1 | 2 => MemoryUsage::Upload,
-        3 => MemoryUsage::Download,
-        4 => MemoryUsage::Auto(pick_host_access(rng)),
-        5 => MemoryUsage::AutoPreferDevice(pick_host_access(rng)),
-        6 => MemoryUsage::AutoPreferHost(pick_host_access(rng)),
+        1..=4 => MemoryUsage::Upload,
+        5 => MemoryUsage::Download,
+        6 | 7 => MemoryUsage::Auto(pick_host_access(rng)),
+        8 => MemoryUsage::AutoPreferDevice(pick_host_access(rng)),
+        9 => MemoryUsage::AutoPreferHost(pick_host_access(rng)),
         _ => MemoryUsage::Custom(MemoryTypeFilter {
             required_flags: F::from_raw(rng.next() as u32 & 0x1f),
             preferred_flags: F::from_raw(rng.next() as u32 & 0x1f),
@@ -243,14 +254,14 @@ fn pick_create_info(rng: &mut Rng) -> (AllocationCreateInfo, Option<u64>) {
             MemoryAllocatePreference::AlwaysAllocate,
         ]),
         name: (rng.below(2) == 0).then(|| format!("a{}", rng.below(1000)).into()),
-        priority: match rng.below(8) {
+        priority: match rng.below(16) {
             0 => Some(f32::NAN),
             1 => Some(-0.5),
             2 => Some(1.5),
             3 | 4 => Some(rng.below(101) as f32 / 100.0),
             _ => None,
         },
-        within_budget: rng.below(4) == 0,
+        within_budget: rng.below(8) == 0,
         user_data: user.map(|u| Arc::new(u) as Arc<dyn UserData>),
         min_alignment: DeviceAlignment::from_log2(rng.below(12) as u32 * (rng.below(3) as u32 / 2))
             .unwrap(),
@@ -334,8 +345,8 @@ impl World {
         }
     }
 
-    fn count(&mut self, what: &'static str) {
-        *self.done.entry(what).or_default() += 1;
+    fn count(&mut self, what: impl Into<String>) {
+        *self.done.entry(what.into()).or_default() += 1;
     }
 
     fn all_types(&self) -> u32 {
@@ -348,9 +359,17 @@ impl World {
 
     fn step(&mut self, op: u8, seed: u64) {
         let mut rng = Rng(seed);
+        if std::env::var_os("API_WALK_TRACE").is_some() {
+            eprintln!(
+                "step {}: op {} seed {seed:#x}: {} live",
+                self.step,
+                op % 16,
+                self.live.len()
+            );
+        }
         match op % 16 {
-            0..=4 => self.allocate(&mut rng),
-            5..=7 => self.free(&mut rng),
+            0..=5 => self.allocate(&mut rng),
+            6 | 7 => self.free(&mut rng),
             8 | 9 => self.access(&mut rng),
             10 => self.set_meta(&mut rng),
             11 => self.create_pool(&mut rng),
@@ -484,7 +503,9 @@ impl World {
                 if !priority_ok(&info) {
                     self.count("refused priority");
                 }
-                self.count("allocation errors");
+                let variant = format!("{e:?}");
+                let variant = variant.split([' ', '(', '{']).next().unwrap_or("");
+                self.count(format!("error {variant}"));
                 return;
             }
         };
@@ -547,12 +568,80 @@ impl World {
         }
     }
 
+    /// A host-visible allocation of up to a third of a block in `target`, filled with a pattern.
+    fn plain_allocation(&mut self, target: Source, rng: &mut Rng) {
+        let api: &dyn MemoryAllocator = match target {
+            Source::Default => &self.allocator,
+            Source::Pool(id) => match self.pools.iter().find(|p| p.id == id) {
+                Some(p) => p.pool.api(),
+                None => return,
+            },
+        };
+        let pool_align = match target {
+            Source::Default => 1,
+            Source::Pool(id) => {
+                self.pools
+                    .iter()
+                    .find(|p| p.id == id)
+                    .unwrap()
+                    .min_alignment
+            }
+        };
+        // Up to a third of a block, so that a few blocks fill.
+        let block = match target {
+            Source::Default => self.allocator.block_size(1).unwrap_or(MIB),
+            Source::Pool(id) => self
+                .pools
+                .iter()
+                .find(|p| p.id == id)
+                .unwrap()
+                .pool
+                .block_size(),
+        };
+        let size = 1 + rng.below((block / 3).clamp(1, 4 * MIB));
+        let alignment = 1 << rng.below(9);
+        let requirements = AllocationRequirements {
+            layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+            memory_type_bits: self.all_types(),
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let info = AllocationCreateInfo {
+            usage: MemoryUsage::Upload,
+            ..Default::default()
+        };
+        let mut a = match api.allocate(requirements, AllocationType::Linear, &info, None) {
+            Ok(a) => a,
+            Err(e) => {
+                assert!(documented(&e), "step {}: {e:?}", self.step);
+                return;
+            }
+        };
+        let shadow = a.mapped_ptr().is_some().then(|| {
+            let bytes = support::pattern(rng.next(), a.size().min(SHADOW) as usize);
+            a.write(0, &bytes).unwrap();
+            bytes
+        });
+        self.next_uid += 1;
+        self.live.push(Live {
+            uid: self.next_uid,
+            alloc: a,
+            source: target,
+            alignment: alignment.max(pool_align),
+            requested: size,
+            shadow,
+            name: None,
+            user: None,
+        });
+        self.count("plain allocation");
+    }
+
     fn pick_live(&self, rng: &mut Rng) -> Option<usize> {
         (!self.live.is_empty()).then(|| rng.below(self.live.len() as u64) as usize)
     }
 
     fn free(&mut self, rng: &mut Rng) {
-        for _ in 0..1 + rng.below(3) {
+        for _ in 0..1 + rng.below(2) {
             if let Some(i) = self.pick_live(rng) {
                 self.live.swap_remove(i);
                 self.count("free");
@@ -658,7 +747,8 @@ impl World {
         }
         let types = self.type_count() as u64;
         let kind = rng.below(5);
-        let block_size = match rng.below(8) {
+        let wild = rng.below(3) == 0;
+        let block_size = match if wild { rng.below(8) } else { 3 } {
             0 => 0,
             1 => 1 << 40,
             2 => 3 * KIB + rng.below(KIB),
@@ -670,7 +760,7 @@ impl World {
             DeviceAlignment::from_log2(rng.below(10) as u32 * (rng.below(2) as u32)).unwrap();
         let info = PoolCreateInfo {
             name: Some(name.clone()),
-            memory_type: match rng.below(4) {
+            memory_type: match rng.below(4) + 2 * u64::from(!wild) {
                 0 => PoolMemoryType::Index(rng.below(types + 2) as u32),
                 1 => PoolMemoryType::Find {
                     memory_type_bits: pick_bits(rng, self.all_types()),
@@ -683,13 +773,21 @@ impl World {
             },
             block_size,
             min_block_count: rng.below(3) as usize,
-            max_block_count: match rng.below(4) {
+            max_block_count: match rng.below(4) + u64::from(!wild) {
                 0 => rng.below(3) as usize,
                 1 => usize::MAX,
                 _ => 2 + rng.below(4) as usize,
             },
-            priority: if rng.below(8) == 0 { f32::NAN } else { 0.5 },
-            block_arenas: *rng.pick(&[None, Some(0), Some(1), Some(2), Some(64)]),
+            priority: if wild && rng.below(3) == 0 {
+                f32::NAN
+            } else {
+                0.5
+            },
+            block_arenas: if wild {
+                *rng.pick(&[None, Some(0), Some(1), Some(2), Some(64)])
+            } else {
+                *rng.pick(&[None, Some(1), Some(2)])
+            },
             min_alignment,
             strategy: *rng.pick(&[
                 AllocationStrategy::Default,
@@ -745,7 +843,9 @@ impl World {
                     "step {}: create_pool({info:?}) kind {kind}: {e:?}",
                     self.step
                 );
-                self.count("pool refused");
+                let variant = format!("{e:?}");
+                let variant = variant.split([' ', '(', '{']).next().unwrap_or("");
+                self.count(format!("pool refused {variant}"));
             }
         }
     }
@@ -764,6 +864,14 @@ impl World {
             self.count("pool renamed");
         } else {
             self.check_leaks(&self.pools[i].pool.report_leaks(), Some(&self.pools[i]));
+            if std::env::var_os("API_WALK_NO_ORPHANS").is_some()
+                && self
+                    .live
+                    .iter()
+                    .any(|l| l.source == Source::Pool(self.pools[i].id))
+            {
+                return;
+            }
             let p = self.pools.swap_remove(i);
             let alive = self
                 .live
@@ -933,6 +1041,18 @@ impl World {
         target: Source,
         rng: &mut Rng,
     ) {
+        // Some allocations in the target, every other one freed again: holes to fill.
+        if rng.below(2) == 0 {
+            let first = self.live.len();
+            for _ in 0..4 + rng.below(12) {
+                self.plain_allocation(target, rng);
+            }
+            let mut i = first;
+            while i < self.live.len() {
+                self.live.swap_remove(i);
+                i += 1;
+            }
+        }
         // Registration id -> uid of the live allocation.
         let mut ids: HashMap<MoveId, u64> = HashMap::new();
         for l in &mut self.live {
@@ -944,6 +1064,10 @@ impl World {
             let ours = l.source == target && !l.alloc.is_dedicated();
             match result {
                 Ok(id) => {
+                    self.done
+                        .entry("registered".into())
+                        .and_modify(|n| *n += 1)
+                        .or_insert(1);
                     assert!(
                         ours,
                         "step {}: {:?} added to a defragmentation of {target:?}",
@@ -960,12 +1084,13 @@ impl World {
                 Err(e) => panic!("add: {e:?}"),
             }
         }
-        let passes = rng.below(6);
+        let passes = 1 + rng.below(6);
         for _ in 0..passes {
             let Some(mut pass) = defrag.next_pass() else {
                 break;
             };
             let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+            self.count("defragmentation pass");
             for index in open {
                 let (id, src_memory, src_offset, size) = {
                     let m = pass.get(index).unwrap();
@@ -1240,7 +1365,7 @@ impl World {
     }
 }
 
-fn run(ops: &[(u8, u64)], margin: u64) -> HashMap<&'static str, u64> {
+fn run(ops: &[(u8, u64)], margin: u64) -> HashMap<String, u64> {
     let mut world = World::new(margin);
     for &(op, seed) in ops {
         world.step(op, seed);
