@@ -1423,3 +1423,85 @@ fn a_long_seeded_walk() {
         );
     }
 }
+
+/// A pool dropped while its allocations live on: the allocator's statistics, snapshot and
+/// leak report still show them (and the memory they hold) until they are freed.
+#[test]
+fn a_dropped_pools_live_allocations_stay_in_the_books() {
+    run(
+        &[
+            (11, 1058539759814963983),
+            (14, 2556472812362419019),
+            (12, 3505597125811755349),
+        ],
+        0,
+    );
+}
+
+/// The same, spelled out: a block allocation and a dedicated one outlive their pool; the
+/// allocator's books show them, under the pool's name, until each is freed, and their memory
+/// goes back with them.
+#[test]
+fn a_dropped_pools_allocations_are_counted_until_freed() {
+    let world = World::new(16);
+    let pool = world
+        .allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            name: Some("gone".into()),
+            memory_type: PoolMemoryType::Index(1),
+            block_size: MIB,
+            ..Default::default()
+        })
+        .unwrap();
+    let requirements = AllocationRequirements {
+        layout: DeviceLayout::from_size_alignment(4 * KIB, 256).unwrap(),
+        memory_type_bits: 1 << 1,
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    };
+    let named = AllocationCreateInfo {
+        name: Some("kept".into()),
+        ..Default::default()
+    };
+    let mut block = pool
+        .allocate(requirements, AllocationType::Linear, &named, None)
+        .unwrap();
+    let dedicated = pool
+        .allocate_dedicated(1, 8 * KIB, None, &AllocationCreateInfo::default())
+        .unwrap();
+    assert!(!block.is_dedicated() && dedicated.is_dedicated());
+    block.write(0, &[7; 64]).unwrap();
+    drop(pool);
+
+    let books = |expected: u64| {
+        let stats = world.allocator.statistics();
+        assert_eq!(stats.total.allocation_count, expected);
+        assert_eq!(stats.total.reserved_bytes, world.device.live_memory_bytes());
+        assert_eq!(
+            world.allocator.snapshot().blocks.len() as u32,
+            world.sim.state.live_objects()
+        );
+        let leaks = world.allocator.report_leaks();
+        assert_eq!(leaks.len() as u64, expected);
+        assert!(leaks.iter().all(|l| l.pool.as_deref() == Some("gone")));
+        assert!(world.allocator.check_corruption(u32::MAX).is_ok());
+        leaks
+    };
+    let leaks = books(2);
+    assert!(leaks.iter().any(|l| l.name.as_deref() == Some("kept")));
+    assert_eq!(world.sim.state.live_objects(), 2);
+    drop(dedicated);
+    books(1);
+    assert_eq!(world.sim.state.live_objects(), 1);
+    let mut back = [0; 64];
+    block.read(0, &mut back).unwrap();
+    assert_eq!(back, [7; 64]);
+    drop(block);
+    books(0);
+    assert_eq!(
+        world.sim.state.live_objects(),
+        0,
+        "the block goes with its allocation"
+    );
+    world.finish();
+}
