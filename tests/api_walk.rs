@@ -156,6 +156,9 @@ struct World {
     /// The ids of the bump pools made.
     bump_pools: Vec<usize>,
     next_pool: usize,
+    /// Whether the driver may fail now (the errors of a failed `vkAllocateMemory` or
+    /// `vkMapMemory` are then expected).
+    faults: bool,
     next_uid: u64,
     step: usize,
     /// Counters of what the walk did, for the summary.
@@ -281,28 +284,33 @@ fn priority_ok(info: &AllocationCreateInfo) -> bool {
 }
 
 /// An error the allocation entry points document for bad input or exhausted memory: never
-/// a raw Vulkan error, a failed map or a bind error.
-fn documented(e: &AllocationError) -> bool {
+/// a raw Vulkan error, a failed map or a bind error unless the driver fails (`faults`).
+fn documented(e: &AllocationError, faults: bool) -> bool {
     use AllocationError::*;
-    matches!(
+    let driver = matches!(
         e,
-        OutOfDeviceMemory
-            | NoMemoryTypeBits
-            | MemoryTypeBitsOutOfRange { .. }
-            | MemoryTypeIndexOutOfRange { .. }
-            | NoSuitableMemoryType { .. }
-            | MemoryTypeNotUsable { .. }
-            | SizeExceedsHeap { .. }
-            | OutOfPoolMemory
-            | DedicatedAllocationRequired
-            | BlockSizeExceeded { .. }
-            | SuballocatorBlockSizeExceeded
-            | PoolMemoryTypeNotAllowed { .. }
-            | PoolFull { .. }
-            | Layout(_)
-            | InvalidPriority(_)
-            | BudgetExceeded(_)
-    )
+        OutOfHostMemory | MapFailed(vk::Result::ERROR_MEMORY_MAP_FAILED)
+    );
+    (faults && driver)
+        || matches!(
+            e,
+            OutOfDeviceMemory
+                | NoMemoryTypeBits
+                | MemoryTypeBitsOutOfRange { .. }
+                | MemoryTypeIndexOutOfRange { .. }
+                | NoSuitableMemoryType { .. }
+                | MemoryTypeNotUsable { .. }
+                | SizeExceedsHeap { .. }
+                | OutOfPoolMemory
+                | DedicatedAllocationRequired
+                | BlockSizeExceeded { .. }
+                | SuballocatorBlockSizeExceeded
+                | PoolMemoryTypeNotAllowed { .. }
+                | PoolFull { .. }
+                | Layout(_)
+                | InvalidPriority(_)
+                | BudgetExceeded(_)
+        )
 }
 
 impl World {
@@ -338,6 +346,7 @@ impl World {
             orphaned: Vec::new(),
             bump_pools: Vec::new(),
             next_pool: 0,
+            faults: false,
             live: Vec::new(),
             next_uid: 0,
             step: 0,
@@ -376,7 +385,8 @@ impl World {
             12 => self.drop_or_rename_pool(&mut rng),
             13 => self.observe(&mut rng),
             14 => self.defragment(&mut rng),
-            _ => self.bad_requirements(&mut rng),
+            _ if seed % 2 == 0 => self.bad_requirements(&mut rng),
+            _ => self.with_faults(&mut rng),
         }
         self.check();
         self.step += 1;
@@ -495,7 +505,7 @@ impl World {
             Ok(v) => v,
             Err(e) => {
                 assert!(
-                    documented(&e),
+                    documented(&e, self.faults),
                     "step {}: {what} of {size} at {alignment} (bits {bits:#x}, {info:?}): \
                      undocumented error {e:?}",
                     self.step
@@ -613,7 +623,7 @@ impl World {
         let mut a = match api.allocate(requirements, AllocationType::Linear, &info, None) {
             Ok(a) => a,
             Err(e) => {
-                assert!(documented(&e), "step {}: {e:?}", self.step);
+                assert!(documented(&e, self.faults), "step {}: {e:?}", self.step);
                 return;
             }
         };
@@ -649,9 +659,112 @@ impl World {
         }
     }
 
+    /// An allocation, a pool or a defragmentation while the driver fails: one of the next
+    /// few `vkAllocateMemory` (out of device or host memory) or `vkMapMemory` calls fails.
+    /// The errors are the documented ones and the books stay right (checked after the step).
+    fn with_faults(&mut self, rng: &mut Rng) {
+        let result = *rng.pick(&[
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+            vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+        ]);
+        let map = rng.below(3) == 0;
+        self.sim.state.reset_counters();
+        self.sim.state.set_faults(support::Faults {
+            allocate_at: (!map).then(|| (1 + rng.below(3), result)),
+            allocate_more: rng.below(3),
+            map_at: map.then(|| 1 + rng.below(2)),
+        });
+        self.faults = true;
+        match rng.below(4) {
+            0 => self.create_pool(rng),
+            1 => self.defragment(rng),
+            _ => {
+                for _ in 0..1 + rng.below(4) {
+                    self.allocate(rng);
+                }
+            }
+        }
+        self.sim.state.set_faults(support::Faults::default());
+        self.faults = false;
+        self.count("faulty step");
+    }
+
+    /// A typed access: a value or a slice of values at any offset, or the mapped bytes as
+    /// values (which need the allocation's address aligned for them).
+    fn typed_access(&mut self, i: usize, rng: &mut Rng) {
+        let step = self.step;
+        let l = &mut self.live[i];
+        let size = l.alloc.size();
+        let offset = match rng.below(4) {
+            0 => size.saturating_sub(rng.below(16)),
+            _ => rng.below(size.min(SHADOW)),
+        };
+        let fits = offset.checked_add(8).is_some_and(|end| end <= size);
+        match rng.below(3) {
+            0 => {
+                let v = rng.next();
+                let r = l.alloc.write_value(offset, v);
+                match (&r, l.shadow.as_mut()) {
+                    (Ok(()), Some(shadow)) => {
+                        for (k, b) in v.to_ne_bytes().into_iter().enumerate() {
+                            if let Some(x) = shadow.get_mut(offset as usize + k) {
+                                *x = b;
+                            }
+                        }
+                    }
+                    (Ok(()), None) => panic!("step {step}: a value written to hidden memory"),
+                    (Err(MemoryAccessError::OutOfBounds { .. }), _) => assert!(!fits),
+                    (Err(MemoryAccessError::NotHostVisible { .. }), None) => {}
+                    (Err(e), _) => panic!("step {step}: write_value at {offset}: {e:?}"),
+                }
+            }
+            1 => {
+                let r = l.alloc.read_value::<u64>(offset);
+                match (&r, l.shadow.as_ref()) {
+                    (Ok(v), Some(shadow)) => {
+                        assert!(fits);
+                        for (k, b) in v.to_ne_bytes().into_iter().enumerate() {
+                            if let Some(x) = shadow.get(offset as usize + k) {
+                                assert_eq!(*x, b, "step {step}: read_value at {offset}");
+                            }
+                        }
+                    }
+                    (Ok(_), None) => panic!("step {step}: a value read from hidden memory"),
+                    (Err(MemoryAccessError::OutOfBounds { .. }), _) => assert!(!fits),
+                    (Err(MemoryAccessError::NotHostVisible { .. }), None) => {}
+                    (Err(e), _) => panic!("step {step}: read_value at {offset}: {e:?}"),
+                }
+            }
+            _ => {
+                let address = l.alloc.mapped_ptr().map(|p| p.as_ptr() as usize);
+                let r = l.alloc.mapped_slice_of::<u32>();
+                match (r, address, l.shadow.as_ref()) {
+                    (Ok(values), Some(a), Some(shadow)) => {
+                        assert_eq!(a % 4, 0);
+                        assert_eq!(values.len() as u64, size / 4);
+                        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                        let n = bytes.len().min(shadow.len()) & !3;
+                        // Coherent or not, nothing else wrote: the mapping holds what was
+                        // written.
+                        assert!(bytes[..n] == shadow[..n], "step {step}: mapped_slice_of");
+                    }
+                    (Err(MemoryAccessError::Misaligned { .. }), Some(a), Some(_)) => {
+                        assert_ne!(a % 4, 0)
+                    }
+                    (Err(MemoryAccessError::NotHostVisible { .. }), None, None) => {}
+                    (r, a, _) => panic!("step {step}: mapped_slice_of at {a:?}: {r:?}"),
+                }
+            }
+        }
+        self.count("typed access");
+    }
+
     /// A write, read, flush or invalidate at a random offset and length, in bounds or not.
     fn access(&mut self, rng: &mut Rng) {
         let Some(i) = self.pick_live(rng) else { return };
+        if rng.below(3) == 0 {
+            return self.typed_access(i, rng);
+        }
         let l = &mut self.live[i];
         let size = l.alloc.size();
         let offset = match rng.below(6) {
@@ -839,7 +952,7 @@ impl World {
                             | SizeExceedsHeap { .. }
                             | OutOfDeviceMemory
                             | InvalidPriority(_)
-                    ),
+                    ) || documented(&e, self.faults),
                     "step {}: create_pool({info:?}) kind {kind}: {e:?}",
                     self.step
                 );
