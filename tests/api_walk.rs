@@ -159,6 +159,8 @@ struct World {
     /// Whether the driver may fail now (the errors of a failed `vkAllocateMemory` or
     /// `vkMapMemory` are then expected).
     faults: bool,
+    /// The bytes of each heap that the simulated driver says other processes use.
+    other_usage: Vec<u64>,
     next_uid: u64,
     step: usize,
     /// Counters of what the walk did, for the summary.
@@ -347,6 +349,7 @@ impl World {
             bump_pools: Vec::new(),
             next_pool: 0,
             faults: false,
+            other_usage: vec![0; layout().heaps.len()],
             live: Vec::new(),
             next_uid: 0,
             step: 0,
@@ -510,6 +513,14 @@ impl World {
                      undocumented error {e:?}",
                     self.step
                 );
+                if let AllocationError::BudgetExceeded(b) = &e {
+                    assert!(info.within_budget, "step {}: {b:?} unasked", self.step);
+                    assert!(
+                        b.usage.saturating_add(b.size) > b.budget,
+                        "step {}: {b:?} is within the budget",
+                        self.step
+                    );
+                }
                 if !priority_ok(&info) {
                     self.count("refused priority");
                 }
@@ -970,10 +981,16 @@ impl World {
         let i = rng.below(self.pools.len() as u64) as usize;
         if rng.below(2) == 0 {
             let p = &mut self.pools[i];
-            let name: Arc<str> = format!("pool{}-renamed{}", p.id, rng.below(9)).into();
-            p.pool.set_name(Some(name.clone()));
-            assert_eq!(p.pool.name(), name);
-            p.name = name;
+            if rng.below(4) == 0 {
+                // Back to a name of the form `pool N`.
+                p.pool.set_name(None);
+                assert!(p.pool.name().starts_with("pool "), "{}", p.pool.name());
+            } else {
+                let name: Arc<str> = format!("pool{}-renamed{}", p.id, rng.below(9)).into();
+                p.pool.set_name(Some(name.clone()));
+                assert_eq!(p.pool.name(), name);
+            }
+            p.name = p.pool.name();
             self.count("pool renamed");
         } else {
             self.check_leaks(&self.pools[i].pool.report_leaks(), Some(&self.pools[i]));
@@ -1000,8 +1017,24 @@ impl World {
         }
     }
 
-    /// The dumps, the SVG, leak reports and corruption checks at a random point.
+    /// The dumps, the SVG, leak reports and corruption checks at a random point; sometimes
+    /// new budgets and other processes' usage of the heaps first.
     fn observe(&mut self, rng: &mut Rng) {
+        if rng.below(3) == 0 {
+            for (h, &(size, _)) in layout().heaps.iter().enumerate() {
+                let budget = match rng.below(4) {
+                    0 => size,
+                    1 => 0,
+                    _ => rng.below(size),
+                };
+                self.other_usage[h] = rng.below(size / 4);
+                self.sim.state.set_heap_budget(h as u32, budget);
+                self.sim
+                    .state
+                    .set_other_usage(h as u32, self.other_usage[h]);
+            }
+            self.count("budgets set");
+        }
         let snap = self.allocator.snapshot();
         let json: serde_json::Value = serde_json::from_str(&snap.to_json()).unwrap();
         assert_eq!(
@@ -1177,6 +1210,10 @@ impl World {
             let ours = l.source == target && !l.alloc.is_dedicated();
             match result {
                 Ok(id) => {
+                    if rng.below(4) == 0 {
+                        // Added again: the same id.
+                        assert_eq!(defrag.add(&mut l.alloc, alignment), Ok(id));
+                    }
                     self.done
                         .entry("registered".into())
                         .and_modify(|n| *n += 1)
@@ -1232,6 +1269,13 @@ impl World {
                     }
                     _ => {
                         let l = &mut self.live[li];
+                        if rng.below(4) == 0 {
+                            // Renamed while it moves: the name as it is now goes along.
+                            let name: Option<Arc<str>> = (rng.below(2) == 0)
+                                .then(|| format!("moved{}", rng.below(9)).into());
+                            l.alloc.set_name(name.clone());
+                            l.name = name;
+                        }
                         let dst = pass.get(index).unwrap().destination();
                         if let Some(ptr) = dst.mapped_ptr() {
                             let mut bytes = vec![0; size as usize];
@@ -1378,10 +1422,14 @@ impl World {
             );
             assert_eq!(h.budget.crate_usage, used, "step {step}: heap {}", h.index);
             assert_eq!(budgets[h.index as usize].crate_usage, used);
-            assert!(
-                budgets[h.index as usize].usage <= h.budget.heap_size,
-                "step {step}: {:?}",
-                budgets
+            // The extension's usage counts this process's memory, the crate's and the rest.
+            let b = &budgets[h.index as usize];
+            assert!(b.from_extension);
+            assert_eq!(
+                b.usage,
+                used + self.other_usage[h.index as usize],
+                "step {step}: heap {}",
+                h.index
             );
         }
         assert_eq!(total.reserved_bytes, self.device.live_memory_bytes());
@@ -1517,8 +1565,17 @@ proptest! {
 /// A long walk from fixed seeds, with a summary of what it did.
 #[test]
 fn a_long_seeded_walk() {
-    let mut rng = Rng(0x5eed);
-    let ops: Vec<(u8, u64)> = (0..600).map(|_| (rng.next() as u8, rng.next())).collect();
+    // `API_WALK_SEED` and `API_WALK_STEPS` walk elsewhere.
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mut rng = Rng(var("API_WALK_SEED", 0x5eed));
+    let ops: Vec<(u8, u64)> = (0..var("API_WALK_STEPS", 600))
+        .map(|_| (rng.next() as u8, rng.next()))
+        .collect();
     let done = run(&ops, 16);
     eprintln!("{done:#?}");
     for what in [
