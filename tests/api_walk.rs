@@ -240,7 +240,6 @@ fn pick_create_info(rng: &mut Rng) -> (AllocationCreateInfo, Option<u64>) {
             required_flags: F::from_raw(rng.next() as u32 & 0x1f),
             preferred_flags: F::from_raw(rng.next() as u32 & 0x1f),
             not_preferred_flags: F::from_raw(rng.next() as u32 & 0x1f),
-            ..Default::default()
         }),
     };
     let resource_usage = match rng.below(3) {

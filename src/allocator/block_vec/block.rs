@@ -544,13 +544,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
 
     /// Weak handles of the block's shared part and of its arenas, for a view that outlives
     /// the vector (see [`LeftBlock`](super::left::LeftBlock)).
-    pub(super) fn weak_parts(&self) -> (WeakShared<S, M>, Vec<Weak<Arena<S, M>>>) {
+    pub(super) fn weak_parts(&self) -> (WeakShared<S, M>, WeakArenas<S, M>) {
         (
             WeakShared(Arc::downgrade(&self.shared)),
             self.arenas.iter().map(Arc::downgrade).collect(),
         )
     }
 }
+
+/// A block's arenas, held weakly.
+pub(super) type WeakArenas<S, M> = Vec<Weak<Arena<S, M>>>;
 
 /// A block's shared part (its memory and metadata), held weakly.
 pub(super) struct WeakShared<S, M>(Weak<BlockShared<S, M>>);

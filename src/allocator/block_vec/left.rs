@@ -15,15 +15,25 @@ use std::sync::{Arc, Weak};
 /// A block whose vector is gone, held weakly (see the [module docs](self)).
 pub(crate) struct LeftBlock<S, M> {
     shared: WeakShared<S, M>,
-    /// Each arena with its place in the block: an arena is dropped as soon as its last
-    /// allocation is freed, and is then all free.
-    arenas: Vec<(Weak<Arena<S, M>>, DeviceSize, DeviceSize)>,
+    /// An arena is dropped as soon as its last allocation is freed, and is then all free.
+    arenas: Vec<Part<Weak<Arena<S, M>>>>,
+}
+
+/// An arena held for a moment.
+type ArenaRef<S, M> = Arc<Arena<S, M>>;
+
+/// An arena (held as `A`) and its place in the block.
+struct Part<A> {
+    arena: A,
+    base: DeviceSize,
+    size: DeviceSize,
 }
 
 /// A [`LeftBlock`] read for a moment: it keeps the block alive while it is held.
 pub(crate) struct LeftView<S, M> {
     shared: SharedRef<S, M>,
-    arenas: Vec<(Option<Arc<Arena<S, M>>>, DeviceSize, DeviceSize)>,
+    /// `None`: the arena is gone, all free.
+    arenas: Vec<Part<Option<ArenaRef<S, M>>>>,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftBlock<S, M> {
@@ -34,9 +44,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftBlock<S, M> {
             .arenas()
             .iter()
             .zip(weak_arenas)
-            .map(|(a, weak)| {
+            .map(|(a, arena)| {
                 let (base, size) = a.extent();
-                (weak, base, size)
+                Part { arena, base, size }
             })
             .collect();
         Self { shared, arenas }
@@ -53,7 +63,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftBlock<S, M> {
         let arenas = self
             .arenas
             .iter()
-            .map(|(a, base, size)| (a.upgrade(), *base, *size))
+            .map(|p| Part {
+                arena: p.arena.upgrade(),
+                base: p.base,
+                size: p.size,
+            })
             .collect();
         Some(LeftView { shared, arenas })
     }
@@ -69,7 +83,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftView<S, M> {
     pub(crate) fn allocation_count(&self) -> usize {
         self.arenas
             .iter()
-            .filter_map(|(a, _, _)| a.as_ref())
+            .filter_map(|p| p.arena.as_ref())
             .map(|a| a.live())
             .sum()
     }
@@ -77,12 +91,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftView<S, M> {
     /// Calls `f` for every range in offset order, as [`Block::for_each_range`] does; an
     /// arena that is gone is one free range.
     pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
-        for (arena, base, size) in &self.arenas {
-            match arena {
+        for p in &self.arenas {
+            match &p.arena {
                 Some(a) => a.for_each_range(&mut f),
                 None => f(RangeInfo {
-                    offset: *base,
-                    size: *size,
+                    offset: p.base,
+                    size: p.size,
                     kind: RangeKind::Free,
                 }),
             }
