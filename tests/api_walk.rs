@@ -20,9 +20,12 @@
 //! lists. At the end, with everything dropped, the leak report is empty and every memory object
 //! is freed.
 //!
-//! The walks are proptest cases (a list of `(operation, seed)` pairs each; `PROPTEST_CASES` for
-//! more than the default 8), so a failure shrinks to a short list; the named regressions at the
-//! end replay such lists.
+//! The walks are proptest cases (a list of up to 150 `(operation, seed)` pairs each; 8 cases,
+//! `PROPTEST_CASES` or `ASH_MEMORY_PROPTEST_CASES` for another count, 160 with
+//! `ASH_MEMORY_SOAK`), so a failure shrinks to a short list; the named regressions at the end
+//! replay such lists. `a_long_seeded_walk` takes 600 steps from a fixed seed (12,000 with
+//! `ASH_MEMORY_SOAK`; `API_WALK_SEED` and `API_WALK_STEPS` for others) and prints what it did;
+//! `API_WALK_TRACE` prints every step.
 
 mod common;
 mod support;
@@ -68,12 +71,12 @@ fn run(ops: &[(u8, u64)], margin: u64) -> HashMap<String, u64> {
     done
 }
 
-/// 8 cases (`PROPTEST_CASES` for more).
+/// 8 cases (see the module docs for more).
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let cases = ["PROPTEST_CASES", "ASH_MEMORY_PROPTEST_CASES"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+        .unwrap_or(8 * soak() as u32);
     ProptestConfig {
         cases,
         failure_persistence: None,
@@ -94,6 +97,15 @@ proptest! {
     }
 }
 
+/// 20 with `ASH_MEMORY_SOAK` set, else 1.
+fn soak() -> u64 {
+    if std::env::var_os("ASH_MEMORY_SOAK").is_some() {
+        20
+    } else {
+        1
+    }
+}
+
 /// A long walk from fixed seeds, with a summary of what it did.
 #[test]
 fn a_long_seeded_walk() {
@@ -105,7 +117,7 @@ fn a_long_seeded_walk() {
             .unwrap_or(default)
     };
     let mut rng = Rng(var("API_WALK_SEED", 0x5eed));
-    let ops: Vec<(u8, u64)> = (0..var("API_WALK_STEPS", 600))
+    let ops: Vec<(u8, u64)> = (0..var("API_WALK_STEPS", 600 * soak()))
         .map(|_| (rng.next() as u8, rng.next()))
         .collect();
     let done = run(&ops, 16);

@@ -115,8 +115,6 @@ pub(crate) struct World {
     pub(crate) device: Arc<MemoryDevice>,
     pub(crate) sim: Sim,
     pub(crate) margin: u64,
-    /// Pools dropped with allocations alive.
-    pub(crate) orphaned: Vec<usize>,
     /// The ids of the bump pools made.
     pub(crate) bump_pools: Vec<usize>,
     pub(crate) next_pool: usize,
@@ -161,7 +159,6 @@ impl World {
             allocator,
             margin,
             pools: Vec::new(),
-            orphaned: Vec::new(),
             bump_pools: Vec::new(),
             next_pool: 0,
             faults: false,

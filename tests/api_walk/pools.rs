@@ -139,7 +139,6 @@ impl World {
                 .filter(|l| l.source == Source::Pool(p.id))
                 .count();
             if alive > 0 {
-                self.orphaned.push(p.id);
                 self.count("pool dropped with allocations");
             }
             drop(p);
