@@ -180,6 +180,18 @@ impl World {
                     pass.end();
                 }
             }
+            // Between passes: the books, with the reservations of the blocks it drains.
+            self.check_between_passes();
+            // The application drops the pool's handle: the defragmentation keeps the pool
+            // until it ends, then its live allocations stay in the allocator's books.
+            if let Source::Pool(id) = target {
+                if rng.below(8) == 0 {
+                    if let Some(i) = self.pools.iter().position(|p| p.id == id) {
+                        self.pools.swap_remove(i);
+                        self.count("pool dropped during defragmentation");
+                    }
+                }
+            }
             // The application frees some between passes, and allocates.
             if rng.below(3) == 0 {
                 let i = self.pick_live(rng);
