@@ -62,7 +62,11 @@ use model::*;
 use pick::*;
 
 fn run(ops: &[(u8, u64)], margin: u64) -> HashMap<String, u64> {
-    let mut world = World::new(margin);
+    run_with(ops, margin, 1024)
+}
+
+fn run_with(ops: &[(u8, u64)], margin: u64, granularity: u64) -> HashMap<String, u64> {
+    let mut world = World::with(margin, granularity);
     for &(op, seed) in ops {
         world.step(op, seed);
     }
@@ -92,8 +96,9 @@ proptest! {
     fn random_walks_over_the_api(
         ops in prop::collection::vec((any::<u8>(), any::<u64>()), 1..150),
         margin in prop::sample::select(vec![0u64, 16, 64]),
+        granularity in prop::sample::select(vec![1u64, 1024, 64 * 1024]),
     ) {
-        run(&ops, margin);
+        run_with(&ops, margin, granularity);
     }
 }
 

@@ -191,7 +191,11 @@ impl World {
             }
         }
         let triples: Vec<_> = self.live.iter().map(|l| (&l.alloc, l.alignment)).collect();
-        check_triples(&triples, &self.sim.state, 1024);
+        check_triples(
+            &triples,
+            &self.sim.state,
+            self.sim.state.layout.buffer_image_granularity,
+        );
         // Every live byte reads back as written.
         for l in &self.live {
             if let Some(shadow) = &l.shadow {

@@ -8,8 +8,9 @@ pub(crate) const SLOT: u64 = 4 * KIB;
 pub(crate) const SHADOW: u64 = 16 * KIB;
 
 /// The simulated GPU: device-local, host-coherent, host-cached non-coherent and a small BAR
-/// heap, on small heaps so that large requests fail without reaching the real driver.
-pub(crate) fn layout() -> GpuLayout {
+/// heap, on small heaps so that large requests fail without reaching the real driver; its
+/// buffer-image granularity is `granularity`.
+pub(crate) fn layout_with(granularity: u64) -> GpuLayout {
     GpuLayout {
         name: "api-walk",
         types: vec![
@@ -19,7 +20,7 @@ pub(crate) fn layout() -> GpuLayout {
             (F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT, 2),
         ],
         heaps: vec![(96 * MIB, true), (64 * MIB, false), (16 * MIB, true)],
-        buffer_image_granularity: 1024,
+        buffer_image_granularity: granularity,
         non_coherent_atom_size: 256,
         max_memory_allocation_count: 4096,
         optimal_images_device_local_only: false,
@@ -130,9 +131,16 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// A walk with debug margins of `margin` bytes and a 1 KiB granularity.
     pub(crate) fn new(margin: u64) -> Self {
+        Self::with(margin, 1024)
+    }
+
+    /// A walk with debug margins of `margin` bytes and a buffer-image granularity of
+    /// `granularity` bytes.
+    pub(crate) fn with(margin: u64, granularity: u64) -> Self {
         let sim = Sim::with_features(
-            layout(),
+            layout_with(granularity),
             support::SimFeatures {
                 memory_budget: true,
                 memory_priority: true,
@@ -140,6 +148,7 @@ impl World {
             },
         );
         let device = sim.memory_device_claimed();
+        let heaps = sim.state.layout.heaps.len();
         let allocator = StandardMemoryAllocator::new(
             device.clone(),
             GenericMemoryAllocatorCreateInfo {
@@ -162,7 +171,7 @@ impl World {
             bump_pools: Vec::new(),
             next_pool: 0,
             faults: false,
-            other_usage: vec![0; layout().heaps.len()],
+            other_usage: vec![0; heaps],
             live: Vec::new(),
             next_uid: 0,
             step: 0,

@@ -7,7 +7,7 @@ impl World {
     /// new budgets and other processes' usage of the heaps first.
     pub(crate) fn observe(&mut self, rng: &mut Rng) {
         if rng.below(3) == 0 {
-            for (h, &(size, _)) in layout().heaps.iter().enumerate() {
+            for (h, &(size, _)) in self.sim.state.layout.heaps.clone().iter().enumerate() {
                 let budget = match rng.below(4) {
                     0 => size,
                     1 => 0,
