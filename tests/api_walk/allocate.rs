@@ -90,7 +90,12 @@ impl World {
                     }
                     3 => {
                         what = "allocate_pages";
-                        let n = rng.below(4) as usize;
+                        let n = match rng.below(12) {
+                            // More than the heaps hold: refused before the first page.
+                            0 => usize::MAX,
+                            1 => 1 << 40,
+                            _ => rng.below(4) as usize,
+                        };
                         let r = api.allocate_pages(requirements, ty, &info, n);
                         if let Ok(v) = &r {
                             assert_eq!(v.len(), n, "allocate_pages made the wrong count");
