@@ -158,7 +158,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// The memory type [`allocate`](MemoryAllocator::allocate) tries first for a resource
     /// with `requirements` and `create_info` (its usage, resource usage and, for the
     /// automatic usages, the size and the heaps' budgets now: see
-    /// [`intent`](super::intent)), or `None` when no type fits.
+    /// [`intent`]), or `None` when no type fits.
     pub fn memory_type_for(
         &self,
         requirements: &AllocationRequirements,
