@@ -308,7 +308,8 @@ pub(crate) fn plan_with(
             unaliased_size,
         });
     }
-    let (takes_over, takes_over_start) = aliasing::takes_over(resources, &placements, memory.len());
+    let (takes_over, takes_over_start) =
+        aliasing::takes_over(resources, &placements, memory.len(), granularity);
     Ok(TransientPlan {
         memory,
         placements,
