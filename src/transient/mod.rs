@@ -47,7 +47,10 @@
 //! write-after-write hazard on the same bytes), and an image starting its life in aliased
 //! memory is transitioned from `VK_IMAGE_LAYOUT_UNDEFINED`: its contents are garbage.
 //! [`TransientPlan::takes_over_from`] lists exactly the resources each resource needs such a
-//! barrier against: those that were the last to be alive in some byte of its range.
+//! barrier against: those that were the last to be alive in some byte of its range, and, for
+//! the rest of its first and last `bufferImageGranularity` pages, the last of a conflicting
+//! kind (linear against optimal) alive in some byte there: Vulkan counts such resources in
+//! one page as aliasing even when their bytes are apart.
 //!
 //! # Memory on the device
 //!

@@ -172,7 +172,10 @@ impl TransientPlan {
     }
 
     /// The earlier resources whose memory `resource` takes over, sorted: each one that was the
-    /// last, before `resource`'s first pass, to be alive in some byte of `resource`'s range.
+    /// last, before `resource`'s first pass, to be alive in some byte of `resource`'s range,
+    /// or, in the other bytes of its first and last `bufferImageGranularity` pages, the last
+    /// of a kind that conflicts with it (linear against optimal: Vulkan counts them as
+    /// aliasing when they share a page).
     /// Between each of them and `resource` an aliasing barrier is needed (for an image, its
     /// layout transition from `UNDEFINED`). Resources further back in the same bytes are not
     /// listed: the barrier before the listed one already orders them. Empty for a resource
