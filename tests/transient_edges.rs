@@ -320,3 +320,71 @@ fn thousands_of_resources_plan_and_keep_their_promises() {
         "within 10% of the bound"
     );
 }
+
+/// An AMD-like layout that lists its 256 MiB BAR type (`DEVICE_LOCAL | HOST_VISIBLE`) before
+/// plain VRAM, as some drivers have.
+fn bar_listed_first() -> support::GpuLayout {
+    use ash::vk::MemoryPropertyFlags as F;
+    let dl = F::DEVICE_LOCAL;
+    let host = F::HOST_VISIBLE | F::HOST_COHERENT;
+    support::GpuLayout {
+        name: "amd-bar-listed-first",
+        types: vec![
+            (dl | host, 2),
+            (dl, 0),
+            (host, 1),
+            (host | F::HOST_CACHED, 1),
+        ],
+        ..support::GpuLayout::amd_discrete_bar()
+    }
+}
+
+/// On every simulated layout, the memory a plan chooses for render targets and storage
+/// buffers is the type the allocator gives device-only memory for the same resources: never
+/// the small BAR window (or another host-visible type) while plain VRAM accepts them.
+#[test]
+fn plans_choose_the_device_only_memory_type_of_the_allocator_on_every_layout() {
+    use ash::vk;
+    use ash_memory::allocator::memory_type::find_memory_type_index;
+    use ash_memory::{EnabledMemoryFeatures, MemoryUsage};
+    let mut layouts = support::GpuLayout::all();
+    layouts.push(bar_listed_first());
+    for layout in layouts {
+        let buffer_bits = layout.buffer_bits();
+        let image_bits = layout.image_bits(
+            vk::ImageTiling::OPTIMAL,
+            vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::SAMPLED,
+        );
+        let sim = support::Sim::new(layout.clone());
+        let device = sim.memory_device();
+        let info = PlanInfo::for_device(&device);
+        let mib = |n: u64| DeviceLayout::from_size_alignment(n << 20, 64 << 10).unwrap();
+        let resources = [
+            TransientResource::new(mib(32), image_bits, AllocationType::NonLinear, 0, 1),
+            TransientResource::new(mib(16), buffer_bits, AllocationType::Linear, 1, 2),
+            TransientResource::new(mib(8), image_bits, AllocationType::NonLinear, 2, 3),
+        ];
+        let p = plan(&resources, &info).unwrap();
+        let device_only = |bits| {
+            find_memory_type_index(
+                device.memory_properties(),
+                &EnabledMemoryFeatures::default(),
+                bits,
+                &MemoryUsage::DeviceOnly.into(),
+            )
+            .unwrap()
+        };
+        for (r, resource) in resources.iter().enumerate() {
+            let chosen = p.memory()[p.placements()[r].memory].memory_type_index;
+            let expected = device_only(resource.memory_type_bits);
+            assert_eq!(
+                chosen,
+                expected,
+                "{}: resource {r} in type {chosen} ({:?}), device-only memory is type {expected} ({:?})",
+                layout.name,
+                layout.flags(chosen),
+                layout.flags(expected),
+            );
+        }
+    }
+}

@@ -324,7 +324,9 @@ impl<A: MemoryAllocator> TransientMemory<A> {
 impl PlanInfo {
     /// The plan info for `device`: its `bufferImageGranularity`, and the device-local memory
     /// types that are neither lazily allocated nor protected (or, on a device with none, every
-    /// type that is neither).
+    /// type that is neither), preferring those that are not host-visible (as
+    /// [`MemoryUsage::DeviceOnly`](crate::MemoryUsage::DeviceOnly) does: a small BAR window
+    /// is not taken while plain VRAM accepts the resources).
     pub fn for_device(device: &MemoryDevice) -> Self {
         let properties = device.memory_properties();
         let excluded = vk::MemoryPropertyFlags::LAZILY_ALLOCATED
@@ -341,13 +343,16 @@ impl PlanInfo {
                 .fold(0u32, |bits, t| bits | 1 << t)
         };
         let local = mask(vk::MemoryPropertyFlags::DEVICE_LOCAL);
+        let memory_types = if local != 0 {
+            local
+        } else {
+            mask(vk::MemoryPropertyFlags::empty())
+        };
+        let host_visible = mask(vk::MemoryPropertyFlags::HOST_VISIBLE);
         Self {
             buffer_image_granularity: device.buffer_image_granularity(),
-            memory_types: if local != 0 {
-                local
-            } else {
-                mask(vk::MemoryPropertyFlags::empty())
-            },
+            memory_types,
+            preferred_memory_types: memory_types & !host_visible,
             ..Default::default()
         }
     }

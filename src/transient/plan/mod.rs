@@ -83,6 +83,14 @@ pub struct PlanInfo {
     /// ones; each resource's `memory_type_bits` is narrowed to them. The default value is
     /// `u32::MAX` (any type).
     pub memory_types: u32,
+    /// Among [`memory_types`](Self::memory_types), the ones to use whenever a resource
+    /// accepts one of them, bit `i` for type `i`: a group of resources goes to another
+    /// allowed type only when none of them accepts a preferred one. For device-local
+    /// transient memory these are the types that are not host-visible, so that a small BAR
+    /// window (`DEVICE_LOCAL | HOST_VISIBLE`) is never taken while plain VRAM would do, as
+    /// [`MemoryUsage::DeviceOnly`](crate::MemoryUsage::DeviceOnly) avoids it. The default
+    /// value is `u32::MAX` (no preference).
+    pub preferred_memory_types: u32,
     #[doc(hidden)]
     pub _ne: crate::non_exhaustive::NonExhaustive,
 }
@@ -92,6 +100,7 @@ impl Default for PlanInfo {
         Self {
             buffer_image_granularity: DeviceAlignment::MIN,
             memory_types: u32::MAX,
+            preferred_memory_types: u32::MAX,
             _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
@@ -243,7 +252,9 @@ pub(crate) enum Strategy {
 /// them apart (one can always be stacked on the other), so the planner makes as few groups as
 /// it can: while resources are left, it takes the allowed memory type that the most bytes
 /// (sum of aligned sizes) of the remaining resources accept, lowest index on a tie (Vulkan
-/// lists cheaper types first), and gives it every remaining resource that accepts it. When
+/// lists cheaper types first), and gives it every remaining resource that accepts it. Types of
+/// [`PlanInfo::preferred_memory_types`] come first: another type is taken only when no
+/// remaining resource accepts a preferred one. When
 /// all resources share a type, which is the case for device-local resources on every known
 /// GPU, that is one memory object.
 ///
@@ -274,7 +285,11 @@ pub(crate) fn plan_with(
 ) -> Result<TransientPlan, PlanError> {
     validate(resources, info)?;
     let granularity = info.buffer_image_granularity;
-    let groups = groups::by_memory_type(resources, info.memory_types);
+    let groups = groups::by_memory_type(
+        resources,
+        info.memory_types,
+        info.memory_types & info.preferred_memory_types,
+    );
     let mut memory = Vec::with_capacity(groups.len());
     let mut placements = vec![
         Placement {

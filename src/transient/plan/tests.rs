@@ -34,6 +34,14 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             r.memory_type_bits & info.memory_types & bit != 0,
             "resource {i} in a memory type it does not accept"
         );
+        let preferred = info.memory_types & info.preferred_memory_types;
+        if r.memory_type_bits & preferred != 0 {
+            assert!(
+                preferred & bit != 0,
+                "resource {i} accepts a preferred type but is in type {}",
+                memory.memory_type_index
+            );
+        }
     }
     let types: BTreeSet<u32> = plan.memory().iter().map(|m| m.memory_type_index).collect();
     assert_eq!(
@@ -225,13 +233,17 @@ fn arb_resource() -> impl Strategy<Value = TransientResource> {
 }
 
 fn arb_info() -> impl Strategy<Value = PlanInfo> {
-    (0u32..=12, prop_oneof![Just(u32::MAX), Just(0b110)]).prop_map(|(log_g, memory_types)| {
-        PlanInfo {
+    (
+        0u32..=12,
+        prop_oneof![Just(u32::MAX), Just(0b110)],
+        prop_oneof![Just(u32::MAX), Just(0b10), Just(0b101), Just(0)],
+    )
+        .prop_map(|(log_g, memory_types, preferred_memory_types)| PlanInfo {
             buffer_image_granularity: DeviceAlignment::from_log2(log_g).unwrap(),
             memory_types,
+            preferred_memory_types,
             ..Default::default()
-        }
-    })
+        })
 }
 
 proptest! {
@@ -393,6 +405,34 @@ fn differing_memory_type_bits_share_a_type_when_they_can() {
     check_plan(&[a, b, c], &PlanInfo::default(), &p);
     let types: Vec<u32> = p.memory().iter().map(|m| m.memory_type_index).collect();
     assert_eq!(types, [2, 0]);
+}
+
+#[test]
+fn preferred_memory_types_come_first_whenever_a_resource_accepts_one() {
+    // Type 0 a BAR window, type 1 plain VRAM: a resource that accepts both goes to VRAM even
+    // when more bytes accept the BAR type; one that accepts only the BAR type goes there.
+    let mut a = res(4096, 256, AllocationType::Linear, 0, 0);
+    let mut b = res(1 << 20, 256, AllocationType::Linear, 1, 1);
+    a.memory_type_bits = 0b11;
+    b.memory_type_bits = 0b01;
+    let info = PlanInfo {
+        preferred_memory_types: 0b10,
+        ..Default::default()
+    };
+    let p = plan(&[a, b], &info).unwrap();
+    check_plan(&[a, b], &info, &p);
+    let type_of = |r: usize| p.memory()[p.placements()[r].memory].memory_type_index;
+    assert_eq!((type_of(0), type_of(1)), (1, 0));
+    // Without a preference, the fewest memory objects: both in type 0.
+    let p = plan(&[a, b], &PlanInfo::default()).unwrap();
+    assert_eq!(p.memory().len(), 1);
+    assert_eq!(p.memory()[0].memory_type_index, 0);
+    // A preference no resource accepts changes nothing.
+    let none = PlanInfo {
+        preferred_memory_types: 0b100,
+        ..Default::default()
+    };
+    assert_eq!(plan(&[a, b], &none).unwrap(), p);
 }
 
 fn estimated_info() -> PlanInfo {
