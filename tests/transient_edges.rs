@@ -566,3 +566,215 @@ fn changing_graphs_round_trip_through_reused_memory_with_debug_margins() {
     assert_eq!(device.live_memory_objects(), objects_before);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// A buffer or an image of a test graph, before it is created.
+#[derive(Clone, Copy)]
+enum Desc {
+    Buffer(u64),
+    Image(u32, ash::vk::ImageTiling),
+}
+
+/// Creates `desc` on `d`: the handle (buffer or image) and its memory requirements.
+fn make(
+    d: &ash::Device,
+    desc: Desc,
+) -> (
+    Result<ash::vk::Buffer, ash::vk::Image>,
+    ash::vk::MemoryRequirements,
+) {
+    use ash::vk;
+    match desc {
+        Desc::Buffer(size) => {
+            let create = common::buffer_info(size, vk::BufferUsageFlags::STORAGE_BUFFER);
+            // SAFETY: a valid create info.
+            let b = unsafe { d.create_buffer(&create, None) }.unwrap();
+            // SAFETY: a valid buffer.
+            (Ok(b), unsafe { d.get_buffer_memory_requirements(b) })
+        }
+        Desc::Image(extent, tiling) => {
+            let create = common::image_info(extent, vk::Format::R8G8B8A8_UNORM, tiling);
+            // SAFETY: a valid create info.
+            let image = unsafe { d.create_image(&create, None) }.unwrap();
+            // SAFETY: a valid image.
+            (Err(image), unsafe {
+                d.get_image_memory_requirements(image)
+            })
+        }
+    }
+}
+
+/// Destroys what [`make`] created.
+fn unmake(d: &ash::Device, handle: Result<ash::vk::Buffer, ash::vk::Image>) {
+    match handle {
+        // SAFETY: unused by the device.
+        Ok(b) => unsafe { d.destroy_buffer(b, None) },
+        // SAFETY: unused by the device.
+        Err(image) => unsafe { d.destroy_image(image, None) },
+    }
+}
+
+/// Real buffers and optimal and linear images with the requirements the simulated GPUs give
+/// them, planned with the device's own plan info and prepared on every simulated layout (64
+/// KiB granularity included). For each pass, new handles of the resources alive in it are
+/// bound where the plan says: the simulated driver, which knows nothing of lifetimes, checks
+/// that no two of them share a byte, nor a granularity page between linear and optimal, and
+/// that each bind is aligned, inside the memory and in an accepted type. No validation
+/// message; the memory is one object of a device-only type; nothing is left after.
+#[test]
+fn resources_alive_together_bind_apart_on_every_simulated_layout() {
+    use ash::vk;
+    use ash_memory::transient::{TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::StandardMemoryAllocator;
+    use std::sync::Arc;
+    let mut layouts = support::GpuLayout::all();
+    layouts.push(bar_listed_first());
+    for layout in layouts {
+        let sim = support::Sim::new(layout.clone());
+        {
+            let device = sim.memory_device();
+            let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+            let info = PlanInfo::for_device(&device);
+            let d = &sim.device;
+            let mut rng = common::Rng(layout.type_count().into());
+            let mut graph = Vec::new();
+            for i in 0..30u32 {
+                let first = rng.below(8) as u32;
+                let last = first + rng.below(3) as u32;
+                let desc = match i % 3 {
+                    0 => Desc::Buffer(rng.range(1, 300_000)),
+                    1 => Desc::Image(1 << rng.range(2, 9), vk::ImageTiling::OPTIMAL),
+                    _ => Desc::Image(1 << rng.range(2, 9), vk::ImageTiling::LINEAR),
+                };
+                let kind = match desc {
+                    Desc::Image(_, vk::ImageTiling::OPTIMAL) => AllocationType::NonLinear,
+                    _ => AllocationType::Linear,
+                };
+                let (handle, req) = make(d, desc);
+                unmake(d, handle);
+                let layout = DeviceLayout::from_size_alignment(req.size, req.alignment).unwrap();
+                let resource =
+                    TransientResource::new(layout, req.memory_type_bits, kind, first, last);
+                graph.push((desc, resource));
+            }
+            let resources: Vec<TransientResource> = graph.iter().map(|g| g.1).collect();
+            let p = plan(&resources, &info).unwrap();
+            check_aliasing(&resources, &info, &p);
+            assert_eq!(p.memory().len(), 1, "{}", layout.name);
+            let t = p.memory()[0].memory_type_index;
+            let plain_vram = (0..layout.type_count()).any(|u| {
+                let f = layout.flags(u);
+                f.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+                    && !f.intersects(
+                        vk::MemoryPropertyFlags::HOST_VISIBLE
+                            | vk::MemoryPropertyFlags::LAZILY_ALLOCATED
+                            | vk::MemoryPropertyFlags::PROTECTED,
+                    )
+            });
+            assert!(
+                !plain_vram
+                    || !layout
+                        .flags(t)
+                        .contains(vk::MemoryPropertyFlags::HOST_VISIBLE),
+                "{}: transient memory in host-visible type {t}",
+                layout.name
+            );
+            let mut memory =
+                TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+            // SAFETY: nothing is bound yet.
+            assert!(unsafe { memory.prepare(&p) }.unwrap());
+            assert_eq!(memory.kept_memory(), vec![(t, p.memory()[0].size)]);
+            for pass in 0..10 {
+                let mut alive = Vec::new();
+                for (r, &(desc, resource)) in graph.iter().enumerate() {
+                    if resource.first_pass <= pass && pass <= resource.last_pass {
+                        let (handle, _) = make(d, desc);
+                        // SAFETY: a new resource with the planned requirements, destroyed
+                        // below, before the memory is released; never used by the device.
+                        let bound = unsafe {
+                            match handle {
+                                Ok(b) => memory.bind_buffer(&p, r, b),
+                                Err(image) => memory.bind_image(&p, r, image),
+                            }
+                        };
+                        bound.unwrap_or_else(|e| panic!("{}: resource {r}: {e}", layout.name));
+                        alive.push(handle);
+                    }
+                }
+                for handle in alive {
+                    unmake(d, handle);
+                }
+                let violations = sim.state.violations();
+                assert!(
+                    violations.is_empty(),
+                    "{} pass {pass}: {violations:#?}",
+                    layout.name
+                );
+            }
+            drop(memory);
+            assert_eq!(allocator.statistics().total.allocation_count, 0);
+        }
+        sim.assert_nothing_allocated();
+        assert!(sim.ctx.messages().is_empty(), "{:?}", sim.ctx.messages());
+    }
+}
+
+/// A plan larger than its heap, or than what is left of it: `prepare` fails with an
+/// allocation error, keeps nothing and leaks nothing; the last plan stays prepared.
+#[test]
+fn a_plan_larger_than_its_heap_is_a_clear_error() {
+    use ash_memory::transient::{TransientError, TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::StandardMemoryAllocator;
+    use std::sync::Arc;
+    let sim = support::Sim::new(support::GpuLayout::small_heaps(64 << 20, 64 << 20));
+    {
+        let device = sim.memory_device();
+        let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+        let info = PlanInfo::for_device(&device);
+        let mib = |n: u64| DeviceLayout::from_size_alignment(n << 20, 256).unwrap();
+        let small = plan(
+            &[TransientResource::new(
+                mib(8),
+                !0,
+                AllocationType::Linear,
+                0,
+                0,
+            )],
+            &info,
+        )
+        .unwrap();
+        let too_large = plan(
+            &[
+                TransientResource::new(mib(40), !0, AllocationType::Linear, 0, 1),
+                TransientResource::new(mib(40), !0, AllocationType::NonLinear, 1, 2),
+            ],
+            &info,
+        )
+        .unwrap();
+        assert_eq!(too_large.total_size(), 80 << 20);
+        let mut memory =
+            TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+        // SAFETY: nothing is bound to the memory in this test.
+        assert!(unsafe { memory.prepare(&small) }.unwrap());
+        let kept = memory.kept_memory();
+        // SAFETY: as above.
+        let result = unsafe { memory.prepare(&too_large) };
+        assert!(
+            matches!(result, Err(TransientError::Allocation(_))),
+            "{result:?}"
+        );
+        assert_eq!(memory.kept_memory(), kept);
+        assert_eq!(sim.state.live_objects(), 1);
+        // The last plan prepared is still the one bound against.
+        let create = common::buffer_info(8 << 20, ash::vk::BufferUsageFlags::TRANSFER_DST);
+        // SAFETY: a valid create info.
+        let buffer = unsafe { sim.device.create_buffer(&create, None) }.unwrap();
+        // SAFETY: a new buffer, destroyed before the memory is released.
+        let bound = unsafe { memory.bind_buffer(&small, 0, buffer) };
+        // SAFETY: unused.
+        unsafe { sim.device.destroy_buffer(buffer, None) };
+        assert_eq!(bound, Ok(()));
+        drop(memory);
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
