@@ -464,8 +464,8 @@ fn changing_graphs_round_trip_through_reused_memory_with_debug_margins() {
         let usage = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
         let buffers: Vec<vk::Buffer> = graph
             .iter()
-            // SAFETY: a valid create info.
             .map(|&(size, ..)| {
+                // SAFETY: a valid create info.
                 unsafe {
                     ctx.device
                         .create_buffer(&common::buffer_info(size, usage), None)
