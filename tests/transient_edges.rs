@@ -778,3 +778,68 @@ fn a_plan_larger_than_its_heap_is_a_clear_error() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// `PlanInfo::for_device` leaves out every memory type the allocator keeps for opt-in uses
+/// (lazily allocated, protected, AMD device-coherent or -uncached, RDMA-capable), even listed
+/// before plain VRAM; prefers the device-local types that are not host-visible; and on a device
+/// whose every device-local type is host-visible (mobile, integrated) prefers none.
+#[test]
+fn plan_info_for_device_leaves_out_opt_in_types_and_prefers_plain_vram() {
+    use ash::vk::MemoryPropertyFlags as F;
+    let dl = F::DEVICE_LOCAL;
+    let host = F::HOST_VISIBLE | F::HOST_COHERENT;
+    let opt_in_first = support::GpuLayout {
+        name: "opt-in-types-first",
+        types: vec![
+            (dl | F::RDMA_CAPABLE_NV, 0),
+            (dl | F::DEVICE_COHERENT_AMD | F::DEVICE_UNCACHED_AMD, 0),
+            (dl | F::PROTECTED, 0),
+            (dl | F::LAZILY_ALLOCATED, 0),
+            (dl | host, 0),
+            (dl, 0),
+            (host, 1),
+        ],
+        ..support::GpuLayout::nvidia_discrete()
+    };
+    let cases = [
+        (opt_in_first, 0b11_0000, 0b10_0000),
+        (support::GpuLayout::amd_discrete_bar(), 0b101, 0b001),
+        (bar_listed_first(), 0b11, 0b10),
+        (support::GpuLayout::mobile(), 0b011, 0),
+        (support::GpuLayout::lavapipe(), 0b1, 0),
+    ];
+    for (layout, memory_types, preferred) in cases {
+        let sim = support::Sim::new(layout.clone());
+        let info = PlanInfo::for_device(&sim.memory_device());
+        assert_eq!(
+            (info.memory_types, info.preferred_memory_types),
+            (memory_types, preferred),
+            "{}",
+            layout.name
+        );
+        assert_eq!(
+            info.buffer_image_granularity.as_devicesize(),
+            layout.buffer_image_granularity
+        );
+        // Resources accepting every type land in the preferred one, or the lowest allowed.
+        let r = TransientResource::new(
+            DeviceLayout::from_size_alignment(4096, 256).unwrap(),
+            !0,
+            AllocationType::NonLinear,
+            0,
+            0,
+        );
+        let p = plan(&[r], &info).unwrap();
+        let expected = if preferred != 0 {
+            preferred
+        } else {
+            memory_types
+        };
+        assert_eq!(
+            p.memory()[0].memory_type_index,
+            expected.trailing_zeros(),
+            "{}",
+            layout.name
+        );
+    }
+}

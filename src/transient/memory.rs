@@ -323,8 +323,8 @@ impl<A: MemoryAllocator> TransientMemory<A> {
 
 impl PlanInfo {
     /// The plan info for `device`: its `bufferImageGranularity`, and the device-local memory
-    /// types that are neither lazily allocated nor protected (or, on a device with none, every
-    /// type that is neither), preferring those that are not host-visible (as
+    /// types that are not lazily allocated, protected, AMD device-coherent or -uncached, or
+    /// RDMA-capable (or, on a device with none, every type that is none of those), preferring those that are not host-visible (as
     /// [`MemoryUsage::DeviceOnly`](crate::MemoryUsage::DeviceOnly) does: a small BAR window
     /// is not taken while plain VRAM accepts the resources).
     pub fn for_device(device: &MemoryDevice) -> Self {
@@ -332,7 +332,8 @@ impl PlanInfo {
         let excluded = vk::MemoryPropertyFlags::LAZILY_ALLOCATED
             | vk::MemoryPropertyFlags::PROTECTED
             | vk::MemoryPropertyFlags::DEVICE_COHERENT_AMD
-            | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD;
+            | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD
+            | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV;
         let mask = |wanted: vk::MemoryPropertyFlags| {
             (0..32u32)
                 .filter(|&t| {

@@ -36,7 +36,8 @@
 //! # Quality
 //!
 //! No plan can use less memory than the largest sum of aligned sizes alive in one pass (the
-//! *lower bound*, [`TransientPlan::lower_bound`]). The planner runs several greedy heuristics
+//! *lower bound*, [`TransientPlan::lower_bound`]), but for the padding after the highest
+//! resource. The planner runs several greedy heuristics
 //! and keeps the best (see [`plan`]); on the sample frame graphs of [`graphs`] it reaches the
 //! bound, and it is never above TFLite's greedy-by-size planner, one of the heuristics it runs.
 //!

@@ -140,10 +140,14 @@ pub struct PlannedMemory {
     pub memory_type_index: u32,
     /// Its size in bytes: the end of the highest resource placed in it.
     pub size: DeviceSize,
-    /// The largest sum of aligned sizes of its resources alive in one pass: no plan can use
-    /// less memory for them (the lower bound).
+    /// The largest sum of aligned sizes of its resources alive in one pass (the lower
+    /// bound): no plan can use less memory for them, but for the padding of the highest
+    /// resource, which needs none after its end (`size` may be below the bound by less than
+    /// that resource's alignment).
     pub lower_bound: DeviceSize,
-    /// The sum of its resources' aligned sizes: the memory they would take with no aliasing.
+    /// The sum of its resources' aligned sizes: the memory they would take with no aliasing,
+    /// leaving out the gaps of `bufferImageGranularity` pages between linear and optimal
+    /// neighbours (a plan can exceed it by those, and by alignment padding).
     pub unaliased_size: DeviceSize,
 }
 
@@ -226,7 +230,8 @@ impl TransientPlan {
         self.memory.iter().map(|m| m.lower_bound).sum()
     }
 
-    /// The bytes the resources would take with no aliasing (each its own aligned range).
+    /// The bytes the resources would take with no aliasing (each its own aligned range; see
+    /// [`PlannedMemory::unaliased_size`] for what it leaves out).
     pub fn unaliased_size(&self) -> DeviceSize {
         self.memory.iter().map(|m| m.unaliased_size).sum()
     }
