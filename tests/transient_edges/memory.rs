@@ -1,0 +1,243 @@
+//! `TransientMemory` on the driver: changing graphs round-tripped through reused memory, and
+//! plans larger than their heap.
+
+use crate::{common, support};
+use ash_memory::transient::{plan, PlanInfo, TransientResource};
+use ash_memory::{AllocationType, DeviceLayout};
+
+/// A random frame of buffers: `(passes, [(size, first, last)])`.
+fn random_buffer_frame(rng: &mut common::Rng) -> (u32, Vec<(u64, u32, u32)>) {
+    let passes = rng.range(1, 9) as u32;
+    let count = rng.range(1, 24);
+    let frame = (0..count)
+        .map(|_| {
+            let first = rng.below(u64::from(passes)) as u32;
+            let last = first + rng.below(u64::from(passes - first)) as u32;
+            (rng.range(1, 40_000) & !3, first, last)
+        })
+        .map(|(size, first, last)| (size.max(4), first, last))
+        .collect();
+    (passes, frame)
+}
+/// Each frame a new random graph of buffers in one `TransientMemory`, from an allocator with
+/// debug margins and fill patterns: the memory is reused, grown, shrunk and released from
+/// frame to frame, the buffers are bound where the plan says, and a GPU round trip in pass
+/// order (a fill when a buffer's lifetime starts, a copy to a readback at its end, a full
+/// barrier between passes) finds every buffer's pattern intact. The memory kept is exactly
+/// what the plans asked for, and everything is freed at the end.
+#[test]
+fn changing_graphs_round_trip_through_reused_memory_with_debug_margins() {
+    use ash::vk;
+    use ash_memory::transient::{TransientMemory, TransientMemoryCreateInfo, TransientPlanner};
+    use ash_memory::{
+        AllocationCreateInfo, DebugOptions, GenericMemoryAllocatorCreateInfo, HostAccess,
+        MemoryAllocator, MemoryUsage, StandardMemoryAllocator,
+    };
+    use std::sync::Arc;
+    let ctx = common::TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = Arc::new(
+        StandardMemoryAllocator::new(
+            device.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                debug: DebugOptions {
+                    margin: 64,
+                    fill_patterns: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
+    let objects_before = device.live_memory_objects();
+    let info = PlanInfo::for_device(&device);
+    let mut planner = TransientPlanner::new();
+    let mut memory = TransientMemory::new(
+        allocator.clone(),
+        TransientMemoryCreateInfo {
+            release_after: 1,
+            ..Default::default()
+        },
+    );
+    let readback_bytes = 24 * 40_000;
+    // SAFETY: a valid create info.
+    let (readback, readback_alloc) = unsafe {
+        allocator.create_buffer(
+            &common::buffer_info(readback_bytes, vk::BufferUsageFlags::TRANSFER_DST),
+            &AllocationCreateInfo {
+                usage: MemoryUsage::Auto(HostAccess::Random),
+                ..Default::default()
+            },
+        )
+    }
+    .unwrap();
+    let mut rng = common::Rng(0x7a5e);
+    let mut changes = 0;
+    for frame in 0..24u32 {
+        let (passes, graph) = random_buffer_frame(&mut rng);
+        let usage = vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST;
+        let buffers: Vec<vk::Buffer> = graph
+            .iter()
+            .map(|&(size, ..)| {
+                // SAFETY: a valid create info.
+                unsafe {
+                    ctx.device
+                        .create_buffer(&common::buffer_info(size, usage), None)
+                }
+                .unwrap()
+            })
+            .collect();
+        let resources: Vec<TransientResource> = buffers
+            .iter()
+            .zip(&graph)
+            .map(|(&b, &(_, first, last))| {
+                // SAFETY: a valid buffer.
+                let req = unsafe { ctx.device.get_buffer_memory_requirements(b) };
+                TransientResource::new(
+                    DeviceLayout::from_size_alignment(req.size, req.alignment).unwrap(),
+                    req.memory_type_bits,
+                    AllocationType::Linear,
+                    first,
+                    last,
+                )
+            })
+            .collect();
+        let p = planner.plan(&resources, &info).unwrap().clone();
+        // SAFETY: the previous frame's buffers are destroyed and its submission waited for.
+        changes += usize::from(unsafe { memory.prepare(&p) }.unwrap());
+        let kept = memory.kept_memory();
+        // Every planned object is kept, of its type and at least its size (larger only while
+        // a previous plan needed more, for at most `release_after` plans).
+        for m in p.memory() {
+            assert!(
+                kept.iter()
+                    .any(|&(t, size)| t == m.memory_type_index && size >= m.size),
+                "frame {frame}: {m:?} not in {kept:?}"
+            );
+        }
+        assert!(
+            kept.len() <= p.memory().len() + 1,
+            "frame {frame}: {kept:?}"
+        );
+        for (r, &b) in buffers.iter().enumerate() {
+            // SAFETY: a new buffer with the planned requirements, destroyed below before the
+            // memory is prepared again; the passes are ordered by full barriers.
+            unsafe { memory.bind_buffer(&p, r, b) }.unwrap();
+        }
+        let word = |r: usize| 0x0100_0000 * (frame + 1) + r as u32;
+        ctx.submit(|d, cmd| {
+            for pass in 0..passes {
+                for (r, &(size, first, _)) in graph.iter().enumerate() {
+                    if first == pass {
+                        // SAFETY: recording; the buffer is bound and large enough.
+                        unsafe { d.cmd_fill_buffer(cmd, buffers[r], 0, size, word(r)) };
+                    }
+                }
+                common::TestContext::transfer_barrier(d, cmd);
+                for (r, &(size, _, last)) in graph.iter().enumerate() {
+                    if last == pass {
+                        let region = vk::BufferCopy {
+                            src_offset: 0,
+                            dst_offset: r as u64 * 40_000,
+                            size,
+                        };
+                        // SAFETY: recording; both buffers are bound and large enough.
+                        unsafe { d.cmd_copy_buffer(cmd, buffers[r], readback, &[region]) };
+                    }
+                }
+                common::TestContext::transfer_barrier(d, cmd);
+            }
+        });
+        let mut bytes = vec![0u8; readback_bytes as usize];
+        readback_alloc.read(0, &mut bytes).unwrap();
+        for (r, &(size, first, last)) in graph.iter().enumerate() {
+            let at = r * 40_000;
+            let got = &bytes[at..at + size as usize];
+            let want = word(r).to_le_bytes();
+            let bad = got.chunks(4).position(|w| w != want);
+            assert_eq!(
+                bad, None,
+                "frame {frame}: buffer {r} ({size} bytes, passes {first}..={last}) at {:?} overwritten",
+                p.placements()[r]
+            );
+        }
+        for &b in &buffers {
+            // SAFETY: the submission was waited for.
+            unsafe { ctx.device.destroy_buffer(b, None) };
+        }
+    }
+    assert!(changes > 2, "memory changed {changes} times");
+    drop(memory);
+    // SAFETY: idle.
+    unsafe { ctx.device.destroy_buffer(readback, None) };
+    drop(readback_alloc);
+    assert_eq!(allocator.statistics().total.allocation_count, 0);
+    assert_eq!(
+        device.live_memory_objects(),
+        objects_before + allocator.statistics().total.block_count as u32
+    );
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), objects_before);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+/// A plan larger than its heap, or than what is left of it: `prepare` fails with an
+/// allocation error, keeps nothing and leaks nothing; the last plan stays prepared.
+#[test]
+fn a_plan_larger_than_its_heap_is_a_clear_error() {
+    use ash_memory::transient::{TransientError, TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::StandardMemoryAllocator;
+    use std::sync::Arc;
+    let sim = support::Sim::new(support::GpuLayout::small_heaps(64 << 20, 64 << 20));
+    {
+        let device = sim.memory_device();
+        let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+        let info = PlanInfo::for_device(&device);
+        let mib = |n: u64| DeviceLayout::from_size_alignment(n << 20, 256).unwrap();
+        let small = plan(
+            &[TransientResource::new(
+                mib(8),
+                !0,
+                AllocationType::Linear,
+                0,
+                0,
+            )],
+            &info,
+        )
+        .unwrap();
+        let too_large = plan(
+            &[
+                TransientResource::new(mib(40), !0, AllocationType::Linear, 0, 1),
+                TransientResource::new(mib(40), !0, AllocationType::NonLinear, 1, 2),
+            ],
+            &info,
+        )
+        .unwrap();
+        assert_eq!(too_large.total_size(), 80 << 20);
+        let mut memory =
+            TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+        // SAFETY: nothing is bound to the memory in this test.
+        assert!(unsafe { memory.prepare(&small) }.unwrap());
+        let kept = memory.kept_memory();
+        // SAFETY: as above.
+        let result = unsafe { memory.prepare(&too_large) };
+        assert!(
+            matches!(result, Err(TransientError::Allocation(_))),
+            "{result:?}"
+        );
+        assert_eq!(memory.kept_memory(), kept);
+        assert_eq!(sim.state.live_objects(), 1);
+        // The last plan prepared is still the one bound against.
+        let create = common::buffer_info(8 << 20, ash::vk::BufferUsageFlags::TRANSFER_DST);
+        // SAFETY: a valid create info.
+        let buffer = unsafe { sim.device.create_buffer(&create, None) }.unwrap();
+        // SAFETY: a new buffer, destroyed before the memory is released.
+        let bound = unsafe { memory.bind_buffer(&small, 0, buffer) };
+        // SAFETY: unused.
+        unsafe { sim.device.destroy_buffer(buffer, None) };
+        assert_eq!(bound, Ok(()));
+        drop(memory);
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
