@@ -211,3 +211,51 @@ fn thousands_of_resources_plan_and_keep_their_promises() {
         "within 10% of the bound"
     );
 }
+
+/// The sample graphs at extreme extents and counts: building them never panics, and their
+/// estimated resources are either `None` (a zero or unrepresentable size) or plan, or fail
+/// with `TooLarge`.
+#[test]
+fn sample_graphs_at_extreme_sizes_never_panic() {
+    use ash_memory::transient::graphs;
+    let info = info_with_granularity(graphs::ESTIMATED_GRANULARITY);
+    let extents = [0, 1, 2, 3, 4095, 1 << 20, u32::MAX - 1, u32::MAX];
+    let mut made = Vec::new();
+    for &w in &extents {
+        for &h in &extents {
+            made.push(graphs::deferred(w, h));
+            made.push(graphs::forward_plus(w, h));
+        }
+    }
+    for stages in [0, 1, 2, 3, 4, 5, 9, 1000] {
+        made.push(graphs::compute_chain(stages));
+    }
+    for count in [0, 1, 4, 5, 6, 2000] {
+        made.push(graphs::random(count, u64::from(count)));
+    }
+    let (mut planned, mut too_large, mut no_size) = (0, 0, 0);
+    for graph in &made {
+        assert!(graph
+            .resources
+            .iter()
+            .all(|r| r.first_pass <= r.last_pass && r.last_pass < graph.passes.max(1)));
+        let Some(resources) = graph.estimated_resources() else {
+            no_size += 1;
+            continue;
+        };
+        match plan(&resources, &info) {
+            Ok(p) => {
+                planned += 1;
+                if resources.len() <= 300 {
+                    check_aliasing(&resources, &info, &p);
+                }
+            }
+            Err(PlanError::TooLarge) => too_large += 1,
+            Err(e) => panic!("{}: {e}", graph.name),
+        }
+    }
+    assert!(
+        planned > 20 && no_size > 0,
+        "{planned} planned, {too_large} too large, {no_size} without a size"
+    );
+}
