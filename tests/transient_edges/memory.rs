@@ -241,3 +241,56 @@ fn a_plan_larger_than_its_heap_is_a_clear_error() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// The driver memory behind a prepared plan is exactly the plan's size, with and without the
+/// allocator's debug margins (which belong to suballocations, not to a plan's memory object):
+/// after growing, the replaced object is gone, and the peak is the old and new objects
+/// together (the replacement is made before the old one goes, for all or nothing).
+#[test]
+fn the_memory_behind_a_plan_is_exactly_its_size() {
+    use ash_memory::transient::{TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::{DebugOptions, GenericMemoryAllocatorCreateInfo, StandardMemoryAllocator};
+    use std::sync::Arc;
+    for margin in [0, 256] {
+        let sim = support::Sim::new(support::GpuLayout::nvidia_discrete());
+        {
+            let device = sim.memory_device();
+            let create_info = GenericMemoryAllocatorCreateInfo {
+                debug: DebugOptions {
+                    margin,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let allocator =
+                Arc::new(StandardMemoryAllocator::new(device.clone(), create_info).unwrap());
+            let info = PlanInfo::for_device(&device);
+            let one = |size: u64| {
+                let layout = DeviceLayout::from_size_alignment(size, 1024).unwrap();
+                let r = TransientResource::new(layout, !0, AllocationType::NonLinear, 0, 0);
+                plan(&[r, r], &info).unwrap()
+            };
+            let (small, large) = (one(3 << 20), one(5 << 20));
+            let mut memory =
+                TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+            // SAFETY: nothing is bound to the memory in this test.
+            assert!(unsafe { memory.prepare(&small) }.unwrap());
+            assert_eq!(sim.state.heap_used(0), 6 << 20, "margin {margin}");
+            assert_eq!(sim.state.live_objects(), 1);
+            sim.state.reset_peaks();
+            // SAFETY: as above.
+            assert!(unsafe { memory.prepare(&large) }.unwrap());
+            assert_eq!(sim.state.heap_used(0), 10 << 20, "margin {margin}");
+            assert_eq!(sim.state.heap_peak(0), 16 << 20, "margin {margin}");
+            // Smaller again: kept, not replaced (less than twice as large).
+            // SAFETY: as above.
+            assert!(!unsafe { memory.prepare(&small) }.unwrap());
+            assert_eq!(sim.state.heap_used(0), 10 << 20);
+            assert_eq!(allocator.statistics().total.allocation_count, 1);
+            drop(memory);
+            assert_eq!(sim.state.heap_used(0), 0);
+            drop(allocator);
+        }
+        sim.assert_nothing_allocated();
+    }
+}
