@@ -6,7 +6,7 @@
 use super::plan::{PlanInfo, TransientPlan};
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::allocator::{AllocationCreateInfo, AllocationError, MemoryAllocator};
-use crate::device::MemoryDevice;
+use crate::device::{MemoryDevice, Resource};
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::sync::Arc;
@@ -60,6 +60,18 @@ pub enum TransientError {
     /// [`TransientMemory::prepare`].
     #[error("the plan's memory was not prepared: call prepare with this plan first")]
     NotPrepared,
+    /// The resource needs more memory than the plan gave it: bound in its place, it would
+    /// overlap the resources placed after it. Its requirements are not the ones it was
+    /// planned with (for example a plan made from estimated sizes).
+    #[error("resource {resource} needs {required} bytes, the plan gave it {planned}")]
+    LargerThanPlanned {
+        /// The resource index.
+        resource: usize,
+        /// The size it was planned with.
+        planned: DeviceSize,
+        /// The size its memory requirements ask for.
+        required: DeviceSize,
+    },
     /// The list of uses does not have one entry per resource of the plan.
     #[error("{uses} uses given for a plan of {resources} resources")]
     UseCountMismatch {
@@ -278,9 +290,36 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         Ok((&kept.alloc, placement.offset))
     }
 
+    /// Checks that `handle` needs no more bytes than `plan` gave resource `resource` (an
+    /// index the caller checked).
+    ///
+    /// # Safety
+    ///
+    /// `handle` is a valid buffer or non-disjoint image of the allocator's device.
+    unsafe fn check_planned_size(
+        &self,
+        plan: &TransientPlan,
+        resource: usize,
+        handle: Resource,
+    ) -> Result<(), TransientError> {
+        // SAFETY: the caller's contract.
+        let (requirements, _) = unsafe { self.allocator.device().raw_requirements(handle) };
+        let planned = plan.sizes.get(resource).copied().unwrap_or(0);
+        if requirements.size > planned {
+            return Err(TransientError::LargerThanPlanned {
+                resource,
+                planned,
+                required: requirements.size,
+            });
+        }
+        Ok(())
+    }
+
     /// Binds `buffer` as resource `resource` of `plan`, at its offset
     /// ([`MemoryAlloc::bind_buffer_at`], which checks the buffer's size, alignment and memory
-    /// types against the memory and returns a [`TransientError::Bind`] on a mismatch).
+    /// types against the memory and returns a [`TransientError::Bind`] on a mismatch). A buffer
+    /// that needs more bytes than the plan gave the resource is a
+    /// [`TransientError::LargerThanPlanned`]: bound, it would overlap its neighbours.
     ///
     /// # Safety
     ///
@@ -296,13 +335,16 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         buffer: vk::Buffer,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract: a valid buffer of the allocator's device.
+        unsafe { self.check_planned_size(plan, resource, Resource::Buffer(buffer)) }?;
         // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
         // and the bind checks it again against the buffer's requirements.
         Ok(unsafe { alloc.bind_buffer_at(buffer, offset) }?)
     }
 
     /// Binds `image` as resource `resource` of `plan`, at its offset
-    /// ([`MemoryAlloc::bind_image_at`]).
+    /// ([`MemoryAlloc::bind_image_at`]), with the checks of
+    /// [`bind_buffer`](Self::bind_buffer).
     ///
     /// # Safety
     ///
@@ -314,6 +356,8 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         image: vk::Image,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract: a valid, non-disjoint image of the allocator's device.
+        unsafe { self.check_planned_size(plan, resource, Resource::Image(image)) }?;
         // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
         // and the bind checks it again against the image's requirements (an image's first use
         // transitions it from UNDEFINED: `record_aliasing_barriers` does).

@@ -294,3 +294,113 @@ fn the_memory_behind_a_plan_is_exactly_its_size() {
         sim.assert_nothing_allocated();
     }
 }
+
+/// A resource whose real requirements are larger than the size it was planned with (a plan
+/// made from estimates, or the wrong handle) would overlap its neighbour while both are alive,
+/// inside the memory object where the bind's own bounds check cannot see it: binding it is a
+/// `LargerThanPlanned` error, for buffers and images; a resource of its planned size binds.
+#[test]
+fn a_resource_larger_than_planned_is_refused_before_it_overlaps_a_neighbour() {
+    use ash::vk;
+    use ash_memory::transient::{TransientError, TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::StandardMemoryAllocator;
+    use std::sync::Arc;
+    let ctx = common::TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+    let info = PlanInfo::for_device(&device);
+    let d = &ctx.device;
+    let usage = vk::BufferUsageFlags::TRANSFER_DST;
+    // SAFETY: valid create infos.
+    let (exact, larger) = unsafe {
+        (
+            d.create_buffer(&common::buffer_info(64 << 10, usage), None)
+                .unwrap(),
+            d.create_buffer(&common::buffer_info(128 << 10, usage), None)
+                .unwrap(),
+        )
+    };
+    let image_create =
+        common::image_info(128, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+    // SAFETY: a valid create info.
+    let image = unsafe { d.create_image(&image_create, None) }.unwrap();
+    // SAFETY: valid handles.
+    let (buffer_req, image_req) = unsafe {
+        (
+            d.get_buffer_memory_requirements(exact),
+            d.get_image_memory_requirements(image),
+        )
+    };
+    let planned = |size: u64, alignment: u64, bits, kind| {
+        let layout = DeviceLayout::from_size_alignment(size, alignment).unwrap();
+        TransientResource::new(layout, bits, kind, 0, 0)
+    };
+    // Three resources alive together, each planned at 64 KiB: the image's real size is 64
+    // KiB plus whatever the driver adds, the larger buffer twice that.
+    let resources = [
+        planned(
+            64 << 10,
+            buffer_req.alignment,
+            buffer_req.memory_type_bits,
+            AllocationType::Linear,
+        ),
+        planned(
+            64 << 10,
+            image_req.alignment.max(buffer_req.alignment),
+            image_req.memory_type_bits,
+            AllocationType::NonLinear,
+        ),
+        planned(
+            64 << 10,
+            buffer_req.alignment,
+            buffer_req.memory_type_bits,
+            AllocationType::Linear,
+        ),
+    ];
+    let p = plan(&resources, &info).unwrap();
+    assert!(p.total_size() >= 3 * (64 << 10));
+    let mut memory = TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+    // The larger buffer goes in the lower of the two buffer places: there it still ends
+    // inside the memory object (the bind's bounds check passes) but runs into a neighbour.
+    let (low, high) = if p.placements()[0].offset < p.placements()[2].offset {
+        (0, 2)
+    } else {
+        (2, 0)
+    };
+    // SAFETY: a valid buffer.
+    let required = unsafe { d.get_buffer_memory_requirements(larger) }.size;
+    assert!(p.placements()[low].offset + required <= p.total_size());
+    // SAFETY: nothing is bound yet; every handle below is destroyed before the memory.
+    unsafe {
+        memory.prepare(&p).unwrap();
+        assert_eq!(memory.bind_buffer(&p, high, exact), Ok(()));
+        let result = memory.bind_buffer(&p, low, larger);
+        assert_eq!(
+            result,
+            Err(TransientError::LargerThanPlanned {
+                resource: low,
+                planned: 64 << 10,
+                required,
+            })
+        );
+        let result = memory.bind_image(&p, 1, image);
+        if image_req.size > 64 << 10 {
+            assert_eq!(
+                result,
+                Err(TransientError::LargerThanPlanned {
+                    resource: 1,
+                    planned: 64 << 10,
+                    required: image_req.size,
+                })
+            );
+        } else {
+            assert_eq!(result, Ok(()));
+        }
+        d.destroy_buffer(exact, None);
+        d.destroy_buffer(larger, None);
+        d.destroy_image(image, None);
+    }
+    drop(memory);
+    assert_eq!(allocator.statistics().total.allocation_count, 0);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}

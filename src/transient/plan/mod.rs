@@ -171,6 +171,8 @@ pub struct TransientPlan {
     pub(crate) takes_over_start: Vec<usize>,
     /// Each resource's first pass.
     pub(crate) first_passes: Vec<u32>,
+    /// Each resource's planned size: a resource bound in its place may need no more.
+    pub(crate) sizes: Vec<DeviceSize>,
 }
 
 impl TransientPlan {
@@ -339,6 +341,7 @@ pub(crate) fn plan_with(
         takes_over,
         takes_over_start,
         first_passes: resources.iter().map(|r| r.first_pass).collect(),
+        sizes: resources.iter().map(|r| r.layout.size()).collect(),
     })
 }
 
