@@ -404,3 +404,90 @@ fn a_resource_larger_than_planned_is_refused_before_it_overlaps_a_neighbour() {
     assert_eq!(allocator.statistics().total.allocation_count, 0);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// A plan over four memory types (two kept objects grown, one kept as is, one new) whose
+/// `prepare` fails at every one of its driver allocations in turn: each failure leaves the
+/// kept memory, the live memory objects and the allocator's books as they were, and the last
+/// plan still binds; once memory is back the plan is prepared in full.
+#[test]
+fn prepare_is_all_or_nothing_at_every_allocation() {
+    use ash::vk;
+    use ash_memory::transient::{TransientError, TransientMemory, TransientMemoryCreateInfo};
+    use ash_memory::{AllocationError, StandardMemoryAllocator};
+    use std::sync::Arc;
+    let sim = support::Sim::new(support::GpuLayout::amd_discrete_bar());
+    {
+        let device = sim.memory_device();
+        let allocator = Arc::new(StandardMemoryAllocator::new_default(device.clone()));
+        // Every type allowed: four memory objects when each resource accepts one type.
+        let info = PlanInfo::default();
+        let graph = |sizes: [u64; 4]| {
+            let resources: Vec<_> = sizes
+                .iter()
+                .enumerate()
+                .filter(|(_, &s)| s != 0)
+                .map(|(t, &s)| {
+                    let layout = DeviceLayout::from_size_alignment(s << 20, 256).unwrap();
+                    TransientResource::new(layout, 1 << t, AllocationType::Linear, 0, 0)
+                })
+                .collect();
+            plan(&resources, &info).unwrap()
+        };
+        let first = graph([2, 2, 2, 0]);
+        // Types 0 and 1 grow, type 2 is kept as is, type 3 is new: three allocations.
+        let next = graph([4, 3, 1, 1]);
+        let mut memory =
+            TransientMemory::new(allocator.clone(), TransientMemoryCreateInfo::default());
+        // SAFETY: nothing is bound to the memory except the buffer below, destroyed at once.
+        unsafe {
+            assert!(memory.prepare(&first).unwrap());
+            let kept = memory.kept_memory();
+            let handles = {
+                let mut h: Vec<_> = sim.state.inner().live.keys().copied().collect();
+                h.sort();
+                h
+            };
+            for at in 1..=3 {
+                sim.state.reset_counters();
+                sim.state.set_faults(support::Faults {
+                    allocate_at: Some((at, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY)),
+                    ..Default::default()
+                });
+                let result = memory.prepare(&next);
+                sim.state.set_faults(support::Faults::default());
+                assert_eq!(
+                    result,
+                    Err(TransientError::Allocation(
+                        AllocationError::OutOfDeviceMemory
+                    )),
+                    "allocation {at} failed"
+                );
+                assert_eq!(memory.kept_memory(), kept, "allocation {at} failed");
+                let mut live: Vec<_> = sim.state.inner().live.keys().copied().collect();
+                live.sort();
+                assert_eq!(live, handles, "allocation {at} failed");
+                assert_eq!(allocator.statistics().total.allocation_count, 3);
+                let create = common::buffer_info(2 << 20, vk::BufferUsageFlags::TRANSFER_DST);
+                let buffer = sim.device.create_buffer(&create, None).unwrap();
+                let bound = memory.bind_buffer(&first, 0, buffer);
+                sim.device.destroy_buffer(buffer, None);
+                assert_eq!(bound, Ok(()), "allocation {at} failed");
+            }
+            assert_eq!(
+                sim.state.allocate_calls(),
+                3,
+                "three allocations, the last failed"
+            );
+            assert!(memory.prepare(&next).unwrap());
+            let mut kept = memory.kept_memory();
+            kept.sort();
+            assert_eq!(
+                kept,
+                vec![(0, 4 << 20), (1, 3 << 20), (2, 2 << 20), (3, 1 << 20)]
+            );
+        }
+        drop(memory);
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
