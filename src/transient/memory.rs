@@ -151,7 +151,7 @@ impl<A: MemoryAllocator> TransientMemory<A> {
                     let kept = &self.kept[k];
                     let size = kept.alloc.size();
                     let mut oversized = if size / 2 > planned.size {
-                        kept.oversized + 1
+                        kept.oversized.saturating_add(1)
                     } else {
                         0
                     };
@@ -197,7 +197,7 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         let mut kept = Vec::with_capacity(self.kept.len());
         for (k, mut entry) in std::mem::take(&mut self.kept).into_iter().enumerate() {
             if !taken[k] {
-                entry.idle += 1;
+                entry.idle = entry.idle.saturating_add(1);
                 if entry.idle > self.info.release_after {
                     changed = true;
                     remap.push(usize::MAX);
