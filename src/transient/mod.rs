@@ -36,7 +36,8 @@
 //! # Quality
 //!
 //! No plan can use less memory than the largest sum of aligned sizes alive in one pass (the
-//! *lower bound*, [`TransientPlan::lower_bound`]). The planner runs several greedy heuristics
+//! *lower bound*, [`TransientPlan::lower_bound`]), but for the padding after the highest
+//! resource. The planner runs several greedy heuristics
 //! and keeps the best (see [`plan`]); on the sample frame graphs of [`graphs`] it reaches the
 //! bound, and it is never above TFLite's greedy-by-size planner, one of the heuristics it runs.
 //!
@@ -47,7 +48,10 @@
 //! write-after-write hazard on the same bytes), and an image starting its life in aliased
 //! memory is transitioned from `VK_IMAGE_LAYOUT_UNDEFINED`: its contents are garbage.
 //! [`TransientPlan::takes_over_from`] lists exactly the resources each resource needs such a
-//! barrier against: those that were the last to be alive in some byte of its range.
+//! barrier against: those that were the last to be alive in some byte of its range, and, for
+//! the rest of its first and last `bufferImageGranularity` pages, the last of a conflicting
+//! kind (linear against optimal) alive in some byte there: Vulkan counts such resources in
+//! one page as aliasing even when their bytes are apart.
 //!
 //! # Memory on the device
 //!
