@@ -14,7 +14,7 @@ pub(crate) struct Group {
 }
 
 /// Partitions the resources into groups of one memory type each (see
-/// [`plan`](super::plan::plan#memory-types) for the rule): repeatedly the allowed type accepted by
+/// [`plan`](fn@super::plan#memory-types) for the rule): repeatedly the allowed type accepted by
 /// the most bytes of the remaining resources, lowest index on a tie, among the `preferred`
 /// ones (a subset of `allowed`) while a remaining resource accepts one. Every resource accepts
 /// some allowed type (checked by the caller), so every resource ends in a group.
