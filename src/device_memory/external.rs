@@ -33,10 +33,17 @@
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
 //!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
 //!   crate adds to the same call is refused
-//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind.
+//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind. What the
+//!   chain says about the memory is what the crate knows of it: its export handle types
+//!   ([`MemoryObject::export_types`]), its host import (claimed like the crate's own), and
+//!   the resource a `VkMemoryDedicatedAllocateInfo` in it dedicates the memory to
+//!   ([`MemoryObject::is_dedicated`]; the [aliasing](crate::aliasing) binds refuse any
+//!   other resource).
 
 use crate::device::MemoryDevice;
-use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
+use crate::device_memory::{
+    DedicatedAllocation, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
+};
 use crate::layout::{DeviceAlignment, DeviceSize};
 use ash::vk;
 use std::ffi::c_void;
@@ -242,13 +249,15 @@ impl AllocateNext {
     }
 
     /// The structure types of the chain, in order, the handle types of a
-    /// `VkExportMemoryAllocateInfo` in it, and the host pointer of a
-    /// `VkImportMemoryHostPointerInfoEXT` in it.
+    /// `VkExportMemoryAllocateInfo` in it, the host pointer of a
+    /// `VkImportMemoryHostPointerInfoEXT` in it, and the resource of a
+    /// `VkMemoryDedicatedAllocateInfo` (or its NV forerunner) in it.
     fn walk(self) -> ChainWalk {
         let mut walk = ChainWalk {
             types: Vec::new(),
             export: vk::ExternalMemoryHandleTypeFlags::empty(),
             host_pointer: None,
+            dedicated: None,
         };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
@@ -265,6 +274,17 @@ impl AllocateNext {
                 let info = unsafe { &*next.cast::<vk::ImportMemoryHostPointerInfoEXT<'_>>() };
                 walk.host_pointer = NonNull::new(info.p_host_pointer);
             }
+            if base.s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::MemoryDedicatedAllocateInfo<'_>>() };
+                walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
+            }
+            if base.s_type == vk::StructureType::DEDICATED_ALLOCATION_MEMORY_ALLOCATE_INFO_NV {
+                // SAFETY: as above.
+                let info =
+                    unsafe { &*next.cast::<vk::DedicatedAllocationMemoryAllocateInfoNV<'_>>() };
+                walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
+            }
             walk.types.push(base.s_type);
             next = base.p_next.cast();
         }
@@ -277,6 +297,7 @@ struct ChainWalk {
     types: Vec<vk::StructureType>,
     export: vk::ExternalMemoryHandleTypeFlags,
     host_pointer: Option<NonNull<c_void>>,
+    dedicated: Option<DedicatedAllocation>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.
@@ -285,6 +306,9 @@ pub(crate) struct ChainPlan {
     pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
     /// The host allocation it is imported from, by the crate's import or the user's chain.
     pub(crate) host_pointer: Option<NonNull<c_void>>,
+    /// The resource the user's chain dedicates the memory to (the crate's own dedicated
+    /// structure is not chained then: it would be a duplicate).
+    pub(crate) chain_dedicated: Option<DedicatedAllocation>,
 }
 
 /// Checks the import and the user chain of `info` against the device and against the
@@ -326,6 +350,7 @@ pub(crate) fn check(
     }
     let mut export_types = crate_export;
     let mut host_pointer = info.import.and_then(|i| i.host_address());
+    let mut chain_dedicated = None;
     if let Some(next) = info.next {
         let walk = next.walk();
         if let Some(&dup) = walk.types.iter().find(|t| own.contains(t)) {
@@ -333,10 +358,12 @@ pub(crate) fn check(
         }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);
+        chain_dedicated = walk.dedicated;
     }
     Ok(ChainPlan {
         export_types,
         host_pointer,
+        chain_dedicated,
     })
 }
 

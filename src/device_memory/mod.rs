@@ -59,6 +59,13 @@ impl DedicatedAllocation {
 }
 
 impl DedicatedAllocation {
+    /// The resource of a dedicated-allocation structure found in a user's chain; `None` when
+    /// it names none (both handles null: the memory is not dedicated).
+    pub(crate) fn named(buffer: vk::Buffer, image: vk::Image) -> Option<Self> {
+        (buffer != vk::Buffer::null() || image != vk::Image::null())
+            .then_some(Self { buffer, image })
+    }
+
     /// Whether this names `resource`.
     pub(crate) fn is(self, resource: crate::device::Resource) -> bool {
         match resource {
@@ -492,7 +499,9 @@ impl MemoryObject {
             property_flags,
             heap_index: heap,
             mapped: None,
-            dedicated,
+            // The user's dedicated structure binds the memory to its resource just as the
+            // crate's would: the aliasing checks must know it.
+            dedicated: dedicated.or(plan.chain_dedicated),
             export_types: plan.export_types,
             _host_import: host_import,
         };

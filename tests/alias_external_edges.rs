@@ -1,0 +1,602 @@
+//! Misuse hunt over aliasing binds and external memory, on the real driver (lavapipe has
+//! `VK_KHR_external_memory_fd` and `VK_EXT_external_memory_host`) under the validation layer:
+//! any validation message fails the test, and a memory object left alive is reported when
+//! the test context destroys the device.
+//!
+//! - Every pool suballocator keeps an `Unknown` allocation on granularity pages of its own,
+//!   so that a buffer and an image aliased in it never share a page with a neighbour of the
+//!   other kind, while the kind-checked binds refuse the rest.
+//! - A `VkMemoryDedicatedAllocateInfo` in the user's `pNext` chain makes the memory
+//!   dedicated exactly as the crate's own would: aliasing binds of any other resource are
+//!   refused before the driver sees them.
+//! - Host imports: adjacent ranges import side by side and keep their bytes apart, any
+//!   overlap (across a page, through the user's chain, into another device) is refused while
+//!   the first import lives and accepted once it is gone.
+//! - Exports: a block allocation and a dedicated one say where they are in the exported
+//!   object; exporting twice gives two descriptors of the same payload; export misuse is a
+//!   clear error; statistics and budgets count every import once and nothing after.
+
+mod common;
+
+use ash::vk;
+use ash_memory::external_memory::min_imported_host_pointer_alignment;
+use ash_memory::*;
+use common::{buffer_info, image_info, TestContext};
+use std::os::fd::IntoRawFd;
+use std::ptr::NonNull;
+
+const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
+
+fn external_context() -> TestContext {
+    TestContext::with_device_extensions(&[
+        ash::khr::external_memory_fd::NAME,
+        ash::ext::external_memory_host::NAME,
+    ])
+}
+
+fn external_features() -> EnabledMemoryFeatures {
+    EnabledMemoryFeatures {
+        external_memory_fd: true,
+        external_memory_host: true,
+        ..Default::default()
+    }
+}
+
+fn host_visible_type(device: &MemoryDevice) -> u32 {
+    let properties = device.memory_properties();
+    (0..properties.memory_types.len() as u32)
+        .find(|&t| {
+            properties.memory_type(t).is_some_and(|m| {
+                m.property_flags
+                    .contains(vk::MemoryPropertyFlags::HOST_VISIBLE)
+            })
+        })
+        .expect("a host-visible memory type")
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
+}
+
+/// `[start, end)` of the granularity pages `[offset, offset + size)` touches.
+fn pages(offset: u64, size: u64, page: u64) -> (u64, u64) {
+    (offset / page, (offset + size - 1) / page + 1)
+}
+
+/// Allocates Linear, Unknown and NonLinear neighbours in one pool of `S`, checks that no two
+/// allocations of conflicting kinds share a granularity page, aliases a buffer and an image
+/// in each `Unknown` one, and checks the kind rules on the others.
+fn unknown_allocations_alias_in<S: Suballocator + Send + 'static>(
+    ctx: &TestContext,
+    device: &std::sync::Arc<MemoryDevice>,
+    what: &str,
+) {
+    let d = &ctx.device;
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let page = device.buffer_image_granularity().as_devicesize();
+    assert!(page > 1, "lavapipe has a granularity above 1");
+    let usage = vk::BufferUsageFlags::TRANSFER_DST;
+    let image = image_info(4, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+    // SAFETY: valid create infos; probes destroyed below, never bound.
+    let (probe_buffer, probe_image) = unsafe {
+        (
+            d.create_buffer(&buffer_info(64, usage), None).unwrap(),
+            d.create_image(&image, None).unwrap(),
+        )
+    };
+    // SAFETY: valid, unbound resources of this device.
+    let (buffer_req, image_req) = unsafe {
+        (
+            AllocationRequirements::for_buffer(device, probe_buffer).unwrap(),
+            AllocationRequirements::for_image(device, probe_image).unwrap(),
+        )
+    };
+    let bits = buffer_req.memory_type_bits & image_req.memory_type_bits;
+    let pool = allocator
+        .create_pool::<S>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Find {
+                memory_type_bits: bits,
+                usage: MemoryUsage::Auto(HostAccess::NoAccess),
+            },
+            block_size: 1 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+    let unknown_layout = DeviceLayout::from_size_alignment(
+        buffer_req
+            .layout
+            .size()
+            .max(image_req.layout.size())
+            .max(3 * page / 2),
+        buffer_req
+            .layout
+            .alignment()
+            .as_devicesize()
+            .max(image_req.layout.alignment().as_devicesize()),
+    )
+    .unwrap();
+    // Neighbours at a small alignment, whose ends share pages with whatever follows unless
+    // something keeps them apart; large enough for either probe at an aligned offset.
+    let small =
+        DeviceLayout::from_size_alignment(unknown_layout.size() + 2 * page + 8, 16).unwrap();
+    let fit = |alloc: &MemoryAlloc, alignment: u64| {
+        alloc.offset().next_multiple_of(alignment) - alloc.offset()
+    };
+    let buffer_align = buffer_req.layout.alignment().as_devicesize();
+    let image_align = image_req.layout.alignment().as_devicesize();
+    let kinds = [
+        AllocationType::Linear,
+        AllocationType::Unknown,
+        AllocationType::NonLinear,
+        AllocationType::Unknown,
+        AllocationType::Linear,
+        AllocationType::Unknown,
+        AllocationType::Unknown,
+        AllocationType::NonLinear,
+    ];
+    let mut allocs = Vec::new();
+    for kind in kinds {
+        let layout = if kind == AllocationType::Unknown {
+            unknown_layout
+        } else {
+            small
+        };
+        let requirements = AllocationRequirements {
+            layout,
+            memory_type_bits: bits,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let alloc = pool
+            .allocate(requirements, kind, &Default::default(), None)
+            .unwrap_or_else(|e| panic!("{what}: {kind:?}: {e}"));
+        assert_eq!(alloc.allocation_type(), kind, "{what}");
+        allocs.push(alloc);
+    }
+    for (i, a) in allocs.iter().enumerate() {
+        for b in &allocs[i + 1..] {
+            if a.memory() != b.memory() {
+                continue;
+            }
+            let (a0, a1) = (a.offset(), a.offset() + a.size());
+            let (b0, b1) = (b.offset(), b.offset() + b.size());
+            assert!(a1 <= b0 || b1 <= a0, "{what}: {a:?} overlaps {b:?}");
+            if a.allocation_type().conflicts_with(b.allocation_type()) {
+                let (pa0, pa1) = pages(a.offset(), a.size(), page);
+                let (pb0, pb1) = pages(b.offset(), b.size(), page);
+                assert!(
+                    pa1 <= pb0 || pb1 <= pa0,
+                    "{what}: {a:?} and {b:?} share a granularity page of {page} bytes"
+                );
+            }
+        }
+    }
+    let mut made = Vec::new();
+    for alloc in &allocs {
+        // SAFETY: valid create infos; every resource made is destroyed before the pool.
+        let (buffer, image) = unsafe {
+            (
+                alloc.create_aliasing_buffer(&buffer_info(64, usage), fit(alloc, buffer_align)),
+                alloc.create_aliasing_image(&image, fit(alloc, image_align)),
+            )
+        };
+        match alloc.allocation_type() {
+            AllocationType::Unknown => {
+                made.push((Some(buffer.unwrap()), Some(image.unwrap())));
+            }
+            AllocationType::Linear => {
+                assert_eq!(
+                    image,
+                    Err(MemoryAccessError::GranularityConflict {
+                        allocation_type: AllocationType::Linear
+                    }),
+                    "{what}"
+                );
+                made.push((Some(buffer.unwrap()), None));
+            }
+            AllocationType::NonLinear => {
+                assert_eq!(
+                    buffer,
+                    Err(MemoryAccessError::GranularityConflict {
+                        allocation_type: AllocationType::NonLinear
+                    }),
+                    "{what}"
+                );
+                made.push((None, Some(image.unwrap())));
+            }
+        }
+    }
+    // SAFETY: nothing uses them; destroyed before their memory is freed.
+    unsafe {
+        for (buffer, image) in made {
+            if let Some(b) = buffer {
+                d.destroy_buffer(b, None);
+            }
+            if let Some(i) = image {
+                d.destroy_image(i, None);
+            }
+        }
+        d.destroy_buffer(probe_buffer, None);
+        d.destroy_image(probe_image, None);
+    }
+    drop(allocs);
+    assert_eq!(pool.statistics().total.allocation_count, 0, "{what}");
+    drop((pool, allocator));
+    assert_eq!(device.live_memory_objects(), 0, "{what}");
+}
+
+#[test]
+fn every_pool_suballocator_keeps_unknown_allocations_on_pages_of_their_own() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    unknown_allocations_alias_in::<FreeListAllocator>(&ctx, &device, "free list");
+    unknown_allocations_alias_in::<BuddyAllocator>(&ctx, &device, "buddy");
+    unknown_allocations_alias_in::<BumpAllocator>(&ctx, &device, "bump");
+    unknown_allocations_alias_in::<RingAllocator>(&ctx, &device, "ring");
+    unknown_allocations_alias_in::<SlotAllocator<4096>>(&ctx, &device, "slots of 4 KiB");
+    unknown_allocations_alias_in::<SlotAllocator<1000>>(&ctx, &device, "slots of 1000 B");
+}
+
+#[test]
+fn a_dedicated_structure_in_the_user_chain_makes_the_memory_dedicated() {
+    let ctx = TestContext::new();
+    let d = &ctx.device;
+    {
+        let device = ctx.memory_device();
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let usage = vk::BufferUsageFlags::TRANSFER_DST;
+        // SAFETY: valid create infos; destroyed at the end, after their memory's last use.
+        let (owner, other) = unsafe {
+            (
+                d.create_buffer(&buffer_info(4096, usage), None).unwrap(),
+                d.create_buffer(&buffer_info(4096, usage), None).unwrap(),
+            )
+        };
+        // SAFETY: a valid, unbound buffer.
+        let req = unsafe { AllocationRequirements::for_buffer(&device, owner) }.unwrap();
+        let dedicated_info = vk::MemoryDedicatedAllocateInfo::default().buffer(owner);
+        // SAFETY: a valid chain for the one memory object of this pool that is made below
+        // (a dedicated allocation of the buffer's size, in a type the buffer allows); it
+        // outlives the pool.
+        let next = unsafe { AllocateNext::new(&dedicated_info as *const _ as *const _) };
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Find {
+                    memory_type_bits: req.memory_type_bits,
+                    usage: MemoryUsage::Auto(HostAccess::NoAccess),
+                },
+                block_size: 1 << 20,
+                memory_allocate_next: next,
+                ..Default::default()
+            })
+            .unwrap();
+        let alloc = pool
+            .allocate(
+                req,
+                AllocationType::Linear,
+                &AllocationCreateInfo {
+                    allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert!(alloc.is_dedicated());
+        // Another buffer in memory dedicated to `owner`: refused before the driver (it
+        // would be VUID-vkBindBufferMemory-memory-01508).
+        // SAFETY: `other` is valid and unbound; a refused bind does not reach the driver.
+        let refused = unsafe { alloc.bind_buffer_at(other, 0) };
+        assert_eq!(refused, Err(MemoryAccessError::DedicatedToAnotherResource));
+        // SAFETY: as above.
+        let refused = unsafe { alloc.create_aliasing_buffer(&buffer_info(4096, usage), 0) };
+        assert_eq!(refused, Err(MemoryAccessError::DedicatedToAnotherResource));
+        // The owner binds, at offset 0 only.
+        // SAFETY: `owner` is valid and unbound.
+        unsafe {
+            assert_eq!(
+                alloc.bind_buffer_at(owner, 64),
+                Err(MemoryAccessError::ResourceOutOfBounds {
+                    local_offset: 64,
+                    required: req.layout.size(),
+                    size: alloc.size()
+                })
+            );
+            alloc.bind_buffer_at(owner, 0).unwrap();
+        }
+        // SAFETY: nothing uses them; destroyed before their memory is freed.
+        unsafe {
+            d.destroy_buffer(owner, None);
+            d.destroy_buffer(other, None);
+        }
+        drop((alloc, pool, allocator));
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+}
+
+/// Host memory aligned for an import, freed on drop.
+struct HostBlock {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl HostBlock {
+    fn new(size: usize, alignment: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(size, alignment).unwrap();
+        // SAFETY: a non-zero size.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+
+    /// The host pointer `offset` bytes in.
+    fn at(&self, offset: usize) -> NonNull<std::ffi::c_void> {
+        assert!(offset < self.layout.size());
+        // SAFETY: inside the allocation.
+        NonNull::new(unsafe { self.ptr.as_ptr().add(offset) })
+            .unwrap()
+            .cast()
+    }
+}
+
+impl Drop for HostBlock {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+#[test]
+fn host_imports_side_by_side_keep_their_bytes_and_overlaps_are_refused() {
+    let first = external_context();
+    let second = external_context();
+    {
+        let device = first.memory_device_with(external_features());
+        let other_device = second.memory_device_with(external_features());
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let other = StandardMemoryAllocator::new_default(other_device.clone());
+        let page = min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(8 * page, page);
+        // SAFETY (every import below): `host` is a live host allocation of 8 pages that
+        // outlives every import of it, and the host reaches imported bytes only through the
+        // imports while they live.
+        let import_at =
+            |offset: usize| unsafe { ExternalMemoryImport::host_pointer(host.at(offset)) };
+        let memory_type = import_at(0)
+            .memory_type_bits(&device)
+            .unwrap()
+            .trailing_zeros();
+        let import = |a: &StandardMemoryAllocator, offset: usize, pages: usize| {
+            a.import_memory(
+                import_at(offset),
+                memory_type,
+                (pages * page) as u64,
+                None,
+                &Default::default(),
+            )
+        };
+        let overlaps = |r: Result<MemoryAlloc, AllocationError>| {
+            matches!(
+                r,
+                Err(AllocationError::Memory(
+                    MemoryObjectError::ImportOverlaps { .. }
+                ))
+            )
+        };
+        // Pages [2, 4) and [4, 6): side by side.
+        let mut left = import(&allocator, 2 * page, 2).unwrap();
+        let mut right = import(&allocator, 4 * page, 2).unwrap();
+        assert_eq!(allocator.statistics().total.dedicated_count, 2);
+        assert_eq!(device.live_memory_bytes(), 4 * page as u64);
+        let (l, r) = (pattern(1, 2 * page), pattern(2, 2 * page));
+        left.write(0, &l).unwrap();
+        right.write(0, &r).unwrap();
+        let mut back = vec![0u8; 2 * page];
+        left.read(0, &mut back).unwrap();
+        assert!(back == l, "the left import lost bytes to its neighbour");
+        right.read(0, &mut back).unwrap();
+        assert!(back == r, "the right import lost bytes to its neighbour");
+        // Any overlap, by one page across the boundary, or around both, or from another
+        // device, is refused while they live; nothing is allocated for it.
+        assert!(overlaps(import(&allocator, 3 * page, 2)));
+        assert!(overlaps(import(&allocator, page, 2)));
+        assert!(overlaps(import(&allocator, 5 * page, 1)));
+        assert!(overlaps(import(&allocator, 0, 8)));
+        assert!(overlaps(import(&other, 2 * page, 2)));
+        // Through the user's own chain too.
+        let chained = vk::ImportMemoryHostPointerInfoEXT::default()
+            .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
+            .host_pointer(host.at(3 * page).as_ptr());
+        let refused = MemoryObject::allocate(
+            device.clone(),
+            &MemoryObjectCreateInfo {
+                size: page as u64,
+                memory_type_index: memory_type,
+                // SAFETY: a valid chain for this one call (refused before the driver).
+                next: unsafe { AllocateNext::new(&chained as *const _ as *const _) },
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(refused, Err(MemoryObjectError::ImportOverlaps { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(device.live_memory_objects(), 2);
+        assert_eq!(other_device.live_memory_objects(), 0);
+        // The pages next to them are free to import.
+        let head = import(&allocator, 0, 2).unwrap();
+        let tail = import(&other, 6 * page, 2).unwrap();
+        drop(left);
+        // Once the left import is gone, its pages import again (on the other device too),
+        // and show what was written through the first import.
+        let again = import(&other, 2 * page, 2).unwrap();
+        again.read(0, &mut back).unwrap();
+        assert!(
+            back == l,
+            "the host memory lost what the first import wrote"
+        );
+        assert!(overlaps(import(&allocator, 3 * page, 2)));
+        drop((right, head, tail, again));
+        for a in [&allocator, &other] {
+            let total = a.statistics().total;
+            assert_eq!((total.allocation_count, total.dedicated_count), (0, 0));
+        }
+        assert_eq!(device.live_memory_bytes(), 0);
+        assert_eq!(other_device.live_memory_bytes(), 0);
+        // All of it again, in one import.
+        drop(import(&allocator, 0, 8).unwrap());
+        drop((allocator, other));
+    }
+}
+
+#[test]
+fn exports_of_block_and_dedicated_allocations_say_where_the_bytes_are() {
+    let exporter = external_context();
+    let importer = external_context();
+    {
+        let device1 = exporter.memory_device_with(external_features());
+        let device2 = importer.memory_device_with(external_features());
+        let types = device1.memory_properties().memory_types.len();
+        // SAFETY: lavapipe exports opaque fds; no resource is bound to this memory.
+        let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+        let allocator1 = StandardMemoryAllocator::new(
+            device1.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                export_handle_types: vec![export; types],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+        let memory_type = host_visible_type(&device1);
+        let layout = DeviceLayout::from_size_alignment(4096, 256).unwrap();
+        let mut first = allocator1
+            .allocate_from_type(
+                memory_type,
+                layout,
+                AllocationType::Linear,
+                &Default::default(),
+            )
+            .unwrap();
+        let mut second = allocator1
+            .allocate_from_type(
+                memory_type,
+                layout,
+                AllocationType::Linear,
+                &Default::default(),
+            )
+            .unwrap();
+        assert_eq!(first.memory(), second.memory(), "one block");
+        assert!(!second.is_dedicated());
+        let (a, b) = (pattern(7, 4096), pattern(8, 4096));
+        first.write(0, &a).unwrap();
+        second.write(0, &b).unwrap();
+        let before = allocator1.statistics().total;
+        // Exported twice: two descriptors of the one block, each naming the allocation.
+        let x = second.export_fd(OPAQUE_FD).unwrap();
+        let y = second.export_fd(OPAQUE_FD).unwrap();
+        assert_eq!(
+            allocator1.statistics().total,
+            before,
+            "exports change no statistics"
+        );
+        for e in [&x, &y] {
+            assert_eq!(e.offset, second.offset());
+            assert_eq!(e.size, second.size());
+            assert_eq!(e.memory_type_index, memory_type);
+            assert!(e.memory_size >= e.offset + e.size);
+        }
+        let import = |e: ExportedFd| {
+            // SAFETY: an opaque fd of this physical device, imported once with the
+            // exporter's memory type and size; the bytes it shares are only read below
+            // while nothing writes them.
+            let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, e.fd.into_raw_fd()) };
+            allocator2
+                .import_memory(
+                    import,
+                    e.memory_type_index,
+                    e.memory_size,
+                    None,
+                    &Default::default(),
+                )
+                .unwrap()
+        };
+        let (x_offset, y_offset) = (x.offset, y.offset);
+        let ix = import(x);
+        let iy = import(y);
+        assert_ne!(
+            ix.memory(),
+            iy.memory(),
+            "each import is a memory object of its own"
+        );
+        assert_eq!(allocator2.statistics().total.dedicated_count, 2);
+        let mut read = vec![0u8; 4096];
+        for (i, offset) in [(&ix, x_offset), (&iy, y_offset)] {
+            i.read(offset, &mut read).unwrap();
+            assert!(
+                read == b,
+                "the import does not show the exported allocation"
+            );
+            // The whole block came along: the neighbour's bytes too (the documented promise).
+            i.read(first.offset(), &mut read).unwrap();
+            assert!(read == a);
+        }
+        // A dedicated allocation is exported from offset 0, with the object's size.
+        let dedicated = allocator1
+            .allocate_dedicated(memory_type, 8192, None, &Default::default())
+            .unwrap();
+        let z = dedicated.export_fd(OPAQUE_FD).unwrap();
+        assert_eq!((z.offset, z.size, z.memory_size), (0, 8192, 8192));
+        drop(z);
+
+        // Misuse is a clear error: several handle types at once, a type not exportable,
+        // and an allocator that claims no export.
+        let both = OPAQUE_FD | vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT;
+        assert!(matches!(
+            second.export_fd(both),
+            Err(MemoryObjectError::NotExportable { .. })
+        ));
+        assert!(matches!(
+            second.export_fd(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT),
+            Err(MemoryObjectError::NotExportable { .. })
+        ));
+        assert!(matches!(
+            second.export_fd(vk::ExternalMemoryHandleTypeFlags::empty()),
+            Err(MemoryObjectError::NotExportable { .. })
+        ));
+        assert!(matches!(
+            ix.export_fd(OPAQUE_FD),
+            Err(MemoryObjectError::NotExportable { .. })
+        ));
+        let plain = StandardMemoryAllocator::new_default(exporter.memory_device());
+        let unexported = plain
+            .allocate_from_type(
+                memory_type,
+                layout,
+                AllocationType::Linear,
+                &Default::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            unexported.export_fd(OPAQUE_FD).err(),
+            Some(MemoryObjectError::ExtensionNotEnabled(
+                "VK_KHR_external_memory_fd"
+            ))
+        );
+        drop((unexported, plain));
+
+        // Freed on the exporter: the imports keep the payload.
+        drop((first, second, dedicated, allocator1));
+        assert_eq!(device1.live_memory_objects(), 0);
+        iy.read(y_offset, &mut read).unwrap();
+        assert!(read == b);
+        drop((ix, iy));
+        let total = allocator2.statistics().total;
+        assert_eq!((total.allocation_count, total.dedicated_count), (0, 0));
+        assert_eq!(device2.live_memory_bytes(), 0);
+        drop(allocator2);
+        assert_eq!(device2.live_memory_objects(), 0);
+    }
+}
