@@ -600,3 +600,171 @@ fn exports_of_block_and_dedicated_allocations_say_where_the_bytes_are() {
         assert_eq!(device2.live_memory_objects(), 0);
     }
 }
+
+#[test]
+fn user_chains_that_repeat_loop_or_import_twice_are_refused_before_the_driver() {
+    let ctx = external_context();
+    {
+        let device = ctx.memory_device_with(external_features());
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let memory_type = host_visible_type(&device);
+        let allocate = |next: *const std::ffi::c_void, import: Option<ExternalMemoryImport>| {
+            MemoryObject::allocate(
+                device.clone(),
+                &MemoryObjectCreateInfo {
+                    size: 1 << 16,
+                    memory_type_index: memory_type,
+                    import,
+                    // SAFETY: every chain below is refused before any structure reaches the
+                    // driver (the walk reads the chain only), and outlives the call.
+                    next: unsafe { AllocateNext::new(next) },
+                    ..Default::default()
+                },
+            )
+        };
+        let repeated = |s| Some(MemoryObjectError::RepeatedChainStructure(s));
+        let export_s = vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO;
+
+        // A structure that points at itself: the walk ends (it used to loop forever).
+        let mut looped = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
+        looped.p_next = &looped as *const _ as *const _;
+        let r = allocate(&looped as *const _ as *const _, None);
+        assert_eq!(r.err(), repeated(export_s));
+        // A loop of two.
+        let mut a = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
+        let mut b = vk::MemoryAllocateFlagsInfo::default();
+        b.p_next = &a as *const _ as *const _;
+        a.p_next = &b as *const _ as *const _;
+        let r = allocate(&a as *const _ as *const _, None);
+        assert_eq!(r.err(), repeated(export_s));
+        // The same structure type twice (Vulkan forbids it), another one between them.
+        let second = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
+        let mut flags = vk::MemoryAllocateFlagsInfo::default();
+        flags.p_next = &second as *const _ as *const _;
+        let first = vk::ExportMemoryAllocateInfo {
+            p_next: &flags as *const _ as *const _,
+            ..Default::default()
+        }
+        .handle_types(OPAQUE_FD);
+        let r = allocate(&first as *const _ as *const _, None);
+        assert_eq!(r.err(), repeated(export_s));
+        // Through a pool, for its blocks: the same error, and nothing is left.
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(memory_type),
+                block_size: 1 << 20,
+                // SAFETY: refused before the driver, as above; `looped` outlives the pool.
+                memory_allocate_next: unsafe { AllocateNext::new(&looped as *const _ as *const _) },
+                ..Default::default()
+            })
+            .unwrap();
+        let requirements = AllocationRequirements {
+            layout: DeviceLayout::from_size_alignment(256, 16).unwrap(),
+            memory_type_bits: 1 << memory_type,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let r = pool.allocate(
+            requirements,
+            AllocationType::Linear,
+            &Default::default(),
+            None,
+        );
+        assert_eq!(
+            r.err(),
+            Some(AllocationError::Memory(
+                MemoryObjectError::RepeatedChainStructure(export_s)
+            ))
+        );
+
+        // An import by the crate and another in the user's chain: two imports in one call
+        // (VUID-VkMemoryAllocateInfo-None-06657), of either kind.
+        let page = min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(1 << 16, page);
+        // SAFETY: a live host allocation of 64 KiB; refused before the driver.
+        let host_import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        let host_type = host_import
+            .memory_type_bits(&device)
+            .unwrap()
+            .trailing_zeros();
+        let user_fd = vk::ImportMemoryFdInfoKHR::default()
+            .handle_type(OPAQUE_FD)
+            .fd(-1);
+        let r = MemoryObject::allocate(
+            device.clone(),
+            &MemoryObjectCreateInfo {
+                size: 1 << 16,
+                memory_type_index: host_type,
+                import: Some(host_import),
+                // SAFETY: refused before the driver; outlives the call.
+                next: unsafe { AllocateNext::new(&user_fd as *const _ as *const _) },
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            r.err(),
+            Some(MemoryObjectError::DuplicateChainStructure(
+                vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR
+            ))
+        );
+        let user_host = vk::ImportMemoryHostPointerInfoEXT::default()
+            .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
+            .host_pointer(host.at(0).as_ptr());
+        // SAFETY: a number that is no open descriptor; refused before the driver.
+        let fd_import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, -1) };
+        let r = MemoryObject::allocate(
+            device.clone(),
+            &MemoryObjectCreateInfo {
+                size: 1 << 16,
+                memory_type_index: host_type,
+                import: Some(fd_import),
+                // SAFETY: refused before the driver; outlives the call.
+                next: unsafe { AllocateNext::new(&user_host as *const _ as *const _) },
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            r.err(),
+            Some(MemoryObjectError::DuplicateChainStructure(
+                vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT
+            ))
+        );
+        // The crate's dedicated structure and the user's: refused too.
+        let usage = vk::BufferUsageFlags::TRANSFER_DST;
+        // SAFETY: a valid create info; destroyed below, never bound.
+        let buffer = unsafe { ctx.device.create_buffer(&buffer_info(4096, usage), None) }.unwrap();
+        let user_dedicated = vk::MemoryDedicatedAllocateInfo::default().buffer(buffer);
+        let r = MemoryObject::allocate(
+            device.clone(),
+            &MemoryObjectCreateInfo {
+                size: 1 << 16,
+                memory_type_index: memory_type,
+                // SAFETY: refused before the driver.
+                dedicated: Some(unsafe { DedicatedAllocation::buffer(buffer) }),
+                // SAFETY: refused before the driver; outlives the call.
+                next: unsafe { AllocateNext::new(&user_dedicated as *const _ as *const _) },
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            r.err(),
+            Some(MemoryObjectError::DuplicateChainStructure(
+                vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO
+            ))
+        );
+        // SAFETY: never bound nor used.
+        unsafe { ctx.device.destroy_buffer(buffer, None) };
+
+        // Nothing of it was allocated or counted, and the host range is free to import.
+        assert_eq!(device.live_memory_objects(), 0);
+        assert_eq!(device.live_memory_bytes(), 0);
+        assert_eq!(pool.statistics().total.block_count, 0);
+        let imported = allocator
+            .import_memory(host_import, host_type, 1 << 16, None, &Default::default())
+            .unwrap();
+        drop((imported, pool, allocator));
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+}

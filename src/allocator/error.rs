@@ -187,6 +187,7 @@ impl From<MemoryObjectError> for AllocationError {
             | MemoryObjectError::ImportMisaligned { .. }
             | MemoryObjectError::ImportOverlaps { .. }
             | MemoryObjectError::DuplicateChainStructure(_)
+            | MemoryObjectError::RepeatedChainStructure(_)
             | MemoryObjectError::NotExportable { .. }) => Self::Memory(e),
             // `MemoryObjectError` is non-exhaustive for users, not for this crate.
         }

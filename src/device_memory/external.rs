@@ -33,7 +33,10 @@
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
 //!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
 //!   crate adds to the same call is refused
-//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind. What the
+//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind (and two
+//!   imports: with the crate's import, an import structure of either kind is refused). So is
+//!   a chain that holds one structure type twice, or loops back on itself
+//!   ([`MemoryObjectError::RepeatedChainStructure`]): the walk stops there. What the
 //!   chain says about the memory is what the crate knows of it: its export handle types
 //!   ([`MemoryObject::export_types`]), its host import (claimed like the crate's own), and
 //!   the resource a `VkMemoryDedicatedAllocateInfo` in it dedicates the memory to
@@ -258,6 +261,7 @@ impl AllocateNext {
             export: vk::ExternalMemoryHandleTypeFlags::empty(),
             host_pointer: None,
             dedicated: None,
+            repeated: None,
         };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
@@ -285,6 +289,12 @@ impl AllocateNext {
                     unsafe { &*next.cast::<vk::DedicatedAllocationMemoryAllocateInfoNV<'_>>() };
                 walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
             }
+            if walk.types.contains(&base.s_type) {
+                // Vulkan forbids two structures of a kind in one chain; and a chain that loops
+                // back on itself meets one of its structures again here, so the walk ends.
+                walk.repeated = Some(base.s_type);
+                break;
+            }
             walk.types.push(base.s_type);
             next = base.p_next.cast();
         }
@@ -298,6 +308,8 @@ struct ChainWalk {
     export: vk::ExternalMemoryHandleTypeFlags,
     host_pointer: Option<NonNull<c_void>>,
     dedicated: Option<DedicatedAllocation>,
+    /// The first structure type met twice; the walk stopped there.
+    repeated: Option<vk::StructureType>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.
@@ -321,10 +333,12 @@ pub(crate) fn check(
 ) -> Result<ChainPlan, MemoryObjectError> {
     let mut own = crate_types.to_vec();
     if let Some(import) = &info.import {
+        // One import per call (VUID-VkMemoryAllocateInfo-None-06657): an import structure of
+        // either kind in the user's chain conflicts with the crate's.
+        own.extend(IMPORT_TYPES);
         match import.kind {
-            ImportKind::Fd { .. } => own.push(vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR),
+            ImportKind::Fd { .. } => {}
             ImportKind::HostPointer { pointer, .. } => {
-                own.push(vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT);
                 // First, so that a device without the extension says so, whatever the pointer.
                 require_external_memory_host(device)?;
                 if info.dedicated.is_some() {
@@ -356,6 +370,9 @@ pub(crate) fn check(
         if let Some(&dup) = walk.types.iter().find(|t| own.contains(t)) {
             return Err(MemoryObjectError::DuplicateChainStructure(dup));
         }
+        if let Some(repeated) = walk.repeated {
+            return Err(MemoryObjectError::RepeatedChainStructure(repeated));
+        }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);
         chain_dedicated = walk.dedicated;
@@ -366,6 +383,12 @@ pub(crate) fn check(
         chain_dedicated,
     })
 }
+
+/// The structures that make a `vkAllocateMemory` an import, of the kinds the crate imports.
+const IMPORT_TYPES: [vk::StructureType; 2] = [
+    vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+];
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.
 #[derive(Default)]

@@ -260,9 +260,14 @@ pub enum MemoryObjectError {
         /// The device's `minImportedHostPointerAlignment`.
         alignment: DeviceSize,
     },
-    /// The user's `pNext` chain holds a structure the crate chains to the same call.
+    /// The user's `pNext` chain holds a structure the crate chains to the same call (for an
+    /// import, any import structure).
     #[error("the user pNext chain repeats {0:?}, which the allocator chains itself")]
     DuplicateChainStructure(vk::StructureType),
+    /// The user's `pNext` chain holds this structure type twice, or loops back on itself
+    /// (which meets a structure again).
+    #[error("the user pNext chain holds {0:?} twice, or loops back on itself")]
+    RepeatedChainStructure(vk::StructureType),
     /// The host memory of a host-pointer import is (partly) imported already, by a memory
     /// object that is still alive: both would map the same bytes (see
     /// [`ExternalMemoryImport::host_pointer`](external::ExternalMemoryImport::host_pointer)).
