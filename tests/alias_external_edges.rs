@@ -768,3 +768,150 @@ fn user_chains_that_repeat_loop_or_import_twice_are_refused_before_the_driver() 
         assert_eq!(device.live_memory_objects(), 0);
     }
 }
+
+#[test]
+fn a_moved_aliasing_allocation_keeps_its_kind_alignment_and_pages() {
+    let ctx = TestContext::new();
+    let d = &ctx.device;
+    {
+        let device = ctx.memory_device();
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let page = device.buffer_image_granularity().as_devicesize();
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Find {
+                    memory_type_bits: u32::MAX,
+                    usage: MemoryUsage::Upload,
+                },
+                block_size: 1 << 20,
+                block_arenas: Some(1),
+                ..Default::default()
+            })
+            .unwrap();
+        let upload = AllocationCreateInfo {
+            usage: MemoryUsage::Upload,
+            ..Default::default()
+        };
+        let usage = vk::BufferUsageFlags::TRANSFER_DST;
+        let image = image_info(16, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+        // SAFETY: a valid create info; a probe, destroyed below, never bound.
+        let probe = unsafe { d.create_image(&image, None) }.unwrap();
+        // SAFETY: a valid, unbound image.
+        let image_req = unsafe { AllocationRequirements::for_image(&device, probe) }.unwrap();
+        // SAFETY: unused.
+        unsafe { d.destroy_image(probe, None) };
+        let alignment = image_req
+            .layout
+            .alignment()
+            .max(DeviceAlignment::new(256).unwrap());
+        let requirements = |size: u64, align: DeviceAlignment| AllocationRequirements {
+            layout: DeviceLayout::new(size, align).unwrap(),
+            memory_type_bits: u32::MAX,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        // Block 1: Linear fillers at a small alignment, sizes off the page.
+        let filler = 64 * 1024 - 40;
+        let mut fillers: Vec<MemoryAlloc> = (0..16)
+            .map(|_| {
+                pool.allocate(
+                    requirements(filler, DeviceAlignment::new(8).unwrap()),
+                    AllocationType::Linear,
+                    &upload,
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        let block1 = fillers[0].memory();
+        assert!(fillers.iter().all(|f| f.memory() == block1));
+        // Block 2: the aliasing allocation, alone once its neighbour goes.
+        let size = image_req.layout.size().max(4096) + 100;
+        let spacer = pool
+            .allocate(
+                requirements(1 << 19, alignment),
+                AllocationType::Linear,
+                &upload,
+                None,
+            )
+            .unwrap();
+        let mut x = pool
+            .allocate(
+                requirements(size, alignment),
+                AllocationType::Unknown,
+                &upload,
+                None,
+            )
+            .unwrap();
+        assert_ne!(x.memory(), block1);
+        drop(spacer);
+        // Room in block 1, between Linear neighbours.
+        fillers.remove(7);
+        fillers.remove(7);
+        let data = pattern(5, size as usize);
+        x.write(0, &data).unwrap();
+        // SAFETY: valid create infos; destroyed before the move completes.
+        let (old_buffer, old_image) = unsafe {
+            (
+                x.create_aliasing_buffer(&buffer_info(4096, usage), 0)
+                    .unwrap(),
+                x.create_aliasing_image(&image, 0).unwrap(),
+            )
+        };
+        let mut defrag = pool.defragmentation(&Default::default());
+        defrag.add(&mut x, alignment).unwrap();
+        let mut pass = defrag.next_pass().expect("the lone allocation moves");
+        let index = pass.moves().next().unwrap().index();
+        let dst = pass.get(index).unwrap().destination();
+        assert_eq!(
+            dst.memory(),
+            block1,
+            "moved into the room between the fillers"
+        );
+        assert_eq!(dst.allocation_type(), AllocationType::Unknown);
+        assert_eq!(dst.offset() % alignment.as_devicesize(), 0);
+        for f in &fillers {
+            let (a0, a1) = pages(dst.offset(), dst.size(), page);
+            let (b0, b1) = pages(f.offset(), f.size(), page);
+            assert!(
+                a1 <= b0 || b1 <= a0,
+                "the destination shares a page with {f:?}"
+            );
+        }
+        // New resources alias at the destination, both kinds.
+        // SAFETY: valid create infos; destroyed before the allocation is dropped.
+        let (new_buffer, new_image) = unsafe {
+            (
+                dst.create_aliasing_buffer(&buffer_info(4096, usage), 0)
+                    .unwrap(),
+                dst.create_aliasing_image(&image, 0).unwrap(),
+            )
+        };
+        // The old resources are done with before the source is freed.
+        // SAFETY: never used.
+        unsafe {
+            d.destroy_buffer(old_buffer, None);
+            d.destroy_image(old_image, None);
+        }
+        let dst_ptr = dst.mapped_ptr().unwrap();
+        // SAFETY: `size` bytes of the destination, which nothing else uses until completed.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst_ptr.as_ptr(), data.len()) };
+        pass.complete(index, &mut x).unwrap();
+        drop(pass);
+        defrag.finish();
+        assert_eq!(x.memory(), block1);
+        assert_eq!(x.allocation_type(), AllocationType::Unknown);
+        let mut back = vec![0u8; size as usize];
+        x.read(0, &mut back).unwrap();
+        assert!(back == data);
+        // SAFETY: never used; destroyed before their memory is freed.
+        unsafe {
+            d.destroy_buffer(new_buffer, None);
+            d.destroy_image(new_image, None);
+        }
+        drop((x, fillers));
+        assert_eq!(pool.statistics().total.allocation_count, 0);
+        drop((pool, allocator));
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+}

@@ -57,6 +57,19 @@
 //!
 //! Destroy every aliasing resource before the allocation is dropped (the allocation does not
 //! know them).
+//!
+//! # Defragmentation
+//!
+//! A [defragmentation](crate::allocator::defrag) moves an allocation, not the resources bound
+//! to it, and it knows none of them. Before [`add`](crate::Defragmentation::add)ing an
+//! allocation that several resources alias, give it the largest alignment among them; for
+//! each move, create every resource again at the
+//! [destination](crate::allocator::defrag::Move::destination) (which has the allocation's
+//! [`AllocationType`], so the same binds are accepted there), copy what must survive, and
+//! destroy or stop using *all* the old ones before
+//! [`complete`](crate::DefragmentationPass::complete) frees the source: a resource still
+//! bound to the source afterwards points at bytes that the next allocation may be given.
+//! [`skip`](crate::DefragmentationPass::skip) a move instead when that is not possible.
 
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::device::Resource;
