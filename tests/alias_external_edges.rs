@@ -915,3 +915,98 @@ fn a_moved_aliasing_allocation_keeps_its_kind_alignment_and_pages() {
         assert_eq!(device.live_memory_objects(), 0);
     }
 }
+
+#[test]
+fn debug_fill_patterns_never_overwrite_imported_memory() {
+    let exporter = external_context();
+    let importer = external_context();
+    {
+        let device1 = exporter.memory_device_with(external_features());
+        let device2 = importer.memory_device_with(external_features());
+        // The importing allocator fills new allocations with a pattern (and margins are on):
+        // an import's bytes are the payload, not a new allocation's garbage.
+        let debug = GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                fill_patterns: true,
+                margin: 64,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let allocator2 = StandardMemoryAllocator::new(device2.clone(), debug.clone()).unwrap();
+
+        // A host allocation the application filled.
+        let page = min_imported_host_pointer_alignment(&device2)
+            .unwrap()
+            .as_devicesize() as usize;
+        let size = page.max(1 << 16);
+        let host = HostBlock::new(size, page);
+        let data = pattern(9, size);
+        // SAFETY: the host block is ours and nothing imports it yet.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), host.ptr.as_ptr(), size) };
+        // SAFETY: a live host allocation of `size` bytes that outlives the import.
+        let import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        let host_type = import.memory_type_bits(&device2).unwrap().trailing_zeros();
+        let imported = allocator2
+            .import_memory(import, host_type, size as u64, None, &Default::default())
+            .unwrap();
+        let mut back = vec![0u8; size];
+        imported.read(0, &mut back).unwrap();
+        assert!(back == data, "the import overwrote the host's data");
+        drop(imported);
+        // SAFETY: the import is gone; the block is ours again.
+        let after = unsafe { std::slice::from_raw_parts(host.ptr.as_ptr(), size) };
+        assert!(
+            after == data.as_slice(),
+            "freeing the import overwrote the host's data"
+        );
+
+        // Memory exported by another device.
+        let types = device1.memory_properties().memory_types.len();
+        // SAFETY: lavapipe exports opaque fds; no resource is bound to this memory.
+        let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+        let allocator1 = StandardMemoryAllocator::new(
+            device1.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                export_handle_types: vec![export; types],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut source = allocator1
+            .allocate_dedicated(
+                host_visible_type(&device1),
+                1 << 16,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+        let payload = pattern(10, 1 << 16);
+        source.write(0, &payload).unwrap();
+        let exported = source.export_fd(OPAQUE_FD).unwrap();
+        // SAFETY: an opaque fd of this physical device, imported once with the exporter's
+        // memory type and size; the exporter does not touch the bytes meanwhile.
+        let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, exported.fd.into_raw_fd()) };
+        let imported = allocator2
+            .import_memory(
+                import,
+                exported.memory_type_index,
+                exported.memory_size,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+        let mut back = vec![0u8; 1 << 16];
+        imported.read(0, &mut back).unwrap();
+        assert!(back == payload, "the import overwrote the exported payload");
+        drop(imported);
+        source.read(0, &mut back).unwrap();
+        assert!(
+            back == payload,
+            "freeing the import overwrote the exporter's bytes"
+        );
+        drop((source, allocator1, allocator2));
+        assert_eq!(device1.live_memory_objects(), 0);
+        assert_eq!(device2.live_memory_objects(), 0);
+    }
+}
