@@ -1010,3 +1010,115 @@ fn debug_fill_patterns_never_overwrite_imported_memory() {
         assert_eq!(device2.live_memory_objects(), 0);
     }
 }
+
+thread_local! {
+    static REAL_MAP: std::cell::Cell<Option<vk::PFN_vkMapMemory>> =
+        const { std::cell::Cell::new(None) };
+    static FAIL_MAP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+unsafe extern "system" fn failing_map_memory(
+    device: vk::Device,
+    memory: vk::DeviceMemory,
+    offset: vk::DeviceSize,
+    size: vk::DeviceSize,
+    flags: vk::MemoryMapFlags,
+    data: *mut *mut std::ffi::c_void,
+) -> vk::Result {
+    if FAIL_MAP.take() {
+        return vk::Result::ERROR_MEMORY_MAP_FAILED;
+    }
+    let real = REAL_MAP.get().expect("real vkMapMemory");
+    // SAFETY: forwarded unchanged.
+    unsafe { real(device, memory, offset, size, flags, data) }
+}
+
+/// The file `fd` stands for in this process (device and inode), if it is open.
+fn open_file(fd: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+#[test]
+fn an_import_whose_mapping_fails_has_consumed_its_fd_and_gives_back_the_rest() {
+    let exporter = external_context();
+    let importer = external_context();
+    {
+        let device1 = exporter.memory_device_with(external_features());
+        let device2 = importer.memory_device_with_v1_0(
+            |v1_0| {
+                REAL_MAP.set(Some(v1_0.map_memory));
+                v1_0.map_memory = failing_map_memory;
+            },
+            external_features(),
+        );
+        let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+        let types = device1.memory_properties().memory_types.len();
+        // SAFETY: lavapipe exports opaque fds; no resource is bound to this memory.
+        let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+        let allocator1 = StandardMemoryAllocator::new(
+            device1.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                export_handle_types: vec![export; types],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let source = allocator1
+            .allocate_dedicated(
+                host_visible_type(&device1),
+                1 << 16,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+        let exported = source.export_fd(OPAQUE_FD).unwrap();
+        let (memory_type, memory_size) = (exported.memory_type_index, exported.memory_size);
+        let fd = exported.fd.into_raw_fd();
+        let file = open_file(fd).expect("the exported fd is open");
+        FAIL_MAP.set(true);
+        // SAFETY: an opaque fd of this physical device, with the exporter's type and size.
+        let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, fd) };
+        let result =
+            allocator2.import_memory(import, memory_type, memory_size, None, &Default::default());
+        assert_eq!(
+            result.err(),
+            Some(AllocationError::MapFailed(
+                vk::Result::ERROR_MEMORY_MAP_FAILED
+            ))
+        );
+        // The import itself succeeded: the driver took the descriptor and closed it with the
+        // memory object (the documented exception to "on failure it is still the caller's").
+        assert_ne!(open_file(fd), Some(file), "the fd is still the caller's");
+        assert_eq!(device2.live_memory_objects(), 0);
+        assert_eq!(device2.live_memory_bytes(), 0);
+        assert_eq!(allocator2.statistics().total.dedicated_count, 0);
+
+        // A host import: the host memory stays the application's, and its claim is given
+        // back, so the same range imports at once.
+        let page = min_imported_host_pointer_alignment(&device2)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(page.max(1 << 16), page);
+        // SAFETY: a live host allocation that outlives the imports.
+        let import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        let host_type = import.memory_type_bits(&device2).unwrap().trailing_zeros();
+        let size = host.layout.size() as u64;
+        FAIL_MAP.set(true);
+        let result = allocator2.import_memory(import, host_type, size, None, &Default::default());
+        assert_eq!(
+            result.err(),
+            Some(AllocationError::MapFailed(
+                vk::Result::ERROR_MEMORY_MAP_FAILED
+            ))
+        );
+        assert_eq!(device2.live_memory_objects(), 0);
+        let imported = allocator2
+            .import_memory(import, host_type, size, None, &Default::default())
+            .unwrap();
+        drop((imported, source, allocator1, allocator2));
+        assert_eq!(device1.live_memory_objects(), 0);
+        assert_eq!(device2.live_memory_objects(), 0);
+    }
+}

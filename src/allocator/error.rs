@@ -25,7 +25,9 @@ pub enum AllocationError {
         /// The device's `maxMemoryAllocationCount`.
         max: u32,
     },
-    /// Mapping a new host-visible memory object failed.
+    /// Mapping a new host-visible memory object failed (it was freed again; an imported file
+    /// descriptor was consumed by the import, see
+    /// [`ExternalMemoryImport::fd`](crate::ExternalMemoryImport::fd)).
     #[error("vkMapMemory failed: {0}")]
     MapFailed(vk::Result),
     /// Another Vulkan error.

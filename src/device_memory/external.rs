@@ -83,7 +83,10 @@ impl ExternalMemoryImport {
     ///
     /// `fd` is an open descriptor of that handle type, exported by a compatible device (same
     /// driver and device UUIDs for the opaque type); it is used for one successful import
-    /// only: on success the driver owns and closes it, on failure it is still the caller's.
+    /// only: on success the driver owns and closes it, on failure it is still the caller's,
+    /// except after [`MapFailed`](MemoryObjectError::MapFailed): then the import itself
+    /// succeeded and the memory object was freed again, which closed the descriptor (do not
+    /// close or import it again).
     /// If the memory it stands for is mapped elsewhere in this process (exported from a
     /// host-visible memory object here, e.g. with
     /// [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)), the imported allocation

@@ -200,7 +200,9 @@ pub enum MemoryObjectError {
     /// The heap would pass its budget, and the request asked to stay within it.
     #[error(transparent)]
     Budget(#[from] BudgetError),
-    /// Mapping the host-visible memory failed (the memory was freed again).
+    /// Mapping the host-visible memory failed (the memory was freed again). For an import
+    /// the import had succeeded: an imported file descriptor is consumed (closed), not the
+    /// caller's any more.
     #[error("vkMapMemory failed: {0}")]
     MapFailed(vk::Result),
     /// Another Vulkan error.
