@@ -1122,3 +1122,65 @@ fn an_import_whose_mapping_fails_has_consumed_its_fd_and_gives_back_the_rest() {
         assert_eq!(device2.live_memory_objects(), 0);
     }
 }
+
+/// Panics in `allocated` once, when armed; counts `freeing`.
+#[derive(Default)]
+struct PanickyCallbacks {
+    armed: std::sync::atomic::AtomicBool,
+    freed: std::sync::atomic::AtomicU32,
+}
+
+impl DeviceMemoryCallbacks for PanickyCallbacks {
+    fn allocated(&self, _: u32, _: vk::DeviceMemory, _: DeviceSize) {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a misbehaving callback");
+        }
+    }
+
+    fn freeing(&self, _: u32, _: vk::DeviceMemory, _: DeviceSize) {
+        self.freed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_panicking_callback_leaks_no_import_and_keeps_its_host_range_claimed_until_freed() {
+    let ctx = external_context();
+    {
+        let device = ctx.memory_device_with(external_features());
+        let callbacks = std::sync::Arc::new(PanickyCallbacks::default());
+        device.set_memory_callbacks(Some(callbacks.clone()));
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let page = min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(page.max(1 << 16), page);
+        let size = host.layout.size() as u64;
+        // SAFETY: a live host allocation that outlives the imports.
+        let import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        let host_type = import.memory_type_bits(&device).unwrap().trailing_zeros();
+        callbacks
+            .armed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            allocator.import_memory(import, host_type, size, None, &Default::default())
+        }));
+        assert!(unwound.is_err(), "the callback panicked");
+        // The memory object went with the unwinding: nothing is counted or alive, and the
+        // host range is free again because no import of it lives.
+        assert_eq!(device.live_memory_objects(), 0, "the import leaked");
+        assert_eq!(device.live_memory_bytes(), 0);
+        assert_eq!(callbacks.freed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let imported = allocator
+            .import_memory(import, host_type, size, None, &Default::default())
+            .unwrap();
+        assert!(matches!(
+            allocator.import_memory(import, host_type, size, None, &Default::default()),
+            Err(AllocationError::Memory(
+                MemoryObjectError::ImportOverlaps { .. }
+            ))
+        ));
+        drop((imported, allocator));
+        device.set_memory_callbacks(None);
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+}

@@ -497,7 +497,6 @@ impl MemoryObject {
             .map_err(|e| MemoryObjectError::from_vk(e, &device))?;
         std::mem::forget(reservation);
         device.record_memory_allocated(heap, info.size);
-        device.notify_allocated(info.memory_type_index, handle, info.size);
         let mut memory = Self {
             device,
             handle,
@@ -512,6 +511,12 @@ impl MemoryObject {
             export_types: plan.export_types,
             _host_import: host_import,
         };
+        // Once the object owns the handle: a callback that panics (which it must not) unwinds
+        // through `memory`'s drop, which frees the memory, its accounting and its host claim
+        // together, instead of leaking an import whose host range would be claimable again.
+        memory
+            .device
+            .notify_allocated(info.memory_type_index, handle, info.size);
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
             let ptr = unsafe {
