@@ -1184,3 +1184,95 @@ fn a_panicking_callback_leaks_no_import_and_keeps_its_host_range_claimed_until_f
         assert_eq!(device.live_memory_objects(), 0);
     }
 }
+
+#[test]
+fn bad_import_arguments_are_errors_before_the_driver() {
+    let ctx = external_context();
+    {
+        let device = ctx.memory_device_with(external_features());
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let page = min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(page.max(1 << 16), page);
+        let size = host.layout.size() as u64;
+        // SAFETY: a live host allocation that outlives every import below.
+        let host_import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        // SAFETY: a number that is no open descriptor; every call below is refused before
+        // the driver sees it.
+        let fd_import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, -1) };
+        let host_type = host_import
+            .memory_type_bits(&device)
+            .unwrap()
+            .trailing_zeros();
+        let types = device.memory_properties().memory_types.len() as u32;
+        let heap_size = device
+            .memory_properties()
+            .heap_size_of_type(host_type)
+            .unwrap();
+        for import in [host_import, fd_import] {
+            let r = allocator.import_memory(import, types, size, None, &Default::default());
+            assert!(
+                matches!(r, Err(AllocationError::MemoryTypeIndexOutOfRange { .. })),
+                "{r:?}"
+            );
+            let r = allocator.import_memory(import, u32::MAX, size, None, &Default::default());
+            assert!(
+                matches!(r, Err(AllocationError::MemoryTypeIndexOutOfRange { .. })),
+                "{r:?}"
+            );
+            let r = allocator.import_memory(import, host_type, 0, None, &Default::default());
+            assert_eq!(
+                r.err(),
+                Some(AllocationError::Layout(LayoutError::ZeroSize))
+            );
+            for huge in [heap_size + page as u64, u64::MAX - page as u64 + 1] {
+                let r = allocator.import_memory(import, host_type, huge, None, &Default::default());
+                assert!(
+                    matches!(r, Err(AllocationError::SizeExceedsHeap { .. })),
+                    "{huge}: {r:?}"
+                );
+            }
+            for priority in [f32::NAN, -1.0, 2.0] {
+                let r = allocator.import_memory(
+                    import,
+                    host_type,
+                    size,
+                    None,
+                    &AllocationCreateInfo {
+                        priority: Some(priority),
+                        ..Default::default()
+                    },
+                );
+                assert!(
+                    matches!(r, Err(AllocationError::InvalidPriority(_))),
+                    "{r:?}"
+                );
+            }
+        }
+        // A host import of a type the pointer does not allow.
+        let allowed = host_import.memory_type_bits(&device).unwrap();
+        if let Some(other) = (0..types).find(|t| allowed & (1 << t) == 0) {
+            let r = allocator.import_memory(host_import, other, size, None, &Default::default());
+            assert_eq!(
+                r.err(),
+                Some(AllocationError::Memory(
+                    MemoryObjectError::ImportMemoryType {
+                        index: other,
+                        allowed
+                    }
+                ))
+            );
+        }
+        assert_eq!(device.live_memory_objects(), 0);
+        assert_eq!(device.live_memory_bytes(), 0);
+        let total = allocator.statistics().total;
+        assert_eq!((total.allocation_count, total.dedicated_count), (0, 0));
+        // And the range still imports.
+        drop(
+            allocator
+                .import_memory(host_import, host_type, size, None, &Default::default())
+                .unwrap(),
+        );
+    }
+}

@@ -69,7 +69,8 @@
 //! destroy or stop using *all* the old ones before
 //! [`complete`](crate::DefragmentationPass::complete) frees the source: a resource still
 //! bound to the source afterwards points at bytes that the next allocation may be given.
-//! [`skip`](crate::DefragmentationPass::skip) a move instead when that is not possible.
+//! [`skip`](crate::DefragmentationPass::skip) a move instead when that is not possible (it
+//! frees the destination: destroy what was bound there first).
 
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::device::Resource;
