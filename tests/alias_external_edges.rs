@@ -359,11 +359,12 @@ fn host_imports_side_by_side_keep_their_bytes_and_overlaps_are_refused() {
             .unwrap()
             .as_devicesize() as usize;
         let host = HostBlock::new(8 * page, page);
-        // SAFETY (every import below): `host` is a live host allocation of 8 pages that
-        // outlives every import of it, and the host reaches imported bytes only through the
-        // imports while they live.
-        let import_at =
-            |offset: usize| unsafe { ExternalMemoryImport::host_pointer(host.at(offset)) };
+        let import_at = |offset: usize| {
+            // SAFETY: (every import below) `host` is a live host allocation of 8 pages that
+            // outlives every import of it, and the host reaches imported bytes only through
+            // the imports while they live.
+            unsafe { ExternalMemoryImport::host_pointer(host.at(offset)) }
+        };
         let memory_type = import_at(0)
             .memory_type_bits(&device)
             .unwrap()
@@ -632,15 +633,19 @@ fn user_chains_that_repeat_loop_or_import_twice_are_refused_before_the_driver() 
         assert_eq!(r.err(), repeated(export_s));
         // A loop of two.
         let mut a = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
-        let mut b = vk::MemoryAllocateFlagsInfo::default();
-        b.p_next = &a as *const _ as *const _;
+        let b = vk::MemoryAllocateFlagsInfo {
+            p_next: &a as *const _ as *const _,
+            ..Default::default()
+        };
         a.p_next = &b as *const _ as *const _;
         let r = allocate(&a as *const _ as *const _, None);
         assert_eq!(r.err(), repeated(export_s));
         // The same structure type twice (Vulkan forbids it), another one between them.
         let second = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
-        let mut flags = vk::MemoryAllocateFlagsInfo::default();
-        flags.p_next = &second as *const _ as *const _;
+        let flags = vk::MemoryAllocateFlagsInfo {
+            p_next: &second as *const _ as *const _,
+            ..Default::default()
+        };
         let first = vk::ExportMemoryAllocateInfo {
             p_next: &flags as *const _ as *const _,
             ..Default::default()
