@@ -538,7 +538,10 @@ impl MemoryAlloc {
 
     /// Exports the allocation's memory object as a file descriptor of `handle_type` (see
     /// [`external_memory`](crate::external_memory)): the descriptor stands for the whole
-    /// object, in which this allocation starts at [`offset`](Self::offset).
+    /// object, in which this allocation starts at [`offset`](Self::offset). For an allocation
+    /// in a block, that is every allocation of the block, those made after this one is freed
+    /// included, for as long as an import of the descriptor lives: export a dedicated
+    /// allocation to share exactly one resource's bytes.
     #[cfg(unix)]
     pub fn export_fd(
         &self,
