@@ -17,6 +17,7 @@
 //!   clear error; statistics and budgets count every import once and nothing after.
 
 mod common;
+mod support;
 
 use ash::vk;
 use ash_memory::external_memory::min_imported_host_pointer_alignment;
@@ -1279,5 +1280,62 @@ fn bad_import_arguments_are_errors_before_the_driver() {
                 .import_memory(host_import, host_type, size, None, &Default::default())
                 .unwrap(),
         );
+    }
+}
+
+#[test]
+fn the_default_pools_keep_conflicting_kinds_off_shared_pages_under_a_64k_granularity() {
+    // Random allocations and frees of the three kinds in the default block vectors (hot
+    // path, arenas, kept blocks) of a GPU with a 64 KiB granularity: the kind checks of the
+    // aliasing binds rely on no two live allocations of conflicting kinds sharing a page.
+    let sim = support::Sim::new(support::GpuLayout::large_granularity());
+    {
+        let device = sim.memory_device();
+        let page = device.buffer_image_granularity().as_devicesize();
+        assert_eq!(page, 1 << 16);
+        let allocator = StandardMemoryAllocator::new_default(device.clone());
+        let kinds = [
+            AllocationType::Unknown,
+            AllocationType::Linear,
+            AllocationType::NonLinear,
+        ];
+        let mut rng = common::Rng(0x5eed_a11a5);
+        let mut live: Vec<MemoryAlloc> = Vec::new();
+        for step in 0..600 {
+            if !live.is_empty() && rng.below(3) == 0 {
+                let i = rng.below(live.len() as u64) as usize;
+                live.swap_remove(i);
+                continue;
+            }
+            let kind = *rng.pick(&kinds);
+            let size = rng.range(1, 3 * page);
+            let alignment = 1 << rng.range(0, 13);
+            let requirements = AllocationRequirements {
+                layout: DeviceLayout::from_size_alignment(size, alignment).unwrap(),
+                memory_type_bits: 1,
+                prefers_dedicated_allocation: false,
+                requires_dedicated_allocation: false,
+            };
+            let alloc = allocator
+                .allocate(requirements, kind, &Default::default(), None)
+                .unwrap();
+            for other in &live {
+                if other.memory() != alloc.memory() || !other.allocation_type().conflicts_with(kind)
+                {
+                    continue;
+                }
+                let (a0, a1) = pages(alloc.offset(), alloc.size(), page);
+                let (b0, b1) = pages(other.offset(), other.size(), page);
+                assert!(
+                    a1 <= b0 || b1 <= a0,
+                    "step {step}: {alloc:?} shares a page with {other:?}"
+                );
+            }
+            live.push(alloc);
+        }
+        drop(live);
+        assert_eq!(allocator.statistics().total.allocation_count, 0);
+        drop((allocator, device));
+        sim.assert_nothing_allocated();
     }
 }
