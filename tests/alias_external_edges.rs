@@ -641,6 +641,17 @@ fn user_chains_that_repeat_loop_or_import_twice_are_refused_before_the_driver() 
         a.p_next = &b as *const _ as *const _;
         let r = allocate(&a as *const _ as *const _, None);
         assert_eq!(r.err(), repeated(export_s));
+        // A loop of the one structure type Vulkan lets a chain hold several of (Metal object
+        // exports): caught by the structures it meets again.
+        let mut metal_a = vk::ExportMetalObjectCreateInfoEXT::default();
+        let metal_b = vk::ExportMetalObjectCreateInfoEXT {
+            p_next: &metal_a as *const _ as *const _,
+            ..Default::default()
+        };
+        metal_a.p_next = &metal_b as *const _ as *const _;
+        let r = allocate(&metal_a as *const _ as *const _, None);
+        let metal_s = vk::StructureType::EXPORT_METAL_OBJECT_CREATE_INFO_EXT;
+        assert_eq!(r.err(), repeated(metal_s));
         // The same structure type twice (Vulkan forbids it), another one between them.
         let second = vk::ExportMemoryAllocateInfo::default().handle_types(OPAQUE_FD);
         let flags = vk::MemoryAllocateFlagsInfo {

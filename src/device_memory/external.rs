@@ -35,7 +35,8 @@
 //!   crate adds to the same call is refused
 //!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind (and two
 //!   imports: with the crate's import, an import structure of either kind is refused). So is
-//!   a chain that holds one structure type twice, or loops back on itself
+//!   a chain that holds one structure type twice (Metal object exports aside), or loops back
+//!   on itself
 //!   ([`MemoryObjectError::RepeatedChainStructure`]): the walk stops there. What the
 //!   chain says about the memory is what the crate knows of it: its export handle types
 //!   ([`MemoryObject::export_types`]), its host import (claimed like the crate's own), and
@@ -265,12 +266,22 @@ impl AllocateNext {
             host_pointer: None,
             dedicated: None,
             repeated: None,
+            structures: Vec::new(),
         };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
             // SAFETY: a valid chain (`new`'s contract): each structure starts with a
             // `VkBaseInStructure`.
             let base = unsafe { &*next.cast::<vk::BaseInStructure<'_>>() };
+            // Vulkan forbids two structures of a kind in one chain (Metal object exports
+            // aside); a chain that loops back on itself meets one of its structures again.
+            // Either ends the walk here.
+            let twice = base.s_type != vk::StructureType::EXPORT_METAL_OBJECT_CREATE_INFO_EXT
+                && walk.types.contains(&base.s_type);
+            if twice || walk.structures.contains(&next) {
+                walk.repeated = Some(base.s_type);
+                break;
+            }
             if base.s_type == vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO {
                 // SAFETY: the structure type says what the structure is.
                 let info = unsafe { &*next.cast::<vk::ExportMemoryAllocateInfo<'_>>() };
@@ -292,13 +303,8 @@ impl AllocateNext {
                     unsafe { &*next.cast::<vk::DedicatedAllocationMemoryAllocateInfoNV<'_>>() };
                 walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
             }
-            if walk.types.contains(&base.s_type) {
-                // Vulkan forbids two structures of a kind in one chain; and a chain that loops
-                // back on itself meets one of its structures again here, so the walk ends.
-                walk.repeated = Some(base.s_type);
-                break;
-            }
             walk.types.push(base.s_type);
+            walk.structures.push(next);
             next = base.p_next.cast();
         }
         walk
@@ -311,8 +317,11 @@ struct ChainWalk {
     export: vk::ExternalMemoryHandleTypeFlags,
     host_pointer: Option<NonNull<c_void>>,
     dedicated: Option<DedicatedAllocation>,
-    /// The first structure type met twice; the walk stopped there.
+    /// The first structure type met twice (or the structure met again by a chain that
+    /// loops); the walk stopped there.
     repeated: Option<vk::StructureType>,
+    /// The structures walked, in order.
+    structures: Vec<*const c_void>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.

@@ -266,8 +266,9 @@ pub enum MemoryObjectError {
     /// import, any import structure).
     #[error("the user pNext chain repeats {0:?}, which the allocator chains itself")]
     DuplicateChainStructure(vk::StructureType),
-    /// The user's `pNext` chain holds this structure type twice, or loops back on itself
-    /// (which meets a structure again).
+    /// The user's `pNext` chain holds this structure type twice (Vulkan allows that for
+    /// `VkExportMetalObjectCreateInfoEXT` only), or loops back on itself (which meets a
+    /// structure again).
     #[error("the user pNext chain holds {0:?} twice, or loops back on itself")]
     RepeatedChainStructure(vk::StructureType),
     /// The host memory of a host-pointer import is (partly) imported already, by a memory
