@@ -1350,3 +1350,122 @@ fn the_default_pools_keep_conflicting_kinds_off_shared_pages_under_a_64k_granula
         sim.assert_nothing_allocated();
     }
 }
+
+#[test]
+fn aliasing_in_external_memory_takes_only_resources_made_for_it() {
+    let ctx = external_context();
+    let d = &ctx.device;
+    {
+        let device = ctx.memory_device_with(external_features());
+        let types = device.memory_properties().memory_types.len();
+        // SAFETY: lavapipe exports opaque fds for buffers and images; every resource bound
+        // below is made with the external create info of this type (the refused ones are
+        // never made).
+        let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+        let allocator = StandardMemoryAllocator::new(
+            device.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                export_handle_types: vec![export; types],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let usage = vk::BufferUsageFlags::TRANSFER_DST;
+        let exportable = allocator
+            .allocate_dedicated(
+                host_visible_type(&device),
+                1 << 16,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+        let not_made_for = |resource| MemoryAccessError::NotCreatedForExternalMemory {
+            export: OPAQUE_FD,
+            import: vk::ExternalMemoryHandleTypeFlags::empty(),
+            resource,
+        };
+        // A plain buffer and a plain image: refused before they are made (a bind would be
+        // VUID-vkBindBufferMemory-memory-02726).
+        let plain = buffer_info(4096, usage);
+        // SAFETY: valid create infos; refused before anything is created.
+        let refused = unsafe { exportable.create_aliasing_buffer(&plain, 0) };
+        assert_eq!(
+            refused,
+            Err(not_made_for(vk::ExternalMemoryHandleTypeFlags::empty()))
+        );
+        let image = image_info(16, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+        // SAFETY: as above.
+        let refused = unsafe { exportable.create_aliasing_image(&image, 0) };
+        assert_eq!(
+            refused,
+            Err(not_made_for(vk::ExternalMemoryHandleTypeFlags::empty()))
+        );
+        // Made for another handle type: refused too.
+        let mut dma = vk::ExternalMemoryBufferCreateInfo::default()
+            .handle_types(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT);
+        let info = buffer_info(4096, usage).push_next(&mut dma);
+        // SAFETY: as above.
+        let refused = unsafe { exportable.create_aliasing_buffer(&info, 0) };
+        assert_eq!(
+            refused,
+            Err(not_made_for(vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT))
+        );
+        // Made for it: bound, both kinds (a dedicated allocation has no neighbours).
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(OPAQUE_FD);
+        let info = buffer_info(4096, usage).push_next(&mut external);
+        let mut external_image =
+            vk::ExternalMemoryImageCreateInfo::default().handle_types(OPAQUE_FD);
+        let image_ok = image.push_next(&mut external_image);
+        // SAFETY: valid create infos; destroyed before the allocation is dropped.
+        let (buffer, img) = unsafe {
+            (
+                exportable.create_aliasing_buffer(&info, 0).unwrap(),
+                exportable.create_aliasing_image(&image_ok, 0).unwrap(),
+            )
+        };
+
+        // Imported host memory: a resource made for host allocations only.
+        let page = min_imported_host_pointer_alignment(&device)
+            .unwrap()
+            .as_devicesize() as usize;
+        let host = HostBlock::new(page.max(1 << 16), page);
+        // SAFETY: a live host allocation that outlives the import.
+        let import = unsafe { ExternalMemoryImport::host_pointer(host.at(0)) };
+        let host_type = import.memory_type_bits(&device).unwrap().trailing_zeros();
+        let imported = allocator
+            .import_memory(
+                import,
+                host_type,
+                host.layout.size() as u64,
+                None,
+                &Default::default(),
+            )
+            .unwrap();
+        assert_eq!(imported.memory_type_index(), host_type);
+        let mut opaque = vk::ExternalMemoryBufferCreateInfo::default().handle_types(OPAQUE_FD);
+        let info = buffer_info(4096, usage).push_next(&mut opaque);
+        // SAFETY: as above.
+        let refused = unsafe { imported.create_aliasing_buffer(&info, 0) };
+        assert_eq!(
+            refused,
+            Err(MemoryAccessError::NotCreatedForExternalMemory {
+                export: vk::ExternalMemoryHandleTypeFlags::empty(),
+                import: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+                resource: OPAQUE_FD,
+            })
+        );
+        let mut host_made = vk::ExternalMemoryBufferCreateInfo::default()
+            .handle_types(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT);
+        let info = buffer_info(4096, usage).push_next(&mut host_made);
+        // SAFETY: a valid create info; destroyed before the import is dropped.
+        let host_buffer = unsafe { imported.create_aliasing_buffer(&info, 0) }.unwrap();
+        // SAFETY: never used; destroyed before their memory is freed.
+        unsafe {
+            d.destroy_buffer(buffer, None);
+            d.destroy_image(img, None);
+            d.destroy_buffer(host_buffer, None);
+        }
+        drop((exportable, imported, allocator));
+        assert_eq!(device.live_memory_objects(), 0);
+    }
+}

@@ -123,6 +123,22 @@ pub enum MemoryAccessError {
         /// The type the allocation was made for.
         allocation_type: AllocationType,
     },
+    /// The memory is exportable or imported, and the resource's create info does not name
+    /// its external handle types (`VkExternalMemoryBufferCreateInfo` /
+    /// `VkExternalMemoryImageCreateInfo`: one of the export types, and the import type; see
+    /// [`aliasing`](crate::aliasing)).
+    #[error(
+        "the memory is external (exportable as {export:?}, imported as {import:?}) and the \
+         resource was created for {resource:?}"
+    )]
+    NotCreatedForExternalMemory {
+        /// The handle types the memory is exportable as.
+        export: vk::ExternalMemoryHandleTypeFlags,
+        /// The handle type the memory was imported as.
+        import: vk::ExternalMemoryHandleTypeFlags,
+        /// The handle types the resource was created for.
+        resource: vk::ExternalMemoryHandleTypeFlags,
+    },
     /// A bind with a `pNext` chain needs `vkBind*Memory2`: Vulkan 1.1, or
     /// `VK_KHR_bind_memory2` claimed in
     /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).

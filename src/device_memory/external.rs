@@ -263,6 +263,7 @@ impl AllocateNext {
         let mut walk = ChainWalk {
             types: Vec::new(),
             export: vk::ExternalMemoryHandleTypeFlags::empty(),
+            import: vk::ExternalMemoryHandleTypeFlags::empty(),
             host_pointer: None,
             dedicated: None,
             repeated: None,
@@ -291,6 +292,12 @@ impl AllocateNext {
                 // SAFETY: as above.
                 let info = unsafe { &*next.cast::<vk::ImportMemoryHostPointerInfoEXT<'_>>() };
                 walk.host_pointer = NonNull::new(info.p_host_pointer);
+                walk.import |= info.handle_type;
+            }
+            if base.s_type == vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::ImportMemoryFdInfoKHR<'_>>() };
+                walk.import |= info.handle_type;
             }
             if base.s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
                 // SAFETY: as above.
@@ -315,6 +322,8 @@ impl AllocateNext {
 struct ChainWalk {
     types: Vec<vk::StructureType>,
     export: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type of an import structure in it.
+    import: vk::ExternalMemoryHandleTypeFlags,
     host_pointer: Option<NonNull<c_void>>,
     dedicated: Option<DedicatedAllocation>,
     /// The first structure type met twice (or the structure met again by a chain that
@@ -328,6 +337,9 @@ struct ChainWalk {
 pub(crate) struct ChainPlan {
     /// The handle types the memory object is exportable as.
     pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type it is imported as (by the crate's import or the user's chain); empty
+    /// when it is not imported.
+    pub(crate) import_type: vk::ExternalMemoryHandleTypeFlags,
     /// The host allocation it is imported from, by the crate's import or the user's chain.
     pub(crate) host_pointer: Option<NonNull<c_void>>,
     /// The resource the user's chain dedicates the memory to (the crate's own dedicated
@@ -376,6 +388,11 @@ pub(crate) fn check(
     }
     let mut export_types = crate_export;
     let mut host_pointer = info.import.and_then(|i| i.host_address());
+    let mut import_type = info
+        .import
+        .map_or(vk::ExternalMemoryHandleTypeFlags::empty(), |i| {
+            i.handle_type()
+        });
     let mut chain_dedicated = None;
     if let Some(next) = info.next {
         let walk = next.walk();
@@ -387,10 +404,12 @@ pub(crate) fn check(
         }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);
+        import_type |= walk.import;
         chain_dedicated = walk.dedicated;
     }
     Ok(ChainPlan {
         export_types,
+        import_type,
         host_pointer,
         chain_dedicated,
     })

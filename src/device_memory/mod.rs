@@ -318,6 +318,8 @@ pub struct MemoryObject {
     dedicated: Option<DedicatedAllocation>,
     /// The handle types it is exportable as.
     export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type it was imported as; empty when it was allocated.
+    import_type: vk::ExternalMemoryHandleTypeFlags,
     /// The host range it was imported from, claimed while it lives (dropped after `drop`
     /// frees the object).
     _host_import: Option<host_imports::HostImportClaim>,
@@ -510,6 +512,7 @@ impl MemoryObject {
             // crate's would: the aliasing checks must know it.
             dedicated: dedicated.or(plan.chain_dedicated),
             export_types: plan.export_types,
+            import_type: plan.import_type,
             _host_import: host_import,
         };
         // Once the object owns the handle: a callback that panics (which it must not) unwinds
@@ -575,6 +578,13 @@ impl MemoryObject {
     /// `VkExportMemoryAllocateInfo` or one in the user's chain).
     pub fn export_types(&self) -> vk::ExternalMemoryHandleTypeFlags {
         self.export_types
+    }
+
+    /// The external handle type the object was imported as (by
+    /// [`MemoryObjectCreateInfo::import`] or an import structure in the user's chain); empty
+    /// when it was allocated, not imported.
+    pub fn import_type(&self) -> vk::ExternalMemoryHandleTypeFlags {
+        self.import_type
     }
 
     /// The resource this object was allocated for with `VkMemoryDedicatedAllocateInfo`.
