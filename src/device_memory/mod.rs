@@ -94,7 +94,9 @@ impl ExportHandleTypes {
     /// `VK_KHR_external_memory` (or Vulkan 1.1) is enabled, and the handle types are
     /// supported and compatible, as reported by `VkExternalBufferProperties` or
     /// `VkExternalImageFormatProperties`, for every buffer and image that will be bound to
-    /// memory allocated with them.
+    /// memory allocated with them, and each of those is created with a
+    /// `VkExternalMemoryBufferCreateInfo` / `VkExternalMemoryImageCreateInfo` naming at least
+    /// one of them (VUID-vkBindBufferMemory-memory-02726).
     pub const unsafe fn new(handle_types: vk::ExternalMemoryHandleTypeFlags) -> Self {
         Self(handle_types)
     }
