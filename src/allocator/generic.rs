@@ -422,11 +422,20 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let memory = allocate_releasing_kept(&self.device, &info, || {
             self.release_kept_empty_blocks(info.memory_type_index, false)
         })?;
+        // An import's bytes are its payload (the host's data, another device's), not a new
+        // allocation's garbage: the debug fill pattern never lands on them.
+        let meta = self.meta(create_info).and_then(|meta| {
+            AllocationMeta {
+                fill: false,
+                ..AllocationMeta::clone(&meta)
+            }
+            .shared()
+        });
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,
             AllocationType::Unknown,
-            self.meta(create_info),
+            meta,
         ))
     }
 
