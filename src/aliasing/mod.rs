@@ -17,6 +17,10 @@
 //!   ([`MisalignedBind`](MemoryAccessError::MisalignedBind));
 //! - the resource's `memoryTypeBits` contains the allocation's memory type
 //!   ([`IncompatibleMemoryType`](MemoryAccessError::IncompatibleMemoryType));
+//! - in exportable or imported memory, the resource's create info names its external handle
+//!   types ([`NotCreatedForExternalMemory`](MemoryAccessError::NotCreatedForExternalMemory);
+//!   checked by `create_aliasing_*`, which see the create info, and the `bind_*_at` callers'
+//!   duty otherwise);
 //! - a resource the driver says *requires* a memory object of its own, or memory that was
 //!   allocated as dedicated to another resource, is refused
 //!   ([`RequiresDedicatedAllocation`](MemoryAccessError::RequiresDedicatedAllocation),
@@ -57,6 +61,20 @@
 //!
 //! Destroy every aliasing resource before the allocation is dropped (the allocation does not
 //! know them).
+//!
+//! # Defragmentation
+//!
+//! A [defragmentation](crate::allocator::defrag) moves an allocation, not the resources bound
+//! to it, and it knows none of them. Before [`add`](crate::Defragmentation::add)ing an
+//! allocation that several resources alias, give it the largest alignment among them; for
+//! each move, create every resource again at the
+//! [destination](crate::allocator::defrag::Move::destination) (which has the allocation's
+//! [`AllocationType`], so the same binds are accepted there), copy what must survive, and
+//! destroy or stop using *all* the old ones before
+//! [`complete`](crate::DefragmentationPass::complete) frees the source: a resource still
+//! bound to the source afterwards points at bytes that the next allocation may be given.
+//! [`skip`](crate::DefragmentationPass::skip) a move instead when that is not possible (it
+//! frees the destination: destroy what was bound there first).
 
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::device::Resource;
@@ -158,9 +176,13 @@ impl MemoryAlloc {
     /// # Safety
     ///
     /// `buffer` is a valid buffer of the allocator's device with no memory bound, not used by
-    /// anything else during the call; it is destroyed before this allocation is dropped (or
-    /// never used afterwards); its uses and those of every resource aliasing the same bytes
-    /// are synchronized as the module docs describe.
+    /// anything else during the call; when the memory is exportable or imported
+    /// ([`MemoryObject::export_types`](crate::MemoryObject::export_types),
+    /// [`import_type`](crate::MemoryObject::import_type)), it was created with a
+    /// `VkExternalMemoryBufferCreateInfo` naming one of the export types and the import type;
+    /// it is destroyed before this allocation is dropped (or never used afterwards); its uses
+    /// and those of every resource aliasing the same bytes are synchronized as the module
+    /// docs describe.
     pub unsafe fn bind_buffer_at(
         &self,
         buffer: vk::Buffer,
@@ -175,7 +197,8 @@ impl MemoryAlloc {
     ///
     /// # Safety
     ///
-    /// As for [`bind_buffer_at`](Self::bind_buffer_at), for an image that is not `DISJOINT`;
+    /// As for [`bind_buffer_at`](Self::bind_buffer_at), for an image that is not `DISJOINT`
+    /// (made with `VkExternalMemoryImageCreateInfo` for external memory);
     /// the image's first use transitions it from `UNDEFINED` (see the module docs).
     pub unsafe fn bind_image_at(
         &self,
@@ -230,7 +253,9 @@ impl MemoryAlloc {
     /// Creates a buffer and binds it at `local_offset` of this allocation, in one call (VMA's
     /// `vmaCreateAliasingBuffer2`). When the bind is refused or fails, the buffer is destroyed
     /// again and the error returned. The caller destroys the buffer before dropping the
-    /// allocation.
+    /// allocation. In exportable or imported memory, a create info that does not name its
+    /// handle types is refused before the buffer is made
+    /// ([`NotCreatedForExternalMemory`](MemoryAccessError::NotCreatedForExternalMemory)).
     ///
     /// # Safety
     ///
@@ -242,6 +267,8 @@ impl MemoryAlloc {
         buffer_info: &vk::BufferCreateInfo<'_>,
         local_offset: DeviceSize,
     ) -> Result<vk::Buffer, MemoryAccessError> {
+        // SAFETY: a valid create info (the caller's contract).
+        unsafe { self.check_external(buffer_info.p_next, false) }?;
         let ash = self.device_memory().device().ash();
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
@@ -258,7 +285,8 @@ impl MemoryAlloc {
     }
 
     /// Creates an image and binds it at `local_offset` of this allocation, in one call (VMA's
-    /// `vmaCreateAliasingImage2`), like [`create_aliasing_buffer`](Self::create_aliasing_buffer).
+    /// `vmaCreateAliasingImage2`), like [`create_aliasing_buffer`](Self::create_aliasing_buffer)
+    /// (external memory included).
     ///
     /// # Safety
     ///
@@ -270,6 +298,8 @@ impl MemoryAlloc {
         image_info: &vk::ImageCreateInfo<'_>,
         local_offset: DeviceSize,
     ) -> Result<vk::Image, MemoryAccessError> {
+        // SAFETY: a valid create info (the caller's contract).
+        unsafe { self.check_external(image_info.p_next, true) }?;
         let ash = self.device_memory().device().ash();
         // SAFETY: the caller guarantees `image_info` is valid for this device.
         let image =
@@ -283,6 +313,28 @@ impl MemoryAlloc {
                 Err(e)
             }
         }
+    }
+
+    /// Checks that a resource whose create info's chain starts at `next` may be bound to
+    /// this allocation's memory when that is external (see [`external`]).
+    ///
+    /// # Safety
+    ///
+    /// `next` is null or a valid chain extending `VkImageCreateInfo` (`for_image`) or
+    /// `VkBufferCreateInfo`.
+    unsafe fn check_external(
+        &self,
+        next: *const c_void,
+        for_image: bool,
+    ) -> Result<(), MemoryAccessError> {
+        let memory = self.device_memory();
+        let (export, import) = (memory.export_types(), memory.import_type());
+        if export.is_empty() && import.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the caller's contract.
+        let resource = unsafe { external::created_for(next, for_image) };
+        external::check_external(export, import, resource)
     }
 
     /// Checks a bind of `resource` at `local_offset`, then binds it, with `next` as the bind
@@ -371,5 +423,6 @@ impl MemoryAlloc {
     }
 }
 
+mod external;
 #[cfg(test)]
 mod tests;

@@ -123,6 +123,22 @@ pub enum MemoryAccessError {
         /// The type the allocation was made for.
         allocation_type: AllocationType,
     },
+    /// The memory is exportable or imported, and the resource's create info does not name
+    /// its external handle types (`VkExternalMemoryBufferCreateInfo` /
+    /// `VkExternalMemoryImageCreateInfo`: one of the export types, and the import type; see
+    /// [`aliasing`](crate::aliasing)).
+    #[error(
+        "the memory is external (exportable as {export:?}, imported as {import:?}) and the \
+         resource was created for {resource:?}"
+    )]
+    NotCreatedForExternalMemory {
+        /// The handle types the memory is exportable as.
+        export: vk::ExternalMemoryHandleTypeFlags,
+        /// The handle type the memory was imported as.
+        import: vk::ExternalMemoryHandleTypeFlags,
+        /// The handle types the resource was created for.
+        resource: vk::ExternalMemoryHandleTypeFlags,
+    },
     /// A bind with a `pNext` chain needs `vkBind*Memory2`: Vulkan 1.1, or
     /// `VK_KHR_bind_memory2` claimed in
     /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
@@ -538,7 +554,10 @@ impl MemoryAlloc {
 
     /// Exports the allocation's memory object as a file descriptor of `handle_type` (see
     /// [`external_memory`](crate::external_memory)): the descriptor stands for the whole
-    /// object, in which this allocation starts at [`offset`](Self::offset).
+    /// object, in which this allocation starts at [`offset`](Self::offset). For an allocation
+    /// in a block, that is every allocation of the block, those made after this one is freed
+    /// included, for as long as an import of the descriptor lives: export a dedicated
+    /// allocation to share exactly one resource's bytes.
     #[cfg(unix)]
     pub fn export_fd(
         &self,

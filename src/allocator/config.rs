@@ -150,7 +150,9 @@ pub struct DebugOptions {
     pub margin: DeviceSize,
     /// Fill new allocations in host-visible memory with
     /// [`NEW_BYTE`](crate::corruption::NEW_BYTE) and freed ones with
-    /// [`FREED_BYTE`](crate::corruption::FREED_BYTE). The default value is `false`.
+    /// [`FREED_BYTE`](crate::corruption::FREED_BYTE); imported memory
+    /// ([`import_memory`](super::GenericMemoryAllocator::import_memory)) is never filled, its
+    /// bytes are the payload. The default value is `false`.
     pub fill_patterns: bool,
     /// Log every allocation and free at the `trace` level (target
     /// [`ALLOCATIONS_LOG_TARGET`](crate::corruption::ALLOCATIONS_LOG_TARGET)). Whether an

@@ -25,7 +25,9 @@ pub enum AllocationError {
         /// The device's `maxMemoryAllocationCount`.
         max: u32,
     },
-    /// Mapping a new host-visible memory object failed.
+    /// Mapping a new host-visible memory object failed (it was freed again; an imported file
+    /// descriptor was consumed by the import, see
+    /// [`ExternalMemoryImport::fd`](crate::ExternalMemoryImport::fd)).
     #[error("vkMapMemory failed: {0}")]
     MapFailed(vk::Result),
     /// Another Vulkan error.
@@ -187,6 +189,7 @@ impl From<MemoryObjectError> for AllocationError {
             | MemoryObjectError::ImportMisaligned { .. }
             | MemoryObjectError::ImportOverlaps { .. }
             | MemoryObjectError::DuplicateChainStructure(_)
+            | MemoryObjectError::RepeatedChainStructure(_)
             | MemoryObjectError::NotExportable { .. }) => Self::Memory(e),
             // `MemoryObjectError` is non-exhaustive for users, not for this crate.
         }

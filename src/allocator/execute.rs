@@ -7,7 +7,7 @@
 //! steps:
 //!
 //! 1. [`prepare`](Vector::prepare): the request with its debug margins, and its
-//!    [placement](super::placement) plan (the allocator's policy, or a pool's rule);
+//!    [placement] plan (the allocator's policy, or a pool's rule);
 //! 2. [`existing`](Vector::existing): the fast path, a suballocation in an existing block;
 //! 3. [`rest`](Vector::rest): the rest of the plan's ladder (new blocks, a dedicated memory
 //!    object), each step chosen by how the last one failed.

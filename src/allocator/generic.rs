@@ -158,7 +158,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// The memory type [`allocate`](MemoryAllocator::allocate) tries first for a resource
     /// with `requirements` and `create_info` (its usage, resource usage and, for the
     /// automatic usages, the size and the heaps' budgets now: see
-    /// [`intent`](super::intent)), or `None` when no type fits.
+    /// [`intent`]), or `None` when no type fits.
     pub fn memory_type_for(
         &self,
         requirements: &AllocationRequirements,
@@ -422,11 +422,20 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let memory = allocate_releasing_kept(&self.device, &info, || {
             self.release_kept_empty_blocks(info.memory_type_index, false)
         })?;
+        // An import's bytes are its payload (the host's data, another device's), not a new
+        // allocation's garbage: the debug fill pattern never lands on them.
+        let meta = self.meta(create_info).and_then(|meta| {
+            AllocationMeta {
+                fill: false,
+                ..AllocationMeta::clone(&meta)
+            }
+            .shared()
+        });
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,
             AllocationType::Unknown,
-            self.meta(create_info),
+            meta,
         ))
     }
 

@@ -33,10 +33,21 @@
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
 //!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
 //!   crate adds to the same call is refused
-//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind.
+//!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind (and two
+//!   imports: with the crate's import, an import structure of either kind is refused). So is
+//!   a chain that holds one structure type twice (Metal object exports aside), or loops back
+//!   on itself
+//!   ([`MemoryObjectError::RepeatedChainStructure`]): the walk stops there. What the
+//!   chain says about the memory is what the crate knows of it: its export handle types
+//!   ([`MemoryObject::export_types`]), its host import (claimed like the crate's own), and
+//!   the resource a `VkMemoryDedicatedAllocateInfo` in it dedicates the memory to
+//!   ([`MemoryObject::is_dedicated`]; the [aliasing](crate::aliasing) binds refuse any
+//!   other resource).
 
 use crate::device::MemoryDevice;
-use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
+use crate::device_memory::{
+    DedicatedAllocation, MemoryObject, MemoryObjectCreateInfo, MemoryObjectError,
+};
 use crate::layout::{DeviceAlignment, DeviceSize};
 use ash::vk;
 use std::ffi::c_void;
@@ -73,7 +84,10 @@ impl ExternalMemoryImport {
     ///
     /// `fd` is an open descriptor of that handle type, exported by a compatible device (same
     /// driver and device UUIDs for the opaque type); it is used for one successful import
-    /// only: on success the driver owns and closes it, on failure it is still the caller's.
+    /// only: on success the driver owns and closes it, on failure it is still the caller's,
+    /// except after [`MapFailed`](MemoryObjectError::MapFailed): then the import itself
+    /// succeeded and the memory object was freed again, which closed the descriptor (do not
+    /// close or import it again).
     /// If the memory it stands for is mapped elsewhere in this process (exported from a
     /// host-visible memory object here, e.g. with
     /// [`MemoryAlloc::export_fd`](crate::MemoryAlloc::export_fd)), the imported allocation
@@ -242,19 +256,33 @@ impl AllocateNext {
     }
 
     /// The structure types of the chain, in order, the handle types of a
-    /// `VkExportMemoryAllocateInfo` in it, and the host pointer of a
-    /// `VkImportMemoryHostPointerInfoEXT` in it.
+    /// `VkExportMemoryAllocateInfo` in it, the host pointer of a
+    /// `VkImportMemoryHostPointerInfoEXT` in it, and the resource of a
+    /// `VkMemoryDedicatedAllocateInfo` (or its NV forerunner) in it.
     fn walk(self) -> ChainWalk {
         let mut walk = ChainWalk {
             types: Vec::new(),
             export: vk::ExternalMemoryHandleTypeFlags::empty(),
+            import: vk::ExternalMemoryHandleTypeFlags::empty(),
             host_pointer: None,
+            dedicated: None,
+            repeated: None,
+            structures: Vec::new(),
         };
         let mut next = self.0.as_ptr().cast_const();
         while !next.is_null() {
             // SAFETY: a valid chain (`new`'s contract): each structure starts with a
             // `VkBaseInStructure`.
             let base = unsafe { &*next.cast::<vk::BaseInStructure<'_>>() };
+            // Vulkan forbids two structures of a kind in one chain (Metal object exports
+            // aside); a chain that loops back on itself meets one of its structures again.
+            // Either ends the walk here.
+            let twice = base.s_type != vk::StructureType::EXPORT_METAL_OBJECT_CREATE_INFO_EXT
+                && walk.types.contains(&base.s_type);
+            if twice || walk.structures.contains(&next) {
+                walk.repeated = Some(base.s_type);
+                break;
+            }
             if base.s_type == vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO {
                 // SAFETY: the structure type says what the structure is.
                 let info = unsafe { &*next.cast::<vk::ExportMemoryAllocateInfo<'_>>() };
@@ -264,8 +292,26 @@ impl AllocateNext {
                 // SAFETY: as above.
                 let info = unsafe { &*next.cast::<vk::ImportMemoryHostPointerInfoEXT<'_>>() };
                 walk.host_pointer = NonNull::new(info.p_host_pointer);
+                walk.import |= info.handle_type;
+            }
+            if base.s_type == vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::ImportMemoryFdInfoKHR<'_>>() };
+                walk.import |= info.handle_type;
+            }
+            if base.s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
+                // SAFETY: as above.
+                let info = unsafe { &*next.cast::<vk::MemoryDedicatedAllocateInfo<'_>>() };
+                walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
+            }
+            if base.s_type == vk::StructureType::DEDICATED_ALLOCATION_MEMORY_ALLOCATE_INFO_NV {
+                // SAFETY: as above.
+                let info =
+                    unsafe { &*next.cast::<vk::DedicatedAllocationMemoryAllocateInfoNV<'_>>() };
+                walk.dedicated = DedicatedAllocation::named(info.buffer, info.image);
             }
             walk.types.push(base.s_type);
+            walk.structures.push(next);
             next = base.p_next.cast();
         }
         walk
@@ -276,15 +322,29 @@ impl AllocateNext {
 struct ChainWalk {
     types: Vec<vk::StructureType>,
     export: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type of an import structure in it.
+    import: vk::ExternalMemoryHandleTypeFlags,
     host_pointer: Option<NonNull<c_void>>,
+    dedicated: Option<DedicatedAllocation>,
+    /// The first structure type met twice (or the structure met again by a chain that
+    /// loops); the walk stopped there.
+    repeated: Option<vk::StructureType>,
+    /// The structures walked, in order.
+    structures: Vec<*const c_void>,
 }
 
 /// What one `vkAllocateMemory` chains, decided before the call.
 pub(crate) struct ChainPlan {
     /// The handle types the memory object is exportable as.
     pub(crate) export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type it is imported as (by the crate's import or the user's chain); empty
+    /// when it is not imported.
+    pub(crate) import_type: vk::ExternalMemoryHandleTypeFlags,
     /// The host allocation it is imported from, by the crate's import or the user's chain.
     pub(crate) host_pointer: Option<NonNull<c_void>>,
+    /// The resource the user's chain dedicates the memory to (the crate's own dedicated
+    /// structure is not chained then: it would be a duplicate).
+    pub(crate) chain_dedicated: Option<DedicatedAllocation>,
 }
 
 /// Checks the import and the user chain of `info` against the device and against the
@@ -297,10 +357,12 @@ pub(crate) fn check(
 ) -> Result<ChainPlan, MemoryObjectError> {
     let mut own = crate_types.to_vec();
     if let Some(import) = &info.import {
+        // One import per call (VUID-VkMemoryAllocateInfo-None-06657): an import structure of
+        // either kind in the user's chain conflicts with the crate's.
+        own.extend(IMPORT_TYPES);
         match import.kind {
-            ImportKind::Fd { .. } => own.push(vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR),
+            ImportKind::Fd { .. } => {}
             ImportKind::HostPointer { pointer, .. } => {
-                own.push(vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT);
                 // First, so that a device without the extension says so, whatever the pointer.
                 require_external_memory_host(device)?;
                 if info.dedicated.is_some() {
@@ -326,19 +388,38 @@ pub(crate) fn check(
     }
     let mut export_types = crate_export;
     let mut host_pointer = info.import.and_then(|i| i.host_address());
+    let mut import_type = info
+        .import
+        .map_or(vk::ExternalMemoryHandleTypeFlags::empty(), |i| {
+            i.handle_type()
+        });
+    let mut chain_dedicated = None;
     if let Some(next) = info.next {
         let walk = next.walk();
         if let Some(&dup) = walk.types.iter().find(|t| own.contains(t)) {
             return Err(MemoryObjectError::DuplicateChainStructure(dup));
         }
+        if let Some(repeated) = walk.repeated {
+            return Err(MemoryObjectError::RepeatedChainStructure(repeated));
+        }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);
+        import_type |= walk.import;
+        chain_dedicated = walk.dedicated;
     }
     Ok(ChainPlan {
         export_types,
+        import_type,
         host_pointer,
+        chain_dedicated,
     })
 }
+
+/// The structures that make a `vkAllocateMemory` an import, of the kinds the crate imports.
+const IMPORT_TYPES: [vk::StructureType; 2] = [
+    vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+];
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.
 #[derive(Default)]

@@ -59,6 +59,13 @@ impl DedicatedAllocation {
 }
 
 impl DedicatedAllocation {
+    /// The resource of a dedicated-allocation structure found in a user's chain; `None` when
+    /// it names none (both handles null: the memory is not dedicated).
+    pub(crate) fn named(buffer: vk::Buffer, image: vk::Image) -> Option<Self> {
+        (buffer != vk::Buffer::null() || image != vk::Image::null())
+            .then_some(Self { buffer, image })
+    }
+
     /// Whether this names `resource`.
     pub(crate) fn is(self, resource: crate::device::Resource) -> bool {
         match resource {
@@ -87,7 +94,9 @@ impl ExportHandleTypes {
     /// `VK_KHR_external_memory` (or Vulkan 1.1) is enabled, and the handle types are
     /// supported and compatible, as reported by `VkExternalBufferProperties` or
     /// `VkExternalImageFormatProperties`, for every buffer and image that will be bound to
-    /// memory allocated with them.
+    /// memory allocated with them, and each of those is created with a
+    /// `VkExternalMemoryBufferCreateInfo` / `VkExternalMemoryImageCreateInfo` naming at least
+    /// one of them (VUID-vkBindBufferMemory-memory-02726).
     pub const unsafe fn new(handle_types: vk::ExternalMemoryHandleTypeFlags) -> Self {
         Self(handle_types)
     }
@@ -193,7 +202,9 @@ pub enum MemoryObjectError {
     /// The heap would pass its budget, and the request asked to stay within it.
     #[error(transparent)]
     Budget(#[from] BudgetError),
-    /// Mapping the host-visible memory failed (the memory was freed again).
+    /// Mapping the host-visible memory failed (the memory was freed again). For an import
+    /// the import had succeeded: an imported file descriptor is consumed (closed), not the
+    /// caller's any more.
     #[error("vkMapMemory failed: {0}")]
     MapFailed(vk::Result),
     /// Another Vulkan error.
@@ -253,9 +264,15 @@ pub enum MemoryObjectError {
         /// The device's `minImportedHostPointerAlignment`.
         alignment: DeviceSize,
     },
-    /// The user's `pNext` chain holds a structure the crate chains to the same call.
+    /// The user's `pNext` chain holds a structure the crate chains to the same call (for an
+    /// import, any import structure).
     #[error("the user pNext chain repeats {0:?}, which the allocator chains itself")]
     DuplicateChainStructure(vk::StructureType),
+    /// The user's `pNext` chain holds this structure type twice (Vulkan allows that for
+    /// `VkExportMetalObjectCreateInfoEXT` only), or loops back on itself (which meets a
+    /// structure again).
+    #[error("the user pNext chain holds {0:?} twice, or loops back on itself")]
+    RepeatedChainStructure(vk::StructureType),
     /// The host memory of a host-pointer import is (partly) imported already, by a memory
     /// object that is still alive: both would map the same bytes (see
     /// [`ExternalMemoryImport::host_pointer`](external::ExternalMemoryImport::host_pointer)).
@@ -303,6 +320,8 @@ pub struct MemoryObject {
     dedicated: Option<DedicatedAllocation>,
     /// The handle types it is exportable as.
     export_types: vk::ExternalMemoryHandleTypeFlags,
+    /// The handle type it was imported as; empty when it was allocated.
+    import_type: vk::ExternalMemoryHandleTypeFlags,
     /// The host range it was imported from, claimed while it lives (dropped after `drop`
     /// frees the object).
     _host_import: Option<host_imports::HostImportClaim>,
@@ -483,7 +502,6 @@ impl MemoryObject {
             .map_err(|e| MemoryObjectError::from_vk(e, &device))?;
         std::mem::forget(reservation);
         device.record_memory_allocated(heap, info.size);
-        device.notify_allocated(info.memory_type_index, handle, info.size);
         let mut memory = Self {
             device,
             handle,
@@ -492,10 +510,19 @@ impl MemoryObject {
             property_flags,
             heap_index: heap,
             mapped: None,
-            dedicated,
+            // The user's dedicated structure binds the memory to its resource just as the
+            // crate's would: the aliasing checks must know it.
+            dedicated: dedicated.or(plan.chain_dedicated),
             export_types: plan.export_types,
+            import_type: plan.import_type,
             _host_import: host_import,
         };
+        // Once the object owns the handle: a callback that panics (which it must not) unwinds
+        // through `memory`'s drop, which frees the memory, its accounting and its host claim
+        // together, instead of leaking an import whose host range would be claimable again.
+        memory
+            .device
+            .notify_allocated(info.memory_type_index, handle, info.size);
         if property_flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE) {
             // SAFETY: the memory is host-visible, owned by us and not mapped yet.
             let ptr = unsafe {
@@ -553,6 +580,13 @@ impl MemoryObject {
     /// `VkExportMemoryAllocateInfo` or one in the user's chain).
     pub fn export_types(&self) -> vk::ExternalMemoryHandleTypeFlags {
         self.export_types
+    }
+
+    /// The external handle type the object was imported as (by
+    /// [`MemoryObjectCreateInfo::import`] or an import structure in the user's chain); empty
+    /// when it was allocated, not imported.
+    pub fn import_type(&self) -> vk::ExternalMemoryHandleTypeFlags {
+        self.import_type
     }
 
     /// The resource this object was allocated for with `VkMemoryDedicatedAllocateInfo`.

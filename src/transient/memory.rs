@@ -6,7 +6,7 @@
 use super::plan::{PlanInfo, TransientPlan};
 use crate::allocation::{MemoryAccessError, MemoryAlloc};
 use crate::allocator::{AllocationCreateInfo, AllocationError, MemoryAllocator};
-use crate::device::MemoryDevice;
+use crate::device::{MemoryDevice, Resource};
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::sync::Arc;
@@ -60,6 +60,18 @@ pub enum TransientError {
     /// [`TransientMemory::prepare`].
     #[error("the plan's memory was not prepared: call prepare with this plan first")]
     NotPrepared,
+    /// The resource needs more memory than the plan gave it: bound in its place, it would
+    /// overlap the resources placed after it. Its requirements are not the ones it was
+    /// planned with (for example a plan made from estimated sizes).
+    #[error("resource {resource} needs {required} bytes, the plan gave it {planned}")]
+    LargerThanPlanned {
+        /// The resource index.
+        resource: usize,
+        /// The size it was planned with.
+        planned: DeviceSize,
+        /// The size its memory requirements ask for.
+        required: DeviceSize,
+    },
     /// The list of uses does not have one entry per resource of the plan.
     #[error("{uses} uses given for a plan of {resources} resources")]
     UseCountMismatch {
@@ -139,7 +151,7 @@ impl<A: MemoryAllocator> TransientMemory<A> {
                     let kept = &self.kept[k];
                     let size = kept.alloc.size();
                     let mut oversized = if size / 2 > planned.size {
-                        kept.oversized + 1
+                        kept.oversized.saturating_add(1)
                     } else {
                         0
                     };
@@ -185,7 +197,7 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         let mut kept = Vec::with_capacity(self.kept.len());
         for (k, mut entry) in std::mem::take(&mut self.kept).into_iter().enumerate() {
             if !taken[k] {
-                entry.idle += 1;
+                entry.idle = entry.idle.saturating_add(1);
                 if entry.idle > self.info.release_after {
                     changed = true;
                     remap.push(usize::MAX);
@@ -278,9 +290,36 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         Ok((&kept.alloc, placement.offset))
     }
 
+    /// Checks that `handle` needs no more bytes than `plan` gave resource `resource` (an
+    /// index the caller checked).
+    ///
+    /// # Safety
+    ///
+    /// `handle` is a valid buffer or non-disjoint image of the allocator's device.
+    unsafe fn check_planned_size(
+        &self,
+        plan: &TransientPlan,
+        resource: usize,
+        handle: Resource,
+    ) -> Result<(), TransientError> {
+        // SAFETY: the caller's contract.
+        let (requirements, _) = unsafe { self.allocator.device().raw_requirements(handle) };
+        let planned = plan.sizes.get(resource).copied().unwrap_or(0);
+        if requirements.size > planned {
+            return Err(TransientError::LargerThanPlanned {
+                resource,
+                planned,
+                required: requirements.size,
+            });
+        }
+        Ok(())
+    }
+
     /// Binds `buffer` as resource `resource` of `plan`, at its offset
     /// ([`MemoryAlloc::bind_buffer_at`], which checks the buffer's size, alignment and memory
-    /// types against the memory and returns a [`TransientError::Bind`] on a mismatch).
+    /// types against the memory and returns a [`TransientError::Bind`] on a mismatch). A buffer
+    /// that needs more bytes than the plan gave the resource is a
+    /// [`TransientError::LargerThanPlanned`]: bound, it would overlap its neighbours.
     ///
     /// # Safety
     ///
@@ -296,13 +335,16 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         buffer: vk::Buffer,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract: a valid buffer of the allocator's device.
+        unsafe { self.check_planned_size(plan, resource, Resource::Buffer(buffer)) }?;
         // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
         // and the bind checks it again against the buffer's requirements.
         Ok(unsafe { alloc.bind_buffer_at(buffer, offset) }?)
     }
 
     /// Binds `image` as resource `resource` of `plan`, at its offset
-    /// ([`MemoryAlloc::bind_image_at`]).
+    /// ([`MemoryAlloc::bind_image_at`]), with the checks of
+    /// [`bind_buffer`](Self::bind_buffer).
     ///
     /// # Safety
     ///
@@ -314,6 +356,8 @@ impl<A: MemoryAllocator> TransientMemory<A> {
         image: vk::Image,
     ) -> Result<(), TransientError> {
         let (alloc, offset) = self.place(plan, resource)?;
+        // SAFETY: the caller's contract: a valid, non-disjoint image of the allocator's device.
+        unsafe { self.check_planned_size(plan, resource, Resource::Image(image)) }?;
         // SAFETY: the caller's contract; the plan puts the resource inside the memory object,
         // and the bind checks it again against the image's requirements (an image's first use
         // transitions it from UNDEFINED: `record_aliasing_barriers` does).
@@ -323,14 +367,17 @@ impl<A: MemoryAllocator> TransientMemory<A> {
 
 impl PlanInfo {
     /// The plan info for `device`: its `bufferImageGranularity`, and the device-local memory
-    /// types that are neither lazily allocated nor protected (or, on a device with none, every
-    /// type that is neither).
+    /// types that are not lazily allocated, protected, AMD device-coherent or -uncached, or
+    /// RDMA-capable (or, on a device with none, every type that is none of those), preferring those that are not host-visible (as
+    /// [`MemoryUsage::DeviceOnly`](crate::MemoryUsage::DeviceOnly) does: a small BAR window
+    /// is not taken while plain VRAM accepts the resources).
     pub fn for_device(device: &MemoryDevice) -> Self {
         let properties = device.memory_properties();
         let excluded = vk::MemoryPropertyFlags::LAZILY_ALLOCATED
             | vk::MemoryPropertyFlags::PROTECTED
             | vk::MemoryPropertyFlags::DEVICE_COHERENT_AMD
-            | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD;
+            | vk::MemoryPropertyFlags::DEVICE_UNCACHED_AMD
+            | vk::MemoryPropertyFlags::RDMA_CAPABLE_NV;
         let mask = |wanted: vk::MemoryPropertyFlags| {
             (0..32u32)
                 .filter(|&t| {
@@ -341,13 +388,16 @@ impl PlanInfo {
                 .fold(0u32, |bits, t| bits | 1 << t)
         };
         let local = mask(vk::MemoryPropertyFlags::DEVICE_LOCAL);
+        let memory_types = if local != 0 {
+            local
+        } else {
+            mask(vk::MemoryPropertyFlags::empty())
+        };
+        let host_visible = mask(vk::MemoryPropertyFlags::HOST_VISIBLE);
         Self {
             buffer_image_granularity: device.buffer_image_granularity(),
-            memory_types: if local != 0 {
-                local
-            } else {
-                mask(vk::MemoryPropertyFlags::empty())
-            },
+            memory_types,
+            preferred_memory_types: memory_types & !host_visible,
             ..Default::default()
         }
     }

@@ -6,7 +6,7 @@
 //! in the same pass can share memory, and a frame that plans for it needs far less memory
 //! than one that gives each resource its own range.
 //!
-//! [`plan`] takes each resource's memory requirements and the interval of passes it is alive
+//! [`plan`](fn@plan) takes each resource's memory requirements and the interval of passes it is alive
 //! in, and returns a [`TransientPlan`]: the memory objects to allocate, the offset of each
 //! resource in one of them, and for each resource the earlier resources whose memory it takes
 //! over, where an *aliasing barrier* is needed. It is pure (no Vulkan calls) and fast enough
@@ -36,8 +36,9 @@
 //! # Quality
 //!
 //! No plan can use less memory than the largest sum of aligned sizes alive in one pass (the
-//! *lower bound*, [`TransientPlan::lower_bound`]). The planner runs several greedy heuristics
-//! and keeps the best (see [`plan`]); on the sample frame graphs of [`graphs`] it reaches the
+//! *lower bound*, [`TransientPlan::lower_bound`]), but for the padding after the highest
+//! resource. The planner runs several greedy heuristics
+//! and keeps the best (see [`plan`](fn@plan)); on the sample frame graphs of [`graphs`] it reaches the
 //! bound, and it is never above TFLite's greedy-by-size planner, one of the heuristics it runs.
 //!
 //! # Aliasing barriers
@@ -47,7 +48,10 @@
 //! write-after-write hazard on the same bytes), and an image starting its life in aliased
 //! memory is transitioned from `VK_IMAGE_LAYOUT_UNDEFINED`: its contents are garbage.
 //! [`TransientPlan::takes_over_from`] lists exactly the resources each resource needs such a
-//! barrier against: those that were the last to be alive in some byte of its range.
+//! barrier against: those that were the last to be alive in some byte of its range, and, for
+//! the rest of its first and last `bufferImageGranularity` pages, the last of a conflicting
+//! kind (linear against optimal) alive in some byte there: Vulkan counts such resources in
+//! one page as aliasing even when their bytes are apart.
 //!
 //! # Memory on the device
 //!

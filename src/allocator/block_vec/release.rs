@@ -147,7 +147,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     }
 
     /// Gives back empty blocks of `blocks` so that those that stay add up to at most `room`
-    /// bytes (the largest stay first, see [`high_water::empty_to_release`](super::high_water::empty_to_release)), as long as the
+    /// bytes (the largest stay first, see [`high_water::empty_to_release`]), as long as the
     /// minimum block count stays. Returns how many were released.
     fn release_beyond(
         &self,

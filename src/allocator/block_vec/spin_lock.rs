@@ -18,7 +18,7 @@
 //! holder has kept it for long (a statistics walk or a corruption check over a large arena),
 //! napping [`NAP`] at a time, so a long wait does not burn a core. Threads rarely wait at
 //! all: each thread allocates in its own home arenas, and the block vector's search passes
-//! over an arena another thread holds (see [`try_lock`](RawSpinLock::try_lock)).
+//! over an arena another thread holds (see [`try_lock`](lock_api::RawMutex::try_lock)).
 
 use parking_lot::lock_api;
 use std::sync::atomic::{AtomicBool, Ordering};

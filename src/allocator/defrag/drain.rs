@@ -7,7 +7,7 @@
 //! allocation that a later pass moves (its *reservation*). While the block shows that nothing
 //! but the completed moves has left it, the record less the moved allocations is the block as
 //! a walk would find it, and a pass hands out the drain's next part straight from it
-//! ([`Defragmentation::continue_drain`]), without a picture or a plan.
+//! ([`Defragmentation::continue_drains`]), without a picture or a plan.
 
 use super::plan::{self, DrainPart, Limits};
 use super::registry::Indexed;

@@ -1,4 +1,4 @@
-//! The allocator's side of the sources Full's gathering [passes over](super::plan::settle):
+//! The allocator's side of the sources Full's gathering [passes over](super::plan#algorithms):
 //! which sources the last plan of a vector found exhausted, and what each block that could
 //! receive showed of its room when that plan ended, so that the next picture marks them
 //! exhausted and unchanged only while that still holds.

@@ -18,7 +18,7 @@ use crate::device_memory::DedicatedAllocation;
 use crate::suballocator::{AllocationType, Suballocator};
 
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
-    /// The full allocate sequence (see [`allocate`](MemoryAllocator::allocate)): any request,
+    /// The full allocate sequence (see [`allocate`](crate::MemoryAllocator::allocate)): any request,
     /// in any memory type that may serve it. Out of line: the hot path serves most requests.
     #[inline(never)]
     pub(super) fn allocate_full(

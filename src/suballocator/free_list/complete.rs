@@ -1,6 +1,6 @@
 //! The complete search (step 3 of the [search](super#algorithm)), for requests the fast path
 //! could not place: every free range, longest first, checked exactly; the bound that a failed
-//! walk learns (see [`fit_bounds`](super::fit_bounds)); and, for requests of fewer than
+//! walk learns (see [`fit_bounds`]); and, for requests of fewer than
 //! [`MIN_SPLIT_PADDING`] bytes, the padding that allocations absorbed, and placing a request
 //! there.
 

@@ -1,20 +1,47 @@
 //! The aliasing pairs of a plan: for each resource, the earlier resources whose memory it
 //! takes over. Pure.
 //!
+//! Two resources *alias* when they share a byte, or when one is linear and the other optimal
+//! (or either is of unknown kind) and they share a `bufferImageGranularity` page: Vulkan
+//! defines the granularity as the distance at which such resources may be bound "without
+//! aliasing". The planner never lets resources alive together alias, and a resource needs a
+//! barrier against the earlier ones it aliases, page or byte.
+//!
 //! # Algorithm
 //!
 //! The resources are visited in the order of their first pass. Each memory object keeps a
-//! sorted list of segments of its bytes, each mapped to the last resource visited that covers
-//! them. A resource takes over from the owners of the segments in its range, and becomes
-//! their owner. Resources that cover one byte are never alive together, so the owner of a byte
-//! when a resource is visited is the one alive there last: exactly the resources the new one
-//! needs a barrier against. Cost: two binary searches per resource, the segments it covers,
-//! and one move of the list's tail (at most 2n + 1 segments).
+//! sorted list of segments of its bytes, each mapped to three owners among the resources
+//! visited that cover it: the last one, the last one that conflicts with a linear resource
+//! (optimal or unknown), and the last one that conflicts with an optimal one (linear or
+//! unknown). A resource takes over from the last owners of the segments in its range, from the
+//! owners of its conflicting kind in the rest of its first and last pages, and becomes the
+//! owner of its range in each slot its kind fills. Resources that alias are never alive
+//! together, so the owner of a byte (of a slot) when a resource is visited is the one alive
+//! there last: an earlier one further back in the same bytes is ordered by the barrier before
+//! its successor. Cost: a few binary searches per resource, the segments of its pages, and
+//! at most two insertions in the list (at most 2n + 1 segments).
 
 #![deny(unsafe_code)]
 
 use super::{Placement, TransientResource};
-use crate::layout::DeviceSize;
+use crate::layout::{DeviceAlignment, DeviceSize};
+use crate::suballocator::AllocationType;
+
+/// Slot of the last owner of a segment.
+const LAST: usize = 0;
+/// Slot of the last owner that conflicts with a linear resource.
+const LAST_NOT_LINEAR: usize = 1;
+/// Slot of the last owner that conflicts with an optimal resource.
+const LAST_NOT_OPTIMAL: usize = 2;
+
+/// The slot whose owners alias a resource of `kind` that shares only a page with them.
+fn page_slot(kind: AllocationType) -> usize {
+    match kind {
+        AllocationType::Linear => LAST_NOT_LINEAR,
+        AllocationType::NonLinear => LAST_NOT_OPTIMAL,
+        AllocationType::Unknown => LAST,
+    }
+}
 
 /// `(takes_over, start)`: the sorted list of resource `r` is
 /// `takes_over[start[r]..start[r + 1]]`.
@@ -22,42 +49,66 @@ pub(crate) fn takes_over(
     resources: &[TransientResource],
     placements: &[Placement],
     memory_count: usize,
+    granularity: DeviceAlignment,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..resources.len()).collect();
     order.sort_unstable_by_key(|&r| (resources[r].first_pass, r));
+    let page_mask = granularity.as_devicesize() - 1;
     // Sorted by start; segment `i` is `[segments[i].0, segments[i + 1].0)` (the last one
-    // runs to the end of the memory) and belongs to resource `segments[i].1`, or to none
-    // when that is `NONE`.
-    let mut owners: Vec<Vec<(DeviceSize, usize)>> = vec![vec![(0, NONE)]; memory_count];
+    // runs to the end of the memory) and its owners are `segments[i].1`, by slot (`NONE` for
+    // none).
+    let mut owners: Vec<Vec<(DeviceSize, [usize; 3])>> = vec![vec![(0, [NONE; 3])]; memory_count];
     // `(later, earlier)`, sorted and grouped by `later` at the end.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut replacement = Vec::with_capacity(3);
     for &r in &order {
         let Placement { memory, offset } = placements[r];
-        let end = offset + resources[r].layout.size();
+        let resource = &resources[r];
+        let end = offset + resource.layout.size();
         let segments = &mut owners[memory];
-        // The segments that meet `[offset, end)`: `first..last`, never empty since the
-        // first segment starts at 0.
-        let first = segments.partition_point(|s| s.0 <= offset) - 1;
+        // Split the segments at `offset` and `end`, so that `first..last` is exactly the
+        // resource's range (never empty: the first segment starts at 0).
+        let mut first = segments.partition_point(|s| s.0 <= offset) - 1;
+        if segments[first].0 < offset {
+            segments.insert(first + 1, (offset, segments[first].1));
+            first += 1;
+        }
         let last = segments.partition_point(|s| s.0 < end);
+        if segments.get(last).is_none_or(|s| s.0 > end) {
+            segments.insert(last, (end, segments[last - 1].1));
+        }
+        // The rest of the first and last pages: `page_first..first` and `last..page_last`.
+        // The validated plan keeps `end + page_mask` far below overflow.
+        let (page_start, page_end) = (offset & !page_mask, (end + page_mask) & !page_mask);
+        let page_first = segments.partition_point(|s| s.0 <= page_start) - 1;
+        let page_last = segments.partition_point(|s| s.0 < page_end);
+        let slot = page_slot(resource.allocation_type);
+        let in_pages = segments[page_first..first]
+            .iter()
+            .chain(&segments[last..page_last])
+            .map(|s| s.1[slot]);
+        let in_range = segments[first..last].iter().map(|s| s.1[LAST]);
         pairs.extend(
-            segments[first..last]
-                .iter()
-                .filter(|s| s.1 != NONE)
-                .map(|s| (r, s.1)),
+            in_range
+                .chain(in_pages)
+                .filter(|&q| q != NONE)
+                .map(|q| (r, q)),
         );
-        replacement.clear();
-        let (head_start, head_owner) = segments[first];
-        if head_start < offset {
-            replacement.push((head_start, head_owner));
+        let fills = [
+            true,
+            resource
+                .allocation_type
+                .conflicts_with(AllocationType::Linear),
+            resource
+                .allocation_type
+                .conflicts_with(AllocationType::NonLinear),
+        ];
+        for segment in &mut segments[first..last] {
+            for (owner, fill) in segment.1.iter_mut().zip(fills) {
+                if fill {
+                    *owner = r;
+                }
+            }
         }
-        replacement.push((offset, r));
-        let tail_owner = segments[last - 1].1;
-        let tail_end = segments.get(last).map_or(DeviceSize::MAX, |s| s.0);
-        if tail_end > end {
-            replacement.push((end, tail_owner));
-        }
-        segments.splice(first..last, replacement.drain(..));
     }
     pairs.sort_unstable();
     pairs.dedup();

@@ -14,10 +14,15 @@ pub(crate) struct Group {
 }
 
 /// Partitions the resources into groups of one memory type each (see
-/// [`plan`](super::plan::plan#memory-types) for the rule): repeatedly the allowed type accepted by
-/// the most bytes of the remaining resources, lowest index on a tie. Every resource accepts
+/// [`plan`](fn@super::plan#memory-types) for the rule): repeatedly the allowed type accepted by
+/// the most bytes of the remaining resources, lowest index on a tie, among the `preferred`
+/// ones (a subset of `allowed`) while a remaining resource accepts one. Every resource accepts
 /// some allowed type (checked by the caller), so every resource ends in a group.
-pub(crate) fn by_memory_type(resources: &[TransientResource], allowed: u32) -> Vec<Group> {
+pub(crate) fn by_memory_type(
+    resources: &[TransientResource],
+    allowed: u32,
+    preferred: u32,
+) -> Vec<Group> {
     let mut groups = Vec::new();
     let mut left: Vec<usize> = (0..resources.len()).collect();
     while !left.is_empty() {
@@ -30,10 +35,11 @@ pub(crate) fn by_memory_type(resources: &[TransientResource], allowed: u32) -> V
                 bits &= bits - 1;
             }
         }
-        // The first maximum: lowest index on a tie.
+        // The first maximum: lowest index on a tie; a preferred type before any other.
+        let rank = |t: usize| (preferred & (1 << t) != 0 && bytes[t] != 0, bytes[t]);
         let mut best = 0;
         for t in 1..32 {
-            if bytes[t] > bytes[best] {
+            if rank(t) > rank(best) {
                 best = t;
             }
         }

@@ -83,6 +83,14 @@ pub struct PlanInfo {
     /// ones; each resource's `memory_type_bits` is narrowed to them. The default value is
     /// `u32::MAX` (any type).
     pub memory_types: u32,
+    /// Among [`memory_types`](Self::memory_types), the ones to use whenever a resource
+    /// accepts one of them, bit `i` for type `i`: a group of resources goes to another
+    /// allowed type only when none of them accepts a preferred one. For device-local
+    /// transient memory these are the types that are not host-visible, so that a small BAR
+    /// window (`DEVICE_LOCAL | HOST_VISIBLE`) is never taken while plain VRAM would do, as
+    /// [`MemoryUsage::DeviceOnly`](crate::MemoryUsage::DeviceOnly) avoids it. The default
+    /// value is `u32::MAX` (no preference).
+    pub preferred_memory_types: u32,
     #[doc(hidden)]
     pub _ne: crate::non_exhaustive::NonExhaustive,
 }
@@ -92,6 +100,7 @@ impl Default for PlanInfo {
         Self {
             buffer_image_granularity: DeviceAlignment::MIN,
             memory_types: u32::MAX,
+            preferred_memory_types: u32::MAX,
             _ne: crate::non_exhaustive::NonExhaustive(()),
         }
     }
@@ -131,10 +140,14 @@ pub struct PlannedMemory {
     pub memory_type_index: u32,
     /// Its size in bytes: the end of the highest resource placed in it.
     pub size: DeviceSize,
-    /// The largest sum of aligned sizes of its resources alive in one pass: no plan can use
-    /// less memory for them (the lower bound).
+    /// The largest sum of aligned sizes of its resources alive in one pass (the lower
+    /// bound): no plan can use less memory for them, but for the padding of the highest
+    /// resource, which needs none after its end (`size` may be below the bound by less than
+    /// that resource's alignment).
     pub lower_bound: DeviceSize,
-    /// The sum of its resources' aligned sizes: the memory they would take with no aliasing.
+    /// The sum of its resources' aligned sizes: the memory they would take with no aliasing,
+    /// leaving out the gaps of `bufferImageGranularity` pages between linear and optimal
+    /// neighbours (a plan can exceed it by those, and by alignment padding).
     pub unaliased_size: DeviceSize,
 }
 
@@ -158,6 +171,8 @@ pub struct TransientPlan {
     pub(crate) takes_over_start: Vec<usize>,
     /// Each resource's first pass.
     pub(crate) first_passes: Vec<u32>,
+    /// Each resource's planned size: a resource bound in its place may need no more.
+    pub(crate) sizes: Vec<DeviceSize>,
 }
 
 impl TransientPlan {
@@ -172,7 +187,10 @@ impl TransientPlan {
     }
 
     /// The earlier resources whose memory `resource` takes over, sorted: each one that was the
-    /// last, before `resource`'s first pass, to be alive in some byte of `resource`'s range.
+    /// last, before `resource`'s first pass, to be alive in some byte of `resource`'s range,
+    /// or, in the other bytes of its first and last `bufferImageGranularity` pages, the last
+    /// of a kind that conflicts with it (linear against optimal: Vulkan counts them as
+    /// aliasing when they share a page).
     /// Between each of them and `resource` an aliasing barrier is needed (for an image, its
     /// layout transition from `UNDEFINED`). Resources further back in the same bytes are not
     /// listed: the barrier before the listed one already orders them. Empty for a resource
@@ -214,7 +232,8 @@ impl TransientPlan {
         self.memory.iter().map(|m| m.lower_bound).sum()
     }
 
-    /// The bytes the resources would take with no aliasing (each its own aligned range).
+    /// The bytes the resources would take with no aliasing (each its own aligned range; see
+    /// [`PlannedMemory::unaliased_size`] for what it leaves out).
     pub fn unaliased_size(&self) -> DeviceSize {
         self.memory.iter().map(|m| m.unaliased_size).sum()
     }
@@ -240,7 +259,9 @@ pub(crate) enum Strategy {
 /// them apart (one can always be stacked on the other), so the planner makes as few groups as
 /// it can: while resources are left, it takes the allowed memory type that the most bytes
 /// (sum of aligned sizes) of the remaining resources accept, lowest index on a tie (Vulkan
-/// lists cheaper types first), and gives it every remaining resource that accepts it. When
+/// lists cheaper types first), and gives it every remaining resource that accepts it. Types of
+/// [`PlanInfo::preferred_memory_types`] come first: another type is taken only when no
+/// remaining resource accepts a preferred one. When
 /// all resources share a type, which is the case for device-local resources on every known
 /// GPU, that is one memory object.
 ///
@@ -271,7 +292,11 @@ pub(crate) fn plan_with(
 ) -> Result<TransientPlan, PlanError> {
     validate(resources, info)?;
     let granularity = info.buffer_image_granularity;
-    let groups = groups::by_memory_type(resources, info.memory_types);
+    let groups = groups::by_memory_type(
+        resources,
+        info.memory_types,
+        info.memory_types & info.preferred_memory_types,
+    );
     let mut memory = Vec::with_capacity(groups.len());
     let mut placements = vec![
         Placement {
@@ -308,13 +333,15 @@ pub(crate) fn plan_with(
             unaliased_size,
         });
     }
-    let (takes_over, takes_over_start) = aliasing::takes_over(resources, &placements, memory.len());
+    let (takes_over, takes_over_start) =
+        aliasing::takes_over(resources, &placements, memory.len(), granularity);
     Ok(TransientPlan {
         memory,
         placements,
         takes_over,
         takes_over_start,
         first_passes: resources.iter().map(|r| r.first_pass).collect(),
+        sizes: resources.iter().map(|r| r.layout.size()).collect(),
     })
 }
 

@@ -34,6 +34,14 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             r.memory_type_bits & info.memory_types & bit != 0,
             "resource {i} in a memory type it does not accept"
         );
+        let preferred = info.memory_types & info.preferred_memory_types;
+        if r.memory_type_bits & preferred != 0 {
+            assert!(
+                preferred & bit != 0,
+                "resource {i} accepts a preferred type but is in type {}",
+                memory.memory_type_index
+            );
+        }
     }
     let types: BTreeSet<u32> = plan.memory().iter().map(|m| m.memory_type_index).collect();
     assert_eq!(
@@ -74,16 +82,32 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             }
         }
     }
+    // Aliasing as Vulkan defines it: a shared byte, or a shared granularity page between
+    // resources of conflicting kinds.
+    let page = |x: DeviceSize| x / g.as_devicesize();
+    let alias = |a: usize, b: usize| {
+        let ((ma, sa, ea), (mb, sb, eb)) = (range(a), range(b));
+        overlap(a, b)
+            || (ma == mb
+                && resources[a]
+                    .allocation_type
+                    .conflicts_with(resources[b].allocation_type)
+                && page(sa) <= page(eb - 1)
+                && page(sb) <= page(ea - 1))
+    };
     // The aliasing list, against the model: for each byte of `r`, the resource that covered
-    // it last before `r` began.
+    // it last before `r` began; for each other byte of `r`'s first and last pages, the one of
+    // a conflicting kind that covered it last.
     let mut listed = BTreeSet::new();
     for r in 0..n {
         let (m, s, e) = range(r);
-        let mut cuts: Vec<DeviceSize> = vec![s, e];
+        let mask = g.as_devicesize() - 1;
+        let (ps, pe) = (s & !mask, (e + mask) & !mask);
+        let mut cuts: Vec<DeviceSize> = vec![ps, s, e, pe];
         for q in 0..n {
             let (mq, sq, eq) = range(q);
             if mq == m {
-                cuts.extend([sq, eq].into_iter().filter(|&c| c > s && c < e));
+                cuts.extend([sq, eq].into_iter().filter(|&c| c > ps && c < pe));
             }
         }
         cuts.sort_unstable();
@@ -91,6 +115,7 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
         let mut expected = BTreeSet::new();
         for w in cuts.windows(2) {
             let (lo, hi) = (w[0], w[1]);
+            let in_range = s <= lo && hi <= e;
             let last = (0..n)
                 .filter(|&q| {
                     let (mq, sq, eq) = range(q);
@@ -98,6 +123,10 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
                         && sq < hi
                         && lo < eq
                         && resources[q].last_pass < resources[r].first_pass
+                        && (in_range
+                            || resources[q]
+                                .allocation_type
+                                .conflicts_with(resources[r].allocation_type))
                 })
                 .max_by_key(|&q| resources[q].last_pass);
             expected.extend(last);
@@ -109,7 +138,7 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             "duplicates in the list of {r}"
         );
         for &q in &got {
-            assert!(overlap(q, r), "{q} listed for {r} but they do not overlap");
+            assert!(alias(q, r), "{q} listed for {r} but they do not alias");
             assert!(
                 resources[q].last_pass < resources[r].first_pass,
                 "{q} listed for {r} but is not before it"
@@ -118,8 +147,8 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
         assert_eq!(got, expected, "aliasing list of resource {r}");
         listed.extend(got.into_iter().map(|q| (q, r)));
     }
-    // No pair missing: every earlier resource overlapping `r` in memory is ordered before it
-    // by a chain of listed pairs (barriers).
+    // No pair missing: every earlier resource aliasing `r` (byte or page) is ordered before
+    // it by a chain of listed pairs (barriers).
     for r in 0..n {
         let mut reach: BTreeSet<usize> = BTreeSet::from([r]);
         let mut stack = vec![r];
@@ -131,7 +160,7 @@ pub(crate) fn check_plan(resources: &[TransientResource], info: &PlanInfo, plan:
             }
         }
         for q in 0..n {
-            if overlap(q, r) && resources[q].last_pass < resources[r].first_pass {
+            if alias(q, r) && resources[q].last_pass < resources[r].first_pass {
                 assert!(reach.contains(&q), "no barrier chain from {q} to {r}");
             }
         }
@@ -204,13 +233,17 @@ fn arb_resource() -> impl Strategy<Value = TransientResource> {
 }
 
 fn arb_info() -> impl Strategy<Value = PlanInfo> {
-    (0u32..=12, prop_oneof![Just(u32::MAX), Just(0b110)]).prop_map(|(log_g, memory_types)| {
-        PlanInfo {
+    (
+        0u32..=12,
+        prop_oneof![Just(u32::MAX), Just(0b110)],
+        prop_oneof![Just(u32::MAX), Just(0b10), Just(0b101), Just(0)],
+    )
+        .prop_map(|(log_g, memory_types, preferred_memory_types)| PlanInfo {
             buffer_image_granularity: DeviceAlignment::from_log2(log_g).unwrap(),
             memory_types,
+            preferred_memory_types,
             ..Default::default()
-        }
-    })
+        })
 }
 
 proptest! {
@@ -372,6 +405,34 @@ fn differing_memory_type_bits_share_a_type_when_they_can() {
     check_plan(&[a, b, c], &PlanInfo::default(), &p);
     let types: Vec<u32> = p.memory().iter().map(|m| m.memory_type_index).collect();
     assert_eq!(types, [2, 0]);
+}
+
+#[test]
+fn preferred_memory_types_come_first_whenever_a_resource_accepts_one() {
+    // Type 0 a BAR window, type 1 plain VRAM: a resource that accepts both goes to VRAM even
+    // when more bytes accept the BAR type; one that accepts only the BAR type goes there.
+    let mut a = res(4096, 256, AllocationType::Linear, 0, 0);
+    let mut b = res(1 << 20, 256, AllocationType::Linear, 1, 1);
+    a.memory_type_bits = 0b11;
+    b.memory_type_bits = 0b01;
+    let info = PlanInfo {
+        preferred_memory_types: 0b10,
+        ..Default::default()
+    };
+    let p = plan(&[a, b], &info).unwrap();
+    check_plan(&[a, b], &info, &p);
+    let type_of = |r: usize| p.memory()[p.placements()[r].memory].memory_type_index;
+    assert_eq!((type_of(0), type_of(1)), (1, 0));
+    // Without a preference, the fewest memory objects: both in type 0.
+    let p = plan(&[a, b], &PlanInfo::default()).unwrap();
+    assert_eq!(p.memory().len(), 1);
+    assert_eq!(p.memory()[0].memory_type_index, 0);
+    // A preference no resource accepts changes nothing.
+    let none = PlanInfo {
+        preferred_memory_types: 0b100,
+        ..Default::default()
+    };
+    assert_eq!(plan(&[a, b], &none).unwrap(), p);
 }
 
 fn estimated_info() -> PlanInfo {

@@ -32,7 +32,7 @@ impl Destinations {
         )
     }
 
-    /// As [`new`](Self::new), in the given vectors (their contents are dropped); `keys` is
+    /// The destinations of `blocks` with `live` bytes, in the given vectors (their contents are dropped); `keys` is
     /// room for the sort's keys.
     pub fn in_buffers(
         blocks: &[BlockState],
