@@ -83,6 +83,11 @@ impl DedicatedRegistry {
         }
     }
 
+    /// Whether no dedicated allocation is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.lock().1.is_empty()
+    }
+
     /// The live dedicated allocations as one-range blocks.
     pub(crate) fn snapshot(&self) -> Vec<BlockSnapshot> {
         self.entries

@@ -34,16 +34,19 @@
 //! Dropping the last handle of a pool while allocations from it are alive is memory-safe: the
 //! allocations keep their blocks alive and free them when they are dropped. The drop logs
 //! them, like the allocator's leak report (target [`LOG_TARGET`](crate::stats::LOG_TARGET)).
+//! The allocator's statistics, snapshots, leak report and corruption checks go on showing
+//! them (under the pool's name) until they are freed: the memory they hold is still the
+//! allocator's.
 
 use super::block_memory::{allocate_releasing_kept, DeviceBlockVec, ReleaseKept};
-use super::block_vec::{BlockLimits, BlockVec, NewBlockError};
+use super::block_vec::{BlockLimits, BlockVec, LeftBlock, NewBlockError};
 use super::config::GenericMemoryAllocatorCreateInfo;
 use super::config::{arenas_per_block, check_priority, ConfigError, DebugOptions};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
 use super::execute::{self, MemorySource, Placing, Vector};
 use super::memory_type::{find_memory_type_index, is_type_allowed};
-use super::observe::{Held, Observe, Observer};
+use super::observe::{Held, Left, Observe, Observer};
 use super::placement::{ArenaLayout, Request, TypeFacts};
 use super::pool_name::PoolName;
 use super::request::{check_create_info, meta_of};
@@ -61,7 +64,7 @@ use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Which memory type a pool allocates from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +180,44 @@ struct PoolInner<S> {
     dedicated: Arc<DedicatedRegistry>,
     /// The pool's own memory, for its statistics and the leak report on drop.
     observer: Observer,
+    /// The allocator's observer, which is handed what the pool leaves behind when it is
+    /// dropped while allocations in it live on.
+    allocator_observer: Weak<Observer>,
+    /// [`PoolInner::leave`], run on drop (a `Drop` impl cannot ask for `S`'s bounds).
+    on_drop: fn(&PoolInner<S>),
+}
+
+impl<S> Drop for PoolInner<S> {
+    fn drop(&mut self) {
+        (self.on_drop)(self)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> PoolInner<S> {
+    /// Hands the blocks that still hold allocations, and the register of the live dedicated
+    /// allocations, to the allocator's observer: its statistics, snapshots and leak report
+    /// go on showing them until they are freed.
+    fn leave(&self) {
+        let Some(allocator) = self.allocator_observer.upgrade() else {
+            return;
+        };
+        let mut blocks = Vec::new();
+        self.blocks.for_each_block(|b| {
+            if !b.is_empty() {
+                blocks.push(LeftBlock::of(b));
+            }
+        });
+        if blocks.is_empty() && self.dedicated.is_empty() {
+            return;
+        }
+        allocator.add_left(Arc::new(Left {
+            device: self.device.clone(),
+            memory_type_index: self.memory_type_index,
+            blocks,
+            dedicated: self.dedicated.clone(),
+            pool: self.name.clone(),
+        }));
+    }
 }
 
 /// A custom pool of blocks of one memory type, suballocated by `S` (see the
@@ -217,7 +258,7 @@ fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
 pub(crate) struct PoolParent<'a> {
     pub device: Arc<MemoryDevice>,
     pub create_info: &'a GenericMemoryAllocatorCreateInfo,
-    pub observer: &'a Observer,
+    pub observer: &'a Arc<Observer>,
     /// The pool's memory type, as the allocator resolved [`PoolCreateInfo::memory_type`].
     pub memory_type_index: u32,
     /// The allocator's block size for that memory type, when it has one.
@@ -321,6 +362,8 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
                 release_kept: parent.release_kept,
                 dedicated,
                 observer: Observer::new(held, "MemoryPool", parent.create_info.debug.leak_check),
+                allocator_observer: Arc::downgrade(parent.observer),
+                on_drop: PoolInner::leave,
             }),
         };
         let inner = &pool.inner;

@@ -3,19 +3,23 @@
 //! Blocks are walked through their block vectors; dedicated allocations through a
 //! [`DedicatedRegistry`]. Each arena of a block is read under its own lock, so a snapshot taken
 //! while other threads allocate is consistent per arena. An allocator also sees the custom
-//! pools made from it, through weak references: a pool that is gone has nothing left to show.
+//! pools made from it, through weak references; a pool dropped while allocations in it live
+//! on leaves its blocks and dedicated allocations to the allocator ([`Left`]), which sees
+//! them until the last one is freed.
 
 use super::pool_name::PoolName;
+use crate::allocation::MetaMap;
 use crate::allocator::block_memory::DeviceBlockVec;
+use crate::allocator::block_vec::{Block, LeftBlock};
 use crate::allocator::config::LeakCheck;
 use crate::allocator::dedicated::DedicatedRegistry;
 use crate::corruption::{self, CorruptionError, CorruptionReport, DamagedMargin};
 use crate::device::MemoryDevice;
-use crate::device_memory::ScanInvalidate;
+use crate::device_memory::{MemoryObject, ScanInvalidate};
 use crate::stats::{
     leaks_in, log_leaks, BlockSnapshot, BlockStatistics, LeakedAllocation, Statistics, LOG_TARGET,
 };
-use crate::suballocator::Suballocator;
+use crate::suballocator::{RangeInfo, Suballocator};
 use ash::vk::Handle;
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
@@ -32,6 +36,11 @@ pub(crate) trait Observe: Send + Sync {
     /// Releases the empty blocks kept for reuse in `heap` beyond each vector's minimum (the
     /// heap ran out of memory, see [releasing](super::block_vec#releasing)); returns how many.
     fn release_kept(&self, heap: u32) -> usize;
+    /// Whether there is nothing left to see, for good (a dropped pool's last allocation is
+    /// freed).
+    fn is_gone(&self) -> bool {
+        false
+    }
 }
 
 /// What a corruption check found so far.
@@ -57,26 +66,161 @@ fn heap_of(device: &MemoryDevice, memory_type_index: u32) -> u32 {
         .map_or(u32::MAX, |t| t.heap_index)
 }
 
+/// A block as the observer reads it: one of a vector, or one a dropped pool left behind.
+trait BlockRead {
+    fn memory(&self) -> &MemoryObject;
+    fn allocation_count(&self) -> usize;
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo));
+    fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R;
+}
+
+impl<S: Suballocator + Send + 'static> BlockRead for Block<S, MemoryObject> {
+    fn memory(&self) -> &MemoryObject {
+        Block::memory(self)
+    }
+    fn allocation_count(&self) -> usize {
+        Block::allocation_count(self)
+    }
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+        self.for_each_range(f)
+    }
+    fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
+        self.with_metas(f)
+    }
+}
+
+impl<S: Suballocator + Send + 'static> BlockRead
+    for crate::allocator::block_vec::LeftView<S, MemoryObject>
+{
+    fn memory(&self) -> &MemoryObject {
+        Self::memory(self)
+    }
+    fn allocation_count(&self) -> usize {
+        Self::allocation_count(self)
+    }
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+        self.for_each_range(f)
+    }
+    fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
+        self.with_metas(f)
+    }
+}
+
+/// Where a block belongs, for what the observer reports of it.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    device: &'a MemoryDevice,
+    memory_type_index: u32,
+    pool: Option<&'a Arc<PoolName>>,
+}
+
+impl Place<'_> {
+    fn snapshot(&self, b: &impl BlockRead) -> BlockSnapshot {
+        let memory = b.memory();
+        BlockSnapshot {
+            memory_type_index: self.memory_type_index,
+            heap_index: heap_of(self.device, self.memory_type_index),
+            memory: memory.handle().as_raw(),
+            size: memory.size(),
+            dedicated: false,
+            pool: self.pool.map(|p| p.get()),
+            allocation_count: b.allocation_count() as u64,
+            ranges: b.metas(|metas| BlockSnapshot::ranges_from(|f| b.ranges(f), metas)),
+        }
+    }
+
+    fn statistics(&self, b: &impl BlockRead) -> BlockStatistics {
+        let memory = b.memory();
+        BlockStatistics {
+            memory_type_index: self.memory_type_index,
+            heap_index: heap_of(self.device, self.memory_type_index),
+            memory: memory.handle().as_raw(),
+            size: memory.size(),
+            dedicated: false,
+            pool: self.pool.map(|p| p.get()),
+            statistics: Statistics::of_block(memory.size(), b.allocation_count(), |f| b.ranges(f)),
+        }
+    }
+
+    /// Whether the margins of the place's memory type are to be read (host-visible memory;
+    /// another type is noted as skipped).
+    fn scans(&self, memory_type_bits: u32, scan: &mut Scan) -> bool {
+        if memory_type_bits & 1u32.checked_shl(self.memory_type_index).unwrap_or(0) == 0 {
+            return false;
+        }
+        let host_visible = self
+            .device
+            .memory_properties()
+            .memory_type(self.memory_type_index)
+            .is_some_and(|t| {
+                t.property_flags
+                    .contains(ash::vk::MemoryPropertyFlags::HOST_VISIBLE)
+            });
+        if !host_visible
+            && !scan
+                .report
+                .skipped_memory_types
+                .contains(&self.memory_type_index)
+        {
+            scan.report
+                .skipped_memory_types
+                .push(self.memory_type_index);
+        }
+        host_visible
+    }
+
+    fn check_margins(&self, block: &impl BlockRead, scan: &mut Scan) {
+        let memory = block.memory();
+        // Under the block's metadata lock: an allocation in the map is alive (a free
+        // takes its record out first).
+        block.metas(|metas| {
+            for (&offset, meta) in metas {
+                let Some(guard) = meta.guard else { continue };
+                scan.report.checked_allocations += 1;
+                let size = guard.size;
+                for (i, (start, end)) in guard.margins(offset).into_iter().enumerate() {
+                    // The allocation is live: its unflushed writes share atoms
+                    // with its margins, so only whole margin atoms are invalidated.
+                    let damage = memory.scan_mapped(
+                        start,
+                        end - start,
+                        ScanInvalidate::Inside,
+                        corruption::first_damage,
+                    );
+                    if let Some(at) = damage {
+                        scan.damaged.push(DamagedMargin {
+                            memory_type_index: self.memory_type_index,
+                            memory: memory.handle().as_raw(),
+                            offset: start + at,
+                            after: i == 1,
+                            allocation_offset: offset,
+                            allocation_size: size,
+                            name: meta.name.clone(),
+                            pool: self.pool.map(|p| p.get()),
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl<S> Held<S> {
+    fn place(&self, memory_type_index: u32) -> Place<'_> {
+        Place {
+            device: &self.device,
+            memory_type_index,
+            pool: self.pool.as_ref(),
+        }
+    }
+}
+
 impl<S: Suballocator + Send + 'static> Observe for Held<S> {
     fn snapshots(&self) -> Vec<BlockSnapshot> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
-            let heap_index = heap_of(&self.device, *memory_type_index);
-            vec.for_each_block(|b| {
-                let memory = b.memory();
-                out.push(BlockSnapshot {
-                    memory_type_index: *memory_type_index,
-                    heap_index,
-                    memory: memory.handle().as_raw(),
-                    size: memory.size(),
-                    dedicated: false,
-                    pool: self.pool.as_ref().map(|p| p.get()),
-                    allocation_count: b.allocation_count() as u64,
-                    ranges: b.with_metas(|metas| {
-                        BlockSnapshot::ranges_from(|f| b.for_each_range(f), metas)
-                    }),
-                });
-            });
+            let place = self.place(*memory_type_index);
+            vec.for_each_block(|b| out.push(place.snapshot(b)));
         }
         out.extend(self.dedicated.snapshot());
         out
@@ -85,22 +229,8 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
     fn statistics(&self) -> Vec<BlockStatistics> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
-            vec.for_each_block(|block| {
-                let memory = block.memory();
-                let statistics =
-                    Statistics::of_block(memory.size(), block.allocation_count(), |f| {
-                        block.for_each_range(f)
-                    });
-                out.push(BlockStatistics {
-                    memory_type_index: *memory_type_index,
-                    heap_index: heap_of(&self.device, *memory_type_index),
-                    memory: memory.handle().as_raw(),
-                    size: memory.size(),
-                    dedicated: false,
-                    pool: self.pool.as_ref().map(|p| p.get()),
-                    statistics,
-                });
-            });
+            let place = self.place(*memory_type_index);
+            vec.for_each_block(|b| out.push(place.statistics(b)));
         }
         out.extend(self.dedicated.statistics());
         out
@@ -116,58 +246,75 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
 
     fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan) {
         for (memory_type_index, vec) in &self.vecs {
-            if memory_type_bits & 1u32.checked_shl(*memory_type_index).unwrap_or(0) == 0 {
-                continue;
+            let place = self.place(*memory_type_index);
+            if place.scans(memory_type_bits, scan) {
+                vec.for_each_block(|block| place.check_margins(block, scan));
             }
-            let host_visible = self
-                .device
-                .memory_properties()
-                .memory_type(*memory_type_index)
-                .is_some_and(|t| {
-                    t.property_flags
-                        .contains(ash::vk::MemoryPropertyFlags::HOST_VISIBLE)
-                });
-            if !host_visible {
-                if !scan.report.skipped_memory_types.contains(memory_type_index) {
-                    scan.report.skipped_memory_types.push(*memory_type_index);
-                }
-                continue;
-            }
-            vec.for_each_block(|block| {
-                let memory = block.memory();
-                // Under the block's metadata lock: an allocation in the map is alive (a free
-                // takes its record out first).
-                block.with_metas(|metas| {
-                    for (&offset, meta) in metas {
-                        let Some(guard) = meta.guard else { continue };
-                        scan.report.checked_allocations += 1;
-                        let size = guard.size;
-                        for (i, (start, end)) in guard.margins(offset).into_iter().enumerate() {
-                            // The allocation is live: its unflushed writes share atoms
-                            // with its margins, so only whole margin atoms are invalidated.
-                            let damage = memory.scan_mapped(
-                                start,
-                                end - start,
-                                ScanInvalidate::Inside,
-                                corruption::first_damage,
-                            );
-                            if let Some(at) = damage {
-                                scan.damaged.push(DamagedMargin {
-                                    memory_type_index: *memory_type_index,
-                                    memory: memory.handle().as_raw(),
-                                    offset: start + at,
-                                    after: i == 1,
-                                    allocation_offset: offset,
-                                    allocation_size: size,
-                                    name: meta.name.clone(),
-                                    pool: self.pool.as_ref().map(|p| p.get()),
-                                });
-                            }
-                        }
-                    }
-                });
-            });
         }
+    }
+}
+
+/// What a custom pool dropped while allocations in it live on leaves behind: its blocks that
+/// hold them (weakly, see [`LeftBlock`]) and its register of dedicated allocations.
+pub(crate) struct Left<S> {
+    pub device: Arc<MemoryDevice>,
+    pub memory_type_index: u32,
+    pub blocks: Vec<LeftBlock<S, MemoryObject>>,
+    pub dedicated: Arc<DedicatedRegistry>,
+    pub pool: Arc<PoolName>,
+}
+
+impl<S> Left<S> {
+    fn place(&self) -> Place<'_> {
+        Place {
+            device: &self.device,
+            memory_type_index: self.memory_type_index,
+            pool: Some(&self.pool),
+        }
+    }
+}
+
+impl<S: Suballocator + Send + 'static> Observe for Left<S> {
+    fn snapshots(&self) -> Vec<BlockSnapshot> {
+        let place = self.place();
+        let mut out: Vec<_> = self
+            .blocks
+            .iter()
+            .filter_map(LeftBlock::view)
+            .map(|b| place.snapshot(&b))
+            .collect();
+        out.extend(self.dedicated.snapshot());
+        out
+    }
+
+    fn statistics(&self) -> Vec<BlockStatistics> {
+        let place = self.place();
+        let mut out: Vec<_> = self
+            .blocks
+            .iter()
+            .filter_map(LeftBlock::view)
+            .map(|b| place.statistics(&b))
+            .collect();
+        out.extend(self.dedicated.statistics());
+        out
+    }
+
+    fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan) {
+        let place = self.place();
+        if place.scans(memory_type_bits, scan) {
+            for b in self.blocks.iter().filter_map(LeftBlock::view) {
+                place.check_margins(&b, scan);
+            }
+        }
+    }
+
+    /// No block left here is kept empty: each is freed with its last allocation.
+    fn release_kept(&self, _heap: u32) -> usize {
+        0
+    }
+
+    fn is_gone(&self) -> bool {
+        self.blocks.iter().all(LeftBlock::is_gone) && self.dedicated.is_empty()
     }
 }
 
@@ -176,6 +323,8 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
 pub(crate) struct Observer {
     own: Arc<dyn Observe>,
     pools: Mutex<Vec<Weak<dyn Observe>>>,
+    /// What dropped pools left behind, until it is gone.
+    left: Mutex<Vec<Arc<dyn Observe>>>,
     /// What the leak report on drop says the dropped thing is.
     what: &'static str,
     /// What the drop does about live allocations.
@@ -187,6 +336,7 @@ impl Observer {
         Self {
             own,
             pools: Mutex::default(),
+            left: Mutex::default(),
             what,
             leak_check,
         }
@@ -200,8 +350,20 @@ impl Observer {
         pools.push(pool);
     }
 
+    /// Adds what a dropped custom pool left behind (see [`Left`]).
+    pub(crate) fn add_left(&self, left: Arc<dyn Observe>) {
+        let mut all = self.left.lock();
+        all.retain(|l| !l.is_gone());
+        all.push(left);
+    }
+
+    /// The live custom pools, then what dropped ones left behind.
     fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
-        self.pools.lock().iter().filter_map(Weak::upgrade).collect()
+        let mut out: Vec<_> = self.pools.lock().iter().filter_map(Weak::upgrade).collect();
+        let mut left = self.left.lock();
+        left.retain(|l| !l.is_gone());
+        out.extend(left.iter().cloned());
+        out
     }
 
     /// Releases the empty blocks that the custom pools keep in `heap` beyond their minimum

@@ -311,6 +311,49 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         last != slot && last != NO_SLOT && self.largest_free.load(Ordering::Relaxed) < self.size / 2
     }
 
+    /// Calls `f` for every range of the arena in offset order (offsets in the block), under
+    /// its lock; the bytes past the suballocator's last range are reported free (see
+    /// [`Block::for_each_range`]).
+    pub(super) fn for_each_range(&self, f: &mut impl FnMut(RangeInfo)) {
+        let arena = self;
+        let mut last: Option<RangeInfo> = None;
+        arena.suballocator.lock().sub.for_each_range(&mut |r| {
+            let r = RangeInfo {
+                offset: r.offset + arena.base,
+                ..r
+            };
+            if let Some(previous) = last.replace(r) {
+                f(previous);
+            }
+        });
+        let arena_end = arena.base + arena.size;
+        let covered = last.map_or(arena.base, |r| r.offset + r.size);
+        let tail = RangeInfo {
+            offset: covered,
+            size: arena_end.saturating_sub(covered),
+            kind: RangeKind::Free,
+        };
+        match last {
+            Some(mut r) if tail.size > 0 && r.kind == RangeKind::Free => {
+                r.size += tail.size;
+                f(r);
+            }
+            Some(r) => {
+                f(r);
+                if tail.size > 0 {
+                    f(tail);
+                }
+            }
+            None if tail.size > 0 => f(tail),
+            None => {}
+        }
+    }
+
+    /// Where the arena starts in the block, and its size.
+    pub(super) fn extent(&self) -> (DeviceSize, DeviceSize) {
+        (self.base, self.size)
+    }
+
     /// The number of live allocations, under the lock.
     pub(crate) fn live(&self) -> usize {
         self.suballocator.lock().live
@@ -466,37 +509,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// range when that one is free too.
     pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
         for arena in self.arenas.iter() {
-            let mut last: Option<RangeInfo> = None;
-            arena.suballocator.lock().sub.for_each_range(&mut |r| {
-                let r = RangeInfo {
-                    offset: r.offset + arena.base,
-                    ..r
-                };
-                if let Some(previous) = last.replace(r) {
-                    f(previous);
-                }
-            });
-            let arena_end = arena.base + arena.size;
-            let covered = last.map_or(arena.base, |r| r.offset + r.size);
-            let tail = RangeInfo {
-                offset: covered,
-                size: arena_end.saturating_sub(covered),
-                kind: RangeKind::Free,
-            };
-            match last {
-                Some(mut r) if tail.size > 0 && r.kind == RangeKind::Free => {
-                    r.size += tail.size;
-                    f(r);
-                }
-                Some(r) => {
-                    f(r);
-                    if tail.size > 0 {
-                        f(tail);
-                    }
-                }
-                None if tail.size > 0 => f(tail),
-                None => {}
-            }
+            arena.for_each_range(&mut f);
         }
     }
 
@@ -527,6 +540,48 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// A handle that does not keep the block (its memory) alive.
     pub(crate) fn downgrade(&self) -> WeakBlock<S, M> {
         WeakBlock(Arc::downgrade(&self.shared))
+    }
+
+    /// Weak handles of the block's shared part and of its arenas, for a view that outlives
+    /// the vector (see [`LeftBlock`](super::left::LeftBlock)).
+    pub(super) fn weak_parts(&self) -> (WeakShared<S, M>, WeakArenas<S, M>) {
+        (
+            WeakShared(Arc::downgrade(&self.shared)),
+            self.arenas.iter().map(Arc::downgrade).collect(),
+        )
+    }
+}
+
+/// A block's arenas, held weakly.
+pub(super) type WeakArenas<S, M> = Vec<Weak<Arena<S, M>>>;
+
+/// A block's shared part (its memory and metadata), held weakly.
+pub(super) struct WeakShared<S, M>(Weak<BlockShared<S, M>>);
+
+/// A block's shared part, held for a moment (see [`WeakShared::upgrade`]).
+pub(super) struct SharedRef<S, M>(Arc<BlockShared<S, M>>);
+
+impl<S, M> WeakShared<S, M> {
+    /// The shared part, while the block lives.
+    pub(super) fn upgrade(&self) -> Option<SharedRef<S, M>> {
+        self.0.upgrade().map(SharedRef)
+    }
+
+    /// Whether the block's memory is freed.
+    pub(super) fn is_dead(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+impl<S, M> SharedRef<S, M> {
+    /// The block's memory.
+    pub(super) fn memory(&self) -> &M {
+        &self.0.memory
+    }
+
+    /// Runs `f` with the block's metadata records (see [`Block::with_metas`]).
+    pub(super) fn with_metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
+        f(&self.0.metas.lock())
     }
 }
 

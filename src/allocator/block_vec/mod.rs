@@ -80,6 +80,7 @@
 mod block;
 mod failed_request;
 mod high_water;
+mod left;
 mod release;
 mod sharded;
 mod spin_lock;
@@ -88,6 +89,7 @@ mod tests;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
 use self::high_water::HighWater;
+pub(crate) use self::left::{LeftBlock, LeftView};
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::{self, ArenaLayout};
