@@ -69,8 +69,9 @@ fn heap_of(device: &MemoryDevice, memory_type_index: u32) -> u32 {
 /// A block as the observer reads it: one of a vector, or one a dropped pool left behind.
 trait BlockRead {
     fn memory(&self) -> &MemoryObject;
-    fn allocation_count(&self) -> usize;
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo));
+    /// Calls `f` for every range and returns the live allocations, counted under the locks
+    /// the ranges were read under (two separate reads disagree while other threads allocate).
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize;
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R;
 }
 
@@ -78,10 +79,7 @@ impl<S: Suballocator + Send + 'static> BlockRead for Block<S, MemoryObject> {
     fn memory(&self) -> &MemoryObject {
         Block::memory(self)
     }
-    fn allocation_count(&self) -> usize {
-        Block::allocation_count(self)
-    }
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize {
         self.for_each_range(f)
     }
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
@@ -95,10 +93,7 @@ impl<S: Suballocator + Send + 'static> BlockRead
     fn memory(&self) -> &MemoryObject {
         Self::memory(self)
     }
-    fn allocation_count(&self) -> usize {
-        Self::allocation_count(self)
-    }
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize {
         self.for_each_range(f)
     }
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
@@ -117,6 +112,8 @@ struct Place<'a> {
 impl Place<'_> {
     fn snapshot(&self, b: &impl BlockRead) -> BlockSnapshot {
         let memory = b.memory();
+        let mut live = 0;
+        let ranges = b.metas(|metas| BlockSnapshot::ranges_from(|f| live = b.ranges(f), metas));
         BlockSnapshot {
             memory_type_index: self.memory_type_index,
             heap_index: heap_of(self.device, self.memory_type_index),
@@ -124,13 +121,16 @@ impl Place<'_> {
             size: memory.size(),
             dedicated: false,
             pool: self.pool.map(|p| p.get()),
-            allocation_count: b.allocation_count() as u64,
-            ranges: b.metas(|metas| BlockSnapshot::ranges_from(|f| b.ranges(f), metas)),
+            allocation_count: live as u64,
+            ranges,
         }
     }
 
     fn statistics(&self, b: &impl BlockRead) -> BlockStatistics {
         let memory = b.memory();
+        let mut live = 0;
+        let mut statistics = Statistics::of_block(memory.size(), 0, |f| live = b.ranges(f));
+        statistics.allocation_count = live as u64;
         BlockStatistics {
             memory_type_index: self.memory_type_index,
             heap_index: heap_of(self.device, self.memory_type_index),
@@ -138,7 +138,7 @@ impl Place<'_> {
             size: memory.size(),
             dedicated: false,
             pool: self.pool.map(|p| p.get()),
-            statistics: Statistics::of_block(memory.size(), b.allocation_count(), |f| b.ranges(f)),
+            statistics,
         }
     }
 
