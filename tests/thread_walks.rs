@@ -195,6 +195,27 @@ fn check_quiescent(sim: &Sim, shared: &Shared, lives: &[Vec<Live>], at: &str) {
         sim.state.live_objects(),
         "{at}: memory objects"
     );
+    // Each live allocation lies in one allocated range of its block, and each block counts
+    // the allocations in it.
+    for b in &snap.blocks {
+        let mine: Vec<&&Live> = all
+            .iter()
+            .filter(|l| l.alloc.memory().as_raw() == b.memory)
+            .collect();
+        assert_eq!(b.allocation_count, mine.len() as u64, "{at}: block {:#x}", b.memory);
+        for l in mine {
+            let inside = b
+                .ranges
+                .iter()
+                .filter(|r| {
+                    matches!(r.kind, RangeKind::Allocated(_))
+                        && r.offset <= l.alloc.offset()
+                        && l.alloc.offset() + l.alloc.size() <= r.offset + r.size
+                })
+                .count();
+            assert_eq!(inside, 1, "{at}: allocation at {:#x}+{}", b.memory, l.alloc.offset());
+        }
+    }
     // Per pool, live or dropped, by its name as last set.
     let names = shared.names.lock().unwrap();
     let live_pools: HashMap<u64, AnyPool> = shared

@@ -331,9 +331,10 @@ impl Walker<'_> {
         self.count("statistics");
     }
 
-    /// A defragmentation of the default vectors over this thread's own allocations there,
-    /// while the other threads allocate and free in the same vectors; moves of host-visible
-    /// allocations are copied on the host, some moves skipped.
+    /// A defragmentation of the default vectors or of a shared pool, over this thread's own
+    /// allocations there, while the other threads allocate and free in the same blocks (and
+    /// may drop the pool's shared handle); moves of host-visible allocations are copied on
+    /// the host, some moves skipped.
     fn defragment(&mut self) {
         let info = DefragmentationInfo {
             algorithm: if self.rng.below(2) == 0 {
@@ -344,10 +345,26 @@ impl Walker<'_> {
             max_moves_per_pass: *self.rng.pick(&[usize::MAX, 1, 3]),
             ..Default::default()
         };
-        let mut defrag = self.shared.allocator.defragmentation(&info);
+        match self.pick_pool() {
+            None => {
+                let d = self.shared.allocator.defragmentation(&info);
+                self.run_defrag(d, None);
+            }
+            Some(p) => match &p.pool {
+                AnyPool::FreeList(pool) => self.run_defrag(pool.defragmentation(&info), Some(p.id)),
+                AnyPool::Buddy(pool) => self.run_defrag(pool.defragmentation(&info), Some(p.id)),
+            },
+        }
+    }
+
+    fn run_defrag<S: Suballocator + Send + 'static>(
+        &mut self,
+        mut defrag: Defragmentation<S>,
+        target: Option<u64>,
+    ) {
         let mut ids: HashMap<MoveId, u64> = HashMap::new();
         for l in &mut self.live {
-            if l.pool.is_some() || l.alloc.is_dedicated() {
+            if l.pool != target || l.alloc.is_dedicated() {
                 continue;
             }
             let alignment = DeviceAlignment::new(l.alignment).unwrap();
@@ -356,7 +373,7 @@ impl Walker<'_> {
                     ids.insert(id, l.uid);
                 }
                 Err(e) => panic!(
-                    "seed {:#x} thread {}: add of a default allocation: {e:?}",
+                    "seed {:#x} thread {}: add of an allocation of {target:?}: {e:?}",
                     self.shared.seed, self.thread
                 ),
             }
@@ -407,7 +424,11 @@ impl Walker<'_> {
         for l in &self.live {
             self.verify(l, "after a defragmentation");
         }
-        self.count("defragmentation");
+        self.count(if target.is_some() {
+            "pool defragmentation"
+        } else {
+            "defragmentation"
+        });
     }
 }
 
