@@ -350,19 +350,35 @@ impl Observer {
         pools.push(pool);
     }
 
-    /// Adds what a dropped custom pool left behind (see [`Left`]).
-    pub(crate) fn add_left(&self, left: Arc<dyn Observe>) {
+    /// Replaces a dropped custom pool (`pool`, the weak handle it was added with) by what it
+    /// left behind (see [`Left`]), in one step under both lists' locks: a walk sees either
+    /// the pool or what it left, never both (the pool's handle still upgrades until its
+    /// fields are dropped, and counting its blocks twice would be a torn book).
+    pub(crate) fn replace_pool(&self, pool: &Weak<dyn Observe>, left: Arc<dyn Observe>) {
+        // Lock order: `pools`, then `left` (as in `live_pools`).
+        let mut pools = self.pools.lock();
         let mut all = self.left.lock();
+        pools.retain(|p| p.strong_count() > 0 && !Weak::ptr_eq(p, pool));
         all.retain(|l| !l.is_gone());
         all.push(left);
     }
 
-    /// The live custom pools, then what dropped ones left behind.
+    /// The weak handle of the memory this observer looks at, as a parent's
+    /// [`add_pool`](Self::add_pool) took it.
+    pub(crate) fn own_weak(&self) -> Weak<dyn Observe> {
+        Arc::downgrade(&self.own)
+    }
+
+    /// The live custom pools, then what dropped ones left behind, both lists read under
+    /// their locks at once (see [`replace_pool`](Self::replace_pool)).
     fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
-        let mut out: Vec<_> = self.pools.lock().iter().filter_map(Weak::upgrade).collect();
+        let pools = self.pools.lock();
+        let mut out: Vec<_> = pools.iter().filter_map(Weak::upgrade).collect();
         let mut left = self.left.lock();
         left.retain(|l| !l.is_gone());
         out.extend(left.iter().cloned());
+        drop(left);
+        drop(pools);
         out
     }
 

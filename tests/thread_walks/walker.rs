@@ -161,7 +161,11 @@ impl Walker<'_> {
             Ok(a) => {
                 assert!(a.size() >= requirements.layout.size(), "{}", self.at());
                 assert_eq!(a.name(), info.name.as_deref(), "{}", self.at());
-                self.keep(a, requirements.layout.alignment().as_devicesize(), pool.as_ref());
+                self.keep(
+                    a,
+                    requirements.layout.alignment().as_devicesize(),
+                    pool.as_ref(),
+                );
                 self.count("allocate");
             }
             Err(e) if expected_failure(&e) => self.count("allocation refused"),
@@ -181,7 +185,11 @@ impl Walker<'_> {
             Ok(pages) => {
                 assert_eq!(pages.len(), n, "{}", self.at());
                 for a in pages {
-                    self.keep(a, requirements.layout.alignment().as_devicesize(), pool.as_ref());
+                    self.keep(
+                        a,
+                        requirements.layout.alignment().as_devicesize(),
+                        pool.as_ref(),
+                    );
                 }
                 self.count("allocate_pages");
             }
@@ -284,11 +292,7 @@ impl Walker<'_> {
                     id,
                     pool: pool.clone(),
                 });
-                self.shared
-                    .names
-                    .lock()
-                    .unwrap()
-                    .insert(id, pool.name());
+                self.shared.names.lock().unwrap().insert(id, pool.name());
                 self.count("pool made");
             }
             Err(e) if expected_failure(&e) => self.count("pool refused"),
@@ -451,6 +455,11 @@ pub(crate) fn consistent(stats: &AllocatorStatistics, at: &str) {
         t.reserved_bytes,
         "{at}: allocated and free bytes make the memory"
     );
+    let mut handles: Vec<u64> = stats.blocks.iter().map(|b| b.memory).collect();
+    handles.sort_unstable();
+    let n = handles.len();
+    handles.dedup();
+    assert_eq!(handles.len(), n, "{at}: a memory object counted twice");
     for b in &stats.blocks {
         let s = &b.statistics;
         assert_eq!(s.reserved_bytes, b.size, "{at}: block {:#x}", b.memory);
