@@ -436,10 +436,13 @@ impl Walker<'_> {
     }
 }
 
+/// One number of a [`Statistics`].
+type Field = fn(&Statistics) -> u64;
+
 /// What a statistics walk must agree with itself on, however others allocate meanwhile.
 pub(crate) fn consistent(stats: &AllocatorStatistics, at: &str) {
     let t = &stats.total;
-    let fields: [(&str, fn(&Statistics) -> u64); 3] = [
+    let fields: [(&str, Field); 3] = [
         ("allocations", |s| s.allocation_count),
         ("reserved bytes", |s| s.reserved_bytes),
         ("blocks", |s| s.block_count),
