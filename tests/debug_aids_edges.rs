@@ -326,3 +326,310 @@ fn huge_margins_never_shrink_a_request() {
     drop((a, exact, pool, allocator));
     sim.assert_nothing_allocated();
 }
+
+/// A host-visible pool of 1 MiB one-arena blocks in `allocator`.
+fn defrag_pool(allocator: &StandardMemoryAllocator, name: &str) -> MemoryPool<FreeListAllocator> {
+    allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            name: Some(name.into()),
+            memory_type: PoolMemoryType::Index(1),
+            block_size: MIB,
+            block_arenas: Some(1),
+            ..Default::default()
+        })
+        .unwrap()
+}
+
+/// Defragmentation with margins and fill patterns: destinations get margins of their own
+/// (checked, and damage to them found), a completed move frees the source with the freed
+/// pattern without touching any live byte, a skipped move's destination is freed the same
+/// way, and after every pass every allocation's data and every margin is intact.
+#[test]
+fn defragmentation_with_margins_and_fills_touches_no_live_byte() {
+    for (layout, margin) in [
+        (GpuLayout::nvidia_discrete(), 64),
+        (GpuLayout::nvidia_discrete(), 4100),
+        (GpuLayout::mobile(), 12),
+    ] {
+        let sim = Sim::new(layout);
+        let device = sim.memory_device();
+        let allocator = allocator(&device, margin, true);
+        let pool = defrag_pool(&allocator, "defrag");
+        let mut live: Vec<(MemoryAlloc, u64, u64)> = Vec::new();
+        let mut i = 0u64;
+        // Three blocks' worth, then every other one freed: room to gather into.
+        while live.len() < 36 {
+            i += 1;
+            let size = 60 * KIB + i * 52;
+            let mut a = pool
+                .allocate(reqs(1, size, 256), AllocationType::Linear, &info("moving"), None)
+                .unwrap();
+            fill(&mut a, i, size);
+            live.push((a, i, size));
+        }
+        let mut k = 0;
+        live.retain(|_| {
+            k += 1;
+            k % 2 == 0
+        });
+        let mut defrag = pool.defragmentation(&DefragmentationInfo {
+            algorithm: DefragmentationAlgorithm::Full,
+            ..Default::default()
+        });
+        for (a, ..) in &mut live {
+            defrag
+                .add(a, DeviceAlignment::new(256).unwrap())
+                .unwrap();
+        }
+        let mut moves = 0;
+        let mut skipped = false;
+        while let Some(mut pass) = defrag.next_pass() {
+            let open = support::defrag::open(&pass);
+            assert!(pool.check_corruption().is_ok(), "destinations' margins hold");
+            for index in open {
+                let m = pass.get(index).unwrap();
+                let (memory, offset) = (m.source_memory(), m.source_offset());
+                let dst = m.destination();
+                assert_eq!(dst.size(), m.size());
+                // The destination's own margin is checked like any allocation's.
+                // SAFETY: the byte after the destination is its back margin.
+                unsafe { poke(dst, dst.offset() + dst.size(), 0) };
+                let d = damaged(pool.check_corruption());
+                assert_eq!(d.len(), 1);
+                assert_eq!(d[0].allocation_offset, dst.offset());
+                // SAFETY: as above, restored.
+                unsafe { poke(dst, dst.offset() + dst.size(), MARGIN_MAGIC.to_le_bytes()[0]) };
+                let j = live
+                    .iter()
+                    .position(|(a, ..)| a.memory() == memory && a.offset() == offset)
+                    .expect("the move's source is live");
+                if !skipped {
+                    skipped = true;
+                    pass.skip(index).unwrap();
+                } else {
+                    support::defrag::copy_and_complete(&mut pass, index, &mut live[j].0)
+                        .unwrap();
+                    moves += 1;
+                }
+                for (a, seed, size) in &live {
+                    verify(a, *seed, *size, "after a move or a skip");
+                }
+                assert!(pool.check_corruption().is_ok(), "after a move or a skip");
+            }
+            pass.end();
+        }
+        drop(defrag);
+        assert!(moves > 0, "margins keep defragmentation working");
+        let report = allocator.check_corruption(u32::MAX).unwrap();
+        assert_eq!(report.checked_allocations, live.len() as u64);
+        for (a, seed, size) in &live {
+            verify(a, *seed, *size, "after the defragmentation");
+        }
+        drop(live);
+        drop((pool, allocator));
+        sim.assert_nothing_allocated();
+    }
+}
+
+/// The books with margins: each allocation counts what its block holds for it, front margin
+/// (the margin rounded up to the alignment), size and back margin, in the statistics; the
+/// free ranges and allocations add up to the blocks; the leak report names every one.
+#[test]
+fn statistics_and_leak_report_with_margins_match_a_model() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    for margin in [4, 36, 4100] {
+        let allocator = allocator(&device, margin, false);
+        let mut live = Vec::new();
+        let mut held = 0;
+        for (i, (size, alignment)) in SHAPES.into_iter().enumerate() {
+            let name = format!("book {i}");
+            let a = allocator
+                .allocate(
+                    reqs(1, size, alignment),
+                    AllocationType::Linear,
+                    &info(&name),
+                    None,
+                )
+                .unwrap();
+            held += front(margin, alignment) + size + margin;
+            live.push((a, name));
+        }
+        let s = allocator.statistics().total;
+        assert_eq!(s.allocation_count, live.len() as u64, "margin {margin}");
+        assert_eq!(s.allocations.count, live.len() as u64, "margin {margin}");
+        assert_eq!(s.allocations.total, held, "margin {margin}");
+        assert_eq!(
+            s.allocations.total + s.free_ranges.total,
+            s.reserved_bytes,
+            "margin {margin}"
+        );
+        let leaks = allocator.report_leaks();
+        assert_eq!(leaks.len(), live.len());
+        for (a, name) in &live {
+            let leak = leaks
+                .iter()
+                .find(|l| l.name.as_deref() == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("{name} not in the leak report: {leaks:?}"));
+            // The report shows the range the block holds: the allocation inside it.
+            assert!(leak.offset <= a.offset(), "{leak:?}");
+            assert!(a.offset() + a.size() <= leak.offset + leak.size, "{leak:?}");
+            assert_eq!(leak.memory, a.memory().as_raw());
+        }
+        let json = allocator.to_vma_json();
+        for (_, name) in &live {
+            assert!(json.contains(name.as_str()), "{name} in the VMA dump");
+        }
+        drop(live);
+        let s = allocator.statistics().total;
+        assert_eq!((s.allocation_count, s.allocations.total), (0, 0));
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+fn leak_checked(device: &std::sync::Arc<MemoryDevice>, leak_check: LeakCheck) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                margin: 16,
+                fill_patterns: true,
+                leak_check,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The leak check in every mode at an allocator's and a pool's drop: `Log` logs the report
+/// (and never panics), `Print` and `Off` never panic, `Panic` panics; and a drop during
+/// unwinding (the allocator or pool dropped by another panic) never panics again, so the
+/// process does not abort and the first panic is the one caught. The leaked allocations
+/// stay usable, with their margins, and free their memory when dropped.
+#[test]
+fn leak_check_in_every_mode_and_during_unwinding() {
+    common::log_capture::install();
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    for mode in [LeakCheck::Off, LeakCheck::Log, LeakCheck::Print, LeakCheck::Panic] {
+        for in_pool in [false, true] {
+            let name = format!("leak {mode:?} pool {in_pool}");
+            // Dropped plainly.
+            let mut kept = None;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let allocator = leak_checked(&device, mode);
+                let pool = defrag_pool(&allocator, &name);
+                let a = if in_pool {
+                    pool.allocate(reqs(1, 100, 4), AllocationType::Linear, &info(&name), None)
+                } else {
+                    allocator.allocate(reqs(1, 100, 4), AllocationType::Linear, &info(&name), None)
+                };
+                kept = Some(a.unwrap());
+                drop(pool);
+                drop(allocator);
+            }));
+            let logged = common::log_capture::records_mentioning(&name);
+            match mode {
+                LeakCheck::Panic => {
+                    let e = result.expect_err("Panic panics");
+                    assert!(panic_text(&*e).contains("leaked allocation"), "{}", panic_text(&*e));
+                }
+                _ => assert!(result.is_ok(), "{mode:?} never panics"),
+            }
+            match mode {
+                LeakCheck::Off => assert!(logged.is_empty(), "{logged:?}"),
+                _ => assert!(
+                    logged.iter().any(|r| r.0 == log::Level::Warn),
+                    "{mode:?}: {logged:?}"
+                ),
+            }
+            let mut a = kept.take().expect("the leaked allocation");
+            fill(&mut a, 3, 100);
+            verify(&a, 3, 100, "a leaked allocation stays usable");
+            drop(a);
+
+            // Dropped while another panic unwinds.
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let allocator = leak_checked(&device, mode);
+                let pool = defrag_pool(&allocator, &name);
+                let a = if in_pool {
+                    pool.allocate(reqs(1, 100, 4), AllocationType::Linear, &info(&name), None)
+                } else {
+                    allocator.allocate(reqs(1, 100, 4), AllocationType::Linear, &info(&name), None)
+                };
+                kept = Some(a.unwrap());
+                let _held = (allocator, pool);
+                panic!("the first panic");
+            }));
+            let e = result.expect_err("the first panic");
+            assert_eq!(panic_text(&*e), "the first panic", "{mode:?}");
+            drop(kept.take());
+        }
+    }
+    sim.assert_nothing_allocated();
+}
+
+/// A defragmentation dropped with a pass open (its destinations alive), with the leak check
+/// set to panic: dropping the pass and the defragmentation frees the destinations, so the
+/// pool and the allocator drop without a leak; and dropping them while unwinding from a
+/// panic inside a pass does not abort.
+#[test]
+fn defragmentation_dropped_with_open_passes_leaks_nothing() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    for unwind in [false, true] {
+        let allocator = allocator(&device, 16, true);
+        let pool = defrag_pool(&allocator, "open passes");
+        let mut live: Vec<MemoryAlloc> = (0..12)
+            .map(|i| {
+                let mut a = pool
+                    .allocate(reqs(1, 200 * KIB, 256), AllocationType::Linear, &info("o"), None)
+                    .unwrap();
+                fill(&mut a, i, 200 * KIB);
+                a
+            })
+            .collect();
+        let mut k = 0;
+        live.retain(|_| {
+            k += 1;
+            k % 2 == 0
+        });
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut defrag = pool.defragmentation(&DefragmentationInfo::default());
+            for a in &mut live {
+                defrag.add(a, DeviceAlignment::new(256).unwrap()).unwrap();
+            }
+            let pass = defrag.next_pass().expect("something to move");
+            assert!(pass.moves().count() > 0);
+            if unwind {
+                panic!("inside a pass");
+            }
+            drop(pass);
+            drop(defrag);
+        }));
+        assert_eq!(result.is_err(), unwind);
+        for (i, a) in live.iter().enumerate() {
+            verify(a, 2 * i as u64 + 1, 200 * KIB, "after the open pass");
+        }
+        assert!(allocator.check_corruption(u32::MAX).is_ok());
+        assert_eq!(
+            allocator.statistics().total.allocation_count,
+            live.len() as u64,
+            "no destination left behind"
+        );
+        drop(live);
+        drop(pool);
+        drop(allocator);
+    }
+    sim.assert_nothing_allocated();
+}
