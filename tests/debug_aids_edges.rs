@@ -633,3 +633,97 @@ fn defragmentation_dropped_with_open_passes_leaks_nothing() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// Buffers and images made by `create_buffer`/`create_image` with margins, on the real
+/// driver (lavapipe's own memory types) under the validation layer: the binds are valid
+/// (the allocation is aligned as the driver requires), a GPU fill of each whole buffer damages
+/// no margin, and a GPU write through a buffer aliasing one byte-word of a back margin (a
+/// device overrun) is reported at its offset.
+#[test]
+fn gpu_writes_fill_buffers_without_damage_and_a_device_overrun_is_found() {
+    use ash::vk;
+    let ctx = common::TestContext::new();
+    let device = ctx.memory_device();
+    let d = &ctx.device;
+    let margin = 4100;
+    let allocator = allocator(&device, margin, true);
+    let usage = vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC;
+    let upload = info("gpu");
+    let mut buffers = Vec::new();
+    let mut images = Vec::new();
+    for (i, size) in [4u64, 100, 1028, 65540, 4096].into_iter().enumerate() {
+        // SAFETY: a valid buffer create info.
+        let (buffer, alloc) =
+            unsafe { allocator.create_buffer(&common::buffer_info(size, usage), &upload) }
+                .unwrap();
+        assert_eq!(alloc.size(), size);
+        buffers.push((buffer, alloc, size, 0x0101_0101u32 * (i as u32 + 1)));
+        let tiling = if i % 2 == 0 {
+            vk::ImageTiling::OPTIMAL
+        } else {
+            vk::ImageTiling::LINEAR
+        };
+        let image_info = common::image_info(16 << i, vk::Format::R8G8B8A8_UNORM, tiling);
+        let create = AllocationCreateInfo {
+            usage: MemoryUsage::DeviceOnly,
+            ..info("image")
+        };
+        // SAFETY: a valid image create info.
+        let (image, alloc) = unsafe { allocator.create_image(&image_info, &create) }.unwrap();
+        images.push((image, alloc));
+    }
+    ctx.submit(|d, cmd| {
+        for (buffer, _, _, word) in &buffers {
+            // SAFETY: the buffer is alive and bound, made with TRANSFER_DST.
+            unsafe { d.cmd_fill_buffer(cmd, *buffer, 0, vk::WHOLE_SIZE, *word) };
+        }
+        common::TestContext::transfer_barrier(d, cmd);
+    });
+    for (_, alloc, size, word) in &buffers {
+        let mut back = vec![0u8; *size as usize];
+        alloc.invalidate(0, *size).unwrap();
+        alloc.read(0, &mut back).unwrap();
+        assert!(back.iter().all(|&b| b == word.to_le_bytes()[0]), "GPU fill");
+    }
+    let report = allocator.check_corruption(u32::MAX).unwrap();
+    assert_eq!(
+        report.checked_allocations,
+        (buffers.iter().filter(|b| !b.1.is_dedicated()).count()
+            + images.iter().filter(|i| !i.1.is_dedicated()).count()) as u64
+    );
+    // A device overrun: a 4-byte buffer aliasing the back margin of the 100-byte buffer.
+    let victim = &buffers[1].1;
+    // SAFETY: a valid buffer create info.
+    let spy = unsafe { d.create_buffer(&common::buffer_info(4, usage), None) }.unwrap();
+    // SAFETY: `spy` is alive.
+    let requirements = unsafe { d.get_buffer_memory_requirements(spy) };
+    let at = (victim.offset() + victim.size()).next_multiple_of(requirements.alignment);
+    assert!(at + 4 <= victim.offset() + victim.size() + margin, "inside the back margin");
+    assert!(requirements.memory_type_bits & (1 << victim.memory_type_index()) != 0);
+    // SAFETY: `at` is aligned as required and the 4 bytes lie in the victim's block (in its
+    // back margin): aliasing memory is valid.
+    unsafe { d.bind_buffer_memory(spy, victim.memory(), at) }.unwrap();
+    ctx.submit(|d, cmd| {
+        // SAFETY: `spy` is alive and bound.
+        unsafe { d.cmd_fill_buffer(cmd, spy, 0, 4, 0) };
+        common::TestContext::transfer_barrier(d, cmd);
+    });
+    let found = damaged(allocator.check_corruption(u32::MAX));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].offset, found[0].after, found[0].allocation_offset),
+        (at, true, victim.offset())
+    );
+    // SAFETY: the GPU is done with every resource.
+    unsafe {
+        d.destroy_buffer(spy, None);
+        for (buffer, ..) in &buffers {
+            d.destroy_buffer(*buffer, None);
+        }
+        for (image, _) in &images {
+            d.destroy_image(*image, None);
+        }
+    }
+    drop((buffers, images, allocator));
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
