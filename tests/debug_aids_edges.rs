@@ -727,3 +727,47 @@ fn gpu_writes_fill_buffers_without_damage_and_a_device_overrun_is_found() {
     drop((buffers, images, allocator));
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// Alignments so large that the margins cannot be laid out around the request: the
+/// allocation is never made in a block without its margins (where damage around it would go
+/// unseen); it is dedicated (no margins, as documented) or refused with an error.
+#[test]
+fn alignments_too_large_for_margins_never_lose_them_silently() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = allocator(&device, 16, false);
+    for shift in [20u32, 32, 48, 61, 62] {
+        let alignment = 1u64 << shift;
+        let result = allocator.allocate(
+            reqs(1, 100, alignment),
+            AllocationType::Linear,
+            &info("aligned far"),
+            None,
+        );
+        match result {
+            Ok(mut a) => {
+                assert_eq!(a.offset() % alignment, 0);
+                if !a.is_dedicated() {
+                    probe(&allocator, &mut a, (100, alignment, 5), false, &format!("2^{shift}"));
+                }
+            }
+            Err(e) => assert!(shift > 32, "2^{shift}: {e}"),
+        }
+        if shift == 62 {
+            // 16 + 100 + 16 bytes aligned to 2^62 pad past the largest layout.
+            let e = allocator
+                .allocate(reqs(1, 100, alignment), AllocationType::Linear, &info("x"), None)
+                .unwrap_err();
+            assert!(matches!(e, AllocationError::Layout(_)), "{e}");
+            assert!(e.to_string().contains("exceeds the largest layout"), "{e}");
+            // Without margins the same request is served, in a block.
+            let plain = StandardMemoryAllocator::new_default(device.clone());
+            let a = plain
+                .allocate(reqs(1, 100, alignment), AllocationType::Linear, &info("x"), None)
+                .unwrap();
+            drop((a, plain));
+        }
+    }
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}

@@ -31,7 +31,7 @@ use crate::corruption::{self, Guard};
 use crate::device::MemoryDevice;
 use crate::device_memory::DedicatedAllocation;
 use crate::device_memory::MemoryObject;
-use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
+use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize, LayoutError};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
 use std::sync::Arc;
 
@@ -107,7 +107,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         strategy: AllocationStrategy,
         create_info: &AllocationCreateInfo,
     ) -> Result<Prepared, AllocationError> {
-        let (block_request, guard) = guarded(request, self.margin);
+        let (block_request, guard) = guarded(request, self.margin)?;
         let plan = match self.placing {
             Placing::Policy(objects) => placement::plan(&block_request, &self.facts, objects),
             Placing::Pool => placement::plan_in_pool(&block_request, &self.facts),
@@ -340,20 +340,33 @@ pub(crate) fn fit_of(
 /// The request as blocks see it with debug margins of `margin` bytes (see
 /// [`crate::corruption`]), and where the allocation lies in that: its front margin and its
 /// own size. Without margins (0), the request itself.
+///
+/// A request whose margins cannot be laid out (front margin, size and back margin, padded to
+/// the alignment, past [`DeviceLayout::MAX_SIZE`]) is an error: served without its margins,
+/// damage around it would go unseen.
 #[inline]
 pub(crate) fn guarded(
     request: &Request,
     margin: DeviceSize,
-) -> (Request, Option<(DeviceSize, DeviceSize)>) {
+) -> Result<(Request, Option<(DeviceSize, DeviceSize)>), LayoutError> {
     if margin == 0 {
-        return (*request, None);
+        return Ok((*request, None));
     }
     match corruption::guarded_layout(request.layout, margin) {
-        Some((layout, front)) => (
+        Some((layout, front)) => Ok((
             Request { layout, ..*request },
             Some((front, request.layout.size())),
-        ),
-        None => (*request, None),
+        )),
+        None => {
+            let alignment = request.layout.alignment().as_devicesize();
+            Err(LayoutError::SizeTooLarge {
+                size: crate::layout::align_up(margin, request.layout.alignment())
+                    .unwrap_or(DeviceSize::MAX)
+                    .saturating_add(request.layout.size())
+                    .saturating_add(margin),
+                alignment,
+            })
+        }
     }
 }
 
