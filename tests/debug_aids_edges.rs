@@ -771,3 +771,134 @@ fn alignments_too_large_for_margins_never_lose_them_silently() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// Puts `byte` at `at` of `alloc`'s block in the device's view only (a GPU write that the
+/// host's view does not show yet): written through the mapping, its atom flushed, and the
+/// host byte put back.
+///
+/// # Safety
+///
+/// `at` lies in one of `alloc`'s margins inside the mapped block, and the allocation's own
+/// bytes in that atom were flushed already.
+unsafe fn device_poke(device: &MemoryDevice, alloc: &MemoryAlloc, at: u64, byte: u8) {
+    let atom = device.non_coherent_atom_size().as_devicesize();
+    let base = alloc
+        .mapped_ptr()
+        .unwrap()
+        .as_ptr()
+        .wrapping_sub(alloc.offset() as usize);
+    // SAFETY: the caller's contract.
+    let host = unsafe { &mut *base.add(at as usize) };
+    let old = std::mem::replace(host, byte);
+    let range = ash::vk::MappedMemoryRange::default()
+        .memory(alloc.memory())
+        .offset(at / atom * atom)
+        .size(atom);
+    // SAFETY: the block is mapped; the range is one whole atom inside it.
+    unsafe { device.ash().flush_mapped_memory_ranges(&[range]).unwrap() };
+    *host = old;
+}
+
+/// Damage found when the allocation is freed, as documented: logged at `error` (target
+/// `LOG_TARGET`) with the allocation's name, the free goes on, and nothing of it stays: the
+/// next check is clean, the neighbours' data and margins are intact, and an allocation made
+/// in the same place gets margins of its own. In non-coherent memory a device write into the
+/// back margin's atom shared with the allocation is not seen by a live check, is seen once
+/// the application invalidates its range, and is always seen at the free.
+#[test]
+fn damage_at_free_is_logged_and_leaves_a_clean_place() {
+    common::log_capture::install();
+    for (layout, device_write) in [
+        (GpuLayout::nvidia_discrete(), false),
+        (GpuLayout::mobile(), false),
+        (GpuLayout::mobile(), true),
+    ] {
+        let sim = Sim::new(layout);
+        let device = sim.memory_device();
+        let allocator = allocator(&device, 12, true);
+        for round in 0..2 {
+            let name = format!("{} victim {device_write} {round}", sim.state.layout.name);
+            let mut before = allocator
+                .allocate(reqs(1, 300, 4), AllocationType::Linear, &info("before"), None)
+                .unwrap();
+            let mut victim = allocator
+                .allocate(reqs(1, 200, 4), AllocationType::Linear, &info(&name), None)
+                .unwrap();
+            let mut after = allocator
+                .allocate(reqs(1, 300, 4), AllocationType::Linear, &info("after"), None)
+                .unwrap();
+            fill(&mut before, 1, 300);
+            fill(&mut victim, 2, 200);
+            fill(&mut after, 3, 300);
+            let at = victim.offset() + 200;
+            if device_write {
+                // SAFETY: `at` is in the victim's back margin; its data is flushed.
+                unsafe { device_poke(&device, &victim, at, 0) };
+                assert!(
+                    allocator.check_corruption(u32::MAX).is_ok(),
+                    "a live check does not invalidate an atom the allocation shares"
+                );
+                victim.invalidate(0, 200).unwrap();
+            } else {
+                // SAFETY: as above.
+                unsafe { poke(&victim, at, 0) };
+            }
+            let d = damaged(allocator.check_corruption(u32::MAX));
+            assert_eq!((d.len(), d[0].offset, d[0].after), (1, at, true), "{d:?}");
+            drop(victim);
+            let logged = common::log_capture::records_mentioning(&name);
+            assert_eq!(logged.len(), 1, "{logged:?}");
+            assert_eq!(
+                (logged[0].0, logged[0].1.as_str()),
+                (log::Level::Error, corruption::LOG_TARGET)
+            );
+            assert!(logged[0].2.contains(&format!("offset {at}")), "{logged:?}");
+            assert!(allocator.check_corruption(u32::MAX).is_ok(), "nothing stays");
+            verify(&before, 1, 300, "before");
+            verify(&after, 3, 300, "after");
+            let mut again = allocator
+                .allocate(reqs(1, 200, 4), AllocationType::Linear, &info("again"), None)
+                .unwrap();
+            probe(&allocator, &mut again, (200, 4, 4), true, "in the damaged place");
+            drop(again);
+            verify(&before, 1, 300, "before, after the place was freed again");
+            verify(&after, 3, 300, "after, after the place was freed again");
+            assert!(allocator.check_corruption(u32::MAX).is_ok());
+        }
+        drop(allocator);
+        sim.assert_nothing_allocated();
+    }
+}
+
+/// A pool dropped (leak check `Panic`, the panic caught) while an allocation with margins
+/// lives in it: the allocation stays in the allocator's books and checks, damage to its
+/// margins is still found (naming the pool), and it frees its memory when dropped.
+#[test]
+fn a_pool_dropped_with_a_leak_keeps_its_margins_checked() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = allocator(&device, 16, true);
+    let pool = defrag_pool(&allocator, "dropped");
+    let mut a = pool
+        .allocate(reqs(1, 500, 16), AllocationType::Linear, &info("orphan"), None)
+        .unwrap();
+    fill(&mut a, 6, 500);
+    let e = catch_unwind(AssertUnwindSafe(|| drop(pool))).expect_err("the pool's leak check");
+    assert!(panic_text(&*e).contains("MemoryPool"), "{}", panic_text(&*e));
+    assert_eq!(allocator.statistics().total.allocation_count, 1);
+    assert_eq!(
+        allocator.check_corruption(u32::MAX).unwrap().checked_allocations,
+        1
+    );
+    probe(&allocator, &mut a, (500, 16, 7), false, "orphan");
+    // SAFETY: the byte before `a` is its front margin.
+    unsafe { poke(&a, a.offset() - 1, 0) };
+    let d = damaged(allocator.check_corruption(u32::MAX));
+    assert_eq!(d[0].pool.as_deref(), Some("dropped"));
+    // SAFETY: as above, restored.
+    unsafe { poke(&a, a.offset() - 1, MARGIN_MAGIC.to_le_bytes()[3]) };
+    drop(a);
+    assert_eq!(allocator.statistics().total.allocation_count, 0);
+    drop(allocator);
+    sim.assert_nothing_allocated();
+}
