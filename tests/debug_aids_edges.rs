@@ -902,3 +902,73 @@ fn a_pool_dropped_with_a_leak_keeps_its_margins_checked() {
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+/// Failed allocations with fill patterns and margins: a `create_buffer` whose bind fails
+/// frees its allocation (the freed fill lands in its own range only), and `allocate_pages`
+/// that runs out of room part way frees the pages made; the neighbours' data and margins are
+/// intact and the books count only them.
+#[test]
+fn failed_allocations_fill_only_their_own_bytes() {
+    use ash::vk;
+    let ctx = common::TestContext::new();
+    let device = ctx.memory_device_with_v1_0(common::failing_bind::hook, Default::default());
+    let allocator = allocator(&device, 20, true);
+    let all = device.memory_properties().all_types_mask();
+    let r = |size, alignment| AllocationRequirements {
+        memory_type_bits: all,
+        ..reqs(0, size, alignment)
+    };
+    let mut neighbours = Vec::new();
+    for (i, size) in [100u64, 4096, 333, 64 * KIB].into_iter().enumerate() {
+        let mut a = allocator
+            .allocate(r(size, 64), AllocationType::Linear, &info("neighbour"), None)
+            .unwrap();
+        fill(&mut a, i as u64, size);
+        neighbours.push((a, i as u64, size));
+    }
+    let usage = vk::BufferUsageFlags::TRANSFER_DST;
+    for fault in [vk::Result::ERROR_OUT_OF_DEVICE_MEMORY, vk::Result::ERROR_OUT_OF_HOST_MEMORY] {
+        common::failing_bind::fail_next(fault);
+        // SAFETY: a valid buffer create info.
+        let e = unsafe { allocator.create_buffer(&common::buffer_info(1000, usage), &info("failed")) }
+            .unwrap_err();
+        assert!(!common::failing_bind::pending(), "{e}");
+        for (a, seed, size) in &neighbours {
+            verify(a, *seed, *size, "after a failed bind");
+        }
+        assert!(allocator.check_corruption(u32::MAX).is_ok());
+        assert_eq!(
+            allocator.statistics().total.allocation_count,
+            neighbours.len() as u64
+        );
+    }
+    // Pages in a pool of one block: the neighbour and three pages fit, the fourth does not.
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(neighbours[0].0.memory_type_index()),
+            block_size: MIB,
+            max_block_count: 1,
+            block_arenas: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut pooled = pool
+        .allocate(r(100 * KIB, 256), AllocationType::Linear, &info("pooled"), None)
+        .unwrap();
+    fill(&mut pooled, 9, 100 * KIB);
+    let e = pool
+        .allocate_pages(r(256 * KIB, 256), AllocationType::Linear, &info("pages"), 4)
+        .unwrap_err();
+    assert!(matches!(e, AllocationError::PoolFull { .. }), "{e}");
+    verify(&pooled, 9, 100 * KIB, "after the failed pages");
+    let pages = pool
+        .allocate_pages(r(256 * KIB, 256), AllocationType::Linear, &info("pages"), 3)
+        .unwrap();
+    assert!(allocator.check_corruption(u32::MAX).is_ok());
+    for (a, seed, size) in &neighbours {
+        verify(a, *seed, *size, "after the pages");
+    }
+    verify(&pooled, 9, 100 * KIB, "after the pages");
+    drop((pages, pooled, pool, neighbours, allocator));
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
