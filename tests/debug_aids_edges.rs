@@ -972,3 +972,75 @@ fn failed_allocations_fill_only_their_own_bytes() {
     drop((pages, pooled, pool, neighbours, allocator));
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// Aliasing binds at offsets inside an allocation with margins (lavapipe, validation on):
+/// a buffer bound at the allocation's last bytes and filled by the GPU leaves the back margin
+/// whole, one at offset 0 leaves the front margin whole, and a bind that would reach into a
+/// margin is refused before the driver sees it.
+#[test]
+fn aliasing_binds_at_offsets_stay_inside_the_margins() {
+    use ash::vk;
+    let ctx = common::TestContext::new();
+    let device = ctx.memory_device();
+    let d = &ctx.device;
+    let margin = 36;
+    let allocator = allocator(&device, margin, true);
+    let usage = vk::BufferUsageFlags::TRANSFER_DST;
+    let info_of = |size| common::buffer_info(size, usage);
+    // SAFETY: a valid create info (used for its requirements only).
+    let probe_buffer = unsafe { d.create_buffer(&info_of(256), None) }.unwrap();
+    // SAFETY: `probe_buffer` is alive.
+    let mr = unsafe { d.get_buffer_memory_requirements(probe_buffer) };
+    // SAFETY: never bound or used.
+    unsafe { d.destroy_buffer(probe_buffer, None) };
+    let size = 16 * KIB;
+    let a = allocator
+        .allocate(
+            AllocationRequirements {
+                layout: DeviceLayout::from_size_alignment(size, mr.alignment).unwrap(),
+                memory_type_bits: mr.memory_type_bits,
+                prefers_dedicated_allocation: false,
+                requires_dedicated_allocation: false,
+            },
+            AllocationType::Unknown,
+            &info("aliased"),
+            None,
+        )
+        .unwrap();
+    assert!(!a.is_dedicated());
+    let last = size - 256;
+    // SAFETY: valid create infos; the buffers are destroyed before the allocation drops.
+    let (head, tail) = unsafe {
+        (
+            a.create_aliasing_buffer(&info_of(256), 0).unwrap(),
+            a.create_aliasing_buffer(&info_of(256), last).unwrap(),
+        )
+    };
+    // One byte-word past the end would reach the back margin: refused.
+    // SAFETY: as above.
+    let past = unsafe { a.create_aliasing_buffer(&info_of(256), last + mr.alignment) };
+    assert!(
+        matches!(past, Err(MemoryAccessError::ResourceOutOfBounds { .. })),
+        "{past:?}"
+    );
+    ctx.submit(|d, cmd| {
+        // SAFETY: both buffers are alive and bound.
+        unsafe {
+            d.cmd_fill_buffer(cmd, head, 0, vk::WHOLE_SIZE, 0);
+            d.cmd_fill_buffer(cmd, tail, 0, vk::WHOLE_SIZE, 0);
+        }
+        common::TestContext::transfer_barrier(d, cmd);
+    });
+    assert_eq!(
+        allocator.check_corruption(u32::MAX).unwrap().checked_allocations,
+        1,
+        "GPU writes at both ends damage no margin"
+    );
+    // SAFETY: the GPU is done with them.
+    unsafe {
+        d.destroy_buffer(head, None);
+        d.destroy_buffer(tail, None);
+    }
+    drop((a, allocator));
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
