@@ -1044,3 +1044,47 @@ fn aliasing_binds_at_offsets_stay_inside_the_margins() {
     drop((a, allocator));
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
+
+/// Margins that push a request past a pool slot: a `SlotAllocator<256>` pool serves a
+/// 200-byte request with 36-byte margins (272 bytes held) without shrinking it (dedicated, or
+/// a clear error), and a request that fits with its margins keeps them. Renaming an
+/// allocation (or giving it user data) keeps its margins checked under the new name.
+#[test]
+fn slots_too_small_for_margins_and_renamed_allocations() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = allocator(&device, 36, true);
+    let pool = allocator
+        .create_pool::<SlotAllocator<256>>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(1),
+            block_size: 64 * KIB,
+            block_arenas: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut fits = pool
+        .allocate(reqs(1, 184, 4), AllocationType::Linear, &info("fits"), None)
+        .unwrap();
+    probe(&allocator, &mut fits, (184, 4, 1), true, "184 + 2 x 36 in a 256-byte slot");
+    match pool.allocate(reqs(1, 200, 4), AllocationType::Linear, &info("over"), None) {
+        Ok(mut a) => {
+            assert_eq!(a.size(), 200);
+            assert!(a.is_dedicated(), "272 bytes are no 256-byte slot's");
+            fill(&mut a, 2, 200);
+            verify(&a, 2, 200, "over");
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    fits.set_name(Some("renamed".into()));
+    fits.set_user_data(Some(std::sync::Arc::new(7u32)));
+    // SAFETY: the byte after `fits` is its back margin.
+    unsafe { poke(&fits, fits.offset() + 184, 0) };
+    let d = damaged(allocator.check_corruption(u32::MAX));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].name.as_deref(), Some("renamed"));
+    // SAFETY: as above, restored.
+    unsafe { poke(&fits, fits.offset() + 184, MARGIN_MAGIC.to_le_bytes()[0]) };
+    probe(&allocator, &mut fits, (184, 4, 3), false, "renamed");
+    drop((fits, pool, allocator));
+    sim.assert_nothing_allocated();
+}
