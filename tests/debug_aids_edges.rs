@@ -17,7 +17,11 @@ use support::{check_triples, fill, verify, GpuLayout, Sim, KIB, MIB};
 
 /// An allocator with margins of `margin` bytes, fill patterns as asked, 4 MiB blocks of one
 /// arena, and the debug builds' leak check (so that a leak fails the test).
-fn allocator(device: &std::sync::Arc<MemoryDevice>, margin: u64, fill: bool) -> StandardMemoryAllocator {
+fn allocator(
+    device: &std::sync::Arc<MemoryDevice>,
+    margin: u64,
+    fill: bool,
+) -> StandardMemoryAllocator {
     StandardMemoryAllocator::new(
         device.clone(),
         GenericMemoryAllocatorCreateInfo {
@@ -96,7 +100,10 @@ fn probe(
     }
     fill(a, seed, size);
     let check = || allocator.check_corruption(u32::MAX);
-    assert!(check().is_ok(), "{what}: writing the whole range damages no margin");
+    assert!(
+        check().is_ok(),
+        "{what}: writing the whole range damages no margin"
+    );
     let magic = MARGIN_MAGIC.to_le_bytes();
     let o = a.offset();
     // The front margin is a multiple of 4 bytes long: its last byte is the word's last; the
@@ -150,7 +157,12 @@ const SHAPES: [(u64, u64); 6] = [(1, 1), (3, 2), (100, 4), (333, 64), (1000, 256
 fn every_path(sim: &Sim, ty: u32, margin: u64) {
     let device = sim.memory_device();
     let allocator = allocator(&device, margin, true);
-    let what = |path: &str| format!("{} type {ty}, margin {margin}, {path}", sim.state.layout.name);
+    let what = |path: &str| {
+        format!(
+            "{} type {ty}, margin {margin}, {path}",
+            sim.state.layout.name
+        )
+    };
     let mut live: Vec<(MemoryAlloc, u64, u64, u64)> = Vec::new();
     let mut seed = 0;
     for (size, alignment) in SHAPES {
@@ -187,13 +199,23 @@ fn every_path(sim: &Sim, ty: u32, margin: u64) {
             made.push(("allocate_pages", page));
         }
         for (path, mut a) in made {
-            probe(&allocator, &mut a, (size, alignment, seed), true, &what(path));
+            probe(
+                &allocator,
+                &mut a,
+                (size, alignment, seed),
+                true,
+                &what(path),
+            );
             live.push((a, alignment, size, seed));
         }
     }
     assert_margins_apart(&live, margin, &what("all paths"));
     let triples: Vec<_> = live.iter().map(|(a, al, ..)| (a, *al)).collect();
-    check_triples(&triples, &sim.state, sim.state.layout.buffer_image_granularity);
+    check_triples(
+        &triples,
+        &sim.state,
+        sim.state.layout.buffer_image_granularity,
+    );
     for (a, _, size, seed) in &live {
         verify(a, *seed, *size, &what("after all probes"));
     }
@@ -215,7 +237,12 @@ fn pool_paths<S: Suballocator + Send + 'static>(sim: &Sim, ty: u32, margin: u64,
             ..Default::default()
         })
         .unwrap();
-    let what = |s: &str| format!("{} pool {name}, margin {margin}, {s}", sim.state.layout.name);
+    let what = |s: &str| {
+        format!(
+            "{} pool {name}, margin {margin}, {s}",
+            sim.state.layout.name
+        )
+    };
     let mut live: Vec<(MemoryAlloc, u64, u64, u64)> = Vec::new();
     for (i, (size, alignment)) in SHAPES.into_iter().enumerate() {
         let seed = 100 + i as u64;
@@ -227,7 +254,13 @@ fn pool_paths<S: Suballocator + Send + 'static>(sim: &Sim, ty: u32, margin: u64,
                 None,
             )
             .unwrap();
-        probe(&allocator, &mut a, (size, alignment, seed), true, &what("allocate"));
+        probe(
+            &allocator,
+            &mut a,
+            (size, alignment, seed),
+            true,
+            &what("allocate"),
+        );
         let d = {
             // SAFETY: the byte before `a` is its front margin.
             unsafe { poke(&a, a.offset() - 1, 0x5A) };
@@ -289,12 +322,28 @@ fn huge_margins_never_shrink_a_request() {
         .unwrap();
     // 256 KiB + 512 KiB + 256 KiB: exactly one block.
     let mut exact = pool
-        .allocate(reqs(1, 512 * KIB, 1), AllocationType::Linear, &info("exact"), None)
+        .allocate(
+            reqs(1, 512 * KIB, 1),
+            AllocationType::Linear,
+            &info("exact"),
+            None,
+        )
         .unwrap();
-    probe(&allocator, &mut exact, (512 * KIB, 1, 7), true, "exactly one block");
+    probe(
+        &allocator,
+        &mut exact,
+        (512 * KIB, 1, 7),
+        true,
+        "exactly one block",
+    );
     assert_eq!(exact.offset(), margin);
     for size in [512 * KIB + 1, MIB - 4, MIB] {
-        match pool.allocate(reqs(1, size, 1), AllocationType::Linear, &info("over"), None) {
+        match pool.allocate(
+            reqs(1, size, 1),
+            AllocationType::Linear,
+            &info("over"),
+            None,
+        ) {
             Ok(mut a) => {
                 assert_eq!(a.size(), size, "never shrunk");
                 assert!(a.is_dedicated(), "{size} bytes and margins are no block's");
@@ -320,7 +369,12 @@ fn huge_margins_never_shrink_a_request() {
     }
     // The largest margin with the largest alignment: front margin of the alignment.
     let mut a = allocator
-        .allocate(reqs(1, 4, 64 * KIB), AllocationType::Linear, &info("aligned"), None)
+        .allocate(
+            reqs(1, 4, 64 * KIB),
+            AllocationType::Linear,
+            &info("aligned"),
+            None,
+        )
         .unwrap();
     probe(&allocator, &mut a, (4, 64 * KIB, 10), true, "aligned");
     drop((a, exact, pool, allocator));
@@ -362,7 +416,12 @@ fn defragmentation_with_margins_and_fills_touches_no_live_byte() {
             i += 1;
             let size = 60 * KIB + i * 52;
             let mut a = pool
-                .allocate(reqs(1, size, 256), AllocationType::Linear, &info("moving"), None)
+                .allocate(
+                    reqs(1, size, 256),
+                    AllocationType::Linear,
+                    &info("moving"),
+                    None,
+                )
                 .unwrap();
             fill(&mut a, i, size);
             live.push((a, i, size));
@@ -377,15 +436,16 @@ fn defragmentation_with_margins_and_fills_touches_no_live_byte() {
             ..Default::default()
         });
         for (a, ..) in &mut live {
-            defrag
-                .add(a, DeviceAlignment::new(256).unwrap())
-                .unwrap();
+            defrag.add(a, DeviceAlignment::new(256).unwrap()).unwrap();
         }
         let mut moves = 0;
         let mut skipped = false;
         while let Some(mut pass) = defrag.next_pass() {
             let open = support::defrag::open(&pass);
-            assert!(pool.check_corruption().is_ok(), "destinations' margins hold");
+            assert!(
+                pool.check_corruption().is_ok(),
+                "destinations' margins hold"
+            );
             for index in open {
                 let m = pass.get(index).unwrap();
                 let (memory, offset) = (m.source_memory(), m.source_offset());
@@ -398,7 +458,13 @@ fn defragmentation_with_margins_and_fills_touches_no_live_byte() {
                 assert_eq!(d.len(), 1);
                 assert_eq!(d[0].allocation_offset, dst.offset());
                 // SAFETY: as above, restored.
-                unsafe { poke(dst, dst.offset() + dst.size(), MARGIN_MAGIC.to_le_bytes()[0]) };
+                unsafe {
+                    poke(
+                        dst,
+                        dst.offset() + dst.size(),
+                        MARGIN_MAGIC.to_le_bytes()[0],
+                    )
+                };
                 let j = live
                     .iter()
                     .position(|(a, ..)| a.memory() == memory && a.offset() == offset)
@@ -407,8 +473,7 @@ fn defragmentation_with_margins_and_fills_touches_no_live_byte() {
                     skipped = true;
                     pass.skip(index).unwrap();
                 } else {
-                    support::defrag::copy_and_complete(&mut pass, index, &mut live[j].0)
-                        .unwrap();
+                    support::defrag::copy_and_complete(&mut pass, index, &mut live[j].0).unwrap();
                     moves += 1;
                 }
                 for (a, seed, size) in &live {
@@ -495,7 +560,10 @@ fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-fn leak_checked(device: &std::sync::Arc<MemoryDevice>, leak_check: LeakCheck) -> StandardMemoryAllocator {
+fn leak_checked(
+    device: &std::sync::Arc<MemoryDevice>,
+    leak_check: LeakCheck,
+) -> StandardMemoryAllocator {
     StandardMemoryAllocator::new(
         device.clone(),
         GenericMemoryAllocatorCreateInfo {
@@ -521,7 +589,12 @@ fn leak_check_in_every_mode_and_during_unwinding() {
     common::log_capture::install();
     let sim = Sim::new(GpuLayout::nvidia_discrete());
     let device = sim.memory_device();
-    for mode in [LeakCheck::Off, LeakCheck::Log, LeakCheck::Print, LeakCheck::Panic] {
+    for mode in [
+        LeakCheck::Off,
+        LeakCheck::Log,
+        LeakCheck::Print,
+        LeakCheck::Panic,
+    ] {
         for in_pool in [false, true] {
             let name = format!("leak {mode:?} pool {in_pool}");
             // Dropped plainly.
@@ -542,7 +615,11 @@ fn leak_check_in_every_mode_and_during_unwinding() {
             match mode {
                 LeakCheck::Panic => {
                     let e = result.expect_err("Panic panics");
-                    assert!(panic_text(&*e).contains("leaked allocation"), "{}", panic_text(&*e));
+                    assert!(
+                        panic_text(&*e).contains("leaked allocation"),
+                        "{}",
+                        panic_text(&*e)
+                    );
                 }
                 _ => assert!(result.is_ok(), "{mode:?} never panics"),
             }
@@ -593,7 +670,12 @@ fn defragmentation_dropped_with_open_passes_leaks_nothing() {
         let mut live: Vec<MemoryAlloc> = (0..12)
             .map(|i| {
                 let mut a = pool
-                    .allocate(reqs(1, 200 * KIB, 256), AllocationType::Linear, &info("o"), None)
+                    .allocate(
+                        reqs(1, 200 * KIB, 256),
+                        AllocationType::Linear,
+                        &info("o"),
+                        None,
+                    )
                     .unwrap();
                 fill(&mut a, i, 200 * KIB);
                 a
@@ -654,8 +736,7 @@ fn gpu_writes_fill_buffers_without_damage_and_a_device_overrun_is_found() {
     for (i, size) in [4u64, 100, 1028, 65540, 4096].into_iter().enumerate() {
         // SAFETY: a valid buffer create info.
         let (buffer, alloc) =
-            unsafe { allocator.create_buffer(&common::buffer_info(size, usage), &upload) }
-                .unwrap();
+            unsafe { allocator.create_buffer(&common::buffer_info(size, usage), &upload) }.unwrap();
         assert_eq!(alloc.size(), size);
         buffers.push((buffer, alloc, size, 0x0101_0101u32 * (i as u32 + 1)));
         let tiling = if i % 2 == 0 {
@@ -698,7 +779,10 @@ fn gpu_writes_fill_buffers_without_damage_and_a_device_overrun_is_found() {
     // SAFETY: `spy` is alive.
     let requirements = unsafe { d.get_buffer_memory_requirements(spy) };
     let at = (victim.offset() + victim.size()).next_multiple_of(requirements.alignment);
-    assert!(at + 4 <= victim.offset() + victim.size() + margin, "inside the back margin");
+    assert!(
+        at + 4 <= victim.offset() + victim.size() + margin,
+        "inside the back margin"
+    );
     assert!(requirements.memory_type_bits & (1 << victim.memory_type_index()) != 0);
     // SAFETY: `at` is aligned as required and the 4 bytes lie in the victim's block (in its
     // back margin): aliasing memory is valid.
@@ -748,7 +832,13 @@ fn alignments_too_large_for_margins_never_lose_them_silently() {
             Ok(mut a) => {
                 assert_eq!(a.offset() % alignment, 0);
                 if !a.is_dedicated() {
-                    probe(&allocator, &mut a, (100, alignment, 5), false, &format!("2^{shift}"));
+                    probe(
+                        &allocator,
+                        &mut a,
+                        (100, alignment, 5),
+                        false,
+                        &format!("2^{shift}"),
+                    );
                 }
             }
             Err(e) => assert!(shift > 32, "2^{shift}: {e}"),
@@ -756,14 +846,24 @@ fn alignments_too_large_for_margins_never_lose_them_silently() {
         if shift == 62 {
             // 16 + 100 + 16 bytes aligned to 2^62 pad past the largest layout.
             let e = allocator
-                .allocate(reqs(1, 100, alignment), AllocationType::Linear, &info("x"), None)
+                .allocate(
+                    reqs(1, 100, alignment),
+                    AllocationType::Linear,
+                    &info("x"),
+                    None,
+                )
                 .unwrap_err();
             assert!(matches!(e, AllocationError::Layout(_)), "{e}");
             assert!(e.to_string().contains("exceeds the largest layout"), "{e}");
             // Without margins the same request is served, in a block.
             let plain = StandardMemoryAllocator::new_default(device.clone());
             let a = plain
-                .allocate(reqs(1, 100, alignment), AllocationType::Linear, &info("x"), None)
+                .allocate(
+                    reqs(1, 100, alignment),
+                    AllocationType::Linear,
+                    &info("x"),
+                    None,
+                )
                 .unwrap();
             drop((a, plain));
         }
@@ -819,13 +919,23 @@ fn damage_at_free_is_logged_and_leaves_a_clean_place() {
         for round in 0..2 {
             let name = format!("{} victim {device_write} {round}", sim.state.layout.name);
             let mut before = allocator
-                .allocate(reqs(1, 300, 4), AllocationType::Linear, &info("before"), None)
+                .allocate(
+                    reqs(1, 300, 4),
+                    AllocationType::Linear,
+                    &info("before"),
+                    None,
+                )
                 .unwrap();
             let mut victim = allocator
                 .allocate(reqs(1, 200, 4), AllocationType::Linear, &info(&name), None)
                 .unwrap();
             let mut after = allocator
-                .allocate(reqs(1, 300, 4), AllocationType::Linear, &info("after"), None)
+                .allocate(
+                    reqs(1, 300, 4),
+                    AllocationType::Linear,
+                    &info("after"),
+                    None,
+                )
                 .unwrap();
             fill(&mut before, 1, 300);
             fill(&mut victim, 2, 200);
@@ -853,13 +963,27 @@ fn damage_at_free_is_logged_and_leaves_a_clean_place() {
                 (log::Level::Error, corruption::LOG_TARGET)
             );
             assert!(logged[0].2.contains(&format!("offset {at}")), "{logged:?}");
-            assert!(allocator.check_corruption(u32::MAX).is_ok(), "nothing stays");
+            assert!(
+                allocator.check_corruption(u32::MAX).is_ok(),
+                "nothing stays"
+            );
             verify(&before, 1, 300, "before");
             verify(&after, 3, 300, "after");
             let mut again = allocator
-                .allocate(reqs(1, 200, 4), AllocationType::Linear, &info("again"), None)
+                .allocate(
+                    reqs(1, 200, 4),
+                    AllocationType::Linear,
+                    &info("again"),
+                    None,
+                )
                 .unwrap();
-            probe(&allocator, &mut again, (200, 4, 4), true, "in the damaged place");
+            probe(
+                &allocator,
+                &mut again,
+                (200, 4, 4),
+                true,
+                "in the damaged place",
+            );
             drop(again);
             verify(&before, 1, 300, "before, after the place was freed again");
             verify(&after, 3, 300, "after, after the place was freed again");
@@ -880,14 +1004,26 @@ fn a_pool_dropped_with_a_leak_keeps_its_margins_checked() {
     let allocator = allocator(&device, 16, true);
     let pool = defrag_pool(&allocator, "dropped");
     let mut a = pool
-        .allocate(reqs(1, 500, 16), AllocationType::Linear, &info("orphan"), None)
+        .allocate(
+            reqs(1, 500, 16),
+            AllocationType::Linear,
+            &info("orphan"),
+            None,
+        )
         .unwrap();
     fill(&mut a, 6, 500);
     let e = catch_unwind(AssertUnwindSafe(|| drop(pool))).expect_err("the pool's leak check");
-    assert!(panic_text(&*e).contains("MemoryPool"), "{}", panic_text(&*e));
+    assert!(
+        panic_text(&*e).contains("MemoryPool"),
+        "{}",
+        panic_text(&*e)
+    );
     assert_eq!(allocator.statistics().total.allocation_count, 1);
     assert_eq!(
-        allocator.check_corruption(u32::MAX).unwrap().checked_allocations,
+        allocator
+            .check_corruption(u32::MAX)
+            .unwrap()
+            .checked_allocations,
         1
     );
     probe(&allocator, &mut a, (500, 16, 7), false, "orphan");
@@ -921,17 +1057,26 @@ fn failed_allocations_fill_only_their_own_bytes() {
     let mut neighbours = Vec::new();
     for (i, size) in [100u64, 4096, 333, 64 * KIB].into_iter().enumerate() {
         let mut a = allocator
-            .allocate(r(size, 64), AllocationType::Linear, &info("neighbour"), None)
+            .allocate(
+                r(size, 64),
+                AllocationType::Linear,
+                &info("neighbour"),
+                None,
+            )
             .unwrap();
         fill(&mut a, i as u64, size);
         neighbours.push((a, i as u64, size));
     }
     let usage = vk::BufferUsageFlags::TRANSFER_DST;
-    for fault in [vk::Result::ERROR_OUT_OF_DEVICE_MEMORY, vk::Result::ERROR_OUT_OF_HOST_MEMORY] {
+    for fault in [
+        vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+    ] {
         common::failing_bind::fail_next(fault);
         // SAFETY: a valid buffer create info.
-        let e = unsafe { allocator.create_buffer(&common::buffer_info(1000, usage), &info("failed")) }
-            .unwrap_err();
+        let e =
+            unsafe { allocator.create_buffer(&common::buffer_info(1000, usage), &info("failed")) }
+                .unwrap_err();
         assert!(!common::failing_bind::pending(), "{e}");
         for (a, seed, size) in &neighbours {
             verify(a, *seed, *size, "after a failed bind");
@@ -953,7 +1098,12 @@ fn failed_allocations_fill_only_their_own_bytes() {
         })
         .unwrap();
     let mut pooled = pool
-        .allocate(r(100 * KIB, 256), AllocationType::Linear, &info("pooled"), None)
+        .allocate(
+            r(100 * KIB, 256),
+            AllocationType::Linear,
+            &info("pooled"),
+            None,
+        )
         .unwrap();
     fill(&mut pooled, 9, 100 * KIB);
     let e = pool
@@ -1032,7 +1182,10 @@ fn aliasing_binds_at_offsets_stay_inside_the_margins() {
         common::TestContext::transfer_barrier(d, cmd);
     });
     assert_eq!(
-        allocator.check_corruption(u32::MAX).unwrap().checked_allocations,
+        allocator
+            .check_corruption(u32::MAX)
+            .unwrap()
+            .checked_allocations,
         1,
         "GPU writes at both ends damage no margin"
     );
@@ -1065,7 +1218,13 @@ fn slots_too_small_for_margins_and_renamed_allocations() {
     let mut fits = pool
         .allocate(reqs(1, 184, 4), AllocationType::Linear, &info("fits"), None)
         .unwrap();
-    probe(&allocator, &mut fits, (184, 4, 1), true, "184 + 2 x 36 in a 256-byte slot");
+    probe(
+        &allocator,
+        &mut fits,
+        (184, 4, 1),
+        true,
+        "184 + 2 x 36 in a 256-byte slot",
+    );
     match pool.allocate(reqs(1, 200, 4), AllocationType::Linear, &info("over"), None) {
         Ok(mut a) => {
             assert_eq!(a.size(), 200);
