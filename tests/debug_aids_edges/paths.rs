@@ -231,9 +231,10 @@ fn huge_margins_never_shrink_a_request() {
     sim.assert_nothing_allocated();
 }
 
-/// Alignments so large that the margins cannot be laid out around the request: the
-/// allocation is never made in a block without its margins (where damage around it would go
-/// unseen); it is dedicated (no margins, as documented) or refused with an error.
+/// Alignments so large that the margins cannot be laid out around the request in any block
+/// (or at all: 2^62 overflows the largest layout): the allocation is never made in a block
+/// without its margins (where damage around it would go unseen); it is dedicated (no
+/// margins, as documented), as a request larger than a block is, whatever the alignment.
 #[test]
 fn alignments_too_large_for_margins_never_lose_them_silently() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());
@@ -241,53 +242,100 @@ fn alignments_too_large_for_margins_never_lose_them_silently() {
     let allocator = allocator(&device, 16, false);
     for shift in [20u32, 32, 48, 61, 62] {
         let alignment = 1u64 << shift;
-        let result = allocator.allocate(
-            reqs(1, 100, alignment),
-            AllocationType::Linear,
-            &info("aligned far"),
-            None,
-        );
-        match result {
-            Ok(mut a) => {
-                assert_eq!(a.offset() % alignment, 0);
-                if !a.is_dedicated() {
-                    probe(
-                        &allocator,
-                        &mut a,
-                        (100, alignment, 5),
-                        false,
-                        &format!("2^{shift}"),
-                    );
-                }
-            }
-            Err(e) => assert!(shift > 32, "2^{shift}: {e}"),
-        }
-        if shift == 62 {
-            // 16 + 100 + 16 bytes aligned to 2^62 pad past the largest layout.
-            let e = allocator
-                .allocate(
-                    reqs(1, 100, alignment),
-                    AllocationType::Linear,
-                    &info("x"),
-                    None,
-                )
-                .unwrap_err();
-            assert!(matches!(e, AllocationError::Layout(_)), "{e}");
-            assert!(e.to_string().contains("exceeds the largest layout"), "{e}");
-            // Without margins the same request is served, in a block.
-            let plain = StandardMemoryAllocator::new_default(device.clone());
-            let a = plain
-                .allocate(
-                    reqs(1, 100, alignment),
-                    AllocationType::Linear,
-                    &info("x"),
-                    None,
-                )
-                .unwrap();
-            drop((a, plain));
+        let mut a = allocator
+            .allocate(
+                reqs(1, 100, alignment),
+                AllocationType::Linear,
+                &info("aligned far"),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("2^{shift}: {e}"));
+        assert_eq!(a.offset() % alignment, 0);
+        assert_eq!(a.size(), 100);
+        if a.is_dedicated() {
+            assert!(shift > 20, "2^{shift} fits a block with its margins");
+            fill(&mut a, 5, 100);
+            verify(&a, 5, 100, "dedicated");
+        } else {
+            probe(
+                &allocator,
+                &mut a,
+                (100, alignment, 5),
+                false,
+                &format!("2^{shift}"),
+            );
         }
     }
     drop(allocator);
+    sim.assert_nothing_allocated();
+}
+
+/// A request that fits its heap but not with its margins (the AMD layout's 256 MiB BAR heap,
+/// 1 MiB margins): served as a dedicated allocation of exactly its size, as a request larger
+/// than a block is, not refused as larger than the heap; refused with `BlockSizeExceeded`
+/// (naming the size with margins) where a request larger than a block is refused
+/// (`NeverAllocate`, a custom pool without a dedicated preference); a request larger than
+/// the heap itself is still refused as such.
+#[test]
+fn margins_that_exceed_the_heap_leave_a_request_that_fits_it_served() {
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = allocator(&device, MAX_DEBUG_MARGIN, false);
+    let bar = 2;
+    let size = 256 * MIB - 64 * KIB;
+    let layout = DeviceLayout::from_size_alignment(size, 256).unwrap();
+    let mut a = allocator
+        .allocate_from_type(bar, layout, AllocationType::Linear, &info("bar"))
+        .unwrap();
+    assert!(a.is_dedicated());
+    assert_eq!((a.size(), a.memory_type_index()), (size, bar));
+    a.write(size - 4, &[1, 2, 3, 4]).unwrap();
+    drop(a);
+    let never = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::NeverAllocate,
+        ..info("never")
+    };
+    let e = allocator
+        .allocate_from_type(bar, layout, AllocationType::Linear, &never)
+        .unwrap_err();
+    assert!(
+        matches!(e, AllocationError::BlockSizeExceeded { size: s, .. } if s >= size + 2 * MIB),
+        "{e}"
+    );
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(bar),
+            block_size: 64 * MIB,
+            ..Default::default()
+        })
+        .unwrap();
+    let r = reqs(bar, size, 256);
+    let e = pool
+        .allocate(r, AllocationType::Linear, &info("pooled"), None)
+        .unwrap_err();
+    assert!(
+        matches!(e, AllocationError::BlockSizeExceeded { .. }),
+        "{e}"
+    );
+    let always = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..info("always")
+    };
+    let a = pool
+        .allocate(r, AllocationType::Linear, &always, None)
+        .unwrap();
+    assert!(a.is_dedicated() && a.size() == size);
+    drop(a);
+    let e = allocator
+        .allocate_from_type(
+            bar,
+            DeviceLayout::from_size_alignment(256 * MIB + 4, 4).unwrap(),
+            AllocationType::Linear,
+            &info("too large"),
+        )
+        .unwrap_err();
+    assert!(matches!(e, AllocationError::SizeExceedsHeap { .. }), "{e}");
+    drop((pool, allocator));
     sim.assert_nothing_allocated();
 }
 
