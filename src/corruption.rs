@@ -24,7 +24,13 @@
 //!   every damaged margin, and says which memory types it skipped because they are not
 //!   host-visible (their margins are laid out but cannot be read).
 //!
-//! Dedicated allocations have no margins: they are memory objects of their own.
+//! Dedicated allocations have no margins: they are memory objects of their own. So a request
+//! that fits its heap but not with its margins (a size close to the heap's, or an alignment so
+//! large that the front margin alone is more than the heap) is served as a dedicated
+//! allocation where a request larger than a block would be, and refused with
+//! [`BlockSizeExceeded`](crate::AllocationError::BlockSizeExceeded) where that would be
+//! (`NeverAllocate`, a custom pool without a dedicated preference); it is never placed in a
+//! block without its margins.
 //!
 //! A margin is published for checks (put in its block's record of allocations) only once it
 //! holds its pattern, so a check on another thread never reads a margin that is still being

@@ -26,6 +26,7 @@ use super::placement::{
 };
 use super::request::AllocationCreateInfo;
 use super::AllocationError;
+use super::MemoryAllocatePreference;
 use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
 use crate::corruption::{self, Guard};
 use crate::device::MemoryDevice;
@@ -107,12 +108,28 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         strategy: AllocationStrategy,
         create_info: &AllocationCreateInfo,
     ) -> Result<Prepared, AllocationError> {
-        let (block_request, guard) = guarded(request, self.margin);
-        let plan = match self.placing {
-            Placing::Policy(objects) => placement::plan(&block_request, &self.facts, objects),
-            Placing::Pool => placement::plan_in_pool(&block_request, &self.facts),
-        }
-        .map_err(|e| self.placement_error(e, request.layout.size(), &block_request))?;
+        let (plan, guard) = match guarded(request, self.margin) {
+            Some((block_request, guard))
+                if block_request.layout.size() <= self.facts.heap_size
+                    || request.layout.size() > self.facts.heap_size =>
+            {
+                let plan = match self.placing {
+                    Placing::Policy(objects) => {
+                        placement::plan(&block_request, &self.facts, objects)
+                    }
+                    Placing::Pool => placement::plan_in_pool(&block_request, &self.facts),
+                }
+                .map_err(|e| self.placement_error(e, request.layout.size(), &block_request))?;
+                (plan, guard)
+            }
+            // The margins, not the request, are more than the heap holds (or than the largest
+            // layout): no block holds the request with them, so only a dedicated allocation,
+            // which has none, serves it, as for any request larger than a block.
+            margins_too_large => (
+                self.dedicated_only(request, margins_too_large.map(|(r, _)| r))?,
+                None,
+            ),
+        };
         let fit = fit_of(
             &plan,
             &self.facts,
@@ -152,6 +169,39 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
             return Ok(alloc);
         }
         self.rest(&p, request, allocation_type, create_info, dedicated)
+    }
+
+    /// The plan of a request whose margins no block of this vector's heap can hold
+    /// (`block_request`, `None` when its layout overflows), though the request itself fits the
+    /// heap: a dedicated allocation where the placement rule allows one for a request larger
+    /// than a block, [`BlockSizeExceeded`](AllocationError::BlockSizeExceeded) otherwise.
+    fn dedicated_only(
+        &self,
+        request: &Request,
+        block_request: Option<Request>,
+    ) -> Result<Plan, AllocationError> {
+        let allowed = match (self.placing, request.preference) {
+            (_, MemoryAllocatePreference::NeverAllocate) => false,
+            (Placing::Policy(_), _) => true,
+            (Placing::Pool, preference) => {
+                request.requires_dedicated || preference == MemoryAllocatePreference::AlwaysAllocate
+            }
+        };
+        if !allowed {
+            return Err(AllocationError::BlockSizeExceeded {
+                size: block_request
+                    .and_then(|r| self.facts.block_layout(r.layout))
+                    .map_or(DeviceSize::MAX, |l| l.size()),
+                block_size: self.facts.block_size,
+            });
+        }
+        Ok(Plan::Dedicated {
+            layout: self
+                .facts
+                .block_layout(request.layout)
+                .unwrap_or(request.layout),
+            blocks_fallback: false,
+        })
     }
 
     /// The error of a request of `size` bytes the placement refused; `block_request` is the
@@ -340,21 +390,23 @@ pub(crate) fn fit_of(
 /// The request as blocks see it with debug margins of `margin` bytes (see
 /// [`crate::corruption`]), and where the allocation lies in that: its front margin and its
 /// own size. Without margins (0), the request itself.
+///
+/// `None` when the margins cannot be laid out (front margin, size and back margin, padded to
+/// the alignment, past [`DeviceLayout::MAX_SIZE`]): no block can hold the request with them,
+/// and it must never be placed in one without them (damage around it would go unseen).
 #[inline]
 pub(crate) fn guarded(
     request: &Request,
     margin: DeviceSize,
-) -> (Request, Option<(DeviceSize, DeviceSize)>) {
+) -> Option<(Request, Option<(DeviceSize, DeviceSize)>)> {
     if margin == 0 {
-        return (*request, None);
+        return Some((*request, None));
     }
-    match corruption::guarded_layout(request.layout, margin) {
-        Some((layout, front)) => (
-            Request { layout, ..*request },
-            Some((front, request.layout.size())),
-        ),
-        None => (*request, None),
-    }
+    let (layout, front) = corruption::guarded_layout(request.layout, margin)?;
+    Some((
+        Request { layout, ..*request },
+        Some((front, request.layout.size())),
+    ))
 }
 
 /// Suballocates `fit` in an existing block of `blocks`, or `None`: the fast path.

@@ -395,7 +395,7 @@ fn make_destination<S: Suballocator + Send + 'static>(
         prefers_dedicated: false,
         requires_dedicated: false,
     };
-    let (request, guard) = execute::guarded(&request, target.margin);
+    let (request, guard) = execute::guarded(&request, target.margin)?;
     let layout = target.facts.block_layout(request.layout)?;
     let fit = super::super::block_vec::Fit {
         layout,
