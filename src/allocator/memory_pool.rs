@@ -210,13 +210,17 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         if blocks.is_empty() && self.dedicated.is_empty() {
             return;
         }
-        allocator.add_left(Arc::new(Left {
-            device: self.device.clone(),
-            memory_type_index: self.memory_type_index,
-            blocks,
-            dedicated: self.dedicated.clone(),
-            pool: self.name.clone(),
-        }));
+        // The allocator stops seeing the pool as it starts seeing what the pool left.
+        allocator.replace_pool(
+            &self.observer.own_weak(),
+            Arc::new(Left {
+                device: self.device.clone(),
+                memory_type_index: self.memory_type_index,
+                blocks,
+                dedicated: self.dedicated.clone(),
+                pool: self.name.clone(),
+            }),
+        );
     }
 }
 

@@ -69,8 +69,9 @@ fn heap_of(device: &MemoryDevice, memory_type_index: u32) -> u32 {
 /// A block as the observer reads it: one of a vector, or one a dropped pool left behind.
 trait BlockRead {
     fn memory(&self) -> &MemoryObject;
-    fn allocation_count(&self) -> usize;
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo));
+    /// Calls `f` for every range and returns the live allocations, counted under the locks
+    /// the ranges were read under (two separate reads disagree while other threads allocate).
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize;
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R;
 }
 
@@ -78,10 +79,7 @@ impl<S: Suballocator + Send + 'static> BlockRead for Block<S, MemoryObject> {
     fn memory(&self) -> &MemoryObject {
         Block::memory(self)
     }
-    fn allocation_count(&self) -> usize {
-        Block::allocation_count(self)
-    }
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize {
         self.for_each_range(f)
     }
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
@@ -95,10 +93,7 @@ impl<S: Suballocator + Send + 'static> BlockRead
     fn memory(&self) -> &MemoryObject {
         Self::memory(self)
     }
-    fn allocation_count(&self) -> usize {
-        Self::allocation_count(self)
-    }
-    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) {
+    fn ranges(&self, f: &mut dyn FnMut(RangeInfo)) -> usize {
         self.for_each_range(f)
     }
     fn metas<R>(&self, f: impl FnOnce(&MetaMap) -> R) -> R {
@@ -117,6 +112,8 @@ struct Place<'a> {
 impl Place<'_> {
     fn snapshot(&self, b: &impl BlockRead) -> BlockSnapshot {
         let memory = b.memory();
+        let mut live = 0;
+        let ranges = b.metas(|metas| BlockSnapshot::ranges_from(|f| live = b.ranges(f), metas));
         BlockSnapshot {
             memory_type_index: self.memory_type_index,
             heap_index: heap_of(self.device, self.memory_type_index),
@@ -124,13 +121,16 @@ impl Place<'_> {
             size: memory.size(),
             dedicated: false,
             pool: self.pool.map(|p| p.get()),
-            allocation_count: b.allocation_count() as u64,
-            ranges: b.metas(|metas| BlockSnapshot::ranges_from(|f| b.ranges(f), metas)),
+            allocation_count: live as u64,
+            ranges,
         }
     }
 
     fn statistics(&self, b: &impl BlockRead) -> BlockStatistics {
         let memory = b.memory();
+        let mut live = 0;
+        let mut statistics = Statistics::of_block(memory.size(), 0, |f| live = b.ranges(f));
+        statistics.allocation_count = live as u64;
         BlockStatistics {
             memory_type_index: self.memory_type_index,
             heap_index: heap_of(self.device, self.memory_type_index),
@@ -138,7 +138,7 @@ impl Place<'_> {
             size: memory.size(),
             dedicated: false,
             pool: self.pool.map(|p| p.get()),
-            statistics: Statistics::of_block(memory.size(), b.allocation_count(), |f| b.ranges(f)),
+            statistics,
         }
     }
 
@@ -350,19 +350,35 @@ impl Observer {
         pools.push(pool);
     }
 
-    /// Adds what a dropped custom pool left behind (see [`Left`]).
-    pub(crate) fn add_left(&self, left: Arc<dyn Observe>) {
+    /// Replaces a dropped custom pool (`pool`, the weak handle it was added with) by what it
+    /// left behind (see [`Left`]), in one step under both lists' locks: a walk sees either
+    /// the pool or what it left, never both (the pool's handle still upgrades until its
+    /// fields are dropped, and counting its blocks twice would be a torn book).
+    pub(crate) fn replace_pool(&self, pool: &Weak<dyn Observe>, left: Arc<dyn Observe>) {
+        // Lock order: `pools`, then `left` (as in `live_pools`).
+        let mut pools = self.pools.lock();
         let mut all = self.left.lock();
+        pools.retain(|p| p.strong_count() > 0 && !Weak::ptr_eq(p, pool));
         all.retain(|l| !l.is_gone());
         all.push(left);
     }
 
-    /// The live custom pools, then what dropped ones left behind.
+    /// The weak handle of the memory this observer looks at, as a parent's
+    /// [`add_pool`](Self::add_pool) took it.
+    pub(crate) fn own_weak(&self) -> Weak<dyn Observe> {
+        Arc::downgrade(&self.own)
+    }
+
+    /// The live custom pools, then what dropped ones left behind, both lists read under
+    /// their locks at once (see [`replace_pool`](Self::replace_pool)).
     fn live_pools(&self) -> Vec<Arc<dyn Observe>> {
-        let mut out: Vec<_> = self.pools.lock().iter().filter_map(Weak::upgrade).collect();
+        let pools = self.pools.lock();
+        let mut out: Vec<_> = pools.iter().filter_map(Weak::upgrade).collect();
         let mut left = self.left.lock();
         left.retain(|l| !l.is_gone());
         out.extend(left.iter().cloned());
+        drop(left);
+        drop(pools);
         out
     }
 

@@ -313,11 +313,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
 
     /// Calls `f` for every range of the arena in offset order (offsets in the block), under
     /// its lock; the bytes past the suballocator's last range are reported free (see
-    /// [`Block::for_each_range`]).
-    pub(super) fn for_each_range(&self, f: &mut impl FnMut(RangeInfo)) {
+    /// [`Block::for_each_range`]). Returns the arena's count of live allocations, read under
+    /// the same lock (so it matches the ranges even while other threads allocate).
+    pub(super) fn for_each_range(&self, f: &mut impl FnMut(RangeInfo)) -> usize {
         let arena = self;
         let mut last: Option<RangeInfo> = None;
-        arena.suballocator.lock().sub.for_each_range(&mut |r| {
+        let guard = arena.suballocator.lock();
+        let live = guard.live;
+        guard.sub.for_each_range(&mut |r| {
             let r = RangeInfo {
                 offset: r.offset + arena.base,
                 ..r
@@ -326,6 +329,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
                 f(previous);
             }
         });
+        drop(guard);
         let arena_end = arena.base + arena.size;
         let covered = last.map_or(arena.base, |r| r.offset + r.size);
         let tail = RangeInfo {
@@ -347,6 +351,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             None if tail.size > 0 => f(tail),
             None => {}
         }
+        live
     }
 
     /// Where the arena starts in the block, and its size.
@@ -507,10 +512,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// covers whole slots only, see its `region_size`): the bytes past its last range are
     /// still the block's memory, unused, so they are reported free, joined to the arena's last
     /// range when that one is free too.
-    pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
-        for arena in self.arenas.iter() {
-            arena.for_each_range(&mut f);
-        }
+    ///
+    /// Returns the number of live allocations, each arena's read under the lock its ranges
+    /// were read under: with other threads allocating and freeing, it matches the ranges
+    /// reported, where a separate [`allocation_count`](Self::allocation_count) may not.
+    pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) -> usize {
+        self.arenas
+            .iter()
+            .map(|arena| arena.for_each_range(&mut f))
+            .sum()
     }
 
     /// Runs `f` with the metadata of the allocations that have some, by offset in the block.

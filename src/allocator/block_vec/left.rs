@@ -79,21 +79,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftView<S, M> {
         self.shared.memory()
     }
 
-    /// The live allocations in the block.
-    pub(crate) fn allocation_count(&self) -> usize {
-        self.arenas
-            .iter()
-            .filter_map(|p| p.arena.as_ref())
-            .map(|a| a.live())
-            .sum()
-    }
-
     /// Calls `f` for every range in offset order, as [`Block::for_each_range`] does; an
-    /// arena that is gone is one free range.
-    pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) {
+    /// arena that is gone is one free range. Returns the live allocations, counted under the
+    /// locks the ranges were read under.
+    pub(crate) fn for_each_range(&self, mut f: impl FnMut(RangeInfo)) -> usize {
+        let mut live = 0;
         for p in &self.arenas {
             match &p.arena {
-                Some(a) => a.for_each_range(&mut f),
+                Some(a) => live += a.for_each_range(&mut f),
                 None => f(RangeInfo {
                     offset: p.base,
                     size: p.size,
@@ -101,6 +94,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> LeftView<S, M> {
                 }),
             }
         }
+        live
     }
 
     /// Runs `f` with the metadata records of the block's allocations.
