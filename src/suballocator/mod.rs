@@ -45,6 +45,8 @@
 
 pub mod buddy;
 pub mod bump;
+#[cfg(test)]
+mod differential_tests;
 pub mod free_list;
 pub mod pool;
 pub mod ring;
