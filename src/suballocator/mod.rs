@@ -45,6 +45,8 @@
 
 pub mod buddy;
 pub mod bump;
+#[cfg(test)]
+mod differential_tests;
 pub mod free_list;
 pub mod pool;
 pub mod ring;
@@ -170,7 +172,11 @@ pub struct RangeInfo {
 /// - the returned range lies inside the region and overlaps no other live range;
 /// - its offset is a multiple of the requested alignment;
 /// - no live range of a [conflicting](AllocationType::conflicts_with) type shares a
-///   `buffer_image_granularity` page with it, before or after it;
+///   `buffer_image_granularity` page with it, before or after it, provided every call since
+///   the region was last empty passed the same granularity (a device's is a constant: the
+///   free list, bump and ring allocators check only a candidate's neighbours and rely on it;
+///   after `A` and `B` were placed at a granularity of 1, a request at 64 can land on `A`'s
+///   page next to `B`; the slot allocator refuses such a change instead);
 /// - [`free_size`](Self::free_size) drops by exactly the bytes the allocation holds (its size
 ///   plus the padding the implementation documents), and rises by the same amount when it is
 ///   freed.

@@ -157,6 +157,17 @@ fn order_for_size(size: DeviceSize) -> u32 {
 }
 
 impl BuddyAllocator {
+    /// The order of the block a request takes: it covers the size, the alignment (a block is
+    /// aligned to its size) and the granularity (every block owns whole pages).
+    #[inline]
+    fn order_for(layout: DeviceLayout, buffer_image_granularity: DeviceAlignment) -> u32 {
+        // A layout's size is at most 2^63 - 1 and every alignment at most 2^63, so the order
+        // is at most 63.
+        order_for_size(layout.size())
+            .max(layout.alignment().log2())
+            .max(buffer_image_granularity.log2())
+    }
+
     fn push_free(&mut self, offset: DeviceSize, order: u32) {
         let list = &mut self.free_lists[order as usize];
         self.blocks.insert(
@@ -214,6 +225,18 @@ unsafe impl Suballocator for BuddyAllocator {
         true
     }
 
+    /// `2^k` with `k = max(⌈log2 size⌉, log2 alignment, log2 granularity)`: the block the
+    /// request takes. A region of fewer bytes has only smaller roots (they follow its size's
+    /// bits), so no smaller region serves it.
+    #[inline]
+    fn region_size_for(
+        layout: DeviceLayout,
+        _allocation_type: AllocationType,
+        buffer_image_granularity: DeviceAlignment,
+    ) -> Option<DeviceSize> {
+        Some(1 << Self::order_for(layout, buffer_image_granularity))
+    }
+
     fn new(region_size: DeviceSize) -> Self {
         let mut allocator = Self {
             region_size,
@@ -242,11 +265,7 @@ unsafe impl Suballocator for BuddyAllocator {
         if self.free_size < size {
             return Err(SuballocatorError::OutOfRegionMemory);
         }
-        // A layout's size is at most 2^63 - 1 and every alignment at most 2^63, so the order
-        // is at most 63.
-        let order = order_for_size(size)
-            .max(layout.alignment().log2())
-            .max(buffer_image_granularity.log2());
+        let order = Self::order_for(layout, buffer_image_granularity);
         let usable = self.non_empty & (u64::MAX << order);
         if usable == 0 {
             return Err(SuballocatorError::FragmentedRegion);
