@@ -84,6 +84,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
             Resource::Buffer(buffer),
             AllocationType::Linear,
             &create_info,
+            buffer_info.p_next,
             next,
         )
     }
@@ -121,6 +122,7 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
             Resource::Image(image),
             allocation_type,
             &create_info,
+            image_info.p_next,
             next,
         )
     }

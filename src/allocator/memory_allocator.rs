@@ -118,7 +118,12 @@ pub trait MemoryAllocator: Send + Sync {
     /// the allocation, or without using it afterwards). A size of 0 is refused with
     /// [`LayoutError::ZeroSize`](crate::LayoutError::ZeroSize) before the driver sees it, as
     /// is an image with a zero extent, mip count or layer count in
-    /// [`create_image`](Self::create_image).
+    /// [`create_image`](Self::create_image). Memory exportable as external handle types
+    /// (the allocator's or a pool's export types) takes only a resource created for one of
+    /// them (`VkExternalMemoryBufferCreateInfo` / `VkExternalMemoryImageCreateInfo`): any other
+    /// is destroyed again and refused with
+    /// [`MemoryAccessError::NotCreatedForExternalMemory`](crate::MemoryAccessError::NotCreatedForExternalMemory)
+    /// (in [`AllocationError::Bind`]).
     ///
     /// # Safety
     ///

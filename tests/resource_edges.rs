@@ -1,0 +1,167 @@
+//! Edges of the resource helpers (`create_buffer` / `create_image`, `OwnedBuffer` /
+//! `OwnedImage`), on the real driver under the validation layer (any validation message fails
+//! the test, and a buffer, image or memory object left alive is reported when the test context
+//! destroys the device):
+//!
+//! - an allocator whose memory is exportable binds through `create_buffer` / `create_image`
+//!   only resources created for one of its handle types; others are refused before the bind
+//!   (VUID-vkBindBufferMemory-memory-02726), destroyed, and nothing stays allocated;
+//! - owned resources drop in any order with their allocator, and `into_raw` / `from_raw`
+//!   round trips keep the pair intact.
+
+mod common;
+
+use ash::vk;
+use ash_memory::*;
+use common::TestContext;
+
+const OPAQUE_FD: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
+
+fn buffer_info(size: u64) -> vk::BufferCreateInfo<'static> {
+    vk::BufferCreateInfo::default()
+        .size(size)
+        .usage(vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST)
+}
+
+fn image_info() -> vk::ImageCreateInfo<'static> {
+    vk::ImageCreateInfo::default()
+        .image_type(vk::ImageType::TYPE_2D)
+        .format(vk::Format::R8G8B8A8_UNORM)
+        .extent(vk::Extent3D {
+            width: 32,
+            height: 32,
+            depth: 1,
+        })
+        .mip_levels(1)
+        .array_layers(1)
+        .samples(vk::SampleCountFlags::TYPE_1)
+        .tiling(vk::ImageTiling::OPTIMAL)
+        .usage(vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_DST)
+}
+
+/// An allocator of `device` whose memory (every type) is exportable as an opaque fd.
+fn exporting_allocator(device: &std::sync::Arc<MemoryDevice>) -> StandardMemoryAllocator {
+    let types = device.memory_properties().memory_types.len();
+    // SAFETY: lavapipe exports opaque fds for buffers and optimal images; the test binds only
+    // resources created for them (the others are refused by the allocator, which is tested).
+    let export = unsafe { ExportHandleTypes::new(OPAQUE_FD) };
+    StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            export_handle_types: vec![export; types],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn assert_empty(allocator: &StandardMemoryAllocator) {
+    let total = allocator.statistics().total;
+    assert_eq!(total.allocation_count, 0, "{total:?}");
+    assert_eq!(total.dedicated_count, 0, "{total:?}");
+}
+
+#[test]
+fn exportable_memory_binds_only_resources_created_for_it() {
+    let ctx = TestContext::with_device_extensions(&[ash::khr::external_memory_fd::NAME]);
+    let device = ctx.memory_device_with(EnabledMemoryFeatures {
+        external_memory_fd: true,
+        ..Default::default()
+    });
+    let allocator = exporting_allocator(&device);
+    let dedicated = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..Default::default()
+    };
+    for create_info in [AllocationCreateInfo::default(), dedicated] {
+        // A plain buffer and image: refused, destroyed, nothing left allocated.
+        // SAFETY: valid create infos; on error the resource is destroyed by the call.
+        let result = unsafe { allocator.create_buffer(&buffer_info(4096), &create_info) };
+        assert!(
+            matches!(
+                result,
+                Err(AllocationError::Bind(
+                    MemoryAccessError::NotCreatedForExternalMemory { .. }
+                ))
+            ),
+            "{result:?}"
+        );
+        // SAFETY: as above.
+        let result = unsafe { OwnedImage::new(&allocator, &image_info(), &create_info) };
+        assert!(
+            matches!(
+                result,
+                Err(AllocationError::Bind(
+                    MemoryAccessError::NotCreatedForExternalMemory { .. }
+                ))
+            ),
+            "{result:?}"
+        );
+        assert_empty(&allocator);
+        // Created for the handle type: bound.
+        let mut ext_buffer = vk::ExternalMemoryBufferCreateInfo::default().handle_types(OPAQUE_FD);
+        let info = buffer_info(4096).push_next(&mut ext_buffer);
+        // SAFETY: a valid create info; nothing is submitted.
+        let buffer = unsafe { OwnedBuffer::new(&allocator, &info, &create_info) }.unwrap();
+        let mut ext_image = vk::ExternalMemoryImageCreateInfo::default().handle_types(OPAQUE_FD);
+        let info = image_info().push_next(&mut ext_image);
+        // SAFETY: as above.
+        let (image, alloc) = unsafe { allocator.create_image(&info, &create_info) }.unwrap();
+        // SAFETY: the image is ours and unused.
+        unsafe { allocator.destroy_image(image, alloc) };
+        drop(buffer);
+        assert_empty(&allocator);
+    }
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 0);
+}
+
+#[test]
+fn owned_resources_drop_in_any_order_and_round_trip_through_raw() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    // Dropping the allocator first is the point: log the live allocations, do not panic.
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug: DebugOptions {
+                leak_check: LeakCheck::Log,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let host = AllocationCreateInfo {
+        usage: MemoryUsage::Auto(HostAccess::SequentialWrite),
+        ..Default::default()
+    };
+    // SAFETY: valid create infos; nothing is submitted.
+    let (mut buffer, image) = unsafe {
+        (
+            OwnedBuffer::new(&allocator, &buffer_info(256), &host).unwrap(),
+            OwnedImage::new(&allocator, &image_info(), &Default::default()).unwrap(),
+        )
+    };
+    buffer
+        .allocation_mut()
+        .write_value(0, 0x1234_5678u32)
+        .unwrap();
+    // Round trip through the raw pair keeps handle and allocation.
+    let (raw, alloc) = buffer.into_raw();
+    let offset = alloc.offset();
+    // SAFETY: the pair came from `into_raw` of the same device.
+    let buffer = unsafe { OwnedBuffer::from_raw(device.clone(), raw, alloc) };
+    assert_eq!(buffer.handle(), raw);
+    assert_eq!(buffer.allocation().offset(), offset);
+    assert_eq!(
+        buffer.allocation().read_value::<u32>(0).unwrap(),
+        0x1234_5678
+    );
+    // The allocator goes first; the resources still free their memory when dropped.
+    drop(allocator);
+    assert!(device.live_memory_objects() > 0);
+    drop(image);
+    drop(buffer);
+    assert_eq!(device.live_memory_objects(), 0);
+}
