@@ -6,6 +6,9 @@
 //! - an allocator whose memory is exportable binds through `create_buffer` / `create_image`
 //!   only resources created for one of its handle types; others are refused before the bind
 //!   (VUID-vkBindBufferMemory-memory-02726), destroyed, and nothing stays allocated;
+//! - on a device with `bufferDeviceAddress`, an allocator with `device_address` off refuses a
+//!   `SHADER_DEVICE_ADDRESS` buffer before binding it to memory without device addresses
+//!   (VUID-vkBindBufferMemory-bufferDeviceAddress-03339), and still binds other buffers;
 //! - owned resources drop in any order with their allocator, and `into_raw` / `from_raw`
 //!   round trips keep the pair intact.
 
@@ -164,4 +167,83 @@ fn owned_resources_drop_in_any_order_and_round_trip_through_raw() {
     drop(image);
     drop(buffer);
     assert_eq!(device.live_memory_objects(), 0);
+}
+
+/// A second device on the context's physical device, with `bufferDeviceAddress` enabled.
+fn device_with_addresses(ctx: &TestContext) -> ash::Device {
+    let priorities = [1.0];
+    let queues = [vk::DeviceQueueCreateInfo::default()
+        .queue_family_index(ctx.queue_family)
+        .queue_priorities(&priorities)];
+    let mut features12 = vk::PhysicalDeviceVulkan12Features::default().buffer_device_address(true);
+    let info = vk::DeviceCreateInfo::default()
+        .queue_create_infos(&queues)
+        .push_next(&mut features12);
+    // SAFETY: a valid create info for the context's physical device (lavapipe supports the
+    // feature); the device is destroyed at the end of the test, after its allocator.
+    unsafe { ctx.instance.create_device(ctx.physical_device, &info, None) }
+        .expect("a Vulkan 1.2 device with bufferDeviceAddress")
+}
+
+#[test]
+fn a_device_address_buffer_is_refused_by_memory_without_device_addresses() {
+    let ctx = TestContext::new();
+    let device = device_with_addresses(&ctx);
+    {
+        // SAFETY: the handles are valid and outlive the allocator (dropped at the end of this
+        // scope); the claimed feature is enabled on `device`.
+        let memory_device = unsafe {
+            MemoryDevice::new(
+                &ctx.entry,
+                &ctx.instance,
+                ctx.physical_device,
+                device.clone(),
+                common::API_VERSION,
+                EnabledMemoryFeatures {
+                    buffer_device_address: true,
+                    ..Default::default()
+                },
+            )
+        }
+        .unwrap();
+        let allocator = StandardMemoryAllocator::new(
+            memory_device.clone(),
+            GenericMemoryAllocatorCreateInfo {
+                device_address: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let with_address = buffer_info(4096).usage(
+            vk::BufferUsageFlags::SHADER_DEVICE_ADDRESS | vk::BufferUsageFlags::STORAGE_BUFFER,
+        );
+        let dedicated = AllocationCreateInfo {
+            allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+            ..Default::default()
+        };
+        for create_info in [AllocationCreateInfo::default(), dedicated] {
+            // SAFETY: a valid create info (the feature is enabled); on error the buffer is
+            // destroyed by the call.
+            let result = unsafe { allocator.create_buffer(&with_address, &create_info) };
+            assert!(
+                matches!(
+                    result,
+                    Err(AllocationError::Bind(
+                        MemoryAccessError::NoDeviceAddressMemory
+                    ))
+                ),
+                "{result:?}"
+            );
+            assert_empty(&allocator);
+            // A buffer without the usage still binds to the same memory.
+            // SAFETY: as above; nothing is submitted.
+            let plain = unsafe { OwnedBuffer::new(&allocator, &buffer_info(4096), &create_info) };
+            drop(plain.unwrap());
+            assert_empty(&allocator);
+        }
+        drop(allocator);
+        assert_eq!(memory_device.live_memory_objects(), 0);
+    }
+    // SAFETY: everything made on the device is gone.
+    unsafe { device.destroy_device(None) };
 }

@@ -85,6 +85,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
             AllocationType::Linear,
             &create_info,
             buffer_info.p_next,
+            Some(crate::device_requirements::buffer_usage(buffer_info)),
             next,
         )
     }
@@ -123,6 +124,7 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
             allocation_type,
             &create_info,
             image_info.p_next,
+            None,
             next,
         )
     }
