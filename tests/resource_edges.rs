@@ -9,6 +9,10 @@
 //! - on a device with `bufferDeviceAddress`, an allocator with `device_address` off refuses a
 //!   `SHADER_DEVICE_ADDRESS` buffer before binding it to memory without device addresses
 //!   (VUID-vkBindBufferMemory-bufferDeviceAddress-03339), and still binds other buffers;
+//! - sparse buffers and images and `DISJOINT` images are refused before the driver sees
+//!   them (`create_*`, `Owned*::new`, `allocate_for_image_info`,
+//!   `find_memory_type_index_for_image_info`);
+//! - a buffer too large for any heap is destroyed again, in a block or dedicated;
 //! - owned resources drop in any order with their allocator, and `into_raw` / `from_raw`
 //!   round trips keep the pair intact.
 
@@ -246,4 +250,90 @@ fn a_device_address_buffer_is_refused_by_memory_without_device_addresses() {
     }
     // SAFETY: everything made on the device is gone.
     unsafe { device.destroy_device(None) };
+}
+
+#[test]
+fn sparse_and_disjoint_resources_are_refused_before_the_driver_sees_them() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let refused = |result: Result<(), AllocationError>, what: &str| {
+        assert!(
+            matches!(
+                result,
+                Err(AllocationError::Bind(MemoryAccessError::NotBindableWhole(w))) if w == what
+            ),
+            "{result:?}"
+        );
+    };
+    // Neither the sparse features nor a DISJOINT-capable format are enabled: had the driver
+    // seen these create infos, the validation layer would have reported them.
+    for flags in [
+        vk::BufferCreateFlags::SPARSE_BINDING,
+        vk::BufferCreateFlags::SPARSE_BINDING | vk::BufferCreateFlags::SPARSE_RESIDENCY,
+    ] {
+        let info = buffer_info(65536).flags(flags);
+        // SAFETY: refused before anything is created.
+        refused(
+            unsafe { allocator.create_buffer(&info, &Default::default()) }.map(drop),
+            "sparse",
+        );
+        // SAFETY: as above.
+        refused(
+            unsafe { OwnedBuffer::new(&allocator, &info, &Default::default()) }.map(drop),
+            "sparse",
+        );
+    }
+    let sparse_image = image_info().flags(vk::ImageCreateFlags::SPARSE_BINDING);
+    // SAFETY: as above.
+    refused(
+        unsafe { allocator.create_image(&sparse_image, &Default::default()) }.map(drop),
+        "sparse",
+    );
+    let disjoint = image_info()
+        .format(vk::Format::G8_B8R8_2PLANE_420_UNORM)
+        .usage(vk::ImageUsageFlags::SAMPLED)
+        .flags(vk::ImageCreateFlags::DISJOINT);
+    // SAFETY: as above.
+    refused(
+        unsafe { OwnedImage::new(&allocator, &disjoint, &Default::default()) }.map(drop),
+        "DISJOINT",
+    );
+    // Without a resource: refused before the feature check and the driver's query.
+    // SAFETY: as above.
+    refused(
+        unsafe { allocator.allocate_for_image_info(&disjoint, &Default::default()) }.map(drop),
+        "DISJOINT",
+    );
+    // SAFETY: as above.
+    refused(
+        unsafe { allocator.find_memory_type_index_for_image_info(&disjoint, &Default::default()) }
+            .map(drop),
+        "DISJOINT",
+    );
+    assert_empty(&allocator);
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 0);
+}
+
+#[test]
+fn a_buffer_too_large_for_any_heap_is_destroyed_and_leaves_nothing() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let dedicated = AllocationCreateInfo {
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..Default::default()
+    };
+    for create_info in [AllocationCreateInfo::default(), dedicated] {
+        for size in [1 << 50, u64::MAX / 2] {
+            // SAFETY: a valid create info (no maximum buffer size without maintenance4); on
+            // error the buffer is destroyed by the call.
+            let result = unsafe { allocator.create_buffer(&buffer_info(size), &create_info) };
+            assert!(result.is_err(), "{size}: {result:?}");
+            assert_empty(&allocator);
+        }
+    }
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 0);
 }

@@ -45,6 +45,41 @@ pub(super) fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), A
     )
 }
 
+/// Refuses a sparse buffer before the driver sees it: `vkBindBufferMemory` cannot bind it.
+fn refuse_sparse_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
+    let sparse = vk::BufferCreateFlags::SPARSE_BINDING
+        | vk::BufferCreateFlags::SPARSE_RESIDENCY
+        | vk::BufferCreateFlags::SPARSE_ALIASED;
+    refuse_unbindable(info.flags.intersects(sparse), "sparse")
+}
+
+/// Refuses a sparse image before the driver sees it, like
+/// [`refuse_disjoint_image`] for a disjoint one.
+fn refuse_sparse_image(info: &vk::ImageCreateFlags) -> Result<(), AllocationError> {
+    let sparse = vk::ImageCreateFlags::SPARSE_BINDING
+        | vk::ImageCreateFlags::SPARSE_RESIDENCY
+        | vk::ImageCreateFlags::SPARSE_ALIASED;
+    refuse_unbindable(info.intersects(sparse), "sparse")
+}
+
+/// Refuses a `DISJOINT` image before the driver sees it: its planes have requirements and
+/// binds of their own (and its requirements query needs a plane aspect).
+pub(super) fn refuse_disjoint_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+    refuse_unbindable(
+        info.flags.contains(vk::ImageCreateFlags::DISJOINT),
+        "DISJOINT",
+    )
+}
+
+fn refuse_unbindable(refused: bool, what: &'static str) -> Result<(), AllocationError> {
+    if refused {
+        return Err(AllocationError::Bind(MemoryAccessError::NotBindableWhole(
+            what,
+        )));
+    }
+    Ok(())
+}
+
 fn refuse_empty(empty: bool) -> Result<(), AllocationError> {
     if empty {
         return Err(AllocationError::Layout(
@@ -67,6 +102,7 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
     refuse_empty_buffer(buffer_info)?;
+    refuse_sparse_buffer(buffer_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -105,6 +141,8 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
     refuse_empty_image(image_info)?;
+    refuse_sparse_image(&image_info.flags)?;
+    refuse_disjoint_image(image_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {

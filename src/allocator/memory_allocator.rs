@@ -123,7 +123,12 @@ pub trait MemoryAllocator: Send + Sync {
     /// them (`VkExternalMemoryBufferCreateInfo` / `VkExternalMemoryImageCreateInfo`): any other
     /// is destroyed again and refused with
     /// [`MemoryAccessError::NotCreatedForExternalMemory`](crate::MemoryAccessError::NotCreatedForExternalMemory)
-    /// (in [`AllocationError::Bind`]).
+    /// (in [`AllocationError::Bind`]); so is a `SHADER_DEVICE_ADDRESS` buffer for memory
+    /// allocated without device addresses
+    /// ([`NoDeviceAddressMemory`](crate::MemoryAccessError::NoDeviceAddressMemory)). Sparse
+    /// resources and `DISJOINT` images cannot be bound whole: they are refused with
+    /// [`NotBindableWhole`](crate::MemoryAccessError::NotBindableWhole) before anything is
+    /// created.
     ///
     /// # Safety
     ///

@@ -52,7 +52,10 @@ unsafe fn of_info(
 ) -> Result<AllocationRequirements, AllocationError> {
     match info {
         CreateInfo::Buffer(b) => super::bind_next::refuse_empty_buffer(b)?,
-        CreateInfo::Image(i) => super::bind_next::refuse_empty_image(i)?,
+        CreateInfo::Image(i) => {
+            super::bind_next::refuse_empty_image(i)?;
+            super::bind_next::refuse_disjoint_image(i)?;
+        }
     }
     if !device.has_device_requirements() {
         return Err(AllocationError::FeatureNotEnabled(
