@@ -12,6 +12,8 @@
 //! - sparse buffers and images and `DISJOINT` images are refused before the driver sees
 //!   them (`create_*`, `Owned*::new`, `allocate_for_image_info`,
 //!   `find_memory_type_index_for_image_info`);
+//! - `CONCURRENT` sharing with one queue family, a missing index array, an index of no queue
+//!   family or one given twice is refused before the driver sees it (also without a resource);
 //! - a buffer too large for any heap is destroyed again, in a block or dedicated;
 //! - owned resources drop in any order with their allocator, and `into_raw` / `from_raw`
 //!   round trips keep the pair intact.
@@ -334,6 +336,72 @@ fn a_buffer_too_large_for_any_heap_is_destroyed_and_leaves_nothing() {
             assert_empty(&allocator);
         }
     }
+    drop(allocator);
+    assert_eq!(device.live_memory_objects(), 0);
+}
+
+#[test]
+fn concurrent_sharing_without_two_real_queue_families_is_refused() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    // SAFETY: a plain query.
+    let families = unsafe {
+        ctx.instance
+            .get_physical_device_queue_family_properties(ctx.physical_device)
+    }
+    .len() as u32;
+    let one = [ctx.queue_family];
+    let missing = [ctx.queue_family, families];
+    let twice = [ctx.queue_family, ctx.queue_family];
+    let bad: [(&[u32], bool); 4] = [
+        (&one, false),
+        (&missing, false),
+        (&twice, false),
+        (&one, true),
+    ];
+    for (indices, null) in bad {
+        let mut buffer = buffer_info(4096)
+            .sharing_mode(vk::SharingMode::CONCURRENT)
+            .queue_family_indices(indices);
+        let mut image = image_info()
+            .sharing_mode(vk::SharingMode::CONCURRENT)
+            .queue_family_indices(indices);
+        if null {
+            // Two indices claimed, no array.
+            buffer.queue_family_index_count = 2;
+            buffer.p_queue_family_indices = std::ptr::null();
+            image.queue_family_index_count = 2;
+            image.p_queue_family_indices = std::ptr::null();
+        }
+        let check = |result: Result<(), AllocationError>| {
+            assert!(
+                matches!(result, Err(AllocationError::InvalidCreateInfo(_))),
+                "{indices:?} null {null}: {result:?}"
+            );
+        };
+        // SAFETY: refused before anything is created (the validation layer would report the
+        // create info had the driver seen it).
+        unsafe {
+            check(
+                allocator
+                    .create_buffer(&buffer, &Default::default())
+                    .map(drop),
+            );
+            check(OwnedImage::new(&allocator, &image, &Default::default()).map(drop));
+            check(
+                allocator
+                    .allocate_for_buffer_info(&buffer, &Default::default())
+                    .map(drop),
+            );
+            check(
+                allocator
+                    .find_memory_type_index_for_image_info(&image, &Default::default())
+                    .map(drop),
+            );
+        }
+    }
+    assert_empty(&allocator);
     drop(allocator);
     assert_eq!(device.live_memory_objects(), 0);
 }

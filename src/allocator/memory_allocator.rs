@@ -128,7 +128,8 @@ pub trait MemoryAllocator: Send + Sync {
     /// ([`NoDeviceAddressMemory`](crate::MemoryAccessError::NoDeviceAddressMemory)). Sparse
     /// resources and `DISJOINT` images cannot be bound whole: they are refused with
     /// [`NotBindableWhole`](crate::MemoryAccessError::NotBindableWhole) before anything is
-    /// created.
+    /// created, as is `CONCURRENT` sharing without two distinct queue families of the device
+    /// ([`AllocationError::InvalidCreateInfo`]).
     ///
     /// # Safety
     ///
