@@ -256,6 +256,22 @@ fn export_handle_types_are_chained_for_their_memory_type_only() {
             })
             .collect::<Vec<_>>()
     };
+    /// The buffers are created for the opaque fds (exportable memory takes only such
+    /// resources, VUID-vkBindBufferMemory-memory-02726; plain memory takes them too).
+    fn buffer(
+        allocator: &StandardMemoryAllocator,
+        size: u64,
+        info: &AllocationCreateInfo,
+    ) -> (vk::Buffer, MemoryAlloc) {
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default()
+            .handle_types(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD);
+        let create = buffer_info(size, vk::BufferUsageFlags::TRANSFER_DST).push_next(&mut external);
+        // SAFETY: a valid create info for this device (external memory is core in Vulkan 1.1,
+        // and lavapipe supports opaque fds for buffers); the test destroys the buffer before
+        // its memory.
+        unsafe { allocator.create_buffer(&create, info) }
+            .unwrap_or_else(|e| panic!("create_buffer({size}): {e}"))
+    }
     let sim = Sim::with_features(
         layout.clone(),
         SimFeatures {

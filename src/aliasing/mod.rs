@@ -322,7 +322,7 @@ impl MemoryAlloc {
     ///
     /// `next` is null or a valid chain extending `VkImageCreateInfo` (`for_image`) or
     /// `VkBufferCreateInfo`.
-    unsafe fn check_external(
+    pub(crate) unsafe fn check_external(
         &self,
         next: *const c_void,
         for_image: bool,

@@ -144,6 +144,18 @@ pub enum MemoryAccessError {
     /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
     #[error("a bind pNext chain needs Vulkan 1.1 or VK_KHR_bind_memory2 (bind_memory2)")]
     BindMemory2Unavailable,
+    /// A buffer with `SHADER_DEVICE_ADDRESS` usage, on a device with the `bufferDeviceAddress`
+    /// feature, needs memory allocated with `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT`
+    /// (VUID-vkBindBufferMemory-bufferDeviceAddress-03339); this memory was allocated without
+    /// it (the allocator's or pool's `device_address` setting is off).
+    #[error("a SHADER_DEVICE_ADDRESS buffer needs memory allocated with device addresses (device_address is off)")]
+    NoDeviceAddressMemory,
+    /// `create_buffer` / `create_image` bind a resource whole, to one allocation; a sparse
+    /// resource (`SPARSE_*` create flags) is bound with `vkQueueBindSparse`, and a `DISJOINT`
+    /// image plane by plane (VUID-vkBindBufferMemory-buffer-01030,
+    /// VUID-vkBindImageMemory-image-01608). Refused before the resource is created.
+    #[error("a {0} resource cannot be bound whole to one allocation: bind it by hand")]
+    NotBindableWhole(&'static str),
 }
 
 /// A range of device memory owned by the user. Dropping it frees the range.

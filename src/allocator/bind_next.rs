@@ -45,6 +45,91 @@ pub(super) fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), A
     )
 }
 
+/// Refuses a sparse buffer before the driver sees it: `vkBindBufferMemory` cannot bind it.
+fn refuse_sparse_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
+    let sparse = vk::BufferCreateFlags::SPARSE_BINDING
+        | vk::BufferCreateFlags::SPARSE_RESIDENCY
+        | vk::BufferCreateFlags::SPARSE_ALIASED;
+    refuse_unbindable(info.flags.intersects(sparse), "sparse")
+}
+
+/// Refuses a sparse image before the driver sees it, like
+/// [`refuse_disjoint_image`] for a disjoint one.
+fn refuse_sparse_image(info: &vk::ImageCreateFlags) -> Result<(), AllocationError> {
+    let sparse = vk::ImageCreateFlags::SPARSE_BINDING
+        | vk::ImageCreateFlags::SPARSE_RESIDENCY
+        | vk::ImageCreateFlags::SPARSE_ALIASED;
+    refuse_unbindable(info.intersects(sparse), "sparse")
+}
+
+/// Refuses a `DISJOINT` image before the driver sees it: its planes have requirements and
+/// binds of their own (and its requirements query needs a plane aspect).
+pub(super) fn refuse_disjoint_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+    refuse_unbindable(
+        info.flags.contains(vk::ImageCreateFlags::DISJOINT),
+        "DISJOINT",
+    )
+}
+
+fn refuse_unbindable(refused: bool, what: &'static str) -> Result<(), AllocationError> {
+    if refused {
+        return Err(AllocationError::Bind(MemoryAccessError::NotBindableWhole(
+            what,
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `CONCURRENT` sharing that Vulkan forbids before the driver sees it: fewer than
+/// two queue families, no index array, an index of no queue family of the device, or one
+/// twice (VUID-VkBufferCreateInfo-sharingMode-00913, -00914 and -01419, and the image ones).
+///
+/// # Safety
+///
+/// With `CONCURRENT` sharing and `count` of at least 2, `indices` is null or points to
+/// `count` readable `u32`s (the create info's own array).
+pub(super) unsafe fn refuse_bad_sharing(
+    device: &crate::device::MemoryDevice,
+    mode: vk::SharingMode,
+    count: u32,
+    indices: *const u32,
+) -> Result<(), AllocationError> {
+    if mode != vk::SharingMode::CONCURRENT {
+        return Ok(());
+    }
+    let invalid = AllocationError::InvalidCreateInfo;
+    if count < 2 {
+        return Err(invalid(
+            "CONCURRENT sharing needs at least two queue families",
+        ));
+    }
+    if indices.is_null() {
+        return Err(invalid("CONCURRENT sharing without queue family indices"));
+    }
+    // SAFETY: the caller's contract: `count` indices at `indices`.
+    let indices = unsafe { std::slice::from_raw_parts(indices, count as usize) };
+    // SAFETY: a plain query of the allocator's physical device.
+    let families = unsafe {
+        device
+            .instance()
+            .get_physical_device_queue_family_properties(device.physical_device())
+    }
+    .len();
+    if indices.iter().any(|&i| i as usize >= families) {
+        return Err(invalid(
+            "a CONCURRENT queue family index names no queue family of the device",
+        ));
+    }
+    if indices
+        .iter()
+        .enumerate()
+        .any(|(n, i)| indices[..n].contains(i))
+    {
+        return Err(invalid("a CONCURRENT queue family index is given twice"));
+    }
+    Ok(())
+}
+
 fn refuse_empty(empty: bool) -> Result<(), AllocationError> {
     if empty {
         return Err(AllocationError::Layout(
@@ -67,6 +152,16 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
     refuse_empty_buffer(buffer_info)?;
+    refuse_sparse_buffer(buffer_info)?;
+    // SAFETY: the create info's own index array (the caller's contract).
+    unsafe {
+        refuse_bad_sharing(
+            allocator.device(),
+            buffer_info.sharing_mode,
+            buffer_info.queue_family_index_count,
+            buffer_info.p_queue_family_indices,
+        )
+    }?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -84,6 +179,8 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
             Resource::Buffer(buffer),
             AllocationType::Linear,
             &create_info,
+            buffer_info.p_next,
+            Some(crate::device_requirements::buffer_usage(buffer_info)),
             next,
         )
     }
@@ -103,6 +200,17 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
     refuse_empty_image(image_info)?;
+    refuse_sparse_image(&image_info.flags)?;
+    refuse_disjoint_image(image_info)?;
+    // SAFETY: the create info's own index array (the caller's contract).
+    unsafe {
+        refuse_bad_sharing(
+            allocator.device(),
+            image_info.sharing_mode,
+            image_info.queue_family_index_count,
+            image_info.p_queue_family_indices,
+        )
+    }?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {
@@ -121,6 +229,8 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
             Resource::Image(image),
             allocation_type,
             &create_info,
+            image_info.p_next,
+            None,
             next,
         )
     }

@@ -152,6 +152,10 @@ pub enum AllocationError {
     /// [`EnabledMemoryFeatures`](crate::EnabledMemoryFeatures).
     #[error("{0} is needed and was not claimed")]
     FeatureNotEnabled(&'static str),
+    /// A resource create info that Vulkan forbids, refused before the driver sees it (such
+    /// as `CONCURRENT` sharing without two distinct, existing queue families).
+    #[error("invalid create info: {0}")]
+    InvalidCreateInfo(&'static str),
 }
 
 impl From<MemoryObjectError> for AllocationError {
@@ -258,7 +262,8 @@ impl AllocationError {
             | Self::PoolMemoryTypeNotAllowed { .. }
             | Self::Bind(_)
             | Self::Memory(_)
-            | Self::FeatureNotEnabled(_) => Failure::Fatal,
+            | Self::FeatureNotEnabled(_)
+            | Self::InvalidCreateInfo(_) => Failure::Fatal,
         }
     }
 }

@@ -118,7 +118,18 @@ pub trait MemoryAllocator: Send + Sync {
     /// the allocation, or without using it afterwards). A size of 0 is refused with
     /// [`LayoutError::ZeroSize`](crate::LayoutError::ZeroSize) before the driver sees it, as
     /// is an image with a zero extent, mip count or layer count in
-    /// [`create_image`](Self::create_image).
+    /// [`create_image`](Self::create_image). Memory exportable as external handle types
+    /// (the allocator's or a pool's export types) takes only a resource created for one of
+    /// them (`VkExternalMemoryBufferCreateInfo` / `VkExternalMemoryImageCreateInfo`): any other
+    /// is destroyed again and refused with
+    /// [`MemoryAccessError::NotCreatedForExternalMemory`](crate::MemoryAccessError::NotCreatedForExternalMemory)
+    /// (in [`AllocationError::Bind`]); so is a `SHADER_DEVICE_ADDRESS` buffer for memory
+    /// allocated without device addresses
+    /// ([`NoDeviceAddressMemory`](crate::MemoryAccessError::NoDeviceAddressMemory)). Sparse
+    /// resources and `DISJOINT` images cannot be bound whole: they are refused with
+    /// [`NotBindableWhole`](crate::MemoryAccessError::NotBindableWhole) before anything is
+    /// created, as is `CONCURRENT` sharing without two distinct queue families of the device
+    /// ([`AllocationError::InvalidCreateInfo`]).
     ///
     /// # Safety
     ///

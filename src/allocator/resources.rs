@@ -226,13 +226,17 @@ pub(crate) fn with_resource_usage(
 /// # Safety
 ///
 /// `resource` is a valid, unbound buffer or non-disjoint image of the allocator's device,
-/// owned by the caller, and not used by anything else until this returns; `bind_next` is null
+/// owned by the caller, and not used by anything else until this returns; `create_chain` is
+/// the `pNext` chain of the create info it was made from (null or valid), and `buffer_usage`
+/// a buffer's usage (`None` for an image); `bind_next` is null
 /// or a valid `pNext` chain for its bind info (bound through `vkBind*Memory2`).
 pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
     allocator: &A,
     resource: Resource,
     allocation_type: AllocationType,
     create_info: &AllocationCreateInfo,
+    create_chain: *const std::ffi::c_void,
+    buffer_usage: Option<vk::BufferUsageFlags>,
     bind_next: *const std::ffi::c_void,
 ) -> Result<MemoryAlloc, AllocationError> {
     let device = allocator.device();
@@ -249,6 +253,20 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
         };
         let alloc =
             allocator.allocate(requirements, allocation_type, create_info, Some(dedicated))?;
+        // Exportable memory (the allocator's or a pool's export types) takes only a resource
+        // created for one of its handle types (VUID-vkBindBufferMemory-memory-02726).
+        let for_image = matches!(resource, Resource::Image(_));
+        // SAFETY: the chain is the resource's create info's (the caller's contract).
+        unsafe { alloc.check_external(create_chain, for_image) }.map_err(AllocationError::Bind)?;
+        if let Some(usage) = buffer_usage {
+            if usage.contains(vk::BufferUsageFlags::SHADER_DEVICE_ADDRESS)
+                && alloc.device_memory().lacks_device_address()
+            {
+                return Err(AllocationError::Bind(
+                    MemoryAccessError::NoDeviceAddressMemory,
+                ));
+            }
+        }
         // SAFETY: the allocation was made for this resource's requirements; it is unbound;
         // the chain is valid (the caller's contract).
         unsafe { alloc.bind_resource(resource, alloc.offset(), bind_next) }.map_err(bind_error)?;

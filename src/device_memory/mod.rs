@@ -322,6 +322,10 @@ pub struct MemoryObject {
     export_types: vk::ExternalMemoryHandleTypeFlags,
     /// The handle type it was imported as; empty when it was allocated.
     import_type: vk::ExternalMemoryHandleTypeFlags,
+    /// Whether it may lack `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` on a device with the
+    /// `bufferDeviceAddress` feature: the crate did not set the flag and the user chained
+    /// nothing that could have (a user chain is trusted to).
+    lacks_device_address: bool,
     /// The host range it was imported from, claimed while it lives (dropped after `drop`
     /// frees the object).
     _host_import: Option<host_imports::HostImportClaim>,
@@ -515,6 +519,7 @@ impl MemoryObject {
             dedicated: dedicated.or(plan.chain_dedicated),
             export_types: plan.export_types,
             import_type: plan.import_type,
+            lacks_device_address: features.buffer_device_address && !flags && info.next.is_none(),
             _host_import: host_import,
         };
         // Once the object owns the handle: a callback that panics (which it must not) unwinds
@@ -580,6 +585,13 @@ impl MemoryObject {
     /// `VkExportMemoryAllocateInfo` or one in the user's chain).
     pub fn export_types(&self) -> vk::ExternalMemoryHandleTypeFlags {
         self.export_types
+    }
+
+    /// Whether a buffer with `SHADER_DEVICE_ADDRESS` usage must not be bound to it: the
+    /// device has the `bufferDeviceAddress` feature and the object was allocated without
+    /// `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT` (VUID-vkBindBufferMemory-bufferDeviceAddress-03339).
+    pub(crate) fn lacks_device_address(&self) -> bool {
+        self.lacks_device_address
     }
 
     /// The external handle type the object was imported as (by
