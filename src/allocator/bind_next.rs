@@ -27,14 +27,14 @@ fn check_chain<A: MemoryAllocator + ?Sized>(
 
 /// Refuses a buffer of 0 bytes before the driver sees it (as VMA does): such a create info
 /// is invalid, and a driver may still make the resource.
-pub(super) fn refuse_empty_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
+fn refuse_empty_buffer(info: &vk::BufferCreateInfo<'_>) -> Result<(), AllocationError> {
     refuse_empty(info.size == 0)
 }
 
 /// Refuses an image with a zero extent, mip count or layer count before the driver sees it
 /// (as VMA does): lavapipe makes images of zero height, and the allocator would then bind
 /// memory to them.
-pub(super) fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+fn refuse_empty_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
     let extent = info.extent;
     refuse_empty(
         extent.width == 0
@@ -64,7 +64,7 @@ fn refuse_sparse_image(info: &vk::ImageCreateFlags) -> Result<(), AllocationErro
 
 /// Refuses a `DISJOINT` image before the driver sees it: its planes have requirements and
 /// binds of their own (and its requirements query needs a plane aspect).
-pub(super) fn refuse_disjoint_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
+fn refuse_disjoint_image(info: &vk::ImageCreateInfo<'_>) -> Result<(), AllocationError> {
     refuse_unbindable(
         info.flags.contains(vk::ImageCreateFlags::DISJOINT),
         "DISJOINT",
@@ -88,7 +88,7 @@ fn refuse_unbindable(refused: bool, what: &'static str) -> Result<(), Allocation
 ///
 /// With `CONCURRENT` sharing and `count` of at least 2, `indices` is null or points to
 /// `count` readable `u32`s (the create info's own array).
-pub(super) unsafe fn refuse_bad_sharing(
+unsafe fn refuse_bad_sharing(
     device: &crate::device::MemoryDevice,
     mode: vk::SharingMode,
     count: u32,
@@ -130,6 +130,51 @@ pub(super) unsafe fn refuse_bad_sharing(
     Ok(())
 }
 
+/// The checks of a buffer create info that hold for its requirements too: not empty, and
+/// valid `CONCURRENT` sharing.
+///
+/// # Safety
+///
+/// `info`'s queue family index array is valid (its count of readable `u32`s, or null).
+pub(super) unsafe fn check_buffer_info(
+    device: &crate::device::MemoryDevice,
+    info: &vk::BufferCreateInfo<'_>,
+) -> Result<(), AllocationError> {
+    refuse_empty_buffer(info)?;
+    // SAFETY: the caller's contract.
+    unsafe {
+        refuse_bad_sharing(
+            device,
+            info.sharing_mode,
+            info.queue_family_index_count,
+            info.p_queue_family_indices,
+        )
+    }
+}
+
+/// The checks of an image create info that hold for its requirements too: not empty, not
+/// `DISJOINT`, and valid `CONCURRENT` sharing.
+///
+/// # Safety
+///
+/// As [`check_buffer_info`].
+pub(super) unsafe fn check_image_info(
+    device: &crate::device::MemoryDevice,
+    info: &vk::ImageCreateInfo<'_>,
+) -> Result<(), AllocationError> {
+    refuse_empty_image(info)?;
+    refuse_disjoint_image(info)?;
+    // SAFETY: the caller's contract.
+    unsafe {
+        refuse_bad_sharing(
+            device,
+            info.sharing_mode,
+            info.queue_family_index_count,
+            info.p_queue_family_indices,
+        )
+    }
+}
+
 fn refuse_empty(empty: bool) -> Result<(), AllocationError> {
     if empty {
         return Err(AllocationError::Layout(
@@ -151,17 +196,9 @@ pub(super) unsafe fn create_buffer<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Buffer, MemoryAlloc), AllocationError> {
-    refuse_empty_buffer(buffer_info)?;
-    refuse_sparse_buffer(buffer_info)?;
     // SAFETY: the create info's own index array (the caller's contract).
-    unsafe {
-        refuse_bad_sharing(
-            allocator.device(),
-            buffer_info.sharing_mode,
-            buffer_info.queue_family_index_count,
-            buffer_info.p_queue_family_indices,
-        )
-    }?;
+    unsafe { check_buffer_info(allocator.device(), buffer_info) }?;
+    refuse_sparse_buffer(buffer_info)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     // SAFETY: the caller guarantees `buffer_info` is valid for this device.
@@ -199,18 +236,9 @@ pub(super) unsafe fn create_image<A: MemoryAllocator + ?Sized>(
     create_info: &AllocationCreateInfo,
     next: *const c_void,
 ) -> Result<(vk::Image, MemoryAlloc), AllocationError> {
-    refuse_empty_image(image_info)?;
-    refuse_sparse_image(&image_info.flags)?;
-    refuse_disjoint_image(image_info)?;
     // SAFETY: the create info's own index array (the caller's contract).
-    unsafe {
-        refuse_bad_sharing(
-            allocator.device(),
-            image_info.sharing_mode,
-            image_info.queue_family_index_count,
-            image_info.p_queue_family_indices,
-        )
-    }?;
+    unsafe { check_image_info(allocator.device(), image_info) }?;
+    refuse_sparse_image(&image_info.flags)?;
     check_chain(allocator, next)?;
     let ash = allocator.device().ash();
     let allocation_type = if image_info.tiling == vk::ImageTiling::LINEAR {

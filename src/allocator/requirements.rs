@@ -50,27 +50,12 @@ unsafe fn of_info(
     device: &MemoryDevice,
     info: CreateInfo<'_>,
 ) -> Result<AllocationRequirements, AllocationError> {
-    let (mode, count, indices) = match info {
-        CreateInfo::Buffer(b) => {
-            super::bind_next::refuse_empty_buffer(b)?;
-            (
-                b.sharing_mode,
-                b.queue_family_index_count,
-                b.p_queue_family_indices,
-            )
-        }
-        CreateInfo::Image(i) => {
-            super::bind_next::refuse_empty_image(i)?;
-            super::bind_next::refuse_disjoint_image(i)?;
-            (
-                i.sharing_mode,
-                i.queue_family_index_count,
-                i.p_queue_family_indices,
-            )
-        }
-    };
-    // SAFETY: the create info's own index array (the caller's contract).
-    unsafe { super::bind_next::refuse_bad_sharing(device, mode, count, indices) }?;
+    match info {
+        // SAFETY: the create info's own index array (the caller's contract).
+        CreateInfo::Buffer(b) => unsafe { super::bind_next::check_buffer_info(device, b) }?,
+        // SAFETY: as above.
+        CreateInfo::Image(i) => unsafe { super::bind_next::check_image_info(device, i) }?,
+    }
     if !device.has_device_requirements() {
         return Err(AllocationError::FeatureNotEnabled(
             "VK_KHR_maintenance4 or Vulkan 1.3",
