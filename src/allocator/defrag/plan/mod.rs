@@ -74,6 +74,12 @@
 //! it moves (it holds at most half its size), and [`Full`](Algorithm::Full) gathers nothing
 //! out of one. The allocator remembers the receivers until the defragmentation ends.
 //!
+//! # Cheaper blocks are not filled
+//!
+//! A source's allocations go first to the destinations other than the blocks still to be
+//! tried that hold fewer live bytes (they are cheaper to empty, and their turn comes); see
+//! the `spare` module of this folder.
+//!
 //! # Invariants
 //!
 //! - A block that receives an allocation is never emptied or drained in the same plan, nor
@@ -93,7 +99,9 @@ use crate::layout::DeviceSize;
 mod drain_part;
 mod gather;
 mod orders;
+mod place;
 mod settle;
+mod spare;
 pub(crate) use self::drain_part::{drain_part, DrainPart};
 use self::orders::{refill, sort_by_fields, Destinations};
 
@@ -224,6 +232,8 @@ pub(crate) struct Scratch {
     walked: Vec<Option<(bool, Vec<usize>)>>,
     live: Vec<DeviceSize>,
     received: Vec<bool>,
+    pending: Vec<bool>,
+    spared: Vec<bool>,
     largest_free: Vec<DeviceSize>,
     set_aside: Vec<bool>,
     emptied: Vec<bool>,
@@ -287,6 +297,11 @@ struct Planner<'a, P: Picture> {
     live: Vec<DeviceSize>,
     /// Blocks that received an allocation.
     received: Vec<bool>,
+    /// Blocks that the emptying phase has yet to try as sources (see [`spare`]).
+    pending: Vec<bool>,
+    /// The blocks the placements of the current source leave alone (see [`spare`]); all
+    /// `false` outside that source's first try.
+    spared: Vec<bool>,
     /// For each block, an upper bound on its largest free range: the picture's, then what
     /// `place` said after each attempt there (placing only lowers it), and the block's size
     /// once a move out of it is undone.
@@ -383,74 +398,6 @@ impl<P: Picture> Planner<'_, P> {
         sort_by_fields(c, &mut self.keys, [most], |c| [most - size(c)]);
     }
 
-    /// Puts candidate `c` of block `source` in the first destination that takes it, among
-    /// those `eligible` says may: never the source, a block set aside, or an empty block
-    /// (filling an empty block would only trade one block in use for another, and a kept
-    /// empty block would then ping-pong with the one emptied into it, pass after pass).
-    fn place_one(
-        &mut self,
-        c: usize,
-        source: usize,
-        eligible: impl Fn(&[DeviceSize], usize) -> bool,
-    ) -> Option<(usize, P::Made)> {
-        // What it needs, not the range it holds (a bump's or ring's holds freed room too).
-        let size = self.candidates[c].need;
-        let from = self.destinations.first_with(size);
-        let found = self.destinations.order[from..].iter().find_map(|&b| {
-            // A block with fewer free bytes than the allocation holds cannot take it (the
-            // cheap test first: most tries in the tightest blocks end here).
-            if b == source
-                || self.set_aside[b]
-                || self.live[b] == 0
-                || self.destinations.free[b] < size
-                || self.candidates[c].need > self.largest_free[b]
-                || !eligible(&self.live, b)
-            {
-                return None;
-            }
-            let (placed, largest_free) = self.picture.place(c, b);
-            // What the block says of itself now (an allocation in it took room, or a failure
-            // showed less than the bound).
-            self.largest_free[b] = largest_free;
-            placed.map(|t| (b, t))
-        })?;
-        self.set_live(found.0, self.live[found.0] + size);
-        self.destinations.update(self.blocks, &self.live, found.0);
-        Some(found)
-    }
-
-    /// Places candidate `c` of block `source`: in its reserved destination when it has one
-    /// that may still receive, else in the first destination that takes it.
-    fn place_or_claim(&mut self, c: usize, source: usize) -> Option<(usize, P::Made)> {
-        match self.candidates[c].reserved {
-            // Its room is counted in the block's live bytes already. A reservation is never
-            // in its own block, and its block is never set aside: it holds what may not move
-            // (the reservation), so it is neither emptied nor drained.
-            Some(b) => {
-                debug_assert!(
-                    b != source && !self.set_aside[b],
-                    "reservation in block {b}"
-                );
-                // What the block says of itself (as after any attempt): the planner asks no
-                // more of it until room comes back there.
-                let (made, largest_free) = self.picture.place(c, b);
-                self.largest_free[b] = largest_free;
-                made.map(|t| (b, t))
-            }
-            None => self.place_one(c, source, |_, _| true),
-        }
-    }
-
-    /// Takes back a tentative move of candidate `c` into block `b`.
-    fn unplace(&mut self, c: usize, b: usize, t: P::Made) {
-        // Saturating: what a candidate needs is only an estimate of what its destination
-        // holds (the padding differs).
-        self.set_live(b, self.live[b].saturating_sub(self.candidates[c].need));
-        self.destinations.update(self.blocks, &self.live, b);
-        self.picture.undo(t);
-        self.largest_free[b] = self.blocks[b].size;
-    }
-
     fn commit(&mut self, moves: Vec<(usize, usize, P::Made)>) {
         self.out.moves.reserve(moves.len());
         for (c, b, t) in moves {
@@ -515,7 +462,12 @@ impl<P: Picture> Planner<'_, P> {
             return;
         }
         let mut full = false;
+        refill(&mut self.pending, std::iter::repeat_n(false, blocks.len()));
+        for &b in order {
+            self.pending[b] = true;
+        }
         for &source in order {
+            self.pending[source] = false;
             let block = &blocks[source];
             if block.draining && block.live == 0 {
                 // Its allocations left on their own.
@@ -621,7 +573,17 @@ impl<P: Picture> Planner<'_, P> {
             self.mark_aside(source, true);
             // Every allocation is placed: those of the part move now, the others' places are
             // reserved for the passes to come.
-            let Some(placed) = self.place_all(source, &candidates) else {
+            // First sparing the blocks still to be tried that hold less, then, when the rest
+            // has too little room, in those too (see [`spare`]).
+            let mut placed = None;
+            if self.mark_spared(source) {
+                placed = self.place_all(source, &candidates);
+                self.unmark_spared();
+            }
+            if placed.is_none() {
+                placed = self.place_all(source, &candidates);
+            }
+            let Some(placed) = placed else {
                 self.give_up(source);
                 continue;
             };
@@ -651,43 +613,6 @@ impl<P: Picture> Planner<'_, P> {
             self.commit(kept);
         }
     }
-
-    /// Places every candidate of `source` (in its reservation, when it has one): the moves,
-    /// in the candidates' order; `None`, with every place taken back, when one does not fit.
-    fn place_all(
-        &mut self,
-        source: usize,
-        candidates: &[usize],
-    ) -> Option<Vec<(usize, usize, P::Made)>> {
-        let mut placed = Vec::with_capacity(candidates.len());
-        for &c in candidates {
-            match self.place_or_claim(c, source) {
-                Some((b, t)) => placed.push((c, b, t)),
-                None => {
-                    for (c, b, t) in placed.into_iter().rev() {
-                        self.unplace(c, b, t);
-                    }
-                    return None;
-                }
-            }
-        }
-        Some(placed)
-    }
-
-    /// Moves `candidates` of the draining block `source` now (claiming their reservations):
-    /// `false`, with the drain given up, when one cannot be placed.
-    fn claim_all(&mut self, source: usize, candidates: &[usize]) -> bool {
-        match self.place_all(source, candidates) {
-            Some(placed) => {
-                self.commit(placed);
-                true
-            }
-            None => {
-                self.give_up(source);
-                false
-            }
-        }
-    }
 }
 
 /// Plans a pass over `blocks` and `candidates` (see the [module docs](self)), asking
@@ -709,6 +634,10 @@ pub(crate) fn plan_moves<P: Picture>(
     refill(&mut walked, std::iter::repeat_n(None, n));
     let mut received = take(&mut scratch.received);
     refill(&mut received, blocks.iter().map(|b| b.received));
+    let mut pending = take(&mut scratch.pending);
+    refill(&mut pending, std::iter::repeat_n(false, n));
+    let mut spared = take(&mut scratch.spared);
+    refill(&mut spared, std::iter::repeat_n(false, n));
     let mut largest_free = take(&mut scratch.largest_free);
     refill(&mut largest_free, blocks.iter().map(|b| b.largest_free));
     let mut set_aside = take(&mut scratch.set_aside);
@@ -736,6 +665,8 @@ pub(crate) fn plan_moves<P: Picture>(
         picture,
         destinations,
         received,
+        pending,
+        spared,
         largest_free,
         set_aside,
         emptied,
@@ -765,6 +696,8 @@ pub(crate) fn plan_moves<P: Picture>(
         walked: p.walked,
         live: p.live,
         received: p.received,
+        pending: p.pending,
+        spared: p.spared,
         largest_free: p.largest_free,
         set_aside: p.set_aside,
         emptied: p.emptied,

@@ -1096,10 +1096,38 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
     };
     let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
     assert_eq!(plan.emptied, [1]);
-    // Destinations tightest first: the small block (24 KiB free) fills up with three moves
-    // before the pinned one (56 KiB free) takes the other three.
+    // The small block holds less than the source and is still to be tried: the pinned one
+    // (56 KiB free) takes all six (see `spare`). The small block then finds no room.
     let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
-    assert_eq!(into, [0, 0, 0, 2, 2, 2]);
+    assert_eq!(into, [2; 6]);
+}
+
+#[test]
+fn a_block_still_to_be_tried_that_holds_less_is_not_filled_while_others_have_room() {
+    // A small sparse block (16 KiB of 64), a large sparse one (48 KiB of 256), and a large
+    // one with `free` KiB free around an allocation that may not move. The large sparse
+    // block goes first (most free bytes).
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let plan_with = |free: u64| {
+        let fills = [
+            vec![(8 * KIB, 4, true); 2],
+            vec![(8 * KIB, 4, true); 6],
+            vec![((256 - free) * KIB, 4, false)],
+        ];
+        let mut model = Model::new(&[64 * KIB, 256 * KIB, 256 * KIB], &fills, 1);
+        let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+        let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
+        (plan.emptied, into)
+    };
+    // Room for both in the pinned block: the small block is spared, then emptied too (the
+    // plain search filled it first, tightest, and kept it: 320 KiB stayed, not 256).
+    assert_eq!(plan_with(96), (vec![1, 0], vec![2; 8]));
+    // Room for five of the six: the source goes in again with the small block among the
+    // destinations, and empties as the plain search empties it.
+    assert_eq!(plan_with(40), (vec![1], vec![2, 2, 2, 2, 2, 0]));
 }
 
 #[test]
