@@ -325,6 +325,58 @@ fn between_passes_the_smallest_empty_block_stays_while_drains_go_on() {
 }
 
 #[test]
+fn the_small_first_blocks_are_emptied_not_filled_while_the_large_ones_have_room() {
+    // A vector's first blocks are smaller (it grows them). Each keeps one allocation, the
+    // 2 MiB blocks one in four. The large sparse blocks go first (the most free bytes); the
+    // small blocks are the tightest destinations, but they hold less than any large source
+    // and their turn comes: filled, they would stay for good (the plan ended with them full
+    // and a partly used large block). Other blocks have room, so they are spared, and then
+    // emptied in their turn.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), two_mib_blocks()).unwrap();
+    let all = patterned(&allocator, &device, 400, 11);
+    let size_of = |m: vk::DeviceMemory| {
+        let raw = vk::Handle::as_raw(m);
+        blocks(&allocator).iter().find(|b| b.0 == raw).unwrap().1
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut live = Vec::new();
+    for (k, x) in all.into_iter().enumerate() {
+        let keep = if size_of(x.0.memory()) < 2 * MIB {
+            seen.insert(x.0.memory())
+        } else {
+            k % 4 == 0
+        };
+        if keep {
+            live.push(x);
+        }
+    }
+    let before = blocks(&allocator);
+    let small = before.iter().filter(|b| b.1 < 2 * MIB).count();
+    assert!(small >= 2, "{before:?}");
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo::default());
+    for (a, _, _) in &mut live {
+        defrag.add(a, align()).unwrap();
+    }
+    defragment_with_host_copies(&mut defrag, &mut live);
+    let stats = defrag.finish();
+    let after = blocks(&allocator);
+    assert!(
+        after.iter().all(|b| b.1 == 2 * MIB),
+        "a small block stayed: {after:?} (before: {before:?})"
+    );
+    let live_bytes: u64 = live.iter().map(|x| x.2).sum();
+    let reserved: u64 = after.iter().map(|b| b.1).sum();
+    assert!(
+        reserved < live_bytes + 2 * MIB,
+        "{reserved} reserved for {live_bytes} live: {after:?}"
+    );
+    assert_eq!(stats.memory_objects_freed, before.len() - after.len());
+    verify_each(&live, "after the moves");
+}
+
+#[test]
 fn a_defragmentation_with_nothing_left_draining_gives_back_every_empty_block() {
     // One unlimited pass empties blocks of several sizes; the allocation path kept an empty
     // block from before. Once the pass ends nothing is left draining, and none of them
