@@ -28,8 +28,9 @@ use super::{Picture, Planner};
 impl<P: Picture> Planner<'_, P> {
     /// Marks the blocks that the placements of `source`'s allocations leave alone on their
     /// first try: those still to be tried as sources, holding fewer live bytes than it, that
-    /// the phase may empty (not a receiver it keeps, see [receivers](super#receivers), and
-    /// every allocation of them may move). Returns whether it marked any (with none, the
+    /// the phase may empty (not a receiver it keeps, see [receivers](super#receivers), nor a
+    /// block whose largest allocation is known to exceed a pass, and every allocation of them
+    /// may move). Returns whether it marked any (with none, the
     /// first try would be the plain one).
     pub(super) fn mark_spared(&mut self, source: usize) -> bool {
         let from = self.live[source];
@@ -41,6 +42,11 @@ impl<P: Picture> Planner<'_, P> {
             }
             let block = &self.blocks[b];
             if block.receiver && live > block.size / 2 {
+                continue;
+            }
+            // Its largest allocation moves within no pass: the phase leaves it alone without
+            // a walk, and so does this.
+            if live > self.limits.bytes && block.largest.is_some_and(|l| l > self.limits.bytes) {
                 continue;
             }
             if self.all_movable(b) {
