@@ -28,16 +28,18 @@ use super::{Picture, Planner};
 impl<P: Picture> Planner<'_, P> {
     /// Marks the blocks that the placements of `source`'s allocations leave alone on their
     /// first try: those still to be tried as sources, holding fewer live bytes than it, that
-    /// the phase may empty (not a receiver it keeps, see [receivers](super#receivers), nor a
-    /// block whose largest allocation is known to exceed a pass, and every allocation of them
-    /// may move). Returns whether it marked any (with none, the
-    /// first try would be the plain one).
+    /// the phase may empty: none that received in this plan, nor a receiver it keeps (see
+    /// [receivers](super#receivers)), nor a block whose largest allocation is known to
+    /// exceed a pass, and every allocation of them may move. Returns whether it marked any
+    /// (with none, the first try would be the plain one).
     pub(super) fn mark_spared(&mut self, source: usize) -> bool {
         let from = self.live[source];
         let mut any = false;
         for b in 0..self.blocks.len() {
             let live = self.live[b];
-            if !self.pending[b] || live == 0 || live >= from {
+            // A block that received in this plan is kept (given up when its turn comes), and
+            // a walk of it would show the moves it holds.
+            if !self.pending[b] || self.received[b] || live == 0 || live >= from {
                 continue;
             }
             let block = &self.blocks[b];
