@@ -15,7 +15,10 @@
 //!   `VK_EXT_external_memory_host`: zero-copy upload of data the application already has);
 //!   put it in [`MemoryObjectCreateInfo::import`], or import as an allocation with
 //!   [`GenericMemoryAllocator::import_memory`](crate::GenericMemoryAllocator::import_memory).
-//!   The rules checked before the driver is called: the extension is claimed
+//!   The rules checked before the driver is called: an fd import names exactly one handle
+//!   type, `OPAQUE_FD` or `DMA_BUF_EXT`
+//!   ([`InvalidImportHandleType`](MemoryObjectError::InvalidImportHandleType); also for a
+//!   `VkImportMemoryFdInfoKHR` in the user's chain); the extension is claimed
 //!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
 //!   [`external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)); a host
 //!   pointer and the size are multiples of `minImportedHostPointerAlignment`, the memory type
@@ -79,6 +82,10 @@ unsafe impl Sync for ExternalMemoryImport {}
 
 impl ExternalMemoryImport {
     /// An import of file descriptor `fd` of `handle_type` (`VkImportMemoryFdInfoKHR`).
+    /// `handle_type` is one handle type, `OPAQUE_FD` or `DMA_BUF_EXT`; anything else (a set
+    /// of several, or none) is refused with
+    /// [`InvalidImportHandleType`](MemoryObjectError::InvalidImportHandleType) before the
+    /// driver sees it.
     ///
     /// # Safety
     ///
@@ -160,6 +167,7 @@ impl ExternalMemoryImport {
                         "VK_KHR_external_memory_fd",
                     ));
                 }
+                check_fd_handle_type(handle_type)?;
                 if handle_type == vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD {
                     return Ok(all);
                 }
@@ -211,6 +219,26 @@ impl ExternalMemoryImport {
                 Ok(props.memory_type_bits & all)
             }
         }
+    }
+}
+
+/// The handle types a file descriptor is imported as (VUID-VkImportMemoryFdInfoKHR-handleType-00669).
+const FD_HANDLE_TYPES: [vk::ExternalMemoryHandleTypeFlags; 2] = [
+    vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD,
+    vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT,
+];
+
+/// Refuses an fd import's handle type unless it is exactly one of [`FD_HANDLE_TYPES`]: an
+/// import takes one handle type, a single bit (`VkExternalMemoryHandleTypeFlagBits`), never
+/// a set such as `OPAQUE_FD | DMA_BUF_EXT`, and not none (that would import nothing and
+/// leave the descriptor open).
+fn check_fd_handle_type(
+    handle_type: vk::ExternalMemoryHandleTypeFlags,
+) -> Result<(), MemoryObjectError> {
+    if FD_HANDLE_TYPES.contains(&handle_type) {
+        Ok(())
+    } else {
+        Err(MemoryObjectError::InvalidImportHandleType(handle_type))
     }
 }
 
@@ -267,6 +295,7 @@ impl AllocateNext {
             host_pointer: None,
             dedicated: None,
             repeated: None,
+            bad_import: None,
             structures: Vec::new(),
         };
         let mut next = self.0.as_ptr().cast_const();
@@ -298,6 +327,11 @@ impl AllocateNext {
                 // SAFETY: as above.
                 let info = unsafe { &*next.cast::<vk::ImportMemoryFdInfoKHR<'_>>() };
                 walk.import |= info.handle_type;
+                // A zero handle type imports nothing (Vulkan allows it); any other must be
+                // one handle type an fd is imported as.
+                if !info.handle_type.is_empty() && walk.bad_import.is_none() {
+                    walk.bad_import = check_fd_handle_type(info.handle_type).err();
+                }
             }
             if base.s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
                 // SAFETY: as above.
@@ -329,6 +363,8 @@ struct ChainWalk {
     /// The first structure type met twice (or the structure met again by a chain that
     /// loops); the walk stopped there.
     repeated: Option<vk::StructureType>,
+    /// Why an import structure in it names no valid handle type.
+    bad_import: Option<MemoryObjectError>,
     /// The structures walked, in order.
     structures: Vec<*const c_void>,
 }
@@ -401,6 +437,9 @@ pub(crate) fn check(
         }
         if let Some(repeated) = walk.repeated {
             return Err(MemoryObjectError::RepeatedChainStructure(repeated));
+        }
+        if let Some(bad) = walk.bad_import {
+            return Err(bad);
         }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);

@@ -283,6 +283,11 @@ pub enum MemoryObjectError {
         /// The size given.
         size: DeviceSize,
     },
+    /// An fd import's handle type is not exactly one of `OPAQUE_FD` and `DMA_BUF_EXT`: an
+    /// import takes a single handle type (a `VkExternalMemoryHandleTypeFlagBits`), not a set
+    /// and not none (VUID-VkImportMemoryFdInfoKHR-handleType-00669).
+    #[error("an fd import takes one handle type, OPAQUE_FD or DMA_BUF_EXT, not {0:?}")]
+    InvalidImportHandleType(vk::ExternalMemoryHandleTypeFlags),
     /// The memory object was not allocated exportable as this (single) handle type.
     #[error("the memory is exportable as {exportable:?}, not {handle_type:?}")]
     NotExportable {
