@@ -11,7 +11,10 @@
 //! - an fd import names exactly one handle type, `OPAQUE_FD` or `DMA_BUF_EXT`: a set of
 //!   several, none, or a handle type of another kind is refused before the driver sees it
 //!   (through `import_memory`, `MemoryObject::allocate`, `memory_type_bits` and a
-//!   `VkImportMemoryFdInfoKHR` in the user's chain), and the descriptor stays the caller's.
+//!   `VkImportMemoryFdInfoKHR` in the user's chain), and the descriptor stays the caller's;
+//! - a custom pool whose user chain holds an import structure (of an fd or a host pointer,
+//!   anywhere in the chain) is refused when it is made: each of its memory objects would
+//!   import the same handle, and the first would consume the descriptor.
 
 mod common;
 
@@ -284,6 +287,80 @@ fn an_fd_import_takes_exactly_one_fd_handle_type() {
     assert_eq!(device2.live_memory_objects(), 0);
     // The descriptor was never consumed: it still imports, once, with its one handle type.
     // SAFETY: as above, imported once with the exporter's memory type and size.
+    let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, fd) };
+    let imported = allocator2
+        .import_memory(
+            import,
+            exported.memory_type_index,
+            exported.memory_size,
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+    let mut read = vec![0u8; SIZE];
+    imported.read(0, &mut read).unwrap();
+    assert!(read == data, "the import does not show the exported bytes");
+    drop((imported, alloc, allocator1, allocator2));
+    assert_eq!(device1.live_memory_objects(), 0);
+    assert_eq!(device2.live_memory_objects(), 0);
+}
+
+#[test]
+fn a_pool_whose_chain_imports_is_refused_when_it_is_made() {
+    const SIZE: usize = 64 << 10;
+    let exporter = external_context();
+    let importer = external_context();
+    let device1 = exporter.memory_device_with(external_features());
+    let device2 = importer.memory_device_with(external_features());
+    let allocator1 = exporting_allocator(&device1);
+    let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+    let data = pattern(31, SIZE);
+    let (alloc, exported) = export(&allocator1, &data);
+    let fd = exported.fd.into_raw_fd();
+    let pool_info = |next, min_block_count| PoolCreateInfo {
+        memory_type: PoolMemoryType::Index(exported.memory_type_index),
+        block_size: exported.memory_size,
+        min_block_count,
+        memory_allocate_next: next,
+        ..Default::default()
+    };
+    let fd_import = vk::ImportMemoryFdInfoKHR::default()
+        .handle_type(OPAQUE_FD)
+        .fd(fd);
+    // SAFETY: a valid import of the exported memory object (its type and size), refused
+    // before any memory is allocated with it; it outlives every use.
+    let next = unsafe { AllocateNext::new(std::ptr::from_ref(&fd_import).cast()) };
+    for min_block_count in [0, 2] {
+        let r = allocator2.create_pool::<FreeListAllocator>(&pool_info(next, min_block_count));
+        assert_eq!(
+            r.err(),
+            Some(AllocationError::Config(ConfigError::PoolImport(
+                vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR
+            )))
+        );
+        assert_eq!(device2.live_memory_objects(), 0);
+    }
+    // A host-pointer import behind another structure: found and refused too.
+    let page = vec![0u8; 2 * SIZE];
+    let host_import = vk::ImportMemoryHostPointerInfoEXT::default()
+        .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
+        .host_pointer(page.as_ptr().cast_mut().cast());
+    let priority = vk::MemoryPriorityAllocateInfoEXT {
+        p_next: std::ptr::from_ref(&host_import).cast(),
+        ..Default::default()
+    };
+    // SAFETY: refused before any memory is allocated with it; it outlives every use.
+    let next = unsafe { AllocateNext::new(std::ptr::from_ref(&priority).cast()) };
+    let r = allocator2.create_pool::<FreeListAllocator>(&pool_info(next, 1));
+    assert_eq!(
+        r.err(),
+        Some(AllocationError::Config(ConfigError::PoolImport(
+            vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT
+        )))
+    );
+    assert_eq!(device2.live_memory_objects(), 0);
+    // The descriptor was never consumed: it imports once, with the exported bytes.
+    // SAFETY: imported once with the exporter's memory type and size.
     let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, fd) };
     let imported = allocator2
         .import_memory(

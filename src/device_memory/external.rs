@@ -34,7 +34,13 @@
 //!   the structures the crate chains itself (dedicated, export, allocate flags, priority,
 //!   import), for a custom pool's blocks and dedicated allocations
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
-//!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
+//!   or one memory object ([`MemoryObjectCreateInfo::next`]). A pool's chain holds no import
+//!   structure (`VkImportMemoryFdInfoKHR`, `VkImportMemoryHostPointerInfoEXT` or any other
+//!   kind): a pool makes many memory objects, and each would import the same handle again
+//!   (an fd is consumed by the first); such a pool is refused when it is made
+//!   ([`ConfigError::PoolImport`](crate::ConfigError::PoolImport)). Import with
+//!   [`import_memory`](crate::GenericMemoryAllocator::import_memory), and carve the imported
+//!   allocation with a [suballocator](crate::suballocator) of your own. A chain holding a structure the
 //!   crate adds to the same call is refused
 //!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind (and two
 //!   imports: with the crate's import, an import structure of either kind is refused). So is
@@ -283,6 +289,16 @@ impl AllocateNext {
         self.0.as_ptr()
     }
 
+    /// The first structure of the chain that imports memory (of any handle type Vulkan
+    /// defines, not only those the crate imports), if one does. A chain that loops or
+    /// repeats a structure is walked up to the repeat.
+    pub(crate) fn import_structure(self) -> Option<vk::StructureType> {
+        self.walk()
+            .types
+            .into_iter()
+            .find(|t| MEMORY_IMPORT_TYPES.contains(t))
+    }
+
     /// The structure types of the chain, in order, the handle types of a
     /// `VkExportMemoryAllocateInfo` in it, the host pointer of a
     /// `VkImportMemoryHostPointerInfoEXT` in it, and the resource of a
@@ -458,6 +474,20 @@ pub(crate) fn check(
 const IMPORT_TYPES: [vk::StructureType; 2] = [
     vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
     vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+];
+
+/// Every structure that makes a `vkAllocateMemory` an import (each consumes or claims its
+/// handle for the one memory object it makes).
+const MEMORY_IMPORT_TYPES: [vk::StructureType; 9] = [
+    vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+    vk::StructureType::IMPORT_MEMORY_WIN32_HANDLE_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_WIN32_HANDLE_INFO_NV,
+    vk::StructureType::IMPORT_ANDROID_HARDWARE_BUFFER_INFO_ANDROID,
+    vk::StructureType::IMPORT_MEMORY_ZIRCON_HANDLE_INFO_FUCHSIA,
+    vk::StructureType::IMPORT_MEMORY_BUFFER_COLLECTION_FUCHSIA,
+    vk::StructureType::IMPORT_METAL_BUFFER_INFO_EXT,
+    vk::StructureType::IMPORT_SCREEN_BUFFER_INFO_QNX,
 ];
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.
