@@ -88,6 +88,12 @@ impl AllocatorStatistics {
     /// Rolls `blocks` up into their memory types, heaps, custom pools and the total. The
     /// `statistics` given in `heaps` and `memory_types` are replaced; a block whose memory type
     /// or heap is not listed only counts in the total.
+    ///
+    /// An entry of size 0 is no memory object (Vulkan makes none of size 0): it names a custom
+    /// pool (its `pool` and `memory_type_index`), which is listed in `pools` even when it
+    /// holds no memory (with zero statistics), and it is left out of `blocks` and of every
+    /// sum. The allocators put one in for each live pool, so that a pool without a block is
+    /// still listed, as VMA lists every custom pool.
     pub fn new(
         mut heaps: Vec<HeapStatistics>,
         mut memory_types: Vec<MemoryTypeStatistics>,
@@ -101,6 +107,7 @@ impl AllocatorStatistics {
         }
         let mut total = Statistics::default();
         let mut pools: Vec<PoolStatistics> = Vec::new();
+        let mut blocks = blocks;
         for b in &blocks {
             if let Some(name) = &b.pool {
                 let i = match pools
@@ -117,7 +124,13 @@ impl AllocatorStatistics {
                         pools.len() - 1
                     }
                 };
+                if b.size == 0 {
+                    continue;
+                }
                 pools[i].statistics.merge(&b.statistics);
+            }
+            if b.size == 0 {
+                continue;
             }
             if let Some(t) = memory_types
                 .iter_mut()
@@ -130,6 +143,7 @@ impl AllocatorStatistics {
             }
             total.merge(&b.statistics);
         }
+        blocks.retain(|b| b.size != 0);
         Self {
             total,
             heaps,
@@ -337,13 +351,15 @@ pub struct MemorySnapshot {
 
 impl MemorySnapshot {
     /// A snapshot of `blocks`, with the statistics rolled up into `heaps` and `memory_types`
-    /// (see [`AllocatorStatistics::new`]).
+    /// (see [`AllocatorStatistics::new`]; an entry of size 0 only lists its custom pool, and
+    /// is left out of `blocks`).
     pub fn new(
         heaps: Vec<HeapStatistics>,
         memory_types: Vec<MemoryTypeStatistics>,
-        blocks: Vec<BlockSnapshot>,
+        mut blocks: Vec<BlockSnapshot>,
     ) -> Self {
         let block_stats = blocks.iter().map(BlockSnapshot::statistics).collect();
+        blocks.retain(|b| b.size != 0);
         Self {
             statistics: AllocatorStatistics::new(heaps, memory_types, block_stats),
             blocks,
@@ -421,6 +437,58 @@ mod tests {
             &metas,
         );
         assert_eq!(free[0].name, None);
+    }
+
+    #[test]
+    fn an_entry_of_size_zero_only_lists_its_pool() {
+        let linear = RangeKind::Allocated(AllocationType::Linear);
+        let marker = |pool: Option<&str>, t| BlockSnapshot {
+            memory_type_index: t,
+            heap_index: 0,
+            memory: 0,
+            size: 0,
+            dedicated: false,
+            pool: pool.map(Arc::from),
+            allocation_count: 0,
+            ranges: Vec::new(),
+        };
+        let types = (0..2)
+            .map(|index| MemoryTypeStatistics {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let heaps = vec![HeapStatistics::default()];
+        let snap = MemorySnapshot::new(
+            heaps,
+            types,
+            vec![
+                marker(Some("empty"), 0),
+                marker(Some("busy"), 1),
+                BlockSnapshot {
+                    memory: 7,
+                    size: 100,
+                    allocation_count: 1,
+                    ranges: vec![range(0, 100, linear)],
+                    ..marker(Some("busy"), 1)
+                },
+                // No pool: nothing to list, and no memory object.
+                marker(None, 0),
+            ],
+        );
+        let s = &snap.statistics;
+        assert_eq!(snap.blocks.len(), 1);
+        assert_eq!(snap.blocks[0].memory, 7);
+        assert_eq!(s.blocks.len(), 1);
+        assert_eq!(s.total.block_count, 1);
+        assert_eq!(s.total.reserved_bytes, 100);
+        assert_eq!(s.memory_types[0].statistics, Statistics::default());
+        assert_eq!(s.memory_types[1].statistics.block_count, 1);
+        let names: Vec<&str> = s.pools.iter().map(|p| &*p.name).collect();
+        assert_eq!(names, ["empty", "busy"]);
+        assert_eq!(s.pools[0].statistics, Statistics::default());
+        assert_eq!(s.pools[1].statistics.allocation_count, 1);
+        assert_eq!(s.pools[1].statistics.reserved_bytes, 100);
     }
 
     #[test]
