@@ -78,7 +78,8 @@ pub struct AllocatorStatistics {
     pub heaps: Vec<HeapStatistics>,
     /// One entry per memory type of the device, in index order.
     pub memory_types: Vec<MemoryTypeStatistics>,
-    /// One entry per custom pool, by name and memory type.
+    /// One entry per live custom pool, by name and memory type, also for a pool that holds
+    /// no memory (then with zero statistics).
     pub pools: Vec<PoolStatistics>,
     /// One entry per block and per dedicated allocation.
     pub blocks: Vec<BlockStatistics>,
