@@ -116,7 +116,7 @@ pub struct PoolCreateInfo {
     /// allocation of the pool (VMA's `pMemoryAllocateNext`), appended after the crate's
     /// structures (see [`external_memory`](crate::external_memory)). It holds no import
     /// structure (each of the pool's memory objects would import the same handle): the pool
-    /// is refused with [`ConfigError::PoolImport`](super::ConfigError::PoolImport). The
+    /// is refused with [`ConfigError::PoolImport`]. The
     /// default value is `None`.
     pub memory_allocate_next: Option<crate::AllocateNext>,
     /// The least alignment of every allocation's offset in the pool (VMA's
