@@ -9,7 +9,8 @@
 //! - on a device with `bufferDeviceAddress`, an allocator with `device_address` off refuses a
 //!   `SHADER_DEVICE_ADDRESS` buffer before binding it to memory without device addresses
 //!   (VUID-vkBindBufferMemory-bufferDeviceAddress-03339), and still binds other buffers;
-//!   `create_aliasing_buffer` refuses it the same way, before the buffer is created;
+//!   `create_aliasing_buffer` refuses it the same way, before the buffer is created, and so
+//!   does `allocate_for_buffer_info` (the allocation is freed again);
 //! - sparse buffers and images and `DISJOINT` images are refused before the driver sees
 //!   them (`create_*`, `Owned*::new`, `allocate_for_image_info`,
 //!   `find_memory_type_index_for_image_info`);
@@ -176,15 +177,18 @@ fn owned_resources_drop_in_any_order_and_round_trip_through_raw() {
     assert_eq!(device.live_memory_objects(), 0);
 }
 
-/// A second device on the context's physical device, with `bufferDeviceAddress` enabled.
+/// A second device on the context's physical device, with `bufferDeviceAddress` enabled
+/// (and `VK_KHR_maintenance4`, for requirements without a resource).
 fn device_with_addresses(ctx: &TestContext) -> ash::Device {
     let priorities = [1.0];
     let queues = [vk::DeviceQueueCreateInfo::default()
         .queue_family_index(ctx.queue_family)
         .queue_priorities(&priorities)];
     let mut features12 = vk::PhysicalDeviceVulkan12Features::default().buffer_device_address(true);
+    let extensions = [ash::khr::maintenance4::NAME.as_ptr()];
     let info = vk::DeviceCreateInfo::default()
         .queue_create_infos(&queues)
+        .enabled_extension_names(&extensions)
         .push_next(&mut features12);
     // SAFETY: a valid create info for the context's physical device (lavapipe supports the
     // feature); the device is destroyed at the end of the test, after its allocator.
@@ -271,6 +275,7 @@ fn an_aliasing_device_address_buffer_is_refused_by_memory_without_device_address
                 common::API_VERSION,
                 EnabledMemoryFeatures {
                     buffer_device_address: true,
+                    maintenance4: true,
                     ..Default::default()
                 },
             )
@@ -320,6 +325,22 @@ fn an_aliasing_device_address_buffer_is_refused_by_memory_without_device_address
                 // SAFETY: ours, never used.
                 unsafe { device.destroy_buffer(plain.unwrap(), None) };
                 drop(alloc);
+                assert_empty(&allocator);
+                // Memory allocated ahead of the buffer (to be bound by hand): refused the
+                // same way, and nothing stays allocated.
+                // SAFETY: a valid create info (maintenance4 is enabled and claimed).
+                let ahead =
+                    unsafe { allocator.allocate_for_buffer_info(&with_address, &create_info) };
+                if device_address {
+                    drop(ahead.unwrap());
+                } else {
+                    assert_eq!(
+                        ahead.err(),
+                        Some(AllocationError::Bind(
+                            MemoryAccessError::NoDeviceAddressMemory
+                        ))
+                    );
+                }
                 assert_empty(&allocator);
             }
             drop(allocator);
