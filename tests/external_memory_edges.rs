@@ -7,7 +7,14 @@
 //!   and both sides see each other's writes while both live;
 //! - a host pointer that is not aligned to `minImportedHostPointerAlignment` is refused
 //!   before it reaches `vkGetMemoryHostPointerPropertiesEXT` (whose pointer must be aligned),
-//!   and a host import on a device that did not claim the extension says so first.
+//!   and a host import on a device that did not claim the extension says so first;
+//! - an fd import names exactly one handle type, `OPAQUE_FD` or `DMA_BUF_EXT`: a set of
+//!   several, none, or a handle type of another kind is refused before the driver sees it
+//!   (through `import_memory`, `MemoryObject::allocate`, `memory_type_bits` and a
+//!   `VkImportMemoryFdInfoKHR` in the user's chain), and the descriptor stays the caller's;
+//! - a custom pool whose user chain holds an import structure (of an fd or a host pointer,
+//!   anywhere in the chain) is refused when it is made: each of its memory objects would
+//!   import the same handle, and the first would consume the descriptor.
 
 mod common;
 
@@ -206,4 +213,168 @@ fn a_misaligned_host_pointer_is_refused_before_the_driver_sees_it() {
     }
     // SAFETY: allocated with this layout; nothing imported it.
     unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
+}
+
+#[test]
+fn an_fd_import_takes_exactly_one_fd_handle_type() {
+    const SIZE: usize = 64 << 10;
+    let exporter = external_context();
+    let importer = external_context();
+    let device1 = exporter.memory_device_with(external_features());
+    let device2 = importer.memory_device_with(external_features());
+    let allocator1 = exporting_allocator(&device1);
+    let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+    let data = pattern(21, SIZE);
+    let (alloc, exported) = export(&allocator1, &data);
+    let fd = exported.fd.into_raw_fd();
+    let dma_buf = vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT;
+    let bad = [
+        OPAQUE_FD | dma_buf,
+        vk::ExternalMemoryHandleTypeFlags::empty(),
+        vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+        vk::ExternalMemoryHandleTypeFlags::OPAQUE_WIN32,
+    ];
+    for handle_type in bad {
+        let refused = Some(MemoryObjectError::InvalidImportHandleType(handle_type));
+        // SAFETY: an open opaque fd of this physical device; every call below is refused
+        // before the driver, so the descriptor stays ours.
+        let import = unsafe { ExternalMemoryImport::fd(handle_type, fd) };
+        assert_eq!(import.memory_type_bits(&device2).err(), refused);
+        let r = allocator2.import_memory(
+            import,
+            exported.memory_type_index,
+            exported.memory_size,
+            None,
+            &Default::default(),
+        );
+        assert_eq!(
+            r.err(),
+            refused.clone().map(AllocationError::Memory),
+            "{handle_type:?}"
+        );
+        let r = MemoryObject::allocate(
+            device2.clone(),
+            &MemoryObjectCreateInfo {
+                size: exported.memory_size,
+                memory_type_index: exported.memory_type_index,
+                import: Some(import),
+                ..Default::default()
+            },
+        );
+        assert_eq!(r.err(), refused, "{handle_type:?}");
+    }
+    // The same in the user's own chain (a zero handle type there imports nothing, which
+    // Vulkan allows; it is not tried here, as it would leave a plain allocation).
+    let chained = vk::ImportMemoryFdInfoKHR::default()
+        .handle_type(OPAQUE_FD | dma_buf)
+        .fd(fd);
+    let r = MemoryObject::allocate(
+        device2.clone(),
+        &MemoryObjectCreateInfo {
+            size: exported.memory_size,
+            memory_type_index: exported.memory_type_index,
+            // SAFETY: refused before the driver; outlives the call.
+            next: unsafe { AllocateNext::new(std::ptr::from_ref(&chained).cast()) },
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        r.err(),
+        Some(MemoryObjectError::InvalidImportHandleType(
+            OPAQUE_FD | dma_buf
+        ))
+    );
+    assert_eq!(device2.live_memory_objects(), 0);
+    // The descriptor was never consumed: it still imports, once, with its one handle type.
+    // SAFETY: as above, imported once with the exporter's memory type and size.
+    let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, fd) };
+    let imported = allocator2
+        .import_memory(
+            import,
+            exported.memory_type_index,
+            exported.memory_size,
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+    let mut read = vec![0u8; SIZE];
+    imported.read(0, &mut read).unwrap();
+    assert!(read == data, "the import does not show the exported bytes");
+    drop((imported, alloc, allocator1, allocator2));
+    assert_eq!(device1.live_memory_objects(), 0);
+    assert_eq!(device2.live_memory_objects(), 0);
+}
+
+#[test]
+fn a_pool_whose_chain_imports_is_refused_when_it_is_made() {
+    const SIZE: usize = 64 << 10;
+    let exporter = external_context();
+    let importer = external_context();
+    let device1 = exporter.memory_device_with(external_features());
+    let device2 = importer.memory_device_with(external_features());
+    let allocator1 = exporting_allocator(&device1);
+    let allocator2 = StandardMemoryAllocator::new_default(device2.clone());
+    let data = pattern(31, SIZE);
+    let (alloc, exported) = export(&allocator1, &data);
+    let fd = exported.fd.into_raw_fd();
+    let pool_info = |next, min_block_count| PoolCreateInfo {
+        memory_type: PoolMemoryType::Index(exported.memory_type_index),
+        block_size: exported.memory_size,
+        min_block_count,
+        memory_allocate_next: next,
+        ..Default::default()
+    };
+    let fd_import = vk::ImportMemoryFdInfoKHR::default()
+        .handle_type(OPAQUE_FD)
+        .fd(fd);
+    // SAFETY: a valid import of the exported memory object (its type and size), refused
+    // before any memory is allocated with it; it outlives every use.
+    let next = unsafe { AllocateNext::new(std::ptr::from_ref(&fd_import).cast()) };
+    for min_block_count in [0, 2] {
+        let r = allocator2.create_pool::<FreeListAllocator>(&pool_info(next, min_block_count));
+        assert_eq!(
+            r.err(),
+            Some(AllocationError::Config(ConfigError::PoolImport(
+                vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR
+            )))
+        );
+        assert_eq!(device2.live_memory_objects(), 0);
+    }
+    // A host-pointer import behind another structure: found and refused too.
+    let page = vec![0u8; 2 * SIZE];
+    let host_import = vk::ImportMemoryHostPointerInfoEXT::default()
+        .handle_type(vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT)
+        .host_pointer(page.as_ptr().cast_mut().cast());
+    let priority = vk::MemoryPriorityAllocateInfoEXT {
+        p_next: std::ptr::from_ref(&host_import).cast(),
+        ..Default::default()
+    };
+    // SAFETY: refused before any memory is allocated with it; it outlives every use.
+    let next = unsafe { AllocateNext::new(std::ptr::from_ref(&priority).cast()) };
+    let r = allocator2.create_pool::<FreeListAllocator>(&pool_info(next, 1));
+    assert_eq!(
+        r.err(),
+        Some(AllocationError::Config(ConfigError::PoolImport(
+            vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT
+        )))
+    );
+    assert_eq!(device2.live_memory_objects(), 0);
+    // The descriptor was never consumed: it imports once, with the exported bytes.
+    // SAFETY: imported once with the exporter's memory type and size.
+    let import = unsafe { ExternalMemoryImport::fd(OPAQUE_FD, fd) };
+    let imported = allocator2
+        .import_memory(
+            import,
+            exported.memory_type_index,
+            exported.memory_size,
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+    let mut read = vec![0u8; SIZE];
+    imported.read(0, &mut read).unwrap();
+    assert!(read == data, "the import does not show the exported bytes");
+    drop((imported, alloc, allocator1, allocator2));
+    assert_eq!(device1.live_memory_objects(), 0);
+    assert_eq!(device2.live_memory_objects(), 0);
 }

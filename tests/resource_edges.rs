@@ -9,6 +9,8 @@
 //! - on a device with `bufferDeviceAddress`, an allocator with `device_address` off refuses a
 //!   `SHADER_DEVICE_ADDRESS` buffer before binding it to memory without device addresses
 //!   (VUID-vkBindBufferMemory-bufferDeviceAddress-03339), and still binds other buffers;
+//!   `create_aliasing_buffer` refuses it the same way, before the buffer is created, and so
+//!   does `allocate_for_buffer_info` (the allocation is freed again);
 //! - sparse buffers and images and `DISJOINT` images are refused before the driver sees
 //!   them (`create_*`, `Owned*::new`, `allocate_for_image_info`,
 //!   `find_memory_type_index_for_image_info`);
@@ -175,15 +177,18 @@ fn owned_resources_drop_in_any_order_and_round_trip_through_raw() {
     assert_eq!(device.live_memory_objects(), 0);
 }
 
-/// A second device on the context's physical device, with `bufferDeviceAddress` enabled.
+/// A second device on the context's physical device, with `bufferDeviceAddress` enabled
+/// (and `VK_KHR_maintenance4`, for requirements without a resource).
 fn device_with_addresses(ctx: &TestContext) -> ash::Device {
     let priorities = [1.0];
     let queues = [vk::DeviceQueueCreateInfo::default()
         .queue_family_index(ctx.queue_family)
         .queue_priorities(&priorities)];
     let mut features12 = vk::PhysicalDeviceVulkan12Features::default().buffer_device_address(true);
+    let extensions = [ash::khr::maintenance4::NAME.as_ptr()];
     let info = vk::DeviceCreateInfo::default()
         .queue_create_infos(&queues)
+        .enabled_extension_names(&extensions)
         .push_next(&mut features12);
     // SAFETY: a valid create info for the context's physical device (lavapipe supports the
     // feature); the device is destroyed at the end of the test, after its allocator.
@@ -251,6 +256,99 @@ fn a_device_address_buffer_is_refused_by_memory_without_device_addresses() {
         assert_eq!(memory_device.live_memory_objects(), 0);
     }
     // SAFETY: everything made on the device is gone.
+    unsafe { device.destroy_device(None) };
+}
+
+#[test]
+fn an_aliasing_device_address_buffer_is_refused_by_memory_without_device_addresses() {
+    let ctx = TestContext::new();
+    let device = device_with_addresses(&ctx);
+    {
+        // SAFETY: the handles are valid and outlive the allocators (dropped at the end of
+        // this scope); the claimed feature is enabled on `device`.
+        let memory_device = unsafe {
+            MemoryDevice::new(
+                &ctx.entry,
+                &ctx.instance,
+                ctx.physical_device,
+                device.clone(),
+                common::API_VERSION,
+                EnabledMemoryFeatures {
+                    buffer_device_address: true,
+                    maintenance4: true,
+                    ..Default::default()
+                },
+            )
+        }
+        .unwrap();
+        let with_address = buffer_info(4096).usage(
+            vk::BufferUsageFlags::SHADER_DEVICE_ADDRESS | vk::BufferUsageFlags::STORAGE_BUFFER,
+        );
+        let dedicated = AllocationCreateInfo {
+            allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+            ..Default::default()
+        };
+        // SAFETY: a valid create info; the probe is destroyed right after the query.
+        let requirements = unsafe {
+            let probe = device.create_buffer(&with_address, None).unwrap();
+            let r = AllocationRequirements::for_buffer(&memory_device, probe);
+            device.destroy_buffer(probe, None);
+            r.unwrap()
+        };
+        for device_address in [false, true] {
+            let allocator = StandardMemoryAllocator::new(
+                memory_device.clone(),
+                GenericMemoryAllocatorCreateInfo {
+                    device_address,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            for create_info in [AllocationCreateInfo::default(), dedicated.clone()] {
+                // In a block, or a memory object of its own dedicated to no resource.
+                let alloc = allocator
+                    .allocate(requirements, AllocationType::Linear, &create_info, None)
+                    .unwrap();
+                // SAFETY: a valid create info (the feature is enabled); a refused buffer is
+                // never created.
+                let result = unsafe { alloc.create_aliasing_buffer(&with_address, 0) };
+                if device_address {
+                    let buffer = result.unwrap();
+                    // SAFETY: ours, never used.
+                    unsafe { device.destroy_buffer(buffer, None) };
+                } else {
+                    assert_eq!(result, Err(MemoryAccessError::NoDeviceAddressMemory));
+                }
+                // A buffer without the usage aliases the same memory either way.
+                // SAFETY: as above.
+                let plain = unsafe { alloc.create_aliasing_buffer(&buffer_info(4096), 0) };
+                // SAFETY: ours, never used.
+                unsafe { device.destroy_buffer(plain.unwrap(), None) };
+                drop(alloc);
+                assert_empty(&allocator);
+                // Memory allocated ahead of the buffer (to be bound by hand): refused the
+                // same way, and nothing stays allocated.
+                // SAFETY: a valid create info (maintenance4 is enabled and claimed).
+                let ahead =
+                    unsafe { allocator.allocate_for_buffer_info(&with_address, &create_info) };
+                if device_address {
+                    drop(ahead.unwrap());
+                } else {
+                    assert_eq!(
+                        ahead.err(),
+                        Some(AllocationError::Bind(
+                            MemoryAccessError::NoDeviceAddressMemory
+                        ))
+                    );
+                }
+                assert_empty(&allocator);
+            }
+            drop(allocator);
+            assert_eq!(memory_device.live_memory_objects(), 0);
+        }
+    }
+    // SAFETY: everything made on the device is gone (a buffer left alive would be reported
+    // by the validation layer here).
     unsafe { device.destroy_device(None) };
 }
 

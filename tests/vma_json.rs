@@ -1,7 +1,9 @@
 //! The dump in VMA's JSON format (`vmaBuildStatsString` with the detailed map), checked
 //! against what VMA's `GpuMemDump.schema.json` requires (required fields, their types, no
 //! unknown fields where the schema forbids them) and what `GpuMemDumpVis.py` reads, on the
-//! real driver with blocks, a dedicated allocation, a custom pool and names.
+//! real driver with blocks, a dedicated allocation, a custom pool and names. A custom pool
+//! that holds no memory is listed too (as VMA lists every custom pool), with zero bytes, in
+//! the statistics, both dumps and the pool's own statistics.
 
 mod common;
 
@@ -337,4 +339,83 @@ fn the_dump_follows_vmas_schema_and_adds_up() {
 
     drop((in_pool, pool, image, buffers, allocator));
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
+}
+
+#[test]
+fn a_custom_pool_without_memory_is_listed_with_zero_bytes() {
+    let ctx = TestContext::new();
+    let allocator = StandardMemoryAllocator::new_default(ctx.memory_device());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            name: Some("empty \"pool\"".into()),
+            memory_type: PoolMemoryType::Index(0),
+            block_size: 1 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+    let listed = |stats: &AllocatorStatistics| -> Vec<stats::PoolStatistics> {
+        stats
+            .pools
+            .iter()
+            .filter(|p| &*p.name == "empty \"pool\"")
+            .cloned()
+            .collect()
+    };
+    // No block yet: listed, with nothing in it, and no memory object is invented.
+    let stats = allocator.statistics();
+    let mine = listed(&stats);
+    assert_eq!(mine.len(), 1, "{:?}", stats.pools);
+    assert_eq!(mine[0].memory_type_index, 0);
+    assert_eq!(mine[0].statistics, Statistics::default());
+    assert!(stats.blocks.is_empty(), "{:?}", stats.blocks);
+    assert_eq!(stats.total, Statistics::default());
+    let snap = allocator.snapshot();
+    assert_eq!(snap.statistics, stats);
+    assert!(snap.blocks.is_empty(), "{:?}", snap.blocks);
+    assert_eq!(listed(&pool.statistics()).len(), 1);
+    assert!(pool.statistics().blocks.is_empty());
+    // Both dumps name it, with no memory.
+    let json: Value = serde_json::from_str(&allocator.snapshot().to_json()).unwrap();
+    let pools = json["pools"].as_array().expect("pools");
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0]["name"], "empty \"pool\"");
+    assert!(json["blocks"].as_array().expect("blocks").is_empty());
+    let vma: Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
+    let type0 = vma["CustomPools"]["Type 0"]
+        .as_array()
+        .expect("the empty pool under its memory type");
+    assert_eq!(type0.len(), 1);
+    assert_eq!(type0[0]["Name"], "empty \"pool\"");
+    assert_eq!(check_pool_memory(&type0[0], "empty pool"), (0, 0));
+    assert_eq!(int(&vma["Total"], "BlockCount", "Total"), 0);
+
+    // With memory, then without again: still one entry, now with what it holds.
+    let requirements = AllocationRequirements {
+        layout: DeviceLayout::from_size_alignment(4096, 256).unwrap(),
+        memory_type_bits: 1,
+        prefers_dedicated_allocation: false,
+        requires_dedicated_allocation: false,
+    };
+    let alloc = pool
+        .allocate(
+            requirements,
+            AllocationType::Linear,
+            &Default::default(),
+            None,
+        )
+        .unwrap();
+    let stats = allocator.statistics();
+    let mine = listed(&stats);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].statistics.allocation_count, 1);
+    assert_eq!(mine[0].statistics.block_count, 1);
+    assert_eq!(stats.blocks.len(), 1);
+    drop(alloc);
+    assert_eq!(listed(&allocator.statistics()).len(), 1);
+    // A dropped pool is no longer listed.
+    drop(pool);
+    let stats = allocator.statistics();
+    assert!(stats.pools.is_empty(), "{:?}", stats.pools);
+    let vma: Value = serde_json::from_str(&allocator.to_vma_json()).unwrap();
+    assert!(object(&vma["CustomPools"], "CustomPools").is_empty());
 }

@@ -21,6 +21,11 @@
 //!   types ([`NotCreatedForExternalMemory`](MemoryAccessError::NotCreatedForExternalMemory);
 //!   checked by `create_aliasing_*`, which see the create info, and the `bind_*_at` callers'
 //!   duty otherwise);
+//! - a buffer with `SHADER_DEVICE_ADDRESS` usage needs memory allocated with device
+//!   addresses when the device has the `bufferDeviceAddress` feature
+//!   ([`NoDeviceAddressMemory`](MemoryAccessError::NoDeviceAddressMemory); checked by
+//!   `create_aliasing_buffer`, which sees the usage, and the `bind_buffer_at*` callers' duty
+//!   otherwise: a buffer handle does not tell its usage);
 //! - a resource the driver says *requires* a memory object of its own, or memory that was
 //!   allocated as dedicated to another resource, is refused
 //!   ([`RequiresDedicatedAllocation`](MemoryAccessError::RequiresDedicatedAllocation),
@@ -182,7 +187,12 @@ impl MemoryAlloc {
     /// `VkExternalMemoryBufferCreateInfo` naming one of the export types and the import type;
     /// it is destroyed before this allocation is dropped (or never used afterwards); its uses
     /// and those of every resource aliasing the same bytes are synchronized as the module
-    /// docs describe.
+    /// docs describe. When it was created with `SHADER_DEVICE_ADDRESS` usage on a device with
+    /// the `bufferDeviceAddress` feature, the memory was allocated with device addresses (the
+    /// allocator's or pool's `device_address` setting, on by default;
+    /// VUID-vkBindBufferMemory-bufferDeviceAddress-03339): a buffer handle does not tell its
+    /// usage, so this is not checked here ([`create_aliasing_buffer`](Self::create_aliasing_buffer)
+    /// checks it).
     pub unsafe fn bind_buffer_at(
         &self,
         buffer: vk::Buffer,
@@ -255,7 +265,11 @@ impl MemoryAlloc {
     /// again and the error returned. The caller destroys the buffer before dropping the
     /// allocation. In exportable or imported memory, a create info that does not name its
     /// handle types is refused before the buffer is made
-    /// ([`NotCreatedForExternalMemory`](MemoryAccessError::NotCreatedForExternalMemory)).
+    /// ([`NotCreatedForExternalMemory`](MemoryAccessError::NotCreatedForExternalMemory)),
+    /// and so is a `SHADER_DEVICE_ADDRESS` usage (in `usage` or a chained
+    /// `VkBufferUsageFlags2CreateInfoKHR`) when the memory was allocated without device
+    /// addresses on a device with the `bufferDeviceAddress` feature
+    /// ([`NoDeviceAddressMemory`](MemoryAccessError::NoDeviceAddressMemory)).
     ///
     /// # Safety
     ///
@@ -269,6 +283,7 @@ impl MemoryAlloc {
     ) -> Result<vk::Buffer, MemoryAccessError> {
         // SAFETY: a valid create info (the caller's contract).
         unsafe { self.check_external(buffer_info.p_next, false) }?;
+        self.check_buffer_usage(crate::device_requirements::buffer_usage(buffer_info))?;
         let ash = self.device_memory().device().ash();
         // SAFETY: the caller guarantees `buffer_info` is valid for this device.
         let buffer =
@@ -335,6 +350,24 @@ impl MemoryAlloc {
         // SAFETY: the caller's contract.
         let resource = unsafe { external::created_for(next, for_image) };
         external::check_external(export, import, resource)
+    }
+
+    /// Checks that a buffer of `usage` may be bound to this allocation's memory: a
+    /// `SHADER_DEVICE_ADDRESS` buffer needs memory allocated with device addresses on a
+    /// device with the `bufferDeviceAddress` feature
+    /// (VUID-vkBindBufferMemory-bufferDeviceAddress-03339). The one check for every path
+    /// that knows the usage (`create_buffer`, `create_aliasing_buffer`).
+    pub(crate) fn check_buffer_usage(
+        &self,
+        usage: vk::BufferUsageFlags,
+    ) -> Result<(), MemoryAccessError> {
+        if usage.contains(vk::BufferUsageFlags::SHADER_DEVICE_ADDRESS)
+            && self.device_memory().lacks_device_address()
+        {
+            Err(MemoryAccessError::NoDeviceAddressMemory)
+        } else {
+            Ok(())
+        }
     }
 
     /// Checks a bind of `resource` at `local_offset`, then binds it, with `next` as the bind

@@ -93,6 +93,11 @@ pub enum ConfigError {
     /// The debug options are invalid.
     #[error("invalid debug options: {0}")]
     Debug(&'static str),
+    /// A custom pool's [`memory_allocate_next`](super::PoolCreateInfo::memory_allocate_next)
+    /// holds an import structure: a pool makes many memory objects, and each would import
+    /// the same handle again (see [`external_memory`](crate::external_memory)).
+    #[error("a pool's memory_allocate_next holds an import structure ({0:?}); a pool makes many memory objects: import with import_memory instead")]
+    PoolImport(ash::vk::StructureType),
 }
 
 /// How a [`GenericMemoryAllocator`](super::GenericMemoryAllocator) is set up.

@@ -194,7 +194,8 @@ impl From<MemoryObjectError> for AllocationError {
             | MemoryObjectError::ImportOverlaps { .. }
             | MemoryObjectError::DuplicateChainStructure(_)
             | MemoryObjectError::RepeatedChainStructure(_)
-            | MemoryObjectError::NotExportable { .. }) => Self::Memory(e),
+            | MemoryObjectError::NotExportable { .. }
+            | MemoryObjectError::InvalidImportHandleType(_)) => Self::Memory(e),
             // `MemoryObjectError` is non-exhaustive for users, not for this crate.
         }
     }

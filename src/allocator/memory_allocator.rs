@@ -169,7 +169,10 @@ pub trait MemoryAllocator: Send + Sync {
     /// usage when `create_info` leaves it `Unknown`. A buffer the driver says requires a
     /// dedicated allocation is refused with
     /// [`DedicatedAllocationRequired`](AllocationError::DedicatedAllocationRequired) (only
-    /// memory dedicated to the buffer itself would do).
+    /// memory dedicated to the buffer itself would do), and a `SHADER_DEVICE_ADDRESS` buffer
+    /// with memory allocated without device addresses (the `device_address` setting off, on a
+    /// device with `bufferDeviceAddress`) with
+    /// [`Bind`](AllocationError::Bind)`(`[`NoDeviceAddressMemory`](crate::MemoryAccessError::NoDeviceAddressMemory)`)`.
     ///
     /// # Safety
     ///

@@ -114,8 +114,10 @@ pub struct PoolCreateInfo {
     pub block_arenas: Option<usize>,
     /// A `pNext` chain of your own for the `vkAllocateMemory` of every block and dedicated
     /// allocation of the pool (VMA's `pMemoryAllocateNext`), appended after the crate's
-    /// structures (see [`external_memory`](crate::external_memory)). The default value is
-    /// `None`.
+    /// structures (see [`external_memory`](crate::external_memory)). It holds no import
+    /// structure (each of the pool's memory objects would import the same handle): the pool
+    /// is refused with [`ConfigError::PoolImport`]. The
+    /// default value is `None`.
     pub memory_allocate_next: Option<crate::AllocateNext>,
     /// The least alignment of every allocation's offset in the pool (VMA's
     /// `minAllocationAlignment`), on top of what each resource requires and of
@@ -316,6 +318,9 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
             .into());
         }
         check_priority(info.priority)?;
+        if let Some(import) = info.memory_allocate_next.and_then(|n| n.import_structure()) {
+            return Err(ConfigError::PoolImport(import).into());
+        }
         let facts = TypeFacts::of_type(
             props,
             memory_type_index,

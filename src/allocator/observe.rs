@@ -110,6 +110,17 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
+    /// For a custom pool, the entry of size 0 that lists it in the statistics even when it
+    /// holds no memory (see [`AllocatorStatistics::new`](crate::stats::AllocatorStatistics::new)).
+    fn pool_entry(&self) -> Option<BlockStatistics> {
+        Some(BlockStatistics {
+            memory_type_index: self.memory_type_index,
+            heap_index: heap_of(self.device, self.memory_type_index),
+            pool: Some(self.pool?.get()),
+            ..BlockStatistics::default()
+        })
+    }
+
     fn snapshot(&self, b: &impl BlockRead) -> BlockSnapshot {
         let memory = b.memory();
         let mut live = 0;
@@ -220,6 +231,16 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
             let place = self.place(*memory_type_index);
+            out.extend(place.pool_entry().map(|e| BlockSnapshot {
+                memory_type_index: e.memory_type_index,
+                heap_index: e.heap_index,
+                memory: 0,
+                size: 0,
+                dedicated: false,
+                pool: e.pool,
+                allocation_count: 0,
+                ranges: Vec::new(),
+            }));
             vec.for_each_block(|b| out.push(place.snapshot(b)));
         }
         out.extend(self.dedicated.snapshot());
@@ -230,6 +251,7 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
             let place = self.place(*memory_type_index);
+            out.extend(place.pool_entry());
             vec.for_each_block(|b| out.push(place.statistics(b)));
         }
         out.extend(self.dedicated.statistics());

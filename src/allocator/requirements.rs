@@ -102,7 +102,15 @@ pub(super) unsafe fn allocate_for_info<A: MemoryAllocator + ?Sized>(
     }
     let (usage, allocation_type) = kind_of(info);
     let create_info = with_resource_usage(create_info, usage);
-    allocator.allocate(requirements, allocation_type, &create_info, None)
+    let alloc = allocator.allocate(requirements, allocation_type, &create_info, None)?;
+    // The buffer will be bound to this memory: refuse memory it cannot be bound to (the
+    // allocation is freed again).
+    if let CreateInfo::Buffer(b) = info {
+        alloc
+            .check_buffer_usage(buffer_usage(b))
+            .map_err(AllocationError::Bind)?;
+    }
+    Ok(alloc)
 }
 
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {

@@ -259,13 +259,9 @@ pub(crate) unsafe fn allocate_and_bind<A: MemoryAllocator + ?Sized>(
         // SAFETY: the chain is the resource's create info's (the caller's contract).
         unsafe { alloc.check_external(create_chain, for_image) }.map_err(AllocationError::Bind)?;
         if let Some(usage) = buffer_usage {
-            if usage.contains(vk::BufferUsageFlags::SHADER_DEVICE_ADDRESS)
-                && alloc.device_memory().lacks_device_address()
-            {
-                return Err(AllocationError::Bind(
-                    MemoryAccessError::NoDeviceAddressMemory,
-                ));
-            }
+            alloc
+                .check_buffer_usage(usage)
+                .map_err(AllocationError::Bind)?;
         }
         // SAFETY: the allocation was made for this resource's requirements; it is unbound;
         // the chain is valid (the caller's contract).

@@ -15,7 +15,10 @@
 //!   `VK_EXT_external_memory_host`: zero-copy upload of data the application already has);
 //!   put it in [`MemoryObjectCreateInfo::import`], or import as an allocation with
 //!   [`GenericMemoryAllocator::import_memory`](crate::GenericMemoryAllocator::import_memory).
-//!   The rules checked before the driver is called: the extension is claimed
+//!   The rules checked before the driver is called: an fd import names exactly one handle
+//!   type, `OPAQUE_FD` or `DMA_BUF_EXT`
+//!   ([`InvalidImportHandleType`](MemoryObjectError::InvalidImportHandleType); also for a
+//!   `VkImportMemoryFdInfoKHR` in the user's chain); the extension is claimed
 //!   ([`EnabledMemoryFeatures::external_memory_fd`](crate::EnabledMemoryFeatures::external_memory_fd),
 //!   [`external_memory_host`](crate::EnabledMemoryFeatures::external_memory_host)); a host
 //!   pointer and the size are multiples of `minImportedHostPointerAlignment`, the memory type
@@ -31,7 +34,13 @@
 //!   the structures the crate chains itself (dedicated, export, allocate flags, priority,
 //!   import), for a custom pool's blocks and dedicated allocations
 //!   ([`PoolCreateInfo::memory_allocate_next`](crate::PoolCreateInfo::memory_allocate_next))
-//!   or one memory object ([`MemoryObjectCreateInfo::next`]). A chain holding a structure the
+//!   or one memory object ([`MemoryObjectCreateInfo::next`]). A pool's chain holds no import
+//!   structure (`VkImportMemoryFdInfoKHR`, `VkImportMemoryHostPointerInfoEXT` or any other
+//!   kind): a pool makes many memory objects, and each would import the same handle again
+//!   (an fd is consumed by the first); such a pool is refused when it is made
+//!   ([`ConfigError::PoolImport`](crate::ConfigError::PoolImport)). Import with
+//!   [`import_memory`](crate::GenericMemoryAllocator::import_memory), and carve the imported
+//!   allocation with a [suballocator](crate::suballocator) of your own. A chain holding a structure the
 //!   crate adds to the same call is refused
 //!   ([`MemoryObjectError::DuplicateChainStructure`]): Vulkan forbids two of a kind (and two
 //!   imports: with the crate's import, an import structure of either kind is refused). So is
@@ -79,6 +88,10 @@ unsafe impl Sync for ExternalMemoryImport {}
 
 impl ExternalMemoryImport {
     /// An import of file descriptor `fd` of `handle_type` (`VkImportMemoryFdInfoKHR`).
+    /// `handle_type` is one handle type, `OPAQUE_FD` or `DMA_BUF_EXT`; anything else (a set
+    /// of several, or none) is refused with
+    /// [`InvalidImportHandleType`](MemoryObjectError::InvalidImportHandleType) before the
+    /// driver sees it.
     ///
     /// # Safety
     ///
@@ -160,6 +173,7 @@ impl ExternalMemoryImport {
                         "VK_KHR_external_memory_fd",
                     ));
                 }
+                check_fd_handle_type(handle_type)?;
                 if handle_type == vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD {
                     return Ok(all);
                 }
@@ -214,6 +228,26 @@ impl ExternalMemoryImport {
     }
 }
 
+/// The handle types a file descriptor is imported as (VUID-VkImportMemoryFdInfoKHR-handleType-00669).
+const FD_HANDLE_TYPES: [vk::ExternalMemoryHandleTypeFlags; 2] = [
+    vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD,
+    vk::ExternalMemoryHandleTypeFlags::DMA_BUF_EXT,
+];
+
+/// Refuses an fd import's handle type unless it is exactly one of [`FD_HANDLE_TYPES`]: an
+/// import takes one handle type, a single bit (`VkExternalMemoryHandleTypeFlagBits`), never
+/// a set such as `OPAQUE_FD | DMA_BUF_EXT`, and not none (that would import nothing and
+/// leave the descriptor open).
+fn check_fd_handle_type(
+    handle_type: vk::ExternalMemoryHandleTypeFlags,
+) -> Result<(), MemoryObjectError> {
+    if FD_HANDLE_TYPES.contains(&handle_type) {
+        Ok(())
+    } else {
+        Err(MemoryObjectError::InvalidImportHandleType(handle_type))
+    }
+}
+
 /// `ExtensionNotEnabled` unless `VK_EXT_external_memory_host` is claimed.
 fn require_external_memory_host(device: &MemoryDevice) -> Result<(), MemoryObjectError> {
     if device.features().external_memory_host {
@@ -255,6 +289,16 @@ impl AllocateNext {
         self.0.as_ptr()
     }
 
+    /// The first structure of the chain that imports memory (of any handle type Vulkan
+    /// defines, not only those the crate imports), if one does. A chain that loops or
+    /// repeats a structure is walked up to the repeat.
+    pub(crate) fn import_structure(self) -> Option<vk::StructureType> {
+        self.walk()
+            .types
+            .into_iter()
+            .find(|t| MEMORY_IMPORT_TYPES.contains(t))
+    }
+
     /// The structure types of the chain, in order, the handle types of a
     /// `VkExportMemoryAllocateInfo` in it, the host pointer of a
     /// `VkImportMemoryHostPointerInfoEXT` in it, and the resource of a
@@ -267,6 +311,7 @@ impl AllocateNext {
             host_pointer: None,
             dedicated: None,
             repeated: None,
+            bad_import: None,
             structures: Vec::new(),
         };
         let mut next = self.0.as_ptr().cast_const();
@@ -298,6 +343,11 @@ impl AllocateNext {
                 // SAFETY: as above.
                 let info = unsafe { &*next.cast::<vk::ImportMemoryFdInfoKHR<'_>>() };
                 walk.import |= info.handle_type;
+                // A zero handle type imports nothing (Vulkan allows it); any other must be
+                // one handle type an fd is imported as.
+                if !info.handle_type.is_empty() && walk.bad_import.is_none() {
+                    walk.bad_import = check_fd_handle_type(info.handle_type).err();
+                }
             }
             if base.s_type == vk::StructureType::MEMORY_DEDICATED_ALLOCATE_INFO {
                 // SAFETY: as above.
@@ -329,6 +379,8 @@ struct ChainWalk {
     /// The first structure type met twice (or the structure met again by a chain that
     /// loops); the walk stopped there.
     repeated: Option<vk::StructureType>,
+    /// Why an import structure in it names no valid handle type.
+    bad_import: Option<MemoryObjectError>,
     /// The structures walked, in order.
     structures: Vec<*const c_void>,
 }
@@ -402,6 +454,9 @@ pub(crate) fn check(
         if let Some(repeated) = walk.repeated {
             return Err(MemoryObjectError::RepeatedChainStructure(repeated));
         }
+        if let Some(bad) = walk.bad_import {
+            return Err(bad);
+        }
         export_types |= walk.export;
         host_pointer = host_pointer.or(walk.host_pointer);
         import_type |= walk.import;
@@ -419,6 +474,20 @@ pub(crate) fn check(
 const IMPORT_TYPES: [vk::StructureType; 2] = [
     vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
     vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+];
+
+/// Every structure that makes a `vkAllocateMemory` an import (each consumes or claims its
+/// handle for the one memory object it makes).
+const MEMORY_IMPORT_TYPES: [vk::StructureType; 9] = [
+    vk::StructureType::IMPORT_MEMORY_FD_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+    vk::StructureType::IMPORT_MEMORY_WIN32_HANDLE_INFO_KHR,
+    vk::StructureType::IMPORT_MEMORY_WIN32_HANDLE_INFO_NV,
+    vk::StructureType::IMPORT_ANDROID_HARDWARE_BUFFER_INFO_ANDROID,
+    vk::StructureType::IMPORT_MEMORY_ZIRCON_HANDLE_INFO_FUCHSIA,
+    vk::StructureType::IMPORT_MEMORY_BUFFER_COLLECTION_FUCHSIA,
+    vk::StructureType::IMPORT_METAL_BUFFER_INFO_EXT,
+    vk::StructureType::IMPORT_SCREEN_BUFFER_INFO_QNX,
 ];
 
 /// The import structures of one `vkAllocateMemory`, kept alive across the call.

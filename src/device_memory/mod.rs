@@ -13,11 +13,9 @@
 pub mod external;
 mod host_imports;
 
+use self::external::{AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs};
 use crate::budget::BudgetError;
 use crate::device::MemoryDevice;
-use crate::device_memory::external::{
-    AllocateNext, ExternalMemoryImport, ImportRef, ImportStructs,
-};
 use crate::layout::DeviceSize;
 use ash::vk;
 use std::ptr::NonNull;
@@ -56,9 +54,7 @@ impl DedicatedAllocation {
             image,
         }
     }
-}
 
-impl DedicatedAllocation {
     /// The resource of a dedicated-allocation structure found in a user's chain; `None` when
     /// it names none (both handles null: the memory is not dedicated).
     pub(crate) fn named(buffer: vk::Buffer, image: vk::Image) -> Option<Self> {
@@ -283,6 +279,10 @@ pub enum MemoryObjectError {
         /// The size given.
         size: DeviceSize,
     },
+    /// An fd import's handle type is not exactly one of `OPAQUE_FD` and `DMA_BUF_EXT` (one
+    /// bit: not a set, not none; VUID-VkImportMemoryFdInfoKHR-handleType-00669).
+    #[error("an fd import takes one handle type, OPAQUE_FD or DMA_BUF_EXT, not {0:?}")]
+    InvalidImportHandleType(vk::ExternalMemoryHandleTypeFlags),
     /// The memory object was not allocated exportable as this (single) handle type.
     #[error("the memory is exportable as {exportable:?}, not {handle_type:?}")]
     NotExportable {

@@ -63,7 +63,8 @@
 //! one range. `min`, `max` and `avg` are 0 when `count` is 0. Heap budgets count every
 //! allocator of the device; `from_extension` says whether they come from
 //! `VK_EXT_memory_budget` or are estimated (80 % of the heap).
-//! `pools` sums up each [custom pool](crate::MemoryPool) and `pool` names the pool a block
+//! `pools` sums up each live [custom pool](crate::MemoryPool), one that holds no memory
+//! included (with zero statistics, as VMA lists every pool), and `pool` names the pool a block
 //! belongs to (`null`: the allocator's default block vectors); `user_data` is the `Debug` text of an
 //! allocation's [user data](crate::MemoryAlloc::set_user_data) and `backtrace` where it was
 //! made (with [`DebugOptions::capture_backtraces`](crate::DebugOptions::capture_backtraces)).

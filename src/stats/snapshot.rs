@@ -78,7 +78,8 @@ pub struct AllocatorStatistics {
     pub heaps: Vec<HeapStatistics>,
     /// One entry per memory type of the device, in index order.
     pub memory_types: Vec<MemoryTypeStatistics>,
-    /// One entry per custom pool, by name and memory type.
+    /// One entry per live custom pool, by name and memory type, also for a pool that holds
+    /// no memory (then with zero statistics).
     pub pools: Vec<PoolStatistics>,
     /// One entry per block and per dedicated allocation.
     pub blocks: Vec<BlockStatistics>,
@@ -88,6 +89,12 @@ impl AllocatorStatistics {
     /// Rolls `blocks` up into their memory types, heaps, custom pools and the total. The
     /// `statistics` given in `heaps` and `memory_types` are replaced; a block whose memory type
     /// or heap is not listed only counts in the total.
+    ///
+    /// An entry of size 0 is no memory object (Vulkan makes none of size 0): it names a custom
+    /// pool (its `pool` and `memory_type_index`), which is listed in `pools` even when it
+    /// holds no memory (with zero statistics), and it is left out of `blocks` and of every
+    /// sum. The allocators put one in for each live pool, so that a pool without a block is
+    /// still listed, as VMA lists every custom pool.
     pub fn new(
         mut heaps: Vec<HeapStatistics>,
         mut memory_types: Vec<MemoryTypeStatistics>,
@@ -101,6 +108,7 @@ impl AllocatorStatistics {
         }
         let mut total = Statistics::default();
         let mut pools: Vec<PoolStatistics> = Vec::new();
+        let mut blocks = blocks;
         for b in &blocks {
             if let Some(name) = &b.pool {
                 let i = match pools
@@ -117,7 +125,13 @@ impl AllocatorStatistics {
                         pools.len() - 1
                     }
                 };
+                if b.size == 0 {
+                    continue;
+                }
                 pools[i].statistics.merge(&b.statistics);
+            }
+            if b.size == 0 {
+                continue;
             }
             if let Some(t) = memory_types
                 .iter_mut()
@@ -130,6 +144,7 @@ impl AllocatorStatistics {
             }
             total.merge(&b.statistics);
         }
+        blocks.retain(|b| b.size != 0);
         Self {
             total,
             heaps,
@@ -337,13 +352,15 @@ pub struct MemorySnapshot {
 
 impl MemorySnapshot {
     /// A snapshot of `blocks`, with the statistics rolled up into `heaps` and `memory_types`
-    /// (see [`AllocatorStatistics::new`]).
+    /// (see [`AllocatorStatistics::new`]; an entry of size 0 only lists its custom pool, and
+    /// is left out of `blocks`).
     pub fn new(
         heaps: Vec<HeapStatistics>,
         memory_types: Vec<MemoryTypeStatistics>,
-        blocks: Vec<BlockSnapshot>,
+        mut blocks: Vec<BlockSnapshot>,
     ) -> Self {
         let block_stats = blocks.iter().map(BlockSnapshot::statistics).collect();
+        blocks.retain(|b| b.size != 0);
         Self {
             statistics: AllocatorStatistics::new(heaps, memory_types, block_stats),
             blocks,
@@ -357,129 +374,4 @@ impl MemorySnapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::suballocator::AllocationType;
-
-    fn range(offset: u64, size: u64, kind: RangeKind) -> RangeSnapshot {
-        RangeSnapshot::new(offset, size, kind)
-    }
-
-    #[test]
-    fn names_and_user_data_are_found_inside_ranges_and_joined() {
-        let meta = |name: &str, data: Option<u32>| {
-            AllocationMeta::of(
-                Some(name.into()),
-                data.map(|d| Arc::new(d) as Arc<dyn crate::UserData>),
-                None,
-            )
-            .unwrap()
-        };
-        let mut metas = MetaMap::new();
-        metas.insert(16, meta("a", Some(7)));
-        metas.insert(32, meta("b", None));
-        metas.insert(100, meta("c", Some(9)));
-        let linear = RangeKind::Allocated(AllocationType::Linear);
-        let walk = |ranges: Vec<(u64, u64)>| {
-            BlockSnapshot::ranges_from(
-                |f| {
-                    for (offset, size) in ranges {
-                        f(RangeInfo {
-                            offset,
-                            size,
-                            kind: linear,
-                        })
-                    }
-                },
-                &metas,
-            )
-        };
-        let r = walk(vec![
-            (0, 16),
-            (0, 17),
-            (10, 40),
-            (100, 1),
-            (u64::MAX - 1, 1),
-        ]);
-        assert_eq!(r[0].name, None);
-        assert_eq!(r[1].name.as_deref(), Some("a"));
-        assert_eq!(r[1].user_data.as_deref(), Some("7"));
-        assert_eq!(r[2].name.as_deref(), Some("a, b"));
-        assert_eq!(r[2].user_data.as_deref(), Some("7"));
-        assert_eq!(r[3].name.as_deref(), Some("c"));
-        assert_eq!(r[3].user_data.as_deref(), Some("9"));
-        assert_eq!(r[4].name, None);
-        // Free ranges carry nothing.
-        let free = BlockSnapshot::ranges_from(
-            |f| {
-                f(RangeInfo {
-                    offset: 0,
-                    size: 200,
-                    kind: RangeKind::Free,
-                })
-            },
-            &metas,
-        );
-        assert_eq!(free[0].name, None);
-    }
-
-    #[test]
-    fn roll_up_by_type_and_heap() {
-        let linear = RangeKind::Allocated(AllocationType::Linear);
-        let block = |t, h, dedicated, ranges: Vec<RangeSnapshot>| BlockSnapshot {
-            memory_type_index: t,
-            heap_index: h,
-            memory: 1,
-            size: ranges.iter().map(|r| r.size).sum(),
-            dedicated,
-            pool: (t == 2).then(|| Arc::from("staging pool")),
-            allocation_count: ranges.iter().filter(|r| r.kind != RangeKind::Free).count() as u64,
-            ranges,
-        };
-        let heaps = (0..2)
-            .map(|index| HeapStatistics {
-                index,
-                ..Default::default()
-            })
-            .collect();
-        let types = [(0, 0), (1, 1), (2, 1)]
-            .into_iter()
-            .map(|(index, heap_index)| MemoryTypeStatistics {
-                index,
-                heap_index,
-                ..Default::default()
-            })
-            .collect();
-        let snap = MemorySnapshot::new(
-            heaps,
-            types,
-            vec![
-                block(
-                    0,
-                    0,
-                    false,
-                    vec![range(0, 10, linear), range(10, 90, RangeKind::Free)],
-                ),
-                block(1, 1, true, vec![range(0, 50, linear)]),
-                block(2, 1, true, vec![range(0, 70, linear)]),
-                // Unknown type and heap: counted in the total only.
-                block(9, 9, true, vec![range(0, 5, linear)]),
-            ],
-        );
-        let s = &snap.statistics;
-        assert_eq!(s.total.block_count, 1);
-        assert_eq!(s.total.dedicated_count, 3);
-        assert_eq!(s.total.allocation_count, 4);
-        assert_eq!(s.total.reserved_bytes, 225);
-        assert_eq!(s.total.allocated_bytes(), 135);
-        assert_eq!(s.heaps[1].statistics.dedicated_count, 2);
-        assert_eq!(s.heaps[1].statistics.allocations.max, 70);
-        assert_eq!(s.heaps[0].statistics.free_bytes(), 90);
-        assert_eq!(s.memory_types[2].statistics.reserved_bytes, 70);
-        assert_eq!(s.blocks.len(), 4);
-        assert_eq!(s.pools.len(), 1);
-        assert_eq!(&*s.pools[0].name, "staging pool");
-        assert_eq!(s.pools[0].memory_type_index, 2);
-        assert_eq!(s.pools[0].statistics.reserved_bytes, 70);
-    }
-}
+mod tests;

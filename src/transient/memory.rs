@@ -327,7 +327,11 @@ impl<A: MemoryAllocator> TransientMemory<A> {
     /// requirements are the ones `resource` was planned with; it is destroyed before this
     /// memory is released (see [`prepare`](Self::prepare)); its first use waits for the last
     /// use of the resources it takes over ([`record_aliasing_barriers`](super::record_aliasing_barriers)
-    /// records those barriers).
+    /// records those barriers); when it was created with `SHADER_DEVICE_ADDRESS` usage on a
+    /// device with the `bufferDeviceAddress` feature, the allocator allocates with device
+    /// addresses (its `device_address` setting, on by default), as for
+    /// [`MemoryAlloc::bind_buffer_at`] (a buffer handle does not tell its usage, so this is
+    /// not checked).
     pub unsafe fn bind_buffer(
         &self,
         plan: &TransientPlan,
