@@ -18,10 +18,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const WORKERS: u64 = 3;
 /// Each worker takes at least this many steps, and goes on until the checker has taken
-/// [`SNAPSHOTS`] snapshots, up to [`MAX_STEPS`].
+/// [`SNAPSHOTS`] snapshots and seen some name in one, up to [`MAX_STEPS`] (on a loaded
+/// machine the checker may take its snapshots before the workers start, or not run while
+/// they work).
 const STEPS: u64 = 5_000;
 const SNAPSHOTS: u64 = 300;
 const MAX_STEPS: u64 = 200_000;
+/// A worker takes at most this many steps per snapshot the checker took (plus one), so that
+/// it never runs far ahead of a checker that gets little time on a loaded machine.
+const PACE: u64 = 500;
 
 /// What the workers share with the checker.
 struct Shared {
@@ -33,6 +38,8 @@ struct Shared {
     retired: Vec<AtomicU64>,
     /// Snapshots checked so far.
     snapshots: AtomicU64,
+    /// Names seen in them so far.
+    named: AtomicU64,
     done: AtomicBool,
 }
 
@@ -72,10 +79,17 @@ fn work(target: &dyn MemoryAllocator, shared: &Shared, seed: u64) {
     let types = target.device().memory_properties().memory_types.len();
     let memory_type_bits = u32::MAX >> (32 - types);
     let mut live: Vec<Live> = Vec::new();
-    for step in 0..MAX_STEPS {
-        if step >= STEPS && shared.snapshots.load(Ordering::Relaxed) >= SNAPSHOTS {
+    let mut step = 0;
+    while step < MAX_STEPS {
+        let snapshots = shared.snapshots.load(Ordering::Relaxed);
+        if step >= STEPS && snapshots >= SNAPSHOTS && shared.named.load(Ordering::Relaxed) > 0 {
             break;
         }
+        if step >= (snapshots + 1) * PACE {
+            std::thread::yield_now();
+            continue;
+        }
+        step += 1;
         match rng.below(4) {
             0 | 1 if live.len() < 64 => {
                 let size = 64 * rng.range(1, 64);
@@ -175,6 +189,7 @@ fn snapshots_taken_while_threads_rename_and_free_show_each_name_on_its_own_range
             .map(|_| AtomicU64::new(0))
             .collect(),
         snapshots: AtomicU64::new(0),
+        named: AtomicU64::new(0),
         done: AtomicBool::new(false),
     };
     let (snapshots, names) = std::thread::scope(|s| {
@@ -183,7 +198,9 @@ fn snapshots_taken_while_threads_rename_and_free_show_each_name_on_its_own_range
             loop {
                 let finished = shared.done.load(Ordering::Acquire);
                 let before = shared.retirements.load(Ordering::Acquire);
-                names += check(&allocator.snapshot(), &shared, before);
+                let seen = check(&allocator.snapshot(), &shared, before);
+                names += seen;
+                shared.named.fetch_add(seen as u64, Ordering::Relaxed);
                 let snapshots = shared.snapshots.fetch_add(1, Ordering::Relaxed) + 1;
                 // Let the workers in on a machine with few cores.
                 std::thread::yield_now();

@@ -560,6 +560,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// allocation. Walks every range of every block (see [`stats`](crate::stats)).
     pub fn statistics(&self) -> AllocatorStatistics {
         AllocatorStatistics::of_device(&self.device, self.observer.all_statistics())
+            .list_pools(self.observer.live_pool_list())
     }
 
     /// The full state: statistics and every range of every block and dedicated allocation,
@@ -567,6 +568,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     /// them. Render it with [`MemorySnapshot::to_json`] or [`MemorySnapshot::to_svg`].
     pub fn snapshot(&self) -> MemorySnapshot {
         MemorySnapshot::of_device(&self.device, self.observer.all_snapshots())
+            .list_pools(self.observer.live_pool_list())
     }
 
     /// Starts a [defragmentation](super::defrag) of the allocator's default block vectors (custom

@@ -684,9 +684,11 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for MemoryPool<S> {
 
     fn statistics(&self) -> AllocatorStatistics {
         AllocatorStatistics::of_device(&self.inner.device, self.inner.observer.all_statistics())
+            .list_pools(self.inner.observer.live_pool_list())
     }
 
     fn snapshot(&self) -> MemorySnapshot {
         MemorySnapshot::of_device(&self.inner.device, self.inner.observer.all_snapshots())
+            .list_pools(self.inner.observer.live_pool_list())
     }
 }

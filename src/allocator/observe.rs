@@ -30,6 +30,12 @@ pub(crate) trait Observe: Send + Sync {
     fn snapshots(&self) -> Vec<BlockSnapshot>;
     /// The statistics of every block and dedicated allocation.
     fn statistics(&self) -> Vec<BlockStatistics>;
+    /// The custom pool this is, by name and memory type, while it lives (statistics list
+    /// every live pool, one without memory included); none for the allocator's own memory
+    /// and for what a dropped pool left.
+    fn live_pool(&self) -> Option<(Arc<str>, u32)> {
+        None
+    }
     /// Reads the margins of every live allocation in the memory types of `memory_type_bits`
     /// (see [`crate::corruption`]).
     fn check_margins(&self, memory_type_bits: u32, scan: &mut Scan);
@@ -110,17 +116,6 @@ struct Place<'a> {
 }
 
 impl Place<'_> {
-    /// For a custom pool, the entry of size 0 that lists it in the statistics even when it
-    /// holds no memory (see [`AllocatorStatistics::new`](crate::stats::AllocatorStatistics::new)).
-    fn pool_entry(&self) -> Option<BlockStatistics> {
-        Some(BlockStatistics {
-            memory_type_index: self.memory_type_index,
-            heap_index: heap_of(self.device, self.memory_type_index),
-            pool: Some(self.pool?.get()),
-            ..BlockStatistics::default()
-        })
-    }
-
     fn snapshot(&self, b: &impl BlockRead) -> BlockSnapshot {
         let memory = b.memory();
         let mut live = 0;
@@ -227,20 +222,16 @@ impl<S> Held<S> {
 }
 
 impl<S: Suballocator + Send + 'static> Observe for Held<S> {
+    fn live_pool(&self) -> Option<(Arc<str>, u32)> {
+        let pool = self.pool.as_ref()?;
+        let (memory_type_index, _) = self.vecs.first()?;
+        Some((pool.get(), *memory_type_index))
+    }
+
     fn snapshots(&self) -> Vec<BlockSnapshot> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
             let place = self.place(*memory_type_index);
-            out.extend(place.pool_entry().map(|e| BlockSnapshot {
-                memory_type_index: e.memory_type_index,
-                heap_index: e.heap_index,
-                memory: 0,
-                size: 0,
-                dedicated: false,
-                pool: e.pool,
-                allocation_count: 0,
-                ranges: Vec::new(),
-            }));
             vec.for_each_block(|b| out.push(place.snapshot(b)));
         }
         out.extend(self.dedicated.snapshot());
@@ -251,7 +242,6 @@ impl<S: Suballocator + Send + 'static> Observe for Held<S> {
         let mut out = Vec::new();
         for (memory_type_index, vec) in &self.vecs {
             let place = self.place(*memory_type_index);
-            out.extend(place.pool_entry());
             vec.for_each_block(|b| out.push(place.statistics(b)));
         }
         out.extend(self.dedicated.statistics());
@@ -416,6 +406,14 @@ impl Observer {
         for p in self.live_pools() {
             out.extend(p.snapshots());
         }
+        out
+    }
+
+    /// Every live custom pool seen here (this observer's own memory, when it is a pool's, and
+    /// the pools made from it), by name and memory type.
+    pub(crate) fn live_pool_list(&self) -> Vec<(Arc<str>, u32)> {
+        let mut out: Vec<_> = self.own.live_pool().into_iter().collect();
+        out.extend(self.live_pools().iter().filter_map(|p| p.live_pool()));
         out
     }
 

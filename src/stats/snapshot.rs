@@ -89,12 +89,6 @@ impl AllocatorStatistics {
     /// Rolls `blocks` up into their memory types, heaps, custom pools and the total. The
     /// `statistics` given in `heaps` and `memory_types` are replaced; a block whose memory type
     /// or heap is not listed only counts in the total.
-    ///
-    /// An entry of size 0 is no memory object (Vulkan makes none of size 0): it names a custom
-    /// pool (its `pool` and `memory_type_index`), which is listed in `pools` even when it
-    /// holds no memory (with zero statistics), and it is left out of `blocks` and of every
-    /// sum. The allocators put one in for each live pool, so that a pool without a block is
-    /// still listed, as VMA lists every custom pool.
     pub fn new(
         mut heaps: Vec<HeapStatistics>,
         mut memory_types: Vec<MemoryTypeStatistics>,
@@ -108,7 +102,6 @@ impl AllocatorStatistics {
         }
         let mut total = Statistics::default();
         let mut pools: Vec<PoolStatistics> = Vec::new();
-        let mut blocks = blocks;
         for b in &blocks {
             if let Some(name) = &b.pool {
                 let i = match pools
@@ -125,13 +118,7 @@ impl AllocatorStatistics {
                         pools.len() - 1
                     }
                 };
-                if b.size == 0 {
-                    continue;
-                }
                 pools[i].statistics.merge(&b.statistics);
-            }
-            if b.size == 0 {
-                continue;
             }
             if let Some(t) = memory_types
                 .iter_mut()
@@ -144,7 +131,6 @@ impl AllocatorStatistics {
             }
             total.merge(&b.statistics);
         }
-        blocks.retain(|b| b.size != 0);
         Self {
             total,
             heaps,
@@ -157,6 +143,25 @@ impl AllocatorStatistics {
     /// Rolls `blocks` up into the heaps (with their budgets) and memory types of `device`.
     pub fn of_device(device: &MemoryDevice, blocks: Vec<BlockStatistics>) -> Self {
         Self::new(heap_entries(device), memory_type_entries(device), blocks)
+    }
+
+    /// Lists each custom pool of `pools` (name and memory type) that no block named: a live
+    /// pool that holds no memory, with zero statistics (VMA lists every custom pool).
+    pub(crate) fn list_pools(mut self, pools: Vec<(Arc<str>, u32)>) -> Self {
+        for (name, memory_type_index) in pools {
+            let listed = self
+                .pools
+                .iter()
+                .any(|p| p.name == name && p.memory_type_index == memory_type_index);
+            if !listed {
+                self.pools.push(PoolStatistics {
+                    name,
+                    memory_type_index,
+                    statistics: Statistics::default(),
+                });
+            }
+        }
+        self
     }
 }
 
@@ -352,19 +357,24 @@ pub struct MemorySnapshot {
 
 impl MemorySnapshot {
     /// A snapshot of `blocks`, with the statistics rolled up into `heaps` and `memory_types`
-    /// (see [`AllocatorStatistics::new`]; an entry of size 0 only lists its custom pool, and
-    /// is left out of `blocks`).
+    /// (see [`AllocatorStatistics::new`]).
     pub fn new(
         heaps: Vec<HeapStatistics>,
         memory_types: Vec<MemoryTypeStatistics>,
-        mut blocks: Vec<BlockSnapshot>,
+        blocks: Vec<BlockSnapshot>,
     ) -> Self {
         let block_stats = blocks.iter().map(BlockSnapshot::statistics).collect();
-        blocks.retain(|b| b.size != 0);
         Self {
             statistics: AllocatorStatistics::new(heaps, memory_types, block_stats),
             blocks,
         }
+    }
+
+    /// Lists each custom pool of `pools` that no block named (see
+    /// [`AllocatorStatistics::list_pools`]).
+    pub(crate) fn list_pools(mut self, pools: Vec<(Arc<str>, u32)>) -> Self {
+        self.statistics = self.statistics.list_pools(pools);
+        self
     }
 
     /// A snapshot of `blocks` on `device`: its heaps (with their budgets) and memory types.

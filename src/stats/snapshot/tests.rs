@@ -66,18 +66,8 @@ fn names_and_user_data_are_found_inside_ranges_and_joined() {
 }
 
 #[test]
-fn an_entry_of_size_zero_only_lists_its_pool() {
+fn listed_pools_without_blocks_get_zero_entries_and_pools_with_blocks_keep_theirs() {
     let linear = RangeKind::Allocated(AllocationType::Linear);
-    let marker = |pool: Option<&str>, t| BlockSnapshot {
-        memory_type_index: t,
-        heap_index: 0,
-        memory: 0,
-        size: 0,
-        dedicated: false,
-        pool: pool.map(Arc::from),
-        allocation_count: 0,
-        ranges: Vec::new(),
-    };
     let types = (0..2)
         .map(|index| MemoryTypeStatistics {
             index,
@@ -85,36 +75,33 @@ fn an_entry_of_size_zero_only_lists_its_pool() {
         })
         .collect();
     let heaps = vec![HeapStatistics::default()];
-    let snap = MemorySnapshot::new(
-        heaps,
-        types,
-        vec![
-            marker(Some("empty"), 0),
-            marker(Some("busy"), 1),
-            BlockSnapshot {
-                memory: 7,
-                size: 100,
-                allocation_count: 1,
-                ranges: vec![range(0, 100, linear)],
-                ..marker(Some("busy"), 1)
-            },
-            // No pool: nothing to list, and no memory object.
-            marker(None, 0),
-        ],
-    );
+    let busy = BlockSnapshot {
+        memory_type_index: 1,
+        heap_index: 0,
+        memory: 7,
+        size: 100,
+        dedicated: false,
+        pool: Some(Arc::from("busy")),
+        allocation_count: 1,
+        ranges: vec![range(0, 100, linear)],
+    };
+    let snap = MemorySnapshot::new(heaps, types, vec![busy]).list_pools(vec![
+        (Arc::from("empty"), 0),
+        (Arc::from("busy"), 1),
+        // The same name in another memory type is another pool.
+        (Arc::from("busy"), 0),
+    ]);
     let s = &snap.statistics;
     assert_eq!(snap.blocks.len(), 1);
-    assert_eq!(snap.blocks[0].memory, 7);
     assert_eq!(s.blocks.len(), 1);
     assert_eq!(s.total.block_count, 1);
     assert_eq!(s.total.reserved_bytes, 100);
-    assert_eq!(s.memory_types[0].statistics, Statistics::default());
-    assert_eq!(s.memory_types[1].statistics.block_count, 1);
-    let names: Vec<&str> = s.pools.iter().map(|p| &*p.name).collect();
-    assert_eq!(names, ["empty", "busy"]);
-    assert_eq!(s.pools[0].statistics, Statistics::default());
-    assert_eq!(s.pools[1].statistics.allocation_count, 1);
-    assert_eq!(s.pools[1].statistics.reserved_bytes, 100);
+    let pools: Vec<_> = s
+        .pools
+        .iter()
+        .map(|p| (&*p.name, p.memory_type_index, p.statistics.reserved_bytes))
+        .collect();
+    assert_eq!(pools, [("busy", 1, 100), ("empty", 0, 0), ("busy", 0, 0)]);
 }
 
 #[test]
