@@ -593,7 +593,10 @@ impl MemoryAlloc {
     ///
     /// `buffer` is a valid buffer of the allocator's device with no memory bound, whose
     /// memory requirements this allocation was made for; it must be destroyed before this
-    /// allocation is dropped (or not used afterwards).
+    /// allocation is dropped (or not used afterwards). When it was created with
+    /// `SHADER_DEVICE_ADDRESS` usage on a device with the `bufferDeviceAddress` feature, the
+    /// memory was allocated with device addresses (the allocator's or pool's `device_address`
+    /// setting, on by default; VUID-vkBindBufferMemory-bufferDeviceAddress-03339).
     pub unsafe fn bind_buffer(&self, buffer: vk::Buffer) -> Result<(), MemoryAccessError> {
         let memory = self.device_memory();
         // SAFETY: the caller's contract; the range satisfies the buffer's requirements.
