@@ -1411,3 +1411,50 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
 
 mod settled;
 mod termination;
+
+#[test]
+fn a_block_tried_already_is_no_spared_block_and_is_not_walked_for_it() {
+    // Block 1 (walked only when asked) has the most free bytes and goes first, but the
+    // others have too little room for it: it is left alone without a walk. Block 0 then
+    // holds more live bytes than it, yet block 1 is no longer to be tried: nothing is
+    // spared, block 0 empties into it, and block 1 is never walked.
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let fills = [
+        vec![(8 * KIB, 4, true); 12],
+        vec![(8 * KIB, 4, true); 5],
+        vec![(64 * KIB, 4, false)],
+    ];
+    let mut model = Model::new(&[128 * KIB, 256 * KIB, 64 * KIB], &fills, 1);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    assert_eq!(plan.emptied, [0]);
+    assert!(plan.moves.iter().all(|m| m.1 == 1));
+    assert_eq!(model.walks, 0, "a block tried already walked to be spared");
+}
+
+#[test]
+fn a_block_that_received_in_the_plan_is_no_spared_block_and_is_not_walked_for_it() {
+    // Block 0 (an allocation that may not move, much room) is left alone; block 2 empties
+    // into the tightest, block 1, which then holds less than block 3 but received: it is
+    // kept, so block 3 is placed without sparing it (the tightest first: two into block 1,
+    // the rest into block 0), and block 1 is never walked.
+    let unlimited = Limits {
+        bytes: DeviceSize::MAX,
+        moves: usize::MAX,
+    };
+    let fills = [
+        vec![(8 * KIB, 4, false)],
+        vec![(8 * KIB, 4, true); 4],
+        vec![(8 * KIB, 4, true); 2],
+        vec![(8 * KIB, 4, true); 10],
+    ];
+    let mut model = Model::new(&[512 * KIB, 64 * KIB, 256 * KIB, 128 * KIB], &fills, 1);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    assert_eq!(plan.emptied, [2, 3]);
+    let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
+    assert_eq!(into, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // Block 3 is walked when its turn comes; block 1 never.
+    assert_eq!(model.walks, 1);
+}
