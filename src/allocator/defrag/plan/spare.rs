@@ -27,6 +27,12 @@
 
 use super::{Picture, Planner};
 
+#[cfg(test)]
+thread_local! {
+    /// Tests only: plans without the rule (the plain search), to compare the two.
+    pub(super) static PLAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl<P: Picture> Planner<'_, P> {
     /// Marks the blocks that the placements of `source`'s allocations leave alone on their
     /// first try: those still to be tried as sources, holding fewer live bytes than it, that
@@ -36,6 +42,10 @@ impl<P: Picture> Planner<'_, P> {
     /// [`may_empty`](Self::may_empty)). Returns whether it marked any
     /// (with none, the first try would be the plain one).
     pub(super) fn mark_spared(&mut self, source: usize) -> bool {
+        #[cfg(test)]
+        if PLAIN.with(|p| p.get()) {
+            return false;
+        }
         let from = self.live[source];
         let mut any = false;
         for b in 0..self.blocks.len() {

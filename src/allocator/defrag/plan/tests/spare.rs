@@ -49,3 +49,131 @@ fn a_block_whose_allocation_exceeds_a_pass_is_not_spared_when_that_is_learned_by
         assert_eq!(emptied, [0, 1], "hints: {hints}: {seen:?}");
     }
 }
+
+/// Runs passes until they end, with the rule or without it (the plain search): the blocks
+/// emptied, in the order the passes emptied them.
+fn emptied_over_passes(setup: &Setup, plain: bool) -> Vec<usize> {
+    super::super::spare::PLAIN.with(|p| p.set(plain));
+    let mut model = setup.model();
+    let seen = passes(&mut model, setup.algorithm, setup.limits);
+    super::super::spare::PLAIN.with(|p| p.set(false));
+    seen.iter().flat_map(|p| p.0.iter().copied()).collect()
+}
+
+#[test]
+fn sparing_a_block_can_cost_a_later_source_its_room() {
+    // The smallest input found where the rule frees fewer blocks than the plain search (three
+    // blocks cannot: the spared block then fits where the source went). Most free bytes
+    // first: a source of 40 KiB (256 KiB block), a pinned block with 64 KiB free, a block of
+    // 30 KiB with 50 KiB free, and a block of one 64 KiB allocation with 16 KiB free.
+    // - Plain: the source fills the 50 KiB (tightest), the 64 KiB allocation fits the pinned
+    //   block exactly: two blocks freed.
+    // - The rule spares the 30 KiB block (it holds less than the source, and its turn comes):
+    //   the source goes into the pinned block, leaving 24 KiB. The fallback is not needed
+    //   for the source; but the 30 KiB then fits nowhere (24 and 16 KiB free), and neither
+    //   does the 64 KiB allocation (50 and 24 KiB): one block freed.
+    // The rule is kept: on the peers bench and the fragmented states it frees more (see the
+    // `spare` module); this documents what it can cost.
+    let fills = [
+        vec![(40 * KIB, 4, true)],
+        vec![(64 * KIB, 4, false)],
+        vec![(30 * KIB, 4, true)],
+        vec![(64 * KIB, 4, true)],
+    ];
+    let sizes = [256 * KIB, 128 * KIB, 80 * KIB, 80 * KIB];
+    let setup = Setup {
+        sizes: sizes.to_vec(),
+        fills: fills.to_vec(),
+        granularity: 1,
+        algorithm: Algorithm::Fast,
+        limits: Limits {
+            bytes: DeviceSize::MAX,
+            moves: usize::MAX,
+        },
+    };
+    let plan = |plain: bool| {
+        super::super::spare::PLAIN.with(|p| p.set(plain));
+        let mut model = setup.model();
+        let (plan, _, _) = run_checked(&mut model, setup.algorithm, setup.limits);
+        super::super::spare::PLAIN.with(|p| p.set(false));
+        let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
+        (plan.emptied, into)
+    };
+    assert_eq!(plan(false), (vec![0], vec![1]));
+    assert_eq!(plan(true), (vec![0, 3], vec![2, 1]));
+    // Over passes too (nothing more moves after the first).
+    assert_eq!(emptied_over_passes(&setup, false), [0]);
+    assert_eq!(emptied_over_passes(&setup, true), [0, 3]);
+}
+
+/// Setups of blocks of mixed sizes holding small allocations (up to 4 KiB), some of them
+/// with one of 8 to 32 KiB too, and passes of 4 to 16 KiB: blocks whose largest allocation
+/// exceeds a pass beside blocks that drain.
+fn large_and_small() -> impl Strategy<Value = Setup> {
+    let block = (
+        prop_oneof![Just(64 * KIB), Just(128 * KIB), Just(256 * KIB)],
+        proptest::option::weighted(0.4, 8 * KIB..32 * KIB),
+        proptest::collection::vec((1..4 * KIB, 0..=8u32, prop::bool::weighted(0.95)), 0..24),
+    );
+    (
+        proptest::collection::vec(block, 2..10),
+        any::<bool>(),
+        pass_moves(),
+        4 * KIB..16 * KIB,
+    )
+        .prop_map(|(blocks, full, moves, bytes)| {
+            let (sizes, fills) = blocks
+                .into_iter()
+                .map(|(size, large, small)| {
+                    let fill: Fill = large
+                        .map(|l| (l, 4, true))
+                        .into_iter()
+                        .chain(small)
+                        .collect();
+                    (size, fill)
+                })
+                .unzip();
+            Setup {
+                sizes,
+                fills,
+                granularity: 1,
+                algorithm: if full {
+                    Algorithm::Full
+                } else {
+                    Algorithm::Fast
+                },
+                limits: Limits { bytes, moves },
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
+
+    #[test]
+    fn the_hints_change_no_plan_when_allocations_exceed_a_pass(
+        setup in large_and_small(),
+    ) {
+        // As `the_hints_change_no_plan`, with passes smaller than some allocations: a block
+        // whose largest allocation exceeds a pass is left alone, whether the picture says so
+        // up front or the walk shows it (the spare rule spared it without the hint).
+        let Setup { algorithm, limits, .. } = setup;
+        let mut with = setup.model();
+        let mut without = setup.model();
+        without.hints = false;
+        for _ in 0..50 {
+            let (a, _, _) = run_checked(&mut with, algorithm, limits);
+            let (b, _, _) = run_checked(&mut without, algorithm, limits);
+            let key = |p: &MovePlan<Suballocation>| {
+                let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
+                (p.emptied.clone(), p.draining.clone(), moves)
+            };
+            prop_assert_eq!(key(&a), key(&b));
+            if a.moves.is_empty() {
+                break;
+            }
+            apply(&mut with, a);
+            apply(&mut without, b);
+        }
+    }
+}
