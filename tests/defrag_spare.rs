@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use ash_memory::*;
-use support::{patterned_upload, verify_each, GpuLayout, Sim, KIB, MIB};
+use support::{patterned_upload, verify, verify_each, GpuLayout, Rng, Sim, KIB, MIB};
 
 const ALIGN: u64 = 256;
 
@@ -130,5 +130,159 @@ fn a_small_block_holding_an_allocation_larger_than_a_pass_is_filled_not_spared()
     verify_each(&live, "after the moves");
     verify_each(&pinned, "the allocations not registered");
     drop((live, pinned, allocator));
+    sim.assert_nothing_allocated();
+}
+
+/// The allocator's blocks: `(memory, size, allocations)`.
+fn blocks(allocator: &StandardMemoryAllocator) -> Vec<(u64, u64, u64)> {
+    allocator
+        .statistics()
+        .blocks
+        .into_iter()
+        .filter(|b| !b.dedicated)
+        .map(|b| (b.memory, b.size, b.statistics.allocation_count))
+        .collect()
+}
+
+/// Completes every move of `pass` with a host copy; a move of an allocation the application
+/// freed (`None`) fails the test.
+fn complete_live(
+    pass: &mut DefragmentationPass<'_, FreeListAllocator>,
+    live: &mut [Option<(MemoryAlloc, u64, u64)>],
+) {
+    let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
+    for i in open {
+        let id = pass.get(i).unwrap().id();
+        let (src, _, size) = live[id].as_mut().expect("a move of a freed allocation");
+        let mut bytes = vec![0; *size as usize];
+        src.read(0, &mut bytes).unwrap();
+        let dst = pass.get(i).unwrap().destination();
+        let ptr = dst.mapped_ptr().unwrap();
+        // SAFETY: `size` bytes inside the destination, which is new and owned by the pass
+        // until completed: nothing else uses it.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
+        dst.flush(0, *size).unwrap();
+        pass.complete(i, src).unwrap();
+    }
+}
+
+#[test]
+fn random_states_of_grown_blocks_with_pinned_allocations_keep_every_byte_and_free_what_they_say() {
+    // A vector of 2 MiB blocks grown from 256 KiB, random allocations of up to 64 KiB (some
+    // not registered: they may not move), runs of them freed at random rates
+    // (sparse small blocks beside fuller large ones); bounded passes (bytes and
+    // moves) of both algorithms. With `churn`, the application frees registered allocations
+    // and makes new ones between passes. Every byte survives every pass; without churn, no
+    // pass reserves more than the state began with, the passes end, and the blocks freed are
+    // those the statistics count.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let mut total_moves = 0;
+    let mut total_freed = 0;
+    for seed in 1..=8u64 {
+        for churn in [false, true] {
+            let mut rng = Rng(seed * 7919 + u64::from(churn));
+            let algorithm = if seed % 2 == 0 {
+                DefragmentationAlgorithm::Full
+            } else {
+                DefragmentationAlgorithm::Fast
+            };
+            let max_bytes = [64 * KIB, 100 * KIB, 256 * KIB, u64::MAX][rng.below(4) as usize];
+            let max_moves = [3, 16, usize::MAX][rng.below(3) as usize];
+            let what = format!(
+                "seed {seed}, churn {churn}, {algorithm:?}, {max_bytes} bytes, {max_moves} moves"
+            );
+            let allocator = StandardMemoryAllocator::new(
+                device.clone(),
+                GenericMemoryAllocatorCreateInfo {
+                    block_sizes: BlockSizeThresholds::uniform(2 * MIB).unwrap(),
+                    block_arenas: Some(1),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mut live = Vec::new();
+            let mut pinned = Vec::new();
+            // Runs of allocations (a block's worth or so) kept at rates of their own: sparse
+            // blocks beside full ones.
+            // A third of the runs hold allocations that may not move.
+            let (mut kept, mut pin) = (35, 0);
+            for i in 0..400 {
+                if i % 40 == 0 {
+                    kept = 5 + rng.below(80);
+                    pin = if rng.below(3) == 0 { 8 } else { 0 };
+                }
+                let size = 1 + rng.below(64 * KIB);
+                let a = (
+                    patterned_upload(&allocator, &device, size, ALIGN, i),
+                    i,
+                    size,
+                );
+                match rng.below(100) {
+                    k if k < pin => pinned.push(a),
+                    k if k < pin + kept => live.push(Some(a)),
+                    _ => drop(a),
+                }
+            }
+            let before = blocks(&allocator);
+            let reserved_before: u64 = before.iter().map(|b| b.1).sum();
+            let empty_before = before.iter().filter(|b| b.2 == 0).count();
+            let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+                algorithm,
+                max_bytes_per_pass: max_bytes,
+                max_moves_per_pass: max_moves,
+                ..Default::default()
+            });
+            for (a, _, _) in live.iter_mut().flatten() {
+                defrag.add(a, DeviceAlignment::new(ALIGN).unwrap()).unwrap();
+            }
+            let mut passes = 0;
+            let mut next = 1000;
+            while let Some(mut pass) = defrag.next_pass() {
+                passes += 1;
+                assert!(passes <= 500, "{what}: the passes never end");
+                complete_live(&mut pass, &mut live);
+                pass.end();
+                for (a, pattern, size) in live.iter().flatten().chain(&pinned) {
+                    verify(a, *pattern, *size, &format!("{what}: pass {passes}"));
+                }
+                if churn {
+                    let k = rng.below(live.len() as u64) as usize;
+                    live[k] = None;
+                    let size = 1 + rng.below(48 * KIB);
+                    next += 1;
+                    let a = patterned_upload(&allocator, &device, size, ALIGN, next);
+                    pinned.push((a, next, size));
+                } else {
+                    let reserved: u64 = blocks(&allocator).iter().map(|b| b.1).sum();
+                    assert!(
+                        reserved <= reserved_before,
+                        "{what}: pass {passes} reserves {reserved} of {reserved_before}"
+                    );
+                }
+            }
+            let stats = defrag.finish();
+            total_moves += stats.moves;
+            let after = blocks(&allocator);
+            if !churn {
+                assert_eq!(
+                    stats.memory_objects_freed,
+                    before.len() - after.len(),
+                    "{what}: {stats:?}"
+                );
+                total_freed += stats.memory_objects_freed;
+                let empty_after = after.iter().filter(|b| b.2 == 0).count();
+                assert!(empty_after <= empty_before, "{what}: {after:?}");
+            }
+            for (a, pattern, size) in live.iter().flatten().chain(&pinned) {
+                verify(a, *pattern, *size, &format!("{what}: at the end"));
+            }
+            drop((live, pinned, allocator));
+        }
+    }
+    assert!(
+        total_moves > 0 && total_freed > 0,
+        "{total_moves} moves, {total_freed} freed"
+    );
     sim.assert_nothing_allocated();
 }
