@@ -106,6 +106,124 @@ fn sparing_a_block_can_cost_a_later_source_its_room() {
     assert_eq!(emptied_over_passes(&setup, true), [0, 3]);
 }
 
+/// Blocks as bump allocators see them: a place takes room at the block's cursor, and an
+/// undo gives none back (a bump block gets it back only once all of it is freed).
+struct BumpPicture {
+    cursors: Vec<DeviceSize>,
+    sizes: Vec<DeviceSize>,
+    needs: Vec<DeviceSize>,
+    /// Each candidate's block.
+    owners: Vec<usize>,
+    /// What [`Picture::undo_gives_room_back`] says (`true`: wrongly, as a picture that does
+    /// not tell).
+    says_undo_gives_back: bool,
+}
+
+impl Picture for BumpPicture {
+    type Made = ();
+
+    fn place(&mut self, c: usize, b: usize) -> (Option<()>, DeviceSize) {
+        let fits = self.cursors[b] + self.needs[c] <= self.sizes[b];
+        if fits {
+            self.cursors[b] += self.needs[c];
+        }
+        (fits.then_some(()), self.sizes[b] - self.cursors[b])
+    }
+
+    fn undo(&mut self, _: ()) {}
+
+    fn undo_gives_room_back(&self) -> bool {
+        self.says_undo_gives_back
+    }
+
+    fn set_aside(&mut self, _: usize, _: bool) -> bool {
+        true
+    }
+
+    fn walk(&mut self, b: usize, _: &mut Vec<Candidate>) -> (bool, Vec<usize>) {
+        panic!("block {b} walked: all are walked up front")
+    }
+
+    fn index(&mut self, b: usize, needs: &mut Vec<DeviceSize>) -> Option<bool> {
+        // A bump block's live bytes hold its freed ranges: the index tells what its
+        // allocations need.
+        needs.extend(
+            self.owners
+                .iter()
+                .zip(&self.needs)
+                .filter(|o| *o.0 == b)
+                .map(|o| *o.1),
+        );
+        Some(true)
+    }
+}
+
+#[test]
+fn a_failed_first_try_costs_no_room_where_undo_does_not_give_it_back() {
+    // Bump blocks (sizes in KiB): a source of two 100 KiB allocations (its most free bytes:
+    // 200 of 2048 free behind freed ranges), a 256 KiB block of one 100 KiB allocation, and
+    // a pinned block with 100 KiB free. The plain search puts one into the pinned block
+    // (tightest), the other into the small block, and empties the source (2 MiB freed).
+    // The rule spares the small block: the pinned block takes the first, the second fits
+    // nowhere, and the undo leaves the pinned block's 100 KiB taken (a bump block). The
+    // second try then fails too, and the small block is emptied into the source instead
+    // (256 KiB freed). A picture that says so makes no first try.
+    let state = |size: u64, live: u64, candidates: Vec<usize>| BlockState {
+        size: size * KIB,
+        live: live * KIB,
+        largest_free: (size - live) * KIB,
+        all_movable: !candidates.is_empty(),
+        candidates,
+        walked: true,
+        largest: None,
+        smallest: None,
+        draining: false,
+        received: false,
+        receiver: false,
+        exhausted: false,
+        unchanged: false,
+    };
+    let blocks = [
+        state(2048, 1848, vec![0, 1]),
+        state(256, 100, vec![2]),
+        state(1024, 924, vec![]),
+    ];
+    // Each needs 100 KiB; the source's first holds the freed ranges before it too (a bump
+    // block's range).
+    let candidate = |block: usize, size: u64| Candidate {
+        block,
+        size: size * KIB,
+        need: 100 * KIB,
+        reserved: None,
+    };
+    let candidates = vec![candidate(0, 1748), candidate(0, 100), candidate(1, 100)];
+    let plan = |says_undo_gives_back: bool| {
+        let mut picture = BumpPicture {
+            cursors: blocks.iter().map(|b| b.live).collect(),
+            sizes: blocks.iter().map(|b| b.size).collect(),
+            needs: vec![100 * KIB; 3],
+            owners: candidates.iter().map(|c| c.block).collect(),
+            says_undo_gives_back,
+        };
+        let mut candidates = candidates.clone();
+        let plan = plan_moves(
+            &blocks,
+            &mut candidates,
+            Algorithm::Fast,
+            Limits {
+                bytes: DeviceSize::MAX,
+                moves: usize::MAX,
+            },
+            &mut picture,
+            &mut Scratch::default(),
+        );
+        let into: Vec<(usize, usize)> = plan.moves.iter().map(|m| (m.0, m.1)).collect();
+        (plan.emptied, into)
+    };
+    assert_eq!(plan(false), (vec![0], vec![(0, 2), (1, 1)]));
+    assert_eq!(plan(true), (vec![1], vec![(2, 0)]));
+}
+
 /// Setups of blocks of mixed sizes holding small allocations (up to 4 KiB), some of them
 /// with one of 8 to 32 KiB too, and passes of 4 to 16 KiB: blocks whose largest allocation
 /// exceeds a pass beside blocks that drain.
