@@ -134,7 +134,9 @@ fn a_small_block_holding_an_allocation_larger_than_a_pass_is_filled_not_spared()
 }
 
 /// The allocator's blocks: `(memory, size, allocations)`.
-fn blocks(allocator: &StandardMemoryAllocator) -> Vec<(u64, u64, u64)> {
+fn blocks<S: Suballocator + Send + 'static>(
+    allocator: &GenericMemoryAllocator<S>,
+) -> Vec<(u64, u64, u64)> {
     allocator
         .statistics()
         .blocks
@@ -146,8 +148,8 @@ fn blocks(allocator: &StandardMemoryAllocator) -> Vec<(u64, u64, u64)> {
 
 /// Completes every move of `pass` with a host copy; a move of an allocation the application
 /// freed (`None`) fails the test.
-fn complete_live(
-    pass: &mut DefragmentationPass<'_, FreeListAllocator>,
+fn complete_live<S: Suballocator + Send + 'static>(
+    pass: &mut DefragmentationPass<'_, S>,
     live: &mut [Option<(MemoryAlloc, u64, u64)>],
 ) {
     let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
@@ -169,12 +171,20 @@ fn complete_live(
 #[test]
 fn random_states_of_grown_blocks_with_pinned_allocations_keep_every_byte_and_free_what_they_say() {
     // A vector of 2 MiB blocks grown from 256 KiB, random allocations of up to 64 KiB (some
-    // not registered: they may not move), runs of them freed at random rates
-    // (sparse small blocks beside fuller large ones); bounded passes (bytes and
-    // moves) of both algorithms. With `churn`, the application frees registered allocations
-    // and makes new ones between passes. Every byte survives every pass; without churn, no
-    // pass reserves more than the state began with, the passes end, and the blocks freed are
-    // those the statistics count.
+    // not registered: they may not move), runs of them freed at random rates (sparse small
+    // blocks beside fuller large ones); bounded passes (bytes and moves) of both algorithms.
+    // With `churn`, the application frees registered allocations and makes new ones between
+    // passes. Every byte survives every pass; without churn, no pass reserves more than the
+    // state began with, the passes end, and the blocks freed are those the statistics count.
+    // The blocks are free lists, then bump allocators (an undone destination keeps its room
+    // there: the spare rule makes no first try).
+    random_states::<FreeListAllocator>();
+    random_states::<BumpAllocator>();
+}
+
+/// [`random_states_of_grown_blocks_with_pinned_allocations_keep_every_byte_and_free_what_they_say`]
+/// with blocks of `S`.
+fn random_states<S: Suballocator + Send + 'static>() {
     let sim = Sim::new(GpuLayout::amd_discrete_bar());
     let device = sim.memory_device();
     let mut total_moves = 0;
@@ -190,7 +200,8 @@ fn random_states_of_grown_blocks_with_pinned_allocations_keep_every_byte_and_fre
             let max_bytes = [64 * KIB, 100 * KIB, 256 * KIB, u64::MAX][rng.below(4) as usize];
             let max_moves = [3, 16, usize::MAX][rng.below(3) as usize];
             let what = format!(
-                "seed {seed}, churn {churn}, {algorithm:?}, {max_bytes} bytes, {max_moves} moves"
+                "{}: seed {seed}, churn {churn}, {algorithm:?}, {max_bytes} bytes, {max_moves} moves",
+                std::any::type_name::<S>()
             );
             let allocator = StandardMemoryAllocator::new(
                 device.clone(),
