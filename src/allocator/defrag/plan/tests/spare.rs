@@ -269,6 +269,34 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
 
     #[test]
+    fn blocks_of_one_size_plan_as_the_plain_search(
+        setup in setups(granularities(), pass_moves(), pass_bytes()),
+        size in prop_oneof![Just(64 * KIB), Just(256 * KIB)],
+    ) {
+        // Of blocks of one size, those still to be tried hold at least the source's live
+        // bytes (most free bytes first): the rule spares none (a custom pool's blocks, and a
+        // vector's once grown), pass after pass.
+        let setup = Setup { sizes: vec![size; setup.sizes.len()], ..setup };
+        let key = |plain: bool| {
+            super::super::spare::PLAIN.with(|p| p.set(plain));
+            let mut model = setup.model();
+            let mut plans = Vec::new();
+            for _ in 0..50 {
+                let (plan, _, _) = run_checked(&mut model, setup.algorithm, setup.limits);
+                let moves: Vec<_> = plan.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
+                plans.push((plan.emptied.clone(), plan.draining.clone(), moves));
+                if plan.moves.is_empty() {
+                    break;
+                }
+                apply(&mut model, plan);
+            }
+            super::super::spare::PLAIN.with(|p| p.set(false));
+            plans
+        };
+        prop_assert_eq!(key(false), key(true));
+    }
+
+    #[test]
     fn the_hints_change_no_plan_when_allocations_exceed_a_pass(
         setup in large_and_small(),
     ) {
