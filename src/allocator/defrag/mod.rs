@@ -285,6 +285,9 @@ pub struct Defragmentation<S> {
     known: HandleMap<KnownWalk<S>>,
     /// The handles of each vector's blocks, from the last plan (see [`Handles`]).
     handles: Vec<Handles<S>>,
+    /// Whether `S` gives a freed allocation's room back at once (see
+    /// [`undo_gives_room_back`](picture::undo_gives_room_back)).
+    undo_gives_room_back: bool,
     /// For each vector, the sources its last plan found exhausted (see [`Settling`]).
     settling: Vec<Settling<S>>,
     /// Room for what a pass's walks find, kept from pass to pass (a pass would otherwise
@@ -350,6 +353,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             walks: HandleMap::default(),
             known: HandleMap::default(),
             handles,
+            undo_gives_room_back: picture::undo_gives_room_back::<S>(),
             settling,
             walked_scratch: Vec::new(),
             on_drop: Self::end,

@@ -66,6 +66,8 @@ struct VecPicture<'a, S> {
     /// holds in its block (0: a reservation claimed, not measured), what a completed move's
     /// destination walk [follows](super::known::follow_move).
     ranges: Vec<DeviceSize>,
+    /// What [`undo_gives_room_back`] said of the vector's suballocator.
+    undo_gives_room_back: bool,
 }
 
 /// Pushes a candidate of block `bi` standing for `f`, holding `r`; returns its index.
@@ -127,6 +129,10 @@ impl<S: Suballocator + Send + 'static> Picture for VecPicture<'_, S> {
 
     fn undo(&mut self, c: usize) {
         self.held[c] = None;
+    }
+
+    fn undo_gives_room_back(&self) -> bool {
+        self.undo_gives_room_back
     }
 
     fn set_aside(&mut self, b: usize, on: bool) -> bool {
@@ -381,6 +387,31 @@ impl<'a, S: Suballocator + Send + 'static> VecPicture<'a, S> {
     }
 }
 
+/// Whether a suballocator of type `S` gives a freed allocation's room back at once, as an
+/// undone destination of the planner (the newest in its block) is freed: a fresh region's
+/// newer of two allocations is freed, and its free bytes must rise. A bump allocator gets
+/// the room back only once all of its region is freed (then the planner makes no try it may
+/// have to undo beyond those of the plain search); a free list, buddy, slot or ring
+/// allocator gets it back. `true` when the probe cannot tell (an allocation of it fails).
+pub(super) fn undo_gives_room_back<S: Suballocator>() -> bool {
+    let Ok(layout) = crate::layout::DeviceLayout::from_size_alignment(256, 1) else {
+        return true;
+    };
+    let mut probe = S::new(64 * 1024);
+    let granularity = crate::layout::DeviceAlignment::MIN;
+    let linear = crate::suballocator::AllocationType::Linear;
+    let (Ok(_older), Ok(newer)) = (
+        probe.allocate(layout, linear, granularity),
+        probe.allocate(layout, linear, granularity),
+    ) else {
+        return true;
+    };
+    let before = probe.free_size();
+    // SAFETY: `newer` was made by `probe` just above, unchanged, and is freed once.
+    unsafe { probe.deallocate(newer) };
+    probe.free_size() > before
+}
+
 /// A destination in `block` for the allocation `indexed` stands for: allocated like a new
 /// allocation, margins and all. Its name and user data come with the source when the move
 /// completes ([`MemoryAlloc::carry_over`]).
@@ -519,6 +550,7 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
             known: &self.known,
             walked_now: std::mem::take(&mut self.walked_scratch),
             ranges: Vec::new(),
+            undo_gives_room_back: self.undo_gives_room_back,
         };
         let mut scratch = std::mem::take(&mut self.plan_scratch);
         let plan = plan::plan_moves(
@@ -679,5 +711,22 @@ fn new_record(
         gone_bytes: 0,
         gone: 0,
         removals,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::undo_gives_room_back;
+    use crate::suballocator::{
+        BuddyAllocator, BumpAllocator, FreeListAllocator, RingAllocator, SlotAllocator,
+    };
+
+    #[test]
+    fn only_a_bump_allocator_keeps_the_room_of_an_undone_destination() {
+        assert!(undo_gives_room_back::<FreeListAllocator>());
+        assert!(undo_gives_room_back::<BuddyAllocator>());
+        assert!(undo_gives_room_back::<RingAllocator>());
+        assert!(undo_gives_room_back::<SlotAllocator<256>>());
+        assert!(!undo_gives_room_back::<BumpAllocator>());
     }
 }

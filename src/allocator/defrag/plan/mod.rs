@@ -259,6 +259,13 @@ pub(crate) trait Picture {
     /// Takes back what `place` made, for a move that is given up.
     fn undo(&mut self, made: Self::Made);
 
+    /// Whether [`undo`](Self::undo) gives the room back at once. A bump allocator's block
+    /// gets it back only when all of it is freed: every try undone there costs room until
+    /// then, so the [`spare`] rule's first try, undone when it fails, is not made.
+    fn undo_gives_room_back(&self) -> bool {
+        true
+    }
+
     /// `on`: block `b` is about to be emptied or drained, so nothing else may land in it
     /// (`false` back: it cannot be, and the planner leaves it alone). `!on`: the planner gives
     /// up on it (a block [draining](BlockState::draining) is set aside already: only this

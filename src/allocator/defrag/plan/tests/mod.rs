@@ -1410,6 +1410,7 @@ fn a_block_holding_more_than_the_room_elsewhere_is_given_up_unwalked() {
 }
 
 mod settled;
+mod spare;
 mod termination;
 
 #[test]
