@@ -23,8 +23,8 @@
 //! where the plain search succeeds.
 //!
 //! On the peers bench's own state (8 MiB blocks after blocks of 2 and 4 MiB) the plan now
-//! ends with 1.030 times the live bytes reserved, where it ended with 1.153 (as VMA does),
-//! moving 0.244 bytes per byte freed against VMA's 0.248; on the fragmented states of
+//! ends with 1.006 times the live bytes reserved, where it ended with 1.153 (as VMA does),
+//! moving 0.243 bytes per byte freed against VMA's 0.248; on the fragmented states of
 //! 16 MiB blocks it ends at or below VMA's reserved bytes on every one of six seeds and
 //! sizes (see docs/defragmentation.md).
 
