@@ -109,20 +109,9 @@ fn complete_with_host_copies<S: Suballocator + Send + 'static>(
     pass: &mut DefragmentationPass<'_, S>,
     live: &mut [(MemoryAlloc, u64, u64)],
 ) {
-    let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
-    for i in open {
+    for i in support::defrag::open(pass) {
         let id = pass.get(i).unwrap().id();
-        let (src, _, size) = &live[id];
-        let mut bytes = vec![0; *size as usize];
-        src.read(0, &mut bytes).unwrap();
-        // The destination is new and owned by the pass until completed; writing through a
-        // mapped pointer is how a host copy goes.
-        let dst = pass.get(i).unwrap().destination();
-        let ptr = dst.mapped_ptr().unwrap();
-        // SAFETY: `size` bytes inside the destination, which nothing else uses.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-        dst.flush(0, *size).unwrap();
-        pass.complete(i, &mut live[id].0).unwrap();
+        support::defrag::copy_and_complete(pass, i, &mut live[id].0).unwrap();
     }
 }
 

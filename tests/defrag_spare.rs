@@ -20,19 +20,9 @@ fn defragment(
     while let Some(mut pass) = defrag.next_pass() {
         passes += 1;
         assert!(passes <= 100, "the passes never end");
-        let open: Vec<usize> = pass.moves().map(|m| m.index()).collect();
-        for i in open {
+        for i in support::defrag::open(&pass) {
             let id = pass.get(i).unwrap().id();
-            let (src, _, size) = &live[id];
-            let mut bytes = vec![0; *size as usize];
-            src.read(0, &mut bytes).unwrap();
-            let dst = pass.get(i).unwrap().destination();
-            let ptr = dst.mapped_ptr().unwrap();
-            // SAFETY: `size` bytes inside the destination, which is new and owned by the pass
-            // until completed: nothing else uses it.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len()) };
-            dst.flush(0, *size).unwrap();
-            pass.complete(i, &mut live[id].0).unwrap();
+            support::defrag::copy_and_complete(&mut pass, i, &mut live[id].0).unwrap();
         }
         pass.end();
     }

@@ -775,6 +775,30 @@ fn pass_bytes() -> impl Strategy<Value = DeviceSize> {
     prop_oneof![Just(DeviceSize::MAX), 16 * KIB..256 * KIB]
 }
 
+/// Runs `setup`'s passes (at most 50) with and without the hints that spare work (each
+/// block's largest allocation and largest free range): every plan must be the same.
+fn plans_agree_with_and_without_hints(setup: &Setup) -> Result<(), TestCaseError> {
+    let (algorithm, limits) = (setup.algorithm, setup.limits);
+    let mut with = setup.model();
+    let mut without = setup.model();
+    without.hints = false;
+    for _ in 0..50 {
+        let (a, _, _) = run_checked(&mut with, algorithm, limits);
+        let (b, _, _) = run_checked(&mut without, algorithm, limits);
+        let key = |p: &MovePlan<Suballocation>| {
+            let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
+            (p.emptied.clone(), p.draining.clone(), moves)
+        };
+        prop_assert_eq!(key(&a), key(&b));
+        if a.moves.is_empty() {
+            break;
+        }
+        apply(&mut with, a);
+        apply(&mut without, b);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(200)))]
 
@@ -839,24 +863,7 @@ proptest! {
     ) {
         // The largest allocation and largest free range of each block only spare walks and
         // tries that would fail: pass after pass, the plans with and without them agree.
-        let Setup { algorithm, limits, .. } = setup;
-        let mut with = setup.model();
-        let mut without = setup.model();
-        without.hints = false;
-        for _ in 0..50 {
-            let (a, _, _) = run_checked(&mut with, algorithm, limits);
-            let (b, _, _) = run_checked(&mut without, algorithm, limits);
-            let key = |p: &MovePlan<Suballocation>| {
-                let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
-                (p.emptied.clone(), p.draining.clone(), moves)
-            };
-            prop_assert_eq!(key(&a), key(&b));
-            if a.moves.is_empty() {
-                break;
-            }
-            apply(&mut with, a);
-            apply(&mut without, b);
-        }
+        plans_agree_with_and_without_hints(&setup)?;
     }
 
     #[test]

@@ -303,23 +303,6 @@ proptest! {
         // As `the_hints_change_no_plan`, with passes smaller than some allocations: a block
         // whose largest allocation exceeds a pass is left alone, whether the picture says so
         // up front or the walk shows it (the spare rule spared it without the hint).
-        let Setup { algorithm, limits, .. } = setup;
-        let mut with = setup.model();
-        let mut without = setup.model();
-        without.hints = false;
-        for _ in 0..50 {
-            let (a, _, _) = run_checked(&mut with, algorithm, limits);
-            let (b, _, _) = run_checked(&mut without, algorithm, limits);
-            let key = |p: &MovePlan<Suballocation>| {
-                let moves: Vec<_> = p.moves.iter().map(|m| (m.0, m.1, m.2.offset)).collect();
-                (p.emptied.clone(), p.draining.clone(), moves)
-            };
-            prop_assert_eq!(key(&a), key(&b));
-            if a.moves.is_empty() {
-                break;
-            }
-            apply(&mut with, a);
-            apply(&mut without, b);
-        }
+        plans_agree_with_and_without_hints(&setup)?;
     }
 }
