@@ -316,13 +316,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     /// [`Block::for_each_range`]). Returns the arena's count of live allocations, read under
     /// the same lock (so it matches the ranges even while other threads allocate).
     pub(super) fn for_each_range(&self, f: &mut impl FnMut(RangeInfo)) -> usize {
-        let arena = self;
         let mut last: Option<RangeInfo> = None;
-        let guard = arena.suballocator.lock();
+        let guard = self.suballocator.lock();
         let live = guard.live;
         guard.sub.for_each_range(&mut |r| {
             let r = RangeInfo {
-                offset: r.offset + arena.base,
+                offset: r.offset + self.base,
                 ..r
             };
             if let Some(previous) = last.replace(r) {
@@ -330,8 +329,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             }
         });
         drop(guard);
-        let arena_end = arena.base + arena.size;
-        let covered = last.map_or(arena.base, |r| r.offset + r.size);
+        let arena_end = self.base + self.size;
+        let covered = last.map_or(self.base, |r| r.offset + r.size);
         let tail = RangeInfo {
             offset: covered,
             size: arena_end.saturating_sub(covered),

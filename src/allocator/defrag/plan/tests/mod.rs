@@ -41,6 +41,12 @@ struct Model {
 
 use std::collections::HashMap;
 
+/// A pass with no limit.
+const UNLIMITED: Limits = Limits {
+    bytes: DeviceSize::MAX,
+    moves: usize::MAX,
+};
+
 /// A picture made of four closures (the model's state shared between them).
 struct Callbacks<P, U, A, W>(P, U, A, W);
 
@@ -906,11 +912,7 @@ fn fast_empties_the_sparse_blocks_into_the_full_ones() {
     let most = vec![(8 * KIB, 4, true); 6];
     let sizes = [64 * KIB; 4];
     let mut model = Model::new(&sizes, &[quarter.clone(), most.clone(), quarter, most], 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     let mut emptied = plan.emptied.clone();
     emptied.sort_unstable();
     assert_eq!(emptied, [0, 2], "the sparse blocks");
@@ -924,12 +926,8 @@ fn an_empty_block_receives_nothing() {
     // (moving it there would free nothing, and the next pass would move it back).
     let sparse = vec![(8 * KIB, 4, true); 2];
     let mut model = Model::new(&[64 * KIB; 2], &[Vec::new(), sparse], 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
     for algorithm in [Algorithm::Fast, Algorithm::Full] {
-        let (plan, _, _) = run(&mut model, algorithm, unlimited);
+        let (plan, _, _) = run(&mut model, algorithm, UNLIMITED);
         assert!(plan.moves.is_empty(), "{algorithm:?}: {plan:?}");
         assert!(plan.emptied.is_empty(), "{algorithm:?}");
     }
@@ -940,11 +938,7 @@ fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
     let pinned = vec![(8 * KIB, 4, true), (8 * KIB, 4, false)];
     let roomy = vec![(8 * KIB, 4, true)];
     let mut model = Model::new(&[64 * KIB, 64 * KIB], &[pinned, roomy], 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     // Block 1 (one movable allocation, the least occupied) empties into block 0.
     assert_eq!(plan.emptied, [1]);
     // Full also gathers the rest: nothing more can go (block 1 is empty, block 0 is pinned).
@@ -956,7 +950,7 @@ fn a_block_with_an_allocation_that_may_not_move_is_not_emptied() {
         ],
         1,
     );
-    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, unlimited);
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, UNLIMITED);
     assert!(plan.emptied.is_empty(), "both blocks are pinned");
     assert_eq!(
         plan.moves.len(),
@@ -1097,11 +1091,7 @@ fn fast_empties_the_blocks_with_the_most_free_bytes_first_into_the_tightest() {
         vec![(200 * KIB, 4, false)],
     ];
     let mut model = Model::new(&[64 * KIB, 256 * KIB, 256 * KIB], &fills, 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     assert_eq!(plan.emptied, [1]);
     // The small block holds less than the source and is still to be tried: the pinned one
     // (56 KiB free) takes all six (see `spare`). The small block then finds no room.
@@ -1114,10 +1104,6 @@ fn a_block_still_to_be_tried_that_holds_less_is_not_filled_while_others_have_roo
     // A small sparse block (16 KiB of 64), a large sparse one (48 KiB of 256), and a large
     // one with `free` KiB free around an allocation that may not move. The large sparse
     // block goes first (most free bytes).
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
     let plan_with = |free: u64| {
         let fills = [
             vec![(8 * KIB, 4, true); 2],
@@ -1125,7 +1111,7 @@ fn a_block_still_to_be_tried_that_holds_less_is_not_filled_while_others_have_roo
             vec![((256 - free) * KIB, 4, false)],
         ];
         let mut model = Model::new(&[64 * KIB, 256 * KIB, 256 * KIB], &fills, 1);
-        let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+        let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
         let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
         (plan.emptied, into)
     };
@@ -1141,10 +1127,6 @@ fn a_block_still_to_be_tried_that_holds_less_is_not_filled_while_others_have_roo
 fn a_receiver_is_emptied_again_only_when_that_frees_twice_what_it_moves() {
     // A small block with `live` KiB of 64, and a large block with room for all of it (its one
     // allocation may not move).
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
     let emptied = |live: u64, receiver: bool, algorithm| {
         let fills = [
             vec![(8 * KIB, 4, true); live as usize / 8],
@@ -1152,7 +1134,7 @@ fn a_receiver_is_emptied_again_only_when_that_frees_twice_what_it_moves() {
         ];
         let mut model = Model::new(&[64 * KIB, 256 * KIB], &fills, 1);
         model.receivers = vec![receiver, false];
-        let (plan, _, _) = run_checked(&mut model, algorithm, unlimited);
+        let (plan, _, _) = run_checked(&mut model, algorithm, UNLIMITED);
         assert_eq!(plan.moves.len(), plan.emptied.len() * live as usize / 8);
         plan.emptied
     };
@@ -1177,11 +1159,7 @@ fn an_allocation_fills_a_hole_of_exactly_its_size() {
     let fills = [vec![(56 * KIB, 4, false)], vec![(8 * KIB, 4, true)]];
     let mut model = Model::new(&[64 * KIB; 2], &fills, 1);
     assert_eq!(model.blocks[0].sub.largest_free_range(), 8 * KIB);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     assert_eq!(plan.emptied, [1]);
     assert_eq!(plan.moves[0].1, 0);
     assert_eq!(plan.moves[0].2.offset, 56 * KIB);
@@ -1226,11 +1204,7 @@ fn a_block_that_fails_to_empty_leaves_no_trace_in_the_choice_of_destinations() {
         ],
     ];
     let mut model = Model::new(&[64 * KIB; 4], &fills, 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     assert_eq!(plan.emptied, [3]);
     let first = (0..candidates.len())
         .find(|&c| candidates[c].block == 3 && candidates[c].size == 16 * KIB)
@@ -1254,11 +1228,7 @@ fn full_gathers_into_strictly_fuller_blocks_within_inclusive_limits() {
     assert_eq!(plan.moves[0].1, 1, "into the fuller block");
     // Two blocks equally full: nothing to gather, data would only change places.
     let mut model = Model::new(&[64 * KIB; 2], &[pinned(8), pinned(8)], 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, _) = run(&mut model, Algorithm::Full, unlimited);
+    let (plan, _, _) = run(&mut model, Algorithm::Full, UNLIMITED);
     assert!(plan.moves.is_empty(), "{plan:?}");
 }
 
@@ -1275,11 +1245,7 @@ fn gathering_keeps_count_of_what_moved() {
         vec![(59 * KIB, 4, false), (KIB, 4, true)],
     ];
     let mut model = Model::new(&[64 * KIB; 4], &fills, 1);
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
-    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, unlimited);
+    let (plan, _, candidates) = run_checked(&mut model, Algorithm::Full, UNLIMITED);
     let mut moves: Vec<(usize, DeviceSize, usize)> = plan
         .moves
         .iter()
@@ -1426,17 +1392,13 @@ fn a_block_tried_already_is_no_spared_block_and_is_not_walked_for_it() {
     // others have too little room for it: it is left alone without a walk. Block 0 then
     // holds more live bytes than it, yet block 1 is no longer to be tried: nothing is
     // spared, block 0 empties into it, and block 1 is never walked.
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
     let fills = [
         vec![(8 * KIB, 4, true); 12],
         vec![(8 * KIB, 4, true); 5],
         vec![(64 * KIB, 4, false)],
     ];
     let mut model = Model::new(&[128 * KIB, 256 * KIB, 64 * KIB], &fills, 1);
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     assert_eq!(plan.emptied, [0]);
     assert!(plan.moves.iter().all(|m| m.1 == 1));
     assert_eq!(model.walks, 0, "a block tried already walked to be spared");
@@ -1448,10 +1410,6 @@ fn a_block_that_received_in_the_plan_is_no_spared_block_and_is_not_walked_for_it
     // into the tightest, block 1, which then holds less than block 3 but received: it is
     // kept, so block 3 is placed without sparing it (the tightest first: two into block 1,
     // the rest into block 0), and block 1 is never walked.
-    let unlimited = Limits {
-        bytes: DeviceSize::MAX,
-        moves: usize::MAX,
-    };
     let fills = [
         vec![(8 * KIB, 4, false)],
         vec![(8 * KIB, 4, true); 4],
@@ -1459,7 +1417,7 @@ fn a_block_that_received_in_the_plan_is_no_spared_block_and_is_not_walked_for_it
         vec![(8 * KIB, 4, true); 10],
     ];
     let mut model = Model::new(&[512 * KIB, 64 * KIB, 256 * KIB, 128 * KIB], &fills, 1);
-    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, unlimited);
+    let (plan, _, _) = run_checked(&mut model, Algorithm::Fast, UNLIMITED);
     assert_eq!(plan.emptied, [2, 3]);
     let into: Vec<usize> = plan.moves.iter().map(|m| m.1).collect();
     assert_eq!(into, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
