@@ -17,7 +17,7 @@
 
 use super::*;
 use crate::layout::align_up;
-use crate::suballocator::testing::cases;
+use crate::suballocator::testing::{self, cases};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -66,13 +66,27 @@ impl Model {
 
     /// The free gaps between live ranges, in offset order.
     fn gaps(&self, region: DeviceSize) -> Vec<(DeviceSize, DeviceSize)> {
+        self.gaps_besides(region, &[])
+    }
+
+    /// The gaps between the live allocations and the `held` ranges (free ranges that the
+    /// suballocator does not hand out, see [`testing::fragments`]).
+    fn gaps_besides(
+        &self,
+        region: DeviceSize,
+        held: &[(DeviceSize, DeviceSize)],
+    ) -> Vec<(DeviceSize, DeviceSize)> {
+        let mut taken: Vec<(DeviceSize, DeviceSize)> =
+            self.live.iter().map(|(&o, &(s, _, _))| (o, s)).collect();
+        taken.extend_from_slice(held);
+        taken.sort_unstable();
         let mut out = Vec::new();
         let mut cursor = 0;
-        for (&o, &(s, _, _)) in &self.live {
+        for (o, s) in taken {
             if o > cursor {
                 out.push((cursor, o));
             }
-            cursor = o + s;
+            cursor = cursor.max(o + s);
         }
         if cursor < region {
             out.push((cursor, region));
@@ -81,7 +95,7 @@ impl Model {
     }
 
     /// Some offset at which `layout` of type `ty` could be placed, trying every aligned offset
-    /// of every gap (regions small enough to enumerate only). Tables built from scratch make
+    /// of every gap beside the `held` ranges (regions small enough to enumerate only). Tables built from scratch make
     /// each try O(1): live bytes before each offset, and pages before each page on which a
     /// live range of a conflicting type has a byte.
     fn legal_offset(
@@ -90,6 +104,7 @@ impl Model {
         layout: DeviceLayout,
         ty: AllocationType,
         g: DeviceAlignment,
+        held: &[(DeviceSize, DeviceSize)],
     ) -> Option<DeviceSize> {
         let (size, a) = (layout.size(), layout.alignment());
         let gs = g.as_devicesize();
@@ -106,7 +121,7 @@ impl Model {
         for p in 0..pages {
             bad[p + 1] += bad[p];
         }
-        for (start, end) in self.gaps(region) {
+        for (start, end) in self.gaps_besides(region, held) {
             let mut o = align_up(start, a)?;
             while o.checked_add(size).is_some_and(|e| e <= end) {
                 let (first, last) = pages_of(o, size, g);
@@ -231,7 +246,7 @@ struct Run<S> {
     calls: usize,
 }
 
-impl<S: Suballocator> Run<S> {
+impl<S: Suballocator + 'static> Run<S> {
     fn new(region: DeviceSize, g: DeviceAlignment, promises: Promises) -> Self {
         let run = Self {
             sub: S::new(region),
@@ -308,7 +323,8 @@ impl<S: Suballocator> Run<S> {
                     SuballocatorError::BlockSizeExceeded => {}
                 }
                 if self.promises.complete && region <= 1 << 16 {
-                    if let Some(o) = self.model.legal_offset(region, layout, ty, self.g) {
+                    let held = testing::fragments(&self.sub);
+                    if let Some(o) = self.model.legal_offset(region, layout, ty, self.g, &held) {
                         panic!("{what}: refused with {e:?}, but offset {o} is legal");
                     }
                 }
@@ -472,7 +488,7 @@ impl<S: Suballocator> Run<S> {
     }
 }
 
-fn walk<S: Suballocator>(
+fn walk<S: Suballocator + 'static>(
     region: DeviceSize,
     g: DeviceAlignment,
     steps: &[Step],

@@ -42,8 +42,8 @@
 //!
 //! The first two steps are the fast path, O(1); the third makes the search complete, so
 //! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
-//! the request with its alignment and granularity (absorbed padding included, see below), and
-//! failure is monotone: a request fails only if every request at least as large and as
+//! the request with its alignment and granularity (absorbed padding, a few free bytes that
+//! no request is placed in, aside: see below), and failure is monotone: a request fails only if every request at least as large and as
 //! strictly aligned, of the same type, fails as well ([`fails_monotonically`](Suballocator::fails_monotonically)). It reports
 //! [`OutOfRegionMemory`](SuballocatorError::OutOfRegionMemory) exactly when fewer than `size`
 //! bytes are free in total. (One more failure exists in theory: a region cut into about four
@@ -69,29 +69,36 @@
 //! The bytes skipped before the start (alignment and granularity padding) stay free, whatever
 //! their number: an allocation never holds a byte it did not ask for. At least 64 of them
 //! become a free node of their own. Fewer are *absorbed* into the allocation's node, which
-//! remembers how many, so that splitting them off costs the fast path nothing; they are free
-//! all the same: [`free_size`](Suballocator::free_size) counts them,
-//! [`for_each_range`](Suballocator::for_each_range) reports them as a free range, and the
-//! complete search (step 3) places a request of fewer than 64 bytes in them when no free node
-//! can hold it, going through the allocations from the one whose padding it used last (so
-//! that a region filled up to its padding fills it in order, not from the start each time).
-//! When the range in front of such padding is freed, it takes the padding over, so that the
-//! node after a free node never holds padding and free bytes are never cut in two.
+//! remembers how many, so that splitting them off costs the fast path nothing. They are free
+//! ([`free_size`](Suballocator::free_size) counts them,
+//! [`for_each_range`](Suballocator::for_each_range) reports them as a free range), but no
+//! request is placed in them: they are in no bucket, and searching them would mean walking
+//! the allocations. When the range in front of such padding is freed, it takes the padding
+//! over, so that the node after a free node never holds padding, free bytes are never cut in
+//! two, and the padding is allocatable again.
 //!
-//! Why not more than 64: a free node for each alignment gap costs a node and a bucket
-//! insertion at the allocation and a merge at the free, and the peer benchmark's `frame`
-//! (alignments 16 to 256) took a fifth less time with gaps of up to 255 bytes kept in the
-//! nodes. But the complete search then has to walk the allocations for every request below
-//! that size that the free nodes cannot hold, and in a region full of small allocations that
-//! walk comes back after every free: a full 4 MiB region churned with requests of 16-255
-//! bytes took 62 µs per free and two allocations instead of 0.8 µs.
+//! Why not search the padding: a region full of small allocations holds padding in front of
+//! most of them, and only a walk over the allocations can find the padding that holds a
+//! request. Such a walk ran for every request of fewer than 64 bytes that no free node held,
+//! and came back after every free: the peer benchmark's `tiny` workload (objects of 16-256
+//! bytes) with a million live objects instead of 50,000, whose arenas are full, took 20 µs
+//! per allocate+free against VMA's 0.7 µs. Without the walk it takes about VMA's time, with the
+//! same peak of reserved memory. Why not more than 64 bytes of padding per node: a free node
+//! for each alignment gap costs a node and a bucket insertion at the allocation and a merge
+//! at the free, and the peer benchmark's `frame` (alignments 16 to 256) takes a fifth less time
+//! with larger gaps kept in the nodes; but the larger the bytes kept out of reach, the more
+//! memory a full region leaves unused.
 //!
-//! The bytes after the end become a free node, unless they are fewer than 64 together with
-//! the padding the next allocation already holds: then they join that padding (the node
-//! after a free node is always allocated, or there is none). Sizes in bytes rarely match a
-//! freed range exactly, so without this nearly every snug fit (which the first step makes
-//! common) would leave a splinter between two allocations: a node to make and file now, and
-//! to merge again at the next free of either neighbour.
+//! The bytes after the end become a free node, unless they are fewer than 64 and fewer than
+//! the smallest request the region has served since it was last reset: then they join the
+//! padding of the next allocation (the node after a free node is always allocated, or there
+//! is none, and it holds no padding). Sizes in bytes rarely match a freed range exactly, so
+//! without this nearly every snug fit (which the first step makes common) would leave a
+//! splinter between two allocations: a node to make and file now, and to merge again at the
+//! next free of either neighbour, for bytes that no request seen so far could use. Bytes that
+//! such a request could use become a free node that a later request takes: a region that
+//! serves requests of 16 bytes and more keeps 16 to 63 bytes left over in free nodes, and one
+//! used as a virtual block of single bytes keeps every byte reachable.
 //!
 //! # Efficiency
 //!
@@ -103,13 +110,10 @@
 //! footprint, rounded up to a size class, is no larger than the largest free range succeeds
 //! in step 1. The complete search of step 3 only runs for requests the fast path could not place,
 //! requests that are about to fail or nearly so, and costs O(free ranges) in the worst case:
-//! a failing request checks every free range longer than the room it has seen (and, when it
-//! is shorter than 64 bytes and some allocation holds absorbed padding, every allocation's
-//! padding longer than that room). Most of
+//! a failing request checks every free range longer than the room it has seen. Most of
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
-//! bound (over free nodes and padding alike) that turns away every larger request of that
-//! type and alignment, or a stricter one,
+//! bound that turns away every larger request of that type and alignment, or a stricter one,
 //! in O(1) until the next free (which forgets the bounds with one store); only a request
 //! within the bound walks again, and it either finds a range or lowers the bound (allocations
 //! since may have taken the room the bound counted). A walk that succeeds usually stops
@@ -123,7 +127,8 @@
 //! requests implied by one that failed there since its last free.)
 //!
 //! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
-//! bucket heads. There is no internal fragmentation: padding stays free (above). Because the
+//! bucket heads. There is no internal fragmentation: padding stays free (above), though
+//! fewer than 64 bytes of it in front of an allocation wait for that allocation's free. Because the
 //! search takes the first range of a bucket that is sure to fit rather than the smallest range
 //! that fits, large ranges are occasionally split where a snug one exists (good fit, not best
 //! fit).
@@ -134,7 +139,6 @@ mod fit_bounds;
 mod strategy;
 
 use self::buckets::{Bucket, Buckets};
-use self::complete::Found;
 use self::fit_bounds::FitBounds;
 use super::*;
 use crate::layout::{align_down, align_up, on_same_page};
@@ -148,7 +152,8 @@ const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
 const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
 const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
 const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
-/// Padding before an allocation shorter than this is absorbed into its node (still free, see
+/// Padding before an allocation shorter than this is absorbed into its node (still free, but
+/// taking no request until the allocation is freed, see
 /// [padding](self#padding-and-granularity)) rather than split off as a free node.
 const MIN_SPLIT_PADDING: DeviceSize = 64;
 /// Quick fallback candidates (bucket heads) tried once the sure-fit bucket search found nothing,
@@ -246,8 +251,9 @@ impl Node {
 /// monotone ([`fails_monotonically`](Suballocator::fails_monotonically) is `true`).
 ///
 /// Alignment and granularity padding in front of an allocation stays free: an allocation holds
-/// exactly the bytes it asked for, [`free_size`](Suballocator::free_size) counts every other
-/// byte, and a request that fits in the padding is placed there when nothing else holds it.
+/// exactly the bytes it asked for, and [`free_size`](Suballocator::free_size) counts every
+/// other byte. Fewer than 64 bytes of it are kept in the allocation's node and take no request
+/// until that allocation is freed (searching them would mean walking the allocations).
 /// [`largest_free_range`](Suballocator::largest_free_range) is the upper size limit of the
 /// highest non-empty size class (at least 63 while some padding of fewer than 64 bytes is
 /// kept in an allocation's node, capped by the free size), so it overestimates the largest
@@ -262,6 +268,9 @@ pub struct FreeListAllocator {
     live_by_type: [usize; 3],
     /// Allocated nodes that hold absorbed padding.
     padded: usize,
+    /// The smallest request the region served since it was last reset (see
+    /// [padding](self#padding-and-granularity)).
+    smallest_request: DeviceSize,
     nodes: Vec<Node>,
     /// Head of the recycled-node list.
     recycled: u32,
@@ -270,9 +279,6 @@ pub struct FreeListAllocator {
     buckets: Buckets,
     /// What failed complete searches learned since the last free.
     fit_bounds: FitBounds,
-    /// Where the last search of the padding placed a request (see
-    /// [`search_padding`](Self::search_padding)); any index, checked before use.
-    padding_rover: u32,
 }
 
 impl FreeListAllocator {
@@ -390,6 +396,7 @@ impl FreeListAllocator {
         size: DeviceSize,
         ty: AllocationType,
     ) -> Suballocation {
+        self.smallest_request = self.smallest_request.min(size);
         let Node {
             offset,
             size: free_len,
@@ -442,14 +449,11 @@ impl FreeListAllocator {
             node_start = start;
         }
         let rest = range_end - end;
-        if rest > 0
-            && next != NONE
-            && rest + DeviceSize::from(self.nodes[next as usize].next_free) < MIN_SPLIT_PADDING
-        {
+        if rest > 0 && rest < self.smallest_request.min(MIN_SPLIT_PADDING) && next != NONE {
             // A few bytes left before the next allocation (the node after a free node is
-            // allocated) join its absorbed padding rather than make a free node of their
-            // own: no node to make, file and merge again later for bytes that only a small
-            // request could use (the complete search still places one there).
+            // allocated, and holds no padding), fewer than any request the region served,
+            // join its absorbed padding rather than make a free node of their own: no node to
+            // make, file and merge again later for bytes that no request seen could use.
             let after = &mut self.nodes[next as usize];
             self.padded += usize::from(after.next_free == 0);
             after.offset = end;
@@ -489,6 +493,20 @@ impl FreeListAllocator {
 }
 
 impl FreeListAllocator {
+    /// Calls `f` with the offset and size of every absorbed padding: free bytes that no
+    /// request is placed in until the allocation behind them is freed.
+    #[cfg(test)]
+    pub(crate) fn for_each_fragment(&self, f: &mut dyn FnMut(DeviceSize, DeviceSize)) {
+        let mut idx = self.first;
+        while idx != NONE {
+            let node = &self.nodes[idx as usize];
+            if matches!(node.state(), State::Used(_)) && node.next_free != 0 {
+                f(node.offset, DeviceSize::from(node.next_free));
+            }
+            idx = node.next;
+        }
+    }
+
     /// Links a new allocated node in front of node `idx`, from `idx`'s offset to `end`, whose
     /// allocation starts at `start` (the bytes before it, fewer than [`MIN_SPLIT_PADDING`], are
     /// its absorbed padding); returns it. The caller moves `idx`'s start to `end`.
@@ -525,7 +543,7 @@ impl FreeListAllocator {
 // SAFETY: ranges are carved from free nodes that tile the region, each candidate (from any of
 // the three search steps) checked by `fit` for alignment and for granularity against the
 // allocations of both neighbours (a node records the padding it absorbed, so the next
-// allocation's start is known exactly), or by `fit_padding` inside such padding; the shared property tests (`testing`) check every
+// allocation's start is known exactly); the shared property tests (`testing`) check every
 // guarantee after every operation.
 unsafe impl Suballocator for FreeListAllocator {
     /// The search is complete: it fails only when no free range can hold the request (or, in a
@@ -546,12 +564,12 @@ unsafe impl Suballocator for FreeListAllocator {
             allocation_count: 0,
             live_by_type: [0; 3],
             padded: 0,
+            smallest_request: DeviceSize::MAX,
             nodes: Vec::new(),
             recycled: NONE,
             first: NONE,
             buckets: Buckets::new(),
             fit_bounds: FitBounds::new(),
-            padding_rover: NONE,
         };
         this.reset();
         this
@@ -602,10 +620,7 @@ unsafe impl Suballocator for FreeListAllocator {
             from = bucket.next();
         }
         match self.search_all(size, alignment, allocation_type, granularity) {
-            Some(Found::Node(idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
-            Some(Found::Padding(idx, start)) => {
-                Ok(self.take_padding(idx, start, size, allocation_type))
-            }
+            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }
@@ -739,6 +754,7 @@ unsafe impl Suballocator for FreeListAllocator {
         self.allocation_count = 0;
         self.live_by_type = [0; 3];
         self.padded = 0;
+        self.smallest_request = DeviceSize::MAX;
         if self.region_size > 0 {
             self.first = self.new_node(Node {
                 offset: 0,

@@ -4,9 +4,8 @@
 //! of [`allocate`](Suballocator::allocate).
 //!
 //! Both searches check every candidate with the same exact [`fit`](FreeListAllocator::fit)
-//! and are complete: with the padding that allocations keep free as their last resort (as in
-//! the default search), they fail only when no free byte range can hold the request, so
-//! failure stays monotone whatever the strategy.
+//! and are complete over the free ranges, as the default search is: they fail only when no
+//! free range can hold the request, so failure stays monotone whatever the strategy.
 
 use super::*;
 
@@ -37,14 +36,9 @@ impl FreeListAllocator {
         }
         let alignment = layout.alignment();
         let granularity = self.effective_granularity(allocation_type, granularity);
-        if let Some((idx, start)) = search(self, size, alignment, allocation_type, granularity) {
-            return Ok(self.take(idx, start, size, allocation_type));
-        }
-        // As the default search's last resort: the padding in front of allocations stays
-        // free, and a small request that fits nowhere else goes there.
-        match self.search_padding(size, alignment, allocation_type, granularity, false) {
-            Ok((idx, start)) => Ok(self.take_padding(idx, start, size, allocation_type)),
-            Err(_) => Err(SuballocatorError::FragmentedRegion),
+        match search(self, size, alignment, allocation_type, granularity) {
+            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+            None => Err(SuballocatorError::FragmentedRegion),
         }
     }
 
