@@ -136,6 +136,8 @@ fn algorithm_case(ctx: &TestContext, algorithm: DefragmentationAlgorithm, pinned
                 usage: MemoryUsage::Auto(HostAccess::Random),
             },
             block_size: 4 * MIB,
+            // Whole blocks: the same layout whichever thread runs the case.
+            block_arenas: Some(1),
             ..Default::default()
         })
         .unwrap();
@@ -215,7 +217,11 @@ fn algorithm_case(ctx: &TestContext, algorithm: DefragmentationAlgorithm, pinned
         stats.moves > 0 && stats.bytes_moved > 0,
         "{what}: {stats:?}"
     );
-    assert!(stats.memory_objects_freed > 0, "{what}: {stats:?}");
+    if pinned_share == 0 {
+        // With skipped moves a block may keep an allocation that was to leave it: then the
+        // moves made still leave it in use (VMA asserts nothing on blocks there either).
+        assert!(stats.memory_objects_freed > 0, "{what}: {stats:?}");
+    }
     assert_eq!(
         pool.block_count(),
         blocks_before - stats.memory_objects_freed,
@@ -428,6 +434,7 @@ fn default_pools_defragmented_in_passes_while_new_buffers_arrive() {
         device.clone(),
         GenericMemoryAllocatorCreateInfo {
             block_sizes: BlockSizeThresholds::uniform(4 * MIB).unwrap(),
+            block_arenas: Some(1),
             ..Default::default()
         },
     )
