@@ -8,6 +8,9 @@
 //! heap, whose allocated bytes grow by exactly 40 MiB and fall back when they are freed,
 //! while every other heap's figures stay as they were. The budget's usage is what the driver
 //! reports: the crate's live memory plus the rest of the process.
+//!
+//! Also VMA's `TestHeapSizeLimit` with its exact numbers (`tests/heap_size_limit.rs` covers
+//! the limit's other sides).
 
 mod common;
 mod support;
@@ -135,4 +138,68 @@ fn heap_budgets_and_statistics_follow_the_buffers_with_the_extension() {
 #[test]
 fn heap_budgets_and_statistics_follow_the_buffers_with_the_estimate() {
     budget_case(GpuLayout::lavapipe(), SimFeatures::default());
+}
+
+/// VMA's `TestHeapSizeLimit`, exactly: with every heap limited to 100 MiB, two dedicated
+/// buffers of 5 MiB, then a pool of 10 MiB blocks takes exactly 18 more buffers of 5 MiB
+/// (the other 90 MiB), and one more buffer, however small, fails as out of device memory.
+/// Freeing everything gives the heap back.
+#[test]
+fn a_heap_size_limit_holds_to_the_byte() {
+    const LIMIT: u64 = 100 * MIB;
+    const BLOCK: u64 = 10 * MIB;
+    let ctx = common::TestContext::new();
+    let heaps = GpuLayout::lavapipe().heaps.len();
+    // SAFETY: the context's handles, which outlive the allocator; no feature claimed.
+    let device = unsafe {
+        MemoryDevice::new_with_heap_size_limits(
+            &ctx.entry,
+            &ctx.instance,
+            ctx.physical_device,
+            ctx.device.clone(),
+            common::API_VERSION,
+            Default::default(),
+            &vec![Some(LIMIT); heaps],
+        )
+    }
+    .unwrap();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let mut made = Vec::new();
+    let mut buffer_info = common::buffer_info(BLOCK / 2, vk::BufferUsageFlags::VERTEX_BUFFER);
+    let dedicated = AllocationCreateInfo {
+        usage: MemoryUsage::AutoPreferDevice(HostAccess::NoAccess),
+        allocate_preference: MemoryAllocatePreference::AlwaysAllocate,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        // SAFETY: a valid buffer info for this device.
+        made.push(unsafe { allocator.create_buffer(&buffer_info, &dedicated) }.unwrap());
+    }
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            memory_type: PoolMemoryType::Index(made[0].1.memory_type_index()),
+            block_size: BLOCK,
+            ..Default::default()
+        })
+        .unwrap();
+    let in_pool = AllocationCreateInfo::default();
+    for i in 0..(LIMIT / BLOCK - 1) * 2 {
+        // SAFETY: a valid buffer info for this device.
+        let got = unsafe { pool.create_buffer(&buffer_info, &in_pool) };
+        made.push(got.unwrap_or_else(|e| panic!("buffer {i} in the pool: {e}")));
+    }
+    assert_eq!(device.heap_usage_by_crate(0), LIMIT);
+    buffer_info.size = 128;
+    // SAFETY: a valid buffer info for this device.
+    let more = unsafe { pool.create_buffer(&buffer_info, &in_pool) };
+    assert_eq!(more.err(), Some(AllocationError::OutOfDeviceMemory));
+    for (buffer, alloc) in made.into_iter().rev() {
+        // SAFETY: never used by the GPU.
+        unsafe { allocator.destroy_buffer(buffer, alloc) };
+    }
+    drop(pool);
+    drop(allocator);
+    assert_eq!(device.heap_usage_by_crate(0), 0);
+    drop(device);
+    assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
