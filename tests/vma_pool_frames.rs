@@ -187,7 +187,10 @@ fn check_frame(
     } else {
         assert!(pool_stats.allocations.total >= bytes, "{what}");
     }
-    assert!(pool_stats.allocations.total <= pool_stats.reserved_bytes, "{what}");
+    assert!(
+        pool_stats.allocations.total <= pool_stats.reserved_bytes,
+        "{what}"
+    );
 }
 
 /// The sizes of a case's items: buffers in `buffers` bytes, textures of these sides.
