@@ -77,6 +77,9 @@ fn target_of(
     target: Target,
     memory_type: u32,
 ) -> Option<Box<dyn MemoryAllocator>> {
+    // A slot holds an allocation with its debug margins: with margins, slots of twice the
+    // buffer.
+    let margins = allocator.create_info().debug.margin > 0;
     fn pool<S: Suballocator + Send + Sync + 'static>(
         allocator: &StandardMemoryAllocator,
         memory_type: u32,
@@ -95,6 +98,7 @@ fn target_of(
         Target::Default | Target::Dedicated => return None,
         Target::FreeList => pool::<FreeListAllocator>(allocator, memory_type),
         Target::Buddy => pool::<BuddyAllocator>(allocator, memory_type),
+        Target::Slots if margins => pool::<SlotAllocator<{ 2 * SIZE }>>(allocator, memory_type),
         Target::Slots => pool::<SlotAllocator<SIZE>>(allocator, memory_type),
         Target::Bump => pool::<BumpAllocator>(allocator, memory_type),
         Target::Ring => pool::<RingAllocator>(allocator, memory_type),
@@ -240,6 +244,45 @@ fn mapping_thread(
     all_made: &Barrier,
     ranges: &Mutex<Vec<(usize, usize)>>,
 ) {
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    // A failure must not leave the other threads waiting at the barrier forever: each phase
+    // catches it, the barriers are always reached, and it is raised again at the end.
+    let made = catch_unwind(AssertUnwindSafe(|| make_and_write(on, info, thread, count)));
+    if let Ok(made) = &made {
+        let mut r = ranges.lock().unwrap();
+        for (_, a, _, _) in made {
+            let p = a.mapped_ptr().unwrap().as_ptr() as usize;
+            r.push((p, p + a.size() as usize));
+        }
+    }
+    all_made.wait();
+    let checked = match &made {
+        Ok(made) => catch_unwind(AssertUnwindSafe(|| check_written(made, thread))),
+        Err(_) => Ok(()),
+    };
+    // Every thread has checked its data before any frees (a free could hide an overlap).
+    all_made.wait();
+    match made {
+        Ok(made) => {
+            for (buffer, alloc, _, _) in made.into_iter().rev() {
+                // SAFETY: made above, never used by the GPU.
+                unsafe { on.destroy_buffer(buffer, alloc) };
+            }
+        }
+        Err(e) => resume_unwind(e),
+    }
+    if let Err(e) = checked {
+        resume_unwind(e);
+    }
+}
+
+/// A thread's `count` buffers, each written as its random mode says.
+fn make_and_write(
+    on: &dyn MemoryAllocator,
+    info: &AllocationCreateInfo,
+    thread: u64,
+    count: usize,
+) -> Vec<Made> {
     let mut rng = Rng(thread * 7919 + 1);
     let mut made: Vec<Made> = Vec::with_capacity(count);
     for i in 0..count {
@@ -261,15 +304,12 @@ fn mapping_thread(
         }
         made.push((buffer, alloc, mode, seed));
     }
-    {
-        let mut r = ranges.lock().unwrap();
-        for (_, a, _, _) in &made {
-            let p = a.mapped_ptr().unwrap().as_ptr() as usize;
-            r.push((p, p + a.size() as usize));
-        }
-    }
-    all_made.wait();
-    for (_, alloc, mode, seed) in &made {
+    made
+}
+
+/// Every byte a thread wrote is still there.
+fn check_written(made: &[Made], thread: u64) {
+    for (_, alloc, mode, seed) in made {
         let what = format!("thread {thread}, buffer {seed}, {mode:?}");
         match mode {
             Mode::Untouched => {}
@@ -281,12 +321,6 @@ fn mapping_thread(
             Mode::Whole | Mode::Slice => support::verify(alloc, *seed, SIZE, &what),
         }
     }
-    // Every thread has checked its data before any frees (a free could hide an overlap).
-    all_made.wait();
-    for (buffer, alloc, _, _) in made.into_iter().rev() {
-        // SAFETY: made above, never used by the GPU.
-        unsafe { on.destroy_buffer(buffer, alloc) };
-    }
 }
 
 /// `TestMappingMultithreaded`: 16 threads make buffers in the same target at once, write
@@ -295,7 +329,20 @@ fn mapping_thread(
 /// once, in every target.
 #[test]
 fn sixteen_threads_map_and_write_their_buffers_in_every_kind_of_memory() {
-    threads_on(GpuLayout::lavapipe());
+    threads_on(GpuLayout::lavapipe(), DebugOptions::default());
+}
+
+/// The same with debug margins and fill patterns (VMA's `VMA_DEBUG_MARGIN` and
+/// `VMA_DEBUG_INITIALIZE_ALLOCATIONS` builds), on non-coherent memory: once every buffer is
+/// written, the margins of all of them are intact.
+#[test]
+fn sixteen_threads_write_between_debug_margins() {
+    let debug = DebugOptions {
+        margin: 256,
+        fill_patterns: true,
+        ..Default::default()
+    };
+    threads_on(GpuLayout::mobile(), debug);
 }
 
 /// The same on non-coherent memory (the mobile layout's cached type, which random host access
@@ -303,16 +350,23 @@ fn sixteen_threads_map_and_write_their_buffers_in_every_kind_of_memory() {
 /// invalidate may throw away a neighbour's bytes written but not flushed yet.
 #[test]
 fn sixteen_threads_map_and_write_their_buffers_in_non_coherent_memory() {
-    let flags = threads_on(GpuLayout::mobile());
+    let flags = threads_on(GpuLayout::mobile(), DebugOptions::default());
     assert!(!flags.contains(vk::MemoryPropertyFlags::HOST_COHERENT));
 }
 
 /// The multithreaded scenario on `layout`; returns the flags of the memory type used.
-fn threads_on(layout: GpuLayout) -> vk::MemoryPropertyFlags {
+fn threads_on(layout: GpuLayout, debug: DebugOptions) -> vk::MemoryPropertyFlags {
     const THREADS: u64 = 16;
     let sim = Sim::new(layout);
     let device = sim.memory_device();
-    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let allocator = StandardMemoryAllocator::new(
+        device.clone(),
+        GenericMemoryAllocatorCreateInfo {
+            debug,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let memory_type = random_access_type(&allocator);
     let flags = sim.state.layout.flags(memory_type);
     for target in TARGETS {
@@ -329,14 +383,31 @@ fn threads_on(layout: GpuLayout) -> vk::MemoryPropertyFlags {
                 s.spawn(move || mapping_thread(on, info, thread, count, all_made, ranges));
             }
             all_made.wait();
-            let mut r = ranges.lock().unwrap().clone();
-            assert_eq!(r.len(), THREADS as usize * count, "{target:?}");
-            r.sort_unstable();
-            for w in r.windows(2) {
-                assert!(w[0].1 <= w[1].0, "{target:?}: mappings {w:?} overlap");
-            }
-            check_one_mapping_each(&sim, &format!("{target:?}, all live"));
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut r = ranges.lock().unwrap().clone();
+                assert_eq!(r.len(), THREADS as usize * count, "{target:?}");
+                r.sort_unstable();
+                for w in r.windows(2) {
+                    assert!(w[0].1 <= w[1].0, "{target:?}: mappings {w:?} overlap");
+                }
+                check_one_mapping_each(&sim, &format!("{target:?}, all live"));
+                if debug.margin > 0 {
+                    let report = allocator.check_corruption(u32::MAX);
+                    let report = report.unwrap_or_else(|e| panic!("{target:?}: {e}"));
+                    // Dedicated allocations have no margins.
+                    if target != Target::Dedicated {
+                        assert_eq!(
+                            report.checked_allocations,
+                            THREADS * count as u64,
+                            "{target:?}"
+                        );
+                    }
+                }
+            }));
             all_made.wait();
+            if let Err(e) = checked {
+                std::panic::resume_unwind(e);
+            }
         });
         drop(pool);
         check_one_mapping_each(&sim, &format!("{target:?}, all freed"));
