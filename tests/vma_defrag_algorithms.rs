@@ -443,21 +443,32 @@ fn read_back(ctx: &TestContext, staging: &StandardMemoryAllocator, live: &[Live]
 /// every texel and byte reads back through the GPU.
 #[test]
 fn default_pools_defragmented_in_passes_while_new_buffers_arrive() {
-    default_pools_case(GpuLayout::lavapipe());
+    default_pools_case(GpuLayout::lavapipe(), DefragmentationAlgorithm::Full);
+}
+
+/// The same with the Fast algorithm, on a discrete GPU with resizable BAR (buffers and
+/// textures in its host-visible VRAM type).
+#[test]
+fn default_pools_defragmented_fast_on_a_discrete_layout() {
+    default_pools_case(
+        GpuLayout::amd_discrete_rebar(),
+        DefragmentationAlgorithm::Fast,
+    );
 }
 
 /// The same on an integrated GPU with a 64 KiB `bufferImageGranularity`: every destination
 /// keeps textures and buffers on separate pages (the simulated driver checks every bind).
 #[test]
 fn default_pools_defragmented_on_64_kib_granularity() {
-    default_pools_case(GpuLayout {
+    let layout = GpuLayout {
         name: "integrated-64k-granularity",
         buffer_image_granularity: 64 * KIB,
         ..GpuLayout::intel_integrated()
-    });
+    };
+    default_pools_case(layout, DefragmentationAlgorithm::Full);
 }
 
-fn default_pools_case(layout: GpuLayout) {
+fn default_pools_case(layout: GpuLayout, algorithm: DefragmentationAlgorithm) {
     let sim = Sim::new(layout);
     let ctx = &sim.ctx;
     let device = sim.memory_device();
@@ -516,7 +527,7 @@ fn default_pools_case(layout: GpuLayout) {
     let blocks_before = allocator.statistics().total.block_count;
 
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
-        algorithm: DefragmentationAlgorithm::Full,
+        algorithm,
         max_bytes_per_pass: MIB,
         ..Default::default()
     });
