@@ -456,8 +456,15 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         let mut error: Option<AllocationError> = None;
         while let Some(step) = ladder.next(failure) {
             if matches!(step, Step::ExistingBlocks) && failure.is_none() {
-                // Tried by `existing`.
-                failure = Some(Failure::NoRoom);
+                // Tried by `existing`, which only says that it found no place: when no block
+                // could ever hold the request, that is the failure (and the error, should the
+                // ladder end here), not a lack of room that a free could cure.
+                if min_region.is_none() {
+                    failure = Some(Failure::DoesNotFitBlocks);
+                    error = Some(AllocationError::SuballocatorBlockSizeExceeded);
+                } else {
+                    failure = Some(Failure::NoRoom);
+                }
                 continue;
             }
             let result = match step {
