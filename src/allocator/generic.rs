@@ -115,10 +115,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 })
             })
             .collect();
-        let block_vecs: Vec<_> = (0..type_count)
-            .map(|_| BlockVec::new(arenas_per_block, BlockLimits::NONE))
-            .collect();
         let dedicated = Arc::<DedicatedRegistry>::default();
+        // Each vector counts the dedicated allocations of its type as memory in use: they
+        // share its peak (see the block vectors' "Releasing").
+        let block_vecs: Vec<_> = (0..type_count as u32)
+            .map(|i| {
+                let outside = dedicated.bytes_of_type(i);
+                BlockVec::new_counting(arenas_per_block, BlockLimits::NONE, outside)
+            })
+            .collect();
         let held = Held {
             device: device.clone(),
             vecs: block_vecs
@@ -419,6 +424,10 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         // Out of memory with empty blocks kept in the heap: they give their memory back and
         // the import is tried once more, as every other allocation is (a failed import leaves
         // its handle the application's, so it may be given again).
+        let vec = self.block_vecs.get(info.memory_type_index as usize);
+        if let Some(vec) = vec {
+            vec.make_room_outside(info.size);
+        }
         let memory = allocate_releasing_kept(&self.device, &info, || {
             self.release_kept_empty_blocks(info.memory_type_index, false)
         })?;
@@ -431,12 +440,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             }
             .shared()
         });
-        Ok(execute::wrap_dedicated(
-            &self.dedicated,
-            memory,
-            AllocationType::Unknown,
-            meta,
-        ))
+        let alloc = execute::wrap_dedicated(&self.dedicated, memory, AllocationType::Unknown, meta);
+        if let Some(vec) = vec {
+            vec.outside_made();
+        }
+        Ok(alloc)
     }
 
     fn dedicated(
@@ -450,6 +458,10 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let priority = create_info
             .priority
             .unwrap_or(self.create_info.block_priority);
+        // Kept empty blocks of the type give way first, as for a new block: they never raise
+        // the type's peak (see the block vectors' "Releasing").
+        let vec = &self.block_vecs[memory_type_index as usize];
+        vec.make_room_outside(size);
         let memory = self.allocate_memory(
             memory_type_index,
             size,
@@ -458,12 +470,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             create_info,
             false,
         )?;
-        Ok(execute::wrap_dedicated(
+        let alloc = execute::wrap_dedicated(
             &self.dedicated,
             memory,
             allocation_type,
             self.meta(create_info),
-        ))
+        );
+        vec.outside_made();
+        Ok(alloc)
     }
 
     /// Makes a custom pool whose blocks are carved by `S` (see

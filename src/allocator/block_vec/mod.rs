@@ -207,11 +207,27 @@ pub(crate) struct BlockVec<S, M> {
     aside: parking_lot::Mutex<Vec<Block<S, M>>>,
     /// The recent high-water mark of the memory in use (with [`BlockLimits::high_water`]).
     high_water: parking_lot::Mutex<HighWater>,
+    /// Bytes of the memory objects of the vector's memory type that live outside its blocks
+    /// (the allocator's dedicated allocations of that type): memory in use for the
+    /// high-water mark (see [`new_counting`](Self::new_counting)).
+    outside: Arc<AtomicU64>,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// A vector whose blocks are cut into at most `home_slots` arenas (a power of two).
     pub(crate) fn new(home_slots: usize, limits: BlockLimits) -> Arc<Self> {
+        Self::new_counting(home_slots, limits, Arc::default())
+    }
+
+    /// A vector as [`new`](Self::new) whose memory in use, for the
+    /// [high-water mark](high_water), counts `outside` bytes besides its blocks that hold
+    /// allocations: the dedicated allocations of its memory type, which share the heap and
+    /// the peak with the blocks (see [releasing](self#releasing)).
+    pub(crate) fn new_counting(
+        home_slots: usize,
+        limits: BlockLimits,
+        outside: Arc<AtomicU64>,
+    ) -> Arc<Self> {
         debug_assert!(home_slots.is_power_of_two());
         Arc::new(Self {
             blocks: ShardedList::new(),
@@ -221,6 +237,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             limits,
             aside: parking_lot::Mutex::default(),
             high_water: parking_lot::Mutex::default(),
+            outside,
         })
     }
 

@@ -7,6 +7,7 @@ use super::sharded::ShardedWrite;
 use super::{Block, BlockMemory, BlockVec, Keep, NewBlockError};
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How long [`try_release_empty`](BlockVec::try_release_empty) waits at most for the threads
@@ -99,6 +100,63 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.aside.lock().iter().map(|b| b.memory().size()).sum()
     }
 
+    /// The memory in use for the [high-water mark](super::high_water), given the `tally` of
+    /// the listed blocks: the listed blocks that hold allocations, the blocks set aside, and
+    /// the memory objects of the type outside the blocks (dedicated allocations).
+    fn in_use(&self, tally: &Tally) -> DeviceSize {
+        tally
+            .in_use
+            .saturating_add(self.aside_bytes())
+            .saturating_add(self.outside.load(Ordering::Relaxed))
+    }
+
+    /// Before a memory object of `size` bytes is made outside the blocks (a dedicated
+    /// allocation of the vector's memory type): the empty blocks kept are given back as far
+    /// as needed for the memory in use, the new object and those that stay to fit under the
+    /// high-water mark, as before a new block (see [`make_room`](Self::make_room)). Kept
+    /// memory then never raises the memory the type reserves past its peak either. Returns
+    /// how many were released.
+    pub(crate) fn make_room_outside(&self, size: DeviceSize) -> usize {
+        if !self.high_water_on() {
+            return 0;
+        }
+        // A first look holding one copy of the list: most calls find nothing to release.
+        {
+            let blocks = self.blocks.read();
+            let tally = Self::tally(&blocks);
+            if tally.empty == 0 || blocks.len() <= self.limits.min {
+                return 0;
+            }
+            let with_object = self.in_use(&tally).saturating_add(size);
+            let room = self.high_water.lock().mark().saturating_sub(with_object);
+            if tally.empty_bytes <= room.min(tally.largest) {
+                return 0;
+            }
+        }
+        let mut blocks = self.blocks.write();
+        let tally = Self::tally(blocks.items());
+        let with_object = self.in_use(&tally).saturating_add(size);
+        let cap = tally
+            .largest
+            .saturating_mul(self.empty_kept(blocks.items()));
+        let room = self
+            .high_water
+            .lock()
+            .mark()
+            .saturating_sub(with_object)
+            .min(cap);
+        self.release_beyond(&mut blocks, room, false)
+    }
+
+    /// A memory object outside the blocks was made (and counted): the memory in use is a
+    /// sample of the [high-water mark](super::high_water).
+    pub(crate) fn outside_made(&self) {
+        if self.high_water_on() {
+            let in_use = self.in_use(&Self::tally(&self.blocks.read()));
+            self.sample_in_use(in_use);
+        }
+    }
+
     /// Takes a sample of the memory in use for the [high-water mark](super::high_water); returns
     /// the mark.
     pub(super) fn sample_in_use(&self, in_use: DeviceSize) -> DeviceSize {
@@ -127,7 +185,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             });
         }
         let size = block_size(held).ok_or(NewBlockError::NoSize)?;
-        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let in_use = self.in_use(&tally);
         let with_block = in_use.saturating_add(size);
         let mark = self.high_water.lock().mark().max(with_block);
         if tally.empty > 0 {
@@ -204,7 +262,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mark = {
             let blocks = self.blocks.read();
             let tally = Self::tally(&blocks);
-            let in_use = tally.in_use.saturating_add(self.aside_bytes());
+            let in_use = self.in_use(&tally);
             // The memory in use was at its highest just before this free.
             let mark = self.sample_in_use(in_use.saturating_add(size));
             if tally.empty <= 1 || blocks.len() <= self.limits.min {
@@ -226,7 +284,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         };
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
-        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let in_use = self.in_use(&tally);
         let cap = tally
             .largest
             .saturating_mul(self.empty_kept(blocks.items()));

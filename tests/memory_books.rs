@@ -1,0 +1,336 @@
+//! The books of reserved memory on random traces, on the simulated driver.
+//!
+//! Every memory object the crate makes or frees is reported to [`Books`] through the
+//! device's memory callbacks. Random traces (small, sizable and large requests, phases that
+//! grow and shrink, default vectors and custom pools, small heaps, a simulated budget, one
+//! and two threads) check after every step that:
+//!
+//! - the statistics' reserved bytes and object counts are those of the memory objects alive
+//!   (the callbacks' and the simulated driver's counts agree), per memory type too;
+//! - kept empty memory never raises the most memory reserved: what is reserved stays under
+//!   the peak so far or the memory in use now (see the block vectors' docs, "Releasing");
+//! - a custom pool above its minimum block count keeps at most one empty block;
+//! - a failed allocation leaves no more memory reserved than before it;
+//! - every memory object is freed exactly once, whatever outlives what.
+//!
+//! After a trace, nothing live and small requests that each empty their block for more than
+//! two high-water epochs ([`HIGH_WATER_EPOCH`] samples each) leave exactly one block: the
+//! mark has decayed to that block's size, and the empty blocks kept stay under the mark.
+//! The traces print their peak reserved / peak live ratios.
+
+mod common;
+mod support;
+
+use ash::vk;
+use ash_memory::*;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use support::{GpuLayout, Rng, Sim, SimFeatures, KIB, MIB};
+
+/// `HIGH_WATER_EPOCH` of the block vectors: samples per epoch of the high-water mark.
+const HIGH_WATER_EPOCH: u64 = 128;
+
+/// The memory objects alive, as the memory callbacks report them.
+#[derive(Default)]
+struct Books {
+    live: Mutex<HashMap<vk::DeviceMemory, (u32, u64)>>,
+    errors: Mutex<Vec<String>>,
+    allocated: AtomicU64,
+    freed: AtomicU64,
+}
+
+impl DeviceMemoryCallbacks for Books {
+    fn allocated(&self, memory_type_index: u32, memory: vk::DeviceMemory, size: u64) {
+        self.allocated.fetch_add(1, Ordering::SeqCst);
+        let old = self
+            .live
+            .lock()
+            .unwrap()
+            .insert(memory, (memory_type_index, size));
+        if old.is_some() {
+            self.errors
+                .lock()
+                .unwrap()
+                .push(format!("{memory:?} reported allocated twice"));
+        }
+    }
+
+    fn freeing(&self, memory_type_index: u32, memory: vk::DeviceMemory, size: u64) {
+        self.freed.fetch_add(1, Ordering::SeqCst);
+        match self.live.lock().unwrap().remove(&memory) {
+            Some(known) if known == (memory_type_index, size) => {}
+            Some(known) => self.errors.lock().unwrap().push(format!(
+                "{memory:?} freed as {:?}, allocated as {known:?}",
+                (memory_type_index, size)
+            )),
+            None => self
+                .errors
+                .lock()
+                .unwrap()
+                .push(format!("{memory:?} freed but not alive")),
+        }
+    }
+}
+
+impl Books {
+    /// Bytes and count of the memory objects alive (of memory type `ty`, or all).
+    fn alive(&self, ty: Option<u32>) -> (u64, u64) {
+        let live = self.live.lock().unwrap();
+        live.values()
+            .filter(|(t, _)| ty.is_none_or(|ty| *t == ty))
+            .fold((0, 0), |(b, n), (_, s)| (b + s, n + 1))
+    }
+
+    fn assert_balanced(&self) {
+        let errors = self.errors.lock().unwrap();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert_eq!(self.alive(None), (0, 0), "memory objects never freed");
+        assert_eq!(
+            self.allocated.load(Ordering::SeqCst),
+            self.freed.load(Ordering::SeqCst)
+        );
+    }
+}
+
+/// A simulated device whose memory objects go into the returned books.
+fn device_with_books(sim: &Sim) -> (Arc<MemoryDevice>, Arc<Books>) {
+    let device = sim.memory_device_claimed();
+    let books = Arc::new(Books::default());
+    device.set_memory_callbacks(Some(books.clone()));
+    (device, books)
+}
+
+fn quiet() -> DebugOptions {
+    DebugOptions {
+        leak_check: LeakCheck::Off,
+        ..Default::default()
+    }
+}
+
+fn allocator(device: Arc<MemoryDevice>, block: u64) -> StandardMemoryAllocator {
+    StandardMemoryAllocator::new(
+        device,
+        GenericMemoryAllocatorCreateInfo {
+            block_sizes: BlockSizeThresholds::uniform(block).unwrap(),
+            debug: quiet(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// What one step of a trace asks for, relative to the block size `b`: small requests (at
+/// most `b / 16`), sizable ones (`b / 8 .. b / 2`: blocks of their own size when no block
+/// has room) and large ones (`b / 2 .. 3b / 2`: dedicated allocations).
+fn request_size(rng: &mut Rng, b: u64, weights: [u64; 3]) -> u64 {
+    let total: u64 = weights.iter().sum();
+    let r = rng.below(total);
+    if r < weights[0] {
+        rng.range(KIB, b / 16)
+    } else if r < weights[0] + weights[1] {
+        rng.range(b / 8 + 1, b / 2)
+    } else {
+        rng.range(b / 2 + 1, 3 * b / 2)
+    }
+}
+
+/// What the statistics say of the memory reserved, and what is live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Reserved {
+    bytes: u64,
+    objects: u64,
+    /// Bytes of the memory objects (blocks or dedicated) that hold allocations.
+    in_use: u64,
+}
+
+/// Checks the statistics against the books and the simulated driver; returns them.
+fn check_books(stats: &AllocatorStatistics, books: &Books, sim: &Sim, types: u32) -> Reserved {
+    let t = &stats.total;
+    let (bytes, objects) = books.alive(None);
+    let driver: u64 = (0..sim.state.layout.heaps.len() as u32)
+        .map(|h| sim.state.heap_used(h))
+        .sum();
+    assert_eq!(t.reserved_bytes, bytes, "statistics against the callbacks");
+    assert_eq!(driver, bytes, "the driver against the callbacks");
+    assert_eq!(t.block_count + t.dedicated_count, objects, "object counts");
+    assert_eq!(sim.state.live_objects() as u64, objects);
+    for ty in 0..types {
+        assert_eq!(
+            stats.memory_types[ty as usize].statistics.reserved_bytes,
+            books.alive(Some(ty)).0,
+            "memory type {ty}"
+        );
+    }
+    let listed: u64 = stats.blocks.iter().map(|b| b.size).sum();
+    assert_eq!(listed, bytes, "the blocks listed");
+    let in_use = stats
+        .blocks
+        .iter()
+        .filter(|b| b.statistics.allocation_count > 0)
+        .map(|b| b.size)
+        .sum();
+    Reserved {
+        bytes,
+        objects,
+        in_use,
+    }
+}
+
+/// `(size, dedicated, allocation count)` of every memory object, for failure messages.
+fn objects(stats: &AllocatorStatistics) -> Vec<(u64, bool, u64)> {
+    stats
+        .blocks
+        .iter()
+        .map(|b| (b.size, b.dedicated, b.statistics.allocation_count))
+        .collect()
+}
+
+/// Peaks of a trace: reserved bytes and bytes asked for by live allocations.
+#[derive(Default)]
+struct Peaks {
+    reserved: u64,
+    live: u64,
+}
+
+impl Peaks {
+    fn ratio(&self) -> f64 {
+        self.reserved as f64 / self.live.max(1) as f64
+    }
+}
+
+/// One random trace on memory type `ty` of an allocator with `block`-byte blocks: `steps`
+/// steps growing (two allocations in three), then shrinking (one in three), then everything
+/// freed; the books checked after every step. Returns the peaks.
+fn run_trace(
+    sim: &Sim,
+    allocator: &StandardMemoryAllocator,
+    books: &Books,
+    seed: u64,
+    ty: u32,
+    block: u64,
+    weights: [u64; 3],
+    steps: usize,
+) -> Peaks {
+    let types = sim.state.layout.type_count();
+    let mut rng = Rng(seed);
+    let mut live: Vec<(MemoryAlloc, u64)> = Vec::new();
+    let mut live_bytes = 0;
+    let mut peaks = Peaks::default();
+    let mut before = check_books(&allocator.statistics(), books, sim, types);
+    for step in 0..steps {
+        let grow = step < steps / 2;
+        let allocate = live.is_empty() || rng.below(3) < if grow { 2 } else { 1 };
+        let what;
+        if allocate {
+            let size = request_size(&mut rng, block, weights);
+            what = format!("allocate {size}");
+            let layout = DeviceLayout::from_size_alignment(size, 1 << rng.range(4, 13)).unwrap();
+            let ty_kind = if rng.below(2) == 0 {
+                AllocationType::Linear
+            } else {
+                AllocationType::NonLinear
+            };
+            match allocator.allocate_from_type(ty, layout, ty_kind, &Default::default()) {
+                Ok(a) => {
+                    live_bytes += size;
+                    live.push((a, size));
+                }
+                Err(e) => {
+                    let after = check_books(&allocator.statistics(), books, sim, types);
+                    assert!(
+                        matches!(
+                            e,
+                            AllocationError::OutOfDeviceMemory | AllocationError::BudgetExceeded(_)
+                        ),
+                        "seed {seed} step {step}: {e}"
+                    );
+                    assert!(
+                        after.bytes <= before.bytes,
+                        "seed {seed} step {step}: a failed {what} left {} bytes reserved, {} before",
+                        after.bytes,
+                        before.bytes
+                    );
+                }
+            }
+        } else {
+            let i = rng.below(live.len() as u64) as usize;
+            let (a, size) = live.swap_remove(i);
+            what = format!("free {size}");
+            drop(a);
+            live_bytes -= size;
+        }
+        let stats = allocator.statistics();
+        let now = check_books(&stats, books, sim, types);
+        assert!(
+            now.bytes <= peaks.reserved.max(now.in_use),
+            "seed {seed} step {step} ({what}): {} bytes reserved, above the peak {} and the {} \
+             in use; objects (size, dedicated, allocations): {:?}",
+            now.bytes,
+            peaks.reserved,
+            now.in_use,
+            objects(&stats)
+        );
+        peaks.reserved = peaks.reserved.max(now.bytes);
+        peaks.live = peaks.live.max(live_bytes);
+        before = now;
+    }
+    drop(live);
+    check_books(&allocator.statistics(), books, sim, types);
+    peaks
+}
+
+/// After a trace: one small request at a time for more than two epochs of samples (each
+/// free empties its block, a sample). The mark decays to the size of the block they use,
+/// and only that block stays.
+fn check_decay(sim: &Sim, allocator: &StandardMemoryAllocator, books: &Books, ty: u32) {
+    let types = sim.state.layout.type_count();
+    let layout = DeviceLayout::from_size_alignment(4 * KIB, 256).unwrap();
+    let mut used_block = None;
+    for _ in 0..2 * HIGH_WATER_EPOCH + 2 {
+        let a = allocator
+            .allocate_from_type(ty, layout, AllocationType::Linear, &Default::default())
+            .unwrap();
+        used_block = Some(ash::vk::Handle::as_raw(a.memory()));
+        drop(a);
+    }
+    let stats = allocator.statistics();
+    let r = check_books(&stats, books, sim, types);
+    let blocks: Vec<_> = stats
+        .blocks
+        .iter()
+        .filter(|b| b.memory_type_index == ty)
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        1,
+        "kept after two epochs of one small request at a time: {blocks:#?}"
+    );
+    assert_eq!(r.bytes, blocks[0].size);
+    assert_eq!(Some(blocks[0].memory), used_block, "the block in use stays");
+}
+
+#[test]
+fn the_books_balance_on_random_traces_of_a_default_vector() {
+    let block = 8 * MIB;
+    let mut ratios = Vec::new();
+    for (seed, weights) in [
+        (1, [8, 3, 1]),
+        (2, [3, 3, 1]),
+        (3, [1, 4, 0]),
+        (4, [10, 1, 1]),
+        (5, [0, 1, 1]),
+    ] {
+        let sim = Sim::with_features(GpuLayout::nvidia_discrete(), SimFeatures::default());
+        let (device, books) = device_with_books(&sim);
+        {
+            let allocator = allocator(device, block);
+            let peaks = run_trace(&sim, &allocator, &books, seed, 0, block, weights, 600);
+            ratios.push((seed, peaks.ratio()));
+            check_decay(&sim, &allocator, &books, 0);
+        }
+        books.assert_balanced();
+        sim.assert_nothing_allocated();
+    }
+    eprintln!("peak reserved / peak live (seed, ratio): {ratios:.3?}");
+}
