@@ -28,6 +28,7 @@ use crate::device_memory::{
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 mod full;
@@ -55,6 +56,10 @@ pub struct GenericMemoryAllocator<S> {
     heap_facts: HeapFacts,
     /// What the [hot path](Self::allocate_hot) needs, worked out once.
     hot: HotFacts,
+    /// The most bytes of memory objects the device held (through this crate) after any memory
+    /// object of this allocator was made: kept empty blocks never take it higher (see
+    /// [`make_memory`](Self::make_memory)).
+    peak_reserved: AtomicU64,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -152,6 +157,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             type_cache: TypeCache::default(),
             heap_facts,
             hot,
+            peak_reserved: AtomicU64::new(0),
         })
     }
 
@@ -397,9 +403,47 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..Default::default()
         };
-        allocate_releasing_kept(&self.device, &info, || {
-            self.release_kept_empty_blocks(memory_type_index, for_block)
-        })
+        self.make_memory(&info, for_block)
+    }
+
+    /// Makes the memory object of `info` (a block of its type's default vector when
+    /// `for_block`: the caller holds that vector's list). Kept empty blocks never raise the
+    /// most memory reserved: each vector keeps its own under its recent
+    /// [high-water mark](super::block_vec#releasing), and when this object would take the
+    /// device past the most it held so far, the other default vectors give back their kept
+    /// blocks as far as needed first (those whose list is free at once). Out of memory or
+    /// budget, the kept blocks of the heap are given back and the object is tried once more.
+    fn make_memory(
+        &self,
+        info: &MemoryObjectCreateInfo,
+        for_block: bool,
+    ) -> Result<MemoryObject, AllocationError> {
+        let over = self
+            .device
+            .live_memory_bytes()
+            .saturating_add(info.size)
+            .saturating_sub(self.peak_reserved.load(Ordering::Relaxed));
+        if over > 0 {
+            // The type's own vector keeps its blocks under its mark: for a block, it gave
+            // back what that needs already (and its list is the caller's); for a dedicated
+            // allocation, `make_room_outside` did.
+            let own = self.block_vecs.get(info.memory_type_index as usize);
+            let mut left = over;
+            for vec in &self.block_vecs {
+                if left == 0 {
+                    break;
+                }
+                if !own.is_some_and(|own| Arc::ptr_eq(vec, own)) {
+                    left = left.saturating_sub(vec.try_release_kept_bytes(left));
+                }
+            }
+        }
+        let memory = allocate_releasing_kept(&self.device, info, || {
+            self.release_kept_empty_blocks(info.memory_type_index, for_block)
+        })?;
+        self.peak_reserved
+            .fetch_max(self.device.live_memory_bytes(), Ordering::Relaxed);
+        Ok(memory)
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the
@@ -428,9 +472,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         if let Some(vec) = vec {
             vec.make_room_outside(info.size);
         }
-        let memory = allocate_releasing_kept(&self.device, &info, || {
-            self.release_kept_empty_blocks(info.memory_type_index, false)
-        })?;
+        let memory = self.make_memory(&info, false)?;
         // An import's bytes are its payload (the host's data, another device's), not a new
         // allocation's garbage: the debug fill pattern never lands on them.
         let meta = self.meta(create_info).and_then(|meta| {

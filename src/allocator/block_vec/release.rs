@@ -148,6 +148,44 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.release_beyond(&mut blocks, room, false)
     }
 
+    /// Gives back empty blocks kept for reuse, beyond the minimum block count, adding up to at
+    /// least `bytes` where they do (the smallest that covers what is left, else the largest,
+    /// one after the other), if the list can be had at once: another vector of the allocator
+    /// is about to make memory that would take the allocator past the most it ever reserved
+    /// (see [releasing](super#releasing)). Only the default block vectors (with a
+    /// [high-water mark](super::high_water)) give theirs. Returns the bytes released.
+    pub(crate) fn try_release_kept_bytes(&self, bytes: DeviceSize) -> DeviceSize {
+        if !self.high_water_on() || bytes == 0 {
+            return 0;
+        }
+        // No waiting, not even to read: the caller may hold its own vector's list, and a
+        // thread of this vector may hold this one while it waits the other way round.
+        let Some(mut blocks) = self.blocks.try_write() else {
+            return 0;
+        };
+        let mut released = 0;
+        while released < bytes && blocks.items().len() > self.limits.min {
+            let left = bytes - released;
+            let empty = blocks
+                .items()
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_empty())
+                .map(|(i, b)| (i, b.memory().size()));
+            let covering = empty
+                .clone()
+                .filter(|&(_, s)| s >= left)
+                .min_by_key(|&(_, s)| s);
+            let Some((i, size)) = covering.or_else(|| empty.max_by_key(|&(_, s)| s)) else {
+                break;
+            };
+            // As in `remove_listed`: no allocation holds it, so this drops it.
+            blocks.remove(i);
+            released += size;
+        }
+        released
+    }
+
     /// A memory object outside the blocks was made (and counted): the memory in use is a
     /// sample of the [high-water mark](super::high_water).
     pub(crate) fn outside_made(&self) {
