@@ -186,16 +186,47 @@ fn objects(stats: &AllocatorStatistics) -> Vec<(u64, bool, u64)> {
         .collect()
 }
 
+/// What VMA's rule would reserve on the same placement: the memory objects in use, and one
+/// empty block kept per memory type (its default pools keep one; a custom pool's keep what
+/// they keep here too).
+fn vma_rule(stats: &AllocatorStatistics, now: Reserved, types: u32) -> u64 {
+    let kept = (0..types)
+        .map(|t| {
+            stats
+                .blocks
+                .iter()
+                .filter(|b| b.memory_type_index == t && b.pool.is_none() && !b.dedicated)
+                .filter(|b| b.statistics.allocation_count == 0)
+                .map(|b| b.size)
+                .max()
+                .unwrap_or(0)
+        })
+        .sum::<u64>();
+    let pools: u64 = stats
+        .blocks
+        .iter()
+        .filter(|b| b.pool.is_some() && b.statistics.allocation_count == 0)
+        .map(|b| b.size)
+        .sum();
+    now.in_use + kept + pools
+}
+
 /// Peaks of a trace: reserved bytes and bytes asked for by live allocations.
 #[derive(Default)]
 struct Peaks {
     reserved: u64,
     live: u64,
+    /// The peak of [`vma_rule`].
+    vma: u64,
 }
 
 impl Peaks {
     fn ratio(&self) -> f64 {
         self.reserved as f64 / self.live.max(1) as f64
+    }
+
+    fn vma_ratio(&self) -> f64 {
+        self.vma as f64 / self.live.max(1) as f64
     }
 }
 
@@ -230,6 +261,7 @@ fn run_trace(
     let mut peaks = Peaks {
         reserved: before.bytes,
         live: 0,
+        vma: before.bytes,
     };
     for step in 0..steps {
         let grow = step < steps / 2;
@@ -298,9 +330,16 @@ fn run_trace(
         }
         peaks.reserved = peaks.reserved.max(now.bytes);
         peaks.live = peaks.live.max(live_bytes);
+        peaks.vma = peaks.vma.max(vma_rule(&stats, now, types));
         before = now;
     }
     drop(live);
+    assert!(
+        peaks.reserved <= peaks.vma,
+        "seed {seed}: peak reserved {} above VMA's rule's {}",
+        peaks.reserved,
+        peaks.vma
+    );
     check_books(&allocator.statistics(), books, sim, types);
     (peaks, failed)
 }
@@ -378,7 +417,7 @@ fn default_vector_traces(heap: u64, features: SimFeatures, info: AllocationCreat
                 largest: heap,
             };
             let (peaks, failed) = run_trace(&sim, &allocator, &books, &target, seed, weights, 600);
-            ratios.push((seed, peaks.ratio()));
+            ratios.push((seed, peaks.ratio(), peaks.vma_ratio()));
             failures += failed;
             check_decay(&sim, &allocator, &books, 0);
         }
@@ -386,8 +425,8 @@ fn default_vector_traces(heap: u64, features: SimFeatures, info: AllocationCreat
         sim.assert_nothing_allocated();
     }
     eprintln!(
-        "heap {} MiB: peak reserved / peak live (seed, ratio): {ratios:.3?}; {failures} failed \
-         allocations",
+        "heap {} MiB: peak reserved / peak live (seed, ratio, VMA's rule): {ratios:.3?}; \
+         {failures} failed allocations",
         heap / MIB
     );
 }
@@ -464,20 +503,7 @@ fn phases_in_two_memory_types() {
                     );
                     peaks.reserved = peaks.reserved.max(now.bytes);
                     peaks.live = peaks.live.max(live_bytes);
-                    let vma: u64 = now.in_use
-                        + (0..types)
-                            .map(|t| {
-                                stats
-                                    .blocks
-                                    .iter()
-                                    .filter(|b| b.memory_type_index == t && !b.dedicated)
-                                    .filter(|b| b.statistics.allocation_count == 0)
-                                    .map(|b| b.size)
-                                    .max()
-                                    .unwrap_or(0)
-                            })
-                            .sum::<u64>();
-                    vma_peak = vma_peak.max(vma);
+                    vma_peak = vma_peak.max(vma_rule(&stats, now, types));
                 }
                 eprintln!(
                     "round {round} type {ty}: reserved {} MiB at the end of the phase",
@@ -567,7 +593,7 @@ fn custom_pools_keep_their_minimum_and_at_most_one_empty_block_above_it() {
             };
             let (peaks, failed) =
                 run_trace(&sim, &allocator, &books, &target, seed, [6, 3, 1], 500);
-            ratios.push((seed, peaks.ratio(), failed));
+            ratios.push((seed, peaks.ratio(), peaks.vma_ratio(), failed));
             let (count, empty) = pool_objects(&allocator.statistics(), &name);
             // All freed: the minimum stays, or the one empty block a pool keeps.
             assert_eq!((count, empty), (min.max(1), min.max(1)), "seed {seed}");
@@ -575,7 +601,10 @@ fn custom_pools_keep_their_minimum_and_at_most_one_empty_block_above_it() {
         books.assert_balanced();
         sim.assert_nothing_allocated();
     }
-    eprintln!("pools: peak reserved / peak live, failures (seed, ratio, failed): {ratios:.3?}");
+    eprintln!(
+        "pools: peak reserved / peak live (seed, ratio, VMA's rule, failed allocations): \
+         {ratios:.3?}"
+    );
 }
 
 /// One allocation of `size` bytes from memory type 0 of `allocator`.

@@ -19,6 +19,12 @@ use std::time::Duration;
 /// their memory.)
 pub(super) const RELEASE_PATIENCE: Duration = Duration::from_millis(50);
 
+/// How long [`try_release_kept_bytes`](BlockVec::try_release_kept_bytes) waits at most for
+/// the threads that hold a vector's list: long enough for those that search it, short
+/// against a `vkAllocateMemory` (it is paid only when a memory object is about to raise the
+/// allocator's peak, and only while the other vector keeps empty blocks).
+const KEPT_PATIENCE: Duration = Duration::from_millis(1);
+
 /// What a walk over a vector's listed blocks counts (see `BlockVec::tally`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
@@ -158,9 +164,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.high_water_on() || bytes == 0 {
             return 0;
         }
-        // No waiting, not even to read: the caller may hold its own vector's list, and a
-        // thread of this vector may hold this one while it waits the other way round.
-        let Some(mut blocks) = self.blocks.try_write() else {
+        // A short wait, for the threads searching the list: the caller may hold its own
+        // vector's list, and a thread of this vector may hold this one while it waits the
+        // other way round (the wait then ends it).
+        let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
             return 0;
         };
         let mut released = 0;
