@@ -170,6 +170,7 @@ impl<T: Clone> ShardedList<T> {
 
     /// Exclusive access to all copies if no other thread holds any of them now; never
     /// waits (the copies taken so far are let go again on a miss).
+    #[cfg(test)]
     pub(crate) fn try_write(&self) -> Option<ShardedWrite<'_, T>> {
         self.try_write_for(Duration::ZERO)
     }
