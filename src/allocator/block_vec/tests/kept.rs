@@ -255,12 +255,11 @@ fn kept_blocks_give_back_what_another_vector_needs() {
     assert_eq!(pool.vec.try_release_kept_bytes(MIB), 0);
     // A list another thread holds: nothing released, no wait for good.
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
-    drop(
-        sizable(&h, &[10 * MIB])
-            .into_iter()
-            .map(|l| h.free(l))
-            .count(),
-    );
-    let _reading = h.vec.blocks.write();
+    for l in sizable(&h, &[10 * MIB]) {
+        h.free(l);
+    }
+    let held = h.vec.blocks.write();
     assert_eq!(h.vec.try_release_kept_bytes(MIB), 0);
+    drop(held);
+    assert_eq!(h.vec.try_release_kept_bytes(MIB), 10 * MIB);
 }
