@@ -791,3 +791,76 @@ fn two_threads_keep_the_books() {
     }
     eprintln!("two threads: peak reserved / peak live (seed, ratio): {ratios:.3?}");
 }
+
+/// A steady state over three memory types (three quarters device-local, the rest upload and
+/// download; one request in ten sizable): at every step the books balance and what is
+/// reserved stays under the peak so far or the memory in use, across the types (the kept
+/// blocks of one type give way when another would take the allocator past its peak).
+/// Prints peak reserved / peak live and the `vkAllocateMemory` calls.
+#[test]
+fn a_steady_state_over_three_memory_types() {
+    let block = 16 * MIB;
+    let mut results = Vec::new();
+    for seed in 31..34u64 {
+        let sim = Sim::new(GpuLayout::nvidia_discrete());
+        let (device, books) = device_with_books(&sim);
+        {
+            let allocator = allocator(device.clone(), block);
+            let types = sim.state.layout.type_count();
+            let mut rng = Rng(seed);
+            let mut live: Vec<(MemoryAlloc, u64)> = Vec::new();
+            let mut live_bytes = 0;
+            let mut peaks = Peaks::default();
+            for step in 0..3000 {
+                if live.len() < 300 || step % 2 == 0 {
+                    let ty = match rng.below(100) {
+                        0..75 => 0,
+                        75..90 => 1,
+                        _ => 2,
+                    };
+                    let size = if rng.below(10) == 0 {
+                        rng.range(block / 8 + 1, block / 2)
+                    } else {
+                        rng.range(KIB, 256 * KIB)
+                    };
+                    let layout = DeviceLayout::from_size_alignment(size, 256).unwrap();
+                    let a = allocator
+                        .allocate_from_type(ty, layout, AllocationType::Linear, &Default::default())
+                        .unwrap();
+                    live.push((a, size));
+                    live_bytes += size;
+                } else {
+                    let i = rng.below(live.len() as u64) as usize;
+                    live_bytes -= live.swap_remove(i).1;
+                }
+                let stats = allocator.statistics();
+                let now = check_books(&stats, &books, &sim, types);
+                assert!(
+                    now.bytes <= peaks.reserved.max(now.in_use),
+                    "seed {seed} step {step}: {} bytes reserved, above the peak {} and the {} \
+                     in use; objects: {:?}",
+                    now.bytes,
+                    peaks.reserved,
+                    now.in_use,
+                    objects(&stats)
+                );
+                peaks.reserved = peaks.reserved.max(now.bytes);
+                peaks.live = peaks.live.max(live_bytes);
+                peaks.vma = peaks.vma.max(vma_rule(&stats, now, types));
+            }
+            assert!(peaks.reserved <= peaks.vma, "seed {seed}: above VMA's rule");
+            results.push((
+                seed,
+                peaks.ratio(),
+                peaks.vma_ratio(),
+                device.memory_allocation_calls(),
+            ));
+        }
+        books.assert_balanced();
+        sim.assert_nothing_allocated();
+    }
+    eprintln!(
+        "three types, steady state: (seed, peak reserved / peak live, VMA's rule, \
+         vkAllocateMemory calls): {results:.3?}"
+    );
+}

@@ -29,7 +29,7 @@ use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 mod full;
 mod hot;
@@ -56,10 +56,58 @@ pub struct GenericMemoryAllocator<S> {
     heap_facts: HeapFacts,
     /// What the [hot path](Self::allocate_hot) needs, worked out once.
     hot: HotFacts,
-    /// The most bytes of memory objects the device held (through this crate) after any memory
-    /// object of this allocator was made: kept empty blocks never take it higher (see
-    /// [`make_memory`](Self::make_memory)).
-    peak_reserved: AtomicU64,
+    /// The most memory the allocator reserved: kept empty blocks never take it higher (see
+    /// [`PeakState`]).
+    peak: Arc<PeakState<S>>,
+}
+
+/// The allocator's peak, and the rule that keeps kept empty blocks from raising it: before a
+/// default block vector makes a memory object that would take the device past the most
+/// memory it held through this crate when the allocator last made one, the other default
+/// vectors give back their kept blocks as far as needed (those whose list is free within a
+/// moment), then the vector its own (see the block vectors' "Releasing"). Each vector keeps
+/// its blocks under its own high-water mark too; without this rule, the blocks that one
+/// memory type kept added to the peak while another type grew.
+struct PeakState<S> {
+    device: Arc<MemoryDevice>,
+    /// Bytes of the memory objects alive through the device's crate, at their most after
+    /// each memory object the allocator made.
+    peak: AtomicU64,
+    /// The default block vectors (weak: each holds this state through its guard).
+    vecs: Vec<Weak<DeviceBlockVec<S>>>,
+}
+
+impl<S: Suballocator + Send + 'static> PeakState<S> {
+    /// Bytes by which a new memory object of `size` bytes takes the device past the peak.
+    fn over(&self, size: DeviceSize) -> DeviceSize {
+        self.device
+            .live_memory_bytes()
+            .saturating_add(size)
+            .saturating_sub(self.peak.load(Ordering::Relaxed))
+    }
+
+    /// The [`PeakGuard`](super::block_vec::PeakGuard) of vector `own`: gives back the other vectors' kept blocks as far as a
+    /// memory object of `size` bytes needs, and returns what is still over the peak.
+    fn make_way(&self, own: usize, size: DeviceSize) -> DeviceSize {
+        let mut over = self.over(size);
+        for (i, vec) in self.vecs.iter().enumerate() {
+            if over == 0 {
+                break;
+            }
+            if i != own {
+                if let Some(vec) = vec.upgrade() {
+                    over = over.saturating_sub(vec.try_release_kept_bytes(over));
+                }
+            }
+        }
+        over
+    }
+
+    /// A memory object of the allocator was made.
+    fn made(&self) {
+        self.peak
+            .fetch_max(self.device.live_memory_bytes(), Ordering::Relaxed);
+    }
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -139,6 +187,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
+        let peak = Arc::new(PeakState {
+            device: device.clone(),
+            peak: AtomicU64::new(0),
+            vecs: block_vecs.iter().map(Arc::downgrade).collect(),
+        });
+        for (i, vec) in block_vecs.iter().enumerate() {
+            let peak = peak.clone();
+            vec.set_peak_guard(Box::new(move |size| peak.make_way(i, size)));
+        }
         let observer = Arc::new(Observer::new(
             Arc::new(held),
             "GenericMemoryAllocator",
@@ -157,7 +214,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             type_cache: TypeCache::default(),
             heap_facts,
             hot,
-            peak_reserved: AtomicU64::new(0),
+            peak,
         })
     }
 
@@ -407,42 +464,19 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
     }
 
     /// Makes the memory object of `info` (a block of its type's default vector when
-    /// `for_block`: the caller holds that vector's list). Kept empty blocks never raise the
-    /// most memory reserved: each vector keeps its own under its recent
-    /// [high-water mark](super::block_vec#releasing), and when this object would take the
-    /// device past the most it held so far, the other default vectors give back their kept
-    /// blocks as far as needed first (those whose list is free at once). Out of memory or
-    /// budget, the kept blocks of the heap are given back and the object is tried once more.
+    /// `for_block`: the caller holds that vector's list). The vector gave back its kept
+    /// blocks, and the others theirs, as far as the object needs not to raise the
+    /// allocator's peak (see [`PeakState`]); out of memory or budget, the kept blocks of the
+    /// heap are given back and the object is tried once more.
     fn make_memory(
         &self,
         info: &MemoryObjectCreateInfo,
         for_block: bool,
     ) -> Result<MemoryObject, AllocationError> {
-        let over = self
-            .device
-            .live_memory_bytes()
-            .saturating_add(info.size)
-            .saturating_sub(self.peak_reserved.load(Ordering::Relaxed));
-        if over > 0 {
-            // The type's own vector keeps its blocks under its mark: for a block, it gave
-            // back what that needs already (and its list is the caller's); for a dedicated
-            // allocation, `make_room_outside` did.
-            let own = self.block_vecs.get(info.memory_type_index as usize);
-            let mut left = over;
-            for vec in &self.block_vecs {
-                if left == 0 {
-                    break;
-                }
-                if !own.is_some_and(|own| Arc::ptr_eq(vec, own)) {
-                    left = left.saturating_sub(vec.try_release_kept_bytes(left));
-                }
-            }
-        }
         let memory = allocate_releasing_kept(&self.device, info, || {
             self.release_kept_empty_blocks(info.memory_type_index, for_block)
         })?;
-        self.peak_reserved
-            .fetch_max(self.device.live_memory_bytes(), Ordering::Relaxed);
+        self.peak.made();
         Ok(memory)
     }
 

@@ -126,32 +126,45 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.high_water_on() {
             return 0;
         }
-        // A first look holding one copy of the list: most calls find nothing to release.
-        {
-            let blocks = self.blocks.read();
-            let tally = Self::tally(&blocks);
-            if tally.empty == 0 || blocks.len() <= self.limits.min {
-                return 0;
-            }
-            let with_object = self.in_use(&tally).saturating_add(size);
-            let room = self.high_water.lock().mark().saturating_sub(with_object);
-            if tally.empty_bytes <= room.min(tally.largest) {
-                return 0;
-            }
-        }
+        // The list for writing, even when nothing is kept here: the allocator's rule for its
+        // peak runs under it, as for a new block (a dedicated allocation costs a
+        // `vkAllocateMemory` anyway).
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
-        let with_object = self.in_use(&tally).saturating_add(size);
-        let cap = tally
-            .largest
-            .saturating_mul(self.empty_kept(blocks.items()));
-        let room = self
-            .high_water
-            .lock()
-            .mark()
-            .saturating_sub(with_object)
-            .min(cap);
-        self.release_beyond(&mut blocks, room, false)
+        let mut released = 0;
+        if tally.empty > 0 {
+            let with_object = self.in_use(&tally).saturating_add(size);
+            let cap = tally
+                .largest
+                .saturating_mul(self.empty_kept(blocks.items()));
+            let room = self
+                .high_water
+                .lock()
+                .mark()
+                .saturating_sub(with_object)
+                .min(cap);
+            released += self.release_beyond(&mut blocks, room, false);
+        }
+        released + self.keep_under_peak(&mut blocks, size)
+    }
+
+    /// Before the vector makes a memory object of `size` bytes, under its list's lock: the
+    /// allocator's [`PeakGuard`](super::PeakGuard) gives back the other vectors' kept blocks
+    /// as far as needed for the allocator to stay within its peak, then the vector gives back
+    /// its own for what is left (see [releasing](super#releasing)). Returns how many of its
+    /// own were released.
+    fn keep_under_peak(
+        &self,
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        size: DeviceSize,
+    ) -> usize {
+        let Some(guard) = self.peak_guard.get() else {
+            return 0;
+        };
+        match guard(size) {
+            0 => 0,
+            over => Self::release_bytes(blocks, self.limits.min, over).0,
+        }
     }
 
     /// Gives back empty blocks kept for reuse, beyond the minimum block count, adding up to at
@@ -170,8 +183,19 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
             return 0;
         };
-        let mut released = 0;
-        while released < bytes && blocks.items().len() > self.limits.min {
+        Self::release_bytes(&mut blocks, self.limits.min, bytes).1
+    }
+
+    /// Removes empty blocks of `blocks` adding up to at least `bytes` where they do (the
+    /// smallest that covers what is left, else the largest, one after the other), as long as
+    /// `min` blocks stay. Returns how many were removed, and their bytes.
+    fn release_bytes(
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        min: usize,
+        bytes: DeviceSize,
+    ) -> (usize, DeviceSize) {
+        let (mut count, mut released) = (0, 0);
+        while released < bytes && blocks.items().len() > min {
             let left = bytes - released;
             let empty = blocks
                 .items()
@@ -188,9 +212,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             };
             // As in `remove_listed`: no allocation holds it, so this drops it.
             blocks.remove(i);
+            count += 1;
             released += size;
         }
-        released
+        (count, released)
     }
 
     /// A memory object outside the blocks was made (and counted): the memory in use is a
@@ -241,6 +266,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let room = mark.saturating_sub(with_block).min(cap);
             self.release_beyond(blocks, room, false);
         }
+        self.keep_under_peak(blocks, size);
         if self.owned(blocks.items().len()) >= self.limits.max {
             return Err(NewBlockError::Full {
                 max_blocks: self.limits.max,

@@ -263,3 +263,40 @@ fn kept_blocks_give_back_what_another_vector_needs() {
     drop(held);
     assert_eq!(h.vec.try_release_kept_bytes(MIB), 10 * MIB);
 }
+
+/// The allocator's rule for its peak: what its guard says is still over the peak once the
+/// other vectors gave theirs back, the vector gives back of its own kept blocks (beyond what
+/// its mark asks), before a new block and before a dedicated allocation of its type.
+#[test]
+fn the_peak_guard_takes_the_vectors_own_kept_blocks_last() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let over = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(AtomicU64::new(0));
+    let (o, a) = (over.clone(), asked.clone());
+    h.vec.set_peak_guard(Box::new(move |size| {
+        a.store(size, Ordering::SeqCst);
+        o.load(Ordering::SeqCst)
+    }));
+    let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB, 12 * MIB]);
+    for l in live {
+        h.free(l);
+    }
+    // A dedicated allocation of 5 MiB: 30 + 20 + 12 stay within the 72 MiB mark (the 10
+    // goes), but the guard says 11 MiB are over the peak: the 12 MiB block goes too.
+    over.store(11 * MIB, Ordering::SeqCst);
+    assert_eq!(h.vec.make_room_outside(5 * MIB), 2);
+    assert_eq!(asked.load(Ordering::SeqCst), 5 * MIB);
+    assert_eq!(h.block_sizes(), [30 * MIB, 20 * MIB]);
+    // A new block for a 40 MiB request: the mark (72 MiB) keeps 30 MiB beside it; the
+    // guard says 25 MiB over: the 30 MiB block goes too.
+    over.store(25 * MIB, Ordering::SeqCst);
+    let l = h
+        .allocate(&h.fit(40 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(h.block_sizes(), [40 * MIB]);
+    // Nothing over: nothing more goes.
+    over.store(0, Ordering::SeqCst);
+    h.free(l);
+    assert_eq!(h.vec.make_room_outside(MIB), 0);
+    assert_eq!(h.block_sizes(), [40 * MIB]);
+}
