@@ -223,6 +223,10 @@ pub(crate) struct BlockVec<S, M> {
     /// The allocator's rule for its peak, for a default block vector (see
     /// [`set_peak_guard`](Self::set_peak_guard)).
     peak_guard: std::sync::OnceLock<PeakGuard>,
+    /// Whether a block may have emptied since a walk under the write lock last found none
+    /// empty: lets [`try_release_kept_bytes`](Self::try_release_kept_bytes) pass a vector
+    /// that keeps nothing without stopping the threads that search it.
+    maybe_kept: std::sync::atomic::AtomicBool,
 }
 
 /// Called with the size of a memory object a block vector is about to make, holding the
@@ -257,6 +261,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             high_water: parking_lot::Mutex::default(),
             outside,
             peak_guard: std::sync::OnceLock::new(),
+            maybe_kept: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -174,7 +174,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// (see [releasing](super#releasing)). Only the default block vectors (with a
     /// [high-water mark](super::high_water)) give theirs. Returns the bytes released.
     pub(crate) fn try_release_kept_bytes(&self, bytes: DeviceSize) -> DeviceSize {
-        if !self.high_water_on() || bytes == 0 {
+        if !self.high_water_on() || bytes == 0 || !self.maybe_kept.load(Ordering::Acquire) {
             return 0;
         }
         // A short wait, for the threads searching the list: the caller may hold its own
@@ -183,7 +183,17 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
             return 0;
         };
-        Self::release_bytes(&mut blocks, self.limits.min, bytes).1
+        let released = Self::release_bytes(&mut blocks, self.limits.min, bytes).1;
+        if !blocks.items().iter().any(|b| b.is_empty()) {
+            // Under the write lock no block fills, and one that empties from now on sets it
+            // again. One that emptied during the walk and set it already is seen by the
+            // second walk (the swap reads its store, which follows its free).
+            self.maybe_kept.swap(false, Ordering::AcqRel);
+            if blocks.items().iter().any(|b| b.is_empty()) {
+                self.maybe_kept.store(true, Ordering::Release);
+            }
+        }
+        released
     }
 
     /// Removes empty blocks of `blocks` adding up to at least `bytes` where they do (the
@@ -328,6 +338,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.high_water_on() {
             return self.release_empty_blocks(Keep::Largest);
         }
+        self.maybe_kept.store(true, Ordering::Release);
         // A first look holding one copy of the list, as allocating threads do: most calls
         // find nothing to release and need not stop them.
         let mark = {
