@@ -126,9 +126,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.high_water_on() {
             return 0;
         }
-        // The list for writing, even when nothing is kept here: the allocator's rule for its
-        // peak runs under it, as for a new block (a dedicated allocation costs a
-        // `vkAllocateMemory` anyway).
+        if !self.maybe_kept.load(Ordering::Acquire) {
+            // Nothing kept here: only the other vectors may have to give theirs back, and the
+            // searching threads need not stop.
+            if let Some(guard) = self.peak_guard.get() {
+                guard(size);
+            }
+            return 0;
+        }
+        // The list for writing (a dedicated allocation costs a `vkAllocateMemory` anyway).
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
         let mut released = 0;
@@ -145,7 +151,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 .min(cap);
             released += self.release_beyond(&mut blocks, room, false);
         }
-        released + self.keep_under_peak(&mut blocks, size)
+        released += self.keep_under_peak(&mut blocks, size);
+        self.note_kept(&blocks);
+        released
     }
 
     /// Before the vector makes a memory object of `size` bytes, under its list's lock: the
@@ -184,6 +192,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             return 0;
         };
         let released = Self::release_bytes(&mut blocks, self.limits.min, bytes).1;
+        self.note_kept(&blocks);
+        released
+    }
+
+    /// Clears the hint that blocks may be kept when none of `blocks` (the list, held for
+    /// writing) is empty.
+    fn note_kept(&self, blocks: &ShardedWrite<'_, Block<S, M>>) {
         if !blocks.items().iter().any(|b| b.is_empty()) {
             // Under the write lock no block fills, and one that empties from now on sets it
             // again. One that emptied during the walk and set it already is seen by the
@@ -193,7 +208,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 self.maybe_kept.store(true, Ordering::Release);
             }
         }
-        released
     }
 
     /// Removes empty blocks of `blocks` adding up to at least `bytes` where they do (the
@@ -277,6 +291,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             self.release_beyond(blocks, room, false);
         }
         self.keep_under_peak(blocks, size);
+        self.note_kept(blocks);
         if self.owned(blocks.items().len()) >= self.limits.max {
             return Err(NewBlockError::Full {
                 max_blocks: self.limits.max,
