@@ -879,3 +879,53 @@ fn a_steady_state_over_three_memory_types() {
          vkAllocateMemory calls): {results:.3?}"
     );
 }
+
+/// The upload type (1) fills four blocks and frees everything; then the device-local type (0)
+/// serves one small request at a time for more than two epochs of its mark. The upload type
+/// took no sample of its own meanwhile: it keeps one empty block (VMA's rule for a default
+/// pool), not the four its mark allowed.
+#[test]
+fn an_idle_memory_type_keeps_one_empty_block() {
+    let block = 8 * MIB;
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let (device, books) = device_with_books(&sim);
+    {
+        let allocator = allocator(device, block);
+        let types = sim.state.layout.type_count();
+        let info = AllocationCreateInfo::default();
+        let layout = DeviceLayout::from_size_alignment(MIB, 256).unwrap();
+        let upload: Vec<_> = (0..28)
+            .map(|_| {
+                allocator
+                    .allocate_from_type(1, layout, AllocationType::Linear, &info)
+                    .unwrap()
+            })
+            .collect();
+        drop(upload);
+        let small = DeviceLayout::from_size_alignment(4 * KIB, 256).unwrap();
+        // The first small request makes a block past the allocator's peak: the upload type
+        // gives back as much first (its smallest block that covers it).
+        drop(
+            allocator
+                .allocate_from_type(0, small, AllocationType::Linear, &info)
+                .unwrap(),
+        );
+        let kept = allocator.block_count(1);
+        assert!(kept >= 3, "{kept} blocks kept");
+        for round in 0..2 * HIGH_WATER_EPOCH + 2 {
+            drop(
+                allocator
+                    .allocate_from_type(0, small, AllocationType::Linear, &info)
+                    .unwrap(),
+            );
+            if round < HIGH_WATER_EPOCH {
+                assert_eq!(allocator.block_count(1), kept, "round {round}");
+            }
+        }
+        check_books(&allocator.statistics(), &books, &sim, types);
+        assert_eq!(allocator.block_count(1), 1, "the idle type keeps one block");
+        assert_eq!(allocator.block_count(0), 1);
+    }
+    books.assert_balanced();
+    sim.assert_nothing_allocated();
+}

@@ -3,7 +3,7 @@
 
 use self::hot::HotFacts;
 use super::block_memory::{allocate_releasing_kept, DeviceBlockVec};
-use super::block_vec::{BlockLimits, BlockVec};
+use super::block_vec::{BlockLimits, BlockVec, Neighbours};
 use super::config::{arenas_per_block, check_priority, ConfigError};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
@@ -77,6 +77,22 @@ struct PeakState<S> {
     vecs: Vec<Weak<DeviceBlockVec<S>>>,
 }
 
+/// The [`Neighbours`] of default vector `own`.
+struct VecNeighbours<S> {
+    state: Arc<PeakState<S>>,
+    own: usize,
+}
+
+impl<S: Suballocator + Send + 'static> Neighbours for VecNeighbours<S> {
+    fn make_way(&self, size: DeviceSize) -> DeviceSize {
+        self.state.make_way(self.own, size)
+    }
+
+    fn epoch_passed(&self) {
+        self.state.epoch_passed(self.own);
+    }
+}
+
 impl<S: Suballocator + Send + 'static> PeakState<S> {
     /// Bytes by which a new memory object of `size` bytes takes the device past the peak.
     fn over(&self, size: DeviceSize) -> DeviceSize {
@@ -86,8 +102,8 @@ impl<S: Suballocator + Send + 'static> PeakState<S> {
             .saturating_sub(self.peak.load(Ordering::Relaxed))
     }
 
-    /// The [`PeakGuard`](super::block_vec::PeakGuard) of vector `own`: gives back the other vectors' kept blocks as far as a
-    /// memory object of `size` bytes needs, and returns what is still over the peak.
+    /// [`Neighbours::make_way`] for vector `own`: gives back the other vectors' kept blocks as
+    /// far as a memory object of `size` bytes needs, and returns what is still over the peak.
     fn make_way(&self, own: usize, size: DeviceSize) -> DeviceSize {
         let mut over = self.over(size);
         for (i, vec) in self.vecs.iter().enumerate() {
@@ -101,6 +117,17 @@ impl<S: Suballocator + Send + 'static> PeakState<S> {
             }
         }
         over
+    }
+
+    /// [`Neighbours::epoch_passed`] for vector `own`: each other vector hears of it.
+    fn epoch_passed(&self, own: usize) {
+        for (i, vec) in self.vecs.iter().enumerate() {
+            if i != own {
+                if let Some(vec) = vec.upgrade() {
+                    vec.neighbour_epoch_passed();
+                }
+            }
+        }
     }
 
     /// A memory object of the allocator was made.
@@ -194,7 +221,10 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         });
         for (i, vec) in block_vecs.iter().enumerate() {
             let peak = peak.clone();
-            vec.set_peak_guard(Box::new(move |size| peak.make_way(i, size)));
+            vec.set_neighbours(Box::new(VecNeighbours {
+                state: peak,
+                own: i,
+            }));
         }
         let observer = Arc::new(Observer::new(
             Arc::new(held),

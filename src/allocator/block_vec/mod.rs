@@ -52,14 +52,19 @@
 //!   past the most memory it held so far, the allocator's other default vectors give back
 //!   their kept blocks as far as needed first (those whose list is free within a moment:
 //!   see [`try_release_kept_bytes`](BlockVec::try_release_kept_bytes)), then the vector its
-//!   own (its [`PeakGuard`]), so that kept blocks never add to the allocator's peak, of one
+//!   own (see [`Neighbours`]), so that kept blocks never add to the allocator's peak, of one
 //!   memory type or of several (on phases of upload then device-local memory, peak
 //!   reserved / peak live went from 1.20 to 1.02, VMA's one empty block per type giving
 //!   1.06; on a steady state over three types, from 1.27-1.37 to 1.16-1.21 for 8-19 % more
 //!   `vkAllocateMemory` calls: tests/memory_books.rs).
 //! - The mark decays: it is the largest sample of the last one to two epochs of
 //!   [`HIGH_WATER_EPOCH`](high_water::HIGH_WATER_EPOCH) samples, so a vector whose memory in
-//!   use drops for good gives back what it kept, as its blocks keep emptying.
+//!   use drops for good gives back what it kept, as its blocks keep emptying. A vector that
+//!   takes no sample at all (no block of it empties, none is made) while another default
+//!   vector of the allocator passes a whole epoch keeps one empty block, as VMA's default
+//!   pools do, and its mark starts over
+//!   ([`neighbour_epoch_passed`](BlockVec::neighbour_epoch_passed)): a memory type the
+//!   application stopped using does not keep four blocks' worth for good.
 //! - When a heap runs out of memory (or of budget, for a request that asked to stay within
 //!   it) while the allocator or one of its custom pools makes a memory object, the empty
 //!   blocks of every default block vector of that heap are released
@@ -220,20 +225,33 @@ pub(crate) struct BlockVec<S, M> {
     /// (the allocator's dedicated allocations of that type): memory in use for the
     /// high-water mark (see [`new_counting`](Self::new_counting)).
     outside: Arc<AtomicU64>,
-    /// The allocator's rule for its peak, for a default block vector (see
-    /// [`set_peak_guard`](Self::set_peak_guard)).
-    peak_guard: std::sync::OnceLock<PeakGuard>,
+    /// The allocator's other default vectors, for a default block vector (see
+    /// [`set_neighbours`](Self::set_neighbours)).
+    neighbours: std::sync::OnceLock<Box<dyn Neighbours>>,
+    /// Whether the vector took a sample of its mark since the last epoch of a neighbour, and
+    /// how many epochs of its neighbours passed in a row without one (see
+    /// [`neighbour_epoch_passed`](Self::neighbour_epoch_passed)).
+    sampled: std::sync::atomic::AtomicBool,
+    idle_epochs: std::sync::atomic::AtomicU32,
     /// Whether a block may have emptied since a walk under the write lock last found none
     /// empty: lets [`try_release_kept_bytes`](Self::try_release_kept_bytes) pass a vector
     /// that keeps nothing without stopping the threads that search it.
     maybe_kept: std::sync::atomic::AtomicBool,
 }
 
-/// Called with the size of a memory object a block vector is about to make, holding the
-/// vector's list: gives back the kept blocks of the allocator's *other* vectors as far as
-/// needed for the object not to take the allocator past the most memory it ever reserved,
-/// and returns the bytes it still would (see [releasing](self#releasing)).
-pub(crate) type PeakGuard = Box<dyn Fn(DeviceSize) -> DeviceSize + Send + Sync>;
+/// The allocator's other default block vectors, as one of them sees them (see
+/// [releasing](self#releasing)).
+pub(crate) trait Neighbours: Send + Sync {
+    /// Called with the size of a memory object the vector is about to make, holding its
+    /// list: gives back the kept blocks of the others as far as needed for the object not to
+    /// take the allocator past the most memory it ever reserved, and returns the bytes it
+    /// still would.
+    fn make_way(&self, size: DeviceSize) -> DeviceSize;
+
+    /// The vector's [high-water mark](high_water) started a new epoch: tells the others
+    /// ([`neighbour_epoch_passed`](BlockVec::neighbour_epoch_passed)).
+    fn epoch_passed(&self);
+}
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// A vector whose blocks are cut into at most `home_slots` arenas (a power of two).
@@ -260,17 +278,19 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             aside: parking_lot::Mutex::default(),
             high_water: parking_lot::Mutex::default(),
             outside,
-            peak_guard: std::sync::OnceLock::new(),
+            neighbours: std::sync::OnceLock::new(),
+            sampled: std::sync::atomic::AtomicBool::new(false),
+            idle_epochs: std::sync::atomic::AtomicU32::new(0),
             maybe_kept: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Sets the allocator's rule for its peak: before the vector makes a memory object (a
-    /// block, or a dedicated allocation of its type), `guard` gives back the other vectors'
-    /// kept blocks as far as needed, then the vector its own (see [releasing](self#releasing)).
-    /// Only the first call counts.
-    pub(crate) fn set_peak_guard(&self, guard: PeakGuard) {
-        let _ = self.peak_guard.set(guard);
+    /// Sets the allocator's other default vectors: before the vector makes a memory object (a
+    /// block, or a dedicated allocation of its type), they give back their kept blocks as far
+    /// as the allocator's peak needs, then the vector its own; and each epoch of its mark is
+    /// an epoch for them (see [releasing](self#releasing)). Only the first call counts.
+    pub(crate) fn set_neighbours(&self, neighbours: Box<dyn Neighbours>) {
+        let _ = self.neighbours.set(neighbours);
     }
 
     /// The most arenas a block is cut into.

@@ -25,6 +25,11 @@ pub(super) const RELEASE_PATIENCE: Duration = Duration::from_millis(50);
 /// allocator's peak, and only while the other vector keeps empty blocks).
 const KEPT_PATIENCE: Duration = Duration::from_millis(1);
 
+/// How many whole epochs of other vectors' marks pass without a sample of a vector's own
+/// before it keeps at most one empty block (see [`BlockVec::neighbour_epoch_passed`]): its
+/// last sample is then between one and two epochs old, as when its own mark forgets it.
+pub(crate) const IDLE_EPOCHS: u32 = 1;
+
 /// What a walk over a vector's listed blocks counts (see `BlockVec::tally`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
@@ -129,8 +134,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.maybe_kept.load(Ordering::Acquire) {
             // Nothing kept here: only the other vectors may have to give theirs back, and the
             // searching threads need not stop.
-            if let Some(guard) = self.peak_guard.get() {
-                guard(size);
+            if let Some(neighbours) = self.neighbours.get() {
+                neighbours.make_way(size);
             }
             return 0;
         }
@@ -157,7 +162,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     }
 
     /// Before the vector makes a memory object of `size` bytes, under its list's lock: the
-    /// allocator's [`PeakGuard`](super::PeakGuard) gives back the other vectors' kept blocks
+    /// vector's [`Neighbours`](super::Neighbours) give back their kept blocks
     /// as far as needed for the allocator to stay within its peak, then the vector gives back
     /// its own for what is left (see [releasing](super#releasing)). Returns how many of its
     /// own were released.
@@ -166,10 +171,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         blocks: &mut ShardedWrite<'_, Block<S, M>>,
         size: DeviceSize,
     ) -> usize {
-        let Some(guard) = self.peak_guard.get() else {
+        let Some(neighbours) = self.neighbours.get() else {
             return 0;
         };
-        match guard(size) {
+        match neighbours.make_way(size) {
             0 => 0,
             over => Self::release_bytes(blocks, self.limits.min, over).0,
         }
@@ -254,9 +259,50 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Takes a sample of the memory in use for the [high-water mark](super::high_water); returns
     /// the mark.
     pub(super) fn sample_in_use(&self, in_use: DeviceSize) -> DeviceSize {
-        let mut hw = self.high_water.lock();
-        hw.record(in_use, HIGH_WATER_EPOCH);
-        hw.mark()
+        let (mark, new_epoch) = {
+            let mut hw = self.high_water.lock();
+            let new_epoch = hw.record(in_use, HIGH_WATER_EPOCH);
+            (hw.mark(), new_epoch)
+        };
+        self.sampled.store(true, Ordering::Relaxed);
+        if new_epoch {
+            if let Some(neighbours) = self.neighbours.get() {
+                neighbours.epoch_passed();
+            }
+        }
+        mark
+    }
+
+    /// An epoch of another default vector's mark passed. A vector that took no sample of
+    /// its own for [`IDLE_EPOCHS`] whole ones (no block of it emptied, none was made)
+    /// keeps at most one empty block, as VMA's default pools do, and its mark starts over
+    /// from its memory in use: its kept memory does not wait for a free of its own to decay
+    /// (see [releasing](super#releasing)). Takes the list only if it may keep blocks, and
+    /// only if it can within a moment.
+    pub(crate) fn neighbour_epoch_passed(&self) {
+        if !self.high_water_on() {
+            return;
+        }
+        if self.sampled.swap(false, Ordering::Relaxed) {
+            self.idle_epochs.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.idle_epochs.fetch_add(1, Ordering::Relaxed) + 1 < IDLE_EPOCHS
+            || !self.maybe_kept.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
+            return;
+        };
+        self.release_beyond(&mut blocks, 0, true);
+        let in_use = self.in_use(&Self::tally(blocks.items()));
+        {
+            let mut hw = self.high_water.lock();
+            *hw = high_water::HighWater::default();
+            let _ = hw.record(in_use, HIGH_WATER_EPOCH);
+        }
+        self.note_kept(&blocks);
     }
 
     /// Before a new block is made, under the list's write lock: the size of the block

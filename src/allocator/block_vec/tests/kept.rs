@@ -264,7 +264,25 @@ fn kept_blocks_give_back_what_another_vector_needs() {
     assert_eq!(h.vec.try_release_kept_bytes(MIB), 10 * MIB);
 }
 
-/// The allocator's rule for its peak: what its guard says is still over the peak once the
+/// Neighbours that say a fixed number of bytes is over the peak, and record what they hear.
+struct FakeNeighbours {
+    over: Arc<AtomicU64>,
+    asked: Arc<AtomicU64>,
+    epochs: Arc<AtomicU64>,
+}
+
+impl Neighbours for FakeNeighbours {
+    fn make_way(&self, size: DeviceSize) -> DeviceSize {
+        self.asked.store(size, Ordering::SeqCst);
+        self.over.load(Ordering::SeqCst)
+    }
+
+    fn epoch_passed(&self) {
+        self.epochs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The allocator's rule for its peak: what its neighbours say is still over the peak once the
 /// other vectors gave theirs back, the vector gives back of its own kept blocks (beyond what
 /// its mark asks), before a new block and before a dedicated allocation of its type.
 #[test]
@@ -272,10 +290,10 @@ fn the_peak_guard_takes_the_vectors_own_kept_blocks_last() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     let over = Arc::new(AtomicU64::new(0));
     let asked = Arc::new(AtomicU64::new(0));
-    let (o, a) = (over.clone(), asked.clone());
-    h.vec.set_peak_guard(Box::new(move |size| {
-        a.store(size, Ordering::SeqCst);
-        o.load(Ordering::SeqCst)
+    h.vec.set_neighbours(Box::new(FakeNeighbours {
+        over: over.clone(),
+        asked: asked.clone(),
+        epochs: Arc::default(),
     }));
     let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB, 12 * MIB]);
     for l in live {
@@ -299,4 +317,66 @@ fn the_peak_guard_takes_the_vectors_own_kept_blocks_last() {
     h.free(l);
     assert_eq!(h.vec.make_room_outside(MIB), 0);
     assert_eq!(h.block_sizes(), [40 * MIB]);
+}
+
+/// A vector whose blocks stay as they are while a neighbour's mark passes a whole epoch keeps
+/// one empty block, and its mark starts over; a vector that takes samples of
+/// its own keeps what its mark allows. Its own epochs are told to its neighbours.
+#[test]
+fn an_idle_vector_keeps_one_empty_block_after_a_whole_epoch_of_a_neighbour() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let epochs = Arc::new(AtomicU64::new(0));
+    h.vec.set_neighbours(Box::new(FakeNeighbours {
+        over: Arc::default(),
+        asked: Arc::default(),
+        epochs: epochs.clone(),
+    }));
+    let sizes = [30 * MIB, 20 * MIB, 10 * MIB];
+    let live = sizable(&h, &sizes);
+    let mut live = live.into_iter();
+    let held = live.next().unwrap();
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), sizes);
+    // Its own samples (the frees that emptied blocks) count: the first epoch elsewhere
+    // only notes that it sampled.
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(h.block_sizes(), sizes);
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(
+        h.block_sizes(),
+        [30 * MIB, 20 * MIB],
+        "a whole epoch idle: the largest empty one stays"
+    );
+    assert_eq!(
+        h.vec.high_water.lock().mark(),
+        30 * MIB,
+        "the mark starts over"
+    );
+    // Its last allocation goes: under the mark that started over (30 MiB), only the 30 MiB
+    // block stays. That free is a sample of its own: it is active again.
+    h.free(held);
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    h.vec.neighbour_epoch_passed();
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    // Its own epochs are told: one per HIGH_WATER_EPOCH samples.
+    assert_eq!(epochs.load(Ordering::SeqCst), 0);
+    for _ in 0..HIGH_WATER_EPOCH {
+        let l = h
+            .allocate(&h.fit(20 * MIB, 256, AllocationType::Linear))
+            .unwrap();
+        h.free(l);
+    }
+    assert_eq!(epochs.load(Ordering::SeqCst), 1);
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    // A custom pool's vector (no mark) never gives way.
+    let pool = Harness::<FreeListAllocator>::new(1, BlockLimits::pool(0, 4), 64 * MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    for _ in 0..4 {
+        pool.vec.neighbour_epoch_passed();
+    }
+    assert_eq!(pool.empty_blocks(), 2);
 }
