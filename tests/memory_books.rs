@@ -929,3 +929,65 @@ fn an_idle_memory_type_keeps_one_empty_block() {
     books.assert_balanced();
     sim.assert_nothing_allocated();
 }
+
+/// The default vector of memory type 0 fills blocks and frees them (they are kept); then a
+/// custom pool of the same type grows: the default vector's kept blocks give way as far as
+/// the allocator's peak needs, so what is reserved stays under the peak so far or the memory
+/// in use, as for the default vectors.
+#[test]
+fn kept_blocks_give_way_to_a_custom_pool_that_grows() {
+    let block = 8 * MIB;
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let (device, books) = device_with_books(&sim);
+    {
+        let allocator = allocator(device, block);
+        let types = sim.state.layout.type_count();
+        let info = AllocationCreateInfo::default();
+        let layout = DeviceLayout::from_size_alignment(MIB, 256).unwrap();
+        let held: Vec<_> = (0..30)
+            .map(|_| {
+                allocator
+                    .allocate_from_type(0, layout, AllocationType::Linear, &info)
+                    .unwrap()
+            })
+            .collect();
+        drop(held);
+        let stats = allocator.statistics();
+        let mut peak = check_books(&stats, &books, &sim, types).bytes;
+        assert!(allocator.block_count(0) >= 3, "{:?}", objects(&stats));
+        let pool = allocator
+            .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+                memory_type: PoolMemoryType::Index(0),
+                block_size: block,
+                ..Default::default()
+            })
+            .unwrap();
+        let requirements = AllocationRequirements {
+            layout: DeviceLayout::from_size_alignment(7 * MIB, 256).unwrap(),
+            memory_type_bits: 1,
+            prefers_dedicated_allocation: false,
+            requires_dedicated_allocation: false,
+        };
+        let mut live = Vec::new();
+        for step in 0..6 {
+            live.push(
+                pool.allocate(requirements, AllocationType::Linear, &info, None)
+                    .unwrap(),
+            );
+            let stats = allocator.statistics();
+            let now = check_books(&stats, &books, &sim, types);
+            assert!(
+                now.bytes <= peak.max(now.in_use),
+                "step {step}: {} reserved, above the peak {peak} and the {} in use: {:?}",
+                now.bytes,
+                now.in_use,
+                objects(&stats)
+            );
+            peak = peak.max(now.bytes);
+        }
+        drop(live);
+        drop(pool);
+    }
+    books.assert_balanced();
+    sim.assert_nothing_allocated();
+}

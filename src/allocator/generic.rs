@@ -62,10 +62,11 @@ pub struct GenericMemoryAllocator<S> {
 }
 
 /// The allocator's peak, and the rule that keeps kept empty blocks from raising it: before a
-/// default block vector makes a memory object that would take the device past the most
-/// memory it held through this crate when the allocator last made one, the other default
-/// vectors give back their kept blocks as far as needed (those whose list is free within a
-/// moment), then the vector its own (see the block vectors' "Releasing"). Each vector keeps
+/// default block vector (or a custom pool of the allocator) makes a memory object that would
+/// take the device past the most memory it held through this crate when the allocator last
+/// made one, the other default vectors give back their kept blocks as far as needed (those
+/// whose list is free within a moment), then the vector its own (see the block vectors'
+/// "Releasing"). Each vector keeps
 /// its blocks under its own high-water mark too; without this rule, the blocks that one
 /// memory type kept added to the peak while another type grew.
 struct PeakState<S> {
@@ -75,6 +76,26 @@ struct PeakState<S> {
     peak: AtomicU64,
     /// The default block vectors (weak: each holds this state through its guard).
     vecs: Vec<Weak<DeviceBlockVec<S>>>,
+}
+
+/// What a custom pool of the allocator calls around each memory object it makes, so that
+/// the allocator's kept empty blocks do not raise its peak either (see [`PeakState`]).
+pub(crate) trait AllocatorPeak: Send + Sync {
+    /// Before a memory object of `size` bytes is made: the default vectors give back their
+    /// kept blocks as far as the allocator's peak needs.
+    fn make_way(&self, size: DeviceSize);
+    /// After one was made.
+    fn made(&self);
+}
+
+impl<S: Suballocator + Send + 'static> AllocatorPeak for PeakState<S> {
+    fn make_way(&self, size: DeviceSize) {
+        PeakState::make_way(self, usize::MAX, size);
+    }
+
+    fn made(&self) {
+        PeakState::made(self);
+    }
 }
 
 /// The [`Neighbours`] of default vector `own`.
@@ -615,6 +636,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             memory_type_index,
             block_size: self.block_size(memory_type_index),
             release_kept: self.kept_releaser(memory_type_index),
+            peak: self.peak.clone(),
         };
         MemoryPool::new(parent, info)
     }

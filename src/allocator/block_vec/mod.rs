@@ -48,8 +48,9 @@
 //!   are given back as far as needed for the memory in use, the new memory object and the
 //!   blocks that stay to fit under the mark; all of them when the memory in use and the new
 //!   object alone reach past it (the mark then rises to them). Kept memory never adds to the
-//!   memory reserved at the type's fullest. And when the new object would take the device
-//!   past the most memory it held so far, the allocator's other default vectors give back
+//!   memory reserved at the type's fullest. And when the new object (or one of a custom
+//!   pool of the allocator) would take the device past the most memory it held so far,
+//!   the allocator's other default vectors give back
 //!   their kept blocks as far as needed first (those whose list is free within a moment:
 //!   see [`try_release_kept_bytes`](BlockVec::try_release_kept_bytes)), then the vector its
 //!   own (see [`Neighbours`]), so that kept blocks never add to the allocator's peak, of one
