@@ -2,8 +2,8 @@
 //! by the [placement policy](super::placement).
 
 use self::hot::HotFacts;
-use super::block_memory::{allocate_releasing_kept, DeviceBlockVec};
-use super::block_vec::{BlockLimits, BlockVec, Neighbours};
+use super::block_memory::DeviceBlockVec;
+use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
 use super::dedicated::DedicatedRegistry;
 use super::defrag::{DefragVec, Defragmentation, DefragmentationInfo};
@@ -28,12 +28,14 @@ use crate::device_memory::{
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::stats::{AllocatorStatistics, LeakedAllocation, MemorySnapshot, VmaDumpInfo};
 use crate::suballocator::{AllocationType, FreeListAllocator, Suballocator};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 mod full;
 mod hot;
 mod kept;
+mod peak;
+
+use self::peak::PeakState;
 
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
@@ -59,103 +61,6 @@ pub struct GenericMemoryAllocator<S> {
     /// The most memory the allocator reserved: kept empty blocks never take it higher (see
     /// [`PeakState`]).
     peak: Arc<PeakState<S>>,
-}
-
-/// The allocator's peak, and the rule that keeps kept empty blocks from raising it: before a
-/// default block vector (or a custom pool of the allocator) makes a memory object that would
-/// take the device past the most memory it held through this crate when the allocator last
-/// made one, the other default vectors give back their kept blocks as far as needed (those
-/// whose list is free within a moment), then the vector its own (see the block vectors'
-/// "Releasing"). Each vector keeps
-/// its blocks under its own high-water mark too; without this rule, the blocks that one
-/// memory type kept added to the peak while another type grew.
-struct PeakState<S> {
-    device: Arc<MemoryDevice>,
-    /// Bytes of the memory objects alive through the device's crate, at their most after
-    /// each memory object the allocator made.
-    peak: AtomicU64,
-    /// The default block vectors (weak: each holds this state through its guard).
-    vecs: Vec<Weak<DeviceBlockVec<S>>>,
-}
-
-/// What a custom pool of the allocator calls around each memory object it makes, so that
-/// the allocator's kept empty blocks do not raise its peak either (see [`PeakState`]).
-pub(crate) trait AllocatorPeak: Send + Sync {
-    /// Before a memory object of `size` bytes is made: the default vectors give back their
-    /// kept blocks as far as the allocator's peak needs.
-    fn make_way(&self, size: DeviceSize);
-    /// After one was made.
-    fn made(&self);
-}
-
-impl<S: Suballocator + Send + 'static> AllocatorPeak for PeakState<S> {
-    fn make_way(&self, size: DeviceSize) {
-        PeakState::make_way(self, usize::MAX, size);
-    }
-
-    fn made(&self) {
-        PeakState::made(self);
-    }
-}
-
-/// The [`Neighbours`] of default vector `own`.
-struct VecNeighbours<S> {
-    state: Arc<PeakState<S>>,
-    own: usize,
-}
-
-impl<S: Suballocator + Send + 'static> Neighbours for VecNeighbours<S> {
-    fn make_way(&self, size: DeviceSize) -> DeviceSize {
-        self.state.make_way(self.own, size)
-    }
-
-    fn epoch_passed(&self) {
-        self.state.epoch_passed(self.own);
-    }
-}
-
-impl<S: Suballocator + Send + 'static> PeakState<S> {
-    /// Bytes by which a new memory object of `size` bytes takes the device past the peak.
-    fn over(&self, size: DeviceSize) -> DeviceSize {
-        self.device
-            .live_memory_bytes()
-            .saturating_add(size)
-            .saturating_sub(self.peak.load(Ordering::Relaxed))
-    }
-
-    /// [`Neighbours::make_way`] for vector `own`: gives back the other vectors' kept blocks as
-    /// far as a memory object of `size` bytes needs, and returns what is still over the peak.
-    fn make_way(&self, own: usize, size: DeviceSize) -> DeviceSize {
-        let mut over = self.over(size);
-        for (i, vec) in self.vecs.iter().enumerate() {
-            if over == 0 {
-                break;
-            }
-            if i != own {
-                if let Some(vec) = vec.upgrade() {
-                    over = over.saturating_sub(vec.try_release_kept_bytes(over));
-                }
-            }
-        }
-        over
-    }
-
-    /// [`Neighbours::epoch_passed`] for vector `own`: each other vector hears of it.
-    fn epoch_passed(&self, own: usize) {
-        for (i, vec) in self.vecs.iter().enumerate() {
-            if i != own {
-                if let Some(vec) = vec.upgrade() {
-                    vec.neighbour_epoch_passed();
-                }
-            }
-        }
-    }
-
-    /// A memory object of the allocator was made.
-    fn made(&self) {
-        self.peak
-            .fetch_max(self.device.live_memory_bytes(), Ordering::Relaxed);
-    }
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -235,18 +140,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
-        let peak = Arc::new(PeakState {
-            device: device.clone(),
-            peak: AtomicU64::new(0),
-            vecs: block_vecs.iter().map(Arc::downgrade).collect(),
-        });
-        for (i, vec) in block_vecs.iter().enumerate() {
-            let peak = peak.clone();
-            vec.set_neighbours(Box::new(VecNeighbours {
-                state: peak,
-                own: i,
-            }));
-        }
+        let peak = PeakState::install(&device, &block_vecs);
         let observer = Arc::new(Observer::new(
             Arc::new(held),
             "GenericMemoryAllocator",
@@ -512,23 +406,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             ..Default::default()
         };
         self.make_memory(&info, for_block)
-    }
-
-    /// Makes the memory object of `info` (a block of its type's default vector when
-    /// `for_block`: the caller holds that vector's list). The vector gave back its kept
-    /// blocks, and the others theirs, as far as the object needs not to raise the
-    /// allocator's peak (see [`PeakState`]); out of memory or budget, the kept blocks of the
-    /// heap are given back and the object is tried once more.
-    fn make_memory(
-        &self,
-        info: &MemoryObjectCreateInfo,
-        for_block: bool,
-    ) -> Result<MemoryObject, AllocationError> {
-        let memory = allocate_releasing_kept(&self.device, info, || {
-            self.release_kept_empty_blocks(info.memory_type_index, for_block)
-        })?;
-        self.peak.made();
-        Ok(memory)
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the

@@ -180,7 +180,7 @@ struct PoolInner<S> {
     /// out (see [releasing](super::block_vec#releasing)).
     release_kept: ReleaseKept,
     /// Keeps the allocator's kept blocks from raising its peak as the pool makes memory.
-    peak: Arc<dyn super::generic::AllocatorPeak>,
+    peak: Arc<dyn AllocatorPeak>,
     dedicated: Arc<DedicatedRegistry>,
     /// The pool's own memory, for its statistics and the leak report on drop.
     observer: Observer,
@@ -261,6 +261,16 @@ fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
         .unwrap_or_else(|| format!("pool {}", NEXT.fetch_add(1, Ordering::Relaxed)).into())
 }
 
+/// What a custom pool of the allocator calls around each memory object it makes, so that
+/// the allocator's kept empty blocks do not raise its peak either (see the block vectors' "Releasing").
+pub(crate) trait AllocatorPeak: Send + Sync {
+    /// Before a memory object of `size` bytes is made: the default vectors give back their
+    /// kept blocks as far as the allocator's peak needs.
+    fn make_way(&self, size: DeviceSize);
+    /// After one was made.
+    fn made(&self);
+}
+
 /// What a custom pool takes from the allocator that makes it
 /// ([`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool)).
 pub(crate) struct PoolParent<'a> {
@@ -274,7 +284,7 @@ pub(crate) struct PoolParent<'a> {
     /// Releases the empty blocks the allocator keeps in the pool's heap.
     pub release_kept: ReleaseKept,
     /// Keeps the allocator's kept blocks from raising its peak as the pool makes memory.
-    pub peak: Arc<dyn super::generic::AllocatorPeak>,
+    pub peak: Arc<dyn AllocatorPeak>,
 }
 
 impl<S: Suballocator + Send + 'static> MemoryPool<S> {

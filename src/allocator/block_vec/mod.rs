@@ -49,15 +49,13 @@
 //!   blocks that stay to fit under the mark; all of them when the memory in use and the new
 //!   object alone reach past it (the mark then rises to them). Kept memory never adds to the
 //!   memory reserved at the type's fullest. And when the new object (or one of a custom
-//!   pool of the allocator) would take the device past the most memory it held so far,
-//!   the allocator's other default vectors give back
-//!   their kept blocks as far as needed first (those whose list is free within a moment:
-//!   see [`try_release_kept_bytes`](BlockVec::try_release_kept_bytes)), then the vector its
-//!   own (see [`Neighbours`]), so that kept blocks never add to the allocator's peak, of one
-//!   memory type or of several (on phases of upload then device-local memory, peak
-//!   reserved / peak live went from 1.20 to 1.02, VMA's one empty block per type giving
-//!   1.06; on a steady state over three types, from 1.27-1.37 to 1.16-1.21 for 8-19 % more
-//!   `vkAllocateMemory` calls: tests/memory_books.rs).
+//!   pool of the allocator) would take the device past the most memory it held so far, the
+//!   allocator's other default vectors give back their kept blocks as far as needed first
+//!   ([`try_release_kept_bytes`](BlockVec::try_release_kept_bytes)), then the vector its own
+//!   (see [`Neighbours`]): kept blocks never add to the allocator's peak either (phases of
+//!   upload then device-local memory: peak reserved / peak live 1.20 before, 1.02 after,
+//!   VMA's rule 1.06; a steady state over three types: 1.27-1.37 before, 1.16-1.21 after,
+//!   for 8-19 % more `vkAllocateMemory` calls; see tests/memory_books.rs).
 //! - The mark decays: it is the largest sample of the last one to two epochs of
 //!   [`HIGH_WATER_EPOCH`](high_water::HIGH_WATER_EPOCH) samples, so a vector whose memory in
 //!   use drops for good gives back what it kept, as its blocks keep emptying. A vector that
@@ -105,6 +103,7 @@ mod tests;
 pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
 use self::high_water::HighWater;
 pub(crate) use self::left::{LeftBlock, LeftView};
+pub(crate) use self::release::Neighbours;
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
 use super::placement::{self, ArenaLayout};
@@ -226,32 +225,16 @@ pub(crate) struct BlockVec<S, M> {
     /// (the allocator's dedicated allocations of that type): memory in use for the
     /// high-water mark (see [`new_counting`](Self::new_counting)).
     outside: Arc<AtomicU64>,
-    /// The allocator's other default vectors, for a default block vector (see
-    /// [`set_neighbours`](Self::set_neighbours)).
+    /// The allocator's other default vectors ([`set_neighbours`](Self::set_neighbours)).
     neighbours: std::sync::OnceLock<Box<dyn Neighbours>>,
     /// Whether the vector took a sample of its mark since the last epoch of a neighbour, and
     /// how many epochs of its neighbours passed in a row without one (see
     /// [`neighbour_epoch_passed`](Self::neighbour_epoch_passed)).
     sampled: std::sync::atomic::AtomicBool,
     idle_epochs: std::sync::atomic::AtomicU32,
-    /// Whether a block may have emptied since a walk under the write lock last found none
-    /// empty: lets [`try_release_kept_bytes`](Self::try_release_kept_bytes) pass a vector
-    /// that keeps nothing without stopping the threads that search it.
+    /// Whether a block may have emptied since a walk under the write lock found none empty
+    /// (a vector that keeps nothing is passed without stopping the threads that search it).
     maybe_kept: std::sync::atomic::AtomicBool,
-}
-
-/// The allocator's other default block vectors, as one of them sees them (see
-/// [releasing](self#releasing)).
-pub(crate) trait Neighbours: Send + Sync {
-    /// Called with the size of a memory object the vector is about to make, holding its
-    /// list: gives back the kept blocks of the others as far as needed for the object not to
-    /// take the allocator past the most memory it ever reserved, and returns the bytes it
-    /// still would.
-    fn make_way(&self, size: DeviceSize) -> DeviceSize;
-
-    /// The vector's [high-water mark](high_water) started a new epoch: tells the others
-    /// ([`neighbour_epoch_passed`](BlockVec::neighbour_epoch_passed)).
-    fn epoch_passed(&self);
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {

@@ -10,6 +10,20 @@ use crate::suballocator::Suballocator;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// The allocator's other default block vectors, as one of them sees them (see
+/// [releasing](super#releasing)).
+pub(crate) trait Neighbours: Send + Sync {
+    /// Called with the size of a memory object the vector is about to make, holding its
+    /// list: gives back the kept blocks of the others as far as needed for the object not to
+    /// take the allocator past the most memory it ever reserved, and returns the bytes it
+    /// still would.
+    fn make_way(&self, size: DeviceSize) -> DeviceSize;
+
+    /// The vector's [high-water mark](super::high_water) started a new epoch: tells the others
+    /// ([`neighbour_epoch_passed`](BlockVec::neighbour_epoch_passed)).
+    fn epoch_passed(&self);
+}
+
 /// How long [`try_release_empty`](BlockVec::try_release_empty) waits at most for the threads
 /// that hold a vector's list. A reader holds it for one search or one statistics walk
 /// (microseconds; a walk over many large arenas, a few milliseconds), so only a writer that
