@@ -238,14 +238,18 @@ fn statistics_add_up_before_with_and_after_buffers_in_every_kind_of_memory() {
                 assert_eq!(a.dedicated_count, b.dedicated_count, "{what}");
             }
             if use_pool {
-                assert_eq!(
-                    a.block_count, b.block_count,
+                // The pool's blocks went with it. (The empty blocks the allocator kept from
+                // the cases before may have given way to the pool as it grew past the
+                // allocator's peak: kept blocks never raise it. None came.)
+                assert!(
+                    after.blocks.iter().all(|o| o.pool.is_none()),
                     "{what}: the pool's blocks went with it"
                 );
-                assert_eq!(a.reserved_bytes, b.reserved_bytes, "{what}");
-                assert!(w.reserved_bytes > b.reserved_bytes, "{what}");
+                assert!(a.block_count <= b.block_count, "{what}");
+                assert!(a.reserved_bytes <= b.reserved_bytes, "{what}");
+                assert!(w.reserved_bytes > a.reserved_bytes, "{what}");
                 if preallocated {
-                    assert_eq!(w.block_count, b.block_count + 1, "{what}");
+                    assert_eq!(w.block_count, a.block_count + 1, "{what}");
                 }
             }
         }

@@ -15,6 +15,7 @@ use crate::suballocator::{AllocationType, RangeKind};
 use ash::vk::Handle;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// What the register knows about one dedicated allocation.
@@ -34,11 +35,19 @@ pub(crate) struct DedicatedRegistry {
     /// The custom pool's name, for the snapshots of a pool's register.
     pool: Option<Arc<PoolName>>,
     entries: Mutex<(u64, BTreeMap<u64, Entry>)>,
+    /// Bytes of the live dedicated allocations of each memory type: the allocator's default
+    /// block vectors count them as memory in use of their type (see
+    /// [`BlockVec::new_counting`](super::block_vec::BlockVec::new_counting)).
+    bytes_of_type: [Arc<AtomicU64>; ash::vk::MAX_MEMORY_TYPES],
 }
 
 impl DedicatedRegister for DedicatedRegistry {
     fn forget(&self, id: u64) {
-        self.entries.lock().1.remove(&id);
+        if let Some(e) = self.entries.lock().1.remove(&id) {
+            if let Some(bytes) = self.bytes_of_type.get(e.memory_type_index as usize) {
+                bytes.fetch_sub(e.size, Ordering::Relaxed);
+            }
+        }
     }
 
     fn set_meta(&self, id: u64, meta: Option<Arc<AllocationMeta>>) {
@@ -53,8 +62,17 @@ impl DedicatedRegistry {
     pub(crate) fn of_pool(pool: Arc<PoolName>) -> Self {
         Self {
             pool: Some(pool),
-            entries: Mutex::default(),
+            ..Self::default()
         }
+    }
+
+    /// The bytes of the live dedicated allocations of `memory_type_index` (a counter of its
+    /// own for an index out of range).
+    pub(crate) fn bytes_of_type(&self, memory_type_index: u32) -> Arc<AtomicU64> {
+        self.bytes_of_type
+            .get(memory_type_index as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Registers a dedicated allocation of `memory`.
@@ -73,6 +91,9 @@ impl DedicatedRegistry {
             meta,
         };
         let mut guard = self.entries.lock();
+        if let Some(bytes) = self.bytes_of_type.get(entry.memory_type_index as usize) {
+            bytes.fetch_add(entry.size, Ordering::Relaxed);
+        }
         let (next, entries) = &mut *guard;
         let id = *next;
         *next = next.wrapping_add(1);

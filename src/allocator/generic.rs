@@ -2,7 +2,7 @@
 //! by the [placement policy](super::placement).
 
 use self::hot::HotFacts;
-use super::block_memory::{allocate_releasing_kept, DeviceBlockVec};
+use super::block_memory::DeviceBlockVec;
 use super::block_vec::{BlockLimits, BlockVec};
 use super::config::{arenas_per_block, check_priority, ConfigError};
 use super::dedicated::DedicatedRegistry;
@@ -33,6 +33,9 @@ use std::sync::Arc;
 mod full;
 mod hot;
 mod kept;
+mod peak;
+
+use self::peak::PeakState;
 
 /// A memory allocator with one block vector of `VkDeviceMemory` blocks per memory type, each
 /// block carved by a suballocator `S`. See the [module docs](super) for its policy.
@@ -55,6 +58,9 @@ pub struct GenericMemoryAllocator<S> {
     heap_facts: HeapFacts,
     /// What the [hot path](Self::allocate_hot) needs, worked out once.
     hot: HotFacts,
+    /// The most memory the allocator reserved: kept empty blocks never take it higher (see
+    /// [`PeakState`]).
+    peak: Arc<PeakState<S>>,
 }
 
 /// The allocator most applications want: [`FreeListAllocator`] blocks.
@@ -115,10 +121,15 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
                 })
             })
             .collect();
-        let block_vecs: Vec<_> = (0..type_count)
-            .map(|_| BlockVec::new(arenas_per_block, BlockLimits::NONE))
-            .collect();
         let dedicated = Arc::<DedicatedRegistry>::default();
+        // Each vector counts the dedicated allocations of its type as memory in use: they
+        // share its peak (see the block vectors' "Releasing").
+        let block_vecs: Vec<_> = (0..type_count as u32)
+            .map(|i| {
+                let outside = dedicated.bytes_of_type(i);
+                BlockVec::new_counting(arenas_per_block, BlockLimits::NONE, outside)
+            })
+            .collect();
         let held = Held {
             device: device.clone(),
             vecs: block_vecs
@@ -129,6 +140,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             dedicated: dedicated.clone(),
             pool: None,
         };
+        let peak = PeakState::install(&device, &block_vecs);
         let observer = Arc::new(Observer::new(
             Arc::new(held),
             "GenericMemoryAllocator",
@@ -147,6 +159,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             type_cache: TypeCache::default(),
             heap_facts,
             hot,
+            peak,
         })
     }
 
@@ -392,9 +405,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             within_budget: create_info.within_budget,
             ..Default::default()
         };
-        allocate_releasing_kept(&self.device, &info, || {
-            self.release_kept_empty_blocks(memory_type_index, for_block)
-        })
+        self.make_memory(&info, for_block)
     }
 
     /// A memory object of its own made from `info` (an import, a user chain) with the
@@ -419,9 +430,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         // Out of memory with empty blocks kept in the heap: they give their memory back and
         // the import is tried once more, as every other allocation is (a failed import leaves
         // its handle the application's, so it may be given again).
-        let memory = allocate_releasing_kept(&self.device, &info, || {
-            self.release_kept_empty_blocks(info.memory_type_index, false)
-        })?;
+        let vec = self.block_vecs.get(info.memory_type_index as usize);
+        if let Some(vec) = vec {
+            vec.make_room_outside(info.size);
+        }
+        let memory = self.make_memory(&info, false)?;
         // An import's bytes are its payload (the host's data, another device's), not a new
         // allocation's garbage: the debug fill pattern never lands on them.
         let meta = self.meta(create_info).and_then(|meta| {
@@ -431,12 +444,11 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             }
             .shared()
         });
-        Ok(execute::wrap_dedicated(
-            &self.dedicated,
-            memory,
-            AllocationType::Unknown,
-            meta,
-        ))
+        let alloc = execute::wrap_dedicated(&self.dedicated, memory, AllocationType::Unknown, meta);
+        if let Some(vec) = vec {
+            vec.outside_made();
+        }
+        Ok(alloc)
     }
 
     fn dedicated(
@@ -450,6 +462,10 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let priority = create_info
             .priority
             .unwrap_or(self.create_info.block_priority);
+        // Kept empty blocks of the type give way first, as for a new block: they never raise
+        // the type's peak (see the block vectors' "Releasing").
+        let vec = &self.block_vecs[memory_type_index as usize];
+        vec.make_room_outside(size);
         let memory = self.allocate_memory(
             memory_type_index,
             size,
@@ -458,12 +474,14 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             create_info,
             false,
         )?;
-        Ok(execute::wrap_dedicated(
+        let alloc = execute::wrap_dedicated(
             &self.dedicated,
             memory,
             allocation_type,
             self.meta(create_info),
-        ))
+        );
+        vec.outside_made();
+        Ok(alloc)
     }
 
     /// Makes a custom pool whose blocks are carved by `S` (see
@@ -495,6 +513,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             memory_type_index,
             block_size: self.block_size(memory_type_index),
             release_kept: self.kept_releaser(memory_type_index),
+            peak: self.peak.clone(),
         };
         MemoryPool::new(parent, info)
     }

@@ -179,6 +179,8 @@ struct PoolInner<S> {
     /// Releases the empty blocks the allocator keeps in the pool's heap, when the heap runs
     /// out (see [releasing](super::block_vec#releasing)).
     release_kept: ReleaseKept,
+    /// Keeps the allocator's kept blocks from raising its peak as the pool makes memory.
+    peak: Arc<dyn AllocatorPeak>,
     dedicated: Arc<DedicatedRegistry>,
     /// The pool's own memory, for its statistics and the leak report on drop.
     observer: Observer,
@@ -259,6 +261,16 @@ fn pool_name(name: &Option<Arc<str>>) -> Arc<str> {
         .unwrap_or_else(|| format!("pool {}", NEXT.fetch_add(1, Ordering::Relaxed)).into())
 }
 
+/// What a custom pool of the allocator calls around each memory object it makes, so that
+/// the allocator's kept empty blocks do not raise its peak either (see the block vectors' "Releasing").
+pub(crate) trait AllocatorPeak: Send + Sync {
+    /// Before a memory object of `size` bytes is made: the default vectors give back their
+    /// kept blocks as far as the allocator's peak needs.
+    fn make_way(&self, size: DeviceSize);
+    /// After one was made.
+    fn made(&self);
+}
+
 /// What a custom pool takes from the allocator that makes it
 /// ([`GenericMemoryAllocator::create_pool`](super::GenericMemoryAllocator::create_pool)).
 pub(crate) struct PoolParent<'a> {
@@ -271,6 +283,8 @@ pub(crate) struct PoolParent<'a> {
     pub block_size: Option<DeviceSize>,
     /// Releases the empty blocks the allocator keeps in the pool's heap.
     pub release_kept: ReleaseKept,
+    /// Keeps the allocator's kept blocks from raising its peak as the pool makes memory.
+    pub peak: Arc<dyn AllocatorPeak>,
 }
 
 impl<S: Suballocator + Send + 'static> MemoryPool<S> {
@@ -369,6 +383,7 @@ impl<S: Suballocator + Send + 'static> MemoryPool<S> {
                 dedicated_allocation: parent.create_info.dedicated_allocation,
                 debug: parent.create_info.debug,
                 release_kept: parent.release_kept,
+                peak: parent.peak,
                 dedicated,
                 observer: Observer::new(held, "MemoryPool", parent.create_info.debug.leak_check),
                 allocator_observer: Arc::downgrade(parent.observer),
@@ -404,7 +419,8 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         size: DeviceSize,
         within_budget: bool,
     ) -> Result<MemoryObject, AllocationError> {
-        allocate_releasing_kept(
+        self.peak.make_way(size);
+        let memory = allocate_releasing_kept(
             &self.device,
             &MemoryObjectCreateInfo {
                 size,
@@ -417,7 +433,9 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
                 ..Default::default()
             },
             &self.release_kept,
-        )
+        )?;
+        self.peak.made();
+        Ok(memory)
     }
 
     /// A dedicated allocation of the pool's memory type.
@@ -428,6 +446,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
         dedicated: Option<DedicatedAllocation>,
         create_info: &AllocationCreateInfo,
     ) -> Result<MemoryAlloc, AllocationError> {
+        self.peak.make_way(size);
         let memory = allocate_releasing_kept(
             &self.device,
             &MemoryObjectCreateInfo {
@@ -446,6 +465,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
             // memory never makes a dedicated allocation of the pool fail either.
             || (self.release_kept)() + self.blocks.try_release_empty(),
         )?;
+        self.peak.made();
         Ok(execute::wrap_dedicated(
             &self.dedicated,
             memory,

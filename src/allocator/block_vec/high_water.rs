@@ -39,15 +39,17 @@ pub(crate) struct HighWater {
 impl HighWater {
     /// Takes a sample of `in_use` bytes: the memory in use at its highest since the last
     /// sample, or the memory in use with a block about to be made. Starts a new epoch every
-    /// `epoch` samples (at least one).
-    pub(crate) fn record(&mut self, in_use: DeviceSize, epoch: u32) {
-        if self.samples >= epoch.max(1) {
+    /// `epoch` samples (at least one), and returns whether this sample started one.
+    pub(crate) fn record(&mut self, in_use: DeviceSize, epoch: u32) -> bool {
+        let new_epoch = self.samples >= epoch.max(1);
+        if new_epoch {
             self.previous = self.current;
             self.current = 0;
             self.samples = 0;
         }
         self.samples += 1;
         self.current = self.current.max(in_use);
+        new_epoch
     }
 
     /// The mark: the largest sample of this epoch and the one before.

@@ -7,7 +7,22 @@ use super::sharded::ShardedWrite;
 use super::{Block, BlockMemory, BlockVec, Keep, NewBlockError};
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// The allocator's other default block vectors, as one of them sees them (see
+/// [releasing](super#releasing)).
+pub(crate) trait Neighbours: Send + Sync {
+    /// Called with the size of a memory object the vector is about to make, holding its
+    /// list: gives back the kept blocks of the others as far as needed for the object not to
+    /// take the allocator past the most memory it ever reserved, and returns the bytes it
+    /// still would.
+    fn make_way(&self, size: DeviceSize) -> DeviceSize;
+
+    /// The vector's [high-water mark](super::high_water) started a new epoch: tells the others
+    /// ([`neighbour_epoch_passed`](BlockVec::neighbour_epoch_passed)).
+    fn epoch_passed(&self);
+}
 
 /// How long [`try_release_empty`](BlockVec::try_release_empty) waits at most for the threads
 /// that hold a vector's list. A reader holds it for one search or one statistics walk
@@ -17,6 +32,17 @@ use std::time::Duration;
 /// merely searching a list keep its kept blocks, and the allocation failed for want of
 /// their memory.)
 pub(super) const RELEASE_PATIENCE: Duration = Duration::from_millis(50);
+
+/// How long [`try_release_kept_bytes`](BlockVec::try_release_kept_bytes) waits at most for
+/// the threads that hold a vector's list: long enough for those that search it, short
+/// against a `vkAllocateMemory` (it is paid only when a memory object is about to raise the
+/// allocator's peak, and only while the other vector keeps empty blocks).
+const KEPT_PATIENCE: Duration = Duration::from_millis(1);
+
+/// How many whole epochs of other vectors' marks pass without a sample of a vector's own
+/// before it keeps at most one empty block (see [`BlockVec::neighbour_epoch_passed`]): its
+/// last sample is then between one and two epochs old, as when its own mark forgets it.
+pub(crate) const IDLE_EPOCHS: u32 = 1;
 
 /// What a walk over a vector's listed blocks counts (see `BlockVec::tally`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -99,12 +125,198 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         self.aside.lock().iter().map(|b| b.memory().size()).sum()
     }
 
+    /// The memory in use for the [high-water mark](super::high_water), given the `tally` of
+    /// the listed blocks: the listed blocks that hold allocations, the blocks set aside, and
+    /// the memory objects of the type outside the blocks (dedicated allocations).
+    fn in_use(&self, tally: &Tally) -> DeviceSize {
+        tally
+            .in_use
+            .saturating_add(self.aside_bytes())
+            .saturating_add(self.outside.load(Ordering::Relaxed))
+    }
+
+    /// Before a memory object of `size` bytes is made outside the blocks (a dedicated
+    /// allocation of the vector's memory type): the empty blocks kept are given back as far
+    /// as needed for the memory in use, the new object and those that stay to fit under the
+    /// high-water mark, as before a new block (see [`make_room`](Self::make_room)). Kept
+    /// memory then never raises the memory the type reserves past its peak either. Returns
+    /// how many were released.
+    pub(crate) fn make_room_outside(&self, size: DeviceSize) -> usize {
+        if !self.high_water_on() {
+            return 0;
+        }
+        if !self.maybe_kept.load(Ordering::Acquire) {
+            // Nothing kept here: only the other vectors may have to give theirs back, and the
+            // searching threads need not stop.
+            if let Some(neighbours) = self.neighbours.get() {
+                neighbours.make_way(size);
+            }
+            return 0;
+        }
+        // The list for writing (a dedicated allocation costs a `vkAllocateMemory` anyway).
+        let mut blocks = self.blocks.write();
+        let tally = Self::tally(blocks.items());
+        let mut released = 0;
+        if tally.empty > 0 {
+            let with_object = self.in_use(&tally).saturating_add(size);
+            let cap = tally
+                .largest
+                .saturating_mul(self.empty_kept(blocks.items()));
+            let room = self
+                .high_water
+                .lock()
+                .mark()
+                .saturating_sub(with_object)
+                .min(cap);
+            released += self.release_beyond(&mut blocks, room, false);
+        }
+        released += self.keep_under_peak(&mut blocks, size);
+        self.note_kept(&blocks);
+        released
+    }
+
+    /// Before the vector makes a memory object of `size` bytes, under its list's lock: the
+    /// vector's [`Neighbours`](super::Neighbours) give back their kept blocks
+    /// as far as needed for the allocator to stay within its peak, then the vector gives back
+    /// its own for what is left (see [releasing](super#releasing)). Returns how many of its
+    /// own were released.
+    fn keep_under_peak(
+        &self,
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        size: DeviceSize,
+    ) -> usize {
+        let Some(neighbours) = self.neighbours.get() else {
+            return 0;
+        };
+        match neighbours.make_way(size) {
+            0 => 0,
+            over => Self::release_bytes(blocks, self.limits.min, over).0,
+        }
+    }
+
+    /// Gives back empty blocks kept for reuse, beyond the minimum block count, adding up to at
+    /// least `bytes` where they do (the smallest that covers what is left, else the largest,
+    /// one after the other), if the list can be had at once: another vector of the allocator
+    /// is about to make memory that would take the allocator past the most it ever reserved
+    /// (see [releasing](super#releasing)). Only the default block vectors (with a
+    /// [high-water mark](super::high_water)) give theirs. Returns the bytes released.
+    pub(crate) fn try_release_kept_bytes(&self, bytes: DeviceSize) -> DeviceSize {
+        if !self.high_water_on() || bytes == 0 || !self.maybe_kept.load(Ordering::Acquire) {
+            return 0;
+        }
+        // A short wait, for the threads searching the list: the caller may hold its own
+        // vector's list, and a thread of this vector may hold this one while it waits the
+        // other way round (the wait then ends it).
+        let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
+            return 0;
+        };
+        let released = Self::release_bytes(&mut blocks, self.limits.min, bytes).1;
+        self.note_kept(&blocks);
+        released
+    }
+
+    /// Clears the hint that blocks may be kept when none of `blocks` (the list, held for
+    /// writing) is empty.
+    fn note_kept(&self, blocks: &ShardedWrite<'_, Block<S, M>>) {
+        if !blocks.items().iter().any(|b| b.is_empty()) {
+            // Under the write lock no block fills, and one that empties from now on sets it
+            // again. One that emptied during the walk and set it already is seen by the
+            // second walk (the swap reads its store, which follows its free).
+            self.maybe_kept.swap(false, Ordering::AcqRel);
+            if blocks.items().iter().any(|b| b.is_empty()) {
+                self.maybe_kept.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Removes empty blocks of `blocks` adding up to at least `bytes` where they do (the
+    /// smallest that covers what is left, else the largest, one after the other), as long as
+    /// `min` blocks stay. Returns how many were removed, and their bytes.
+    fn release_bytes(
+        blocks: &mut ShardedWrite<'_, Block<S, M>>,
+        min: usize,
+        bytes: DeviceSize,
+    ) -> (usize, DeviceSize) {
+        let (mut count, mut released) = (0, 0);
+        while released < bytes && blocks.items().len() > min {
+            let left = bytes - released;
+            let empty = blocks
+                .items()
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_empty())
+                .map(|(i, b)| (i, b.memory().size()));
+            let covering = empty
+                .clone()
+                .filter(|&(_, s)| s >= left)
+                .min_by_key(|&(_, s)| s);
+            let Some((i, size)) = covering.or_else(|| empty.max_by_key(|&(_, s)| s)) else {
+                break;
+            };
+            // As in `remove_listed`: no allocation holds it, so this drops it.
+            blocks.remove(i);
+            count += 1;
+            released += size;
+        }
+        (count, released)
+    }
+
+    /// A memory object outside the blocks was made (and counted): the memory in use is a
+    /// sample of the [high-water mark](super::high_water).
+    pub(crate) fn outside_made(&self) {
+        if self.high_water_on() {
+            let in_use = self.in_use(&Self::tally(&self.blocks.read()));
+            self.sample_in_use(in_use);
+        }
+    }
+
     /// Takes a sample of the memory in use for the [high-water mark](super::high_water); returns
     /// the mark.
     pub(super) fn sample_in_use(&self, in_use: DeviceSize) -> DeviceSize {
-        let mut hw = self.high_water.lock();
-        hw.record(in_use, HIGH_WATER_EPOCH);
-        hw.mark()
+        let (mark, new_epoch) = {
+            let mut hw = self.high_water.lock();
+            let new_epoch = hw.record(in_use, HIGH_WATER_EPOCH);
+            (hw.mark(), new_epoch)
+        };
+        self.sampled.store(true, Ordering::Relaxed);
+        if new_epoch {
+            if let Some(neighbours) = self.neighbours.get() {
+                neighbours.epoch_passed();
+            }
+        }
+        mark
+    }
+
+    /// An epoch of another default vector's mark passed. A vector that took no sample of
+    /// its own for [`IDLE_EPOCHS`] whole ones (no block of it emptied, none was made)
+    /// keeps at most one empty block, as VMA's default pools do, and its mark starts over
+    /// from its memory in use: its kept memory does not wait for a free of its own to decay
+    /// (see [releasing](super#releasing)). Takes the list only if it may keep blocks, and
+    /// only if it can within a moment.
+    pub(crate) fn neighbour_epoch_passed(&self) {
+        if !self.high_water_on() {
+            return;
+        }
+        if self.sampled.swap(false, Ordering::Relaxed) {
+            self.idle_epochs.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.idle_epochs.fetch_add(1, Ordering::Relaxed) + 1 < IDLE_EPOCHS
+            || !self.maybe_kept.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
+            return;
+        };
+        self.release_beyond(&mut blocks, 0, true);
+        let in_use = self.in_use(&Self::tally(blocks.items()));
+        {
+            let mut hw = self.high_water.lock();
+            *hw = high_water::HighWater::default();
+            let _ = hw.record(in_use, HIGH_WATER_EPOCH);
+        }
+        self.note_kept(&blocks);
     }
 
     /// Before a new block is made, under the list's write lock: the size of the block
@@ -127,7 +339,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             });
         }
         let size = block_size(held).ok_or(NewBlockError::NoSize)?;
-        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let in_use = self.in_use(&tally);
         let with_block = in_use.saturating_add(size);
         let mark = self.high_water.lock().mark().max(with_block);
         if tally.empty > 0 {
@@ -138,6 +350,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let room = mark.saturating_sub(with_block).min(cap);
             self.release_beyond(blocks, room, false);
         }
+        self.keep_under_peak(blocks, size);
+        self.note_kept(blocks);
         if self.owned(blocks.items().len()) >= self.limits.max {
             return Err(NewBlockError::Full {
                 max_blocks: self.limits.max,
@@ -199,12 +413,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if !self.high_water_on() {
             return self.release_empty_blocks(Keep::Largest);
         }
+        self.maybe_kept.store(true, Ordering::Release);
         // A first look holding one copy of the list, as allocating threads do: most calls
         // find nothing to release and need not stop them.
         let mark = {
             let blocks = self.blocks.read();
             let tally = Self::tally(&blocks);
-            let in_use = tally.in_use.saturating_add(self.aside_bytes());
+            let in_use = self.in_use(&tally);
             // The memory in use was at its highest just before this free.
             let mark = self.sample_in_use(in_use.saturating_add(size));
             if tally.empty <= 1 || blocks.len() <= self.limits.min {
@@ -226,7 +441,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         };
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
-        let in_use = tally.in_use.saturating_add(self.aside_bytes());
+        let in_use = self.in_use(&tally);
         let cap = tally
             .largest
             .saturating_mul(self.empty_kept(blocks.items()));

@@ -177,3 +177,206 @@ fn kept_memory_decays_when_less_is_in_use() {
     assert_eq!(h.vec.high_water.lock().mark(), 9 * MIB);
     assert_eq!(h.block_sizes(), [9 * MIB]);
 }
+
+/// Memory objects of the type outside the blocks (dedicated allocations) count as memory in
+/// use: before one is made, the kept blocks give way as far as the mark needs, as before a
+/// new block; once it is made, it is part of the next samples.
+#[test]
+fn memory_outside_the_blocks_counts_as_in_use() {
+    let outside = Arc::new(AtomicU64::new(0));
+    let h = Harness::<FreeListAllocator> {
+        vec: BlockVec::new_counting(1, BlockLimits::NONE, outside.clone()),
+        ..Harness::new(1, BlockLimits::NONE, 64 * MIB, 1)
+    };
+    let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB]);
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.vec.high_water.lock().mark(), 60 * MIB);
+    // 25 MiB outside: 35 MiB of room under the mark, the 30 MiB block stays.
+    assert_eq!(h.vec.make_room_outside(25 * MIB), 2);
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    outside.fetch_add(25 * MIB, Ordering::SeqCst);
+    h.vec.outside_made();
+    assert_eq!(h.vec.high_water.lock().mark(), 60 * MIB);
+    // 40 MiB more outside: with 25 in use, past the mark: the last kept block goes.
+    assert_eq!(h.vec.make_room_outside(40 * MIB), 1);
+    assert!(h.block_sizes().is_empty());
+    outside.fetch_add(40 * MIB, Ordering::SeqCst);
+    h.vec.outside_made();
+    assert_eq!(h.vec.high_water.lock().mark(), 65 * MIB, "a sample");
+    // A block made now (16 MiB, the first of a growing vector): its sample counts the
+    // memory outside with it; emptied, it stays.
+    let a = h
+        .allocate(&h.fit(8 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(
+        h.vec.high_water.lock().mark(),
+        65 * MIB + h.block_sizes()[0]
+    );
+    h.free(a);
+    assert_eq!(h.empty_blocks(), 1);
+    // Outside memory gone, a dedicated allocation smaller than the mark: the kept block
+    // stays under it.
+    outside.store(0, Ordering::SeqCst);
+    assert_eq!(h.vec.make_room_outside(10 * MIB), 0);
+    // A custom pool's vector (no mark) never gives way.
+    let pool = Harness::<FreeListAllocator>::new(1, BlockLimits::pool(0, 4), 64 * MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    assert_eq!(pool.vec.make_room_outside(1 << 40), 0);
+    assert_eq!(pool.empty_blocks(), 1);
+}
+
+/// Another vector is about to take the allocator past its peak: the kept blocks give back
+/// at least what is asked, the smallest that covers it first, and never below the minimum
+/// block count; a custom pool's vector gives nothing.
+#[test]
+fn kept_blocks_give_back_what_another_vector_needs() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB, 12 * MIB]);
+    let mut live = live.into_iter();
+    let held = live.next().unwrap();
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), [30 * MIB, 20 * MIB, 10 * MIB, 12 * MIB]);
+    assert_eq!(h.vec.try_release_kept_bytes(0), 0);
+    // 11 MiB: the 12 MiB block covers it.
+    assert_eq!(h.vec.try_release_kept_bytes(11 * MIB), 12 * MIB);
+    assert_eq!(h.block_sizes(), [30 * MIB, 20 * MIB, 10 * MIB]);
+    // 25 MiB: none covers it: the largest (20), then the 10 covering the 5 left.
+    assert_eq!(h.vec.try_release_kept_bytes(25 * MIB), 30 * MIB);
+    assert_eq!(h.block_sizes(), [30 * MIB], "the block in use stays");
+    assert_eq!(h.vec.try_release_kept_bytes(1 << 40), 0);
+    h.free(held);
+    // A custom pool's kept block stays (its own rule keeps one).
+    let pool = Harness::<FreeListAllocator>::new(1, BlockLimits::pool(0, 4), 64 * MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    assert_eq!(pool.vec.try_release_kept_bytes(MIB), 0);
+    // A list another thread holds: nothing released, no wait for good.
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    for l in sizable(&h, &[10 * MIB]) {
+        h.free(l);
+    }
+    let held = h.vec.blocks.write();
+    assert_eq!(h.vec.try_release_kept_bytes(MIB), 0);
+    drop(held);
+    assert_eq!(h.vec.try_release_kept_bytes(MIB), 10 * MIB);
+}
+
+/// Neighbours that say a fixed number of bytes is over the peak, and record what they hear.
+struct FakeNeighbours {
+    over: Arc<AtomicU64>,
+    asked: Arc<AtomicU64>,
+    epochs: Arc<AtomicU64>,
+}
+
+impl Neighbours for FakeNeighbours {
+    fn make_way(&self, size: DeviceSize) -> DeviceSize {
+        self.asked.store(size, Ordering::SeqCst);
+        self.over.load(Ordering::SeqCst)
+    }
+
+    fn epoch_passed(&self) {
+        self.epochs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The allocator's rule for its peak: what its neighbours say is still over the peak once the
+/// other vectors gave theirs back, the vector gives back of its own kept blocks (beyond what
+/// its mark asks), before a new block and before a dedicated allocation of its type.
+#[test]
+fn the_peak_guard_takes_the_vectors_own_kept_blocks_last() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let over = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(AtomicU64::new(0));
+    h.vec.set_neighbours(Box::new(FakeNeighbours {
+        over: over.clone(),
+        asked: asked.clone(),
+        epochs: Arc::default(),
+    }));
+    let live = sizable(&h, &[30 * MIB, 20 * MIB, 10 * MIB, 12 * MIB]);
+    for l in live {
+        h.free(l);
+    }
+    // A dedicated allocation of 5 MiB: 30 + 20 + 12 stay within the 72 MiB mark (the 10
+    // goes), but the guard says 11 MiB are over the peak: the 12 MiB block goes too.
+    over.store(11 * MIB, Ordering::SeqCst);
+    assert_eq!(h.vec.make_room_outside(5 * MIB), 2);
+    assert_eq!(asked.load(Ordering::SeqCst), 5 * MIB);
+    assert_eq!(h.block_sizes(), [30 * MIB, 20 * MIB]);
+    // A new block for a 40 MiB request: the mark (72 MiB) keeps 30 MiB beside it; the
+    // guard says 25 MiB over: the 30 MiB block goes too.
+    over.store(25 * MIB, Ordering::SeqCst);
+    let l = h
+        .allocate(&h.fit(40 * MIB, 256, AllocationType::Linear))
+        .unwrap();
+    assert_eq!(h.block_sizes(), [40 * MIB]);
+    // Nothing over: nothing more goes.
+    over.store(0, Ordering::SeqCst);
+    h.free(l);
+    assert_eq!(h.vec.make_room_outside(MIB), 0);
+    assert_eq!(h.block_sizes(), [40 * MIB]);
+}
+
+/// A vector whose blocks stay as they are while a neighbour's mark passes a whole epoch keeps
+/// one empty block, and its mark starts over; a vector that takes samples of
+/// its own keeps what its mark allows. Its own epochs are told to its neighbours.
+#[test]
+fn an_idle_vector_keeps_one_empty_block_after_a_whole_epoch_of_a_neighbour() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let epochs = Arc::new(AtomicU64::new(0));
+    h.vec.set_neighbours(Box::new(FakeNeighbours {
+        over: Arc::default(),
+        asked: Arc::default(),
+        epochs: epochs.clone(),
+    }));
+    let sizes = [30 * MIB, 20 * MIB, 10 * MIB];
+    let live = sizable(&h, &sizes);
+    let mut live = live.into_iter();
+    let held = live.next().unwrap();
+    for l in live {
+        h.free(l);
+    }
+    assert_eq!(h.block_sizes(), sizes);
+    // Its own samples (the frees that emptied blocks) count: the first epoch elsewhere
+    // only notes that it sampled.
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(h.block_sizes(), sizes);
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(
+        h.block_sizes(),
+        [30 * MIB, 20 * MIB],
+        "a whole epoch idle: the largest empty one stays"
+    );
+    assert_eq!(
+        h.vec.high_water.lock().mark(),
+        30 * MIB,
+        "the mark starts over"
+    );
+    // Its last allocation goes: under the mark that started over (30 MiB), only the 30 MiB
+    // block stays. That free is a sample of its own: it is active again.
+    h.free(held);
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    h.vec.neighbour_epoch_passed();
+    h.vec.neighbour_epoch_passed();
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    // Its own epochs are told: one per HIGH_WATER_EPOCH samples.
+    assert_eq!(epochs.load(Ordering::SeqCst), 0);
+    for _ in 0..HIGH_WATER_EPOCH {
+        let l = h
+            .allocate(&h.fit(20 * MIB, 256, AllocationType::Linear))
+            .unwrap();
+        h.free(l);
+    }
+    assert_eq!(epochs.load(Ordering::SeqCst), 1);
+    assert_eq!(h.block_sizes(), [30 * MIB]);
+    // A custom pool's vector (no mark) never gives way.
+    let pool = Harness::<FreeListAllocator>::new(1, BlockLimits::pool(0, 4), 64 * MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    pool.add_block(8 * MIB, MIB, 1);
+    for _ in 0..4 {
+        pool.vec.neighbour_epoch_passed();
+    }
+    assert_eq!(pool.empty_blocks(), 2);
+}
