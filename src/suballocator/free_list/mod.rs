@@ -493,20 +493,6 @@ impl FreeListAllocator {
 }
 
 impl FreeListAllocator {
-    /// Calls `f` with the offset and size of every absorbed padding: free bytes that no
-    /// request is placed in until the allocation behind them is freed.
-    #[cfg(test)]
-    pub(crate) fn for_each_fragment(&self, f: &mut dyn FnMut(DeviceSize, DeviceSize)) {
-        let mut idx = self.first;
-        while idx != NONE {
-            let node = &self.nodes[idx as usize];
-            if matches!(node.state(), State::Used(_)) && node.next_free != 0 {
-                f(node.offset, DeviceSize::from(node.next_free));
-            }
-            idx = node.next;
-        }
-    }
-
     /// Links a new allocated node in front of node `idx`, from `idx`'s offset to `end`, whose
     /// allocation starts at `start` (the bytes before it, fewer than [`MIN_SPLIT_PADDING`], are
     /// its absorbed padding); returns it. The caller moves `idx`'s start to `end`.

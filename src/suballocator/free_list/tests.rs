@@ -19,6 +19,21 @@ fn checker(region: u64, granularity: u64) -> Checker<FreeListAllocator> {
     Checker::new(FreeListAllocator::new(region), al(granularity)).exact()
 }
 
+impl FreeListAllocator {
+    /// Calls `f` with the offset and size of every absorbed padding: free bytes that no
+    /// request is placed in until the allocation behind them is freed.
+    pub(crate) fn for_each_fragment(&self, f: &mut dyn FnMut(DeviceSize, DeviceSize)) {
+        let mut idx = self.first;
+        while idx != NONE {
+            let node = &self.nodes[idx as usize];
+            if matches!(node.state(), State::Used(_)) && node.next_free != 0 {
+                f(node.offset, DeviceSize::from(node.next_free));
+            }
+            idx = node.next;
+        }
+    }
+}
+
 fn alloc(c: &mut Checker<FreeListAllocator>, size: u64, align: u64, ty: AllocationType) -> u64 {
     c.allocate(layout(size, align), ty).unwrap().offset
 }
