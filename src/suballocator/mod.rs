@@ -286,7 +286,9 @@ pub unsafe trait Suballocator {
     fn free_size(&self) -> DeviceSize;
 
     /// A cheap upper bound on the largest request (alignment 1, no granularity conflict) that
-    /// could succeed right now; never smaller than the largest free range, 0 when nothing is
+    /// could succeed right now; never smaller than the largest free range a request can be
+    /// placed in (a suballocator may keep a few free bytes out of reach, as the
+    /// [`FreeListAllocator`] keeps small padding in front of allocations), 0 when nothing is
     /// free. Each implementation documents how tight the bound is. An allocator uses it to skip
     /// blocks that cannot fit a request without locking or searching them.
     fn largest_free_range(&self) -> DeviceSize;

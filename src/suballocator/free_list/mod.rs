@@ -255,9 +255,9 @@ impl Node {
 /// other byte. Fewer than 64 bytes of it are kept in the allocation's node and take no request
 /// until that allocation is freed (searching them would mean walking the allocations).
 /// [`largest_free_range`](Suballocator::largest_free_range) is the upper size limit of the
-/// highest non-empty size class (at least 63 while some padding of fewer than 64 bytes is
-/// kept in an allocation's node, capped by the free size), so it overestimates the largest
-/// free range by less than 1/16 of it when that range is 64 bytes or more.
+/// highest non-empty size class, capped by the free size, so it overestimates the largest
+/// free node by less than 1/16 of it when that node is 16 bytes or more (the padding kept in
+/// allocations' nodes does not count: it takes no request).
 #[derive(Debug)]
 pub struct FreeListAllocator {
     region_size: DeviceSize,
@@ -266,8 +266,6 @@ pub struct FreeListAllocator {
     /// Live allocations of each type, indexed by `AllocationType as usize` (see
     /// [`effective_granularity`](Self::effective_granularity)).
     live_by_type: [usize; 3],
-    /// Allocated nodes that hold absorbed padding.
-    padded: usize,
     /// The smallest request the region served since it was last reset (see
     /// [padding](self#padding-and-granularity)).
     smallest_request: DeviceSize,
@@ -419,7 +417,6 @@ impl FreeListAllocator {
             tail.size = offset + free_len - end;
             self.free_size -= size;
             self.count_allocation(ty);
-            self.padded += usize::from(start > offset);
             return Suballocation {
                 offset: start,
                 size,
@@ -455,7 +452,6 @@ impl FreeListAllocator {
             // join its absorbed padding rather than make a free node of their own: no node to
             // make, file and merge again later for bytes that no request seen could use.
             let after = &mut self.nodes[next as usize];
-            self.padded += usize::from(after.next_free == 0);
             after.offset = end;
             after.size += rest;
             after.next_free += rest as u32;
@@ -480,7 +476,6 @@ impl FreeListAllocator {
         node.set_state(State::Used(ty));
         // Below `MIN_SPLIT_PADDING`, or 0 once the padding was split off.
         node.next_free = (start - node_start) as u32;
-        self.padded += usize::from(start > node_start);
         self.free_size -= size;
         self.count_allocation(ty);
         Suballocation {
@@ -549,7 +544,6 @@ unsafe impl Suballocator for FreeListAllocator {
             free_size: 0,
             allocation_count: 0,
             live_by_type: [0; 3],
-            padded: 0,
             smallest_request: DeviceSize::MAX,
             nodes: Vec::new(),
             recycled: NONE,
@@ -650,7 +644,6 @@ unsafe impl Suballocator for FreeListAllocator {
         self.allocation_count -= 1;
         self.live_by_type[ty as usize] -= 1;
         self.fit_bounds.forget();
-        self.padded -= usize::from(node.next_free != 0);
         self.nodes[idx as usize].set_state(State::Free);
         // The padding absorbed by the next allocation joins this free range: the node after a
         // free node holds no padding.
@@ -662,7 +655,6 @@ unsafe impl Suballocator for FreeListAllocator {
                 next.size -= padding;
                 next.next_free = 0;
                 self.nodes[idx as usize].size += padding;
-                self.padded -= 1;
             }
         }
         // Counted apart from the allocation count above (in another basic block): counting
@@ -716,13 +708,9 @@ unsafe impl Suballocator for FreeListAllocator {
 
     #[inline]
     fn largest_free_range(&self) -> DeviceSize {
+        // Free nodes only: absorbed padding takes no request.
         let nodes = self.buckets.highest_non_empty().map_or(0, |b| b.max_size());
-        let padding = if self.padded > 0 {
-            MIN_SPLIT_PADDING - 1
-        } else {
-            0
-        };
-        nodes.max(padding).min(self.free_size)
+        nodes.min(self.free_size)
     }
 
     #[inline]
@@ -739,7 +727,6 @@ unsafe impl Suballocator for FreeListAllocator {
         self.free_size = self.region_size;
         self.allocation_count = 0;
         self.live_by_type = [0; 3];
-        self.padded = 0;
         self.smallest_request = DeviceSize::MAX;
         if self.region_size > 0 {
             self.first = self.new_node(Node {
