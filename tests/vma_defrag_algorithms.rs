@@ -44,13 +44,6 @@ fn linear_image_info(side: u32) -> vk::ImageCreateInfo<'static> {
     info
 }
 
-/// An optimal `R8G8B8A8_UNORM` texture, filled and read through the GPU.
-fn texture_info(side: u32) -> vk::ImageCreateInfo<'static> {
-    let mut info = common::image_info(side, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
-    info.usage |= vk::ImageUsageFlags::TRANSFER_SRC;
-    info
-}
-
 impl Resource {
     /// A new, unbound resource like this one (`linear` picks the kind of image).
     fn recreate(self, d: &ash::Device, linear: bool) -> Self {
@@ -66,7 +59,7 @@ impl Resource {
                     let info = if linear {
                         linear_image_info(side)
                     } else {
-                        texture_info(side)
+                        common::texture_info(side)
                     };
                     Self::Image(d.create_image(&info, None).unwrap(), side)
                 }
@@ -284,29 +277,6 @@ fn each_algorithm_moves_buffers_and_linear_images_and_keeps_their_bytes() {
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
 }
 
-/// Records a transition of the whole color image `image`.
-///
-/// # Safety
-///
-/// `cmd` is recording and `image` is a valid color image in layout `old`.
-unsafe fn transition(
-    d: &ash::Device,
-    cmd: vk::CommandBuffer,
-    image: vk::Image,
-    old: vk::ImageLayout,
-    new: vk::ImageLayout,
-) {
-    let barrier = common::image_barrier(
-        image,
-        old,
-        new,
-        vk::AccessFlags::TRANSFER_WRITE,
-        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-    );
-    // SAFETY: the caller's contract.
-    unsafe { common::transfer_dependency(d, cmd, &[], &[barrier]) };
-}
-
 /// Copies `from` into `to` (an image from `TRANSFER_SRC_OPTIMAL`, left there) on the GPU.
 ///
 /// # Safety
@@ -322,7 +292,7 @@ unsafe fn record_move(d: &ash::Device, cmd: vk::CommandBuffer, from: Resource, t
             }
             (Resource::Image(src, side), Resource::Image(dst, _)) => {
                 use vk::ImageLayout as L;
-                transition(d, cmd, dst, L::UNDEFINED, L::TRANSFER_DST_OPTIMAL);
+                common::transition(d, cmd, dst, L::UNDEFINED, L::TRANSFER_DST_OPTIMAL);
                 let layers = common::image_copy(side, side).image_subresource;
                 let region = vk::ImageCopy::default()
                     .src_subresource(layers)
@@ -334,7 +304,7 @@ unsafe fn record_move(d: &ash::Device, cmd: vk::CommandBuffer, from: Resource, t
                     });
                 let (src_layout, dst_layout) = (L::TRANSFER_SRC_OPTIMAL, L::TRANSFER_DST_OPTIMAL);
                 d.cmd_copy_image(cmd, src, src_layout, dst, dst_layout, &[region]);
-                transition(d, cmd, dst, dst_layout, src_layout);
+                common::transition(d, cmd, dst, dst_layout, src_layout);
             }
             _ => unreachable!("a resource is recreated as its own kind"),
         }
@@ -376,7 +346,7 @@ fn upload(ctx: &TestContext, staging: &StandardMemoryAllocator, live: &[Live]) {
                     }
                     Resource::Image(image, side) => {
                         use vk::ImageLayout as L;
-                        transition(d, cmd, image, L::UNDEFINED, L::TRANSFER_DST_OPTIMAL);
+                        common::transition(d, cmd, image, L::UNDEFINED, L::TRANSFER_DST_OPTIMAL);
                         let region = common::image_copy(side, side);
                         d.cmd_copy_buffer_to_image(
                             cmd,
@@ -385,7 +355,7 @@ fn upload(ctx: &TestContext, staging: &StandardMemoryAllocator, live: &[Live]) {
                             L::TRANSFER_DST_OPTIMAL,
                             &[region],
                         );
-                        transition(
+                        common::transition(
                             d,
                             cmd,
                             image,
@@ -512,7 +482,8 @@ fn default_pools_case(layout: GpuLayout, algorithm: DefragmentationAlgorithm) {
     for i in 0..240u64 {
         let side = *rng.pick(&[32, 64, 128]);
         // SAFETY: a valid image info; destroyed before its allocation.
-        let (image, alloc) = unsafe { allocator.create_image(&texture_info(side), &info) }.unwrap();
+        let (image, alloc) =
+            unsafe { allocator.create_image(&common::texture_info(side), &info) }.unwrap();
         live.push(Live {
             resource: Resource::Image(image, side),
             alloc,

@@ -276,12 +276,6 @@ impl Resource {
     }
 }
 
-fn texture_info(side: u32) -> vk::ImageCreateInfo<'static> {
-    let mut info = common::image_info(side, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
-    info.usage |= vk::ImageUsageFlags::TRANSFER_SRC;
-    info
-}
-
 /// Creates a resource like `like` (not bound).
 fn recreate(ctx: &TestContext, like: Resource) -> Resource {
     // SAFETY: valid create infos.
@@ -294,7 +288,9 @@ fn recreate(ctx: &TestContext, like: Resource) -> Resource {
                 size,
             ),
             Resource::Image(_, side) => Resource::Image(
-                ctx.device.create_image(&texture_info(side), None).unwrap(),
+                ctx.device
+                    .create_image(&common::texture_info(side), None)
+                    .unwrap(),
                 side,
             ),
         }
@@ -309,29 +305,6 @@ fn destroy_resource(ctx: &TestContext, r: Resource) {
             Resource::Image(i, _) => ctx.device.destroy_image(i, None),
         }
     }
-}
-
-/// Records a transition of the whole image `image`.
-///
-/// # Safety
-///
-/// `cmd` is recording and `image` is a valid color image in layout `old`.
-unsafe fn transition(
-    d: &ash::Device,
-    cmd: vk::CommandBuffer,
-    image: vk::Image,
-    old: vk::ImageLayout,
-    new: vk::ImageLayout,
-) {
-    let barrier = common::image_barrier(
-        image,
-        old,
-        new,
-        vk::AccessFlags::TRANSFER_WRITE,
-        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
-    );
-    // SAFETY: the caller's contract.
-    unsafe { common::transfer_dependency(d, cmd, &[], &[barrier]) };
 }
 
 /// Host-visible staging buffers, one per resource, filled with (or for) `bytes` bytes each.
@@ -374,7 +347,7 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
         let side = [32, 64, 128][rng.below(3) as usize];
         // SAFETY: a valid image info; destroyed before its allocation.
         let (image, alloc) =
-            unsafe { pool.create_image(&texture_info(side), &dedicated_off) }.unwrap();
+            unsafe { pool.create_image(&common::texture_info(side), &dedicated_off) }.unwrap();
         assert_eq!(alloc.allocation_type(), AllocationType::NonLinear);
         all.push((Resource::Image(image, side), alloc));
     }
@@ -408,7 +381,7 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
                         d.cmd_copy_buffer(cmd, *src, b, &[vk::BufferCopy::default().size(size)])
                     }
                     Resource::Image(image, side) => {
-                        transition(
+                        common::transition(
                             d,
                             cmd,
                             image,
@@ -422,7 +395,7 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
                             vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                             &[common::image_copy(side, side)],
                         );
-                        transition(
+                        common::transition(
                             d,
                             cmd,
                             image,
@@ -488,7 +461,7 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
                                 &[vk::BufferCopy::default().size(size)],
                             ),
                         (Resource::Image(src, side), Resource::Image(dst, _)) => {
-                            transition(
+                            common::transition(
                                 d,
                                 cmd,
                                 dst,
@@ -517,7 +490,7 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
                                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                                 &[region],
                             );
-                            transition(
+                            common::transition(
                                 d,
                                 cmd,
                                 dst,

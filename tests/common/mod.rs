@@ -503,6 +503,38 @@ pub unsafe fn transfer_dependency(
     };
 }
 
+/// An optimal `R8G8B8A8_UNORM` texture that transfers can fill and read.
+pub fn texture_info(side: u32) -> vk::ImageCreateInfo<'static> {
+    let mut info = image_info(side, vk::Format::R8G8B8A8_UNORM, vk::ImageTiling::OPTIMAL);
+    info.usage |= vk::ImageUsageFlags::TRANSFER_SRC;
+    info
+}
+
+/// Records a transition of the whole color image `image` from `old` to `new`, after earlier
+/// transfers and before later ones.
+///
+/// # Safety
+///
+/// `cmd` is recording, outside a render pass, and `image` is a valid color image of `d` in
+/// layout `old`.
+pub unsafe fn transition(
+    d: &ash::Device,
+    cmd: vk::CommandBuffer,
+    image: vk::Image,
+    old: vk::ImageLayout,
+    new: vk::ImageLayout,
+) {
+    let barrier = image_barrier(
+        image,
+        old,
+        new,
+        vk::AccessFlags::TRANSFER_WRITE,
+        vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE,
+    );
+    // SAFETY: the caller's contract.
+    unsafe { transfer_dependency(d, cmd, &[], &[barrier]) };
+}
+
 /// The copy of a whole `width` x `height` color image to or from a tightly packed buffer at
 /// offset 0.
 pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {
