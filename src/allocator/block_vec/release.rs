@@ -176,7 +176,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     }
 
     /// Before the vector makes a memory object of `size` bytes, under its list's lock: the
-    /// vector's [`Neighbours`](super::Neighbours) give back their kept blocks
+    /// vector's [`Neighbours`] give back their kept blocks
     /// as far as needed for the allocator to stay within its peak, then the vector gives back
     /// its own for what is left (see [releasing](super#releasing)). Returns how many of its
     /// own were released.
