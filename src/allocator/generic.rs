@@ -430,25 +430,24 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         // Out of memory with empty blocks kept in the heap: they give their memory back and
         // the import is tried once more, as every other allocation is (a failed import leaves
         // its handle the application's, so it may be given again).
-        let vec = self.block_vecs.get(info.memory_type_index as usize);
-        if let Some(vec) = vec {
-            vec.make_room_outside(info.size);
-        }
-        let memory = self.make_memory(&info, false)?;
-        // An import's bytes are its payload (the host's data, another device's), not a new
-        // allocation's garbage: the debug fill pattern never lands on them.
-        let meta = self.meta(create_info).and_then(|meta| {
-            AllocationMeta {
-                fill: false,
-                ..AllocationMeta::clone(&meta)
-            }
-            .shared()
-        });
-        let alloc = execute::wrap_dedicated(&self.dedicated, memory, AllocationType::Unknown, meta);
-        if let Some(vec) = vec {
-            vec.outside_made();
-        }
-        Ok(alloc)
+        self.outside_blocks(info.memory_type_index, info.size, || {
+            let memory = self.make_memory(&info, false)?;
+            // An import's bytes are its payload (the host's data, another device's), not a
+            // new allocation's garbage: the debug fill pattern never lands on them.
+            let meta = self.meta(create_info).and_then(|meta| {
+                AllocationMeta {
+                    fill: false,
+                    ..AllocationMeta::clone(&meta)
+                }
+                .shared()
+            });
+            Ok(execute::wrap_dedicated(
+                &self.dedicated,
+                memory,
+                AllocationType::Unknown,
+                meta,
+            ))
+        })
     }
 
     fn dedicated(
@@ -462,26 +461,22 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let priority = create_info
             .priority
             .unwrap_or(self.create_info.block_priority);
-        // Kept empty blocks of the type give way first, as for a new block: they never raise
-        // the type's peak (see the block vectors' "Releasing").
-        let vec = &self.block_vecs[memory_type_index as usize];
-        vec.make_room_outside(size);
-        let memory = self.allocate_memory(
-            memory_type_index,
-            size,
-            dedicated,
-            priority,
-            create_info,
-            false,
-        )?;
-        let alloc = execute::wrap_dedicated(
-            &self.dedicated,
-            memory,
-            allocation_type,
-            self.meta(create_info),
-        );
-        vec.outside_made();
-        Ok(alloc)
+        self.outside_blocks(memory_type_index, size, || {
+            let memory = self.allocate_memory(
+                memory_type_index,
+                size,
+                dedicated,
+                priority,
+                create_info,
+                false,
+            )?;
+            Ok(execute::wrap_dedicated(
+                &self.dedicated,
+                memory,
+                allocation_type,
+                self.meta(create_info),
+            ))
+        })
     }
 
     /// Makes a custom pool whose blocks are carved by `S` (see

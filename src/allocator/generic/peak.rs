@@ -119,6 +119,28 @@ impl<S: Suballocator + Send + 'static> PeakState<S> {
 }
 
 impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
+    /// Makes, with `make`, a memory object of `size` bytes of `memory_type_index` outside the
+    /// blocks (a dedicated allocation or an import, which `make` registers): the type's kept
+    /// empty blocks give way first, as for a new block, so that they never raise its peak,
+    /// and the memory in use is a sample of its mark after (see the block vectors'
+    /// "Releasing").
+    pub(super) fn outside_blocks<T>(
+        &self,
+        memory_type_index: u32,
+        size: DeviceSize,
+        make: impl FnOnce() -> Result<T, AllocationError>,
+    ) -> Result<T, AllocationError> {
+        let vec = self.block_vecs.get(memory_type_index as usize);
+        if let Some(vec) = vec {
+            vec.make_room_outside(size);
+        }
+        let made = make()?;
+        if let Some(vec) = vec {
+            vec.outside_made();
+        }
+        Ok(made)
+    }
+
     /// Makes the memory object of `info` (a block of its type's default vector when
     /// `for_block`: the caller holds that vector's list). The vector gave back its kept
     /// blocks, and the others theirs, as far as the object needs not to raise the

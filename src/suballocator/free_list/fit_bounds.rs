@@ -10,10 +10,9 @@
 //! [`fails_monotonically`](crate::suballocator::Suballocator::fails_monotonically)). So the
 //! bound stays an upper bound until the next free, which forgets every bound with one store.
 //!
-//! The bound covers the padding that allocations absorb too (the search's last resort for
-//! requests of fewer than 64 bytes): a failed search records the most that a free node or
-//! any padding holds, so that a small request nothing holds is not walked through every
-//! allocation again.
+//! The bound is over the free nodes only: the padding that allocations absorb takes no
+//! request (see [padding](super#padding-and-granularity)), so a region whose free bytes are
+//! all such padding learns a bound of 0.
 
 use super::AllocationType;
 use crate::layout::{DeviceAlignment, DeviceSize};

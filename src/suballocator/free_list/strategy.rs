@@ -138,8 +138,8 @@ mod tests {
 
         /// With no alignment or granularity to honour, `MinMemory` takes the smallest free
         /// range that holds the request and `MinOffset` the first one. (The probes are at
-        /// least `MIN_SPLIT_PADDING` bytes: below that, the padding kept in allocations' nodes
-        /// is a last resort for every strategy, see the module docs.)
+        /// least `MIN_SPLIT_PADDING` bytes, so no padding kept in allocations' nodes, which
+        /// takes no request, could have held one.)
         #[test]
         fn min_memory_is_best_fit_and_min_offset_first_fit(
             ops in testing::op_sequence(1 << 14, 50..400),
