@@ -200,9 +200,12 @@ struct Sizes {
     sides: &'static [u32],
 }
 
-/// VMA's mix: buffers of 4 to 256 KiB, textures of 32 to 256 texels a side.
+/// VMA's mix: buffers of 4 to 256 KiB, textures of 32 to 256 texels a side. About 80 items
+/// in use at once of some 120 KiB each on average (9.5 MB) want more than the 4 MiB block
+/// holds, so that it fills up whatever the threads' interleaving (8 MiB, close to the
+/// demand, would fill only in some runs).
 const MIXED: Sizes = Sizes {
-    block: 8 * MIB,
+    block: 4 * MIB,
     buffers: (4 * KIB, 256 * KIB),
     sides: &[32, 64, 128, 256],
 };
@@ -304,8 +307,11 @@ fn threads_using_items_frame_by_frame_in_a_one_block_pool() {
 /// share pages only with their own kind (the slot allocator's typed groups), under threads.
 #[test]
 fn threads_using_small_items_frame_by_frame_in_a_one_block_slot_pool() {
+    // About 80 items in use at once (half of each thread's 40) of some 2 KiB each: more than
+    // the block holds, so that it fills up whatever the threads' interleaving (at 256 KiB it
+    // filled only in some runs).
     let small = Sizes {
-        block: 256 * KIB,
+        block: 128 * KIB,
         buffers: (256, 4 * KIB),
         sides: &[8, 16, 32],
     };
