@@ -50,12 +50,16 @@ pub(super) struct FitBounds {
     tables: Box<Tables>,
     /// One bit per entry of `largest` (bit `type * CLASSES + class`): which hold a bound.
     /// Cleared to forget them all: one store, however many bounds there were.
-    known: u64,
+    pub(super) known: u64,
     /// How many of `pending` hold a range the bounds do not count yet (0 unless `kept`).
     pending: usize,
     /// Whether frees note their ranges (the bounds outlive them) rather than forget the
     /// bounds: set by a long failed walk, cleared when the bounds are forgotten.
     kept: bool,
+    /// Whether a lookup came since the noted ranges were last folded into the bounds: a
+    /// free that finds no room to note one more folds them then, and forgets the bounds
+    /// when no lookup used them.
+    looked: bool,
     /// The walk that keeps the bounds: [`LONG_WALK`] nodes (tests lower it, to keep the
     /// bounds after every failed walk).
     pub(super) long_walk: usize,
@@ -94,6 +98,7 @@ impl FitBounds {
             known: 0,
             pending: 0,
             kept: false,
+            looked: false,
             long_walk: LONG_WALK,
             granularity: DeviceAlignment::MIN,
         }
@@ -105,6 +110,7 @@ impl FitBounds {
         self.known = 0;
         self.pending = 0;
         self.kept = false;
+        self.looked = false;
     }
 
     /// Whether a free should note the range it makes ([`freed`](Self::freed)); when not, it
@@ -123,20 +129,71 @@ impl FitBounds {
     }
 
     /// A free made the free range `[offset, end)` (the freed bytes merged with the free
-    /// neighbours), the only range a free changes: the next lookup raises every known bound to
-    /// the bytes that range holds at the bound's alignment, if more, so the bounds stay upper
-    /// bounds. Past [`PENDING`] ranges noted, forgets the bounds instead.
+    /// neighbours), the only range a free changes: a lookup takes for each known bound the
+    /// bytes that range holds at the bound's alignment, if more, so the bounds stay upper
+    /// bounds. With [`PENDING`] ranges noted already, they are folded into the bounds first,
+    /// if a lookup used them since the last fold; else the bounds are forgotten.
     #[inline]
     pub(super) fn freed(&mut self, offset: DeviceSize, end: DeviceSize) {
-        if self.pending < PENDING {
-            self.tables.pending[self.pending] = (offset, end);
-            self.pending += 1;
-        } else {
-            self.forget();
+        if self.pending == PENDING {
+            if !self.looked {
+                self.forget();
+                return;
+            }
+            self.raise_by_pending();
+        }
+        self.tables.pending[self.pending] = (offset, end);
+        self.pending += 1;
+    }
+
+    /// Whether ranges are noted ([`taken`](Self::taken) has work only then).
+    #[inline(always)]
+    pub(super) fn any_pending(&self) -> bool {
+        self.pending != 0
+    }
+
+    /// An allocation took `[start, end)` (the bytes before `start` it absorbs stay counted, an
+    /// upper bound): the noted ranges lose those bytes, so that a bound raised by a range the
+    /// quick search then took does not send the next request on a walk that fails. A range cut
+    /// in two keeps both pieces while there is room to note one more, else stays whole.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn taken(&mut self, start: DeviceSize, end: DeviceSize) {
+        let pending = &mut self.tables.pending;
+        let mut i = 0;
+        while i < self.pending {
+            let (a, b) = pending[i];
+            if a < end && start < b {
+                match (a < start, end < b) {
+                    (false, false) => {
+                        self.pending -= 1;
+                        pending[i] = pending[self.pending];
+                        continue;
+                    }
+                    (true, false) => pending[i] = (a, start),
+                    (false, true) => pending[i] = (end, b),
+                    (true, true) => {
+                        if self.pending < PENDING {
+                            pending[i] = (a, start);
+                            pending[self.pending] = (end, b);
+                            self.pending += 1;
+                        }
+                    }
+                }
+            }
+            i += 1;
         }
     }
 
-    /// Raises the known bounds by the ranges noted since the last lookup.
+    /// The bytes `[offset, end)` hold at an alignment of `2^class`.
+    #[inline]
+    fn room(offset: DeviceSize, end: DeviceSize, class: usize) -> DeviceSize {
+        // `class <= LAST_EXPONENT`: a power of two that fits.
+        let alignment = DeviceAlignment::new(1 << class).unwrap();
+        align_up(offset, alignment).map_or(0, |start| end.saturating_sub(start))
+    }
+
+    /// Raises the known bounds by the noted ranges, and forgets the ranges.
     #[cold]
     #[inline(never)]
     fn raise_by_pending(&mut self) {
@@ -147,14 +204,12 @@ impl FitBounds {
                 let bit = known.trailing_zeros() as usize;
                 known &= known - 1;
                 let (row, class) = (bit / CLASSES, bit % CLASSES);
-                // `class <= LAST_EXPONENT`: a power of two that fits.
-                let alignment = DeviceAlignment::new(1 << class).unwrap();
-                let room = align_up(offset, alignment).map_or(0, |start| end.saturating_sub(start));
                 let entry = &mut largest[row][class];
-                *entry = (*entry).max(room);
+                *entry = (*entry).max(Self::room(offset, end, class));
             }
         }
         self.pending = 0;
+        self.looked = false;
     }
 
     /// The most bytes a free range can hold for a request of this type, alignment and
@@ -166,9 +221,6 @@ impl FitBounds {
         alignment: DeviceAlignment,
         granularity: DeviceAlignment,
     ) -> DeviceSize {
-        if self.pending != 0 {
-            self.raise_by_pending();
-        }
         let class = alignment.log2().min(LAST_EXPONENT) as usize;
         let row = type_index(ty);
         // The known bounds of this type at this alignment or a looser one.
@@ -176,9 +228,15 @@ impl FitBounds {
         if classes == 0 || self.granularity != granularity {
             return DeviceSize::MAX;
         }
+        self.looked = true;
         let mut largest = DeviceSize::MAX;
         while classes != 0 {
-            largest = largest.min(self.tables.largest[row][classes.trailing_zeros() as usize]);
+            let class = classes.trailing_zeros() as usize;
+            let mut bound = self.tables.largest[row][class];
+            for &(offset, end) in &self.tables.pending[..self.pending] {
+                bound = bound.max(Self::room(offset, end, class));
+            }
+            largest = largest.min(bound);
             classes &= classes - 1;
         }
         largest

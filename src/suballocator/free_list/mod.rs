@@ -396,6 +396,9 @@ impl FreeListAllocator {
         ty: AllocationType,
     ) -> Suballocation {
         self.smallest_request = self.smallest_request.min(size);
+        if self.fit_bounds.any_pending() {
+            self.fit_bounds.taken(start, start + size);
+        }
         let Node {
             offset,
             size: free_len,

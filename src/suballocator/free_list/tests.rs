@@ -921,6 +921,9 @@ fn a_free_raises_the_learned_bounds_instead_of_forgetting_them() {
     assert!(c.allocate(layout(merged(some) + 1, 4096), Linear).is_err());
     let placed = alloc(&mut c, merged(some), 4096, Linear);
     assert_eq!(placed, ((some - 1) * OBJ).next_multiple_of(4096));
+    // The quick search took the range that raised the bound: the bound falls back with it,
+    // and the next request at 4 KiB is refused without a walk that would fail.
+    assert_eq!(bound(&mut c), 0);
     // The range a free makes reaches back over the free range before it: free an object
     // that holds a 4 KiB boundary, then the one after it; the request that only the two
     // together hold is placed (a bound raised by the second object alone refuses it).
@@ -947,15 +950,20 @@ fn a_free_raises_the_learned_bounds_instead_of_forgetting_them() {
         c.sub.fit_bounds.largest(Linear, al(1024), al(1)),
         DeviceSize::MAX
     );
-    // Frees note their ranges for the next lookup; past `PENDING` of them with no lookup
-    // between, they forget the bounds instead (one store).
+    // Frees note their ranges (`PENDING` of them at most); when the list is full, a free
+    // folds them into the bounds if a lookup used them since the last fold, and forgets the
+    // bounds (one store) if none did.
     assert!(bound(&mut c) < DeviceSize::MAX);
     let live_even: Vec<u64> = (2..count - 1)
         .step_by(2)
         .filter(|&k| live(k) && k != a && k != a + 1)
-        .take(fit_bounds::PENDING + 1)
+        .take(2 * fit_bounds::PENDING + 1)
         .collect();
-    for k in live_even {
+    for &k in &live_even[..=fit_bounds::PENDING] {
+        free_at(&mut c, k * OBJ);
+    }
+    assert!(c.sub.fit_bounds.known != 0, "folded: a lookup came before");
+    for &k in &live_even[fit_bounds::PENDING + 1..] {
         free_at(&mut c, k * OBJ);
     }
     assert_eq!(bound(&mut c), DeviceSize::MAX);
