@@ -37,9 +37,9 @@
 //!    fits, the walk goes on through the smaller buckets, down to the first whose ranges are
 //!    all shorter than the most room seen, and so learns the *bound*: the most bytes any free
 //!    range holds at this alignment for this type. A request of that type, at least as
-//!    strictly aligned and larger than the bound, then fails at once; a free raises the bound
-//!    to what the range it makes holds, if more (see the `complete` and `fit_bounds` modules
-//!    of this file's folder).
+//!    strictly aligned and larger than the bound, then fails at once, until the next free
+//!    (after a long walk, a free raises the bound to what the range it makes holds instead:
+//!    see the `complete` and `fit_bounds` modules of this file's folder).
 //!
 //! The first two steps are the fast path, O(1); the third makes the search complete, so
 //! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
@@ -115,9 +115,10 @@
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
 //! bound that turns away every larger request of that type and alignment, or a stricter one,
-//! in O(1), also after frees, which raise the bound to what the one range each makes holds
-//! (a few shifts, only while some bound is known); only a request within the bound walks again, and it either finds a range or lowers the bound (allocations
-//! since may have taken the room the bound counted). A walk that succeeds usually stops
+//! in O(1) until the next free; after a long walk also past frees, which raise the bound to
+//! what the one range each makes holds, less what allocations took from it since. Only a
+//! request within the bound walks again, and it either finds a range or lowers the bound
+//! (allocations may have taken room that the bound still counts). A walk that succeeds usually stops
 //! within the first few ranges, the longest. On the peer benchmark's `burst` workload
 //! (100,000 allocations of 64 B-64 KiB at alignments 16-256, then all freed), where full
 //! arenas keep some 2,000 short free ranges each, most of them alignment padding, this took
