@@ -5,7 +5,7 @@
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
 //!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator]
 //!     [--seed S] [--ash-block-arenas N] [--ash-debug margin=16,fill,log,backtrace,all]
-//!     [--ash-strategy min-memory,min-time,min-offset]
+//!     [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
 //!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
 //!     [--defrag-sizes MIN..MAX] [--defrag-free-percent P]
@@ -17,6 +17,10 @@
 //! ash-memory row of the same run. `log` runs with no logger installed: it measures the
 //! cost of the check and the bookkeeping, not of writing log records.
 //!
+//! `--custom SPEC` (repeatable) adds one workload row per spec, named by its spec text; see
+//! `custom.rs` for the syntax (`live=100k,steps=200k,sizes=16..4k,align=16..256,order=fifo`).
+//! With `--custom` and no `--workloads`, only the custom rows run.
+//!
 //! `--defrag` replaces the workloads: it fragments ash-memory and VMA with the same trace of
 //! host-visible buffers, runs each defragmentation algorithm on that state with the moves
 //! copied by memcpy, verifies every surviving buffer, and prints the moves, the memory given
@@ -27,6 +31,7 @@
 //! (70 by default). `--runs` defaults to 5 there.
 
 mod backends;
+mod custom;
 mod debug_cost;
 mod defrag;
 mod trace;
@@ -293,6 +298,8 @@ struct Args {
     ash_strategy: Vec<ash_memory::AllocationStrategy>,
     /// `--defrag`: the defragmentation comparison instead of the workloads.
     defrag: Option<defrag::DefragArgs>,
+    /// `--custom SPEC`, in the order given.
+    custom: Vec<custom::CustomSpec>,
 }
 
 fn parse_args() -> Args {
@@ -307,13 +314,15 @@ fn parse_args() -> Args {
         ash_debug: Vec::new(),
         ash_strategy: Vec::new(),
         defrag: None,
+        custom: Vec::new(),
     };
+    let mut workloads_given = false;
     let mut defrag = defrag::DefragArgs::default();
     let mut it = std::env::args().skip(1);
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] \
                  [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
-                 [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset]\n       \
+                 [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
                  [--defrag-max-bytes B] [--defrag-max-moves N] [--defrag-sizes MIN..MAX] \
                  [--defrag-free-percent P] [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
@@ -335,7 +344,12 @@ fn parse_args() -> Args {
                 .expect("--ash-block-arenas given twice"),
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--seed" => a.seed = val().parse().expect("--seed S"),
+            "--custom" => a.custom.push(
+                custom::CustomSpec::parse(&val())
+                    .unwrap_or_else(|e| panic!("--custom: {e}\n{}", custom::HELP)),
+            ),
             "--workloads" => {
+                workloads_given = true;
                 a.workloads = val()
                     .split(',')
                     .map(|s| Workload::parse(s).unwrap_or_else(|| panic!("unknown workload {s}")))
@@ -397,11 +411,21 @@ fn parse_args() -> Args {
                     .collect()
             }
             "-h" | "--help" => {
-                println!("{usage}");
+                println!("{usage}\n\n{}", custom::HELP);
                 std::process::exit(0);
             }
             _ => panic!("unknown argument {arg}\n{usage}"),
         }
+    }
+    if !a.custom.is_empty() {
+        if !workloads_given {
+            a.workloads.clear();
+        }
+        a.workloads
+            .extend((0..a.custom.len()).map(Workload::Custom));
+        custom::SPECS
+            .set(std::mem::take(&mut a.custom))
+            .expect("specs registered once");
     }
     if a.runs == 0 {
         a.runs = if a.quick { 3 } else { 5 };

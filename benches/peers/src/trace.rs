@@ -106,6 +106,8 @@ pub enum Workload {
     Mixed,
     Large,
     Tiny,
+    /// `--custom SPEC`: the spec at this index of [`crate::custom::SPECS`].
+    Custom(usize),
 }
 
 impl Workload {
@@ -125,6 +127,7 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Large => "large",
             Workload::Tiny => "tiny",
+            Workload::Custom(i) => crate::custom::spec(i).text.as_str(),
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -145,7 +148,7 @@ pub struct TraceParams<'a> {
     pub divisor: u64,
 }
 
-struct Builder {
+pub(crate) struct Builder {
     ops: Vec<Op>,
     sizes: Vec<u64>,
     live: u64,
@@ -153,7 +156,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(slots: usize) -> Self {
+    pub(crate) fn new(slots: usize) -> Self {
         Builder {
             ops: Vec::new(),
             sizes: vec![0; slots],
@@ -161,7 +164,7 @@ impl Builder {
             allocs: 0,
         }
     }
-    fn alloc(&mut self, slot: usize, req: Request) {
+    pub(crate) fn alloc(&mut self, slot: usize, req: Request) {
         debug_assert_eq!(self.sizes[slot], 0);
         self.ops.push(Op::Alloc {
             slot: slot as u32,
@@ -171,12 +174,12 @@ impl Builder {
         self.live += req.size;
         self.allocs += 1;
     }
-    fn free(&mut self, slot: usize) {
+    pub(crate) fn free(&mut self, slot: usize) {
         self.ops.push(Op::Free { slot: slot as u32 });
         self.live -= self.sizes[slot];
         self.sizes[slot] = 0;
     }
-    fn finish(self) -> Trace {
+    pub(crate) fn finish(self) -> Trace {
         assert_eq!(self.live, 0, "trace must end with everything freed");
         Trace {
             slots: self.sizes.len(),
@@ -217,7 +220,11 @@ fn steady_state(
 }
 
 pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
-    let mut rng = Rng::new(seed ^ (w as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+    let index = match w {
+        Workload::Custom(i) => return crate::custom::generate(crate::custom::spec(i), seed, p),
+        _ => Workload::ALL.iter().position(|&a| a == w).unwrap() as u64,
+    };
+    let mut rng = Rng::new(seed ^ (index + 1).wrapping_mul(0xA076_1D64_78BD_642F));
     let d = p.divisor.max(1);
     let buffer = |size, alignment, usage| Request {
         size,
@@ -343,5 +350,6 @@ pub fn generate(w: Workload, seed: u64, p: &TraceParams<'_>) -> Trace {
             let req = |rng: &mut Rng| buffer(rng.log_uniform(16, 256), 16, Usage::DeviceLocal);
             steady_state(&mut rng, live, steps, req)
         }
+        Workload::Custom(_) => unreachable!("generated above"),
     }
 }

@@ -1,6 +1,6 @@
 //! The complete search (step 3 of the [search](super#algorithm)), for requests the fast path
-//! could not place: every free range, longest first, checked exactly, and the bound that a
-//! failed walk learns (see [`fit_bounds`]).
+//! could not place: every free range, longest first, checked exactly, the bound that a
+//! failed walk learns, and what a free tells the bounds (see [`fit_bounds`]).
 
 use super::*;
 
@@ -57,24 +57,50 @@ impl FreeListAllocator {
         }
         match self.walk_all(size, alignment, ty, granularity) {
             Ok(found) => Some(found),
-            Err(largest) => {
-                self.fit_bounds.record(ty, alignment, granularity, largest);
+            Err((largest, walked)) => {
+                self.fit_bounds
+                    .record(ty, alignment, granularity, largest, walked);
                 None
             }
         }
     }
 
+    /// The allocated node `idx` is about to be freed: the failed searches' bounds take in the
+    /// free range it makes, from the free node before it (or its own start, absorbed padding
+    /// included) to the end of the free node after it (or of the padding the allocation after
+    /// it absorbed, which joins the freed range); see [`fit_bounds`]. Only called while the
+    /// bounds are kept across frees.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn note_free_for_bounds(&mut self, idx: u32) {
+        let node = &self.nodes[idx as usize];
+        let mut start = node.offset;
+        if node.prev != NONE && self.nodes[node.prev as usize].state() == State::Free {
+            start = self.nodes[node.prev as usize].offset;
+        }
+        let mut end = node.end();
+        if node.next != NONE {
+            let next = &self.nodes[node.next as usize];
+            end = match next.state() {
+                State::Free => next.end(),
+                _ => end + DeviceSize::from(next.next_free),
+            };
+        }
+        self.fit_bounds.freed(start, end);
+    }
+
     /// The walk of [`search_all`](Self::search_all): the node that holds the request and
-    /// where, or the most bytes any free node holds for it.
+    /// where, or the most bytes any free node holds for it and the number of nodes walked.
     fn walk_all(
         &self,
         size: DeviceSize,
         alignment: DeviceAlignment,
         ty: AllocationType,
         granularity: DeviceAlignment,
-    ) -> Result<(u32, DeviceSize), DeviceSize> {
+    ) -> Result<(u32, DeviceSize), (DeviceSize, usize)> {
         // The most bytes a node seen so far holds (less than `size` while the walk goes on).
         let mut largest = 0;
+        let mut walked = 0;
         let mut bucket = self.buckets.highest_non_empty();
         // A bucket whose ranges are all at most `largest` bytes holds nothing new, nor do the
         // buckets below it.
@@ -82,6 +108,7 @@ impl FreeListAllocator {
             let mut idx = self.buckets.head(b);
             while idx != NONE {
                 let node = &self.nodes[idx as usize];
+                walked += 1;
                 // The room before granularity, from the node alone: an upper bound of its
                 // room, which spares reading the neighbours for most nodes.
                 let aligned_room = align_up(node.offset, alignment)
@@ -99,6 +126,6 @@ impl FreeListAllocator {
                 .prev()
                 .and_then(|p| self.buckets.last_non_empty_through(p));
         }
-        Err(largest)
+        Err((largest, walked))
     }
 }

@@ -36,9 +36,10 @@
 //!    longer a range, the likelier it leaves room after its alignment padding. When nothing
 //!    fits, the walk goes on through the smaller buckets, down to the first whose ranges are
 //!    all shorter than the most room seen, and so learns the *bound*: the most bytes any free
-//!    range holds at this alignment for this type. Until the next free, a request of that
-//!    type, at least as strictly aligned and larger than the bound, fails at once (see the
-//!    `complete` and `fit_bounds` modules of this file's folder).
+//!    range holds at this alignment for this type. A request of that type, at least as
+//!    strictly aligned and larger than the bound, then fails at once, until the next free
+//!    (after a long walk, a free raises the bound to what the range it makes holds instead:
+//!    see the `complete` and `fit_bounds` modules of this file's folder).
 //!
 //! The first two steps are the fast path, O(1); the third makes the search complete, so
 //! [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
@@ -114,9 +115,10 @@
 //! those checks read the range's own node only: a range whose room after alignment padding
 //! alone is too small is passed without looking at its neighbours. A failing walk learns a
 //! bound that turns away every larger request of that type and alignment, or a stricter one,
-//! in O(1) until the next free (which forgets the bounds with one store); only a request
-//! within the bound walks again, and it either finds a range or lowers the bound (allocations
-//! since may have taken the room the bound counted). A walk that succeeds usually stops
+//! in O(1) until the next free; after a long walk also past frees, which raise the bound to
+//! what the one range each makes holds, less what allocations took from it since. Only a
+//! request within the bound walks again, and it either finds a range or lowers the bound
+//! (allocations may have taken room that the bound still counts). A walk that succeeds usually stops
 //! within the first few ranges, the longest. On the peer benchmark's `burst` workload
 //! (100,000 allocations of 64 B-64 KiB at alignments 16-256, then all freed), where full
 //! arenas keep some 2,000 short free ranges each, most of them alignment padding, this took
@@ -395,6 +397,9 @@ impl FreeListAllocator {
         ty: AllocationType,
     ) -> Suballocation {
         self.smallest_request = self.smallest_request.min(size);
+        if self.fit_bounds.any_pending() {
+            self.fit_bounds.taken(start, start + size);
+        }
         let Node {
             offset,
             size: free_len,
@@ -631,6 +636,12 @@ unsafe impl Suballocator for FreeListAllocator {
     /// May panic if the contract is broken (a handle that names no live allocation).
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         let mut idx = suballocation.handle.get() as u32;
+        // Before the node is read: the rare call leaves nothing to keep across it.
+        if self.fit_bounds.kept() {
+            self.note_free_for_bounds(idx);
+        } else {
+            self.fit_bounds.forget_at_free();
+        }
         let node = self.nodes[idx as usize];
         let ty = match node.state() {
             State::Used(ty)
@@ -643,7 +654,6 @@ unsafe impl Suballocator for FreeListAllocator {
         };
         self.allocation_count -= 1;
         self.live_by_type[ty as usize] -= 1;
-        self.fit_bounds.forget();
         self.nodes[idx as usize].set_state(State::Free);
         // The padding absorbed by the next allocation joins this free range: the node after a
         // free node holds no padding.
