@@ -320,4 +320,31 @@ mod tests {
         b.forget();
         assert_eq!(b.largest(Unknown, al(1), al(1)), DeviceSize::MAX);
     }
+
+    #[test]
+    fn an_allocation_cuts_only_the_noted_ranges_it_overlaps() {
+        use AllocationType::Linear;
+        let g = al(1);
+        let bound = |b: &mut FitBounds| b.largest(Linear, al(1), g);
+        let mut b = FitBounds::new();
+        b.record(Linear, al(1), g, 10, LONG_WALK);
+        assert!(b.kept());
+        b.freed(100, 200);
+        assert_eq!(bound(&mut b), 100, "raised by the noted range");
+        // Allocations beside the range, touching it or not, leave it whole.
+        b.taken(300, 400);
+        b.taken(200, 250);
+        b.taken(40, 100);
+        assert_eq!(bound(&mut b), 100);
+        // One over its start, one over its end: the middle is left.
+        b.taken(90, 120);
+        b.taken(170, 210);
+        assert_eq!(bound(&mut b), 50);
+        // One in the middle leaves the larger piece (both are kept).
+        b.taken(130, 140);
+        assert_eq!(bound(&mut b), 30);
+        // One over all of it removes it: the learned bound is back.
+        b.taken(0, 1000);
+        assert_eq!(bound(&mut b), 10);
+    }
 }
