@@ -345,6 +345,7 @@ mod tests {
         assert_eq!(bound(&mut b), 30);
         // One over all of it removes it: the learned bound is back.
         b.taken(0, 1000);
+        assert!(!b.any_pending(), "both pieces gone");
         assert_eq!(bound(&mut b), 10);
     }
 }
