@@ -89,6 +89,56 @@ impl FreeListAllocator {
         self.fit_bounds.freed(start, end);
     }
 
+    /// [`take`](Self::take) is about to place `[start, end)` in the free node `idx`: the noted
+    /// ranges lose the bytes that leave the free nodes, the allocation's and the padding it
+    /// absorbs on either side (in front of it, and the few bytes after it that join the next
+    /// allocation's padding), so that a bound raised by them sends no request on a walk that
+    /// fails. Only called while ranges are noted.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn cut_for_bounds(&mut self, idx: u32, start: DeviceSize, end: DeviceSize) {
+        let node = &self.nodes[idx as usize];
+        let (offset, free_len, next) = (node.offset, node.size, node.next);
+        if Self::keeps_node_in_place(offset, free_len, start, end) {
+            self.fit_bounds.taken(offset, end);
+            return;
+        }
+        let from = if start - offset < MIN_SPLIT_PADDING {
+            offset
+        } else {
+            start
+        };
+        let range_end = offset + free_len;
+        let to = if self.absorbs_rest(range_end - end, next) {
+            range_end
+        } else {
+            end
+        };
+        self.fit_bounds.taken(from, to);
+    }
+
+    /// Whether [`take`](Self::take) leaves the free node in its place, shrunk to the tail after
+    /// `[start, end)`: the padding in front is absorbed and the tail stays in the node's size
+    /// class.
+    #[inline(always)]
+    pub(super) fn keeps_node_in_place(
+        offset: DeviceSize,
+        free_len: DeviceSize,
+        start: DeviceSize,
+        end: DeviceSize,
+    ) -> bool {
+        start - offset < MIN_SPLIT_PADDING
+            && end < offset + free_len
+            && Bucket::same(offset + free_len - end, free_len)
+    }
+
+    /// Whether the `rest` bytes after an allocation, before node `next`, join that node's
+    /// absorbed padding rather than make a free node (see [padding](super#padding-and-granularity)).
+    #[inline(always)]
+    pub(super) fn absorbs_rest(&self, rest: DeviceSize, next: u32) -> bool {
+        rest > 0 && rest < self.smallest_request.min(MIN_SPLIT_PADDING) && next != NONE
+    }
+
     /// The walk of [`search_all`](Self::search_all): the node that holds the request and
     /// where, or the most bytes any free node holds for it and the number of nodes walked.
     fn walk_all(

@@ -398,7 +398,7 @@ impl FreeListAllocator {
     ) -> Suballocation {
         self.smallest_request = self.smallest_request.min(size);
         if self.fit_bounds.any_pending() {
-            self.fit_bounds.taken(start, start + size);
+            self.cut_for_bounds(idx, start, start + size);
         }
         let Node {
             offset,
@@ -412,10 +412,7 @@ impl FreeListAllocator {
         // at the range (no padding to split off) and the rest stays in the same size class,
         // the free node keeps its place in its bucket list and just shrinks to the tail; only
         // the allocation gets a new node. That saves unlinking and relinking the free node.
-        if start - offset < MIN_SPLIT_PADDING
-            && end < offset + free_len
-            && Bucket::same(offset + free_len - end, free_len)
-        {
+        if Self::keeps_node_in_place(offset, free_len, start, end) {
             let used = self.insert_used_before(idx, start, end, ty);
             let tail = &mut self.nodes[idx as usize];
             tail.offset = end;
@@ -451,7 +448,7 @@ impl FreeListAllocator {
             node_start = start;
         }
         let rest = range_end - end;
-        if rest > 0 && rest < self.smallest_request.min(MIN_SPLIT_PADDING) && next != NONE {
+        if self.absorbs_rest(rest, next) {
             // A few bytes left before the next allocation (the node after a free node is
             // allocated, and holds no padding), fewer than any request the region served,
             // join its absorbed padding rather than make a free node of their own: no node to
