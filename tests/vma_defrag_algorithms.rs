@@ -21,16 +21,9 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
-use common::TestContext;
+use common::{Resource, TestContext};
 use support::defrag::copy_and_complete;
 use support::{fill, verify, GpuLayout, Rng, Sim, KIB, MIB};
-
-/// A resource of the scenarios: a buffer of a size, or a square image of a side.
-#[derive(Clone, Copy, Debug)]
-enum Resource {
-    Buffer(vk::Buffer, u64),
-    Image(vk::Image, u32),
-}
 
 fn buffer_usage() -> vk::BufferUsageFlags {
     vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST
@@ -88,14 +81,6 @@ impl Resource {
             }
         }
         .unwrap();
-    }
-
-    /// The bytes the GPU copies of it (its texels, tightly packed).
-    fn bytes(self) -> u64 {
-        match self {
-            Self::Buffer(_, size) => size,
-            Self::Image(_, side) => u64::from(side) * u64::from(side) * 4,
-        }
     }
 
     fn destroy(self, d: &ash::Device) {
@@ -378,21 +363,8 @@ fn read_back(ctx: &TestContext, staging: &StandardMemoryAllocator, live: &[Live]
     let readbacks = staging_buffers(staging, live.iter().map(|l| l.resource.bytes()));
     ctx.submit(|d, cmd| {
         for (l, (dst, _)) in live.iter().zip(&readbacks) {
-            // SAFETY: bound and idle; images are in TRANSFER_SRC_OPTIMAL.
-            unsafe {
-                match l.resource {
-                    Resource::Buffer(b, size) => {
-                        d.cmd_copy_buffer(cmd, b, *dst, &[vk::BufferCopy::default().size(size)])
-                    }
-                    Resource::Image(image, side) => d.cmd_copy_image_to_buffer(
-                        cmd,
-                        image,
-                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                        *dst,
-                        &[common::image_copy(side, side)],
-                    ),
-                }
-            }
+            // SAFETY: bound and idle; images are in TRANSFER_SRC_OPTIMAL; `dst` holds them.
+            unsafe { l.resource.cmd_copy_to(d, cmd, *dst) };
         }
         TestContext::transfer_barrier(d, cmd);
     });

@@ -17,7 +17,7 @@ mod support;
 
 use ash::vk;
 use ash_memory::*;
-use common::TestContext;
+use common::{Resource, TestContext};
 use support::{fill, verify, Rng, KIB};
 
 const BUF: u64 = 64 * KIB;
@@ -257,23 +257,6 @@ fn defragmentation_of_buffers_moves_what_vma_moves_and_keeps_every_byte() {
     }
     drop(pool);
     assert!(ctx.messages().is_empty(), "{:?}", ctx.messages());
-}
-
-/// What an allocation of the incremental scenario holds.
-#[derive(Clone, Copy)]
-enum Resource {
-    Buffer(vk::Buffer, u64),
-    /// An optimal-tiling RGBA8 image of this side, in `TRANSFER_SRC_OPTIMAL` layout.
-    Image(vk::Image, u32),
-}
-
-impl Resource {
-    fn bytes(self) -> u64 {
-        match self {
-            Resource::Buffer(_, size) => size,
-            Resource::Image(_, side) => u64::from(side) * u64::from(side) * 4,
-        }
-    }
 }
 
 /// Creates a resource like `like` (not bound).
@@ -520,21 +503,8 @@ fn images_and_buffers_defragmented_in_passes_keep_every_texel() {
     let readbacks = staging(&allocator, all.iter().map(|(r, _)| r.bytes()));
     ctx.submit(|d, cmd| {
         for ((r, _), (dst, _)) in all.iter().zip(&readbacks) {
-            // SAFETY: bound and idle; images are in TRANSFER_SRC_OPTIMAL.
-            unsafe {
-                match *r {
-                    Resource::Buffer(b, size) => {
-                        d.cmd_copy_buffer(cmd, b, *dst, &[vk::BufferCopy::default().size(size)])
-                    }
-                    Resource::Image(image, side) => d.cmd_copy_image_to_buffer(
-                        cmd,
-                        image,
-                        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                        *dst,
-                        &[common::image_copy(side, side)],
-                    ),
-                }
-            }
+            // SAFETY: bound and idle; images are in TRANSFER_SRC_OPTIMAL; `dst` holds them.
+            unsafe { r.cmd_copy_to(d, cmd, *dst) };
         }
         TestContext::transfer_barrier(d, cmd);
     });

@@ -535,6 +535,48 @@ pub unsafe fn transition(
     unsafe { transfer_dependency(d, cmd, &[], &[barrier]) };
 }
 
+/// A resource of the scenarios that read their data back: a buffer of a size, or a square
+/// RGBA8 image of a side.
+#[derive(Clone, Copy, Debug)]
+pub enum Resource {
+    Buffer(vk::Buffer, u64),
+    Image(vk::Image, u32),
+}
+
+impl Resource {
+    /// The bytes the GPU copies of it (its texels, tightly packed).
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::Buffer(_, size) => size,
+            Self::Image(_, side) => u64::from(side) * u64::from(side) * 4,
+        }
+    }
+
+    /// Records the copy of all of it into `dst` at offset 0.
+    ///
+    /// # Safety
+    ///
+    /// `cmd` is recording on `d`; the resource is bound, and an image is in
+    /// `TRANSFER_SRC_OPTIMAL`; `dst` is a bound buffer of at least [`bytes`](Self::bytes).
+    pub unsafe fn cmd_copy_to(self, d: &ash::Device, cmd: vk::CommandBuffer, dst: vk::Buffer) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Self::Buffer(b, size) => {
+                    d.cmd_copy_buffer(cmd, b, dst, &[vk::BufferCopy::default().size(size)])
+                }
+                Self::Image(image, side) => d.cmd_copy_image_to_buffer(
+                    cmd,
+                    image,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    dst,
+                    &[image_copy(side, side)],
+                ),
+            }
+        }
+    }
+}
+
 /// The copy of a whole `width` x `height` color image to or from a tightly packed buffer at
 /// offset 0.
 pub fn image_copy(width: u32, height: u32) -> vk::BufferImageCopy {
