@@ -1326,3 +1326,60 @@ fn drains_planned_ahead_stay_true_when_the_application_frees_from_them_and_alloc
     drop(allocator);
     sim.assert_nothing_allocated();
 }
+
+#[test]
+fn hundreds_of_allocations_a_block_registered_in_any_order_move_with_their_data() {
+    // Blocks holding hundreds of registered allocations each, registered in a shuffled
+    // order: their lists are longer than the registry changes at once, so it notes each change
+    // and settles it before the next plan, instead of shifting the list at every one. Bounded
+    // passes move them over many passes, each between two settles; every byte arrives.
+    let sim = Sim::new(GpuLayout::amd_discrete_bar());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new(device.clone(), small_blocks(1)).unwrap();
+    let mut rng = Rng(0x10ad);
+    let mut live: Vec<(MemoryAlloc, u64, u64)> = (0..6_000)
+        .map(|i| {
+            let size = 64 + rng.below(448);
+            (patterned_upload(&allocator, &device, size, 64, i), i, size)
+        })
+        .enumerate()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, x)| x)
+        .collect();
+    let (occupied_before, _) = occupied_and_empty(&allocator);
+    let most = blocks(&allocator).iter().map(|b| b.2).max().unwrap();
+    assert!(most > 600, "the fullest block holds {most} allocations");
+    let mut order: Vec<usize> = (0..live.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut defrag = allocator.defragmentation(&DefragmentationInfo {
+        max_bytes_per_pass: 64 * KIB,
+        ..Default::default()
+    });
+    let mut index_of = std::collections::HashMap::new();
+    for &k in &order {
+        let id = defrag.add(&mut live[k].0, DeviceAlignment::new(64).unwrap());
+        index_of.insert(id.unwrap(), k);
+    }
+    let mut passes = 0;
+    while let Some(mut pass) = defrag.next_pass() {
+        passes += 1;
+        assert!(passes <= 1000, "the passes never end");
+        for i in support::defrag::open(&pass) {
+            let k = index_of[&pass.get(i).unwrap().id()];
+            support::defrag::copy_and_complete(&mut pass, i, &mut live[k].0).unwrap();
+        }
+        pass.end();
+    }
+    let stats = defrag.finish();
+    assert!(
+        passes > 3,
+        "{passes} passes: the test wants several settles"
+    );
+    let (occupied_after, _) = occupied_and_empty(&allocator);
+    assert!(occupied_after < occupied_before, "{stats:?}");
+    verify_each(&live, "after the moves");
+    let triples: Vec<_> = live.iter().map(|(a, _, _)| (a, 64)).collect();
+    support::check_triples(&triples, &sim.state, 1);
+}

@@ -51,7 +51,7 @@ pub(crate) struct Identity(std::num::NonZeroU64);
 
 impl Identity {
     /// A new identity.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // 2^64 identities are never handed out: the counter starts at 1 and never wraps.

@@ -456,6 +456,8 @@ impl<S: Suballocator + Send + 'static> Defragmentation<S> {
         received: &[vk::DeviceMemory],
         moves: &mut Vec<Option<Move>>,
     ) -> (Blocks<S>, Blocks<S>) {
+        // The registrations' changes since the last plan, applied before anything reads them.
+        self.registry.settle();
         let target = &self.vecs[v];
         let handles = &mut self.handles[v];
         // (The handles of blocks gone from the list are let go here, out of its lock.)
