@@ -10,14 +10,16 @@
 //! every list sorted at every change cost a shift of the whole list per change: registering
 //! the allocations of a block one by one, and completing a pass's moves in it, took time
 //! quadratic in the block's allocations (12,000 buffers in 64 MiB blocks: setting them up
-//! took 20 ms, and settling one pass 51 ms against VMA's 7 ms). A short list (under
-//! [`SHORT_LIST`] entries) with no change pending still takes each change at once, which
-//! costs little. A longer one only notes it, in the memory's [`Pending`] changes (a set of
-//! the entries that leave, a sorted map of those that join), and
-//! [`settle`](Registry::settle), which every plan calls before it reads, applies each
-//! memory's pending changes in one pass over its list. What does not read the lists (an
-//! allocation's own registration by id, the counts, the clock and the verified marks) is
-//! kept up to date at every change.
+//! took 20 ms, and settling one pass 51 ms against VMA's 7 ms).
+//!
+//! Now a short list (under [`SHORT_LIST`] entries) with no change pending still takes each
+//! change at once, which costs little. A longer one only notes it, in the memory's
+//! [`Pending`] changes (the entries that leave, and those that join in the order they
+//! came), and applies them in one pass over the list once they are an eighth of it, or
+//! sooner, when a plan calls [`settle`](Registry::settle) before it reads. A change then
+//! costs about eight entry moves, whatever the list's length. What does not read the lists
+//! (an allocation's own registration by id, the counts, the clock and the verified marks)
+//! is kept up to date at every change.
 
 use super::{DefragmentationError, HandleMap, MoveId};
 use crate::allocation::Identity;
@@ -25,7 +27,7 @@ use crate::layout::{DeviceLayout, DeviceSize};
 use crate::suballocator::buddy::OffsetHasher;
 use crate::suballocator::AllocationType;
 use ash::vk;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 /// The most moves of one allocation a defragmentation completes; then the allocation stays
@@ -54,10 +56,12 @@ impl Indexed {
     }
 }
 
-/// The longest list a change is made to at once, by shifting its entries (a few dozen
-/// kilobytes at most); longer lists note their changes, to [settle](Registry::settle) them
-/// in one pass.
-const SHORT_LIST: usize = 512;
+/// The longest list a change is made to at once, by shifting its entries (14 KiB at most);
+/// longer lists note their changes, to [settle](Registry::settle) them in one pass. Lower,
+/// the lists of a few hundred allocations a block (the peers bench's own state) would settle
+/// in planning, which costs more there than the shifts; higher, the shifts cost more than
+/// the settles they save (callgrind, `benches/peers --defrag`).
+const SHORT_LIST: usize = 256;
 
 /// An entry's place in its memory's list (unique: an id has one entry at a time).
 type Key = (DeviceSize, MoveId);
@@ -65,10 +69,13 @@ type Key = (DeviceSize, MoveId);
 /// The changes to one memory's list not yet [settled](Registry::settle).
 #[derive(Debug, Default)]
 struct Pending {
-    /// Entries of the list that leave it.
-    leave: HashSet<Key, BuildHasherDefault<OffsetHasher>>,
-    /// Entries that join it, in the list's order (settling merges them in one pass).
-    join: BTreeMap<Key, Indexed>,
+    /// Entries of the list that leave it, in the order they left.
+    leave: Vec<Key>,
+    /// Entries that join it, in the order they came (settling sorts them, unless they came
+    /// in order, and merges them into the list in one pass).
+    join: Vec<Indexed>,
+    /// Whether `join` is sorted: each entry came after the one before.
+    join_sorted: bool,
 }
 
 /// The registered allocations of one memory object.
@@ -92,6 +99,8 @@ struct Registered {
     memory: vk::DeviceMemory,
     entry: Indexed,
     moves: usize,
+    /// Its entry is among its memory's [pending](Pending) joiners, not yet in the list.
+    joining: bool,
 }
 
 /// The registrations of a defragmentation, by id and by memory object.
@@ -157,6 +166,7 @@ impl Registry {
             memory,
             entry,
             moves: 0,
+            joining: false,
         }));
         self.by_identity.insert(identity, id);
         self.joined(memory, removals);
@@ -228,32 +238,56 @@ impl Registry {
     /// Applies the changes noted since the last call to the lists by memory, each list in
     /// one pass (see [the module docs](self#changes-settle-before-a-plan-reads-them)).
     pub fn settle(&mut self) {
-        for (memory, pending) in self.pending.drain() {
-            let list = self.by_memory.entry(memory).or_default();
-            // The bounds of what the entries need: kept and widened by the joiners while none
-            // leaves, else counted again.
-            let (mut smallest, mut largest) = match list.entries.is_empty() {
-                false if pending.leave.is_empty() => (list.smallest_need, list.largest_need),
-                _ => (DeviceSize::MAX, 0),
-            };
-            if !pending.leave.is_empty() {
-                list.entries.retain(|e| !pending.leave.contains(&e.key()));
-                (smallest, largest) = bounds(&list.entries, (smallest, largest));
-            }
-            (smallest, largest) = bounds(pending.join.values(), (smallest, largest));
-            merge_sorted(&mut list.entries, pending.join);
-            if list.entries.is_empty() {
-                self.by_memory.remove(&memory);
-                continue;
-            }
-            list.smallest_need = smallest;
-            list.largest_need = largest;
-            debug_assert_eq!(
-                self.counts.get(&memory).copied().unwrap_or(0),
-                list.entries.len(),
-                "the count of a memory's registrations"
-            );
+        let memories: Vec<vk::DeviceMemory> = self.pending.keys().copied().collect();
+        for memory in memories {
+            self.settle_memory(memory);
         }
+    }
+
+    /// Applies the changes noted to `memory`'s list.
+    fn settle_memory(&mut self, memory: vk::DeviceMemory) {
+        let Some(pending) = self.pending.remove(&memory) else {
+            return;
+        };
+        for e in &pending.join {
+            if let Some(r) = self.registered.get_mut(e.id).and_then(Option::as_mut) {
+                r.joining = false;
+            }
+        }
+        let list = self.by_memory.entry(memory).or_default();
+        // The bounds of what the entries need: kept and widened by the joiners while none
+        // leaves, else counted again.
+        let (mut smallest, mut largest) = match list.entries.is_empty() {
+            false if pending.leave.is_empty() => (list.smallest_need, list.largest_need),
+            _ => (DeviceSize::MAX, 0),
+        };
+        if !pending.leave.is_empty() {
+            let mut leave = pending.leave;
+            leave.sort_unstable();
+            let mut leaving = leave.into_iter().peekable();
+            list.entries.retain(|e| {
+                while leaving.next_if(|k| *k < e.key()).is_some() {}
+                leaving.next_if_eq(&e.key()).is_none()
+            });
+            (smallest, largest) = bounds(&list.entries, (smallest, largest));
+        }
+        (smallest, largest) = bounds(&pending.join, (smallest, largest));
+        let mut join = pending.join;
+        if !pending.join_sorted {
+            join.sort_unstable_by_key(Indexed::key);
+        }
+        merge_sorted(&mut list.entries, join);
+        if list.entries.is_empty() {
+            self.by_memory.remove(&memory);
+            return;
+        }
+        list.smallest_need = smallest;
+        list.largest_need = largest;
+        debug_assert_eq!(
+            self.counts.get(&memory).copied().unwrap_or(0),
+            list.entries.len(),
+            "the count of a memory's registrations"
+        );
     }
 
     /// The registration `id`, while its allocation is registered: its memory and entry.
@@ -292,13 +326,13 @@ impl Registry {
         let Some(r) = self.registered.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        let (from, old) = (r.memory, r.entry);
+        let (from, old, joining) = (r.memory, r.entry, r.joining);
         r.moves += 1;
         r.memory = memory;
         r.entry.offset = offset;
         r.entry.pinned |= r.moves >= MAX_MOVES_PER_ALLOCATION;
         let new = r.entry;
-        self.unindex(from, old);
+        self.unindex(from, old, joining);
         self.joined(memory, removals);
         self.index(memory, new);
     }
@@ -311,10 +345,10 @@ impl Registry {
         if r.entry.pinned {
             return;
         }
-        let (memory, old) = (r.memory, r.entry);
+        let (memory, old, joining) = (r.memory, r.entry, r.joining);
         r.entry.pinned = true;
         let new = r.entry;
-        self.unindex(memory, old);
+        self.unindex(memory, old, joining);
         self.index(memory, new);
     }
 
@@ -324,7 +358,7 @@ impl Registry {
             if self.by_identity.get(&r.entry.identity) == Some(&id) {
                 self.by_identity.remove(&r.entry.identity);
             }
-            self.unindex(r.memory, r.entry);
+            self.unindex(r.memory, r.entry, r.joining);
         }
     }
 
@@ -344,7 +378,7 @@ impl Registry {
     fn index(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
         self.tick(memory);
         *self.counts.entry(memory).or_default() += 1;
-        if let Some(list) = self.changes_at_once(memory) {
+        let at_once = self.changes_at_once(memory).map(|list| {
             let at = list.entries.partition_point(|e| e.key() < entry.key());
             list.entries.insert(at, entry);
             let need = entry.layout.size();
@@ -354,15 +388,27 @@ impl Registry {
             } else {
                 list.smallest_need.min(need)
             };
+        });
+        if let Some(r) = self.registered.get_mut(entry.id).and_then(Option::as_mut) {
+            r.joining = at_once.is_none();
+        }
+        if at_once.is_some() {
             return;
         }
         let pending = self.pending.entry(memory).or_default();
-        pending.join.insert(entry.key(), entry);
+        match pending.join.last() {
+            None => pending.join_sorted = true,
+            Some(last) => pending.join_sorted &= last.key() < entry.key(),
+        }
+        pending.join.push(entry);
+        self.settle_if_due(memory);
     }
 
     /// Notes that `entry`, of `memory`'s list, leaves it: at once from a short list with no
     /// change pending, else at the next [`settle`](Self::settle).
-    fn unindex(&mut self, memory: vk::DeviceMemory, entry: Indexed) {
+    /// `joining`: it is among the memory's pending joiners (its registration's
+    /// [`joining`](Registered::joining)).
+    fn unindex(&mut self, memory: vk::DeviceMemory, entry: Indexed, joining: bool) {
         self.tick(memory);
         if let Some(count) = self.counts.get_mut(&memory) {
             *count -= 1;
@@ -388,9 +434,31 @@ impl Registry {
             return;
         }
         let pending = self.pending.entry(memory).or_default();
-        // An entry that joined since the last settle only leaves the joiners.
-        if pending.join.remove(&entry.key()).is_none() {
-            pending.leave.insert(entry.key());
+        if joining {
+            // An entry that joined since the last settle only leaves the joiners. (A scan,
+            // but rare: a pass moves an allocation once, and its moves and pins change
+            // entries that were in the lists when it was planned.)
+            let at = pending.join.iter().rposition(|j| j.key() == entry.key());
+            debug_assert!(at.is_some(), "a joining entry is among the joiners");
+            if let Some(at) = at {
+                pending.join.remove(at);
+            }
+        } else {
+            pending.leave.push(entry.key());
+        }
+        self.settle_if_due(memory);
+    }
+
+    /// Applies `memory`'s noted changes once they are an eighth of its list (a merge then
+    /// moves each entry of the list once for every eighth's worth of changes, and a plan
+    /// finds few left to apply).
+    fn settle_if_due(&mut self, memory: vk::DeviceMemory) {
+        let Some(pending) = self.pending.get(&memory) else {
+            return;
+        };
+        let listed = self.by_memory.get(&memory).map_or(0, |l| l.entries.len());
+        if pending.join.len() + pending.leave.len() >= (listed / 8).max(32) {
+            self.settle_memory(memory);
         }
     }
 
@@ -405,25 +473,24 @@ impl Registry {
     }
 }
 
-/// Merges `join` (sorted, as a map by key is) into the sorted `entries`, in one pass.
-fn merge_sorted(entries: &mut Vec<Indexed>, join: BTreeMap<Key, Indexed>) {
-    let Some((first, _)) = join.first_key_value() else {
-        return;
-    };
-    if entries.last().is_none_or(|last| last.key() < *first) {
-        entries.extend(join.into_values());
-        return;
-    }
-    let old = std::mem::take(entries);
-    entries.reserve_exact(old.len() + join.len());
-    let mut joining = join.into_values().peekable();
-    for e in old {
-        while let Some(j) = joining.next_if(|j| j.key() < e.key()) {
-            entries.push(j);
+/// Merges the sorted `join` into the sorted `entries`, in one pass from the back: the
+/// entries before the first joiner's place stay where they are.
+fn merge_sorted(entries: &mut Vec<Indexed>, join: Vec<Indexed>) {
+    let (mut kept, mut joining) = (entries.len(), join.len());
+    // Room at the end (these copies are overwritten below).
+    entries.extend_from_slice(&join);
+    let mut write = entries.len();
+    while joining > 0 {
+        write -= 1;
+        let next = join[joining - 1];
+        if kept > 0 && entries[kept - 1].key() > next.key() {
+            entries[write] = entries[kept - 1];
+            kept -= 1;
+        } else {
+            entries[write] = next;
+            joining -= 1;
         }
-        entries.push(e);
     }
-    entries.extend(joining);
 }
 
 /// `(smallest, largest)` widened by what each of `entries` needs.
