@@ -11,7 +11,7 @@
 
 use super::plan::{self, DrainPart, Limits};
 use super::registry::Indexed;
-use super::{Block, Defragmentation, Move, MoveId};
+use super::{Block, Defragmentation, IdMap, Move, MoveId};
 use crate::allocation::MemoryAlloc;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
@@ -82,6 +82,10 @@ pub(super) struct WalkRecord {
     /// The registered allocations in the block: those with reservations largest first, then
     /// the others.
     pub entries: Vec<Entry>,
+    /// Where each allocation is in `entries`, by id (for [`left`](Self::left), at every
+    /// completed move: a scan of a block of thousands of allocations, at each of their
+    /// moves, made draining it quadratic).
+    pub slots: IdMap<u32>,
     /// Bytes (held in the block) and number of the entries [`gone`](Entry::gone).
     pub gone_bytes: DeviceSize,
     pub gone: usize,
@@ -94,10 +98,10 @@ pub(super) struct WalkRecord {
 impl WalkRecord {
     /// Notes that allocation `id` left the block (its move was completed).
     pub fn left(&mut self, id: MoveId) {
-        if let Some(e) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.found.id() == id && !e.gone)
+        let slot = self.slots.get(&id).map(|&k| k as usize);
+        if let Some(e) = slot
+            .and_then(|k| self.entries.get_mut(k))
+            .filter(|e| !e.gone)
         {
             e.gone = true;
             self.gone_bytes += e.found.size;
