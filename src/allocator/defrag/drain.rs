@@ -60,6 +60,10 @@ impl Found {
     }
 }
 
+/// The longest [`WalkRecord`] that [`left`](WalkRecord::left) scans; a longer one is looked
+/// up by id (a map made once: cheaper than the scans after some dozens of moves).
+const SCAN_LIMIT: usize = 64;
+
 /// [`Found::slot`] of an allocation a walk found.
 pub(super) const NO_SLOT: u32 = u32::MAX;
 
@@ -82,10 +86,10 @@ pub(super) struct WalkRecord {
     /// The registered allocations in the block: those with reservations largest first, then
     /// the others.
     pub entries: Vec<Entry>,
-    /// Where each allocation is in `entries`, by id (for [`left`](Self::left), at every
-    /// completed move: a scan of a block of thousands of allocations, at each of their
-    /// moves, made draining it quadratic).
-    pub slots: IdMap<u32>,
+    /// Where each allocation is in `entries`, by id, made by the first
+    /// [`left`](Self::left) of a record longer than [`SCAN_LIMIT`]: a scan of a block of
+    /// thousands of allocations at each of their moves made draining it quadratic.
+    pub slots: Option<IdMap<u32>>,
     /// Bytes (held in the block) and number of the entries [`gone`](Entry::gone).
     pub gone_bytes: DeviceSize,
     pub gone: usize,
@@ -98,7 +102,17 @@ pub(super) struct WalkRecord {
 impl WalkRecord {
     /// Notes that allocation `id` left the block (its move was completed).
     pub fn left(&mut self, id: MoveId) {
-        let slot = self.slots.get(&id).map(|&k| k as usize);
+        if self.slots.is_none() && self.entries.len() > SCAN_LIMIT {
+            let slots = self.entries.iter().enumerate();
+            self.slots = Some(slots.map(|(k, e)| (e.found.id(), k as u32)).collect());
+        }
+        let slot = match &self.slots {
+            Some(slots) => slots.get(&id).map(|&k| k as usize),
+            None => self
+                .entries
+                .iter()
+                .position(|e| e.found.id() == id && !e.gone),
+        };
         if let Some(e) = slot
             .and_then(|k| self.entries.get_mut(k))
             .filter(|e| !e.gone)

@@ -706,16 +706,11 @@ fn new_record(
     for c in range.filter(|&c| !taken[c - start]) {
         entries.push(entry(c, held));
     }
-    let slots = entries
-        .iter()
-        .enumerate()
-        .map(|(k, e)| (e.found.id(), k as u32))
-        .collect();
     WalkRecord {
         live,
         count,
         entries,
-        slots,
+        slots: None,
         gone_bytes: 0,
         gone: 0,
         removals,
@@ -740,6 +735,7 @@ mod tests {
 
     /// A record learns each completed move by the allocation's id, whatever its place in the
     /// record (reserved ones first, then the rest): that entry and no other is gone, once.
+    /// Short records are scanned, long ones looked up by id.
     #[test]
     fn a_record_learns_each_completed_move_of_its_block() {
         use super::super::drain::{Found, NO_SLOT};
@@ -749,41 +745,46 @@ mod tests {
         use crate::layout::{DeviceAlignment, DeviceLayout};
         use crate::suballocator::AllocationType;
         use ash::vk::{self, Handle};
-        let memory = vk::DeviceMemory::from_raw(7);
-        let found: Vec<Found> = (0..6u64)
-            .map(|i| Found {
-                indexed: Indexed {
-                    offset: i * 1024,
-                    id: 100 + i as usize * 3,
-                    layout: DeviceLayout::new(256 + i * 16, DeviceAlignment::MIN).unwrap(),
-                    allocation_type: AllocationType::Linear,
-                    identity: Identity::new(),
-                    pinned: false,
-                },
-                memory,
-                size: 512 + i,
-                slot: NO_SLOT,
-            })
-            .collect();
-        let mut held: Vec<_> = found.iter().map(|_| None).collect();
-        // Candidates 4 and 1 hold reservations: they come first in the record.
-        let reserved = [(4, 0, 0), (1, 0, 0)];
-        let mut record = new_record(&found, &mut held, &reserved, (9_000, 6, 0), 0..6);
-        let order: Vec<_> = record.entries.iter().map(|e| e.found.id()).collect();
-        assert_eq!(order, [112, 103, 100, 106, 109, 115]);
-        for (step, id) in [115, 100, 112].into_iter().enumerate() {
-            record.left(id);
-            record.left(id); // A second notice of the same move changes nothing.
-            let gone = record.entries.iter().filter(|e| e.gone);
-            let gone: Vec<_> = gone.map(|e| e.found.id()).collect();
-            assert_eq!((gone.len(), record.gone), (step + 1, step + 1), "{gone:?}");
-            assert!(gone.contains(&id));
+        for n in [6u64, 200] {
+            let found: Vec<Found> = (0..n)
+                .map(|i| Found {
+                    indexed: Indexed {
+                        offset: i * 1024,
+                        id: 100 + i as usize * 3,
+                        layout: DeviceLayout::new(256 + i * 16, DeviceAlignment::MIN).unwrap(),
+                        allocation_type: AllocationType::Linear,
+                        identity: Identity::new(),
+                        pinned: false,
+                    },
+                    memory: vk::DeviceMemory::from_raw(7),
+                    size: 512 + i,
+                    slot: NO_SLOT,
+                })
+                .collect();
+            let mut held: Vec<_> = found.iter().map(|_| None).collect();
+            // Candidates 4 and 1 hold reservations: they come first in the record.
+            let reserved = [(4, 0, 0), (1, 0, 0)];
+            let shown = (9_000, n as usize, 0);
+            let mut record = new_record(&found, &mut held, &reserved, shown, 0..n as usize);
+            let order: Vec<_> = record
+                .entries
+                .iter()
+                .take(6)
+                .map(|e| e.found.id())
+                .collect();
+            assert_eq!(order, [112, 103, 100, 106, 109, 115]);
+            for (step, id) in [115, 100, 112].into_iter().enumerate() {
+                record.left(id);
+                record.left(id); // A second notice of the same move changes nothing.
+                let gone = record.entries.iter().filter(|e| e.gone);
+                let gone: Vec<_> = gone.map(|e| e.found.id()).collect();
+                assert_eq!((gone.len(), record.gone), (step + 1, step + 1), "{gone:?}");
+                assert!(gone.contains(&id));
+            }
+            let bytes = found[5].size + found[0].size + found[4].size;
+            assert_eq!(record.gone_bytes, bytes);
+            record.left(99_999); // Not in the block: nothing.
+            assert_eq!(record.gone, 3);
         }
-        assert_eq!(
-            record.gone_bytes,
-            found[5].size + found[0].size + found[4].size
-        );
-        record.left(999); // Not in the block: nothing.
-        assert_eq!(record.gone, 3);
     }
 }
