@@ -74,8 +74,6 @@ struct Pending {
     /// Entries that join it, in the order they came (settling sorts them, unless they came
     /// in order, and merges them into the list in one pass).
     join: Vec<Indexed>,
-    /// Whether `join` is sorted: each entry came after the one before.
-    join_sorted: bool,
 }
 
 /// The registered allocations of one memory object.
@@ -238,8 +236,7 @@ impl Registry {
     /// Applies the changes noted since the last call to the lists by memory, each list in
     /// one pass (see [the module docs](self#changes-settle-before-a-plan-reads-them)).
     pub fn settle(&mut self) {
-        let memories: Vec<vk::DeviceMemory> = self.pending.keys().copied().collect();
-        for memory in memories {
+        while let Some(&memory) = self.pending.keys().next() {
             self.settle_memory(memory);
         }
     }
@@ -273,7 +270,7 @@ impl Registry {
         }
         (smallest, largest) = bounds(&pending.join, (smallest, largest));
         let mut join = pending.join;
-        if !pending.join_sorted {
+        if !join.is_sorted_by_key(Indexed::key) {
             join.sort_unstable_by_key(Indexed::key);
         }
         merge_sorted(&mut list.entries, join);
@@ -380,14 +377,12 @@ impl Registry {
         *self.counts.entry(memory).or_default() += 1;
         let at_once = self.changes_at_once(memory).map(|list| {
             let at = list.entries.partition_point(|e| e.key() < entry.key());
-            list.entries.insert(at, entry);
-            let need = entry.layout.size();
-            list.largest_need = list.largest_need.max(need);
-            list.smallest_need = if list.entries.len() == 1 {
-                need
-            } else {
-                list.smallest_need.min(need)
+            let from = match list.entries.is_empty() {
+                true => (DeviceSize::MAX, 0),
+                false => (list.smallest_need, list.largest_need),
             };
+            (list.smallest_need, list.largest_need) = bounds([&entry], from);
+            list.entries.insert(at, entry);
         });
         if let Some(r) = self.registered.get_mut(entry.id).and_then(Option::as_mut) {
             r.joining = at_once.is_none();
@@ -395,12 +390,7 @@ impl Registry {
         if at_once.is_some() {
             return;
         }
-        let pending = self.pending.entry(memory).or_default();
-        match pending.join.last() {
-            None => pending.join_sorted = true,
-            Some(last) => pending.join_sorted &= last.key() < entry.key(),
-        }
-        pending.join.push(entry);
+        self.pending.entry(memory).or_default().join.push(entry);
         self.settle_if_due(memory);
     }
 
