@@ -103,10 +103,10 @@ impl FreeListAllocator {
             self.fit_bounds.taken(offset, end);
             return;
         }
-        let from = if start - offset < MIN_SPLIT_PADDING {
-            offset
-        } else {
+        let from = if Self::splits_front(offset, start) {
             start
+        } else {
+            offset
         };
         let range_end = offset + free_len;
         let to = if self.absorbs_rest(range_end - end, next) {
@@ -127,9 +127,17 @@ impl FreeListAllocator {
         start: DeviceSize,
         end: DeviceSize,
     ) -> bool {
-        start - offset < MIN_SPLIT_PADDING
+        !Self::splits_front(offset, start)
             && end < offset + free_len
             && Bucket::same(offset + free_len - end, free_len)
+    }
+
+    /// Whether [`take`](Self::take) makes the padding between a free node's `offset` and an
+    /// allocation's `start` a free node of its own (else the allocation absorbs it: see
+    /// [padding](super#padding-and-granularity)).
+    #[inline(always)]
+    pub(super) fn splits_front(offset: DeviceSize, start: DeviceSize) -> bool {
+        start - offset >= MIN_SPLIT_PADDING
     }
 
     /// Whether the `rest` bytes after an allocation, before node `next`, join that node's

@@ -429,7 +429,7 @@ impl FreeListAllocator {
         self.buckets.remove(&mut self.nodes, idx);
         let range_end = self.nodes[idx as usize].end();
         let mut node_start = offset;
-        if start - offset >= MIN_SPLIT_PADDING {
+        if Self::splits_front(offset, start) {
             let pad = self.new_node(Node {
                 offset,
                 size: start - offset,
