@@ -100,7 +100,7 @@ fn threads_get_their_own_arena_of_one_block(sim: &Sim) {
     assert_eq!(leaked.len(), 65);
 
     // Freeing everything: both blocks stay, empty (both were in use: under the high-water
-    // mark, up to four times the largest block's size).
+    // mark, up to four preferred blocks' worth).
     drop((a, b, filled, spilled, extra));
     assert_eq!(allocator.block_count(ty), 2);
     assert_eq!(allocator.statistics().total.allocation_count, 0);

@@ -1,5 +1,5 @@
 //! The empty blocks that a default block vector keeps for reuse (under the recent high-water
-//! mark of its memory in use, at most four times its largest block) never raise the most
+//! mark of its memory in use, at most four preferred blocks' worth) never raise the most
 //! memory reserved and never cost the application an allocation: when a heap runs out, for
 //! the allocator or one of its custom pools, the kept blocks of every memory type of that
 //! heap give their memory back and the request is tried again. A custom pool keeps one empty

@@ -124,10 +124,13 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         let dedicated = Arc::<DedicatedRegistry>::default();
         // Each vector counts the dedicated allocations of its type as memory in use: they
         // share its peak (see the block vectors' "Releasing").
-        let block_vecs: Vec<_> = (0..type_count as u32)
-            .map(|i| {
-                let outside = dedicated.bytes_of_type(i);
-                BlockVec::new_counting(arenas_per_block, BlockLimits::NONE, outside)
+        let block_vecs: Vec<_> = types
+            .iter()
+            .enumerate()
+            .map(|(i, facts)| {
+                let outside = dedicated.bytes_of_type(i as u32);
+                let limits = BlockLimits::default_vector(facts.block_size);
+                BlockVec::new_counting(arenas_per_block, limits, outside)
             })
             .collect();
         let held = Held {

@@ -159,9 +159,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut released = 0;
         if tally.empty > 0 {
             let with_object = self.in_use(&tally).saturating_add(size);
-            let cap = tally
-                .largest
-                .saturating_mul(self.empty_kept(blocks.items()));
+            let cap = self.kept_cap(tally.largest, blocks.items());
             let room = self
                 .high_water
                 .lock()
@@ -343,10 +341,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let with_block = in_use.saturating_add(size);
         let mark = self.high_water.lock().mark().max(with_block);
         if tally.empty > 0 {
-            let cap = tally
-                .largest
-                .max(size)
-                .saturating_mul(self.empty_kept(blocks.items()));
+            let cap = self.kept_cap(tally.largest.max(size), blocks.items());
             let room = mark.saturating_sub(with_block).min(cap);
             self.release_beyond(blocks, room, false);
         }
@@ -433,7 +428,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             {
                 return 0;
             }
-            let cap = tally.largest.saturating_mul(self.empty_kept(&blocks));
+            let cap = self.kept_cap(tally.largest, &blocks);
             if tally.empty_bytes <= room.min(cap) {
                 return 0;
             }
@@ -442,9 +437,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut blocks = self.blocks.write();
         let tally = Self::tally(blocks.items());
         let in_use = self.in_use(&tally);
-        let cap = tally
-            .largest
-            .saturating_mul(self.empty_kept(blocks.items()));
+        let cap = self.kept_cap(tally.largest, blocks.items());
         let room = mark.saturating_sub(in_use).min(cap);
         self.release_beyond(&mut blocks, room, true)
     }
@@ -507,6 +500,22 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             1
         } else {
             limit
+        }
+    }
+
+    /// The most bytes of empty blocks a vector with a [high-water mark](super::high_water)
+    /// keeps now (besides the mark), given its `largest` block: [`empty_kept`] blocks' worth
+    /// of the larger of that block and [`preferred_block`] while the heap is within its
+    /// budget, its largest block alone past it.
+    ///
+    /// [`empty_kept`]: Self::empty_kept
+    /// [`preferred_block`]: super::BlockLimits::preferred_block
+    fn kept_cap(&self, largest: DeviceSize, blocks: &[Block<S, M>]) -> DeviceSize {
+        match self.empty_kept(blocks) {
+            kept @ (0 | 1) => largest.saturating_mul(kept),
+            kept => largest
+                .max(self.limits.preferred_block)
+                .saturating_mul(kept),
         }
     }
 

@@ -71,7 +71,7 @@
 //! would reserve up to eight times its size right then. Unlike a dedicated allocation, the
 //! block stays in the vector when it empties, as a cache of memory objects (a default block
 //! vector keeps empty blocks under the recent high-water mark of its memory in use, up to
-//! four times its largest block while its heap is under budget, and gives them back as far
+//! four preferred blocks' worth while its heap is under budget, and gives them back as far
 //! as a new block needs to stay under the mark, or when the heap runs out: see the block
 //! vectors' module docs, "Releasing"): the next requests of about its size reuse it
 //! without a `vkAllocateMemory`. History, on the peer benchmark's `large` workload (40 live

@@ -35,8 +35,12 @@ proptest! {
     /// once is asked for again after the kept blocks are given back, so a request fails
     /// only when nothing was kept.
     #[test]
-    fn kept_memory_never_raises_the_peak(ops in ops(30 * MIB, 300)) {
-        let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    fn kept_memory_never_raises_the_peak(
+        ops in ops(30 * MIB, 300),
+        preferred_block in prop::sample::select(vec![0, 64 * MIB]),
+    ) {
+        let limits = BlockLimits::default_vector(preferred_block);
+        let h = Harness::<FreeListAllocator>::new(1, limits, 64 * MIB, 1);
         let mut live: Vec<Live<FreeListAllocator>> = Vec::new();
         let mut peak = 0;
         for op in &ops {
@@ -115,6 +119,41 @@ fn a_new_block_gives_back_only_what_the_mark_needs() {
     assert_eq!(h.block_sizes(), [80 * MIB]);
     assert_eq!(h.vec.high_water.lock().mark(), 80 * MIB);
     h.free(c);
+}
+
+/// Blocks made for sizable requests are a fraction of the preferred block, and the cache
+/// counts in preferred blocks: twelve 10 MiB blocks in use, eight freed, all eight stay (80
+/// MiB, under the 120 MiB mark and four 64 MiB blocks' worth), and eight requests of their
+/// size take them back without a new memory object. Counted in the largest block (10 MiB),
+/// four would stay and the other four requests would each make one. Past the budget, one
+/// block (the largest) stays, as before.
+#[test]
+fn kept_memory_counts_in_preferred_blocks() {
+    for (preferred_block, over_budget, kept) in
+        [(64 * MIB, false, 8), (0, false, 4), (64 * MIB, true, 1)]
+    {
+        let limits = BlockLimits::default_vector(preferred_block);
+        let h = Harness::<FreeListAllocator>::new(1, limits, 64 * MIB, 1);
+        h.over_budget.store(over_budget, Ordering::SeqCst);
+        let mut live = sizable(&h, &[10 * MIB; 12]);
+        assert_eq!(h.block_sizes(), [10 * MIB; 12]);
+        for l in live.drain(4..) {
+            h.free(l);
+        }
+        let case = format!("preferred {preferred_block}, over budget {over_budget}");
+        assert_eq!(h.empty_blocks(), kept, "{case}");
+        let made = h.live_memory.load(Ordering::SeqCst);
+        live.extend(sizable(&h, &[10 * MIB; 8]));
+        assert_eq!(
+            h.live_memory.load(Ordering::SeqCst) - made,
+            12 - 4 - kept,
+            "{case}: memory objects made"
+        );
+        assert_eq!(h.empty_blocks(), 0, "{case}");
+        for l in live {
+            h.free(l);
+        }
+    }
 }
 
 /// The memory runs out while blocks are kept: the vector gives its own kept blocks back and

@@ -112,6 +112,7 @@ fn a_block_empties_when_its_last_busy_arena_does() {
             max: usize::MAX,
             empty_kept: 1,
             high_water: false,
+            preferred_block: 0,
         };
         let h = Harness::<FreeListAllocator>::new(2, limits, 64 * MIB, 1);
         for _ in 0..2 {
