@@ -310,6 +310,41 @@ fn growing_blocks_start_small() {
     drop(a);
 }
 
+/// Large resources first (sizable: a quarter of a block each, in blocks of their own size),
+/// then small ones: the first block for the small ones is still an eighth of the preferred
+/// size (the blocks of the large ones are no steps of the growth).
+#[test]
+fn growing_blocks_start_small_after_large_resources() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let preferred = allocator.block_size(0).unwrap();
+    let info = AllocationCreateInfo::default();
+    let large = DeviceLayout::from_size_alignment(preferred / 4, 256).unwrap();
+    let targets: Vec<_> = (0..4)
+        .map(|_| {
+            allocator
+                .allocate_from_type(0, large, AllocationType::Linear, &info)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        device.live_memory_bytes(),
+        preferred,
+        "four blocks of their own size"
+    );
+    let small = DeviceLayout::from_size_alignment(4 * KIB, 16).unwrap();
+    let a = allocator
+        .allocate_from_type(0, small, AllocationType::Linear, &info)
+        .unwrap();
+    assert_eq!(
+        device.live_memory_bytes(),
+        preferred + preferred / 8,
+        "the first block for small resources is 1/8 size"
+    );
+    drop((a, targets));
+}
+
 #[test]
 fn bad_input_returns_errors() {
     let ctx = TestContext::new();

@@ -478,6 +478,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                     Some(min_region) => vec
                         .allocate_in_new_block(
                             &fit,
+                            placement::makes_block_for_sizable(facts.block_size, grow, size),
                             |held| {
                                 placement::new_block_size(
                                     facts.block_size,

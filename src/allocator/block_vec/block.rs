@@ -110,6 +110,10 @@ struct BlockShared<S, M> {
     /// The block is empty when it is zero, and only the free that brings it to zero looks
     /// for empty blocks to release (see [`Arena::free`]).
     busy_arenas: AtomicUsize,
+    /// Whether the block was made for one sizable request, at about its size (see
+    /// [block sizes](crate::allocator::placement#block-sizes)): it is not a step of the
+    /// vector's growing block sizes.
+    for_sizable: bool,
 }
 
 /// What an arena's lock guards: the suballocator and the arena's own count of live
@@ -429,6 +433,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         serial: usize,
         home_slots: usize,
         vec: Weak<BlockVec<S, M>>,
+        for_sizable: bool,
     ) -> Self {
         let block_size = memory.size();
         let shared = Arc::new(BlockShared {
@@ -437,6 +442,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             metas: Mutex::default(),
             removals: AtomicU64::new(first_removals()),
             busy_arenas: AtomicUsize::new(0),
+            for_sizable,
         });
         let arenas = (0..layout.count)
             .map(|i| {
@@ -478,6 +484,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// The arenas in offset order.
     pub(crate) fn arenas(&self) -> &[Arc<Arena<S, M>>] {
         &self.arenas
+    }
+
+    /// Whether the block was made for one sizable request (at about its size, see
+    /// [block sizes](crate::allocator::placement#block-sizes)).
+    pub(super) fn for_sizable(&self) -> bool {
+        self.shared.for_sizable
     }
 
     /// The free bytes of the block, over all arenas (each read under its lock).

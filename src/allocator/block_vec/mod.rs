@@ -631,12 +631,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
 
     /// Suballocates in a new block, under the write lock: first searches the existing blocks
     /// again (another thread may have added one or freed room meanwhile), then asks
-    /// `block_size` for the size of the new block given the number of blocks held (`None`:
-    /// no size left to try), `arenas` how to cut it (given its size and the largest request
-    /// that asked for a block so far, this one included), and `make` for its memory.
+    /// `block_size` for the size of the new block given the number of blocks held that are
+    /// steps of the growing block sizes (those not made for sizable requests; `None`: no size
+    /// left to try), `arenas` how to cut it (given its size and the largest request that
+    /// asked for a block so far, this one included), and `make` for its memory.
+    /// `for_sizable`: the block is made for this sizable request alone, at about its size
+    /// (see [block sizes](super::placement#block-sizes)), and is no step of the growth.
     pub(crate) fn allocate_in_new_block<T, E>(
         self: &Arc<Self>,
         fit: &Fit,
+        for_sizable: bool,
         block_size: impl FnOnce(usize) -> Option<DeviceSize>,
         arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
         mut make: impl FnMut(DeviceSize) -> Result<M, E>,
@@ -679,7 +683,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             // Only memory that was made is a sample: a failure reserves nothing.
             self.sample_in_use(in_use.saturating_add(size));
         }
-        let block = self.new_block(memory, |size| arenas(size, largest));
+        let block = self.new_block(memory, for_sizable, |size| arenas(size, largest));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
         let own = block
@@ -727,13 +731,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         let memory = make(size).map_err(NewBlockError::Memory)?;
         let largest = self.largest_request.load(Ordering::Relaxed);
-        blocks.push(self.new_block(memory, |size| arenas(size, largest)));
+        blocks.push(self.new_block(memory, false, |size| arenas(size, largest)));
         Ok(())
     }
 
     fn new_block(
         self: &Arc<Self>,
         memory: M,
+        for_sizable: bool,
         arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
     ) -> Block<S, M> {
         let layout = arenas(memory.size());
@@ -748,6 +753,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             serial,
             self.home_slots,
             Arc::downgrade(self),
+            for_sizable,
         )
     }
 }

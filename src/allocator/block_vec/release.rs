@@ -54,6 +54,8 @@ struct Tally {
     empty_bytes: DeviceSize,
     /// The largest block.
     largest: DeviceSize,
+    /// How many of the blocks that hold allocations were made for sizable requests.
+    for_sizable_in_use: usize,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -115,6 +117,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 t.empty_bytes += size;
             } else {
                 t.in_use += size;
+                t.for_sizable_in_use += usize::from(b.for_sizable());
             }
         }
         t
@@ -336,7 +339,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 max_blocks: self.limits.max,
             });
         }
-        let size = block_size(held).ok_or(NewBlockError::NoSize)?;
+        // Blocks made for sizable requests are no steps of the growth: after a few large
+        // resources, the first block for small ones is still small.
+        let size = block_size(held - tally.for_sizable_in_use).ok_or(NewBlockError::NoSize)?;
         let in_use = self.in_use(&tally);
         let with_block = in_use.saturating_add(size);
         let mark = self.high_water.lock().mark().max(with_block);

@@ -2,7 +2,7 @@
 //! growth, limits and release, and property tests against a shadow model.
 
 use super::*;
-use crate::allocator::placement::{new_block_size, ArenaLayout};
+use crate::allocator::placement::{makes_block_for_sizable, new_block_size, ArenaLayout};
 use crate::suballocator::{FreeListAllocator, RangeKind, SlotAllocator, Suballocation};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -124,6 +124,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         let home_slots = self.vec.home_slots();
         self.vec.allocate_in_new_block(
             fit,
+            makes_block_for_sizable(self.preferred, true, min),
             |held| new_block_size(self.preferred, true, held, 0, min, min),
             |size, largest| ArenaLayout::choose(size, min, largest, self.granularity, home_slots),
             |size| self.make(size),
@@ -146,6 +147,29 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         let mut out = Vec::new();
         self.vec.for_each_block(|b| out.push(b.memory().size()));
         out
+    }
+}
+
+/// Blocks made for sizable requests (more than 8 MiB of a 64 MiB block: their own size) are
+/// no steps of the growth: after three of them, the first block for small requests is still
+/// an eighth of the preferred size, and the next ones grow from there.
+#[test]
+fn blocks_for_sizable_requests_are_no_steps_of_the_growth() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = |size| h.fit(size, 256, AllocationType::Linear);
+    let mut live: Vec<_> = (0..3)
+        .map(|_| h.allocate(&fit(10 * MIB)).unwrap())
+        .collect();
+    assert_eq!(h.block_sizes(), [10 * MIB; 3]);
+    for _ in 0..3 {
+        live.push(h.allocate(&fit(4 * MIB)).unwrap());
+    }
+    assert_eq!(
+        h.block_sizes(),
+        [10 * MIB, 10 * MIB, 10 * MIB, 8 * MIB, 16 * MIB]
+    );
+    for l in live {
+        h.free(l);
     }
 }
 
