@@ -186,6 +186,42 @@ fn kept_memory_never_raises_the_peak_and_decays() {
     sim.assert_nothing_allocated();
 }
 
+/// Sizable resources (more than an eighth of a 64 MiB block: blocks of their own size) are
+/// kept for reuse by the preferred block's measure, four 64 MiB blocks' worth, not four of
+/// their own blocks: twelve 10 MiB resources, eight freed, eight made again take the eight
+/// kept blocks, with no new memory object.
+#[test]
+fn kept_blocks_of_sizable_resources_count_in_preferred_blocks() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    {
+        let allocator = growing_allocator(&sim, 64 * MIB);
+        let info = AllocationCreateInfo::default();
+        let allocate = || {
+            allocator
+                .allocate_from_type(
+                    0,
+                    DeviceLayout::from_size_alignment(10 * MIB, 4096).unwrap(),
+                    AllocationType::Linear,
+                    &info,
+                )
+                .unwrap()
+        };
+        let mut live: Vec<MemoryAlloc> = (0..12).map(|_| allocate()).collect();
+        assert_eq!(allocator.block_count(0), 12, "one block each");
+        live.truncate(4);
+        assert_eq!(
+            allocator.block_count(0),
+            12,
+            "the eight emptied blocks are kept"
+        );
+        sim.state.reset_counters();
+        live.extend((0..8).map(|_| allocate()));
+        assert_eq!(sim.state.allocate_calls(), 0, "the kept blocks were reused");
+        assert_eq!(allocator.block_count(0), 12);
+    }
+    sim.assert_nothing_allocated();
+}
+
 /// The driver refuses a new block while a default vector keeps empty blocks under its mark
 /// beside it: the vector gives them back itself and asks once more (the heap-wide release
 /// cannot take that vector's list while it makes the block), so the request succeeds.
