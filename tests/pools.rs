@@ -31,6 +31,44 @@ fn pool_info(name: &str, memory_type: u32, block_size: u64) -> PoolCreateInfo {
     }
 }
 
+/// A pool at its block limit keeps its larger free ranges whole: a request that its first
+/// block cannot take goes to the block in use with the least room that fits, so a later
+/// request twice as large still finds room (first fit over the blocks in their order split
+/// the larger range, and the pool was full).
+#[test]
+fn a_full_pool_keeps_its_larger_free_ranges_for_larger_requests() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            min_block_count: 3,
+            max_block_count: 3,
+            block_arenas: Some(1),
+            ..pool_info("packed", 0, 16 * MIB)
+        })
+        .unwrap();
+    let info = AllocationCreateInfo::default();
+    let allocate = |size| pool.allocate(reqs(&device, size, 256), LINEAR, &info, None);
+    // Three blocks of 64 allocations of 256 KiB each: full.
+    let mut live: Vec<MemoryAlloc> = (0..192).map(|_| allocate(256 * KIB).unwrap()).collect();
+    let blocks: Vec<vk::DeviceMemory> = [0, 64, 128].map(|i| live[i].memory()).to_vec();
+    assert!(live[..64].iter().all(|a| a.memory() == blocks[0]));
+    assert_eq!(
+        allocate(256 * KIB).unwrap_err(),
+        AllocationError::PoolFull { max_blocks: 3 }
+    );
+    // The second block gets a free range of 512 KiB, the third one of 256 KiB.
+    for i in [150, 81, 80] {
+        live.remove(i);
+    }
+    let small = allocate(256 * KIB).unwrap();
+    assert_eq!(small.memory(), blocks[2], "the tightest block in use");
+    let large = allocate(512 * KIB).expect("the 512 KiB range stayed whole");
+    assert_eq!(large.memory(), blocks[1]);
+    drop((small, large, live));
+}
+
 #[test]
 fn minimum_blocks_are_made_up_front_and_kept_maximum_blocks_are_a_hard_limit() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());

@@ -49,7 +49,7 @@ use crate::suballocator::{
 };
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// The memory a block is made of, the block vectors' seam: a `VkDeviceMemory` in the allocator
@@ -146,6 +146,9 @@ pub(crate) struct Arena<S, M> {
     /// The home slot of the thread that allocated here last: a hint, read without the lock
     /// (see [`is_filled_by_another`](Self::is_filled_by_another)).
     last_slot: AtomicUsize,
+    /// Whether the arena holds a live allocation: set and cleared under the lock where its
+    /// count of live allocations leaves and reaches zero, read without the lock (a hint).
+    in_use: AtomicBool,
     shared: Arc<BlockShared<S, M>>,
     _tail: [u8; 128],
 }
@@ -199,6 +202,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
                 g.live += 1;
                 let first = g.live == 1;
                 if first {
+                    self.in_use.store(true, Ordering::Relaxed);
                     self.shared.busy_arenas.fetch_add(1, Ordering::AcqRel);
                 }
                 Some(Ok(Placed {
@@ -264,6 +268,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
             self.failed.clear();
             self.publish_largest_free(&g.sub);
             let now_empty = g.live == 0;
+            if now_empty {
+                self.in_use.store(false, Ordering::Relaxed);
+            }
             // Under the arena's lock, as the increment in `try_allocate`: the count never
             // misses an arena's change.
             let block_empty =
@@ -304,6 +311,19 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         if self.last_slot.load(Ordering::Relaxed) != slot {
             self.last_slot.store(slot, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the arena holds a live allocation (a hint, read without the lock).
+    #[inline]
+    pub(super) fn in_use_hint(&self) -> bool {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Whether a thread of another home slot than `slot` allocated here last.
+    #[inline]
+    pub(super) fn last_used_by_another(&self, slot: usize) -> bool {
+        let last = self.last_slot.load(Ordering::Relaxed);
+        last != slot && last != NO_SLOT
     }
 
     /// Whether a thread of another home slot than `slot` allocated here last and the arena is
@@ -457,6 +477,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
                     base,
                     size,
                     last_slot: AtomicUsize::new(NO_SLOT),
+                    in_use: AtomicBool::new(false),
                     shared: shared.clone(),
                     _tail: [0; 128],
                 })

@@ -17,9 +17,11 @@
 //! [spin locks](spin_lock) that are given back with a plain store: an allocation and its
 //! free take three atomic read-modify-writes in all, where reader-writer and parking locks
 //! took six.
-//! The walk tries the thread's home arena of every block first, then the other arenas,
-//! skipping arenas another thread holds at that moment; only if nothing free fits does it
-//! wait for those. Each arena publishes its suballocator's `largest_free_range`, and the
+//! The walk tries the thread's home arena of the first block, then the arena in use with the
+//! least room that fits (see [which block](super::placement#which-block)), then the thread's
+//! home arena of every block, then the other arenas, skipping arenas another thread holds at
+//! that moment; only if nothing free fits does it wait for those. Each arena publishes its
+//! suballocator's `largest_free_range`, and the
 //! smallest request that failed in it since its last free, in atomics, so the walk skips
 //! arenas that cannot fit the request without locking them. All copies of the list are
 //! write-locked only to add a block or to release an empty one; a new block is made under
@@ -100,6 +102,7 @@ mod failed_request;
 mod high_water;
 mod left;
 mod limits;
+mod ranked;
 mod release;
 mod sharded;
 mod spin_lock;
@@ -113,7 +116,7 @@ pub(crate) use self::limits::{BlockLimits, Keep};
 pub(crate) use self::release::Neighbours;
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
-use super::placement::{self, ArenaLayout};
+use super::placement::ArenaLayout;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator, SuballocatorError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -149,10 +152,6 @@ pub(crate) enum NewBlockError<E> {
     /// The fresh block's suballocator refused the request.
     DoesNotFit,
 }
-
-/// Added to the excess of an empty block that a best-fit request fits loosely: more than any
-/// excess (device sizes stay below 2^62), less than the wrapped excess of an arena too small.
-const LOOSE_FIT_PENALTY: DeviceSize = 1 << 62;
 
 /// The blocks of one memory type or custom pool.
 pub(crate) struct BlockVec<S, M> {
@@ -421,6 +420,17 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 }
             };
         }
+        // First fit in the first block's home arena; when it cannot take the request, the
+        // arena in use with the least room that may fit (see
+        // [which block](super::placement#which-block)); then the empty arenas too, in order.
+        if let Some(block) = blocks.first() {
+            if let Some(i) = block.home_index(slot, self.home_slots) {
+                try_arena!(&block.arenas()[i], wait: false, on_busy: busy = true);
+            }
+        }
+        if let Some(arena) = self.tightest_in_use(blocks, slot, layout, allocation_type) {
+            try_arena!(arena, wait: false, on_busy: busy = true);
+        }
         for block in blocks {
             let arenas = block.arenas();
             match block.home_index(slot, self.home_slots) {
@@ -469,146 +479,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 for k in 0..arenas.len() {
                     let i = (slot + k) & (arenas.len() - 1);
                     try_arena!(&arenas[i], wait: true, on_busy: ());
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The best-fit search of large requests: every arena that may fit, tried in the order of
-    /// their largest free range, smallest first.
-    #[cold]
-    fn search_best_fit<T>(
-        &self,
-        blocks: &[Block<S, M>],
-        fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
-        type Candidate<'a, S, M> = (DeviceSize, &'a Arc<Arena<S, M>>);
-        // The common case in one walk, with no list and no sort: the arena the sorted search
-        // below would try first (the first of the smallest hints), if it is free and fits.
-        // Plain nested loops (a flat map's state checks cost more than the test per arena),
-        // and the cheap hint comparisons before the full `may_fit`.
-        //
-        // One comparison per arena: the excess `hint - size` is taken modulo 2^64, so a hint
-        // below the request wraps to at least `2^64 - size`, above the excess of every hint
-        // that fits (at most `MAX - size`). Starting from that bound, `hint` is a new
-        // candidate (at least `size`, less than the best so far) exactly when its excess is
-        // smaller. The branch is taken only for each new best (a few times per walk, however
-        // the sizes fall), and only then are the other hints (alignment, failures) read.
-        let size = fit.layout.size();
-        let mut first: Option<&Arc<Arena<S, M>>> = None;
-        let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
-        for block in blocks {
-            for arena in block.arenas() {
-                let mut excess = arena.largest_free_hint().wrapping_sub(size);
-                // Only for a candidate: whether it is an empty block too large for the
-                // request (then it ranks after every block in use that fits).
-                if excess < best_excess {
-                    excess = excess.saturating_add(Self::loose_fit_penalty(block, size));
-                    if excess < best_excess && arena.may_fit(fit.layout, fit.allocation_type) {
-                        best_excess = excess;
-                        first = Some(arena);
-                    }
-                }
-            }
-        }
-        let Some(first) = first else {
-            return Ok(None);
-        };
-        match first.try_allocate(
-            fit.layout,
-            fit.allocation_type,
-            fit.granularity,
-            false,
-            fit.strategy,
-        ) {
-            Some(Ok(placed)) => {
-                first.note_slot(self.home_slot());
-                return Ok(Some(wrap(first, placed)));
-            }
-            Some(Err(e)) => Self::no_fit(e)?,
-            None => {}
-        }
-        let mut candidates: smallvec::SmallVec<[Candidate<'_, S, M>; 16]> = blocks
-            .iter()
-            .flat_map(|b| b.arenas().iter().map(move |a| (b, a)))
-            .filter(|(_, a)| a.may_fit(fit.layout, fit.allocation_type))
-            .map(|(b, a)| {
-                let penalty = Self::loose_fit_penalty(b, size);
-                (a.largest_free_hint().saturating_add(penalty), a)
-            })
-            .collect();
-        candidates.sort_by_key(|&(largest, _)| largest);
-        // Arenas another thread holds are passed over first, as in the first-fit search, and
-        // waited for only when no other arena fits.
-        let strategy = fit.strategy;
-        let mut busy = false;
-        for wait in [false, true] {
-            for &(_, arena) in &candidates {
-                match arena.try_allocate(
-                    fit.layout,
-                    fit.allocation_type,
-                    fit.granularity,
-                    wait,
-                    strategy,
-                ) {
-                    Some(Ok(placed)) => {
-                        arena.note_slot(self.home_slot());
-                        return Ok(Some(wrap(arena, placed)));
-                    }
-                    Some(Err(e)) => Self::no_fit(e)?,
-                    None => busy = true,
-                }
-            }
-            if !busy {
-                break;
-            }
-        }
-        Ok(None)
-    }
-
-    /// What the best-fit search adds to the excess of an arena of `block` for a request of
-    /// `size` bytes: an empty block more than [`EMPTY_BLOCK_FIT_PERCENT`] of the request
-    /// ranks after every block in use that fits (and after the empty blocks that fit it
-    /// well), so that the empty blocks kept for reuse go to requests of about their size
-    /// (see [which block](super::placement#which-block)).
-    ///
-    /// [`EMPTY_BLOCK_FIT_PERCENT`]: super::placement::EMPTY_BLOCK_FIT_PERCENT
-    #[inline]
-    fn loose_fit_penalty(block: &Block<S, M>, size: DeviceSize) -> DeviceSize {
-        if !placement::fits_empty_block_well(block.memory().size(), size) && block.is_empty() {
-            LOOSE_FIT_PENALTY
-        } else {
-            0
-        }
-    }
-
-    /// The search of [`MinOffset`](AllocationStrategy::MinOffset): every arena in block
-    /// order (blocks in the order they were made), the first that fits, waiting for busy
-    /// ones: the lowest place, not the quickest.
-    #[cold]
-    fn search_in_order<T>(
-        &self,
-        blocks: &[Block<S, M>],
-        fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
-        for arena in blocks.iter().flat_map(|b| b.arenas()) {
-            if arena.may_fit(fit.layout, fit.allocation_type) {
-                match arena.try_allocate(
-                    fit.layout,
-                    fit.allocation_type,
-                    fit.granularity,
-                    true,
-                    AllocationStrategy::MinOffset,
-                ) {
-                    Some(Ok(placed)) => {
-                        arena.note_slot(self.home_slot());
-                        return Ok(Some(wrap(arena, placed)));
-                    }
-                    Some(Err(e)) => Self::no_fit(e)?,
-                    None => {}
                 }
             }
         }

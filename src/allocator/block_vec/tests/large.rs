@@ -3,6 +3,7 @@
 //! sees every block that empties, whichever arena empties last.
 
 use super::*;
+use crate::allocator::placement;
 
 /// The arena the best-fit search must take for `fit`, asked before it runs: among the
 /// arenas whose hints admit the request and whose suballocator can serve it now (asked
