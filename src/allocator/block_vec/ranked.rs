@@ -19,7 +19,8 @@ const LOOSE_FIT_PENALTY: DeviceSize = 1 << 62;
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Of the arenas that hold allocations (by the hints) and that no thread of another slot
     /// than `slot` allocated in last, the one with the smallest largest free range that may
-    /// fit the request.
+    /// fit the request (the first of equals in the blocks' order, so that older blocks fill
+    /// first).
     #[inline]
     pub(super) fn tightest_in_use<'a>(
         &self,

@@ -316,37 +316,37 @@ fn large_requests_take_the_tightest_arena_small_ones_the_first() {
 }
 
 /// A small request that the first block's home arena cannot take goes to the block in use
-/// with the least room that fits, not to the next block in order: the larger free range
-/// stays whole for a larger request, which then needs no new block.
+/// with the least room that fits (the first of equals in the blocks' order), not to the next
+/// block in order: the larger free range stays whole for a larger request, which then needs
+/// no new block.
 #[test]
 fn a_request_the_first_block_cannot_take_goes_to_the_tightest_block_in_use() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 256 * MIB, 1);
-    for _ in 0..3 {
+    for _ in 0..4 {
         h.add_block(4 * MIB, 1, 1);
     }
     let mib = h.fit(MIB, 1, AllocationType::Linear);
-    let mut live: Vec<_> = (0..12).map(|_| h.allocate(&mib).unwrap()).collect();
+    let mut live: Vec<_> = (0..16).map(|_| h.allocate(&mib).unwrap()).collect();
     let ids: Vec<usize> = live.iter().map(|l| l.block).collect();
-    assert_eq!(
-        ids,
-        [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
-        "first fit fills them in order"
-    );
-    // Block 1 gets a free range of 2 MiB, block 2 one of 1 MiB; block 0 stays full.
-    for i in [9, 6, 5] {
+    let in_order: Vec<usize> = (0..16).map(|i| i / 4).collect();
+    assert_eq!(ids, in_order, "first fit fills them in order");
+    // Block 1 gets a free range of 2 MiB, blocks 2 and 3 one of 1 MiB; block 0 stays full.
+    for i in [13, 9, 6, 5] {
         h.free(live.remove(i));
     }
     let small = h.allocate(&mib).unwrap();
     assert_eq!(
         small.block, 2,
-        "the tightest block in use, not the next in order"
+        "the tightest block in use (the first of two), not the next in order"
     );
+    let second = h.allocate(&mib).unwrap();
+    assert_eq!(second.block, 3);
     let large = h
         .allocate(&h.fit(2 * MIB, 1, AllocationType::Linear))
         .unwrap();
     assert_eq!(large.block, 1, "the 2 MiB range stayed whole");
-    assert_eq!(h.vec.block_count(), 3);
-    for l in live.into_iter().chain([small, large]) {
+    assert_eq!(h.vec.block_count(), 4);
+    for l in live.into_iter().chain([small, second, large]) {
         h.free(l);
     }
 }
