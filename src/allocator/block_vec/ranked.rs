@@ -35,11 +35,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
         for block in blocks {
             for arena in block.arenas() {
+                // Another thread's arena is passed over on a line that its owner rarely
+                // writes, before the hints that it writes as it allocates are read.
+                if arena.last_used_by_another(slot) {
+                    continue;
+                }
                 let excess = arena.largest_free_hint().wrapping_sub(size);
                 if excess < best_excess
                     && arena.in_use_hint()
                     && arena.may_fit(layout, allocation_type)
-                    && !arena.last_used_by_another(slot)
                 {
                     best_excess = excess;
                     best = Some(arena);

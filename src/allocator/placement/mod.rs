@@ -103,8 +103,8 @@
 //! The peers bench's random traces whose live memory peaks at 91 % of six blocks (objects of
 //! 8-40, 16-53 or 64-192 KiB, freed at random) needed a seventh block that way, where VMA
 //! fits six (reserved/live 1.38 against 1.10); now they fit six too (objects of 4-12 KiB
-//! need seven with either). Steady churn over many blocks pays for the ranking: 5.9 % more
-//! instructions on the peers bench's `churn`, 3.0 % on `mixed`.
+//! need seven with either). Steady churn over many blocks pays for the ranking: 7.9 % more
+//! instructions on the peers bench's `churn`, 4.1 % on `mixed`.
 //! Larger requests are few and are what fragments memory, so they look at every arena and
 //! take the one whose largest free range is the smallest that holds them (best fit), so that
 //! the large free ranges stay whole for the next large request. An empty block (kept for
