@@ -21,8 +21,8 @@
 //! least room that fits (see [which block](super::placement#which-block)), then the thread's
 //! home arena of every block, then the other arenas, skipping arenas another thread holds at
 //! that moment; only if nothing free fits does it wait for those. Each arena publishes its
-//! suballocator's `largest_free_range`, and the
-//! smallest request that failed in it since its last free, in atomics, so the walk skips
+//! suballocator's `largest_free_range`, and the smallest request that failed in it since
+//! its last free, in atomics, so the walk skips
 //! arenas that cannot fit the request without locking them. All copies of the list are
 //! write-locked only to add a block or to release an empty one; a new block is made under
 //! that lock, after one more search, so two threads never both make a block for want of one.
@@ -45,9 +45,10 @@
 //! matters where blocks are smaller than that: blocks made for sizable requests have the
 //! request's size, and counted in the largest of those, four of them were kept, too few for
 //! the next request to find one that fits (sizable resources of 32-64 MiB among small
-//! ones: 198 `vkAllocateMemory` calls per 10,000 steps before, 40 after, VMA 38). A custom pool keeps one block's worth (its
-//! blocks all have one size) and no mark. A block counts its arenas that hold allocations,
-//! so whether it is empty is read without a lock, and only the free that empties a block
+//! ones: 198 `vkAllocateMemory` calls per 10,000 steps before, 40 after, VMA 38). A custom
+//! pool keeps one block's worth (its blocks all have one size) and no mark. A block counts
+//! its arenas that hold allocations, so whether it is empty is read without a lock, and
+//! only the free that empties a block
 //! looks for blocks to release: on `large` (40 live resources of 1-85 MiB), about one free
 //! in 23 empties its block. Four rules keep the cache from costing memory when it matters:
 //!
@@ -423,15 +424,25 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         // First fit in the first block's home arena; when it cannot take the request, the
         // arena in use with the least room that may fit (see
         // [which block](super::placement#which-block)); then the empty arenas too, in order.
-        if let Some(block) = blocks.first() {
-            if let Some(i) = block.home_index(slot, self.home_slots) {
-                try_arena!(&block.arenas()[i], wait: false, on_busy: busy = true);
+        // The first block's home arena is not tried twice: one that was busy is waited for
+        // below with the others.
+        let (first, rest) = blocks
+            .split_first()
+            .map_or((None, blocks), |(f, r)| (Some(f), r));
+        if let Some(block) = first {
+            let arenas = block.arenas();
+            match block.home_index(slot, self.home_slots) {
+                Some(i) => {
+                    split |= arenas.len() > 1;
+                    try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                }
+                None => split = true,
             }
         }
         if let Some(arena) = self.tightest_in_use(blocks, slot, layout, allocation_type) {
             try_arena!(arena, wait: false, on_busy: busy = true);
         }
-        for block in blocks {
+        for block in rest {
             let arenas = block.arenas();
             match block.home_index(slot, self.home_slots) {
                 Some(i) => {

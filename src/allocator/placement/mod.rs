@@ -524,8 +524,8 @@ impl Ladder {
 }
 
 /// The size of a new block: attempt `attempt` (see [`Step::NewBlock`]) for a pool that holds
-/// `held` blocks (of the growing sizes: blocks made for sizable requests do not count), with `preferred` bytes as its block size, growing when `grow` is set; the
-/// block must be at least `min_size` bytes (the smallest region that holds the request of
+/// `held` blocks (of the growing sizes: blocks made for sizable requests do not count), with
+/// `preferred` bytes as its block size, growing when `grow` is set; the block must be at least `min_size` bytes (the smallest region that holds the request of
 /// `request` bytes: more than the request with a pool suballocator's slots, say).
 /// `None` when halving would go below `min_size`.
 ///
