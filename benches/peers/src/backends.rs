@@ -89,9 +89,10 @@ pub struct Vma {
 }
 
 impl Vma {
+    /// VMA with `--block-mib` as its preferred large-heap block size (unset: VMA's default).
     pub fn new(vk: &Vulkan) -> Self {
         Vma {
-            allocator: Self::allocator(vk, 0),
+            allocator: Self::allocator(vk, BLOCK_SIZE.get().copied().unwrap_or(0)),
         }
     }
 
@@ -188,6 +189,11 @@ impl Backend for GpuAllocator {
 /// `--ash-block-arenas N`: ash-memory's `block_arenas` (unset: its default).
 pub static ASH_BLOCK_ARENAS: OnceLock<usize> = OnceLock::new();
 
+/// `--block-mib M`: the block size of ash-memory (on every heap) and VMA (its preferred
+/// large-heap block size), in bytes (unset: each one's default). For packing at other block
+/// sizes than the defaults' 256 MiB.
+pub static BLOCK_SIZE: OnceLock<u64> = OnceLock::new();
+
 /// ash-memory's `StandardMemoryAllocator` (free-list blocks), shared by `&self`.
 pub struct AshMemory {
     allocator: ash_memory::StandardMemoryAllocator,
@@ -197,7 +203,7 @@ pub struct AshMemory {
 
 impl AshMemory {
     /// ash-memory with `debug` (all off: the plain `ash-memory` row) and
-    /// `--ash-block-arenas`, everything else default.
+    /// `--ash-block-arenas` and `--block-mib`, everything else default.
     pub fn new(vk: &Vulkan, debug: ash_memory::DebugOptions) -> Self {
         Self::with_strategy(vk, debug, ash_memory::AllocationStrategy::Default)
     }
@@ -214,6 +220,9 @@ impl AshMemory {
                 vk,
                 ash_memory::GenericMemoryAllocatorCreateInfo {
                     block_arenas: ASH_BLOCK_ARENAS.get().copied(),
+                    block_sizes: BLOCK_SIZE.get().map_or_else(Default::default, |&size| {
+                        ash_memory::BlockSizeThresholds::uniform(size).expect("--block-mib M")
+                    }),
                     debug,
                     ..Default::default()
                 },

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
 //!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator]
-//!     [--seed S] [--ash-block-arenas N] [--ash-debug margin=16,fill,log,backtrace,all]
+//!     [--seed S] [--ash-block-arenas N] [--block-mib M] [--ash-debug margin=16,fill,log,backtrace,all]
 //!     [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
 //!     [--defrag-count N] [--defrag-block-mib M] [--defrag-max-bytes B] [--defrag-max-moves N]
@@ -322,7 +322,7 @@ fn parse_args() -> Args {
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] \
                  [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
-                 [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...\n       \
+                 [--block-mib M] [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
                  [--defrag-max-bytes B] [--defrag-max-moves N] [--defrag-sizes MIN..MAX] \
                  [--defrag-free-percent P] [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]";
@@ -342,6 +342,9 @@ fn parse_args() -> Args {
             "--ash-block-arenas" => backends::ASH_BLOCK_ARENAS
                 .set(val().parse().expect("--ash-block-arenas N"))
                 .expect("--ash-block-arenas given twice"),
+            "--block-mib" => backends::BLOCK_SIZE
+                .set(val().parse::<u64>().expect("--block-mib M") << 20)
+                .expect("--block-mib given twice"),
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--seed" => a.seed = val().parse().expect("--seed S"),
             "--custom" => a.custom.push(
