@@ -138,22 +138,15 @@
 mod buckets;
 mod complete;
 mod fit_bounds;
+mod node;
 mod strategy;
 
 use self::buckets::{Bucket, Buckets};
 use self::fit_bounds::FitBounds;
+use self::node::{Node, State, FIRST_TAG, NONE};
 use super::*;
 use crate::layout::{align_down, align_up, on_same_page};
 
-/// "No node": the end of a list.
-const NONE: u32 = u32::MAX;
-/// The state of a node that is not free, kept where a free node keeps its `prev_free` link
-/// (see [`Node`]): node indices stay below `FIRST_TAG`.
-const TAG_RECYCLED: u32 = u32::MAX - 1;
-const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
-const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
-const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
-const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
 /// Padding before an allocation shorter than this is absorbed into its node (still free, but
 /// taking no request until the allocation is freed, see
 /// [padding](self#padding-and-granularity)) rather than split off as a free node.
@@ -161,78 +154,6 @@ const MIN_SPLIT_PADDING: DeviceSize = 64;
 /// Quick fallback candidates (bucket heads) tried once the sure-fit bucket search found nothing,
 /// before the complete search.
 const MAX_FALLBACK_CANDIDATES: usize = 16;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Free,
-    Used(AllocationType),
-    /// On the recycled list; not part of the region.
-    Recycled,
-}
-
-impl State {
-    /// What `Node::prev_free` holds for a node in this state (a free node not yet in a
-    /// bucket list: `NONE`).
-    #[inline]
-    fn tag(self) -> u32 {
-        match self {
-            State::Free => NONE,
-            State::Recycled => TAG_RECYCLED,
-            State::Used(AllocationType::Unknown) => TAG_USED_UNKNOWN,
-            State::Used(AllocationType::Linear) => TAG_USED_LINEAR,
-            State::Used(AllocationType::NonLinear) => TAG_USED_NON_LINEAR,
-        }
-    }
-}
-
-/// One range of the region, 32 bytes: two nodes per cache line, none straddling two.
-#[derive(Clone, Copy, Debug)]
-struct Node {
-    offset: DeviceSize,
-    size: DeviceSize,
-    /// Physical neighbours.
-    prev: u32,
-    next: u32,
-    /// A free node's previous node in its bucket list (or `NONE`); for any other node, its
-    /// state as a tag (`TAG_*`), which no node index reaches. Only free nodes need the link,
-    /// so the state costs no room of its own.
-    prev_free: u32,
-    /// A free node's next node in its bucket list; a recycled node's next recycled node; an
-    /// allocated node's absorbed padding, the free bytes before its allocation starts (below
-    /// [`MIN_SPLIT_PADDING`]; always 0 in the node after a free node).
-    next_free: u32,
-}
-
-impl Node {
-    #[inline]
-    fn end(&self) -> DeviceSize {
-        self.offset + self.size
-    }
-
-    /// Where the allocation of an allocated node starts (after its absorbed padding).
-    #[inline]
-    fn allocation_start(&self) -> DeviceSize {
-        debug_assert!(matches!(self.state(), State::Used(_)));
-        self.offset + DeviceSize::from(self.next_free)
-    }
-
-    #[inline]
-    fn state(&self) -> State {
-        match self.prev_free {
-            TAG_RECYCLED => State::Recycled,
-            TAG_USED_UNKNOWN => State::Used(AllocationType::Unknown),
-            TAG_USED_LINEAR => State::Used(AllocationType::Linear),
-            TAG_USED_NON_LINEAR => State::Used(AllocationType::NonLinear),
-            _ => State::Free,
-        }
-    }
-
-    /// Sets the state; a node made free is unlinked until it is inserted into a bucket.
-    #[inline]
-    fn set_state(&mut self, state: State) {
-        self.prev_free = state.tag();
-    }
-}
 
 /// A two-level segregated fit (TLSF) allocator with O(1) deallocation, and O(1) allocation
 /// unless the request is about to fail.

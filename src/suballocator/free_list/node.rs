@@ -1,0 +1,87 @@
+//! The nodes of the free list: one per range of the region, free, allocated or recycled,
+//! with the node's state kept in a link that only free nodes use (see [`Node`]).
+
+use super::AllocationType;
+use crate::layout::DeviceSize;
+
+/// "No node": the end of a list.
+pub(super) const NONE: u32 = u32::MAX;
+/// The state of a node that is not free, kept where a free node keeps its `prev_free` link
+/// (see [`Node`]): node indices stay below `FIRST_TAG`.
+const TAG_RECYCLED: u32 = u32::MAX - 1;
+const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
+const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
+const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
+pub(super) const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    Free,
+    Used(AllocationType),
+    /// On the recycled list; not part of the region.
+    Recycled,
+}
+
+impl State {
+    /// What `Node::prev_free` holds for a node in this state (a free node not yet in a
+    /// bucket list: `NONE`).
+    #[inline]
+    pub(super) fn tag(self) -> u32 {
+        match self {
+            State::Free => NONE,
+            State::Recycled => TAG_RECYCLED,
+            State::Used(AllocationType::Unknown) => TAG_USED_UNKNOWN,
+            State::Used(AllocationType::Linear) => TAG_USED_LINEAR,
+            State::Used(AllocationType::NonLinear) => TAG_USED_NON_LINEAR,
+        }
+    }
+}
+
+/// One range of the region, 32 bytes: two nodes per cache line, none straddling two.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Node {
+    pub(super) offset: DeviceSize,
+    pub(super) size: DeviceSize,
+    /// Physical neighbours.
+    pub(super) prev: u32,
+    pub(super) next: u32,
+    /// A free node's previous node in its bucket list (or `NONE`); for any other node, its
+    /// state as a tag (`TAG_*`), which no node index reaches. Only free nodes need the link,
+    /// so the state costs no room of its own.
+    pub(super) prev_free: u32,
+    /// A free node's next node in its bucket list; a recycled node's next recycled node; an
+    /// allocated node's absorbed padding, the free bytes before its allocation starts (below
+    /// [`MIN_SPLIT_PADDING`](super::MIN_SPLIT_PADDING); always 0 in the node after a free node).
+    pub(super) next_free: u32,
+}
+
+impl Node {
+    #[inline]
+    pub(super) fn end(&self) -> DeviceSize {
+        self.offset + self.size
+    }
+
+    /// Where the allocation of an allocated node starts (after its absorbed padding).
+    #[inline]
+    pub(super) fn allocation_start(&self) -> DeviceSize {
+        debug_assert!(matches!(self.state(), State::Used(_)));
+        self.offset + DeviceSize::from(self.next_free)
+    }
+
+    #[inline]
+    pub(super) fn state(&self) -> State {
+        match self.prev_free {
+            TAG_RECYCLED => State::Recycled,
+            TAG_USED_UNKNOWN => State::Used(AllocationType::Unknown),
+            TAG_USED_LINEAR => State::Used(AllocationType::Linear),
+            TAG_USED_NON_LINEAR => State::Used(AllocationType::NonLinear),
+            _ => State::Free,
+        }
+    }
+
+    /// Sets the state; a node made free is unlinked until it is inserted into a bucket.
+    #[inline]
+    pub(super) fn set_state(&mut self, state: State) {
+        self.prev_free = state.tag();
+    }
+}
