@@ -69,6 +69,46 @@ fn a_full_pool_keeps_its_larger_free_ranges_for_larger_requests() {
     drop((small, large, live));
 }
 
+/// A nearly full block of many allocations keeps its larger free range whole: a request that
+/// a free range of its own size class holds takes that range (step 0 of the free list's
+/// search), not the front of the larger range, so a later request twice as large still
+/// fits (the good-fit search alone cut the larger range, and the pool was full).
+#[test]
+fn a_nearly_full_block_gives_a_request_the_snug_range_and_keeps_the_larger_one() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    let device = sim.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let pool = allocator
+        .create_pool::<FreeListAllocator>(&PoolCreateInfo {
+            min_block_count: 1,
+            max_block_count: 1,
+            block_arenas: Some(1),
+            ..pool_info("snug", 0, 16 * MIB)
+        })
+        .unwrap();
+    let info = AllocationCreateInfo::default();
+    let allocate = |size| pool.allocate(reqs(&device, size, 256), LINEAR, &info, None);
+    // 64 allocations of 256 KiB: full.
+    let mut live: Vec<Option<MemoryAlloc>> = (0..64)
+        .map(|_| Some(allocate(256 * KIB).unwrap()))
+        .collect();
+    assert_eq!(
+        allocate(256 * KIB).unwrap_err(),
+        AllocationError::PoolFull { max_blocks: 1 }
+    );
+    // A free range of 512 KiB, then one of 256 KiB (freed last: the newest free range).
+    let pair = live[40].as_ref().unwrap().offset();
+    let hole = live[10].as_ref().unwrap().offset();
+    for i in [40, 41, 10] {
+        live[i] = None;
+    }
+    let small = allocate(256 * KIB).unwrap();
+    assert_eq!(small.offset(), hole, "the range of the request's own size");
+    let large = allocate(512 * KIB).expect("the 512 KiB range stayed whole");
+    assert_eq!(large.offset(), pair);
+    drop((small, large, live));
+}
+
 #[test]
 fn minimum_blocks_are_made_up_front_and_kept_maximum_blocks_are_a_hard_limit() {
     let sim = Sim::new(GpuLayout::nvidia_discrete());

@@ -3,8 +3,10 @@
 //!
 //! - [`MinTime`](AllocationStrategy::MinTime): the fastest search. For the
 //!   [`FreeListAllocator`](super::FreeListAllocator), the first range of the first size class
-//!   sure to hold the request (good fit, O(1) unless the request is about to fail); across
-//!   blocks, the first block with room, each thread starting from its own arena.
+//!   sure to hold the request (good fit, O(1) unless the request is about to fail), after the
+//!   first range of the request's own size class in a region at most a quarter free that
+//!   holds 32 allocations or more; across blocks, the first block with room, each thread
+//!   starting from its own arena.
 //! - [`MinMemory`](AllocationStrategy::MinMemory): the smallest free range that fits (best
 //!   fit), leaving large ranges whole for large requests; across blocks, the block with the
 //!   least room that fits first. Costs a scan of the ranges of one size class (and of every

@@ -1171,3 +1171,84 @@ fn bytes_left_over_join_the_padding_only_below_every_request_served() {
     check_internal(&c.sub);
     c.free_all_and_reuse(1024);
 }
+
+/// A 1 MiB region whose front holds `count` live allocations of 1 KiB, and the offset after
+/// them.
+fn populated(count: u64) -> (Checker<FreeListAllocator>, u64) {
+    let mut c = checker(1024 * KIB, 1);
+    for i in 0..count {
+        assert_eq!(alloc(&mut c, KIB, 16, Linear), i * KIB);
+    }
+    (c, count * KIB)
+}
+
+/// [`populated`] with `count` allocations, then a 1 KiB hole and an allocation after it, which
+/// leaves `tail` bytes free at the end; returns the hole's offset and the tail's.
+fn hole_and_tail(count: u64, tail: u64) -> (Checker<FreeListAllocator>, u64, u64) {
+    let (mut c, hole) = populated(count);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), hole);
+    let filler = 1024 * KIB - hole - KIB - tail;
+    assert_eq!(alloc(&mut c, filler, 16, Linear), hole + KIB);
+    free_at(&mut c, hole);
+    (c, hole, hole + KIB + filler)
+}
+
+#[test]
+fn near_capacity_a_request_takes_the_snug_range_rather_than_cutting_a_larger_one() {
+    // 224 KiB of 1 MiB free (a 1 KiB hole and 223 KiB at the end): within a quarter, so the
+    // region is near capacity; 33 live allocations.
+    let (mut c, hole, tail) = hole_and_tail(32, 223 * KIB);
+    assert_eq!(c.sub.free_size(), 224 * KIB);
+    // The request takes the hole that holds it exactly (its own size class), not the front
+    // of the larger range, which stays whole for a larger request.
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), hole);
+    assert_eq!(alloc(&mut c, 223 * KIB, 16, Linear), tail);
+    check_internal(&c.sub);
+    // A smaller request of the same size class takes the hole too.
+    let (mut c, hole, _) = hole_and_tail(32, 223 * KIB);
+    assert_eq!(alloc(&mut c, 1000, 16, Linear), hole);
+    check_internal(&c.sub);
+    // Exactly a quarter free is near capacity.
+    let (mut c, hole, _) = hole_and_tail(32, 255 * KIB);
+    assert_eq!(c.sub.free_size(), 1024 * KIB / 4);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), hole);
+    check_internal(&c.sub);
+    // Far from capacity (324 KiB free) the search is the sure-fit search as before: the
+    // first range of the first size class whose every range holds the request.
+    let (mut c, _, tail) = hole_and_tail(32, 323 * KIB);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), tail);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn a_region_of_few_allocations_keeps_the_sure_fit_search_near_capacity() {
+    // 32 live allocations are enough (31 before the hole, and the one after it)...
+    let (mut c, hole, _) = hole_and_tail(31, 223 * KIB);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), hole);
+    check_internal(&c.sub);
+    // ...31 are not: the request goes to the front of the range at the end.
+    let (mut c, _, tail) = hole_and_tail(30, 223 * KIB);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), tail);
+    check_internal(&c.sub);
+    let (mut c, _, tail) = hole_and_tail(0, 223 * KIB);
+    assert_eq!(alloc(&mut c, KIB, 16, Linear), tail);
+    check_internal(&c.sub);
+}
+
+#[test]
+fn near_capacity_a_snug_range_that_does_not_fit_leaves_the_request_to_the_sure_fit_search() {
+    // Near capacity, with a 1,040-byte hole heading the size class of 1,024-1,087 bytes and
+    // 100 KiB free at the end: a request of 1,050 bytes is of the hole's class but does not
+    // fit it, and goes to the front of the range at the end.
+    let (mut c, _) = populated(32);
+    let hole = alloc(&mut c, 1040, 16, Linear);
+    alloc(&mut c, KIB, 16, Linear);
+    let filler_size = c.sub.free_size() - 100 * KIB;
+    let end = alloc(&mut c, filler_size, 16, Linear) + filler_size;
+    free_at(&mut c, hole);
+    assert!(c.sub.free_size() <= 1024 * KIB / 4);
+    assert_eq!(alloc(&mut c, 1050, 16, Linear), end);
+    // A request the hole holds takes it.
+    assert_eq!(alloc(&mut c, 1040, 16, Linear), hole);
+    check_internal(&c.sub);
+}
