@@ -104,7 +104,10 @@
 //! 8-40, 16-53 or 64-192 KiB, freed at random) needed a seventh block that way, where VMA
 //! fits six (reserved/live 1.38 against 1.10); now they fit six too (objects of 4-12 KiB
 //! need seven with either). Steady churn over many blocks pays for the ranking: 7.9 % more
-//! instructions on the peers bench's `churn`, 4.1 % on `mixed`.
+//! instructions on the peers bench's `churn`, 4.1 % on `mixed`. Inside an arena near
+//! capacity, the free list does the same for ranges: a request tries a range of its own
+//! size class before it cuts a larger one (step 0 of the
+//! [free list's search](crate::suballocator::FreeListAllocator)).
 //! Larger requests are few and are what fragments memory, so they look at every arena and
 //! take the one whose largest free range is the smallest that holds them (best fit), so that
 //! the large free ranges stay whole for the next large request. An empty block (kept for
