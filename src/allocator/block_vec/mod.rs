@@ -426,31 +426,32 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         // [which block](super::placement#which-block)); then the empty arenas too, in order.
         // The first block's home arena is not tried twice: one that was busy is waited for
         // below with the others.
+        // The thread's home arena of a block, if the block has one for its slot (`split`:
+        // some block has other arenas to try in the pass below).
+        macro_rules! try_home {
+            ($block:expr) => {
+                let block = $block;
+                let arenas = block.arenas();
+                match block.home_index(slot, self.home_slots) {
+                    Some(i) => {
+                        split |= arenas.len() > 1;
+                        try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                    }
+                    None => split = true,
+                }
+            };
+        }
         let (first, rest) = blocks
             .split_first()
             .map_or((None, blocks), |(f, r)| (Some(f), r));
         if let Some(block) = first {
-            let arenas = block.arenas();
-            match block.home_index(slot, self.home_slots) {
-                Some(i) => {
-                    split |= arenas.len() > 1;
-                    try_arena!(&arenas[i], wait: false, on_busy: busy = true);
-                }
-                None => split = true,
-            }
+            try_home!(block);
         }
         if let Some(arena) = self.tightest_in_use(blocks, slot, layout, allocation_type) {
             try_arena!(arena, wait: false, on_busy: busy = true);
         }
         for block in rest {
-            let arenas = block.arenas();
-            match block.home_index(slot, self.home_slots) {
-                Some(i) => {
-                    split |= arenas.len() > 1;
-                    try_arena!(&arenas[i], wait: false, on_busy: busy = true);
-                }
-                None => split = true,
-            }
+            try_home!(block);
         }
         if split {
             let newest = blocks.len().wrapping_sub(1);
