@@ -425,3 +425,62 @@ fn with_nothing_kept_a_failed_memory_object_is_not_tried_again() {
     }
     sim.assert_nothing_allocated();
 }
+
+/// A large request (more than half a block) takes an empty block kept for reuse that it is
+/// large for, instead of a memory object of its own: no `vkAllocateMemory`, no memory
+/// beyond what was kept. The driver's preference for a dedicated allocation still gets one.
+#[test]
+fn a_large_request_reuses_a_kept_block_it_is_large_for() {
+    let sim = Sim::new(GpuLayout::nvidia_discrete());
+    {
+        let allocator = growing_allocator(&sim, 64 * MIB);
+        let info = AllocationCreateInfo::default();
+        let requirements = |size, prefers_dedicated_allocation| AllocationRequirements {
+            layout: DeviceLayout::from_size_alignment(size, 4096).unwrap(),
+            memory_type_bits: 1,
+            prefers_dedicated_allocation,
+            requires_dedicated_allocation: false,
+        };
+        let allocate = |size, prefers| {
+            allocator
+                .allocate(
+                    requirements(size, prefers),
+                    AllocationType::Linear,
+                    &info,
+                    None,
+                )
+                .unwrap()
+        };
+        // A sizable resource first (a block of its own): blocks are cut into arenas of at
+        // least four times the largest request seen, so the next ones stay whole.
+        let sizable = allocate(20 * MIB, false);
+        // 4 MiB objects fill blocks of 8, 16, 32 and 64 MiB; the 64 MiB block's sixteen are
+        // freed and the block is kept.
+        let mut small: Vec<_> = (0..30).map(|_| allocate(4 * MIB, false)).collect();
+        assert_eq!(allocator.block_count(0), 5);
+        small.truncate(14);
+        assert_eq!(allocator.block_count(0), 5, "the emptied block is kept");
+        let reserved = sim.state.heap_used(0);
+        sim.state.reset_counters();
+
+        // 40 MiB is large for the 64 MiB block: it takes it.
+        let large = allocate(40 * MIB, false);
+        assert!(!large.is_dedicated());
+        assert_eq!(sim.state.allocate_calls(), 0, "no memory object made");
+        assert_eq!(sim.state.heap_used(0), reserved);
+        // The block is in use: the next large request gets a memory object of its own.
+        let second = allocate(40 * MIB, false);
+        assert!(second.is_dedicated());
+        assert_eq!(sim.state.allocate_calls(), 1);
+        drop((large, second));
+
+        // The driver's preference is kept even with a kept block that fits.
+        sim.state.reset_counters();
+        let preferred = allocate(40 * MIB, true);
+        assert!(preferred.is_dedicated());
+        assert_eq!(sim.state.allocate_calls(), 1);
+        drop(preferred);
+        drop((small, sizable));
+    }
+    sim.assert_nothing_allocated();
+}

@@ -201,6 +201,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                 .block_layout(request.layout)
                 .unwrap_or(request.layout),
             blocks_fallback: false,
+            kept_first: false,
         })
     }
 
@@ -468,6 +469,9 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                 continue;
             }
             let result = match step {
+                Step::KeptBlock => vec
+                    .allocate_in_kept(&fit, &wrap)
+                    .ok_or(AllocationError::OutOfPoolMemory),
                 Step::ExistingBlocks => match vec.allocate_existing(&fit, &wrap) {
                     Ok(Some(a)) => Ok(a),
                     Ok(None) => Err(AllocationError::OutOfPoolMemory),

@@ -83,6 +83,9 @@
 //! - A vector never goes below its minimum block count (custom pools keep their first
 //!   blocks for good).
 //!
+//! A large request, which would get a memory object of its own, takes a kept empty block
+//! that it is large for first (see
+//! [kept blocks](super::placement#kept-blocks-for-large-requests)).
 //! A best-fit request takes an empty block more than
 //! [`EMPTY_BLOCK_FIT_PERCENT`](super::placement::EMPTY_BLOCK_FIT_PERCENT) of its size only
 //! when nothing else fits (see [which block](super::placement#which-block)), so that kept
@@ -105,6 +108,7 @@ mod left;
 mod limits;
 mod ranked;
 mod release;
+mod reuse;
 mod sharded;
 mod spin_lock;
 #[cfg(test)]

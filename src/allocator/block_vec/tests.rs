@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicUsize;
 mod kept;
 mod large;
 mod placement_walk;
+mod reuse;
 
 const KIB: DeviceSize = 1 << 10;
 const MIB: DeviceSize = 1 << 20;

@@ -20,7 +20,9 @@
 //! - **dedicated, then existing blocks**, when the driver prefers it or the request is
 //!   *large* (more than 1/[`LARGE_REQUEST_DIVISOR`] of the block size), unless the device is
 //!   *crowded* (more than [`CROWDED_NUMERATOR`]/[`CROWDED_DENOMINATOR`] of
-//!   `maxMemoryAllocationCount` memory objects live) and the request fits a block;
+//!   `maxMemoryAllocationCount` memory objects live) and the request fits a block; a request
+//!   that is large but not preferred dedicated by the driver first tries an empty block kept
+//!   for reuse (see [kept blocks](self#kept-blocks-for-large-requests));
 //! - otherwise **suballocate**: existing blocks, then a new block, then a dedicated
 //!   allocation (or only existing blocks with `NeverAllocate`). A *sizable* request (more
 //!   than 1/[`SIZABLE_REQUEST_DIVISOR`] of the block size) gets a new block of its own size
@@ -42,6 +44,7 @@
 //!
 //! | step | failure | next step |
 //! |---|---|---|
+//! | kept block (a large request) | none kept that it is large for | a dedicated allocation |
 //! | existing blocks | no room | a new block (attempt 0), or a dedicated allocation when no block may be made |
 //! | new block, attempt *k* | out of memory or over budget | a new block, attempt *k* + 1, up to [`SMALLER_BLOCK_RETRIES`]; then a dedicated allocation |
 //! | new block | no more memory objects | none: the memory type is exhausted |
@@ -87,6 +90,26 @@
 //! 239 and 1.33); blocks of the request's size (8 MiB granule) and two blocks' worth of
 //! empty blocks kept 71 and 1.22; the high-water mark and a 2 MiB granule 18 and 1.25 (over
 //! 30 traces of the class: 85 → 25 calls on average, waste 1.245 → 1.237, VMA 1.29).
+//!
+//! # Kept blocks for large requests
+//!
+//! A default block vector keeps the blocks that empty as a cache of memory objects (see the
+//! block vectors' docs, "Releasing"). A large request whose memory object would be its own
+//! takes the smallest kept empty block that it is large for (more than
+//! 1/[`LARGE_REQUEST_DIVISOR`] of that block, so at most half of it is left over, as in a
+//! block that a large request would not be suballocated in) and that one of whose arenas
+//! holds, before it asks for a memory object. The kept block is reserved already, so this
+//! raises no peak. The driver's preference for a dedicated allocation still gets a memory
+//! object of its own.
+//!
+//! Before, a large request always got a memory object of its own, and making it gave back
+//! the kept blocks that no longer fitted under the type's high-water mark beside it; the
+//! request after it, of the usual size, then made a block again: two `vkAllocateMemory`
+//! calls for each large resource in a stream of them. A stream of one-off resources of
+//! 2-20 MiB (5 % of 16-64 MiB) freed newest first, with 64 MiB blocks (what heaps below
+//! 1 GiB get), made 117, 174 and 144 calls in 2,000 steps on three seeds where VMA made 44,
+//! 67 and 84; now 19, 29 and 22, reserving the same (docs/benchmarks.md, "Kept blocks for
+//! large requests").
 //!
 //! # Which block
 //!
@@ -304,10 +327,13 @@ pub(crate) enum Plan {
         dedicated_fallback: bool,
     },
     /// A dedicated memory object; then, if `blocks_fallback`, suballocate `layout` in
-    /// existing blocks.
+    /// existing blocks. With `kept_first`, an empty block kept for reuse that the request is
+    /// large for is tried before the dedicated object (see
+    /// [kept blocks](self#kept-blocks-for-large-requests)).
     Dedicated {
         layout: DeviceLayout,
         blocks_fallback: bool,
+        kept_first: bool,
     },
 }
 
@@ -359,12 +385,14 @@ pub(crate) fn plan(
         MemoryAllocatePreference::AlwaysAllocate => Ok(Plan::Dedicated {
             layout,
             blocks_fallback: false,
+            kept_first: false,
         }),
         MemoryAllocatePreference::Auto => {
             if request.requires_dedicated || !facts.suballocatable || !fits_block {
                 return Ok(Plan::Dedicated {
                     layout,
                     blocks_fallback: false,
+                    kept_first: false,
                 });
             }
             let large = size > facts.large_request_threshold();
@@ -372,6 +400,9 @@ pub(crate) fn plan(
                 Ok(Plan::Dedicated {
                     layout,
                     blocks_fallback: true,
+                    // The driver's preference gets a memory object of its own; a request that
+                    // is only large may take a kept one.
+                    kept_first: !request.prefers_dedicated,
                 })
             } else {
                 Ok(Plan::Suballocate {
@@ -418,6 +449,7 @@ pub(crate) fn plan_in_pool(request: &Request, facts: &TypeFacts) -> Result<Plan,
             Ok(Plan::Dedicated {
                 layout,
                 blocks_fallback: false,
+                kept_first: false,
             })
         };
     }
@@ -437,6 +469,9 @@ pub(crate) fn plan_in_pool(request: &Request, facts: &TypeFacts) -> Result<Plan,
 /// One thing to try for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
+    /// Suballocate in an empty block kept for reuse that the request is large for (see
+    /// [kept blocks](self#kept-blocks-for-large-requests)).
+    KeptBlock,
     /// Suballocate in an existing block.
     ExistingBlocks,
     /// Make a new block and suballocate in it; attempt `k` halves the size `k` times (see
@@ -487,6 +522,13 @@ impl Ladder {
         use Failure::*;
         let next = match (self.plan, self.last, failure) {
             (Plan::Suballocate { .. }, None, _) => Some(Step::ExistingBlocks),
+            (
+                Plan::Dedicated {
+                    kept_first: true, ..
+                },
+                None,
+                _,
+            ) => Some(Step::KeptBlock),
             (Plan::Dedicated { .. }, None, _) => Some(Step::Dedicated),
             (_, Some(_), None | Some(Fatal)) => None,
             (
@@ -519,6 +561,7 @@ impl Ladder {
                 Some(Step::Dedicated),
                 Some(OutOfMemory | NoMoreObjects),
             ) => blocks_fallback.then_some(Step::ExistingBlocks),
+            (Plan::Dedicated { .. }, Some(Step::KeptBlock), Some(_)) => Some(Step::Dedicated),
             (Plan::Dedicated { .. }, Some(_), Some(_)) => None,
         };
         self.last = next;

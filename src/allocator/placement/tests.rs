@@ -216,8 +216,24 @@ fn non_coherent_types_pad_every_suballocation_to_whole_atoms() {
         DED_THEN_BLOCKS,
         "large"
     );
+    // A request that is only large may take a kept block first; the driver's preference
+    // gets a memory object of its own.
+    assert!(matches!(
+        plan(&request(b - 1, 1), &f[1], ROOMY),
+        Ok(Plan::Dedicated {
+            kept_first: true,
+            ..
+        })
+    ));
     let mut crowded = request(b - 1, 1);
     crowded.prefers_dedicated = true;
+    assert!(matches!(
+        plan(&crowded, &f[1], ROOMY),
+        Ok(Plan::Dedicated {
+            kept_first: false,
+            ..
+        })
+    ));
     let c = ObjectCount {
         live: 4000,
         max: 4096,
@@ -250,6 +266,15 @@ fn ded(blocks_fallback: bool) -> Plan {
     Plan::Dedicated {
         layout: DeviceLayout::from_size_alignment(1, 1).unwrap(),
         blocks_fallback,
+        kept_first: false,
+    }
+}
+
+fn ded_kept_first() -> Plan {
+    Plan::Dedicated {
+        layout: DeviceLayout::from_size_alignment(1, 1).unwrap(),
+        blocks_fallback: true,
+        kept_first: true,
     }
 }
 
@@ -306,6 +331,24 @@ fn the_fallback_ladder_step_by_step() {
     assert_eq!(unfold(ded(true), objects), [Dedicated, ExistingBlocks]);
     assert_eq!(unfold(ded(false), oom), [Dedicated]);
     assert_eq!(unfold(ded(true), |_| Fatal), [Dedicated]);
+    // A request that is only large tries a kept block first, then the same ladder.
+    assert_eq!(
+        unfold(ded_kept_first(), oom),
+        [KeptBlock, Dedicated, ExistingBlocks]
+    );
+    assert_eq!(
+        unfold(ded_kept_first(), objects),
+        [KeptBlock, Dedicated, ExistingBlocks]
+    );
+    assert_eq!(unfold(ded_kept_first(), |_| Fatal), [KeptBlock]);
+    let dedicated_refused = |s: Step| match s {
+        KeptBlock => NoRoom,
+        _ => Fatal,
+    };
+    assert_eq!(
+        unfold(ded_kept_first(), dedicated_refused),
+        [KeptBlock, Dedicated]
+    );
     assert!(Failure::OutOfMemory.tries_next_type());
     assert!(Failure::NoRoom.tries_next_type());
     assert!(Failure::NoMoreObjects.tries_next_type());
