@@ -483,7 +483,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                         .allocate_in_new_block(
                             &fit,
                             placement::makes_block_for_sizable(facts.block_size, grow, size),
-                            |held| {
+                            |held, sizable_in_use| {
                                 placement::new_block_size(
                                     facts.block_size,
                                     grow,
@@ -491,6 +491,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
                                     attempt,
                                     min_region,
                                     size,
+                                    sizable_in_use,
                                 )
                             },
                             |block, largest| {

@@ -518,16 +518,17 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates in a new block, under the write lock: first searches the existing blocks
     /// again (another thread may have added one or freed room meanwhile), then asks
     /// `block_size` for the size of the new block given the number of blocks held that are
-    /// steps of the growing block sizes (those not made for sizable requests; `None`: no size
-    /// left to try), `arenas` how to cut it (given its size and the largest request that
+    /// steps of the growing block sizes (those not made for sizable requests) and, when every
+    /// block listed was made for a sizable request, the memory in use (else 0; `None`: no
+    /// size left to try), `arenas` how to cut it (given its size and the largest request that
     /// asked for a block so far, this one included), and `make` for its memory.
-    /// `for_sizable`: the block is made for this sizable request alone, at about its size
-    /// (see [block sizes](super::placement#block-sizes)), and is no step of the growth.
+    /// `for_sizable`: the block is made for this sizable request (see
+    /// [block sizes](super::placement#block-sizes)), and is no step of the growth.
     pub(crate) fn allocate_in_new_block<T, E>(
         self: &Arc<Self>,
         fit: &Fit,
         for_sizable: bool,
-        block_size: impl FnOnce(usize) -> Option<DeviceSize>,
+        block_size: impl FnOnce(usize, DeviceSize) -> Option<DeviceSize>,
         arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
         mut make: impl FnMut(DeviceSize) -> Result<M, E>,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
@@ -550,7 +551,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                     max_blocks: self.limits.max,
                 });
             }
-            (block_size(held).ok_or(NewBlockError::NoSize)?, 0)
+            (block_size(held, 0).ok_or(NewBlockError::NoSize)?, 0)
         };
         let largest = self
             .largest_request

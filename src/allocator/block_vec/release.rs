@@ -329,7 +329,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     pub(super) fn make_room<E>(
         &self,
         blocks: &mut ShardedWrite<'_, Block<S, M>>,
-        block_size: impl FnOnce(usize) -> Option<DeviceSize>,
+        block_size: impl FnOnce(usize, DeviceSize) -> Option<DeviceSize>,
     ) -> Result<(DeviceSize, DeviceSize), NewBlockError<E>> {
         let tally = Self::tally(blocks.items());
         let held = self.owned(blocks.items().len()) - tally.empty;
@@ -341,8 +341,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         // Blocks made for sizable requests are no steps of the growth: after a few large
         // resources, the first block for small ones is still small.
-        let size = block_size(held - tally.for_sizable_in_use).ok_or(NewBlockError::NoSize)?;
         let in_use = self.in_use(&tally);
+        // The memory in use of a vector of sizable resources alone (see
+        // [block sizes](super::super::placement#block-sizes)).
+        let sizable_in_use = if blocks.items().iter().all(|b| b.for_sizable()) {
+            in_use
+        } else {
+            0
+        };
+        let size = block_size(held - tally.for_sizable_in_use, sizable_in_use)
+            .ok_or(NewBlockError::NoSize)?;
         let with_block = in_use.saturating_add(size);
         let mark = self.high_water.lock().mark().max(with_block);
         if tally.empty > 0 {

@@ -126,7 +126,9 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
         self.vec.allocate_in_new_block(
             fit,
             makes_block_for_sizable(self.preferred, true, min),
-            |held| new_block_size(self.preferred, true, held, 0, min, min),
+            |held, sizable_in_use| {
+                new_block_size(self.preferred, true, held, 0, min, min, sizable_in_use)
+            },
             |size, largest| ArenaLayout::choose(size, min, largest, self.granularity, home_slots),
             |size| self.make(size),
             &wrap,
@@ -171,6 +173,43 @@ fn blocks_for_sizable_requests_are_no_steps_of_the_growth() {
     );
     for l in live {
         h.free(l);
+    }
+}
+
+/// A vector that holds only blocks made for sizable requests gets full blocks for them once
+/// its memory in use reaches eight preferred blocks, which the next requests fill; one that
+/// holds a block for small requests keeps giving each sizable request a block of its own.
+#[test]
+fn a_vector_of_sizable_resources_alone_gets_full_blocks_at_eight_blocks_in_use() {
+    for with_small in [false, true] {
+        let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+        let fit = |size| h.fit(size, 256, AllocationType::Linear);
+        let mut live = Vec::new();
+        if with_small {
+            live.push(h.allocate(&fit(MIB)).unwrap());
+        }
+        // 26 blocks of 20 MiB take the memory in use to 520 MiB (eight blocks: 512 MiB).
+        for _ in 0..26 {
+            live.push(h.allocate(&fit(20 * MIB)).unwrap());
+        }
+        let own = h.block_sizes().iter().filter(|&&s| s == 20 * MIB).count();
+        assert_eq!(own, 26);
+        // Three more.
+        for _ in 0..3 {
+            live.push(h.allocate(&fit(20 * MIB)).unwrap());
+        }
+        let sizes = h.block_sizes();
+        if with_small {
+            assert_eq!(sizes.iter().filter(|&&s| s == 20 * MIB).count(), 29);
+        } else {
+            // One full block, holding all three.
+            assert_eq!(sizes.len(), 27, "{sizes:?}");
+            assert_eq!(sizes[26], 64 * MIB);
+            assert!(live[26..].iter().all(|l| l.block == live[26].block));
+        }
+        for l in live {
+            h.free(l);
+        }
     }
 }
 

@@ -91,6 +91,19 @@
 //! empty blocks kept 71 and 1.22; the high-water mark and a 2 MiB granule 18 and 1.25 (over
 //! 30 traces of the class: 85 → 25 calls on average, waste 1.245 → 1.237, VMA 1.29).
 //!
+//! The rule is for sizable resources among smaller ones. A vector that serves sizable
+//! requests alone (every block it holds was made for one) and has at least
+//! [`SIZABLE_REQUEST_DIVISOR`] preferred blocks' worth of memory in use gets a full block for
+//! the next one instead: the block adds at most an eighth to the memory in use, and the
+//! requests after it fill it, as VMA's blocks fill, where blocks of each request's size meant
+//! a `vkAllocateMemory` whenever none of the few kept blocks was large enough. 50 live
+//! resources of 8-20 MiB replaced 2,000 times (oldest or random first, 64 MiB blocks): 129-157
+//! calls before against VMA's 33-43, now 46-53, peak reserved / peak live 1.17-1.30 (before
+//! 1.20-1.27, VMA 1.18-1.37); the same at 256 MiB blocks with resources of 32-82 MiB: 512-523
+//! calls, now 51-60 (VMA 1,064), waste 1.19-1.20 → 1.22-1.23 (VMA 1.04-1.08). A single block
+//! for small requests keeps the rule above (`large` and the sizable classes of
+//! docs/benchmarks.md do not move).
+//!
 //! # Kept blocks for large requests
 //!
 //! A default block vector keeps the blocks that empty as a cache of memory objects (see the
@@ -571,12 +584,19 @@ impl Ladder {
 
 /// The size of a new block: attempt `attempt` (see [`Step::NewBlock`]) for a pool that holds
 /// `held` blocks (of the growing sizes: blocks made for sizable requests do not count), with
-/// `preferred` bytes as its block size, growing when `grow` is set; the block must be at least `min_size` bytes (the smallest region that holds the request of
-/// `request` bytes: more than the request with a pool suballocator's slots, say).
-/// `None` when halving would go below `min_size`.
+/// `preferred` bytes as its block size, growing when `grow` is set; the block must be at
+/// least `min_size` bytes (the smallest region that holds the request of `request` bytes:
+/// more than the request with a pool suballocator's slots, say). `None` when halving would
+/// go below `min_size`.
 ///
 /// Whether the request is sizable is the request's own size: a suballocator whose regions
-/// are larger than an eighth of a block still gets full blocks for small requests.
+/// are larger than an eighth of a block still gets full blocks for small requests. A sizable
+/// request gets a block of about its own size, unless the pool serves only sizable requests
+/// (every block it holds was made for one) and has `sizable_in_use` bytes in use, at least
+/// [`SIZABLE_REQUEST_DIVISOR`] preferred blocks: then a full block, which adds at most an
+/// eighth to the memory in use, and which the next sizable requests fill (see
+/// [block sizes](self#block-sizes)). Pass 0 for `sizable_in_use` when the pool holds any
+/// other block.
 pub(crate) fn new_block_size(
     preferred: DeviceSize,
     grow: bool,
@@ -584,10 +604,13 @@ pub(crate) fn new_block_size(
     attempt: u32,
     min_size: DeviceSize,
     request: DeviceSize,
+    sizable_in_use: DeviceSize,
 ) -> Option<DeviceSize> {
     let mut size = preferred.max(min_size);
     if makes_block_for_sizable(preferred, grow, request) {
-        size = sizable_block_size(preferred, min_size);
+        if sizable_in_use < preferred.saturating_mul(SIZABLE_REQUEST_DIVISOR) {
+            size = sizable_block_size(preferred, min_size);
+        }
     } else if grow {
         let shift = (GROW_STEPS as usize).saturating_sub(held) as u32;
         size = (preferred >> shift)
@@ -598,10 +621,11 @@ pub(crate) fn new_block_size(
     (size >= min_size && size > 0).then_some(size)
 }
 
-/// Whether a new block for a request of `request` bytes is made for it alone, at about its
-/// size: the request is sizable and blocks grow (see [block sizes](self#block-sizes)). Such a
-/// block is no step of the growing block sizes: `held` in [`new_block_size`] does not count
-/// it.
+/// Whether a new block for a request of `request` bytes is made for it: the request is
+/// sizable and blocks grow (see [block sizes](self#block-sizes)). Such a block has about the
+/// request's size (or, in a pool of sizable requests alone, the preferred size: see
+/// [`new_block_size`]) and is no step of the growing block sizes: `held` in
+/// [`new_block_size`] does not count it.
 pub(crate) fn makes_block_for_sizable(
     preferred: DeviceSize,
     grow: bool,

@@ -361,37 +361,37 @@ fn new_blocks_grow_then_halve_on_retries() {
     let p = 256 * MIB;
     // Growing: 1/8, 1/4, 1/2, then the preferred size.
     let sizes: Vec<_> = (0..5)
-        .map(|held| new_block_size(p, true, held, 0, 4 * KIB, 4 * KIB).unwrap())
+        .map(|held| new_block_size(p, true, held, 0, 4 * KIB, 4 * KIB, 0).unwrap())
         .collect();
     assert_eq!(sizes, [32 * MIB, 64 * MIB, 128 * MIB, p, p]);
     // Not growing: always the preferred size.
-    assert_eq!(new_block_size(p, false, 0, 0, 4 * KIB, 4 * KIB), Some(p));
+    assert_eq!(new_block_size(p, false, 0, 0, 4 * KIB, 4 * KIB, 0), Some(p));
     // At least twice the request while growing, never above the preferred size.
     assert_eq!(
-        new_block_size(p, true, 0, 0, 20 * MIB, 20 * MIB),
+        new_block_size(p, true, 0, 0, 20 * MIB, 20 * MIB, 0),
         Some(40 * MIB)
     );
     // Larger than the preferred size when the request needs it (a pool slot).
     assert_eq!(
-        new_block_size(p, false, 0, 0, 300 * MIB, 300 * MIB),
+        new_block_size(p, false, 0, 0, 300 * MIB, 300 * MIB, 0),
         Some(300 * MIB)
     );
     // Retries halve, while the request still fits.
-    assert_eq!(new_block_size(p, false, 5, 1, MIB, MIB), Some(128 * MIB));
-    assert_eq!(new_block_size(p, false, 5, 3, MIB, MIB), Some(32 * MIB));
+    assert_eq!(new_block_size(p, false, 5, 1, MIB, MIB, 0), Some(128 * MIB));
+    assert_eq!(new_block_size(p, false, 5, 3, MIB, MIB, 0), Some(32 * MIB));
     assert_eq!(
-        new_block_size(p, false, 5, 1, 128 * MIB, 128 * MIB),
+        new_block_size(p, false, 5, 1, 128 * MIB, 128 * MIB, 0),
         Some(128 * MIB)
     );
     assert_eq!(
-        new_block_size(p, false, 5, 1, 128 * MIB + 1, 128 * MIB + 1),
+        new_block_size(p, false, 5, 1, 128 * MIB + 1, 128 * MIB + 1, 0),
         None
     );
-    assert_eq!(new_block_size(p, false, 5, 64, 1, 1), None);
-    assert_eq!(new_block_size(1, false, 0, 0, 1, 1), Some(1));
+    assert_eq!(new_block_size(p, false, 5, 64, 1, 1, 0), None);
+    assert_eq!(new_block_size(1, false, 0, 0, 1, 1, 0), Some(1));
     // Never a block of zero bytes, even for a request of none.
-    assert_eq!(new_block_size(p, false, 0, 64, 0, 0), None);
-    assert_eq!(new_block_size(0, false, 0, 0, 0, 0), None);
+    assert_eq!(new_block_size(p, false, 0, 64, 0, 0, 0), None);
+    assert_eq!(new_block_size(0, false, 0, 0, 0, 0, 0), None);
 }
 
 /// An empty block is a good fit for a request of at least 2/3 of its size.
@@ -412,58 +412,94 @@ fn sizable_requests_get_blocks_of_their_size() {
     assert_eq!(granule, 2 * MIB);
     // Up to an eighth of the block: the growing sizes (twice the request at least).
     assert_eq!(
-        new_block_size(p, true, 0, 0, 32 * MIB, 32 * MIB),
+        new_block_size(p, true, 0, 0, 32 * MIB, 32 * MIB, 0),
         Some(64 * MIB)
     );
-    assert_eq!(new_block_size(p, true, 5, 0, 32 * MIB, 32 * MIB), Some(p));
+    assert_eq!(
+        new_block_size(p, true, 5, 0, 32 * MIB, 32 * MIB, 0),
+        Some(p)
+    );
     // Above it: the request rounded up to the granule, however many blocks are held.
     for held in [0, 1, 3, 9] {
         assert_eq!(
-            new_block_size(p, true, held, 0, 32 * MIB + 1, 32 * MIB + 1),
+            new_block_size(p, true, held, 0, 32 * MIB + 1, 32 * MIB + 1, 0),
             Some(34 * MIB)
         );
         assert_eq!(
-            new_block_size(p, true, held, 0, 40 * MIB, 40 * MIB),
+            new_block_size(p, true, held, 0, 40 * MIB, 40 * MIB, 0),
             Some(40 * MIB)
         );
         assert_eq!(
-            new_block_size(p, true, held, 0, 200 * MIB, 200 * MIB),
+            new_block_size(p, true, held, 0, 200 * MIB, 200 * MIB, 0),
             Some(200 * MIB)
         );
         assert_eq!(
-            new_block_size(p, true, held, 0, 250 * MIB, 250 * MIB),
+            new_block_size(p, true, held, 0, 250 * MIB, 250 * MIB, 0),
             Some(250 * MIB)
         );
         assert_eq!(
-            new_block_size(p, true, held, 0, 251 * MIB, 251 * MIB),
+            new_block_size(p, true, held, 0, 251 * MIB, 251 * MIB, 0),
             Some(252 * MIB)
         );
     }
     // Larger than the preferred size when the request needs it.
     assert_eq!(
-        new_block_size(p, true, 3, 0, 301 * MIB, 301 * MIB),
+        new_block_size(p, true, 3, 0, 301 * MIB, 301 * MIB, 0),
         Some(302 * MIB)
     );
     assert_eq!(
-        new_block_size(p, true, 0, 0, 300 * MIB, 300 * MIB),
+        new_block_size(p, true, 0, 0, 300 * MIB, 300 * MIB, 0),
         Some(300 * MIB)
     );
     // Retries have no smaller size to give.
-    assert_eq!(new_block_size(p, true, 3, 1, 40 * MIB, 40 * MIB), None);
+    assert_eq!(new_block_size(p, true, 3, 1, 40 * MIB, 40 * MIB, 0), None);
     // Without growth (custom pools, `grow_blocks` off): the preferred size.
-    assert_eq!(new_block_size(p, false, 0, 0, 40 * MIB, 40 * MIB), Some(p));
+    assert_eq!(
+        new_block_size(p, false, 0, 0, 40 * MIB, 40 * MIB, 0),
+        Some(p)
+    );
     // Sizable is the request's own size, not its region's: a small request in a 64 MiB
     // slot gets the growing sizes (twice the slot at least), a sizable one its slot.
-    assert_eq!(new_block_size(p, true, 0, 0, 64 * MIB, 64), Some(128 * MIB));
-    assert_eq!(new_block_size(p, true, 5, 0, 64 * MIB, MIB), Some(p));
     assert_eq!(
-        new_block_size(p, true, 5, 0, 64 * MIB, 40 * MIB),
+        new_block_size(p, true, 0, 0, 64 * MIB, 64, 0),
+        Some(128 * MIB)
+    );
+    assert_eq!(new_block_size(p, true, 5, 0, 64 * MIB, MIB, 0), Some(p));
+    assert_eq!(
+        new_block_size(p, true, 5, 0, 64 * MIB, 40 * MIB, 0),
         Some(64 * MIB)
     );
     // Never overflows.
     assert_eq!(
-        new_block_size(u64::MAX, true, 3, 0, u64::MAX - 1, u64::MAX - 1),
+        new_block_size(u64::MAX, true, 3, 0, u64::MAX - 1, u64::MAX - 1, 0),
         Some(u64::MAX)
+    );
+}
+
+#[test]
+fn a_pool_of_sizable_resources_alone_gets_full_blocks_at_eight_blocks_in_use() {
+    let p = 64 * MIB;
+    let at = |sizable_in_use| new_block_size(p, true, 0, 0, 20 * MIB, 20 * MIB, sizable_in_use);
+    // Below eight preferred blocks in use: the request's own size.
+    assert_eq!(at(0), Some(20 * MIB));
+    assert_eq!(at(8 * p - 1), Some(20 * MIB));
+    // From eight on: a full block, whatever the growth (no block of the growing sizes held).
+    assert_eq!(at(8 * p), Some(p));
+    assert_eq!(at(100 * p), Some(p));
+    // A request larger than the preferred size still gets what it needs.
+    assert_eq!(
+        new_block_size(p, true, 0, 0, 70 * MIB, 70 * MIB, 8 * p),
+        Some(70 * MIB)
+    );
+    // Small requests keep the growing sizes.
+    assert_eq!(
+        new_block_size(p, true, 0, 0, MIB, MIB, 8 * p),
+        Some(8 * MIB)
+    );
+    // Without growth: the preferred size as ever.
+    assert_eq!(
+        new_block_size(p, false, 0, 0, 20 * MIB, 20 * MIB, 8 * p),
+        Some(p)
     );
 }
 
@@ -472,7 +508,7 @@ proptest::proptest! {
     /// multiple of the granule unless that overflows.
     #[test]
     fn sizable_block_sizes_are_tight(p in 1u64..=1 << 40, min in 1u64..=1 << 41) {
-        let size = new_block_size(p, true, GROW_STEPS as usize, 0, min, min);
+        let size = new_block_size(p, true, GROW_STEPS as usize, 0, min, min, 0);
         if min > p / SIZABLE_REQUEST_DIVISOR {
             let granule = (p / SIZABLE_BLOCK_GRANULE_DIVISOR).max(1);
             let size = size.unwrap();
