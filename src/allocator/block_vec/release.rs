@@ -56,6 +56,8 @@ struct Tally {
     largest: DeviceSize,
     /// How many of the blocks that hold allocations were made for sizable requests.
     for_sizable_in_use: usize,
+    /// How many blocks (empty or not) were made for other requests.
+    not_for_sizable: usize,
 }
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
@@ -119,6 +121,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 t.in_use += size;
                 t.for_sizable_in_use += usize::from(b.for_sizable());
             }
+            t.not_for_sizable += usize::from(!b.for_sizable());
         }
         t
     }
@@ -339,16 +342,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 max_blocks: self.limits.max,
             });
         }
-        // Blocks made for sizable requests are no steps of the growth: after a few large
-        // resources, the first block for small ones is still small.
         let in_use = self.in_use(&tally);
         // The memory in use of a vector of sizable resources alone (see
         // [block sizes](super::super::placement#block-sizes)).
-        let sizable_in_use = if blocks.items().iter().all(|b| b.for_sizable()) {
+        let sizable_in_use = if tally.not_for_sizable == 0 {
             in_use
         } else {
             0
         };
+        // Blocks made for sizable requests are no steps of the growth: after a few large
+        // resources, the first block for small ones is still small.
         let size = block_size(held - tally.for_sizable_in_use, sizable_in_use)
             .ok_or(NewBlockError::NoSize)?;
         let with_block = in_use.saturating_add(size);

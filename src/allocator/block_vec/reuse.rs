@@ -4,14 +4,15 @@
 //! [kept blocks](crate::allocator::placement#kept-blocks-for-large-requests)).
 
 use super::{Arena, BlockMemory, BlockVec, Fit, Placed};
-use crate::allocator::placement::LARGE_REQUEST_DIVISOR;
+use crate::allocator::placement;
 use crate::suballocator::Suballocator;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates `fit` in the smallest empty block for which it is large (more than
-    /// 1/[`LARGE_REQUEST_DIVISOR`] of the block) and one of whose arenas holds it, or `None`.
+    /// 1/[`LARGE_REQUEST_DIVISOR`](placement::LARGE_REQUEST_DIVISOR) of the block) and one of
+    /// whose arenas holds it, or `None`.
     pub(crate) fn allocate_in_kept<T>(
         &self,
         fit: &Fit,
@@ -27,7 +28,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             .iter()
             .filter(|b| {
                 b.is_empty()
-                    && b.memory().size() / LARGE_REQUEST_DIVISOR < size
+                    && size > placement::large_threshold(b.memory().size())
                     && b.arenas().iter().any(|a| fits(&a))
             })
             .min_by_key(|b| b.memory().size())?;

@@ -292,8 +292,14 @@ impl TypeFacts {
     /// The request size above which a request is large.
     #[inline]
     pub(crate) fn large_request_threshold(&self) -> DeviceSize {
-        self.block_size / LARGE_REQUEST_DIVISOR
+        large_threshold(self.block_size)
     }
+}
+
+/// The request size above which a request is large for blocks of `block_size` bytes.
+#[inline]
+pub(crate) fn large_threshold(block_size: DeviceSize) -> DeviceSize {
+    block_size / LARGE_REQUEST_DIVISOR
 }
 
 /// One request, as the placement sees it.
