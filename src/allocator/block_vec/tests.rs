@@ -48,6 +48,17 @@ struct Live<S> {
     suballocation: Suballocation,
 }
 
+impl<S: Suballocator + Send + 'static> Live<S> {
+    /// The live suballocation `placed` in `arena`: the `wrap` of the block vector's searches.
+    fn of(arena: &Arc<Arena<S, Mock>>, placed: Placed) -> Self {
+        Live {
+            arena: arena.clone(),
+            block: arena.memory().id,
+            suballocation: placed.suballocation,
+        }
+    }
+}
+
 /// A block vector with a memory seam that hands out [`Mock`]s, fails on request, and counts.
 struct Harness<S> {
     vec: Arc<BlockVec<S, Mock>>,
@@ -109,11 +120,7 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
 
     /// Existing blocks, then a new block: the suballocation half of the fallback ladder.
     fn allocate(&self, fit: &Fit) -> Result<Live<S>, NewBlockError<&'static str>> {
-        let wrap = |arena: &Arc<Arena<S, Mock>>, placed: Placed| Live {
-            arena: arena.clone(),
-            block: arena.memory().id,
-            suballocation: placed.suballocation,
-        };
+        let wrap = Live::of;
         if let Some(live) = self
             .vec
             .allocate_existing(fit, &wrap)
@@ -557,11 +564,7 @@ fn a_block_set_aside_receives_nothing_even_from_a_caller_that_saw_it_listed() {
     let fit = h.fit(MIB, 1, AllocationType::Linear);
     h.add_block(64 * MIB, MIB, 1);
     let block = h.vec.with_blocks(|b| b[0].clone());
-    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-        arena: arena.clone(),
-        block: arena.memory().id,
-        suballocation: placed.suballocation,
-    };
+    let wrap = Live::of;
     assert!(h.vec.set_aside(&block, false));
     assert!(h.vec.allocate_in(&block, &fit, &wrap).is_none());
     assert!(block.is_empty(), "nothing landed in the block set aside");
@@ -581,11 +584,7 @@ fn an_arena_only_a_defragmentation_moved_into_is_no_threads_to_leave() {
     let fit = h.fit(MIB, 1, AllocationType::Linear);
     h.add_block(64 * MIB, MIB, 2);
     let block = h.vec.with_blocks(|b| b[0].clone());
-    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-        arena: arena.clone(),
-        block: arena.memory().id,
-        suballocation: placed.suballocation,
-    };
+    let wrap = Live::of;
     let moved: Vec<_> = (0..20)
         .map(|_| h.vec.allocate_in(&block, &fit, &wrap).unwrap())
         .collect();
@@ -849,11 +848,7 @@ fn a_failure_of_a_smaller_request_does_not_hide_a_fitting_larger_one() {
     for l in holes {
         h.free(l);
     }
-    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-        arena: arena.clone(),
-        block: arena.memory().id,
-        suballocation: placed.suballocation,
-    };
+    let wrap = Live::of;
     for size in [16, 4 * KIB] {
         let fit = h.fit(size, 64 * KIB, AllocationType::Linear);
         let fits = any_arena_fits(&h, &fit);
@@ -885,11 +880,7 @@ proptest! {
             match *op {
                 Op::Alloc { size, align_log, ty } => {
                     let fit = h.fit(size, 1 << align_log, ty);
-                    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-                        arena: arena.clone(),
-                        block: arena.memory().id,
-                        suballocation: placed.suballocation,
-                    };
+                    let wrap = Live::of;
                     match h.vec.allocate_existing(&fit, &wrap) {
                         Ok(Some(l)) => live.push(l),
                         Ok(None) => {

@@ -46,11 +46,7 @@ proptest! {
     ) {
         // Preferred 32 MiB: requests above 512 KiB search for the best fit.
         let h = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, 32 * MIB, 1);
-        let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-            arena: arena.clone(),
-            block: arena.memory().id,
-            suballocation: placed.suballocation,
-        };
+        let wrap = Live::of;
         let mut live = Vec::new();
         let mut searched = 0;
         for op in &ops {
@@ -122,11 +118,7 @@ fn a_block_empties_when_its_last_busy_arena_does() {
         let blocks = h.vec.with_blocks(|b| b.to_vec());
         assert!(blocks.iter().all(|b| b.arenas().len() == 2 && b.is_empty()));
         let fit = h.fit(MIB, 1, AllocationType::Linear);
-        let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-            arena: arena.clone(),
-            block: arena.memory().id,
-            suballocation: placed.suballocation,
-        };
+        let wrap = Live::of;
         // One allocation in each arena of each block: [block][arena].
         let mut live: Vec<Vec<Option<Live<FreeListAllocator>>>> = blocks
             .iter()

@@ -88,11 +88,7 @@ proptest! {
         let h = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, preferred, g);
         let mut live: Vec<Live<FreeListAllocator>> = Vec::new();
         let mut tys: Vec<AllocationType> = Vec::new();
-        let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-            arena: arena.clone(),
-            block: arena.memory().id,
-            suballocation: placed.suballocation,
-        };
+        let wrap = Live::of;
         for step in &steps {
             match *step {
                 Step::Alloc { size, align_log, ty, strategy } => {

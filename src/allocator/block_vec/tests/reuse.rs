@@ -8,11 +8,7 @@ use super::*;
 fn a_large_request_takes_the_smallest_kept_block_it_is_large_for() {
     let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     let fit = |size| h.fit(size, 256, AllocationType::Linear);
-    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-        arena: arena.clone(),
-        block: arena.memory().id,
-        suballocation: placed.suballocation,
-    };
+    let wrap = Live::of;
     // Nothing kept yet: nothing to reuse.
     assert!(h.vec.allocate_in_kept(&fit(20 * MIB), &wrap).is_none());
     // Sizable requests get blocks of their own size: 20, 40 and 60 MiB, then all empty.
@@ -61,11 +57,7 @@ fn a_large_request_takes_the_smallest_kept_block_it_is_large_for() {
 fn a_kept_block_whose_arenas_cannot_hold_the_request_is_passed_over() {
     let h = Harness::<FreeListAllocator>::new(4, BlockLimits::NONE, 64 * MIB, 1);
     let fit = |size| h.fit(size, 256, AllocationType::Linear);
-    let wrap = |arena: &Arc<Arena<FreeListAllocator, Mock>>, placed: Placed| Live {
-        arena: arena.clone(),
-        block: arena.memory().id,
-        suballocation: placed.suballocation,
-    };
+    let wrap = Live::of;
     // 64 MiB in four arenas of 16 MiB, 80 MiB whole.
     h.add_block(64 * MIB, 16 * MIB, 4);
     h.add_block(80 * MIB, 80 * MIB, 4);
