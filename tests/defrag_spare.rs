@@ -104,6 +104,16 @@ fn a_small_block_holding_an_allocation_larger_than_a_pass_is_filled_not_spared()
             _ => drop(x),
         }
     }
+    // The freed 1913 KiB request was large for the 2 MiB blocks: a memory object of its own,
+    // kept as an empty block when it was dropped. The defragmentation releases it at the end
+    // with the blocks it empties (every empty block of a vector it emptied one of).
+    let kept_before = allocator
+        .statistics()
+        .blocks
+        .iter()
+        .filter(|b| !b.dedicated && b.statistics.allocation_count == 0)
+        .count();
+    assert_eq!(kept_before, 1, "the large request's object, kept");
     let before = allocator.statistics().total.block_count;
     let mut defrag = allocator.defragmentation(&DefragmentationInfo {
         max_bytes_per_pass: 100 * KIB,
@@ -115,8 +125,8 @@ fn a_small_block_holding_an_allocation_larger_than_a_pass_is_filled_not_spared()
     defragment(&mut defrag, &mut live);
     let stats = defrag.finish();
     let after = allocator.statistics().total.block_count;
-    assert_eq!(stats.memory_objects_freed, 2, "{stats:?}");
-    assert_eq!(before - after, 2);
+    assert_eq!(stats.memory_objects_freed, 2 + kept_before, "{stats:?}");
+    assert_eq!(before - after, 2 + kept_before as u64);
     verify_each(&live, "after the moves");
     verify_each(&pinned, "the allocations not registered");
     drop((live, pinned, allocator));

@@ -25,7 +25,9 @@ mod owner;
 use self::meta::name_suffix;
 pub use self::meta::UserData;
 pub(crate) use self::meta::{AllocationMeta, Identity, MetaMap};
-pub(crate) use self::owner::{BlockOwner, BlockRef, DedicatedRegister, Owner, Registration};
+pub(crate) use self::owner::{
+    BlockOwner, BlockRef, DedicatedRegister, FreedMemoryKeeper, Owner, Registration,
+};
 use crate::corruption;
 use crate::device_memory::{MemoryObject, SyncDirection};
 use crate::layout::DeviceSize;

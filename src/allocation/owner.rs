@@ -5,8 +5,9 @@ use super::AllocationMeta;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::{Suballocation, SuballocationHandle};
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The block side of an allocation: where its range goes back to.
 ///
@@ -103,15 +104,38 @@ pub(crate) struct Registration {
     pub(crate) id: u64,
 }
 
+/// Where the memory object of a dedicated allocation the allocator chose to make may stay
+/// when the allocation is dropped: its memory type's block vector, which keeps it as an
+/// empty block where its rule for emptied blocks would (see the block vectors' docs,
+/// "Releasing").
+pub(crate) trait FreedMemoryKeeper: Send + Sync {
+    /// `memory`'s allocation is gone (and no longer counted as the memory type's memory in
+    /// use): keeps it as an empty block, or hands it back to be freed.
+    fn keep(self: Arc<Self>, memory: MemoryObject) -> Option<MemoryObject>;
+}
+
 /// A memory object of its own, with its registration for statistics.
 pub(crate) struct Dedicated {
-    pub(super) memory: MemoryObject,
+    /// Taken only by `drop`.
+    pub(super) memory: ManuallyDrop<MemoryObject>,
     pub(super) registration: Registration,
+    /// Offered the memory object when the allocation is dropped (weak: the allocator may be
+    /// gone by then, and the object is freed).
+    pub(super) keeper: Option<Weak<dyn FreedMemoryKeeper>>,
 }
 
 impl Drop for Dedicated {
     fn drop(&mut self) {
+        // First out of the register, so that the keeper no longer counts it in use.
         self.registration.register.forget(self.registration.id);
+        // SAFETY: `memory` is taken once, here, and `self` is not used after `drop`.
+        let memory = unsafe { ManuallyDrop::take(&mut self.memory) };
+        let back = match self.keeper.as_ref().and_then(Weak::upgrade) {
+            Some(keeper) => keeper.keep(memory),
+            None => Some(memory),
+        };
+        // Not kept: freed here.
+        drop(back);
     }
 }
 
@@ -133,11 +157,17 @@ impl Owner {
         Self::Block { block, handle }
     }
 
-    /// A dedicated memory object, registered with its allocator.
-    pub(crate) fn dedicated(memory: MemoryObject, registration: Registration) -> Self {
+    /// A dedicated memory object, registered with its allocator, offered to `keeper` when
+    /// the allocation is dropped.
+    pub(crate) fn dedicated(
+        memory: MemoryObject,
+        registration: Registration,
+        keeper: Option<Weak<dyn FreedMemoryKeeper>>,
+    ) -> Self {
         Self::Dedicated(Box::new(Dedicated {
-            memory,
+            memory: ManuallyDrop::new(memory),
             registration,
+            keeper,
         }))
     }
 }

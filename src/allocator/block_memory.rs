@@ -5,7 +5,7 @@
 
 use super::block_vec::{Arena, BlockMemory, BlockVec};
 use super::AllocationError;
-use crate::allocation::{AllocationMeta, BlockOwner, BlockRef};
+use crate::allocation::{AllocationMeta, BlockOwner, BlockRef, FreedMemoryKeeper};
 use crate::device::MemoryDevice;
 use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
 use crate::layout::DeviceSize;
@@ -43,6 +43,12 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, MemoryObject> {
     unsafe fn free(&self, suballocation: Suballocation) -> bool {
         // SAFETY: forwarded from the caller (the `BlockOwner::free` contract is the same).
         unsafe { Arena::free(self, suballocation) }
+    }
+}
+
+impl<S: Suballocator + Send + 'static> FreedMemoryKeeper for DeviceBlockVec<S> {
+    fn keep(self: Arc<Self>, memory: MemoryObject) -> Option<MemoryObject> {
+        self.adopt_emptied(memory)
     }
 }
 

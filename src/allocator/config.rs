@@ -108,9 +108,15 @@ pub struct GenericMemoryAllocatorCreateInfo {
     /// Block size per heap, by heap-size threshold. The default value is
     /// [`BlockSizeThresholds::default`]: 64 MiB blocks, 256 MiB on heaps of 1 GiB or more.
     pub block_sizes: BlockSizeThresholds,
-    /// Pass `VkMemoryDedicatedAllocateInfo` for allocations the allocator decides to make
-    /// dedicated (large or driver-preferred ones). Allocations the driver *requires* to be
-    /// dedicated always get it when the device supports it. The default value is `true`.
+    /// Pass `VkMemoryDedicatedAllocateInfo` for dedicated allocations the driver prefers
+    /// (`prefersDedicatedAllocation`) or the caller asks for
+    /// ([`MemoryAllocatePreference::AlwaysAllocate`](crate::MemoryAllocatePreference::AlwaysAllocate)).
+    /// Allocations the driver *requires* to be dedicated always get it when the device
+    /// supports it. A request the allocator makes dedicated for its size alone never names
+    /// its resource: its memory object is made as a block's would be, so that it stays as
+    /// an empty block for the next large request when the allocation is freed (see
+    /// [kept blocks for large requests](crate::allocator::placement#kept-blocks-for-large-requests)).
+    /// The default value is `true`.
     pub dedicated_allocation: bool,
     /// External memory handle types to export, one entry per memory type, or empty for none.
     /// The default value is empty.

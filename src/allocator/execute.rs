@@ -27,14 +27,14 @@ use super::placement::{
 use super::request::AllocationCreateInfo;
 use super::AllocationError;
 use super::MemoryAllocatePreference;
-use crate::allocation::{AllocationMeta, MemoryAlloc, Owner};
+use crate::allocation::{AllocationMeta, FreedMemoryKeeper, MemoryAlloc, Owner};
 use crate::corruption::{self, Guard};
 use crate::device::MemoryDevice;
 use crate::device_memory::DedicatedAllocation;
 use crate::device_memory::MemoryObject;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// What a block vector's owner provides to the allocate sequence: the memory objects it may
 /// make, with its own settings (priority, export types, user chains, budget).
@@ -323,17 +323,19 @@ pub(crate) fn wrap_plain<S: Suballocator + Send + 'static>(
 }
 
 /// Wraps a dedicated allocation's `memory` into what the user holds, registered in
-/// `registry` (for statistics and the leak report), and applies the debug aids.
+/// `registry` (for statistics and the leak report), and applies the debug aids. `keeper` is
+/// offered the memory object when the allocation is dropped.
 pub(crate) fn wrap_dedicated(
     registry: &Arc<DedicatedRegistry>,
     memory: MemoryObject,
     allocation_type: AllocationType,
     meta: Option<Arc<AllocationMeta>>,
+    keeper: Option<Weak<dyn FreedMemoryKeeper>>,
 ) -> MemoryAlloc {
     let size = memory.size();
     let registration = registry.register(&memory, allocation_type, meta.clone());
     let alloc = MemoryAlloc::new(
-        Owner::dedicated(memory, registration),
+        Owner::dedicated(memory, registration, keeper),
         0,
         size,
         allocation_type,
@@ -341,6 +343,21 @@ pub(crate) fn wrap_dedicated(
     );
     alloc.arm_debug();
     alloc
+}
+
+/// Whether a memory object of its own made for `request` passes its resource to
+/// `VkMemoryDedicatedAllocateInfo`: always when the driver requires it; when the driver
+/// prefers it or the caller asked for a memory object of its own
+/// ([`AlwaysAllocate`](MemoryAllocatePreference::AlwaysAllocate)), if the configuration
+/// allows (`name_resource`). A request the allocator gives a memory object of its own for its
+/// size alone is not tied to its resource: the object is made as a block's would be, and is
+/// kept as an empty block when the allocation is freed (see the block vectors' docs,
+/// "Releasing").
+pub(crate) fn names_resource(request: &Request, name_resource: bool) -> bool {
+    request.requires_dedicated
+        || name_resource
+            && (request.prefers_dedicated
+                || request.preference == MemoryAllocatePreference::AlwaysAllocate)
 }
 
 /// Checks a dedicated allocation of `size` bytes asked for in memory type
@@ -437,13 +454,7 @@ impl<S: Suballocator + Send + 'static> Vector<'_, S> {
         let made = p.made();
         let plan = p.plan;
         let fit = p.fit;
-        // The resource is passed to `VkMemoryDedicatedAllocateInfo` when the driver requires
-        // it, or when the configuration allows it for the allocator's own choices.
-        let hinted = if request.requires_dedicated || self.name_resource {
-            dedicated
-        } else {
-            None
-        };
+        let hinted = dedicated.filter(|_| names_resource(request, self.name_resource));
         let size = request.layout.size();
         let facts = self.facts;
         let grow = self.grow && matches!(plan, Plan::Suballocate { grow: true, .. });

@@ -33,6 +33,7 @@ use std::sync::Arc;
 mod full;
 mod hot;
 mod kept;
+mod own_memory;
 mod peak;
 
 use self::peak::PeakState;
@@ -411,77 +412,6 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
         self.make_memory(&info, for_block)
     }
 
-    /// A memory object of its own made from `info` (an import, a user chain) with the
-    /// allocator's device-address, priority and budget settings, registered like the
-    /// allocator's dedicated allocations.
-    pub(super) fn dedicated_from(
-        &self,
-        info: MemoryObjectCreateInfo,
-        create_info: &AllocationCreateInfo,
-    ) -> Result<MemoryAlloc, AllocationError> {
-        check_create_info(create_info)?;
-        let info = MemoryObjectCreateInfo {
-            device_address: self.create_info.device_address,
-            priority: Some(
-                create_info
-                    .priority
-                    .unwrap_or(self.create_info.block_priority),
-            ),
-            within_budget: create_info.within_budget,
-            ..info
-        };
-        // Out of memory with empty blocks kept in the heap: they give their memory back and
-        // the import is tried once more, as every other allocation is (a failed import leaves
-        // its handle the application's, so it may be given again).
-        self.outside_blocks(info.memory_type_index, info.size, || {
-            let memory = self.make_memory(&info, false)?;
-            // An import's bytes are its payload (the host's data, another device's), not a
-            // new allocation's garbage: the debug fill pattern never lands on them.
-            let meta = self.meta(create_info).and_then(|meta| {
-                AllocationMeta {
-                    fill: false,
-                    ..AllocationMeta::clone(&meta)
-                }
-                .shared()
-            });
-            Ok(execute::wrap_dedicated(
-                &self.dedicated,
-                memory,
-                AllocationType::Unknown,
-                meta,
-            ))
-        })
-    }
-
-    fn dedicated(
-        &self,
-        memory_type_index: u32,
-        size: DeviceSize,
-        allocation_type: AllocationType,
-        dedicated: Option<DedicatedAllocation>,
-        create_info: &AllocationCreateInfo,
-    ) -> Result<MemoryAlloc, AllocationError> {
-        let priority = create_info
-            .priority
-            .unwrap_or(self.create_info.block_priority);
-        self.outside_blocks(memory_type_index, size, || {
-            let memory = self.allocate_memory(
-                memory_type_index,
-                size,
-                dedicated,
-                priority,
-                create_info,
-                false,
-            )?;
-            Ok(execute::wrap_dedicated(
-                &self.dedicated,
-                memory,
-                allocation_type,
-                self.meta(create_info),
-            ))
-        })
-    }
-
     /// Makes a custom pool whose blocks are carved by `S` (see
     /// [`memory_pool`](super::memory_pool)), with its minimum blocks.
     ///
@@ -727,6 +657,7 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
             AllocationType::Unknown,
             dedicated,
             create_info,
+            false,
         )
     }
 }
@@ -768,6 +699,7 @@ impl<S: Suballocator + Send + 'static> MemorySource for TypeSource<'_, S> {
             allocation_type,
             dedicated,
             create_info,
+            true,
         )
     }
 

@@ -471,6 +471,7 @@ impl<S: Suballocator + Send + 'static> PoolInner<S> {
             memory,
             allocation_type,
             meta_of(create_info, &self.debug),
+            None,
         ))
     }
 

@@ -137,6 +137,10 @@ pub(crate) struct Arena<S, M> {
     suballocator: SpinMutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
+    /// A mask on the free range the arena publishes: all ones, or 0 in a block kept for large
+    /// requests alone ([`BlockOrigin::LargeObject`]), whose arenas the searches of existing
+    /// blocks then pass over (on the same cache line as the bound, and no branch).
+    published: DeviceSize,
     /// The requests that failed here since the last free.
     failed: FailedRequest,
     /// Where the arena starts in the block's memory.
@@ -287,11 +291,23 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         now_empty
     }
 
+    /// [`may_fit`](Self::may_fit) for an empty arena, whatever its published bound: the whole
+    /// arena is free.
+    pub(super) fn may_fit_empty(
+        &self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+    ) -> bool {
+        self.size >= layout.size()
+            && layout.alignment().is_aligned(self.base)
+            && !self.failed.implies_failure(layout, allocation_type)
+    }
+
     /// Publishes the suballocator's bound for lock-free reads, writing only on change so
     /// that threads do not steal the cache line from each other needlessly.
     #[inline]
     fn publish_largest_free(&self, s: &S) {
-        let largest = s.largest_free_range();
+        let largest = s.largest_free_range() & self.published;
         if self.largest_free.load(Ordering::Relaxed) != largest {
             self.largest_free.store(largest, Ordering::Relaxed);
         }
@@ -443,6 +459,21 @@ fn first_removals() -> u64 {
     NEXT.fetch_add(1 << 32, Ordering::Relaxed)
 }
 
+/// What a block was made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockOrigin {
+    /// A step of the vector's growing block sizes (or a custom pool's block).
+    Growth,
+    /// One sizable request, at about its size (see
+    /// [block sizes](crate::allocator::placement#block-sizes)).
+    Sizable,
+    /// A memory object of its own that a large request left when it was freed (see
+    /// [`BlockVec::adopt_emptied`](super::BlockVec::adopt_emptied)): kept for large requests
+    /// alone, its arenas publish no free range (see [`Arena::published`]). Like a block made
+    /// for a sizable request, no step of the growth.
+    LargeObject,
+}
+
 impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// A block over `memory`, cut as `layout` says, whose arenas report to `vec`; `serial`
     /// counts the vector's blocks cut into fewer than `home_slots` arenas (see
@@ -453,9 +484,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         serial: usize,
         home_slots: usize,
         vec: Weak<BlockVec<S, M>>,
-        for_sizable: bool,
+        origin: BlockOrigin,
     ) -> Self {
         let block_size = memory.size();
+        let for_sizable = origin != BlockOrigin::Growth;
+        let published = if origin == BlockOrigin::LargeObject {
+            0
+        } else {
+            DeviceSize::MAX
+        };
         let shared = Arc::new(BlockShared {
             memory,
             vec,
@@ -472,7 +509,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
                         sub: S::new(size),
                         live: 0,
                     }),
-                    largest_free: AtomicU64::new(size),
+                    largest_free: AtomicU64::new(size & published),
+                    published,
                     failed: FailedRequest::default(),
                     base,
                     size,
@@ -509,6 +547,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
 
     /// Whether the block was made for one sizable request (at about its size, see
     /// [block sizes](crate::allocator::placement#block-sizes)).
+    /// Whether the block is kept for large requests alone ([`BlockOrigin::LargeObject`]).
+    pub(super) fn for_large(&self) -> bool {
+        self.arenas().iter().any(|a| a.published == 0)
+    }
+
     pub(super) fn for_sizable(&self) -> bool {
         self.shared.for_sizable
     }

@@ -85,7 +85,11 @@
 //!
 //! A large request, which would get a memory object of its own, takes a kept empty block
 //! that it is large for first (see
-//! [kept blocks](super::placement#kept-blocks-for-large-requests)).
+//! [kept blocks](super::placement#kept-blocks-for-large-requests)). And a memory object of
+//! its own that the allocator made for a large request by its own choice, as a block's
+//! would be made, comes back to the vector when its allocation is freed
+//! ([`adopt_emptied`](BlockVec::adopt_emptied)): it is listed as an empty block of one
+//! arena, and the rule for a block that just emptied decides whether it stays.
 //! A best-fit request takes an empty block more than
 //! [`EMPTY_BLOCK_FIT_PERCENT`](super::placement::EMPTY_BLOCK_FIT_PERCENT) of its size only
 //! when nothing else fits (see [which block](super::placement#which-block)), so that kept
@@ -114,7 +118,7 @@ mod spin_lock;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::block::{Arena, Block, BlockMemory, Placed, WeakBlock};
+pub(crate) use self::block::{Arena, Block, BlockMemory, BlockOrigin, Placed, WeakBlock};
 use self::high_water::HighWater;
 pub(crate) use self::left::{LeftBlock, LeftView};
 pub(crate) use self::limits::{BlockLimits, Keep};
@@ -570,7 +574,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             // Only memory that was made is a sample: a failure reserves nothing.
             self.sample_in_use(in_use.saturating_add(size));
         }
-        let block = self.new_block(memory, for_sizable, |size| arenas(size, largest));
+        let origin = if for_sizable {
+            BlockOrigin::Sizable
+        } else {
+            BlockOrigin::Growth
+        };
+        let block = self.new_block(memory, origin, |size| arenas(size, largest));
         // The home arena first, then the others (one of them is large enough unless the
         // request's alignment or granularity needs more than the block can give).
         let own = block
@@ -618,14 +627,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         }
         let memory = make(size).map_err(NewBlockError::Memory)?;
         let largest = self.largest_request.load(Ordering::Relaxed);
-        blocks.push(self.new_block(memory, false, |size| arenas(size, largest)));
+        blocks.push(self.new_block(memory, BlockOrigin::Growth, |size| arenas(size, largest)));
         Ok(())
     }
 
     fn new_block(
         self: &Arc<Self>,
         memory: M,
-        for_sizable: bool,
+        origin: BlockOrigin,
         arenas: impl FnOnce(DeviceSize) -> ArenaLayout,
     ) -> Block<S, M> {
         let layout = arenas(memory.size());
@@ -640,7 +649,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             serial,
             self.home_slots,
             Arc::downgrade(self),
-            for_sizable,
+            origin,
         )
     }
 }

@@ -4,10 +4,12 @@
 
 use super::high_water::{self, HIGH_WATER_EPOCH};
 use super::sharded::ShardedWrite;
-use super::{Block, BlockMemory, BlockVec, Keep, NewBlockError};
+use super::{Block, BlockMemory, BlockOrigin, BlockVec, Keep, NewBlockError};
+use crate::allocator::placement::ArenaLayout;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The allocator's other default block vectors, as one of them sees them (see
@@ -380,6 +382,30 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         room: DeviceSize,
         keep_one: bool,
     ) -> usize {
+        // The memory objects kept for large requests alone go first, newest first: they serve
+        // the fewest requests (see `Block::for_large`).
+        let (mut empty, mut empty_bytes) = (0usize, 0);
+        for b in blocks.items().iter().filter(|b| b.is_empty()) {
+            empty += 1;
+            empty_bytes += b.memory().size();
+        }
+        let mut released = 0;
+        let mut i = blocks.items().len();
+        while empty_bytes > room
+            && empty > usize::from(keep_one)
+            && i > 0
+            && blocks.items().len() > self.limits.min
+        {
+            i -= 1;
+            let b = &blocks.items()[i];
+            if b.is_empty() && b.for_large() {
+                empty -= 1;
+                empty_bytes -= b.memory().size();
+                // As in `remove_listed`: no allocation holds it, so this drops it.
+                blocks.remove(i);
+                released += 1;
+            }
+        }
         let (indices, sizes): (smallvec::SmallVec<[usize; 8]>, smallvec::SmallVec<[_; 8]>) = blocks
             .items()
             .iter()
@@ -392,7 +418,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 .into_iter()
                 .map(|k| indices[k])
                 .collect();
-        self.remove_listed(blocks, &mut release)
+        released + self.remove_listed(blocks, &mut release)
     }
 
     /// Removes the blocks at the indices `release` (empty blocks), as many as the minimum
@@ -456,6 +482,37 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let cap = self.kept_cap(tally.largest, blocks.items());
         let room = mark.saturating_sub(in_use).min(cap);
         self.release_beyond(&mut blocks, room, true)
+    }
+
+    /// The memory object of a dedicated allocation of the vector's memory type that the
+    /// allocator chose to make (made as a block's would be) is free: it becomes an empty
+    /// block of the vector, and the rule for a block that just emptied decides whether it
+    /// (or another empty block) stays (see [releasing](super#releasing)). Returns `memory`
+    /// when the vector keeps no blocks under a mark, has as many blocks as it may, or its
+    /// list cannot be had within a moment (the caller frees it).
+    pub(crate) fn adopt_emptied(self: &Arc<Self>, memory: M) -> Option<M> {
+        if !self.high_water_on() {
+            return Some(memory);
+        }
+        let size = memory.size();
+        {
+            let Some(mut blocks) = self.blocks.try_write_for(KEPT_PATIENCE) else {
+                return Some(memory);
+            };
+            if self.owned(blocks.items().len()) >= self.limits.max {
+                return Some(memory);
+            }
+            // One arena, the whole object: it was made for one large request, and is kept
+            // for the next (see the placement's "Kept blocks for large requests").
+            blocks.push(
+                self.new_block(memory, BlockOrigin::LargeObject, |size| ArenaLayout {
+                    count: 1,
+                    size,
+                }),
+            );
+        }
+        self.block_emptied(size);
+        None
     }
 
     /// The indices of the empty blocks of `blocks` that [`release_empty_blocks`] gives back

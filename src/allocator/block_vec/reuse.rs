@@ -22,13 +22,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             return None;
         }
         let size = fit.layout.size();
-        let fits = |a: &&Arc<Arena<S, M>>| a.may_fit(fit.layout, fit.allocation_type);
+        let fits = |a: &&Arc<Arena<S, M>>| a.may_fit_empty(fit.layout, fit.allocation_type);
         let blocks = self.blocks.read();
         let block = blocks
             .iter()
             .filter(|b| {
                 b.is_empty()
-                    && size > placement::large_threshold(b.memory().size())
+                    && size > placement::kept_block_threshold(b.memory().size(), b.for_large())
                     && b.arenas().iter().any(|a| fits(&a))
             })
             .min_by_key(|b| b.memory().size())?;

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
+mod adopt;
 mod kept;
 mod large;
 mod placement_walk;

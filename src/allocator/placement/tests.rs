@@ -698,3 +698,14 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_kept_object_a_large_request_left_takes_only_a_snug_request() {
+    let block = 64 * MIB;
+    // A kept block: any request it is large for (more than half).
+    assert_eq!(kept_block_threshold(block, false), 32 * MIB);
+    // A kept memory object of its own: a request that leaves at most a sixteenth unused.
+    assert_eq!(kept_block_threshold(block, true), 60 * MIB);
+    assert_eq!(kept_block_threshold(7, true), 7);
+    assert_eq!(kept_block_threshold(0, true), 0);
+}
