@@ -110,10 +110,10 @@ struct BlockShared<S, M> {
     /// The block is empty when it is zero, and only the free that brings it to zero looks
     /// for empty blocks to release (see [`Arena::free`]).
     busy_arenas: AtomicUsize,
-    /// Whether the block was made for one sizable request, at about its size (see
-    /// [block sizes](crate::allocator::placement#block-sizes)): it is not a step of the
-    /// vector's growing block sizes.
-    for_sizable: bool,
+    /// What the block was made for: a block made for a sizable request or left by a large
+    /// one is no step of the vector's growing block sizes (see
+    /// [block sizes](crate::allocator::placement#block-sizes)).
+    origin: BlockOrigin,
 }
 
 /// What an arena's lock guards: the suballocator and the arena's own count of live
@@ -175,7 +175,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     #[inline]
     pub(super) fn may_fit(&self, layout: DeviceLayout, allocation_type: AllocationType) -> bool {
         self.largest_free.load(Ordering::Relaxed) >= layout.size()
-            && layout.alignment().is_aligned(self.base)
+            && self.may_place(layout, allocation_type)
+    }
+
+    /// The hints of [`may_fit`](Self::may_fit) besides the free range: the offset keeps the
+    /// alignment, and no smaller request failed since the last free.
+    #[inline]
+    fn may_place(&self, layout: DeviceLayout, allocation_type: AllocationType) -> bool {
+        layout.alignment().is_aligned(self.base)
             && !self.failed.implies_failure(layout, allocation_type)
     }
 
@@ -298,9 +305,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         layout: DeviceLayout,
         allocation_type: AllocationType,
     ) -> bool {
-        self.size >= layout.size()
-            && layout.alignment().is_aligned(self.base)
-            && !self.failed.implies_failure(layout, allocation_type)
+        self.size >= layout.size() && self.may_place(layout, allocation_type)
     }
 
     /// Publishes the suballocator's bound for lock-free reads, writing only on change so
@@ -487,7 +492,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         origin: BlockOrigin,
     ) -> Self {
         let block_size = memory.size();
-        let for_sizable = origin != BlockOrigin::Growth;
         let published = if origin == BlockOrigin::LargeObject {
             0
         } else {
@@ -499,7 +503,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
             metas: Mutex::default(),
             removals: AtomicU64::new(first_removals()),
             busy_arenas: AtomicUsize::new(0),
-            for_sizable,
+            origin,
         });
         let arenas = (0..layout.count)
             .map(|i| {
@@ -549,11 +553,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
     /// [block sizes](crate::allocator::placement#block-sizes)).
     /// Whether the block is kept for large requests alone ([`BlockOrigin::LargeObject`]).
     pub(super) fn for_large(&self) -> bool {
-        self.arenas().iter().any(|a| a.published == 0)
+        self.shared.origin == BlockOrigin::LargeObject
     }
 
     pub(super) fn for_sizable(&self) -> bool {
-        self.shared.for_sizable
+        self.shared.origin != BlockOrigin::Growth
     }
 
     /// The free bytes of the block, over all arenas (each read under its lock).
