@@ -135,3 +135,59 @@ fn user_data_and_names_round_trip_and_show_everywhere() {
         assert!(allocator.report_leaks().is_empty());
     }
 }
+
+/// An allocation without a record keeps its block and its type in one word, and moves them
+/// to the heap when it is given a record: its place, size and type stay what they were
+/// through every change, and dropping it returns its range in either form.
+#[test]
+fn a_record_given_and_taken_away_keeps_the_place_and_type() {
+    let ctx = TestContext::new();
+    let device = ctx.memory_device();
+    let allocator = StandardMemoryAllocator::new_default(device.clone());
+    let types = [
+        AllocationType::Unknown,
+        AllocationType::Linear,
+        AllocationType::NonLinear,
+    ];
+    let mut allocs: Vec<MemoryAlloc> = types
+        .iter()
+        .map(|&ty| {
+            allocator
+                .allocate(
+                    requirements(&device, 4096),
+                    ty,
+                    &AllocationCreateInfo::default(),
+                    None,
+                )
+                .unwrap()
+        })
+        .collect();
+    let place = |a: &MemoryAlloc| (a.memory(), a.offset(), a.size(), a.allocation_type());
+    let before: Vec<_> = allocs.iter().map(place).collect();
+    for (alloc, ty) in allocs.iter().zip(types) {
+        assert_eq!(alloc.allocation_type(), ty);
+        assert!(!alloc.is_dedicated() && alloc.name().is_none());
+    }
+    for (i, alloc) in allocs.iter_mut().enumerate() {
+        alloc.set_name(Some(format!("range {i}").into()));
+    }
+    assert_eq!(allocs.iter().map(place).collect::<Vec<_>>(), before);
+    assert_eq!(allocs[2].name(), Some("range 2"));
+    let named = allocator.snapshot();
+    for (i, alloc) in allocs.iter().enumerate() {
+        assert_eq!(
+            range_of(&named, alloc).name.as_deref(),
+            Some(format!("range {i}").as_str())
+        );
+    }
+    allocs[1].set_name(None);
+    assert_eq!(allocs.iter().map(place).collect::<Vec<_>>(), before);
+    assert_eq!(allocator.statistics().total.allocation_count, 3);
+    // Dropped in both forms: a range with a record (0, 2) and one whose record was taken
+    // away (1); then the block holds nothing.
+    drop(allocs);
+    let stats = allocator.statistics().total;
+    assert_eq!(stats.allocation_count, 0);
+    assert_eq!(stats.allocations.count, 0);
+    assert!(allocator.report_leaks().is_empty());
+}

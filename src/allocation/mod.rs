@@ -18,6 +18,16 @@
 //! backtrace of where it was made. They live in one shared record that the allocation and
 //! its block both point to, so that statistics snapshots, the JSON dump, the SVG memory map
 //! and the leak report show them; an allocation that has none of them costs nothing extra.
+//!
+//! # Size
+//!
+//! A `MemoryAlloc` is four words (32 bytes; `Option<MemoryAlloc>` too): where its memory
+//! comes from, the suballocator's handle, the offset and the size. Users keep many of them,
+//! and each allocation moves one through every layer of the allocate path: an array of them
+//! holds two in a cache line. The first word is a tagged pointer: for a range of a block
+//! without a record above, the block (one word, see `BlockRef`) with the allocation type in
+//! its low bits; for anything else (a dedicated memory object, or a range with a record), a
+//! box with the rest. A record so costs one more heap object, made when the record is.
 
 mod meta;
 mod owner;
@@ -26,12 +36,13 @@ use self::meta::name_suffix;
 pub use self::meta::UserData;
 pub(crate) use self::meta::{AllocationMeta, Identity, MetaMap};
 pub(crate) use self::owner::{
-    BlockOwner, BlockRef, DedicatedRegister, FreedMemoryKeeper, Owner, Registration,
+    ArenaLink, BlockOwner, BlockRef, Dedicated, DedicatedRegister, FreedMemoryKeeper, Registration,
 };
+use self::owner::{Extended, Owner, OwnerView, Place};
 use crate::corruption;
 use crate::device_memory::{MemoryObject, SyncDirection};
 use crate::layout::DeviceSize;
-use crate::suballocator::{AllocationType, Suballocation};
+use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 use ash::vk;
 use std::any::Any;
 use std::backtrace::Backtrace;
@@ -161,56 +172,20 @@ pub enum MemoryAccessError {
 }
 
 /// A range of device memory owned by the user. Dropping it frees the range.
-// In this order, whole words: the allocation type last, so that the word a result's
-// `Ok`/`Some` is told by is the last one moved, and every layer of the allocate path copies
-// an allocation in the same pieces (a piece read across two differently cut writes stalls).
+// Four words, no padding: users keep many allocations, and every layer of the allocate path
+// moves one. The owner word is never null: the niche of `Option<MemoryAlloc>`.
 #[repr(C)]
 pub struct MemoryAlloc {
+    /// The block (and, for a plain block range, the allocation type), or the boxed rest.
     owner: Owner,
+    /// The block suballocator's handle (unused for a dedicated allocation).
+    handle: SuballocationHandle,
     offset: DeviceSize,
     size: DeviceSize,
-    meta: Option<Arc<AllocationMeta>>,
-    allocation_type: TypeWord,
 }
 
-/// An allocation's [`AllocationType`] in a whole word, so that a [`MemoryAlloc`] has no
-/// padding. An allocation is moved by value through every layer of the allocate path; with a
-/// one-byte field, each move copied the seven padding bytes after it as two overlapping
-/// four-byte pieces, and the next move's read of them stalled on store forwarding (peers
-/// bench: about 5% of a small allocate+free). Its invalid values are the niche of
-/// `Option<MemoryAlloc>` and of `Result<MemoryAlloc, _>` (no larger than the allocation),
-/// and it is the allocation's last word (see [`MemoryAlloc`]).
-#[derive(Clone, Copy)]
-#[repr(u64)]
-enum TypeWord {
-    Unknown = 1,
-    Linear = 2,
-    NonLinear = 3,
-}
-
-impl TypeWord {
-    #[inline]
-    fn new(allocation_type: AllocationType) -> Self {
-        match allocation_type {
-            AllocationType::Unknown => Self::Unknown,
-            AllocationType::Linear => Self::Linear,
-            AllocationType::NonLinear => Self::NonLinear,
-        }
-    }
-
-    #[inline]
-    fn get(self) -> AllocationType {
-        match self {
-            Self::Unknown => AllocationType::Unknown,
-            Self::Linear => AllocationType::Linear,
-            Self::NonLinear => AllocationType::NonLinear,
-        }
-    }
-}
-
-// `MemoryAlloc` is `Send + Sync` through its fields: `MemoryObject` (`unsafe impl`s for its
-// mapping pointer) and `BlockRef` (`unsafe impl`s, as a shared reference to a `BlockOwner:
-// Send + Sync`). Through `&self` the mapping is only read; writing requires `&mut self`.
+// `MemoryAlloc` is `Send + Sync` through its fields: `Owner` (`unsafe impl`s: a `BlockRef`,
+// shared reference to a `BlockOwner: Send + Sync`, or a box of `Send + Sync` parts). Through `&self` the mapping is only read; writing requires `&mut self`.
 
 impl std::fmt::Debug for MemoryAlloc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -228,28 +203,70 @@ impl std::fmt::Debug for MemoryAlloc {
 }
 
 impl MemoryAlloc {
-    /// An allocation of `size` bytes at `offset` of the owner's memory (0 for a dedicated
-    /// one).
-    pub(crate) fn new(
-        owner: Owner,
+    /// An allocation of `size` bytes at `offset` of `block`'s memory, suballocated with
+    /// `handle`.
+    #[inline]
+    pub(crate) fn in_block(
+        block: BlockRef,
+        handle: SuballocationHandle,
         offset: DeviceSize,
         size: DeviceSize,
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
+        let owner = match meta {
+            None => Owner::plain(block, allocation_type),
+            meta => Owner::extended(Box::new(Extended {
+                place: Place::Block(block),
+                allocation_type,
+                meta,
+            })),
+        };
         Self {
             owner,
+            handle,
             offset,
             size,
-            meta,
-            allocation_type: TypeWord::new(allocation_type),
         }
     }
 
+    /// An allocation of the whole of a dedicated memory object of `size` bytes.
+    pub(crate) fn dedicated(
+        dedicated: Dedicated,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+        meta: Option<Arc<AllocationMeta>>,
+    ) -> Self {
+        Self {
+            owner: Owner::extended(Box::new(Extended {
+                place: Place::Dedicated(dedicated),
+                allocation_type,
+                meta,
+            })),
+            handle: SuballocationHandle::new(0),
+            offset: 0,
+            size,
+        }
+    }
+
+    /// The metadata record, if the allocation has one.
+    #[inline]
+    fn meta(&self) -> Option<&Arc<AllocationMeta>> {
+        match self.owner.view() {
+            OwnerView::Plain(..) => None,
+            OwnerView::Extended(e) => e.meta.as_ref(),
+        }
+    }
+
+    /// A copy of the metadata record, or an empty one: the base of a changed record.
+    fn meta_copy(&self) -> AllocationMeta {
+        self.meta().map(Arc::as_ref).cloned().unwrap_or_default()
+    }
+
     pub(crate) fn device_memory(&self) -> &MemoryObject {
-        match &self.owner {
-            Owner::Dedicated(d) => &d.memory,
-            Owner::Block { block, .. } => block.get().memory(),
+        match self.owner.place() {
+            Ok(block) => block.memory(),
+            Err(dedicated) => &dedicated.memory,
         }
     }
 
@@ -289,24 +306,27 @@ impl MemoryAlloc {
 
     /// Whether the allocation has a memory object of its own.
     pub fn is_dedicated(&self) -> bool {
-        matches!(self.owner, Owner::Dedicated(_))
+        self.owner.place().is_err()
     }
 
     /// The resource kind the range was requested for.
     pub fn allocation_type(&self) -> AllocationType {
-        self.allocation_type.get()
+        match self.owner.view() {
+            OwnerView::Plain(_, allocation_type) => allocation_type,
+            OwnerView::Extended(e) => e.allocation_type,
+        }
     }
 
     /// The allocation's name (from `AllocationCreateInfo::name` or [`set_name`](Self::set_name)),
     /// if any.
     pub fn name(&self) -> Option<&str> {
-        self.meta.as_ref()?.name.as_deref()
+        self.meta()?.name.as_deref()
     }
 
     /// The user data (from `AllocationCreateInfo::user_data` or
     /// [`set_user_data`](Self::set_user_data)), if any.
     pub fn user_data(&self) -> Option<&Arc<dyn UserData>> {
-        self.meta.as_ref()?.user_data.as_ref()
+        self.meta()?.user_data.as_ref()
     }
 
     /// The user data, if there is some of type `T`.
@@ -318,30 +338,30 @@ impl MemoryAlloc {
 
     /// Where the allocation was made, when the allocator captures backtraces.
     pub fn backtrace(&self) -> Option<&Backtrace> {
-        self.meta.as_ref()?.backtrace.as_deref()
+        self.meta()?.backtrace.as_deref()
     }
 
     /// Renames the allocation (`None` removes the name); statistics, dumps and leak reports
     /// show the new name.
     pub fn set_name(&mut self, name: Option<Arc<str>>) {
-        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        let old = self.meta_copy();
         self.replace_meta(AllocationMeta { name, ..old }.shared());
     }
 
     /// Attaches user data (`None` removes it); statistics, dumps and leak reports show its
     /// `Debug` text.
     pub fn set_user_data(&mut self, user_data: Option<Arc<dyn UserData>>) {
-        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        let old = self.meta_copy();
         self.replace_meta(AllocationMeta { user_data, ..old }.shared());
     }
 
     /// The allocation's [identity](AllocationMeta::identity), given to it now if it has none.
     pub(crate) fn identity(&mut self) -> Identity {
-        if let Some(identity) = self.meta.as_ref().and_then(|m| m.identity) {
+        if let Some(identity) = self.meta().and_then(|m| m.identity) {
             return identity;
         }
         let identity = Identity::new();
-        let old = self.meta.as_deref().cloned().unwrap_or_default();
+        let old = self.meta_copy();
         self.replace_meta(
             AllocationMeta {
                 identity: Some(identity),
@@ -355,30 +375,27 @@ impl MemoryAlloc {
     /// Its block's count of removed metadata records (see [`BlockOwner::removals`]); `None`
     /// for a dedicated allocation.
     pub(crate) fn block_removals(&self) -> Option<u64> {
-        match &self.owner {
-            Owner::Block { block, .. } => Some(block.get().removals()),
-            Owner::Dedicated(_) => None,
-        }
+        self.owner.place().ok().map(|block| block.removals())
     }
 
     /// The allocation's [identity](AllocationMeta::identity), if it was given one.
     pub(crate) fn identity_if_any(&self) -> Option<Identity> {
-        self.meta.as_ref()?.identity
+        self.meta()?.identity
     }
 
     /// Makes this new allocation (a defragmentation's destination) carry what `source`
     /// carries now (name, user data, backtrace, identity, debug flags), keeping its own
     /// margins: the allocation `source` stood for goes on here.
     pub(crate) fn carry_over(&mut self, source: &MemoryAlloc) {
-        let guard = self.meta.as_ref().and_then(|m| m.guard);
-        let carried = source.meta.as_deref().cloned().unwrap_or_default();
+        let guard = self.meta().and_then(|m| m.guard);
+        let carried = source.meta_copy();
         self.replace_meta(AllocationMeta { guard, ..carried }.shared());
     }
 
     /// Applies the debug aids of a new allocation: fills its margins with the magic pattern
     /// and the allocation with the new-memory pattern (host-visible memory only), and logs it.
     pub(crate) fn arm_debug(&self) {
-        let Some(meta) = &self.meta else {
+        let Some(meta) = self.meta() else {
             return;
         };
         let memory = self.device_memory();
@@ -471,17 +488,31 @@ impl MemoryAlloc {
 
     /// Installs new metadata here and where the block (or register) keeps it.
     fn replace_meta(&mut self, meta: Option<Arc<AllocationMeta>>) {
-        if self.meta.is_none() && meta.is_none() {
+        if self.meta().is_none() && meta.is_none() {
             return;
         }
-        match &self.owner {
-            Owner::Block { block, .. } => block.get().set_meta(self.offset, meta.clone()),
-            Owner::Dedicated(d) => d
-                .registration
-                .register
-                .set_meta(d.registration.id, meta.clone()),
+        match self.owner.view() {
+            OwnerView::Plain(block, allocation_type) => {
+                block.get().set_meta(self.offset, meta.clone());
+                // Plain no longer: the record goes to the heap with the rest.
+                self.owner = Owner::extended(Box::new(Extended {
+                    place: Place::Block(block),
+                    allocation_type,
+                    meta,
+                }));
+                return;
+            }
+            OwnerView::Extended(e) => match &e.place {
+                Place::Block(block) => block.get().set_meta(self.offset, meta.clone()),
+                Place::Dedicated(d) => d
+                    .registration
+                    .register
+                    .set_meta(d.registration.id, meta.clone()),
+            },
         }
-        self.meta = meta;
+        if let Some(e) = self.owner.extended_mut() {
+            e.meta = meta;
+        }
     }
 
     /// A pointer to the start of the range in host address space, when the memory is
@@ -629,37 +660,62 @@ impl MemoryAlloc {
     }
 }
 
+impl MemoryAlloc {
+    /// Returns the suballocation at `offset` of `size` bytes to `block`, and the allocations'
+    /// shared reference to it when that was its last live allocation.
+    #[inline]
+    fn free_in_block(
+        &self,
+        block: BlockRef,
+        offset: DeviceSize,
+        size: DeviceSize,
+        allocation_type: AllocationType,
+    ) {
+        let suballocation = Suballocation {
+            offset,
+            size,
+            allocation_type,
+            handle: self.handle,
+        };
+        // SAFETY: these are the fields of the suballocation this block handed out for this
+        // allocation, unchanged, and this is the only place that returns it, once, when the
+        // allocation dies.
+        if unsafe { block.get().free(suballocation) } {
+            // SAFETY: that was the owner's last live allocation, and this one is dead:
+            // `block` is not used again.
+            unsafe { block.release() };
+        }
+    }
+
+    /// The drop of an allocation that is not a plain block range: its metadata record (debug
+    /// aids) first, then its range; a dedicated memory object goes with the owner word.
+    #[cold]
+    fn drop_extended(&self, extended: &Extended) {
+        let (offset, size) = match &extended.meta {
+            None => (self.offset, self.size),
+            Some(meta) => {
+                if let Place::Block(block) = &extended.place {
+                    block.get().set_meta(self.offset, None);
+                }
+                self.disarm_debug(meta)
+            }
+        };
+        if let Place::Block(block) = &extended.place {
+            self.free_in_block(*block, offset, size, extended.allocation_type);
+        }
+    }
+}
+
 impl Drop for MemoryAlloc {
     // Inline: the caller's drop glue calls the block's `free` straight away.
     #[inline]
     fn drop(&mut self) {
-        if let Owner::Block { block, handle } = &self.owner {
-            let owner = block.get();
-            let (offset, size) = match &self.meta {
-                None => (self.offset, self.size),
-                Some(meta) => {
-                    owner.set_meta(self.offset, None);
-                    self.disarm_debug(meta)
-                }
-            };
-            let suballocation = Suballocation {
-                offset,
-                size,
-                allocation_type: self.allocation_type.get(),
-                handle: *handle,
-            };
-            // SAFETY: these are the fields of the suballocation this block handed out for
-            // this allocation, unchanged, and this is the only place that returns it, once,
-            // when the allocation dies.
-            if unsafe { owner.free(suballocation) } {
-                // SAFETY: that was the owner's last live allocation, and this one is dead:
-                // neither `owner` nor `block` is used again.
-                unsafe { block.release() };
+        match self.owner.view() {
+            OwnerView::Plain(block, allocation_type) => {
+                self.free_in_block(block, self.offset, self.size, allocation_type)
             }
-        }
-        // A dedicated `MemoryObject` frees itself when `owner` is dropped.
-        else if let Some(meta) = &self.meta {
-            self.disarm_debug(meta);
+            // A dedicated `MemoryObject` frees itself when `owner` is dropped.
+            OwnerView::Extended(extended) => self.drop_extended(extended),
         }
     }
 }

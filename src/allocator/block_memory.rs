@@ -5,7 +5,7 @@
 
 use super::block_vec::{Arena, BlockMemory, BlockVec};
 use super::AllocationError;
-use crate::allocation::{AllocationMeta, BlockOwner, BlockRef, FreedMemoryKeeper};
+use crate::allocation::{AllocationMeta, ArenaLink, BlockOwner, BlockRef, FreedMemoryKeeper};
 use crate::device::MemoryDevice;
 use crate::device_memory::{MemoryObject, MemoryObjectCreateInfo, MemoryObjectError};
 use crate::layout::DeviceSize;
@@ -16,6 +16,12 @@ use std::sync::Arc;
 pub(crate) type DeviceBlockVec<S> = BlockVec<S, MemoryObject>;
 
 impl BlockMemory for MemoryObject {
+    type Link = ArenaLink;
+
+    fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> ArenaLink {
+        ArenaLink::new(arena as *const dyn BlockOwner)
+    }
+
     #[inline]
     fn size(&self) -> DeviceSize {
         MemoryObject::size(self)
@@ -38,6 +44,11 @@ impl<S: Suballocator + Send + 'static> BlockOwner for Arena<S, MemoryObject> {
 
     fn removals(&self) -> u64 {
         Arena::removals(self)
+    }
+
+    #[inline]
+    fn link(&self) -> &ArenaLink {
+        Arena::link(self)
     }
 
     unsafe fn free(&self, suballocation: Suballocation) -> bool {

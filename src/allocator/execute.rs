@@ -27,7 +27,7 @@ use super::placement::{
 use super::request::AllocationCreateInfo;
 use super::AllocationError;
 use super::MemoryAllocatePreference;
-use crate::allocation::{AllocationMeta, FreedMemoryKeeper, MemoryAlloc, Owner};
+use crate::allocation::{AllocationMeta, Dedicated, FreedMemoryKeeper, MemoryAlloc};
 use crate::corruption::{self, Guard};
 use crate::device::MemoryDevice;
 use crate::device_memory::DedicatedAllocation;
@@ -285,8 +285,9 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
     let armed = meta
         .as_deref()
         .is_some_and(|m| m.guard.is_some() || m.fill || m.log);
-    let alloc = MemoryAlloc::new(
-        Owner::block(block_ref(arena, placed.first), s.handle),
+    let alloc = MemoryAlloc::in_block(
+        block_ref(arena, placed.first),
+        s.handle,
         offset,
         size,
         s.allocation_type,
@@ -313,8 +314,9 @@ pub(crate) fn wrap_plain<S: Suballocator + Send + 'static>(
     placed: Placed,
 ) -> MemoryAlloc {
     let s = placed.suballocation;
-    MemoryAlloc::new(
-        Owner::block(block_ref(arena, placed.first), s.handle),
+    MemoryAlloc::in_block(
+        block_ref(arena, placed.first),
+        s.handle,
         s.offset,
         s.size,
         s.allocation_type,
@@ -334,9 +336,8 @@ pub(crate) fn wrap_dedicated(
 ) -> MemoryAlloc {
     let size = memory.size();
     let registration = registry.register(&memory, allocation_type, meta.clone());
-    let alloc = MemoryAlloc::new(
-        Owner::dedicated(memory, registration, keeper),
-        0,
+    let alloc = MemoryAlloc::dedicated(
+        Dedicated::new(memory, registration, keeper),
         size,
         allocation_type,
         meta,

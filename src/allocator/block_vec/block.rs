@@ -56,6 +56,15 @@ use std::sync::{Arc, Weak};
 /// (implemented in [`block_memory`](crate::allocator::block_memory)), a plain stand-in in the
 /// block vector's own tests. Dropping it frees it.
 pub(crate) trait BlockMemory: Send + Sync + 'static {
+    /// What an arena over this memory keeps for the allocations made in it to reach it (the
+    /// driver's memory: its [`ArenaLink`](crate::allocation::ArenaLink); a stand-in: nothing).
+    type Link: Send + Sync;
+
+    /// The link of the arena that lives (or is about to live) at `arena` in an `Arc`.
+    fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> Self::Link
+    where
+        Self: Sized;
+
     /// The size in bytes.
     fn size(&self) -> DeviceSize;
 
@@ -92,7 +101,7 @@ pub(super) fn home_arena(
 
 /// What the arenas of a block share: the memory, the vector to report empty blocks to, and
 /// the metadata of the allocations that have some.
-struct BlockShared<S, M> {
+struct BlockShared<S, M: BlockMemory> {
     memory: M,
     vec: Weak<BlockVec<S, M>>,
     /// Names, user data and backtraces, by offset in the block (allocations without any are
@@ -133,7 +142,7 @@ struct Guarded<S> {
 /// value) on a cache line of its own, one more line for every allocation and free. Instead
 /// the arena ends in padding, so that the next heap object (often the block's next arena)
 /// starts at least 128 bytes (adjacent-line prefetch included) after its last field.
-pub(crate) struct Arena<S, M> {
+pub(crate) struct Arena<S, M: BlockMemory> {
     suballocator: SpinMutex<Guarded<S>>,
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
@@ -154,6 +163,9 @@ pub(crate) struct Arena<S, M> {
     /// count of live allocations leaves and reaches zero, read without the lock (a hint).
     in_use: AtomicBool,
     shared: Arc<BlockShared<S, M>>,
+    /// The arena's pointer to itself, which its allocations point to (see
+    /// [`BlockRef`](crate::allocation::BlockRef)).
+    link: M::Link,
     _tail: [u8; 128],
 }
 
@@ -235,6 +247,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
     /// The block's memory.
     pub(crate) fn memory(&self) -> &M {
         &self.shared.memory
+    }
+
+    /// The arena's pointer to itself (see [`BlockRef`](crate::allocation::BlockRef)).
+    #[inline]
+    pub(crate) fn link(&self) -> &M::Link {
+        &self.link
     }
 
     /// Remembers (`Some`) or forgets (`None`) the metadata of the allocation at block offset
@@ -435,7 +453,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
 
 /// A memory block and its arenas: a handle, cheap to clone (the vector's list keeps one per
 /// copy). The memory is freed when the last handle and the last allocation in it are gone.
-pub(crate) struct Block<S, M> {
+pub(crate) struct Block<S, M: BlockMemory> {
     /// The home slot that arena 0 serves (see [`home_index`](Self::home_index)).
     home_base: usize,
     shared: Arc<BlockShared<S, M>>,
@@ -443,7 +461,7 @@ pub(crate) struct Block<S, M> {
     arenas: SmallVec<[Arc<Arena<S, M>>; 4]>,
 }
 
-impl<S, M> Clone for Block<S, M> {
+impl<S, M: BlockMemory> Clone for Block<S, M> {
     fn clone(&self) -> Self {
         Self {
             home_base: self.home_base,
@@ -508,7 +526,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         let arenas = (0..layout.count)
             .map(|i| {
                 let (base, size) = layout.range(i, block_size);
-                Arc::new(Arena {
+                Arc::new_cyclic(|this| Arena {
                     suballocator: SpinMutex::new(Guarded {
                         sub: S::new(size),
                         live: 0,
@@ -521,6 +539,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
                     last_slot: AtomicUsize::new(NO_SLOT),
                     in_use: AtomicBool::new(false),
                     shared: shared.clone(),
+                    // Where the arena will live: the address the allocation has now.
+                    link: M::link(this.as_ptr()),
                     _tail: [0; 128],
                 })
             })
@@ -549,18 +569,18 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
         &self.arenas
     }
 
-    /// Whether the block was made for one sizable request (at about its size, see
-    /// [block sizes](crate::allocator::placement#block-sizes)).
     /// Whether the block is kept for large requests alone ([`BlockOrigin::LargeObject`]).
     pub(super) fn for_large(&self) -> bool {
         self.shared.origin == BlockOrigin::LargeObject
     }
 
+    /// Whether the block was made for one request, no step of the growth: a sizable request
+    /// (at about its size, see [block sizes](crate::allocator::placement#block-sizes)) or a
+    /// large one that left its memory object.
     pub(super) fn for_sizable(&self) -> bool {
         self.shared.origin != BlockOrigin::Growth
     }
 
-    /// The free bytes of the block, over all arenas (each read under its lock).
     /// An upper bound on the largest free range of the block: the largest of its arenas'
     /// published hints (read without their locks).
     pub(crate) fn largest_free_hint(&self) -> DeviceSize {
@@ -645,12 +665,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
 pub(super) type WeakArenas<S, M> = Vec<Weak<Arena<S, M>>>;
 
 /// A block's shared part (its memory and metadata), held weakly.
-pub(super) struct WeakShared<S, M>(Weak<BlockShared<S, M>>);
+pub(super) struct WeakShared<S, M: BlockMemory>(Weak<BlockShared<S, M>>);
 
 /// A block's shared part, held for a moment (see [`WeakShared::upgrade`]).
-pub(super) struct SharedRef<S, M>(Arc<BlockShared<S, M>>);
+pub(super) struct SharedRef<S, M: BlockMemory>(Arc<BlockShared<S, M>>);
 
-impl<S, M> WeakShared<S, M> {
+impl<S, M: BlockMemory> WeakShared<S, M> {
     /// The shared part, while the block lives.
     pub(super) fn upgrade(&self) -> Option<SharedRef<S, M>> {
         self.0.upgrade().map(SharedRef)
@@ -662,7 +682,7 @@ impl<S, M> WeakShared<S, M> {
     }
 }
 
-impl<S, M> SharedRef<S, M> {
+impl<S, M: BlockMemory> SharedRef<S, M> {
     /// The block's memory.
     pub(super) fn memory(&self) -> &M {
         &self.0.memory
@@ -675,9 +695,9 @@ impl<S, M> SharedRef<S, M> {
 }
 
 /// A block's identity, without keeping it alive ([`Block::downgrade`]).
-pub(crate) struct WeakBlock<S, M>(Weak<BlockShared<S, M>>);
+pub(crate) struct WeakBlock<S, M: BlockMemory>(Weak<BlockShared<S, M>>);
 
-impl<S, M> WeakBlock<S, M> {
+impl<S, M: BlockMemory> WeakBlock<S, M> {
     /// Whether `block` is the block this handle was made from (never a later block at the
     /// same address: the weak count keeps the address taken).
     pub(crate) fn is(&self, block: &Block<S, M>) -> bool {

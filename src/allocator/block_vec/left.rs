@@ -13,7 +13,7 @@ use crate::suballocator::{RangeInfo, RangeKind, Suballocator};
 use std::sync::{Arc, Weak};
 
 /// A block whose vector is gone, held weakly (see the [module docs](self)).
-pub(crate) struct LeftBlock<S, M> {
+pub(crate) struct LeftBlock<S, M: BlockMemory> {
     shared: WeakShared<S, M>,
     /// An arena is dropped as soon as its last allocation is freed, and is then all free.
     arenas: Vec<Part<Weak<Arena<S, M>>>>,
@@ -30,7 +30,7 @@ struct Part<A> {
 }
 
 /// A [`LeftBlock`] read for a moment: it keeps the block alive while it is held.
-pub(crate) struct LeftView<S, M> {
+pub(crate) struct LeftView<S, M: BlockMemory> {
     shared: SharedRef<S, M>,
     /// `None`: the arena is gone, all free.
     arenas: Vec<Part<Option<ArenaRef<S, M>>>>,

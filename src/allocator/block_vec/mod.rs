@@ -163,7 +163,7 @@ pub(crate) enum NewBlockError<E> {
 }
 
 /// The blocks of one memory type or custom pool.
-pub(crate) struct BlockVec<S, M> {
+pub(crate) struct BlockVec<S, M: BlockMemory> {
     /// Blocks are handles (reference-counted parts): each copy of the list holds them
     /// inline, so the search reads a block's arenas straight from the list.
     blocks: ShardedList<Block<S, M>>,
