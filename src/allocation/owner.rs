@@ -312,11 +312,20 @@ impl Owner {
 }
 
 impl Drop for Owner {
+    // Inline: for a plain block range (the hot path) this is one test.
+    #[inline]
     fn drop(&mut self) {
         if self.tag() == 0 {
-            // SAFETY: an untagged word is the box leaked in `extended`, given back once,
-            // here.
-            drop(unsafe { Box::from_raw(self.0.cast::<Extended>().as_ptr()) });
+            self.drop_extended();
         }
+    }
+}
+
+impl Owner {
+    #[cold]
+    fn drop_extended(&mut self) {
+        // SAFETY: an untagged word is the box leaked in `extended`, given back once, here
+        // (only `Drop::drop` calls this).
+        drop(unsafe { Box::from_raw(self.0.cast::<Extended>().as_ptr()) });
     }
 }
