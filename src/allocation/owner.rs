@@ -46,7 +46,13 @@ unsafe impl Sync for ArenaLink {}
 
 impl ArenaLink {
     /// The link of the owner that lives (or is about to live) at `owner` in an `Arc`.
-    pub(crate) fn new(owner: *const dyn BlockOwner) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the address of the value, in an `Arc`, that keeps this link (its
+    /// [`BlockOwner::link`]): allocations reach their owner, and give back its reference,
+    /// through it.
+    pub(crate) unsafe fn new(owner: *const dyn BlockOwner) -> Self {
         Self(owner)
     }
 }
@@ -254,7 +260,7 @@ impl Owner {
 
     /// Anything else, on the heap.
     pub(crate) fn extended(extended: Box<Extended>) -> Self {
-        // `Box::into_raw` is never null; the box is given back in `drop`.
+        // A leaked box is never null; it is given back in `drop`.
         Self(NonNull::from(Box::leak(extended)).cast())
     }
 

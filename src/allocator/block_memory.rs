@@ -18,8 +18,9 @@ pub(crate) type DeviceBlockVec<S> = BlockVec<S, MemoryObject>;
 impl BlockMemory for MemoryObject {
     type Link = ArenaLink;
 
-    fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> ArenaLink {
-        ArenaLink::new(arena as *const dyn BlockOwner)
+    unsafe fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> ArenaLink {
+        // SAFETY: forwarded from the caller (the contract is the same).
+        unsafe { ArenaLink::new(arena as *const dyn BlockOwner) }
     }
 
     #[inline]

@@ -61,7 +61,12 @@ pub(crate) trait BlockMemory: Send + Sync + 'static {
     type Link: Send + Sync;
 
     /// The link of the arena that lives (or is about to live) at `arena` in an `Arc`.
-    fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> Self::Link
+    ///
+    /// # Safety
+    ///
+    /// `arena` is the address of the arena, in an `Arc`, that keeps the link (see
+    /// [`ArenaLink::new`](crate::allocation::ArenaLink::new)).
+    unsafe fn link<S: Suballocator + Send + 'static>(arena: *const Arena<S, Self>) -> Self::Link
     where
         Self: Sized;
 
@@ -539,8 +544,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Block<S, M> {
                     last_slot: AtomicUsize::new(NO_SLOT),
                     in_use: AtomicBool::new(false),
                     shared: shared.clone(),
-                    // Where the arena will live: the address the allocation has now.
-                    link: M::link(this.as_ptr()),
+                    // SAFETY: `new_cyclic` writes the arena to the address its weak
+                    // reference has now, and the arena keeps this link.
+                    link: unsafe { M::link(this.as_ptr()) },
                     _tail: [0; 128],
                 })
             })

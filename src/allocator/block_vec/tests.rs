@@ -29,7 +29,7 @@ struct Mock {
 impl BlockMemory for Mock {
     type Link = ();
 
-    fn link<S: Suballocator + Send + 'static>(_arena: *const Arena<S, Self>) {}
+    unsafe fn link<S: Suballocator + Send + 'static>(_arena: *const Arena<S, Self>) {}
 
     fn size(&self) -> DeviceSize {
         self.size
