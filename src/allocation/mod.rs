@@ -184,8 +184,9 @@ pub struct MemoryAlloc {
     size: DeviceSize,
 }
 
-// `MemoryAlloc` is `Send + Sync` through its fields: `Owner` (`unsafe impl`s: a `BlockRef`,
-// shared reference to a `BlockOwner: Send + Sync`, or a box of `Send + Sync` parts). Through `&self` the mapping is only read; writing requires `&mut self`.
+// `MemoryAlloc` is `Send + Sync` through its fields: `Owner` (`unsafe impl`s: a `BlockRef`, a
+// shared reference to a `BlockOwner: Send + Sync`, or a box of `Send + Sync` parts). Through
+// `&self` the mapping is only read; writing requires `&mut self`.
 
 impl std::fmt::Debug for MemoryAlloc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,11 +217,7 @@ impl MemoryAlloc {
     ) -> Self {
         let owner = match meta {
             None => Owner::plain(block, allocation_type),
-            meta => Owner::extended(Box::new(Extended {
-                place: Place::Block(block),
-                allocation_type,
-                meta,
-            })),
+            meta => Owner::extended(Place::Block(block), allocation_type, meta),
         };
         Self {
             owner,
@@ -238,11 +235,7 @@ impl MemoryAlloc {
         meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
         Self {
-            owner: Owner::extended(Box::new(Extended {
-                place: Place::Dedicated(dedicated),
-                allocation_type,
-                meta,
-            })),
+            owner: Owner::extended(Place::Dedicated(dedicated), allocation_type, meta),
             handle: SuballocationHandle::new(0),
             offset: 0,
             size,
@@ -495,11 +488,7 @@ impl MemoryAlloc {
             OwnerView::Plain(block, allocation_type) => {
                 block.get().set_meta(self.offset, meta.clone());
                 // Plain no longer: the record goes to the heap with the rest.
-                self.owner = Owner::extended(Box::new(Extended {
-                    place: Place::Block(block),
-                    allocation_type,
-                    meta,
-                }));
+                self.owner = Owner::extended(Place::Block(block), allocation_type, meta);
                 return;
             }
             OwnerView::Extended(e) => match &e.place {

@@ -104,9 +104,20 @@ impl BlockRef {
 
     #[inline]
     pub(super) fn get(&self) -> &dyn BlockOwner {
+        // SAFETY: `self` belongs to a live allocation, which outlives this borrow.
+        unsafe { self.owner_for_allocation() }
+    }
+
+    /// The owner, for as long as the allocation this pointer belongs to is borrowed.
+    ///
+    /// # Safety
+    ///
+    /// The allocation that holds this pointer is alive for `'a`.
+    #[inline]
+    unsafe fn owner_for_allocation<'a>(self) -> &'a dyn BlockOwner {
         // SAFETY: the owner, and the link in it, are alive while any of its allocations is
-        // (see the type's docs), and `self` belongs to a live allocation; the link points to
-        // the owner it is kept in.
+        // (see the type's docs), and the caller's allocation is, for `'a`; the link points
+        // to the owner it is kept in.
         unsafe { &*self.0.as_ref().0 }
     }
 
@@ -258,8 +269,17 @@ impl Owner {
         Self(unsafe { NonNull::new_unchecked(tagged) })
     }
 
-    /// Anything else, on the heap.
-    pub(crate) fn extended(extended: Box<Extended>) -> Self {
+    /// Anything else, on the heap: the range in `place`, its type and its record.
+    pub(crate) fn extended(
+        place: Place,
+        allocation_type: AllocationType,
+        meta: Option<Arc<AllocationMeta>>,
+    ) -> Self {
+        let extended = Box::new(Extended {
+            place,
+            allocation_type,
+            meta,
+        });
         // A leaked box is never null; it is given back in `drop`.
         Self(NonNull::from(Box::leak(extended)).cast())
     }
@@ -302,9 +322,9 @@ impl Owner {
                 Place::Dedicated(d) => return Err(d),
             },
         };
-        // SAFETY: the block owner lives while an allocation in it does (see `BlockRef`), so
-        // at least as long as `self`, the allocation's owner word, is borrowed.
-        Ok(unsafe { &*block.0.as_ref().0 })
+        // SAFETY: `self` is the owner word of the allocation `block` belongs to, borrowed for
+        // the result's lifetime.
+        Ok(unsafe { block.owner_for_allocation() })
     }
 
     /// The boxed part, if any.
