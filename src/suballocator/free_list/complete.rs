@@ -99,7 +99,7 @@ impl FreeListAllocator {
     pub(super) fn cut_for_bounds(&mut self, idx: u32, start: DeviceSize, end: DeviceSize) {
         let node = &self.nodes[idx as usize];
         let (offset, free_len, next) = (node.offset, node.size, node.next);
-        if Self::keeps_node_in_place(offset, free_len, start, end) {
+        if !Self::splits_front(offset, start) && Self::rest_keeps_class(offset, free_len, end) {
             self.fit_bounds.taken(offset, end);
             return;
         }
@@ -117,19 +117,17 @@ impl FreeListAllocator {
         self.fit_bounds.taken(from, to);
     }
 
-    /// Whether [`take`](Self::take) leaves the free node in its place, shrunk to the tail after
-    /// `[start, end)`: the padding in front is absorbed and the tail stays in the node's size
-    /// class.
+    /// Whether the range of a free node at `offset` of `free_len` bytes keeps its size class
+    /// when an allocation ending at `end` is carved from its front: then [`take`](Self::take)
+    /// leaves the free node in its place in its bucket list, shrunk to the rest after the
+    /// allocation (the padding in front, if any, absorbed or split off as a node of its own).
     #[inline(always)]
-    pub(super) fn keeps_node_in_place(
+    pub(super) fn rest_keeps_class(
         offset: DeviceSize,
         free_len: DeviceSize,
-        start: DeviceSize,
         end: DeviceSize,
     ) -> bool {
-        !Self::splits_front(offset, start)
-            && end < offset + free_len
-            && Bucket::same(offset + free_len - end, free_len)
+        end < offset + free_len && Bucket::same(offset + free_len - end, free_len)
     }
 
     /// Whether [`take`](Self::take) makes the padding between a free node's `offset` and an

@@ -353,11 +353,16 @@ impl FreeListAllocator {
             ..
         } = self.nodes[idx as usize];
         let end = start + size;
-        // The common case of carving the front of a large range: when the allocation starts
-        // at the range (no padding to split off) and the rest stays in the same size class,
-        // the free node keeps its place in its bucket list and just shrinks to the tail; only
-        // the allocation gets a new node. That saves unlinking and relinking the free node.
-        if Self::keeps_node_in_place(offset, free_len, start, end) {
+        // The common case of carving the front of a large range: when the rest stays in the
+        // same size class, the free node keeps its place in its bucket list and just shrinks
+        // to the tail; only the allocation gets a new node (and the padding in front, when it
+        // is long enough to be split off). That saves unlinking and relinking the free node.
+        if Self::rest_keeps_class(offset, free_len, end) {
+            if Self::splits_front(offset, start) {
+                self.split_off_padding(idx, offset, start, prev);
+                // The node's size, hence its bucket, changes below, within its bucket.
+                self.nodes[idx as usize].offset = start;
+            }
             let used = self.insert_used_before(idx, start, end, ty);
             let tail = &mut self.nodes[idx as usize];
             tail.offset = end;
@@ -375,21 +380,7 @@ impl FreeListAllocator {
         let range_end = self.nodes[idx as usize].end();
         let mut node_start = offset;
         if Self::splits_front(offset, start) {
-            let pad = self.new_node(Node {
-                offset,
-                size: start - offset,
-                prev,
-                next: idx,
-                prev_free: State::Free.tag(),
-                next_free: NONE,
-            });
-            if prev != NONE {
-                self.nodes[prev as usize].next = pad;
-            } else {
-                self.first = pad;
-            }
-            self.nodes[idx as usize].prev = pad;
-            self.buckets.insert(&mut self.nodes, pad);
+            self.split_off_padding(idx, offset, start, prev);
             node_start = start;
         }
         let rest = range_end - end;
@@ -435,6 +426,28 @@ impl FreeListAllocator {
 }
 
 impl FreeListAllocator {
+    /// Makes the padding `[offset, start)` at the front of the free node `idx` (whose `prev`
+    /// is given) a free node of its own, linked in front of it and filed; the caller moves
+    /// `idx`'s start.
+    #[inline(always)]
+    fn split_off_padding(&mut self, idx: u32, offset: DeviceSize, start: DeviceSize, prev: u32) {
+        let pad = self.new_node(Node {
+            offset,
+            size: start - offset,
+            prev,
+            next: idx,
+            prev_free: State::Free.tag(),
+            next_free: NONE,
+        });
+        if prev != NONE {
+            self.nodes[prev as usize].next = pad;
+        } else {
+            self.first = pad;
+        }
+        self.nodes[idx as usize].prev = pad;
+        self.buckets.insert(&mut self.nodes, pad);
+    }
+
     /// Links a new allocated node in front of node `idx`, from `idx`'s offset to `end`, whose
     /// allocation starts at `start` (the bytes before it, fewer than [`MIN_SPLIT_PADDING`], are
     /// its absorbed padding); returns it. The caller moves `idx`'s start to `end`.
@@ -597,6 +610,10 @@ unsafe impl Suballocator for FreeListAllocator {
             self.fit_bounds.forget_at_free();
         }
         let node = self.nodes[idx as usize];
+        // Read before the next node is: the two reads (each often a cache miss, as neighbours
+        // are anywhere in the node vector) go out together. Nothing below changes it.
+        let prev_is_free =
+            node.prev != NONE && self.nodes[node.prev as usize].state() == State::Free;
         let ty = match node.state() {
             State::Used(ty)
                 if node.allocation_start() == suballocation.offset
@@ -638,7 +655,7 @@ unsafe impl Suballocator for FreeListAllocator {
             }
             self.recycle(next);
         }
-        if node.prev != NONE && self.nodes[node.prev as usize].state() == State::Free {
+        if prev_is_free {
             let prev = node.prev;
             let Node {
                 size, next: after, ..

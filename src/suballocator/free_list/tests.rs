@@ -348,6 +348,48 @@ fn alignment_padding_stays_free() {
     c.free_all_and_reuse(4096);
 }
 
+/// The index of the node that starts at `offset`.
+fn node_at(s: &FreeListAllocator, offset: u64) -> u32 {
+    let mut idx = s.first;
+    while s.nodes[idx as usize].offset != offset {
+        idx = s.nodes[idx as usize].next;
+    }
+    idx
+}
+
+/// Padding long enough to be a free node of its own is split off in front of an allocation
+/// carved from a large range whose rest stays in its size class: the large range keeps its
+/// node (and its place in its bucket list) as the range after the allocation, the padding
+/// is filed as a free range that takes the next request it holds, and every byte comes back.
+#[test]
+fn padding_split_off_in_front_of_a_range_that_keeps_its_place() {
+    let region = 1024 * KIB;
+    let mut c = checker(region, 1);
+    assert_eq!(alloc(&mut c, 1, 1, Linear), 0);
+    let large = node_at(&c.sub, 1);
+    // 255 bytes of padding: a free node; the 1,048,310 bytes after stay in the class of
+    // the 1,048,575 before.
+    assert_eq!(alloc(&mut c, 10, 256, Linear), 256);
+    assert!(Bucket::same(region - 266, region - 1));
+    assert_eq!(
+        ranges(&c.sub),
+        [
+            (0, 1, Some(Linear)),
+            (1, 255, None),
+            (256, 10, Some(Linear)),
+            (266, region - 266, None),
+        ]
+    );
+    assert_eq!(node_at(&c.sub, 266), large, "the large range kept its node");
+    assert_eq!(c.sub.free_size(), region - 11);
+    check_internal(&c.sub);
+    // The padding holds the next request that fits it.
+    assert_eq!(alloc(&mut c, 200, 1, NonLinear), 1);
+    assert_eq!(c.sub.free_size(), region - 211);
+    check_internal(&c.sub);
+    c.free_all_and_reuse(region);
+}
+
 /// Padding absorbed by an allocation joins the free range in front of it when that range
 /// is freed, so free bytes are never cut in two.
 #[test]
