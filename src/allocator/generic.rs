@@ -627,6 +627,9 @@ impl<S: Suballocator + Send + 'static> MemoryAllocator for GenericMemoryAllocato
         )
     }
 
+    // Inline: the hot path then runs in the caller, with no call of its own (the full
+    // sequence stays out of line).
+    #[inline]
     fn allocate(
         &self,
         requirements: AllocationRequirements,

@@ -333,7 +333,9 @@ impl FreeListAllocator {
     }
 
     /// Turns `[start, start + size)` of the free node `idx` into an allocation, splitting off
-    /// the padding (if long enough) and the tail as free nodes.
+    /// the padding (if long enough) and the tail as free nodes. Inlined in its one caller
+    /// (`allocate`; the strategies' searches call it too).
+    #[inline(always)]
     fn take(
         &mut self,
         idx: u32,
@@ -536,45 +538,51 @@ unsafe impl Suballocator for FreeListAllocator {
         }
         let alignment = layout.alignment();
         let granularity = self.effective_granularity(allocation_type, buffer_image_granularity);
-        // Step 0, near capacity: the first range of the first non-empty size class from the
-        // request's own, when it fits (see the module's docs).
-        if self.free_size <= self.region_size >> NEAR_CAPACITY_SHIFT
-            && self.allocation_count >= SNUG_MIN_ALLOCATIONS
-        {
-            if let Some(bucket) = self.buckets.first_non_empty_from(Bucket::containing(size)) {
-                let idx = self.buckets.head(bucket);
-                if let Some(start) = self.fit(idx, size, alignment, allocation_type, granularity) {
-                    return Ok(self.take(idx, start, size, allocation_type));
+        // The steps find the range; one call takes it (so that `take` is inlined once).
+        let (idx, start) = 'found: {
+            // Step 0, near capacity: the first range of the first non-empty size class from
+            // the request's own, when it fits (see the module's docs).
+            if self.free_size <= self.region_size >> NEAR_CAPACITY_SHIFT
+                && self.allocation_count >= SNUG_MIN_ALLOCATIONS
+            {
+                if let Some(bucket) = self.buckets.first_non_empty_from(Bucket::containing(size)) {
+                    let idx = self.buckets.head(bucket);
+                    if let Some(start) =
+                        self.fit(idx, size, alignment, allocation_type, granularity)
+                    {
+                        break 'found (idx, start);
+                    }
                 }
             }
-        }
-        let worst_case = size
-            .checked_add(alignment.max(granularity).as_devicesize() - 1)
-            .and_then(|s| s.checked_add(granularity.as_devicesize() - 1));
-        if let Some(bucket) = worst_case
-            .and_then(Bucket::all_at_least)
-            .and_then(|b| self.buckets.first_non_empty_from(b))
-        {
-            let idx = self.buckets.head(bucket);
-            if let Some(start) = self.fit(idx, size, alignment, allocation_type, granularity) {
-                return Ok(self.take(idx, start, size, allocation_type));
+            let worst_case = size
+                .checked_add(alignment.max(granularity).as_devicesize() - 1)
+                .and_then(|s| s.checked_add(granularity.as_devicesize() - 1));
+            if let Some(bucket) = worst_case
+                .and_then(Bucket::all_at_least)
+                .and_then(|b| self.buckets.first_non_empty_from(b))
+            {
+                let idx = self.buckets.head(bucket);
+                if let Some(start) = self.fit(idx, size, alignment, allocation_type, granularity) {
+                    break 'found (idx, start);
+                }
             }
-        }
-        let mut from = Some(Bucket::containing(size));
-        for _ in 0..MAX_FALLBACK_CANDIDATES {
-            let Some(bucket) = from.and_then(|b| self.buckets.first_non_empty_from(b)) else {
-                break;
-            };
-            let idx = self.buckets.head(bucket);
-            if let Some(start) = self.fit(idx, size, alignment, allocation_type, granularity) {
-                return Ok(self.take(idx, start, size, allocation_type));
+            let mut from = Some(Bucket::containing(size));
+            for _ in 0..MAX_FALLBACK_CANDIDATES {
+                let Some(bucket) = from.and_then(|b| self.buckets.first_non_empty_from(b)) else {
+                    break;
+                };
+                let idx = self.buckets.head(bucket);
+                if let Some(start) = self.fit(idx, size, alignment, allocation_type, granularity) {
+                    break 'found (idx, start);
+                }
+                from = bucket.next();
             }
-            from = bucket.next();
-        }
-        match self.search_all(size, alignment, allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
-            None => Err(SuballocatorError::FragmentedRegion),
-        }
+            match self.search_all(size, alignment, allocation_type, granularity) {
+                Some(found) => found,
+                None => return Err(SuballocatorError::FragmentedRegion),
+            }
+        };
+        Ok(self.take(idx, start, size, allocation_type))
     }
 
     /// Every strategy: see the `strategy` module of this file's folder. The default search
