@@ -16,7 +16,10 @@
 //! (see [`block`]), and each arena's suballocator sits behind its own lock. Both locks are
 //! [spin locks](spin_lock) that are given back with a plain store: an allocation and its
 //! free take three atomic read-modify-writes in all, where reader-writer and parking locks
-//! took six.
+//! took six. Most allocations take one fewer: each thread keeps its home arena of the first
+//! block, and tries it before it takes a copy of the list (the [fast try](fast), which
+//! explains why that is safe without the list), so an allocation and its free take the
+//! arena's lock twice and nothing else.
 //! The walk tries the thread's home arena of the first block, then the arena in use with the
 //! least room that fits (see [which block](super::placement#which-block)), then the thread's
 //! home arena of every block, then the other arenas, skipping arenas another thread holds at
@@ -107,6 +110,7 @@
 
 mod block;
 mod failed_request;
+mod fast;
 mod high_water;
 mod left;
 mod limits;
@@ -145,6 +149,16 @@ pub(crate) struct Fit {
     pub strategy: AllocationStrategy,
 }
 
+/// What a thread's [fast try](fast) did.
+enum FastTry<T> {
+    /// It served the request.
+    Served(T),
+    /// It could not serve it (or the request does not take the fast try).
+    Missed,
+    /// The thread keeps no arena of the vector's current list: keep one after the walk.
+    Stale,
+}
+
 /// The blocks' suballocator can never serve the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DoesNotFit;
@@ -164,6 +178,8 @@ pub(crate) enum NewBlockError<E> {
 
 /// The blocks of one memory type or custom pool.
 pub(crate) struct BlockVec<S, M: BlockMemory> {
+    /// The vector's number for the threads' [fast tries](fast): never another vector's.
+    number: usize,
     /// Blocks are handles (reference-counted parts): each copy of the list holds them
     /// inline, so the search reads a block's arenas straight from the list.
     blocks: ShardedList<Block<S, M>>,
@@ -216,6 +232,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     ) -> Arc<Self> {
         debug_assert!(home_slots.is_power_of_two());
         Arc::new(Self {
+            number: fast::next_vec_number(),
             blocks: ShardedList::new(),
             home_slots,
             partial_blocks_made: AtomicUsize::new(0),
@@ -296,6 +313,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         } else {
             blocks.swap_remove(i);
         }
+        // Out of the list, and closed to the fast tries before the caller goes on.
+        block.set_closed(true);
         true
     }
 
@@ -305,7 +324,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if let Some(i) = aside.iter().position(|b| b.same_as(block)) {
             let b = aside.swap_remove(i);
             drop(aside);
-            self.blocks.write().push(b);
+            let mut list = self.blocks.write();
+            b.set_closed(false);
+            list.push(b);
         }
     }
 
@@ -320,7 +341,9 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let mut aside = self.aside.lock();
             for block in blocks {
                 if let Some(i) = aside.iter().position(|b| b.same_as(block)) {
-                    list.push(aside.swap_remove(i));
+                    let b = aside.swap_remove(i);
+                    b.set_closed(false);
+                    list.push(b);
                 }
             }
         }
@@ -505,8 +528,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         Ok(None)
     }
 
-    /// Suballocates in an existing block, holding a copy of the list; `Ok(None)` when none has
-    /// room.
+    /// Suballocates in an existing block: the thread's [fast try](fast) first, then the walk,
+    /// holding a copy of the list; `Ok(None)` when none has room.
     /// `wrap` turns the arena and the suballocation into what the caller keeps.
     #[inline]
     pub(crate) fn allocate_existing<T>(
@@ -514,9 +537,82 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
     ) -> Result<Option<T>, DoesNotFit> {
+        let stale = match self.fast_try(fit, wrap) {
+            FastTry::Served(found) => return Ok(Some(found)),
+            FastTry::Missed => false,
+            FastTry::Stale => true,
+        };
         let shard = thread_shard();
         let blocks = self.blocks.read_shard(shard);
-        self.search_from(shard, &blocks, fit, wrap)
+        let found = self.search_from(shard, &blocks, fit, wrap);
+        if stale {
+            self.keep_fast(shard, &blocks);
+        }
+        found
+    }
+
+    /// The first step of the walk ([`search_from`](Self::search_from)) for a request of the
+    /// default search, in the arena the thread keeps for this vector, without the list (see
+    /// [the fast try](fast)).
+    #[inline(always)]
+    fn fast_try<T>(&self, fit: &Fit, wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T) -> FastTry<T> {
+        if fit.best_fit
+            || !matches!(
+                fit.strategy,
+                AllocationStrategy::Default | AllocationStrategy::MinTime
+            )
+        {
+            return FastTry::Missed;
+        }
+        let Some((arena, generation, slot)) = fast::cached(self.number) else {
+            return FastTry::Stale;
+        };
+        if generation != self.blocks.generation() {
+            return FastTry::Stale;
+        }
+        // SAFETY: the thread's cache kept this pointer for this vector's number, which no
+        // other vector has, and this vector keeps only `Arc`s of its own arenas there
+        // (`keep_fast`); the cache holds that strong reference until this thread keeps
+        // another for the same place, which it does not do before this returns (the
+        // allocation below runs under the arena's lock, where the arena holds a live
+        // allocation and so is in a listed block, and the list holds it too).
+        let arena =
+            std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(arena.cast::<Arena<S, M>>()) });
+        if !arena.may_fit(fit.layout, fit.allocation_type) {
+            return FastTry::Missed;
+        }
+        match arena.try_allocate_in_use(
+            fit.layout,
+            fit.allocation_type,
+            fit.granularity,
+            fit.strategy,
+        ) {
+            Some(Ok(placed)) => {
+                arena.note_slot(slot);
+                FastTry::Served(wrap(&arena, placed))
+            }
+            // Full, busy, or empty: the walk tries it again, as its first step.
+            _ => FastTry::Missed,
+        }
+    }
+
+    /// Keeps the thread's home arena of the first block of `blocks` (a copy of the list the
+    /// caller holds) for the thread's [fast try](fast), `shard` being the thread's shard.
+    #[cold]
+    #[inline(never)]
+    fn keep_fast(&self, shard: usize, blocks: &[Block<S, M>]) {
+        let slot = shard & (self.home_slots - 1);
+        let Some(first) = blocks.first() else {
+            return;
+        };
+        if let Some(i) = first.home_index(slot, self.home_slots) {
+            fast::keep(
+                self.number,
+                &first.arenas()[i],
+                self.blocks.generation(),
+                slot,
+            );
+        }
     }
 
     /// Suballocates in a new block, under the write lock: first searches the existing blocks

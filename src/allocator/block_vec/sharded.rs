@@ -30,7 +30,7 @@
 
 use super::spin_lock::{SpinMutex, SpinMutexGuard};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The fewest copies a list keeps, whatever the machine.
@@ -75,6 +75,8 @@ pub(crate) fn thread_shard() -> usize {
 /// A `Vec<T>` kept in identical copies (see [`copy_count`]).
 pub(crate) struct ShardedList<T> {
     copies: Box<[Padded<SpinMutex<Vec<T>>>]>,
+    /// How many times the list was taken for writing (see [`generation`](Self::generation)).
+    generation: AtomicU64,
     /// How many [`write`](Self::write)s are taking the copies now: a
     /// [`try_write_for`](Self::try_write_for) lets go of its copies for them.
     writers: AtomicUsize,
@@ -105,10 +107,17 @@ impl<T: Clone> ShardedList<T> {
             copies: (0..copy_count())
                 .map(|_| Padded(SpinMutex::new(Vec::new())))
                 .collect(),
+            generation: AtomicU64::new(0),
             writers: AtomicUsize::new(0),
             gathering: parking_lot::Mutex::new(()),
             gather_pending: Padded(AtomicBool::new(false)),
         }
+    }
+
+    /// How many copies the list keeps.
+    #[cfg(test)]
+    pub(crate) fn copies(&self) -> usize {
+        self.copies.len()
     }
 
     /// A copy for the calling thread to read.
@@ -159,12 +168,28 @@ impl<T: Clone> ShardedList<T> {
             .unwrap_or_else(|| self.copies[own].0.lock())
     }
 
+    /// How many times the list was taken for writing: while it stays, the list is as it
+    /// was (read with no lock, it may be a moment behind; read while holding a copy, it is
+    /// the copy's).
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     /// Exclusive access to all copies, taken in order.
     pub(crate) fn write(&self) -> ShardedWrite<'_, T> {
         // Counted while taking them: a `try_write_for` holding some lets go of them.
         self.writers.fetch_add(1, Ordering::AcqRel);
         let guards = self.copies.iter().map(|c| c.0.lock()).collect();
         self.writers.fetch_sub(1, Ordering::AcqRel);
+        self.written(guards)
+    }
+
+    /// The write access to the copies `guards` (all of them): a new generation.
+    fn written<'a>(&'a self, guards: Vec<SpinMutexGuard<'a, Vec<T>>>) -> ShardedWrite<'a, T> {
+        // Under every copy's lock: a reader that holds a copy sees the generation its copy
+        // was written at.
+        self.generation.fetch_add(1, Ordering::Relaxed);
         ShardedWrite { guards }
     }
 
@@ -219,9 +244,7 @@ impl<T: Clone> ShardedList<T> {
                 }
             }
             if missing == 0 {
-                return Some(ShardedWrite {
-                    guards: taken.into_iter().flatten().collect(),
-                });
+                return Some(self.written(taken.into_iter().flatten().collect()));
             }
             // A writer waits for copies taken here: let it have them first.
         }

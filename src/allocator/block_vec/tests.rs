@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
 mod adopt;
+mod fast;
 mod kept;
 mod large;
 mod placement_walk;

@@ -587,7 +587,7 @@ unsafe impl Suballocator for FreeListAllocator {
 
     /// Every strategy: see the `strategy` module of this file's folder. The default search
     /// (`Default` and `MinTime`) is called straight from here, with no step between.
-    #[inline]
+    #[inline(always)]
     fn allocate_with_strategy(
         &mut self,
         layout: DeviceLayout,
