@@ -695,7 +695,7 @@ unsafe impl Suballocator for FreeListAllocator {
         self.free_size
     }
 
-    #[inline]
+    #[inline(always)]
     fn largest_free_range(&self) -> DeviceSize {
         // Free nodes only: absorbed padding takes no request.
         let nodes = self.buckets.highest_non_empty().map_or(0, |b| b.max_size());
