@@ -122,7 +122,8 @@ struct BlockShared<S, M: BlockMemory> {
     /// when its count of live allocations leaves or reaches zero, read without any lock.
     /// The block is empty when it is zero, and only the free that brings it to zero looks
     /// for empty blocks to release (see [`Arena::free`]). While it is above zero, the block's
-    /// allocations hold one strong reference to this shared part (see [`SharedPtr`]).
+    /// allocations hold one strong reference to this shared part (see `SharedPtr` in
+    /// [arena]).
     busy_arenas: AtomicUsize,
     /// What the block was made for: a block made for a sizable request or left by a large
     /// one is no step of the vector's growing block sizes (see

@@ -21,7 +21,8 @@
 //!
 //! - *The arena lives*: the thread's own strong reference keeps it, wherever its block is.
 //!   It does not keep the block's memory: an arena points to its block's shared part without
-//!   counting (see `SharedPtr` in the [block] module), and the fast try never reads it.
+//!   counting (see `SharedPtr`, beside [`Arena`](super::Arena)), and the fast try never
+//!   reads it.
 //! - *It never fills an empty block*: it allocates only in an arena that holds a live
 //!   allocation already, judged under the arena's lock
 //!   ([`Arena::try_allocate_in_use`](super::Arena::try_allocate_in_use)). A release removes

@@ -13,24 +13,25 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-/// What an arena's lock guards: the suballocator and the arena's own count of live
-/// allocations. The count, not the suballocator's `allocation_count` (a trait users may
-/// implement), decides when the allocations' shared reference to the arena is taken and
-/// given back (see [`BlockRef`](crate::allocation::BlockRef)), so a suballocator that miscounts cannot free an arena
-/// that is still in use.
+/// What an arena's lock guards: the suballocator and the arena's own count of live allocations. The
+/// count, not the suballocator's `allocation_count` (a trait users may implement), decides when the
+/// allocations' shared reference to the arena is taken and given back (see
+/// [`BlockRef`](crate::allocation::BlockRef)), so a suballocator that miscounts cannot free an
+/// arena that is still in use.
 struct Guarded<S> {
     sub: S,
     live: usize,
-    /// The block is set aside by a defragmentation: a thread's
-    /// [fast try](crate::allocator::block_vec::fast) must not allocate here (the walks do not see the block).
+    /// The block is set aside by a defragmentation: a thread's [fast
+    /// try](crate::allocator::block_vec::fast) must not allocate here (the walks do not see the
+    /// block).
     closed: bool,
 }
 
-/// An arena's pointer to its block's shared part (memory, metadata): not a counted
-/// reference, because a thread's [fast try](crate::allocator::block_vec::fast) keeps arenas past their block, and
-/// must not keep the block's memory alive with them. The shared part lives while
-/// - the block has a handle ([`Block`](super::Block): the vector's list, its set-aside list, a copy a
-///   walker or a release holds), or
+/// An arena's pointer to its block's shared part (memory, metadata): not a counted reference,
+/// because a thread's [fast try](crate::allocator::block_vec::fast) keeps arenas past their block,
+/// and must not keep the block's memory alive with them. The shared part lives while
+/// - the block has a handle ([`Block`](super::Block): the vector's list, its set-aside list, a
+///   copy a walker or a release holds), or
 /// - the block holds an allocation: when its count of busy arenas leaves zero, the
 ///   allocation that made it so takes one strong reference for all of the block's
 ///   allocations, and the free that brings the count back to zero gives it back
@@ -60,8 +61,9 @@ pub(crate) struct Arena<S, M: BlockMemory> {
     /// The suballocator's `largest_free_range`, readable without the lock.
     largest_free: AtomicU64,
     /// A mask on the free range the arena publishes: all ones, or 0 in a block kept for large
-    /// requests alone ([`BlockOrigin::LargeObject`]), whose arenas the searches of existing
-    /// blocks then pass over (on the same cache line as the bound, and no branch).
+    /// requests alone ([`BlockOrigin::LargeObject`](super::BlockOrigin::LargeObject)), whose arenas
+    /// the searches of existing blocks then pass over (on the same cache line as the bound, and no
+    /// branch).
     published: DeviceSize,
     /// The requests that failed here since the last free.
     failed: FailedRequest,
@@ -177,13 +179,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         Some(self.allocate_locked(&mut guard, layout, allocation_type, granularity, strategy))
     }
 
-    /// [`try_allocate`](Self::try_allocate) without waiting, for a thread's
-    /// [fast try](crate::allocator::block_vec::fast), whose caller holds no handle of the block: only while the
-    /// arena already holds a live allocation and is not [closed](Guarded::closed), else
-    /// `None`. Such an allocation leaves the arena's and the block's counts of allocations
-    /// above zero, so it never turns an empty block into one in use, and never reads the
-    /// block's shared part: a block that a release found empty stays empty, and one set aside
-    /// receives nothing once it is closed.
+    /// [`try_allocate`](Self::try_allocate) without waiting, for a thread's [fast
+    /// try](crate::allocator::block_vec::fast), whose caller holds no handle of the block: only
+    /// while the arena already holds a live allocation and is not [closed](Guarded::closed), else
+    /// `None`. Such an allocation leaves the arena's and the block's counts of allocations above
+    /// zero, so it never turns an empty block into one in use, and never reads the block's shared
+    /// part: a block that a release found empty stays empty, and one set aside receives nothing
+    /// once it is closed.
     #[inline(always)]
     pub(in crate::allocator::block_vec) fn try_allocate_in_use(
         &self,
@@ -396,10 +398,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         last != slot && last != NO_SLOT && self.largest_free.load(Ordering::Relaxed) < self.size / 2
     }
 
-    /// Calls `f` for every range of the arena in offset order (offsets in the block), under
-    /// its lock; the bytes past the suballocator's last range are reported free (see
-    /// [`Block::for_each_range`]). Returns the arena's count of live allocations, read under
-    /// the same lock (so it matches the ranges even while other threads allocate).
+    /// Calls `f` for every range of the arena in offset order (offsets in the block), under its
+    /// lock; the bytes past the suballocator's last range are reported free (see
+    /// [`Block::for_each_range`](super::Block::for_each_range)). Returns the arena's count of live
+    /// allocations, read under the same lock (so it matches the ranges even while other threads
+    /// allocate).
     pub(in crate::allocator::block_vec) fn for_each_range(
         &self,
         f: &mut impl FnMut(RangeInfo),
