@@ -49,6 +49,15 @@ unsafe impl<S: Send, M: BlockMemory> Send for SharedPtr<S, M> {}
 // SAFETY: as for `Send` just above.
 unsafe impl<S: Send, M: BlockMemory> Sync for SharedPtr<S, M> {}
 
+// What the two `unsafe impl`s above rely on, checked by the compiler for every `S: Send`.
+const _: () = {
+    #[allow(dead_code)]
+    fn shared_part_is_send_and_sync<S: Send, M: BlockMemory>() {
+        fn check<T: Send + Sync>() {}
+        check::<BlockShared<S, M>>();
+    }
+};
+
 /// One independently locked part of a block, allocated on its own behind the reference
 /// count that its allocations hold.
 ///
