@@ -453,7 +453,7 @@ impl FreeListAllocator {
     /// Links a new allocated node in front of node `idx`, from `idx`'s offset to `end`, whose
     /// allocation starts at `start` (the bytes before it, fewer than [`MIN_SPLIT_PADDING`], are
     /// its absorbed padding); returns it. The caller moves `idx`'s start to `end`.
-    #[inline]
+    #[inline(always)]
     fn insert_used_before(
         &mut self,
         idx: u32,
