@@ -570,12 +570,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         if generation != self.blocks.generation() {
             return FastTry::Stale;
         }
-        // SAFETY: the thread's cache kept this pointer for this vector's number, which no
-        // other vector has, and this vector keeps only `Arc`s of its own arenas there
-        // (`keep_fast`); the cache holds that strong reference until this thread keeps
-        // another for the same place, which it does not do before this returns (the
-        // allocation below runs under the arena's lock, where the arena holds a live
-        // allocation and so is in a listed block, and the list holds it too).
+        // SAFETY: the pointer came from `Arc::into_raw` of an `Arc<Arena<S, M>>`: the cache
+        // keeps it under this vector's number, which no other vector has, and only
+        // `keep_fast` of this vector stores there. The cache's strong reference lives until
+        // this thread stores another in its place, which nothing below does; `ManuallyDrop`
+        // leaves that reference to the cache.
         let arena =
             std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(arena.cast::<Arena<S, M>>()) });
         if !arena.may_fit(fit.layout, fit.allocation_type) {

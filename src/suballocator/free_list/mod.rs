@@ -333,8 +333,8 @@ impl FreeListAllocator {
     }
 
     /// Turns `[start, start + size)` of the free node `idx` into an allocation, splitting off
-    /// the padding (if long enough) and the tail as free nodes. Inlined in its one caller
-    /// (`allocate`; the strategies' searches call it too).
+    /// the padding (if long enough) and the tail as free nodes. Inlined where it is called:
+    /// once in `allocate`, once in the strategies' search.
     #[inline(always)]
     fn take(
         &mut self,

@@ -137,7 +137,6 @@ fn a_dropped_vector_keeps_no_memory_and_lends_nothing_to_the_next() {
             let b = h.allocate(&fit).unwrap();
             let live_memory = h.live_memory.clone();
             let arena = Arc::downgrade(&a.arena);
-            let kept = Arc::as_ptr(&a.arena);
             h.free(b);
             drop(h);
             // The vector is gone; its block lives on for `a`, then goes with it.
@@ -146,16 +145,18 @@ fn a_dropped_vector_keeps_no_memory_and_lends_nothing_to_the_next() {
             unsafe { a.arena.free(a.suballocation) };
             drop(a.arena);
             assert_eq!(live_memory.load(Ordering::SeqCst), 0);
-            // Only the thread's cache holds the arena now (so its address is no other's).
-            let kept_arena = arena.upgrade().expect("the thread keeps the arena");
-            assert_eq!(kept_arena.live(), 0);
-            drop(kept_arena);
+            // Only the thread's cache holds the arena now. Held here from now on, so that its
+            // address is no other arena's even once the cache lets it go (other tests' vectors
+            // take numbers too, and one of the next vectors may take its place in the cache).
+            let kept = arena.upgrade().expect("the thread keeps the arena");
+            assert_eq!(kept.live(), 0);
             for _ in 0..4 {
                 let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
                 let fit = h.fit(64 * KIB, 256, AllocationType::Linear);
                 let x = h.allocate(&fit).unwrap();
                 let y = h.allocate(&fit).unwrap();
-                assert!(Arc::as_ptr(&x.arena) != kept && Arc::as_ptr(&y.arena) != kept);
+                assert!(!Arc::ptr_eq(&x.arena, &kept) && !Arc::ptr_eq(&y.arena, &kept));
+                assert_eq!(kept.live(), 0, "the old vector's arena took an allocation");
                 h.free(x);
                 h.free(y);
             }
