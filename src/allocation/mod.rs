@@ -21,17 +21,23 @@
 //!
 //! # Size
 //!
-//! A `MemoryAlloc` is four words (32 bytes; `Option<MemoryAlloc>` too): where its memory
-//! comes from, the suballocator's handle, the offset and the size. Users keep many of them,
-//! and each allocation moves one through every layer of the allocate path: an array of them
-//! holds two in a cache line. The first word is a tagged pointer: for a range of a block
-//! without a record above, the block (one word, see `BlockRef`) with the allocation type in
-//! its low bits; for anything else (a dedicated memory object, or a range with a record), a
-//! box with the rest. A record so costs one more heap object, made when the record is.
+//! A `MemoryAlloc` is three words (24 bytes; `Option<MemoryAlloc>` too): where its memory
+//! comes from, the offset, and the size and the suballocator's handle in 32 bits each. Users
+//! keep many of them, and each allocation moves one through every layer of the allocate path:
+//! an array of 50,000 of them is 1.2 MB instead of 1.6 MB, and leaves more of a core's second
+//! level cache to the allocator's own lines. The first word is a tagged pointer: for a range of
+//! a block without a record above, the block (one word, see `BlockRef`) with the allocation
+//! type in its low bits; for anything else (a dedicated memory object, or a range with a
+//! record), a box with the rest. A record so costs one more heap object, made when the record
+//! is. So does a size or a handle that does not fit in 32 bits (a range of 4 GiB or more, or a
+//! custom suballocator's handle above `u32::MAX`): the box keeps both whole, and the third word
+//! says so.
 
+mod access;
 mod meta;
 mod owner;
 
+pub use self::access::MemoryAccessError;
 use self::meta::name_suffix;
 pub use self::meta::UserData;
 pub(crate) use self::meta::{AllocationMeta, Identity, MetaMap};
@@ -40,148 +46,60 @@ pub(crate) use self::owner::{
 };
 use self::owner::{Extended, Owner, OwnerView, Place};
 use crate::corruption;
-use crate::device_memory::{MemoryObject, SyncDirection};
+use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 use ash::vk;
 use std::any::Any;
 use std::backtrace::Backtrace;
-use std::fmt::Debug;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
-/// Why reading, writing, flushing or binding an allocation failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MemoryAccessError {
-    /// The allocation's memory type is not `HOST_VISIBLE`, so it has no mapping.
-    #[error(
-        "memory type {memory_type_index} is not host-visible: the allocation cannot be mapped"
-    )]
-    NotHostVisible {
-        /// The allocation's memory type.
-        memory_type_index: u32,
-    },
-    /// The range lies (partly) outside the allocation.
-    #[error("range at offset {offset} of {len} bytes is outside the allocation of {size} bytes")]
-    OutOfBounds {
-        /// Offset within the allocation.
-        offset: DeviceSize,
-        /// Length of the range.
-        len: DeviceSize,
-        /// Size of the allocation.
-        size: DeviceSize,
-    },
-    /// The allocation's mapped address is not aligned for the type asked for (see
-    /// [`MemoryAlloc::mapped_slice_of`]).
-    #[error("mapped address {address:#x} is not aligned to {alignment} bytes")]
-    Misaligned {
-        /// The address of the allocation's first byte in the mapping.
-        address: usize,
-        /// The alignment the type needs.
-        alignment: usize,
-    },
-    /// A Vulkan call failed.
-    #[error("Vulkan error: {0}")]
-    Vulkan(vk::Result),
-    /// A resource bound at `local_offset` would reach past the allocation's end (see
-    /// [`aliasing`](crate::aliasing)).
-    #[error(
-        "a resource of {required} bytes at local offset {local_offset} does not fit the \
-         allocation of {size} bytes"
-    )]
-    ResourceOutOfBounds {
-        /// The offset in the allocation.
-        local_offset: DeviceSize,
-        /// The resource's required size.
-        required: DeviceSize,
-        /// The allocation's size.
-        size: DeviceSize,
-    },
-    /// The offset in the memory object is not a multiple of the resource's alignment.
-    #[error("memory offset {offset} is not a multiple of the resource's alignment {alignment}")]
-    MisalignedBind {
-        /// The offset in the memory object (allocation offset + local offset).
-        offset: DeviceSize,
-        /// The resource's required alignment.
-        alignment: DeviceSize,
-    },
-    /// The resource's `memoryTypeBits` does not contain the allocation's memory type.
-    #[error(
-        "the resource allows memory types {memory_type_bits:#b}, not the allocation's type \
-         {memory_type_index}"
-    )]
-    IncompatibleMemoryType {
-        /// The allocation's memory type.
-        memory_type_index: u32,
-        /// The resource's `memoryTypeBits`.
-        memory_type_bits: u32,
-    },
-    /// The driver requires a memory object of its own for this resource
-    /// (`requiresDedicatedAllocation`); allocate one for it instead of aliasing.
-    #[error("the resource requires a dedicated allocation of its own")]
-    RequiresDedicatedAllocation,
-    /// The memory was allocated dedicated to another resource (or the bind is not at offset 0
-    /// of memory dedicated to this one).
-    #[error("the memory is dedicated to another resource")]
-    DedicatedToAnotherResource,
-    /// A resource of the other kind than the allocation was made for could share a
-    /// `bufferImageGranularity` page with a neighbouring allocation; allocate with
-    /// [`AllocationType::Unknown`] to alias buffers and images.
-    #[error(
-        "binding this resource kind into a {allocation_type:?} allocation of a shared block \
-         could break bufferImageGranularity; allocate with AllocationType::Unknown"
-    )]
-    GranularityConflict {
-        /// The type the allocation was made for.
-        allocation_type: AllocationType,
-    },
-    /// The memory is exportable or imported, and the resource's create info does not name
-    /// its external handle types (`VkExternalMemoryBufferCreateInfo` /
-    /// `VkExternalMemoryImageCreateInfo`: one of the export types, and the import type; see
-    /// [`aliasing`](crate::aliasing)).
-    #[error(
-        "the memory is external (exportable as {export:?}, imported as {import:?}) and the \
-         resource was created for {resource:?}"
-    )]
-    NotCreatedForExternalMemory {
-        /// The handle types the memory is exportable as.
-        export: vk::ExternalMemoryHandleTypeFlags,
-        /// The handle type the memory was imported as.
-        import: vk::ExternalMemoryHandleTypeFlags,
-        /// The handle types the resource was created for.
-        resource: vk::ExternalMemoryHandleTypeFlags,
-    },
-    /// A bind with a `pNext` chain needs `vkBind*Memory2`: Vulkan 1.1, or
-    /// `VK_KHR_bind_memory2` claimed in
-    /// [`EnabledMemoryFeatures::bind_memory2`](crate::EnabledMemoryFeatures::bind_memory2).
-    #[error("a bind pNext chain needs Vulkan 1.1 or VK_KHR_bind_memory2 (bind_memory2)")]
-    BindMemory2Unavailable,
-    /// A buffer with `SHADER_DEVICE_ADDRESS` usage, on a device with the `bufferDeviceAddress`
-    /// feature, needs memory allocated with `VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT`
-    /// (VUID-vkBindBufferMemory-bufferDeviceAddress-03339); this memory was allocated without
-    /// it (the allocator's or pool's `device_address` setting is off).
-    #[error("a SHADER_DEVICE_ADDRESS buffer needs memory allocated with device addresses (device_address is off)")]
-    NoDeviceAddressMemory,
-    /// `create_buffer` / `create_image` bind a resource whole, to one allocation; a sparse
-    /// resource (`SPARSE_*` create flags) is bound with `vkQueueBindSparse`, and a `DISJOINT`
-    /// image plane by plane (VUID-vkBindBufferMemory-buffer-01030,
-    /// VUID-vkBindImageMemory-image-01608). Refused before the resource is created.
-    #[error("a {0} resource cannot be bound whole to one allocation: bind it by hand")]
-    NotBindableWhole(&'static str),
-}
-
 /// A range of device memory owned by the user. Dropping it frees the range.
-// Four words, no padding: users keep many allocations, and every layer of the allocate path
+// Three words, no padding: users keep many allocations, and every layer of the allocate path
 // moves one. The owner word is never null: the niche of `Option<MemoryAlloc>`.
 #[repr(C)]
 pub struct MemoryAlloc {
     /// The block (and, for a plain block range, the allocation type), or the boxed rest.
     owner: Owner,
-    /// The block suballocator's handle (unused for a dedicated allocation).
-    handle: SuballocationHandle,
     offset: DeviceSize,
-    size: DeviceSize,
+    /// The size and the block suballocator's handle, or [`Short::WIDE`]: then the owner is
+    /// boxed, and the box holds both ([`Extended`]).
+    short: Short,
+}
+
+/// An allocation's size (low 32 bits) and its block suballocator's handle (high 32 bits; 0
+/// for a dedicated allocation) in one word, written and read whole: two 32-bit fields would
+/// be written by two stores and copied by one 64-bit load, which the processor cannot
+/// forward from the stores and waits for, on every move of a fresh allocation.
+#[derive(Clone, Copy)]
+struct Short(u64);
+
+impl Short {
+    /// The low half that no short size takes: the size and the handle are in the box.
+    const WIDE: Self = Self(u32::MAX as u64);
+
+    /// The two in one word, or `None` when either does not fit (the size `u32::MAX` is
+    /// [`WIDE`](Self::WIDE)'s).
+    #[inline]
+    fn new(size: DeviceSize, handle: SuballocationHandle) -> Option<Self> {
+        let handle = handle.get();
+        (size < u64::from(u32::MAX) && handle >> 32 == 0).then_some(Self(size | handle << 32))
+    }
+
+    #[inline]
+    fn is_wide(self) -> bool {
+        self.0 as u32 == u32::MAX
+    }
+
+    #[inline]
+    fn size(self) -> DeviceSize {
+        self.0 & u64::from(u32::MAX)
+    }
+
+    #[inline]
+    fn handle(self) -> SuballocationHandle {
+        SuballocationHandle::new(self.0 >> 32)
+    }
 }
 
 // `MemoryAlloc` is `Send + Sync` through its fields: `Owner` (`unsafe impl`s: a `BlockRef`, a
@@ -193,7 +111,7 @@ impl std::fmt::Debug for MemoryAlloc {
         f.debug_struct("MemoryAlloc")
             .field("memory", &self.memory())
             .field("offset", &self.offset)
-            .field("size", &self.size)
+            .field("size", &self.size())
             .field("memory_type_index", &self.memory_type_index())
             .field("dedicated", &self.is_dedicated())
             .field("allocation_type", &self.allocation_type())
@@ -206,7 +124,7 @@ impl std::fmt::Debug for MemoryAlloc {
 impl MemoryAlloc {
     /// An allocation of `size` bytes at `offset` of `block`'s memory, suballocated with
     /// `handle`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn in_block(
         block: BlockRef,
         handle: SuballocationHandle,
@@ -215,15 +133,36 @@ impl MemoryAlloc {
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
-        let owner = match meta {
-            None => Owner::plain(block, allocation_type),
-            meta => Owner::extended(Place::Block(block), allocation_type, meta),
-        };
+        match (Short::new(size, handle), meta) {
+            (Some(short), None) => Self {
+                owner: Owner::plain(block, allocation_type),
+                offset,
+                short,
+            },
+            (short, meta) => Self::boxed(
+                Place::Block(block),
+                allocation_type,
+                meta,
+                (offset, size, handle),
+                short,
+            ),
+        }
+    }
+
+    /// An allocation whose owner is boxed: its range `(offset, size, handle)`, the size and
+    /// handle short (`short`) or not.
+    #[cold]
+    fn boxed(
+        place: Place,
+        allocation_type: AllocationType,
+        meta: Option<Arc<AllocationMeta>>,
+        (offset, size, handle): (DeviceSize, DeviceSize, SuballocationHandle),
+        short: Option<Short>,
+    ) -> Self {
         Self {
-            owner,
-            handle,
+            owner: Owner::extended(place, allocation_type, meta, size, handle),
             offset,
-            size,
+            short: short.unwrap_or(Short::WIDE),
         }
     }
 
@@ -234,12 +173,14 @@ impl MemoryAlloc {
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
-        Self {
-            owner: Owner::extended(Place::Dedicated(dedicated), allocation_type, meta),
-            handle: SuballocationHandle::new(0),
-            offset: 0,
-            size,
-        }
+        let handle = SuballocationHandle::new(0);
+        Self::boxed(
+            Place::Dedicated(dedicated),
+            allocation_type,
+            meta,
+            (0, size, handle),
+            Short::new(size, handle),
+        )
     }
 
     /// The metadata record, if the allocation has one.
@@ -283,8 +224,32 @@ impl MemoryAlloc {
     /// can be more: alignment padding, a buddy order rounded up to a power of two, or a whole
     /// slot of a [`SlotAllocator`](crate::SlotAllocator) (a 64-byte request in a
     /// `SlotAllocator<256>` has `size()` 64 and counts 256 in the statistics).
+    #[inline]
     pub fn size(&self) -> DeviceSize {
-        self.size
+        if !self.short.is_wide() {
+            return self.short.size();
+        }
+        self.wide().0
+    }
+
+    /// The block suballocator's handle (0 for a dedicated allocation).
+    #[inline]
+    fn handle(&self) -> SuballocationHandle {
+        if !self.short.is_wide() {
+            return self.short.handle();
+        }
+        self.wide().1
+    }
+
+    /// The size and the handle kept in the box (`short` is [`Short::WIDE`]).
+    #[cold]
+    fn wide(&self) -> (DeviceSize, SuballocationHandle) {
+        match self.owner.view() {
+            OwnerView::Extended(e) => (e.size, e.handle),
+            // `Short::WIDE` is only ever written with a boxed owner (`boxed`), which stays
+            // boxed.
+            OwnerView::Plain(..) => unreachable!("a plain owner word with a wide size"),
+        }
     }
 
     /// The memory type the range was allocated from.
@@ -402,14 +367,14 @@ impl MemoryAlloc {
         if meta.fill {
             // SAFETY: the allocation is new and owned by the caller; nothing uses it yet.
             unsafe {
-                memory.write_mapped(self.offset, self.size, |b| b.fill(corruption::NEW_BYTE))
+                memory.write_mapped(self.offset, self.size(), |b| b.fill(corruption::NEW_BYTE))
             };
         }
         if meta.log {
             log::trace!(
                 target: corruption::ALLOCATIONS_LOG_TARGET,
                 "allocate {} bytes ({}), memory type {}, {} {:#x} at offset {}{}",
-                self.size,
+                self.size(),
                 self.allocation_type().name(),
                 memory.memory_type_index(),
                 if self.is_dedicated() { "dedicated memory" } else { "block" },
@@ -429,7 +394,7 @@ impl MemoryAlloc {
             log::trace!(
                 target: corruption::ALLOCATIONS_LOG_TARGET,
                 "free {} bytes, memory type {}, {:#x} at offset {}{}",
-                self.size,
+                self.size(),
                 memory.memory_type_index(),
                 ash::vk::Handle::as_raw(memory.handle()),
                 self.offset,
@@ -440,10 +405,11 @@ impl MemoryAlloc {
             if meta.fill && !self.is_dedicated() {
                 // SAFETY: the allocation is being dropped by its owner: nothing uses it.
                 unsafe {
-                    memory.write_mapped(self.offset, self.size, |b| b.fill(corruption::FREED_BYTE))
+                    memory
+                        .write_mapped(self.offset, self.size(), |b| b.fill(corruption::FREED_BYTE))
                 };
             }
-            return (self.offset, self.size);
+            return (self.offset, self.size());
         };
         for (i, (start, end)) in guard.margins(self.offset).into_iter().enumerate() {
             // The allocation is being freed: every byte of its suballocation's atoms is the
@@ -464,7 +430,7 @@ impl MemoryAlloc {
                         offset: start + at,
                         after: i == 1,
                         allocation_offset: self.offset,
-                        allocation_size: self.size,
+                        allocation_size: self.size(),
                         name: meta.name.clone(),
                         pool: None,
                     }
@@ -488,7 +454,13 @@ impl MemoryAlloc {
             OwnerView::Plain(block, allocation_type) => {
                 block.get().set_meta(self.offset, meta.clone());
                 // Plain no longer: the record goes to the heap with the rest.
-                self.owner = Owner::extended(Place::Block(block), allocation_type, meta);
+                self.owner = Owner::extended(
+                    Place::Block(block),
+                    allocation_type,
+                    meta,
+                    self.size(),
+                    self.handle(),
+                );
                 return;
             }
             OwnerView::Extended(e) => match &e.place {
@@ -503,150 +475,6 @@ impl MemoryAlloc {
             e.meta = meta;
         }
     }
-
-    /// A pointer to the start of the range in host address space, when the memory is
-    /// host-visible. Writing through it is `unsafe` and up to the caller; prefer
-    /// [`write`](Self::write) and [`read`](Self::read), which check bounds and flush.
-    pub fn mapped_ptr(&self) -> Option<NonNull<u8>> {
-        let base = self.device_memory().mapped_ptr()?;
-        // SAFETY: the mapping covers the whole memory object and the range lies inside it.
-        Some(unsafe { base.add(self.offset as usize) })
-    }
-
-    pub(crate) fn checked_range(
-        &self,
-        offset: DeviceSize,
-        len: usize,
-    ) -> Result<NonNull<u8>, MemoryAccessError> {
-        let len64 = len as DeviceSize;
-        if offset.checked_add(len64).is_none_or(|end| end > self.size) {
-            return Err(MemoryAccessError::OutOfBounds {
-                offset,
-                len: len64,
-                size: self.size,
-            });
-        }
-        let base = self.mapped_ptr().ok_or(MemoryAccessError::NotHostVisible {
-            memory_type_index: self.memory_type_index(),
-        })?;
-        // SAFETY: `offset + len <= size`, so the pointer stays inside the range.
-        Ok(unsafe { base.add(offset as usize) })
-    }
-
-    /// Copies `data` into the range at `offset` through the mapping, then flushes the written
-    /// bytes if the memory is not host-coherent.
-    ///
-    /// The GPU must not be accessing these bytes meanwhile (synchronize as for any host write).
-    pub fn write(&mut self, offset: DeviceSize, data: &[u8]) -> Result<(), MemoryAccessError> {
-        let dst = self.checked_range(offset, data.len())?;
-        // SAFETY: `dst .. dst + len` lies inside this allocation's mapped range, which no other
-        // allocation overlaps, and `&mut self` excludes concurrent host access to it.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.as_ptr(), data.len()) };
-        self.flush(offset, data.len() as DeviceSize)
-    }
-
-    /// Invalidates the bytes if the memory is not host-coherent, then copies them from the
-    /// range at `offset` into `out`.
-    pub fn read(&self, offset: DeviceSize, out: &mut [u8]) -> Result<(), MemoryAccessError> {
-        let src = self.checked_range(offset, out.len())?;
-        self.invalidate(offset, out.len() as DeviceSize)?;
-        // SAFETY: `src .. src + len` lies inside this allocation's mapped range; host writes to
-        // it need `&mut self`, which cannot coexist with this `&self`.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
-        Ok(())
-    }
-
-    fn sync(
-        &self,
-        offset: DeviceSize,
-        len: DeviceSize,
-        direction: SyncDirection,
-    ) -> Result<(), MemoryAccessError> {
-        if offset.checked_add(len).is_none_or(|end| end > self.size) {
-            return Err(MemoryAccessError::OutOfBounds {
-                offset,
-                len,
-                size: self.size,
-            });
-        }
-        self.device_memory()
-            .sync_range(self.offset + offset, len, direction)
-            .map_err(MemoryAccessError::Vulkan)
-    }
-
-    /// Makes host writes to `[offset, offset + len)` of the range visible to the device. A
-    /// no-op for host-coherent memory.
-    pub fn flush(&self, offset: DeviceSize, len: DeviceSize) -> Result<(), MemoryAccessError> {
-        self.sync(offset, len, SyncDirection::Flush)
-    }
-
-    /// Makes device writes to `[offset, offset + len)` of the range visible to the host. A
-    /// no-op for host-coherent memory.
-    pub fn invalidate(&self, offset: DeviceSize, len: DeviceSize) -> Result<(), MemoryAccessError> {
-        self.sync(offset, len, SyncDirection::Invalidate)
-    }
-
-    /// Exports the allocation's memory object as a file descriptor of `handle_type` (see
-    /// [`external_memory`](crate::external_memory)): the descriptor stands for the whole
-    /// object, in which this allocation starts at [`offset`](Self::offset). For an allocation
-    /// in a block, that is every allocation of the block, those made after this one is freed
-    /// included, for as long as an import of the descriptor lives: export a dedicated
-    /// allocation to share exactly one resource's bytes.
-    #[cfg(unix)]
-    pub fn export_fd(
-        &self,
-        handle_type: vk::ExternalMemoryHandleTypeFlags,
-    ) -> Result<crate::device_memory::external::ExportedFd, crate::device_memory::MemoryObjectError>
-    {
-        let memory = self.device_memory();
-        Ok(crate::device_memory::external::ExportedFd {
-            fd: memory.export_fd(handle_type)?,
-            handle_type,
-            memory_size: memory.size(),
-            memory_type_index: memory.memory_type_index(),
-            offset: self.offset,
-            size: self.size,
-        })
-    }
-
-    /// Binds `buffer` to this range (`vkBindBufferMemory`).
-    ///
-    /// # Safety
-    ///
-    /// `buffer` is a valid buffer of the allocator's device with no memory bound, whose
-    /// memory requirements this allocation was made for; it must be destroyed before this
-    /// allocation is dropped (or not used afterwards). When it was created with
-    /// `SHADER_DEVICE_ADDRESS` usage on a device with the `bufferDeviceAddress` feature, the
-    /// memory was allocated with device addresses (the allocator's or pool's `device_address`
-    /// setting, on by default; VUID-vkBindBufferMemory-bufferDeviceAddress-03339).
-    pub unsafe fn bind_buffer(&self, buffer: vk::Buffer) -> Result<(), MemoryAccessError> {
-        let memory = self.device_memory();
-        // SAFETY: the caller's contract; the range satisfies the buffer's requirements.
-        unsafe {
-            memory
-                .device()
-                .ash()
-                .bind_buffer_memory(buffer, memory.handle(), self.offset)
-        }
-        .map_err(MemoryAccessError::Vulkan)
-    }
-
-    /// Binds `image` to this range (`vkBindImageMemory`).
-    ///
-    /// # Safety
-    ///
-    /// As for [`bind_buffer`](Self::bind_buffer), for an image.
-    pub unsafe fn bind_image(&self, image: vk::Image) -> Result<(), MemoryAccessError> {
-        let memory = self.device_memory();
-        // SAFETY: the caller's contract; the range satisfies the image's requirements.
-        unsafe {
-            memory
-                .device()
-                .ash()
-                .bind_image_memory(image, memory.handle(), self.offset)
-        }
-        .map_err(MemoryAccessError::Vulkan)
-    }
 }
 
 impl MemoryAlloc {
@@ -658,13 +486,14 @@ impl MemoryAlloc {
         block: BlockRef,
         offset: DeviceSize,
         size: DeviceSize,
+        handle: SuballocationHandle,
         allocation_type: AllocationType,
     ) {
         let suballocation = Suballocation {
             offset,
             size,
             allocation_type,
-            handle: self.handle,
+            handle,
         };
         // SAFETY: these are the fields of the suballocation this block handed out for this
         // allocation, unchanged, and this is the only place that returns it, once, when the
@@ -681,7 +510,7 @@ impl MemoryAlloc {
     #[cold]
     fn drop_extended(&self, extended: &Extended) {
         let (offset, size) = match &extended.meta {
-            None => (self.offset, self.size),
+            None => (self.offset, self.size()),
             Some(meta) => {
                 if let Place::Block(block) = &extended.place {
                     block.get().set_meta(self.offset, None);
@@ -690,7 +519,13 @@ impl MemoryAlloc {
             }
         };
         if let Place::Block(block) = &extended.place {
-            self.free_in_block(*block, offset, size, extended.allocation_type);
+            self.free_in_block(
+                *block,
+                offset,
+                size,
+                extended.handle,
+                extended.allocation_type,
+            );
         }
     }
 }
@@ -700,11 +535,38 @@ impl Drop for MemoryAlloc {
     #[inline]
     fn drop(&mut self) {
         match self.owner.view() {
-            OwnerView::Plain(block, allocation_type) => {
-                self.free_in_block(block, self.offset, self.size, allocation_type)
-            }
+            // A plain owner word never goes with `Short::WIDE` (see `in_block`): the short
+            // size and handle are the range's.
+            OwnerView::Plain(block, allocation_type) => self.free_in_block(
+                block,
+                self.offset,
+                self.short.size(),
+                self.short.handle(),
+                allocation_type,
+            ),
             // A dedicated `MemoryObject` frees itself when `owner` is dropped.
             OwnerView::Extended(extended) => self.drop_extended(extended),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_word_holds_what_fits_in_32_bits_and_leaves_the_rest_to_the_box() {
+        let h = SuballocationHandle::new;
+        let parts = |size, handle| Short::new(size, h(handle)).map(|s| (s.size(), s.handle()));
+        assert_eq!(parts(0, 0), Some((0, h(0))));
+        let (max_size, max_handle) = (u64::from(u32::MAX) - 1, u64::from(u32::MAX));
+        assert_eq!(parts(max_size, max_handle), Some((max_size, h(max_handle))));
+        assert!(!Short::new(max_size, h(max_handle)).unwrap().is_wide());
+        // The size `u32::MAX` itself (the wide mark), any larger size and any larger handle go
+        // to the box.
+        assert_eq!(parts(u64::from(u32::MAX), 0), None);
+        assert_eq!(parts(1 << 32, 0), None);
+        assert_eq!(parts(64, 1 << 32), None);
+        assert!(Short::WIDE.is_wide());
     }
 }

@@ -5,7 +5,7 @@
 use super::AllocationMeta;
 use crate::device_memory::MemoryObject;
 use crate::layout::DeviceSize;
-use crate::suballocator::{AllocationType, Suballocation};
+use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
@@ -210,6 +210,10 @@ pub(crate) struct Extended {
     pub(super) place: Place,
     pub(super) allocation_type: AllocationType,
     pub(super) meta: Option<Arc<AllocationMeta>>,
+    /// The allocation's size, whole (the `MemoryAlloc` keeps it in 32 bits when it fits).
+    pub(super) size: DeviceSize,
+    /// The block suballocator's handle, whole (as the size).
+    pub(super) handle: SuballocationHandle,
 }
 
 /// Where an [`Extended`] allocation's range lives.
@@ -269,16 +273,21 @@ impl Owner {
         Self(unsafe { NonNull::new_unchecked(tagged) })
     }
 
-    /// Anything else, on the heap: the range in `place`, its type and its record.
+    /// Anything else, on the heap: the range in `place`, its type, its record, its size and
+    /// its suballocator's handle.
     pub(crate) fn extended(
         place: Place,
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
+        size: DeviceSize,
+        handle: SuballocationHandle,
     ) -> Self {
         let extended = Box::new(Extended {
             place,
             allocation_type,
             meta,
+            size,
+            handle,
         });
         // A leaked box is never null; it is given back in `drop`.
         Self(NonNull::from(Box::leak(extended)).cast())

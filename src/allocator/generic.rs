@@ -744,10 +744,10 @@ mod tests {
     }
 
     #[test]
-    fn an_allocation_is_four_words() {
-        // Users keep many of them; each allocation moves one. Four words (owner, handle,
-        // offset, size): two in a cache line.
-        assert_eq!(std::mem::size_of::<MemoryAlloc>(), 32);
+    fn an_allocation_is_three_words() {
+        // Users keep many of them; each allocation moves one. Three words (owner, offset, and
+        // the size and handle in 32 bits each).
+        assert_eq!(std::mem::size_of::<MemoryAlloc>(), 24);
         // An `Option` costs nothing more (the owner word is never null), nor does a `Result`
         // beyond the error.
         assert_eq!(
