@@ -19,7 +19,7 @@
 //! [`MemorySource`].
 
 use super::block_memory::{block_ref, DeviceBlockVec};
-use super::block_vec::{Arena, Fit, NewBlockError, Placed};
+use super::block_vec::{Arena, Fit, NewBlockError, Placed, Wrap};
 use super::dedicated::DedicatedRegistry;
 use super::placement::{
     self, ArenaLayout, Failure, Ladder, ObjectCount, Plan, Request, Step, TypeFacts,
@@ -305,23 +305,27 @@ pub(crate) fn wrap_block<S: Suballocator + Send + 'static>(
     alloc
 }
 
-/// Wraps a suballocation made in `arena` for a request with no metadata record and no
+/// Wraps a suballocation made in an arena for a request with no metadata record and no
 /// margins (the [hot path](super::GenericMemoryAllocator)): what [`wrap_block`] does for such
-/// a request, with nothing to check.
-#[inline]
-pub(crate) fn wrap_plain<S: Suballocator + Send + 'static>(
-    arena: &Arc<Arena<S, MemoryObject>>,
-    placed: Placed,
-) -> MemoryAlloc {
-    let s = placed.suballocation;
-    MemoryAlloc::in_block(
-        block_ref(arena, placed.first),
-        s.handle,
-        s.offset,
-        s.size,
-        s.allocation_type,
-        None,
-    )
+/// a request, with nothing to check. A type of its own rather than a function, so that the
+/// wrapping is inlined always where the block vector calls it (see [`Wrap`]): out of line, the
+/// allocation would come back through memory and be copied once more, on every allocation.
+pub(crate) struct PlainWrap;
+
+impl<S: Suballocator + Send + 'static> Wrap<S, MemoryObject> for PlainWrap {
+    type Out = MemoryAlloc;
+    #[inline(always)]
+    fn wrap(&self, arena: &Arc<Arena<S, MemoryObject>>, placed: Placed) -> MemoryAlloc {
+        let s = placed.suballocation;
+        MemoryAlloc::in_block(
+            block_ref(arena, placed.first),
+            s.handle,
+            s.offset,
+            s.size,
+            s.allocation_type,
+            None,
+        )
+    }
 }
 
 /// Wraps a dedicated allocation's `memory` into what the user holds, registered in

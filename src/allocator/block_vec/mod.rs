@@ -121,6 +121,7 @@ mod sharded;
 mod spin_lock;
 #[cfg(test)]
 mod tests;
+mod wrap;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, BlockOrigin, Placed, WeakBlock};
 use self::high_water::HighWater;
@@ -129,6 +130,7 @@ pub(crate) use self::limits::{BlockLimits, Keep};
 pub(crate) use self::release::Neighbours;
 pub(crate) use self::sharded::thread_shard;
 use self::sharded::ShardedList;
+pub(crate) use self::wrap::Wrap;
 use super::placement::ArenaLayout;
 use crate::layout::{DeviceAlignment, DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator, SuballocatorError};
@@ -531,17 +533,30 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates in an existing block: the thread's [fast try](fast) first, then the walk,
     /// holding a copy of the list; `Ok(None)` when none has room.
     /// `wrap` turns the arena and the suballocation into what the caller keeps.
-    #[inline]
-    pub(crate) fn allocate_existing<T>(
+    #[inline(always)]
+    pub(crate) fn allocate_existing<W: Wrap<S, M>>(
         &self,
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
+        wrap: &W,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
         let stale = match self.fast_try(fit, wrap) {
             FastTry::Served(found) => return Ok(Some(found)),
             FastTry::Missed => false,
             FastTry::Stale => true,
         };
+        self.walk_existing(fit, wrap, stale)
+    }
+
+    /// The walk of [`allocate_existing`](Self::allocate_existing), out of line.
+    #[inline(never)]
+    fn walk_existing<W: Wrap<S, M>>(
+        &self,
+        fit: &Fit,
+        wrap: &W,
+        stale: bool,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
+        let wrap = |arena: &Arc<Arena<S, M>>, placed| wrap.wrap(arena, placed);
+        let wrap = &wrap;
         let shard = thread_shard();
         let blocks = self.blocks.read_shard(shard);
         let found = self.search_from(shard, &blocks, fit, wrap);
@@ -555,7 +570,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// default search, in the arena the thread keeps for this vector, without the list (see
     /// [the fast try](fast)).
     #[inline(always)]
-    fn fast_try<T>(&self, fit: &Fit, wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T) -> FastTry<T> {
+    fn fast_try<W: Wrap<S, M>>(&self, fit: &Fit, wrap: &W) -> FastTry<W::Out> {
         if fit.best_fit
             || !matches!(
                 fit.strategy,
@@ -588,7 +603,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         ) {
             Some(Ok(placed)) => {
                 arena.note_slot(slot);
-                FastTry::Served(wrap(&arena, placed))
+                FastTry::Served(wrap.wrap(&arena, placed))
             }
             // Full, busy, or empty: the walk tries it again, as its first step.
             _ => FastTry::Missed,

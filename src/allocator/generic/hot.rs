@@ -120,7 +120,7 @@ impl<S: Suballocator + Send + 'static> GenericMemoryAllocator<S> {
             strategy: create_info.strategy,
         };
         self.block_vecs[index as usize]
-            .allocate_existing(&fit, &execute::wrap_plain)
+            .allocate_existing(&fit, &execute::PlainWrap)
             .ok()
             .flatten()
     }
