@@ -84,21 +84,33 @@ unsafe fn release_arc<A>(arena: *const ()) {
 }
 
 /// A thread's references, by vector number modulo [`ENTRIES`].
-struct Cache([Cell<Entry>; ENTRIES]);
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        for cell in &self.0 {
-            let entry = cell.replace(EMPTY);
-            // SAFETY: the entry's `arena` came from `Arc::into_raw` of the type its `release`
-            // knows (see `keep`), and was just taken out of the cache: given back once.
-            unsafe { (entry.release)(entry.arena) };
-        }
-    }
-}
+type Cache = [Cell<Entry>; ENTRIES];
 
 thread_local! {
-    static CACHE: Cache = const { Cache([const { Cell::new(EMPTY) }; ENTRIES]) };
+    /// The references. No destructor of its own: reading it is a plain thread-local access on
+    /// every allocation (no state to check, no call), and it stays readable while the thread
+    /// ends. Its [`Guard`] gives the references back.
+    static CACHE: Cache = const { [const { Cell::new(EMPTY) }; ENTRIES] };
+    /// Made (its destructor registered) by the thread's first [`keep`].
+    static GUARD: Guard = const { Guard };
+}
+
+/// Gives a thread's references back when the thread ends.
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // The cache has no destructor: it is there for the whole of the thread's end.
+        let _ = CACHE.try_with(|cache| {
+            for cell in cache {
+                let entry = cell.replace(EMPTY);
+                // SAFETY: the entry's `arena` came from `Arc::into_raw` of the type its
+                // `release` knows (see `keep`), and was just taken out of the cache: given
+                // back once.
+                unsafe { (entry.release)(entry.arena) };
+            }
+        });
+    }
 }
 
 /// A new vector's number: never 0, never given twice.
@@ -111,11 +123,11 @@ pub(super) fn next_vec_number() -> usize {
 /// type the vector keeps), the generation it was taken at and the thread's home slot. The
 /// arena stays alive until the thread calls [`keep`] for a vector with the same number
 /// modulo [`ENTRIES`], or ends.
-#[inline]
+#[inline(always)]
 pub(super) fn cached(vec: usize) -> Option<(*const (), u64, usize)> {
     CACHE
         .try_with(|c| {
-            let entry = c.0[vec & (ENTRIES - 1)].get();
+            let entry = c[vec & (ENTRIES - 1)].get();
             (entry.vec == vec).then_some((entry.arena, entry.generation, entry.slot))
         })
         .ok()
@@ -132,9 +144,13 @@ pub(super) fn keep<A: Send + Sync + 'static>(
     generation: u64,
     slot: usize,
 ) {
-    // A thread that is ending keeps nothing.
+    // A thread whose guard is gone (or going: the thread is ending) keeps nothing: nothing
+    // would give the reference back.
+    if GUARD.try_with(|_| ()).is_err() {
+        return;
+    }
     let _ = CACHE.try_with(|c| {
-        let cell = &c.0[vec & (ENTRIES - 1)];
+        let cell = &c[vec & (ENTRIES - 1)];
         let old = cell.get();
         if old.vec == vec && old.arena == Arc::as_ptr(arena).cast() {
             cell.set(Entry { generation, ..old });
@@ -195,5 +211,33 @@ mod tests {
         .unwrap();
         // The thread ended: its references went with it.
         assert_eq!(Arc::strong_count(&b), 1);
+    }
+
+    #[test]
+    fn a_reference_kept_while_the_thread_ends_is_not_leaked() {
+        // A thread-local of the user's whose destructor allocates (so keeps a reference), made
+        // before and after the thread's guard: whichever way the destructors run, the
+        // reference is given back or never taken.
+        struct KeepsOnDrop(Arc<u32>, usize);
+        impl Drop for KeepsOnDrop {
+            fn drop(&mut self) {
+                keep(self.1, &self.0, 1, 0);
+            }
+        }
+        thread_local! {
+            static BEFORE: std::cell::RefCell<Option<KeepsOnDrop>> = const { std::cell::RefCell::new(None) };
+            static AFTER: std::cell::RefCell<Option<KeepsOnDrop>> = const { std::cell::RefCell::new(None) };
+        }
+        let a = Arc::new(1u32);
+        let (va, vb) = (next_vec_number(), next_vec_number());
+        let a2 = a.clone();
+        std::thread::spawn(move || {
+            BEFORE.with(|b| *b.borrow_mut() = Some(KeepsOnDrop(a2.clone(), va)));
+            keep(vb, &a2, 1, 0);
+            AFTER.with(|b| *b.borrow_mut() = Some(KeepsOnDrop(a2, vb + ENTRIES)));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(Arc::strong_count(&a), 1, "every reference is given back");
     }
 }
