@@ -71,8 +71,10 @@ pub struct BumpAllocator {
     /// End and type of the last allocation made since the cursor was last at 0.
     previous: Option<(DeviceSize, AllocationType)>,
     /// Incremented each time the cursor returns to 0, and stored in each handle, so that debug
-    /// builds catch a suballocation freed after the region was reused.
-    epoch: u64,
+    /// builds catch a suballocation freed after the region was reused. 32 bits, wrapping: a
+    /// handle that fits in 32 bits keeps the allocation that holds it three words (see
+    /// [`MemoryAlloc`](crate::MemoryAlloc)).
+    epoch: u32,
 }
 
 impl BumpAllocator {
@@ -149,13 +151,13 @@ unsafe impl Suballocator for BumpAllocator {
             offset,
             size,
             allocation_type,
-            handle: SuballocationHandle::new(self.epoch),
+            handle: SuballocationHandle::new(u64::from(self.epoch)),
         })
     }
 
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
         debug_assert!(
-            self.allocation_count > 0 && suballocation.handle.get() == self.epoch,
+            self.allocation_count > 0 && suballocation.handle.get() == u64::from(self.epoch),
             "{suballocation:?} is not a live allocation of this allocator"
         );
         self.allocation_count -= 1;

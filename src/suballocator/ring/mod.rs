@@ -116,8 +116,10 @@ pub struct RingAllocator {
     /// Allocations not yet passed by the tail or the head, oldest first; the first and the
     /// last one are always live.
     entries: VecDeque<Entry>,
-    /// Sequence number of `entries[0]` (the next allocation's, when there are none).
-    front_seq: u64,
+    /// Sequence number of `entries[0]` (the next allocation's, when there are none). 32 bits,
+    /// wrapping: a handle that fits in 32 bits keeps the allocation that holds it three words
+    /// (see [`MemoryAlloc`](crate::MemoryAlloc)), and no ring holds four billion entries.
+    front_seq: u32,
     /// The end of the newest allocation; 0 when there is none.
     head: DeviceSize,
     allocation_count: usize,
@@ -200,7 +202,9 @@ impl RingAllocator {
         ty: AllocationType,
     ) -> Suballocation {
         let end = offset + layout.size();
-        let seq = self.front_seq.wrapping_add(self.entries.len() as u64);
+        // The entries are fewer than 2^32 (see `front_seq`): the sequence numbers of the live
+        // ones are distinct modulo 2^32.
+        let seq = self.front_seq.wrapping_add(self.entries.len() as u32);
         self.entries.push_back(Entry {
             start,
             offset,
@@ -214,7 +218,7 @@ impl RingAllocator {
             offset,
             size: layout.size(),
             allocation_type: ty,
-            handle: SuballocationHandle::new(seq),
+            handle: SuballocationHandle::new(u64::from(seq)),
         }
     }
 
@@ -325,10 +329,11 @@ unsafe impl Suballocator for RingAllocator {
     }
 
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
-        let index = suballocation.handle.get().wrapping_sub(self.front_seq);
-        let entry = usize::try_from(index)
+        let index = u32::try_from(suballocation.handle.get())
             .ok()
-            .and_then(|index| self.entries.get_mut(index))
+            .map(|seq| seq.wrapping_sub(self.front_seq));
+        let entry = index
+            .and_then(|index| self.entries.get_mut(index as usize))
             .filter(|e| e.live && e.offset == suballocation.offset);
         debug_assert!(
             entry.is_some(),
@@ -338,7 +343,7 @@ unsafe impl Suballocator for RingAllocator {
         let Some(entry) = entry else { return };
         entry.live = false;
         self.allocation_count -= 1;
-        if index == 0 {
+        if index == Some(0) {
             while self.entries.front().is_some_and(|e| !e.live) {
                 self.entries.pop_front();
                 self.front_seq = self.front_seq.wrapping_add(1);
@@ -383,7 +388,7 @@ unsafe impl Suballocator for RingAllocator {
 
     fn reset(&mut self) {
         // Sequence numbers keep counting, so that debug builds catch a stale handle.
-        self.front_seq = self.front_seq.wrapping_add(self.entries.len() as u64);
+        self.front_seq = self.front_seq.wrapping_add(self.entries.len() as u32);
         self.entries.clear();
         self.head = 0;
         self.allocation_count = 0;

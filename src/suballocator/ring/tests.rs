@@ -566,3 +566,33 @@ proptest! {
         c.free_all_and_reuse(region);
     }
 }
+
+#[test]
+fn sequence_numbers_wrap_in_32_bits_and_every_handle_fits() {
+    // Handles fit in 32 bits (so an allocation holding one stays three words); the sequence
+    // numbers wrap there, and frees in any order across the wrap find their entries.
+    let mut c = Checker::new(RingAllocator::new(1024), G1);
+    c.sub.front_seq = u32::MAX - 2;
+    let handles: Vec<u64> = (0..6)
+        .map(|_| c.allocate(layout(64, 16), Linear).unwrap().handle.get())
+        .collect();
+    check_internal(&c.sub);
+    assert!(
+        handles.iter().all(|&h| h <= u64::from(u32::MAX)),
+        "{handles:?}"
+    );
+    assert!(handles.contains(&u64::from(u32::MAX)) && handles.contains(&0));
+    // Out of order across the wrap (sequence numbers 1, then u32::MAX), then the oldest
+    // twice: the tail passes the freed ones, across the wrap.
+    free_nth_oldest(&mut c, 4);
+    free_nth_oldest(&mut c, 2);
+    free_nth_oldest(&mut c, 0);
+    assert_eq!(c.sub.allocation_count(), 3);
+    assert_eq!(c.sub.front_seq, u32::MAX - 1);
+    free_nth_oldest(&mut c, 0);
+    assert_eq!(c.sub.front_seq, 0, "the tail passed the freed u32::MAX");
+    while c.sub.allocation_count() > 0 {
+        free_nth_oldest(&mut c, 0);
+    }
+    assert_eq!(c.sub.free_size(), 1024);
+}
