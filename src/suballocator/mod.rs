@@ -99,6 +99,10 @@ impl AllocationType {
 
 /// An opaque value a suballocator attaches to each suballocation to find its bookkeeping again
 /// in O(1) when it is freed (a node index, a slot number, ...).
+///
+/// Any `u64` works. A handle that fits in 32 bits (every built-in suballocator's does) lets a
+/// [`MemoryAlloc`](crate::MemoryAlloc) of a block keep it inline, with its size; a larger one
+/// costs the allocation a heap object of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SuballocationHandle(u64);
 
