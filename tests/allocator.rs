@@ -501,38 +501,18 @@ struct Miscounting(FreeListAllocator);
 
 // SAFETY: every range comes from the wrapped `FreeListAllocator`, which upholds the contract.
 unsafe impl Suballocator for Miscounting {
-    fn new(region_size: DeviceSize) -> Self {
-        Self(FreeListAllocator::new(region_size))
-    }
-    fn region_size(&self) -> DeviceSize {
-        self.0.region_size()
-    }
-    fn allocate(
-        &mut self,
-        layout: DeviceLayout,
-        allocation_type: AllocationType,
-        granularity: DeviceAlignment,
-    ) -> Result<Suballocation, SuballocatorError> {
-        self.0.allocate(layout, allocation_type, granularity)
-    }
-    unsafe fn deallocate(&mut self, suballocation: Suballocation) {
-        // SAFETY: forwarded contract.
-        unsafe { self.0.deallocate(suballocation) }
-    }
-    fn free_size(&self) -> DeviceSize {
-        self.0.free_size()
-    }
-    fn largest_free_range(&self) -> DeviceSize {
-        self.0.largest_free_range()
-    }
+    common::forward::forward_to_free_list!(
+        new,
+        region_size,
+        allocate,
+        deallocate,
+        free_size,
+        largest_free_range,
+        reset,
+        for_each_range,
+    );
     fn allocation_count(&self) -> usize {
         0
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
-        self.0.for_each_range(f)
     }
 }
 

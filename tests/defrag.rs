@@ -921,12 +921,16 @@ static FAIL_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
 
 // SAFETY: forwards to `FreeListAllocator`, whose guarantees it keeps; it only fails more.
 unsafe impl Suballocator for Flaky {
-    fn new(region_size: DeviceSize) -> Self {
-        Self(FreeListAllocator::new(region_size))
-    }
-    fn region_size(&self) -> DeviceSize {
-        self.0.region_size()
-    }
+    common::forward::forward_to_free_list!(
+        new,
+        region_size,
+        deallocate,
+        free_size,
+        largest_free_range,
+        allocation_count,
+        reset,
+        for_each_range,
+    );
     fn allocate(
         &mut self,
         layout: DeviceLayout,
@@ -939,25 +943,6 @@ unsafe impl Suballocator for Flaky {
         }
         FAIL_AFTER.store(left.saturating_sub(1), Ordering::SeqCst);
         self.0.allocate(layout, allocation_type, g)
-    }
-    unsafe fn deallocate(&mut self, s: Suballocation) {
-        // SAFETY: forwarded.
-        unsafe { self.0.deallocate(s) }
-    }
-    fn free_size(&self) -> DeviceSize {
-        self.0.free_size()
-    }
-    fn largest_free_range(&self) -> DeviceSize {
-        self.0.largest_free_range()
-    }
-    fn allocation_count(&self) -> usize {
-        self.0.allocation_count()
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
-        self.0.for_each_range(f)
     }
 }
 

@@ -20,12 +20,15 @@ struct WideHandles(FreeListAllocator);
 // SAFETY: every range comes from the wrapped `FreeListAllocator`, which upholds the contract;
 // the handles are shifted on the way out and back on the way in, unchanged otherwise.
 unsafe impl Suballocator for WideHandles {
-    fn new(region_size: DeviceSize) -> Self {
-        Self(FreeListAllocator::new(region_size))
-    }
-    fn region_size(&self) -> DeviceSize {
-        self.0.region_size()
-    }
+    common::forward::forward_to_free_list!(
+        new,
+        region_size,
+        free_size,
+        largest_free_range,
+        allocation_count,
+        reset,
+        for_each_range,
+    );
     fn allocate(
         &mut self,
         layout: DeviceLayout,
@@ -42,21 +45,6 @@ unsafe impl Suballocator for WideHandles {
         suballocation.handle = SuballocationHandle::new(handle - HIGH);
         // SAFETY: forwarded contract, with the wrapped allocator's own handle.
         unsafe { self.0.deallocate(suballocation) }
-    }
-    fn free_size(&self) -> DeviceSize {
-        self.0.free_size()
-    }
-    fn largest_free_range(&self) -> DeviceSize {
-        self.0.largest_free_range()
-    }
-    fn allocation_count(&self) -> usize {
-        self.0.allocation_count()
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
-        self.0.for_each_range(f)
     }
 }
 

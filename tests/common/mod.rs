@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod failing_bind;
+pub mod forward;
 pub mod log_capture;
 
 use ash::vk;
