@@ -139,30 +139,28 @@ impl MemoryAlloc {
                 offset,
                 short,
             },
-            (short, meta) => Self::boxed(
+            (_, meta) => Self::boxed(
                 Place::Block(block),
                 allocation_type,
                 meta,
                 (offset, size, handle),
-                short,
             ),
         }
     }
 
     /// An allocation whose owner is boxed: its range `(offset, size, handle)`, the size and
-    /// handle short (`short`) or not.
+    /// handle in the short word too when they fit.
     #[cold]
     fn boxed(
         place: Place,
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
         (offset, size, handle): (DeviceSize, DeviceSize, SuballocationHandle),
-        short: Option<Short>,
     ) -> Self {
         Self {
             owner: Owner::extended(place, allocation_type, meta, size, handle),
             offset,
-            short: short.unwrap_or(Short::WIDE),
+            short: Short::new(size, handle).unwrap_or(Short::WIDE),
         }
     }
 
@@ -173,13 +171,11 @@ impl MemoryAlloc {
         allocation_type: AllocationType,
         meta: Option<Arc<AllocationMeta>>,
     ) -> Self {
-        let handle = SuballocationHandle::new(0);
         Self::boxed(
             Place::Dedicated(dedicated),
             allocation_type,
             meta,
-            (0, size, handle),
-            Short::new(size, handle),
+            (0, size, SuballocationHandle::new(0)),
         )
     }
 

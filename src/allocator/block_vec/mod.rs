@@ -355,12 +355,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates in the given block (waiting for its arenas' locks), or `None`; `None` as
     /// well when the block is no longer in the list (another defragmentation set it aside
     /// since the caller saw it: a block being emptied receives nothing).
-    pub(crate) fn allocate_in<T>(
+    pub(crate) fn allocate_in<W: Wrap<S, M>>(
         &self,
         block: &Block<S, M>,
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Option<T> {
+        wrap: &W,
+    ) -> Option<W::Out> {
         // Held until the suballocation is made: `set_aside` takes the list's write lock, so
         // the block cannot leave the list in between.
         let listed = self.blocks.read();
@@ -377,7 +377,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                     true,
                     strategy,
                 ) {
-                    return Some(wrap(arena, placed));
+                    return Some(wrap.wrap(arena, placed));
                 }
             }
         }
@@ -395,24 +395,24 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     }
 
     #[inline]
-    fn search<T>(
+    fn search<W: Wrap<S, M>>(
         &self,
         blocks: &[Block<S, M>],
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
+        wrap: &W,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
         self.search_from(thread_shard(), blocks, fit, wrap)
     }
 
     /// [`search`](Self::search) for a thread of shard `shard` (its [`thread_shard`]).
     #[inline]
-    fn search_from<T>(
+    fn search_from<W: Wrap<S, M>>(
         &self,
         shard: usize,
         blocks: &[Block<S, M>],
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
+        wrap: &W,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
         // First pass: the thread's home arena of each block; second pass: the other arenas,
         // each block's from an arena that depends on the thread's slot (see below). Both skip
         // arenas another thread holds right now, so that threads allocating at the same time
@@ -447,7 +447,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                         None => $on_busy,
                         Some(Ok(placed)) => {
                             arena.note_slot(slot);
-                            return Ok(Some(wrap(arena, placed)));
+                            return Ok(Some(wrap.wrap(arena, placed)));
                         }
                         Some(Err(e)) => Self::no_fit(e)?,
                     }
@@ -555,8 +555,6 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         wrap: &W,
         stale: bool,
     ) -> Result<Option<W::Out>, DoesNotFit> {
-        let wrap = |arena: &Arc<Arena<S, M>>, placed| wrap.wrap(arena, placed);
-        let wrap = &wrap;
         let shard = thread_shard();
         let blocks = self.blocks.read_shard(shard);
         let found = self.search_from(shard, &blocks, fit, wrap);
@@ -638,15 +636,15 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// asked for a block so far, this one included), and `make` for its memory.
     /// `for_sizable`: the block is made for this sizable request (see
     /// [block sizes](super::placement#block-sizes)), and is no step of the growth.
-    pub(crate) fn allocate_in_new_block<T, E>(
+    pub(crate) fn allocate_in_new_block<W: Wrap<S, M>, E>(
         self: &Arc<Self>,
         fit: &Fit,
         for_sizable: bool,
         block_size: impl FnOnce(usize, DeviceSize) -> Option<DeviceSize>,
         arenas: impl FnOnce(DeviceSize, DeviceSize) -> ArenaLayout,
         mut make: impl FnMut(DeviceSize) -> Result<M, E>,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<T, NewBlockError<E>> {
+        wrap: &W,
+    ) -> Result<W::Out, NewBlockError<E>> {
         let mut blocks = self.blocks.write();
         match self.search(blocks.items(), fit, wrap) {
             Ok(Some(found)) => return Ok(found),
@@ -707,7 +705,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             ) {
                 Some(Ok(placed)) => {
                     arena.note_slot(self.home_slot());
-                    let found = wrap(arena, placed);
+                    let found = wrap.wrap(arena, placed);
                     blocks.push(block);
                     return Ok(found);
                 }

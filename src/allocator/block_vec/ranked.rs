@@ -6,7 +6,7 @@
 
 #![deny(unsafe_code)]
 
-use super::{Arena, Block, BlockMemory, BlockVec, DoesNotFit, Fit, Placed};
+use super::{Arena, Block, BlockMemory, BlockVec, DoesNotFit, Fit, Wrap};
 use crate::allocator::placement;
 use crate::layout::{DeviceLayout, DeviceSize};
 use crate::suballocator::{AllocationStrategy, AllocationType, Suballocator};
@@ -56,12 +56,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// The best-fit search of large requests: every arena that may fit, tried in the order of
     /// their largest free range, smallest first.
     #[cold]
-    pub(super) fn search_best_fit<T>(
+    pub(super) fn search_best_fit<W: Wrap<S, M>>(
         &self,
         blocks: &[Block<S, M>],
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
+        wrap: &W,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
         type Candidate<'a, S, M> = (DeviceSize, &'a Arc<Arena<S, M>>);
         // The common case in one walk, with no list and no sort: the arena the sorted search
         // below would try first (the first of the smallest hints), if it is free and fits.
@@ -103,7 +103,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         ) {
             Some(Ok(placed)) => {
                 first.note_slot(self.home_slot());
-                return Ok(Some(wrap(first, placed)));
+                return Ok(Some(wrap.wrap(first, placed)));
             }
             Some(Err(e)) => Self::no_fit(e)?,
             None => {}
@@ -133,7 +133,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 ) {
                     Some(Ok(placed)) => {
                         arena.note_slot(self.home_slot());
-                        return Ok(Some(wrap(arena, placed)));
+                        return Ok(Some(wrap.wrap(arena, placed)));
                     }
                     Some(Err(e)) => Self::no_fit(e)?,
                     None => busy = true,
@@ -166,12 +166,12 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// order (blocks in the order they were made), the first that fits, waiting for busy
     /// ones: the lowest place, not the quickest.
     #[cold]
-    pub(super) fn search_in_order<T>(
+    pub(super) fn search_in_order<W: Wrap<S, M>>(
         &self,
         blocks: &[Block<S, M>],
         fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Result<Option<T>, DoesNotFit> {
+        wrap: &W,
+    ) -> Result<Option<W::Out>, DoesNotFit> {
         for arena in blocks.iter().flat_map(|b| b.arenas()) {
             if arena.may_fit(fit.layout, fit.allocation_type) {
                 match arena.try_allocate(
@@ -183,7 +183,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 ) {
                     Some(Ok(placed)) => {
                         arena.note_slot(self.home_slot());
-                        return Ok(Some(wrap(arena, placed)));
+                        return Ok(Some(wrap.wrap(arena, placed)));
                     }
                     Some(Err(e)) => Self::no_fit(e)?,
                     None => {}

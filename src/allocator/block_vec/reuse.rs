@@ -3,7 +3,7 @@
 //! (see the placement's
 //! [kept blocks](crate::allocator::placement#kept-blocks-for-large-requests)).
 
-use super::{Arena, BlockMemory, BlockVec, Fit, Placed};
+use super::{Arena, BlockMemory, BlockVec, Fit, Wrap};
 use crate::allocator::placement;
 use crate::suballocator::Suballocator;
 use std::sync::atomic::Ordering;
@@ -13,11 +13,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Suballocates `fit` in the smallest empty block for which it is large (more than
     /// 1/[`LARGE_REQUEST_DIVISOR`](placement::LARGE_REQUEST_DIVISOR) of the block) and one of
     /// whose arenas holds it, or `None`.
-    pub(crate) fn allocate_in_kept<T>(
-        &self,
-        fit: &Fit,
-        wrap: &impl Fn(&Arc<Arena<S, M>>, Placed) -> T,
-    ) -> Option<T> {
+    pub(crate) fn allocate_in_kept<W: Wrap<S, M>>(&self, fit: &Fit, wrap: &W) -> Option<W::Out> {
         if !self.maybe_kept.load(Ordering::Acquire) {
             return None;
         }
@@ -41,7 +37,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 fit.strategy,
             ) {
                 arena.note_slot(self.home_slot());
-                return Some(wrap(arena, placed));
+                return Some(wrap.wrap(arena, placed));
             }
         }
         None

@@ -329,11 +329,12 @@ unsafe impl Suballocator for RingAllocator {
     }
 
     unsafe fn deallocate(&mut self, suballocation: Suballocation) {
+        // A handle that is no sequence number (above 32 bits) finds no entry.
         let index = u32::try_from(suballocation.handle.get())
-            .ok()
-            .map(|seq| seq.wrapping_sub(self.front_seq));
-        let entry = index
-            .and_then(|index| self.entries.get_mut(index as usize))
+            .map_or(usize::MAX, |seq| seq.wrapping_sub(self.front_seq) as usize);
+        let entry = self
+            .entries
+            .get_mut(index)
             .filter(|e| e.live && e.offset == suballocation.offset);
         debug_assert!(
             entry.is_some(),
@@ -343,7 +344,7 @@ unsafe impl Suballocator for RingAllocator {
         let Some(entry) = entry else { return };
         entry.live = false;
         self.allocation_count -= 1;
-        if index == Some(0) {
+        if index == 0 {
             while self.entries.front().is_some_and(|e| !e.live) {
                 self.entries.pop_front();
                 self.front_seq = self.front_seq.wrapping_add(1);
