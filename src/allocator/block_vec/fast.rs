@@ -195,6 +195,16 @@ mod tests {
             keep(va, &a, 4, 1);
             assert_eq!(Arc::strong_count(&a), 3);
             assert_eq!(cached(va).map(|c| c.1), Some(4));
+            // The same vector with another arena (a new first block): the arena is replaced,
+            // and the old one given back.
+            let c = Arc::new(3u32);
+            keep(va, &c, 5, 1);
+            assert_eq!(cached(va), Some((Arc::as_ptr(&c).cast(), 5, 1)));
+            assert_eq!(Arc::strong_count(&c), 2);
+            assert_eq!(Arc::strong_count(&a), 2, "the replaced arena is given back");
+            keep(va, &a, 6, 1);
+            assert_eq!(Arc::strong_count(&c), 1);
+            assert_eq!(Arc::strong_count(&a), 3);
             // Another vector of the same number modulo the entries takes the place.
             let same_place = va + ENTRIES;
             keep(same_place, &b, 1, 0);
