@@ -114,6 +114,22 @@ mod tests {
     }
 
     #[test]
+    fn only_failures_that_larger_requests_share_are_recorded() {
+        use crate::suballocator::FreeListAllocator;
+        type Fl = FreeListAllocator;
+        assert!(FailedRequest::records::<Fl>(
+            SuballocatorError::OutOfRegionMemory
+        ));
+        assert!(FailedRequest::records::<Fl>(
+            SuballocatorError::FragmentedRegion
+        ));
+        // A request larger than a slot allocator's slots says nothing of the arena's room.
+        assert!(!FailedRequest::records::<Fl>(
+            SuballocatorError::BlockSizeExceeded
+        ));
+    }
+
+    #[test]
     fn a_failure_implies_only_larger_stricter_requests_of_the_same_type() {
         use AllocationType::*;
         let f = FailedRequest::default();
