@@ -7,14 +7,21 @@
 //! per non-empty bucket in `sl_bitmaps[fl]`, and one bit per first level with any non-empty
 //! bucket in `fl_bitmap`, turn "the first non-empty bucket at or above this one" into two
 //! `trailing_zeros`.
+//!
+//! One more bit per bucket, in `learned[fl]`, says that the bounds complete searches learned
+//! for the bucket hold (see [`class_bounds`](super::class_bounds)): an insertion into the
+//! bucket clears it, next to the store that marks the bucket non-empty.
 
+use super::class_bounds::{ClassBounds, LEARNED_BUCKETS};
 use super::{Node, State, NONE};
-use crate::layout::DeviceSize;
+use crate::layout::{DeviceAlignment, DeviceSize};
 
 /// log2 of the number of second-level subdivisions per first level.
 const SL_LOG2: u32 = 4;
 /// Second-level subdivisions per first level (fits the `u32` bitmaps).
 const SL_COUNT: u32 = 1 << SL_LOG2;
+/// Buckets per first level.
+pub(super) const BUCKETS_PER_LEVEL: usize = SL_COUNT as usize;
 /// First levels: 0 for sizes below `SL_COUNT`, then one per power of two up to 2^63.
 const FL_COUNT: usize = (64 - SL_LOG2 + 1) as usize;
 
@@ -120,18 +127,23 @@ impl Bucket {
         }
     }
 
+    /// The bucket's place among all buckets, from the smallest sizes up.
     #[inline]
-    fn index(self) -> usize {
+    pub(super) fn index(self) -> usize {
         self.fl as usize * SL_COUNT as usize + self.sl as usize
     }
 }
 
-/// The heads of all bucket lists plus the two bitmap levels.
+/// The heads of all bucket lists plus the two bitmap levels, and the bounds that complete
+/// searches learned per bucket.
 #[derive(Debug)]
 pub(super) struct Buckets {
     fl_bitmap: u64,
     sl_bitmaps: [u32; FL_COUNT],
+    /// One bit per bucket whose learned bounds hold, laid out as `sl_bitmaps`.
+    learned: [u32; FL_COUNT],
     heads: Box<[u32]>,
+    pub(super) bounds: ClassBounds,
 }
 
 impl Buckets {
@@ -139,14 +151,18 @@ impl Buckets {
         Self {
             fl_bitmap: 0,
             sl_bitmaps: [0; FL_COUNT],
+            learned: [0; FL_COUNT],
             heads: vec![NONE; FL_COUNT * SL_COUNT as usize].into_boxed_slice(),
+            bounds: ClassBounds::new(),
         }
     }
 
-    /// Empties every bucket (the nodes themselves are the caller's business).
+    /// Empties every bucket (the nodes themselves are the caller's business), and forgets
+    /// every learned bound.
     pub(super) fn clear(&mut self) {
         self.fl_bitmap = 0;
         self.sl_bitmaps = [0; FL_COUNT];
+        self.learned = [0; FL_COUNT];
         self.heads.fill(NONE);
     }
 
@@ -156,7 +172,8 @@ impl Buckets {
         self.heads[bucket.index()]
     }
 
-    /// Pushes the free node `idx` onto the list of the bucket its size belongs to.
+    /// Pushes the free node `idx` onto the list of the bucket its size belongs to (which
+    /// forgets the bucket's learned bounds: the node may hold more).
     #[inline(always)]
     pub(super) fn insert(&mut self, nodes: &mut [Node], idx: u32) {
         let bucket = Bucket::containing(nodes[idx as usize].size);
@@ -170,6 +187,7 @@ impl Buckets {
         }
         self.heads[bucket.index()] = idx;
         self.sl_bitmaps[bucket.fl as usize] |= 1 << bucket.sl;
+        self.learned[bucket.fl as usize] &= !(1 << bucket.sl);
         self.fl_bitmap |= 1 << bucket.fl;
     }
 
@@ -258,6 +276,65 @@ impl Buckets {
             fl,
             sl: 31 - self.sl_bitmaps[fl as usize].leading_zeros(),
         })
+    }
+
+    /// Whether `bucket`'s learned bounds hold.
+    #[inline]
+    fn learned(&self, bucket: Bucket) -> bool {
+        self.learned[bucket.fl as usize] & 1 << bucket.sl != 0
+    }
+
+    /// Whether a complete search for `size` bytes at `alignment`, which has seen at most
+    /// `largest` bytes of room, may pass `bucket` without reading its nodes, by what it
+    /// learned, and the most room it has seen then (see [`ClassBounds::passes`]).
+    #[inline]
+    pub(super) fn passes(
+        &self,
+        bucket: Bucket,
+        alignment: DeviceAlignment,
+        size: DeviceSize,
+        largest: DeviceSize,
+    ) -> Option<DeviceSize> {
+        if !self.learned(bucket) {
+            return None;
+        }
+        self.bounds.passes(bucket.index(), alignment, size, largest)
+    }
+
+    /// The bound `bucket` learned for the alignment class of exactly `alignment`, if it holds.
+    #[cfg(test)]
+    pub(super) fn learned_bound(
+        &self,
+        bucket: Bucket,
+        alignment: DeviceAlignment,
+    ) -> Option<DeviceSize> {
+        if !self.learned(bucket) {
+            return None;
+        }
+        self.bounds.entry(bucket.index(), alignment)
+    }
+
+    /// A complete search read every range of `bucket`: none holds more than `room` bytes at
+    /// the alignment of class `class` (see [`class_of`](super::class_bounds::class_of)).
+    #[inline]
+    pub(super) fn learn(&mut self, bucket: Bucket, class: usize, room: DeviceSize) {
+        let index = bucket.index();
+        if index >= LEARNED_BUCKETS {
+            return;
+        }
+        let fresh = !self.learned(bucket);
+        self.bounds.learn(index, class, room, fresh);
+        self.learned[bucket.fl as usize] |= 1 << bucket.sl;
+    }
+
+    /// A free range of `size` bytes grew in place, within its bucket: the bucket's learned
+    /// bounds no longer hold. (Only once a bucket learned can there be any to forget.)
+    #[inline(always)]
+    pub(super) fn grew_in_place(&mut self, size: DeviceSize) {
+        if self.bounds.any() {
+            let bucket = Bucket::containing(size);
+            self.learned[bucket.fl as usize] &= !(1 << bucket.sl);
+        }
     }
 }
 

@@ -146,9 +146,14 @@ impl FreeListAllocator {
     }
 
     /// The walk of [`search_all`](Self::search_all): the node that holds the request and
-    /// where, or the most bytes any free node holds for it and the number of nodes walked.
-    fn walk_all(
-        &self,
+    /// where, or the most bytes any free node holds for it (an upper bound, exact unless a
+    /// learned bound stood in for a bucket) and the number of nodes walked.
+    ///
+    /// A bucket whose learned bounds show that no node of it holds the request is passed
+    /// without reading its nodes; a bucket read to its end teaches its bound, in a region of
+    /// long walks or once this walk is long (see [`class_bounds`]).
+    pub(super) fn walk_all(
+        &mut self,
         size: DeviceSize,
         alignment: DeviceAlignment,
         ty: AllocationType,
@@ -157,31 +162,90 @@ impl FreeListAllocator {
         // The most bytes a node seen so far holds (less than `size` while the walk goes on).
         let mut largest = 0;
         let mut walked = 0;
+        let class = class_bounds::class_of(alignment);
         let mut bucket = self.buckets.highest_non_empty();
         // A bucket whose ranges are all at most `largest` bytes holds nothing new, nor do the
         // buckets below it.
         while let Some(b) = bucket.filter(|b| b.max_size() > largest) {
-            let mut idx = self.buckets.head(b);
-            while idx != NONE {
-                let node = &self.nodes[idx as usize];
-                walked += 1;
-                // The room before granularity, from the node alone: an upper bound of its
-                // room, which spares reading the neighbours for most nodes.
-                let aligned_room = align_up(node.offset, alignment)
-                    .map_or(0, |start| node.end().saturating_sub(start));
-                if aligned_room > largest {
-                    let (room, start) = self.room(idx, alignment, ty, granularity);
-                    if room >= size {
-                        return Ok((idx, start));
-                    }
-                    largest = largest.max(room);
-                }
-                idx = node.next_free;
-            }
             bucket = b
                 .prev()
                 .and_then(|p| self.buckets.last_non_empty_through(p));
+            if let Some(seen) = self.buckets.passes(b, alignment, size, largest) {
+                largest = seen;
+                continue;
+            }
+            // Only a walk at a class alignment learns, and only in a region of long walks, or
+            // once this walk is long: the others read the bucket without keeping its room (a
+            // few instructions a node).
+            let learning = class.filter(|_| self.buckets.bounds.learns(walked));
+            let read = if learning.is_some() {
+                self.read_bucket::<true>(b, size, alignment, ty, granularity, &mut largest)
+            } else {
+                self.read_bucket::<false>(b, size, alignment, ty, granularity, &mut largest)
+            };
+            match read {
+                BucketRead::Found(idx, start) => {
+                    self.buckets.bounds.walked(walked);
+                    return Ok((idx, start));
+                }
+                BucketRead::Passed { nodes, room } => {
+                    walked += nodes;
+                    if let Some(class) = learning {
+                        self.buckets.learn(b, class, room);
+                    }
+                }
+            }
         }
+        self.buckets.bounds.walked(walked);
         Err((largest, walked))
     }
+
+    /// Reads every node of bucket `b` for the walk of [`walk_all`](Self::walk_all), until one
+    /// holds the request; raises `largest` by the room of the nodes read. With `ROOM`, also
+    /// the most bytes a node of the bucket holds at `alignment`, granularity aside.
+    #[inline(always)]
+    fn read_bucket<const ROOM: bool>(
+        &self,
+        b: Bucket,
+        size: DeviceSize,
+        alignment: DeviceAlignment,
+        ty: AllocationType,
+        granularity: DeviceAlignment,
+        largest: &mut DeviceSize,
+    ) -> BucketRead {
+        let mut nodes = 0;
+        let mut bucket_room = 0;
+        let mut idx = self.buckets.head(b);
+        while idx != NONE {
+            let node = &self.nodes[idx as usize];
+            nodes += 1;
+            // The room before granularity, from the node alone: an upper bound of its room,
+            // which spares reading the neighbours for most nodes.
+            let aligned_room = class_bounds::aligned_room(node.offset, node.end(), alignment);
+            if ROOM {
+                bucket_room = bucket_room.max(aligned_room);
+            }
+            if aligned_room > *largest {
+                let (room, start) = self.room(idx, alignment, ty, granularity);
+                if room >= size {
+                    return BucketRead::Found(idx, start);
+                }
+                *largest = (*largest).max(room);
+            }
+            idx = node.next_free;
+        }
+        BucketRead::Passed {
+            nodes,
+            room: bucket_room,
+        }
+    }
+}
+
+/// What [`read_bucket`](FreeListAllocator::read_bucket) found.
+enum BucketRead {
+    /// The node that holds the request, and where.
+    Found(u32, DeviceSize),
+    /// None: the number of nodes read, and the most bytes one holds at the alignment (when
+    /// asked for).
+    Passed { nodes: usize, room: DeviceSize },
 }

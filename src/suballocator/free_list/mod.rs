@@ -55,7 +55,11 @@
 //!    range holds at this alignment for this type. A request of that type, at least as
 //!    strictly aligned and larger than the bound, then fails at once, until the next free
 //!    (after a long walk, a free raises the bound to what the range it makes holds instead:
-//!    see the `complete` and `fit_bounds` modules of this file's folder).
+//!    see the `complete` and `fit_bounds` modules of this file's folder). A long walk also
+//!    teaches each size class it reads to its end the most bytes its ranges hold at the
+//!    request's alignment, and a later walk passes a class whose bound is below its request
+//!    without reading a range of it, until a range enters the class or grows in it (see the
+//!    `class_bounds` module).
 //!
 //! Step 0 and the first two steps are the fast path, O(1); the third makes the search
 //! complete, so [`FragmentedRegion`](SuballocatorError::FragmentedRegion) means that no free range can hold
@@ -135,7 +139,10 @@
 //! what the one range each makes holds, less what allocations took from it since. Only a
 //! request within the bound walks again, and it either finds a range or lowers the bound
 //! (allocations may have taken room that the bound still counts). A walk that succeeds usually stops
-//! within the first few ranges, the longest. On the peer benchmark's `burst` workload
+//! within the first few ranges, the longest; where it does not (thousands of short ranges, small
+//! requests at alignments up to 256 bytes), the bounds its size classes learned let the next
+//! walk pass the classes that hold nothing for it, and such walks read about a third as many
+//! ranges (see the `class_bounds` module). On the peer benchmark's `burst` workload
 //! (100,000 allocations of 64 B-64 KiB at alignments 16-256, then all freed), where full
 //! arenas keep some 2,000 short free ranges each, most of them alignment padding, this took
 //! the complete search from 495 walks per run, 15.6 M instructions in all, to about 220
@@ -145,13 +152,15 @@
 //! requests implied by one that failed there since its last free.)
 //!
 //! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
-//! bucket heads. There is no internal fragmentation: padding stays free (above), though
-//! fewer than 64 bytes of it in front of an allocation wait for that allocation's free.
+//! bucket heads, and 5 KiB of learned bounds in a region whose walks were long. There is no
+//! internal fragmentation: padding stays free (above), though fewer than 64 bytes of it in
+//! front of an allocation wait for that allocation's free.
 //! Because the search takes the first range of a bucket that is sure to fit rather than the
 //! smallest range that fits (near capacity, after one range of the request's own bucket),
 //! large ranges are occasionally split where a snug one exists (good fit, not best fit).
 
 mod buckets;
+mod class_bounds;
 mod complete;
 mod fit_bounds;
 mod node;
@@ -673,7 +682,9 @@ unsafe impl Suballocator for FreeListAllocator {
             // small neighbour, the common case), it keeps its place in its bucket list: no
             // unlinking and relinking.
             let filed = Bucket::same(prev_size, prev_size + size);
-            if !filed {
+            if filed {
+                self.buckets.grew_in_place(prev_size);
+            } else {
                 self.buckets.remove(&mut self.nodes, prev);
             }
             self.nodes[prev as usize].size = prev_size + size;

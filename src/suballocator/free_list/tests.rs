@@ -19,6 +19,16 @@ fn checker(region: u64, granularity: u64) -> Checker<FreeListAllocator> {
     Checker::new(FreeListAllocator::new(region), al(granularity)).exact()
 }
 
+/// A free list of `region` bytes whose every complete search teaches its buckets' bounds
+/// when `always` (small regions seldom make the long walks that do: see [`class_bounds`]).
+fn learning(region: u64, always: bool) -> FreeListAllocator {
+    let mut sub = FreeListAllocator::new(region);
+    if always {
+        sub.buckets.bounds.learning_walk = 0;
+    }
+    sub
+}
+
 impl FreeListAllocator {
     /// Calls `f` with the offset and size of every absorbed padding: free bytes that no
     /// request is placed in until the allocation behind them is freed.
@@ -139,7 +149,8 @@ fn a_node_is_half_a_cache_line() {
 
 /// Internal invariants the public checker cannot see: free ranges are coalesced, every
 /// free node is in the list of the bucket its size belongs to, the bitmaps agree with the
-/// lists, and the physical list links both ways.
+/// lists, the physical list links both ways, and every bound a bucket learned holds for each
+/// of its ranges at every alignment (see [`class_bounds`]).
 fn check_internal(s: &FreeListAllocator) {
     let mut free_nodes = 0;
     let mut prev = NONE;
@@ -184,6 +195,16 @@ fn check_internal(s: &FreeListAllocator) {
             assert_eq!(node.state(), State::Free);
             assert_eq!(Bucket::containing(node.size), b);
             assert_eq!(node.prev_free, prev_free);
+            for log2 in 0..=12 {
+                let alignment = DeviceAlignment::from_log2(log2).unwrap();
+                if let Some(bound) = s.buckets.learned_bound(b, alignment) {
+                    let room = class_bounds::aligned_room(node.offset, node.end(), alignment);
+                    assert!(
+                        room <= bound,
+                        "node {idx}: {room} bytes at {alignment:?}, over its bucket's bound {bound}"
+                    );
+                }
+            }
             listed += 1;
             prev_free = idx;
             idx = node.next_free;
@@ -744,8 +765,9 @@ proptest! {
         (region, ops) in region_size()
             .prop_flat_map(|r| (Just(r), testing::op_sequence(r, 200..2000))),
         granularity in testing::granularity(),
+        always in any::<bool>(),
     ) {
-        let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
+        let mut c = Checker::new(learning(region, always), granularity).exact();
         for chunk in ops.chunks(16) {
             c.run(chunk);
             check_internal(&c.sub);
@@ -760,8 +782,9 @@ proptest! {
         (region, ops) in region_size()
             .prop_flat_map(|r| (Just(r), testing::op_sequence((r / 256).max(1), 200..2000))),
         granularity in testing::granularity(),
+        always in any::<bool>(),
     ) {
-        let mut c = Checker::new(FreeListAllocator::new(region), granularity).exact();
+        let mut c = Checker::new(learning(region, always), granularity).exact();
         for chunk in ops.chunks(64) {
             c.run(chunk);
             check_internal(&c.sub);
@@ -777,8 +800,9 @@ proptest! {
             (Just(r), testing::op_sequence((r >> shift).max(1), 100..1000))
         }),
         granularity in small_granularity(),
+        always in any::<bool>(),
     ) {
-        let mut c = Checker::new(FreeListAllocator::new(region), granularity)
+        let mut c = Checker::new(learning(region, always), granularity)
             .exact()
             .complete();
         for chunk in ops.chunks(16) {
@@ -1041,8 +1065,9 @@ proptest! {
         (region, ops) in (1..=16 * KIB).prop_flat_map(|r| (Just(r), filling_sequence(r))),
         granularity in small_granularity(),
         keep in any::<bool>(),
+        always in any::<bool>(),
     ) {
-        let mut sub = FreeListAllocator::new(region);
+        let mut sub = learning(region, always);
         if keep {
             sub.fit_bounds.long_walk = 0;
         }
