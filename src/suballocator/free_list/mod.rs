@@ -140,7 +140,7 @@
 //! request within the bound walks again, and it either finds a range or lowers the bound
 //! (allocations may have taken room that the bound still counts). A walk that succeeds usually stops
 //! within the first few ranges, the longest; where it does not (thousands of short ranges, small
-//! requests at alignments up to 256 bytes), the bounds its size classes learned let the next
+//! strictly aligned requests), the bounds its size classes learned let the next
 //! walk pass the classes that hold nothing for it, and such walks read about a third as many
 //! ranges (see the `class_bounds` module). On the peer benchmark's `burst` workload
 //! (100,000 allocations of 64 B-64 KiB at alignments 16-256, then all freed), where full
@@ -152,7 +152,7 @@
 //! requests implied by one that failed there since its last free.)
 //!
 //! Memory use is one 32-byte node per range (free or allocated) plus a fixed 4 KiB table of
-//! bucket heads, and 5 KiB of learned bounds in a region whose walks were long. There is no
+//! bucket heads, and 13 KiB of learned bounds in a region whose walks were long. There is no
 //! internal fragmentation: padding stays free (above), though fewer than 64 bytes of it in
 //! front of an allocation wait for that allocation's free.
 //! Because the search takes the first range of a bucket that is sure to fit rather than the

@@ -195,7 +195,7 @@ fn check_internal(s: &FreeListAllocator) {
             assert_eq!(node.state(), State::Free);
             assert_eq!(Bucket::containing(node.size), b);
             assert_eq!(node.prev_free, prev_free);
-            for log2 in 0..=12 {
+            for log2 in 0..=17 {
                 let alignment = DeviceAlignment::from_log2(log2).unwrap();
                 if let Some(bound) = s.buckets.learned_bound(b, alignment) {
                     let room = class_bounds::aligned_room(node.offset, node.end(), alignment);

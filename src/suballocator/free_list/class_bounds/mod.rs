@@ -25,19 +25,21 @@
 //! range before it, which grows in place when it keeps its size class
 //! ([`Buckets::grew_in_place`](super::buckets::Buckets::grew_in_place)).
 //!
-//! Bounds are kept for the alignments of `2^4` to `2^8` bytes, one class each, and for buckets
-//! of ranges below 512 KiB, where walks over many ranges happen: 256 buckets of five 32-bit
-//! entries, 5 KiB, made by the first walk that learns. A walk at another alignment learns
-//! nothing; one at a stricter alignment still passes a bucket whose bounds show that it holds
-//! no more than the walk has seen (see [`ClassBounds::passes`]).
+//! Bounds are kept for the alignments of `2^4` to `2^16` bytes (16 B to 64 KiB), one class
+//! each, and for buckets of ranges below 512 KiB, where walks over many ranges happen: 256
+//! buckets of thirteen 32-bit entries, 13 KiB, made by the first walk that learns. A walk at
+//! another alignment learns nothing; one at a stricter alignment still passes a bucket whose
+//! bounds show that it holds no more than the walk has seen (see [`ClassBounds::passes`]).
+//! (The classes above 256 bytes halved the complete search's instructions where small
+//! objects have alignments of up to 4-64 KiB; see docs/benchmarks.md.)
 
 use super::buckets::BUCKETS_PER_LEVEL;
 use crate::layout::{align_up, DeviceAlignment, DeviceSize};
 
 /// The first alignment class: `2^4`, 16 bytes.
 const FIRST_EXPONENT: u32 = 4;
-/// The last alignment class: `2^8`, 256 bytes.
-const LAST_EXPONENT: u32 = 8;
+/// The last alignment class: `2^16`, 64 KiB.
+const LAST_EXPONENT: u32 = 16;
 const CLASSES: usize = (LAST_EXPONENT - FIRST_EXPONENT + 1) as usize;
 /// First levels whose buckets learn: the buckets of ranges below 512 KiB.
 const LEARNED_FIRST_LEVELS: usize = 16;

@@ -60,7 +60,9 @@ fn classes() {
     assert_eq!(class_of(al(16)), Some(0));
     assert_eq!(class_of(al(64)), Some(2));
     assert_eq!(class_of(al(256)), Some(4));
-    assert_eq!(class_of(al(512)), None);
+    assert_eq!(class_of(al(512)), Some(5));
+    assert_eq!(class_of(al(1 << 16)), Some(12));
+    assert_eq!(class_of(al(1 << 17)), None);
     assert_eq!(class_of(al(1 << 20)), None);
     assert_eq!(aligned_room(300, 514, al(256)), 2);
     assert_eq!(aligned_room(300, 510, al(256)), 0);
@@ -85,7 +87,12 @@ fn a_walk_passes_a_bucket_that_learned_it_holds_nothing_for_the_request() {
     assert_eq!(
         walk(s, 2, 4096),
         Err((0, 0)),
-        "a stricter alignment takes the bound"
+        "a stricter alignment takes the bound (here it adds nothing to the room seen)"
+    );
+    assert_eq!(
+        walk(s, 2, 1 << 20),
+        Err((0, 0)),
+        "so does one above the last class"
     );
     let (idx, start) = walk(s, 2, 128).expect("126 bytes at 384");
     assert_eq!((s.nodes[idx as usize].offset, start), (302, 384));
