@@ -34,8 +34,9 @@
 //! request (see [padding](super#padding-and-granularity)), so a region whose free bytes are
 //! all such padding learns a bound of 0.
 
+use super::class_bounds::aligned_room;
 use super::AllocationType;
-use crate::layout::{align_up, DeviceAlignment, DeviceSize};
+use crate::layout::{DeviceAlignment, DeviceSize};
 
 /// Alignment classes `2^0 ..= 2^LAST_EXPONENT`. A failure more strictly aligned than the last
 /// class is not recorded; a request more strictly aligned is bounded by the last class.
@@ -194,7 +195,7 @@ impl FitBounds {
     fn room(offset: DeviceSize, end: DeviceSize, class: usize) -> DeviceSize {
         // `class <= LAST_EXPONENT`: a power of two that fits.
         let alignment = DeviceAlignment::new(1 << class).unwrap();
-        align_up(offset, alignment).map_or(0, |start| end.saturating_sub(start))
+        aligned_room(offset, end, alignment)
     }
 
     /// Raises the known bounds by the noted ranges, and forgets the ranges.
