@@ -1,43 +1,49 @@
-//! The fast try: a thread's own reference to the arena its next allocation most likely goes
-//! to, so that most allocations touch neither the block list nor its lock.
+//! The fast try: a thread's own copy of the arenas its next allocation most likely goes to,
+//! so that most allocations touch neither the block list nor its lock.
 //!
 //! A search of the existing blocks ([`allocate_existing`](super::BlockVec::allocate_existing))
-//! first tries the thread's home arena of the first block (see
-//! [which block](crate::allocator::placement#which-block)), and in a running application
-//! that is where nearly every small allocation lands. Reaching it takes a copy of the block
-//! list (one atomic read-modify-write and a store) and a walk to the arena. Each thread
-//! therefore keeps, per block vector, a strong reference to that arena, with the list's
-//! [generation](super::sharded::ShardedList::generation) it was taken at, and tries it
-//! before it takes the list: when the generation still holds, the arena is still the first
-//! block's home arena of the thread, and the try is the first step of the walk, without the
-//! walk. A miss (the arena is full, busy, or holds no allocation) goes on with the walk as
-//! before; a stale reference (another vector's, or an older generation) is replaced after
-//! the walk, from the list copy the walk held.
+//! first tries the thread's home arena of the first block, then the arena in use with the
+//! least room that may fit (see [which block](crate::allocator::placement#which-block)). In a
+//! running application one of the two is where nearly every allocation lands: the home
+//! arena while the first block has room, the tightest arena once the memory in use spans
+//! several blocks. Reaching either takes a copy of the block list (one atomic
+//! read-modify-write and a store) and a walk over it. Each thread therefore keeps, per block
+//! vector, strong references to every arena of the list, in the list's order, with the list's
+//! [generation](super::sharded::ShardedList::generation) they were taken at and which of
+//! them is its home arena of the first block, and makes those two steps before it takes the
+//! list: when the generation still holds, the copy is the list's arenas as a walk would find
+//! them, so the steps place exactly as the walk's first two would. A miss (no arena can take
+//! the request, or the one that may is busy or holds no allocation) goes on with the walk as
+//! before; a stale copy (another vector's, or an older generation) is replaced after the
+//! walk, from the list copy the walk held. The block vector's side of the two steps is in
+//! [`fast_try`](super::fast_try).
 //!
 //! # Why it is safe without the list
 //!
 //! The list keeps blocks from being released under a search, and the list's write lock keeps
 //! searches out of a block that a release has found empty. The fast try holds neither, so:
 //!
-//! - *The arena lives*: the thread's own strong reference keeps it, wherever its block is.
-//!   It does not keep the block's memory: an arena points to its block's shared part without
-//!   counting (see `SharedPtr`, beside [`Arena`](super::Arena)), and the fast try never
-//!   reads it.
+//! - *The arenas live*: the thread's own strong references keep them, wherever their blocks
+//!   are. They do not keep the blocks' memory: an arena points to its block's shared part
+//!   without counting (see `SharedPtr`, beside [`Arena`](super::Arena)), and the fast try
+//!   never reads it.
 //! - *It never fills an empty block*: it allocates only in an arena that holds a live
 //!   allocation already, judged under the arena's lock
 //!   ([`Arena::try_allocate_in_use`](super::Arena::try_allocate_in_use)). A release removes
 //!   a block only when no arena of it holds one, under the list's write lock, which keeps the
-//!   walks out; so nothing can allocate in it again, and a thread that still holds one of its
-//!   arenas finds it empty and goes on with the walk.
+//!   walks out; so nothing can allocate in it again, and a thread that still holds its arenas
+//!   finds them empty and goes on with the walk. The generation may change between the check
+//!   and the allocation: that is the same race, and ends the same way.
 //! - *It never fills a block set aside*: a defragmentation empties such a block, so its
 //!   arenas are closed under their locks when it leaves the list, and opened when it comes
 //!   back ([`Block::set_closed`](super::Block::set_closed)).
 //!
-//! Each block vector has a number of its own, never reused, and a thread keeps one
-//! reference per number modulo [`ENTRIES`] (an application allocates from a few memory types
-//! at a time): a reference is only ever taken for an arena of the vector of its number, so
-//! its type is known. The references go when the thread ends, or when another is taken in
-//! their place; until then the arenas (their bookkeeping, not their memory) stay.
+//! Each block vector has a number of its own, never reused, and a thread keeps one copy per
+//! number modulo [`ENTRIES`] (an application allocates from a few memory types at a time): a
+//! copy is only ever taken of the arenas of the vector of its number, so their type is known.
+//! The copies go when the thread ends, or when another is taken in their place; until then
+//! the arenas (their bookkeeping, not their memory) stay, also those of blocks released
+//! since.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,41 +52,50 @@ use std::sync::Arc;
 /// How many vectors a thread keeps a reference for (a power of two).
 const ENTRIES: usize = 8;
 
-/// One thread's reference to one arena.
+/// One thread's copy of one vector's arenas.
 #[derive(Clone, Copy)]
 struct Entry {
-    /// The vector's number; 0: no reference.
+    /// The vector's number; 0: no copy.
     vec: usize,
-    /// The list's generation the arena was the first block's home arena at.
+    /// The list's generation the copy was taken at.
     generation: u64,
     /// The thread's home slot in the vector.
     slot: usize,
-    /// An `Arc` of the arena, as `Arc::into_raw` gave it.
-    arena: *const (),
-    /// Gives the `Arc` back (knows its type).
-    release: unsafe fn(*const ()),
+    /// The thread's home arena of the first block (the pointer of its `Arc`, which `arenas`
+    /// holds), or null when the first block has none for the thread's slot.
+    home: *const (),
+    /// The arenas: a `Box<[Arc<A>]>` as `Box::into_raw` gave it, its first element...
+    arenas: *const (),
+    /// ...and its length.
+    len: usize,
+    /// Gives the box back (knows its type).
+    release: unsafe fn(*const (), usize),
 }
 
-/// No reference.
+/// No copy.
 const EMPTY: Entry = Entry {
     vec: 0,
     generation: 0,
     slot: 0,
-    arena: std::ptr::null(),
+    home: std::ptr::null(),
+    arenas: std::ptr::null(),
+    len: 0,
     release: release_nothing,
 };
 
 /// A [`EMPTY`] entry's `release`: there is nothing to give back.
-unsafe fn release_nothing(_: *const ()) {}
+unsafe fn release_nothing(_: *const (), _: usize) {}
 
-/// Gives back the `Arc<A>` that `Arc::into_raw` turned into `arena`.
+/// Gives back the `Box<[Arc<A>]>` of `len` elements that `Box::into_raw` turned into
+/// `arenas` (its first element).
 ///
 /// # Safety
 ///
-/// `arena` came from `Arc::<A>::into_raw`, and is given back once.
-unsafe fn release_arc<A>(arena: *const ()) {
+/// `arenas` and `len` came from `Box::<[Arc<A>]>::into_raw`, and are given back once.
+unsafe fn release_arcs<A>(arenas: *const (), len: usize) {
+    let slice = std::ptr::slice_from_raw_parts_mut(arenas.cast_mut().cast::<Arc<A>>(), len);
     // SAFETY: forwarded from the caller.
-    drop(unsafe { Arc::from_raw(arena.cast::<A>()) });
+    drop(unsafe { Box::from_raw(slice) });
 }
 
 /// A thread's references, by vector number modulo [`ENTRIES`].
@@ -104,10 +119,10 @@ impl Drop for Guard {
         let _ = CACHE.try_with(|cache| {
             for cell in cache {
                 let entry = cell.replace(EMPTY);
-                // SAFETY: the entry's `arena` came from `Arc::into_raw` of the type its
-                // `release` knows (see `keep`), and was just taken out of the cache: given
-                // back once.
-                unsafe { (entry.release)(entry.arena) };
+                // SAFETY: the entry's `arenas` and `len` came from `Box::into_raw` of the
+                // type its `release` knows (see `keep`), and were just taken out of the
+                // cache: given back once.
+                unsafe { (entry.release)(entry.arenas, entry.len) };
             }
         });
     }
@@ -119,64 +134,115 @@ pub(super) fn next_vec_number() -> usize {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The calling thread's reference for vector `vec`: the arena (from `Arc::into_raw` of the
-/// type the vector keeps), the generation it was taken at and the thread's home slot. The
-/// arena stays alive until the thread calls [`keep`] for a vector with the same number
-/// modulo [`ENTRIES`], or ends.
+/// Marks the generation kept by a thread whose slot has no home arena in the first block:
+/// the fast try's check of the generation fails for it (so that the check of the home arena
+/// costs nothing more), and the second step reads the generation without the mark. No list
+/// is written `2^63` times.
+pub(super) const NO_HOME: u64 = 1 << 63;
+
+/// What the calling thread keeps for vector `vec`: its home arena of the first block (the
+/// pointer of an `Arc` of the type the vector keeps, or null when the first block has none
+/// for the thread's slot), the generation it was taken at (with [`NO_HOME`] when there is
+/// no home arena) and the thread's home slot. The arena stays alive until the thread calls
+/// [`keep`] for a vector with the same number modulo [`ENTRIES`], or ends.
 #[inline(always)]
 pub(super) fn cached(vec: usize) -> Option<(*const (), u64, usize)> {
     CACHE
         .try_with(|c| {
-            let entry = c[vec & (ENTRIES - 1)].get();
-            (entry.vec == vec).then_some((entry.arena, entry.generation, entry.slot))
+            let e = c[vec & (ENTRIES - 1)].get();
+            (e.vec == vec).then_some((e.home, e.generation, e.slot))
         })
         .ok()
         .flatten()
 }
 
-/// Keeps a reference to `arena` for vector `vec` (the thread's home arena, slot `slot`, of
-/// its first block at list generation `generation`), in place of the one kept for `vec` or
-/// for another vector of the same number modulo [`ENTRIES`]. Only the generation changes when
-/// `arena` is kept already.
+/// The arenas the calling thread keeps for vector `vec` (`Arc`s of the type the vector
+/// keeps, in the order of its list when [`cached`] gave its generation): the first and the
+/// count, none when it keeps none for `vec`. They stay alive as [`cached`]'s arena does.
+#[inline]
+pub(super) fn cached_arenas(vec: usize) -> (*const (), usize) {
+    CACHE
+        .try_with(|c| {
+            let e = c[vec & (ENTRIES - 1)].get();
+            if e.vec == vec {
+                (e.arenas, e.len)
+            } else {
+                (std::ptr::null(), 0)
+            }
+        })
+        .unwrap_or((std::ptr::null(), 0))
+}
+
+/// Keeps `arenas` for vector `vec` (the arenas of its list at generation `generation`, below
+/// [`NO_HOME`], in the list's order; `home`: the index among them of the thread's home arena
+/// of the first block, slot `slot`), in place of the copy kept for `vec` or for another
+/// vector of the same number modulo [`ENTRIES`].
 pub(super) fn keep<A: Send + Sync + 'static>(
     vec: usize,
-    arena: &Arc<A>,
+    arenas: Box<[Arc<A>]>,
+    home: Option<usize>,
     generation: u64,
     slot: usize,
 ) {
     // A thread whose guard is gone (or going: the thread is ending) keeps nothing: nothing
-    // would give the reference back.
+    // would give the references back.
     if GUARD.try_with(|_| ()).is_err() {
         return;
     }
-    let _ = CACHE.try_with(|c| {
-        let cell = &c[vec & (ENTRIES - 1)];
-        let old = cell.get();
-        if old.vec == vec && old.arena == Arc::as_ptr(arena).cast() {
-            cell.set(Entry { generation, ..old });
-            return;
-        }
-        cell.set(Entry {
-            vec,
-            generation,
-            slot,
-            arena: Arc::into_raw(arena.clone()).cast(),
-            release: release_arc::<A>,
-        });
-        // After the cache holds the new entry: whatever the drop does, it finds the cache
-        // whole.
-        // SAFETY: the old entry's `arena` came from `Arc::into_raw` of the type its `release`
-        // knows, and the entry is out of the cache: given back once.
-        unsafe { (old.release)(old.arena) };
-    });
+    let home: *const () = home
+        .and_then(|i| arenas.get(i))
+        .map_or(std::ptr::null(), |a| Arc::as_ptr(a).cast());
+    let generation = if home.is_null() {
+        generation | NO_HOME
+    } else {
+        generation
+    };
+    let len = arenas.len();
+    let arenas = Box::into_raw(arenas).cast::<Arc<A>>().cast_const().cast();
+    let entry = Entry {
+        vec,
+        generation,
+        slot,
+        home,
+        arenas,
+        len,
+        release: release_arcs::<A>,
+    };
+    let kept = CACHE.try_with(|c| c[vec & (ENTRIES - 1)].replace(entry));
+    // After the cache holds the new entry: whatever the drop does, it finds the cache whole.
+    // Without the cache (the thread is ending), the new entry is given back at once.
+    let old = kept.unwrap_or(entry);
+    // SAFETY: the entry's `arenas` and `len` came from `Box::into_raw` of the type its
+    // `release` knows, and the entry is out of the cache: given back once.
+    unsafe { (old.release)(old.arenas, old.len) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn boxed(arenas: &[&Arc<u32>]) -> Box<[Arc<u32>]> {
+        arenas.iter().map(|&a| a.clone()).collect()
+    }
+
+    /// The arenas kept for `vec`, read back as the fast try reads them.
+    fn kept_values(vec: usize) -> Option<(Vec<u32>, Option<u32>, u64, usize)> {
+        let (ptr, len) = cached_arenas(vec);
+        let Some((home, generation, slot)) = cached(vec) else {
+            assert!(ptr.is_null() && len == 0);
+            return None;
+        };
+        // SAFETY: the thread keeps `len` `Arc<u32>`s from `ptr` (the test keeps only those)
+        // until its next `keep` for this number, and none runs meanwhile.
+        let arenas = unsafe { std::slice::from_raw_parts(ptr.cast::<Arc<u32>>(), len) };
+        let found = arenas.iter().find(|a| Arc::as_ptr(a).cast() == home);
+        assert_eq!(found.is_none(), home.is_null(), "home is one of the arenas");
+        let values = arenas.iter().map(|a| **a).collect();
+        Some((values, found.map(|a| **a), generation, slot))
+    }
+
     #[test]
-    fn a_thread_keeps_one_reference_per_vector_number_and_gives_it_back() {
+    fn a_thread_keeps_one_copy_per_vector_number_and_gives_it_back() {
         let a = Arc::new(1u32);
         let b = Arc::new(2u32);
         let (va, vb) = (next_vec_number(), next_vec_number());
@@ -188,50 +254,54 @@ mod tests {
             assert!(cached(va).is_none());
             // Held here and by the test's thread.
             assert_eq!(Arc::strong_count(&a), 2);
-            keep(va, &a, 3, 1);
+            keep(va, boxed(&[&a, &b]), Some(1), 3, 1);
             assert_eq!(Arc::strong_count(&a), 3);
-            assert_eq!(cached(va), Some((Arc::as_ptr(&a).cast(), 3, 1)));
-            // The same arena at a new generation: no second reference.
-            keep(va, &a, 4, 1);
-            assert_eq!(Arc::strong_count(&a), 3);
-            assert_eq!(cached(va).map(|c| c.1), Some(4));
-            // The same vector with another arena (a new first block): the arena is replaced,
-            // and the old one given back.
+            assert_eq!(Arc::strong_count(&b), 3);
+            assert_eq!(kept_values(va), Some((vec![1, 2], Some(2), 3, 1)));
+            // A new generation (a new list): the copy is replaced, the old one given back.
             let c = Arc::new(3u32);
-            keep(va, &c, 5, 1);
-            assert_eq!(cached(va), Some((Arc::as_ptr(&c).cast(), 5, 1)));
+            keep(va, boxed(&[&c]), Some(0), 5, 1);
+            assert_eq!(kept_values(va), Some((vec![3], Some(3), 5, 1)));
             assert_eq!(Arc::strong_count(&c), 2);
-            assert_eq!(Arc::strong_count(&a), 2, "the replaced arena is given back");
-            keep(va, &a, 6, 1);
+            assert_eq!(Arc::strong_count(&a), 2, "the replaced copy is given back");
+            assert_eq!(Arc::strong_count(&b), 2, "the replaced copy is given back");
+            // No home arena for the thread's slot (or none at that index): no home, and the
+            // generation marked.
+            keep(va, boxed(&[&a, &c]), None, 6, 2);
+            assert_eq!(kept_values(va), Some((vec![1, 3], None, 6 | NO_HOME, 2)));
+            keep(va, boxed(&[&a]), Some(1), 7, 2);
+            assert_eq!(kept_values(va), Some((vec![1], None, 7 | NO_HOME, 2)));
             assert_eq!(Arc::strong_count(&c), 1);
-            assert_eq!(Arc::strong_count(&a), 3);
+            // An empty list.
+            keep(va, boxed(&[]), None, 8, 0);
+            assert_eq!(kept_values(va), Some((vec![], None, 8 | NO_HOME, 0)));
+            assert_eq!(Arc::strong_count(&a), 2);
             // Another vector of the same number modulo the entries takes the place.
+            keep(va, boxed(&[&a]), Some(0), 9, 0);
             let same_place = va + ENTRIES;
-            keep(same_place, &b, 1, 0);
-            assert_eq!(
-                Arc::strong_count(&a),
-                2,
-                "the replaced reference is given back"
-            );
+            keep(same_place, boxed(&[&b]), Some(0), 1, 0);
+            assert_eq!(Arc::strong_count(&a), 2, "the replaced copy is given back");
             assert_eq!(Arc::strong_count(&b), 3);
             assert!(cached(va).is_none());
             assert!(cached(vb).is_none());
+            assert_eq!(kept_values(same_place), Some((vec![2], Some(2), 1, 0)));
         })
         .join()
         .unwrap();
-        // The thread ended: its references went with it.
+        // The thread ended: its copies went with it.
+        assert_eq!(Arc::strong_count(&a), 1);
         assert_eq!(Arc::strong_count(&b), 1);
     }
 
     #[test]
-    fn a_reference_kept_while_the_thread_ends_is_not_leaked() {
-        // A thread-local of the user's whose destructor allocates (so keeps a reference), made
-        // before and after the thread's guard: whichever way the destructors run, the
-        // reference is given back or never taken.
+    fn a_copy_kept_while_the_thread_ends_is_not_leaked() {
+        // A thread-local of the user's whose destructor allocates (so keeps a copy), made
+        // before and after the thread's guard: whichever way the destructors run, the copy is
+        // given back or never taken.
         struct KeepsOnDrop(Arc<u32>, usize);
         impl Drop for KeepsOnDrop {
             fn drop(&mut self) {
-                keep(self.1, &self.0, 1, 0);
+                keep(self.1, boxed(&[&self.0]), Some(0), 1, 0);
             }
         }
         thread_local! {
@@ -243,11 +313,11 @@ mod tests {
         let a2 = a.clone();
         std::thread::spawn(move || {
             BEFORE.with(|b| *b.borrow_mut() = Some(KeepsOnDrop(a2.clone(), va)));
-            keep(vb, &a2, 1, 0);
+            keep(vb, boxed(&[&a2]), Some(0), 1, 0);
             AFTER.with(|b| *b.borrow_mut() = Some(KeepsOnDrop(a2, vb + ENTRIES)));
         })
         .join()
         .unwrap();
-        assert_eq!(Arc::strong_count(&a), 1, "every reference is given back");
+        assert_eq!(Arc::strong_count(&a), 1, "every copy is given back");
     }
 }

@@ -16,10 +16,11 @@
 //! (see [`block`]), and each arena's suballocator sits behind its own lock. Both locks are
 //! [spin locks](spin_lock) that are given back with a plain store: an allocation and its
 //! free take three atomic read-modify-writes in all, where reader-writer and parking locks
-//! took six. Most allocations take one fewer: each thread keeps its home arena of the first
-//! block, and tries it before it takes a copy of the list (the [fast try](fast), which
-//! explains why that is safe without the list), so an allocation and its free take the
-//! arena's lock twice and nothing else.
+//! took six. Most allocations take one fewer: each thread keeps a copy of the list's arenas,
+//! and tries its home arena of the first block, then the tightest arena in use, before it
+//! takes a copy of the list (the [fast try](fast), which explains why that is safe without
+//! the list, and [its two steps](fast_try)), so an allocation and its free take the arena's
+//! lock twice and nothing else.
 //! The walk tries the thread's home arena of the first block, then the arena in use with the
 //! least room that fits (see [which block](super::placement#which-block)), then the thread's
 //! home arena of every block, then the other arenas, skipping arenas another thread holds at
@@ -111,6 +112,7 @@
 mod block;
 mod failed_request;
 mod fast;
+mod fast_try;
 mod high_water;
 mod left;
 mod limits;
@@ -124,6 +126,7 @@ mod tests;
 mod wrap;
 
 pub(crate) use self::block::{Arena, Block, BlockMemory, BlockOrigin, Placed, WeakBlock};
+use self::fast_try::Tightest;
 use self::high_water::HighWater;
 pub(crate) use self::left::{LeftBlock, LeftView};
 pub(crate) use self::limits::{BlockLimits, Keep};
@@ -149,16 +152,6 @@ pub(crate) struct Fit {
     pub best_fit: bool,
     /// How to choose among the free ranges that fit (the allocation's, else its pool's).
     pub strategy: AllocationStrategy,
-}
-
-/// What a thread's [fast try](fast) did.
-enum FastTry<T> {
-    /// It served the request.
-    Served(T),
-    /// It could not serve it (or the request does not take the fast try).
-    Missed,
-    /// The thread keeps no arena of the vector's current list: keep one after the walk.
-    Stale,
 }
 
 /// The blocks' suballocator can never serve the request.
@@ -401,10 +394,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &W,
     ) -> Result<Option<W::Out>, DoesNotFit> {
-        self.search_from(thread_shard(), blocks, fit, wrap)
+        self.search_from(thread_shard(), blocks, fit, wrap, false)
     }
 
-    /// [`search`](Self::search) for a thread of shard `shard` (its [`thread_shard`]).
+    /// [`search`](Self::search) for a thread of shard `shard` (its [`thread_shard`]);
+    /// `past_tightest`: the thread's [fast try](fast) made the first two steps of the default
+    /// search (the first block's home arena, then the tightest arena in use), neither arena
+    /// was busy and neither took the request, so the search goes on from the third.
     #[inline]
     fn search_from<W: Wrap<S, M>>(
         &self,
@@ -412,6 +408,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         blocks: &[Block<S, M>],
         fit: &Fit,
         wrap: &W,
+        past_tightest: bool,
     ) -> Result<Option<W::Out>, DoesNotFit> {
         // First pass: the thread's home arena of each block; second pass: the other arenas,
         // each block's from an arena that depends on the thread's slot (see below). Both skip
@@ -459,16 +456,18 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         // [which block](super::placement#which-block)); then the empty arenas too, in order.
         // The first block's home arena is not tried twice: one that was busy is waited for
         // below with the others.
-        // The thread's home arena of a block, if the block has one for its slot (`split`:
-        // some block has other arenas to try in the pass below).
+        // The thread's home arena of a block, if the block has one for its slot and `try`
+        // holds (`split`: some block has other arenas to try in the pass below).
         macro_rules! try_home {
-            ($block:expr) => {
+            ($block:expr, try: $try:expr) => {
                 let block = $block;
                 let arenas = block.arenas();
                 match block.home_index(slot, self.home_slots) {
                     Some(i) => {
                         split |= arenas.len() > 1;
-                        try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                        if $try {
+                            try_arena!(&arenas[i], wait: false, on_busy: busy = true);
+                        }
                     }
                     None => split = true,
                 }
@@ -478,13 +477,16 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             .split_first()
             .map_or((None, blocks), |(f, r)| (Some(f), r));
         if let Some(block) = first {
-            try_home!(block);
+            try_home!(block, try: !past_tightest);
         }
-        if let Some(arena) = self.tightest_in_use(blocks, slot, layout, allocation_type) {
-            try_arena!(arena, wait: false, on_busy: busy = true);
+        if !past_tightest {
+            let arenas = blocks.iter().map(|block| block.arenas());
+            if let Some(arena) = Self::tightest_in_use(arenas, slot, layout, allocation_type) {
+                try_arena!(arena, wait: false, on_busy: busy = true);
+            }
         }
         for block in rest {
-            try_home!(block);
+            try_home!(block, try: true);
         }
         if split {
             let newest = blocks.len().wrapping_sub(1);
@@ -539,92 +541,38 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         fit: &Fit,
         wrap: &W,
     ) -> Result<Option<W::Out>, DoesNotFit> {
-        let stale = match self.fast_try(fit, wrap) {
-            FastTry::Served(found) => return Ok(Some(found)),
-            FastTry::Missed => false,
-            FastTry::Stale => true,
-        };
-        self.walk_existing(fit, wrap, stale)
+        if let Some(found) = self.fast_try(fit, wrap) {
+            return Ok(Some(found));
+        }
+        self.walk_existing(fit, wrap)
     }
 
-    /// The walk of [`allocate_existing`](Self::allocate_existing), out of line.
+    /// The walk of [`allocate_existing`](Self::allocate_existing), out of line: for a request
+    /// of the default search, the second step of the fast try first.
     #[inline(never)]
     fn walk_existing<W: Wrap<S, M>>(
         &self,
         fit: &Fit,
         wrap: &W,
-        stale: bool,
     ) -> Result<Option<W::Out>, DoesNotFit> {
+        let (mut past_tightest, mut keep) = (None, false);
+        if Self::takes_fast_try(fit) {
+            match self.fast_tightest(fit, wrap) {
+                Tightest::Served(found) => return Ok(Some(found)),
+                Tightest::Passed(generation) => past_tightest = Some(generation),
+                Tightest::Walk => {}
+                Tightest::Stale => keep = true,
+            }
+        }
         let shard = thread_shard();
         let blocks = self.blocks.read_shard(shard);
-        let found = self.search_from(shard, &blocks, fit, wrap);
-        if stale {
+        // Read while the copy is held: a writer changes the generation with every copy taken.
+        let past_tightest = past_tightest == Some(self.blocks.generation());
+        let found = self.search_from(shard, &blocks, fit, wrap, past_tightest);
+        if keep {
             self.keep_fast(shard, &blocks);
         }
         found
-    }
-
-    /// The first step of the walk ([`search_from`](Self::search_from)) for a request of the
-    /// default search, in the arena the thread keeps for this vector, without the list (see
-    /// [the fast try](fast)).
-    #[inline(always)]
-    fn fast_try<W: Wrap<S, M>>(&self, fit: &Fit, wrap: &W) -> FastTry<W::Out> {
-        if fit.best_fit
-            || !matches!(
-                fit.strategy,
-                AllocationStrategy::Default | AllocationStrategy::MinTime
-            )
-        {
-            return FastTry::Missed;
-        }
-        let Some((arena, generation, slot)) = fast::cached(self.number) else {
-            return FastTry::Stale;
-        };
-        if generation != self.blocks.generation() {
-            return FastTry::Stale;
-        }
-        // SAFETY: the pointer came from `Arc::into_raw` of an `Arc<Arena<S, M>>`: the cache
-        // keeps it under this vector's number, which no other vector has, and only
-        // `keep_fast` of this vector stores there. The cache's strong reference lives until
-        // this thread stores another in its place, which nothing below does; `ManuallyDrop`
-        // leaves that reference to the cache.
-        let arena =
-            std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(arena.cast::<Arena<S, M>>()) });
-        if !arena.may_fit(fit.layout, fit.allocation_type) {
-            return FastTry::Missed;
-        }
-        match arena.try_allocate_in_use(
-            fit.layout,
-            fit.allocation_type,
-            fit.granularity,
-            fit.strategy,
-        ) {
-            Some(Ok(placed)) => {
-                arena.note_slot(slot);
-                FastTry::Served(wrap.wrap(&arena, placed))
-            }
-            // Full, busy, or empty: the walk tries it again, as its first step.
-            _ => FastTry::Missed,
-        }
-    }
-
-    /// Keeps the thread's home arena of the first block of `blocks` (a copy of the list the
-    /// caller holds) for the thread's [fast try](fast), `shard` being the thread's shard.
-    #[cold]
-    #[inline(never)]
-    fn keep_fast(&self, shard: usize, blocks: &[Block<S, M>]) {
-        let slot = shard & (self.home_slots - 1);
-        let Some(first) = blocks.first() else {
-            return;
-        };
-        if let Some(i) = first.home_index(slot, self.home_slots) {
-            fast::keep(
-                self.number,
-                &first.arenas()[i],
-                self.blocks.generation(),
-                slot,
-            );
-        }
     }
 
     /// Suballocates in a new block, under the write lock: first searches the existing blocks

@@ -20,11 +20,11 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// Of the arenas that hold allocations (by the hints) and that no thread of another slot
     /// than `slot` allocated in last, the one with the smallest largest free range that may
     /// fit the request (the first of equals in the blocks' order, so that older blocks fill
-    /// first).
+    /// first). `arenas`: the arenas of the list in its order, in runs (each block's, or all of
+    /// them at once).
     #[inline]
     pub(super) fn tightest_in_use<'a>(
-        &self,
-        blocks: &'a [Block<S, M>],
+        arenas: impl IntoIterator<Item = &'a [Arc<Arena<S, M>>]>,
         slot: usize,
         layout: DeviceLayout,
         allocation_type: AllocationType,
@@ -33,8 +33,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let mut best = None;
         // As in `search_best_fit`: a hint below the request wraps past every excess that fits.
         let mut best_excess = (DeviceSize::MAX - size).saturating_add(1);
-        for block in blocks {
-            for arena in block.arenas() {
+        for run in arenas {
+            for arena in run {
                 // Another thread's arena is passed over on a line that its owner rarely
                 // writes, before the hints that it writes as it allocates are read.
                 if arena.last_used_by_another(slot) {

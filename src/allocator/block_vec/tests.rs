@@ -126,12 +126,27 @@ impl<S: Suballocator + Send + 'static> Harness<S> {
 
     /// Existing blocks, then a new block: the suballocation half of the fallback ladder.
     fn allocate(&self, fit: &Fit) -> Result<Live<S>, NewBlockError<&'static str>> {
-        let wrap = Live::of;
-        if let Some(live) = self
+        let existing = self.vec.allocate_existing(fit, &Live::of);
+        self.or_new_block(fit, existing)
+    }
+
+    /// [`allocate`](Self::allocate) with the walk over the list alone, as if the thread had
+    /// no [fast try](super::fast).
+    fn allocate_walking(&self, fit: &Fit) -> Result<Live<S>, NewBlockError<&'static str>> {
+        let existing = self
             .vec
-            .allocate_existing(fit, &wrap)
-            .map_err(|DoesNotFit| NewBlockError::DoesNotFit)?
-        {
+            .with_blocks(|blocks| self.vec.search(blocks, fit, &Live::of));
+        self.or_new_block(fit, existing)
+    }
+
+    /// What the search of the existing blocks found, else a new block.
+    fn or_new_block(
+        &self,
+        fit: &Fit,
+        existing: Result<Option<Live<S>>, DoesNotFit>,
+    ) -> Result<Live<S>, NewBlockError<&'static str>> {
+        let wrap = Live::of;
+        if let Some(live) = existing.map_err(|DoesNotFit| NewBlockError::DoesNotFit)? {
             return Ok(live);
         }
         let min = fit.layout.size();

@@ -1,6 +1,6 @@
 //! The threads' fast try ([`fast`](super::super::fast)): it serves the first block's home
-//! arena without the list, never fills an empty block or one set aside, and keeps no block's
-//! memory alive.
+//! arena and the tightest arena in use without the list, never fills an empty block or one
+//! set aside, and keeps no block's memory alive.
 
 use super::*;
 
@@ -44,6 +44,66 @@ fn the_fast_try_needs_no_copy_of_the_list() {
         assert_eq!(first.block, second.block);
         h.free(first);
         h.free(second);
+    });
+}
+
+/// The tightest arena in use is reached without the block list too, and is the arena the
+/// walk would take: with the first block full and two blocks in use, a thread's requests go
+/// to the block whose room fits them best while another thread holds every copy of the list.
+#[test]
+fn the_fast_try_takes_the_tightest_arena_without_the_list() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    for _ in 0..3 {
+        h.add_block(4 * MIB, MIB, 1);
+    }
+    let fit = |size| h.fit(size, 256, AllocationType::Linear);
+    let (to_worker, work) = std::sync::mpsc::channel::<()>();
+    let (to_main, report) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let (h, fit) = (&h, &fit);
+        let worker = s.spawn(move || {
+            // The first block full; the second with 3 MiB of room, the third with 512 KiB.
+            let setup: Vec<_> = [4 * MIB, MIB, 3 * MIB + 512 * KIB]
+                .into_iter()
+                .map(|size| h.allocate(&fit(size)).unwrap())
+                .collect();
+            let blocks: Vec<_> = setup.iter().map(|l| l.block).collect();
+            assert!(blocks[0] != blocks[1] && blocks[1] != blocks[2]);
+            to_main.send(None).unwrap();
+            work.recv().unwrap();
+            // Every copy of the list is held by the main thread now.
+            let snug = h.allocate(&fit(512 * KIB)).unwrap();
+            let (snug_block, snug_offset) = (snug.block, snug.suballocation.offset);
+            let loose = h.allocate(&fit(MIB)).unwrap();
+            to_main
+                .send(Some((
+                    snug_block,
+                    snug_offset,
+                    loose.block,
+                    loose.suballocation.offset,
+                )))
+                .unwrap();
+            (blocks, setup, snug, loose)
+        });
+        assert_eq!(report.recv().unwrap(), None);
+        let copies: Vec<_> = (0..h.vec.blocks.copies())
+            .map(|_| h.vec.blocks.read())
+            .collect();
+        to_worker.send(()).unwrap();
+        let placed = report
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the allocations waited for the list")
+            .unwrap();
+        drop(copies);
+        let (blocks, setup, snug, loose) = worker.join().unwrap();
+        assert_eq!(
+            placed,
+            (blocks[2], 3 * MIB + 512 * KIB, blocks[1], MIB),
+            "each in the tightest block in use, after what it holds"
+        );
+        for live in setup.into_iter().chain([snug, loose]) {
+            h.free(live);
+        }
     });
 }
 

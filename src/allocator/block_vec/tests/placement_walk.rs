@@ -3,7 +3,8 @@
 //! of each block (every live range of the block, whichever arena holds it): in the block,
 //! aligned, no overlap, and no two conflicting types on one granularity page, across arena
 //! boundaries too. Whenever the hinted search of the existing blocks finds no room, no arena
-//! of any block fits when asked directly.
+//! of any block fits when asked directly. And the threads' fast try places every request
+//! exactly where the walk over the list would.
 
 use super::*;
 use crate::suballocator::AllocationStrategy;
@@ -155,6 +156,53 @@ proptest! {
         }
         for l in live {
             h.free(l);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(48)))]
+
+    /// Two vectors given the same requests and frees, one through the thread's fast try and
+    /// the walk, the other through the walk alone: every request lands in the same block at
+    /// the same offset (or fails in both).
+    #[test]
+    fn the_fast_try_places_as_the_walk(
+        steps in steps(512 * KIB, 300),
+        arenas in prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
+        granularity_log in prop_oneof![Just(0u32), 8..=16u32],
+        preferred in prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
+    ) {
+        let g = 1u64 << granularity_log;
+        let fast = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, preferred, g);
+        let walk = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, preferred, g);
+        let (mut fast_live, mut walk_live) = (Vec::new(), Vec::new());
+        let at = |l: &Live<FreeListAllocator>| (l.block, l.suballocation.offset);
+        for step in &steps {
+            match *step {
+                Step::Alloc { size, align_log, ty, strategy } => {
+                    let mut fit = fast.fit(size, 1 << align_log, ty);
+                    fit.strategy = strategy;
+                    let (f, w) = (fast.allocate(&fit).ok(), walk.allocate_walking(&fit).ok());
+                    prop_assert_eq!(f.as_ref().map(at), w.as_ref().map(at), "{:?}", step);
+                    if let (Some(f), Some(w)) = (f, w) {
+                        fast_live.push(f);
+                        walk_live.push(w);
+                    }
+                }
+                Step::Free(i) if !fast_live.is_empty() => {
+                    let i = i % fast_live.len();
+                    fast.free(fast_live.swap_remove(i));
+                    walk.free(walk_live.swap_remove(i));
+                }
+                Step::Free(_) => {}
+            }
+        }
+        for l in fast_live {
+            fast.free(l);
+        }
+        for l in walk_live {
+            walk.free(l);
         }
     }
 }
