@@ -42,8 +42,11 @@
 //! number modulo [`ENTRIES`] (an application allocates from a few memory types at a time): a
 //! copy is only ever taken of the arenas of the vector of its number, so their type is known.
 //! The copies go when the thread ends, or when another is taken in their place; until then
-//! the arenas (their bookkeeping, not their memory) stay, also those of blocks released
-//! since.
+//! the arenas stay, also those of blocks released since: not their memory, and not their
+//! suballocators' bookkeeping either, which a released block's arenas give back for that of
+//! an empty suballocator as the block goes
+//! ([`Arena::drop_bookkeeping`](super::Arena::drop_bookkeeping)), so a thread that stops
+//! allocating keeps a few small objects per arena, not the node arrays of a busy block.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

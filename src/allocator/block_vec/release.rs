@@ -4,7 +4,7 @@
 
 use super::high_water::{self, HIGH_WATER_EPOCH};
 use super::sharded::ShardedWrite;
-use super::{Block, BlockMemory, BlockOrigin, BlockVec, Keep, NewBlockError};
+use super::{Arena, Block, BlockMemory, BlockOrigin, BlockVec, Keep, NewBlockError};
 use crate::allocator::placement::ArenaLayout;
 use crate::layout::DeviceSize;
 use crate::suballocator::Suballocator;
@@ -97,8 +97,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             i -= 1;
             let b = &blocks.items()[i];
             if among(b) && b.is_empty() {
-                // As in `remove_listed`: no allocation holds it, so this drops it.
-                blocks.remove(i);
+                Self::remove_block(blocks, i);
                 released += 1;
             }
         }
@@ -259,8 +258,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             let Some((i, size)) = covering.or_else(|| empty.max_by_key(|&(_, s)| s)) else {
                 break;
             };
-            // As in `remove_listed`: no allocation holds it, so this drops it.
-            blocks.remove(i);
+            Self::remove_block(blocks, i);
             count += 1;
             released += size;
         }
@@ -401,8 +399,7 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             if b.is_empty() && b.for_large() {
                 empty -= 1;
                 empty_bytes -= b.memory().size();
-                // As in `remove_listed`: no allocation holds it, so this drops it.
-                blocks.remove(i);
+                Self::remove_block(blocks, i);
                 released += 1;
             }
         }
@@ -435,12 +432,26 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
         let release = &mut release[..count];
         release.sort_unstable_by(|a, b| b.cmp(a));
         for &i in release.iter() {
-            // Blocks are only referenced by the vector and by live allocations; an empty
-            // block has none, so removing it here drops it (and frees its memory) once any
-            // in-flight `free` on it returns.
-            blocks.remove(i);
+            Self::remove_block(blocks, i);
         }
         release.len()
+    }
+
+    /// Removes the empty block at `i` from the list, which releases it: blocks are only
+    /// referenced by the vector and by live allocations, and an empty block has none, so this
+    /// drops it (and frees its memory) once any in-flight `free` on it returns. Its arenas
+    /// that a thread's [fast try](super::fast) still keeps give back their suballocators'
+    /// bookkeeping ([`Arena::drop_bookkeeping`]).
+    fn remove_block(blocks: &mut ShardedWrite<'_, Block<S, M>>, i: usize) {
+        let arenas: smallvec::SmallVec<[Arc<Arena<S, M>>; 4]> =
+            blocks.items()[i].arenas().iter().cloned().collect();
+        blocks.remove(i);
+        for arena in arenas {
+            // One reference: ours, and the arena goes with it.
+            if Arc::strong_count(&arena) > 1 {
+                arena.drop_bookkeeping();
+            }
+        }
     }
 
     /// A free emptied a block of `size` bytes (the block's last live allocation went):

@@ -142,6 +142,21 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> Arena<S, M> {
         self.suballocator.lock().closed = closed;
     }
 
+    /// Gives back the suballocator's bookkeeping (its node arrays, learned bounds, and so on)
+    /// for that of a new, empty one, under the lock, when the arena holds no allocation: the
+    /// arena of a released block, which a thread's [fast try](crate::allocator::block_vec::fast)
+    /// may keep until it takes its next copy of the list, then keeps an empty suballocator,
+    /// not the largest bookkeeping the block ever needed. An empty suballocator and a new one
+    /// serve the same requests, so this changes nothing for a search that still reaches the
+    /// arena.
+    pub(in crate::allocator::block_vec) fn drop_bookkeeping(&self) {
+        let mut guarded = self.suballocator.lock();
+        if guarded.live == 0 {
+            guarded.sub = S::new(self.size);
+            self.publish_largest_free(&guarded.sub);
+        }
+    }
+
     /// The suballocator's free bytes, under the lock.
     pub(super) fn free_size(&self) -> DeviceSize {
         self.suballocator.lock().sub.free_size()

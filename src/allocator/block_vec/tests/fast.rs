@@ -148,6 +148,86 @@ fn a_released_block_keeps_no_memory_through_a_threads_kept_arena() {
     });
 }
 
+/// Free lists that count how many of them were dropped (used by one test alone).
+struct Counted(FreeListAllocator);
+
+static COUNTED_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        COUNTED_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: every call goes to the free list, which keeps the contract.
+unsafe impl Suballocator for Counted {
+    fn new(region_size: DeviceSize) -> Self {
+        Counted(FreeListAllocator::new(region_size))
+    }
+    fn region_size(&self) -> DeviceSize {
+        self.0.region_size()
+    }
+    fn allocate(
+        &mut self,
+        layout: DeviceLayout,
+        allocation_type: AllocationType,
+        granularity: DeviceAlignment,
+    ) -> Result<Suballocation, SuballocatorError> {
+        self.0.allocate(layout, allocation_type, granularity)
+    }
+    unsafe fn deallocate(&mut self, suballocation: Suballocation) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.0.deallocate(suballocation) }
+    }
+    fn free_size(&self) -> DeviceSize {
+        self.0.free_size()
+    }
+    fn largest_free_range(&self) -> DeviceSize {
+        self.0.largest_free_range()
+    }
+    fn allocation_count(&self) -> usize {
+        self.0.allocation_count()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn for_each_range(&self, f: &mut dyn FnMut(crate::suballocator::RangeInfo)) {
+        self.0.for_each_range(f)
+    }
+}
+
+/// The arenas of a released block that a thread keeps give their suballocators'
+/// bookkeeping back when the block goes (it would stay until the thread's next copy of the
+/// list otherwise), and keep an empty suballocator that takes nothing.
+#[test]
+fn a_released_blocks_kept_arenas_give_their_bookkeeping_back() {
+    let h = Harness::<Counted>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let fit = h.fit(64 * KIB, 256, AllocationType::Linear);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let a = h.allocate(&fit).unwrap();
+            let b = h.allocate(&fit).unwrap();
+            let arena = Arc::downgrade(&a.arena);
+            h.free(a);
+            h.free(b);
+            assert_eq!(COUNTED_DROPPED.load(Ordering::SeqCst), 0);
+            assert_eq!(h.vec.release_empty_among(|_| true), 1);
+            let kept = arena.upgrade().expect("the thread keeps the arena");
+            assert_eq!(
+                COUNTED_DROPPED.load(Ordering::SeqCst),
+                1,
+                "the kept arena of the released block kept its suballocator"
+            );
+            assert_eq!(kept.largest_free_hint(), kept.extent().1, "all of it free");
+            assert!(kept
+                .try_allocate_in_use(fit.layout, fit.allocation_type, h.granularity, fit.strategy)
+                .is_none());
+            let c = h.allocate(&fit).unwrap();
+            h.free(c);
+        });
+    });
+}
+
 /// A block set aside by a defragmentation while a thread keeps one of its arenas, with live
 /// allocations in it: the arena is closed to the fast try until the block is back.
 #[test]
