@@ -107,12 +107,13 @@ fn the_fast_try_takes_the_tightest_arena_without_the_list() {
     });
 }
 
-/// A block released while a thread keeps one of its arenas: the block's memory goes at once
-/// (the thread keeps only the arena's bookkeeping), the arena takes no allocation again,
-/// and the thread's next allocation goes to a new block.
+/// A block released while a thread keeps one of its arenas: the block's memory goes at once,
+/// and so does its suballocator's bookkeeping (the arena keeps an empty suballocator, all of
+/// it free), the arena takes no allocation again, and the thread's next allocation goes to a
+/// new block.
 #[test]
 fn a_released_block_keeps_no_memory_through_a_threads_kept_arena() {
-    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::NONE, 64 * MIB, 1);
+    let h = Harness::<Counted>::new(1, BlockLimits::NONE, 64 * MIB, 1);
     let fit = h.fit(64 * KIB, 256, AllocationType::Linear);
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -122,6 +123,7 @@ fn a_released_block_keeps_no_memory_through_a_threads_kept_arena() {
             let old_block = a.block;
             h.free(a);
             h.free(b);
+            assert_eq!(COUNTED_DROPPED.load(Ordering::SeqCst), 0);
             assert_eq!(h.vec.release_empty_among(|_| true), 1);
             assert_eq!(
                 h.live_memory.load(Ordering::SeqCst),
@@ -129,6 +131,12 @@ fn a_released_block_keeps_no_memory_through_a_threads_kept_arena() {
                 "the thread's kept arena kept the block's memory"
             );
             let kept = arena.upgrade().expect("the thread keeps the arena");
+            assert_eq!(
+                COUNTED_DROPPED.load(Ordering::SeqCst),
+                1,
+                "the thread's kept arena kept the block's suballocator"
+            );
+            assert_eq!(kept.largest_free_hint(), kept.extent().1, "all of it free");
             assert!(
                 kept.try_allocate_in_use(
                     fit.layout,
@@ -148,7 +156,8 @@ fn a_released_block_keeps_no_memory_through_a_threads_kept_arena() {
     });
 }
 
-/// Free lists that count how many of them were dropped (used by one test alone).
+/// Free lists that count how many of them were dropped (used by one test alone, so that the
+/// count is its own).
 struct Counted(FreeListAllocator);
 
 static COUNTED_DROPPED: AtomicUsize = AtomicUsize::new(0);
@@ -194,38 +203,6 @@ unsafe impl Suballocator for Counted {
     fn for_each_range(&self, f: &mut dyn FnMut(crate::suballocator::RangeInfo)) {
         self.0.for_each_range(f)
     }
-}
-
-/// The arenas of a released block that a thread keeps give their suballocators'
-/// bookkeeping back when the block goes (it would stay until the thread's next copy of the
-/// list otherwise), and keep an empty suballocator that takes nothing.
-#[test]
-fn a_released_blocks_kept_arenas_give_their_bookkeeping_back() {
-    let h = Harness::<Counted>::new(1, BlockLimits::NONE, 64 * MIB, 1);
-    let fit = h.fit(64 * KIB, 256, AllocationType::Linear);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let a = h.allocate(&fit).unwrap();
-            let b = h.allocate(&fit).unwrap();
-            let arena = Arc::downgrade(&a.arena);
-            h.free(a);
-            h.free(b);
-            assert_eq!(COUNTED_DROPPED.load(Ordering::SeqCst), 0);
-            assert_eq!(h.vec.release_empty_among(|_| true), 1);
-            let kept = arena.upgrade().expect("the thread keeps the arena");
-            assert_eq!(
-                COUNTED_DROPPED.load(Ordering::SeqCst),
-                1,
-                "the kept arena of the released block kept its suballocator"
-            );
-            assert_eq!(kept.largest_free_hint(), kept.extent().1, "all of it free");
-            assert!(kept
-                .try_allocate_in_use(fit.layout, fit.allocation_type, h.granularity, fit.strategy)
-                .is_none());
-            let c = h.allocate(&fit).unwrap();
-            h.free(c);
-        });
-    });
 }
 
 /// A block set aside by a defragmentation while a thread keeps one of its arenas, with live
