@@ -75,15 +75,23 @@ fn check_placement(
     }
 }
 
+/// A case of the placement properties: the steps, the arenas per block, the granularity's
+/// log2 and the preferred block size.
+fn placement_case() -> impl Strategy<Value = (Vec<Step>, usize, u32, DeviceSize)> {
+    (
+        steps(512 * KIB, 300),
+        prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
+        prop_oneof![Just(0u32), 8..=16u32],
+        prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(crate::suballocator::testing::cases(48)))]
 
     #[test]
     fn placement_holds_across_arenas_and_blocks(
-        steps in steps(512 * KIB, 300),
-        arenas in prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
-        granularity_log in prop_oneof![Just(0u32), 8..=16u32],
-        preferred in prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
+        (steps, arenas, granularity_log, preferred) in placement_case(),
     ) {
         let g = 1u64 << granularity_log;
         let h = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, preferred, g);
@@ -168,10 +176,7 @@ proptest! {
     /// the same offset (or fails in both).
     #[test]
     fn the_fast_try_places_as_the_walk(
-        steps in steps(512 * KIB, 300),
-        arenas in prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
-        granularity_log in prop_oneof![Just(0u32), 8..=16u32],
-        preferred in prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
+        (steps, arenas, granularity_log, preferred) in placement_case(),
     ) {
         let g = 1u64 << granularity_log;
         let fast = Harness::<FreeListAllocator>::new(arenas, BlockLimits::NONE, preferred, g);
