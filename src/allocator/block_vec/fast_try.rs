@@ -87,9 +87,13 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             // SAFETY: as in `fast_try`, the thread's copy holds a strong reference of this
             // `Arc<Arena<S, M>>`, and nothing below replaces the copy.
             let home = unsafe { &*home.cast::<Arena<S, M>>() };
-            // The fast try does not fill an empty arena; the walk's first step would (full,
-            // or too fragmented, it passes the arena over, as the fast try did).
-            if home.may_fit(fit.layout, fit.allocation_type) && !home.in_use_hint() {
+            // The first step missed. A request that did not fit there is recorded as failed
+            // (see `Arena::may_fit`), and the walk's first step would pass the arena over as
+            // the fast try did. While the hints still say that it may fit, the miss was one
+            // the walk handles otherwise: an empty arena (which the walk fills, the fast try
+            // does not), a busy one (which the walk waits for if nothing else fits), a closed
+            // one, or a failure the hints do not record: the walk, from its first step.
+            if home.may_fit(fit.layout, fit.allocation_type) {
                 return Tightest::Walk;
             }
         }
