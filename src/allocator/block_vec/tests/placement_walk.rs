@@ -21,6 +21,14 @@ enum Step {
 }
 
 fn steps(max: DeviceSize, len: usize) -> impl Strategy<Value = Vec<Step>> {
+    steps_of(crate::suballocator::testing::log_uniform_size(max), len)
+}
+
+/// As [`steps`], with the requests' sizes drawn from `sizes`.
+fn steps_of(
+    sizes: impl Strategy<Value = DeviceSize>,
+    len: usize,
+) -> impl Strategy<Value = Vec<Step>> {
     let ty = prop_oneof![
         Just(AllocationType::Linear),
         Just(AllocationType::NonLinear),
@@ -33,7 +41,7 @@ fn steps(max: DeviceSize, len: usize) -> impl Strategy<Value = Vec<Step>> {
         Just(AllocationStrategy::MinOffset),
     ];
     let step = prop_oneof![
-        6 => (crate::suballocator::testing::log_uniform_size(max), 0..=16u32, ty, strategy)
+        6 => (sizes, 0..=16u32, ty, strategy)
             .prop_map(|(size, align_log, ty, strategy)| Step::Alloc { size, align_log, ty, strategy }),
         4 => any::<usize>().prop_map(Step::Free),
     ];
@@ -76,14 +84,21 @@ fn check_placement(
 }
 
 /// A case of the placement properties: the steps, the arenas per block, the granularity's
-/// log2 and the preferred block size.
+/// log2 and the preferred block size. One case in four has requests of 1-8 MiB and blocks of
+/// up to 64 MiB, large enough to be cut into arenas (each at least 16 MiB, and four times
+/// the largest request), so that the walk's passes over the arenas of a block are covered too.
 fn placement_case() -> impl Strategy<Value = (Vec<Step>, usize, u32, DeviceSize)> {
-    (
-        steps(512 * KIB, 300),
-        prop_oneof![Just(1usize), Just(2), Just(4), Just(8)],
-        prop_oneof![Just(0u32), 8..=16u32],
-        prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
-    )
+    let arenas = prop_oneof![Just(1usize), Just(2), Just(4), Just(8)];
+    let granularity_log = prop_oneof![Just(0u32), 8..=16u32];
+    prop_oneof![
+        3 => (
+            steps(512 * KIB, 300),
+            arenas.clone(),
+            granularity_log.clone(),
+            prop_oneof![Just(256 * KIB), Just(MIB), Just(4 * MIB)],
+        ),
+        1 => (steps_of(MIB..=8 * MIB, 300), arenas, granularity_log, Just(64 * MIB)),
+    ]
 }
 
 proptest! {
