@@ -147,7 +147,9 @@ pub(super) const NO_HOME: u64 = 1 << 63;
 /// pointer of an `Arc` of the type the vector keeps, or null when the first block has none
 /// for the thread's slot), the generation it was taken at (with [`NO_HOME`] when there is
 /// no home arena) and the thread's home slot. The arena stays alive until the thread calls
-/// [`keep`] for a vector with the same number modulo [`ENTRIES`], or ends.
+/// [`keep`] for a vector with the same number modulo [`ENTRIES`], or ends. (It reads the
+/// entry itself, not through [`entry`]: that way the first step's code came out 0.25 %
+/// more instructions on `tiny` and `frame`.)
 #[inline(always)]
 pub(super) fn cached(vec: usize) -> Option<(*const (), u64, usize)> {
     CACHE
@@ -159,21 +161,37 @@ pub(super) fn cached(vec: usize) -> Option<(*const (), u64, usize)> {
         .flatten()
 }
 
-/// The arenas the calling thread keeps for vector `vec` (`Arc`s of the type the vector
-/// keeps, in the order of its list when [`cached`] gave its generation): the first and the
-/// count, none when it keeps none for `vec`. They stay alive as [`cached`]'s arena does.
-#[inline]
-pub(super) fn cached_arenas(vec: usize) -> (*const (), usize) {
+/// The whole copy the calling thread keeps for vector `vec`, for the second step.
+pub(super) struct KeptCopy {
+    /// As [`cached`] gives them.
+    pub home: *const (),
+    pub generation: u64,
+    pub slot: usize,
+    /// The arenas (`Arc`s of the type the vector keeps, in the order of its list at that
+    /// generation): the first and the count. They stay alive as the home arena does.
+    pub arenas: *const (),
+    pub len: usize,
+}
+
+/// [`cached`] with the arenas of the copy, read at once.
+#[inline(always)]
+pub(super) fn cached_copy(vec: usize) -> Option<KeptCopy> {
+    entry(vec).map(|e| KeptCopy {
+        home: e.home,
+        generation: e.generation,
+        slot: e.slot,
+        arenas: e.arenas,
+        len: e.len,
+    })
+}
+
+/// The calling thread's entry for vector `vec`, if it keeps one.
+#[inline(always)]
+fn entry(vec: usize) -> Option<Entry> {
     CACHE
-        .try_with(|c| {
-            let e = c[vec & (ENTRIES - 1)].get();
-            if e.vec == vec {
-                (e.arenas, e.len)
-            } else {
-                (std::ptr::null(), 0)
-            }
-        })
-        .unwrap_or((std::ptr::null(), 0))
+        .try_with(|c| Some(c[vec & (ENTRIES - 1)].get()).filter(|e| e.vec == vec))
+        .ok()
+        .flatten()
 }
 
 /// Keeps `arenas` for vector `vec` (the arenas of its list at generation `generation`, below
@@ -230,11 +248,18 @@ mod tests {
 
     /// The arenas kept for `vec`, read back as the fast try reads them.
     fn kept_values(vec: usize) -> Option<(Vec<u32>, Option<u32>, u64, usize)> {
-        let (ptr, len) = cached_arenas(vec);
-        let Some((home, generation, slot)) = cached(vec) else {
-            assert!(ptr.is_null() && len == 0);
+        let Some(KeptCopy {
+            home,
+            generation,
+            slot,
+            arenas: ptr,
+            len,
+        }) = cached_copy(vec)
+        else {
+            assert!(cached(vec).is_none());
             return None;
         };
+        assert_eq!(cached(vec), Some((home, generation, slot)));
         // SAFETY: the thread keeps `len` `Arc<u32>`s from `ptr` (the test keeps only those)
         // until its next `keep` for this number, and none runs meanwhile.
         let arenas = unsafe { std::slice::from_raw_parts(ptr.cast::<Arc<u32>>(), len) };

@@ -76,7 +76,14 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
     /// arena in use among those the thread keeps, when they are the current list's.
     #[inline(always)]
     pub(super) fn fast_tightest<W: Wrap<S, M>>(&self, fit: &Fit, wrap: &W) -> Tightest<W::Out> {
-        let Some((home, kept, slot)) = fast::cached(self.number) else {
+        let Some(fast::KeptCopy {
+            home,
+            generation: kept,
+            slot,
+            arenas: first,
+            len,
+        }) = fast::cached_copy(self.number)
+        else {
             return Tightest::Stale;
         };
         let generation = kept & !fast::NO_HOME;
@@ -97,9 +104,8 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
                 return Tightest::Walk;
             }
         }
-        let (first, len) = fast::cached_arenas(self.number);
         // SAFETY: the thread's copy holds `len` `Arc<Arena<S, M>>`s from `first` (the list's
-        // arenas, which `cached` found current): the cache keeps them under this vector's
+        // arenas, whose generation was found current above): the cache keeps them under this vector's
         // number, which no other vector has, and only `keep_fast` of this vector stores
         // there. They live until this thread stores another copy in their place, which
         // nothing below does.
