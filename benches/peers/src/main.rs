@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--threads 1,2] [--quick]
-//!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator]
+//!     [--runs N] [--workloads churn,burst,frame,mixed,large,tiny]
+//!     [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator,free-list]
 //!     [--seed S] [--ash-block-arenas N] [--block-mib M] [--ash-debug margin=16,fill,log,backtrace,all]
 //!     [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- --defrag [--runs N] [--seed S]
@@ -11,6 +12,12 @@
 //!     [--defrag-sizes MIN..MAX] [--defrag-free-percent P]
 //!     [--defrag-algorithms ash-fast,ash-full,vma-fast,vma-balanced,vma-full,vma-extensive]
 //! ```
+//!
+//! `offset-allocator` is the bare algorithm, one per thread (no Vulkan, no alignment, no
+//! lock). `null` (the harness alone) and `free-list` (ash-memory's `FreeListAllocator` alone,
+//! one per thread on a 32 GiB region, alignment as requested, no Vulkan, no lock) run only
+//! when listed: with `ash-memory` in the same run they split its time into the harness, the
+//! suballocator, and what the allocator adds around it.
 //!
 //! `--ash-debug` adds one ash-memory row per listed `DebugOptions` setting (`margin[=N]`,
 //! 16 bytes by default; `fill`; `log`; `backtrace`; `all[=N]`), each compared with the plain
@@ -55,6 +62,8 @@ enum Peer {
     Null,
     /// The bare `offset-allocator` algorithm, one per thread: no Vulkan, no alignment, no lock.
     OffsetAllocator,
+    /// ash-memory's free list alone, one per thread (`--allocators free-list`).
+    FreeList,
     /// ash-memory with one `DebugOptions` setting (`--ash-debug`).
     AshDebug(DebugVariant),
     /// ash-memory with every allocation made with one `AllocationStrategy` (`--ash-strategy`).
@@ -77,6 +86,7 @@ impl Peer {
             Peer::Vulkano => "vulkano 0.35".into(),
             Peer::Null => "null (harness only)".into(),
             Peer::OffsetAllocator => "offset-allocator (bare)".into(),
+            Peer::FreeList => "free list (bare)".into(),
             Peer::AshDebug(v) => v.label(),
             Peer::AshStrategy(st) => format!("ash-memory {st:?}"),
         }
@@ -89,6 +99,7 @@ impl Peer {
             Peer::Vulkano => "vulkano",
             Peer::Null => "null",
             Peer::OffsetAllocator => "offset-allocator",
+            Peer::FreeList => "free-list",
             Peer::AshDebug(_) => "ash-debug",
             Peer::AshStrategy(_) => "ash-strategy",
         }
@@ -115,6 +126,7 @@ impl Peer {
             }
             Peer::Null => run_once(backends::Null, traces),
             Peer::OffsetAllocator => run_once(backends::OffsetAllocator::new(traces.len()), traces),
+            Peer::FreeList => run_once(backends::BareFreeList::new(traces.len()), traces),
         }
     }
 }
@@ -321,7 +333,7 @@ fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let usage =
         "usage: peers [--threads 1,2] [--quick] [--runs N] [--workloads churn,burst,frame,mixed,large,tiny] \
-                 [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator] [--seed S] [--ash-block-arenas N] \
+                 [--allocators ash-memory,vma,gpu-allocator,vulkano,null,offset-allocator,free-list] [--seed S] [--ash-block-arenas N] \
                  [--block-mib M] [--ash-debug margin=16,fill,log,backtrace,all]\n                 [--ash-strategy min-memory,min-time,min-offset] [--custom SPEC]...\n       \
                  peers --defrag [--runs N] [--seed S] [--defrag-count N] [--defrag-block-mib M] \
                  [--defrag-max-bytes B] [--defrag-max-moves N] [--defrag-sizes MIN..MAX] \
@@ -364,7 +376,7 @@ fn parse_args() -> Args {
                     .map(|s| {
                         Peer::ALL
                             .into_iter()
-                            .chain([Peer::Null])
+                            .chain([Peer::Null, Peer::FreeList])
                             .find(|p| p.key() == s)
                             .unwrap_or_else(|| panic!("unknown allocator {s}"))
                     })
