@@ -26,58 +26,80 @@ impl Backend for Null {
     }
 }
 
-// ---------------------------------------------------------------- bare offset-allocator
+// ---------------------------------------------------------------- bare algorithms
+
+/// One value per replay thread, for the bare algorithms that have no lock: replay thread `i`
+/// touches only value `i` (see [`bind`](Self::bind)). Each on cache lines of its own (128
+/// bytes, adjacent-line prefetch included): two threads writing the ends of neighbouring
+/// values would otherwise share a line, which no per-thread allocator does.
+pub struct PerThread<T> {
+    cells: Vec<OwnLines<std::cell::UnsafeCell<T>>>,
+}
+
+#[repr(align(128))]
+struct OwnLines<T>(T);
+
+// SAFETY: replay thread `i` only ever touches `cells[i]` (`bind` tells each thread its index
+// before the replay), and each thread frees only what it allocated; the values move
+// between threads only with the whole `PerThread`.
+unsafe impl<T: Send> Sync for PerThread<T> {}
+
+thread_local! {
+    static REPLAY_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<T> PerThread<T> {
+    fn new(threads: usize, make: impl FnMut(usize) -> T) -> Self {
+        PerThread {
+            cells: (0..threads)
+                .map(make)
+                .map(|value| OwnLines(std::cell::UnsafeCell::new(value)))
+                .collect(),
+        }
+    }
+
+    /// Called once on replay thread `i`, before the replay: its value is `cells[i]`.
+    fn bind(&self, i: usize) {
+        REPLAY_THREAD.with(|t| t.set(i));
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn mine(&self) -> &mut T {
+        // SAFETY: see the `Sync` impl: this thread's own value, never shared, and no other
+        // reference to it is alive (each backend call takes it once).
+        unsafe { &mut *self.cells[REPLAY_THREAD.with(|t| t.get())].0.get() }
+    }
+}
 
 /// The bare algorithm: `offset-allocator` 0.2 (TLSF-like, O(1)), one per replay thread, with
 /// no Vulkan, no alignment and no lock (`--allocators offset-allocator`). Sizes are counted
 /// in 16-byte units of a 32 GiB range. The floor for what a whole allocator can cost.
-pub struct OffsetAllocator {
-    per_thread: Vec<std::cell::UnsafeCell<offset_allocator::Allocator>>,
-}
-
-// SAFETY: replay thread `i` only ever touches `per_thread[i]` (see `bind_thread`), and each
-// thread frees only what it allocated.
-unsafe impl Sync for OffsetAllocator {}
-
-thread_local! {
-    static OFFSET_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
+pub struct OffsetAllocator(PerThread<offset_allocator::Allocator>);
 
 const OFFSET_UNIT_LOG2: u32 = 4;
 
 impl OffsetAllocator {
     pub fn new(threads: usize) -> Self {
-        OffsetAllocator {
-            per_thread: (0..threads)
-                .map(|_| {
-                    std::cell::UnsafeCell::new(offset_allocator::Allocator::with_max_allocs(
-                        u32::MAX >> 1,
-                        1 << 18,
-                    ))
-                })
-                .collect(),
-        }
-    }
-    #[allow(clippy::mut_from_ref)]
-    fn mine(&self) -> &mut offset_allocator::Allocator {
-        // SAFETY: see the `Sync` impl: this thread's own allocator, never shared.
-        unsafe { &mut *self.per_thread[OFFSET_THREAD.with(|t| t.get())].get() }
+        OffsetAllocator(PerThread::new(threads, |_| {
+            offset_allocator::Allocator::with_max_allocs(u32::MAX >> 1, 1 << 18)
+        }))
     }
 }
 
 impl Backend for OffsetAllocator {
     type Handle = offset_allocator::Allocation;
     fn bind_thread(&self, i: usize) {
-        OFFSET_THREAD.with(|t| t.set(i));
+        self.0.bind(i);
     }
     fn allocate(&self, req: &Request) -> Self::Handle {
         let units = (req.size + (1 << OFFSET_UNIT_LOG2) - 1) >> OFFSET_UNIT_LOG2;
-        self.mine()
+        self.0
+            .mine()
             .allocate(units as u32)
             .expect("offset-allocator out of room")
     }
     fn free(&self, handle: Self::Handle) {
-        self.mine().free(handle)
+        self.0.mine().free(handle)
     }
 }
 
@@ -85,39 +107,28 @@ impl Backend for OffsetAllocator {
 /// alignment as requested, every request linear, no Vulkan, no lock (`--allocators
 /// free-list`). Between the bare `offset-allocator` and the whole allocator: what the
 /// suballocator costs on the trace, and what the allocator adds around it.
-pub struct BareFreeList {
-    per_thread: Vec<std::cell::UnsafeCell<ash_memory::FreeListAllocator>>,
-}
-
-// SAFETY: as for `OffsetAllocator`: thread `i` only touches `per_thread[i]`.
-unsafe impl Sync for BareFreeList {}
+pub struct BareFreeList(PerThread<ash_memory::FreeListAllocator>);
 
 impl BareFreeList {
     pub fn new(threads: usize) -> Self {
         use ash_memory::Suballocator;
-        BareFreeList {
-            per_thread: (0..threads)
-                .map(|_| std::cell::UnsafeCell::new(ash_memory::FreeListAllocator::new(32 << 30)))
-                .collect(),
-        }
-    }
-    #[allow(clippy::mut_from_ref)]
-    fn mine(&self) -> &mut ash_memory::FreeListAllocator {
-        // SAFETY: see the `Sync` impl.
-        unsafe { &mut *self.per_thread[OFFSET_THREAD.with(|t| t.get())].get() }
+        BareFreeList(PerThread::new(threads, |_| {
+            ash_memory::FreeListAllocator::new(32 << 30)
+        }))
     }
 }
 
 impl Backend for BareFreeList {
     type Handle = ash_memory::Suballocation;
     fn bind_thread(&self, i: usize) {
-        OFFSET_THREAD.with(|t| t.set(i));
+        self.0.bind(i);
     }
     fn allocate(&self, req: &Request) -> Self::Handle {
         use ash_memory::Suballocator;
         let layout =
             ash_memory::DeviceLayout::from_size_alignment(req.size, req.alignment).unwrap();
-        self.mine()
+        self.0
+            .mine()
             .allocate(
                 layout,
                 ash_memory::AllocationType::Linear,
@@ -128,7 +139,7 @@ impl Backend for BareFreeList {
     fn free(&self, handle: Self::Handle) {
         use ash_memory::Suballocator;
         // SAFETY: allocated by this thread's free list, freed once.
-        unsafe { self.mine().deallocate(handle) }
+        unsafe { self.0.mine().deallocate(handle) }
     }
 }
 
