@@ -340,6 +340,32 @@ fn limits_hold_and_failed_memory_leaves_nothing_behind() {
     drop(h);
 }
 
+/// The releases of empty blocks that the heap's exhaustion and the caller ask for give back
+/// every empty block beyond the minimum block count, and none of the minimum.
+#[test]
+fn releases_of_empty_blocks_keep_the_minimum() {
+    let h = Harness::<FreeListAllocator>::new(1, BlockLimits::pool(1, 4), 4 * MIB, 1);
+    for _ in 0..3 {
+        h.add_block(4 * MIB, 1, 1);
+    }
+    assert_eq!(h.empty_blocks(), 3);
+    assert_eq!(h.vec.try_release_empty(), 2, "all but the minimum");
+    assert_eq!(h.vec.block_count(), 1);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
+    assert_eq!(h.vec.try_release_empty(), 0, "never below the minimum");
+    assert_eq!(h.vec.release_empty_among(|_| true), 0);
+    assert_eq!(h.vec.block_count(), 1);
+    // A block in use is not released, and the minimum counts it.
+    h.add_block(4 * MIB, 1, 1);
+    let fit = h.fit(3 * MIB, 1, AllocationType::Linear);
+    let a = h.allocate(&fit).unwrap();
+    assert_eq!(h.vec.try_release_empty(), 1);
+    assert_eq!(h.vec.block_count(), 1);
+    h.free(a);
+    assert_eq!(h.vec.release_empty_among(|_| true), 0);
+    assert_eq!(h.live_memory.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn a_fresh_block_that_cannot_serve_the_request_is_dropped() {
     // Slots of 1 MiB cannot hold 2 MiB: the new block refuses and is freed again.
