@@ -49,11 +49,10 @@ thread_local! {
 }
 
 impl<T> PerThread<T> {
-    fn new(threads: usize, make: impl FnMut(usize) -> T) -> Self {
+    fn new(threads: usize, mut make: impl FnMut() -> T) -> Self {
         PerThread {
             cells: (0..threads)
-                .map(make)
-                .map(|value| OwnLines(std::cell::UnsafeCell::new(value)))
+                .map(|_| OwnLines(std::cell::UnsafeCell::new(make())))
                 .collect(),
         }
     }
@@ -80,7 +79,7 @@ const OFFSET_UNIT_LOG2: u32 = 4;
 
 impl OffsetAllocator {
     pub fn new(threads: usize) -> Self {
-        OffsetAllocator(PerThread::new(threads, |_| {
+        OffsetAllocator(PerThread::new(threads, || {
             offset_allocator::Allocator::with_max_allocs(u32::MAX >> 1, 1 << 18)
         }))
     }
@@ -112,7 +111,7 @@ pub struct BareFreeList(PerThread<ash_memory::FreeListAllocator>);
 impl BareFreeList {
     pub fn new(threads: usize) -> Self {
         use ash_memory::Suballocator;
-        BareFreeList(PerThread::new(threads, |_| {
+        BareFreeList(PerThread::new(threads, || {
             ash_memory::FreeListAllocator::new(32 << 30)
         }))
     }
@@ -125,8 +124,8 @@ impl Backend for BareFreeList {
     }
     fn allocate(&self, req: &Request) -> Self::Handle {
         use ash_memory::Suballocator;
-        let layout =
-            ash_memory::DeviceLayout::from_size_alignment(req.size, req.alignment).unwrap();
+        let layout = ash_memory::DeviceLayout::from_size_alignment(req.size, req.alignment)
+            .expect("the trace's sizes and alignments are valid layouts");
         self.0
             .mine()
             .allocate(

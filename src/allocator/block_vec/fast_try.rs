@@ -105,10 +105,10 @@ impl<S: Suballocator + Send + 'static, M: BlockMemory> BlockVec<S, M> {
             }
         }
         // SAFETY: the thread's copy holds `len` `Arc<Arena<S, M>>`s from `first` (the list's
-        // arenas, whose generation was found current above): the cache keeps them under this vector's
-        // number, which no other vector has, and only `keep_fast` of this vector stores
-        // there. They live until this thread stores another copy in their place, which
-        // nothing below does.
+        // arenas, whose generation was found current above): the cache keeps them under this
+        // vector's number, which no other vector has, and only `keep_fast` of this vector
+        // stores there. They live until this thread stores another copy in their place,
+        // which nothing below does.
         let arenas: &[Arc<Arena<S, M>>] = unsafe { std::slice::from_raw_parts(first.cast(), len) };
         let Some(arena) = Self::tightest_in_use(
             std::iter::once(arenas),
