@@ -412,10 +412,7 @@ impl<S: Suballocator + 'static> Run<S> {
             match r.kind {
                 RangeKind::Free => {
                     free_sum += r.size;
-                    // `held` is in offset order: a search, not a scan per range.
-                    if held.binary_search(&(r.offset, r.size)).is_err() {
-                        largest_free = largest_free.max(r.size);
-                    }
+                    largest_free = largest_free.max(testing::requestable(&r, &held));
                 }
                 RangeKind::Allocated(t) => allocated.push((r.offset, r.size, t)),
             }

@@ -125,13 +125,28 @@ pub(crate) struct Checker<S> {
 
 /// The free ranges that `sub` does not hand out while they are what they are (see
 /// [`FreeListAllocator::for_each_fragment`](crate::suballocator::FreeListAllocator)): the
-/// free list's absorbed padding. An oracle of a complete search counts them as taken.
+/// free list's absorbed padding and slack. An oracle of a complete search counts them as
+/// taken.
 pub(crate) fn fragments<S: Suballocator + 'static>(sub: &S) -> Vec<(DeviceSize, DeviceSize)> {
     let mut out = Vec::new();
     if let Some(free_list) = (sub as &dyn std::any::Any).downcast_ref::<FreeListAllocator>() {
         free_list.for_each_fragment(&mut |offset, size| out.push((offset, size)));
     }
     out
+}
+
+/// The bytes of the free range `r` that take requests: those outside the fragments `held`
+/// (in offset order, as [`fragments`] gives them). A free range reported by the free list may
+/// hold fragments at its ends (the slack of the allocation before it, the padding of the one
+/// after it) around one free node.
+pub(crate) fn requestable(r: &RangeInfo, held: &[(DeviceSize, DeviceSize)]) -> DeviceSize {
+    let first = held.partition_point(|&(offset, _)| offset < r.offset);
+    let inside: DeviceSize = held[first..]
+        .iter()
+        .take_while(|&&(offset, _)| offset < r.offset + r.size)
+        .map(|&(_, size)| size)
+        .sum();
+    r.size - inside
 }
 
 /// The largest region [`Checker::assert_no_legal_offset`] scans (it builds tables of one entry
@@ -535,9 +550,7 @@ impl<S: Suballocator + 'static> Checker<S> {
             match r.kind {
                 RangeKind::Free => {
                     free_sum += r.size;
-                    if !held.contains(&(r.offset, r.size)) {
-                        largest_free = largest_free.max(r.size);
-                    }
+                    largest_free = largest_free.max(requestable(&r, &held));
                 }
                 RangeKind::Allocated(_) => allocated.push(r),
             }

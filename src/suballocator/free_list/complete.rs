@@ -83,7 +83,7 @@ impl FreeListAllocator {
             let next = &self.nodes[node.next as usize];
             end = match next.state() {
                 State::Free => next.end(),
-                _ => end + DeviceSize::from(next.next_free),
+                _ => next.allocation_start(),
             };
         }
         self.fit_bounds.freed(start, end);

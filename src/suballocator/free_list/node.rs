@@ -13,6 +13,10 @@ const TAG_USED_UNKNOWN: u32 = TAG_RECYCLED - 1;
 const TAG_USED_LINEAR: u32 = TAG_USED_UNKNOWN - 1;
 const TAG_USED_NON_LINEAR: u32 = TAG_USED_LINEAR - 1;
 pub(super) const FIRST_TAG: u32 = TAG_USED_NON_LINEAR;
+/// An allocated node's `next_free`: its absorbed padding in the low half, its slack in the
+/// high half.
+const PADDING_MASK: u32 = 0xFFFF;
+const SLACK_SHIFT: u32 = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
@@ -49,9 +53,11 @@ pub(super) struct Node {
     /// state as a tag (`TAG_*`), which no node index reaches. Only free nodes need the link,
     /// so the state costs no room of its own.
     pub(super) prev_free: u32,
-    /// A free node's next node in its bucket list; a recycled node's next recycled node; an
-    /// allocated node's absorbed padding, the free bytes before its allocation starts (below
-    /// [`MIN_SPLIT_PADDING`](super::MIN_SPLIT_PADDING); always 0 in the node after a free node).
+    /// A free node's next node in its bucket list; a recycled node's next recycled node; for
+    /// an allocated node, in the low half its absorbed padding, the free bytes before its
+    /// allocation starts (always 0 in the node after a free node), and in the high half its
+    /// slack, the free bytes after its allocation ends (both below
+    /// [`MIN_SPLIT_PADDING`](super::MIN_SPLIT_PADDING) and one more request's padding).
     pub(super) next_free: u32,
 }
 
@@ -65,7 +71,47 @@ impl Node {
     #[inline]
     pub(super) fn allocation_start(&self) -> DeviceSize {
         debug_assert!(matches!(self.state(), State::Used(_)));
-        self.offset + DeviceSize::from(self.next_free)
+        self.offset + DeviceSize::from(self.next_free & PADDING_MASK)
+    }
+
+    /// The free bytes an allocated node holds after its allocation (its *slack*, below
+    /// [`MIN_SPLIT_PADDING`](super::MIN_SPLIT_PADDING)).
+    #[inline]
+    pub(super) fn slack(&self) -> DeviceSize {
+        debug_assert!(matches!(self.state(), State::Used(_)));
+        DeviceSize::from(self.next_free >> SLACK_SHIFT)
+    }
+
+    /// Where the allocation of an allocated node ends (before its slack).
+    #[inline]
+    pub(super) fn allocation_end(&self) -> DeviceSize {
+        self.end() - self.slack()
+    }
+
+    /// Whether an allocated node holds absorbed padding in front of its allocation.
+    #[cfg(test)]
+    pub(super) fn has_padding(&self) -> bool {
+        self.next_free & PADDING_MASK != 0
+    }
+
+    /// Gives the absorbed padding of an allocated node (none, or some) to the range before
+    /// it: the node then starts where its allocation does. Returns the padding's length.
+    #[inline(always)]
+    pub(super) fn give_up_padding(&mut self) -> DeviceSize {
+        let padding = DeviceSize::from(self.next_free & PADDING_MASK);
+        self.offset += padding;
+        self.size -= padding;
+        self.next_free &= !PADDING_MASK;
+        padding
+    }
+
+    /// What `next_free` holds for an allocated node with `padding` bytes before its
+    /// allocation and `slack` after it.
+    #[inline]
+    pub(super) fn used_extra(padding: DeviceSize, slack: DeviceSize) -> u32 {
+        debug_assert!(padding <= DeviceSize::from(PADDING_MASK));
+        debug_assert!(slack <= DeviceSize::from(PADDING_MASK));
+        padding as u32 | (slack as u32) << SLACK_SHIFT
     }
 
     #[inline]
