@@ -137,8 +137,8 @@
 //! 16-byte alignment (the peer benchmark's `tiny`), every range ended where its allocation
 //! did, every request needed a range 15 bytes longer than itself, and the ranges of 16-30
 //! bytes that splits left behind took no request at all: 7,600 free ranges among 50,000
-//! allocations, 7,000 of them such splinters, against 1,300 with the slack, and the region's
-//! used front 2.6 % shorter. (See the `take` module of this file's folder.)
+//! allocations, 7,000 of them such splinters, against 1,100-1,400 with the slack, and the
+//! region's used front about 3 % shorter. (See the `take` module of this file's folder.)
 //!
 //! # Efficiency
 //!
