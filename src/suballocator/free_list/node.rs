@@ -41,7 +41,12 @@ impl State {
     }
 }
 
-/// One range of the region, 32 bytes: two nodes per cache line, none straddling two.
+/// One range of the region, 32 bytes: two nodes per cache line when the node vector starts on
+/// a 32-byte boundary. The heap decides that (a vector large enough to be mapped on its own
+/// starts 16 bytes into a page, and then every other node straddles two lines). Aligning the
+/// node to 32 bytes (2026-12-08) took the first-level misses of reading a freed node on
+/// `tiny` from 1.47 to 1.0 per free, but its neighbours' reads missed more instead (the
+/// second line had often brought one in), 2 % fewer misses in all, and no time measurably.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Node {
     pub(super) offset: DeviceSize,
