@@ -44,8 +44,8 @@
 //!    the request's (the free list counts its live allocations of each type), and 1
 //!    otherwise: with no such neighbour anywhere, no page can be shared in conflict, so the
 //!    answers are the same, and the search need not reserve two pages' worth of room that it
-//!    would never skip. A region of buffers only thus reuses snug ranges instead of carving every small
-//!    request out of a larger one.
+//!    would never skip. A region of buffers only thus reuses snug ranges instead of carving
+//!    every small request out of a larger one.
 //! 2. It tries the first range of the bucket holding `size` itself and of a few non-empty
 //!    buckets above it (at most 16 candidates), because a range smaller than the worst case
 //!    often fits anyway, for example one that happens to be aligned.
@@ -253,9 +253,9 @@ pub struct FreeListAllocator {
     /// The smallest request the region served since it was last reset (see
     /// [padding](self#padding-and-granularity)).
     smallest_request: DeviceSize,
-    /// Every node boundary of the region is a multiple of this (a power of two, at most
-    /// [`MIN_SPLIT_PADDING`]): the least [quantum](Self::quantum) of the allocations since
-    /// the last reset.
+    /// Every node of the region starts on a multiple of this (a power of two, at most
+    /// [`MIN_SPLIT_PADDING`]): the least [quantum](Self::quantum) of the requests since the
+    /// last reset.
     boundary_quantum: DeviceAlignment,
     nodes: Vec<Node>,
     /// Head of the recycled-node list.
