@@ -196,8 +196,8 @@ use crate::layout::{align_down, align_up, on_same_page};
 /// taking no request until the allocation is freed, see
 /// [padding](self#padding-and-granularity)) rather than split off as a free node.
 const MIN_SPLIT_PADDING: DeviceSize = 64;
-/// The largest [quantum](FreeListAllocator::quantum): [`MIN_SPLIT_PADDING`], so that an
-/// allocation's slack is shorter than the padding split off as a free node.
+/// The largest boundary quantum: [`MIN_SPLIT_PADDING`], so that an allocation's slack is
+/// shorter than the padding split off as a free node.
 const MAX_QUANTUM: DeviceAlignment = match DeviceAlignment::new(MIN_SPLIT_PADDING) {
     Some(quantum) => quantum,
     None => panic!("MIN_SPLIT_PADDING is a power of two"),
@@ -254,8 +254,8 @@ pub struct FreeListAllocator {
     /// [padding](self#padding-and-granularity)).
     smallest_request: DeviceSize,
     /// Every node of the region starts on a multiple of this (a power of two, at most
-    /// [`MIN_SPLIT_PADDING`]): the least [quantum](Self::quantum) of the requests since the
-    /// last reset.
+    /// [`MAX_QUANTUM`]): the least alignment of the requests since the last reset, or
+    /// [`MAX_QUANTUM`] when that is larger.
     boundary_quantum: DeviceAlignment,
     nodes: Vec<Node>,
     /// Head of the recycled-node list.
@@ -635,30 +635,23 @@ unsafe impl Suballocator for FreeListAllocator {
         }
     }
 
-    /// Free bytes that touch are reported as one range: a free node, the slack of the
-    /// allocation before it, and the padding of the allocation after slack.
+    /// Free bytes that touch are reported as one range: the slack of an allocation, the free
+    /// node after it, and the padding of the allocation after that.
     fn for_each_range(&self, f: &mut dyn FnMut(RangeInfo)) {
-        // The free bytes `[from, to)` not yet reported.
-        let (mut from, mut to) = (0, 0);
+        // The nodes tile the region: the free bytes not yet reported are `[free_from, o)`, `o`
+        // the offset of the node at hand.
+        let mut free_from = 0;
         let mut idx = self.first;
         while idx != NONE {
             let node = &self.nodes[idx as usize];
             match node.state() {
-                State::Free => {
-                    if from == to {
-                        from = node.offset;
-                    }
-                    to = node.end();
-                }
+                State::Free => {}
                 State::Used(ty) => {
                     let (start, end) = (node.allocation_start(), node.allocation_end());
-                    if start > node.offset && from == to {
-                        from = node.offset;
-                    }
-                    if start > from {
+                    if start > free_from {
                         f(RangeInfo {
-                            offset: from,
-                            size: start - from,
+                            offset: free_from,
+                            size: start - free_from,
                             kind: RangeKind::Free,
                         });
                     }
@@ -667,16 +660,16 @@ unsafe impl Suballocator for FreeListAllocator {
                         size: end - start,
                         kind: RangeKind::Allocated(ty),
                     });
-                    (from, to) = (end, node.end());
+                    free_from = end;
                 }
                 State::Recycled => unreachable!("a recycled node is linked into the region"),
             }
             idx = node.next;
         }
-        if to > from {
+        if self.region_size > free_from {
             f(RangeInfo {
-                offset: from,
-                size: to - from,
+                offset: free_from,
+                size: self.region_size - free_from,
                 kind: RangeKind::Free,
             });
         }

@@ -26,26 +26,19 @@
 //!   allocation after it when it is shorter than every request the region has served.
 
 use super::node::{Node, State, NONE};
-use super::{FreeListAllocator, MAX_QUANTUM};
+use super::FreeListAllocator;
 use crate::layout::{padding_needed, DeviceAlignment, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 
 impl FreeListAllocator {
-    /// The quantum of a request at `alignment`: the alignment, capped at [`MAX_QUANTUM`].
-    /// The region's boundary quantum is the least of those of the requests since its reset.
-    #[inline(always)]
-    pub(super) fn quantum(alignment: DeviceAlignment) -> DeviceAlignment {
-        alignment.min(MAX_QUANTUM)
-    }
-
-    /// Lowers the boundary quantum to the quantum of a request at `alignment`, before the
+    /// Lowers the boundary quantum to a request's `alignment` when that is smaller, before the
     /// request is searched for (every node already starts on a multiple of the lower
-    /// quantum too, so the search may count on it).
+    /// quantum too, so the search may count on it). A quantum is at most [`MAX_QUANTUM`](super::MAX_QUANTUM),
+    /// so an alignment below it is no larger either.
     #[inline(always)]
     pub(super) fn lower_quantum(&mut self, alignment: DeviceAlignment) {
-        // The quantum only falls, and rarely.
         if alignment < self.boundary_quantum {
-            self.boundary_quantum = Self::quantum(alignment);
+            self.boundary_quantum = alignment;
         }
     }
 
