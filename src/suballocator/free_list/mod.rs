@@ -433,7 +433,6 @@ unsafe impl Suballocator for FreeListAllocator {
             return Err(SuballocatorError::FragmentedRegion);
         }
         let alignment = layout.alignment();
-        self.lower_quantum(alignment);
         let granularity = self.effective_granularity(allocation_type, buffer_image_granularity);
         // The steps find the range; one call takes it (so that `take` is inlined once).
         let (idx, start) = 'found: {
@@ -452,7 +451,8 @@ unsafe impl Suballocator for FreeListAllocator {
                 }
             }
             let worst_case = if granularity == DeviceAlignment::MIN {
-                // Every free node starts on a multiple of the boundary quantum.
+                // Every free node starts on a multiple of the boundary quantum (a request
+                // aligned to less needs no padding at all).
                 let a = alignment.as_devicesize();
                 size.checked_add(a - a.min(self.boundary_quantum.as_devicesize()))
             } else {
@@ -484,6 +484,7 @@ unsafe impl Suballocator for FreeListAllocator {
                 None => return Err(SuballocatorError::FragmentedRegion),
             }
         };
+        self.lower_quantum(alignment);
         Ok(self.take(idx, start, size, allocation_type))
     }
 

@@ -35,10 +35,12 @@ impl FreeListAllocator {
             return Err(SuballocatorError::FragmentedRegion);
         }
         let alignment = layout.alignment();
-        self.lower_quantum(alignment);
         let granularity = self.effective_granularity(allocation_type, granularity);
         match search(self, size, alignment, allocation_type, granularity) {
-            Some((idx, start)) => Ok(self.take(idx, start, size, allocation_type)),
+            Some((idx, start)) => {
+                self.lower_quantum(alignment);
+                Ok(self.take(idx, start, size, allocation_type))
+            }
             None => Err(SuballocatorError::FragmentedRegion),
         }
     }

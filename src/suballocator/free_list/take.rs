@@ -31,10 +31,11 @@ use crate::layout::{padding_needed, DeviceAlignment, DeviceSize};
 use crate::suballocator::{AllocationType, Suballocation, SuballocationHandle};
 
 impl FreeListAllocator {
-    /// Lowers the boundary quantum to a request's `alignment` when that is smaller, before the
-    /// request is searched for (every node already starts on a multiple of the lower
-    /// quantum too, so the search may count on it). A quantum is at most [`MAX_QUANTUM`](super::MAX_QUANTUM),
-    /// so an alignment below it is no larger either.
+    /// Lowers the boundary quantum to a request's `alignment` when that is smaller, once the
+    /// request has found its range and before [`take`](Self::take) cuts it: a request that
+    /// fails changes nothing (the search needs no lower quantum: every node starts on a
+    /// multiple of the higher one, hence of the alignment). A quantum is at most
+    /// [`MAX_QUANTUM`](super::MAX_QUANTUM), so an alignment below it is no larger either.
     #[inline(always)]
     pub(super) fn lower_quantum(&mut self, alignment: DeviceAlignment) {
         if alignment < self.boundary_quantum {

@@ -1,7 +1,8 @@
 //! The slack after an allocation and the boundary quantum (see the `take` module): free bytes,
 //! reported as free, given back at the free; every range starts on a multiple of the quantum,
 //! so a request at that alignment takes a range of its own size; a request aligned to less
-//! lowers the quantum; the granularity checks give the answers they give without slack.
+//! lowers the quantum when it succeeds; the granularity checks give the answers they give
+//! without slack.
 
 use super::*;
 
@@ -70,14 +71,21 @@ fn a_request_at_the_quantum_takes_a_range_of_its_own_size() {
     c.free_all_and_reuse(64 * KIB);
 }
 
-/// A request aligned to less than the quantum lowers it before the search; the allocations
-/// after it are packed at their own alignment again, their padding absorbed as before.
+/// A request aligned to less than the quantum lowers it once it has found its range (a
+/// request that fails changes nothing); the allocations after it are packed at their own
+/// alignment again, their padding absorbed as before.
 #[test]
 fn a_request_aligned_to_less_lowers_the_quantum() {
     let mut c = checker(1024, 1);
     assert_eq!(alloc(&mut c, 10, 64, Linear), 0);
     assert_eq!(c.sub.boundary_quantum, al(64));
     assert_eq!(ranges(&c.sub)[1], (10, 1014, None));
+    // Too large for the region: it fails, and the quantum stays.
+    assert_eq!(
+        c.allocate(layout(1000, 1), Linear),
+        Err(SuballocatorError::FragmentedRegion)
+    );
+    assert_eq!(c.sub.boundary_quantum, al(64));
     assert_eq!(alloc(&mut c, 3, 4, Linear), 64);
     assert_eq!(c.sub.boundary_quantum, al(4));
     // The 3-byte allocation's node ends at 68; the next request at 16 starts at 80, its 12
